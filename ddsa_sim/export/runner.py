@@ -1,0 +1,208 @@
+"""Run an export: plan, create or resume the store, render and write samples in parallel.
+
+Execution back ends (the same tasks, the same store, bit-identical results):
+
+* in-process (``workers=1``, no scheduler);
+* local worker processes (``workers=N``): ``ProcessPoolExecutor`` with the ``spawn`` start method
+  (zarr keeps an event-loop thread, which must not be forked);
+* a Dask cluster (``scheduler="tcp://host:8786"``, or ``"local:N"`` for a ``LocalCluster`` of N
+  single-threaded worker processes).
+
+A task is a short list of sample specs of one CT; the worker renders and writes each sample
+straight into the store (which must be on a filesystem all workers share) and returns the indices
+it completed. Each worker process keeps its own :class:`~ddsa_sim.export.sample.CTCache`, so a CT
+is read once per worker, not once per sample.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import sys
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ddsa_sim import InputError
+from ddsa_sim.export.config import DatasetConfig
+from ddsa_sim.export.plan import SampleSpec, plan_dataset, plan_fingerprint, resolve_ct_entries
+from ddsa_sim.export.sample import peek_voxels, render_sample, worker_cache
+from ddsa_sim.export.store import (array_handles, check_resumable, completed, create_store, open_store, remove_partials,
+                                   write_sample)
+
+
+@dataclass
+class ExportResult:
+    """What a run did."""
+
+    store: Path
+    n_samples: int
+    written: int
+    skipped: int
+    preview: Path | None = None
+    indices: list[int] = field(default_factory=list)
+
+
+def export_chunk(store_path: str, specs: list[SampleSpec], cache_size: int = 1) -> list[int]:
+    """Worker task: render and write ``specs`` into the store; returns the indices written."""
+    root = open_store(store_path, mode="r+")
+    handles = array_handles(root)
+    cache = worker_cache(cache_size)
+    done = []
+    for spec in specs:
+        arrays = render_sample(spec, cache)
+        write_sample(root, spec, arrays, handles)
+        done.append(spec.index)
+    return done
+
+
+def make_tasks(specs: Iterable[SampleSpec], chunk_size: int) -> list[list[SampleSpec]]:
+    """Group specs by CT (in plan order), then cut each group into chunks of ``chunk_size``."""
+    tasks = []
+    ordered = sorted(specs, key=lambda s: s.index)
+    for _, group in groupby(ordered, key=lambda s: (s.ct_source, s.labels_source)):
+        g = list(group)
+        tasks.extend(g[j:j + chunk_size] for j in range(0, len(g), chunk_size))
+    return tasks
+
+
+def preflight(config: DatasetConfig) -> None:
+    """Fail fast, before any store is written: every CT exists and is not above ``max_ct_voxels``
+    (from the file header where the format allows)."""
+    for ct in resolve_ct_entries(config):
+        n = peek_voxels(ct.source)
+        if n is not None and n > config.max_ct_voxels:
+            raise InputError(f"{ct.source}: CT has {n:,} voxels, above max_ct_voxels={config.max_ct_voxels:,} "
+                             f"(about {n * 5 / 2**30:.1f} GiB per worker); crop or resample it, or raise the limit")
+        if ct.labels is not None:
+            peek_voxels(ct.labels)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="sample", desc="export", disable=not enabled,
+                smoothing=0.1, dynamic_ncols=True, file=sys.stderr)
+
+
+def _run_local(store: str, tasks: list[list[SampleSpec]], workers: int, cache_size: int,
+               on_done: Callable[[list[int]], None]) -> None:
+    if workers <= 1:
+        for t in tasks:
+            on_done(export_chunk(store, t, cache_size))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(export_chunk, store, t, cache_size) for t in tasks]
+        try:
+            for fut in cf.as_completed(futures):
+                on_done(fut.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _run_dask(store: str, tasks: list[list[SampleSpec]], scheduler: str, cache_size: int,
+              on_done: Callable[[list[int]], None]) -> None:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise InputError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
+    cluster = None
+    if scheduler.startswith("local:"):
+        try:
+            n = int(scheduler.split(":", 1)[1])
+            assert n >= 1
+        except (ValueError, AssertionError):
+            raise InputError(f"--scheduler: '{scheduler}' should be local:N with N >= 1") from None
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except OSError as exc:
+            raise InputError(f"--scheduler: cannot connect to {scheduler} ({exc})") from None
+    try:
+        futures = [client.submit(export_chunk, store, t, cache_size, pure=False) for t in tasks]
+        for fut in as_completed(futures):
+            on_done(fut.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, scheduler: str | None = None,
+               resume: bool = False, progress: bool = True, chunk_size: int | None = None,
+               preview: bool = True) -> ExportResult:
+    """Export a dataset (or finish an interrupted one with ``resume=True``).
+
+    Parameters
+    ----------
+    config : DatasetConfig
+        Validated config (``--count`` / ``--seed`` already applied).
+    store_path : path
+        Output Zarr store (a directory; on a shared filesystem for a multi-node cluster).
+    workers : int
+        Local worker processes (1: in this process). Ignored with ``scheduler``.
+    scheduler : str, optional
+        Dask scheduler address, or ``local:N`` to start a LocalCluster of N processes.
+    resume : bool
+        Continue an existing store: only incomplete samples are rendered. The store must have been
+        created from the same config (else InputError).
+    chunk_size : int, optional
+        Samples per task (default: small enough to keep every worker busy, at most 16).
+    preview : bool
+        Write ``STORE/preview.png`` at the end.
+
+    Raises
+    ------
+    InputError
+        Existing store without ``resume``, different config on resume, missing or huge CT.
+    """
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    store_path = Path(store_path)
+    specs = plan_dataset(config)
+    resolved = config.resolved()
+    fingerprint = plan_fingerprint(specs)
+    preflight(config)
+    if resume and store_path.exists():
+        root = open_store(store_path, mode="r+")
+        check_resumable(root, resolved, fingerprint, store_path)
+        remove_partials(store_path)
+    else:
+        root = create_store(store_path, resolved, len(specs), config.image_shape,
+                            extra_attrs={"plan_sha256": fingerprint,
+                                         "cts": [vars(c) for c in resolve_ct_entries(config)]})
+    done_mask = completed(root)
+    pending = [s for s in specs if not done_mask[s.index]]
+    n_par = workers if scheduler is None else 4
+    size = chunk_size or max(1, min(16, len(pending) // (4 * n_par) or 1))
+    tasks = make_tasks(pending, size)
+    bar = _progress(len(specs), int(done_mask.sum()), progress)
+    written: list[int] = []
+
+    def on_done(idx: list[int]) -> None:
+        written.extend(idx)
+        bar.update(len(idx))
+
+    try:
+        if scheduler:
+            _run_dask(str(store_path), tasks, scheduler, config.ct_cache_size, on_done)
+        else:
+            _run_local(str(store_path), tasks, workers, config.ct_cache_size, on_done)
+    finally:
+        bar.close()
+    result = ExportResult(store_path, len(specs), len(written), len(specs) - len(pending), indices=sorted(written))
+    if not np.all(completed(root)):
+        raise RuntimeError(f"{store_path}: {int((~completed(root)).sum())} sample(s) incomplete after the run")
+    if preview:
+        from ddsa_sim.export.preview import write_preview
+
+        result.preview = write_preview(root, store_path / "preview.png", seed=config.seed)
+    return result

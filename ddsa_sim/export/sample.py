@@ -1,0 +1,310 @@
+"""Render one sample of a dataset: the glue between a :class:`SampleSpec` and the physics.
+
+Contract
+--------
+``render_sample(spec, cache) -> dict[str, np.ndarray]`` returns, for ``(H, W) = spec.image_shape``:
+
+* the images of ``docs/store_format.md``: ``mask``, ``contrast``, ``contrast_clean``,
+  ``dsa_target``, ``iodine_mg_per_cm2`` (float32, (H, W)) and ``vessel_mask`` (uint8, (H, W));
+* ``isocenter_mm`` (float64, (3,), world LPS) and ``projection_matrix`` (float64, (3, 4),
+  world mm -> pixel index of the stored, binned and cropped image).
+
+It is a pure function of ``spec`` (and the CT files): every random choice comes from generators
+seeded by ``spec.seed`` / ``spec.vessel_source["seed"]``, so a sample re-rendered alone on any worker
+is bit-identical to the stored one.
+
+Renderers are picked by ``spec.renderer`` from :data:`RENDERERS`:
+
+* ``"scene"``: the physics (``ddsa_sim.scene``), wired by the scene owner in :func:`_render_scene`.
+* ``"synthetic"``: TEMPORARY / TEST ONLY. Deterministic fake images made from a crude CT line
+  integral and a random 2D vessel walk; fast; not physics. ``renderer_options.delay_s`` makes it
+  sleep (used by the kill-and-resume test).
+
+Memory per worker (see ``docs/export.md``): the :class:`CTCache` holds at most ``max_items`` CTs,
+each ``4 bytes * voxels`` (float32 HU) plus ``1 byte * voxels`` (uint8 labels), plus one sample's
+arrays (``6 * 4 * H * W`` bytes) and the renderer's own working memory. CTs with more than
+``spec.max_ct_voxels`` voxels are refused before their voxels are read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ddsa_sim import InputError
+from ddsa_sim.export.plan import SampleSpec
+
+IMAGE_ARRAYS: tuple[str, ...] = ("mask", "contrast", "contrast_clean", "dsa_target", "iodine_mg_per_cm2",
+                                 "vessel_mask")
+IMAGE_DTYPES: dict[str, np.dtype] = {name: np.dtype(np.float32) for name in IMAGE_ARRAYS[:-1]}
+IMAGE_DTYPES["vessel_mask"] = np.dtype(np.uint8)
+
+
+@dataclass
+class LoadedCT:
+    """A CT held in a worker's cache: HU volume (float32) and optional label map (uint8/uint16)."""
+
+    ct: "object"  # ddsa_sim.volumes.volume.Volume
+    labels: "object | None"
+
+    @property
+    def nbytes(self) -> int:
+        n = self.ct.data.nbytes
+        return n + (self.labels.data.nbytes if self.labels is not None else 0)
+
+
+def _source_path(source: str) -> Path:
+    from ddsa_sim.data import resolve_builtin
+
+    return resolve_builtin(source) if source.startswith("builtin:") else Path(source)
+
+
+def peek_voxels(source: str) -> int | None:
+    """Voxel count of a CT from its header only (NIfTI), or None when that needs a full read."""
+    path = _source_path(source)
+    if not path.exists():
+        raise InputError(f"{source}: no such file or folder")
+    if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        try:
+            return int(np.prod(nib.load(str(path)).shape[:3]))
+        except Exception as exc:
+            raise InputError(f"{path}: cannot read NIfTI header ({exc.__class__.__name__}: {exc})") from None
+    return None
+
+
+def _refuse_huge(source: str, n_voxels: int, max_voxels: int) -> None:
+    if n_voxels > max_voxels:
+        gib = n_voxels * 5 / 2**30
+        raise InputError(f"{source}: CT has {n_voxels:,} voxels (about {gib:.1f} GiB as float32 + labels), above "
+                         f"max_ct_voxels={max_voxels:,}; crop or resample it, or raise max_ct_voxels")
+
+
+def load_ct(ct_source: str, labels_source: str | None, max_voxels: int) -> LoadedCT:
+    """Read a CT (HU, float32) and its label map (uint8, or uint16 above 255 labels).
+
+    Raises
+    ------
+    InputError
+        Unreadable file, not a CT, label map on another grid, or more than ``max_voxels`` voxels
+        (checked from the header before the voxels are read, where the format allows).
+    """
+    from ddsa_sim.volumes.readers import read_ct, read_volume
+
+    n = peek_voxels(ct_source)
+    if n is not None:
+        _refuse_huge(ct_source, n, max_voxels)
+    ct = read_ct(ct_source)
+    _refuse_huge(ct_source, int(ct.data.size), max_voxels)
+    if ct.data.dtype != np.float32:
+        ct = ct.with_data(ct.data.astype(np.float32))
+    labels = None
+    if labels_source is not None:
+        labels = read_volume(labels_source)
+        if labels.shape != ct.shape:
+            raise InputError(f"{labels_source}: label map shape {labels.shape} differs from CT {ct.shape}")
+        top = float(labels.data.max()) if labels.data.size else 0.0
+        labels = labels.with_data(np.rint(labels.data).astype(np.uint8 if top <= 255 else np.uint16))
+    return LoadedCT(ct, labels)
+
+
+class CTCache:
+    """Per-worker LRU of loaded CTs, keyed by ``(ct_source, labels_source)``.
+
+    Parameters
+    ----------
+    max_items : int
+        CTs kept at once (memory: ``max_items * 5 bytes * voxels``).
+    loader : callable, optional
+        ``loader(ct_source, labels_source, max_voxels) -> LoadedCT``; :func:`load_ct` by default.
+    """
+
+    def __init__(self, max_items: int = 1, loader: Callable[[str, str | None, int], LoadedCT] | None = None):
+        self.max_items = max(1, int(max_items))
+        self.loader = loader or load_ct
+        self.loads = 0  # how many times a CT was read (tests: once per CT per worker)
+        self._items: OrderedDict[tuple[str, str | None], LoadedCT] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ct_source: str, labels_source: str | None, max_voxels: int) -> LoadedCT:
+        """The loaded CT, read on first use; the least recently used one is dropped when full."""
+        key = (ct_source, labels_source)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            while len(self._items) >= self.max_items:
+                self._items.popitem(last=False)  # free before loading the next
+            item = self.loader(ct_source, labels_source, max_voxels)
+            self.loads += 1
+            self._items[key] = item
+            return item
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_WORKER_CACHE: CTCache | None = None
+
+
+def worker_cache(max_items: int = 1) -> CTCache:
+    """The CT cache of this process (one per worker process; created on first use)."""
+    global _WORKER_CACHE
+    if _WORKER_CACHE is None or _WORKER_CACHE.max_items != max(1, int(max_items)):
+        _WORKER_CACHE = CTCache(max_items)
+    return _WORKER_CACHE
+
+
+# ----------------------------------------------------------------------------- geometry
+def sample_carm(spec: SampleSpec, ct_center_mm: np.ndarray):
+    """The C-arm of a sample: isocenter at CT centre + offset, binned detector."""
+    from ddsa_sim.geometry.carm import CArm
+
+    iso = np.asarray(ct_center_mm, dtype=np.float64) + np.asarray(spec.isocenter_offset_mm, dtype=np.float64)
+    carm = CArm(isocenter_mm=tuple(float(x) for x in iso), alpha=spec.alpha_deg, beta=spec.beta_deg,
+                gamma=spec.gamma_deg, sensor_height=spec.detector_rows, sensor_width=spec.detector_cols,
+                pixel_size=spec.pixel_mm)
+    return carm.binned(spec.binning)
+
+
+def crop_origin(spec: SampleSpec) -> tuple[int, int]:
+    """(row, col) of the stored image's first pixel in the binned detector (centre crop)."""
+    hb, wb = spec.detector_rows // spec.binning, spec.detector_cols // spec.binning
+    h, w = spec.image_shape
+    return (hb - h) // 2, (wb - w) // 2
+
+
+def sample_geometry(spec: SampleSpec, ct_center_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(isocenter_mm (3,), projection_matrix (3, 4))`` of the stored (binned, cropped) image."""
+    carm = sample_carm(spec, ct_center_mm)
+    r0, c0 = crop_origin(spec)
+    shift = np.array([[1.0, 0.0, -c0], [0.0, 1.0, -r0], [0.0, 0.0, 1.0]])
+    return np.asarray(carm.isocenter_mm, dtype=np.float64), shift @ carm.projection_matrix
+
+
+# ----------------------------------------------------------------------------- renderers
+def _render_scene(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarray]:
+    """The physics path (``ddsa_sim.scene``). To be wired by the scene owner."""
+    try:
+        import ddsa_sim.scene  # noqa: F401
+    except ImportError:
+        raise InputError("renderer 'scene' needs ddsa_sim.scene, which is not available yet; "
+                         "set `renderer: synthetic` for a test run") from None
+    raise InputError("renderer 'scene': ddsa_sim.export.sample._render_scene is not wired to ddsa_sim.scene yet")
+
+
+def _vessel_walk(vessel_seed: int, shape: tuple[int, int]) -> np.ndarray:
+    """TEMPORARY: iodine path length (cm) of a random 2D vessel walk, fixed per tree seed."""
+    h, w = shape
+    rng = np.random.default_rng(vessel_seed)
+    thick = np.zeros(shape, dtype=np.float64)
+    yy, xx = np.mgrid[0:h, 0:w]
+    n_branch = 2 + int(rng.integers(0, 3))
+    for _ in range(n_branch):
+        p = np.array([h * (0.3 + 0.4 * rng.random()), w * (0.3 + 0.4 * rng.random())])
+        heading = 2 * np.pi * rng.random()
+        radius_px = max(0.6, 0.03 * min(h, w) * (0.5 + rng.random()))
+        for _ in range(max(4, (h + w) // 4)):
+            heading += 0.4 * rng.standard_normal()
+            p = p + np.array([np.sin(heading), np.cos(heading)]) * radius_px
+            d2 = (yy - p[0]) ** 2 + (xx - p[1]) ** 2
+            # radius_px pixels of ~1 mm: chord length through a cylinder, in cm
+            thick = np.maximum(thick, 0.2 * np.sqrt(np.clip(radius_px**2 - d2, 0, None)) / 10)
+            radius_px = max(0.6, radius_px * 0.985)
+    return thick
+
+
+def _render_synthetic(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarray]:
+    """TEMPORARY / TEST ONLY: deterministic fake images (see module docstring). Not physics."""
+    delay = float(spec.renderer_options.get("delay_s", 0.0))
+    if delay > 0:
+        time.sleep(delay)
+    loaded = cache.get(spec.ct_source, spec.labels_source, spec.max_ct_voxels)
+    ct = loaded.ct
+    h, w = spec.image_shape
+    rng = np.random.default_rng(spec.seed)
+    density = np.clip(0.001029 * ct.data.astype(np.float64) + 1.03, 0.0, None)
+    area = density.sum(axis=1) * float(ct.spacing_mm[1]) / 10.0  # g/cm^2, shape (I, K)
+    # nearest-neighbour view of the line-integral image, shifted with the pose
+    ri = ((np.arange(h) + 0.5) / h * area.shape[0] + spec.alpha_deg / 10.0).astype(int) % area.shape[0]
+    ci = ((np.arange(w) + 0.5) / w * area.shape[1] + spec.beta_deg / 10.0).astype(int) % area.shape[1]
+    mu_tissue = 0.2 * (70.0 / spec.kvp)  # cm^2/g, crude
+    mask_clean = mu_tissue * area[np.ix_(ri, ci)]
+    thick_cm = np.roll(_vessel_walk(int(spec.vessel_source["seed"]), (h, w)),
+                       (int(spec.alpha_deg) % max(h, 1) // 8, int(spec.beta_deg) % max(w, 1) // 8), axis=(0, 1))
+    iodine = spec.iodine_mg_per_ml * thick_cm  # mg/cm^2
+    dsa_target = iodine * 0.03 * (70.0 / spec.kvp) ** 2  # -ln(I_c/I_m), crude mass attenuation of iodine
+    mask_at_contrast = mask_clean
+    if spec.motion != "none":
+        mask_at_contrast = np.roll(mask_clean, tuple(int(v) for v in rng.integers(-2, 3, size=2)), axis=(0, 1))
+    contrast_clean = mask_at_contrast + dsa_target
+
+    def record(clean: np.ndarray) -> np.ndarray:
+        if not spec.noise:
+            return clean
+        counts = rng.poisson(spec.photons_per_pixel * np.exp(-clean))
+        return -np.log(np.maximum(counts, 1) / spec.photons_per_pixel)
+
+    iso, proj = sample_geometry(spec, ct.center_mm)
+    return {
+        "mask": record(mask_clean).astype(np.float32),
+        "contrast": record(contrast_clean).astype(np.float32),
+        "contrast_clean": contrast_clean.astype(np.float32),
+        "dsa_target": dsa_target.astype(np.float32),
+        "iodine_mg_per_cm2": iodine.astype(np.float32),
+        "vessel_mask": (iodine > 0).astype(np.uint8),
+        "isocenter_mm": iso,
+        "projection_matrix": proj,
+    }
+
+
+RENDERERS: dict[str, Callable[[SampleSpec, CTCache], dict[str, np.ndarray]]] = {
+    "scene": _render_scene,
+    "synthetic": _render_synthetic,
+}
+
+
+def check_sample(spec: SampleSpec, arrays: dict[str, np.ndarray]) -> None:
+    """Raise RuntimeError when a renderer broke the contract (names, shapes, dtypes, finiteness)."""
+    shapes = {name: tuple(spec.image_shape) for name in IMAGE_ARRAYS}
+    shapes.update(isocenter_mm=(3,), projection_matrix=(3, 4))
+    for name, shape in shapes.items():
+        if name not in arrays:
+            raise RuntimeError(f"renderer '{spec.renderer}' returned no '{name}' for sample {spec.index}")
+        a = arrays[name]
+        if a.shape != shape:
+            raise RuntimeError(f"renderer '{spec.renderer}': '{name}' has shape {a.shape}, expected {shape}")
+        if name in IMAGE_DTYPES and a.dtype != IMAGE_DTYPES[name]:
+            raise RuntimeError(f"renderer '{spec.renderer}': '{name}' is {a.dtype}, expected {IMAGE_DTYPES[name]}")
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            raise RuntimeError(f"renderer '{spec.renderer}': '{name}' of sample {spec.index} has NaN/inf")
+
+
+def render_sample(spec: SampleSpec, cache: CTCache | None = None) -> dict[str, np.ndarray]:
+    """Render one sample (see the module docstring for the returned arrays).
+
+    Parameters
+    ----------
+    spec : SampleSpec
+        The sample (from :func:`ddsa_sim.export.plan.plan_dataset`).
+    cache : CTCache, optional
+        This worker's CT cache (default: the process-wide one).
+
+    Raises
+    ------
+    InputError
+        Unknown renderer, unreadable or too large CT.
+    """
+    if spec.renderer not in RENDERERS:
+        raise InputError(f"renderer: unknown '{spec.renderer}'; known: {', '.join(sorted(RENDERERS))}")
+    cache = cache if cache is not None else worker_cache()
+    arrays = RENDERERS[spec.renderer](spec, cache)
+    check_sample(spec, arrays)
+    return arrays

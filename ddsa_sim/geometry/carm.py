@@ -1,0 +1,188 @@
+"""A C-arm with DeepDRR ``MobileCArm``'s parameters, defaults and frame chain, on killeengeo types.
+
+Frames (all mm):
+
+* ``world``: patient LPS.
+* ``device``: the C-arm base. For a supine, head-first patient (the default ``world_from_device``)
+  device +x points to the patient's feet (LPS -z), +y to the patient's left (LPS +x) and +z up,
+  anterior (LPS -y). Hence, as in DeepDRR, ``alpha > 0`` turns the detector towards the patient's
+  right (RAO) and ``beta > 0`` towards the feet (CAU).
+* ``arm``: rotates with the C: ``device_from_arm = [R_y(beta) R_x(alpha) | isocenter]``.
+* ``camera3d``: origin at the X-ray source, +z along the principal ray (source -> detector); the
+  source sits ``source_to_isocenter_vertical_distance`` below the isocenter (arm -z).
+  ``rotate_camera_left`` turns the image 90 degrees and ``gamma`` rolls the detector, as DeepDRR.
+* image index ``(u, v)`` = (column, row) in pixels; the centre of pixel ``[row, col]`` is at
+  ``(col + 0.5, row + 0.5)`` (killeengeo ``from_sizes`` puts the principal point at the sensor centre).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import killeengeo as kg
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from ddsa_sim import InputError
+
+#: world_from_device for a supine, head-first patient in LPS (columns: device x, y, z in world).
+SUPINE_WORLD_FROM_DEVICE = np.array(
+    [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
+
+
+def _rt(rotation: np.ndarray | None = None, translation=None) -> np.ndarray:
+    m = np.eye(4)
+    if rotation is not None:
+        m[:3, :3] = rotation
+    if translation is not None:
+        m[:3, 3] = translation
+    return m
+
+
+@dataclass(frozen=True)
+class CArm:
+    """C-arm device (DeepDRR ``MobileCArm`` parameters and defaults; angles in degrees, lengths mm).
+
+    ``isocenter_mm`` is given in WORLD coordinates (usually the centre of the CT or the region of
+    interest); ``sensor_height``/``sensor_width`` are pixel counts after ``binning``.
+    """
+
+    isocenter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    alpha: float = 0.0
+    beta: float = 0.0
+    gamma: float = 0.0
+    source_to_detector_distance: float = 1020.0
+    source_to_isocenter_vertical_distance: float = 530.0
+    source_to_isocenter_horizontal_offset: float = 0.0
+    sensor_height: int = 1536
+    sensor_width: int = 1536
+    pixel_size: float = 0.194
+    min_alpha: float = -40.0
+    max_alpha: float = 110.0
+    min_beta: float = -225.0
+    max_beta: float = 225.0
+    rotate_camera_left: bool = True
+    world_from_device: np.ndarray = field(default_factory=lambda: SUPINE_WORLD_FROM_DEVICE.copy(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.min_alpha <= self.alpha <= self.max_alpha:
+            raise InputError(f"alpha={self.alpha} deg is outside the C-arm limits [{self.min_alpha}, {self.max_alpha}]")
+        if not self.min_beta <= self.beta <= self.max_beta:
+            raise InputError(f"beta={self.beta} deg is outside the C-arm limits [{self.min_beta}, {self.max_beta}]")
+        for name in ("source_to_detector_distance", "source_to_isocenter_vertical_distance", "pixel_size"):
+            v = getattr(self, name)
+            if not np.isfinite(v) or v <= 0:
+                raise InputError(f"{name} must be positive, got {v}")
+        if self.source_to_isocenter_vertical_distance >= self.source_to_detector_distance:
+            raise InputError("source_to_isocenter_vertical_distance must be smaller than source_to_detector_distance")
+        if int(self.sensor_height) < 1 or int(self.sensor_width) < 1:
+            raise InputError(f"detector size must be at least 1x1, got {self.sensor_height}x{self.sensor_width}")
+        if not np.all(np.isfinite(self.isocenter_mm)):
+            raise InputError(f"isocenter_mm must be finite, got {self.isocenter_mm}")
+
+    # ---------------------------------------------------------------- frames
+    def at(self, **pose) -> "CArm":
+        """The same device at another pose (``alpha``, ``beta``, ``gamma``, ``isocenter_mm``)."""
+        return replace(self, **pose)
+
+    def binned(self, factor: int) -> "CArm":
+        """Detector binning: ``factor`` x ``factor`` pixels combined (size / factor, pixel * factor)."""
+        if factor < 1:
+            raise InputError(f"binning factor must be >= 1, got {factor}")
+        return replace(self, sensor_height=self.sensor_height // factor, sensor_width=self.sensor_width // factor,
+                       pixel_size=self.pixel_size * factor)
+
+    @property
+    def device_from_world(self) -> np.ndarray:
+        return np.linalg.inv(self.world_from_device)
+
+    @property
+    def device_from_arm(self) -> np.ndarray:
+        rot = Rotation.from_euler("xy", [self.alpha, self.beta], degrees=True).as_matrix()
+        iso_device = (self.device_from_world @ np.append(self.isocenter_mm, 1.0))[:3]
+        return _rt(rot, iso_device)
+
+    @property
+    def camera3d_from_world(self) -> np.ndarray:
+        camera3d_from_arm = _rt(translation=[0.0, -self.source_to_isocenter_horizontal_offset,
+                                             self.source_to_isocenter_vertical_distance])
+        if self.rotate_camera_left:
+            camera3d_from_arm = _rt(Rotation.from_euler("z", 90, degrees=True).as_matrix()) @ camera3d_from_arm
+        gamma = _rt(Rotation.from_euler("z", self.gamma, degrees=True).as_matrix())
+        return gamma @ camera3d_from_arm @ np.linalg.inv(self.device_from_arm) @ self.device_from_world
+
+    @property
+    def intrinsic(self) -> np.ndarray:
+        """3x3 camera matrix K (pixels)."""
+        f = self.source_to_detector_distance / self.pixel_size
+        return np.array([[f, 0.0, self.sensor_width / 2.0], [0.0, f, self.sensor_height / 2.0], [0.0, 0.0, 1.0]])
+
+    @property
+    def projection_matrix(self) -> np.ndarray:
+        """3x4 matrix P: homogeneous world point (mm, LPS) -> homogeneous image index (u=col, v=row)."""
+        return self.intrinsic @ self.camera3d_from_world[:3, :]
+
+    # ----------------------------------------------------------- killeengeo
+    def camera_projection(self) -> kg.CameraProjection:
+        """This view as a killeengeo ``CameraProjection`` (the type DeepDRR's projector consumes)."""
+        intrinsic = kg.CameraIntrinsicTransform.from_sizes(
+            sensor_size=(self.sensor_width, self.sensor_height), pixel_size=self.pixel_size,
+            source_to_detector_distance=self.source_to_detector_distance)
+        return kg.CameraProjection(intrinsic, kg.FrameTransform(self.camera3d_from_world))
+
+    # --------------------------------------------------------- positions
+    @property
+    def source_mm(self) -> np.ndarray:
+        """X-ray focal spot in world mm."""
+        return np.linalg.inv(self.camera3d_from_world)[:3, 3]
+
+    @property
+    def principal_ray(self) -> np.ndarray:
+        """Unit vector (world) from the source towards the detector centre."""
+        return np.linalg.inv(self.camera3d_from_world)[:3, 2]
+
+    @property
+    def detector_center_mm(self) -> np.ndarray:
+        return self.source_mm + self.source_to_detector_distance * self.principal_ray
+
+    def detector_corners_mm(self) -> np.ndarray:
+        """World positions (mm) of the detector corners at pixel index (0,0), (W,0), (W,H), (0,H)."""
+        uv = np.array([[0, 0], [self.sensor_width, 0], [self.sensor_width, self.sensor_height],
+                       [0, self.sensor_height]], dtype=np.float64)
+        return self.pixel_to_world(uv)
+
+    def pixel_to_world(self, uv: np.ndarray) -> np.ndarray:
+        """World positions (mm) on the detector plane of continuous image indices ``(u, v)``, shape (N, 2)."""
+        uv = np.atleast_2d(np.asarray(uv, dtype=np.float64))
+        rays_cam = np.column_stack([uv, np.ones(len(uv))]) @ np.linalg.inv(self.intrinsic).T
+        pts_cam = rays_cam * self.source_to_detector_distance  # z = SDD in camera3d
+        world_from_cam = np.linalg.inv(self.camera3d_from_world)
+        return pts_cam @ world_from_cam[:3, :3].T + world_from_cam[:3, 3]
+
+    def project(self, points_mm: np.ndarray) -> np.ndarray:
+        """Image index (u, v) (pixels) of world points (mm), shape (N, 2)."""
+        pts = np.atleast_2d(np.asarray(points_mm, dtype=np.float64))
+        h = np.column_stack([pts, np.ones(len(pts))]) @ self.projection_matrix.T
+        return h[:, :2] / h[:, 2:3]
+
+    def ray_directions(self) -> np.ndarray:
+        """Unit ray directions (world) from the source through every pixel centre, shape (H, W, 3)."""
+        v, u = np.mgrid[0:self.sensor_height, 0:self.sensor_width].astype(np.float64) + 0.5
+        pts = self.pixel_to_world(np.column_stack([u.ravel(), v.ravel()]))
+        d = pts - self.source_mm
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        return d.reshape(self.sensor_height, self.sensor_width, 3)
+
+    def to_dict(self) -> dict:
+        """JSON-safe description of this view (pose, device, projection matrix, positions)."""
+        return {
+            "alpha_deg": float(self.alpha), "beta_deg": float(self.beta), "gamma_deg": float(self.gamma),
+            "isocenter_mm": [float(x) for x in self.isocenter_mm],
+            "source_to_detector_distance_mm": float(self.source_to_detector_distance),
+            "source_to_isocenter_mm": float(self.source_to_isocenter_vertical_distance),
+            "detector_rows": int(self.sensor_height), "detector_cols": int(self.sensor_width),
+            "pixel_size_mm": float(self.pixel_size),
+            "source_mm": self.source_mm.tolist(), "detector_center_mm": self.detector_center_mm.tolist(),
+            "projection_matrix": self.projection_matrix.tolist(),
+        }

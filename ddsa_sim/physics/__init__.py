@@ -1,0 +1,75 @@
+"""X-ray physics: spectra (SpekPy), attenuation (xraydb), detector response, noise, scatter.
+
+This package knows nothing of the projector, scene, export or training code. Units are in the
+names: ``_kev``, ``_mm``, ``_g_per_cm2``, ``_g_per_cc``, ``_mg_i_per_ml``. See docs/physics.md.
+"""
+
+from ddsa_sim.physics.attenuation import (
+    MATERIALS,
+    Material,
+    attenuation_matrix,
+    contrast_agent_material,
+    displaced_blood_g_per_mg_iodine,
+    get_material,
+    iodinated_blood,
+    mass_attenuation,
+)
+from ddsa_sim.physics.detector import (
+    Detector,
+    integrate_spectrum,
+    neglog,
+    spectral_weights,
+)
+from ddsa_sim.physics.noise import (
+    add_electronic_noise,
+    add_quantum_noise,
+    photons_per_pixel_from_mas,
+)
+from ddsa_sim.physics.scatter import (
+    AntiScatterGrid,
+    ScatterParams,
+    add_scatter,
+    scatter_kernel_superposition,
+    spr_model,
+    water_equivalent_thickness_mm,
+)
+from ddsa_sim.physics.spectra import (
+    PRESETS,
+    Spectrum,
+    get_spectrum,
+    load_spectrum_file,
+    preset_spectrum,
+    spekpy_spectrum,
+    tabulated_spectrum,
+)
+
+__all__ = [
+    "MATERIALS",
+    "PRESETS",
+    "AntiScatterGrid",
+    "Detector",
+    "Material",
+    "ScatterParams",
+    "Spectrum",
+    "add_electronic_noise",
+    "add_quantum_noise",
+    "add_scatter",
+    "attenuation_matrix",
+    "contrast_agent_material",
+    "displaced_blood_g_per_mg_iodine",
+    "get_material",
+    "get_spectrum",
+    "integrate_spectrum",
+    "iodinated_blood",
+    "load_spectrum_file",
+    "mass_attenuation",
+    "neglog",
+    "photons_per_pixel_from_mas",
+    "preset_spectrum",
+    "scatter_kernel_superposition",
+    "spectral_weights",
+    "spekpy_spectrum",
+    "spr_model",
+    "tabulated_spectrum",
+    "water_equivalent_thickness_mm",
+]

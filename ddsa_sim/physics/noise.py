@@ -1,0 +1,188 @@
+"""Quantum and electronic noise on flat-field-normalised images.
+
+Exposure: photons per pixel at the detector either given directly (``N0``) or from the tube output
+in mAs via SpekPy's absolute fluence (photons / mm^2 / mAs at 1 m), the inverse-square law and the
+pixel area (:func:`photons_per_pixel_from_mas`).
+
+Quantum noise: counts ~ Poisson(N0 * I/I0), independently per pixel and per call (so a mask and a
+contrast frame drawn with one generator are independent realisations). The noise (counts minus their
+mean) can then be correlated with a kernel; the mean is untouched.
+
+* ``"deepdrr3x3"``: DeepDRR's 3x3 kernel (Wang et al., Med Phys 41(7) 2014), see
+  :data:`ddsa_sim.physics.detector.DEEPDRR_NOISE_KERNEL`; its squared weights sum to 0.9944, so
+  the per-pixel variance is kept.
+* a float ``sigma`` (pixels): a Gaussian kernel normalised to unit *sum of squares*, so the
+  per-pixel variance is kept and only the noise power spectrum narrows.
+
+Detector blur that also acts on the signal is :class:`ddsa_sim.physics.detector.Detector` ``blur``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ddsa_sim import InputError
+from ddsa_sim.physics.detector import DEEPDRR_NOISE_KERNEL, apply_kernel
+
+__all__ = [
+    "add_electronic_noise",
+    "add_quantum_noise",
+    "correlate_noise",
+    "noise_kernel",
+    "photons_per_pixel_from_mas",
+]
+
+
+def _positive(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v <= 0:
+        raise InputError(f"{name} must be > 0, got {value!r}")
+    return v
+
+
+def photons_per_pixel_from_mas(
+    mas: float,
+    kvp: float,
+    sid_mm: float,
+    pixel_size_mm: float,
+    filter_al_mm: float = 2.5,
+    filter_cu_mm: float = 0.0,
+    anode_angle_deg: float = 12.0,
+    min_kev: float = 10.0,
+    detector_efficiency: float = 1.0,
+) -> float:
+    """Expected unattenuated photons per detector pixel for an exposure.
+
+    ``N0 = F(1 m) * mAs * (1000 / SID_mm)^2 * pixel_size_mm^2 * efficiency``, with F the SpekPy
+    fluence (photons / mm^2 / mAs at 1 m) above ``min_kev``.
+
+    Parameters
+    ----------
+    mas : float
+        Tube current-time product per frame, mAs.
+    kvp, filter_al_mm, filter_cu_mm, anode_angle_deg, min_kev
+        Spectrum settings, as :func:`ddsa_sim.physics.spectra.spekpy_spectrum`.
+    sid_mm : float
+        Source-to-image (detector) distance, mm.
+    pixel_size_mm : float
+        Detector pixel pitch, mm (square pixels).
+    detector_efficiency : float
+        Fraction of incident photons detected (quantum efficiency, 0-1]. 1 by default.
+    """
+    from ddsa_sim.physics.spectra import spekpy_spectrum
+
+    mas = _positive("mas", mas)
+    sid = _positive("sid_mm", sid_mm)
+    px = _positive("pixel_size_mm", pixel_size_mm)
+    eff = _positive("detector_efficiency", detector_efficiency)
+    if eff > 1:
+        raise InputError(f"detector_efficiency must be <= 1, got {eff:g}")
+    s = spekpy_spectrum(float(kvp), float(filter_al_mm), float(filter_cu_mm), float(anode_angle_deg), 1.0, float(min_kev))
+    flu = s.photons_per_mm2_per_mas_at_1m
+    assert flu is not None
+    return float(flu * mas * (1000.0 / sid) ** 2 * px * px * eff)
+
+
+def noise_kernel(correlation: str | float | None) -> np.ndarray | None:
+    """Noise-correlation kernel: None for ``"none"``/None/0, DeepDRR's 3x3, or a Gaussian (sigma px)
+    normalised to unit sum of squares (variance preserving)."""
+    if correlation is None:
+        return None
+    if isinstance(correlation, str):
+        c = correlation.strip().lower()
+        if c == "none":
+            return None
+        if c == "deepdrr3x3":
+            return DEEPDRR_NOISE_KERNEL.copy()
+        if c.startswith("gaussian"):
+            try:
+                sigma = float(c.split(":", 1)[1])
+            except (IndexError, ValueError):
+                raise InputError(f"correlation {correlation!r}: write 'gaussian:<sigma_px>'") from None
+            return noise_kernel(sigma)
+        raise InputError(f"correlation {correlation!r} unknown; use 'none', 'deepdrr3x3' or a sigma in pixels")
+    try:
+        sigma = float(correlation)
+    except (TypeError, ValueError):
+        raise InputError(f"correlation must be 'none', 'deepdrr3x3' or a number, got {correlation!r}") from None
+    if not np.isfinite(sigma) or sigma < 0:
+        raise InputError(f"correlation sigma must be >= 0 pixels, got {correlation!r}")
+    if sigma == 0:
+        return None
+    r = max(1, int(np.ceil(4 * sigma)))
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    k = np.outer(g, g)
+    return k / np.sqrt(np.sum(k * k))
+
+
+def correlate_noise(noise: np.ndarray, correlation: str | float | None) -> np.ndarray:
+    """Correlate a zero-mean noise field (..., H, W) with :func:`noise_kernel` (reflecting edges)."""
+    return apply_kernel(noise, noise_kernel(correlation))
+
+
+def add_quantum_noise(
+    relative_intensity: Any,
+    photons_per_pixel: float,
+    rng: np.random.Generator,
+    correlation: str | float | None = "none",
+) -> np.ndarray:
+    """Poisson quantum noise on a relative-intensity image.
+
+    Parameters
+    ----------
+    relative_intensity : array_like
+        (..., H, W) noise-free I/I0 (>= 0; scatter included if wanted).
+    photons_per_pixel : float
+        N0, expected photons per pixel without an object.
+    rng : numpy.random.Generator
+    correlation : {"none", "deepdrr3x3"} or float
+        Noise correlation (see module docstring); a float is a Gaussian sigma in pixels.
+
+    Returns
+    -------
+    np.ndarray
+        float64 noisy I/I0 = (N0 I + correlated(Poisson(N0 I) - N0 I)) / N0. Its variance is
+        ~ I / N0, so var(-ln(I/I0)) ~ 1 / (N0 I).
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise InputError("rng must be a numpy.random.Generator")
+    n0 = _positive("photons_per_pixel", photons_per_pixel)
+    i = np.asarray(relative_intensity, dtype=np.float64)
+    if not np.all(np.isfinite(i)) or np.any(i < 0):
+        raise InputError("relative_intensity must be finite and >= 0")
+    lam = n0 * i
+    noise = rng.poisson(lam).astype(np.float64) - lam
+    kernel = noise_kernel(correlation)
+    if kernel is not None:
+        if i.ndim < 2:
+            raise InputError("noise correlation needs a 2-D image")
+        noise = apply_kernel(noise, kernel)
+    return (lam + noise) / n0
+
+
+def add_electronic_noise(
+    relative_intensity: Any, std_photons: float, photons_per_pixel: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Additive Gaussian detector (electronic) noise, std given in photons per pixel.
+
+    Returns ``I + N(0, std_photons / N0)`` (relative-intensity units).
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise InputError("rng must be a numpy.random.Generator")
+    n0 = _positive("photons_per_pixel", photons_per_pixel)
+    try:
+        std = float(std_photons)
+    except (TypeError, ValueError):
+        raise InputError(f"std_photons must be a number, got {std_photons!r}") from None
+    if not np.isfinite(std) or std < 0:
+        raise InputError(f"std_photons must be >= 0, got {std_photons!r}")
+    i = np.asarray(relative_intensity, dtype=np.float64)
+    if std == 0:
+        return i.copy()
+    return i + rng.normal(0.0, std / n0, size=i.shape)

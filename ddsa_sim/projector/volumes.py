@@ -1,0 +1,79 @@
+"""What the projector needs of a volume: density (g/cm^3), material labels and a world placement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ddsa_sim import InputError
+from ddsa_sim.volumes import Volume, hu_to_density, material_labels, segment_by_threshold
+
+
+@dataclass
+class ProjectorVolume:
+    """A volume ready for ray marching.
+
+    Parameters
+    ----------
+    name : str
+        Key of this volume in the projector's outputs (e.g. ``"ct"``, ``"vessels"``).
+    density_g_per_cc : float32 (I, J, K)
+        Mass density of the material in each voxel (g/cm^3); zero voxels cost nothing and add nothing.
+    labels : uint8 (I, J, K)
+        Index into ``materials`` per voxel.
+    materials : tuple of str
+        Material names (physics.attenuation names) by label value.
+    world_from_voxel : float64 (4, 4)
+        Voxel index -> world mm (LPS).
+    displaces : dict of str -> float
+        Mass of another material removed per unit mass of this volume (g/g): an iodine volume
+        displacing blood. Applied linearly to the area densities when volumes are combined.
+    """
+
+    name: str
+    density_g_per_cc: np.ndarray
+    labels: np.ndarray
+    materials: tuple[str, ...]
+    world_from_voxel: np.ndarray
+    displaces: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.density_g_per_cc = np.ascontiguousarray(self.density_g_per_cc, dtype=np.float32)
+        self.labels = np.ascontiguousarray(self.labels, dtype=np.uint8)
+        self.world_from_voxel = np.asarray(self.world_from_voxel, dtype=np.float64)
+        if self.density_g_per_cc.ndim != 3 or self.labels.shape != self.density_g_per_cc.shape:
+            raise InputError(f"volume '{self.name}': density and labels must be 3D arrays of one shape")
+        if not np.all(np.isfinite(self.density_g_per_cc)):
+            raise InputError(f"volume '{self.name}': density has NaN or infinite voxels")
+        if np.any(self.density_g_per_cc < 0):
+            raise InputError(f"volume '{self.name}': density must be non-negative")
+        if self.labels.size and int(self.labels.max()) >= len(self.materials):
+            raise InputError(f"volume '{self.name}': label {int(self.labels.max())} has no material name")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.density_g_per_cc.shape)  # type: ignore[return-value]
+
+    @property
+    def nbytes(self) -> int:
+        return self.density_g_per_cc.nbytes + self.labels.nbytes
+
+    def corners_mm(self) -> np.ndarray:
+        lo, hi = -0.5, np.array(self.shape) - 0.5
+        ijk = np.array([[x, y, z, 1.0] for x in (lo, hi[0]) for y in (lo, hi[1]) for z in (lo, hi[2])])
+        return (ijk @ self.world_from_voxel.T)[:, :3]
+
+    @classmethod
+    def from_ct(cls, ct: Volume, name: str = "ct") -> "ProjectorVolume":
+        """A CT in HU -> DeepDRR density and its material masks (thresholds when it has none)."""
+        mats = ct.materials or segment_by_threshold(ct.data)
+        labels, names = material_labels(mats)
+        return cls(name, hu_to_density(ct.data), labels, names, ct.affine)
+
+    @classmethod
+    def single_material(cls, name: str, density_g_per_cc: np.ndarray, affine: np.ndarray, material: str,
+                        displaces: dict[str, float] | None = None) -> "ProjectorVolume":
+        """A volume of one material, e.g. iodine (g/cm^3 = mgI/ml / 1000) on a fine vessel grid."""
+        dens = np.asarray(density_g_per_cc, dtype=np.float32)
+        return cls(name, dens, np.zeros(dens.shape, np.uint8), (material,), affine, dict(displaces or {}))

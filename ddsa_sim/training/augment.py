@@ -1,0 +1,147 @@
+"""Batch augmentation on tensors and the training-batch pipeline.
+
+Augmentation works on a stack ``(B, 2, H, W)`` = ``[base, target]`` where ``base = input - target`` is the
+non-vessel part of the input. Geometric transforms (flips, affine, piecewise-smooth warp) and blur act on
+the whole stack, so input and target receive the *identical* transform; ``multiply`` scales both
+(a global attenuation change); ``contrast`` scales the target only (an iodine concentration change), so
+``input = base + target`` stays exact. Every random draw comes from the given ``torch.Generator``.
+
+Pipeline of :func:`make_training_batch` (published: random crop 512 -> augment -> centre crop 384):
+random crop ``crop_size`` -> augment -> noise injection on ``base`` -> centre crop ``patch_size`` ->
+normalise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from kornia.geometry.transform import get_affine_matrix2d, warp_affine
+
+from ddsa_sim.training.config import AugmentConfig, DataConfig
+from ddsa_sim.training.noise_injection import blur_per_sample, inject_noise
+from ddsa_sim.training.normalization import Normalization
+
+
+def _rand(n: int, lo: float, hi: float, g: torch.Generator, dev: torch.device) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g, device=dev)
+
+
+def _coin(n: int, p: float, g: torch.Generator, dev: torch.device) -> torch.Tensor:
+    return torch.rand(n, generator=g, device=dev) < p
+
+
+def _select(m: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(m.view(-1, 1, 1, 1), a, b)
+
+
+def random_affine(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Per-sample scale / rotation / shear about the image centre (reflection padding)."""
+    b, _, h, w = x.shape
+    dev = x.device
+    scale = _rand(b, *cfg.scale_range, g, dev)
+    angle = _rand(b, -cfg.rotation_deg, cfg.rotation_deg, g, dev)
+    sh = math.radians(cfg.shear_deg)
+    sx = _rand(b, -sh, sh, g, dev)
+    sy = _rand(b, -sh, sh, g, dev)
+    center = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=dev).expand(b, 2)
+    m = get_affine_matrix2d(torch.zeros(b, 2, device=dev), center, scale[:, None].expand(b, 2), angle, sx, sy)
+    return warp_affine(x, m[:, :2, :].to(x.dtype), (h, w), padding_mode="reflection", align_corners=True)
+
+
+def random_smooth_warp(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Piecewise-smooth (elastic-like) warp: random control-grid displacements, bicubic upsampled."""
+    b, _, h, w = x.shape
+    dev = x.device
+    n = cfg.elastic_grid
+    disp = torch.randn(b, 2, n, n, generator=g, device=dev) * (2 * cfg.elastic_scale)  # normalised coords
+    disp = F.interpolate(disp, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+    ys = torch.linspace(-1, 1, h, device=dev)
+    xs = torch.linspace(-1, 1, w, device=dev)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1)[None] + disp
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="reflection", align_corners=True)
+
+
+def augment_pair(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Augment a ``(B, 2, H, W)`` stack ``[base, target]`` (see module docstring).
+
+    Parameters
+    ----------
+    x
+        Stack of base (input minus target) and target, -ln domain.
+    cfg
+        Probabilities and ranges.
+    g
+        Random source on ``x.device``.
+    """
+    if not cfg.enabled:
+        return x
+    b = x.shape[0]
+    dev = x.device
+    x = _select(_coin(b, cfg.p_hflip, g, dev), x.flip(-1), x)
+    x = _select(_coin(b, cfg.p_vflip, g, dev), x.flip(-2), x)
+    if cfg.p_affine > 0:
+        m = _coin(b, cfg.p_affine, g, dev)
+        x = _select(m, random_affine(x, cfg, g), x)
+    if cfg.p_elastic > 0:
+        m = _coin(b, cfg.p_elastic, g, dev)
+        x = _select(m, random_smooth_warp(x, cfg, g), x)
+    if cfg.p_blur > 0:
+        m = _coin(b, cfg.p_blur, g, dev)
+        sigma = _rand(b, *cfg.blur_sigma_range, g, dev)
+        x = _select(m, blur_per_sample(x, sigma), x)
+    if cfg.p_multiply > 0:
+        m = _coin(b, cfg.p_multiply, g, dev)
+        f = torch.where(m, _rand(b, *cfg.multiply_range, g, dev), torch.ones(b, device=dev))
+        x = x * f.view(-1, 1, 1, 1)
+    if cfg.p_contrast > 0:
+        m = _coin(b, cfg.p_contrast, g, dev)
+        c = torch.where(m, _rand(b, *cfg.contrast_range, g, dev), torch.ones(b, device=dev))
+        x = torch.cat([x[:, :1], x[:, 1:] * c.view(-1, 1, 1, 1)], dim=1)
+    return x
+
+
+def random_crop(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+    """Independent random ``size x size`` crop per batch element (clipped to the image size)."""
+    b, _, h, w = x.shape
+    ch, cw = min(size, h), min(size, w)
+    oy = torch.randint(0, h - ch + 1, (b,), generator=g, device=x.device).tolist()
+    ox = torch.randint(0, w - cw + 1, (b,), generator=g, device=x.device).tolist()
+    return torch.stack([x[i, :, y : y + ch, xx : xx + cw] for i, (y, xx) in enumerate(zip(oy, ox))])
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre ``size x size`` crop (clipped to the image size)."""
+    h, w = x.shape[-2:]
+    ch, cw = min(size, h), min(size, w)
+    y, xx = (h - ch) // 2, (w - cw) // 2
+    return x[..., y : y + ch, xx : xx + cw]
+
+
+def make_training_batch(
+    batch: dict[str, torch.Tensor],
+    cfg: DataConfig,
+    norm: Normalization,
+    g: torch.Generator,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collated dataset items -> normalised ``(input, target)`` training patches on ``device``.
+
+    Without noise injection the recorded ``contrast`` is the input; with it, noise is injected on
+    ``contrast_clean - dsa_target`` (the motion-consistent clean mask part).
+    """
+    target = batch["dsa_target"].to(device, non_blocking=True).float()
+    src = batch["contrast_clean" if cfg.noise.enabled else "contrast"].to(device, non_blocking=True).float()
+    stack = torch.cat([src - target, target], dim=1)
+    stack = random_crop(stack, cfg.crop_size, g)
+    stack = augment_pair(stack, cfg.augment, g)
+    base, target = stack[:, :1], stack[:, 1:]
+    if cfg.noise.enabled:
+        inp, target = inject_noise(base, target, g, cfg.noise.photons_range, cfg.noise.blur_sigma_range)
+    else:
+        inp = base + target
+    inp = center_crop(inp, cfg.patch_size)
+    target = center_crop(target, cfg.patch_size)
+    return norm.norm_input(inp), norm.norm_target(target)

@@ -1,0 +1,99 @@
+"""``ddsa-sim train | evaluate | infer`` commands (plain typer functions; see :func:`register`).
+
+Bad input prints one line ``error: ...`` on stderr and exits with status 2 (no traceback).
+"""
+
+# no ``from __future__ import annotations``: typer reads the real annotation objects.
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from ddsa_sim import InputError
+
+
+def _guard(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@_guard
+def train(
+    config: Path = typer.Argument(..., help="training config YAML (see experiments/)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="exported Zarr store (overrides data.store)"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="override optim.max_steps"),
+    out: Path = typer.Option(..., "-o", "--out", help="run directory (best.pt, last.pt, tb/)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from RUNDIR/last.pt"),
+) -> None:
+    """Train a DDSA U-Net / U-Net-GAN (use torchrun --nproc_per_node N for DDP)."""
+    from ddsa_sim.training.config import load_config
+    from ddsa_sim.training.loop import run_training
+
+    cfg = load_config(config)
+    res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume)
+    if res.rank == 0:
+        last = res.losses[-1][1] if res.losses else float("nan")
+        print(json.dumps({"step": res.step, "start_step": res.start_step, "last_loss": last,
+                          "best_score": res.best_score, "best": str(Path(out) / "best.pt"),
+                          "last": str(Path(out) / "last.pt")}))
+
+
+@_guard
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="checkpoint (.pt)"),
+    data: Path = typer.Option(..., "--data", help="exported Zarr store"),
+    split: str = typer.Option("test", "--split"),
+    out_png: Optional[Path] = typer.Option(None, "--out-png", help="comparison grid PNG "
+                                           "(default: next to the checkpoint, eval_<split>.png)"),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples"),
+) -> None:
+    """Print network vs conventional-DSA metrics as one JSON object and write a comparison grid."""
+    from ddsa_sim.training.evaluate import evaluate_checkpoint
+
+    png = out_png if out_png is not None else Path(checkpoint).parent / f"eval_{split}.png"
+    res = evaluate_checkpoint(checkpoint, data, split, png, max_samples=max_samples)
+    print(json.dumps(res))
+
+
+@_guard
+def infer(
+    checkpoint: Path = typer.Argument(..., help="checkpoint (.pt)"),
+    input: Path = typer.Argument(..., help="PNG / TIFF / DICOM file or a directory of them"),
+    out: Path = typer.Option(..., "-o", "--out", help="output file (same format) or directory"),
+    input_domain: str = typer.Option("auto", "--input-domain", help="auto | log | intensity"),
+    i0: Optional[float] = typer.Option(None, "--i0", help="unattenuated intensity for -ln(I/I0)"),
+) -> None:
+    """Extract DSA from contrast frames; writes the input's format plus preview PNGs."""
+    from ddsa_sim.training.infer import infer_path
+
+    if input_domain not in ("auto", "log", "intensity"):
+        raise InputError(f"--input-domain must be auto, log or intensity, not {input_domain!r}")
+    for p in infer_path(checkpoint, input, out, input_domain, i0):  # type: ignore[arg-type]
+        print(p)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``evaluate`` and ``infer`` to the main ``ddsa-sim`` app."""
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+    app.command("infer")(infer)
+
+
+def main() -> None:  # pragma: no cover - convenience for `python -m ddsa_sim.training.cli`
+    app = typer.Typer(add_completion=False)
+    register(app)
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,191 @@
+"""Typed training configuration, read from YAML.
+
+A training run is described by one YAML file validated into :class:`TrainConfig`. Unknown keys and bad
+values raise :class:`ddsa_sim.InputError` with a one-line message naming the offending field, e.g.
+``error: config.yaml: model.depth: Input should be greater than or equal to 1``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ddsa_sim import InputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class NoiseInjectionConfig(_Strict):
+    """Poisson noise injected on the mask part of the input (the target stays clean)."""
+
+    enabled: bool = True
+    photons_range: tuple[float, float] = (50_000.0, 125_000.0)  # N0 ~ 1000 * U(50, 125)
+    blur_sigma_range: tuple[float, float] = (0.3, 1.0)
+
+
+class AugmentConfig(_Strict):
+    """Augmentation probabilities and ranges (geometric transforms hit input and target alike)."""
+
+    enabled: bool = True
+    p_hflip: float = Field(0.5, ge=0, le=1)
+    p_vflip: float = Field(0.5, ge=0, le=1)
+    p_affine: float = Field(0.5, ge=0, le=1)
+    scale_range: tuple[float, float] = (0.5, 1.5)
+    rotation_deg: float = Field(180.0, ge=0, le=180)
+    shear_deg: float = Field(25.0, ge=0, le=60)
+    p_blur: float = Field(0.2, ge=0, le=1)
+    blur_sigma_range: tuple[float, float] = (0.3, 1.5)
+    p_elastic: float = Field(0.2, ge=0, le=1)
+    elastic_grid: int = Field(4, ge=2, le=32)  # control points per side of the smooth warp
+    elastic_scale: float = Field(0.03, ge=0, le=0.2)  # displacement std, fraction of the patch size
+    p_multiply: float = Field(0.5, ge=0, le=1)
+    multiply_range: tuple[float, float] = (0.7, 1.3)
+    p_contrast: float = Field(0.3, ge=0, le=1)
+    contrast_range: tuple[float, float] = (0.5, 1.5)
+
+
+class DataConfig(_Strict):
+    """Data source and patch sizes."""
+
+    store: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: int = Field(512, ge=8)
+    patch_size: int = Field(384, ge=8)
+    batch_size: int = Field(4, ge=1)
+    num_workers: int = Field(0, ge=0)
+    in_memory: bool = False
+    max_val_samples: int = Field(64, ge=1)
+    norm_samples: int = Field(256, ge=1)
+    noise: NoiseInjectionConfig = NoiseInjectionConfig()
+    augment: AugmentConfig = AugmentConfig()
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "DataConfig":
+        if self.patch_size > self.crop_size:
+            raise ValueError(f"patch_size {self.patch_size} > crop_size {self.crop_size}")
+        return self
+
+
+class ModelConfig(_Strict):
+    """U-Net architecture. ``depth`` is the number of down-samplings."""
+
+    in_channels: int = Field(1, ge=1)
+    out_channels: int = Field(1, ge=1)
+    base_channels: int = Field(64, ge=1)
+    max_channels: int = Field(1024, ge=1)
+    depth: int = Field(5, ge=1, le=8)
+    norm: Literal["none", "batch", "instance", "group"] = "none"
+    up_mode: Literal["transpose", "bilinear"] = "transpose"
+    down_mode: Literal["maxpool", "stride"] = "maxpool"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    negative_slope: float = Field(0.01, ge=0, lt=1)
+
+
+class GANConfig(_Strict):
+    """Conditional WGAN-GP critic (on input + output) and its schedule."""
+
+    enabled: bool = False
+    critic_channels: int = Field(64, ge=1)
+    critic_depth: int = Field(4, ge=1, le=8)
+    gp_lambda: float = Field(10.0, ge=0)
+    critic_steps: int = Field(4, ge=1)
+    l1_weight: float = Field(10.0, ge=0)
+    lr: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.9)
+
+
+class OptimConfig(_Strict):
+    """Generator optimiser, losses and schedule."""
+
+    lr: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    loss: dict[Literal["l1", "l2", "ssim"], float] = {"l1": 1.0}
+    max_steps: int = Field(1000, ge=1)
+    val_every: int = Field(200, ge=1)
+    log_every: int = Field(20, ge=1)
+    ckpt_every: int = Field(200, ge=1)
+    image_every: int = Field(200, ge=1)
+    grad_clip: float | None = None
+    amp: bool = True
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    best_metric: Literal["psnr", "ssim", "l1"] = "psnr"
+
+    @model_validator(mode="after")
+    def _loss(self) -> "OptimConfig":
+        if not self.loss or all(w == 0 for w in self.loss.values()):
+            raise ValueError("loss needs at least one non-zero weight among l1, l2, ssim")
+        return self
+
+
+class TrainConfig(_Strict):
+    """A whole training run."""
+
+    name: str = "ddsa"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    gan: GANConfig = GANConfig()
+    optim: OptimConfig = OptimConfig()
+
+    def to_json(self) -> str:
+        """Config as a JSON string (stored inside checkpoints)."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        """Inverse of :meth:`to_json`."""
+        return cls.model_validate(json.loads(text))
+
+
+def _field_error(exc: ValidationError, source: str) -> InputError:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+    msg = err["msg"].replace("\n", " ")
+    return InputError(f"{source}: {loc}: {msg}")
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Validate a plain dict into a :class:`TrainConfig`.
+
+    Raises
+    ------
+    ddsa_sim.InputError
+        One line naming the first bad field.
+    """
+    try:
+        return TrainConfig.model_validate(data or {})
+    except ValidationError as exc:
+        raise _field_error(exc, source) from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a YAML training config.
+
+    Parameters
+    ----------
+    path
+        YAML file.
+
+    Returns
+    -------
+    TrainConfig
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is not None and not isinstance(data, dict):
+        raise InputError(f"{path}: top level must be a mapping")
+    return parse_config(data or {}, source=str(path))

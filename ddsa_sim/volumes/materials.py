@@ -1,0 +1,117 @@
+"""HU -> density and material segmentation, as DeepDRR 1.2.2 does it, plus label-map materials.
+
+DeepDRR's conversion (DESIGN.md §3):
+``rho = max(0, min(0.001029 * HU + 1.030, 0.0005886 * HU + 1.03))`` g/cm^3, and the thresholds
+``air <= -800 HU < soft tissue <= 350 HU < bone``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ddsa_sim import InputError
+from ddsa_sim.volumes.volume import Volume
+
+AIR_MAX_HU = -800.0
+SOFT_TISSUE_MAX_HU = 350.0
+BLOOD_HU = 40.0  # unenhanced blood, for the virtual non-contrast image
+
+#: Default CT material names, in label order (label value = index).
+CT_MATERIALS = ("air", "soft tissue", "bone")
+
+# TotalSegmentator class name patterns -> material. First match wins; unmatched classes keep the
+# threshold material. Lungs become "lung" (air-filled tissue), bones "bone", vessels and heart "blood".
+TOTALSEG_MATERIAL_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"^lung", "lung"),
+    (r"^(vertebrae|rib|sternum|clavicula|scapula|humerus|hip|sacrum|femur|skull|costal)", "bone"),
+    (r"(aorta|artery|vein|vena_cava|heart|atrial|ventricle|pulmonary|trunk|brachiocephalic|iliac_)", "blood"),
+)
+
+
+def hu_to_density(hu: np.ndarray) -> np.ndarray:
+    """Mass density (g/cm^3, float32) from Hounsfield units, DeepDRR's piecewise-linear fit."""
+    hu = np.asarray(hu, dtype=np.float32)
+    rho = np.minimum(np.float32(0.001029) * hu + np.float32(1.030), np.float32(0.0005886) * hu + np.float32(1.03))
+    return np.maximum(rho, np.float32(0.0))
+
+
+def segment_by_threshold(hu: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean masks ``air`` (HU <= -800), ``soft tissue`` (-800 < HU <= 350), ``bone`` (HU > 350)."""
+    hu = np.asarray(hu)
+    air = hu <= AIR_MAX_HU
+    bone = hu > SOFT_TISSUE_MAX_HU
+    return {"air": air, "soft tissue": ~air & ~bone, "bone": bone}
+
+
+def material_for_class(class_name: str) -> str | None:
+    """Material of a TotalSegmentator class name, or None when thresholds should decide."""
+    for pattern, material in TOTALSEG_MATERIAL_PATTERNS:
+        if re.search(pattern, class_name):
+            return material
+    return None
+
+
+def segment_with_labels(hu: np.ndarray, labels: np.ndarray, classes: dict[str, int]) -> dict[str, np.ndarray]:
+    """Threshold materials refined by a label map (e.g. TotalSegmentator).
+
+    Labelled voxels take the material of their class (``lung``, ``bone``, ``blood``); bone
+    thresholds still win inside soft-tissue classes (calcifications), and air stays air.
+    """
+    if labels.shape != hu.shape:
+        raise InputError(f"label map shape {labels.shape} differs from CT shape {hu.shape}")
+    masks = segment_by_threshold(hu)
+    extra: dict[str, np.ndarray] = {}
+    for name, value in classes.items():
+        material = material_for_class(name)
+        if material is None:
+            continue
+        sel = labels == value
+        if not sel.any():
+            continue
+        if material == "bone":
+            take = sel & ~masks["air"]
+        else:
+            take = sel & masks["soft tissue"] if material == "blood" else sel
+        for m in masks.values():
+            m &= ~take
+        for m in extra.values():
+            m &= ~take
+        extra.setdefault(material, np.zeros(hu.shape, dtype=bool))
+        extra[material] |= take
+    for k, v in extra.items():
+        masks[k] = masks.get(k, np.zeros(hu.shape, dtype=bool)) | v
+    return masks
+
+
+def material_labels(materials: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Mutually exclusive boolean masks -> (uint8 label volume, material names by label)."""
+    names = tuple(materials)
+    if len(names) > 255:
+        raise InputError("at most 255 materials per volume")
+    shape = next(iter(materials.values())).shape
+    labels = np.zeros(shape, dtype=np.uint8)
+    covered = np.zeros(shape, dtype=bool)
+    for i, name in enumerate(names):
+        m = np.asarray(materials[name], dtype=bool)
+        if np.any(covered & m):
+            raise InputError(f"material '{name}' overlaps another material")
+        labels[m] = i
+        covered |= m
+    if not covered.all():
+        raise InputError("material masks leave voxels without a material")
+    return labels, names
+
+
+def ct_with_materials(ct: Volume, labels: Volume | None = None, classes: dict[str, int] | None = None) -> Volume:
+    """The CT with its material masks filled in (thresholds, refined by a label map if given)."""
+    if labels is not None:
+        if classes is None:
+            raise InputError("a label map needs its class names (classes=...)")
+        if labels.shape != ct.shape or not np.allclose(labels.affine, ct.affine, atol=1e-3):
+            raise InputError(f"{labels.name}: label map grid differs from the CT grid of {ct.name}")
+        mats = segment_with_labels(ct.data, np.rint(labels.data).astype(np.int32), classes)
+    else:
+        mats = segment_by_threshold(ct.data)
+    return ct.with_data(ct.data, materials=mats)

@@ -1,0 +1,173 @@
+"""CT readers: NIfTI, DICOM series, numpy arrays and builtin names, all into LPS world mm."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ddsa_sim import InputError
+from ddsa_sim.data import resolve_builtin
+from ddsa_sim.volumes.volume import Volume
+
+LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def from_array(data: np.ndarray, affine: np.ndarray, name: str = "<array>") -> Volume:
+    """Wrap an array and a voxel -> world (mm, LPS) affine as a :class:`Volume`."""
+    return Volume(np.asarray(data), np.asarray(affine, dtype=np.float64), name=name)
+
+
+def read_nifti(path: str | Path) -> Volume:
+    """Read a NIfTI (.nii / .nii.gz) volume; the RAS affine of the file is converted to LPS."""
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # nibabel raises many types for a bad file
+        raise InputError(f"{path}: cannot read NIfTI ({exc.__class__.__name__}: {exc})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
+    if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
+        raise InputError(f"{path}: voxel spacing (pixdim) must be positive and finite, got {zooms.tolist()}")
+    return Volume(data, LPS_FROM_RAS @ img.affine, name=str(path))
+
+
+def read_dicom_series(folder: str | Path) -> Volume:
+    """Read a folder holding one DICOM CT series.
+
+    Slices are sorted by ImagePositionPatient along the slice normal, RescaleSlope/Intercept are
+    applied (values in HU), and the affine is built from ImageOrientationPatient and PixelSpacing.
+    DICOM patient coordinates are LPS already. A series with mixed orientation, missing slices or
+    uneven slice spacing is refused.
+    """
+    import pydicom
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else [folder]
+    slices = []
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=False)
+        except Exception:
+            continue  # not a DICOM file (DICOMDIR, notes...): ignore it
+        if "PixelData" not in ds:
+            continue
+        slices.append((f, ds))
+    if not slices:
+        raise InputError(f"{folder}: no DICOM image found")
+    uids = {str(ds.get("SeriesInstanceUID", "")) for _, ds in slices}
+    if len(uids) > 1:
+        raise InputError(f"{folder}: holds {len(uids)} series; point to a folder with one series")
+
+    def field(ds, name, f):
+        if name not in ds:
+            raise InputError(f"{f}: DICOM field {name} is missing")
+        return np.asarray(ds.get(name), dtype=np.float64)
+
+    iop = [field(ds, "ImageOrientationPatient", f) for f, ds in slices]
+    if any(not np.allclose(o, iop[0], atol=1e-4) for o in iop):
+        raise InputError(f"{folder}: ImageOrientationPatient differs between slices (mixed orientation)")
+    row_dir, col_dir = iop[0][:3], iop[0][3:]
+    normal = np.cross(row_dir, col_dir)
+    pos = np.array([field(ds, "ImagePositionPatient", f) for f, ds in slices])
+    order = np.argsort(pos @ normal)
+    slices = [slices[i] for i in order]
+    pos = pos[order]
+    ps = field(slices[0][1], "PixelSpacing", slices[0][0])
+    if np.any(ps <= 0) or not np.all(np.isfinite(ps)):
+        raise InputError(f"{slices[0][0]}: PixelSpacing must be positive, got {ps.tolist()}")
+
+    if len(slices) > 1:
+        gaps = np.diff(pos @ normal)
+        if np.any(gaps <= 1e-6):
+            raise InputError(f"{folder}: two slices share the same position")
+        step = np.median(gaps)
+        if np.any(gaps > 1.5 * step):
+            i = int(np.argmax(gaps))
+            raise InputError(f"{folder}: missing slice(s) after {slices[i][0].name} (gap {gaps[i]:.3g} mm, "
+                             f"spacing {step:.3g} mm)")
+        if np.any(np.abs(gaps - step) > max(0.01 * step, 1e-3)):
+            raise InputError(f"{folder}: uneven slice spacing ({gaps.min():.4g}..{gaps.max():.4g} mm)")
+        slice_vec = (pos[-1] - pos[0]) / (len(slices) - 1)
+    else:
+        thickness = float(slices[0][1].get("SpacingBetweenSlices", slices[0][1].get("SliceThickness", 1.0)))
+        slice_vec = normal * thickness
+
+    planes = []
+    for f, ds in slices:
+        try:
+            arr = ds.pixel_array.astype(np.float32)
+        except Exception as exc:
+            raise InputError(f"{f}: cannot decode pixel data ({exc})") from None
+        slope = float(ds.get("RescaleSlope", 1.0))
+        intercept = float(ds.get("RescaleIntercept", 0.0))
+        planes.append(arr * slope + intercept)
+    if any(p.shape != planes[0].shape for p in planes):
+        raise InputError(f"{folder}: slices have different sizes")
+    # pixel_array is (rows, columns); our i runs along a row (row_dir), j down the columns (col_dir)
+    data = np.stack([p.T for p in planes], axis=2)
+    affine = np.eye(4)
+    affine[:3, 0] = row_dir * ps[1]
+    affine[:3, 1] = col_dir * ps[0]
+    affine[:3, 2] = slice_vec
+    affine[:3, 3] = pos[0]
+    return Volume(data, affine, name=str(folder))
+
+
+def read_volume(source: str | Path) -> Volume:
+    """Read a volume from a path (NIfTI file, DICOM file or folder) or a ``builtin:`` name."""
+    source_str = str(source)
+    path = resolve_builtin(source_str) if source_str.startswith("builtin:") else Path(source_str)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir() or path.suffix.lower() in (".dcm", ".ima") or _is_dicom(path):
+        vol = read_dicom_series(path)
+    elif path.name.lower().endswith((".nii", ".nii.gz")):
+        vol = read_nifti(path)
+    else:
+        raise InputError(f"{path}: unknown volume format (expected .nii, .nii.gz, a DICOM file or folder)")
+    vol.name = source_str
+    return vol
+
+
+def read_ct(source: str | Path) -> Volume:
+    """Read a CT in Hounsfield units and check that it looks like one.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or unreadable, has NaN voxels, or its values are not plausibly HU
+        (e.g. an MRI: nothing near air at -1000 HU).
+    """
+    vol = read_volume(source)
+    check_ct(vol)
+    return vol
+
+
+def check_ct(vol: Volume) -> None:
+    """Refuse volumes that cannot be a CT in HU (NaN voxels, no air-like voxel, absurd range)."""
+    data = vol.data
+    if not np.all(np.isfinite(data)):
+        n = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        raise InputError(f"{vol.name}: {n} voxel(s) are NaN or infinite")
+    lo, hi = float(data.min()), float(data.max())
+    frac_air = float(np.mean(data < -200.0))
+    if frac_air < 1e-4 or lo < -10000 or hi > 40000:
+        raise InputError(f"{vol.name}: does not look like a CT in Hounsfield units (range {lo:.0f}..{hi:.0f}, "
+                         f"{100 * frac_air:.3f}% of voxels below -200 HU); is it an MRI or a density map?")
+    if hi - lo < 100:
+        warnings.warn(f"{vol.name}: nearly constant CT (range {lo:.0f}..{hi:.0f} HU)", stacklevel=2)
+
+
+def _is_dicom(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    return len(head) == 132 and head[128:132] == b"DICM"

@@ -1,0 +1,91 @@
+"""Dataset config: validation errors name the field; example config; overrides."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ddsa_sim import InputError
+from ddsa_sim.export.cli import app
+from ddsa_sim.export.config import Grid, Range, config_from_dict, example_config_yaml, load_config
+
+
+def base() -> dict:
+    return {
+        "cts": [{"path": "builtin:chest-ct"}],
+        "vessels": {"sources": [{"generator": "lsystem"}]},
+        "count": 10,
+        "seed": 1,
+    }
+
+
+@pytest.mark.parametrize("patch, field", [
+    ({"pose": {"alpha_deg": {"min": -10, "max": "ten"}}}, "pose.alpha_deg.max"),
+    ({"pose": {"alpha_deg": {"min": 10, "max": -10}}}, "pose.alpha_deg"),
+    ({"pose": {"alpah_deg": 3}}, "pose.alpah_deg"),
+    ({"pose": {"alpha_deg": {"min": -60, "max": 0}}}, "alpha_deg"),
+    ({"split": {"train": 0.5, "val": 0.1, "test": 0.1}}, "split"),
+    ({"count": 0}, "count"),
+    ({"seed": -3}, "seed"),
+    ({"detector": {"rows": 64, "cols": 64, "binning": 128}}, "detector"),
+    ({"effects": {"motion": "wobbly"}}, "effects.motion"),
+    ({"vessels": {"sources": [{"generator": "lsystem", "model": "x.pt"}]}}, "vessels.sources.0"),
+    ({"renderer": "raytrace9000"}, "renderer"),
+    ({"output": {"crop": [4096, 4096]}}, "output.crop"),
+])
+def test_bad_field_is_one_line_naming_it(patch, field):
+    data = {**base(), **patch}
+    with pytest.raises(InputError) as err:
+        config_from_dict(data, where="ds.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("ds.yaml: ")
+    assert field in msg
+
+
+def test_missing_count_named():
+    data = base()
+    del data["count"]
+    with pytest.raises(InputError, match=r"ds.yaml: count: Field required"):
+        config_from_dict(data, where="ds.yaml")
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("cts: [\n  - path: a\n count: : 3\n")
+    with pytest.raises(InputError, match=r"bad.yaml: line \d+ invalid YAML"):
+        load_config(p)
+    with pytest.raises(InputError, match="nope.yaml: cannot read config"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_dist_types_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    data = base()
+    data["pose"] = {"alpha_deg": {"grid": [-10, 0, 10]}, "beta_deg": 5}
+    data["cts"] = [{"path": "ct/a.nii.gz"}]
+    p.write_text(yaml.safe_dump(data))
+    cfg = load_config(p, count=7, seed=99)
+    assert cfg.count == 7 and cfg.seed == 99
+    assert isinstance(cfg.pose.alpha_deg, Grid) and cfg.pose.beta_deg == 5.0
+    assert isinstance(cfg.spectrum.kvp, Range)
+    # relative paths resolved against the config file's folder
+    assert cfg.cts[0].path == str((tmp_path / "ct/a.nii.gz").resolve())
+
+
+def test_example_config_is_valid_and_printed():
+    cfg = config_from_dict(yaml.safe_load(example_config_yaml()), where="example")
+    assert cfg.image_shape == (256, 256)
+    result = CliRunner().invoke(app, ["export", "--example-config"])
+    assert result.exit_code == 0
+    assert result.output == example_config_yaml()
+
+
+def test_experiment_config_is_valid():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).parent.parent / "experiments" / "export_small.yaml")
+    assert cfg.image_shape == (256, 256)
+    assert cfg.cts[0].path == "builtin:chest-ct"
+    assert 100 <= cfg.count <= 1000

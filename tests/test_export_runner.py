@@ -1,0 +1,124 @@
+"""Runner: --workers 2 == --workers 1 == Dask LocalCluster, and SIGKILL + --resume == uninterrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from ddsa_sim.export.config import load_config
+from ddsa_sim.export.inspect import inspect_store
+from ddsa_sim.export.runner import run_export
+from ddsa_sim.export.sample import IMAGE_ARRAYS
+from ddsa_sim.export.store import META_ARRAYS, open_store
+
+REPO = Path(__file__).resolve().parent.parent
+N = 16
+
+
+def write_config(folder: Path, delay_s: float = 0.0) -> Path:
+    (folder / "cts").mkdir(parents=True, exist_ok=True)
+    for k in range(3):
+        d = np.full((10, 12, 14), -1000.0, np.float32)
+        d[2:-2, 2:-2, 2:-2] = 30.0 * k
+        nib.save(nib.Nifti1Image(d, np.diag([2.5, 2.0, 1.5, 1.0])), str(folder / "cts" / f"p{k}.nii.gz"))
+    cfg = {
+        "cts": [{"path": "cts/p*.nii.gz"}],
+        "vessels": {"per_ct": 2, "sources": [{"generator": "lsystem", "params": {"n": {"grid": [3, 4]}}}]},
+        "detector": {"rows": 32, "cols": 32, "pixel_mm": 2.0, "binning": 1},
+        "effects": {"noise": True, "motion": "rigid"},
+        "split": {"train": 0.34, "val": 0.33, "test": 0.33},
+        "count": N,
+        "seed": 3,
+        "renderer": "synthetic",
+        "renderer_options": {"delay_s": delay_s},
+    }
+    path = folder / "ds.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def assert_same_store(a: Path, b: Path) -> None:
+    ra, rb = open_store(a), open_store(b)
+    assert ra.attrs["config"] == rb.attrs["config"]
+    for name in IMAGE_ARRAYS:
+        xa, xb = ra[name][:], rb[name][:]
+        assert xa.dtype == xb.dtype and xa.tobytes() == xb.tobytes(), name
+    for name in META_ARRAYS:
+        xa, xb = ra["meta"][name][:], rb["meta"][name][:]
+        assert xa.tolist() == xb.tolist(), name
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ref")
+    cfg_path = write_config(base, delay_s=0.1)
+    run_export(load_config(cfg_path), base / "ref.zarr", workers=1, progress=False, preview=False)
+    return cfg_path, base / "ref.zarr"
+
+
+def test_reference_is_complete_with_all_splits(reference):
+    _, ref = reference
+    report = inspect_store(ref)
+    assert report.ok and report.n_complete == N
+    assert report.cts_per_split == {"train": 1, "val": 1, "test": 1}
+    seeds = open_store(ref)["meta"]["seed"][:]
+    assert len(set(seeds.tolist())) == N  # no duplicate sample
+
+
+def test_two_local_workers_equal_one(reference, tmp_path):
+    cfg_path, ref = reference
+    run_export(load_config(cfg_path), tmp_path / "w2.zarr", workers=2, progress=False, preview=False,
+               chunk_size=3)
+    assert_same_store(ref, tmp_path / "w2.zarr")
+
+
+def test_dask_local_cluster_equals_local_run(reference, tmp_path):
+    pytest.importorskip("distributed")
+    cfg_path, ref = reference
+    run_export(load_config(cfg_path), tmp_path / "dask.zarr", scheduler="local:2", progress=False, preview=False,
+               chunk_size=4)
+    assert_same_store(ref, tmp_path / "dask.zarr")
+
+
+def _n_complete_files(store: Path) -> int:
+    folder = store / "meta" / "complete" / "c"
+    return len([f for f in os.listdir(folder) if not f.endswith(".partial")]) if folder.exists() else 0
+
+
+def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path):
+    cfg_path, ref = reference
+    store = tmp_path / "killed.zarr"
+    cmd = [sys.executable, "-m", "ddsa_sim.export.cli", "export", str(cfg_path), "-o", str(store),
+           "--workers", "2", "--no-progress", "--no-preview"]
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    try:
+        while _n_complete_files(store) < 4:
+            assert proc.poll() is None, f"export ended before it was killed: {proc.stdout.read().decode()}"
+            assert time.monotonic() < deadline, "export made no progress"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and its worker processes, mid-run
+        proc.wait()
+    done_at_kill = int(open_store(store)["meta"]["complete"][:].sum())
+    assert 4 <= done_at_kill < N, done_at_kill
+    assert not inspect_store(store).ok or inspect_store(store).incomplete  # the store is unfinished
+    res = run_export(load_config(cfg_path), store, workers=1, resume=True, progress=False, preview=False)
+    assert res.skipped == done_at_kill and res.written == N - done_at_kill
+    assert sorted(res.indices) == sorted(set(range(N)) - set(
+        np.flatnonzero(open_store(ref)["meta"]["complete"][:] == 0).tolist()) - set(range(N)) | set(res.indices))
+    report = inspect_store(store)
+    assert report.ok and report.n_complete == N and not report.incomplete
+    assert not list(store.rglob("*.partial"))
+    assert_same_store(ref, store)

@@ -1,0 +1,182 @@
+"""Generators: determinism, sizes, CoW variant prevalences, coronary, colonisation, bolus, registry."""
+
+import math
+
+import numpy as np
+import pytest
+
+from vessel_models import VesselInputError
+from vessel_models import morphometrics as m
+from vessel_models.bolus import contrast_fraction, contrast_sequence, edge_fraction
+from vessel_models.colonize import ellipsoid_mask, grow_in_mask
+from vessel_models.generators import GENERATORS, generate, parse_params
+from vessel_models.io import tree_to_json_string
+from vessel_models.lsystem import PUBLISHED_GRID_AXES, published_grid
+from vessel_models.willis import generate_willis
+
+
+@pytest.mark.parametrize("model", sorted(GENERATORS))
+def test_same_seed_same_bytes_different_seed_different_tree(model):
+    kw = {"n_attractors": "400"} if model == "colonize" else {}
+    a = tree_to_json_string(generate(model, 3, **kw))
+    b = tree_to_json_string(generate(model, 3, **kw))
+    c = tree_to_json_string(generate(model, 4, **kw))
+    assert a == b
+    assert a != c
+
+
+def test_lsystem_default_scale():
+    for seed in range(5):
+        t = generate("lsystem", seed)
+        assert 50 <= t.n_nodes <= 500
+        lo, hi = t.bounds_mm()
+        assert 20 <= (hi - lo).max() <= 150
+        assert t.radii_mm[0] == pytest.approx(1.5)
+        assert t.radii_mm.min() >= 0.2
+
+
+def test_lsystem_pathologies_and_min_radius():
+    t = generate("lsystem", 1, stenosis_probability="1", min_radius_mm="0.4")
+    assert len(t.metadata["stenoses"]) > 0
+    assert t.radii_mm.min() < 0.4  # the stenoses narrow below the healthy minimum
+    healthy = generate("lsystem", 1, min_radius_mm="0.4")
+    assert healthy.radii_mm.min() >= 0.4
+
+
+def test_published_grid_is_1584_designs():
+    grid = published_grid()
+    assert [len(v) for v in PUBLISHED_GRID_AXES.values()] == [11, 8, 6, 3]
+    assert len(grid) == 1584
+    assert len({tuple(sorted(d.items())) for d in grid}) == 1584
+    d = grid[1583]
+    t = generate("lsystem", **{k: str(v) for k, v in d.items() if k != "seed"}, seed=d["seed"])
+    assert t.metadata["params"]["iterations"] == d["iterations"]
+
+
+def test_cow_labels_and_variant_frequencies_within_3_sigma():
+    t = generate_willis(0, distal_iterations=0, a1_hypoplastic_prob=0, a1_absent_prob=0, pcoa_hypoplastic_prob=0,
+                        pcoa_absent_prob=0, fetal_partial_prob=0, fetal_full_prob=0, acoa_absent_prob=0)
+    names = set(t.labels.values())
+    for s in ("L", "R"):
+        assert {f"ICA_{s}", f"A1_{s}", f"A2_{s}", f"M1_{s}", f"M2s_{s}", f"P1_{s}", f"P2_{s}", f"PCoA_{s}"} <= names
+    assert {"BA", "ACoA"} <= names and "virtual" not in names
+    p = dict(a1_hypoplastic_prob=0.15, pcoa_absent_prob=0.3, pcoa_hypoplastic_prob=0.2, fetal_partial_prob=0.12,
+             fetal_full_prob=0.05)
+    n = 400
+    counts = {"A1_L": 0, "PCoA_L": 0, "PCoA_hypo_R": 0, "P1_L": 0, "P1_full_R": 0}
+    for seed in range(n):
+        t = generate_willis(seed, distal_iterations=0, **p)
+        v = t.metadata["variants"]
+        counts["A1_L"] += v["A1_L"] == "hypoplastic"
+        counts["PCoA_L"] += v["PCoA_L"] == "absent"
+        counts["PCoA_hypo_R"] += v["PCoA_R"] == "hypoplastic"
+        counts["P1_L"] += v["P1_L"] == "fetal_partial"
+        counts["P1_full_R"] += v["P1_R"] == "fetal_full"
+        # the geometry follows the draw
+        labels = set(t.labels.values())
+        assert ("PCoA_L" in labels) == (v["PCoA_L"] != "absent")
+        assert ("P1_R" in labels) == (v["P1_R"] != "fetal_full")
+        assert ("A1_L" in labels) == (v["A1_L"] != "absent")
+    fetal = 0.12 + 0.05
+    expected = {"A1_L": 0.15, "PCoA_L": (1 - fetal) * 0.3, "PCoA_hypo_R": (1 - fetal) * 0.2, "P1_L": 0.12, "P1_full_R": 0.05}
+    for k, q in expected.items():
+        sigma = math.sqrt(n * q * (1 - q))
+        assert abs(counts[k] - n * q) <= 3 * sigma, (k, counts[k], n * q)
+
+
+def test_cow_hypoplastic_and_fetal_radii():
+    t = generate_willis(1, distal_iterations=0, radius_jitter=0, a1_hypoplastic_prob=1.0, a1_absent_prob=0,
+                        fetal_partial_prob=1.0, fetal_full_prob=0)
+    r = {name: t.radii_mm[t.branch_ids == b].max() for b, name in t.labels.items()}
+    assert r["A1_L"] == pytest.approx(0.4 * 1.1) and r["A2_L"] == pytest.approx(1.0)
+    assert r["PCoA_L"] == pytest.approx(r["P2_L"])  # fetal PCA fed by a wide PCoA
+    assert r["P1_L"] == pytest.approx(0.4 * 1.05)
+
+
+def test_cow_disconnected_posterior_joined_by_virtual_branch():
+    t = generate_willis(2, distal_iterations=0, pcoa_absent_prob=1.0, pcoa_hypoplastic_prob=0, fetal_partial_prob=0,
+                        fetal_full_prob=0)
+    assert len(t.metadata["virtual_branches"]) == 1
+    vb = t.metadata["virtual_branches"][0]
+    assert t.labels[vb] == "virtual"
+    assert t.radii_mm[t.branch_ids == vb].min() <= 1e-3
+    assert "BA" in t.labels.values()
+
+
+def test_cow_with_distal_branching_is_head_sized():
+    t = generate("cow", 5)
+    lo, hi = t.bounds_mm()
+    assert (hi - lo).max() < 200
+    assert m.strahler_orders(t)[0] >= 3
+
+
+@pytest.mark.parametrize("side, names", [("left", {"LM", "LAD", "LCx"}), ("right", {"RCA", "PDA"}), ("both", {"LAD", "RCA"})])
+def test_coronary_courses_lie_on_heart(side, names):
+    t = generate("coronary", 0, side=side, distal_iterations="0", size_jitter="0")
+    assert names <= set(t.labels.values())
+    # main courses are on the epicardium: distance from the heart centre is about the ellipsoid size
+    from vessel_models.coronary import heart_rotation
+
+    local = t.positions_mm @ heart_rotation()  # LPS -> heart frame (centre at origin)
+    a, b, c = t.metadata["heart_semi_axes_mm"]
+    for bid, name in t.labels.items():
+        if name in ("LAD", "LCx", "RCA", "PDA"):
+            q = local[t.branch_ids == bid]
+            if name == "RCA":  # the ostial part leaves the aortic root before reaching the AV groove
+                q = q[len(q) // 4 :]
+            rho = np.sqrt((q[:, 0] / a) ** 2 + (q[:, 1] / b) ** 2 + (q[:, 2] / c) ** 2)
+            assert np.all((rho > 0.98) & (rho < 1.12)), name
+
+
+def test_colonisation_fills_mask_with_murray_radii():
+    mask, aff = ellipsoid_mask((25, 15, 15), 1.0)
+    t = grow_in_mask(mask, aff, seed=1, n_attractors=800, murray_exponent=2.7)
+    assert t.n_nodes > 100
+    inv = np.linalg.inv(aff)
+    ijk = np.rint(t.positions_mm @ inv[:3, :3].T + inv[:3, 3]).astype(int)
+    assert mask[tuple(ijk.T)].all()
+    assert np.abs(m.murray_residuals(t, 2.7)).max() < 1e-12
+    lo, hi = t.bounds_mm()
+    assert hi[0] - lo[0] > 35  # grew across most of the 50 mm long axis
+    with pytest.raises(VesselInputError, match="no voxels"):
+        grow_in_mask(np.zeros((4, 4, 4), bool), np.eye(4), seed=0)
+
+
+def test_bolus_formula_and_filling_front():
+    t = generate("lsystem", 0)
+    d = t.path_length_from_root_mm()
+    v, sig, time_s = 50.0, 0.3, 0.8
+    f = contrast_fraction(t, time_s, v, sig, "bolus")
+    np.testing.assert_allclose(f, np.exp(-0.5 * ((time_s - d / v) / sig) ** 2))
+    g = contrast_fraction(t, time_s, v, sig, "filling")
+    reached = d / v <= time_s
+    assert reached.any() and (~reached).any()
+    assert np.all(g[reached] == 1.0)
+    assert np.all(g[~reached] < 1.0)
+    seq = contrast_sequence(t, [0.0, 0.5, 1.0, 5.0], v, sig, "filling")
+    assert seq.shape == (4, t.n_nodes)
+    assert np.all(np.diff(seq, axis=0) >= 0)  # a filling front never empties
+    assert edge_fraction(t, g).shape == (t.n_nodes - 1,)
+    with pytest.raises(VesselInputError, match="velocity"):
+        contrast_fraction(t, 1.0, velocity_mm_per_s=0)
+    with pytest.raises(VesselInputError, match="mode"):
+        contrast_fraction(t, 1.0, mode="wave")
+
+
+def test_registry_string_params_and_errors():
+    t = generate("lsystem", 0, iterations="3", origin_mm="1,2,3", tortuosity_deg="0")
+    assert t.metadata["params"]["iterations"] == 3
+    np.testing.assert_array_equal(t.positions_mm[0], [1, 2, 3])
+    assert parse_params(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
+    with pytest.raises(VesselInputError, match="unknown lsystem parameter.*bogus"):
+        generate("lsystem", 0, bogus="1")
+    with pytest.raises(VesselInputError, match="iterations"):
+        generate("lsystem", 0, iterations="three")
+    with pytest.raises(VesselInputError, match="unknown vessel model"):
+        generate("spaghetti", 0)
+    with pytest.raises(VesselInputError, match="root_diameter_mm"):
+        generate("lsystem", 0, root_diameter_mm="-1")
+    with pytest.raises(VesselInputError, match="side"):
+        generate("coronary", 0, side="middle")
+    with pytest.raises(VesselInputError, match="key=value"):
+        parse_params(["novalue"])

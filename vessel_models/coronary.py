@@ -1,0 +1,278 @@
+"""Coronary artery trees on a heart-sized ellipsoid with distal L-system branching.
+
+Heart frame (mm): ellipsoid semi-axes ``(a, b, c)`` centred at the origin, long axis ``z``
+(base at ``+z``, apex at ``-z``), ``+x`` towards the patient's left wall, ``-y`` anterior. The
+atrioventricular (AV) groove is the ellipse at ``z = z_base``; the interventricular grooves
+are meridians at azimuth ``phi_ant`` (anterior) and ``phi_post`` (posterior). Vessels run on
+the epicardial surface (offset by their radius). A rotation then places the heart in patient
+LPS (apex pointing left, anterior and inferior) and ``centre_mm`` translates it.
+
+Main courses (labels): ``LM`` -> ``LAD`` (anterior groove to the apex, with diagonals ``D1``,
+``D2``) and ``LCx`` (left AV groove, with obtuse marginals ``OM1``, ``OM2``); ``RCA`` (right AV
+groove to the crux, with an acute marginal ``AM``) -> ``PDA`` (posterior groove). ``side``
+selects ``"left"``, ``"right"`` or ``"both"`` (joined through a ``virtual`` 1 um connector
+across the aortic root, excluded from morphometrics).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from vessel_models.lsystem import LSystemParams, grow_lsystem, rotate
+from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree
+
+__all__ = ["CoronaryParams", "generate_coronary", "heart_rotation"]
+
+
+@dataclass(frozen=True)
+class CoronaryParams:
+    """Parameters of the coronary generator (mm, degrees).
+
+    Attributes
+    ----------
+    side : str
+        ``"left"``, ``"right"`` or ``"both"``.
+    semi_axes_mm : tuple of float
+        Ellipsoid semi-axes ``(a, b, c)``; ``c`` along the long axis.
+    base_fraction : float
+        AV-groove height as a fraction of ``c`` (``z_base = base_fraction * c``).
+    lm_radius_mm, lad_radius_mm, lcx_radius_mm, rca_radius_mm : float
+        Proximal lumen radii (distal ends taper to ~45 %).
+    size_jitter, radius_jitter : float
+        Log-normal sigma of the heart size and of vessel radii.
+    angle_jitter_deg : float
+        Gaussian sigma of the groove / side-branch azimuths.
+    distal_iterations : int
+        L-system iterations grown from every distal end (0 = none).
+    distal_length_diameter_ratio, distal_tortuosity_deg, min_radius_mm, step_mm : float
+        Distal L-system and sampling parameters.
+    centre_mm : tuple of float
+        Heart centre in patient LPS.
+    """
+
+    side: str = "left"
+    semi_axes_mm: tuple = (42.0, 38.0, 55.0)
+    base_fraction: float = 0.55
+    lm_radius_mm: float = 2.2
+    lad_radius_mm: float = 1.8
+    lcx_radius_mm: float = 1.6
+    rca_radius_mm: float = 1.8
+    size_jitter: float = 0.06
+    radius_jitter: float = 0.08
+    angle_jitter_deg: float = 6.0
+    distal_iterations: int = 2
+    distal_length_diameter_ratio: float = 6.0
+    distal_tortuosity_deg: float = 6.0
+    min_radius_mm: float = 0.25
+    step_mm: float = 2.0
+    centre_mm: tuple = (0.0, 0.0, 0.0)
+
+    def validate(self) -> "CoronaryParams":
+        """Raise :class:`VesselInputError` naming the first bad field; return self."""
+        ax = np.asarray(self.semi_axes_mm, dtype=float).reshape(-1)
+        cen = np.asarray(self.centre_mm, dtype=float).reshape(-1)
+        checks = [
+            ("side", self.side in ("left", "right", "both")),
+            ("semi_axes_mm", ax.shape == (3,) and bool(np.all(ax > 0)) and bool(np.all(np.isfinite(ax)))),
+            ("base_fraction", 0 < self.base_fraction < 0.95),
+            ("lm_radius_mm", self.lm_radius_mm > 0),
+            ("lad_radius_mm", self.lad_radius_mm > 0),
+            ("lcx_radius_mm", self.lcx_radius_mm > 0),
+            ("rca_radius_mm", self.rca_radius_mm > 0),
+            ("size_jitter", 0 <= self.size_jitter < 1),
+            ("radius_jitter", 0 <= self.radius_jitter < 1),
+            ("angle_jitter_deg", 0 <= self.angle_jitter_deg < 45),
+            ("distal_iterations", 0 <= self.distal_iterations <= 6),
+            ("distal_length_diameter_ratio", self.distal_length_diameter_ratio > 0),
+            ("distal_tortuosity_deg", 0 <= self.distal_tortuosity_deg < 90),
+            ("min_radius_mm", self.min_radius_mm > 0),
+            ("step_mm", self.step_mm > 0),
+            ("centre_mm", cen.shape == (3,) and bool(np.all(np.isfinite(cen)))),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise VesselInputError(f"coronary parameter {name}={getattr(self, name)!r} is invalid")
+        return self
+
+
+def heart_rotation() -> np.ndarray:
+    """3x3 rotation from the heart frame to patient LPS (long axis base->apex points left,
+    anterior and inferior, as in a typical adult heart)."""
+    apex_dir = np.array([0.55, -0.45, -0.70])  # +x left, -y anterior, -z inferior
+    apex_dir /= np.linalg.norm(apex_dir)
+    z_h = -apex_dir  # heart +z (base) direction in LPS
+    y_h = np.array([0.0, 1.0, 0.0]) - z_h * z_h[1]  # heart -y stays roughly anterior
+    y_h /= np.linalg.norm(y_h)
+    x_h = np.cross(y_h, z_h)
+    return np.stack([x_h, y_h, z_h], axis=1)
+
+
+class _Surface:
+    def __init__(self, axes: np.ndarray):
+        self.a, self.b, self.c = axes
+
+    def point(self, phi: float, z: float, offset: float) -> np.ndarray:
+        z = max(-self.c * 0.995, min(self.c * 0.995, z))
+        s = math.sqrt(max(0.0, 1.0 - (z / self.c) ** 2))
+        p = np.array([self.a * s * math.cos(phi), self.b * s * math.sin(phi), z])
+        n = np.array([p[0] / self.a**2, p[1] / self.b**2, p[2] / self.c**2])
+        return p + offset * n / np.linalg.norm(n)
+
+
+def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrides: Any) -> VesselTree:
+    """Generate a left, right or both coronary trees.
+
+    Parameters
+    ----------
+    seed : int
+        Seed; geometry and distal trees use independent child streams.
+    params : CoronaryParams, optional
+        Base parameters.
+    **overrides
+        Field overrides of :class:`CoronaryParams`.
+
+    Returns
+    -------
+    VesselTree
+        Rooted at the left (``side="left"``/``"both"``) or right ostium, patient LPS mm.
+    """
+    from vessel_models.io import normalized_metadata
+
+    base = params or CoronaryParams()
+    names = {f.name for f in fields(CoronaryParams)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise VesselInputError(f"unknown coronary parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    p = replace(base, **overrides).validate()
+    rng_geo, rng_distal = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(2))
+
+    axes = np.asarray(p.semi_axes_mm, dtype=float) * float(np.exp(rng_geo.normal(0.0, p.size_jitter)))
+    surf = _Surface(axes)
+    z_base = p.base_fraction * axes[2]
+    z_apex = -0.92 * axes[2]
+    jit = lambda: math.radians(rng_geo.normal(0.0, p.angle_jitter_deg))  # noqa: E731
+    rj = lambda: float(np.exp(rng_geo.normal(0.0, p.radius_jitter)))  # noqa: E731
+    phi_ant = math.radians(-60.0) + jit()
+    phi_post = math.radians(120.0) + jit()
+    aorta = np.array([-0.1 * axes[0], -0.15 * axes[1], z_base + 12.0])
+
+    b = TreeBuilder()
+    ends: list[tuple[int, np.ndarray, int]] = []  # distal ends: (node, direction, generation)
+
+    def course(parent: int, pts: list[np.ndarray], r0: float, r1: float, label: str, gen: int, tip: bool = True) -> list[int]:
+        pts_arr = np.array(pts)
+        seg = np.linalg.norm(np.diff(pts_arr, axis=0), axis=1)
+        s = np.r_[0.0, np.cumsum(seg)]
+        total = s[-1]
+        n = max(3, int(math.ceil(total / p.step_mm)))
+        bid = b.new_branch(gen, label)
+        nodes = []
+        node = parent
+        for k in range(1, n + 1):
+            t = total * k / n
+            pos = np.array([np.interp(t, s, pts_arr[:, d]) for d in range(3)])
+            node = b.add_node(pos, r0 + (r1 - r0) * (k / n), node, bid)
+            nodes.append(node)
+        if tip:
+            ends.append((node, pts_arr[-1] - pts_arr[-2], gen))
+        return nodes
+
+    def groove(phi0: float, phi1: float, z0: float, z1: float, r: float, n: int = 24) -> list[np.ndarray]:
+        return [surf.point(phi0 + (phi1 - phi0) * k / n, z0 + (z1 - z0) * k / n, r) for k in range(n + 1)]
+
+    def side_branches(trunk: list[int], fractions: list[float], labels: list[str], sign: float, r_frac: float, gen: int) -> None:
+        for f, lab in zip(fractions, labels):
+            i = trunk[int(f * (len(trunk) - 1))]
+            start = b.position(i)
+            # project start into heart (phi, z) and run obliquely towards the apex
+            phi = math.atan2(start[1] / axes[1], start[0] / axes[0])
+            z = start[2]
+            phi_end = phi + sign * math.radians(35.0) + jit()
+            r = b.radius(i) * r_frac * rj()
+            pts = groove(phi, phi_end, z, z + 0.55 * (z_apex - z), r, n=12)
+            pts[0] = start
+            course(i, pts, r, 0.5 * r, lab, gen)
+
+    roots: dict[str, int] = {}
+    if p.side in ("left", "both"):
+        ost = aorta + np.array([0.35 * axes[0], 0.0, 0.0])
+        bid = b.new_branch(0)
+        root = b.add_node(ost, p.lm_radius_mm * rj(), -1, bid)
+        roots["left"] = root
+        r_lm = b.radius(root)
+        bif = surf.point(math.radians(-30.0) + jit(), z_base, r_lm)
+        lm = course(root, [ost, bif], r_lm, r_lm, "LM", 0, tip=False)
+        b._bid[root] = b._bid[lm[0]]  # noqa: SLF001 - root node belongs to LM
+        phi_bif = math.radians(-30.0)
+        r_lad, r_lcx = p.lad_radius_mm * rj(), p.lcx_radius_mm * rj()
+        lad_pts = [bif] + groove(phi_bif, phi_ant, z_base - 4.0, z_apex, r_lad)[1:]
+        lad = course(lm[-1], lad_pts, r_lad, 0.45 * r_lad, "LAD", 1)
+        lcx_pts = [bif] + groove(phi_bif, phi_post - math.radians(20.0), z_base, z_base - 10.0, r_lcx)[1:]
+        lcx = course(lm[-1], lcx_pts, r_lcx, 0.45 * r_lcx, "LCx", 1)
+        side_branches(lad, [0.25, 0.5], ["D1", "D2"], +1.0, 0.6, 2)
+        side_branches(lcx, [0.35, 0.7], ["OM1", "OM2"], 0.3, 0.65, 2)
+    if p.side in ("right", "both"):
+        ost = aorta + np.array([-0.35 * axes[0], -0.1 * axes[1], 0.0])
+        r_rca = p.rca_radius_mm * rj()
+        if "left" in roots:
+            vb = b.new_branch(1, "virtual")
+            left = roots["left"]
+            u = (ost - b.position(left)) / np.linalg.norm(ost - b.position(left))
+            v1 = b.add_node(b.position(left) + 0.01 * u, 1e-3, left, vb)
+            v2 = b.add_node(ost - 0.01 * u, 1e-3, v1, vb)
+            start = b.add_node(ost, r_rca, v2, vb)
+            gen0 = 1
+        else:
+            bid = b.new_branch(0)
+            start = b.add_node(ost, r_rca, -1, bid)
+            gen0 = 0
+        phi_r0 = math.radians(-130.0) + jit()
+        # clockwise through the right AV groove: phi decreases from ~-130 deg to the crux (phi_post - 360 deg)
+        rca_pts = [ost] + groove(phi_r0, phi_post - 2 * math.pi, z_base, z_base - 6.0, r_rca, n=30)
+        rca = course(start, rca_pts, r_rca, 0.7 * r_rca, "RCA", gen0, tip=False)
+        if gen0 == 0:
+            b._bid[start] = b._bid[rca[0]]  # noqa: SLF001
+        crux = b.position(rca[-1])
+        r_pda = 0.55 * r_rca
+        pda_pts = [crux] + groove(phi_post, phi_post + jit() * 0.5, z_base - 8.0, 0.6 * z_apex, r_pda)[1:]
+        course(rca[-1], pda_pts, r_pda, 0.45 * r_pda, "PDA", gen0 + 1)
+        pl_pts = [crux] + groove(phi_post, phi_post - math.radians(35.0), z_base - 6.0, z_base - 16.0, 0.45 * r_rca, n=10)[1:]
+        course(rca[-1], pl_pts, 0.45 * r_rca, 0.3 * r_rca, "PLB", gen0 + 1)
+        side_branches(rca, [0.4], ["AM"], -1.0, 0.5, gen0 + 1)
+
+    if p.distal_iterations > 0:
+        lp = LSystemParams(
+            iterations=p.distal_iterations,
+            length_diameter_ratio=p.distal_length_diameter_ratio,
+            tortuosity_deg=p.distal_tortuosity_deg,
+            min_radius_mm=p.min_radius_mm,
+            step_mm=p.step_mm,
+        )
+        for node, direction, gen in list(ends):
+            d = 2.0 * b.radius(node)
+            if d / 2 < 1.5 * p.min_radius_mm:
+                continue
+            grow_lsystem(b, node, direction, lp, rng_distal, root_diameter_mm=d, generation_offset=gen + 1)
+
+    tree = b.build()
+    rot = heart_rotation()
+    m = np.eye(4)
+    m[:3, :3] = rot
+    m[:3, 3] = np.asarray(p.centre_mm, dtype=float)
+    tree = tree.transformed(m)  # rotation: det 1, radii unchanged
+    tree.metadata = normalized_metadata(
+        {
+            "generator": "coronary",
+            "seed": int(seed),
+            "params": asdict(p),
+            "labels": b.labels,
+            "virtual_branches": [k for k, v in b.labels.items() if v == "virtual"],
+            "frame": "LPS",
+            "heart_semi_axes_mm": axes.tolist(),
+        }
+    )
+    return tree

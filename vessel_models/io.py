@@ -1,0 +1,348 @@
+"""Read and write :class:`~vessel_models.tree.VesselTree` as VTK PolyData (``.vtp``) or JSON.
+
+VTP layout (readable by pyvista / VTK / VMTK-style tools): one point per node (mm), polyline
+cells along each unbranched run of the tree, point data ``radius_mm`` (float64) plus
+``parent``, ``branch_id`` and ``generation`` (int64) so a round trip is exact, and the
+metadata as a JSON string in field data ``metadata_json``. A ``.vtp`` without ``parent``
+point data (e.g. a VMTK centreline) is rebuilt from its line connectivity.
+
+JSON layout: ``{"format": "vessel_models.tree", "version": 1, "positions_mm": [[x, y, z], ...],
+"radii_mm": [...], "parents": [...], "branch_ids": [...], "generations": [...], "metadata": {...}}``.
+Floats are written with Python's shortest round-trip repr, so loading gives identical bits.
+
+All writers are atomic: they write a temporary file in the destination folder, then
+``os.replace`` it onto the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from vessel_models.tree import VesselInputError, VesselTree
+
+__all__ = ["save_vtp", "load_vtp", "save_json", "load_json", "load_tree", "save_tree", "tree_to_dict", "tree_from_dict"]
+
+JSON_FORMAT = "vessel_models.tree"
+JSON_VERSION = 1
+
+
+# ---------------------------------------------------------------------- helpers
+def _atomic_write(path: Path, write: Callable[[Path], None], suffix: str) -> None:
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise VesselInputError(f"output folder does not exist: {folder}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays and tuples into plain JSON types (recursively)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise VesselInputError(f"metadata value of type {type(obj).__name__} is not JSON-serialisable")
+
+
+def _restore_metadata(meta: dict) -> dict:
+    """Undo JSON's string keys for the ``labels`` map (branch ids are ints in memory)."""
+    meta = dict(meta)
+    labels = meta.get("labels")
+    if isinstance(labels, dict):
+        try:
+            meta["labels"] = {int(k): v for k, v in labels.items()}
+        except (TypeError, ValueError):
+            raise VesselInputError("metadata.labels: keys must be integer branch ids") from None
+    return meta
+
+
+def normalized_metadata(meta: dict) -> dict:
+    """Metadata as it reads back from disk (JSON types, ``labels`` keyed by int).
+
+    Parameters
+    ----------
+    meta : dict
+        Tree metadata.
+
+    Returns
+    -------
+    dict
+        The canonical form; generators store metadata in this form so that saving and
+        loading a tree gives an equal tree.
+    """
+    return _restore_metadata(json.loads(json.dumps(_jsonable(meta), sort_keys=True)))
+
+
+def tree_to_dict(tree: VesselTree) -> dict:
+    """Plain-JSON dict of a tree (see module docstring for the layout)."""
+    return {
+        "format": JSON_FORMAT,
+        "version": JSON_VERSION,
+        "n_nodes": tree.n_nodes,
+        "positions_mm": tree.positions_mm.tolist(),
+        "radii_mm": tree.radii_mm.tolist(),
+        "parents": tree.parents.tolist(),
+        "branch_ids": tree.branch_ids.tolist(),
+        "generations": tree.generations.tolist(),
+        "metadata": _jsonable(tree.metadata),
+    }
+
+
+def tree_from_dict(data: dict) -> VesselTree:
+    """Inverse of :func:`tree_to_dict`; raises :class:`VesselInputError` on a bad layout."""
+    if not isinstance(data, dict):
+        raise VesselInputError("vessel tree JSON: top level must be an object")
+    if data.get("format", JSON_FORMAT) != JSON_FORMAT:
+        raise VesselInputError(f"vessel tree JSON: unknown format {data.get('format')!r}")
+    missing = [k for k in ("positions_mm", "radii_mm", "parents") if k not in data]
+    if missing:
+        raise VesselInputError(f"vessel tree JSON: missing key(s) {', '.join(missing)}")
+    pos = np.asarray(data["positions_mm"], dtype=np.float64)
+    if pos.size == 0:
+        pos = pos.reshape(0, 3)
+    n = pos.shape[0]
+    branch_ids = data.get("branch_ids", np.zeros(n, dtype=np.int64))
+    generations = data.get("generations", np.zeros(n, dtype=np.int64))
+    return VesselTree(
+        positions_mm=pos,
+        radii_mm=np.asarray(data["radii_mm"], dtype=np.float64),
+        parents=np.asarray(data["parents"]),
+        branch_ids=np.asarray(branch_ids),
+        generations=np.asarray(generations),
+        metadata=_restore_metadata(data.get("metadata") or {}),
+    )
+
+
+def tree_to_json_string(tree: VesselTree) -> str:
+    """Deterministic JSON text of a tree (sorted keys, shortest round-trip floats)."""
+    return json.dumps(tree_to_dict(tree), sort_keys=True, separators=(",", ":")) + "\n"
+
+
+# ---------------------------------------------------------------------- JSON
+def save_json(tree: VesselTree, path: str | os.PathLike) -> Path:
+    """Write ``tree`` as a JSON graph (atomic). Same tree -> byte-identical file.
+
+    Parameters
+    ----------
+    tree : VesselTree
+        Tree to write.
+    path : str or os.PathLike
+        Destination, usually ``*.json``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    path = Path(path)
+    text = tree_to_json_string(tree)
+    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), ".json")
+    return path
+
+
+def load_json(path: str | os.PathLike) -> VesselTree:
+    """Read a tree written by :func:`save_json`."""
+    path = Path(path)
+    if not path.is_file():
+        raise VesselInputError(f"vessel tree file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise VesselInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return tree_from_dict(data)
+
+
+# ---------------------------------------------------------------------- VTP
+def _polylines(tree: VesselTree) -> list[list[int]]:
+    """Split the tree into unbranched runs of node indices (each run starts at its parent)."""
+    kids = tree.children_lists()
+    lines: list[list[int]] = []
+    starts: deque[tuple[int, int]] = deque()  # (from_node, first_child)
+    for c in kids[0]:
+        starts.append((0, c))
+    while starts:
+        p, c = starts.popleft()
+        run = [p, c]
+        cur = c
+        while len(kids[cur]) == 1 and tree.branch_ids[kids[cur][0]] == tree.branch_ids[cur]:
+            cur = kids[cur][0]
+            run.append(cur)
+        for k in kids[cur]:
+            starts.append((cur, k))
+        lines.append(run)
+    return lines
+
+
+def tree_to_polydata(tree: VesselTree) -> "Any":
+    """Build a ``pyvista.PolyData`` of the centrelines (see module docstring)."""
+    import pyvista as pv
+
+    poly = pv.PolyData()
+    poly.points = np.ascontiguousarray(tree.positions_mm, dtype=np.float64)
+    lines = _polylines(tree)
+    if lines:
+        cells = np.concatenate([np.r_[len(run), run] for run in lines]).astype(np.int64)
+        poly.lines = cells
+    else:
+        poly.verts = np.array([1, 0], dtype=np.int64)
+    poly.point_data["radius_mm"] = tree.radii_mm.astype(np.float64)
+    poly.point_data["parent"] = tree.parents.astype(np.int64)
+    poly.point_data["branch_id"] = tree.branch_ids.astype(np.int64)
+    poly.point_data["generation"] = tree.generations.astype(np.int64)
+    poly.field_data["metadata_json"] = np.array([json.dumps(_jsonable(tree.metadata), sort_keys=True)])
+    return poly
+
+
+def save_vtp(tree: VesselTree, path: str | os.PathLike) -> Path:
+    """Write ``tree`` as VTK XML PolyData centrelines (atomic, binary, float64 points).
+
+    Parameters
+    ----------
+    tree : VesselTree
+        Tree to write.
+    path : str or os.PathLike
+        Destination; must end in ``.vtp``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".vtp":
+        raise VesselInputError(f"save_vtp: path must end in .vtp, got {path.name}")
+    poly = tree_to_polydata(tree)
+    _atomic_write(path, lambda p: poly.save(str(p), binary=True), ".vtp")
+    return path
+
+
+def _tree_from_lines(points: np.ndarray, radii: np.ndarray, cells: np.ndarray) -> VesselTree:
+    """Rebuild a tree from line connectivity (foreign centreline files)."""
+    n_pts = points.shape[0]
+    # merge coincident points (VMTK centrelines repeat shared points)
+    _, inverse = np.unique(np.round(points, 9), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    adj: dict[int, set[int]] = {}
+    i = 0
+    while i < len(cells):
+        k = int(cells[i])
+        ids = inverse[cells[i + 1 : i + 1 + k]]
+        for a, b in zip(ids[:-1], ids[1:]):
+            if a != b:
+                adj.setdefault(int(a), set()).add(int(b))
+                adj.setdefault(int(b), set()).add(int(a))
+        i += k + 1
+    if not adj:
+        raise VesselInputError("vtp: no line segments to build a vessel tree from")
+    rep = np.full(inverse.max() + 1, -1)
+    for p in range(n_pts - 1, -1, -1):
+        rep[inverse[p]] = p
+    # root: the endpoint (degree 1) with the largest radius
+    ends = [u for u, nb in adj.items() if len(nb) == 1] or list(adj)
+    root = max(ends, key=lambda u: (radii[rep[u]], -u))
+    order, parent_of = [root], {root: -1}
+    q = deque([root])
+    while q:
+        u = q.popleft()
+        for v in sorted(adj[u]):
+            if v not in parent_of:
+                parent_of[v] = u
+                order.append(v)
+                q.append(v)
+    if len(order) != len(adj):
+        raise VesselInputError(f"vtp: centrelines are disconnected ({len(adj) - len(order)} points unreachable from root)")
+    new_index = {u: j for j, u in enumerate(order)}
+    parents = np.array([-1 if parent_of[u] < 0 else new_index[parent_of[u]] for u in order], dtype=np.int64)
+    pos = points[[rep[u] for u in order]]
+    rad = radii[[rep[u] for u in order]]
+    from vessel_models.morphometrics import branch_structure
+
+    branch_ids, generations = branch_structure(parents)
+    return VesselTree(pos, rad, parents, branch_ids, generations, {"source": "vtp-lines"})
+
+
+def load_vtp(path: str | os.PathLike) -> VesselTree:
+    """Read a ``.vtp`` centreline file.
+
+    Files written by :func:`save_vtp` round-trip exactly. Other files need line cells and a
+    radius point array (``radius_mm``, or VMTK's ``MaximumInscribedSphereRadius``); the tree
+    is rebuilt from connectivity, rooted at the widest end point.
+    """
+    import pyvista as pv
+
+    path = Path(path)
+    if not path.is_file():
+        raise VesselInputError(f"vessel tree file not found: {path}")
+    try:
+        poly = pv.read(str(path))
+    except Exception as exc:
+        raise VesselInputError(f"{path}: cannot read as VTK PolyData ({exc})") from None
+    pd = poly.point_data
+    radius_key = next((k for k in ("radius_mm", "MaximumInscribedSphereRadius", "Radius", "radius") if k in pd), None)
+    if radius_key is None:
+        raise VesselInputError(f"{path}: no radius point data (expected 'radius_mm')")
+    points = np.asarray(poly.points, dtype=np.float64)
+    radii = np.asarray(pd[radius_key], dtype=np.float64).reshape(-1)
+    meta: dict = {}
+    if "metadata_json" in poly.field_data:
+        raw = poly.field_data["metadata_json"]
+        text = raw[0] if np.ndim(raw) else raw
+        try:
+            meta = _restore_metadata(json.loads(str(text)))
+        except json.JSONDecodeError:
+            raise VesselInputError(f"{path}: field data 'metadata_json' is not valid JSON") from None
+    if "parent" in pd:
+        n = points.shape[0]
+        bid = pd["branch_id"] if "branch_id" in pd else np.zeros(n, dtype=np.int64)
+        gen = pd["generation"] if "generation" in pd else np.zeros(n, dtype=np.int64)
+        return VesselTree(points, radii, np.asarray(pd["parent"]), np.asarray(bid), np.asarray(gen), meta)
+    tree = _tree_from_lines(points, radii, np.asarray(poly.lines))
+    if meta:
+        tree.metadata = meta
+    return tree
+
+
+# ---------------------------------------------------------------------- dispatch
+def load_tree(path: str | os.PathLike) -> VesselTree:
+    """Load a tree from ``.vtp`` or ``.json`` by file suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".vtp":
+        return load_vtp(path)
+    if suffix == ".json":
+        return load_json(path)
+    raise VesselInputError(f"unsupported vessel tree file type {suffix!r} (use .vtp or .json): {path}")
+
+
+def save_tree(tree: VesselTree, path: str | os.PathLike) -> Path:
+    """Save a tree to ``.vtp`` or ``.json`` by file suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".vtp":
+        return save_vtp(tree, path)
+    if suffix == ".json":
+        return save_json(tree, path)
+    raise VesselInputError(f"unsupported vessel tree file type {suffix!r} (use .vtp or .json): {path}")

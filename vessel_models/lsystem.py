@@ -1,0 +1,552 @@
+"""Stochastic, parametric L-system vessel trees in the V-System tradition (own implementation).
+
+Grammar (modules are parametric; ``d`` diameter in mm, ``L`` length in mm)::
+
+    axiom:  A(d0)
+    A(d) -> F(d, L) / (phi) [ + (t1) A(d1) ] [ - (t2) A(d2) ]     with probability 1 - p_stop
+    A(d) -> F(d, L)                                                  with probability p_stop,
+                                                                     or when d2 / 2 < min radius
+    after the last iteration every remaining A(d) -> F(d, L)
+
+* ``L = eps * d * (1 + U(-j, j))`` (length/diameter ratio ``eps``);
+* Murray's law with exponent ``k``: ``d^k = d1^k + d2^k``, asymmetry ``a = d2/d1 ~ U(a_min, a_max)``;
+* Zamir's optimal angles from the force triangle with weights ``r^2``:
+  ``cos t1 = (r0^4 + r1^4 - r2^4) / (2 r0^2 r1^2)`` (for ``k = 3`` and ``r1 = 1`` this is
+  ``((1+a^3)^(4/3) + 1 - a^4) / (2 (1+a^3)^(2/3))``), plus Gaussian tilt noise;
+* roll ``phi`` of the branching plane: 90 degrees plus Gaussian roll noise;
+* the turtle draws ``F`` as ``n`` sub-segments with small alternating turns (tortuosity).
+
+Distances in mm, angles in degrees at the interface.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree
+
+__all__ = [
+    "LSystemParams",
+    "zamir_angles",
+    "murray_daughters",
+    "expand",
+    "format_modules",
+    "grow_lsystem",
+    "generate_lsystem",
+    "PUBLISHED_GRID_AXES",
+    "published_grid",
+    "rotate",
+    "perpendicular",
+]
+
+
+# ---------------------------------------------------------------------- geometry helpers
+def rotate(v: np.ndarray, axis: np.ndarray, angle_rad: float) -> np.ndarray:
+    """Rotate vector ``v`` about unit ``axis`` by ``angle_rad`` (Rodrigues)."""
+    axis = axis / np.linalg.norm(axis)
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    return v * c + np.cross(axis, v) * s + axis * float(np.dot(axis, v)) * (1.0 - c)
+
+
+def perpendicular(v: np.ndarray) -> np.ndarray:
+    """A deterministic unit vector perpendicular to ``v``."""
+    v = v / np.linalg.norm(v)
+    ref = np.array([1.0, 0.0, 0.0]) if abs(v[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    p = np.cross(v, ref)
+    return p / np.linalg.norm(p)
+
+
+def _unit(v: Sequence[float], name: str) -> np.ndarray:
+    a = np.asarray(v, dtype=np.float64).reshape(-1)
+    if a.shape != (3,) or not np.all(np.isfinite(a)) or np.linalg.norm(a) == 0:
+        raise VesselInputError(f"{name}: expected a non-zero 3-vector, got {v!r}")
+    return a / np.linalg.norm(a)
+
+
+# ---------------------------------------------------------------------- physiology
+def murray_daughters(d0: float, asymmetry: float, exponent: float = 3.0) -> tuple[float, float]:
+    """Daughter diameters from Murray's law ``d0^k = d1^k + d2^k`` with ``d2 = a d1``.
+
+    Parameters
+    ----------
+    d0 : float
+        Parent diameter (mm).
+    asymmetry : float
+        ``a = d2 / d1`` in ``(0, 1]``.
+    exponent : float
+        Murray exponent ``k`` (3 = Murray's original).
+
+    Returns
+    -------
+    (d1, d2) : tuple of float
+        Larger and smaller daughter diameters (mm).
+    """
+    if not 0 < asymmetry <= 1:
+        raise VesselInputError(f"asymmetry must be in (0, 1], got {asymmetry}")
+    if exponent <= 0:
+        raise VesselInputError(f"murray_exponent must be > 0, got {exponent}")
+    d1 = d0 / (1.0 + asymmetry**exponent) ** (1.0 / exponent)
+    return d1, asymmetry * d1
+
+
+def zamir_angles(asymmetry: float, exponent: float = 3.0) -> tuple[float, float]:
+    """Optimal branching angles (Zamir; minimum lumen volume) for ``a = d2/d1``.
+
+    Uses the force triangle ``r0^2 e0 = r1^2 e1 + r2^2 e2`` with Murray radii
+    ``r1 = 1``, ``r2 = a``, ``r0 = (1 + a^k)^(1/k)``.
+
+    Parameters
+    ----------
+    asymmetry : float
+        ``a = d2 / d1`` in ``(0, 1]``.
+    exponent : float
+        Murray exponent ``k``.
+
+    Returns
+    -------
+    (theta1, theta2) : tuple of float
+        Angles (radians) between the parent axis and the larger / smaller daughter.
+    """
+    a = float(asymmetry)
+    if not 0 < a <= 1:
+        raise VesselInputError(f"asymmetry must be in (0, 1], got {asymmetry}")
+    r0 = (1.0 + a**exponent) ** (1.0 / exponent)
+    w0, w1, w2 = r0**2, 1.0, a**2
+    c1 = (w0**2 + w1**2 - w2**2) / (2.0 * w0 * w1)
+    c2 = (w0**2 + w2**2 - w1**2) / (2.0 * w0 * w2)
+    return math.acos(max(-1.0, min(1.0, c1))), math.acos(max(-1.0, min(1.0, c2)))
+
+
+# ---------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class LSystemParams:
+    """Parameters of the stochastic L-system (lengths in mm, angles in degrees).
+
+    Attributes
+    ----------
+    root_diameter_mm : float
+        Diameter of the root segment (cerebral scale: 2-4 mm).
+    iterations : int
+        Rewriting iterations (maximum branching generation).
+    length_diameter_ratio : float
+        ``eps``: segment length = ``eps * d``.
+    length_jitter : float
+        Relative uniform jitter of segment lengths.
+    murray_exponent : float
+        Murray exponent ``k`` (3 by default).
+    asymmetry_min, asymmetry_max : float
+        Range of ``a = d2/d1`` drawn uniformly per bifurcation.
+    stop_probability : float
+        Probability that an apex terminates instead of bifurcating.
+    tilt_sd_deg : float
+        Gaussian noise added to each Zamir angle.
+    roll_sd_deg : float
+        Gaussian noise on the 90-degree roll of each branching plane.
+    tortuosity_deg : float
+        Amplitude of the alternating turns between sub-segments.
+    step_mm : float
+        Target sub-segment length (each segment has at least 3 sub-segments).
+    min_radius_mm : float
+        No daughter thinner than this is created (the apex terminates instead).
+    stenosis_probability : float
+        Per-branch probability of a stenosis (smooth narrowing of interior nodes).
+    stenosis_degree_min, stenosis_degree_max : float
+        Range of diameter reduction (fraction) of a stenosis.
+    aneurysm_probability : float
+        Per-branch probability of an aneurysm.
+    aneurysm_kind : str
+        ``"saccular"`` (side bleb branch labelled ``aneurysm``) or ``"fusiform"`` (bulge).
+    aneurysm_size_min, aneurysm_size_max : float
+        Aneurysm radius as a multiple of the parent vessel radius.
+    origin_mm : tuple of float
+        Root node position.
+    direction : tuple of float
+        Initial heading.
+    """
+
+    root_diameter_mm: float = 3.0
+    iterations: int = 5
+    length_diameter_ratio: float = 6.0
+    length_jitter: float = 0.25
+    murray_exponent: float = 3.0
+    asymmetry_min: float = 0.5
+    asymmetry_max: float = 1.0
+    stop_probability: float = 0.05
+    tilt_sd_deg: float = 5.0
+    roll_sd_deg: float = 25.0
+    tortuosity_deg: float = 8.0
+    step_mm: float = 2.5
+    min_radius_mm: float = 0.2
+    stenosis_probability: float = 0.0
+    stenosis_degree_min: float = 0.3
+    stenosis_degree_max: float = 0.7
+    aneurysm_probability: float = 0.0
+    aneurysm_kind: str = "saccular"
+    aneurysm_size_min: float = 1.5
+    aneurysm_size_max: float = 3.0
+    origin_mm: tuple = (0.0, 0.0, 0.0)
+    direction: tuple = (0.0, 0.0, 1.0)
+
+    def validate(self) -> "LSystemParams":
+        """Raise :class:`VesselInputError` naming the first bad field; return self."""
+        checks = [
+            ("root_diameter_mm", self.root_diameter_mm > 0),
+            ("iterations", 0 <= self.iterations <= 14),
+            ("length_diameter_ratio", self.length_diameter_ratio > 0),
+            ("length_jitter", 0 <= self.length_jitter < 1),
+            ("murray_exponent", self.murray_exponent > 0),
+            ("asymmetry_min", 0 < self.asymmetry_min <= self.asymmetry_max),
+            ("asymmetry_max", self.asymmetry_max <= 1),
+            ("stop_probability", 0 <= self.stop_probability <= 1),
+            ("tilt_sd_deg", self.tilt_sd_deg >= 0),
+            ("roll_sd_deg", self.roll_sd_deg >= 0),
+            ("tortuosity_deg", 0 <= self.tortuosity_deg < 90),
+            ("step_mm", self.step_mm > 0),
+            ("min_radius_mm", self.min_radius_mm > 0),
+            ("stenosis_probability", 0 <= self.stenosis_probability <= 1),
+            ("stenosis_degree_min", 0 <= self.stenosis_degree_min <= self.stenosis_degree_max),
+            ("stenosis_degree_max", self.stenosis_degree_max < 1),
+            ("aneurysm_probability", 0 <= self.aneurysm_probability <= 1),
+            ("aneurysm_kind", self.aneurysm_kind in ("saccular", "fusiform")),
+            ("aneurysm_size_min", 1 < self.aneurysm_size_min <= self.aneurysm_size_max),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise VesselInputError(f"lsystem parameter {name}={getattr(self, name)!r} is out of range")
+        if self.root_diameter_mm / 2 < self.min_radius_mm:
+            raise VesselInputError(
+                f"lsystem parameter root_diameter_mm={self.root_diameter_mm} is below 2 * min_radius_mm"
+            )
+        o = np.asarray(self.origin_mm, dtype=np.float64).reshape(-1)
+        if o.shape != (3,) or not np.all(np.isfinite(o)):
+            raise VesselInputError(f"lsystem parameter origin_mm={self.origin_mm!r} must be 3 finite numbers")
+        _unit(self.direction, "direction")
+        return self
+
+
+# ---------------------------------------------------------------------- rewriting
+Module = tuple  # ("A", d) | ("F", d, L) | ("/", deg) | ("+", deg) | ("-", deg) | ("[",) | ("]",)
+
+
+def _segment(d: float, p: LSystemParams, rng: np.random.Generator) -> Module:
+    jitter = rng.uniform(-p.length_jitter, p.length_jitter) if p.length_jitter > 0 else 0.0
+    return ("F", d, p.length_diameter_ratio * d * (1.0 + jitter))
+
+
+def expand(params: LSystemParams, rng: np.random.Generator, root_diameter_mm: float | None = None) -> list[Module]:
+    """Run the stochastic rewriting for ``params.iterations`` iterations.
+
+    Parameters
+    ----------
+    params : LSystemParams
+        Grammar parameters.
+    rng : numpy.random.Generator
+        Source of randomness (consumed in a fixed order).
+    root_diameter_mm : float, optional
+        Axiom diameter; defaults to ``params.root_diameter_mm``.
+
+    Returns
+    -------
+    list of tuple
+        The final module string (every apex already turned into a terminal ``F``).
+    """
+    d0 = params.root_diameter_mm if root_diameter_mm is None else root_diameter_mm
+    word: list[Module] = [("A", float(d0))]
+    k = params.murray_exponent
+    for _ in range(params.iterations):
+        nxt: list[Module] = []
+        for m in word:
+            if m[0] != "A":
+                nxt.append(m)
+                continue
+            d = m[1]
+            stop = rng.random() < params.stop_probability
+            a = rng.uniform(params.asymmetry_min, params.asymmetry_max)
+            d1, d2 = murray_daughters(d, a, k)
+            if stop or d2 / 2.0 < params.min_radius_mm:
+                nxt.append(_segment(d, params, rng))
+                continue
+            t1, t2 = zamir_angles(a, k)
+            t1 = math.degrees(t1) + rng.normal(0.0, params.tilt_sd_deg) if params.tilt_sd_deg else math.degrees(t1)
+            t2 = math.degrees(t2) + rng.normal(0.0, params.tilt_sd_deg) if params.tilt_sd_deg else math.degrees(t2)
+            roll = 90.0 + (rng.normal(0.0, params.roll_sd_deg) if params.roll_sd_deg else 0.0)
+            nxt += [
+                _segment(d, params, rng),
+                ("/", roll),
+                ("[",), ("+", max(t1, 0.0)), ("A", d1), ("]",),
+                ("[",), ("-", max(t2, 0.0)), ("A", d2), ("]",),
+            ]
+        word = nxt
+    return [_segment(m[1], params, rng) if m[0] == "A" else m for m in word]
+
+
+def format_modules(word: Sequence[Module]) -> str:
+    """Human-readable L-system string, e.g. ``F(3.00,18.2)/(94.1)[+(37.5)F(2.38,14.3)]...``."""
+    out = []
+    for m in word:
+        if m[0] in "[]":
+            out.append(m[0])
+        elif m[0] == "F":
+            out.append(f"F({m[1]:.2f},{m[2]:.1f})")
+        elif m[0] == "A":
+            out.append(f"A({m[1]:.2f})")
+        else:
+            out.append(f"{m[0]}({m[1]:.1f})")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------- interpretation
+def _draw_segment(
+    b: TreeBuilder,
+    parent: int,
+    pos: np.ndarray,
+    heading: np.ndarray,
+    up: np.ndarray,
+    d: float,
+    length: float,
+    branch: int,
+    p: LSystemParams,
+    rng: np.random.Generator,
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    n = max(3, int(math.ceil(length / p.step_mm)))
+    ls = length / n
+    nodes = []
+    tort = math.radians(p.tortuosity_deg)
+    turn_axis = rotate(up, heading, rng.uniform(0, 2 * math.pi)) if tort > 0 else up
+    for j in range(n):
+        pos = pos + heading * ls
+        parent = b.add_node(pos, d / 2.0, parent, branch)
+        nodes.append(parent)
+        if tort > 0 and j < n - 1:
+            sign = 1.0 if j % 2 == 0 else -1.0
+            ang = sign * tort * (0.5 + rng.random())
+            heading = rotate(heading, turn_axis, ang)
+            up = rotate(up, turn_axis, ang)
+            heading /= np.linalg.norm(heading)
+    return parent, pos, heading, up, nodes
+
+
+def grow_lsystem(
+    builder: TreeBuilder,
+    parent_node: int,
+    direction: Sequence[float],
+    params: LSystemParams,
+    rng: np.random.Generator,
+    root_diameter_mm: float | None = None,
+    generation_offset: int = 0,
+    up: Sequence[float] | None = None,
+) -> list[int]:
+    """Interpret an expanded L-system with a 3D turtle, appending nodes to ``builder``.
+
+    Parameters
+    ----------
+    builder : TreeBuilder
+        Target; ``parent_node`` must already exist (use -1 to create the root node at
+        ``params.origin_mm``).
+    parent_node : int
+        Node the first segment starts from.
+    direction : sequence of float
+        Initial heading (normalised internally).
+    params : LSystemParams
+        Grammar and pathology parameters.
+    rng : numpy.random.Generator
+        Randomness.
+    root_diameter_mm : float, optional
+        Diameter of the first segment (default ``params.root_diameter_mm``).
+    generation_offset : int
+        Generation of the first segment's branch.
+    up : sequence of float, optional
+        Initial turtle "up" vector (perpendicular to the heading).
+
+    Returns
+    -------
+    list of int
+        Branch ids created.
+    """
+    d0 = params.root_diameter_mm if root_diameter_mm is None else float(root_diameter_mm)
+    heading = _unit(direction, "direction")
+    upv = perpendicular(heading) if up is None else _unit(up, "up")
+    upv = upv - heading * float(np.dot(upv, heading))
+    if np.linalg.norm(upv) < 1e-9:
+        upv = perpendicular(heading)
+    upv /= np.linalg.norm(upv)
+    if parent_node < 0:
+        root_branch = builder.new_branch(generation_offset)
+        parent_node = builder.add_node(params.origin_mm, d0 / 2.0, -1, root_branch)
+        first_branch_reuse: int | None = root_branch
+    else:
+        first_branch_reuse = None
+    word = expand(params, rng, d0)
+    pos = builder.position(parent_node)
+    state = (parent_node, pos, heading, upv, generation_offset)
+    stack: list[tuple] = []
+    created: list[int] = []
+    branch_nodes: dict[int, list[int]] = {}
+    for m in word:
+        node, pos, heading, upv, gen = state
+        op = m[0]
+        if op == "F":
+            if first_branch_reuse is not None:
+                bid, first_branch_reuse = first_branch_reuse, None
+            else:
+                bid = builder.new_branch(gen)
+            created.append(bid)
+            node, pos, heading, upv, nodes = _draw_segment(builder, node, pos, heading, upv, m[1], m[2], bid, params, rng)
+            branch_nodes[bid] = nodes
+            state = (node, pos, heading, upv, gen)
+        elif op == "/":
+            upv = rotate(upv, heading, math.radians(m[1]))
+            state = (node, pos, heading, upv, gen)
+        elif op in "+-":
+            ang = math.radians(m[1]) * (1.0 if op == "+" else -1.0)
+            heading = rotate(heading, upv, ang)
+            heading /= np.linalg.norm(heading)
+            state = (node, pos, heading, upv, gen)
+        elif op == "[":
+            stack.append(state)
+            state = (node, pos, heading, upv, gen + 1)
+        elif op == "]":
+            state = stack.pop()
+    _add_pathologies(builder, created, branch_nodes, params, rng)
+    return created
+
+
+def _add_pathologies(
+    b: TreeBuilder, branches: list[int], branch_nodes: dict[int, list[int]], p: LSystemParams, rng: np.random.Generator
+) -> None:
+    if p.stenosis_probability <= 0 and p.aneurysm_probability <= 0:
+        return
+    stenoses, aneurysms = [], []
+    for bid in branches:
+        nodes = branch_nodes[bid]
+        interior = nodes[1:-1]
+        if len(interior) < 2:
+            continue
+        if p.stenosis_probability > 0 and rng.random() < p.stenosis_probability:
+            degree = rng.uniform(p.stenosis_degree_min, p.stenosis_degree_max)
+            centre = rng.uniform(0.3, 0.7) * (len(interior) - 1)
+            half = max(1.0, 0.35 * len(interior))
+            for j, i in enumerate(interior):
+                x = (j - centre) / half
+                if abs(x) < 1:
+                    factor = 1.0 - degree * 0.5 * (1.0 + math.cos(math.pi * x))
+                    b.set_radius(i, max(b.radius(i) * factor, 1e-3))
+            stenoses.append({"branch_id": bid, "degree": float(degree)})
+        if p.aneurysm_probability > 0 and rng.random() < p.aneurysm_probability:
+            size = rng.uniform(p.aneurysm_size_min, p.aneurysm_size_max)
+            j = int(rng.integers(0, len(interior)))
+            at = interior[j]
+            r_v = b.radius(at)
+            if p.aneurysm_kind == "fusiform":
+                for jj, i in enumerate(interior):
+                    x = (jj - j) / max(1.0, 0.3 * len(interior))
+                    if abs(x) < 1:
+                        b.set_radius(i, b.radius(i) * (1.0 + (size - 1.0) * 0.5 * (1.0 + math.cos(math.pi * x))))
+                aneurysms.append({"branch_id": bid, "kind": "fusiform", "node": at, "size": float(size)})
+            else:
+                prev = b.position(interior[j - 1] if j > 0 else nodes[0])
+                axis = b.position(at) - prev
+                side = rotate(perpendicular(axis), axis, rng.uniform(0, 2 * math.pi))
+                dome_r = size * r_v
+                abid = b.new_branch(b.branch_generation(bid) + 1, label="aneurysm")
+                neck = b.add_node(b.position(at) + side * r_v, 0.6 * r_v, at, abid)
+                dome = b.add_node(b.position(at) + side * (r_v + dome_r), dome_r, neck, abid)
+                aneurysms.append({"branch_id": abid, "kind": "saccular", "node": dome, "size": float(size)})
+    b.extra.setdefault("stenoses", []).extend(stenoses)
+    b.extra.setdefault("aneurysms", []).extend(aneurysms)
+
+
+# ---------------------------------------------------------------------- generator
+def _params_from(params: LSystemParams | None, overrides: dict[str, Any]) -> LSystemParams:
+    base = params or LSystemParams()
+    names = {f.name for f in fields(LSystemParams)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise VesselInputError(f"unknown lsystem parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    p = replace(base, **overrides)
+    p = replace(p, origin_mm=tuple(float(x) for x in p.origin_mm), direction=tuple(float(x) for x in p.direction))
+    return p.validate()
+
+
+def generate_lsystem(seed: int, params: LSystemParams | None = None, **overrides: Any) -> VesselTree:
+    """Generate a stochastic L-system vessel tree.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of ``numpy.random.default_rng``; same seed and params -> identical tree.
+    params : LSystemParams, optional
+        Base parameters (defaults: cerebral scale, root diameter 3 mm).
+    **overrides
+        Field overrides of :class:`LSystemParams`.
+
+    Returns
+    -------
+    VesselTree
+        Root at ``origin_mm``; metadata has ``generator="lsystem"``, ``seed``, ``params``,
+        ``stenoses`` and ``aneurysms``.
+    """
+    from vessel_models.io import normalized_metadata
+
+    p = _params_from(params, overrides)
+    rng = np.random.default_rng(int(seed))
+    b = TreeBuilder()
+    grow_lsystem(b, -1, p.direction, p, rng)
+    meta = {
+        "generator": "lsystem",
+        "seed": int(seed),
+        "params": asdict(p),
+        "murray_exponent": p.murray_exponent,
+        "stenoses": b.extra.get("stenoses", []),
+        "aneurysms": b.extra.get("aneurysms", []),
+    }
+    tree = b.build(meta)
+    tree.metadata = normalized_metadata(tree.metadata)
+    return tree
+
+
+# ---------------------------------------------------------------------- published design grid
+#: Four axes whose product is the 11 x 8 x 6 x 3 = 1,584-skeleton design of the synthetic-DDSA
+#: work. The published per-axis values are not given in our sources; these values span the same
+#: cerebral-scale ranges (this project's choice) so the design *size and structure* is reproduced.
+PUBLISHED_GRID_AXES: dict[str, tuple] = {
+    "root_diameter_mm": tuple(round(2.0 + 0.2 * i, 1) for i in range(11)),
+    "length_diameter_ratio": tuple(float(x) for x in range(5, 13)),
+    "tortuosity_deg": tuple(float(x) for x in range(0, 12, 2)),
+    "iterations": (4, 5, 6),
+}
+
+
+def published_grid(axes: dict[str, Sequence] | None = None, base_seed: int = 0) -> list[dict[str, Any]]:
+    """Parameter sets of a full factorial design (default: the 1,584-skeleton grid).
+
+    Parameters
+    ----------
+    axes : dict, optional
+        ``{field: values}``; defaults to :data:`PUBLISHED_GRID_AXES`.
+    base_seed : int
+        Seed of the first design point; point ``i`` gets seed ``base_seed + i``.
+
+    Returns
+    -------
+    list of dict
+        ``[{"seed": int, field: value, ...}, ...]`` in row-major order of the axes; each
+        dict can be passed as ``generate_lsystem(**d)``.
+    """
+    axes = dict(PUBLISHED_GRID_AXES if axes is None else axes)
+    names = {f.name for f in fields(LSystemParams)}
+    bad = sorted(set(axes) - names)
+    if bad:
+        raise VesselInputError(f"unknown lsystem grid axis {', '.join(bad)}")
+    keys = list(axes)
+    out = []
+    for i, combo in enumerate(itertools.product(*(axes[k] for k in keys))):
+        d = {"seed": base_seed + i}
+        d.update(dict(zip(keys, combo)))
+        out.append(d)
+    return out
