@@ -88,7 +88,7 @@ def test_sample_regenerated_alone_is_bit_identical(exported):
 
 
 def test_projection_matrix_accounts_for_crop(exported):
-    cfg, path, _ = exported
+    _, path, _ = exported
     root = open_store(path)
     p = root["meta/projection_matrix"][0]
     iso = root["meta/isocenter_mm"][0]
@@ -177,13 +177,54 @@ def test_ct_cache_loads_each_ct_once_and_evicts(tmp_path):
     assert cache3.loads == 2
 
 
-def test_scene_renderer_not_wired_is_clear(tmp_path):
+def test_unknown_renderer_and_broken_contract(tmp_path):
+    import dataclasses
+
+    from ddsa_sim.export import sample as sample_mod
+
     glob = write_cts(tmp_path / "cts", n=1)
-    spec = plan_dataset(small_config(glob, renderer="scene"))[0]
+    spec = plan_dataset(small_config(glob))[0]
+    with pytest.raises(InputError, match="renderer: unknown 'nope'"):
+        render_sample(dataclasses.replace(spec, renderer="nope"), CTCache())
+
+    def bad(spec, cache):
+        out = sample_mod._render_synthetic(spec, cache)
+        out["mask"] = out["mask"][:-1]
+        return out
+
+    sample_mod.RENDERERS["bad"] = bad
     try:
-        import ddsa_sim.scene  # noqa: F401
-    except ImportError:
-        with pytest.raises(InputError, match="renderer 'scene'"):
-            render_sample(spec, CTCache())
-    else:
-        pytest.skip("ddsa_sim.scene exists: the scene renderer is tested by its owner")
+        with pytest.raises(RuntimeError, match="'mask' has shape"):
+            render_sample(dataclasses.replace(spec, renderer="bad"), CTCache())
+    finally:
+        del sample_mod.RENDERERS["bad"]
+
+
+def test_cli_export_overrides_count_and_seed(tmp_path):
+    import yaml
+
+    glob = write_cts(tmp_path / "cts", n=1)
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(small_config(glob).model_dump(mode="json")))
+    out = tmp_path / "o.zarr"
+    res = CliRunner().invoke(app, ["export", str(cfg_path), "-o", str(out), "--count", "3", "--seed", "42",
+                                   "--no-progress"])
+    assert res.exit_code == 0, res.output
+    root = open_store(out)
+    assert root.attrs["n_samples"] == 3 and root.attrs["config"]["seed"] == 42
+    assert (out / "preview.png").exists()
+    again = CliRunner().invoke(app, ["export", str(cfg_path), "-o", str(out), "--count", "3"])
+    assert again.exit_code == 2 and "already exists" in again.output
+    bad = CliRunner().invoke(app, ["export", str(cfg_path), "-o", str(tmp_path / "p.zarr"), "--count", "0"])
+    assert bad.exit_code == 2 and "count:" in bad.output
+
+
+def test_dicom_size_from_headers():
+    from pydicom.data import get_testdata_file
+
+    from ddsa_sim.export.sample import peek_voxels
+
+    path = get_testdata_file("CT_small.dcm")
+    assert peek_voxels(path) == 128 * 128
+    with pytest.raises(InputError, match="max_ct_voxels=100"):
+        load_ct(path, None, 100)

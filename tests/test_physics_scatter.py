@@ -123,3 +123,14 @@ def test_air_only_gives_no_scatter():
 def test_bad_input(call):
     with pytest.raises(InputError):
         call()
+
+
+def test_coarse_grid_matches_full_resolution_and_conserves():
+    h, w = 240, 320
+    yy, xx = np.mgrid[:h, :w]
+    t = np.clip(300.0 - 0.01 * ((xx - 150) ** 2 + (yy - 110) ** 2), 0, None)
+    primary = np.exp(-0.02 * t)
+    fast = scatter_kernel_superposition(primary, t, 0.2, ScatterParams(max_downsample=8))
+    full = scatter_kernel_superposition(primary, t, 0.2, ScatterParams(max_downsample=1))
+    assert np.abs(fast - full).max() < 0.02 * full.max()
+    assert fast.sum() == pytest.approx(full.sum(), rel=1e-10)

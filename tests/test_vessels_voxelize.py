@@ -193,3 +193,51 @@ def test_bad_grid_arguments():
 def test_negative_radius_tree_is_rejected():
     with pytest.raises(VesselInputError, match="radii"):
         _line_tree((0, 0, 0), (5, 0, 0), 1.0, -1.0)
+
+
+# ---------------------------------------------------------------- meshes and pictures
+def test_meshes_volume_and_export(tmp_path):
+    pv = pytest.importorskip("pyvista")
+    from vessel_models.mesh import save_mesh, tree_to_mesh
+
+    r, length = 1.0, 6.0
+    tree = _line_tree((0, 0, 0), (length, 2.0, 1.0), r, r)
+    truth = np.pi * r * r * np.sqrt(length**2 + 5.0) + 4.0 / 3.0 * np.pi * r**3
+    surf = tree_to_mesh(tree, method="marching_cubes", spacing_mm=0.1)
+    assert abs(surf.volume) == pytest.approx(truth, rel=0.02)
+    tubes = tree_to_mesh(tree, n_sides=24)
+    assert "radius_mm" in tubes.point_data
+    # tube surface lies on the cylinder (radius 1 around the axis) away from the end caps
+    d = np.array([length, 2.0, 1.0]) / np.sqrt(length**2 + 5.0)
+    pts = np.asarray(tubes.points)
+    t = pts @ d
+    mid = (t > 0.5) & (t < np.sqrt(length**2 + 5.0) - 0.5)
+    radial = np.linalg.norm(pts[mid] - t[mid, None] * d, axis=1)
+    np.testing.assert_allclose(radial, r, rtol=0.02)
+    for suffix in (".stl", ".vtp"):
+        path = save_mesh(surf, tmp_path / f"mesh{suffix}")
+        back = pv.read(str(path))
+        assert back.n_cells == surf.n_cells
+        assert abs(back.volume) == pytest.approx(abs(surf.volume), rel=1e-5)
+    with pytest.raises(VesselInputError):
+        save_mesh(surf, tmp_path / "mesh.xyz")
+    with pytest.raises(VesselInputError):
+        tree_to_mesh(tree, method="voxels")
+
+
+@pytest.mark.parametrize("backend", ["matplotlib", "auto"])
+def test_render_png(tmp_path, backend):
+    from vessel_models.render import render_tree_png
+
+    tree = VesselTree(
+        np.array([[0, 0, 0], [0, 0, 10], [4, 0, 16], [-4, 0, 16]], dtype=float), np.array([2.0, 1.6, 1.0, 1.0]),
+        np.array([-1, 0, 1, 1]), np.array([0, 0, 1, 2]), np.array([0, 0, 1, 1]),
+    )
+    out = tmp_path / "tree.png"
+    used = render_tree_png(tree, out, size=(120, 100), backend=backend)
+    assert used in ("pyvista", "matplotlib") and (backend == "auto" or used == backend)
+    from PIL import Image
+
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape == (100, 120, 3)
+    assert img.std() > 5  # not a blank picture

@@ -23,7 +23,7 @@ import numpy as np
 
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["branch_polylines", "tree_to_mesh", "save_mesh"]
+__all__ = ["branch_polylines", "save_mesh", "tree_to_mesh"]
 
 
 def branch_polylines(tree: VesselTree) -> list[np.ndarray]:
@@ -91,6 +91,11 @@ def _marching_cubes(tree: VesselTree, spacing_mm: float | None, max_bytes: int |
     if vol.max() < 0.5:
         raise VesselInputError("tree is too thin for this spacing: nothing above half a voxel")
     verts, faces, _, _ = marching_cubes(vol, level=0.5)
+    # merge coincident vertices and drop the triangles that collapse (marching cubes emits some)
+    verts, inverse = np.unique(verts, axis=0, return_inverse=True)
+    faces = inverse.reshape(-1)[faces]
+    ok = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    faces = faces[ok]
     verts_mm = verts @ affine[:3, :3].T + affine[:3, 3]
     cells = np.hstack([np.full((len(faces), 1), 3, dtype=np.int64), faces.astype(np.int64)]).ravel()
     return pv.PolyData(verts_mm, cells)

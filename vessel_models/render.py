@@ -36,10 +36,11 @@ def _render_pyvista(tree: VesselTree, tmp: str, size: tuple[int, int], title: st
     plotter = pv.Plotter(off_screen=True, window_size=(int(size[0]), int(size[1])))
     try:
         plotter.set_background("white")
-        kw = {}
+        kw: dict = {}
         if "radius_mm" in mesh.point_data:
-            kw = dict(scalars="radius_mm", cmap="inferno_r",
-                      scalar_bar_args={"title": "radius (mm)", "color": "black", "vertical": True})
+            kw = {"scalars": "radius_mm", "cmap": "inferno_r",
+                  "scalar_bar_args": {"title": "radius (mm)", "color": "black", "vertical": True,
+                                       "position_x": 0.8, "position_y": 0.05, "width": 0.08, "height": 0.4}}
         plotter.add_mesh(mesh, color=None if kw else "firebrick", smooth_shading=True, **kw)
         if title:
             plotter.add_text(title, font_size=10, color="black")
@@ -133,7 +134,7 @@ def render_tree_png(
             try:
                 _render_pyvista(tree, tmp, (w, h), title)
                 used = "pyvista"
-            except Exception:
+            except Exception:  # no off-screen context: fall back to matplotlib
                 if backend == "pyvista":
                     raise
         if used == "matplotlib":

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["RAS_TO_LPS", "load_label_volume", "mask_to_volume", "mask_to_tree"]
+__all__ = ["RAS_TO_LPS", "load_label_volume", "mask_to_tree", "mask_to_volume"]
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 """4x4 matrix flipping x and y: RAS mm -> LPS mm (its own inverse)."""
@@ -63,7 +63,7 @@ def load_label_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     try:
         img = nib.load(str(p))
         data = np.asanyarray(img.dataobj)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
         raise VesselInputError(f"cannot read mask {p}: {exc}") from None
     data = np.squeeze(data)
     if data.ndim != 3:
@@ -144,9 +144,12 @@ def mask_to_volume(
 
 # ---------------------------------------------------------------------------- tree
 def _crop(fg: np.ndarray, aff: np.ndarray, pad: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    idx = np.argwhere(fg)
-    lo = np.maximum(idx.min(axis=0) - pad, 0)
-    hi = np.minimum(idx.max(axis=0) + pad + 1, fg.shape)
+    lo = np.zeros(3, dtype=np.int64)
+    hi = np.zeros(3, dtype=np.int64)
+    for ax in range(3):
+        hit = np.nonzero(fg.any(axis=tuple(a for a in range(3) if a != ax)))[0]
+        lo[ax] = max(int(hit[0]) - pad, 0)
+        hi[ax] = min(int(hit[-1]) + pad + 1, fg.shape[ax])
     sub = fg[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     out = aff.copy()
     out[:3, 3] = aff[:3, :3] @ lo + aff[:3, 3]
@@ -385,7 +388,7 @@ def _simplify(parent: np.ndarray, order: list[int], alive: np.ndarray, pos: np.n
         seg = np.linalg.norm(np.diff(np.vstack([p_prev[None], pos[chain]]), axis=0), axis=1)
         cum = np.cumsum(seg)
         total = float(cum[-1])
-        n_pieces = max(1, int(round(total / step)))
+        n_pieces = max(1, round(total / step))
         targets = total * np.arange(1, n_pieces + 1) / n_pieces
         picks = np.searchsorted(cum, targets - 1e-9)
         picks = np.unique(np.minimum(picks, len(chain) - 1))

@@ -30,7 +30,7 @@ import numpy as np
 
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["grid_around_tree", "voxelize_tree", "estimate_voxelize_bytes"]
+__all__ = ["estimate_voxelize_bytes", "grid_around_tree", "voxelize_tree"]
 
 _BRICK = 8
 
@@ -151,12 +151,10 @@ def _voxelize_bricks(out, brick_ids, starts, seg_list, nb, a3, t3, geo, vals, ba
                         sd, t = _round_cone_sd(px, py, pz, geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3],
                                                geo[e, 4], geo[e, 5], geo[e, 6], geo[e, 7], geo[e, 8],
                                                geo[e, 9], geo[e, 10])
-                        if sd < best:
-                            best = sd
+                        best = min(best, sd)
                         if use_vals and sd <= 0.0:
                             v = vals[e, 0] + t * (vals[e, 1] - vals[e, 0])
-                            if v > vmax:
-                                vmax = v
+                            vmax = max(vmax, v)
                     if best >= band_mm:
                         continue
                     if best <= -band_mm:
@@ -182,8 +180,7 @@ def _voxelize_bricks(out, brick_ids, starts, seg_list, nb, a3, t3, geo, vals, ba
                                     if sd <= 0.0:
                                         if use_vals:
                                             v = vals[e, 0] + t * (vals[e, 1] - vals[e, 0])
-                                            if v > hit:
-                                                hit = v
+                                            hit = max(hit, v)
                                         else:
                                             hit = 1.0
                                             break
@@ -218,7 +215,7 @@ def _available_bytes() -> int:
         import psutil
 
         return int(psutil.virtual_memory().available)
-    except Exception:  # pragma: no cover - psutil missing or unsupported platform
+    except Exception:  # noqa: BLE001  # pragma: no cover - psutil missing or unsupported platform
         return 8 * 1024**3
 
 

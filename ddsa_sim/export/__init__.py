@@ -1,0 +1,31 @@
+"""Batch dataset export: YAML config -> plan of samples -> chunked Zarr store (local processes or Dask).
+
+Modules: :mod:`.config` (validated YAML), :mod:`.plan` (config + seed -> SampleSpec list),
+:mod:`.sample` (render one sample; CT cache), :mod:`.store` (Zarr layout, atomic per-sample writes),
+:mod:`.runner` (workers, Dask, resume), :mod:`.inspect` (verify a store), :mod:`.preview` (PNG grid),
+:mod:`.cli` (``ddsa-sim export`` / ``ddsa-sim inspect``). Format: ``docs/store_format.md``;
+operations and memory: ``docs/export.md``.
+"""
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "CTCache": "ddsa_sim.export.sample",
+    "DatasetConfig": "ddsa_sim.export.config",
+    "SampleSpec": "ddsa_sim.export.plan",
+    "example_config_yaml": "ddsa_sim.export.config",
+    "load_config": "ddsa_sim.export.config",
+    "plan_dataset": "ddsa_sim.export.plan",
+    "render_sample": "ddsa_sim.export.sample",
+    "run_export": "ddsa_sim.export.runner",
+}
+__all__ = ["CTCache", "DatasetConfig", "SampleSpec", "example_config_yaml", "load_config", "plan_dataset",
+           "render_sample", "run_export"]
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy imports: ``import ddsa_sim.export`` (and the CLI's --help) stays fast."""
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'ddsa_sim.export' has no attribute {name!r}")

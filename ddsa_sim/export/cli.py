@@ -7,7 +7,6 @@ commands alone.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,12 +19,12 @@ def _fail(exc: InputError) -> None:
 
 
 def export(
-    config: Optional[Path] = typer.Argument(None, help="Dataset config (YAML)."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output Zarr store (a directory)."),
-    count: Optional[int] = typer.Option(None, "--count", help="Number of samples (overrides the config)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Dataset seed (overrides the config)."),
+    config: Path | None = typer.Argument(None, help="Dataset config (YAML)."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Output Zarr store (a directory)."),
+    count: int | None = typer.Option(None, "--count", help="Number of samples (overrides the config)."),
+    seed: int | None = typer.Option(None, "--seed", help="Dataset seed (overrides the config)."),
     workers: int = typer.Option(1, "--workers", help="Local worker processes."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+    scheduler: str | None = typer.Option(None, "--scheduler",
                                             help="Dask scheduler address, or local:N for a LocalCluster."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted export into the same store."),
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Write STORE/preview.png."),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,7 +35,7 @@ class Range(_Model):
     max: float
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Range":
+    def _ordered(self) -> Range:
         if self.max < self.min:
             raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
         return self
@@ -48,7 +48,7 @@ class Grid(_Model):
 
 
 #: A per-sample value: fixed number, uniform range or grid.
-Dist = Union[float, Range, Grid]
+Dist = float | Range | Grid
 
 
 def dist_bounds(d: Dist) -> tuple[float, float]:
@@ -91,7 +91,7 @@ class VesselSource(_Model):
     weight: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "VesselSource":
+    def _one_kind(self) -> VesselSource:
         kinds = [k for k in ("generator", "segmentation", "model") if getattr(self, k)]
         if len(kinds) != 1:
             raise ValueError("give exactly one of generator, segmentation, model")
@@ -135,7 +135,7 @@ class Pose(_Model):
     isocenter_jitter_mm: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
-    def _limits(self) -> "Pose":
+    def _limits(self) -> Pose:
         for name, (lo, hi) in (("alpha_deg", ALPHA_LIMITS_DEG), ("beta_deg", BETA_LIMITS_DEG)):
             a, b = dist_bounds(getattr(self, name))
             if a < lo or b > hi:
@@ -152,7 +152,7 @@ class Detector(_Model):
     binning: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
-    def _binnable(self) -> "Detector":
+    def _binnable(self) -> Detector:
         if self.rows // self.binning < 1 or self.cols // self.binning < 1:
             raise ValueError(f"binning {self.binning} leaves no pixel of a {self.rows}x{self.cols} detector")
         return self
@@ -193,7 +193,7 @@ class Split(_Model):
     test: float = Field(default=0.1, ge=0, le=1)
 
     @model_validator(mode="after")
-    def _sum(self) -> "Split":
+    def _sum(self) -> Split:
         if abs(self.train + self.val + self.test - 1.0) > 1e-6:
             raise ValueError(f"train + val + test must be 1, got {self.train + self.val + self.test}")
         return self
@@ -243,7 +243,7 @@ class DatasetConfig(_Model):
         return v
 
     @model_validator(mode="after")
-    def _crop_fits(self) -> "DatasetConfig":
+    def _crop_fits(self) -> DatasetConfig:
         if self.output.crop is not None:
             h, w = self.detector.binned_shape
             if self.output.crop[0] > h or self.output.crop[1] > w:

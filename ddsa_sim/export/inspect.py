@@ -35,8 +35,8 @@ class InspectReport:
         """Human-readable summary."""
         lines = [f"store      {self.path}",
                  f"version    ddsa-sim {self.software_version}",
-                 f"samples    {self.n_complete}/{self.n_samples} complete, images {self.image_shape[0]}x"
-                 f"{self.image_shape[1]}"]
+                 f"samples    {self.n_complete}/{self.n_samples} complete, images "
+                 + f"{self.image_shape[0]}x{self.image_shape[1]}"]
         for s in ("train", "val", "test"):
             lines.append(f"  {s:<6} {self.samples_per_split.get(s, 0):>8} samples  {self.cts_per_split.get(s, 0):>5} CTs")
         lines.append(f"{'array':<20}{'mean':>12}{'std':>12}{'min':>12}{'max':>12}")

@@ -149,8 +149,8 @@ def assign_splits(ct_ids: list[str], train: float, val: float, forced: dict[str,
     forced = forced or {}
     free = sorted((c for c in ct_ids if c not in forced), key=_id_hash)
     n = len(free)
-    n_train = int(round(train * n))
-    n_val = min(int(round(val * n)), n - n_train)
+    n_train = round(train * n)
+    n_val = min(round(val * n), n - n_train)
     out = dict(forced)
     for j, c in enumerate(free):
         out[c] = "train" if j < n_train else ("val" if j < n_train + n_val else "test")

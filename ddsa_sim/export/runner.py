@@ -19,10 +19,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -30,8 +30,15 @@ from ddsa_sim import InputError
 from ddsa_sim.export.config import DatasetConfig
 from ddsa_sim.export.plan import SampleSpec, plan_dataset, plan_fingerprint, resolve_ct_entries
 from ddsa_sim.export.sample import peek_voxels, render_sample, worker_cache
-from ddsa_sim.export.store import (array_handles, check_resumable, completed, create_store, open_store, remove_partials,
-                                   write_sample)
+from ddsa_sim.export.store import (
+    array_handles,
+    check_resumable,
+    completed,
+    create_store,
+    open_store,
+    remove_partials,
+    write_sample,
+)
 
 
 @dataclass

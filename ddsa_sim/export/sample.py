@@ -31,9 +31,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -48,10 +49,16 @@ IMAGE_DTYPES["vessel_mask"] = np.dtype(np.uint8)
 
 @dataclass
 class LoadedCT:
-    """A CT held in a worker's cache: HU volume (float32) and optional label map (uint8/uint16)."""
+    """A CT held in a worker's cache: HU volume (float32) and optional label map (uint8/uint16).
 
-    ct: "object"  # ddsa_sim.volumes.volume.Volume
-    labels: "object | None"
+    ``derived`` is for a renderer's per-CT products (material maps, a projector volume, ...): they
+    live and die with the cached CT, so memory stays bounded by the cache size. Anything put there
+    must be a deterministic function of the CT (never of a sample), or regeneration breaks.
+    """
+
+    ct: Any  # ddsa_sim.volumes.volume.Volume
+    labels: Any | None
+    derived: dict[str, Any] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
@@ -66,7 +73,7 @@ def _source_path(source: str) -> Path:
 
 
 def peek_voxels(source: str) -> int | None:
-    """Voxel count of a CT from its header only (NIfTI), or None when that needs a full read."""
+    """Voxel count of a CT from its headers only (NIfTI, DICOM), or None when that needs a full read."""
     path = _source_path(source)
     if not path.exists():
         raise InputError(f"{source}: no such file or folder")
@@ -77,7 +84,25 @@ def peek_voxels(source: str) -> int | None:
             return int(np.prod(nib.load(str(path)).shape[:3]))
         except Exception as exc:
             raise InputError(f"{path}: cannot read NIfTI header ({exc.__class__.__name__}: {exc})") from None
+    if path.is_dir() or path.suffix.lower() in (".dcm", ".ima"):
+        return _dicom_voxels(path)
     return None
+
+
+def _dicom_voxels(path: Path) -> int | None:
+    """Voxel count of a DICOM file or series folder from the headers only (pixels not read)."""
+    import pydicom
+
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    total = 0
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+        except Exception:
+            continue  # not DICOM: the reader ignores it too
+        if "Rows" in ds and "Columns" in ds:
+            total += int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
+    return total or None
 
 
 def _refuse_huge(source: str, n_voxels: int, max_voxels: int) -> None:
@@ -191,7 +216,15 @@ def sample_geometry(spec: SampleSpec, ct_center_mm: np.ndarray) -> tuple[np.ndar
 
 # ----------------------------------------------------------------------------- renderers
 def _render_scene(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarray]:
-    """The physics path (``ddsa_sim.scene``). To be wired by the scene owner."""
+    """The physics path (``ddsa_sim.scene``). To be wired by the scene owner.
+
+    Intended shape: ``loaded = cache.get(spec.ct_source, spec.labels_source, spec.max_ct_voxels)``;
+    per-CT products (materials, projector volume) memoised in ``loaded.derived``; the vessel tree
+    built from ``spec.vessel_source`` (its own ``seed``, ``params``, ``offset_mm``, ``rotation_deg``);
+    ``carm = sample_carm(spec, loaded.ct.center_mm)``; ``render_triplet(scene, carm,
+    np.random.default_rng(spec.seed))``; images centre-cropped at :func:`crop_origin`; plus
+    ``isocenter_mm`` / ``projection_matrix`` from :func:`sample_geometry`.
+    """
     try:
         import ddsa_sim.scene  # noqa: F401
     except ImportError:

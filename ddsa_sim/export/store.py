@@ -107,7 +107,7 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
         raise InputError(f"{path}: not a Zarr group ({exc.__class__.__name__})") from None
     attrs = root.attrs
     if attrs.get("format") != FORMAT:
-        raise InputError(f"{path}: not a ddsa-sim dataset store (no format attribute; creation interrupted?)")
+        raise InputError(f"{path}: not a ddsa-sim dataset store (no format attribute: creation interrupted? delete it and export again)")
     if attrs.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{path}: store format_version {attrs.get('format_version')} is not {FORMAT_VERSION}")
     return root
@@ -117,7 +117,7 @@ def sample_checksum(arrays: dict[str, np.ndarray]) -> str:
     """sha256 (hex) of a sample's image bytes, in :data:`IMAGE_ARRAYS` order (C order, as stored)."""
     h = hashlib.sha256()
     for name in IMAGE_ARRAYS:
-        h.update(np.ascontiguousarray(arrays[name], dtype=IMAGE_DTYPES[name]).tobytes())
+        h.update(np.ascontiguousarray(arrays[name], dtype=IMAGE_DTYPES[name].newbyteorder("<")).tobytes())
     return h.hexdigest()
 
 

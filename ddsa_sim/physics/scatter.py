@@ -55,6 +55,10 @@ class ScatterParams:
         Number of thickness nodes for the thickness-dependent kernel.
     reference_spectrum : str
         Spectrum used to turn -ln(P) into water-equivalent thickness when none is given.
+    max_downsample : int
+        Largest block size (pixels) for computing the smooth scatter on a coarser grid; the block
+        size f also stays <= sigma/8 and divides both image sides (f = 1 disables). Block sums and
+        even redistribution keep the total exact.
     """
 
     spr_at_10cm: float = 1.5
@@ -63,6 +67,7 @@ class ScatterParams:
     sigma_slope_mm_per_cm: float = 2.0
     n_nodes: int = 6
     reference_spectrum: str = "90KV_AL40"
+    max_downsample: int = 8
 
     def __post_init__(self) -> None:
         for name in ("spr_at_10cm", "spr_at_20cm", "sigma0_mm"):
@@ -73,6 +78,8 @@ class ScatterParams:
             raise InputError(f"scatter sigma_slope_mm_per_cm must be >= 0, got {self.sigma_slope_mm_per_cm!r}")
         if int(self.n_nodes) != self.n_nodes or self.n_nodes < 1:
             raise InputError(f"scatter n_nodes must be a positive integer, got {self.n_nodes!r}")
+        if int(self.max_downsample) != self.max_downsample or self.max_downsample < 1:
+            raise InputError(f"scatter max_downsample must be a positive integer, got {self.max_downsample!r}")
 
     @property
     def exponent(self) -> float:
@@ -144,17 +151,23 @@ def water_equivalent_thickness_mm(
 
 
 def _mirror_fft_gaussian(images: np.ndarray, sigmas_px: np.ndarray) -> np.ndarray:
-    """Sum over k of images[k] convolved with a Gaussian of sigma sigmas_px[k] (mirror boundaries)."""
+    """Sum over k of images[k] convolved with a Gaussian of sigma sigmas_px[k] (mirror boundaries).
+
+    One (2H, 2W) transform per part, accumulated in the frequency domain (bounded memory).
+    """
     _, h, w = images.shape
-    ext = np.concatenate([images, images[:, ::-1, :]], axis=1)
-    ext = np.concatenate([ext, ext[:, :, ::-1]], axis=2)  # (K, 2H, 2W), symmetric extension
     fy = np.fft.fftfreq(2 * h)[:, None]
     fx = np.fft.rfftfreq(2 * w)[None, :]
     f2 = fy * fy + fx * fx
-    spectrum = np.fft.rfft2(ext)
-    acc = np.zeros(spectrum.shape[1:], dtype=np.complex128)
+    acc = np.zeros((2 * h, w + 1), dtype=np.complex128)
     for k, s in enumerate(sigmas_px):
-        acc += spectrum[k] * np.exp(-2.0 * np.pi**2 * float(s) ** 2 * f2)
+        if not np.any(images[k]):
+            continue
+        ext = np.empty((2 * h, 2 * w), dtype=np.float64)  # symmetric (mirror) extension
+        ext[:h, :w] = images[k]
+        ext[h:, :w] = images[k][::-1, :]
+        ext[:, w:] = ext[:, :w][:, ::-1]
+        acc += np.fft.rfft2(ext) * np.exp(-2.0 * np.pi**2 * float(s) ** 2 * f2)
     out = np.fft.irfft2(acc, s=(2 * h, 2 * w))
     return out[:h, :w]
 
@@ -224,8 +237,25 @@ def scatter_kernel_superposition(
         parts[i0, rows, cols] += source * (1.0 - frac)
         parts[i0 + 1, rows, cols] += source * frac
     sigmas_px = p.sigma_mm(nodes) / px
-    scatter = _mirror_fft_gaussian(parts, sigmas_px)
+    f = _block_factor(prim.shape, float(sigmas_px.min()), int(p.max_downsample))
+    if f > 1:
+        n_parts, h, w = parts.shape
+        coarse = parts.reshape(n_parts, h // f, f, w // f, f).sum(axis=(2, 4))  # block sums
+        scatter_coarse = _mirror_fft_gaussian(coarse, sigmas_px / f)
+        scatter = np.repeat(np.repeat(scatter_coarse, f, axis=0), f, axis=1) / (f * f)
+    else:
+        scatter = _mirror_fft_gaussian(parts, sigmas_px)
     return np.maximum(scatter, 0.0)
+
+
+def _block_factor(shape: tuple[int, int], min_sigma_px: float, max_factor: int) -> int:
+    """Largest f <= min(max_factor, sigma/8) dividing both image sides (1 if none)."""
+    target = min(max_factor, int(min_sigma_px // 8))
+    g = int(np.gcd(shape[0], shape[1]))
+    for f in range(max(target, 1), 0, -1):
+        if g % f == 0:
+            return f
+    return 1
 
 
 # keep a name that does not clash with the keyword argument above

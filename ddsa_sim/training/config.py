@@ -131,6 +131,7 @@ class TrainConfig(_Strict):
     name: str = "ddsa"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_threads: int | None = Field(None, ge=1)  # torch CPU threads (None: torch default)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     gan: GANConfig = GANConfig()

@@ -96,7 +96,7 @@ def critic_loss(
     d_fake = critic(condition, fake).mean()
     gp = gradient_penalty(critic, condition, real, fake, generator)
     loss = d_fake - d_real + gp_lambda * gp
-    return loss, {"wasserstein": float(d_real - d_fake), "gp": float(gp)}
+    return loss, {"wasserstein": float((d_real - d_fake).detach()), "gp": float(gp.detach())}
 
 
 def generator_adv_loss(critic: nn.Module, condition: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -144,7 +144,7 @@ def write_outputs(dsa: np.ndarray, frames: Frames, out: Path, scale_max: float) 
     if frames.kind == "tiff":
         import tifffile
 
-        tifffile.imwrite(out, dsa if dsa.shape[0] > 1 else dsa[0], dtype=np.float32)
+        tifffile.imwrite(out, dsa if dsa.shape[0] > 1 else dsa[0], dtype=np.float32, photometric="minisblack")
     elif frames.kind == "png":
         if dsa.shape[0] != 1:
             raise InputError("PNG output holds one frame")

@@ -201,6 +201,8 @@ def _train(
     local_rank: int,
 ) -> TrainResult:
     device = _select_device(cfg, local_rank)
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
     total_steps = int(max_steps if max_steps is not None else cfg.optim.max_steps)
     if total_steps < 1:
         raise InputError(f"max_steps must be >= 1, got {total_steps}")
@@ -304,12 +306,12 @@ def _train(
                                 dist.all_reduce(p.grad)
                                 p.grad /= world
                     opt_d.step()
-                logs.update({"critic_loss": float(ld), **parts})
+                logs.update({"critic_loss": float(ld.detach()), **parts})
                 for p in critic.parameters():
                     p.requires_grad_(False)
                 rec = criterion(fake, y)
                 loss = cfg.gan.l1_weight * rec + generator_adv_loss(critic, x, fake.float())
-                logs["recon"] = float(rec)
+                logs["recon"] = float(rec.detach())
             else:
                 with autocast():
                     pred = model(x)

@@ -63,7 +63,7 @@ def _noisy(img: np.ndarray, photons: float, rng: np.random.Generator) -> np.ndar
 
 
 def render_sample(seed: int, ct: int, k: int, size: int = 64, motion_px: float = 1.5,
-                  photons: float = 2e4) -> dict[str, np.ndarray]:
+                  photons: float = 1e5) -> dict[str, np.ndarray]:
     """One synthetic sample (float32 images, -ln domain) of background ``ct``, draw ``k``."""
     bg = _background(np.random.default_rng([seed, ct]), size)
     rng = np.random.default_rng([seed, ct, k, 1])
@@ -172,7 +172,7 @@ def write_synthetic_store(
     for k in ("alpha_deg", "beta_deg", "gamma_deg"):
         m[k][:] = np.zeros(n)
     m["kvp"][:] = np.full(n, 90.0)
-    m["photons_per_pixel"][:] = np.full(n, 2e4)
+    m["photons_per_pixel"][:] = np.full(n, 1e5)
     m["iodine_mg_per_ml"][:] = np.full(n, 350.0)
     m["complete"][:] = complete
     return Path(path)

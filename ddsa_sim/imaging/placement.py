@@ -1,0 +1,116 @@
+"""Place a vessel tree inside a region of the patient by a seeded random rigid affine.
+
+Regions are boolean masks on the CT grid: a body mask (``CT > -300 HU``, largest connected
+component) or TotalSegmentator organs from a label map. The placement (docs/dsa.md §2):
+
+1. the target centre is the region's centroid, or, if that voxel lies outside a non-convex region,
+   the region voxel nearest to it;
+2. a uniformly random rotation (``scipy.spatial.transform.Rotation.random`` seeded from ``rng``) is
+   applied about the tree's bounding-box centre, which is moved onto the target centre plus a small
+   uniform jitter (``jitter_mm`` per axis);
+3. the draw is accepted when the tree's root (node 0) lies inside the region; up to ``max_tries``
+   draws, then the last rotation is kept and the tree is shifted so that its root sits on the
+   region voxel nearest to the root (the tree is then no longer exactly centred; documented).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from ddsa_sim import InputError
+from ddsa_sim.volumes import Volume
+
+BODY_THRESHOLD_HU = -300.0
+
+
+def body_mask(ct: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray:
+    """Boolean body mask: voxels above ``threshold_hu``, largest 6-connected component."""
+    fg = np.asarray(ct.data) > threshold_hu
+    if not fg.any():
+        raise InputError(f"{ct.name}: no voxel above {threshold_hu:g} HU, cannot find the body")
+    lab, n = ndimage.label(fg)
+    if n > 1:
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        fg = lab == int(np.argmax(sizes))
+    return fg
+
+
+def label_region(labels: np.ndarray, classes: dict[str, int], names: list[str], source: str = "labels") -> np.ndarray:
+    """Boolean union of the named classes of a label map (e.g. ``["heart", "aorta"]``)."""
+    ids = []
+    for name in names:
+        if name not in classes:
+            raise InputError(f"{source}: unknown structure '{name}'; known e.g. {', '.join(sorted(classes)[:8])}, ...")
+        ids.append(classes[name])
+    region = np.isin(np.rint(labels).astype(np.int64), ids)
+    if not region.any():
+        raise InputError(f"{source}: structures {', '.join(names)} have no voxel")
+    return region
+
+
+def _inside(region: np.ndarray, vox_from_world: np.ndarray, point_mm: np.ndarray) -> bool:
+    ijk = np.rint(vox_from_world[:3, :3] @ point_mm + vox_from_world[:3, 3]).astype(int)
+    if np.any(ijk < 0) or np.any(ijk >= region.shape):
+        return False
+    return bool(region[tuple(ijk)])
+
+
+def _nearest_region_point(region: np.ndarray, affine: np.ndarray, point_mm: np.ndarray) -> np.ndarray:
+    idx = np.argwhere(region)
+    pts = idx @ affine[:3, :3].T + affine[:3, 3]
+    return pts[int(np.argmin(np.sum((pts - point_mm) ** 2, axis=1)))]
+
+
+def place_in_region(positions_mm: np.ndarray, region: np.ndarray, region_affine: np.ndarray,
+                    rng: np.random.Generator, jitter_mm: float = 5.0, max_tries: int = 50,
+                    rotate: bool = True) -> np.ndarray:
+    """4x4 rigid world transform that puts a tree (node positions, root first) inside a region.
+
+    Parameters
+    ----------
+    positions_mm : (N, 3) float
+        Tree node positions (mm), node 0 the root.
+    region : (I, J, K) bool
+        Target region on a grid.
+    region_affine : (4, 4) float
+        Region voxel index -> world mm (LPS).
+    rng : numpy.random.Generator
+        All random choices (rotation, jitter).
+    jitter_mm : float
+        Uniform jitter of the tree centre around the region centre, per axis (mm).
+    max_tries : int
+        Draws tried before falling back to snapping the root into the region.
+    rotate : bool
+        Draw a random rotation (True) or keep the tree's orientation.
+
+    Returns
+    -------
+    (4, 4) float64 transform (apply with ``VesselTree.transformed``).
+    """
+    region = np.asarray(region, dtype=bool)
+    if not region.any():
+        raise InputError("placement region is empty")
+    pos = np.asarray(positions_mm, dtype=np.float64)
+    aff = np.asarray(region_affine, dtype=np.float64)
+    inv = np.linalg.inv(aff)
+    centroid_ijk = np.argwhere(region).mean(axis=0)
+    target = centroid_ijk @ aff[:3, :3].T + aff[:3, 3]
+    if not _inside(region, inv, target):
+        target = _nearest_region_point(region, aff, target)
+    tree_center = 0.5 * (pos.min(axis=0) + pos.max(axis=0))
+    m = np.eye(4)
+    for _ in range(max(1, int(max_tries))):
+        r = Rotation.random(random_state=rng).as_matrix() if rotate else np.eye(3)
+        shift = target + rng.uniform(-jitter_mm, jitter_mm, size=3) - r @ tree_center
+        m = np.eye(4)
+        m[:3, :3] = r
+        m[:3, 3] = shift
+        root = r @ pos[0] + shift
+        if _inside(region, inv, root):
+            return m
+    root = m[:3, :3] @ pos[0] + m[:3, 3]
+    m[:3, 3] += _nearest_region_point(region, aff, root) - root
+    return m

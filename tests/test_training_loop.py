@@ -1,0 +1,196 @@
+"""End-to-end on a tiny synthetic store: datasets, training, resume, GAN, CLI evaluate / infer."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from ddsa_sim import InputError
+from ddsa_sim.training.checkpoint import load_checkpoint
+from ddsa_sim.training.cli import register
+from ddsa_sim.training.config import parse_config
+from ddsa_sim.training.data import OnTheFlyDataset, ZarrDDSADataset
+from ddsa_sim.training.loop import run_training, target_data_range, validate
+from ddsa_sim.training.normalization import compute_normalization
+from ddsa_sim.training.synthetic import SyntheticRenderer, write_synthetic_store
+from ddsa_sim.training.unet import UNet
+
+TINY = {
+    "seed": 3,
+    "num_threads": 1,
+    "data": {"crop_size": 48, "patch_size": 32, "batch_size": 4, "in_memory": True, "max_val_samples": 4,
+             "augment": {"p_affine": 0.3, "scale_range": [0.9, 1.1], "p_elastic": 0.2}},
+    "model": {"base_channels": 8, "depth": 3},
+    "optim": {"lr": 2e-3, "max_steps": 30, "val_every": 10, "ckpt_every": 10, "log_every": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "syn.zarr"
+    return write_synthetic_store(path, splits={"train": 3, "val": 1, "test": 1}, per_ct=3, size=48, incomplete=2)
+
+
+def _cfg(**over):
+    d = json.loads(json.dumps(TINY))
+    for k, v in over.items():
+        d[k] = {**d.get(k, {}), **v} if isinstance(v, dict) else v
+    return parse_config(d)
+
+
+def test_zarr_dataset_split_and_incomplete(store):
+    tr = ZarrDDSADataset(store, "train")
+    assert len(tr) == 9  # the 2 incomplete train slots are skipped
+    assert len(ZarrDDSADataset(store, "test")) == 3
+    item = tr[0]
+    assert set(item) >= {"contrast_clean", "contrast", "mask", "dsa_target"}
+    assert item["contrast"].shape == (1, 48, 48) and item["contrast"].dtype == torch.float32
+    # documented relation of the store
+    assert set(ZarrDDSADataset(store, "test").ct_ids) & set(tr.ct_ids) == set()
+    with pytest.raises(InputError, match="not found"):
+        ZarrDDSADataset(store.parent / "nope.zarr", "train")
+
+
+def test_on_the_fly_dataset_contract():
+    ds = OnTheFlyDataset(SyntheticRenderer(seed=1, size=32), length=5)
+    a, b = ds[2], ds[2]
+    assert torch.equal(a["contrast"], b["contrast"]) and a["dsa_target"].shape == (1, 32, 32)
+    bad = OnTheFlyDataset(lambda i: {"contrast": np.zeros((4, 4))}, length=1)
+    with pytest.raises(InputError, match="missing image"):
+        bad[0]
+
+
+def test_training_reduces_l1_and_writes_checkpoints(store, tmp_path):
+    cfg = _cfg()
+    val = ZarrDDSADataset(store, "val")
+    norm = compute_normalization(ZarrDDSADataset(store, "train"))
+    torch.manual_seed(cfg.seed)
+    init = UNet(cfg.model)  # identical to the loop's initial weights (same seed)
+    before, _ = validate(init, val, norm, torch.device("cpu"), target_data_range(val))
+    res = run_training(cfg, tmp_path / "run", store=store, progress=False)
+    assert res.step == 30 and len(res.losses) == 30
+    after = res.val_history[-1][1]
+    assert after["l1"] < 0.8 * before["l1"], (before["l1"], after["l1"])
+    for name in ("best.pt", "last.pt", "normalization.json", "config.json"):
+        assert (tmp_path / "run" / name).exists()
+    assert list((tmp_path / "run" / "tb").iterdir())
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck["step"] == 30 and ck["normalization"]["scale"] == pytest.approx(norm.scale)
+
+
+def test_resume_continues_and_matches_uninterrupted_run(store, tmp_path):
+    cfg = _cfg(optim={"max_steps": 8, "ckpt_every": 100, "val_every": 100})
+    full = run_training(cfg, tmp_path / "full", store=store, progress=False)
+    part = run_training(cfg, tmp_path / "part", store=store, max_steps=5, progress=False)
+    assert part.step == 5 and load_checkpoint(tmp_path / "part" / "last.pt")["step"] == 5
+    rest = run_training(cfg, tmp_path / "part", store=store, resume=True, progress=False)
+    assert rest.start_step == 5 and rest.step == 8 and [s for s, _ in rest.losses] == [6, 7, 8]
+    assert load_checkpoint(tmp_path / "part" / "last.pt")["step"] == 8
+    a = full.model.state_dict()
+    b = rest.model.state_dict()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    # a different architecture must not resume from this run
+    with pytest.raises(InputError, match="architecture mismatch"):
+        run_training(_cfg(model={"base_channels": 4}), tmp_path / "part", store=store, resume=True,
+                     max_steps=9, progress=False)
+
+
+def test_gan_training_steps(store, tmp_path):
+    cfg = _cfg(gan={"enabled": True, "critic_channels": 4, "critic_depth": 2, "critic_steps": 2},
+               optim={"max_steps": 3, "val_every": 3})
+    res = run_training(cfg, tmp_path / "gan", store=store, progress=False)
+    assert res.step == 3 and all(np.isfinite(l) for _, l in res.losses)
+    ck = load_checkpoint(tmp_path / "gan" / "last.pt")
+    assert ck["critic"] is not None and ck["critic_optimizer"] is not None
+
+
+@pytest.fixture(scope="module")
+def trained(store, tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli")
+    cfg_path = run / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(TINY))
+    app = typer.Typer()
+    register(app)
+    r = CliRunner().invoke(app, ["train", str(cfg_path), "--data", str(store), "--max-steps", "4",
+                                 "-o", str(run / "run")])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 4
+    return app, run / "run" / "best.pt", run
+
+
+def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):
+    app, ckpt, _ = trained
+    png = tmp_path / "grid.png"
+    r = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(store), "--split", "test",
+                                 "--out-png", str(png)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    for key in ("network", "conventional"):
+        assert {"psnr", "ssim", "nmse", "mae", "psnr_std"} <= set(out[key])
+    assert out["n_samples"] == 3 and out["data_range"] > 0
+    assert png.exists()
+    from PIL import Image
+
+    assert Image.open(png).size[0] > 4 * 48
+
+
+def test_cli_infer_png_tiff_dicom(trained, tmp_path):
+    import pydicom
+    import tifffile
+    from PIL import Image
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    app, ckpt, _ = trained
+    rng = np.random.default_rng(0)
+    intensity = (rng.uniform(0.02, 0.2, (3, 40, 44)) * 65535).astype(np.uint16)
+
+    png_in = tmp_path / "f.png"
+    Image.fromarray((intensity[0] >> 8).astype(np.uint8)).save(png_in)
+    tif_in = tmp_path / "seq.tif"
+    tifffile.imwrite(tif_in, intensity, photometric="minisblack")  # 16-bit, 3 pages
+    dcm_in = tmp_path / "f.dcm"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(dcm_in), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID = "XA", "test"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 40, 44, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = intensity[0].tobytes()
+    ds.save_as(dcm_in, enforce_file_format=True)
+
+    runner = CliRunner()
+    for src, dst in ((png_in, tmp_path / "o.png"), (tif_in, tmp_path / "o.tif"), (dcm_in, tmp_path / "o.dcm")):
+        r = runner.invoke(app, ["infer", str(ckpt), str(src), "-o", str(dst)])
+        assert r.exit_code == 0, r.output
+        assert dst.exists()
+    assert Image.open(tmp_path / "o.png").mode.startswith("I")  # 16-bit PNG
+    assert (tmp_path / "o_preview.png").exists()
+    tif = tifffile.imread(tmp_path / "o.tif")
+    assert tif.shape == (3, 40, 44) and tif.dtype == np.float32 and np.isfinite(tif).all()
+    assert all((tmp_path / f"o_preview_{k:03d}.png").exists() for k in range(3))
+    out = pydicom.dcmread(tmp_path / "o.dcm")
+    assert out.pixel_array.shape == (40, 44) and out.SOPInstanceUID != ds.SOPInstanceUID
+    # the DICOM rescale recovers the network output of the TIFF's first frame (same intensities)
+    values = out.pixel_array * float(out.RescaleSlope) + float(out.RescaleIntercept)
+    assert np.allclose(values, tif[0], atol=float(out.RescaleSlope) + 1e-6)
+
+
+def test_cli_bad_input_is_one_line_exit_2(trained, tmp_path):
+    app, ckpt, run = trained
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"model": {"depth": 0}}))
+    r = CliRunner().invoke(app, ["train", str(bad), "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2
+    assert r.stderr.strip().startswith("error:") and "model.depth" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["infer", str(tmp_path / "missing.pt"), str(ckpt), "-o", str(tmp_path / "y")])
+    assert r.exit_code == 2 and "checkpoint not found" in r.stderr

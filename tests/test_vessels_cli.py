@@ -1,0 +1,152 @@
+"""The ``vessels`` command line (typer): generate / voxelize / stats / from-mask and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vessel_models.cli import app
+
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "trees" / "tree.vtp"
+    res = _invoke("generate", "--model", "lsystem", "--seed", "3", "--param", "iterations=3", "-o", out)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_generate_writes_vtp_json_png(generated):
+    from vessel_models.io import load_tree
+
+    for suffix in (".vtp", ".json", ".png"):
+        assert generated.with_suffix(suffix).is_file()
+    assert generated.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    a = load_tree(generated)
+    b = load_tree(generated.with_suffix(".json"))
+    np.testing.assert_allclose(a.positions_mm, b.positions_mm, atol=1e-4)
+    np.testing.assert_allclose(a.radii_mm, b.radii_mm, atol=1e-4)
+
+
+def test_stats_prints_one_json_object(generated):
+    from vessel_models.io import load_tree
+
+    res = _invoke("stats", generated.with_suffix(".json"))
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    for key in ("n_branches", "n_bifurcations", "total_length_mm", "murray_residual", "radius_mm", "tortuosity"):
+        assert key in data
+    tree = load_tree(generated.with_suffix(".json"))
+    assert data["total_length_mm"] == pytest.approx(tree.total_length_mm(), rel=1e-9)
+    assert data["radius_mm"]["min"] == pytest.approx(tree.radii_mm.min())
+    assert data["radius_mm"]["max"] == pytest.approx(tree.radii_mm.max())
+    assert data["radius_mm"]["median"] == pytest.approx(np.median(tree.radii_mm))
+    n_kids = np.bincount(tree.parents[1:], minlength=tree.n_nodes)
+    assert data["n_bifurcations"] == np.count_nonzero(n_kids >= 2)
+    assert data["tortuosity"]["min"] >= 1.0
+
+
+def test_voxelize_own_grid_and_like_grid(generated, tmp_path):
+    nib = pytest.importorskip("nibabel")
+    from vessel_models.io import load_tree
+    from vessel_models.voxelize import voxelize_tree
+
+    out = tmp_path / "vessel.nii.gz"
+    res = _invoke("voxelize", generated, "--spacing-mm", "0.4", "-o", out)
+    assert res.exit_code == 0, res.output
+    img = nib.load(str(out))
+    vol = np.asarray(img.dataobj)
+    assert vol.dtype == np.float32 and 0 <= vol.min() and vol.max() <= 1
+    # RAS on disk: x and y spacing negated, z positive
+    np.testing.assert_allclose(np.diag(img.affine)[:3], [-0.4, -0.4, 0.4])
+    tree = load_tree(generated)
+    lumen = vol.sum() * 0.4**3
+    assert lumen > 0
+    # --like: the exact grid of another NIfTI (a coarse "CT"), LPS affine with rotation
+    ct_affine_ras = np.array([[-0.8, 0, 0, 0], [0, -0.8, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+    lo, hi = tree.bounds_mm()
+    shape = tuple(int(v) for v in np.ceil((hi - lo) / [0.8, 0.8, 1.0]) + 6)
+    # voxel (0, 0, 0) at the tree's low LPS corner minus 2 mm; LPS index axes run +0.8, +0.8, +1 mm
+    lps_start = lo - 2.0
+    ct_affine_ras[:3, 3] = (np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.append(lps_start, 1.0))[:3]
+    ct = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(shape, dtype=np.int16), ct_affine_ras), str(ct))
+    out2 = tmp_path / "like.nii"
+    res = _invoke("voxelize", generated, "--like", ct, "-o", out2)
+    assert res.exit_code == 0, res.output
+    img2 = nib.load(str(out2))
+    assert img2.shape == shape
+    np.testing.assert_allclose(img2.affine, ct_affine_ras)
+    ref = voxelize_tree(tree, np.diag([-1.0, -1.0, 1.0, 1.0]) @ ct_affine_ras, shape)
+    np.testing.assert_allclose(np.asarray(img2.dataobj), ref, atol=1e-6)
+    # same tree, same lumen volume on both grids (within the voxelizer's accuracy)
+    assert ref.sum() * 0.64 == pytest.approx(lumen, rel=0.05)
+
+
+def _json_tree(path, radii, parents=(-1, 0, 1)):
+    data = {
+        "format": "vessel_models.tree",
+        "version": 1,
+        "positions_mm": [[0, 0, 0], [0, 0, 5], [0, 3, 9]][: len(radii)],
+        "radii_mm": list(radii),
+        "parents": list(parents)[: len(radii)],
+        "branch_ids": [0] * len(radii),
+        "generations": [0] * len(radii),
+        "metadata": {},
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "args_factory, message",
+    [
+        (lambda d: ("stats", d / "missing.vtp"), "not found"),
+        (lambda d: ("stats", _json_tree(d / "neg.json", [1.0, -0.5, 0.4])), "radii"),
+        (lambda d: ("stats", _json_tree(d / "disc.json", [1.0, 0.5, 0.4], (-1, 0, -1))), "disconnected"),
+        (lambda d: ("voxelize", _json_tree(d / "ok.json", [1.0, 0.5, 0.4]), "--spacing-mm", "0.0001",
+                    "-o", d / "v.nii.gz"), "GiB"),
+        (lambda d: ("voxelize", _json_tree(d / "ok2.json", [1.0, 0.5, 0.4]), "--spacing-mm", "-1",
+                    "-o", d / "v.nii.gz"), "spacing"),
+        (lambda d: ("generate", "--model", "nope", "-o", d / "t.vtp"), "unknown model"),
+        (lambda d: ("generate", "--model", "lsystem", "--param", "iterations", "-o", d / "t.vtp"), "key=value"),
+        (lambda d: ("from-mask", d / "nomask.nii.gz", "-o", d / "t.vtp"), "not found"),
+    ],
+)
+def test_bad_input_one_line_error_exit_2(tmp_path, args_factory, message):
+    res = _invoke(*args_factory(tmp_path))
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip()
+    assert err.startswith("error: ") and message in err
+    assert "\n" not in err and "Traceback" not in res.output
+    assert not (tmp_path / "v.nii.gz").exists()
+
+
+def test_empty_mask_and_from_mask(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    empty = tmp_path / "empty.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), dtype=np.uint8), np.eye(4)), str(empty))
+    res = _invoke("from-mask", empty, "-o", tmp_path / "t.vtp")
+    assert res.exit_code == 2 and "no foreground" in res.stderr
+    # a straight tube along z, radius 3 voxels (1 mm voxels), 30 voxels long
+    g = np.stack(np.meshgrid(np.arange(20), np.arange(20), np.arange(40), indexing="ij"), -1) - (10, 10, 0)
+    tube = (g[..., 0] ** 2 + g[..., 1] ** 2 <= 9) & (g[..., 2] >= 5) & (g[..., 2] < 35)
+    mask = tmp_path / "tube.nii.gz"
+    nib.save(nib.Nifti1Image(tube.astype(np.uint8) * 4, np.eye(4)), str(mask))
+    res = _invoke("from-mask", mask, "--labels", "4", "-o", tmp_path / "t.json")
+    assert res.exit_code == 0, res.output
+    from vessel_models.io import load_tree
+
+    tree = load_tree(tmp_path / "t.json")
+    assert np.all(np.abs(tree.radii_mm - 3.0) <= 1.0)
+    # RAS -> LPS: x and y change sign
+    assert np.allclose(tree.positions_mm[:, :2], [-10.0, -10.0], atol=1.0)

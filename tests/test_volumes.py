@@ -1,0 +1,154 @@
+"""Readers, HU -> density, materials and virtual non-contrast against independent truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from ddsa_sim import InputError
+from ddsa_sim.volumes import (Volume, check_ct, ct_with_materials, hu_to_density, material_labels, read_ct,
+                              read_dicom_series, read_nifti, read_volume, segment_by_threshold, virtual_non_contrast)
+
+
+def test_hu_to_density_matches_deepdrr_formula():
+    hu = np.array([-3000, -1000, -800, -100, 0, 40, 350, 1000, 3000], dtype=np.float32)
+    expected = [max(0.0, min(0.001029 * h + 1.030, 0.0005886 * h + 1.03)) for h in hu.astype(float)]
+    np.testing.assert_allclose(hu_to_density(hu), expected, rtol=1e-6, atol=1e-7)
+    assert hu_to_density(np.float32(0)) == pytest.approx(1.03)
+
+
+def test_threshold_segmentation_boundaries():
+    hu = np.array([-1000, -800, -799.9, 0, 350, 350.1, 2000])
+    m = segment_by_threshold(hu)
+    assert m["air"].tolist() == [True, True, False, False, False, False, False]
+    assert m["soft tissue"].tolist() == [False, False, True, True, True, False, False]
+    assert m["bone"].tolist() == [False, False, False, False, False, True, True]
+    labels, names = material_labels(m)
+    assert names == ("air", "soft tissue", "bone")
+    assert labels.tolist() == [0, 0, 1, 1, 1, 2, 2]
+
+
+def test_dicom_series_ct5n_sorted_and_affine():
+    folder = get_testdata_file("CT5N")
+    vol = read_dicom_series(folder)
+    assert vol.shape == (16, 16, 5)
+    files = sorted(__import__("pathlib").Path(folder).iterdir())
+    dss = [pydicom.dcmread(f) for f in files]
+    z = sorted(float(ds.ImagePositionPatient[2]) for ds in dss)
+    # affine from IOP (identity axes), PixelSpacing and the sorted positions
+    np.testing.assert_allclose(vol.spacing_mm, [0.488281, 0.488281, 2.5], rtol=1e-5)
+    np.testing.assert_allclose(vol.voxel_to_world([0, 0, 0]), [-72.199997, -143.0, z[0]], atol=1e-4)
+    np.testing.assert_allclose(vol.voxel_to_world([0, 0, 4]), [-72.199997, -143.0, z[-1]], atol=1e-4)
+    # slice k holds the file at that position; voxel (i, j) = pixel_array[j, i] * slope + intercept
+    for ds in dss:
+        k = int(round((float(ds.ImagePositionPatient[2]) - z[0]) / 2.5))
+        expected = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        np.testing.assert_array_equal(vol.data[:, :, k], expected.T)
+
+
+def test_single_dicom_file_ct_small():
+    vol = read_volume(get_testdata_file("CT_small.dcm"))
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    assert vol.shape == (128, 128, 1)
+    assert vol.data[5, 7, 0] == ds.pixel_array[7, 5] * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+
+
+def _copy_series(tmp_path, drop=None, shift=None, rotate=None):
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for n, f in enumerate(sorted(__import__("pathlib").Path(get_testdata_file("CT5N")).iterdir())):
+        ds = pydicom.dcmread(f)
+        pos = [float(x) for x in ds.ImagePositionPatient]
+        if drop is not None and abs(pos[2] - drop) < 1e-3:
+            continue
+        if shift is not None and abs(pos[2] - shift) < 1e-3:
+            pos[2] += 0.7
+            ds.ImagePositionPatient = pos
+        if rotate is not None and n == rotate:
+            ds.ImageOrientationPatient = [0, 1, 0, 1, 0, 0]
+        ds.save_as(folder / f"s{n}.dcm")
+    return folder
+
+
+@pytest.mark.parametrize("kind,match", [("drop", "missing slice"), ("shift", "uneven slice spacing"),
+                                        ("rotate", "mixed orientation")])
+def test_dicom_series_rejects_bad_series(tmp_path, kind, match):
+    folder = _copy_series(tmp_path, **{"drop": 3.7625} if kind == "drop" else {"shift": 3.7625} if kind == "shift"
+                          else {"rotate": 2})
+    with pytest.raises(InputError, match=match):
+        read_dicom_series(folder)
+
+
+def test_nifti_ras_to_lps(tmp_path):
+    import nibabel as nib
+
+    data = np.zeros((4, 5, 6), np.float32)
+    data[1, 2, 3] = 7
+    ras = np.diag([2.0, 3.0, 4.0, 1.0])
+    ras[:3, 3] = [10, 20, 30]
+    nib.save(nib.Nifti1Image(data, ras), tmp_path / "v.nii.gz")
+    vol = read_nifti(tmp_path / "v.nii.gz")
+    # voxel (1, 2, 3) is at RAS (12, 26, 42) = LPS (-12, -26, 42)
+    np.testing.assert_allclose(vol.voxel_to_world([1, 2, 3]), [-12, -26, 42])
+    assert vol.data[1, 2, 3] == 7
+
+
+def test_bad_inputs_are_clear(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_ct(tmp_path / "missing.nii.gz")
+    (tmp_path / "junk.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(InputError, match="junk.nii.gz"):
+        read_ct(tmp_path / "junk.nii.gz")
+    mri = Volume(np.random.default_rng(0).uniform(0, 800, (8, 8, 8)).astype(np.float32), np.eye(4), name="mri")
+    with pytest.raises(InputError, match="does not look like a CT"):
+        check_ct(mri)
+    nan = Volume(np.full((4, 4, 4), -1000, np.float32), np.eye(4), name="nan")
+    nan.data[1, 1, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        check_ct(nan)
+    for spacing in (0.0, np.nan):
+        with pytest.raises(InputError, match="spacing|affine"):
+            Volume(np.zeros((2, 2, 2)), np.diag([spacing, 1, 1, 1]))
+    folder = _copy_series(tmp_path)
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.PixelSpacing = [-0.5, 0.5]
+        ds.save_as(f)
+    with pytest.raises(InputError, match="PixelSpacing must be positive"):
+        read_dicom_series(folder)
+
+
+def test_resample_keeps_extent_and_values():
+    data = np.arange(4 * 4 * 4, dtype=np.float32).reshape(4, 4, 4)
+    vol = Volume(data, np.diag([2.0, 2.0, 2.0, 1.0]))
+    fine = vol.resampled(1.0)
+    assert fine.shape == (8, 8, 8)
+    np.testing.assert_allclose(fine.corners_mm().min(0), vol.corners_mm().min(0))
+    np.testing.assert_allclose(fine.corners_mm().max(0), vol.corners_mm().max(0))
+    # fine voxel 3 is centred at world 2.5 mm = old index 1.25; a linear field is interpolated exactly
+    ijk_old = vol.world_to_voxel(fine.voxel_to_world([3, 2, 1]))
+    assert fine.data[3, 2, 1] == pytest.approx(float(np.dot([16, 4, 1], ijk_old)), rel=1e-5)
+    sub = vol.crop((1, 1, 1), (3, 3, 3))
+    np.testing.assert_allclose(sub.voxel_to_world([0, 0, 0]), vol.voxel_to_world([1, 1, 1]))
+
+
+def test_chest_ct_builtin_labels_and_vnc(chest_ct):
+    from ddsa_sim.data import chest_ct_structures
+
+    labels = read_volume("builtin:chest-ct-labels")
+    classes = chest_ct_structures()
+    assert classes["aorta"] == 52 and classes["common_carotid_artery_left"] == 58
+    ct = ct_with_materials(chest_ct, labels, classes)
+    assert set(ct.materials) >= {"air", "soft tissue", "bone", "lung", "blood"}
+    total = sum(m.astype(np.int32) for m in ct.materials.values())
+    assert np.all(total == 1)  # mutually exclusive and complete
+    vessel = np.isin(np.rint(labels.data), [classes["aorta"], classes["common_carotid_artery_left"],
+                                            classes["common_carotid_artery_right"]])
+    enhanced = float(np.median(chest_ct.data[vessel]))
+    assert enhanced > 150  # a contrast-enhanced CT: iodinated blood, well above unenhanced blood
+    vnc, lumen = virtual_non_contrast(chest_ct, vessel)
+    assert np.all(vnc.data[lumen] == 40.0)
+    assert np.array_equal(vnc.data[~lumen], chest_ct.data[~lumen])
+    assert lumen[vessel].all() and lumen.sum() < 1.5 * vessel.sum()

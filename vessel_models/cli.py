@@ -1,0 +1,290 @@
+"""Command line for vessel trees (mounted as ``ddsa-sim vessels``).
+
+Commands
+--------
+generate   seeded procedural tree -> ``tree.vtp`` + ``tree.json`` + ``tree.png``
+voxelize   tree -> lumen-fraction NIfTI (own grid at ``--spacing-mm`` or ``--like CT``)
+stats      tree -> one JSON object of morphometrics on stdout
+from-mask  NIfTI label map -> centreline tree (skeleton + distance transform)
+
+World frame: LPS mm for trees; NIfTI files are RAS on disk and converted both ways.
+Bad input prints one line ``error: ...`` on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+from vessel_models.tree import VesselInputError, VesselTree
+
+__all__ = ["app", "save_nifti", "tree_stats"]
+
+app = typer.Typer(
+    help="Vessel trees: generate procedural trees, voxelize them to iodine-fraction volumes, "
+    "print morphometrics, extract centrelines from segmentations.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user-input errors into ``error: ...`` on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (VesselInputError, OSError, MemoryError) as exc:
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            if isinstance(exc, MemoryError):
+                msg = f"out of memory ({msg}); use a coarser spacing or a smaller grid"
+            typer.echo(f"error: {msg}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------- helpers
+def _finite_or_none(obj: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    return obj
+
+
+def _triple(a: np.ndarray) -> dict:
+    a = np.asarray(a, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return {"min": None, "median": None, "max": None}
+    return {"min": float(a.min()), "median": float(np.median(a)), "max": float(a.max())}
+
+
+def tree_stats(tree: VesselTree) -> dict:
+    """Morphometrics of a tree as one JSON-friendly dict.
+
+    Parameters
+    ----------
+    tree : VesselTree
+        Tree in mm.
+
+    Returns
+    -------
+    dict
+        ``n_nodes``, ``n_branches``, ``n_bifurcations``, ``total_length_mm``,
+        ``murray_residual`` (mean absolute relative residual ``(sum r_c^3 - r_p^3) / r_p^3``
+        over bifurcations; None without bifurcations), ``murray_residual_max_abs``,
+        ``radius_mm`` (min/median/max over nodes), ``tortuosity`` (path/chord per branch:
+        min/median/max), plus every entry of :func:`vessel_models.morphometrics.summary`.
+    """
+    from vessel_models import morphometrics as mm
+
+    res = np.abs(mm.murray_residuals(tree, 3.0))
+    out: dict[str, Any] = {
+        "n_nodes": tree.n_nodes,
+        "n_branches": int(mm.branch_count(tree)),
+        "n_bifurcations": int(mm.bifurcation_count(tree)),
+        "total_length_mm": float(tree.total_length_mm()),
+        "murray_residual": float(res.mean()) if res.size else None,
+        "murray_residual_max_abs": float(res.max()) if res.size else None,
+        "radius_mm": _triple(tree.radii_mm),
+        "tortuosity": _triple(mm.tortuosity(tree)),
+    }
+    try:
+        extra = mm.summary(tree)
+    except Exception:  # noqa: BLE001  # pragma: no cover - optional extras must not break the core stats
+        extra = {}
+    for k, v in extra.items():
+        out.setdefault(k, v)
+    return _finite_or_none(out)
+
+
+def save_nifti(volume: np.ndarray, affine_lps: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a float32 volume as NIfTI atomically; the LPS affine is stored as RAS.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        ``(I, J, K)`` array (written as float32).
+    affine_lps : numpy.ndarray
+        ``(4, 4)`` voxel -> LPS mm.
+    path : str or PathLike
+        ``.nii`` or ``.nii.gz`` file.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import nibabel as nib
+
+    p = Path(path)
+    name = p.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        raise VesselInputError(f"output must be a .nii or .nii.gz file, got {p.name}")
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else ".nii"
+    affine_ras = _RAS_TO_LPS @ np.asarray(affine_lps, dtype=np.float64)
+    img = nib.Nifti1Image(np.asarray(volume, dtype=np.float32), affine_ras)
+    img.header.set_xyzt_units("mm")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".vessel.", dir=str(p.parent))
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def _like_grid(path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Affine (voxel -> LPS mm) and shape of a NIfTI file, from its header only."""
+    import nibabel as nib
+
+    if not path.is_file():
+        raise VesselInputError(f"--like file not found: {path}")
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
+        raise VesselInputError(f"cannot read --like file {path}: {exc}") from None
+    shape = tuple(int(s) for s in img.shape[:3])
+    if len(shape) != 3:
+        raise VesselInputError(f"--like file {path} is not a 3-D volume (shape {img.shape})")
+    return _RAS_TO_LPS @ np.asarray(img.affine, dtype=np.float64), shape  # type: ignore[return-value]
+
+
+def _load(path: Path) -> VesselTree:
+    from vessel_models.io import load_tree
+
+    if not path.is_file():
+        raise VesselInputError(f"tree file not found: {path}")
+    return load_tree(path)
+
+
+# ---------------------------------------------------------------------------- commands
+@app.command()
+@_one_line_errors
+def generate(
+    model: str = typer.Option(..., "--model", "-m", help="lsystem | cow | coronary | colonize"),
+    seed: int = typer.Option(0, "--seed", "-s", help="Random seed (>= 0); same seed, same tree."),
+    param: list[str] | None = typer.Option(None, "--param", "-p", help="Model parameter k=v (repeatable)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Tree file (.vtp or .json)."),
+    png: bool = typer.Option(True, "--png/--no-png", help="Also render a PNG picture beside it."),
+) -> None:
+    """Generate a seeded procedural tree; writes TREE.vtp, TREE.json and TREE.png."""
+    from vessel_models.generators import GENERATORS, parse_params
+    from vessel_models.generators import generate as gen
+    from vessel_models.io import save_json, save_vtp
+
+    if model not in GENERATORS:
+        raise VesselInputError(f"unknown model {model!r}; choose one of {', '.join(sorted(GENERATORS))}")
+    suffix = output.suffix.lower()
+    if suffix not in (".vtp", ".json"):
+        raise VesselInputError(f"output must end in .vtp or .json, got {output.name}")
+    tree = gen(model, seed, **parse_params(param or []))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    vtp, js = output.with_suffix(".vtp"), output.with_suffix(".json")
+    save_vtp(tree, vtp)
+    save_json(tree, js)
+    written = [str(vtp), str(js)]
+    if png:
+        from vessel_models.render import render_tree_png
+
+        pic = output.with_suffix(".png")
+        render_tree_png(tree, pic, title=f"{model} seed {seed}")
+        written.append(str(pic))
+    typer.echo(
+        f"{model} seed {seed}: {tree.n_nodes} nodes, {tree.total_length_mm():.1f} mm -> " + ", ".join(written)
+    )
+
+
+@app.command()
+@_one_line_errors
+def voxelize(
+    tree_path: Path = typer.Argument(..., metavar="TREE", help="Tree file (.vtp or .json), LPS mm."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output NIfTI (.nii.gz)."),
+    spacing_mm: float = typer.Option(0.2, "--spacing-mm", help="Voxel size of the grid around the tree, mm."),
+    margin_mm: float = typer.Option(1.0, "--margin-mm", help="Space around the tree's bounds, mm."),
+    like: Path | None = typer.Option(None, "--like", help="Use this NIfTI's exact grid (e.g. the CT)."),
+    supersample: int = typer.Option(4, "--supersample", help="Sub-samples per axis in boundary voxels."),
+) -> None:
+    """Voxelize a tree to a lumen-fraction volume (0..1, float32 NIfTI)."""
+    from vessel_models.voxelize import grid_around_tree, voxelize_tree
+
+    tree = _load(tree_path)
+    if like is not None:
+        affine, shape = _like_grid(like)
+    else:
+        affine, shape = grid_around_tree(tree, spacing_mm, margin_mm)
+    vol = voxelize_tree(tree, affine, shape, supersample=supersample)
+    save_nifti(vol, affine, output)
+    vox_mm3 = abs(float(np.linalg.det(affine[:3, :3])))
+    lumen = float(vol.sum(dtype=np.float64)) * vox_mm3
+    typer.echo(f"{output}: grid {shape[0]}x{shape[1]}x{shape[2]}, lumen volume {lumen:.1f} mm^3")
+    if lumen == 0.0:
+        typer.echo("warning: the tree does not intersect the grid (all voxels are 0)", err=True)
+
+
+@app.command()
+@_one_line_errors
+def stats(
+    tree_path: Path = typer.Argument(..., metavar="TREE", help="Tree file (.vtp or .json)."),
+) -> None:
+    """Print one JSON object of morphometrics (branches, lengths, radii, Murray, tortuosity)."""
+    tree = _load(tree_path)
+    typer.echo(json.dumps(tree_stats(tree), sort_keys=True))
+
+
+@app.command("from-mask")
+@_one_line_errors
+def from_mask(
+    mask: Path = typer.Argument(..., help="NIfTI label/mask volume (RAS on disk)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Tree file (.vtp or .json), LPS mm."),
+    labels: str | None = typer.Option(None, "--labels", help="Comma-separated label values (default: all > 0)."),
+    isotropic_mm: float | None = typer.Option(None, "--isotropic-mm", help="Resample to this voxel size first."),
+    node_spacing_mm: float | None = typer.Option(None, "--node-spacing-mm", help="Node spacing along branches."),
+) -> None:
+    """Extract a centreline tree with radii from a segmentation (skeleton + distance transform)."""
+    from vessel_models.io import save_tree
+    from vessel_models.segmentation import mask_to_tree
+
+    labs = None
+    if labels:
+        try:
+            labs = [int(v) for v in labels.split(",") if v.strip()]
+        except ValueError:
+            raise VesselInputError(f"--labels must be comma-separated integers, got {labels!r}") from None
+    tree = mask_to_tree(mask, labels=labs, isotropic_mm=isotropic_mm, node_spacing_mm=node_spacing_mm)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_tree(tree, output)
+    typer.echo(f"{output}: {tree.n_nodes} nodes, {tree.total_length_mm():.1f} mm")
+
+
+def main() -> None:  # pragma: no cover - thin entry point
+    """Run the vessels command line (``python -m vessel_models.cli``)."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
