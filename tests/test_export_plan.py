@@ -102,3 +102,16 @@ def test_glob_without_match_and_duplicate_ids(tmp_path):
                           "cts": [{"path": str(tmp_path / "p.nii.gz")}, {"path": str(tmp_path / "x" / "p.nii.gz")}]})
     with pytest.raises(InputError, match="two CTs have the id 'p'"):
         plan_dataset(c)
+
+
+def test_labels_required_by_ct_label_vessels_or_placement(tmp_path):
+    g = make_cts(tmp_path, 2)
+    seg = {"per_ct": 1, "sources": [{"segmentation": "ct-labels", "structures": ["aorta"]}]}
+    with pytest.raises(InputError, match="CT 'pat00' has no labels, needed by vessels segmentation 'ct-labels'"):
+        plan_dataset(cfg(g, vessels=seg))
+    with pytest.raises(InputError, match="needed by placement.root 'aorta'"):
+        plan_dataset(cfg(g, placement={"root": "aorta"}))
+    ok = cfg(g, cts=[{"path": g, "labels": str(tmp_path / "{stem}_seg.nii.gz")}], vessels=seg)
+    specs = plan_dataset(ok)
+    assert specs[0].labels_source == str(tmp_path / "pat00_seg.nii.gz")
+    assert specs[0].vessel_source["kind"] == "segmentation" and specs[0].vessel_source["structures"] == ["aorta"]

@@ -228,3 +228,11 @@ def test_dicom_size_from_headers():
     assert peek_voxels(path) == 128 * 128
     with pytest.raises(InputError, match="max_ct_voxels=100"):
         load_ct(path, None, 100)
+
+
+def test_missing_vessel_segmentation_refused_before_store(tmp_path):
+    glob = write_cts(tmp_path / "cts", n=1)
+    cfg = small_config(glob, vessels={"sources": [{"segmentation": str(tmp_path / "nope.nii.gz")}]})
+    with pytest.raises(InputError, match=r"vessels.sources\[0\].segmentation: .*nope.nii.gz: no such file"):
+        run_export(cfg, tmp_path / "s.zarr", progress=False)
+    assert not (tmp_path / "s.zarr").exists()

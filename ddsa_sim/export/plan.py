@@ -190,9 +190,29 @@ def _vessel(config: DatasetConfig, ct_id: str, k: int, dataset_seed: int) -> dic
     }
 
 
+def _check_labels_needed(config: DatasetConfig, cts: list[CTEntry]) -> None:
+    needs = []
+    if any(src.segmentation == "ct-labels" for src in config.vessels.sources):
+        needs.append("vessels segmentation 'ct-labels'")
+    if config.placement.root != "ct-center":
+        needs.append(f"placement.root '{config.placement.root}'")
+    if needs:
+        for ct in cts:
+            if ct.labels is None:
+                raise InputError(f"cts: CT '{ct.ct_id}' has no labels, needed by {' and '.join(needs)}")
+
+
 def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
-    """All samples of a dataset, in index order (a pure function of ``config``, seed included)."""
+    """All samples of a dataset, in index order (a pure function of ``config``, seed included).
+
+    Raises
+    ------
+    InputError
+        A glob matching nothing, duplicate CT ids, or a CT without labels where the vessels or the
+        placement need its label map.
+    """
     cts = resolve_ct_entries(config)
+    _check_labels_needed(config, cts)
     n, n_ct = config.count, len(cts)
     block_start = [-(-c * n // n_ct) for c in range(n_ct)]  # first index i with floor(i*n_ct/n) == c
     vessels: dict[tuple[str, int], dict[str, Any]] = {}

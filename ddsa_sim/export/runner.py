@@ -86,6 +86,11 @@ def preflight(config: DatasetConfig) -> None:
                              f"(about {n * 5 / 2**30:.1f} GiB per worker); crop or resample it, or raise the limit")
         if ct.labels is not None:
             peek_voxels(ct.labels)
+    for i, src in enumerate(config.vessels.sources):
+        for key in ("segmentation", "model"):
+            value = getattr(src, key)
+            if value and value != "ct-labels" and not Path(value).exists():
+                raise InputError(f"vessels.sources[{i}].{key}: {value}: no such file or folder")
 
 
 def _progress(total: int, initial: int, enabled: bool):

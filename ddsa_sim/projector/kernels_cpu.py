@@ -120,7 +120,7 @@ def siddon_area_density(density, labels, lut, vox_from_world, source, directions
 def trilinear_area_density(density, labels, lut, vox_from_world, source, directions, step_mm, out):
     """DeepDRR-style ray marching: trilinear density x material fraction at a fixed step (mm).
 
-    Samples run from the entry to the exit of the region spanned by the voxel centres, with
+    Samples run from the entry to the exit of the volume's outer voxel faces, with
     trapezoidal weights (first/last sample half weight, the last partial interval included), so a
     linear density is integrated exactly. Arguments as :func:`siddon_area_density`.
     """
@@ -134,7 +134,8 @@ def trilinear_area_density(density, labels, lut, vox_from_world, source, directi
         d0 = A[0, 0] * w0 + A[0, 1] * w1 + A[0, 2] * w2
         d1 = A[1, 0] * w0 + A[1, 1] * w1 + A[1, 2] * w2
         d2 = A[2, 0] * w0 + A[2, 1] * w1 + A[2, 2] * w2
-        tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, 0.0)
+        # the volume spans the outer voxel faces; beyond the outer centres the edge value is held
+        tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
         if tmax <= tmin:
             continue
         n_full = int(math.floor((tmax - tmin) / step_mm))

@@ -26,7 +26,9 @@ plastimatch (``plastimatch drr``, pip package ``plastimatch``)
     ``prt = (-y) x (-z) = x_cam``): rows and columns map one to one, no flip and no transpose. The
     raw output is float32, row-major (rows, cols).
 
-    plastimatch's exact tracer works on axis-aligned grids, so the volume is written with identity
+    A one-voxel zero margin is added around the grid (:func:`write_plastimatch_volume`: works
+    around plastimatch dropping boundary voxels of some rays). plastimatch's exact tracer works on
+    axis-aligned grids, so the volume is written with identity
     direction cosines: axes whose direction points negative are flipped in the array (the world
     placement of each voxel is unchanged), and any rotation left (oblique or permuted grids) is
     applied to the camera instead (``R^T``, a rigid change of world frame that keeps the image).
@@ -201,9 +203,20 @@ def plastimatch_geometry(carm: CArm, rotation: np.ndarray | None = None) -> Plas
     )
 
 
-def write_plastimatch_volume(path: str | os.PathLike, density: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Write a density volume for ``plastimatch drr``; returns the grid rotation to pass to the geometry."""
+def write_plastimatch_volume(path: str | os.PathLike, density: np.ndarray, affine: np.ndarray,
+                             pad_voxels: int = 1) -> np.ndarray:
+    """Write a density volume for ``plastimatch drr``; returns the grid rotation to pass to the geometry.
+
+    ``pad_voxels`` zero voxels are added around the grid (the line integrals are unchanged):
+    plastimatch 1.10.0's exact tracer drops part of the first/last voxel of rays that enter or
+    leave through some faces of the grid (up to 6% of a chest CT line integral at oblique views,
+    for ~20% of the rays); with a zero margin it agrees with our Siddon, DiffDRR's Siddon and a
+    brute-force 5 um sampling to ~1e-6.
+    """
     data, origin, spacing, rot = axis_aligned_grid(density, affine)
+    if pad_voxels:
+        data = np.pad(data, int(pad_voxels))
+        origin = origin - spacing * int(pad_voxels)
     write_mha(path, data, origin, spacing)
     return rot
 

