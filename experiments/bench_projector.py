@@ -16,7 +16,7 @@ Systems, each in its OWN subprocess (so ``ru_maxrss`` is the peak RSS of that sy
 timed as the median of ``--repeats`` runs after one warm-up run (numba JIT / torch first call):
 
 * ``ours_mono``: ``Projector.march`` of a single-material density volume (exact Siddon), 2 threads.
-* ``ours_poly``: one polychromatic image: a 4-material CT (air, soft tissue, bone by DeepDRR
+* ``ours_poly``: one polychromatic image (Siddon, like mono): a 4-material CT (air, soft tissue, bone by DeepDRR
   thresholds + "blood" for soft-tissue voxels of 100..350 HU: the enhanced heart and vessels of
   this contrast CT) + an iodine volume (10 mgI/ml in those blood voxels, on a grid cropped to their
   bounding box, as a vessel volume would be), 60-bin 90 kVp spectrum, energy-integrating detector.
@@ -28,8 +28,9 @@ timed as the median of ``--repeats`` runs after one warm-up run (numba JIT / tor
   process (load included) is printed too.
 
 Line-integral differences of ``ours_mono`` against each peer are over the pixels whose rays cross
-the body (both images > 2 g/cm^2). ``peak_rss_over_volume`` is ``(peak RSS - RSS before the
-volume was loaded - output bytes) / float32 volume bytes``, the worst of our three systems.
+the body (both images > 2 g/cm^2). ``peak_rss_over_volume`` is ``(peak RSS - current RSS after
+the imports, before the volume was loaded - output bytes) / float32 volume bytes``, the worst of
+our three systems (the interpreter and libraries are excluded: ~0.5 GB of numba/scipy/spekpy).
 The last line printed is one JSON object.
 """
 
@@ -56,6 +57,13 @@ BODY_G_PER_CM2 = 2.0
 def _rss_mb() -> float:
     """Peak resident set size of this process so far (MB; Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _current_rss_mb() -> float:
+    """Current resident set size of this process (MB)."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def _carm(detector: int, center):
@@ -114,7 +122,7 @@ def run_worker(system: str, workdir: Path, detector: int, repeats: int) -> dict:
         import torch  # noqa: F401
 
         import diffdrr.drr  # noqa: F401
-    rss_before = _rss_mb()  # interpreter + libraries, before any volume is loaded
+    rss_before = _current_rss_mb()  # interpreter + libraries, before any volume is loaded
     density = np.load(workdir / "density.npy")
     affine = np.load(workdir / "affine.npy")
     carm = _carm(detector, np.load(workdir / "center.npy"))
@@ -128,7 +136,8 @@ def run_worker(system: str, workdir: Path, detector: int, repeats: int) -> dict:
         from ddsa_sim.projector import Projector, ProjectorVolume
 
         if system == "ours_mono":
-            proj = Projector([ProjectorVolume.single_material("ct", density, affine, "soft tissue")], threads=THREADS)
+            proj = Projector([ProjectorVolume.single_material("ct", density, affine, "soft tissue")], method="siddon",
+                             threads=THREADS)
 
             def once():
                 return proj.march(carm, "ct")[..., 0]
@@ -137,7 +146,8 @@ def run_worker(system: str, workdir: Path, detector: int, repeats: int) -> dict:
             del density
             ct, io = _ct_volumes(hu, affine)
             del hu
-            proj = Projector([ct, io], spectrum={"kvp": 90, "al": 4, "bin": 80.0 / 60.0}, threads=THREADS)
+            proj = Projector([ct, io], spectrum={"kvp": 90, "al": 4, "bin": 80.0 / 60.0}, method="siddon",
+                             threads=THREADS)
             extra["spectrum_bins"] = int(len(proj.spectrum.energies_kev))
             extra["materials"] = list(proj.materials)
             images = ({"image": ["ct", "iodine"]} if system == "ours_poly"

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(peers.plastimatch_executable() is None, reason="
 
 def _ours(carm: CArm, density: np.ndarray, affine: np.ndarray) -> np.ndarray:
     vol = ProjectorVolume.single_material("v", density, affine, "soft tissue")
-    return Projector([vol]).march(carm, "v")[..., 0]
+    return Projector([vol], method="siddon").march(carm, "v")[..., 0]
 
 
 def _half_resolution(ct: Volume) -> tuple[np.ndarray, np.ndarray]:
