@@ -34,7 +34,7 @@ def test_sphere_chords(phantom_grid, alpha, beta):
     frac, affine = phantom_grid((72, 72, 72), 1.0, lambda x, y, z: x * x + y * y + z * z <= R * R)
     vol = ProjectorVolume.single_material("sphere", rho * frac, affine, "water")
     carm = _carm(alpha, beta)
-    area = Projector([vol], SPECTRUM, method=method).march(carm, "sphere")[..., 0].ravel()
+    area = Projector([vol], SPECTRUM, method=method, step_mm=0.5).march(carm, "sphere")[..., 0].ravel()
     dist, _ = _distance_to_rays(carm, np.zeros(3))
     chord_cm = 2 * np.sqrt(np.clip(R * R - dist**2, 0, None)) / 10
     sel = dist < 0.8 * R  # rays not grazing the edge
@@ -53,7 +53,7 @@ def test_cylinder_and_box_chords(phantom_grid, method):
     frac, affine = phantom_grid((64, 64, 64), 1.0, lambda x, y, z: (x * x + y * y <= r * r) & (np.abs(z) <= 30))
     carm = _carm(alpha=0, beta=0, n=40)  # AP: rays travel along world y, perpendicular to the axis
     area = Projector([ProjectorVolume.single_material("c", frac, affine, "water")], SPECTRUM,
-                     method=method).march(carm, "c")[..., 0].ravel()
+                     method=method, step_mm=0.5).march(carm, "c")[..., 0].ravel()
     d = carm.ray_directions().reshape(-1, 3)
     s = carm.source_mm
     # exact chord of a ray through an infinite cylinder x^2 + y^2 <= r^2 (the z extent is not reached here)
@@ -74,7 +74,7 @@ def test_cylinder_and_box_chords(phantom_grid, method):
                           & (np.abs(z) <= half[2]))
     carm = _carm(alpha=20, beta=10, n=40)
     area = Projector([ProjectorVolume.single_material("b", fb, ab, "water")], SPECTRUM,
-                     method=method).march(carm, "b")[..., 0].ravel()
+                     method=method, step_mm=0.5).march(carm, "b")[..., 0].ravel()
     d = carm.ray_directions().reshape(-1, 3)
     s = carm.source_mm
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -140,7 +140,7 @@ def test_iodine_beer_lambert_and_two_volumes_are_additive(phantom_grid):
     c_mg_per_ml = 20.0
     iodine = ProjectorVolume.single_material("iodine", sph * c_mg_per_ml / 1000, sph_aff, "iodine")
     carm = _carm(alpha=15, beta=5, n=64, pixel=0.5)
-    proj = Projector([water, iodine], spectrum)
+    proj = Projector([water, iodine], spectrum, step_mm=0.125)
     res = proj.render(carm, {"mask": ["water"], "contrast": ["water", "iodine"]})
     w_mask = res.area_density_g_per_cm2["mask"]["water"]
     w_con = res.area_density_g_per_cm2["contrast"]["water"]
@@ -161,7 +161,7 @@ def test_iodine_beer_lambert_and_two_volumes_are_additive(phantom_grid):
     outside = dist > R + 1
     np.testing.assert_array_equal(res.neglog["mask"].ravel()[outside], res.neglog["contrast"].ravel()[outside])
     # the single-volume image equals the mask image
-    only = Projector([water], spectrum).render(carm)
+    only = Projector([water], spectrum, step_mm=0.125).render(carm)
     np.testing.assert_array_equal(only.neglog["image"], res.neglog["mask"])
 
 

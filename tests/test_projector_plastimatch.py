@@ -114,8 +114,8 @@ def test_diffdrr_siddon_matches_ours_on_the_chest_ct(chest_density):
     pytest.importorskip("fastcore")
     pytest.importorskip("diffdrr.drr")
     (density, affine), centre = chest_density
-    carm = CArm(isocenter_mm=tuple(centre), alpha=-25.0, beta=35.0, gamma=15.0, sensor_height=48, sensor_width=64,
-                pixel_size=11.0)
+    carm = CArm(isocenter_mm=tuple(centre), alpha=-25.0, beta=35.0, gamma=15.0, sensor_height=30, sensor_width=40,
+                pixel_size=17.6)
     ours = _ours(carm, density, affine)
     theirs = peers.diffdrr_area_density(carm, density, affine, renderer="siddon")
     body = (ours > BODY_G_PER_CM2) & (theirs > BODY_G_PER_CM2)

@@ -56,7 +56,8 @@ class Projector:
         DeepDRR-style trilinear sampling every ``step_mm`` (default; reconstructs the continuous
         object) or exact traversal of the piecewise-constant voxels (Siddon; plastimatch-exact).
     step_mm : float, optional
-        Sample spacing for ``trilinear`` (default: half the finest voxel spacing of each volume).
+        Sample spacing for ``trilinear`` (default: the finest voxel spacing of each volume; chords of a
+        sphere are within 0.5% at half that, the step DeepDRR uses is 0.1 mm).
     threads : int, optional
         Numba threads (default: all cores). Results do not depend on it.
     """
@@ -105,7 +106,7 @@ class Projector:
                                     carm.source_mm, dirs, out)
             else:
                 from ddsa_sim.projector.kernels_cpu import trilinear_area_density
-                step = self.step_mm or 0.5 * float(np.linalg.norm(v.world_from_voxel[:3, :3], axis=0).min())
+                step = self.step_mm or float(np.linalg.norm(v.world_from_voxel[:3, :3], axis=0).min())
                 trilinear_area_density(v.density_g_per_cc, v.labels, self._luts[volume], vox_from_world,
                                        carm.source_mm, dirs, float(step), out)
         finally:
