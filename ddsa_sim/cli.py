@@ -57,6 +57,7 @@ FILTER_AL = typer.Option(None, "--filter-al", help="Aluminium filtration (mm) fo
 SPECTRUM = typer.Option("90KV_AL40", "--spectrum", help="Spectrum preset (60KV_AL35, 90KV_AL40, 120KV_AL43).")
 ISO = typer.Option(None, "--isocenter", help="Isocenter X,Y,Z in world mm (LPS); default: the CT centre.")
 METHOD = typer.Option("trilinear", "--method", help="trilinear (DeepDRR-style) or siddon (exact voxel traversal).")
+DEVICE = typer.Option("cpu", "--device", help="cpu (numba kernels) or cuda / cuda:N (torch backend, trilinear).")
 
 
 @app.command()
@@ -66,7 +67,7 @@ def project(ct: str = CT_ARG, out: Path = typer.Option(..., "-o", "--out", help=
             gamma: float = typer.Option(0.0, help="Detector roll (deg)."),
             detector: str = DETECTOR, pixel_mm: float = PIXEL, kvp: Optional[float] = KVP,
             filter_al: Optional[float] = FILTER_AL, spectrum: str = SPECTRUM, isocenter: Optional[str] = ISO,
-            method: str = METHOD) -> None:
+            method: str = METHOD, device: str = DEVICE) -> None:
     """Render one view of a CT: OUT/view_000.npz (neglog, intensity, density_<material>, projection_matrix) + PNG."""
     from ddsa_sim.drr import run_sweep
     from ddsa_sim.geometry import Pose
@@ -76,7 +77,8 @@ def project(ct: str = CT_ARG, out: Path = typer.Option(..., "-o", "--out", help=
     carm = _carm(ct_vol, detector, pixel_mm, isocenter)
     pose = Pose(alpha, beta, gamma, carm.isocenter_mm)
     pose.apply(carm)  # validates the pose before any work
-    paths = run_sweep(ct_vol, carm, [pose], out, _spectrum(kvp, filter_al, spectrum), progress=False, method=method)
+    paths = run_sweep(ct_vol, carm, [pose], out, _spectrum(kvp, filter_al, spectrum), progress=False, method=method,
+                      device=device)
     typer.echo(str(paths[0]))
 
 
@@ -89,7 +91,7 @@ def sweep(ct: str = CT_ARG, out: Path = typer.Option(..., "-o", "--out", help="O
           jitter_mm: float = typer.Option(0.0, help="Isocenter jitter (mm, uniform cube) for --random draws."),
           detector: str = DETECTOR, pixel_mm: float = PIXEL, kvp: Optional[float] = KVP,
           filter_al: Optional[float] = FILTER_AL, spectrum: str = SPECTRUM, isocenter: Optional[str] = ISO,
-          method: str = METHOD) -> None:
+          method: str = METHOD, device: str = DEVICE) -> None:
     """Render a pose sweep: view_NNN.npz + PNG per view, contact_sheet.png and poses.json."""
     from ddsa_sim.drr import run_sweep
     from ddsa_sim.geometry import grid_poses, parse_range, random_poses
@@ -105,7 +107,8 @@ def sweep(ct: str = CT_ARG, out: Path = typer.Option(..., "-o", "--out", help="O
         poses = grid_poses(alphas, betas, carm.isocenter_mm)
     for p in poses:
         p.apply(carm)  # refuse out-of-limit poses before rendering anything
-    paths = run_sweep(ct_vol, carm, poses, out, _spectrum(kvp, filter_al, spectrum), method=method)
+    paths = run_sweep(ct_vol, carm, poses, out, _spectrum(kvp, filter_al, spectrum), method=method,
+                      device=device)
     typer.echo(f"{len(paths)} views, contact sheet: {Path(out) / 'contact_sheet.png'}")
 
 
@@ -116,7 +119,7 @@ def _mount_optional() -> None:
         app.add_typer(vessels_app, name="vessels", help="Vessel trees: generate, voxelize, stats.")
     except ImportError:
         pass
-    for module in ("ddsa_sim.export.cli", "ddsa_sim.training.cli", "ddsa_sim.scene_cli"):
+    for module in ("ddsa_sim.export.cli", "ddsa_sim.training.cli", "ddsa_sim.scene_cli", "ddsa_sim.scene3d_cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ImportError:

@@ -50,7 +50,8 @@ class Scene:
     detector : Detector
         Mode (energy-integrating / photon-counting), gain, bit depth, blur, electronic noise.
     exposure : Exposure
-        Photons per pixel (default 1e4, DeepDRR's default) or mAs.
+        Photons per pixel, per mm^2 or from mAs; default DeepDRR's 1e4 photons per 0.194 mm pixel
+        scaled to the detector's pixel area.
     iodine_mg_per_ml : float
         Iodine concentration of the iodinated blood in a full lumen (mgI/ml). Default 100: a
         selective intra-arterial injection of a 300-350 mgI/ml agent mixed with blood about 1:2.
@@ -161,8 +162,14 @@ class Scene:
         """Raise InputError when the CT or a vessel volume is outside the field of view."""
         proj = self.projector
         proj.check_in_view(carm, "ct")
-        for name in self.vessel_names:
-            proj.check_in_view(carm, name)
+        for name, src in zip(self.vessel_names, self.vessels):
+            try:
+                proj.check_in_view(carm, name)
+            except InputError as exc:
+                raise InputError(f"vessels {getattr(src, 'name', name)!r}: {str(exc).split(': ', 1)[-1]}"
+                                 if "behind" in str(exc) else
+                                 f"vessels {getattr(src, 'name', name)!r} are entirely outside the field of view at "
+                                 f"alpha={carm.alpha:g}, beta={carm.beta:g}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description of the scene's physics settings."""
@@ -170,7 +177,8 @@ class Scene:
         return {
             "ct": self.ct.name, "vessels": [getattr(v, "name", "") for v in self.vessels],
             "spectrum": spec.name, "detector": self.detector.to_dict(),
-            "photons_per_pixel": self.exposure.photons_per_pixel, "mas": self.exposure.mas,
+            "exposure": {"photons_per_pixel": self.exposure.photons_per_pixel,
+                         "photons_per_mm2": self.exposure.photons_per_mm2, "mas": self.exposure.mas},
             "iodine_mg_per_ml": self.iodine_mg_per_ml, "agent_mg_i_per_ml": self.agent_mg_i_per_ml,
             "displaced_material": self._displaced(), "noise": self.noise,
             "noise_correlation": self.noise_correlation, "scatter": self.scatter.enabled,

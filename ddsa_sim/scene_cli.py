@@ -105,7 +105,8 @@ def build_scene(ct: str, vessels: str, seed: int, labels: Optional[str] = None, 
     from ddsa_sim.imaging.placement import body_mask, label_region, place_in_region
     from ddsa_sim.imaging.vessels import FractionVessels, TreeVessels, crop_to_foreground
     from ddsa_sim.scene import Scene
-    from ddsa_sim.volumes import ct_with_materials, read_ct, virtual_non_contrast
+    from ddsa_sim.imaging.labels import labels_in, materials_from_labels
+    from ddsa_sim.volumes import read_ct, virtual_non_contrast
     from vessel_models.tree import VesselInputError
 
     if place not in ("auto", "region", "as-is"):
@@ -122,12 +123,11 @@ def build_scene(ct: str, vessels: str, seed: int, labels: Optional[str] = None, 
             if not names:
                 raise InputError("--vessels labels: lists no structure")
             ids = _label_ids(names, classes, labels_source)
-            lab_int = np.rint(lab.data).astype(np.int64)
-            vessel = np.isin(lab_int, ids)
+            vessel = labels_in(lab.data, ids)
             if not vessel.any():
                 raise InputError(f"--vessels: structures {', '.join(names)} have no voxel in {labels_source}")
             vnc, lumen = virtual_non_contrast(ct_vol, vessel)
-            vnc = ct_with_materials(vnc, lab, classes) if classes else ct_with_materials(vnc)
+            vnc = vnc.with_data(vnc.data, materials=materials_from_labels(vnc.data, lab.data, classes))
             frac, aff = crop_to_foreground(lumen.astype(np.float32), ct_vol.affine)
             return Scene(vnc, [FractionVessels(frac, aff, name=spec)], **scene_kwargs)
 
@@ -175,22 +175,27 @@ def build_scene(ct: str, vessels: str, seed: int, labels: Optional[str] = None, 
 
 
 def vessel_center_mm(scene) -> np.ndarray:
-    """World centre (mm) of the vessel volumes' bounding boxes (the default isocenter)."""
+    """Default isocenter: the centre of the vessel volumes' bounding boxes (world mm) when it lies
+    inside the CT's box, else the CT centre."""
     corners = np.concatenate([v.corners_mm() for name, v in scene.projector.volumes.items() if name != "ct"])
-    return 0.5 * (corners.min(axis=0) + corners.max(axis=0))
+    c = 0.5 * (corners.min(axis=0) + corners.max(axis=0))
+    ijk = scene.ct.world_to_voxel(c)
+    inside = np.all(ijk >= -0.5) and np.all(ijk <= np.array(scene.ct.shape) - 0.5)
+    return c if inside else np.asarray(scene.ct.center_mm)
 
 
 def save_strip(frames, path: Path, title: str = "") -> Path:
     """PNG strip: mask | contrast | conventional DSA | target, one row per contrast frame.
 
     Shown in the fluoroscopy convention (more attenuation = darker). Mask and contrast share one
-    window; both DSA columns share one window from 0 to the 99.5th percentile of the target.
+    window; both DSA columns share one window from 0 to the 99th percentile of the target inside the vessel mask.
     """
     from ddsa_sim.viz import display_window, image_grid
 
     w_ct = display_window([frames.mask, *frames.contrast])
-    hi = float(np.percentile(frames.dsa_target, 99.5)) if np.any(frames.dsa_target > 0) else 1.0
-    hi = hi if hi > 0 else float(frames.dsa_target.max() or 1.0)
+    inside = frames.dsa_target[frames.vessel_mask > 0]
+    hi = float(np.percentile(inside, 99.0)) if inside.size else 0.0
+    hi = hi if hi > 0 else 1.0
     w_dsa = (-hi, 0.25 * hi)
     rows, titles = [], []
     for k in range(frames.contrast.shape[0]):
@@ -238,7 +243,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         region: str = typer.Option("body", help="Where a tree is placed: body (CT > -300 HU) or organ name(s)."),
         place: str = typer.Option("auto", help="auto | region | as-is (tree files inside the region stay as-is)."),
         iodine: float = typer.Option(100.0, "--iodine", help="Iodine concentration in the lumen, mgI/ml."),
-        photons: float = typer.Option(1e4, "--photons", help="Photons per pixel at the detector (N0)."),
+        photons: Optional[float] = typer.Option(None, "--photons", help="Photons per pixel at the detector (N0); "
+                                                "default DeepDRR's 1e4 per 0.194 mm pixel scaled to the pixel area."),
         mas: Optional[float] = typer.Option(None, "--mas", help="Exposure in mAs per frame (overrides --photons)."),
         spectrum: str = typer.Option("90KV_AL40", help="Spectrum preset or spec (physics.spectra.get_spectrum)."),
         detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Detector ROWSxCOLS."),

@@ -28,9 +28,13 @@ timed as the median of ``--repeats`` runs after one warm-up run (numba JIT / tor
   process (load included) is printed too.
 
 Line-integral differences of ``ours_mono`` against each peer are over the pixels whose rays cross
-the body (both images > 2 g/cm^2). ``peak_rss_over_volume`` is ``(peak RSS - current RSS after
-the imports, before the volume was loaded - output bytes) / float32 volume bytes``, the worst of
-our three systems (the interpreter and libraries are excluded: ~0.5 GB of numba/scipy/spekpy).
+the body (both images > 2 g/cm^2). Peak RSS is the kernel's high-water mark (``VmHWM``) reset
+after the imports (``/proc/self/clear_refs``), so import-time peaks do not count; the resident
+libraries do (for plastimatch: the child process' ``ru_maxrss``). For ours the mark is reset
+again once the volumes are built (scene set-up temporaries such as the HU array and material masks
+are freed by then), so it covers rendering with the volumes resident. ``peak_rss_over_volume`` is
+``(peak RSS - RSS after the imports, before the volume was loaded - output bytes) / float32 volume
+bytes``, the worst of our three systems.
 The last line printed is one JSON object.
 """
 
@@ -52,11 +56,34 @@ import numpy as np
 SYSTEMS = ("ours_mono", "ours_poly", "ours_pair", "diffdrr_trilinear", "diffdrr_siddon", "plastimatch")
 THREADS = 2
 BODY_G_PER_CM2 = 2.0
+SPECTRUM = {"kvp": 90, "al": 4, "bin": 80.0 / 60.0}  # SpekPy, 90 kVp, 4 mm Al, 60 bins of 1.33 keV from 10 keV
 
 
 def _rss_mb() -> float:
     """Peak resident set size of this process so far (MB; Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux ``clear_refs`` 5); False if unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_since_reset_mb() -> float:
+    """``VmHWM`` (peak RSS since the last reset, MB), or ``ru_maxrss`` where /proc is missing."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return _rss_mb()
 
 
 def _current_rss_mb() -> float:
@@ -112,16 +139,26 @@ def _ct_volumes(hu: np.ndarray, affine: np.ndarray):
 
 
 # ----------------------------------------------------------------------------------------- workers
+def _jit_warm_up() -> None:
+    """Compile (or load from cache) our kernels on a 4^3 volume and a 2x2 detector."""
+    from ddsa_sim.geometry.carm import CArm
+    from ddsa_sim.projector import Projector, ProjectorVolume
+
+    tiny = ProjectorVolume.single_material("t", np.ones((4, 4, 4), np.float32), np.eye(4), "soft tissue")
+    proj = Projector([tiny], spectrum=SPECTRUM, method="siddon", threads=THREADS)
+    proj.render(CArm(sensor_height=2, sensor_width=2, pixel_size=100.0), check_fov=False)
+
+
 def run_worker(system: str, workdir: Path, detector: int, repeats: int) -> dict:
     """Time one system in this process; save its image to ``workdir/<system>.npy``; return a report."""
     if system.startswith("ours"):
-        import numba  # noqa: F401
+        import numba
 
-        import ddsa_sim.projector  # noqa: F401
+        _jit_warm_up()  # numba compilation / cache load is not the projector's memory
     elif system.startswith("diffdrr"):
-        import torch  # noqa: F401
-
         import diffdrr.drr  # noqa: F401
+        import torch
+    _reset_peak_rss()  # peaks of the imports do not count
     rss_before = _current_rss_mb()  # interpreter + libraries, before any volume is loaded
     density = np.load(workdir / "density.npy")
     affine = np.load(workdir / "affine.npy")
@@ -146,9 +183,9 @@ def run_worker(system: str, workdir: Path, detector: int, repeats: int) -> dict:
             del density
             ct, io = _ct_volumes(hu, affine)
             del hu
-            proj = Projector([ct, io], spectrum={"kvp": 90, "al": 4, "bin": 80.0 / 60.0}, method="siddon",
+            proj = Projector([ct, io], spectrum=SPECTRUM, method="siddon",
                              threads=THREADS)
-            extra["spectrum_bins"] = int(len(proj.spectrum.energies_kev))
+            extra["spectrum_bins"] = len(proj.spectrum.energies_kev)
             extra["materials"] = list(proj.materials)
             images = ({"image": ["ct", "iodine"]} if system == "ours_poly"
                       else {"mask": ["ct"], "contrast": ["ct", "iodine"]})
@@ -156,6 +193,10 @@ def run_worker(system: str, workdir: Path, detector: int, repeats: int) -> dict:
             def once():
                 out = proj.render(carm, images)
                 return out.neglog["image" if system == "ours_poly" else "contrast"]
+        import gc
+
+        gc.collect()
+        _reset_peak_rss()  # scene set-up temporaries (HU, masks) freed: count the render, volumes resident
         image = once()  # warm-up (JIT compile / caches)
         for _ in range(repeats):
             t = time.perf_counter()
@@ -203,7 +244,7 @@ def run_worker(system: str, workdir: Path, detector: int, repeats: int) -> dict:
         raise SystemExit(f"unknown system {system}")
     np.save(workdir / f"{system}.npy", np.asarray(image, dtype=np.float32))
     report = {"system": system, "time_s": float(np.median(times)), "times_s": times,
-              "peak_rss_mb": extra.pop("peak_rss_mb", _rss_mb()), "rss_before_volume_mb": rss_before, **extra}
+              "peak_rss_mb": extra.pop("peak_rss_mb", _peak_rss_since_reset_mb()), "rss_before_volume_mb": rss_before, **extra}
     return report
 
 
@@ -211,7 +252,7 @@ def _spawn(system: str, workdir: Path, detector: int, repeats: int) -> dict:
     env = dict(os.environ, NUMBA_NUM_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS))
     cmd = [sys.executable, __file__, "--worker", system, "--workdir", str(workdir), "--detector", str(detector),
            "--repeats", str(repeats)]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if res.returncode != 0:
         return {"system": system, "error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed"}
     return json.loads(res.stdout.strip().splitlines()[-1])

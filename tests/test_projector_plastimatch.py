@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from ddsa_sim.geometry.carm import CArm
-from ddsa_sim.projector import Projector, ProjectorVolume
-from ddsa_sim.projector import peers
+from ddsa_sim.projector import Projector, ProjectorVolume, peers
 from ddsa_sim.volumes import Volume, hu_to_density
 
 BODY_G_PER_CM2 = 2.0
@@ -46,10 +45,10 @@ def chest_density(chest_ct):
 
 
 POSES = [
-    dict(alpha=0.0, beta=0.0),
-    dict(alpha=30.0, beta=10.0),
-    dict(alpha=-25.0, beta=35.0, gamma=15.0),
-    dict(alpha=90.0, beta=0.0),  # lateral: rays along the CT's rows
+    {"alpha": 0.0, "beta": 0.0},
+    {"alpha": 30.0, "beta": 10.0},
+    {"alpha": -25.0, "beta": 35.0, "gamma": 15.0},
+    {"alpha": 90.0, "beta": 0.0},  # lateral: rays along the CT's rows
 ]
 
 

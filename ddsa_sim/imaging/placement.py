@@ -20,6 +20,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
+from ddsa_sim.imaging.labels import labels_in
 from ddsa_sim.volumes import Volume
 
 BODY_THRESHOLD_HU = -300.0
@@ -45,7 +46,7 @@ def label_region(labels: np.ndarray, classes: dict[str, int], names: list[str], 
         if name not in classes:
             raise InputError(f"{source}: unknown structure '{name}'; known e.g. {', '.join(sorted(classes)[:8])}, ...")
         ids.append(classes[name])
-    region = np.isin(np.rint(labels).astype(np.int64), ids)
+    region = labels_in(labels, ids)
     if not region.any():
         raise InputError(f"{source}: structures {', '.join(names)} have no voxel")
     return region

@@ -18,46 +18,57 @@ from ddsa_sim.physics.noise import add_quantum_noise, photons_per_pixel_from_mas
 from ddsa_sim.physics.scatter import AntiScatterGrid, ScatterParams, add_scatter, water_equivalent_thickness_mm
 from ddsa_sim.physics.spectra import Spectrum
 
-#: DeepDRR's default photon count per pixel (``photon_count=10000``), used when nothing else is given.
-DEFAULT_PHOTONS_PER_PIXEL = 1.0e4
+#: DeepDRR's default photon count (``photon_count=10000``) per pixel of its 0.194 mm Cios detector,
+#: as a fluence at the detector: 1e4 / 0.194^2 = 2.66e5 photons / mm^2 (the default exposure).
+DEEPDRR_PHOTONS_PER_PIXEL = 1.0e4
+DEEPDRR_PIXEL_MM = 0.194
+DEFAULT_PHOTONS_PER_MM2 = DEEPDRR_PHOTONS_PER_PIXEL / DEEPDRR_PIXEL_MM**2
 
 
 @dataclass(frozen=True)
 class Exposure:
-    """Exposure of one frame: unattenuated photons per detector pixel, directly or from mAs.
+    """Exposure of one frame: unattenuated photons per detector pixel (N0).
+
+    Exactly one way is used, in this order: ``mas``, ``photons_per_pixel``, ``photons_per_mm2``;
+    with none given, DeepDRR's default of 1e4 photons per 0.194 mm pixel, i.e.
+    :data:`DEFAULT_PHOTONS_PER_MM2` times the pixel area (9e4 for a 0.582 mm binned pixel).
 
     Attributes
     ----------
     photons_per_pixel : float or None
-        N0, expected photons per pixel at the detector with no object (used when ``mas`` is None).
+        N0 directly, photons per pixel at the detector with no object.
+    photons_per_mm2 : float or None
+        Fluence at the detector (photons / mm^2); N0 = fluence x pixel area.
     mas : float or None
         Tube current-time product per frame (mAs); N0 then follows from the SpekPy fluence of the
         scene's spectrum, the inverse-square law at the C-arm's source-to-detector distance and the
         pixel area (:func:`ddsa_sim.physics.noise.photons_per_pixel_from_mas`).
     """
 
-    photons_per_pixel: float | None = DEFAULT_PHOTONS_PER_PIXEL
+    photons_per_pixel: float | None = None
+    photons_per_mm2: float | None = None
     mas: float | None = None
 
     def __post_init__(self) -> None:
-        if self.mas is None and self.photons_per_pixel is None:
-            raise InputError("exposure: give photons_per_pixel or mas")
-        for name in ("photons_per_pixel", "mas"):
+        for name in ("photons_per_pixel", "photons_per_mm2", "mas"):
             v = getattr(self, name)
             if v is not None and (not np.isfinite(v) or v <= 0):
                 raise InputError(f"exposure {name} must be > 0, got {v!r}")
 
     def n0(self, spectrum: Spectrum, carm: CArm) -> float:
         """Photons per pixel (N0) for this spectrum and detector."""
-        if self.mas is None:
-            return float(self.photons_per_pixel)  # type: ignore[arg-type]
-        s = spectrum.settings
-        if "kvp" not in s:
-            raise InputError(f"exposure mas needs a SpekPy spectrum (kVp known); {spectrum.name} has no settings")
-        return photons_per_pixel_from_mas(
-            self.mas, s["kvp"], carm.source_to_detector_distance, carm.pixel_size,
-            filter_al_mm=s.get("filter_al_mm", 2.5), filter_cu_mm=s.get("filter_cu_mm", 0.0),
-            anode_angle_deg=s.get("anode_angle_deg", 12.0), min_kev=s.get("min_kev", 10.0))
+        if self.mas is not None:
+            s = spectrum.settings
+            if "kvp" not in s:
+                raise InputError(f"exposure mas needs a SpekPy spectrum (kVp known); {spectrum.name} has no settings")
+            return photons_per_pixel_from_mas(
+                self.mas, s["kvp"], carm.source_to_detector_distance, carm.pixel_size,
+                filter_al_mm=s.get("filter_al_mm", 2.5), filter_cu_mm=s.get("filter_cu_mm", 0.0),
+                anode_angle_deg=s.get("anode_angle_deg", 12.0), min_kev=s.get("min_kev", 10.0))
+        if self.photons_per_pixel is not None:
+            return float(self.photons_per_pixel)
+        fluence = DEFAULT_PHOTONS_PER_MM2 if self.photons_per_mm2 is None else float(self.photons_per_mm2)
+        return fluence * carm.pixel_size**2
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,17 @@ class Projector:
         sphere are within 0.5% at half that, the step DeepDRR uses is 0.1 mm).
     threads : int, optional
         Numba threads (default: all cores). Results do not depend on it.
+    device : str
+        ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"``; any device other than ``"cpu"`` marches with
+        the torch backend (``kernels_torch``, trilinear only; batched views: ``TorchProjector``).
+    backend : {"numba", "torch"}
+        Kernel used on the CPU: the numba kernels (default) or the torch backend.
     """
 
     def __init__(self, volumes: Sequence[ProjectorVolume], spectrum: str | dict | Spectrum = "90KV_AL40",
                  mode: Literal["energy", "photon"] = "energy", method: Method = "trilinear",
-                 step_mm: float | None = None, threads: int | None = None) -> None:
+                 step_mm: float | None = None, threads: int | None = None, device: str = "cpu",
+                 backend: Literal["numba", "torch"] = "numba") -> None:
         names = [v.name for v in volumes]
         if len(set(names)) != len(names):
             raise InputError(f"volume names must be unique, got {names}")
@@ -74,6 +80,16 @@ class Projector:
             raise InputError(f"step_mm must be positive, got {step_mm}")
         if mode not in ("energy", "photon"):
             raise InputError(f"mode must be 'energy' or 'photon', got {mode!r}")
+        if backend not in ("numba", "torch"):
+            raise InputError(f"backend must be 'numba' or 'torch', got {backend!r}")
+        self.device = str(device)
+        self.backend = "torch" if self.device != "cpu" else backend
+        if self.backend == "torch":
+            if method != "trilinear":
+                raise InputError("the torch/GPU backend implements method='trilinear' only; use device='cpu' for siddon")
+            from ddsa_sim.projector.kernels_torch import resolve_device
+            resolve_device(self.device)  # a one-line error when CUDA is missing
+        self._marcher = None
         self.volumes = {v.name: v for v in volumes}
         self.spectrum = get_spectrum(spectrum)
         self.mode = mode
@@ -93,6 +109,10 @@ class Projector:
     def march(self, carm: CArm, volume: str) -> np.ndarray:
         """Area densities (g/cm^2) of one volume's materials along every ray, (H, W, M) float64."""
         v = self.volumes[volume]
+        if self.backend == "torch":
+            step = self.step_mm or 0.5 * float(np.linalg.norm(v.world_from_voxel[:3, :3], axis=0).min())
+            out = self._torch_marcher().march(v, self._luts[volume], len(self.materials), [carm], float(step))
+            return (out[0] * 0.1).cpu().numpy()
         dirs = carm.ray_directions().reshape(-1, 3)
         out = np.zeros((dirs.shape[0], len(self.materials)), dtype=np.float64)
         vox_from_world = np.linalg.inv(v.world_from_voxel)[:3, :]
@@ -113,6 +133,13 @@ class Projector:
             numba.set_num_threads(prev)
         out *= 0.1  # g/cm^3 x mm -> g/cm^2
         return out.reshape(carm.sensor_height, carm.sensor_width, len(self.materials))
+
+    def _torch_marcher(self):
+        """The torch backend's marcher for ``self.device`` (created once: volumes stay uploaded)."""
+        if self._marcher is None:
+            from ddsa_sim.projector.kernels_torch import TorchMarcher
+            self._marcher = TorchMarcher(self.device)
+        return self._marcher
 
     def check_in_view(self, carm: CArm, volume: str) -> None:
         """Raise when the volume projects entirely outside the detector or lies behind the source."""

@@ -1,0 +1,83 @@
+"""The ``ddsa-sim scene`` command: a 3D picture of a setup (CT, vessels, source, detector, frustum).
+
+Registered on the main app by :func:`register` (``ddsa_sim.cli`` calls it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from ddsa_sim import InputError
+
+
+def _tree_for(vessels: str, ct, seed: int):
+    """A tree from a file (.vtp / .json, kept as-is) or a generator name (centred on the CT centre)."""
+    from vessel_models import GENERATORS, generate, load_tree
+
+    if vessels in GENERATORS:
+        tree = generate(vessels, seed)
+        lo, hi = tree.bounds_mm()
+        return tree.translated(np.asarray(ct.center_mm) - (lo + hi) / 2.0)
+    path = Path(vessels)
+    if not path.is_file():
+        raise InputError(f"--vessels: {path}: no such file (or a generator: {', '.join(GENERATORS)})")
+    return load_tree(path)
+
+
+def scene(ct: str = typer.Argument(..., help="CT: NIfTI file, DICOM series folder, or builtin:chest-ct."),
+          png: Path = typer.Option(..., "--png", help="Output PNG of the 3D scene."),
+          vessels: str | None = typer.Option(
+              None, "--vessels", help="Vessel tree (.vtp/.json, world mm) or a generator name (lsystem, cow, "
+              "coronary, colonize; centred on the CT)."),
+          seed: int = typer.Option(0, help="Seed of a generated tree."),
+          alpha: float = typer.Option(0.0, help="Orbital angle alpha (deg, >0 = RAO)."),
+          beta: float = typer.Option(0.0, help="Angular angle beta (deg, >0 = CAU)."),
+          gamma: float = typer.Option(0.0, help="Detector roll (deg)."),
+          detector: str = typer.Option("256x256", "--detector", help="Detector size ROWSxCOLS (pixels)."),
+          pixel_mm: float = typer.Option(1.164, "--pixel-mm", help="Detector pixel size (mm)."),
+          isocenter: str | None = typer.Option(None, "--isocenter", help="X,Y,Z world mm; default: CT centre."),
+          drr: bool = typer.Option(True, "--drr/--no-drr", help="Render the DRR and show it on the detector."),
+          iso_level: float = typer.Option(300.0, "--iso-level", help="CT iso-surface level (HU)."),
+          downsample: float = typer.Option(2.5, "--downsample", help="CT voxel size for the surface (mm)."),
+          ct_mode: str = typer.Option("surface", "--ct-mode", help="surface | volume | none."),
+          size: str = typer.Option("1000x750", "--size", help="Picture WIDTHxHEIGHT (pixels)."),
+          ) -> None:
+    """Write a 3D picture of the imaging setup (CT, vessels, source, detector with the DRR, frustum)."""
+    import pyvista as pv
+
+    from ddsa_sim.cli import _parse_detector, _parse_point
+    from ddsa_sim.geometry import CArm
+    from ddsa_sim.scene3d import save_scene_png
+    from ddsa_sim.volumes import read_ct
+
+    try:
+        width, height = (int(x) for x in size.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size: expected WIDTHxHEIGHT, e.g. 1000x750, got {size!r}") from None
+    if not (16 <= width <= 8192 and 16 <= height <= 8192):
+        raise InputError(f"--size: sizes must be within 16..8192, got {size!r}")
+    if png.suffix.lower() != ".png":
+        raise InputError(f"--png: must end in .png, got {png}")
+    rows, cols = _parse_detector(detector)
+    ct_vol = read_ct(ct)
+    iso = _parse_point(isocenter, "isocenter") or tuple(float(x) for x in ct_vol.center_mm)
+    carm = CArm(isocenter_mm=iso, alpha=alpha, beta=beta, gamma=gamma, sensor_height=rows, sensor_width=cols,
+                pixel_size=pixel_mm)
+    tree = _tree_for(vessels, ct_vol, seed) if vessels else None
+    image = None
+    if drr:
+        from ddsa_sim.drr import ct_projector
+
+        image = ct_projector(ct_vol).render(carm).neglog["image"]
+    pv.OFF_SCREEN = True
+    save_scene_png(ct_vol, carm, png, image=image, tree=tree, iso_level_hu=iso_level, downsample=downsample,
+                   ct_mode=ct_mode, window_size=(width, height))
+    typer.echo(str(png))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``scene`` command to the main ``ddsa-sim`` app."""
+    app.command(name="scene")(scene)

@@ -1,0 +1,61 @@
+"""Small synthetic scenes for the tests/test_scene_*.py files (numpy CTs in HU, hand-made trees)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ddsa_sim.geometry.carm import CArm
+from ddsa_sim.imaging.recording import ScatterSettings
+from ddsa_sim.imaging.vessels import TreeVessels
+from ddsa_sim.scene import Scene
+from ddsa_sim.volumes import Volume, from_array
+from vessel_models.tree import VesselTree
+
+
+def cylinder_ct(n: int = 48, spacing_mm: float = 5.0, bone_rods: bool = True) -> Volume:
+    """Water cylinder (0 HU, axis along world z) in air, optional bone rods (1000 HU), centred at 0."""
+    hu = np.full((n, n, n), -1000.0, np.float32)
+    i, j, k = np.indices(hu.shape)
+    c = (n - 1) / 2
+    hu[(i - c) ** 2 + (j - c) ** 2 < (0.42 * n) ** 2] = 0.0
+    if bone_rods:
+        for di, dj in ((0.15, 0.1), (-0.2, 0.05), (0.05, -0.22)):
+            hu[(i - c - di * n) ** 2 + (j - c - dj * n) ** 2 < (0.05 * n) ** 2] = 1000.0
+        hu[:, :, ::6] = np.where(hu[:, :, ::6] > -500, 300.0, hu[:, :, ::6])  # rib-like plates along z
+    aff = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
+    aff[:3, 3] = -c * spacing_mm
+    return from_array(hu, aff, "cylinder")
+
+
+def slab_ct(thickness_mm: float, width_mm: float = 480.0) -> Volume:
+    """A uniform 0 HU slab, ``thickness_mm`` along world y (the beam at alpha = beta = 0), centred at 0."""
+    sx, sy = 10.0, 5.0
+    nx, ny = int(width_mm / sx), int(round(thickness_mm / sy))
+    hu = np.zeros((nx, ny, nx), np.float32)
+    aff = np.diag([sx, sy, sx, 1.0])
+    aff[:3, 3] = -np.array([(nx - 1) / 2 * sx, (ny - 1) / 2 * sy, (nx - 1) / 2 * sx])
+    return from_array(hu, aff, f"slab{thickness_mm:g}")
+
+
+def y_tree(radius_mm: float = 2.0, length_mm: float = 40.0) -> VesselTree:
+    """A trunk along world z (perpendicular to the alpha = beta = 0 beam) with two side branches."""
+    z = np.linspace(-length_mm / 2, length_mm / 2, 9)
+    trunk = np.column_stack([np.zeros_like(z), np.zeros_like(z), z])
+    b1 = np.array([[6.0, 0.0, 8.0], [12.0, 0.0, 14.0], [18.0, 0.0, 20.0]])
+    b2 = np.array([[-6.0, 0.0, 4.0], [-12.0, 0.0, 8.0]])
+    pos = np.vstack([trunk, b1, b2])
+    parents = [-1] + list(range(8)) + [4, 9, 10] + [2, 12]
+    radii = [radius_mm] * 9 + [1.2] * 3 + [1.0] * 2
+    bids = [0] * 9 + [1] * 3 + [2] * 2
+    gens = [0] * 9 + [1] * 5
+    return VesselTree(pos, np.array(radii), np.array(parents), np.array(bids), np.array(gens))
+
+
+def small_carm(size: int = 64, pixel_mm: float = 3.0, **pose) -> CArm:
+    return CArm(sensor_height=size, sensor_width=size, pixel_size=pixel_mm, **pose)
+
+
+def make_scene(ct: Volume | None = None, tree: VesselTree | None = None, **kwargs) -> Scene:
+    kwargs.setdefault("scatter", ScatterSettings(enabled=False))
+    kwargs.setdefault("noise", False)
+    return Scene(ct if ct is not None else cylinder_ct(), [TreeVessels(tree or y_tree(), spacing_mm=0.5)], **kwargs)

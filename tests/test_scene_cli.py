@@ -1,0 +1,95 @@
+"""The ``ddsa-sim dsa`` command: files written, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from ddsa_sim.cli import main
+from ddsa_sim.volumes.readers import LPS_FROM_RAS
+from scene_helpers import cylinder_ct
+
+FAST = ["--detector", "48x48", "--pixel-mm", "4", "--spacing-mm", "0.6"]
+
+
+@pytest.fixture(scope="module")
+def ct_path(tmp_path_factory):
+    ct = cylinder_ct()
+    p = tmp_path_factory.mktemp("ct") / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(ct.data, LPS_FROM_RAS @ ct.affine), str(p))
+    return p
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_dsa_writes_npz_and_png_strip(ct_path, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = _run(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "--seed", "2", "--frames", "2",
+                 "--motion", "rigid", "--alpha", "0,20", "-o", str(out), *FAST])
+    assert code == 0, capsys.readouterr().err
+    for n in (0, 1):
+        d = np.load(out / f"view_{n:03d}.npz")
+        for key in ("mask", "contrast", "dsa_target", "iodine_mg_per_cm2", "vessel_mask", "contrast_clean",
+                    "conventional_dsa"):
+            assert d[key].shape == (48, 48), key
+        for key in ("contrast_frames", "dsa_target_frames", "iodine_mg_per_cm2_frames", "vessel_mask_frames"):
+            assert d[key].shape == (2, 48, 48), key
+        assert d["vessel_mask"].any() and d["dsa_target"].max() > 0
+        assert d["frame_times_s"].shape == (2,)
+        with Image.open(out / f"view_{n:03d}.png") as im:
+            assert im.size[0] > 3 * im.size[1] / 2  # a strip: 4 columns, 2 rows
+    a, b = np.load(out / "view_000.npz"), np.load(out / "view_001.npz")
+    assert not np.array_equal(a["mask"], b["mask"])
+
+
+def test_dsa_nifti_fraction_volume_and_no_noise(ct_path, tmp_path, capsys):
+    frac = np.zeros((20, 20, 20), np.float32)
+    frac[8:12, 8:12, :] = 1.0
+    aff = np.diag([1.0, 1.0, 2.0, 1.0])
+    aff[:3, 3] = [-10.0, -10.0, -20.0]
+    vp = tmp_path / "vessel.nii.gz"
+    nib.save(nib.Nifti1Image(frac, LPS_FROM_RAS @ aff), str(vp))
+    out = tmp_path / "o"
+    code = _run(["dsa", "--ct", str(ct_path), "--vessels", str(vp), "--no-noise", "--no-scatter",
+                 "--bit-depth", "0", "-o", str(out), *FAST])
+    assert code == 0, capsys.readouterr().err
+    d = np.load(out / "view_000.npz")
+    assert np.array_equal(d["dsa_target"], d["contrast"] - d["mask"])
+    assert d["vessel_mask"].sum() > 10
+
+
+@pytest.mark.parametrize("vessels, needle", [
+    ("/no/such/tree.vtp", "/no/such/tree.vtp"),
+    ("/no/such/mask.nii.gz", "/no/such/mask.nii.gz"),
+    ("spaghetti", "'spaghetti' is not a file"),
+])
+def test_dsa_bad_vessels_is_one_line_error(ct_path, tmp_path, capsys, vessels, needle):
+    code = _run(["dsa", "--ct", str(ct_path), "--vessels", vessels, "-o", str(tmp_path / "x"), *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error:") and "\n" not in err and needle in err
+
+
+def test_dsa_missing_ct_and_vessels_outside_fov(ct_path, tmp_path, capsys):
+    assert _run(["dsa", "--ct", str(tmp_path / "none.nii.gz"), "--vessels", "lsystem", "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "none.nii.gz" in err and "\n" not in err
+    far = np.ones((4, 4, 4), np.float32)
+    aff = np.eye(4)
+    aff[:3, 3] = [0.0, 0.0, 3000.0]
+    vp = tmp_path / "far.nii.gz"
+    nib.save(nib.Nifti1Image(far, LPS_FROM_RAS @ aff), str(vp))
+    assert _run(["dsa", "--ct", str(ct_path), "--vessels", str(vp), "-o", str(tmp_path / "y"), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "outside the field of view" in err and "far.nii.gz" in err
+    assert _run(["dsa", "--ct", str(ct_path), "--vessels", "labels:aorta", "-o", str(tmp_path / "z"), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--labels" in err

@@ -1,0 +1,159 @@
+"""DSA scene rendering: exact target definition, iodine map, noise, scatter, detector, bolus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ddsa_sim import InputError
+from ddsa_sim.imaging.recording import Exposure, ScatterSettings, gain_for_bit_depth
+from ddsa_sim.imaging.vessels import BolusParams, TreeVessels
+from ddsa_sim.physics.detector import Detector
+from ddsa_sim.physics.scatter import AntiScatterGrid, spr_model, water_equivalent_thickness_mm
+from ddsa_sim.scene import TRIPLET_KEYS, render_frames, render_sequence, render_triplet
+from scene_helpers import cylinder_ct, make_scene, slab_ct, small_carm, y_tree
+
+
+@pytest.fixture(scope="module")
+def ct():
+    return cylinder_ct()
+
+
+def test_triplet_keys_dtypes_and_exact_target_without_noise_or_scatter(ct):
+    scene = make_scene(ct)
+    out = render_triplet(scene, small_carm(), np.random.default_rng(0))
+    assert tuple(out) == TRIPLET_KEYS
+    for k, v in out.items():
+        assert v.shape == (64, 64)
+        assert v.dtype == (np.uint8 if k == "vessel_mask" else np.float32)
+    vm = out["vessel_mask"].astype(bool)
+    assert 20 < vm.sum() < 64 * 64 / 2
+    # exact: target = -ln(contrast) - (-ln(mask)), zero outside the projected vessels
+    assert np.array_equal(out["dsa_target"], out["contrast"] - out["mask"])
+    assert np.array_equal(out["conventional_dsa"], out["dsa_target"])
+    assert np.all(out["dsa_target"][~vm] == 0)
+    assert np.all(out["dsa_target"][vm] > 0)
+    assert np.array_equal(out["contrast"], out["contrast_clean"])
+    np.testing.assert_allclose(out["contrast_clean"] - out["dsa_target"], out["mask"], atol=2e-6)
+    assert np.array_equal(vm, out["iodine_mg_per_cm2"] > 0)
+
+
+def test_iodine_area_density_is_chord_times_concentration(ct):
+    """The ray through the trunk axis crosses 2 r of lumen (magnified geometry aside): 2r * C / 10 mg/cm^2."""
+    r, conc = 2.0, 80.0
+    scene = make_scene(ct, y_tree(radius_mm=r), iodine_mg_per_ml=conc)
+    out = render_triplet(scene, small_carm(128, 1.0), np.random.default_rng(0))
+    expected = 2 * r / 10.0 * conc
+    assert out["iodine_mg_per_cm2"].max() == pytest.approx(expected, rel=0.03)
+
+
+def test_scatter_leaves_target_untouched_and_lowers_conventional_contrast(ct):
+    carm = small_carm()
+    off = render_triplet(make_scene(ct), carm, np.random.default_rng(1))
+    on = render_triplet(make_scene(ct, scatter=ScatterSettings(enabled=True, grid=None)), carm, np.random.default_rng(1))
+    assert np.array_equal(on["dsa_target"], off["dsa_target"])
+    vm = off["vessel_mask"].astype(bool)
+    assert on["conventional_dsa"][vm].mean() < 0.8 * off["conventional_dsa"][vm].mean()
+    assert np.all(on["mask"] < off["mask"])  # scatter adds signal: lower -ln everywhere
+
+
+@pytest.mark.parametrize("grid", [None, AntiScatterGrid()])
+def test_scatter_spr_of_water_slabs_follows_model_and_conserves_energy(grid):
+    settings = ScatterSettings(enabled=True, grid=grid)
+    factor = 1.0 if grid is None else grid.scatter_transmission / grid.primary_transmission
+    carm = small_carm(48, 5.0)
+    spr_center = {}
+    for t_mm in (100.0, 200.0):
+        scene = make_scene(slab_ct(t_mm), scatter=settings)
+        f = render_frames(scene, carm, np.random.default_rng(0))
+        p = f.mask_primary
+        t = water_equivalent_thickness_mm(p, scene.projector.spectrum, "energy")
+        # energy: total scatter = sum(P * SPR(t)) x grid factor (mirror-extended kernel conserves it)
+        assert f.mask_scatter.sum() == pytest.approx(factor * (p * spr_model(t)).sum(), rel=1e-9)
+        # recorded mask (noise off) = -ln(P + S), S/P at the centre = grid factor x SPR(t)
+        measured = np.exp(-f.mask.astype(np.float64)) / p - 1.0
+        c = slice(20, 28)
+        assert measured[c, c].mean() == pytest.approx(factor * spr_model(t[c, c]).mean(), rel=0.01)
+        spr_center[t_mm] = measured[c, c].mean() / factor
+        assert t[c, c].mean() == pytest.approx(t_mm * 1.03, rel=0.1)  # 0 HU = 1.03 g/cm^3 tissue
+    # documented model: SPR_10 = 1.5, SPR_20 = 4.5 for 10 / 20 cm of water (power law in between)
+    assert spr_center[100.0] == pytest.approx(1.5 * (1.03) ** 1.585, rel=0.1)
+    assert spr_center[200.0] / spr_center[100.0] == pytest.approx(3.0, rel=0.05)
+
+
+def _flat_scene(n0: float):
+    return make_scene(slab_ct(150.0), noise=True, noise_correlation="none", exposure=Exposure(photons_per_pixel=n0))
+
+
+def test_noise_variance_scales_as_inverse_n0_and_frames_are_independent():
+    carm = small_carm(128, 2.5)
+    variances = {}
+    for n0 in (1e3, 1e4):
+        f = render_frames(_flat_scene(n0), carm, np.random.default_rng(7))
+        flat = f.vessel_mask[0] == 0
+        dm = (f.mask - f.mask_clean)[flat].astype(np.float64)
+        dc = (f.contrast[0] - f.contrast_clean[0])[flat].astype(np.float64)
+        variances[n0] = dm.var()
+        expected = np.mean(1.0 / (n0 * np.exp(-f.mask_clean[flat].astype(np.float64))))
+        assert dm.var() == pytest.approx(expected, rel=0.1)
+        assert dc.var() == pytest.approx(expected, rel=0.1)
+        assert abs(np.corrcoef(dm, dc)[0, 1]) < 0.05  # independent realisations
+    assert variances[1e3] / variances[1e4] == pytest.approx(10.0, rel=0.1)
+
+
+def test_noise_is_seeded():
+    carm = small_carm(32, 5.0)
+    a = render_triplet(_flat_scene(1e4), carm, np.random.default_rng(3))
+    b = render_triplet(_flat_scene(1e4), carm, np.random.default_rng(3))
+    c = render_triplet(_flat_scene(1e4), carm, np.random.default_rng(4))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["mask"], c["mask"])
+
+
+def test_detector_quantisation_and_photon_counting(ct):
+    carm = small_carm(32, 5.0)
+    n0 = 1e4
+    det = Detector(bit_depth=12, gain=gain_for_bit_depth(12, n0))
+    f = render_frames(make_scene(ct, detector=det, exposure=Exposure(photons_per_pixel=n0)), carm,
+                      np.random.default_rng(0))
+    stored = np.exp(-f.mask.astype(np.float64)) * det.gain * n0
+    np.testing.assert_allclose(stored, np.rint(stored), atol=2e-3 * stored.max())
+    assert np.unique(np.rint(stored)).size < 4096
+    pc = render_triplet(make_scene(ct, detector=Detector(mode="photon")), carm, np.random.default_rng(0))
+    ei = render_triplet(make_scene(ct), carm, np.random.default_rng(0))
+    assert pc["mask"].mean() > ei["mask"].mean()  # counting weights low energies more: more attenuation
+    bad = make_scene(ct, detector=Detector(bit_depth=12, gain=1.0), exposure=Exposure(photons_per_pixel=1e4))
+    with pytest.raises(InputError, match="12-bit"):
+        render_triplet(bad, carm, np.random.default_rng(0))
+
+
+def test_bolus_sequence_fills_from_root_to_full(ct):
+    scene = make_scene(ct, bolus=BolusParams(velocity_mm_per_s=50.0, sigma_s=0.05))
+    carm = small_carm()
+    seq = render_sequence(scene, carm, np.random.default_rng(0), 3)
+    totals = seq.iodine_mg_per_cm2.reshape(3, -1).sum(axis=1)
+    assert totals[0] < totals[1] < totals[2]
+    full = render_triplet(scene, carm, np.random.default_rng(0))
+    np.testing.assert_array_equal(seq.iodine_mg_per_cm2[-1], full["iodine_mg_per_cm2"])
+    assert np.all(np.isfinite(seq.times_s)) and np.all(np.diff(seq.times_s) > 0)
+
+
+def test_virtual_branches_carry_no_iodine():
+    from vessel_models import generate
+
+    tree = generate("coronary", 0, side="both")
+    src = TreeVessels(tree)
+    f = src.fill(None, BolusParams())
+    virt = {b for b, name in tree.labels.items() if name == "virtual"}
+    assert virt, "the coronary generator joins left and right through a virtual branch"
+    in_virtual = np.isin(tree.branch_ids, list(virt))
+    assert np.all(f[in_virtual & (tree.radii_mm < 0.01)] == 0)
+    assert np.all(f[~in_virtual] == 1)
+
+
+def test_vessels_outside_field_of_view_is_one_line_error(ct):
+    far = y_tree().translated([0.0, 0.0, 2000.0])
+    scene = make_scene(ct, far)
+    with pytest.raises(InputError, match="outside the field of view") as exc:
+        render_triplet(scene, small_carm(), np.random.default_rng(0))
+    assert "\n" not in str(exc.value)
