@@ -196,7 +196,7 @@ def add_scene(plotter: pv.Plotter, ct: Volume | None, carm: CArm, image: np.ndar
             bone = _surface(ct, iso_level_hu, downsample)
             if bone.n_points:
                 plotter.add_mesh(bone, color=COLORS["bone"], smooth_shading=True, name="ct", specular=0.2,
-                                 opacity=0.45 if tree is not None else 1.0)
+                                 opacity=0.3 if tree is not None else 1.0)
             if skin_level_hu is not None:
                 skin = _surface(ct, skin_level_hu, max(downsample, 4.0))
                 if skin.n_points:
@@ -226,12 +226,12 @@ def add_scene(plotter: pv.Plotter, ct: Volume | None, carm: CArm, image: np.ndar
         if labels:
             tips = iso + 1.12 * axis_len * np.eye(3)
             plotter.add_point_labels(tips, ["L (+x)", "P (+y)", "S (+z)"], font_size=14, text_color="black",
-                                     shape=None, show_points=False, always_visible=True, name="axis_labels")
+                                     shape=None, show_points=False, always_visible=True)
     if labels:
         pts = np.vstack([carm.source_mm, carm.detector_corners_mm()[0], iso])
         plotter.add_point_labels(pts, ["X-ray source", "detector pixel [0, 0]", "isocenter"], font_size=14,
                                  text_color="black", shape_color="white", shape_opacity=0.6, show_points=False,
-                                 always_visible=True, name="part_labels")
+                                 always_visible=True)
     plotter.add_text(title if title is not None else
                      f"{pose_label(carm)}  (alpha={carm.alpha:g}, beta={carm.beta:g} deg)",
                      font_size=11, color="black", name="title")
@@ -255,14 +255,17 @@ def _volume_grid(ct: Volume, spacing_mm: float) -> pv.ImageData:
 
 
 def _set_camera(plotter: pv.Plotter, carm: CArm, camera: str) -> None:
-    """``room``: seen from the patient's right, slightly from the feet, anterior (room ceiling) up;
+    """``room``: from the patient's right, above and from the feet, anterior (room ceiling) up;
     ``lateral``: from the patient's right; ``feet``: from the feet. Zoomed to fit everything."""
-    views = {"room": (-1.0, -0.45, -0.55), "lateral": (-1.0, 0.0, 0.0), "feet": (0.0, 0.0, -1.0)}
+    views = {"room": (-1.0, -0.85, -0.55), "lateral": (-1.0, 0.0, 0.0), "feet": (0.0, 0.0, -1.0)}
     if camera not in views:
         raise InputError(f"camera: use {', '.join(views)}, got {camera!r}")
     plotter.view_vector(views[camera], viewup=(0.0, -1.0, 0.0))
-    plotter.reset_camera()
-    plotter.camera.zoom(1.5)
+    pts = np.vstack([carm.source_mm, carm.detector_corners_mm()])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    plotter.reset_camera(bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))  # the C-arm fills the picture
+    plotter.camera.zoom(1.1)
+    plotter.reset_camera_clipping_range()
 
 
 def build_scene(ct: Volume | None, carm: CArm, image: np.ndarray | None = None, tree: Any = None,

@@ -188,13 +188,13 @@ def save_strip(frames, path: Path, title: str = "") -> Path:
     """PNG strip: mask | contrast | conventional DSA | target, one row per contrast frame.
 
     Shown in the fluoroscopy convention (more attenuation = darker). Mask and contrast share one
-    window; both DSA columns share one window from 0 to the 99th percentile of the target inside the vessel mask.
+    window; both DSA columns share one window from 0 to the 90th percentile of the target inside the vessel mask.
     """
     from ddsa_sim.viz import display_window, image_grid
 
     w_ct = display_window([frames.mask, *frames.contrast])
     inside = frames.dsa_target[frames.vessel_mask > 0]
-    hi = float(np.percentile(inside, 99.0)) if inside.size else 0.0
+    hi = float(np.percentile(inside, 90.0)) if inside.size else 0.0
     hi = hi if hi > 0 else 1.0
     w_dsa = (-hi, 0.25 * hi)
     rows, titles = [], []

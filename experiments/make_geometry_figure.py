@@ -37,7 +37,7 @@ def conventions_figure(ct, out: Path) -> Path:
     proj = ct_projector(ct)
     poses = [(0.0, 0.0, "AP (alpha = 0, beta = 0)"), (30.0, 0.0, "RAO 30 (alpha = +30)"),
              (0.0, 30.0, "CAU 30 (beta = +30)")]
-    plotter = pv.Plotter(shape=(1, 3), off_screen=True, window_size=(1500, 620), border=False)
+    plotter = pv.Plotter(shape=(1, 3), off_screen=True, window_size=(1440, 600), border=False)
     for k, (a, b, title) in enumerate(poses):
         view = carm.at(alpha=a, beta=b)
         plotter.subplot(0, k)

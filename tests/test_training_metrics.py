@@ -51,3 +51,21 @@ def test_summarize_means_and_spread():
     assert s["psnr"] == pytest.approx(20.0)
     assert s["psnr_std"] == pytest.approx(np.std([10, 20, 30]))
     assert s["psnr_median"] == pytest.approx(20.0)
+
+
+def test_combined_loss_terms():
+    import torch
+
+    from ddsa_sim.training.losses import CombinedLoss
+
+    t = torch.rand(2, 1, 24, 24)
+    p = t + 0.5
+    assert float(CombinedLoss({"l1": 1.0})(p, t)) == pytest.approx(0.5, rel=1e-6)
+    assert float(CombinedLoss({"l2": 2.0})(p, t)) == pytest.approx(0.5, rel=1e-6)
+    assert float(CombinedLoss({"ssim": 1.0}, ssim_data_range=1.0)(t, t)) == pytest.approx(0.0, abs=1e-6)
+    noisy = t + 0.3 * torch.randn_like(t)
+    both = CombinedLoss({"l1": 1.0, "ssim": 1.0}, ssim_data_range=1.0)(noisy, t)
+    assert float(both) == pytest.approx(float((noisy - t).abs().mean()) + 1 - ssim(noisy[0, 0], t[0, 0], 1.0) / 2
+                                        - ssim(noisy[1, 0], t[1, 0], 1.0) / 2, rel=1e-4)
+    with pytest.raises(ValueError):
+        CombinedLoss({"l3": 1.0})

@@ -58,6 +58,9 @@ def siddon_area_density(density, labels, lut, vox_from_world, source, directions
     out : float64 (R, M), accumulated sums of density x length (g/cm^3 x mm); divide by 10 for g/cm^2
     """
     n0, n1, n2 = density.shape
+    n_out = out.shape[1]
+    single = lut.size == 1 or lut.min() == lut.max()  # one material: skip the label reads
+    col0 = lut[0]
     A = vox_from_world
     s0 = A[0, 0] * source[0] + A[0, 1] * source[1] + A[0, 2] * source[2] + A[0, 3]
     s1 = A[1, 0] * source[0] + A[1, 1] * source[1] + A[1, 2] * source[2] + A[1, 3]
@@ -70,7 +73,7 @@ def siddon_area_density(density, labels, lut, vox_from_world, source, directions
         tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
         if tmax <= tmin:
             continue
-        # voxel containing the midpoint of the first step, robust against landing on a face
+        # voxel containing the start of the ray inside the box, robust against landing on a face
         tm = tmin + 1e-9 * (tmax - tmin) + 1e-9
         i = min(max(int(math.floor(s0 + tm * d0 + 0.5)), 0), n0 - 1)
         j = min(max(int(math.floor(s1 + tm * d1 + 0.5)), 0), n1 - 1)
@@ -85,26 +88,32 @@ def siddon_area_density(density, labels, lut, vox_from_world, source, directions
         di = abs(1.0 / d0) if abs(d0) > _EPS else inf
         dj = abs(1.0 / d1) if abs(d1) > _EPS else inf
         dk = abs(1.0 / d2) if abs(d2) > _EPS else inf
+        acc = np.zeros(n_out)
+        acc0 = 0.0
         t = tmin
-        while t < tmax:
-            if ti <= tj and ti <= tk:
-                tn = ti
-            elif tj <= tk:
-                tn = tj
+        while True:
+            # the face crossed next decides the axis; one comparison tree per step
+            if ti <= tj:
+                axis = 0 if ti <= tk else 2
             else:
-                tn = tk
+                axis = 1 if tj <= tk else 2
+            tn = ti if axis == 0 else (tj if axis == 1 else tk)
             if tn > tmax:
                 tn = tmax
             rho = density[i, j, k]
-            if rho != 0.0:
-                out[r, lut[labels[i, j, k]]] += (tn - t) * rho
+            if single:
+                acc0 += (tn - t) * rho
+            elif rho != 0.0:
+                acc[lut[labels[i, j, k]]] += (tn - t) * rho
             t = tn
-            if ti <= tj and ti <= tk:
+            if t >= tmax:
+                break
+            if axis == 0:
                 i += si
                 ti += di
                 if i < 0 or i >= n0:
                     break
-            elif tj <= tk:
+            elif axis == 1:
                 j += sj
                 tj += dj
                 if j < 0 or j >= n1:
@@ -114,65 +123,88 @@ def siddon_area_density(density, labels, lut, vox_from_world, source, directions
                 tk += dk
                 if k < 0 or k >= n2:
                     break
+        if single:
+            out[r, col0] += acc0
+        else:
+            for m in range(n_out):
+                out[r, m] += acc[m]
+
+
+@numba.njit(inline="always", cache=True)
+def _corner(density, labels, lut, single, ci, cj, ck, w, acc):
+    rho = density[ci, cj, ck]
+    if single:
+        acc[0] += w * rho
+    elif rho != 0.0:
+        acc[lut[labels[ci, cj, ck]]] += w * rho
 
 
 @numba.njit(parallel=True, cache=True)
 def trilinear_area_density(density, labels, lut, vox_from_world, source, directions, step_mm, out):
     """DeepDRR-style ray marching: trilinear density x material fraction at a fixed step (mm).
 
-    Samples run from the entry to the exit of the volume's outer voxel faces, with
-    trapezoidal weights (first/last sample half weight, the last partial interval included), so a
-    linear density is integrated exactly. Arguments as :func:`siddon_area_density`.
+    Samples run from the entry to the exit of the volume's outer voxel faces (beyond the outer voxel
+    centres the edge value is held), with trapezoidal weights (first/last sample half weight, the
+    last partial interval included), so a linear density is integrated exactly. Arguments as
+    :func:`siddon_area_density`. The material fractions are trilinear too: each of the 8 corners adds
+    its weight x density to its own material.
     """
     n0, n1, n2 = density.shape
+    n_out = out.shape[1]
+    single = lut.size == 1 or lut.min() == lut.max()
+    col0 = lut[0]
     A = vox_from_world
     s0 = A[0, 0] * source[0] + A[0, 1] * source[1] + A[0, 2] * source[2] + A[0, 3]
     s1 = A[1, 0] * source[0] + A[1, 1] * source[1] + A[1, 2] * source[2] + A[1, 3]
     s2 = A[2, 0] * source[0] + A[2, 1] * source[1] + A[2, 2] * source[2] + A[2, 3]
+    i_hi, j_hi, k_hi = max(n0 - 2, 0), max(n1 - 2, 0), max(n2 - 2, 0)
     for r in numba.prange(directions.shape[0]):
         w0, w1, w2 = directions[r, 0], directions[r, 1], directions[r, 2]
         d0 = A[0, 0] * w0 + A[0, 1] * w1 + A[0, 2] * w2
         d1 = A[1, 0] * w0 + A[1, 1] * w1 + A[1, 2] * w2
         d2 = A[2, 0] * w0 + A[2, 1] * w1 + A[2, 2] * w2
-        # the volume spans the outer voxel faces; beyond the outer centres the edge value is held
         tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
         if tmax <= tmin:
             continue
         n_full = int(math.floor((tmax - tmin) / step_mm))
         last = tmax - (tmin + n_full * step_mm)
-        n_samples = n_full + 1 + (1 if last > 1e-9 else 0)
+        has_last = last > 1e-9
+        n_samples = n_full + 1 + (1 if has_last else 0)
+        acc = np.zeros(n_out if not single else 1)
         for q in range(n_samples):
-            if q <= n_full:
-                t = tmin + q * step_mm
-            else:
-                t = tmax
+            t = tmin + q * step_mm if q <= n_full else tmax
             # trapezoid weights on the grid tmin, tmin+h, ..., tmin+n_full*h, (tmax)
             if n_samples == 1:
-                wq = 0.0
+                continue
             elif q == 0:
                 wq = 0.5 * step_mm if n_full > 0 else 0.5 * last
             elif q < n_full:
                 wq = step_mm
             elif q == n_full:
-                wq = 0.5 * step_mm + (0.5 * last if last > 1e-9 else 0.0)
+                wq = 0.5 * step_mm + (0.5 * last if has_last else 0.0)
             else:
                 wq = 0.5 * last
             x = min(max(s0 + t * d0, 0.0), n0 - 1.0)
             y = min(max(s1 + t * d1, 0.0), n1 - 1.0)
             z = min(max(s2 + t * d2, 0.0), n2 - 1.0)
-            i = min(int(x), n0 - 2) if n0 > 1 else 0
-            j = min(int(y), n1 - 2) if n1 > 1 else 0
-            k = min(int(z), n2 - 2) if n2 > 1 else 0
+            i = min(int(x), i_hi)
+            j = min(int(y), j_hi)
+            k = min(int(z), k_hi)
             fx, fy, fz = x - i, y - j, z - k
-            for c in range(8):
-                ci = i + (c >> 2 & 1)
-                cj = j + (c >> 1 & 1)
-                ck = k + (c & 1)
-                if ci >= n0 or cj >= n1 or ck >= n2:
-                    continue
-                wx = fx if (c >> 2 & 1) else 1.0 - fx
-                wy = fy if (c >> 1 & 1) else 1.0 - fy
-                wz = fz if (c & 1) else 1.0 - fz
-                rho = density[ci, cj, ck]
-                if rho != 0.0:
-                    out[r, lut[labels[ci, cj, ck]]] += wq * wx * wy * wz * rho
+            i1 = min(i + 1, n0 - 1)
+            j1 = min(j + 1, n1 - 1)
+            k1 = min(k + 1, n2 - 1)
+            gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
+            _corner(density, labels, lut, single, i, j, k, wq * gx * gy * gz, acc)
+            _corner(density, labels, lut, single, i, j, k1, wq * gx * gy * fz, acc)
+            _corner(density, labels, lut, single, i, j1, k, wq * gx * fy * gz, acc)
+            _corner(density, labels, lut, single, i, j1, k1, wq * gx * fy * fz, acc)
+            _corner(density, labels, lut, single, i1, j, k, wq * fx * gy * gz, acc)
+            _corner(density, labels, lut, single, i1, j, k1, wq * fx * gy * fz, acc)
+            _corner(density, labels, lut, single, i1, j1, k, wq * fx * fy * gz, acc)
+            _corner(density, labels, lut, single, i1, j1, k1, wq * fx * fy * fz, acc)
+        if single:
+            out[r, col0] += acc[0]
+        else:
+            for m in range(n_out):
+                out[r, m] += acc[m]
