@@ -10,24 +10,56 @@ definitions of every output are in docs/dsa.md; the arrays match docs/store_form
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
-from ddsa_sim.imaging.motion import MotionParams, breathing_displacement_px, rigid_transform, warp_images
-from ddsa_sim.imaging.recording import (Exposure, ScatterSettings, check_detector_range, record, scatter_image,
-                                        to_neglog)
-from ddsa_sim.imaging.vessels import BolusParams, FractionVessels, TreeVessels, VesselSource, iodine_volume
+from ddsa_sim.imaging.motion import (
+    MotionParams,
+    breathing_displacement_px,
+    rigid_transform,
+    warp_images,
+)
+from ddsa_sim.imaging.recording import (
+    Exposure,
+    ScatterSettings,
+    check_detector_range,
+    record,
+    scatter_image,
+    to_neglog,
+)
+from ddsa_sim.imaging.vessels import (
+    BolusParams,
+    FractionVessels,
+    TreeVessels,
+    VesselSource,
+    iodine_volume,
+)
 from ddsa_sim.physics.attenuation import displaced_blood_g_per_mg_iodine
 from ddsa_sim.physics.detector import Detector
 from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.projector import Projector, ProjectorVolume
 from ddsa_sim.volumes import Volume
 
-__all__ = ["DSAFrames", "Scene", "render_frames", "render_sequence", "render_triplet", "TRIPLET_KEYS"]
+__all__ = [
+    "TRIPLET_KEYS",
+    "BolusParams",
+    "DSAFrames",
+    "Exposure",
+    "FractionVessels",
+    "MotionParams",
+    "ScatterSettings",
+    "Scene",
+    "TreeVessels",
+    "bolus_times",
+    "render_frames",
+    "render_sequence",
+    "render_triplet",
+]
 
 #: Arrays of docs/store_format.md, plus ``conventional_dsa``.
 TRIPLET_KEYS = ("mask", "contrast", "contrast_clean", "dsa_target", "iodine_mg_per_cm2", "vessel_mask",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -99,13 +98,17 @@ def _nifti_fraction(path: Path):
     return FractionVessels(data, vol.affine, name=str(path))
 
 
-def build_scene(ct: str, vessels: str, seed: int, labels: Optional[str] = None, structures: Optional[str] = None,
+def build_scene(ct: str, vessels: str, seed: int, labels: str | None = None, structures: str | None = None,
                 region: str = "body", place: str = "auto", spacing_mm: float = 0.25, **scene_kwargs):
     """Build a :class:`~ddsa_sim.scene.Scene` from CLI-style strings (see docs/dsa.md §6)."""
-    from ddsa_sim.imaging.placement import body_mask, label_region, place_in_region
-    from ddsa_sim.imaging.vessels import FractionVessels, TreeVessels, crop_to_foreground
-    from ddsa_sim.scene import Scene
     from ddsa_sim.imaging.labels import labels_in, materials_from_labels
+    from ddsa_sim.imaging.placement import body_mask, label_region, place_in_region
+    from ddsa_sim.imaging.vessels import (
+        FractionVessels,
+        TreeVessels,
+        crop_to_foreground,
+    )
+    from ddsa_sim.scene import Scene
     from ddsa_sim.volumes import read_ct, virtual_non_contrast
     from vessel_models.tree import VesselInputError
 
@@ -237,22 +240,22 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         seed: int = typer.Option(0, help="Seed of every random choice (tree, placement, motion, noise)."),
         alpha: str = typer.Option("0", help="Orbital angle(s) alpha, deg (comma list = several views)."),
         beta: str = typer.Option("0", help="Angular angle(s) beta, deg (comma list = several views)."),
-        labels: Optional[str] = typer.Option(None, help="Label map on the CT grid (default for builtin:chest-ct: "
+        labels: str | None = typer.Option(None, help="Label map on the CT grid (default for builtin:chest-ct: "
                                              "builtin:chest-ct-labels)."),
-        structures: Optional[str] = typer.Option(None, help="CSV 'structure,id' naming the labels of --labels."),
+        structures: str | None = typer.Option(None, help="CSV 'structure,id' naming the labels of --labels."),
         region: str = typer.Option("body", help="Where a tree is placed: body (CT > -300 HU) or organ name(s)."),
         place: str = typer.Option("auto", help="auto | region | as-is (tree files inside the region stay as-is)."),
         iodine: float = typer.Option(100.0, "--iodine", help="Iodine concentration in the lumen, mgI/ml."),
-        photons: Optional[float] = typer.Option(None, "--photons", help="Photons per pixel at the detector (N0); "
+        photons: float | None = typer.Option(None, "--photons", help="Photons per pixel at the detector (N0); "
                                                 "default DeepDRR's 1e4 per 0.194 mm pixel scaled to the pixel area."),
-        mas: Optional[float] = typer.Option(None, "--mas", help="Exposure in mAs per frame (overrides --photons)."),
+        mas: float | None = typer.Option(None, "--mas", help="Exposure in mAs per frame (overrides --photons)."),
         spectrum: str = typer.Option("90KV_AL40", help="Spectrum preset or spec (physics.spectra.get_spectrum)."),
         detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Detector ROWSxCOLS."),
         pixel_mm: float = typer.Option(DEFAULT_PIXEL_MM, "--pixel-mm", help="Detector pixel size, mm."),
         detector_mode: str = typer.Option("energy", help="energy (integrating) or photon (counting)."),
         bit_depth: int = typer.Option(16, help="Stored bit depth (0 = no quantisation); gain puts the flat "
                                       "field at 90% of full scale."),
-        isocenter: Optional[str] = typer.Option(None, help="X,Y,Z world mm; default: centre of the vessels."),
+        isocenter: str | None = typer.Option(None, help="X,Y,Z world mm; default: centre of the vessels."),
         no_noise: bool = typer.Option(False, "--no-noise", help="No quantum / electronic noise."),
         no_scatter: bool = typer.Option(False, "--no-scatter", help="No scatter."),
         no_grid: bool = typer.Option(False, "--no-grid", help="No anti-scatter grid."),
@@ -296,7 +299,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         result = render_sequence(scene, carm, np.random.default_rng([seed, n]), frames)
         npz = save_view(out / f"view_{n:03d}.npz", result, carm, scene)
         save_strip(result, out / f"view_{n:03d}.png",
-                   f"{Path(ct).name} + {vessels}  alpha={carm.alpha:g} beta={carm.beta:g}  motion={motion}  "
+                   f"{Path(ct).name} + {vessels if len(vessels) < 48 else vessels[:45] + '...'}  alpha={carm.alpha:g} beta={carm.beta:g}  motion={motion}  "
                    f"noise={'off' if no_noise else 'on'}  scatter={'off' if no_scatter else 'on'}")
         typer.echo(str(npz))
 

@@ -61,7 +61,7 @@ def dsa_pictures(out_scene: Path, out_strip: Path) -> None:
     frames = render_frames(scene, carm, np.random.default_rng(0))
     save_strip(frames, out_strip, "builtin:chest-ct + lsystem tree, RAO 20 / CAU 10, noise and scatter on")
     save_scene_png(scene.ct, carm, out_scene, image=frames.contrast[0], tree=tree, window_size=(900, 700),
-                   title="RAO 20 / CAU 10: chest CT, vessel tree, contrast frame on the detector")
+                   title="RAO 20 / CAU 10: tree + contrast frame")
 
 
 def main(argv: list[str]) -> None:

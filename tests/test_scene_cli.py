@@ -6,10 +6,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
+from scene_helpers import cylinder_ct
 
 from ddsa_sim.cli import main
 from ddsa_sim.volumes.readers import LPS_FROM_RAS
-from scene_helpers import cylinder_ct
 
 FAST = ["--detector", "48x48", "--pixel-mm", "4", "--spacing-mm", "0.6"]
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scene_helpers import cylinder_ct, make_scene, small_carm
 
 from ddsa_sim import InputError
-from ddsa_sim.imaging.motion import MotionParams, breathing_displacement_px, rigid_transform, warp_images
+from ddsa_sim.imaging.motion import (
+    MotionParams,
+    breathing_displacement_px,
+    rigid_transform,
+    warp_images,
+)
 from ddsa_sim.imaging.recording import Exposure
 from ddsa_sim.scene import render_triplet
-from scene_helpers import cylinder_ct, make_scene, small_carm
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +30,7 @@ def _artefact_rms(out: dict) -> float:
 @pytest.mark.parametrize("kind", ["rigid", "elastic"])
 def test_zero_motion_equals_no_motion_exactly(ct, kind):
     carm = small_carm()
-    kw = dict(noise=True, exposure=Exposure(photons_per_pixel=1e4))
+    kw = {"noise": True, "exposure": Exposure(photons_per_pixel=1e4)}
     ref = render_triplet(make_scene(ct, **kw), carm, np.random.default_rng(5))
     zero = MotionParams(kind, max_translation_mm=0.0, max_rotation_deg=0.0, amplitude_mm=0.0)
     got = render_triplet(make_scene(ct, motion=zero, **kw), carm, np.random.default_rng(5))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scene_helpers import cylinder_ct, y_tree
 
 from ddsa_sim import InputError
 from ddsa_sim.imaging.labels import labels_in
 from ddsa_sim.imaging.placement import body_mask, label_region, place_in_region
-from scene_helpers import cylinder_ct, y_tree
 
 
 def test_tree_root_inside_region_centred_and_seeded():
@@ -37,7 +37,6 @@ def test_placement_centres_tree_when_root_fits():
     m = place_in_region(tree.positions_mm, region, ct.affine, np.random.default_rng(0), jitter_mm=2.0)
     placed = tree.transformed(m)
     lo, hi = placed.bounds_mm()
-    lo0, hi0 = tree.bounds_mm()
     # bounding-box centre of the node positions sits within the jitter of the body centroid
     centre = m[:3, :3] @ (0.5 * (tree.positions_mm.min(0) + tree.positions_mm.max(0))) + m[:3, 3]
     centroid = ct.voxel_to_world(np.argwhere(region).mean(axis=0))

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scene_helpers import cylinder_ct, make_scene, slab_ct, small_carm, y_tree
 
 from ddsa_sim import InputError
 from ddsa_sim.imaging.recording import Exposure, ScatterSettings, gain_for_bit_depth
 from ddsa_sim.imaging.vessels import BolusParams, TreeVessels
 from ddsa_sim.physics.detector import Detector
-from ddsa_sim.physics.scatter import AntiScatterGrid, spr_model, water_equivalent_thickness_mm
+from ddsa_sim.physics.scatter import (
+    AntiScatterGrid,
+    spr_model,
+    water_equivalent_thickness_mm,
+)
 from ddsa_sim.scene import TRIPLET_KEYS, render_frames, render_sequence, render_triplet
-from scene_helpers import cylinder_ct, make_scene, slab_ct, small_carm, y_tree
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,18 @@ def _marker_stack(b: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor
 def test_identical_geometric_transform_for_input_and_target():
     g = torch.Generator().manual_seed(3)
     stack, pos = _marker_stack(8, 64, g)
-    cfg = AugmentConfig(p_hflip=1, p_vflip=0.5, p_affine=1, scale_range=(0.8, 1.2), rotation_deg=180,
-                        shear_deg=15, p_elastic=1, p_blur=0.5, p_multiply=1, p_contrast=1)
+    cfg = AugmentConfig(
+        p_hflip=1,
+        p_vflip=0.5,
+        p_affine=1,
+        scale_range=(0.8, 1.2),
+        rotation_deg=180,
+        shear_deg=15,
+        p_elastic=1,
+        p_blur=0.5,
+        p_multiply=1,
+        p_contrast=1,
+    )
     out = augment_pair(stack, cfg, torch.Generator().manual_seed(4))
     moved = 0
     for i in range(8):
@@ -74,8 +84,12 @@ def test_noise_blur_correlates_and_lowers_variance():
 def test_training_batch_target_untouched_by_noise():
     g = torch.Generator().manual_seed(0)
     target = torch.rand(2, 1, 40, 40, generator=g)
-    batch = {"contrast_clean": target + 2.0, "contrast": target + 2.0, "mask": torch.full_like(target, 2.0),
-             "dsa_target": target}
+    batch = {
+        "contrast_clean": target + 2.0,
+        "contrast": target + 2.0,
+        "mask": torch.full_like(target, 2.0),
+        "dsa_target": target,
+    }
     cfg = DataConfig(crop_size=40, patch_size=32, augment=AugmentConfig(enabled=False))
     norm = Normalization(offset=1.0, scale=2.0)
     x, y = make_training_batch(batch, cfg, norm, torch.Generator().manual_seed(1), torch.device("cpu"))

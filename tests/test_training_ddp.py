@@ -19,20 +19,40 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, store: str, out: str, cfg_json: str) -> None:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world),
-                       "RANK": str(rank), "LOCAL_RANK": str(rank)})
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(world),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+        }
+    )
     cfg = parse_config(__import__("json").loads(cfg_json))
     res = run_training(cfg, out, store=store, progress=False)
-    torch.save({"state": res.model.state_dict(), "step": res.step, "world": res.world_size,
-                "first_loss": res.losses[0][1]}, os.path.join(out, f"rank{rank}.pt"))
+    torch.save(
+        {
+            "state": res.model.state_dict(),
+            "step": res.step,
+            "world": res.world_size,
+            "first_loss": res.losses[0][1],
+        },
+        os.path.join(out, f"rank{rank}.pt"),
+    )
 
 
 def test_ddp_gloo_two_processes_identical_weights(tmp_path):
     store = write_synthetic_store(tmp_path / "s.zarr", splits={"train": 2, "val": 1}, per_ct=2, size=32)
-    cfg = parse_config({"seed": 5, "num_threads": 1, "device": "cpu",
-                        "data": {"crop_size": 32, "patch_size": 32, "batch_size": 2, "in_memory": True},
-                        "model": {"base_channels": 4, "depth": 2},
-                        "optim": {"lr": 1e-2, "max_steps": 4, "val_every": 2, "ckpt_every": 2}})
+    cfg = parse_config(
+        {
+            "seed": 5,
+            "num_threads": 1,
+            "device": "cpu",
+            "data": {"crop_size": 32, "patch_size": 32, "batch_size": 2, "in_memory": True},
+            "model": {"base_channels": 4, "depth": 2},
+            "optim": {"lr": 1e-2, "max_steps": 4, "val_every": 2, "ckpt_every": 2},
+        }
+    )
     out = tmp_path / "run"
     out.mkdir()
     mp.spawn(_worker, args=(2, _free_port(), str(store), str(out), cfg.to_json()), nprocs=2, join=True)

@@ -22,8 +22,14 @@ from ddsa_sim.training.unet import UNet
 TINY = {
     "seed": 3,
     "num_threads": 1,
-    "data": {"crop_size": 48, "patch_size": 32, "batch_size": 4, "in_memory": True, "max_val_samples": 4,
-             "augment": {"p_affine": 0.3, "scale_range": [0.9, 1.1], "p_elastic": 0.2}},
+    "data": {
+        "crop_size": 48,
+        "patch_size": 32,
+        "batch_size": 4,
+        "in_memory": True,
+        "max_val_samples": 4,
+        "augment": {"p_affine": 0.3, "scale_range": [0.9, 1.1], "p_elastic": 0.2},
+    },
     "model": {"base_channels": 8, "depth": 3},
     "optim": {"lr": 2e-3, "max_steps": 30, "val_every": 10, "ckpt_every": 10, "log_every": 5},
 }
@@ -32,7 +38,9 @@ TINY = {
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("store") / "syn.zarr"
-    return write_synthetic_store(path, splits={"train": 3, "val": 1, "test": 1}, per_ct=3, size=48, incomplete=2)
+    return write_synthetic_store(
+        path, splits={"train": 3, "val": 1, "test": 1}, per_ct=3, size=48, incomplete=2
+    )
 
 
 def _cfg(**over):
@@ -96,13 +104,21 @@ def test_resume_continues_and_matches_uninterrupted_run(store, tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     # a different architecture must not resume from this run
     with pytest.raises(InputError, match="architecture mismatch"):
-        run_training(_cfg(model={"base_channels": 4}), tmp_path / "part", store=store, resume=True,
-                     max_steps=9, progress=False)
+        run_training(
+            _cfg(model={"base_channels": 4}),
+            tmp_path / "part",
+            store=store,
+            resume=True,
+            max_steps=9,
+            progress=False,
+        )
 
 
 def test_gan_training_steps(store, tmp_path):
-    cfg = _cfg(gan={"enabled": True, "critic_channels": 4, "critic_depth": 2, "critic_steps": 2},
-               optim={"max_steps": 3, "val_every": 3})
+    cfg = _cfg(
+        gan={"enabled": True, "critic_channels": 4, "critic_depth": 2, "critic_steps": 2},
+        optim={"max_steps": 3, "val_every": 3},
+    )
     res = run_training(cfg, tmp_path / "gan", store=store, progress=False)
     assert res.step == 3 and all(np.isfinite(l) for _, l in res.losses)
     ck = load_checkpoint(tmp_path / "gan" / "last.pt")
@@ -116,8 +132,9 @@ def trained(store, tmp_path_factory):
     cfg_path.write_text(yaml.safe_dump(TINY))
     app = typer.Typer()
     register(app)
-    r = CliRunner().invoke(app, ["train", str(cfg_path), "--data", str(store), "--max-steps", "4",
-                                 "-o", str(run / "run")])
+    r = CliRunner().invoke(
+        app, ["train", str(cfg_path), "--data", str(store), "--max-steps", "4", "-o", str(run / "run")]
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 4
     return app, run / "run" / "best.pt", run
@@ -126,8 +143,9 @@ def trained(store, tmp_path_factory):
 def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):
     app, ckpt, _ = trained
     png = tmp_path / "grid.png"
-    r = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(store), "--split", "test",
-                                 "--out-png", str(png)])
+    r = CliRunner().invoke(
+        app, ["evaluate", str(ckpt), "--data", str(store), "--split", "test", "--out-png", str(png)]
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     for key in ("network", "conventional"):
@@ -168,7 +186,11 @@ def test_cli_infer_png_tiff_dicom(trained, tmp_path):
     ds.save_as(dcm_in, enforce_file_format=True)
 
     runner = CliRunner()
-    for src, dst in ((png_in, tmp_path / "o.png"), (tif_in, tmp_path / "o.tif"), (dcm_in, tmp_path / "o.dcm")):
+    for src, dst in (
+        (png_in, tmp_path / "o.png"),
+        (tif_in, tmp_path / "o.tif"),
+        (dcm_in, tmp_path / "o.dcm"),
+    ):
         r = runner.invoke(app, ["infer", str(ckpt), str(src), "-o", str(dst)])
         assert r.exit_code == 0, r.output
         assert dst.exists()
@@ -185,7 +207,7 @@ def test_cli_infer_png_tiff_dicom(trained, tmp_path):
 
 
 def test_cli_bad_input_is_one_line_exit_2(trained, tmp_path):
-    app, ckpt, run = trained
+    app, ckpt, _ = trained
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"model": {"depth": 0}}))
     r = CliRunner().invoke(app, ["train", str(bad), "-o", str(tmp_path / "x")])

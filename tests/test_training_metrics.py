@@ -33,8 +33,9 @@ def test_ssim_matches_skimage_gaussian():
     rng = np.random.default_rng(2)
     t = rng.uniform(0, 1, (64, 64))
     p = t + rng.normal(0, 0.1, t.shape)
-    ref = structural_similarity(p, t, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False)
+    ref = structural_similarity(
+        p, t, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     # pytorch_msssim uses 'valid' filtering, skimage crops the borders: agree to ~1e-2
     assert ssim(p, t, data_range=1.0) == pytest.approx(ref, abs=1e-2)
 
@@ -65,7 +66,12 @@ def test_combined_loss_terms():
     assert float(CombinedLoss({"ssim": 1.0}, ssim_data_range=1.0)(t, t)) == pytest.approx(0.0, abs=1e-6)
     noisy = t + 0.3 * torch.randn_like(t)
     both = CombinedLoss({"l1": 1.0, "ssim": 1.0}, ssim_data_range=1.0)(noisy, t)
-    assert float(both) == pytest.approx(float((noisy - t).abs().mean()) + 1 - ssim(noisy[0, 0], t[0, 0], 1.0) / 2
-                                        - ssim(noisy[1, 0], t[1, 0], 1.0) / 2, rel=1e-4)
+    assert float(both) == pytest.approx(
+        float((noisy - t).abs().mean())
+        + 1
+        - ssim(noisy[0, 0], t[0, 0], 1.0) / 2
+        - ssim(noisy[1, 0], t[1, 0], 1.0) / 2,
+        rel=1e-4,
+    )
     with pytest.raises(ValueError):
         CombinedLoss({"l3": 1.0})

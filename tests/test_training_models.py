@@ -69,7 +69,9 @@ def test_critic_loss_parts():
     torch.manual_seed(2)
     critic = Critic(2, channels=4, depth=2)
     c, real, fake = torch.randn(3, 2, 1, 16, 16).unbind(0)
-    loss, parts = critic_loss(critic, c, real, fake, gp_lambda=10.0, generator=torch.Generator().manual_seed(0))
+    loss, parts = critic_loss(
+        critic, c, real, fake, gp_lambda=10.0, generator=torch.Generator().manual_seed(0)
+    )
     w = float(critic(c, real).mean() - critic(c, fake).mean())
     assert parts["wasserstein"] == pytest.approx(w, rel=1e-5)
     assert float(loss) == pytest.approx(-w + 10.0 * parts["gp"], rel=1e-4)
@@ -84,8 +86,15 @@ def test_checkpoint_roundtrip_weights_only(tmp_path):
     torch.manual_seed(0)
     model = UNet(cfg.model)
     norm = Normalization(offset=3.0, scale=0.5, target_min=0.0, target_max=0.4)
-    path = save_checkpoint(tmp_path / "m.pt", config=cfg, norm=norm, model=model, step=7, best_score=12.5,
-                           optimizer=torch.optim.Adam(model.parameters()))
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        config=cfg,
+        norm=norm,
+        model=model,
+        step=7,
+        best_score=12.5,
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     raw = torch.load(path, weights_only=True)  # must not need pickle of arbitrary objects
     assert raw["step"] == 7 and isinstance(raw["config_json"], str)
     ckpt = load_checkpoint(path)

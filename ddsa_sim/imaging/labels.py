@@ -12,7 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.volumes.materials import AIR_MAX_HU, SOFT_TISSUE_MAX_HU, material_for_class
+from ddsa_sim.volumes.materials import (
+    AIR_MAX_HU,
+    SOFT_TISSUE_MAX_HU,
+    material_for_class,
+)
 
 
 def as_label_ints(labels: np.ndarray) -> np.ndarray:

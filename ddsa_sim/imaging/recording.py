@@ -7,7 +7,7 @@ definitions in docs/dsa.md §3.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -15,7 +15,12 @@ from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.detector import Detector, neglog
 from ddsa_sim.physics.noise import add_quantum_noise, photons_per_pixel_from_mas
-from ddsa_sim.physics.scatter import AntiScatterGrid, ScatterParams, add_scatter, water_equivalent_thickness_mm
+from ddsa_sim.physics.scatter import (
+    AntiScatterGrid,
+    ScatterParams,
+    add_scatter,
+    water_equivalent_thickness_mm,
+)
 from ddsa_sim.physics.spectra import Spectrum
 
 #: DeepDRR's default photon count (``photon_count=10000``) per pixel of its 0.194 mm Cios detector,
@@ -76,8 +81,8 @@ class ScatterSettings:
     """Scatter switch, model parameters and anti-scatter grid (None = no grid)."""
 
     enabled: bool = True
-    params: ScatterParams = ScatterParams()
-    grid: AntiScatterGrid | None = AntiScatterGrid()
+    params: ScatterParams = field(default_factory=ScatterParams)
+    grid: AntiScatterGrid | None = field(default_factory=AntiScatterGrid)
 
 
 def scatter_image(primary: np.ndarray, carm: CArm, spectrum: Spectrum, mode: str,

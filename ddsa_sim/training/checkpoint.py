@@ -105,7 +105,9 @@ def check_architecture(ckpt: dict[str, Any], expected: ModelConfig, source: str 
     """Raise :class:`InputError` naming every field where the checkpoint's architecture differs."""
     have = ckpt["architecture"]
     want = expected.model_dump()
-    diffs = [f"{k} {have.get(k)!r} (checkpoint) vs {want[k]!r} (config)" for k in want if have.get(k) != want[k]]
+    diffs = [
+        f"{k} {have.get(k)!r} (checkpoint) vs {want[k]!r} (config)" for k in want if have.get(k) != want[k]
+    ]
     if diffs:
         raise InputError(f"{source}: architecture mismatch: " + "; ".join(diffs))
 

@@ -7,8 +7,8 @@ Bad input prints one line ``error: ...`` on stderr and exits with status 2 (no t
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 
@@ -30,8 +30,8 @@ def _guard(fn: Callable) -> Callable:
 @_guard
 def train(
     config: Path = typer.Argument(..., help="training config YAML (see experiments/)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="exported Zarr store (overrides data.store)"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="override optim.max_steps"),
+    data: Path | None = typer.Option(None, "--data", help="exported Zarr store (overrides data.store)"),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="override optim.max_steps"),
     out: Path = typer.Option(..., "-o", "--out", help="run directory (best.pt, last.pt, tb/)"),
     resume: bool = typer.Option(False, "--resume", help="continue from RUNDIR/last.pt"),
 ) -> None:
@@ -43,9 +43,18 @@ def train(
     res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume)
     if res.rank == 0:
         last = res.losses[-1][1] if res.losses else float("nan")
-        print(json.dumps({"step": res.step, "start_step": res.start_step, "last_loss": last,
-                          "best_score": res.best_score, "best": str(Path(out) / "best.pt"),
-                          "last": str(Path(out) / "last.pt")}))
+        print(
+            json.dumps(
+                {
+                    "step": res.step,
+                    "start_step": res.start_step,
+                    "last_loss": last,
+                    "best_score": res.best_score,
+                    "best": str(Path(out) / "best.pt"),
+                    "last": str(Path(out) / "last.pt"),
+                }
+            )
+        )
 
 
 @_guard
@@ -53,9 +62,10 @@ def evaluate(
     checkpoint: Path = typer.Argument(..., help="checkpoint (.pt)"),
     data: Path = typer.Option(..., "--data", help="exported Zarr store"),
     split: str = typer.Option("test", "--split"),
-    out_png: Optional[Path] = typer.Option(None, "--out-png", help="comparison grid PNG "
-                                           "(default: next to the checkpoint, eval_<split>.png)"),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples"),
+    out_png: Path | None = typer.Option(
+        None, "--out-png", help="comparison grid PNG (default: next to the checkpoint, eval_<split>.png)"
+    ),
+    max_samples: int | None = typer.Option(None, "--max-samples"),
 ) -> None:
     """Print network vs conventional-DSA metrics as one JSON object and write a comparison grid."""
     from ddsa_sim.training.evaluate import evaluate_checkpoint
@@ -71,7 +81,7 @@ def infer(
     input: Path = typer.Argument(..., help="PNG / TIFF / DICOM file or a directory of them"),
     out: Path = typer.Option(..., "-o", "--out", help="output file (same format) or directory"),
     input_domain: str = typer.Option("auto", "--input-domain", help="auto | log | intensity"),
-    i0: Optional[float] = typer.Option(None, "--i0", help="unattenuated intensity for -ln(I/I0)"),
+    i0: float | None = typer.Option(None, "--i0", help="unattenuated intensity for -ln(I/I0)"),
 ) -> None:
     """Extract DSA from contrast frames; writes the input's format plus preview PNGs."""
     from ddsa_sim.training.infer import infer_path

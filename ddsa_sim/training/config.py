@@ -67,7 +67,7 @@ class DataConfig(_Strict):
     augment: AugmentConfig = AugmentConfig()
 
     @model_validator(mode="after")
-    def _sizes(self) -> "DataConfig":
+    def _sizes(self) -> DataConfig:
         if self.patch_size > self.crop_size:
             raise ValueError(f"patch_size {self.patch_size} > crop_size {self.crop_size}")
         return self
@@ -119,7 +119,7 @@ class OptimConfig(_Strict):
     best_metric: Literal["psnr", "ssim", "l1"] = "psnr"
 
     @model_validator(mode="after")
-    def _loss(self) -> "OptimConfig":
+    def _loss(self) -> OptimConfig:
         if not self.loss or all(w == 0 for w in self.loss.values()):
             raise ValueError("loss needs at least one non-zero weight among l1, l2, ssim")
         return self
@@ -142,7 +142,7 @@ class TrainConfig(_Strict):
         return self.model_dump_json()
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
+    def from_json(cls, text: str) -> TrainConfig:
         """Inverse of :meth:`to_json`."""
         return cls.model_validate(json.loads(text))
 

@@ -119,7 +119,7 @@ class ZarrDDSADataset(Dataset):
             self._cache = [self._read(i) for i in range(len(self.indices))]
 
     def __len__(self) -> int:
-        return int(len(self.indices))
+        return len(self.indices)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -95,7 +95,7 @@ def evaluate_checkpoint(
         "data_range_definition": "max(dsa_target) - min(dsa_target) over the evaluated split, -ln domain",
         "split": split,
         "n_samples": len(ds),
-        "n_ct": int(len(set(ds.ct_ids.tolist()))),
+        "n_ct": len(set(ds.ct_ids.tolist())),
         "checkpoint": str(checkpoint),
         "checkpoint_step": int(ckpt["step"]),
         "store": str(store),

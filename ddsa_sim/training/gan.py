@@ -12,7 +12,7 @@ with respect to the interpolated output only (the condition ``x`` is fixed).
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ddsa_sim.training.config import GANConfig
 

@@ -122,8 +122,13 @@ def to_log_domain(frames: Frames, domain: Domain = "auto", i0: float | None = No
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, norm: Normalization, frames_log: np.ndarray, device: torch.device,
-            progress: bool = False) -> np.ndarray:
+def predict(
+    model: torch.nn.Module,
+    norm: Normalization,
+    frames_log: np.ndarray,
+    device: torch.device,
+    progress: bool = False,
+) -> np.ndarray:
     """DSA ``(N, H, W)`` float32 (-ln domain) for -ln-domain frames ``(N, H, W)``."""
     out = np.empty_like(frames_log, dtype=np.float32)
     for k in tqdm(range(frames_log.shape[0]), desc="infer", disable=not progress or frames_log.shape[0] < 2):
@@ -224,7 +229,11 @@ def infer_path(
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, norm, _, _ = load_model(checkpoint, dev)
     if input_path.is_dir():
-        files = sorted(p for p in input_path.iterdir() if p.is_file() and p.suffix.lower() in PNG_EXT | TIFF_EXT | DICOM_EXT)
+        files = sorted(
+            p
+            for p in input_path.iterdir()
+            if p.is_file() and p.suffix.lower() in PNG_EXT | TIFF_EXT | DICOM_EXT
+        )
         if not files:
             raise InputError(f"{input_path}: no PNG/TIFF/DICOM files")
         pairs = [(p, out / p.name) for p in files]

@@ -180,8 +180,19 @@ def run_training(
         dist.init_process_group("nccl" if use_cuda else "gloo")
         initialised_here = True
     try:
-        return _train(cfg, out_dir, store, max_steps, resume, train_dataset, val_dataset, progress,
-                      world, rank, local_rank)
+        return _train(
+            cfg,
+            out_dir,
+            store,
+            max_steps,
+            resume,
+            train_dataset,
+            val_dataset,
+            progress,
+            world,
+            rank,
+            local_rank,
+        )
     finally:
         if initialised_here and dist.is_initialized():
             dist.destroy_process_group()
@@ -212,17 +223,27 @@ def _train(
             raise InputError("no training data: give --data STORE or data.store in the config")
         train_ds = ZarrDDSADataset(store, cfg.data.train_split, in_memory=cfg.data.in_memory)
         if val_ds is None:
-            val_ds = ZarrDDSADataset(store, cfg.data.val_split, in_memory=cfg.data.in_memory,
-                                     max_samples=cfg.data.max_val_samples)
+            val_ds = ZarrDDSADataset(
+                store, cfg.data.val_split, in_memory=cfg.data.in_memory, max_samples=cfg.data.max_val_samples
+            )
     if len(train_ds) == 0:
         raise InputError(f"split '{cfg.data.train_split}' has no complete samples")
 
     torch.manual_seed(cfg.seed)
     model: torch.nn.Module = UNet(cfg.model).to(device)
-    critic = build_critic(cfg.gan, cfg.model.in_channels, cfg.model.out_channels).to(device) if cfg.gan.enabled else None
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                           weight_decay=cfg.optim.weight_decay)
-    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.gan.lr, betas=cfg.gan.betas) if critic is not None else None
+    critic = (
+        build_critic(cfg.gan, cfg.model.in_channels, cfg.model.out_channels).to(device)
+        if cfg.gan.enabled
+        else None
+    )
+    opt = torch.optim.Adam(
+        model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
+    )
+    opt_d = (
+        torch.optim.Adam(critic.parameters(), lr=cfg.gan.lr, betas=cfg.gan.betas)
+        if critic is not None
+        else None
+    )
     use_amp = cfg.optim.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if cfg.optim.amp_dtype == "bfloat16" else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
@@ -256,11 +277,17 @@ def _train(
     core = model.module if isinstance(model, DDP) else model
 
     criterion = CombinedLoss(cfg.optim.loss, ssim_data_range=norm.target_range_n)
-    sampler = InfiniteSampler(len(train_ds), seed=cfg.seed, rank=rank, world=world,
-                              start=start_step * cfg.data.batch_size)
-    loader = DataLoader(train_ds, batch_size=cfg.data.batch_size, sampler=sampler,
-                        num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-                        persistent_workers=cfg.data.num_workers > 0)
+    sampler = InfiniteSampler(
+        len(train_ds), seed=cfg.seed, rank=rank, world=world, start=start_step * cfg.data.batch_size
+    )
+    loader = DataLoader(
+        train_ds,
+        batch_size=cfg.data.batch_size,
+        sampler=sampler,
+        num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.data.num_workers > 0,
+    )
 
     writer = None
     val_range = None
@@ -275,15 +302,31 @@ def _train(
             val_range = target_data_range(val_ds, cfg.data.max_val_samples)
 
     def ckpt_kwargs(step: int) -> dict[str, Any]:
-        return dict(config=cfg, norm=norm, model=core, step=step, best_score=best_score, critic=critic,
-                    optimizer=opt, critic_optimizer=opt_d, scaler=scaler if scaler.is_enabled() else None)
+        return dict(
+            config=cfg,
+            norm=norm,
+            model=core,
+            step=step,
+            best_score=best_score,
+            critic=critic,
+            optimizer=opt,
+            critic_optimizer=opt_d,
+            scaler=scaler if scaler.is_enabled() else None,
+        )
 
-    result = TrainResult(step=start_step, start_step=start_step, best_score=best_score, rank=rank, world_size=world)
+    result = TrainResult(
+        step=start_step, start_step=start_step, best_score=best_score, rank=rank, world_size=world
+    )
     g = torch.Generator(device=device)
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
     model.train()
-    bar = tqdm(total=total_steps, initial=start_step, desc="train", disable=not (progress and rank == 0),
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        initial=start_step,
+        desc="train",
+        disable=not (progress and rank == 0),
+        dynamic_ncols=True,
+    )
     step = start_step
     it = iter(loader)
     try:
@@ -348,8 +391,9 @@ def _train(
                         save_checkpoint(out_dir / "best.pt", **ckpt_kwargs(step))
                 if step % cfg.optim.ckpt_every == 0 or step == total_steps:
                     save_checkpoint(last_path, **ckpt_kwargs(step))
-            if world > 1 and (step % cfg.optim.val_every == 0 or step % cfg.optim.ckpt_every == 0
-                              or step == total_steps):
+            if world > 1 and (
+                step % cfg.optim.val_every == 0 or step % cfg.optim.ckpt_every == 0 or step == total_steps
+            ):
                 dist.barrier()
     except KeyboardInterrupt:
         if rank == 0 and step > start_step:

@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim as _ssim
 
 
-def ssim_loss(pred: torch.Tensor, target: torch.Tensor, data_range: float, win_size: int = 11) -> torch.Tensor:
+def ssim_loss(
+    pred: torch.Tensor, target: torch.Tensor, data_range: float, win_size: int = 11
+) -> torch.Tensor:
     """``1 - SSIM`` (Gaussian window, computed in float32).
 
     Parameters
@@ -17,7 +19,9 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor, data_range: float, win_s
     data_range
         Dynamic range used in the SSIM constants (same units as the images).
     """
-    return 1.0 - _ssim(pred.float(), target.float(), data_range=data_range, win_size=win_size, size_average=True)
+    return 1.0 - _ssim(
+        pred.float(), target.float(), data_range=data_range, win_size=win_size, size_average=True
+    )
 
 
 class CombinedLoss(torch.nn.Module):

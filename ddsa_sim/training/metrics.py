@@ -61,7 +61,9 @@ def mae(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> f
     return float((_t(pred) - _t(target)).abs().mean())
 
 
-def all_metrics(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, data_range: float) -> dict[str, float]:
+def all_metrics(
+    pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, data_range: float
+) -> dict[str, float]:
     """``{"psnr", "ssim", "nmse", "mae"}`` of one image."""
     return {
         "psnr": psnr(pred, target, data_range),

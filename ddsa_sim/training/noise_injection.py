@@ -20,7 +20,9 @@ def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device: torch.dev
     return lo + (hi - lo) * torch.rand(n, generator=g, device=device)
 
 
-def poisson_log_noise(mask_part: torch.Tensor, photons: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def poisson_log_noise(
+    mask_part: torch.Tensor, photons: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """Poisson-sample ``photons * exp(-mask_part)`` and return it in the -ln domain.
 
     Parameters

@@ -50,7 +50,7 @@ class Normalization:
         return {k: float(v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Normalization":
+    def from_dict(cls, d: dict[str, Any]) -> Normalization:
         """Inverse of :meth:`to_dict`."""
         return cls(**{k: float(d[k]) for k in ("offset", "scale", "target_min", "target_max")})
 

@@ -22,9 +22,18 @@ IMAGE_ORDER = ("mask", "contrast", "contrast_clean", "dsa_target", "iodine_mg_pe
 
 
 def _background(rng: np.random.Generator, size: int):
-    blobs = [(rng.uniform(0, size, 2), rng.uniform(size / 10, size / 3), rng.uniform(0.3, 1.5)) for _ in range(6)]
-    bones = [(rng.uniform(0.2 * size, 0.8 * size, 2), rng.uniform(size / 12, size / 5, 2), rng.uniform(0, np.pi),
-              rng.uniform(0.5, 1.2)) for _ in range(3)]
+    blobs = [
+        (rng.uniform(0, size, 2), rng.uniform(size / 10, size / 3), rng.uniform(0.3, 1.5)) for _ in range(6)
+    ]
+    bones = [
+        (
+            rng.uniform(0.2 * size, 0.8 * size, 2),
+            rng.uniform(size / 12, size / 5, 2),
+            rng.uniform(0, np.pi),
+            rng.uniform(0.5, 1.2),
+        )
+        for _ in range(3)
+    ]
 
     def bg(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
         out = np.full(yy.shape, 2.0)
@@ -62,8 +71,9 @@ def _noisy(img: np.ndarray, photons: float, rng: np.random.Generator) -> np.ndar
     return -np.log(np.maximum(counts, 1) / photons)
 
 
-def render_sample(seed: int, ct: int, k: int, size: int = 64, motion_px: float = 1.5,
-                  photons: float = 1e5) -> dict[str, np.ndarray]:
+def render_sample(
+    seed: int, ct: int, k: int, size: int = 64, motion_px: float = 1.5, photons: float = 1e5
+) -> dict[str, np.ndarray]:
     """One synthetic sample (float32 images, -ln domain) of background ``ct``, draw ``k``."""
     bg = _background(np.random.default_rng([seed, ct]), size)
     rng = np.random.default_rng([seed, ct, k, 1])
@@ -121,12 +131,25 @@ def write_synthetic_store(
     rows = [(name, ct, k) for name, ct in plan for k in range(per_ct)]
     n = len(rows) + incomplete
     g = zarr.open_group(str(path), mode="w")
-    g.attrs.update({"format": "ddsa-sim-dataset", "format_version": 1,
-                    "software_version": ddsa_sim.__version__,
-                    "config": {"synthetic": True, "seed": seed, "size": size, "motion_px": motion_px},
-                    "n_samples": n, "image_shape": [size, size]})
-    arrs = {k: g.create_array(k, shape=(n, size, size), chunks=(1, size, size),
-                              dtype="uint8" if k == "vessel_mask" else "float32") for k in IMAGE_ORDER}
+    g.attrs.update(
+        {
+            "format": "ddsa-sim-dataset",
+            "format_version": 1,
+            "software_version": ddsa_sim.__version__,
+            "config": {"synthetic": True, "seed": seed, "size": size, "motion_px": motion_px},
+            "n_samples": n,
+            "image_shape": [size, size],
+        }
+    )
+    arrs = {
+        k: g.create_array(
+            k,
+            shape=(n, size, size),
+            chunks=(1, size, size),
+            dtype="uint8" if k == "vessel_mask" else "float32",
+        )
+        for k in IMAGE_ORDER
+    }
     meta = g.require_group("meta")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -9,8 +9,8 @@ back, so any image size works at inference.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ddsa_sim.training.config import ModelConfig
 
