@@ -101,7 +101,7 @@ def _nifti_fraction(path: Path):
 def build_scene(ct: str, vessels: str, seed: int, labels: str | None = None, structures: str | None = None,
                 region: str = "body", place: str = "auto", spacing_mm: float = 0.25, **scene_kwargs):
     """Build a :class:`~ddsa_sim.scene.Scene` from CLI-style strings (see docs/dsa.md §6)."""
-    from ddsa_sim.imaging.labels import labels_in, materials_from_labels
+    from ddsa_sim.volumes.materials import labels_in, segment_with_labels
     from ddsa_sim.imaging.placement import body_mask, label_region, place_in_region
     from ddsa_sim.imaging.vessels import (
         FractionVessels,
@@ -130,7 +130,7 @@ def build_scene(ct: str, vessels: str, seed: int, labels: str | None = None, str
             if not vessel.any():
                 raise InputError(f"--vessels: structures {', '.join(names)} have no voxel in {labels_source}")
             vnc, lumen = virtual_non_contrast(ct_vol, vessel)
-            vnc = vnc.with_data(vnc.data, materials=materials_from_labels(vnc.data, lab.data, classes))
+            vnc = vnc.with_data(vnc.data, materials=segment_with_labels(vnc.data, lab.data, classes))
             frac, aff = crop_to_foreground(lumen.astype(np.float32), ct_vol.affine)
             return Scene(vnc, [FractionVessels(frac, aff, name=spec)], **scene_kwargs)
 

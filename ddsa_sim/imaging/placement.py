@@ -20,7 +20,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
-from ddsa_sim.imaging.labels import labels_in
+from ddsa_sim.volumes.materials import labels_in
 from ddsa_sim.volumes import Volume
 
 BODY_THRESHOLD_HU = -300.0

@@ -53,35 +53,55 @@ def material_for_class(class_name: str) -> str | None:
     return None
 
 
+def as_label_ints(labels: np.ndarray) -> np.ndarray:
+    """Integer label array (rounded when stored as floats), int32."""
+    a = np.asarray(labels)
+    if np.issubdtype(a.dtype, np.integer):
+        return a.astype(np.int32, copy=False)
+    return np.rint(a).astype(np.int32)
+
+
+def labels_in(labels: np.ndarray, ids: list[int]) -> np.ndarray:
+    """Boolean mask of voxels whose label is one of ``ids`` (one lookup-table pass)."""
+    lab = as_label_ints(labels)
+    if lab.size == 0:
+        return np.zeros(lab.shape, bool)
+    lo, hi = int(lab.min()), int(lab.max())
+    if lo < 0:
+        raise InputError(f"label map has negative labels (min {lo})")
+    lut = np.zeros(hi + 1, dtype=bool)
+    for i in ids:
+        if 0 <= int(i) <= hi:
+            lut[int(i)] = True
+    return lut[lab]
+
+
 def segment_with_labels(hu: np.ndarray, labels: np.ndarray, classes: dict[str, int]) -> dict[str, np.ndarray]:
     """Threshold materials refined by a label map (e.g. TotalSegmentator).
 
-    Labelled voxels take the material of their class (``lung``, ``bone``, ``blood``); bone
-    thresholds still win inside soft-tissue classes (calcifications), and air stays air.
+    Labelled voxels take the material of their class (``lung``, ``bone``, ``blood``); bone classes
+    keep air as air, vessel classes become blood only where the thresholds say soft tissue (bone
+    thresholds still win: calcifications). One pass over the volume per material, whatever the
+    number of classes.
     """
-    if labels.shape != hu.shape:
-        raise InputError(f"label map shape {labels.shape} differs from CT shape {hu.shape}")
+    lab = as_label_ints(labels)
+    if lab.shape != np.shape(hu):
+        raise InputError(f"label map shape {lab.shape} differs from CT shape {np.shape(hu)}")
     masks = segment_by_threshold(hu)
-    extra: dict[str, np.ndarray] = {}
+    air, soft = masks["air"].copy(), masks["soft tissue"].copy()
+    by_material: dict[str, list[int]] = {}
     for name, value in classes.items():
         material = material_for_class(name)
-        if material is None:
+        if material is not None:
+            by_material.setdefault(material, []).append(int(value))
+    for material, ids in by_material.items():
+        sel = labels_in(lab, ids)
+        take = sel & ~air if material == "bone" else sel & soft if material == "blood" else sel
+        if not take.any():
             continue
-        sel = labels == value
-        if not sel.any():
-            continue
-        if material == "bone":
-            take = sel & ~masks["air"]
-        else:
-            take = sel & masks["soft tissue"] if material == "blood" else sel
         for m in masks.values():
             m &= ~take
-        for m in extra.values():
-            m &= ~take
-        extra.setdefault(material, np.zeros(hu.shape, dtype=bool))
-        extra[material] |= take
-    for k, v in extra.items():
-        masks[k] = masks.get(k, np.zeros(hu.shape, dtype=bool)) | v
+        masks[material] = masks.get(material, np.zeros(lab.shape, bool)) | take
     return masks
 
 
@@ -111,7 +131,7 @@ def ct_with_materials(ct: Volume, labels: Volume | None = None, classes: dict[st
             raise InputError("a label map needs its class names (classes=...)")
         if labels.shape != ct.shape or not np.allclose(labels.affine, ct.affine, atol=1e-3):
             raise InputError(f"{labels.name}: label map grid differs from the CT grid of {ct.name}")
-        mats = segment_with_labels(ct.data, np.rint(labels.data).astype(np.int32), classes)
+        mats = segment_with_labels(ct.data, labels.data, classes)
     else:
         mats = segment_by_threshold(ct.data)
     return ct.with_data(ct.data, materials=mats)
