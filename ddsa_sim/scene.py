@@ -11,7 +11,7 @@ definitions of every output are in docs/dsa.md; the arrays match docs/store_form
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -174,21 +174,13 @@ class Scene:
         proj = self.projector
         out = {}
         for v in self._iodine_volumes(t_s):
-            proj.volumes[v.name] = v  # same name, same materials: the projector's lookup tables still apply
+            proj.set_volume(v)
             out[v.name] = proj.march(carm, v.name)
         return out
 
     def march_ct_moved(self, carm: CArm, world_from_world: np.ndarray) -> np.ndarray:
         """Area densities of the CT after a rigid world transform, columns as the scene projector's."""
-        proj = self.projector
-        ct_pv = proj.volumes["ct"]
-        moved = replace(ct_pv, world_from_voxel=np.asarray(world_from_world) @ ct_pv.world_from_voxel)
-        sub = Projector([moved], spectrum=proj.spectrum, mode=proj.mode, method=proj.method, step_mm=proj.step_mm)
-        a = sub.march(carm, "ct")
-        out = np.zeros((*a.shape[:2], len(proj.materials)))
-        for j, m in enumerate(sub.materials):
-            out[..., proj.materials.index(m)] = a[..., j]
-        return out
+        return self.projector.march(carm, "ct", world_from_world=world_from_world)
 
     def check_view(self, carm: CArm) -> None:
         """Raise InputError when the CT or a vessel volume is outside the field of view."""

@@ -267,15 +267,10 @@ class TorchProjector:
         self._mu = torch.as_tensor(projector._mu, device=dev, dtype=dt)  # (M, B)
         self._w = torch.as_tensor(spectral_weights(projector.spectrum, projector.mode), device=dev, dtype=dt)
 
-    def step_for(self, name: str) -> float:
-        p = self.projector
-        v = p.volumes[name]
-        return p.step_mm or 0.5 * float(np.linalg.norm(v.world_from_voxel[:3, :3], axis=0).min())
-
     def march(self, carms: Sequence[CArm], name: str) -> torch.Tensor:
         """Area densities (g/cm^2) of one volume, (V, H, W, M) float64 on the device."""
         p = self.projector
-        out = self.marcher.march(p.volumes[name], p._luts[name], len(p.materials), carms, self.step_for(name))
+        out = self.marcher.march(p.volumes[name], p._luts[name], len(p.materials), carms, p._step_mm(p.volumes[name]))
         return out.mul_(0.1)
 
     def combine(self, per_volume: dict[str, torch.Tensor], names: Sequence[str]) -> torch.Tensor:

@@ -9,7 +9,7 @@ passed through the spectrum once per pixel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
 import numba
@@ -20,6 +20,7 @@ from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.attenuation import attenuation_matrix
 from ddsa_sim.physics.detector import integrate_spectrum, neglog
 from ddsa_sim.physics.spectra import Spectrum, get_spectrum
+from ddsa_sim.projector.kernels_cpu import siddon_area_density, trilinear_area_density
 from ddsa_sim.projector.volumes import ProjectorVolume
 
 Method = Literal["siddon", "trilinear"]
@@ -105,30 +106,51 @@ class Projector:
         self._mu = attenuation_matrix(self.materials, self.spectrum)  # (M, B) cm^2/g
         self._luts = {v.name: np.array([mats.index(m) for m in v.materials], dtype=np.int64) for v in volumes}
 
+    # ------------------------------------------------------------------ volumes
+    def set_volume(self, volume: ProjectorVolume) -> None:
+        """Replace the volume of the same name (e.g. a vessel volume at another bolus phase).
+
+        Its materials must be among the projector's (the attenuation table is built once).
+        """
+        if volume.name not in self.volumes:
+            raise InputError(f"no volume named '{volume.name}' to replace; volumes: {list(self.volumes)}")
+        missing = [m for m in (*volume.materials, *volume.displaces) if m not in self.materials]
+        if missing:
+            raise InputError(f"volume '{volume.name}' brings materials {missing} the projector was not built with")
+        self.volumes[volume.name] = volume
+        self._luts[volume.name] = np.array([self.materials.index(m) for m in volume.materials], dtype=np.int64)
+
+    def _step_mm(self, v: ProjectorVolume) -> float:
+        return float(self.step_mm or np.linalg.norm(v.world_from_voxel[:3, :3], axis=0).min())
+
     # ------------------------------------------------------------------ marching
-    def march(self, carm: CArm, volume: str) -> np.ndarray:
-        """Area densities (g/cm^2) of one volume's materials along every ray, (H, W, M) float64."""
+    def march(self, carm: CArm, volume: str, world_from_world: np.ndarray | None = None) -> np.ndarray:
+        """Area densities (g/cm^2) of one volume's materials along every ray, (H, W, M) float64.
+
+        ``world_from_world`` (4x4, rigid) moves the volume for this call only (patient motion).
+        """
         v = self.volumes[volume]
+        world_from_voxel = v.world_from_voxel
+        if world_from_world is not None:
+            world_from_voxel = np.asarray(world_from_world, dtype=np.float64) @ world_from_voxel
         if self.backend == "torch":
-            step = self.step_mm or 0.5 * float(np.linalg.norm(v.world_from_voxel[:3, :3], axis=0).min())
-            out = self._torch_marcher().march(v, self._luts[volume], len(self.materials), [carm], float(step))
+            if world_from_world is not None:
+                v = replace(v, world_from_voxel=world_from_voxel)
+            out = self._torch_marcher().march(v, self._luts[volume], len(self.materials), [carm], self._step_mm(v))
             return (out[0] * 0.1).cpu().numpy()
         dirs = carm.ray_directions().reshape(-1, 3)
         out = np.zeros((dirs.shape[0], len(self.materials)), dtype=np.float64)
-        vox_from_world = np.linalg.inv(v.world_from_voxel)[:3, :]
+        vox_from_world = np.linalg.inv(world_from_voxel)[:3, :]
         prev = numba.get_num_threads()
         if self.threads:
             numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         try:
             if self.method == "siddon":
-                from ddsa_sim.projector.kernels_cpu import siddon_area_density
                 siddon_area_density(v.density_g_per_cc, v.labels, self._luts[volume], vox_from_world,
                                     carm.source_mm, dirs, out)
             else:
-                from ddsa_sim.projector.kernels_cpu import trilinear_area_density
-                step = self.step_mm or float(np.linalg.norm(v.world_from_voxel[:3, :3], axis=0).min())
                 trilinear_area_density(v.density_g_per_cc, v.labels, self._luts[volume], vox_from_world,
-                                       carm.source_mm, dirs, float(step), out)
+                                       carm.source_mm, dirs, self._step_mm(v), out)
         finally:
             numba.set_num_threads(prev)
         out *= 0.1  # g/cm^3 x mm -> g/cm^2
