@@ -104,6 +104,9 @@ class Scene:
         Scatter kernel superposition and anti-scatter grid (on by default, ratio-10 grid).
     method : {"siddon", "trilinear"}
         Ray-marching method of the projector.
+    ct_volume : ProjectorVolume, optional
+        The CT's projector volume (named ``"ct"``), built beforehand from ``ct`` and its materials
+        (e.g. memoised per CT by the dataset exporter); default: built from ``ct`` on first use.
     """
 
     ct: Volume
@@ -120,6 +123,7 @@ class Scene:
     noise_correlation: str | float = "deepdrr3x3"
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
     method: str = "siddon"
+    ct_volume: ProjectorVolume | None = field(default=None, repr=False)
     _projector: Projector | None = field(default=None, init=False, repr=False)
     _vessel_cache: dict = field(default_factory=dict, init=False, repr=False)
 
@@ -142,7 +146,7 @@ class Scene:
     def projector(self) -> Projector:
         """The projector over the CT (built once) and the fully filled vessel volumes."""
         if self._projector is None:
-            ct_pv = ProjectorVolume.from_ct(self.ct, name="ct")
+            ct_pv = self.ct_volume if self.ct_volume is not None else ProjectorVolume.from_ct(self.ct, name="ct")
             self._projector = Projector([ct_pv, *self._iodine_volumes(None)], spectrum=self.spectrum,
                                         mode=self.detector.mode, method=self.method)
         return self._projector
@@ -150,7 +154,8 @@ class Scene:
     def _displaced(self) -> str:
         if self.displaced_material != "auto":
             return self.displaced_material
-        return "blood" if "blood" in (self.ct.materials or {}) else "soft tissue"
+        mats = self.ct_volume.materials if self.ct_volume is not None else (self.ct.materials or {})
+        return "blood" if "blood" in mats else "soft tissue"
 
     def _iodine_volumes(self, t_s: float | None) -> list[ProjectorVolume]:
         """Iodine volumes at fill time ``t_s`` (None = full), voxelized once per time and cached."""

@@ -35,35 +35,15 @@ def _floats(text: str, field: str) -> list[float]:
 
 def _read_structures(path: str | None, labels_source: str) -> dict[str, int]:
     """Structure name -> label id: builtin chest CT table, or a CSV with columns structure,id."""
-    import csv
+    from ddsa_sim.imaging.sources import structure_table
 
-    if path is None:
-        if labels_source == "builtin:chest-ct-labels":
-            from ddsa_sim.data import chest_ct_structures
-
-            return chest_ct_structures()
-        return {}
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"--structures: {p}: no such file")
-    try:
-        with open(p, newline="") as fh:
-            return {row["structure"]: int(row["id"]) for row in csv.DictReader(fh)}
-    except (KeyError, ValueError) as exc:
-        raise InputError(f"--structures: {p}: expected CSV columns 'structure,id' ({exc})") from None
+    return structure_table(labels_source, path, field="--structures")
 
 
 def _label_ids(names: list[str], structures: dict[str, int], source: str) -> list[int]:
-    ids = []
-    for n in names:
-        if n.isdigit():
-            ids.append(int(n))
-        elif n in structures:
-            ids.append(structures[n])
-        else:
-            hint = "give --structures CSV" if not structures else f"e.g. {', '.join(sorted(structures)[:5])}"
-            raise InputError(f"--vessels: unknown structure '{n}' in {source} ({hint})")
-    return ids
+    from ddsa_sim.imaging.sources import structure_ids
+
+    return structure_ids(names, structures, source, field="--vessels")
 
 
 def _default_labels(ct: str, labels: str | None) -> str:
@@ -84,32 +64,20 @@ def _load_labels(ct_vol, labels_source: str):
 
 
 def _nifti_fraction(path: Path):
-    from ddsa_sim.imaging.vessels import FractionVessels
-    from ddsa_sim.volumes import read_nifti
+    from ddsa_sim.imaging.sources import nifti_fraction
 
-    vol = read_nifti(path)
-    data = np.asarray(vol.data, dtype=np.float32)
-    if not np.all(np.isfinite(data)):
-        raise InputError(f"--vessels: {path}: has NaN or infinite voxels")
-    if data.min() < 0 or data.max() > 1:
-        data = (data != 0).astype(np.float32)  # a label map: every labelled voxel is lumen
-    if not data.any():
-        raise InputError(f"--vessels: {path}: no vessel voxel (all zero)")
-    return FractionVessels(data, vol.affine, name=str(path))
+    return nifti_fraction(path, field="--vessels")
 
 
 def build_scene(ct: str, vessels: str, seed: int, labels: str | None = None, structures: str | None = None,
                 region: str = "body", place: str = "auto", spacing_mm: float = 0.25, **scene_kwargs):
     """Build a :class:`~ddsa_sim.scene.Scene` from CLI-style strings (see docs/dsa.md §6)."""
-    from ddsa_sim.volumes.materials import labels_in, segment_with_labels
     from ddsa_sim.imaging.placement import body_mask, label_region, place_in_region
-    from ddsa_sim.imaging.vessels import (
-        FractionVessels,
-        TreeVessels,
-        crop_to_foreground,
-    )
+    from ddsa_sim.imaging.sources import label_vessels
+    from ddsa_sim.imaging.vessels import TreeVessels
     from ddsa_sim.scene import Scene
-    from ddsa_sim.volumes import read_ct, virtual_non_contrast
+    from ddsa_sim.volumes import read_ct
+    from ddsa_sim.volumes.materials import labels_in
     from vessel_models.tree import VesselInputError
 
     if place not in ("auto", "region", "as-is"):
@@ -126,13 +94,10 @@ def build_scene(ct: str, vessels: str, seed: int, labels: str | None = None, str
             if not names:
                 raise InputError("--vessels labels: lists no structure")
             ids = _label_ids(names, classes, labels_source)
-            vessel = labels_in(lab.data, ids)
-            if not vessel.any():
+            if not labels_in(lab.data, ids).any():
                 raise InputError(f"--vessels: structures {', '.join(names)} have no voxel in {labels_source}")
-            vnc, lumen = virtual_non_contrast(ct_vol, vessel)
-            vnc = vnc.with_data(vnc.data, materials=segment_with_labels(vnc.data, lab.data, classes))
-            frac, aff = crop_to_foreground(lumen.astype(np.float32), ct_vol.affine)
-            return Scene(vnc, [FractionVessels(frac, aff, name=spec)], **scene_kwargs)
+            vnc, lumen = label_vessels(ct_vol, lab.data, classes, ids, spec, field="--vessels")
+            return Scene(vnc, [lumen], **scene_kwargs)
 
         path = Path(spec)
         if spec in GENERATOR_NAMES or path.suffix.lower() in (".vtp", ".json"):
@@ -164,8 +129,6 @@ def build_scene(ct: str, vessels: str, seed: int, labels: str | None = None, str
                          **scene_kwargs)
 
         if path.name.lower().endswith((".nii", ".nii.gz")):
-            if not path.is_file():
-                raise InputError(f"--vessels: {path}: no such file")
             return Scene(ct_vol, [_nifti_fraction(path)], **scene_kwargs)
         if path.exists():
             raise InputError(f"--vessels: {path}: unknown format (expected .vtp, .json, .nii or .nii.gz)")

@@ -364,8 +364,8 @@ vessels:
     - generator: lsystem               # procedural tree; params drawn once per tree
       weight: 1.0
       params:
-        n_generations: {grid: [4, 5, 6]}
-        root_radius_mm: {min: 1.5, max: 3.0}
+        iterations: {grid: [4, 5, 6]}  # vessel_models.lsystem.LSystemParams fields
+        root_diameter_mm: {min: 3.0, max: 5.0}
     # - segmentation: ct-labels        # the CT's own vessels (CTA demo)
     #   structures: [aorta, common_carotid_artery_left]
     # - model: /models/cow_stylegan.pt # a learned 3D vessel generator (later)
@@ -407,6 +407,7 @@ split: {train: 0.8, val: 0.1, test: 0.1}   # fractions of CTs (patients), never 
 seed: 1234                             # --seed overrides
 
 renderer: scene                        # scene (physics) | synthetic (fast fake images, for tests)
+renderer_options: {}                   # scene: vessel_spacing_mm 0.25, method siddon, kvp_node_kv 2, vessel_cache_size 8
 max_ct_voxels: 157286400               # refuse larger CTs (memory bound per worker; docs/export.md)
 ct_cache_size: 1                       # CTs kept loaded per worker
 """

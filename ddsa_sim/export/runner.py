@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -100,6 +101,14 @@ def _progress(total: int, initial: int, enabled: bool):
                 smoothing=0.1, dynamic_ncols=True, file=sys.stderr)
 
 
+def _worker_init(threads: int) -> None:
+    """Worker process start: share the cores between workers (numba threads per worker), so N
+    workers do not oversubscribe the machine (results do not depend on the thread count)."""
+    import numba
+
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+
+
 def _run_local(store: str, tasks: list[list[SampleSpec]], workers: int, cache_size: int,
                on_done: Callable[[list[int]], None]) -> None:
     if workers <= 1:
@@ -107,7 +116,9 @@ def _run_local(store: str, tasks: list[list[SampleSpec]], workers: int, cache_si
             on_done(export_chunk(store, t, cache_size))
         return
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                initargs=(threads,)) as pool:
         futures = [pool.submit(export_chunk, store, t, cache_size) for t in tasks]
         try:
             for fut in cf.as_completed(futures):

@@ -15,7 +15,11 @@ is bit-identical to the stored one.
 
 Renderers are picked by ``spec.renderer`` from :data:`RENDERERS`:
 
-* ``"scene"``: the physics (``ddsa_sim.scene``), wired by the scene owner in :func:`_render_scene`.
+* ``"scene"``: the physics (``ddsa_sim.scene``, :func:`_render_scene`). Per cached CT it memoises in
+  ``LoadedCT.derived`` the CT's projector volume (materials refined by the label map when there is
+  one), the structure table, placement regions, the virtual non-contrast CT of ``ct-labels``
+  vessels, and an LRU of voxelized vessel trees (``renderer_options.vessel_cache_size``), since one
+  tree is seen from many poses. Options: :data:`SCENE_OPTIONS`.
 * ``"synthetic"``: TEMPORARY / TEST ONLY. Deterministic fake images made from a crude CT line
   integral and a random 2D vessel walk; fast; not physics. ``renderer_options.delay_s`` makes it
   sleep (used by the kill-and-resume test).
@@ -28,6 +32,9 @@ arrays (``6 * 4 * H * W`` bytes) and the renderer's own working memory. CTs with
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -215,22 +222,241 @@ def sample_geometry(spec: SampleSpec, ct_center_mm: np.ndarray) -> tuple[np.ndar
 
 
 # ----------------------------------------------------------------------------- renderers
-def _render_scene(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarray]:
-    """The physics path (``ddsa_sim.scene``). To be wired by the scene owner.
+#: ``renderer_options`` of the scene renderer and their defaults.
+SCENE_OPTIONS: dict[str, Any] = {
+    "vessel_spacing_mm": 0.25,  # voxel grid of a generated tree (mm)
+    "method": "siddon",          # ray marching: siddon (exact) | trilinear
+    "kvp_node_kv": 2.0,          # SpekPy spectra on a kVp grid of this step, interpolated (0: exact kVp)
+    "vessel_cache_size": 8,      # voxelized vessel trees kept per cached CT
+}
 
-    Intended shape: ``loaded = cache.get(spec.ct_source, spec.labels_source, spec.max_ct_voxels)``;
-    per-CT products (materials, projector volume) memoised in ``loaded.derived``; the vessel tree
-    built from ``spec.vessel_source`` (its own ``seed``, ``params``, ``offset_mm``, ``rotation_deg``);
-    ``carm = sample_carm(spec, loaded.ct.center_mm)``; ``render_triplet(scene, carm,
-    np.random.default_rng(spec.seed))``; images centre-cropped at :func:`crop_origin`; plus
-    ``isocenter_mm`` / ``projection_matrix`` from :func:`sample_geometry`.
+
+def scene_options(spec: SampleSpec) -> dict[str, Any]:
+    """The scene renderer's options: :data:`SCENE_OPTIONS` updated by ``spec.renderer_options``.
+
+    Raises
+    ------
+    InputError
+        An unknown option or a bad value (the message names ``renderer_options.KEY``).
     """
-    try:
-        import ddsa_sim.scene  # noqa: F401
-    except ImportError:
-        raise InputError("renderer 'scene' needs ddsa_sim.scene, which is not available yet; "
-                         "set `renderer: synthetic` for a test run") from None
-    raise InputError("renderer 'scene': ddsa_sim.export.sample._render_scene is not wired to ddsa_sim.scene yet")
+    opts = dict(SCENE_OPTIONS)
+    for key, value in spec.renderer_options.items():
+        if key not in SCENE_OPTIONS:
+            raise InputError(f"renderer_options.{key}: unknown for renderer 'scene'; known: "
+                             f"{', '.join(sorted(SCENE_OPTIONS))}")
+        opts[key] = value
+    if opts["method"] not in ("siddon", "trilinear"):
+        raise InputError(f"renderer_options.method: use siddon or trilinear, got {opts['method']!r}")
+    for key in ("vessel_spacing_mm", "kvp_node_kv", "vessel_cache_size"):
+        v = opts[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 or (
+                v == 0 and key != "kvp_node_kv"):
+            raise InputError(f"renderer_options.{key}: expected a positive number, got {v!r}")
+    return opts
+
+
+@functools.lru_cache(maxsize=256)
+def sample_spectrum(kvp: float, filter_al_mm: float, node_kv: float = 2.0):
+    """Tube spectrum at ``kvp`` from SpekPy spectra on a kVp grid (step ``node_kv``), interpolated.
+
+    A SpekPy call costs about 1 s, and a dataset draws a new kVp per sample, so spectra are computed
+    at the grid nodes below and above ``kvp`` (cached in memory and on disk) and the photon fluence
+    per energy bin is interpolated linearly in kVp (bins above the lower node's endpoint get only the
+    upper node's share). ``node_kv = 0`` calls SpekPy at the exact kVp. A pure function of its
+    arguments, so regeneration stays bit-identical.
+    """
+    from ddsa_sim.physics.spectra import Spectrum, spekpy_spectrum
+
+    lo = float(np.floor(kvp / node_kv) * node_kv) if node_kv > 0 else float(kvp)
+    if lo == kvp:
+        return spekpy_spectrum(float(kvp), float(filter_al_mm))
+    hi = lo + node_kv
+    s_lo, s_hi = spekpy_spectrum(lo, float(filter_al_mm)), spekpy_spectrum(hi, float(filter_al_mm))
+    w = (float(kvp) - lo) / node_kv
+    a_lo, a_hi = s_lo.photons_per_mm2_per_mas_at_1m or 1.0, s_hi.photons_per_mm2_per_mas_at_1m or 1.0
+    e = s_hi.energies_kev
+    f_lo = np.interp(e, s_lo.energies_kev, s_lo.fluence, left=0.0, right=0.0)
+    fluence = (1.0 - w) * a_lo * f_lo + w * a_hi * s_hi.fluence
+    return Spectrum(e, fluence, f"spekpy:kvp={kvp:.4f} (interpolated {lo:g}-{hi:g}),al={filter_al_mm:g}",
+                    (1.0 - w) * a_lo + w * a_hi, {**s_hi.settings, "kvp": float(kvp)})
+
+
+def _structures(spec: SampleSpec, loaded: LoadedCT) -> dict[str, int]:
+    """Structure name -> label id of the CT's label map (builtin table; else empty), memoised."""
+    from ddsa_sim.imaging.sources import structure_table
+
+    if "structures" not in loaded.derived:
+        loaded.derived["structures"] = structure_table(spec.labels_source, None, field="cts.labels")
+    return loaded.derived["structures"]
+
+
+def _ct_projector_volume(spec: SampleSpec, loaded: LoadedCT):
+    """The CT's projector volume (density + materials, refined by the label map if any), memoised."""
+    from ddsa_sim.imaging.sources import ct_with_label_materials
+    from ddsa_sim.projector import ProjectorVolume
+
+    if "ct_volume" not in loaded.derived:
+        ct = loaded.ct
+        if loaded.labels is not None:
+            ct = ct_with_label_materials(ct, loaded.labels.data, _structures(spec, loaded))
+        loaded.derived["ct_volume"] = ProjectorVolume.from_ct(ct, name="ct")
+    return loaded.derived["ct_volume"]
+
+
+def _region(spec: SampleSpec, loaded: LoadedCT, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(bool mask, target point mm) of a label-map structure for placement, memoised per name."""
+    from ddsa_sim.imaging.placement import region_target_mm
+    from ddsa_sim.imaging.sources import structure_ids
+    from ddsa_sim.volumes.materials import labels_in
+
+    key = ("region", name)
+    if key not in loaded.derived:
+        if loaded.labels is None:
+            raise InputError(f"placement.root: '{name}' needs a label map for CT '{spec.ct_id}'")
+        ids = structure_ids([name], _structures(spec, loaded), str(spec.labels_source), field="placement.root")
+        region = labels_in(loaded.labels.data, ids)
+        if not region.any():
+            raise InputError(f"placement.root: structure '{name}' has no voxel in {spec.labels_source}")
+        loaded.derived[key] = (region, region_target_mm(region, loaded.ct.affine))
+    return loaded.derived[key]
+
+
+def _tree_vessels(spec: SampleSpec, loaded: LoadedCT, spacing_mm: float):
+    """Generate, place (rotation / offset of the plan) and voxelize a procedural tree."""
+    from scipy.spatial.transform import Rotation
+
+    from ddsa_sim.imaging.placement import place_at
+    from ddsa_sim.imaging.sources import generated_tree
+    from ddsa_sim.imaging.vessels import BolusParams, FractionVessels, TreeVessels
+
+    vs = spec.vessel_source
+    field = f"vessels.sources[{vs.get('source_index', 0)}]"
+    tree = generated_tree(vs["name"], int(vs["seed"]), vs.get("params") or {}, field=field)
+    rotation = Rotation.from_euler("xyz", vs["rotation_deg"], degrees=True).as_matrix()
+    region = None
+    if vs["root"] == "ct-center":
+        target = np.asarray(loaded.ct.center_mm, dtype=np.float64)
+    else:
+        region, target = _region(spec, loaded, vs["root"])
+    target = target + np.asarray(vs["offset_mm"], dtype=np.float64)
+    placed = tree.transformed(place_at(tree.positions_mm, rotation, target, region, loaded.ct.affine))
+    frac, affine = TreeVessels(placed, spacing_mm=float(spacing_mm), name=spec.vessel_id).fraction(None, BolusParams())
+    return FractionVessels(frac, affine, name=spec.vessel_id)
+
+
+def _file_vessels(spec: SampleSpec):
+    """A vessel file: NIfTI fraction / mask volume, or a tree file (.vtp/.json), in world mm as is."""
+    from ddsa_sim.imaging.sources import nifti_fraction
+    from ddsa_sim.imaging.vessels import BolusParams, FractionVessels, TreeVessels
+
+    vs = spec.vessel_source
+    field = f"vessels.sources[{vs.get('source_index', 0)}].segmentation"
+    path = Path(vs["name"])
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        return nifti_fraction(path, field=field)
+    if path.suffix.lower() in (".vtp", ".json"):
+        from vessel_models import load_tree
+
+        if not path.is_file():
+            raise InputError(f"{field}: {path}: no such file")
+        frac, affine = TreeVessels(load_tree(path), name=spec.vessel_id).fraction(None, BolusParams())
+        return FractionVessels(frac, affine, name=spec.vessel_id)
+    raise InputError(f"{field}: {path}: unknown format (expected .nii, .nii.gz, .vtp or .json, or ct-labels)")
+
+
+def _label_vessel_parts(spec: SampleSpec, loaded: LoadedCT):
+    """(virtual non-contrast CT projector volume, lumen) of the CT's own labelled vessels, memoised."""
+    from ddsa_sim.imaging.sources import label_vessels, structure_ids
+    from ddsa_sim.projector import ProjectorVolume
+
+    vs = spec.vessel_source
+    field = f"vessels.sources[{vs.get('source_index', 0)}].structures"
+    names = list(vs.get("structures") or [])
+    if not names:
+        raise InputError(f"{field}: segmentation 'ct-labels' needs a list of structure names")
+    if loaded.labels is None:
+        raise InputError(f"{field}: CT '{spec.ct_id}' has no label map")
+    key = ("ct-labels", tuple(names))
+    if key not in loaded.derived:
+        structures = _structures(spec, loaded)
+        ids = structure_ids(names, structures, str(spec.labels_source), field=field)
+        vnc, lumen = label_vessels(loaded.ct, loaded.labels.data, structures, ids, ",".join(names), field=field)
+        loaded.derived[key] = (ProjectorVolume.from_ct(vnc, name="ct"), lumen)
+    return loaded.derived[key]
+
+
+def _cached_vessels(loaded: LoadedCT, spec: SampleSpec, opts: dict[str, Any], build: Callable[[], Any]):
+    """LRU of voxelized vessel sources in ``loaded.derived`` (a tree is seen from many poses).
+
+    Keyed by the whole ``vessel_source`` (generator, params, seed, placement) and the voxel
+    spacing: the cached volume is a pure function of the key and the CT, so a hit returns exactly
+    what a fresh build would.
+    """
+    lru = loaded.derived.setdefault("vessels", OrderedDict())
+    key = hashlib.sha256(json.dumps([spec.vessel_source, opts["vessel_spacing_mm"]], sort_keys=True,
+                                    default=str).encode()).hexdigest()
+    if key in lru:
+        lru.move_to_end(key)
+        return lru[key]
+    while len(lru) >= int(opts["vessel_cache_size"]):
+        lru.popitem(last=False)
+    lru[key] = build()
+    return lru[key]
+
+
+def scene_parts(spec: SampleSpec, loaded: LoadedCT, opts: dict[str, Any]):
+    """``(CT projector volume, vessel source)`` of a sample, from the per-CT memo where possible.
+
+    Raises
+    ------
+    InputError
+        Unknown generator or parameter, missing vessel file or structure, ``model`` sources (not
+        implemented yet).
+    """
+    vs = spec.vessel_source
+    if vs["kind"] == "segmentation" and vs["name"] == "ct-labels":
+        return _label_vessel_parts(spec, loaded)
+    if vs["kind"] == "segmentation":
+        return _ct_projector_volume(spec, loaded), _cached_vessels(loaded, spec, opts, lambda: _file_vessels(spec))
+    if vs["kind"] == "generator":
+        return _ct_projector_volume(spec, loaded), _cached_vessels(
+            loaded, spec, opts, lambda: _tree_vessels(spec, loaded, opts["vessel_spacing_mm"]))
+    raise InputError(f"vessels.sources[{vs.get('source_index', 0)}].model: learned vessel models are not "
+                     f"available in the scene renderer yet; use a generator or a segmentation")
+
+
+def build_sample_scene(spec: SampleSpec, cache: CTCache):
+    """The :class:`~ddsa_sim.scene.Scene` and C-arm of one sample (CT loaded through ``cache``)."""
+    from ddsa_sim.imaging.motion import MotionParams
+    from ddsa_sim.imaging.recording import Exposure, ScatterSettings
+    from ddsa_sim.scene import Scene
+
+    opts = scene_options(spec)
+    loaded = cache.get(spec.ct_source, spec.labels_source, spec.max_ct_voxels)
+    ct_volume, vessels = scene_parts(spec, loaded, opts)
+    scene = Scene(loaded.ct, [vessels], spectrum=sample_spectrum(spec.kvp, spec.filter_al_mm, float(opts["kvp_node_kv"])),
+                  exposure=Exposure(photons_per_pixel=spec.photons_per_pixel), iodine_mg_per_ml=spec.iodine_mg_per_ml,
+                  noise=spec.noise, scatter=ScatterSettings(enabled=spec.scatter), motion=MotionParams(kind=spec.motion),
+                  method=opts["method"], ct_volume=ct_volume)
+    return scene, sample_carm(spec, loaded.ct.center_mm)
+
+
+def crop_images(spec: SampleSpec, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The store's image arrays of a full binned-detector render, centre-cropped to ``spec.image_shape``."""
+    r0, c0 = crop_origin(spec)
+    h, w = spec.image_shape
+    return {name: np.ascontiguousarray(images[name][r0:r0 + h, c0:c0 + w]) for name in IMAGE_ARRAYS}
+
+
+def _render_scene(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarray]:
+    """The physics path: :func:`build_sample_scene`, ``render_triplet`` with ``default_rng(spec.seed)``,
+    the store's arrays centre-cropped, plus ``isocenter_mm`` / ``projection_matrix``."""
+    from ddsa_sim.scene import render_triplet
+
+    scene, carm = build_sample_scene(spec, cache)
+    arrays = crop_images(spec, render_triplet(scene, carm, np.random.default_rng(spec.seed)))
+    arrays["isocenter_mm"], arrays["projection_matrix"] = sample_geometry(spec, scene.ct.center_mm)
+    return arrays
 
 
 def _vessel_walk(vessel_seed: int, shape: tuple[int, int]) -> np.ndarray:

@@ -92,15 +92,10 @@ def place_in_region(positions_mm: np.ndarray, region: np.ndarray, region_affine:
     (4, 4) float64 transform (apply with ``VesselTree.transformed``).
     """
     region = np.asarray(region, dtype=bool)
-    if not region.any():
-        raise InputError("placement region is empty")
     pos = np.asarray(positions_mm, dtype=np.float64)
     aff = np.asarray(region_affine, dtype=np.float64)
     inv = np.linalg.inv(aff)
-    centroid_ijk = np.argwhere(region).mean(axis=0)
-    target = centroid_ijk @ aff[:3, :3].T + aff[:3, 3]
-    if not _inside(region, inv, target):
-        target = _nearest_region_point(region, aff, target)
+    target = region_target_mm(region, aff)
     tree_center = 0.5 * (pos.min(axis=0) + pos.max(axis=0))
     m = np.eye(4)
     for _ in range(max(1, int(max_tries))):
@@ -114,4 +109,54 @@ def place_in_region(positions_mm: np.ndarray, region: np.ndarray, region_affine:
             return m
     root = m[:3, :3] @ pos[0] + m[:3, 3]
     m[:3, 3] += _nearest_region_point(region, aff, root) - root
+    return m
+
+
+def region_target_mm(region: np.ndarray, region_affine: np.ndarray) -> np.ndarray:
+    """Placement target of a region (world mm): its centroid, or the region voxel nearest to the
+    centroid when that lies outside a non-convex region."""
+    region = np.asarray(region, dtype=bool)
+    if not region.any():
+        raise InputError("placement region is empty")
+    aff = np.asarray(region_affine, dtype=np.float64)
+    target = np.argwhere(region).mean(axis=0) @ aff[:3, :3].T + aff[:3, 3]
+    if not _inside(region, np.linalg.inv(aff), target):
+        target = _nearest_region_point(region, aff, target)
+    return target
+
+
+def place_at(positions_mm: np.ndarray, rotation: np.ndarray, target_mm: np.ndarray,
+             region: np.ndarray | None = None, region_affine: np.ndarray | None = None) -> np.ndarray:
+    """4x4 rigid transform: rotate a tree about its bounding-box centre, move that centre to a target.
+
+    The deterministic counterpart of :func:`place_in_region` (rotation and target given, e.g. drawn
+    by a dataset plan). With a ``region``, a root (node 0) that lands outside it is shifted onto the
+    region voxel nearest to it.
+
+    Parameters
+    ----------
+    positions_mm : (N, 3) float
+        Tree node positions (mm), node 0 the root.
+    rotation : (3, 3) float
+        Rotation matrix.
+    target_mm : (3,) float
+        Where the tree's bounding-box centre goes (world mm).
+    region, region_affine : optional
+        Region (bool grid) and its voxel -> world affine the root must lie in.
+
+    Returns
+    -------
+    (4, 4) float64 transform (apply with ``VesselTree.transformed``).
+    """
+    pos = np.asarray(positions_mm, dtype=np.float64)
+    r = np.asarray(rotation, dtype=np.float64)
+    center = 0.5 * (pos.min(axis=0) + pos.max(axis=0))
+    m = np.eye(4)
+    m[:3, :3] = r
+    m[:3, 3] = np.asarray(target_mm, dtype=np.float64) - r @ center
+    if region is not None:
+        aff = np.asarray(region_affine, dtype=np.float64)
+        root = r @ pos[0] + m[:3, 3]
+        if not _inside(np.asarray(region, dtype=bool), np.linalg.inv(aff), root):
+            m[:3, 3] += _nearest_region_point(region, aff, root) - root
     return m

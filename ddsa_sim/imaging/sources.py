@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.imaging.labels import labels_in, materials_from_labels
 from ddsa_sim.imaging.vessels import FractionVessels, crop_to_foreground
 from ddsa_sim.volumes import Volume
+from ddsa_sim.volumes.materials import labels_in, segment_with_labels
 
 BUILTIN_CHEST_LABELS = "builtin:chest-ct-labels"
 
@@ -78,7 +78,7 @@ def structure_ids(names: list[str], structures: dict[str, int], source: str, fie
 
 def ct_with_label_materials(ct: Volume, labels: np.ndarray, structures: dict[str, int]) -> Volume:
     """The CT with material masks refined by its label map (lung, bone, blood classes)."""
-    return ct.with_data(ct.data, materials=materials_from_labels(ct.data, labels, structures))
+    return ct.with_data(ct.data, materials=segment_with_labels(ct.data, labels, structures))
 
 
 def label_vessels(ct: Volume, labels: np.ndarray, structures: dict[str, int], ids: list[int], name: str,
@@ -157,7 +157,7 @@ def generator_params(model: str, params: dict[str, Any], field: str = "params") 
         if isinstance(default, (bool, int)) and isinstance(value, float):
             if value != round(value):
                 raise InputError(f"{field}.{key}: expected an integer, got {value:g}")
-            value = bool(value) if isinstance(default, bool) else int(round(value))
+            value = bool(value) if isinstance(default, bool) else round(value)
         out[key] = value
     return out
 

@@ -1,0 +1,141 @@
+"""The scene (physics) renderer of the exporter: store contract, DSA identities, regeneration alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from ddsa_sim import InputError
+from ddsa_sim.export.config import load_config
+from ddsa_sim.export.plan import plan_dataset
+from ddsa_sim.export.runner import run_export
+from ddsa_sim.export.sample import CTCache, IMAGE_ARRAYS, IMAGE_DTYPES, render_sample, sample_spectrum
+from ddsa_sim.export.store import open_store, sample_checksum
+
+REPO = Path(__file__).resolve().parent.parent
+SIZE = 48
+
+
+def write_ct(folder: Path) -> Path:
+    """A 48^3 water cylinder (4 mm voxels) with a bone rod, in air."""
+    hu = np.full((SIZE, SIZE, SIZE), -1000.0, np.float32)
+    i, j, _ = np.indices(hu.shape)
+    c = (SIZE - 1) / 2
+    hu[(i - c) ** 2 + (j - c) ** 2 < (0.42 * SIZE) ** 2] = 0.0
+    hu[(i - c - 6) ** 2 + (j - c) ** 2 < 9] = 1000.0
+    path = folder / "phantom.nii.gz"
+    nib.save(nib.Nifti1Image(hu, np.diag([4.0, 4.0, 4.0, 1.0])), str(path))
+    return path
+
+
+def write_config(folder: Path, noise: bool, count: int = 4, **extra) -> Path:
+    cfg = {
+        "cts": [{"path": str(write_ct(folder))}],
+        "vessels": {"per_ct": 2, "sources": [{"generator": "lsystem", "params": {
+            "iterations": {"grid": [3, 4]}, "root_diameter_mm": {"min": 3.0, "max": 4.0}}}]},
+        "placement": {"jitter_mm": 5.0},
+        "pose": {"alpha_deg": {"min": -20, "max": 20}, "beta_deg": {"min": -10, "max": 10}},
+        "detector": {"rows": 64, "cols": 64, "pixel_mm": 4.0, "binning": 1},
+        "effects": {"noise": noise, "scatter": False, "motion": "none"},
+        "output": {"crop": [48, 56]},
+        "count": count,
+        "seed": 11,
+        "renderer_options": {"vessel_spacing_mm": 0.5},
+        **extra,
+    }
+    path = folder / "ds.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clean_samples(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clean")
+    specs = plan_dataset(load_config(write_config(folder, noise=False)))
+    cache = CTCache(1)
+    return specs, [render_sample(s, cache) for s in specs], cache
+
+
+def test_arrays_satisfy_the_store_contract(clean_samples):
+    specs, samples, _ = clean_samples
+    for spec, a in zip(specs, samples):
+        assert set(a) == {*IMAGE_ARRAYS, "isocenter_mm", "projection_matrix"}
+        for name in IMAGE_ARRAYS:
+            assert a[name].shape == (48, 56) and a[name].dtype == IMAGE_DTYPES[name], name
+        assert a["vessel_mask"].any(), "a tree placed at the CT centre must be in the field of view"
+        np.testing.assert_array_equal(a["vessel_mask"], (a["iodine_mg_per_cm2"] > 0).astype(np.uint8))
+        body = a["mask"] > 1.0  # rays through the water cylinder
+        assert body.mean() > 0.3
+        assert np.all(a["dsa_target"][a["vessel_mask"] > 0] >= 0)
+
+
+def test_without_noise_and_motion_conventional_dsa_is_the_target(clean_samples):
+    _, samples, _ = clean_samples
+    for a in samples:
+        np.testing.assert_allclose(a["contrast"] - a["mask"], a["dsa_target"], atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(a["contrast"], a["contrast_clean"])
+        assert np.all(a["dsa_target"][a["vessel_mask"] == 0] == 0)
+        assert a["dsa_target"].max() > 0.05  # iodine is visible
+
+
+def test_iodine_scales_with_concentration_and_poses_differ(clean_samples):
+    specs, samples, _ = clean_samples
+    # samples 0 and 2 share tree v0 (per_ct = 2) seen from two poses: same tree, other projection
+    assert specs[0].vessel_id == specs[2].vessel_id
+    assert not np.array_equal(samples[0]["vessel_mask"], samples[2]["vessel_mask"])
+    for spec, a in zip(specs, samples):
+        # iodine area density / concentration is the lumen chord (cm), a few mm at most per vessel
+        chord_cm = a["iodine_mg_per_cm2"].max() / spec.iodine_mg_per_ml
+        assert 0.05 < chord_cm < 5.0
+
+
+def test_one_voxelization_per_tree_per_worker(clean_samples):
+    specs, _, cache = clean_samples
+    assert cache.loads == 1
+    loaded = next(iter(cache._items.values()))
+    assert len(loaded.derived["vessels"]) == len({s.vessel_id for s in specs}) == 2
+    assert "ct_volume" in loaded.derived
+
+
+def test_noise_makes_the_recorded_frames_differ(tmp_path):
+    spec = plan_dataset(load_config(write_config(tmp_path, noise=True, count=1)))[0]
+    a = render_sample(spec, CTCache(1))
+    assert not np.array_equal(a["contrast"], a["contrast_clean"])
+    resid = (a["contrast"] - a["mask"]) - a["dsa_target"]
+    assert 1e-4 < float(np.std(resid[a["vessel_mask"] == 0])) < 0.5
+
+
+def test_regenerated_alone_in_a_fresh_process_is_bit_identical(tmp_path):
+    cfg = write_config(tmp_path, noise=True, count=4)
+    run_export(load_config(cfg), tmp_path / "ds.zarr", workers=1, progress=False, preview=False)
+    root = open_store(tmp_path / "ds.zarr")
+    stored = {name: root[name][3] for name in IMAGE_ARRAYS}
+    code = ("import sys, json; from ddsa_sim.export import load_config, plan_dataset, render_sample; "
+            "from ddsa_sim.export.store import sample_checksum; "
+            "a = render_sample(plan_dataset(load_config(sys.argv[1]))[3]); print(json.dumps(sample_checksum(a)))")
+    out = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, cwd=REPO,
+                         timeout=300, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == root["meta"]["checksum"][3]
+    assert sample_checksum(stored) == root["meta"]["checksum"][3]
+
+
+def test_bad_generator_parameter_names_the_field(tmp_path):
+    cfg = yaml.safe_load(write_config(tmp_path, noise=False, count=1).read_text())
+    cfg["vessels"]["sources"][0]["params"] = {"n_generations": 4}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    spec = plan_dataset(load_config(tmp_path / "bad.yaml"))[0]
+    with pytest.raises(InputError, match=r"vessels.sources\[0\].params.n_generations"):
+        render_sample(spec, CTCache(1))
+
+
+def test_interpolated_spectrum_sits_between_its_nodes():
+    lo, mid, hi = sample_spectrum(80.0, 4.0, 2.0), sample_spectrum(81.0, 4.0, 2.0), sample_spectrum(82.0, 4.0, 2.0)
+    assert lo.mean_energy_kev < mid.mean_energy_kev < hi.mean_energy_kev
+    assert sample_spectrum(81.0, 4.0, 2.0) is mid  # memoised
