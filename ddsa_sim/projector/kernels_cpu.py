@@ -17,6 +17,14 @@ _EPS = 1e-12
 
 
 @numba.njit(inline="always", cache=True)
+def _apply(A, x, y, z, w):
+    """(3, 4) affine applied to a point (w = 1) or a direction (w = 0)."""
+    return (A[0, 0] * x + A[0, 1] * y + A[0, 2] * z + A[0, 3] * w,
+            A[1, 0] * x + A[1, 1] * y + A[1, 2] * z + A[1, 3] * w,
+            A[2, 0] * x + A[2, 1] * y + A[2, 2] * z + A[2, 3] * w)
+
+
+@numba.njit(inline="always", cache=True)
 def _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, lo):
     """Ray parameter interval [tmin, tmax] inside the box [lo, n - 1 - lo] on every axis."""
     tmin = 0.0
@@ -62,14 +70,9 @@ def siddon_area_density(density, labels, lut, vox_from_world, source, directions
     single = lut.size == 1 or lut.min() == lut.max()  # one material: skip the label reads
     col0 = lut[0]
     A = vox_from_world
-    s0 = A[0, 0] * source[0] + A[0, 1] * source[1] + A[0, 2] * source[2] + A[0, 3]
-    s1 = A[1, 0] * source[0] + A[1, 1] * source[1] + A[1, 2] * source[2] + A[1, 3]
-    s2 = A[2, 0] * source[0] + A[2, 1] * source[1] + A[2, 2] * source[2] + A[2, 3]
+    s0, s1, s2 = _apply(A, source[0], source[1], source[2], 1.0)
     for r in numba.prange(directions.shape[0]):
-        w0, w1, w2 = directions[r, 0], directions[r, 1], directions[r, 2]
-        d0 = A[0, 0] * w0 + A[0, 1] * w1 + A[0, 2] * w2
-        d1 = A[1, 0] * w0 + A[1, 1] * w1 + A[1, 2] * w2
-        d2 = A[2, 0] * w0 + A[2, 1] * w1 + A[2, 2] * w2
+        d0, d1, d2 = _apply(A, directions[r, 0], directions[r, 1], directions[r, 2], 0.0)
         tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
         if tmax <= tmin:
             continue
@@ -154,15 +157,10 @@ def trilinear_area_density(density, labels, lut, vox_from_world, source, directi
     single = lut.size == 1 or lut.min() == lut.max()
     col0 = lut[0]
     A = vox_from_world
-    s0 = A[0, 0] * source[0] + A[0, 1] * source[1] + A[0, 2] * source[2] + A[0, 3]
-    s1 = A[1, 0] * source[0] + A[1, 1] * source[1] + A[1, 2] * source[2] + A[1, 3]
-    s2 = A[2, 0] * source[0] + A[2, 1] * source[1] + A[2, 2] * source[2] + A[2, 3]
+    s0, s1, s2 = _apply(A, source[0], source[1], source[2], 1.0)
     i_hi, j_hi, k_hi = max(n0 - 2, 0), max(n1 - 2, 0), max(n2 - 2, 0)
     for r in numba.prange(directions.shape[0]):
-        w0, w1, w2 = directions[r, 0], directions[r, 1], directions[r, 2]
-        d0 = A[0, 0] * w0 + A[0, 1] * w1 + A[0, 2] * w2
-        d1 = A[1, 0] * w0 + A[1, 1] * w1 + A[1, 2] * w2
-        d2 = A[2, 0] * w0 + A[2, 1] * w1 + A[2, 2] * w2
+        d0, d1, d2 = _apply(A, directions[r, 0], directions[r, 1], directions[r, 2], 0.0)
         tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
         if tmax <= tmin:
             continue

