@@ -118,9 +118,8 @@ def _timed(stages: dict, name: str, fn):
 
 def breakdown(cfg, folder: Path) -> dict[str, float]:
     """Seconds per stage for the whole run in this process (1 worker)."""
-    import ddsa_sim.export.sample as sample
-    import ddsa_sim.scene as scene
-    from ddsa_sim.export import runner
+    from ddsa_sim import scene
+    from ddsa_sim.export import runner, sample
 
     stages: dict[str, float] = defaultdict(float)
     patches = [(sample, "load_ct", "load"), (sample, "_ct_projector_volume", "ct_setup"),

@@ -16,7 +16,13 @@ from ddsa_sim import InputError
 from ddsa_sim.export.config import load_config
 from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
-from ddsa_sim.export.sample import CTCache, IMAGE_ARRAYS, IMAGE_DTYPES, render_sample, sample_spectrum
+from ddsa_sim.export.sample import (
+    IMAGE_ARRAYS,
+    IMAGE_DTYPES,
+    CTCache,
+    render_sample,
+    sample_spectrum,
+)
 from ddsa_sim.export.store import open_store, sample_checksum
 
 REPO = Path(__file__).resolve().parent.parent

@@ -29,7 +29,12 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import DatasetConfig
-from ddsa_sim.export.plan import SampleSpec, plan_dataset, plan_fingerprint, resolve_ct_entries
+from ddsa_sim.export.plan import (
+    SampleSpec,
+    plan_dataset,
+    plan_fingerprint,
+    resolve_ct_entries,
+)
 from ddsa_sim.export.sample import peek_voxels, render_sample, worker_cache
 from ddsa_sim.export.store import (
     array_handles,
