@@ -11,9 +11,12 @@ needed: ``-ln(I/I0)`` is the flat-field-normalised line integral.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numba
 import numpy as np
 
 from ddsa_sim import InputError
@@ -45,7 +48,6 @@ DEEPDRR_NOISE_KERNEL = np.array(
     dtype=np.float64,
 )
 
-_CHUNK_ELEMENTS = 1 << 22  # rows * bins per chunk (~32 MiB of float64)
 
 
 def _check_mode(mode: str) -> str:
@@ -85,7 +87,7 @@ def integrate_spectrum(
     Returns
     -------
     np.ndarray
-        (...) float64. Computed in float64 in chunks of rows (bounded memory).
+        (...) float64, accumulated in float64 per pixel (no (pixels x bins) temporary).
     """
     a = np.asarray(area_density_g_per_cm2, dtype=np.float64)
     mu = np.asarray(mu_over_rho, dtype=np.float64)
@@ -97,16 +99,24 @@ def integrate_spectrum(
     if a.ndim == 0 or a.shape[-1] != n_mat:
         raise InputError(f"area_density_g_per_cm2 last axis must have {n_mat} materials, got shape {a.shape}")
     w = spectral_weights(spectrum, mode)
-    flat = a.reshape(-1, n_mat)
+    flat = np.ascontiguousarray(a.reshape(-1, n_mat))
     out = np.empty(flat.shape[0], dtype=np.float64)
-    rows = max(1, _CHUNK_ELEMENTS // max(n_bins, 1))
-    for start in range(0, flat.shape[0], rows):
-        chunk = flat[start : start + rows]
-        line = chunk @ mu  # (n, B) sum_m mu_mb A_m
-        np.negative(line, out=line)
-        np.exp(line, out=line)
-        out[start : start + rows] = line @ w
+    _beer_lambert_sum(flat, np.ascontiguousarray(mu), np.ascontiguousarray(w, dtype=np.float64), out)
     return out.reshape(a.shape[:-1])
+
+
+@numba.njit(parallel=True, cache=True)
+def _beer_lambert_sum(area, mu, w, out):
+    """out[p] = sum_b w_b exp(-sum_m mu[m, b] area[p, m]), parallel over pixels (no temporaries)."""
+    n_mat, n_bins = mu.shape
+    for p in numba.prange(area.shape[0]):
+        total = 0.0
+        for b in range(n_bins):
+            line = 0.0
+            for m in range(n_mat):
+                line += mu[m, b] * area[p, m]
+            total += w[b] * math.exp(-line)
+        out[p] = total
 
 
 def neglog(relative_intensity: Any, floor: float = NEGLOG_FLOOR) -> np.ndarray:

@@ -133,15 +133,6 @@ def siddon_area_density(density, labels, lut, vox_from_world, source, directions
                 out[r, m] += acc[m]
 
 
-@numba.njit(inline="always", cache=True)
-def _corner(density, labels, lut, single, ci, cj, ck, w, acc):
-    rho = density[ci, cj, ck]
-    if single:
-        acc[0] += w * rho
-    elif rho != 0.0:
-        acc[lut[labels[ci, cj, ck]]] += w * rho
-
-
 @numba.njit(parallel=True, cache=True)
 def trilinear_area_density(density, labels, lut, vox_from_world, source, directions, step_mm, out):
     """DeepDRR-style ray marching: trilinear density x material fraction at a fixed step (mm).
@@ -193,14 +184,30 @@ def trilinear_area_density(density, labels, lut, vox_from_world, source, directi
             j1 = min(j + 1, n1 - 1)
             k1 = min(k + 1, n2 - 1)
             gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
-            _corner(density, labels, lut, single, i, j, k, wq * gx * gy * gz, acc)
-            _corner(density, labels, lut, single, i, j, k1, wq * gx * gy * fz, acc)
-            _corner(density, labels, lut, single, i, j1, k, wq * gx * fy * gz, acc)
-            _corner(density, labels, lut, single, i, j1, k1, wq * gx * fy * fz, acc)
-            _corner(density, labels, lut, single, i1, j, k, wq * fx * gy * gz, acc)
-            _corner(density, labels, lut, single, i1, j, k1, wq * fx * gy * fz, acc)
-            _corner(density, labels, lut, single, i1, j1, k, wq * fx * fy * gz, acc)
-            _corner(density, labels, lut, single, i1, j1, k1, wq * fx * fy * fz, acc)
+            r000, r001 = density[i, j, k], density[i, j, k1]
+            r010, r011 = density[i, j1, k], density[i, j1, k1]
+            r100, r101 = density[i1, j, k], density[i1, j, k1]
+            r110, r111 = density[i1, j1, k], density[i1, j1, k1]
+            if single:
+                acc[0] += wq * (gx * (gy * (gz * r000 + fz * r001) + fy * (gz * r010 + fz * r011))
+                                + fx * (gy * (gz * r100 + fz * r101) + fy * (gz * r110 + fz * r111)))
+                continue
+            l000 = labels[i, j, k]
+            if (l000 == labels[i, j, k1] and l000 == labels[i, j1, k] and l000 == labels[i, j1, k1]
+                    and l000 == labels[i1, j, k] and l000 == labels[i1, j, k1] and l000 == labels[i1, j1, k]
+                    and l000 == labels[i1, j1, k1]):
+                # one material around the sample (the common case): one accumulation
+                acc[lut[l000]] += wq * (gx * (gy * (gz * r000 + fz * r001) + fy * (gz * r010 + fz * r011))
+                                        + fx * (gy * (gz * r100 + fz * r101) + fy * (gz * r110 + fz * r111)))
+                continue
+            acc[lut[l000]] += wq * gx * gy * gz * r000
+            acc[lut[labels[i, j, k1]]] += wq * gx * gy * fz * r001
+            acc[lut[labels[i, j1, k]]] += wq * gx * fy * gz * r010
+            acc[lut[labels[i, j1, k1]]] += wq * gx * fy * fz * r011
+            acc[lut[labels[i1, j, k]]] += wq * fx * gy * gz * r100
+            acc[lut[labels[i1, j, k1]]] += wq * fx * gy * fz * r101
+            acc[lut[labels[i1, j1, k]]] += wq * fx * fy * gz * r110
+            acc[lut[labels[i1, j1, k1]]] += wq * fx * fy * fz * r111
         if single:
             out[r, col0] += acc[0]
         else:
