@@ -147,7 +147,7 @@ class Projector:
         try:
             if self.method == "siddon":
                 siddon_area_density(v.density_g_per_cc, v.labels, self._luts[volume], vox_from_world,
-                                    carm.source_mm, dirs, out)
+                                    carm.source_mm, dirs, out, *v.occupancy())
             else:
                 trilinear_area_density(v.density_g_per_cc, v.labels, self._luts[volume], vox_from_world,
                                        carm.source_mm, dirs, self._step_mm(v), out)

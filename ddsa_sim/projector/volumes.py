@@ -37,6 +37,7 @@ class ProjectorVolume:
     materials: tuple[str, ...]
     world_from_voxel: np.ndarray
     displaces: dict[str, float] = field(default_factory=dict)
+    _occupancy: tuple[np.ndarray, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.density_g_per_cc = np.ascontiguousarray(self.density_g_per_cc, dtype=np.float32)
@@ -66,6 +67,14 @@ class ProjectorVolume:
         self.labels = np.ascontiguousarray(self.labels.transpose(order))
         permute = np.eye(4)[list(order) + [3]]  # new index = permute @ old index
         self.world_from_voxel = self.world_from_voxel @ permute.T
+
+    def occupancy(self) -> tuple[np.ndarray, int]:
+        """Empty-space skipping bricks of the density (computed once; see ``kernels_cpu.brick_occupancy``)."""
+        if self._occupancy is None:
+            from ddsa_sim.projector.kernels_cpu import brick_occupancy
+
+            self._occupancy = brick_occupancy(self.density_g_per_cc)
+        return self._occupancy
 
     @property
     def shape(self) -> tuple[int, int, int]:
