@@ -215,7 +215,7 @@ def test_empty_space_skipping_is_exact():
     affine[:3, 3] = -np.array(dens.shape) * np.diag(affine)[:3] / 2
     bricks, shift = brick_occupancy(dens)
     assert shift == 3 and 0 < bricks.mean() < 0.5
-    labels = np.zeros(dens.shape, np.uint8)
+    bits = dens.view(np.uint32)
     lut = np.zeros(1, np.int64)
     for alpha, beta in [(0, 0), (33, -17), (-40, 95)]:
         carm = _carm(alpha, beta, n=40, pixel=1.0)
@@ -223,7 +223,7 @@ def test_empty_space_skipping_is_exact():
         vfw = np.linalg.inv(affine)[:3]
         plain = np.zeros((len(dirs), 1))
         fast = np.zeros((len(dirs), 1))
-        siddon_area_density(dens, labels, lut, vfw, carm.source_mm, dirs, plain, np.ones((1, 1, 1), np.uint8), 0)
-        siddon_area_density(dens, labels, lut, vfw, carm.source_mm, dirs, fast, bricks, shift)
+        siddon_area_density(dens, bits, 0, lut, vfw, carm.source_mm, dirs, plain, np.ones((1, 1, 1), np.uint8), 0)
+        siddon_area_density(dens, bits, 0, lut, vfw, carm.source_mm, dirs, fast, bricks, shift)
         assert plain.max() > 0
         np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-9)

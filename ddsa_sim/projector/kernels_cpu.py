@@ -69,13 +69,17 @@ def _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, lo):
 
 
 @numba.njit(parallel=True, cache=True)
-def siddon_area_density(density, labels, lut, vox_from_world, source, directions, out, bricks, brick_shift):
+def siddon_area_density(density, bits, label_mask, lut, vox_from_world, source, directions, out, bricks,
+                        brick_shift):
     """Exact line integrals through piecewise-constant voxels (Siddon / Amanatides-Woo traversal).
 
     Parameters
     ----------
     density : float32 (I, J, K), g/cm^3
-    labels : uint8 (I, J, K), local material label
+    bits : uint32 (I, J, K), the same memory as ``density``; its lowest bits hold the material label
+    label_mask : int
+        ``bits & label_mask`` is the local material label (see ``ProjectorVolume``: one memory stream
+        for density and material)
     lut : int64 (L,), local label -> column of ``out``
     vox_from_world : float64 (3, 4), world mm -> voxel index (voxel i spans [i - 0.5, i + 0.5])
     source : float64 (3,), world mm
@@ -152,7 +156,7 @@ def siddon_area_density(density, labels, lut, vox_from_world, source, directions
                 acc0 += (tn - t) * rho
             elif rho != 0.0:
                 # scalar accumulators for the first labels keep the sums in registers
-                lab = labels[i, j, k]
+                lab = bits[i, j, k] & label_mask
                 if lab == 0:
                     acc0 += (tn - t) * rho
                 elif lab == 1:
@@ -197,7 +201,7 @@ def siddon_area_density(density, labels, lut, vox_from_world, source, directions
 
 
 @numba.njit(parallel=True, cache=True)
-def trilinear_area_density(density, labels, lut, vox_from_world, source, directions, step_mm, out):
+def trilinear_area_density(density, bits, label_mask, lut, vox_from_world, source, directions, step_mm, out):
     """DeepDRR-style ray marching: trilinear density x material fraction at a fixed step (mm).
 
     Samples run from the entry to the exit of the volume's outer voxel faces (beyond the outer voxel
@@ -255,22 +259,22 @@ def trilinear_area_density(density, labels, lut, vox_from_world, source, directi
                 acc[0] += wq * (gx * (gy * (gz * r000 + fz * r001) + fy * (gz * r010 + fz * r011))
                                 + fx * (gy * (gz * r100 + fz * r101) + fy * (gz * r110 + fz * r111)))
                 continue
-            l000 = labels[i, j, k]
-            if (l000 == labels[i, j, k1] and l000 == labels[i, j1, k] and l000 == labels[i, j1, k1]
-                    and l000 == labels[i1, j, k] and l000 == labels[i1, j, k1] and l000 == labels[i1, j1, k]
-                    and l000 == labels[i1, j1, k1]):
+            l000 = (bits[i, j, k] & label_mask)
+            if (l000 == (bits[i, j, k1] & label_mask) and l000 == (bits[i, j1, k] & label_mask) and l000 == (bits[i, j1, k1] & label_mask)
+                    and l000 == (bits[i1, j, k] & label_mask) and l000 == (bits[i1, j, k1] & label_mask) and l000 == (bits[i1, j1, k] & label_mask)
+                    and l000 == (bits[i1, j1, k1] & label_mask)):
                 # one material around the sample (the common case): one accumulation
                 acc[lut[l000]] += wq * (gx * (gy * (gz * r000 + fz * r001) + fy * (gz * r010 + fz * r011))
                                         + fx * (gy * (gz * r100 + fz * r101) + fy * (gz * r110 + fz * r111)))
                 continue
             acc[lut[l000]] += wq * gx * gy * gz * r000
-            acc[lut[labels[i, j, k1]]] += wq * gx * gy * fz * r001
-            acc[lut[labels[i, j1, k]]] += wq * gx * fy * gz * r010
-            acc[lut[labels[i, j1, k1]]] += wq * gx * fy * fz * r011
-            acc[lut[labels[i1, j, k]]] += wq * fx * gy * gz * r100
-            acc[lut[labels[i1, j, k1]]] += wq * fx * gy * fz * r101
-            acc[lut[labels[i1, j1, k]]] += wq * fx * fy * gz * r110
-            acc[lut[labels[i1, j1, k1]]] += wq * fx * fy * fz * r111
+            acc[lut[(bits[i, j, k1] & label_mask)]] += wq * gx * gy * fz * r001
+            acc[lut[(bits[i, j1, k] & label_mask)]] += wq * gx * fy * gz * r010
+            acc[lut[(bits[i, j1, k1] & label_mask)]] += wq * gx * fy * fz * r011
+            acc[lut[(bits[i1, j, k] & label_mask)]] += wq * fx * gy * gz * r100
+            acc[lut[(bits[i1, j, k1] & label_mask)]] += wq * fx * gy * fz * r101
+            acc[lut[(bits[i1, j1, k] & label_mask)]] += wq * fx * fy * gz * r110
+            acc[lut[(bits[i1, j1, k1] & label_mask)]] += wq * fx * fy * fz * r111
         if single:
             out[r, col0] += acc[0]
         else:

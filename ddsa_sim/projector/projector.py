@@ -146,11 +146,11 @@ class Projector:
             numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         try:
             if self.method == "siddon":
-                siddon_area_density(v.density_g_per_cc, v.labels, self._luts[volume], vox_from_world,
-                                    carm.source_mm, dirs, out, *v.occupancy())
+                siddon_area_density(v.density_g_per_cc, v.density_bits, v.label_mask, self._luts[volume],
+                                    vox_from_world, carm.source_mm, dirs, out, *v.occupancy())
             else:
-                trilinear_area_density(v.density_g_per_cc, v.labels, self._luts[volume], vox_from_world,
-                                       carm.source_mm, dirs, self._step_mm(v), out)
+                trilinear_area_density(v.density_g_per_cc, v.density_bits, v.label_mask, self._luts[volume],
+                                       vox_from_world, carm.source_mm, dirs, self._step_mm(v), out)
         finally:
             numba.set_num_threads(prev)
         out *= 0.1  # g/cm^3 x mm -> g/cm^2
