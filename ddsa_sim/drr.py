@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -11,7 +10,7 @@ import numpy as np
 
 from ddsa_sim.geometry import CArm, Pose
 from ddsa_sim.projector import ProjectionImages, Projector, ProjectorVolume
-from ddsa_sim.viz import atomic_path, contact_sheet, display_window, save_png
+from ddsa_sim.viz import atomic_output, contact_sheet, display_window, save_png
 from ddsa_sim.volumes import Volume
 
 
@@ -28,10 +27,8 @@ def save_view(path: str | Path, images: ProjectionImages, carm: CArm, image: str
               "pose_json": np.array(json.dumps(carm.to_dict()))}
     for material, a in images.area_density_g_per_cm2[image].items():
         arrays["density_" + material.replace(" ", "_")] = a
-    tmp = atomic_path(path)
-    with open(tmp, "wb") as fh:
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
-    os.replace(tmp, path)
     return path
 
 
@@ -56,7 +53,6 @@ def run_sweep(ct: Volume, carm: CArm, poses: Sequence[Pose], out_dir: str | Path
         save_png(im, out_dir / f"view_{n:03d}.png", window)
     if len(images) > 1:
         contact_sheet(images, titles, out_dir / "contact_sheet.png")
-    tmp = atomic_path(out_dir / "poses.json")
-    tmp.write_text(json.dumps({"ct": ct.name, "spectrum": proj.spectrum.name, "views": records}, indent=1))
-    os.replace(tmp, out_dir / "poses.json")
+    with atomic_output(out_dir / "poses.json") as tmp:
+        tmp.write_text(json.dumps({"ct": ct.name, "spectrum": proj.spectrum.name, "views": records}, indent=1))
     return paths

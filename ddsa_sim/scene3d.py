@@ -25,7 +25,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
-from ddsa_sim.viz import atomic_path, display_window, to_uint8
+from ddsa_sim.viz import atomic_output, display_window, to_uint8
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista as pv
@@ -320,14 +320,11 @@ def save_scene_png(ct: Volume | None, carm: CArm, path: str | os.PathLike, image
         raise InputError(f"scene picture must be a .png file, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     plotter = build_scene(ct, carm, image=image, tree=tree, window_size=window_size, off_screen=True, **kwargs)
-    tmp = atomic_path(path)
     try:
-        plotter.screenshot(str(tmp))
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            plotter.screenshot(str(tmp))
     finally:
         plotter.close()
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -175,7 +175,7 @@ def save_strip(frames, path: Path, title: str = "") -> Path:
 
 def save_view(path: Path, frames, carm, scene) -> Path:
     """Write ``view_NNN.npz`` (docs/dsa.md §6)."""
-    from ddsa_sim.viz import atomic_path
+    from ddsa_sim.viz import atomic_output
 
     arrays = dict(frames.frame(-1))
     arrays["mask_clean"] = frames.mask_clean
@@ -188,10 +188,8 @@ def save_view(path: Path, frames, carm, scene) -> Path:
     arrays["photons_per_pixel"] = np.float64(frames.photons_per_pixel)
     arrays["pose_json"] = np.array(json.dumps(carm.to_dict()))
     arrays["scene_json"] = np.array(json.dumps({**scene.to_dict(), "motion_applied": frames.motion}))
-    tmp = atomic_path(path)
-    with open(tmp, "wb") as fh:
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
-    os.replace(tmp, path)
     return path
 
 

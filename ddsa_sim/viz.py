@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from vessel_models.io import atomic_output
 
 
 def display_window(images: Sequence[np.ndarray], lo_pct: float = 0.5, hi_pct: float = 99.5) -> tuple[float, float]:
@@ -25,22 +25,13 @@ def to_uint8(image: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return (np.clip((np.asarray(image, dtype=np.float64) - lo) / (hi - lo), 0, 1) * 255).round().astype(np.uint8)
 
 
-def atomic_path(path: Path):
-    """A temporary sibling path to write to, then ``os.replace`` onto ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def save_png(image: np.ndarray, path: str | Path, window: tuple[float, float] | None = None) -> Path:
     """Write a grey-level PNG of ``image`` shown through ``window`` (default: its own percentiles)."""
     from PIL import Image
 
     path = Path(path)
-    tmp = atomic_path(path)
-    Image.fromarray(to_uint8(image, window or display_window([image]))).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        Image.fromarray(to_uint8(image, window or display_window([image]))).save(tmp, format="PNG")
     return path
 
 
@@ -69,10 +60,9 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, titles: S
         fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    tmp = atomic_path(path)
-    fig.savefig(tmp, dpi=100, format="png")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -40,6 +41,12 @@ def test_project_writes_quantitative_view(small_ct, tmp_path):
     np.testing.assert_allclose(v["neglog"], -np.log(v["intensity"]), rtol=1e-5)
     assert v["neglog"].max() > 1.0 and v["intensity"].max() <= 1.0
     assert (tmp_path / "p" / "view_000.png").exists()
+    # atomic writes still give ordinary file permissions (not mkstemp's private 0600)
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in ("view_000.npz", "view_000.png"):
+        assert (tmp_path / "p" / f).stat().st_mode & 0o777 == 0o666 & ~umask
+    assert not list((tmp_path / "p").glob(".*"))  # no temporary files left behind
 
 
 def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):

@@ -7,8 +7,8 @@ import pytest
 from scene_helpers import cylinder_ct, y_tree
 
 from ddsa_sim import InputError
-from ddsa_sim.volumes.materials import labels_in
 from ddsa_sim.imaging.placement import body_mask, label_region, place_in_region
+from ddsa_sim.volumes.materials import labels_in
 
 
 def test_tree_root_inside_region_centred_and_seeded():

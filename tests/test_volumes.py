@@ -8,8 +8,19 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from ddsa_sim import InputError
-from ddsa_sim.volumes import (Volume, check_ct, ct_with_materials, hu_to_density, material_labels, read_ct,
-                              read_dicom_series, read_nifti, read_volume, segment_by_threshold, virtual_non_contrast)
+from ddsa_sim.volumes import (
+    Volume,
+    check_ct,
+    ct_with_materials,
+    hu_to_density,
+    material_labels,
+    read_ct,
+    read_dicom_series,
+    read_nifti,
+    read_volume,
+    segment_by_threshold,
+    virtual_non_contrast,
+)
 
 
 def test_hu_to_density_matches_deepdrr_formula():

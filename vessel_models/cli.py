@@ -18,7 +18,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import typer
 
+from vessel_models.io import atomic_output
 from vessel_models.tree import VesselInputError, VesselTree
 
 __all__ = ["app", "save_nifti", "tree_stats"]
@@ -141,20 +141,12 @@ def save_nifti(volume: np.ndarray, affine_lps: np.ndarray, path: str | os.PathLi
     name = p.name.lower()
     if not name.endswith((".nii", ".nii.gz")):
         raise VesselInputError(f"output must be a .nii or .nii.gz file, got {p.name}")
-    suffix = ".nii.gz" if name.endswith(".nii.gz") else ".nii"
     affine_ras = _RAS_TO_LPS @ np.asarray(affine_lps, dtype=np.float64)
     img = nib.Nifti1Image(np.asarray(volume, dtype=np.float32), affine_ras)
     img.header.set_xyzt_units("mm")
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".vessel.", dir=str(p.parent))
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(p) as tmp:
+        nib.save(img, str(tmp))
     return p
 
 

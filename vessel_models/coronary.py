@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vessel_models.lsystem import LSystemParams, grow_lsystem, rotate
+from vessel_models.lsystem import LSystemParams, grow_lsystem
 from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree
 
 __all__ = ["CoronaryParams", "generate_coronary", "heart_rotation"]

@@ -20,6 +20,8 @@ import json
 import os
 import tempfile
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,27 +29,48 @@ import numpy as np
 
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["save_vtp", "load_vtp", "save_json", "load_json", "load_tree", "save_tree", "tree_to_dict", "tree_from_dict"]
+__all__ = ["atomic_output", "save_vtp", "load_vtp", "save_json", "load_json", "load_tree", "save_tree", "tree_to_dict", "tree_from_dict"]
 
 JSON_FORMAT = "vessel_models.tree"
 JSON_VERSION = 1
 
 
 # ---------------------------------------------------------------------- helpers
-def _atomic_write(path: Path, write: Callable[[Path], None], suffix: str) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, else it is removed.
+
+    Readers never see a half-written file, and an interrupted write leaves any older ``path`` intact.
+    The temporary path keeps the full suffix (``.nii.gz``), so format-by-suffix writers work, and
+    the result gets the usual file permissions (not mkstemp's private 0600).
+    """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise VesselInputError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=folder)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        write(tmp_path)
+        yield tmp_path
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, path)
-    except BaseException:
+    finally:
         tmp_path.unlink(missing_ok=True)
-        raise
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    with atomic_output(path) as tmp:
+        write(tmp)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -161,7 +184,7 @@ def save_json(tree: VesselTree, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     text = tree_to_json_string(tree)
-    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), ".json")
+    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
     return path
 
 
@@ -237,7 +260,7 @@ def save_vtp(tree: VesselTree, path: str | os.PathLike) -> Path:
     if path.suffix.lower() != ".vtp":
         raise VesselInputError(f"save_vtp: path must end in .vtp, got {path.name}")
     poly = tree_to_polydata(tree)
-    _atomic_write(path, lambda p: poly.save(str(p), binary=True), ".vtp")
+    _atomic_write(path, lambda p: poly.save(str(p), binary=True))
     return path
 
 

@@ -16,11 +16,11 @@ Coordinates are the tree's (mm, usually patient LPS).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from vessel_models.io import atomic_output
 from vessel_models.tree import VesselInputError, VesselTree
 
 __all__ = ["branch_polylines", "save_mesh", "tree_to_mesh"]
@@ -167,13 +167,6 @@ def save_mesh(mesh, path: str | os.PathLike) -> Path:
     if suffix == ".stl":
         mesh = mesh.triangulate()
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=f".{p.stem}.", dir=str(p.parent))
-    os.close(fd)
-    try:
-        mesh.save(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(p) as tmp:
+        mesh.save(str(tmp))
     return p

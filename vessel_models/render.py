@@ -9,21 +9,14 @@ radii. :func:`render_tree_png` returns which backend produced the file.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from vessel_models.io import atomic_output
 from vessel_models.tree import VesselInputError, VesselTree
 
 __all__ = ["render_tree_png"]
-
-
-def _atomic_target(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", prefix=f".{path.stem}.", dir=str(path.parent))
-    os.close(fd)
-    return tmp
 
 
 def _render_pyvista(tree: VesselTree, tmp: str, size: tuple[int, int], title: str | None) -> None:
@@ -127,8 +120,9 @@ def render_tree_png(
     if w < 16 or h < 16 or w > 8192 or h > 8192:
         raise VesselInputError(f"image size must be within 16..8192 pixels, got {size!r}")
     p = Path(path)
-    tmp = _atomic_target(p)
-    try:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(p) as tmp_path:
+        tmp = str(tmp_path)
         used = "matplotlib"
         if backend in ("auto", "pyvista"):
             try:
@@ -139,9 +133,4 @@ def render_tree_png(
                     raise
         if used == "matplotlib":
             _render_matplotlib(tree, tmp, (w, h), title)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return used

@@ -20,8 +20,8 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
-from ddsa_sim.volumes.materials import labels_in
 from ddsa_sim.volumes import Volume
+from ddsa_sim.volumes.materials import labels_in
 
 BODY_THRESHOLD_HU = -300.0
 

@@ -12,7 +12,6 @@ needed: ``-ln(I/I0)`` is the flat-field-normalised line integral.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Any, Literal
 

@@ -259,9 +259,10 @@ def trilinear_area_density(density, bits, label_mask, lut, vox_from_world, sourc
                 acc[0] += wq * (gx * (gy * (gz * r000 + fz * r001) + fy * (gz * r010 + fz * r011))
                                 + fx * (gy * (gz * r100 + fz * r101) + fy * (gz * r110 + fz * r111)))
                 continue
-            l000 = (bits[i, j, k] & label_mask)
-            if (l000 == (bits[i, j, k1] & label_mask) and l000 == (bits[i, j1, k] & label_mask) and l000 == (bits[i, j1, k1] & label_mask)
-                    and l000 == (bits[i1, j, k] & label_mask) and l000 == (bits[i1, j, k1] & label_mask) and l000 == (bits[i1, j1, k] & label_mask)
+            l000 = bits[i, j, k] & label_mask
+            if (l000 == (bits[i, j, k1] & label_mask) and l000 == (bits[i, j1, k] & label_mask)
+                    and l000 == (bits[i, j1, k1] & label_mask) and l000 == (bits[i1, j, k] & label_mask)
+                    and l000 == (bits[i1, j, k1] & label_mask) and l000 == (bits[i1, j1, k] & label_mask)
                     and l000 == (bits[i1, j1, k1] & label_mask)):
                 # one material around the sample (the common case): one accumulation
                 acc[lut[l000]] += wq * (gx * (gy * (gz * r000 + fz * r001) + fy * (gz * r010 + fz * r011))

@@ -12,7 +12,6 @@ Loading refuses a checkpoint whose architecture differs from the one asked for, 
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from ddsa_sim import InputError
 from ddsa_sim.training.config import ModelConfig, TrainConfig
 from ddsa_sim.training.normalization import Normalization
 from ddsa_sim.training.unet import UNet
+from vessel_models.io import atomic_output
 
 FORMAT = "ddsa-sim-checkpoint"
 VERSION = 1
@@ -72,9 +72,8 @@ def save_checkpoint(
         "best_score": None if best_score is None else float(best_score),
         "rng": rng or {},
     }
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 
