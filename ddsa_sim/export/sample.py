@@ -286,7 +286,8 @@ def _structures(spec: SampleSpec, loaded: LoadedCT) -> dict[str, int]:
     from ddsa_sim.imaging.sources import structure_table
 
     if "structures" not in loaded.derived:
-        loaded.derived["structures"] = structure_table(spec.labels_source, None, field="cts.labels")
+        loaded.derived["structures"] = structure_table(spec.labels_source, spec.structures_source,
+                                                       field="cts.structures")
     return loaded.derived["structures"]
 
 

@@ -52,6 +52,10 @@ def structure_table(labels_source: str | None, csv_path: str | None = None,
 
             return chest_ct_structures()
         return {}
+    if csv_path.startswith("builtin:"):
+        from ddsa_sim.data import resolve_builtin
+
+        csv_path = str(resolve_builtin(csv_path))
     p = Path(csv_path)
     if not p.is_file():
         raise InputError(f"{field}: {p}: no such file")
