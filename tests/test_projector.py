@@ -227,3 +227,9 @@ def test_empty_space_skipping_is_exact():
         siddon_area_density(dens, bits, 0, lut, vfw, carm.source_mm, dirs, fast, bricks, shift)
         assert plain.max() > 0
         np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-9)
+
+
+def test_unknown_volume_in_images_is_a_clear_error():
+    v = ProjectorVolume.single_material("v", np.ones((4, 4, 4), np.float32), np.eye(4), "water")
+    with pytest.raises(InputError, match="unknown volume 'vessels'"):
+        Projector([v]).render(_carm(n=4), {"contrast": ["v", "vessels"]})

@@ -129,6 +129,11 @@ class Projector:
 
         ``world_from_world`` (4x4, rigid) moves the volume for this call only (patient motion).
         """
+        return self._march(carm, None, volume, world_from_world)
+
+    def _march(self, carm: CArm, dirs: np.ndarray | None, volume: str,
+               world_from_world: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`march` with the view's ray directions ((H*W, 3), computed when None) shared by callers."""
         v = self.volumes[volume]
         world_from_voxel = v.world_from_voxel
         if world_from_world is not None:
@@ -138,7 +143,8 @@ class Projector:
                 v = replace(v, world_from_voxel=world_from_voxel)
             out = self._torch_marcher().march(v, self._luts[volume], len(self.materials), [carm], self._step_mm(v))
             return (out[0] * 0.1).cpu().numpy()
-        dirs = carm.ray_directions().reshape(-1, 3)
+        if dirs is None:
+            dirs = carm.ray_directions().reshape(-1, 3)
         out = np.zeros((dirs.shape[0], len(self.materials)), dtype=np.float64)
         vox_from_world = np.linalg.inv(world_from_voxel)[:3, :]
         prev = numba.get_num_threads()
@@ -209,13 +215,14 @@ class Projector:
             images use it.
         """
         images = images or {"image": list(self.volumes)}
-        needed = sorted({n for names in images.values() for n in names}, key=list(self.volumes).index)
-        for n in needed:
+        for n in {n for names in images.values() for n in names}:
             if n not in self.volumes:
                 raise InputError(f"image refers to unknown volume '{n}'; volumes: {list(self.volumes)}")
+        needed = [n for n in self.volumes if any(n in names for names in images.values())]
         if check_fov and needed:
             self.check_in_view(carm, needed[0])
-        per_volume = {n: self.march(carm, n) for n in needed}
+        dirs = carm.ray_directions().reshape(-1, 3) if self.backend != "torch" else None
+        per_volume = {n: self._march(carm, dirs, n) for n in needed}
         area, inten, nl = {}, {}, {}
         for image, names in images.items():
             a = self.combine(per_volume, names)
