@@ -164,8 +164,7 @@ class Scene:
             g_per_g = 1000.0 * displaced_blood_g_per_mg_iodine(self.agent_mg_i_per_ml)
             vols = []
             for name, src in zip(self.vessel_names, self.vessels):
-                frac, aff = src.fraction(t_s, self.bolus)
-                vols.append(iodine_volume(name, frac, aff, self.iodine_mg_per_ml, self._displaced(), g_per_g))
+                vols.append(src.iodine_volume(name, t_s, self.bolus, self.iodine_mg_per_ml, self._displaced(), g_per_g))
             self._vessel_cache[key] = vols
         return self._vessel_cache[key]
 

@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=256, help="volume size N (N^3 voxels)")
     ap.add_argument("--detector", type=int, default=256, help="detector size M (M x M pixels)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs per system (median reported)")
+    ap.add_argument("--repeats", type=int, default=7, help="timed runs per system (median reported)")
     ap.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)

@@ -201,8 +201,9 @@ def test_out_of_view_and_bad_volumes():
         Projector([v, v])
 
 
-def test_empty_space_skipping_is_exact():
-    """Siddon with brick skipping equals the plain traversal on a sparse volume (vessel-like blobs)."""
+def test_empty_space_skipping_and_ray_order_are_exact():
+    """Siddon with brick skipping, rays marched in any order, equals the plain traversal on a sparse
+    volume (vessel-like blobs)."""
     from ddsa_sim.projector.kernels_cpu import brick_occupancy, siddon_area_density
 
     rng = np.random.default_rng(7)
@@ -223,10 +224,29 @@ def test_empty_space_skipping_is_exact():
         vfw = np.linalg.inv(affine)[:3]
         plain = np.zeros((len(dirs), 1))
         fast = np.zeros((len(dirs), 1))
-        siddon_area_density(dens, bits, 0, lut, vfw, carm.source_mm, dirs, plain, np.ones((1, 1, 1), np.uint8), 0)
-        siddon_area_density(dens, bits, 0, lut, vfw, carm.source_mm, dirs, fast, bricks, shift)
+        rows = np.arange(len(dirs))
+        siddon_area_density(dens, bits, 0, lut, vfw, carm.source_mm, dirs, rows, plain, np.ones((1, 1, 1), np.uint8), 0)
+        siddon_area_density(dens, bits, 0, lut, vfw, carm.source_mm, dirs, rng.permutation(rows), fast, bricks, shift)
         assert plain.max() > 0
         np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-9)
+
+
+def test_cache_friendly_order_steps_along_the_innermost_axis():
+    """Consecutive rays of the order step along the detector axis that moves along the volume's
+    innermost voxel axis; the order is always a permutation of all rays."""
+    from ddsa_sim.projector.kernels_cpu import cache_friendly_order
+
+    carm = _carm(0, 0, n=6, pixel=1.0)
+    dirs = carm.ray_directions()
+    for innermost in range(3):
+        perm = [a for a in range(3) if a != innermost] + [innermost]
+        vfw = np.eye(4)[perm][:3]  # voxel axis 2 = world axis `innermost`
+        order = cache_friendly_order(dirs, vfw)
+        assert sorted(order) == list(range(36))
+        step = dirs.reshape(-1, 3)[order[1]] - dirs.reshape(-1, 3)[order[0]]
+        across = np.abs(step) > 0.1 * np.abs(step).max()
+        if np.abs(carm.principal_ray[innermost]) < 0.5:  # the innermost axis lies in the detector plane
+            assert across[innermost], (innermost, step)
 
 
 def test_unknown_volume_in_images_is_a_clear_error():

@@ -41,6 +41,14 @@ def test_threshold_segmentation_boundaries():
     assert labels.tolist() == [0, 0, 1, 1, 1, 2, 2]
 
 
+def test_material_labels_refuse_overlaps_and_gaps():
+    a = np.array([True, True, False])
+    with pytest.raises(InputError, match="material 'b' overlaps another material"):
+        material_labels({"a": a, "b": np.array([False, True, True])})
+    with pytest.raises(InputError, match="leave voxels without a material"):
+        material_labels({"a": a, "b": np.array([False, False, False])})
+
+
 def test_dicom_series_ct5n_sorted_and_affine():
     folder = get_testdata_file("CT5N")
     vol = read_dicom_series(folder)

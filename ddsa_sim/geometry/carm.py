@@ -167,12 +167,18 @@ class CArm:
         return h[:, :2] / h[:, 2:3]
 
     def ray_directions(self) -> np.ndarray:
-        """Unit ray directions (world) from the source through every pixel centre, shape (H, W, 3)."""
-        v, u = np.mgrid[0:self.sensor_height, 0:self.sensor_width].astype(np.float64) + 0.5
-        pts = self.pixel_to_world(np.column_stack([u.ravel(), v.ravel()]))
-        d = pts - self.source_mm
-        d /= np.linalg.norm(d, axis=1, keepdims=True)
-        return d.reshape(self.sensor_height, self.sensor_width, 3)
+        """Unit ray directions (world) from the source through every pixel centre, shape (H, W, 3).
+
+        The direction through pixel (u, v) is ``u * a + v * b + c`` normalised, with ``[a b c]`` =
+        (world rotation) K^-1: element-wise, so no BLAS call whose idle threads would then compete
+        with the projector's threads on a small machine.
+        """
+        m = np.linalg.inv(self.camera3d_from_world)[:3, :3] @ np.linalg.inv(self.intrinsic)
+        u = np.arange(self.sensor_width, dtype=np.float64)[None, :, None] + 0.5
+        v = np.arange(self.sensor_height, dtype=np.float64)[:, None, None] + 0.5
+        d = u * m[:, 0] + v * m[:, 1] + m[:, 2]
+        d /= np.sqrt(np.einsum("hwk,hwk->hw", d, d))[..., None]
+        return d
 
     def to_dict(self) -> dict:
         """JSON-safe description of this view (pose, device, projection matrix, positions)."""

@@ -14,6 +14,41 @@ import numba
 import numpy as np
 
 _EPS = 1e-12
+_BIG = math.inf  # the next crossing of a face never crossed
+
+
+def cache_friendly_order(directions: np.ndarray, vox_from_world: np.ndarray) -> np.ndarray:
+    """The order in which to march a detector's rays so that consecutive rays read neighbouring memory.
+
+    Rays of neighbouring pixels cross neighbouring voxels. When the step from one pixel to the next
+    runs along the volume's innermost (contiguous) axis, consecutive rays read the same cache lines;
+    along an outer axis, every ray reads lines of its own (about 3x slower on a 256^3 CT). The
+    detector axis whose pixel step is best aligned with the innermost axis becomes the fast one.
+
+    Parameters
+    ----------
+    directions : float64 (H, W, 3), unit ray directions (world)
+    vox_from_world : float64 (3, 4), world mm -> voxel index
+
+    Returns
+    -------
+    int64 (H * W,), ray indices into ``directions.reshape(-1, 3)``: row by row, or column by column
+    """
+    h, w = directions.shape[:2]
+    rows = np.arange(h * w, dtype=np.int64)
+    if h < 2 or w < 2:
+        return rows
+    lin = np.asarray(vox_from_world, dtype=np.float64)[:, :3]
+    hc, wc = min(h // 2 + 1, h - 1), min(w // 2 + 1, w - 1)  # a pixel and its neighbours near the centre
+    du = lin @ (directions[hc, wc] - directions[hc, wc - 1])
+    dv = lin @ (directions[hc, wc] - directions[hc - 1, wc])
+
+    def alignment(step: np.ndarray) -> float:
+        return abs(step[2]) / max(float(np.linalg.norm(step)), 1e-300)
+
+    if alignment(dv) > alignment(du):
+        return rows.reshape(h, w).T.reshape(-1)
+    return rows
 
 
 def brick_occupancy(density: np.ndarray, brick_shift: int = 3, max_fraction: float = 0.5) -> tuple[np.ndarray, int]:
@@ -68,8 +103,74 @@ def _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, lo):
     return tmin, tmax
 
 
+@numba.njit(inline="always", cache=True)
+def _add_voxel(flat, bits, label_mask, single, idx, length, acc, cur, run):
+    """Add density x length of voxel ``idx`` to the running sum of the current label."""
+    if not single:
+        lab = bits[idx] & label_mask
+        if lab != cur:
+            acc[cur] += run
+            run = 0.0
+            cur = lab
+    return cur, run + length * flat[idx]
+
+
+@numba.njit(inline="always", cache=True)
+def _siddon_segment(flat, bits, label_mask, single, s0, s1, s2, d0, d1, d2, ta, tb, n0, n1, n2, acc, cur, run):
+    """Exact sum of density x length over the ray parameters [ta, tb] (voxel traversal).
+
+    The number of voxel faces crossed is known from the voxels at both ends, so the loop runs a
+    fixed count with no bounds or end tests; an axis whose crossings are used up is retired, so
+    rounding can never step outside the grid. Materials: consecutive voxels of one label are summed
+    in ``run`` and flushed into ``acc[label]`` when the label changes (labels change rarely along a
+    ray), so the multi-material loop costs little more than the single-material one.
+    Returns the updated ``(cur, run)``.
+    """
+    e = 1e-7 * (tb - ta)  # the end voxels are taken just inside the segment
+    i = min(max(int(math.floor(s0 + (ta + e) * d0 + 0.5)), 0), n0 - 1)
+    j = min(max(int(math.floor(s1 + (ta + e) * d1 + 0.5)), 0), n1 - 1)
+    k = min(max(int(math.floor(s2 + (ta + e) * d2 + 0.5)), 0), n2 - 1)
+    si = 1 if d0 > 0 else -1
+    sj = 1 if d1 > 0 else -1
+    sk = 1 if d2 > 0 else -1
+    r0 = max((min(max(int(math.floor(s0 + (tb - e) * d0 + 0.5)), 0), n0 - 1) - i) * si, 0)
+    r1 = max((min(max(int(math.floor(s1 + (tb - e) * d1 + 0.5)), 0), n1 - 1) - j) * sj, 0)
+    r2 = max((min(max(int(math.floor(s2 + (tb - e) * d2 + 0.5)), 0), n2 - 1) - k) * sk, 0)
+    t0 = ((i + 0.5 * si) - s0) / d0 if r0 > 0 else _BIG
+    t1 = ((j + 0.5 * sj) - s1) / d1 if r1 > 0 else _BIG
+    t2 = ((k + 0.5 * sk) - s2) / d2 if r2 > 0 else _BIG
+    e0 = abs(1.0 / d0) if r0 > 0 else 0.0
+    e1 = abs(1.0 / d1) if r1 > 0 else 0.0
+    e2 = abs(1.0 / d2) if r2 > 0 else 0.0
+    p0 = si * n1 * n2
+    p1 = sj * n2
+    idx = (i * n1 + j) * n2 + k
+    t = ta
+    for _ in range(r0 + r1 + r2):
+        if t0 <= t1 and t0 <= t2:
+            tn = t0
+            r0 -= 1
+            t0 = t0 + e0 if r0 > 0 else _BIG
+            step = p0
+        elif t1 <= t2:
+            tn = t1
+            r1 -= 1
+            t1 = t1 + e1 if r1 > 0 else _BIG
+            step = p1
+        else:
+            tn = t2
+            r2 -= 1
+            t2 = t2 + e2 if r2 > 0 else _BIG
+            step = sk
+        cur, run = _add_voxel(flat, bits, label_mask, single, idx, tn - t, acc, cur, run)
+        t = tn
+        idx += step
+    cur, run = _add_voxel(flat, bits, label_mask, single, idx, tb - t, acc, cur, run)
+    return cur, run
+
+
 @numba.njit(parallel=True, cache=True)
-def siddon_area_density(density, bits, label_mask, lut, vox_from_world, source, directions, out, bricks,
+def siddon_area_density(density, bits, label_mask, lut, vox_from_world, source, directions, order, out, bricks,
                         brick_shift):
     """Exact line integrals through piecewise-constant voxels (Siddon / Amanatides-Woo traversal).
 
@@ -79,129 +180,98 @@ def siddon_area_density(density, bits, label_mask, lut, vox_from_world, source, 
     bits : uint32 (I, J, K), the same memory as ``density``; its lowest bits hold the material label
     label_mask : int
         ``bits & label_mask`` is the local material label (see ``ProjectorVolume``: one memory stream
-        for density and material)
+        for density and material); 0 for a single-material volume
     lut : int64 (L,), local label -> column of ``out``
     vox_from_world : float64 (3, 4), world mm -> voxel index (voxel i spans [i - 0.5, i + 0.5])
     source : float64 (3,), world mm
     directions : float64 (R, 3), unit ray directions (world)
+    order : int64 (R,)
+        The order in which rays are marched (see :func:`cache_friendly_order`); it changes speed,
+        never results.
     out : float64 (R, M), accumulated sums of density x length (g/cm^3 x mm); divide by 10 for g/cm^2
     bricks : uint8 (ceil(I/b), ceil(J/b), ceil(K/b)), 1 where a brick of b = 2**brick_shift voxels
         holds a non-zero density (see :func:`brick_occupancy`)
     brick_shift : int
-        log2 of the brick size; 0 disables empty-space skipping (dense volumes such as a CT).
-        Rays jump over empty bricks: a sparse vessel volume costs little more than its vessels.
+        log2 of the brick size; 0 disables empty-space skipping (dense volumes such as a CT). Rays
+        walk the bricks first and march voxels only over runs of occupied bricks, so a sparse
+        vessel volume costs little more than its vessels.
     """
     n0, n1, n2 = density.shape
-    n_out = out.shape[1]
-    single = lut.size == 1 or lut.min() == lut.max()  # one material: skip the label reads
+    flat = density.reshape(-1)
+    fbits = bits.reshape(-1)
+    n_lab = lut.size
+    single = label_mask == 0
     skip = brick_shift > 0
-    bsize = 1 << brick_shift
-    col0 = lut[0]
+    size = 1 << brick_shift
+    nb0, nb1, nb2 = bricks.shape
     A = vox_from_world
     s0, s1, s2 = _apply(A, source[0], source[1], source[2], 1.0)
-    for r in numba.prange(directions.shape[0]):
+    for pos in numba.prange(order.shape[0]):
+        r = order[pos]
         d0, d1, d2 = _apply(A, directions[r, 0], directions[r, 1], directions[r, 2], 0.0)
         tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
         if tmax <= tmin:
             continue
-        # voxel containing the start of the ray inside the box, robust against landing on a face
-        tm = tmin + 1e-9 * (tmax - tmin) + 1e-9
-        i = min(max(int(math.floor(s0 + tm * d0 + 0.5)), 0), n0 - 1)
-        j = min(max(int(math.floor(s1 + tm * d1 + 0.5)), 0), n1 - 1)
-        k = min(max(int(math.floor(s2 + tm * d2 + 0.5)), 0), n2 - 1)
-        si = 1 if d0 > 0 else -1
-        sj = 1 if d1 > 0 else -1
-        sk = 1 if d2 > 0 else -1
-        inf = 1e30
-        ti = ((i + 0.5 * si) - s0) / d0 if abs(d0) > _EPS else inf
-        tj = ((j + 0.5 * sj) - s1) / d1 if abs(d1) > _EPS else inf
-        tk = ((k + 0.5 * sk) - s2) / d2 if abs(d2) > _EPS else inf
-        di = abs(1.0 / d0) if abs(d0) > _EPS else inf
-        dj = abs(1.0 / d1) if abs(d1) > _EPS else inf
-        dk = abs(1.0 / d2) if abs(d2) > _EPS else inf
-        acc = np.zeros(n_out)
-        acc0 = acc1 = acc2 = acc3 = 0.0
-        t = tmin
-        while True:
-            if skip and bricks[i >> brick_shift, j >> brick_shift, k >> brick_shift] == 0:
-                # empty brick: jump to where the ray leaves it, then find the voxel there
-                fi = ((i >> brick_shift) << brick_shift) + (bsize if si > 0 else 0) - 0.5
-                fj = ((j >> brick_shift) << brick_shift) + (bsize if sj > 0 else 0) - 0.5
-                fk = ((k >> brick_shift) << brick_shift) + (bsize if sk > 0 else 0) - 0.5
-                te = min((fi - s0) / d0 if abs(d0) > _EPS else inf, (fj - s1) / d1 if abs(d1) > _EPS else inf,
-                         (fk - s2) / d2 if abs(d2) > _EPS else inf)
-                if te >= tmax:
-                    break
-                t = te
-                tm = te + 1e-6  # 1 nm past the face: inside the next brick
-                i = int(math.floor(s0 + tm * d0 + 0.5))
-                j = int(math.floor(s1 + tm * d1 + 0.5))
-                k = int(math.floor(s2 + tm * d2 + 0.5))
-                if i < 0 or i >= n0 or j < 0 or j >= n1 or k < 0 or k >= n2:
-                    break
-                ti = ((i + 0.5 * si) - s0) / d0 if abs(d0) > _EPS else inf
-                tj = ((j + 0.5 * sj) - s1) / d1 if abs(d1) > _EPS else inf
-                tk = ((k + 0.5 * sk) - s2) / d2 if abs(d2) > _EPS else inf
-                continue
-            # the face crossed next decides the axis; one comparison tree per step
-            if ti <= tj:
-                axis = 0 if ti <= tk else 2
-            else:
-                axis = 1 if tj <= tk else 2
-            tn = ti if axis == 0 else (tj if axis == 1 else tk)
-            if tn > tmax:
-                tn = tmax
-            rho = density[i, j, k]
-            if single:
-                acc0 += (tn - t) * rho
-            elif rho != 0.0:
-                # scalar accumulators for the first labels keep the sums in registers
-                lab = bits[i, j, k] & label_mask
-                if lab == 0:
-                    acc0 += (tn - t) * rho
-                elif lab == 1:
-                    acc1 += (tn - t) * rho
-                elif lab == 2:
-                    acc2 += (tn - t) * rho
-                elif lab == 3:
-                    acc3 += (tn - t) * rho
-                else:
-                    acc[lut[lab]] += (tn - t) * rho
-            t = tn
-            if t >= tmax:
-                break
-            if axis == 0:
-                i += si
-                ti += di
-                if i < 0 or i >= n0:
-                    break
-            elif axis == 1:
-                j += sj
-                tj += dj
-                if j < 0 or j >= n1:
-                    break
-            else:
-                k += sk
-                tk += dk
-                if k < 0 or k >= n2:
-                    break
-        if single:
-            out[r, col0] += acc0
+        acc = np.zeros(n_lab)
+        cur = 0
+        run = 0.0
+        if not skip:
+            cur, run = _siddon_segment(flat, fbits, label_mask, single, s0, s1, s2, d0, d1, d2, tmin, tmax,
+                                       n0, n1, n2, acc, cur, run)
         else:
-            n_lab = lut.size
-            acc[lut[0]] += acc0
-            if n_lab > 1:
-                acc[lut[1]] += acc1
-            if n_lab > 2:
-                acc[lut[2]] += acc2
-            if n_lab > 3:
-                acc[lut[3]] += acc3
-            for m in range(n_out):
-                out[r, m] += acc[m]
+            # walk the bricks (brick b spans voxel coordinates [b*size - 0.5, (b+1)*size - 0.5]) and
+            # march each run of occupied bricks as one segment
+            tm = tmin + 1e-7 * (tmax - tmin)
+            bi = min(max(int(math.floor((s0 + tm * d0 + 0.5) / size)), 0), nb0 - 1)
+            bj = min(max(int(math.floor((s1 + tm * d1 + 0.5) / size)), 0), nb1 - 1)
+            bk = min(max(int(math.floor((s2 + tm * d2 + 0.5) / size)), 0), nb2 - 1)
+            si = 1 if d0 > 0 else -1
+            sj = 1 if d1 > 0 else -1
+            sk = 1 if d2 > 0 else -1
+            ti = ((bi + (si > 0)) * size - 0.5 - s0) / d0 if d0 != 0.0 else _BIG
+            tj = ((bj + (sj > 0)) * size - 0.5 - s1) / d1 if d1 != 0.0 else _BIG
+            tk = ((bk + (sk > 0)) * size - 0.5 - s2) / d2 if d2 != 0.0 else _BIG
+            di = abs(size / d0) if d0 != 0.0 else _BIG
+            dj = abs(size / d1) if d1 != 0.0 else _BIG
+            dk = abs(size / d2) if d2 != 0.0 else _BIG
+            t = tmin
+            start = -1.0  # start of the current run of occupied bricks; < tmin when outside one
+            while True:
+                occupied = bricks[bi, bj, bk] != 0
+                if occupied and start < tmin:
+                    start = t
+                elif not occupied and start >= tmin:
+                    cur, run = _siddon_segment(flat, fbits, label_mask, single, s0, s1, s2, d0, d1, d2, start,
+                                               t, n0, n1, n2, acc, cur, run)
+                    start = -1.0
+                t = min(ti, min(tj, tk))
+                if t >= tmax:
+                    break
+                if ti <= tj and ti <= tk:
+                    bi += si
+                    ti += di
+                    if bi < 0 or bi >= nb0:
+                        break
+                elif tj <= tk:
+                    bj += sj
+                    tj += dj
+                    if bj < 0 or bj >= nb1:
+                        break
+                else:
+                    bk += sk
+                    tk += dk
+                    if bk < 0 or bk >= nb2:
+                        break
+            if start >= tmin:
+                cur, run = _siddon_segment(flat, fbits, label_mask, single, s0, s1, s2, d0, d1, d2, start,
+                                           tmax, n0, n1, n2, acc, cur, run)
+        acc[cur] += run
+        for m in range(n_lab):
+            out[r, lut[m]] += acc[m]
 
 
 @numba.njit(parallel=True, cache=True)
-def trilinear_area_density(density, bits, label_mask, lut, vox_from_world, source, directions, step_mm, out):
+def trilinear_area_density(density, bits, label_mask, lut, vox_from_world, source, directions, order, step_mm, out):
     """DeepDRR-style ray marching: trilinear density x material fraction at a fixed step (mm).
 
     Samples run from the entry to the exit of the volume's outer voxel faces (beyond the outer voxel
@@ -217,7 +287,8 @@ def trilinear_area_density(density, bits, label_mask, lut, vox_from_world, sourc
     A = vox_from_world
     s0, s1, s2 = _apply(A, source[0], source[1], source[2], 1.0)
     i_hi, j_hi, k_hi = max(n0 - 2, 0), max(n1 - 2, 0), max(n2 - 2, 0)
-    for r in numba.prange(directions.shape[0]):
+    for pos in numba.prange(order.shape[0]):
+        r = order[pos]
         d0, d1, d2 = _apply(A, directions[r, 0], directions[r, 1], directions[r, 2], 0.0)
         tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
         if tmax <= tmin:

@@ -20,7 +20,7 @@ from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.attenuation import attenuation_matrix
 from ddsa_sim.physics.detector import integrate_spectrum, neglog
 from ddsa_sim.physics.spectra import Spectrum, get_spectrum
-from ddsa_sim.projector.kernels_cpu import siddon_area_density, trilinear_area_density
+from ddsa_sim.projector.kernels_cpu import cache_friendly_order, siddon_area_density, trilinear_area_density
 from ddsa_sim.projector.volumes import ProjectorVolume
 
 Method = Literal["siddon", "trilinear"]
@@ -147,16 +147,17 @@ class Projector:
             dirs = carm.ray_directions().reshape(-1, 3)
         out = np.zeros((dirs.shape[0], len(self.materials)), dtype=np.float64)
         vox_from_world = np.linalg.inv(world_from_voxel)[:3, :]
+        order = cache_friendly_order(dirs.reshape(carm.sensor_height, carm.sensor_width, 3), vox_from_world)
         prev = numba.get_num_threads()
         if self.threads:
             numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         try:
             if self.method == "siddon":
                 siddon_area_density(v.density_g_per_cc, v.density_bits, v.label_mask, self._luts[volume],
-                                    vox_from_world, carm.source_mm, dirs, out, *v.occupancy())
+                                    vox_from_world, carm.source_mm, dirs, order, out, *v.occupancy())
             else:
                 trilinear_area_density(v.density_g_per_cc, v.density_bits, v.label_mask, self._luts[volume],
-                                       vox_from_world, carm.source_mm, dirs, self._step_mm(v), out)
+                                       vox_from_world, carm.source_mm, dirs, order, self._step_mm(v), out)
         finally:
             numba.set_num_threads(prev)
         out *= 0.1  # g/cm^3 x mm -> g/cm^2
@@ -199,7 +200,7 @@ class Projector:
 
     def intensity(self, area_density: np.ndarray) -> np.ndarray:
         """Relative intensity I/I0 (float32) of (H, W, M) area densities (g/cm^2)."""
-        return integrate_spectrum(area_density, self._mu, self.spectrum, mode=self.mode).astype(np.float32)
+        return integrate_spectrum(area_density, self._mu, self.spectrum, mode=self.mode, dtype=np.float32)
 
     def render(self, carm: CArm, images: dict[str, Sequence[str]] | None = None,
                check_fov: bool = True) -> ProjectionImages:

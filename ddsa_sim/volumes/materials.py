@@ -112,14 +112,20 @@ def material_labels(materials: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple
         raise InputError("at most 255 materials per volume")
     shape = next(iter(materials.values())).shape
     labels = np.zeros(shape, dtype=np.uint8)
-    covered = np.zeros(shape, dtype=bool)
+    count = np.zeros(shape, dtype=np.uint8)  # masks covering each voxel (element-wise: no fancy indexing)
     for i, name in enumerate(names):
-        m = np.asarray(materials[name], dtype=bool)
-        if np.any(covered & m):
-            raise InputError(f"material '{name}' overlaps another material")
-        labels[m] = i
-        covered |= m
-    if not covered.all():
+        m = np.asarray(materials[name], dtype=bool).view(np.uint8)
+        count += m
+        if i:
+            labels += m * np.uint8(i)
+    if count.max() > 1:
+        covered = np.zeros(shape, dtype=bool)
+        for name in names:
+            m = np.asarray(materials[name], dtype=bool)
+            if np.any(covered & m):
+                raise InputError(f"material '{name}' overlaps another material")
+            covered |= m
+    if count.min() == 0:
         raise InputError("material masks leave voxels without a material")
     return labels, names
 
