@@ -37,7 +37,6 @@ from ddsa_sim.imaging.vessels import (
     FractionVessels,
     TreeVessels,
     VesselSource,
-    iodine_volume,
 )
 from ddsa_sim.physics.attenuation import displaced_blood_g_per_mg_iodine
 from ddsa_sim.physics.detector import Detector
