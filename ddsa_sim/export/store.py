@@ -6,7 +6,7 @@ Every array has one chunk per sample (images ``(1, H, W)``, metadata ``(1,)``), 
 never touch the same file. zarr 3's ``LocalStore`` writes each chunk to a ``*.partial`` temporary
 file and ``os.replace``-s it into place (``zarr.storage._local._atomic_write``), so a chunk file is
 either the old or the new one, never half written. :func:`write_sample` writes the images, then
-the metadata, then the checksum and ``meta/complete[i] = 1`` last: a sample whose ``complete`` flag
+the metadata with the checksum, and ``meta/complete[i] = 1`` last: a sample whose ``complete`` flag
 is set has all its data. A run killed by SIGKILL leaves incomplete slots (re-rendered on resume) and
 maybe ``*.partial`` files (removed by :func:`remove_partials`). Not covered: power loss without the
 OS flushing its cache (no fsync is done).
@@ -76,7 +76,7 @@ def create_store(path: str | Path, config: dict[str, Any], n_samples: int, image
     for name, (dtype, shape) in META_ARRAYS.items():
         fill = "" if dtype is str else 0
         meta.create_array(name, shape=(n_samples, *shape), chunks=(1, *shape), dtype=dtype, fill_value=fill,
-                          config=_ZARR_CONFIG)
+                          compressors=None, config=_ZARR_CONFIG)  # a few bytes: compression only costs time
     # attributes last: a store without `format` is not a finished creation
     root.attrs.update({
         **(extra_attrs or {}),
@@ -146,7 +146,7 @@ def array_handles(root: zarr.Group) -> dict[str, zarr.Array]:
 
 def write_sample(root: zarr.Group, spec: SampleSpec, arrays: dict[str, np.ndarray],
                  handles: dict[str, zarr.Array] | None = None) -> str:
-    """Write one sample into its slot: images, metadata, checksum, then ``complete = 1``.
+    """Write one sample into its slot: images, then metadata and checksum, then ``complete = 1``.
 
     Returns the checksum. Only incomplete slots are (re)written by the runner; a resumed run overwrites them.
     ``handles`` (from :func:`array_handles`) saves re-opening the arrays for every sample.
@@ -168,12 +168,11 @@ def write_sample(root: zarr.Group, spec: SampleSpec, arrays: dict[str, np.ndarra
         "photons_per_pixel": spec.photons_per_pixel,
         "iodine_mg_per_ml": spec.iodine_mg_per_ml,
         "params_json": params_json(spec),
+        "checksum": sample_checksum(arrays),
     }
     _write_many([(h[f"meta/{name}"], i, value) for name, value in values.items()])
-    checksum = sample_checksum(arrays)
-    h["meta/checksum"][i] = checksum
     h["meta/complete"][i] = 1
-    return checksum
+    return values["checksum"]
 
 
 def _write_many(items: list[tuple[zarr.Array, int, Any]]) -> None:
