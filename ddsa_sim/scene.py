@@ -317,7 +317,13 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         a_v = scene.march_vessels(carm, t)
         names = ["ct", *a_v]
         iodine = sum(a[..., i_iodine] for a in a_v.values()) * 1000.0  # mg/cm^2
-        unmoved = proj.intensity(proj.combine({"ct": a_ct, **a_v}, names))
+        # only rays through a vessel volume change: the others keep the mask's intensity (one
+        # spectrum pass over a few pixels instead of all; the target is exactly 0 there)
+        hit = np.zeros(a_ct.shape[:-1], dtype=bool)
+        for a in a_v.values():
+            hit |= np.any(a != 0, axis=-1)
+        unmoved = mask_primary.astype(np.float32)
+        unmoved[hit] = proj.intensity(proj.combine({"ct": a_ct[hit], **{n: a[hit] for n, a in a_v.items()}}, names))
         target = to_neglog(unmoved) - mask_primary_nl  # float32 arithmetic, exactly 0 where no iodine
         a_moved, info = _moved_ct(scene, carm, a_ct, rng_motion)
         primary = unmoved if info["kind"] == "none" else proj.intensity(proj.combine({"ct": a_moved, **a_v}, names))

@@ -91,6 +91,7 @@ class Projector:
             from ddsa_sim.projector.kernels_torch import resolve_device
             resolve_device(self.device)  # a one-line error when CUDA is missing
         self._marcher = None
+        self._rays: tuple[CArm, np.ndarray] | None = None  # the last view's ray directions
         self.volumes = {v.name: v for v in volumes}
         self.spectrum = get_spectrum(spectrum)
         self.mode = mode
@@ -129,11 +130,6 @@ class Projector:
 
         ``world_from_world`` (4x4, rigid) moves the volume for this call only (patient motion).
         """
-        return self._march(carm, None, volume, world_from_world)
-
-    def _march(self, carm: CArm, dirs: np.ndarray | None, volume: str,
-               world_from_world: np.ndarray | None = None) -> np.ndarray:
-        """:meth:`march` with the view's ray directions ((H*W, 3), computed when None) shared by callers."""
         v = self.volumes[volume]
         world_from_voxel = v.world_from_voxel
         if world_from_world is not None:
@@ -143,8 +139,7 @@ class Projector:
                 v = replace(v, world_from_voxel=world_from_voxel)
             out = self._torch_marcher().march(v, self._luts[volume], len(self.materials), [carm], self._step_mm(v))
             return (out[0] * 0.1).cpu().numpy()
-        if dirs is None:
-            dirs = carm.ray_directions().reshape(-1, 3)
+        dirs = self._ray_directions(carm)
         out = np.zeros((dirs.shape[0], len(self.materials)), dtype=np.float64)
         vox_from_world = np.linalg.inv(world_from_voxel)[:3, :]
         order = cache_friendly_order(dirs.reshape(carm.sensor_height, carm.sensor_width, 3), vox_from_world)
@@ -162,6 +157,14 @@ class Projector:
             numba.set_num_threads(prev)
         out *= 0.1  # g/cm^3 x mm -> g/cm^2
         return out.reshape(carm.sensor_height, carm.sensor_width, len(self.materials))
+
+    def _ray_directions(self, carm: CArm) -> np.ndarray:
+        """(H*W, 3) ray directions of ``carm``, kept for the next march of the same view object."""
+        if self._rays is None or self._rays[0] is not carm:
+            dirs = carm.ray_directions().reshape(-1, 3)
+            dirs.setflags(write=False)
+            self._rays = (carm, dirs)
+        return self._rays[1]
 
     def _torch_marcher(self):
         """The torch backend's marcher for ``self.device`` (created once: volumes stay uploaded)."""
@@ -222,8 +225,7 @@ class Projector:
         needed = [n for n in self.volumes if any(n in names for names in images.values())]
         if check_fov and needed:
             self.check_in_view(carm, needed[0])
-        dirs = carm.ray_directions().reshape(-1, 3) if self.backend != "torch" else None
-        per_volume = {n: self._march(carm, dirs, n) for n in needed}
+        per_volume = {n: self.march(carm, n) for n in needed}
         area, inten, nl = {}, {}, {}
         for image, names in images.items():
             a = self.combine(per_volume, names)
