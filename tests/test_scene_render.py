@@ -161,3 +161,28 @@ def test_vessels_outside_field_of_view_is_one_line_error(ct):
     with pytest.raises(InputError, match="outside the field of view") as exc:
         render_triplet(scene, small_carm(), np.random.default_rng(0))
     assert "\n" not in str(exc.value)
+
+
+def test_static_vessel_volume_is_built_once_and_scaled_exactly():
+    """A fraction source's iodine volume at any concentration equals a fresh build bit for bit,
+    shares the first build's bricks, and a multi-material volume refuses to be scaled."""
+    from ddsa_sim.imaging.vessels import FractionVessels, iodine_volume
+    from ddsa_sim.projector import ProjectorVolume
+
+    rng = np.random.default_rng(5)
+    frac = np.where(rng.random((20, 30, 40)) > 0.9, rng.random((20, 30, 40)), 0.0).astype(np.float32)
+    src = FractionVessels(frac, np.diag([0.3, 0.2, 0.25, 1.0]))
+    first = src.iodine_volume("v", None, BolusParams(), 300.0, "blood", 0.5)
+    for mg_per_ml in (300.0, 12.5, 0.7):
+        got = src.iodine_volume("v", None, BolusParams(), mg_per_ml, "blood", 0.5)
+        fresh = iodine_volume("v", src.fraction_volume, src.affine, mg_per_ml, "blood", 0.5)
+        assert np.array_equal(got.density_g_per_cc, fresh.density_g_per_cc)
+        assert np.array_equal(got.world_from_voxel, fresh.world_from_voxel) and got.displaces == {"blood": 0.5}
+        assert got.occupancy()[0] is first.occupancy()[0]
+    labels = np.zeros((2, 2, 2), np.uint8)
+    labels[0] = 1
+    two = ProjectorVolume("ct", np.ones((2, 2, 2), np.float32), labels, ("air", "bone"), np.eye(4))
+    with pytest.raises(InputError, match="only a single-material volume"):
+        two.scaled(2.0)
+    with pytest.raises(InputError, match="positive"):
+        first.scaled(0.0)
