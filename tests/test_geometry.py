@@ -53,6 +53,15 @@ def test_angle_sign_conventions():
     assert cau.principal_ray[2] < -0.4  # detector moves to the feet (LPS -z)
 
 
+def test_view_matrix_is_computed_once_per_view_and_read_only():
+    c = CArm(alpha=10.0, beta=5.0)
+    m = c.camera3d_from_world
+    assert m is c.camera3d_from_world and not m.flags.writeable
+    moved = c.at(alpha=20.0)  # a new view: its own matrix, not the cached one
+    assert not np.allclose(moved.camera3d_from_world, m)
+    np.testing.assert_allclose(moved.camera3d_from_world, CArm(alpha=20.0, beta=5.0).camera3d_from_world)
+
+
 def test_pose_limits_and_detector_checks():
     with pytest.raises(InputError, match="alpha=120"):
         CArm(alpha=120)

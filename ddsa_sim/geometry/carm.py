@@ -18,6 +18,7 @@ Frames (all mm):
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import killeengeo as kg
 import numpy as np
@@ -103,14 +104,18 @@ class CArm:
         iso_device = (self.device_from_world @ np.append(self.isocenter_mm, 1.0))[:3]
         return _rt(rot, iso_device)
 
-    @property
+    @cached_property
     def camera3d_from_world(self) -> np.ndarray:
+        """4x4 world mm -> camera mm (source at the origin, +z towards the detector); computed once
+        per view (the projector asks for it on every call) and read-only."""
         camera3d_from_arm = _rt(translation=[0.0, -self.source_to_isocenter_horizontal_offset,
                                              self.source_to_isocenter_vertical_distance])
         if self.rotate_camera_left:
             camera3d_from_arm = _rt(Rotation.from_euler("z", 90, degrees=True).as_matrix()) @ camera3d_from_arm
         gamma = _rt(Rotation.from_euler("z", self.gamma, degrees=True).as_matrix())
-        return gamma @ camera3d_from_arm @ np.linalg.inv(self.device_from_arm) @ self.device_from_world
+        m = gamma @ camera3d_from_arm @ np.linalg.inv(self.device_from_arm) @ self.device_from_world
+        m.setflags(write=False)
+        return m
 
     @property
     def intrinsic(self) -> np.ndarray:

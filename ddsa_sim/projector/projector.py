@@ -189,21 +189,27 @@ class Projector:
     # ------------------------------------------------------------------ images
     def combine(self, per_volume: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
         """Sum the area densities of the named volumes, applying their displacement (g/cm^2)."""
-        total = np.zeros_like(next(iter(per_volume.values())))
+        if not names:
+            return np.zeros_like(next(iter(per_volume.values())))
+        total = per_volume[names[0]].copy()
+        for name in names[1:]:
+            total += per_volume[name]
+        displaced = False
         for name in names:
-            a = per_volume[name]
-            total += a
-            v = self.volumes[name]
-            if v.displaces:
-                own = a[..., self._luts[name]].sum(axis=-1)
-                for material, g_per_g in v.displaces.items():
+            displaces = {m: g for m, g in self.volumes[name].displaces.items() if g != 0}
+            if displaces:
+                own = per_volume[name][..., self._luts[name]].sum(axis=-1)
+                for material, g_per_g in displaces.items():
                     total[..., self.materials.index(material)] -= g_per_g * own
-        np.maximum(total, 0.0, out=total)
+                displaced = True
+        if displaced:  # a volume may displace more than the others hold
+            np.maximum(total, 0.0, out=total)
         return total
 
     def intensity(self, area_density: np.ndarray) -> np.ndarray:
         """Relative intensity I/I0 (float32) of (H, W, M) area densities (g/cm^2)."""
-        return integrate_spectrum(area_density, self._mu, self.spectrum, mode=self.mode, dtype=np.float32)
+        return integrate_spectrum(area_density, self._mu, self.spectrum, mode=self.mode, dtype=np.float32,
+                                  threads=self.threads)
 
     def render(self, carm: CArm, images: dict[str, Sequence[str]] | None = None,
                check_fov: bool = True) -> ProjectionImages:
@@ -231,7 +237,7 @@ class Projector:
             a = self.combine(per_volume, names)
             area[image] = {m: a[..., i].astype(np.float32) for i, m in enumerate(self.materials)}
             inten[image] = self.intensity(a)
-            nl[image] = neglog(inten[image]).astype(np.float32)
+            nl[image] = neglog(inten[image]).astype(np.float32, copy=False)
         return ProjectionImages(area, inten, nl)
 
     def render_many(self, carms: Sequence[CArm], images: dict[str, Sequence[str]] | None = None) -> list[ProjectionImages]:
