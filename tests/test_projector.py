@@ -180,11 +180,17 @@ def test_displacement_is_linear(phantom_grid):
 def test_thread_count_does_not_change_results(phantom_grid):
     frac, aff = phantom_grid((32, 32, 32), 1.5, lambda x, y, z: (x + 3) ** 2 + y * y + (z - 2) ** 2 <= 300, ss=2)
     vol = ProjectorVolume.single_material("v", frac, aff, "water")
-    carm = _carm(alpha=33, beta=-21, n=32)
+    labels = (np.indices(frac.shape).sum(axis=0) % 3).astype(np.uint8)  # labels change at every voxel
+    mixed = ProjectorVolume("m", frac, labels, ("water", "bone", "blood"), aff)
+    carm = _carm(alpha=33, beta=-21, n=128)  # more pixels than one spectrum block: threads split them
     for method in ("siddon", "trilinear"):
-        one = Projector([vol], method=method, threads=1).march(carm, "v")
-        two = Projector([vol], method=method, threads=2).march(carm, "v")
-        np.testing.assert_array_equal(one, two)
+        one = Projector([vol, mixed], method=method, threads=1).render(carm, {"v": ["v"], "m": ["m"]})
+        two = Projector([vol, mixed], method=method, threads=2).render(carm, {"v": ["v"], "m": ["m"]})
+        for image in ("v", "m"):
+            np.testing.assert_array_equal(one.intensity[image], two.intensity[image])
+            for material in ("water", "bone", "blood"):
+                np.testing.assert_array_equal(one.area_density_g_per_cm2[image][material],
+                                              two.area_density_g_per_cm2[image][material])
 
 
 def test_out_of_view_and_bad_volumes():
@@ -253,3 +259,17 @@ def test_unknown_volume_in_images_is_a_clear_error():
     v = ProjectorVolume.single_material("v", np.ones((4, 4, 4), np.float32), np.eye(4), "water")
     with pytest.raises(InputError, match="unknown volume 'vessels'"):
         Projector([v]).render(_carm(n=4), {"contrast": ["v", "vessels"]})
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_wait_passively_unless_the_user_says_otherwise(preset, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = "import os, ddsa_sim; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
