@@ -237,7 +237,7 @@ class Projector:
             a = self.combine(per_volume, names)
             area[image] = {m: a[..., i].astype(np.float32) for i, m in enumerate(self.materials)}
             inten[image] = self.intensity(a)
-            nl[image] = neglog(inten[image]).astype(np.float32, copy=False)
+            nl[image] = neglog(inten[image]).astype(np.float32)
         return ProjectionImages(area, inten, nl)
 
     def render_many(self, carms: Sequence[CArm], images: dict[str, Sequence[str]] | None = None) -> list[ProjectionImages]:
