@@ -69,6 +69,9 @@ SYSTEMS = ("ours_mono", "ours_poly", "ours_pair", "ours_poly_blood", "ours_inter
 THREADS = 2
 BODY_G_PER_CM2 = 2.0
 SPECTRUM = {"kvp": 90, "al": 4, "bin": 80.0 / 60.0}  # SpekPy, 90 kVp, 4 mm Al, 60 bins of 1.33 keV from 10 keV
+# `import ddsa_sim` sets OMP_WAIT_POLICY=PASSIVE for its own OpenMP threads; the peers (torch's and
+# plastimatch's OpenMP) run with the value the user started with
+USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 
 
 def _rss_mb() -> float:
@@ -277,7 +280,7 @@ def run_worker(system: str, workdir: Path, detector: int, repeats: int) -> dict:
         geo = peers.plastimatch_geometry(carm, rot)
         prefix = workdir / "plm_"
         cmd = peers.plastimatch_command(vol_path, prefix, geo)
-        env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+        env = _peer_env(dict(os.environ, OMP_NUM_THREADS=str(THREADS)))
         walls = []
         for k in range(repeats + 1):
             for old in workdir.glob("plm_*"):
@@ -301,8 +304,18 @@ def run_worker(system: str, workdir: Path, detector: int, repeats: int) -> dict:
     return report
 
 
+def _peer_env(env: dict) -> dict:
+    """``env`` with OMP_WAIT_POLICY as the user had it (not as ``import ddsa_sim`` set it)."""
+    env.pop("OMP_WAIT_POLICY", None)
+    if USER_OMP_WAIT_POLICY is not None:
+        env["OMP_WAIT_POLICY"] = USER_OMP_WAIT_POLICY
+    return env
+
+
 def _spawn(system: str, workdir: Path, detector: int, repeats: int) -> dict:
     env = dict(os.environ, NUMBA_NUM_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS))
+    if not system.startswith("ours"):
+        env = _peer_env(env)
     cmd = [sys.executable, __file__, "--worker", system, "--workdir", str(workdir), "--detector", str(detector),
            "--repeats", str(repeats)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
