@@ -69,7 +69,7 @@ SYSTEMS = ("ours_mono", "ours_poly", "ours_pair", "ours_poly_blood", "ours_inter
 THREADS = 2
 BODY_G_PER_CM2 = 2.0
 SPECTRUM = {"kvp": 90, "al": 4, "bin": 80.0 / 60.0}  # SpekPy, 90 kVp, 4 mm Al, 60 bins of 1.33 keV from 10 keV
-# `import ddsa_sim` sets OMP_WAIT_POLICY=PASSIVE for its own OpenMP threads; the peers (torch's and
+# importing our projector sets OMP_WAIT_POLICY=PASSIVE for its own OpenMP threads; the peers (torch's and
 # plastimatch's OpenMP) run with the value the user started with
 USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 
@@ -305,7 +305,7 @@ def run_worker(system: str, workdir: Path, detector: int, repeats: int) -> dict:
 
 
 def _peer_env(env: dict) -> dict:
-    """``env`` with OMP_WAIT_POLICY as the user had it (not as ``import ddsa_sim`` set it)."""
+    """``env`` with OMP_WAIT_POLICY as the user had it (not as importing our projector set it)."""
     env.pop("OMP_WAIT_POLICY", None)
     if USER_OMP_WAIT_POLICY is not None:
         env["OMP_WAIT_POLICY"] = USER_OMP_WAIT_POLICY

@@ -270,6 +270,6 @@ def test_openmp_threads_wait_passively_unless_the_user_says_otherwise(preset, ex
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if preset:
         env["OMP_WAIT_POLICY"] = preset
-    code = "import os, ddsa_sim; print(os.environ['OMP_WAIT_POLICY'])"
+    code = "import os, ddsa_sim.projector; print(os.environ['OMP_WAIT_POLICY'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected

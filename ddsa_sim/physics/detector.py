@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numba
 import numpy as np
 
+import ddsa_sim._openmp  # noqa: F401  (before numba runs a parallel kernel)
 from ddsa_sim import InputError
 
 __all__ = [

@@ -13,6 +13,8 @@ import math
 import numba
 import numpy as np
 
+import ddsa_sim._openmp  # noqa: F401  (before numba runs a parallel kernel)
+
 _EPS = 1e-12
 _BIG = math.inf  # the next crossing of a face never crossed
 
