@@ -20,8 +20,8 @@ from typing import Any, Literal
 import numba
 import numpy as np
 
-import ddsa_sim._openmp  # noqa: F401  (before numba runs a parallel kernel)
 from ddsa_sim import InputError
+from ddsa_sim._openmp import numba_threads  # also sets the OpenMP wait policy
 
 __all__ = [
     "DEEPDRR_NOISE_KERNEL",
@@ -116,12 +116,8 @@ def integrate_spectrum(
         return _beer_lambert_blocks(flat, np.ascontiguousarray(mu, dtype=np.float32),
                                     w.astype(np.float32), threads).reshape(a.shape[:-1])
     out = np.empty(flat.shape[0], dtype=np.float64)
-    prev = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
+    with numba_threads(threads):
         _beer_lambert_sum(flat, np.ascontiguousarray(mu), np.ascontiguousarray(w, dtype=np.float64), out)
-    finally:
-        numba.set_num_threads(prev)
     return out.reshape(a.shape[:-1])
 
 

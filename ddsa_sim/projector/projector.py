@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
-import numba
 import numpy as np
 
 from ddsa_sim import InputError
+from ddsa_sim._openmp import numba_threads
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.attenuation import attenuation_matrix
 from ddsa_sim.physics.detector import integrate_spectrum, neglog
@@ -143,18 +143,13 @@ class Projector:
         out = np.zeros((dirs.shape[0], len(self.materials)), dtype=np.float64)
         vox_from_world = np.linalg.inv(world_from_voxel)[:3, :]
         order = cache_friendly_order(dirs.reshape(carm.sensor_height, carm.sensor_width, 3), vox_from_world)
-        prev = numba.get_num_threads()
-        if self.threads:
-            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
-        try:
+        with numba_threads(self.threads):
             if self.method == "siddon":
                 siddon_area_density(v.density_g_per_cc, v.density_bits, v.label_mask, self._luts[volume],
                                     vox_from_world, carm.source_mm, dirs, order, out, *v.occupancy())
             else:
                 trilinear_area_density(v.density_g_per_cc, v.density_bits, v.label_mask, self._luts[volume],
                                        vox_from_world, carm.source_mm, dirs, order, self._step_mm(v), out)
-        finally:
-            numba.set_num_threads(prev)
         out *= 0.1  # g/cm^3 x mm -> g/cm^2
         return out.reshape(carm.sensor_height, carm.sensor_width, len(self.materials))
 
