@@ -178,6 +178,28 @@ def test_bad_input(call):
         call()
 
 
+def test_float32_exp_within_two_ulp_of_exp():
+    """The float32 path's vectorisable exp against float64 exp over every exponent it keeps, and zero
+    below its cut (exp(-60) = 9e-27, far under the -ln floor)."""
+    import numba
+
+    from ddsa_sim.physics.detector import _EXP_CUTOFF, _exp_f32
+
+    @numba.njit
+    def evaluate(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = _exp_f32(x[i])
+        return out
+
+    x = np.concatenate([np.linspace(_EXP_CUTOFF, 88.0, 1_000_001), np.log(np.linspace(1e-3, 2.0, 10_001))])
+    x = x.astype(np.float32)
+    ulp = np.abs(evaluate(x) / np.exp(x.astype(np.float64)) - 1.0) / 2.0**-24
+    assert ulp.max() <= 2.0
+    assert evaluate(np.array([0.0], np.float32))[0] == 1.0
+    assert np.all(evaluate(np.array([-60.01, -100.0, -1e30, -np.inf], np.float32)) == 0.0)
+
+
 def test_float32_spectrum_integration_agrees_with_float64(spec90):
     """The projector's float32 path (SIMD exp) against the exact float64 sum, across the
     attenuation range of real images; the same bits for any number of threads."""
