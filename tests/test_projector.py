@@ -231,8 +231,8 @@ def test_empty_space_skipping_and_ray_order_are_exact():
         plain = np.zeros((len(dirs), 1))
         fast = np.zeros((len(dirs), 1))
         rows = np.arange(len(dirs))
-        siddon_area_density(dens, bits, 0, lut, vfw, carm.source_mm, dirs, rows, plain, np.ones((1, 1, 1), np.uint8), 0)
-        siddon_area_density(dens, bits, 0, lut, vfw, carm.source_mm, dirs, rng.permutation(rows), fast, bricks, shift)
+        siddon_area_density(bits, 0, lut, vfw, carm.source_mm, dirs, rows, plain, np.ones((1, 1, 1), np.uint8), 0)
+        siddon_area_density(bits, 0, lut, vfw, carm.source_mm, dirs, rng.permutation(rows), fast, bricks, shift)
         assert plain.max() > 0
         np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-9)
 

@@ -17,11 +17,9 @@ from typing import Any, Literal
 
 import numba
 import numpy as np
-from llvmlite import ir as llvm_ir
-from numba import types
-from numba.extending import intrinsic
 
 from ddsa_sim import InputError
+from ddsa_sim._bitcast import float32_from_bits
 from ddsa_sim._openmp import numba_threads  # also sets the OpenMP wait policy
 
 __all__ = [
@@ -134,14 +132,6 @@ _EXP_CUTOFF = -60.0
 _BLOCK = 1024
 
 
-@intrinsic
-def _float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE-754 bits are the int32 ``bits`` (a register bitcast, vectorisable)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], llvm_ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
 @numba.njit(inline="always", cache=True)
 def _exp_f32(x):
     """exp(x) in float32, within 2 ulp, 0 below :data:`_EXP_CUTOFF`.
@@ -164,7 +154,7 @@ def _exp_f32(x):
     p = p * r + np.float32(1.6666665459e-1)
     p = p * r + np.float32(5.0000001201e-1)
     p = p * (r * r) + r + np.float32(1.0)
-    e = p * _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+    e = p * float32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
     return np.float32(0.0) if x < np.float32(_EXP_CUTOFF) else e
 
 

@@ -145,7 +145,7 @@ class Projector:
         order = cache_friendly_order(dirs.reshape(carm.sensor_height, carm.sensor_width, 3), vox_from_world)
         with numba_threads(self.threads):
             if self.method == "siddon":
-                siddon_area_density(v.density_g_per_cc, v.density_bits, v.label_mask, self._luts[volume],
+                siddon_area_density(v.density_bits, v.label_mask, self._luts[volume],
                                     vox_from_world, carm.source_mm, dirs, order, out, *v.occupancy())
             else:
                 trilinear_area_density(v.density_g_per_cc, v.density_bits, v.label_mask, self._luts[volume],
