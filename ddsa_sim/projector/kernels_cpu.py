@@ -113,7 +113,7 @@ def _add_voxel(bits, label_mask, single, idx, length, acc, run):
     One load gives both the label (low bits) and the density (the same bits as a float32). The
     multi-material sum indexes ``acc`` by the label instead of branching on label changes: a CT's
     labels change every ~20 voxels along a ray, and each mispredicted branch threw away the loads in
-    flight. ``single`` is a constant in each inlined copy, so the test costs nothing per voxel.
+    flight. The dense march passes ``single`` as a literal, so its loops have no test per voxel.
     """
     b = bits[idx]
     if single:
