@@ -16,8 +16,8 @@ Systems, each in its OWN subprocesses (so ``ru_maxrss`` is the peak RSS of that 
 timed as the median of ``--repeats`` runs after one warm-up run (numba JIT / torch first call). Each
 of ours and plastimatch runs in ``PROCESSES`` (3) processes and reports the median of their medians
 (and the largest memory peak): on the benchmark VM one process marched the same volume with the same
-kernel in 0.06 s and the next in 0.10-0.13 s (physical memory and code placement change with each
-process), and one process per system made ``ratio_vs_plastimatch`` swing from 0.45 to 1.1 between
+kernel in 0.06 s and the next in 0.10-0.13 s (each process places its memory and compiled code
+anew; within a process the spread is a few %), and one process per system made ``ratio_vs_plastimatch`` swing from 0.45 to 1.1 between
 runs of unchanged code. DiffDRR (seconds per image) runs in one.
 
 * ``ours_mono``: ``Projector.march`` of a single-material density volume (exact Siddon), 2 threads.
