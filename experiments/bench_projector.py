@@ -17,7 +17,7 @@ timed as the median of ``--repeats`` runs after one warm-up run (numba JIT / tor
 of ours and plastimatch runs in ``PROCESSES`` (3) processes and reports the median of their medians
 (and the largest memory peak): on the benchmark VM one process marched the same volume with the same
 kernel in 0.06 s and the next in 0.10-0.13 s (each process places its memory and compiled code
-anew; within a process the spread is a few %), and one process per system made ``ratio_vs_plastimatch`` swing from 0.45 to 1.1 between
+anew), and one process per system made ``ratio_vs_plastimatch`` swing from 0.45 to 1.1 between
 runs of unchanged code. DiffDRR (seconds per image) runs in one.
 
 * ``ours_mono``: ``Projector.march`` of a single-material density volume (exact Siddon), 2 threads.
