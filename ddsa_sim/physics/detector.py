@@ -111,7 +111,6 @@ def integrate_spectrum(
         raise InputError(f"integrate_spectrum dtype must be float64 or float32, got {dtype}")
     w = spectral_weights(spectrum, mode)
     flat = np.ascontiguousarray(a.reshape(-1, n_mat))
-    threads = max(1, int(threads or numba.get_num_threads()))
     with numba_threads(threads):
         if dtype == np.float32:
             out = np.empty(flat.shape[0], dtype=np.float32)
