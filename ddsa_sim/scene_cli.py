@@ -16,7 +16,6 @@ import typer
 
 from ddsa_sim import InputError
 
-GENERATOR_NAMES = ("lsystem", "cow", "coronary", "colonize")
 #: Default CLI detector: Siemens Cios-like 1536^2 x 0.194 mm panel binned 3x3 -> 512^2 x 0.582 mm,
 #: the full 298 mm field (a binning-2 crop of 512 px at 0.388 mm would see only 199 mm).
 DEFAULT_DETECTOR = "512x512"
@@ -33,111 +32,50 @@ def _floats(text: str, field: str) -> list[float]:
     return vals
 
 
-def _read_structures(path: str | None, labels_source: str) -> dict[str, int]:
-    """Structure name -> label id: builtin chest CT table, or a CSV with columns structure,id."""
-    from ddsa_sim.imaging.sources import structure_table
+def vessel_spec(vessels: str, seed: int, region: str, spacing_mm: float):
+    """The :class:`~ddsa_sim.scene.VesselSpec` of a ``--vessels`` value: ``labels:NAME,...``, a generator
+    name, a tree file (.vtp / .json) or a NIfTI lumen fraction / mask."""
+    from ddsa_sim.scene import VesselSpec
+    from vessel_models.generators import GENERATORS
 
-    return structure_table(labels_source, path, field="--structures")
-
-
-def _label_ids(names: list[str], structures: dict[str, int], source: str) -> list[int]:
-    from ddsa_sim.imaging.sources import structure_ids
-
-    return structure_ids(names, structures, source, field="--vessels")
-
-
-def _default_labels(ct: str, labels: str | None) -> str:
-    if labels is not None:
-        return labels
-    if ct == "builtin:chest-ct":
-        return "builtin:chest-ct-labels"
-    raise InputError("--vessels labels:... needs --labels LABELS_FILE (a label map on the CT grid)")
-
-
-def _load_labels(ct_vol, labels_source: str):
-    from ddsa_sim.volumes import read_volume
-
-    lab = read_volume(labels_source)
-    if lab.shape != ct_vol.shape or not np.allclose(lab.affine, ct_vol.affine, atol=1e-3):
-        raise InputError(f"--labels: {labels_source} grid {lab.shape} differs from the CT grid {ct_vol.shape}")
-    return lab
+    spec = vessels.strip()
+    if spec.startswith("labels:"):
+        names = tuple(n.strip() for n in spec[len("labels:"):].split(",") if n.strip())
+        if not names:
+            raise InputError("--vessels labels: lists no structure")
+        return VesselSpec("labels", structures=names, display_name=spec, field="--vessels")
+    if spec in GENERATORS:
+        return VesselSpec("generator", spec, seed=seed, spacing_mm=spacing_mm, display_name=f"{spec}@{region}",
+                          field="--vessels")
+    path = Path(spec)
+    if path.suffix.lower() in (".vtp", ".json") or path.name.lower().endswith((".nii", ".nii.gz")):
+        return VesselSpec("file", spec, spacing_mm=spacing_mm, display_name=f"{spec}@{region}", field="--vessels")
+    if path.exists():
+        raise InputError(f"--vessels: {path}: unknown format (expected .vtp, .json, .nii or .nii.gz)")
+    if path.suffix or os.sep in spec:
+        raise InputError(f"--vessels: {path}: no such file")
+    raise InputError(f"--vessels: '{spec}' is not a file, a labels: list or a generator ({', '.join(GENERATORS)})")
 
 
-def _nifti_fraction(path: Path):
-    from ddsa_sim.imaging.sources import nifti_fraction
+def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, structures: str | None = None,
+               region: str = "body", place: str = "auto", spacing_mm: float = 0.25, **parts):
+    """The :class:`~ddsa_sim.scene.SceneSpec` of the ``dsa`` options (see docs/dsa.md §6).
 
-    return nifti_fraction(path, field="--vessels")
-
-
-def build_scene(ct: str, vessels: str, seed: int, labels: str | None = None, structures: str | None = None,
-                region: str = "body", place: str = "auto", spacing_mm: float = 0.25, **scene_kwargs):
-    """Build a :class:`~ddsa_sim.scene.Scene` from CLI-style strings (see docs/dsa.md §6)."""
-    from ddsa_sim.imaging.placement import body_mask, label_region, place_in_region
-    from ddsa_sim.imaging.sources import label_vessels
-    from ddsa_sim.imaging.vessels import TreeVessels
-    from ddsa_sim.scene import Scene
-    from ddsa_sim.volumes import read_ct
-    from ddsa_sim.volumes.materials import labels_in
-    from vessel_models.tree import VesselInputError
+    ``parts`` are the spec's ``exposure`` (:class:`~ddsa_sim.scene.ExposureSpec`) and ``effects``
+    (:class:`~ddsa_sim.scene.EffectsSpec`).
+    """
+    from ddsa_sim.scene import CTSpec, PlacementSpec, SceneSpec
 
     if place not in ("auto", "region", "as-is"):
         raise InputError(f"--place: use auto, region or as-is, got {place!r}")
-    ct_vol = read_ct(ct)
-    rng = np.random.default_rng(seed)
-    spec = vessels.strip()
-    try:
-        if spec.startswith("labels:"):
-            labels_source = _default_labels(ct, labels)
-            lab = _load_labels(ct_vol, labels_source)
-            classes = _read_structures(structures, labels_source)
-            names = [n.strip() for n in spec[len("labels:"):].split(",") if n.strip()]
-            if not names:
-                raise InputError("--vessels labels: lists no structure")
-            ids = _label_ids(names, classes, labels_source)
-            if not labels_in(lab.data, ids).any():
-                raise InputError(f"--vessels: structures {', '.join(names)} have no voxel in {labels_source}")
-            vnc, lumen = label_vessels(ct_vol, lab.data, classes, ids, spec, field="--vessels")
-            return Scene(vnc, [lumen], **scene_kwargs)
-
-        path = Path(spec)
-        if spec in GENERATOR_NAMES or path.suffix.lower() in (".vtp", ".json"):
-            from vessel_models import generate, load_tree
-
-            if spec in GENERATOR_NAMES:
-                tree = generate(spec, seed)
-                as_is = place == "as-is"
-            else:
-                if not path.is_file():
-                    raise InputError(f"--vessels: {path}: no such file")
-                tree = load_tree(path)
-                as_is = place == "as-is"
-            if region == "body":
-                reg, reg_name = body_mask(ct_vol), "body"
-            else:
-                labels_source = _default_labels(ct, labels)
-                lab = _load_labels(ct_vol, labels_source)
-                classes = _read_structures(structures, labels_source)
-                reg = label_region(lab.data, classes, [r.strip() for r in region.split(",")], labels_source)
-                reg_name = region
-            if place == "auto" and spec not in GENERATOR_NAMES:
-                inv = np.linalg.inv(ct_vol.affine)
-                ijk = np.rint(inv[:3, :3] @ tree.positions_mm[0] + inv[:3, 3]).astype(int)
-                as_is = bool(np.all(ijk >= 0) and np.all(ijk < reg.shape) and reg[tuple(ijk)])
-            if not as_is:
-                tree = tree.transformed(place_in_region(tree.positions_mm, reg, ct_vol.affine, rng))
-            return Scene(ct_vol, [TreeVessels(tree, spacing_mm=spacing_mm, name=f"{spec}@{reg_name}")],
-                         **scene_kwargs)
-
-        if path.name.lower().endswith((".nii", ".nii.gz")):
-            return Scene(ct_vol, [_nifti_fraction(path)], **scene_kwargs)
-        if path.exists():
-            raise InputError(f"--vessels: {path}: unknown format (expected .vtp, .json, .nii or .nii.gz)")
-        if path.suffix or os.sep in spec:
-            raise InputError(f"--vessels: {path}: no such file")
-        raise InputError(f"--vessels: '{spec}' is not a file, a labels: list or a generator "
-                         f"({', '.join(GENERATOR_NAMES)})")
-    except VesselInputError as exc:
-        raise InputError(f"--vessels: {str(exc).splitlines()[0]}") from None
+    vs = vessel_spec(vessels, seed, region, spacing_mm)
+    regions = tuple(r.strip() for r in region.split(","))
+    if labels is None and (vs.kind == "labels" or regions != ("body",)):
+        if ct != "builtin:chest-ct":
+            raise InputError("--labels: --vessels labels:... and organ regions need a label map on the CT grid")
+        labels = "builtin:chest-ct-labels"
+    return SceneSpec(CTSpec(ct, labels, structures, labels_field="--labels", structures_field="--structures"),
+                     vs, PlacementSpec(place, regions, seed=seed, field="--region"), **parts)
 
 
 def vessel_center_mm(scene) -> np.ndarray:
@@ -227,11 +165,18 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
     from ddsa_sim.cli import _parse_detector, _parse_point
     from ddsa_sim.geometry import CArm
-    from ddsa_sim.imaging.motion import MotionParams
-    from ddsa_sim.imaging.recording import Exposure, ScatterSettings, gain_for_bit_depth
     from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.scatter import AntiScatterGrid
-    from ddsa_sim.scene import render_sequence
+    from ddsa_sim.scene import (
+        EffectsSpec,
+        Exposure,
+        ExposureSpec,
+        MotionParams,
+        ScatterSettings,
+        build_scene,
+        render_sequence,
+    )
+    from ddsa_sim.scene.recording import gain_for_bit_depth
 
     alphas, betas = _floats(alpha, "alpha"), _floats(beta, "beta")
     if len(alphas) != len(betas) and 1 not in (len(alphas), len(betas)):
@@ -244,11 +189,13 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     exposure = Exposure(photons_per_pixel=photons, mas=mas)
     if bit_depth < 0 or bit_depth > 32:
         raise InputError(f"--bit-depth must be 0 (none) or 1-32, got {bit_depth}")
-    scene = build_scene(ct, vessels, seed, labels=labels, structures=structures, region=region, place=place,
-                        spacing_mm=spacing_mm, spectrum=spectrum, exposure=exposure, iodine_mg_per_ml=iodine,
-                        motion=MotionParams(kind=motion), noise=not no_noise,
-                        scatter=ScatterSettings(enabled=not no_scatter, grid=None if no_grid else AntiScatterGrid()),
-                        detector=Detector(mode=detector_mode))
+    spec = scene_spec(ct, vessels, seed, labels=labels, structures=structures, region=region, place=place,
+                      spacing_mm=spacing_mm,
+                      exposure=ExposureSpec(spectrum, exposure, Detector(mode=detector_mode), iodine),
+                      effects=EffectsSpec(noise=not no_noise, motion=MotionParams(kind=motion),
+                                          scatter=ScatterSettings(enabled=not no_scatter,
+                                                                  grid=None if no_grid else AntiScatterGrid())))
+    scene = build_scene(spec)
     iso = _parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
     carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_size=pixel_mm)
     if bit_depth:

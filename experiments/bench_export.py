@@ -134,11 +134,13 @@ def breakdown(cfg, folder: Path) -> dict[str, float]:
     """Seconds per stage for the whole run in this process (1 worker)."""
     from ddsa_sim import scene
     from ddsa_sim.export import runner, sample
+    from ddsa_sim.physics import spectra
+    from ddsa_sim.scene import builder, render
 
     stages: dict[str, float] = defaultdict(float)
-    patches = [(sample, "load_ct", "load"), (sample, "_ct_projector_volume", "ct_setup"),
-               (sample, "_tree_vessels", "voxelize"), (sample, "sample_spectrum", "spectrum"),
-               (scene, "render_triplet", "render"), (scene, "scatter_image", "noise"), (scene, "record", "noise"),
+    patches = [(scene, "load_patient", "load"), (builder, "_ct_projector_volume", "ct_setup"),
+               (builder, "_placed_source", "voxelize"), (spectra, "spectrum_at_kvp", "spectrum"),
+               (scene, "render_triplet", "render"), (render, "scatter_image", "noise"), (render, "record", "noise"),
                (runner, "write_sample", "write")]
     saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in patches]
     sample._WORKER_CACHE = None

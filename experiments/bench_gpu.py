@@ -71,7 +71,7 @@ def bench_ours(vol, iod, carms, batch: int, step: float | None) -> dict:
     import torch
 
     from ddsa_sim.projector import Projector
-    from ddsa_sim.projector.kernels_torch import TorchProjector
+    from ddsa_sim.projector.torch_projector import TorchProjector
 
     proj = Projector([vol, iod], "90KV_AL40", step_mm=step, device="cuda")
     tp = TorchProjector(proj)

@@ -142,9 +142,9 @@ def prepare_scene(size: int, workdir: Path) -> dict:
 
 def _ct_volumes(hu: np.ndarray, affine: np.ndarray, center_mm: np.ndarray, iodine: str):
     """The 4-material CT and the iodine volume, ``"coronary"`` or ``"blood"`` (module docstring)."""
-    from ddsa_sim.imaging.placement import place_at
-    from ddsa_sim.imaging.vessels import BolusParams, TreeVessels
     from ddsa_sim.projector import ProjectorVolume
+    from ddsa_sim.scene.placement import place_at
+    from ddsa_sim.scene.vessels import BolusParams, TreeVessels
     from ddsa_sim.volumes import hu_to_density, material_labels, segment_by_threshold
     from vessel_models.generators import generate
 

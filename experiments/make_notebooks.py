@@ -182,10 +182,10 @@ patient motion between mask and contrast frames leaves bright/dark edges in conv
 from dataclasses import replace
 
 from ddsa_sim.geometry import CArm
-from ddsa_sim.imaging.motion import MotionParams
-from ddsa_sim.imaging.placement import body_mask, place_in_region
-from ddsa_sim.imaging.recording import ScatterSettings
-from ddsa_sim.imaging.vessels import TreeVessels
+from ddsa_sim.scene.motion import MotionParams
+from ddsa_sim.scene.placement import body_mask, place_in_region
+from ddsa_sim.scene.recording import ScatterSettings
+from ddsa_sim.scene.vessels import TreeVessels
 from ddsa_sim.scene import Scene, render_triplet
 from ddsa_sim.volumes import read_ct
 from vessel_models import generate

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ddsa_sim.geometry.carm import CArm
-from ddsa_sim.imaging.recording import ScatterSettings
-from ddsa_sim.imaging.vessels import TreeVessels
 from ddsa_sim.scene import Scene
+from ddsa_sim.scene.recording import ScatterSettings
+from ddsa_sim.scene.vessels import TreeVessels
 from ddsa_sim.volumes import Volume, from_array
 from vessel_models.tree import VesselTree
 

@@ -24,7 +24,7 @@ def cfg(glob, **extra):
                  "isocenter_jitter_mm": 5.0},
         "count": 97,
         "seed": 5,
-        "renderer": "synthetic",
+        "renderer": "synthetic_renderer:render_synthetic",
     }
     data.update(extra)
     return config_from_dict(data)
@@ -119,7 +119,7 @@ def test_labels_required_by_ct_label_vessels_or_placement(tmp_path):
 
 def test_structure_table_of_a_label_map_reaches_the_renderer(tmp_path):
     """A label map from a file names its classes through `structures` (a CSV or the builtin table)."""
-    from ddsa_sim.imaging.sources import structure_table
+    from ddsa_sim.scene.sources import structure_table
 
     g = make_cts(tmp_path, 1)
     csv = tmp_path / "classes.csv"

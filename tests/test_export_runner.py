@@ -38,7 +38,7 @@ def write_config(folder: Path, delay_s: float = 0.0) -> Path:
         "split": {"train": 0.34, "val": 0.33, "test": 0.33},
         "count": N,
         "seed": 3,
-        "renderer": "synthetic",
+        "renderer": "synthetic_renderer:render_synthetic",
         "renderer_options": {"delay_s": delay_s},
     }
     path = folder / "ds.yaml"
@@ -99,7 +99,8 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path):
     store = tmp_path / "killed.zarr"
     cmd = [sys.executable, "-m", "ddsa_sim.export.cli", "export", str(cfg_path), "-o", str(store),
            "--workers", "2", "--no-progress", "--no-preview"]
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # the repo, and tests/ for the fake renderer of the config
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90

@@ -21,9 +21,9 @@ from ddsa_sim.export.sample import (
     IMAGE_DTYPES,
     CTCache,
     render_sample,
-    sample_spectrum,
 )
 from ddsa_sim.export.store import open_store, sample_checksum
+from ddsa_sim.physics.spectra import spectrum_at_kvp
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 48
@@ -142,6 +142,6 @@ def test_bad_generator_parameter_names_the_field(tmp_path):
 
 
 def test_interpolated_spectrum_sits_between_its_nodes():
-    lo, mid, hi = sample_spectrum(80.0, 4.0, 2.0), sample_spectrum(81.0, 4.0, 2.0), sample_spectrum(82.0, 4.0, 2.0)
+    lo, mid, hi = spectrum_at_kvp(80.0, 4.0, 2.0), spectrum_at_kvp(81.0, 4.0, 2.0), spectrum_at_kvp(82.0, 4.0, 2.0)
     assert lo.mean_energy_kev < mid.mean_energy_kev < hi.mean_energy_kev
-    assert sample_spectrum(81.0, 4.0, 2.0) is mid  # memoised
+    assert spectrum_at_kvp(81.0, 4.0, 2.0) is mid  # memoised

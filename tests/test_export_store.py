@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import zarr
+from synthetic_renderer import render_synthetic
 from typer.testing import CliRunner
 
 from ddsa_sim import InputError
@@ -16,8 +17,9 @@ from ddsa_sim.export.config import config_from_dict
 from ddsa_sim.export.inspect import inspect_store
 from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
-from ddsa_sim.export.sample import IMAGE_ARRAYS, CTCache, load_ct, render_sample
+from ddsa_sim.export.sample import IMAGE_ARRAYS, CTCache, render_sample
 from ddsa_sim.export.store import META_ARRAYS, open_store, read_sample, sample_checksum
+from ddsa_sim.volumes.readers import peek_voxels, read_ct_with_labels
 
 
 def write_cts(folder: Path, n: int = 2, size: int = 12) -> str:
@@ -39,7 +41,7 @@ def small_config(glob: str, **extra):
         "effects": {"noise": True, "motion": "rigid"},
         "count": 8,
         "seed": 11,
-        "renderer": "synthetic",
+        "renderer": "synthetic_renderer:render_synthetic",
     }
     data.update(extra)
     return config_from_dict(data)
@@ -157,7 +159,7 @@ def test_huge_ct_refused_before_reading(tmp_path):
         run_export(cfg, tmp_path / "x.zarr", progress=False)
     assert not (tmp_path / "x.zarr").exists()
     with pytest.raises(InputError, match="max_ct_voxels"):
-        load_ct(str(tmp_path / "cts" / "ct0.nii.gz"), None, 1000)
+        read_ct_with_labels(str(tmp_path / "cts" / "ct0.nii.gz"), None, 1000)
 
 
 def test_ct_cache_loads_each_ct_once_and_evicts(tmp_path):
@@ -177,27 +179,24 @@ def test_ct_cache_loads_each_ct_once_and_evicts(tmp_path):
     assert cache3.loads == 2
 
 
+def broken_renderer(spec, cache):
+    """The fake renderer with one row missing from ``mask`` (breaks the renderer contract)."""
+    out = render_synthetic(spec, cache)
+    out["mask"] = out["mask"][:-1]
+    return out
+
+
 def test_unknown_renderer_and_broken_contract(tmp_path):
     import dataclasses
-
-    from ddsa_sim.export import sample as sample_mod
 
     glob = write_cts(tmp_path / "cts", n=1)
     spec = plan_dataset(small_config(glob))[0]
     with pytest.raises(InputError, match="renderer: unknown 'nope'"):
         render_sample(dataclasses.replace(spec, renderer="nope"), CTCache())
-
-    def bad(spec, cache):
-        out = sample_mod._render_synthetic(spec, cache)
-        out["mask"] = out["mask"][:-1]
-        return out
-
-    sample_mod.RENDERERS["bad"] = bad
-    try:
-        with pytest.raises(RuntimeError, match="'mask' has shape"):
-            render_sample(dataclasses.replace(spec, renderer="bad"), CTCache())
-    finally:
-        del sample_mod.RENDERERS["bad"]
+    with pytest.raises(InputError, match="renderer: cannot load 'no_such_module:f'"):
+        render_sample(dataclasses.replace(spec, renderer="no_such_module:f"), CTCache())
+    with pytest.raises(RuntimeError, match="'mask' has shape"):
+        render_sample(dataclasses.replace(spec, renderer=f"{__name__}:broken_renderer"), CTCache())
 
 
 def test_cli_export_overrides_count_and_seed(tmp_path):
@@ -222,12 +221,10 @@ def test_cli_export_overrides_count_and_seed(tmp_path):
 def test_dicom_size_from_headers():
     from pydicom.data import get_testdata_file
 
-    from ddsa_sim.export.sample import peek_voxels
-
     path = get_testdata_file("CT_small.dcm")
     assert peek_voxels(path) == 128 * 128
     with pytest.raises(InputError, match="max_ct_voxels=100"):
-        load_ct(path, None, 100)
+        read_ct_with_labels(path, None, 100)
 
 
 def test_missing_vessel_segmentation_refused_before_store(tmp_path):

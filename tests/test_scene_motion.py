@@ -7,14 +7,14 @@ import pytest
 from scene_helpers import cylinder_ct, make_scene, small_carm
 
 from ddsa_sim import InputError
-from ddsa_sim.imaging.motion import (
+from ddsa_sim.scene import render_triplet
+from ddsa_sim.scene.motion import (
     MotionParams,
     breathing_displacement_px,
     rigid_transform,
     warp_images,
 )
-from ddsa_sim.imaging.recording import Exposure
-from ddsa_sim.scene import render_triplet
+from ddsa_sim.scene.recording import Exposure
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from scene_helpers import cylinder_ct, y_tree
 
 from ddsa_sim import InputError
-from ddsa_sim.imaging.placement import body_mask, label_region, place_in_region
+from ddsa_sim.scene.placement import body_mask, label_region, place_in_region
 from ddsa_sim.volumes.materials import labels_in
 
 

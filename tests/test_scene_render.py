@@ -7,8 +7,6 @@ import pytest
 from scene_helpers import cylinder_ct, make_scene, slab_ct, small_carm, y_tree
 
 from ddsa_sim import InputError
-from ddsa_sim.imaging.recording import Exposure, ScatterSettings, gain_for_bit_depth
-from ddsa_sim.imaging.vessels import BolusParams, TreeVessels
 from ddsa_sim.physics.detector import Detector
 from ddsa_sim.physics.scatter import (
     AntiScatterGrid,
@@ -16,6 +14,8 @@ from ddsa_sim.physics.scatter import (
     water_equivalent_thickness_mm,
 )
 from ddsa_sim.scene import TRIPLET_KEYS, render_frames, render_sequence, render_triplet
+from ddsa_sim.scene.recording import Exposure, ScatterSettings, gain_for_bit_depth
+from ddsa_sim.scene.vessels import BolusParams, TreeVessels
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +166,8 @@ def test_vessels_outside_field_of_view_is_one_line_error(ct):
 def test_static_vessel_volume_is_built_once_and_scaled_exactly():
     """A fraction source's iodine volume at any concentration equals a fresh build bit for bit,
     shares the first build's bricks, and a multi-material volume refuses to be scaled."""
-    from ddsa_sim.imaging.vessels import FractionVessels, iodine_volume
     from ddsa_sim.projector import ProjectorVolume
+    from ddsa_sim.scene.vessels import FractionVessels, iodine_volume
 
     rng = np.random.default_rng(5)
     frac = np.where(rng.random((20, 30, 40)) > 0.9, rng.random((20, 30, 40)), 0.0).astype(np.float32)

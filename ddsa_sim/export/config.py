@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ddsa_sim import InputError
+from ddsa_sim.export.renderers import check_renderer_name
 
 #: C-arm orbital / angular limits (DeepDRR MobileCArm); poses outside are refused at load time.
 ALPHA_LIMITS_DEG = (-40.0, 110.0)
@@ -240,11 +241,7 @@ class DatasetConfig(_Model):
     @field_validator("renderer")
     @classmethod
     def _renderer(cls, v: str) -> str:
-        from ddsa_sim.export.sample import RENDERERS
-
-        if v not in RENDERERS:
-            raise ValueError(f"unknown renderer '{v}'; known: {', '.join(sorted(RENDERERS))}")
-        return v
+        return check_renderer_name(v)
 
     @model_validator(mode="after")
     def _crop_fits(self) -> DatasetConfig:
@@ -410,7 +407,7 @@ count: 300                             # samples (--count overrides)
 split: {train: 0.8, val: 0.1, test: 0.1}   # fractions of CTs (patients), never of images
 seed: 1234                             # --seed overrides
 
-renderer: scene                        # scene (physics) | synthetic (fast fake images, for tests)
+renderer: scene                        # scene (physics) | package.module:function (your own)
 renderer_options: {}                   # scene: vessel_spacing_mm 0.25, method siddon, kvp_node_kv 2, vessel_cache_size 8
 max_ct_voxels: 157286400               # refuse larger CTs (memory bound per worker; docs/export.md)
 ct_cache_size: 1                       # CTs kept loaded per worker

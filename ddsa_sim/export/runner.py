@@ -35,7 +35,7 @@ from ddsa_sim.export.plan import (
     plan_fingerprint,
     resolve_ct_entries,
 )
-from ddsa_sim.export.sample import peek_voxels, render_sample, worker_cache
+from ddsa_sim.export.sample import render_sample, worker_cache
 from ddsa_sim.export.store import (
     array_handles,
     check_resumable,
@@ -45,6 +45,7 @@ from ddsa_sim.export.store import (
     remove_partials,
     write_sample,
 )
+from ddsa_sim.volumes.readers import peek_voxels
 
 
 @dataclass

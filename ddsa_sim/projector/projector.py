@@ -63,7 +63,8 @@ class Projector:
         Numba threads (default: all cores). Results do not depend on it.
     device : str
         ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"``; any device other than ``"cpu"`` marches with
-        the torch backend (``kernels_torch``, trilinear only; batched views: ``TorchProjector``).
+        the torch backend (``kernels_torch``, trilinear only; batched views:
+        :class:`~ddsa_sim.projector.torch_projector.TorchProjector`).
     backend : {"numba", "torch"}
         Kernel used on the CPU: the numba kernels (default) or the torch backend.
     """
@@ -107,19 +108,19 @@ class Projector:
         self._mu = attenuation_matrix(self.materials, self.spectrum)  # (M, B) cm^2/g
         self._luts = {v.name: np.array([mats.index(m) for m in v.materials], dtype=np.int64) for v in volumes}
 
-    # ------------------------------------------------------------------ volumes
-    def set_volume(self, volume: ProjectorVolume) -> None:
-        """Replace the volume of the same name (e.g. a vessel volume at another bolus phase).
+    # ------------------------------------------------------------------ accessors
+    @property
+    def attenuation_cm2_per_g(self) -> np.ndarray:
+        """(M, B) mass attenuation (cm^2/g) of :attr:`materials` at the spectrum's bin energies."""
+        return self._mu
 
-        Its materials must be among the projector's (the attenuation table is built once).
-        """
-        if volume.name not in self.volumes:
-            raise InputError(f"no volume named '{volume.name}' to replace; volumes: {list(self.volumes)}")
-        missing = [m for m in (*volume.materials, *volume.displaces) if m not in self.materials]
-        if missing:
-            raise InputError(f"volume '{volume.name}' brings materials {missing} the projector was not built with")
-        self.volumes[volume.name] = volume
-        self._luts[volume.name] = np.array([self.materials.index(m) for m in volume.materials], dtype=np.int64)
+    def material_indices(self, volume: str) -> np.ndarray:
+        """Column in :attr:`materials` of each of a volume's own materials (int64, in its label order)."""
+        return self._luts[volume]
+
+    def volume_step_mm(self, volume: str) -> float:
+        """Trilinear sample spacing (mm) used for a volume: ``step_mm`` or its finest voxel spacing."""
+        return self._step_mm(self.volumes[volume])
 
     def _step_mm(self, v: ProjectorVolume) -> float:
         return float(self.step_mm or np.linalg.norm(v.world_from_voxel[:3, :3], axis=0).min())
@@ -137,7 +138,7 @@ class Projector:
         if self.backend == "torch":
             if world_from_world is not None:
                 v = replace(v, world_from_voxel=world_from_voxel)
-            out = self._torch_marcher().march(v, self._luts[volume], len(self.materials), [carm], self._step_mm(v))
+            out = self.torch_marcher().march(v, self._luts[volume], len(self.materials), [carm], self._step_mm(v))
             return (out[0] * 0.1).cpu().numpy()
         dirs = self._ray_directions(carm)
         out = np.zeros((dirs.shape[0], len(self.materials)), dtype=np.float64)
@@ -161,7 +162,7 @@ class Projector:
             self._rays = (carm, dirs)
         return self._rays[1]
 
-    def _torch_marcher(self):
+    def torch_marcher(self):
         """The torch backend's marcher for ``self.device`` (created once: volumes stay uploaded)."""
         if self._marcher is None:
             from ddsa_sim.projector.kernels_torch import TorchMarcher

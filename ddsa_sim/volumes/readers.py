@@ -46,19 +46,8 @@ def read_dicom_series(folder: str | Path) -> Volume:
     DICOM patient coordinates are LPS already. A series with mixed orientation, missing slices or
     uneven slice spacing is refused.
     """
-    import pydicom
-
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else [folder]
-    slices = []
-    for f in files:
-        try:
-            ds = pydicom.dcmread(f, stop_before_pixels=False)
-        except Exception:
-            continue  # not a DICOM file (DICOMDIR, notes...): ignore it
-        if "PixelData" not in ds:
-            continue
-        slices.append((f, ds))
+    slices = [(f, ds) for f, ds in dicom_datasets(folder, pixels=True) if "PixelData" in ds]
     if not slices:
         raise InputError(f"{folder}: no DICOM image found")
     uids = {str(ds.get("SeriesInstanceUID", "")) for _, ds in slices}
@@ -120,10 +109,92 @@ def read_dicom_series(folder: str | Path) -> Volume:
     return Volume(data, affine, name=str(folder))
 
 
+def dicom_datasets(path: Path, pixels: bool):
+    """``(file, dataset)`` of every DICOM file of a folder (sorted by name) or of one file.
+
+    Files pydicom cannot read (DICOMDIR notes, text files...) are skipped, as a series reader must.
+    ``pixels=False`` stops before the pixel data (headers only).
+    """
+    import pydicom
+
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        try:
+            yield f, pydicom.dcmread(f, stop_before_pixels=not pixels)
+        except Exception:
+            continue  # not a DICOM file: ignore it
+
+
+def source_path(source: str | Path) -> Path:
+    """The file or folder of a volume source: a path, or the installed file of a ``builtin:`` name."""
+    source_str = str(source)
+    return resolve_builtin(source_str) if source_str.startswith("builtin:") else Path(source_str)
+
+
+def peek_voxels(source: str | Path) -> int | None:
+    """Voxel count of a volume from its headers only (NIfTI, DICOM), or None when that needs a full read."""
+    path = source_path(source)
+    if not path.exists():
+        raise InputError(f"{source}: no such file or folder")
+    if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
+        try:
+            return int(np.prod(nib.load(str(path)).shape[:3]))
+        except Exception as exc:
+            raise InputError(f"{path}: cannot read NIfTI header ({exc.__class__.__name__}: {exc})") from None
+    if path.is_dir() or path.suffix.lower() in (".dcm", ".ima"):
+        total = sum(int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
+                    for _, ds in dicom_datasets(path, pixels=False) if "Rows" in ds and "Columns" in ds)
+        return total or None
+    return None
+
+
+def _refuse_huge(source: str, n_voxels: int, max_voxels: int) -> None:
+    if n_voxels > max_voxels:
+        gib = n_voxels * 5 / 2**30
+        raise InputError(f"{source}: CT has {n_voxels:,} voxels (about {gib:.1f} GiB as float32 + labels), above "
+                         f"max_ct_voxels={max_voxels:,}; crop or resample it, or raise max_ct_voxels")
+
+
+def read_ct_with_labels(ct_source: str, labels_source: str | None = None, max_voxels: int | None = None,
+                        labels_field: str = "labels") -> tuple[Volume, Volume | None]:
+    """Read a CT (HU, float32) and its label map (uint8, or uint16 above 255 labels) on the CT grid.
+
+    Parameters
+    ----------
+    ct_source, labels_source : str
+        Paths (NIfTI, DICOM) or ``builtin:`` names.
+    max_voxels : int, optional
+        Refuse larger CTs, from the header before the voxels are read where the format allows.
+    labels_field : str
+        Option / config field of the label map, named in error messages.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, not a CT, label map on another grid (shape or affine), too many voxels.
+    """
+    if max_voxels is not None:
+        n = peek_voxels(ct_source)
+        if n is not None:
+            _refuse_huge(ct_source, n, max_voxels)
+    ct = read_ct(ct_source)
+    if max_voxels is not None:
+        _refuse_huge(ct_source, int(ct.data.size), max_voxels)
+    if ct.data.dtype != np.float32:
+        ct = ct.with_data(ct.data.astype(np.float32))
+    if labels_source is None:
+        return ct, None
+    labels = read_volume(labels_source)
+    if labels.shape != ct.shape or not np.allclose(labels.affine, ct.affine, atol=1e-3):
+        raise InputError(f"{labels_field}: {labels_source} grid {labels.shape} differs from the CT grid {ct.shape}")
+    top = float(labels.data.max()) if labels.data.size else 0.0
+    return ct, labels.with_data(np.rint(labels.data).astype(np.uint8 if top <= 255 else np.uint16))
+
+
 def read_volume(source: str | Path) -> Volume:
     """Read a volume from a path (NIfTI file, DICOM file or folder) or a ``builtin:`` name."""
     source_str = str(source)
-    path = resolve_builtin(source_str) if source_str.startswith("builtin:") else Path(source_str)
+    path = source_path(source_str)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir() or path.suffix.lower() in (".dcm", ".ima") or _is_dicom(path):

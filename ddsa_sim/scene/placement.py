@@ -39,16 +39,20 @@ def body_mask(ct: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray
     return fg
 
 
-def label_region(labels: np.ndarray, classes: dict[str, int], names: list[str], source: str = "labels") -> np.ndarray:
-    """Boolean union of the named classes of a label map (e.g. ``["heart", "aorta"]``)."""
-    ids = []
-    for name in names:
-        if name not in classes:
-            raise InputError(f"{source}: unknown structure '{name}'; known e.g. {', '.join(sorted(classes)[:8])}, ...")
-        ids.append(classes[name])
-    region = labels_in(labels, ids)
+def label_region(labels: np.ndarray, classes: dict[str, int], names: list[str], source: str = "labels",
+                 field: str = "region") -> np.ndarray:
+    """Boolean union of the named classes (or numeric ids) of a label map, e.g. ``["heart", "aorta"]``.
+
+    Raises
+    ------
+    InputError
+        An unknown structure, or none of the structures has a voxel (names ``field`` and ``source``).
+    """
+    from ddsa_sim.scene.sources import structure_ids
+
+    region = labels_in(labels, structure_ids(names, classes, source, field=field))
     if not region.any():
-        raise InputError(f"{source}: structures {', '.join(names)} have no voxel")
+        raise InputError(f"{field}: structures {', '.join(names)} have no voxel in {source}")
     return region
 
 

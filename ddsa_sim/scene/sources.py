@@ -1,4 +1,4 @@
-"""Vessel sources from names and files, shared by ``ddsa-sim dsa`` (scene_cli) and the dataset exporter.
+"""Vessel sources from names and files, used by the scene builder (:mod:`ddsa_sim.scene.builder`).
 
 * label maps: structure name tables, names -> label ids;
 * the CT's own labelled vessels: virtual non-contrast CT (materials refined by the label map) plus the
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.imaging.vessels import FractionVessels, crop_to_foreground
+from ddsa_sim.scene.vessels import FractionVessels, crop_to_foreground
 from ddsa_sim.volumes import Volume
 from ddsa_sim.volumes.materials import labels_in, segment_with_labels
 

@@ -1,0 +1,44 @@
+"""DSA scenes: a CT, iodinated vessels placed in it, exposure and effects -> mask / contrast / DSA target.
+
+Walk one frame top-down: :class:`SceneSpec` (what to simulate, in plain values) -> :func:`build_scene`
+(the one builder: patient, vessel source, placement) -> :class:`Scene` -> :func:`render_frames` (march
+through the projector, record with scatter, noise and detector). See docs/dsa.md.
+
+Modules: ``spec`` (the typed spec), ``builder``, ``scene`` (the Scene type), ``render`` (frames at a
+pose), ``sources`` (label maps, files, generators), ``vessels`` (trees / fraction volumes -> iodine),
+``placement`` (trees in the patient), ``motion`` (patient motion), ``recording`` (scatter, noise,
+detector).
+"""
+
+from ddsa_sim.scene.builder import Patient, build_scene, load_patient
+from ddsa_sim.scene.motion import MotionParams
+from ddsa_sim.scene.recording import Exposure, ScatterSettings
+from ddsa_sim.scene.render import TRIPLET_KEYS, DSAFrames, bolus_times, render_frames, render_sequence, render_triplet
+from ddsa_sim.scene.scene import Scene
+from ddsa_sim.scene.spec import CTSpec, EffectsSpec, ExposureSpec, PlacementSpec, SceneSpec, VesselSpec
+from ddsa_sim.scene.vessels import BolusParams, FractionVessels, TreeVessels
+
+__all__ = [
+    "TRIPLET_KEYS",
+    "BolusParams",
+    "CTSpec",
+    "DSAFrames",
+    "EffectsSpec",
+    "Exposure",
+    "ExposureSpec",
+    "FractionVessels",
+    "MotionParams",
+    "Patient",
+    "PlacementSpec",
+    "ScatterSettings",
+    "Scene",
+    "SceneSpec",
+    "TreeVessels",
+    "VesselSpec",
+    "bolus_times",
+    "build_scene",
+    "load_patient",
+    "render_frames",
+    "render_sequence",
+    "render_triplet",
+]

@@ -1,0 +1,225 @@
+"""The one scene builder: a typed :class:`~ddsa_sim.scene.spec.SceneSpec` -> a :class:`~ddsa_sim.scene.Scene`.
+
+``ddsa-sim dsa`` and the dataset exporter both build their scenes here, so label-map checks, generator
+names, parameter coercion and placement rules exist once. A :class:`Patient` holds a loaded CT, its
+label map and what the builder derives from them (material maps refined by the labels, the CT's
+projector volume, structure table, placement regions, the virtual non-contrast CT of labelled vessels,
+an LRU of voxelized static vessel sources): everything in it is a deterministic function of the CT
+and the key it is stored under, so a scene built from a warm patient equals one built from a cold one,
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ddsa_sim import InputError
+from ddsa_sim.projector import ProjectorVolume
+from ddsa_sim.scene.placement import body_mask, label_region, place_at, place_in_region, region_target_mm
+from ddsa_sim.scene.scene import Scene
+from ddsa_sim.scene.sources import (
+    ct_with_label_materials,
+    generated_tree,
+    label_vessels,
+    nifti_fraction,
+    structure_ids,
+    structure_table,
+)
+from ddsa_sim.scene.spec import CTSpec, PlacementSpec, SceneSpec, VesselSpec
+from ddsa_sim.scene.vessels import BolusParams, FractionVessels, TreeVessels, VesselSource
+from ddsa_sim.volumes import Volume
+from ddsa_sim.volumes.readers import read_ct_with_labels
+
+__all__ = ["Patient", "build_scene", "load_patient"]
+
+TREE_SUFFIXES = (".vtp", ".json")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass
+class Patient:
+    """A loaded CT (HU, float32), its optional label map (uint8/uint16) and the builder's memo.
+
+    ``derived`` lives and dies with the patient (e.g. in an exporter's CT cache), so memory stays
+    bounded by how many patients are kept.
+    """
+
+    ct: Volume
+    labels: Volume | None
+    spec: CTSpec
+    derived: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the CT and label voxels."""
+        return self.ct.data.nbytes + (self.labels.data.nbytes if self.labels is not None else 0)
+
+
+def load_patient(ct: CTSpec) -> Patient:
+    """Read the CT and label map of ``ct`` (:func:`ddsa_sim.volumes.readers.read_ct_with_labels`)."""
+    volume, labels = read_ct_with_labels(ct.source, ct.labels, ct.max_voxels, labels_field=ct.labels_field)
+    return Patient(volume, labels, ct)
+
+
+def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_size: int = 0) -> Scene:
+    """Build the Scene of ``spec``.
+
+    Parameters
+    ----------
+    spec : SceneSpec
+    patient : Patient, optional
+        The loaded CT of ``spec.ct`` (e.g. from a cache, with its memo); default: read now.
+    vessel_cache_size : int
+        Static vessel sources (``fill="static"``) kept voxelized in the patient's memo (a tree seen
+        from many poses is voxelized once); 0 keeps none.
+
+    Raises
+    ------
+    InputError
+        A missing file or structure, an unknown generator or parameter, a label map that does not
+        fit the CT; one line naming the option or config field.
+    """
+    patient = patient if patient is not None else load_patient(spec.ct)
+    vs = spec.vessels
+    if vs.kind == "labels":
+        ct, ct_volume, vessels = _label_vessel_parts(vs, patient)
+    elif vs.kind in ("generator", "file"):
+        ct, ct_volume = patient.ct, _ct_projector_volume(patient)
+        vessels = _vessel_source(spec, patient, vessel_cache_size)
+    else:
+        raise InputError(f"{vs.field}: unknown vessel source kind {vs.kind!r}; use generator, file or labels")
+    ex, fx = spec.exposure, spec.effects
+    return Scene(ct, [vessels], spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
+                 iodine_mg_per_ml=ex.iodine_mg_per_ml, noise=fx.noise, scatter=fx.scatter, motion=fx.motion,
+                 method=fx.method, ct_volume=ct_volume)
+
+
+# ----------------------------------------------------------------------------- the patient's memo
+def _structures(patient: Patient) -> dict[str, int]:
+    """Structure name -> label id of the patient's label map (builtin table, a CSV, or empty)."""
+    if "structures" not in patient.derived:
+        ct = patient.spec
+        patient.derived["structures"] = structure_table(ct.labels, ct.structures, field=ct.structures_field)
+    return patient.derived["structures"]
+
+
+def _labels(patient: Patient, field: str) -> np.ndarray:
+    if patient.labels is None:
+        raise InputError(f"{field}: needs a label map ({patient.spec.labels_field}) for CT {patient.spec.source}")
+    return patient.labels.data
+
+
+def _ct_projector_volume(patient: Patient) -> ProjectorVolume:
+    """The CT's projector volume (density + materials, refined by the label map if any)."""
+    if "ct_volume" not in patient.derived:
+        ct = patient.ct
+        if patient.labels is not None:
+            ct = ct_with_label_materials(ct, patient.labels.data, _structures(patient))
+        patient.derived["ct_volume"] = ProjectorVolume.from_ct(ct, name="ct")
+    return patient.derived["ct_volume"]
+
+
+def _region(patient: Patient, names: tuple[str, ...], field: str) -> tuple[np.ndarray, np.ndarray]:
+    """(bool mask on the CT grid, placement target in world mm) of ``("body",)`` or label structures."""
+    key = ("region", names)
+    if key not in patient.derived:
+        if names == ("body",):
+            region = body_mask(patient.ct)
+        else:
+            region = label_region(_labels(patient, field), _structures(patient), list(names),
+                                  str(patient.spec.labels), field=field)
+        patient.derived[key] = (region, region_target_mm(region, patient.ct.affine))
+    return patient.derived[key]
+
+
+def _label_vessel_parts(vs: VesselSpec, patient: Patient) -> tuple[Volume, ProjectorVolume, FractionVessels]:
+    """(virtual non-contrast CT, its projector volume, the lumen) of the CT's own labelled vessels."""
+    if not vs.structures:
+        raise InputError(f"{vs.field}: the CT's labelled vessels need a list of structure names")
+    key = ("labels", vs.structures, vs.display_name)
+    if key not in patient.derived:
+        labels = _labels(patient, vs.field)
+        ids = structure_ids(list(vs.structures), _structures(patient), str(patient.spec.labels), field=vs.field)
+        name = vs.display_name or ",".join(vs.structures)
+        vnc, lumen = label_vessels(patient.ct, labels, _structures(patient), ids, name, field=vs.field)
+        patient.derived[key] = (vnc, ProjectorVolume.from_ct(vnc, name="ct"), lumen)
+    return patient.derived[key]
+
+
+# ----------------------------------------------------------------------------- trees and files
+def _vessel_source(spec: SceneSpec, patient: Patient, cache_size: int) -> VesselSource:
+    """The placed tree or fraction volume; static sources through the patient's LRU."""
+    if spec.vessels.fill != "static" or cache_size <= 0:
+        return _placed_source(spec, patient)
+    lru = patient.derived.setdefault("vessels", OrderedDict())
+    key = hashlib.sha256(repr((spec.vessels, spec.placement)).encode()).hexdigest()
+    if key in lru:
+        lru.move_to_end(key)
+        return lru[key]
+    while len(lru) >= cache_size:
+        lru.popitem(last=False)
+    lru[key] = _placed_source(spec, patient)
+    return lru[key]
+
+
+def _placed_source(spec: SceneSpec, patient: Patient) -> VesselSource:
+    vs, place = spec.vessels, spec.placement
+    name = vs.display_name or vs.name
+    if vs.kind == "file":
+        path = Path(vs.name)
+        if path.name.lower().endswith(NIFTI_SUFFIXES):
+            return nifti_fraction(path, field=vs.field)
+        if path.suffix.lower() not in TREE_SUFFIXES:
+            raise InputError(f"{vs.field}: {path}: unknown format (expected .nii, .nii.gz, .vtp or .json)")
+        if not path.is_file():
+            raise InputError(f"{vs.field}: {path}: no such file")
+        from vessel_models import load_tree
+        from vessel_models.tree import VesselInputError
+
+        try:
+            tree = load_tree(path)
+        except VesselInputError as exc:
+            raise InputError(f"{vs.field}: {str(exc).splitlines()[0]}") from None
+    else:
+        tree = generated_tree(vs.name, vs.seed, vs.params, field=vs.field)
+    transform = _placement(tree.positions_mm, vs, place, patient)
+    if transform is not None:
+        tree = tree.transformed(transform)
+    trees = TreeVessels(tree, spacing_mm=float(vs.spacing_mm), name=name)
+    if vs.fill == "bolus":
+        return trees
+    frac, affine = trees.fraction(None, BolusParams())
+    return FractionVessels(frac, affine, name=name)
+
+
+def _placement(positions_mm: np.ndarray, vs: VesselSpec, place: PlacementSpec, patient: Patient) -> np.ndarray | None:
+    """4x4 world transform of a tree (:class:`~ddsa_sim.scene.spec.PlacementSpec`); None: left as it is."""
+    mode = place.mode
+    if mode not in ("pose", "region", "as-is", "auto"):
+        raise InputError(f"{place.field}: use auto, region, as-is or pose, got {mode!r}")
+    if mode == "as-is":
+        return None
+    if mode == "pose":
+        from scipy.spatial.transform import Rotation
+
+        rotation = Rotation.from_euler("xyz", place.rotation_deg, degrees=True).as_matrix()
+        region = None
+        if place.root == "ct-center":
+            target = np.asarray(patient.ct.center_mm, dtype=np.float64)
+        else:
+            region, target = _region(patient, (place.root,), place.field)
+        target = target + np.asarray(place.offset_mm, dtype=np.float64)
+        return place_at(positions_mm, rotation, target, region, patient.ct.affine)
+    region, _ = _region(patient, place.region, place.field)
+    if mode == "auto" and vs.kind == "file":  # a tree file whose root is inside the region stays as it is
+        inv = np.linalg.inv(patient.ct.affine)
+        ijk = np.rint(inv[:3, :3] @ positions_mm[0] + inv[:3, 3]).astype(int)
+        if np.all(ijk >= 0) and np.all(ijk < region.shape) and region[tuple(ijk)]:
+            return None
+    return place_in_region(positions_mm, region, patient.ct.affine, np.random.default_rng(place.seed))

@@ -1,0 +1,182 @@
+"""The Scene type: one CT, iodinated vessels placed in it, spectrum, detector, exposure and effects.
+
+A Scene holds what does not change between C-arm poses; :mod:`ddsa_sim.scene.render` turns it and a
+pose into DSA frames. Build one from a typed spec with :func:`ddsa_sim.scene.build_scene`, or directly:
+
+>>> scene = Scene(ct, [TreeVessels(tree)])                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ddsa_sim import InputError
+from ddsa_sim.geometry.carm import CArm
+from ddsa_sim.physics.attenuation import displaced_blood_g_per_mg_iodine
+from ddsa_sim.physics.detector import Detector
+from ddsa_sim.physics.spectra import Spectrum
+from ddsa_sim.projector import Projector, ProjectorVolume
+from ddsa_sim.scene.motion import MotionParams
+from ddsa_sim.scene.recording import Exposure, ScatterSettings
+from ddsa_sim.scene.vessels import BolusParams, VesselSource
+from ddsa_sim.volumes import Volume
+
+__all__ = ["Scene"]
+
+
+@dataclass
+class Scene:
+    """Everything needed to render DSA frames of one patient at any C-arm pose.
+
+    Parameters
+    ----------
+    ct : Volume
+        CT in HU (LPS mm). Its ``materials`` masks are used when present (e.g. from
+        :func:`ddsa_sim.volumes.ct_with_materials` with a label map), else HU thresholds.
+    vessels : sequence of TreeVessels or FractionVessels
+        Iodinated lumen, in world mm (place trees with :mod:`ddsa_sim.scene.placement`).
+    spectrum : str, dict or Spectrum
+        Tube spectrum (physics.spectra.get_spectrum), default DeepDRR's ``"90KV_AL40"``.
+    detector : Detector
+        Mode (energy-integrating / photon-counting), gain, bit depth, blur, electronic noise.
+    exposure : Exposure
+        Photons per pixel, per mm^2 or from mAs; default DeepDRR's 1e4 photons per 0.194 mm pixel
+        scaled to the detector's pixel area.
+    iodine_mg_per_ml : float
+        Iodine concentration of the iodinated blood in a full lumen (mgI/ml). Default 100: a
+        selective intra-arterial injection of a 300-350 mgI/ml agent mixed with blood about 1:2.
+    agent_mg_i_per_ml : float
+        Concentration of the injected agent (for the blood displaced per mg of iodine).
+    displaced_material : str
+        CT material the agent displaces; ``"auto"``: ``"blood"`` when the CT has a blood material,
+        else ``"soft tissue"`` (a synthetic lumen sits in soft tissue).
+    bolus : BolusParams
+        Fill state over time for trees (sequences).
+    motion : MotionParams
+        Patient motion between the mask and each contrast frame.
+    noise : bool
+        Quantum (Poisson) and electronic noise on the recorded frames.
+    noise_correlation : str or float
+        Noise-only correlation kernel: ``"deepdrr3x3"`` (default), ``"none"`` or a Gaussian sigma (px).
+    scatter : ScatterSettings
+        Scatter kernel superposition and anti-scatter grid (on by default, ratio-10 grid).
+    method : {"siddon", "trilinear"}
+        Ray-marching method of the projector.
+    ct_volume : ProjectorVolume, optional
+        The CT's projector volume (named ``"ct"``), built beforehand from ``ct`` and its materials
+        (e.g. memoised per CT by the dataset exporter); default: built from ``ct`` on first use.
+    """
+
+    ct: Volume
+    vessels: Sequence[VesselSource]
+    spectrum: str | dict | Spectrum = "90KV_AL40"
+    detector: Detector = field(default_factory=Detector)
+    exposure: Exposure = field(default_factory=Exposure)
+    iodine_mg_per_ml: float = 100.0
+    agent_mg_i_per_ml: float = 350.0
+    displaced_material: str = "auto"
+    bolus: BolusParams = field(default_factory=BolusParams)
+    motion: MotionParams = field(default_factory=MotionParams)
+    noise: bool = True
+    noise_correlation: str | float = "deepdrr3x3"
+    scatter: ScatterSettings = field(default_factory=ScatterSettings)
+    method: str = "siddon"
+    ct_volume: ProjectorVolume | None = field(default=None, repr=False)
+    _projectors: dict = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.vessels:
+            raise InputError("scene: needs at least one vessel source")
+        if not np.isfinite(self.iodine_mg_per_ml) or self.iodine_mg_per_ml <= 0:
+            raise InputError(f"scene iodine_mg_per_ml must be > 0, got {self.iodine_mg_per_ml!r}")
+        if self.iodine_mg_per_ml > self.agent_mg_i_per_ml:
+            raise InputError(f"scene iodine_mg_per_ml {self.iodine_mg_per_ml:g} exceeds the agent's "
+                             f"{self.agent_mg_i_per_ml:g} mgI/ml")
+        self.vessels = list(self.vessels)
+
+    # ------------------------------------------------------------------ cached parts
+    @property
+    def vessel_names(self) -> list[str]:
+        return [f"vessels{i}" for i in range(len(self.vessels))]
+
+    @property
+    def projector(self) -> Projector:
+        """The projector over the CT and the fully filled vessel volumes."""
+        return self.projector_at(None)
+
+    def projector_at(self, t_s: float | None) -> Projector:
+        """The projector over the CT and the vessel volumes at bolus time ``t_s`` (None = full).
+
+        One projector per fill time, built once and cached; all share the CT's projector volume
+        (built once, or ``ct_volume``) and the full-fill projector's spectrum, so every fill time has
+        the same materials and attenuation table.
+        """
+        key = None if t_s is None else round(float(t_s), 9)
+        if key not in self._projectors:
+            if self.ct_volume is None:
+                self.ct_volume = ProjectorVolume.from_ct(self.ct, name="ct")
+            spectrum = self.spectrum if key is None else self.projector.spectrum
+            self._projectors[key] = Projector([self.ct_volume, *self._iodine_volumes(t_s)], spectrum=spectrum,
+                                              mode=self.detector.mode, method=self.method)
+        return self._projectors[key]
+
+    def _displaced(self) -> str:
+        if self.displaced_material != "auto":
+            return self.displaced_material
+        mats = self.ct_volume.materials if self.ct_volume is not None else (self.ct.materials or {})
+        return "blood" if "blood" in mats else "soft tissue"
+
+    def _iodine_volumes(self, t_s: float | None) -> list[ProjectorVolume]:
+        """Iodine volumes of every vessel source at fill time ``t_s`` (None = full)."""
+        g_per_g = 1000.0 * displaced_blood_g_per_mg_iodine(self.agent_mg_i_per_ml)
+        return [src.iodine_volume(name, t_s, self.bolus, self.iodine_mg_per_ml, self._displaced(), g_per_g)
+                for name, src in zip(self.vessel_names, self.vessels)]
+
+    def end_time_s(self) -> float:
+        """Time (s) at which every tree is filled (the bolus front reached its farthest node)."""
+        return max(src.end_time_s(self.bolus) for src in self.vessels)
+
+    # ------------------------------------------------------------------ marching
+    def march_vessels(self, carm: CArm, t_s: float | None) -> dict[str, np.ndarray]:
+        """Area densities (g/cm^2, (H, W, M)) of every vessel volume at fill time ``t_s``."""
+        proj = self.projector_at(t_s)
+        return {name: proj.march(carm, name) for name in self.vessel_names}
+
+    def march_ct_moved(self, carm: CArm, world_from_world: np.ndarray) -> np.ndarray:
+        """Area densities of the CT after a rigid world transform, columns as the scene projector's."""
+        return self.projector.march(carm, "ct", world_from_world=world_from_world)
+
+    def check_view(self, carm: CArm) -> None:
+        """Raise InputError when the CT or a vessel volume is outside the field of view."""
+        proj = self.projector
+        proj.check_in_view(carm, "ct")
+        for name, src in zip(self.vessel_names, self.vessels):
+            try:
+                proj.check_in_view(carm, name)
+            except InputError as exc:
+                raise InputError(f"vessels {getattr(src, 'name', name)!r}: {str(exc).split(': ', 1)[-1]}"
+                                 if "behind" in str(exc) else
+                                 f"vessels {getattr(src, 'name', name)!r} are entirely outside the field of view at "
+                                 f"alpha={carm.alpha:g}, beta={carm.beta:g}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description of the scene's physics settings."""
+        spec = self.projector.spectrum
+        return {
+            "ct": self.ct.name, "vessels": [getattr(v, "name", "") for v in self.vessels],
+            "spectrum": spec.name, "detector": self.detector.to_dict(),
+            "exposure": {"photons_per_pixel": self.exposure.photons_per_pixel,
+                         "photons_per_mm2": self.exposure.photons_per_mm2, "mas": self.exposure.mas},
+            "iodine_mg_per_ml": self.iodine_mg_per_ml, "agent_mg_i_per_ml": self.agent_mg_i_per_ml,
+            "displaced_material": self._displaced(), "noise": self.noise,
+            "noise_correlation": self.noise_correlation, "scatter": self.scatter.enabled,
+            "grid": None if self.scatter.grid is None else [self.scatter.grid.primary_transmission,
+                                                            self.scatter.grid.scatter_transmission],
+            "motion": self.motion.kind, "method": self.method,
+            "bolus": {"velocity_mm_per_s": self.bolus.velocity_mm_per_s, "sigma_s": self.bolus.sigma_s,
+                      "mode": self.bolus.mode},
+        }

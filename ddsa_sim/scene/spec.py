@@ -1,0 +1,153 @@
+"""The typed description of a DSA scene: what :func:`ddsa_sim.scene.build_scene` turns into a Scene.
+
+A :class:`SceneSpec` names the CT, one vessel source, how the vessels are placed, the exposure and the
+effects, in plain values (paths, names, numbers), so ``ddsa-sim dsa`` and the dataset exporter build
+their scenes the same way. Every spec part carries the option or config field it came from
+(``field``), named in the one-line errors of the builder.
+
+Units: lengths in mm, angles in degrees, iodine in mgI/ml; world coordinates LPS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ddsa_sim.physics.detector import Detector
+from ddsa_sim.physics.spectra import Spectrum
+from ddsa_sim.scene.motion import MotionParams
+from ddsa_sim.scene.recording import Exposure, ScatterSettings
+
+__all__ = ["CTSpec", "EffectsSpec", "ExposureSpec", "PlacementSpec", "SceneSpec", "VesselSpec"]
+
+
+@dataclass(frozen=True)
+class CTSpec:
+    """The patient: a CT and, optionally, its label map.
+
+    Parameters
+    ----------
+    source : str
+        NIfTI file, DICOM series folder or ``builtin:`` name (HU).
+    labels : str, optional
+        Label map on the CT grid (same shape and affine).
+    structures : str, optional
+        CSV ``structure,id`` naming the labels (``builtin:chest-ct-labels`` has a builtin table).
+    max_voxels : int, optional
+        Refuse larger CTs (checked from the header where the format allows).
+    labels_field, structures_field : str
+        Option / config field names of ``labels`` and ``structures`` in error messages.
+    """
+
+    source: str
+    labels: str | None = None
+    structures: str | None = None
+    max_voxels: int | None = None
+    labels_field: str = "labels"
+    structures_field: str = "structures"
+
+
+@dataclass(frozen=True)
+class VesselSpec:
+    """One vessel source.
+
+    Parameters
+    ----------
+    kind : {"generator", "file", "labels"}
+        A seeded procedural tree (``vessel_models.generators``), a file (tree ``.vtp`` / ``.json`` in
+        world mm, or a NIfTI lumen fraction / mask volume), or the CT's own labelled vessels (the CT
+        becomes its virtual non-contrast version).
+    name : str
+        Generator name or file path (ignored for ``labels``).
+    params : dict
+        Generator parameters (coerced to the generator's field types).
+    seed : int
+        The tree's own seed (``generator``).
+    structures : tuple of str
+        Label names or numeric ids of the vessels (``labels``).
+    spacing_mm : float
+        Voxel spacing of the grid a tree is voxelized on (mm).
+    fill : {"bolus", "static"}
+        ``"bolus"``: a tree fills over time (sequences); ``"static"``: always the full lumen, voxelized
+        once (a cached static source is rescaled per iodine concentration).
+    display_name : str, optional
+        Name of the source in scene descriptions (default: ``name``).
+    field : str
+        Option / config field named in error messages.
+    """
+
+    kind: Literal["generator", "file", "labels"]
+    name: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    structures: tuple[str, ...] = ()
+    spacing_mm: float = 0.25
+    fill: Literal["bolus", "static"] = "bolus"
+    display_name: str | None = None
+    field: str = "vessels"
+
+
+@dataclass(frozen=True)
+class PlacementSpec:
+    """Where a tree goes in the patient (files and label vessels are in world mm already).
+
+    Parameters
+    ----------
+    mode : {"pose", "region", "as-is", "auto"}
+        ``"pose"``: a given rotation about the tree's centre, moved onto ``root`` + ``offset_mm``
+        (root kept inside the region; :func:`ddsa_sim.scene.placement.place_at`). ``"region"``: a
+        seeded random rigid placement inside ``region`` (:func:`~ddsa_sim.scene.placement.place_in_region`).
+        ``"as-is"``: unchanged. ``"auto"``: generated trees as ``"region"``, tree files as-is when their
+        root lies inside the region, else as ``"region"``.
+    region : tuple of str
+        ``("body",)`` (CT above -300 HU) or label-map structure names (``region`` / ``auto`` modes).
+    root : str
+        ``"ct-center"`` or a label-map structure whose centre is the target (``pose`` mode).
+    rotation_deg : (3,) float
+        Extrinsic x, y, z Euler angles (``pose`` mode).
+    offset_mm : (3,) float
+        Added to the target (``pose`` mode).
+    seed : int
+        Seed of the random placement (``region`` / ``auto`` modes).
+    field : str
+        Option / config field named in error messages.
+    """
+
+    mode: Literal["pose", "region", "as-is", "auto"] = "auto"
+    region: tuple[str, ...] = ("body",)
+    root: str = "ct-center"
+    rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    seed: int = 0
+    field: str = "place"
+
+
+@dataclass(frozen=True)
+class ExposureSpec:
+    """Tube, detector and contrast: spectrum, photons, detector model, iodine concentration."""
+
+    spectrum: str | dict | Spectrum = "90KV_AL40"
+    exposure: Exposure = field(default_factory=Exposure)
+    detector: Detector = field(default_factory=Detector)
+    iodine_mg_per_ml: float = 100.0
+
+
+@dataclass(frozen=True)
+class EffectsSpec:
+    """Noise, scatter, patient motion and the projector's ray-marching method."""
+
+    noise: bool = True
+    scatter: ScatterSettings = field(default_factory=ScatterSettings)
+    motion: MotionParams = field(default_factory=MotionParams)
+    method: Literal["siddon", "trilinear"] = "siddon"
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """Everything :func:`ddsa_sim.scene.build_scene` needs to make a :class:`~ddsa_sim.scene.Scene`."""
+
+    ct: CTSpec
+    vessels: VesselSpec
+    placement: PlacementSpec = field(default_factory=PlacementSpec)
+    exposure: ExposureSpec = field(default_factory=ExposureSpec)
+    effects: EffectsSpec = field(default_factory=EffectsSpec)
