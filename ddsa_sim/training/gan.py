@@ -7,14 +7,31 @@ Losses (published: lambda 10, 4 critic steps per generator step, G loss = 10 * L
 
 with ``yhat = eps * y + (1 - eps) * G(x)``, ``eps ~ U(0, 1)`` per sample; the penalty gradient is taken
 with respect to the interpolated output only (the condition ``x`` is fixed).
+
+One generator step of the training loop is :func:`train_critic` (``critic_steps`` critic updates against
+one generator output) followed by :func:`generator_loss` (the critic frozen).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ddsa_sim.training.config import GANConfig
+
+__all__ = [
+    "Critic",
+    "average_gradients",
+    "build_critic",
+    "critic_loss",
+    "generator_adv_loss",
+    "generator_loss",
+    "gradient_penalty",
+    "train_critic",
+]
 
 
 class Critic(nn.Module):
@@ -102,3 +119,95 @@ def critic_loss(
 def generator_adv_loss(critic: nn.Module, condition: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Adversarial generator term ``-E[D(x, G(x))]``."""
     return -critic(condition, fake).mean()
+
+
+def average_gradients(module: nn.Module, world: int) -> None:
+    """Average the gradients of ``module`` over the ``world`` ranks of the process group (in place).
+
+    The critic is not wrapped in DDP (its gradient penalty needs a double backward), so its gradients
+    are all-reduced here instead.
+    """
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
+def train_critic(
+    critic: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    condition: torch.Tensor,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    cfg: GANConfig,
+    *,
+    generator: torch.Generator | None = None,
+    world: int = 1,
+) -> dict[str, float]:
+    """``cfg.critic_steps`` WGAN-GP updates of the critic against one generator output.
+
+    The critic's parameters require gradients only during this call, so the generator loss that
+    follows builds no critic gradients.
+
+    Parameters
+    ----------
+    critic, optimizer
+        The critic and its optimiser.
+    condition, real, fake
+        ``(B, C, H, W)`` network input, target and generator output (network units); ``fake`` is
+        detached here.
+    cfg
+        ``critic_steps`` and ``gp_lambda``.
+    generator
+        Source of the gradient-penalty interpolation weights (one draw per update).
+    world
+        Number of DDP ranks; above 1 the critic gradients are averaged over them before each update.
+
+    Returns
+    -------
+    dict
+        ``critic_loss``, ``wasserstein`` and ``gp`` of the last update.
+    """
+    critic.requires_grad_(True)
+    for _ in range(cfg.critic_steps):
+        loss, parts = critic_loss(critic, condition, real, fake.detach().float(), cfg.gp_lambda, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if world > 1:
+            average_gradients(critic, world)
+        optimizer.step()
+    logs = {"critic_loss": float(loss.detach()), **parts}
+    critic.requires_grad_(False)
+    return logs
+
+
+def generator_loss(
+    critic: nn.Module,
+    condition: torch.Tensor,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    recon_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    l1_weight: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """U-Net-GAN generator loss ``l1_weight * recon(G(x), y) - E[D(x, G(x))]``.
+
+    Parameters
+    ----------
+    critic
+        The (frozen) critic.
+    condition, real, fake
+        ``(B, C, H, W)`` network input, target and generator output (not detached: the loss
+        back-propagates into the generator).
+    recon_loss
+        Reconstruction loss ``recon(pred, target)`` (the configured L1 / L2 / SSIM mix).
+    l1_weight
+        Weight of the reconstruction term.
+
+    Returns
+    -------
+    loss, parts
+        Scalar loss and ``{"recon": reconstruction term}``.
+    """
+    rec = recon_loss(fake, real)
+    loss = l1_weight * rec + generator_adv_loss(critic, condition, fake.float())
+    return loss, {"recon": float(rec.detach())}

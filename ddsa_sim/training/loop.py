@@ -8,6 +8,11 @@ Rank 0 alone validates, logs and writes checkpoints.
 Randomness: model init from ``seed``; the per-step batch generator is reseeded from
 ``(seed, rank, step)`` and the sampler is a seeded :class:`~ddsa_sim.training.data.InfiniteSampler`
 that skips the draws already consumed, so a resumed run sees exactly the data an uninterrupted run would.
+
+Structure: :func:`run_training` sets up (device, data, :class:`_TrainState` with networks, optimisers
+and resume state, data loader, rank 0's :class:`_Monitor`), then :func:`_train_loop` runs
+:func:`_train_step` (supervised or GAN; the critic loop lives in :mod:`ddsa_sim.training.gan`) and,
+on rank 0, :func:`_after_step` (logging, validation, checkpoints).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import json
 import math
 import os
 import shutil
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,11 +44,13 @@ from ddsa_sim.training.checkpoint import (
 )
 from ddsa_sim.training.config import TrainConfig
 from ddsa_sim.training.data import InfiniteSampler, ZarrDDSADataset
-from ddsa_sim.training.gan import build_critic, critic_loss, generator_adv_loss
+from ddsa_sim.training.gan import build_critic, generator_loss, train_critic
 from ddsa_sim.training.losses import CombinedLoss
 from ddsa_sim.training.metrics import all_metrics, summarize
 from ddsa_sim.training.normalization import Normalization, compute_normalization
 from ddsa_sim.training.unet import UNet
+
+__all__ = ["TrainResult", "run_training", "step_seed", "target_data_range", "validate"]
 
 
 @dataclass
@@ -143,6 +151,372 @@ def _score(metrics: dict[str, float], key: str) -> float:
     return -metrics["l1"] if key == "l1" else metrics[key]
 
 
+def _due(step: int, every: int, total_steps: int) -> bool:
+    """Whether a periodic action (log, validation, checkpoint) falls on ``step``; the last step always."""
+    return step % every == 0 or step == total_steps
+
+
+@dataclass
+class _Networks:
+    """Generator, critic (GAN only), their optimisers and the AMP grad scaler: what a resume restores.
+
+    ``model`` is the network being stepped, wrapped in DDP when ``world > 1``.
+    """
+
+    model: torch.nn.Module
+    critic: torch.nn.Module | None
+    opt: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None
+    scaler: torch.amp.GradScaler
+
+    @property
+    def core(self) -> torch.nn.Module:
+        """The bare U-Net (without the DDP wrapper)."""
+        return self.model.module if isinstance(self.model, DDP) else self.model
+
+
+@dataclass
+class _TrainState:
+    """A run in progress: its fixed set-up plus the counters that advance (``step``, ``best_score``)."""
+
+    cfg: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    nets: _Networks
+    norm: Normalization
+    criterion: CombinedLoss
+    autocast: Callable[[], AbstractContextManager[Any]]
+    step: int = 0
+    best_score: float | None = None
+
+    def save(self, path: Path) -> None:
+        """Write a checkpoint of the current step to ``path``."""
+        n = self.nets
+        save_checkpoint(
+            path,
+            config=self.cfg,
+            norm=self.norm,
+            model=n.core,
+            step=self.step,
+            best_score=self.best_score,
+            critic=n.critic,
+            optimizer=n.opt,
+            critic_optimizer=n.opt_d,
+            scaler=n.scaler if n.scaler.is_enabled() else None,
+        )
+
+
+@dataclass
+class _Monitor:
+    """Rank 0's side of a run: TensorBoard writer, validation data and the checkpoint files."""
+
+    out_dir: Path
+    writer: Any  # torch.utils.tensorboard.SummaryWriter (imported lazily)
+    val_ds: Dataset | None
+    val_range: float | None  # target data range of ``val_ds``; None: no validation
+
+    @property
+    def last_path(self) -> Path:
+        """``out_dir/last.pt``."""
+        return self.out_dir / "last.pt"
+
+
+# ---------------------------------------------------------------------------------------------- set-up
+
+
+def _datasets(
+    cfg: TrainConfig, store: str | Path | None, train_ds: Dataset | None, val_ds: Dataset | None
+) -> tuple[Dataset, Dataset | None]:
+    """Training and validation datasets: the explicit ones, else the splits of the Zarr store."""
+    store = store if store is not None else cfg.data.store
+    if train_ds is None:
+        if store is None:
+            raise InputError("no training data: give --data STORE or data.store in the config")
+        train_ds = ZarrDDSADataset(store, cfg.data.train_split, in_memory=cfg.data.in_memory)
+        if val_ds is None:
+            val_ds = ZarrDDSADataset(
+                store, cfg.data.val_split, in_memory=cfg.data.in_memory, max_samples=cfg.data.max_val_samples
+            )
+    if len(train_ds) == 0:
+        raise InputError(f"split '{cfg.data.train_split}' has no complete samples")
+    return train_ds, val_ds
+
+
+def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype, or None when mixed precision is off (it is used on CUDA only)."""
+    if not (cfg.optim.amp and device.type == "cuda"):
+        return None
+    return torch.bfloat16 if cfg.optim.amp_dtype == "bfloat16" else torch.float16
+
+
+def _build_networks(cfg: TrainConfig, device: torch.device) -> _Networks:
+    """Freshly initialised networks (seeded by ``cfg.seed``: U-Net first, then critic) and optimisers."""
+    torch.manual_seed(cfg.seed)
+    model = UNet(cfg.model).to(device)
+    critic = (
+        build_critic(cfg.gan, cfg.model.in_channels, cfg.model.out_channels).to(device)
+        if cfg.gan.enabled
+        else None
+    )
+    opt = torch.optim.Adam(
+        model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
+    )
+    opt_d = (
+        torch.optim.Adam(critic.parameters(), lr=cfg.gan.lr, betas=cfg.gan.betas)
+        if critic is not None
+        else None
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=_amp_dtype(cfg, device) == torch.float16)
+    return _Networks(model, critic, opt, opt_d, scaler)
+
+
+def _restore(
+    path: Path, cfg: TrainConfig, device: torch.device, nets: _Networks
+) -> tuple[int, float | None, Normalization]:
+    """Load ``path`` (a ``last.pt`` of the same architecture) into ``nets``.
+
+    Returns
+    -------
+    step, best_score, normalization
+        As stored in the checkpoint.
+    """
+    ckpt = load_checkpoint(path, map_location=device)
+    check_architecture(ckpt, cfg.model, str(path))
+    load_state(nets.model, ckpt["model"], str(path))
+    if nets.critic is not None:
+        if ckpt.get("critic") is None:
+            raise InputError(f"{path}: has no critic but gan.enabled is true")
+        load_state(nets.critic, ckpt["critic"], str(path))
+        if ckpt.get("critic_optimizer"):
+            nets.opt_d.load_state_dict(ckpt["critic_optimizer"])
+    if ckpt.get("optimizer"):
+        nets.opt.load_state_dict(ckpt["optimizer"])
+    if ckpt.get("scaler"):
+        nets.scaler.load_state_dict(ckpt["scaler"])
+    return int(ckpt["step"]), ckpt.get("best_score"), Normalization.from_dict(ckpt["normalization"])
+
+
+def _wrap_ddp(nets: _Networks, device: torch.device) -> None:
+    """Start all ranks from rank 0's critic and wrap the generator in DDP."""
+    for p in nets.critic.parameters() if nets.critic is not None else []:
+        dist.broadcast(p.data, 0)
+    nets.model = DDP(nets.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _setup_state(
+    cfg: TrainConfig,
+    device: torch.device,
+    rank: int,
+    world: int,
+    train_ds: Dataset,
+    resume_from: Path | None,
+) -> _TrainState:
+    """Networks, optimisers, normalisation and counters, fresh or resumed from ``resume_from``."""
+    nets = _build_networks(cfg, device)
+    if resume_from is not None:
+        step, best_score, norm = _restore(resume_from, cfg, device, nets)
+    else:
+        step, best_score, norm = 0, None, compute_normalization(train_ds, cfg.data.norm_samples, cfg.seed)
+    if world > 1:
+        _wrap_ddp(nets, device)
+    amp_dtype = _amp_dtype(cfg, device)
+    return _TrainState(
+        cfg=cfg,
+        device=device,
+        rank=rank,
+        world=world,
+        nets=nets,
+        norm=norm,
+        criterion=CombinedLoss(cfg.optim.loss, ssim_data_range=norm.target_range_n),
+        autocast=(lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None else nullcontext,
+        step=step,
+        best_score=best_score,
+    )
+
+
+def _make_loader(state: _TrainState, train_ds: Dataset) -> DataLoader:
+    """Endless loader of this rank's shard, skipping the samples of the steps already done."""
+    cfg = state.cfg
+    start = state.step * cfg.data.batch_size
+    sampler = InfiniteSampler(len(train_ds), seed=cfg.seed, rank=state.rank, world=state.world, start=start)
+    return DataLoader(
+        train_ds,
+        batch_size=cfg.data.batch_size,
+        sampler=sampler,
+        num_workers=cfg.data.num_workers,
+        pin_memory=state.device.type == "cuda",
+        persistent_workers=cfg.data.num_workers > 0,
+    )
+
+
+def _open_monitor(state: _TrainState, out_dir: Path, val_ds: Dataset | None) -> _Monitor:
+    """Rank 0: write ``config.json`` / ``normalization.json`` and open the TensorBoard log."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    cfg = state.cfg
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(json.loads(cfg.to_json()), indent=2))
+    (out_dir / "normalization.json").write_text(json.dumps(state.norm.to_dict(), indent=2))
+    writer = SummaryWriter(str(out_dir / "tb"), purge_step=state.step + 1 if state.step else None)
+    val_range = None
+    if val_ds is not None and len(val_ds) > 0:
+        val_range = target_data_range(val_ds, cfg.data.max_val_samples)
+    return _Monitor(out_dir, writer, val_ds, val_range)
+
+
+# ----------------------------------------------------------------------------------------------- steps
+
+
+def _supervised_loss(
+    state: _TrainState, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Reconstruction loss of the U-Net on one batch (no extra logs)."""
+    with state.autocast():
+        pred = state.nets.model(x)
+    return state.criterion(pred, y), {}
+
+
+def _gan_loss(
+    state: _TrainState, x: torch.Tensor, y: torch.Tensor, g: torch.Generator
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Update the critic on this batch, then return the generator's GAN loss and the logs of both."""
+    nets, gan = state.nets, state.cfg.gan
+    with state.autocast():
+        fake = nets.model(x)
+    logs = train_critic(nets.critic, nets.opt_d, x, y, fake, gan, generator=g, world=state.world)
+    loss, parts = generator_loss(nets.critic, x, y, fake, state.criterion, gan.l1_weight)
+    return loss, {**logs, **parts}
+
+
+def _generator_update(state: _TrainState, loss: torch.Tensor) -> None:
+    """One (grad-scaled, optionally clipped) optimiser step of the generator on ``loss``."""
+    nets, clip = state.nets, state.cfg.optim.grad_clip
+    nets.opt.zero_grad(set_to_none=True)
+    nets.scaler.scale(loss).backward()
+    if clip:
+        nets.scaler.unscale_(nets.opt)
+        torch.nn.utils.clip_grad_norm_(nets.model.parameters(), clip)
+    nets.scaler.step(nets.opt)
+    nets.scaler.update()
+
+
+def _train_step(
+    state: _TrainState, batches: Iterator[Any], g: torch.Generator
+) -> tuple[float, dict[str, float]]:
+    """One generator step on the next batch; advances ``state.step``.
+
+    Returns
+    -------
+    loss, logs
+        The generator loss and the extra scalars to log (GAN parts).
+    """
+    cfg = state.cfg
+    g.manual_seed(step_seed(cfg.seed, state.rank, state.step))
+    x, y = make_training_batch(next(batches), cfg.data, state.norm, g, state.device)
+    loss, logs = _gan_loss(state, x, y, g) if state.nets.critic is not None else _supervised_loss(state, x, y)
+    _generator_update(state, loss)
+    state.step += 1
+    lv = float(loss.detach())
+    if not math.isfinite(lv):
+        raise RuntimeError(f"non-finite loss at step {state.step}")
+    return lv, logs
+
+
+# ------------------------------------------------------------------------------ validation / checkpoints
+
+
+def _validate_and_keep_best(state: _TrainState, mon: _Monitor, result: TrainResult, total_steps: int) -> None:
+    """Rank 0: validate, log metrics (and the image panel), write ``best.pt`` on a new best score."""
+    cfg, step, writer = state.cfg, state.step, mon.writer
+    metrics, first = validate(
+        state.nets.core, mon.val_ds, state.norm, state.device, mon.val_range, cfg.data.max_val_samples
+    )
+    result.val_history.append((step, metrics))
+    for k, v in metrics.items():
+        writer.add_scalar(f"val/{k}", v, step)
+    if first is not None and _due(step, cfg.optim.image_every, total_steps):
+        writer.add_image("val/input|prediction|target", _panel(*first)[None], step)
+    s = _score(metrics, cfg.optim.best_metric)
+    if state.best_score is None or s > state.best_score:
+        state.best_score = s
+        state.save(mon.out_dir / "best.pt")
+
+
+def _after_step(
+    state: _TrainState, mon: _Monitor, result: TrainResult, total_steps: int, logs: dict[str, float]
+) -> None:
+    """Rank 0, after each step: log the loss, validate and write ``last.pt`` when due."""
+    optim, step = state.cfg.optim, state.step
+    if _due(step, optim.log_every, total_steps):
+        mon.writer.add_scalar("train/loss", result.losses[-1][1], step)
+        for k, v in logs.items():
+            mon.writer.add_scalar(f"train/{k}", v, step)
+    if mon.val_range is not None and _due(step, optim.val_every, total_steps):
+        _validate_and_keep_best(state, mon, result, total_steps)
+    if _due(step, optim.ckpt_every, total_steps):
+        state.save(mon.last_path)
+
+
+def _finish(state: _TrainState, mon: _Monitor) -> None:
+    """Rank 0, at the end: make sure ``last.pt`` and ``best.pt`` exist."""
+    if not mon.last_path.exists():  # nothing trained (already at max_steps)
+        state.save(mon.last_path)
+    if not (mon.out_dir / "best.pt").exists():  # no validation split: best = last
+        shutil.copyfile(mon.last_path, mon.out_dir / "best.pt")
+
+
+def _train_loop(
+    state: _TrainState, loader: DataLoader, mon: _Monitor | None, total_steps: int, progress: bool
+) -> TrainResult:
+    """Step until ``total_steps``; ``mon`` is None on every rank but 0."""
+    start_step = state.step
+    result = TrainResult(
+        step=start_step,
+        start_step=start_step,
+        best_score=state.best_score,
+        rank=state.rank,
+        world_size=state.world,
+    )
+    g = torch.Generator(device=state.device)
+    state.nets.model.train()
+    bar = tqdm(
+        total=total_steps,
+        initial=start_step,
+        desc="train",
+        disable=not (progress and mon is not None),
+        dynamic_ncols=True,
+    )
+    batches = iter(loader)
+    optim = state.cfg.optim
+    every = (optim.val_every, optim.ckpt_every)
+    try:
+        while state.step < total_steps:
+            lv, logs = _train_step(state, batches, g)
+            result.losses.append((state.step, lv))
+            bar.update(1)
+            if mon is not None:
+                bar.set_postfix(loss=f"{lv:.4g}")
+                _after_step(state, mon, result, total_steps, logs)
+            if state.world > 1 and any(_due(state.step, n, total_steps) for n in every):
+                dist.barrier()  # the other ranks wait for rank 0's validation / checkpoint
+    except KeyboardInterrupt:
+        if mon is not None and state.step > start_step:
+            state.save(mon.last_path)
+        raise
+    finally:
+        bar.close()
+        if mon is not None:
+            mon.writer.flush()
+            mon.writer.close()
+    if mon is not None:
+        _finish(state, mon)
+    result.step = state.step
+    result.best_score = state.best_score
+    result.model = state.nets.core
+    return result
+
+
 def run_training(
     cfg: TrainConfig,
     out_dir: str | Path,
@@ -180,236 +554,19 @@ def run_training(
         dist.init_process_group("nccl" if use_cuda else "gloo")
         initialised_here = True
     try:
-        return _train(
-            cfg,
-            out_dir,
-            store,
-            max_steps,
-            resume,
-            train_dataset,
-            val_dataset,
-            progress,
-            world,
-            rank,
-            local_rank,
-        )
+        device = _select_device(cfg, local_rank)
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        total_steps = int(max_steps if max_steps is not None else cfg.optim.max_steps)
+        if total_steps < 1:
+            raise InputError(f"max_steps must be >= 1, got {total_steps}")
+        train_ds, val_ds = _datasets(cfg, store, train_dataset, val_dataset)
+        last_path = out_dir / "last.pt"
+        resume_from = last_path if resume and last_path.exists() else None
+        state = _setup_state(cfg, device, rank, world, train_ds, resume_from)
+        loader = _make_loader(state, train_ds)
+        mon = _open_monitor(state, out_dir, val_ds) if rank == 0 else None
+        return _train_loop(state, loader, mon, total_steps, progress)
     finally:
         if initialised_here and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def _train(
-    cfg: TrainConfig,
-    out_dir: Path,
-    store: str | Path | None,
-    max_steps: int | None,
-    resume: bool,
-    train_ds: Dataset | None,
-    val_ds: Dataset | None,
-    progress: bool,
-    world: int,
-    rank: int,
-    local_rank: int,
-) -> TrainResult:
-    device = _select_device(cfg, local_rank)
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
-    total_steps = int(max_steps if max_steps is not None else cfg.optim.max_steps)
-    if total_steps < 1:
-        raise InputError(f"max_steps must be >= 1, got {total_steps}")
-    store = store if store is not None else cfg.data.store
-    if train_ds is None:
-        if store is None:
-            raise InputError("no training data: give --data STORE or data.store in the config")
-        train_ds = ZarrDDSADataset(store, cfg.data.train_split, in_memory=cfg.data.in_memory)
-        if val_ds is None:
-            val_ds = ZarrDDSADataset(
-                store, cfg.data.val_split, in_memory=cfg.data.in_memory, max_samples=cfg.data.max_val_samples
-            )
-    if len(train_ds) == 0:
-        raise InputError(f"split '{cfg.data.train_split}' has no complete samples")
-
-    torch.manual_seed(cfg.seed)
-    model: torch.nn.Module = UNet(cfg.model).to(device)
-    critic = (
-        build_critic(cfg.gan, cfg.model.in_channels, cfg.model.out_channels).to(device)
-        if cfg.gan.enabled
-        else None
-    )
-    opt = torch.optim.Adam(
-        model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
-    )
-    opt_d = (
-        torch.optim.Adam(critic.parameters(), lr=cfg.gan.lr, betas=cfg.gan.betas)
-        if critic is not None
-        else None
-    )
-    use_amp = cfg.optim.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if cfg.optim.amp_dtype == "bfloat16" else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-
-    start_step, best_score, norm = 0, None, None
-    last_path = out_dir / "last.pt"
-    if resume and last_path.exists():
-        ckpt = load_checkpoint(last_path, map_location=device)
-        check_architecture(ckpt, cfg.model, str(last_path))
-        load_state(model, ckpt["model"], str(last_path))
-        if critic is not None:
-            if ckpt.get("critic") is None:
-                raise InputError(f"{last_path}: has no critic but gan.enabled is true")
-            load_state(critic, ckpt["critic"], str(last_path))
-            if ckpt.get("critic_optimizer"):
-                opt_d.load_state_dict(ckpt["critic_optimizer"])
-        if ckpt.get("optimizer"):
-            opt.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start_step = int(ckpt["step"])
-        best_score = ckpt.get("best_score")
-        norm = Normalization.from_dict(ckpt["normalization"])
-    if norm is None:
-        norm = compute_normalization(train_ds, cfg.data.norm_samples, cfg.seed)
-
-    if world > 1:
-        for p in critic.parameters() if critic is not None else []:
-            dist.broadcast(p.data, 0)
-        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    core = model.module if isinstance(model, DDP) else model
-
-    criterion = CombinedLoss(cfg.optim.loss, ssim_data_range=norm.target_range_n)
-    sampler = InfiniteSampler(
-        len(train_ds), seed=cfg.seed, rank=rank, world=world, start=start_step * cfg.data.batch_size
-    )
-    loader = DataLoader(
-        train_ds,
-        batch_size=cfg.data.batch_size,
-        sampler=sampler,
-        num_workers=cfg.data.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=cfg.data.num_workers > 0,
-    )
-
-    writer = None
-    val_range = None
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(json.loads(cfg.to_json()), indent=2))
-        (out_dir / "normalization.json").write_text(json.dumps(norm.to_dict(), indent=2))
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step + 1 if start_step else None)
-        if val_ds is not None and len(val_ds) > 0:
-            val_range = target_data_range(val_ds, cfg.data.max_val_samples)
-
-    def ckpt_kwargs(step: int) -> dict[str, Any]:
-        return dict(
-            config=cfg,
-            norm=norm,
-            model=core,
-            step=step,
-            best_score=best_score,
-            critic=critic,
-            optimizer=opt,
-            critic_optimizer=opt_d,
-            scaler=scaler if scaler.is_enabled() else None,
-        )
-
-    result = TrainResult(
-        step=start_step, start_step=start_step, best_score=best_score, rank=rank, world_size=world
-    )
-    g = torch.Generator(device=device)
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
-    model.train()
-    bar = tqdm(
-        total=total_steps,
-        initial=start_step,
-        desc="train",
-        disable=not (progress and rank == 0),
-        dynamic_ncols=True,
-    )
-    step = start_step
-    it = iter(loader)
-    try:
-        while step < total_steps:
-            g.manual_seed(step_seed(cfg.seed, rank, step))
-            x, y = make_training_batch(next(it), cfg.data, norm, g, device)
-            logs: dict[str, float] = {}
-            if critic is not None:
-                with autocast():
-                    fake = model(x)
-                for p in critic.parameters():
-                    p.requires_grad_(True)
-                for _ in range(cfg.gan.critic_steps):
-                    ld, parts = critic_loss(critic, x, y, fake.detach().float(), cfg.gan.gp_lambda, g)
-                    opt_d.zero_grad(set_to_none=True)
-                    ld.backward()
-                    if world > 1:
-                        for p in critic.parameters():
-                            if p.grad is not None:
-                                dist.all_reduce(p.grad)
-                                p.grad /= world
-                    opt_d.step()
-                logs.update({"critic_loss": float(ld.detach()), **parts})
-                for p in critic.parameters():
-                    p.requires_grad_(False)
-                rec = criterion(fake, y)
-                loss = cfg.gan.l1_weight * rec + generator_adv_loss(critic, x, fake.float())
-                logs["recon"] = float(rec.detach())
-            else:
-                with autocast():
-                    pred = model(x)
-                loss = criterion(pred, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            step += 1
-            lv = float(loss.detach())
-            if not math.isfinite(lv):
-                raise RuntimeError(f"non-finite loss at step {step}")
-            result.losses.append((step, lv))
-            bar.update(1)
-            if rank == 0:
-                bar.set_postfix(loss=f"{lv:.4g}")
-                if step % cfg.optim.log_every == 0 or step == total_steps:
-                    writer.add_scalar("train/loss", lv, step)
-                    for k, v in logs.items():
-                        writer.add_scalar(f"train/{k}", v, step)
-                if val_range is not None and (step % cfg.optim.val_every == 0 or step == total_steps):
-                    metrics, first = validate(core, val_ds, norm, device, val_range, cfg.data.max_val_samples)
-                    result.val_history.append((step, metrics))
-                    for k, v in metrics.items():
-                        writer.add_scalar(f"val/{k}", v, step)
-                    if first is not None and (step % cfg.optim.image_every == 0 or step == total_steps):
-                        writer.add_image("val/input|prediction|target", _panel(*first)[None], step)
-                    s = _score(metrics, cfg.optim.best_metric)
-                    if best_score is None or s > best_score:
-                        best_score = s
-                        save_checkpoint(out_dir / "best.pt", **ckpt_kwargs(step))
-                if step % cfg.optim.ckpt_every == 0 or step == total_steps:
-                    save_checkpoint(last_path, **ckpt_kwargs(step))
-            if world > 1 and (
-                step % cfg.optim.val_every == 0 or step % cfg.optim.ckpt_every == 0 or step == total_steps
-            ):
-                dist.barrier()
-    except KeyboardInterrupt:
-        if rank == 0 and step > start_step:
-            save_checkpoint(last_path, **ckpt_kwargs(step))
-        raise
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.flush()
-            writer.close()
-    if rank == 0:
-        if not last_path.exists():  # nothing trained (already at max_steps)
-            save_checkpoint(last_path, **ckpt_kwargs(step))
-        if not (out_dir / "best.pt").exists():  # no validation split: best = last
-            shutil.copyfile(last_path, out_dir / "best.pt")
-    result.step = step
-    result.best_score = best_score
-    result.model = core
-    return result
