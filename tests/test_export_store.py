@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 from ddsa_sim import InputError
 from ddsa_sim.export.cli import app
 from ddsa_sim.export.config import config_from_dict
+from ddsa_sim.export.format import IMAGE_ARRAYS, IMAGE_DTYPES, META_ARRAYS, SAMPLE_META_ARRAYS, sample_checksum
 from ddsa_sim.export.inspect import inspect_store
 from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
-from ddsa_sim.export.sample import IMAGE_ARRAYS, CTCache, render_sample
-from ddsa_sim.export.store import META_ARRAYS, open_store, read_sample, sample_checksum
+from ddsa_sim.export.sample import CTCache, render_sample
+from ddsa_sim.export.store import create_store, open_store, read_sample, write_slot
 from ddsa_sim.volumes.readers import peek_voxels, read_ct_with_labels
 
 
@@ -233,3 +234,69 @@ def test_missing_vessel_segmentation_refused_before_store(tmp_path):
     with pytest.raises(InputError, match=r"vessels.sources\[0\].segmentation: .*nope.nii.gz: no such file"):
         run_export(cfg, tmp_path / "s.zarr", progress=False)
     assert not (tmp_path / "s.zarr").exists()
+
+
+def _layout(root: zarr.Group) -> dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]]:
+    """name -> (dtype, per-sample shape, chunks) of every array, root and meta/."""
+    out = {name: (str(a.dtype), a.shape[1:], a.chunks) for name, a in root.arrays()}
+    out.update({f"meta/{name}": (str(a.dtype), a.shape[1:], a.chunks) for name, a in root["meta"].arrays()})
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:Object at preview.png:UserWarning")
+def test_synthetic_training_store_has_the_exported_layout_and_checksums(exported, tmp_path):
+    """The training path's synthetic store is written by the export writer: same arrays, dtypes, checksums."""
+    from ddsa_sim.training.synthetic import render_sample as synthetic_sample
+    from ddsa_sim.training.synthetic import write_synthetic_store
+
+    _, path, _ = exported
+    exp = open_store(path)
+    syn_path = write_synthetic_store(tmp_path / "syn.zarr", splits={"train": 2, "val": 1}, per_ct=2, size=24,
+                                     incomplete=1)
+    syn = open_store(syn_path)
+    exp_layout = {k: v[:2] for k, v in _layout(exp).items()}
+    syn_layout = {k: v[:2] for k, v in _layout(syn).items()}
+    assert syn_layout.keys() == exp_layout.keys() == {*IMAGE_ARRAYS, *(f"meta/{m}" for m in META_ARRAYS)}
+    for name in IMAGE_ARRAYS:
+        assert syn_layout[name][0] == exp_layout[name][0] == str(IMAGE_DTYPES[name]), name
+        assert syn[name].chunks == (1, 24, 24)
+    for name, (dtype, shape) in META_ARRAYS.items():
+        assert syn_layout[f"meta/{name}"] == exp_layout[f"meta/{name}"], name
+        assert syn_layout[f"meta/{name}"][1] == shape and syn[f"meta/{name}"].chunks == (1, *shape), name
+    assert set(exp.attrs) - set(syn.attrs) <= {"plan_sha256", "cts"}  # export-plan attributes only
+    # the same checksum verification as `ddsa-sim inspect`
+    report = inspect_store(syn_path)
+    assert report.ok and report.n_complete == 6 and report.incomplete == [6]
+    res = CliRunner().invoke(app, ["inspect", str(syn_path)])
+    assert res.exit_code == 0 and "6 sample checksum(s) OK" in res.output, res.output
+    images, meta = read_sample(syn, 3)
+    fresh = synthetic_sample(0, 1, 1, 24, 1.5)  # train CT 1, draw 1: the images are the renderer's, bit for bit
+    assert all(images[name].tobytes() == fresh[name].tobytes() for name in IMAGE_ARRAYS)
+    assert meta["checksum"] == sample_checksum(fresh) and meta["split"] == "train" and meta["complete"] == 1
+    # a flipped value is caught like in an exported store
+    arr = zarr.open_array(str(syn_path / "mask"), mode="r+")
+    arr[2] = arr[2] + np.float32(1e-3)
+    assert inspect_store(syn_path).corrupted == [(2, "checksum mismatch")]
+
+
+def test_write_slot_requires_every_meta_array(tmp_path):
+    root = create_store(tmp_path / "w.zarr", {}, 1, (4, 4))
+    images = {name: np.zeros((4, 4), IMAGE_DTYPES[name]) for name in IMAGE_ARRAYS}
+    meta = dict.fromkeys(SAMPLE_META_ARRAYS, 0.0)
+    del meta["kvp"]
+    with pytest.raises(ValueError, match=r"missing \['kvp'\]"):
+        write_slot(root, 0, images, meta)
+    assert root["meta/complete"][0] == 0
+
+
+def test_format_module_is_light():
+    """Readers (training) import the format without zarr, the exporter, the scene, numba or torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ddsa_sim.export.format; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('zarr', 'numba', 'torch', 'pydantic') "
+            "or m.startswith(('ddsa_sim.export.', 'ddsa_sim.scene', 'ddsa_sim.projector', 'ddsa_sim.physics')) "
+            "and m != 'ddsa_sim.export.format'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

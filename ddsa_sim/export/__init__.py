@@ -1,10 +1,14 @@
 """Batch dataset export: YAML config -> plan of samples -> chunked Zarr store (local processes or Dask).
 
 Modules: :mod:`.config` (validated YAML), :mod:`.plan` (config + seed -> SampleSpec list),
-:mod:`.sample` (render one sample; CT cache), :mod:`.store` (Zarr layout, atomic per-sample writes),
-:mod:`.runner` (workers, Dask, resume), :mod:`.inspect` (verify a store), :mod:`.preview` (PNG grid),
-:mod:`.cli` (``ddsa-sim export`` / ``ddsa-sim inspect``). Format: ``docs/store_format.md``;
+:mod:`.sample` (render one sample; CT cache), :mod:`.format` (the store format's names, dtypes,
+version and checksum: its one owner), :mod:`.store` (the Zarr writer and reader, atomic per-sample
+writes), :mod:`.runner` (workers, Dask, resume), :mod:`.inspect` (verify a store), :mod:`.preview`
+(PNG grid), :mod:`.cli` (``ddsa-sim export`` / ``ddsa-sim inspect``). Format: ``docs/store_format.md``;
 operations and memory: ``docs/export.md``.
+
+Importing this package imports none of its modules (the names below load on first use), so readers
+such as ``ddsa_sim.training`` can import :mod:`ddsa_sim.export.format` without the exporter.
 """
 
 from importlib import import_module

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ddsa_sim.export.sample import IMAGE_ARRAYS
-from ddsa_sim.export.store import completed, open_store, sample_checksum
+from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, sample_checksum
+from ddsa_sim.export.store import completed, open_store
+
+__all__ = ["InspectReport", "inspect_store"]
 
 
 @dataclass
@@ -60,7 +62,7 @@ def inspect_store(path: str | Path, verify: bool = True) -> InspectReport:
     """
     path = Path(path)
     root = open_store(path)
-    meta = root["meta"]
+    meta = root[META_GROUP]
     done = completed(root)
     split = np.array([str(x) for x in meta["split"][:]], dtype=object)
     ct_id = np.array([str(x) for x in meta["ct_id"][:]], dtype=object)

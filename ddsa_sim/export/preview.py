@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from ddsa_sim.export.format import META_GROUP
 from ddsa_sim.export.store import completed
+
+__all__ = ["COLUMNS", "column_windows", "write_preview"]
 
 COLUMNS = ("mask", "contrast", "contrast - mask", "dsa_target")
 
@@ -44,7 +47,7 @@ def write_preview(root: zarr.Group, path: str | Path, n: int = 6, seed: int = 0)
         rows.append([mask, contrast, contrast - mask, root["dsa_target"][i]])
     images = np.asarray(rows, dtype=np.float32)
     windows = column_windows(images)
-    splits = root["meta"]["split"]
+    splits = root[META_GROUP]["split"]
     fig, axes = plt.subplots(len(pick), 4, figsize=(4 * 2.2, len(pick) * 2.2), squeeze=False)
     for r, i in enumerate(pick):
         for c in range(4):

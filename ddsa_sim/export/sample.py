@@ -36,14 +36,9 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
+from ddsa_sim.export.format import IMAGE_ARRAYS, IMAGE_DTYPES
 from ddsa_sim.export.plan import SampleSpec
 from ddsa_sim.export.renderers import resolve_renderer
-
-IMAGE_ARRAYS: tuple[str, ...] = ("mask", "contrast", "contrast_clean", "dsa_target", "iodine_mg_per_cm2",
-                                 "vessel_mask")
-IMAGE_DTYPES: dict[str, np.dtype] = {name: np.dtype(np.float32) for name in IMAGE_ARRAYS[:-1]}
-IMAGE_DTYPES["vessel_mask"] = np.dtype(np.uint8)
-
 
 
 def ct_spec(spec: SampleSpec):

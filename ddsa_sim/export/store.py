@@ -1,11 +1,15 @@
-"""The dataset store (docs/store_format.md): create, write one sample, read one sample.
+"""The dataset store writer and reader (docs/store_format.md): create, write one sample, read one sample.
+
+The format's facts (names, dtypes, version, checksum) come from :mod:`ddsa_sim.export.format`; this
+module is the one writer of that format: the exporter writes through :func:`write_sample`, other
+writers (the synthetic training stores) through :func:`create_store` and :func:`write_slot`.
 
 Atomicity
 ---------
 Every array has one chunk per sample (images ``(1, H, W)``, metadata ``(1,)``), so parallel writers
 never touch the same file. zarr 3's ``LocalStore`` writes each chunk to a ``*.partial`` temporary
 file and ``os.replace``-s it into place (``zarr.storage._local._atomic_write``), so a chunk file is
-either the old or the new one, never half written. :func:`write_sample` writes the images, then
+either the old or the new one, never half written. :func:`write_slot` writes the images, then
 the metadata with the checksum, and ``meta/complete[i] = 1`` last: a sample whose ``complete`` flag
 is set has all its data. A run killed by SIGKILL leaves incomplete slots (re-rendered on resume) and
 maybe ``*.partial`` files (removed by :func:`remove_partials`). Not covered: power loss without the
@@ -15,68 +19,94 @@ OS flushing its cache (no fsync is done).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
 
 import ddsa_sim
 from ddsa_sim import InputError
-from ddsa_sim.export.plan import SampleSpec
-from ddsa_sim.export.sample import IMAGE_ARRAYS, IMAGE_DTYPES
+from ddsa_sim.export.format import (
+    FORMAT,
+    FORMAT_VERSION,
+    IMAGE_ARRAYS,
+    IMAGE_DTYPES,
+    META_ARRAYS,
+    META_GROUP,
+    SAMPLE_META_ARRAYS,
+    sample_checksum,
+    sample_chunks,
+)
 
-FORMAT = "ddsa-sim-dataset"
-FORMAT_VERSION = 1
+if TYPE_CHECKING:
+    from ddsa_sim.export.plan import SampleSpec
 
-#: meta/ arrays: name -> (dtype, per-sample shape)
-META_ARRAYS: dict[str, tuple[Any, tuple[int, ...]]] = {
-    "complete": (np.uint8, ()),
-    "checksum": (str, ()),
-    "split": (str, ()),
-    "ct_id": (str, ()),
-    "vessel_id": (str, ()),
-    "seed": (np.uint64, ()),
-    "alpha_deg": (np.float64, ()),
-    "beta_deg": (np.float64, ()),
-    "gamma_deg": (np.float64, ()),
-    "isocenter_mm": (np.float64, (3,)),
-    "projection_matrix": (np.float64, (3, 4)),
-    "kvp": (np.float64, ()),
-    "photons_per_pixel": (np.float64, ()),
-    "iodine_mg_per_ml": (np.float64, ()),
-    "params_json": (str, ()),
-}
+# the format's names are re-exported: ``from ddsa_sim.export.store import META_ARRAYS`` keeps working
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "META_ARRAYS",
+    "array_handles",
+    "check_resumable",
+    "completed",
+    "create_store",
+    "open_store",
+    "params_json",
+    "read_sample",
+    "remove_partials",
+    "sample_checksum",
+    "sample_meta",
+    "write_meta",
+    "write_sample",
+    "write_slot",
+]
 
 _ZARR_CONFIG = {"write_empty_chunks": True}  # every written sample has its chunk files (same bytes every run)
 
 
 def create_store(path: str | Path, config: dict[str, Any], n_samples: int, image_shape: tuple[int, int],
-                 extra_attrs: dict[str, Any] | None = None) -> zarr.Group:
+                 extra_attrs: dict[str, Any] | None = None, *, overwrite: bool = False) -> zarr.Group:
     """Create an empty store with every array preallocated (N slots, ``complete`` all 0).
+
+    Parameters
+    ----------
+    path
+        Directory of the new Zarr v3 group.
+    config
+        The resolved config that made the store (root attribute ``config``, JSON-serialisable).
+    n_samples
+        N, the number of sample slots.
+    image_shape
+        ``(H, W)`` of every image, pixels.
+    extra_attrs
+        Further root attributes (e.g. ``plan_sha256``, ``cts``).
+    overwrite
+        Replace whatever is at ``path`` (its contents are deleted) instead of refusing.
 
     Raises
     ------
     InputError
-        If something already exists at ``path``.
+        If something already exists at ``path`` and ``overwrite`` is false.
     """
     path = Path(path)
-    if path.exists():
+    if path.exists() and not overwrite:
         raise InputError(f"{path}: already exists; use --resume to continue it, or choose another output")
     h, w = (int(image_shape[0]), int(image_shape[1]))
-    root = zarr.open_group(str(path), mode="w-", zarr_format=3)
+    root = zarr.open_group(str(path), mode="w" if overwrite else "w-", zarr_format=3)
     for name in IMAGE_ARRAYS:
-        root.create_array(name, shape=(n_samples, h, w), chunks=(1, h, w), dtype=IMAGE_DTYPES[name],
+        root.create_array(name, shape=(n_samples, h, w), chunks=sample_chunks((h, w)), dtype=IMAGE_DTYPES[name],
                           fill_value=0, config=_ZARR_CONFIG)
-    meta = root.create_group("meta")
+    meta = root.create_group(META_GROUP)
     for name, (dtype, shape) in META_ARRAYS.items():
         fill = "" if dtype is str else 0
-        meta.create_array(name, shape=(n_samples, *shape), chunks=(1, *shape), dtype=dtype, fill_value=fill,
-                          compressors=None, config=_ZARR_CONFIG)  # a few bytes: compression only costs time
+        meta.create_array(name, shape=(n_samples, *shape), chunks=sample_chunks(shape), dtype=dtype,
+                          fill_value=fill, compressors=None,
+                          config=_ZARR_CONFIG)  # a few bytes: compression only costs time
     # attributes last: a store without `format` is not a finished creation
     root.attrs.update({
         **(extra_attrs or {}),
@@ -113,14 +143,6 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
     return root
 
 
-def sample_checksum(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 (hex) of a sample's image bytes, in :data:`IMAGE_ARRAYS` order (C order, as stored)."""
-    h = hashlib.sha256()
-    for name in IMAGE_ARRAYS:
-        h.update(np.ascontiguousarray(arrays[name], dtype=IMAGE_DTYPES[name].newbyteorder("<")).tobytes())
-    return h.hexdigest()
-
-
 def params_json(spec: SampleSpec) -> str:
     """The per-sample parameters not in their own meta array, as canonical JSON."""
     return json.dumps({
@@ -136,25 +158,9 @@ def params_json(spec: SampleSpec) -> str:
     }, sort_keys=True)
 
 
-def array_handles(root: zarr.Group) -> dict[str, zarr.Array]:
-    """Open every array of the store once (``"meta/<name>"`` for metadata); reuse for many writes."""
-    handles = {name: root[name] for name in IMAGE_ARRAYS}
-    meta = root["meta"]
-    handles.update({f"meta/{name}": meta[name] for name in META_ARRAYS})
-    return handles
-
-
-def write_sample(root: zarr.Group, spec: SampleSpec, arrays: dict[str, np.ndarray],
-                 handles: dict[str, zarr.Array] | None = None) -> str:
-    """Write one sample into its slot: images, then metadata and checksum, then ``complete = 1``.
-
-    Returns the checksum. Only incomplete slots are (re)written by the runner; a resumed run overwrites them.
-    ``handles`` (from :func:`array_handles`) saves re-opening the arrays for every sample.
-    """
-    i = spec.index
-    h = handles if handles is not None else array_handles(root)
-    _write_many([(h[name], i, arrays[name]) for name in IMAGE_ARRAYS])
-    values = {
+def sample_meta(spec: SampleSpec, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The :data:`SAMPLE_META_ARRAYS` values of an exported sample (its spec and rendered geometry)."""
+    return {
         "split": spec.split,
         "ct_id": spec.ct_id,
         "vessel_id": spec.vessel_id,
@@ -168,17 +174,72 @@ def write_sample(root: zarr.Group, spec: SampleSpec, arrays: dict[str, np.ndarra
         "photons_per_pixel": spec.photons_per_pixel,
         "iodine_mg_per_ml": spec.iodine_mg_per_ml,
         "params_json": params_json(spec),
-        "checksum": sample_checksum(arrays),
     }
-    _write_many([(h[f"meta/{name}"], i, value) for name, value in values.items()])
+
+
+def array_handles(root: zarr.Group) -> dict[str, zarr.Array]:
+    """Open every array of the store once (``"meta/<name>"`` for metadata); reuse for many writes."""
+    handles = {name: root[name] for name in IMAGE_ARRAYS}
+    meta = root[META_GROUP]
+    handles.update({f"meta/{name}": meta[name] for name in META_ARRAYS})
+    return handles
+
+
+def write_sample(root: zarr.Group, spec: SampleSpec, arrays: dict[str, np.ndarray],
+                 handles: dict[str, zarr.Array] | None = None) -> str:
+    """Write one exported sample into slot ``spec.index`` (see :func:`write_slot`).
+
+    Returns the checksum. Only incomplete slots are (re)written by the runner; a resumed run overwrites them.
+    ``handles`` (from :func:`array_handles`) saves re-opening the arrays for every sample.
+    """
+    return write_slot(root, spec.index, arrays, sample_meta(spec, arrays), handles)
+
+
+def write_slot(root: zarr.Group, index: int, images: Mapping[str, np.ndarray], meta: Mapping[str, Any],
+               handles: dict[str, zarr.Array] | None = None) -> str:
+    """Write one sample into slot ``index``: images, then metadata and checksum, then ``complete = 1``.
+
+    Parameters
+    ----------
+    images
+        Every array of :data:`IMAGE_ARRAYS`, shape ``(H, W)`` (other keys are ignored).
+    meta
+        Exactly the :data:`SAMPLE_META_ARRAYS` values (the checksum and ``complete`` are this writer's).
+    handles
+        From :func:`array_handles`, to write many samples without re-opening the arrays.
+
+    Returns
+    -------
+    str
+        The sample's checksum (:func:`sample_checksum`).
+    """
+    if set(meta) != set(SAMPLE_META_ARRAYS):
+        missing, extra = set(SAMPLE_META_ARRAYS) - set(meta), set(meta) - set(SAMPLE_META_ARRAYS)
+        raise ValueError(f"write_slot: meta must name every sample meta array (missing {sorted(missing)}, "
+                         f"unknown {sorted(extra)})")
+    i = int(index)
+    h = handles if handles is not None else array_handles(root)
+    _write_many([(h[name], i, images[name]) for name in IMAGE_ARRAYS])
+    checksum = sample_checksum(images)
+    write_meta(root, i, {**meta, "checksum": checksum}, h)
     h["meta/complete"][i] = 1
-    return values["checksum"]
+    return checksum
+
+
+def write_meta(root: zarr.Group, index: int, values: Mapping[str, Any],
+               handles: dict[str, zarr.Array] | None = None) -> None:
+    """Write some metadata of slot ``index`` (never ``complete``: only :func:`write_slot` sets it)."""
+    unknown = set(values) - (set(META_ARRAYS) - {"complete"})
+    if unknown:
+        raise ValueError(f"write_meta: not writable meta arrays {sorted(unknown)}")
+    h = handles if handles is not None else array_handles(root)
+    _write_many([(h[f"meta/{name}"], int(index), value) for name, value in values.items()])
 
 
 def _write_many(items: list[tuple[zarr.Array, int, Any]]) -> None:
     """Write ``array[index] = value`` for all items concurrently; returns when all are on disk.
 
-    Each is a different chunk file; ordering between calls is what :func:`write_sample` relies on.
+    Each is a different chunk file; ordering between calls is what :func:`write_slot` relies on.
     """
     try:
         from zarr.core.sync import sync
@@ -198,14 +259,14 @@ def read_sample(root: zarr.Group, index: int) -> tuple[dict[str, np.ndarray], di
     arrays = {name: root[name][index] for name in IMAGE_ARRAYS}
     meta = {}
     for name in META_ARRAYS:
-        v = root["meta"][name][index]
+        v = root[META_GROUP][name][index]
         meta[name] = v.item() if np.ndim(v) == 0 and hasattr(v, "item") else v
     return arrays, meta
 
 
 def completed(root: zarr.Group) -> np.ndarray:
     """Boolean array (N,): which samples are complete."""
-    return np.asarray(root["meta"]["complete"][:]) == 1
+    return np.asarray(root[META_GROUP]["complete"][:]) == 1
 
 
 def remove_partials(path: str | Path) -> int:

@@ -25,10 +25,12 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ddsa_sim import InputError
+from ddsa_sim.export.format import FORMAT, FORMAT_VERSION, META_GROUP
 
+__all__ = ["IMAGE_KEYS", "InfiniteSampler", "OnTheFlyDataset", "ZarrDDSADataset", "open_store"]
+
+#: the images a dataset item carries (a subset of the store's :data:`~ddsa_sim.export.format.IMAGE_ARRAYS`)
 IMAGE_KEYS: tuple[str, ...] = ("contrast_clean", "contrast", "mask", "dsa_target")
-STORE_FORMAT = "ddsa-sim-dataset"
-STORE_VERSION = 1
 
 
 def _to_item(arrays: dict[str, np.ndarray], index: int) -> dict[str, torch.Tensor]:
@@ -71,9 +73,9 @@ def open_store(store: str | Path) -> Any:
     except Exception as exc:  # zarr raises various types for non-stores
         raise InputError(f"{store}: not a Zarr group ({type(exc).__name__})") from None
     attrs = dict(group.attrs)
-    if attrs.get("format") != STORE_FORMAT:
+    if attrs.get("format") != FORMAT:
         raise InputError(f"{store}: not a ddsa-sim dataset (format={attrs.get('format')!r})")
-    if int(attrs.get("format_version", -1)) != STORE_VERSION:
+    if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
         raise InputError(f"{store}: unsupported format_version {attrs.get('format_version')}")
     return group
 
@@ -105,7 +107,7 @@ class ZarrDDSADataset(Dataset):
         self.store = Path(store)
         self.split = split
         group = open_store(self.store)
-        meta = group["meta"]
+        meta = group[META_GROUP]
         splits = _str_array(meta["split"][:])
         complete = np.asarray(meta["complete"][:]).astype(bool)
         self.indices = np.nonzero((splits == split) & complete)[0]
@@ -145,7 +147,7 @@ class ZarrDDSADataset(Dataset):
         if self._group is None:
             self._group = open_store(self.store)
         j = int(self.indices[i])
-        m = self._group["meta"]
+        m = self._group[META_GROUP]
         out: dict[str, Any] = {"store_index": j}
         for k in ("split", "ct_id", "vessel_id", "alpha_deg", "beta_deg", "gamma_deg"):
             if k in m:

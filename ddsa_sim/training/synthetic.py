@@ -4,21 +4,19 @@ Not physics: a smooth "anatomy" background with sharp-edged "bones" (the mask, -
 Gaussian-profile line "vessels" (the DSA target). The contrast frame is recorded after a sub-pixel
 rigid shift of the anatomy (patient motion), so conventional ``contrast - mask`` shows misregistration.
 Each "CT" (background) is drawn from ``(seed, ct)``, each sample's vessels and motion from
-``(seed, ct, k)``. :func:`write_synthetic_store` writes the layout of ``docs/store_format.md``.
+``(seed, ct, k)``. :func:`write_synthetic_store` writes them through the dataset store writer
+(:mod:`ddsa_sim.export.store`, format of ``docs/store_format.md``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-import ddsa_sim
-
-IMAGE_ORDER = ("mask", "contrast", "contrast_clean", "dsa_target", "iodine_mg_per_cm2", "vessel_mask")
+__all__ = ["SyntheticRenderer", "render_sample", "write_synthetic_store"]
 
 
 def _background(rng: np.random.Generator, size: int):
@@ -113,7 +111,12 @@ def write_synthetic_store(
     motion_px: float = 1.5,
     incomplete: int = 0,
 ) -> Path:
-    """Write a store in the documented layout; CTs are split, never images.
+    """Write a store of :func:`render_sample` images through the dataset store writer; CTs are split, never images.
+
+    The store is written by :mod:`ddsa_sim.export.store`, so it has every array and attribute of an
+    exported store (``docs/store_format.md``) and the same checksums. The phantoms have no C-arm
+    geometry: ``isocenter_mm`` and ``projection_matrix`` are NaN, the pose angles 0. Whatever is at
+    ``path`` is replaced.
 
     Parameters
     ----------
@@ -121,81 +124,35 @@ def write_synthetic_store(
         Number of CTs per split, default ``{"train": 6, "val": 1, "test": 2}``.
     per_ct
         Samples per CT.
+    size
+        Image side, pixels.
     incomplete
-        Extra sample slots left incomplete (``meta/complete == 0``, zero images).
+        Extra "train" sample slots left incomplete (``meta/complete == 0``, zero images, no checksum),
+        as a killed export leaves them.
     """
-    import zarr
+    from ddsa_sim.export.store import array_handles, create_store, write_meta, write_slot
 
     splits = splits or {"train": 6, "val": 1, "test": 2}
     plan = [(name, ct) for ct, name in enumerate(n for n, c in splits.items() for _ in range(c))]
     rows = [(name, ct, k) for name, ct in plan for k in range(per_ct)]
     n = len(rows) + incomplete
-    g = zarr.open_group(str(path), mode="w")
-    g.attrs.update(
-        {
-            "format": "ddsa-sim-dataset",
-            "format_version": 1,
-            "software_version": ddsa_sim.__version__,
-            "config": {"synthetic": True, "seed": seed, "size": size, "motion_px": motion_px},
-            "n_samples": n,
-            "image_shape": [size, size],
+    config = {"synthetic": True, "seed": seed, "size": size, "motion_px": motion_px}
+    root = create_store(path, config, n, (size, size), overwrite=True)
+    handles = array_handles(root)
+
+    def meta(i: int, split: str, ct_id: str, vessel_id: str, params: str) -> dict[str, Any]:
+        return {
+            "split": split, "ct_id": ct_id, "vessel_id": vessel_id, "seed": np.uint64(i),
+            "alpha_deg": 0.0, "beta_deg": 0.0, "gamma_deg": 0.0,
+            "isocenter_mm": np.full(3, np.nan), "projection_matrix": np.full((3, 4), np.nan),
+            "kvp": 90.0, "photons_per_pixel": 1e5, "iodine_mg_per_ml": 350.0, "params_json": params,
         }
-    )
-    arrs = {
-        k: g.create_array(
-            k,
-            shape=(n, size, size),
-            chunks=(1, size, size),
-            dtype="uint8" if k == "vessel_mask" else "float32",
-        )
-        for k in IMAGE_ORDER
-    }
-    meta = g.require_group("meta")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = {
-            "complete": meta.create_array("complete", shape=(n,), dtype="uint8"),
-            "checksum": meta.create_array("checksum", shape=(n,), dtype="<U64"),
-            "seed": meta.create_array("seed", shape=(n,), dtype="uint64"),
-        }
-        for k in ("split", "ct_id", "vessel_id", "params_json"):
-            m[k] = meta.create_array(k, shape=(n,), dtype=str)
-        for k in ("alpha_deg", "beta_deg", "gamma_deg", "kvp", "photons_per_pixel", "iodine_mg_per_ml"):
-            m[k] = meta.create_array(k, shape=(n,), dtype="float64")
-    split_col, ct_col, vid_col, params_col = [], [], [], []
-    complete = np.zeros(n, np.uint8)
-    checks = []
-    bufs = {k: np.zeros(arrs[k].shape, arrs[k].dtype) for k in IMAGE_ORDER}
+
     for i, (name, ct, k) in enumerate(rows):
-        s = render_sample(seed, ct, k, size, motion_px)
-        h = hashlib.sha256()
-        for key in IMAGE_ORDER:
-            bufs[key][i] = s[key]
-            h.update(np.ascontiguousarray(s[key]).tobytes())
-        checks.append(h.hexdigest())
-        split_col.append(name)
-        ct_col.append(f"synthetic-ct-{ct:03d}")
-        vid_col.append(f"lines-{ct:03d}-{k:03d}")
-        params_col.append(json.dumps({"motion_px": motion_px}))
-        complete[i] = 1
-    for _ in range(incomplete):
-        split_col.append("train")
-        ct_col.append("unfinished")
-        vid_col.append("")
-        params_col.append("{}")
-        checks.append("")
-    for key in IMAGE_ORDER:
-        arrs[key][:] = bufs[key]
-    m["split"][:] = np.array(split_col)
-    m["ct_id"][:] = np.array(ct_col)
-    m["vessel_id"][:] = np.array(vid_col)
-    m["params_json"][:] = np.array(params_col)
-    m["checksum"][:] = np.array(checks, dtype="<U64")
-    m["seed"][:] = np.arange(n, dtype=np.uint64)
-    for k in ("alpha_deg", "beta_deg", "gamma_deg"):
-        m[k][:] = np.zeros(n)
-    m["kvp"][:] = np.full(n, 90.0)
-    m["photons_per_pixel"][:] = np.full(n, 1e5)
-    m["iodine_mg_per_ml"][:] = np.full(n, 350.0)
-    m["complete"][:] = complete
+        images = render_sample(seed, ct, k, size, motion_px)
+        write_slot(root, i, images,
+                   meta(i, name, f"synthetic-ct-{ct:03d}", f"lines-{ct:03d}-{k:03d}",
+                        json.dumps({"motion_px": motion_px})), handles)
+    for i in range(len(rows), n):
+        write_meta(root, i, meta(i, "train", "unfinished", "", "{}"), handles)
     return Path(path)

@@ -1,0 +1,83 @@
+"""The dataset store format (``docs/store_format.md``): its one owner.
+
+Names, dtypes, per-sample shapes, chunking, format name and version, and the sample checksum live
+here and nowhere else. The writer (:mod:`ddsa_sim.export.store`) and every reader
+(:mod:`ddsa_sim.training.data`, :mod:`ddsa_sim.export.inspect`, :mod:`ddsa_sim.export.preview`)
+take them from this module. It imports numpy and hashlib only, so a reader (``training``) can use
+it without pulling in zarr, the exporter, the scene, numba or torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "IMAGE_ARRAYS",
+    "IMAGE_DTYPES",
+    "META_ARRAYS",
+    "META_GROUP",
+    "SAMPLE_META_ARRAYS",
+    "sample_checksum",
+    "sample_chunks",
+]
+
+#: root attribute ``format``: what a store is
+FORMAT = "ddsa-sim-dataset"
+#: root attribute ``format_version``: readers refuse any other
+FORMAT_VERSION = 1
+
+#: image arrays at the root, shape (N, H, W), in checksum order
+IMAGE_ARRAYS: tuple[str, ...] = ("mask", "contrast", "contrast_clean", "dsa_target", "iodine_mg_per_cm2",
+                                 "vessel_mask")
+#: image array name -> dtype (float32 images in -ln(I/I0) or mg/cm^2; uint8 vessel mask)
+IMAGE_DTYPES: dict[str, np.dtype] = {name: np.dtype(np.float32) for name in IMAGE_ARRAYS[:-1]}
+IMAGE_DTYPES["vessel_mask"] = np.dtype(np.uint8)
+
+#: group of the per-sample metadata arrays
+META_GROUP = "meta"
+#: meta/ arrays: name -> (dtype, per-sample shape); ``str`` is a Zarr v3 variable-length UTF-8 string
+META_ARRAYS: dict[str, tuple[Any, tuple[int, ...]]] = {
+    "complete": (np.uint8, ()),
+    "checksum": (str, ()),
+    "split": (str, ()),
+    "ct_id": (str, ()),
+    "vessel_id": (str, ()),
+    "seed": (np.uint64, ()),
+    "alpha_deg": (np.float64, ()),
+    "beta_deg": (np.float64, ()),
+    "gamma_deg": (np.float64, ()),
+    "isocenter_mm": (np.float64, (3,)),
+    "projection_matrix": (np.float64, (3, 4)),
+    "kvp": (np.float64, ()),
+    "photons_per_pixel": (np.float64, ()),
+    "iodine_mg_per_ml": (np.float64, ()),
+    "params_json": (str, ()),
+}
+#: meta arrays a writer is given per sample: all but its own ``complete`` flag and ``checksum``
+SAMPLE_META_ARRAYS: tuple[str, ...] = tuple(name for name in META_ARRAYS if name not in ("complete", "checksum"))
+
+
+def sample_chunks(per_sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunk shape of an array whose samples have ``per_sample_shape``: one chunk per sample.
+
+    One chunk per sample is what lets parallel writers never share a chunk file.
+    """
+    return (1, *(int(s) for s in per_sample_shape))
+
+
+def sample_checksum(arrays: Mapping[str, np.ndarray]) -> str:
+    """sha256 (64 hex digits) of a sample's image bytes.
+
+    The bytes of each image of :data:`IMAGE_ARRAYS`, in that order, C order, little-endian, in its
+    :data:`IMAGE_DTYPES` dtype (as stored). Other keys of ``arrays`` are ignored.
+    """
+    h = hashlib.sha256()
+    for name in IMAGE_ARRAYS:
+        h.update(np.ascontiguousarray(arrays[name], dtype=IMAGE_DTYPES[name].newbyteorder("<")).tobytes())
+    return h.hexdigest()
