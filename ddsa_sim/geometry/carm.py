@@ -25,6 +25,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
+from ddsa_sim.checks import check_positive
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG
 
 __all__ = ["SUPINE_WORLD_FROM_DEVICE", "CArm"]
@@ -75,9 +76,7 @@ class CArm:
         if not self.min_beta <= self.beta <= self.max_beta:
             raise InputError(f"beta={self.beta} deg is outside the C-arm limits [{self.min_beta}, {self.max_beta}]")
         for name in ("source_to_detector_distance", "source_to_isocenter_vertical_distance", "pixel_size"):
-            v = getattr(self, name)
-            if not np.isfinite(v) or v <= 0:
-                raise InputError(f"{name} must be positive, got {v}")
+            check_positive(name, getattr(self, name))
         if self.source_to_isocenter_vertical_distance >= self.source_to_detector_distance:
             raise InputError("source_to_isocenter_vertical_distance must be smaller than source_to_detector_distance")
         if int(self.sensor_height) < 1 or int(self.sensor_width) < 1:
