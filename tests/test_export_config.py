@@ -44,6 +44,21 @@ def test_bad_field_is_one_line_naming_it(patch, field):
     assert field in msg
 
 
+def test_pose_limits_are_the_carms():
+    """One fact in one place: the config refuses exactly the angles the C-arm refuses."""
+    from ddsa_sim.geometry import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG, CArm
+
+    carm = CArm()
+    assert (carm.min_alpha, carm.max_alpha) == ALPHA_LIMITS_DEG
+    assert (carm.min_beta, carm.max_beta) == BETA_LIMITS_DEG
+    for key, (lo, hi) in (("alpha_deg", ALPHA_LIMITS_DEG), ("beta_deg", BETA_LIMITS_DEG)):
+        cfg = config_from_dict({**base(), "pose": {key: {"min": lo, "max": hi}}})  # the limits themselves are poses
+        assert (getattr(cfg.pose, key).min, getattr(cfg.pose, key).max) == (lo, hi)
+        for bad in ({"min": lo - 0.5, "max": hi}, {"min": lo, "max": hi + 0.5}):
+            with pytest.raises(InputError, match=f"pose: {key} range"):
+                config_from_dict({**base(), "pose": {key: bad}})
+
+
 def test_missing_count_named():
     data = base()
     del data["count"]

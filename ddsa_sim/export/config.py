@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ddsa_sim import InputError
 from ddsa_sim.export.renderers import check_renderer_name
+from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
 
-#: C-arm orbital / angular limits (DeepDRR MobileCArm); poses outside are refused at load time.
-ALPHA_LIMITS_DEG = (-40.0, 110.0)
-BETA_LIMITS_DEG = (-225.0, 225.0)
+__all__ = ["CTSource", "DatasetConfig", "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
+           "Range", "Split", "SpectrumRanges", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
+           "example_config_yaml", "load_config"]
 
 
 class _Model(BaseModel):
@@ -79,8 +80,8 @@ class CTSource(_Model):
     split: Literal["train", "val", "test"] | None = None
 
 
-class VesselSource(_Model):
-    """Where vessel trees come from: exactly one of ``generator``, ``segmentation`` or ``model``.
+class VesselSourceConfig(_Model):
+    """One entry of ``vessels.sources``: exactly one of ``generator``, ``segmentation`` or ``model``.
 
     ``generator``: a procedural generator name (e.g. ``lsystem``) with per-tree ``params`` drawn from
     :data:`Dist` values. ``segmentation``: a vessel label file, or ``ct-labels`` to use the CT's
@@ -96,7 +97,7 @@ class VesselSource(_Model):
     weight: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> VesselSource:
+    def _one_kind(self) -> VesselSourceConfig:
         kinds = [k for k in ("generator", "segmentation", "model") if getattr(self, k)]
         if len(kinds) != 1:
             raise ValueError("give exactly one of generator, segmentation, model")
@@ -114,7 +115,7 @@ class VesselSource(_Model):
 class Vessels(_Model):
     """Vessel sources and how many distinct vessel trees each CT gets (each seen from many poses)."""
 
-    sources: list[VesselSource] = Field(min_length=1)
+    sources: list[VesselSourceConfig] = Field(min_length=1)
     per_ct: int = Field(default=4, ge=1)
 
 
@@ -131,8 +132,9 @@ class Placement(_Model):
     rotation_deg: Dist = Range(min=0.0, max=360.0)
 
 
-class Pose(_Model):
-    """C-arm pose distribution (degrees; DeepDRR conventions) and isocenter jitter (mm per axis)."""
+class PoseRanges(_Model):
+    """The ``pose`` section: C-arm pose distribution (degrees; DeepDRR conventions, limits in
+    :mod:`ddsa_sim.geometry.limits`) and isocenter jitter (mm per axis)."""
 
     alpha_deg: Dist = Range(min=-30.0, max=30.0)
     beta_deg: Dist = Range(min=-30.0, max=30.0)
@@ -140,7 +142,7 @@ class Pose(_Model):
     isocenter_jitter_mm: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
-    def _limits(self) -> Pose:
+    def _limits(self) -> PoseRanges:
         for name, (lo, hi) in (("alpha_deg", ALPHA_LIMITS_DEG), ("beta_deg", BETA_LIMITS_DEG)):
             a, b = dist_bounds(getattr(self, name))
             if a < lo or b > hi:
@@ -148,8 +150,8 @@ class Pose(_Model):
         return self
 
 
-class Detector(_Model):
-    """Detector: physical pixel counts and pitch; ``binning`` x ``binning`` pixels are combined."""
+class DetectorConfig(_Model):
+    """The ``detector`` section: physical pixel counts and pitch; ``binning`` x ``binning`` pixels are combined."""
 
     rows: int = Field(default=1536, ge=1)
     cols: int = Field(default=1536, ge=1)
@@ -157,7 +159,7 @@ class Detector(_Model):
     binning: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
-    def _binnable(self) -> Detector:
+    def _binnable(self) -> DetectorConfig:
         if self.rows // self.binning < 1 or self.cols // self.binning < 1:
             raise ValueError(f"binning {self.binning} leaves no pixel of a {self.rows}x{self.cols} detector")
         return self
@@ -167,8 +169,8 @@ class Detector(_Model):
         return self.rows // self.binning, self.cols // self.binning
 
 
-class Spectrum(_Model):
-    """Tube voltage (kVp) and added aluminium filtration (mm)."""
+class SpectrumRanges(_Model):
+    """The ``spectrum`` section: tube voltage (kVp) and added aluminium filtration (mm) distributions."""
 
     kvp: Dist = Range(min=70.0, max=100.0)
     filter_al_mm: Dist = 4.0
@@ -223,9 +225,9 @@ class DatasetConfig(_Model):
     cts: list[CTSource] = Field(min_length=1)
     vessels: Vessels
     placement: Placement = Placement()
-    pose: Pose = Pose()
-    detector: Detector = Detector()
-    spectrum: Spectrum = Spectrum()
+    pose: PoseRanges = PoseRanges()
+    detector: DetectorConfig = DetectorConfig()
+    spectrum: SpectrumRanges = SpectrumRanges()
     iodine_mg_per_ml: Dist = Range(min=50.0, max=150.0)
     photons_per_pixel: Dist = Range(min=5.0e4, max=1.25e5)
     effects: Effects = Effects()

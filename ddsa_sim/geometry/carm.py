@@ -25,6 +25,10 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
+from ddsa_sim.checks import check_positive
+from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG
+
+__all__ = ["SUPINE_WORLD_FROM_DEVICE", "CArm"]
 
 #: world_from_device for a supine, head-first patient in LPS (columns: device x, y, z in world).
 SUPINE_WORLD_FROM_DEVICE = np.array(
@@ -59,10 +63,10 @@ class CArm:
     sensor_height: int = 1536
     sensor_width: int = 1536
     pixel_size: float = 0.194
-    min_alpha: float = -40.0
-    max_alpha: float = 110.0
-    min_beta: float = -225.0
-    max_beta: float = 225.0
+    min_alpha: float = ALPHA_LIMITS_DEG[0]
+    max_alpha: float = ALPHA_LIMITS_DEG[1]
+    min_beta: float = BETA_LIMITS_DEG[0]
+    max_beta: float = BETA_LIMITS_DEG[1]
     rotate_camera_left: bool = True
     world_from_device: np.ndarray = field(default_factory=lambda: SUPINE_WORLD_FROM_DEVICE.copy(), compare=False)
 
@@ -72,9 +76,7 @@ class CArm:
         if not self.min_beta <= self.beta <= self.max_beta:
             raise InputError(f"beta={self.beta} deg is outside the C-arm limits [{self.min_beta}, {self.max_beta}]")
         for name in ("source_to_detector_distance", "source_to_isocenter_vertical_distance", "pixel_size"):
-            v = getattr(self, name)
-            if not np.isfinite(v) or v <= 0:
-                raise InputError(f"{name} must be positive, got {v}")
+            check_positive(name, getattr(self, name))
         if self.source_to_isocenter_vertical_distance >= self.source_to_detector_distance:
             raise InputError("source_to_isocenter_vertical_distance must be smaller than source_to_detector_distance")
         if int(self.sensor_height) < 1 or int(self.sensor_width) < 1:

@@ -9,6 +9,8 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
 
+__all__ = ["Pose", "grid_poses", "parse_range", "random_poses"]
+
 
 @dataclass(frozen=True)
 class Pose:

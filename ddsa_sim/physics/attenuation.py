@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
+from ddsa_sim.checks import check_positive
 
 __all__ = [
     "AGENTS",
@@ -60,8 +61,7 @@ class Material:
     def __post_init__(self) -> None:
         comp = _validate_composition(self.composition, f"material {self.name!r}")
         object.__setattr__(self, "composition", MappingProxyType(comp))
-        if not np.isfinite(self.density_g_per_cc) or self.density_g_per_cc <= 0:
-            raise InputError(f"material {self.name!r} density_g_per_cc must be > 0")
+        check_positive(f"material {self.name!r} density_g_per_cc", self.density_g_per_cc)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "composition": dict(self.composition), "density_g_per_cc": self.density_g_per_cc}
@@ -85,12 +85,7 @@ def _validate_composition(comp: Mapping[str, float], what: str) -> dict[str, flo
     out: dict[str, float] = {}
     for el, w in comp.items():
         sym = _element_symbol(el)
-        try:
-            wf = float(w)
-        except (TypeError, ValueError):
-            raise InputError(f"{what} mass fraction of {el!r} is not a number") from None
-        if not np.isfinite(wf) or wf < 0:
-            raise InputError(f"{what} mass fraction of {el!r} must be >= 0")
+        wf = check_positive(f"{what} mass fraction of {el!r}", w, allow_zero=True)
         out[sym] = out.get(sym, 0.0) + wf
     total = sum(out.values())
     if total <= 0:
@@ -329,19 +324,9 @@ def _agent_solution_masses(agent: ContrastAgent, agent_mg_i_per_ml: float) -> tu
 def contrast_agent_material(agent: str = "iohexol", agent_mg_i_per_ml: float = 350.0) -> Material:
     """The undiluted agent solution (molecule in water; minor excipients such as trometamol ignored)."""
     a = _agent(agent)
-    c = _check_positive("agent_mg_i_per_ml", agent_mg_i_per_ml)
+    c = check_positive("agent_mg_i_per_ml", agent_mg_i_per_ml)
     masses, rho = _agent_solution_masses(a, c)
     return Material(f"{a.name} {c:g} mgI/ml", masses, rho, "contrast agent solution")
-
-
-def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise InputError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value!r}")
-    return v
 
 
 def iodinated_blood(
@@ -362,8 +347,8 @@ def iodinated_blood(
     agent_mg_i_per_ml : float
         Iodine concentration of the injected solution (e.g. 300 or 350 for Omnipaque).
     """
-    c = _check_positive("concentration_mg_i_per_ml", concentration_mg_i_per_ml, allow_zero=True)
-    ca = _check_positive("agent_mg_i_per_ml", agent_mg_i_per_ml)
+    c = check_positive("concentration_mg_i_per_ml", concentration_mg_i_per_ml, allow_zero=True)
+    ca = check_positive("agent_mg_i_per_ml", agent_mg_i_per_ml)
     if c > ca:
         raise InputError(f"concentration_mg_i_per_ml={c:g} exceeds agent_mg_i_per_ml={ca:g}")
     a = _agent(agent)
@@ -385,6 +370,6 @@ def displaced_blood_g_per_mg_iodine(
     Each mg of iodine arrives in ``1 / c_agent`` ml of agent solution, which takes the place of that
     volume of blood (ideal mixing). For 350 mgI/ml and 1.06 g/ml blood: 3.03e-3 g blood per mg I.
     """
-    ca = _check_positive("agent_mg_i_per_ml", agent_mg_i_per_ml)
+    ca = check_positive("agent_mg_i_per_ml", agent_mg_i_per_ml)
     rho = MATERIALS["blood"].density_g_per_cc if blood_density_g_per_cc is None else float(blood_density_g_per_cc)
     return rho / ca

@@ -21,6 +21,7 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim._bitcast import float32_from_bits
 from ddsa_sim._openmp import numba_threads  # also sets the OpenMP wait policy
+from ddsa_sim.checks import check_array, check_integer, check_positive
 
 __all__ = [
     "DEEPDRR_NOISE_KERNEL",
@@ -212,8 +213,7 @@ def neglog(relative_intensity: Any, floor: float = NEGLOG_FLOOR) -> np.ndarray:
     Values above 1 (noise in an unattenuated region) are kept, giving small negative results, so
     noise statistics stay unbiased.
     """
-    if not floor > 0:
-        raise InputError("neglog floor must be > 0")
+    check_positive("neglog floor", floor)
     x = np.asarray(relative_intensity, dtype=np.float64)
     return -np.log(np.maximum(x, floor))
 
@@ -230,9 +230,7 @@ def blur_kernel(kind: str, sigma_px: float = 0.0) -> np.ndarray | None:
     if k == "deepdrr3x3":
         return DEEPDRR_NOISE_KERNEL / DEEPDRR_NOISE_KERNEL.sum()
     if k == "gaussian":
-        s = float(sigma_px)
-        if not np.isfinite(s) or s <= 0:
-            raise InputError(f"blur sigma_px must be > 0 for a gaussian blur, got {sigma_px!r}")
+        s = check_positive("gaussian blur sigma_px", sigma_px)
         r = max(1, int(np.ceil(4 * s)))
         x = np.arange(-r, r + 1, dtype=np.float64)
         g = np.exp(-0.5 * (x / s) ** 2)
@@ -295,14 +293,10 @@ class Detector:
 
     def __post_init__(self) -> None:
         self.mode = _check_mode(self.mode)  # type: ignore[assignment]
-        if not np.isfinite(self.gain) or self.gain <= 0:
-            raise InputError(f"detector gain must be > 0, got {self.gain!r}")
+        check_positive("detector gain", self.gain)
         if self.bit_depth is not None:
-            if int(self.bit_depth) != self.bit_depth or not 1 <= int(self.bit_depth) <= 32:
-                raise InputError(f"detector bit_depth must be an integer 1-32 or None, got {self.bit_depth!r}")
-            self.bit_depth = int(self.bit_depth)
-        if not np.isfinite(self.electronic_noise_std) or self.electronic_noise_std < 0:
-            raise InputError(f"detector electronic_noise_std must be >= 0, got {self.electronic_noise_std!r}")
+            self.bit_depth = check_integer("detector bit_depth (or None)", self.bit_depth, 1, 32)
+        check_positive("detector electronic_noise_std", self.electronic_noise_std, allow_zero=True)
         self._kernel = blur_kernel(self.blur, self.sigma_px)
 
     @property
@@ -334,8 +328,7 @@ class Detector:
         if not isinstance(rng, np.random.Generator):
             raise InputError("rng must be a numpy.random.Generator")
         lam = np.asarray(expected_photons_image, dtype=np.float64)
-        if not np.all(np.isfinite(lam)) or np.any(lam < 0):
-            raise InputError("expected_photons_image must be finite and >= 0")
+        check_array("expected_photons_image", lam)
         counts = rng.poisson(lam).astype(np.float64) if self.quantum_noise else lam.copy()
         counts = apply_kernel(counts, self._kernel) if self._kernel is not None else counts
         if self.electronic_noise_std > 0:
@@ -347,9 +340,7 @@ class Detector:
 
     def flat_field(self, recorded: Any, photons_per_pixel: float) -> np.ndarray:
         """Recorded values back to relative intensity: ``recorded / (gain * N0)``."""
-        n0 = float(photons_per_pixel)
-        if not np.isfinite(n0) or n0 <= 0:
-            raise InputError(f"photons_per_pixel must be > 0, got {photons_per_pixel!r}")
+        n0 = check_positive("photons_per_pixel", photons_per_pixel)
         return np.asarray(recorded, dtype=np.float64) / (self.gain * n0)
 
     def to_dict(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
+from ddsa_sim.checks import check_array, check_positive, check_range
 from ddsa_sim.physics.detector import DEEPDRR_NOISE_KERNEL, apply_kernel
 
 __all__ = [
@@ -33,16 +34,6 @@ __all__ = [
     "noise_kernel",
     "photons_per_pixel_from_mas",
 ]
-
-
-def _positive(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise InputError(f"{name} must be > 0, got {value!r}")
-    return v
 
 
 def photons_per_pixel_from_mas(
@@ -76,12 +67,10 @@ def photons_per_pixel_from_mas(
     """
     from ddsa_sim.physics.spectra import spekpy_spectrum
 
-    mas = _positive("mas", mas)
-    sid = _positive("sid_mm", sid_mm)
-    px = _positive("pixel_size_mm", pixel_size_mm)
-    eff = _positive("detector_efficiency", detector_efficiency)
-    if eff > 1:
-        raise InputError(f"detector_efficiency must be <= 1, got {eff:g}")
+    mas = check_positive("mas", mas)
+    sid = check_positive("sid_mm", sid_mm)
+    px = check_positive("pixel_size_mm", pixel_size_mm)
+    eff = check_range("detector_efficiency", detector_efficiency, 0.0, 1.0, low_open=True)
     s = spekpy_spectrum(float(kvp), float(filter_al_mm), float(filter_cu_mm), float(anode_angle_deg), 1.0, float(min_kev))
     flu = s.photons_per_mm2_per_mas_at_1m
     assert flu is not None
@@ -110,8 +99,7 @@ def noise_kernel(correlation: str | float | None) -> np.ndarray | None:
         sigma = float(correlation)
     except (TypeError, ValueError):
         raise InputError(f"correlation must be 'none', 'deepdrr3x3' or a number, got {correlation!r}") from None
-    if not np.isfinite(sigma) or sigma < 0:
-        raise InputError(f"correlation sigma must be >= 0 pixels, got {correlation!r}")
+    check_positive("correlation sigma_px", sigma, allow_zero=True)
     if sigma == 0:
         return None
     r = max(1, int(np.ceil(4 * sigma)))
@@ -152,10 +140,9 @@ def add_quantum_noise(
     """
     if not isinstance(rng, np.random.Generator):
         raise InputError("rng must be a numpy.random.Generator")
-    n0 = _positive("photons_per_pixel", photons_per_pixel)
+    n0 = check_positive("photons_per_pixel", photons_per_pixel)
     i = np.asarray(relative_intensity, dtype=np.float64)
-    if not np.all(np.isfinite(i)) or np.any(i < 0):
-        raise InputError("relative_intensity must be finite and >= 0")
+    check_array("relative_intensity", i)
     lam = n0 * i
     noise = rng.poisson(lam).astype(np.float64) - lam
     kernel = noise_kernel(correlation)
@@ -175,13 +162,8 @@ def add_electronic_noise(
     """
     if not isinstance(rng, np.random.Generator):
         raise InputError("rng must be a numpy.random.Generator")
-    n0 = _positive("photons_per_pixel", photons_per_pixel)
-    try:
-        std = float(std_photons)
-    except (TypeError, ValueError):
-        raise InputError(f"std_photons must be a number, got {std_photons!r}") from None
-    if not np.isfinite(std) or std < 0:
-        raise InputError(f"std_photons must be >= 0, got {std_photons!r}")
+    n0 = check_positive("photons_per_pixel", photons_per_pixel)
+    std = check_positive("std_photons", std_photons, allow_zero=True)
     i = np.asarray(relative_intensity, dtype=np.float64)
     if std == 0:
         return i.copy()

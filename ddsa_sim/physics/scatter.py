@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
+from ddsa_sim.checks import check_array, check_integer, check_positive, check_range
 
 __all__ = [
     "NO_GRID",
@@ -71,15 +72,10 @@ class ScatterParams:
 
     def __post_init__(self) -> None:
         for name in ("spr_at_10cm", "spr_at_20cm", "sigma0_mm"):
-            v = getattr(self, name)
-            if not np.isfinite(v) or v <= 0:
-                raise InputError(f"scatter {name} must be > 0, got {v!r}")
-        if not np.isfinite(self.sigma_slope_mm_per_cm) or self.sigma_slope_mm_per_cm < 0:
-            raise InputError(f"scatter sigma_slope_mm_per_cm must be >= 0, got {self.sigma_slope_mm_per_cm!r}")
-        if int(self.n_nodes) != self.n_nodes or self.n_nodes < 1:
-            raise InputError(f"scatter n_nodes must be a positive integer, got {self.n_nodes!r}")
-        if int(self.max_downsample) != self.max_downsample or self.max_downsample < 1:
-            raise InputError(f"scatter max_downsample must be a positive integer, got {self.max_downsample!r}")
+            check_positive(f"scatter {name}", getattr(self, name))
+        check_positive("scatter sigma_slope_mm_per_cm", self.sigma_slope_mm_per_cm, allow_zero=True)
+        for name in ("n_nodes", "max_downsample"):
+            check_integer(f"scatter {name}", getattr(self, name), low=1)
 
     @property
     def exponent(self) -> float:
@@ -104,9 +100,7 @@ class AntiScatterGrid:
 
     def __post_init__(self) -> None:
         for name in ("primary_transmission", "scatter_transmission"):
-            v = getattr(self, name)
-            if not np.isfinite(v) or not 0 < v <= 1:
-                raise InputError(f"grid {name} must be in (0, 1], got {v!r}")
+            check_range(f"grid {name}", getattr(self, name), 0.0, 1.0, low_open=True)
 
     @property
     def selectivity(self) -> float:
@@ -202,14 +196,8 @@ def scatter_kernel_superposition(
     prim = np.asarray(primary_relative_intensity, dtype=np.float64)
     if prim.ndim != 2 or prim.size == 0:
         raise InputError(f"primary_relative_intensity must be a 2-D image, got shape {prim.shape}")
-    if not np.all(np.isfinite(prim)) or np.any(prim < 0):
-        raise InputError("primary_relative_intensity must be finite and >= 0")
-    try:
-        px = float(pixel_size_mm)
-    except (TypeError, ValueError):
-        raise InputError(f"pixel_size_mm must be a number, got {pixel_size_mm!r}") from None
-    if not np.isfinite(px) or px <= 0:
-        raise InputError(f"pixel_size_mm must be > 0, got {pixel_size_mm!r}")
+    check_array("primary_relative_intensity", prim)
+    px = check_positive("pixel_size_mm", pixel_size_mm)
     if water_equivalent_thickness_mm is None:
         t = water_equivalent_thickness_mm_from(prim, spectrum if spectrum is not None else p.reference_spectrum)
     else:

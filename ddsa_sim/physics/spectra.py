@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
+from ddsa_sim.checks import check_array, check_finite, check_positive
 
 __all__ = [
     "PRESETS",
@@ -76,12 +77,10 @@ class Spectrum:
             raise InputError("spectrum energies_kev is empty")
         if p.shape != e.shape:
             raise InputError(f"spectrum fluence has {p.size} bins but energies_kev has {e.size}")
-        if not np.all(np.isfinite(e)) or np.any(e <= 0):
-            raise InputError("spectrum energies_kev must be finite and > 0")
+        check_array("spectrum energies_kev", e, positive=True)
         if np.any(np.diff(e) <= 0):
             raise InputError("spectrum energies_kev must be strictly increasing")
-        if not np.all(np.isfinite(p)) or np.any(p < 0):
-            raise InputError("spectrum fluence must be finite and >= 0")
+        check_array("spectrum fluence", p)
         total = p.sum()
         if total <= 0:
             raise InputError("spectrum fluence sums to zero")
@@ -145,20 +144,6 @@ _SPEKPY_ARG_ALIASES = {
     "min": "min_kev",
     "min_kev": "min_kev",
 }
-
-
-def _check_number(name: str, value: Any, *, positive: bool = False, nonneg: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v):
-        raise InputError(f"{name} must be finite, got {value!r}")
-    if positive and v <= 0:
-        raise InputError(f"{name} must be > 0, got {v:g}")
-    if nonneg and v < 0:
-        raise InputError(f"{name} must be >= 0, got {v:g}")
-    return v
 
 
 def _cache_dir() -> Path | None:
@@ -255,12 +240,12 @@ def spekpy_spectrum(
         Photon probabilities per bin; ``photons_per_mm2_per_mas_at_1m`` holds SpekPy's absolute
         fluence of the kept bins.
     """
-    kvp = _check_number("kvp", kvp, positive=True)
-    al = _check_number("filter_al_mm", filter_al_mm, nonneg=True)
-    cu = _check_number("filter_cu_mm", filter_cu_mm, nonneg=True)
-    angle = _check_number("anode_angle_deg", anode_angle_deg, positive=True)
-    dk = _check_number("bin_kev", bin_kev, positive=True)
-    emin = _check_number("min_kev", min_kev, nonneg=True)
+    kvp = check_positive("kvp", kvp)
+    al = check_positive("filter_al_mm", filter_al_mm, allow_zero=True)
+    cu = check_positive("filter_cu_mm", filter_cu_mm, allow_zero=True)
+    angle = check_positive("anode_angle_deg", anode_angle_deg)
+    dk = check_positive("bin_kev", bin_kev)
+    emin = check_positive("min_kev", min_kev, allow_zero=True)
     if dk > kvp / 4:
         raise InputError(f"bin_kev={dk:g} is too coarse for kvp={kvp:g}")
     if emin >= kvp:
@@ -361,7 +346,7 @@ def _spekpy_from_mapping(args: Mapping[str, Any]) -> Spectrum:
             continue
         if k not in _SPEKPY_ARG_ALIASES:
             raise InputError(f"spectrum field {key!r} unknown; use {sorted(set(_SPEKPY_ARG_ALIASES))}")
-        kwargs[_SPEKPY_ARG_ALIASES[k]] = _check_number(f"spectrum {key}", value)
+        kwargs[_SPEKPY_ARG_ALIASES[k]] = check_finite(f"spectrum {key}", value)
     if "kvp" not in kwargs:
         raise InputError("spectrum field 'kvp' is required for a SpekPy spectrum")
     return spekpy_spectrum(**kwargs)
