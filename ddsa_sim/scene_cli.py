@@ -156,7 +156,7 @@ def save_strip(frames, path: Path, title: str = "") -> Path:
     Shown in the fluoroscopy convention (more attenuation = darker). Mask and contrast share one
     window; both DSA columns share one window from 0 to the 90th percentile of the target inside the vessel mask.
     """
-    from ddsa_sim.viz import display_window, image_grid
+    from ddsa_sim.viz.figures import display_window, image_grid
 
     w_ct = display_window([frames.mask, *frames.contrast])
     inside = frames.dsa_target[frames.vessel_mask > 0]
@@ -175,7 +175,7 @@ def save_strip(frames, path: Path, title: str = "") -> Path:
 
 def save_view(path: Path, frames, carm, scene) -> Path:
     """Write ``view_NNN.npz`` (docs/dsa.md §6)."""
-    from ddsa_sim.viz import atomic_output
+    from ddsa_sim.files import atomic_output
 
     arrays = dict(frames.frame(-1))
     arrays["mask_clean"] = frames.mask_clean
@@ -225,7 +225,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         spacing_mm: float = typer.Option(0.25, help="Vessel voxel grid spacing around a tree, mm."),
         ) -> None:
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
-    from ddsa_sim.cli import _parse_detector, _parse_point
+    from ddsa_sim.cli.options import parse_detector as _parse_detector, parse_point as _parse_point
     from ddsa_sim.geometry import CArm
     from ddsa_sim.imaging.motion import MotionParams
     from ddsa_sim.imaging.recording import Exposure, ScatterSettings, gain_for_bit_depth

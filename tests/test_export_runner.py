@@ -97,7 +97,7 @@ def _n_complete_files(store: Path) -> int:
 def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path):
     cfg_path, ref = reference
     store = tmp_path / "killed.zarr"
-    cmd = [sys.executable, "-m", "ddsa_sim.export.cli", "export", str(cfg_path), "-o", str(store),
+    cmd = [sys.executable, "-m", "ddsa_sim.cli", "export", str(cfg_path), "-o", str(store),
            "--workers", "2", "--no-progress", "--no-preview"]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True,

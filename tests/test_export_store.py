@@ -11,7 +11,7 @@ import zarr
 from typer.testing import CliRunner
 
 from ddsa_sim import InputError
-from ddsa_sim.export.cli import app
+from ddsa_sim.cli import app
 from ddsa_sim.export.config import config_from_dict
 from ddsa_sim.export.inspect import inspect_store
 from ddsa_sim.export.plan import plan_dataset

@@ -74,7 +74,7 @@ class LoadedCT:
 
 
 def _source_path(source: str) -> Path:
-    from ddsa_sim.data import resolve_builtin
+    from ddsa_sim.volumes.builtin import resolve_builtin
 
     return resolve_builtin(source) if source.startswith("builtin:") else Path(source)
 
