@@ -45,7 +45,7 @@ def make_ct(folder: Path, size: int) -> tuple[Path, Path]:
     import nibabel as nib
     from scipy import ndimage
 
-    from ddsa_sim.data import resolve_builtin
+    from ddsa_sim.volumes.builtin import resolve_builtin
 
     out = []
     for name, order in (("chest-ct", 1), ("chest-ct-labels", 0)):

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pyvista as pv
 
-from ddsa_sim.drr import ct_projector
+from ddsa_sim.files import atomic_output
 from ddsa_sim.geometry import CArm
-from ddsa_sim.scene3d import add_scene, save_scene_png
-from ddsa_sim.viz import atomic_path
+from ddsa_sim.projector import Projector, ProjectorVolume
+from ddsa_sim.viz.scene3d import add_scene, save_scene_png
 from ddsa_sim.volumes import read_ct
 
 DETECTOR = 192  # pixels per side over the full 298 mm panel
@@ -34,7 +34,7 @@ def _carm(iso) -> CArm:
 def conventions_figure(ct, out: Path) -> Path:
     """AP, RAO 30 and CAU 30 side by side, LPS axes at the isocenter, DRR on each detector."""
     carm = _carm(ct.center_mm)
-    proj = ct_projector(ct)
+    proj = Projector([ProjectorVolume.from_ct(ct)])
     poses = [(0.0, 0.0, "AP (alpha = 0, beta = 0)"), (30.0, 0.0, "RAO 30 (alpha = +30)"),
              (0.0, 30.0, "CAU 30 (beta = +30)")]
     plotter = pv.Plotter(shape=(1, 3), off_screen=True, window_size=(1440, 600), border=False)
@@ -42,10 +42,11 @@ def conventions_figure(ct, out: Path) -> Path:
         view = carm.at(alpha=a, beta=b)
         plotter.subplot(0, k)
         add_scene(plotter, ct, view, image=proj.render(view).neglog["image"], title=title)
-    tmp = atomic_path(out)
-    plotter.screenshot(str(tmp))
-    plotter.close()
-    tmp.replace(out)
+    try:
+        with atomic_output(out) as tmp:
+            plotter.screenshot(str(tmp))
+    finally:
+        plotter.close()
     return out
 
 

@@ -44,8 +44,8 @@ nearer the source are magnified more."""),
     ("code", '''\
 from ddsa_sim.volumes import read_ct
 from ddsa_sim.geometry import CArm
-from ddsa_sim.drr import ct_projector
-from ddsa_sim import scene3d
+from ddsa_sim.projector import Projector, ProjectorVolume
+from ddsa_sim.viz import scene3d
 
 CT_MM = 2.0        # CT voxel size used here (the file has 0.7 x 0.7 x 2.5 mm voxels)
 DETECTOR = 128     # pixels per side; pixel size chosen so the field is the full 298 mm panel
@@ -53,7 +53,7 @@ ct = read_ct("builtin:chest-ct").resampled(CT_MM)
 print(ct.shape, "voxels of", ct.spacing_mm, "mm; centre (LPS mm):", np.round(ct.center_mm, 1))
 carm = CArm(isocenter_mm=tuple(ct.center_mm), sensor_height=DETECTOR, sensor_width=DETECTOR,
             pixel_size=1536 * 0.194 / DETECTOR)
-projector = ct_projector(ct)
+projector = Projector([ProjectorVolume.from_ct(ct)])  # HU -> density, threshold materials
 print("source (mm):", np.round(carm.source_mm, 1), " principal ray:", np.round(carm.principal_ray, 3))'''),
     ("md", """\
 ## The AP view, interactively
@@ -64,7 +64,7 @@ static picture otherwise. The grey image on the detector is the DRR of this very
 by pixel where the projection matrix says it is."""),
     ("code", '''\
 drr = projector.render(carm).neglog["image"]
-plotter = scene3d.build_scene(ct, carm, image=drr, window_size=(700, 520))
+plotter = scene3d.build_plotter(ct, carm, image=drr, window_size=(700, 520))
 scene3d.show(plotter)'''),
     ("md", """\
 ## Moving alpha and beta: 3D setup next to the DRR
@@ -78,7 +78,7 @@ fig, axes = plt.subplots(len(poses), 2, figsize=(9, 4.2 * len(poses)))
 for (a, b), (ax3d, axdrr) in zip(poses, axes):
     view = carm.at(alpha=a, beta=b)
     img = projector.render(view).neglog["image"]
-    p = scene3d.build_scene(ct, view, image=img, window_size=(640, 480), off_screen=True)
+    p = scene3d.build_plotter(ct, view, image=img, window_size=(640, 480), off_screen=True)
     ax3d.imshow(p.screenshot(return_img=True)); p.close()
     axdrr.imshow(img, cmap="gray")
     ax3d.set_title(f"3D setup, {scene3d.pose_label(view)}", fontsize=9)
@@ -302,7 +302,7 @@ for i, (_, meta) in zip(done, samples):
     print(f"#{i}: split={meta['split']} alpha={meta['alpha_deg']:6.1f} beta={meta['beta_deg']:6.1f} "
           f"kVp={meta['kvp']:.0f} N0={meta['photons_per_pixel']:.3g} iodine={meta['iodine_mg_per_ml']:.0f} mgI/ml")'''),
     ("code", '''\
-from ddsa_sim.viz import image_grid
+from ddsa_sim.viz.figures import image_grid
 
 keys = ["mask", "contrast", "dsa_target", "iodine_mg_per_cm2", "vessel_mask"]
 rows = [[arrays[k] for k in keys] for arrays, _ in samples]

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import nibabel as nib
 
-    from ddsa_sim.data import resolve_builtin
+    from ddsa_sim.volumes.builtin import resolve_builtin
 
     t0 = time.perf_counter()
     ct_img = nib.load(str(resolve_builtin("chest-ct")))

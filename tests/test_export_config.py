@@ -7,7 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ddsa_sim import InputError
-from ddsa_sim.export.cli import app
+from ddsa_sim.cli import app
 from ddsa_sim.export.config import Grid, Range, config_from_dict, example_config_yaml, load_config
 
 

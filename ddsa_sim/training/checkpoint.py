@@ -20,10 +20,10 @@ import torch
 
 import ddsa_sim
 from ddsa_sim import InputError
+from ddsa_sim.files import atomic_output
 from ddsa_sim.training.config import ModelConfig, TrainConfig
 from ddsa_sim.training.normalization import Normalization
 from ddsa_sim.training.unet import UNet
-from vessel_models.io import atomic_output
 
 FORMAT = "ddsa-sim-checkpoint"
 VERSION = 1

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.data import resolve_builtin
+from ddsa_sim.volumes.builtin import resolve_builtin
 from ddsa_sim.volumes.volume import Volume
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])

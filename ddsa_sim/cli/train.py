@@ -1,4 +1,4 @@
-"""``ddsa-sim train | evaluate | infer`` commands (plain typer functions; see :func:`register`).
+"""``ddsa-sim train | evaluate | infer``: the DDSA networks (plain typer functions; see :func:`register`).
 
 Bad input prints one line ``error: ...`` on stderr and exits with status 2 (no traceback).
 """
@@ -13,6 +13,8 @@ from pathlib import Path
 import typer
 
 from ddsa_sim import InputError
+
+__all__ = ["evaluate", "infer", "register", "train"]
 
 
 def _guard(fn: Callable) -> Callable:
@@ -98,12 +100,3 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
     app.command("infer")(infer)
 
-
-def main() -> None:  # pragma: no cover - convenience for `python -m ddsa_sim.training.cli`
-    app = typer.Typer(add_completion=False)
-    register(app)
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

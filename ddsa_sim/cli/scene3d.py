@@ -1,20 +1,24 @@
 """The ``ddsa-sim scene`` command: a 3D picture of a setup (CT, vessels, source, detector, frustum).
 
-Registered on the main app by :func:`register` (``ddsa_sim.cli`` calls it).
+Registered on the main app by :func:`register` (``ddsa_sim.cli`` calls it); needs pyvista.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from ddsa_sim import InputError
+from ddsa_sim.cli.options import parse_detector, parse_point
+
+__all__ = ["register", "scene"]
 
 
 def _tree_for(vessels: str, ct, seed: int):
     """A tree from a file (.vtp / .json, kept as-is) or a generator name (centred on the CT centre)."""
+    import numpy as np
+
     from vessel_models import GENERATORS, generate, load_tree
 
     if vessels in GENERATORS:
@@ -48,9 +52,8 @@ def scene(ct: str = typer.Argument(..., help="CT: NIfTI file, DICOM series folde
     """Write a 3D picture of the imaging setup (CT, vessels, source, detector with the DRR, frustum)."""
     import pyvista as pv
 
-    from ddsa_sim.cli import _parse_detector, _parse_point
     from ddsa_sim.geometry import CArm
-    from ddsa_sim.scene3d import save_scene_png
+    from ddsa_sim.viz.scene3d import save_scene_png
     from ddsa_sim.volumes import read_ct
 
     try:
@@ -61,15 +64,15 @@ def scene(ct: str = typer.Argument(..., help="CT: NIfTI file, DICOM series folde
         raise InputError(f"--size: sizes must be within 16..8192, got {size!r}")
     if png.suffix.lower() != ".png":
         raise InputError(f"--png: must end in .png, got {png}")
-    rows, cols = _parse_detector(detector)
+    rows, cols = parse_detector(detector)
     ct_vol = read_ct(ct)
-    iso = _parse_point(isocenter, "isocenter") or tuple(float(x) for x in ct_vol.center_mm)
+    iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in ct_vol.center_mm)
     carm = CArm(isocenter_mm=iso, alpha=alpha, beta=beta, gamma=gamma, sensor_height=rows, sensor_width=cols,
                 pixel_size=pixel_mm)
     tree = _tree_for(vessels, ct_vol, seed) if vessels else None
     image = None
     if drr:
-        from ddsa_sim.drr import ct_projector
+        from ddsa_sim.cli.drr import ct_projector
 
         image = ct_projector(ct_vol).render(carm).neglog["image"]
     pv.OFF_SCREEN = True

@@ -1,8 +1,4 @@
-"""``ddsa-sim export`` and ``ddsa-sim inspect`` (typer).
-
-The main ``ddsa-sim`` app calls :func:`register`; ``python -m ddsa_sim.export.cli`` runs these two
-commands alone.
-"""
+"""``ddsa-sim export`` and ``ddsa-sim inspect``: write and check a dataset store (registered by :func:`register`)."""
 
 from __future__ import annotations
 
@@ -11,6 +7,8 @@ from pathlib import Path
 import typer
 
 from ddsa_sim import InputError
+
+__all__ = ["export", "inspect", "register"]
 
 
 def _fail(exc: InputError) -> None:
@@ -75,15 +73,3 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export)
     app.command("inspect")(inspect)
 
-
-app = typer.Typer(add_completion=False, help="ddsa-sim dataset export")
-register(app)
-
-
-def main() -> None:
-    """Entry point of ``python -m ddsa_sim.export.cli``."""
-    app()
-
-
-if __name__ == "__main__":
-    main()

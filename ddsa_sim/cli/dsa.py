@@ -1,6 +1,6 @@
 """The ``ddsa-sim dsa`` command: render DSA views (mask, contrast, targets) of a CT with vessels.
 
-Registered on the main app by :func:`register` (``ddsa_sim.cli`` calls it). Bad input raises
+Registered on the main app by :func:`register` (:mod:`ddsa_sim.cli` calls it). Bad input raises
 :class:`ddsa_sim.InputError` with a one-line message; the main CLI prints ``error: ...`` and exits 2.
 See docs/dsa.md §6.
 """
@@ -94,7 +94,7 @@ def save_strip(frames, path: Path, title: str = "") -> Path:
     Shown in the fluoroscopy convention (more attenuation = darker). Mask and contrast share one
     window; both DSA columns share one window from 0 to the 90th percentile of the target inside the vessel mask.
     """
-    from ddsa_sim.viz import display_window, image_grid
+    from ddsa_sim.viz.figures import display_window, image_grid
 
     w_ct = display_window([frames.mask, *frames.contrast])
     inside = frames.dsa_target[frames.vessel_mask > 0]
@@ -113,7 +113,7 @@ def save_strip(frames, path: Path, title: str = "") -> Path:
 
 def save_view(path: Path, frames, carm, scene) -> Path:
     """Write ``view_NNN.npz`` (docs/dsa.md §6)."""
-    from ddsa_sim.viz import atomic_output
+    from ddsa_sim.files import atomic_output
 
     arrays = dict(frames.frame(-1))
     arrays["mask_clean"] = frames.mask_clean
@@ -163,7 +163,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         spacing_mm: float = typer.Option(0.25, help="Vessel voxel grid spacing around a tree, mm."),
         ) -> None:
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
-    from ddsa_sim.cli import _parse_detector, _parse_point
+    from ddsa_sim.cli.options import parse_detector, parse_point
     from ddsa_sim.geometry import CArm
     from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.scatter import AntiScatterGrid
@@ -185,7 +185,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     alphas, betas = alphas * (n_views // len(alphas)), betas * (n_views // len(betas))
     if frames < 1:
         raise InputError(f"--frames must be >= 1, got {frames}")
-    rows, cols = _parse_detector(detector)
+    rows, cols = parse_detector(detector)
     exposure = Exposure(photons_per_pixel=photons, mas=mas)
     if bit_depth < 0 or bit_depth > 32:
         raise InputError(f"--bit-depth must be 0 (none) or 1-32, got {bit_depth}")
@@ -196,7 +196,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                                           scatter=ScatterSettings(enabled=not no_scatter,
                                                                   grid=None if no_grid else AntiScatterGrid())))
     scene = build_scene(spec)
-    iso = _parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
+    iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
     carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_size=pixel_mm)
     if bit_depth:
         n0 = exposure.n0(scene.projector.spectrum, carm0)

@@ -7,7 +7,9 @@ from typing import Sequence
 
 import numpy as np
 
-from vessel_models.io import atomic_output
+from ddsa_sim.files import atomic_output
+
+__all__ = ["contact_sheet", "display_window", "image_grid", "save_png", "to_uint8"]
 
 
 def display_window(images: Sequence[np.ndarray], lo_pct: float = 0.5, hi_pct: float = 99.5) -> tuple[float, float]:
@@ -21,6 +23,7 @@ def display_window(images: Sequence[np.ndarray], lo_pct: float = 0.5, hi_pct: fl
 
 
 def to_uint8(image: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """``image`` through ``window`` (low, high) as 0-255 grey levels (clipped, rounded)."""
     lo, hi = window
     return (np.clip((np.asarray(image, dtype=np.float64) - lo) / (hi - lo), 0, 1) * 255).round().astype(np.uint8)
 

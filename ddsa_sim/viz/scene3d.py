@@ -5,7 +5,7 @@ says it is: the source at ``carm.source_mm``, the detector quad at ``carm.detect
 the rendered image textured on it (pixel ``[row, col]`` at ``carm.pixel_to_world((col + .5, row + .5))``),
 so the picture is a check of the geometry, not an illustration of it.
 
->>> plotter = build_scene(ct, carm, image=drr, tree=tree)          # doctest: +SKIP
+>>> plotter = build_plotter(ct, carm, image=drr, tree=tree)        # doctest: +SKIP
 >>> save_scene_png(ct, carm, "scene.png", image=drr, tree=tree)    # doctest: +SKIP
 
 Off-screen rendering (``pyvista.OFF_SCREEN`` / ``off_screen=True``) writes PNGs without a display; in
@@ -24,15 +24,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.geometry.carm import CArm
-from ddsa_sim.viz import atomic_output, display_window, to_uint8
+from ddsa_sim.files import atomic_output
+from ddsa_sim.viz.figures import display_window, to_uint8
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista as pv
 
+    from ddsa_sim.geometry.carm import CArm
     from ddsa_sim.volumes import Volume
 
-__all__ = ["add_scene", "build_scene", "ct_surface", "detector_mesh", "frustum_mesh", "pose_label",
+__all__ = ["add_scene", "build_plotter", "ct_surface", "detector_mesh", "frustum_mesh", "pose_label",
            "save_scene_png", "show", "source_mesh"]
 
 #: Colours of the scene parts (named colours understood by pyvista).
@@ -181,7 +182,7 @@ def add_scene(plotter: pv.Plotter, ct: Volume | None, carm: CArm, image: np.ndar
               skin_level_hu: float | None = -500.0, ct_mode: str = "surface",
               image_window: tuple[float, float] | None = None, show_axes: bool = True,
               labels: bool = True, title: str | None = None, camera: str = "room") -> pv.Plotter:
-    """Add a setup to the active (sub)plot of ``plotter``; see :func:`build_scene` for the parameters.
+    """Add a setup to the active (sub)plot of ``plotter``; see :func:`build_plotter` for the parameters.
 
     Actors are named ``ct``, ``skin``, ``vessels``, ``source``, ``detector``, ``frustum``,
     ``isocenter`` and ``axis_L``/``axis_P``/``axis_S`` (``plotter.actors[name].mapper.dataset`` is
@@ -268,7 +269,7 @@ def _set_camera(plotter: pv.Plotter, carm: CArm, camera: str) -> None:
     plotter.reset_camera_clipping_range()
 
 
-def build_scene(ct: Volume | None, carm: CArm, image: np.ndarray | None = None, tree: Any = None,
+def build_plotter(ct: Volume | None, carm: CArm, image: np.ndarray | None = None, tree: Any = None,
                 iso_level_hu: float = 300.0, downsample: float = 2.5, skin_level_hu: float | None = -500.0,
                 ct_mode: str = "surface", window_size: tuple[int, int] = (1000, 750),
                 off_screen: bool | None = None, **kwargs: Any) -> pv.Plotter:
@@ -314,12 +315,12 @@ def build_scene(ct: Volume | None, carm: CArm, image: np.ndarray | None = None, 
 
 def save_scene_png(ct: Volume | None, carm: CArm, path: str | os.PathLike, image: np.ndarray | None = None,
                    tree: Any = None, window_size: tuple[int, int] = (1000, 750), **kwargs: Any) -> Path:
-    """Render :func:`build_scene` off-screen to a PNG (written atomically); returns the path."""
+    """Render :func:`build_plotter` off-screen to a PNG (written atomically); returns the path."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise InputError(f"scene picture must be a .png file, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    plotter = build_scene(ct, carm, image=image, tree=tree, window_size=window_size, off_screen=True, **kwargs)
+    plotter = build_plotter(ct, carm, image=image, tree=tree, window_size=window_size, off_screen=True, **kwargs)
     try:
         with atomic_output(path) as tmp:
             plotter.screenshot(str(tmp))

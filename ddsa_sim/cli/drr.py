@@ -1,4 +1,7 @@
-"""Render and save plain DRR views of a CT (the `project` and `sweep` commands)."""
+"""Render and save plain DRR views of a CT (the ``project`` and ``sweep`` commands).
+
+Imported by those commands when they run (it imports the projector); not by ``ddsa_sim.cli`` itself.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ddsa_sim.files import atomic_output
 from ddsa_sim.geometry import CArm, Pose
 from ddsa_sim.projector import ProjectionImages, Projector, ProjectorVolume
-from ddsa_sim.viz import atomic_output, contact_sheet, display_window, save_png
+from ddsa_sim.viz.figures import contact_sheet, display_window, save_png
 from ddsa_sim.volumes import Volume
+
+__all__ = ["ct_projector", "run_sweep", "save_drr_view"]
 
 
 def ct_projector(ct: Volume, spectrum="90KV_AL40", **kwargs) -> Projector:
@@ -19,7 +25,7 @@ def ct_projector(ct: Volume, spectrum="90KV_AL40", **kwargs) -> Projector:
     return Projector([ProjectorVolume.from_ct(ct)], spectrum=spectrum, **kwargs)
 
 
-def save_view(path: str | Path, images: ProjectionImages, carm: CArm, image: str = "image") -> Path:
+def save_drr_view(path: str | Path, images: ProjectionImages, carm: CArm, image: str = "image") -> Path:
     """Write ``view_NNN.npz``: ``neglog``, ``intensity``, ``density_<material>`` (g/cm^2), ``projection_matrix``."""
     path = Path(path)
     arrays = {"neglog": images.neglog[image], "intensity": images.intensity[image],
@@ -44,7 +50,7 @@ def run_sweep(ct: Volume, carm: CArm, poses: Sequence[Pose], out_dir: str | Path
     for n, pose in enumerate(tqdm(poses, desc="views", unit="view", disable=not progress)):
         view = pose.apply(carm)
         res = proj.render(view)
-        paths.append(save_view(out_dir / f"view_{n:03d}.npz", res, view))
+        paths.append(save_drr_view(out_dir / f"view_{n:03d}.npz", res, view))
         images.append(res.neglog["image"])
         titles.append(f"a={view.alpha:g} b={view.beta:g}")
         records.append({"view": n, "file": paths[-1].name, **view.to_dict()})

@@ -1,0 +1,82 @@
+"""Option parsers and typer option objects shared by the ``ddsa-sim`` commands.
+
+Parsers raise :class:`ddsa_sim.InputError` with a one-line message naming the option; the app's
+``main`` prints it as ``error: ...`` and exits with status 2. This module imports only typer: the
+commands import the heavy parts of ddsa_sim inside their bodies, so ``ddsa-sim --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from ddsa_sim import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = [
+    "CT_ARG", "DETECTOR", "DEVICE", "FILTER_AL", "ISOCENTER", "KVP", "METHOD", "OUT_DIR", "PIXEL_MM", "SPECTRUM",
+    "parse_angle_range", "parse_detector", "parse_float_list", "parse_point", "spectrum_from_options",
+]
+
+
+def parse_detector(text: str) -> tuple[int, int]:
+    """``"ROWSxCOLS"`` (e.g. ``"512x512"``) -> (rows, cols) in pixels, both >= 1."""
+    try:
+        rows, cols = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--detector: expected ROWSxCOLS, e.g. 512x512, got {text!r}") from None
+    if rows < 1 or cols < 1:
+        raise InputError(f"--detector: sizes must be positive, got {text!r}")
+    return rows, cols
+
+
+def parse_point(text: str | None, field: str) -> tuple[float, float, float] | None:
+    """``"X,Y,Z"`` (mm) -> (x, y, z); None stays None. ``field`` names the option in errors."""
+    if text is None:
+        return None
+    try:
+        x, y, z = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--{field}: expected X,Y,Z in mm, got {text!r}") from None
+    return (x, y, z)
+
+
+def parse_float_list(text: str, field: str) -> list[float]:
+    """``"0"`` or ``"-30,0,30"`` -> a non-empty list of floats (e.g. angles in degrees)."""
+    try:
+        vals = [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--{field}: expected a number or a comma-separated list, got {text!r}") from None
+    if not vals:
+        raise InputError(f"--{field}: empty")
+    return vals
+
+
+def parse_angle_range(text: str, field: str) -> np.ndarray:
+    """``"START:STOP:STEP"`` (inclusive) or one value, in degrees (:func:`ddsa_sim.geometry.parse_range`)."""
+    from ddsa_sim.geometry import parse_range  # geometry pulls killeengeo and scipy: only when a command runs
+
+    return parse_range(text, field)
+
+
+def spectrum_from_options(kvp: Optional[float], filter_al: Optional[float], spectrum: str) -> str | dict:
+    """The spectrum of ``--kvp/--filter-al/--spectrum``: the preset name, or a SpekPy spec when
+    ``--kvp`` or ``--filter-al`` is given (the other defaults to 90 kVp / 4 mm Al)."""
+    if kvp is None and filter_al is None:
+        return spectrum
+    return {"kvp": kvp if kvp is not None else 90.0, "filter_al_mm": filter_al if filter_al is not None else 4.0}
+
+
+CT_ARG = typer.Argument(..., help="CT: NIfTI file, DICOM series folder, or a builtin name (builtin:chest-ct).")
+OUT_DIR = typer.Option(..., "-o", "--out", help="Output folder.")
+DETECTOR = typer.Option("1536x1536", "--detector", help="Detector size ROWSxCOLS (pixels).")
+PIXEL_MM = typer.Option(0.194, "--pixel-mm", help="Detector pixel size (mm).")
+KVP = typer.Option(None, "--kvp", help="Tube voltage (kVp) for a SpekPy spectrum.")
+FILTER_AL = typer.Option(None, "--filter-al", help="Aluminium filtration (mm) for a SpekPy spectrum.")
+SPECTRUM = typer.Option("90KV_AL40", "--spectrum", help="Spectrum preset (60KV_AL35, 90KV_AL40, 120KV_AL43).")
+ISOCENTER = typer.Option(None, "--isocenter", help="Isocenter X,Y,Z in world mm (LPS); default: the CT centre.")
+METHOD = typer.Option("trilinear", "--method", help="trilinear (DeepDRR-style) or siddon (exact voxel traversal).")
+DEVICE = typer.Option("cpu", "--device", help="cpu (numba kernels) or cuda / cuda:N (torch backend, trilinear).")

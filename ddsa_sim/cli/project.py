@@ -1,0 +1,94 @@
+"""``ddsa-sim project`` and ``ddsa-sim sweep``: plain DRR views of a CT (render-and-save: :mod:`ddsa_sim.cli.drr`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ddsa_sim.cli.options import (
+    CT_ARG,
+    DETECTOR,
+    DEVICE,
+    FILTER_AL,
+    ISOCENTER,
+    KVP,
+    METHOD,
+    OUT_DIR,
+    PIXEL_MM,
+    SPECTRUM,
+    parse_angle_range,
+    parse_detector,
+    parse_point,
+    spectrum_from_options,
+)
+
+__all__ = ["project", "register", "sweep"]
+
+
+def _carm(ct, detector: str, pixel_mm: float, isocenter: Optional[str]):
+    """The C-arm of the command's options, isocenter at the CT centre unless ``--isocenter``."""
+    from ddsa_sim.geometry import CArm
+
+    rows, cols = parse_detector(detector)
+    iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in ct.center_mm)
+    return CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_size=pixel_mm)
+
+
+def project(ct: str = CT_ARG, out: Path = OUT_DIR,
+            alpha: float = typer.Option(0.0, help="Orbital angle alpha (deg, >0 = RAO)."),
+            beta: float = typer.Option(0.0, help="Angular angle beta (deg, >0 = CAU)."),
+            gamma: float = typer.Option(0.0, help="Detector roll (deg)."),
+            detector: str = DETECTOR, pixel_mm: float = PIXEL_MM, kvp: Optional[float] = KVP,
+            filter_al: Optional[float] = FILTER_AL, spectrum: str = SPECTRUM, isocenter: Optional[str] = ISOCENTER,
+            method: str = METHOD, device: str = DEVICE) -> None:
+    """Render one view of a CT: OUT/view_000.npz (neglog, intensity, density_<material>, projection_matrix) + PNG."""
+    from ddsa_sim.cli.drr import run_sweep
+    from ddsa_sim.geometry import Pose
+    from ddsa_sim.volumes import read_ct
+
+    ct_vol = read_ct(ct)
+    carm = _carm(ct_vol, detector, pixel_mm, isocenter)
+    pose = Pose(alpha, beta, gamma, carm.isocenter_mm)
+    pose.apply(carm)  # validates the pose before any work
+    paths = run_sweep(ct_vol, carm, [pose], out, spectrum_from_options(kvp, filter_al, spectrum), progress=False,
+                      method=method, device=device)
+    typer.echo(str(paths[0]))
+
+
+def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
+          alpha: str = typer.Option("0", help="Alpha START:STOP:STEP or one value (deg)."),
+          beta: str = typer.Option("0", help="Beta START:STOP:STEP or one value (deg)."),
+          random: int = typer.Option(0, help="Instead of a grid, draw this many poses uniformly in the alpha/beta ranges."),
+          seed: int = typer.Option(0, help="Seed for --random draws."),
+          jitter_mm: float = typer.Option(0.0, help="Isocenter jitter (mm, uniform cube) for --random draws."),
+          detector: str = DETECTOR, pixel_mm: float = PIXEL_MM, kvp: Optional[float] = KVP,
+          filter_al: Optional[float] = FILTER_AL, spectrum: str = SPECTRUM, isocenter: Optional[str] = ISOCENTER,
+          method: str = METHOD, device: str = DEVICE) -> None:
+    """Render a pose sweep: view_NNN.npz + PNG per view, contact_sheet.png and poses.json."""
+    import numpy as np
+
+    from ddsa_sim.cli.drr import run_sweep
+    from ddsa_sim.geometry import grid_poses, random_poses
+    from ddsa_sim.volumes import read_ct
+
+    alphas, betas = parse_angle_range(alpha, "alpha"), parse_angle_range(beta, "beta")
+    ct_vol = read_ct(ct)
+    carm = _carm(ct_vol, detector, pixel_mm, isocenter)
+    if random:
+        poses = random_poses(np.random.default_rng(seed), random, (alphas.min(), alphas.max()),
+                             (betas.min(), betas.max()), carm.isocenter_mm, jitter_mm)
+    else:
+        poses = grid_poses(alphas, betas, carm.isocenter_mm)
+    for p in poses:
+        p.apply(carm)  # refuse out-of-limit poses before rendering anything
+    paths = run_sweep(ct_vol, carm, poses, out, spectrum_from_options(kvp, filter_al, spectrum), method=method,
+                      device=device)
+    typer.echo(f"{len(paths)} views, contact sheet: {Path(out) / 'contact_sheet.png'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``project`` and ``sweep`` to the main ``ddsa-sim`` app."""
+    app.command("project")(project)
+    app.command("sweep")(sweep)

@@ -1,0 +1,68 @@
+"""File helpers shared by every part of ddsa_sim: atomic writes and the on-disk cache folder.
+
+``vessel_models`` keeps its own ``atomic_output`` (it cannot import ddsa_sim); this one raises
+:class:`ddsa_sim.InputError`, the project's one-line user error.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ddsa_sim import InputError
+
+__all__ = ["atomic_output", "cache_dir"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, else it is removed.
+
+    Readers never see a half-written file, and an interrupted write leaves any older ``path`` intact.
+    The temporary path keeps the full suffix (``.nii.gz``), so format-by-suffix writers work, and
+    the result gets the usual file permissions (not mkstemp's private 0600).
+
+    Raises
+    ------
+    InputError
+        The folder of ``path`` does not exist.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"output folder does not exist: {folder}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=folder)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, _FILE_MODE)
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def cache_dir(kind: str) -> Path | None:
+    """Folder of one kind of on-disk cache (``"spectra"``, ``"attenuation"``), or None when disabled.
+
+    ``$DDSA_SIM_CACHE_DIR/<kind>`` when the variable is set (``""``, ``off``, ``none`` or ``0``
+    disable the cache), else ``~/.cache/ddsa-sim/<kind>``. The folder may not exist yet.
+    """
+    env = os.environ.get("DDSA_SIM_CACHE_DIR")
+    if env is not None:
+        if env.strip().lower() in ("", "off", "none", "0"):
+            return None
+        return Path(env) / kind
+    return Path.home() / ".cache" / "ddsa-sim" / kind
