@@ -62,8 +62,8 @@ def _carms(ct, detector: int, views: int):
 
     rng = np.random.default_rng(0)
     base = CArm(isocenter_mm=tuple(ct.center_mm), sensor_height=detector, sensor_width=detector,
-                pixel_size=560.0 / detector)
-    return [base.at(alpha=float(a), beta=float(b))
+                pixel_mm=560.0 / detector)
+    return [base.at(alpha_deg=float(a), beta_deg=float(b))
             for a, b in zip(rng.uniform(-40, 40, views), rng.uniform(-20, 20, views))]
 
 
@@ -112,7 +112,7 @@ def bench_deepdrr(vol, carms) -> dict:
         projector.project()
         t = time.perf_counter()
         for c in carms:
-            carm.move_to(alpha=c.alpha, beta=c.beta, degrees=True)
+            carm.move_to(alpha=c.alpha_deg, beta=c.beta_deg, degrees=True)
             projector.project()
             peak = max(peak, pool.used_bytes())
         views_s = len(carms) / (time.perf_counter() - t)

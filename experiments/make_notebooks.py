@@ -52,7 +52,7 @@ DETECTOR = 128     # pixels per side; pixel size chosen so the field is the full
 ct = read_ct("builtin:chest-ct").resampled(CT_MM)
 print(ct.shape, "voxels of", ct.spacing_mm, "mm; centre (LPS mm):", np.round(ct.center_mm, 1))
 carm = CArm(isocenter_mm=tuple(ct.center_mm), sensor_height=DETECTOR, sensor_width=DETECTOR,
-            pixel_size=1536 * 0.194 / DETECTOR)
+            pixel_mm=1536 * 0.194 / DETECTOR)
 projector = Projector([ProjectorVolume.from_ct(ct)])  # HU -> density, threshold materials
 print("source (mm):", np.round(carm.source_mm, 1), " principal ray:", np.round(carm.principal_ray, 3))'''),
     ("md", """\
@@ -69,14 +69,14 @@ scene3d.show(plotter)'''),
     ("md", """\
 ## Moving alpha and beta: 3D setup next to the DRR
 
-`carm.at(alpha=..., beta=...)` returns the same device at another pose. RAO turns the detector to the
+`carm.at(alpha_deg=..., beta_deg=...)` returns the same device at another pose. RAO turns the detector to the
 patient's right; CAU tilts it towards the feet. Note how the spine moves away from the image centre
 under RAO and how the ribs change their slope under CAU."""),
     ("code", '''\
 poses = [(0, 0), (30, 0), (0, 30), (-30, -20)]
 fig, axes = plt.subplots(len(poses), 2, figsize=(9, 4.2 * len(poses)))
 for (a, b), (ax3d, axdrr) in zip(poses, axes):
-    view = carm.at(alpha=a, beta=b)
+    view = carm.at(alpha_deg=a, beta_deg=b)
     img = projector.render(view).neglog["image"]
     p = scene3d.build_plotter(ct, view, image=img, window_size=(640, 480), off_screen=True)
     ax3d.imshow(p.screenshot(return_img=True)); p.close()
@@ -94,7 +94,7 @@ The projection matrix maps the isocenter to the image centre for every pose (the
 through it), and the source maps to infinity (it is the projection centre)."""),
     ("code", '''\
 for a, b in poses:
-    view = carm.at(alpha=a, beta=b)
+    view = carm.at(alpha_deg=a, beta_deg=b)
     uv = view.project(np.asarray(view.isocenter_mm)[None])[0]
     assert np.allclose(uv, [DETECTOR / 2, DETECTOR / 2], atol=1e-6), uv
     print(f"alpha={a:4} beta={b:4}: isocenter -> pixel {np.round(uv, 3)}")'''),
@@ -182,11 +182,8 @@ patient motion between mask and contrast frames leaves bright/dark edges in conv
 from dataclasses import replace
 
 from ddsa_sim.geometry import CArm
-from ddsa_sim.scene.motion import MotionParams
+from ddsa_sim.scene import MotionParams, ScatterSettings, Scene, TreeVessels, render_triplet
 from ddsa_sim.scene.placement import body_mask, place_in_region
-from ddsa_sim.scene.recording import ScatterSettings
-from ddsa_sim.scene.vessels import TreeVessels
-from ddsa_sim.scene import Scene, render_triplet
 from ddsa_sim.volumes import read_ct
 from vessel_models import generate
 
@@ -198,7 +195,7 @@ scene = Scene(ct, [TreeVessels(tree, spacing_mm=0.5)], iodine_mg_per_ml=100.0)
 lo, hi = tree.bounds_mm()
 DETECTOR = 128
 carm = CArm(isocenter_mm=tuple((lo + hi) / 2), sensor_height=DETECTOR, sensor_width=DETECTOR,
-            pixel_size=1536 * 0.194 / DETECTOR, alpha=20.0, beta=10.0)
+            pixel_mm=1536 * 0.194 / DETECTOR, alpha_deg=20.0, beta_deg=10.0)
 print("tree root (LPS mm):", np.round(tree.positions_mm[0], 1), " spectrum:", scene.projector.spectrum.name)'''),
     ("code", '''\
 def show_triplet(out, title):
@@ -267,31 +264,22 @@ samples: the target is proportional (to first order) to the iodine area density,
 `target ~ (mu/rho)_I,eff * A_I`, which the scatter plot at the end shows."""),
     ("code", SETUP),
     ("code", '''\
-from ddsa_sim import InputError
 from ddsa_sim.export.config import config_from_dict
 from ddsa_sim.export.runner import run_export
 from ddsa_sim.export.store import completed, open_store, read_sample
 
-def config(renderer):
-    return config_from_dict({
-        "cts": [{"path": "builtin:chest-ct", "labels": "builtin:chest-ct-labels"}],
-        "vessels": {"per_ct": 2, "sources": [{"generator": "lsystem"}]},
-        "pose": {"alpha_deg": {"min": -30, "max": 30}, "beta_deg": {"min": -20, "max": 20}},
-        "detector": {"rows": 1536, "cols": 1536, "pixel_mm": 0.194, "binning": 16},  # 96 x 96
-        "effects": {"noise": True, "scatter": False, "motion": "none"},
-        "count": 4, "seed": 7, "renderer": renderer,
-    })
+config = config_from_dict({
+    "cts": [{"path": "builtin:chest-ct", "labels": "builtin:chest-ct-labels"}],
+    "vessels": {"per_ct": 2, "sources": [{"generator": "lsystem"}]},
+    "pose": {"alpha_deg": {"min": -30, "max": 30}, "beta_deg": {"min": -20, "max": 20}},
+    "detector": {"rows": 1536, "cols": 1536, "pixel_mm": 0.194, "binning": 16},  # 96 x 96
+    "effects": {"noise": True, "scatter": False, "motion": "none"},
+    "count": 4, "seed": 7,
+})
 
 store = os.path.join(OUT, "preview.zarr")
-try:  # the physics renderer; the test-only synthetic renderer where it is not available yet
-    result = run_export(config("scene"), store, progress=False)
-    renderer = "scene"
-except InputError as exc:
-    print("scene renderer unavailable:", exc)
-    import shutil; shutil.rmtree(store, ignore_errors=True)
-    result = run_export(config("synthetic"), store, progress=False)
-    renderer = "synthetic"
-print(f"renderer={renderer}: {result.written} samples written to {result.store}")'''),
+result = run_export(config, store, progress=False)
+print(f"{result.written} samples written to {result.store}")'''),
     ("code", '''\
 root = open_store(store)
 print({k: root.attrs[k] for k in ("format", "format_version", "n_samples", "image_shape")})

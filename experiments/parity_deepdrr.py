@@ -90,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     iod = ProjectorVolume.single_material("iodine", enhanced * 0.010, ct.world_from_voxel, "iodine",
                                           {"blood": displaced_blood_g_per_mg_iodine() * 1000.0})  # g blood / g I
     base = CArm(isocenter_mm=tuple(ct_vol.center_mm), sensor_height=args.detector, sensor_width=args.detector,
-                pixel_size=args.pixel_mm)
+                pixel_mm=args.pixel_mm)
     ours = Projector([ct, iod], "90KV_AL40", step_mm=args.step, device=args.device)
     mats = [m for m in ct.materials]
     rows = []
     for alpha, beta in POSES:
-        carm = base.at(alpha=alpha, beta=beta)
+        carm = base.at(alpha_deg=alpha, beta_deg=beta)
         res = ours.render(carm, {"mask": ["ct"], "contrast": ["ct", "iodine"]})
         spec_mask = deepdrr_scene_spec(ct, None, carm, "90KV_AL40", args.step)
         spec_con = deepdrr_scene_spec(ct, iod, carm, "90KV_AL40", args.step)

@@ -52,7 +52,7 @@ def y_tree(radius_mm: float = 2.0, length_mm: float = 40.0) -> VesselTree:
 
 
 def small_carm(size: int = 64, pixel_mm: float = 3.0, **pose) -> CArm:
-    return CArm(sensor_height=size, sensor_width=size, pixel_size=pixel_mm, **pose)
+    return CArm(sensor_height=size, sensor_width=size, pixel_mm=pixel_mm, **pose)
 
 
 def make_scene(ct: Volume | None = None, tree: VesselTree | None = None, **kwargs) -> Scene:

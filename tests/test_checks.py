@@ -51,7 +51,7 @@ def test_bad_value_is_one_line_naming_it(call, text):
 
 
 @pytest.mark.parametrize("call, start", [
-    (lambda: CArm(pixel_size=0.0), "pixel_size must be > 0"),
+    (lambda: CArm(pixel_mm=0.0), "pixel_mm must be > 0"),
     (lambda: spectra.spekpy_spectrum(-80.0), "kvp must be > 0"),
     (lambda: spectra.spekpy_spectrum(80.0, filter_al_mm=-1.0), "filter_al_mm must be >= 0"),
     (lambda: spectra.get_spectrum("spekpy:kvp=80,al=x"), "spectrum al must be a number"),
@@ -75,8 +75,8 @@ def test_bad_value_is_one_line_naming_it(call, text):
     (lambda: scatter.ScatterParams(sigma0_mm=0.0), "scatter sigma0_mm must be > 0"),
     (lambda: scatter.ScatterParams(n_nodes=0), "scatter n_nodes must be an integer >= 1"),
     (lambda: scatter.AntiScatterGrid(primary_transmission=1.2), "grid primary_transmission must be in (0, 1]"),
-    (lambda: scatter.scatter_kernel_superposition(np.ones((4, 4)), np.ones((4, 4)), pixel_size_mm=0.0),
-     "pixel_size_mm must be > 0"),
+    (lambda: scatter.scatter_kernel_superposition(np.ones((4, 4)), np.ones((4, 4)), pixel_mm=0.0),
+     "pixel_mm must be > 0"),
     (lambda: attenuation.iodinated_blood(-1.0), "concentration_mg_i_per_ml must be >= 0"),
     (lambda: attenuation.Material("x", {"H": 1.0}, 0.0), "material 'x' density_g_per_cc must be > 0"),
     (lambda: attenuation.Material("x", {"H": "a"}, 1.0), "material 'x' mass fraction of 'H' must be a number"),

@@ -92,7 +92,7 @@ def _deepdrr_camera3d_from_world(kw: dict) -> np.ndarray:
 
 @pytest.mark.parametrize("pose", [{}, {"alpha": 30, "beta": -20, "gamma": 10}, {"alpha": -35, "beta": 90}])
 def test_carm_kwargs_reproduce_projection(pose):
-    carm = CArm(isocenter_mm=(12.0, -40.0, 300.0), sensor_height=300, sensor_width=200, pixel_size=0.8,
+    carm = CArm(isocenter_mm=(12.0, -40.0, 300.0), sensor_height=300, sensor_width=200, pixel_mm=0.8,
                 source_to_isocenter_horizontal_offset=5.0, **pose)
     kw = da.carm_kwargs(carm)
     assert kw["degrees"] is True and kw["sensor_width"] == 200

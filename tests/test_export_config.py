@@ -49,8 +49,8 @@ def test_pose_limits_are_the_carms():
     from ddsa_sim.geometry import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG, CArm
 
     carm = CArm()
-    assert (carm.min_alpha, carm.max_alpha) == ALPHA_LIMITS_DEG
-    assert (carm.min_beta, carm.max_beta) == BETA_LIMITS_DEG
+    assert (carm.min_alpha_deg, carm.max_alpha_deg) == ALPHA_LIMITS_DEG
+    assert (carm.min_beta_deg, carm.max_beta_deg) == BETA_LIMITS_DEG
     for key, (lo, hi) in (("alpha_deg", ALPHA_LIMITS_DEG), ("beta_deg", BETA_LIMITS_DEG)):
         cfg = config_from_dict({**base(), "pose": {key: {"min": lo, "max": hi}}})  # the limits themselves are poses
         assert (getattr(cfg.pose, key).min, getattr(cfg.pose, key).max) == (lo, hi)

@@ -12,14 +12,14 @@ from ddsa_sim.geometry import CArm, grid_poses, parse_range, random_poses
 def test_defaults_are_mobile_carm():
     c = CArm()
     assert (c.source_to_detector_distance, c.source_to_isocenter_vertical_distance) == (1020.0, 530.0)
-    assert (c.sensor_height, c.sensor_width, c.pixel_size) == (1536, 1536, 0.194)
-    assert (c.min_alpha, c.max_alpha, c.min_beta, c.max_beta) == (-40.0, 110.0, -225.0, 225.0)
+    assert (c.sensor_height, c.sensor_width, c.pixel_mm) == (1536, 1536, 0.194)
+    assert (c.min_alpha_deg, c.max_alpha_deg, c.min_beta_deg, c.max_beta_deg) == (-40.0, 110.0, -225.0, 225.0)
 
 
 @pytest.mark.parametrize("alpha,beta,gamma", [(0, 0, 0), (30, -20, 0), (-35, 100, 15), (90, 0, 0)])
 def test_pinhole_projection(alpha, beta, gamma):
     iso = (10.0, -20.0, 30.0)
-    c = CArm(isocenter_mm=iso, alpha=alpha, beta=beta, gamma=gamma, sensor_height=300, sensor_width=400, pixel_size=0.5)
+    c = CArm(isocenter_mm=iso, alpha_deg=alpha, beta_deg=beta, gamma_deg=gamma, sensor_height=300, sensor_width=400, pixel_mm=0.5)
     # source is 530 mm from the isocenter along -principal ray; detector centre SDD from the source
     np.testing.assert_allclose(np.linalg.norm(c.source_mm - iso), 530.0, atol=1e-9)
     np.testing.assert_allclose(c.source_mm + 530.0 * c.principal_ray, iso, atol=1e-9)
@@ -47,28 +47,28 @@ def test_angle_sign_conventions():
     """alpha > 0 turns the detector to the patient's right (RAO); beta > 0 to the feet (CAU). LPS world."""
     ap = CArm()
     np.testing.assert_allclose(ap.principal_ray, [0, -1, 0], atol=1e-12)  # source posterior, detector anterior
-    rao = CArm(alpha=30)
+    rao = CArm(alpha_deg=30)
     assert rao.principal_ray[0] < -0.4  # detector moves to patient right (LPS -x)
-    cau = CArm(beta=30)
+    cau = CArm(beta_deg=30)
     assert cau.principal_ray[2] < -0.4  # detector moves to the feet (LPS -z)
 
 
 def test_view_matrix_is_computed_once_per_view_and_read_only():
-    c = CArm(alpha=10.0, beta=5.0)
+    c = CArm(alpha_deg=10.0, beta_deg=5.0)
     m = c.camera3d_from_world
     assert m is c.camera3d_from_world and not m.flags.writeable
-    moved = c.at(alpha=20.0)  # a new view: its own matrix, not the cached one
+    moved = c.at(alpha_deg=20.0)  # a new view: its own matrix, not the cached one
     assert not np.allclose(moved.camera3d_from_world, m)
-    np.testing.assert_allclose(moved.camera3d_from_world, CArm(alpha=20.0, beta=5.0).camera3d_from_world)
+    np.testing.assert_allclose(moved.camera3d_from_world, CArm(alpha_deg=20.0, beta_deg=5.0).camera3d_from_world)
 
 
 def test_pose_limits_and_detector_checks():
     with pytest.raises(InputError, match="alpha=120"):
-        CArm(alpha=120)
+        CArm(alpha_deg=120)
     with pytest.raises(InputError, match="beta=-300"):
-        CArm(beta=-300)
+        CArm(beta_deg=-300)
     b = CArm().binned(4)
-    assert (b.sensor_height, b.pixel_size) == (384, pytest.approx(0.776))
+    assert (b.sensor_height, b.pixel_mm) == (384, pytest.approx(0.776))
 
 
 def test_sweeps():
@@ -79,6 +79,6 @@ def test_sweeps():
     a = random_poses(np.random.default_rng(3), 50, (-10, 10), (0, 5), isocenter_jitter_mm=2.0)
     b = random_poses(np.random.default_rng(3), 50, (-10, 10), (0, 5), isocenter_jitter_mm=2.0)
     assert a == b
-    alphas = np.array([p.alpha for p in a])
+    alphas = np.array([p.alpha_deg for p in a])
     assert alphas.min() >= -10 and alphas.max() <= 10
     assert np.abs(np.array([p.isocenter_mm for p in a])).max() <= 2.0

@@ -94,9 +94,9 @@ def test_photons_from_mas_inverse_square_and_pixel_area():
     s.filter("Al", 3.0)
     k, f = s.get_spectrum()
     per_mm2_at_1m = f[k >= 10].sum() / 100.0  # photons/cm^2/mAs -> /mm^2
-    n = photons_per_pixel_from_mas(2.0, 80, sid_mm=1200.0, pixel_size_mm=0.2, filter_al_mm=3.0)
+    n = photons_per_pixel_from_mas(2.0, 80, sid_mm=1200.0, pixel_mm=0.2, filter_al_mm=3.0)
     assert n == pytest.approx(per_mm2_at_1m * 2.0 * (1000 / 1200) ** 2 * 0.04, rel=1e-9)
-    n2 = photons_per_pixel_from_mas(2.0, 80, sid_mm=600.0, pixel_size_mm=0.4, filter_al_mm=3.0)
+    n2 = photons_per_pixel_from_mas(2.0, 80, sid_mm=600.0, pixel_mm=0.4, filter_al_mm=3.0)
     assert n2 / n == pytest.approx(4.0 * 4.0)
 
 

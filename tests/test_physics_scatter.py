@@ -46,10 +46,10 @@ def test_spr_model_documented_values_and_literature_range():
 def test_water_slab_spr_follows_model(spec, thickness_mm, expected_spr):
     primary = _slab_primary(spec, thickness_mm)
     # thickness given explicitly
-    s = scatter_kernel_superposition(primary, np.full(primary.shape, thickness_mm), pixel_size_mm=2.0)
+    s = scatter_kernel_superposition(primary, np.full(primary.shape, thickness_mm), pixel_mm=2.0)
     np.testing.assert_allclose(s / primary, expected_spr, rtol=1e-9)
     # thickness derived from -ln(P) through the polychromatic water curve
-    s2 = scatter_kernel_superposition(primary, None, pixel_size_mm=2.0, spectrum=spec)
+    s2 = scatter_kernel_superposition(primary, None, pixel_mm=2.0, spectrum=spec)
     np.testing.assert_allclose(s2 / primary, expected_spr, rtol=0.01)
 
 
@@ -68,7 +68,7 @@ def test_energy_conserved_for_nonuniform_object():
     t += rng.uniform(0, 5, size=t.shape) * (t > 0)
     primary = np.exp(-0.02 * t)
     p = ScatterParams(sigma0_mm=40.0, sigma_slope_mm_per_cm=3.0, n_nodes=5)
-    s = scatter_kernel_superposition(primary, t, pixel_size_mm=1.5, params=p)
+    s = scatter_kernel_superposition(primary, t, pixel_mm=1.5, params=p)
     expected_total = float(np.sum(primary * spr_model(t, p)))
     assert s.sum() == pytest.approx(expected_total, rel=1e-10)
     assert np.all(s >= 0)
@@ -84,7 +84,7 @@ def test_kernel_is_broad_and_widens_with_thickness():
         p = ScatterParams()
         primary = np.zeros((h, w))
         primary[:, w // 2] = 1.0
-        s = scatter_kernel_superposition(primary, np.full((h, w), t_mm), pixel_size_mm=px, params=p)
+        s = scatter_kernel_superposition(primary, np.full((h, w), t_mm), pixel_mm=px, params=p)
         profile = s.mean(axis=0)
         x = (np.arange(w) - w // 2) * px
         sigma = np.sqrt(np.sum(profile * x**2) / np.sum(profile))

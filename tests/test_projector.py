@@ -14,8 +14,8 @@ from ddsa_sim.projector import Projector, ProjectorVolume
 SPECTRUM = "90KV_AL40"
 
 
-def _carm(alpha=0.0, beta=0.0, n=48, pixel=1.2):
-    return CArm(alpha=alpha, beta=beta, sensor_height=n, sensor_width=n, pixel_size=pixel)
+def _carm(alpha_deg=0.0, beta_deg=0.0, n=48, pixel=1.2):
+    return CArm(alpha_deg=alpha_deg, beta_deg=beta_deg, sensor_height=n, sensor_width=n, pixel_mm=pixel)
 
 
 def _distance_to_rays(carm, point):
@@ -51,7 +51,7 @@ def test_cylinder_and_box_chords(phantom_grid, method):
     # cylinder of radius 25 mm along world z; box 50 x 40 x 30 mm; both at an oblique pose
     r = 25.0
     frac, affine = phantom_grid((64, 64, 64), 1.0, lambda x, y, z: (x * x + y * y <= r * r) & (np.abs(z) <= 30))
-    carm = _carm(alpha=0, beta=0, n=40)  # AP: rays travel along world y, perpendicular to the axis
+    carm = _carm(alpha_deg=0, beta_deg=0, n=40)  # AP: rays travel along world y, perpendicular to the axis
     area = Projector([ProjectorVolume.single_material("c", frac, affine, "water")], SPECTRUM,
                      method=method, step_mm=0.5).march(carm, "c")[..., 0].ravel()
     d = carm.ray_directions().reshape(-1, 3)
@@ -72,7 +72,7 @@ def test_cylinder_and_box_chords(phantom_grid, method):
     half = np.array([25.0, 20.0, 15.0])
     fb, ab = phantom_grid((64, 64, 64), 1.0, ss=1, inside=lambda x, y, z: (np.abs(x) <= half[0]) & (np.abs(y) <= half[1])
                           & (np.abs(z) <= half[2]))
-    carm = _carm(alpha=20, beta=10, n=40)
+    carm = _carm(alpha_deg=20, beta_deg=10, n=40)
     area = Projector([ProjectorVolume.single_material("b", fb, ab, "water")], SPECTRUM,
                      method=method, step_mm=0.5).march(carm, "b")[..., 0].ravel()
     d = carm.ray_directions().reshape(-1, 3)
@@ -139,7 +139,7 @@ def test_iodine_beer_lambert_and_two_volumes_are_additive(phantom_grid):
     sph, sph_aff = phantom_grid((64, 64, 64), 0.25, lambda x, y, z: x * x + y * y + z * z <= R * R)
     c_mg_per_ml = 20.0
     iodine = ProjectorVolume.single_material("iodine", sph * c_mg_per_ml / 1000, sph_aff, "iodine")
-    carm = _carm(alpha=15, beta=5, n=64, pixel=0.5)
+    carm = _carm(alpha_deg=15, beta_deg=5, n=64, pixel=0.5)
     proj = Projector([water, iodine], spectrum, step_mm=0.125)
     res = proj.render(carm, {"mask": ["water"], "contrast": ["water", "iodine"]})
     w_mask = res.area_density_g_per_cm2["mask"]["water"]
@@ -182,7 +182,7 @@ def test_thread_count_does_not_change_results(phantom_grid):
     vol = ProjectorVolume.single_material("v", frac, aff, "water")
     labels = (np.indices(frac.shape).sum(axis=0) % 3).astype(np.uint8)  # labels change at every voxel
     mixed = ProjectorVolume("m", frac, labels, ("water", "bone", "blood"), aff)
-    carm = _carm(alpha=33, beta=-21, n=128)  # more pixels than one spectrum block: threads split them
+    carm = _carm(alpha_deg=33, beta_deg=-21, n=128)  # more pixels than one spectrum block: threads split them
     for method in ("siddon", "trilinear"):
         one = Projector([vol, mixed], method=method, threads=1).render(carm, {"v": ["v"], "m": ["m"]})
         two = Projector([vol, mixed], method=method, threads=2).render(carm, {"v": ["v"], "m": ["m"]})

@@ -45,18 +45,18 @@ def chest_density(chest_ct):
 
 
 POSES = [
-    {"alpha": 0.0, "beta": 0.0},
-    {"alpha": 30.0, "beta": 10.0},
-    {"alpha": -25.0, "beta": 35.0, "gamma": 15.0},
-    {"alpha": 90.0, "beta": 0.0},  # lateral: rays along the CT's rows
+    {"alpha_deg": 0.0, "beta_deg": 0.0},
+    {"alpha_deg": 30.0, "beta_deg": 10.0},
+    {"alpha_deg": -25.0, "beta_deg": 35.0, "gamma_deg": 15.0},
+    {"alpha_deg": 90.0, "beta_deg": 0.0},  # lateral: rays along the CT's rows
 ]
 
 
-@pytest.mark.parametrize("pose", POSES, ids=lambda p: "a{alpha:g}_b{beta:g}".format(**p))
+@pytest.mark.parametrize("pose", POSES, ids=lambda p: "a{alpha_deg:g}_b{beta_deg:g}".format(**p))
 def test_chest_ct_line_integrals_match_plastimatch_exact(chest_density, pose, tmp_path):
     (density, affine), centre = chest_density
     # non-square detector on purpose (catches a row/column swap); covers the chest at ~1.9x magnification
-    carm = CArm(isocenter_mm=tuple(centre), sensor_height=96, sensor_width=128, pixel_size=5.5, **pose)
+    carm = CArm(isocenter_mm=tuple(centre), sensor_height=96, sensor_width=128, pixel_mm=5.5, **pose)
     ours = _ours(carm, density, affine)
     plm = peers.plastimatch_drr(carm, density, affine, workdir=tmp_path)
     assert plm.shape == ours.shape
@@ -84,7 +84,7 @@ def test_rotated_and_flipped_grid_gives_the_same_image(chest_ct, tmp_path):
     aff2[:3, 2] = aff[:3, 1]
     aff2[:3, 3] = aff[:3, 3] + aff[:3, 2] * (d.shape[2] - 1)
     centre = (aff @ np.append((np.array(d.shape) - 1) / 2.0, 1.0))[:3]
-    carm = CArm(isocenter_mm=tuple(centre), alpha=20.0, beta=-15.0, sensor_height=64, sensor_width=80, pixel_size=6.0)
+    carm = CArm(isocenter_mm=tuple(centre), alpha_deg=20.0, beta_deg=-15.0, sensor_height=64, sensor_width=80, pixel_mm=6.0)
     ours = _ours(carm, d, aff)
     ours2 = _ours(carm, d2, aff2)
     np.testing.assert_allclose(ours2, ours, rtol=1e-5, atol=1e-6)
@@ -100,7 +100,7 @@ def test_rotated_and_flipped_grid_gives_the_same_image(chest_ct, tmp_path):
 def test_plastimatch_bridge_detects_a_flipped_image(chest_density, tmp_path):
     """The comparison is sensitive to orientation: a left-right flip of the truth fails the 1% bound."""
     (density, affine), centre = chest_density
-    carm = CArm(isocenter_mm=tuple(centre), alpha=30.0, sensor_height=96, sensor_width=128, pixel_size=5.5)
+    carm = CArm(isocenter_mm=tuple(centre), alpha_deg=30.0, sensor_height=96, sensor_width=128, pixel_mm=5.5)
     ours = _ours(carm, density, affine)
     plm = peers.plastimatch_drr(carm, density, affine, workdir=tmp_path)[:, ::-1]
     body = (ours > BODY_G_PER_CM2) & (plm > BODY_G_PER_CM2)
@@ -113,8 +113,8 @@ def test_diffdrr_siddon_matches_ours_on_the_chest_ct(chest_density):
     pytest.importorskip("fastcore")
     pytest.importorskip("diffdrr.drr")
     (density, affine), centre = chest_density
-    carm = CArm(isocenter_mm=tuple(centre), alpha=-25.0, beta=35.0, gamma=15.0, sensor_height=30, sensor_width=40,
-                pixel_size=17.6)
+    carm = CArm(isocenter_mm=tuple(centre), alpha_deg=-25.0, beta_deg=35.0, gamma_deg=15.0, sensor_height=30, sensor_width=40,
+                pixel_mm=17.6)
     ours = _ours(carm, density, affine)
     theirs = peers.diffdrr_area_density(carm, density, affine, renderer="siddon")
     body = (ours > BODY_G_PER_CM2) & (theirs > BODY_G_PER_CM2)

@@ -17,7 +17,7 @@ POSES = [(0.0, 0.0, 0.0), (27.0, -13.0, 5.0), (-38.0, 71.0, -20.0)]
 
 
 def _carm(alpha, beta, gamma=0.0, rows=30, cols=36):
-    return CArm(alpha=alpha, beta=beta, gamma=gamma, sensor_height=rows, sensor_width=cols, pixel_size=3.0)
+    return CArm(alpha_deg=alpha, beta_deg=beta, gamma_deg=gamma, sensor_height=rows, sensor_width=cols, pixel_mm=3.0)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_projector_backend_torch_dispatch_and_multi_volume_render(scene):
     carm = _carm(20.0, 10.0)
     ref = ref_p.render(carm, images)
     got = tor_p.render(carm, images)
-    batch = TorchProjector(tor_p).render([carm, carm.at(alpha=-30.0)], images)
+    batch = TorchProjector(tor_p).render([carm, carm.at(alpha_deg=-30.0)], images)
     for image in images:
         a_ref = np.stack([ref.area_density_g_per_cm2[image][m] for m in ref_p.materials], -1)
         a_got = np.stack([got.area_density_g_per_cm2[image][m] for m in ref_p.materials], -1)

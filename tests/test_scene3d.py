@@ -41,11 +41,11 @@ def ct():
 
 
 def carm_for(ct: Volume, **pose) -> CArm:
-    return CArm(isocenter_mm=tuple(ct.center_mm), sensor_height=48, sensor_width=64, pixel_size=5.0, **pose)
+    return CArm(isocenter_mm=tuple(ct.center_mm), sensor_height=48, sensor_width=64, pixel_mm=5.0, **pose)
 
 
 def test_png_written_with_requested_size_and_content(ct, tmp_path):
-    carm = carm_for(ct, alpha=30.0, beta=10.0)
+    carm = carm_for(ct, alpha_deg=30.0, beta_deg=10.0)
     img = np.random.default_rng(0).random((48, 64))
     out = save_scene_png(ct, carm, tmp_path / "s.png", image=img, window_size=(320, 240))
     assert out.is_file() and out.stat().st_size > 2000
@@ -56,7 +56,7 @@ def test_png_written_with_requested_size_and_content(ct, tmp_path):
 
 
 def test_parts_are_where_the_carm_says(ct):
-    carm = carm_for(ct, alpha=30.0, beta=-20.0)
+    carm = carm_for(ct, alpha_deg=30.0, beta_deg=-20.0)
     plotter = build_plotter(ct, carm, image=np.zeros((48, 64)), off_screen=True, window_size=(200, 150))
     try:
         actors = plotter.actors
@@ -81,7 +81,7 @@ def test_parts_are_where_the_carm_says(ct):
 
 def test_detector_texture_seen_from_the_source_reproduces_the_image():
     """A camera at the source with the C-arm's field of view must see the image as stored (row 0 on top)."""
-    carm = CArm(alpha=20.0, beta=15.0, sensor_height=60, sensor_width=80, pixel_size=3.0)
+    carm = CArm(alpha_deg=20.0, beta_deg=15.0, sensor_height=60, sensor_width=80, pixel_mm=3.0)
     img = np.zeros((60, 80))
     img[:30, :40], img[:30, 40:], img[30:, :40], img[30:, 40:] = 0.0, 1.0, 2.0, 3.0
     quad, tex = detector_mesh(carm, img, window=(0.0, 3.0))
@@ -126,9 +126,9 @@ def test_bad_input(ct):
 def test_pose_label():
     c = CArm()
     assert pose_label(c) == "AP"
-    assert pose_label(c.at(alpha=30.0)) == "RAO 30"
-    assert pose_label(c.at(alpha=-20.0, beta=15.0)) == "LAO 20 / CAU 15"
-    assert pose_label(c.at(beta=-10.0)) == "AP / CRA 10"
+    assert pose_label(c.at(alpha_deg=30.0)) == "RAO 30"
+    assert pose_label(c.at(alpha_deg=-20.0, beta_deg=15.0)) == "LAO 20 / CAU 15"
+    assert pose_label(c.at(beta_deg=-10.0)) == "AP / CRA 10"
 
 
 def test_cli_scene_png(tmp_path: Path):

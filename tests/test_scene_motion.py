@@ -77,7 +77,7 @@ def test_breathing_field_is_smooth_mostly_cranio_caudal_and_warp_moves_content()
     carm = small_carm(64, 3.0)
     u = breathing_displacement_px(np.random.default_rng(0), carm, amplitude_mm=3.0)
     mag = carm.source_to_detector_distance / carm.source_to_isocenter_vertical_distance
-    assert np.abs(u).max() <= 3.0 * mag / carm.pixel_size * 1.3 + 1e-9
+    assert np.abs(u).max() <= 3.0 * mag / carm.pixel_mm * 1.3 + 1e-9
     assert np.abs(np.diff(u, axis=1)).max() < 0.5  # smooth: under half a pixel change per pixel
     # a constant shift of 2 rows moves an edge by 2 rows
     img = np.zeros((32, 32, 1))

@@ -10,8 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from ddsa_sim import InputError
-from ddsa_sim.training.checkpoint import load_checkpoint
 from ddsa_sim.cli.train import register
+from ddsa_sim.training.checkpoint import load_checkpoint
 from ddsa_sim.training.config import parse_config
 from ddsa_sim.training.data import OnTheFlyDataset, ZarrDDSADataset
 from ddsa_sim.training.loop import run_training, target_data_range, validate

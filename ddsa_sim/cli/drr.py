@@ -52,7 +52,7 @@ def run_sweep(ct: Volume, carm: CArm, poses: Sequence[Pose], out_dir: str | Path
         res = proj.render(view)
         paths.append(save_drr_view(out_dir / f"view_{n:03d}.npz", res, view))
         images.append(res.neglog["image"])
-        titles.append(f"a={view.alpha:g} b={view.beta:g}")
+        titles.append(f"a={view.alpha_deg:g} b={view.beta_deg:g}")
         records.append({"view": n, "file": paths[-1].name, **view.to_dict()})
     window = display_window(images)
     for n, im in enumerate(images):

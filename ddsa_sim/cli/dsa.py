@@ -197,17 +197,17 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                                                                   grid=None if no_grid else AntiScatterGrid())))
     scene = build_scene(spec)
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
-    carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_size=pixel_mm)
+    carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_mm=pixel_mm)
     if bit_depth:
         n0 = exposure.n0(scene.projector.spectrum, carm0)
         scene.detector = Detector(mode=detector_mode, bit_depth=bit_depth, gain=gain_for_bit_depth(bit_depth, n0))
-    carms = [carm0.at(alpha=a, beta=b) for a, b in zip(alphas, betas)]  # validates every pose first
+    carms = [carm0.at(alpha_deg=a, beta_deg=b) for a, b in zip(alphas, betas)]  # validates every pose first
     out.mkdir(parents=True, exist_ok=True)
     for n, carm in enumerate(carms):
         result = render_sequence(scene, carm, np.random.default_rng([seed, n]), frames)
         npz = save_view(out / f"view_{n:03d}.npz", result, carm, scene)
         save_strip(result, out / f"view_{n:03d}.png",
-                   f"{Path(ct).name} + {vessels if len(vessels) < 48 else vessels[:45] + '...'}  alpha={carm.alpha:g} beta={carm.beta:g}  motion={motion}  "
+                   f"{Path(ct).name} + {vessels if len(vessels) < 48 else vessels[:45] + '...'}  alpha={carm.alpha_deg:g} beta={carm.beta_deg:g}  motion={motion}  "
                    f"noise={'off' if no_noise else 'on'}  scatter={'off' if no_scatter else 'on'}")
         typer.echo(str(npz))
 

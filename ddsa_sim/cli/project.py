@@ -33,7 +33,7 @@ def _carm(ct, detector: str, pixel_mm: float, isocenter: Optional[str]):
 
     rows, cols = parse_detector(detector)
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in ct.center_mm)
-    return CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_size=pixel_mm)
+    return CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_mm=pixel_mm)
 
 
 def project(ct: str = CT_ARG, out: Path = OUT_DIR,

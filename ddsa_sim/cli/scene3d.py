@@ -67,8 +67,8 @@ def scene(ct: str = typer.Argument(..., help="CT: NIfTI file, DICOM series folde
     rows, cols = parse_detector(detector)
     ct_vol = read_ct(ct)
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in ct_vol.center_mm)
-    carm = CArm(isocenter_mm=iso, alpha=alpha, beta=beta, gamma=gamma, sensor_height=rows, sensor_width=cols,
-                pixel_size=pixel_mm)
+    carm = CArm(isocenter_mm=iso, alpha_deg=alpha, beta_deg=beta, gamma_deg=gamma, sensor_height=rows, sensor_width=cols,
+                pixel_mm=pixel_mm)
     tree = _tree_for(vessels, ct_vol, seed) if vessels else None
     image = None
     if drr:

@@ -108,9 +108,9 @@ def sample_carm(spec: SampleSpec, ct_center_mm: np.ndarray):
     from ddsa_sim.geometry.carm import CArm
 
     iso = np.asarray(ct_center_mm, dtype=np.float64) + np.asarray(spec.isocenter_offset_mm, dtype=np.float64)
-    carm = CArm(isocenter_mm=tuple(float(x) for x in iso), alpha=spec.alpha_deg, beta=spec.beta_deg,
-                gamma=spec.gamma_deg, sensor_height=spec.detector_rows, sensor_width=spec.detector_cols,
-                pixel_size=spec.pixel_mm)
+    carm = CArm(isocenter_mm=tuple(float(x) for x in iso), alpha_deg=spec.alpha_deg, beta_deg=spec.beta_deg,
+                gamma_deg=spec.gamma_deg, sensor_height=spec.detector_rows, sensor_width=spec.detector_cols,
+                pixel_mm=spec.pixel_mm)
     return carm.binned(spec.binning)
 
 

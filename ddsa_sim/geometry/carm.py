@@ -54,28 +54,28 @@ class CArm:
     """
 
     isocenter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    alpha: float = 0.0
-    beta: float = 0.0
-    gamma: float = 0.0
+    alpha_deg: float = 0.0
+    beta_deg: float = 0.0
+    gamma_deg: float = 0.0
     source_to_detector_distance: float = 1020.0
     source_to_isocenter_vertical_distance: float = 530.0
     source_to_isocenter_horizontal_offset: float = 0.0
     sensor_height: int = 1536
     sensor_width: int = 1536
-    pixel_size: float = 0.194
-    min_alpha: float = ALPHA_LIMITS_DEG[0]
-    max_alpha: float = ALPHA_LIMITS_DEG[1]
-    min_beta: float = BETA_LIMITS_DEG[0]
-    max_beta: float = BETA_LIMITS_DEG[1]
+    pixel_mm: float = 0.194
+    min_alpha_deg: float = ALPHA_LIMITS_DEG[0]
+    max_alpha_deg: float = ALPHA_LIMITS_DEG[1]
+    min_beta_deg: float = BETA_LIMITS_DEG[0]
+    max_beta_deg: float = BETA_LIMITS_DEG[1]
     rotate_camera_left: bool = True
     world_from_device: np.ndarray = field(default_factory=lambda: SUPINE_WORLD_FROM_DEVICE.copy(), compare=False)
 
     def __post_init__(self) -> None:
-        if not self.min_alpha <= self.alpha <= self.max_alpha:
-            raise InputError(f"alpha={self.alpha} deg is outside the C-arm limits [{self.min_alpha}, {self.max_alpha}]")
-        if not self.min_beta <= self.beta <= self.max_beta:
-            raise InputError(f"beta={self.beta} deg is outside the C-arm limits [{self.min_beta}, {self.max_beta}]")
-        for name in ("source_to_detector_distance", "source_to_isocenter_vertical_distance", "pixel_size"):
+        if not self.min_alpha_deg <= self.alpha_deg <= self.max_alpha_deg:
+            raise InputError(f"alpha={self.alpha_deg} deg is outside the C-arm limits [{self.min_alpha_deg}, {self.max_alpha_deg}]")
+        if not self.min_beta_deg <= self.beta_deg <= self.max_beta_deg:
+            raise InputError(f"beta={self.beta_deg} deg is outside the C-arm limits [{self.min_beta_deg}, {self.max_beta_deg}]")
+        for name in ("source_to_detector_distance", "source_to_isocenter_vertical_distance", "pixel_mm"):
             check_positive(name, getattr(self, name))
         if self.source_to_isocenter_vertical_distance >= self.source_to_detector_distance:
             raise InputError("source_to_isocenter_vertical_distance must be smaller than source_to_detector_distance")
@@ -86,7 +86,7 @@ class CArm:
 
     # ---------------------------------------------------------------- frames
     def at(self, **pose) -> "CArm":
-        """The same device at another pose (``alpha``, ``beta``, ``gamma``, ``isocenter_mm``)."""
+        """The same device at another pose (``alpha_deg``, ``beta_deg``, ``gamma_deg``, ``isocenter_mm``)."""
         return replace(self, **pose)
 
     def binned(self, factor: int) -> "CArm":
@@ -94,7 +94,7 @@ class CArm:
         if factor < 1:
             raise InputError(f"binning factor must be >= 1, got {factor}")
         return replace(self, sensor_height=self.sensor_height // factor, sensor_width=self.sensor_width // factor,
-                       pixel_size=self.pixel_size * factor)
+                       pixel_mm=self.pixel_mm * factor)
 
     @property
     def device_from_world(self) -> np.ndarray:
@@ -102,7 +102,7 @@ class CArm:
 
     @property
     def device_from_arm(self) -> np.ndarray:
-        rot = Rotation.from_euler("xy", [self.alpha, self.beta], degrees=True).as_matrix()
+        rot = Rotation.from_euler("xy", [self.alpha_deg, self.beta_deg], degrees=True).as_matrix()
         iso_device = (self.device_from_world @ np.append(self.isocenter_mm, 1.0))[:3]
         return _rt(rot, iso_device)
 
@@ -114,7 +114,7 @@ class CArm:
                                              self.source_to_isocenter_vertical_distance])
         if self.rotate_camera_left:
             camera3d_from_arm = _rt(Rotation.from_euler("z", 90, degrees=True).as_matrix()) @ camera3d_from_arm
-        gamma = _rt(Rotation.from_euler("z", self.gamma, degrees=True).as_matrix())
+        gamma = _rt(Rotation.from_euler("z", self.gamma_deg, degrees=True).as_matrix())
         m = gamma @ camera3d_from_arm @ np.linalg.inv(self.device_from_arm) @ self.device_from_world
         m.setflags(write=False)
         return m
@@ -122,7 +122,7 @@ class CArm:
     @property
     def intrinsic(self) -> np.ndarray:
         """3x3 camera matrix K (pixels)."""
-        f = self.source_to_detector_distance / self.pixel_size
+        f = self.source_to_detector_distance / self.pixel_mm
         return np.array([[f, 0.0, self.sensor_width / 2.0], [0.0, f, self.sensor_height / 2.0], [0.0, 0.0, 1.0]])
 
     @property
@@ -134,7 +134,7 @@ class CArm:
     def camera_projection(self) -> kg.CameraProjection:
         """This view as a killeengeo ``CameraProjection`` (the type DeepDRR's projector consumes)."""
         intrinsic = kg.CameraIntrinsicTransform.from_sizes(
-            sensor_size=(self.sensor_width, self.sensor_height), pixel_size=self.pixel_size,
+            sensor_size=(self.sensor_width, self.sensor_height), pixel_size=self.pixel_mm,
             source_to_detector_distance=self.source_to_detector_distance)
         return kg.CameraProjection(intrinsic, kg.FrameTransform(self.camera3d_from_world))
 
@@ -190,12 +190,12 @@ class CArm:
     def to_dict(self) -> dict:
         """JSON-safe description of this view (pose, device, projection matrix, positions)."""
         return {
-            "alpha_deg": float(self.alpha), "beta_deg": float(self.beta), "gamma_deg": float(self.gamma),
+            "alpha_deg": float(self.alpha_deg), "beta_deg": float(self.beta_deg), "gamma_deg": float(self.gamma_deg),
             "isocenter_mm": [float(x) for x in self.isocenter_mm],
             "source_to_detector_distance_mm": float(self.source_to_detector_distance),
             "source_to_isocenter_mm": float(self.source_to_isocenter_vertical_distance),
             "detector_rows": int(self.sensor_height), "detector_cols": int(self.sensor_width),
-            "pixel_size_mm": float(self.pixel_size),
+            "pixel_mm": float(self.pixel_mm),
             "source_mm": self.source_mm.tolist(), "detector_center_mm": self.detector_center_mm.tolist(),
             "projection_matrix": self.projection_matrix.tolist(),
         }

@@ -14,15 +14,15 @@ __all__ = ["Pose", "grid_poses", "parse_range", "random_poses"]
 
 @dataclass(frozen=True)
 class Pose:
-    """One C-arm pose: orbital ``alpha``, angular ``beta``, detector roll ``gamma`` (deg), isocenter (world mm)."""
+    """One C-arm pose: orbital ``alpha_deg``, angular ``beta_deg``, detector roll ``gamma_deg``, isocenter (world mm)."""
 
-    alpha: float
-    beta: float
-    gamma: float = 0.0
+    alpha_deg: float
+    beta_deg: float
+    gamma_deg: float = 0.0
     isocenter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def apply(self, carm: CArm) -> CArm:
-        return carm.at(alpha=self.alpha, beta=self.beta, gamma=self.gamma, isocenter_mm=tuple(self.isocenter_mm))
+        return carm.at(alpha_deg=self.alpha_deg, beta_deg=self.beta_deg, gamma_deg=self.gamma_deg, isocenter_mm=tuple(self.isocenter_mm))
 
 
 def parse_range(text: str, field: str) -> np.ndarray:

@@ -40,7 +40,7 @@ def photons_per_pixel_from_mas(
     mas: float,
     kvp: float,
     sid_mm: float,
-    pixel_size_mm: float,
+    pixel_mm: float,
     filter_al_mm: float = 2.5,
     filter_cu_mm: float = 0.0,
     anode_angle_deg: float = 12.0,
@@ -49,7 +49,7 @@ def photons_per_pixel_from_mas(
 ) -> float:
     """Expected unattenuated photons per detector pixel for an exposure.
 
-    ``N0 = F(1 m) * mAs * (1000 / SID_mm)^2 * pixel_size_mm^2 * efficiency``, with F the SpekPy
+    ``N0 = F(1 m) * mAs * (1000 / SID_mm)^2 * pixel_mm^2 * efficiency``, with F the SpekPy
     fluence (photons / mm^2 / mAs at 1 m) above ``min_kev``.
 
     Parameters
@@ -60,7 +60,7 @@ def photons_per_pixel_from_mas(
         Spectrum settings, as :func:`ddsa_sim.physics.spectra.spekpy_spectrum`.
     sid_mm : float
         Source-to-image (detector) distance, mm.
-    pixel_size_mm : float
+    pixel_mm : float
         Detector pixel pitch, mm (square pixels).
     detector_efficiency : float
         Fraction of incident photons detected (quantum efficiency, 0-1]. 1 by default.
@@ -69,7 +69,7 @@ def photons_per_pixel_from_mas(
 
     mas = check_positive("mas", mas)
     sid = check_positive("sid_mm", sid_mm)
-    px = check_positive("pixel_size_mm", pixel_size_mm)
+    px = check_positive("pixel_mm", pixel_mm)
     eff = check_range("detector_efficiency", detector_efficiency, 0.0, 1.0, low_open=True)
     s = spekpy_spectrum(float(kvp), float(filter_al_mm), float(filter_cu_mm), float(anode_angle_deg), 1.0, float(min_kev))
     flu = s.photons_per_mm2_per_mas_at_1m

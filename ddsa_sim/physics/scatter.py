@@ -169,7 +169,7 @@ def _mirror_fft_gaussian(images: np.ndarray, sigmas_px: np.ndarray) -> np.ndarra
 def scatter_kernel_superposition(
     primary_relative_intensity: Any,
     water_equivalent_thickness_mm: Any | None = None,
-    pixel_size_mm: float = 1.0,
+    pixel_mm: float = 1.0,
     params: ScatterParams | None = None,
     spectrum: Any | None = None,
 ) -> np.ndarray:
@@ -182,7 +182,7 @@ def scatter_kernel_superposition(
     water_equivalent_thickness_mm : array_like or None
         (H, W) water-equivalent thickness; None derives it from -ln(P) with ``spectrum``
         (default ``params.reference_spectrum``).
-    pixel_size_mm : float
+    pixel_mm : float
         Detector pixel pitch, mm.
     params : ScatterParams
     spectrum : Spectrum, str or dict, optional
@@ -197,7 +197,7 @@ def scatter_kernel_superposition(
     if prim.ndim != 2 or prim.size == 0:
         raise InputError(f"primary_relative_intensity must be a 2-D image, got shape {prim.shape}")
     check_array("primary_relative_intensity", prim)
-    px = check_positive("pixel_size_mm", pixel_size_mm)
+    px = check_positive("pixel_mm", pixel_mm)
     if water_equivalent_thickness_mm is None:
         t = water_equivalent_thickness_mm_from(prim, spectrum if spectrum is not None else p.reference_spectrum)
     else:
@@ -261,7 +261,7 @@ def apply_grid(primary: Any, scatter: Any, grid: AntiScatterGrid | None) -> tupl
 
 def add_scatter(
     primary_relative_intensity: Any,
-    pixel_size_mm: float,
+    pixel_mm: float,
     water_equivalent_thickness_mm: Any | None = None,
     params: ScatterParams | None = None,
     grid: AntiScatterGrid | None = None,
@@ -279,6 +279,6 @@ def add_scatter(
     """
     g = grid or NO_GRID
     prim = np.asarray(primary_relative_intensity, dtype=np.float64)
-    s = scatter_kernel_superposition(prim, water_equivalent_thickness_mm, pixel_size_mm, params, spectrum)
+    s = scatter_kernel_superposition(prim, water_equivalent_thickness_mm, pixel_mm, params, spectrum)
     s_rel = s * (g.scatter_transmission / g.primary_transmission)
     return prim + s_rel, s_rel

@@ -118,14 +118,14 @@ def carm_kwargs(carm: CArm) -> dict[str, Any]:
     return {
         "world_from_device": np.asarray(carm.world_from_device, dtype=np.float64).copy(),
         "isocenter": iso_device,
-        "alpha": float(carm.alpha), "beta": float(carm.beta), "gamma": float(carm.gamma), "degrees": True,
-        "min_alpha": float(carm.min_alpha), "max_alpha": float(carm.max_alpha),
-        "min_beta": float(carm.min_beta), "max_beta": float(carm.max_beta),
+        "alpha": float(carm.alpha_deg), "beta": float(carm.beta_deg), "gamma": float(carm.gamma_deg), "degrees": True,
+        "min_alpha": float(carm.min_alpha_deg), "max_alpha": float(carm.max_alpha_deg),
+        "min_beta": float(carm.min_beta_deg), "max_beta": float(carm.max_beta_deg),
         "source_to_detector_distance": float(carm.source_to_detector_distance),
         "source_to_isocenter_vertical_distance": float(carm.source_to_isocenter_vertical_distance),
         "source_to_isocenter_horizontal_offset": float(carm.source_to_isocenter_horizontal_offset),
         "sensor_height": int(carm.sensor_height), "sensor_width": int(carm.sensor_width),
-        "pixel_size": float(carm.pixel_size), "rotate_camera_left": bool(carm.rotate_camera_left),
+        "pixel_size": float(carm.pixel_mm), "rotate_camera_left": bool(carm.rotate_camera_left),
         "enforce_isocenter_bounds": False,
     }
 

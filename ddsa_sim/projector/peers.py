@@ -199,7 +199,7 @@ def plastimatch_geometry(carm: CArm, rotation: np.ndarray | None = None) -> Plas
     return PlastimatchGeometry(
         isocenter_mm=rot.T @ iso, nrm=rot.T @ (-z_cam), vup=rot.T @ (-y_cam), sad_mm=sad,
         sid_mm=float(carm.source_to_detector_distance), rows=int(carm.sensor_height), cols=int(carm.sensor_width),
-        detector_size_mm=(carm.sensor_height * carm.pixel_size, carm.sensor_width * carm.pixel_size),
+        detector_size_mm=(carm.sensor_height * carm.pixel_mm, carm.sensor_width * carm.pixel_mm),
     )
 
 
@@ -307,7 +307,7 @@ def diffdrr_drr(carm: CArm, density_g_per_cc: np.ndarray, affine: np.ndarray, re
     Parameters
     ----------
     carm : CArm
-        The view (its detector: ``sensor_height`` x ``sensor_width`` pixels of ``pixel_size`` mm).
+        The view (its detector: ``sensor_height`` x ``sensor_width`` pixels of ``pixel_mm`` mm).
     density_g_per_cc, affine : ndarray
         Density volume and its voxel -> world (LPS mm) affine.
     renderer : {"siddon", "trilinear"}
@@ -330,7 +330,7 @@ def diffdrr_drr(carm: CArm, density_g_per_cc: np.ndarray, affine: np.ndarray, re
     subject = read(image, orientation=None, center_volume=False)
     subject.density.set_data(dens)  # our density, not DiffDRR's HU mapping (module docstring)
     drr = DRR(subject, sdd=float(carm.source_to_detector_distance), height=int(carm.sensor_height),
-              delx=float(carm.pixel_size), width=int(carm.sensor_width), dely=float(carm.pixel_size),
+              delx=float(carm.pixel_mm), width=int(carm.sensor_width), dely=float(carm.pixel_mm),
               x0=0.0, y0=0.0, reverse_x_axis=True, renderer=renderer, **renderer_kwargs)
     pose = RigidTransform(torch.as_tensor(diffdrr_pose(carm), dtype=torch.float32)[None])
     return drr, pose

@@ -111,7 +111,7 @@ def breathing_displacement_px(rng: np.random.Generator, carm: CArm, amplitude_mm
     if amplitude_mm == 0:
         return np.zeros((2, h, w))
     mag = carm.source_to_detector_distance / carm.source_to_isocenter_vertical_distance
-    a_px = rng.uniform(0.5, 1.0) * float(amplitude_mm) * mag / carm.pixel_size
+    a_px = rng.uniform(0.5, 1.0) * float(amplitude_mm) * mag / carm.pixel_mm
     sigma = float(smoothness) * max(h, w)
     w1 = _smooth_field(rng, (h, w), sigma)
     w2 = _smooth_field(rng, (h, w), sigma)

@@ -67,13 +67,13 @@ class Exposure:
             if "kvp" not in s:
                 raise InputError(f"exposure mas needs a SpekPy spectrum (kVp known); {spectrum.name} has no settings")
             return photons_per_pixel_from_mas(
-                self.mas, s["kvp"], carm.source_to_detector_distance, carm.pixel_size,
+                self.mas, s["kvp"], carm.source_to_detector_distance, carm.pixel_mm,
                 filter_al_mm=s.get("filter_al_mm", 2.5), filter_cu_mm=s.get("filter_cu_mm", 0.0),
                 anode_angle_deg=s.get("anode_angle_deg", 12.0), min_kev=s.get("min_kev", 10.0))
         if self.photons_per_pixel is not None:
             return float(self.photons_per_pixel)
         fluence = DEFAULT_PHOTONS_PER_MM2 if self.photons_per_mm2 is None else float(self.photons_per_mm2)
-        return fluence * carm.pixel_size**2
+        return fluence * carm.pixel_mm**2
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def scatter_image(primary: np.ndarray, carm: CArm, spectrum: Spectrum, mode: str
     if not settings.enabled:
         return np.zeros(primary.shape)
     t = water_equivalent_thickness_mm(primary, spectrum, mode)
-    _, s = add_scatter(primary, carm.pixel_size, water_equivalent_thickness_mm=t, params=settings.params,
+    _, s = add_scatter(primary, carm.pixel_mm, water_equivalent_thickness_mm=t, params=settings.params,
                        grid=settings.grid, spectrum=spectrum)
     return s
 

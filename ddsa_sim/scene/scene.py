@@ -161,7 +161,7 @@ class Scene:
                 raise InputError(f"vessels {getattr(src, 'name', name)!r}: {str(exc).split(': ', 1)[-1]}"
                                  if "behind" in str(exc) else
                                  f"vessels {getattr(src, 'name', name)!r} are entirely outside the field of view at "
-                                 f"alpha={carm.alpha:g}, beta={carm.beta:g}") from None
+                                 f"alpha={carm.alpha_deg:g}, beta={carm.beta_deg:g}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description of the scene's physics settings."""

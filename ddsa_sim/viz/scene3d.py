@@ -43,10 +43,10 @@ COLORS = {"bone": "ivory", "skin": "peachpuff", "vessels": "crimson", "source": 
 
 def pose_label(carm: CArm) -> str:
     """Clinical name of a pose, e.g. ``"RAO 30 / CAU 20"`` (alpha > 0 RAO, beta > 0 CAU; 0 = AP)."""
-    a = "AP" if abs(carm.alpha) < 1e-9 else f"{'RAO' if carm.alpha > 0 else 'LAO'} {abs(carm.alpha):g}"
-    if abs(carm.beta) < 1e-9:
+    a = "AP" if abs(carm.alpha_deg) < 1e-9 else f"{'RAO' if carm.alpha_deg > 0 else 'LAO'} {abs(carm.alpha_deg):g}"
+    if abs(carm.beta_deg) < 1e-9:
         return a
-    return f"{a} / {'CAU' if carm.beta > 0 else 'CRA'} {abs(carm.beta):g}"
+    return f"{a} / {'CAU' if carm.beta_deg > 0 else 'CRA'} {abs(carm.beta_deg):g}"
 
 
 def _block_mean(data: np.ndarray, factors: Sequence[int]) -> np.ndarray:
@@ -234,7 +234,7 @@ def add_scene(plotter: pv.Plotter, ct: Volume | None, carm: CArm, image: np.ndar
                                  text_color="black", shape_color="white", shape_opacity=0.6, show_points=False,
                                  always_visible=True)
     plotter.add_text(title if title is not None else
-                     f"{pose_label(carm)}  (alpha={carm.alpha:g}, beta={carm.beta:g} deg)",
+                     f"{pose_label(carm)}  (alpha={carm.alpha_deg:g}, beta={carm.beta_deg:g} deg)",
                      font_size=11, color="black", name="title")
     plotter.set_background("white")
     _set_camera(plotter, carm, camera)
