@@ -90,7 +90,7 @@ def _deepdrr_camera3d_from_world(kw: dict) -> np.ndarray:
     return np.array(gamma @ cam_from_arm @ device_from_arm.inverse() @ world_from_device.inverse())
 
 
-@pytest.mark.parametrize("pose", [{}, {"alpha": 30, "beta": -20, "gamma": 10}, {"alpha": -35, "beta": 90}])
+@pytest.mark.parametrize("pose", [{}, {"alpha_deg": 30, "beta_deg": -20, "gamma_deg": 10}, {"alpha_deg": -35, "beta_deg": 90}])
 def test_carm_kwargs_reproduce_projection(pose):
     carm = CArm(isocenter_mm=(12.0, -40.0, 300.0), sensor_height=300, sensor_width=200, pixel_mm=0.8,
                 source_to_isocenter_horizontal_offset=5.0, **pose)
