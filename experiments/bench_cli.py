@@ -19,7 +19,12 @@ The CT is a 256 x 256 x 108 NIfTI (0.9 x 0.9 x 2.5 mm, int16 HU) of an analytic 
 an elliptic soft-tissue body (40 HU) with a fat rim (-100 HU), two lungs (-850 HU), a spine and a
 sternum (700 HU) and ribs (500 HU), in air, voxel axes along L, P, S (identity direction cosines). Peak memory is each process' ``ru_maxrss`` (``os.wait4``, the
 ``resource.getrusage`` of that one child). The ``ddsa-sim`` command is the console script next to
-this interpreter (else ``python -m ddsa_sim.cli``). The last line printed is one JSON object.
+this interpreter (else ``python -m ddsa_sim.cli``).
+
+``project_stages_s`` splits the ``project`` time: the same work done by hand in a fresh process,
+stage by stage (imports, reading, volume set-up, first and second render, saving), median of
+``--stages`` processes. It leaves out the interpreter start and typer's own dispatch. The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -126,6 +131,45 @@ def timed(cmd: list[str], runs: int, log: Path) -> dict:
             "warmup_s": round(warm_s, 4), "peak_rss_mb": round(max(peaks), 1)}
 
 
+#: One ``project`` done by hand in a fresh process, stage by stage (what the end-to-end time is made of).
+_STAGES = r"""
+import json, sys, time
+t = [time.perf_counter()]
+out = {}
+def lap(name):
+    now = time.perf_counter(); out[name] = round(now - t[0], 4); t[0] = now
+import ddsa_sim.cli; lap("import ddsa_sim.cli (typer, the command table)")
+import nibabel; lap("import nibabel (+ pydicom)")
+import killeengeo; lap("import killeengeo (+ scipy.spatial)")
+import numba; lap("import numba")
+import ddsa_sim.cli.drr as drr; lap("import the rest (volumes, geometry, physics, projector)")
+from ddsa_sim.cli.options import parse_detector
+from ddsa_sim.geometry import CArm
+from ddsa_sim.projector import Projector, ProjectorVolume
+from ddsa_sim.volumes import read_ct
+ct = read_ct(sys.argv[1]); lap("read_ct")
+rows, cols = parse_detector(sys.argv[2])
+carm = CArm(isocenter_mm=tuple(float(v) for v in ct.center_mm), sensor_height=rows, sensor_width=cols,
+            pixel_size=float(sys.argv[3]))
+vol = ProjectorVolume.from_ct(ct); lap("ProjectorVolume.from_ct (HU -> density, materials)")
+proj = Projector([vol]); lap("Projector() (spectrum, attenuation table)")
+res = proj.render(carm); lap("first render (numba kernels loaded from cache)")
+res = proj.render(carm); lap("second render")
+drr.save_drr_view(sys.argv[4], res, carm); lap("save view npz")
+print(json.dumps(out))
+"""
+
+
+def stages(ct: Path, out_npz: Path, processes: int) -> dict:
+    """Median over ``processes`` fresh processes of each stage of a hand-made ``project`` (seconds)."""
+    runs = []
+    for _ in range(processes):
+        r = subprocess.run([sys.executable, "-c", _STAGES, str(ct), DETECTOR, str(PIXEL_MM), str(out_npz)],
+                           capture_output=True, text=True, check=True)
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:
@@ -139,12 +183,16 @@ def machine() -> dict:
             "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
-def git_commit() -> str | None:
+def tested_code() -> dict:
+    """Where the ``ddsa_sim`` that the commands import lives, and its git commit (None outside git)."""
+    code = "import ddsa_sim, os; print(os.path.dirname(os.path.dirname(os.path.abspath(ddsa_sim.__file__))))"
+    root = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=root, check=True).stdout.strip()
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
+        return {"root": root, "commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain",
+                                                                                              "--", "ddsa_sim"))}
     except (OSError, subprocess.CalledProcessError):
-        return None
+        return {"root": root, "commit": None, "dirty": None}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -152,13 +200,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--runs", type=int, default=7, help="timed runs of each command (after one warm-up)")
     ap.add_argument("--json", type=Path, help="also write the result here")
     ap.add_argument("--no-plastimatch", action="store_true", help="time ddsa-sim only")
+    ap.add_argument("--stages", type=int, default=3, metavar="N",
+                    help="also time the stages of project in N fresh processes (0: skip)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench_cli_") as tmp:
         work = Path(tmp)
         ct = write_phantom(work / "ct.nii.gz")
         ddsa = ddsa_command()
         project = [*ddsa, "project", str(ct), "-o", str(work / "out"), "--detector", DETECTOR, "--pixel-mm", str(PIXEL_MM)]
-        result: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit(),
+        result: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "code": tested_code(),
                         "machine": machine(),
                         "ct": {"shape": list(SHAPE), "spacing_mm": list(SPACING_MM), "dtype": "int16"},
                         "runs": args.runs,
@@ -168,6 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["project"] = timed(project, args.runs, work / "project.log")
         view = np.load(work / "out" / "view_000.npz")
         result["project"]["neglog_max"] = round(float(view["neglog"].max()), 4)
+        if args.stages:
+            result["project_stages_s"] = stages(ct, work / "stages.npz", args.stages)
         if not args.no_plastimatch:
             plm = plastimatch_command(ct, work / "plm_")
             result["commands"]["plastimatch"] = " ".join(plm).replace(str(work), "$TMP")
