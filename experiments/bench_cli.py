@@ -163,9 +163,9 @@ print(json.dumps(out))
 def stages(ct: Path, out_npz: Path, processes: int) -> dict:
     """Median over ``processes`` fresh processes of each stage of a hand-made ``project`` (seconds)."""
     runs = []
-    for _ in range(processes):
+    for _ in range(processes):  # run in the CT's folder: ``python -c`` imports from the current folder first
         r = subprocess.run([sys.executable, "-c", _STAGES, str(ct), DETECTOR, str(PIXEL_MM), str(out_npz)],
-                           capture_output=True, text=True, check=True)
+                           capture_output=True, text=True, check=True, cwd=ct.parent)
         runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
     return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
 
@@ -183,10 +183,14 @@ def machine() -> dict:
             "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
-def tested_code() -> dict:
-    """Where the ``ddsa_sim`` that the commands import lives, and its git commit (None outside git)."""
+def tested_code(cwd: Path) -> dict:
+    """Where the ``ddsa_sim`` that the commands import lives, and its git commit (None outside git).
+
+    ``cwd`` must not hold a ``ddsa_sim`` folder: ``python -c`` looks in the current folder first.
+    """
     code = "import ddsa_sim, os; print(os.path.dirname(os.path.dirname(os.path.abspath(ddsa_sim.__file__))))"
-    root = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    root = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=cwd).stdout.strip()
     git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=root, check=True).stdout.strip()
     try:
         return {"root": root, "commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain",
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
         ct = write_phantom(work / "ct.nii.gz")
         ddsa = ddsa_command()
         project = [*ddsa, "project", str(ct), "-o", str(work / "out"), "--detector", DETECTOR, "--pixel-mm", str(PIXEL_MM)]
-        result: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "code": tested_code(),
+        result: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "code": tested_code(work),
                         "machine": machine(),
                         "ct": {"shape": list(SHAPE), "spacing_mm": list(SPACING_MM), "dtype": "int16"},
                         "runs": args.runs,
