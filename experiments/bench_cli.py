@@ -17,8 +17,9 @@ after one warm-up run that fills the numba, spectrum and attenuation caches):
 
 The CT is a 256 x 256 x 108 NIfTI (0.9 x 0.9 x 2.5 mm, int16 HU) of an analytic chest-like phantom:
 an elliptic soft-tissue body (40 HU) with a fat rim (-100 HU), two lungs (-850 HU), a spine and a
-sternum (700 HU) and ribs (500 HU), in air, voxel axes along L, P, S (identity direction cosines). Peak memory is each process' ``ru_maxrss`` (``os.wait4``, the
-``resource.getrusage`` of that one child). The ``ddsa-sim`` command is the console script next to
+sternum (700 HU) and ribs (500 HU), in air, voxel axes along L, P, S (identity direction cosines).
+Peak memory is each process' ``ru_maxrss`` (``os.wait4``, the ``resource.getrusage`` of that one
+child). The ``ddsa-sim`` command is the console script next to
 this interpreter (else ``python -m ddsa_sim.cli``).
 
 ``project_stages_s`` splits the ``project`` time: the same work done by hand in a fresh process,

@@ -322,7 +322,7 @@ def mass_attenuation(material: str | Material | Mapping[str, float], energies_ke
     key = tuple(float(x) for x in (e.reshape(-1) * 1000.0))
     out = np.zeros(e.size, dtype=np.float64)
     mus = _mu_table(key).get(list(mat.composition))
-    for (sym, w), mu in zip(mat.composition.items(), mus):
+    for w, mu in zip(mat.composition.values(), mus):
         out += w * mu
     return out.reshape(e.shape)
 
