@@ -78,3 +78,69 @@ def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "x" / "view_000.npz").exists()
+
+
+# ------------------------------------------------------------------------ imports cost nothing
+HEAVY = ("torch", "zarr", "pyvista", "scipy", "matplotlib", "killeengeo", "numba", "xraydb", "spekpy", "nibabel",
+         "ddsa_sim.projector", "ddsa_sim.physics", "ddsa_sim.geometry", "ddsa_sim.volumes")
+
+
+def _loaded(code: str, env: dict | None = None) -> list[str]:
+    script = f"import json, sys\n{code}\nprint(json.dumps(sorted(m for m in {HEAVY + ('sqlalchemy',)!r} if m in sys.modules)))"
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_cli_import_and_help_load_no_heavy_module():
+    assert _loaded("import ddsa_sim.cli") == []
+    assert _loaded("from ddsa_sim.cli import app\ntry:\n    app(args=['--help'], prog_name='ddsa-sim')\n"
+                   "except SystemExit:\n    pass") == []
+
+
+def test_project_with_warm_caches_loads_no_table_library(small_ct, tmp_path):
+    """Spectrum and attenuation tables come from the disk cache: neither SpekPy nor xraydb is imported."""
+    env = {**os.environ, "DDSA_SIM_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["project", str(small_ct), "-o", str(tmp_path / "p"), "--detector", "16x16", "--pixel-mm", "4"]
+    code = f"from ddsa_sim.cli import app\napp(args={args!r}, prog_name='ddsa-sim', standalone_mode=False)"
+    first = _loaded(code, env)  # fills the caches
+    assert "xraydb" in first and "spekpy" in first
+    again = _loaded(code, env)
+    assert not {"xraydb", "spekpy", "sqlalchemy", "torch", "matplotlib", "pyvista", "zarr"} & set(again), again
+
+
+# ------------------------------------------------------------------------ optional command groups
+def test_missing_optional_dependency_gives_a_named_stub(monkeypatch):
+    import importlib.util
+
+    import typer
+    from typer.testing import CliRunner
+
+    import ddsa_sim.cli as cli
+    from ddsa_sim import InputError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyvista" else real(name, *a))
+    app = typer.Typer(add_completion=False)
+    cli._mount(app)
+    helptext = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    assert "needs pyvista" in helptext and "project" in helptext and "vessels" in helptext
+    r = CliRunner().invoke(app, ["scene", "ct.nii.gz", "--png", "x.png"])
+    assert isinstance(r.exception, InputError) and str(r.exception).startswith("scene: needs pyvista")
+
+
+def test_other_import_errors_surface(monkeypatch, tmp_path):
+    import typer
+
+    import ddsa_sim.cli as cli
+
+    (tmp_path / "broken_commands.py").write_text("import not_installed_dep_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # declared dependency missing in the import: a stub; anything else missing: the error surfaces
+    monkeypatch.setattr(cli, "COMMAND_MODULES", (("broken_commands", "not_installed_dep_xyz", ("broken",)),))
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name, *a: object())
+    cli._mount(typer.Typer())
+    sys.modules.pop("broken_commands", None)
+    monkeypatch.setattr(cli, "COMMAND_MODULES", (("broken_commands", "pyvista", ("broken",)),))
+    with pytest.raises(ModuleNotFoundError, match="not_installed_dep_xyz"):
+        cli._mount(typer.Typer())

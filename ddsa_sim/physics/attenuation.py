@@ -9,12 +9,21 @@ is a step, not a ramp: mu/rho(I) = 6.55 cm^2/g at 33.169 keV and 35.8 cm^2/g jus
 Compositions are mass fractions from ICRU Report 44 (1989) as tabulated by NIST (Hubbell & Seltzer,
 NISTIR 5632, 1995); iodinated blood is blood mixed with a contrast agent (iohexol by default),
 see :func:`iodinated_blood`.
+
+Nothing is computed at import: :data:`MATERIALS` is built on first use, and the ``mu_elam`` values
+of each energy grid are kept on disk (``~/.cache/ddsa-sim/attenuation``, keyed by the xraydb version;
+:func:`ddsa_sim.files.cache_dir`), so a process whose grids are cached never loads xraydb's database.
+The values read back are the very float64 numbers xraydb returned.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -24,6 +33,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.checks import check_positive
+from ddsa_sim.files import cache_dir
 
 __all__ = [
     "AGENTS",
@@ -67,11 +77,21 @@ class Material:
         return {"name": self.name, "composition": dict(self.composition), "density_g_per_cc": self.density_g_per_cc}
 
 
-def _element_symbol(sym: str) -> str:
-    import xraydb
+#: Element symbols Z = 1-98 (all in xraydb's Elam tables): accepted without loading xraydb's database.
+_ELEMENT_SYMBOLS = frozenset(
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr Rb Sr Y Zr "
+    "Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir "
+    "Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf".split()
+)
 
+
+def _element_symbol(sym: str) -> str:
     s = str(sym).strip()
     s = s[:1].upper() + s[1:].lower()
+    if s in _ELEMENT_SYMBOLS:
+        return s
+    import xraydb  # anything else (element names such as "Iodine") as xraydb judges it
+
     try:
         xraydb.atomic_number(s)
     except ValueError:
@@ -144,14 +164,31 @@ _NOTES = {
 }
 
 
+@functools.cache
 def _build_materials() -> dict[str, Material]:
     mats = {name: Material(name, comp, rho, _NOTES[name]) for name, (comp, rho) in _ICRU44.items()}
     mats["bone"] = Material("bone", mats["cortical bone"].composition, 1.92, "alias of cortical bone (DeepDRR name)")
     return mats
 
 
+class _Materials(Mapping[str, Material]):
+    """Read-only name -> :class:`Material` table, built on first use (not at import)."""
+
+    def __getitem__(self, name: str) -> Material:
+        return _build_materials()[name]
+
+    def __iter__(self):
+        return iter(_build_materials())
+
+    def __len__(self) -> int:
+        return len(_build_materials())
+
+    def __repr__(self) -> str:
+        return repr(_build_materials())
+
+
 #: Named materials (lower-case names with spaces). "bone" is an alias of "cortical bone".
-MATERIALS: dict[str, Material] = _build_materials()
+MATERIALS: Mapping[str, Material] = _Materials()
 
 _IODINATED_RE = re.compile(r"^iodinated[ _]blood(?:[ _:=@(]+([0-9.eE+-]+)\s*(?:mg ?i ?/ ?ml)?\)?)?$")
 
@@ -185,14 +222,74 @@ def get_material(material: str | Material | Mapping[str, float]) -> Material:
 # --------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def _element_mu_cached(symbol: str, energies_ev: tuple[float, ...]) -> np.ndarray:
-    import xraydb
+@functools.cache
+def _xraydb_version() -> str:
+    """xraydb's version from the package metadata (reading it does not import xraydb)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    mu = np.asarray(xraydb.mu_elam(symbol, np.asarray(energies_ev, dtype=np.float64), kind="total"), dtype=np.float64)
-    mu = np.atleast_1d(mu)
-    mu.setflags(write=False)
-    return mu
+    try:
+        return version("xraydb")
+    except PackageNotFoundError:
+        import xraydb
+
+        return str(getattr(xraydb, "__version__", "unknown"))
+
+
+class _MuTable:
+    """``mu_elam`` (cm^2/g, total) of elements on one energy grid (eV), mirrored in one ``.npz`` file."""
+
+    def __init__(self, energies_ev: tuple[float, ...]) -> None:
+        self.energies_ev = energies_ev
+        self.key = json.dumps(["xraydb", _xraydb_version(), "mu_elam", "total", energies_ev])
+        folder = cache_dir("attenuation")
+        self.path = None if folder is None else folder / (hashlib.sha1(self.key.encode()).hexdigest()[:20] + ".npz")
+        self.mu: dict[str, np.ndarray] = self._read()
+
+    def _read(self) -> dict[str, np.ndarray]:
+        """The cached elements, or nothing when the file is missing, stale or unreadable."""
+        if self.path is None or not self.path.is_file():
+            return {}
+        try:
+            with np.load(self.path) as data:
+                if str(data["key"]) != self.key:
+                    return {}
+                return {name: _read_only(data[name]) for name in data.files if name != "key"}
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            return {}
+
+    def get(self, symbols: Sequence[str]) -> list[np.ndarray]:
+        """mu/rho of each symbol; computes (and stores) those not cached yet."""
+        missing = [s for s in dict.fromkeys(symbols) if s not in self.mu]
+        if missing:
+            import xraydb
+
+            e = np.asarray(self.energies_ev, dtype=np.float64)
+            for s in missing:
+                self.mu[s] = _read_only(np.atleast_1d(np.asarray(xraydb.mu_elam(s, e, kind="total"), dtype=np.float64)))
+            self._write()
+        return [self.mu[s] for s in symbols]
+
+    def _write(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, key=np.array(self.key), **self.mu)
+            os.replace(tmp, self.path)
+        except OSError:  # read-only home etc.: the in-memory table still works
+            pass
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+@functools.lru_cache(maxsize=256)
+def _mu_table(energies_ev: tuple[float, ...]) -> _MuTable:
+    return _MuTable(energies_ev)
 
 
 def mass_attenuation(material: str | Material | Mapping[str, float], energies_kev: Any) -> np.ndarray:
@@ -219,8 +316,9 @@ def mass_attenuation(material: str | Material | Mapping[str, float], energies_ke
         raise InputError("energies_kev must lie in 1-433 keV (Elam tables)")
     key = tuple(float(x) for x in (e.reshape(-1) * 1000.0))
     out = np.zeros(e.size, dtype=np.float64)
-    for sym, w in mat.composition.items():
-        out += w * _element_mu_cached(sym, key)
+    mus = _mu_table(key).get(list(mat.composition))
+    for w, mu in zip(mat.composition.values(), mus):
+        out += w * mu
     return out.reshape(e.shape)
 
 

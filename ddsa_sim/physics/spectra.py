@@ -185,11 +185,22 @@ def _read_cache(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
 
+@functools.cache
+def _spekpy_version() -> str:
+    """SpekPy's version from the package metadata: a cache hit never imports SpekPy (~1 s of tables)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spekpy")
+    except PackageNotFoundError:
+        import spekpy as sp
+
+        return getattr(sp, "__version__", "unknown")
+
+
 def _spekpy_cached(kvp: float, al: float, cu: float, angle: float, dk: float) -> tuple[np.ndarray, np.ndarray]:
     """SpekPy call with an optional on-disk cache (keyed by settings and SpekPy version)."""
-    import spekpy as sp
-
-    version = getattr(sp, "__version__", "unknown")
+    version = _spekpy_version()
     key = json.dumps([version, kvp, al, cu, angle, dk])
     directory = _cache_dir()
     path = None
