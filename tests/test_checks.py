@@ -77,7 +77,7 @@ def test_bad_value_is_one_line_naming_it(call, text):
     (lambda: scatter.AntiScatterGrid(primary_transmission=1.2), "grid primary_transmission must be in (0, 1]"),
     (lambda: scatter.scatter_kernel_superposition(np.ones((4, 4)), np.ones((4, 4)), pixel_mm=0.0),
      "pixel_mm must be > 0"),
-    (lambda: attenuation.iodinated_blood(-1.0), "concentration_mg_i_per_ml must be >= 0"),
+    (lambda: attenuation.iodinated_blood(-1.0), "iodine_mg_per_ml must be >= 0"),
     (lambda: attenuation.Material("x", {"H": 1.0}, 0.0), "material 'x' density_g_per_cc must be > 0"),
     (lambda: attenuation.Material("x", {"H": "a"}, 1.0), "material 'x' mass fraction of 'H' must be a number"),
 ])

@@ -85,7 +85,7 @@ def test_iodinated_blood_iodine_concentration_and_limits():
     assert agent.density_g_per_cc == pytest.approx(1.406)
     iohexol_molar_mass = 19 * 12.011 + 26 * 1.008 + 3 * 126.904 + 3 * 14.007 + 9 * 15.999
     assert 350.0 / (3 * 126.904 / iohexol_molar_mass) == pytest.approx(755.0, rel=0.01)
-    assert iodinated_blood(300, agent_mg_i_per_ml=300).density_g_per_cc == pytest.approx(1.349)
+    assert iodinated_blood(300, agent_iodine_mg_per_ml=300).density_g_per_cc == pytest.approx(1.349)
 
 
 def test_iodinated_blood_attenuation_is_blood_plus_iodine():
@@ -93,7 +93,7 @@ def test_iodinated_blood_attenuation_is_blood_plus_iodine():
     e = np.array([30.0, 33.5, 60.0])
     c, ca = 15.0, 350.0
     v = c / ca
-    mix = iodinated_blood(c, agent_mg_i_per_ml=ca)
+    mix = iodinated_blood(c, agent_iodine_mg_per_ml=ca)
     agent = contrast_agent_material("iohexol", ca)
     blood = MATERIALS["blood"]
     lhs = mass_attenuation(mix, e) * mix.density_g_per_cc
@@ -131,7 +131,7 @@ def test_attenuation_matrix_shape_and_values():
         lambda: iodinated_blood(-1.0),
         lambda: iodinated_blood(400.0),
         lambda: iodinated_blood(10.0, agent="gadolinium"),
-        lambda: iodinated_blood(10.0, agent_mg_i_per_ml=500.0),
+        lambda: iodinated_blood(10.0, agent_iodine_mg_per_ml=500.0),
         lambda: attenuation_matrix([], tabulated_spectrum([60.0], [1.0])),
         lambda: get_material("iodinated blood"),
     ],

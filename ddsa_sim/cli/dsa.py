@@ -206,8 +206,9 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     for n, carm in enumerate(carms):
         result = render_sequence(scene, carm, np.random.default_rng([seed, n]), frames)
         npz = save_view(out / f"view_{n:03d}.npz", result, carm, scene)
+        label = vessels if len(vessels) < 48 else vessels[:45] + "..."
         save_strip(result, out / f"view_{n:03d}.png",
-                   f"{Path(ct).name} + {vessels if len(vessels) < 48 else vessels[:45] + '...'}  alpha={carm.alpha_deg:g} beta={carm.beta_deg:g}  motion={motion}  "
+                   f"{Path(ct).name} + {label}  alpha={carm.alpha_deg:g} beta={carm.beta_deg:g}  motion={motion}  "
                    f"noise={'off' if no_noise else 'on'}  scatter={'off' if no_scatter else 'on'}")
         typer.echo(str(npz))
 

@@ -72,7 +72,8 @@ class CArm:
 
     def __post_init__(self) -> None:
         if not self.min_alpha_deg <= self.alpha_deg <= self.max_alpha_deg:
-            raise InputError(f"alpha={self.alpha_deg} deg is outside the C-arm limits [{self.min_alpha_deg}, {self.max_alpha_deg}]")
+            raise InputError(f"alpha={self.alpha_deg} deg is outside the C-arm limits "
+                             f"[{self.min_alpha_deg}, {self.max_alpha_deg}]")
         if not self.min_beta_deg <= self.beta_deg <= self.max_beta_deg:
             raise InputError(f"beta={self.beta_deg} deg is outside the C-arm limits [{self.min_beta_deg}, {self.max_beta_deg}]")
         for name in ("source_to_detector_distance", "source_to_isocenter_vertical_distance", "pixel_mm"):

@@ -22,7 +22,8 @@ class Pose:
     isocenter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def apply(self, carm: CArm) -> CArm:
-        return carm.at(alpha_deg=self.alpha_deg, beta_deg=self.beta_deg, gamma_deg=self.gamma_deg, isocenter_mm=tuple(self.isocenter_mm))
+        return carm.at(alpha_deg=self.alpha_deg, beta_deg=self.beta_deg, gamma_deg=self.gamma_deg,
+                       isocenter_mm=tuple(self.isocenter_mm))
 
 
 def parse_range(text: str, field: str) -> np.ndarray:

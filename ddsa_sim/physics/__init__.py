@@ -1,7 +1,8 @@
 """X-ray physics: spectra (SpekPy), attenuation (xraydb), detector response, noise, scatter.
 
 This package knows nothing of the projector, scene, export or training code. Units are in the
-names: ``_kev``, ``_mm``, ``_g_per_cm2``, ``_g_per_cc``, ``_mg_i_per_ml``. See docs/physics.md.
+names: ``_kev``, ``_mm``, ``_g_per_cm2``, ``_g_per_cc``,
+``iodine_mg_per_ml`` (mg of iodine per ml). See docs/physics.md.
 """
 
 from ddsa_sim.physics.attenuation import (

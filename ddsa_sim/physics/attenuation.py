@@ -376,14 +376,14 @@ class ContrastAgent:
     def iodine_mass_fraction(self) -> float:
         return formula_mass_fractions(self.formula)["I"]
 
-    def density_g_per_ml(self, agent_mg_i_per_ml: float) -> float:
+    def density_g_per_ml(self, agent_iodine_mg_per_ml: float) -> float:
         c = np.array(sorted(self.solution_density_g_per_ml))
         d = np.array([self.solution_density_g_per_ml[k] for k in c])
-        if agent_mg_i_per_ml < c[0] or agent_mg_i_per_ml > c[-1]:
+        if agent_iodine_mg_per_ml < c[0] or agent_iodine_mg_per_ml > c[-1]:
             raise InputError(
-                f"agent_mg_i_per_ml={agent_mg_i_per_ml:g} outside {self.name} solutions {c[0]:g}-{c[-1]:g} mgI/ml"
+                f"agent_iodine_mg_per_ml={agent_iodine_mg_per_ml:g} outside {self.name} solutions {c[0]:g}-{c[-1]:g} mgI/ml"
             )
-        return float(np.interp(agent_mg_i_per_ml, c, d))
+        return float(np.interp(agent_iodine_mg_per_ml, c, d))
 
 
 #: Iohexol (Omnipaque), C19H26I3N3O9, M = 821.1 g/mol, 46.4 % iodine by mass. Densities at 20 C from
@@ -404,13 +404,13 @@ def _agent(agent: str) -> ContrastAgent:
     return AGENTS[key]
 
 
-def _agent_solution_masses(agent: ContrastAgent, agent_mg_i_per_ml: float) -> tuple[dict[str, float], float]:
+def _agent_solution_masses(agent: ContrastAgent, agent_iodine_mg_per_ml: float) -> tuple[dict[str, float], float]:
     """Element masses (g) in 1 ml of agent solution (molecule + water excipient), and the total (g)."""
-    rho = agent.density_g_per_ml(agent_mg_i_per_ml)
-    molecule_g = agent_mg_i_per_ml / 1000.0 / agent.iodine_mass_fraction
+    rho = agent.density_g_per_ml(agent_iodine_mg_per_ml)
+    molecule_g = agent_iodine_mg_per_ml / 1000.0 / agent.iodine_mass_fraction
     water_g = rho - molecule_g
     if water_g < 0:
-        raise InputError(f"agent_mg_i_per_ml={agent_mg_i_per_ml:g} inconsistent with the solution density")
+        raise InputError(f"agent_iodine_mg_per_ml={agent_iodine_mg_per_ml:g} inconsistent with the solution density")
     masses: dict[str, float] = {}
     for el, w in formula_mass_fractions(agent.formula).items():
         masses[el] = masses.get(el, 0.0) + w * molecule_g
@@ -419,16 +419,16 @@ def _agent_solution_masses(agent: ContrastAgent, agent_mg_i_per_ml: float) -> tu
     return masses, rho
 
 
-def contrast_agent_material(agent: str = "iohexol", agent_mg_i_per_ml: float = 350.0) -> Material:
+def contrast_agent_material(agent: str = "iohexol", agent_iodine_mg_per_ml: float = 350.0) -> Material:
     """The undiluted agent solution (molecule in water; minor excipients such as trometamol ignored)."""
     a = _agent(agent)
-    c = check_positive("agent_mg_i_per_ml", agent_mg_i_per_ml)
+    c = check_positive("agent_iodine_mg_per_ml", agent_iodine_mg_per_ml)
     masses, rho = _agent_solution_masses(a, c)
     return Material(f"{a.name} {c:g} mgI/ml", masses, rho, "contrast agent solution")
 
 
 def iodinated_blood(
-    concentration_mg_i_per_ml: float, agent: str = "iohexol", agent_mg_i_per_ml: float = 350.0
+    iodine_mg_per_ml: float, agent: str = "iohexol", agent_iodine_mg_per_ml: float = 350.0
 ) -> Material:
     """Blood mixed with contrast agent to a given iodine concentration.
 
@@ -438,17 +438,17 @@ def iodinated_blood(
 
     Parameters
     ----------
-    concentration_mg_i_per_ml : float
-        Iodine concentration in the mix, mgI/ml (0 gives blood); at most ``agent_mg_i_per_ml``.
+    iodine_mg_per_ml : float
+        Iodine concentration in the mix, mgI/ml (0 gives blood); at most ``agent_iodine_mg_per_ml``.
     agent : str
         Contrast agent molecule (``"iohexol"``).
-    agent_mg_i_per_ml : float
+    agent_iodine_mg_per_ml : float
         Iodine concentration of the injected solution (e.g. 300 or 350 for Omnipaque).
     """
-    c = check_positive("concentration_mg_i_per_ml", concentration_mg_i_per_ml, allow_zero=True)
-    ca = check_positive("agent_mg_i_per_ml", agent_mg_i_per_ml)
+    c = check_positive("iodine_mg_per_ml", iodine_mg_per_ml, allow_zero=True)
+    ca = check_positive("agent_iodine_mg_per_ml", agent_iodine_mg_per_ml)
     if c > ca:
-        raise InputError(f"concentration_mg_i_per_ml={c:g} exceeds agent_mg_i_per_ml={ca:g}")
+        raise InputError(f"iodine_mg_per_ml={c:g} exceeds agent_iodine_mg_per_ml={ca:g}")
     a = _agent(agent)
     blood = MATERIALS["blood"]
     v = c / ca
@@ -461,13 +461,13 @@ def iodinated_blood(
 
 
 def displaced_blood_g_per_mg_iodine(
-    agent_mg_i_per_ml: float = 350.0, blood_density_g_per_cc: float | None = None
+    agent_iodine_mg_per_ml: float = 350.0, blood_density_g_per_cc: float | None = None
 ) -> float:
     """Blood mass (g) displaced per mg of iodine injected: ``rho_blood / c_agent``.
 
     Each mg of iodine arrives in ``1 / c_agent`` ml of agent solution, which takes the place of that
     volume of blood (ideal mixing). For 350 mgI/ml and 1.06 g/ml blood: 3.03e-3 g blood per mg I.
     """
-    ca = check_positive("agent_mg_i_per_ml", agent_mg_i_per_ml)
+    ca = check_positive("agent_iodine_mg_per_ml", agent_iodine_mg_per_ml)
     rho = MATERIALS["blood"].density_g_per_cc if blood_density_g_per_cc is None else float(blood_density_g_per_cc)
     return rho / ca

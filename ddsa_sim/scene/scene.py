@@ -49,7 +49,7 @@ class Scene:
     iodine_mg_per_ml : float
         Iodine concentration of the iodinated blood in a full lumen (mgI/ml). Default 100: a
         selective intra-arterial injection of a 300-350 mgI/ml agent mixed with blood about 1:2.
-    agent_mg_i_per_ml : float
+    agent_iodine_mg_per_ml : float
         Concentration of the injected agent (for the blood displaced per mg of iodine).
     displaced_material : str
         CT material the agent displaces; ``"auto"``: ``"blood"`` when the CT has a blood material,
@@ -77,7 +77,7 @@ class Scene:
     detector: Detector = field(default_factory=Detector)
     exposure: Exposure = field(default_factory=Exposure)
     iodine_mg_per_ml: float = 100.0
-    agent_mg_i_per_ml: float = 350.0
+    agent_iodine_mg_per_ml: float = 350.0
     displaced_material: str = "auto"
     bolus: BolusParams = field(default_factory=BolusParams)
     motion: MotionParams = field(default_factory=MotionParams)
@@ -93,9 +93,9 @@ class Scene:
             raise InputError("scene: needs at least one vessel source")
         if not np.isfinite(self.iodine_mg_per_ml) or self.iodine_mg_per_ml <= 0:
             raise InputError(f"scene iodine_mg_per_ml must be > 0, got {self.iodine_mg_per_ml!r}")
-        if self.iodine_mg_per_ml > self.agent_mg_i_per_ml:
+        if self.iodine_mg_per_ml > self.agent_iodine_mg_per_ml:
             raise InputError(f"scene iodine_mg_per_ml {self.iodine_mg_per_ml:g} exceeds the agent's "
-                             f"{self.agent_mg_i_per_ml:g} mgI/ml")
+                             f"{self.agent_iodine_mg_per_ml:g} mgI/ml")
         self.vessels = list(self.vessels)
 
     # ------------------------------------------------------------------ cached parts
@@ -132,7 +132,7 @@ class Scene:
 
     def _iodine_volumes(self, t_s: float | None) -> list[ProjectorVolume]:
         """Iodine volumes of every vessel source at fill time ``t_s`` (None = full)."""
-        g_per_g = 1000.0 * displaced_blood_g_per_mg_iodine(self.agent_mg_i_per_ml)
+        g_per_g = 1000.0 * displaced_blood_g_per_mg_iodine(self.agent_iodine_mg_per_ml)
         return [src.iodine_volume(name, t_s, self.bolus, self.iodine_mg_per_ml, self._displaced(), g_per_g)
                 for name, src in zip(self.vessel_names, self.vessels)]
 
@@ -171,7 +171,7 @@ class Scene:
             "spectrum": spec.name, "detector": self.detector.to_dict(),
             "exposure": {"photons_per_pixel": self.exposure.photons_per_pixel,
                          "photons_per_mm2": self.exposure.photons_per_mm2, "mas": self.exposure.mas},
-            "iodine_mg_per_ml": self.iodine_mg_per_ml, "agent_mg_i_per_ml": self.agent_mg_i_per_ml,
+            "iodine_mg_per_ml": self.iodine_mg_per_ml, "agent_iodine_mg_per_ml": self.agent_iodine_mg_per_ml,
             "displaced_material": self._displaced(), "noise": self.noise,
             "noise_correlation": self.noise_correlation, "scatter": self.scatter.enabled,
             "grid": None if self.scatter.grid is None else [self.scatter.grid.primary_transmission,
