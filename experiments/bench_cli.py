@@ -102,7 +102,7 @@ def plastimatch_command(ct_path: Path, prefix: Path) -> list[str]:
     ct = read_ct(str(ct_path))
     rows, cols = parse_detector(DETECTOR)
     carm = CArm(isocenter_mm=tuple(float(v) for v in ct.center_mm), sensor_height=rows, sensor_width=cols,
-                pixel_size=PIXEL_MM)
+                pixel_mm=PIXEL_MM)
     geo = peers.plastimatch_geometry(carm)
     return [exe, "drr", "-A", "cpu", "-i", "exact", "-t", "raw", *geo.args(), "-O", str(prefix), "-I", str(ct_path)]
 
@@ -151,7 +151,7 @@ from ddsa_sim.volumes import read_ct
 ct = read_ct(sys.argv[1]); lap("read_ct")
 rows, cols = parse_detector(sys.argv[2])
 carm = CArm(isocenter_mm=tuple(float(v) for v in ct.center_mm), sensor_height=rows, sensor_width=cols,
-            pixel_size=float(sys.argv[3]))
+            pixel_mm=float(sys.argv[3]))
 vol = ProjectorVolume.from_ct(ct); lap("ProjectorVolume.from_ct (HU -> density, materials)")
 proj = Projector([vol]); lap("Projector() (spectrum, attenuation table)")
 res = proj.render(carm); lap("first render (numba kernels loaded from cache)")
