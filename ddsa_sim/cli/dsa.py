@@ -22,16 +22,6 @@ DEFAULT_DETECTOR = "512x512"
 DEFAULT_PIXEL_MM = 0.582
 
 
-def _floats(text: str, field: str) -> list[float]:
-    try:
-        vals = [float(x) for x in str(text).split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"--{field}: expected a number or a comma-separated list, got {text!r}") from None
-    if not vals:
-        raise InputError(f"--{field}: empty")
-    return vals
-
-
 def vessel_spec(vessels: str, seed: int, region: str, spacing_mm: float):
     """The :class:`~ddsa_sim.scene.VesselSpec` of a ``--vessels`` value: ``labels:NAME,...``, a generator
     name, a tree file (.vtp / .json) or a NIfTI lumen fraction / mask."""
@@ -163,7 +153,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         spacing_mm: float = typer.Option(0.25, help="Vessel voxel grid spacing around a tree, mm."),
         ) -> None:
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
-    from ddsa_sim.cli.options import parse_detector, parse_point
+    from ddsa_sim.cli.options import parse_detector, parse_float_list, parse_point
     from ddsa_sim.geometry import CArm
     from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.scatter import AntiScatterGrid
@@ -178,7 +168,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     )
     from ddsa_sim.scene.recording import gain_for_bit_depth
 
-    alphas, betas = _floats(alpha, "alpha"), _floats(beta, "beta")
+    alphas, betas = parse_float_list(alpha, "alpha"), parse_float_list(beta, "beta")
     if len(alphas) != len(betas) and 1 not in (len(alphas), len(betas)):
         raise InputError(f"--alpha and --beta lists differ in length ({len(alphas)} vs {len(betas)})")
     n_views = max(len(alphas), len(betas))
