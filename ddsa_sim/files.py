@@ -1,57 +1,37 @@
 """File helpers shared by every part of ddsa_sim: atomic writes and the on-disk cache folder.
 
-``vessel_models`` keeps its own ``atomic_output`` (it cannot import ddsa_sim); this one raises
+``atomic_output`` is ``vessel_models``' atomic writer (vessel_models cannot import ddsa_sim) with
 :class:`ddsa_sim.InputError`, the project's one-line user error.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ddsa_sim import InputError
+from vessel_models.io import atomic_output as vessel_atomic_output
 
 __all__ = ["atomic_output", "cache_dir"]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike) -> AbstractContextManager[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, else it is removed.
 
-    Readers never see a half-written file, and an interrupted write leaves any older ``path`` intact.
-    The temporary path keeps the full suffix (``.nii.gz``), so format-by-suffix writers work, and
-    the result gets the usual file permissions (not mkstemp's private 0600).
+    The writer of :func:`vessel_models.io.atomic_output` (readers never see a half-written file, an
+    interrupted write leaves any older ``path`` intact, the temporary path keeps the full suffix),
+    with the project's one-line error.
 
     Raises
     ------
     InputError
         The folder of ``path`` does not exist.
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = Path(path).parent if str(Path(path).parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=folder)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, _FILE_MODE)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    return vessel_atomic_output(path)
 
 
 def cache_dir(kind: str) -> Path | None:

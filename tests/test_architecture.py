@@ -35,7 +35,7 @@ ROOT_MODULES = ("ddsa_sim", "ddsa_sim._openmp", "ddsa_sim._bitcast", "ddsa_sim.c
 #: moves, ``ddsa_sim/<name>.py``). An entry ``pkg.module`` allows that one module of ``pkg`` only.
 #: Nobody lists ``cli``: it is the only top of the house. Mirrored in docs/architecture.md.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "root": (),
+    "root": ("vessel_models",),
     "vessel_models": (),
     "geometry": ("root",),
     "volumes": ("root",),
