@@ -4,7 +4,7 @@ Modules: :mod:`.config` (validated YAML), :mod:`.plan` (config + seed -> SampleS
 :mod:`.sample` (render one sample; CT cache), :mod:`.format` (the store format's names, dtypes,
 version and checksum: its one owner), :mod:`.store` (the Zarr writer and reader, atomic per-sample
 writes), :mod:`.runner` (workers, Dask, resume), :mod:`.inspect` (verify a store), :mod:`.preview`
-(PNG grid), :mod:`.cli` (``ddsa-sim export`` / ``ddsa-sim inspect``). Format: ``docs/store_format.md``;
+(PNG grid), :mod:`.renderers` (renderer names). Commands: :mod:`ddsa_sim.cli.export`. Format: ``docs/store_format.md``;
 operations and memory: ``docs/export.md``.
 
 Importing this package imports none of its modules (the names below load on first use), so readers
