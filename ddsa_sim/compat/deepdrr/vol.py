@@ -293,14 +293,15 @@ def _read_mesh(path: str | Path, suffix: str):
         raise InputError(f"{path}: cannot read mesh ({exc.__class__.__name__}: {exc})") from None
     if mesh.n_cells == 0:
         raise InputError(f"{path}: the mesh has no faces")
-    return mesh.extract_surface().triangulate()
+    surface = mesh if isinstance(mesh, pv.PolyData) else mesh.extract_surface(algorithm="dataset_surface")
+    return surface.triangulate()
 
 
 def voxelize_surface(surface, spacing_mm: float, supersample: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Fraction of each voxel inside a closed surface (mm) and the grid's voxel -> mesh-frame affine.
 
     The grid covers the surface's bounds plus one voxel; a voxel's fraction is the share of its
-    ``supersample^3`` regularly spaced sub-points inside the surface (pyvista ``select_enclosed_points``).
+    ``supersample^3`` regularly spaced sub-points inside the surface (pyvista ``select_interior_points``).
     """
     import pyvista as pv
 
@@ -315,7 +316,7 @@ def voxelize_surface(surface, spacing_mm: float, supersample: int = 3) -> tuple[
     sub = (np.arange(ss) + 0.5) / ss - 0.5  # sub-point offsets within a voxel (voxel units)
     axes = [(np.arange(n)[:, None] + sub[None, :]).ravel() * spacing_mm + lo[k] for k, n in enumerate(shape)]
     pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    inside = pv.PolyData(pts).select_enclosed_points(surface, check_surface=False)["SelectedPoints"]
+    inside = pv.PolyData(pts).select_interior_points(surface, method="cell_locator", check_surface=False)["selected_points"]
     fine = inside.reshape(shape[0] * ss, shape[1] * ss, shape[2] * ss).astype(np.float32)
     occupancy = fine.reshape(shape[0], ss, shape[1], ss, shape[2], ss).mean(axis=(1, 3, 5))
     affine = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
