@@ -71,7 +71,8 @@ def test_sweep_gif_and_dsa_bolus_gif(ct_path, tmp_path, capsys):
     window = display_window(views)  # one window over the sweep; frames in pose order
     for frame, view in zip(sweep, views):
         assert np.abs(frame[..., 0].astype(int) - to_uint8(view, window)).max() <= 1
-    assert _run(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "--seed", "2", "--frames", "3", "--no-noise", "--no-scatter",
+    assert _run(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "--seed", "2", "--frames", "3", "--no-noise",
+                 "--no-scatter",
                  "--detector", "48x48", "--pixel-mm", "4", "--spacing-mm", "0.6", "-o", str(tmp_path / "d"),
                  "--gif"]) == 0, capsys.readouterr().err
     bolus = iio.imread(tmp_path / "d" / "view_000.gif", index=None)[..., 0]

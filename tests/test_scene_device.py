@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_export_scene import write_config
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import load_config
 from ddsa_sim.export.format import IMAGE_ARRAYS
 from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.sample import CTCache, render_sample
-from test_export_scene import write_config
 
 
 def test_export_sample_on_torch_equals_numba_on_every_array(tmp_path):
