@@ -45,7 +45,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "export": ("root", "geometry", "volumes", "physics", "projector", "scene", "vessel_models"),
     "training": ("root", "geometry", "volumes", "physics", "scene", "vessel_models", "export.format", "export.store"),
     "viz": ("root", "geometry", "volumes", "physics", "projector", "scene", "vessel_models"),
-    "compat": ("root", "geometry", "volumes", "physics", "projector", "scene"),
+    "compat": ("root", "geometry", "volumes", "physics", "projector", "scene", "viz"),
     "cli": ("root", "geometry", "volumes", "physics", "projector", "scene", "export", "training", "viz", "compat",
             "vessel_models"),
 }

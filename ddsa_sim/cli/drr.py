@@ -14,6 +14,7 @@ import numpy as np
 from ddsa_sim.files import atomic_output
 from ddsa_sim.geometry import CArm, Pose
 from ddsa_sim.projector import ProjectionImages, Projector, ProjectorVolume
+from ddsa_sim.viz.animation import save_animation
 from ddsa_sim.viz.figures import contact_sheet, display_window, save_png
 from ddsa_sim.volumes import Volume
 
@@ -39,8 +40,9 @@ def save_drr_view(path: str | Path, images: ProjectionImages, carm: CArm, image:
 
 
 def run_sweep(ct: Volume, carm: CArm, poses: Sequence[Pose], out_dir: str | Path, spectrum="90KV_AL40",
-              progress: bool = True, **projector_kwargs) -> list[Path]:
-    """Render every pose, save ``view_NNN.npz`` + PNG, a contact sheet and ``poses.json``."""
+              progress: bool = True, animations: Sequence[str] = (), **projector_kwargs) -> list[Path]:
+    """Render every pose, save ``view_NNN.npz`` + PNG, a contact sheet and ``poses.json``, and
+    ``sweep.gif`` / ``sweep.mp4`` for each suffix in ``animations`` (``".gif"``, ``".mp4"``)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -59,6 +61,8 @@ def run_sweep(ct: Volume, carm: CArm, poses: Sequence[Pose], out_dir: str | Path
         save_png(im, out_dir / f"view_{n:03d}.png", window)
     if len(images) > 1:
         contact_sheet(images, titles, out_dir / "contact_sheet.png")
+    for suffix in animations:
+        save_animation(images, out_dir / f"sweep{suffix}", window=window)
     with atomic_output(out_dir / "poses.json") as tmp:
         tmp.write_text(json.dumps({"ct": ct.name, "spectrum": proj.spectrum.name, "views": records}, indent=1))
     return paths

@@ -151,6 +151,10 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         motion: str = typer.Option("none", help="none | rigid | elastic patient motion before the contrast frame."),
         frames: int = typer.Option(1, help="Contrast frames over the bolus filling (1 = filled vessels)."),
         spacing_mm: float = typer.Option(0.25, help="Vessel voxel grid spacing around a tree, mm."),
+        device: str = typer.Option("cpu", "--device", help="cpu (numba kernels) or cuda / cuda:N (torch GPU "
+                                   "backend; marches trilinear)."),
+        gif: bool = typer.Option(False, "--gif", help="Also write OUT/view_NNN.gif: the DSA target over the frames."),
+        mp4: bool = typer.Option(False, "--mp4", help="Also write OUT/view_NNN.mp4 (needs imageio-ffmpeg)."),
         ) -> None:
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
     from ddsa_sim.cli.options import parse_detector, parse_float_list, parse_point
@@ -167,6 +171,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         render_sequence,
     )
     from ddsa_sim.scene.recording import gain_for_bit_depth
+    from ddsa_sim.viz.animation import save_animation
 
     alphas, betas = parse_float_list(alpha, "alpha"), parse_float_list(beta, "beta")
     if len(alphas) != len(betas) and 1 not in (len(alphas), len(betas)):
@@ -184,7 +189,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                       exposure=ExposureSpec(spectrum, exposure, Detector(mode=detector_mode), iodine),
                       effects=EffectsSpec(noise=not no_noise, motion=MotionParams(kind=motion),
                                           scatter=ScatterSettings(enabled=not no_scatter,
-                                                                  grid=None if no_grid else AntiScatterGrid())))
+                                                                  grid=None if no_grid else AntiScatterGrid()),
+                                          **({} if device == "cpu" else {"method": "trilinear", "device": device})))
     scene = build_scene(spec)
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
     carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_mm=pixel_mm)
@@ -200,6 +206,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         save_strip(result, out / f"view_{n:03d}.png",
                    f"{Path(ct).name} + {label}  alpha={carm.alpha_deg:g} beta={carm.beta_deg:g}  motion={motion}  "
                    f"noise={'off' if no_noise else 'on'}  scatter={'off' if no_scatter else 'on'}")
+        for suffix in [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]:
+            save_animation(list(result.dsa_target), out / f"view_{n:03d}{suffix}", invert=True)
         typer.echo(str(npz))
 
 

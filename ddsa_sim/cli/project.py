@@ -65,8 +65,11 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
           jitter_mm: float = typer.Option(0.0, help="Isocenter jitter (mm, uniform cube) for --random draws."),
           detector: str = DETECTOR, pixel_mm: float = PIXEL_MM, kvp: Optional[float] = KVP,
           filter_al: Optional[float] = FILTER_AL, spectrum: str = SPECTRUM, isocenter: Optional[str] = ISOCENTER,
-          method: str = METHOD, device: str = DEVICE) -> None:
-    """Render a pose sweep: view_NNN.npz + PNG per view, contact_sheet.png and poses.json."""
+          method: str = METHOD, device: str = DEVICE,
+          gif: bool = typer.Option(False, "--gif", help="Also write OUT/sweep.gif (the views as an animation)."),
+          mp4: bool = typer.Option(False, "--mp4", help="Also write OUT/sweep.mp4 (needs imageio-ffmpeg)."),
+          ) -> None:
+    """Render a pose sweep: view_NNN.npz + PNG per view, contact_sheet.png, poses.json (+ sweep.gif/.mp4)."""
     import numpy as np
 
     from ddsa_sim.cli.drr import run_sweep
@@ -83,8 +86,9 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
         poses = grid_poses(alphas, betas, carm.isocenter_mm)
     for p in poses:
         p.apply(carm)  # refuse out-of-limit poses before rendering anything
+    animations = [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]
     paths = run_sweep(ct_vol, carm, poses, out, spectrum_from_options(kvp, filter_al, spectrum), method=method,
-                      device=device)
+                      device=device, animations=animations)
     typer.echo(f"{len(paths)} views, contact sheet: {Path(out) / 'contact_sheet.png'}")
 
 

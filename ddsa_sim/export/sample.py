@@ -18,7 +18,8 @@ The renderer is picked by ``spec.renderer`` (:mod:`ddsa_sim.export.renderers`): 
 the scene with :func:`ddsa_sim.scene.build_scene` on the worker's cached :class:`~ddsa_sim.scene.Patient`
 (whose memo keeps the CT's projector volume, regions, the virtual non-contrast CT and an LRU of
 voxelized trees, ``renderer_options.vessel_cache_size``, since one tree is seen from many poses) and
-renders it with :func:`ddsa_sim.scene.render_triplet`. Options: :data:`SCENE_OPTIONS`.
+renders it with :func:`ddsa_sim.scene.render_triplet`. Options: :data:`SCENE_OPTIONS` (``device: cuda``
+runs the scene on the torch GPU backend; the CT is uploaded once per worker process).
 
 Memory per worker (see ``docs/export.md``): the :class:`CTCache` holds at most ``max_items`` CTs,
 each ``4 bytes * voxels`` (float32 HU) plus ``1 byte * voxels`` (uint8 labels), plus one sample's
@@ -136,6 +137,8 @@ SCENE_OPTIONS: dict[str, Any] = {
     "method": "siddon",          # ray marching: siddon (exact) | trilinear
     "kvp_node_kv": 2.0,          # SpekPy spectra on a kVp grid of this step, interpolated (0: exact kVp)
     "vessel_cache_size": 8,      # voxelized vessel trees kept per cached CT
+    "device": "cpu",             # cpu | cuda | cuda:N (torch backend, needs method trilinear)
+    "backend": "numba",          # numba | torch: the kernel on the CPU
 }
 
 
@@ -155,6 +158,11 @@ def scene_options(spec: SampleSpec) -> dict[str, Any]:
         opts[key] = value
     if opts["method"] not in ("siddon", "trilinear"):
         raise InputError(f"renderer_options.method: use siddon or trilinear, got {opts['method']!r}")
+    if opts["backend"] not in ("numba", "torch"):
+        raise InputError(f"renderer_options.backend: use numba or torch, got {opts['backend']!r}")
+    if (opts["device"] != "cpu" or opts["backend"] == "torch") and opts["method"] != "trilinear":
+        raise InputError(f"renderer_options.method: the torch backend (device {opts['device']!r}) marches "
+                         f"trilinear only; set method: trilinear")
     for key in ("vessel_spacing_mm", "kvp_node_kv", "vessel_cache_size"):
         v = opts[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 or (
@@ -199,7 +207,8 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     exposure = ExposureSpec(spectrum_at_kvp(spec.kvp, spec.filter_al_mm, float(opts["kvp_node_kv"])),
                             Exposure(photons_per_pixel=spec.photons_per_pixel), iodine_mg_per_ml=spec.iodine_mg_per_ml)
     effects = EffectsSpec(noise=spec.noise, scatter=ScatterSettings(enabled=spec.scatter),
-                          motion=MotionParams(kind=spec.motion), method=opts["method"])
+                          motion=MotionParams(kind=spec.motion), method=opts["method"], device=str(opts["device"]),
+                          backend=opts["backend"])
     return SceneSpec(ct_spec(spec), vessels, placement, exposure, effects)
 
 

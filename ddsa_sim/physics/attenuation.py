@@ -148,6 +148,7 @@ _ICRU44: dict[str, tuple[dict[str, float], float]] = {
     "water": ({"H": 0.111898, "O": 0.888102}, 1.0),
     "iodine": ({"I": 1.0}, 4.93),
     "titanium": ({"Ti": 1.0}, 4.506),
+    "iron": ({"Fe": 1.0}, 7.874),
 }
 
 _NOTES = {
@@ -161,6 +162,7 @@ _NOTES = {
     "water": "liquid water",
     "iodine": "elemental iodine (solid density); used as a pure-iodine area-density channel",
     "titanium": "elemental titanium (implants, tools)",
+    "iron": "elemental iron (steel tools such as K-wires; DeepDRR's K-wire material)",
 }
 
 

@@ -24,6 +24,7 @@ view's 4x4 / 3x3 matrices; outputs stay on the device until the caller asks for 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -136,15 +137,15 @@ class TorchMarcher:
         if samples_per_launch < 1:
             raise InputError(f"samples_per_launch must be >= 1, got {samples_per_launch}")
         self.samples_per_launch = int(samples_per_launch)
-        self._volumes: dict[str, tuple[tuple[int, int], torch.Tensor]] = {}
+        self._volumes: dict[str, tuple[tuple[np.ndarray, np.ndarray], torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ upload
     def upload(self, vol: ProjectorVolume) -> torch.Tensor:
         """(1, L, I, J, K) per-label density channels of ``vol`` on the device, cached by name."""
         torch = import_torch()
-        key = (id(vol.density_g_per_cc), id(vol.labels))
+        key = (vol.density_g_per_cc, vol.labels)  # the arrays themselves: an id is reused once freed
         hit = self._volumes.get(vol.name)
-        if hit is not None and hit[0] == key:
+        if hit is not None and hit[0][0] is key[0] and hit[0][1] is key[1]:
             return hit[1]
         dens = torch.as_tensor(vol.density_g_per_cc).to(self.device)
         lab = torch.as_tensor(vol.labels).to(self.device)
@@ -239,3 +240,10 @@ class TorchMarcher:
             out.index_add_(0, hit[idx], torch.zeros(idx.numel(), n_materials, dtype=f64, device=dev)
                            .index_add_(1, cols, acc))
         return out.reshape(n_views, carms[0].sensor_height, carms[0].sensor_width, n_materials)
+
+
+@functools.cache
+def shared_marcher(device: str) -> TorchMarcher:
+    """The process's marcher for ``device``: every projector of a worker shares its uploaded volumes,
+    so a CT (the same :class:`ProjectorVolume` arrays) goes to the device once per worker."""
+    return TorchMarcher(device)

@@ -163,10 +163,11 @@ class Projector:
         return self._rays[1]
 
     def torch_marcher(self):
-        """The torch backend's marcher for ``self.device`` (created once: volumes stay uploaded)."""
+        """The torch backend's marcher for ``self.device``, shared by the process's projectors (a
+        volume's arrays are uploaded once and stay on the device)."""
         if self._marcher is None:
-            from ddsa_sim.projector.kernels_torch import TorchMarcher
-            self._marcher = TorchMarcher(self.device)
+            from ddsa_sim.projector.kernels_torch import shared_marcher
+            self._marcher = shared_marcher(self.device)
         return self._marcher
 
     def check_in_view(self, carm: CArm, volume: str) -> None:

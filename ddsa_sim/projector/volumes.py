@@ -150,3 +150,35 @@ class ProjectorVolume:
         """A volume of one material, e.g. iodine (g/cm^3 = mgI/ml / 1000) on a fine vessel grid."""
         dens = np.asarray(density_g_per_cc, dtype=np.float32)
         return cls(name, dens, np.zeros(dens.shape, np.uint8), (material,), affine, dict(displaces or {}))
+
+    @classmethod
+    def tool(cls, name: str, occupancy: np.ndarray, affine: np.ndarray, material: str, density_g_per_cc: float,
+             displaced_material: str = "soft tissue", displaced_density_g_per_cc: float = 1.03) -> "ProjectorVolume":
+        """A tool or implant (K-wire, screw, catheter) of one material, added over the anatomy.
+
+        The tool displaces what it occupies: each cm^3 of tool removes ``displaced_density_g_per_cc``
+        g of ``displaced_material`` from the images it is combined into (see ``displaces``), so a
+        wire through a soft-tissue slab of thickness T attenuates as ``L`` of metal plus ``T - L`` of
+        tissue, not ``T + L``.
+
+        Parameters
+        ----------
+        occupancy : float (I, J, K)
+            Fraction of each voxel inside the tool, in [0, 1] (a binary mask or partial volume).
+        affine : float64 (4, 4)
+            Tool voxel index -> world mm (the tool's own grid and resolution, posed in world).
+        material, density_g_per_cc : str, float
+            The tool's material (physics.attenuation name) and its density (g/cm^3).
+        displaced_material, displaced_density_g_per_cc : str, float
+            What the tool pushes aside where it sits (default: soft tissue at 1.03 g/cm^3, DeepDRR's
+            density of 0 HU); ``displaced_density_g_per_cc=0`` lays the tool over the anatomy.
+        """
+        occ = np.asarray(occupancy, dtype=np.float32)
+        if occ.size and (not np.all(np.isfinite(occ)) or occ.min() < 0 or occ.max() > 1):
+            raise InputError(f"tool '{name}': occupancy must be a fraction in [0, 1] per voxel")
+        if not (np.isfinite(density_g_per_cc) and density_g_per_cc > 0):
+            raise InputError(f"tool '{name}': density_g_per_cc must be positive, got {density_g_per_cc}")
+        if not (np.isfinite(displaced_density_g_per_cc) and displaced_density_g_per_cc >= 0):
+            raise InputError(f"tool '{name}': displaced_density_g_per_cc must be >= 0, got {displaced_density_g_per_cc}")
+        displaces = {displaced_material: displaced_density_g_per_cc / density_g_per_cc} if displaced_density_g_per_cc else {}
+        return cls.single_material(name, occ * np.float32(density_g_per_cc), affine, material, displaces)

@@ -97,7 +97,7 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
     ex, fx = spec.exposure, spec.effects
     return Scene(ct, [vessels], spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
                  iodine_mg_per_ml=ex.iodine_mg_per_ml, noise=fx.noise, scatter=fx.scatter, motion=fx.motion,
-                 method=fx.method, ct_volume=ct_volume)
+                 method=fx.method, device=fx.device, backend=fx.backend, ct_volume=ct_volume)
 
 
 # ----------------------------------------------------------------------------- the patient's memo

@@ -66,6 +66,11 @@ class Scene:
         Scatter kernel superposition and anti-scatter grid (on by default, ratio-10 grid).
     method : {"siddon", "trilinear"}
         Ray-marching method of the projector.
+    device : str
+        ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"``: where the projector marches (any device
+        but ``"cpu"`` uses the torch backend, which needs ``method="trilinear"``).
+    backend : {"numba", "torch"}
+        Kernel on the CPU; ``"torch"`` runs the GPU code path on the CPU (tests, machines without numba speed).
     ct_volume : ProjectorVolume, optional
         The CT's projector volume (named ``"ct"``), built beforehand from ``ct`` and its materials
         (e.g. memoised per CT by the dataset exporter); default: built from ``ct`` on first use.
@@ -85,6 +90,8 @@ class Scene:
     noise_correlation: str | float = "deepdrr3x3"
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
     method: str = "siddon"
+    device: str = "cpu"
+    backend: str = "numba"
     ct_volume: ProjectorVolume | None = field(default=None, repr=False)
     _projectors: dict = field(default_factory=dict, init=False, repr=False)
 
@@ -121,7 +128,8 @@ class Scene:
                 self.ct_volume = ProjectorVolume.from_ct(self.ct, name="ct")
             spectrum = self.spectrum if key is None else self.projector.spectrum
             self._projectors[key] = Projector([self.ct_volume, *self._iodine_volumes(t_s)], spectrum=spectrum,
-                                              mode=self.detector.mode, method=self.method)
+                                              mode=self.detector.mode, method=self.method, device=self.device,
+                                              backend=self.backend)
         return self._projectors[key]
 
     def _displaced(self) -> str:
@@ -176,7 +184,7 @@ class Scene:
             "noise_correlation": self.noise_correlation, "scatter": self.scatter.enabled,
             "grid": None if self.scatter.grid is None else [self.scatter.grid.primary_transmission,
                                                             self.scatter.grid.scatter_transmission],
-            "motion": self.motion.kind, "method": self.method,
+            "motion": self.motion.kind, "method": self.method, "device": self.device, "backend": self.backend,
             "bolus": {"velocity_mm_per_s": self.bolus.velocity_mm_per_s, "sigma_s": self.bolus.sigma_s,
                       "mode": self.bolus.mode},
         }

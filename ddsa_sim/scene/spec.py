@@ -134,12 +134,14 @@ class ExposureSpec:
 
 @dataclass(frozen=True)
 class EffectsSpec:
-    """Noise, scatter, patient motion and the projector's ray-marching method."""
+    """Noise, scatter, patient motion and the projector's ray-marching method, device and backend."""
 
     noise: bool = True
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
     motion: MotionParams = field(default_factory=MotionParams)
     method: Literal["siddon", "trilinear"] = "siddon"
+    device: str = "cpu"
+    backend: Literal["numba", "torch"] = "numba"
 
 
 @dataclass(frozen=True)
