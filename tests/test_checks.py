@@ -72,7 +72,7 @@ def test_bad_value_is_one_line_naming_it(call, text):
     (lambda: noise.add_quantum_noise(-np.ones((2, 2)), 100.0, np.random.default_rng(0)),
      "relative_intensity must be finite and >= 0"),
     (lambda: noise.add_electronic_noise(np.ones(3), -1.0, 100.0, np.random.default_rng(0)), "std_photons must be >= 0"),
-    (lambda: scatter.ScatterParams(sigma0_mm=0.0), "scatter sigma0_mm must be > 0"),
+    (lambda: scatter.ScatterParams(strength_at_10cm=0.0), "scatter strength_at_10cm must be > 0"),
     (lambda: scatter.ScatterParams(n_nodes=0), "scatter n_nodes must be an integer >= 1"),
     (lambda: scatter.AntiScatterGrid(primary_transmission=1.2), "grid primary_transmission must be in (0, 1]"),
     (lambda: scatter.scatter_kernel_superposition(np.ones((4, 4)), np.ones((4, 4)), pixel_mm=0.0),

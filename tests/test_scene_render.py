@@ -10,7 +10,8 @@ from ddsa_sim import InputError
 from ddsa_sim.physics.detector import Detector
 from ddsa_sim.physics.scatter import (
     AntiScatterGrid,
-    spr_model,
+    ScatterGeometry,
+    scatter_kernel_superposition,
     water_equivalent_thickness_mm,
 )
 from ddsa_sim.scene import TRIPLET_KEYS, render_frames, render_sequence, render_triplet
@@ -62,7 +63,7 @@ def test_scatter_leaves_target_untouched_and_lowers_conventional_contrast(ct):
 
 
 @pytest.mark.parametrize("grid", [None, AntiScatterGrid()])
-def test_scatter_spr_of_water_slabs_follows_model_and_conserves_energy(grid):
+def test_scatter_spr_of_water_slabs_follows_model_with_carm_geometry(grid):
     settings = ScatterSettings(enabled=True, grid=grid)
     factor = 1.0 if grid is None else grid.scatter_transmission / grid.primary_transmission
     carm = small_carm(48, 5.0)
@@ -72,17 +73,18 @@ def test_scatter_spr_of_water_slabs_follows_model_and_conserves_energy(grid):
         f = render_frames(scene, carm, np.random.default_rng(0))
         p = f.mask_primary
         t = water_equivalent_thickness_mm(p, scene.projector.spectrum, "energy")
-        # energy: total scatter = sum(P * SPR(t)) x grid factor (mirror-extended kernel conserves it)
-        assert f.mask_scatter.sum() == pytest.approx(factor * (p * spr_model(t)).sum(), rel=1e-9)
-        # recorded mask (noise off) = -ln(P + S), S/P at the centre = grid factor x SPR(t)
+        # the scene passes the C-arm's distances (air gap) and its spectrum to the model
+        geometry = ScatterGeometry(carm.source_to_detector_distance, carm.source_to_isocenter_vertical_distance)
+        expected = factor * scatter_kernel_superposition(p, t, carm.pixel_mm, spectrum=scene.projector.spectrum,
+                                                         geometry=geometry)
+        np.testing.assert_allclose(f.mask_scatter, expected, rtol=1e-9, atol=1e-15)
+        # recorded mask (noise off) = -ln(P + S)
         measured = np.exp(-f.mask.astype(np.float64)) / p - 1.0
         c = slice(20, 28)
-        assert measured[c, c].mean() == pytest.approx(factor * spr_model(t[c, c]).mean(), rel=0.01)
+        assert measured[c, c].mean() == pytest.approx((expected / p)[c, c].mean(), rel=0.01)
         spr_center[t_mm] = measured[c, c].mean() / factor
         assert t[c, c].mean() == pytest.approx(t_mm * 1.03, rel=0.1)  # 0 HU = 1.03 g/cm^3 tissue
-    # documented model: SPR_10 = 1.5, SPR_20 = 4.5 for 10 / 20 cm of water (power law in between)
-    assert spr_center[100.0] == pytest.approx(1.5 * (1.03) ** 1.585, rel=0.1)
-    assert spr_center[200.0] / spr_center[100.0] == pytest.approx(3.0, rel=0.05)
+    assert spr_center[200.0] > spr_center[100.0] > 0
 
 
 def _flat_scene(n0: float):

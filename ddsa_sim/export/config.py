@@ -399,7 +399,7 @@ photons_per_pixel: {min: 5.0e4, max: 1.25e5}  # exposure (unattenuated photons p
 
 effects:
   noise: true                          # Poisson noise on mask and contrast frames
-  scatter: false
+  scatter: true                        # scatter (air gap, field, kVp; docs/physics.md) behind a ratio-10 grid
   motion: none                         # none | rigid | elastic (between mask and contrast frame)
 
 output:

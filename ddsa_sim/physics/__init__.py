@@ -28,10 +28,11 @@ from ddsa_sim.physics.noise import (
 )
 from ddsa_sim.physics.scatter import (
     AntiScatterGrid,
+    ScatterGeometry,
     ScatterParams,
     add_scatter,
     scatter_kernel_superposition,
-    spr_model,
+    spr_uniform_disc,
     water_equivalent_thickness_mm,
 )
 from ddsa_sim.physics.spectra import (
@@ -50,6 +51,7 @@ __all__ = [
     "AntiScatterGrid",
     "Detector",
     "Material",
+    "ScatterGeometry",
     "ScatterParams",
     "Spectrum",
     "add_electronic_noise",
@@ -70,7 +72,7 @@ __all__ = [
     "scatter_kernel_superposition",
     "spectral_weights",
     "spekpy_spectrum",
-    "spr_model",
+    "spr_uniform_disc",
     "tabulated_spectrum",
     "water_equivalent_thickness_mm",
 ]

@@ -17,6 +17,7 @@ from ddsa_sim.physics.detector import Detector, neglog
 from ddsa_sim.physics.noise import add_quantum_noise, photons_per_pixel_from_mas
 from ddsa_sim.physics.scatter import (
     AntiScatterGrid,
+    ScatterGeometry,
     ScatterParams,
     add_scatter,
     water_equivalent_thickness_mm,
@@ -90,13 +91,15 @@ def scatter_image(primary: np.ndarray, carm: CArm, spectrum: Spectrum, mode: str
     """Flat-field-normalised scatter behind the grid, ``(Ts/Tp) S`` (zeros when disabled).
 
     The water-equivalent thickness of each pixel is taken from the primary through the scene's
-    spectrum and detector mode (beam hardening included).
+    spectrum and detector mode (beam hardening included); the air gap from the C-arm's distances
+    (patient centred on the isocenter), the field from the image, kVp from the spectrum.
     """
     if not settings.enabled:
         return np.zeros(primary.shape)
     t = water_equivalent_thickness_mm(primary, spectrum, mode)
+    geometry = ScatterGeometry(carm.source_to_detector_distance, carm.source_to_isocenter_vertical_distance)
     _, s = add_scatter(primary, carm.pixel_mm, water_equivalent_thickness_mm=t, params=settings.params,
-                       grid=settings.grid, spectrum=spectrum)
+                       grid=settings.grid, spectrum=spectrum, geometry=geometry)
     return s
 
 
