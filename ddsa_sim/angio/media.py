@@ -18,7 +18,7 @@ from PIL import Image
 
 from ddsa_sim.files import atomic_output
 
-__all__ = ["display_window", "to_display", "write_gif", "write_mp4", "write_png_frames"]
+__all__ = ["display_window", "gif_bytes", "to_display", "write_gif", "write_mp4", "write_png_frames"]
 
 
 def display_window(*runs: np.ndarray) -> tuple[float, float]:
@@ -46,7 +46,7 @@ def write_png_frames(frames: np.ndarray, folder: Path, stem: str = "frame") -> l
     return paths
 
 
-def write_gif(frames: np.ndarray, frame_times_ms: np.ndarray, path: Path) -> Path:
+def gif_bytes(frames: np.ndarray, frame_times_ms: np.ndarray) -> bytes:
     """Looping GIF of uint8 ``(N, H, W)``; each frame shown until the next one's start time.
 
     GIF stores durations in 1/100 s: each is rounded to 10 ms (at least 20 ms, browsers' floor);
@@ -55,10 +55,15 @@ def write_gif(frames: np.ndarray, frame_times_ms: np.ndarray, path: Path) -> Pat
     intervals = np.diff(frame_times_ms)
     durations = np.append(intervals, np.median(intervals) if intervals.size else 100.0)
     durations = [int(max(20, 10 * round(d / 10))) for d in durations]
+    # Pillow wants one number for a one-frame GIF
+    return iio.imwrite("<bytes>", frames, extension=".gif", loop=0,
+                       duration=durations if len(durations) > 1 else durations[0])
+
+
+def write_gif(frames: np.ndarray, frame_times_ms: np.ndarray, path: Path) -> Path:
+    """Write :func:`gif_bytes` to ``path`` atomically."""
     with atomic_output(path) as tmp:
-        # Pillow wants one number for a one-frame GIF
-        iio.imwrite(tmp, frames, extension=".gif", duration=durations if len(durations) > 1 else durations[0],
-                    loop=0)
+        tmp.write_bytes(gif_bytes(frames, frame_times_ms))
     return path
 
 
