@@ -68,6 +68,8 @@ def _base(sop_class: str, bits: int, photometric: str, rows: int, cols: int) -> 
     for key, value in STUDY.items():
         setattr(ds, key, value)
     ds.Modality, ds.SeriesNumber, ds.SeriesDescription = "XA", 3, "Left ICA"
+    ds.Manufacturer, ds.InstanceNumber, ds.PatientOrientation, ds.Laterality = "Phantom Angio", 1, ["P", "F"], "L"
+    ds.PositionerMotion = "STATIC"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "SINGLE PLANE"]
     ds.PositionerPrimaryAngle, ds.PositionerSecondaryAngle = "-30", "15"
     ds.DistanceSourceToDetector, ds.DistanceSourceToPatient = "1195", "785"
@@ -85,7 +87,8 @@ def _stored(values: np.ndarray, bits: int, photometric: str) -> bytes:
 
 
 def write_multiframe(path: Path, ph: Phantom, photometric: str = "MONOCHROME2", enhanced: bool = False) -> Dataset:
-    """An XA (or enhanced XA) multi-frame file of the phantom with its frame time vector."""
+    """An XA multi-frame file of the phantom with its frame time vector (dciodvfy: no errors), or an
+    enhanced XA one carrying, of its functional groups, only the per-frame acquisition date-times."""
     n, rows, cols = ph.intensity.shape
     ds = _base(EnhancedXAImageStorage if enhanced else XRayAngiographicImageStorage, ph.bits, photometric, rows, cols)
     ds.SeriesInstanceUID = generate_uid()

@@ -27,7 +27,8 @@ __all__ = ["KEPT_TAGS", "write_derived_run"]
 #: Patient and study identifiers copied from the source (when present).
 KEPT_TAGS = ("SpecificCharacterSet", "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge",
              "IssuerOfPatientID", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
-             "ReferringPhysicianName", "StudyDescription", "Modality", "BodyPartExamined")
+             "ReferringPhysicianName", "StudyDescription", "Modality", "BodyPartExamined", "Laterality",
+             "PatientOrientation")
 
 
 def _meta(sop_uid: str) -> FileMetaDataset:
@@ -82,6 +83,8 @@ def write_derived_run(
     for tag in KEPT_TAGS:
         if tag in source:
             ds[tag] = source[tag]
+    for tag in ("Laterality", "PatientOrientation"):  # type 2: present, empty when the source has none
+        ds.setdefault(tag, None)
     ds.SOPClassUID = MultiFrameGrayscaleWordSecondaryCaptureImageStorage
     ds.SOPInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
@@ -107,8 +110,10 @@ def write_derived_run(
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = f"{lo:.10g}"[:16], f"{slope:.10g}"[:16], "US"
+    ds.PresentationLUTShape = "IDENTITY"
     ds.WindowCenter = f"{(window[0] + window[1]) / 2:.6g}"
     ds.WindowWidth = f"{max(window[1] - window[0], 1e-6):.6g}"
+    ds.VOILUTFunction = "LINEAR_EXACT"  # the window is in DSA units, narrower than 1
     ds.FrameIncrementPointer = Tag("FrameTimeVector")
     ds.FrameTimeVector = [0.0] + [round(float(d), 3) for d in np.diff(frame_times_ms)]
     ds.PixelData = pixels.tobytes()
