@@ -43,11 +43,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "projector": ("root", "geometry", "volumes", "physics"),
     "scene": ("root", "geometry", "volumes", "physics", "projector", "vessel_models"),
     "export": ("root", "geometry", "volumes", "physics", "projector", "scene", "vessel_models"),
-    "training": ("root", "geometry", "volumes", "physics", "scene", "vessel_models", "export.format", "export.store"),
+    "training": ("root", "geometry", "volumes", "physics", "scene", "vessel_models", "export.format", "export.store",
+                 "angio"),
     "viz": ("root", "geometry", "volumes", "physics", "projector", "scene", "vessel_models"),
     "compat": ("root", "geometry", "volumes", "physics", "projector", "scene", "viz"),
+    "angio": ("root",),
     "cli": ("root", "geometry", "volumes", "physics", "projector", "scene", "export", "training", "viz", "compat",
-            "vessel_models"),
+            "vessel_models", "angio"),
 }
 
 
@@ -381,9 +383,10 @@ def test_checker_fails_on_a_forbidden_import_and_a_cycle(fake_tree):
         "ddsa_sim/scene/render.py:1: ddsa_sim.scene.render imports ddsa_sim.imaging: "
         "'ddsa_sim.imaging' belongs to no package of the layout table",
         "ddsa_sim/training/loop.py:1: ddsa_sim.training.loop imports ddsa_sim.export.runner: training may import "
-        "root, geometry, volumes, physics, scene, vessel_models, export.format, export.store; not export",
+        "root, geometry, volumes, physics, scene, vessel_models, export.format, export.store, angio; not export",
         "ddsa_sim/training/loop.py:2: ddsa_sim.training.loop imports ddsa_sim.projector.kernels_torch: training may "
-        "import root, geometry, volumes, physics, scene, vessel_models, export.format, export.store; not projector",
+        "import root, geometry, volumes, physics, scene, vessel_models, export.format, export.store, angio; "
+        "not projector",
         "vessel_models/io.py:1: vessel_models.io imports ddsa_sim: vessel_models may import nothing outside itself; "
         "not root",
         "ddsa_sim/cli/scene.py:1: ddsa_sim.cli.scene imports private _parse_point from ddsa_sim.cli: "

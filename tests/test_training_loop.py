@@ -189,7 +189,7 @@ def test_cli_infer_png_tiff_dicom(trained, tmp_path):
     for src, dst in (
         (png_in, tmp_path / "o.png"),
         (tif_in, tmp_path / "o.tif"),
-        (dcm_in, tmp_path / "o.dcm"),
+        (dcm_in, tmp_path / "o_dcm"),  # a DICOM is an XA run: OUT is a folder (tests/test_infer_xa.py)
     ):
         r = runner.invoke(app, ["infer", str(ckpt), str(src), "-o", str(dst)])
         assert r.exit_code == 0, r.output
@@ -199,7 +199,7 @@ def test_cli_infer_png_tiff_dicom(trained, tmp_path):
     tif = tifffile.imread(tmp_path / "o.tif")
     assert tif.shape == (3, 40, 44) and tif.dtype == np.float32 and np.isfinite(tif).all()
     assert all((tmp_path / f"o_preview_{k:03d}.png").exists() for k in range(3))
-    out = pydicom.dcmread(tmp_path / "o.dcm")
+    out = pydicom.dcmread(tmp_path / "o_dcm" / "network" / "dsa.dcm")
     assert out.pixel_array.shape == (40, 44) and out.SOPInstanceUID != ds.SOPInstanceUID
     # the DICOM rescale recovers the network output of the TIFF's first frame (same intensities)
     values = out.pixel_array * float(out.RescaleSlope) + float(out.RescaleIntercept)

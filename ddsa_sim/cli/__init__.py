@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("ddsa_sim.cli.train", "torch", ("train", "evaluate", "infer")),
     ("ddsa_sim.cli.dsa", None, ("dsa",)),
     ("ddsa_sim.cli.scene3d", "pyvista", ("scene",)),
+    ("ddsa_sim.cli.reader_study", None, ("reader-study",)),
 )
 
 

@@ -80,17 +80,31 @@ def evaluate(
 @_guard
 def infer(
     checkpoint: Path = typer.Argument(..., help="checkpoint (.pt)"),
-    input: Path = typer.Argument(..., help="PNG / TIFF / DICOM file or a directory of them"),
-    out: Path = typer.Option(..., "-o", "--out", help="output file (same format) or directory"),
+    input: Path = typer.Argument(
+        ..., help="XA run (multi-frame DICOM, or a folder of one series' frames), PNG / TIFF file or folder"
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="output folder (XA run), file (same format) or folder"),
     input_domain: str = typer.Option("auto", "--input-domain", help="auto | log | intensity"),
     i0: float | None = typer.Option(None, "--i0", help="unattenuated intensity for -ln(I/I0)"),
+    mask_frame: int = typer.Option(0, "--mask-frame", help="XA run: mask frame of the conventional DSA"),
+    pixel_shift: bool = typer.Option(
+        False, "--pixel-shift", help="XA run: motion-correct the conventional DSA by shifting the mask"
+    ),
+    frame_time_ms: float | None = typer.Option(
+        None, "--frame-time-ms", help="XA run: frame interval in ms (replaces the run's frame times)"
+    ),
 ) -> None:
-    """Extract DSA from contrast frames; writes the input's format plus preview PNGs."""
+    """Extract DSA from contrast frames (docs/inference.md).
+
+    An XA run gives a folder with the network's DSA and the conventional DSA, each as derived DICOM,
+    PNG frames, GIF and MP4; a PNG / TIFF input gives its own format plus preview PNGs.
+    """
     from ddsa_sim.training.infer import infer_path
 
     if input_domain not in ("auto", "log", "intensity"):
         raise InputError(f"--input-domain must be auto, log or intensity, not {input_domain!r}")
-    for p in infer_path(checkpoint, input, out, input_domain, i0):  # type: ignore[arg-type]
+    for p in infer_path(checkpoint, input, out, input_domain, i0,  # type: ignore[arg-type]
+                        mask_frame=mask_frame, pixel_shift=pixel_shift, frame_time_ms=frame_time_ms):
         print(p)
 
 

@@ -1,4 +1,4 @@
-"""Run a trained DDSA model on PNG / TIFF / DICOM frames or sequences.
+"""Run a trained DDSA model on PNG / TIFF frames or on an X-ray angiography run (DICOM).
 
 Input domain. The network works on ``-ln(I / I0)`` line integrals. ``input_domain="auto"`` treats
 floating-point images (e.g. float32 TIFF exported by ddsa-sim) as already in the -ln domain and integer
@@ -6,21 +6,23 @@ images (PNG, 16-bit TIFF, DICOM) as detector intensities ``I`` converted with ``
 ``I0`` defaults to the largest value of the stored bit depth (``2**BitsStored - 1`` for DICOM, the dtype
 maximum otherwise).
 
-Outputs (``OUT`` = output path; for a directory input, a directory):
+Outputs (``OUT`` = output path; for a directory of PNG / TIFF files, a directory):
 
 * TIFF in -> float32 TIFF of the DSA (-ln domain), one page per frame.
-* DICOM in -> DICOM (uint16 + RescaleSlope/RescaleIntercept giving the -ln DSA), multi-frame if the
-  input was, new SOP Instance UID, derived image type.
 * PNG in -> 16-bit PNG, DSA linearly mapped ``[0, target_max] -> [0, 65535]`` (clipped;
   ``target_max`` from the model's normalisation, written in the PNG text chunk ``ddsa_scale``).
-* Always also an 8-bit preview ``<stem>_preview.png`` (``_preview_<k>.png`` per frame of a sequence).
+  Both also get an 8-bit preview ``<stem>_preview.png`` (``_preview_<k>.png`` per frame of a sequence).
+* DICOM in (a multi-frame XA file or a folder of single frames of one series, read by
+  :mod:`ddsa_sim.angio.xa`) -> the folder ``OUT`` of :mod:`ddsa_sim.angio.outputs`: the network's DSA
+  run and, beside it, the conventional DSA of the same run (:mod:`ddsa_sim.angio.conventional`), each
+  as derived multi-frame DICOM, PNG frames, GIF and MP4, plus ``run.json``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -28,12 +30,17 @@ from PIL import Image, PngImagePlugin
 from tqdm import tqdm
 
 from ddsa_sim import InputError
+from ddsa_sim.angio.conventional import conventional_dsa
+from ddsa_sim.angio.media import display_window
+from ddsa_sim.angio.outputs import write_manifest, write_method
+from ddsa_sim.angio.xa import XARun, is_dicom_run, read_run
 from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.normalization import Normalization
 
+__all__ = ["Frames", "infer_path", "infer_run", "predict", "read_frames", "to_log_domain", "write_outputs"]
+
 PNG_EXT = {".png"}
 TIFF_EXT = {".tif", ".tiff"}
-DICOM_EXT = {".dcm", ".dicom"}
 Domain = Literal["auto", "log", "intensity"]
 
 
@@ -45,7 +52,6 @@ class Frames:
     kind: str
     default_i0: float | None
     is_float: bool
-    dicom: Any = None
 
 
 def _kind(path: Path) -> str:
@@ -54,18 +60,11 @@ def _kind(path: Path) -> str:
         return "png"
     if ext in TIFF_EXT:
         return "tiff"
-    if ext in DICOM_EXT:
-        return "dicom"
-    # extension-less DICOM files are common
-    with open(path, "rb") as fh:
-        head = fh.read(132)
-    if head[128:132] == b"DICM":
-        return "dicom"
     raise InputError(f"{path}: unsupported input format (use PNG, TIFF or DICOM)")
 
 
 def read_frames(path: str | Path) -> Frames:
-    """Read a PNG, TIFF (single or multi-page) or DICOM (single or multi-frame) file."""
+    """Read a PNG or TIFF (single or multi-page) file."""
     path = Path(path)
     kind = _kind(path)
     try:
@@ -87,19 +86,9 @@ def read_frames(path: str | Path) -> Frames:
                 data = arr
             else:
                 raise InputError(f"{path}: TIFF must hold 2-D frames, got shape {arr.shape}")
-        else:
-            import pydicom
-
-            ds = pydicom.dcmread(path)
-            arr = ds.pixel_array
-            data = arr[None] if arr.ndim == 2 else arr
-            if data.ndim != 3:
-                raise InputError(f"{path}: DICOM must hold grey-level frames, got shape {arr.shape}")
-            bits = int(getattr(ds, "BitsStored", 16))
-            return Frames(data, kind, float(2**bits - 1), False, ds)
     except InputError:
         raise
-    except Exception as exc:  # decoder errors of the three libraries
+    except Exception as exc:  # decoder errors of the two libraries
         raise InputError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
     is_float = np.issubdtype(data.dtype, np.floating)
     i0 = None if is_float else float(np.iinfo(data.dtype).max)
@@ -143,14 +132,14 @@ def _preview(dsa: np.ndarray, hi: float, path: Path) -> None:
 
 
 def write_outputs(dsa: np.ndarray, frames: Frames, out: Path, scale_max: float) -> list[Path]:
-    """Write the DSA in the input's format plus preview PNGs; returns written paths."""
+    """Write the DSA in the input's format (PNG or TIFF) plus preview PNGs; returns written paths."""
     out.parent.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if frames.kind == "tiff":
         import tifffile
 
         tifffile.imwrite(out, dsa if dsa.shape[0] > 1 else dsa[0], dtype=np.float32, photometric="minisblack")
-    elif frames.kind == "png":
+    else:
         if dsa.shape[0] != 1:
             raise InputError("PNG output holds one frame")
         u16 = (np.clip(dsa[0] / max(scale_max, 1e-12), 0, 1) * 65535).round().astype(np.uint16)
@@ -158,8 +147,6 @@ def write_outputs(dsa: np.ndarray, frames: Frames, out: Path, scale_max: float) 
         info.add_text("ddsa_scale", f"{scale_max:.9g}")
         info.add_text("ddsa_domain", "-ln(I_contrast/I_mask), value = pixel/65535*ddsa_scale")
         Image.fromarray(u16).save(out, pnginfo=info)
-    else:
-        _write_dicom(dsa, frames.dicom, out)
     written.append(out)
     stem = out.with_suffix("")
     for k in range(dsa.shape[0]):
@@ -169,42 +156,94 @@ def write_outputs(dsa: np.ndarray, frames: Frames, out: Path, scale_max: float) 
     return written
 
 
-def _write_dicom(dsa: np.ndarray, src: Any, out: Path) -> None:
-    import pydicom
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    ds = src.copy()
-    lo, hi = float(dsa.min()), float(dsa.max())
-    slope = max(hi - lo, 1e-12) / 65535.0
-    u16 = np.round((dsa - lo) / slope).clip(0, 65535).astype(np.uint16)
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SeriesDescription = "DDSA (ddsa-sim)"
-    ds.ImageType = ["DERIVED", "SECONDARY", "DDSA"]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.Rows, ds.Columns = int(dsa.shape[1]), int(dsa.shape[2])
-    ds.RescaleSlope = f"{slope:.10g}"[:16]
-    ds.RescaleIntercept = f"{lo:.10g}"[:16]
-    ds.RescaleType = "US"
-    if dsa.shape[0] > 1 or "NumberOfFrames" in ds:
-        ds.NumberOfFrames = int(dsa.shape[0])
-    for tag in ("WindowCenter", "WindowWidth", "LargestImagePixelValue", "SmallestImagePixelValue"):
-        if tag in ds:
-            delattr(ds, tag)
-    ds.PixelData = (u16 if dsa.shape[0] > 1 else u16[0]).tobytes()
-    ds["PixelData"].VR = "OW"
-    pydicom.dcmwrite(out, ds, enforce_file_format=True)
-
-
 def _out_path(inp: Path, out: Path) -> Path:
     return out if out.suffix else out.with_suffix(inp.suffix)
+
+
+def _run_times(run: XARun, frame_time_ms: float | None) -> tuple[np.ndarray, str]:
+    """Frame start times (ms) of a run and where they came from; ``frame_time_ms`` overrides the files."""
+    n = run.pixels.shape[0]
+    if frame_time_ms is not None:
+        if frame_time_ms <= 0:
+            raise InputError(f"--frame-time-ms must be > 0, not {frame_time_ms}")
+        return np.arange(n) * float(frame_time_ms), "--frame-time-ms"
+    if run.frame_times_ms is not None:
+        return run.frame_times_ms, "dicom"
+    if n == 1:
+        return np.zeros(1), "single frame"
+    raise InputError(f"{run.sources[0]}: no frame times (Frame Time, Frame Time Vector, Cine Rate or acquisition "
+                     "times); give --frame-time-ms")
+
+
+def infer_run(
+    model: torch.nn.Module,
+    norm: Normalization,
+    device: torch.device,
+    run_path: Path,
+    out: Path,
+    input_domain: Domain = "auto",
+    i0: float | None = None,
+    mask_frame: int = 0,
+    pixel_shift: bool = False,
+    frame_time_ms: float | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Network DSA and conventional DSA of one XA run into the folder ``out`` (module docstring).
+
+    Parameters
+    ----------
+    model, norm, device
+        The loaded network (:func:`ddsa_sim.training.checkpoint.load_model`).
+    run_path
+        A DICOM file or a folder of single-frame DICOM files of one series.
+    out
+        Output folder (created).
+    input_domain, i0
+        How stored values become ``-ln(I / I0)`` (module docstring).
+    mask_frame
+        Mask frame of the conventional DSA (negative counts from the end).
+    pixel_shift
+        Motion-correct the conventional DSA by shifting the mask (phase correlation).
+    frame_time_ms
+        Frame interval, ms, replacing the run's own frame times.
+    progress
+        Show tqdm bars.
+
+    Returns
+    -------
+    list of Path
+        Every file written.
+    """
+    run = read_run(run_path)
+    times, times_from = _run_times(run, frame_time_ms)
+    log = to_log_domain(Frames(run.pixels, "dicom", run.max_value, False), input_domain, i0)
+    network = predict(model, norm, log, device, progress)
+    methods = {"network": network}
+    shifts = np.zeros((log.shape[0], 2))
+    if log.shape[0] > 1:
+        methods["conventional"], shifts = conventional_dsa(log, mask_frame, pixel_shift)
+    window = display_window(*methods.values())
+    mask = mask_frame % log.shape[0]
+    texts = {
+        "network": ("DDSA network (ddsa-sim)", "DSA extracted from each frame by a U-Net (ddsa-sim), "
+                    "-ln(I_frame/I_mask) units; no mask frame used"),
+        "conventional": (f"Conventional DSA mask {mask}" + (" pixel shift" if pixel_shift else ""),
+                         f"Log subtraction of frame {mask} (mask) from every frame, -ln(I_frame/I_mask) units"
+                         + ("; mask pixel-shifted per frame by phase correlation" if pixel_shift else "")),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, dsa in tqdm(methods.items(), desc="write", disable=not progress):
+        written += write_method(out / name, dsa, run, times, window, *texts[name])
+    written.append(write_manifest(out, {
+        "sources": [str(p) for p in run.sources],
+        "frames": int(log.shape[0]), "rows": int(log.shape[1]), "columns": int(log.shape[2]),
+        "bits_stored": run.bits_stored, "input_domain": input_domain, "i0": i0,
+        "frame_times_ms": [round(float(t), 3) for t in times], "frame_times_from": times_from,
+        "mask_frame": mask if "conventional" in methods else None, "pixel_shift": pixel_shift,
+        "mask_shifts_px": shifts.round(3).tolist(), "window": list(window), "methods": list(methods),
+    }))
+    return written
 
 
 def infer_path(
@@ -215,8 +254,13 @@ def infer_path(
     i0: float | None = None,
     device: str = "auto",
     progress: bool = True,
+    mask_frame: int = 0,
+    pixel_shift: bool = False,
+    frame_time_ms: float | None = None,
 ) -> list[Path]:
-    """Infer DSA for a file or for every PNG/TIFF/DICOM file of a directory.
+    """Infer DSA for an XA run (DICOM file or folder), a PNG/TIFF file or a folder of PNG/TIFF files.
+
+    ``mask_frame``, ``pixel_shift`` and ``frame_time_ms`` apply to XA runs (see :func:`infer_run`).
 
     Returns
     -------
@@ -228,12 +272,11 @@ def infer_path(
         raise InputError(f"input not found: {input_path}")
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, norm, _, _ = load_model(checkpoint, dev)
+    if is_dicom_run(input_path):
+        return infer_run(model, norm, dev, input_path, out, input_domain, i0, mask_frame, pixel_shift,
+                         frame_time_ms, progress)
     if input_path.is_dir():
-        files = sorted(
-            p
-            for p in input_path.iterdir()
-            if p.is_file() and p.suffix.lower() in PNG_EXT | TIFF_EXT | DICOM_EXT
-        )
+        files = sorted(p for p in input_path.iterdir() if p.is_file() and p.suffix.lower() in PNG_EXT | TIFF_EXT)
         if not files:
             raise InputError(f"{input_path}: no PNG/TIFF/DICOM files")
         pairs = [(p, out / p.name) for p in files]

@@ -1,0 +1,237 @@
+"""Read an X-ray angiography run from DICOM: one (enhanced) XA multi-frame file or a folder of frames.
+
+A run is ``N`` grey-level frames of one series with their start times. Pixel values are returned in
+the MONOCHROME2 sense (larger = brighter = more X-rays reached the detector): a MONOCHROME1 frame
+``v`` becomes ``2**BitsStored - 1 - v``. Frame times (milliseconds from the first frame) come from,
+in this order: Frame Time Vector (0018,1065), Frame Time (0018,1063), the per-frame Frame
+Acquisition / Reference DateTime of an enhanced multi-frame, Cine Rate (0018,0040) or Recommended
+Display Frame Rate (0008,2144); for a folder of single frames, from Acquisition DateTime, Acquisition
+Date/Time or Content Date/Time. A folder's frames are sorted by Instance Number (frame number) when
+every file has a distinct one, else by acquisition time.
+
+Refused, with one line naming the file: missing pixel data, colour, signed or more than 16-bit
+pixels, compressed pixel data whose decoder is not installed, frames of several series or of
+different sizes in one folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels import get_decoder
+from pydicom.valuerep import DT, TM
+
+from ddsa_sim import InputError
+
+__all__ = ["XARun", "is_dicom_file", "is_dicom_run", "read_run"]
+
+DICOM_EXT = {".dcm", ".dicom"}
+#: Tags describing a pixel module; dropped from the header kept for identifiers.
+_PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+@dataclass(frozen=True)
+class XARun:
+    """One angiography run.
+
+    Attributes
+    ----------
+    pixels
+        ``(N, H, W)`` unsigned integers, MONOCHROME2 sense, in ``[0, 2**bits_stored - 1]``.
+    bits_stored
+        Bits Stored of the source (8-16).
+    frame_times_ms
+        ``(N,)`` start time of each frame from the first one, ms; None when the files give none.
+    header
+        The first source dataset without its pixel data (patient, study and series identifiers).
+    sources
+        The files read, in frame order.
+    source_refs
+        ``(SOP Class UID, SOP Instance UID)`` of each source instance.
+    """
+
+    pixels: np.ndarray
+    bits_stored: int
+    frame_times_ms: np.ndarray | None
+    header: Dataset
+    sources: tuple[Path, ...]
+    source_refs: tuple[tuple[str, str], ...]
+
+    @property
+    def max_value(self) -> float:
+        """The largest storable value ``2**bits_stored - 1``."""
+        return float(2**self.bits_stored - 1)
+
+
+def is_dicom_file(path: Path) -> bool:
+    """Whether ``path`` is a DICOM file (``.dcm`` / ``.dicom`` or the ``DICM`` preamble marker)."""
+    if path.suffix.lower() in DICOM_EXT:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def _dicom_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_dicom_file(p))
+
+
+def is_dicom_run(path: str | Path) -> bool:
+    """Whether ``path`` is a DICOM file or a folder holding DICOM files (an XA run to read)."""
+    path = Path(path)
+    return is_dicom_file(path) if path.is_file() else path.is_dir() and bool(_dicom_files(path))
+
+
+def _check_pixel_module(ds: Dataset, path: Path) -> None:
+    if not any(tag in ds for tag in _PIXEL_TAGS):
+        raise InputError(f"{path}: no pixel data")
+    if "PixelData" not in ds:
+        raise InputError(f"{path}: floating-point pixel data is not an X-ray angiography image")
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if int(ds.get("SamplesPerPixel", 1)) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise InputError(f"{path}: colour images ({photometric or 'SamplesPerPixel > 1'}) are not supported; "
+                         "give a grey-level (MONOCHROME1/2) run")
+    bits = int(ds.get("BitsStored", 0))
+    if int(ds.get("BitsAllocated", 0)) not in (8, 16) or not 1 <= bits <= 16:
+        raise InputError(f"{path}: BitsAllocated {ds.get('BitsAllocated')} / BitsStored {bits} not supported "
+                         "(8- or 16-bit words, at most 16 bits stored)")
+    if int(ds.get("PixelRepresentation", 0)) != 0:
+        raise InputError(f"{path}: signed pixel data is not supported for X-ray angiography")
+    syntax = ds.file_meta.TransferSyntaxUID
+    if syntax.is_compressed and not get_decoder(syntax).is_available:
+        need = "; ".join(get_decoder(syntax).missing_dependencies)
+        raise InputError(f"{path}: {syntax.name} pixel data needs a decoder that is not installed ({need})")
+
+
+def _read(path: Path) -> tuple[Dataset, np.ndarray]:
+    """One file -> (header without pixels, ``(n, H, W)`` MONOCHROME2 values)."""
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as exc:  # pydicom raises many types for broken files
+        raise InputError(f"{path}: not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+    _check_pixel_module(ds, path)
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # decoder errors
+        raise InputError(f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc})") from None
+    frames = arr[None] if arr.ndim == 2 else arr
+    if frames.ndim != 3:
+        raise InputError(f"{path}: expected grey-level frames, got pixel array shape {arr.shape}")
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        frames = (2 ** int(ds.BitsStored) - 1) - frames
+    for tag in _PIXEL_TAGS:
+        if tag in ds:
+            delattr(ds, tag)
+    return ds, frames
+
+
+def _datetime(date: object, time: object) -> dt.datetime | None:
+    """A DICOM DA + TM (or one DT string as ``date`` with ``time=None``) as a datetime."""
+    try:
+        if time is None:
+            return DT(str(date)) if date else None
+        if not time:
+            return None
+        t = TM(str(time))
+        d = dt.datetime.strptime(str(date), "%Y%m%d").date() if date else dt.date(2000, 1, 1)
+        return dt.datetime.combine(d, t)
+    except ValueError:
+        return None
+
+
+def _ms_from_first(stamps: list[dt.datetime]) -> np.ndarray:
+    t0 = stamps[0]
+    return np.array([(s - t0).total_seconds() * 1000.0 for s in stamps])
+
+
+def _multiframe_times(ds: Dataset, n: int) -> np.ndarray | None:
+    """Frame start times (ms) of a multi-frame file, or None (see the module docstring for the order)."""
+    vector = np.atleast_1d(np.asarray(ds.get("FrameTimeVector", []), dtype=np.float64))  # one value: scalar
+    if vector.size == n:
+        return np.cumsum(np.concatenate([[0.0], vector[1:]]))
+    if ds.get("FrameTime"):
+        return np.arange(n) * float(ds.FrameTime)
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and len(per_frame) == n:
+        stamps = []
+        for item in per_frame:
+            content = item.get("FrameContentSequence")
+            first = content[0] if content else Dataset()
+            stamp = _datetime(first.get("FrameAcquisitionDateTime") or first.get("FrameReferenceDateTime"), None)
+            stamps.append(stamp)
+        if all(s is not None for s in stamps):
+            return _ms_from_first(stamps)  # type: ignore[arg-type]
+    rate = ds.get("CineRate") or ds.get("RecommendedDisplayFrameRate")
+    return np.arange(n) * (1000.0 / float(rate)) if rate else None
+
+
+def _single_frame_time(ds: Dataset) -> dt.datetime | None:
+    return (_datetime(ds.get("AcquisitionDateTime"), None)
+            or _datetime(ds.get("AcquisitionDate") or ds.get("ContentDate"), ds.get("AcquisitionTime"))
+            or _datetime(ds.get("ContentDate"), ds.get("ContentTime")))
+
+
+def _read_folder(folder: Path) -> tuple[list[Path], list[Dataset], np.ndarray, np.ndarray | None]:
+    files = _dicom_files(folder)
+    if len(files) == 1:
+        ds, frames = _read(files[0])
+        return files, [ds], frames, _multiframe_times(ds, frames.shape[0])
+    items = []
+    for path in files:
+        ds, frames = _read(path)
+        if frames.shape[0] != 1:
+            raise InputError(f"{path}: a folder run holds single frames; this file has {frames.shape[0]} "
+                             "(give a multi-frame file on its own)")
+        items.append((path, ds, frames[0]))
+    first_path, first, first_frame = items[0]
+    for path, ds, frame in items[1:]:
+        if ds.get("SeriesInstanceUID") != first.get("SeriesInstanceUID"):
+            raise InputError(f"{path}: another series than {first_path.name} (one run per folder)")
+        if frame.shape != first_frame.shape:
+            raise InputError(f"{path}: frame size {frame.shape} differs from {first_path.name} {first_frame.shape}")
+        if int(ds.BitsStored) != int(first.BitsStored):
+            raise InputError(f"{path}: BitsStored {ds.BitsStored} differs from {first_path.name} {first.BitsStored}")
+    numbers = [ds.get("InstanceNumber") for _, ds, _ in items]
+    stamps = [_single_frame_time(ds) for _, ds, _ in items]
+    if None not in numbers and len(set(map(int, numbers))) == len(numbers):
+        order = sorted(range(len(items)), key=lambda i: int(numbers[i]))
+    elif None not in stamps:
+        order = sorted(range(len(items)), key=lambda i: stamps[i])  # type: ignore[arg-type, return-value]
+    else:
+        bad = items[numbers.index(None) if None in numbers else stamps.index(None)][0]
+        raise InputError(f"{bad}: no distinct Instance Number and no acquisition time to order the frames")
+    items = [items[i] for i in order]
+    ordered = [stamps[i] for i in order]
+    times = _ms_from_first(ordered) if None not in ordered else None  # type: ignore[arg-type]
+    if times is not None and np.any(np.diff(times) <= 0):
+        times = None  # times of the wrong order or equal (second resolution): not usable for timing
+    return [p for p, _, _ in items], [ds for _, ds, _ in items], np.stack([f for _, _, f in items]), times
+
+
+def read_run(path: str | Path) -> XARun:
+    """Read an XA run from a (multi-frame) DICOM file or a folder of single-frame DICOM files.
+
+    Raises
+    ------
+    ddsa_sim.InputError
+        One line naming the file (see the module docstring).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        if not _dicom_files(path):
+            raise InputError(f"{path}: no DICOM files")
+        files, headers, pixels, times = _read_folder(path)
+    else:
+        ds, pixels = _read(path)
+        files, headers, times = [path], [ds], _multiframe_times(ds, pixels.shape[0])
+    refs = tuple((str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))) for ds in headers)
+    return XARun(pixels, int(headers[0].BitsStored), times, headers[0], tuple(files), refs)

@@ -1,0 +1,223 @@
+"""XA runs in and out: DICOM reading (multi-frame, enhanced, folders; 8-16 bit; MONOCHROME1/2),
+conventional DSA against the phantom's iodine, pixel shift, the ``infer`` round trip and animations.
+
+Truth is the analytic phantom of ``tests/xa_helpers.py``: ``-ln(I_k / I_0) = V_k``. Tolerances are
+the quantisation of the stored values (``0.5 / I`` in -ln units per image) plus half a DICOM rescale step.
+"""
+
+import json
+
+import imageio.v2 as iio2
+import imageio.v3 as iio
+import numpy as np
+import pydicom
+import pytest
+import torch
+import typer
+from PIL import Image
+from pydicom.uid import JPEGLossless, generate_uid
+from scipy import ndimage
+from typer.testing import CliRunner
+from xa_helpers import STUDY, phantom, tiny_checkpoint, write_frames, write_multiframe
+
+from ddsa_sim.angio.conventional import conventional_dsa, mask_shift
+from ddsa_sim.angio.media import to_display
+from ddsa_sim.angio.xa import read_run
+from ddsa_sim.cli.train import register
+from ddsa_sim.training.checkpoint import load_model
+from ddsa_sim.training.infer import Frames, predict, to_log_domain
+
+
+def _quantisation_bound(intensity: np.ndarray) -> float:
+    """Largest -ln error of a frame-minus-mask from rounding the stored values (0.5 each)."""
+    return 0.5 / intensity.min() + 0.5 / intensity[0].min()
+
+
+def _rescaled(ds) -> np.ndarray:
+    return ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+
+
+@pytest.fixture(scope="module")
+def app_ckpt(tmp_path_factory):
+    app = typer.Typer()
+    register(app)
+    return app, tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.mark.parametrize("bits", [8, 10, 12, 16])
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_multiframe_read_gives_intensities_and_frame_times(tmp_path, bits, photometric):
+    ph = phantom(bits)
+    write_multiframe(tmp_path / "run.dcm", ph, photometric)
+    run = read_run(tmp_path / "run.dcm")
+    assert run.bits_stored == bits and run.max_value == 2**bits - 1
+    np.testing.assert_array_equal(run.pixels, ph.intensity)  # MONOCHROME1 inverted back
+    np.testing.assert_allclose(run.frame_times_ms, ph.times_ms)
+    assert run.header.PatientID == STUDY["PatientID"] and "PixelData" not in run.header
+
+
+def test_enhanced_xa_frame_times_from_functional_groups(tmp_path):
+    ph = phantom(12)
+    write_multiframe(tmp_path / "enh.dcm", ph, enhanced=True)
+    run = read_run(tmp_path / "enh.dcm")
+    np.testing.assert_array_equal(run.pixels, ph.intensity)
+    np.testing.assert_allclose(run.frame_times_ms, ph.times_ms, atol=1e-3)
+
+
+@pytest.mark.parametrize("instance_numbers", [True, False])
+def test_folder_of_frames_is_ordered_by_frame_number_or_time(tmp_path, instance_numbers):
+    ph = phantom(10)
+    paths = write_frames(tmp_path / "series", ph, instance_numbers)
+    run = read_run(tmp_path / "series")
+    np.testing.assert_array_equal(run.pixels, ph.intensity)  # file names are in reverse order
+    np.testing.assert_allclose(run.frame_times_ms, ph.times_ms, atol=1e-3)
+    assert run.sources == tuple(paths) and len(run.source_refs) == 6
+
+
+def test_conventional_dsa_is_the_iodine_of_the_phantom():
+    ph = phantom(12)
+    log = -np.log(ph.intensity / (2**12 - 1))
+    dsa, shifts = conventional_dsa(log)
+    assert np.abs(dsa - ph.iodine).max() <= _quantisation_bound(ph.intensity)
+    assert not shifts.any()
+    last, _ = conventional_dsa(log, mask_frame=-1)  # the last frame as mask: iodine relative to it
+    assert np.abs(last - (ph.iodine - ph.iodine[-1])).max() <= 2 * _quantisation_bound(ph.intensity)
+
+
+@pytest.mark.parametrize("shift", [(3, -2), (-5, 2)])
+def test_pixel_shift_finds_the_motion_and_removes_the_anatomy(shift):
+    ph = phantom(16, shift=shift)
+    log = -np.log(ph.intensity / (2**16 - 1))
+    plain, _ = conventional_dsa(log)
+    fixed, shifts = conventional_dsa(log, pixel_shift=True)
+    np.testing.assert_allclose(shifts[1:], np.tile(shift, (5, 1)), atol=1e-3)  # content moved by +shift
+    inner = (slice(1, None), slice(6, -6), slice(6, -6))  # the mask's repeated edge rows are not data
+    err_fixed = np.abs(fixed - ph.iodine)[inner].max()
+    assert err_fixed <= _quantisation_bound(ph.intensity)
+    assert np.abs(plain - ph.iodine)[inner].max() > 50 * err_fixed  # misregistered anatomy
+
+
+@pytest.mark.parametrize("shift", [(0.3, -0.6), (-1.7, 0.4)])
+def test_pixel_shift_is_sub_pixel_despite_the_iodine(shift):
+    ph = phantom(16)
+    log = -np.log(ph.intensity / (2**16 - 1))
+    mask = log[0]
+    frame = ndimage.shift(mask, shift, order=3, mode="nearest") + ph.iodine[3]
+    np.testing.assert_allclose(mask_shift(mask, frame), shift, atol=1e-3)
+
+
+def test_infer_xa_round_trip_dicom_png_gif_mp4(app_ckpt, tmp_path):
+    app, ckpt = app_ckpt
+    ph = phantom(12)
+    src = write_multiframe(tmp_path / "run.dcm", ph, "MONOCHROME1")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["infer", str(ckpt), str(tmp_path / "run.dcm"), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / "run.json").read_text())
+    assert info["frames"] == 6 and info["mask_frame"] == 0 and info["frame_times_from"] == "dicom"
+    low, high = info["window"]
+
+    # network: the DICOM holds what predict() gives on the same -ln frames
+    model, norm, _, _ = load_model(ckpt)
+    log = to_log_domain(Frames(ph.intensity, "dicom", 2**12 - 1.0, False))
+    expected = {"network": predict(model, norm, log, torch.device("cpu")), "conventional": ph.iodine}
+    tolerance = {"network": 0.0, "conventional": _quantisation_bound(ph.intensity)}
+    series = set()
+    for method in ("network", "conventional"):
+        ds = pydicom.dcmread(out / method / "dsa.dcm")
+        values = _rescaled(ds)
+        assert values.shape == (6, 48, 57)
+        assert np.abs(values - expected[method]).max() <= tolerance[method] + float(ds.RescaleSlope) / 2 + 1e-7
+        # derived secondary capture: identifiers kept, new UIDs, derivation, source reference, frame times
+        assert ds.SOPClassUID == pydicom.uid.MultiFrameGrayscaleWordSecondaryCaptureImageStorage
+        for key in ("PatientName", "PatientID", "PatientBirthDate", "StudyInstanceUID", "AccessionNumber"):
+            assert str(ds[key].value) == STUDY[key]
+        assert ds.SeriesInstanceUID != src.SeriesInstanceUID and ds.SOPInstanceUID != src.SOPInstanceUID
+        series.add(ds.SeriesInstanceUID)
+        assert list(ds.ImageType) == ["DERIVED", "SECONDARY"] and ds.DerivationDescription
+        assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+        np.testing.assert_allclose(read_run(out / method / "dsa.dcm").frame_times_ms, ph.times_ms)
+
+        # pictures: PNG frames = the windowed DSA; GIF = the PNGs with the frame intervals; MP4 ~ PNGs
+        pngs = np.stack([np.asarray(Image.open(out / method / f"frame_{k:03d}.png")) for k in range(6)])
+        assert pngs.dtype == np.uint8 and pngs.shape == (6, 48, 57)
+        assert np.abs(pngs.astype(int) - to_display(values, (low, high))).max() <= 1
+        gif = iio.imread(out / method / "dsa.gif", index=None)
+        np.testing.assert_array_equal(gif[..., 0] if gif.ndim == 4 else gif, pngs)
+        durations = [iio.immeta(out / method / "dsa.gif", index=k)["duration"] for k in range(6)]
+        assert durations == [100, 100, 120, 100, 100, 100]
+        reader = iio2.get_reader(out / method / "dsa.mp4", format="FFMPEG")
+        assert reader.get_meta_data()["fps"] == pytest.approx(10.0)
+        movie = np.stack([frame[..., 0] for frame in reader])
+        reader.close()
+        assert movie.shape == (6, 48, 58)  # odd width padded by one repeated column for H.264
+        assert np.abs(movie[:, :, :57].astype(float) - pngs).mean() < 1.5
+    assert len(series) == 2
+    # iodine is dark: the vessel's peak frame is darker on the vessel than off it
+    conv = np.asarray(Image.open(out / "conventional" / "frame_003.png")).astype(float)
+    assert conv[ph.iodine[3] > 0.3].mean() < conv[ph.iodine[3] < 0.01].mean() - 100
+
+
+def test_infer_folder_run_with_mask_and_frame_time_options(app_ckpt, tmp_path):
+    app, ckpt = app_ckpt
+    ph = phantom(10)
+    write_frames(tmp_path / "series", ph)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["infer", str(ckpt), str(tmp_path / "series"), "-o", str(out),
+                                 "--mask-frame", "1", "--frame-time-ms", "50"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / "run.json").read_text())
+    assert info["mask_frame"] == 1 and info["frame_times_ms"] == [0, 50, 100, 150, 200, 250]
+    values = _rescaled(pydicom.dcmread(out / "conventional" / "dsa.dcm"))
+    bound = _quantisation_bound(ph.intensity) + 0.5 / ph.intensity[1].min()
+    assert np.abs(values - (ph.iodine - ph.iodine[1])).max() <= bound + float(
+        pydicom.dcmread(out / "conventional" / "dsa.dcm").RescaleSlope)
+
+
+def _bad_cases(tmp_path):
+    """(path given to infer, file the error must name) for each unsupported input."""
+    ph = phantom(12)
+    cases = {}
+    colour = write_multiframe(tmp_path / "colour.dcm", ph)
+    colour.SamplesPerPixel, colour.PhotometricInterpretation, colour.PlanarConfiguration = 3, "RGB", 0
+    colour.BitsAllocated, colour.BitsStored, colour.HighBit = 8, 8, 7
+    colour.PixelData = np.zeros((6, 48, 57, 3), np.uint8).tobytes()
+    colour.save_as(tmp_path / "colour.dcm", enforce_file_format=True)
+    cases["colour"] = (tmp_path / "colour.dcm", "colour.dcm")
+    nopix = write_multiframe(tmp_path / "nopix.dcm", ph)
+    del nopix.PixelData
+    nopix.save_as(tmp_path / "nopix.dcm", enforce_file_format=True)
+    cases["no pixel data"] = (tmp_path / "nopix.dcm", "nopix.dcm")
+    jpeg = write_multiframe(tmp_path / "jpeg.dcm", ph)
+    jpeg.file_meta.TransferSyntaxUID = JPEGLossless
+    jpeg.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8\xff\xd9"] * 6)
+    jpeg["PixelData"].VR = "OB"
+    jpeg.save_as(tmp_path / "jpeg.dcm", enforce_file_format=True)
+    cases["decoder"] = (tmp_path / "jpeg.dcm", "jpeg.dcm")
+    mixed = tmp_path / "mixed"
+    write_frames(mixed, ph)
+    small = pydicom.dcmread(mixed / "IM0002")
+    small.Rows, small.Columns = 40, 40
+    small.PixelData = np.zeros((40, 40), np.uint16).tobytes()
+    small.save_as(mixed / "IM0002", enforce_file_format=True)
+    cases["differs"] = (mixed, "IM0002")
+    other = tmp_path / "two_series"
+    write_frames(other, ph)
+    stranger = pydicom.dcmread(other / "IM0003")
+    stranger.SeriesInstanceUID = generate_uid()
+    stranger.save_as(other / "IM0003", enforce_file_format=True)
+    cases["another series"] = (other, "IM0003")
+    return cases
+
+
+def test_bad_dicom_is_one_line_naming_the_file(app_ckpt, tmp_path):
+    app, ckpt = app_ckpt
+    for needle, (path, culprit) in _bad_cases(tmp_path).items():
+        if needle == "decoder" and pydicom.pixels.get_decoder(JPEGLossless).is_available:
+            continue  # a JPEG Lossless decoder is installed here: the file is then merely broken
+        r = CliRunner().invoke(app, ["infer", str(ckpt), str(path), "-o", str(tmp_path / "o")])
+        assert r.exit_code == 2, (needle, r.output)
+        line = r.stderr.strip()
+        assert len(line.splitlines()) == 1 and "Traceback" not in r.output
+        assert culprit in line and needle in line, line
+    assert not (tmp_path / "o").exists()  # nothing half-written
