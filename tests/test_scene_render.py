@@ -71,7 +71,7 @@ def test_scatter_spr_of_water_slabs_follows_model_and_conserves_energy(grid):
         scene = make_scene(slab_ct(t_mm), scatter=settings)
         f = render_frames(scene, carm, np.random.default_rng(0))
         p = f.mask_primary
-        t = water_equivalent_thickness_mm(p, scene.projector.spectrum, "energy")
+        t = water_equivalent_thickness_mm(p, scene.projector.spectrum, scene.projector.mode)
         # energy: total scatter = sum(P * SPR(t)) x grid factor (mirror-extended kernel conserves it)
         assert f.mask_scatter.sum() == pytest.approx(factor * (p * spr_model(t)).sum(), rel=1e-9)
         # recorded mask (noise off) = -ln(P + S), S/P at the centre = grid factor x SPR(t)
@@ -86,7 +86,9 @@ def test_scatter_spr_of_water_slabs_follows_model_and_conserves_energy(grid):
 
 
 def _flat_scene(n0: float):
-    return make_scene(slab_ct(150.0), noise=True, noise_correlation="none", exposure=Exposure(photons_per_pixel=n0))
+    """An ideal photon counter (every photon counted once): Poisson counts, var(-ln I) = 1 / (N0 I)."""
+    return make_scene(slab_ct(150.0), noise=True, noise_correlation="none", exposure=Exposure(photons_per_pixel=n0),
+                      detector=Detector(mode="photon", scintillator_mm=None))
 
 
 def test_noise_variance_scales_as_inverse_n0_and_frames_are_independent():
@@ -117,7 +119,7 @@ def test_noise_is_seeded():
 def test_detector_quantisation_and_photon_counting(ct):
     carm = small_carm(32, 5.0)
     n0 = 1e4
-    det = Detector(bit_depth=12, gain=gain_for_bit_depth(12, n0))
+    det = Detector(bit_depth=12, gain=gain_for_bit_depth(12, n0), scintillator_mm=None)
     f = render_frames(make_scene(ct, detector=det, exposure=Exposure(photons_per_pixel=n0)), carm,
                       np.random.default_rng(0))
     stored = np.exp(-f.mask.astype(np.float64)) * det.gain * n0
@@ -172,11 +174,12 @@ def test_static_vessel_volume_is_built_once_and_scaled_exactly():
     rng = np.random.default_rng(5)
     frac = np.where(rng.random((20, 30, 40)) > 0.9, rng.random((20, 30, 40)), 0.0).astype(np.float32)
     src = FractionVessels(frac, np.diag([0.3, 0.2, 0.25, 1.0]))
-    first = src.iodine_volume("v", None, BolusParams(), 300.0, "blood", 0.5)
-    for mg_per_ml in (300.0, 12.5, 0.7):
-        got = src.iodine_volume("v", None, BolusParams(), mg_per_ml, "blood", 0.5)
-        fresh = iodine_volume("v", src.fraction_volume, src.affine, mg_per_ml, "blood", 0.5)
-        assert np.array_equal(got.density_g_per_cc, fresh.density_g_per_cc)
+    first = src.iodine_volume("v", None, BolusParams(), "iodinated blood:300", 1.35, {"blood": 0.5})
+    for mg_per_ml, rho in ((300.0, 1.35), (12.5, 1.07), (0.7, 1.06)):
+        mat = f"iodinated blood:{mg_per_ml:g}"
+        got = src.iodine_volume("v", None, BolusParams(), mat, rho, {"blood": 0.5})
+        fresh = iodine_volume("v", src.fraction_volume, src.affine, mat, rho, {"blood": 0.5})
+        assert np.array_equal(got.density_g_per_cc, fresh.density_g_per_cc) and got.materials == (mat,)
         assert np.array_equal(got.world_from_voxel, fresh.world_from_voxel) and got.displaces == {"blood": 0.5}
         assert got.occupancy()[0] is first.occupancy()[0]
     labels = np.zeros((2, 2, 2), np.uint8)
