@@ -61,7 +61,7 @@ def test_store_layout_and_attrs(exported):
     assert result.written == 8 and result.skipped == 0
     assert result.preview is not None and result.preview.stat().st_size > 1000
     root = open_store(path)
-    assert root.attrs["format"] == "ddsa-sim-dataset" and root.attrs["format_version"] == 1
+    assert root.attrs["format"] == "ddsa-sim-dataset" and root.attrs["format_version"] == 2
     assert root.attrs["n_samples"] == 8 and root.attrs["image_shape"] == [24, 32]
     assert root.attrs["config"] == cfg.resolved()
     for name in IMAGE_ARRAYS:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xraydb
+from scene_helpers import small_carm
 
 from ddsa_sim.scene import Scene
 from ddsa_sim.scene.recording import Exposure, ScatterSettings
 from ddsa_sim.scene.render import render_frames
 from ddsa_sim.scene.vessels import FractionVessels
 from ddsa_sim.volumes import Volume, from_array
-from tests.scene_helpers import small_carm
 
 BLOOD = {"H": 0.102, "C": 0.110, "N": 0.033, "O": 0.745, "Na": 0.001, "P": 0.001, "S": 0.002, "Cl": 0.003,
          "K": 0.002, "Fe": 0.001}  # ICRU 44 whole blood, 1.06 g/cm^3

@@ -14,7 +14,7 @@ from ddsa_sim.physics.scatter import (
     water_equivalent_thickness_mm,
 )
 from ddsa_sim.scene import TRIPLET_KEYS, render_frames, render_sequence, render_triplet
-from ddsa_sim.scene.recording import Exposure, ScatterSettings, gain_for_bit_depth
+from ddsa_sim.scene.recording import Exposure, ScatterSettings, frame_quanta, gain_for_bit_depth
 from ddsa_sim.scene.vessels import BolusParams, TreeVessels
 
 
@@ -119,10 +119,13 @@ def test_noise_is_seeded():
 def test_detector_quantisation_and_photon_counting(ct):
     carm = small_carm(32, 5.0)
     n0 = 1e4
-    det = Detector(bit_depth=12, gain=gain_for_bit_depth(12, n0), scintillator_mm=None)
+    ideal = make_scene(ct, detector=Detector(scintillator_mm=None))
+    quanta = frame_quanta(ideal.projector.spectrum, ideal.detector, n0, ideal.scatter)  # N0 x Swank factor
+    det = Detector(bit_depth=12, gain=gain_for_bit_depth(12, quanta), scintillator_mm=None)
     f = render_frames(make_scene(ct, detector=det, exposure=Exposure(photons_per_pixel=n0)), carm,
                       np.random.default_rng(0))
-    stored = np.exp(-f.mask.astype(np.float64)) * det.gain * n0
+    assert f.quanta_per_pixel == pytest.approx(quanta)
+    stored = np.exp(-f.mask.astype(np.float64)) * det.gain * quanta
     np.testing.assert_allclose(stored, np.rint(stored), atol=2e-3 * stored.max())
     assert np.unique(np.rint(stored)).size < 4096
     pc = render_triplet(make_scene(ct, detector=Detector(mode="photon")), carm, np.random.default_rng(0))
