@@ -300,3 +300,21 @@ def test_format_module_is_light():
             "and m != 'ddsa_sim.export.format'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_training_reads_format_version_1_and_2_and_refuses_others(tmp_path):
+    """Version-1 stores (no exposure meta arrays) stay readable by training; unknown versions are refused."""
+    from ddsa_sim.training.data import ZarrDDSADataset, open_store as open_training_store
+    from ddsa_sim.training.synthetic import write_synthetic_store
+
+    path = write_synthetic_store(tmp_path / "s.zarr", size=16)
+    root = zarr.open_group(str(path), mode="r+")
+    assert root.attrs["format_version"] == 2
+    n = len(ZarrDDSADataset(path, "train"))
+    for name in ("mas", "air_kerma_ugy", "detector_air_kerma_ugy"):  # make it a genuine version-1 store
+        del root["meta"][name]
+    root.attrs["format_version"] = 1
+    assert len(ZarrDDSADataset(path, "train")) == n > 0
+    root.attrs["format_version"] = 3
+    with pytest.raises(InputError, match="format_version 3"):
+        open_training_store(path)

@@ -119,3 +119,24 @@ def test_quantum_noise_variance_equals_nqe_prediction(water_mm):
     keep = f.vessel_mask[0] == 0
     assert keep.sum() > 10_000
     assert d[keep].var() == pytest.approx(expected, rel=0.05)
+
+
+def test_automatic_exposure_reaches_target_and_kerma_matches_spekpy():
+    """Behind 20 cm of water the air-kerma transmission equals SpekPy's own (filter 'Water, Liquid'),
+    and automatic exposure sets N0 so that the detector air kerma behind the patient is the target."""
+    import spekpy
+
+    s = spekpy.Spek(kvp=90.0, th=12.0, dk=1.0)
+    s.filter("Al", 4.0)
+    k0 = s.get_kerma()
+    s.filter("Water, Liquid", 200.0)
+    expected_t = s.get_kerma() / k0
+    frac = np.zeros((4, 4, 4), np.float32)
+    frac[1:3, 1:3, 1:3] = 1.0
+    scene = Scene(_water_ct(200.0), [FractionVessels(frac, _centre(4))], spectrum="90KV_AL40",
+                  exposure=Exposure(target_detector_air_kerma_ugy=2.5), noise=False,
+                  scatter=ScatterSettings(enabled=False), method="siddon")
+    f = render_frames(scene, small_carm(32, 2.0), np.random.default_rng(0))
+    assert f.detector_air_kerma_ugy == pytest.approx(2.5, rel=1e-9)
+    assert f.detector_air_kerma_ugy / f.air_kerma_ugy == pytest.approx(expected_t, rel=0.02)
+    assert np.isfinite(f.mas) and f.mas > 0
