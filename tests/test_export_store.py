@@ -304,7 +304,8 @@ def test_format_module_is_light():
 
 def test_training_reads_format_version_1_and_2_and_refuses_others(tmp_path):
     """Version-1 stores (no exposure meta arrays) stay readable by training; unknown versions are refused."""
-    from ddsa_sim.training.data import ZarrDDSADataset, open_store as open_training_store
+    from ddsa_sim.training.data import ZarrDDSADataset
+    from ddsa_sim.training.data import open_store as open_training_store
     from ddsa_sim.training.synthetic import write_synthetic_store
 
     path = write_synthetic_store(tmp_path / "s.zarr", size=16)
