@@ -157,7 +157,7 @@ def _ct_volumes(hu: np.ndarray, affine: np.ndarray, center_mm: np.ndarray, iodin
     if iodine == "coronary":
         tree = generate("coronary", 0)
         placed = tree.transformed(place_at(tree.positions_mm, np.eye(3), center_mm))
-        return ct, TreeVessels(placed, spacing_mm=0.25).iodine_volume("iodine", None, BolusParams(), 10.0, "blood", 0.0)
+        return ct, TreeVessels(placed, spacing_mm=0.25).iodine_volume("iodine", None, BolusParams(), "iodine", 0.010, {})
     idx = np.argwhere(blood)
     lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
     sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))

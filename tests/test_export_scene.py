@@ -14,6 +14,7 @@ import yaml
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import load_config
+from ddsa_sim.export.format import V2_META_ARRAYS
 from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
 from ddsa_sim.export.sample import (
@@ -24,6 +25,7 @@ from ddsa_sim.export.sample import (
 )
 from ddsa_sim.export.store import open_store, sample_checksum
 from ddsa_sim.physics.spectra import spectrum_at_kvp
+from ddsa_sim.scene.render import VESSEL_MASK_MIN_IODINE_MG_PER_CM2
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 48
@@ -72,11 +74,13 @@ def clean_samples(tmp_path_factory):
 def test_arrays_satisfy_the_store_contract(clean_samples):
     specs, samples, _ = clean_samples
     for spec, a in zip(specs, samples):
-        assert set(a) == {*IMAGE_ARRAYS, "isocenter_mm", "projection_matrix"}
+        assert set(a) == {*IMAGE_ARRAYS, "isocenter_mm", "projection_matrix", *V2_META_ARRAYS}
+        assert 0 < a["detector_air_kerma_ugy"] < a["air_kerma_ugy"]  # the patient attenuates
         for name in IMAGE_ARRAYS:
             assert a[name].shape == (48, 56) and a[name].dtype == IMAGE_DTYPES[name], name
         assert a["vessel_mask"].any(), "a tree placed at the CT centre must be in the field of view"
-        np.testing.assert_array_equal(a["vessel_mask"], (a["iodine_mg_per_cm2"] > 0).astype(np.uint8))
+        np.testing.assert_array_equal(a["vessel_mask"],
+                                      (a["iodine_mg_per_cm2"] >= VESSEL_MASK_MIN_IODINE_MG_PER_CM2).astype(np.uint8))
         body = a["mask"] > 1.0  # rays through the water cylinder
         assert body.mean() > 0.3
         assert np.all(a["dsa_target"][a["vessel_mask"] > 0] >= 0)
@@ -87,7 +91,7 @@ def test_without_noise_and_motion_conventional_dsa_is_the_target(clean_samples):
     for a in samples:
         np.testing.assert_allclose(a["contrast"] - a["mask"], a["dsa_target"], atol=1e-5, rtol=0)
         np.testing.assert_array_equal(a["contrast"], a["contrast_clean"])
-        assert np.all(a["dsa_target"][a["vessel_mask"] == 0] == 0)
+        assert np.all(a["dsa_target"][a["iodine_mg_per_cm2"] == 0] == 0)
         assert a["dsa_target"].max() > 0.05  # iodine is visible
 
 

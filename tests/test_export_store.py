@@ -61,7 +61,7 @@ def test_store_layout_and_attrs(exported):
     assert result.written == 8 and result.skipped == 0
     assert result.preview is not None and result.preview.stat().st_size > 1000
     root = open_store(path)
-    assert root.attrs["format"] == "ddsa-sim-dataset" and root.attrs["format_version"] == 1
+    assert root.attrs["format"] == "ddsa-sim-dataset" and root.attrs["format_version"] == 2
     assert root.attrs["n_samples"] == 8 and root.attrs["image_shape"] == [24, 32]
     assert root.attrs["config"] == cfg.resolved()
     for name in IMAGE_ARRAYS:
@@ -300,3 +300,22 @@ def test_format_module_is_light():
             "and m != 'ddsa_sim.export.format'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_training_reads_format_version_1_and_2_and_refuses_others(tmp_path):
+    """Version-1 stores (no exposure meta arrays) stay readable by training; unknown versions are refused."""
+    from ddsa_sim.training.data import ZarrDDSADataset
+    from ddsa_sim.training.data import open_store as open_training_store
+    from ddsa_sim.training.synthetic import write_synthetic_store
+
+    path = write_synthetic_store(tmp_path / "s.zarr", size=16)
+    root = zarr.open_group(str(path), mode="r+")
+    assert root.attrs["format_version"] == 2
+    n = len(ZarrDDSADataset(path, "train"))
+    for name in ("mas", "air_kerma_ugy", "detector_air_kerma_ugy"):  # make it a genuine version-1 store
+        del root["meta"][name]
+    root.attrs["format_version"] = 1
+    assert len(ZarrDDSADataset(path, "train")) == n > 0
+    root.attrs["format_version"] = 3
+    with pytest.raises(InputError, match="format_version 3"):
+        open_training_store(path)

@@ -28,7 +28,7 @@ def test_neglog_variance_scales_as_one_over_n0(correlation):
     rng = np.random.default_rng(10)
     v = {}
     for n0 in (1e3, 1e4):
-        noisy = add_quantum_noise(flat, n0, rng, correlation=correlation)
+        noisy = add_quantum_noise(flat, n0 * flat, rng, correlation=correlation)  # photon counting: N0 I quanta
         v[n0] = neglog(noisy)[4:-4, 4:-4].var()
     assert v[1e3] / v[1e4] == pytest.approx(10.0, rel=0.10)
     # and the absolute level is the Poisson one: var(-ln I) ~ 1 / (N0 I); kernels keep variance
@@ -38,7 +38,7 @@ def test_neglog_variance_scales_as_one_over_n0(correlation):
 def test_mean_is_preserved():
     rng = np.random.default_rng(11)
     img = np.linspace(0.05, 1.0, SHAPE[0] * SHAPE[1]).reshape(SHAPE)
-    noisy = add_quantum_noise(img, 5000.0, rng, correlation="deepdrr3x3")
+    noisy = add_quantum_noise(img, 5000.0 * img, rng, correlation="deepdrr3x3")
     assert (noisy - img).mean() == pytest.approx(0.0, abs=2e-4)
 
 
@@ -47,8 +47,8 @@ def test_mask_and_contrast_noise_independent():
     mask = np.full(SHAPE, 0.4)
     contrast = mask.copy()
     contrast[100:150, :] *= 0.8  # a vessel band
-    nm = add_quantum_noise(mask, 2000.0, rng, correlation="deepdrr3x3") - mask
-    nc = add_quantum_noise(contrast, 2000.0, rng, correlation="deepdrr3x3") - contrast
+    nm = add_quantum_noise(mask, 2000.0 * mask, rng, correlation="deepdrr3x3") - mask
+    nc = add_quantum_noise(contrast, 2000.0 * contrast, rng, correlation="deepdrr3x3") - contrast
     r = np.corrcoef(nm.ravel(), nc.ravel())[0, 1]
     assert abs(r) < 4.0 / np.sqrt(nm.size)  # ~0 within sampling error (4 sigma)
     # the DSA difference carries the sum of both variances
@@ -103,7 +103,7 @@ def test_photons_from_mas_inverse_square_and_pixel_area():
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: add_quantum_noise(np.ones((4, 4)), 0.0, np.random.default_rng(0)),
+        lambda: add_quantum_noise(np.ones((4, 4)), -1.0, np.random.default_rng(0)),
         lambda: add_quantum_noise(np.ones((4, 4)), 100.0, np.random.default_rng(0), correlation="pink"),
         lambda: add_quantum_noise(-np.ones((4, 4)), 100.0, np.random.default_rng(0)),
         lambda: add_quantum_noise(np.ones((4, 4)), 100.0, 7),

@@ -15,7 +15,7 @@ from ddsa_sim.physics.scatter import (
     water_equivalent_thickness_mm,
 )
 from ddsa_sim.scene import TRIPLET_KEYS, render_frames, render_sequence, render_triplet
-from ddsa_sim.scene.recording import Exposure, ScatterSettings, gain_for_bit_depth
+from ddsa_sim.scene.recording import Exposure, ScatterSettings, frame_quanta, gain_for_bit_depth
 from ddsa_sim.scene.vessels import BolusParams, TreeVessels
 
 
@@ -72,7 +72,7 @@ def test_scatter_spr_of_water_slabs_follows_model_with_carm_geometry(grid):
         scene = make_scene(slab_ct(t_mm), scatter=settings)
         f = render_frames(scene, carm, np.random.default_rng(0))
         p = f.mask_primary
-        t = water_equivalent_thickness_mm(p, scene.projector.spectrum, "energy")
+        t = water_equivalent_thickness_mm(p, scene.projector.spectrum, scene.projector.mode)
         # the scene passes the C-arm's distances (air gap) and its spectrum to the model
         geometry = ScatterGeometry(carm.source_to_detector_distance, carm.source_to_isocenter_vertical_distance)
         expected = factor * scatter_kernel_superposition(p, t, carm.pixel_mm, spectrum=scene.projector.spectrum,
@@ -88,7 +88,9 @@ def test_scatter_spr_of_water_slabs_follows_model_with_carm_geometry(grid):
 
 
 def _flat_scene(n0: float):
-    return make_scene(slab_ct(150.0), noise=True, noise_correlation="none", exposure=Exposure(photons_per_pixel=n0))
+    """An ideal photon counter (every photon counted once): Poisson counts, var(-ln I) = 1 / (N0 I)."""
+    return make_scene(slab_ct(150.0), noise=True, noise_correlation="none", exposure=Exposure(photons_per_pixel=n0),
+                      detector=Detector(mode="photon", scintillator_mm=None))
 
 
 def test_noise_variance_scales_as_inverse_n0_and_frames_are_independent():
@@ -119,10 +121,13 @@ def test_noise_is_seeded():
 def test_detector_quantisation_and_photon_counting(ct):
     carm = small_carm(32, 5.0)
     n0 = 1e4
-    det = Detector(bit_depth=12, gain=gain_for_bit_depth(12, n0))
+    ideal = make_scene(ct, detector=Detector(scintillator_mm=None))
+    quanta = frame_quanta(ideal.projector.spectrum, ideal.detector, n0, ideal.scatter)  # N0 x Swank factor
+    det = Detector(bit_depth=12, gain=gain_for_bit_depth(12, quanta), scintillator_mm=None)
     f = render_frames(make_scene(ct, detector=det, exposure=Exposure(photons_per_pixel=n0)), carm,
                       np.random.default_rng(0))
-    stored = np.exp(-f.mask.astype(np.float64)) * det.gain * n0
+    assert f.quanta_per_pixel == pytest.approx(quanta)
+    stored = np.exp(-f.mask.astype(np.float64)) * det.gain * quanta
     np.testing.assert_allclose(stored, np.rint(stored), atol=2e-3 * stored.max())
     assert np.unique(np.rint(stored)).size < 4096
     pc = render_triplet(make_scene(ct, detector=Detector(mode="photon")), carm, np.random.default_rng(0))
@@ -174,11 +179,12 @@ def test_static_vessel_volume_is_built_once_and_scaled_exactly():
     rng = np.random.default_rng(5)
     frac = np.where(rng.random((20, 30, 40)) > 0.9, rng.random((20, 30, 40)), 0.0).astype(np.float32)
     src = FractionVessels(frac, np.diag([0.3, 0.2, 0.25, 1.0]))
-    first = src.iodine_volume("v", None, BolusParams(), 300.0, "blood", 0.5)
-    for mg_per_ml in (300.0, 12.5, 0.7):
-        got = src.iodine_volume("v", None, BolusParams(), mg_per_ml, "blood", 0.5)
-        fresh = iodine_volume("v", src.fraction_volume, src.affine, mg_per_ml, "blood", 0.5)
-        assert np.array_equal(got.density_g_per_cc, fresh.density_g_per_cc)
+    first = src.iodine_volume("v", None, BolusParams(), "iodinated blood:300", 1.35, {"blood": 0.5})
+    for mg_per_ml, rho in ((300.0, 1.35), (12.5, 1.07), (0.7, 1.06)):
+        mat = f"iodinated blood:{mg_per_ml:g}"
+        got = src.iodine_volume("v", None, BolusParams(), mat, rho, {"blood": 0.5})
+        fresh = iodine_volume("v", src.fraction_volume, src.affine, mat, rho, {"blood": 0.5})
+        assert np.array_equal(got.density_g_per_cc, fresh.density_g_per_cc) and got.materials == (mat,)
         assert np.array_equal(got.world_from_voxel, fresh.world_from_voxel) and got.displaces == {"blood": 0.5}
         assert got.occupancy()[0] is first.occupancy()[0]
     labels = np.zeros((2, 2, 2), np.uint8)

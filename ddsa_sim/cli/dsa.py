@@ -113,7 +113,8 @@ def save_view(path: Path, frames, carm, scene) -> Path:
             arrays[f"{key}_frames"] = getattr(frames, key)
         arrays["frame_times_s"] = frames.times_s
     arrays["projection_matrix"] = carm.projection_matrix
-    arrays["photons_per_pixel"] = np.float64(frames.photons_per_pixel)
+    for key, value in frames.exposure_dict().items():  # photons_per_pixel, mas, air kerma (uGy), quanta
+        arrays[key] = np.float64(value)
     arrays["pose_json"] = np.array(json.dumps(carm.to_dict()))
     arrays["scene_json"] = np.array(json.dumps({**scene.to_dict(), "motion_applied": frames.motion}))
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
@@ -138,7 +139,16 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         photons: float | None = typer.Option(None, "--photons", help="Photons per pixel at the detector (N0); "
                                                 "default DeepDRR's 1e4 per 0.194 mm pixel scaled to the pixel area."),
         mas: float | None = typer.Option(None, "--mas", help="Exposure in mAs per frame (overrides --photons)."),
-        spectrum: str = typer.Option("90KV_AL40", help="Spectrum preset or spec (physics.spectra.get_spectrum)."),
+        detector_dose: float | None = typer.Option(
+            None, "--detector-dose", help="Automatic exposure: air kerma per frame behind the patient at the "
+            "detector, uGy (centre of the field; overrides --mas and --photons; needs --bit-depth 0)."),
+        electronic_noise: float = typer.Option(0.0, "--electronic-noise", help="Electronic noise std per pixel, "
+                                               "in noise-equivalent quanta."),
+        scintillator_mm: float = typer.Option(0.6, "--scintillator-mm", help="CsI:Tl thickness, mm (0 = ideal "
+                                              "detector that absorbs every photon, DeepDRR's model)."),
+        threshold_kev: float = typer.Option(0.0, "--threshold-kev", help="Photon counting: energy threshold, keV."),
+        spectrum: str = typer.Option("90KV_AL40", help="Spectrum preset or spec (physics.spectra.get_spectrum), "
+                                     "e.g. spekpy:kvp=80,al=4 or mono:40."),
         detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Detector ROWSxCOLS."),
         pixel_mm: float = typer.Option(DEFAULT_PIXEL_MM, "--pixel-mm", help="Detector pixel size, mm."),
         detector_mode: str = typer.Option("energy", help="energy (integrating) or photon (counting)."),
@@ -170,7 +180,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         build_scene,
         render_sequence,
     )
-    from ddsa_sim.scene.recording import gain_for_bit_depth
+    from ddsa_sim.scene.recording import frame_quanta, gain_for_bit_depth
     from ddsa_sim.viz.animation import save_animation
 
     alphas, betas = parse_float_list(alpha, "alpha"), parse_float_list(beta, "beta")
@@ -181,12 +191,19 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     if frames < 1:
         raise InputError(f"--frames must be >= 1, got {frames}")
     rows, cols = parse_detector(detector)
-    exposure = Exposure(photons_per_pixel=photons, mas=mas)
+    exposure = Exposure(photons_per_pixel=photons, mas=mas, target_detector_air_kerma_ugy=detector_dose)
     if bit_depth < 0 or bit_depth > 32:
         raise InputError(f"--bit-depth must be 0 (none) or 1-32, got {bit_depth}")
+    if detector_dose is not None and bit_depth:
+        raise InputError("--detector-dose sets the exposure per view; use it with --bit-depth 0")
+
+    def make_detector(**kw) -> Detector:
+        return Detector(mode=detector_mode, scintillator_mm=scintillator_mm or None, threshold_kev=threshold_kev,
+                        electronic_noise_std=electronic_noise, **kw)
+
     spec = scene_spec(ct, vessels, seed, labels=labels, structures=structures, region=region, place=place,
                       spacing_mm=spacing_mm,
-                      exposure=ExposureSpec(spectrum, exposure, Detector(mode=detector_mode), iodine),
+                      exposure=ExposureSpec(spectrum, exposure, make_detector(), iodine),
                       effects=EffectsSpec(noise=not no_noise, motion=MotionParams(kind=motion),
                                           scatter=ScatterSettings(enabled=not no_scatter,
                                                                   grid=None if no_grid else AntiScatterGrid()),
@@ -195,8 +212,9 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
     carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_mm=pixel_mm)
     if bit_depth:
-        n0 = exposure.n0(scene.projector.spectrum, carm0)
-        scene.detector = Detector(mode=detector_mode, bit_depth=bit_depth, gain=gain_for_bit_depth(bit_depth, n0))
+        quanta = frame_quanta(scene.projector.spectrum, scene.detector, exposure.n0(scene.projector.spectrum, carm0),
+                              scene.scatter)
+        scene.detector = make_detector(bit_depth=bit_depth, gain=gain_for_bit_depth(bit_depth, quanta))
     carms = [carm0.at(alpha_deg=a, beta_deg=b) for a, b in zip(alphas, betas)]  # validates every pose first
     out.mkdir(parents=True, exist_ok=True)
     for n, carm in enumerate(carms):

@@ -67,7 +67,10 @@ def spectrum_from_options(kvp: Optional[float], filter_al: Optional[float], spec
     ``--kvp`` or ``--filter-al`` is given (the other defaults to 90 kVp / 4 mm Al)."""
     if kvp is None and filter_al is None:
         return spectrum
-    return {"kvp": kvp if kvp is not None else 90.0, "filter_al_mm": filter_al if filter_al is not None else 4.0}
+    from ddsa_sim.physics.spectra import DEFAULT_FILTER_AL_MM
+
+    return {"kvp": kvp if kvp is not None else 90.0,
+            "filter_al_mm": filter_al if filter_al is not None else DEFAULT_FILTER_AL_MM}
 
 
 CT_ARG = typer.Argument(..., help="CT: NIfTI file, DICOM series folder, or a builtin name (builtin:chest-ct).")

@@ -22,15 +22,19 @@ __all__ = [
     "IMAGE_DTYPES",
     "META_ARRAYS",
     "META_GROUP",
+    "READABLE_VERSIONS",
     "SAMPLE_META_ARRAYS",
+    "V2_META_ARRAYS",
     "sample_checksum",
     "sample_chunks",
 ]
 
 #: root attribute ``format``: what a store is
 FORMAT = "ddsa-sim-dataset"
-#: root attribute ``format_version``: readers refuse any other
-FORMAT_VERSION = 1
+#: root attribute ``format_version`` of what is written now
+FORMAT_VERSION = 2
+#: versions a reader accepts (version 1: no exposure meta arrays, see :data:`V2_META_ARRAYS`)
+READABLE_VERSIONS = (1, 2)
 
 #: image arrays at the root, shape (N, H, W), in checksum order
 IMAGE_ARRAYS: tuple[str, ...] = ("mask", "contrast", "contrast_clean", "dsa_target", "iodine_mg_per_cm2",
@@ -58,7 +62,12 @@ META_ARRAYS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "photons_per_pixel": (np.float64, ()),
     "iodine_mg_per_ml": (np.float64, ()),
     "params_json": (str, ()),
+    "mas": (np.float64, ()),
+    "air_kerma_ugy": (np.float64, ()),
+    "detector_air_kerma_ugy": (np.float64, ()),
 }
+#: meta arrays new in version 2 (exposure per frame; NaN where a renderer does not know them)
+V2_META_ARRAYS: tuple[str, ...] = ("mas", "air_kerma_ugy", "detector_air_kerma_ugy")
 #: meta arrays a writer is given per sample: all but its own ``complete`` flag and ``checksum``
 SAMPLE_META_ARRAYS: tuple[str, ...] = tuple(name for name in META_ARRAYS if name not in ("complete", "checksum"))
 

@@ -18,7 +18,7 @@ The renderer is picked by ``spec.renderer`` (:mod:`ddsa_sim.export.renderers`): 
 the scene with :func:`ddsa_sim.scene.build_scene` on the worker's cached :class:`~ddsa_sim.scene.Patient`
 (whose memo keeps the CT's projector volume, regions, the virtual non-contrast CT and an LRU of
 voxelized trees, ``renderer_options.vessel_cache_size``, since one tree is seen from many poses) and
-renders it with :func:`ddsa_sim.scene.render_triplet`. Options: :data:`SCENE_OPTIONS` (``device: cuda``
+renders it with :func:`ddsa_sim.scene.render_frames`. Options: :data:`SCENE_OPTIONS` (``device: cuda``
 runs the scene on the torch GPU backend; the CT is uploaded once per worker process).
 
 Memory per worker (see ``docs/export.md``): the :class:`CTCache` holds at most ``max_items`` CTs,
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.export.format import IMAGE_ARRAYS, IMAGE_DTYPES
+from ddsa_sim.export.format import IMAGE_ARRAYS, IMAGE_DTYPES, V2_META_ARRAYS
 from ddsa_sim.export.plan import SampleSpec
 from ddsa_sim.export.renderers import resolve_renderer
 
@@ -213,16 +213,20 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
 
 
 def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarray]:
-    """The physics: :func:`scene_spec` -> :func:`ddsa_sim.scene.build_scene` -> ``render_triplet`` with
-    ``default_rng(spec.seed)``; the store's arrays centre-cropped, plus ``isocenter_mm`` / ``projection_matrix``."""
-    from ddsa_sim.scene import build_scene, render_triplet
+    """The physics: :func:`scene_spec` -> :func:`ddsa_sim.scene.build_scene` -> ``render_frames`` with
+    ``default_rng(spec.seed)``; the store's arrays centre-cropped, plus ``isocenter_mm`` / ``projection_matrix``
+    and the exposure meta values (``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)."""
+    from ddsa_sim.scene import build_scene, render_frames
 
     opts = scene_options(spec)
     patient = cache.get(spec)
     scene = build_scene(scene_spec(spec, opts), patient, vessel_cache_size=int(opts["vessel_cache_size"]))
     carm = sample_carm(spec, patient.ct.center_mm)
-    arrays = crop_images(spec, render_triplet(scene, carm, np.random.default_rng(spec.seed)))
+    frames = render_frames(scene, carm, np.random.default_rng(spec.seed))
+    arrays = crop_images(spec, frames.frame(0))
     arrays["isocenter_mm"], arrays["projection_matrix"] = sample_geometry(spec, patient.ct.center_mm)
+    exposure = frames.exposure_dict()
+    arrays.update({name: np.float64(exposure[name]) for name in V2_META_ARRAYS})
     return arrays
 
 

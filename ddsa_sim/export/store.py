@@ -39,6 +39,7 @@ from ddsa_sim.export.format import (
     META_ARRAYS,
     META_GROUP,
     SAMPLE_META_ARRAYS,
+    V2_META_ARRAYS,
     sample_checksum,
     sample_chunks,
 )
@@ -174,6 +175,7 @@ def sample_meta(spec: SampleSpec, arrays: Mapping[str, np.ndarray]) -> dict[str,
         "photons_per_pixel": spec.photons_per_pixel,
         "iodine_mg_per_ml": spec.iodine_mg_per_ml,
         "params_json": params_json(spec),
+        **{name: float(arrays.get(name, np.nan)) for name in V2_META_ARRAYS},
     }
 
 

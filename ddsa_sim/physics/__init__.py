@@ -17,6 +17,8 @@ from ddsa_sim.physics.attenuation import (
 )
 from ddsa_sim.physics.detector import (
     Detector,
+    DetectorResponse,
+    flat_field_quanta,
     integrate_spectrum,
     neglog,
     spectral_weights,
@@ -36,20 +38,25 @@ from ddsa_sim.physics.scatter import (
     water_equivalent_thickness_mm,
 )
 from ddsa_sim.physics.spectra import (
+    DEFAULT_FILTER_AL_MM,
     PRESETS,
     Spectrum,
+    air_kerma_ugy,
     get_spectrum,
     load_spectrum_file,
+    mono_spectrum,
     preset_spectrum,
     spekpy_spectrum,
     tabulated_spectrum,
 )
 
 __all__ = [
+    "DEFAULT_FILTER_AL_MM",
     "MATERIALS",
     "PRESETS",
     "AntiScatterGrid",
     "Detector",
+    "DetectorResponse",
     "Material",
     "ScatterGeometry",
     "ScatterParams",
@@ -57,15 +64,18 @@ __all__ = [
     "add_electronic_noise",
     "add_quantum_noise",
     "add_scatter",
+    "air_kerma_ugy",
     "attenuation_matrix",
     "contrast_agent_material",
     "displaced_blood_g_per_mg_iodine",
+    "flat_field_quanta",
     "get_material",
     "get_spectrum",
     "integrate_spectrum",
     "iodinated_blood",
     "load_spectrum_file",
     "mass_attenuation",
+    "mono_spectrum",
     "neglog",
     "photons_per_pixel_from_mas",
     "preset_spectrum",

@@ -149,6 +149,8 @@ _ICRU44: dict[str, tuple[dict[str, float], float]] = {
     "iodine": ({"I": 1.0}, 4.93),
     "titanium": ({"Ti": 1.0}, 4.506),
     "iron": ({"Fe": 1.0}, 7.874),
+    # CsI from the atomic masses (Cs 132.905, I 126.904 g/mol); crystal density 4.51 g/cm^3 (NIST)
+    "cesium iodide": ({"Cs": 0.511549, "I": 0.488451}, 4.51),
 }
 
 _NOTES = {
@@ -163,6 +165,7 @@ _NOTES = {
     "iodine": "elemental iodine (solid density); used as a pure-iodine area-density channel",
     "titanium": "elemental titanium (implants, tools)",
     "iron": "elemental iron (steel tools such as K-wires; DeepDRR's K-wire material)",
+    "cesium iodide": "CsI crystal, the scintillator of flat-panel detectors (Tl doping ignored)",
 }
 
 
@@ -192,7 +195,10 @@ class _Materials(Mapping[str, Material]):
 #: Named materials (lower-case names with spaces). "bone" is an alias of "cortical bone".
 MATERIALS: Mapping[str, Material] = _Materials()
 
-_IODINATED_RE = re.compile(r"^iodinated[ _]blood(?:[ _:=@(]+([0-9.eE+-]+)\s*(?:mg ?i ?/ ?ml)?\)?)?$")
+_IODINATED_RE = re.compile(
+    r"^iodinated[ _]blood(?:[ _:=@(]+([0-9.eE+-]+)\s*(?:mg ?i ?/ ?ml)?\)?)?"
+    r"(?:\s*/\s*([a-z]+)[ _:=]+([0-9.eE+-]+)\s*(?:mg ?i ?/ ?ml)?)?$"
+)
 
 
 def _normalise_name(name: str) -> str:
@@ -200,8 +206,10 @@ def _normalise_name(name: str) -> str:
 
 
 def get_material(material: str | Material | Mapping[str, float]) -> Material:
-    """Resolve a material: a name in :data:`MATERIALS`, ``"iodinated blood:<mgI/ml>"``, a
-    :class:`Material`, or a composition dict ``{element: mass fraction}`` (density 1 g/cm^3)."""
+    """Resolve a material: a name in :data:`MATERIALS`, ``"iodinated blood:<mgI/ml>"`` (iohexol
+    350 mgI/ml) or ``"iodinated blood:<mgI/ml>/<agent>:<agent mgI/ml>"`` (the name
+    :func:`iodinated_blood` gives), a :class:`Material`, or a composition dict
+    ``{element: mass fraction}`` (density 1 g/cm^3)."""
     if isinstance(material, Material):
         return material
     if isinstance(material, Mapping):
@@ -215,7 +223,9 @@ def get_material(material: str | Material | Mapping[str, float]) -> Material:
     if m:
         if m.group(1) is None:
             raise InputError(f"material {material!r}: give the concentration, e.g. 'iodinated blood:10' (mgI/ml)")
-        return iodinated_blood(float(m.group(1)))
+        if m.group(2) is None:
+            return iodinated_blood(float(m.group(1)))
+        return iodinated_blood(float(m.group(1)), m.group(2), float(m.group(3)))
     raise InputError(f"unknown material {material!r}; known: {sorted(MATERIALS)} or 'iodinated blood:<mgI/ml>'")
 
 
@@ -238,11 +248,12 @@ def _xraydb_version() -> str:
 
 
 class _MuTable:
-    """``mu_elam`` (cm^2/g, total) of elements on one energy grid (eV), mirrored in one ``.npz`` file."""
+    """``mu_elam`` (cm^2/g, one ``kind``) of elements on one energy grid (eV), mirrored in one ``.npz`` file."""
 
-    def __init__(self, energies_ev: tuple[float, ...]) -> None:
+    def __init__(self, energies_ev: tuple[float, ...], kind: str = "total") -> None:
         self.energies_ev = energies_ev
-        self.key = json.dumps(["xraydb", _xraydb_version(), "mu_elam", "total", energies_ev])
+        self.kind = kind
+        self.key = json.dumps(["xraydb", _xraydb_version(), "mu_elam", kind, energies_ev])
         folder = cache_dir("attenuation")
         self.path = None if folder is None else folder / (hashlib.sha1(self.key.encode()).hexdigest()[:20] + ".npz")
         self.mu: dict[str, np.ndarray] = self._read()
@@ -267,7 +278,7 @@ class _MuTable:
 
             e = np.asarray(self.energies_ev, dtype=np.float64)
             for s in missing:
-                self.mu[s] = _read_only(np.atleast_1d(np.asarray(xraydb.mu_elam(s, e, kind="total"), dtype=np.float64)))
+                self.mu[s] = _read_only(np.atleast_1d(np.asarray(xraydb.mu_elam(s, e, kind=self.kind), dtype=np.float64)))
             self._write()
         return [self.mu[s] for s in symbols]
 
@@ -290,12 +301,17 @@ def _read_only(a: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _mu_table(energies_ev: tuple[float, ...]) -> _MuTable:
-    return _MuTable(energies_ev)
+def _mu_table(energies_ev: tuple[float, ...], kind: str = "total") -> _MuTable:
+    return _MuTable(energies_ev, kind)
 
 
-def mass_attenuation(material: str | Material | Mapping[str, float], energies_kev: Any) -> np.ndarray:
-    """Total mass attenuation coefficient mu/rho (cm^2/g, with coherent scattering).
+#: Interaction kinds of :func:`mass_attenuation` (xraydb ``mu_elam`` kinds).
+KINDS = ("total", "photo", "incoh", "coh")
+
+
+def mass_attenuation(material: str | Material | Mapping[str, float], energies_kev: Any,
+                     kind: str = "total") -> np.ndarray:
+    """Mass attenuation coefficient mu/rho (cm^2/g): total (with coherent scattering) or one process.
 
     Parameters
     ----------
@@ -303,6 +319,8 @@ def mass_attenuation(material: str | Material | Mapping[str, float], energies_ke
         A named material, a :class:`Material`, or ``{element: mass fraction}``.
     energies_kev : array_like
         Photon energies, keV (1-433 keV, the range of the Elam tables).
+    kind : {"total", "photo", "incoh", "coh"}
+        All interactions, or photoabsorption, Compton (incoherent) or Rayleigh (coherent) only.
 
     Returns
     -------
@@ -316,9 +334,11 @@ def mass_attenuation(material: str | Material | Mapping[str, float], energies_ke
         raise InputError("energies_kev is empty")
     if not np.all(np.isfinite(e)) or np.any(e < 1.0) or np.any(e > 433.0):
         raise InputError("energies_kev must lie in 1-433 keV (Elam tables)")
+    if kind not in KINDS:
+        raise InputError(f"attenuation kind {kind!r} unknown; use one of {KINDS}")
     key = tuple(float(x) for x in (e.reshape(-1) * 1000.0))
     out = np.zeros(e.size, dtype=np.float64)
-    mus = _mu_table(key).get(list(mat.composition))
+    mus = _mu_table(key, kind).get(list(mat.composition))
     for w, mu in zip(mat.composition.values(), mus):
         out += w * mu
     return out.reshape(e.shape)
@@ -459,7 +479,7 @@ def iodinated_blood(
     for el, m in agent_masses.items():
         masses[el] = masses.get(el, 0.0) + v * m
     rho = v * rho_agent + (1 - v) * blood.density_g_per_cc
-    return Material(f"iodinated blood {c:g} mgI/ml", masses, rho, f"blood + {a.name} {ca:g} mgI/ml, v={v:.4g}")
+    return Material(f"iodinated blood:{c:g}/{a.name}:{ca:g}", masses, rho, f"blood + {a.name} {ca:g} mgI/ml, v={v:.4g}")
 
 
 def displaced_blood_g_per_mg_iodine(

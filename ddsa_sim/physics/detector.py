@@ -1,16 +1,26 @@
 """Detector response: spectral integration, -ln, and recording (noise, blur, gain, quantisation).
 
-Energy-integrating detector (as DeepDRR):
+A :class:`DetectorResponse` says what one photon of energy E adds to a pixel's signal:
 
-    I / I0 = sum_b E_b p_b exp(-sum_m (mu/rho)_mb A_m) / sum_b E_b p_b
+* energy-integrating (``kind="energy"``): ``E eta(E)``, the energy absorbed in the scintillator;
+* photon-counting (``kind="photon"``): ``eta(E)`` for E at or above the energy threshold, else 0;
 
-Photon-counting detector: the same without E_b. ``A_m`` are area densities (g/cm^2), ``p_b`` photon
-probabilities. Results are relative to the unattenuated beam, so no per-image scaling is ever
-needed: ``-ln(I/I0)`` is the flat-field-normalised line integral.
+with ``eta(E) = 1 - exp(-(mu/rho)_photo(E) rho t)`` the photoabsorption probability in a CsI layer of
+thickness t (xraydb; each absorbed photon deposits E, K-fluorescence escape and Compton scattering in
+the layer neglected). ``scintillator_mm=None`` is the ideal detector, ``eta = 1``: DeepDRR's model
+(``"energy"`` and ``"photon"`` as plain strings mean these ideal responses). Then
+
+    I / I0 = sum_b w_b exp(-sum_m (mu/rho)_mb A_m) / sum_b w_b,    w_b = p_b x response(E_b),
+
+with ``A_m`` the area densities (g/cm^2) and ``p_b`` the photon probabilities. Results are relative to
+the unattenuated beam, so no per-image scaling is ever needed: ``-ln(I/I0)`` is the flat-field-
+normalised line integral. The quantum noise of the signal follows from the same sums
+(:func:`flat_field_quanta`, docs/physics.md "Quantum noise").
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,17 +35,25 @@ from ddsa_sim.checks import check_array, check_integer, check_positive
 
 __all__ = [
     "DEEPDRR_NOISE_KERNEL",
+    "DEFAULT_SCINTILLATOR_MM",
     "MODES",
     "NEGLOG_FLOOR",
     "Detector",
+    "DetectorResponse",
     "apply_kernel",
     "blur_kernel",
+    "detector_response",
+    "flat_field_quanta",
     "integrate_spectrum",
     "neglog",
     "spectral_weights",
 ]
 
 MODES = ("energy", "photon")
+
+#: CsI:Tl thickness (mm) of the default energy-integrating panel: a common thickness of C-arm
+#: flat-panel scintillators (0.5-0.6 mm).
+DEFAULT_SCINTILLATOR_MM = 0.6
 
 #: Smallest relative intensity passed to the log: -ln(1e-10) = 23.03, far beyond any clinical
 #: attenuation (30 cm of bone is ~ -ln I = 15) and avoids inf where the beam is fully blocked.
@@ -51,7 +69,6 @@ DEEPDRR_NOISE_KERNEL = np.array(
 )
 
 
-
 def _check_mode(mode: str) -> str:
     m = str(mode).strip().lower()
     if m not in MODES:
@@ -59,22 +76,106 @@ def _check_mode(mode: str) -> str:
     return m
 
 
-def spectral_weights(spectrum: Any, mode: str = "energy") -> np.ndarray:
-    """(B,) detector weights per bin, normalised to sum 1: ``E_b p_b`` (energy) or ``p_b`` (photon)."""
-    m = _check_mode(mode)
-    p = np.asarray(spectrum.fluence, dtype=np.float64)
-    w = p * np.asarray(spectrum.energies_kev, dtype=np.float64) if m == "energy" else p.copy()
+@functools.lru_cache(maxsize=64)
+def _csi_efficiency(energies_kev: tuple[float, ...], thickness_mm: float) -> np.ndarray:
+    from ddsa_sim.physics.attenuation import MATERIALS, mass_attenuation
+
+    csi = MATERIALS["cesium iodide"]
+    mu = mass_attenuation(csi, np.asarray(energies_kev), kind="photo") * csi.density_g_per_cc  # 1/cm
+    eta = -np.expm1(-mu * thickness_mm / 10.0)
+    eta.setflags(write=False)
+    return eta
+
+
+@dataclass(frozen=True)
+class DetectorResponse:
+    """What one photon adds to a pixel's signal (module docstring).
+
+    Attributes
+    ----------
+    kind : {"energy", "photon"}
+        Energy-integrating (signal = absorbed energy) or photon-counting (signal = counts).
+    scintillator_mm : float or None
+        CsI:Tl thickness, mm (solid CsI; a columnar layer of fill factor f acts as f times its
+        thickness). None: ideal absorber, every photon detected (DeepDRR parity).
+    threshold_kev : float
+        Photon counting: photons below this energy are not counted (0: all).
+    """
+
+    kind: Literal["energy", "photon"] = "energy"
+    scintillator_mm: float | None = DEFAULT_SCINTILLATOR_MM
+    threshold_kev: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", _check_mode(self.kind))
+        if self.scintillator_mm is not None:
+            object.__setattr__(self, "scintillator_mm", check_positive("detector scintillator_mm",
+                                                                       self.scintillator_mm))
+        object.__setattr__(self, "threshold_kev", check_positive("detector threshold_kev", self.threshold_kev,
+                                                                 allow_zero=True))
+        if self.threshold_kev > 0 and self.kind != "photon":
+            raise InputError("detector threshold_kev applies to a photon-counting detector (mode 'photon') only")
+
+    def efficiency(self, energies_kev: Any) -> np.ndarray:
+        """Fraction of incident photons of each energy that is detected (absorbed and counted)."""
+        e = np.asarray(energies_kev, dtype=np.float64)
+        eta = (np.ones(e.shape) if self.scintillator_mm is None
+               else _csi_efficiency(tuple(e.reshape(-1).tolist()), self.scintillator_mm).reshape(e.shape))
+        return eta * (e >= self.threshold_kev)
+
+    def moments(self, spectrum: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Per-bin signal weights and squared signal weights per incident photon, (B,) each.
+
+        Signal ``p_b eta_b E_b`` and ``p_b eta_b E_b^2`` (energy-integrating; E in keV) or
+        ``p_b eta_b`` twice (counting: every count adds 1).
+        """
+        p = np.asarray(spectrum.fluence, dtype=np.float64)
+        e = np.asarray(spectrum.energies_kev, dtype=np.float64)
+        pe = p * self.efficiency(e)
+        if self.kind == "photon":
+            return pe, pe
+        return pe * e, pe * e * e
+
+
+def detector_response(mode: str | DetectorResponse) -> DetectorResponse:
+    """A :class:`DetectorResponse`; the strings ``"energy"``/``"photon"`` are the ideal detectors."""
+    if isinstance(mode, DetectorResponse):
+        return mode
+    return DetectorResponse(_check_mode(mode), None)
+
+
+def _normalised(w: np.ndarray) -> np.ndarray:
     s = w.sum()
     if s <= 0:
-        raise InputError("spectrum has no fluence")
+        raise InputError("spectrum has no fluence the detector responds to")
     return w / s
 
 
+def spectral_weights(spectrum: Any, mode: str | DetectorResponse = "energy") -> np.ndarray:
+    """(B,) detector signal weights per bin, normalised to sum 1 (module docstring)."""
+    return _normalised(detector_response(mode).moments(spectrum)[0])
+
+
+def flat_field_quanta(spectrum: Any, mode: str | DetectorResponse, photons_per_pixel: float) -> float:
+    """Noise-equivalent quanta of the flat field: ``N0 (sum w1)^2 / sum w2`` = N0 x efficiency x Swank.
+
+    With ``w1, w2`` the per-photon signal and squared signal weights (:meth:`DetectorResponse.moments`),
+    a pixel's signal over N0 incident photons has relative variance ``sum w2 / (N0 (sum w1)^2)``.
+    For photon counting this is N0 times the detected fraction; for an energy-integrating panel it is
+    also times the Swank factor ``M1^2 / (M0 M2)`` of the absorbed-energy distribution.
+    """
+    n0 = check_positive("photons_per_pixel", photons_per_pixel)
+    w1, w2 = detector_response(mode).moments(spectrum)
+    if w1.sum() <= 0:
+        raise InputError("spectrum has no fluence the detector responds to")
+    return float(n0 * w1.sum() ** 2 / w2.sum())
+
+
 def integrate_spectrum(
-    area_density_g_per_cm2: Any, mu_over_rho: Any, spectrum: Any, mode: str = "energy",
-    dtype: type = np.float64, threads: int | None = None,
-) -> np.ndarray:
-    """Relative detected intensity I/I0 in [0, 1].
+    area_density_g_per_cm2: Any, mu_over_rho: Any, spectrum: Any, mode: str | DetectorResponse = "energy",
+    dtype: type = np.float64, threads: int | None = None, second_moment: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Relative detected intensity I/I0 in [0, 1] (and, if asked, the relative second moment).
 
     Parameters
     ----------
@@ -84,8 +185,8 @@ def integrate_spectrum(
         (M, B) mass attenuation coefficients, cm^2/g, at the spectrum's bins
         (:func:`ddsa_sim.physics.attenuation.attenuation_matrix`).
     spectrum : Spectrum
-    mode : {"energy", "photon"}
-        Energy-integrating or photon-counting detector.
+    mode : {"energy", "photon"} or DetectorResponse
+        The detector's response (strings: ideal energy-integrating or photon-counting).
     dtype : {np.float64, np.float32}
         float64 (default): exact to rounding, accumulated per pixel with no (pixels x bins)
         temporary. float32: for images kept in float32 (the projector's); SIMD over blocks of
@@ -93,11 +194,15 @@ def integrate_spectrum(
         terms below exp(-60) are dropped (a relative intensity under 1e-26 reads 0).
     threads : int, optional
         Threads for either path (default: numba's current thread count). Results do not depend on it.
+    second_moment : bool
+        Also return ``Q = sum_b w2_b T_b / sum_b w2_b`` with ``w2`` the squared signal weights and
+        ``T_b`` the bin's transmission, from the same exponentials (one spectral pass): the expected
+        noise-equivalent quanta of a pixel are ``flat_field_quanta * I^2 / Q``.
 
     Returns
     -------
-    np.ndarray
-        (...) of ``dtype``.
+    np.ndarray or (np.ndarray, np.ndarray)
+        (...) of ``dtype``: I, or (I, Q) with ``second_moment``.
     """
     a = np.asarray(area_density_g_per_cm2, dtype=np.float64)
     mu = np.asarray(mu_over_rho, dtype=np.float64)
@@ -110,16 +215,18 @@ def integrate_spectrum(
         raise InputError(f"area_density_g_per_cm2 last axis must have {n_mat} materials, got shape {a.shape}")
     if dtype not in (np.float64, np.float32):
         raise InputError(f"integrate_spectrum dtype must be float64 or float32, got {dtype}")
-    w = spectral_weights(spectrum, mode)
+    w1, w2 = detector_response(mode).moments(spectrum)
+    w = np.stack([_normalised(w1), _normalised(w2)] if second_moment else [_normalised(w1)])
     flat = np.ascontiguousarray(a.reshape(-1, n_mat))
     with numba_threads(threads):
         if dtype == np.float32:
-            out = np.empty(flat.shape[0], dtype=np.float32)
+            out = np.empty((w.shape[0], flat.shape[0]), dtype=np.float32)
             _beer_lambert_f32(flat, np.ascontiguousarray(mu, dtype=np.float32), w.astype(np.float32), out)
         else:
-            out = np.empty(flat.shape[0], dtype=np.float64)
+            out = np.empty((w.shape[0], flat.shape[0]), dtype=np.float64)
             _beer_lambert_sum(flat, np.ascontiguousarray(mu), np.ascontiguousarray(w, dtype=np.float64), out)
-    return out.reshape(a.shape[:-1])
+    shaped = out.reshape(w.shape[0], *a.shape[:-1])
+    return (shaped[0], shaped[1]) if second_moment else shaped[0]
 
 
 #: Exponents below this give a zero term. exp(-60) = 9e-27, sixteen orders under the -ln floor
@@ -160,25 +267,29 @@ def _exp_f32(x):
 
 @numba.njit(parallel=True, cache=True, fastmath={"contract"})
 def _beer_lambert_f32(area, mu, w, out):
-    """out[p] = sum_b w_b exp(-sum_m area[p, m] mu[m, b]) in float32, parallel over blocks of pixels.
+    """out[k, p] = sum_b w[k, b] exp(-sum_m area[p, m] mu[m, b]) in float32, parallel over blocks of pixels.
 
     Within a block the pixels are innermost, so every loop is a SIMD loop over pixels; each pixel's
     arithmetic is the same whatever the block or thread, so results do not depend on the thread count.
+    The K weight rows share one exponential per bin and pixel.
     """
     n_pix = area.shape[0]
     n_mat, n_bins = mu.shape
+    n_w = w.shape[0]
     for blk in numba.prange((n_pix + _BLOCK - 1) // _BLOCK):
         lo = blk * _BLOCK
         n = min(_BLOCK, n_pix - lo)
         a = np.empty((n_mat, n), dtype=np.float32)
         line = np.empty(n, dtype=np.float32)
-        total = np.zeros(n, dtype=np.float32)
+        total = np.zeros((n_w, n), dtype=np.float32)
         for p in range(n):
             for m in range(n_mat):
                 a[m, p] = area[lo + p, m]
         for b in range(n_bins):
-            wb = w[b]
-            if wb == 0:
+            used = False
+            for k in range(n_w):
+                used = used or w[k, b] != 0
+            if not used:
                 continue
             mu0 = mu[0, b]
             for p in range(n):
@@ -187,24 +298,37 @@ def _beer_lambert_f32(area, mu, w, out):
                 mub = mu[m, b]
                 for p in range(n):
                     line[p] += a[m, p] * mub
+            if n_w == 1:
+                wb = w[0, b]
+                for p in range(n):
+                    total[0, p] += wb * _exp_f32(-line[p])
+            else:
+                for p in range(n):
+                    line[p] = _exp_f32(-line[p])
+                for k in range(n_w):
+                    wkb = w[k, b]
+                    for p in range(n):
+                        total[k, p] += wkb * line[p]
+        for k in range(n_w):
             for p in range(n):
-                total[p] += wb * _exp_f32(-line[p])
-        for p in range(n):
-            out[lo + p] = total[p]
+                out[k, lo + p] = total[k, p]
 
 
 @numba.njit(parallel=True, cache=True)
 def _beer_lambert_sum(area, mu, w, out):
-    """out[p] = sum_b w_b exp(-sum_m mu[m, b] area[p, m]), parallel over pixels (no temporaries)."""
+    """out[k, p] = sum_b w[k, b] exp(-sum_m mu[m, b] area[p, m]), parallel over pixels (no temporaries)."""
     n_mat, n_bins = mu.shape
+    n_w = w.shape[0]
     for p in numba.prange(area.shape[0]):
-        total = 0.0
+        for k in range(n_w):
+            out[k, p] = 0.0
         for b in range(n_bins):
             line = 0.0
             for m in range(n_mat):
                 line += mu[m, b] * area[p, m]
-            total += w[b] * math.exp(-line)
-        out[p] = total
+            e = math.exp(-line)
+            for k in range(n_w):
+                out[k, p] += w[k, b] * e
 
 
 def neglog(relative_intensity: Any, floor: float = NEGLOG_FLOOR) -> np.ndarray:
@@ -262,7 +386,12 @@ class Detector:
     Attributes
     ----------
     mode : {"energy", "photon"}
-        Spectral weighting used by :meth:`relative_intensity` (energy-integrating or counting).
+        Energy-integrating or photon-counting.
+    scintillator_mm : float or None
+        CsI:Tl thickness (mm) of the absorber (:class:`DetectorResponse`); None: ideal detector
+        (every photon detected, DeepDRR's model).
+    threshold_kev : float
+        Energy threshold of a photon-counting detector, keV.
     gain : float
         Digital units per detected photon (or photon-equivalent for an energy-integrating panel).
     bit_depth : int or None
@@ -278,12 +407,14 @@ class Detector:
 
     Notes
     -----
-    Quantum noise is Poisson on photon counts for both modes. For an energy-integrating panel the
-    extra variance from the spread of photon energies (the Swank factor, ~0.9 at 90 kVp) is not
-    modelled; scale ``photons_per_pixel`` by the Swank factor to include it.
+    :meth:`record` draws Poisson counts of the expected values it is given; the scene's recording
+    passes noise-equivalent quanta (detected photons, times the Swank factor for an
+    energy-integrating panel: :func:`flat_field_quanta`).
     """
 
     mode: Literal["energy", "photon"] = "energy"
+    scintillator_mm: float | None = DEFAULT_SCINTILLATOR_MM
+    threshold_kev: float = 0.0
     gain: float = 1.0
     bit_depth: int | None = None
     electronic_noise_std: float = 0.0
@@ -293,6 +424,7 @@ class Detector:
 
     def __post_init__(self) -> None:
         self.mode = _check_mode(self.mode)  # type: ignore[assignment]
+        self._response = DetectorResponse(self.mode, self.scintillator_mm, self.threshold_kev)
         check_positive("detector gain", self.gain)
         if self.bit_depth is not None:
             self.bit_depth = check_integer("detector bit_depth (or None)", self.bit_depth, 1, 32)
@@ -304,9 +436,14 @@ class Detector:
         """Largest stored value (2**bit_depth - 1), or None without quantisation."""
         return None if self.bit_depth is None else float(2**self.bit_depth - 1)
 
+    @property
+    def response(self) -> DetectorResponse:
+        """The spectral response (mode, scintillator, threshold)."""
+        return self._response
+
     def relative_intensity(self, area_density_g_per_cm2: Any, mu_over_rho: Any, spectrum: Any) -> np.ndarray:
-        """:func:`integrate_spectrum` with this detector's mode."""
-        return integrate_spectrum(area_density_g_per_cm2, mu_over_rho, spectrum, self.mode)
+        """:func:`integrate_spectrum` with this detector's response."""
+        return integrate_spectrum(area_density_g_per_cm2, mu_over_rho, spectrum, self.response)
 
     def record(self, expected_photons_image: Any, rng: np.random.Generator) -> np.ndarray:
         """Stored pixel values from expected photon counts per pixel.
@@ -346,6 +483,8 @@ class Detector:
     def to_dict(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
+            "scintillator_mm": self.scintillator_mm,
+            "threshold_kev": self.threshold_kev,
             "gain": self.gain,
             "bit_depth": self.bit_depth,
             "electronic_noise_std": self.electronic_noise_std,

@@ -4,9 +4,12 @@ Exposure: photons per pixel at the detector either given directly (``N0``) or fr
 in mAs via SpekPy's absolute fluence (photons / mm^2 / mAs at 1 m), the inverse-square law and the
 pixel area (:func:`photons_per_pixel_from_mas`).
 
-Quantum noise: counts ~ Poisson(N0 * I/I0), independently per pixel and per call (so a mask and a
-contrast frame drawn with one generator are independent realisations). The noise (counts minus their
-mean) can then be correlated with a kernel; the mean is untouched.
+Quantum noise: counts ~ Poisson(lambda), lambda the expected noise-equivalent quanta of each pixel
+(detected photons, times the Swank factor for an energy-integrating panel; see
+:func:`ddsa_sim.physics.detector.flat_field_quanta`), independently per pixel and per call (so a mask
+and a contrast frame drawn with one generator are independent realisations). The signal is
+``I Poisson(lambda) / lambda``: relative variance 1/lambda. The noise can then be correlated with a
+kernel; the mean is untouched.
 
 * ``"deepdrr3x3"``: DeepDRR's 3x3 kernel (Wang et al., Med Phys 41(7) 2014), see
   :data:`ddsa_sim.physics.detector.DEEPDRR_NOISE_KERNEL`; its squared weights sum to 0.9944, so
@@ -24,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.checks import check_array, check_positive, check_range
+from ddsa_sim.checks import check_array, check_positive
 from ddsa_sim.physics.detector import DEEPDRR_NOISE_KERNEL, apply_kernel
+from ddsa_sim.physics.spectra import DEFAULT_FILTER_AL_MM
 
 __all__ = [
     "add_electronic_noise",
@@ -41,16 +45,16 @@ def photons_per_pixel_from_mas(
     kvp: float,
     sid_mm: float,
     pixel_mm: float,
-    filter_al_mm: float = 2.5,
+    filter_al_mm: float = DEFAULT_FILTER_AL_MM,
     filter_cu_mm: float = 0.0,
     anode_angle_deg: float = 12.0,
     min_kev: float = 10.0,
-    detector_efficiency: float = 1.0,
 ) -> float:
-    """Expected unattenuated photons per detector pixel for an exposure.
+    """Expected unattenuated photons per detector pixel for an exposure (incident on the detector).
 
-    ``N0 = F(1 m) * mAs * (1000 / SID_mm)^2 * pixel_mm^2 * efficiency``, with F the SpekPy
-    fluence (photons / mm^2 / mAs at 1 m) above ``min_kev``.
+    ``N0 = F(1 m) * mAs * (1000 / SID_mm)^2 * pixel_mm^2``, with F the SpekPy fluence
+    (photons / mm^2 / mAs at 1 m) above ``min_kev``. The detector's efficiency is its response's
+    (:func:`ddsa_sim.physics.detector.flat_field_quanta`).
 
     Parameters
     ----------
@@ -62,19 +66,16 @@ def photons_per_pixel_from_mas(
         Source-to-image (detector) distance, mm.
     pixel_mm : float
         Detector pixel pitch, mm (square pixels).
-    detector_efficiency : float
-        Fraction of incident photons detected (quantum efficiency, 0-1]. 1 by default.
     """
     from ddsa_sim.physics.spectra import spekpy_spectrum
 
     mas = check_positive("mas", mas)
     sid = check_positive("sid_mm", sid_mm)
     px = check_positive("pixel_mm", pixel_mm)
-    eff = check_range("detector_efficiency", detector_efficiency, 0.0, 1.0, low_open=True)
     s = spekpy_spectrum(float(kvp), float(filter_al_mm), float(filter_cu_mm), float(anode_angle_deg), 1.0, float(min_kev))
     flu = s.photons_per_mm2_per_mas_at_1m
     assert flu is not None
-    return float(flu * mas * (1000.0 / sid) ** 2 * px * px * eff)
+    return float(flu * mas * (1000.0 / sid) ** 2 * px * px)
 
 
 def noise_kernel(correlation: str | float | None) -> np.ndarray | None:
@@ -116,7 +117,7 @@ def correlate_noise(noise: np.ndarray, correlation: str | float | None) -> np.nd
 
 def add_quantum_noise(
     relative_intensity: Any,
-    photons_per_pixel: float,
+    quanta: Any,
     rng: np.random.Generator,
     correlation: str | float | None = "none",
 ) -> np.ndarray:
@@ -126,8 +127,9 @@ def add_quantum_noise(
     ----------
     relative_intensity : array_like
         (..., H, W) noise-free I/I0 (>= 0; scatter included if wanted).
-    photons_per_pixel : float
-        N0, expected photons per pixel without an object.
+    quanta : float or array_like
+        Expected noise-equivalent quanta of each pixel (scalar or broadcastable to the image), >= 0.
+        For an ideal photon counter ``N0 * I/I0``.
     rng : numpy.random.Generator
     correlation : {"none", "deepdrr3x3"} or float
         Noise correlation (see module docstring); a float is a Gaussian sigma in pixels.
@@ -135,22 +137,23 @@ def add_quantum_noise(
     Returns
     -------
     np.ndarray
-        float64 noisy I/I0 = (N0 I + correlated(Poisson(N0 I) - N0 I)) / N0. Its variance is
-        ~ I / N0, so var(-ln(I/I0)) ~ 1 / (N0 I).
+        float64 noisy I/I0 = I (lambda + correlated(Poisson(lambda) - lambda)) / lambda; pixels with
+        lambda = 0 keep I. Relative variance 1 / lambda, so var(-ln(I/I0)) ~ 1 / lambda.
     """
     if not isinstance(rng, np.random.Generator):
         raise InputError("rng must be a numpy.random.Generator")
-    n0 = check_positive("photons_per_pixel", photons_per_pixel)
     i = np.asarray(relative_intensity, dtype=np.float64)
     check_array("relative_intensity", i)
-    lam = n0 * i
+    lam = np.broadcast_to(np.asarray(quanta, dtype=np.float64), i.shape)
+    check_array("quanta", lam)
     noise = rng.poisson(lam).astype(np.float64) - lam
     kernel = noise_kernel(correlation)
     if kernel is not None:
         if i.ndim < 2:
             raise InputError("noise correlation needs a 2-D image")
         noise = apply_kernel(noise, kernel)
-    return (lam + noise) / n0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(lam > 0, i * (1.0 + noise / lam), i)
 
 
 def add_electronic_noise(

@@ -34,10 +34,14 @@ from ddsa_sim import InputError
 from ddsa_sim.checks import check_array, check_finite, check_positive
 
 __all__ = [
+    "DEFAULT_FILTER_AL_MM",
     "PRESETS",
+    "air_kerma_per_photon",
+    "air_kerma_ugy",
     "Spectrum",
     "get_spectrum",
     "load_spectrum_file",
+    "mono_spectrum",
     "preset_spectrum",
     "spectrum_at_kvp",
     "spekpy_spectrum",
@@ -120,6 +124,10 @@ class Spectrum:
 # --------------------------------------------------------------------------------------------------
 # SpekPy
 # --------------------------------------------------------------------------------------------------
+
+#: Total aluminium filtration (mm) wherever none is given: library, ``dsa`` and the export config
+#: (DeepDRR's 90 kV spectrum ``90kVp_4.0mmAl`` has the same).
+DEFAULT_FILTER_AL_MM = 4.0
 
 #: DeepDRR spectrum name -> SpekPy settings (kVp, total Al filtration in mm; W anode at 12 deg).
 PRESETS: dict[str, dict[str, float]] = {
@@ -224,7 +232,7 @@ def _spekpy_cached(kvp: float, al: float, cu: float, angle: float, dk: float) ->
 @functools.lru_cache(maxsize=128)
 def spekpy_spectrum(
     kvp: float,
-    filter_al_mm: float = 2.5,
+    filter_al_mm: float = DEFAULT_FILTER_AL_MM,
     filter_cu_mm: float = 0.0,
     anode_angle_deg: float = 12.0,
     bin_kev: float = 1.0,
@@ -344,6 +352,45 @@ def load_spectrum_file(path: str | os.PathLike) -> Spectrum:
     return tabulated_spectrum(arr[:, 0], arr[:, 1], name=p.stem)
 
 
+def mono_spectrum(energy_kev: float) -> Spectrum:
+    """A monoenergetic beam (one bin at ``energy_kev``): attenuation checkable by hand, ``"mono:40"``."""
+    e = check_positive("mono spectrum energy_kev", energy_kev)
+    if not 1.0 <= e <= 433.0:
+        raise InputError(f"mono spectrum energy {e:g} keV outside 1-433 keV (attenuation tables)")
+    return Spectrum(np.array([e]), np.array([1.0]), f"mono:{e:g}", None, {"mono_kev": e})
+
+
+#: J per keV
+_J_PER_KEV = 1.602176634e-16
+
+
+@functools.cache
+def _muen_air() -> Any:
+    from spekpy.DataTables import MuEnAirData
+
+    return MuEnAirData("pene_muen_air.dat")
+
+
+def air_kerma_per_photon(energies_kev: Any) -> np.ndarray:
+    """Air kerma (uGy) of one photon per mm^2 at each energy: ``E (mu_en/rho)_air(E)``.
+
+    SpekPy's mass energy-absorption coefficients of air (the table its ``get_kerma`` uses).
+    """
+    e = np.asarray(energies_kev, dtype=np.float64)
+    muen = np.asarray(_muen_air().get_muen_over_rho_air(e.reshape(-1)), dtype=np.float64).reshape(e.shape)
+    return e * _J_PER_KEV * muen * 1e3 * 100.0 * 1e6  # keV -> J; cm^2/g -> m^2/kg; per mm^2 -> per cm^2; Gy -> uGy
+
+
+def air_kerma_ugy(spectrum: Spectrum, photons_per_mm2: float) -> float:
+    """Air kerma (uGy) of a fluence of ``photons_per_mm2`` photons with this spectrum's shape.
+
+    ``K = Phi sum_b p_b E_b (mu_en/rho)_air(E_b)`` (:func:`air_kerma_per_photon`), so a SpekPy
+    spectrum's kerma per mAs equals SpekPy's own ``get_kerma`` (for the bins kept, see ``min_kev``).
+    """
+    phi = check_positive("photons_per_mm2", photons_per_mm2, allow_zero=True)
+    return phi * float(np.dot(spectrum.fluence, air_kerma_per_photon(spectrum.energies_kev)))
+
+
 # --------------------------------------------------------------------------------------------------
 # One entry point
 # --------------------------------------------------------------------------------------------------
@@ -368,7 +415,7 @@ def get_spectrum(spec: str | Spectrum | Mapping[str, Any]) -> Spectrum:
 
     Accepted forms: a :class:`Spectrum`; a preset name (``"90KV_AL40"``); ``"spekpy:kvp=90,al=4"``
     (keys kvp, al, cu, angle, bin, min or the full argument names of :func:`spekpy_spectrum`);
-    ``"file:<path>"`` or an existing two-column file path; a dict of SpekPy arguments; a dict with
+    ``"mono:<keV>"`` (one energy); ``"file:<path>"`` or an existing two-column file path; a dict of SpekPy arguments; a dict with
     ``"preset"``; or :meth:`Spectrum.to_dict` output (``energies_kev`` + ``fluence``).
     """
     if isinstance(spec, Spectrum):
@@ -402,18 +449,24 @@ def get_spectrum(spec: str | Spectrum | Mapping[str, Any]) -> Spectrum:
                 k, v = part.split("=", 1)
                 args[k.strip()] = v.strip()
             return _spekpy_from_mapping(args)
+        if low.startswith("mono:"):
+            try:
+                kev = float(text[5:])
+            except ValueError:
+                raise InputError(f"spectrum {text!r}: write 'mono:<keV>', e.g. 'mono:40'") from None
+            return mono_spectrum(kev)
         if low.startswith("file:"):
             return load_spectrum_file(text[5:])
         if Path(text).is_file():
             return load_spectrum_file(text)
         raise InputError(
-            f"spectrum {text!r} unknown; use a preset {sorted(PRESETS)}, 'spekpy:kvp=..,al=..' or a file"
+            f"spectrum {text!r} unknown; use a preset {sorted(PRESETS)}, 'spekpy:kvp=..,al=..', 'mono:<keV>' or a file"
         )
     raise InputError(f"spectrum must be a name, dict or Spectrum, got {type(spec).__name__}")
 
 
 @functools.lru_cache(maxsize=256)
-def spectrum_at_kvp(kvp: float, filter_al_mm: float, node_kv: float = 2.0) -> Spectrum:
+def spectrum_at_kvp(kvp: float, filter_al_mm: float = DEFAULT_FILTER_AL_MM, node_kv: float = 2.0) -> Spectrum:
     """Tube spectrum at any ``kvp`` from SpekPy spectra on a kVp grid (step ``node_kv``), interpolated.
 
     A SpekPy call costs about 1 s, and a dataset draws a new kVp per sample, so spectra are computed

@@ -18,7 +18,7 @@ from ddsa_sim import InputError
 from ddsa_sim._openmp import numba_threads
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.attenuation import attenuation_matrix
-from ddsa_sim.physics.detector import integrate_spectrum, neglog
+from ddsa_sim.physics.detector import DetectorResponse, detector_response, integrate_spectrum, neglog
 from ddsa_sim.physics.spectra import Spectrum, get_spectrum
 from ddsa_sim.projector.kernels_cpu import cache_friendly_order, siddon_area_density, trilinear_area_density
 from ddsa_sim.projector.volumes import ProjectorVolume
@@ -51,8 +51,9 @@ class Projector:
         Each with its own grid, resolution and pose; names must be unique.
     spectrum : str, dict or Spectrum
         e.g. ``"90KV_AL40"`` or ``{"kvp": 90, "filter_al_mm": 4}`` (see physics.spectra.get_spectrum).
-    mode : {"energy", "photon"}
-        Energy-integrating (DeepDRR) or photon-counting detector.
+    mode : {"energy", "photon"} or DetectorResponse
+        Ideal energy-integrating (DeepDRR) or photon-counting detector, or a detector response
+        (scintillator absorption, energy threshold; physics.detector).
     method : {"siddon", "trilinear"}
         DeepDRR-style trilinear sampling every ``step_mm`` (default; reconstructs the continuous
         object) or exact traversal of the piecewise-constant voxels (Siddon; plastimatch-exact).
@@ -70,7 +71,7 @@ class Projector:
     """
 
     def __init__(self, volumes: Sequence[ProjectorVolume], spectrum: str | dict | Spectrum = "90KV_AL40",
-                 mode: Literal["energy", "photon"] = "energy", method: Method = "trilinear",
+                 mode: Literal["energy", "photon"] | DetectorResponse = "energy", method: Method = "trilinear",
                  step_mm: float | None = None, threads: int | None = None, device: str = "cpu",
                  backend: Literal["numba", "torch"] = "numba") -> None:
         names = [v.name for v in volumes]
@@ -80,8 +81,7 @@ class Projector:
             raise InputError(f"method must be 'siddon' or 'trilinear', got {method!r}")
         if step_mm is not None and not step_mm > 0:
             raise InputError(f"step_mm must be positive, got {step_mm}")
-        if mode not in ("energy", "photon"):
-            raise InputError(f"mode must be 'energy' or 'photon', got {mode!r}")
+        detector_response(mode)  # a one-line error for an unknown mode
         if backend not in ("numba", "torch"):
             raise InputError(f"backend must be 'numba' or 'torch', got {backend!r}")
         self.device = str(device)

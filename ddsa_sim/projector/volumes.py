@@ -103,14 +103,14 @@ class ProjectorVolume:
             self._occupancy = brick_occupancy(self.density_g_per_cc)
         return self._occupancy
 
-    def scaled(self, factor: float, name: str | None = None,
-               displaces: dict[str, float] | None = None) -> "ProjectorVolume":
+    def scaled(self, factor: float, name: str | None = None, displaces: dict[str, float] | None = None,
+               material: str | None = None) -> "ProjectorVolume":
         """This single-material volume with its density times ``factor`` (> 0), e.g. one vessel
         volume at many iodine concentrations.
 
         The checks, the axis order and the empty-space bricks carry over (a positive factor keeps
-        every zero voxel zero), so only the multiplication is paid. ``name`` and ``displaces``
-        default to this volume's.
+        every zero voxel zero), so only the multiplication is paid. ``name``, ``displaces`` and the
+        one ``material`` default to this volume's.
         """
         if self.label_mask:
             raise InputError(f"volume '{self.name}': only a single-material volume can be scaled "
@@ -121,6 +121,7 @@ class ProjectorVolume:
         out.density_g_per_cc = self.density_g_per_cc * np.float32(factor)
         out.name = self.name if name is None else name
         out.displaces = dict(self.displaces if displaces is None else displaces)
+        out.materials = self.materials if material is None else (material,)
         out._occupancy = self.occupancy()
         return out
 

@@ -16,11 +16,29 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
+from ddsa_sim.physics.detector import integrate_spectrum
+from ddsa_sim.physics.spectra import air_kerma_ugy
+from ddsa_sim.projector import Projector
 from ddsa_sim.scene.motion import breathing_displacement_px, rigid_transform, warp_images
-from ddsa_sim.scene.recording import check_detector_range, record, scatter_image, to_neglog
+from ddsa_sim.scene.recording import (
+    aec_kerma_transmission,
+    check_detector_range,
+    frame_quanta,
+    mas_for,
+    record,
+    scatter_image,
+    to_neglog,
+)
 from ddsa_sim.scene.scene import Scene
 
-__all__ = ["TRIPLET_KEYS", "DSAFrames", "bolus_times", "render_frames", "render_sequence", "render_triplet"]
+__all__ = ["TRIPLET_KEYS", "VESSEL_MASK_MIN_IODINE_MG_PER_CM2", "DSAFrames", "bolus_times", "render_frames",
+           "render_sequence", "render_triplet"]
+
+#: A pixel is vessel (``vessel_mask``) where the projected iodine is at least this (mg/cm^2), in
+#: single frames and sequences alike: 0.1 mg/cm^2 is 1 % of a 1 mm lumen at 100 mgI/ml, about
+#: -ln contrast 0.002 at 90 kVp, far below visibility, but above the numerical tail of a bolus
+#: front (iodine of 1e-6 mg/cm^2 is not a vessel).
+VESSEL_MASK_MIN_IODINE_MG_PER_CM2 = 0.1
 
 #: Arrays of docs/store_format.md, plus ``conventional_dsa``.
 TRIPLET_KEYS = ("mask", "contrast", "contrast_clean", "dsa_target", "iodine_mg_per_cm2", "vessel_mask",
@@ -40,7 +58,12 @@ class DSAFrames:
     times_s : (T,) float64, NaN for a fully filled frame
     mask_scatter : (H, W) float64, scatter of the mask frame relative to the flat field (0 if off)
     mask_primary : (H, W) float64, primary I/I0 of the mask frame
-    photons_per_pixel : float, N0 used
+    photons_per_pixel : float, N0 used (photons per pixel incident on the detector, no patient)
+    mas : float, tube current-time product per frame giving N0 (NaN without an absolute spectrum)
+    air_kerma_ugy : float, air kerma per frame at the detector plane without the patient (uGy)
+    detector_air_kerma_ugy : float, air kerma per frame at the detector plane behind the patient,
+        mean over the exposure-control field (uGy; what automatic exposure sets)
+    quanta_per_pixel : float, noise-equivalent quanta of the flat field behind the grid
     motion : list of dict, per frame the motion applied (kind and parameters)
     """
 
@@ -56,7 +79,16 @@ class DSAFrames:
     mask_scatter: np.ndarray
     mask_primary: np.ndarray
     photons_per_pixel: float
+    mas: float
+    air_kerma_ugy: float
+    detector_air_kerma_ugy: float
+    quanta_per_pixel: float
     motion: list[dict]
+
+    def exposure_dict(self) -> dict[str, float]:
+        """The exposure of every frame of this view (JSON-safe numbers)."""
+        return {"photons_per_pixel": self.photons_per_pixel, "mas": self.mas, "air_kerma_ugy": self.air_kerma_ugy,
+                "detector_air_kerma_ugy": self.detector_air_kerma_ugy, "quanta_per_pixel": self.quanta_per_pixel}
 
     def frame(self, k: int = -1) -> dict[str, np.ndarray]:
         """The arrays of :data:`TRIPLET_KEYS` for contrast frame ``k``."""
@@ -105,20 +137,26 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     rng_motion = np.random.default_rng(int(seeds[0]))
     proj = scene.projector
     scene.check_view(carm)
-    n0 = scene.exposure.n0(proj.spectrum, carm)
-    check_detector_range(scene.detector, n0)
-    i_iodine = proj.materials.index("iodine")
-
-    def recorded(primary: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        s = scatter_image(primary, carm, proj.spectrum, proj.mode, scene.scatter)
-        total = primary + s
-        rec = record(total, n0, scene.detector, np.random.default_rng(int(seed)), scene.noise,
-                     scene.noise_correlation)
-        return to_neglog(rec), to_neglog(total), s
+    i_lumen = proj.materials.index(scene.lumen_material.name)
+    iodine_per_g = scene.iodine_mg_per_g_lumen
 
     a_ct = proj.march(carm, "ct")
-    mask_primary = proj.intensity(proj.combine({"ct": a_ct}, ["ct"])).astype(np.float64)
-    mask, mask_clean, mask_scatter = recorded(mask_primary, seeds[1])
+    mask_area = proj.combine({"ct": a_ct}, ["ct"])
+    mask_primary, mask_q = _intensity(proj, mask_area)
+    kerma_t = aec_kerma_transmission(mask_area, proj.attenuation_cm2_per_g, proj.spectrum)
+    n0 = scene.exposure.n0(proj.spectrum, carm, kerma_t if scene.exposure.automatic else None)
+    quanta = frame_quanta(proj.spectrum, scene.detector, n0, scene.scatter)
+    check_detector_range(scene.detector, quanta)
+    air_kerma = air_kerma_ugy(proj.spectrum, n0 / carm.pixel_mm**2)
+
+    def recorded(primary: np.ndarray, q: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = primary.astype(np.float64)
+        s = scatter_image(p, carm, proj.spectrum, proj.mode, scene.scatter)
+        rec = record(p, q, s, quanta, scene.detector, np.random.default_rng(int(seed)), scene.noise,
+                     scene.noise_correlation)
+        return to_neglog(rec), to_neglog(p + s), s
+
+    mask, mask_clean, mask_scatter = recorded(mask_primary, mask_q, seeds[1])
     mask_primary_nl = to_neglog(mask_primary)
 
     out: dict[str, list] = {k: [] for k in ("contrast", "contrast_clean", "dsa_target", "conventional_dsa",
@@ -127,30 +165,40 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         proj_t = scene.projector_at(t)
         a_v = scene.march_vessels(carm, t)
         names = ["ct", *a_v]
-        iodine = sum(a[..., i_iodine] for a in a_v.values()) * 1000.0  # mg/cm^2
+        iodine = sum(a[..., i_lumen] for a in a_v.values()) * iodine_per_g  # mg/cm^2
         # only rays through a vessel volume change: the others keep the mask's intensity (one
         # spectrum pass over a few pixels instead of all; the target is exactly 0 there)
         hit = np.zeros(a_ct.shape[:-1], dtype=bool)
         for a in a_v.values():
             hit |= np.any(a != 0, axis=-1)
-        unmoved = mask_primary.astype(np.float32)
-        unmoved[hit] = proj_t.intensity(proj_t.combine({"ct": a_ct[hit], **{n: a[hit] for n, a in a_v.items()}},
-                                                         names))
+        unmoved, unmoved_q = mask_primary.copy(), mask_q.copy()
+        unmoved[hit], unmoved_q[hit] = _intensity(
+            proj_t, proj_t.combine({"ct": a_ct[hit], **{n: a[hit] for n, a in a_v.items()}}, names))
         target = to_neglog(unmoved) - mask_primary_nl  # float32 arithmetic, exactly 0 where no iodine
         a_moved, info = _moved_ct(scene, carm, a_ct, rng_motion)
-        primary = unmoved if info["kind"] == "none" else proj_t.intensity(proj_t.combine({"ct": a_moved, **a_v}, names))
-        contrast, contrast_clean, _ = recorded(primary.astype(np.float64), seeds[2 + k])
+        primary, q = ((unmoved, unmoved_q) if info["kind"] == "none"
+                      else _intensity(proj_t, proj_t.combine({"ct": a_moved, **a_v}, names)))
+        contrast, contrast_clean, _ = recorded(primary, q, seeds[2 + k])
         out["contrast"].append(contrast)
         out["contrast_clean"].append(contrast_clean)
         out["dsa_target"].append(target.astype(np.float32))
         out["conventional_dsa"].append(contrast - mask)
         out["iodine_mg_per_cm2"].append(iodine.astype(np.float32))
-        out["vessel_mask"].append((iodine > 0).astype(np.uint8))
+        out["vessel_mask"].append((iodine >= VESSEL_MASK_MIN_IODINE_MG_PER_CM2).astype(np.uint8))
         out["motion"].append(info)
     stacked = {k: np.stack(v) for k, v in out.items() if k != "motion"}
     return DSAFrames(mask=mask, mask_clean=mask_clean, times_s=np.array([np.nan if t is None else t for t in times]),
-                     mask_scatter=mask_scatter, mask_primary=mask_primary, photons_per_pixel=n0,
+                     mask_scatter=mask_scatter, mask_primary=mask_primary.astype(np.float64), photons_per_pixel=n0,
+                     mas=mas_for(n0, proj.spectrum, carm), air_kerma_ugy=air_kerma,
+                     detector_air_kerma_ugy=air_kerma * kerma_t, quanta_per_pixel=quanta,
                      motion=out["motion"], **stacked)
+
+
+def _intensity(proj: Projector, area_density: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (I, Q) of area densities through the projector's spectrum and detector response, one
+    spectral pass (:func:`ddsa_sim.physics.detector.integrate_spectrum` ``second_moment``)."""
+    return integrate_spectrum(area_density, proj.attenuation_cm2_per_g, proj.spectrum, proj.mode, np.float32,
+                              proj.threads, second_moment=True)
 
 
 def render_triplet(scene: Scene, carm: CArm, rng: np.random.Generator) -> dict[str, np.ndarray]:

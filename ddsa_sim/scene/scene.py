@@ -16,7 +16,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
-from ddsa_sim.physics.attenuation import displaced_blood_g_per_mg_iodine
+from ddsa_sim.physics.attenuation import Material, get_material, iodinated_blood
 from ddsa_sim.physics.detector import Detector
 from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.projector import Projector, ProjectorVolume
@@ -50,10 +50,13 @@ class Scene:
         Iodine concentration of the iodinated blood in a full lumen (mgI/ml). Default 100: a
         selective intra-arterial injection of a 300-350 mgI/ml agent mixed with blood about 1:2.
     agent_iodine_mg_per_ml : float
-        Concentration of the injected agent (for the blood displaced per mg of iodine).
+        Iodine concentration of the injected agent, iohexol solution (350 mgI/ml, 1.406 g/ml).
+        The lumen is the volume mixture :func:`~ddsa_sim.physics.attenuation.iodinated_blood`: at C
+        mgI/ml a fraction C/350 of its volume is agent solution (molecule and water), the rest blood.
     displaced_material : str
-        CT material the agent displaces; ``"auto"``: ``"blood"`` when the CT has a blood material,
-        else ``"soft tissue"`` (a synthetic lumen sits in soft tissue).
+        CT material the lumen's iodinated blood takes the place of (volume for volume, at the
+        material's nominal density); ``"auto"``: ``"blood"`` when the CT has a blood material, else
+        ``"soft tissue"`` (a synthetic lumen sits in soft tissue).
     bolus : BolusParams
         Fill state over time for trees (sequences).
     motion : MotionParams
@@ -128,7 +131,7 @@ class Scene:
                 self.ct_volume = ProjectorVolume.from_ct(self.ct, name="ct")
             spectrum = self.spectrum if key is None else self.projector.spectrum
             self._projectors[key] = Projector([self.ct_volume, *self._iodine_volumes(t_s)], spectrum=spectrum,
-                                              mode=self.detector.mode, method=self.method, device=self.device,
+                                              mode=self.detector.response, method=self.method, device=self.device,
                                               backend=self.backend)
         return self._projectors[key]
 
@@ -138,10 +141,22 @@ class Scene:
         mats = self.ct_volume.materials if self.ct_volume is not None else (self.ct.materials or {})
         return "blood" if "blood" in mats else "soft tissue"
 
+    @property
+    def lumen_material(self) -> Material:
+        """The iodinated blood of a full lumen (blood + agent solution, volume mixture)."""
+        return iodinated_blood(self.iodine_mg_per_ml, "iohexol", self.agent_iodine_mg_per_ml)
+
+    @property
+    def iodine_mg_per_g_lumen(self) -> float:
+        """mg of iodine per g of lumen material: area density (g/cm^2) -> iodine (mg/cm^2)."""
+        return self.iodine_mg_per_ml / self.lumen_material.density_g_per_cc
+
     def _iodine_volumes(self, t_s: float | None) -> list[ProjectorVolume]:
-        """Iodine volumes of every vessel source at fill time ``t_s`` (None = full)."""
-        g_per_g = 1000.0 * displaced_blood_g_per_mg_iodine(self.agent_iodine_mg_per_ml)
-        return [src.iodine_volume(name, t_s, self.bolus, self.iodine_mg_per_ml, self._displaced(), g_per_g)
+        """Iodinated-blood volumes of every vessel source at fill time ``t_s`` (None = full)."""
+        lumen = self.lumen_material
+        displaced = self._displaced()
+        g_per_g = get_material(displaced).density_g_per_cc / lumen.density_g_per_cc
+        return [src.iodine_volume(name, t_s, self.bolus, lumen.name, lumen.density_g_per_cc, {displaced: g_per_g})
                 for name, src in zip(self.vessel_names, self.vessels)]
 
     def end_time_s(self) -> float:
@@ -178,7 +193,9 @@ class Scene:
             "ct": self.ct.name, "vessels": [getattr(v, "name", "") for v in self.vessels],
             "spectrum": spec.name, "detector": self.detector.to_dict(),
             "exposure": {"photons_per_pixel": self.exposure.photons_per_pixel,
-                         "photons_per_mm2": self.exposure.photons_per_mm2, "mas": self.exposure.mas},
+                         "photons_per_mm2": self.exposure.photons_per_mm2, "mas": self.exposure.mas,
+                         "target_detector_air_kerma_ugy": self.exposure.target_detector_air_kerma_ugy},
+            "lumen_material": self.lumen_material.name,
             "iodine_mg_per_ml": self.iodine_mg_per_ml, "agent_iodine_mg_per_ml": self.agent_iodine_mg_per_ml,
             "displaced_material": self._displaced(), "noise": self.noise,
             "noise_correlation": self.noise_correlation, "scatter": self.scatter.enabled,

@@ -2,8 +2,9 @@
 
 A vessel source is either a centreline tree (voxelized on a fine grid around it, default
 0.25 mm, as the lumen fraction times the bolus fill) or a fraction volume (a segmentation or a
-NIfTI mask, values in [0, 1]). The iodine density of a voxel is ``f * C / 1000`` g/cm^3 with f the
-fraction and C the iodine concentration of the iodinated blood in mgI/ml (docs/dsa.md §1).
+NIfTI mask, values in [0, 1]). A voxel holds ``f * rho_lumen`` g/cm^3 of the lumen material
+(iodinated blood, :func:`ddsa_sim.physics.attenuation.iodinated_blood`) with f the fraction, and
+displaces the same volume of the CT's blood (docs/dsa.md §1).
 """
 
 from __future__ import annotations
@@ -93,11 +94,11 @@ class TreeVessels:
         vol = voxelize_tree(self.tree, affine, shape, node_values=f)
         return vol, affine
 
-    def iodine_volume(self, name: str, t_s: float | None, bolus: BolusParams, iodine_mg_per_ml: float,
-                      displaced_material: str, displaced_g_per_g: float) -> ProjectorVolume:
-        """The iodine volume at fill time ``t_s`` (voxelized for this call; see :func:`iodine_volume`)."""
+    def iodine_volume(self, name: str, t_s: float | None, bolus: BolusParams, material: str,
+                      density_g_per_cc: float, displaces: dict[str, float]) -> ProjectorVolume:
+        """The lumen volume at fill time ``t_s`` (voxelized for this call; see :func:`iodine_volume`)."""
         frac, affine = self.fraction(t_s, bolus)
-        return iodine_volume(name, frac, affine, iodine_mg_per_ml, displaced_material, displaced_g_per_g)
+        return iodine_volume(name, frac, affine, material, density_g_per_cc, displaces)
 
     def end_time_s(self, bolus: BolusParams) -> float:
         """Time at which the filling front reaches the farthest node (s)."""
@@ -126,17 +127,16 @@ class FractionVessels:
     def fraction(self, t_s: float | None, bolus: BolusParams) -> tuple[np.ndarray, np.ndarray]:
         return self.fraction_volume, self.affine
 
-    def iodine_volume(self, name: str, t_s: float | None, bolus: BolusParams, iodine_mg_per_ml: float,
-                      displaced_material: str, displaced_g_per_g: float) -> ProjectorVolume:
-        """The iodine volume (any ``t_s``: static), equal to :func:`iodine_volume` of the fraction.
+    def iodine_volume(self, name: str, t_s: float | None, bolus: BolusParams, material: str,
+                      density_g_per_cc: float, displaces: dict[str, float]) -> ProjectorVolume:
+        """The lumen volume (any ``t_s``: static), equal to :func:`iodine_volume` of the fraction.
 
-        The projector volume at 1000 mgI/ml is built once and scaled per call, so a source seen at
-        many concentrations (a dataset) pays its checks, axis order and bricks once.
+        The projector volume of the fraction (density 1) is built once and scaled per call, so a
+        source seen at many concentrations (a dataset) pays its checks, axis order and bricks once.
         """
         if self._unit is None:
-            self._unit = iodine_volume(name, self.fraction_volume, self.affine, 1000.0, displaced_material, 0.0)
-        return self._unit.scaled(iodine_mg_per_ml / 1000.0, name=name,
-                                 displaces={displaced_material: float(displaced_g_per_g)})
+            self._unit = iodine_volume(name, self.fraction_volume, self.affine, material, 1.0, {})
+        return self._unit.scaled(density_g_per_cc, name=name, displaces=displaces, material=material)
 
     def end_time_s(self, bolus: BolusParams) -> float:
         return bolus.t0_s
@@ -156,10 +156,9 @@ def crop_to_foreground(vol: np.ndarray, affine: np.ndarray | None = None, pad: i
     return np.ascontiguousarray(vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]), out_aff
 
 
-def iodine_volume(name: str, fraction: np.ndarray, affine: np.ndarray, iodine_mg_per_ml: float,
-                  displaced_material: str, displaced_g_per_g: float) -> ProjectorVolume:
-    """Iodine ProjectorVolume: density ``f * C / 1000`` g/cm^3, displacing ``displaced_g_per_g`` g of
-    ``displaced_material`` per g of iodine."""
-    dens = np.asarray(fraction, dtype=np.float32) * np.float32(iodine_mg_per_ml / 1000.0)
-    return ProjectorVolume.single_material(name, dens, affine, "iodine",
-                                           displaces={displaced_material: float(displaced_g_per_g)})
+def iodine_volume(name: str, fraction: np.ndarray, affine: np.ndarray, material: str, density_g_per_cc: float,
+                  displaces: dict[str, float]) -> ProjectorVolume:
+    """Lumen ProjectorVolume: ``f * density_g_per_cc`` g/cm^3 of ``material`` (iodinated blood),
+    removing ``displaces[m]`` g of material m per g of it."""
+    dens = np.asarray(fraction, dtype=np.float32) * np.float32(density_g_per_cc)
+    return ProjectorVolume.single_material(name, dens, affine, material, displaces=dict(displaces))

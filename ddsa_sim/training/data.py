@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ddsa_sim import InputError
-from ddsa_sim.export.format import FORMAT, FORMAT_VERSION, META_GROUP
+from ddsa_sim.export.format import FORMAT, META_GROUP, READABLE_VERSIONS
 
 __all__ = ["IMAGE_KEYS", "InfiniteSampler", "OnTheFlyDataset", "ZarrDDSADataset", "open_store"]
 
@@ -75,7 +75,7 @@ def open_store(store: str | Path) -> Any:
     attrs = dict(group.attrs)
     if attrs.get("format") != FORMAT:
         raise InputError(f"{store}: not a ddsa-sim dataset (format={attrs.get('format')!r})")
-    if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
+    if int(attrs.get("format_version", -1)) not in READABLE_VERSIONS:
         raise InputError(f"{store}: unsupported format_version {attrs.get('format_version')}")
     return group
 

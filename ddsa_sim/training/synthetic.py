@@ -146,6 +146,7 @@ def write_synthetic_store(
             "alpha_deg": 0.0, "beta_deg": 0.0, "gamma_deg": 0.0,
             "isocenter_mm": np.full(3, np.nan), "projection_matrix": np.full((3, 4), np.nan),
             "kvp": 90.0, "photons_per_pixel": 1e5, "iodine_mg_per_ml": 350.0, "params_json": params,
+            "mas": np.nan, "air_kerma_ugy": np.nan, "detector_air_kerma_ugy": np.nan,
         }
 
     for i, (name, ct, k) in enumerate(rows):
