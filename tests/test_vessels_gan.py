@@ -161,4 +161,4 @@ def test_config_errors_name_the_field():
     with pytest.raises(VesselInputError, match="net.kind"):
         GanConfig.from_dict({"net": {"kind": "vae"}})
     with pytest.raises(VesselInputError, match="data.shape"):
-        build_networks(GanConfig.from_dict({"data": {"shape": [12, 16, 16]}}))
+        build_networks(GanConfig.from_dict({"data": {"shape": [16, 16, 18]}}))
