@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import typer
 
-from vessel_models.io import atomic_output
+from vessel_models.io import atomic_output, save_nifti
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["app", "save_nifti", "tree_stats"]
+__all__ = ["app", "tree_stats"]
 
 app = typer.Typer(
     help="Vessel trees: generate procedural trees, voxelize them to iodine-fraction volumes, "
@@ -120,40 +120,6 @@ def tree_stats(tree: VesselTree) -> dict:
     for k, v in extra.items():
         out.setdefault(k, v)
     return _finite_or_none(out)
-
-
-def save_nifti(volume: np.ndarray, affine_lps: np.ndarray, path: str | os.PathLike,
-               dtype: type = np.float32) -> Path:
-    """Write a volume as NIfTI atomically; the LPS affine is stored as RAS.
-
-    Parameters
-    ----------
-    volume : numpy.ndarray
-        ``(I, J, K)`` array.
-    affine_lps : numpy.ndarray
-        ``(4, 4)`` voxel -> LPS mm.
-    path : str or PathLike
-        ``.nii`` or ``.nii.gz`` file.
-    dtype : type
-        Stored data type (float32 for fractions, uint8 for label volumes).
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    import nibabel as nib
-
-    p = Path(path)
-    name = p.name.lower()
-    if not name.endswith((".nii", ".nii.gz")):
-        raise VesselInputError(f"output must be a .nii or .nii.gz file, got {p.name}")
-    affine_ras = _RAS_TO_LPS @ np.asarray(affine_lps, dtype=np.float64)
-    img = nib.Nifti1Image(np.asarray(volume, dtype=dtype), affine_ras)
-    img.header.set_xyzt_units("mm")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(p) as tmp:
-        nib.save(img, str(tmp))
-    return p
 
 
 def _like_grid(path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:

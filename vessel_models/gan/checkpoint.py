@@ -93,5 +93,9 @@ def load_generator(path: str | os.PathLike, map_location: str | torch.device = "
     ckpt = load_checkpoint(path, map_location)
     cfg = GanConfig.from_dict(ckpt["config"], where=str(path))
     generator, _ = build_networks(cfg)
-    generator.load_state_dict(ckpt["generator"])
+    try:
+        generator.load_state_dict(ckpt["generator"])
+    except RuntimeError as exc:
+        raise VesselInputError(f"{path}: generator weights do not fit its config ({str(exc).splitlines()[0]})"
+                               ) from None
     return generator.to(map_location).eval(), cfg

@@ -77,7 +77,7 @@ def load_label_folder(folder: str | os.PathLike, spacing_mm: float, labels: list
 
 def save_label_volume(label: np.ndarray, spacing_mm: float, path: str | os.PathLike) -> Path:
     """Write a label volume as uint8 NIfTI, centred on the origin, isotropic ``spacing_mm`` (LPS frame)."""
-    from vessel_models.cli import save_nifti
+    from vessel_models.io import save_nifti
 
     return save_nifti(np.asarray(label, dtype=np.uint8), centred_affine(label.shape, spacing_mm), path,
                       dtype=np.uint8)
