@@ -29,7 +29,8 @@ import numpy as np
 
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["atomic_output", "save_nifti", "save_vtp", "load_vtp", "save_json", "load_json", "load_tree", "save_tree", "tree_to_dict", "tree_from_dict"]
+__all__ = ["atomic_output", "save_nifti", "save_vtp", "load_vtp", "save_json", "load_json", "load_tree", "save_tree",
+           "tree_to_dict", "tree_from_dict"]
 
 JSON_FORMAT = "vessel_models.tree"
 JSON_VERSION = 1

@@ -1,7 +1,8 @@
 """Vessel-GAN checkpoints: dicts of tensors and plain Python values, loaded with ``weights_only=True``.
 
 Keys: ``format`` ("vessel-gan-checkpoint"), ``format_version``, ``config`` (:meth:`GanConfig.to_dict`),
-``generator`` / ``critic`` (state dicts), ``opt_g`` / ``opt_d`` (state dicts or None), ``scalers`` (AMP grad scalers ``{"d", "g"}`` or None),
+``generator`` / ``critic`` (state dicts), ``opt_g`` / ``opt_d`` (state dicts or None),
+``scalers`` (AMP grad scalers ``{"d", "g"}`` or None),
 ``step``, ``best_score`` (lower is better, None before the first evaluation).
 """
 
