@@ -6,6 +6,9 @@ generate   seeded procedural tree -> ``tree.vtp`` + ``tree.json`` + ``tree.png``
 voxelize   tree -> lumen-fraction NIfTI (own grid at ``--spacing-mm`` or ``--like CT``)
 stats      tree -> one JSON object of morphometrics on stdout
 from-mask  NIfTI label map -> centreline tree (skeleton + distance transform)
+gan-data   procedural trees -> a folder of label volumes (training data for the GANs)
+gan-train  train a 3D vessel GAN (WGAN-GP or StyleGAN) on a folder of label volumes
+gan-sample checkpoint -> label volumes (NIfTI), trees (VTP) and morphometrics (JSON)
 
 World frame: LPS mm for trees; NIfTI files are RAS on disk and converted both ways.
 Bad input prints one line ``error: ...`` on stderr and exits with status 2.
@@ -25,10 +28,10 @@ from typing import Any
 import numpy as np
 import typer
 
-from vessel_models.io import atomic_output
+from vessel_models.io import atomic_output, save_nifti
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["app", "save_nifti", "tree_stats"]
+__all__ = ["app", "tree_stats"]
 
 app = typer.Typer(
     help="Vessel trees: generate procedural trees, voxelize them to iodine-fraction volumes, "
@@ -117,37 +120,6 @@ def tree_stats(tree: VesselTree) -> dict:
     for k, v in extra.items():
         out.setdefault(k, v)
     return _finite_or_none(out)
-
-
-def save_nifti(volume: np.ndarray, affine_lps: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write a float32 volume as NIfTI atomically; the LPS affine is stored as RAS.
-
-    Parameters
-    ----------
-    volume : numpy.ndarray
-        ``(I, J, K)`` array (written as float32).
-    affine_lps : numpy.ndarray
-        ``(4, 4)`` voxel -> LPS mm.
-    path : str or PathLike
-        ``.nii`` or ``.nii.gz`` file.
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    import nibabel as nib
-
-    p = Path(path)
-    name = p.name.lower()
-    if not name.endswith((".nii", ".nii.gz")):
-        raise VesselInputError(f"output must be a .nii or .nii.gz file, got {p.name}")
-    affine_ras = _RAS_TO_LPS @ np.asarray(affine_lps, dtype=np.float64)
-    img = nib.Nifti1Image(np.asarray(volume, dtype=np.float32), affine_ras)
-    img.header.set_xyzt_units("mm")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(p) as tmp:
-        nib.save(img, str(tmp))
-    return p
 
 
 def _like_grid(path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -271,6 +243,89 @@ def from_mask(
     output.parent.mkdir(parents=True, exist_ok=True)
     save_tree(tree, output)
     typer.echo(f"{output}: {tree.n_nodes} nodes, {tree.total_length_mm():.1f} mm")
+
+
+@app.command("gan-data")
+@_one_line_errors
+def gan_data(
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the label volumes (.nii.gz)."),
+    n: int = typer.Option(64, "-n", help="Number of volumes."),
+    seed: int = typer.Option(0, "--seed", "-s", help="First tree seed (volume t uses seed + t)."),
+    shape: int = typer.Option(32, "--shape", help="Grid side (voxels)."),
+    spacing_mm: float = typer.Option(1.5, "--spacing-mm", help="Voxel size, mm."),
+    model: str = typer.Option("lsystem", "--model", "-m", help="Procedural generator."),
+    param: list[str] | None = typer.Option(None, "--param", "-p", help="Generator parameter k=v (repeatable)."),
+) -> None:
+    """Voxelize seeded procedural trees into label volumes centred on each tree."""
+    from tqdm import tqdm
+
+    from vessel_models.gan.data import procedural_volumes, save_label_volume
+    from vessel_models.generators import parse_params
+
+    params = parse_params(param or [])
+    for t in tqdm(range(n), desc="voxelizing"):
+        (vol,) = procedural_volumes(1, (shape,) * 3, spacing_mm, seed + t, model, params)
+        save_label_volume(vol, spacing_mm, output / f"{model}_{seed + t:05d}.nii.gz")
+    typer.echo(f"{output}: {n} label volumes {shape}^3 at {spacing_mm} mm")
+
+
+@app.command("gan-train")
+@_one_line_errors
+def gan_train(
+    config: Path = typer.Argument(..., help="GAN config (YAML)."),
+    data: Path = typer.Option(..., "--data", help="Folder of NIfTI vessel label volumes."),
+    output: Path = typer.Option(..., "--output", "-o", help="Run folder (best.pt, last.pt, tb/)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Total generator steps (default: config)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.pt."),
+) -> None:
+    """Train a 3D vessel GAN (single process, or one process per device under torchrun)."""
+    from vessel_models.gan.config import load_gan_config
+    from vessel_models.gan.data import load_label_folder
+    from vessel_models.gan.train import train_gan
+
+    cfg = load_gan_config(config)
+    volumes = load_label_folder(data, cfg.data.spacing_mm, list(cfg.data.labels) or None)
+    result = train_gan(cfg, volumes, output, max_steps=max_steps, resume=resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"{output}: {result.step} steps in {result.wall_s:.0f} s, best w1_mean {result.best_score:.3f}")
+
+
+@app.command("gan-sample")
+@_one_line_errors
+def gan_sample(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint (RUN/best.pt)."),
+    n: int = typer.Option(4, "-n", help="Number of volumes."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Seed; same seed, same volumes."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
+    truncation: float = typer.Option(1.0, "--truncation", help="Truncation / temperature psi in (0, 2]."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Probability threshold of a vessel voxel."),
+    trees: bool = typer.Option(True, "--trees/--no-trees", help="Also extract centreline trees (VTP + stats)."),
+) -> None:
+    """Sample label volumes (NIfTI with spacing) and their centreline trees with morphometrics."""
+    from vessel_models.gan.checkpoint import load_generator
+    from vessel_models.gan.data import centred_affine, save_label_volume
+    from vessel_models.gan.sample import sample_labels
+    from vessel_models.io import save_vtp
+    from vessel_models.segmentation import mask_to_tree
+
+    generator, cfg = load_generator(checkpoint)
+    labels = sample_labels(generator, n, seed, truncation, threshold)
+    spacing = cfg.data.spacing_mm
+    for t, label in enumerate(labels):
+        stem = output / f"sample_{t:03d}"
+        save_label_volume(label, spacing, stem.with_suffix(".nii.gz"))
+        line = f"{stem}.nii.gz: {int(label.sum())} vessel voxels"
+        if trees:
+            try:
+                tree = mask_to_tree(label, affine=centred_affine(label.shape, spacing))
+            except VesselInputError as exc:
+                line += f"; no tree ({exc})"
+            else:
+                save_vtp(tree, stem.with_suffix(".vtp"))
+                with atomic_output(stem.with_suffix(".json")) as tmp:
+                    tmp.write_text(json.dumps(tree_stats(tree), sort_keys=True, indent=1))
+                line += f"; tree {tree.n_nodes} nodes, {tree.total_length_mm():.1f} mm"
+        typer.echo(line)
 
 
 def main() -> None:  # pragma: no cover - thin entry point

@@ -29,7 +29,8 @@ import numpy as np
 
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["atomic_output", "save_vtp", "load_vtp", "save_json", "load_json", "load_tree", "save_tree", "tree_to_dict", "tree_from_dict"]
+__all__ = ["atomic_output", "save_nifti", "save_vtp", "load_vtp", "save_json", "load_json", "load_tree", "save_tree",
+           "tree_to_dict", "tree_from_dict"]
 
 JSON_FORMAT = "vessel_models.tree"
 JSON_VERSION = 1
@@ -369,3 +370,38 @@ def save_tree(tree: VesselTree, path: str | os.PathLike) -> Path:
     if suffix == ".json":
         return save_json(tree, path)
     raise VesselInputError(f"unsupported vessel tree file type {suffix!r} (use .vtp or .json): {path}")
+
+
+def save_nifti(volume: np.ndarray, affine_lps: np.ndarray, path: str | os.PathLike,
+               dtype: type = np.float32) -> Path:
+    """Write a volume as NIfTI atomically; the LPS affine is stored as RAS.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        ``(I, J, K)`` array.
+    affine_lps : numpy.ndarray
+        ``(4, 4)`` voxel -> LPS mm.
+    path : str or PathLike
+        ``.nii`` or ``.nii.gz`` file.
+    dtype : type
+        Stored data type (float32 for fractions, uint8 for label volumes).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import nibabel as nib
+
+    p = Path(path)
+    name = p.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        raise VesselInputError(f"output must be a .nii or .nii.gz file, got {p.name}")
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
+    affine_ras = lps_to_ras @ np.asarray(affine_lps, dtype=np.float64)
+    img = nib.Nifti1Image(np.asarray(volume, dtype=dtype), affine_ras)
+    img.header.set_xyzt_units("mm")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(p) as tmp:
+        nib.save(img, str(tmp))
+    return p

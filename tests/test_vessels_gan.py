@@ -1,0 +1,164 @@
+"""Learned vessel generators (vessel_models.gan): networks, penalties, sampling, checkpoints, training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vessel_models.gan.checkpoint import build_networks, load_checkpoint, load_generator, save_checkpoint
+from vessel_models.gan.config import GanConfig
+from vessel_models.gan.losses import gradient_penalty, r1_penalty
+from vessel_models.gan.quality import FEATURES, compare_sets, feature_matrix, vessel_features
+from vessel_models.gan.sample import sample_labels
+from vessel_models.gan.train import train_gan
+from vessel_models.tree import VesselInputError
+
+SHAPE = (16, 16, 16)
+
+
+def tiny(kind: str, **optim) -> GanConfig:
+    return GanConfig.from_dict({
+        "device": "cpu", "num_threads": 1, "eval_every": 1000, "eval_samples": 4,
+        "data": {"shape": list(SHAPE), "spacing_mm": 1.0, "mode": "crop", "val_fraction": 0.25},
+        "net": {"kind": kind, "latent_dim": 8, "base_channels": 4, "max_channels": 8, "mapping_layers": 2},
+        "optim": {"batch_size": 4, **optim},
+    })
+
+
+def tubes(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Straight tubes of radius 2 voxels along axis 0 at random positions (a toy vessel data set)."""
+    rng = np.random.default_rng(seed)
+    j, k = np.mgrid[:SHAPE[1], :SHAPE[2]]
+    out = []
+    for _ in range(n):
+        cj, ck = rng.uniform(5, 11, size=2)
+        disc = (j - cj) ** 2 + (k - ck) ** 2 <= 4.0
+        out.append(np.broadcast_to(disc, SHAPE).copy())
+    return out
+
+
+@pytest.mark.parametrize("kind", ["wgan", "stylegan"])
+def test_shapes(kind):
+    g, c = build_networks(tiny(kind))
+    z = torch.randn(3, 8)
+    x = g(z)
+    assert x.shape == (3, 1, *SHAPE)
+    assert c(x).shape == (3,)
+    p = sample_labels(g, 2, seed=0)
+    assert p.shape == (2, *SHAPE) and p.dtype == bool
+
+
+def test_wgan_critic_is_spectrally_normalised():
+    _, critic = build_networks(tiny("wgan"))
+    layers = [m for m in critic.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.Linear))]
+    assert layers and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
+    for m in layers:  # the largest singular value of each normalised weight is ~1 after power iterations
+        critic.train()
+        for _ in range(30):
+            critic(torch.randn(2, 1, *SHAPE))
+        w = m.weight.detach().flatten(1)
+        assert torch.linalg.matrix_norm(w, ord=2) == pytest.approx(1.0, rel=0.05)
+
+
+def test_gradient_penalty_of_known_critics():
+    real, fake = torch.randn(2, 1, 2, 2, 2), torch.randn(2, 1, 2, 2, 2)
+    # linear critic D(x) = sum(a x): gradient a everywhere, penalty (||a|| - 1)^2 = (0.5 sqrt(8) - 1)^2
+    gp = gradient_penalty(lambda x: (0.5 * x).flatten(1).sum(1), real, fake)
+    assert float(gp) == pytest.approx((0.5 * np.sqrt(8) - 1) ** 2, rel=1e-6)
+    # quadratic critic D(x) = |x|^2 / 2: gradient x_hat = eps real + (1 - eps) fake
+    eps = torch.tensor([0.25, 0.75])
+    x_hat = eps.view(-1, 1, 1, 1, 1) * real + (1 - eps.view(-1, 1, 1, 1, 1)) * fake
+    want = ((x_hat.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    got = gradient_penalty(lambda x: 0.5 * x.pow(2).flatten(1).sum(1), real, fake, eps=eps)
+    assert float(got.detach()) == pytest.approx(float(want), rel=1e-6)
+    assert float(r1_penalty(lambda x: 0.5 * x.pow(2).flatten(1).sum(1), real)) == pytest.approx(
+        float(real.flatten(1).pow(2).sum(1).mean()), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["wgan", "stylegan"])
+def test_sampling_is_deterministic_per_seed(kind):
+    g, _ = build_networks(tiny(kind))
+    a = sample_labels(g, 3, seed=5, threshold=0.5)
+    assert np.array_equal(a, sample_labels(g, 3, seed=5))
+    assert np.array_equal(a[:1], sample_labels(g, 1, seed=5))  # a sample does not depend on n
+    pa = torch.sigmoid(g(torch.zeros(1, 8))) if kind == "wgan" else None
+    b = sample_labels(g, 3, seed=6)
+    assert not np.array_equal(a, b) or pa is not None
+    g2, _ = build_networks(tiny(kind))  # same config seed: same initial weights
+    assert np.array_equal(a, sample_labels(g2, 3, seed=5))
+
+
+@pytest.mark.parametrize("kind", ["wgan", "stylegan"])
+def test_checkpoint_round_trip(kind, tmp_path):
+    cfg = tiny(kind)
+    g, c = build_networks(cfg)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = save_checkpoint(tmp_path / "x.pt", cfg, g, c, step=7, best_score=0.5)
+    ckpt = torch.load(path, weights_only=True)  # loadable with weights_only
+    assert ckpt["step"] == 7 and ckpt["best_score"] == 0.5
+    g2, cfg2 = load_generator(path)
+    assert cfg2 == cfg
+    g.eval()
+    z = torch.randn(2, 8)
+    gen = torch.Generator().manual_seed(0)
+    args = {} if kind == "wgan" else {"generator": gen}
+    out1 = g(z, **args)
+    gen.manual_seed(0)
+    assert torch.equal(out1, g2(z, **args))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(VesselInputError, match="bad.pt"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_few_steps_of_wgan_training_lower_the_critic_loss(tmp_path):
+    result = train_gan(tiny("wgan", n_critic=5, max_steps=6), tubes(8), tmp_path, progress=False)
+    losses = np.asarray(result.critic_losses)
+    assert losses[-2:].mean() < losses[:2].mean() - 0.1, losses
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "last.pt").is_file()
+    resumed = train_gan(tiny("wgan", n_critic=5, max_steps=6), tubes(8), tmp_path, max_steps=7, resume=True,
+                        progress=False)
+    assert resumed.step == 7 and len(resumed.critic_losses) == 1
+
+
+def test_stylegan_training_steps_run(tmp_path):
+    result = train_gan(tiny("stylegan", n_critic=1, r1_every=2, max_steps=3), tubes(8), tmp_path, progress=False)
+    assert result.step == 3 and np.all(np.isfinite(result.critic_losses))
+
+
+def test_vessel_features_of_a_straight_tube():
+    j, k = np.mgrid[:SHAPE[1], :SHAPE[2]]
+    tube = np.broadcast_to((j - 8) ** 2 + (k - 8) ** 2 <= 4, SHAPE).copy()
+    f = vessel_features(tube, spacing_mm=0.5)
+    assert f["n_components"] == 1 and f["largest_fraction"] == 1.0
+    assert f["n_branches"] == 1
+    assert f["tortuosity_mean"] == pytest.approx(1.0, abs=0.05)
+    # on the axis the nearest background voxel centre is at (2, 1): sqrt(5) voxels of 0.5 mm; the volume's
+    # border is background too, so the two end slices of the skeleton are closer to it (mean a bit lower)
+    assert f["radius_p90_mm"] == pytest.approx(0.5 * np.sqrt(5))
+    assert 0.85 * 0.5 * np.sqrt(5) < f["radius_mean_mm"] < 0.5 * np.sqrt(5)
+    assert f["branch_length_mean_mm"] == pytest.approx(0.5 * (SHAPE[0] - 1), rel=0.15)
+    assert f["volume_fraction"] == pytest.approx(13 / 256)  # 13 voxels of the disc per 16 x 16 slice
+    assert vessel_features(np.zeros(SHAPE, bool), 1.0)["volume_fraction"] == 0.0
+
+
+def test_compare_sets_floor_and_far_sets():
+    real = feature_matrix(tubes(12, seed=1), 1.0)
+    again = feature_matrix(tubes(12, seed=2), 1.0)
+    noise = feature_matrix([np.random.default_rng(i).random(SHAPE) > 0.7 for i in range(12)], 1.0)
+    same = compare_sets(real, real)
+    assert same["w1_mean"] == 0.0 and same["precision"] == 1.0 and same["recall"] == 1.0
+    near, far = compare_sets(again, real), compare_sets(noise, real)
+    assert near["w1_mean"] < 0.1 * far["w1_mean"] and far["precision"] == 0.0
+    assert len([k for k in near if k.startswith("w1_") and k != "w1_mean"]) == len(FEATURES)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(VesselInputError, match="optim.lr_g"):
+        GanConfig.from_dict({"optim": {"lr_g": 0}})
+    with pytest.raises(VesselInputError, match="net.kind"):
+        GanConfig.from_dict({"net": {"kind": "vae"}})
+    with pytest.raises(VesselInputError, match="data.shape"):
+        build_networks(GanConfig.from_dict({"data": {"shape": [16, 16, 18]}}))

@@ -1,0 +1,291 @@
+"""Training loop of the vessel GANs (single process, or torchrun with one process per device).
+
+WGAN-GP: per generator step ``n_critic`` critic steps on ``D(fake) - D(real) + lambda GP``, then the
+generator on ``-D(G(z))``. StyleGAN: one critic step of the logistic loss with the R1 penalty every
+``r1_every`` steps (lazy regularisation, weight ``gamma / 2 * r1_every``), then the non-saturating
+generator loss. The critic sees ``2 p - 1`` (probabilities of the generator, labels of the data).
+AMP (float16 autocast + grad scalers) on CUDA when ``amp`` is auto or on.
+
+Distributed: with ``WORLD_SIZE > 1`` (torchrun) every rank starts from rank 0's weights, draws its own
+batches and averages gradients with all-reduce before each optimiser step (explicit averaging rather
+than DDP wrappers, because the penalties differentiate the critic twice); rank 0 evaluates, logs and
+writes checkpoints. Every ``eval_every`` steps, ``eval_samples`` generated volumes are compared with
+held-out windows of the data (:func:`vessel_models.gan.quality.compare_sets`); the lowest ``w1_mean``
+is kept as ``best.pt``, the latest state as ``last.pt`` (``resume`` continues from it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from vessel_models.gan.checkpoint import build_networks, load_checkpoint, save_checkpoint
+from vessel_models.gan.config import GanConfig
+from vessel_models.gan.data import draw_batch
+from vessel_models.gan.losses import (
+    gradient_penalty,
+    logistic_critic_loss,
+    logistic_generator_loss,
+    r1_penalty,
+)
+from vessel_models.gan.quality import compare_sets, feature_matrix
+from vessel_models.gan.sample import sample_labels
+from vessel_models.tree import VesselInputError
+
+__all__ = ["TrainResult", "mip_panel", "split_volumes", "train_gan"]
+
+
+@dataclass
+class TrainResult:
+    """What a run did: steps done (total), wall time (s), best score, per-step losses and evaluations."""
+
+    step: int
+    wall_s: float
+    best_score: float | None
+    critic_losses: list[float] = field(default_factory=list)
+    generator_losses: list[float] = field(default_factory=list)
+    evaluations: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+
+
+def split_volumes(volumes: list[np.ndarray], val_fraction: float, seed: int) -> tuple[list, list]:
+    """(train, validation) volumes: a seeded ``val_fraction`` held out (at least one when > 0 and
+    at least two volumes exist; with one volume both sets are that volume)."""
+    order = np.random.default_rng(seed).permutation(len(volumes))
+    n_val = int(round(val_fraction * len(volumes)))
+    n_val = min(max(n_val, 1 if val_fraction > 0 else 0), len(volumes) - 1)
+    if n_val == 0:
+        return volumes, volumes
+    return [volumes[i] for i in order[n_val:]], [volumes[i] for i in order[:n_val]]
+
+
+def mip_panel(volumes: np.ndarray) -> np.ndarray:
+    """``(D_or_H, ...)`` display panel: maximum intensity projections along the first axis, side by side."""
+    return np.concatenate([np.asarray(v, dtype=np.float32).max(axis=0) for v in volumes], axis=1)
+
+
+def _dist_info() -> tuple[int, int, int]:
+    return (int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _device(cfg: GanConfig, local_rank: int) -> torch.device:
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise VesselInputError("device: 'cuda' requested but no CUDA GPU is available")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def _average_gradients(module: nn.Module, world: int) -> None:
+    if world > 1:
+        for p in module.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= world
+
+
+def _broadcast(module: nn.Module, world: int) -> None:
+    if world > 1:
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, 0)
+
+
+@dataclass
+class _Run:
+    cfg: GanConfig
+    device: torch.device
+    generator: nn.Module
+    critic: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scalers: dict[str, Any]
+    amp: bool
+    world: int
+    rank: int
+
+    def fake(self, n: int) -> torch.Tensor:
+        z = torch.randn(n, self.cfg.net.latent_dim, device=self.device)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            return 2 * torch.sigmoid(self.generator(z)) - 1
+
+    def step(self, loss: torch.Tensor, which: str) -> None:
+        module, opt = (self.critic, self.opt_d) if which == "d" else (self.generator, self.opt_g)
+        opt.zero_grad(set_to_none=True)
+        scaler = self.scalers[which]
+        scaler.scale(loss).backward()
+        _average_gradients(module, self.world)
+        scaler.step(opt)
+        scaler.update()
+
+    def critic_step(self, real: torch.Tensor, step: int, sub: int) -> float:
+        cfg = self.cfg.optim
+        fake = self.fake(real.shape[0]).detach()
+        scale = self.scalers["d"].get_scale() if self.amp else 1.0
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            d_real, d_fake = self.critic(real).float(), self.critic(fake).float()
+            if self.cfg.net.kind == "wgan":
+                loss = d_fake.mean() - d_real.mean()
+                loss = loss + cfg.gp_lambda * gradient_penalty(self.critic, real, fake, scale=scale)
+            else:
+                loss = logistic_critic_loss(d_real, d_fake)
+                if (step * cfg.n_critic + sub) % cfg.r1_every == 0:
+                    loss = loss + 0.5 * cfg.r1_gamma * cfg.r1_every * r1_penalty(self.critic, real, scale=scale)
+        self.step(loss, "d")
+        return float(loss.detach())
+
+    def generator_step(self, n: int) -> float:
+        for p in self.critic.parameters():
+            p.requires_grad_(False)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            scores = self.critic(self.fake(n)).float()
+            loss = -scores.mean() if self.cfg.net.kind == "wgan" else logistic_generator_loss(scores)
+        self.step(loss, "g")
+        for p in self.critic.parameters():
+            p.requires_grad_(True)
+        return float(loss.detach())
+
+
+def _setup(cfg: GanConfig, device: torch.device, world: int, rank: int, resume_from: Path | None,
+           ) -> tuple[_Run, int, float | None]:
+    generator, critic = build_networks(cfg)
+    generator, critic = generator.to(device), critic.to(device)
+    o = cfg.optim
+    opt_g = torch.optim.Adam(generator.parameters(), lr=o.lr_g, betas=o.betas)
+    opt_d = torch.optim.Adam(critic.parameters(), lr=o.lr_d, betas=o.betas)
+    amp = device.type == "cuda" and cfg.amp != "off"
+    scalers = {k: torch.amp.GradScaler(device.type, enabled=amp) for k in ("d", "g")}
+    step, best = 0, None
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from, device)
+        if ckpt["config"]["net"] != cfg.to_dict()["net"] or ckpt["config"]["data"]["shape"] != list(cfg.data.shape):
+            raise VesselInputError(f"{resume_from}: its network or data.shape differs from the config")
+        generator.load_state_dict(ckpt["generator"])
+        critic.load_state_dict(ckpt["critic"])
+        opt_g.load_state_dict(ckpt["opt_g"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        for k, state in (ckpt["scalers"] or {}).items():
+            scalers[k].load_state_dict(state)
+        step, best = int(ckpt["step"]), ckpt["best_score"]
+    _broadcast(generator, world)
+    _broadcast(critic, world)
+    return _Run(cfg, device, generator, critic, opt_g, opt_d, scalers, amp, world, rank), step, best
+
+
+def train_gan(cfg: GanConfig, volumes: list[np.ndarray], out_dir: str | os.PathLike, max_steps: int | None = None,
+              resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a vessel GAN on label volumes; writes ``last.pt``, ``best.pt`` and TensorBoard logs (``tb/``).
+
+    Parameters
+    ----------
+    cfg : GanConfig
+    volumes : list of numpy.ndarray
+        Bool label volumes at ``cfg.data.spacing_mm`` (:func:`vessel_models.gan.data.load_label_folder`).
+    out_dir : str or PathLike
+        Run folder.
+    max_steps : int, optional
+        Total generator steps (counted across resumes); default ``cfg.optim.max_steps``.
+    resume : bool
+        Continue from ``out_dir/last.pt`` when it exists.
+    progress : bool
+        tqdm bar on rank 0.
+    """
+    out = Path(out_dir)
+    world, rank, local = _dist_info()
+    initialised_here = world > 1 and not dist.is_initialized()
+    if initialised_here:
+        dist.init_process_group("nccl" if cfg.device != "cpu" and torch.cuda.is_available() else "gloo")
+    try:
+        return _train(cfg, volumes, out, max_steps, resume, progress, world, rank, local)
+    finally:
+        if initialised_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: GanConfig, volumes: list[np.ndarray], out: Path, max_steps: int | None, resume: bool,
+           progress: bool, world: int, rank: int, local: int) -> TrainResult:
+    from tqdm import tqdm
+
+    if not volumes:
+        raise VesselInputError("--data: no label volume to train on")
+    device = _device(cfg, local)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    total = int(max_steps if max_steps is not None else cfg.optim.max_steps)
+    if total < 1:
+        raise VesselInputError(f"max_steps must be >= 1, got {total}")
+    last = out / "last.pt"
+    run, step, best = _setup(cfg, device, world, rank, last if resume and last.exists() else None)
+    torch.manual_seed(cfg.seed * 1000 + rank + step)
+    train_vols, val_vols = split_volumes(volumes, cfg.data.val_fraction, cfg.seed)
+    d = cfg.data
+    ref_rng = np.random.default_rng([cfg.seed, 1])
+    if d.mode == "crop":  # the centred crop of every held-out volume
+        val_windows = np.concatenate([draw_batch([v], 1, d.shape, ref_rng, "crop", False) for v in val_vols])
+    else:
+        val_windows = draw_batch(val_vols, cfg.eval_samples, d.shape, ref_rng, "patch", False)
+    val_windows = val_windows[:, 0] > 0.5
+    ref_features = feature_matrix(val_windows, d.spacing_mm) if rank == 0 else None
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        out.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(out / "tb"), purge_step=step + 1 if step else None)
+        writer.add_image("real/mip", mip_panel(val_windows[:8])[None], step)
+    result = TrainResult(step, 0.0, best)
+    start = time.monotonic()
+    bar = tqdm(total=total, initial=step, disable=not progress or rank != 0,
+               desc=f"{cfg.net.kind} training")
+
+    def evaluate_and_save(final: bool) -> None:
+        nonlocal best
+        if rank != 0:
+            return
+        scores = compare_sets(feature_matrix(sample_labels(run.generator, cfg.eval_samples, cfg.seed),
+                                             d.spacing_mm), ref_features)
+        result.evaluations.append((step, scores))
+        for k in ("w1_mean", "mmd2", "precision", "recall"):
+            writer.add_scalar(f"quality/{k}", scores[k], step)
+        probs = sample_labels(run.generator, 8, cfg.seed + 1)
+        writer.add_image("generated/mip", mip_panel(probs)[None], step)
+        args = (cfg, run.generator, run.critic)
+        if best is None or scores["w1_mean"] < best:
+            best = scores["w1_mean"]
+            save_checkpoint(out / "best.pt", *args, step, best)
+        save_checkpoint(last, *args, step, best, run.opt_g, run.opt_d, run.scalers)
+        bar.set_postfix(w1=f"{scores['w1_mean']:.3f}", best=f"{best:.3f}", refresh=final)
+
+    while step < total:
+        if cfg.max_minutes is not None and time.monotonic() - start > 60 * cfg.max_minutes:
+            break
+        rng = np.random.default_rng([cfg.seed, rank, step])
+        losses = []
+        for sub in range(cfg.optim.n_critic):
+            real = torch.from_numpy(draw_batch(train_vols, cfg.optim.batch_size, d.shape, rng, d.mode, d.flips))
+            losses.append(run.critic_step(2 * real.to(device) - 1, step, sub))
+        loss_g = run.generator_step(cfg.optim.batch_size)
+        step += 1
+        bar.update(1)
+        result.critic_losses.append(float(np.mean(losses)))
+        result.generator_losses.append(loss_g)
+        if writer is not None:
+            writer.add_scalar("loss/critic", result.critic_losses[-1], step)
+            writer.add_scalar("loss/generator", loss_g, step)
+        if step % cfg.eval_every == 0:
+            evaluate_and_save(final=False)
+    if not result.evaluations or result.evaluations[-1][0] != step:
+        evaluate_and_save(final=True)
+    bar.close()
+    if writer is not None:
+        writer.close()
+    result.step, result.wall_s, result.best_score = step, time.monotonic() - start, best
+    return result
