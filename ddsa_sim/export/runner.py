@@ -30,13 +30,13 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import DatasetConfig
+from ddsa_sim.export.devices import check_device_available, set_worker_index
 from ddsa_sim.export.plan import (
     SampleSpec,
     plan_dataset,
     plan_fingerprint,
     resolve_ct_entries,
 )
-from ddsa_sim.export.devices import check_device_available, set_worker_index
 from ddsa_sim.export.sample import render_sample, scene_options, worker_cache
 from ddsa_sim.export.store import (
     array_handles,
