@@ -1,10 +1,29 @@
-"""GPU benchmark: views/s and DSA pairs/s, ours (torch CUDA) vs DeepDRR 1.2.2 vs DiffDRR 0.6.1.
+"""GPU benchmark: views/s and DSA pairs/s, ours (torch CUDA) vs DeepDRR 1.2.2 vs DiffDRR 0.6.1, and the
+main job's throughput: DSA pairs/s through a ``Scene`` and export samples/s, numba vs torch-CPU vs CUDA.
 
-Usage (on a machine with an NVIDIA GPU; exits with a message otherwise)::
+Usage::
 
     python experiments/bench_gpu.py --size 512 --detector 512
     python experiments/bench_gpu.py --size 512 --detector 1024
     python experiments/bench_gpu.py --size 512 --detector 512 --systems ours     # ours only
+    python experiments/bench_gpu.py --systems scene,export --ct-mm 2 --scene-detector 256   # the main job
+
+Without a GPU the CUDA figures are skipped with a message (stderr) and the script exits 0 after the
+CPU figures of ``scene`` and ``export``.
+
+Main job (``scene``, ``export``): the chest CT (``builtin:chest-ct``, resampled to ``--ct-mm``
+isotropic voxels, written to a temporary NIfTI) with an ``lsystem`` tree (0.5 mm grid), noise on,
+scatter off, 70 kVp..100 kVp as the export's defaults, ``--scene-detector`` pixels of 298 mm / N.
+
+* ``scene_pairs``: ``render_views`` of ``--pairs`` poses of one scene (mask + contrast + DSA target
+  per pose, recorded with noise), after one warm-up view (numba compilation, volume upload); on the
+  torch backends all poses are marched in one batch per volume.
+* ``export_samples``: ``run_export`` of ``--export-count`` samples (2 trees, in-process worker, store
+  written, no preview) after a 1-sample warm-up export with another seed that loads the CT into the
+  worker's cache: steady-state samples/s including tree voxelization and the store writes.
+
+Both for ``numba`` (siddon, the CPU default; and trilinear), ``torch-cpu`` (``backend: torch``) and
+``cuda`` when present.
 
 Scene: the chest CT (``builtin:chest-ct``) resampled linearly to N^3 over its full extent,
 DeepDRR HU -> density, air / soft tissue / bone by thresholds; an iodine volume (10 mgI/ml in the
@@ -27,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -143,25 +163,148 @@ def bench_diffdrr(vol, carms, n_points: int) -> dict:
             "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20}
 
 
+def _ct_file(folder, ct_mm: float) -> str:
+    """The chest CT resampled to ``ct_mm`` (0: as is) as a NIfTI in ``folder``."""
+    import nibabel as nib
+
+    from ddsa_sim.volumes import read_ct
+    from ddsa_sim.volumes.readers import LPS_FROM_RAS
+
+    ct = read_ct("builtin:chest-ct")
+    if ct_mm > 0:
+        ct = ct.resampled(ct_mm)
+    path = f"{folder}/chest_{ct_mm:g}mm.nii.gz"
+    nib.save(nib.Nifti1Image(ct.data.astype(np.float32), np.linalg.inv(LPS_FROM_RAS) @ ct.affine), path)
+    return path
+
+
+#: main-job variants: name -> (device, backend, method)
+MAIN_JOB_VARIANTS = {"numba-siddon": ("cpu", "numba", "siddon"), "numba-trilinear": ("cpu", "numba", "trilinear"),
+                     "torch-cpu": ("cpu", "torch", "trilinear"), "cuda": ("cuda", "torch", "trilinear")}
+
+
+def bench_scene(ct_path: str, variant: str, detector: int, n_pairs: int) -> dict:
+    from ddsa_sim.cli.dsa import vessel_center_mm
+    from ddsa_sim.geometry import CArm
+    from ddsa_sim.scene import (
+        CTSpec,
+        EffectsSpec,
+        PlacementSpec,
+        ScatterSettings,
+        SceneSpec,
+        VesselSpec,
+        build_scene,
+        render_views,
+    )
+
+    device, backend, method = MAIN_JOB_VARIANTS[variant]
+    spec = SceneSpec(CTSpec(ct_path), VesselSpec("generator", "lsystem", seed=0, spacing_mm=0.5),
+                     PlacementSpec("region", ("body",), seed=0),
+                     effects=EffectsSpec(noise=True, scatter=ScatterSettings(enabled=False), method=method,
+                                         device=device, backend=backend))
+    scene = build_scene(spec)
+    base = CArm(isocenter_mm=tuple(float(x) for x in vessel_center_mm(scene)), sensor_height=detector,
+                sensor_width=detector, pixel_mm=1536 * 0.194 / detector)
+    rng = np.random.default_rng(1)
+    carms = [base.at(alpha_deg=float(a), beta_deg=float(b))
+             for a, b in zip(rng.uniform(-30, 30, n_pairs), rng.uniform(-20, 20, n_pairs))]
+    list(render_views(scene, carms[:1], [np.random.default_rng(0)]))  # warm-up: compile, upload, voxelize
+    _sync(device)
+    t = time.perf_counter()
+    views = list(render_views(scene, carms, [np.random.default_rng([0, n]) for n in range(n_pairs)]))
+    _sync(device)
+    dt = time.perf_counter() - t
+    assert all(v.dsa_target.max() > 0 for v in views), "the tree must be in view"
+    return {"pairs": n_pairs, "seconds": round(dt, 2), "pairs_per_s": round(n_pairs / dt, 3)}
+
+
+def bench_export(ct_path: str, variant: str, detector: int, count: int, folder) -> dict:
+    from ddsa_sim.export.config import config_from_dict
+    from ddsa_sim.export.runner import run_export
+
+    device, backend, method = MAIN_JOB_VARIANTS[variant]
+
+    def config(n: int, seed: int):
+        return config_from_dict({
+            "cts": [{"path": ct_path}], "vessels": {"per_ct": 2, "sources": [{"generator": "lsystem"}]},
+            "detector": {"rows": detector, "cols": detector, "pixel_mm": 1536 * 0.194 / detector, "binning": 1},
+            "effects": {"noise": True, "scatter": False}, "count": n, "seed": seed, "device": device,
+            "renderer_options": {"vessel_spacing_mm": 0.5, "method": method, "backend": backend}})
+
+    run_export(config(1, 1), f"{folder}/warm_{variant}.zarr", progress=False, preview=False)  # CT into the cache
+    _sync(device)
+    t = time.perf_counter()
+    run_export(config(count, 2), f"{folder}/bench_{variant}.zarr", progress=False, preview=False)
+    _sync(device)
+    dt = time.perf_counter() - t
+    return {"samples": count, "seconds": round(dt, 2), "samples_per_s": round(count / dt, 3)}
+
+
+def _sync(device: str) -> None:
+    if device != "cpu":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def bench_main_job(args, variants: list[str], result: dict) -> None:
+    """``scene`` and ``export`` figures of ``variants`` into ``result`` (printed after each)."""
+    import tempfile
+
+    systems = set(args.systems.split(","))
+    with tempfile.TemporaryDirectory() as folder:
+        ct_path = _ct_file(folder, args.ct_mm)
+        for variant in variants:
+            if "scene" in systems:
+                result.setdefault("scene_pairs", {})[variant] = bench_scene(ct_path, variant, args.scene_detector,
+                                                                            args.pairs)
+            if "export" in systems:
+                result.setdefault("export_samples", {})[variant] = bench_export(
+                    ct_path, variant, args.scene_detector, args.export_count, folder)
+            print(json.dumps(result), flush=True)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--detector", type=int, default=512)
     ap.add_argument("--views", type=int, default=64)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--systems", default="ours,deepdrr,diffdrr")
+    ap.add_argument("--systems", default="scene,export,ours,deepdrr,diffdrr")
+    ap.add_argument("--ct-mm", type=float, default=2.0, help="scene/export: CT voxel size (0: the file's)")
+    ap.add_argument("--scene-detector", type=int, default=256, help="scene/export: detector pixels per side")
+    ap.add_argument("--pairs", type=int, default=8, help="scene: poses rendered")
+    ap.add_argument("--export-count", type=int, default=8, help="export: samples written")
+    ap.add_argument("--cpu-variants", default="numba-siddon,numba-trilinear,torch-cpu")
     args = ap.parse_args(argv)
+    import platform
+
     import torch
 
-    if not torch.cuda.is_available():
-        print("bench_gpu: no CUDA GPU visible to PyTorch (torch.cuda.is_available() is False); "
-              "run this on a machine with an NVIDIA GPU", file=sys.stderr)
-        return 2
     systems = set(args.systems.split(","))
+    result = {"machine": f"{_cpu_name() or platform.machine()}, {os.cpu_count()} cores",
+              "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "ct_mm": args.ct_mm,
+              "scene_detector": args.scene_detector}
+    if systems & {"scene", "export"}:
+        bench_main_job(args, [v for v in args.cpu_variants.split(",") if v], result)
+    if not torch.cuda.is_available():
+        print("bench_gpu: no CUDA GPU visible to PyTorch (torch.cuda.is_available() is False): CPU figures only; "
+              "run it on a machine with an NVIDIA GPU for the CUDA figures", file=sys.stderr)
+        return 0
+    result.update(device=torch.cuda.get_device_name(), size=args.size, detector=args.detector, views=args.views,
+                  batch=args.batch)
+    if systems & {"scene", "export"}:
+        bench_main_job(args, ["cuda"], result)
     ct, vol, iod = _scene(args.size)
     carms = _carms(ct, args.detector, args.views)
-    result = {"device": torch.cuda.get_device_name(), "size": args.size, "detector": args.detector,
-              "views": args.views, "batch": args.batch}
     if "ours" in systems:
         result["ours_step_0.1mm"] = bench_ours(vol, iod, carms, args.batch, 0.1)
         result["ours_step_one_voxel"] = bench_ours(vol, iod, carms, args.batch, None)

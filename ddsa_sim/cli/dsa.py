@@ -162,7 +162,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         frames: int = typer.Option(1, help="Contrast frames over the bolus filling (1 = filled vessels)."),
         spacing_mm: float = typer.Option(0.25, help="Vessel voxel grid spacing around a tree, mm."),
         device: str = typer.Option("cpu", "--device", help="cpu (numba kernels) or cuda / cuda:N (torch GPU "
-                                   "backend; marches trilinear)."),
+                                   "backend; marches trilinear, all views of --alpha/--beta in one batch)."),
         gif: bool = typer.Option(False, "--gif", help="Also write OUT/view_NNN.gif: the DSA target over the frames."),
         mp4: bool = typer.Option(False, "--mp4", help="Also write OUT/view_NNN.mp4 (needs imageio-ffmpeg)."),
         ) -> None:
@@ -177,8 +177,9 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         ExposureSpec,
         MotionParams,
         ScatterSettings,
+        bolus_times,
         build_scene,
-        render_sequence,
+        render_views,
     )
     from ddsa_sim.scene.recording import frame_quanta, gain_for_bit_depth
     from ddsa_sim.viz.animation import save_animation
@@ -217,8 +218,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         scene.detector = make_detector(bit_depth=bit_depth, gain=gain_for_bit_depth(bit_depth, quanta))
     carms = [carm0.at(alpha_deg=a, beta_deg=b) for a, b in zip(alphas, betas)]  # validates every pose first
     out.mkdir(parents=True, exist_ok=True)
-    for n, carm in enumerate(carms):
-        result = render_sequence(scene, carm, np.random.default_rng([seed, n]), frames)
+    rngs = [np.random.default_rng([seed, n]) for n in range(len(carms))]
+    for n, (carm, result) in enumerate(zip(carms, render_views(scene, carms, rngs, bolus_times(scene, frames)))):
         npz = save_view(out / f"view_{n:03d}.npz", result, carm, scene)
         label = vessels if len(vessels) < 48 else vessels[:45] + "..."
         save_strip(result, out / f"view_{n:03d}.png",

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ddsa_sim import InputError
+from ddsa_sim.export.devices import check_device_name
 from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
 
@@ -220,7 +221,11 @@ class Output(_Model):
 
 
 class DatasetConfig(_Model):
-    """A whole dataset; with its ``seed`` it determines every sample bit for bit."""
+    """A whole dataset; with its ``seed`` it determines every sample bit for bit (on one kind of device).
+
+    ``device``: ``cpu``, ``cuda`` (one GPU per worker process) or ``cuda:N``
+    (:mod:`ddsa_sim.export.devices`).
+    """
 
     cts: list[CTSource] = Field(min_length=1)
     vessels: Vessels
@@ -235,6 +240,7 @@ class DatasetConfig(_Model):
     count: int = Field(ge=1)
     split: Split = Split()
     seed: int = Field(ge=0, lt=2**63)
+    device: str = "cpu"
     renderer: str = "scene"
     renderer_options: dict[str, Any] = Field(default_factory=dict)
     max_ct_voxels: int = Field(default=600 * 512 * 512, ge=1)
@@ -244,6 +250,11 @@ class DatasetConfig(_Model):
     @classmethod
     def _renderer(cls, v: str) -> str:
         return check_renderer_name(v)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return check_device_name(v)
 
     @model_validator(mode="after")
     def _crop_fits(self) -> DatasetConfig:
@@ -409,9 +420,11 @@ count: 300                             # samples (--count overrides)
 split: {train: 0.8, val: 0.1, test: 0.1}   # fractions of CTs (patients), never of images
 seed: 1234                             # --seed overrides
 
+device: cpu                            # cpu | cuda (worker k on GPU k mod n_gpus) | cuda:N (every worker on GPU N);
+                                       #   a GPU marches with the torch backend (trilinear)
 renderer: scene                        # scene (physics) | package.module:function (your own)
-renderer_options: {}                   # scene: vessel_spacing_mm 0.25, method siddon, kvp_node_kv 2, vessel_cache_size 8,
-                                       #   device cpu (cuda / cuda:N: torch GPU backend, method trilinear), backend numba
+renderer_options: {}                   # scene: vessel_spacing_mm 0.25, method (siddon on cpu, trilinear on a GPU),
+                                       #   kvp_node_kv 2, vessel_cache_size 8, backend numba (torch: the GPU code on the CPU)
 max_ct_voxels: 157286400               # refuse larger CTs (memory bound per worker; docs/export.md)
 ct_cache_size: 1                       # CTs kept loaded per worker
 """

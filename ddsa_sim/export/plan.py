@@ -52,7 +52,8 @@ class SampleSpec:
     ``name``, ``params`` (drawn values), ``structures``, ``seed`` (the tree's own seed), ``root``,
     ``offset_mm`` and ``rotation_deg`` (placement of the tree in the CT).
     ``detector_rows``/``detector_cols``/``pixel_mm`` are physical; images are binned by ``binning``
-    and centre-cropped to ``image_shape``.
+    and centre-cropped to ``image_shape``. ``device`` is the config's (``cuda`` maps to each worker's
+    own GPU, :func:`ddsa_sim.export.devices.this_worker_device`).
     """
 
     index: int
@@ -84,6 +85,7 @@ class SampleSpec:
     renderer_options: dict[str, Any] = field(default_factory=dict)
     max_ct_voxels: int = 600 * 512 * 512
     structures_source: str | None = None
+    device: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict of all fields."""
@@ -259,6 +261,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             renderer=config.renderer,
             renderer_options=dict(config.renderer_options),
             max_ct_voxels=config.max_ct_voxels,
+            device=config.device,
         ))
     return specs
 

@@ -11,7 +11,8 @@ Execution back ends (the same tasks, the same store, bit-identical results):
 A task is a short list of sample specs of one CT; the worker renders and writes each sample
 straight into the store (which must be on a filesystem all workers share) and returns the indices
 it completed. Each worker process keeps its own :class:`~ddsa_sim.export.sample.CTCache`, so a CT
-is read once per worker, not once per sample.
+is read once per worker, not once per sample. With ``device: cuda`` worker ``k`` (numbered at its
+start; Dask workers per host) renders on GPU ``k mod n_gpus`` (:mod:`ddsa_sim.export.devices`).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import DatasetConfig
+from ddsa_sim.export.devices import check_device_available, set_worker_index
 from ddsa_sim.export.plan import (
     SampleSpec,
     plan_dataset,
     plan_fingerprint,
     resolve_ct_entries,
 )
-from ddsa_sim.export.sample import render_sample, worker_cache
+from ddsa_sim.export.sample import render_sample, scene_options, worker_cache
 from ddsa_sim.export.store import (
     array_handles,
     check_resumable,
@@ -90,9 +92,14 @@ def make_tasks(specs: Iterable[SampleSpec], chunk_size: int) -> list[list[Sample
     return tasks
 
 
-def preflight(config: DatasetConfig) -> None:
-    """Fail fast, before any store is written: every CT exists and is not above ``max_ct_voxels``
-    (from the file header where the format allows)."""
+def preflight(config: DatasetConfig, local: bool = True) -> None:
+    """Fail fast, before any store is written: the scene renderer's options suit ``device``, a CUDA
+    ``device`` exists here (``local``: the workers run on this machine), every CT exists and is not
+    above ``max_ct_voxels`` (from the file header where the format allows)."""
+    if config.renderer == "scene":
+        scene_options(config.renderer_options, config.device)
+    if local:
+        check_device_available(config.device)
     for ct in resolve_ct_entries(config):
         n = peek_voxels(ct.source)
         if n is not None and n > config.max_ct_voxels:
@@ -114,11 +121,15 @@ def _progress(total: int, initial: int, enabled: bool):
                 smoothing=0.1, dynamic_ncols=True, file=sys.stderr)
 
 
-def _worker_init(threads: int) -> None:
-    """Worker process start: share the cores between workers (numba threads per worker), so N
-    workers do not oversubscribe the machine (results do not depend on the thread count)."""
+def _worker_init(threads: int, counter) -> None:
+    """Worker process start: take the next worker number (its GPU with ``device: cuda``) and share the
+    cores between workers (numba threads per worker), so N workers do not oversubscribe the machine
+    (results do not depend on the thread count)."""
     import numba
 
+    with counter.get_lock():
+        set_worker_index(counter.value)
+        counter.value += 1
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
 
@@ -131,7 +142,7 @@ def _run_local(store: str, tasks: list[list[SampleSpec]], workers: int, cache_si
     ctx = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                initargs=(threads,)) as pool:
+                                initargs=(threads, ctx.Value("i", 0))) as pool:
         futures = [pool.submit(export_chunk, store, t, cache_size) for t in tasks]
         try:
             for fut in cf.as_completed(futures):
@@ -140,6 +151,16 @@ def _run_local(store: str, tasks: list[list[SampleSpec]], workers: int, cache_si
             for f in futures:
                 f.cancel()
             raise
+
+
+def _number_dask_workers(client) -> None:
+    """Number each Dask worker among those of its host (its GPU with ``device: cuda``)."""
+    by_host: dict[str, list[str]] = {}
+    for addr, info in sorted(client.scheduler_info()["workers"].items()):
+        by_host.setdefault(info.get("host", addr), []).append(addr)
+    for addrs in by_host.values():
+        for k, addr in enumerate(addrs):
+            client.run(set_worker_index, k, workers=[addr])
 
 
 def _run_dask(store: str, tasks: list[list[SampleSpec]], scheduler: str, cache_size: int,
@@ -163,6 +184,7 @@ def _run_dask(store: str, tasks: list[list[SampleSpec]], scheduler: str, cache_s
         except OSError as exc:
             raise InputError(f"--scheduler: cannot connect to {scheduler} ({exc})") from None
     try:
+        _number_dask_workers(client)
         futures = [client.submit(export_chunk, store, t, cache_size, pure=False) for t in tasks]
         for fut in as_completed(futures):
             on_done(fut.result())
@@ -206,7 +228,7 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
     specs = plan_dataset(config)
     resolved = config.resolved()
     fingerprint = plan_fingerprint(specs)
-    preflight(config)
+    preflight(config, local=scheduler is None or scheduler.startswith("local:"))
     if resume and store_path.exists():
         root = open_store(store_path, mode="r+")
         check_resumable(root, resolved, fingerprint, store_path)

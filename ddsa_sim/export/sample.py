@@ -18,8 +18,9 @@ The renderer is picked by ``spec.renderer`` (:mod:`ddsa_sim.export.renderers`): 
 the scene with :func:`ddsa_sim.scene.build_scene` on the worker's cached :class:`~ddsa_sim.scene.Patient`
 (whose memo keeps the CT's projector volume, regions, the virtual non-contrast CT and an LRU of
 voxelized trees, ``renderer_options.vessel_cache_size``, since one tree is seen from many poses) and
-renders it with :func:`ddsa_sim.scene.render_frames`. Options: :data:`SCENE_OPTIONS` (``device: cuda``
-runs the scene on the torch GPU backend; the CT is uploaded once per worker process).
+renders it with :func:`ddsa_sim.scene.render_frames`. Options: :data:`SCENE_OPTIONS`. The config's
+``device: cuda`` runs the scene on the torch GPU backend, on this worker's own GPU
+(:mod:`ddsa_sim.export.devices`); the CT is uploaded once per worker process.
 
 Memory per worker (see ``docs/export.md``): the :class:`CTCache` holds at most ``max_items`` CTs,
 each ``4 bytes * voxels`` (float32 HU) plus ``1 byte * voxels`` (uint8 labels), plus one sample's
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
+from ddsa_sim.export.devices import this_worker_device
 from ddsa_sim.export.format import IMAGE_ARRAYS, IMAGE_DTYPES, V2_META_ARRAYS
 from ddsa_sim.export.plan import SampleSpec
 from ddsa_sim.export.renderers import resolve_renderer
@@ -134,35 +136,40 @@ def sample_geometry(spec: SampleSpec, ct_center_mm: np.ndarray) -> tuple[np.ndar
 #: ``renderer_options`` of the scene renderer and their defaults.
 SCENE_OPTIONS: dict[str, Any] = {
     "vessel_spacing_mm": 0.25,  # voxel grid of a generated tree (mm)
-    "method": "siddon",          # ray marching: siddon (exact) | trilinear
+    "method": None,              # ray marching: siddon (exact) | trilinear; None: siddon on numba, trilinear on torch
     "kvp_node_kv": 2.0,          # SpekPy spectra on a kVp grid of this step, interpolated (0: exact kVp)
     "vessel_cache_size": 8,      # voxelized vessel trees kept per cached CT
-    "device": "cpu",             # cpu | cuda | cuda:N (torch backend, needs method trilinear)
-    "backend": "numba",          # numba | torch: the kernel on the CPU
+    "backend": "numba",          # numba | torch: the kernel on the CPU (a GPU device is always torch)
 }
 
 
-def scene_options(spec: SampleSpec) -> dict[str, Any]:
-    """The scene renderer's options: :data:`SCENE_OPTIONS` updated by ``spec.renderer_options``.
+def scene_options(options: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+    """The scene renderer's options: :data:`SCENE_OPTIONS` updated by ``options`` (``renderer_options``),
+    with ``method`` resolved for ``device`` (the config's ``device``).
 
     Raises
     ------
     InputError
-        An unknown option or a bad value (the message names ``renderer_options.KEY``).
+        An unknown option or a bad value (the message names ``renderer_options.KEY``), or ``method:
+        siddon`` on the torch backend.
     """
     opts = dict(SCENE_OPTIONS)
-    for key, value in spec.renderer_options.items():
+    for key, value in options.items():
         if key not in SCENE_OPTIONS:
-            raise InputError(f"renderer_options.{key}: unknown for renderer 'scene'; known: "
+            hint = " (the device is the config's top-level device:)" if key == "device" else ""
+            raise InputError(f"renderer_options.{key}: unknown for renderer 'scene'{hint}; known: "
                              f"{', '.join(sorted(SCENE_OPTIONS))}")
         opts[key] = value
-    if opts["method"] not in ("siddon", "trilinear"):
-        raise InputError(f"renderer_options.method: use siddon or trilinear, got {opts['method']!r}")
     if opts["backend"] not in ("numba", "torch"):
         raise InputError(f"renderer_options.backend: use numba or torch, got {opts['backend']!r}")
-    if (opts["device"] != "cpu" or opts["backend"] == "torch") and opts["method"] != "trilinear":
-        raise InputError(f"renderer_options.method: the torch backend (device {opts['device']!r}) marches "
-                         f"trilinear only; set method: trilinear")
+    torch_backend = device != "cpu" or opts["backend"] == "torch"
+    if opts["method"] is None:
+        opts["method"] = "trilinear" if torch_backend else "siddon"
+    if opts["method"] not in ("siddon", "trilinear"):
+        raise InputError(f"renderer_options.method: use siddon or trilinear, got {opts['method']!r}")
+    if torch_backend and opts["method"] != "trilinear":
+        raise InputError(f"renderer_options.method: the torch backend (device {device!r}, backend "
+                         f"{opts['backend']!r}) marches trilinear only; drop method or set method: trilinear")
     for key in ("vessel_spacing_mm", "kvp_node_kv", "vessel_cache_size"):
         v = opts[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 or (
@@ -207,7 +214,7 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     exposure = ExposureSpec(spectrum_at_kvp(spec.kvp, spec.filter_al_mm, float(opts["kvp_node_kv"])),
                             Exposure(photons_per_pixel=spec.photons_per_pixel), iodine_mg_per_ml=spec.iodine_mg_per_ml)
     effects = EffectsSpec(noise=spec.noise, scatter=ScatterSettings(enabled=spec.scatter),
-                          motion=MotionParams(kind=spec.motion), method=opts["method"], device=str(opts["device"]),
+                          motion=MotionParams(kind=spec.motion), method=opts["method"], device=this_worker_device(spec.device),
                           backend=opts["backend"])
     return SceneSpec(ct_spec(spec), vessels, placement, exposure, effects)
 
@@ -218,7 +225,7 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
     and the exposure meta values (``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)."""
     from ddsa_sim.scene import build_scene, render_frames
 
-    opts = scene_options(spec)
+    opts = scene_options(spec.renderer_options, spec.device)
     patient = cache.get(spec)
     scene = build_scene(scene_spec(spec, opts), patient, vessel_cache_size=int(opts["vessel_cache_size"]))
     carm = sample_carm(spec, patient.ct.center_mm)

@@ -2,7 +2,8 @@
 
 Walk one frame top-down: :class:`SceneSpec` (what to simulate, in plain values) -> :func:`build_scene`
 (the one builder: patient, vessel source, placement) -> :class:`Scene` -> :func:`render_frames` (march
-through the projector, record with scatter, noise and detector). See docs/dsa.md.
+through the projector, record with scatter, noise and detector; several poses: :func:`render_views`).
+See docs/dsa.md.
 
 Modules: ``spec`` (the typed spec), ``builder``, ``scene`` (the Scene type), ``render`` (frames at a
 pose), ``sources`` (label maps, files, generators), ``vessels`` (trees / fraction volumes -> iodine),
@@ -13,7 +14,16 @@ detector).
 from ddsa_sim.scene.builder import Patient, build_scene, load_patient
 from ddsa_sim.scene.motion import MotionParams
 from ddsa_sim.scene.recording import Exposure, ScatterSettings
-from ddsa_sim.scene.render import TRIPLET_KEYS, DSAFrames, bolus_times, render_frames, render_sequence, render_triplet
+from ddsa_sim.scene.render import (
+    TRIPLET_KEYS,
+    DSAFrames,
+    MarchedView,
+    bolus_times,
+    render_frames,
+    render_sequence,
+    render_triplet,
+    render_views,
+)
 from ddsa_sim.scene.scene import Scene
 from ddsa_sim.scene.spec import CTSpec, EffectsSpec, ExposureSpec, PlacementSpec, SceneSpec, VesselSpec
 from ddsa_sim.scene.vessels import BolusParams, FractionVessels, TreeVessels
@@ -27,6 +37,7 @@ __all__ = [
     "Exposure",
     "ExposureSpec",
     "FractionVessels",
+    "MarchedView",
     "MotionParams",
     "Patient",
     "PlacementSpec",
@@ -41,4 +52,5 @@ __all__ = [
     "render_frames",
     "render_sequence",
     "render_triplet",
+    "render_views",
 ]

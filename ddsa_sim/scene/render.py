@@ -5,11 +5,14 @@ motion applied to the CT part) and the noise-free, motion-free targets. Exact de
 output are in docs/dsa.md; the arrays match docs/store_format.md.
 
 >>> out = render_triplet(scene, carm, np.random.default_rng(0))  # doctest: +SKIP
+
+Several poses of one scene: :func:`render_views` (on the torch backend it marches every volume once
+for a batch of views).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +34,8 @@ from ddsa_sim.scene.recording import (
 )
 from ddsa_sim.scene.scene import Scene
 
-__all__ = ["TRIPLET_KEYS", "VESSEL_MASK_MIN_IODINE_MG_PER_CM2", "DSAFrames", "bolus_times", "render_frames",
-           "render_sequence", "render_triplet"]
+__all__ = ["TRIPLET_KEYS", "VESSEL_MASK_MIN_IODINE_MG_PER_CM2", "DSAFrames", "MarchedView", "bolus_times",
+           "render_frames", "render_sequence", "render_triplet", "render_views"]
 
 #: A pixel is vessel (``vessel_mask``) where the projected iodine is at least this (mg/cm^2), in
 #: single frames and sequences alike: 0.1 mg/cm^2 is 1 % of a 1 mm lumen at 100 mgI/ml, about
@@ -97,6 +100,22 @@ class DSAFrames:
                 "vessel_mask": self.vessel_mask[k], "conventional_dsa": self.conventional_dsa[k]}
 
 
+@dataclass
+class MarchedView:
+    """Area densities (g/cm^2, (H, W, M) float64) of one view, marched ahead (in a batch of views).
+
+    Attributes
+    ----------
+    ct : (H, W, M)
+        The CT (unmoved).
+    vessels : list of dict
+        Per contrast frame (bolus time), every vessel volume's area densities by name.
+    """
+
+    ct: np.ndarray
+    vessels: list[dict[str, np.ndarray]]
+
+
 def _moved_ct(scene: Scene, carm: CArm, a_ct: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     m = scene.motion
     if m.kind == "none":
@@ -109,7 +128,7 @@ def _moved_ct(scene: Scene, carm: CArm, a_ct: np.ndarray, rng: np.random.Generat
 
 
 def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
-                  times_s: Sequence[float | None] = (None,)) -> DSAFrames:
+                  times_s: Sequence[float | None] = (None,), marched: MarchedView | None = None) -> DSAFrames:
     """Render the mask and one contrast frame per fill time at one C-arm pose.
 
     Parameters
@@ -123,6 +142,8 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         noise realisations.
     times_s : sequence of float or None
         Bolus time of each contrast frame (s); None = fully filled lumen.
+    marched : MarchedView, optional
+        This view's area densities marched ahead (:func:`render_views`); default: marched here.
 
     Returns
     -------
@@ -140,7 +161,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     i_lumen = proj.materials.index(scene.lumen_material.name)
     iodine_per_g = scene.iodine_mg_per_g_lumen
 
-    a_ct = proj.march(carm, "ct")
+    a_ct = marched.ct if marched is not None else proj.march(carm, "ct")
     mask_area = proj.combine({"ct": a_ct}, ["ct"])
     mask_primary, mask_q = _intensity(proj, mask_area)
     kerma_t = aec_kerma_transmission(mask_area, proj.attenuation_cm2_per_g, proj.spectrum)
@@ -163,7 +184,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
                                             "iodine_mg_per_cm2", "vessel_mask", "motion")}
     for k, t in enumerate(times):
         proj_t = scene.projector_at(t)
-        a_v = scene.march_vessels(carm, t)
+        a_v = marched.vessels[k] if marched is not None else scene.march_vessels(carm, t)
         names = ["ct", *a_v]
         iodine = sum(a[..., i_lumen] for a in a_v.values()) * iodine_per_g  # mg/cm^2
         # only rays through a vessel volume change: the others keep the mask's intensity (one
@@ -212,6 +233,58 @@ def render_triplet(scene: Scene, carm: CArm, rng: np.random.Generator) -> dict[s
         fully filled vessels.
     """
     return render_frames(scene, carm, rng).frame(0)
+
+
+def _march_batch(scene: Scene, carms: Sequence[CArm], times: Sequence[float | None]) -> list[MarchedView]:
+    """Every volume marched for all ``carms`` in one torch launch per volume and bolus time."""
+    from ddsa_sim.projector.torch_projector import TorchProjector
+
+    def batched(t: float | None, name: str) -> np.ndarray:
+        return TorchProjector(scene.projector_at(t)).march(carms, name).cpu().numpy()
+
+    ct = batched(None, "ct")
+    vessels = [{name: batched(t, name) for name in scene.vessel_names} for t in times]
+    return [MarchedView(ct[i], [{n: a[i] for n, a in v.items()} for v in vessels]) for i in range(len(carms))]
+
+
+def render_views(scene: Scene, carms: Sequence[CArm], rngs: Sequence[np.random.Generator],
+                 times_s: Sequence[float | None] = (None,), max_batch_bytes: int = 1 << 30) -> Iterator[DSAFrames]:
+    """:func:`render_frames` of several poses of one scene, yielded view by view in order.
+
+    On the torch backend (``scene.device`` not ``"cpu"``, or ``backend="torch"``) the CT and each
+    vessel volume at each bolus time are marched for a batch of views in one
+    :class:`~ddsa_sim.projector.kernels_torch.TorchMarcher` call; the result equals
+    ``render_frames(scene, carm, rng, times_s)`` per view within float32 round-off. On the numba
+    backend the views are rendered one by one.
+
+    Parameters
+    ----------
+    scene : Scene
+    carms : sequence of CArm
+        The views; batched views share one detector size.
+    rngs : sequence of numpy.random.Generator
+        One per view (its noise and motion, as in :func:`render_frames`).
+    times_s : sequence of float or None
+        Bolus time of each contrast frame (s); None = fully filled lumen.
+    max_batch_bytes : int
+        Bound on the host memory of one batch's area densities (views per batch follow from it).
+    """
+    carms, rngs, times = list(carms), list(rngs), list(times_s)
+    if len(rngs) != len(carms):
+        raise InputError(f"render_views: one rng per view, got {len(rngs)} for {len(carms)} views")
+    if not times:
+        raise InputError("render: at least one contrast frame (times_s) is needed")
+    if scene.projector.backend != "torch":
+        return (render_frames(scene, carm, rng, times) for carm, rng in zip(carms, rngs))
+    for carm in carms:
+        scene.check_view(carm)  # every pose, before a batch is marched
+    per_view = 8 * len(scene.projector.materials) * (1 + len(times) * len(scene.vessels)) * max(
+        (c.sensor_height * c.sensor_width for c in carms), default=1)
+    size = max(1, int(max_batch_bytes) // per_view)
+    return (render_frames(scene, carm, rng, times, marched)
+            for b0 in range(0, len(carms), size)
+            for carm, rng, marched in zip(carms[b0:b0 + size], rngs[b0:b0 + size],
+                                          _march_batch(scene, carms[b0:b0 + size], times)))
 
 
 def bolus_times(scene: Scene, n_frames: int) -> list[float | None]:
