@@ -410,7 +410,7 @@ split: {train: 0.8, val: 0.1, test: 0.1}   # fractions of CTs (patients), never 
 seed: 1234                             # --seed overrides
 
 renderer: scene                        # scene (physics) | package.module:function (your own)
-renderer_options: {}                   # scene: vessel_spacing_mm 0.25, method siddon, kvp_node_kv 2, vessel_cache_size 8
+renderer_options: {}                   # scene: vessel_spacing_mm 0.25, method trilinear, kvp_node_kv 2, vessel_cache_size 8
 max_ct_voxels: 157286400               # refuse larger CTs (memory bound per worker; docs/export.md)
 ct_cache_size: 1                       # CTs kept loaded per worker
 """

@@ -133,7 +133,7 @@ def sample_geometry(spec: SampleSpec, ct_center_mm: np.ndarray) -> tuple[np.ndar
 #: ``renderer_options`` of the scene renderer and their defaults.
 SCENE_OPTIONS: dict[str, Any] = {
     "vessel_spacing_mm": 0.25,  # voxel grid of a generated tree (mm)
-    "method": "siddon",          # ray marching: siddon (exact) | trilinear
+    "method": "trilinear",       # ray marching: trilinear (smooth, default) | siddon (exact voxels, slice bands)
     "kvp_node_kv": 2.0,          # SpekPy spectra on a kVp grid of this step, interpolated (0: exact kVp)
     "vessel_cache_size": 8,      # voxelized vessel trees kept per cached CT
 }

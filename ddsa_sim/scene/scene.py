@@ -17,6 +17,7 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.attenuation import displaced_blood_g_per_mg_iodine
+from ddsa_sim.physics.blur import BlurSettings, detector_sigma_mm, focal_spot_sigma_mm, gaussian_blur
 from ddsa_sim.physics.detector import Detector
 from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.projector import Projector, ProjectorVolume
@@ -64,8 +65,12 @@ class Scene:
         Noise-only correlation kernel: ``"deepdrr3x3"`` (default), ``"none"`` or a Gaussian sigma (px).
     scatter : ScatterSettings
         Scatter kernel superposition and anti-scatter grid (on by default, ratio-10 grid).
-    method : {"siddon", "trilinear"}
-        Ray-marching method of the projector.
+    blur : BlurSettings
+        Focal-spot blur (each volume at its own depth) and detector light spread; on by default.
+        Both act on every frame and on the noise-free targets (physics.blur).
+    method : {"trilinear", "siddon"}
+        Ray-marching method of the projector: trilinear (default; smooth, no CT slice pattern in the
+        frames) or Siddon (exact voxel traversal; stamps thick slices into every mask as bands).
     ct_volume : ProjectorVolume, optional
         The CT's projector volume (named ``"ct"``), built beforehand from ``ct`` and its materials
         (e.g. memoised per CT by the dataset exporter); default: built from ``ct`` on first use.
@@ -84,7 +89,8 @@ class Scene:
     noise: bool = True
     noise_correlation: str | float = "deepdrr3x3"
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
-    method: str = "siddon"
+    blur: BlurSettings = field(default_factory=BlurSettings)
+    method: str = "trilinear"
     ct_volume: ProjectorVolume | None = field(default=None, repr=False)
     _projectors: dict = field(default_factory=dict, init=False, repr=False)
 
@@ -141,14 +147,36 @@ class Scene:
         return max(src.end_time_s(self.bolus) for src in self.vessels)
 
     # ------------------------------------------------------------------ marching
+    def march_ct(self, carm: CArm) -> np.ndarray:
+        """Area densities (g/cm^2, (H, W, M)) of the CT, focal-spot blurred at its depth."""
+        return self.focal_spot_blur(carm, "ct", self.projector.march(carm, "ct"))
+
     def march_vessels(self, carm: CArm, t_s: float | None) -> dict[str, np.ndarray]:
-        """Area densities (g/cm^2, (H, W, M)) of every vessel volume at fill time ``t_s``."""
+        """Area densities (g/cm^2, (H, W, M)) of every vessel volume at fill time ``t_s`` (sharp: blur
+        each with :meth:`focal_spot_blur`)."""
         proj = self.projector_at(t_s)
         return {name: proj.march(carm, name) for name in self.vessel_names}
 
     def march_ct_moved(self, carm: CArm, world_from_world: np.ndarray) -> np.ndarray:
-        """Area densities of the CT after a rigid world transform, columns as the scene projector's."""
-        return self.projector.march(carm, "ct", world_from_world=world_from_world)
+        """Area densities of the CT after a rigid world transform (blurred as :meth:`march_ct`)."""
+        moved = self.projector.march(carm, "ct", world_from_world=world_from_world)
+        return self.focal_spot_blur(carm, "ct", moved)
+
+    # ------------------------------------------------------------------ blur
+    def focal_spot_blur(self, carm: CArm, volume: str, area: np.ndarray) -> np.ndarray:
+        """``area`` blurred by the focal spot at the depth of the volume's centre (no-op for a point source)."""
+        if self.blur.focal_spot_mm == 0:
+            return area
+        centre = self.projector.volumes[volume].corners_mm().mean(axis=0)
+        depth = float((centre - carm.source_mm) @ carm.principal_ray)
+        sigma = focal_spot_sigma_mm(self.blur.focal_spot_mm, depth, carm.source_to_detector_distance)
+        return gaussian_blur(area, sigma / carm.pixel_mm)
+
+    def detector_blur(self, carm: CArm, intensity: np.ndarray) -> np.ndarray:
+        """``intensity`` (H, W) blurred by the detector's light spread (no-op when off)."""
+        if self.blur.detector_mtf50_cycles_per_mm is None:
+            return intensity
+        return gaussian_blur(intensity, detector_sigma_mm(self.blur.detector_mtf50_cycles_per_mm) / carm.pixel_mm)
 
     def check_view(self, carm: CArm) -> None:
         """Raise InputError when the CT or a vessel volume is outside the field of view."""
@@ -176,7 +204,7 @@ class Scene:
             "noise_correlation": self.noise_correlation, "scatter": self.scatter.enabled,
             "grid": None if self.scatter.grid is None else [self.scatter.grid.primary_transmission,
                                                             self.scatter.grid.scatter_transmission],
-            "motion": self.motion.kind, "method": self.method,
+            "motion": self.motion.kind, "method": self.method, "blur": self.blur.to_dict(),
             "bolus": {"velocity_mm_per_s": self.bolus.velocity_mm_per_s, "sigma_s": self.bolus.sigma_s,
                       "mode": self.bolus.mode},
         }
