@@ -116,8 +116,11 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
                      scene.noise_correlation)
         return to_neglog(rec), to_neglog(total), s
 
-    a_ct = proj.march(carm, "ct")
-    mask_primary = proj.intensity(proj.combine({"ct": a_ct}, ["ct"])).astype(np.float64)
+    a_ct = scene.march_ct(carm)  # focal-spot blurred at the CT's depth
+    # the detector's light spread blurs every primary, so the targets carry the blur of both frames
+    # (float32 values like the spectrum's, so equal pixels of two frames give a target of exactly 0)
+    mask_sharp = proj.intensity(proj.combine({"ct": a_ct}, ["ct"]))
+    mask_primary = scene.detector_blur(carm, mask_sharp).astype(np.float32).astype(np.float64)
     mask, mask_clean, mask_scatter = recorded(mask_primary, seeds[1])
     mask_primary_nl = to_neglog(mask_primary)
 
@@ -125,20 +128,24 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
                                             "iodine_mg_per_cm2", "vessel_mask", "motion")}
     for k, t in enumerate(times):
         proj_t = scene.projector_at(t)
-        a_v = scene.march_vessels(carm, t)
+        sharp = scene.march_vessels(carm, t)
+        iodine = sum(a[..., i_iodine] for a in sharp.values()) * 1000.0  # mg/cm^2, along each pixel's ray
+        a_v = {n: scene.focal_spot_blur(carm, n, a) for n, a in sharp.items()}  # each at its own depth
         names = ["ct", *a_v]
-        iodine = sum(a[..., i_iodine] for a in a_v.values()) * 1000.0  # mg/cm^2
         # only rays through a vessel volume change: the others keep the mask's intensity (one
-        # spectrum pass over a few pixels instead of all; the target is exactly 0 there)
+        # spectrum pass over a few pixels instead of all; the target is exactly 0 beyond the blur's
+        # reach of them)
         hit = np.zeros(a_ct.shape[:-1], dtype=bool)
         for a in a_v.values():
             hit |= np.any(a != 0, axis=-1)
-        unmoved = mask_primary.astype(np.float32)
+        unmoved = mask_sharp.copy()
         unmoved[hit] = proj_t.intensity(proj_t.combine({"ct": a_ct[hit], **{n: a[hit] for n, a in a_v.items()}},
                                                          names))
-        target = to_neglog(unmoved) - mask_primary_nl  # float32 arithmetic, exactly 0 where no iodine
+        unmoved = scene.detector_blur(carm, unmoved).astype(np.float32)
+        target = to_neglog(unmoved) - mask_primary_nl  # float32 arithmetic
         a_moved, info = _moved_ct(scene, carm, a_ct, rng_motion)
-        primary = unmoved if info["kind"] == "none" else proj_t.intensity(proj_t.combine({"ct": a_moved, **a_v}, names))
+        primary = unmoved if info["kind"] == "none" else scene.detector_blur(
+            carm, proj_t.intensity(proj_t.combine({"ct": a_moved, **a_v}, names))).astype(np.float32)
         contrast, contrast_clean, _ = recorded(primary.astype(np.float64), seeds[2 + k])
         out["contrast"].append(contrast)
         out["contrast_clean"].append(contrast_clean)
