@@ -461,8 +461,13 @@ def trilinear_area_density(bits, label_mask, lut, vox_from_world, source, direct
             w_out = 0.5 * (tmax - t_last)
             # every plane weighs g here; the first and last are corrected below
             if not skip:
-                run = _plane_samples(fbits, label_mask, single, s0, s1, s2, d0, d1, d2, n0, n1, n2, axis, m,
-                                     c_first, dc, t_first, g, 0, count, acc, run)
+                # a literal ``single`` per call: each inlined copy is compiled for one case
+                if single:
+                    run = _plane_samples(fbits, label_mask, True, s0, s1, s2, d0, d1, d2, n0, n1, n2, axis, m,
+                                         c_first, dc, t_first, g, 0, count, acc, run)
+                else:
+                    run = _plane_samples(fbits, label_mask, False, s0, s1, s2, d0, d1, d2, n0, n1, n2, axis, m,
+                                         c_first, dc, t_first, g, 0, count, acc, run)
             else:
                 runs = np.empty((nb0 + nb1 + nb2 + 2, 2))
                 n_runs = _occupied_runs(s0, s1, s2, d0, d1, d2, tmin, tmax, bricks, brick_shift, runs)
