@@ -119,7 +119,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     a_ct = scene.march_ct(carm)  # focal-spot blurred at the CT's depth
     # the detector's light spread blurs every primary, so the targets carry the blur of both frames
     # (float32 values like the spectrum's, so equal pixels of two frames give a target of exactly 0)
-    mask_sharp = proj.intensity(proj.combine({"ct": a_ct}, ["ct"]))
+    mask_sharp = scene.intensity(proj, carm, proj.combine({"ct": a_ct}, ["ct"]))
     mask_primary = scene.detector_blur(carm, mask_sharp).astype(np.float32).astype(np.float64)
     mask, mask_clean, mask_scatter = recorded(mask_primary, seeds[1])
     mask_primary_nl = to_neglog(mask_primary)
@@ -139,13 +139,13 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         for a in a_v.values():
             hit |= np.any(a != 0, axis=-1)
         unmoved = mask_sharp.copy()
-        unmoved[hit] = proj_t.intensity(proj_t.combine({"ct": a_ct[hit], **{n: a[hit] for n, a in a_v.items()}},
-                                                         names))
+        unmoved[hit] = scene.intensity(proj_t, carm, proj_t.combine(
+            {"ct": a_ct[hit], **{n: a[hit] for n, a in a_v.items()}}, names), hit)
         unmoved = scene.detector_blur(carm, unmoved).astype(np.float32)
         target = to_neglog(unmoved) - mask_primary_nl  # float32 arithmetic
         a_moved, info = _moved_ct(scene, carm, a_ct, rng_motion)
         primary = unmoved if info["kind"] == "none" else scene.detector_blur(
-            carm, proj_t.intensity(proj_t.combine({"ct": a_moved, **a_v}, names))).astype(np.float32)
+            carm, scene.intensity(proj_t, carm, proj_t.combine({"ct": a_moved, **a_v}, names))).astype(np.float32)
         contrast, contrast_clean, _ = recorded(primary.astype(np.float64), seeds[2 + k])
         out["contrast"].append(contrast)
         out["contrast_clean"].append(contrast_clean)

@@ -19,6 +19,7 @@ from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.attenuation import displaced_blood_g_per_mg_iodine
 from ddsa_sim.physics.blur import BlurSettings, detector_sigma_mm, focal_spot_sigma_mm, gaussian_blur
 from ddsa_sim.physics.detector import Detector
+from ddsa_sim.physics.heel import HeelSettings, heel_bands, heel_intensity
 from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.projector import Projector, ProjectorVolume
 from ddsa_sim.scene.motion import MotionParams
@@ -68,6 +69,9 @@ class Scene:
     blur : BlurSettings
         Focal-spot blur (each volume at its own depth) and detector light spread; on by default.
         Both act on every frame and on the noise-free targets (physics.blur).
+    heel : HeelSettings
+        Heel effect: SpekPy spectra in a few bands along the anode direction, interpolated across
+        the field (physics.heel); on by default (SpekPy spectra only).
     method : {"trilinear", "siddon"}
         Ray-marching method of the projector: trilinear (default; smooth, no CT slice pattern in the
         frames) or Siddon (exact voxel traversal; stamps thick slices into every mask as bands).
@@ -90,9 +94,11 @@ class Scene:
     noise_correlation: str | float = "deepdrr3x3"
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
     blur: BlurSettings = field(default_factory=BlurSettings)
+    heel: HeelSettings = field(default_factory=HeelSettings)
     method: str = "trilinear"
     ct_volume: ProjectorVolume | None = field(default=None, repr=False)
     _projectors: dict = field(default_factory=dict, init=False, repr=False)
+    _heel_bands_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.vessels:
@@ -172,6 +178,29 @@ class Scene:
         sigma = focal_spot_sigma_mm(self.blur.focal_spot_mm, depth, carm.source_to_detector_distance)
         return gaussian_blur(area, sigma / carm.pixel_mm)
 
+    def intensity(self, proj: Projector, carm: CArm, area: np.ndarray, pixels: np.ndarray | None = None) -> np.ndarray:
+        """Relative intensity (float32) of area densities (H, W, M), or of the ``pixels`` (bool (H, W))
+        given as ``area`` (N, M), with the heel effect's local spectra when it is on."""
+        bands = self._heel_bands(proj, carm)
+        if bands is None:
+            return proj.intensity(area)
+        rows = self.heel.anode[1] == "v"
+        n = carm.sensor_height if rows else carm.sensor_width
+        along = (np.arange(n) + 0.5 - n / 2) * carm.pixel_mm * (1.0 if self.heel.anode[0] == "+" else -1.0)
+        grid = np.broadcast_to(along[:, None] if rows else along[None, :], (carm.sensor_height, carm.sensor_width))
+        return heel_intensity(area, proj.attenuation_cm2_per_g, bands, grid if pixels is None else grid[pixels],
+                              proj.mode)
+
+    def _heel_bands(self, proj: Projector, carm: CArm):
+        if not self.heel.enabled:
+            return None
+        n = carm.sensor_height if self.heel.anode[1] == "v" else carm.sensor_width
+        key = (proj.spectrum.name, n * carm.pixel_mm, carm.source_to_detector_distance, self.heel)
+        if key not in self._heel_bands_cache:
+            self._heel_bands_cache[key] = heel_bands(proj.spectrum, n * carm.pixel_mm / 2,
+                                                     carm.source_to_detector_distance, self.heel.bands)
+        return self._heel_bands_cache[key]
+
     def detector_blur(self, carm: CArm, intensity: np.ndarray) -> np.ndarray:
         """``intensity`` (H, W) blurred by the detector's light spread (no-op when off)."""
         if self.blur.detector_mtf50_cycles_per_mm is None:
@@ -205,6 +234,7 @@ class Scene:
             "grid": None if self.scatter.grid is None else [self.scatter.grid.primary_transmission,
                                                             self.scatter.grid.scatter_transmission],
             "motion": self.motion.kind, "method": self.method, "blur": self.blur.to_dict(),
+            "heel": self.heel.to_dict(),
             "bolus": {"velocity_mm_per_s": self.bolus.velocity_mm_per_s, "sigma_s": self.bolus.sigma_s,
                       "mode": self.bolus.mode},
         }
