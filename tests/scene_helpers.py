@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from ddsa_sim.geometry.carm import CArm
+from ddsa_sim.physics.blur import BlurSettings
+from ddsa_sim.physics.heel import HeelSettings
 from ddsa_sim.scene import Scene
 from ddsa_sim.scene.recording import ScatterSettings
 from ddsa_sim.scene.vessels import TreeVessels
 from ddsa_sim.volumes import Volume, from_array
 from vessel_models.tree import VesselTree
+
+#: No focal-spot or detector blur.
+SHARP = BlurSettings(focal_spot_mm=0.0, detector_mtf50_cycles_per_mm=None)
 
 
 def cylinder_ct(n: int = 48, spacing_mm: float = 5.0, bone_rods: bool = True) -> Volume:
@@ -57,5 +62,7 @@ def small_carm(size: int = 64, pixel_mm: float = 3.0, **pose) -> CArm:
 
 def make_scene(ct: Volume | None = None, tree: VesselTree | None = None, **kwargs) -> Scene:
     kwargs.setdefault("scatter", ScatterSettings(enabled=False))
+    kwargs.setdefault("blur", SHARP)  # exact-target tests; blur itself: tests/test_physics_blur.py
+    kwargs.setdefault("heel", HeelSettings(enabled=False))  # the heel effect: tests/test_physics_heel.py
     kwargs.setdefault("noise", False)
     return Scene(ct if ct is not None else cylinder_ct(), [TreeVessels(tree or y_tree(), spacing_mm=0.5)], **kwargs)

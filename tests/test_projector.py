@@ -26,21 +26,26 @@ def _distance_to_rays(carm, point):
     return np.linalg.norm(closest - point, axis=1), d
 
 
+@pytest.mark.parametrize("step_mm", [0.5, None])
 @pytest.mark.parametrize("alpha,beta", [(0, 0), (27, -13), (-38, 71)])
-def test_sphere_chords(phantom_grid, alpha, beta):
-    """Trilinear marching reconstructs the continuous object: chords within 0.5%."""
+def test_sphere_chords(phantom_grid, alpha, beta, step_mm):
+    """Trilinear marching reconstructs the continuous object: chords within 0.5% with samples at
+    most 0.5 mm apart. The default, one sample per voxel plane of the dominant axis, spaces samples
+    up to sqrt(3) voxels apart on oblique rays; its trapezoid error adds up to 0.15 % at the sphere's
+    edge (0.37 % -> 0.52 % here), so it is held to 0.6 % (median 0.15 %)."""
     method = "trilinear"
     R, rho = 30.0, 1.7
     frac, affine = phantom_grid((72, 72, 72), 1.0, lambda x, y, z: x * x + y * y + z * z <= R * R)
     vol = ProjectorVolume.single_material("sphere", rho * frac, affine, "water")
     carm = _carm(alpha, beta)
-    area = Projector([vol], SPECTRUM, method=method, step_mm=0.5).march(carm, "sphere")[..., 0].ravel()
+    area = Projector([vol], SPECTRUM, method=method, step_mm=step_mm).march(carm, "sphere")[..., 0].ravel()
     dist, _ = _distance_to_rays(carm, np.zeros(3))
     chord_cm = 2 * np.sqrt(np.clip(R * R - dist**2, 0, None)) / 10
     sel = dist < 0.8 * R  # rays not grazing the edge
     assert sel.sum() > 300
     rel = np.abs(area[sel] - rho * chord_cm[sel]) / (rho * chord_cm[sel])
-    assert rel.max() < 0.005, rel.max()
+    assert rel.max() < (0.005 if step_mm else 0.006), rel.max()
+    assert np.median(rel) < 0.0015
     assert np.all(area[dist > R + 2] == 0)
 
 
@@ -207,10 +212,17 @@ def test_out_of_view_and_bad_volumes():
         Projector([v, v])
 
 
-def test_empty_space_skipping_and_ray_order_are_exact():
-    """Siddon with brick skipping, rays marched in any order, equals the plain traversal on a sparse
-    volume (vessel-like blobs)."""
-    from ddsa_sim.projector.kernels_cpu import brick_occupancy, siddon_area_density
+@pytest.mark.parametrize("method", ["siddon", "trilinear"])
+def test_empty_space_skipping_and_ray_order_are_exact(method):
+    """Brick skipping, rays marched in any order, equals the plain march on a sparse volume
+    (vessel-like blobs); for trilinear the bricks' one-voxel margin keeps every non-zero sample."""
+    from ddsa_sim.projector.kernels_cpu import brick_occupancy, siddon_area_density, trilinear_area_density
+
+    def march(dens_bits, vfw, src, dirs, order, out, bricks, shift):
+        if method == "siddon":
+            siddon_area_density(dens_bits, 0, lut, vfw, src, dirs, order, out, bricks, shift)
+        else:
+            trilinear_area_density(dens_bits, 0, lut, vfw, src, dirs, order, 0.0, out, bricks, shift)
 
     rng = np.random.default_rng(7)
     dens = np.zeros((70, 45, 90), np.float32)
@@ -231,8 +243,8 @@ def test_empty_space_skipping_and_ray_order_are_exact():
         plain = np.zeros((len(dirs), 1))
         fast = np.zeros((len(dirs), 1))
         rows = np.arange(len(dirs))
-        siddon_area_density(bits, 0, lut, vfw, carm.source_mm, dirs, rows, plain, np.ones((1, 1, 1), np.uint8), 0)
-        siddon_area_density(bits, 0, lut, vfw, carm.source_mm, dirs, rng.permutation(rows), fast, bricks, shift)
+        march(bits, vfw, carm.source_mm, dirs, rows, plain, np.ones((1, 1, 1), np.uint8), 0)
+        march(bits, vfw, carm.source_mm, dirs, rng.permutation(rows), fast, bricks, shift)
         assert plain.max() > 0
         np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-9)
 

@@ -40,16 +40,18 @@ def scene():
     return ct, iod
 
 
+@pytest.mark.parametrize("step_mm", [0.37, None])
 @pytest.mark.parametrize("alpha,beta,gamma", POSES)
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 2e-5)])
-def test_torch_equals_numba(scene, alpha, beta, gamma, dtype, rtol):
-    """Per-material area densities of every ray agree (relative to the image maximum)."""
+def test_torch_equals_numba(scene, alpha, beta, gamma, dtype, rtol, step_mm):
+    """Per-material area densities of every ray agree (relative to the image maximum), with
+    subdivided planes (``step_mm``) and one sample per voxel plane (the bilinear path)."""
     ct, _ = scene
-    proj = Projector([ct], step_mm=0.37)
+    proj = Projector([ct], step_mm=step_mm)
     carm = _carm(alpha, beta, gamma)
     ref = proj.march(carm, "ct")
     marcher = TorchMarcher("cpu", dtype=getattr(torch, dtype), samples_per_launch=4096)  # forces chunking
-    got = (marcher.march(ct, proj.material_indices("ct"), len(proj.materials), [carm], 0.37)[0] * 0.1).numpy()
+    got = (marcher.march(ct, proj.material_indices("ct"), len(proj.materials), [carm], step_mm)[0] * 0.1).numpy()
     assert ref.max() > 1.0 and np.count_nonzero(ref.sum(-1)) > 200
     assert np.abs(got - ref).max() <= rtol * ref.max()
     assert np.array_equal(got.sum(-1) == 0, ref.sum(-1) == 0)  # the same rays miss

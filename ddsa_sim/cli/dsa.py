@@ -15,6 +15,7 @@ import numpy as np
 import typer
 
 from ddsa_sim import InputError
+from ddsa_sim.cli.options import METHOD
 
 #: Default CLI detector: Siemens Cios-like 1536^2 x 0.194 mm panel binned 3x3 -> 512^2 x 0.582 mm,
 #: the full 298 mm field (a binning-2 crop of 512 px at 0.388 mm would see only 199 mm).
@@ -161,6 +162,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         motion: str = typer.Option("none", help="none | rigid | elastic patient motion before the contrast frame."),
         frames: int = typer.Option(1, help="Contrast frames over the bolus filling (1 = filled vessels)."),
         spacing_mm: float = typer.Option(0.25, help="Vessel voxel grid spacing around a tree, mm."),
+        method: str = METHOD,
         device: str = typer.Option("cpu", "--device", help="cpu (numba kernels) or cuda / cuda:N (torch GPU "
                                    "backend; marches trilinear, all views of --alpha/--beta in one batch)."),
         gif: bool = typer.Option(False, "--gif", help="Also write OUT/view_NNN.gif: the DSA target over the frames."),
@@ -191,6 +193,10 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     alphas, betas = alphas * (n_views // len(alphas)), betas * (n_views // len(betas))
     if frames < 1:
         raise InputError(f"--frames must be >= 1, got {frames}")
+    if method not in ("trilinear", "siddon"):
+        raise InputError(f"--method: use trilinear or siddon, got {method!r}")
+    if device != "cpu" and method != "trilinear":
+        raise InputError(f"--method: the GPU backend (--device {device}) marches trilinear only")
     rows, cols = parse_detector(detector)
     exposure = Exposure(photons_per_pixel=photons, mas=mas, target_detector_air_kerma_ugy=detector_dose)
     if bit_depth < 0 or bit_depth > 32:
@@ -205,10 +211,10 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     spec = scene_spec(ct, vessels, seed, labels=labels, structures=structures, region=region, place=place,
                       spacing_mm=spacing_mm,
                       exposure=ExposureSpec(spectrum, exposure, make_detector(), iodine),
-                      effects=EffectsSpec(noise=not no_noise, motion=MotionParams(kind=motion),
+                      effects=EffectsSpec(noise=not no_noise, motion=MotionParams(kind=motion), method=method,
                                           scatter=ScatterSettings(enabled=not no_scatter,
                                                                   grid=None if no_grid else AntiScatterGrid()),
-                                          **({} if device == "cpu" else {"method": "trilinear", "device": device})))
+                                          device=device))
     scene = build_scene(spec)
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
     carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_mm=pixel_mm)

@@ -81,5 +81,6 @@ KVP = typer.Option(None, "--kvp", help="Tube voltage (kVp) for a SpekPy spectrum
 FILTER_AL = typer.Option(None, "--filter-al", help="Aluminium filtration (mm) for a SpekPy spectrum.")
 SPECTRUM = typer.Option("90KV_AL40", "--spectrum", help="Spectrum preset (60KV_AL35, 90KV_AL40, 120KV_AL43).")
 ISOCENTER = typer.Option(None, "--isocenter", help="Isocenter X,Y,Z in world mm (LPS); default: the CT centre.")
-METHOD = typer.Option("trilinear", "--method", help="trilinear (DeepDRR-style) or siddon (exact voxel traversal).")
+METHOD = typer.Option("trilinear", "--method", help="trilinear (smooth; samples on voxel planes) or siddon (exact "
+                      "voxel traversal; shows thick CT slices as bands).")
 DEVICE = typer.Option("cpu", "--device", help="cpu (numba kernels) or cuda / cuda:N (torch backend, trilinear).")

@@ -423,8 +423,8 @@ seed: 1234                             # --seed overrides
 device: cpu                            # cpu | cuda (worker k on GPU k mod n_gpus) | cuda:N (every worker on GPU N);
                                        #   a GPU marches with the torch backend (trilinear)
 renderer: scene                        # scene (physics) | package.module:function (your own)
-renderer_options: {}                   # scene: vessel_spacing_mm 0.25, method (siddon on cpu, trilinear on a GPU),
-                                       #   kvp_node_kv 2, vessel_cache_size 8, backend numba (torch: the GPU code on the CPU)
+renderer_options: {}                   # scene: vessel_spacing_mm 0.25, method trilinear (siddon: exact voxels, slice
+                                       #   bands), kvp_node_kv 2, vessel_cache_size 8, backend numba (torch: the GPU code on the CPU)
 max_ct_voxels: 157286400               # refuse larger CTs (memory bound per worker; docs/export.md)
 ct_cache_size: 1                       # CTs kept loaded per worker
 """

@@ -136,7 +136,7 @@ def sample_geometry(spec: SampleSpec, ct_center_mm: np.ndarray) -> tuple[np.ndar
 #: ``renderer_options`` of the scene renderer and their defaults.
 SCENE_OPTIONS: dict[str, Any] = {
     "vessel_spacing_mm": 0.25,  # voxel grid of a generated tree (mm)
-    "method": None,              # ray marching: siddon (exact) | trilinear; None: siddon on numba, trilinear on torch
+    "method": "trilinear",       # ray marching: trilinear (smooth, default) | siddon (exact voxels, slice bands)
     "kvp_node_kv": 2.0,          # SpekPy spectra on a kVp grid of this step, interpolated (0: exact kVp)
     "vessel_cache_size": 8,      # voxelized vessel trees kept per cached CT
     "backend": "numba",          # numba | torch: the kernel on the CPU (a GPU device is always torch)
@@ -163,8 +163,6 @@ def scene_options(options: dict[str, Any], device: str = "cpu") -> dict[str, Any
     if opts["backend"] not in ("numba", "torch"):
         raise InputError(f"renderer_options.backend: use numba or torch, got {opts['backend']!r}")
     torch_backend = device != "cpu" or opts["backend"] == "torch"
-    if opts["method"] is None:
-        opts["method"] = "trilinear" if torch_backend else "siddon"
     if opts["method"] not in ("siddon", "trilinear"):
         raise InputError(f"renderer_options.method: use siddon or trilinear, got {opts['method']!r}")
     if torch_backend and opts["method"] != "trilinear":

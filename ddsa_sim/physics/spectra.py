@@ -164,12 +164,13 @@ def _cache_dir() -> Path | None:
     return Path.home() / ".cache" / "ddsa-sim" / "spectra"
 
 
-def _run_spekpy(kvp: float, al: float, cu: float, angle: float, dk: float) -> tuple[np.ndarray, np.ndarray]:
-    """SpekPy energies (keV) and fluence per keV (photons/cm^2/keV/mAs at 100 cm)."""
+def _run_spekpy(kvp: float, al: float, cu: float, angle: float, dk: float,
+                x_cm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """SpekPy energies (keV) and fluence per keV (photons/cm^2/keV/mAs at 100 cm, ``x_cm`` off axis)."""
     import spekpy as sp
 
     try:
-        s = sp.Spek(kvp=kvp, th=angle, dk=dk)
+        s = sp.Spek(kvp=kvp, th=angle, dk=dk, x=x_cm, z=100.0)
         if al > 0:
             s.filter("Al", al)
         if cu > 0:
@@ -206,10 +207,11 @@ def _spekpy_version() -> str:
         return getattr(sp, "__version__", "unknown")
 
 
-def _spekpy_cached(kvp: float, al: float, cu: float, angle: float, dk: float) -> tuple[np.ndarray, np.ndarray]:
+def _spekpy_cached(kvp: float, al: float, cu: float, angle: float, dk: float,
+                   x_cm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """SpekPy call with an optional on-disk cache (keyed by settings and SpekPy version)."""
     version = _spekpy_version()
-    key = json.dumps([version, kvp, al, cu, angle, dk])
+    key = json.dumps([version, kvp, al, cu, angle, dk] + ([x_cm] if x_cm else []))
     directory = _cache_dir()
     path = None
     if directory is not None:
@@ -217,7 +219,7 @@ def _spekpy_cached(kvp: float, al: float, cu: float, angle: float, dk: float) ->
         cached = _read_cache(path, key)
         if cached is not None:
             return cached
-    k, f = _run_spekpy(kvp, al, cu, angle, dk)
+    k, f = _run_spekpy(kvp, al, cu, angle, dk, x_cm)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,6 +239,7 @@ def spekpy_spectrum(
     anode_angle_deg: float = 12.0,
     bin_kev: float = 1.0,
     min_kev: float = 10.0,
+    offaxis_x_cm: float = 0.0,
 ) -> Spectrum:
     """Tungsten-anode spectrum from SpekPy, cached per setting.
 
@@ -252,6 +255,9 @@ def spekpy_spectrum(
         Energy bin width, keV (passed to SpekPy as ``dk``).
     min_kev : float
         Bins with centre below this energy are dropped and the rest renormalised.
+    offaxis_x_cm : float
+        Off-axis position along the anode-cathode axis at 100 cm from the focal spot (cm; SpekPy's
+        ``x``, negative toward the anode): the heel effect (physics.heel).
 
     Returns
     -------
@@ -269,7 +275,10 @@ def spekpy_spectrum(
         raise InputError(f"bin_kev={dk:g} is too coarse for kvp={kvp:g}")
     if emin >= kvp:
         raise InputError(f"min_kev={emin:g} must be below kvp={kvp:g}")
-    k, f_per_kev = _spekpy_cached(kvp, al, cu, angle, dk)
+    x_cm = float(offaxis_x_cm)
+    if not np.isfinite(x_cm):
+        raise InputError(f"offaxis_x_cm must be finite, got {offaxis_x_cm!r}")
+    k, f_per_kev = _spekpy_cached(kvp, al, cu, angle, dk, x_cm)
     keep = (k >= emin) & (f_per_kev > 0)
     if not np.any(keep):
         raise InputError(f"SpekPy spectrum kvp={kvp:g} has no photons above min_kev={emin:g}")
@@ -284,6 +293,9 @@ def spekpy_spectrum(
         "bin_kev": dk,
         "min_kev": emin,
     }
+    if x_cm:
+        name += f",x={x_cm:g}"
+        settings["offaxis_x_cm"] = x_cm
     return Spectrum(k, f_per_kev, name, photons_per_cm2 / 100.0, settings)
 
 

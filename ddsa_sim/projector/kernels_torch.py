@@ -7,8 +7,10 @@ against the numba kernel without a GPU, and it adds no dependency.
 Sampling is that of :func:`ddsa_sim.projector.kernels_cpu.trilinear_area_density`, step for step:
 
 * the ray is clipped to the volume's outer voxel faces ``[-0.5, n - 0.5]`` (voxel index space);
-* samples at ``tmin, tmin + h, ..., tmin + n_full h`` and, when the remainder ``last > 1e-9``, at
-  ``tmax``; trapezoid weights (first / last half weight, the partial last interval included);
+* samples at ``tmin``, at the planes of the ray's dominant voxel axis inside ``(tmin, tmax)`` (one
+  per voxel, or ``m`` per voxel when ``step_mm`` asks for a finer spacing: Joseph's scheme, the grid
+  of :func:`~ddsa_sim.projector.kernels_cpu.plane_grid`) and at ``tmax``; trapezoid weights over
+  that grid;
 * clamped trilinear interpolation (positions clamped to ``[0, n - 1]``), each corner's density going
   to the material of its own label. That equals trilinear interpolation of one channel per material,
   ``rho * [label == l]``, which is what ``grid_sample(align_corners=True, padding_mode="border")``
@@ -116,6 +118,15 @@ def _clip_to_box(s: torch.Tensor, d: torch.Tensor, shape: tuple[int, int, int], 
     return tmin, tmax
 
 
+def _offset(q: torch.Tensor, first: torch.Tensor, g: torch.Tensor, count: torch.Tensor,
+            span: torch.Tensor) -> torch.Tensor:
+    """``t - tmin`` (mm) of sample ``q`` of each ray: 0 (entry), the planes ``first + (q - 1) g``,
+    ``span`` (exit and beyond)."""
+    torch = import_torch()
+    plane = first + (q - 1.0) * g
+    return torch.where(q <= 0, torch.zeros_like(plane), torch.where(q > count, span.expand_as(plane), plane))
+
+
 class TorchMarcher:
     """Trilinear area-density marching of :class:`ProjectorVolume` objects with torch.
 
@@ -165,7 +176,7 @@ class TorchMarcher:
 
     # ------------------------------------------------------------------ march
     def march(self, vol: ProjectorVolume, lut: np.ndarray, n_materials: int, carms: Sequence[CArm],
-              step_mm: float) -> torch.Tensor:
+              step_mm: float | None = None) -> torch.Tensor:
         """Area densities in g/cm^3 x mm (divide by 10 for g/cm^2), (V, H, W, n_materials) on the device.
 
         Parameters
@@ -177,13 +188,14 @@ class TorchMarcher:
             Output columns.
         carms : sequence of CArm
             Views sharing one detector size (one batch).
-        step_mm : float
-            Sample spacing along each ray, world mm.
+        step_mm : float or None
+            Upper bound on the sample spacing along each ray (world mm); None: one sample per voxel
+            plane of the ray's dominant axis.
         """
         torch = import_torch()
         import torch.nn.functional as F
 
-        if not step_mm > 0:
+        if step_mm is not None and not step_mm > 0:
             raise InputError(f"step_mm must be positive, got {step_mm}")
         if len(carms) == 0:
             raise InputError("march needs at least one view")
@@ -202,14 +214,24 @@ class TorchMarcher:
         if hit.numel() == 0:
             return out.reshape(n_views, carms[0].sensor_height, carms[0].sensor_width, n_materials)
         s_vox, d_vox, tmin, tmax = s_vox[hit], d_vox[hit], tmin[hit], tmax[hit]
-        h = float(step_mm)
-        n_full = torch.floor((tmax - tmin) / h)
-        last = tmax - (tmin + n_full * h)
-        has_last = last > 1e-9
-        n_samples = n_full + 1 + has_last.to(f64)
+        # the plane grid of kernels_cpu.plane_grid, per ray, in float64
+        axis = torch.argmax(d_vox.abs(), dim=1)  # the first of equals, as the numba kernel
+        sa = s_vox.gather(1, axis[:, None])[:, 0]
+        da = d_vox.gather(1, axis[:, None])[:, 0]
+        h = 1.0 / da.abs()
+        m = (torch.ones_like(h) if step_mm is None
+             else torch.clamp(torch.ceil(h / float(step_mm) * (1.0 - 1e-9)), min=1.0))
+        ua, ub = m * (sa + tmin * da), m * (sa + tmax * da)
+        up = da > 0
+        c_first = torch.where(up, torch.floor(ua) + 1.0, torch.ceil(ua) - 1.0)
+        count = torch.clamp(torch.where(up, torch.ceil(ub) - c_first, c_first - torch.floor(ub)), min=0.0)
+        g = h / m
+        t_first = (c_first / m - sa) / da
+        n_samples = count + 2.0  # entry, planes, exit
         entry = (s_vox + tmin[:, None] * d_vox).to(dt)
-        # per-ray constants for the per-sample pass
-        dv, nf, lst, hl, ns = d_vox.to(dt), n_full.to(dt), last.to(dt), has_last, n_samples.to(dt)
+        # per-ray constants for the per-sample pass (offsets from the entry, weights)
+        dv, cnt, gg, ns = d_vox.to(dt), count.to(dt), g.to(dt), n_samples.to(dt)
+        first = (t_first - tmin).to(dt)
         span = (tmax - tmin).to(dt)
         scale = torch.tensor([2.0 / (n - 1) if n > 1 else 0.0 for n in shape[::-1]], dtype=dt, device=dev)
         cols = torch.as_tensor(np.asarray(lut, dtype=np.int64), device=dev)
@@ -221,17 +243,13 @@ class TorchMarcher:
             idx = order[r0:r0 + rows]
             s_hi = int(n_samples[idx[-1]].item())
             acc = torch.zeros(idx.numel(), n_loc, dtype=f64, device=dev)
+            ci, gi, fi, sp, nsi = cnt[idx, None], gg[idx, None], first[idx, None], span[idx, None], ns[idx, None]
+
             for q0 in range(0, s_hi, chunk_s):
                 q = torch.arange(q0, min(q0 + chunk_s, s_hi), device=dev, dtype=dt)[None, :]
-                nfi, lsi, hli, nsi = nf[idx, None], lst[idx, None], hl[idx, None], ns[idx, None]
-                off = torch.where(q <= nfi, q * h, span[idx, None])  # t - tmin
-                wq = torch.where(q < nfi, torch.full_like(off, h), torch.zeros_like(off))
-                first = torch.where(nfi > 0, torch.full_like(nfi, 0.5 * h), 0.5 * lsi)
-                at_nf = 0.5 * h + torch.where(hli, 0.5 * lsi, torch.zeros_like(lsi))
-                wq = torch.where((q == nfi) & (q > 0), at_nf.expand_as(wq), wq)
-                wq = torch.where((q == nfi + 1) & hli, (0.5 * lsi).expand_as(wq), wq)
-                wq = torch.where(q == 0, first.expand_as(wq), wq)
-                wq = torch.where((nsi == 1) | (q >= nsi), torch.zeros_like(wq), wq)
+                off = _offset(q, fi, gi, ci, sp)
+                wq = 0.5 * (_offset(q + 1.0, fi, gi, ci, sp) - _offset(q - 1.0, fi, gi, ci, sp))  # trapezoid
+                wq = torch.where(q >= nsi, torch.zeros_like(wq), wq)
                 pos = entry[idx, None, :] + off[..., None] * dv[idx, None, :]  # (r, s, 3) voxel index i, j, k
                 grid = pos.flip(-1) * scale - 1.0  # grid_sample wants (x=k, y=j, z=i) in [-1, 1]
                 vals = F.grid_sample(chans, grid[None, None], mode="bilinear", padding_mode="border",

@@ -55,11 +55,13 @@ class Projector:
         Ideal energy-integrating (DeepDRR) or photon-counting detector, or a detector response
         (scintillator absorption, energy threshold; physics.detector).
     method : {"siddon", "trilinear"}
-        DeepDRR-style trilinear sampling every ``step_mm`` (default; reconstructs the continuous
-        object) or exact traversal of the piecewise-constant voxels (Siddon; plastimatch-exact).
+        Line integrals of the trilinear interpolant (default; the continuous object, no slice
+        pattern), sampled on the voxel planes of each ray's dominant axis (Joseph's scheme,
+        :func:`~ddsa_sim.projector.kernels_cpu.trilinear_area_density`), or exact traversal of the
+        piecewise-constant voxels (Siddon; plastimatch-exact).
     step_mm : float, optional
-        Sample spacing for ``trilinear`` (default: the finest voxel spacing of each volume; chords of a
-        sphere are within 0.5% at half that, the step DeepDRR uses is 0.1 mm).
+        Upper bound on the ``trilinear`` sample spacing along a ray (mm): planes are subdivided until
+        the spacing is at most this. Default: one sample per crossed voxel plane.
     threads : int, optional
         Numba threads (default: all cores). Results do not depend on it.
     device : str
@@ -118,13 +120,6 @@ class Projector:
         """Column in :attr:`materials` of each of a volume's own materials (int64, in its label order)."""
         return self._luts[volume]
 
-    def volume_step_mm(self, volume: str) -> float:
-        """Trilinear sample spacing (mm) used for a volume: ``step_mm`` or its finest voxel spacing."""
-        return self._step_mm(self.volumes[volume])
-
-    def _step_mm(self, v: ProjectorVolume) -> float:
-        return float(self.step_mm or np.linalg.norm(v.world_from_voxel[:3, :3], axis=0).min())
-
     # ------------------------------------------------------------------ marching
     def march(self, carm: CArm, volume: str, world_from_world: np.ndarray | None = None) -> np.ndarray:
         """Area densities (g/cm^2) of one volume's materials along every ray, (H, W, M) float64.
@@ -138,7 +133,7 @@ class Projector:
         if self.backend == "torch":
             if world_from_world is not None:
                 v = replace(v, world_from_voxel=world_from_voxel)
-            out = self.torch_marcher().march(v, self._luts[volume], len(self.materials), [carm], self._step_mm(v))
+            out = self.torch_marcher().march(v, self._luts[volume], len(self.materials), [carm], self.step_mm)
             return (out[0] * 0.1).cpu().numpy()
         dirs = self._ray_directions(carm)
         out = np.zeros((dirs.shape[0], len(self.materials)), dtype=np.float64)
@@ -149,8 +144,9 @@ class Projector:
                 siddon_area_density(v.density_bits, v.label_mask, self._luts[volume],
                                     vox_from_world, carm.source_mm, dirs, order, out, *v.occupancy())
             else:
-                trilinear_area_density(v.density_g_per_cc, v.density_bits, v.label_mask, self._luts[volume],
-                                       vox_from_world, carm.source_mm, dirs, order, self._step_mm(v), out)
+                trilinear_area_density(v.density_bits, v.label_mask, self._luts[volume], vox_from_world,
+                                       carm.source_mm, dirs, order, self.step_mm or 0.0, out,
+                                       *v.occupancy())
         out *= 0.1  # g/cm^3 x mm -> g/cm^2
         return out.reshape(carm.sensor_height, carm.sensor_width, len(self.materials))
 

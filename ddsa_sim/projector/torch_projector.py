@@ -49,7 +49,7 @@ class TorchProjector:
     def march(self, carms: Sequence[CArm], name: str) -> torch.Tensor:
         """Area densities (g/cm^2) of one volume, (V, H, W, M) float64 on the device."""
         p = self.projector
-        out = self.marcher.march(p.volumes[name], p.material_indices(name), len(p.materials), carms, p.volume_step_mm(name))
+        out = self.marcher.march(p.volumes[name], p.material_indices(name), len(p.materials), carms, p.step_mm)
         return out.mul_(0.1)
 
     def combine(self, per_volume: dict[str, torch.Tensor], names: Sequence[str]) -> torch.Tensor:

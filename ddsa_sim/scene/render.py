@@ -19,9 +19,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
-from ddsa_sim.physics.detector import integrate_spectrum
 from ddsa_sim.physics.spectra import air_kerma_ugy
-from ddsa_sim.projector import Projector
 from ddsa_sim.scene.motion import breathing_displacement_px, rigid_transform, warp_images
 from ddsa_sim.scene.recording import (
     aec_kerma_transmission,
@@ -161,9 +159,13 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     i_lumen = proj.materials.index(scene.lumen_material.name)
     iodine_per_g = scene.iodine_mg_per_g_lumen
 
-    a_ct = marched.ct if marched is not None else proj.march(carm, "ct")
+    # the CT focal-spot blurred at its depth
+    a_ct = scene.focal_spot_blur(carm, "ct", marched.ct) if marched is not None else scene.march_ct(carm)
     mask_area = proj.combine({"ct": a_ct}, ["ct"])
-    mask_primary, mask_q = _intensity(proj, mask_area)
+    mask_sharp, mask_q = scene.intensity(proj, carm, mask_area)
+    # the detector's light spread blurs every primary, so the targets carry the blur of both frames
+    # (float32 values like the spectrum's, so equal pixels of two frames give a target of exactly 0)
+    mask_primary = scene.detector_blur(carm, mask_sharp).astype(np.float32)
     kerma_t = aec_kerma_transmission(mask_area, proj.attenuation_cm2_per_g, proj.spectrum)
     n0 = scene.exposure.n0(proj.spectrum, carm, kerma_t if scene.exposure.automatic else None)
     quanta = frame_quanta(proj.spectrum, scene.detector, n0, scene.scatter)
@@ -184,21 +186,27 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
                                             "iodine_mg_per_cm2", "vessel_mask", "motion")}
     for k, t in enumerate(times):
         proj_t = scene.projector_at(t)
-        a_v = marched.vessels[k] if marched is not None else scene.march_vessels(carm, t)
+        sharp = marched.vessels[k] if marched is not None else scene.march_vessels(carm, t)
+        iodine = sum(a[..., i_lumen] for a in sharp.values()) * iodine_per_g  # mg/cm^2, along each pixel's ray
+        a_v = {n: scene.focal_spot_blur(carm, n, a) for n, a in sharp.items()}  # each at its own depth
         names = ["ct", *a_v]
-        iodine = sum(a[..., i_lumen] for a in a_v.values()) * iodine_per_g  # mg/cm^2
         # only rays through a vessel volume change: the others keep the mask's intensity (one
-        # spectrum pass over a few pixels instead of all; the target is exactly 0 there)
+        # spectrum pass over a few pixels instead of all; the target is exactly 0 beyond the blur's
+        # reach of them)
         hit = np.zeros(a_ct.shape[:-1], dtype=bool)
         for a in a_v.values():
             hit |= np.any(a != 0, axis=-1)
-        unmoved, unmoved_q = mask_primary.copy(), mask_q.copy()
-        unmoved[hit], unmoved_q[hit] = _intensity(
-            proj_t, proj_t.combine({"ct": a_ct[hit], **{n: a[hit] for n, a in a_v.items()}}, names))
-        target = to_neglog(unmoved) - mask_primary_nl  # float32 arithmetic, exactly 0 where no iodine
+        unmoved, unmoved_q = mask_sharp.copy(), mask_q.copy()
+        unmoved[hit], unmoved_q[hit] = scene.intensity(proj_t, carm, proj_t.combine(
+            {"ct": a_ct[hit], **{n: a[hit] for n, a in a_v.items()}}, names), hit)
+        unmoved = scene.detector_blur(carm, unmoved).astype(np.float32)
+        target = to_neglog(unmoved) - mask_primary_nl  # float32 arithmetic, exactly 0 beyond the blur's reach
         a_moved, info = _moved_ct(scene, carm, a_ct, rng_motion)
-        primary, q = ((unmoved, unmoved_q) if info["kind"] == "none"
-                      else _intensity(proj_t, proj_t.combine({"ct": a_moved, **a_v}, names)))
+        if info["kind"] == "none":
+            primary, q = unmoved, unmoved_q
+        else:
+            moved_sharp, q = scene.intensity(proj_t, carm, proj_t.combine({"ct": a_moved, **a_v}, names))
+            primary = scene.detector_blur(carm, moved_sharp).astype(np.float32)
         contrast, contrast_clean, _ = recorded(primary, q, seeds[2 + k])
         out["contrast"].append(contrast)
         out["contrast_clean"].append(contrast_clean)
@@ -213,13 +221,6 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
                      mas=mas_for(n0, proj.spectrum, carm), air_kerma_ugy=air_kerma,
                      detector_air_kerma_ugy=air_kerma * kerma_t, quanta_per_pixel=quanta,
                      motion=out["motion"], **stacked)
-
-
-def _intensity(proj: Projector, area_density: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float32 (I, Q) of area densities through the projector's spectrum and detector response, one
-    spectral pass (:func:`ddsa_sim.physics.detector.integrate_spectrum` ``second_moment``)."""
-    return integrate_spectrum(area_density, proj.attenuation_cm2_per_g, proj.spectrum, proj.mode, np.float32,
-                              proj.threads, second_moment=True)
 
 
 def render_triplet(scene: Scene, carm: CArm, rng: np.random.Generator) -> dict[str, np.ndarray]:

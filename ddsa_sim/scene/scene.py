@@ -17,7 +17,9 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.attenuation import Material, get_material, iodinated_blood
-from ddsa_sim.physics.detector import Detector
+from ddsa_sim.physics.blur import BlurSettings, detector_sigma_mm, focal_spot_sigma_mm, gaussian_blur
+from ddsa_sim.physics.detector import Detector, integrate_spectrum
+from ddsa_sim.physics.heel import HeelSettings, heel_bands, heel_intensity
 from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.projector import Projector, ProjectorVolume
 from ddsa_sim.scene.motion import MotionParams
@@ -67,8 +69,15 @@ class Scene:
         Noise-only correlation kernel: ``"deepdrr3x3"`` (default), ``"none"`` or a Gaussian sigma (px).
     scatter : ScatterSettings
         Scatter kernel superposition and anti-scatter grid (on by default, ratio-10 grid).
-    method : {"siddon", "trilinear"}
-        Ray-marching method of the projector.
+    blur : BlurSettings
+        Focal-spot blur (each volume at its own depth) and detector light spread; on by default.
+        Both act on every frame and on the noise-free targets (physics.blur).
+    heel : HeelSettings
+        Heel effect: SpekPy spectra in a few bands along the anode direction, interpolated across
+        the field (physics.heel); on by default (SpekPy spectra only).
+    method : {"trilinear", "siddon"}
+        Ray-marching method of the projector: trilinear (default; smooth, no CT slice pattern in the
+        frames) or Siddon (exact voxel traversal; stamps thick slices into every mask as bands).
     device : str
         ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"``: where the projector marches (any device
         but ``"cpu"`` uses the torch backend, which needs ``method="trilinear"``).
@@ -92,11 +101,14 @@ class Scene:
     noise: bool = True
     noise_correlation: str | float = "deepdrr3x3"
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
-    method: str = "siddon"
+    blur: BlurSettings = field(default_factory=BlurSettings)
+    heel: HeelSettings = field(default_factory=HeelSettings)
+    method: str = "trilinear"
     device: str = "cpu"
     backend: str = "numba"
     ct_volume: ProjectorVolume | None = field(default=None, repr=False)
     _projectors: dict = field(default_factory=dict, init=False, repr=False)
+    _heel_bands_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.vessels:
@@ -164,14 +176,70 @@ class Scene:
         return max(src.end_time_s(self.bolus) for src in self.vessels)
 
     # ------------------------------------------------------------------ marching
+    def march_ct(self, carm: CArm) -> np.ndarray:
+        """Area densities (g/cm^2, (H, W, M)) of the CT, focal-spot blurred at its depth."""
+        return self.focal_spot_blur(carm, "ct", self.projector.march(carm, "ct"))
+
     def march_vessels(self, carm: CArm, t_s: float | None) -> dict[str, np.ndarray]:
-        """Area densities (g/cm^2, (H, W, M)) of every vessel volume at fill time ``t_s``."""
+        """Area densities (g/cm^2, (H, W, M)) of every vessel volume at fill time ``t_s`` (sharp: blur
+        each with :meth:`focal_spot_blur`)."""
         proj = self.projector_at(t_s)
         return {name: proj.march(carm, name) for name in self.vessel_names}
 
     def march_ct_moved(self, carm: CArm, world_from_world: np.ndarray) -> np.ndarray:
-        """Area densities of the CT after a rigid world transform, columns as the scene projector's."""
-        return self.projector.march(carm, "ct", world_from_world=world_from_world)
+        """Area densities of the CT after a rigid world transform (blurred as :meth:`march_ct`)."""
+        moved = self.projector.march(carm, "ct", world_from_world=world_from_world)
+        return self.focal_spot_blur(carm, "ct", moved)
+
+    # ------------------------------------------------------------------ blur
+    def focal_spot_blur(self, carm: CArm, volume: str, area: np.ndarray) -> np.ndarray:
+        """``area`` blurred by the focal spot at the depth of the volume's centre (no-op for a point source)."""
+        if self.blur.focal_spot_mm == 0:
+            return area
+        centre = self.projector.volumes[volume].corners_mm().mean(axis=0)
+        depth = float((centre - carm.source_mm) @ carm.principal_ray)
+        sigma = focal_spot_sigma_mm(self.blur.focal_spot_mm, depth, carm.source_to_detector_distance)
+        return gaussian_blur(area, sigma / carm.pixel_mm)
+
+    def intensity(self, proj: Projector, carm: CArm, area: np.ndarray,
+                  pixels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """float32 ``(I, Q)`` of area densities (H, W, M), or of the ``pixels`` (bool (H, W)) given as
+        ``area`` (N, M): the relative intensity and its relative second signal moment (the noise
+        model's, :func:`ddsa_sim.physics.detector.integrate_spectrum`), one spectral pass.
+
+        With the heel effect on, ``I`` comes from each pixel's local spectrum and ``Q`` is the central
+        spectrum's scaled by ``I_heel / I_central`` (first order: the noise-equivalent quanta follow
+        the local photon fluence, the spectral shape's Swank factor is the central one's).
+        """
+        i, q = integrate_spectrum(area, proj.attenuation_cm2_per_g, proj.spectrum, proj.mode, np.float32,
+                                  proj.threads, second_moment=True)
+        bands = self._heel_bands(proj, carm)
+        if bands is None:
+            return i, q
+        rows = self.heel.anode[1] == "v"
+        n = carm.sensor_height if rows else carm.sensor_width
+        along = (np.arange(n) + 0.5 - n / 2) * carm.pixel_mm * (1.0 if self.heel.anode[0] == "+" else -1.0)
+        grid = np.broadcast_to(along[:, None] if rows else along[None, :], (carm.sensor_height, carm.sensor_width))
+        i_heel = heel_intensity(area, proj.attenuation_cm2_per_g, bands, grid if pixels is None else grid[pixels],
+                                proj.mode)
+        scale = np.divide(i_heel, i, out=np.ones_like(i_heel), where=i > 0)
+        return i_heel, (q * scale).astype(np.float32)
+
+    def _heel_bands(self, proj: Projector, carm: CArm):
+        if not self.heel.enabled:
+            return None
+        n = carm.sensor_height if self.heel.anode[1] == "v" else carm.sensor_width
+        key = (proj.spectrum.name, n * carm.pixel_mm, carm.source_to_detector_distance, self.heel)
+        if key not in self._heel_bands_cache:
+            self._heel_bands_cache[key] = heel_bands(proj.spectrum, n * carm.pixel_mm / 2,
+                                                     carm.source_to_detector_distance, self.heel.bands)
+        return self._heel_bands_cache[key]
+
+    def detector_blur(self, carm: CArm, intensity: np.ndarray) -> np.ndarray:
+        """``intensity`` (H, W) blurred by the detector's light spread (no-op when off)."""
+        if self.blur.detector_mtf50_cycles_per_mm is None:
+            return intensity
+        return gaussian_blur(intensity, detector_sigma_mm(self.blur.detector_mtf50_cycles_per_mm) / carm.pixel_mm)
 
     def check_view(self, carm: CArm) -> None:
         """Raise InputError when the CT or a vessel volume is outside the field of view."""
@@ -202,6 +270,7 @@ class Scene:
             "grid": None if self.scatter.grid is None else [self.scatter.grid.primary_transmission,
                                                             self.scatter.grid.scatter_transmission],
             "motion": self.motion.kind, "method": self.method, "device": self.device, "backend": self.backend,
+            "blur": self.blur.to_dict(), "heel": self.heel.to_dict(),
             "bolus": {"velocity_mm_per_s": self.bolus.velocity_mm_per_s, "sigma_s": self.bolus.sigma_s,
                       "mode": self.bolus.mode},
         }

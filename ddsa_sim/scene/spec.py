@@ -139,7 +139,7 @@ class EffectsSpec:
     noise: bool = True
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
     motion: MotionParams = field(default_factory=MotionParams)
-    method: Literal["siddon", "trilinear"] = "siddon"
+    method: Literal["siddon", "trilinear"] = "trilinear"
     device: str = "cpu"
     backend: Literal["numba", "torch"] = "numba"
 
