@@ -375,6 +375,10 @@ class TreeBuilder:
         """Position of node ``i`` (mm)."""
         return np.array(self._pos[i])
 
+    def branch_of(self, i: int) -> int:
+        """Branch id of node ``i``."""
+        return self._bid[i]
+
     def parent(self, i: int) -> int:
         """Parent of node ``i`` (-1 for the root)."""
         return self._par[i]
