@@ -339,10 +339,11 @@ def _surface_point(p: np.ndarray, centre: np.ndarray, axes: np.ndarray, depth_mm
 
 
 def _lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float, centre: np.ndarray,
-                    axes: np.ndarray, depth_mm: float, blend_mm: float) -> None:
+                    axes: np.ndarray, depth_mm: float, blend_mm: float, scale_mm: float) -> None:
     """Move the nodes ``first..`` of a distal tree grown at node ``root`` onto its surface.
 
-    ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``scalp``: the head surface (brain + 12 mm);
+    ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``scalp``: in the scalp (brain + 10 mm x
+    ``scale_mm``, over a skull of ~6 mm);
     ``medial``: squashed towards the hemisphere's medial surface (3 mm from the midline) and kept
     inside the brain; ``free``: left as grown. The move is blended in over the first ``blend_mm`` of
     path, like a branch leaving a fissure.
@@ -356,7 +357,7 @@ def _lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: floa
         dist[i] = dist[parent] + float(np.linalg.norm(b.position(i) - b.position(parent)))
         p = b.position(i)
         if kind == "scalp":
-            q = _surface_point(p, centre, axes + 12.0, 0.0)
+            q = _surface_point(p, centre, axes + 10.0 * scale_mm, 0.0)
         elif kind == "cortex":
             q = _surface_point(p, centre, axes, depth_mm)
         else:
@@ -494,7 +495,8 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             first = b.n_nodes
             grow_lsystem(b, n, heading, lp, rng_distal, root_diameter_mm=d, generation_offset=gen_of[end] + 1)
             side = 1.0 if seg_name.endswith("_L") else -1.0
-            _lay_on_surface(b, first, n, kind, side, centre, axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale)
+            _lay_on_surface(b, first, n, kind, side, centre, axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
+                            p.scale)
 
     meta = {
         "generator": "cow",
