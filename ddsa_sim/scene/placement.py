@@ -294,14 +294,15 @@ def place_coronary(metadata: dict, ct: Volume, heart: np.ndarray | None, rng: np
 
     With a heart label (``heart``: bool on the CT grid) the template's centre goes to the label's
     centroid, its long axis (base -> apex) turns onto the label's principal axis (sign: towards the
-    template's left-anterior-inferior apex) and its size is scaled to the label's volume (the cube root
-    of the volume ratio to the template's ellipsoid, clipped to :data:`TEMPLATE_SCALE_RANGE`; the label
-    includes the atria, so its principal extents would oversize the ventricular ellipsoid). Without one, a
-    heuristic: the lungs (below -500 HU in the slice-wise filled body) bound the chest (2nd-98th
-    percentiles); the heart centre is put 12 % of their width left of their mid-line, 17 % of their depth anterior of their centre and 40 % of their height above their
-    lowest level (fractions read off the labelled heart of the builtin chest CT, one patient:
-    docs/vessels.md §5), with the template's own orientation and size. Both add
-    the small jitter of :func:`place_cerebral`.
+    template's left-anterior-inferior apex) and its size is scaled to the label's volume (cube root of
+    the volume ratio to the template's ellipsoid, clipped to :data:`TEMPLATE_SCALE_RANGE`; the label
+    includes the atria, so its principal extents would oversize the ventricular ellipsoid).
+
+    Without one, a heuristic: the lungs (below -500 HU in the slice-wise filled body) bound the
+    chest (2nd-98th percentiles); the heart centre is put 12 % of their width left of their mid-line,
+    17 % of their depth anterior of their centre and 40 % of their height above their lowest level
+    (fractions read off the labelled heart of the builtin chest CT, one patient: docs/vessels.md §5),
+    with the template's own orientation and size. Both add the small jitter of :func:`place_cerebral`.
     """
     centre = np.asarray(metadata.get("heart_centre_mm", (0.0, 0.0, 0.0)), dtype=np.float64)
     apex_t = _template_apex()
