@@ -27,8 +27,8 @@ The arteries form cycles; the tree is a spanning tree rooted at the proximal lef
 inflows (right CCA, both vertebrals) hang from the root on ``virtual`` connectors (radius 1 um,
 excluded from morphometrics), so every artery runs in the direction of flow from its inflow. A
 segment that closes a cycle is a leaf whose last node coincides with the junction it joins.
-``injection`` keeps only what lies downstream of one named segment's first node (a selective
-catheter injection, e.g. ``ICA_cervical_L``, ``VA_R``, ``CCA_L``).
+``injection`` builds only the territory of a selective catheter injection (``ICA_L``, ``VA_R``,
+``CCA_L``...: :data:`INJECTIONS`), rooted at the catheter tip.
 
 Variants are drawn per side from a dedicated random stream (independent of geometry):
 
@@ -126,8 +126,9 @@ class WillisParams:
     external_carotid : bool
         Include the external carotids and their branches.
     injection : str
-        ``"all"`` (an arch injection fills everything) or the named segment whose downstream
-        territory alone is kept (selective injection), e.g. ``ICA_cervical_L``, ``VA_R``, ``CCA_L``.
+        ``"all"`` (an arch injection fills everything) or a selective injection site of
+        :data:`INJECTIONS` (``CCA_L``, ``ICA_R``, ``ECA_L``, ``VA_R``...): only its territory is built,
+        rooted at the catheter tip.
     step_mm : float
         Node spacing along template segments.
     """
@@ -142,7 +143,7 @@ class WillisParams:
     radius_jitter: float = 0.08
     position_jitter_mm: float = 1.0
     scale: float = 1.0
-    template_tortuosity: float = 0.12
+    template_tortuosity: float = 0.18
     distal_iterations: int = 8
     distal_length_diameter_ratio: float = 6.0
     distal_tortuosity_deg: float = 40.0
@@ -371,6 +372,37 @@ def _lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: floa
         b.set_position(i, q)
 
 
+#: Selective injection sites: the segment the catheter tip sits in, then the segments it feeds (per
+#: side ``{s}``, the other side ``{o}``); see :func:`_territory` for the variant-dependent parts.
+INJECTIONS: dict[str, tuple[str, ...]] = {}
+for _s, _o in (("L", "R"), ("R", "L")):
+    _ica = tuple(f"{n}_{_s}" for n in ("ICA_cervical", "ICA_petrous", "ICA_cavernous", "ICA_supraclinoid", "A1",
+                                       "A2", "A3", "M1", "M2s", "M2i"))
+    _eca = tuple(f"{n}_{_s}" for n in ("ECA", "ECA_distal", "FacA", "OccA", "STA", "MaxA"))
+    INJECTIONS[f"ICA_{_s}"] = _ica
+    INJECTIONS[f"ECA_{_s}"] = _eca
+    INJECTIONS[f"CCA_{_s}"] = (f"CCA_{_s}",) + _ica + _eca
+    INJECTIONS[f"VA_{_s}"] = (f"VA_{_s}", f"VA_V3_{_s}", f"VA_V4_{_s}", "BA", "P1_L", "P1_R", "P2_L", "P2_R")
+
+
+def _territory(injection: str, present: dict[str, tuple], variants: dict[str, str]) -> dict[str, tuple]:
+    """The segments a selective injection fills (:data:`INJECTIONS`), with the variants' detours: an
+    ICA injection also fills the PCoA and P2 of a fetal PCA, and across the ACoA the A2/A3 of the other
+    side when that side's A1 is absent; a vertebral injection leaves out the P2 of a full fetal PCA."""
+    if injection not in INJECTIONS:
+        raise VesselInputError(f"cow parameter injection={injection!r}: use all or one of {', '.join(INJECTIONS)}")
+    names = set(INJECTIONS[injection])
+    for s, o in (("L", "R"), ("R", "L")):
+        if f"ICA_cervical_{s}" in names:
+            if variants[f"P1_{s}"] != "normal":
+                names |= {f"PCoA_{s}", f"P2_{s}"}
+            if variants[f"A1_{o}"] == "absent":
+                names |= {"ACoA", f"A2_{o}", f"A3_{o}"}
+        if injection.startswith("VA") and variants[f"P1_{s}"] == "fetal_full":
+            names.discard(f"P2_{s}")
+    return {n: seg for n, seg in present.items() if n in names}
+
+
 def generate_willis(seed: int, params: WillisParams | None = None, **overrides: Any) -> VesselTree:
     """Generate the cerebral arterial template with variants and cortical / scalp trees.
 
@@ -407,9 +439,14 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                if variants.get(n) != "absent" and not (n.startswith("P1") and variants[n] == "fetal_full")}
     if variants["ACoA"] == "absent":
         present.pop("ACoA", None)
-    root_j = "CCAprox_L"
-    for target in ("CCAprox_R", "VAprox_L", "VAprox_R"):  # the other inflows hang on virtual connectors
-        present[f"virtual_{target}"] = (root_j, target, [], "virtual")
+    if p.injection == "all":
+        root_j = "CCAprox_L"
+        for target in ("CCAprox_R", "VAprox_L", "VAprox_R"):  # the other inflows hang on virtual connectors
+            present[f"virtual_{target}"] = (root_j, target, [], "virtual")
+    else:
+        present = _territory(p.injection, present, variants)
+        root_j = present[INJECTIONS[p.injection][0]][0]
+    root_segment = next(n for n in sorted(present) if present[n][0] == root_j and not n.startswith("virtual"))
 
     adj: dict[str, list[str]] = {}
     for n in sorted(present, key=lambda n: (not n.startswith("virtual"), n)):
@@ -443,7 +480,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         return node, end
 
     root_branch = b.new_branch(0)
-    node_of[root_j] = b.add_node(junctions[root_j], diameters["CCA_L"][0] / 2, -1, root_branch)
+    node_of[root_j] = b.add_node(junctions[root_j], diameters[root_segment][0] / 2, -1, root_branch)
     gen_of = {root_j: 0}
     done: set[str] = set()
     queue = deque([root_j])
@@ -455,13 +492,13 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             done.add(name)
             a, b_, _, key = present[name]
             other = b_ if a == u else a
-            last, end = emit(name, u, node_of[u], gen_of[u] + (0 if name == "CCA_L" else 1))
+            last, end = emit(name, u, node_of[u], gen_of[u] + (0 if name == root_segment else 1))
             if other not in node_of:
                 node_of[other] = last
                 end_of[other] = name
                 gen_of[other] = gen_of[u] + (0 if key == "virtual" else 1)
                 queue.append(other)
-    b.set_branch(0, next(k for k, v in b.labels.items() if v == "CCA_L"))  # the root node is the CCA's start
+    b.set_branch(0, next(k for k, v in b.labels.items() if v == root_segment))  # the root node starts it
 
     if p.distal_iterations > 0:
         centre = np.asarray(BRAIN_CENTRE_MM) * p.scale
@@ -505,18 +542,11 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         "variants": variants,
         "virtual_branches": virtual,
         "frame": "LPS",
-        "root": "CCA_L proximal",
+        "root": f"{root_segment} proximal",
+        "injection": p.injection,
         "brain_centre_mm": [float(x) * p.scale for x in BRAIN_CENTRE_MM],
         "brain_semi_axes_mm": [float(x) * p.scale for x in BRAIN_SEMI_AXES_MM],
     }
     tree = b.build(meta)
-    if p.injection != "all":
-        bids = [k for k, v in tree.labels.items() if v == p.injection]
-        if not bids:
-            valid = sorted(v for v in set(tree.labels.values()) if v != "virtual")
-            raise VesselInputError(f"cow parameter injection={p.injection!r} names no segment of this tree; "
-                                   f"use all or one of {', '.join(valid)}")
-        tree = tree.subtree(int(np.nonzero(tree.branch_ids == bids[0])[0][0]))
-        tree.metadata["virtual_branches"] = [v for v in virtual if v in tree.labels]
     tree.metadata = normalized_metadata(tree.metadata)
     return tree
