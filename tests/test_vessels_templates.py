@@ -159,7 +159,7 @@ def test_coronary_named_segments_within_dodge(dominance):
         dm = m.tortuosity(tree)
         tort.append(np.median(dm[np.isfinite(dm)]))
         assert 1.1 <= named["LAD"]["tortuosity_dm"] <= 1.3
-    assert 1.05 <= np.median(tort) <= 1.3
+    assert 1.1 <= np.median(tort) <= 1.3  # coronary distance metric
 
 
 @pytest.mark.parametrize("site, has, lacks", [

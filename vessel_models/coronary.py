@@ -78,7 +78,7 @@ class CoronaryParams:
     angle_jitter_deg: float = 6.0
     distal_iterations: int = 2
     distal_length_diameter_ratio: float = 6.0
-    distal_tortuosity_deg: float = 35.0
+    distal_tortuosity_deg: float = 42.0
     min_radius_mm: float = 0.25
     step_mm: float = 2.0
     centre_mm: tuple = (0.0, 0.0, 0.0)
