@@ -66,3 +66,47 @@ def make_scene(ct: Volume | None = None, tree: VesselTree | None = None, **kwarg
     kwargs.setdefault("heel", HeelSettings(enabled=False))  # the heel effect: tests/test_physics_heel.py
     kwargs.setdefault("noise", False)
     return Scene(ct if ct is not None else cylinder_ct(), [TreeVessels(tree or y_tree(), spacing_mm=0.5)], **kwargs)
+
+
+#: Head phantom (world LPS mm): intracranial ellipsoid centre and semi-axes, skull and scalp thickness.
+HEAD_CENTRE_MM = np.array([5.0, -10.0, 20.0])
+HEAD_BRAIN_SEMI_AXES_MM = np.array([68.0, 86.0, 62.0])
+HEAD_SKULL_MM, HEAD_SCALP_MM = 7.0, 6.0
+
+
+def head_hu(world_mm: np.ndarray) -> np.ndarray:
+    """HU of the head phantom at world points ``(..., 3)``: brain 35, skull shell 1200 with a foramen
+    magnum, scalp, face and neck 30 (a spine of 700), air -1000 elsewhere."""
+    r = world_mm - HEAD_CENTRE_MM
+
+    def rho(extra_mm: float) -> np.ndarray:
+        return np.sqrt((((r) / (HEAD_BRAIN_SEMI_AXES_MM + extra_mm)) ** 2).sum(axis=-1))
+
+    hu = np.full(world_mm.shape[:-1], -1000.0, np.float32)
+    neck = (r[..., 2] < -40.0) & (r[..., 0] ** 2 + (r[..., 1] - 10.0) ** 2 < 60.0**2)
+    face = ((r - np.array([0.0, -40.0, -70.0])) / np.array([70.0, 60.0, 60.0])) ** 2  # face and jaw
+    hu[neck | (rho(HEAD_SKULL_MM + HEAD_SCALP_MM) < 1) | (face.sum(axis=-1) < 1)] = 30.0
+    hu[rho(HEAD_SKULL_MM) < 1] = 1200.0
+    hu[rho(0.0) < 1] = 35.0
+    foramen = (r[..., 2] < -40.0) & (r[..., 0] ** 2 + (r[..., 1] - 10.0) ** 2 < 16.0**2)
+    hu[foramen & (rho(HEAD_SKULL_MM) < 1)] = 30.0
+    hu[neck & (r[..., 0] ** 2 + (r[..., 1] - 30.0) ** 2 < 12.0**2) & ~(rho(0.0) < 1)] = 700.0
+    return hu
+
+
+def head_ct(orientation: np.ndarray | None = None, spacing_mm: float = 2.5) -> Volume:
+    """The head phantom (:func:`head_hu`) sampled on a grid whose voxel axes are ``orientation``
+    (3x3 orthonormal: columns = world directions of the voxel axes; default identity), covering the
+    same world box (x -100..110, y -125..105, z -170..100 mm) whatever the orientation."""
+    m = np.eye(3) if orientation is None else np.asarray(orientation, dtype=np.float64)
+    box = np.array([[-100.0, 110.0], [-125.0, 105.0], [-170.0, 100.0]])
+    corners = np.array([[box[0, a], box[1, b], box[2, c]] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+    local = corners @ m  # world -> voxel-axis coordinates (m orthonormal)
+    lo, hi = local.min(axis=0), local.max(axis=0)
+    shape = tuple(int(np.ceil((hi[k] - lo[k]) / spacing_mm)) + 1 for k in range(3))
+    aff = np.eye(4)
+    aff[:3, :3] = m * spacing_mm
+    aff[:3, 3] = m @ lo
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).astype(np.float64)
+    world = ijk @ aff[:3, :3].T + aff[:3, 3]
+    return from_array(head_hu(world), aff, "head-phantom")

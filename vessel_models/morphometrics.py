@@ -30,6 +30,7 @@ __all__ = [
     "murray_residuals",
     "fit_murray_exponent",
     "summary",
+    "named_segments",
 ]
 
 NON_VESSEL_PREFIXES = ("aneurysm", "virtual")
@@ -209,6 +210,41 @@ def bifurcation_angles(tree: VesselTree) -> list[dict]:
                 "between_deg": _angle_deg(cdirs[0], cdirs[1]),
             }
         )
+    return out
+
+
+def named_segments(tree: VesselTree) -> dict[str, dict[str, float]]:
+    """Diameter, length and tortuosity of every labelled branch (``metadata["labels"]``).
+
+    A labelled branch runs from its parent junction (the parent of its first node) through its
+    nodes; ``virtual`` and ``aneurysm`` labels are left out.
+
+    Returns
+    -------
+    dict
+        ``{name: {"diameter_mm": mean node diameter, "proximal_diameter_mm": diameter at the first own
+        node (where morphometry studies measure a segment's origin), "length_mm": path length,
+        "tortuosity_dm": path / chord}}``.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for bid, name in sorted(tree.labels.items()):
+        if name.startswith(NON_VESSEL_PREFIXES):
+            continue
+        nodes = np.nonzero(tree.branch_ids == bid)[0]
+        if nodes.size == 0:
+            continue
+        proximal = float(2.0 * tree.radii_mm[nodes[0]])
+        if tree.parents[nodes[0]] >= 0:
+            nodes = np.concatenate([[tree.parents[nodes[0]]], nodes])
+        pts = tree.positions_mm[nodes]
+        length = float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())
+        chord = float(np.linalg.norm(pts[-1] - pts[0]))
+        out[name] = {
+            "diameter_mm": float(2.0 * tree.radii_mm[nodes].mean()),
+            "proximal_diameter_mm": proximal,
+            "length_mm": length,
+            "tortuosity_dm": length / chord if chord > 0 else float("inf"),
+        }
     return out
 
 

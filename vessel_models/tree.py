@@ -256,6 +256,41 @@ class VesselTree:
         out.radii_mm = self.radii_mm * det ** (1.0 / 3.0)
         return out
 
+    def subtree(self, node: int) -> "VesselTree":
+        """The part of the tree downstream of ``node`` (it becomes the root), e.g. what a selective
+        injection at that node fills.
+
+        Parameters
+        ----------
+        node : int
+            Node index.
+
+        Returns
+        -------
+        VesselTree
+            Nodes renumbered in their original order; ``metadata["labels"]`` keeps the branches that
+            remain; ``metadata["subtree_of_node"]`` records ``node``.
+        """
+        node = int(node)
+        if not 0 <= node < self.n_nodes:
+            raise VesselInputError(f"node index {node} out of range [0, {self.n_nodes})")
+        keep = np.zeros(self.n_nodes, dtype=bool)
+        keep[node] = True
+        for c in range(node + 1, self.n_nodes):  # parents[c] < c: one forward pass
+            keep[c] = keep[self.parents[c]]
+        idx = np.nonzero(keep)[0]
+        new_index = np.full(self.n_nodes, -1, dtype=np.int64)
+        new_index[idx] = np.arange(idx.size)
+        parents = new_index[self.parents[idx]]
+        parents[0] = -1
+        meta = copy.deepcopy(self.metadata)
+        branches = set(int(b) for b in np.unique(self.branch_ids[idx]))
+        if "labels" in meta:
+            meta["labels"] = {k: v for k, v in self.labels.items() if k in branches}
+        meta["subtree_of_node"] = node
+        return VesselTree(self.positions_mm[idx], self.radii_mm[idx], parents, self.branch_ids[idx],
+                          self.generations[idx], meta)
+
     def translated(self, offset_mm: np.ndarray) -> "VesselTree":
         """Return a copy shifted by ``offset_mm`` (``(3,)``, mm)."""
         off = np.asarray(offset_mm, dtype=np.float64).reshape(-1)
@@ -340,6 +375,14 @@ class TreeBuilder:
         """Position of node ``i`` (mm)."""
         return np.array(self._pos[i])
 
+    def branch_of(self, i: int) -> int:
+        """Branch id of node ``i``."""
+        return self._bid[i]
+
+    def parent(self, i: int) -> int:
+        """Parent of node ``i`` (-1 for the root)."""
+        return self._par[i]
+
     def radius(self, i: int) -> float:
         """Radius of node ``i`` (mm)."""
         return self._rad[i]
@@ -347,6 +390,16 @@ class TreeBuilder:
     def set_radius(self, i: int, radius_mm: float) -> None:
         """Overwrite the radius of node ``i`` (mm)."""
         self._rad[i] = float(radius_mm)
+
+    def set_position(self, i: int, position_mm) -> None:
+        """Overwrite the position of node ``i`` (mm), e.g. to lay a grown subtree on a surface."""
+        p = np.asarray(position_mm, dtype=np.float64).reshape(3)
+        self._pos[i] = (float(p[0]), float(p[1]), float(p[2]))
+
+    def set_branch(self, i: int, branch_id: int) -> None:
+        """Move node ``i`` to branch ``branch_id`` (and that branch's generation)."""
+        self._bid[i] = int(branch_id)
+        self._gen[i] = self._branch_gen[branch_id]
 
     def build(self, metadata: dict | None = None) -> VesselTree:
         """Freeze into a :class:`VesselTree` (labels stored in ``metadata["labels"]``)."""

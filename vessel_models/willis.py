@@ -1,17 +1,34 @@
-"""Circle of Willis template with anatomical variants and distal L-system branching.
+"""Cerebral arterial template: neck arteries, skull-base course, the Circle of Willis and cortical branches.
 
-Frame: patient LPS, mm (+x left, +y posterior, +z superior), origin near the centre of the
-circle. Segments (labels): ``ICA_L/R``, ``BA``, ``P1_L/R``, ``P2_L/R``, ``PCoA_L/R``,
-``A1_L/R``, ``A2_L/R``, ``ACoA``, ``M1_L/R``, ``M2s_L/R`` (superior trunk), ``M2i_L/R``
-(inferior trunk). Radii are typical adult lumen radii (diameters: ICA 4.0, BA 3.2, M1 2.8,
-A1 2.2, A2 2.0, P1 2.1, P2 2.0, M2 2.0, ACoA 1.5, PCoA 1.2 mm) with log-normal jitter.
+Frame: patient LPS, mm (+x left, +y posterior, +z superior), origin near the centre of the circle.
+The brain is the ellipsoid ``BRAIN_CENTRE_MM`` / ``BRAIN_SEMI_AXES_MM`` (x ``scale``), recorded in
+``metadata["brain_centre_mm"]`` and ``["brain_semi_axes_mm"]`` so a placement can register it to a CT.
 
-The circle is a cycle; the tree is a spanning tree rooted at the proximal left ICA. A segment
-that closes a cycle is emitted as a leaf whose last node coincides with the junction it joins
-(the geometry is complete, the graph stays a tree). When variants disconnect the posterior
-circulation (both PCoAs absent, or a hypoplastic/absent set that splits the circle), the parts
-are joined by a ``virtual`` branch of radius 1 um between the proximal trunks: it carries no
-meaningful lumen, is labelled ``virtual`` and is excluded from morphometrics.
+Named segments (``metadata["labels"]``; ``_L`` / ``_R`` per side):
+
+* ``CCA`` -> carotid bifurcation -> ``ICA_cervical`` -> ``ICA_petrous`` (vertical, genu, horizontal
+  course anteromedially) -> ``ICA_cavernous`` (the siphon: up, forward, up and back) ->
+  ``ICA_supraclinoid`` -> ICA terminus;
+* ``ECA`` with ``STA`` (superficial temporal), ``OccA`` (occipital), ``FacA`` (facial), ``MaxA``
+  (maxillary), each continued by a small distal tree over the scalp / face;
+* ``VA`` (vertebral, with the V3 loop over C1) -> ``BA`` (basilar);
+* the circle: ``A1``, ``ACoA``, ``PCoA``, ``P1`` with the variants below;
+* ``M1`` -> ``M2s`` / ``M2i`` (superior / inferior trunks) -> M3/M4 cortical trees laid over the
+  lateral convexity; ``A2`` -> ``A3`` (pericallosal, along the corpus callosum) -> cortical trees on
+  the medial surface; ``P2`` -> cortical trees over the occipital pole.
+
+Diameters are published morphometry (docs/vessels.md §3): cavernous ICA 5.0, ICA terminus 3.6, M1 3.1,
+M2 2.4 mm (Rai et al. 2013), vertebral 3.9 -> 2.8, basilar 3.6 -> 3.1 mm (Rai et al. 2016); the rest
+typical values. Each segment tapers linearly between its two diameters, with log-normal jitter.
+Every segment is a smooth curve (cubic spline through its via points, tangent-continuous with its
+parent) plus a random low-frequency bend of relative amplitude ``template_tortuosity``.
+
+The arteries form cycles; the tree is a spanning tree rooted at the proximal left CCA. The other
+inflows (right CCA, both vertebrals) hang from the root on ``virtual`` connectors (radius 1 um,
+excluded from morphometrics), so every artery runs in the direction of flow from its inflow. A
+segment that closes a cycle is a leaf whose last node coincides with the junction it joins.
+``injection`` builds only the territory of a selective catheter injection (``ICA_L``, ``VA_R``,
+``CCA_L``...: :data:`INJECTIONS`), rooted at the catheter tip.
 
 Variants are drawn per side from a dedicated random stream (independent of geometry):
 
@@ -33,23 +50,46 @@ from typing import Any
 
 import numpy as np
 
-from vessel_models.lsystem import LSystemParams, grow_lsystem
+from vessel_models.lsystem import LSystemParams, grow_lsystem, perpendicular, rotate
 from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree
 
-__all__ = ["WillisParams", "generate_willis", "draw_variants", "SEGMENT_RADII_MM"]
+__all__ = ["WillisParams", "generate_willis", "draw_variants", "SEGMENT_DIAMETERS_MM", "BRAIN_CENTRE_MM",
+           "BRAIN_SEMI_AXES_MM"]
 
-SEGMENT_RADII_MM = {
-    "ICA": 2.0,
-    "BA": 1.6,
-    "M1": 1.4,
-    "M2s": 1.0,
-    "M2i": 1.0,
-    "A1": 1.1,
-    "A2": 1.0,
-    "P1": 1.05,
-    "P2": 1.0,
-    "ACoA": 0.75,
-    "PCoA": 0.6,
+#: Segment diameters (mm) at the start and end of each segment, before jitter and variants.
+SEGMENT_DIAMETERS_MM: dict[str, tuple[float, float]] = {
+    "CCA": (6.5, 6.3),
+    "ICA_cervical": (4.8, 4.6),
+    "ICA_petrous": (4.6, 4.6),
+    "ICA_cavernous": (5.0, 4.4),
+    "ICA_supraclinoid": (4.1, 3.6),
+    "ECA": (4.2, 3.4),
+    "STA": (2.2, 1.8),
+    "OccA": (2.0, 1.7),
+    "FacA": (2.3, 1.9),
+    "MaxA": (2.6, 2.1),
+    "VA": (3.9, 3.5),
+    "VA_V3": (3.5, 3.2),
+    "VA_V4": (3.2, 2.8),
+    "BA": (3.6, 3.1),
+    "M1": (3.1, 2.9),
+    "M2s": (2.4, 2.1),
+    "M2i": (2.4, 2.1),
+    "A1": (2.3, 2.2),
+    "A2": (2.1, 2.0),
+    "A3": (1.9, 1.6),
+    "P1": (2.1, 2.1),
+    "P2": (2.0, 1.8),
+    "ACoA": (1.5, 1.5),
+    "PCoA": (1.2, 1.2),
+}
+#: Brain ellipsoid of the template (scale 1): centre and semi-axes (x: left, y: posterior, z: superior), mm.
+BRAIN_CENTRE_MM = (0.0, 8.0, 22.0)
+BRAIN_SEMI_AXES_MM = (66.0, 84.0, 58.0)
+#: Where each distal (cortical / scalp) tree grows and which surface it is laid on.
+DISTAL_TREES = {
+    "M2s": "cortex", "M2i": "cortex", "P2": "cortex", "A3": "medial", "A2": "medial",
+    "STA": "scalp", "OccA": "scalp", "FacA": "free", "MaxA": "free",
 }
 HYPOPLASTIC_FACTOR = 0.4
 VIRTUAL_RADIUS_MM = 1e-3
@@ -57,7 +97,7 @@ VIRTUAL_RADIUS_MM = 1e-3
 
 @dataclass(frozen=True)
 class WillisParams:
-    """Parameters of the Circle of Willis generator (probabilities per side, lengths mm).
+    """Parameters of the cerebral template (probabilities per side, lengths mm).
 
     Attributes
     ----------
@@ -75,10 +115,20 @@ class WillisParams:
         Gaussian sigma of junction position variation.
     scale : float
         Overall size factor (1 = average adult).
+    template_tortuosity : float
+        Amplitude of the random bend of every named segment, as a fraction of its chord.
     distal_iterations : int
-        L-system iterations grown from the ends of A2, M2 and P2 (0 = none).
+        L-system iterations of the cortical / scalp trees (0 = none).
     distal_length_diameter_ratio, distal_tortuosity_deg, min_radius_mm : float
-        L-system parameters of the distal trees.
+        L-system parameters of the distal trees (``min_radius_mm`` 0.2: smallest vessels 0.4 mm).
+    cortical_depth_mm : float
+        Depth below the brain ellipsoid at which cortical branches run.
+    external_carotid : bool
+        Include the external carotids and their branches.
+    injection : str
+        ``"all"`` (an arch injection fills everything) or a selective injection site of
+        :data:`INJECTIONS` (``CCA_L``, ``ICA_R``, ``ECA_L``, ``VA_R``...): only its territory is built,
+        rooted at the catheter tip.
     step_mm : float
         Node spacing along template segments.
     """
@@ -93,10 +143,14 @@ class WillisParams:
     radius_jitter: float = 0.08
     position_jitter_mm: float = 1.0
     scale: float = 1.0
-    distal_iterations: int = 3
-    distal_length_diameter_ratio: float = 8.0
-    distal_tortuosity_deg: float = 8.0
+    template_tortuosity: float = 0.18
+    distal_iterations: int = 8
+    distal_length_diameter_ratio: float = 6.0
+    distal_tortuosity_deg: float = 40.0
     min_radius_mm: float = 0.2
+    cortical_depth_mm: float = 3.0
+    external_carotid: bool = True
+    injection: str = "all"
     step_mm: float = 1.5
 
     def validate(self) -> "WillisParams":
@@ -116,10 +170,12 @@ class WillisParams:
             ("radius_jitter", 0 <= self.radius_jitter < 1),
             ("position_jitter_mm", 0 <= self.position_jitter_mm < 10),
             ("scale", 0 < self.scale < 10),
+            ("template_tortuosity", 0 <= self.template_tortuosity <= 0.5),
             ("distal_iterations", 0 <= self.distal_iterations <= 8),
             ("distal_length_diameter_ratio", self.distal_length_diameter_ratio > 0),
             ("distal_tortuosity_deg", 0 <= self.distal_tortuosity_deg < 90),
             ("min_radius_mm", self.min_radius_mm > 0),
+            ("cortical_depth_mm", 0 <= self.cortical_depth_mm < 30),
             ("step_mm", self.step_mm > 0),
         ]
         for name, ok in checks:
@@ -163,58 +219,192 @@ def draw_variants(params: WillisParams, rng: np.random.Generator) -> dict[str, s
 
 
 def _template(params: WillisParams, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
-    """Junction positions and segments ``name -> (junction_a, junction_b, [via points], radius_key)``."""
+    """Junction positions and segments ``name -> (junction_a, junction_b, [via points], diameter key)``
+    (flow from ``a`` to ``b`` for the inflow trunks)."""
     j: dict[str, np.ndarray] = {}
-    for s, sx in (("L", 1.0), ("R", -1.0)):
-        j[f"ICAprox_{s}"] = np.array([14.0 * sx, -4.0, -38.0])
-        j[f"ICAT_{s}"] = np.array([13.0 * sx, -8.0, 0.0])
-        j[f"ACAJ_{s}"] = np.array([1.6 * sx, -20.0, 2.0])
-        j[f"A2end_{s}"] = np.array([2.5 * sx, -34.0, 20.0])
-        j[f"M1J_{s}"] = np.array([29.0 * sx, -6.0, 2.0])
-        j[f"M2send_{s}"] = np.array([40.0 * sx, -8.0, 16.0])
-        j[f"M2iend_{s}"] = np.array([41.0 * sx, 3.0, -6.0])
-        j[f"PJ_{s}"] = np.array([9.0 * sx, 8.0, -1.0])
-        j[f"P2end_{s}"] = np.array([18.0 * sx, 32.0, 6.0])
-    j["BAT"] = np.array([0.0, 10.0, -3.0])
-    j["BAprox"] = np.array([0.0, 15.0, -32.0])
-    for k in sorted(j):
-        j[k] = j[k] * params.scale + (rng.normal(0.0, params.position_jitter_mm, 3) if params.position_jitter_mm else 0.0)
     segs: dict[str, tuple] = {}
     for s, sx in (("L", 1.0), ("R", -1.0)):
-        siphon = [np.array([15.0 * sx, -12.0, -24.0]) * params.scale, np.array([14.5 * sx, -15.0, -10.0]) * params.scale]
-        segs[f"ICA_{s}"] = (f"ICAprox_{s}", f"ICAT_{s}", siphon, "ICA")
-        segs[f"A1_{s}"] = (f"ICAT_{s}", f"ACAJ_{s}", [], "A1")
-        segs[f"A2_{s}"] = (f"ACAJ_{s}", f"A2end_{s}", [], "A2")
-        segs[f"M1_{s}"] = (f"ICAT_{s}", f"M1J_{s}", [], "M1")
-        segs[f"M2s_{s}"] = (f"M1J_{s}", f"M2send_{s}", [], "M2s")
-        segs[f"M2i_{s}"] = (f"M1J_{s}", f"M2iend_{s}", [], "M2i")
-        segs[f"PCoA_{s}"] = (f"ICAT_{s}", f"PJ_{s}", [], "PCoA")
-        segs[f"P1_{s}"] = ("BAT", f"PJ_{s}", [], "P1")
-        segs[f"P2_{s}"] = (f"PJ_{s}", f"P2end_{s}", [np.array([15.0 * sx, 20.0, 2.0]) * params.scale], "P2")
+        def pt(x: float, y: float, z: float, sx: float = sx) -> np.ndarray:
+            return np.array([x * sx, y, z])
+
+        j.update({
+            f"CCAprox_{s}": pt(24, -6, -150), f"CB_{s}": pt(22, -2, -100), f"ICAskull_{s}": pt(17, 4, -38),
+            f"ICAlac_{s}": pt(13, -10, -24), f"ICAclin_{s}": pt(14, -20, -3), f"ICAT_{s}": pt(13, -8, 0),
+            f"ECAmid_{s}": pt(25, -11, -86), f"ECAsplit_{s}": pt(27, -12, -62),
+            f"STAend_{s}": pt(62, -8, 25), f"OccAend_{s}": pt(36, 72, -18), f"FacAend_{s}": pt(36, -62, -52),
+            f"MaxAend_{s}": pt(14, -42, -48),
+            f"VAprox_{s}": pt(30, 12, -150), f"VAc1_{s}": pt(26, 14, -70), f"VAdura_{s}": pt(12, 26, -48),
+            f"ACAJ_{s}": pt(1.6, -20, 2), f"A2end_{s}": pt(2.5, -36, 22), f"A3end_{s}": pt(2.5, 30, 44),
+            f"M1J_{s}": pt(30, -6, 3), f"M2send_{s}": pt(40, -10, 22), f"M2iend_{s}": pt(44, 6, -4),
+            f"PJ_{s}": pt(9, 8, -1), f"P2end_{s}": pt(22, 40, 8),
+        })
+        for name, a, b, vias, key in (
+            ("CCA", "CCAprox", "CB", [], "CCA"),
+            ("ICA_cervical", "CB", "ICAskull", [pt(20, 3, -70)], "ICA_cervical"),
+            ("ICA_petrous", "ICAskull", "ICAlac", [pt(18, 3, -29)], "ICA_petrous"),
+            ("ICA_cavernous", "ICAlac", "ICAclin", [pt(14, -12, -16), pt(15, -21, -12)], "ICA_cavernous"),
+            ("ICA_supraclinoid", "ICAclin", "ICAT", [pt(13.5, -15, 0.5)], "ICA_supraclinoid"),
+            ("ECA", "CB", "ECAmid", [], "ECA"),
+            ("ECA_distal", "ECAmid", "ECAsplit", [], "ECA"),
+            ("FacA", "ECAmid", "FacAend", [pt(38, -30, -92), pt(38, -52, -72)], "FacA"),
+            ("OccA", "ECAmid", "OccAend", [pt(36, 15, -76), pt(36, 45, -55)], "OccA"),
+            ("STA", "ECAsplit", "STAend", [pt(50, 0, -45), pt(60, -2, -15)], "STA"),
+            ("MaxA", "ECAsplit", "MaxAend", [pt(22, -28, -62)], "MaxA"),
+            ("VA", "VAprox", "VAc1", [pt(28, 13, -110)], "VA"),
+            ("VA_V3", "VAc1", "VAdura", [pt(36, 22, -60), pt(24, 34, -54)], "VA_V3"),
+            ("VA_V4", "VAdura", "BAprox", [pt(6, 20, -40)], "VA_V4"),
+            ("A1", "ICAT", "ACAJ", [], "A1"),
+            ("A2", "ACAJ", "A2end", [pt(2, -31, 10)], "A2"),
+            ("A3", "A2end", "A3end", [pt(2.5, -36, 38), pt(2.5, -16, 50), pt(2.5, 10, 51)], "A3"),
+            ("M1", "ICAT", "M1J", [pt(22, -7, 1)], "M1"),
+            ("M2s", "M1J", "M2send", [pt(38, -5, 10)], "M2s"),
+            ("M2i", "M1J", "M2iend", [pt(40, 0, -2)], "M2i"),
+            ("PCoA", "ICAT", "PJ", [], "PCoA"),
+            ("P1", "BAT", "PJ", [], "P1"),
+            ("P2", "PJ", "P2end", [pt(18, 22, 0)], "P2"),
+        ):
+            ja = a if a.startswith("BA") else f"{a}_{s}"
+            jb = b if b.startswith("BA") else f"{b}_{s}"
+            segs[f"{name}_{s}"] = (ja, jb, vias, key)
+    j["BAprox"] = np.array([0.0, 14.0, -30.0])
+    j["BAT"] = np.array([0.0, 10.0, -3.0])
+    segs["BA"] = ("BAprox", "BAT", [np.array([0.5, 12.0, -16.0])], "BA")
     segs["ACoA"] = ("ACAJ_L", "ACAJ_R", [], "ACoA")
-    segs["BA"] = ("BAprox", "BAT", [], "BA")
+    for k in sorted(j):
+        j[k] = j[k] * params.scale + (rng.normal(0.0, params.position_jitter_mm, 3) if params.position_jitter_mm else 0.0)
+    segs = {n: (a, b, [v * params.scale for v in vias], key) for n, (a, b, vias, key) in segs.items()}
+    if not params.external_carotid:
+        segs = {n: v for n, v in segs.items() if v[3] not in ("ECA", "STA", "OccA", "FacA", "MaxA")}
     return j, segs
 
 
-def _radii(params: WillisParams, variants: dict[str, str], rng: np.random.Generator, names: list[str]) -> dict[str, float]:
-    r: dict[str, float] = {}
-    for name in names:
-        key = name.split("_")[0]
-        r[name] = SEGMENT_RADII_MM[key] * params.scale * float(np.exp(rng.normal(0.0, params.radius_jitter)))
+def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Generator,
+               segs: dict[str, tuple]) -> dict[str, tuple[float, float]]:
+    """(start, end) diameter of every segment, mm: published values, jitter, variants."""
+    out: dict[str, tuple[float, float]] = {}
+    for name in sorted(segs):
+        f = params.scale * float(np.exp(rng.normal(0.0, params.radius_jitter)))
+        d0, d1 = SEGMENT_DIAMETERS_MM[segs[name][3]]
+        out[name] = (d0 * f, d1 * f)
     for s in ("L", "R"):
         if variants[f"A1_{s}"] == "hypoplastic":
-            r[f"A1_{s}"] *= HYPOPLASTIC_FACTOR
+            out[f"A1_{s}"] = tuple(x * HYPOPLASTIC_FACTOR for x in out[f"A1_{s}"])
         if variants[f"P1_{s}"] == "fetal_partial":
-            r[f"P1_{s}"] *= HYPOPLASTIC_FACTOR
+            out[f"P1_{s}"] = tuple(x * HYPOPLASTIC_FACTOR for x in out[f"P1_{s}"])
         if variants[f"P1_{s}"] != "normal":
-            r[f"PCoA_{s}"] = r[f"P2_{s}"]
+            out[f"PCoA_{s}"] = out[f"P2_{s}"]
         if variants[f"PCoA_{s}"] == "hypoplastic":
-            r[f"PCoA_{s}"] *= HYPOPLASTIC_FACTOR
-    return r
+            out[f"PCoA_{s}"] = tuple(x * HYPOPLASTIC_FACTOR for x in out[f"PCoA_{s}"])
+    return out
+
+
+def _curve(points: list[np.ndarray], start_dir: np.ndarray | None, step_mm: float, tortuosity: float,
+           rng: np.random.Generator) -> np.ndarray:
+    """Nodes (excluding the first point) of a smooth curve through ``points``.
+
+    A cubic spline in chord-length parameter, leaving along ``start_dir`` when given (tangent
+    continuity with the parent), natural otherwise, plus a bend ``A sin^2(pi s) (c1 n1 + c2 cos(pi s) n2)``
+    across the chord with ``A = tortuosity * chord * U(0.5, 1.5)`` and ``c1, c2 ~ U(-1, 1)``: zero offset
+    and slope at both ends, so junctions stay put and the curve still leaves along ``start_dir``; the
+    ``cos`` term turns the bend out of its plane (torsion).
+    """
+    from scipy.interpolate import CubicSpline
+
+    pts = np.asarray(points, dtype=np.float64)
+    u = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+    start_bc = (1, start_dir / np.linalg.norm(start_dir)) if start_dir is not None else (2, np.zeros(3))
+    dense = CubicSpline(u, pts, bc_type=(start_bc, (2, np.zeros(3))))(np.linspace(0.0, u[-1], 256))
+    chord = pts[-1] - pts[0]
+    length = float(np.linalg.norm(chord))
+    if tortuosity > 0 and length > 0:
+        s = np.linspace(0.0, 1.0, 256)
+        axis = chord / length
+        n1 = rotate(perpendicular(axis), axis, rng.uniform(0.0, 2.0 * math.pi))
+        n2 = np.cross(axis, n1)
+        amp = tortuosity * length * rng.uniform(0.5, 1.5)
+        c1, c2 = rng.uniform(-1.0, 1.0, 2)
+        bump = np.sin(np.pi * s) ** 2
+        dense = dense + amp * bump[:, None] * (c1 * n1 + c2 * np.cos(np.pi * s)[:, None] * n2)
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))])
+    n = max(2, int(math.ceil(arc[-1] / step_mm)))
+    targets = np.linspace(0.0, arc[-1], n + 1)[1:]
+    return np.stack([np.interp(targets, arc, dense[:, k]) for k in range(3)], axis=1)
+
+
+def _surface_point(p: np.ndarray, centre: np.ndarray, axes: np.ndarray, depth_mm: float) -> np.ndarray:
+    """``p`` moved radially (from ``centre``) onto the ellipsoid ``axes``, ``depth_mm`` inside it."""
+    r = p - centre
+    on = r / max(float(np.sqrt(np.sum((r / axes) ** 2))), 1e-9)
+    norm = float(np.linalg.norm(on))
+    return centre + on * max(0.0, 1.0 - depth_mm / max(norm, 1e-9))
+
+
+def _lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float, centre: np.ndarray,
+                    axes: np.ndarray, depth_mm: float, blend_mm: float, scale_mm: float) -> None:
+    """Move the nodes ``first..`` of a distal tree grown at node ``root`` onto its surface.
+
+    ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``scalp``: in the scalp (brain + 10 mm x
+    ``scale_mm``, over a skull of ~6 mm);
+    ``medial``: squashed towards the hemisphere's medial surface (3 mm from the midline) and kept
+    inside the brain; ``free``: left as grown. The move is blended in over the first ``blend_mm`` of
+    path, like a branch leaving a fissure.
+    """
+    if kind == "free":
+        return
+    dist = {root: 0.0}
+    moved = {}
+    for i in range(first, b.n_nodes):
+        parent = b.parent(i)
+        dist[i] = dist[parent] + float(np.linalg.norm(b.position(i) - b.position(parent)))
+        p = b.position(i)
+        if kind == "scalp":
+            q = _surface_point(p, centre, axes + 10.0 * scale_mm, 0.0)
+        elif kind == "cortex":
+            q = _surface_point(p, centre, axes, depth_mm)
+        else:
+            q = p.copy()
+            q[0] = side * 3.0 + 0.15 * (p[0] - side * 3.0)
+            if np.sum(((q - centre) / (axes - depth_mm)) ** 2) > 1:
+                q = _surface_point(q, centre, axes, depth_mm)
+        w = min(1.0, dist[i] / blend_mm)
+        moved[i] = (1.0 - w) * p + w * q
+    for i, q in moved.items():
+        b.set_position(i, q)
+
+
+#: Selective injection sites: the segment the catheter tip sits in, then the segments it feeds (per
+#: side ``{s}``, the other side ``{o}``); see :func:`_territory` for the variant-dependent parts.
+INJECTIONS: dict[str, tuple[str, ...]] = {}
+for _s, _o in (("L", "R"), ("R", "L")):
+    _ica = tuple(f"{n}_{_s}" for n in ("ICA_cervical", "ICA_petrous", "ICA_cavernous", "ICA_supraclinoid", "A1",
+                                       "A2", "A3", "M1", "M2s", "M2i"))
+    _eca = tuple(f"{n}_{_s}" for n in ("ECA", "ECA_distal", "FacA", "OccA", "STA", "MaxA"))
+    INJECTIONS[f"ICA_{_s}"] = _ica
+    INJECTIONS[f"ECA_{_s}"] = _eca
+    INJECTIONS[f"CCA_{_s}"] = (f"CCA_{_s}",) + _ica + _eca
+    INJECTIONS[f"VA_{_s}"] = (f"VA_{_s}", f"VA_V3_{_s}", f"VA_V4_{_s}", "BA", "P1_L", "P1_R", "P2_L", "P2_R")
+
+
+def _territory(injection: str, present: dict[str, tuple], variants: dict[str, str]) -> dict[str, tuple]:
+    """The segments a selective injection fills (:data:`INJECTIONS`), with the variants' detours: an
+    ICA injection also fills the PCoA and P2 of a fetal PCA, and across the ACoA the A2/A3 of the other
+    side when that side's A1 is absent; a vertebral injection leaves out the P2 of a full fetal PCA."""
+    if injection not in INJECTIONS:
+        raise VesselInputError(f"cow parameter injection={injection!r}: use all or one of {', '.join(INJECTIONS)}")
+    names = set(INJECTIONS[injection])
+    for s, o in (("L", "R"), ("R", "L")):
+        if f"ICA_cervical_{s}" in names:
+            if variants[f"P1_{s}"] != "normal":
+                names |= {f"PCoA_{s}", f"P2_{s}"}
+            if variants[f"A1_{o}"] == "absent":
+                names |= {"ACoA", f"A2_{o}", f"A3_{o}"}
+        if injection.startswith("VA") and variants[f"P1_{s}"] == "fetal_full":
+            names.discard(f"P2_{s}")
+    return {n: seg for n, seg in present.items() if n in names}
 
 
 def generate_willis(seed: int, params: WillisParams | None = None, **overrides: Any) -> VesselTree:
-    """Generate a Circle of Willis tree with variants and distal L-system branching.
+    """Generate the cerebral arterial template with variants and cortical / scalp trees.
 
     Parameters
     ----------
@@ -228,8 +418,9 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     Returns
     -------
     VesselTree
-        Rooted at the proximal left ICA; ``metadata["labels"]`` names the template branches,
-        ``metadata["variants"]`` the variant draw.
+        Rooted at the proximal left CCA (or in the injected segment); ``metadata["labels"]`` names the
+        template segments, ``["variants"]`` the variant draw, ``["brain_centre_mm"]`` and
+        ``["brain_semi_axes_mm"]`` the brain ellipsoid the template was drawn in.
     """
     from vessel_models.io import normalized_metadata
 
@@ -243,14 +434,22 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     rng_var, rng_geo, rng_distal = (np.random.default_rng(s) for s in ss.spawn(3))
     variants = draw_variants(p, rng_var)
     junctions, segs = _template(p, rng_geo)
-    radii = _radii(p, variants, rng_geo, sorted(segs))
-    present = {n: s for n, s in segs.items() if variants.get(n) not in ("absent",) and not (n.startswith("P1") and variants[n] == "fetal_full")}
+    diameters = _diameters(p, variants, rng_geo, segs)
+    present = {n: s for n, s in segs.items()
+               if variants.get(n) != "absent" and not (n.startswith("P1") and variants[n] == "fetal_full")}
     if variants["ACoA"] == "absent":
         present.pop("ACoA", None)
+    if p.injection == "all":
+        root_j = "CCAprox_L"
+        for target in ("CCAprox_R", "VAprox_L", "VAprox_R"):  # the other inflows hang on virtual connectors
+            present[f"virtual_{target}"] = (root_j, target, [], "virtual")
+    else:
+        present = _territory(p.injection, present, variants)
+        root_j = present[INJECTIONS[p.injection][0]][0]
+    root_segment = next(n for n in sorted(present) if present[n][0] == root_j and not n.startswith("virtual"))
 
-    # adjacency over junctions (deterministic order)
     adj: dict[str, list[str]] = {}
-    for n in sorted(present):
+    for n in sorted(present, key=lambda n: (not n.startswith("virtual"), n)):
         a, b_, _, _ = present[n]
         adj.setdefault(a, []).append(n)
         adj.setdefault(b_, []).append(n)
@@ -258,65 +457,52 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     b = TreeBuilder()
     node_of: dict[str, int] = {}
     dir_of: dict[str, np.ndarray] = {}
-    done: set[str] = set()
+    end_of: dict[str, str] = {}
     virtual: list[int] = []
 
-    def emit(name: str, start: str, parent_node: int, gen: int, label: str, radius: float) -> tuple[int, str]:
-        a, b_, via, _ = present[name] if name in present else (start, start, [], "")
+    def emit(name: str, start: str, parent_node: int, gen: int) -> tuple[int, str]:
+        a, b_, vias, key = present[name]
         end = b_ if a == start else a
-        pts = [junctions[start]] + (list(via) if a == start else list(reversed(via))) + [junctions[end]]
-        bid = b.new_branch(gen, label)
+        pts = [junctions[start]] + (list(vias) if a == start else list(reversed(vias))) + [junctions[end]]
+        bid = b.new_branch(gen, "virtual" if key == "virtual" else name)
+        if key == "virtual":
+            nodes = np.array([pts[0] + 0.01 * (pts[1] - pts[0]), pts[1]])
+            radii = np.full(2, VIRTUAL_RADIUS_MM)
+            virtual.append(bid)
+        else:
+            nodes = _curve(pts, dir_of.get(start), p.step_mm, p.template_tortuosity, rng_geo)
+            d0, d1 = diameters[name] if a == start else diameters[name][::-1]
+            radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
+            dir_of.setdefault(end, nodes[-1] - nodes[-2])
         node = parent_node
-        for p0, p1 in zip(pts[:-1], pts[1:]):
-            n_sub = max(2, int(math.ceil(np.linalg.norm(p1 - p0) / p.step_mm)))
-            for k in range(1, n_sub + 1):
-                node = b.add_node(p0 + (p1 - p0) * (k / n_sub), radius, node, bid)
-        dir_of[end] = pts[-1] - pts[-2]
+        for q, r in zip(nodes, radii):
+            node = b.add_node(q, float(r), node, bid)
         return node, end
 
-    root_j = "ICAprox_L"
-    bid0 = b.new_branch(0, "ICA_L_root")
-    b.labels.pop(bid0)
-    node_of[root_j] = b.add_node(junctions[root_j], radii["ICA_L"], -1, bid0)
+    root_branch = b.new_branch(0)
+    node_of[root_j] = b.add_node(junctions[root_j], diameters[root_segment][0] / 2, -1, root_branch)
     gen_of = {root_j: 0}
-    components_left = True
+    done: set[str] = set()
     queue = deque([root_j])
-    while components_left:
-        while queue:
-            u = queue.popleft()
-            for name in adj.get(u, []):
-                if name in done:
-                    continue
-                done.add(name)
-                a, b_, _, _ = present[name]
-                other = b_ if a == u else a
-                last, end = emit(name, u, node_of[u], gen_of[u] + (0 if u == root_j and name == "ICA_L" else 1), name, radii[name])
-                if other not in node_of:
-                    node_of[other] = last
-                    gen_of[other] = gen_of[u] + 1
-                    queue.append(other)
-        missing = sorted(j for j in adj if j not in node_of)
-        components_left = bool(missing)
-        if missing:
-            # join a disconnected part through a virtual connector between proximal trunks
-            target = "BAprox" if "BAprox" in missing else ("ICAprox_R" if "ICAprox_R" in missing else missing[0])
-            src = "ICAprox_L"
-            vbid = b.new_branch(1, "virtual")
-            p_src, p_dst = junctions[src], junctions[target]
-            unit = (p_dst - p_src) / np.linalg.norm(p_dst - p_src)
-            trunk = next(n for n in sorted(present) if target in present[n][:2])
-            n1 = b.add_node(p_src + 0.01 * unit, VIRTUAL_RADIUS_MM, node_of[src], vbid)
-            n1 = b.add_node(p_dst - 0.01 * unit, VIRTUAL_RADIUS_MM, n1, vbid)
-            n1 = b.add_node(p_dst, radii[trunk], n1, vbid)
-            virtual.append(vbid)
-            node_of[target] = n1
-            gen_of[target] = 1
-            queue.append(target)
-    # the root node belongs to the ICA_L branch
-    ica_bid = next(k for k, v in b.labels.items() if v == "ICA_L")
-    b._bid[0] = ica_bid  # noqa: SLF001 (builder is local)
+    while queue:
+        u = queue.popleft()
+        for name in adj.get(u, []):
+            if name in done:
+                continue
+            done.add(name)
+            a, b_, _, key = present[name]
+            other = b_ if a == u else a
+            last, end = emit(name, u, node_of[u], gen_of[u] + (0 if name == root_segment else 1))
+            if other not in node_of:
+                node_of[other] = last
+                end_of[other] = name
+                gen_of[other] = gen_of[u] + (0 if key == "virtual" else 1)
+                queue.append(other)
+    b.set_branch(0, next(k for k, v in b.labels.items() if v == root_segment))  # the root node starts it
 
     if p.distal_iterations > 0:
+        centre = np.asarray(BRAIN_CENTRE_MM) * p.scale
+        axes = np.asarray(BRAIN_SEMI_AXES_MM) * p.scale
         lp = LSystemParams(
             iterations=p.distal_iterations,
             length_diameter_ratio=p.distal_length_diameter_ratio,
@@ -324,15 +510,30 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             min_radius_mm=p.min_radius_mm,
             step_mm=p.step_mm,
             root_diameter_mm=2.0,
+            stop_probability=0.0,  # a cortical trunk never ends early: its territory must be covered
+            asymmetry_min=0.6,
         )
-        for end in ("A2end_L", "A2end_R", "M2send_L", "M2send_R", "M2iend_L", "M2iend_R", "P2end_L", "P2end_R"):
-            if end not in node_of:
+        for seg_name in sorted(present):
+            key = present[seg_name][3]
+            end = present[seg_name][1]
+            if key not in DISTAL_TREES or end_of.get(end) != seg_name:  # not where a cycle closes
                 continue
             n = node_of[end]
             d = 2.0 * b.radius(n)
             if d / 2 < p.min_radius_mm * 1.5:
                 continue
-            grow_lsystem(b, n, dir_of[end], lp, rng_distal, root_diameter_mm=d, generation_offset=gen_of[end] + 1)
+            kind = DISTAL_TREES[key]
+            heading = dir_of[end] / np.linalg.norm(dir_of[end])
+            if kind in ("cortex", "scalp"):  # grow along the surface, not out of it
+                normal = (b.position(n) - centre) / axes**2
+                normal /= np.linalg.norm(normal)
+                along = heading - normal * float(np.dot(heading, normal))
+                heading = along if np.linalg.norm(along) > 0.2 else perpendicular(normal)
+            first = b.n_nodes
+            grow_lsystem(b, n, heading, lp, rng_distal, root_diameter_mm=d, generation_offset=gen_of[end] + 1)
+            side = 1.0 if seg_name.endswith("_L") else -1.0
+            _lay_on_surface(b, first, n, kind, side, centre, axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
+                            p.scale)
 
     meta = {
         "generator": "cow",
@@ -341,7 +542,10 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         "variants": variants,
         "virtual_branches": virtual,
         "frame": "LPS",
-        "root": "ICA_L proximal",
+        "root": f"{root_segment} proximal",
+        "injection": p.injection,
+        "brain_centre_mm": [float(x) * p.scale for x in BRAIN_CENTRE_MM],
+        "brain_semi_axes_mm": [float(x) * p.scale for x in BRAIN_SEMI_AXES_MM],
     }
     tree = b.build(meta)
     tree.metadata = normalized_metadata(tree.metadata)

@@ -57,8 +57,8 @@ def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, stru
     """
     from ddsa_sim.scene import CTSpec, PlacementSpec, SceneSpec
 
-    if place not in ("auto", "region", "as-is"):
-        raise InputError(f"--place: use auto, region or as-is, got {place!r}")
+    if place not in ("auto", "anatomical", "region", "as-is"):
+        raise InputError(f"--place: use auto, anatomical, region or as-is, got {place!r}")
     vs = vessel_spec(vessels, seed, region, spacing_mm)
     regions = tuple(r.strip() for r in region.split(","))
     if labels is None and (vs.kind == "labels" or regions != ("body",)):
@@ -135,7 +135,9 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                                              "builtin:chest-ct-labels)."),
         structures: str | None = typer.Option(None, help="CSV 'structure,id' naming the labels of --labels."),
         region: str = typer.Option("body", help="Where a tree is placed: body (CT > -300 HU) or organ name(s)."),
-        place: str = typer.Option("auto", help="auto | region | as-is (tree files inside the region stay as-is)."),
+        place: str = typer.Option("auto", help="auto | anatomical | region | as-is. auto: templates (cow, "
+                                  "coronary) registered to the anatomy (skull / heart), other trees in the region, "
+                                  "tree files inside the region as-is."),
         iodine: float = typer.Option(100.0, "--iodine", help="Iodine concentration in the lumen, mgI/ml."),
         photons: float | None = typer.Option(None, "--photons", help="Photons per pixel at the detector (N0); "
                                                 "default DeepDRR's 1e4 per 0.194 mm pixel scaled to the pixel area."),

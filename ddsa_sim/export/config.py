@@ -85,16 +85,18 @@ class VesselSourceConfig(_Model):
     """One entry of ``vessels.sources``: exactly one of ``generator``, ``segmentation`` or ``model``.
 
     ``generator``: a procedural generator name (e.g. ``lsystem``) with per-tree ``params`` drawn from
-    :data:`Dist` values. ``segmentation``: a vessel label file, or ``ct-labels`` to use the CT's
-    own label map, restricted to ``structures`` (names). ``model``: a learned generative model
-    (checkpoint path), with ``params``. ``weight``: relative frequency among the sources.
+    :data:`Dist` values, or ``params: published-grid`` (``lsystem`` only): each tree is one of the
+    1,584 points of the V-System design (:func:`vessel_models.lsystem.published_grid`), drawn
+    uniformly. ``segmentation``: a vessel label file, or ``ct-labels`` to use the CT's own label
+    map, restricted to ``structures`` (names). ``model``: a learned generative model (checkpoint
+    path), with ``params``. ``weight``: relative frequency among the sources.
     """
 
     generator: str | None = None
     segmentation: str | None = None
     model: str | None = None
     structures: list[str] | None = None
-    params: dict[str, Dist] = Field(default_factory=dict)
+    params: dict[str, Dist] | Literal["published-grid"] = Field(default_factory=dict)
     weight: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
@@ -102,6 +104,8 @@ class VesselSourceConfig(_Model):
         kinds = [k for k in ("generator", "segmentation", "model") if getattr(self, k)]
         if len(kinds) != 1:
             raise ValueError("give exactly one of generator, segmentation, model")
+        if self.params == "published-grid" and self.generator != "lsystem":
+            raise ValueError("params: published-grid is the V-System design of the lsystem generator")
         return self
 
     @property
@@ -123,11 +127,14 @@ class Vessels(_Model):
 class Placement(_Model):
     """Where a vessel tree sits in its CT.
 
+    ``mode``: ``auto`` (templates ``cow`` / ``coronary`` registered to the anatomy, other trees by
+    pose), ``pose`` (every tree by the drawn rotation and offset) or ``anatomical`` (templates only).
     ``root``: ``ct-center`` or a structure name of the CT label map the tree root is placed in.
     ``jitter_mm``: uniform offset in ``[-j, j]`` per axis. ``rotation_deg``: rotation angle drawn
-    per tree about each axis.
+    per tree about each axis. ``root``, ``jitter_mm`` and ``rotation_deg`` apply to trees placed by pose.
     """
 
+    mode: Literal["auto", "pose", "anatomical"] = "auto"
     root: str = "ct-center"
     jitter_mm: float = Field(default=10.0, ge=0)
     rotation_deg: Dist = Range(min=0.0, max=360.0)
@@ -375,16 +382,22 @@ cts:                                   # CT volumes (HU): path, glob or builtin 
 vessels:
   per_ct: 4                            # distinct vessel trees per CT (each seen from many poses)
   sources:                             # one source is picked per tree, by weight
+    - generator: coronary              # anatomical template (left coronary injection), on the heart
+      weight: 2.0
     - generator: lsystem               # procedural tree; params drawn once per tree
       weight: 1.0
       params:
         iterations: {grid: [4, 5, 6]}  # vessel_models.lsystem.LSystemParams fields
         root_diameter_mm: {min: 3.0, max: 5.0}
+    # - generator: lsystem             # or: one of the 1,584 V-System designs (docs/vessels.md)
+    #   params: published-grid
+    # - generator: cow                 # cerebral template (head CTs), registered to the skull
     # - segmentation: ct-labels        # the CT's own vessels (CTA demo)
     #   structures: [aorta, common_carotid_artery_left]
     # - model: /models/cow_stylegan.pt # a learned 3D vessel generator (later)
 
 placement:
+  mode: auto                           # templates (cow, coronary) anatomical, other trees by pose:
   root: ct-center                      # ct-center or a label-map structure name
   jitter_mm: 10.0                      # uniform +- per axis, per tree
   rotation_deg: {min: 0, max: 360}     # per tree, about each axis

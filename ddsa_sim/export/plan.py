@@ -50,7 +50,9 @@ class SampleSpec:
     Angles in degrees, lengths in mm. ``isocenter_offset_mm`` is added to the CT centre (world LPS).
     ``vessel_source`` is a JSON-compatible dict: ``kind`` (generator | segmentation | model),
     ``name``, ``params`` (drawn values), ``structures``, ``seed`` (the tree's own seed), ``root``,
-    ``offset_mm`` and ``rotation_deg`` (placement of the tree in the CT).
+    ``offset_mm`` and ``rotation_deg`` (placement of the tree in the CT), and where they apply
+    ``design_point`` (index into the V-System published grid) and ``placement: anatomical`` (a
+    template registered to the anatomy, seeded by ``seed``; the pose values are then unused).
     ``detector_rows``/``detector_cols``/``pixel_mm`` are physical; images are binned by ``binning``
     and centre-cropped to ``image_shape``. ``device`` is the config's (``cuda`` maps to each worker's
     own GPU, :func:`ddsa_sim.export.devices.this_worker_device`).
@@ -181,7 +183,24 @@ def _vessel(config: DatasetConfig, ct_id: str, k: int, dataset_seed: int) -> dic
     jitter = config.placement.jitter_mm
     offset = [float(jitter * (2 * rng.random() - 1)) for _ in range(3)]
     rotation = [draw(config.placement.rotation_deg, rng) for _ in range(3)]
-    params = {name: draw(d, rng) for name, d in sorted(src.params.items())}
+    extra: dict[str, Any] = {}
+    if src.params == "published-grid":
+        from vessel_models.lsystem import published_grid
+
+        grid = published_grid()
+        extra["design_point"] = int(rng.integers(len(grid)))
+        params = {k: v for k, v in grid[extra["design_point"]].items() if k != "seed"}
+    else:
+        params = {name: draw(d, rng) for name, d in sorted(src.params.items())}
+    mode = config.placement.mode
+    if src.kind == "generator" and mode != "pose":
+        from ddsa_sim.scene.builder import TEMPLATES
+
+        if src.name in TEMPLATES:
+            extra["placement"] = "anatomical"
+        elif mode == "anatomical":
+            raise InputError(f"placement.mode: anatomical needs template generators ({', '.join(TEMPLATES)}), "
+                             f"vessels source {which} is {src.name!r}")
     return {
         "kind": src.kind,
         "name": src.name,
@@ -192,6 +211,7 @@ def _vessel(config: DatasetConfig, ct_id: str, k: int, dataset_seed: int) -> dic
         "root": config.placement.root,
         "offset_mm": offset,
         "rotation_deg": rotation,
+        **extra,
     }
 
 

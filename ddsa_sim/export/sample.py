@@ -196,8 +196,11 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     if vs["kind"] == "generator":
         vessels = VesselSpec("generator", vs["name"], dict(vs.get("params") or {}), int(vs["seed"]),
                              spacing_mm=spacing, fill="static", display_name=spec.vessel_id, field=field)
-        placement = PlacementSpec("pose", root=vs["root"], rotation_deg=tuple(vs["rotation_deg"]),
-                                  offset_mm=tuple(vs["offset_mm"]), field="placement.root")
+        if vs.get("placement") == "anatomical":
+            placement = PlacementSpec("anatomical", seed=int(vs["seed"]), field="placement.mode")
+        else:
+            placement = PlacementSpec("pose", root=vs["root"], rotation_deg=tuple(vs["rotation_deg"]),
+                                      offset_mm=tuple(vs["offset_mm"]), field="placement.root")
     elif vs["kind"] == "segmentation" and vs["name"] == "ct-labels":
         vessels = VesselSpec("labels", structures=tuple(vs.get("structures") or ()), fill="static",
                              field=f"{field}.structures")

@@ -15,13 +15,22 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.projector import ProjectorVolume
-from ddsa_sim.scene.placement import body_mask, label_region, place_at, place_in_region, region_target_mm
+from ddsa_sim.scene.placement import (
+    body_mask,
+    intracranial_mask,
+    label_region,
+    place_at,
+    place_cerebral,
+    place_coronary,
+    place_in_region,
+    region_target_mm,
+)
 from ddsa_sim.scene.scene import Scene
 from ddsa_sim.scene.sources import (
     ct_with_label_materials,
@@ -35,6 +44,9 @@ from ddsa_sim.scene.spec import CTSpec, PlacementSpec, SceneSpec, VesselSpec
 from ddsa_sim.scene.vessels import BolusParams, FractionVessels, TreeVessels, VesselSource
 from ddsa_sim.volumes import Volume
 from ddsa_sim.volumes.readers import read_ct_with_labels
+
+if TYPE_CHECKING:
+    from vessel_models import VesselTree
 
 __all__ = ["Patient", "build_scene", "load_patient"]
 
@@ -188,7 +200,7 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> VesselSource:
             raise InputError(f"{vs.field}: {str(exc).splitlines()[0]}") from None
     else:
         tree = generated_tree(vs.name, vs.seed, vs.params, field=vs.field)
-    transform = _placement(tree.positions_mm, vs, place, patient)
+    transform = _placement(tree, vs, place, patient)
     if transform is not None:
         tree = tree.transformed(transform)
     trees = TreeVessels(tree, spacing_mm=float(vs.spacing_mm), name=name)
@@ -198,13 +210,34 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> VesselSource:
     return FractionVessels(frac, affine, name=name)
 
 
-def _placement(positions_mm: np.ndarray, vs: VesselSpec, place: PlacementSpec, patient: Patient) -> np.ndarray | None:
+#: Generators whose trees are anatomical templates, placed by registration to the CT's anatomy.
+TEMPLATES = ("cow", "coronary")
+
+
+def _placement(tree: VesselTree, vs: VesselSpec, place: PlacementSpec, patient: Patient) -> np.ndarray | None:
     """4x4 world transform of a tree (:class:`~ddsa_sim.scene.spec.PlacementSpec`); None: left as it is."""
     mode = place.mode
-    if mode not in ("pose", "region", "as-is", "auto"):
-        raise InputError(f"{place.field}: use auto, region, as-is or pose, got {mode!r}")
+    if mode not in ("pose", "region", "as-is", "auto", "anatomical"):
+        raise InputError(f"{place.field}: use auto, anatomical, region, as-is or pose, got {mode!r}")
+    template = tree.metadata.get("generator") if vs.kind == "generator" else None
+    if mode == "auto" and template in TEMPLATES:
+        mode = "anatomical"
     if mode == "as-is":
         return None
+    positions_mm = tree.positions_mm
+    if mode == "anatomical":
+        if template not in TEMPLATES:
+            raise InputError(f"{place.field}: anatomical placement needs a template generator "
+                             f"({', '.join(TEMPLATES)}), got {vs.name or vs.kind!r}")
+        rng = np.random.default_rng(place.seed)
+        if template == "cow":
+            if "intracranial" not in patient.derived:
+                patient.derived["intracranial"] = intracranial_mask(patient.ct)
+            return place_cerebral(tree.metadata, patient.derived["intracranial"], patient.ct, rng)
+        heart = None
+        if patient.labels is not None and "heart" in _structures(patient):
+            heart, _ = _region(patient, ("heart",), place.field)
+        return place_coronary(tree.metadata, patient.ct, heart, rng)
     if mode == "pose":
         from scipy.spatial.transform import Rotation
 

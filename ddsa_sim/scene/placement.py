@@ -1,4 +1,5 @@
-"""Place a vessel tree inside a region of the patient by a seeded random rigid affine.
+"""Place a vessel tree in the patient: inside a region by a seeded random rigid affine, or a template
+registered to the anatomy (:func:`place_cerebral`, :func:`place_coronary`).
 
 Regions are boolean masks on the CT grid: a body mask (``CT > -300 HU``, largest connected
 component) or TotalSegmentator organs from a label map. The placement (docs/dsa.md §2):
@@ -164,3 +165,166 @@ def place_at(positions_mm: np.ndarray, rotation: np.ndarray, target_mm: np.ndarr
         if not _inside(np.asarray(region, dtype=bool), np.linalg.inv(aff), root):
             m[:3, 3] += _nearest_region_point(region, aff, root) - root
     return m
+
+
+# ----------------------------------------------------------------------------- anatomical placement
+#: Bone threshold of the skull (HU) and the HU window of brain / CSF inside it.
+SKULL_HU = 300.0
+INTRACRANIAL_HU = (-30.0, 100.0)
+#: The smallest intracranial volume accepted as a head (ml; adults ~1200-1700 ml).
+MIN_INTRACRANIAL_ML = 400.0
+#: Ranges of the patient-to-template isotropic scale and of the placement jitter (docs/vessels.md §5).
+TEMPLATE_SCALE_RANGE = (0.8, 1.25)
+ANATOMICAL_JITTER_DEG = 3.0
+ANATOMICAL_JITTER_MM = 2.0
+
+
+def _superior_axis(affine: np.ndarray) -> int:
+    """The voxel axis whose direction is closest to world superior (+z of LPS)."""
+    cols = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    return int(np.argmax(np.abs(cols[2])))
+
+
+def _fill_slices(mask: np.ndarray, axis: int) -> np.ndarray:
+    """``mask`` with the holes of every slice across ``axis`` filled."""
+    filled = np.zeros_like(mask)
+    for k in range(mask.shape[axis]):
+        index = [slice(None)] * 3
+        index[axis] = k
+        filled[tuple(index)] = ndimage.binary_fill_holes(mask[tuple(index)])
+    return filled
+
+
+def intracranial_mask(ct: Volume) -> np.ndarray | None:
+    """The intracranial volume of a head CT: brain / CSF voxels enclosed by the skull.
+
+    Bone (``> SKULL_HU``) is closed (sutures, thin gaps) and filled slice by slice across the voxel
+    axis closest to world superior (an axial section of the skull is a ring); the filled voxels in
+    the brain / CSF window :data:`INTRACRANIAL_HU` form components, the largest of which, eroded by
+    one voxel to cut thin bridges (optic canals, foramina), is the intracranial volume.
+
+    Returns
+    -------
+    (I, J, K) bool or None
+        None when no enclosed volume of at least :data:`MIN_INTRACRANIAL_ML` exists (no head).
+    """
+    data = np.asarray(ct.data)
+    bone = ndimage.binary_closing(data > SKULL_HU, iterations=2)
+    filled = _fill_slices(bone, _superior_axis(ct.affine))
+    inside = filled & ~bone & (data > INTRACRANIAL_HU[0]) & (data < INTRACRANIAL_HU[1])
+    inside = ndimage.binary_erosion(inside)
+    lab, n = ndimage.label(inside)
+    if n == 0:
+        return None
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    mask = lab == int(np.argmax(sizes))
+    voxel_ml = abs(float(np.linalg.det(ct.affine[:3, :3]))) / 1000.0
+    if mask.sum() * voxel_ml < MIN_INTRACRANIAL_ML:
+        return None
+    return ndimage.binary_dilation(mask) & (filled & ~bone)
+
+
+def _world_points(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _jitter_rotation(rng: np.random.Generator, jitter_deg: float) -> np.ndarray:
+    return Rotation.from_euler("xyz", rng.uniform(-jitter_deg, jitter_deg, 3), degrees=True).as_matrix()
+
+
+def _similarity(rotation: np.ndarray, scale: float, source_mm: np.ndarray, target_mm: np.ndarray) -> np.ndarray:
+    """4x4 ``x -> scale * R x + t`` taking ``source_mm`` onto ``target_mm``."""
+    m = np.eye(4)
+    m[:3, :3] = scale * rotation
+    m[:3, 3] = target_mm - scale * rotation @ source_mm
+    return m
+
+
+def place_cerebral(metadata: dict, intracranial: np.ndarray | None, ct: Volume, rng: np.random.Generator,
+                   jitter_deg: float = ANATOMICAL_JITTER_DEG, jitter_mm: float = ANATOMICAL_JITTER_MM) -> np.ndarray:
+    """4x4 transform registering the cerebral template (``cow``) to the CT's intracranial volume.
+
+    The template is drawn in patient LPS, the CT's world frame, so its axes are the patient's axes
+    whatever the voxel orientation of the affine; only a small rotation jitter (uniform
+    ``+-jitter_deg`` about each axis) is added. Its brain ellipsoid (``metadata["brain_centre_mm"]``,
+    ``["brain_semi_axes_mm"]``) is matched to the intracranial volume: centre onto its centroid (plus
+    a uniform ``+-jitter_mm`` shift per axis), isotropic scale = geometric mean of the ratios of its
+    semi-axes along the patient axes (``sqrt(5 variance)``, exact for a solid ellipsoid) to the
+    template's, clipped to :data:`TEMPLATE_SCALE_RANGE`. ``intracranial`` is :func:`intracranial_mask` of ``ct``.
+
+    Raises
+    ------
+    InputError
+        The CT has no skull-enclosed brain (not a head CT).
+    """
+    mask = intracranial
+    if mask is None:
+        raise InputError(f"{ct.name}: no skull-enclosed brain found (bone > {SKULL_HU:g} HU around "
+                         f"{INTRACRANIAL_HU[0]:g}..{INTRACRANIAL_HU[1]:g} HU); the cerebral template needs a "
+                         "head CT (or use --place region)")
+    pts = _world_points(mask, ct.affine)
+    centre = np.asarray(metadata["brain_centre_mm"], dtype=np.float64)
+    axes = np.asarray(metadata["brain_semi_axes_mm"], dtype=np.float64)
+    semi = np.sqrt(5.0 * pts.var(axis=0))  # a solid ellipsoid's semi-axis a has variance a^2 / 5
+    scale = float(np.clip(np.prod(semi / axes) ** (1.0 / 3.0), *TEMPLATE_SCALE_RANGE))
+    target = pts.mean(axis=0) + rng.uniform(-jitter_mm, jitter_mm, 3)
+    return _similarity(_jitter_rotation(rng, jitter_deg), scale, centre, target)
+
+
+def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotation taking unit ``a`` onto unit ``b``."""
+    axis = np.cross(a, b)
+    s = float(np.linalg.norm(axis))
+    if s < 1e-12:
+        return np.eye(3)
+    return Rotation.from_rotvec(axis / s * np.arctan2(s, float(np.dot(a, b)))).as_matrix()
+
+
+def _template_apex() -> np.ndarray:
+    """Apex direction of the coronary template in LPS (:func:`vessel_models.coronary.heart_rotation`)."""
+    from vessel_models.coronary import heart_rotation
+
+    return -heart_rotation()[:, 2]
+
+
+def place_coronary(metadata: dict, ct: Volume, heart: np.ndarray | None, rng: np.random.Generator,
+                   jitter_deg: float = ANATOMICAL_JITTER_DEG, jitter_mm: float = ANATOMICAL_JITTER_MM) -> np.ndarray:
+    """4x4 transform registering the coronary template to the heart.
+
+    With a heart label (``heart``: bool on the CT grid) the template's centre goes to the label's
+    centroid, its long axis (base -> apex) turns onto the label's principal axis (sign: towards the
+    template's left-anterior-inferior apex) and its size is scaled to the label's volume (cube root of
+    the volume ratio to the template's ellipsoid, clipped to :data:`TEMPLATE_SCALE_RANGE`; the label
+    includes the atria, so its principal extents would oversize the ventricular ellipsoid).
+
+    Without one, a heuristic: the lungs (below -500 HU in the slice-wise filled body) bound the
+    chest (2nd-98th percentiles); the heart centre is put 12 % of their width left of their mid-line,
+    17 % of their depth anterior of their centre and 40 % of their height above their lowest level
+    (fractions read off the labelled heart of the builtin chest CT, one patient: docs/vessels.md §5),
+    with the template's own orientation and size. Both add the small jitter of :func:`place_cerebral`.
+    """
+    centre = np.asarray(metadata.get("heart_centre_mm", (0.0, 0.0, 0.0)), dtype=np.float64)
+    apex_t = _template_apex()
+    if heart is not None and heart.any():
+        pts = _world_points(heart, ct.affine)
+        target = pts.mean(axis=0)
+        evals, evecs = np.linalg.eigh(np.cov((pts - target).T))
+        long_axis = evecs[:, -1] if np.dot(evecs[:, -1], apex_t) > 0 else -evecs[:, -1]
+        rotation = _rotation_between(apex_t, long_axis)
+        template_ml = 4.0 / 3.0 * np.pi * float(np.prod(metadata["heart_semi_axes_mm"])) / 1000.0
+        label_ml = heart.sum() * abs(float(np.linalg.det(ct.affine[:3, :3]))) / 1000.0
+        scale = float(np.clip((label_ml / template_ml) ** (1.0 / 3.0), *TEMPLATE_SCALE_RANGE))
+    else:
+        lungs = _fill_slices(body_mask(ct), _superior_axis(ct.affine)) & (np.asarray(ct.data) < -500.0)
+        if not lungs.any():
+            raise InputError(f"{ct.name}: no heart label and no lungs (< -500 HU inside the body) to place "
+                             "the coronary template; give a label map with 'heart'")
+        pts = _world_points(lungs, ct.affine)
+        lo, hi = np.percentile(pts, 2.0, axis=0), np.percentile(pts, 98.0, axis=0)
+        target = np.array([0.5 * (lo[0] + hi[0]) + 0.12 * (hi[0] - lo[0]),
+                           0.5 * (lo[1] + hi[1]) - 0.17 * (hi[1] - lo[1]),
+                           lo[2] + 0.40 * (hi[2] - lo[2])])
+        rotation, scale = np.eye(3), 1.0
+    target = target + rng.uniform(-jitter_mm, jitter_mm, 3)
+    return _similarity(_jitter_rotation(rng, jitter_deg) @ rotation, scale, centre, target)

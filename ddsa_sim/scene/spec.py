@@ -93,12 +93,15 @@ class PlacementSpec:
 
     Parameters
     ----------
-    mode : {"pose", "region", "as-is", "auto"}
+    mode : {"pose", "region", "as-is", "anatomical", "auto"}
         ``"pose"``: a given rotation about the tree's centre, moved onto ``root`` + ``offset_mm``
         (root kept inside the region; :func:`ddsa_sim.scene.placement.place_at`). ``"region"``: a
         seeded random rigid placement inside ``region`` (:func:`~ddsa_sim.scene.placement.place_in_region`).
-        ``"as-is"``: unchanged. ``"auto"``: generated trees as ``"region"``, tree files as-is when their
-        root lies inside the region, else as ``"region"``.
+        ``"as-is"``: unchanged. ``"anatomical"``: a template generator (``cow``, ``coronary``) registered
+        to the CT's anatomy (intracranial volume / heart; :func:`~ddsa_sim.scene.placement.place_cerebral`,
+        :func:`~ddsa_sim.scene.placement.place_coronary`), seeded jitter. ``"auto"``: templates as
+        ``"anatomical"``, other generated trees as ``"region"``, tree files as-is when their root lies
+        inside the region, else as ``"region"``.
     region : tuple of str
         ``("body",)`` (CT above -300 HU) or label-map structure names (``region`` / ``auto`` modes).
     root : str
@@ -108,12 +111,12 @@ class PlacementSpec:
     offset_mm : (3,) float
         Added to the target (``pose`` mode).
     seed : int
-        Seed of the random placement (``region`` / ``auto`` modes).
+        Seed of the random placement (``region`` / ``anatomical`` / ``auto`` modes).
     field : str
         Option / config field named in error messages.
     """
 
-    mode: Literal["pose", "region", "as-is", "auto"] = "auto"
+    mode: Literal["pose", "region", "as-is", "anatomical", "auto"] = "auto"
     region: tuple[str, ...] = ("body",)
     root: str = "ct-center"
     rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)

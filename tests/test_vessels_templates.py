@@ -1,0 +1,180 @@
+"""Anatomical templates and the V-System design against their published sources (docs/vessels.md).
+
+Literature ranges are mean +- 2 SD of the cited studies: Rai et al. 2013 (anterior circulation:
+cavernous ICA 5.0 +- 0.6, M1 3.1 +- 0.4, M2 2.4 +- 0.4 mm at the origin), Rai et al. 2016 (posterior:
+vertebral 3.9 +- 0.8, basilar 3.6 +- 0.6 mm proximal), Dodge et al. 1992 (coronary: LM 4.5 +- 0.5,
+proximal LAD 3.7 +- 0.4, LCx 3.4 +- 0.5 / 4.2 +- 0.6 when dominant, RCA 3.9 +- 0.6 / 2.8 +- 0.5 when
+non-dominant mm); distance-metric tortuosity (path / chord): intracranial 1.1-1.4 (Klis et al. 2019,
+MCA relative length 0.83 +- 0.08 in controls, i.e. DM 1.09-1.33 within 1 SD), coronary 1.1-1.3.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ddsa_sim import InputError
+from ddsa_sim.export.config import config_from_dict
+from ddsa_sim.export.plan import plan_dataset
+from vessel_models import morphometrics as m
+from vessel_models.generators import generate
+from vessel_models.lsystem import PUBLISHED_GRID_AXES, generate_lsystem, murray_daughters, published_grid
+from vessel_models.tree import VesselInputError
+
+SEEDS = range(4)
+
+CEREBRAL_DIAMETERS_MM = {  # segment -> (mean, SD) of the proximal diameter
+    "ICA_cavernous": (5.0, 0.6), "M1": (3.1, 0.4), "M2s": (2.4, 0.4), "M2i": (2.4, 0.4),
+    "VA": (3.9, 0.8), "BA": (3.6, 0.6),
+}
+CORONARY_DIAMETERS_MM = {  # (dominance, segment) -> (mean, SD)
+    ("right", "LM"): (4.5, 0.5), ("right", "LAD"): (3.7, 0.4), ("right", "LCx"): (3.4, 0.5),
+    ("right", "RCA"): (3.9, 0.6), ("left", "LCx"): (4.2, 0.6), ("left", "RCA"): (2.8, 0.5),
+}
+INTRACRANIAL = ("M1", "M2s", "M2i", "A1", "A2", "P1", "P2", "ICA_supraclinoid", "ICA_cavernous")
+
+
+def _strip_side(name: str) -> str:
+    return name[:-2] if name[-2:] in ("_L", "_R") else name
+
+
+@pytest.fixture(scope="module")
+def cow_trees():
+    return [generate("cow", seed, distal_iterations=3) for seed in SEEDS]
+
+
+def test_published_grid_is_the_v_system_design():
+    assert PUBLISHED_GRID_AXES == {
+        "d0": tuple(float(x) for x in range(10, 61, 5)),
+        "iterations": tuple(range(6, 14)),
+        "epsilon": (4.0, 5.0, 6.0, 7.0, 8.0, 9.0),
+        "d": (1.2, 1.5, 2.0),
+    }
+    grid = published_grid()
+    assert len(grid) == 11 * 8 * 6 * 3 == 1584
+    assert len({tuple(sorted(p.items())) for p in grid}) == 1584
+    first, last = grid[0], grid[-1]
+    assert first["root_diameter_mm"] == pytest.approx(1.0) and last["root_diameter_mm"] == pytest.approx(6.0)
+    for point, d in ((first, 1.2), (grid[1], 1.5), (grid[2], 2.0)):
+        # the Murray exponent is the one whose symmetric split divides the diameter by d
+        d1, d2 = murray_daughters(10.0, 1.0, point["murray_exponent"])
+        assert 10.0 / d1 == pytest.approx(d, rel=1e-5) and d1 == d2
+
+
+def test_published_grid_design_point_grows_with_its_murray_exponent():
+    point = dict(published_grid()[1])  # d0 10 (1 mm), 6 iterations, epsilon 4, d 1.5
+    seed = point.pop("seed")
+    tree = generate_lsystem(seed, **point)
+    assert 2.0 * tree.radii_mm[0] == pytest.approx(1.0)
+    assert m.fit_murray_exponent(tree) == pytest.approx(math.log(2) / math.log(1.5), rel=1e-6)
+
+
+def test_export_config_draws_published_grid_points():
+    base = {"cts": [{"path": "builtin:chest-ct"}], "count": 6, "seed": 3,
+            "vessels": {"per_ct": 3, "sources": [{"generator": "lsystem", "params": "published-grid"}]}}
+    specs = plan_dataset(config_from_dict(base))
+    grid = published_grid()
+    for spec in specs:
+        vs = spec.vessel_source
+        point = {k: v for k, v in grid[vs["design_point"]].items() if k != "seed"}
+        assert vs["params"] == point and "placement" not in vs
+    bad = {**base, "vessels": {"sources": [{"generator": "cow", "params": "published-grid"}]}}
+    with pytest.raises(InputError, match="published-grid"):
+        config_from_dict(bad)
+
+
+def test_export_plan_places_templates_anatomically():
+    config = {"cts": [{"path": "builtin:chest-ct"}], "count": 4, "seed": 0,
+              "vessels": {"per_ct": 2, "sources": [{"generator": "coronary"}]}}
+    assert all(s.vessel_source["placement"] == "anatomical" for s in plan_dataset(config_from_dict(config)))
+    lsys = {**config, "vessels": {"sources": [{"generator": "lsystem"}]}, "placement": {"mode": "anatomical"}}
+    with pytest.raises(InputError, match="anatomical needs template"):
+        plan_dataset(config_from_dict(lsys))
+
+
+@pytest.mark.parametrize("deg", [20.0, 45.0])
+def test_lsystem_tortuosity_is_smooth_curvature_with_torsion(deg):
+    tree = generate_lsystem(2, iterations=4, tortuosity_deg=deg, step_mm=1.0)
+    dm = m.tortuosity(tree)
+    assert np.all(dm >= 1.0)
+    turning_kept, non_planar = [], []
+    for branch in m.branches(tree):
+        p = tree.positions_mm[list(branch.nodes)]
+        if len(p) < 6:
+            continue
+        e = np.diff(p, axis=0)
+        binormal = np.cross(e[:-1], e[1:])
+        ok = np.linalg.norm(binormal, axis=1) > 1e-9
+        b = binormal[ok] / np.linalg.norm(binormal[ok], axis=1, keepdims=True)
+        turning_kept.append(np.mean(np.sum(b[:-1] * b[1:], axis=1) > 0))  # the bend keeps its side
+        s = np.linalg.svd(p - p.mean(axis=0), compute_uv=False)
+        non_planar.append(s[2] / s[0] > 1e-3)  # a twisted (non-planar) curve: torsion
+    assert np.median(turning_kept) > 0.6  # the old alternating turns of the turtle flipped at every node (~0)
+    assert np.mean(non_planar) > 0.8
+    if deg == 45.0:  # the default reaches the distance metric of intracranial arteries
+        assert 1.1 <= np.median(dm) <= 1.4
+
+
+def test_tortuosity_parameter_orders_the_distance_metric():
+    medians = [np.median(m.tortuosity(generate_lsystem(1, tortuosity_deg=t))) for t in (0.0, 15.0, 30.0, 45.0)]
+    assert medians[0] == pytest.approx(1.0) and np.all(np.diff(medians) > 0)
+
+
+def test_cerebral_named_segments_within_published_morphometry(cow_trees):
+    seen = {k: [] for k in CEREBRAL_DIAMETERS_MM}
+    tort = []
+    for tree in cow_trees:
+        for name, seg in m.named_segments(tree).items():
+            base = _strip_side(name)
+            if base in seen and "hypoplastic" not in tree.metadata["variants"].get(name, ""):
+                seen[base].append(seg["proximal_diameter_mm"])
+            if base in INTRACRANIAL:
+                tort.append(seg["tortuosity_dm"])
+    for base, values in seen.items():
+        mean, sd = CEREBRAL_DIAMETERS_MM[base]
+        assert values and all(mean - 2 * sd <= v <= mean + 2 * sd for v in values), (base, values)
+    assert 1.1 <= np.median(tort) <= 1.4  # intracranial distance metric
+    dm = np.concatenate([m.tortuosity(t) for t in cow_trees])
+    assert 1.1 <= np.median(dm[np.isfinite(dm)]) <= 1.4
+    # down to the smallest cortical branches (0.3-0.5 mm)
+    assert min(2 * t.radii_mm[t.radii_mm > 0.01].min() for t in cow_trees) <= 0.5
+
+
+@pytest.mark.parametrize("dominance", ["right", "left"])
+def test_coronary_named_segments_within_dodge(dominance):
+    tort = []
+    for seed in SEEDS:
+        tree = generate("coronary", seed, side="both", dominance=dominance)
+        named = m.named_segments(tree)
+        for (dom, name), (mean, sd) in CORONARY_DIAMETERS_MM.items():
+            if dom == dominance or (dominance == "left" and name in ("LM", "LAD")):
+                assert mean - 2 * sd <= named[name]["proximal_diameter_mm"] <= mean + 2 * sd, (name, seed)
+        assert ("PDA" in named) and {"S1", "S2", "D1", "OM1"} <= set(named)
+        pda = next(b for b, n in tree.labels.items() if n == "PDA")
+        node = int(np.nonzero(tree.branch_ids == pda)[0][0])
+        feeder = tree.labels.get(int(tree.branch_ids[tree.parents[node]]))
+        assert feeder == ("LCx" if dominance == "left" else "RCA")
+        dm = m.tortuosity(tree)
+        tort.append(np.median(dm[np.isfinite(dm)]))
+        assert 1.1 <= named["LAD"]["tortuosity_dm"] <= 1.3
+    assert 1.1 <= np.median(tort) <= 1.3  # coronary distance metric
+
+
+@pytest.mark.parametrize("site, has, lacks", [
+    ("ICA_L", {"ICA_cervical_L", "ICA_cavernous_L", "M1_L", "A1_L"}, {"CCA_L", "ECA_L", "M1_R", "BA", "VA_L"}),
+    ("VA_R", {"VA_R", "BA", "P1_L", "P2_R"}, {"VA_L", "M1_L", "ICA_cervical_R", "CCA_R"}),
+    ("CCA_R", {"CCA_R", "ECA_R", "STA_R", "ICA_cervical_R", "M1_R"}, {"CCA_L", "M1_L", "BA"}),
+])
+def test_selective_injection_fills_its_territory(site, has, lacks):
+    full = generate("cow", 4, distal_iterations=2, fetal_partial_prob=0, fetal_full_prob=0, a1_absent_prob=0)
+    tree = generate("cow", 4, distal_iterations=2, fetal_partial_prob=0, fetal_full_prob=0, a1_absent_prob=0,
+                    injection=site)
+    names = set(tree.labels.values())
+    assert has <= names and not (lacks & names) and "virtual" not in names
+    assert tree.n_nodes < full.n_nodes
+    root_segment = tree.labels[int(tree.branch_ids[0])]
+    assert root_segment == {"ICA_L": "ICA_cervical_L", "VA_R": "VA_R", "CCA_R": "CCA_R"}[site]
+    with pytest.raises(VesselInputError, match="injection"):
+        generate("cow", 0, injection="M7_L")
