@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ddsa_sim import InputError
 
-__all__ = ["atomic_output", "cache_dir"]
+__all__ = ["atomic_output", "cache_dir", "make_folder"]
 
 
 def _umask() -> int:
@@ -66,3 +66,23 @@ def cache_dir(kind: str) -> Path | None:
             return None
         return Path(env) / kind
     return Path.home() / ".cache" / "ddsa-sim" / kind
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` and its parents (if missing) for an output; returns it.
+
+    Raises
+    ------
+    InputError
+        ``path`` or one of its parents is a file.
+    OSError
+        The folder cannot be created (read-only filesystem, no permission).
+    """
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise InputError(f"{folder}: is a file, not a folder; choose another output")
+            break
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -31,7 +31,7 @@ def export(
 ) -> None:
     """Export a synthetic DSA dataset into a Zarr store."""
     from ddsa_sim.export.config import example_config_yaml, load_config
-    from ddsa_sim.export.runner import run_export
+    from ddsa_sim.export.runner import ExportInterrupted, run_export
 
     if example_config:
         typer.echo(example_config_yaml(), nl=False)
@@ -47,6 +47,9 @@ def export(
     except InputError as exc:
         _fail(exc)
         return
+    except ExportInterrupted as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(128 + exc.signum) from None
     typer.echo(f"{result.store}: {result.n_samples} samples ({result.written} written, {result.skipped} already "
                f"complete)" + (f"; preview {result.preview}" if result.preview else ""))
 
