@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from ddsa_sim import InputError
 
-__all__ = ["atomic_output", "cache_dir", "make_folder"]
+__all__ = ["atomic_output", "cache_dir", "claim_output", "make_folder"]
 
 
 def _umask() -> int:
@@ -85,4 +86,35 @@ def make_folder(path: str | os.PathLike) -> Path:
                 raise InputError(f"{folder}: is a file, not a folder; choose another output")
             break
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def claim_output(path: str | os.PathLike, overwrite: bool = False, keep: bool = False) -> Path:
+    """Make sure a command may write into the folder ``path``; returns it (it may not exist yet).
+
+    A missing or empty folder is fine. A folder holding files is refused, unless ``keep`` (the
+    command continues what is there, e.g. ``--resume``) or ``overwrite`` (its contents are deleted
+    first, so no stale file of an older run survives).
+
+    Raises
+    ------
+    InputError
+        ``path`` is a file, holds files (without ``overwrite`` / ``keep``), or would delete the
+        working directory.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: is a file, not a folder; choose another output")
+    if keep or not path.is_dir() or not any(path.iterdir()):
+        return path
+    if not overwrite:
+        raise InputError(f"{path}: output folder exists and is not empty; choose another, or --overwrite to "
+                         "delete its contents first")
+    if Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise InputError(f"{path}: --overwrite would delete the working directory; choose another output")
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
     return path

@@ -101,8 +101,11 @@ def os_error_line(exc: OSError) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning bad input into one ``error:`` line (exit 2) and
     operating-system errors or out-of-memory into one ``error:`` line (exit 1)."""
+    import warnings
+
     from vessel_models import VesselInputError
 
+    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"  # one line, no source
     try:
         app(args=argv, prog_name="ddsa-sim")
     except (InputError, VesselInputError) as exc:

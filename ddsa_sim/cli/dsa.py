@@ -15,6 +15,7 @@ import numpy as np
 import typer
 
 from ddsa_sim import InputError
+from ddsa_sim.cli.options import OVERWRITE
 
 #: Default CLI detector: Siemens Cios-like 1536^2 x 0.194 mm panel binned 3x3 -> 512^2 x 0.582 mm,
 #: the full 298 mm field (a binning-2 crop of 512 px at 0.388 mm would see only 199 mm).
@@ -161,9 +162,11 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         motion: str = typer.Option("none", help="none | rigid | elastic patient motion before the contrast frame."),
         frames: int = typer.Option(1, help="Contrast frames over the bolus filling (1 = filled vessels)."),
         spacing_mm: float = typer.Option(0.25, help="Vessel voxel grid spacing around a tree, mm."),
+        overwrite: bool = OVERWRITE,
         ) -> None:
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
     from ddsa_sim.cli.options import parse_detector, parse_point
+    from ddsa_sim.files import claim_output
     from ddsa_sim.geometry import CArm
     from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.scatter import AntiScatterGrid
@@ -178,6 +181,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     )
     from ddsa_sim.scene.recording import gain_for_bit_depth
 
+    claim_output(out, overwrite)
     alphas, betas = _floats(alpha, "alpha"), _floats(beta, "beta")
     if len(alphas) != len(betas) and 1 not in (len(alphas), len(betas)):
         raise InputError(f"--alpha and --beta lists differ in length ({len(alphas)} vs {len(betas)})")

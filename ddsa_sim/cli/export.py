@@ -41,6 +41,8 @@ def export(
             raise InputError("CONFIG: missing (or use --example-config)")
         if out is None:
             raise InputError("-o/--out: missing output store path")
+        if count is not None and count < 1:
+            raise InputError(f"--count: must be >= 1, got {count}")
         cfg = load_config(config, count=count, seed=seed)
         result = run_export(cfg, out, workers=workers, scheduler=scheduler, resume=resume, progress=progress,
                             preview=preview)

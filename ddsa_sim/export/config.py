@@ -291,14 +291,13 @@ def config_from_dict(data: Any, where: str = "<config>", count: int | None = Non
     if not isinstance(data, dict):
         raise InputError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
     data = dict(data)
-    if count is not None:
-        data["count"] = count
-    if seed is not None:
-        data["seed"] = seed
     if base_dir is not None:
         data = _absolute_paths(data, base_dir)
+    overrides = {k: v for k, v in (("count", count), ("seed", seed)) if v is not None}
     try:
-        return DatasetConfig.model_validate(data)
+        if any(k in data for k in overrides):  # a bad value in the file must not hide behind its flag
+            DatasetConfig.model_validate(data)
+        return DatasetConfig.model_validate({**data, **overrides})
     except ValidationError as err:
         raise InputError(_one_line(err, where)) from None
 

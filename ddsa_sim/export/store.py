@@ -145,7 +145,7 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such store")
+        raise InputError(f"{path}: dataset store not found")
     try:
         root = zarr.open_group(str(path), mode=mode)
     except Exception as exc:

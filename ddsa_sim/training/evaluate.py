@@ -60,8 +60,12 @@ def evaluate_checkpoint(
     max_samples: int | None = None,
     grid_rows: int = 4,
     progress: bool = True,
+    verify: str = "refuse",
 ) -> dict[str, Any]:
     """Score the network and conventional DSA on one split.
+
+    ``verify``: sample checksums on read (``"refuse"``, ``"skip"`` or ``"off"``,
+    :class:`~ddsa_sim.training.data.ZarrDDSADataset`); skipped samples are counted in the result.
 
     Returns
     -------
@@ -72,7 +76,7 @@ def evaluate_checkpoint(
     """
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, norm, _, ckpt = load_model(checkpoint, dev)
-    ds = ZarrDDSADataset(store, split, max_samples=max_samples)
+    ds = ZarrDDSADataset(store, split, max_samples=max_samples, verify=verify)
     if len(ds) == 0:
         raise InputError(f"{store}: split '{split}' has no complete samples")
     data_range = target_data_range(ds)
@@ -96,6 +100,7 @@ def evaluate_checkpoint(
         "split": split,
         "n_samples": len(ds),
         "n_ct": len(set(ds.ct_ids.tolist())),
+        "n_skipped_corrupted": len(ds.skipped),
         "checkpoint": str(checkpoint),
         "checkpoint_step": int(ckpt["step"]),
         "store": str(store),
