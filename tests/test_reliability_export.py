@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 import zarr
-from test_export_runner import N, REPO, write_config
+from test_export_runner import REPO, N, write_config
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import load_config

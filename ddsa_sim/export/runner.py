@@ -59,7 +59,6 @@ from ddsa_sim.export.store import (
 )
 from ddsa_sim.volumes.readers import peek_voxels
 
-
 __all__ = ["ExportInterrupted", "ExportResult", "export_chunk", "make_tasks", "preflight", "run_export"]
 
 
