@@ -101,7 +101,8 @@ def test_cli_import_and_help_load_no_heavy_module():
 def test_project_with_warm_caches_loads_no_table_library(small_ct, tmp_path):
     """Spectrum and attenuation tables come from the disk cache: neither SpekPy nor xraydb is imported."""
     env = {**os.environ, "DDSA_SIM_CACHE_DIR": str(tmp_path / "cache")}
-    args = ["project", str(small_ct), "-o", str(tmp_path / "p"), "--detector", "16x16", "--pixel-mm", "4"]
+    args = ["project", str(small_ct), "-o", str(tmp_path / "p"), "--detector", "16x16", "--pixel-mm", "4",
+            "--overwrite"]  # the second run replaces the first one's view
     code = f"from ddsa_sim.cli import app\napp(args={args!r}, prog_name='ddsa-sim', standalone_mode=False)"
     first = _loaded(code, env)  # fills the caches
     assert "xraydb" in first and "spekpy" in first
