@@ -59,11 +59,19 @@ def export(
 def inspect(
     store: Path = typer.Argument(..., help="Dataset store written by `ddsa-sim export`."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify every sample's checksum."),
+    png: int | None = typer.Option(None, "--png", help="Only write sample INDEX as a picture (mask | contrast | "
+                                   "contrast - mask | target) and its contrast frame as a float TIFF (-ln, the "
+                                   "input of `ddsa-sim infer`), after checking its checksum."),
+    png_out: Path | None = typer.Option(None, "--png-out", help="Picture path for --png (default sample_INDEX.png)."),
 ) -> None:
     """Counts per split, summary statistics and checksum verification of a store (exit 1 if corrupted)."""
-    from ddsa_sim.export.inspect import inspect_store
+    from ddsa_sim.export.inspect import inspect_store, sample_png
 
     try:
+        if png is not None:
+            for written in sample_png(store, png, png_out or Path(f"sample_{png}.png")):
+                typer.echo(str(written))
+            return
         report = inspect_store(store, verify=verify)
     except InputError as exc:
         _fail(exc)
