@@ -80,13 +80,18 @@ def make_folder(path: str | os.PathLike) -> Path:
         The folder cannot be created (read-only filesystem, no permission).
     """
     path = Path(path)
+    _refuse_file_in_the_way(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _refuse_file_in_the_way(path: Path) -> None:
+    """InputError when ``path`` or its nearest existing parent is a file, not a folder."""
     for folder in (path, *path.parents):
         if folder.exists():
             if not folder.is_dir():
                 raise InputError(f"{folder}: is a file, not a folder; choose another output")
-            break
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+            return
 
 
 def claim_output(path: str | os.PathLike, overwrite: bool = False, keep: bool = False) -> Path:
@@ -103,8 +108,7 @@ def claim_output(path: str | os.PathLike, overwrite: bool = False, keep: bool = 
         working directory.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{path}: is a file, not a folder; choose another output")
+    _refuse_file_in_the_way(path)
     if keep or not path.is_dir() or not any(path.iterdir()):
         return path
     if not overwrite:

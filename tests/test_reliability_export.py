@@ -29,8 +29,10 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests
 def _start(cfg: Path, store: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ddsa_sim.cli", "export", str(cfg), "-o", str(store), "--no-progress",
            "--no-preview", *extra]
+    # SIGINT at its default even when this test runs as a background job (which ignores it)
     return subprocess.Popen(cmd, cwd=REPO, env=ENV, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -232,11 +232,13 @@ def _signals_stop_export() -> Iterator[None]:
         return
 
     def stop(signum: int, _frame: object) -> None:
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in old:
             signal.signal(s, signal.SIG_IGN)
         raise ExportInterrupted(signum)
 
-    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    # a signal ignored when we started (e.g. SIGINT of a background job, nohup) stays ignored
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)
+           if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:
