@@ -182,8 +182,8 @@ def _run_local(store: str, tasks: list[list[SampleSpec]], workers: int, cache_si
             for fut in cf.as_completed(futures):
                 on_done(fut.result())
         except BaseException:
-            for f in futures:
-                f.cancel()
+            # kill, do not cancel: the broken pool fails every pending future itself (Python 3.11's pool
+            # raises InvalidStateError in its manager thread on a future cancelled meanwhile)
             for proc in set(multiprocessing.active_children()) - before:  # drop the samples in flight
                 proc.kill()
             raise
