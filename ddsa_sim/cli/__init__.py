@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from vessel_models import VesselInputError
 
+    formatwarning = warnings.formatwarning
     warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"  # one line, no source
     try:
         app(args=argv, prog_name="ddsa-sim")
@@ -119,3 +120,5 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: out of memory ({str(exc).splitlines()[0] if str(exc) else 'MemoryError'}); "
               "use a smaller CT, detector or batch", file=sys.stderr)
         sys.exit(1)
+    finally:
+        warnings.formatwarning = formatwarning
