@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ddsa_sim import InputError
 from vessel_models.io import atomic_output as vessel_atomic_output
 
-__all__ = ["atomic_output", "cache_dir"]
+__all__ = ["atomic_output", "cache_dir", "claim_output", "make_folder"]
 
 
 def atomic_output(path: str | os.PathLike) -> AbstractContextManager[Path]:
@@ -46,3 +47,58 @@ def cache_dir(kind: str) -> Path | None:
             return None
         return Path(env) / kind
     return Path.home() / ".cache" / "ddsa-sim" / kind
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` and its parents (if missing) for an output; returns it.
+
+    Raises
+    ------
+    InputError
+        ``path`` or one of its parents is a file.
+    OSError
+        The folder cannot be created (read-only filesystem, no permission).
+    """
+    path = Path(path)
+    _refuse_file_in_the_way(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _refuse_file_in_the_way(path: Path) -> None:
+    """InputError when ``path`` or its nearest existing parent is a file, not a folder."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise InputError(f"{folder}: is a file, not a folder; choose another output")
+            return
+
+
+def claim_output(path: str | os.PathLike, overwrite: bool = False, keep: bool = False) -> Path:
+    """Make sure a command may write into the folder ``path``; returns it (it may not exist yet).
+
+    A missing or empty folder is fine. A folder holding files is refused, unless ``keep`` (the
+    command continues what is there, e.g. ``--resume``) or ``overwrite`` (its contents are deleted
+    first, so no stale file of an older run survives).
+
+    Raises
+    ------
+    InputError
+        ``path`` is a file, holds files (without ``overwrite`` / ``keep``), or would delete the
+        working directory.
+    """
+    path = Path(path)
+    _refuse_file_in_the_way(path)
+    if keep or not path.is_dir() or not any(path.iterdir()):
+        return path
+    if not overwrite:
+        raise InputError(f"{path}: output folder exists and is not empty; choose another, or --overwrite to "
+                         "delete its contents first")
+    if Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise InputError(f"{path}: --overwrite would delete the working directory; choose another output")
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    return path

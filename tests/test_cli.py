@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -67,17 +68,54 @@ def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):
     (["project", "MRI", "-o", "x"], "does not look like a CT"),
     (["project", "builtin:nothing", "-o", "x"], "unknown builtin"),
     (["sweep", "CT", "-o", "x", "--beta", "0:10:-5"], "--beta"),
+    (["project", "CT", "-o", "x", "--kvp", "5"], "--kvp: 5 is outside 40..150 kVp"),
+    (["sweep", "CT", "-o", "x", "--filter-al", "-1"], "--filter-al"),
+    (["project", "CT", "-o", "x", "--detector", "100000x100000"], "--detector: '100000x100000' is above"),
+    (["project", "CT", "-o", "FILE/x"], "FILE: is a file, not a folder"),
+    (["project", "CT", "-o", "FULL"], "FULL: output folder exists and is not empty"),
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "FULL"], "--overwrite"),
 ])
 def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     mri = tmp_path / "mri.nii.gz"
     nib.save(nib.Nifti1Image(np.random.default_rng(0).uniform(0, 900, (8, 8, 8)).astype(np.float32), np.eye(4)), mri)
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "FULL").mkdir()
+    (tmp_path / "FULL" / "view_000.npz").write_text("an older run")
     args = [str(small_ct) if a == "CT" else str(mri) if a == "MRI" else a for a in args]
     r = run(*args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
     assert "Traceback" not in r.stderr
-    assert not (tmp_path / "x" / "view_000.npz").exists()
+    assert not (tmp_path / "x").exists()  # no empty output folder left behind
+    assert (tmp_path / "FULL" / "view_000.npz").read_text() == "an older run"
+
+
+def test_project_overwrite_clears_the_old_run(small_ct, tmp_path):
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "stale.png").write_text("old")
+    r = run("project", str(small_ct), "-o", str(out), "--detector", "8x8", "--pixel-mm", "8", "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert not (out / "stale.png").exists() and (out / "view_000.npz").exists()
+
+
+def test_export_flags_name_themselves_and_do_not_hide_the_config(tmp_path):
+    cfg = Path(__file__).resolve().parent.parent / "experiments" / "export_small.yaml"
+    r = run("export", str(cfg), "-o", str(tmp_path / "s.zarr"), "--count", "-5")
+    assert r.returncode == 2 and r.stderr.strip() == "error: --count: must be >= 1, got -5"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(cfg.read_text().replace("\ncount: 200", "\ncount: lots"))
+    r = run("export", str(bad), "-o", str(tmp_path / "s.zarr"), "--count", "5")
+    assert r.returncode == 2 and f"{bad}: count: Input should be a valid integer" in r.stderr, r.stderr
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_help_shows_boolean_flags_as_flags():
+    for command in ("export", "train", "inspect", "project"):
+        r = run(command, "--help")
+        assert r.returncode == 0 and "<bool>" not in r.stdout, r.stdout
+    assert "--resume  " in run("export", "--help").stdout.replace("\n", " ")
 
 
 # ------------------------------------------------------------------------ imports cost nothing
@@ -101,7 +139,8 @@ def test_cli_import_and_help_load_no_heavy_module():
 def test_project_with_warm_caches_loads_no_table_library(small_ct, tmp_path):
     """Spectrum and attenuation tables come from the disk cache: neither SpekPy nor xraydb is imported."""
     env = {**os.environ, "DDSA_SIM_CACHE_DIR": str(tmp_path / "cache")}
-    args = ["project", str(small_ct), "-o", str(tmp_path / "p"), "--detector", "16x16", "--pixel-mm", "4"]
+    args = ["project", str(small_ct), "-o", str(tmp_path / "p"), "--detector", "16x16", "--pixel-mm", "4",
+            "--overwrite"]  # the second run replaces the first one's view
     code = f"from ddsa_sim.cli import app\napp(args={args!r}, prog_name='ddsa-sim', standalone_mode=False)"
     first = _loaded(code, env)  # fills the caches
     assert "xraydb" in first and "spekpy" in first

@@ -102,5 +102,5 @@ def test_experiment_config_is_valid():
 
     cfg = load_config(Path(__file__).parent.parent / "experiments" / "export_small.yaml")
     assert cfg.image_shape == (256, 256)
-    assert cfg.cts[0].path == "builtin:chest-ct"
+    assert all(c.path.startswith("builtin:chest-ct[") for c in cfg.cts)  # regions of the builtin CT
     assert 100 <= cfg.count <= 1000

@@ -65,7 +65,7 @@ def _numbered(delay_s: float) -> tuple[int, int]:
 def test_local_worker_processes_are_numbered_0_to_n_minus_1():
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=2, mp_context=ctx, initializer=_worker_init,
-                                initargs=(1, ctx.Value("i", 0))) as pool:
+                                initargs=(1, os.getpid(), ctx.Value("i", 0))) as pool:
         got = dict(f.result() for f in [pool.submit(_numbered, 1.0) for _ in range(2)])
     assert sorted(got.values()) == [0, 1]  # two processes, two numbers: GPUs cuda:0 and cuda:1 of two
     assert sorted(worker_device("cuda", k, 2) for k in got.values()) == ["cuda:0", "cuda:1"]

@@ -15,8 +15,8 @@ from ddsa_sim.physics.scatter import (
     water_equivalent_thickness_mm,
 )
 from ddsa_sim.scene import TRIPLET_KEYS, render_frames, render_sequence, render_triplet
-from ddsa_sim.scene.render import VESSEL_MASK_MIN_IODINE_MG_PER_CM2
 from ddsa_sim.scene.recording import Exposure, ScatterSettings, frame_quanta, gain_for_bit_depth
+from ddsa_sim.scene.render import VESSEL_MASK_MIN_IODINE_MG_PER_CM2
 from ddsa_sim.scene.vessels import BolusParams, TreeVessels
 
 

@@ -129,5 +129,10 @@ def test_checkpoint_rejects_non_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
     evil = tmp_path / "evil.pt"
     torch.save({"format": "ddsa-sim-checkpoint", "obj": Evil()}, evil)
-    with pytest.raises(InputError, match="safely"):
+    with pytest.raises(InputError, match="not a ddsa-sim checkpoint: it holds objects"):
         load_checkpoint(evil)
+    png = tmp_path / "image.png"  # a file of another kind: our message, not torch's weights_only advice
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with pytest.raises(InputError, match=r"not a ddsa-sim checkpoint \(not a torch file\)") as err:
+        load_checkpoint(png)
+    assert "weights_only" not in str(err.value)

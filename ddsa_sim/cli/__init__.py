@@ -6,11 +6,14 @@ level and the simulator inside the command bodies, so ``ddsa-sim --help`` costs 
 second. A group whose optional dependency is not installed is replaced by a stub naming it
 (``scene: needs pyvista``); any other import error is a bug and surfaces.
 
-Bad input ends with one ``error:`` line and exit code 2.
+Bad input ends with one ``error:`` line and exit code 2; an operating-system error (disk full,
+read-only filesystem, a path under a file...) or running out of memory with one ``error:`` line naming
+the path and the remedy, and exit code 1.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import sys
@@ -19,10 +22,11 @@ import typer
 
 from ddsa_sim import InputError
 
-__all__ = ["COMMAND_MODULES", "app", "main"]
+__all__ = ["COMMAND_MODULES", "app", "main", "os_error_line"]
 
 app = typer.Typer(help="ddsa-sim: physics-based X-ray / DSA simulation and DDSA training.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None)  # plain help: typer's rich panels show flags as "<bool>" options
 
 #: Command modules in ``--help`` order: (module, optional dependency or None, the commands it adds).
 COMMAND_MODULES: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
@@ -73,15 +77,49 @@ def _mount(target: typer.Typer) -> None:
 _mount(app)
 
 
+#: errno -> what the user can do about it
+_REMEDIES = {
+    errno.ENOSPC: "free disk space or choose another output, then run again (an export: with --resume)",
+    errno.EDQUOT: "disk quota exceeded: free space or choose another output, then run again",
+    errno.EROFS: "the filesystem is read-only: choose another output",
+    errno.EACCES: "no permission: choose another output or fix the permissions",
+    errno.EPERM: "not permitted: choose another output or fix the permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another output",
+    errno.EISDIR: "it is a folder: give a file",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "it exists already: choose another output",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: the path, what happened and what to do."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or str(exc) or exc.__class__.__name__
+    remedy = _REMEDIES.get(exc.errno) if exc.errno is not None else None
+    return f"{where}{what}" + (f"; {remedy}" if remedy and remedy != what.lower() else "")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the app, turning bad input into one ``error:`` line (exit 2)."""
+    """Console entry point: run the app, turning bad input into one ``error:`` line (exit 2) and
+    operating-system errors or out-of-memory into one ``error:`` line (exit 1)."""
+    import warnings
+
     from vessel_models import VesselInputError
 
-    known: tuple[type[BaseException], ...] = (InputError, VesselInputError, FileNotFoundError, IsADirectoryError,
-                                              PermissionError)
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"  # one line, no source
     try:
         app(args=argv, prog_name="ddsa-sim")
-    except known as exc:
+    except (InputError, VesselInputError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         print(f"error: {msg}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        sys.exit(1)
+    except MemoryError as exc:
+        print(f"error: out of memory ({str(exc).splitlines()[0] if str(exc) else 'MemoryError'}); "
+              "use a smaller CT, detector or batch", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        warnings.formatwarning = formatwarning

@@ -46,12 +46,12 @@ def run_sweep(ct: Volume, carm: CArm, poses: Sequence[Pose], out_dir: str | Path
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     proj = ct_projector(ct, spectrum, **projector_kwargs)
     paths, images, titles, records = [], [], [], []
     for n, pose in enumerate(tqdm(poses, desc="views", unit="view", disable=not progress)):
         view = pose.apply(carm)
         res = proj.render(view)
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once a view renders: a refused pose leaves no folder
         paths.append(save_drr_view(out_dir / f"view_{n:03d}.npz", res, view))
         images.append(res.neglog["image"])
         titles.append(f"a={view.alpha_deg:g} b={view.beta_deg:g}")

@@ -15,7 +15,7 @@ import numpy as np
 import typer
 
 from ddsa_sim import InputError
-from ddsa_sim.cli.options import METHOD
+from ddsa_sim.cli.options import METHOD, OVERWRITE
 
 #: Default CLI detector: Siemens Cios-like 1536^2 x 0.194 mm panel binned 3x3 -> 512^2 x 0.582 mm,
 #: the full 298 mm field (a binning-2 crop of 512 px at 0.388 mm would see only 199 mm).
@@ -169,9 +169,11 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                                    "backend; marches trilinear, all views of --alpha/--beta in one batch)."),
         gif: bool = typer.Option(False, "--gif", help="Also write OUT/view_NNN.gif: the DSA target over the frames."),
         mp4: bool = typer.Option(False, "--mp4", help="Also write OUT/view_NNN.mp4 (needs imageio-ffmpeg)."),
+        overwrite: bool = OVERWRITE,
         ) -> None:
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
     from ddsa_sim.cli.options import parse_detector, parse_float_list, parse_point
+    from ddsa_sim.files import claim_output
     from ddsa_sim.geometry import CArm
     from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.scatter import AntiScatterGrid
@@ -188,6 +190,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     from ddsa_sim.scene.recording import frame_quanta, gain_for_bit_depth
     from ddsa_sim.viz.animation import save_animation
 
+    claim_output(out, overwrite)
     alphas, betas = parse_float_list(alpha, "alpha"), parse_float_list(beta, "beta")
     if len(alphas) != len(betas) and 1 not in (len(alphas), len(betas)):
         raise InputError(f"--alpha and --beta lists differ in length ({len(alphas)} vs {len(betas)})")

@@ -31,7 +31,7 @@ def export(
 ) -> None:
     """Export a synthetic DSA dataset into a Zarr store."""
     from ddsa_sim.export.config import example_config_yaml, load_config
-    from ddsa_sim.export.runner import run_export
+    from ddsa_sim.export.runner import ExportInterrupted, run_export
 
     if example_config:
         typer.echo(example_config_yaml(), nl=False)
@@ -41,12 +41,17 @@ def export(
             raise InputError("CONFIG: missing (or use --example-config)")
         if out is None:
             raise InputError("-o/--out: missing output store path")
+        if count is not None and count < 1:
+            raise InputError(f"--count: must be >= 1, got {count}")
         cfg = load_config(config, count=count, seed=seed)
         result = run_export(cfg, out, workers=workers, scheduler=scheduler, resume=resume, progress=progress,
                             preview=preview)
     except InputError as exc:
         _fail(exc)
         return
+    except ExportInterrupted as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(128 + exc.signum) from None
     typer.echo(f"{result.store}: {result.n_samples} samples ({result.written} written, {result.skipped} already "
                f"complete)" + (f"; preview {result.preview}" if result.preview else ""))
 
@@ -54,11 +59,19 @@ def export(
 def inspect(
     store: Path = typer.Argument(..., help="Dataset store written by `ddsa-sim export`."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify every sample's checksum."),
+    png: int | None = typer.Option(None, "--png", help="Only write sample INDEX as a picture (mask | contrast | "
+                                   "contrast - mask | target) and its contrast frame as a float TIFF (-ln, the "
+                                   "input of `ddsa-sim infer`), after checking its checksum."),
+    png_out: Path | None = typer.Option(None, "--png-out", help="Picture path for --png (default sample_INDEX.png)."),
 ) -> None:
     """Counts per split, summary statistics and checksum verification of a store (exit 1 if corrupted)."""
-    from ddsa_sim.export.inspect import inspect_store
+    from ddsa_sim.export.inspect import inspect_store, sample_png
 
     try:
+        if png is not None:
+            for written in sample_png(store, png, png_out or Path(f"sample_{png}.png")):
+                typer.echo(str(written))
+            return
         report = inspect_store(store, verify=verify)
     except InputError as exc:
         _fail(exc)

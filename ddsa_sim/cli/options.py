@@ -17,9 +17,15 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 __all__ = [
-    "CT_ARG", "DETECTOR", "DEVICE", "FILTER_AL", "ISOCENTER", "KVP", "METHOD", "OUT_DIR", "PIXEL_MM", "SPECTRUM",
-    "parse_angle_range", "parse_detector", "parse_float_list", "parse_point", "spectrum_from_options",
+    "CT_ARG", "DETECTOR", "DEVICE", "FILTER_AL", "ISOCENTER", "KVP", "KVP_RANGE", "MAX_DETECTOR_PIXELS", "METHOD",
+    "OUT_DIR", "OVERWRITE", "PIXEL_MM", "SPECTRUM", "parse_angle_range", "parse_detector", "parse_float_list",
+    "parse_point", "spectrum_from_options",
 ]
+
+#: largest detector side the commands accept, pixels (a flat panel has 1536-3072; 16384^2 float64 images are 2 GiB)
+MAX_DETECTOR_PIXELS = 16384
+#: tube voltages of ``--kvp``, kVp (as the dataset config's ``spectrum.kvp``)
+KVP_RANGE = (40.0, 150.0)
 
 
 def parse_detector(text: str) -> tuple[int, int]:
@@ -30,6 +36,9 @@ def parse_detector(text: str) -> tuple[int, int]:
         raise InputError(f"--detector: expected ROWSxCOLS, e.g. 512x512, got {text!r}") from None
     if rows < 1 or cols < 1:
         raise InputError(f"--detector: sizes must be positive, got {text!r}")
+    if max(rows, cols) > MAX_DETECTOR_PIXELS:
+        raise InputError(f"--detector: {text!r} is above {MAX_DETECTOR_PIXELS} pixels a side (a flat panel has "
+                         "1536-3072); use --pixel-mm for a larger field")
     return rows, cols
 
 
@@ -65,6 +74,10 @@ def parse_angle_range(text: str, field: str) -> np.ndarray:
 def spectrum_from_options(kvp: Optional[float], filter_al: Optional[float], spectrum: str) -> str | dict:
     """The spectrum of ``--kvp/--filter-al/--spectrum``: the preset name, or a SpekPy spec when
     ``--kvp`` or ``--filter-al`` is given (the other defaults to 90 kVp / 4 mm Al)."""
+    if kvp is not None and not KVP_RANGE[0] <= kvp <= KVP_RANGE[1]:
+        raise InputError(f"--kvp: {kvp:g} is outside {KVP_RANGE[0]:g}..{KVP_RANGE[1]:g} kVp")
+    if filter_al is not None and filter_al < 0:
+        raise InputError(f"--filter-al: must be >= 0 mm, got {filter_al:g}")
     if kvp is None and filter_al is None:
         return spectrum
     from ddsa_sim.physics.spectra import DEFAULT_FILTER_AL_MM
@@ -84,3 +97,4 @@ ISOCENTER = typer.Option(None, "--isocenter", help="Isocenter X,Y,Z in world mm 
 METHOD = typer.Option("trilinear", "--method", help="trilinear (smooth; samples on voxel planes) or siddon (exact "
                       "voxel traversal; shows thick CT slices as bands).")
 DEVICE = typer.Option("cpu", "--device", help="cpu (numba kernels) or cuda / cuda:N (torch backend, trilinear).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Delete what an existing output folder holds first.")

@@ -16,6 +16,7 @@ from ddsa_sim.cli.options import (
     KVP,
     METHOD,
     OUT_DIR,
+    OVERWRITE,
     PIXEL_MM,
     SPECTRUM,
     parse_angle_range,
@@ -42,18 +43,21 @@ def project(ct: str = CT_ARG, out: Path = OUT_DIR,
             gamma: float = typer.Option(0.0, help="Detector roll (deg)."),
             detector: str = DETECTOR, pixel_mm: float = PIXEL_MM, kvp: Optional[float] = KVP,
             filter_al: Optional[float] = FILTER_AL, spectrum: str = SPECTRUM, isocenter: Optional[str] = ISOCENTER,
-            method: str = METHOD, device: str = DEVICE) -> None:
+            method: str = METHOD, device: str = DEVICE, overwrite: bool = OVERWRITE) -> None:
     """Render one view of a CT: OUT/view_000.npz (neglog, intensity, density_<material>, projection_matrix) + PNG."""
     from ddsa_sim.cli.drr import run_sweep
+    from ddsa_sim.files import claim_output
     from ddsa_sim.geometry import Pose
     from ddsa_sim.volumes import read_ct
 
+    claim_output(out, overwrite)
+    spec = spectrum_from_options(kvp, filter_al, spectrum)
+    parse_detector(detector)
     ct_vol = read_ct(ct)
     carm = _carm(ct_vol, detector, pixel_mm, isocenter)
     pose = Pose(alpha, beta, gamma, carm.isocenter_mm)
     pose.apply(carm)  # validates the pose before any work
-    paths = run_sweep(ct_vol, carm, [pose], out, spectrum_from_options(kvp, filter_al, spectrum), progress=False,
-                      method=method, device=device)
+    paths = run_sweep(ct_vol, carm, [pose], out, spec, progress=False, method=method, device=device)
     typer.echo(str(paths[0]))
 
 
@@ -65,7 +69,7 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
           jitter_mm: float = typer.Option(0.0, help="Isocenter jitter (mm, uniform cube) for --random draws."),
           detector: str = DETECTOR, pixel_mm: float = PIXEL_MM, kvp: Optional[float] = KVP,
           filter_al: Optional[float] = FILTER_AL, spectrum: str = SPECTRUM, isocenter: Optional[str] = ISOCENTER,
-          method: str = METHOD, device: str = DEVICE,
+          method: str = METHOD, device: str = DEVICE, overwrite: bool = OVERWRITE,
           gif: bool = typer.Option(False, "--gif", help="Also write OUT/sweep.gif (the views as an animation)."),
           mp4: bool = typer.Option(False, "--mp4", help="Also write OUT/sweep.mp4 (needs imageio-ffmpeg)."),
           ) -> None:
@@ -73,10 +77,14 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
     import numpy as np
 
     from ddsa_sim.cli.drr import run_sweep
+    from ddsa_sim.files import claim_output
     from ddsa_sim.geometry import grid_poses, random_poses
     from ddsa_sim.volumes import read_ct
 
+    claim_output(out, overwrite)
     alphas, betas = parse_angle_range(alpha, "alpha"), parse_angle_range(beta, "beta")
+    spec = spectrum_from_options(kvp, filter_al, spectrum)
+    parse_detector(detector)
     ct_vol = read_ct(ct)
     carm = _carm(ct_vol, detector, pixel_mm, isocenter)
     if random:
@@ -87,8 +95,7 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
     for p in poses:
         p.apply(carm)  # refuse out-of-limit poses before rendering anything
     animations = [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]
-    paths = run_sweep(ct_vol, carm, poses, out, spectrum_from_options(kvp, filter_al, spectrum), method=method,
-                      device=device, animations=animations)
+    paths = run_sweep(ct_vol, carm, poses, out, spec, method=method, device=device, animations=animations)
     typer.echo(f"{len(paths)} views, contact sheet: {Path(out) / 'contact_sheet.png'}")
 
 

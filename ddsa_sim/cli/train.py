@@ -13,8 +13,13 @@ from pathlib import Path
 import typer
 
 from ddsa_sim import InputError
+from ddsa_sim.cli.options import OVERWRITE
 
 __all__ = ["evaluate", "infer", "register", "train"]
+
+
+VERIFY = typer.Option(None, "--verify", help="sample checksums on read: refuse (stop at a corrupted sample), "
+                     "skip (leave corrupted samples out, counted in a warning) or off (default: data.verify, refuse)")
 
 
 def _guard(fn: Callable) -> Callable:
@@ -36,12 +41,28 @@ def train(
     max_steps: int | None = typer.Option(None, "--max-steps", help="override optim.max_steps"),
     out: Path = typer.Option(..., "-o", "--out", help="run directory (best.pt, last.pt, tb/)"),
     resume: bool = typer.Option(False, "--resume", help="continue from RUNDIR/last.pt"),
+    overwrite: bool = OVERWRITE,
+    verify: str | None = VERIFY,
 ) -> None:
     """Train a DDSA U-Net / U-Net-GAN (use torchrun --nproc_per_node N for DDP)."""
+    import os
+
+    from ddsa_sim.files import claim_output
     from ddsa_sim.training.config import load_config
+    from ddsa_sim.training.data import VERIFY_MODES
     from ddsa_sim.training.loop import run_training
 
+    if resume and overwrite:
+        raise InputError("--resume and --overwrite: give one (continue the run, or start it again)")
+    if resume and not (out / "last.pt").is_file():
+        raise InputError(f"--resume: no {out / 'last.pt'} to continue from; run without --resume to start")
+    if verify is not None and verify not in VERIFY_MODES:
+        raise InputError(f"--verify: must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
     cfg = load_config(config)
+    if verify is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"verify": verify})})
+    if os.environ.get("RANK", "0") == "0":  # DDP: rank 0 alone writes (and clears) the run folder
+        claim_output(out, overwrite, keep=resume)
     res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume)
     if res.rank == 0:
         last = res.losses[-1][1] if res.losses else float("nan")
@@ -68,12 +89,15 @@ def evaluate(
         None, "--out-png", help="comparison grid PNG (default: next to the checkpoint, eval_<split>.png)"
     ),
     max_samples: int | None = typer.Option(None, "--max-samples"),
+    verify: str = typer.Option("refuse", "--verify", help="sample checksums on read: refuse | skip | off"),
 ) -> None:
     """Print network vs conventional-DSA metrics as one JSON object and write a comparison grid."""
     from ddsa_sim.training.evaluate import evaluate_checkpoint
 
+    if max_samples is not None and max_samples < 1:
+        raise InputError(f"--max-samples: must be >= 1, got {max_samples}")
     png = out_png if out_png is not None else Path(checkpoint).parent / f"eval_{split}.png"
-    res = evaluate_checkpoint(checkpoint, data, split, png, max_samples=max_samples)
+    res = evaluate_checkpoint(checkpoint, data, split, png, max_samples=max_samples, verify=verify)
     print(json.dumps(res))
 
 

@@ -309,14 +309,13 @@ def config_from_dict(data: Any, where: str = "<config>", count: int | None = Non
     if not isinstance(data, dict):
         raise InputError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
     data = dict(data)
-    if count is not None:
-        data["count"] = count
-    if seed is not None:
-        data["seed"] = seed
     if base_dir is not None:
         data = _absolute_paths(data, base_dir)
+    overrides = {k: v for k, v in (("count", count), ("seed", seed)) if v is not None}
     try:
-        return DatasetConfig.model_validate(data)
+        if any(k in data for k in overrides):  # a bad value in the file must not hide behind its flag
+            DatasetConfig.model_validate(data)
+        return DatasetConfig.model_validate({**data, **overrides})
     except ValidationError as err:
         raise InputError(_one_line(err, where)) from None
 
@@ -436,8 +435,9 @@ seed: 1234                             # --seed overrides
 device: cpu                            # cpu | cuda (worker k on GPU k mod n_gpus) | cuda:N (every worker on GPU N);
                                        #   a GPU marches with the torch backend (trilinear)
 renderer: scene                        # scene (physics) | package.module:function (your own)
-renderer_options: {}                   # scene: vessel_spacing_mm 0.25, method trilinear (siddon: exact voxels, slice
-                                       #   bands), kvp_node_kv 2, vessel_cache_size 8, backend numba (torch: the GPU code on the CPU)
+renderer_options: {}                   # scene: vessel_spacing_mm 0.25, method trilinear (siddon: exact voxels,
+                                       #   slice bands), kvp_node_kv 2, vessel_cache_size 8,
+                                       #   backend numba (torch: the GPU code on the CPU)
 max_ct_voxels: 157286400               # refuse larger CTs (memory bound per worker; docs/export.md)
 ct_cache_size: 1                       # CTs kept loaded per worker
 """

@@ -1,4 +1,5 @@
-"""Inspect a dataset store: counts per split, summary statistics, checksum verification."""
+"""Inspect a dataset store: counts per split, summary statistics, checksum verification; one sample
+as a picture."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ddsa_sim import InputError
 from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, sample_checksum
 from ddsa_sim.export.store import completed, open_store
 
-__all__ = ["InspectReport", "inspect_store"]
+__all__ = ["InspectReport", "inspect_store", "sample_png"]
 
 
 @dataclass
@@ -96,3 +98,39 @@ def inspect_store(path: str | Path, verify: bool = True) -> InspectReport:
     return InspectReport(path, int(done.size), int(done.sum()), tuple(root.attrs["image_shape"]),
                          str(root.attrs.get("software_version")), dict(per_split), cts, stats, corrupted,
                          np.flatnonzero(~done).tolist())
+
+
+def sample_png(path: str | Path, index: int, out: str | Path) -> tuple[Path, Path]:
+    """Write store sample ``index`` as a PNG (:func:`ddsa_sim.export.preview.write_grid`) at ``out``,
+    and its contrast frame (float32 ``-ln(I/I0)``, what ``ddsa-sim infer`` takes) as
+    ``<out stem>_contrast.tif`` beside it; returns both paths.
+
+    Raises
+    ------
+    InputError
+        No such sample, an incomplete one, or one whose checksum does not match.
+    """
+    from ddsa_sim.export.preview import write_grid
+    from ddsa_sim.files import atomic_output
+
+    root = open_store(path)
+    done = completed(root)
+    if not 0 <= index < done.size:
+        raise InputError(f"--png: sample {index} is not in {path} (0..{done.size - 1})")
+    if not done[index]:
+        raise InputError(f"--png: sample {index} of {path} is incomplete (run `ddsa-sim export ... --resume`)")
+    try:
+        arrays = {name: root[name][index] for name in IMAGE_ARRAYS}
+    except Exception as exc:  # noqa: BLE001 - a codec's error on a damaged chunk, whatever its type
+        raise InputError(f"{path}: sample {index} is corrupted (unreadable chunk, {exc.__class__.__name__})") from None
+    if sample_checksum(arrays) != str(root[META_GROUP]["checksum"][index]):
+        raise InputError(f"{path}: sample {index} is corrupted (checksum mismatch)")
+    import tifffile
+
+    out = Path(out)
+    frame = out.with_name(f"{out.stem}_contrast.tif")
+    with atomic_output(out) as tmp:
+        write_grid(root, [index], tmp)
+    with atomic_output(frame) as tmp:
+        tifffile.imwrite(tmp, np.asarray(arrays["contrast"], dtype=np.float32))
+    return out, frame

@@ -1,4 +1,4 @@
-"""Preview PNG of a dataset: a grid of random complete samples.
+"""Preview PNG of a dataset: a grid of random complete samples, or of chosen ones.
 
 Columns: mask | contrast | conventional DSA (contrast - mask) | DSA target. Each column has ONE
 display window for all its rows (the 1st..99th percentile over the shown images of that column),
@@ -15,7 +15,7 @@ import zarr
 from ddsa_sim.export.format import META_GROUP
 from ddsa_sim.export.store import completed
 
-__all__ = ["COLUMNS", "column_windows", "write_preview"]
+__all__ = ["COLUMNS", "column_windows", "write_grid", "write_preview"]
 
 COLUMNS = ("mask", "contrast", "contrast - mask", "dsa_target")
 
@@ -31,16 +31,20 @@ def column_windows(images: np.ndarray) -> list[tuple[float, float]]:
 
 def write_preview(root: zarr.Group, path: str | Path, n: int = 6, seed: int = 0) -> Path | None:
     """Write a PNG grid of up to ``n`` random complete samples; None when none is complete."""
+    done = np.flatnonzero(completed(root))
+    if done.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    return write_grid(root, np.sort(rng.choice(done, size=min(n, done.size), replace=False)), path)
+
+
+def write_grid(root: zarr.Group, pick: np.ndarray | list[int], path: str | Path) -> Path:
+    """Write the PNG grid of the store samples ``pick`` (one row each, the :data:`COLUMNS`)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    done = np.flatnonzero(completed(root))
-    if done.size == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(done, size=min(n, done.size), replace=False))
     rows = []
     for i in pick:
         mask, contrast = root["mask"][i], root["contrast"][i]

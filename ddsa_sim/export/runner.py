@@ -13,6 +13,12 @@ straight into the store (which must be on a filesystem all workers share) and re
 it completed. Each worker process keeps its own :class:`~ddsa_sim.export.sample.CTCache`, so a CT
 is read once per worker, not once per sample. With ``device: cuda`` worker ``k`` (numbered at its
 start; Dask workers per host) renders on GPU ``k mod n_gpus`` (:mod:`ddsa_sim.export.devices`).
+
+Faults: one export writes a store at a time (:func:`~ddsa_sim.export.store.writer_lock`). Local
+workers die with their parent (Linux: a parent-death signal; elsewhere a thread watching the parent
+pid), ignore SIGINT (the parent decides), and are terminated when the run stops early; Dask futures
+are cancelled. SIGINT / SIGTERM end the run with :class:`ExportInterrupted`: the samples in flight
+are dropped (their slots stay incomplete), the store stays resumable.
 """
 
 from __future__ import annotations
@@ -20,8 +26,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import shutil
+import signal
 import sys
-from collections.abc import Callable, Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -46,8 +57,19 @@ from ddsa_sim.export.store import (
     open_store,
     remove_partials,
     write_sample,
+    writer_lock,
 )
 from ddsa_sim.volumes.readers import peek_voxels
+
+__all__ = ["ExportInterrupted", "ExportResult", "export_chunk", "make_tasks", "preflight", "run_export"]
+
+
+class ExportInterrupted(Exception):
+    """SIGINT or SIGTERM stopped an export; the store is resumable. ``signum``: the signal's number."""
+
+    def __init__(self, signum: int, message: str = "") -> None:
+        super().__init__(message or f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 @dataclass
@@ -121,15 +143,36 @@ def _progress(total: int, initial: int, enabled: bool):
                 smoothing=0.1, dynamic_ncols=True, file=sys.stderr)
 
 
-def _worker_init(threads: int, counter) -> None:
-    """Worker process start: take the next worker number (its GPU with ``device: cuda``) and share the
-    cores between workers (numba threads per worker), so N workers do not oversubscribe the machine
-    (results do not depend on the thread count)."""
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this process as soon as ``parent_pid`` (its parent) is gone, however the parent died."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1  # <linux/prctl.h>: the kernel sends the signal when the parent exits
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    else:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _worker_init(threads: int, parent_pid: int, counter) -> None:
+    """Worker process start: die with the parent, leave SIGINT to it, take the next worker number
+    (its GPU with ``device: cuda``) and share the cores between workers (numba threads per worker),
+    so N workers do not oversubscribe the machine (results do not depend on the thread count)."""
     import numba
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent_pid)
     with counter.get_lock():
         set_worker_index(counter.value)
         counter.value += 1
+
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
 
@@ -141,15 +184,18 @@ def _run_local(store: str, tasks: list[list[SampleSpec]], workers: int, cache_si
         return
     ctx = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)
+    before = set(multiprocessing.active_children())
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                initargs=(threads, ctx.Value("i", 0))) as pool:
+                                initargs=(threads, os.getpid(), ctx.Value("i", 0))) as pool:
         futures = [pool.submit(export_chunk, store, t, cache_size) for t in tasks]
         try:
             for fut in cf.as_completed(futures):
                 on_done(fut.result())
         except BaseException:
-            for f in futures:
-                f.cancel()
+            # kill, do not cancel: the broken pool fails every pending future itself (Python 3.11's pool
+            # raises InvalidStateError in its manager thread on a future cancelled meanwhile)
+            for proc in set(multiprocessing.active_children()) - before:  # drop the samples in flight
+                proc.kill()
             raise
 
 
@@ -183,15 +229,65 @@ def _run_dask(store: str, tasks: list[list[SampleSpec]], scheduler: str, cache_s
             client = Client(scheduler, timeout="30s")
         except OSError as exc:
             raise InputError(f"--scheduler: cannot connect to {scheduler} ({exc})") from None
+    futures = []
     try:
         _number_dask_workers(client)
         futures = [client.submit(export_chunk, store, t, cache_size, pure=False) for t in tasks]
         for fut in as_completed(futures):
             on_done(fut.result())
+    except BaseException:
+        client.cancel(futures)
+        raise
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+@contextmanager
+def _signals_stop_export() -> Iterator[None]:
+    """Turn SIGINT / SIGTERM into :class:`ExportInterrupted` in this (main) thread for the block;
+    a second signal while stopping is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        for s in old:
+            signal.signal(s, signal.SIG_IGN)
+        raise ExportInterrupted(signum)
+
+    # a signal ignored when we started (e.g. SIGINT of a background job, nohup) stays ignored
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)
+           if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _open_or_create(config: DatasetConfig, store_path: Path, resume: bool, n_samples: int,
+                    fingerprint: str):
+    """The store to write: the existing one (``resume``, checked against the config) or a new one.
+
+    A creation that fails (disk full, interrupted) removes what it made: no empty store is left.
+    """
+    resolved = config.resolved()
+    if resume and store_path.exists():
+        root = open_store(store_path, mode="r+")
+        check_resumable(root, resolved, fingerprint, store_path)
+        remove_partials(store_path)
+        return root
+    existed = store_path.exists()
+    try:
+        return create_store(store_path, resolved, n_samples, config.image_shape,
+                            extra_attrs={"plan_sha256": fingerprint,
+                                         "cts": [vars(c) for c in resolve_ct_entries(config)]})
+    except BaseException:
+        if not existed and store_path.is_dir():
+            shutil.rmtree(store_path, ignore_errors=True)
+        raise
 
 
 def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, scheduler: str | None = None,
@@ -220,47 +316,49 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
     Raises
     ------
     InputError
-        Existing store without ``resume``, different config on resume, missing or huge CT.
+        Existing store without ``resume``, different config on resume, missing or huge CT, or
+        another export writing the same store.
+    ExportInterrupted
+        SIGINT / SIGTERM arrived: the samples in flight were dropped, the store is resumable.
     """
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
     store_path = Path(store_path)
     specs = plan_dataset(config)
-    resolved = config.resolved()
     fingerprint = plan_fingerprint(specs)
     preflight(config, local=scheduler is None or scheduler.startswith("local:"))
-    if resume and store_path.exists():
-        root = open_store(store_path, mode="r+")
-        check_resumable(root, resolved, fingerprint, store_path)
-        remove_partials(store_path)
-    else:
-        root = create_store(store_path, resolved, len(specs), config.image_shape,
-                            extra_attrs={"plan_sha256": fingerprint,
-                                         "cts": [vars(c) for c in resolve_ct_entries(config)]})
-    done_mask = completed(root)
-    pending = [s for s in specs if not done_mask[s.index]]
-    n_par = workers if scheduler is None else 4
-    size = chunk_size or max(1, min(16, len(pending) // (4 * n_par) or 1))
-    tasks = make_tasks(pending, size)
-    bar = _progress(len(specs), int(done_mask.sum()), progress)
-    written: list[int] = []
+    with writer_lock(store_path), _signals_stop_export():
+        root = _open_or_create(config, store_path, resume, len(specs), fingerprint)
+        done_mask = completed(root)
+        pending = [s for s in specs if not done_mask[s.index]]
+        n_par = workers if scheduler is None else 4
+        size = chunk_size or max(1, min(16, len(pending) // (4 * n_par) or 1))
+        tasks = make_tasks(pending, size)
+        bar = _progress(len(specs), int(done_mask.sum()), progress)
+        written: list[int] = []
 
-    def on_done(idx: list[int]) -> None:
-        written.extend(idx)
-        bar.update(len(idx))
+        def on_done(idx: list[int]) -> None:
+            written.extend(idx)
+            bar.update(len(idx))
 
-    try:
-        if scheduler:
-            _run_dask(str(store_path), tasks, scheduler, config.ct_cache_size, on_done)
-        else:
-            _run_local(str(store_path), tasks, workers, config.ct_cache_size, on_done)
-    finally:
-        bar.close()
-    result = ExportResult(store_path, len(specs), len(written), len(specs) - len(pending), indices=sorted(written))
-    if not np.all(completed(root)):
-        raise RuntimeError(f"{store_path}: {int((~completed(root)).sum())} sample(s) incomplete after the run")
-    if preview:
-        from ddsa_sim.export.preview import write_preview
+        try:
+            if scheduler:
+                _run_dask(str(store_path), tasks, scheduler, config.ct_cache_size, on_done)
+            else:
+                _run_local(str(store_path), tasks, workers, config.ct_cache_size, on_done)
+        except ExportInterrupted as exc:
+            remove_partials(store_path)
+            n_done = int(completed(root).sum())
+            raise ExportInterrupted(exc.signum, f"{store_path}: export {exc}, {n_done}/{len(specs)} samples "
+                                    "complete; run the same command with --resume to finish it") from None
+        finally:
+            bar.close()
+        result = ExportResult(store_path, len(specs), len(written), len(specs) - len(pending),
+                              indices=sorted(written))
+        if not np.all(completed(root)):
+            raise RuntimeError(f"{store_path}: {int((~completed(root)).sum())} sample(s) incomplete after the run")
+        if preview:
+            from ddsa_sim.export.preview import write_preview
 
-        result.preview = write_preview(root, store_path / "preview.png", seed=config.seed)
+            result.preview = write_preview(root, store_path / "preview.png", seed=config.seed)
     return result

@@ -14,15 +14,26 @@ the metadata with the checksum, and ``meta/complete[i] = 1`` last: a sample whos
 is set has all its data. A run killed by SIGKILL leaves incomplete slots (re-rendered on resume) and
 maybe ``*.partial`` files (removed by :func:`remove_partials`). Not covered: power loss without the
 OS flushing its cache (no fsync is done).
+
+One writer
+----------
+:func:`writer_lock` holds ``<store>.lock`` (beside the store) while an export writes: an exclusive
+``flock`` (released by the kernel when its holder dies) on a file naming the holder's host and pid.
+A second export, or a ``--resume`` while the first runs, is refused with one line. A lock file left
+by a dead process of this host is stale and taken over; one naming another host is honoured (its
+liveness cannot be checked from here) until it is deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import socket
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +49,13 @@ from ddsa_sim.export.format import (
     IMAGE_DTYPES,
     META_ARRAYS,
     META_GROUP,
+    READABLE_VERSIONS,
     SAMPLE_META_ARRAYS,
     V2_META_ARRAYS,
     sample_checksum,
     sample_chunks,
 )
+from ddsa_sim.files import make_folder
 
 if TYPE_CHECKING:
     from ddsa_sim.export.plan import SampleSpec
@@ -65,6 +78,7 @@ __all__ = [
     "write_meta",
     "write_sample",
     "write_slot",
+    "writer_lock",
 ]
 
 _ZARR_CONFIG = {"write_empty_chunks": True}  # every written sample has its chunk files (same bytes every run)
@@ -95,6 +109,8 @@ def create_store(path: str | Path, config: dict[str, Any], n_samples: int, image
         If something already exists at ``path`` and ``overwrite`` is false.
     """
     path = Path(path)
+    if path.is_file():
+        raise InputError(f"{path}: is a file, not a store folder; choose another output")
     if path.exists() and not overwrite:
         raise InputError(f"{path}: already exists; use --resume to continue it, or choose another output")
     h, w = (int(image_shape[0]), int(image_shape[1]))
@@ -124,23 +140,38 @@ def create_store(path: str | Path, config: dict[str, Any], n_samples: int, image
 def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
     """Open a dataset store (``mode`` "r" or "r+").
 
+    Readers (``"r"``) accept every version of :data:`~ddsa_sim.export.format.READABLE_VERSIONS` (a
+    version-1 store lacks the exposure meta arrays); a writer (``"r+"``, resume) only the current one.
+
     Raises
     ------
     InputError
-        Not a ddsa-sim dataset store, or an unknown format version.
+        Not a ddsa-sim dataset store, an unknown format version, or arrays missing.
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such store")
+        raise InputError(f"{path}: dataset store not found")
     try:
         root = zarr.open_group(str(path), mode=mode)
     except Exception as exc:
         raise InputError(f"{path}: not a Zarr group ({exc.__class__.__name__})") from None
     attrs = root.attrs
     if attrs.get("format") != FORMAT:
-        raise InputError(f"{path}: not a ddsa-sim dataset store (no format attribute: creation interrupted? delete it and export again)")
-    if attrs.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{path}: store format_version {attrs.get('format_version')} is not {FORMAT_VERSION}")
+        raise InputError(f"{path}: not a ddsa-sim dataset store (no format attribute: creation interrupted? "
+                         f"delete it and export again)")
+    version = attrs.get("format_version")
+    readable = READABLE_VERSIONS if mode == "r" else (FORMAT_VERSION,)
+    if version not in readable:
+        raise InputError(f"{path}: store format_version {version} is not {' or '.join(map(str, readable))}")
+    names = set(root.array_keys())
+    meta = root.get(META_GROUP)
+    meta_names = set(meta.array_keys()) if isinstance(meta, zarr.Group) else set()
+    expected_meta = [n for n in META_ARRAYS if version >= 2 or n not in V2_META_ARRAYS]
+    missing = [n for n in IMAGE_ARRAYS if n not in names] + [f"{META_GROUP}/{n}" for n in expected_meta
+                                                             if n not in meta_names]
+    if missing:
+        raise InputError(f"{path}: store has the format attributes but lacks array(s) {', '.join(missing[:4])}"
+                         f"{' ...' if len(missing) > 4 else ''}; it is damaged: export it again")
     return root
 
 
@@ -299,3 +330,72 @@ def check_resumable(root: zarr.Group, config: dict[str, Any], plan_sha256: str, 
     if root.attrs.get("software_version") != ddsa_sim.__version__:
         warnings.warn(f"{path}: written by ddsa-sim {root.attrs.get('software_version')}, resuming with "
                       f"{ddsa_sim.__version__}; samples may differ between versions", stacklevel=2)
+
+
+def _lock_holder(fd: int) -> str:
+    """The ``host=... pid=...`` line of an open lock file ("" when empty)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 256).decode(errors="replace").strip()
+
+
+def _holder_alive(holder: str) -> bool:
+    """Whether the process a lock line names may still run (a process of another host: assumed so)."""
+    fields = dict(kv.split("=", 1) for kv in holder.split() if "=" in kv)
+    if fields.get("host") != socket.gethostname():
+        return bool(fields)
+    try:
+        os.kill(int(fields.get("pid", "0")), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return int(fields["pid"]) != os.getpid()
+
+
+@contextmanager
+def writer_lock(path: str | Path) -> Iterator[Path]:
+    """Hold the one-writer lock of the store ``path`` (the file ``<path>.lock``) for a ``with`` block.
+
+    Raises
+    ------
+    InputError
+        Another live process holds it (the message names its host and pid), or a file is in the
+        way of the store's folder.
+    OSError
+        The lock file cannot be created (read-only filesystem, no permission).
+    """
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    make_folder(lock.parent)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd) or "another process"
+            os.close(fd)
+            raise InputError(f"{path}: another export is writing this store ({holder}); wait for it to end "
+                             f"or stop it, then use --resume") from None
+        try:
+            same_file = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:  # the last holder removed it between our open and flock: try again
+            same_file = False
+        if same_file:
+            break
+        os.close(fd)
+    try:
+        holder = _lock_holder(fd)
+        if holder and _holder_alive(holder):  # flock not shared across hosts (some network filesystems)
+            raise InputError(f"{path}: locked by {holder} ({lock}); if that process is gone, delete the lock file")
+        if holder:
+            warnings.warn(f"{lock}: stale lock of {holder} (no such process) taken over", stacklevel=3)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"host={socket.gethostname()} pid={os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)

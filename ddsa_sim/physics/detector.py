@@ -476,9 +476,16 @@ class Detector:
         return values
 
     def flat_field(self, recorded: Any, photons_per_pixel: float) -> np.ndarray:
-        """Recorded values back to relative intensity: ``recorded / (gain * N0)``."""
+        """Recorded values back to relative intensity: ``recorded / (gain * N0)``, at least the
+        detector's floor ``max(1, electronic_noise_std) / N0``.
+
+        A pixel that counted no photon reports one quantum (or the electronic noise level, when
+        larger), as offset-corrected detectors clip, so ``-ln`` stays finite at ``ln(N0)`` (11.5 for
+        N0 = 1e5) instead of the 23.03 of :data:`NEGLOG_FLOOR`.
+        """
         n0 = check_positive("photons_per_pixel", photons_per_pixel)
-        return np.asarray(recorded, dtype=np.float64) / (self.gain * n0)
+        floor = max(1.0, float(self.electronic_noise_std)) / n0
+        return np.maximum(np.asarray(recorded, dtype=np.float64) / (self.gain * n0), floor)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -13,6 +13,7 @@ Loading refuses a checkpoint whose architecture differs from the one asked for, 
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +89,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise InputError(f"{path}: not a ddsa-sim checkpoint (not a torch file); give the best.pt or last.pt "
+                         "of a `ddsa-sim train` run")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: cannot load checkpoint safely ({msg})") from None
+    except pickle.UnpicklingError:
+        raise InputError(f"{path}: not a ddsa-sim checkpoint: it holds objects a checkpoint never has "
+                         "(refused unopened, nothing of it was run)") from None
+    except (RuntimeError, EOFError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read checkpoint ({exc.__class__.__name__}: damaged or truncated "
+                         "file?)") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise InputError(f"{path}: not a ddsa-sim checkpoint")
     if int(ckpt.get("format_version", -1)) != VERSION:

@@ -61,6 +61,7 @@ class DataConfig(_Strict):
     batch_size: int = Field(4, ge=1)
     num_workers: int = Field(0, ge=0)
     in_memory: bool = False
+    verify: Literal["refuse", "skip", "off"] = "refuse"  # sample checksums on read (training.data)
     max_val_samples: int = Field(64, ge=1)
     norm_samples: int = Field(256, ge=1)
     noise: NoiseInjectionConfig = NoiseInjectionConfig()

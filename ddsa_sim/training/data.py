@@ -8,6 +8,12 @@ Random crops, noise injection and augmentation are applied per *batch* on the tr
 :func:`ddsa_sim.training.augment.make_training_batch` (seeded by a ``torch.Generator``), so datasets are
 deterministic functions of the index.
 
+Reads of a store verify each sample's checksum (:func:`~ddsa_sim.export.format.sample_checksum`,
+over all six stored images, so a verified read reads two more images than an item needs; cost:
+``docs/reliability.md``). ``verify="refuse"`` stops at a corrupted sample with one line naming the
+store and sample, ``"skip"`` checks the whole split once when the dataset is made and leaves the
+corrupted samples out (a warning counts them), ``"off"`` reads without checking.
+
 The on-the-fly contract (``render_fn``) is a plain callable ``index -> dict[str, np.ndarray]`` returning
 at least the four 2-D float arrays above, all of one shape; it must be deterministic in ``index``
 (derive the sample seed from the dataset seed and the index).
@@ -16,6 +22,7 @@ at least the four 2-D float arrays above, all of one shape; it must be determini
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,9 +32,13 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ddsa_sim import InputError
-from ddsa_sim.export.format import FORMAT, META_GROUP, READABLE_VERSIONS
+from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, sample_checksum
+from ddsa_sim.export.store import open_store
 
-__all__ = ["IMAGE_KEYS", "InfiniteSampler", "OnTheFlyDataset", "ZarrDDSADataset", "open_store"]
+__all__ = ["IMAGE_KEYS", "VERIFY_MODES", "InfiniteSampler", "OnTheFlyDataset", "ZarrDDSADataset", "open_store"]
+
+#: what a store dataset does about sample checksums (see the module docstring)
+VERIFY_MODES: tuple[str, ...] = ("refuse", "skip", "off")
 
 #: the images a dataset item carries (a subset of the store's :data:`~ddsa_sim.export.format.IMAGE_ARRAYS`)
 IMAGE_KEYS: tuple[str, ...] = ("contrast_clean", "contrast", "mask", "dsa_target")
@@ -55,31 +66,6 @@ def _str_array(a: Any) -> np.ndarray:
     return np.array([str(v) for v in np.asarray(a).tolist()], dtype=str)
 
 
-def open_store(store: str | Path) -> Any:
-    """Open an exported dataset store read-only and check its format header.
-
-    Raises
-    ------
-    ddsa_sim.InputError
-        Missing path, not a ddsa-sim store, or an unsupported version.
-    """
-    import zarr
-
-    store = Path(store)
-    if not store.exists():
-        raise InputError(f"dataset store not found: {store}")
-    try:
-        group = zarr.open_group(str(store), mode="r")
-    except Exception as exc:  # zarr raises various types for non-stores
-        raise InputError(f"{store}: not a Zarr group ({type(exc).__name__})") from None
-    attrs = dict(group.attrs)
-    if attrs.get("format") != FORMAT:
-        raise InputError(f"{store}: not a ddsa-sim dataset (format={attrs.get('format')!r})")
-    if int(attrs.get("format_version", -1)) not in READABLE_VERSIONS:
-        raise InputError(f"{store}: unsupported format_version {attrs.get('format_version')}")
-    return group
-
-
 class ZarrDDSADataset(Dataset):
     """Samples of one split of an exported Zarr store.
 
@@ -94,7 +80,14 @@ class ZarrDDSADataset(Dataset):
     in_memory
         Read all selected samples once into RAM (small stores, fast CPU training).
     max_samples
-        Keep only the first ``max_samples`` samples of the split.
+        Keep only the first ``max_samples`` (sound) samples of the split.
+    verify
+        ``"refuse"`` (default), ``"skip"`` or ``"off"``: see the module docstring.
+
+    Attributes
+    ----------
+    skipped
+        Store indices of the corrupted samples left out (``verify="skip"``).
     """
 
     def __init__(
@@ -103,19 +96,32 @@ class ZarrDDSADataset(Dataset):
         split: str,
         in_memory: bool = False,
         max_samples: int | None = None,
+        verify: str = "refuse",
     ) -> None:
+        if verify not in VERIFY_MODES:
+            raise InputError(f"verify: must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
         self.store = Path(store)
         self.split = split
+        self.verify = verify
         group = open_store(self.store)
+        self._group: Any = group
         meta = group[META_GROUP]
         splits = _str_array(meta["split"][:])
         complete = np.asarray(meta["complete"][:]).astype(bool)
+        self._checksums = _str_array(meta["checksum"][:])
         self.indices = np.nonzero((splits == split) & complete)[0]
+        self.skipped: list[int] = []
+        if verify == "skip":
+            self.skipped = [int(j) for j in self.indices if self._damage(int(j))[1] is not None]
+            self.indices = np.setdiff1d(self.indices, self.skipped)
+            if self.skipped:
+                warnings.warn(f"{self.store}: skipped {len(self.skipped)} corrupted sample(s) of split '{split}' "
+                              f"(store indices {self.skipped[:10]}{' ...' if len(self.skipped) > 10 else ''})",
+                              stacklevel=2)
         if max_samples is not None:
             self.indices = self.indices[:max_samples]
         self.image_shape = tuple(int(s) for s in group.attrs["image_shape"])
         self.ct_ids = _str_array(meta["ct_id"][:])[self.indices]
-        self._group: Any = None
         self._cache: list[dict[str, torch.Tensor]] | None = None
         if in_memory:
             self._cache = [self._read(i) for i in range(len(self.indices))]
@@ -128,11 +134,28 @@ class ZarrDDSADataset(Dataset):
         state["_group"] = None  # reopened lazily in each worker
         return state
 
-    def _read(self, i: int) -> dict[str, torch.Tensor]:
+    def _damage(self, j: int) -> tuple[dict[str, np.ndarray], str | None]:
+        """Store sample ``j``'s images and what is wrong with them (None: the checksum matches)."""
         if self._group is None:
             self._group = open_store(self.store)
+        try:
+            arrays = {k: self._group[k][j] for k in IMAGE_ARRAYS}
+        except Exception as exc:  # noqa: BLE001 - a codec's error on a damaged chunk, whatever its type
+            return {}, f"unreadable chunk ({exc.__class__.__name__})"
+        if sample_checksum(arrays) != self._checksums[j]:
+            return arrays, "checksum mismatch"
+        return arrays, None
+
+    def _read(self, i: int) -> dict[str, torch.Tensor]:
         j = int(self.indices[i])
-        arrays = {k: self._group[k][j] for k in IMAGE_KEYS}
+        if self.verify == "off":
+            if self._group is None:
+                self._group = open_store(self.store)
+            return _to_item({k: self._group[k][j] for k in IMAGE_KEYS}, j)
+        arrays, why = self._damage(j)
+        if why is not None:
+            raise InputError(f"{self.store}: sample {j} is corrupted ({why}); `ddsa-sim inspect {self.store}` "
+                             "lists all; --verify skip leaves them out, --verify off reads without checking")
         return _to_item(arrays, j)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:

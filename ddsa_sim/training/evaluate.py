@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from ddsa_sim import InputError
@@ -27,8 +27,26 @@ def _to_u8(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (np.clip((x - lo) / max(hi - lo, 1e-12), 0, 1) * 255).round().astype(np.uint8)
 
 
+#: column titles of the comparison grid, left to right
+GRID_COLUMNS = ("contrast", "contrast - mask", "network", "target")
+_HEADER_PX = 16
+
+
+def _header(widths: list[int], total: int) -> np.ndarray:
+    """A white strip with :data:`GRID_COLUMNS` written over columns of ``widths`` (separators of 4 px)."""
+    img = Image.new("L", (total, _HEADER_PX), 255)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=11)
+    x = 0
+    for title, w in zip(GRID_COLUMNS, widths):
+        draw.text((x + 2, 2), title, fill=0, font=font)
+        x += w + 4
+    return np.asarray(img)
+
+
 def comparison_grid(rows: list[tuple[np.ndarray, ...]], path: str | Path) -> Path:
-    """Write a PNG grid, one row per sample: contrast | conventional DSA | network | target.
+    """Write a PNG grid with a title strip, one row per sample: contrast | conventional DSA (contrast -
+    mask) | network | target.
 
     Contrast is min-max scaled for display; the three DSA images share the target's window
     ``[min(target), max(target)]`` of that row (display only, values outside are clipped).
@@ -44,9 +62,10 @@ def comparison_grid(rows: list[tuple[np.ndarray, ...]], path: str | Path) -> Pat
     padded = []
     for t in tiles:
         padded += [np.pad(t, ((0, 4), (0, width - t.shape[1])), constant_values=255)]
+    header = _header([a.shape[1] for a in rows[0]], width)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(padded, axis=0)[:-4]).save(path)
+    Image.fromarray(np.concatenate([header, *padded], axis=0)[:-4]).save(path)
     return path
 
 
@@ -60,8 +79,12 @@ def evaluate_checkpoint(
     max_samples: int | None = None,
     grid_rows: int = 4,
     progress: bool = True,
+    verify: str = "refuse",
 ) -> dict[str, Any]:
     """Score the network and conventional DSA on one split.
+
+    ``verify``: sample checksums on read (``"refuse"``, ``"skip"`` or ``"off"``,
+    :class:`~ddsa_sim.training.data.ZarrDDSADataset`); skipped samples are counted in the result.
 
     Returns
     -------
@@ -72,7 +95,7 @@ def evaluate_checkpoint(
     """
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, norm, _, ckpt = load_model(checkpoint, dev)
-    ds = ZarrDDSADataset(store, split, max_samples=max_samples)
+    ds = ZarrDDSADataset(store, split, max_samples=max_samples, verify=verify)
     if len(ds) == 0:
         raise InputError(f"{store}: split '{split}' has no complete samples")
     data_range = target_data_range(ds)
@@ -96,6 +119,7 @@ def evaluate_checkpoint(
         "split": split,
         "n_samples": len(ds),
         "n_ct": len(set(ds.ct_ids.tolist())),
+        "n_skipped_corrupted": len(ds.skipped),
         "checkpoint": str(checkpoint),
         "checkpoint_step": int(ckpt["step"]),
         "store": str(store),

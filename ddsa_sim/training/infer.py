@@ -6,6 +6,11 @@ images (PNG, 16-bit TIFF, DICOM) as detector intensities ``I`` converted with ``
 ``I0`` defaults to the largest value of the stored bit depth (``2**BitsStored - 1`` for DICOM, the dtype
 maximum otherwise).
 
+Rules for the input (docs/export.md, "Inference"): give raw detector intensities (not windowed,
+not inverted, not min-max stretched) with ``--i0`` the unattenuated value, or ``-ln`` images as float
+TIFF. An 8-bit image holds at most 256 levels: if its values span fewer than
+:data:`TINY_8BIT_RANGE` levels, ``-ln`` is a staircase and a warning says so (use 16-bit or float).
+
 Outputs (``OUT`` = output path; for a directory of PNG / TIFF files, a directory):
 
 * TIFF in -> float32 TIFF of the DSA (-ln domain), one page per frame.
@@ -20,6 +25,7 @@ Outputs (``OUT`` = output path; for a directory of PNG / TIFF files, a directory
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -42,6 +48,8 @@ __all__ = ["Frames", "infer_path", "infer_run", "predict", "read_frames", "to_lo
 PNG_EXT = {".png"}
 TIFF_EXT = {".tif", ".tiff"}
 Domain = Literal["auto", "log", "intensity"]
+#: an 8-bit input whose values span fewer levels than this gets a warning
+TINY_8BIT_RANGE = 32
 
 
 @dataclass
@@ -95,8 +103,14 @@ def read_frames(path: str | Path) -> Frames:
     return Frames(data, kind, i0, is_float)
 
 
-def to_log_domain(frames: Frames, domain: Domain = "auto", i0: float | None = None) -> np.ndarray:
-    """Frames -> float32 ``-ln(I/I0)`` line integrals ``(N, H, W)`` (see module docstring)."""
+def to_log_domain(frames: Frames, domain: Domain = "auto", i0: float | None = None, name: str = "input") -> np.ndarray:
+    """Frames -> float32 ``-ln(I/I0)`` line integrals ``(N, H, W)`` (see module docstring); warns about
+    an 8-bit ``name`` whose values span fewer than :data:`TINY_8BIT_RANGE` levels."""
+    if frames.data.dtype == np.uint8:
+        lo, hi = int(frames.data.min()), int(frames.data.max())
+        if hi - lo < TINY_8BIT_RANGE:
+            warnings.warn(f"{name}: 8-bit image whose values span only {hi - lo + 1} levels ({lo}..{hi}): the "
+                          "network sees a staircase, not the image; give 16-bit or float data", stacklevel=2)
     data = frames.data.astype(np.float64)
     if domain == "auto":
         domain = "log" if frames.is_float else "intensity"
@@ -285,6 +299,6 @@ def infer_path(
     written: list[Path] = []
     for src, dst in tqdm(pairs, desc="infer", disable=not progress or len(pairs) < 2):
         frames = read_frames(src)
-        dsa = predict(model, norm, to_log_domain(frames, input_domain, i0), dev, progress)
+        dsa = predict(model, norm, to_log_domain(frames, input_domain, i0, str(src)), dev, progress)
         written += write_outputs(dsa, frames, dst, norm.target_max)
     return written

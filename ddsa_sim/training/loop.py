@@ -21,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -233,13 +234,17 @@ def _datasets(
     if train_ds is None:
         if store is None:
             raise InputError("no training data: give --data STORE or data.store in the config")
-        train_ds = ZarrDDSADataset(store, cfg.data.train_split, in_memory=cfg.data.in_memory)
+        d = cfg.data
+        train_ds = ZarrDDSADataset(store, d.train_split, in_memory=d.in_memory, verify=d.verify)
         if val_ds is None:
             val_ds = ZarrDDSADataset(
-                store, cfg.data.val_split, in_memory=cfg.data.in_memory, max_samples=cfg.data.max_val_samples
+                store, d.val_split, in_memory=d.in_memory, max_samples=d.max_val_samples, verify=d.verify
             )
     if len(train_ds) == 0:
         raise InputError(f"split '{cfg.data.train_split}' has no complete samples")
+    if val_ds is None or len(val_ds) == 0:
+        warnings.warn(f"no validation samples (split '{cfg.data.val_split}' is empty): nothing is validated and "
+                      "best.pt is a copy of last.pt, not a selected model", stacklevel=2)
     return train_ds, val_ds
 
 

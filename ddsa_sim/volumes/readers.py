@@ -1,7 +1,13 @@
-"""CT readers: NIfTI, DICOM series, numpy arrays and builtin names, all into LPS world mm."""
+"""CT readers: NIfTI, DICOM series, numpy arrays and builtin names, all into LPS world mm.
+
+A builtin name may end in a voxel box, ``builtin:chest-ct[0:252,43:454,0:43]`` (``i0:i1,j0:j1,k0:k1``
+in the file's voxel indices, ends excluded): the sub-volume, kept at its world position. Disjoint
+boxes of one scan make "pseudo-patients" for split-by-CT datasets without writing files.
+"""
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -125,14 +131,30 @@ def dicom_datasets(path: Path, pixels: bool):
             continue  # not a DICOM file: ignore it
 
 
+_BOX = re.compile(r"^(builtin:[^\[\]]+)\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]$")
+
+
+def split_voxel_box(source: str | Path) -> tuple[str, tuple[tuple[int, int, int], tuple[int, int, int]] | None]:
+    """``"builtin:NAME[i0:i1,j0:j1,k0:k1]"`` -> ``("builtin:NAME", ((i0, j0, k0), (i1, j1, k1)))``;
+    any other source -> ``(source, None)``."""
+    m = _BOX.match(str(source))
+    if m is None:
+        return str(source), None
+    v = [int(x) for x in m.groups()[1:]]
+    return m.group(1), ((v[0], v[2], v[4]), (v[1], v[3], v[5]))
+
+
 def source_path(source: str | Path) -> Path:
     """The file or folder of a volume source: a path, or the installed file of a ``builtin:`` name."""
-    source_str = str(source)
+    source_str = split_voxel_box(source)[0]
     return resolve_builtin(source_str) if source_str.startswith("builtin:") else Path(source_str)
 
 
 def peek_voxels(source: str | Path) -> int | None:
     """Voxel count of a volume from its headers only (NIfTI, DICOM), or None when that needs a full read."""
+    box = split_voxel_box(source)[1]
+    if box is not None:
+        return int(np.prod(np.subtract(box[1], box[0]).clip(0)))
     path = source_path(source)
     if not path.exists():
         raise InputError(f"{source}: no such file or folder")
@@ -203,6 +225,13 @@ def read_volume(source: str | Path) -> Volume:
         vol = read_nifti(path)
     else:
         raise InputError(f"{path}: unknown volume format (expected .nii, .nii.gz, a DICOM file or folder)")
+    box = split_voxel_box(source_str)[1]
+    if box is not None:
+        lo, hi = box
+        if any(a >= b for a, b in zip(lo, hi)) or any(b > n for b, n in zip(hi, vol.shape)):
+            raise InputError(f"{source_str}: voxel box {list(lo)}..{list(hi)} is empty or outside the volume's "
+                             f"shape {tuple(vol.shape)}")
+        vol = vol.crop(lo, hi)
     vol.name = source_str
     return vol
 
