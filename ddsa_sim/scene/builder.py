@@ -21,6 +21,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.projector import ProjectorVolume
+from ddsa_sim.scene.model_source import lumen_points, model_volume
 from ddsa_sim.scene.placement import body_mask, label_region, place_at, place_in_region, region_target_mm
 from ddsa_sim.scene.scene import Scene
 from ddsa_sim.scene.sources import (
@@ -89,11 +90,11 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
     vs = spec.vessels
     if vs.kind == "labels":
         ct, ct_volume, vessels = _label_vessel_parts(vs, patient)
-    elif vs.kind in ("generator", "file"):
+    elif vs.kind in ("generator", "file", "model"):
         ct, ct_volume = patient.ct, _ct_projector_volume(patient)
         vessels = _vessel_source(spec, patient, vessel_cache_size)
     else:
-        raise InputError(f"{vs.field}: unknown vessel source kind {vs.kind!r}; use generator, file or labels")
+        raise InputError(f"{vs.field}: unknown vessel source kind {vs.kind!r}; use generator, file, labels or model")
     ex, fx = spec.exposure, spec.effects
     return Scene(ct, [vessels], spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
                  iodine_mg_per_ml=ex.iodine_mg_per_ml, noise=fx.noise, scatter=fx.scatter, motion=fx.motion,
@@ -152,7 +153,7 @@ def _label_vessel_parts(vs: VesselSpec, patient: Patient) -> tuple[Volume, Proje
     return patient.derived[key]
 
 
-# ----------------------------------------------------------------------------- trees and files
+# ----------------------------------------------------------------------------- trees, files, models
 def _vessel_source(spec: SceneSpec, patient: Patient, cache_size: int) -> VesselSource:
     """The placed tree or fraction volume; static sources through the patient's LRU."""
     if spec.vessels.fill != "static" or cache_size <= 0:
@@ -171,6 +172,10 @@ def _vessel_source(spec: SceneSpec, patient: Patient, cache_size: int) -> Vessel
 def _placed_source(spec: SceneSpec, patient: Patient) -> VesselSource:
     vs, place = spec.vessels, spec.placement
     name = vs.display_name or vs.name
+    if vs.kind == "model":  # a sampled label grid, placed rigidly like a tree: a new affine
+        frac, affine = model_volume(vs.name, vs.seed, vs.params, field=vs.field)
+        transform = _placement(lumen_points(frac, affine), vs, place, patient)
+        return FractionVessels(frac, affine if transform is None else transform @ affine, name=name)
     if vs.kind == "file":
         path = Path(vs.name)
         if path.name.lower().endswith(NIFTI_SUFFIXES):
