@@ -4,7 +4,8 @@ For each run folder: ``n`` volumes sampled from ``RUN/best.pt`` and ``n`` from a
 the same config (its initial weights) are compared with a held-out reference draw of real volumes
 (:func:`vessel_models.gan.quality.compare_sets`); a second held-out real draw gives the floor (what
 real data scores against itself). Writes ``OUT/scores.json``, a markdown table ``OUT/scores.md`` and a
-MIP figure per run; the training steps and wall time come from ``RUN/train.log`` (``IMG_DIR/gan_<kind>.png``: real, untrained, trained rows).
+MIP figure per run (``IMG_DIR/gan_<kind>.png``: real, untrained, trained rows); the training steps and
+wall time come from ``RUN/train.log`` (the last line of ``gan-train``).
 
 Usage: python experiments/vessel_gan_score.py --reference DIR --floor DIR --runs RUN [RUN ...] -o OUT
 """
