@@ -25,11 +25,18 @@ DEFAULT_PIXEL_MM = 0.582
 
 def vessel_spec(vessels: str, seed: int, region: str, spacing_mm: float):
     """The :class:`~ddsa_sim.scene.VesselSpec` of a ``--vessels`` value: ``labels:NAME,...``, a generator
-    name, a tree file (.vtp / .json) or a NIfTI lumen fraction / mask."""
+    name, a tree file (.vtp / .json), a NIfTI lumen fraction / mask or ``model:CHECKPOINT`` (a label
+    volume sampled from a vessel GAN with ``seed``)."""
     from ddsa_sim.scene import VesselSpec
     from vessel_models.generators import GENERATORS
 
     spec = vessels.strip()
+    if spec.startswith("model:"):
+        checkpoint = spec[len("model:"):].strip()
+        if not checkpoint:
+            raise InputError("--vessels model: names no checkpoint")
+        return VesselSpec("model", checkpoint, seed=seed, fill="static", display_name=f"{spec}@{region}",
+                          field="--vessels")
     if spec.startswith("labels:"):
         names = tuple(n.strip() for n in spec[len("labels:"):].split(",") if n.strip())
         if not names:
@@ -45,7 +52,8 @@ def vessel_spec(vessels: str, seed: int, region: str, spacing_mm: float):
         raise InputError(f"--vessels: {path}: unknown format (expected .vtp, .json, .nii or .nii.gz)")
     if path.suffix or os.sep in spec:
         raise InputError(f"--vessels: {path}: no such file")
-    raise InputError(f"--vessels: '{spec}' is not a file, a labels: list or a generator ({', '.join(GENERATORS)})")
+    raise InputError(f"--vessels: '{spec}' is not a file, a labels: list, a model: checkpoint or a generator "
+                     f"({', '.join(GENERATORS)})")
 
 
 def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, structures: str | None = None,
@@ -125,8 +133,8 @@ def save_view(path: Path, frames, carm, scene) -> Path:
 
 def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or builtin:chest-ct."),
         vessels: str = typer.Option(..., "--vessels", help="Tree (.vtp/.json), NIfTI mask/fraction volume, "
-                                    "labels:NAME,... (the CT's own labels, virtual non-contrast) or a generator "
-                                    "(lsystem, cow, coronary, colonize)."),
+                                    "labels:NAME,... (the CT's own labels, virtual non-contrast), a generator "
+                                    "(lsystem, cow, coronary, colonize) or model:CHECKPOINT (a vessel GAN sample)."),
         out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
         seed: int = typer.Option(0, help="Seed of every random choice (tree, placement, motion, noise)."),
         alpha: str = typer.Option("0", help="Orbital angle(s) alpha, deg (comma list = several views)."),

@@ -88,8 +88,10 @@ class VesselSourceConfig(_Model):
     :data:`Dist` values, or ``params: published-grid`` (``lsystem`` only): each tree is one of the
     1,584 points of the V-System design (:func:`vessel_models.lsystem.published_grid`), drawn
     uniformly. ``segmentation``: a vessel label file, or ``ct-labels`` to use the CT's own label
-    map, restricted to ``structures`` (names). ``model``: a learned generative model (checkpoint
-    path), with ``params``. ``weight``: relative frequency among the sources.
+    map, restricted to ``structures`` (names). ``model``: a vessel-GAN checkpoint
+    (``ddsa-sim vessels gan-train``) whose ``params`` are its sampling parameters ``truncation`` (0, 2]
+    and ``threshold`` (0, 1); the sample's seed comes from the plan. ``weight``: relative frequency
+    among the sources.
     """
 
     generator: str | None = None
@@ -106,6 +108,16 @@ class VesselSourceConfig(_Model):
             raise ValueError("give exactly one of generator, segmentation, model")
         if self.params == "published-grid" and self.generator != "lsystem":
             raise ValueError("params: published-grid is the V-System design of the lsystem generator")
+        if self.model:  # both ends of every drawn sampling parameter must be valid
+            from vessel_models.gan.config import check_sample_params
+            from vessel_models.tree import VesselInputError
+
+            for name, d in self.params.items():
+                for value in dist_bounds(d):
+                    try:
+                        check_sample_params({name: value})
+                    except VesselInputError as exc:
+                        raise ValueError(str(exc)) from None
         return self
 
     @property
@@ -393,7 +405,10 @@ vessels:
     # - generator: cow                 # cerebral template (head CTs), registered to the skull
     # - segmentation: ct-labels        # the CT's own vessels (CTA demo)
     #   structures: [aorta, common_carotid_artery_left]
-    # - model: /models/cow_stylegan.pt # a learned 3D vessel generator (later)
+    # - model: runs/wgan/best.pt        # a learned 3D vessel generator (ddsa-sim vessels gan-train)
+    #   params:
+    #     truncation: {min: 0.7, max: 1.0}  # psi in (0, 2]: 1 samples the trained distribution
+    #     threshold: 0.5               # vessel probability threshold in (0, 1)
 
 placement:
   mode: auto                           # templates (cow, coronary) anatomical, other trees by pose:

@@ -209,9 +209,13 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
         vessels = VesselSpec("file", vs["name"], spacing_mm=spacing, fill="static", display_name=spec.vessel_id,
                              field=f"{field}.segmentation")
         placement = PlacementSpec("as-is")
+    elif vs["kind"] == "model":  # a label volume sampled with the tree's seed, placed like a tree
+        vessels = VesselSpec("model", vs["name"], dict(vs.get("params") or {}), int(vs["seed"]), fill="static",
+                             display_name=spec.vessel_id, field=field)
+        placement = PlacementSpec("pose", root=vs["root"], rotation_deg=tuple(vs["rotation_deg"]),
+                                  offset_mm=tuple(vs["offset_mm"]), field="placement.root")
     else:
-        raise InputError(f"{field}.model: learned vessel models are not available in the scene renderer yet; "
-                         f"use a generator or a segmentation")
+        raise InputError(f"{field}: unknown vessel source kind {vs['kind']!r}")
     exposure = ExposureSpec(spectrum_at_kvp(spec.kvp, spec.filter_al_mm, float(opts["kvp_node_kv"])),
                             Exposure(photons_per_pixel=spec.photons_per_pixel), iodine_mg_per_ml=spec.iodine_mg_per_ml)
     effects = EffectsSpec(noise=spec.noise, scatter=ScatterSettings(enabled=spec.scatter),

@@ -21,6 +21,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.projector import ProjectorVolume
+from ddsa_sim.scene.model_source import lumen_points, model_volume
 from ddsa_sim.scene.placement import (
     body_mask,
     intracranial_mask,
@@ -46,7 +47,7 @@ from ddsa_sim.volumes import Volume
 from ddsa_sim.volumes.readers import read_ct_with_labels
 
 if TYPE_CHECKING:
-    from vessel_models import VesselTree
+    pass
 
 __all__ = ["Patient", "build_scene", "load_patient"]
 
@@ -101,11 +102,11 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
     vs = spec.vessels
     if vs.kind == "labels":
         ct, ct_volume, vessels = _label_vessel_parts(vs, patient)
-    elif vs.kind in ("generator", "file"):
+    elif vs.kind in ("generator", "file", "model"):
         ct, ct_volume = patient.ct, _ct_projector_volume(patient)
         vessels = _vessel_source(spec, patient, vessel_cache_size)
     else:
-        raise InputError(f"{vs.field}: unknown vessel source kind {vs.kind!r}; use generator, file or labels")
+        raise InputError(f"{vs.field}: unknown vessel source kind {vs.kind!r}; use generator, file, labels or model")
     ex, fx = spec.exposure, spec.effects
     return Scene(ct, [vessels], spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
                  iodine_mg_per_ml=ex.iodine_mg_per_ml, noise=fx.noise, scatter=fx.scatter, motion=fx.motion,
@@ -164,7 +165,7 @@ def _label_vessel_parts(vs: VesselSpec, patient: Patient) -> tuple[Volume, Proje
     return patient.derived[key]
 
 
-# ----------------------------------------------------------------------------- trees and files
+# ----------------------------------------------------------------------------- trees, files, models
 def _vessel_source(spec: SceneSpec, patient: Patient, cache_size: int) -> VesselSource:
     """The placed tree or fraction volume; static sources through the patient's LRU."""
     if spec.vessels.fill != "static" or cache_size <= 0:
@@ -183,6 +184,10 @@ def _vessel_source(spec: SceneSpec, patient: Patient, cache_size: int) -> Vessel
 def _placed_source(spec: SceneSpec, patient: Patient) -> VesselSource:
     vs, place = spec.vessels, spec.placement
     name = vs.display_name or vs.name
+    if vs.kind == "model":  # a sampled label grid, placed rigidly like a tree: a new affine
+        frac, affine = model_volume(vs.name, vs.seed, vs.params, field=vs.field)
+        transform = _placement(lumen_points(frac, affine), {}, vs, place, patient)
+        return FractionVessels(frac, affine if transform is None else transform @ affine, name=name)
     if vs.kind == "file":
         path = Path(vs.name)
         if path.name.lower().endswith(NIFTI_SUFFIXES):
@@ -200,7 +205,7 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> VesselSource:
             raise InputError(f"{vs.field}: {str(exc).splitlines()[0]}") from None
     else:
         tree = generated_tree(vs.name, vs.seed, vs.params, field=vs.field)
-    transform = _placement(tree, vs, place, patient)
+    transform = _placement(tree.positions_mm, tree.metadata, vs, place, patient)
     if transform is not None:
         tree = tree.transformed(transform)
     trees = TreeVessels(tree, spacing_mm=float(vs.spacing_mm), name=name)
@@ -214,17 +219,18 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> VesselSource:
 TEMPLATES = ("cow", "coronary")
 
 
-def _placement(tree: VesselTree, vs: VesselSpec, place: PlacementSpec, patient: Patient) -> np.ndarray | None:
-    """4x4 world transform of a tree (:class:`~ddsa_sim.scene.spec.PlacementSpec`); None: left as it is."""
+def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: PlacementSpec,
+               patient: Patient) -> np.ndarray | None:
+    """4x4 world transform of a tree (node positions, root first, and the tree's metadata) or of a
+    sampled vessel grid (its lumen points, :func:`~ddsa_sim.scene.spec.PlacementSpec`); None: left as it is."""
     mode = place.mode
     if mode not in ("pose", "region", "as-is", "auto", "anatomical"):
         raise InputError(f"{place.field}: use auto, anatomical, region, as-is or pose, got {mode!r}")
-    template = tree.metadata.get("generator") if vs.kind == "generator" else None
+    template = metadata.get("generator") if vs.kind == "generator" else None
     if mode == "auto" and template in TEMPLATES:
         mode = "anatomical"
     if mode == "as-is":
         return None
-    positions_mm = tree.positions_mm
     if mode == "anatomical":
         if template not in TEMPLATES:
             raise InputError(f"{place.field}: anatomical placement needs a template generator "
@@ -233,11 +239,11 @@ def _placement(tree: VesselTree, vs: VesselSpec, place: PlacementSpec, patient: 
         if template == "cow":
             if "intracranial" not in patient.derived:
                 patient.derived["intracranial"] = intracranial_mask(patient.ct)
-            return place_cerebral(tree.metadata, patient.derived["intracranial"], patient.ct, rng)
+            return place_cerebral(metadata, patient.derived["intracranial"], patient.ct, rng)
         heart = None
         if patient.labels is not None and "heart" in _structures(patient):
             heart, _ = _region(patient, ("heart",), place.field)
-        return place_coronary(tree.metadata, patient.ct, heart, rng)
+        return place_coronary(metadata, patient.ct, heart, rng)
     if mode == "pose":
         from scipy.spatial.transform import Rotation
 

@@ -53,16 +53,18 @@ class VesselSpec:
 
     Parameters
     ----------
-    kind : {"generator", "file", "labels"}
+    kind : {"generator", "file", "labels", "model"}
         A seeded procedural tree (``vessel_models.generators``), a file (tree ``.vtp`` / ``.json`` in
-        world mm, or a NIfTI lumen fraction / mask volume), or the CT's own labelled vessels (the CT
-        becomes its virtual non-contrast version).
+        world mm, or a NIfTI lumen fraction / mask volume), the CT's own labelled vessels (the CT
+        becomes its virtual non-contrast version), or a label volume sampled from a learned generator
+        (``vessel_models.gan`` checkpoint; always static).
     name : str
-        Generator name or file path (ignored for ``labels``).
+        Generator name, file or checkpoint path (ignored for ``labels``).
     params : dict
-        Generator parameters (coerced to the generator's field types).
+        Generator parameters (coerced to the generator's field types); for ``model`` its sampling
+        parameters ``truncation`` and ``threshold`` (``vessel_models.gan.config.SAMPLE_PARAMS``).
     seed : int
-        The tree's own seed (``generator``).
+        The tree's own seed (``generator``), the sample's seed (``model``).
     structures : tuple of str
         Label names or numeric ids of the vessels (``labels``).
     spacing_mm : float
@@ -76,7 +78,7 @@ class VesselSpec:
         Option / config field named in error messages.
     """
 
-    kind: Literal["generator", "file", "labels"]
+    kind: Literal["generator", "file", "labels", "model"]
     name: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0

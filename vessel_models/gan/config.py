@@ -16,7 +16,8 @@ from typing import Any
 
 from vessel_models.tree import VesselInputError
 
-__all__ = ["DataConfig", "GanConfig", "NetConfig", "OptimConfig", "load_gan_config"]
+__all__ = ["SAMPLE_PARAMS", "DataConfig", "GanConfig", "NetConfig", "OptimConfig", "check_sample_params",
+           "load_gan_config"]
 
 
 @dataclass(frozen=True)
@@ -168,3 +169,34 @@ def load_gan_config(path: str | os.PathLike) -> GanConfig:
     except yaml.YAMLError as exc:
         raise VesselInputError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
     return GanConfig.from_dict(data, where=str(p))
+
+
+#: Sampling parameters of a trained generator: name -> (default, open lower bound, upper bound, upper
+#: bound included). ``truncation`` psi in (0, 2] (1: the trained distribution), ``threshold`` on the
+#: vessel probability in (0, 1).
+SAMPLE_PARAMS: dict[str, tuple[float, float, float, bool]] = {
+    "truncation": (1.0, 0.0, 2.0, True),
+    "threshold": (0.5, 0.0, 1.0, False),
+}
+
+
+def check_sample_params(params: dict[str, Any], where: str = "params") -> dict[str, float]:
+    """Validated sampling parameters (:data:`SAMPLE_PARAMS`), defaults filled in.
+
+    Raises
+    ------
+    VesselInputError
+        An unknown name or a value out of range (``where.name: ...``).
+    """
+    out = {name: spec[0] for name, spec in SAMPLE_PARAMS.items()}
+    for name, value in params.items():
+        if name not in SAMPLE_PARAMS:
+            raise VesselInputError(f"{where}.{name}: unknown sampling parameter; valid: {', '.join(SAMPLE_PARAMS)}")
+        _, low, high, closed = SAMPLE_PARAMS[name]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low < value and (
+            value <= high if closed else value < high)
+        if not ok:
+            raise VesselInputError(f"{where}.{name}: must be in ({low:g}, {high:g}{']' if closed else ')'}, "
+                                   f"got {value!r}")
+        out[name] = float(value)
+    return out
