@@ -246,7 +246,7 @@ def _layout(root: zarr.Group) -> dict[str, tuple[str, tuple[int, ...], tuple[int
 @pytest.mark.filterwarnings("ignore:Object at preview.png:UserWarning")
 def test_synthetic_training_store_has_the_exported_layout_and_checksums(exported, tmp_path):
     """The training path's synthetic store is written by the export writer: same arrays, dtypes, checksums."""
-    from ddsa_sim.training.synthetic import render_sample as synthetic_sample
+    from ddsa_sim.training.synthetic import phantom_sample as synthetic_sample
     from ddsa_sim.training.synthetic import write_synthetic_store
 
     _, path, _ = exported

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SyntheticRenderer", "render_sample", "write_synthetic_store"]
+__all__ = ["SyntheticRenderer", "phantom_sample", "write_synthetic_store"]
 
 
 def _background(rng: np.random.Generator, size: int):
@@ -69,7 +69,7 @@ def _noisy(img: np.ndarray, photons: float, rng: np.random.Generator) -> np.ndar
     return -np.log(np.maximum(counts, 1) / photons)
 
 
-def render_sample(
+def phantom_sample(
     seed: int, ct: int, k: int, size: int = 64, motion_px: float = 1.5, photons: float = 1e5
 ) -> dict[str, np.ndarray]:
     """One synthetic sample (float32 images, -ln domain) of background ``ct``, draw ``k``."""
@@ -99,7 +99,7 @@ class SyntheticRenderer:
         self.seed, self.n_ct, self.size, self.motion_px = seed, n_ct, size, motion_px
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:
-        return render_sample(self.seed, index % self.n_ct, index // self.n_ct, self.size, self.motion_px)
+        return phantom_sample(self.seed, index % self.n_ct, index // self.n_ct, self.size, self.motion_px)
 
 
 def write_synthetic_store(
@@ -111,7 +111,7 @@ def write_synthetic_store(
     motion_px: float = 1.5,
     incomplete: int = 0,
 ) -> Path:
-    """Write a store of :func:`render_sample` images through the dataset store writer; CTs are split, never images.
+    """Write a store of :func:`phantom_sample` images through the dataset store writer; CTs are split, never images.
 
     The store is written by :mod:`ddsa_sim.export.store`, so it has every array and attribute of an
     exported store (``docs/store_format.md``) and the same checksums. The phantoms have no C-arm
@@ -150,7 +150,7 @@ def write_synthetic_store(
         }
 
     for i, (name, ct, k) in enumerate(rows):
-        images = render_sample(seed, ct, k, size, motion_px)
+        images = phantom_sample(seed, ct, k, size, motion_px)
         write_slot(root, i, images,
                    meta(i, name, f"synthetic-ct-{ct:03d}", f"lines-{ct:03d}-{k:03d}",
                         json.dumps({"motion_px": motion_px})), handles)
