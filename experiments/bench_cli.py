@@ -9,7 +9,7 @@ What is timed (wall clock of whole processes, as a user sees them; the median of
 after one warm-up run that fills the numba, spectrum and attenuation caches):
 
 * ``help``: ``ddsa-sim --help``.
-* ``project``: ``ddsa-sim project CT -o OUT --detector 256x256 --pixel-mm 1.164`` (one polychromatic
+* ``project``: ``ddsa-sim project CT -o OUT --detector 256x256 --pixel-mm 1.164 --overwrite`` (one polychromatic
   view, 90 kVp preset, trilinear; writes view_000.npz + PNG).
 * ``plastimatch``: ``plastimatch drr`` of the same CT file to the same 256 x 256 x 1.164 mm detector
   at the same pose (:func:`ddsa_sim.projector.peers.plastimatch_geometry`), exact (Siddon) tracer,
@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
         work = Path(tmp)
         ct = write_phantom(work / "ct.nii.gz")
         ddsa = ddsa_command()
-        project = [*ddsa, "project", str(ct), "-o", str(work / "out"), "--detector", DETECTOR, "--pixel-mm", str(PIXEL_MM)]
+        project = [*ddsa, "project", str(ct), "-o", str(work / "out"), "--detector", DETECTOR, "--pixel-mm", str(PIXEL_MM),
+                   "--overwrite"]
         result: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "code": tested_code(work),
                         "machine": machine(),
                         "ct": {"shape": list(SHAPE), "spacing_mm": list(SPACING_MM), "dtype": "int16"},
