@@ -8,22 +8,32 @@ on the slab's entrance face), vacuum air gap, and a thin detector slab (0.27 g/c
 thickness of 0.6 mm CsI; tin is the medium of this engine with the nearest K-edge, its NaI and Pb
 media crash it) scored in 1 cm voxels. Per case:
 
-* ``broad``: the field with the slab -> detector energy E_tot(x, y) per history;
-* ``pencil``: a 1 mm beam at the centre with and without the slab -> primary transmission T of the
-  detector signal (scatter from a 1 mm beam into the central 2 x 2 cm is < 1e-3 of the primary);
-* primary of the broad field = T x (energy per history of the unattenuated pencil) x (bin area /
-  field area at the detector); scatter S = E_tot - primary. SPR = mean S / mean P over the central
-  4 x 4 cm; the scatter profile (central 4 cm strips along x and y, folded) gives the width (FWHM).
+* ``broad``: the field with the slab -> detector energy E_tot(x, y) per history (folded over the
+  8 symmetries of the square and cached);
+* primary: the engine transports water with XCOM photoabsorption and Rayleigh but free-electron
+  (Klein-Nishina) Compton (checked with mono-energetic pencils, see ``engine_water_mu_per_cm``), so
+  the unscattered spectrum behind the slab is ``phi(E) exp(-mu(E) t)`` with that mu; a 1 mm pencil
+  of it onto the detector without the slab gives the primary detector energy (no history has to
+  cross the slab unscattered: < 1 % noise even behind 30 cm). Primary of the broad field = that x
+  transmitted photon fraction x (bin area / field area at the detector); scatter S = E_tot - P.
+* SPR = mean S / mean P over a central square of a quarter of the field side at the detector
+  (``central_half_bins``; larger than a point, so that its MC noise is small); the scatter profile
+  along x through the central strip |y| < 2 cm gives the width: the full width of the central
+  interval holding half of the profile's integral over the 64 cm detector (``half_energy_width_cm``;
+  the FWHM is useless at this statistics: ``--check-width``).
 
 The model is run on the same detector bins with the library's defaults; the grid-on numbers use
-the library's grid model (the grid itself is not transported). The MC results are cached in
-``experiments/data/scatter_mc.json`` (reused by ``--fit``; ``--quick`` reruns its subset).
+the library's grid model (the grid itself is not transported, so grid on and off have the same
+relative errors). The MC results are cached in ``experiments/data/scatter_mc.json`` (a stopped
+run resumes; ``--quick`` reruns its subset and stores it).
 
 Usage::
 
     nice -n 10 python experiments/validate_scatter.py --quick      # 4 cases, < 10 min on 2 cores
-    nice -n 10 python experiments/validate_scatter.py              # all 27 cases, writes the cache
+    nice -n 10 python experiments/validate_scatter.py              # all 27 cases (fit cases first)
+    python experiments/validate_scatter.py --cached --figure f.png  # compare with every cached case
     python experiments/validate_scatter.py --fit                   # fit the model to the cache
+    python experiments/validate_scatter.py --check-width           # width estimators on noisy profiles
 
 The last line printed is one JSON object with ``spr_rel_err_max`` and ``width_rel_err_max``.
 """
@@ -50,10 +60,11 @@ N_PENCIL = 200_000  # histories of the (slab-free) primary pencil run
 KVPS = (70.0, 90.0, 120.0)
 THICKNESSES_CM = (10.0, 20.0, 30.0)
 FIELDS_CM = (10.0, 15.0, 20.0)
-ALL_CASES = list(itertools.product(KVPS, THICKNESSES_CM, FIELDS_CM))
 #: cases the model parameters were fitted to; every other case is held out
 FIT_CASES = [(70.0, 10.0, 20.0), (90.0, 20.0, 15.0), (120.0, 30.0, 10.0), (70.0, 30.0, 20.0),
              (120.0, 10.0, 10.0), (90.0, 10.0, 10.0), (90.0, 30.0, 20.0)]
+#: the full set, fit cases first (a partial run can then already be fitted)
+ALL_CASES = FIT_CASES + [c for c in itertools.product(KVPS, THICKNESSES_CM, FIELDS_CM) if c not in FIT_CASES]
 QUICK_CASES = [(90.0, 20.0, 15.0), (70.0, 20.0, 10.0), (120.0, 30.0, 20.0), (90.0, 10.0, 20.0)]
 CACHE = Path(__file__).resolve().parent / "data" / "scatter_mc.json"
 FILTER_AL_MM = 4.0
@@ -372,6 +383,38 @@ def fit(mc: dict) -> None:
     assert {f.name for f in fields(ScatterParams)} >= set(names)
 
 
+def figure(mc: dict, rows: list[dict], path: Path, params=None) -> None:
+    """Folded scatter profiles, MC (points) and model (line), one panel per case; SPR in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(mc, key=lambda k: (mc[k]["t_cm"], mc[k]["kvp"], mc[k]["field_cm"]))
+    cols = min(len(keys), 6)
+    nrows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.3 * nrows), squeeze=False, sharex=True)
+    by_case = {r["case"]: r for r in rows if not r["grid"]}
+    x = (np.arange(int(HALF_CM / BIN_CM)) + 0.5) * BIN_CM
+    for ax, key in zip(axes.flat, keys):
+        r, row = mc[key], by_case[key]
+        ax.plot(x, scatter_profile(np.array(r["total_quadrant"]), r["primary_centre"], r["field_cm"]), ".",
+                ms=3, color="k", label="MC")
+        ax.plot(x, model_case(r["kvp"], r["t_cm"], r["field_cm"], params)["profile"], color="C3", label="model")
+        ax.set_title(f"{r['kvp']:g} kVp {r['t_cm']:g} cm F{r['field_cm']:g}{'' if row['fitted'] else ' (held out)'}\n"
+                     f"SPR {row['spr_mc']:.2f} / {row['spr_model']:.2f}", fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7)
+    fig.supxlabel("distance from the centre at the detector (cm)", fontsize=8)
+    fig.supylabel("scatter / central primary", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| kVp | t (cm) | field (cm) | grid | fit | SPR MC | SPR model | err | width MC (cm) | width model (cm) | err |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -385,10 +428,12 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="4 cases, fewer histories, no cache (< 10 min, 2 cores)")
+    ap.add_argument("--quick", action="store_true", help="4 cases, fewer histories, always rerun (< 10 min, 2 cores)")
     ap.add_argument("--fit", action="store_true", help="fit the model parameters to the cached MC and print them")
     ap.add_argument("--check-width", action="store_true",
                     help="bias and spread of the width estimators on noisy synthetic profiles")
+    ap.add_argument("--cached", action="store_true", help="compare with every cached MC case; run nothing")
+    ap.add_argument("--figure", type=Path, default=None, help="write the profile figure (PNG) here")
     ap.add_argument("--histories", type=int, default=None, help="histories of the broad-field run per case")
     ap.add_argument("--threads", type=int, default=2, help="OpenMP threads of the MC (default 2)")
     args = ap.parse_args(argv)
@@ -400,11 +445,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.fit:
         fit(_load_cache())
         return 0
-    if args.quick:
+    if args.cached:
+        mc = _load_cache()
+    elif args.quick:
         mc = run_mc(QUICK_CASES, args.histories or 600_000, reuse=False)
     else:
         mc = run_mc(ALL_CASES, args.histories or 1_500_000, reuse=True)
     rows = compare(mc)
+    if args.figure:
+        figure(mc, rows, args.figure)
     print(table(rows))
     held = [r for r in rows if not r["fitted"]]
     summary = {
