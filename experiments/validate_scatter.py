@@ -256,10 +256,14 @@ def half_energy_width_cm(profile: np.ndarray, bin_cm: float) -> float:
 
 def model_case(kvp: float, t_cm: float, field_cm: float, params=None) -> dict:
     """The library's scatter model on the MC's detector bins."""
+    from dataclasses import replace
+
     from ddsa_sim.physics.attenuation import attenuation_matrix
     from ddsa_sim.physics.detector import integrate_spectrum
-    from ddsa_sim.physics.scatter import ScatterGeometry, scatter_kernel_superposition
+    from ddsa_sim.physics.scatter import ScatterGeometry, ScatterParams, scatter_kernel_superposition
     from ddsa_sim.physics.spectra import spekpy_spectrum
+
+    params = replace(params or ScatterParams(), max_downsample=1)  # 5 mm pixels: no coarser grid
 
     spec = spekpy_spectrum(kvp, FILTER_AL_MM)
     pixel_mm = 5.0
@@ -355,9 +359,14 @@ def check_width(noise: float = 0.25, n_draws: int = 400, seed: int = 0) -> list[
     return rows
 
 
-def fit(mc: dict) -> None:
-    """Least-squares fit of the free model parameters to the FIT_CASES (log SPR and log width)."""
-    from dataclasses import fields, replace
+def fit(mc: dict) -> dict:
+    """Weighted least-squares fit of the free model parameters to the cached FIT_CASES.
+
+    Residuals (no grid): log(SPR_model / SPR_MC) / hypot(MC relative uncertainty, 3 %) and
+    log(width_model / width_MC) / 10 % (twice the half-energy width's spread at this statistics: the
+    widths are nearly alike, 20-26 cm, and must not outweigh the SPR).
+    """
+    from dataclasses import replace
 
     from scipy.optimize import least_squares
 
@@ -368,19 +377,26 @@ def fit(mc: dict) -> None:
     bounds = ([0.01, 0.1, -3.0, 0.0, 0.0], [100.0, 4.0, 3.0, 1.0, 20.0])
     base = ScatterParams()
     fit_mc = {k: v for k, v in mc.items() if (v["kvp"], v["t_cm"], v["field_cm"]) in FIT_CASES}
+    if len(fit_mc) < 3:
+        raise SystemExit(f"--fit: only {len(fit_mc)} fit cases in {CACHE}; run the MC first")
 
     def resid(x):
         p = replace(base, **dict(zip(names, x)))
         res = []
         for row in compare(fit_mc, p):
             if not row["grid"]:
-                res += [np.log(row["spr_model"] / row["spr_mc"]), np.log(row["width_model_cm"] / row["width_mc_cm"])]
+                sigma = np.hypot(row["spr_mc_unc"] / row["spr_mc"], 0.03)
+                res += [np.log(row["spr_model"] / row["spr_mc"]) / sigma,
+                        np.log(row["width_model_cm"] / row["width_mc_cm"]) / 0.10]
         return res
 
     x0 = [getattr(base, n) for n in names]
     sol = least_squares(resid, x0, bounds=bounds, x_scale="jac", diff_step=1e-3)
-    print(json.dumps(dict(zip(names, [round(float(v), 4) for v in sol.x]))))
-    assert {f.name for f in fields(ScatterParams)} >= set(names)
+    fitted = dict(zip(names, [round(float(v), 3) for v in sol.x]))
+    at_bound = [n for n, v, lo, hi in zip(names, sol.x, *bounds) if min(v - lo, hi - v) < 1e-3 * (hi - lo)]
+    print(json.dumps({"fit_cases": len(fit_mc), "chi2": round(float(2 * sol.cost), 2),
+                      "residuals": len(sol.fun), "at_bound": at_bound, **fitted}))
+    return fitted
 
 
 def figure(mc: dict, rows: list[dict], path: Path, params=None) -> None:
