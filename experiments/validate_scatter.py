@@ -432,12 +432,17 @@ def figure(mc: dict, rows: list[dict], path: Path, params=None) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| kVp | t (cm) | field (cm) | grid | fit | SPR MC | SPR model | err | width MC (cm) | width model (cm) | err |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['kvp']:g} | {r['t_cm']:g} | {r['field_cm']:g} | {'on' if r['grid'] else 'off'} | "
-                     f"{'fit' if r['fitted'] else 'held out'} | {r['spr_mc']:.3f} ± {r['spr_mc_unc']:.3f} | "
-                     f"{r['spr_model']:.3f} | {100 * r['spr_rel_err']:+.0f} % | {r['width_mc_cm']:.1f} | "
+    """Markdown table, one line per case (grid off and on side by side), sorted by t, kVp, field."""
+    lines = ["| kVp | t (cm) | field (cm) | use | SPR MC | SPR model | err | SPR MC, grid | SPR model, grid "
+             "| width MC (cm) | width model (cm) | err |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    off = {r["case"]: r for r in rows if not r["grid"]}
+    on = {r["case"]: r for r in rows if r["grid"]}
+    for key in sorted(off, key=lambda k: (off[k]["t_cm"], off[k]["kvp"], off[k]["field_cm"])):
+        r, g = off[key], on[key]
+        lines.append(f"| {r['kvp']:g} | {r['t_cm']:g} | {r['field_cm']:g} | {'fit' if r['fitted'] else 'held out'} | "
+                     f"{r['spr_mc']:.3f} ± {r['spr_mc_unc']:.3f} | {r['spr_model']:.3f} | {100 * r['spr_rel_err']:+.0f} % | "
+                     f"{g['spr_mc']:.3f} ± {g['spr_mc_unc']:.3f} | {g['spr_model']:.3f} | {r['width_mc_cm']:.1f} | "
                      f"{r['width_model_cm']:.1f} | {100 * r['width_rel_err']:+.0f} % |")
     return "\n".join(lines)
 
@@ -448,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit", action="store_true", help="fit the model parameters to the cached MC and print them")
     ap.add_argument("--check-width", action="store_true",
                     help="bias and spread of the width estimators on noisy synthetic profiles")
+    ap.add_argument("--case", action="append", default=[], metavar="KVP,T_CM,FIELD_CM",
+                    help="run only this case (repeatable), e.g. 70,30,10")
     ap.add_argument("--cached", action="store_true", help="compare with every cached MC case; run nothing")
     ap.add_argument("--figure", type=Path, default=None, help="write the profile figure (PNG) here")
     ap.add_argument("--histories", type=int, default=None, help="histories of the broad-field run per case")
@@ -465,6 +472,14 @@ def main(argv: list[str] | None = None) -> int:
         mc = _load_cache()
     elif args.quick:
         mc = run_mc(QUICK_CASES, args.histories or 600_000, reuse=False)
+    elif args.case:
+        try:
+            cases = [tuple(float(v) for v in c.split(",")) for c in args.case]
+        except ValueError:
+            ap.error(f"--case takes KVP,T_CM,FIELD_CM, got {args.case}")
+        if any(len(c) != 3 for c in cases):
+            ap.error(f"--case takes KVP,T_CM,FIELD_CM, got {args.case}")
+        mc = run_mc(cases, args.histories or 1_500_000, reuse=True)
     else:
         mc = run_mc(ALL_CASES, args.histories or 1_500_000, reuse=True)
     rows = compare(mc)
