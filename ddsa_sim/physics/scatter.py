@@ -85,11 +85,11 @@ class ScatterParams:
         sums and even redistribution keep the total exact.
     """
 
-    strength_at_10cm: float = 1.236
-    thickness_exponent: float = 1.487
-    energy_exponent: float = 0.48
-    emission_depth_fraction: float = 0.376
-    angular_exponent: float = 4.059
+    strength_at_10cm: float = 1.326
+    thickness_exponent: float = 1.327
+    energy_exponent: float = 0.52
+    emission_depth_fraction: float = 0.191
+    angular_exponent: float = 3.49
     n_nodes: int = 6
     reference_spectrum: str = "90KV_AL40"
     max_downsample: int = 8
