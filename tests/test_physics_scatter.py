@@ -69,7 +69,7 @@ def test_emission_distance_is_gap_plus_emission_depth():
 @pytest.mark.parametrize("t_mm, radius_px, gap_sdd", [(100.0, 40, 1020.0), (200.0, 80, 1020.0), (300.0, 60, 800.0)])
 def test_kernel_superposition_matches_closed_form_disc(spec, t_mm, radius_px, gap_sdd):
     """Uniform slab, circular field: the FFT convolution + demagnification give the integral of the
-    Lambertian psf over the demagnified disc, R_e^2 / (R_e^2 + D^2), at the centre."""
+    cos^n psf over the demagnified disc, 1 - (D / sqrt(R_e^2 + D^2))^(n+1), at the centre."""
     pixel_mm = 4.0
     g = ScatterGeometry(gap_sdd, 530.0)
     primary = _disc_primary(0.05, radius_px)
@@ -105,15 +105,16 @@ def test_energy_conserved_when_the_detector_catches_all_scatter():
     g = ScatterGeometry(1020.0, 1000.0)  # emission plane at the patient centre, D = 20 mm for every t
     s = scatter_kernel_superposition(primary, t, pixel_mm=1.0, params=p, spectrum="90KV_AL40", geometry=g)
     emitted = float(np.sum(primary * scatter_strength(t, preset_spectrum("90KV_AL40").mean_energy_kev, p)))
-    # the Lambertian tail beyond ~170 mm is D^2 / (170^2 + D^2) = 1.4 % of the emitted scatter
-    assert s.sum() == pytest.approx(emitted * (1 - 0.014), rel=0.01)
+    # the cos^n psf's tail beyond ~170 mm is (D / sqrt(170^2 + D^2))^(n+1) of the emitted scatter (D = 20 mm)
+    tail = (20.0 / np.hypot(170.0, 20.0)) ** (p.angular_exponent + 1.0)
+    assert s.sum() == pytest.approx(emitted * (1 - tail), rel=0.01)
     assert s.sum() < emitted
     assert np.all(s >= 0)
     assert s[t == 0].max() > 0.01 * s.max()  # scatter spreads into the air region
 
 
 def test_scatter_widens_with_air_gap():
-    """A point source of scatter: the fraction within 50 mm falls as D grows (psf ~ D^2/(r^2+D^2)^2)."""
+    """A point source of scatter: the fraction within 50 mm, 1 - (D / sqrt(50^2 + D^2))^(n+1), falls as D grows."""
     h = w = 256
     primary = np.zeros((h, w))
     primary[127:129, 127:129] = 1.0
@@ -127,7 +128,8 @@ def test_scatter_widens_with_air_gap():
         emitted = 4.0 * float(scatter_strength(200.0, preset_spectrum("90KV_AL40").mean_energy_kev))
         fractions.append(s[r < 50].sum() / emitted)
         d = float(emission_distance_mm(200.0, g))
-        assert fractions[-1] == pytest.approx(50.0**2 / (50.0**2 + d**2), rel=0.05)
+        n = ScatterParams().angular_exponent
+        assert fractions[-1] == pytest.approx(1.0 - (d / np.hypot(50.0, d)) ** (n + 1.0), rel=0.05)
     assert fractions[0] > fractions[1] > fractions[2]
 
 
