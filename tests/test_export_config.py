@@ -33,6 +33,11 @@ def base() -> dict:
     ({"vessels": {"sources": [{"generator": "lsystem", "model": "x.pt"}]}}, "vessels.sources.0"),
     ({"renderer": "raytrace9000"}, "renderer"),
     ({"output": {"crop": [4096, 4096]}}, "output.crop"),
+    ({"photons_per_pixel": 1e5, "mas": 2.0}, "photons_per_pixel and mas"),
+    ({"mas": 2.0, "detector_air_kerma_ugy": {"min": 1, "max": 3}}, "mas and detector_air_kerma_ugy"),
+    ({"mas": {"min": 0, "max": 2}}, "mas must be > 0"),
+    ({"detector_air_kerma_ugy": -1.0}, "detector_air_kerma_ugy must be > 0"),
+    ({"electronic_noise": {"min": -1, "max": 2}}, "electronic_noise must be >= 0"),
 ])
 def test_bad_field_is_one_line_naming_it(patch, field):
     data = {**base(), **patch}
@@ -87,6 +92,26 @@ def test_dist_types_and_overrides(tmp_path):
     assert isinstance(cfg.spectrum.kvp, Range)
     # relative paths resolved against the config file's folder
     assert cfg.cts[0].path == str((tmp_path / "ct/a.nii.gz").resolve())
+
+
+def test_exposure_is_one_field_drawn_once_per_sample():
+    """No exposure field: the default photons_per_pixel range; one given: only it is set in the plan, the
+    others None; the exposure and electronic noise each take one draw, so a config's other draws (iodine,
+    its render seed) do not move when its exposure changes from photons to mAs or automatic exposure."""
+    from ddsa_sim.export.config import DEFAULT_PHOTONS_PER_PIXEL
+    from ddsa_sim.export.plan import plan_dataset
+
+    assert config_from_dict(base()).photons_per_pixel == DEFAULT_PHOTONS_PER_PIXEL
+    plans = {name: plan_dataset(config_from_dict({**base(), "count": 3, name: {"min": 1.0, "max": 2.0},
+                                                  "electronic_noise": {"grid": [0, 5]}}))
+             for name in ("photons_per_pixel", "mas", "detector_air_kerma_ugy")}
+    for name, specs in plans.items():
+        for s, ref in zip(specs, plans["photons_per_pixel"]):
+            exposure = {k: getattr(s, k) for k in plans}
+            assert exposure == {k: (getattr(ref, "photons_per_pixel") if k == name else None) for k in plans}
+            assert 1.0 <= exposure[name] <= 2.0 and s.electronic_noise in (0.0, 5.0)
+            assert (s.iodine_mg_per_ml, s.seed, s.electronic_noise) == (ref.iodine_mg_per_ml, ref.seed,
+                                                                       ref.electronic_noise)
 
 
 def test_example_config_is_valid_and_printed():

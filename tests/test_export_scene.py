@@ -74,7 +74,8 @@ def clean_samples(tmp_path_factory):
 def test_arrays_satisfy_the_store_contract(clean_samples):
     specs, samples, _ = clean_samples
     for spec, a in zip(specs, samples):
-        assert set(a) == {*IMAGE_ARRAYS, "isocenter_mm", "projection_matrix", *V2_META_ARRAYS}
+        assert set(a) == {*IMAGE_ARRAYS, "isocenter_mm", "projection_matrix", "photons_per_pixel", *V2_META_ARRAYS}
+        assert a["photons_per_pixel"] == spec.photons_per_pixel
         assert 0 < a["detector_air_kerma_ugy"] < a["air_kerma_ugy"]  # the patient attenuates
         for name in IMAGE_ARRAYS:
             assert a[name].shape == (48, 56) and a[name].dtype == IMAGE_DTYPES[name], name
@@ -149,3 +150,28 @@ def test_interpolated_spectrum_sits_between_its_nodes():
     lo, mid, hi = spectrum_at_kvp(80.0, 4.0, 2.0), spectrum_at_kvp(81.0, 4.0, 2.0), spectrum_at_kvp(82.0, 4.0, 2.0)
     assert lo.mean_energy_kev < mid.mean_energy_kev < hi.mean_energy_kev
     assert spectrum_at_kvp(81.0, 4.0, 2.0) is mid  # memoised
+
+
+def test_mas_and_automatic_exposure_configs(tmp_path):
+    """``mas``: N0 is SpekPy's fluence per mAs at the source-to-detector distance times the pixel area
+    (physics.noise.photons_per_pixel_from_mas); ``detector_air_kerma_ugy``: the detector air kerma behind
+    the patient reaches the target; ``electronic_noise`` reaches the detector."""
+    from ddsa_sim.export.sample import sample_carm, scene_options, scene_spec
+    from ddsa_sim.physics.noise import photons_per_pixel_from_mas
+
+    specs = plan_dataset(load_config(write_config(tmp_path, noise=True, count=1, mas=2.5, electronic_noise=3.0,
+                                                  spectrum={"kvp": 90, "filter_al_mm": 4.0})))
+    a = render_sample(specs[0], CTCache(1))
+    carm = sample_carm(specs[0], np.zeros(3))
+    want = photons_per_pixel_from_mas(2.5, 90.0, carm.source_to_detector_distance, carm.pixel_mm, filter_al_mm=4.0)
+    assert a["photons_per_pixel"] == pytest.approx(want, rel=1e-9) and a["mas"] == pytest.approx(2.5, rel=1e-9)
+    assert scene_spec(specs[0], scene_options({})).exposure.detector.electronic_noise_std == 3.0
+
+    (tmp_path / "aec").mkdir()
+    config = load_config(write_config(tmp_path / "aec", noise=True, count=2, detector_air_kerma_ugy={"grid": [1, 4]}))
+    run_export(config, tmp_path / "store", workers=1, progress=False, preview=False)
+    root = open_store(tmp_path / "store")
+    specs = plan_dataset(config)
+    got = np.asarray(root["meta/detector_air_kerma_ugy"][:])
+    np.testing.assert_allclose(got, [s.detector_air_kerma_ugy for s in specs], rtol=1e-9)
+    assert all(s.photons_per_pixel is None for s in specs) and np.all(np.asarray(root["meta/photons_per_pixel"][:]) > 0)

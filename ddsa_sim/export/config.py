@@ -22,7 +22,7 @@ from ddsa_sim.export.devices import check_device_name
 from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
 
-__all__ = ["CTSource", "DatasetConfig", "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
+__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "CTSource", "DatasetConfig", "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
            "Range", "Split", "SpectrumRanges", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
            "example_config_yaml", "load_config"]
 
@@ -239,9 +239,21 @@ class Output(_Model):
         return v
 
 
+#: The exposure fields of a dataset config; at most one is given.
+EXPOSURE_FIELDS = ("photons_per_pixel", "mas", "detector_air_kerma_ugy")
+#: ``photons_per_pixel`` when no exposure field is given.
+DEFAULT_PHOTONS_PER_PIXEL = Range(min=5.0e4, max=1.25e5)
+
+
 class DatasetConfig(_Model):
     """A whole dataset; with its ``seed`` it determines every sample bit for bit (on one kind of device).
 
+    Exposure per frame: at most one of ``photons_per_pixel`` (unattenuated photons per binned pixel),
+    ``mas`` (tube mAs; photons from the SpekPy fluence at the source-to-detector distance) and
+    ``detector_air_kerma_ugy`` (automatic exposure: air kerma behind the patient at the detector
+    centre, :class:`ddsa_sim.scene.Exposure`); with none, ``photons_per_pixel`` is
+    :data:`DEFAULT_PHOTONS_PER_PIXEL`. ``electronic_noise``: detector electronic noise, std in
+    noise-equivalent quanta per pixel.
     ``device``: ``cpu``, ``cuda`` (one GPU per worker process) or ``cuda:N``
     (:mod:`ddsa_sim.export.devices`).
     """
@@ -253,7 +265,10 @@ class DatasetConfig(_Model):
     detector: DetectorConfig = DetectorConfig()
     spectrum: SpectrumRanges = SpectrumRanges()
     iodine_mg_per_ml: Dist = Range(min=50.0, max=150.0)
-    photons_per_pixel: Dist = Range(min=5.0e4, max=1.25e5)
+    photons_per_pixel: Dist | None = None
+    mas: Dist | None = None
+    detector_air_kerma_ugy: Dist | None = None
+    electronic_noise: Dist = 0.0
     effects: Effects = Effects()
     output: Output = Output()
     count: int = Field(ge=1)
@@ -274,6 +289,30 @@ class DatasetConfig(_Model):
     @classmethod
     def _device(cls, v: str) -> str:
         return check_device_name(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_exposure(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        given = [k for k in EXPOSURE_FIELDS if data.get(k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one exposure of {', '.join(EXPOSURE_FIELDS)}; got {' and '.join(given)}")
+        return data if given else {**data, "photons_per_pixel": DEFAULT_PHOTONS_PER_PIXEL}
+
+    @model_validator(mode="after")
+    def _exposure_positive(self) -> DatasetConfig:
+        d = getattr(self, self.exposure_field)
+        if dist_bounds(d)[0] <= 0:
+            raise ValueError(f"{self.exposure_field} must be > 0, got {list(dist_bounds(d))}")
+        if dist_bounds(self.electronic_noise)[0] < 0:
+            raise ValueError(f"electronic_noise must be >= 0, got {list(dist_bounds(self.electronic_noise))}")
+        return self
+
+    @property
+    def exposure_field(self) -> str:
+        """The exposure field given (one of :data:`EXPOSURE_FIELDS`)."""
+        return next(k for k in EXPOSURE_FIELDS if getattr(self, k) is not None)
 
     @model_validator(mode="after")
     def _crop_fits(self) -> DatasetConfig:
@@ -433,7 +472,10 @@ spectrum:
   filter_al_mm: 4.0
 
 iodine_mg_per_ml: {min: 50, max: 150}  # iodine concentration in the vessels
-photons_per_pixel: {min: 5.0e4, max: 1.25e5}  # exposure (unattenuated photons per binned pixel)
+photons_per_pixel: {min: 5.0e4, max: 1.25e5}  # exposure (unattenuated photons per binned pixel); or instead
+# mas: {min: 1, max: 4}                # exposure in mAs per frame (SpekPy fluence, source-detector distance)
+# detector_air_kerma_ugy: {min: 1, max: 5}  # automatic exposure: uGy per frame behind the patient (field centre)
+electronic_noise: 0                    # detector electronic noise, std in noise-equivalent quanta per pixel
 
 effects:
   noise: true                          # Poisson noise on mask and contrast frames

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.export.config import DatasetConfig, Dist, Grid, Range
+from ddsa_sim.export.config import EXPOSURE_FIELDS, DatasetConfig, Dist, Grid, Range
 
 VESSEL_TAG = 0x7E55E1
 
@@ -53,6 +53,9 @@ class SampleSpec:
     ``offset_mm`` and ``rotation_deg`` (placement of the tree in the CT), and where they apply
     ``design_point`` (index into the V-System published grid) and ``placement: anatomical`` (a
     template registered to the anatomy, seeded by ``seed``; the pose values are then unused).
+    Exposure: one of ``photons_per_pixel``, ``mas`` and ``detector_air_kerma_ugy`` (automatic
+    exposure, uGy per frame behind the patient) is set, the others are None; ``electronic_noise`` is
+    the detector's electronic noise (std, noise-equivalent quanta per pixel).
     ``detector_rows``/``detector_cols``/``pixel_mm`` are physical; images are binned by ``binning``
     and centre-cropped to ``image_shape``. ``device`` is the config's (``cuda`` maps to each worker's
     own GPU, :func:`ddsa_sim.export.devices.this_worker_device`).
@@ -72,7 +75,7 @@ class SampleSpec:
     isocenter_offset_mm: tuple[float, float, float]
     kvp: float
     filter_al_mm: float
-    photons_per_pixel: float
+    photons_per_pixel: float | None
     iodine_mg_per_ml: float
     noise: bool
     scatter: bool
@@ -88,10 +91,19 @@ class SampleSpec:
     max_ct_voxels: int = 600 * 512 * 512
     structures_source: str | None = None
     device: str = "cpu"
+    mas: float | None = None
+    detector_air_kerma_ugy: float | None = None
+    electronic_noise: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible dict of all fields."""
-        return json.loads(json.dumps(asdict(self)))
+        """JSON-compatible dict of all fields, less those of :data:`OMITTED_AT_DEFAULT` at their default."""
+        d = json.loads(json.dumps(asdict(self)))
+        return {k: v for k, v in d.items() if not (k in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[k])}
+
+
+#: Fields added after the first plans: left out of :meth:`SampleSpec.to_dict` at their default, so
+#: the plan fingerprint of a config without them is unchanged (a store made before resumes).
+OMITTED_AT_DEFAULT: dict[str, Any] = {"mas": None, "detector_air_kerma_ugy": None, "electronic_noise": 0.0}
 
 
 def draw(d: Dist, rng: np.random.Generator) -> float:
@@ -103,6 +115,11 @@ def draw(d: Dist, rng: np.random.Generator) -> float:
     if isinstance(d, Grid):
         return float(d.grid[min(int(u * len(d.grid)), len(d.grid) - 1)])
     return float(d)
+
+
+def exposure(config: DatasetConfig, rng: np.random.Generator) -> dict[str, float | None]:
+    """The exposure fields of a sample: the config's exposure field drawn (one draw), the others None."""
+    return {k: draw(getattr(config, k), rng) if k == config.exposure_field else None for k in EXPOSURE_FIELDS}
 
 
 def _stem(path: str) -> str:
@@ -267,8 +284,9 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             isocenter_offset_mm=tuple(float(jit * (2 * rng.random() - 1)) for _ in range(3)),  # type: ignore
             kvp=draw(config.spectrum.kvp, rng),
             filter_al_mm=draw(config.spectrum.filter_al_mm, rng),
-            photons_per_pixel=draw(config.photons_per_pixel, rng),
+            **exposure(config, rng),
             iodine_mg_per_ml=draw(config.iodine_mg_per_ml, rng),
+            electronic_noise=draw(config.electronic_noise, rng),  # last: earlier draws keep their values
             noise=config.effects.noise,
             scatter=config.effects.scatter,
             motion=config.effects.motion,

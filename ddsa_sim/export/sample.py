@@ -178,6 +178,7 @@ def scene_options(options: dict[str, Any], device: str = "cpu") -> dict[str, Any
 
 def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     """The :class:`~ddsa_sim.scene.SceneSpec` of a sample (the plan's drawn values, static vessels)."""
+    from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.spectra import spectrum_at_kvp
     from ddsa_sim.scene import (
         EffectsSpec,
@@ -217,7 +218,9 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     else:
         raise InputError(f"{field}: unknown vessel source kind {vs['kind']!r}")
     exposure = ExposureSpec(spectrum_at_kvp(spec.kvp, spec.filter_al_mm, float(opts["kvp_node_kv"])),
-                            Exposure(photons_per_pixel=spec.photons_per_pixel), iodine_mg_per_ml=spec.iodine_mg_per_ml)
+                            Exposure(photons_per_pixel=spec.photons_per_pixel, mas=spec.mas,
+                                     target_detector_air_kerma_ugy=spec.detector_air_kerma_ugy),
+                            Detector(electronic_noise_std=spec.electronic_noise), iodine_mg_per_ml=spec.iodine_mg_per_ml)
     effects = EffectsSpec(noise=spec.noise, scatter=ScatterSettings(enabled=spec.scatter),
                           motion=MotionParams(kind=spec.motion), method=opts["method"], device=this_worker_device(spec.device),
                           backend=opts["backend"])
@@ -227,7 +230,7 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
 def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarray]:
     """The physics: :func:`scene_spec` -> :func:`ddsa_sim.scene.build_scene` -> ``render_frames`` with
     ``default_rng(spec.seed)``; the store's arrays centre-cropped, plus ``isocenter_mm`` / ``projection_matrix``
-    and the exposure meta values (``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)."""
+    and the exposure meta values (``photons_per_pixel``, ``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)."""
     from ddsa_sim.scene import build_scene, render_frames
 
     opts = scene_options(spec.renderer_options, spec.device)
@@ -238,7 +241,7 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
     arrays = crop_images(spec, frames.frame(0))
     arrays["isocenter_mm"], arrays["projection_matrix"] = sample_geometry(spec, patient.ct.center_mm)
     exposure = frames.exposure_dict()
-    arrays.update({name: np.float64(exposure[name]) for name in V2_META_ARRAYS})
+    arrays.update({name: np.float64(exposure[name]) for name in ("photons_per_pixel", *V2_META_ARRAYS)})
     return arrays
 
 
