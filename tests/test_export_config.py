@@ -108,7 +108,7 @@ def test_exposure_is_one_field_drawn_once_per_sample():
     for name, specs in plans.items():
         for s, ref in zip(specs, plans["photons_per_pixel"]):
             exposure = {k: getattr(s, k) for k in plans}
-            assert exposure == {k: (getattr(ref, "photons_per_pixel") if k == name else None) for k in plans}
+            assert exposure == {k: (ref.photons_per_pixel if k == name else None) for k in plans}
             assert 1.0 <= exposure[name] <= 2.0 and s.electronic_noise in (0.0, 5.0)
             assert (s.iodine_mg_per_ml, s.seed, s.electronic_noise) == (ref.iodine_mg_per_ml, ref.seed,
                                                                        ref.electronic_noise)
