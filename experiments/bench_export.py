@@ -140,7 +140,7 @@ def breakdown(cfg, folder: Path) -> dict[str, float]:
     stages: dict[str, float] = defaultdict(float)
     patches = [(scene, "load_patient", "load"), (builder, "_ct_projector_volume", "ct_setup"),
                (builder, "_placed_source", "voxelize"), (spectra, "spectrum_at_kvp", "spectrum"),
-               (scene, "render_triplet", "render"), (render, "scatter_image", "noise"), (render, "record", "noise"),
+               (scene, "render_frames", "render"), (render, "scatter_image", "noise"), (render, "record", "noise"),
                (runner, "write_sample", "write")]
     saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in patches]
     sample._WORKER_CACHE = None
