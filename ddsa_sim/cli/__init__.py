@@ -102,6 +102,7 @@ def os_error_line(exc: OSError) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning bad input into one ``error:`` line (exit 2) and
     operating-system errors or out-of-memory into one ``error:`` line (exit 1)."""
+    import logging
     import warnings
 
     from vessel_models import VesselInputError
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except OSError as exc:
         print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        # zarr writes chunks from asyncio tasks: on a full disk the siblings of the failed write are
+        # still pending when the process ends, and asyncio would log each at exit after our one line
+        logging.getLogger("asyncio").disabled = True
         sys.exit(1)
     except MemoryError as exc:
         print(f"error: out of memory ({str(exc).splitlines()[0] if str(exc) else 'MemoryError'}); "
