@@ -105,8 +105,8 @@ class ProjectorVolume:
 
     def scaled(self, factor: float, name: str | None = None, displaces: dict[str, float] | None = None,
                material: str | None = None) -> "ProjectorVolume":
-        """This single-material volume with its density times ``factor`` (> 0), e.g. one vessel
-        volume at many iodine concentrations.
+        """This single-material volume with its density times ``factor`` (>= 0), e.g. one vessel
+        volume at many iodine concentrations or fill times (0: empty, its bricks kept).
 
         The checks, the axis order and the empty-space bricks carry over (a positive factor keeps
         every zero voxel zero), so only the multiplication is paid. ``name``, ``displaces`` and the
@@ -115,8 +115,8 @@ class ProjectorVolume:
         if self.label_mask:
             raise InputError(f"volume '{self.name}': only a single-material volume can be scaled "
                              f"(the labels share the density's bits)")
-        if not (np.isfinite(factor) and factor > 0):
-            raise InputError(f"volume '{self.name}': scale factor must be a positive number, got {factor}")
+        if not (np.isfinite(factor) and factor >= 0):
+            raise InputError(f"volume '{self.name}': scale factor must be a number >= 0, got {factor}")
         out = copy.copy(self)
         out.density_g_per_cc = self.density_g_per_cc * np.float32(factor)
         out.name = self.name if name is None else name
