@@ -13,7 +13,10 @@ import numpy as np
 from vessel_models.lsystem import perpendicular, rotate
 from vessel_models.tree import TreeBuilder
 
-__all__ = ["lay_on_surface", "smooth_curve", "surface_point"]
+__all__ = ["VIRTUAL_RADIUS_MM", "lay_on_surface", "smooth_curve", "surface_point"]
+
+#: Radius of a ``virtual`` connector (a tree edge that is no vessel: carries no iodine), mm.
+VIRTUAL_RADIUS_MM = 1e-3
 
 
 def smooth_curve(points: list[np.ndarray], start_dir: np.ndarray | None, step_mm: float, tortuosity: float,

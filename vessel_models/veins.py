@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vessel_models.courses import lay_on_surface, smooth_curve, surface_point
+from vessel_models.courses import VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve, surface_point
 from vessel_models.lsystem import LSystemParams, grow_lsystem
 from vessel_models.tree import TreeBuilder
 
@@ -115,7 +115,9 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     diam = {k: tuple(d * scale * float(np.exp(rng.normal(0.0, radius_jitter))) for d in v)
             for k, v in VEIN_DIAMETERS_MM.items()}
     virt = b.new_branch(0, "virtual")
-    root = b.add_node(segs["IJV_R"][0], 1e-3, parent_node, virt)
+    start = b.position(parent_node)  # leaves the arterial root at once: no cone of iodine along the connector
+    near = b.add_node(start + 0.01 * (segs["IJV_R"][0] - start), VIRTUAL_RADIUS_MM, parent_node, virt)
+    root = b.add_node(segs["IJV_R"][0], VIRTUAL_RADIUS_MM, near, virt)
     end_node: dict[str, int] = {}
     heading: dict[str, np.ndarray] = {}
     order = ["IJV_R", "SS_R", "TS_R", "SSS_post", "SSS_ant", "TS_L", "SS_L", "IJV_L"]

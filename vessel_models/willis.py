@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from vessel_models.courses import lay_on_surface, smooth_curve
+from vessel_models.courses import VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve
 from vessel_models.lsystem import LSystemParams, grow_lsystem, perpendicular
 from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree
 from vessel_models.veins import add_cerebral_veins
@@ -93,7 +93,6 @@ DISTAL_TREES = {
     "STA": "scalp", "OccA": "scalp", "FacA": "free", "MaxA": "free",
 }
 HYPOPLASTIC_FACTOR = 0.4
-VIRTUAL_RADIUS_MM = 1e-3
 
 
 @dataclass(frozen=True)
