@@ -124,3 +124,18 @@ def test_frames_on_the_head_phantom(scenes):
     assert full[0].sum() > 0 and full[0][outside].sum() < 1e-3 * full[0].sum()
     assert blush_g[1] > 0.8 * (tree_g[1] + blush_g[1])
     assert alone[2].sum() < 0.01 * full[2].sum() and blush_g[2] < 0.2 * (tree_g[2] + blush_g[2])
+
+
+@pytest.mark.parametrize("site, side_share, posterior_share", [("ICA_L", (0.75, 1.0), (0.0, 0.2)),
+                                                                ("VA_R", (0.35, 0.65), (0.5, 1.0))])
+def test_selective_injection_blushes_its_territory(site, side_share, posterior_share):
+    """The blush of a left ICA injection lies in the left hemisphere (x > 0, LPS) and spares the
+    occipital lobes; a vertebral injection's blush is posterior (PCA territory) on both sides."""
+    spec = SceneSpec(CTSpec("head-phantom"),
+                     VesselSpec("generator", "cow", params={**PARAMS, "veins": True, "injection": site}, seed=1,
+                                spacing_mm=2.0))
+    blush = build_scene(spec, Patient(head_ct(), None, spec.ct)).vessels[1]
+    ijk = np.argwhere(blush.fraction_volume > 0.5 * blush.fraction_volume.max())
+    world = ijk @ blush.affine[:3, :3].T + blush.affine[:3, 3]
+    assert side_share[0] <= (world[:, 0] > 0).mean() <= side_share[1]
+    assert posterior_share[0] <= (world[:, 1] > 40.0).mean() <= posterior_share[1]
