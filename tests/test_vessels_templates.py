@@ -212,3 +212,23 @@ def test_venous_named_segments_within_published_ranges(tmp_path):
         cortical = [v["proximal_diameter_mm"] for k, v in named.items() if k.startswith(("CorV", "Labbe"))]
         assert len(cortical) == 12 and all(1.0 <= d <= 3.0 for d in cortical), cortical
         assert {"SS_L", "SS_R"} <= set(named)
+
+
+def test_venous_timing_follows_the_veins_downstream():
+    """Veins fill from the cortical vein tips (capillary ends) downstream at the bolus velocity: a tip
+    is reached ``venous_delay`` after the capillary arrival, the lower end of a jugular last; the
+    venous part cut out with ``subtree`` keeps the same relative timing (its node indices renumbered)."""
+    from vessel_models.bolus import arrival_times_s, capillary_arrival_s, venous_nodes
+
+    tree = generate("cow", 2, veins=True, distal_iterations=0, vein_iterations=2)
+    v, delay = 300.0, 3.5
+    rel = arrival_times_s(tree, v, 0.0, delay) - capillary_arrival_s(tree, v)
+    tips = np.asarray(tree.metadata["venous_inflow_nodes"])
+    assert np.allclose(rel[tips], delay)
+    veins = venous_nodes(tree)
+    latest = int(np.argmax(np.where(veins, rel, -np.inf)))
+    assert tree.positions_mm[latest, 2] < -130.0 and rel[latest] > delay + 200.0 / v  # a jugular's lower end
+    first = int(np.nonzero(tree.branch_ids == tree.metadata["venous_branches"][0])[0][0])
+    sub = tree.subtree(first)
+    rel_sub = arrival_times_s(sub, v, 0.0, delay) - capillary_arrival_s(sub, v)
+    assert np.allclose(np.sort(rel_sub[venous_nodes(sub)]), np.sort(rel[veins]))

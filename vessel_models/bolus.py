@@ -68,8 +68,8 @@ def venous_nodes(tree: VesselTree) -> np.ndarray:
 
 def arterial_reach_mm(tree: VesselTree) -> float:
     """Longest path from the root to an arterial node, mm (nodes of ``venous_branches``, the virtual
-    connector to the veins included, are not arteries)."""
-    return float(tree.path_length_from_root_mm()[~venous_nodes(tree)].max())
+    connector to the veins included, are not arteries; 0 for a tree of veins only)."""
+    return float(tree.path_length_from_root_mm()[~venous_nodes(tree)].max(initial=0.0))
 
 
 def capillary_arrival_s(tree: VesselTree, velocity_mm_per_s: float, t0_s: float = 0.0) -> float:
