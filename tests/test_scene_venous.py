@@ -48,13 +48,13 @@ def scenes():
     """The cerebral run with its venous phase, and the same arteries alone (the veins shrunk to
     connector radius on the same voxel grid, no blush), with the same bolus."""
     spec = SceneSpec(CTSpec("head-phantom"),
-                     VesselSpec("generator", "cow", params={**PARAMS, "veins": True}, seed=1, spacing_mm=2.0),
+                     VesselSpec("generator", "cow", params={**PARAMS, "veins": True}, seed=1, spacing_mm=3.0),
                      effects=EffectsSpec(noise=False, scatter=ScatterSettings(enabled=False)))
     venous = build_scene(spec, Patient(head_ct(), None, spec.ct))
     venous.blur = BlurSettings(focal_spot_mm=0.0, detector_mtf50_cycles_per_mm=None)
     tree = venous.vessels[0].tree.copy()
     tree.radii_mm[venous_nodes(tree)] = VIRTUAL_RADIUS_MM
-    arterial = Scene(venous.ct, [TreeVessels(tree, spacing_mm=2.0)], bolus=venous.bolus, noise=False,
+    arterial = Scene(venous.ct, [TreeVessels(tree, spacing_mm=3.0)], bolus=venous.bolus, noise=False,
                      scatter=venous.scatter, blur=venous.blur, ct_volume=venous.ct_volume)
     return venous, arterial
 
