@@ -323,6 +323,8 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
             "heart_semi_axes_mm": axes.tolist(),
             "heart_centre_mm": [float(x) for x in p.centre_mm],
             "dominance": dominance,
+            # the catheter's way in: down the ascending aorta (patient superior) to the aortic root
+            "feeding_path_mm": [(rot @ aorta + m[:3, 3] + [0.0, 0.0, 40.0]).tolist(), (rot @ aorta + m[:3, 3]).tolist()],
         }
     )
     return tree

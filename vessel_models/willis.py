@@ -544,6 +544,9 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         "frame": "LPS",
         "root": f"{root_segment} proximal",
         "injection": p.injection,
+        # the catheter's way in: an ICA / ECA injection is fed through the common carotid
+        "feeding_path_mm": ([junctions[f"CCAprox_{p.injection[-1]}"].tolist(), junctions[root_j].tolist()]
+                            if p.injection[:3] in ("ICA", "ECA") else []),
         "brain_centre_mm": [float(x) * p.scale for x in BRAIN_CENTRE_MM],
         "brain_semi_axes_mm": [float(x) * p.scale for x in BRAIN_SEMI_AXES_MM],
     }

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ddsa_sim.physics.detector import Detector
 from ddsa_sim.physics.spectra import Spectrum
+from ddsa_sim.scene.catheter import CatheterSpec
 from ddsa_sim.scene.motion import MotionParams
 from ddsa_sim.scene.recording import Exposure, ScatterSettings
 
@@ -151,10 +152,14 @@ class EffectsSpec:
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """Everything :func:`ddsa_sim.scene.build_scene` needs to make a :class:`~ddsa_sim.scene.Scene`."""
+    """Everything :func:`ddsa_sim.scene.build_scene` needs to make a :class:`~ddsa_sim.scene.Scene`.
+
+    ``catheter``: a catheter along the tree's feeding artery up to its root (trees only; None: none).
+    """
 
     ct: CTSpec
     vessels: VesselSpec
     placement: PlacementSpec = field(default_factory=PlacementSpec)
     exposure: ExposureSpec = field(default_factory=ExposureSpec)
     effects: EffectsSpec = field(default_factory=EffectsSpec)
+    catheter: CatheterSpec | None = None
