@@ -25,6 +25,7 @@ from ddsa_sim.scene.catheter import Catheter, build_catheter, catheter_centerlin
 from ddsa_sim.scene.model_source import lumen_points, model_volume
 from ddsa_sim.scene.placement import (
     body_mask,
+    feeding_rotation,
     intracranial_mask,
     label_region,
     place_at,
@@ -264,7 +265,11 @@ def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: 
     if mode == "pose":
         from scipy.spatial.transform import Rotation
 
-        rotation = Rotation.from_euler("xyz", place.rotation_deg, degrees=True).as_matrix()
+        if place.feeding is not None:
+            rotation = feeding_rotation(positions_mm, place.feeding.validate(place.field),
+                                        np.random.default_rng(place.seed))
+        else:
+            rotation = Rotation.from_euler("xyz", place.rotation_deg, degrees=True).as_matrix()
         region = None
         if place.root == "ct-center":
             target = np.asarray(patient.ct.center_mm, dtype=np.float64)
@@ -278,4 +283,5 @@ def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: 
         ijk = np.rint(inv[:3, :3] @ positions_mm[0] + inv[:3, 3]).astype(int)
         if np.all(ijk >= 0) and np.all(ijk < region.shape) and region[tuple(ijk)]:
             return None
-    return place_in_region(positions_mm, region, patient.ct.affine, np.random.default_rng(place.seed))
+    feeding = place.feeding.validate(place.field) if place.feeding is not None else None
+    return place_in_region(positions_mm, region, patient.ct.affine, np.random.default_rng(place.seed), feeding=feeding)
