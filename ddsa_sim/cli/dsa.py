@@ -88,7 +88,8 @@ def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, stru
 def vessel_center_mm(scene) -> np.ndarray:
     """Default isocenter: the centre of the vessel volumes' bounding boxes (world mm) when it lies
     inside the CT's box, else the CT centre."""
-    corners = np.concatenate([v.corners_mm() for name, v in scene.projector.volumes.items() if name != "ct"])
+    vols = scene.projector.volumes  # the vessel sources' volumes, not a catheter's
+    corners = np.concatenate([vols[name].corners_mm() for name in scene.vessel_names[:len(scene.vessels)]])
     c = 0.5 * (corners.min(axis=0) + corners.max(axis=0))
     ijk = scene.ct.world_to_voxel(c)
     inside = np.all(ijk >= -0.5) and np.all(ijk <= np.array(scene.ct.shape) - 0.5)
