@@ -149,3 +149,46 @@ def test_dsa_options_put_a_catheter_on_templates_by_default():
     assert scene_spec("ct.nii.gz", "lsystem", 0).catheter is None
     assert scene_spec("ct.nii.gz", "lsystem", 0, catheter=True).catheter is not None
     assert scene_spec("ct.nii.gz", "cow", 0, catheter=False).catheter is None
+
+
+def test_cerebral_ica_catheter_runs_up_the_common_carotid_from_the_neck():
+    from scene_helpers import head_ct
+
+    ct = head_ct()
+    patient = Patient(ct, None, CTSpec("memory"))
+    vs = VesselSpec("generator", "cow", {"injection": "ICA_L", "distal_iterations": 0}, seed=1, spacing_mm=0.5)
+    scene = build_scene(SceneSpec(CTSpec("memory"), vs, PlacementSpec("auto", seed=1), catheter=CatheterSpec()),
+                        patient)
+    tree, path = scene.vessels[0].tree, scene.catheter.centerline_mm
+    cca_origin, bifurcation = np.asarray(tree.metadata["feeding_path_mm"])  # placed with the tree
+    np.testing.assert_allclose(bifurcation, tree.positions_mm[0], atol=1e-9)  # the root: the ICA's start
+    # a straight CCA: the tip 3 mm below the bifurcation, the CCA origin on the path, entry at the neck's end
+    axis = (bifurcation - cca_origin) / np.linalg.norm(bifurcation - cca_origin)
+    np.testing.assert_allclose(path[-1], bifurcation - 3.0 * axis, atol=1e-6)
+    off_axis = np.linalg.norm(np.cross(path - cca_origin, axis), axis=1)
+    assert off_axis.max() < 1e-6 and path[0][2] < -165.0 and path[0][2] < cca_origin[2] < path[-1][2]
+    body = body_mask(ct)
+    ijk = np.rint((path - ct.affine[:3, 3]) @ np.linalg.inv(ct.affine[:3, :3]).T).astype(int)
+    assert body[tuple(ijk.T)].all()
+
+
+def test_batched_torch_views_carry_the_catheter_like_view_by_view():
+    pytest.importorskip("torch")
+    from ddsa_sim.scene.render import render_views
+
+    z = np.linspace(-90.0, -23.0, 12)
+    cath = build_catheter(np.column_stack([np.zeros_like(z), np.zeros_like(z), z]), CatheterSpec(spacing_mm=0.2))
+    scene = make_scene(catheter=cath, method="trilinear", backend="torch")
+    plain = make_scene(method="trilinear", backend="torch")
+    carms = [small_carm(pixel_mm=0.5, alpha_deg=a).at(isocenter_mm=(0.0, 0.0, -25.0)) for a in (0, 30)]
+    got = list(render_views(scene, carms, [np.random.default_rng(n) for n in range(2)]))
+    for n, (carm, g) in enumerate(zip(carms, got)):
+        ref = render_frames(scene, carm, np.random.default_rng(n))
+        for key in ("mask_clean", "contrast_clean", "dsa_target", "iodine_mg_per_cm2"):
+            a, b = getattr(ref, key), getattr(g, key)
+            assert np.abs(a.astype(np.float64) - b).max() <= 2e-6 * float(np.abs(ref.contrast_clean).max()), key
+        # the catheter is in the mask (wall) and in the target (lumen) below the tree
+        without = render_frames(plain, carm, np.random.default_rng(n))
+        assert (g.mask_clean - without.mask_clean).max() > 0.005
+        # 350 mgI/ml over the 1.17 mm lumen: 41 mg/cm^2 on its axis (rays 0.3 mm apart there)
+        assert 30.0 < (g.iodine_mg_per_cm2[0] - without.iodine_mg_per_cm2[0]).max() < 41.5
