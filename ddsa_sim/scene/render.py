@@ -277,7 +277,7 @@ def render_views(scene: Scene, carms: Sequence[CArm], rngs: Sequence[np.random.G
         return (render_frames(scene, carm, rng, times) for carm, rng in zip(carms, rngs))
     for carm in carms:
         scene.check_view(carm)  # every pose, before a batch is marched
-    per_view = 8 * len(scene.projector.materials) * (1 + len(times) * len(scene.vessels)) * max(
+    per_view = 8 * len(scene.projector.materials) * (1 + len(times) * len(scene.vessel_names)) * max(
         (c.sensor_height * c.sensor_width for c in carms), default=1)
     size = max(1, int(max_batch_bytes) // per_view)
     return (render_frames(scene, carm, rng, times, marched)
