@@ -1,12 +1,15 @@
 """Augmentation geometry, noise injection statistics and the training-batch pipeline."""
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from ddsa_sim import InputError
 from ddsa_sim.training.augment import augment_pair, make_training_batch
-from ddsa_sim.training.config import AugmentConfig, DataConfig, parse_config
+from ddsa_sim.training.config import AugmentConfig, DataConfig, load_config, parse_config
 from ddsa_sim.training.noise_injection import inject_noise
 from ddsa_sim.training.normalization import Normalization
 
@@ -105,3 +108,29 @@ def test_bad_config_field_is_one_line_input_error(tmp_path):
         parse_config({"optim": {"bogus": 1}})
     with pytest.raises(InputError, match="patch_size"):
         parse_config({"data": {"crop_size": 64, "patch_size": 128}})
+
+
+def _batch_fingerprint(cfg: DataConfig) -> str:
+    """SHA-256 of one normalised training batch (input and target bytes) from fixed inputs and seeds."""
+    g = torch.Generator().manual_seed(11)
+    target = torch.rand(4, 1, 128, 128, generator=g) * 0.2
+    base = 2.0 + torch.rand(4, 1, 128, 128, generator=g)
+    batch = {"contrast_clean": base + target, "contrast": base + target + 0.01, "mask": base, "dsa_target": target}
+    norm = Normalization(offset=2.5, scale=0.5)
+    x, y = make_training_batch(batch, cfg, norm, torch.Generator().manual_seed(5), torch.device("cpu"))
+    return hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()
+
+
+#: batch fingerprints recorded with the pipeline of commit 3f2e034, before the -ln offset and anatomy gain
+#: augmentations existed: with those off (their default) the training data must stay bit-identical.
+#: A mismatch on another CPU / torch build means its float kernels differ: re-record there with the old commit.
+FINGERPRINTS = {
+    "ddsa_cpu_small": "a17c2ee76a52bbd34291ce4ceb574f054104d7805073b0575bdeec59be075fd0",
+    "defaults": "d1d5da520b3caeeb31e0c4f1104312677660b7ec928ec7ab22b134952a640393",
+}
+
+
+def test_training_batches_unchanged_with_new_augmentations_off():
+    cpu_small = load_config(Path(__file__).parents[1] / "experiments" / "ddsa_cpu_small.yaml").data
+    assert _batch_fingerprint(cpu_small) == FINGERPRINTS["ddsa_cpu_small"]
+    assert _batch_fingerprint(DataConfig(crop_size=128, patch_size=96)) == FINGERPRINTS["defaults"]
