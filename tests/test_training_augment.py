@@ -130,7 +130,27 @@ FINGERPRINTS = {
 }
 
 
+#: SHA-256 of a canary built from the same float kernels (affine grid, bicubic warp, bilinear sampling,
+#: convolution) on the recording machine (2-core AMD EPYC, torch 2.13.0+cpu).
+CANARY = "642ea98d740a5799a3973dbb3ef0c96129c274d4cd589aff6d0864b6b4fe5ea6"
+
+
+def _float_kernel_canary() -> str:
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 1, 64, 64, generator=g)
+    theta = torch.tensor([[[0.9, 0.2, 0.05], [-0.1, 1.1, 0.0]]]).repeat(2, 1, 1)
+    warp = F.interpolate(torch.rand(2, 2, 4, 4, generator=g), size=(64, 64), mode="bicubic", align_corners=True)
+    grid = F.affine_grid(theta, x.shape, align_corners=True) + 0.01 * warp.permute(0, 2, 3, 1)
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+    y = F.conv2d(F.pad(y, (3, 3, 3, 3), mode="reflect"), torch.rand(1, 1, 7, 7, generator=g))
+    return hashlib.sha256(y.numpy().tobytes()).hexdigest()
+
+
 def test_training_batches_unchanged_with_new_augmentations_off():
+    if _float_kernel_canary() != CANARY:
+        pytest.skip("this CPU / torch build rounds differently from the machine that recorded the fingerprints")
     cpu_small = load_config(Path(__file__).parents[1] / "experiments" / "ddsa_cpu_small.yaml").data
     assert _batch_fingerprint(cpu_small) == FINGERPRINTS["ddsa_cpu_small"]
     assert _batch_fingerprint(DataConfig(crop_size=128, patch_size=96)) == FINGERPRINTS["defaults"]
