@@ -181,9 +181,9 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.spectra import spectrum_at_kvp
     from ddsa_sim.scene import (
+        CatheterSpec,
         EffectsSpec,
         Exposure,
-        CatheterSpec,
         ExposureSpec,
         Feeding,
         MotionParams,
