@@ -118,7 +118,7 @@ def test_frames_on_the_head_phantom(scenes):
     alone = render_frames(arterial, carm, rng, times).iodine_mg_per_cm2
     lumen = venous.projector.materials.index(venous.lumen_material.name)
     tree_g, blush_g = np.array([[venous.march_vessels(carm, t)[name][..., lumen].sum() for t in times]
-                                for name in venous.vessel_names])
+                                for name in venous.vessel_names[:len(venous.vessels)]])
     assert blush_g[0] == 0 and tree_g[0] > 0
     outside = ~ndimage.binary_dilation(alone[0] > 0)  # the two trees sit on slightly different voxel grids
     assert full[0].sum() > 0 and full[0][outside].sum() < 1e-3 * full[0].sum()
