@@ -57,8 +57,9 @@ class ProjectorVolume:
         # The kernels read one array: each voxel's label in the lowest mantissa bits of its density
         # (see layout.label_mask); ``labels`` stays for the other backends.
         self.density_g_per_cc, self.labels = march_layout(density, labels, order, self.label_mask)
-        permute = np.eye(4)[list(order) + [3]]  # new index = permute @ old index
-        self.world_from_voxel = self.world_from_voxel @ permute.T
+        if order != (0, 1, 2):
+            permute = np.eye(4)[list(order) + [3]]  # new index = permute @ old index
+            self.world_from_voxel = self.world_from_voxel @ permute.T
 
     @property
     def label_mask(self) -> int:
