@@ -127,3 +127,14 @@ def test_bad_parameters_are_one_line_errors():
     for bad in ({"deform_mm": -1}, {"smooth_mm": 0}, {"scale": (1, 0, 1)}, {"hu_scale": 0}, {"fov_mm": -5}):
         with pytest.raises(InputError, match="pseudo-patient"):
             PseudoPatient(**bad)
+
+
+def test_deformation_at_the_config_bound_does_not_fold():
+    """deform_mm <= smooth_mm / 8 (the export config's bound): Jacobian determinant > 0 everywhere."""
+    vol = Volume(np.zeros((32, 32, 32), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    bases = [bspline_basis(n, 2.0, 20.0) for n in vol.shape]
+    for seed in range(4):
+        coef = random_displacement_coefficients(vol, 20.0 / 8, 20.0, np.random.default_rng(seed))
+        d = np.einsum("nabc,ia,jb,kc->nijk", coef, *bases)
+        jac = np.stack([np.stack(np.gradient(d[n], 2.0)) for n in range(3)]) + np.eye(3)[:, :, None, None, None]
+        assert np.linalg.det(np.moveaxis(jac, (0, 1), (-2, -1))).min() > 0.1

@@ -23,7 +23,7 @@ from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
 
 __all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "CTSource", "DatasetConfig", "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
-           "Range", "Split", "SpectrumRanges", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
+           "Range", "Split", "SpectrumRanges", "Variants", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
            "example_config_yaml", "load_config"]
 
 
@@ -63,12 +63,47 @@ def dist_bounds(d: Dist) -> tuple[float, float]:
     return float(d), float(d)
 
 
+class Variants(_Model):
+    """``variants`` of a CT source: ``count`` pseudo-patients per source CT (:mod:`ddsa_sim.volumes.augment`).
+
+    Each variant draws, once, its own parameters: ``deform_mm`` (RMS of each world component of a
+    cubic B-spline displacement, mm) with control points ``smooth_mm`` apart, ``scale`` (one factor
+    per world axis x, y, z, about the CT centre: body habitus), ``rotate_deg`` (one angle per axis),
+    ``hu_offset`` (HU) and ``hu_scale`` (``HU' = hu_scale HU + hu_offset``), ``fov_mm`` (diameter of the
+    transaxial field of view; null: no truncation). ``vnc``: ``auto`` replaces the labelled blood
+    structures that are enhanced (median above 120 HU; :data:`ddsa_sim.volumes.vnc.ENHANCED_VESSEL_STRUCTURES`)
+    by unenhanced blood (40 HU) before resampling, a list names the structures, ``off`` keeps the CT's HU.
+    """
+
+    count: int = Field(ge=1)
+    deform_mm: Dist = 0.0
+    smooth_mm: float = Field(default=50.0, gt=0)
+    scale: Dist = 1.0
+    rotate_deg: Dist = 0.0
+    hu_offset: Dist = 0.0
+    hu_scale: Dist = 1.0
+    fov_mm: Dist | None = None
+    vnc: Literal["auto", "off"] | list[str] = "auto"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Variants:
+        lo, hi = dist_bounds(self.deform_mm)
+        if lo < 0 or hi > self.smooth_mm / 8:
+            raise ValueError(f"deform_mm range [{lo}, {hi}] must lie in [0, smooth_mm / 8 = {self.smooth_mm / 8}] "
+                             "(a larger field folds the anatomy)")
+        for name in ("scale", "hu_scale") + (("fov_mm",) if self.fov_mm is not None else ()):
+            if dist_bounds(getattr(self, name))[0] <= 0:
+                raise ValueError(f"{name} must be > 0, got {list(dist_bounds(getattr(self, name)))}")
+        return self
+
+
 class CTSource(_Model):
     """CT volumes: a path, a glob (``data/*.nii.gz``) or a builtin name (``builtin:chest-ct``).
 
     ``labels`` is the matching label map; for a glob it may contain ``{stem}`` (the CT file name
     without extension). ``id`` names a single CT (default: the file stem or builtin name).
-    ``split`` forces every CT of this source into one split. ``structures`` is a CSV (columns
+    ``split`` forces every CT of this source into one split. ``variants`` makes pseudo-patients of
+    every CT of the source (:class:`Variants`); they take the split of their source CT. ``structures`` is a CSV (columns
     ``structure,id``) naming the label map's classes, or ``builtin:chest-ct-structures`` for
     TotalSegmentator maps (the builtin chest labels need none); without it a label map refines no
     material and only numeric structure ids can be used.
@@ -79,6 +114,7 @@ class CTSource(_Model):
     structures: str | None = None
     id: str | None = None
     split: Literal["train", "val", "test"] | None = None
+    variants: Variants | None = None
 
 
 class VesselSourceConfig(_Model):
@@ -328,8 +364,13 @@ class DatasetConfig(_Model):
         return tuple(self.output.crop) if self.output.crop else self.detector.binned_shape  # type: ignore
 
     def resolved(self) -> dict[str, Any]:
-        """The config as a JSON-compatible dict (what the store records)."""
-        return json.loads(self.model_dump_json())
+        """The config as a JSON-compatible dict (what the store records); a CT source without
+        ``variants`` is recorded as before that field existed, so its stores still resume."""
+        d = json.loads(self.model_dump_json())
+        for ct in d["cts"]:
+            if ct["variants"] is None:
+                del ct["variants"]
+        return d
 
 
 _UNION_MEMBERS = {"float", "int", "Range", "Grid", "str", "none", "tuple[int, int]"}
@@ -337,7 +378,7 @@ _UNION_MEMBERS = {"float", "int", "Range", "Grid", "str", "none", "tuple[int, in
 
 def _field_path(loc: tuple) -> str:
     # unions report the member type in loc (float, Range, Grid...); keep only field names / indices
-    return ".".join(str(p) for p in loc if str(p) not in _UNION_MEMBERS and not str(p).startswith("function-"))
+    return ".".join(str(p) for p in loc if str(p) not in _UNION_MEMBERS and not str(p).startswith(("function-", "literal[", "list[")))
 
 
 def _one_line(err: ValidationError, where: str) -> str:

@@ -12,6 +12,11 @@ Determinism rules
 * Splits are by CT (patient): CTs are ordered by ``sha256(ct_id)`` and the first
   ``round(train * n)`` go to train, the next ``round(val * n)`` to val, the rest to test. A CT's
   split depends on its id and the fractions only (not on the seed); ``split:`` in a CT source forces it.
+* A CT source with ``variants: {count: N, ...}`` gives N pseudo-patients per CT, ids
+  ``<ct_id>~p<k>``, listed in place of the CT; they take their source CT's split (assigned as above on
+  the source ids). Variant ``k`` draws its parameters from
+  ``SeedSequence([seed, VARIANT_TAG, crc32(ct_id), k])`` (scale x, y, z, rotation x, y, z, deformation,
+  HU scale, HU offset, field of view, in that order; the field's seed is the sequence's first uint64).
 """
 
 from __future__ import annotations
@@ -30,17 +35,20 @@ from ddsa_sim import InputError
 from ddsa_sim.export.config import EXPOSURE_FIELDS, DatasetConfig, Dist, Grid, Range
 
 VESSEL_TAG = 0x7E55E1
+VARIANT_TAG = 0x9A71E7
 
 
 @dataclass(frozen=True)
 class CTEntry:
-    """One resolved CT: id, volume source, optional label map (and its structure table), split."""
+    """One resolved CT: id, volume source, optional label map (and its structure table), split;
+    ``variant`` (a pseudo-patient, :func:`draw_variant`) or None for the CT as it is."""
 
     ct_id: str
     source: str
     labels: str | None
     split: str
     structures: str | None = None
+    variant: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,8 @@ class SampleSpec:
     template registered to the anatomy, seeded by ``seed``; the pose values are then unused).
     Exposure: one of ``photons_per_pixel``, ``mas`` and ``detector_air_kerma_ugy`` (automatic
     exposure, uGy per frame behind the patient) is set, the others are None; ``electronic_noise`` is
-    the detector's electronic noise (std, noise-equivalent quanta per pixel).
+    the detector's electronic noise (std, noise-equivalent quanta per pixel). ``ct_variant``: the
+    pseudo-patient of the CT (:func:`draw_variant`), None for the CT as it is.
     ``detector_rows``/``detector_cols``/``pixel_mm`` are physical; images are binned by ``binning``
     and centre-cropped to ``image_shape``. ``device`` is the config's (``cuda`` maps to each worker's
     own GPU, :func:`ddsa_sim.export.devices.this_worker_device`).
@@ -94,6 +103,7 @@ class SampleSpec:
     mas: float | None = None
     detector_air_kerma_ugy: float | None = None
     electronic_noise: float = 0.0
+    ct_variant: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict of all fields, less those of :data:`OMITTED_AT_DEFAULT` at their default."""
@@ -103,7 +113,8 @@ class SampleSpec:
 
 #: Fields added after the first plans: left out of :meth:`SampleSpec.to_dict` at their default, so
 #: the plan fingerprint of a config without them is unchanged (a store made before resumes).
-OMITTED_AT_DEFAULT: dict[str, Any] = {"mas": None, "detector_air_kerma_ugy": None, "electronic_noise": 0.0}
+OMITTED_AT_DEFAULT: dict[str, Any] = {"mas": None, "detector_air_kerma_ugy": None, "electronic_noise": 0.0,
+                                      "ct_variant": None}
 
 
 def draw(d: Dist, rng: np.random.Generator) -> float:
@@ -130,8 +141,9 @@ def _stem(path: str) -> str:
     return name
 
 
-def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str | None, str | None]]:
-    """Expand CT sources into ``(ct_id, source, labels, forced_split, structures)`` in deterministic order.
+def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str | None, str | None, int]]:
+    """Expand CT sources into ``(ct_id, source, labels, forced_split, structures, source_index)`` in
+    deterministic order (``source_index``: position in ``cts``).
 
     Raises
     ------
@@ -142,7 +154,7 @@ def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str |
     for i, src in enumerate(config.cts):
         if src.path.startswith("builtin:"):
             out.append((src.id or src.path.removeprefix("builtin:"), src.path, src.labels, src.split,
-                        src.structures))
+                        src.structures, i))
             continue
         if glob.has_magic(src.path):
             matches = sorted(glob.glob(src.path))
@@ -153,9 +165,9 @@ def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str |
             for m in matches:
                 stem = _stem(m)
                 labels = src.labels.replace("{stem}", stem) if src.labels else None
-                out.append((stem, m, labels, src.split, src.structures))
+                out.append((stem, m, labels, src.split, src.structures, i))
         else:
-            out.append((src.id or _stem(src.path), src.path, src.labels, src.split, src.structures))
+            out.append((src.id or _stem(src.path), src.path, src.labels, src.split, src.structures, i))
     seen: dict[str, str] = {}
     for ct_id, source, *_ in out:
         if ct_id in seen:
@@ -181,12 +193,38 @@ def assign_splits(ct_ids: list[str], train: float, val: float, forced: dict[str,
     return out
 
 
+def draw_variant(config: DatasetConfig, source_index: int, ct_id: str, k: int) -> dict[str, Any]:
+    """The parameters of pseudo-patient ``k`` of CT ``ct_id`` (``cts[source_index].variants``), JSON-compatible:
+    the fields of :class:`ddsa_sim.volumes.augment.PseudoPatient` plus ``source`` (the CT id), ``index``
+    and ``vnc``. A pure function of the config's seed, the CT id and ``k`` (module doc)."""
+    v = config.cts[source_index].variants
+    ss = np.random.SeedSequence([config.seed, VARIANT_TAG, zlib.crc32(ct_id.encode()), k])
+    rng = np.random.default_rng(ss)
+    scale = [draw(v.scale, rng) for _ in range(3)]
+    rotate = [draw(v.rotate_deg, rng) for _ in range(3)]
+    deform, hu_scale, hu_offset = draw(v.deform_mm, rng), draw(v.hu_scale, rng), draw(v.hu_offset, rng)
+    fov = draw(v.fov_mm, rng) if v.fov_mm is not None else None
+    return {"source": ct_id, "index": k, "seed": int(ss.generate_state(1, dtype=np.uint64)[0]),
+            "deform_mm": deform, "smooth_mm": float(v.smooth_mm), "scale": scale, "rotate_deg": rotate,
+            "hu_offset": hu_offset, "hu_scale": hu_scale, "fov_mm": fov,
+            "vnc": v.vnc if isinstance(v.vnc, str) else list(v.vnc)}
+
+
 def resolve_ct_entries(config: DatasetConfig) -> list[CTEntry]:
-    """Resolved CTs with their splits, in plan order."""
+    """Resolved CTs with their splits, in plan order; a source with ``variants`` gives its pseudo-patients
+    (ids ``<ct_id>~p<k>``) in place of each CT, in the split of that CT."""
     raw = resolve_cts(config)
-    forced = {ct_id: s for ct_id, _, _, s, _ in raw if s is not None}
+    forced = {ct_id: s for ct_id, _, _, s, _, _ in raw if s is not None}
     splits = assign_splits([r[0] for r in raw], config.split.train, config.split.val, forced)
-    return [CTEntry(ct_id, source, labels, splits[ct_id], structures) for ct_id, source, labels, _, structures in raw]
+    out = []
+    for ct_id, source, labels, _, structures, i in raw:
+        variants = config.cts[i].variants
+        if variants is None:
+            out.append(CTEntry(ct_id, source, labels, splits[ct_id], structures))
+            continue
+        out.extend(CTEntry(f"{ct_id}~p{k}", source, labels, splits[ct_id], structures,
+                           draw_variant(config, i, ct_id, k)) for k in range(variants.count))
+    return out
 
 
 def _vessel(config: DatasetConfig, ct_id: str, k: int, dataset_seed: int) -> dict[str, Any]:
@@ -300,6 +338,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             renderer_options=dict(config.renderer_options),
             max_ct_voxels=config.max_ct_voxels,
             device=config.device,
+            ct_variant=ct.variant,
         ))
     return specs
 

@@ -30,6 +30,7 @@ arrays (``6 * 4 * H * W`` bytes) and the renderer's own working memory. CTs with
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -45,15 +46,30 @@ from ddsa_sim.export.renderers import resolve_renderer
 
 
 def ct_spec(spec: SampleSpec):
-    """The :class:`~ddsa_sim.scene.CTSpec` of a sample's CT (config field names for errors)."""
+    """The :class:`~ddsa_sim.scene.CTSpec` of a sample's CT (config field names for errors), with its
+    pseudo-patient (``spec.ct_variant``) if any."""
     from ddsa_sim.scene import CTSpec
+    from ddsa_sim.volumes.augment import PseudoPatient
 
+    variant, vnc = None, "off"
+    if spec.ct_variant is not None:
+        v = spec.ct_variant
+        variant = PseudoPatient(seed=int(v["seed"]), deform_mm=v["deform_mm"], smooth_mm=v["smooth_mm"],
+                                scale=tuple(v["scale"]), rotate_deg=tuple(v["rotate_deg"]), hu_offset=v["hu_offset"],
+                                hu_scale=v["hu_scale"], fov_mm=v["fov_mm"])
+        vnc = v["vnc"] if isinstance(v["vnc"], str) else tuple(v["vnc"])
     return CTSpec(spec.ct_source, spec.labels_source, spec.structures_source, spec.max_ct_voxels,
-                  labels_field="cts.labels", structures_field="cts.structures")
+                  labels_field="cts.labels", structures_field="cts.structures", variant=variant, vnc=vnc,
+                  vnc_field="cts.variants.vnc")
+
+
+def ct_key(spec: SampleSpec) -> tuple[str, str | None, str]:
+    """What identifies a sample's loaded patient: CT, label map and pseudo-patient parameters."""
+    return spec.ct_source, spec.labels_source, json.dumps(spec.ct_variant, sort_keys=True)
 
 
 class CTCache:
-    """Per-worker LRU of loaded patients (:class:`~ddsa_sim.scene.Patient`), keyed by ``(ct, labels)``.
+    """Per-worker LRU of loaded patients (:class:`~ddsa_sim.scene.Patient`), keyed by :func:`ct_key`.
 
     Parameters
     ----------
@@ -67,12 +83,12 @@ class CTCache:
         self.max_items = max(1, int(max_items))
         self.loader = loader or _load_patient
         self.loads = 0  # how many times a CT was read (tests: once per CT per worker)
-        self._items: OrderedDict[tuple[str, str | None], Any] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str | None, str], Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, spec: SampleSpec):
         """The patient of ``spec``, read on first use; the least recently used one is dropped when full."""
-        key = (spec.ct_source, spec.labels_source)
+        key = ct_key(spec)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
