@@ -54,7 +54,7 @@ def test_bspline_basis_is_a_partition_of_unity_and_rms_is_exact():
         b = bspline_basis(n, sp, sm)
         np.testing.assert_allclose(b.sum(axis=1), 1.0, atol=1e-12)
     vol = Volume(np.zeros(SHAPE, np.float32), AFFINE)
-    coef = random_displacement_coefficients(vol, 4.0, 12.0, np.random.default_rng(1))
+    coef = random_displacement_coefficients(vol.shape, vol.spacing_mm, 4.0, 12.0, np.random.default_rng(1))
     bases = [bspline_basis(n, s, 12.0) for n, s in zip(vol.shape, vol.spacing_mm)]
     d = np.einsum("nabc,ia,jb,kc->nijk", coef, *bases)  # the field evaluated everywhere
     np.testing.assert_allclose(np.sqrt((d**2).mean(axis=(1, 2, 3))), 4.0, rtol=1e-10)
@@ -74,6 +74,19 @@ def test_pure_scaling_maps_a_sphere_to_the_right_ellipsoid():
         assert np.abs(rel[:, axis]).max() == pytest.approx(scale[axis] * r, abs=2.0)
     volume_mm3 = inside.sum() * np.prod(out.spacing_mm)
     assert volume_mm3 == pytest.approx(4 / 3 * np.pi * np.prod(scale) * r**3, rel=0.05)
+
+
+def test_the_grid_grows_to_hold_a_scaled_up_patient():
+    r = 29.5  # the sphere touches the source box's faces (60 mm wide along each axis)
+    ct, labels = sphere_ct(r)
+    assert labels.data[0].any() and labels.data[-1].any()
+    out, out_labels = pseudo_patient(ct, labels, PseudoPatient(scale=(1.3, 1.0, 0.8)))
+    np.testing.assert_allclose(out.center_mm, ct.center_mm, atol=1e-9)
+    np.testing.assert_allclose(out.spacing_mm, ct.spacing_mm)
+    assert out.shape[0] > SHAPE[0] and out.shape[1:] == SHAPE[1:]  # only axis i (world x) grows
+    assert not out_labels.data[0].any() and not out_labels.data[-1].any()  # the ellipsoid is whole
+    rel = grid_world(out)[out_labels.data.astype(bool)] - out.center_mm
+    assert np.abs(rel[:, 0]).max() == pytest.approx(1.3 * r, abs=2.0)
 
 
 def test_rotation_and_scaling_match_the_analytic_mapping_and_labels_follow():
@@ -97,13 +110,13 @@ def test_deformation_moves_voxels_by_the_field_and_labels_stay_co_registered():
     params = PseudoPatient(seed=11, deform_mm=3.0, smooth_mm=20.0)
     ct, labels = ramp_ct()
     out, out_labels = pseudo_patient(ct, labels, params)
-    coef = random_displacement_coefficients(ct, 3.0, 20.0, np.random.default_rng(11))
+    coef = random_displacement_coefficients(ct.shape, ct.spacing_mm, 3.0, 20.0, np.random.default_rng(11))
     bases = [bspline_basis(n, s, 20.0) for n, s in zip(ct.shape, ct.spacing_mm)]
     d = np.einsum("nabc,ia,jb,kc->ijkn", coef, *bases)  # world mm
     p = grid_world(out) + d
     q = ct.world_to_voxel(p)
     inside = np.all((q >= 0) & (q <= np.array(SHAPE) - 1), axis=-1)
-    assert inside.mean() > 0.8
+    assert out.shape == SHAPE and inside.mean() > 0.8
     np.testing.assert_allclose(out.data[inside], q[..., 0][inside], atol=1e-3)
     assert np.abs(out.data[inside] - np.arange(SHAPE[0])[:, None, None].repeat(48, 1).repeat(30, 2)[inside]).max() > 1
     assert np.all(np.abs(out_labels.data[inside].astype(float) - out.data[inside]) <= 0.5 + 1e-4)
@@ -134,7 +147,7 @@ def test_deformation_at_the_config_bound_does_not_fold():
     vol = Volume(np.zeros((32, 32, 32), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
     bases = [bspline_basis(n, 2.0, 20.0) for n in vol.shape]
     for seed in range(4):
-        coef = random_displacement_coefficients(vol, 20.0 / 8, 20.0, np.random.default_rng(seed))
+        coef = random_displacement_coefficients(vol.shape, vol.spacing_mm, 20.0 / 8, 20.0, np.random.default_rng(seed))
         d = np.einsum("nabc,ia,jb,kc->nijk", coef, *bases)
         jac = np.stack([np.stack(np.gradient(d[n], 2.0)) for n in range(3)]) + np.eye(3)[:, :, None, None, None]
         assert np.linalg.det(np.moveaxis(jac, (0, 1), (-2, -1))).min() > 0.1

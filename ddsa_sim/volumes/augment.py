@@ -13,7 +13,9 @@ normal, scaled so that the root-mean-square of each world component of ``d`` ove
 exactly ``deform_mm``. Without ``d`` this is the forward transform ``x = c + R S (p - c)``: a source
 sphere of radius r centred at ``c`` becomes an ellipsoid of semi-axes ``scale * r``, rotated by ``R``.
 
-The variant keeps the source's grid (shape and affine). The CT is sampled trilinearly (air,
+The variant's grid has the source's spacing and axes and the same centre; it is the source grid,
+grown where needed to hold the whole transformed source box (a patient scaled up or rotated is not
+cut at the old edges; voxels the source does not cover are air). The CT is sampled trilinearly (air,
 -1000 HU, outside the source), the label map by nearest neighbour (0 outside) at the same points:
 one resampling pass, so the labels stay integer and co-registered with the CT. Then
 ``HU' = hu_scale * HU + hu_offset``, and voxels outside a transaxial field of view (a circle of
@@ -33,7 +35,7 @@ from ddsa_sim import InputError
 from ddsa_sim.volumes.volume import Volume
 
 __all__ = ["AIR_HU", "PseudoPatient", "bspline_basis", "displacement_rms_mm", "pseudo_patient",
-           "random_displacement_coefficients", "source_coordinates"]
+           "random_displacement_coefficients", "source_coordinates", "variant_grid"]
 
 #: HU given to voxels that come from outside the source CT or lie outside the field of view.
 AIR_HU = -1000.0
@@ -99,8 +101,25 @@ def bspline_basis(n_voxels: int, spacing_mm: float, smooth_mm: float) -> np.ndar
     return np.where(t < 1, 2 / 3 - t**2 + t**3 / 2, np.where(t < 2, (2 - t) ** 3 / 6, 0.0))
 
 
-def _bases(volume: Volume, smooth_mm: float) -> list[np.ndarray]:
-    return [bspline_basis(n, float(s), smooth_mm) for n, s in zip(volume.shape, volume.spacing_mm)]
+def _bases(shape: tuple[int, ...], spacing_mm: np.ndarray, smooth_mm: float) -> list[np.ndarray]:
+    return [bspline_basis(n, float(sp), smooth_mm) for n, sp in zip(shape, spacing_mm)]
+
+
+def _linear_inverse(params: PseudoPatient) -> np.ndarray:
+    """``(R S)^-1``: variant world offset from the centre -> source world offset."""
+    return np.linalg.inv(Rotation.from_euler("xyz", params.rotate_deg, degrees=True).as_matrix() @ np.diag(params.scale))
+
+
+def variant_grid(ct: Volume, params: PseudoPatient) -> tuple[tuple[int, int, int], np.ndarray]:
+    """``(shape, affine)`` of the variant's grid: the source grid grown, symmetrically about its
+    centre, to hold the source box mapped by ``x = c + R S (p - c)`` (module docstring)."""
+    forward = np.linalg.inv(_linear_inverse(params))
+    corners = ct.center_mm + (ct.corners_mm() - ct.center_mm) @ forward.T
+    half = np.abs(ct.world_to_voxel(corners) - (np.array(ct.shape) - 1) / 2).max(axis=0)  # voxels from the centre
+    grow = np.maximum(0, np.ceil(half - np.array(ct.shape) / 2 - 1e-6)).astype(int)  # voxels added on each side
+    affine = ct.affine.copy()
+    affine[:3, 3] = ct.voxel_to_world(-grow.astype(float))
+    return tuple(int(n) for n in np.array(ct.shape) + 2 * grow), affine  # type: ignore[return-value]
 
 
 def displacement_rms_mm(coefficients: np.ndarray, bases: list[np.ndarray]) -> np.ndarray:
@@ -112,10 +131,11 @@ def displacement_rms_mm(coefficients: np.ndarray, bases: list[np.ndarray]) -> np
     return np.sqrt(sq / n)
 
 
-def random_displacement_coefficients(volume: Volume, deform_mm: float, smooth_mm: float,
-                                     rng: np.random.Generator) -> np.ndarray:
-    """B-spline coefficients (3, n0, n1, n2) of a random field whose components have RMS ``deform_mm``."""
-    bases = _bases(volume, smooth_mm)
+def random_displacement_coefficients(shape: tuple[int, int, int], spacing_mm: np.ndarray, deform_mm: float,
+                                     smooth_mm: float, rng: np.random.Generator) -> np.ndarray:
+    """B-spline coefficients (3, n0, n1, n2) of a random field on a grid of ``shape`` and ``spacing_mm``
+    whose world components have RMS ``deform_mm`` over the grid."""
+    bases = _bases(shape, spacing_mm, smooth_mm)
     coef = rng.standard_normal((3, *(b.shape[1] for b in bases)))
     if deform_mm == 0:
         return np.zeros_like(coef)
@@ -124,35 +144,37 @@ def random_displacement_coefficients(volume: Volume, deform_mm: float, smooth_mm
 
 def _field_rows(coefficients: np.ndarray, bases: list[np.ndarray], rows: slice) -> np.ndarray:
     """The displacement (3, r, J, K) on voxel planes ``rows`` of axis 0."""
-    t = np.einsum("nabc,ia->nibc", coefficients, bases[0][rows])
-    t = np.einsum("nibc,jb->nijc", t, bases[1])
-    return np.einsum("nijc,kc->nijk", t, bases[2])
+    t = np.tensordot(coefficients, bases[2], axes=([3], [1]))  # (3, a, b, K)
+    t = np.tensordot(t, bases[1], axes=([2], [1]))  # (3, a, K, J)
+    t = np.tensordot(t, bases[0][rows], axes=([1], [1]))  # (3, K, J, r)
+    return t.transpose(0, 3, 2, 1)
 
 
-def source_coordinates(volume: Volume, params: PseudoPatient, rows: slice,
+def _grid_rows(shape: tuple[int, int, int], rows: slice) -> np.ndarray:
+    return np.stack(np.meshgrid(np.arange(shape[0])[rows], np.arange(shape[1]), np.arange(shape[2]),
+                                indexing="ij")).astype(np.float64)
+
+
+def source_coordinates(ct: Volume, params: PseudoPatient, rows: slice,
                        coefficients: np.ndarray | None = None) -> np.ndarray:
-    """Source voxel coordinates (3, r, J, K) of the variant's voxels on planes ``rows`` of axis 0."""
-    a, t = volume.affine[:3, :3], volume.affine[:3, 3]
-    inv = np.linalg.inv(a)
-    c = volume.center_mm
-    m = np.linalg.inv(Rotation.from_euler("xyz", params.rotate_deg, degrees=True).as_matrix() @ np.diag(params.scale))
-    lin = inv @ m @ a  # voxel -> source voxel, linear part
-    off = inv @ (c + m @ (t - c) - t)
-    i, j, k = np.meshgrid(np.arange(volume.shape[0])[rows], np.arange(volume.shape[1]), np.arange(volume.shape[2]),
-                          indexing="ij")
-    ijk = np.stack([i, j, k]).astype(np.float64)
-    q = np.einsum("ab,bijk->aijk", lin, ijk) + off[:, None, None, None]
+    """Source voxel coordinates (3, r, J, K) of the variant's voxels on planes ``rows`` of axis 0 of
+    :func:`variant_grid`; ``coefficients`` of the displacement on that grid."""
+    shape, affine = variant_grid(ct, params)
+    inv = np.linalg.inv(ct.affine[:3, :3])
+    c, m = ct.center_mm, _linear_inverse(params)
+    lin = inv @ m @ affine[:3, :3]  # variant voxel -> source voxel, linear part
+    off = inv @ (c + m @ (affine[:3, 3] - c) - ct.affine[:3, 3])
+    q = np.tensordot(lin, _grid_rows(shape, rows), axes=1) + off[:, None, None, None]
     if coefficients is not None and np.any(coefficients):
-        d = _field_rows(coefficients, _bases(volume, params.smooth_mm), rows)
-        q += np.einsum("ab,bijk->aijk", inv, d)
+        d = _field_rows(coefficients, _bases(shape, ct.spacing_mm, params.smooth_mm), rows)
+        q += np.tensordot(inv, d, axes=1)
     return q
 
 
-def _outside_fov(volume: Volume, fov_mm: float, rows: slice) -> np.ndarray:
-    i, j, k = np.meshgrid(np.arange(volume.shape[0])[rows], np.arange(volume.shape[1]), np.arange(volume.shape[2]),
-                          indexing="ij")
-    xyz = np.stack([i, j, k], axis=-1).astype(np.float64) @ volume.affine[:3, :3].T + volume.affine[:3, 3]
-    return np.hypot(xyz[..., 0] - volume.center_mm[0], xyz[..., 1] - volume.center_mm[1]) > fov_mm / 2
+def _outside_fov(shape: tuple[int, int, int], affine: np.ndarray, center_mm: np.ndarray, fov_mm: float,
+                 rows: slice) -> np.ndarray:
+    xy = np.tensordot(affine[:2, :3], _grid_rows(shape, rows), axes=1) + (affine[:2, 3] - center_mm[:2])[:, None, None, None]
+    return np.hypot(xy[0], xy[1]) > fov_mm / 2
 
 
 def pseudo_patient(ct: Volume, labels: Volume | None, params: PseudoPatient) -> tuple[Volume, Volume | None]:
@@ -170,19 +192,20 @@ def pseudo_patient(ct: Volume, labels: Volume | None, params: PseudoPatient) -> 
     Returns
     -------
     ct, labels : Volume
-        The variant on the source grid (float32 HU; labels in their own integer dtype), without
+        The variant on :func:`variant_grid` (float32 HU; labels in their own integer dtype), without
         material maps (recompute them from the new HU and labels).
     """
     if labels is not None and labels.shape != ct.shape:
         raise InputError(f"{ct.name}: label map shape {labels.shape} differs from the CT's {ct.shape}")
-    coef = random_displacement_coefficients(ct, params.deform_mm, params.smooth_mm,
+    shape, affine = variant_grid(ct, params)
+    coef = random_displacement_coefficients(shape, ct.spacing_mm, params.deform_mm, params.smooth_mm,
                                             np.random.default_rng(params.seed))
     src = np.asarray(ct.data, dtype=np.float32)
-    out = np.empty(ct.shape, dtype=np.float32)
-    out_labels = None if labels is None else np.empty(ct.shape, dtype=labels.data.dtype)
-    step = max(1, _SLAB_VOXELS // (ct.shape[1] * ct.shape[2]))
-    for r0 in range(0, ct.shape[0], step):
-        rows = slice(r0, min(r0 + step, ct.shape[0]))
+    out = np.empty(shape, dtype=np.float32)
+    out_labels = None if labels is None else np.empty(shape, dtype=labels.data.dtype)
+    step = max(1, _SLAB_VOXELS // (shape[1] * shape[2]))
+    for r0 in range(0, shape[0], step):
+        rows = slice(r0, min(r0 + step, shape[0]))
         q = source_coordinates(ct, params, rows, coef)
         slab = ndimage.map_coordinates(src, q, order=1, mode="constant", cval=AIR_HU, prefilter=False)
         slab = slab * np.float32(params.hu_scale) + np.float32(params.hu_offset)
@@ -190,12 +213,12 @@ def pseudo_patient(ct: Volume, labels: Volume | None, params: PseudoPatient) -> 
         if labels is not None:
             lab = ndimage.map_coordinates(labels.data, q, order=0, mode="constant", cval=0, prefilter=False)
         if params.fov_mm is not None:
-            outside = _outside_fov(ct, params.fov_mm, rows)
+            outside = _outside_fov(shape, affine, ct.center_mm, params.fov_mm, rows)
             slab[outside] = AIR_HU
             if lab is not None:
                 lab[outside] = 0
         out[rows] = slab
         if lab is not None:
             out_labels[rows] = lab
-    variant = Volume(out, ct.affine.copy(), {}, ct.name)
-    return variant, None if labels is None else Volume(out_labels, labels.affine.copy(), {}, labels.name)
+    variant = Volume(out, affine, {}, ct.name)
+    return variant, None if labels is None else Volume(out_labels, affine.copy(), {}, labels.name)
