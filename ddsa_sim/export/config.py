@@ -21,8 +21,9 @@ from ddsa_sim import InputError
 from ddsa_sim.export.devices import check_device_name
 from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
+from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 
-__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "CTSource", "DatasetConfig", "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
+__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "NEW_AT_DEFAULT", "CTSource", "DatasetConfig", "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
            "Range", "Split", "SpectrumRanges", "Variants", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
            "example_config_yaml", "load_config"]
 
@@ -207,17 +208,32 @@ class PoseRanges(_Model):
 
 
 class DetectorConfig(_Model):
-    """The ``detector`` section: physical pixel counts and pitch; ``binning`` x ``binning`` pixels are combined."""
+    """The ``detector`` section: physical pixel counts and pitch; ``binning`` x ``binning`` pixels are combined.
+
+    ``mtf50_cycles_per_mm``: MTF50 of the scintillator's light spread (a Gaussian point spread,
+    :class:`ddsa_sim.physics.blur.BlurSettings`), cycles/mm at the detector, drawn per sample; null:
+    no detector blur. ``bit_depth``: quantisation of the detector signal to this many bits per sample
+    (a number or ``{grid: [12, 14, 16]}``, integers 8-16), the gain putting the flat field at 90 % of
+    full scale; null: float signal.
+    """
 
     rows: int = Field(default=1536, ge=1)
     cols: int = Field(default=1536, ge=1)
     pixel_mm: float = Field(default=0.194, gt=0)
     binning: int = Field(default=1, ge=1)
+    mtf50_cycles_per_mm: Dist | None = CSI_MTF50_CYCLES_PER_MM
+    bit_depth: int | Grid | None = None
 
     @model_validator(mode="after")
     def _binnable(self) -> DetectorConfig:
         if self.rows // self.binning < 1 or self.cols // self.binning < 1:
             raise ValueError(f"binning {self.binning} leaves no pixel of a {self.rows}x{self.cols} detector")
+        if self.mtf50_cycles_per_mm is not None and dist_bounds(self.mtf50_cycles_per_mm)[0] <= 0:
+            raise ValueError(f"mtf50_cycles_per_mm must be > 0, got {list(dist_bounds(self.mtf50_cycles_per_mm))}")
+        if self.bit_depth is not None:
+            values = self.bit_depth.grid if isinstance(self.bit_depth, Grid) else [self.bit_depth]
+            if any(v != int(v) or not 8 <= v <= 16 for v in values):
+                raise ValueError(f"bit_depth values must be integers 8..16, got {values}")
         return self
 
     @property
@@ -226,10 +242,18 @@ class DetectorConfig(_Model):
 
 
 class SpectrumRanges(_Model):
-    """The ``spectrum`` section: tube voltage (kVp) and added aluminium filtration (mm) distributions."""
+    """The ``spectrum`` section: tube voltage (kVp), aluminium and added copper filtration (mm) distributions."""
 
     kvp: Dist = Range(min=70.0, max=100.0)
     filter_al_mm: Dist = 4.0
+    filter_cu_mm: Dist = 0.0
+
+    @model_validator(mode="after")
+    def _filters(self) -> SpectrumRanges:
+        for name in ("filter_al_mm", "filter_cu_mm"):
+            if dist_bounds(getattr(self, name))[0] < 0:
+                raise ValueError(f"{name} must be >= 0, got {list(dist_bounds(getattr(self, name)))}")
+        return self
 
     @field_validator("kvp")
     @classmethod
@@ -241,11 +265,14 @@ class SpectrumRanges(_Model):
 
 
 class Effects(_Model):
-    """Switches for Poisson noise, scatter and patient motion between mask and contrast frame."""
+    """Switches for Poisson noise, scatter and patient motion between mask and contrast frame;
+    ``grid_fraction``: fraction of the samples (drawn per sample) recorded behind the anti-scatter grid
+    when ``scatter`` is on (the others without a grid)."""
 
     noise: bool = True
     scatter: bool = False
     motion: Literal["none", "rigid", "elastic"] = "none"
+    grid_fraction: float = Field(default=1.0, ge=0, le=1)
 
 
 class Split(_Model):
@@ -274,6 +301,11 @@ class Output(_Model):
             raise ValueError(f"crop must be positive, got {list(v)}")
         return v
 
+
+#: Fields added with exposure randomisation -> their default (left out of the recorded config there).
+NEW_AT_DEFAULT: dict[tuple[str, str], Any] = {("spectrum", "filter_cu_mm"): 0.0,
+                                              ("detector", "mtf50_cycles_per_mm"): CSI_MTF50_CYCLES_PER_MM,
+                                              ("detector", "bit_depth"): None, ("effects", "grid_fraction"): 1.0}
 
 #: The exposure fields of a dataset config; at most one is given.
 EXPOSURE_FIELDS = ("photons_per_pixel", "mas", "detector_air_kerma_ugy")
@@ -345,6 +377,13 @@ class DatasetConfig(_Model):
             raise ValueError(f"electronic_noise must be >= 0, got {list(dist_bounds(self.electronic_noise))}")
         return self
 
+    @model_validator(mode="after")
+    def _bit_depth_needs_known_exposure(self) -> DatasetConfig:
+        if self.detector.bit_depth is not None and self.exposure_field == "detector_air_kerma_ugy":
+            raise ValueError("detector.bit_depth needs photons_per_pixel or mas: with detector_air_kerma_ugy "
+                             "the exposure (hence the gain) is known only while rendering")
+        return self
+
     @property
     def exposure_field(self) -> str:
         """The exposure field given (one of :data:`EXPOSURE_FIELDS`)."""
@@ -365,11 +404,15 @@ class DatasetConfig(_Model):
 
     def resolved(self) -> dict[str, Any]:
         """The config as a JSON-compatible dict (what the store records); a CT source without
-        ``variants`` is recorded as before that field existed, so its stores still resume."""
+        ``variants`` and the fields of :data:`NEW_AT_DEFAULT` at their default are recorded as before
+        those fields existed, so stores made then still resume."""
         d = json.loads(self.model_dump_json())
         for ct in d["cts"]:
             if ct["variants"] is None:
                 del ct["variants"]
+        for (section, name), default in NEW_AT_DEFAULT.items():
+            if d[section][name] == default:
+                del d[section][name]
         return d
 
 

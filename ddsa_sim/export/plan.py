@@ -33,6 +33,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import EXPOSURE_FIELDS, DatasetConfig, Dist, Grid, Range
+from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 
 VESSEL_TAG = 0x7E55E1
 VARIANT_TAG = 0x9A71E7
@@ -64,7 +65,10 @@ class SampleSpec:
     Exposure: one of ``photons_per_pixel``, ``mas`` and ``detector_air_kerma_ugy`` (automatic
     exposure, uGy per frame behind the patient) is set, the others are None; ``electronic_noise`` is
     the detector's electronic noise (std, noise-equivalent quanta per pixel). ``ct_variant``: the
-    pseudo-patient of the CT (:func:`draw_variant`), None for the CT as it is.
+    pseudo-patient of the CT (:func:`draw_variant`), None for the CT as it is. ``filter_cu_mm``
+    (added copper, mm), ``grid`` (anti-scatter grid in the beam when ``scatter``),
+    ``detector_mtf50_cycles_per_mm`` (detector light spread; None: none) and ``bit_depth`` (None:
+    float signal): the exposure randomisation (:func:`detector_draws`).
     ``detector_rows``/``detector_cols``/``pixel_mm`` are physical; images are binned by ``binning``
     and centre-cropped to ``image_shape``. ``device`` is the config's (``cuda`` maps to each worker's
     own GPU, :func:`ddsa_sim.export.devices.this_worker_device`).
@@ -104,6 +108,10 @@ class SampleSpec:
     detector_air_kerma_ugy: float | None = None
     electronic_noise: float = 0.0
     ct_variant: dict[str, Any] | None = None
+    filter_cu_mm: float = 0.0
+    grid: bool = True
+    detector_mtf50_cycles_per_mm: float | None = CSI_MTF50_CYCLES_PER_MM
+    bit_depth: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict of all fields, less those of :data:`OMITTED_AT_DEFAULT` at their default."""
@@ -114,7 +122,8 @@ class SampleSpec:
 #: Fields added after the first plans: left out of :meth:`SampleSpec.to_dict` at their default, so
 #: the plan fingerprint of a config without them is unchanged (a store made before resumes).
 OMITTED_AT_DEFAULT: dict[str, Any] = {"mas": None, "detector_air_kerma_ugy": None, "electronic_noise": 0.0,
-                                      "ct_variant": None}
+                                      "ct_variant": None, "filter_cu_mm": 0.0, "grid": True,
+                                      "detector_mtf50_cycles_per_mm": CSI_MTF50_CYCLES_PER_MM, "bit_depth": None}
 
 
 def draw(d: Dist, rng: np.random.Generator) -> float:
@@ -126,6 +135,17 @@ def draw(d: Dist, rng: np.random.Generator) -> float:
     if isinstance(d, Grid):
         return float(d.grid[min(int(u * len(d.grid)), len(d.grid) - 1)])
     return float(d)
+
+
+def detector_draws(config: DatasetConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """Copper filtration, grid, detector MTF50 and bit depth of a sample: one draw each, in that order,
+    after all earlier fields (a config without them plans the same values as before)."""
+    cu = draw(config.spectrum.filter_cu_mm, rng)
+    grid = bool(rng.random() < config.effects.grid_fraction)
+    # a null field (no blur, float signal) still takes its draw: 0 stands for None
+    mtf50 = draw(config.detector.mtf50_cycles_per_mm or 0.0, rng) or None
+    bit_depth = int(draw(config.detector.bit_depth or 0, rng)) or None
+    return {"filter_cu_mm": cu, "grid": grid, "detector_mtf50_cycles_per_mm": mtf50, "bit_depth": bit_depth}
 
 
 def exposure(config: DatasetConfig, rng: np.random.Generator) -> dict[str, float | None]:
@@ -324,7 +344,8 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             filter_al_mm=draw(config.spectrum.filter_al_mm, rng),
             **exposure(config, rng),
             iodine_mg_per_ml=draw(config.iodine_mg_per_ml, rng),
-            electronic_noise=draw(config.electronic_noise, rng),  # last: earlier draws keep their values
+            electronic_noise=draw(config.electronic_noise, rng),
+            **detector_draws(config, rng),  # last: earlier draws keep their values
             noise=config.effects.noise,
             scatter=config.effects.scatter,
             motion=config.effects.motion,

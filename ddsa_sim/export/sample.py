@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -194,7 +195,9 @@ def scene_options(options: dict[str, Any], device: str = "cpu") -> dict[str, Any
 
 def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     """The :class:`~ddsa_sim.scene.SceneSpec` of a sample (the plan's drawn values, static vessels)."""
+    from ddsa_sim.physics.blur import BlurSettings
     from ddsa_sim.physics.detector import Detector
+    from ddsa_sim.physics.scatter import AntiScatterGrid
     from ddsa_sim.physics.spectra import spectrum_at_kvp
     from ddsa_sim.scene import (
         EffectsSpec,
@@ -233,11 +236,13 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
                                   offset_mm=tuple(vs["offset_mm"]), field="placement.root")
     else:
         raise InputError(f"{field}: unknown vessel source kind {vs['kind']!r}")
-    exposure = ExposureSpec(spectrum_at_kvp(spec.kvp, spec.filter_al_mm, float(opts["kvp_node_kv"])),
+    exposure = ExposureSpec(spectrum_at_kvp(spec.kvp, spec.filter_al_mm, float(opts["kvp_node_kv"]), spec.filter_cu_mm),
                             Exposure(photons_per_pixel=spec.photons_per_pixel, mas=spec.mas,
                                      target_detector_air_kerma_ugy=spec.detector_air_kerma_ugy),
                             Detector(electronic_noise_std=spec.electronic_noise), iodine_mg_per_ml=spec.iodine_mg_per_ml)
-    effects = EffectsSpec(noise=spec.noise, scatter=ScatterSettings(enabled=spec.scatter),
+    effects = EffectsSpec(noise=spec.noise,
+                          scatter=ScatterSettings(enabled=spec.scatter, grid=AntiScatterGrid() if spec.grid else None),
+                          blur=BlurSettings(detector_mtf50_cycles_per_mm=spec.detector_mtf50_cycles_per_mm),
                           motion=MotionParams(kind=spec.motion), method=opts["method"], device=this_worker_device(spec.device),
                           backend=opts["backend"])
     return SceneSpec(ct_spec(spec), vessels, placement, exposure, effects)
@@ -248,11 +253,17 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
     ``default_rng(spec.seed)``; the store's arrays centre-cropped, plus ``isocenter_mm`` / ``projection_matrix``
     and the exposure meta values (``photons_per_pixel``, ``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)."""
     from ddsa_sim.scene import build_scene, render_frames
+    from ddsa_sim.scene.recording import frame_quanta, gain_for_bit_depth
 
     opts = scene_options(spec.renderer_options, spec.device)
     patient = cache.get(spec)
     scene = build_scene(scene_spec(spec, opts), patient, vessel_cache_size=int(opts["vessel_cache_size"]))
     carm = sample_carm(spec, patient.ct.center_mm)
+    if spec.bit_depth is not None:  # the flat field at 90 % of full scale (as ddsa-sim dsa --bit-depth)
+        spectrum = scene.projector.spectrum
+        quanta = frame_quanta(spectrum, scene.detector, scene.exposure.n0(spectrum, carm), scene.scatter)
+        scene.detector = replace(scene.detector, bit_depth=spec.bit_depth,
+                                 gain=gain_for_bit_depth(spec.bit_depth, quanta))
     frames = render_frames(scene, carm, np.random.default_rng(spec.seed))
     arrays = crop_images(spec, frames.frame(0))
     arrays["isocenter_mm"], arrays["projection_matrix"] = sample_geometry(spec, patient.ct.center_mm)

@@ -131,7 +131,8 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
         raise InputError(f"{vs.field}: unknown vessel source kind {vs.kind!r}; use generator, file, labels or model")
     ex, fx = spec.exposure, spec.effects
     return Scene(ct, [vessels], spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
-                 iodine_mg_per_ml=ex.iodine_mg_per_ml, noise=fx.noise, scatter=fx.scatter, motion=fx.motion,
+                 iodine_mg_per_ml=ex.iodine_mg_per_ml, noise=fx.noise, scatter=fx.scatter, blur=fx.blur,
+                 motion=fx.motion,
                  method=fx.method, device=fx.device, backend=fx.backend, ct_volume=ct_volume)
 
 

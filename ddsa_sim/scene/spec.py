@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ddsa_sim.physics.blur import BlurSettings
 from ddsa_sim.physics.detector import Detector
 from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.scene.motion import MotionParams
@@ -150,10 +151,12 @@ class ExposureSpec:
 
 @dataclass(frozen=True)
 class EffectsSpec:
-    """Noise, scatter, patient motion and the projector's ray-marching method, device and backend."""
+    """Noise, scatter, focal-spot and detector blur, patient motion and the projector's ray-marching
+    method, device and backend."""
 
     noise: bool = True
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
+    blur: BlurSettings = field(default_factory=BlurSettings)
     motion: MotionParams = field(default_factory=MotionParams)
     method: Literal["siddon", "trilinear"] = "trilinear"
     device: str = "cpu"
