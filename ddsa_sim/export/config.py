@@ -560,20 +560,25 @@ detector:
   cols: 1536
   pixel_mm: 0.194
   binning: 6                           # 1536 / 6 = 256 pixels of 1.164 mm
+  mtf50_cycles_per_mm: {min: 0.8, max: 2.0}  # light spread of the scintillator (CsI:Tl panels ~1.1-1.5); null = none
+  bit_depth: {grid: [12, 14, 16]}      # quantisation of the signal (flat field at 90 % of full scale); null = float
 
-spectrum:
-  kvp: {min: 70, max: 100}
-  filter_al_mm: 4.0
+spectrum:                              # clinical angiography ranges (docs/export.md, Exposure randomisation)
+  kvp: {min: 60, max: 125}
+  filter_al_mm: {min: 2, max: 6}
+  filter_cu_mm: {grid: [0.0, 0.1, 0.2, 0.3]}  # spectral (copper) filter
 
 iodine_mg_per_ml: {min: 50, max: 150}  # iodine concentration in the vessels
-photons_per_pixel: {min: 5.0e4, max: 1.25e5}  # exposure (unattenuated photons per binned pixel); or instead
-# mas: {min: 1, max: 4}                # exposure in mAs per frame (SpekPy fluence, source-detector distance)
-# detector_air_kerma_ugy: {min: 1, max: 5}  # automatic exposure: uGy per frame behind the patient (field centre)
+photons_per_pixel: {min: 2.0e4, max: 2.0e5}  # exposure (unattenuated photons per binned pixel, a 10x range); or instead
+# mas: {min: 0.3, max: 3}              # exposure in mAs per frame (SpekPy fluence, source-detector distance)
+# detector_air_kerma_ugy: {min: 0.5, max: 5}  # automatic exposure: uGy per frame behind the patient (field centre;
+                                       #   not with detector.bit_depth)
 electronic_noise: 0                    # detector electronic noise, std in noise-equivalent quanta per pixel
 
 effects:
   noise: true                          # Poisson noise on mask and contrast frames
   scatter: true                        # scatter (air gap, field, kVp; docs/physics.md) behind a ratio-10 grid
+  grid_fraction: 0.8                   # fraction of samples with the grid in the beam (the others without)
   motion: none                         # none | rigid | elastic (between mask and contrast frame)
 
 output:

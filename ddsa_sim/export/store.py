@@ -247,7 +247,8 @@ def write_slot(root: zarr.Group, index: int, images: Mapping[str, np.ndarray], m
     images
         Every array of :data:`IMAGE_ARRAYS`, shape ``(H, W)`` (other keys are ignored).
     meta
-        Exactly the :data:`SAMPLE_META_ARRAYS` values (the checksum and ``complete`` are this writer's).
+        The :data:`SAMPLE_META_ARRAYS` values (the checksum and ``complete`` are this writer's); those of
+        :data:`OPTIONAL_META_ARRAYS` may be left out (they keep their fill value, 0).
     handles
         From :func:`array_handles`, to write many samples without re-opening the arrays.
 
@@ -256,8 +257,9 @@ def write_slot(root: zarr.Group, index: int, images: Mapping[str, np.ndarray], m
     str
         The sample's checksum (:func:`sample_checksum`).
     """
-    if set(meta) != set(SAMPLE_META_ARRAYS):
-        missing, extra = set(SAMPLE_META_ARRAYS) - set(meta), set(meta) - set(SAMPLE_META_ARRAYS)
+    missing = set(SAMPLE_META_ARRAYS) - set(OPTIONAL_META_ARRAYS) - set(meta)
+    extra = set(meta) - set(SAMPLE_META_ARRAYS)
+    if missing or extra:
         raise ValueError(f"write_slot: meta must name every sample meta array (missing {sorted(missing)}, "
                          f"unknown {sorted(extra)})")
     i = int(index)
