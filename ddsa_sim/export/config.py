@@ -519,6 +519,8 @@ cts:                                   # CT volumes (HU): path, glob or builtin 
       hu_scale: {min: 0.95, max: 1.05}
       fov_mm: {min: 300, max: 500}     # transaxial field of view (diameter, mm): air outside; null = keep all
       vnc: auto                        # enhanced labelled blood -> 40 HU (a DSA mask has no contrast); off | [names]
+  # - path: builtin:tigre-head         # a second anatomy: TIGRE's head phantom (pytigre source tarball, docs/export.md)
+  #   split: test
   # - path: /data/ct/*.nii.gz          # a glob: one CT per file, id = file stem
   #   labels: /data/labels/{stem}.nii.gz
   #   split: test                      # optional: force these CTs into one split
