@@ -85,3 +85,31 @@ def test_identity_variant_renders_the_source_and_a_scaled_one_differs(tmp_path):
     assert [s.ct_id for s in specs] == ["phantom~p0", "phantom~p1"] and cache.loads == 2
     # the same poses (same seed) through a wider and longer patient attenuate more
     assert all(a["mask"].sum() > 1.05 * b["mask"].sum() for a, b in zip(arrays, ref))
+
+
+def test_views_aimed_at_label_structures(tmp_path):
+    """``pose.aim``: the isocenter is a voxel of the named structures (plus the jitter), never the CT centre."""
+    ct, seg, csv = write_labelled_ct(tmp_path, 45.0)
+    folder = tmp_path / "aim"
+    folder.mkdir()
+    path = write_config(folder, noise=False, count=3)
+    data = yaml.safe_load(path.read_text())
+    data["cts"] = [{"path": ct, "labels": seg, "structures": csv}]
+    data["pose"] = {**data["pose"], "aim": ["vertebrae_*"], "isocenter_jitter_mm": 2.0}
+    path.write_text(yaml.safe_dump(data))
+    specs = plan_dataset(load_config(path))
+    assert all(s.aim == ("vertebrae_*",) and 0 <= s.aim_u < 1 for s in specs)
+    cache = CTCache(1)
+    for s in specs:
+        iso = render_sample(s, cache)["isocenter_mm"] - np.asarray(s.isocenter_offset_mm)
+        patient = cache.get(s)
+        ijk = np.rint(patient.ct.world_to_voxel(iso)).astype(int)
+        assert patient.labels.data[tuple(ijk)] == 3  # a vertebra voxel (the CT centre is water)
+    data["pose"]["aim"] = ["femur_*"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match=r"pose.aim: no structure of .* matches \['femur_\*'\]"):
+        render_sample(plan_dataset(load_config(path))[0], CTCache(1))
+    data["cts"] = [{"path": ct}]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match="has no labels, needed by pose.aim"):
+        plan_dataset(load_config(path))

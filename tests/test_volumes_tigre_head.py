@@ -28,6 +28,7 @@ def fake_tarball(path, img, member="pytigre-0.1.8/tigre/demos/Test_data/MRheadbr
 def phantom(n=12):
     img = np.zeros((n, n, n), np.float32)
     img[2:-2, 2:-2, 2:-2] = 0.40  # soft tissue
+    img[4, 4, 4] = 0.41
     img[2:-2, 2:-2, -3] = 0.95    # a bone plate at the top
     img[5, 5, 5] = 0.45
     img[6, 6, 6] = 0.70
@@ -39,10 +40,11 @@ def test_values_map_to_hu_and_the_frame_is_centred_1mm(tmp_path, monkeypatch):
     ct = read_ct(path)
     assert ct.data.dtype == np.float32 and ct.shape == (12, 12, 12)
     # float32 phantom values (0.40 is 0.4000000060) hit the nodes to 1e-3 HU
-    assert ct.data[0, 0, 0] == -1000.0 and ct.data[3, 3, 3] == pytest.approx(40.0, abs=1e-3)
+    assert ct.data[0, 0, 0] == -1000.0 and ct.data[3, 3, 3] == pytest.approx(20.0, abs=1e-3)
+    assert ct.data[4, 4, 4] == pytest.approx(40.0, abs=1e-3)  # linear between the soft-tissue nodes
     assert ct.data[3, 3, -3] == pytest.approx(2000.0, abs=1e-3) and ct.data[5, 5, 5] == pytest.approx(250.0, abs=1e-3)
     assert ct.data[6, 6, 6] == pytest.approx(250.0 + (0.70 - 0.45) / 0.5 * 1750.0, rel=1e-6)  # linear between nodes
-    assert dict(HU_NODES)[0.40] == 40.0
+    assert dict(HU_NODES)[0.40] == 20.0 and dict(HU_NODES)[0.42] == 60.0
     np.testing.assert_array_equal(ct.spacing_mm, 1.0)
     np.testing.assert_allclose(ct.center_mm, 0.0, atol=1e-12)
     # the builtin name finds it through the environment, a voxel box crops it

@@ -191,12 +191,19 @@ class Placement(_Model):
 
 class PoseRanges(_Model):
     """The ``pose`` section: C-arm pose distribution (degrees; DeepDRR conventions, limits in
-    :mod:`ddsa_sim.geometry.limits`) and isocenter jitter (mm per axis)."""
+    :mod:`ddsa_sim.geometry.limits`) and isocenter jitter (mm per axis).
+
+    ``aim``: label-map structure names or shell patterns (``rib_*``); each sample's isocenter is then
+    a voxel drawn uniformly among the voxels of those structures (plus the jitter) instead of the CT
+    centre, so views reach dense bone (spine, ribs, clavicles, shoulders) anywhere in the CT
+    (:func:`ddsa_sim.export.sample.aim_point_mm`).
+    """
 
     alpha_deg: Dist = Range(min=-30.0, max=30.0)
     beta_deg: Dist = Range(min=-30.0, max=30.0)
     gamma_deg: Dist = 0.0
     isocenter_jitter_mm: float = Field(default=0.0, ge=0)
+    aim: list[str] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _limits(self) -> PoseRanges:
@@ -302,8 +309,8 @@ class Output(_Model):
         return v
 
 
-#: Fields added with exposure randomisation -> their default (left out of the recorded config there).
-NEW_AT_DEFAULT: dict[tuple[str, str], Any] = {("spectrum", "filter_cu_mm"): 0.0,
+#: Fields added with exposure randomisation and ``pose.aim`` -> their default (left out of the recorded config there).
+NEW_AT_DEFAULT: dict[tuple[str, str], Any] = {("spectrum", "filter_cu_mm"): 0.0, ("pose", "aim"): None,
                                               ("detector", "mtf50_cycles_per_mm"): CSI_MTF50_CYCLES_PER_MM,
                                               ("detector", "bit_depth"): None, ("effects", "grid_fraction"): 1.0}
 
@@ -555,7 +562,9 @@ pose:                                  # C-arm (DeepDRR MobileCArm conventions, 
   alpha_deg: {min: -30, max: 30}       # orbital, limits -40..110
   beta_deg: {grid: [-20, 0, 20]}       # angular, limits -225..225
   gamma_deg: 0                         # detector roll
-  isocenter_jitter_mm: 5.0             # uniform +- per axis around the CT centre
+  isocenter_jitter_mm: 5.0             # uniform +- per axis around the CT centre (or the aim voxel)
+  # aim: [vertebrae_*, rib_*, clavicula_*, scapula_*, humerus_*, sternum]  # isocenter at a voxel of these
+                                       #   label-map structures (views over dense bone; needs labels)
 
 detector:
   rows: 1536                           # physical pixels

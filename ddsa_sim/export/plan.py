@@ -68,7 +68,9 @@ class SampleSpec:
     pseudo-patient of the CT (:func:`draw_variant`), None for the CT as it is. ``filter_cu_mm``
     (added copper, mm), ``grid`` (anti-scatter grid in the beam when ``scatter``),
     ``detector_mtf50_cycles_per_mm`` (detector light spread; None: none) and ``bit_depth`` (None:
-    float signal): the exposure randomisation (:func:`detector_draws`).
+    float signal): the exposure randomisation (:func:`detector_draws`). ``aim``: label-map structure
+    patterns the isocenter is aimed at and ``aim_u`` in [0, 1), which picks the voxel
+    (:func:`ddsa_sim.export.sample.aim_point_mm`); None: the CT centre.
     ``detector_rows``/``detector_cols``/``pixel_mm`` are physical; images are binned by ``binning``
     and centre-cropped to ``image_shape``. ``device`` is the config's (``cuda`` maps to each worker's
     own GPU, :func:`ddsa_sim.export.devices.this_worker_device`).
@@ -112,6 +114,8 @@ class SampleSpec:
     grid: bool = True
     detector_mtf50_cycles_per_mm: float | None = CSI_MTF50_CYCLES_PER_MM
     bit_depth: int | None = None
+    aim: tuple[str, ...] | None = None
+    aim_u: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict of all fields, less those of :data:`OMITTED_AT_DEFAULT` at their default."""
@@ -123,7 +127,8 @@ class SampleSpec:
 #: the plan fingerprint of a config without them is unchanged (a store made before resumes).
 OMITTED_AT_DEFAULT: dict[str, Any] = {"mas": None, "detector_air_kerma_ugy": None, "electronic_noise": 0.0,
                                       "ct_variant": None, "filter_cu_mm": 0.0, "grid": True,
-                                      "detector_mtf50_cycles_per_mm": CSI_MTF50_CYCLES_PER_MM, "bit_depth": None}
+                                      "detector_mtf50_cycles_per_mm": CSI_MTF50_CYCLES_PER_MM, "bit_depth": None,
+                                      "aim": None, "aim_u": None}
 
 
 def draw(d: Dist, rng: np.random.Generator) -> float:
@@ -146,6 +151,12 @@ def detector_draws(config: DatasetConfig, rng: np.random.Generator) -> dict[str,
     mtf50 = draw(config.detector.mtf50_cycles_per_mm or 0.0, rng) or None
     bit_depth = int(draw(config.detector.bit_depth or 0, rng)) or None
     return {"filter_cu_mm": cu, "grid": grid, "detector_mtf50_cycles_per_mm": mtf50, "bit_depth": bit_depth}
+
+
+def aim_draw(config: DatasetConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """``aim`` and ``aim_u`` of a sample: one draw, taken also without ``pose.aim`` (then both None)."""
+    u = rng.random()
+    return {"aim": tuple(config.pose.aim), "aim_u": u} if config.pose.aim else {"aim": None, "aim_u": None}
 
 
 def exposure(config: DatasetConfig, rng: np.random.Generator) -> dict[str, float | None]:
@@ -296,6 +307,8 @@ def _check_labels_needed(config: DatasetConfig, cts: list[CTEntry]) -> None:
         needs.append("vessels segmentation 'ct-labels'")
     if config.placement.root != "ct-center":
         needs.append(f"placement.root '{config.placement.root}'")
+    if config.pose.aim:
+        needs.append("pose.aim")
     if needs:
         for ct in cts:
             if ct.labels is None:
@@ -345,7 +358,8 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             **exposure(config, rng),
             iodine_mg_per_ml=draw(config.iodine_mg_per_ml, rng),
             electronic_noise=draw(config.electronic_noise, rng),
-            **detector_draws(config, rng),  # last: earlier draws keep their values
+            **detector_draws(config, rng),
+            **aim_draw(config, rng),  # last: earlier draws keep their values
             noise=config.effects.noise,
             scatter=config.effects.scatter,
             motion=config.effects.motion,

@@ -149,6 +149,52 @@ def sample_geometry(spec: SampleSpec, ct_center_mm: np.ndarray) -> tuple[np.ndar
     return np.asarray(carm.isocenter_mm, dtype=np.float64), shift @ carm.projection_matrix
 
 
+#: Voxels of the aim structures tried (golden-ratio steps from ``aim_u``) before falling back to the CT centre.
+AIM_TRIES = 16
+
+
+def aim_point_mm(spec: SampleSpec, patient, scene) -> np.ndarray:
+    """The world point (mm) the sample's isocenter jitter is added to: the CT centre, or with
+    ``spec.aim`` a voxel of those label-map structures (shell patterns), the ``floor(u n)``-th of their
+    ``n`` voxels in C order for ``u = aim_u``. A voxel from which the vessels would be entirely out
+    of view is skipped: ``u`` steps by the golden ratio (mod 1), up to :data:`AIM_TRIES` voxels, then
+    the CT centre. A pure function of the spec and the CT.
+
+    Raises
+    ------
+    InputError
+        No structure of the label map matches ``pose.aim``.
+    """
+    import fnmatch
+
+    from ddsa_sim.scene.sources import structure_table
+
+    centre = np.asarray(patient.ct.center_mm, dtype=np.float64)
+    if spec.aim is None:
+        return centre
+    key = ("aim", spec.aim)
+    if key not in patient.derived:
+        table = structure_table(spec.labels_source, spec.structures_source, field="cts.structures")
+        ids = [i for name, i in table.items() if any(fnmatch.fnmatchcase(name, p) for p in spec.aim)]
+        ids += [int(p) for p in spec.aim if p.isdigit()]
+        if not ids:
+            raise InputError(f"pose.aim: no structure of {spec.labels_source} matches {list(spec.aim)}")
+        patient.derived[key] = np.flatnonzero(np.isin(patient.labels.data, ids))
+    voxels = patient.derived[key]
+    if voxels.size == 0:
+        return centre
+    for t in range(AIM_TRIES):
+        u = (spec.aim_u + t * 0.6180339887498949) % 1.0
+        point = patient.ct.voxel_to_world(np.array(np.unravel_index(voxels[int(u * voxels.size)], patient.ct.shape),
+                                                   dtype=np.float64))
+        try:
+            scene.check_view(sample_carm(spec, point))
+            return point
+        except InputError:
+            continue
+    return centre
+
+
 # ----------------------------------------------------------------------------- the scene renderer
 #: ``renderer_options`` of the scene renderer and their defaults.
 SCENE_OPTIONS: dict[str, Any] = {
@@ -258,7 +304,8 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
     opts = scene_options(spec.renderer_options, spec.device)
     patient = cache.get(spec)
     scene = build_scene(scene_spec(spec, opts), patient, vessel_cache_size=int(opts["vessel_cache_size"]))
-    carm = sample_carm(spec, patient.ct.center_mm)
+    target = aim_point_mm(spec, patient, scene)
+    carm = sample_carm(spec, target)
     if spec.bit_depth is not None:  # the flat field at 90 % of full scale (as ddsa-sim dsa --bit-depth)
         spectrum = scene.projector.spectrum
         quanta = frame_quanta(spectrum, scene.detector, scene.exposure.n0(spectrum, carm), scene.scatter)
@@ -266,7 +313,7 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
                                  gain=gain_for_bit_depth(spec.bit_depth, quanta))
     frames = render_frames(scene, carm, np.random.default_rng(spec.seed))
     arrays = crop_images(spec, frames.frame(0))
-    arrays["isocenter_mm"], arrays["projection_matrix"] = sample_geometry(spec, patient.ct.center_mm)
+    arrays["isocenter_mm"], arrays["projection_matrix"] = sample_geometry(spec, target)
     exposure = frames.exposure_dict()
     arrays.update({name: np.float64(exposure[name]) for name in ("photons_per_pixel", *V2_META_ARRAYS)})
     return arrays

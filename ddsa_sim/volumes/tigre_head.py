@@ -2,7 +2,8 @@
 
 ``pytigre-0.1.8.tar.gz`` (PyPI; licence BSD-3-Clause per its PKG-INFO, TIGRE toolbox, CERN / University
 of Bath) holds ``tigre/demos/Test_data/MRheadbrain/head.mat``: ``img``, 256^3 float32 in 0..1, a
-piecewise-constant toy with a skull: 0 air, 0.40 every soft tissue, 0.48-0.94 bone (graded). It is
+piecewise-constant toy with a skull: 0 air, 0.401 soft tissue (0.405-0.418 inside the skull: faint
+brain structure), 0.48-0.94 bone (graded). It is
 never copied into this repository: give the tarball's path as a CT source, or name it
 ``builtin:tigre-head`` with the tarball at ``$DDSA_SIM_PYTIGRE_TARBALL`` or in ``~/.cache/ddsa-sim/``.
 
@@ -31,9 +32,11 @@ __all__ = ["HU_NODES", "TIGRE_HEAD", "TIGRE_HEAD_MEMBER", "is_tarball", "read_ti
 TIGRE_HEAD = "builtin:tigre-head"
 #: Member of the pytigre source tarball holding the phantom.
 TIGRE_HEAD_MEMBER = "*/tigre/demos/Test_data/MRheadbrain/head.mat"
-#: (phantom value, HU) nodes of the piecewise-linear map: air -1000 HU; the soft tissue value (0.40)
-#: 40 HU (brain, muscle); the bone values from 0.45 (250 HU, cancellous) to 0.95 (2000 HU, cortical).
-HU_NODES: tuple[tuple[float, float], ...] = ((0.0, -1000.0), (0.40, 40.0), (0.45, 250.0), (0.95, 2000.0))
+#: (phantom value, HU) nodes of the piecewise-linear map: air -1000 HU; the soft-tissue band 0.40-0.42
+#: (0.401 outside the skull, 0.405-0.418 faint brain structure) 20-60 HU (muscle, brain); the bone values
+#: from 0.45 (250 HU, cancellous) to 0.95 (2000 HU, cortical).
+HU_NODES: tuple[tuple[float, float], ...] = ((0.0, -1000.0), (0.40, 20.0), (0.42, 60.0), (0.45, 250.0),
+                                             (0.95, 2000.0))
 
 _HOW = ("download pytigre-0.1.8.tar.gz from https://pypi.org/project/pytigre/0.1.8/#files (pip download "
         "--no-binary :all: pytigre needs a CUDA toolkit to prepare its metadata) and set "
