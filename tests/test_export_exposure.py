@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from test_export_plan import base_config_dict
+from test_export_scene import write_config
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import config_from_dict, load_config
@@ -15,9 +17,7 @@ from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
 from ddsa_sim.export.sample import CTCache, render_sample, scene_options, scene_spec
 from ddsa_sim.export.store import open_store, read_sample
-from ddsa_sim.physics.spectra import spekpy_spectrum, spectrum_at_kvp
-from test_export_plan import base_config_dict
-from test_export_scene import write_config
+from ddsa_sim.physics.spectra import spectrum_at_kvp, spekpy_spectrum
 
 RANDOMISED = {"spectrum": {"kvp": {"min": 60, "max": 125}, "filter_al_mm": {"min": 2, "max": 6},
                            "filter_cu_mm": {"grid": [0.0, 0.1, 0.2, 0.3]}},

@@ -163,7 +163,7 @@ def test_pseudo_patients_inherit_their_source_split_and_are_seeded():
                 "rotate_deg": {"min": -5, "max": 5}, "hu_offset": {"min": -20, "max": 20},
                 "hu_scale": {"min": 0.95, "max": 1.05}, "fov_mm": {"grid": [350, 500]}}
     data = base_config_dict(count=60)
-    data["cts"] = [{"path": f"builtin:chest-ct", "id": f"pat{k}", "variants": variants} for k in range(5)]
+    data["cts"] = [{"path": "builtin:chest-ct", "id": f"pat{k}", "variants": variants} for k in range(5)]
     specs = plan_dataset(config_from_dict(data))
     ids = {s.ct_id for s in specs}
     assert ids == {f"pat{k}~p{j}" for k in range(5) for j in range(4)}

@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
+from test_export_scene import write_config
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import load_config
@@ -14,7 +15,6 @@ from ddsa_sim.export.sample import CTCache, render_sample
 from ddsa_sim.scene import CTSpec, load_patient
 from ddsa_sim.volumes.augment import PseudoPatient
 from ddsa_sim.volumes.materials import BLOOD_HU
-from test_export_scene import write_config
 
 SHAPE = (24, 24, 20)
 

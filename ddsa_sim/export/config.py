@@ -23,8 +23,9 @@ from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
 from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 
-__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "NEW_AT_DEFAULT", "CTSource", "DatasetConfig", "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
-           "Range", "Split", "SpectrumRanges", "Variants", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
+__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "NEW_AT_DEFAULT", "CTSource", "DatasetConfig",
+           "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges", "Range", "Split",
+           "SpectrumRanges", "Variants", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
            "example_config_yaml", "load_config"]
 
 
@@ -428,7 +429,8 @@ _UNION_MEMBERS = {"float", "int", "Range", "Grid", "str", "none", "tuple[int, in
 
 def _field_path(loc: tuple) -> str:
     # unions report the member type in loc (float, Range, Grid...); keep only field names / indices
-    return ".".join(str(p) for p in loc if str(p) not in _UNION_MEMBERS and not str(p).startswith(("function-", "literal[", "list[")))
+    return ".".join(str(p) for p in loc
+                    if str(p) not in _UNION_MEMBERS and not str(p).startswith(("function-", "literal[", "list[")))
 
 
 def _one_line(err: ValidationError, where: str) -> str:

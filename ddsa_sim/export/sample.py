@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import replace
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
