@@ -156,11 +156,9 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     rng_motion = np.random.default_rng(int(seeds[0]))
     proj = scene.projector
     scene.check_view(carm)
-    i_lumen = proj.materials.index(scene.lumen_material.name)
-    iodine_per_g = scene.iodine_mg_per_g_lumen
 
-    # the CT focal-spot blurred at its depth
-    a_ct = scene.focal_spot_blur(carm, "ct", marched.ct) if marched is not None else scene.march_ct(carm)
+    # the CT (and a catheter's wall) focal-spot blurred at its depth
+    a_ct = scene.march_ct(carm, marched.ct if marched is not None else None)
     mask_area = proj.combine({"ct": a_ct}, ["ct"])
     mask_sharp, mask_q = scene.intensity(proj, carm, mask_area)
     # the detector's light spread blurs every primary, so the targets carry the blur of both frames
@@ -187,7 +185,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     for k, t in enumerate(times):
         proj_t = scene.projector_at(t)
         sharp = marched.vessels[k] if marched is not None else scene.march_vessels(carm, t)
-        iodine = sum(a[..., i_lumen] for a in sharp.values()) * iodine_per_g  # mg/cm^2, along each pixel's ray
+        iodine = scene.iodine_mg_per_cm2(sharp)  # mg/cm^2, along each pixel's ray
         a_v = {n: scene.focal_spot_blur(carm, n, a) for n, a in sharp.items()}  # each at its own depth
         names = ["ct", *a_v]
         # only rays through a vessel volume change: the others keep the mask's intensity (one
@@ -279,7 +277,7 @@ def render_views(scene: Scene, carms: Sequence[CArm], rngs: Sequence[np.random.G
         return (render_frames(scene, carm, rng, times) for carm, rng in zip(carms, rngs))
     for carm in carms:
         scene.check_view(carm)  # every pose, before a batch is marched
-    per_view = 8 * len(scene.projector.materials) * (1 + len(times) * len(scene.vessels)) * max(
+    per_view = 8 * len(scene.projector.materials) * (1 + len(times) * len(scene.vessel_names)) * max(
         (c.sensor_height * c.sensor_width for c in carms), default=1)
     size = max(1, int(max_batch_bytes) // per_view)
     return (render_frames(scene, carm, rng, times, marched)
