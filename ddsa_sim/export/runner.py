@@ -48,7 +48,7 @@ from ddsa_sim.export.plan import (
     plan_fingerprint,
     resolve_ct_entries,
 )
-from ddsa_sim.export.sample import render_sample, scene_options, worker_cache
+from ddsa_sim.export.sample import ct_key, render_sample, scene_options, worker_cache
 from ddsa_sim.export.store import (
     array_handles,
     check_resumable,
@@ -108,7 +108,7 @@ def make_tasks(specs: Iterable[SampleSpec], chunk_size: int) -> list[list[Sample
     """Group specs by CT (in plan order), then cut each group into chunks of ``chunk_size``."""
     tasks = []
     ordered = sorted(specs, key=lambda s: s.index)
-    for _, group in groupby(ordered, key=lambda s: (s.ct_source, s.labels_source)):
+    for _, group in groupby(ordered, key=ct_key):
         g = list(group)
         tasks.extend(g[j:j + chunk_size] for j in range(0, len(g), chunk_size))
     return tasks

@@ -30,9 +30,11 @@ arrays (``6 * 4 * H * W`` bytes) and the renderer's own working memory. CTs with
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -45,15 +47,30 @@ from ddsa_sim.export.renderers import resolve_renderer
 
 
 def ct_spec(spec: SampleSpec):
-    """The :class:`~ddsa_sim.scene.CTSpec` of a sample's CT (config field names for errors)."""
+    """The :class:`~ddsa_sim.scene.CTSpec` of a sample's CT (config field names for errors), with its
+    pseudo-patient (``spec.ct_variant``) if any."""
     from ddsa_sim.scene import CTSpec
+    from ddsa_sim.volumes.augment import PseudoPatient
 
+    variant, vnc = None, "off"
+    if spec.ct_variant is not None:
+        v = spec.ct_variant
+        variant = PseudoPatient(seed=int(v["seed"]), deform_mm=v["deform_mm"], smooth_mm=v["smooth_mm"],
+                                scale=tuple(v["scale"]), rotate_deg=tuple(v["rotate_deg"]), hu_offset=v["hu_offset"],
+                                hu_scale=v["hu_scale"], fov_mm=v["fov_mm"])
+        vnc = v["vnc"] if isinstance(v["vnc"], str) else tuple(v["vnc"])
     return CTSpec(spec.ct_source, spec.labels_source, spec.structures_source, spec.max_ct_voxels,
-                  labels_field="cts.labels", structures_field="cts.structures")
+                  labels_field="cts.labels", structures_field="cts.structures", variant=variant, vnc=vnc,
+                  vnc_field="cts.variants.vnc")
+
+
+def ct_key(spec: SampleSpec) -> tuple[str, str | None, str]:
+    """What identifies a sample's loaded patient: CT, label map and pseudo-patient parameters."""
+    return spec.ct_source, spec.labels_source, json.dumps(spec.ct_variant, sort_keys=True)
 
 
 class CTCache:
-    """Per-worker LRU of loaded patients (:class:`~ddsa_sim.scene.Patient`), keyed by ``(ct, labels)``.
+    """Per-worker LRU of loaded patients (:class:`~ddsa_sim.scene.Patient`), keyed by :func:`ct_key`.
 
     Parameters
     ----------
@@ -67,12 +84,12 @@ class CTCache:
         self.max_items = max(1, int(max_items))
         self.loader = loader or _load_patient
         self.loads = 0  # how many times a CT was read (tests: once per CT per worker)
-        self._items: OrderedDict[tuple[str, str | None], Any] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str | None, str], Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, spec: SampleSpec):
         """The patient of ``spec``, read on first use; the least recently used one is dropped when full."""
-        key = (spec.ct_source, spec.labels_source)
+        key = ct_key(spec)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -132,6 +149,52 @@ def sample_geometry(spec: SampleSpec, ct_center_mm: np.ndarray) -> tuple[np.ndar
     return np.asarray(carm.isocenter_mm, dtype=np.float64), shift @ carm.projection_matrix
 
 
+#: Voxels of the aim structures tried (golden-ratio steps from ``aim_u``) before falling back to the CT centre.
+AIM_TRIES = 16
+
+
+def aim_point_mm(spec: SampleSpec, patient, scene) -> np.ndarray:
+    """The world point (mm) the sample's isocenter jitter is added to: the CT centre, or with
+    ``spec.aim`` a voxel of those label-map structures (shell patterns), the ``floor(u n)``-th of their
+    ``n`` voxels in C order for ``u = aim_u``. A voxel from which the vessels would be entirely out
+    of view is skipped: ``u`` steps by the golden ratio (mod 1), up to :data:`AIM_TRIES` voxels, then
+    the CT centre. A pure function of the spec and the CT.
+
+    Raises
+    ------
+    InputError
+        No structure of the label map matches ``pose.aim``.
+    """
+    import fnmatch
+
+    from ddsa_sim.scene.sources import structure_table
+
+    centre = np.asarray(patient.ct.center_mm, dtype=np.float64)
+    if spec.aim is None:
+        return centre
+    key = ("aim", spec.aim)
+    if key not in patient.derived:
+        table = structure_table(spec.labels_source, spec.structures_source, field="cts.structures")
+        ids = [i for name, i in table.items() if any(fnmatch.fnmatchcase(name, p) for p in spec.aim)]
+        ids += [int(p) for p in spec.aim if p.isdigit()]
+        if not ids:
+            raise InputError(f"pose.aim: no structure of {spec.labels_source} matches {list(spec.aim)}")
+        patient.derived[key] = np.flatnonzero(np.isin(patient.labels.data, ids))
+    voxels = patient.derived[key]
+    if voxels.size == 0:
+        return centre
+    for t in range(AIM_TRIES):
+        u = (spec.aim_u + t * 0.6180339887498949) % 1.0
+        point = patient.ct.voxel_to_world(np.array(np.unravel_index(voxels[int(u * voxels.size)], patient.ct.shape),
+                                                   dtype=np.float64))
+        try:
+            scene.check_view(sample_carm(spec, point))
+            return point
+        except InputError:
+            continue
+    return centre
+
+
 # ----------------------------------------------------------------------------- the scene renderer
 #: ``renderer_options`` of the scene renderer and their defaults.
 SCENE_OPTIONS: dict[str, Any] = {
@@ -178,7 +241,9 @@ def scene_options(options: dict[str, Any], device: str = "cpu") -> dict[str, Any
 
 def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     """The :class:`~ddsa_sim.scene.SceneSpec` of a sample (the plan's drawn values, static vessels)."""
+    from ddsa_sim.physics.blur import BlurSettings
     from ddsa_sim.physics.detector import Detector
+    from ddsa_sim.physics.scatter import AntiScatterGrid
     from ddsa_sim.physics.spectra import spectrum_at_kvp
     from ddsa_sim.scene import (
         CatheterSpec,
@@ -226,11 +291,13 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
                                   field="placement.root")
     else:
         raise InputError(f"{field}: unknown vessel source kind {vs['kind']!r}")
-    exposure = ExposureSpec(spectrum_at_kvp(spec.kvp, spec.filter_al_mm, float(opts["kvp_node_kv"])),
+    exposure = ExposureSpec(spectrum_at_kvp(spec.kvp, spec.filter_al_mm, float(opts["kvp_node_kv"]), spec.filter_cu_mm),
                             Exposure(photons_per_pixel=spec.photons_per_pixel, mas=spec.mas,
                                      target_detector_air_kerma_ugy=spec.detector_air_kerma_ugy),
                             Detector(electronic_noise_std=spec.electronic_noise), iodine_mg_per_ml=spec.iodine_mg_per_ml)
-    effects = EffectsSpec(noise=spec.noise, scatter=ScatterSettings(enabled=spec.scatter),
+    effects = EffectsSpec(noise=spec.noise,
+                          scatter=ScatterSettings(enabled=spec.scatter, grid=AntiScatterGrid() if spec.grid else None),
+                          blur=BlurSettings(detector_mtf50_cycles_per_mm=spec.detector_mtf50_cycles_per_mm),
                           motion=MotionParams(kind=spec.motion), method=opts["method"], device=this_worker_device(spec.device),
                           backend=opts["backend"])
     return SceneSpec(ct_spec(spec), vessels, placement, exposure, effects, catheter)
@@ -241,14 +308,21 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
     ``default_rng(spec.seed)``; the store's arrays centre-cropped, plus ``isocenter_mm`` / ``projection_matrix``
     and the exposure meta values (``photons_per_pixel``, ``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)."""
     from ddsa_sim.scene import build_scene, render_frames
+    from ddsa_sim.scene.recording import frame_quanta, gain_for_bit_depth
 
     opts = scene_options(spec.renderer_options, spec.device)
     patient = cache.get(spec)
     scene = build_scene(scene_spec(spec, opts), patient, vessel_cache_size=int(opts["vessel_cache_size"]))
-    carm = sample_carm(spec, patient.ct.center_mm)
+    target = aim_point_mm(spec, patient, scene)
+    carm = sample_carm(spec, target)
+    if spec.bit_depth is not None:  # the flat field at 90 % of full scale (as ddsa-sim dsa --bit-depth)
+        spectrum = scene.projector.spectrum
+        quanta = frame_quanta(spectrum, scene.detector, scene.exposure.n0(spectrum, carm), scene.scatter)
+        scene.detector = replace(scene.detector, bit_depth=spec.bit_depth,
+                                 gain=gain_for_bit_depth(spec.bit_depth, quanta))
     frames = render_frames(scene, carm, np.random.default_rng(spec.seed))
     arrays = crop_images(spec, frames.frame(0))
-    arrays["isocenter_mm"], arrays["projection_matrix"] = sample_geometry(spec, patient.ct.center_mm)
+    arrays["isocenter_mm"], arrays["projection_matrix"] = sample_geometry(spec, target)
     exposure = frames.exposure_dict()
     arrays.update({name: np.float64(exposure[name]) for name in ("photons_per_pixel", *V2_META_ARRAYS)})
     return arrays

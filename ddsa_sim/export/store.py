@@ -49,6 +49,7 @@ from ddsa_sim.export.format import (
     IMAGE_DTYPES,
     META_ARRAYS,
     META_GROUP,
+    OPTIONAL_META_ARRAYS,
     READABLE_VERSIONS,
     SAMPLE_META_ARRAYS,
     V2_META_ARRAYS,
@@ -166,7 +167,8 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
     names = set(root.array_keys())
     meta = root.get(META_GROUP)
     meta_names = set(meta.array_keys()) if isinstance(meta, zarr.Group) else set()
-    expected_meta = [n for n in META_ARRAYS if version >= 2 or n not in V2_META_ARRAYS]
+    expected_meta = [n for n in META_ARRAYS if (version >= 2 or n not in V2_META_ARRAYS)
+                     and n not in OPTIONAL_META_ARRAYS]
     missing = [n for n in IMAGE_ARRAYS if n not in names] + [f"{META_GROUP}/{n}" for n in expected_meta
                                                              if n not in meta_names]
     if missing:
@@ -208,6 +210,12 @@ def sample_meta(spec: SampleSpec, arrays: Mapping[str, np.ndarray]) -> dict[str,
         "iodine_mg_per_ml": spec.iodine_mg_per_ml,
         "params_json": params_json(spec),
         **{name: float(arrays.get(name, np.nan)) for name in V2_META_ARRAYS},
+        "filter_al_mm": spec.filter_al_mm,
+        "filter_cu_mm": spec.filter_cu_mm,
+        "grid": np.uint8(spec.scatter and spec.grid),
+        "detector_mtf50_cycles_per_mm": (np.nan if spec.detector_mtf50_cycles_per_mm is None
+                                         else spec.detector_mtf50_cycles_per_mm),
+        "bit_depth": np.uint8(spec.bit_depth or 0),
     }
 
 
@@ -215,7 +223,8 @@ def array_handles(root: zarr.Group) -> dict[str, zarr.Array]:
     """Open every array of the store once (``"meta/<name>"`` for metadata); reuse for many writes."""
     handles = {name: root[name] for name in IMAGE_ARRAYS}
     meta = root[META_GROUP]
-    handles.update({f"meta/{name}": meta[name] for name in META_ARRAYS})
+    present = set(meta.array_keys())
+    handles.update({f"meta/{name}": meta[name] for name in META_ARRAYS if name in present})
     return handles
 
 
@@ -238,7 +247,8 @@ def write_slot(root: zarr.Group, index: int, images: Mapping[str, np.ndarray], m
     images
         Every array of :data:`IMAGE_ARRAYS`, shape ``(H, W)`` (other keys are ignored).
     meta
-        Exactly the :data:`SAMPLE_META_ARRAYS` values (the checksum and ``complete`` are this writer's).
+        The :data:`SAMPLE_META_ARRAYS` values (the checksum and ``complete`` are this writer's); those of
+        :data:`OPTIONAL_META_ARRAYS` may be left out (they keep their fill value, 0).
     handles
         From :func:`array_handles`, to write many samples without re-opening the arrays.
 
@@ -247,8 +257,9 @@ def write_slot(root: zarr.Group, index: int, images: Mapping[str, np.ndarray], m
     str
         The sample's checksum (:func:`sample_checksum`).
     """
-    if set(meta) != set(SAMPLE_META_ARRAYS):
-        missing, extra = set(SAMPLE_META_ARRAYS) - set(meta), set(meta) - set(SAMPLE_META_ARRAYS)
+    missing = set(SAMPLE_META_ARRAYS) - set(OPTIONAL_META_ARRAYS) - set(meta)
+    extra = set(meta) - set(SAMPLE_META_ARRAYS)
+    if missing or extra:
         raise ValueError(f"write_slot: meta must name every sample meta array (missing {sorted(missing)}, "
                          f"unknown {sorted(extra)})")
     i = int(index)
@@ -267,7 +278,8 @@ def write_meta(root: zarr.Group, index: int, values: Mapping[str, Any],
     if unknown:
         raise ValueError(f"write_meta: not writable meta arrays {sorted(unknown)}")
     h = handles if handles is not None else array_handles(root)
-    _write_many([(h[f"meta/{name}"], int(index), value) for name, value in values.items()])
+    _write_many([(h[f"meta/{name}"], int(index), value) for name, value in values.items()
+                 if f"meta/{name}" in h])  # an optional array a store made before it lacks
 
 
 def _write_many(items: list[tuple[zarr.Array, int, Any]]) -> None:
@@ -292,7 +304,8 @@ def read_sample(root: zarr.Group, index: int) -> tuple[dict[str, np.ndarray], di
     """One sample's images and metadata (reads only that sample's chunks)."""
     arrays = {name: root[name][index] for name in IMAGE_ARRAYS}
     meta = {}
-    for name in META_ARRAYS:
+    present = set(root[META_GROUP].array_keys())
+    for name in (n for n in META_ARRAYS if n in present):  # optional arrays: absent from older stores
         v = root[META_GROUP][name][index]
         meta[name] = v.item() if np.ndim(v) == 0 and hasattr(v, "item") else v
     return arrays, meta

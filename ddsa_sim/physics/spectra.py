@@ -478,7 +478,8 @@ def get_spectrum(spec: str | Spectrum | Mapping[str, Any]) -> Spectrum:
 
 
 @functools.lru_cache(maxsize=256)
-def spectrum_at_kvp(kvp: float, filter_al_mm: float = DEFAULT_FILTER_AL_MM, node_kv: float = 2.0) -> Spectrum:
+def spectrum_at_kvp(kvp: float, filter_al_mm: float = DEFAULT_FILTER_AL_MM, node_kv: float = 2.0,
+                    filter_cu_mm: float = 0.0) -> Spectrum:
     """Tube spectrum at any ``kvp`` from SpekPy spectra on a kVp grid (step ``node_kv``), interpolated.
 
     A SpekPy call costs about 1 s, and a dataset draws a new kVp per sample, so spectra are computed
@@ -495,16 +496,20 @@ def spectrum_at_kvp(kvp: float, filter_al_mm: float = DEFAULT_FILTER_AL_MM, node
         Aluminium filtration (mm).
     node_kv : float
         Grid step of the SpekPy nodes (kV); 0 = exact.
+    filter_cu_mm : float
+        Added copper filtration (mm).
     """
     lo = float(np.floor(kvp / node_kv) * node_kv) if node_kv > 0 else float(kvp)
     if lo == kvp:
-        return spekpy_spectrum(float(kvp), float(filter_al_mm))
+        return spekpy_spectrum(float(kvp), float(filter_al_mm), float(filter_cu_mm))
     hi = lo + node_kv
-    s_lo, s_hi = spekpy_spectrum(lo, float(filter_al_mm)), spekpy_spectrum(hi, float(filter_al_mm))
+    s_lo = spekpy_spectrum(lo, float(filter_al_mm), float(filter_cu_mm))
+    s_hi = spekpy_spectrum(hi, float(filter_al_mm), float(filter_cu_mm))
     w = (float(kvp) - lo) / node_kv
     a_lo, a_hi = s_lo.photons_per_mm2_per_mas_at_1m or 1.0, s_hi.photons_per_mm2_per_mas_at_1m or 1.0
     e = s_hi.energies_kev
     f_lo = np.interp(e, s_lo.energies_kev, s_lo.fluence, left=0.0, right=0.0)
     fluence = (1.0 - w) * a_lo * f_lo + w * a_hi * s_hi.fluence
-    return Spectrum(e, fluence, f"spekpy:kvp={kvp:.4f} (interpolated {lo:g}-{hi:g}),al={filter_al_mm:g}",
+    cu = f",cu={filter_cu_mm:g}" if filter_cu_mm else ""
+    return Spectrum(e, fluence, f"spekpy:kvp={kvp:.4f} (interpolated {lo:g}-{hi:g}),al={filter_al_mm:g}{cu}",
                     (1.0 - w) * a_lo + w * a_hi, {**s_hi.settings, "kvp": float(kvp)})

@@ -46,8 +46,10 @@ from ddsa_sim.scene.sources import (
 )
 from ddsa_sim.scene.spec import CTSpec, PlacementSpec, SceneSpec, VesselSpec
 from ddsa_sim.scene.vessels import BolusParams, FractionVessels, TreeVessels, VesselSource
-from ddsa_sim.volumes import Volume
+from ddsa_sim.volumes import Volume, virtual_non_contrast
+from ddsa_sim.volumes.augment import pseudo_patient
 from ddsa_sim.volumes.readers import read_ct_with_labels
+from ddsa_sim.volumes.vnc import enhanced_vessel_mask
 
 if TYPE_CHECKING:
     pass
@@ -78,9 +80,29 @@ class Patient:
 
 
 def load_patient(ct: CTSpec) -> Patient:
-    """Read the CT and label map of ``ct`` (:func:`ddsa_sim.volumes.readers.read_ct_with_labels`)."""
+    """Read the CT and label map of ``ct`` (:func:`ddsa_sim.volumes.readers.read_ct_with_labels`); with
+    ``ct.variant``, its virtual non-contrast version (``ct.vnc``) made into that pseudo-patient."""
     volume, labels = read_ct_with_labels(ct.source, ct.labels, ct.max_voxels, labels_field=ct.labels_field)
+    patient = Patient(volume, labels, ct)
+    if ct.variant is None:
+        return patient
+    lumen = _vnc_mask(patient)
+    if lumen is not None:
+        volume, _ = virtual_non_contrast(volume, lumen)
+    volume, labels = pseudo_patient(volume, labels, ct.variant)
     return Patient(volume, labels, ct)
+
+
+def _vnc_mask(patient: Patient) -> np.ndarray | None:
+    """The blood voxels a pseudo-patient's virtual non-contrast clears (``CTSpec.vnc``), or None."""
+    ct = patient.spec
+    if ct.vnc == "off" or (ct.vnc == "auto" and patient.labels is None):
+        return None
+    if ct.vnc == "auto":
+        return enhanced_vessel_mask(patient.ct, patient.labels.data, _structures(patient))
+    labels = _labels(patient, ct.vnc_field)
+    ids = structure_ids(list(ct.vnc), _structures(patient), str(ct.labels), field=ct.vnc_field)
+    return np.isin(labels, ids)
 
 
 def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_size: int = 0) -> Scene:
@@ -121,7 +143,7 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
                                     name=f"{vessels.name} blush"))
     ex, fx = spec.exposure, spec.effects
     return Scene(ct, sources, catheter=catheter, spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
-                 iodine_mg_per_ml=ex.iodine_mg_per_ml, bolus=bolus, noise=fx.noise, scatter=fx.scatter,
+                 iodine_mg_per_ml=ex.iodine_mg_per_ml, bolus=bolus, noise=fx.noise, scatter=fx.scatter, blur=fx.blur,
                  motion=fx.motion, method=fx.method, device=fx.device, backend=fx.backend, ct_volume=ct_volume)
 
 

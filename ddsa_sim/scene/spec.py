@@ -13,12 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ddsa_sim.physics.blur import BlurSettings
 from ddsa_sim.physics.detector import Detector
 from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.scene.catheter import CatheterSpec
 from ddsa_sim.scene.motion import MotionParams
 from ddsa_sim.scene.placement import Feeding
 from ddsa_sim.scene.recording import Exposure, ScatterSettings
+from ddsa_sim.volumes.augment import PseudoPatient
 
 __all__ = ["CTSpec", "EffectsSpec", "ExposureSpec", "PlacementSpec", "SceneSpec", "VesselSpec"]
 
@@ -37,8 +39,15 @@ class CTSpec:
         CSV ``structure,id`` naming the labels (``builtin:chest-ct-labels`` has a builtin table).
     max_voxels : int, optional
         Refuse larger CTs (checked from the header where the format allows).
-    labels_field, structures_field : str
-        Option / config field names of ``labels`` and ``structures`` in error messages.
+    variant : PseudoPatient, optional
+        Make a pseudo-patient of the CT and its labels (:func:`ddsa_sim.volumes.augment.pseudo_patient`).
+    vnc : {"auto", "off"} or tuple of str
+        Virtual non-contrast before the pseudo-patient's resampling (with a ``variant`` only):
+        ``"auto"`` clears the enhanced blood structures the label map names
+        (:func:`ddsa_sim.volumes.vnc.enhanced_vessel_mask`), a tuple names the structures, ``"off"``
+        keeps the HU.
+    labels_field, structures_field, vnc_field : str
+        Option / config field names of ``labels``, ``structures`` and ``vnc`` in error messages.
     """
 
     source: str
@@ -47,6 +56,9 @@ class CTSpec:
     max_voxels: int | None = None
     labels_field: str = "labels"
     structures_field: str = "structures"
+    variant: PseudoPatient | None = None
+    vnc: str | tuple[str, ...] = "off"
+    vnc_field: str = "vnc"
 
 
 @dataclass(frozen=True)
@@ -146,10 +158,12 @@ class ExposureSpec:
 
 @dataclass(frozen=True)
 class EffectsSpec:
-    """Noise, scatter, patient motion and the projector's ray-marching method, device and backend."""
+    """Noise, scatter, focal-spot and detector blur, patient motion and the projector's ray-marching
+    method, device and backend."""
 
     noise: bool = True
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
+    blur: BlurSettings = field(default_factory=BlurSettings)
     motion: MotionParams = field(default_factory=MotionParams)
     method: Literal["siddon", "trilinear"] = "trilinear"
     device: str = "cpu"

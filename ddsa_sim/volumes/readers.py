@@ -16,6 +16,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.volumes.builtin import resolve_builtin
+from ddsa_sim.volumes.tigre_head import TIGRE_HEAD, is_tarball, read_tigre_head, tigre_tarball
 from ddsa_sim.volumes.volume import Volume
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -147,6 +148,8 @@ def split_voxel_box(source: str | Path) -> tuple[str, tuple[tuple[int, int, int]
 def source_path(source: str | Path) -> Path:
     """The file or folder of a volume source: a path, or the installed file of a ``builtin:`` name."""
     source_str = split_voxel_box(source)[0]
+    if source_str == TIGRE_HEAD:
+        return tigre_tarball()
     return resolve_builtin(source_str) if source_str.startswith("builtin:") else Path(source_str)
 
 
@@ -214,7 +217,8 @@ def read_ct_with_labels(ct_source: str, labels_source: str | None = None, max_vo
 
 
 def read_volume(source: str | Path) -> Volume:
-    """Read a volume from a path (NIfTI file, DICOM file or folder) or a ``builtin:`` name."""
+    """Read a volume from a path (NIfTI file, DICOM file or folder, a pytigre source tarball: its head
+    phantom, :mod:`ddsa_sim.volumes.tigre_head`) or a ``builtin:`` name."""
     source_str = str(source)
     path = source_path(source_str)
     if not path.exists():
@@ -223,8 +227,11 @@ def read_volume(source: str | Path) -> Volume:
         vol = read_dicom_series(path)
     elif path.name.lower().endswith((".nii", ".nii.gz")):
         vol = read_nifti(path)
+    elif is_tarball(path):
+        vol = read_tigre_head(path)
     else:
-        raise InputError(f"{path}: unknown volume format (expected .nii, .nii.gz, a DICOM file or folder)")
+        raise InputError(f"{path}: unknown volume format (expected .nii, .nii.gz, a DICOM file or folder, "
+                         "or a pytigre source tarball)")
     box = split_voxel_box(source_str)[1]
     if box is not None:
         lo, hi = box
