@@ -207,23 +207,19 @@ class Scene:
         ``area`` (N, M): the relative intensity and its relative second signal moment (the noise
         model's, :func:`ddsa_sim.physics.detector.integrate_spectrum`), one spectral pass.
 
-        With the heel effect on, ``I`` comes from each pixel's local spectrum and ``Q`` is the central
-        spectrum's scaled by ``I_heel / I_central`` (first order: the noise-equivalent quanta follow
-        the local photon fluence, the spectral shape's Swank factor is the central one's).
+        With the heel effect on, ``I`` and ``Q`` come from each pixel's local spectrum (both
+        interpolated between the heel bands, each band relative to its own flat field).
         """
-        i, q = integrate_spectrum(area, proj.attenuation_cm2_per_g, proj.spectrum, proj.mode, np.float32,
-                                  proj.threads, second_moment=True)
         bands = self._heel_bands(proj, carm)
         if bands is None:
-            return i, q
+            return integrate_spectrum(area, proj.attenuation_cm2_per_g, proj.spectrum, proj.mode, np.float32,
+                                      proj.threads, second_moment=True)
         rows = self.heel.anode[1] == "v"
         n = carm.sensor_height if rows else carm.sensor_width
         along = (np.arange(n) + 0.5 - n / 2) * carm.pixel_mm * (1.0 if self.heel.anode[0] == "+" else -1.0)
         grid = np.broadcast_to(along[:, None] if rows else along[None, :], (carm.sensor_height, carm.sensor_width))
-        i_heel = heel_intensity(area, proj.attenuation_cm2_per_g, bands, grid if pixels is None else grid[pixels],
-                                proj.mode)
-        scale = np.divide(i_heel, i, out=np.ones_like(i_heel), where=i > 0)
-        return i_heel, (q * scale).astype(np.float32)
+        return heel_intensity(area, proj.attenuation_cm2_per_g, bands, grid if pixels is None else grid[pixels],
+                              proj.mode, proj.threads, second_moment=True)
 
     def _heel_bands(self, proj: Projector, carm: CArm):
         if not self.heel.enabled:
