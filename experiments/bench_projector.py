@@ -211,7 +211,9 @@ def _poly_with_effects(proj, carm, heel) -> np.ndarray:
     for name, vol in proj.volumes.items():
         depth = float((vol.corners_mm().mean(axis=0) - carm.source_mm) @ carm.principal_ray)
         sigma = focal_spot_sigma_mm(FOCAL_SPOT_MM, depth, carm.source_to_detector_distance) / carm.pixel_mm
-        per_volume[name] = gaussian_blur(proj.march(carm, name), sigma)
+        cols = proj.material_indices(name)  # as Scene.focal_spot_blur: only the volume's own materials
+        per_volume[name] = np.zeros((carm.sensor_height, carm.sensor_width, len(proj.materials)))
+        per_volume[name][..., cols] = gaussian_blur(proj.march(carm, name)[..., cols], sigma)
     image, _ = heel_intensity(proj.combine(per_volume, list(per_volume)), proj.attenuation_cm2_per_g, *heel,
                               proj.mode, proj.threads, second_moment=True)
     return gaussian_blur(image, detector_sigma_mm(CSI_MTF50_CYCLES_PER_MM) / carm.pixel_mm)

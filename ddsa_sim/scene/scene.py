@@ -199,7 +199,10 @@ class Scene:
         centre = self.projector.volumes[volume].corners_mm().mean(axis=0)
         depth = float((centre - carm.source_mm) @ carm.principal_ray)
         sigma = focal_spot_sigma_mm(self.blur.focal_spot_mm, depth, carm.source_to_detector_distance)
-        return gaussian_blur(area, sigma / carm.pixel_mm)
+        cols = self.projector.material_indices(volume)  # the march writes only these; the others stay 0
+        out = np.zeros(area.shape)
+        out[..., cols] = gaussian_blur(area[..., cols], sigma / carm.pixel_mm)
+        return out
 
     def intensity(self, proj: Projector, carm: CArm, area: np.ndarray,
                   pixels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
