@@ -182,7 +182,7 @@ def _jit_warm_up() -> None:
 
 
 def _heel(proj, carm):
-    """The scene's default heel bands (5) and each pixel's position toward the anode ("-v").
+    """The scene's default heel bands (5) and each pixel's weights (anode "-v"; kept, as a scene does).
 
     The bands span 300 mm at the detector (SpekPy has no emission at the off-axis angles of this
     benchmark's 560 mm panel); pixels beyond keep the edge bands' spectra: the cost is the same.
@@ -190,8 +190,8 @@ def _heel(proj, carm):
     from ddsa_sim.physics.heel import heel_bands
 
     along = -(np.arange(carm.sensor_height) + 0.5 - carm.sensor_height / 2) * carm.pixel_mm
-    positions = np.broadcast_to(along[:, None], (carm.sensor_height, carm.sensor_width))
-    return heel_bands(proj.spectrum, 150.0, carm.source_to_detector_distance), positions
+    bands = heel_bands(proj.spectrum, 150.0, carm.source_to_detector_distance)
+    return bands, np.repeat(bands.weights(along).astype(np.float32), carm.sensor_width, axis=0)
 
 
 def _poly_with_effects(proj, carm, heel) -> np.ndarray:

@@ -41,7 +41,7 @@ def test_bands_match_direct_spekpy_integrals_across_the_field(kvp):
     bands = heel_bands(central, HALF_FIELD_MM, SDD_MM, bands=5)
     positions = np.array([-150.0, -112.5, -75.0, 37.5, 150.0])  # bands at -150, -75, 0, 75, 150
     mu = attenuation_matrix(("water",), central)
-    got, got_q = heel_intensity(np.full((positions.size, 1), WATER_G_PER_CM2), mu, bands, positions,
+    got, got_q = heel_intensity(np.full((positions.size, 1), WATER_G_PER_CM2), mu, bands, bands.weights(positions),
                                 second_moment=True)
     want, want_q = np.array([_direct(p, kvp) for p in positions]).T
     np.testing.assert_allclose(got, want, rtol=0.005)

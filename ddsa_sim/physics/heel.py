@@ -124,7 +124,7 @@ def heel_bands(spectrum: Spectrum, half_field_mm: float, source_to_detector_mm: 
     return HeelBands(positions, tuple(spectra), np.array(fluence))
 
 
-def heel_intensity(area_density: np.ndarray, mu_cm2_per_g: np.ndarray, bands: HeelBands, positions_mm: np.ndarray,
+def heel_intensity(area_density: np.ndarray, mu_cm2_per_g: np.ndarray, bands: HeelBands, weights: np.ndarray,
                    mode: str | DetectorResponse = "energy", threads: int | None = None,
                    second_moment: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Relative intensity (float32, shape of ``area_density[..., 0]``) with each pixel's local spectrum.
@@ -137,7 +137,9 @@ def heel_intensity(area_density: np.ndarray, mu_cm2_per_g: np.ndarray, bands: He
     area_density : (..., M) g/cm^2
     mu_cm2_per_g : (M, B) mass attenuation at the bands' energies
     bands : HeelBands
-    positions_mm : (...) each pixel's distance toward the anode (mm at the detector)
+    weights : (N, K)
+        Each pixel's interpolation weights, :meth:`HeelBands.weights` of its distance toward the
+        anode (a scene computes them once per detector and keeps them).
     mode : {"energy", "photon"} or DetectorResponse
     threads : int, optional
         Threads of the spectral pass (results do not depend on it).
@@ -147,10 +149,10 @@ def heel_intensity(area_density: np.ndarray, mu_cm2_per_g: np.ndarray, bands: He
         between the bands like ``I``.
     """
     a = np.asarray(area_density)
-    w = bands.weights(positions_mm).astype(np.float32).T  # (K, N)
+    w = np.asarray(weights, dtype=np.float32).T  # (K, N)
     n_pix = int(np.prod(a.shape[:-1]))
-    if w.shape[1] != n_pix:
-        raise InputError(f"heel: {w.shape[1]} positions for {n_pix} pixels")
+    if w.shape != (len(bands.spectra), n_pix):
+        raise InputError(f"heel: weights of shape {w.T.shape} for {n_pix} pixels and {len(bands.spectra)} bands")
     out = integrate_spectrum(a.reshape(-1, a.shape[-1]), mu_cm2_per_g, list(bands.spectra), mode, np.float32,
                              threads, second_moment)
     i, q = out if second_moment else (out, None)
