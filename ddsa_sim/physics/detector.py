@@ -184,7 +184,9 @@ def integrate_spectrum(
     mu_over_rho : array_like
         (M, B) mass attenuation coefficients, cm^2/g, at the spectrum's bins
         (:func:`ddsa_sim.physics.attenuation.attenuation_matrix`).
-    spectrum : Spectrum
+    spectrum : Spectrum or sequence of K Spectrum
+        One spectrum, or several on the same energy bins (e.g. the heel effect's bands): all of
+        them in one pass that shares the exponentials, each relative to its own flat field.
     mode : {"energy", "photon"} or DetectorResponse
         The detector's response (strings: ideal energy-integrating or photon-counting).
     dtype : {np.float64, np.float32}
@@ -202,21 +204,28 @@ def integrate_spectrum(
     Returns
     -------
     np.ndarray or (np.ndarray, np.ndarray)
-        (...) of ``dtype``: I, or (I, Q) with ``second_moment``.
+        (...) of ``dtype``: I, or (I, Q) with ``second_moment``; (K, ...) each for a sequence of spectra.
     """
     a = np.asarray(area_density_g_per_cm2, dtype=np.float64)
     mu = np.asarray(mu_over_rho, dtype=np.float64)
     if mu.ndim != 2:
         raise InputError(f"mu_over_rho must be (M, B), got shape {mu.shape}")
     n_mat, n_bins = mu.shape
-    if n_bins != len(spectrum.energies_kev):
-        raise InputError(f"mu_over_rho has {n_bins} bins but the spectrum has {len(spectrum.energies_kev)}")
+    several = isinstance(spectrum, (list, tuple))
+    spectra = list(spectrum) if several else [spectrum]
+    for spec in spectra:
+        if n_bins != len(spec.energies_kev):
+            raise InputError(f"mu_over_rho has {n_bins} bins but the spectrum has {len(spec.energies_kev)}")
     if a.ndim == 0 or a.shape[-1] != n_mat:
         raise InputError(f"area_density_g_per_cm2 last axis must have {n_mat} materials, got shape {a.shape}")
     if dtype not in (np.float64, np.float32):
         raise InputError(f"integrate_spectrum dtype must be float64 or float32, got {dtype}")
-    w1, w2 = detector_response(mode).moments(spectrum)
-    w = np.stack([_normalised(w1), _normalised(w2)] if second_moment else [_normalised(w1)])
+    response = detector_response(mode)
+    rows = []
+    for spec in spectra:  # rows: w1 of each spectrum, then w2 of each
+        w1, w2 = response.moments(spec)
+        rows.append((_normalised(w1), _normalised(w2)))
+    w = np.stack([r[0] for r in rows] + ([r[1] for r in rows] if second_moment else []))
     flat = np.ascontiguousarray(a.reshape(-1, n_mat))
     with numba_threads(threads):
         if dtype == np.float32:
@@ -225,8 +234,10 @@ def integrate_spectrum(
         else:
             out = np.empty((w.shape[0], flat.shape[0]), dtype=np.float64)
             _beer_lambert_sum(flat, np.ascontiguousarray(mu), np.ascontiguousarray(w, dtype=np.float64), out)
+    k = len(spectra)
     shaped = out.reshape(w.shape[0], *a.shape[:-1])
-    return (shaped[0], shaped[1]) if second_moment else shaped[0]
+    i, q = (shaped[:k], shaped[k:]) if several else (shaped[0], shaped[1] if second_moment else None)
+    return (i, q) if second_moment else i
 
 
 #: Exponents below this give a zero term. exp(-60) = 9e-27, sixteen orders under the -ln floor

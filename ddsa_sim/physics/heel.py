@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.physics.detector import integrate_spectrum
+from ddsa_sim.physics.detector import DetectorResponse, integrate_spectrum
 from ddsa_sim.physics.spectra import Spectrum, spekpy_spectrum
 
 __all__ = ["ANODE_DIRECTIONS", "HeelBands", "HeelSettings", "heel_bands", "heel_intensity"]
@@ -124,26 +124,37 @@ def heel_bands(spectrum: Spectrum, half_field_mm: float, source_to_detector_mm: 
     return HeelBands(positions, tuple(spectra), np.array(fluence))
 
 
-def heel_intensity(area_density: np.ndarray, mu_cm2_per_g: np.ndarray, bands: HeelBands, positions_mm: np.ndarray,
-                   mode: str = "energy") -> np.ndarray:
+def heel_intensity(area_density: np.ndarray, mu_cm2_per_g: np.ndarray, bands: HeelBands, weights: np.ndarray,
+                   mode: str | DetectorResponse = "energy", threads: int | None = None,
+                   second_moment: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Relative intensity (float32, shape of ``area_density[..., 0]``) with each pixel's local spectrum.
+
+    All bands in one spectral pass (:func:`~ddsa_sim.physics.detector.integrate_spectrum` shares the
+    exponentials), each pixel's value interpolated between the two bands around it.
 
     Parameters
     ----------
     area_density : (..., M) g/cm^2
     mu_cm2_per_g : (M, B) mass attenuation at the bands' energies
     bands : HeelBands
-    positions_mm : (...) each pixel's distance toward the anode (mm at the detector)
-    mode : {"energy", "photon"}
+    weights : (N, K)
+        Each pixel's interpolation weights, :meth:`HeelBands.weights` of its distance toward the
+        anode (a scene computes them once per detector and keeps them).
+    mode : {"energy", "photon"} or DetectorResponse
+    threads : int, optional
+        Threads of the spectral pass (results do not depend on it).
+    second_moment : bool
+        Also return the relative second signal moment ``Q`` of each pixel's local spectrum
+        (the noise model's, :func:`~ddsa_sim.physics.detector.integrate_spectrum`), interpolated
+        between the bands like ``I``.
     """
     a = np.asarray(area_density)
-    flat = a.reshape(-1, a.shape[-1])
-    w = bands.weights(positions_mm)
-    if w.shape[0] != flat.shape[0]:
-        raise InputError(f"heel: {w.shape[0]} positions for {flat.shape[0]} pixels")
-    out = np.zeros(flat.shape[0])
-    for k, spec in enumerate(bands.spectra):
-        sel = w[:, k] > 0
-        if np.any(sel):
-            out[sel] += w[sel, k] * integrate_spectrum(flat[sel], mu_cm2_per_g, spec, mode=mode, dtype=np.float32)
-    return out.astype(np.float32).reshape(a.shape[:-1])
+    w = np.asarray(weights, dtype=np.float32).T  # (K, N)
+    n_pix = int(np.prod(a.shape[:-1]))
+    if w.shape != (len(bands.spectra), n_pix):
+        raise InputError(f"heel: weights of shape {w.T.shape} for {n_pix} pixels and {len(bands.spectra)} bands")
+    out = integrate_spectrum(a.reshape(-1, a.shape[-1]), mu_cm2_per_g, list(bands.spectra), mode, np.float32,
+                             threads, second_moment)
+    i, q = out if second_moment else (out, None)
+    i = np.einsum("kn,kn->n", w, i).reshape(a.shape[:-1])
+    return (i, np.einsum("kn,kn->n", w, q).reshape(a.shape[:-1])) if second_moment else i

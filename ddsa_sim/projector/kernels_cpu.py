@@ -365,21 +365,25 @@ def _plane_samples(bits, label_mask, single, s0, s1, s2, d0, d1, d2, n0, n1, n2,
         fb, fe = xb - ib, xe - ie
         idx = (c_first + q * dc) * pa + ib * pb + ie * pe
         b00, b01, b10, b11 = bits[idx], bits[idx + oe], bits[idx + ob], bits[idx + ob + oe]
-        w00, w01 = g * (1.0 - fb) * (1.0 - fe), g * (1.0 - fb) * fe
-        w10, w11 = g * fb * (1.0 - fe), g * fb * fe
-        v = (w00 * float32_from_bits(b00) + w01 * float32_from_bits(b01)
-             + w10 * float32_from_bits(b10) + w11 * float32_from_bits(b11))
+        # in float64: float32 differences below would round
+        d00, d01 = np.float64(float32_from_bits(b00)), np.float64(float32_from_bits(b01))
+        d10, d11 = np.float64(float32_from_bits(b10)), np.float64(float32_from_bits(b11))
+        # bilinear as two lerps and a lerp (3 multiplies; the 4 corner weights only where materials mix)
+        r0 = d00 + fe * (d01 - d00)
+        r1 = d10 + fe * (d11 - d10)
+        v = g * (r0 + fb * (r1 - r0))
         if single:
             run += v
             continue
         l00 = b00 & label_mask
-        if l00 == (b01 & label_mask) and l00 == (b10 & label_mask) and l00 == (b11 & label_mask):
+        if ((b01 ^ b00) | (b10 ^ b00) | (b11 ^ b00)) & label_mask == 0:
             acc[l00] += v  # one material around the sample (most samples)
         else:
-            acc[l00] += w00 * float32_from_bits(b00)
-            acc[b01 & label_mask] += w01 * float32_from_bits(b01)
-            acc[b10 & label_mask] += w10 * float32_from_bits(b10)
-            acc[b11 & label_mask] += w11 * float32_from_bits(b11)
+            gb, ge = g * (1.0 - fb), 1.0 - fe
+            acc[l00] += gb * ge * d00
+            acc[b01 & label_mask] += gb * fe * d01
+            acc[b10 & label_mask] += g * fb * ge * d10
+            acc[b11 & label_mask] += g * fb * fe * d11
     return run
 
 

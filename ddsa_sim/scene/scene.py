@@ -19,7 +19,7 @@ from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.attenuation import Material, get_material, iodinated_blood
 from ddsa_sim.physics.blur import BlurSettings, detector_sigma_mm, focal_spot_sigma_mm, gaussian_blur
 from ddsa_sim.physics.detector import Detector, integrate_spectrum
-from ddsa_sim.physics.heel import HeelSettings, heel_bands, heel_intensity
+from ddsa_sim.physics.heel import HeelBands, HeelSettings, heel_bands, heel_intensity
 from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.projector import Projector, ProjectorVolume
 from ddsa_sim.scene.catheter import LUMEN_NAME, WALL_NAME, Catheter
@@ -236,7 +236,10 @@ class Scene:
         centre = self.projector.volumes[volume].corners_mm().mean(axis=0)
         depth = float((centre - carm.source_mm) @ carm.principal_ray)
         sigma = focal_spot_sigma_mm(self.blur.focal_spot_mm, depth, carm.source_to_detector_distance)
-        return gaussian_blur(area, sigma / carm.pixel_mm)
+        cols = self.projector.material_indices(volume)  # the march writes only these; the others stay 0
+        out = np.zeros(area.shape)
+        out[..., cols] = gaussian_blur(area[..., cols], sigma / carm.pixel_mm)
+        return out
 
     def intensity(self, proj: Projector, carm: CArm, area: np.ndarray,
                   pixels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -244,32 +247,36 @@ class Scene:
         ``area`` (N, M): the relative intensity and its relative second signal moment (the noise
         model's, :func:`ddsa_sim.physics.detector.integrate_spectrum`), one spectral pass.
 
-        With the heel effect on, ``I`` comes from each pixel's local spectrum and ``Q`` is the central
-        spectrum's scaled by ``I_heel / I_central`` (first order: the noise-equivalent quanta follow
-        the local photon fluence, the spectral shape's Swank factor is the central one's).
+        With the heel effect on, ``I`` and ``Q`` come from each pixel's local spectrum (both
+        interpolated between the heel bands, each band relative to its own flat field).
         """
-        i, q = integrate_spectrum(area, proj.attenuation_cm2_per_g, proj.spectrum, proj.mode, np.float32,
-                                  proj.threads, second_moment=True)
-        bands = self._heel_bands(proj, carm)
-        if bands is None:
-            return i, q
-        rows = self.heel.anode[1] == "v"
-        n = carm.sensor_height if rows else carm.sensor_width
-        along = (np.arange(n) + 0.5 - n / 2) * carm.pixel_mm * (1.0 if self.heel.anode[0] == "+" else -1.0)
-        grid = np.broadcast_to(along[:, None] if rows else along[None, :], (carm.sensor_height, carm.sensor_width))
-        i_heel = heel_intensity(area, proj.attenuation_cm2_per_g, bands, grid if pixels is None else grid[pixels],
-                                proj.mode)
-        scale = np.divide(i_heel, i, out=np.ones_like(i_heel), where=i > 0)
-        return i_heel, (q * scale).astype(np.float32)
+        heel = self._heel(proj, carm)
+        if heel is None:
+            return integrate_spectrum(area, proj.attenuation_cm2_per_g, proj.spectrum, proj.mode, np.float32,
+                                      proj.threads, second_moment=True)
+        bands, weights = heel
+        return heel_intensity(area, proj.attenuation_cm2_per_g, bands,
+                              weights if pixels is None else weights[pixels.reshape(-1)],
+                              proj.mode, proj.threads, second_moment=True)
 
-    def _heel_bands(self, proj: Projector, carm: CArm):
+    def _heel(self, proj: Projector, carm: CArm) -> tuple[HeelBands, np.ndarray] | None:
+        """The heel bands of this view's field and every pixel's interpolation weights (float32
+        (H*W, K)), kept per spectrum and detector; None with the heel effect off or no off-axis model."""
         if not self.heel.enabled:
             return None
-        n = carm.sensor_height if self.heel.anode[1] == "v" else carm.sensor_width
-        key = (proj.spectrum.name, n * carm.pixel_mm, carm.source_to_detector_distance, self.heel)
+        rows = self.heel.anode[1] == "v"
+        n = carm.sensor_height if rows else carm.sensor_width
+        key = (proj.spectrum.name, carm.sensor_height, carm.sensor_width, carm.pixel_mm,
+               carm.source_to_detector_distance, self.heel)
         if key not in self._heel_bands_cache:
-            self._heel_bands_cache[key] = heel_bands(proj.spectrum, n * carm.pixel_mm / 2,
-                                                     carm.source_to_detector_distance, self.heel.bands)
+            bands = heel_bands(proj.spectrum, n * carm.pixel_mm / 2, carm.source_to_detector_distance,
+                               self.heel.bands)
+            weights = None
+            if bands is not None:
+                along = (np.arange(n) + 0.5 - n / 2) * carm.pixel_mm * (1.0 if self.heel.anode[0] == "+" else -1.0)
+                line = bands.weights(along).astype(np.float32)  # (n, K), one row per detector line
+                weights = np.repeat(line, carm.sensor_width, axis=0) if rows else np.tile(line, (carm.sensor_height, 1))
+            self._heel_bands_cache[key] = None if bands is None else (bands, weights)
         return self._heel_bands_cache[key]
 
     def detector_blur(self, carm: CArm, intensity: np.ndarray) -> np.ndarray:
