@@ -98,3 +98,12 @@ def test_band_air_kerma_anode_to_cathode_edge_is_spekpys(kvp):
     assert got[-1] / got[0] == pytest.approx(want[1] / want[0], rel=0.02)
     if kvp == 90.0:
         np.testing.assert_allclose(got[[0, -1]], want, rtol=0.02)
+
+
+def test_field_beyond_the_anode_angle_is_one_line():
+    """tan(12 deg) x 1020 mm = 216.8 mm: a 280 mm half-field reaches past the anode's shadow edge."""
+    from ddsa_sim import InputError
+
+    with pytest.raises(InputError, match=r"15\.4 deg off axis .* beyond the 12 deg anode angle"):
+        heel_bands(spekpy_spectrum(90, 4.0), 280.0, 1020.0)
+    assert heel_bands(spekpy_spectrum(90, 4.0), 210.0, 1020.0) is not None
