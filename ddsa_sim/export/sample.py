@@ -6,6 +6,8 @@ Contract
 
 * the images of ``docs/store_format.md``: ``mask``, ``contrast``, ``contrast_clean``,
   ``dsa_target``, ``iodine_mg_per_cm2`` (float32, (H, W)) and ``vessel_mask`` (uint8, (H, W));
+  for a sequence (``spec.frames`` = T >= 1) all but ``mask`` are (T, H, W), and ``frame_times_s``
+  (float64, (T,)) and ``mask_time_s`` (float64) say when each frame was taken;
 * ``isocenter_mm`` (float64, (3,), world LPS) and ``projection_matrix`` (float64, (3, 4),
   world mm -> pixel index of the stored, binned and cropped image).
 
@@ -24,8 +26,9 @@ renders it with :func:`ddsa_sim.scene.render_frames`. Options: :data:`SCENE_OPTI
 
 Memory per worker (see ``docs/export.md``): the :class:`CTCache` holds at most ``max_items`` CTs,
 each ``4 bytes * voxels`` (float32 HU) plus ``1 byte * voxels`` (uint8 labels), plus one sample's
-arrays (``6 * 4 * H * W`` bytes) and the renderer's own working memory. CTs with more than
-``spec.max_ct_voxels`` voxels are refused before their voxels are read.
+arrays (``6 * 4 * H * W`` bytes; ``(1 + 5 T) * 4 * H * W`` for a sequence of T frames) and the
+renderer's own working memory. CTs with more than ``spec.max_ct_voxels`` voxels are refused before
+their voxels are read.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.export.devices import this_worker_device
-from ddsa_sim.export.format import IMAGE_ARRAYS, IMAGE_DTYPES, V2_META_ARRAYS
+from ddsa_sim.export.format import IMAGE_ARRAYS, IMAGE_DTYPES, V2_META_ARRAYS, image_sample_shape
 from ddsa_sim.export.plan import SampleSpec
 from ddsa_sim.export.renderers import resolve_renderer
 
@@ -222,23 +225,31 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
                                      target_detector_air_kerma_ugy=spec.detector_air_kerma_ugy),
                             Detector(electronic_noise_std=spec.electronic_noise), iodine_mg_per_ml=spec.iodine_mg_per_ml)
     effects = EffectsSpec(noise=spec.noise, scatter=ScatterSettings(enabled=spec.scatter),
-                          motion=MotionParams(kind=spec.motion), method=opts["method"], device=this_worker_device(spec.device),
+                          motion=MotionParams(kind=spec.motion, **spec.motion_params), method=opts["method"],
+                          device=this_worker_device(spec.device),
                           backend=opts["backend"])
     return SceneSpec(ct_spec(spec), vessels, placement, exposure, effects)
 
 
 def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarray]:
     """The physics: :func:`scene_spec` -> :func:`ddsa_sim.scene.build_scene` -> ``render_frames`` with
-    ``default_rng(spec.seed)``; the store's arrays centre-cropped, plus ``isocenter_mm`` / ``projection_matrix``
-    and the exposure meta values (``photons_per_pixel``, ``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)."""
-    from ddsa_sim.scene import build_scene, render_frames
+    ``default_rng(spec.seed)``; the store's arrays centre-cropped, plus ``isocenter_mm`` / ``projection_matrix``,
+    the exposure meta values (``photons_per_pixel``, ``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)
+    and the frame times."""
+    from ddsa_sim.scene import bolus_times, build_scene, render_frames
 
     opts = scene_options(spec.renderer_options, spec.device)
     patient = cache.get(spec)
     scene = build_scene(scene_spec(spec, opts), patient, vessel_cache_size=int(opts["vessel_cache_size"]))
     carm = sample_carm(spec, patient.ct.center_mm)
-    frames = render_frames(scene, carm, np.random.default_rng(spec.seed))
-    arrays = crop_images(spec, frames.frame(0))
+    if spec.frames:
+        times = list(spec.frame_times_s) if spec.frame_times_s is not None else bolus_times(scene, spec.frames)
+    else:
+        times = [None]
+    frames = render_frames(scene, carm, np.random.default_rng(spec.seed), times, mask_time_s=spec.mask_time_s)
+    arrays = crop_images(spec, frames.sequence() if spec.frames else frames.frame(0))
+    arrays["frame_times_s"] = np.asarray(frames.times_s, dtype=np.float64)
+    arrays["mask_time_s"] = np.float64(frames.mask_time_s)
     arrays["isocenter_mm"], arrays["projection_matrix"] = sample_geometry(spec, patient.ct.center_mm)
     exposure = frames.exposure_dict()
     arrays.update({name: np.float64(exposure[name]) for name in ("photons_per_pixel", *V2_META_ARRAYS)})
@@ -246,15 +257,16 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
 
 
 def crop_images(spec: SampleSpec, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The store's image arrays of a full binned-detector render, centre-cropped to ``spec.image_shape``."""
+    """The store's image arrays of a full binned-detector render (frames first), centre-cropped to
+    ``spec.image_shape``."""
     r0, c0 = crop_origin(spec)
     h, w = spec.image_shape
-    return {name: np.ascontiguousarray(images[name][r0:r0 + h, c0:c0 + w]) for name in IMAGE_ARRAYS}
+    return {name: np.ascontiguousarray(images[name][..., r0:r0 + h, c0:c0 + w]) for name in IMAGE_ARRAYS}
 
 
 def check_sample(spec: SampleSpec, arrays: dict[str, np.ndarray]) -> None:
     """Raise RuntimeError when a renderer broke the contract (names, shapes, dtypes, finiteness)."""
-    shapes = {name: tuple(spec.image_shape) for name in IMAGE_ARRAYS}
+    shapes = {name: image_sample_shape(name, spec.image_shape, spec.frames) for name in IMAGE_ARRAYS}
     shapes.update(isocenter_mm=(3,), projection_matrix=(3, 4))
     for name, shape in shapes.items():
         if name not in arrays:
