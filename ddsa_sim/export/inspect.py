@@ -141,5 +141,5 @@ def sample_png(path: str | Path, index: int, out: str | Path) -> tuple[Path, Pat
         else:
             write_grid(root, [index], tmp)
     with atomic_output(frame) as tmp:
-        tifffile.imwrite(tmp, np.asarray(arrays["contrast"], dtype=np.float32))
+        tifffile.imwrite(tmp, np.asarray(arrays["contrast"], dtype=np.float32), photometric="minisblack")
     return out, frame

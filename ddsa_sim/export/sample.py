@@ -180,7 +180,8 @@ def scene_options(options: dict[str, Any], device: str = "cpu") -> dict[str, Any
 
 
 def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
-    """The :class:`~ddsa_sim.scene.SceneSpec` of a sample (the plan's drawn values, static vessels)."""
+    """The :class:`~ddsa_sim.scene.SceneSpec` of a sample (the plan's drawn values; trees fill with the
+    bolus in a sequence, else they are static: full lumen, voxelized once per tree and CT)."""
     from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.spectra import spectrum_at_kvp
     from ddsa_sim.scene import (
@@ -197,9 +198,10 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     vs = spec.vessel_source
     field = f"vessels.sources[{vs.get('source_index', 0)}]"
     spacing = float(opts["vessel_spacing_mm"])
+    fill = "bolus" if spec.frames else "static"
     if vs["kind"] == "generator":
         vessels = VesselSpec("generator", vs["name"], dict(vs.get("params") or {}), int(vs["seed"]),
-                             spacing_mm=spacing, fill="static", display_name=spec.vessel_id, field=field)
+                             spacing_mm=spacing, fill=fill, display_name=spec.vessel_id, field=field)
         if vs.get("placement") == "anatomical":
             placement = PlacementSpec("anatomical", seed=int(vs["seed"]), field="placement.mode")
         else:
@@ -210,7 +212,7 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
                              field=f"{field}.structures")
         placement = PlacementSpec("as-is")
     elif vs["kind"] == "segmentation":
-        vessels = VesselSpec("file", vs["name"], spacing_mm=spacing, fill="static", display_name=spec.vessel_id,
+        vessels = VesselSpec("file", vs["name"], spacing_mm=spacing, fill=fill, display_name=spec.vessel_id,
                              field=f"{field}.segmentation")
         placement = PlacementSpec("as-is")
     elif vs["kind"] == "model":  # a label volume sampled with the tree's seed, placed like a tree

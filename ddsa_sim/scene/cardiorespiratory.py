@@ -164,22 +164,37 @@ def respiratory_displacement_mm(points_mm: np.ndarray, offset_mm: float, dome_z_
     return w[:, None] * np.array([0.0, AP_PER_SI, 1.0])
 
 
-def diaphragm_level_mm(ct: Volume, min_fraction: float = 0.1) -> float | None:
-    """World z (mm) of the diaphragm dome: the lowest CT slice (along the axis closest to world z)
-    whose lung voxels (HU in (-950, -400)) are at least ``min_fraction`` of the largest slice's;
-    None when the CT has no lung (under 0.5 % of a slice)."""
+def diaphragm_level_mm(ct: Volume, min_fraction: float = 0.5) -> float | None:
+    """World z (mm) of the diaphragm dome, found from the lungs: a heuristic.
+
+    Lung voxels: HU in (-950, -400), on every 2nd voxel, opened in-plane (3 x 3), in connected
+    components that do not touch the in-plane border of the CT (outside air and its partial-volume
+    rim do) and hold at least 10 % of the largest one. The dome is the lowest slice (along the axis
+    closest to world z) whose lung area is at least ``min_fraction`` of the largest slice's: half
+    the lung's area, between the costophrenic recesses below and the full lung above. None when the
+    CT has no lung (no such component of at least 0.5 % of a slice's voxels).
+    """
+    from scipy import ndimage
+
     affine = np.asarray(ct.affine, dtype=np.float64)
     a = int(np.argmax(np.abs(affine[2, :3])))
-    hu = np.asarray(ct.data)
+    hu = np.asarray(ct.data)[::2, ::2, ::2]
     lung = (hu > _LUNG_HU[0]) & (hu < _LUNG_HU[1])
-    counts = lung.sum(axis=tuple(i for i in range(3) if i != a)).astype(np.float64)
+    lung = ndimage.binary_opening(lung, np.ones(tuple(1 if i == a else 3 for i in range(3)), bool))
+    labels, n = ndimage.label(lung)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    for i in (i for i in range(3) if i != a):  # components touching the in-plane border: outside air
+        for end in (0, -1):
+            sizes[np.unique(np.take(labels, end, axis=i))] = 0
     slice_size = hu.size / hu.shape[a]
-    if counts.max(initial=0.0) < 0.005 * slice_size:
+    if sizes.max(initial=0) < 0.005 * slice_size:
         return None
-    centre = (np.array(hu.shape, dtype=np.float64) - 1) / 2
-    ks = np.flatnonzero(counts >= min_fraction * counts.max())
-    z = [float(affine[2, :3] @ np.where(np.arange(3) == a, k, centre) + affine[2, 3]) for k in ks]
-    return min(z)
+    lung = np.isin(labels, np.flatnonzero(sizes >= 0.1 * sizes.max()))
+    counts = lung.sum(axis=tuple(i for i in range(3) if i != a)).astype(np.float64)
+    centre = (np.array(ct.data.shape, dtype=np.float64) - 1) / 2
+    ks = 2 * np.flatnonzero(counts >= min_fraction * counts.max())
+    return min(float(affine[2, :3] @ np.where(np.arange(3) == a, k, centre) + affine[2, 3]) for k in ks)
 
 
 def _resample_along(arr: np.ndarray, axis: int, src: np.ndarray, linear: bool) -> np.ndarray:
