@@ -134,3 +134,15 @@ def test_sequence_config_errors(tmp_path):
         load_config(write_config(tmp_path, sequence={"frames": 2, "times_s": [0.1, 0.2], "fps": 4}))
     cfg = load_config(write_config(tmp_path, sequence={"frames": 3, "fps": 4, "start_s": 0.5}))
     assert plan_dataset(cfg)[0].frame_times_s == (0.5, 0.75, 1.0)
+
+
+def test_single_frame_sample_with_respiratory_motion(tmp_path):
+    """Without `sequence` a sample is one fully filled frame (time NaN) at a random breathing state."""
+    cfg = load_config(write_config(tmp_path, sequence=None, count=1,
+                                   effects={"noise": False, "scatter": False, "motion": "respiratory"}))
+    spec = plan_dataset(cfg)[0]
+    assert spec.frames == 0 and set(spec.motion_params) == {"breathing_period_s", "diaphragm_amplitude_mm"}
+    a = render_sample(spec, CTCache())
+    assert a["dsa_target"].shape == (40, 44) and np.isnan(a["frame_times_s"]).all() and a["mask_time_s"] == 0.0
+    assert np.all(a["dsa_target"][a["iodine_mg_per_cm2"] == 0] == 0)
+    assert np.abs((a["contrast"] - a["mask"]) - a["dsa_target"]).max() > 1e-3  # misregistered background

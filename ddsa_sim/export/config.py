@@ -22,8 +22,9 @@ from ddsa_sim.export.devices import check_device_name
 from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
 
-__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "PHYSIOLOGICAL_MOTION_FIELDS", "CTSource", "DatasetConfig", "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
-           "Range", "SequenceConfig", "Split", "SpectrumRanges", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
+__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "PHYSIOLOGICAL_MOTION_FIELDS", "CTSource", "DatasetConfig",
+           "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges", "Range", "SequenceConfig",
+           "Split", "SpectrumRanges", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
            "example_config_yaml", "load_config"]
 
 
