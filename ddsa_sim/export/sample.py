@@ -181,10 +181,12 @@ def scene_options(options: dict[str, Any], device: str = "cpu") -> dict[str, Any
 
 def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     """The :class:`~ddsa_sim.scene.SceneSpec` of a sample (the plan's drawn values; trees fill with the
-    bolus in a sequence, else they are static: full lumen, voxelized once per tree and CT)."""
+    bolus in a sequence and stay trees under cardiac motion (re-voxelized per frame), else they are
+    static: full lumen, voxelized once per tree and CT)."""
     from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.spectra import spectrum_at_kvp
     from ddsa_sim.scene import (
+        CARDIAC_KINDS,
         EffectsSpec,
         Exposure,
         ExposureSpec,
@@ -198,7 +200,7 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     vs = spec.vessel_source
     field = f"vessels.sources[{vs.get('source_index', 0)}]"
     spacing = float(opts["vessel_spacing_mm"])
-    fill = "bolus" if spec.frames else "static"
+    fill = "bolus" if spec.frames or spec.motion in CARDIAC_KINDS else "static"  # a beating tree: nodes move
     if vs["kind"] == "generator":
         vessels = VesselSpec("generator", vs["name"], dict(vs.get("params") or {}), int(vs["seed"]),
                              spacing_mm=spacing, fill=fill, display_name=spec.vessel_id, field=field)

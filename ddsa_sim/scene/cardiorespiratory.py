@@ -9,9 +9,10 @@ Cardiac (vessel trees only; the CT's heart stays as scanned)
     ``a + (I - f (s_L e e^T + s_R (I - e e^T))) (x - a)`` with ``s_L = longitudinal_mm / L`` and
     ``s_R = radial_mm / R``: the base (atrioventricular groove: RCA, LCx) descends by
     ``f * longitudinal_mm`` towards the apex, which stays still (distal LAD: least motion), and the
-    outer points move ``f * radial_mm`` inwards. It is one affine map per phase (marched exactly, no
-    resampling); its limit: the lumen diameters scale with it (by at most ``s_R``, 5-10 %), and
-    there is no torsion.
+    outer points move ``f * radial_mm`` inwards. It is one affine map per phase: a centreline tree's
+    nodes move by it and the tree is re-voxelized with its radii kept (the lumen keeps its calibre,
+    :func:`ddsa_sim.scene.render.march_moving_vessels`); a fraction volume (segmentation, GAN sample)
+    is marched through the map itself, so its lumen scales (by at most ``s_R``, about 10 %). No torsion.
 Respiratory (CT and trees)
     Diaphragm position relative to end-expiration (Lujan et al. 1999, n = 2):
     ``z_d(t) = -A cos^4(pi t / T)`` (superior positive; inspiration at ``t = 0 mod T``). A point at

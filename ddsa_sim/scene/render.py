@@ -20,7 +20,7 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.spectra import air_kerma_ugy
-from ddsa_sim.projector import Projector
+from ddsa_sim.projector import Projector, ProjectorVolume
 from ddsa_sim.scene.cardiorespiratory import (
     HeartFrame,
     cardiac_contraction,
@@ -49,9 +49,12 @@ from ddsa_sim.scene.recording import (
     to_neglog,
 )
 from ddsa_sim.scene.scene import Scene
+from ddsa_sim.scene.vessels import TreeVessels, iodine_volume
+from vessel_models.voxelize import voxelize_tree
 
 __all__ = ["TRIPLET_KEYS", "VESSEL_MASK_MIN_IODINE_MG_PER_CM2", "DSAFrames", "MarchedView", "bolus_times",
-           "render_frames", "render_sequence", "render_triplet", "render_views", "vessel_motion"]
+           "march_moving_vessels", "render_frames", "render_sequence", "render_triplet", "render_views",
+           "vessel_motion"]
 
 #: A pixel is vessel (``vessel_mask``) where the projected iodine is at least this (mg/cm^2), in
 #: single frames and sequences alike: 0.1 mg/cm^2 is 1 % of a 1 mm lumen at 100 mgI/ml, about
@@ -201,16 +204,47 @@ def vessel_motion(scene: Scene, state: dict[str, float], mask_state: dict[str, f
     return out
 
 
-def _march_breathing_ct(scene: Scene, carm: CArm, offset_mm: float) -> np.ndarray:
-    """Area densities of the CT moved by a diaphragm offset (relative to the scan), focal-spot blurred."""
-    proj = scene.projector
-    moved = respiratory_ct(proj.volumes["ct"], offset_mm, _dome_z_mm(scene))
-    moved.name = "ct_breathing"  # its own slot in a device cache
-    one = Projector([moved], spectrum=proj.spectrum, mode=proj.mode, method=proj.method, step_mm=proj.step_mm,
+def _march_alone(scene: Scene, carm: CArm, volume: ProjectorVolume, proj: Projector) -> np.ndarray:
+    """Sharp area densities of a volume not in ``proj`` (a moved copy), in ``proj``'s material columns."""
+    one = Projector([volume], spectrum=proj.spectrum, mode=proj.mode, method=proj.method, step_mm=proj.step_mm,
                     threads=proj.threads, device=scene.device, backend=scene.backend)
     area = np.zeros((carm.sensor_height, carm.sensor_width, len(proj.materials)))
-    area[..., [proj.materials.index(name) for name in one.materials]] = one.march(carm, "ct_breathing")
-    return scene.focal_spot_blur(carm, "ct", area)
+    area[..., [proj.materials.index(name) for name in one.materials]] = one.march(carm, volume.name)
+    return area
+
+
+def _march_breathing_ct(scene: Scene, carm: CArm, offset_mm: float) -> np.ndarray:
+    """Area densities of the CT moved by a diaphragm offset (relative to the scan), focal-spot blurred."""
+    moved = respiratory_ct(scene.projector.volumes["ct"], offset_mm, _dome_z_mm(scene))
+    moved.name = "ct_breathing"  # its own slot in a device cache
+    return scene.focal_spot_blur(carm, "ct", _march_alone(scene, carm, moved, scene.projector))
+
+
+def march_moving_vessels(scene: Scene, carm: CArm, t_s: float | None,
+                          moves: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Sharp area densities of every vessel volume at fill time ``t_s``, each moved by ``moves[name]``.
+
+    With cardiac motion a centreline tree is re-voxelized with its nodes moved and its radii kept
+    (the lumen keeps its calibre; the fill of each node is the unmoved tree's at ``t_s``); a fraction
+    volume (and a tree under respiratory motion only, a translation) is marched through the map itself.
+    """
+    proj = scene.projector_at(t_s)
+    out = {}
+    for name, src in zip(scene.vessel_names, scene.vessels):
+        w = moves[name]
+        if not (isinstance(src, TreeVessels) and scene.motion.kind in CARDIAC_KINDS):
+            out[name] = proj.march(carm, name, world_from_world=w)
+            continue
+        tree = src.tree.copy()
+        tree.positions_mm = src.tree.positions_mm @ w[:3, :3].T + w[:3, 3]
+        moved = TreeVessels(tree, spacing_mm=src.spacing_mm, name=src.name, max_voxels=src.max_voxels)
+        affine, shape = moved.grid
+        fraction = voxelize_tree(tree, affine, shape, node_values=src.fill(t_s, scene.bolus))
+        ref = proj.volumes[name]
+        vol = iodine_volume(f"{name}_moving", fraction, affine, ref.materials[0],
+                            scene.lumen_material.density_g_per_cc, ref.displaces)
+        out[name] = _march_alone(scene, carm, vol, proj)
+    return out
 
 
 def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
@@ -289,8 +323,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         proj_t = scene.projector_at(t)
         if clock is not None:  # the trees at this frame's own geometry
             state = _physiological_state(scene, clock, t)
-            moves = vessel_motion(scene, state, mask_state)
-            sharp = {n: proj_t.march(carm, n, world_from_world=moves[n]) for n in scene.vessel_names}
+            sharp = march_moving_vessels(scene, carm, t, vessel_motion(scene, state, mask_state))
         else:
             sharp = marched.vessels[k] if marched is not None else scene.march_vessels(carm, t)
         iodine = sum(a[..., i_lumen] for a in sharp.values()) * iodine_per_g  # mg/cm^2, along each pixel's ray
