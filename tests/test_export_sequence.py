@@ -146,3 +146,15 @@ def test_single_frame_sample_with_respiratory_motion(tmp_path):
     assert a["dsa_target"].shape == (40, 44) and np.isnan(a["frame_times_s"]).all() and a["mask_time_s"] == 0.0
     assert np.all(a["dsa_target"][a["iodine_mg_per_cm2"] == 0] == 0)
     assert np.abs((a["contrast"] - a["mask"]) - a["dsa_target"]).max() > 1e-3  # misregistered background
+
+
+def test_config_motion_kinds_are_the_scene_s():
+    from typing import get_args
+
+    from ddsa_sim.export.config import PHYSIOLOGICAL_MOTION_FIELDS, Effects
+    from ddsa_sim.scene.motion import CARDIAC_KINDS, MOTION_KINDS, RESPIRATORY_KINDS, MotionParams
+
+    assert get_args(Effects.model_fields["motion"].annotation) == MOTION_KINDS
+    assert set(PHYSIOLOGICAL_MOTION_FIELDS) == {*CARDIAC_KINDS, *RESPIRATORY_KINDS}
+    for kind, fields in PHYSIOLOGICAL_MOTION_FIELDS.items():  # every drawn field is a MotionParams field
+        MotionParams(kind, **dict.fromkeys(fields, 1.0))
