@@ -8,7 +8,10 @@ Writes ``docs/img/gallery_*.png`` (each a strip mask | contrast | conventional D
 * ``gallery_cerebral_sequence.png``: the same, 4 contrast frames of the arterial filling (``--frames 4``);
 * ``gallery_coronary_rao.png``, ``gallery_coronary_lao.png``: ``--vessels coronary`` on the builtin
   chest CT (heart label), RAO 30 and LAO 40;
-* ``gallery_lsystem_chest.png``: ``--vessels lsystem`` in the builtin chest CT's body.
+* ``gallery_lsystem_chest.png``: ``--vessels lsystem`` in the builtin chest CT's body;
+* ``gallery_cerebral_catheter.png``: a selective left ICA injection (``cow``, ``injection=ICA_L``) through
+  a 5 F catheter in the left common carotid, AP, on the head phantom (the ``dsa`` command's scene spec
+  and picture, with the template parameter set here).
 
 Run (about 10 minutes on 2 CPU cores; finished pictures are skipped on a rerun)::
 
@@ -54,6 +57,26 @@ def head_phantom(path: Path) -> Path:
     return path
 
 
+def catheter_picture(head: Path, out: Path) -> None:
+    """``gallery_cerebral_catheter.png``: ``dsa --vessels cow --catheter`` with ``injection=ICA_L``, AP."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from ddsa_sim.cli.dsa import DEFAULT_DETECTOR, DEFAULT_PIXEL_MM, save_strip, scene_spec
+    from ddsa_sim.cli.options import parse_detector
+    from ddsa_sim.geometry import CArm
+    from ddsa_sim.scene import build_scene, render_frames
+
+    spec = scene_spec(str(head), "cow", 1, catheter=True, catheter_french=5.0)
+    spec = replace(spec, vessels=replace(spec.vessels, params={"injection": "ICA_L"}))
+    scene = build_scene(spec)
+    rows, cols = parse_detector(DEFAULT_DETECTOR)
+    carm = CArm(isocenter_mm=(5.0, -10.0, -45.0), sensor_height=rows, sensor_width=cols, pixel_mm=DEFAULT_PIXEL_MM)
+    frames = render_frames(scene, carm, np.random.default_rng([1, 0]))
+    save_strip(frames, out, "head phantom + cow injection=ICA_L, 5 F catheter  alpha=0 beta=0  noise=on  scatter=on")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/gallery"))
@@ -68,6 +91,8 @@ def main() -> None:
         subprocess.run(["ddsa-sim", "dsa", *ct, *dsa_args, "-o", str(out)], check=True)
         for view, gallery in pictures.items():
             shutil.copyfile(out / view, IMG / gallery)
+    if not (IMG / "gallery_cerebral_catheter.png").exists():
+        catheter_picture(head, IMG / "gallery_cerebral_catheter.png")
 
 
 if __name__ == "__main__":

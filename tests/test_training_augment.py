@@ -1,12 +1,15 @@
 """Augmentation geometry, noise injection statistics and the training-batch pipeline."""
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from ddsa_sim import InputError
 from ddsa_sim.training.augment import augment_pair, make_training_batch
-from ddsa_sim.training.config import AugmentConfig, DataConfig, parse_config
+from ddsa_sim.training.config import AugmentConfig, DataConfig, load_config, parse_config
 from ddsa_sim.training.noise_injection import inject_noise
 from ddsa_sim.training.normalization import Normalization
 
@@ -105,3 +108,122 @@ def test_bad_config_field_is_one_line_input_error(tmp_path):
         parse_config({"optim": {"bogus": 1}})
     with pytest.raises(InputError, match="patch_size"):
         parse_config({"data": {"crop_size": 64, "patch_size": 128}})
+
+
+def _batch_fingerprint(cfg: DataConfig) -> str:
+    """SHA-256 of one normalised training batch (input and target bytes) from fixed inputs and seeds."""
+    g = torch.Generator().manual_seed(11)
+    target = torch.rand(4, 1, 128, 128, generator=g) * 0.2
+    base = 2.0 + torch.rand(4, 1, 128, 128, generator=g)
+    batch = {"contrast_clean": base + target, "contrast": base + target + 0.01, "mask": base, "dsa_target": target}
+    norm = Normalization(offset=2.5, scale=0.5)
+    x, y = make_training_batch(batch, cfg, norm, torch.Generator().manual_seed(5), torch.device("cpu"))
+    return hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()
+
+
+#: batch fingerprints recorded with the pipeline of commit 3f2e034, before the -ln offset and anatomy gain
+#: augmentations existed: with those off (their default) the training data must stay bit-identical.
+#: A mismatch on another CPU / torch build means its float kernels differ: re-record there with the old commit.
+FINGERPRINTS = {
+    "ddsa_cpu_small": "a17c2ee76a52bbd34291ce4ceb574f054104d7805073b0575bdeec59be075fd0",
+    "defaults": "d1d5da520b3caeeb31e0c4f1104312677660b7ec928ec7ab22b134952a640393",
+}
+
+
+#: SHA-256 of a canary built from the same float kernels (affine grid, bicubic warp, bilinear sampling,
+#: convolution) on the recording machine (2-core AMD EPYC, torch 2.13.0+cpu).
+CANARY = "642ea98d740a5799a3973dbb3ef0c96129c274d4cd589aff6d0864b6b4fe5ea6"
+
+
+def _float_kernel_canary() -> str:
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 1, 64, 64, generator=g)
+    theta = torch.tensor([[[0.9, 0.2, 0.05], [-0.1, 1.1, 0.0]]]).repeat(2, 1, 1)
+    warp = F.interpolate(torch.rand(2, 2, 4, 4, generator=g), size=(64, 64), mode="bicubic", align_corners=True)
+    grid = F.affine_grid(theta, x.shape, align_corners=True) + 0.01 * warp.permute(0, 2, 3, 1)
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+    y = F.conv2d(F.pad(y, (3, 3, 3, 3), mode="reflect"), torch.rand(1, 1, 7, 7, generator=g))
+    return hashlib.sha256(y.numpy().tobytes()).hexdigest()
+
+
+def test_training_batches_unchanged_with_new_augmentations_off():
+    if _float_kernel_canary() != CANARY:
+        pytest.skip("this CPU / torch build rounds differently from the machine that recorded the fingerprints")
+    cpu_small = load_config(Path(__file__).parents[1] / "experiments" / "ddsa_cpu_small.yaml").data
+    assert _batch_fingerprint(cpu_small) == FINGERPRINTS["ddsa_cpu_small"]
+    assert _batch_fingerprint(DataConfig(crop_size=128, patch_size=96)) == FINGERPRINTS["defaults"]
+
+
+_NOTHING = dict(p_hflip=0, p_vflip=0, p_affine=0, p_elastic=0, p_blur=0, p_multiply=0, p_contrast=0)
+
+
+def _base_target(b: int = 64, size: int = 16) -> torch.Tensor:
+    g = torch.Generator().manual_seed(2)
+    return torch.cat([2.0 + torch.rand(b, 1, size, size, generator=g), torch.rand(b, 1, size, size, generator=g)], 1)
+
+
+def _per_sample_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a / b`` per sample, asserting it is one constant over the image."""
+    r = (a / b).flatten(1)
+    assert torch.allclose(r, r[:, :1].expand_as(r), rtol=1e-6)
+    return r[:, 0]
+
+
+def test_multiply_scales_input_and_target_by_one_factor_in_range():
+    x = _base_target()
+    out = augment_pair(x, AugmentConfig(**{**_NOTHING, "p_multiply": 1.0}), torch.Generator().manual_seed(0))
+    f_base = _per_sample_ratio(out[:, 0], x[:, 0])
+    f_target = _per_sample_ratio(out[:, 1], x[:, 1])
+    assert torch.allclose(f_base, f_target, rtol=1e-6)
+    assert float(f_base.min()) >= 0.7 and float(f_base.max()) <= 1.3 and float(f_base.std()) > 0.1
+
+
+def test_anatomy_gain_scales_the_non_vessel_part_only():
+    x = _base_target()
+    cfg = AugmentConfig(**{**_NOTHING, "p_anatomy_gain": 0.5, "anatomy_gain_range": (0.6, 1.6)})
+    out = augment_pair(x, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, 1], x[:, 1])
+    k = _per_sample_ratio(out[:, 0], x[:, 0])
+    gained = (k - 1).abs() > 1e-6
+    assert 16 < int(gained.sum()) < 48  # p = 0.5 of 64 samples
+    assert float(k.min()) >= 0.6 and float(k.max()) <= 1.6 and float(k[gained].std()) > 0.15
+
+
+def test_ln_offset_moves_the_input_only_by_a_constant_in_range():
+    g = torch.Generator().manual_seed(4)
+    target = torch.rand(64, 1, 24, 24, generator=g) * 0.2
+    base = 2.0 + torch.rand(64, 1, 24, 24, generator=g)
+    batch = {"contrast_clean": base + target, "contrast": base + target, "mask": base, "dsa_target": target}
+    cfg = DataConfig(
+        crop_size=24,
+        patch_size=24,
+        noise={"enabled": False},
+        augment={**_NOTHING, "p_ln_offset": 0.5, "ln_offset_range": (-1.0, 0.5)},
+    )
+    norm = Normalization(offset=0.0, scale=1.0)
+    x, y = make_training_batch(batch, cfg, norm, torch.Generator().manual_seed(1), torch.device("cpu"))
+    assert torch.equal(y, target)
+    c = (x - (base + target)).flatten(1)
+    assert torch.allclose(c, c[:, :1].expand_as(c), atol=1e-5)
+    c = c[:, 0]
+    moved = c.abs() > 1e-4
+    assert 16 < int(moved.sum()) < 48
+    assert float(c.min()) >= -1.0 - 1e-5 and float(c.max()) <= 0.5 + 1e-5 and float(c[moved].std()) > 0.2
+
+
+def test_new_augmentations_are_seeded():
+    x = _base_target(8)
+    cfg = DataConfig(crop_size=16, patch_size=16, augment={"p_anatomy_gain": 1.0, "p_ln_offset": 1.0})
+    batch = {"contrast_clean": x[:, :1] + x[:, 1:], "contrast": x[:, :1] + x[:, 1:], "dsa_target": x[:, 1:]}
+    norm = Normalization(offset=0.0, scale=1.0)
+    runs = [make_training_batch(batch, cfg, norm, torch.Generator().manual_seed(s), torch.device("cpu")) for s in (3, 3, 4)]
+    assert torch.equal(runs[0][0], runs[1][0]) and not torch.equal(runs[0][0], runs[2][0])
+
+
+def test_bad_augment_range_names_the_field():
+    with pytest.raises(InputError, match=r"data\.augment.*anatomy_gain_range"):
+        parse_config({"data": {"augment": {"anatomy_gain_range": [1.5, 0.5]}}})
+    with pytest.raises(InputError, match=r"data\.augment.*ln_offset_range"):
+        parse_config({"data": {"augment": {"ln_offset_range": [1.0, -1.0]}}})

@@ -148,9 +148,22 @@ def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):
     )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    for key in ("network", "conventional"):
-        assert {"psnr", "ssim", "nmse", "mae", "psnr_std"} <= set(out[key])
+    vessel_keys = {"vessel_psnr", "vessel_nmse", "bg_fp_energy", "bg_fp_fraction", "vessel_cnr", "iodine_recovery"}
+    for key in ("network", "conventional", "zero"):
+        assert {"psnr", "ssim", "nmse", "mae", "psnr_std"} | vessel_keys <= set(out[key])
     assert out["n_samples"] == 3 and out["data_range"] > 0
+    # the all-zero image, from the store directly
+    test = ZarrDDSADataset(store, "test")
+    targets = np.stack([test[i]["dsa_target"][0].numpy().astype(np.float64) for i in range(len(test))])
+    zero_psnr = [10 * np.log10(out["data_range"] ** 2 / np.mean(t**2)) for t in targets]
+    assert out["zero"]["psnr"] == pytest.approx(np.mean(zero_psnr), rel=1e-6)
+    assert out["zero"]["nmse"] == 1 and out["zero"]["vessel_nmse"] == 1 and out["zero"]["iodine_recovery"] == 0
+    assert out["zero"]["bg_fp_fraction"] == 0 and out["zero"]["vessel_cnr"] == 0
+    for baseline in ("conventional", "zero"):
+        wins = out["wins"][f"network_vs_{baseline}"]
+        assert set(wins) >= {"psnr", "vessel_psnr", "bg_fp_fraction"} and all(0 <= n <= 3 for n in wins.values())
+    assert out["vessel_metrics"]["dilation_px"] == 2 and out["vessel_metrics"]["bg_threshold"] == 0.05
+    assert "vessel PSNR (dB)" in r.stderr and "net wins vs zero" in r.stderr
     assert png.exists()
     from PIL import Image
 

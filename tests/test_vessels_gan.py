@@ -11,7 +11,7 @@ from vessel_models.gan.config import GanConfig
 from vessel_models.gan.losses import gradient_penalty, r1_penalty
 from vessel_models.gan.quality import FEATURES, compare_sets, feature_matrix, vessel_features
 from vessel_models.gan.sample import sample_labels
-from vessel_models.gan.train import train_gan
+from vessel_models.gan.train import split_volumes, train_gan
 from vessel_models.tree import VesselInputError
 
 SHAPE = (16, 16, 16)
@@ -153,6 +153,14 @@ def test_compare_sets_floor_and_far_sets():
     near, far = compare_sets(again, real), compare_sets(noise, real)
     assert near["w1_mean"] < 0.1 * far["w1_mean"] and far["precision"] == 0.0
     assert len([k for k in near if k.startswith("w1_") and k != "w1_mean"]) == len(FEATURES)
+    with pytest.raises(ValueError, match="at least 2 volumes per set"):
+        compare_sets(real, real[:1])
+
+
+def test_split_holds_out_at_least_two_volumes():
+    train, val = split_volumes(tubes(6), 0.1, seed=0)
+    assert len(val) == 2 and len(train) == 4
+    assert not any(any(v is t for t in train) for v in val)
 
 
 def test_config_errors_name_the_field():

@@ -52,6 +52,10 @@ class CoronaryParams:
         AV-groove height as a fraction of ``c`` (``z_base = base_fraction * c``).
     lm_radius_mm, lad_radius_mm, lcx_radius_mm, rca_radius_mm : float
         Proximal lumen radii (distal ends taper to ~45 %).
+    lm_length_mm, lm_length_jitter : float
+        Median left-main length (ostium to the LAD / LCx bifurcation) and its log-normal sigma; the
+        defaults (8 mm, 0.3: mean 8.4, SD 2.6 mm) sit inside IVUS morphometry of normal left mains,
+        7.4 +- 4.2 mm (van Zandvoort et al. 2018).
     size_jitter, radius_jitter : float
         Log-normal sigma of the heart size and of vessel radii.
     angle_jitter_deg : float
@@ -70,6 +74,8 @@ class CoronaryParams:
     semi_axes_mm: tuple = (42.0, 38.0, 55.0)
     base_fraction: float = 0.55
     lm_radius_mm: float = 2.2
+    lm_length_mm: float = 8.0
+    lm_length_jitter: float = 0.3
     lad_radius_mm: float = 1.8
     lcx_radius_mm: float = 1.6
     rca_radius_mm: float = 1.8
@@ -94,6 +100,8 @@ class CoronaryParams:
             ("semi_axes_mm", ax.shape == (3,) and bool(np.all(ax > 0)) and bool(np.all(np.isfinite(ax)))),
             ("base_fraction", 0 < self.base_fraction < 0.95),
             ("lm_radius_mm", self.lm_radius_mm > 0),
+            ("lm_length_mm", 0 < self.lm_length_mm <= 40),
+            ("lm_length_jitter", 0 <= self.lm_length_jitter < 1),
             ("lad_radius_mm", self.lad_radius_mm > 0),
             ("lcx_radius_mm", self.lcx_radius_mm > 0),
             ("rca_radius_mm", self.rca_radius_mm > 0),
@@ -162,7 +170,8 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
     if unknown:
         raise VesselInputError(f"unknown coronary parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
     p = replace(base, **overrides).validate()
-    rng_geo, rng_distal = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(2))
+    # spawn(3)'s first two children equal spawn(2)'s: the LM length stream leaves the others unchanged
+    rng_geo, rng_distal, rng_lm = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
 
     axes = np.asarray(p.semi_axes_mm, dtype=float) * float(np.exp(rng_geo.normal(0.0, p.size_jitter)))
     surf = _Surface(axes)
@@ -230,12 +239,15 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
 
     roots: dict[str, int] = {}
     if p.side in ("left", "both"):
-        ost = aorta + np.array([0.35 * axes[0], 0.0, 0.0])
-        bid = b.new_branch(0)
-        root = b.add_node(ost, p.lm_radius_mm * rj(), -1, bid)
-        roots["left"] = root
-        r_lm = b.radius(root)
+        r_lm = p.lm_radius_mm * rj()
         bif = surf.point(math.radians(-30.0) + jit(), z_base, r_lm)
+        # the ostium on the line from the bifurcation towards the aortic root, one LM length away
+        towards_aorta = aorta + np.array([0.35 * axes[0], 0.0, 0.0]) - bif
+        lm_length = p.lm_length_mm * float(np.exp(rng_lm.normal(0.0, p.lm_length_jitter)))
+        ost = bif + lm_length * towards_aorta / np.linalg.norm(towards_aorta)
+        bid = b.new_branch(0)
+        root = b.add_node(ost, r_lm, -1, bid)
+        roots["left"] = root
         lm = course(root, [ost, bif], r_lm, r_lm, "LM", 0, tip=False, wavy=False)
         b.set_branch(root, b.branch_of(lm[0]))  # the root node belongs to LM
         phi_bif = math.radians(-30.0)
@@ -323,6 +335,8 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
             "heart_semi_axes_mm": axes.tolist(),
             "heart_centre_mm": [float(x) for x in p.centre_mm],
             "dominance": dominance,
+            # the catheter's way in: down the ascending aorta (patient superior) to the aortic root
+            "feeding_path_mm": [(rot @ aorta + m[:3, 3] + [0.0, 0.0, 40.0]).tolist(), (rot @ aorta + m[:3, 3]).tolist()],
         }
     )
     return tree

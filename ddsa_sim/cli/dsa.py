@@ -57,13 +57,17 @@ def vessel_spec(vessels: str, seed: int, region: str, spacing_mm: float):
 
 
 def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, structures: str | None = None,
-               region: str = "body", place: str = "auto", spacing_mm: float = 0.25, **parts):
+               region: str = "body", place: str = "auto", spacing_mm: float = 0.25, catheter: bool | None = None,
+               catheter_french: float = 5.0, feeding=None, **parts):
     """The :class:`~ddsa_sim.scene.SceneSpec` of the ``dsa`` options (see docs/dsa.md §6).
 
-    ``parts`` are the spec's ``exposure`` (:class:`~ddsa_sim.scene.ExposureSpec`) and ``effects``
+    ``catheter``: True / False, or None for a catheter with template trees (``cow``, ``coronary``) only
+    (docs/vessels.md §5b); ``feeding``: a :class:`~ddsa_sim.scene.Feeding` of generic trees. ``parts``
+    are the spec's ``exposure`` (:class:`~ddsa_sim.scene.ExposureSpec`) and ``effects``
     (:class:`~ddsa_sim.scene.EffectsSpec`).
     """
-    from ddsa_sim.scene import CTSpec, PlacementSpec, SceneSpec
+    from ddsa_sim.scene import CatheterSpec, CTSpec, PlacementSpec, SceneSpec
+    from ddsa_sim.scene.builder import TEMPLATES
 
     if place not in ("auto", "anatomical", "region", "as-is"):
         raise InputError(f"--place: use auto, anatomical, region or as-is, got {place!r}")
@@ -73,14 +77,19 @@ def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, stru
         if ct != "builtin:chest-ct":
             raise InputError("--labels: --vessels labels:... and organ regions need a label map on the CT grid")
         labels = "builtin:chest-ct-labels"
+    if catheter is None:
+        catheter = vs.kind == "generator" and vs.name in TEMPLATES
     return SceneSpec(CTSpec(ct, labels, structures, labels_field="--labels", structures_field="--structures"),
-                     vs, PlacementSpec(place, regions, seed=seed, field="--region"), **parts)
+                     vs, PlacementSpec(place, regions, seed=seed, feeding=feeding, field="--region"),
+                     catheter=CatheterSpec(catheter_french, field="--catheter-french").validate() if catheter else None,
+                     **parts)
 
 
 def vessel_center_mm(scene) -> np.ndarray:
     """Default isocenter: the centre of the vessel volumes' bounding boxes (world mm) when it lies
     inside the CT's box, else the CT centre."""
-    corners = np.concatenate([v.corners_mm() for name, v in scene.projector.volumes.items() if name != "ct"])
+    vols = scene.projector.volumes  # the vessel sources' volumes, not a catheter's
+    corners = np.concatenate([vols[name].corners_mm() for name in scene.vessel_names[:len(scene.vessels)]])
     c = 0.5 * (corners.min(axis=0) + corners.max(axis=0))
     ijk = scene.ct.world_to_voxel(c)
     inside = np.all(ijk >= -0.5) and np.all(ijk <= np.array(scene.ct.shape) - 0.5)
@@ -146,6 +155,17 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         place: str = typer.Option("auto", help="auto | anatomical | region | as-is. auto: templates (cow, "
                                   "coronary) registered to the anatomy (skull / heart), other trees in the region, "
                                   "tree files inside the region as-is."),
+        catheter: bool | None = typer.Option(None, "--catheter/--no-catheter", help="A contrast-filled catheter "
+                                             "along the feeding artery up to the tree's root (default: with cow and "
+                                             "coronary only; docs/vessels.md)."),
+        catheter_french: float = typer.Option(5.0, "--catheter-french", help="Catheter outer diameter, French "
+                                              "(1 F = 1/3 mm)."),
+        feed_direction: str | None = typer.Option(None, "--feed-direction", help="X,Y,Z (patient LPS): a generic "
+                                                  "tree's root-to-centroid direction (default: uniform random)."),
+        feed_cone: float = typer.Option(0.0, "--feed-cone", help="Half-angle (deg) of the cone around "
+                                        "--feed-direction."),
+        feed_roll: str = typer.Option("0,360", "--feed-roll", help="LO,HI: range (deg) of the tree's turn about "
+                                      "--feed-direction."),
         iodine: float = typer.Option(100.0, "--iodine", help="Iodine concentration in the lumen, mgI/ml."),
         photons: float | None = typer.Option(None, "--photons", help="Photons per pixel at the detector (N0); "
                                                 "default DeepDRR's 1e4 per 0.194 mm pixel scaled to the pixel area."),
@@ -196,6 +216,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         EffectsSpec,
         Exposure,
         ExposureSpec,
+        Feeding,
         MotionParams,
         ScatterSettings,
         bolus_times,
@@ -228,8 +249,15 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         return Detector(mode=detector_mode, scintillator_mm=scintillator_mm or None, threshold_kev=threshold_kev,
                         electronic_noise_std=electronic_noise, **kw)
 
+    feeding = None
+    if feed_direction is not None:
+        roll = parse_float_list(feed_roll, "feed-roll")
+        if len(roll) != 2:
+            raise InputError(f"--feed-roll: expected LO,HI in degrees, got {feed_roll!r}")
+        feeding = Feeding(parse_point(feed_direction, "feed-direction"), feed_cone, (roll[0], roll[1]))
+        feeding.validate("--feed-direction")
     spec = scene_spec(ct, vessels, seed, labels=labels, structures=structures, region=region, place=place,
-                      spacing_mm=spacing_mm,
+                      spacing_mm=spacing_mm, catheter=catheter, catheter_french=catheter_french, feeding=feeding,
                       exposure=ExposureSpec(spectrum, exposure, make_detector(), iodine),
                       effects=EffectsSpec(noise=not no_noise, method=method,
                                           motion=MotionParams(kind=motion, heart_rate_bpm=heart_rate_bpm,

@@ -91,13 +91,15 @@ def evaluate(
     max_samples: int | None = typer.Option(None, "--max-samples"),
     verify: str = typer.Option("refuse", "--verify", help="sample checksums on read: refuse | skip | off"),
 ) -> None:
-    """Print network vs conventional-DSA metrics as one JSON object and write a comparison grid."""
-    from ddsa_sim.training.evaluate import evaluate_checkpoint
+    """Print network vs conventional-DSA vs all-zero metrics as one JSON object (a table on stderr) and
+    write a comparison grid."""
+    from ddsa_sim.training.evaluate import evaluate_checkpoint, format_table
 
     if max_samples is not None and max_samples < 1:
         raise InputError(f"--max-samples: must be >= 1, got {max_samples}")
     png = out_png if out_png is not None else Path(checkpoint).parent / f"eval_{split}.png"
     res = evaluate_checkpoint(checkpoint, data, split, png, max_samples=max_samples, verify=verify)
+    print(format_table(res), file=sys.stderr)
     print(json.dumps(res))
 
 

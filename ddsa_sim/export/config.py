@@ -22,10 +22,10 @@ from ddsa_sim.export.devices import check_device_name
 from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
 
-__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "PHYSIOLOGICAL_MOTION_FIELDS", "CTSource", "DatasetConfig",
-           "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges", "Range", "SequenceConfig",
-           "Split", "SpectrumRanges", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
-           "example_config_yaml", "load_config"]
+__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "PHYSIOLOGICAL_MOTION_FIELDS", "CTSource", "Catheter",
+           "DatasetConfig", "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges", "Range",
+           "SequenceConfig", "Split", "SpectrumRanges", "VesselSourceConfig", "Vessels", "config_from_dict",
+           "dist_bounds", "example_config_yaml", "load_config"]
 
 
 class _Model(BaseModel):
@@ -145,12 +145,35 @@ class Placement(_Model):
     ``root``: ``ct-center`` or a structure name of the CT label map the tree root is placed in.
     ``jitter_mm``: uniform offset in ``[-j, j]`` per axis. ``rotation_deg``: rotation angle drawn
     per tree about each axis. ``root``, ``jitter_mm`` and ``rotation_deg`` apply to trees placed by pose.
+    ``feeding_direction`` (patient LPS, e.g. ``[0, 0, 1]``): instead of ``rotation_deg``, a generic
+    tree's root-to-centroid direction lies within ``feeding_cone_deg`` of it and the tree turns
+    about it by an angle in ``feeding_roll_deg`` (docs/vessels.md §5c).
     """
 
     mode: Literal["auto", "pose", "anatomical"] = "auto"
     root: str = "ct-center"
     jitter_mm: float = Field(default=10.0, ge=0)
     rotation_deg: Dist = Range(min=0.0, max=360.0)
+    feeding_direction: tuple[float, float, float] | None = None
+    feeding_cone_deg: float = Field(default=0.0, ge=0, le=180)
+    feeding_roll_deg: tuple[float, float] = (0.0, 360.0)
+
+    @model_validator(mode="after")
+    def _feeding(self) -> Placement:
+        if self.feeding_direction is not None and not any(self.feeding_direction):
+            raise ValueError("feeding_direction must not be [0, 0, 0]")
+        if self.feeding_roll_deg[0] > self.feeding_roll_deg[1]:
+            raise ValueError(f"feeding_roll_deg must be [lo, hi] with lo <= hi, got {list(self.feeding_roll_deg)}")
+        return self
+
+
+class Catheter(_Model):
+    """A contrast-filled catheter along the feeding artery of generated trees (docs/vessels.md §5b):
+    outer diameter ``french`` (1 F = 1/3 mm), ``wall_mm``, tip ``tip_offset_mm`` proximal to the root."""
+
+    french: float = Field(default=5.0, gt=0)
+    wall_mm: float = Field(default=0.25, gt=0)
+    tip_offset_mm: float = Field(default=3.0, ge=0)
 
 
 class PoseRanges(_Model):
@@ -325,6 +348,7 @@ class DatasetConfig(_Model):
     cts: list[CTSource] = Field(min_length=1)
     vessels: Vessels
     placement: Placement = Placement()
+    catheter: Catheter | None = None
     pose: PoseRanges = PoseRanges()
     detector: DetectorConfig = DetectorConfig()
     spectrum: SpectrumRanges = SpectrumRanges()
@@ -520,6 +544,11 @@ placement:
   root: ct-center                      # ct-center or a label-map structure name
   jitter_mm: 10.0                      # uniform +- per axis, per tree
   rotation_deg: {min: 0, max: 360}     # per tree, about each axis
+  # feeding_direction: [0, 0, 1]       # or: generic trees grow towards this direction (patient LPS),
+  # feeding_cone_deg: 20               #   within this cone, turned about it within feeding_roll_deg
+  # feeding_roll_deg: [0, 360]
+
+catheter: null                         # or {french: 5}: a contrast-filled catheter up to each generated tree's root
 
 pose:                                  # C-arm (DeepDRR MobileCArm conventions, degrees)
   alpha_deg: {min: -30, max: 30}       # orbital, limits -40..110

@@ -97,6 +97,7 @@ class SampleSpec:
     mas: float | None = None
     detector_air_kerma_ugy: float | None = None
     electronic_noise: float = 0.0
+    catheter: dict[str, float] | None = None
     frames: int = 0
     frame_times_s: tuple[float, ...] | None = None
     mask_time_s: float = 0.0
@@ -111,7 +112,8 @@ class SampleSpec:
 #: Fields added after the first plans: left out of :meth:`SampleSpec.to_dict` at their default, so
 #: the plan fingerprint of a config without them is unchanged (a store made before resumes).
 OMITTED_AT_DEFAULT: dict[str, Any] = {"mas": None, "detector_air_kerma_ugy": None, "electronic_noise": 0.0,
-                                      "frames": 0, "frame_times_s": None, "mask_time_s": 0.0, "motion_params": {}}
+                                      "catheter": None, "frames": 0, "frame_times_s": None, "mask_time_s": 0.0,
+                                      "motion_params": {}}
 
 
 def draw(d: Dist, rng: np.random.Generator) -> float:
@@ -226,6 +228,10 @@ def _vessel(config: DatasetConfig, ct_id: str, k: int, dataset_seed: int) -> dic
         elif mode == "anatomical":
             raise InputError(f"placement.mode: anatomical needs template generators ({', '.join(TEMPLATES)}), "
                              f"vessels source {which} is {src.name!r}")
+    p = config.placement
+    if p.feeding_direction is not None and src.kind in ("generator", "model") and "placement" not in extra:
+        extra["feeding"] = {"direction": list(p.feeding_direction), "cone_deg": p.feeding_cone_deg,
+                            "roll_deg": list(p.feeding_roll_deg)}
     return {
         "kind": src.kind,
         "name": src.name,
@@ -311,6 +317,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             crop=tuple(config.output.crop) if config.output.crop else None,  # type: ignore
             renderer=config.renderer,
             renderer_options=dict(config.renderer_options),
+            catheter=config.catheter.model_dump() if config.catheter is not None else None,
             max_ct_voxels=config.max_ct_voxels,
             device=config.device,
         ))

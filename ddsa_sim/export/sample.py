@@ -187,9 +187,11 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     from ddsa_sim.physics.spectra import spectrum_at_kvp
     from ddsa_sim.scene import (
         CARDIAC_KINDS,
+        CatheterSpec,
         EffectsSpec,
         Exposure,
         ExposureSpec,
+        Feeding,
         MotionParams,
         PlacementSpec,
         ScatterSettings,
@@ -201,14 +203,20 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     field = f"vessels.sources[{vs.get('source_index', 0)}]"
     spacing = float(opts["vessel_spacing_mm"])
     fill = "bolus" if spec.frames or spec.motion in CARDIAC_KINDS else "static"  # a beating tree: nodes move
+    catheter = None
+    feeding = None if "feeding" not in vs else Feeding(tuple(vs["feeding"]["direction"]), vs["feeding"]["cone_deg"],
+                                                       tuple(vs["feeding"]["roll_deg"]))
     if vs["kind"] == "generator":
         vessels = VesselSpec("generator", vs["name"], dict(vs.get("params") or {}), int(vs["seed"]),
                              spacing_mm=spacing, fill=fill, display_name=spec.vessel_id, field=field)
+        if spec.catheter is not None:  # generated trees only: a catheter needs a tree to follow
+            catheter = CatheterSpec(**spec.catheter, field="catheter")
         if vs.get("placement") == "anatomical":
             placement = PlacementSpec("anatomical", seed=int(vs["seed"]), field="placement.mode")
         else:
             placement = PlacementSpec("pose", root=vs["root"], rotation_deg=tuple(vs["rotation_deg"]),
-                                      offset_mm=tuple(vs["offset_mm"]), field="placement.root")
+                                      offset_mm=tuple(vs["offset_mm"]), seed=int(vs["seed"]), feeding=feeding,
+                                      field="placement.root")
     elif vs["kind"] == "segmentation" and vs["name"] == "ct-labels":
         vessels = VesselSpec("labels", structures=tuple(vs.get("structures") or ()), fill="static",
                              field=f"{field}.structures")
@@ -221,7 +229,8 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
         vessels = VesselSpec("model", vs["name"], dict(vs.get("params") or {}), int(vs["seed"]), fill="static",
                              display_name=spec.vessel_id, field=field)
         placement = PlacementSpec("pose", root=vs["root"], rotation_deg=tuple(vs["rotation_deg"]),
-                                  offset_mm=tuple(vs["offset_mm"]), field="placement.root")
+                                  offset_mm=tuple(vs["offset_mm"]), seed=int(vs["seed"]), feeding=feeding,
+                                  field="placement.root")
     else:
         raise InputError(f"{field}: unknown vessel source kind {vs['kind']!r}")
     exposure = ExposureSpec(spectrum_at_kvp(spec.kvp, spec.filter_al_mm, float(opts["kvp_node_kv"])),
@@ -232,7 +241,7 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
                           motion=MotionParams(kind=spec.motion, **spec.motion_params), method=opts["method"],
                           device=this_worker_device(spec.device),
                           backend=opts["backend"])
-    return SceneSpec(ct_spec(spec), vessels, placement, exposure, effects)
+    return SceneSpec(ct_spec(spec), vessels, placement, exposure, effects, catheter)
 
 
 def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarray]:

@@ -151,6 +151,10 @@ _ICRU44: dict[str, tuple[dict[str, float], float]] = {
     "iron": ({"Fe": 1.0}, 7.874),
     # CsI from the atomic masses (Cs 132.905, I 126.904 g/mol); crystal density 4.51 g/cm^3 (NIST)
     "cesium iodide": ({"Cs": 0.511549, "I": 0.488451}, 4.51),
+    # 70 wt% nylon 6 (C6H11NO, 1.14 g/cm^3, NIST) + 30 wt% BaSO4 (4.50 g/cm^3): mass fractions from
+    # the formulas; density 1 / (0.30 / 4.50 + 0.70 / 1.14) (volumes add)
+    "catheter wall": ({"H": 0.068577, "C": 0.445804, "N": 0.086648, "O": 0.181234, "S": 0.041211, "Ba": 0.176526},
+                      1.469),
 }
 
 _NOTES = {
@@ -166,6 +170,7 @@ _NOTES = {
     "titanium": "elemental titanium (implants, tools)",
     "iron": "elemental iron (steel tools such as K-wires; DeepDRR's K-wire material)",
     "cesium iodide": "CsI crystal, the scintillator of flat-panel detectors (Tl doping ignored)",
+    "catheter wall": "angiographic catheter shaft: nylon 6 with 30 wt% BaSO4 radiopaque filler (docs/vessels.md)",
 }
 
 

@@ -12,7 +12,9 @@ detector).
 """
 
 from ddsa_sim.scene.builder import Patient, build_scene, load_patient
+from ddsa_sim.scene.catheter import CatheterSpec
 from ddsa_sim.scene.motion import CARDIAC_KINDS, RESPIRATORY_KINDS, MotionParams
+from ddsa_sim.scene.placement import Feeding
 from ddsa_sim.scene.recording import Exposure, ScatterSettings
 from ddsa_sim.scene.render import (
     TRIPLET_KEYS,
@@ -34,10 +36,12 @@ __all__ = [
     "TRIPLET_KEYS",
     "BolusParams",
     "CTSpec",
+    "CatheterSpec",
     "DSAFrames",
     "EffectsSpec",
     "Exposure",
     "ExposureSpec",
+    "Feeding",
     "FractionVessels",
     "MarchedView",
     "MotionParams",

@@ -21,9 +21,11 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.projector import ProjectorVolume
+from ddsa_sim.scene.catheter import Catheter, build_catheter, catheter_centerline
 from ddsa_sim.scene.model_source import lumen_points, model_volume
 from ddsa_sim.scene.placement import (
     body_mask,
+    feeding_rotation,
     intracranial_mask,
     label_region,
     place_at,
@@ -100,15 +102,18 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
     """
     patient = patient if patient is not None else load_patient(spec.ct)
     vs = spec.vessels
+    catheter = None
     if vs.kind == "labels":
+        if spec.catheter is not None:
+            raise InputError(f"{spec.catheter.field}: a catheter needs a vessel tree, not the CT's labelled vessels")
         ct, ct_volume, vessels = _label_vessel_parts(vs, patient)
     elif vs.kind in ("generator", "file", "model"):
         ct, ct_volume = patient.ct, _ct_projector_volume(patient)
-        vessels = _vessel_source(spec, patient, vessel_cache_size)
+        vessels, catheter = _vessel_source(spec, patient, vessel_cache_size)
     else:
         raise InputError(f"{vs.field}: unknown vessel source kind {vs.kind!r}; use generator, file, labels or model")
     ex, fx = spec.exposure, spec.effects
-    return Scene(ct, [vessels], spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
+    return Scene(ct, [vessels], catheter=catheter, spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
                  iodine_mg_per_ml=ex.iodine_mg_per_ml, noise=fx.noise, scatter=fx.scatter, motion=fx.motion,
                  method=fx.method, device=fx.device, backend=fx.backend, ct_volume=ct_volume)
 
@@ -166,12 +171,12 @@ def _label_vessel_parts(vs: VesselSpec, patient: Patient) -> tuple[Volume, Proje
 
 
 # ----------------------------------------------------------------------------- trees, files, models
-def _vessel_source(spec: SceneSpec, patient: Patient, cache_size: int) -> VesselSource:
-    """The placed tree or fraction volume; static sources through the patient's LRU."""
+def _vessel_source(spec: SceneSpec, patient: Patient, cache_size: int) -> tuple[VesselSource, Catheter | None]:
+    """The placed tree or fraction volume and its catheter; static sources through the patient's LRU."""
     if spec.vessels.fill != "static" or cache_size <= 0:
         return _placed_source(spec, patient)
     lru = patient.derived.setdefault("vessels", OrderedDict())
-    key = hashlib.sha256(repr((spec.vessels, spec.placement)).encode()).hexdigest()
+    key = hashlib.sha256(repr((spec.vessels, spec.placement, spec.catheter)).encode()).hexdigest()
     if key in lru:
         lru.move_to_end(key)
         return lru[key]
@@ -181,17 +186,21 @@ def _vessel_source(spec: SceneSpec, patient: Patient, cache_size: int) -> Vessel
     return lru[key]
 
 
-def _placed_source(spec: SceneSpec, patient: Patient) -> VesselSource:
+def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Catheter | None]:
     vs, place = spec.vessels, spec.placement
     name = vs.display_name or vs.name
+    is_tree = vs.kind == "generator" or Path(vs.name).suffix.lower() in TREE_SUFFIXES
+    if spec.catheter is not None and not is_tree:
+        raise InputError(f"{spec.catheter.field}: a catheter needs a vessel tree (generator, .vtp or .json), "
+                         f"got {vs.name or vs.kind!r}")
     if vs.kind == "model":  # a sampled label grid, placed rigidly like a tree: a new affine
         frac, affine = model_volume(vs.name, vs.seed, vs.params, field=vs.field)
         transform = _placement(lumen_points(frac, affine), {}, vs, place, patient)
-        return FractionVessels(frac, affine if transform is None else transform @ affine, name=name)
+        return FractionVessels(frac, affine if transform is None else transform @ affine, name=name), None
     if vs.kind == "file":
         path = Path(vs.name)
         if path.name.lower().endswith(NIFTI_SUFFIXES):
-            return nifti_fraction(path, field=vs.field)
+            return nifti_fraction(path, field=vs.field), None
         if path.suffix.lower() not in TREE_SUFFIXES:
             raise InputError(f"{vs.field}: {path}: unknown format (expected .nii, .nii.gz, .vtp or .json)")
         if not path.is_file():
@@ -207,12 +216,21 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> VesselSource:
         tree = generated_tree(vs.name, vs.seed, vs.params, field=vs.field)
     transform = _placement(tree.positions_mm, tree.metadata, vs, place, patient)
     if transform is not None:
+        feeding = tree.metadata.get("feeding_path_mm")
         tree = tree.transformed(transform)
+        if feeding:  # template metadata is in the template's frame: it moves with the tree
+            tree.metadata["feeding_path_mm"] = (np.asarray(feeding, float) @ transform[:3, :3].T
+                                                + transform[:3, 3]).tolist()
+    catheter = None
+    if spec.catheter is not None:
+        body, _ = _region(patient, ("body",), spec.catheter.field)
+        centerline = catheter_centerline(tree, body, patient.ct.affine, spec.catheter.tip_offset_mm)
+        catheter = build_catheter(centerline, spec.catheter)
     trees = TreeVessels(tree, spacing_mm=float(vs.spacing_mm), name=name)
     if vs.fill == "bolus":
-        return trees
+        return trees, catheter
     frac, affine = trees.fraction(None, BolusParams())
-    return FractionVessels(frac, affine, name=name)
+    return FractionVessels(frac, affine, name=name), catheter
 
 
 #: Generators whose trees are anatomical templates, placed by registration to the CT's anatomy.
@@ -247,7 +265,11 @@ def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: 
     if mode == "pose":
         from scipy.spatial.transform import Rotation
 
-        rotation = Rotation.from_euler("xyz", place.rotation_deg, degrees=True).as_matrix()
+        if place.feeding is not None:
+            rotation = feeding_rotation(positions_mm, place.feeding.validate(place.field),
+                                        np.random.default_rng(place.seed))
+        else:
+            rotation = Rotation.from_euler("xyz", place.rotation_deg, degrees=True).as_matrix()
         region = None
         if place.root == "ct-center":
             target = np.asarray(patient.ct.center_mm, dtype=np.float64)
@@ -261,4 +283,5 @@ def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: 
         ijk = np.rint(inv[:3, :3] @ positions_mm[0] + inv[:3, 3]).astype(int)
         if np.all(ijk >= 0) and np.all(ijk < region.shape) and region[tuple(ijk)]:
             return None
-    return place_in_region(positions_mm, region, patient.ct.affine, np.random.default_rng(place.seed))
+    feeding = place.feeding.validate(place.field) if place.feeding is not None else None
+    return place_in_region(positions_mm, region, patient.ct.affine, np.random.default_rng(place.seed), feeding=feeding)

@@ -12,9 +12,15 @@ component) or TotalSegmentator organs from a label map. The placement (docs/dsa.
 3. the draw is accepted when the tree's root (node 0) lies inside the region; up to ``max_tries``
    draws, then the last rotation is kept and the tree is shifted so that its root sits on the
    region voxel nearest to the root (the tree is then no longer exactly centred; documented).
+
+With a :class:`Feeding` the rotation of step 2 is not uniform: the tree's root-to-centroid direction
+goes into a cone around a feeding direction (patient LPS) and the tree turns about it by an angle in a
+set range (:func:`feeding_rotation`); the translations are unchanged, so the cone holds exactly.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -25,6 +31,65 @@ from ddsa_sim.volumes import Volume
 from ddsa_sim.volumes.materials import labels_in
 
 BODY_THRESHOLD_HU = -300.0
+
+
+@dataclass(frozen=True)
+class Feeding:
+    """Where a generic tree's blood comes from: its root-to-centroid direction within ``cone_deg`` of
+    ``direction`` (world LPS: +x left, +y posterior, +z superior; any length), turned about that
+    direction by an angle uniform in ``roll_deg`` (lo, hi) degrees."""
+
+    direction: tuple[float, float, float]
+    cone_deg: float = 0.0
+    roll_deg: tuple[float, float] = (0.0, 360.0)
+
+    def validate(self, field: str = "feeding") -> "Feeding":
+        """Raise InputError on a zero direction, a cone outside [0, 180] or a reversed roll range."""
+        d = np.asarray(self.direction, dtype=np.float64)
+        if d.shape != (3,) or not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
+            raise InputError(f"{field}: feeding direction must be 3 finite numbers, not all 0, got {self.direction!r}")
+        if not 0.0 <= self.cone_deg <= 180.0:
+            raise InputError(f"{field}: feeding cone must be within 0-180 deg, got {self.cone_deg!r}")
+        lo, hi = self.roll_deg
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+            raise InputError(f"{field}: feeding roll range must be lo <= hi (deg), got {self.roll_deg!r}")
+        return self
+
+
+def _unit_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A rotation taking unit ``a`` onto unit ``b`` (half a turn about a perpendicular when opposite)."""
+    axis = np.cross(a, b)
+    s, c = float(np.linalg.norm(axis)), float(np.dot(a, b))
+    if s < 1e-12:
+        if c > 0:
+            return np.eye(3)
+        perp = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        return Rotation.from_rotvec(np.pi * perp / np.linalg.norm(perp)).as_matrix()
+    return Rotation.from_rotvec(axis / s * np.arctan2(s, c)).as_matrix()
+
+
+def feeding_rotation(positions_mm: np.ndarray, feeding: Feeding, rng: np.random.Generator) -> np.ndarray:
+    """3x3 rotation of a tree (node positions, root first) by a :class:`Feeding`.
+
+    The tree's root-to-centroid direction goes onto a direction drawn uniformly on the spherical cap
+    of half-angle ``cone_deg`` around the feeding direction, then the tree turns about that
+    direction by an angle uniform in ``roll_deg``. Three draws from ``rng``.
+    """
+    pos = np.asarray(positions_mm, dtype=np.float64)
+    own = pos.mean(axis=0) - pos[0]
+    if np.linalg.norm(own) == 0:
+        raise InputError("feeding placement: the tree's centroid is its root; it has no direction")
+    f = np.asarray(feeding.direction, dtype=np.float64)
+    f = f / np.linalg.norm(f)
+    cos_t = 1.0 - rng.random() * (1.0 - np.cos(np.radians(feeding.cone_deg)))
+    phi = 2 * np.pi * rng.random()
+    e1 = np.cross(f, [1.0, 0.0, 0.0] if abs(f[0]) < 0.9 else [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(f, e1)
+    sin_t = np.sqrt(max(0.0, 1.0 - cos_t**2))
+    d = cos_t * f + sin_t * (np.cos(phi) * e1 + np.sin(phi) * e2)
+    roll = np.radians(rng.uniform(*feeding.roll_deg))
+    return Rotation.from_rotvec(roll * d).as_matrix() @ _unit_rotation(own / np.linalg.norm(own), d)
 
 
 def body_mask(ct: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray:
@@ -72,7 +137,7 @@ def _nearest_region_point(region: np.ndarray, affine: np.ndarray, point_mm: np.n
 
 def place_in_region(positions_mm: np.ndarray, region: np.ndarray, region_affine: np.ndarray,
                     rng: np.random.Generator, jitter_mm: float = 5.0, max_tries: int = 50,
-                    rotate: bool = True) -> np.ndarray:
+                    rotate: bool = True, feeding: Feeding | None = None) -> np.ndarray:
     """4x4 rigid world transform that puts a tree (node positions, root first) inside a region.
 
     Parameters
@@ -91,6 +156,9 @@ def place_in_region(positions_mm: np.ndarray, region: np.ndarray, region_affine:
         Draws tried before falling back to snapping the root into the region.
     rotate : bool
         Draw a random rotation (True) or keep the tree's orientation.
+    feeding : Feeding, optional
+        Draw the rotation in a cone around a feeding direction (:func:`feeding_rotation`) instead of
+        uniformly.
 
     Returns
     -------
@@ -104,7 +172,10 @@ def place_in_region(positions_mm: np.ndarray, region: np.ndarray, region_affine:
     tree_center = 0.5 * (pos.min(axis=0) + pos.max(axis=0))
     m = np.eye(4)
     for _ in range(max(1, int(max_tries))):
-        r = Rotation.random(random_state=rng).as_matrix() if rotate else np.eye(3)
+        if feeding is not None:
+            r = feeding_rotation(pos, feeding, rng)
+        else:
+            r = Rotation.random(random_state=rng).as_matrix() if rotate else np.eye(3)
         shift = target + rng.uniform(-jitter_mm, jitter_mm, size=3) - r @ tree_center
         m = np.eye(4)
         m[:3, :3] = r

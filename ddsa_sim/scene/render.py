@@ -190,11 +190,12 @@ def _physiological_state(scene: Scene, clock: dict[str, float], t_s: float | Non
 
 
 def vessel_motion(scene: Scene, state: dict[str, float], mask_state: dict[str, float]) -> dict[str, np.ndarray]:
-    """World -> world map (4x4) of every vessel volume in a contrast frame of ``state``: the cardiac
-    transform of its heart frame, then the respiratory displacement at its centroid relative to the mask's."""
+    """World -> world map (4x4) of every contrast-frame volume in a frame of ``state``: for a vessel
+    source the cardiac transform of its heart frame, then the respiratory displacement at its
+    centroid relative to the mask's; a catheter's lumen stays (identity), as its wall does."""
     m = scene.motion
-    out = {}
-    for name in scene.vessel_names:
+    out = {name: np.eye(4) for name in scene.vessel_names}
+    for name in scene.vessel_names[:len(scene.vessels)]:
         heart = _heart(scene, name)
         t = cardiac_transform(heart, state["contraction"], m.cardiac_longitudinal_mm, m.cardiac_radial_mm)
         if m.kind in RESPIRATORY_KINDS:
@@ -214,10 +215,11 @@ def _march_alone(scene: Scene, carm: CArm, volume: ProjectorVolume, proj: Projec
 
 
 def _march_breathing_ct(scene: Scene, carm: CArm, offset_mm: float) -> np.ndarray:
-    """Area densities of the CT moved by a diaphragm offset (relative to the scan), focal-spot blurred."""
+    """Area densities of the mask's volumes with the CT moved by a diaphragm offset (relative to the
+    scan), each focal-spot blurred (:meth:`~ddsa_sim.scene.Scene.march_ct`; a catheter's wall stays)."""
     moved = respiratory_ct(scene.projector.volumes["ct"], offset_mm, _dome_z_mm(scene))
     moved.name = "ct_breathing"  # its own slot in a device cache
-    return scene.focal_spot_blur(carm, "ct", _march_alone(scene, carm, moved, scene.projector))
+    return scene.march_ct(carm, _march_alone(scene, carm, moved, scene.projector))
 
 
 def march_moving_vessels(scene: Scene, carm: CArm, t_s: float | None,
@@ -230,8 +232,8 @@ def march_moving_vessels(scene: Scene, carm: CArm, t_s: float | None,
     """
     proj = scene.projector_at(t_s)
     out = {}
-    for name, src in zip(scene.vessel_names, scene.vessels):
-        w = moves[name]
+    for i, name in enumerate(scene.vessel_names):
+        src, w = scene.vessels[i] if i < len(scene.vessels) else None, moves[name]  # a catheter lumen: no source
         if not (isinstance(src, TreeVessels) and scene.motion.kind in CARDIAC_KINDS):
             out[name] = proj.march(carm, name, world_from_world=w)
             continue
@@ -291,11 +293,9 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         mask_state = _physiological_state(scene, clock, mask_time_s)
     proj = scene.projector
     scene.check_view(carm)
-    i_lumen = proj.materials.index(scene.lumen_material.name)
-    iodine_per_g = scene.iodine_mg_per_g_lumen
 
-    # the CT focal-spot blurred at its depth
-    a_ct = scene.focal_spot_blur(carm, "ct", marched.ct) if marched is not None else scene.march_ct(carm)
+    # the CT (and a catheter's wall) focal-spot blurred at its depth
+    a_ct = scene.march_ct(carm, marched.ct if marched is not None else None)
     mask_area = proj.combine({"ct": a_ct}, ["ct"])
     mask_sharp, mask_q = scene.intensity(proj, carm, mask_area)
     # the detector's light spread blurs every primary, so the targets carry the blur of both frames
@@ -326,7 +326,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
             sharp = march_moving_vessels(scene, carm, t, vessel_motion(scene, state, mask_state))
         else:
             sharp = marched.vessels[k] if marched is not None else scene.march_vessels(carm, t)
-        iodine = sum(a[..., i_lumen] for a in sharp.values()) * iodine_per_g  # mg/cm^2, along each pixel's ray
+        iodine = scene.iodine_mg_per_cm2(sharp)  # mg/cm^2, along each pixel's ray
         a_v = {n: scene.focal_spot_blur(carm, n, a) for n, a in sharp.items()}  # each at its own depth
         names = ["ct", *a_v]
         # only rays through a vessel volume change: the others keep the mask's intensity (one
@@ -424,7 +424,7 @@ def render_views(scene: Scene, carms: Sequence[CArm], rngs: Sequence[np.random.G
         return (render_frames(scene, carm, rng, times) for carm, rng in zip(carms, rngs))
     for carm in carms:
         scene.check_view(carm)  # every pose, before a batch is marched
-    per_view = 8 * len(scene.projector.materials) * (1 + len(times) * len(scene.vessels)) * max(
+    per_view = 8 * len(scene.projector.materials) * (1 + len(times) * len(scene.vessel_names)) * max(
         (c.sensor_height * c.sensor_width for c in carms), default=1)
     size = max(1, int(max_batch_bytes) // per_view)
     return (render_frames(scene, carm, rng, times, marched)

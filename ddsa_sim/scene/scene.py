@@ -22,6 +22,7 @@ from ddsa_sim.physics.detector import Detector, integrate_spectrum
 from ddsa_sim.physics.heel import HeelSettings, heel_bands, heel_intensity
 from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.projector import Projector, ProjectorVolume
+from ddsa_sim.scene.catheter import LUMEN_NAME, WALL_NAME, Catheter
 from ddsa_sim.scene.motion import MotionParams
 from ddsa_sim.scene.recording import Exposure, ScatterSettings
 from ddsa_sim.scene.vessels import BolusParams, VesselSource
@@ -61,6 +62,9 @@ class Scene:
         ``"soft tissue"`` (a synthetic lumen sits in soft tissue).
     bolus : BolusParams
         Fill state over time for trees (sequences).
+    catheter : Catheter, optional
+        A catheter (:mod:`ddsa_sim.scene.catheter`): its wall in the mask and every contrast frame,
+        its lumen full of the agent solution (``agent_iodine_mg_per_ml``) in the contrast frames.
     motion : MotionParams
         Patient motion between the mask and each contrast frame.
     noise : bool
@@ -97,6 +101,7 @@ class Scene:
     agent_iodine_mg_per_ml: float = 350.0
     displaced_material: str = "auto"
     bolus: BolusParams = field(default_factory=BolusParams)
+    catheter: Catheter | None = None
     motion: MotionParams = field(default_factory=MotionParams)
     noise: bool = True
     noise_correlation: str | float = "deepdrr3x3"
@@ -124,7 +129,8 @@ class Scene:
     # ------------------------------------------------------------------ cached parts
     @property
     def vessel_names(self) -> list[str]:
-        return [f"vessels{i}" for i in range(len(self.vessels))]
+        """Volumes of the contrast frames only: the vessel sources, then the catheter's lumen."""
+        return [f"vessels{i}" for i in range(len(self.vessels))] + ([LUMEN_NAME] if self.catheter else [])
 
     @property
     def projector(self) -> Projector:
@@ -143,7 +149,8 @@ class Scene:
             if self.ct_volume is None:
                 self.ct_volume = ProjectorVolume.from_ct(self.ct, name="ct")
             spectrum = self.spectrum if key is None else self.projector.spectrum
-            self._projectors[key] = Projector([self.ct_volume, *self._iodine_volumes(t_s)], spectrum=spectrum,
+            tools = [self.catheter.wall_volume(self._displaced())] if self.catheter else []
+            self._projectors[key] = Projector([self.ct_volume, *tools, *self._iodine_volumes(t_s)], spectrum=spectrum,
                                               mode=self.detector.response, method=self.method, device=self.device,
                                               backend=self.backend)
         return self._projectors[key]
@@ -169,17 +176,46 @@ class Scene:
         lumen = self.lumen_material
         displaced = self._displaced()
         g_per_g = get_material(displaced).density_g_per_cc / lumen.density_g_per_cc
-        return [src.iodine_volume(name, t_s, self.bolus, lumen.name, lumen.density_g_per_cc, {displaced: g_per_g})
-                for name, src in zip(self.vessel_names, self.vessels)]
+        out = [src.iodine_volume(name, t_s, self.bolus, lumen.name, lumen.density_g_per_cc, {displaced: g_per_g})
+               for name, src in zip(self.vessel_names, self.vessels)]
+        if self.catheter:  # the lumen holds the injected solution itself
+            out.append(self.catheter.lumen_volume(self.agent_material, displaced))
+        return out
+
+    @property
+    def agent_material(self) -> Material:
+        """The injected agent solution (iohexol at ``agent_iodine_mg_per_ml``), as in the catheter."""
+        return iodinated_blood(self.agent_iodine_mg_per_ml, "iohexol", self.agent_iodine_mg_per_ml)
+
+    def iodine_mg_per_cm2(self, areas: dict[str, np.ndarray]) -> np.ndarray:
+        """Projected iodine (mg/cm^2) of the contrast-frame volumes' area densities (g/cm^2, by name):
+        the vessels' iodinated blood and the catheter lumen's agent solution."""
+        proj = self.projector
+        lumen = proj.materials.index(self.lumen_material.name)
+        total = sum(a[..., lumen] for n, a in areas.items() if n != LUMEN_NAME) * self.iodine_mg_per_g_lumen
+        if LUMEN_NAME in areas:
+            agent = self.agent_material
+            per_g = self.agent_iodine_mg_per_ml / agent.density_g_per_cc
+            total = total + areas[LUMEN_NAME][..., proj.materials.index(agent.name)] * per_g
+        return total
 
     def end_time_s(self) -> float:
         """Time (s) at which every tree is filled (the bolus front reached its farthest node)."""
         return max(src.end_time_s(self.bolus) for src in self.vessels)
 
     # ------------------------------------------------------------------ marching
-    def march_ct(self, carm: CArm) -> np.ndarray:
-        """Area densities (g/cm^2, (H, W, M)) of the CT, focal-spot blurred at its depth."""
-        return self.focal_spot_blur(carm, "ct", self.projector.march(carm, "ct"))
+    def march_ct(self, carm: CArm, ct_area: np.ndarray | None = None) -> np.ndarray:
+        """Area densities (g/cm^2, (H, W, M)) of the mask's volumes, each focal-spot blurred at its depth:
+        the CT (marched here, or ``ct_area`` marched ahead) and the catheter's wall."""
+        a_ct = self.focal_spot_blur(carm, "ct", self.projector.march(carm, "ct") if ct_area is None else ct_area)
+        return self._with_wall(carm, a_ct, None)
+
+    def _with_wall(self, carm: CArm, a_ct: np.ndarray, world_from_world: np.ndarray | None) -> np.ndarray:
+        if self.catheter is None:
+            return a_ct
+        wall = self.focal_spot_blur(carm, WALL_NAME, self.projector.march(carm, WALL_NAME,
+                                                                           world_from_world=world_from_world))
+        return self.projector.combine({"ct": a_ct, WALL_NAME: wall}, ["ct", WALL_NAME])
 
     def march_vessels(self, carm: CArm, t_s: float | None) -> dict[str, np.ndarray]:
         """Area densities (g/cm^2, (H, W, M)) of every vessel volume at fill time ``t_s`` (sharp: blur
@@ -188,9 +224,10 @@ class Scene:
         return {name: proj.march(carm, name) for name in self.vessel_names}
 
     def march_ct_moved(self, carm: CArm, world_from_world: np.ndarray) -> np.ndarray:
-        """Area densities of the CT after a rigid world transform (blurred as :meth:`march_ct`)."""
+        """Area densities of the CT and the catheter's wall after a rigid world transform (blurred as
+        :meth:`march_ct`)."""
         moved = self.projector.march(carm, "ct", world_from_world=world_from_world)
-        return self.focal_spot_blur(carm, "ct", moved)
+        return self._with_wall(carm, self.focal_spot_blur(carm, "ct", moved), world_from_world)
 
     # ------------------------------------------------------------------ blur
     def focal_spot_blur(self, carm: CArm, volume: str, area: np.ndarray) -> np.ndarray:
@@ -265,6 +302,7 @@ class Scene:
                          "photons_per_mm2": self.exposure.photons_per_mm2, "mas": self.exposure.mas,
                          "target_detector_air_kerma_ugy": self.exposure.target_detector_air_kerma_ugy},
             "lumen_material": self.lumen_material.name,
+            "catheter": None if self.catheter is None else self.catheter.to_dict(),
             "iodine_mg_per_ml": self.iodine_mg_per_ml, "agent_iodine_mg_per_ml": self.agent_iodine_mg_per_ml,
             "displaced_material": self._displaced(), "noise": self.noise,
             "noise_correlation": self.noise_correlation, "scatter": self.scatter.enabled,

@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from ddsa_sim.physics.detector import Detector
 from ddsa_sim.physics.spectra import Spectrum
+from ddsa_sim.scene.catheter import CatheterSpec
 from ddsa_sim.scene.motion import MotionParams
+from ddsa_sim.scene.placement import Feeding
 from ddsa_sim.scene.recording import Exposure, ScatterSettings
 
 __all__ = ["CTSpec", "EffectsSpec", "ExposureSpec", "PlacementSpec", "SceneSpec", "VesselSpec"]
@@ -113,7 +115,11 @@ class PlacementSpec:
     offset_mm : (3,) float
         Added to the target (``pose`` mode).
     seed : int
-        Seed of the random placement (``region`` / ``anatomical`` / ``auto`` modes).
+        Seed of the random placement (``region`` / ``anatomical`` / ``auto`` modes; ``pose`` with ``feeding``).
+    feeding : Feeding, optional
+        A feeding direction (LPS) with a cone and a roll range for trees placed by ``region`` or
+        ``pose`` (then instead of ``rotation_deg``), and by ``auto`` for non-template trees
+        (:func:`~ddsa_sim.scene.placement.feeding_rotation`); ignored by templates.
     field : str
         Option / config field named in error messages.
     """
@@ -124,6 +130,7 @@ class PlacementSpec:
     rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     seed: int = 0
+    feeding: Feeding | None = None
     field: str = "place"
 
 
@@ -151,10 +158,14 @@ class EffectsSpec:
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """Everything :func:`ddsa_sim.scene.build_scene` needs to make a :class:`~ddsa_sim.scene.Scene`."""
+    """Everything :func:`ddsa_sim.scene.build_scene` needs to make a :class:`~ddsa_sim.scene.Scene`.
+
+    ``catheter``: a catheter along the tree's feeding artery up to its root (trees only; None: none).
+    """
 
     ct: CTSpec
     vessels: VesselSpec
     placement: PlacementSpec = field(default_factory=PlacementSpec)
     exposure: ExposureSpec = field(default_factory=ExposureSpec)
     effects: EffectsSpec = field(default_factory=EffectsSpec)
+    catheter: CatheterSpec | None = None

@@ -3,12 +3,17 @@
 Augmentation works on a stack ``(B, 2, H, W)`` = ``[base, target]`` where ``base = input - target`` is the
 non-vessel part of the input. Geometric transforms (flips, affine, piecewise-smooth warp) and blur act on
 the whole stack, so input and target receive the *identical* transform; ``multiply`` scales both
-(a global attenuation change); ``contrast`` scales the target only (an iodine concentration change), so
-``input = base + target`` stays exact. Every random draw comes from the given ``torch.Generator``.
+(a global attenuation change); ``contrast`` scales the target only (an iodine concentration change);
+``anatomy gain`` scales ``base`` only (a thicker or thinner patient, same iodine), so
+``input = base + target`` stays exact. The ``-ln`` offset (:func:`random_ln_offset`) adds a constant to the
+network input only, after noise injection: a detector gain or I0 calibration ``k`` turns ``-ln(I/I0)`` into
+``-ln(I/I0) - ln k`` in the mask and the contrast frame alike, so their difference (the target) keeps no
+offset, and a gain does not change photon statistics. Every random draw comes from the given
+``torch.Generator``; an augmentation with probability 0 draws nothing.
 
 Pipeline of :func:`make_training_batch` (published: random crop 512 -> augment -> centre crop 384):
-random crop ``crop_size`` -> augment -> noise injection on ``base`` -> centre crop ``patch_size`` ->
-normalise.
+random crop ``crop_size`` -> augment -> noise injection on ``base`` -> ``-ln`` offset -> centre crop
+``patch_size`` -> normalise.
 """
 
 from __future__ import annotations
@@ -100,7 +105,23 @@ def augment_pair(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tor
         m = _coin(b, cfg.p_contrast, g, dev)
         c = torch.where(m, _rand(b, *cfg.contrast_range, g, dev), torch.ones(b, device=dev))
         x = torch.cat([x[:, :1], x[:, 1:] * c.view(-1, 1, 1, 1)], dim=1)
+    if cfg.p_anatomy_gain > 0:
+        m = _coin(b, cfg.p_anatomy_gain, g, dev)
+        k = torch.where(m, _rand(b, *cfg.anatomy_gain_range, g, dev), torch.ones(b, device=dev))
+        x = torch.cat([x[:, :1] * k.view(-1, 1, 1, 1), x[:, 1:]], dim=1)
     return x
+
+
+def random_ln_offset(inp: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Add one constant per sample, ``c ~ U(ln_offset_range)`` with probability ``p_ln_offset``, to the
+    ``(B, 1, H, W)`` network input (-ln domain): a detector gain ``exp(-c)``. The target is not touched."""
+    if not cfg.enabled or cfg.p_ln_offset == 0:
+        return inp
+    b = inp.shape[0]
+    dev = inp.device
+    m = _coin(b, cfg.p_ln_offset, g, dev)
+    c = torch.where(m, _rand(b, *cfg.ln_offset_range, g, dev), torch.zeros(b, device=dev))
+    return inp + c.view(-1, 1, 1, 1).to(inp.dtype)
 
 
 def random_crop(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
@@ -142,6 +163,7 @@ def make_training_batch(
         inp, target = inject_noise(base, target, g, cfg.noise.photons_range, cfg.noise.blur_sigma_range)
     else:
         inp = base + target
+    inp = random_ln_offset(inp, cfg.augment, g)
     inp = center_crop(inp, cfg.patch_size)
     target = center_crop(target, cfg.patch_size)
     return norm.norm_input(inp), norm.norm_target(target)

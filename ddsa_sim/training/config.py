@@ -48,6 +48,22 @@ class AugmentConfig(_Strict):
     multiply_range: tuple[float, float] = (0.7, 1.3)
     p_contrast: float = Field(0.3, ge=0, le=1)
     contrast_range: tuple[float, float] = (0.5, 1.5)
+    # off by default (p = 0 draws no random numbers: configs without them train bit-identically)
+    p_anatomy_gain: float = Field(0.0, ge=0, le=1)  # scales the non-vessel part only (patient size)
+    anatomy_gain_range: tuple[float, float] = (0.6, 1.6)
+    p_ln_offset: float = Field(0.0, ge=0, le=1)  # adds a constant to the input only (detector gain, -ln k)
+    ln_offset_range: tuple[float, float] = (-1.0, 1.0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentConfig:
+        for name in ("scale_range", "blur_sigma_range", "multiply_range", "contrast_range", "anatomy_gain_range"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must be 0 < low <= high, got [{lo}, {hi}]")
+        lo, hi = self.ln_offset_range
+        if lo > hi:
+            raise ValueError(f"ln_offset_range must be low <= high, got [{lo}, {hi}]")
+        return self
 
 
 class DataConfig(_Strict):

@@ -189,6 +189,15 @@ class ZarrDDSADataset(Dataset):
             return self._cache[i]
         return self._read(i)
 
+    def vessel_mask(self, i: int) -> np.ndarray:
+        """The store's ``vessel_mask`` of item ``i`` as a bool ``(H, W)`` array (for evaluation; the
+        sample's checksum is verified when the item itself is read)."""
+        if i < 0 or i >= len(self):
+            raise IndexError(i)
+        if self._group is None:
+            self._group = open_store(self.store)
+        return np.asarray(self._group["vessel_mask"][int(self.indices[i])]) != 0
+
     def meta(self, i: int) -> dict[str, Any]:
         """Per-sample metadata (split, ct_id, vessel_id, pose, params) of item ``i``."""
         if self._group is None:

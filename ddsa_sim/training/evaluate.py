@@ -1,9 +1,13 @@
-"""Evaluate a checkpoint on a store split: network vs conventional log-subtraction DSA.
+"""Evaluate a checkpoint on a store split: network vs conventional log-subtraction DSA vs an all-zero image.
 
 Conventional DSA of a sample is ``contrast - mask`` (from the store; it carries the motion
-misregistration of the export). Both are scored against ``dsa_target`` in the -ln domain with the
-metrics of :mod:`ddsa_sim.training.metrics`. PSNR/SSIM ``data_range`` is one fixed number per run:
-``max(dsa_target) - min(dsa_target)`` over all evaluated samples; it is reported in the output.
+misregistration of the export). The all-zero image is the floor any DSA method must beat: it has no
+false positives and scores well on whole-image PSNR where vessels are thin. All three are scored against
+``dsa_target`` in the -ln domain with the metrics of :mod:`ddsa_sim.training.metrics` and the vessel-aware
+metrics of :mod:`ddsa_sim.training.vessel_metrics` (on the store's ``vessel_mask``); per-sample win
+counts of the network against both baselines come with them. PSNR/SSIM ``data_range`` is one fixed
+number per run: ``max(dsa_target) - min(dsa_target)`` over all evaluated samples; it is reported in the
+output. Definitions: docs/results.md, "Evaluation metrics".
 """
 
 from __future__ import annotations
@@ -21,6 +25,25 @@ from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.loop import target_data_range
 from ddsa_sim.training.metrics import all_metrics, summarize
+from ddsa_sim.training.vessel_metrics import BG_THRESHOLD, DILATION_PX, vessel_metrics, win_counts
+
+__all__ = ["GRID_COLUMNS", "METHODS", "comparison_grid", "evaluate_checkpoint", "format_table"]
+
+#: the scored images, in table order
+METHODS = ("network", "conventional", "zero")
+#: table rows: (metric key, label, format)
+_TABLE_ROWS = (
+    ("psnr", "PSNR (dB)", "{:.2f}"),
+    ("ssim", "SSIM", "{:.4f}"),
+    ("nmse", "NMSE", "{:.4f}"),
+    ("mae", "MAE", "{:.5f}"),
+    ("vessel_psnr", "vessel PSNR (dB)", "{:.2f}"),
+    ("vessel_nmse", "vessel NMSE", "{:.4f}"),
+    ("bg_fp_energy", "background FP energy", "{:.4f}"),
+    ("bg_fp_fraction", "background FP fraction", "{:.4f}"),
+    ("vessel_cnr", "vessel CNR", "{:.2f}"),
+    ("iodine_recovery", "iodine recovery", "{:.3f}"),
+)
 
 
 def _to_u8(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -89,9 +112,11 @@ def evaluate_checkpoint(
     Returns
     -------
     dict
-        ``{"network": {...}, "conventional": {...}, "data_range": float, "split": str,
-        "n_samples": int, ...}``; each metric block has means (``psnr``, ``ssim``, ``nmse``, ``mae``)
-        and spreads (``<m>_std``, ``<m>_median``).
+        ``{"network": {...}, "conventional": {...}, "zero": {...}, "wins": {...}, "data_range": float,
+        "split": str, "n_samples": int, ...}``; each metric block has means (``psnr``, ``ssim``, ``nmse``,
+        ``mae`` and the vessel metrics of :func:`~ddsa_sim.training.vessel_metrics.vessel_metrics`) and
+        spreads (``<m>_std``, ``<m>_median``); ``wins["network_vs_conventional"]`` and
+        ``wins["network_vs_zero"]`` count the samples where the network is strictly better, per metric.
     """
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, norm, _, ckpt = load_model(checkpoint, dev)
@@ -99,21 +124,31 @@ def evaluate_checkpoint(
     if len(ds) == 0:
         raise InputError(f"{store}: split '{split}' has no complete samples")
     data_range = target_data_range(ds)
-    net_rows, conv_rows, grid = [], [], []
+    rows: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
+    grid = []
+    n_vessel_free = 0
     for i in tqdm(range(len(ds)), desc=f"evaluate {split}", disable=not progress):
         item = ds[i]
         x = item["contrast"][None].to(dev)
         pred = norm.denorm_target(model(norm.norm_input(x)).float())[0, 0].cpu().numpy()
         contrast = item["contrast"][0].numpy()
         target = item["dsa_target"][0].numpy()
-        conv = contrast - item["mask"][0].numpy()
-        net_rows.append(all_metrics(pred, target, data_range))
-        conv_rows.append(all_metrics(conv, target, data_range))
+        vessel = ds.vessel_mask(i)
+        n_vessel_free += not vessel.any()
+        images = {"network": pred, "conventional": contrast - item["mask"][0].numpy(), "zero": np.zeros_like(target)}
+        for method, image in images.items():
+            rows[method].append(all_metrics(image, target, data_range) | vessel_metrics(image, target, vessel, data_range))
         if len(grid) < grid_rows:
-            grid.append((contrast, conv, pred, target))
-    result: dict[str, Any] = {
-        "network": summarize(net_rows),
-        "conventional": summarize(conv_rows),
+            grid.append((contrast, images["conventional"], pred, target))
+    result: dict[str, Any] = {m: summarize(rows[m]) for m in METHODS}
+    result |= {
+        "wins": {f"network_vs_{m}": win_counts(rows["network"], rows[m]) for m in METHODS[1:]},
+        "vessel_metrics": {
+            "dilation_px": DILATION_PX,
+            "bg_threshold": BG_THRESHOLD,
+            "n_vessel_free_samples": n_vessel_free,
+            "definition": "docs/results.md, Evaluation metrics",
+        },
         "data_range": float(data_range),
         "data_range_definition": "max(dsa_target) - min(dsa_target) over the evaluated split, -ln domain",
         "split": split,
@@ -127,3 +162,24 @@ def evaluate_checkpoint(
     if out_png is not None:
         result["grid_png"] = str(comparison_grid(grid, out_png))
     return result
+
+
+def _table_row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths)))
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The metric means of :func:`evaluate_checkpoint`'s result as a plain-text table, one row per metric,
+    one column per method, plus the network's per-sample wins against each baseline."""
+    n = result["n_samples"]
+    head = ["metric", *METHODS, "net wins vs conv", "net wins vs zero"]
+    lines = []
+    for key, label, fmt in _TABLE_ROWS:
+        cells = [label, *(fmt.format(result[m][key]) for m in METHODS)]
+        cells += [f"{result['wins'][f'network_vs_{m}'].get(key, 0)}/{n}" for m in METHODS[1:]]
+        lines.append(cells)
+    widths = [max(len(r[c]) for r in [head, *lines]) for c in range(len(head))]
+    vm = result["vessel_metrics"]
+    title = (f"{result['split']}: {n} samples of {result['n_ct']} CT(s); data range {result['data_range']:.4f}; "
+             f"vessel mask dilated by {vm['dilation_px']} px, background FP threshold {vm['bg_threshold']}")
+    return "\n".join([title, *(_table_row(r, widths) for r in [head, *lines])])

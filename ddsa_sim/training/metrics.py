@@ -74,13 +74,18 @@ def all_metrics(
 
 
 def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Means of each metric plus ``<name>_std`` (population std) and ``<name>_median``."""
+    """Means of each metric plus ``<name>_std`` (population std) and ``<name>_median``.
+
+    ``nan`` values (a metric undefined for a sample, e.g. a vessel metric without vessel pixels) are left
+    out; a metric that is ``nan`` for every sample stays ``nan``.
+    """
     out: dict[str, float] = {}
     if not rows:
         return out
     for k in rows[0]:
         v = np.array([r[k] for r in rows], dtype=np.float64)
-        out[k] = float(np.mean(v))
-        out[f"{k}_std"] = float(np.std(v))
-        out[f"{k}_median"] = float(np.median(v))
+        v = v[~np.isnan(v)]
+        stats = (np.mean(v), np.std(v), np.median(v)) if v.size else (math.nan,) * 3
+        for suffix, value in zip(("", "_std", "_median"), stats):
+            out[f"{k}{suffix}"] = float(value)
     return out

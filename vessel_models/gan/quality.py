@@ -102,6 +102,11 @@ def _mmd2(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
 def compare_sets(generated: np.ndarray, reference: np.ndarray, k: int = 3) -> dict[str, float]:
     """Distances between two feature matrices (:func:`feature_matrix`), ``reference`` the real set.
 
+    Raises
+    ------
+    ValueError
+        Fewer than two volumes in either set (the unbiased MMD and the spreads need two).
+
     Returns
     -------
     dict
@@ -109,6 +114,8 @@ def compare_sets(generated: np.ndarray, reference: np.ndarray, k: int = 3) -> di
         squared MMD of standardised features), ``precision`` and ``recall`` (k-NN coverage, in [0, 1]).
     """
     gen, ref = np.asarray(generated, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if len(gen) < 2 or len(ref) < 2:
+        raise ValueError(f"compare_sets needs at least 2 volumes per set, got {len(gen)} and {len(ref)}")
     mu, sd = ref.mean(axis=0), ref.std(axis=0)
     sd = np.where(sd > 1e-9 * (np.abs(mu) + 1), sd, 1.0)  # a constant feature: unscaled
     zg, zr = (gen - mu) / sd, (ref - mu) / sd

@@ -7,8 +7,9 @@ generator loss. The critic sees ``2 p - 1`` (probabilities of the generator, lab
 AMP (float16 autocast + grad scalers) on CUDA when ``amp`` is auto or on.
 
 Distributed: with ``WORLD_SIZE > 1`` (torchrun) every rank starts from rank 0's weights, draws its own
-batches and averages gradients with all-reduce before each optimiser step (explicit averaging rather
-than DDP wrappers, because the penalties differentiate the critic twice); rank 0 evaluates, logs and
+batches and averages gradients with all-reduce before each optimiser step, and floating buffers
+(batch-norm statistics) after it (explicit averaging rather than DDP wrappers, because the penalties
+differentiate the critic twice); rank 0 evaluates, logs and
 writes checkpoints. Every ``eval_every`` steps, ``eval_samples`` generated volumes are compared with
 held-out windows of the data (:func:`vessel_models.gan.quality.compare_sets`); the lowest ``w1_mean``
 is kept as ``best.pt``, the latest state as ``last.pt`` (``resume`` continues from it).
@@ -45,22 +46,26 @@ __all__ = ["TrainResult", "mip_panel", "split_volumes", "train_gan"]
 
 @dataclass
 class TrainResult:
-    """What a run did: steps done (total), wall time (s), best score, per-step losses and evaluations."""
+    """What a run did: steps done (total), wall time (s), best score, per-step losses and evaluations,
+    and the trained networks (this rank's copies; equal on every rank)."""
 
     step: int
     wall_s: float
     best_score: float | None
+    generator: nn.Module | None = None
+    critic: nn.Module | None = None
     critic_losses: list[float] = field(default_factory=list)
     generator_losses: list[float] = field(default_factory=list)
     evaluations: list[tuple[int, dict[str, float]]] = field(default_factory=list)
 
 
 def split_volumes(volumes: list[np.ndarray], val_fraction: float, seed: int) -> tuple[list, list]:
-    """(train, validation) volumes: a seeded ``val_fraction`` held out (at least one when > 0 and
-    at least two volumes exist; with one volume both sets are that volume)."""
+    """(train, validation) volumes: a seeded ``val_fraction`` held out (when > 0, at least two --
+    the quality measure compares distributions -- and at least one volume left to train on; with one
+    volume both sets are that volume)."""
     order = np.random.default_rng(seed).permutation(len(volumes))
     n_val = int(round(val_fraction * len(volumes)))
-    n_val = min(max(n_val, 1 if val_fraction > 0 else 0), len(volumes) - 1)
+    n_val = min(max(n_val, 2 if val_fraction > 0 else 0), len(volumes) - 1)
     if n_val == 0:
         return volumes, volumes
     return [volumes[i] for i in order[n_val:]], [volumes[i] for i in order[:n_val]]
@@ -91,6 +96,16 @@ def _average_gradients(module: nn.Module, world: int) -> None:
             if p.grad is not None:
                 dist.all_reduce(p.grad)
                 p.grad /= world
+
+
+def _average_buffers(module: nn.Module, world: int) -> None:
+    """Average floating buffers (batch-norm running statistics) over ranks: each rank updated them
+    from its own batches, and every rank must hold, and rank 0 must save, the statistics of all data."""
+    if world > 1:
+        for b in module.buffers():
+            if b.is_floating_point():
+                dist.all_reduce(b)
+                b /= world
 
 
 def _broadcast(module: nn.Module, world: int) -> None:
@@ -125,6 +140,8 @@ class _Run:
         _average_gradients(module, self.world)
         scaler.step(opt)
         scaler.update()
+        _average_buffers(self.generator, self.world)
+        _average_buffers(self.critic, self.world)
 
     def critic_step(self, real: torch.Tensor, step: int, sub: int) -> float:
         cfg = self.cfg.optim
@@ -241,7 +258,7 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], out: Path, max_steps: int 
         out.mkdir(parents=True, exist_ok=True)
         writer = SummaryWriter(str(out / "tb"), purge_step=step + 1 if step else None)
         writer.add_image("real/mip", mip_panel(val_windows[:8])[None], step)
-    result = TrainResult(step, 0.0, best)
+    result = TrainResult(step, 0.0, best, run.generator, run.critic)
     start = time.monotonic()
     bar = tqdm(total=total, initial=step, disable=not progress or rank != 0,
                desc=f"{cfg.net.kind} training")

@@ -1,0 +1,53 @@
+"""Lengths of the templates' named segments against published morphometry (docs/vessels.md, section 3).
+
+Ranges are mean +- 2 SD of the cited studies, measured along the centreline as our ``length_mm``:
+Rai et al. 2013 (CTA, 100 patients): ICA from the proximal cavernous segment to the terminus
+33.1 +- 6.1 mm, MCA (M1, origin to the M2 origin) 22.5 +- 8.1 mm; Rai et al. 2016 (CTA, 100 patients):
+intracranial vertebral artery (V4) 40 +- 10.6 mm, basilar artery 27.3 +- 5.7 mm; left main coronary
+artery 7.37 +- 4.2 mm (van Zandvoort et al. 2018, IVUS, 254 patients) and 10.5 +- 5.3 mm
+(Medrano-Gracia et al. 2016, CTA atlas, 300 adults).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vessel_models import morphometrics as m
+from vessel_models.generators import generate
+
+SEEDS = range(4)
+CEREBRAL_LENGTHS_MM = {  # published segment -> ((our segments summed), mean, SD)
+    "ICA cavernous -> terminus": (("ICA_cavernous", "ICA_supraclinoid"), 33.1, 6.1),
+    "M1": (("M1",), 22.5, 8.1),
+    "intracranial VA": (("VA_V4",), 40.0, 10.6),
+    "BA": (("BA",), 27.3, 5.7),
+}
+LEFT_MAIN_MM = ((7.37, 4.2), (10.5, 5.3))
+
+
+def _lengths(named: dict, parts: tuple[str, ...]) -> list[float]:
+    if all(p in named for p in parts):  # unpaired segment (BA)
+        return [sum(named[p]["length_mm"] for p in parts)]
+    return [sum(named[f"{p}_{side}"]["length_mm"] for p in parts) for side in ("L", "R")]
+
+
+def test_cerebral_segment_lengths_within_rai():
+    seen = {k: [] for k in CEREBRAL_LENGTHS_MM}
+    for seed in SEEDS:
+        named = m.named_segments(generate("cow", seed, distal_iterations=1))
+        for key, (parts, _, _) in CEREBRAL_LENGTHS_MM.items():
+            seen[key] += _lengths(named, parts)
+    for key, (_, mean, sd) in CEREBRAL_LENGTHS_MM.items():
+        values = np.asarray(seen[key])
+        assert values.size >= len(SEEDS) and np.all(np.abs(values - mean) <= 2 * sd), (key, values)
+        assert abs(values.mean() - mean) <= sd, (key, values.mean())  # centred, not at an edge
+
+
+@pytest.mark.parametrize("dominance", ["right", "left"])
+def test_left_main_length_within_ivus_and_ct_morphometry(dominance):
+    lengths = np.array([m.named_segments(generate("coronary", seed, side="both", dominance=dominance,
+                                                  distal_iterations=0))["LM"]["length_mm"] for seed in SEEDS])
+    for mean, sd in LEFT_MAIN_MM:
+        assert np.all(np.abs(lengths - mean) <= 2 * sd), lengths
+    assert np.ptp(lengths) > 1.0  # varies between patients
