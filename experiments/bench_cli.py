@@ -141,7 +141,6 @@ def lap(name):
     now = time.perf_counter(); out[name] = round(now - t[0], 4); t[0] = now
 import ddsa_sim.cli; lap("import ddsa_sim.cli (typer, the command table)")
 import nibabel; lap("import nibabel (+ pydicom)")
-import killeengeo; lap("import killeengeo (+ scipy.spatial)")
 import numba; lap("import numba")
 import ddsa_sim.cli.drr as drr; lap("import the rest (volumes, geometry, physics, projector)")
 from ddsa_sim.cli.options import parse_detector
@@ -152,9 +151,9 @@ ct = read_ct(sys.argv[1]); lap("read_ct")
 rows, cols = parse_detector(sys.argv[2])
 carm = CArm(isocenter_mm=tuple(float(v) for v in ct.center_mm), sensor_height=rows, sensor_width=cols,
             pixel_mm=float(sys.argv[3]))
-vol = ProjectorVolume.from_ct(ct); lap("ProjectorVolume.from_ct (HU -> density, materials)")
+vol = ProjectorVolume.from_ct(ct); lap("ProjectorVolume.from_ct (HU -> density, materials, layout; numba's set-up)")
 proj = Projector([vol]); lap("Projector() (spectrum, attenuation table)")
-res = proj.render(carm); lap("first render (numba kernels loaded from cache)")
+res = proj.render(carm); lap("first render (march and spectrum kernels loaded from numba's cache)")
 res = proj.render(carm); lap("second render")
 drr.save_drr_view(sys.argv[4], res, carm); lap("save view npz")
 print(json.dumps(out))

@@ -5,7 +5,8 @@ Writes ``docs/img/gallery_*.png`` (each a strip mask | contrast | conventional D
 * ``gallery_cerebral_ap.png``, ``gallery_cerebral_lateral.png``: ``--vessels cow`` on the head phantom
   of ``tests/scene_helpers.py`` (skull shell, brain, face, neck; written as a NIfTI), placed by the
   default anatomical registration;
-* ``gallery_cerebral_sequence.png``: the same, 4 contrast frames of the arterial filling (``--frames 4``);
+* ``gallery_cerebral_sequence.png``: the template with its venous part (``-p veins=true``), 4 contrast
+  frames (``--frames 4``): arterial, capillary (parenchymal blush), early venous, venous;
 * ``gallery_coronary_rao.png``, ``gallery_coronary_lao.png``: ``--vessels coronary`` on the builtin
   chest CT (heart label), RAO 30 and LAO 40;
 * ``gallery_lsystem_chest.png``: ``--vessels lsystem`` in the builtin chest CT's body;
@@ -35,7 +36,8 @@ IMG = ROOT / "docs" / "img"
 RUNS = {
     "cerebral": (["--vessels", "cow", "--seed", "1", "--alpha", "0,90", "--isocenter", "5,-10,15"],
                  {"view_000.png": "gallery_cerebral_ap.png", "view_001.png": "gallery_cerebral_lateral.png"}),
-    "sequence": (["--vessels", "cow", "--seed", "1", "--alpha", "0", "--isocenter", "5,-10,15", "--frames", "4"],
+    "sequence": (["--vessels", "cow", "-p", "veins=true", "--seed", "1", "--alpha", "0", "--isocenter", "5,-10,15",
+                  "--frames", "4"],
                  {"view_000.png": "gallery_cerebral_sequence.png"}),
     "coronary": (["--ct", "builtin:chest-ct", "--vessels", "coronary", "--seed", "2", "--alpha", "30,-40"],
                  {"view_000.png": "gallery_coronary_rao.png", "view_001.png": "gallery_coronary_lao.png"}),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -51,6 +53,28 @@ def test_angle_sign_conventions():
     assert rao.principal_ray[0] < -0.4  # detector moves to patient right (LPS -x)
     cau = CArm(beta_deg=30)
     assert cau.principal_ray[2] < -0.4  # detector moves to the feet (LPS -z)
+
+
+def test_rotations_agree_with_scipy():
+    """The C-arm's rotations (written out: no scipy import on the project path) against scipy's
+    Euler angles: alpha about x then beta about the fixed y, the 90 degree camera turn and gamma about z."""
+    from scipy.spatial.transform import Rotation
+
+    def rz(deg):
+        m = np.eye(4)
+        m[:3, :3] = Rotation.from_euler("z", deg, degrees=True).as_matrix()
+        return m
+
+    for alpha, beta in [(0.0, 0.0), (31.0, -72.0), (-40.0, 110.0), (90.0, 45.0), (17.5, -225.0)]:
+        c = CArm(alpha_deg=alpha, beta_deg=beta)
+        expected = Rotation.from_euler("xy", [alpha, beta], degrees=True).as_matrix()
+        np.testing.assert_allclose(c.device_from_arm[:3, :3], expected, atol=1e-15)
+    c = CArm(alpha_deg=12.0, beta_deg=-30.0, isocenter_mm=(5.0, -8.0, 20.0))
+    straight = replace(c, rotate_camera_left=False).camera3d_from_world
+    np.testing.assert_allclose(c.camera3d_from_world, rz(90.0) @ straight, atol=1e-12)
+    for gamma in (-20.0, 33.0, 90.0):
+        np.testing.assert_allclose(c.at(gamma_deg=gamma).camera3d_from_world, rz(gamma) @ c.camera3d_from_world,
+                                   atol=1e-12)
 
 
 def test_view_matrix_is_computed_once_per_view_and_read_only():

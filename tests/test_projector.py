@@ -249,6 +249,47 @@ def test_empty_space_skipping_and_ray_order_are_exact(method):
         np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("shape,brick_shift", [((70, 45, 90), 3), ((17, 9, 33), 2), ((1, 8, 16), 3)])
+def test_brick_occupancy_is_the_dilated_mask_per_brick(shape, brick_shift):
+    """Each brick is occupied exactly when the 3x3x3 dilation of the non-zero voxels (scipy) meets it."""
+    from scipy import ndimage
+
+    from ddsa_sim.projector.kernels_cpu import brick_occupancy
+
+    rng = np.random.default_rng(11)
+    dens = np.where(rng.random(shape) < 2e-3, rng.uniform(0.1, 2.0, shape), 0.0).astype(np.float32)
+    dens[-1, -1, -1] = 1.0  # a voxel in the last, partial brick
+    b = 1 << brick_shift
+    grown = ndimage.binary_dilation(dens != 0, structure=np.ones((3, 3, 3), bool))
+    nb = -(-np.array(shape) // b)
+    padded = np.zeros(tuple(nb * b), bool)
+    padded[:shape[0], :shape[1], :shape[2]] = grown
+    expected = padded.reshape(nb[0], b, nb[1], b, nb[2], b).any(axis=(1, 3, 5))
+    bricks, shift = brick_occupancy(dens, brick_shift, max_fraction=1.0)
+    assert shift == brick_shift and bricks.dtype == np.uint8 and bricks.flags.c_contiguous
+    np.testing.assert_array_equal(bricks.astype(bool), expected)
+    assert brick_occupancy(np.ones(shape, np.float32), brick_shift)[1] == 0  # dense: skipping off
+
+
+def test_volume_layout_longest_axes_innermost_labels_in_the_low_bits():
+    """A Fortran-ordered CT-like volume: axes reordered (numpy transpose), labels packed, world unchanged."""
+    rng = np.random.default_rng(5)
+    dens = np.asfortranarray(rng.uniform(0.0, 2.0, (50, 60, 7)).astype(np.float32))
+    labels = np.asfortranarray(rng.integers(0, 3, dens.shape).astype(np.uint8))
+    affine = np.array([[0.0, 0.8, 0.0, -20.0], [0.9, 0.0, 0.0, 5.0], [0.0, 0.0, 2.5, 30.0], [0, 0, 0, 1]])
+    v = ProjectorVolume("ct", dens, labels, ("air", "soft tissue", "bone"), affine)
+    assert v.shape == (7, 50, 60) and v.density_g_per_cc.flags.c_contiguous and v.labels.flags.c_contiguous
+    assert v.label_mask == 3
+    np.testing.assert_array_equal(v.labels, labels.transpose(2, 0, 1))
+    bits = v.density_bits
+    np.testing.assert_array_equal(bits & 3, labels.transpose(2, 0, 1))
+    np.testing.assert_array_equal(bits & ~np.uint32(3), dens.transpose(2, 0, 1).view(np.uint32) & ~np.uint32(3))
+    ijk = np.array([[3, 41, 5, 1.0], [0, 0, 0, 1.0], [49, 59, 6, 1.0]])  # old (i, j, k) -> new (k, i, j)
+    np.testing.assert_allclose(ijk[:, [2, 0, 1, 3]] @ v.world_from_voxel.T, ijk @ affine.T, atol=1e-12)
+    single = ProjectorVolume.single_material("w", dens[:, :, :5], affine, "water")  # nothing packed
+    np.testing.assert_array_equal(single.density_g_per_cc, dens[:, :, :5].transpose(2, 0, 1))
+
+
 def test_cache_friendly_order_steps_along_the_innermost_axis():
     """Consecutive rays of the order step along the detector axis that moves along the volume's
     innermost voxel axis; the order is always a permutation of all rays."""

@@ -78,6 +78,17 @@ def test_dsa_bad_vessels_is_one_line_error(ct_path, tmp_path, capsys, vessels, n
     assert err.startswith("error:") and "\n" not in err and needle in err
 
 
+@pytest.mark.parametrize("extra, needle", [
+    (["--vessels", "lsystem", "-p", "iterations"], "--param"),
+    (["--vessels", "lsystem", "-p", "no_such_knob=1"], "no_such_knob"),  # the parameters reach the generator
+    (["--vessels", "/no/such/tree.vtp", "-p", "iterations=3"], "only a generator"),
+])
+def test_dsa_bad_generator_param_is_one_line_error(ct_path, tmp_path, capsys, extra, needle):
+    code = _run(["dsa", "--ct", str(ct_path), *extra, "-o", str(tmp_path / "x"), *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error:") and "\n" not in err and needle in err, err
+
+
 def test_dsa_missing_ct_and_vessels_outside_fov(ct_path, tmp_path, capsys):
     assert _run(["dsa", "--ct", str(tmp_path / "none.nii.gz"), "--vessels", "lsystem", "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()

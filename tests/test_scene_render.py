@@ -194,5 +194,6 @@ def test_static_vessel_volume_is_built_once_and_scaled_exactly():
     two = ProjectorVolume("ct", np.ones((2, 2, 2), np.float32), labels, ("air", "bone"), np.eye(4))
     with pytest.raises(InputError, match="only a single-material volume"):
         two.scaled(2.0)
-    with pytest.raises(InputError, match="positive"):
-        first.scaled(0.0)
+    with pytest.raises(InputError, match=">= 0"):
+        first.scaled(-1.0)
+    assert not first.scaled(0.0).density_g_per_cc.any()  # an empty capillary bed before the bolus arrives

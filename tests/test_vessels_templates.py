@@ -6,6 +6,9 @@ vertebral 3.9 +- 0.8, basilar 3.6 +- 0.6 mm proximal), Dodge et al. 1992 (corona
 proximal LAD 3.7 +- 0.4, LCx 3.4 +- 0.5 / 4.2 +- 0.6 when dominant, RCA 3.9 +- 0.6 / 2.8 +- 0.5 when
 non-dominant mm); distance-metric tortuosity (path / chord): intracranial 1.1-1.4 (Klis et al. 2019,
 MCA relative length 0.83 +- 0.08 in controls, i.e. DM 1.09-1.33 within 1 SD), coronary 1.1-1.3.
+Veins: superior sagittal sinus 3.7 +- 0.9 mm at bregma, 5.7 +- 1.04 at lambda (CT venography, 100
+patients); transverse sinus right 6.65 +- 1.57, left 5.37 +- 1.35 mm (MR venography, 58 volunteers);
+internal jugular vein right 17 +- 5, left 14 +- 5 mm (CT, 190 patients); cortical veins 1-3 mm.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ CEREBRAL_DIAMETERS_MM = {  # segment -> (mean, SD) of the proximal diameter
 CORONARY_DIAMETERS_MM = {  # (dominance, segment) -> (mean, SD)
     ("right", "LM"): (4.5, 0.5), ("right", "LAD"): (3.7, 0.4), ("right", "LCx"): (3.4, 0.5),
     ("right", "RCA"): (3.9, 0.6), ("left", "LCx"): (4.2, 0.6), ("left", "RCA"): (2.8, 0.5),
+}
+VENOUS_DIAMETERS_MM = {  # segment -> (mean, SD, which diameter of vessels stats' named_segments)
+    "SSS_ant": (3.7, 0.9, "proximal_diameter_mm"),  # its proximal end is at bregma
+    "SSS_post": (5.7, 1.04, "proximal_diameter_mm"),  # its proximal end is at the torcula, near lambda
+    "TS_R": (6.65, 1.57, "diameter_mm"), "TS_L": (5.37, 1.35, "diameter_mm"),
+    "IJV_R": (17.0, 5.0, "diameter_mm"), "IJV_L": (14.0, 5.0, "diameter_mm"),
 }
 INTRACRANIAL = ("M1", "M2s", "M2i", "A1", "A2", "P1", "P2", "ICA_supraclinoid", "ICA_cavernous")
 
@@ -178,3 +187,48 @@ def test_selective_injection_fills_its_territory(site, has, lacks):
     assert root_segment == {"ICA_L": "ICA_cervical_L", "VA_R": "VA_R", "CCA_R": "CCA_R"}[site]
     with pytest.raises(VesselInputError, match="injection"):
         generate("cow", 0, injection="M7_L")
+
+
+def test_venous_named_segments_within_published_ranges(tmp_path):
+    """``vessels stats --json`` of the template with its venous part reports the sinuses, jugulars and
+    cortical veins, each within the cited mean +- 2 SD; the SSS widens towards the torcula."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vessel_models.cli import app
+
+    for seed in SEEDS:
+        path = tmp_path / f"cow{seed}.json"
+        res = CliRunner().invoke(app, ["generate", "-m", "cow", "-s", str(seed), "-p", "veins=true",
+                                       "-p", "distal_iterations=0", "-p", "vein_iterations=3", "-o", str(path)])
+        assert res.exit_code == 0, res.output
+        res = CliRunner().invoke(app, ["stats", str(path), "--json"])
+        assert res.exit_code == 0, res.output
+        named = json.loads(res.stdout)["named_segments"]
+        for name, (mean, sd, key) in VENOUS_DIAMETERS_MM.items():
+            assert mean - 2 * sd <= named[name][key] <= mean + 2 * sd, (seed, name, named[name])
+        assert named["SSS_post"]["proximal_diameter_mm"] > named["SSS_post"]["diameter_mm"] > named["SSS_ant"]["diameter_mm"]
+        cortical = [v["proximal_diameter_mm"] for k, v in named.items() if k.startswith(("CorV", "Labbe"))]
+        assert len(cortical) == 12 and all(1.0 <= d <= 3.0 for d in cortical), cortical
+        assert {"SS_L", "SS_R"} <= set(named)
+
+
+def test_venous_timing_follows_the_veins_downstream():
+    """Veins fill from the cortical vein tips (capillary ends) downstream at the bolus velocity: a tip
+    is reached ``venous_delay`` after the capillary arrival, the lower end of a jugular last; the
+    venous part cut out with ``subtree`` keeps the same relative timing (its node indices renumbered)."""
+    from vessel_models.bolus import arrival_times_s, capillary_arrival_s, venous_nodes
+
+    tree = generate("cow", 2, veins=True, distal_iterations=0, vein_iterations=2)
+    v, delay = 300.0, 3.5
+    rel = arrival_times_s(tree, v, 0.0, delay) - capillary_arrival_s(tree, v)
+    tips = np.asarray(tree.metadata["venous_inflow_nodes"])
+    assert np.allclose(rel[tips], delay)
+    veins = venous_nodes(tree)
+    latest = int(np.argmax(np.where(veins, rel, -np.inf)))
+    assert tree.positions_mm[latest, 2] < -130.0 and rel[latest] > delay + 200.0 / v  # a jugular's lower end
+    first = int(np.nonzero(tree.branch_ids == tree.metadata["venous_branches"][0])[0][0])
+    sub = tree.subtree(first)
+    rel_sub = arrival_times_s(sub, v, 0.0, delay) - capillary_arrival_s(sub, v)
+    assert np.allclose(np.sort(rel_sub[venous_nodes(sub)]), np.sort(rel[veins]))

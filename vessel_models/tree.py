@@ -269,7 +269,7 @@ class VesselTree:
         -------
         VesselTree
             Nodes renumbered in their original order; ``metadata["labels"]`` keeps the branches that
-            remain; ``metadata["subtree_of_node"]`` records ``node``.
+            remain, ``["venous_inflow_nodes"]`` the nodes that remain; ``["subtree_of_node"]`` records ``node``.
         """
         node = int(node)
         if not 0 <= node < self.n_nodes:
@@ -287,6 +287,8 @@ class VesselTree:
         branches = set(int(b) for b in np.unique(self.branch_ids[idx]))
         if "labels" in meta:
             meta["labels"] = {k: v for k, v in self.labels.items() if k in branches}
+        if "venous_inflow_nodes" in meta:  # node indices (vessel_models.veins): renumbered with the nodes
+            meta["venous_inflow_nodes"] = [int(new_index[i]) for i in meta["venous_inflow_nodes"] if keep[i]]
         meta["subtree_of_node"] = node
         return VesselTree(self.positions_mm[idx], self.radii_mm[idx], parents, self.branch_ids[idx],
                           self.generations[idx], meta)

@@ -43,15 +43,16 @@ Variants are drawn per side from a dedicated random stream (independent of geome
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
-from vessel_models.lsystem import LSystemParams, grow_lsystem, perpendicular, rotate
+from vessel_models.courses import VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve
+from vessel_models.lsystem import LSystemParams, grow_lsystem, perpendicular
 from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree
+from vessel_models.veins import add_cerebral_veins
 
 __all__ = ["WillisParams", "generate_willis", "draw_variants", "SEGMENT_DIAMETERS_MM", "BRAIN_CENTRE_MM",
            "BRAIN_SEMI_AXES_MM"]
@@ -92,7 +93,6 @@ DISTAL_TREES = {
     "STA": "scalp", "OccA": "scalp", "FacA": "free", "MaxA": "free",
 }
 HYPOPLASTIC_FACTOR = 0.4
-VIRTUAL_RADIUS_MM = 1e-3
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,11 @@ class WillisParams:
         ``"all"`` (an arch injection fills everything) or a selective injection site of
         :data:`INJECTIONS` (``CCA_L``, ``ICA_R``, ``ECA_L``, ``VA_R``...): only its territory is built,
         rooted at the catheter tip.
+    veins : bool
+        Add the venous template (:mod:`vessel_models.veins`: dural sinuses, cortical veins, internal
+        jugulars) for a venous phase; every injection drains into all of it (a simplification).
+    vein_iterations : int
+        L-system iterations of each cortical vein tree.
     step_mm : float
         Node spacing along template segments.
     """
@@ -151,6 +156,8 @@ class WillisParams:
     cortical_depth_mm: float = 3.0
     external_carotid: bool = True
     injection: str = "all"
+    veins: bool = False
+    vein_iterations: int = 5
     step_mm: float = 1.5
 
     def validate(self) -> "WillisParams":
@@ -172,6 +179,7 @@ class WillisParams:
             ("scale", 0 < self.scale < 10),
             ("template_tortuosity", 0 <= self.template_tortuosity <= 0.5),
             ("distal_iterations", 0 <= self.distal_iterations <= 8),
+            ("vein_iterations", 0 <= self.vein_iterations <= 7),
             ("distal_length_diameter_ratio", self.distal_length_diameter_ratio > 0),
             ("distal_tortuosity_deg", 0 <= self.distal_tortuosity_deg < 90),
             ("min_radius_mm", self.min_radius_mm > 0),
@@ -298,80 +306,6 @@ def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Ge
     return out
 
 
-def _curve(points: list[np.ndarray], start_dir: np.ndarray | None, step_mm: float, tortuosity: float,
-           rng: np.random.Generator) -> np.ndarray:
-    """Nodes (excluding the first point) of a smooth curve through ``points``.
-
-    A cubic spline in chord-length parameter, leaving along ``start_dir`` when given (tangent
-    continuity with the parent), natural otherwise, plus a bend ``A sin^2(pi s) (c1 n1 + c2 cos(pi s) n2)``
-    across the chord with ``A = tortuosity * chord * U(0.5, 1.5)`` and ``c1, c2 ~ U(-1, 1)``: zero offset
-    and slope at both ends, so junctions stay put and the curve still leaves along ``start_dir``; the
-    ``cos`` term turns the bend out of its plane (torsion).
-    """
-    from scipy.interpolate import CubicSpline
-
-    pts = np.asarray(points, dtype=np.float64)
-    u = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
-    start_bc = (1, start_dir / np.linalg.norm(start_dir)) if start_dir is not None else (2, np.zeros(3))
-    dense = CubicSpline(u, pts, bc_type=(start_bc, (2, np.zeros(3))))(np.linspace(0.0, u[-1], 256))
-    chord = pts[-1] - pts[0]
-    length = float(np.linalg.norm(chord))
-    if tortuosity > 0 and length > 0:
-        s = np.linspace(0.0, 1.0, 256)
-        axis = chord / length
-        n1 = rotate(perpendicular(axis), axis, rng.uniform(0.0, 2.0 * math.pi))
-        n2 = np.cross(axis, n1)
-        amp = tortuosity * length * rng.uniform(0.5, 1.5)
-        c1, c2 = rng.uniform(-1.0, 1.0, 2)
-        bump = np.sin(np.pi * s) ** 2
-        dense = dense + amp * bump[:, None] * (c1 * n1 + c2 * np.cos(np.pi * s)[:, None] * n2)
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))])
-    n = max(2, int(math.ceil(arc[-1] / step_mm)))
-    targets = np.linspace(0.0, arc[-1], n + 1)[1:]
-    return np.stack([np.interp(targets, arc, dense[:, k]) for k in range(3)], axis=1)
-
-
-def _surface_point(p: np.ndarray, centre: np.ndarray, axes: np.ndarray, depth_mm: float) -> np.ndarray:
-    """``p`` moved radially (from ``centre``) onto the ellipsoid ``axes``, ``depth_mm`` inside it."""
-    r = p - centre
-    on = r / max(float(np.sqrt(np.sum((r / axes) ** 2))), 1e-9)
-    norm = float(np.linalg.norm(on))
-    return centre + on * max(0.0, 1.0 - depth_mm / max(norm, 1e-9))
-
-
-def _lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float, centre: np.ndarray,
-                    axes: np.ndarray, depth_mm: float, blend_mm: float, scale_mm: float) -> None:
-    """Move the nodes ``first..`` of a distal tree grown at node ``root`` onto its surface.
-
-    ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``scalp``: in the scalp (brain + 10 mm x
-    ``scale_mm``, over a skull of ~6 mm);
-    ``medial``: squashed towards the hemisphere's medial surface (3 mm from the midline) and kept
-    inside the brain; ``free``: left as grown. The move is blended in over the first ``blend_mm`` of
-    path, like a branch leaving a fissure.
-    """
-    if kind == "free":
-        return
-    dist = {root: 0.0}
-    moved = {}
-    for i in range(first, b.n_nodes):
-        parent = b.parent(i)
-        dist[i] = dist[parent] + float(np.linalg.norm(b.position(i) - b.position(parent)))
-        p = b.position(i)
-        if kind == "scalp":
-            q = _surface_point(p, centre, axes + 10.0 * scale_mm, 0.0)
-        elif kind == "cortex":
-            q = _surface_point(p, centre, axes, depth_mm)
-        else:
-            q = p.copy()
-            q[0] = side * 3.0 + 0.15 * (p[0] - side * 3.0)
-            if np.sum(((q - centre) / (axes - depth_mm)) ** 2) > 1:
-                q = _surface_point(q, centre, axes, depth_mm)
-        w = min(1.0, dist[i] / blend_mm)
-        moved[i] = (1.0 - w) * p + w * q
-    for i, q in moved.items():
-        b.set_position(i, q)
-
-
 #: Selective injection sites: the segment the catheter tip sits in, then the segments it feeds (per
 #: side ``{s}``, the other side ``{o}``); see :func:`_territory` for the variant-dependent parts.
 INJECTIONS: dict[str, tuple[str, ...]] = {}
@@ -470,7 +404,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             radii = np.full(2, VIRTUAL_RADIUS_MM)
             virtual.append(bid)
         else:
-            nodes = _curve(pts, dir_of.get(start), p.step_mm, p.template_tortuosity, rng_geo)
+            nodes = smooth_curve(pts, dir_of.get(start), p.step_mm, p.template_tortuosity, rng_geo)
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
             dir_of.setdefault(end, nodes[-1] - nodes[-2])
@@ -532,9 +466,17 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             first = b.n_nodes
             grow_lsystem(b, n, heading, lp, rng_distal, root_diameter_mm=d, generation_offset=gen_of[end] + 1)
             side = 1.0 if seg_name.endswith("_L") else -1.0
-            _lay_on_surface(b, first, n, kind, side, centre, axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
+            lay_on_surface(b, first, n, kind, side, centre, axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
                             p.scale)
 
+    venous: dict[str, list[int]] = {}
+    if p.veins:
+        branches, inflow = add_cerebral_veins(
+            b, 0, np.asarray(BRAIN_CENTRE_MM) * p.scale, np.asarray(BRAIN_SEMI_AXES_MM) * p.scale, p.scale,
+            p.radius_jitter, p.template_tortuosity, p.step_mm, p.vein_iterations, p.min_radius_mm,
+            np.random.default_rng(ss.spawn(1)[0]))
+        venous = {"venous_branches": branches, "venous_inflow_nodes": inflow}
+        virtual.append(branches[0])
     meta = {
         "generator": "cow",
         "seed": int(seed),
@@ -549,6 +491,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                             if p.injection[:3] in ("ICA", "ECA") else []),
         "brain_centre_mm": [float(x) * p.scale for x in BRAIN_CENTRE_MM],
         "brain_semi_axes_mm": [float(x) * p.scale for x in BRAIN_SEMI_AXES_MM],
+        **venous,
     }
     tree = b.build(meta)
     tree.metadata = normalized_metadata(tree.metadata)

@@ -23,14 +23,16 @@ DEFAULT_DETECTOR = "512x512"
 DEFAULT_PIXEL_MM = 0.582
 
 
-def vessel_spec(vessels: str, seed: int, region: str, spacing_mm: float):
+def vessel_spec(vessels: str, seed: int, region: str, spacing_mm: float, params: dict | None = None):
     """The :class:`~ddsa_sim.scene.VesselSpec` of a ``--vessels`` value: ``labels:NAME,...``, a generator
-    name, a tree file (.vtp / .json), a NIfTI lumen fraction / mask or ``model:CHECKPOINT`` (a label
-    volume sampled from a vessel GAN with ``seed``)."""
+    name (with its ``--param`` values ``params``), a tree file (.vtp / .json), a NIfTI lumen fraction / mask
+    or ``model:CHECKPOINT`` (a label volume sampled from a vessel GAN with ``seed``)."""
     from ddsa_sim.scene import VesselSpec
     from vessel_models.generators import GENERATORS
 
     spec = vessels.strip()
+    if params and spec not in GENERATORS:
+        raise InputError(f"--param: only a generator ({', '.join(GENERATORS)}) takes parameters, not {spec!r}")
     if spec.startswith("model:"):
         checkpoint = spec[len("model:"):].strip()
         if not checkpoint:
@@ -43,8 +45,8 @@ def vessel_spec(vessels: str, seed: int, region: str, spacing_mm: float):
             raise InputError("--vessels labels: lists no structure")
         return VesselSpec("labels", structures=names, display_name=spec, field="--vessels")
     if spec in GENERATORS:
-        return VesselSpec("generator", spec, seed=seed, spacing_mm=spacing_mm, display_name=f"{spec}@{region}",
-                          field="--vessels")
+        return VesselSpec("generator", spec, params=dict(params or {}), seed=seed, spacing_mm=spacing_mm,
+                          display_name=f"{spec}@{region}", field="--vessels")
     path = Path(spec)
     if path.suffix.lower() in (".vtp", ".json") or path.name.lower().endswith((".nii", ".nii.gz")):
         return VesselSpec("file", spec, spacing_mm=spacing_mm, display_name=f"{spec}@{region}", field="--vessels")
@@ -57,8 +59,8 @@ def vessel_spec(vessels: str, seed: int, region: str, spacing_mm: float):
 
 
 def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, structures: str | None = None,
-               region: str = "body", place: str = "auto", spacing_mm: float = 0.25, catheter: bool | None = None,
-               catheter_french: float = 5.0, feeding=None, **parts):
+               region: str = "body", place: str = "auto", spacing_mm: float = 0.25, params: dict | None = None,
+               catheter: bool | None = None, catheter_french: float = 5.0, feeding=None, **parts):
     """The :class:`~ddsa_sim.scene.SceneSpec` of the ``dsa`` options (see docs/dsa.md §6).
 
     ``catheter``: True / False, or None for a catheter with template trees (``cow``, ``coronary``) only
@@ -71,7 +73,7 @@ def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, stru
 
     if place not in ("auto", "anatomical", "region", "as-is"):
         raise InputError(f"--place: use auto, anatomical, region or as-is, got {place!r}")
-    vs = vessel_spec(vessels, seed, region, spacing_mm)
+    vs = vessel_spec(vessels, seed, region, spacing_mm, params)
     regions = tuple(r.strip() for r in region.split(","))
     if labels is None and (vs.kind == "labels" or regions != ("body",)):
         if ct != "builtin:chest-ct":
@@ -198,6 +200,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         diaphragm_z_mm: float | None = typer.Option(None, "--diaphragm-z-mm", help="Respiratory motion: world z of "
                                                     "the diaphragm dome, mm (default: found from the CT's lungs)."),
         frames: int = typer.Option(1, help="Contrast frames over the bolus filling (1 = filled vessels)."),
+        param: list[str] = typer.Option([], "--param", "-p", help="Generator parameter KEY=VALUE (repeatable), "
+                                        "e.g. -p veins=true (cow: venous phase and blush) -p injection=ICA_L."),
         spacing_mm: float = typer.Option(0.25, help="Vessel voxel grid spacing around a tree, mm."),
         method: str = METHOD,
         device: str = typer.Option("cpu", "--device", help="cpu (numba kernels) or cuda / cuda:N (torch GPU "
@@ -225,6 +229,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     )
     from ddsa_sim.scene.recording import frame_quanta, gain_for_bit_depth
     from ddsa_sim.viz.animation import save_animation
+    from vessel_models.generators import parse_params
+    from vessel_models.tree import VesselInputError
 
     claim_output(out, overwrite)
     alphas, betas = parse_float_list(alpha, "alpha"), parse_float_list(beta, "beta")
@@ -249,6 +255,10 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         return Detector(mode=detector_mode, scintillator_mm=scintillator_mm or None, threshold_kev=threshold_kev,
                         electronic_noise_std=electronic_noise, **kw)
 
+    try:
+        params = parse_params(param)
+    except VesselInputError as exc:
+        raise InputError(f"--param: {exc}") from None
     feeding = None
     if feed_direction is not None:
         roll = parse_float_list(feed_roll, "feed-roll")
@@ -257,7 +267,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         feeding = Feeding(parse_point(feed_direction, "feed-direction"), feed_cone, (roll[0], roll[1]))
         feeding.validate("--feed-direction")
     spec = scene_spec(ct, vessels, seed, labels=labels, structures=structures, region=region, place=place,
-                      spacing_mm=spacing_mm, catheter=catheter, catheter_french=catheter_french, feeding=feeding,
+                      spacing_mm=spacing_mm, params=params, catheter=catheter, catheter_french=catheter_french,
+                      feeding=feeding,
                       exposure=ExposureSpec(spectrum, exposure, make_detector(), iodine),
                       effects=EffectsSpec(noise=not no_noise, method=method,
                                           motion=MotionParams(kind=motion, heart_rate_bpm=heart_rate_bpm,

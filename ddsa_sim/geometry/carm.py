@@ -19,14 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import killeengeo as kg
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
 from ddsa_sim.checks import check_positive
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG
+
+if TYPE_CHECKING:  # pragma: no cover - killeengeo (and scipy.spatial under it) loads in camera_projection only
+    import killeengeo as kg
 
 __all__ = ["SUPINE_WORLD_FROM_DEVICE", "CArm"]
 
@@ -34,6 +36,20 @@ __all__ = ["SUPINE_WORLD_FROM_DEVICE", "CArm"]
 SUPINE_WORLD_FROM_DEVICE = np.array(
     [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 )
+
+
+def _rotation(axis: int, angle_deg: float) -> np.ndarray:
+    """3x3 right-handed rotation by ``angle_deg`` about axis 0 (x), 1 (y) or 2 (z).
+
+    Written out rather than taken from ``scipy.spatial.transform``, whose import (0.15 s) was a tenth
+    of ``ddsa-sim project``; the two agree to 5e-16.
+    """
+    c, s = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+    i, j = ((1, 2), (2, 0), (0, 1))[axis]
+    m = np.eye(3)
+    m[i, i] = m[j, j] = c
+    m[i, j], m[j, i] = -s, s
+    return m
 
 
 def _rt(rotation: np.ndarray | None = None, translation=None) -> np.ndarray:
@@ -103,7 +119,7 @@ class CArm:
 
     @property
     def device_from_arm(self) -> np.ndarray:
-        rot = Rotation.from_euler("xy", [self.alpha_deg, self.beta_deg], degrees=True).as_matrix()
+        rot = _rotation(1, self.beta_deg) @ _rotation(0, self.alpha_deg)  # about x, then the fixed y
         iso_device = (self.device_from_world @ np.append(self.isocenter_mm, 1.0))[:3]
         return _rt(rot, iso_device)
 
@@ -114,8 +130,8 @@ class CArm:
         camera3d_from_arm = _rt(translation=[0.0, -self.source_to_isocenter_horizontal_offset,
                                              self.source_to_isocenter_vertical_distance])
         if self.rotate_camera_left:
-            camera3d_from_arm = _rt(Rotation.from_euler("z", 90, degrees=True).as_matrix()) @ camera3d_from_arm
-        gamma = _rt(Rotation.from_euler("z", self.gamma_deg, degrees=True).as_matrix())
+            camera3d_from_arm = _rt(_rotation(2, 90.0)) @ camera3d_from_arm
+        gamma = _rt(_rotation(2, self.gamma_deg))
         m = gamma @ camera3d_from_arm @ np.linalg.inv(self.device_from_arm) @ self.device_from_world
         m.setflags(write=False)
         return m
@@ -134,6 +150,8 @@ class CArm:
     # ----------------------------------------------------------- killeengeo
     def camera_projection(self) -> kg.CameraProjection:
         """This view as a killeengeo ``CameraProjection`` (the type DeepDRR's projector consumes)."""
+        import killeengeo as kg
+
         intrinsic = kg.CameraIntrinsicTransform.from_sizes(
             sensor_size=(self.sensor_width, self.sensor_height), pixel_size=self.pixel_mm,
             source_to_detector_distance=self.source_to_detector_distance)

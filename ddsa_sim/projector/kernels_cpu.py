@@ -54,6 +54,16 @@ def cache_friendly_order(directions: np.ndarray, vox_from_world: np.ndarray) -> 
     return rows
 
 
+def _any_per_brick(mask: np.ndarray, b: int) -> np.ndarray:
+    """OR of ``mask`` over each brick of ``b`` voxels along axis 0 and one voxel either side of it."""
+    n = mask.shape[0]
+    nb = -(-n // b)
+    padded = np.zeros((nb * b + 2, *mask.shape[1:]), dtype=bool)  # padded[v + 1] is voxel v
+    padded[1:n + 1] = mask
+    inside = padded[1:-1].reshape(nb, b, *mask.shape[1:]).any(axis=1)
+    return inside | padded[0:nb * b:b] | padded[b + 1::b]  # voxels b*q - 1 and b*q + b
+
+
 def brick_occupancy(density: np.ndarray, brick_shift: int = 3, max_fraction: float = 0.5) -> tuple[np.ndarray, int]:
     """Which bricks of ``2**brick_shift`` voxels lie within one voxel of a non-zero density, for
     empty-space skipping.
@@ -63,20 +73,12 @@ def brick_occupancy(density: np.ndarray, brick_shift: int = 3, max_fraction: flo
     shift 0 (skipping off) when more than ``max_fraction`` of the bricks are occupied: a dense CT
     gains nothing from the extra test.
     """
-    b = 1 << brick_shift
-    n = np.array(density.shape)
-    nb = -(-n // b)
-    padded = np.zeros(tuple(nb * b + 2), dtype=bool)  # one voxel of margin on every side
-    nz = density != 0
-    for d0 in range(3):  # dilate by one voxel (3x3x3): OR of the shifted masks
-        for d1 in range(3):
-            for d2 in range(3):
-                padded[d0:d0 + n[0], d1:d1 + n[1], d2:d2 + n[2]] |= nz
-    padded = padded[1:-1, 1:-1, 1:-1]
-    occ = padded.reshape(nb[0], b, nb[1], b, nb[2], b).any(axis=(1, 3, 5))
+    occ = density != 0
+    for axis in range(3):  # the margin box is a product of intervals: reduce one axis at a time
+        occ = np.moveaxis(_any_per_brick(np.moveaxis(occ, axis, 0), 1 << brick_shift), 0, axis)
     if occ.mean() > max_fraction:
         return np.ones((1, 1, 1), np.uint8), 0
-    return occ.astype(np.uint8), brick_shift
+    return np.ascontiguousarray(occ, dtype=np.uint8), brick_shift
 
 
 @numba.njit(inline="always", cache=True)

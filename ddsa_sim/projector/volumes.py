@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ddsa_sim import InputError
+from ddsa_sim.projector.layout import label_mask, longest_axes_last, march_layout
 from ddsa_sim.volumes import Volume, hu_to_density, material_labels, segment_by_threshold
 
 
@@ -41,59 +42,34 @@ class ProjectorVolume:
     _occupancy: tuple[np.ndarray, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.density_g_per_cc = np.ascontiguousarray(self.density_g_per_cc, dtype=np.float32)
-        self.labels = np.ascontiguousarray(self.labels, dtype=np.uint8)
+        density = np.asarray(self.density_g_per_cc, dtype=np.float32)
+        labels = np.asarray(self.labels, dtype=np.uint8)
         self.world_from_voxel = np.asarray(self.world_from_voxel, dtype=np.float64)
-        if self.density_g_per_cc.ndim != 3 or self.labels.shape != self.density_g_per_cc.shape:
+        if density.ndim != 3 or labels.shape != density.shape:
             raise InputError(f"volume '{self.name}': density and labels must be 3D arrays of one shape")
-        if not np.all(np.isfinite(self.density_g_per_cc)):
+        if not np.all(np.isfinite(density)):
             raise InputError(f"volume '{self.name}': density has NaN or infinite voxels")
-        if np.any(self.density_g_per_cc < 0):
+        if np.any(density < 0):
             raise InputError(f"volume '{self.name}': density must be non-negative")
-        if self.labels.size and int(self.labels.max()) >= len(self.materials):
-            raise InputError(f"volume '{self.name}': label {int(self.labels.max())} has no material name")
-        self._longest_axes_last()
-        self._pack_labels()
+        if labels.size and int(labels.max()) >= len(self.materials):
+            raise InputError(f"volume '{self.name}': label {int(labels.max())} has no material name")
+        order = longest_axes_last(density.shape)
+        # The kernels read one array: each voxel's label in the lowest mantissa bits of its density
+        # (see layout.label_mask); ``labels`` stays for the other backends.
+        self.density_g_per_cc, self.labels = march_layout(density, labels, order, self.label_mask)
+        if order != (0, 1, 2):
+            permute = np.eye(4)[list(order) + [3]]  # new index = permute @ old index
+            self.world_from_voxel = self.world_from_voxel @ permute.T
 
     @property
     def label_mask(self) -> int:
         """Mask of the lowest mantissa bits of the density that carry the material label."""
-        return (1 << max(0, int(np.ceil(np.log2(len(self.materials)))))) - 1 if len(self.materials) > 1 else 0
+        return label_mask(len(self.materials))
 
     @property
     def density_bits(self) -> np.ndarray:
         """The density's float32 bits as uint32 (same memory): the kernels read label and density at once."""
         return self.density_g_per_cc.view(np.uint32)
-
-    def _pack_labels(self) -> None:
-        """Write each voxel's label into the lowest mantissa bits of its density.
-
-        With L materials that is ceil(log2 L) bits: a relative change of the density below
-        2**-(23 - bits) (2e-6 for up to 16 materials), far under any CT's precision. The kernels then
-        read one array instead of two. The ``labels`` array stays for the other backends.
-        """
-        mask = self.label_mask
-        if mask == 0:
-            return
-        bits = self.density_g_per_cc.copy().view(np.uint32)
-        bits &= np.uint32(~mask & 0xFFFFFFFF)
-        bits |= self.labels.astype(np.uint32)
-        self.density_g_per_cc = bits.view(np.float32)
-
-    def _longest_axes_last(self) -> None:
-        """Store the voxels with the longest axes innermost (the world placement is unchanged).
-
-        Rays cross many voxels of the long axes; keeping those contiguous makes consecutive samples
-        share cache lines. A CT stored as 512 x 512 x 133 (short axis innermost, as NIfTI slices
-        come) marches about 2.5x faster as 133 x 512 x 512.
-        """
-        order = tuple(int(a) for a in np.argsort(self.density_g_per_cc.shape, kind="stable"))
-        if order == (0, 1, 2):
-            return
-        self.density_g_per_cc = np.ascontiguousarray(self.density_g_per_cc.transpose(order))
-        self.labels = np.ascontiguousarray(self.labels.transpose(order))
-        permute = np.eye(4)[list(order) + [3]]  # new index = permute @ old index
-        self.world_from_voxel = self.world_from_voxel @ permute.T
 
     def occupancy(self) -> tuple[np.ndarray, int]:
         """Empty-space skipping bricks of the density (computed once; see ``kernels_cpu.brick_occupancy``)."""
@@ -105,8 +81,8 @@ class ProjectorVolume:
 
     def scaled(self, factor: float, name: str | None = None, displaces: dict[str, float] | None = None,
                material: str | None = None) -> "ProjectorVolume":
-        """This single-material volume with its density times ``factor`` (> 0), e.g. one vessel
-        volume at many iodine concentrations.
+        """This single-material volume with its density times ``factor`` (>= 0), e.g. one vessel
+        volume at many iodine concentrations or fill times (0: empty, its bricks kept).
 
         The checks, the axis order and the empty-space bricks carry over (a positive factor keeps
         every zero voxel zero), so only the multiplication is paid. ``name``, ``displaces`` and the
@@ -115,8 +91,8 @@ class ProjectorVolume:
         if self.label_mask:
             raise InputError(f"volume '{self.name}': only a single-material volume can be scaled "
                              f"(the labels share the density's bits)")
-        if not (np.isfinite(factor) and factor > 0):
-            raise InputError(f"volume '{self.name}': scale factor must be a positive number, got {factor}")
+        if not (np.isfinite(factor) and factor >= 0):
+            raise InputError(f"volume '{self.name}': scale factor must be a number >= 0, got {factor}")
         out = copy.copy(self)
         out.density_g_per_cc = self.density_g_per_cc * np.float32(factor)
         out.name = self.name if name is None else name

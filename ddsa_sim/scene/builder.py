@@ -23,6 +23,7 @@ from ddsa_sim import InputError
 from ddsa_sim.projector import ProjectorVolume
 from ddsa_sim.scene.catheter import Catheter, build_catheter, catheter_centerline
 from ddsa_sim.scene.model_source import lumen_points, model_volume
+from ddsa_sim.scene.perfusion import CEREBRAL_BOLUS, blush_source
 from ddsa_sim.scene.placement import (
     body_mask,
     feeding_rotation,
@@ -112,10 +113,16 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
         vessels, catheter = _vessel_source(spec, patient, vessel_cache_size)
     else:
         raise InputError(f"{vs.field}: unknown vessel source kind {vs.kind!r}; use generator, file, labels or model")
+    sources, bolus = [vessels], BolusParams()
+    if isinstance(vessels, TreeVessels) and "venous_branches" in vessels.tree.metadata:
+        # a circulation with a venous phase: every compartment fills and washes out, the brain blushes
+        bolus = CEREBRAL_BOLUS
+        sources.append(blush_source(vessels.tree, _intracranial(patient), patient.ct.affine,
+                                    name=f"{vessels.name} blush"))
     ex, fx = spec.exposure, spec.effects
-    return Scene(ct, [vessels], catheter=catheter, spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
-                 iodine_mg_per_ml=ex.iodine_mg_per_ml, noise=fx.noise, scatter=fx.scatter, motion=fx.motion,
-                 method=fx.method, device=fx.device, backend=fx.backend, ct_volume=ct_volume)
+    return Scene(ct, sources, catheter=catheter, spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
+                 iodine_mg_per_ml=ex.iodine_mg_per_ml, bolus=bolus, noise=fx.noise, scatter=fx.scatter,
+                 motion=fx.motion, method=fx.method, device=fx.device, backend=fx.backend, ct_volume=ct_volume)
 
 
 # ----------------------------------------------------------------------------- the patient's memo
@@ -125,6 +132,13 @@ def _structures(patient: Patient) -> dict[str, int]:
         ct = patient.spec
         patient.derived["structures"] = structure_table(ct.labels, ct.structures, field=ct.structures_field)
     return patient.derived["structures"]
+
+
+def _intracranial(patient: Patient) -> np.ndarray | None:
+    """The CT's intracranial volume (:func:`~ddsa_sim.scene.placement.intracranial_mask`), memoised."""
+    if "intracranial" not in patient.derived:
+        patient.derived["intracranial"] = intracranial_mask(patient.ct)
+    return patient.derived["intracranial"]
 
 
 def _labels(patient: Patient, field: str) -> np.ndarray:
@@ -255,9 +269,7 @@ def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: 
                              f"({', '.join(TEMPLATES)}), got {vs.name or vs.kind!r}")
         rng = np.random.default_rng(place.seed)
         if template == "cow":
-            if "intracranial" not in patient.derived:
-                patient.derived["intracranial"] = intracranial_mask(patient.ct)
-            return place_cerebral(metadata, patient.derived["intracranial"], patient.ct, rng)
+            return place_cerebral(metadata, _intracranial(patient), patient.ct, rng)
         heart = None
         if patient.labels is not None and "heart" in _structures(patient):
             heart, _ = _region(patient, ("heart",), place.field)

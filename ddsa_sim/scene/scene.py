@@ -311,5 +311,6 @@ class Scene:
             "motion": self.motion.kind, "method": self.method, "device": self.device, "backend": self.backend,
             "blur": self.blur.to_dict(), "heel": self.heel.to_dict(),
             "bolus": {"velocity_mm_per_s": self.bolus.velocity_mm_per_s, "sigma_s": self.bolus.sigma_s,
-                      "mode": self.bolus.mode},
+                      "mode": self.bolus.mode, "venous_delay_s": self.bolus.venous_delay_s,
+                      "dispersion": self.bolus.dispersion},
         }

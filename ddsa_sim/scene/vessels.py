@@ -15,7 +15,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.projector import ProjectorVolume
-from vessel_models.bolus import contrast_fraction
+from vessel_models.bolus import GAMMA_ALPHA, arrival_times_s, compartment_curve, contrast_fraction, venous_nodes
 from vessel_models.tree import VesselTree
 from vessel_models.voxelize import grid_around_tree, voxelize_tree
 
@@ -24,16 +24,22 @@ VIRTUAL_LABEL = "virtual"
 
 @dataclass(frozen=True)
 class BolusParams:
-    """Bolus / fill-state model of :func:`vessel_models.bolus.contrast_fraction` (per node, in [0, 1]).
+    """Bolus / fill-state model of :mod:`vessel_models.bolus` (per node and compartment, in [0, 1]).
 
     ``mode="filling"``: the lumen is full where the front has arrived (arterial filling, partial
-    distal filling before that); ``"bolus"``: a travelling Gaussian bolus.
+    distal filling before that); ``"bolus"``: a travelling Gaussian bolus; ``"gamma"``: a gamma
+    variate per node, filling then washing out (a sequence arterial -> capillary -> venous).
+    ``venous_delay_s``: capillary transit from the capillary arrival to the cortical vein tips (s);
+    ``dispersion``: how many times wider (and lower) the capillary and venous curves are than the
+    arterial one. Defaults: docs/vessels.md, "Phases".
     """
 
     velocity_mm_per_s: float = 100.0
     sigma_s: float = 0.3
     mode: str = "filling"
     t0_s: float = 0.0
+    venous_delay_s: float = 3.5
+    dispersion: float = 3.0
 
 
 @dataclass
@@ -82,7 +88,7 @@ class TreeVessels:
             f = np.ones(self.tree.n_nodes)
         else:
             f = contrast_fraction(self.tree, float(t_s), bolus.velocity_mm_per_s, bolus.sigma_s, bolus.mode,
-                                  bolus.t0_s)
+                                  bolus.t0_s, bolus.venous_delay_s, bolus.dispersion)
         f = np.clip(f, 0.0, 1.0)
         f[self.virtual_nodes()] = 0.0
         return f
@@ -101,17 +107,27 @@ class TreeVessels:
         return iodine_volume(name, frac, affine, material, density_g_per_cc, displaces)
 
     def end_time_s(self, bolus: BolusParams) -> float:
-        """Time at which the filling front reaches the farthest node (s)."""
-        return bolus.t0_s + float(self.tree.path_length_from_root_mm().max()) / bolus.velocity_mm_per_s
+        """Time at which the bolus reaches the farthest node (s), its curve's peak in ``"gamma"`` mode."""
+        t = arrival_times_s(self.tree, bolus.velocity_mm_per_s, bolus.t0_s, bolus.venous_delay_s)
+        if bolus.mode == "gamma":
+            t = t + GAMMA_ALPHA * bolus.sigma_s * np.where(venous_nodes(self.tree), bolus.dispersion, 1.0)
+        return float(t.max())
 
 
 @dataclass
 class FractionVessels:
-    """A lumen-fraction volume (values in [0, 1]) on its own grid; static (no bolus)."""
+    """A lumen-fraction volume (values in [0, 1]) on its own grid.
+
+    Static (no bolus) unless ``capillary_path_mm`` is given: then it is a capillary bed (a
+    parenchymal blush) whose iodine follows the capillary curve of :mod:`vessel_models.bolus`,
+    reached at ``bolus.t0_s + capillary_path_mm / bolus.velocity_mm_per_s``: when the arterial
+    front has run the tree's longest arterial path (:func:`vessel_models.bolus.capillary_arrival_s`).
+    """
 
     fraction_volume: np.ndarray
     affine: np.ndarray
     name: str = "volume"
+    capillary_path_mm: float | None = None
     _unit: ProjectorVolume | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,22 +140,38 @@ class FractionVessels:
             raise InputError(f"{self.name}: vessel volume has no foreground voxel")
         self.fraction_volume, self.affine = crop_to_foreground(f, np.asarray(self.affine, dtype=np.float64))
 
+    def fill(self, t_s: float | None, bolus: BolusParams) -> float:
+        """Fill factor in [0, 1] at time ``t_s`` (None = full; 1 for a static volume)."""
+        if t_s is None or self.capillary_path_mm is None:
+            return 1.0
+        dt = float(t_s) - self._arrival_s(bolus)
+        return float(compartment_curve(dt, bolus.sigma_s, bolus.mode, bolus.dispersion))
+
     def fraction(self, t_s: float | None, bolus: BolusParams) -> tuple[np.ndarray, np.ndarray]:
-        return self.fraction_volume, self.affine
+        f = self.fill(t_s, bolus)
+        return (self.fraction_volume if f == 1.0 else self.fraction_volume * np.float32(f)), self.affine
 
     def iodine_volume(self, name: str, t_s: float | None, bolus: BolusParams, material: str,
                       density_g_per_cc: float, displaces: dict[str, float]) -> ProjectorVolume:
-        """The lumen volume (any ``t_s``: static), equal to :func:`iodine_volume` of the fraction.
+        """The lumen volume at fill time ``t_s``, equal to :func:`iodine_volume` of :meth:`fraction`.
 
         The projector volume of the fraction (density 1) is built once and scaled per call, so a
-        source seen at many concentrations (a dataset) pays its checks, axis order and bricks once.
+        source seen at many concentrations (a dataset) or times pays its checks, axis order and bricks once.
         """
         if self._unit is None:
             self._unit = iodine_volume(name, self.fraction_volume, self.affine, material, 1.0, {})
-        return self._unit.scaled(density_g_per_cc, name=name, displaces=displaces, material=material)
+        return self._unit.scaled(density_g_per_cc * self.fill(t_s, bolus), name=name, displaces=displaces,
+                                 material=material)
 
     def end_time_s(self, bolus: BolusParams) -> float:
-        return bolus.t0_s
+        """``t0`` for a static volume; a capillary bed's curve peak (its arrival with a filling front)."""
+        if self.capillary_path_mm is None:
+            return bolus.t0_s
+        peak = GAMMA_ALPHA * bolus.sigma_s * bolus.dispersion if bolus.mode == "gamma" else 0.0
+        return self._arrival_s(bolus) + peak
+
+    def _arrival_s(self, bolus: BolusParams) -> float:
+        return bolus.t0_s + float(self.capillary_path_mm) / bolus.velocity_mm_per_s
 
 
 VesselSource = TreeVessels | FractionVessels

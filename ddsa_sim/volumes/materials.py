@@ -33,8 +33,14 @@ TOTALSEG_MATERIAL_PATTERNS: tuple[tuple[str, str], ...] = (
 def hu_to_density(hu: np.ndarray) -> np.ndarray:
     """Mass density (g/cm^3, float32) from Hounsfield units, DeepDRR's piecewise-linear fit."""
     hu = np.asarray(hu, dtype=np.float32)
-    rho = np.minimum(np.float32(0.001029) * hu + np.float32(1.030), np.float32(0.0005886) * hu + np.float32(1.03))
-    return np.maximum(rho, np.float32(0.0))
+    # In place: two float32 temporaries, not six (a 7 M-voxel CT spent 0.1 s allocating them).
+    rho = np.multiply(np.float32(0.001029), hu, out=np.empty_like(hu))
+    rho += np.float32(1.030)
+    line = np.multiply(np.float32(0.0005886), hu, out=np.empty_like(hu))
+    line += np.float32(1.03)
+    np.minimum(rho, line, out=rho)
+    np.maximum(rho, np.float32(0.0), out=rho)
+    return rho[()]  # a float32 scalar for a scalar, as numpy's operators give
 
 
 def segment_by_threshold(hu: np.ndarray) -> dict[str, np.ndarray]:
@@ -110,9 +116,11 @@ def material_labels(materials: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple
     names = tuple(materials)
     if len(names) > 255:
         raise InputError("at most 255 materials per volume")
-    shape = next(iter(materials.values())).shape
-    labels = np.zeros(shape, dtype=np.uint8)
-    count = np.zeros(shape, dtype=np.uint8)  # masks covering each voxel (element-wise: no fancy indexing)
+    first = np.asarray(next(iter(materials.values())))
+    shape = first.shape
+    # In the masks' memory order (a NIfTI's are Fortran-ordered): mixing orders made every pass strided.
+    labels = np.zeros_like(first, dtype=np.uint8)
+    count = np.zeros_like(first, dtype=np.uint8)  # masks covering each voxel (element-wise: no fancy indexing)
     for i, name in enumerate(names):
         m = np.asarray(materials[name], dtype=bool).view(np.uint8)
         count += m

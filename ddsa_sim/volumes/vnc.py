@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from ddsa_sim import InputError
 from ddsa_sim.volumes.materials import BLOOD_HU, SOFT_TISSUE_MAX_HU
@@ -42,6 +41,8 @@ def virtual_non_contrast(ct: Volume, vessel_mask: np.ndarray, blood_hu: float = 
         raise InputError(f"vessel mask of {ct.name} has no foreground voxel")
     lumen = mask.copy()
     if rim_voxels > 0:
+        from scipy import ndimage  # here: reading and projecting a CT need no scipy
+
         grown = ndimage.binary_dilation(mask, iterations=rim_voxels)
         rim = grown & ~mask & (ct.data > ENHANCED_MIN_HU) & (ct.data <= SOFT_TISSUE_MAX_HU * 2)
         lumen |= rim

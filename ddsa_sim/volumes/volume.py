@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import ndimage
 
 from ddsa_sim import InputError
 
@@ -116,6 +115,8 @@ class Volume:
         # keep the outer corner at the same place: voxel centres shift by half a (new) voxel
         corner = self.voxel_to_world(np.full(3, -0.5))
         affine[:3, 3] = corner + directions @ (new_spacing / 2)
+
+        from scipy import ndimage  # here: reading and projecting a CT need no scipy (0.1 s to import)
 
         def zoom_one(a: np.ndarray, o: int) -> np.ndarray:
             out = ndimage.zoom(a, zoom, order=o, mode="nearest", grid_mode=True)

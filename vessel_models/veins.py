@@ -1,0 +1,170 @@
+"""Cerebral venous template: dural sinuses, cortical veins and internal jugular veins.
+
+Drawn in the frame of the arterial template (:mod:`vessel_models.willis`: patient LPS, mm, around
+the brain ellipsoid ``centre`` / ``axes``), so one placement registers both to a CT's intracranial
+volume. Named segments (``_L`` / ``_R`` per side):
+
+* ``SSS_post`` (torcula -> bregma) and ``SSS_ant`` (bregma -> frontal end): the superior sagittal
+  sinus on the midline of the brain's upper surface, widening towards the torcula;
+* ``TS`` (transverse sinus, torcula -> lateral along the tentorium), ``SS`` (sigmoid sinus, down to
+  the jugular foramen), ``IJV`` (internal jugular vein, down the neck lateral to the carotid);
+* ``CorV1..n`` (superior cortical veins, each the trunk of a small L-system tree laid on the cortex,
+  entering the SSS) and ``Labbe`` (vein of Labbé over the temporal lobe into the TS).
+
+Diameters (docs/vessels.md §3, "Veins"): SSS 2.6 -> 5.7 mm from front to lambda (CT venography),
+transverse sinus right 6.65, left 5.37 mm (MR venography; right dominance), internal jugular right
+17, left 14 mm (CT); sigmoid sinus and cortical veins typical values. The venous part is hung on a
+``virtual`` connector from the arterial root and rooted at the lower end of the right IJV (the tree
+runs against the flow there; the bolus model uses ``metadata["venous_inflow_nodes"]``, the capillary
+ends of the cortical veins, to fill the veins downstream: :mod:`vessel_models.bolus`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vessel_models.courses import VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve, surface_point
+from vessel_models.lsystem import LSystemParams, grow_lsystem
+from vessel_models.tree import TreeBuilder
+
+__all__ = ["VEIN_DIAMETERS_MM", "add_cerebral_veins"]
+
+#: Diameters (mm) at the start and end of each venous segment, in the tree's direction (from the torcula
+#: outwards for the sinuses, upwards for the right IJV, downwards for the left one).
+VEIN_DIAMETERS_MM: dict[str, tuple[float, float]] = {
+    "IJV_R": (15.0, 11.0),
+    "SS_R": (8.0, 7.0),
+    "TS_R": (6.7, 6.7),
+    "SSS_post": (6.0, 3.8),
+    "SSS_ant": (3.7, 2.5),
+    "TS_L": (5.4, 5.4),
+    "SS_L": (6.0, 6.5),
+    "IJV_L": (9.0, 12.0),
+    "CorV": (2.5, 2.0),
+    "Labbe": (2.5, 2.0),
+}
+#: Superior cortical veins per hemisphere.
+CORTICAL_VEINS_PER_SIDE = 5
+SINUS_OFFSET_MM = 2.0  # sinuses run in the dura, just outside the brain surface
+
+
+def _segments(centre: np.ndarray, axes: np.ndarray, scale: float) -> dict[str, list[np.ndarray]]:
+    """Via points of the named sinus / jugular segments, in tree order."""
+    def on_dura(p: tuple[float, float, float]) -> np.ndarray:
+        return surface_point(centre + np.asarray(p, dtype=np.float64) * scale, centre, axes + SINUS_OFFSET_MM, 0.0)
+
+    def free(p: tuple[float, float, float]) -> np.ndarray:
+        return centre + np.asarray(p, dtype=np.float64) * scale
+
+    def midline(phi_deg: float) -> np.ndarray:  # angle over the vertex from the frontal pole
+        phi = np.radians(phi_deg)
+        return on_dura((0.0, -np.cos(phi) * 84.0, np.sin(phi) * 58.0))
+
+    torcula = midline(192.0)
+    out: dict[str, list[np.ndarray]] = {
+        "SSS_post": [torcula, midline(160.0), midline(125.0), midline(95.0)],
+        "SSS_ant": [midline(95.0), midline(60.0), midline(28.0)],
+    }
+    for s, sx in (("L", 1.0), ("R", -1.0)):
+        ts_end = on_dura((57.0 * sx, 42.0, -20.0))
+        jugular = free((32.0 * sx, 12.0, -60.0))
+        out[f"TS_{s}"] = [torcula, on_dura((38.0 * sx, 70.0, -16.0)), ts_end]
+        out[f"SS_{s}"] = [ts_end, free((44.0 * sx, 30.0, -48.0)), jugular]
+        out[f"IJV_{s}"] = [jugular, free((33.0 * sx, 4.0, -110.0)), free((36.0 * sx, -6.0, -172.0))]
+    out["IJV_R"] = out["IJV_R"][::-1]
+    out["SS_R"] = out["SS_R"][::-1]
+    out["TS_R"] = out["TS_R"][::-1]
+    return out
+
+
+def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axes: np.ndarray, scale: float,
+                       radius_jitter: float, tortuosity: float, step_mm: float, iterations: int,
+                       min_radius_mm: float, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    """Append the venous template to ``b``, hung on a virtual connector from ``parent_node``.
+
+    Parameters
+    ----------
+    b : TreeBuilder
+        The arterial template's builder.
+    parent_node : int
+        Node the virtual connector leaves from (the arterial root).
+    centre, axes : (3,) ndarray
+        Brain ellipsoid of the template (mm, already scaled).
+    scale : float
+        Template size factor.
+    radius_jitter : float
+        Log-normal sigma of per-segment diameters.
+    tortuosity : float
+        Relative bend of the named segments (:func:`~vessel_models.courses.smooth_curve`).
+    step_mm : float
+        Node spacing along the named segments.
+    iterations : int
+        L-system iterations of each cortical vein tree.
+    min_radius_mm : float
+        Smallest cortical vein radius.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    venous_branches : list of int
+        Branch ids of the venous part (the virtual connector included).
+    inflow_nodes : list of int
+        Capillary ends: the leaves of the cortical vein trees.
+    """
+    segs = _segments(centre, axes, scale)
+    diam = {k: tuple(d * scale * float(np.exp(rng.normal(0.0, radius_jitter))) for d in v)
+            for k, v in VEIN_DIAMETERS_MM.items()}
+    virt = b.new_branch(0, "virtual")
+    start = b.position(parent_node)  # leaves the arterial root at once: no cone of iodine along the connector
+    near = b.add_node(start + 0.01 * (segs["IJV_R"][0] - start), VIRTUAL_RADIUS_MM, parent_node, virt)
+    root = b.add_node(segs["IJV_R"][0], VIRTUAL_RADIUS_MM, near, virt)
+    end_node: dict[str, int] = {}
+    heading: dict[str, np.ndarray] = {}
+    order = ["IJV_R", "SS_R", "TS_R", "SSS_post", "SSS_ant", "TS_L", "SS_L", "IJV_L"]
+    start_of = {"IJV_R": None, "SS_R": "IJV_R", "TS_R": "SS_R", "SSS_post": "TS_R", "SSS_ant": "SSS_post",
+                "TS_L": "TS_R", "SS_L": "TS_L", "IJV_L": "SS_L"}
+    sss_nodes: list[int] = []
+    ts_nodes: dict[str, list[int]] = {}
+    for name in order:
+        parent = root if start_of[name] is None else end_node[start_of[name]]
+        pts = [b.position(parent)] + segs[name][1:]
+        nodes = smooth_curve(pts, heading.get(start_of[name]), step_mm, tortuosity, rng)
+        d0, d1 = diam[name]
+        bid = b.new_branch(1, name)
+        node = parent
+        ids = []
+        for k, q in enumerate(nodes):
+            node = b.add_node(q, 0.5 * (d0 + (d1 - d0) * (k + 1) / len(nodes)), node, bid)
+            ids.append(node)
+        end_node[name] = node
+        heading[name] = nodes[-1] - nodes[-2]
+        if name.startswith("SSS"):
+            sss_nodes += ids
+        if name.startswith("TS"):
+            ts_nodes[name[-1]] = ids
+
+    lp = LSystemParams(iterations=iterations, length_diameter_ratio=8.0, tortuosity_deg=35.0,
+                       min_radius_mm=min_radius_mm, step_mm=step_mm, root_diameter_mm=2.5,
+                       stop_probability=0.0, asymmetry_min=0.6)
+    trunks: list[tuple[str, int, np.ndarray]] = []
+    picks = np.linspace(0.12, 0.88, CORTICAL_VEINS_PER_SIDE)
+    for s, sx in (("L", 1.0), ("R", -1.0)):
+        for k, frac in enumerate(picks):
+            n = sss_nodes[int(frac * (len(sss_nodes) - 1))]
+            trunks.append((f"CorV{k + 1}_{s}", n, np.array([sx, 0.0, -0.6])))
+        ts = ts_nodes[s]
+        trunks.append((f"Labbe_{s}", ts[len(ts) // 2 + len(ts) // 4], np.array([0.3 * sx, -1.0, 0.5])))
+    inflow: list[int] = []
+    for label, n, direction in trunks:
+        normal = (b.position(n) - centre) / axes**2
+        normal /= np.linalg.norm(normal)
+        along = direction - normal * float(direction @ normal)
+        first = b.n_nodes
+        key = "Labbe" if label.startswith("Labbe") else "CorV"
+        grow_lsystem(b, n, along / np.linalg.norm(along), lp, rng, root_diameter_mm=diam[key][0], generation_offset=2)
+        b.labels[b.branch_of(first)] = label
+        side = 1.0 if label.endswith("_L") else -1.0
+        lay_on_surface(b, first, n, "cortex", side, centre, axes, 0.5 * scale, 10.0 * scale, scale)
+        has_child = {b.parent(i) for i in range(first, b.n_nodes)}
+        inflow += [i for i in range(first, b.n_nodes) if i not in has_child]
+    return sorted({b.branch_of(i) for i in range(root, b.n_nodes)}), inflow
