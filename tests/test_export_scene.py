@@ -14,7 +14,7 @@ import yaml
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import load_config
-from ddsa_sim.export.format import V2_META_ARRAYS
+from ddsa_sim.export.format import V2_META_ARRAYS, V3_META_ARRAYS
 from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
 from ddsa_sim.export.sample import (
@@ -74,7 +74,9 @@ def clean_samples(tmp_path_factory):
 def test_arrays_satisfy_the_store_contract(clean_samples):
     specs, samples, _ = clean_samples
     for spec, a in zip(specs, samples):
-        assert set(a) == {*IMAGE_ARRAYS, "isocenter_mm", "projection_matrix", "photons_per_pixel", *V2_META_ARRAYS}
+        assert set(a) == {*IMAGE_ARRAYS, "isocenter_mm", "projection_matrix", "photons_per_pixel", *V2_META_ARRAYS,
+                          *V3_META_ARRAYS}
+        assert np.isnan(a["frame_times_s"]).all() and a["frame_times_s"].shape == (1,)  # one fully filled frame
         assert a["photons_per_pixel"] == spec.photons_per_pixel
         assert 0 < a["detector_air_kerma_ugy"] < a["air_kerma_ugy"]  # the patient attenuates
         for name in IMAGE_ARRAYS:

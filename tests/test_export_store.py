@@ -14,7 +14,15 @@ from typer.testing import CliRunner
 from ddsa_sim import InputError
 from ddsa_sim.cli import app
 from ddsa_sim.export.config import config_from_dict
-from ddsa_sim.export.format import IMAGE_ARRAYS, IMAGE_DTYPES, META_ARRAYS, SAMPLE_META_ARRAYS, sample_checksum
+from ddsa_sim.export.format import (
+    FORMAT_VERSION,
+    IMAGE_ARRAYS,
+    IMAGE_DTYPES,
+    META_ARRAYS,
+    SAMPLE_META_ARRAYS,
+    meta_sample_shape,
+    sample_checksum,
+)
 from ddsa_sim.export.inspect import inspect_store
 from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
@@ -61,7 +69,7 @@ def test_store_layout_and_attrs(exported):
     assert result.written == 8 and result.skipped == 0
     assert result.preview is not None and result.preview.stat().st_size > 1000
     root = open_store(path)
-    assert root.attrs["format"] == "ddsa-sim-dataset" and root.attrs["format_version"] == 2
+    assert root.attrs["format"] == "ddsa-sim-dataset" and root.attrs["format_version"] == FORMAT_VERSION == 3
     assert root.attrs["n_samples"] == 8 and root.attrs["image_shape"] == [24, 32]
     assert root.attrs["config"] == cfg.resolved()
     for name in IMAGE_ARRAYS:
@@ -260,7 +268,8 @@ def test_synthetic_training_store_has_the_exported_layout_and_checksums(exported
     for name in IMAGE_ARRAYS:
         assert syn_layout[name][0] == exp_layout[name][0] == str(IMAGE_DTYPES[name]), name
         assert syn[name].chunks == (1, 24, 24)
-    for name, (dtype, shape) in META_ARRAYS.items():
+    for name in META_ARRAYS:
+        shape = meta_sample_shape(name, 0)
         assert syn_layout[f"meta/{name}"] == exp_layout[f"meta/{name}"], name
         assert syn_layout[f"meta/{name}"][1] == shape and syn[f"meta/{name}"].chunks == (1, *shape), name
     assert set(exp.attrs) - set(syn.attrs) <= {"plan_sha256", "cts"}  # export-plan attributes only
@@ -303,19 +312,27 @@ def test_format_module_is_light():
 
 
 def test_training_reads_format_version_1_and_2_and_refuses_others(tmp_path):
-    """Version-1 stores (no exposure meta arrays) stay readable by training; unknown versions are refused."""
+    """Version-1 and -2 stores (no exposure meta arrays, no frame times) stay readable by training and
+    `inspect`; unknown versions are refused."""
+    from ddsa_sim.export.format import V2_META_ARRAYS, V3_META_ARRAYS
     from ddsa_sim.training.data import ZarrDDSADataset
     from ddsa_sim.training.data import open_store as open_training_store
     from ddsa_sim.training.synthetic import write_synthetic_store
 
     path = write_synthetic_store(tmp_path / "s.zarr", size=16)
     root = zarr.open_group(str(path), mode="r+")
-    assert root.attrs["format_version"] == 2
+    assert root.attrs["format_version"] == FORMAT_VERSION == 3 and root.attrs["frames"] == 0
     n = len(ZarrDDSADataset(path, "train"))
-    for name in ("mas", "air_kerma_ugy", "detector_air_kerma_ugy"):  # make it a genuine version-1 store
+    for name in V3_META_ARRAYS:  # make it a genuine version-2 store
+        del root["meta"][name]
+    del root.attrs["frames"]
+    root.attrs["format_version"] = 2
+    assert len(ZarrDDSADataset(path, "train")) == n > 0
+    assert inspect_store(path).ok and read_sample(open_store(path), 0)[1]["split"] == "train"
+    for name in V2_META_ARRAYS:  # and a genuine version-1 store
         del root["meta"][name]
     root.attrs["format_version"] = 1
     assert len(ZarrDDSADataset(path, "train")) == n > 0
-    root.attrs["format_version"] = 3
-    with pytest.raises(InputError, match="format_version 3"):
+    root.attrs["format_version"] = 4
+    with pytest.raises(InputError, match="format_version 4"):
         open_training_store(path)

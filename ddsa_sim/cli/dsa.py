@@ -191,7 +191,14 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         no_noise: bool = typer.Option(False, "--no-noise", help="No quantum / electronic noise."),
         no_scatter: bool = typer.Option(False, "--no-scatter", help="No scatter."),
         no_grid: bool = typer.Option(False, "--no-grid", help="No anti-scatter grid."),
-        motion: str = typer.Option("none", help="none | rigid | elastic patient motion before the contrast frame."),
+        motion: str = typer.Option("none", help="none | rigid | elastic patient motion before the contrast frame; "
+                                   "cardiac | respiratory | cardiorespiratory: driven by the frame times "
+                                   "(docs/dsa.md §4)."),
+        heart_rate_bpm: float = typer.Option(70.0, "--heart-rate-bpm", help="Cardiac motion: beats per minute."),
+        breathing_period_s: float = typer.Option(4.0, "--breathing-period-s", help="Respiratory motion: s per breath."),
+        diaphragm_mm: float = typer.Option(15.0, "--diaphragm-mm", help="Respiratory motion: diaphragm excursion, mm."),
+        diaphragm_z_mm: float | None = typer.Option(None, "--diaphragm-z-mm", help="Respiratory motion: world z of "
+                                                    "the diaphragm dome, mm (default: found from the CT's lungs)."),
         frames: int = typer.Option(1, help="Contrast frames over the bolus filling (1 = filled vessels)."),
         param: list[str] = typer.Option([], "--param", "-p", help="Generator parameter KEY=VALUE (repeatable), "
                                         "e.g. -p veins=true (cow: venous phase and blush) -p injection=ICA_L."),
@@ -263,7 +270,11 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                       spacing_mm=spacing_mm, params=params, catheter=catheter, catheter_french=catheter_french,
                       feeding=feeding,
                       exposure=ExposureSpec(spectrum, exposure, make_detector(), iodine),
-                      effects=EffectsSpec(noise=not no_noise, motion=MotionParams(kind=motion), method=method,
+                      effects=EffectsSpec(noise=not no_noise, method=method,
+                                          motion=MotionParams(kind=motion, heart_rate_bpm=heart_rate_bpm,
+                                                              breathing_period_s=breathing_period_s,
+                                                              diaphragm_amplitude_mm=diaphragm_mm,
+                                                              diaphragm_z_mm=diaphragm_z_mm),
                                           scatter=ScatterSettings(enabled=not no_scatter,
                                                                   grid=None if no_grid else AntiScatterGrid()),
                                           device=device))

@@ -23,10 +23,10 @@ from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
 from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 
-__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "NEW_AT_DEFAULT", "CTSource", "Catheter", "DatasetConfig",
-           "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges", "Range", "Split",
-           "SpectrumRanges", "Variants", "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds",
-           "example_config_yaml", "load_config"]
+__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "NEW_AT_DEFAULT", "PHYSIOLOGICAL_MOTION_FIELDS", "CTSource",
+           "Catheter", "DatasetConfig", "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
+           "Range", "SequenceConfig", "Split", "SpectrumRanges", "Variants", "VesselSourceConfig", "Vessels",
+           "config_from_dict", "dist_bounds", "example_config_yaml", "load_config"]
 
 
 class _Model(BaseModel):
@@ -298,12 +298,75 @@ class SpectrumRanges(_Model):
 class Effects(_Model):
     """Switches for Poisson noise, scatter and patient motion between mask and contrast frame;
     ``grid_fraction``: fraction of the samples (drawn per sample) recorded behind the anti-scatter grid
-    when ``scatter`` is on (the others without a grid)."""
+    when ``scatter`` is on (the others without a grid).
+
+    ``motion``: ``rigid`` / ``elastic`` (random displacement of the patient), ``cardiac`` (the trees
+    deform with the heart beat), ``respiratory`` (CT and trees shift with breathing) or
+    ``cardiorespiratory`` (both); the physiological parameters are drawn per sample
+    (:class:`ddsa_sim.scene.MotionParams`, docs/dsa.md §4).
+    """
 
     noise: bool = True
     scatter: bool = False
-    motion: Literal["none", "rigid", "elastic"] = "none"
+    motion: Literal["none", "rigid", "elastic", "cardiac", "respiratory", "cardiorespiratory"] = "none"
     grid_fraction: float = Field(default=1.0, ge=0, le=1)
+    heart_rate_bpm: Dist = Range(min=60.0, max=90.0)
+    cardiac_longitudinal_mm: Dist = Range(min=8.0, max=15.0)
+    cardiac_radial_mm: Dist = Range(min=3.0, max=6.0)
+    breathing_period_s: Dist = Range(min=3.0, max=5.0)
+    diaphragm_amplitude_mm: Dist = Range(min=10.0, max=20.0)
+
+    @model_validator(mode="after")
+    def _positive(self) -> Effects:
+        for name in ("heart_rate_bpm", "breathing_period_s"):
+            if dist_bounds(getattr(self, name))[0] <= 0:
+                raise ValueError(f"{name} must be > 0, got {list(dist_bounds(getattr(self, name)))}")
+        for name in ("cardiac_longitudinal_mm", "cardiac_radial_mm", "diaphragm_amplitude_mm"):
+            if dist_bounds(getattr(self, name))[0] < 0:
+                raise ValueError(f"{name} must be >= 0, got {list(dist_bounds(getattr(self, name)))}")
+        return self
+
+
+#: the :class:`Effects` fields drawn per sample for the physiological motion kinds
+PHYSIOLOGICAL_MOTION_FIELDS = {"cardiac": ("heart_rate_bpm", "cardiac_longitudinal_mm", "cardiac_radial_mm"),
+                               "respiratory": ("breathing_period_s", "diaphragm_amplitude_mm")}
+PHYSIOLOGICAL_MOTION_FIELDS["cardiorespiratory"] = (PHYSIOLOGICAL_MOTION_FIELDS["cardiac"]
+                                                    + PHYSIOLOGICAL_MOTION_FIELDS["respiratory"])
+
+
+class SequenceConfig(_Model):
+    """The ``sequence`` section: ``frames`` contrast frames per sample (and one mask frame).
+
+    Frame times (s after the injection, the bolus clock of :meth:`ddsa_sim.scene.Scene.projector_at`):
+    ``times_s`` (one per frame, non-decreasing), or ``fps`` from ``start_s`` (``start_s + k / fps``),
+    or neither: the arterial filling, ``t_end (k + 1) / frames`` with ``t_end`` the time the sample's
+    trees are full (as ``ddsa-sim dsa --frames``). ``mask_time_s``: the mask frame's time.
+    """
+
+    frames: int = Field(ge=1)
+    times_s: list[float] | None = None
+    fps: float | None = Field(default=None, gt=0)
+    start_s: float = Field(default=0.0, ge=0)
+    mask_time_s: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _times(self) -> SequenceConfig:
+        if self.times_s is not None and self.fps is not None:
+            raise ValueError("give times_s or fps, not both")
+        if self.times_s is not None:
+            if len(self.times_s) != self.frames:
+                raise ValueError(f"times_s has {len(self.times_s)} values for {self.frames} frames")
+            if any(t < 0 for t in self.times_s) or any(b < a for a, b in zip(self.times_s, self.times_s[1:])):
+                raise ValueError(f"times_s must be >= 0 and non-decreasing, got {self.times_s}")
+        return self
+
+    def times(self) -> tuple[float, ...] | None:
+        """The frame times (s), or None for the arterial filling of each sample's trees."""
+        if self.times_s is not None:
+            return tuple(float(t) for t in self.times_s)
+        if self.fps is not None:
+            return tuple(self.start_s + k / self.fps for k in range(self.frames))
+        return None
 
 
 class Split(_Model):
@@ -336,7 +399,13 @@ class Output(_Model):
 #: Fields added with exposure randomisation and ``pose.aim`` -> their default (left out of the recorded config there).
 NEW_AT_DEFAULT: dict[tuple[str, str], Any] = {("spectrum", "filter_cu_mm"): 0.0, ("pose", "aim"): None,
                                               ("detector", "mtf50_cycles_per_mm"): CSI_MTF50_CYCLES_PER_MM,
-                                              ("detector", "bit_depth"): None, ("effects", "grid_fraction"): 1.0}
+                                              ("detector", "bit_depth"): None, ("effects", "grid_fraction"): 1.0,
+                                              ("effects", "heart_rate_bpm"): {"min": 60.0, "max": 90.0},
+                                              ("effects", "cardiac_longitudinal_mm"): {"min": 8.0, "max": 15.0},
+                                              ("effects", "cardiac_radial_mm"): {"min": 3.0, "max": 6.0},
+                                              ("effects", "breathing_period_s"): {"min": 3.0, "max": 5.0},
+                                              ("effects", "diaphragm_amplitude_mm"): {"min": 10.0, "max": 20.0},
+                                              ("", "sequence"): None}
 
 #: The exposure fields of a dataset config; at most one is given.
 EXPOSURE_FIELDS = ("photons_per_pixel", "mas", "detector_air_kerma_ugy")
@@ -370,6 +439,7 @@ class DatasetConfig(_Model):
     detector_air_kerma_ugy: Dist | None = None
     electronic_noise: Dist = 0.0
     effects: Effects = Effects()
+    sequence: SequenceConfig | None = None
     output: Output = Output()
     count: int = Field(ge=1)
     split: Split = Split()
@@ -443,12 +513,14 @@ class DatasetConfig(_Model):
             if ct["variants"] is None:
                 del ct["variants"]
         for (section, name), default in NEW_AT_DEFAULT.items():
-            if d[section][name] == default:
-                del d[section][name]
+            where = d[section] if section else d
+            if where[name] == default:
+                del where[name]
         return d
 
 
-_UNION_MEMBERS = {"float", "int", "Range", "Grid", "str", "none", "tuple[int, int]"}
+_UNION_MEMBERS = {"float", "int", "Range", "Grid", "str", "none", "tuple[int, int]", "SequenceConfig",
+                  "list[float]"}
 
 
 def _field_path(loc: tuple) -> str:
@@ -621,7 +693,17 @@ effects:
   noise: true                          # Poisson noise on mask and contrast frames
   scatter: true                        # scatter (air gap, field, kVp; docs/physics.md) behind a ratio-10 grid
   grid_fraction: 0.8                   # fraction of samples with the grid in the beam (the others without)
-  motion: none                         # none | rigid | elastic (between mask and contrast frame)
+  motion: none                         # none | rigid | elastic (between mask and contrast frame) |
+                                       #   cardiac | respiratory | cardiorespiratory (driven by frame times)
+  heart_rate_bpm: {min: 60, max: 90}   # cardiac: beats per minute
+  cardiac_longitudinal_mm: {min: 8, max: 15}   # cardiac: end-systolic descent of the tree's base to the apex
+  cardiac_radial_mm: {min: 3, max: 6}  # cardiac: end-systolic inward motion of the tree's outer points
+  breathing_period_s: {min: 3, max: 5} # respiratory: one breath
+  diaphragm_amplitude_mm: {min: 10, max: 20}   # respiratory: diaphragm excursion, expiration -> inspiration
+
+sequence: null                         # null: one contrast frame per sample (fully filled); or
+                                       #   {frames: 8, fps: 4, start_s: 0.5, mask_time_s: 0} (or times_s: [...]
+                                       #   one per frame; neither: the arterial filling of each sample's trees)
 
 output:
   crop: null                           # [H, W] centre crop of the binned detector; null = whole

@@ -18,6 +18,9 @@ import numpy as np
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "FRAMES",
+    "FRAMES_ATTR",
+    "FRAME_ARRAYS",
     "IMAGE_ARRAYS",
     "IMAGE_DTYPES",
     "META_ARRAYS",
@@ -26,16 +29,24 @@ __all__ = [
     "READABLE_VERSIONS",
     "SAMPLE_META_ARRAYS",
     "V2_META_ARRAYS",
+    "V3_META_ARRAYS",
+    "image_sample_shape",
+    "meta_sample_shape",
     "sample_checksum",
     "sample_chunks",
+    "store_frames",
 ]
 
 #: root attribute ``format``: what a store is
 FORMAT = "ddsa-sim-dataset"
 #: root attribute ``format_version`` of what is written now
-FORMAT_VERSION = 2
-#: versions a reader accepts (version 1: no exposure meta arrays, see :data:`V2_META_ARRAYS`)
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+#: versions a reader accepts (version 1: no exposure meta arrays, see :data:`V2_META_ARRAYS`; versions
+#: 1 and 2: no sequences and no frame times, see :data:`V3_META_ARRAYS`)
+READABLE_VERSIONS = (1, 2, 3)
+#: root attribute: contrast frames per sample, T. 0 (and absent, versions 1-2): one frame, images
+#: ``(N, H, W)``; T >= 1: a sequence store, the :data:`FRAME_ARRAYS` are ``(N, T, H, W)``
+FRAMES_ATTR = "frames"
 
 #: image arrays at the root, shape (N, H, W), in checksum order
 IMAGE_ARRAYS: tuple[str, ...] = ("mask", "contrast", "contrast_clean", "dsa_target", "iodine_mg_per_cm2",
@@ -43,6 +54,10 @@ IMAGE_ARRAYS: tuple[str, ...] = ("mask", "contrast", "contrast_clean", "dsa_targ
 #: image array name -> dtype (float32 images in -ln(I/I0) or mg/cm^2; uint8 vessel mask)
 IMAGE_DTYPES: dict[str, np.dtype] = {name: np.dtype(np.float32) for name in IMAGE_ARRAYS[:-1]}
 IMAGE_DTYPES["vessel_mask"] = np.dtype(np.uint8)
+#: images with a frame axis in a sequence store (the mask frame is one per sample)
+FRAME_ARRAYS: tuple[str, ...] = IMAGE_ARRAYS[1:]
+#: placeholder in a :data:`META_ARRAYS` shape: the number of frames (1 in a single-frame store)
+FRAMES = "frames"
 
 #: group of the per-sample metadata arrays
 META_GROUP = "meta"
@@ -71,11 +86,16 @@ META_ARRAYS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "grid": (np.uint8, ()),
     "detector_mtf50_cycles_per_mm": (np.float64, ()),
     "bit_depth": (np.uint8, ()),
+    "frame_times_s": (np.float64, (FRAMES,)),
+    "mask_time_s": (np.float64, ()),
 }
 #: meta arrays new in version 2 (exposure per frame; NaN where a renderer does not know them)
 V2_META_ARRAYS: tuple[str, ...] = ("mas", "air_kerma_ugy", "detector_air_kerma_ugy")
+#: meta arrays new in version 3 (bolus time of each contrast frame and of the mask frame, s; NaN: a
+#: fully filled frame / unknown)
+V3_META_ARRAYS: tuple[str, ...] = ("frame_times_s", "mask_time_s")
 #: optional meta arrays (exposure randomisation): every new store has them, a store made before them
-#: lacks them (same format version); readers and a resumed writer skip those a store lacks.
+#: lacks them; readers and a resumed writer skip those a store lacks.
 #: ``grid``: 1 when an anti-scatter grid was in the beam (scatter on and a grid), else 0;
 #: ``detector_mtf50_cycles_per_mm``: NaN without detector blur; ``bit_depth``: 0 for a float signal.
 OPTIONAL_META_ARRAYS: tuple[str, ...] = ("filter_al_mm", "filter_cu_mm", "grid", "detector_mtf50_cycles_per_mm",
@@ -92,11 +112,29 @@ def sample_chunks(per_sample_shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1, *(int(s) for s in per_sample_shape))
 
 
+def store_frames(attrs: Mapping[str, Any]) -> int:
+    """T of a store from its root attributes: 0 for a single-frame store (every version 1-2 store)."""
+    return int(attrs.get(FRAMES_ATTR) or 0)
+
+
+def image_sample_shape(name: str, image_shape: tuple[int, int], frames: int) -> tuple[int, ...]:
+    """Per-sample shape of image array ``name``: ``(H, W)``, or ``(T, H, W)`` for a :data:`FRAME_ARRAYS`
+    array of a sequence store (``frames`` = T >= 1)."""
+    h, w = (int(image_shape[0]), int(image_shape[1]))
+    return (int(frames), h, w) if frames and name in FRAME_ARRAYS else (h, w)
+
+
+def meta_sample_shape(name: str, frames: int) -> tuple[int, ...]:
+    """Per-sample shape of meta array ``name`` (:data:`FRAMES` resolved: T, at least 1)."""
+    return tuple(max(int(frames), 1) if s == FRAMES else int(s) for s in META_ARRAYS[name][1])
+
+
 def sample_checksum(arrays: Mapping[str, np.ndarray]) -> str:
     """sha256 (64 hex digits) of a sample's image bytes.
 
     The bytes of each image of :data:`IMAGE_ARRAYS`, in that order, C order, little-endian, in its
-    :data:`IMAGE_DTYPES` dtype (as stored). Other keys of ``arrays`` are ignored.
+    :data:`IMAGE_DTYPES` dtype (as stored; a sequence's frames in frame order). Other keys of ``arrays``
+    are ignored.
     """
     h = hashlib.sha256()
     for name in IMAGE_ARRAYS:

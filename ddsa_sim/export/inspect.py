@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, sample_checksum
+from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, sample_checksum, store_frames
 from ddsa_sim.export.store import completed, open_store
 
 __all__ = ["InspectReport", "inspect_store", "sample_png"]
@@ -25,6 +25,8 @@ class InspectReport:
     n_complete: int
     image_shape: tuple[int, int]
     software_version: str
+    format_version: int
+    frames: int
     samples_per_split: dict[str, int]
     cts_per_split: dict[str, int]
     stats: dict[str, dict[str, float]]
@@ -39,8 +41,10 @@ class InspectReport:
         """Human-readable summary."""
         lines = [f"store      {self.path}",
                  f"version    ddsa-sim {self.software_version}",
+                 f"format     {self.format_version}",
                  f"samples    {self.n_complete}/{self.n_samples} complete, images "
-                 + f"{self.image_shape[0]}x{self.image_shape[1]}"]
+                 + f"{self.image_shape[0]}x{self.image_shape[1]}"
+                 + (f", sequences of {self.frames} frames" if self.frames else "")]
         for s in ("train", "val", "test"):
             lines.append(f"  {s:<6} {self.samples_per_split.get(s, 0):>8} samples  {self.cts_per_split.get(s, 0):>5} CTs")
         lines.append(f"{'array':<20}{'mean':>12}{'std':>12}{'min':>12}{'max':>12}")
@@ -96,21 +100,23 @@ def inspect_store(path: str | Path, verify: bool = True) -> InspectReport:
         stats[name] = {"mean": mean, "std": float(np.sqrt(max(ss / n - mean * mean, 0.0))) if n else float("nan"),
                        "min": lo if n else float("nan"), "max": hi if n else float("nan")}
     return InspectReport(path, int(done.size), int(done.sum()), tuple(root.attrs["image_shape"]),
-                         str(root.attrs.get("software_version")), dict(per_split), cts, stats, corrupted,
+                         str(root.attrs.get("software_version")), int(root.attrs["format_version"]),
+                         store_frames(root.attrs), dict(per_split), cts, stats, corrupted,
                          np.flatnonzero(~done).tolist())
 
 
 def sample_png(path: str | Path, index: int, out: str | Path) -> tuple[Path, Path]:
-    """Write store sample ``index`` as a PNG (:func:`ddsa_sim.export.preview.write_grid`) at ``out``,
-    and its contrast frame (float32 ``-ln(I/I0)``, what ``ddsa-sim infer`` takes) as
-    ``<out stem>_contrast.tif`` beside it; returns both paths.
+    """Write store sample ``index`` as a PNG (:func:`ddsa_sim.export.preview.write_grid`; all frames of a
+    sequence: :func:`~ddsa_sim.export.preview.write_sequence_strip`) at ``out``, and its contrast
+    frame (float32 ``-ln(I/I0)``, what ``ddsa-sim infer`` takes; a sequence's frames as a multi-page
+    TIFF) as ``<out stem>_contrast.tif`` beside it; returns both paths.
 
     Raises
     ------
     InputError
         No such sample, an incomplete one, or one whose checksum does not match.
     """
-    from ddsa_sim.export.preview import write_grid
+    from ddsa_sim.export.preview import write_grid, write_sequence_strip
     from ddsa_sim.files import atomic_output
 
     root = open_store(path)
@@ -130,7 +136,10 @@ def sample_png(path: str | Path, index: int, out: str | Path) -> tuple[Path, Pat
     out = Path(out)
     frame = out.with_name(f"{out.stem}_contrast.tif")
     with atomic_output(out) as tmp:
-        write_grid(root, [index], tmp)
+        if store_frames(root.attrs):
+            write_sequence_strip(root, index, tmp)
+        else:
+            write_grid(root, [index], tmp)
     with atomic_output(frame) as tmp:
-        tifffile.imwrite(tmp, np.asarray(arrays["contrast"], dtype=np.float32))
+        tifffile.imwrite(tmp, np.asarray(arrays["contrast"], dtype=np.float32), photometric="minisblack")
     return out, frame

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.export.config import EXPOSURE_FIELDS, DatasetConfig, Dist, Grid, Range
+from ddsa_sim.export.config import EXPOSURE_FIELDS, PHYSIOLOGICAL_MOTION_FIELDS, DatasetConfig, Dist, Grid, Range
 from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 
 VESSEL_TAG = 0x7E55E1
@@ -73,7 +73,10 @@ class SampleSpec:
     (:func:`ddsa_sim.export.sample.aim_point_mm`); None: the CT centre.
     ``detector_rows``/``detector_cols``/``pixel_mm`` are physical; images are binned by ``binning``
     and centre-cropped to ``image_shape``. ``device`` is the config's (``cuda`` maps to each worker's
-    own GPU, :func:`ddsa_sim.export.devices.this_worker_device`).
+    own GPU, :func:`ddsa_sim.export.devices.this_worker_device`). ``frames``: 0 for one fully filled
+    contrast frame, T >= 1 for a sequence with bolus times ``frame_times_s`` (None: the arterial
+    filling of the sample's trees) and mask frame time ``mask_time_s``; ``motion_params``: the
+    drawn :class:`~ddsa_sim.scene.MotionParams` values of a physiological motion kind.
     """
 
     index: int
@@ -117,6 +120,10 @@ class SampleSpec:
     bit_depth: int | None = None
     aim: tuple[str, ...] | None = None
     aim_u: float | None = None
+    frames: int = 0
+    frame_times_s: tuple[float, ...] | None = None
+    mask_time_s: float = 0.0
+    motion_params: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict of all fields, less those of :data:`OMITTED_AT_DEFAULT` at their default."""
@@ -129,7 +136,8 @@ class SampleSpec:
 OMITTED_AT_DEFAULT: dict[str, Any] = {"mas": None, "detector_air_kerma_ugy": None, "electronic_noise": 0.0,
                                       "catheter": None, "ct_variant": None, "filter_cu_mm": 0.0, "grid": True,
                                       "detector_mtf50_cycles_per_mm": CSI_MTF50_CYCLES_PER_MM, "bit_depth": None,
-                                      "aim": None, "aim_u": None}
+                                      "aim": None, "aim_u": None, "frames": 0, "frame_times_s": None,
+                                      "mask_time_s": 0.0, "motion_params": {}}
 
 
 def draw(d: Dist, rng: np.random.Generator) -> float:
@@ -364,7 +372,12 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             iodine_mg_per_ml=draw(config.iodine_mg_per_ml, rng),
             electronic_noise=draw(config.electronic_noise, rng),
             **detector_draws(config, rng),
-            **aim_draw(config, rng),  # last: earlier draws keep their values
+            **aim_draw(config, rng),
+            motion_params={name: draw(getattr(config.effects, name), rng)  # last: earlier draws keep their values
+                           for name in PHYSIOLOGICAL_MOTION_FIELDS.get(config.effects.motion, ())},
+            frames=config.sequence.frames if config.sequence else 0,
+            frame_times_s=config.sequence.times() if config.sequence else None,
+            mask_time_s=config.sequence.mask_time_s if config.sequence else 0.0,
             noise=config.effects.noise,
             scatter=config.effects.scatter,
             motion=config.effects.motion,

@@ -2,7 +2,9 @@
 
 Columns: mask | contrast | conventional DSA (contrast - mask) | DSA target. Each column has ONE
 display window for all its rows (the 1st..99th percentile over the shown images of that column),
-so brightness differences between samples are real, not a per-image min-max stretch.
+so brightness differences between samples are real, not a per-image min-max stretch. In a sequence
+store a row shows the sample's frame with the most iodine (its title names the frame);
+:func:`write_sequence_strip` shows all frames of one sample.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from ddsa_sim.export.format import META_GROUP
+from ddsa_sim.export.format import META_GROUP, store_frames
 from ddsa_sim.export.store import completed
 
-__all__ = ["COLUMNS", "column_windows", "write_grid", "write_preview"]
+__all__ = ["COLUMNS", "column_windows", "peak_frame", "write_grid", "write_preview", "write_sequence_strip"]
 
 COLUMNS = ("mask", "contrast", "contrast - mask", "dsa_target")
 
@@ -45,10 +47,13 @@ def write_grid(root: zarr.Group, pick: np.ndarray | list[int], path: str | Path)
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    rows = []
+    rows, labels = [], []
     for i in pick:
-        mask, contrast = root["mask"][i], root["contrast"][i]
-        rows.append([mask, contrast, contrast - mask, root["dsa_target"][i]])
+        k = peak_frame(root, int(i))
+        at = (int(i),) if k is None else (int(i), k)
+        mask, contrast = root["mask"][int(i)], root["contrast"][at]
+        rows.append([mask, contrast, contrast - mask, root["dsa_target"][at]])
+        labels.append("" if k is None else f" f{k}")
     images = np.asarray(rows, dtype=np.float32)
     windows = column_windows(images)
     splits = root[META_GROUP]["split"]
@@ -62,7 +67,46 @@ def write_grid(root: zarr.Group, pick: np.ndarray | list[int], path: str | Path)
             if r == 0:
                 ax.set_title(f"{COLUMNS[c]}\n[{windows[c][0]:.3g}, {windows[c][1]:.3g}]", fontsize=8)
             if c == 0:
-                ax.set_ylabel(f"#{int(i)} {splits[int(i)]}", fontsize=8)
+                ax.set_ylabel(f"#{int(i)}{labels[r]} {splits[int(i)]}", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def peak_frame(root: zarr.Group, index: int) -> int | None:
+    """The frame of sample ``index`` with the most projected iodine (None in a single-frame store)."""
+    if not store_frames(root.attrs):
+        return None
+    return int(np.argmax(np.asarray(root["iodine_mg_per_cm2"][index], dtype=np.float64).sum(axis=(1, 2))))
+
+
+def write_sequence_strip(root: zarr.Group, index: int, path: str | Path) -> Path:
+    """PNG of every frame of sequence sample ``index``: rows contrast - mask and DSA target (one window
+    per row over all frames), one column per frame titled with its time (s)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    mask = np.asarray(root["mask"][index], dtype=np.float32)
+    rows = np.stack([np.asarray(root["contrast"][index], dtype=np.float32) - mask,
+                     np.asarray(root["dsa_target"][index], dtype=np.float32)])
+    times = np.asarray(root[META_GROUP]["frame_times_s"][index], dtype=np.float64)
+    n = rows.shape[1]
+    fig, axes = plt.subplots(2, n, figsize=(n * 1.8, 2 * 1.9), squeeze=False)
+    for r, name in enumerate(("contrast - mask", "dsa_target")):
+        lo, hi = np.percentile(rows[r], [1.0, 99.0])
+        for k in range(n):
+            ax = axes[r, k]
+            ax.imshow(rows[r, k], cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1e-6, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"t = {times[k]:.2f} s", fontsize=8)
+            if k == 0:
+                ax.set_ylabel(name, fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

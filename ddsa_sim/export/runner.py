@@ -283,7 +283,8 @@ def _open_or_create(config: DatasetConfig, store_path: Path, resume: bool, n_sam
     try:
         return create_store(store_path, resolved, n_samples, config.image_shape,
                             extra_attrs={"plan_sha256": fingerprint,
-                                         "cts": [vars(c) for c in resolve_ct_entries(config)]})
+                                         "cts": [vars(c) for c in resolve_ct_entries(config)]},
+                            frames=config.sequence.frames if config.sequence else 0)
     except BaseException:
         if not existed and store_path.is_dir():
             shutil.rmtree(store_path, ignore_errors=True)

@@ -6,6 +6,8 @@ Contract
 
 * the images of ``docs/store_format.md``: ``mask``, ``contrast``, ``contrast_clean``,
   ``dsa_target``, ``iodine_mg_per_cm2`` (float32, (H, W)) and ``vessel_mask`` (uint8, (H, W));
+  for a sequence (``spec.frames`` = T >= 1) all but ``mask`` are (T, H, W), and ``frame_times_s``
+  (float64, (T,)) and ``mask_time_s`` (float64) say when each frame was taken;
 * ``isocenter_mm`` (float64, (3,), world LPS) and ``projection_matrix`` (float64, (3, 4),
   world mm -> pixel index of the stored, binned and cropped image).
 
@@ -24,8 +26,9 @@ renders it with :func:`ddsa_sim.scene.render_frames`. Options: :data:`SCENE_OPTI
 
 Memory per worker (see ``docs/export.md``): the :class:`CTCache` holds at most ``max_items`` CTs,
 each ``4 bytes * voxels`` (float32 HU) plus ``1 byte * voxels`` (uint8 labels), plus one sample's
-arrays (``6 * 4 * H * W`` bytes) and the renderer's own working memory. CTs with more than
-``spec.max_ct_voxels`` voxels are refused before their voxels are read.
+arrays (``6 * 4 * H * W`` bytes; ``(1 + 5 T) * 4 * H * W`` for a sequence of T frames) and the
+renderer's own working memory. CTs with more than ``spec.max_ct_voxels`` voxels are refused before
+their voxels are read.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.export.devices import this_worker_device
-from ddsa_sim.export.format import IMAGE_ARRAYS, IMAGE_DTYPES, V2_META_ARRAYS
+from ddsa_sim.export.format import IMAGE_ARRAYS, IMAGE_DTYPES, V2_META_ARRAYS, image_sample_shape
 from ddsa_sim.export.plan import SampleSpec
 from ddsa_sim.export.renderers import resolve_renderer
 
@@ -240,12 +243,15 @@ def scene_options(options: dict[str, Any], device: str = "cpu") -> dict[str, Any
 
 
 def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
-    """The :class:`~ddsa_sim.scene.SceneSpec` of a sample (the plan's drawn values, static vessels)."""
+    """The :class:`~ddsa_sim.scene.SceneSpec` of a sample (the plan's drawn values; trees fill with the
+    bolus in a sequence and stay trees under cardiac motion (re-voxelized per frame), else they are
+    static: full lumen, voxelized once per tree and CT)."""
     from ddsa_sim.physics.blur import BlurSettings
     from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.scatter import AntiScatterGrid
     from ddsa_sim.physics.spectra import spectrum_at_kvp
     from ddsa_sim.scene import (
+        CARDIAC_KINDS,
         CatheterSpec,
         EffectsSpec,
         Exposure,
@@ -261,12 +267,13 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     vs = spec.vessel_source
     field = f"vessels.sources[{vs.get('source_index', 0)}]"
     spacing = float(opts["vessel_spacing_mm"])
+    fill = "bolus" if spec.frames or spec.motion in CARDIAC_KINDS else "static"  # a beating tree: nodes move
     catheter = None
     feeding = None if "feeding" not in vs else Feeding(tuple(vs["feeding"]["direction"]), vs["feeding"]["cone_deg"],
                                                        tuple(vs["feeding"]["roll_deg"]))
     if vs["kind"] == "generator":
         vessels = VesselSpec("generator", vs["name"], dict(vs.get("params") or {}), int(vs["seed"]),
-                             spacing_mm=spacing, fill="static", display_name=spec.vessel_id, field=field)
+                             spacing_mm=spacing, fill=fill, display_name=spec.vessel_id, field=field)
         if spec.catheter is not None:  # generated trees only: a catheter needs a tree to follow
             catheter = CatheterSpec(**spec.catheter, field="catheter")
         if vs.get("placement") == "anatomical":
@@ -280,7 +287,7 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
                              field=f"{field}.structures")
         placement = PlacementSpec("as-is")
     elif vs["kind"] == "segmentation":
-        vessels = VesselSpec("file", vs["name"], spacing_mm=spacing, fill="static", display_name=spec.vessel_id,
+        vessels = VesselSpec("file", vs["name"], spacing_mm=spacing, fill=fill, display_name=spec.vessel_id,
                              field=f"{field}.segmentation")
         placement = PlacementSpec("as-is")
     elif vs["kind"] == "model":  # a label volume sampled with the tree's seed, placed like a tree
@@ -298,16 +305,18 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     effects = EffectsSpec(noise=spec.noise,
                           scatter=ScatterSettings(enabled=spec.scatter, grid=AntiScatterGrid() if spec.grid else None),
                           blur=BlurSettings(detector_mtf50_cycles_per_mm=spec.detector_mtf50_cycles_per_mm),
-                          motion=MotionParams(kind=spec.motion), method=opts["method"], device=this_worker_device(spec.device),
+                          motion=MotionParams(kind=spec.motion, **spec.motion_params), method=opts["method"],
+                          device=this_worker_device(spec.device),
                           backend=opts["backend"])
     return SceneSpec(ct_spec(spec), vessels, placement, exposure, effects, catheter)
 
 
 def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarray]:
     """The physics: :func:`scene_spec` -> :func:`ddsa_sim.scene.build_scene` -> ``render_frames`` with
-    ``default_rng(spec.seed)``; the store's arrays centre-cropped, plus ``isocenter_mm`` / ``projection_matrix``
-    and the exposure meta values (``photons_per_pixel``, ``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)."""
-    from ddsa_sim.scene import build_scene, render_frames
+    ``default_rng(spec.seed)``; the store's arrays centre-cropped, plus ``isocenter_mm`` / ``projection_matrix``,
+    the exposure meta values (``photons_per_pixel``, ``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)
+    and the frame times."""
+    from ddsa_sim.scene import bolus_times, build_scene, render_frames
     from ddsa_sim.scene.recording import frame_quanta, gain_for_bit_depth
 
     opts = scene_options(spec.renderer_options, spec.device)
@@ -320,8 +329,14 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
         quanta = frame_quanta(spectrum, scene.detector, scene.exposure.n0(spectrum, carm), scene.scatter)
         scene.detector = replace(scene.detector, bit_depth=spec.bit_depth,
                                  gain=gain_for_bit_depth(spec.bit_depth, quanta))
-    frames = render_frames(scene, carm, np.random.default_rng(spec.seed))
-    arrays = crop_images(spec, frames.frame(0))
+    if spec.frames:
+        times = list(spec.frame_times_s) if spec.frame_times_s is not None else bolus_times(scene, spec.frames)
+    else:
+        times = [None]
+    frames = render_frames(scene, carm, np.random.default_rng(spec.seed), times, mask_time_s=spec.mask_time_s)
+    arrays = crop_images(spec, frames.sequence() if spec.frames else frames.frame(0))
+    arrays["frame_times_s"] = np.asarray(frames.times_s, dtype=np.float64)
+    arrays["mask_time_s"] = np.float64(frames.mask_time_s)
     arrays["isocenter_mm"], arrays["projection_matrix"] = sample_geometry(spec, target)
     exposure = frames.exposure_dict()
     arrays.update({name: np.float64(exposure[name]) for name in ("photons_per_pixel", *V2_META_ARRAYS)})
@@ -329,15 +344,16 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
 
 
 def crop_images(spec: SampleSpec, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The store's image arrays of a full binned-detector render, centre-cropped to ``spec.image_shape``."""
+    """The store's image arrays of a full binned-detector render (frames first), centre-cropped to
+    ``spec.image_shape``."""
     r0, c0 = crop_origin(spec)
     h, w = spec.image_shape
-    return {name: np.ascontiguousarray(images[name][r0:r0 + h, c0:c0 + w]) for name in IMAGE_ARRAYS}
+    return {name: np.ascontiguousarray(images[name][..., r0:r0 + h, c0:c0 + w]) for name in IMAGE_ARRAYS}
 
 
 def check_sample(spec: SampleSpec, arrays: dict[str, np.ndarray]) -> None:
     """Raise RuntimeError when a renderer broke the contract (names, shapes, dtypes, finiteness)."""
-    shapes = {name: tuple(spec.image_shape) for name in IMAGE_ARRAYS}
+    shapes = {name: image_sample_shape(name, spec.image_shape, spec.frames) for name in IMAGE_ARRAYS}
     shapes.update(isocenter_mm=(3,), projection_matrix=(3, 4))
     for name, shape in shapes.items():
         if name not in arrays:

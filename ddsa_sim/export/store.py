@@ -6,7 +6,7 @@ writers (the synthetic training stores) through :func:`create_store` and :func:`
 
 Atomicity
 ---------
-Every array has one chunk per sample (images ``(1, H, W)``, metadata ``(1,)``), so parallel writers
+Every array has one chunk per sample (images ``(1, H, W)`` or ``(1, T, H, W)``, metadata ``(1,)``), so parallel writers
 never touch the same file. zarr 3's ``LocalStore`` writes each chunk to a ``*.partial`` temporary
 file and ``os.replace``-s it into place (``zarr.storage._local._atomic_write``), so a chunk file is
 either the old or the new one, never half written. :func:`write_slot` writes the images, then
@@ -45,6 +45,7 @@ from ddsa_sim import InputError
 from ddsa_sim.export.format import (
     FORMAT,
     FORMAT_VERSION,
+    FRAMES_ATTR,
     IMAGE_ARRAYS,
     IMAGE_DTYPES,
     META_ARRAYS,
@@ -53,6 +54,9 @@ from ddsa_sim.export.format import (
     READABLE_VERSIONS,
     SAMPLE_META_ARRAYS,
     V2_META_ARRAYS,
+    V3_META_ARRAYS,
+    image_sample_shape,
+    meta_sample_shape,
     sample_checksum,
     sample_chunks,
 )
@@ -86,7 +90,8 @@ _ZARR_CONFIG = {"write_empty_chunks": True}  # every written sample has its chun
 
 
 def create_store(path: str | Path, config: dict[str, Any], n_samples: int, image_shape: tuple[int, int],
-                 extra_attrs: dict[str, Any] | None = None, *, overwrite: bool = False) -> zarr.Group:
+                 extra_attrs: dict[str, Any] | None = None, *, overwrite: bool = False,
+                 frames: int = 0) -> zarr.Group:
     """Create an empty store with every array preallocated (N slots, ``complete`` all 0).
 
     Parameters
@@ -103,6 +108,9 @@ def create_store(path: str | Path, config: dict[str, Any], n_samples: int, image
         Further root attributes (e.g. ``plan_sha256``, ``cts``).
     overwrite
         Replace whatever is at ``path`` (its contents are deleted) instead of refusing.
+    frames
+        Contrast frames per sample: 0 for single-frame samples, T >= 1 for sequences (the
+        :data:`~ddsa_sim.export.format.FRAME_ARRAYS` get a frame axis, ``(N, T, H, W)``).
 
     Raises
     ------
@@ -116,11 +124,15 @@ def create_store(path: str | Path, config: dict[str, Any], n_samples: int, image
         raise InputError(f"{path}: already exists; use --resume to continue it, or choose another output")
     h, w = (int(image_shape[0]), int(image_shape[1]))
     root = zarr.open_group(str(path), mode="w" if overwrite else "w-", zarr_format=3)
+    if isinstance(frames, bool) or int(frames) != frames or frames < 0:
+        raise InputError(f"store frames must be an integer >= 0, got {frames!r}")
     for name in IMAGE_ARRAYS:
-        root.create_array(name, shape=(n_samples, h, w), chunks=sample_chunks((h, w)), dtype=IMAGE_DTYPES[name],
+        shape = image_sample_shape(name, (h, w), frames)
+        root.create_array(name, shape=(n_samples, *shape), chunks=sample_chunks(shape), dtype=IMAGE_DTYPES[name],
                           fill_value=0, config=_ZARR_CONFIG)
     meta = root.create_group(META_GROUP)
-    for name, (dtype, shape) in META_ARRAYS.items():
+    for name, (dtype, _) in META_ARRAYS.items():
+        shape = meta_sample_shape(name, frames)
         fill = "" if dtype is str else 0
         meta.create_array(name, shape=(n_samples, *shape), chunks=sample_chunks(shape), dtype=dtype,
                           fill_value=fill, compressors=None,
@@ -132,6 +144,7 @@ def create_store(path: str | Path, config: dict[str, Any], n_samples: int, image
         "config": config,
         "n_samples": int(n_samples),
         "image_shape": [h, w],
+        FRAMES_ATTR: int(frames),
         "format_version": FORMAT_VERSION,
         "format": FORMAT,
     })
@@ -142,7 +155,8 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
     """Open a dataset store (``mode`` "r" or "r+").
 
     Readers (``"r"``) accept every version of :data:`~ddsa_sim.export.format.READABLE_VERSIONS` (a
-    version-1 store lacks the exposure meta arrays); a writer (``"r+"``, resume) only the current one.
+    version-1 store lacks the exposure meta arrays, versions 1-2 the frame times); a writer (``"r+"``,
+    resume) only the current one.
 
     Raises
     ------
@@ -168,7 +182,7 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
     meta = root.get(META_GROUP)
     meta_names = set(meta.array_keys()) if isinstance(meta, zarr.Group) else set()
     expected_meta = [n for n in META_ARRAYS if (version >= 2 or n not in V2_META_ARRAYS)
-                     and n not in OPTIONAL_META_ARRAYS]
+                     and (version >= 3 or n not in V3_META_ARRAYS) and n not in OPTIONAL_META_ARRAYS]
     missing = [n for n in IMAGE_ARRAYS if n not in names] + [f"{META_GROUP}/{n}" for n in expected_meta
                                                              if n not in meta_names]
     if missing:
@@ -186,6 +200,7 @@ def params_json(spec: SampleSpec) -> str:
         "noise": spec.noise,
         "scatter": spec.scatter,
         "motion": spec.motion,
+        **({"motion_params": spec.motion_params} if spec.motion_params else {}),
         "ct_source": spec.ct_source,
         "labels_source": spec.labels_source,
         "renderer": spec.renderer,
@@ -216,6 +231,9 @@ def sample_meta(spec: SampleSpec, arrays: Mapping[str, np.ndarray]) -> dict[str,
         "detector_mtf50_cycles_per_mm": (np.nan if spec.detector_mtf50_cycles_per_mm is None
                                          else spec.detector_mtf50_cycles_per_mm),
         "bit_depth": np.uint8(spec.bit_depth or 0),
+        "frame_times_s": np.asarray(arrays.get("frame_times_s", np.full(max(spec.frames, 1), np.nan)),
+                                    dtype=np.float64),
+        "mask_time_s": float(arrays.get("mask_time_s", np.nan)),
     }
 
 
@@ -245,7 +263,9 @@ def write_slot(root: zarr.Group, index: int, images: Mapping[str, np.ndarray], m
     Parameters
     ----------
     images
-        Every array of :data:`IMAGE_ARRAYS`, shape ``(H, W)`` (other keys are ignored).
+        Every array of :data:`IMAGE_ARRAYS`, of its per-sample shape in this store (``(H, W)``; ``(T, H, W)``
+        for a sequence store's frame arrays, :func:`~ddsa_sim.export.format.image_sample_shape`);
+        other keys are ignored.
     meta
         The :data:`SAMPLE_META_ARRAYS` values (the checksum and ``complete`` are this writer's); those of
         :data:`OPTIONAL_META_ARRAYS` may be left out (they keep their fill value, 0).

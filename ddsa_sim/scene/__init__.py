@@ -13,7 +13,7 @@ detector).
 
 from ddsa_sim.scene.builder import Patient, build_scene, load_patient
 from ddsa_sim.scene.catheter import CatheterSpec
-from ddsa_sim.scene.motion import MotionParams
+from ddsa_sim.scene.motion import CARDIAC_KINDS, RESPIRATORY_KINDS, MotionParams
 from ddsa_sim.scene.placement import Feeding
 from ddsa_sim.scene.recording import Exposure, ScatterSettings
 from ddsa_sim.scene.render import (
@@ -31,6 +31,8 @@ from ddsa_sim.scene.spec import CTSpec, EffectsSpec, ExposureSpec, PlacementSpec
 from ddsa_sim.scene.vessels import BolusParams, FractionVessels, TreeVessels
 
 __all__ = [
+    "CARDIAC_KINDS",
+    "RESPIRATORY_KINDS",
     "TRIPLET_KEYS",
     "BolusParams",
     "CTSpec",

@@ -1,6 +1,7 @@
 """Patient motion between the mask and the contrast frame.
 
-Two models (docs/dsa.md §4):
+Two models of a random displacement between mask and contrast frame (docs/dsa.md §4), and two
+physiological models driven by each frame's time (:mod:`ddsa_sim.scene.cardiorespiratory`):
 
 * ``"rigid"``: a small rigid transform of the CT in the world, a rotation about the C-arm isocenter
   (uniform in ``[-max_rotation_deg, max_rotation_deg]`` about each world axis, xyz Euler) followed by
@@ -15,7 +16,13 @@ Two models (docs/dsa.md §4):
   cheap and exactly the identity at zero amplitude; its limit: no depth-dependent (parallax)
   motion, which a 3D warp of the CT would give at the cost of resampling the whole CT per frame.
 
-The iodine volumes never move: the contrast frame is defined at the (unmoved) pose of the target.
+* ``"cardiac"``: the vessel trees deform with the cardiac phase (longitudinal and radial contraction
+  about the apex); ``"respiratory"``: CT and vessels shift with breathing (superior-inferior, small
+  anterior-posterior, fading with distance from the diaphragm); ``"cardiorespiratory"``: both.
+
+With ``rigid`` and ``elastic`` the iodine volumes never move: the contrast frame is defined at the
+(unmoved) pose of the target. With the physiological kinds the iodine is at each contrast frame's own
+geometry, in the frame and in its target alike.
 """
 
 from __future__ import annotations
@@ -30,8 +37,11 @@ from scipy.spatial.transform import Rotation
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
 
-MotionKind = Literal["none", "rigid", "elastic"]
-MOTION_KINDS = ("none", "rigid", "elastic")
+MotionKind = Literal["none", "rigid", "elastic", "cardiac", "respiratory", "cardiorespiratory"]
+MOTION_KINDS = ("none", "rigid", "elastic", "cardiac", "respiratory", "cardiorespiratory")
+#: kinds whose motion is a function of each frame's time (:mod:`ddsa_sim.scene.cardiorespiratory`)
+CARDIAC_KINDS = ("cardiac", "cardiorespiratory")
+RESPIRATORY_KINDS = ("respiratory", "cardiorespiratory")
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,21 @@ class MotionParams:
         Elastic: largest breathing displacement at the isocenter plane (mm).
     smoothness : float
         Elastic: Gaussian smoothing sigma of the random field, as a fraction of the image size.
+    heart_rate_bpm : float
+        Cardiac: heart rate (beats per minute); phase = time x rate / 60 plus a random start phase.
+    cardiac_longitudinal_mm : float
+        Cardiac: end-systolic displacement of the base of the tree (the atrioventricular groove)
+        towards the apex along the heart's long axis (mm).
+    cardiac_radial_mm : float
+        Cardiac: end-systolic inward displacement of the tree's outermost points (95th percentile of
+        the distance from the long axis) towards the axis (mm).
+    breathing_period_s : float
+        Respiratory: period of one breath (s).
+    diaphragm_amplitude_mm : float
+        Respiratory: inferior excursion of the diaphragm from end-expiration to end-inspiration (mm).
+    diaphragm_z_mm : float, optional
+        Respiratory: world z (LPS, mm) of the diaphragm dome; default: found in the CT (lowest slice
+        with lung, :func:`~ddsa_sim.scene.cardiorespiratory.diaphragm_level_mm`).
     """
 
     kind: MotionKind = "none"
@@ -56,11 +81,24 @@ class MotionParams:
     max_rotation_deg: float = 1.0
     amplitude_mm: float = 3.0
     smoothness: float = 0.2
+    heart_rate_bpm: float = 70.0
+    cardiac_longitudinal_mm: float = 12.0
+    cardiac_radial_mm: float = 5.0
+    breathing_period_s: float = 4.0
+    diaphragm_amplitude_mm: float = 15.0
+    diaphragm_z_mm: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in MOTION_KINDS:
             raise InputError(f"motion: unknown kind {self.kind!r}; use one of {', '.join(MOTION_KINDS)}")
-        for name in ("max_translation_mm", "max_rotation_deg", "amplitude_mm"):
+        for name in ("heart_rate_bpm", "breathing_period_s"):
+            v = getattr(self, name)
+            if not np.isfinite(v) or v <= 0:
+                raise InputError(f"motion {name} must be > 0, got {v!r}")
+        if self.diaphragm_z_mm is not None and not np.isfinite(self.diaphragm_z_mm):
+            raise InputError(f"motion diaphragm_z_mm must be a number, got {self.diaphragm_z_mm!r}")
+        for name in ("max_translation_mm", "max_rotation_deg", "amplitude_mm", "cardiac_longitudinal_mm",
+                     "cardiac_radial_mm", "diaphragm_amplitude_mm"):
             v = getattr(self, name)
             if not np.isfinite(v) or v < 0:
                 raise InputError(f"motion {name} must be >= 0, got {v!r}")

@@ -20,7 +20,25 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.spectra import air_kerma_ugy
-from ddsa_sim.scene.motion import breathing_displacement_px, rigid_transform, warp_images
+from ddsa_sim.projector import Projector, ProjectorVolume
+from ddsa_sim.scene.cardiorespiratory import (
+    HeartFrame,
+    cardiac_contraction,
+    cardiac_phase,
+    cardiac_transform,
+    diaphragm_level_mm,
+    diaphragm_offset_mm,
+    heart_frame,
+    respiratory_ct,
+    respiratory_displacement_mm,
+)
+from ddsa_sim.scene.motion import (
+    CARDIAC_KINDS,
+    RESPIRATORY_KINDS,
+    breathing_displacement_px,
+    rigid_transform,
+    warp_images,
+)
 from ddsa_sim.scene.recording import (
     aec_kerma_transmission,
     check_detector_range,
@@ -31,9 +49,12 @@ from ddsa_sim.scene.recording import (
     to_neglog,
 )
 from ddsa_sim.scene.scene import Scene
+from ddsa_sim.scene.vessels import TreeVessels, iodine_volume
+from vessel_models.voxelize import voxelize_tree
 
 __all__ = ["TRIPLET_KEYS", "VESSEL_MASK_MIN_IODINE_MG_PER_CM2", "DSAFrames", "MarchedView", "bolus_times",
-           "render_frames", "render_sequence", "render_triplet", "render_views"]
+           "march_moving_vessels", "render_frames", "render_sequence", "render_triplet", "render_views",
+           "vessel_motion"]
 
 #: A pixel is vessel (``vessel_mask``) where the projected iodine is at least this (mg/cm^2), in
 #: single frames and sequences alike: 0.1 mg/cm^2 is 1 % of a 1 mm lumen at 100 mgI/ml, about
@@ -57,6 +78,7 @@ class DSAFrames:
     contrast, contrast_clean, dsa_target, conventional_dsa, iodine_mg_per_cm2 : (T, H, W)
     vessel_mask : (T, H, W) uint8
     times_s : (T,) float64, NaN for a fully filled frame
+    mask_time_s : float, time of the mask frame (s; the clock of the bolus and of cardiac and respiratory motion)
     mask_scatter : (H, W) float64, scatter of the mask frame relative to the flat field (0 if off)
     mask_primary : (H, W) float64, primary I/I0 of the mask frame
     photons_per_pixel : float, N0 used (photons per pixel incident on the detector, no patient)
@@ -77,6 +99,7 @@ class DSAFrames:
     iodine_mg_per_cm2: np.ndarray
     vessel_mask: np.ndarray
     times_s: np.ndarray
+    mask_time_s: float
     mask_scatter: np.ndarray
     mask_primary: np.ndarray
     photons_per_pixel: float
@@ -90,6 +113,10 @@ class DSAFrames:
         """The exposure of every frame of this view (JSON-safe numbers)."""
         return {"photons_per_pixel": self.photons_per_pixel, "mas": self.mas, "air_kerma_ugy": self.air_kerma_ugy,
                 "detector_air_kerma_ugy": self.detector_air_kerma_ugy, "quanta_per_pixel": self.quanta_per_pixel}
+
+    def sequence(self) -> dict[str, np.ndarray]:
+        """The arrays of :data:`TRIPLET_KEYS` with every contrast frame: ``mask`` (H, W), the others (T, H, W)."""
+        return {"mask": self.mask, **{k: getattr(self, k) for k in TRIPLET_KEYS[1:]}}
 
     def frame(self, k: int = -1) -> dict[str, np.ndarray]:
         """The arrays of :data:`TRIPLET_KEYS` for contrast frame ``k``."""
@@ -125,8 +152,106 @@ def _moved_ct(scene: Scene, carm: CArm, a_ct: np.ndarray, rng: np.random.Generat
     return warp_images(a_ct, u), {"kind": "elastic", "max_displacement_px": float(np.abs(u).max())}
 
 
+def _is_physiological(scene: Scene) -> bool:
+    return scene.motion.kind in (*CARDIAC_KINDS, *RESPIRATORY_KINDS)
+
+
+def _dome_z_mm(scene: Scene) -> float:
+    """The diaphragm dome's world z: the motion's own, else found in the CT once per scene."""
+    if scene.motion.diaphragm_z_mm is not None:
+        return float(scene.motion.diaphragm_z_mm)
+    if "dome_z_mm" not in scene._motion_cache:
+        scene._motion_cache["dome_z_mm"] = diaphragm_level_mm(scene.ct)
+    z = scene._motion_cache["dome_z_mm"]
+    if z is None:
+        raise InputError(f"motion {scene.motion.kind}: found no lung in CT '{scene.ct.name}' to place the "
+                         "diaphragm; give diaphragm_z_mm")
+    return z
+
+
+def _heart(scene: Scene, name: str) -> HeartFrame:
+    key = ("heart", name)
+    if key not in scene._motion_cache:
+        scene._motion_cache[key] = heart_frame(scene.projector.volumes[name])
+    return scene._motion_cache[key]
+
+
+def _physiological_state(scene: Scene, clock: dict[str, float], t_s: float | None) -> dict[str, float]:
+    """Cardiac phase, contraction and diaphragm offset (mm) at bolus time ``t_s`` (None: the clock's
+    time of a fully filled frame)."""
+    m = scene.motion
+    t = clock["full_fill_time_s"] if t_s is None else float(t_s)
+    phase = float(cardiac_phase(clock["cardiac_start_s"] + t, m.heart_rate_bpm))
+    return {"time_s": t, "cardiac_phase": phase,
+            "contraction": float(cardiac_contraction(phase)) if m.kind in CARDIAC_KINDS else 0.0,
+            "diaphragm_offset_mm": float(diaphragm_offset_mm(clock["breathing_start_s"] + t, m.breathing_period_s,
+                                                              m.diaphragm_amplitude_mm))
+            if m.kind in RESPIRATORY_KINDS else 0.0}
+
+
+def vessel_motion(scene: Scene, state: dict[str, float], mask_state: dict[str, float]) -> dict[str, np.ndarray]:
+    """World -> world map (4x4) of every contrast-frame volume in a frame of ``state``: for a vessel
+    source the cardiac transform of its heart frame, then the respiratory displacement at its
+    centroid relative to the mask's; a catheter's lumen stays (identity), as its wall does."""
+    m = scene.motion
+    out = {name: np.eye(4) for name in scene.vessel_names}
+    for name in scene.vessel_names[:len(scene.vessels)]:
+        heart = _heart(scene, name)
+        t = cardiac_transform(heart, state["contraction"], m.cardiac_longitudinal_mm, m.cardiac_radial_mm)
+        if m.kind in RESPIRATORY_KINDS:
+            t[:3, 3] += respiratory_displacement_mm(heart.centroid_mm, state["diaphragm_offset_mm"]
+                                                    - mask_state["diaphragm_offset_mm"], _dome_z_mm(scene))[0]
+        out[name] = t
+    return out
+
+
+def _march_alone(scene: Scene, carm: CArm, volume: ProjectorVolume, proj: Projector) -> np.ndarray:
+    """Sharp area densities of a volume not in ``proj`` (a moved copy), in ``proj``'s material columns."""
+    one = Projector([volume], spectrum=proj.spectrum, mode=proj.mode, method=proj.method, step_mm=proj.step_mm,
+                    threads=proj.threads, device=scene.device, backend=scene.backend)
+    area = np.zeros((carm.sensor_height, carm.sensor_width, len(proj.materials)))
+    area[..., [proj.materials.index(name) for name in one.materials]] = one.march(carm, volume.name)
+    return area
+
+
+def _march_breathing_ct(scene: Scene, carm: CArm, offset_mm: float) -> np.ndarray:
+    """Area densities of the mask's volumes with the CT moved by a diaphragm offset (relative to the
+    scan), each focal-spot blurred (:meth:`~ddsa_sim.scene.Scene.march_ct`; a catheter's wall stays)."""
+    moved = respiratory_ct(scene.projector.volumes["ct"], offset_mm, _dome_z_mm(scene))
+    moved.name = "ct_breathing"  # its own slot in a device cache
+    return scene.march_ct(carm, _march_alone(scene, carm, moved, scene.projector))
+
+
+def march_moving_vessels(scene: Scene, carm: CArm, t_s: float | None,
+                          moves: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Sharp area densities of every vessel volume at fill time ``t_s``, each moved by ``moves[name]``.
+
+    With cardiac motion a centreline tree is re-voxelized with its nodes moved and its radii kept
+    (the lumen keeps its calibre; the fill of each node is the unmoved tree's at ``t_s``); a fraction
+    volume (and a tree under respiratory motion only, a translation) is marched through the map itself.
+    """
+    proj = scene.projector_at(t_s)
+    out = {}
+    for i, name in enumerate(scene.vessel_names):
+        src, w = scene.vessels[i] if i < len(scene.vessels) else None, moves[name]  # a catheter lumen: no source
+        if not (isinstance(src, TreeVessels) and scene.motion.kind in CARDIAC_KINDS):
+            out[name] = proj.march(carm, name, world_from_world=w)
+            continue
+        tree = src.tree.copy()
+        tree.positions_mm = src.tree.positions_mm @ w[:3, :3].T + w[:3, 3]
+        moved = TreeVessels(tree, spacing_mm=src.spacing_mm, name=src.name, max_voxels=src.max_voxels)
+        affine, shape = moved.grid
+        fraction = voxelize_tree(tree, affine, shape, node_values=src.fill(t_s, scene.bolus))
+        ref = proj.volumes[name]
+        vol = iodine_volume(f"{name}_moving", fraction, affine, ref.materials[0],
+                            scene.lumen_material.density_g_per_cc, ref.displaces)
+        out[name] = _march_alone(scene, carm, vol, proj)
+    return out
+
+
 def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
-                  times_s: Sequence[float | None] = (None,), marched: MarchedView | None = None) -> DSAFrames:
+                  times_s: Sequence[float | None] = (None,), marched: MarchedView | None = None,
+                  mask_time_s: float = 0.0) -> DSAFrames:
     """Render the mask and one contrast frame per fill time at one C-arm pose.
 
     Parameters
@@ -142,6 +267,10 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         Bolus time of each contrast frame (s); None = fully filled lumen.
     marched : MarchedView, optional
         This view's area densities marched ahead (:func:`render_views`); default: marched here.
+    mask_time_s : float
+        Time of the mask frame (s) on the clock of ``times_s``: with cardiac or respiratory motion
+        the mask is the CT as scanned at this time's breathing state, and each contrast frame's CT
+        and trees move by their motion between it and the frame's time.
 
     Returns
     -------
@@ -154,6 +283,14 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         raise InputError("render: at least one contrast frame (times_s) is needed")
     seeds = rng.integers(0, 2**63 - 1, size=2 + len(times))
     rng_motion = np.random.default_rng(int(seeds[0]))
+    clock = mask_state = None
+    if _is_physiological(scene):  # where in the heart beat and the breath the run starts
+        m = scene.motion
+        clock = {"cardiac_start_s": rng_motion.uniform(0.0, 60.0 / m.heart_rate_bpm),
+                 "breathing_start_s": rng_motion.uniform(0.0, m.breathing_period_s),
+                 "full_fill_time_s": float(mask_time_s) + rng_motion.uniform(0.0, max(60.0 / m.heart_rate_bpm,
+                                                                                      m.breathing_period_s))}
+        mask_state = _physiological_state(scene, clock, mask_time_s)
     proj = scene.projector
     scene.check_view(carm)
 
@@ -184,7 +321,11 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
                                             "iodine_mg_per_cm2", "vessel_mask", "motion")}
     for k, t in enumerate(times):
         proj_t = scene.projector_at(t)
-        sharp = marched.vessels[k] if marched is not None else scene.march_vessels(carm, t)
+        if clock is not None:  # the trees at this frame's own geometry
+            state = _physiological_state(scene, clock, t)
+            sharp = march_moving_vessels(scene, carm, t, vessel_motion(scene, state, mask_state))
+        else:
+            sharp = marched.vessels[k] if marched is not None else scene.march_vessels(carm, t)
         iodine = scene.iodine_mg_per_cm2(sharp)  # mg/cm^2, along each pixel's ray
         a_v = {n: scene.focal_spot_blur(carm, n, a) for n, a in sharp.items()}  # each at its own depth
         names = ["ct", *a_v]
@@ -199,8 +340,13 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
             {"ct": a_ct[hit], **{n: a[hit] for n, a in a_v.items()}}, names), hit)
         unmoved = scene.detector_blur(carm, unmoved).astype(np.float32)
         target = to_neglog(unmoved) - mask_primary_nl  # float32 arithmetic, exactly 0 beyond the blur's reach
-        a_moved, info = _moved_ct(scene, carm, a_ct, rng_motion)
-        if info["kind"] == "none":
+        if clock is not None:
+            offset = state["diaphragm_offset_mm"] - mask_state["diaphragm_offset_mm"]
+            a_moved = _march_breathing_ct(scene, carm, offset) if offset != 0 else a_ct
+            info = {"kind": scene.motion.kind, **state, "ct_diaphragm_offset_mm": offset}
+        else:
+            a_moved, info = _moved_ct(scene, carm, a_ct, rng_motion)
+        if a_moved is a_ct:  # the CT did not move: the frame is the target's
             primary, q = unmoved, unmoved_q
         else:
             moved_sharp, q = scene.intensity(proj_t, carm, proj_t.combine({"ct": a_moved, **a_v}, names))
@@ -215,6 +361,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         out["motion"].append(info)
     stacked = {k: np.stack(v) for k, v in out.items() if k != "motion"}
     return DSAFrames(mask=mask, mask_clean=mask_clean, times_s=np.array([np.nan if t is None else t for t in times]),
+                     mask_time_s=float(mask_time_s),
                      mask_scatter=mask_scatter, mask_primary=mask_primary.astype(np.float64), photons_per_pixel=n0,
                      mas=mas_for(n0, proj.spectrum, carm), air_kerma_ugy=air_kerma,
                      detector_air_kerma_ugy=air_kerma * kerma_t, quanta_per_pixel=quanta,
@@ -273,7 +420,7 @@ def render_views(scene: Scene, carms: Sequence[CArm], rngs: Sequence[np.random.G
         raise InputError(f"render_views: one rng per view, got {len(rngs)} for {len(carms)} views")
     if not times:
         raise InputError("render: at least one contrast frame (times_s) is needed")
-    if scene.projector.backend != "torch":
+    if scene.projector.backend != "torch" or _is_physiological(scene):  # moving trees: marched per view
         return (render_frames(scene, carm, rng, times) for carm, rng in zip(carms, rngs))
     for carm in carms:
         scene.check_view(carm)  # every pose, before a batch is marched

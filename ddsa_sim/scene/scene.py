@@ -114,6 +114,7 @@ class Scene:
     ct_volume: ProjectorVolume | None = field(default=None, repr=False)
     _projectors: dict = field(default_factory=dict, init=False, repr=False)
     _heel_bands_cache: dict = field(default_factory=dict, init=False, repr=False)
+    _motion_cache: dict = field(default_factory=dict, init=False, repr=False)  # heart frames, diaphragm level
 
     def __post_init__(self) -> None:
         if not self.vessels:

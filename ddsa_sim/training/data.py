@@ -8,6 +8,12 @@ Random crops, noise injection and augmentation are applied per *batch* on the tr
 :func:`ddsa_sim.training.augment.make_training_batch` (seeded by a ``torch.Generator``), so datasets are
 deterministic functions of the index.
 
+A sequence store (``docs/store_format.md``: T contrast frames per sample) serves every frame as one
+training pair: item ``i`` is frame ``frame_index[i]`` of store sample ``indices[i]``, with the
+sample's one mask and that frame's contrast, clean contrast and target (items are sample-major:
+the T frames of a sample follow each other). A verified read of a frame checks the whole sample's
+checksum (all T frames).
+
 Reads of a store verify each sample's checksum (:func:`~ddsa_sim.export.format.sample_checksum`,
 over all six stored images, so a verified read reads two more images than an item needs; cost:
 ``docs/reliability.md``). ``verify="refuse"`` stops at a corrupted sample with one line naming the
@@ -32,7 +38,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ddsa_sim import InputError
-from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, sample_checksum
+from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, sample_checksum, store_frames
 from ddsa_sim.export.store import open_store
 
 __all__ = ["IMAGE_KEYS", "VERIFY_MODES", "InfiniteSampler", "OnTheFlyDataset", "ZarrDDSADataset", "open_store"]
@@ -42,6 +48,11 @@ VERIFY_MODES: tuple[str, ...] = ("refuse", "skip", "off")
 
 #: the images a dataset item carries (a subset of the store's :data:`~ddsa_sim.export.format.IMAGE_ARRAYS`)
 IMAGE_KEYS: tuple[str, ...] = ("contrast_clean", "contrast", "mask", "dsa_target")
+
+
+def _frame(arrays: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """Frame ``k`` of a sequence sample's arrays (the mask is one per sample); ``k < 0``: a single-frame sample."""
+    return arrays if k < 0 else {name: a if name == "mask" else a[k] for name, a in arrays.items()}
 
 
 def _to_item(arrays: dict[str, np.ndarray], index: int) -> dict[str, torch.Tensor]:
@@ -80,12 +91,18 @@ class ZarrDDSADataset(Dataset):
     in_memory
         Read all selected samples once into RAM (small stores, fast CPU training).
     max_samples
-        Keep only the first ``max_samples`` (sound) samples of the split.
+        Keep only the first ``max_samples`` (sound) items of the split (frames, in a sequence store).
     verify
         ``"refuse"`` (default), ``"skip"`` or ``"off"``: see the module docstring.
 
     Attributes
     ----------
+    indices
+        Store sample of each item.
+    frame_index
+        Frame of each item within its sample (-1 in a single-frame store).
+    frames
+        T, contrast frames per sample (0: a single-frame store).
     skipped
         Store indices of the corrupted samples left out (``verify="skip"``).
     """
@@ -118,8 +135,14 @@ class ZarrDDSADataset(Dataset):
                 warnings.warn(f"{self.store}: skipped {len(self.skipped)} corrupted sample(s) of split '{split}' "
                               f"(store indices {self.skipped[:10]}{' ...' if len(self.skipped) > 10 else ''})",
                               stacklevel=2)
+        self.frames = store_frames(group.attrs)
+        self.frame_index = np.full(len(self.indices), -1, dtype=np.int64)
+        if self.frames:  # every frame of a sequence is one item
+            self.indices = np.repeat(self.indices, self.frames)
+            self.frame_index = np.tile(np.arange(self.frames, dtype=np.int64), len(self.indices) // self.frames)
         if max_samples is not None:
             self.indices = self.indices[:max_samples]
+            self.frame_index = self.frame_index[:max_samples]
         self.image_shape = tuple(int(s) for s in group.attrs["image_shape"])
         self.ct_ids = _str_array(meta["ct_id"][:])[self.indices]
         self._cache: list[dict[str, torch.Tensor]] | None = None
@@ -147,16 +170,17 @@ class ZarrDDSADataset(Dataset):
         return arrays, None
 
     def _read(self, i: int) -> dict[str, torch.Tensor]:
-        j = int(self.indices[i])
+        j, k = int(self.indices[i]), int(self.frame_index[i])
         if self.verify == "off":
             if self._group is None:
                 self._group = open_store(self.store)
-            return _to_item({k: self._group[k][j] for k in IMAGE_KEYS}, j)
+            return _to_item({name: self._group[name][(j,) if name == "mask" or k < 0 else (j, k)]
+                             for name in IMAGE_KEYS}, j)
         arrays, why = self._damage(j)
         if why is not None:
             raise InputError(f"{self.store}: sample {j} is corrupted ({why}); `ddsa-sim inspect {self.store}` "
                              "lists all; --verify skip leaves them out, --verify off reads without checking")
-        return _to_item(arrays, j)
+        return _to_item(_frame(arrays, k), j)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if i < 0 or i >= len(self):
@@ -180,7 +204,9 @@ class ZarrDDSADataset(Dataset):
             self._group = open_store(self.store)
         j = int(self.indices[i])
         m = self._group[META_GROUP]
-        out: dict[str, Any] = {"store_index": j}
+        out: dict[str, Any] = {"store_index": j, "frame": int(self.frame_index[i])}
+        if self.frames and "frame_times_s" in m:
+            out["time_s"] = float(m["frame_times_s"][j][self.frame_index[i]])
         for k in ("split", "ct_id", "vessel_id", "alpha_deg", "beta_deg", "gamma_deg"):
             if k in m:
                 v = m[k][j]

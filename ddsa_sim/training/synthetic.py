@@ -147,6 +147,7 @@ def write_synthetic_store(
             "isocenter_mm": np.full(3, np.nan), "projection_matrix": np.full((3, 4), np.nan),
             "kvp": 90.0, "photons_per_pixel": 1e5, "iodine_mg_per_ml": 350.0, "params_json": params,
             "mas": np.nan, "air_kerma_ugy": np.nan, "detector_air_kerma_ugy": np.nan,
+            "frame_times_s": np.full(1, np.nan), "mask_time_s": np.nan,
         }
 
     for i, (name, ct, k) in enumerate(rows):
