@@ -35,7 +35,8 @@ runs of unchanged code. DiffDRR (seconds per image) runs in one.
 * ``ours_interleaved``: mono, poly, pair and poly-blood again, and ``poly_effects`` (the poly scene
   as a DSA scene renders it: trilinear marches, focal-spot blur of each volume at its depth, the
   heel effect's 5 spectral bands with the noise model's second moment, detector blur;
-  ``poly_effects_over_mono``, target <= 2), in ONE process, timed in turn
+  ``poly_effects_over_mono``, target <= 2; ``poly_effects_over_mono_trilinear`` divides by the
+  mono line integral of the same trilinear march, ``mono_trilinear``), in ONE process, timed in turn
   round after round. The ratio targets ``poly_over_mono`` and ``pair_over_poly`` (and
   ``poly_over_mono_blood_iodine``) are the medians of these per-round ratios, pooled over the
   processes; ``..._by_process`` lists each process' median. Two systems timed in separate processes
@@ -231,8 +232,9 @@ def run_interleaved(workdir: Path, detector: int, repeats: int) -> dict:
     center = np.load(workdir / "center.npy")
     hu = np.load(workdir / "hu.npy")
     carm = _carm(detector, center)
-    mono = Projector([ProjectorVolume.single_material("ct", np.load(workdir / "density.npy"), affine, "soft tissue")],
-                     method="siddon", threads=THREADS)
+    density = ProjectorVolume.single_material("ct", np.load(workdir / "density.npy"), affine, "soft tissue")
+    mono = Projector([density], method="siddon", threads=THREADS)
+    mono_trilinear = Projector([density], method="trilinear", threads=THREADS)
     poly = Projector(list(_ct_volumes(hu, affine, center, "coronary")), spectrum=SPECTRUM, method="siddon",
                      threads=THREADS)
     blood = Projector(list(_ct_volumes(hu, affine, center, "blood")), spectrum=SPECTRUM, method="siddon",
@@ -240,7 +242,8 @@ def run_interleaved(workdir: Path, detector: int, repeats: int) -> dict:
     effects = Projector(list(poly.volumes.values()), spectrum=SPECTRUM, method="trilinear", threads=THREADS)
     heel = _heel(effects, carm)
     del hu
-    runs = {"mono": lambda: mono.march(carm, "ct"), "poly": lambda: poly.render(carm),
+    runs = {"mono": lambda: mono.march(carm, "ct"), "mono_trilinear": lambda: mono_trilinear.march(carm, "ct"),
+            "poly": lambda: poly.render(carm),
             "pair": lambda: poly.render(carm, {"mask": ["ct"], "contrast": ["ct", "iodine"]}),
             "poly_blood": lambda: blood.render(carm), "poly_effects": lambda: _poly_with_effects(effects, carm, heel)}
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -253,7 +256,8 @@ def run_interleaved(workdir: Path, detector: int, repeats: int) -> dict:
     t = {k: np.array(v) for k, v in times.items()}
     ratios = {"poly_over_mono": t["poly"] / t["mono"], "pair_over_poly": t["pair"] / t["poly"],
               "poly_over_mono_blood_iodine": t["poly_blood"] / t["mono"],
-              "poly_effects_over_mono": t["poly_effects"] / t["mono"]}
+              "poly_effects_over_mono": t["poly_effects"] / t["mono"],
+              "poly_effects_over_mono_trilinear": t["poly_effects"] / t["mono_trilinear"]}
     return {"system": "ours_interleaved", "time_s": float(np.median(t["poly"])), "times_s": times,
             "ratios": {k: v.tolist() for k, v in ratios.items()},
             "peak_rss_mb": _peak_rss_since_reset_mb(), "rss_before_volume_mb": 0.0}
@@ -457,7 +461,8 @@ def main(argv: list[str] | None = None) -> dict:
         separate = {"poly_over_mono": ("ours_poly", "ours_mono"), "pair_over_poly": ("ours_pair", "ours_poly"),
                     "poly_over_mono_blood_iodine": ("ours_poly_blood", "ours_mono")}
         inter = ok.get("ours_interleaved")
-        for key, (num, den) in {**separate, "poly_effects_over_mono": (None, None)}.items():
+        for key, (num, den) in {**separate, "poly_effects_over_mono": (None, None),
+                                "poly_effects_over_mono_trilinear": (None, None)}.items():
             if num is not None:
                 result[f"{key}_separate"] = ok[num]["time_s"] / ok[den]["time_s"] if num in ok and den in ok else None
             if inter is None:
@@ -477,7 +482,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"in one process ({PROCESSES} processes pooled): poly/mono {result['poly_over_mono']},"
               f" pair/poly {result['pair_over_poly']}, poly/mono with the blood-threshold iodine"
               f" {result['poly_over_mono_blood_iodine']}, trilinear poly with blur / mono"
-              f" {result['poly_effects_over_mono']}; separate processes: poly/mono"
+              f" {result['poly_effects_over_mono']}, over the mono trilinear march"
+              f" {result['poly_effects_over_mono_trilinear']}; separate processes: poly/mono"
               f" {result['poly_over_mono_separate']}, pair/poly {result['pair_over_poly_separate']};"
               f" (peak RSS - baseline - outputs)/volumes {result['peak_rss_over_volume']}")
         print(json.dumps(result))
