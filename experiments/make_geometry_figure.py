@@ -51,12 +51,15 @@ def conventions_figure(ct, out: Path) -> Path:
 
 
 def dsa_pictures(out_scene: Path, out_strip: Path) -> None:
-    """A tree in the chest: the 3D setup (contrast frame on the detector) and the DSA strip."""
-    from ddsa_sim.scene_cli import build_scene, save_strip
+    """A tree in the chest: the 3D setup (contrast frame on the detector) and the DSA strip.
 
-    from ddsa_sim.scene import render_frames
+    The scene is the one ``ddsa-sim dsa --ct builtin:chest-ct --vessels lsystem --seed 3`` builds
+    (default physics: 90 kVp 4 mm Al, CsI detector, noise, scatter with grid, blur, heel, trilinear).
+    """
+    from ddsa_sim.cli.dsa import save_strip, scene_spec
+    from ddsa_sim.scene import build_scene, render_frames
 
-    scene = build_scene("builtin:chest-ct", "lsystem", seed=3, noise=True)
+    scene = build_scene(scene_spec("builtin:chest-ct", "lsystem", seed=3))
     tree = scene.vessels[0].tree
     lo, hi = tree.bounds_mm()
     carm = _carm((lo + hi) / 2).at(alpha_deg=20.0, beta_deg=10.0)

@@ -41,9 +41,10 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: Default nominal focal spot (mm): the small spot of mobile and fixed C-arms (0.3-1.0 mm nominal).
 FOCAL_SPOT_MM = 0.6
 
-#: Default MTF50 (cycles/mm at the detector) of the CsI:Tl light spread of an indirect flat panel
-#: (about 0.6 mm CsI, 0.15-0.2 mm pixels); source and caveats in docs/physics.md ("Blur").
-CSI_MTF50_CYCLES_PER_MM = 1.2
+#: Default MTF50 (cycles/mm at the detector) of the CsI:Tl light spread alone (the pixel aperture comes on
+#: top) of a C-arm flat panel (0.6 mm CsI, 0.194 mm pixels): fitted to a measured presampled MTF of 0.086
+#: at 2.5 cycles/mm (Kuhls-Gilcrist et al., Proc SPIE 7622, 2010); docs/physics.md section 6.
+CSI_MTF50_CYCLES_PER_MM = 1.46
 
 #: Kernels end this many standard deviations from their centre (the tail left out is below 6e-7).
 _SUPPORT_SIGMAS = 5.0
