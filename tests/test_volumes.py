@@ -171,3 +171,22 @@ def test_chest_ct_builtin_labels_and_vnc(chest_ct):
     assert np.all(vnc.data[lumen] == 40.0)
     assert np.array_equal(vnc.data[~lumen], chest_ct.data[~lumen])
     assert lumen[vessel].all() and lumen.sum() < 1.5 * vessel.sum()
+
+
+def test_dicom_series_reads_after_nibabel_was_imported_without_pydicom(tmp_path):
+    """The NIfTI reader imports nibabel with pydicom hidden (speed); a DICOM series read afterwards in
+    the same process still gets the real pydicom and the same voxels."""
+    import subprocess
+    import sys
+
+    nifti = tmp_path / "ct.nii.gz"
+    hu = np.full((4, 4, 3), -1000, np.int16)
+    hu[1:3, 1:3] = 40
+    __import__("nibabel").save(__import__("nibabel").Nifti1Image(hu, np.eye(4)), nifti)
+    code = (f"import sys\nfrom ddsa_sim.volumes.readers import read_nifti, read_ct\nread_nifti({str(nifti)!r})\n"
+            "assert 'pydicom' not in sys.modules\n"
+            f"v = read_ct({get_testdata_file('CT5N')!r})\nprint(v.shape, float(v.data.sum()))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    direct = read_dicom_series(get_testdata_file("CT5N"))
+    assert r.stdout.split() == [*str(direct.shape).split(), str(float(direct.data.sum()))]

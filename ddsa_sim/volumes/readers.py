@@ -8,10 +8,10 @@ boxes of one scan make "pseudo-patients" for split-by-CT datasets without writin
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from ddsa_sim import InputError
@@ -20,6 +20,26 @@ from ddsa_sim.volumes.tigre_head import TIGRE_HEAD, is_tarball, read_tigre_head,
 from ddsa_sim.volumes.volume import Volume
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _import_nibabel():
+    """nibabel, imported without pydicom when pydicom is not loaded yet.
+
+    nibabel imports pydicom eagerly (about 0.12 s, most of nibabel's import) only to decode DICOM
+    headers embedded in NIfTI extensions, which we never read; hiding it during the import keeps
+    ``ddsa-sim project`` fast. Our DICOM series reader imports pydicom itself, which works as usual.
+    """
+    if "nibabel" in sys.modules:
+        return sys.modules["nibabel"]
+    hide = "pydicom" not in sys.modules
+    if hide:
+        sys.modules["pydicom"] = None  # type: ignore[assignment]  # makes `import pydicom` fail at once
+    try:
+        import nibabel
+    finally:
+        if hide:
+            del sys.modules["pydicom"]
+    return nibabel
 
 
 def from_array(data: np.ndarray, affine: np.ndarray, name: str = "<array>") -> Volume:
@@ -31,7 +51,7 @@ def read_nifti(path: str | Path) -> Volume:
     """Read a NIfTI (.nii / .nii.gz) volume; the RAS affine of the file is converted to LPS."""
     path = Path(path)
     try:
-        img = nib.load(str(path))
+        img = _import_nibabel().load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many types for a bad file
         raise InputError(f"{path}: cannot read NIfTI ({exc.__class__.__name__}: {exc})") from None
@@ -163,7 +183,7 @@ def peek_voxels(source: str | Path) -> int | None:
         raise InputError(f"{source}: no such file or folder")
     if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
         try:
-            return int(np.prod(nib.load(str(path)).shape[:3]))
+            return int(np.prod(_import_nibabel().load(str(path)).shape[:3]))
         except Exception as exc:
             raise InputError(f"{path}: cannot read NIfTI header ({exc.__class__.__name__}: {exc})") from None
     if path.is_dir() or path.suffix.lower() in (".dcm", ".ima"):
