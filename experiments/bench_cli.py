@@ -140,7 +140,7 @@ out = {}
 def lap(name):
     now = time.perf_counter(); out[name] = round(now - t[0], 4); t[0] = now
 import ddsa_sim.cli; lap("import ddsa_sim.cli (typer, the command table)")
-import nibabel; lap("import nibabel (+ pydicom)")
+from ddsa_sim.volumes.readers import _import_nibabel; _import_nibabel(); lap("import nibabel (pydicom hidden)")
 import numba; lap("import numba")
 import ddsa_sim.cli.drr as drr; lap("import the rest (volumes, geometry, physics, projector)")
 from ddsa_sim.cli.options import parse_detector
