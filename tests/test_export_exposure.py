@@ -17,6 +17,7 @@ from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
 from ddsa_sim.export.sample import CTCache, render_sample, scene_options, scene_spec
 from ddsa_sim.export.store import open_store, read_sample
+from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 from ddsa_sim.physics.spectra import spectrum_at_kvp, spekpy_spectrum
 
 RANDOMISED = {"spectrum": {"kvp": {"min": 60, "max": 125}, "filter_al_mm": {"min": 2, "max": 6},
@@ -37,7 +38,8 @@ def test_randomised_fields_are_drawn_after_the_old_ones():
     assert {s.filter_cu_mm for s in new} == {0.0, 0.1, 0.2, 0.3} and {s.bit_depth for s in new} == {12, 14, 16}
     assert all(0.8 <= s.detector_mtf50_cycles_per_mm <= 2.0 for s in new)
     assert 0.4 < np.mean([s.grid for s in new]) < 0.6
-    assert all(s.grid and s.bit_depth is None and s.detector_mtf50_cycles_per_mm == 1.2 for s in old)
+    assert all(s.grid and s.bit_depth is None and s.detector_mtf50_cycles_per_mm == CSI_MTF50_CYCLES_PER_MM
+               for s in old)
 
 
 @pytest.mark.parametrize("patch, match", [
