@@ -16,8 +16,8 @@ import numpy as np
 
 from ddsa_sim.cli.dsa import scene_spec
 from ddsa_sim.scene import EffectsSpec, build_scene
-from ddsa_sim.scene.motion import MotionParams
 from ddsa_sim.scene.cardiorespiratory import diaphragm_level_mm
+from ddsa_sim.scene.motion import MotionParams
 from ddsa_sim.scene.render import catheter_motion, vessel_motion
 
 
