@@ -19,7 +19,9 @@ path's principal axes, and enters the projector as two tools
   material: the CT's blood, or soft tissue).
 
 So the wall subtracts exactly in the DSA and the lumen's contrast remains (docs/vessels.md §5b).
-Lengths in mm, world frame LPS.
+Under cardiac and respiratory motion the catheter is re-voxelized with its centreline moved
+(:meth:`Catheter.moved`): the render blends the tree's displacement at the tip with the CT's along
+its length by :func:`tip_weights` (docs/dsa.md §4.1). Lengths in mm, world frame LPS.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from ddsa_sim.projector import ProjectorVolume
 from vessel_models.tree import VesselTree
 from vessel_models.voxelize import voxelize_tree
 
-__all__ = ["LUMEN_NAME", "MM_PER_FRENCH", "WALL_MATERIAL", "WALL_NAME", "Catheter", "CatheterSpec",
-           "build_catheter", "catheter_centerline"]
+__all__ = ["FOLLOW_LENGTH_MM", "LUMEN_NAME", "MM_PER_FRENCH", "WALL_MATERIAL", "WALL_NAME", "Catheter",
+           "CatheterSpec", "build_catheter", "catheter_centerline", "tip_weights"]
 
 #: One French (Charrière) unit is 1/3 mm of outer diameter.
 MM_PER_FRENCH = 1.0 / 3.0
@@ -44,6 +46,10 @@ WALL_NAME = "catheter"
 LUMEN_NAME = "catheter_lumen"
 #: Material of the wall (physics.attenuation name).
 WALL_MATERIAL = "catheter wall"
+#: Length (mm) proximal to the tip over which the catheter follows the tree it injects (raised cosine
+#: from 1 at the tip to 0): the ostium and the aortic root, which move with the heart's base, and no
+#: more of the ascending aorta, which the CT holds still (docs/dsa.md §4.1; our choice).
+FOLLOW_LENGTH_MM = 30.0
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,15 @@ def catheter_centerline(tree: VesselTree, inside: np.ndarray, affine: np.ndarray
     return _chaikin(_cut_back(points, tip_offset_mm))
 
 
+def tip_weights(centerline_mm: np.ndarray, length_mm: float = FOLLOW_LENGTH_MM) -> np.ndarray:
+    """Weight (K,) of each centreline point's following of the tip: ``(1 + cos(pi u / length_mm)) / 2``
+    at arc length ``u`` (mm) proximal to the tip (the last point), 0 beyond ``length_mm``."""
+    pts = np.asarray(centerline_mm, dtype=np.float64)
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    u = np.concatenate([np.cumsum(seg[::-1])[::-1], [0.0]])
+    return np.where(u < length_mm, 0.5 * (1.0 + np.cos(np.pi * np.minimum(u, length_mm) / length_mm)), 0.0)
+
+
 def _chain(points: np.ndarray, radius_mm: float) -> VesselTree:
     n = len(points)
     return VesselTree(points, np.full(n, radius_mm), np.arange(-1, n - 1), np.zeros(n, np.int64),
@@ -221,21 +236,30 @@ class Catheter:
     affine: np.ndarray
     _volumes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def wall_volume(self, displaced: str) -> ProjectorVolume:
-        """The wall (``"catheter wall"``), displacing ``displaced`` at its nominal density."""
-        key = (WALL_NAME, displaced)
+    def moved(self, displacement_mm: np.ndarray) -> "Catheter":
+        """This catheter with its centreline points moved by ``displacement_mm`` ((K, 3) mm) and
+        re-voxelized (the tube keeps its calibre); itself when nothing moves."""
+        d = np.asarray(displacement_mm, dtype=np.float64)
+        if d.shape != self.centerline_mm.shape:
+            raise InputError(f"{self.spec.field}: displacement of shape {d.shape} for a centreline of shape "
+                             f"{self.centerline_mm.shape}")
+        return self if not np.any(d) else build_catheter(self.centerline_mm + d, self.spec)
+
+    def wall_volume(self, displaced: str, name: str = WALL_NAME) -> ProjectorVolume:
+        """The wall (``"catheter wall"``) as volume ``name``, displacing ``displaced`` at its nominal density."""
+        key = (name, displaced)
         if key not in self._volumes:
             self._volumes[key] = ProjectorVolume.tool(
-                WALL_NAME, self.wall_fraction, self.affine, WALL_MATERIAL, get_material(WALL_MATERIAL).density_g_per_cc,
+                name, self.wall_fraction, self.affine, WALL_MATERIAL, get_material(WALL_MATERIAL).density_g_per_cc,
                 displaced, get_material(displaced).density_g_per_cc)
         return self._volumes[key]
 
-    def lumen_volume(self, agent: Material, displaced: str) -> ProjectorVolume:
-        """The lumen full of ``agent`` (the stock solution), displacing ``displaced``."""
-        key = (LUMEN_NAME, agent.name, displaced)
+    def lumen_volume(self, agent: Material, displaced: str, name: str = LUMEN_NAME) -> ProjectorVolume:
+        """The lumen full of ``agent`` (the stock solution) as volume ``name``, displacing ``displaced``."""
+        key = (name, agent.name, displaced)
         if key not in self._volumes:
             self._volumes[key] = ProjectorVolume.tool(
-                LUMEN_NAME, self.lumen_fraction, self.affine, agent.name, agent.density_g_per_cc,
+                name, self.lumen_fraction, self.affine, agent.name, agent.density_g_per_cc,
                 displaced, get_material(displaced).density_g_per_cc)
         return self._volumes[key]
 

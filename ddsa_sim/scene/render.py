@@ -32,6 +32,7 @@ from ddsa_sim.scene.cardiorespiratory import (
     respiratory_ct,
     respiratory_displacement_mm,
 )
+from ddsa_sim.scene.catheter import LUMEN_NAME, WALL_NAME, Catheter, tip_weights
 from ddsa_sim.scene.motion import (
     CARDIAC_KINDS,
     RESPIRATORY_KINDS,
@@ -53,7 +54,7 @@ from ddsa_sim.scene.vessels import TreeVessels, iodine_volume
 from vessel_models.voxelize import voxelize_tree
 
 __all__ = ["TRIPLET_KEYS", "VESSEL_MASK_MIN_IODINE_MG_PER_CM2", "DSAFrames", "MarchedView", "bolus_times",
-           "march_moving_vessels", "render_frames", "render_sequence", "render_triplet", "render_views",
+           "catheter_motion", "march_moving_vessels", "render_frames", "render_sequence", "render_triplet", "render_views",
            "vessel_motion"]
 
 #: A pixel is vessel (``vessel_mask``) where the projected iodine is at least this (mg/cm^2), in
@@ -192,7 +193,7 @@ def _physiological_state(scene: Scene, clock: dict[str, float], t_s: float | Non
 def vessel_motion(scene: Scene, state: dict[str, float], mask_state: dict[str, float]) -> dict[str, np.ndarray]:
     """World -> world map (4x4) of every contrast-frame volume in a frame of ``state``: for a vessel
     source the cardiac transform of its heart frame, then the respiratory displacement at its
-    centroid relative to the mask's; a catheter's lumen stays (identity), as its wall does."""
+    centroid relative to the mask's; a catheter's lumen: identity (it moves by :func:`catheter_motion`)."""
     m = scene.motion
     out = {name: np.eye(4) for name in scene.vessel_names}
     for name in scene.vessel_names[:len(scene.vessels)]:
@@ -205,6 +206,37 @@ def vessel_motion(scene: Scene, state: dict[str, float], mask_state: dict[str, f
     return out
 
 
+def catheter_motion(scene: Scene, state: dict[str, float], mask_state: dict[str, float],
+                    moves: dict[str, np.ndarray]) -> Catheter | None:
+    """The scene's catheter in a frame of ``state`` (None without one; itself when it does not move).
+
+    Each centreline point ``x`` at arc length ``u`` from the tip moves by
+    ``b(u) d_tree + (1 - b(u)) d_ct(x)``: ``d_tree`` the displacement of the tip by the map of the
+    tree it injects (``moves`` of the first vessel source, :func:`vessel_motion`: cardiac transform
+    and the tree's respiratory shift), ``d_ct`` the CT's respiratory displacement at ``x`` relative
+    to the mask's (0 without respiratory motion: the CT's heart stays), ``b`` :func:`tip_weights`.
+    """
+    cath = scene.catheter
+    if cath is None:
+        return None
+    c = cath.centerline_mm
+    t = moves[scene.vessel_names[0]]
+    d_tree = c[-1] @ t[:3, :3].T + t[:3, 3] - c[-1]
+    d_ct = np.zeros_like(c)
+    if scene.motion.kind in RESPIRATORY_KINDS:
+        d_ct = respiratory_displacement_mm(c, state["diaphragm_offset_mm"] - mask_state["diaphragm_offset_mm"],
+                                           _dome_z_mm(scene))
+    b = tip_weights(c)[:, None]
+    return cath.moved(b * d_tree + (1.0 - b) * d_ct)
+
+
+def _march_wall(scene: Scene, carm: CArm, catheter: Catheter) -> np.ndarray | None:
+    """Sharp area densities of a moved catheter's wall (None: the scene's own, marched as usual)."""
+    if catheter is scene.catheter:
+        return None
+    return _march_alone(scene, carm, catheter.wall_volume(scene._displaced(), f"{WALL_NAME}_moving"), scene.projector)
+
+
 def _march_alone(scene: Scene, carm: CArm, volume: ProjectorVolume, proj: Projector) -> np.ndarray:
     """Sharp area densities of a volume not in ``proj`` (a moved copy), in ``proj``'s material columns."""
     one = Projector([volume], spectrum=proj.spectrum, mode=proj.mode, method=proj.method, step_mm=proj.step_mm,
@@ -215,16 +247,16 @@ def _march_alone(scene: Scene, carm: CArm, volume: ProjectorVolume, proj: Projec
 
 
 def _march_breathing_ct(scene: Scene, carm: CArm, offset_mm: float) -> np.ndarray:
-    """Area densities of the mask's volumes with the CT moved by a diaphragm offset (relative to the
-    scan), each focal-spot blurred (:meth:`~ddsa_sim.scene.Scene.march_ct`; a catheter's wall stays)."""
+    """Sharp area densities of the CT moved by a diaphragm offset (relative to the scan)."""
     moved = respiratory_ct(scene.projector.volumes["ct"], offset_mm, _dome_z_mm(scene))
     moved.name = "ct_breathing"  # its own slot in a device cache
-    return scene.march_ct(carm, _march_alone(scene, carm, moved, scene.projector))
+    return _march_alone(scene, carm, moved, scene.projector)
 
 
-def march_moving_vessels(scene: Scene, carm: CArm, t_s: float | None,
-                          moves: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Sharp area densities of every vessel volume at fill time ``t_s``, each moved by ``moves[name]``.
+def march_moving_vessels(scene: Scene, carm: CArm, t_s: float | None, moves: dict[str, np.ndarray],
+                         catheter: Catheter | None = None) -> dict[str, np.ndarray]:
+    """Sharp area densities of every vessel volume at fill time ``t_s``, each moved by ``moves[name]``;
+    a catheter's lumen is ``catheter``'s (moved by :func:`catheter_motion`; default: the scene's).
 
     With cardiac motion a centreline tree is re-voxelized with its nodes moved and its radii kept
     (the lumen keeps its calibre; the fill of each node is the unmoved tree's at ``t_s``); a fraction
@@ -234,6 +266,10 @@ def march_moving_vessels(scene: Scene, carm: CArm, t_s: float | None,
     out = {}
     for i, name in enumerate(scene.vessel_names):
         src, w = scene.vessels[i] if i < len(scene.vessels) else None, moves[name]  # a catheter lumen: no source
+        if name == LUMEN_NAME and catheter is not None and catheter is not scene.catheter:
+            vol = catheter.lumen_volume(scene.agent_material, scene._displaced(), f"{LUMEN_NAME}_moving")
+            out[name] = _march_alone(scene, carm, vol, proj)
+            continue
         if not (isinstance(src, TreeVessels) and scene.motion.kind in CARDIAC_KINDS):
             out[name] = proj.march(carm, name, world_from_world=w)
             continue
@@ -284,6 +320,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     seeds = rng.integers(0, 2**63 - 1, size=2 + len(times))
     rng_motion = np.random.default_rng(int(seeds[0]))
     clock = mask_state = None
+    mask_catheter = scene.catheter
     if _is_physiological(scene):  # where in the heart beat and the breath the run starts
         m = scene.motion
         clock = {"cardiac_start_s": rng_motion.uniform(0.0, 60.0 / m.heart_rate_bpm),
@@ -291,11 +328,13 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
                  "full_fill_time_s": float(mask_time_s) + rng_motion.uniform(0.0, max(60.0 / m.heart_rate_bpm,
                                                                                       m.breathing_period_s))}
         mask_state = _physiological_state(scene, clock, mask_time_s)
+        mask_catheter = catheter_motion(scene, mask_state, mask_state, vessel_motion(scene, mask_state, mask_state))
     proj = scene.projector
     scene.check_view(carm)
 
-    # the CT (and a catheter's wall) focal-spot blurred at its depth
-    a_ct = scene.march_ct(carm, marched.ct if marched is not None else None)
+    # the CT (and a catheter's wall, at the mask's phase) focal-spot blurred at its depth
+    ct_sharp = marched.ct if marched is not None else proj.march(carm, "ct")
+    a_ct = scene.march_ct(carm, ct_sharp, _march_wall(scene, carm, mask_catheter))
     mask_area = proj.combine({"ct": a_ct}, ["ct"])
     mask_sharp, mask_q = scene.intensity(proj, carm, mask_area)
     # the detector's light spread blurs every primary, so the targets carry the blur of both frames
@@ -323,7 +362,9 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         proj_t = scene.projector_at(t)
         if clock is not None:  # the trees at this frame's own geometry
             state = _physiological_state(scene, clock, t)
-            sharp = march_moving_vessels(scene, carm, t, vessel_motion(scene, state, mask_state))
+            moves = vessel_motion(scene, state, mask_state)
+            catheter = catheter_motion(scene, state, mask_state, moves)
+            sharp = march_moving_vessels(scene, carm, t, moves, catheter)
         else:
             sharp = marched.vessels[k] if marched is not None else scene.march_vessels(carm, t)
         iodine = scene.iodine_mg_per_cm2(sharp)  # mg/cm^2, along each pixel's ray
@@ -342,7 +383,10 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         target = to_neglog(unmoved) - mask_primary_nl  # float32 arithmetic, exactly 0 beyond the blur's reach
         if clock is not None:
             offset = state["diaphragm_offset_mm"] - mask_state["diaphragm_offset_mm"]
-            a_moved = _march_breathing_ct(scene, carm, offset) if offset != 0 else a_ct
+            a_moved = a_ct
+            if offset != 0 or catheter is not mask_catheter:  # the CT and the wall at this frame's phase
+                a_moved = scene.march_ct(carm, _march_breathing_ct(scene, carm, offset) if offset != 0 else ct_sharp,
+                                         _march_wall(scene, carm, catheter))
             info = {"kind": scene.motion.kind, **state, "ct_diaphragm_offset_mm": offset}
         else:
             a_moved, info = _moved_ct(scene, carm, a_ct, rng_motion)

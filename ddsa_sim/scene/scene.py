@@ -204,17 +204,21 @@ class Scene:
         return max(src.end_time_s(self.bolus) for src in self.vessels)
 
     # ------------------------------------------------------------------ marching
-    def march_ct(self, carm: CArm, ct_area: np.ndarray | None = None) -> np.ndarray:
+    def march_ct(self, carm: CArm, ct_area: np.ndarray | None = None,
+                 wall_area: np.ndarray | None = None) -> np.ndarray:
         """Area densities (g/cm^2, (H, W, M)) of the mask's volumes, each focal-spot blurred at its depth:
-        the CT (marched here, or ``ct_area`` marched ahead) and the catheter's wall."""
+        the CT (marched here, or ``ct_area`` marched ahead) and the catheter's wall (marched here, or
+        ``wall_area``: a moved wall's sharp area densities, blurred at the unmoved wall's depth)."""
         a_ct = self.focal_spot_blur(carm, "ct", self.projector.march(carm, "ct") if ct_area is None else ct_area)
-        return self._with_wall(carm, a_ct, None)
+        return self._with_wall(carm, a_ct, None, wall_area)
 
-    def _with_wall(self, carm: CArm, a_ct: np.ndarray, world_from_world: np.ndarray | None) -> np.ndarray:
+    def _with_wall(self, carm: CArm, a_ct: np.ndarray, world_from_world: np.ndarray | None,
+                   wall_area: np.ndarray | None = None) -> np.ndarray:
         if self.catheter is None:
             return a_ct
-        wall = self.focal_spot_blur(carm, WALL_NAME, self.projector.march(carm, WALL_NAME,
-                                                                           world_from_world=world_from_world))
+        if wall_area is None:
+            wall_area = self.projector.march(carm, WALL_NAME, world_from_world=world_from_world)
+        wall = self.focal_spot_blur(carm, WALL_NAME, wall_area)
         return self.projector.combine({"ct": a_ct, WALL_NAME: wall}, ["ct", WALL_NAME])
 
     def march_vessels(self, carm: CArm, t_s: float | None) -> dict[str, np.ndarray]:
