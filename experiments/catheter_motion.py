@@ -5,7 +5,7 @@ motion, still versus moved with the tree (docs/dsa.md §4.1).
 
 Builds the coronary template on the builtin chest CT (as ``ddsa-sim dsa --vessels coronary``) and
 prints, per motion state, the distance (mm) from the tip to the root moved by the tree's own map:
-with the catheter left still and with :func:`ddsa_sim.scene.render.catheter_motion`.
+with the catheter left still and with :func:`ddsa_sim.scene.moving.catheter_motion`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ddsa_sim.cli.dsa import scene_spec
 from ddsa_sim.scene import EffectsSpec, build_scene
 from ddsa_sim.scene.cardiorespiratory import diaphragm_level_mm
 from ddsa_sim.scene.motion import MotionParams
-from ddsa_sim.scene.render import catheter_motion, vessel_motion
+from ddsa_sim.scene.moving import catheter_motion, vessel_motion
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from ddsa_sim.scene.cardiorespiratory import (
     respiratory_displacement_mm,
 )
 from ddsa_sim.scene.motion import MotionParams
-from ddsa_sim.scene.render import march_moving_vessels, vessel_motion
+from ddsa_sim.scene.moving import march_moving_vessels, vessel_motion
 from ddsa_sim.volumes import from_array
 
 

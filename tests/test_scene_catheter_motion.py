@@ -10,7 +10,8 @@ from scene_helpers import cylinder_ct, make_scene, small_carm
 from ddsa_sim.scene.cardiorespiratory import AP_PER_SI, cardiac_contraction, cardiac_displacement_mm, heart_frame
 from ddsa_sim.scene.catheter import FOLLOW_LENGTH_MM, CatheterSpec, build_catheter, tip_weights
 from ddsa_sim.scene.motion import MotionParams
-from ddsa_sim.scene.render import catheter_motion, render_frames, vessel_motion
+from ddsa_sim.scene.moving import catheter_motion, vessel_motion
+from ddsa_sim.scene.render import render_frames
 
 DOME_Z_MM = -60.0
 #: 4 F, 0.25 mm voxels: a small, fast grid (the tests compare positions, not attenuation)

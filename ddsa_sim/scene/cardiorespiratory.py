@@ -11,7 +11,7 @@ Cardiac (vessel trees only; the CT's heart stays as scanned)
     ``f * longitudinal_mm`` towards the apex, which stays still (distal LAD: least motion), and the
     outer points move ``f * radial_mm`` inwards. It is one affine map per phase: a centreline tree's
     nodes move by it and the tree is re-voxelized with its radii kept (the lumen keeps its calibre,
-    :func:`ddsa_sim.scene.render.march_moving_vessels`); a fraction volume (segmentation, GAN sample)
+    :func:`ddsa_sim.scene.moving.march_moving_vessels`); a fraction volume (segmentation, GAN sample)
     is marched through the map itself, so its lumen scales (by at most ``s_R``, about 10 %). No torsion.
 Respiratory (CT and trees)
     Diaphragm position relative to end-expiration (Lujan et al. 1999, n = 2):

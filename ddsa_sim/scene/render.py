@@ -20,25 +20,15 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.spectra import air_kerma_ugy
-from ddsa_sim.projector import Projector, ProjectorVolume
-from ddsa_sim.scene.cardiorespiratory import (
-    HeartFrame,
-    cardiac_contraction,
-    cardiac_phase,
-    cardiac_transform,
-    diaphragm_level_mm,
-    diaphragm_offset_mm,
-    heart_frame,
-    respiratory_ct,
-    respiratory_displacement_mm,
-)
-from ddsa_sim.scene.catheter import LUMEN_NAME, WALL_NAME, Catheter, tip_weights
-from ddsa_sim.scene.motion import (
-    CARDIAC_KINDS,
-    RESPIRATORY_KINDS,
-    breathing_displacement_px,
-    rigid_transform,
-    warp_images,
+from ddsa_sim.scene.motion import breathing_displacement_px, rigid_transform, warp_images
+from ddsa_sim.scene.moving import (
+    catheter_motion,
+    is_physiological,
+    march_breathing_ct,
+    march_moving_vessels,
+    march_wall,
+    physiological_state,
+    vessel_motion,
 )
 from ddsa_sim.scene.recording import (
     aec_kerma_transmission,
@@ -50,12 +40,9 @@ from ddsa_sim.scene.recording import (
     to_neglog,
 )
 from ddsa_sim.scene.scene import Scene
-from ddsa_sim.scene.vessels import TreeVessels, iodine_volume
-from vessel_models.voxelize import voxelize_tree
 
 __all__ = ["TRIPLET_KEYS", "VESSEL_MASK_MIN_IODINE_MG_PER_CM2", "DSAFrames", "MarchedView", "bolus_times",
-           "catheter_motion", "march_moving_vessels", "render_frames", "render_sequence", "render_triplet", "render_views",
-           "vessel_motion"]
+           "render_frames", "render_sequence", "render_triplet", "render_views"]
 
 #: A pixel is vessel (``vessel_mask``) where the projected iodine is at least this (mg/cm^2), in
 #: single frames and sequences alike: 0.1 mg/cm^2 is 1 % of a 1 mm lumen at 100 mgI/ml, about
@@ -153,138 +140,6 @@ def _moved_ct(scene: Scene, carm: CArm, a_ct: np.ndarray, rng: np.random.Generat
     return warp_images(a_ct, u), {"kind": "elastic", "max_displacement_px": float(np.abs(u).max())}
 
 
-def _is_physiological(scene: Scene) -> bool:
-    return scene.motion.kind in (*CARDIAC_KINDS, *RESPIRATORY_KINDS)
-
-
-def _dome_z_mm(scene: Scene) -> float:
-    """The diaphragm dome's world z: the motion's own, else found in the CT once per scene."""
-    if scene.motion.diaphragm_z_mm is not None:
-        return float(scene.motion.diaphragm_z_mm)
-    if "dome_z_mm" not in scene._motion_cache:
-        scene._motion_cache["dome_z_mm"] = diaphragm_level_mm(scene.ct)
-    z = scene._motion_cache["dome_z_mm"]
-    if z is None:
-        raise InputError(f"motion {scene.motion.kind}: found no lung in CT '{scene.ct.name}' to place the "
-                         "diaphragm; give diaphragm_z_mm")
-    return z
-
-
-def _heart(scene: Scene, name: str) -> HeartFrame:
-    key = ("heart", name)
-    if key not in scene._motion_cache:
-        scene._motion_cache[key] = heart_frame(scene.projector.volumes[name])
-    return scene._motion_cache[key]
-
-
-def _physiological_state(scene: Scene, clock: dict[str, float], t_s: float | None) -> dict[str, float]:
-    """Cardiac phase, contraction and diaphragm offset (mm) at bolus time ``t_s`` (None: the clock's
-    time of a fully filled frame)."""
-    m = scene.motion
-    t = clock["full_fill_time_s"] if t_s is None else float(t_s)
-    phase = float(cardiac_phase(clock["cardiac_start_s"] + t, m.heart_rate_bpm))
-    return {"time_s": t, "cardiac_phase": phase,
-            "contraction": float(cardiac_contraction(phase)) if m.kind in CARDIAC_KINDS else 0.0,
-            "diaphragm_offset_mm": float(diaphragm_offset_mm(clock["breathing_start_s"] + t, m.breathing_period_s,
-                                                              m.diaphragm_amplitude_mm))
-            if m.kind in RESPIRATORY_KINDS else 0.0}
-
-
-def vessel_motion(scene: Scene, state: dict[str, float], mask_state: dict[str, float]) -> dict[str, np.ndarray]:
-    """World -> world map (4x4) of every contrast-frame volume in a frame of ``state``: for a vessel
-    source the cardiac transform of its heart frame, then the respiratory displacement at its
-    centroid relative to the mask's; a catheter's lumen: identity (it moves by :func:`catheter_motion`)."""
-    m = scene.motion
-    out = {name: np.eye(4) for name in scene.vessel_names}
-    for name in scene.vessel_names[:len(scene.vessels)]:
-        heart = _heart(scene, name)
-        t = cardiac_transform(heart, state["contraction"], m.cardiac_longitudinal_mm, m.cardiac_radial_mm)
-        if m.kind in RESPIRATORY_KINDS:
-            t[:3, 3] += respiratory_displacement_mm(heart.centroid_mm, state["diaphragm_offset_mm"]
-                                                    - mask_state["diaphragm_offset_mm"], _dome_z_mm(scene))[0]
-        out[name] = t
-    return out
-
-
-def catheter_motion(scene: Scene, state: dict[str, float], mask_state: dict[str, float],
-                    moves: dict[str, np.ndarray]) -> Catheter | None:
-    """The scene's catheter in a frame of ``state`` (None without one; itself when it does not move).
-
-    Each centreline point ``x`` at arc length ``u`` from the tip moves by
-    ``b(u) d_tree + (1 - b(u)) d_ct(x)``: ``d_tree`` the displacement of the tip by the map of the
-    tree it injects (``moves`` of the first vessel source, :func:`vessel_motion`: cardiac transform
-    and the tree's respiratory shift), ``d_ct`` the CT's respiratory displacement at ``x`` relative
-    to the mask's (0 without respiratory motion: the CT's heart stays), ``b`` :func:`tip_weights`.
-    """
-    cath = scene.catheter
-    if cath is None:
-        return None
-    c = cath.centerline_mm
-    t = moves[scene.vessel_names[0]]
-    d_tree = c[-1] @ t[:3, :3].T + t[:3, 3] - c[-1]
-    d_ct = np.zeros_like(c)
-    if scene.motion.kind in RESPIRATORY_KINDS:
-        d_ct = respiratory_displacement_mm(c, state["diaphragm_offset_mm"] - mask_state["diaphragm_offset_mm"],
-                                           _dome_z_mm(scene))
-    b = tip_weights(c)[:, None]
-    return cath.moved(b * d_tree + (1.0 - b) * d_ct)
-
-
-def _march_wall(scene: Scene, carm: CArm, catheter: Catheter) -> np.ndarray | None:
-    """Sharp area densities of a moved catheter's wall (None: the scene's own, marched as usual)."""
-    if catheter is scene.catheter:
-        return None
-    return _march_alone(scene, carm, catheter.wall_volume(scene._displaced(), f"{WALL_NAME}_moving"), scene.projector)
-
-
-def _march_alone(scene: Scene, carm: CArm, volume: ProjectorVolume, proj: Projector) -> np.ndarray:
-    """Sharp area densities of a volume not in ``proj`` (a moved copy), in ``proj``'s material columns."""
-    one = Projector([volume], spectrum=proj.spectrum, mode=proj.mode, method=proj.method, step_mm=proj.step_mm,
-                    threads=proj.threads, device=scene.device, backend=scene.backend)
-    area = np.zeros((carm.sensor_height, carm.sensor_width, len(proj.materials)))
-    area[..., [proj.materials.index(name) for name in one.materials]] = one.march(carm, volume.name)
-    return area
-
-
-def _march_breathing_ct(scene: Scene, carm: CArm, offset_mm: float) -> np.ndarray:
-    """Sharp area densities of the CT moved by a diaphragm offset (relative to the scan)."""
-    moved = respiratory_ct(scene.projector.volumes["ct"], offset_mm, _dome_z_mm(scene))
-    moved.name = "ct_breathing"  # its own slot in a device cache
-    return _march_alone(scene, carm, moved, scene.projector)
-
-
-def march_moving_vessels(scene: Scene, carm: CArm, t_s: float | None, moves: dict[str, np.ndarray],
-                         catheter: Catheter | None = None) -> dict[str, np.ndarray]:
-    """Sharp area densities of every vessel volume at fill time ``t_s``, each moved by ``moves[name]``;
-    a catheter's lumen is ``catheter``'s (moved by :func:`catheter_motion`; default: the scene's).
-
-    With cardiac motion a centreline tree is re-voxelized with its nodes moved and its radii kept
-    (the lumen keeps its calibre; the fill of each node is the unmoved tree's at ``t_s``); a fraction
-    volume (and a tree under respiratory motion only, a translation) is marched through the map itself.
-    """
-    proj = scene.projector_at(t_s)
-    out = {}
-    for i, name in enumerate(scene.vessel_names):
-        src, w = scene.vessels[i] if i < len(scene.vessels) else None, moves[name]  # a catheter lumen: no source
-        if name == LUMEN_NAME and catheter is not None and catheter is not scene.catheter:
-            vol = catheter.lumen_volume(scene.agent_material, scene._displaced(), f"{LUMEN_NAME}_moving")
-            out[name] = _march_alone(scene, carm, vol, proj)
-            continue
-        if not (isinstance(src, TreeVessels) and scene.motion.kind in CARDIAC_KINDS):
-            out[name] = proj.march(carm, name, world_from_world=w)
-            continue
-        tree = src.tree.copy()
-        tree.positions_mm = src.tree.positions_mm @ w[:3, :3].T + w[:3, 3]
-        moved = TreeVessels(tree, spacing_mm=src.spacing_mm, name=src.name, max_voxels=src.max_voxels)
-        affine, shape = moved.grid
-        fraction = voxelize_tree(tree, affine, shape, node_values=src.fill(t_s, scene.bolus))
-        ref = proj.volumes[name]
-        vol = iodine_volume(f"{name}_moving", fraction, affine, ref.materials[0],
-                            scene.lumen_material.density_g_per_cc, ref.displaces)
-        out[name] = _march_alone(scene, carm, vol, proj)
-    return out
-
-
 def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
                   times_s: Sequence[float | None] = (None,), marched: MarchedView | None = None,
                   mask_time_s: float = 0.0) -> DSAFrames:
@@ -321,20 +176,20 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     rng_motion = np.random.default_rng(int(seeds[0]))
     clock = mask_state = None
     mask_catheter = scene.catheter
-    if _is_physiological(scene):  # where in the heart beat and the breath the run starts
+    if is_physiological(scene):  # where in the heart beat and the breath the run starts
         m = scene.motion
         clock = {"cardiac_start_s": rng_motion.uniform(0.0, 60.0 / m.heart_rate_bpm),
                  "breathing_start_s": rng_motion.uniform(0.0, m.breathing_period_s),
                  "full_fill_time_s": float(mask_time_s) + rng_motion.uniform(0.0, max(60.0 / m.heart_rate_bpm,
                                                                                       m.breathing_period_s))}
-        mask_state = _physiological_state(scene, clock, mask_time_s)
+        mask_state = physiological_state(scene, clock, mask_time_s)
         mask_catheter = catheter_motion(scene, mask_state, mask_state, vessel_motion(scene, mask_state, mask_state))
     proj = scene.projector
     scene.check_view(carm)
 
     # the CT (and a catheter's wall, at the mask's phase) focal-spot blurred at its depth
     ct_sharp = marched.ct if marched is not None else proj.march(carm, "ct")
-    a_ct = scene.march_ct(carm, ct_sharp, _march_wall(scene, carm, mask_catheter))
+    a_ct = scene.march_ct(carm, ct_sharp, march_wall(scene, carm, mask_catheter))
     mask_area = proj.combine({"ct": a_ct}, ["ct"])
     mask_sharp, mask_q = scene.intensity(proj, carm, mask_area)
     # the detector's light spread blurs every primary, so the targets carry the blur of both frames
@@ -361,7 +216,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     for k, t in enumerate(times):
         proj_t = scene.projector_at(t)
         if clock is not None:  # the trees at this frame's own geometry
-            state = _physiological_state(scene, clock, t)
+            state = physiological_state(scene, clock, t)
             moves = vessel_motion(scene, state, mask_state)
             catheter = catheter_motion(scene, state, mask_state, moves)
             sharp = march_moving_vessels(scene, carm, t, moves, catheter)
@@ -385,8 +240,8 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
             offset = state["diaphragm_offset_mm"] - mask_state["diaphragm_offset_mm"]
             a_moved = a_ct
             if offset != 0 or catheter is not mask_catheter:  # the CT and the wall at this frame's phase
-                a_moved = scene.march_ct(carm, _march_breathing_ct(scene, carm, offset) if offset != 0 else ct_sharp,
-                                         _march_wall(scene, carm, catheter))
+                a_moved = scene.march_ct(carm, march_breathing_ct(scene, carm, offset) if offset != 0 else ct_sharp,
+                                         march_wall(scene, carm, catheter))
             info = {"kind": scene.motion.kind, **state, "ct_diaphragm_offset_mm": offset}
         else:
             a_moved, info = _moved_ct(scene, carm, a_ct, rng_motion)
@@ -464,7 +319,7 @@ def render_views(scene: Scene, carms: Sequence[CArm], rngs: Sequence[np.random.G
         raise InputError(f"render_views: one rng per view, got {len(rngs)} for {len(carms)} views")
     if not times:
         raise InputError("render: at least one contrast frame (times_s) is needed")
-    if scene.projector.backend != "torch" or _is_physiological(scene):  # moving trees: marched per view
+    if scene.projector.backend != "torch" or is_physiological(scene):  # moving trees: marched per view
         return (render_frames(scene, carm, rng, times) for carm, rng in zip(carms, rngs))
     for carm in carms:
         scene.check_view(carm)  # every pose, before a batch is marched
