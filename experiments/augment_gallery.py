@@ -15,18 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 from ddsa_sim.training.augment import augment_pair, random_ln_offset
 from ddsa_sim.training.config import load_config
 from ddsa_sim.training.data import ZarrDDSADataset
+from ddsa_sim.viz.figures import image_grid
 
 PAPER_CONFIG = Path(__file__).with_name("ddsa_gpu_paper.yaml")
 TITLES = ("input", "target", "published: input", "target", "+ gain, offset: input", "target")
-
-
-def _u8(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return (np.clip((x - lo) / (hi - lo), 0, 1) * 255).round().astype(np.uint8)
 
 
 def gallery(store: Path, out: Path, rows: int, seed: int) -> Path:
@@ -45,19 +41,9 @@ def gallery(store: Path, out: Path, rows: int, seed: int) -> Path:
     imgs = [c[:, 0].numpy() for c in columns]
     in_lo, in_hi = np.percentile(np.concatenate([imgs[0], imgs[2], imgs[4]]), [0.5, 99.5])
     t_hi = float(np.percentile(imgs[1], 99.9))
-    h, w = imgs[0].shape[1:]
-    sep = 4
-    canvas = Image.new("L", (len(imgs) * (w + sep) - sep, 16 + len(ds) * (h + sep) - sep), 255)
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=11)
-    for j, (title, col) in enumerate(zip(TITLES, imgs)):
-        draw.text((j * (w + sep) + 2, 2), title, fill=0, font=font)
-        lo, hi = (in_lo, in_hi) if j % 2 == 0 else (0.0, t_hi)
-        for i in range(len(ds)):
-            canvas.paste(Image.fromarray(_u8(col[i], lo, hi)), (j * (w + sep), 16 + i * (h + sep)))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
-    return out
+    windows = [(in_lo, in_hi) if j % 2 == 0 else (0.0, t_hi) for j in range(len(imgs))]
+    rows = [[col[i] for col in imgs] for i in range(len(ds))]
+    return image_grid(rows, out, titles=[TITLES] + [()] * (len(rows) - 1), windows=windows)
 
 
 def main() -> None:

@@ -13,17 +13,16 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.vessel_metrics import BG_THRESHOLD, vessel_regions
+from ddsa_sim.viz.figures import image_grid, to_uint8
 
 TITLES = ("target", "contrast - mask", f"V / D-V / B above {BG_THRESHOLD}")
 
 
 def _grey(x: np.ndarray, hi: float) -> np.ndarray:
-    g = (np.clip(x / hi, 0, 1) * 255).round().astype(np.uint8)
-    return np.repeat(g[..., None], 3, axis=-1)
+    return np.repeat(to_uint8(x, (0.0, hi))[..., None], 3, axis=-1)
 
 
 def figure(store: Path, out: Path, split: str, rows: int) -> Path:
@@ -41,19 +40,7 @@ def figure(store: Path, out: Path, split: str, rows: int) -> Path:
         regions[b & (conv > BG_THRESHOLD)] = (0, 220, 230)
         hi = float(target.max())
         tiles.append([_grey(target, hi), _grey(conv, hi), regions])
-    h, w = tiles[0][0].shape[:2]
-    sep = 4
-    canvas = Image.new("RGB", (3 * (w + sep) - sep, 16 + len(tiles) * (h + sep) - sep), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=11)
-    for j, title in enumerate(TITLES):
-        draw.text((j * (w + sep) + 2, 2), title, fill=(0, 0, 0), font=font)
-    for i, row in enumerate(tiles):
-        for j, tile in enumerate(row):
-            canvas.paste(Image.fromarray(tile), (j * (w + sep), 16 + i * (h + sep)))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
-    return out
+    return image_grid(tiles, out, titles=[TITLES] + [()] * (len(tiles) - 1))  # RGB tiles: shown as they are
 
 
 def main() -> None:
