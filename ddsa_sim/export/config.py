@@ -396,16 +396,15 @@ class Output(_Model):
         return v
 
 
-#: Fields added with exposure randomisation and ``pose.aim`` -> their default (left out of the recorded config there).
+#: Fields added with exposure randomisation, ``pose.aim``, sequences and physiological motion -> their
+#: default (left out of the recorded config there).
 NEW_AT_DEFAULT: dict[tuple[str, str], Any] = {("spectrum", "filter_cu_mm"): 0.0, ("pose", "aim"): None,
                                               ("detector", "mtf50_cycles_per_mm"): CSI_MTF50_CYCLES_PER_MM,
                                               ("detector", "bit_depth"): None, ("effects", "grid_fraction"): 1.0,
-                                              ("effects", "heart_rate_bpm"): {"min": 60.0, "max": 90.0},
-                                              ("effects", "cardiac_longitudinal_mm"): {"min": 8.0, "max": 15.0},
-                                              ("effects", "cardiac_radial_mm"): {"min": 3.0, "max": 6.0},
-                                              ("effects", "breathing_period_s"): {"min": 3.0, "max": 5.0},
-                                              ("effects", "diaphragm_amplitude_mm"): {"min": 10.0, "max": 20.0},
                                               ("", "sequence"): None}
+# the physiological motion ranges as recorded (JSON) at their Effects defaults
+NEW_AT_DEFAULT.update({("effects", name): json.loads(Effects.model_fields[name].default.model_dump_json())
+                       for name in PHYSIOLOGICAL_MOTION_FIELDS["cardiorespiratory"]})
 
 #: The exposure fields of a dataset config; at most one is given.
 EXPOSURE_FIELDS = ("photons_per_pixel", "mas", "detector_air_kerma_ugy")
