@@ -113,13 +113,19 @@ def test_two_writers_one_store(slow_config, tmp_path):
     first = _start(slow_config, store)
     try:
         _wait_for_samples(first, store, 1)
-        for extra in ((), ("--resume",)):  # a second export, and a --resume meanwhile
-            second = _start(slow_config, store, *extra)
-            _, err = second.communicate(timeout=60)
-            assert second.returncode == 2, err
-            lines = err.strip().splitlines()
-            assert len(lines) == 1 and "another export is writing" in lines[0], err
-            assert f"pid={first.pid}" in lines[0] and socket.gethostname() in lines[0]
+        # Paused (still holding its lock) while the others try: on a loaded machine the first export could
+        # otherwise finish before a second Python process has even started.
+        os.killpg(first.pid, signal.SIGSTOP)
+        try:
+            for extra in ((), ("--resume",)):  # a second export, and a --resume meanwhile
+                second = _start(slow_config, store, *extra)
+                _, err = second.communicate(timeout=60)
+                assert second.returncode == 2, err
+                lines = err.strip().splitlines()
+                assert len(lines) == 1 and "another export is writing" in lines[0], err
+                assert f"pid={first.pid}" in lines[0] and socket.gethostname() in lines[0]
+        finally:
+            os.killpg(first.pid, signal.SIGCONT)
         _, err = first.communicate(timeout=120)
         assert first.returncode == 0, err
     finally:
