@@ -88,6 +88,7 @@ META_ARRAYS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "bit_depth": (np.uint8, ()),
     "frame_times_s": (np.float64, (FRAMES,)),
     "mask_time_s": (np.float64, ()),
+    "collimation": (np.float64, (5,)),
 }
 #: meta arrays new in version 2 (exposure per frame; NaN where a renderer does not know them)
 V2_META_ARRAYS: tuple[str, ...] = ("mas", "air_kerma_ugy", "detector_air_kerma_ugy")
@@ -97,9 +98,12 @@ V3_META_ARRAYS: tuple[str, ...] = ("frame_times_s", "mask_time_s")
 #: optional meta arrays (exposure randomisation): every new store has them, a store made before them
 #: lacks them; readers and a resumed writer skip those a store lacks.
 #: ``grid``: 1 when an anti-scatter grid was in the beam (scatter on and a grid), else 0;
-#: ``detector_mtf50_cycles_per_mm``: NaN without detector blur; ``bit_depth``: 0 for a float signal.
+#: ``detector_mtf50_cycles_per_mm``: NaN without detector blur; ``bit_depth``: 0 for a float signal;
+#: ``collimation``: ``[left, right, top, bottom, iris_diameter]`` fractions of the stored image's side
+#: covered by each blade and the iris diameter (of the smaller side), all 0 for an open field (and in a
+#: store made before collimation).
 OPTIONAL_META_ARRAYS: tuple[str, ...] = ("filter_al_mm", "filter_cu_mm", "grid", "detector_mtf50_cycles_per_mm",
-                                         "bit_depth")
+                                         "bit_depth", "collimation")
 #: meta arrays a writer is given per sample: all but its own ``complete`` flag and ``checksum``
 SAMPLE_META_ARRAYS: tuple[str, ...] = tuple(name for name in META_ARRAYS if name not in ("complete", "checksum"))
 

@@ -53,9 +53,8 @@ LEAD_LEAKAGE = 5.0e-4
 #: 1020 mm detector at 2.46 mm.
 SOURCE_TO_COLLIMATOR_MM = 200.0
 
-#: A blade covers at most this fraction of the detector side (the two blades of an axis together
-#: leave at least 10 % of it open).
-MAX_BLADE_FRACTION = 0.45
+#: A blade covers less than this fraction of the detector side (it stops short of the centre line).
+MAX_BLADE_FRACTION = 0.5
 
 #: A pixel belongs to the exposed field when at least this fraction of the focal spot sees it
 #: through the opening (the geometric field edge): there the targets are defined, outside they are 0.
@@ -74,7 +73,7 @@ class Collimator:
     left, right, top, bottom : float
         Fraction of the detector width (left: first columns, right: last columns) or height (top:
         first rows, bottom: last rows) each blade covers at the detector plane, 0 (out of the
-        field: the open beam overfills the detector) to :data:`MAX_BLADE_FRACTION`.
+        field: the open beam overfills the detector) to below :data:`MAX_BLADE_FRACTION`.
     iris_diameter : float
         Diameter of a circular iris centred on the image centre, as a fraction of the detector's
         smaller side (1: the inscribed circle; up to sqrt(2) for a square detector's diagonal);
@@ -96,8 +95,8 @@ class Collimator:
     def __post_init__(self) -> None:
         for name in ("left", "right", "top", "bottom"):
             v = getattr(self, name)
-            if not (np.isfinite(v) and 0.0 <= v <= MAX_BLADE_FRACTION):
-                raise InputError(f"collimator {name} must be in [0, {MAX_BLADE_FRACTION}] (fraction of the "
+            if not (np.isfinite(v) and 0.0 <= v < MAX_BLADE_FRACTION):
+                raise InputError(f"collimator {name} must be in [0, {MAX_BLADE_FRACTION}) (fraction of the "
                                  f"detector side), got {v!r}")
         if not (np.isfinite(self.iris_diameter) and 0.0 <= self.iris_diameter <= math.sqrt(2.0)):
             raise InputError(f"collimator iris_diameter must be in [0, 1.414] (fraction of the smaller detector "
