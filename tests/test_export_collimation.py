@@ -1,4 +1,4 @@
-"""Collimated fields in the exporter: config, plan draws, the stored images and the ``collimation`` meta."""
+"""Collimated fields in the exporter and the CLI: config, plan draws, stored images, meta, ``--collimation``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from test_export_scene import write_config
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import config_from_dict, load_config
+from ddsa_sim.export.format import exposed_field
 from ddsa_sim.export.plan import plan_dataset, plan_fingerprint
 from ddsa_sim.export.runner import run_export
 from ddsa_sim.export.sample import CTCache, render_sample, sample_collimator
@@ -78,7 +79,7 @@ def test_collimation_meta_round_trip(tmp_path):
     cfg = load_config(write_config(tmp_path, noise=True, count=4, effects={
         "noise": True, "scatter": False, "motion": "none", "collimation": {**COLLIMATION, "probability": 0.5}}))
     path = tmp_path / "ds.zarr"
-    run_export(cfg, path, workers=1, progress=False, preview=False)
+    run_export(cfg, path, workers=1, progress=False, preview=True)
     specs = plan_dataset(cfg)
     expected = [[0.0] * 5 if s.collimation is None else
                 [s.collimation[k] for k in ("left", "right", "top", "bottom", "iris_diameter")] for s in specs]
@@ -86,3 +87,31 @@ def test_collimation_meta_round_trip(tmp_path):
     np.testing.assert_array_equal(open_store(path)["meta/collimation"][:], expected)
     _, meta = read_sample(open_store(path), 0)
     np.testing.assert_array_equal(meta["collimation"], expected[0])
+    # the stored targets are 0 outside the field the meta describes; the preview marks the collimated rows
+    root = open_store(path)
+    for i in range(len(specs)):
+        field = exposed_field(root["meta/collimation"][i], (48, 56))
+        assert np.all(root["dsa_target"][i][~field] == 0) and np.all(root["vessel_mask"][i][~field] == 0)
+        assert field.all() == (specs[i].collimation is None)
+    assert (path / "preview.png").stat().st_size > 0
+
+
+def test_exposed_field_of_the_meta():
+    assert exposed_field(None, (4, 6)).all() and exposed_field(np.zeros(5), (4, 6)).all()
+    f = exposed_field([0.25, 0.5, 0.0, 0.25, 0.0], (8, 8))  # columns 2..3, rows 0..5
+    assert f.sum() == 2 * 6 and f[0, 2] and f[5, 3] and not f[6, 2] and not f[0, 4] and not f[0, 1]
+    disc = exposed_field([0, 0, 0, 0, 1.0], (200, 300))
+    assert disc.sum() == pytest.approx(np.pi * 100**2, rel=0.01) and not disc[0, 0] and not disc[100, 49] and disc[100, 51]
+
+
+def test_cli_collimation_option_parses_and_refuses_in_one_line():
+    from ddsa_sim.cli.options import parse_collimator
+
+    c = parse_collimator("0.1,0.2,0.3,0.0,0.9")
+    assert (c.left, c.right, c.top, c.bottom, c.iris_diameter) == (0.1, 0.2, 0.3, 0.0, 0.9)
+    assert parse_collimator(None) is None and parse_collimator("0,0,0,0").is_open
+    for bad, match in (("0.1,0.2", "expected L,R,T,B"), ("0.6,0,0,0", "--collimation: collimator left"),
+                       ("a,b,c,d", "--collimation: expected a number")):
+        with pytest.raises(InputError, match=match) as e:
+            parse_collimator(bad)
+        assert "\n" not in str(e.value)

@@ -30,6 +30,7 @@ __all__ = [
     "SAMPLE_META_ARRAYS",
     "V2_META_ARRAYS",
     "V3_META_ARRAYS",
+    "exposed_field",
     "image_sample_shape",
     "meta_sample_shape",
     "sample_checksum",
@@ -131,6 +132,27 @@ def image_sample_shape(name: str, image_shape: tuple[int, int], frames: int) -> 
 def meta_sample_shape(name: str, frames: int) -> tuple[int, ...]:
     """Per-sample shape of meta array ``name`` (:data:`FRAMES` resolved: T, at least 1)."""
     return tuple(max(int(frames), 1) if s == FRAMES else int(s) for s in META_ARRAYS[name][1])
+
+
+def exposed_field(collimation: Any, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels (bool, ``shape``) inside the geometric field of a sample's ``collimation`` meta value.
+
+    ``[left, right, top, bottom, iris_diameter]`` (:data:`OPTIONAL_META_ARRAYS`): a pixel is exposed
+    when its centre lies between the blades and inside the iris (centred on the image, diameter a
+    fraction of the smaller side; 0: none). All True for an open field (all zeros, or None: a store
+    made before collimation). Outside it the stored targets are 0 and the frames saturate
+    (docs/store_format.md).
+    """
+    h, w = (int(shape[0]), int(shape[1]))
+    if collimation is None:
+        return np.ones((h, w), dtype=bool)
+    left, right, top, bottom, iris = (float(v) for v in np.asarray(collimation, dtype=np.float64))
+    y = (np.arange(h) + 0.5)[:, None]
+    x = (np.arange(w) + 0.5)[None, :]
+    inside = (x >= left * w) & (x <= (1.0 - right) * w) & (y >= top * h) & (y <= (1.0 - bottom) * h)
+    if iris > 0:
+        inside &= np.hypot(y - h / 2.0, x - w / 2.0) <= iris * min(h, w) / 2.0
+    return inside
 
 
 def sample_checksum(arrays: Mapping[str, np.ndarray]) -> str:
