@@ -15,7 +15,7 @@
   (:func:`_edge_pixel_mean`); the iris's circular edge is averaged over 4 x 4 points per pixel.
 * **Leakage.** The blades transmit :attr:`Collimator.leakage` of the primary (default
   :data:`LEAD_LEAKAGE`: 2 mm of lead, 5e-4 of the energy fluence of a 90 kVp / 4 mm Al spectrum,
-  8e-4 at 125 kVp; docs/physics.md section 7), so the transmission map is
+  8e-4 at 125 kVp; docs/physics.md section 8), so the transmission map is
   ``leakage + (1 - leakage) * open_fraction``.
 
 The scene multiplies every frame's primary by the map (photons and their second moment alike, so
