@@ -18,8 +18,8 @@ from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.attenuation import Material, get_material, iodinated_blood
 from ddsa_sim.physics.blur import BlurSettings, detector_sigma_mm, focal_spot_sigma_mm, gaussian_blur
-from ddsa_sim.physics.detector import Detector, integrate_spectrum
 from ddsa_sim.physics.collimation import EXPOSED_OPEN_FRACTION, Collimator, open_fraction, transmission
+from ddsa_sim.physics.detector import Detector, integrate_spectrum
 from ddsa_sim.physics.heel import HeelBands, HeelSettings, heel_bands, heel_intensity
 from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.projector import Projector, ProjectorVolume
