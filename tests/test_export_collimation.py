@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -85,8 +86,10 @@ def test_collimation_meta_round_trip(tmp_path):
                 [s.collimation[k] for k in ("left", "right", "top", "bottom", "iris_diameter")] for s in specs]
     assert any(s.collimation is None for s in specs) and any(s.collimation is not None for s in specs)
     np.testing.assert_array_equal(open_store(path)["meta/collimation"][:], expected)
-    _, meta = read_sample(open_store(path), 0)
-    np.testing.assert_array_equal(meta["collimation"], expected[0])
+    for i, spec in enumerate(specs):
+        _, meta = read_sample(open_store(path), i)
+        np.testing.assert_array_equal(meta["collimation"], expected[i])
+        assert json.loads(str(meta["params_json"])).get("collimation") == spec.collimation
     # the stored targets are 0 outside the field the meta describes; the preview marks the collimated rows
     root = open_store(path)
     for i in range(len(specs)):

@@ -201,6 +201,7 @@ def params_json(spec: SampleSpec) -> str:
         "scatter": spec.scatter,
         "motion": spec.motion,
         **({"motion_params": spec.motion_params} if spec.motion_params else {}),
+        **({"collimation": spec.collimation} if spec.collimation else {}),  # with its distance and leakage
         "ct_source": spec.ct_source,
         "labels_source": spec.labels_source,
         "renderer": spec.renderer,
