@@ -191,6 +191,10 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         no_noise: bool = typer.Option(False, "--no-noise", help="No quantum / electronic noise."),
         no_scatter: bool = typer.Option(False, "--no-scatter", help="No scatter."),
         no_grid: bool = typer.Option(False, "--no-grid", help="No anti-scatter grid."),
+        collimation: str | None = typer.Option(None, "--collimation", help="L,R,T,B[,IRIS]: fraction of the "
+                                               "detector side each blade covers (left, right columns; top, bottom "
+                                               "rows; each < 0.5) and an iris diameter (fraction of the smaller "
+                                               "side); default: the whole detector exposed (docs/physics.md)."),
         motion: str = typer.Option("none", help="none | rigid | elastic patient motion before the contrast frame; "
                                    "cardiac | respiratory | cardiorespiratory: driven by the frame times "
                                    "(docs/dsa.md §4)."),
@@ -211,7 +215,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         overwrite: bool = OVERWRITE,
         ) -> None:
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
-    from ddsa_sim.cli.options import parse_detector, parse_float_list, parse_point
+    from ddsa_sim.cli.options import parse_collimator, parse_detector, parse_float_list, parse_point
     from ddsa_sim.files import claim_output
     from ddsa_sim.geometry import CArm
     from ddsa_sim.physics.detector import Detector
@@ -245,6 +249,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     if device != "cpu" and method != "trilinear":
         raise InputError(f"--method: the GPU backend (--device {device}) marches trilinear only")
     rows, cols = parse_detector(detector)
+    collimator = parse_collimator(collimation)
     exposure = Exposure(photons_per_pixel=photons, mas=mas, target_detector_air_kerma_ugy=detector_dose)
     if bit_depth < 0 or bit_depth > 32:
         raise InputError(f"--bit-depth must be 0 (none) or 1-32, got {bit_depth}")
@@ -277,7 +282,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                                                               diaphragm_z_mm=diaphragm_z_mm),
                                           scatter=ScatterSettings(enabled=not no_scatter,
                                                                   grid=None if no_grid else AntiScatterGrid()),
-                                          device=device))
+                                          collimator=collimator, device=device))
     scene = build_scene(spec)
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
     carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_mm=pixel_mm)

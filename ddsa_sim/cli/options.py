@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CT_ARG", "DETECTOR", "DEVICE", "FILTER_AL", "ISOCENTER", "KVP", "KVP_RANGE", "MAX_DETECTOR_PIXELS", "METHOD",
-    "OUT_DIR", "OVERWRITE", "PIXEL_MM", "SPECTRUM", "parse_angle_range", "parse_detector", "parse_float_list",
-    "parse_point", "spectrum_from_options",
+    "OUT_DIR", "OVERWRITE", "PIXEL_MM", "SPECTRUM", "parse_angle_range", "parse_collimator", "parse_detector",
+    "parse_float_list", "parse_point", "spectrum_from_options",
 ]
 
 #: largest detector side the commands accept, pixels (a flat panel has 1536-3072; 16384^2 float64 images are 2 GiB)
@@ -62,6 +62,21 @@ def parse_float_list(text: str, field: str) -> list[float]:
     if not vals:
         raise InputError(f"--{field}: empty")
     return vals
+
+
+def parse_collimator(text: str | None):
+    """``--collimation L,R,T,B[,IRIS]`` -> a :class:`~ddsa_sim.physics.collimation.Collimator` (None: no option)."""
+    from ddsa_sim.physics.collimation import Collimator
+
+    if text is None:
+        return None
+    vals = parse_float_list(text, "collimation")
+    if len(vals) not in (4, 5):
+        raise InputError(f"--collimation: expected L,R,T,B or L,R,T,B,IRIS (fractions), got {text!r}")
+    try:
+        return Collimator(*vals)
+    except InputError as exc:
+        raise InputError(f"--collimation: {exc}") from None
 
 
 def parse_angle_range(text: str, field: str) -> np.ndarray:

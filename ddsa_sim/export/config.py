@@ -22,9 +22,11 @@ from ddsa_sim.export.devices import check_device_name
 from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
 from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
+from ddsa_sim.physics.collimation import LEAD_LEAKAGE, SOURCE_TO_COLLIMATOR_MM
 
-__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "NEW_AT_DEFAULT", "PHYSIOLOGICAL_MOTION_FIELDS", "CTSource",
-           "Catheter", "DatasetConfig", "DetectorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
+__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "MAX_BLADE_IMAGE_FRACTION", "NEW_AT_DEFAULT",
+           "PHYSIOLOGICAL_MOTION_FIELDS", "CTSource", "Catheter", "Collimation", "DatasetConfig", "DetectorConfig",
+           "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
            "Range", "SequenceConfig", "Split", "SpectrumRanges", "Variants", "VesselSourceConfig", "Vessels",
            "config_from_dict", "dist_bounds", "example_config_yaml", "load_config"]
 
@@ -295,10 +297,44 @@ class SpectrumRanges(_Model):
         return v
 
 
+#: A blade of ``effects.collimation`` covers at most this fraction of the stored image's side.
+MAX_BLADE_IMAGE_FRACTION = 0.45
+
+
+class Collimation(_Model):
+    """The ``effects.collimation`` section: a collimator per sample (:mod:`ddsa_sim.physics.collimation`).
+
+    ``probability``: fraction of the samples collimated (the others open, drawn per sample);
+    ``blade``: the fraction of the **stored image's** side each of the four blades covers, drawn
+    independently per side (0 to :data:`MAX_BLADE_IMAGE_FRACTION`); ``iris_probability``: fraction of
+    the collimated samples that also have a circular iris, of diameter ``iris_diameter`` (fraction of
+    the stored image's smaller side, up to 1.414: its diagonal); ``source_to_collimator_mm`` (focal
+    spot to blades: the penumbra) and ``leakage`` (primary transmission of the blades) are fixed.
+    """
+
+    probability: float = Field(default=1.0, ge=0, le=1)
+    blade: Dist = Range(min=0.0, max=0.25)
+    iris_probability: float = Field(default=0.0, ge=0, le=1)
+    iris_diameter: Dist = Range(min=0.7, max=1.2)
+    source_to_collimator_mm: float = Field(default=SOURCE_TO_COLLIMATOR_MM, gt=0)
+    leakage: float = Field(default=LEAD_LEAKAGE, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Collimation:
+        a, b = dist_bounds(self.blade)
+        if a < 0 or b > MAX_BLADE_IMAGE_FRACTION:
+            raise ValueError(f"blade range [{a}, {b}] leaves 0..{MAX_BLADE_IMAGE_FRACTION} (fraction of the image side)")
+        a, b = dist_bounds(self.iris_diameter)
+        if a <= 0 or b > 1.414:
+            raise ValueError(f"iris_diameter range [{a}, {b}] leaves (0, 1.414] (fraction of the smaller image side)")
+        return self
+
+
 class Effects(_Model):
     """Switches for Poisson noise, scatter and patient motion between mask and contrast frame;
     ``grid_fraction``: fraction of the samples (drawn per sample) recorded behind the anti-scatter grid
-    when ``scatter`` is on (the others without a grid).
+    when ``scatter`` is on (the others without a grid); ``collimation``: collimated fields
+    (:class:`Collimation`; null: the whole detector exposed).
 
     ``motion``: ``rigid`` / ``elastic`` (random displacement of the patient), ``cardiac`` (the trees
     deform with the heart beat), ``respiratory`` (CT and trees shift with breathing) or
@@ -315,6 +351,7 @@ class Effects(_Model):
     cardiac_radial_mm: Dist = Range(min=3.0, max=6.0)
     breathing_period_s: Dist = Range(min=3.0, max=5.0)
     diaphragm_amplitude_mm: Dist = Range(min=10.0, max=20.0)
+    collimation: Collimation | None = None
 
     @model_validator(mode="after")
     def _positive(self) -> Effects:
@@ -401,7 +438,7 @@ class Output(_Model):
 NEW_AT_DEFAULT: dict[tuple[str, str], Any] = {("spectrum", "filter_cu_mm"): 0.0, ("pose", "aim"): None,
                                               ("detector", "mtf50_cycles_per_mm"): CSI_MTF50_CYCLES_PER_MM,
                                               ("detector", "bit_depth"): None, ("effects", "grid_fraction"): 1.0,
-                                              ("", "sequence"): None}
+                                              ("", "sequence"): None, ("effects", "collimation"): None}
 # the physiological motion ranges as recorded (JSON) at their Effects defaults
 NEW_AT_DEFAULT.update({("effects", name): json.loads(Effects.model_fields[name].default.model_dump_json())
                        for name in PHYSIOLOGICAL_MOTION_FIELDS["cardiorespiratory"]})
@@ -699,6 +736,13 @@ effects:
   cardiac_radial_mm: {min: 3, max: 6}  # cardiac: end-systolic inward motion of the tree's outer points
   breathing_period_s: {min: 3, max: 5} # respiratory: one breath
   diaphragm_amplitude_mm: {min: 10, max: 20}   # respiratory: diaphragm excursion, expiration -> inspiration
+  collimation:                         # null: the whole detector exposed; else lead blades (and an iris) near the source
+    probability: 0.5                   # fraction of samples collimated (the others open)
+    blade: {min: 0.0, max: 0.25}       # fraction of the stored image's side each blade covers, drawn per side
+    iris_probability: 0.2              # fraction of the collimated samples with a circular iris too
+    iris_diameter: {min: 0.8, max: 1.2}   # iris diameter, fraction of the image's smaller side
+    source_to_collimator_mm: 200       # focal spot to blades: penumbra = focal spot x (SID - 200) / 200
+    leakage: 5.0e-4                    # primary transmission of the blades (2 mm lead)
 
 sequence: null                         # null: one contrast frame per sample (fully filled); or
                                        #   {frames: 8, fps: 4, start_s: 0.5, mask_time_s: 0} (or times_s: [...]

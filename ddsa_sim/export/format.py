@@ -30,6 +30,7 @@ __all__ = [
     "SAMPLE_META_ARRAYS",
     "V2_META_ARRAYS",
     "V3_META_ARRAYS",
+    "exposed_field",
     "image_sample_shape",
     "meta_sample_shape",
     "sample_checksum",
@@ -88,6 +89,7 @@ META_ARRAYS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "bit_depth": (np.uint8, ()),
     "frame_times_s": (np.float64, (FRAMES,)),
     "mask_time_s": (np.float64, ()),
+    "collimation": (np.float64, (5,)),
 }
 #: meta arrays new in version 2 (exposure per frame; NaN where a renderer does not know them)
 V2_META_ARRAYS: tuple[str, ...] = ("mas", "air_kerma_ugy", "detector_air_kerma_ugy")
@@ -97,9 +99,12 @@ V3_META_ARRAYS: tuple[str, ...] = ("frame_times_s", "mask_time_s")
 #: optional meta arrays (exposure randomisation): every new store has them, a store made before them
 #: lacks them; readers and a resumed writer skip those a store lacks.
 #: ``grid``: 1 when an anti-scatter grid was in the beam (scatter on and a grid), else 0;
-#: ``detector_mtf50_cycles_per_mm``: NaN without detector blur; ``bit_depth``: 0 for a float signal.
+#: ``detector_mtf50_cycles_per_mm``: NaN without detector blur; ``bit_depth``: 0 for a float signal;
+#: ``collimation``: ``[left, right, top, bottom, iris_diameter]`` fractions of the stored image's side
+#: covered by each blade and the iris diameter (of the smaller side), all 0 for an open field (and in a
+#: store made before collimation).
 OPTIONAL_META_ARRAYS: tuple[str, ...] = ("filter_al_mm", "filter_cu_mm", "grid", "detector_mtf50_cycles_per_mm",
-                                         "bit_depth")
+                                         "bit_depth", "collimation")
 #: meta arrays a writer is given per sample: all but its own ``complete`` flag and ``checksum``
 SAMPLE_META_ARRAYS: tuple[str, ...] = tuple(name for name in META_ARRAYS if name not in ("complete", "checksum"))
 
@@ -127,6 +132,27 @@ def image_sample_shape(name: str, image_shape: tuple[int, int], frames: int) -> 
 def meta_sample_shape(name: str, frames: int) -> tuple[int, ...]:
     """Per-sample shape of meta array ``name`` (:data:`FRAMES` resolved: T, at least 1)."""
     return tuple(max(int(frames), 1) if s == FRAMES else int(s) for s in META_ARRAYS[name][1])
+
+
+def exposed_field(collimation: Any, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels (bool, ``shape``) inside the geometric field of a sample's ``collimation`` meta value.
+
+    ``[left, right, top, bottom, iris_diameter]`` (:data:`OPTIONAL_META_ARRAYS`): a pixel is exposed
+    when its centre lies between the blades and inside the iris (centred on the image, diameter a
+    fraction of the smaller side; 0: none). All True for an open field (all zeros, or None: a store
+    made before collimation). Outside it the stored targets are 0 and the frames saturate
+    (docs/store_format.md).
+    """
+    h, w = (int(shape[0]), int(shape[1]))
+    if collimation is None:
+        return np.ones((h, w), dtype=bool)
+    left, right, top, bottom, iris = (float(v) for v in np.asarray(collimation, dtype=np.float64))
+    y = (np.arange(h) + 0.5)[:, None]
+    x = (np.arange(w) + 0.5)[None, :]
+    inside = (x >= left * w) & (x <= (1.0 - right) * w) & (y >= top * h) & (y <= (1.0 - bottom) * h)
+    if iris > 0:
+        inside &= np.hypot(y - h / 2.0, x - w / 2.0) <= iris * min(h, w) / 2.0
+    return inside
 
 
 def sample_checksum(arrays: Mapping[str, np.ndarray]) -> str:

@@ -76,7 +76,9 @@ class SampleSpec:
     own GPU, :func:`ddsa_sim.export.devices.this_worker_device`). ``frames``: 0 for one fully filled
     contrast frame, T >= 1 for a sequence with bolus times ``frame_times_s`` (None: the arterial
     filling of the sample's trees) and mask frame time ``mask_time_s``; ``motion_params``: the
-    drawn :class:`~ddsa_sim.scene.MotionParams` values of a physiological motion kind.
+    drawn :class:`~ddsa_sim.scene.MotionParams` values of a physiological motion kind. ``collimation``:
+    the sample's collimator (:func:`collimation_draw`: blades and iris as fractions of the stored image,
+    source-to-collimator distance, leakage); None: the whole detector exposed.
     """
 
     index: int
@@ -124,6 +126,7 @@ class SampleSpec:
     frame_times_s: tuple[float, ...] | None = None
     mask_time_s: float = 0.0
     motion_params: dict[str, float] = field(default_factory=dict)
+    collimation: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict of all fields, less those of :data:`OMITTED_AT_DEFAULT` at their default."""
@@ -137,7 +140,7 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {"mas": None, "detector_air_kerma_ugy": Non
                                       "catheter": None, "ct_variant": None, "filter_cu_mm": 0.0, "grid": True,
                                       "detector_mtf50_cycles_per_mm": CSI_MTF50_CYCLES_PER_MM, "bit_depth": None,
                                       "aim": None, "aim_u": None, "frames": 0, "frame_times_s": None,
-                                      "mask_time_s": 0.0, "motion_params": {}}
+                                      "mask_time_s": 0.0, "motion_params": {}, "collimation": None}
 
 
 def draw(d: Dist, rng: np.random.Generator) -> float:
@@ -166,6 +169,24 @@ def aim_draw(config: DatasetConfig, rng: np.random.Generator) -> dict[str, Any]:
     """``aim`` and ``aim_u`` of a sample: one draw, taken also without ``pose.aim`` (then both None)."""
     u = rng.random()
     return {"aim": tuple(config.pose.aim), "aim_u": u} if config.pose.aim else {"aim": None, "aim_u": None}
+
+
+def collimation_draw(config: DatasetConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """``collimation`` of a sample: with ``effects.collimation``, seven draws (collimated or not, the
+    four blades, iris or not, its diameter), the last of a sample's draws; without it none (a config
+    without collimation plans as before). Blades and iris are fractions of the stored image."""
+    c = config.effects.collimation
+    if c is None:
+        return {"collimation": None}
+    on = rng.random() < c.probability
+    blades = [draw(c.blade, rng) for _ in range(4)]
+    iris = rng.random() < c.iris_probability
+    diameter = draw(c.iris_diameter, rng)
+    if not on:
+        return {"collimation": None}
+    return {"collimation": {**dict(zip(("left", "right", "top", "bottom"), blades)),
+                            "iris_diameter": diameter if iris else 0.0,
+                            "source_to_collimator_mm": c.source_to_collimator_mm, "leakage": c.leakage}}
 
 
 def exposure(config: DatasetConfig, rng: np.random.Generator) -> dict[str, float | None]:
@@ -375,6 +396,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             **aim_draw(config, rng),
             motion_params={name: draw(getattr(config.effects, name), rng)  # last: earlier draws keep their values
                            for name in PHYSIOLOGICAL_MOTION_FIELDS.get(config.effects.motion, ())},
+            **collimation_draw(config, rng),  # after the motion draws: earlier draws keep their values
             frames=config.sequence.frames if config.sequence else 0,
             frame_times_s=config.sequence.times() if config.sequence else None,
             mask_time_s=config.sequence.mask_time_s if config.sequence else 0.0,

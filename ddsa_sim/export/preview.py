@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from ddsa_sim.export.format import META_GROUP, store_frames
+from ddsa_sim.export.format import META_GROUP, exposed_field, store_frames
 from ddsa_sim.export.store import completed
 
 __all__ = ["COLUMNS", "column_windows", "peak_frame", "write_grid", "write_preview", "write_sequence_strip"]
@@ -22,11 +22,13 @@ __all__ = ["COLUMNS", "column_windows", "peak_frame", "write_grid", "write_previ
 COLUMNS = ("mask", "contrast", "contrast - mask", "dsa_target")
 
 
-def column_windows(images: np.ndarray) -> list[tuple[float, float]]:
-    """Per-column (vmin, vmax) over all rows: 1st and 99th percentile. ``images``: (rows, cols, H, W)."""
+def column_windows(images: np.ndarray, exposed: np.ndarray | None = None) -> list[tuple[float, float]]:
+    """Per-column (vmin, vmax) over all rows: 1st and 99th percentile. ``images``: (rows, cols, H, W);
+    ``exposed``: (rows, H, W) bool, the pixels counted (a collimated sample's unexposed border left out)."""
     out = []
     for c in range(images.shape[1]):
-        lo, hi = np.percentile(images[:, c], [1.0, 99.0])
+        values = images[:, c] if exposed is None else images[:, c][exposed]
+        lo, hi = np.percentile(values, [1.0, 99.0])
         out.append((float(lo), float(hi) if hi > lo else float(lo) + 1e-6))
     return out
 
@@ -47,15 +49,19 @@ def write_grid(root: zarr.Group, pick: np.ndarray | list[int], path: str | Path)
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    rows, labels = [], []
+    rows, labels, exposed = [], [], []
+    meta = root[META_GROUP]
     for i in pick:
         k = peak_frame(root, int(i))
         at = (int(i),) if k is None else (int(i), k)
         mask, contrast = root["mask"][int(i)], root["contrast"][at]
         rows.append([mask, contrast, contrast - mask, root["dsa_target"][at]])
-        labels.append("" if k is None else f" f{k}")
+        collimation = meta["collimation"][int(i)] if "collimation" in meta else None
+        exposed.append(exposed_field(collimation, mask.shape))
+        collimated = collimation is not None and np.any(np.asarray(collimation) != 0)
+        labels.append(("" if k is None else f" f{k}") + (" coll." if collimated else ""))
     images = np.asarray(rows, dtype=np.float32)
-    windows = column_windows(images)
+    windows = column_windows(images, np.asarray(exposed))
     splits = root[META_GROUP]["split"]
     fig, axes = plt.subplots(len(pick), 4, figsize=(4 * 2.2, len(pick) * 2.2), squeeze=False)
     for r, i in enumerate(pick):

@@ -152,6 +152,28 @@ def sample_geometry(spec: SampleSpec, ct_center_mm: np.ndarray) -> tuple[np.ndar
     return np.asarray(carm.isocenter_mm, dtype=np.float64), shift @ carm.projection_matrix
 
 
+def sample_collimator(spec: SampleSpec):
+    """The :class:`~ddsa_sim.physics.collimation.Collimator` of a sample (None: open): the plan's
+    blades and iris, fractions of the stored image, turned into fractions of the binned detector (a
+    blade at 0 stays out of the field; the iris is centred on the detector, within half a pixel of
+    the image centre)."""
+    from ddsa_sim.physics.collimation import Collimator
+
+    c = spec.collimation
+    if c is None:
+        return None
+    hb, wb = spec.detector_rows // spec.binning, spec.detector_cols // spec.binning
+    (h, w), (r0, c0) = spec.image_shape, crop_origin(spec)
+
+    def at_detector(fraction: float, before: int, size: int, total: int) -> float:
+        return 0.0 if fraction == 0 else (before + fraction * size) / total
+
+    return Collimator(left=at_detector(c["left"], c0, w, wb), right=at_detector(c["right"], wb - c0 - w, w, wb),
+                      top=at_detector(c["top"], r0, h, hb), bottom=at_detector(c["bottom"], hb - r0 - h, h, hb),
+                      iris_diameter=c["iris_diameter"] * min(h, w) / min(hb, wb),
+                      source_to_collimator_mm=c["source_to_collimator_mm"], leakage=c["leakage"])
+
+
 #: Voxels of the aim structures tried (golden-ratio steps from ``aim_u``) before falling back to the CT centre.
 AIM_TRIES = 16
 
@@ -305,6 +327,7 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     effects = EffectsSpec(noise=spec.noise,
                           scatter=ScatterSettings(enabled=spec.scatter, grid=AntiScatterGrid() if spec.grid else None),
                           blur=BlurSettings(detector_mtf50_cycles_per_mm=spec.detector_mtf50_cycles_per_mm),
+                          collimator=sample_collimator(spec),
                           motion=MotionParams(kind=spec.motion, **spec.motion_params), method=opts["method"],
                           device=this_worker_device(spec.device),
                           backend=opts["backend"])

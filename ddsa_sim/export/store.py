@@ -201,6 +201,7 @@ def params_json(spec: SampleSpec) -> str:
         "scatter": spec.scatter,
         "motion": spec.motion,
         **({"motion_params": spec.motion_params} if spec.motion_params else {}),
+        **({"collimation": spec.collimation} if spec.collimation else {}),  # with its distance and leakage
         "ct_source": spec.ct_source,
         "labels_source": spec.labels_source,
         "renderer": spec.renderer,
@@ -234,6 +235,8 @@ def sample_meta(spec: SampleSpec, arrays: Mapping[str, np.ndarray]) -> dict[str,
         "frame_times_s": np.asarray(arrays.get("frame_times_s", np.full(max(spec.frames, 1), np.nan)),
                                     dtype=np.float64),
         "mask_time_s": float(arrays.get("mask_time_s", np.nan)),
+        "collimation": np.array([0.0] * 5 if spec.collimation is None else
+                                [spec.collimation[k] for k in ("left", "right", "top", "bottom", "iris_diameter")]),
     }
 
 

@@ -144,7 +144,8 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
     ex, fx = spec.exposure, spec.effects
     return Scene(ct, sources, catheter=catheter, spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
                  iodine_mg_per_ml=ex.iodine_mg_per_ml, bolus=bolus, noise=fx.noise, scatter=fx.scatter, blur=fx.blur,
-                 motion=fx.motion, method=fx.method, device=fx.device, backend=fx.backend, ct_volume=ct_volume)
+                 collimator=fx.collimator, motion=fx.motion, method=fx.method, device=fx.device, backend=fx.backend,
+                 ct_volume=ct_volume)
 
 
 # ----------------------------------------------------------------------------- the patient's memo

@@ -144,18 +144,21 @@ class ScatterSettings:
 
 
 def scatter_image(primary: np.ndarray, carm: CArm, spectrum: Spectrum, mode: str,
-                  settings: ScatterSettings) -> np.ndarray:
+                  settings: ScatterSettings, field: np.ndarray | None = None) -> np.ndarray:
     """Flat-field-normalised scatter behind the grid, ``(Ts/Tp) S`` (zeros when disabled).
 
-    The water-equivalent thickness of each pixel is taken from the primary through the scene's
-    spectrum and detector mode (beam hardening included); the air gap from the C-arm's distances
-    (patient centred on the isocenter), the field from the image, kVp from the spectrum.
+    The water-equivalent thickness of each pixel is taken from the (uncollimated) primary through
+    the scene's spectrum and detector mode (beam hardening included); the air gap from the C-arm's
+    distances (patient centred on the isocenter), kVp from the spectrum. ``field``: the collimator's
+    transmission (:meth:`~ddsa_sim.scene.Scene.collimation`); only the irradiated primary
+    ``primary * field`` scatters (None: the whole detector is irradiated).
     """
     if not settings.enabled:
         return np.zeros(primary.shape)
     t = water_equivalent_thickness_mm(primary, spectrum, mode)
     geometry = ScatterGeometry(carm.source_to_detector_distance, carm.source_to_isocenter_vertical_distance)
-    _, s = add_scatter(primary, carm.pixel_mm, water_equivalent_thickness_mm=t, params=settings.params,
+    irradiated = primary if field is None else primary * field
+    _, s = add_scatter(irradiated, carm.pixel_mm, water_equivalent_thickness_mm=t, params=settings.params,
                        grid=settings.grid, spectrum=spectrum, geometry=geometry)
     return s
 
@@ -234,6 +237,10 @@ def record(primary: np.ndarray, second_moment: np.ndarray, scatter: np.ndarray, 
     det = replace(detector, quantum_noise=False,
                   electronic_noise_std=detector.electronic_noise_std if noise else 0.0)
     return det.flat_field(det.record(values, rng), quanta)
-def to_neglog(intensity: np.ndarray) -> np.ndarray:
-    """float32 ``-ln(I/I0)`` (floor 1e-10, see physics.detector.neglog)."""
-    return neglog(intensity).astype(np.float32)
+def to_neglog(intensity: np.ndarray, quanta: float | None = None) -> np.ndarray:
+    """float32 ``-ln(I/I0)``; with ``quanta`` (noise-equivalent quanta of the flat field) ``I/I0`` is
+    floored at one quantum, ``1 / quanta`` (a recorded frame: below one quantum per pixel, as in a
+    collimated border or behind metal, the signal cannot be told from none), else at 1e-10
+    (physics.detector.neglog).
+    """
+    return (neglog(intensity) if quanta is None else neglog(intensity, 1.0 / quanta)).astype(np.float32)

@@ -68,7 +68,7 @@ class DSAFrames:
     times_s : (T,) float64, NaN for a fully filled frame
     mask_time_s : float, time of the mask frame (s; the clock of the bolus and of cardiac and respiratory motion)
     mask_scatter : (H, W) float64, scatter of the mask frame relative to the flat field (0 if off)
-    mask_primary : (H, W) float64, primary I/I0 of the mask frame
+    mask_primary : (H, W) float64, primary I/I0 of the mask frame (behind the collimator)
     photons_per_pixel : float, N0 used (photons per pixel incident on the detector, no patient)
     mas : float, tube current-time product per frame giving N0 (NaN without an absolute spectrum)
     air_kerma_ugy : float, air kerma per frame at the detector plane without the patient (uGy)
@@ -200,13 +200,17 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     quanta = frame_quanta(proj.spectrum, scene.detector, n0, scene.scatter)
     check_detector_range(scene.detector, quanta)
     air_kerma = air_kerma_ugy(proj.spectrum, n0 / carm.pixel_mm**2)
+    collimation = scene.collimation(carm)
+    field, exposed = collimation if collimation is not None else (None, None)
 
     def recorded(primary: np.ndarray, q: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = primary.astype(np.float64)
-        s = scatter_image(p, carm, proj.spectrum, proj.mode, scene.scatter)
+        s = scatter_image(p, carm, proj.spectrum, proj.mode, scene.scatter, field)
+        if field is not None:  # the collimator removes photons: P and its second moment alike
+            p, q = p * field, q * field
         rec = record(p, q, s, quanta, scene.detector, np.random.default_rng(int(seed)), scene.noise,
                      scene.noise_correlation)
-        return to_neglog(rec), to_neglog(p + s), s
+        return to_neglog(rec, quanta), to_neglog(p + s, quanta), s
 
     mask, mask_clean, mask_scatter = recorded(mask_primary, mask_q, seeds[1])
     mask_primary_nl = to_neglog(mask_primary)
@@ -251,6 +255,8 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
             moved_sharp, q = scene.intensity(proj_t, carm, proj_t.combine({"ct": a_moved, **a_v}, names))
             primary = scene.detector_blur(carm, moved_sharp).astype(np.float32)
         contrast, contrast_clean, _ = recorded(primary, q, seeds[2 + k])
+        if exposed is not None:  # no primary beam, no DSA signal to recover: the targets are 0 there
+            target, iodine = np.where(exposed, target, 0.0), np.where(exposed, iodine, 0.0)
         out["contrast"].append(contrast)
         out["contrast_clean"].append(contrast_clean)
         out["dsa_target"].append(target.astype(np.float32))
@@ -261,7 +267,8 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     stacked = {k: np.stack(v) for k, v in out.items() if k != "motion"}
     return DSAFrames(mask=mask, mask_clean=mask_clean, times_s=np.array([np.nan if t is None else t for t in times]),
                      mask_time_s=float(mask_time_s),
-                     mask_scatter=mask_scatter, mask_primary=mask_primary.astype(np.float64), photons_per_pixel=n0,
+                     mask_scatter=mask_scatter,
+                     mask_primary=mask_primary.astype(np.float64) * (1.0 if field is None else field), photons_per_pixel=n0,
                      mas=mas_for(n0, proj.spectrum, carm), air_kerma_ugy=air_kerma,
                      detector_air_kerma_ugy=air_kerma * kerma_t, quanta_per_pixel=quanta,
                      motion=out["motion"], **stacked)

@@ -18,6 +18,7 @@ from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.physics.attenuation import Material, get_material, iodinated_blood
 from ddsa_sim.physics.blur import BlurSettings, detector_sigma_mm, focal_spot_sigma_mm, gaussian_blur
+from ddsa_sim.physics.collimation import EXPOSED_OPEN_FRACTION, Collimator, open_fraction, transmission
 from ddsa_sim.physics.detector import Detector, integrate_spectrum
 from ddsa_sim.physics.heel import HeelBands, HeelSettings, heel_bands, heel_intensity
 from ddsa_sim.physics.spectra import Spectrum
@@ -76,6 +77,10 @@ class Scene:
     blur : BlurSettings
         Focal-spot blur (each volume at its own depth) and detector light spread; on by default.
         Both act on every frame and on the noise-free targets (physics.blur).
+    collimator : Collimator, optional
+        Blades and iris shaping the field (physics.collimation); None (default) or an open one: the
+        whole detector is exposed. Outside the field the frames record leakage and scatter only and
+        the targets are 0 (docs/dsa.md).
     heel : HeelSettings
         Heel effect: SpekPy spectra in a few bands along the anode direction, interpolated across
         the field (physics.heel); on by default (SpekPy spectra only).
@@ -108,6 +113,7 @@ class Scene:
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
     blur: BlurSettings = field(default_factory=BlurSettings)
     heel: HeelSettings = field(default_factory=HeelSettings)
+    collimator: Collimator | None = None
     method: str = "trilinear"
     device: str = "cpu"
     backend: str = "numba"
@@ -284,6 +290,17 @@ class Scene:
             self._heel_bands_cache[key] = None if bands is None else (bands, weights)
         return self._heel_bands_cache[key]
 
+    def collimation(self, carm: CArm) -> tuple[np.ndarray, np.ndarray] | None:
+        """The collimator's primary transmission as the detector records it (penumbra of the focal
+        spot, then the detector's light spread; (H, W) float64) and the exposed field (bool, the
+        geometric edge: :data:`~ddsa_sim.physics.collimation.EXPOSED_OPEN_FRACTION`); None without
+        a collimator or with an open one."""
+        if self.collimator is None or self.collimator.is_open:
+            return None
+        f = open_fraction(self.collimator, (carm.sensor_height, carm.sensor_width), carm.pixel_mm,
+                          self.blur.focal_spot_mm, carm.source_to_detector_distance)
+        return self.detector_blur(carm, transmission(self.collimator, f)), f >= EXPOSED_OPEN_FRACTION
+
     def detector_blur(self, carm: CArm, intensity: np.ndarray) -> np.ndarray:
         """``intensity`` (H, W) blurred by the detector's light spread (no-op when off)."""
         if self.blur.detector_mtf50_cycles_per_mm is None:
@@ -321,6 +338,7 @@ class Scene:
                                                             self.scatter.grid.scatter_transmission],
             "motion": self.motion.kind, "method": self.method, "device": self.device, "backend": self.backend,
             "blur": self.blur.to_dict(), "heel": self.heel.to_dict(),
+            "collimator": None if self.collimator is None else self.collimator.to_dict(),
             "bolus": {"velocity_mm_per_s": self.bolus.velocity_mm_per_s, "sigma_s": self.bolus.sigma_s,
                       "mode": self.bolus.mode, "venous_delay_s": self.bolus.venous_delay_s,
                       "dispersion": self.bolus.dispersion},

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ddsa_sim.physics.blur import BlurSettings
+from ddsa_sim.physics.collimation import Collimator
 from ddsa_sim.physics.detector import Detector
 from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.scene.catheter import CatheterSpec
@@ -158,12 +159,13 @@ class ExposureSpec:
 
 @dataclass(frozen=True)
 class EffectsSpec:
-    """Noise, scatter, focal-spot and detector blur, patient motion and the projector's ray-marching
-    method, device and backend."""
+    """Noise, scatter, focal-spot and detector blur, collimation (None: the whole detector exposed),
+    patient motion and the projector's ray-marching method, device and backend."""
 
     noise: bool = True
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
     blur: BlurSettings = field(default_factory=BlurSettings)
+    collimator: Collimator | None = None
     motion: MotionParams = field(default_factory=MotionParams)
     method: Literal["siddon", "trilinear"] = "trilinear"
     device: str = "cpu"
