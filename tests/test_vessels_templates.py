@@ -224,9 +224,9 @@ def test_coronary_named_segments_within_dodge(dominance):
     ("CCA_R", {"CCA_R", "ECA_R", "STA_R", "ICA_cervical_R", "M1_R"}, {"CCA_L", "M1_L", "BA"}),
 ])
 def test_selective_injection_fills_its_territory(site, has, lacks):
-    full = generate("cow", 4, distal_iterations=2, fetal_partial_prob=0, fetal_full_prob=0, a1_absent_prob=0)
-    tree = generate("cow", 4, distal_iterations=2, fetal_partial_prob=0, fetal_full_prob=0, a1_absent_prob=0,
-                    injection=site)
+    arteries = dict(distal_iterations=2, fetal_partial_prob=0, fetal_full_prob=0, a1_absent_prob=0, veins=False)
+    full = generate("cow", 4, **arteries)
+    tree = generate("cow", 4, **arteries, injection=site)
     names = set(tree.labels.values())
     assert has <= names and not (lacks & names) and "virtual" not in names
     assert tree.n_nodes < full.n_nodes

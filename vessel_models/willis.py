@@ -134,7 +134,9 @@ class WillisParams:
         rooted at the catheter tip.
     veins : bool
         Add the venous template (:mod:`vessel_models.veins`: dural sinuses, cortical veins, internal
-        jugulars) for a venous phase; every injection drains into all of it (a simplification).
+        jugulars) for a venous phase; every injection drains into all of it (a simplification). On by
+        default: a still frame shows the arterial phase (veins and blush empty), a sequence goes
+        arterial -> capillary -> venous; ``False`` gives the arteries alone.
     vein_iterations : int
         L-system iterations of each cortical vein tree.
     step_mm : float
@@ -159,7 +161,7 @@ class WillisParams:
     cortical_depth_mm: float = 3.0
     external_carotid: bool = True
     injection: str = "all"
-    veins: bool = False
+    veins: bool = True
     vein_iterations: int = 5
     step_mm: float = 1.5
 
