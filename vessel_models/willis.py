@@ -17,9 +17,10 @@ Named segments (``metadata["labels"]``; ``_L`` / ``_R`` per side):
   lateral convexity; ``A2`` -> ``A3`` (pericallosal, along the corpus callosum) -> cortical trees on
   the medial surface; ``P2`` -> cortical trees over the occipital pole.
 
-Diameters are published morphometry (docs/vessels.md §3): cavernous ICA 5.0, ICA terminus 3.6, M1 3.1,
-M2 2.4 mm (Rai et al. 2013), vertebral 3.9 -> 2.8, basilar 3.6 -> 3.1 mm (Rai et al. 2016); the rest
-typical values. Each segment tapers linearly between its two diameters, with log-normal jitter.
+Diameters and lengths are compared with published morphometry segment by segment in docs/vessels.md §3
+(CCA, ICA, MCA, ACA A1/A2, PCoA, PCA P1/P2, vertebral and basilar: CTA, MRA, ultrasound and cadaver
+studies; the ECA branches, A3, ACoA and V3 are typical values without a usable source). Each segment
+tapers linearly between its two diameters, with log-normal jitter.
 Every segment is a smooth curve (cubic spline through its via points, tangent-continuous with its
 parent) plus a random low-frequency bend of relative amplitude ``template_tortuosity``.
 
