@@ -7,7 +7,8 @@ segment to the terminus 33.1 +- 6.1 mm, MCA (M1, origin to the M2 origin) 22.5 +
 basilar artery 27.3 +- 5.7 mm; Choudhry et al. 2016 (CTA, 100 patients): cervical ICA (bifurcation to
 skull base) 86 +- 14 mm (right); MR angiography of the anterior communicating artery complex (200
 adults): A1 13.5 +- 3.48 mm, A2 23.4 +- 3.94 mm (right); Dzierzanowski et al. 2014 (CTA, 100 patients):
-PCoA 14.48 +- 3.47 mm (right); Uz 2019 (40 cadaveric PCAs): P1 6.8 mm, range 3-12; left main coronary
+PCoA 14.48 +- 3.47 mm (right); Uz 2019 (40 cadaveric PCAs): P1 6.8 mm, range 3-12; superior sagittal
+sinus 25.6 +- 1.6 cm (venous CTA of 30 patients, Surg Radiol Anat 2011); left main coronary
 artery 7.37 +- 4.2 mm (van Zandvoort et al. 2018, IVUS, 254 patients) and 10.5 +- 5.3 mm
 (Medrano-Gracia et al. 2016, CTA atlas, 300 adults).
 """
@@ -37,6 +38,7 @@ CEREBRAL_LENGTHS_MM = {  # published segment -> ((our segments summed), mean, (l
     "A2": (("A2",), 23.4, _sd2(23.4, 3.94)),
     "PCoA": (("PCoA",), 14.48, _sd2(14.48, 3.47)),
     "P1": (("P1",), 6.8, (3.0, 12.0)),  # a range, no SD
+    "superior sagittal sinus": (("SSS_ant", "SSS_post"), 256.0, _sd2(256.0, 16.0)),
 }
 LEFT_MAIN_MM = ((7.37, 4.2), (10.5, 5.3))
 
@@ -51,7 +53,7 @@ def _lengths(named: dict, parts: tuple[str, ...]) -> list[float]:
 def test_cerebral_segment_lengths_within_published_morphometry():
     seen = {k: [] for k in CEREBRAL_LENGTHS_MM}
     for seed in SEEDS:
-        named = m.named_segments(generate("cow", seed, distal_iterations=1))
+        named = m.named_segments(generate("cow", seed, distal_iterations=1, vein_iterations=1))
         for key, (parts, _, _) in CEREBRAL_LENGTHS_MM.items():
             seen[key] += _lengths(named, parts)
     for key, (_, mean, (low, high)) in CEREBRAL_LENGTHS_MM.items():
