@@ -10,7 +10,10 @@ adults): A1 13.5 +- 3.48 mm, A2 23.4 +- 3.94 mm (right); Dzierzanowski et al. 20
 PCoA 14.48 +- 3.47 mm (right); Uz 2019 (40 cadaveric PCAs): P1 6.8 mm, range 3-12; superior sagittal
 sinus 25.6 +- 1.6 cm (venous CTA of 30 patients, Surg Radiol Anat 2011); left main coronary
 artery 7.37 +- 4.2 mm (van Zandvoort et al. 2018, IVUS, 254 patients) and 10.5 +- 5.3 mm
-(Medrano-Gracia et al. 2016, CTA atlas, 300 adults).
+(Medrano-Gracia et al. 2016, CTA atlas, 300 adults); the other coronary arteries from a cadaver series
+of 20 hearts (a weak source, docs/vessels.md section 4): LAD 85.4 +- 17.8, LCx 45.1 +- 17.9, RCA
+124.3 +- 35.3, posterior descending 54.5 +- 10.1, acute marginal 42.4 +- 11.6, obtuse marginal
+40.3 +- 16.4, diagonal 26.6 +- 12.4 mm.
 """
 
 from __future__ import annotations
@@ -41,6 +44,15 @@ CEREBRAL_LENGTHS_MM = {  # published segment -> ((our segments summed), mean, (l
     "superior sagittal sinus": (("SSS_ant", "SSS_post"), 256.0, _sd2(256.0, 16.0)),
 }
 LEFT_MAIN_MM = ((7.37, 4.2), (10.5, 5.3))
+CORONARY_LENGTHS_MM = {  # segment -> ((mean, SD), dominances it applies to); cadaver series of 20 hearts
+    "LAD": ((85.4, 17.8), ("right", "left")),
+    "LCx": ((45.1, 17.9), ("right",)),  # a dominant LCx runs on to the crux
+    "RCA": ((124.3, 35.3), ("right",)),  # a non-dominant RCA ends before the crux
+    "PDA": ((54.5, 10.1), ("right", "left")),
+    "AM": ((42.4, 11.6), ("right", "left")),
+    "OM1": ((40.3, 16.4), ("right", "left")), "OM2": ((40.3, 16.4), ("right", "left")),
+    "D1": ((26.6, 12.4), ("right", "left")), "D2": ((26.6, 12.4), ("right", "left")),
+}
 
 
 def _lengths(named: dict, parts: tuple[str, ...]) -> list[float]:
@@ -69,3 +81,13 @@ def test_left_main_length_within_ivus_and_ct_morphometry(dominance):
     for mean, sd in LEFT_MAIN_MM:
         assert np.all(np.abs(lengths - mean) <= 2 * sd), lengths
     assert np.ptp(lengths) > 1.0  # varies between patients
+
+
+@pytest.mark.parametrize("dominance", ["right", "left"])
+def test_coronary_segment_lengths_within_cadaver_morphometry(dominance):
+    named = [m.named_segments(generate("coronary", seed, side="both", dominance=dominance, distal_iterations=0))
+             for seed in SEEDS]
+    for name, ((mean, sd), dominances) in CORONARY_LENGTHS_MM.items():
+        if dominance in dominances:
+            lengths = np.array([n[name]["length_mm"] for n in named])
+            assert np.all(np.abs(lengths - mean) <= 2 * sd), (name, lengths)

@@ -2,7 +2,8 @@
 
 Literature ranges are mean +- 2 SD of the cited studies (or a study's range where it gives no SD);
 ``CEREBRAL_DIAMETERS_MM`` names each source. Coronary: Dodge et al. 1992 (LM 4.5 +- 0.5, proximal LAD
-3.7 +- 0.4, LCx 3.4 +- 0.5 / 4.2 +- 0.6 when dominant, RCA 3.9 +- 0.6 / 2.8 +- 0.5 when non-dominant mm);
+3.7 +- 0.4, LCx 3.4 +- 0.5 / 4.2 +- 0.6 when dominant, RCA 3.9 +- 0.6 / 2.8 +- 0.5 when non-dominant mm; side branches from a cadaver series of 20 hearts: diagonal 1.9 +- 0.4, obtuse marginal
+1.5 +- 0.3, posterior descending 1.9 +- 0.4, acute marginal 1.6 +- 0.3 mm);
 distance-metric tortuosity (path / chord): intracranial 1.1-1.4 (Klis et al. 2019, MCA relative length
 0.83 +- 0.08 in controls, i.e. DM 1.09-1.33 within 1 SD), coronary 1.1-1.3. Veins: superior sagittal
 sinus 3.7 +- 0.9 mm at bregma, 5.7 +- 1.04 at lambda (CT venography, 100 patients); transverse sinus
@@ -62,12 +63,16 @@ NOT_CITED = {
     **{k: "no source with ECA branch diameters found" for k in ("ECA", "ECA_distal", "STA", "OccA", "FacA", "MaxA")},
     "SS": "no source with the sigmoid sinus diameter found",
     **{k: "typical 1-3 mm, not from a source" for k in ("CorV1", "CorV2", "CorV3", "CorV4", "CorV5", "Labbe")},
-    **{k: "Dodge 1992 tabulates branch diameters; we did not read the table"
-       for k in ("D1", "D2", "OM1", "OM2", "S1", "S2", "S3", "PDA", "PLB", "AM")},
+    **{k: "no source with septal perforator diameters found" for k in ("S1", "S2", "S3")},
+    "PLB": "no source with the posterolateral branch diameter found",
 }
 CORONARY_DIAMETERS_MM = {  # (dominance, segment) -> (mean, SD)
     ("right", "LM"): (4.5, 0.5), ("right", "LAD"): (3.7, 0.4), ("right", "LCx"): (3.4, 0.5),
     ("right", "RCA"): (3.9, 0.6), ("left", "LCx"): (4.2, 0.6), ("left", "RCA"): (2.8, 0.5),
+    # side branches: cadaver series of 20 hearts (external diameters; a weak source, docs/vessels.md section 4)
+    ("right", "D1"): (1.9, 0.4), ("right", "D2"): (1.9, 0.4), ("right", "OM1"): (1.5, 0.3),
+    ("right", "OM2"): (1.5, 0.3), ("right", "PDA"): (1.9, 0.4), ("left", "PDA"): (1.9, 0.4),
+    ("right", "AM"): (1.6, 0.3),
 }
 VENOUS_DIAMETERS_MM = {  # segment -> (mean, SD, which diameter of vessels stats' named_segments)
     "SSS_ant": (3.7, 0.9, "proximal_diameter_mm"),  # its proximal end is at bregma
