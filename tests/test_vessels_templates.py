@@ -2,14 +2,15 @@
 
 Literature ranges are mean +- 2 SD of the cited studies (or a study's range where it gives no SD);
 ``CEREBRAL_DIAMETERS_MM`` names each source. Coronary: Dodge et al. 1992 (LM 4.5 +- 0.5, proximal LAD
-3.7 +- 0.4, LCx 3.4 +- 0.5 / 4.2 +- 0.6 when dominant, RCA 3.9 +- 0.6 / 2.8 +- 0.5 when non-dominant mm; side branches from a cadaver series of 20 hearts: diagonal 1.9 +- 0.4, obtuse marginal
-1.5 +- 0.3, posterior descending 1.9 +- 0.4, acute marginal 1.6 +- 0.3 mm);
-distance-metric tortuosity (path / chord): intracranial 1.1-1.4 (Klis et al. 2019, MCA relative length
-0.83 +- 0.08 in controls, i.e. DM 1.09-1.33 within 1 SD), coronary 1.1-1.3. Veins: superior sagittal
-sinus 3.7 +- 0.9 mm at bregma, 5.7 +- 1.04 at lambda (CT venography, 100 patients); transverse sinus
-right 6.65 +- 1.57, left 5.37 +- 1.35 mm (MR venography, 58 volunteers); internal jugular vein right
-17 +- 5, left 14 +- 5 mm (CT, 190 patients); cortical veins 1-3 mm. Every named segment of the
-templates is either compared here or listed, with the reason, in ``NOT_CITED``.
+3.7 +- 0.4, LCx 3.4 +- 0.5 / 4.2 +- 0.6 when dominant, RCA 3.9 +- 0.6 / 2.8 +- 0.5 when non-dominant mm);
+side branches from a cadaver series of 20 hearts (diagonal 1.9 +- 0.4, obtuse marginal 1.5 +- 0.3,
+posterior descending 1.9 +- 0.4, acute marginal 1.6 +- 0.3 mm); distance-metric tortuosity (path /
+chord): intracranial 1.1-1.4 (Klis et al. 2019, MCA relative length 0.83 +- 0.08 in controls, i.e. DM
+1.09-1.33 within 1 SD), coronary 1.1-1.3. Veins: superior sagittal sinus 3.7 +- 0.9 mm at bregma,
+5.7 +- 1.04 at lambda (CT venography, 100 patients); transverse sinus right 6.65 +- 1.57, left
+5.37 +- 1.35 mm (MR venography, 58 volunteers); internal jugular vein right 17 +- 5, left 14 +- 5 mm
+(CT, 190 patients); cortical veins 1-3 mm. Every named segment of the templates is either compared
+here or listed, with the reason, in ``NOT_CITED``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from vessel_models.lsystem import PUBLISHED_GRID_AXES, generate_lsystem, murray_
 from vessel_models.tree import VesselInputError
 
 SEEDS = range(4)
-
 
 
 def _sd2(mean: float, sd: float) -> tuple[float, float]:
@@ -192,7 +192,8 @@ def test_cerebral_named_segments_within_published_morphometry(cow_trees):
 def test_every_named_segment_is_compared_or_listed():
     """Each named segment of the cerebral template (veins included) and of the coronary template (both
     dominances) has a cited diameter range here or a reason in ``NOT_CITED``: none goes unchecked silently."""
-    cited = set(CEREBRAL_DIAMETERS_MM) | {n for _, n in CORONARY_DIAMETERS_MM} | {_strip_side(n) for n in VENOUS_DIAMETERS_MM}
+    cited = (set(CEREBRAL_DIAMETERS_MM) | {n for _, n in CORONARY_DIAMETERS_MM}
+             | {_strip_side(n) for n in VENOUS_DIAMETERS_MM})
     names = set(m.named_segments(generate("cow", 0, veins=True, distal_iterations=0, vein_iterations=1,
                                           pcoa_absent_prob=0, a1_absent_prob=0, acoa_absent_prob=0)))
     for dominance in ("right", "left"):
@@ -204,7 +205,7 @@ def test_every_named_segment_is_compared_or_listed():
 
 
 @pytest.mark.parametrize("dominance", ["right", "left"])
-def test_coronary_named_segments_within_dodge(dominance):
+def test_coronary_named_segments_within_published_morphometry(dominance):
     tort = []
     for seed in SEEDS:
         tree = generate("coronary", seed, side="both", dominance=dominance)
