@@ -5,7 +5,7 @@ Writes ``docs/img/gallery_*.png`` (each a strip mask | contrast | conventional D
 * ``gallery_cerebral_ap.png``, ``gallery_cerebral_lateral.png``: ``--vessels cow`` on the head phantom
   of ``tests/scene_helpers.py`` (skull shell, brain, face, neck; written as a NIfTI), placed by the
   default anatomical registration;
-* ``gallery_cerebral_sequence.png``: the template with its venous part (``-p veins=true``), 4 contrast
+* ``gallery_cerebral_sequence.png``: the template with its venous part (the default), 4 contrast
   frames (``--frames 4``): arterial, capillary (parenchymal blush), early venous, venous;
 * ``gallery_coronary_rao.png``, ``gallery_coronary_lao.png``: ``--vessels coronary`` on the builtin
   chest CT (heart label), RAO 30 and LAO 40;
@@ -36,7 +36,7 @@ IMG = ROOT / "docs" / "img"
 RUNS = {
     "cerebral": (["--vessels", "cow", "--seed", "1", "--alpha", "0,90", "--isocenter", "5,-10,15"],
                  {"view_000.png": "gallery_cerebral_ap.png", "view_001.png": "gallery_cerebral_lateral.png"}),
-    "sequence": (["--vessels", "cow", "-p", "veins=true", "--seed", "1", "--alpha", "0", "--isocenter", "5,-10,15",
+    "sequence": (["--vessels", "cow", "--seed", "1", "--alpha", "0", "--isocenter", "5,-10,15",
                   "--frames", "4"],
                  {"view_000.png": "gallery_cerebral_sequence.png"}),
     "coronary": (["--ct", "builtin:chest-ct", "--vessels", "coronary", "--seed", "2", "--alpha", "30,-40"],
@@ -74,7 +74,7 @@ def catheter_picture(head: Path, out: Path) -> None:
     spec = replace(spec, vessels=replace(spec.vessels, params={"injection": "ICA_L"}))
     scene = build_scene(spec)
     rows, cols = parse_detector(DEFAULT_DETECTOR)
-    carm = CArm(isocenter_mm=(5.0, -10.0, -45.0), sensor_height=rows, sensor_width=cols, pixel_mm=DEFAULT_PIXEL_MM)
+    carm = CArm(isocenter_mm=(5.0, -10.0, -60.0), sensor_height=rows, sensor_width=cols, pixel_mm=DEFAULT_PIXEL_MM)
     frames = render_frames(scene, carm, np.random.default_rng([1, 0]))
     save_strip(frames, out, "head phantom + cow injection=ICA_L, 5 F catheter  alpha=0 beta=0  noise=on  scatter=on")
 

@@ -13,14 +13,15 @@ import math
 
 import numpy as np
 import pytest
-from scene_helpers import head_ct, small_carm
+from scene_helpers import cylinder_ct, head_ct, small_carm
 from scipy import ndimage
 
+from ddsa_sim import InputError
 from ddsa_sim.physics.blur import BlurSettings
 from ddsa_sim.scene import EffectsSpec, ScatterSettings, Scene, TreeVessels, render_frames
 from ddsa_sim.scene.builder import Patient, build_scene
 from ddsa_sim.scene.perfusion import CBV_ML_PER_100G, CEREBRAL_BOLUS
-from ddsa_sim.scene.spec import CTSpec, SceneSpec, VesselSpec
+from ddsa_sim.scene.spec import CTSpec, PlacementSpec, SceneSpec, VesselSpec
 from vessel_models.bolus import GAMMA_ALPHA, compartment_curve, edge_fraction, venous_nodes
 from vessel_models.courses import VIRTUAL_RADIUS_MM
 
@@ -54,7 +55,9 @@ def scenes():
     venous.blur = BlurSettings(focal_spot_mm=0.0, detector_mtf50_cycles_per_mm=None)
     tree = venous.vessels[0].tree.copy()
     tree.radii_mm[venous_nodes(tree)] = VIRTUAL_RADIUS_MM
-    arterial = Scene(venous.ct, [TreeVessels(tree, spacing_mm=3.0)], bolus=venous.bolus, noise=False,
+    arteries = TreeVessels(tree, spacing_mm=3.0)
+    arteries._grid = venous.vessels[0].grid  # the shrunk veins would change the grid's bounds
+    arterial = Scene(venous.ct, [arteries], bolus=venous.bolus, noise=False,
                      scatter=venous.scatter, blur=venous.blur, ct_volume=venous.ct_volume)
     return venous, arterial
 
@@ -124,6 +127,35 @@ def test_frames_on_the_head_phantom(scenes):
     assert full[0].sum() > 0 and full[0][outside].sum() < 1e-3 * full[0].sum()
     assert blush_g[1] > 0.8 * (tree_g[1] + blush_g[1])
     assert alone[2].sum() < 0.01 * full[2].sum() and blush_g[2] < 0.2 * (tree_g[2] + blush_g[2])
+
+
+def test_still_frame_is_the_arterial_phase(scenes):
+    """A still frame (bolus time None, the default single frame of ``dsa``) of the template with veins
+    is the arteries alone: veins and blush empty, the arteries fully filled (a filled venous phase on
+    top of the arteries is no clinical frame)."""
+    venous, arterial = scenes
+    carm = small_carm(48, 5.0, isocenter_mm=(5.0, -10.0, 15.0))
+    full = render_frames(venous, carm, np.random.default_rng(0), [None])
+    alone = render_frames(arterial, carm, np.random.default_rng(0), [None])
+    assert full.iodine_mg_per_cm2.sum() > 0 and venous.vessels[1].fill(None, venous.bolus) == 0.0
+    assert np.allclose(full.iodine_mg_per_cm2, alone.iodine_mg_per_cm2, rtol=1e-5, atol=1e-4)
+    assert np.allclose(full.dsa_target, alone.dsa_target, rtol=1e-5, atol=1e-6)
+
+
+def test_venous_template_outside_a_head_is_refused_with_the_way_out():
+    """The blush needs a brain: a cerebral template placed in a CT without a skull (a body region) is
+    refused with one line naming ``veins=false``; with it, the arteries alone build."""
+    ct = cylinder_ct(bone_rods=False)
+
+    def spec(params: dict) -> SceneSpec:
+        return SceneSpec(CTSpec("cylinder"), VesselSpec("generator", "cow", params={"distal_iterations": 0, **params},
+                                                        seed=1, spacing_mm=3.0),
+                         placement=PlacementSpec(mode="region"))
+
+    with pytest.raises(InputError, match="veins=false"):
+        build_scene(spec({}), Patient(ct, None, CTSpec("cylinder")))
+    scene = build_scene(spec({"veins": False}), Patient(ct, None, CTSpec("cylinder")))
+    assert len(scene.vessels) == 1 and "venous_branches" not in scene.vessels[0].tree.metadata
 
 
 @pytest.mark.parametrize("site, side_share, posterior_share", [("ICA_L", (0.75, 1.0), (0.0, 0.2)),

@@ -255,7 +255,7 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
         r_lcx = p.lcx_radius_mm * rj() * (4.2 / 3.4 if dominance == "left" else 1.0)  # Dodge 1992
         lad_pts = [bif] + groove(phi_bif, phi_ant, z_base - 4.0, z_apex, r_lad)[1:]
         lad = course(lm[-1], lad_pts, r_lad, 0.45 * r_lad, "LAD", 1)
-        lcx_end = {"right": math.radians(20.0), "co": 0.0, "left": 0.0}[dominance]
+        lcx_end = {"right": math.radians(50.0), "co": 0.0, "left": 0.0}[dominance]
         lcx_pts = [bif] + groove(phi_bif, phi_post - lcx_end, z_base, z_base - 10.0, r_lcx)[1:]
         lcx = course(lm[-1], lcx_pts, r_lcx, (0.7 if dominance == "left" else 0.45) * r_lcx, "LCx", 1,
                      tip=dominance != "left")

@@ -63,7 +63,7 @@ def _segments(centre: np.ndarray, axes: np.ndarray, scale: float) -> dict[str, l
     torcula = midline(192.0)
     out: dict[str, list[np.ndarray]] = {
         "SSS_post": [torcula, midline(160.0), midline(125.0), midline(95.0)],
-        "SSS_ant": [midline(95.0), midline(60.0), midline(28.0)],
+        "SSS_ant": [midline(95.0), midline(50.0), midline(2.0)],
     }
     for s, sx in (("L", 1.0), ("R", -1.0)):
         ts_end = on_dura((57.0 * sx, 42.0, -20.0))

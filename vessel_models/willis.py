@@ -17,9 +17,10 @@ Named segments (``metadata["labels"]``; ``_L`` / ``_R`` per side):
   lateral convexity; ``A2`` -> ``A3`` (pericallosal, along the corpus callosum) -> cortical trees on
   the medial surface; ``P2`` -> cortical trees over the occipital pole.
 
-Diameters are published morphometry (docs/vessels.md §3): cavernous ICA 5.0, ICA terminus 3.6, M1 3.1,
-M2 2.4 mm (Rai et al. 2013), vertebral 3.9 -> 2.8, basilar 3.6 -> 3.1 mm (Rai et al. 2016); the rest
-typical values. Each segment tapers linearly between its two diameters, with log-normal jitter.
+Diameters and lengths are compared with published morphometry segment by segment in docs/vessels.md §3
+(CCA, ICA, MCA, ACA A1/A2, PCoA, PCA P1/P2, vertebral and basilar: CTA, MRA, ultrasound and cadaver
+studies; the ECA branches, A3, ACoA and V3 are typical values without a usable source). Each segment
+tapers linearly between its two diameters, with log-normal jitter.
 Every segment is a smooth curve (cubic spline through its via points, tangent-continuous with its
 parent) plus a random low-frequency bend of relative amplitude ``template_tortuosity``.
 
@@ -93,6 +94,9 @@ DISTAL_TREES = {
     "STA": "scalp", "OccA": "scalp", "FacA": "free", "MaxA": "free",
 }
 HYPOPLASTIC_FACTOR = 0.4
+#: Segments that leave their junction at an angle instead of tangent-continuous with the parent: the A1
+#: turns medially off the ICA terminus (a T-shaped bifurcation), not on along the supraclinoid ICA.
+ANGLED_STARTS = frozenset({"A1"})
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,9 @@ class WillisParams:
         rooted at the catheter tip.
     veins : bool
         Add the venous template (:mod:`vessel_models.veins`: dural sinuses, cortical veins, internal
-        jugulars) for a venous phase; every injection drains into all of it (a simplification).
+        jugulars) for a venous phase; every injection drains into all of it (a simplification). On by
+        default: a still frame shows the arterial phase (veins and blush empty), a sequence goes
+        arterial -> capillary -> venous; ``False`` gives the arteries alone.
     vein_iterations : int
         L-system iterations of each cortical vein tree.
     step_mm : float
@@ -156,7 +162,7 @@ class WillisParams:
     cortical_depth_mm: float = 3.0
     external_carotid: bool = True
     injection: str = "all"
-    veins: bool = False
+    veins: bool = True
     vein_iterations: int = 5
     step_mm: float = 1.5
 
@@ -236,15 +242,15 @@ def _template(params: WillisParams, rng: np.random.Generator) -> tuple[dict[str,
             return np.array([x * sx, y, z])
 
         j.update({
-            f"CCAprox_{s}": pt(24, -6, -150), f"CB_{s}": pt(22, -2, -100), f"ICAskull_{s}": pt(17, 4, -38),
+            f"CCAprox_{s}": pt(24, -6, -150), f"CB_{s}": pt(22, -2, -114), f"ICAskull_{s}": pt(17, 4, -38),
             f"ICAlac_{s}": pt(13, -10, -22), f"ICAclin_{s}": pt(14, -18, -5), f"ICAT_{s}": pt(13, -8, 0),
             f"ECAmid_{s}": pt(25, -11, -86), f"ECAsplit_{s}": pt(27, -12, -62),
             f"STAend_{s}": pt(62, -8, 25), f"OccAend_{s}": pt(36, 72, -18), f"FacAend_{s}": pt(36, -62, -52),
             f"MaxAend_{s}": pt(14, -42, -48),
             f"VAprox_{s}": pt(30, 12, -150), f"VAc1_{s}": pt(26, 14, -70), f"VAdura_{s}": pt(14, 30, -58),
-            f"ACAJ_{s}": pt(1.6, -20, 2), f"A2end_{s}": pt(2.5, -36, 22), f"A3end_{s}": pt(2.5, 30, 44),
+            f"ACAJ_{s}": pt(1.6, -14, 4), f"A2end_{s}": pt(2.5, -33, 16), f"A3end_{s}": pt(2.5, 30, 44),
             f"M1J_{s}": pt(30, -6, 3), f"M2send_{s}": pt(40, -10, 22), f"M2iend_{s}": pt(44, 6, -4),
-            f"PJ_{s}": pt(9, 8, -1), f"P2end_{s}": pt(22, 40, 8),
+            f"PJ_{s}": pt(7, 4, -1), f"P2end_{s}": pt(22, 40, 8),
         })
         for name, a, b, vias, key in (
             ("CCA", "CCAprox", "CB", [], "CCA"),
@@ -262,7 +268,7 @@ def _template(params: WillisParams, rng: np.random.Generator) -> tuple[dict[str,
             ("VA_V3", "VAc1", "VAdura", [pt(34, 22, -66), pt(24, 34, -62)], "VA_V3"),
             ("VA_V4", "VAdura", "BAprox", [pt(8, 24, -46)], "VA_V4"),
             ("A1", "ICAT", "ACAJ", [], "A1"),
-            ("A2", "ACAJ", "A2end", [pt(2, -31, 10)], "A2"),
+            ("A2", "ACAJ", "A2end", [pt(2, -27, 8)], "A2"),
             ("A3", "A2end", "A3end", [pt(2.5, -36, 38), pt(2.5, -16, 50), pt(2.5, 10, 51)], "A3"),
             ("M1", "ICAT", "M1J", [pt(22, -7, 1)], "M1"),
             ("M2s", "M1J", "M2send", [pt(38, -5, 10)], "M2s"),
@@ -275,7 +281,7 @@ def _template(params: WillisParams, rng: np.random.Generator) -> tuple[dict[str,
             jb = b if b.startswith("BA") else f"{b}_{s}"
             segs[f"{name}_{s}"] = (ja, jb, vias, key)
     j["BAprox"] = np.array([0.0, 14.0, -30.0])
-    j["BAT"] = np.array([0.0, 10.0, -3.0])
+    j["BAT"] = np.array([0.0, 6.0, -3.0])
     segs["BA"] = ("BAprox", "BAT", [np.array([0.5, 12.0, -16.0])], "BA")
     segs["ACoA"] = ("ACAJ_L", "ACAJ_R", [], "ACoA")
     for k in sorted(j):
@@ -404,7 +410,8 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             radii = np.full(2, VIRTUAL_RADIUS_MM)
             virtual.append(bid)
         else:
-            nodes = smooth_curve(pts, dir_of.get(start), p.step_mm, p.template_tortuosity, rng_geo)
+            start_dir = None if key in ANGLED_STARTS else dir_of.get(start)
+            nodes = smooth_curve(pts, start_dir, p.step_mm, p.template_tortuosity, rng_geo)
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
             dir_of.setdefault(end, nodes[-1] - nodes[-2])

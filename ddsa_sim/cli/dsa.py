@@ -203,9 +203,10 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         diaphragm_mm: float = typer.Option(15.0, "--diaphragm-mm", help="Respiratory motion: diaphragm excursion, mm."),
         diaphragm_z_mm: float | None = typer.Option(None, "--diaphragm-z-mm", help="Respiratory motion: world z of "
                                                     "the diaphragm dome, mm (default: found from the CT's lungs)."),
-        frames: int = typer.Option(1, help="Contrast frames over the bolus filling (1 = filled vessels)."),
+        frames: int = typer.Option(1, help="Contrast frames over the bolus (1 = a still frame: "
+                                    "filled arteries; veins and blush of a venous template empty)."),
         param: list[str] = typer.Option([], "--param", "-p", help="Generator parameter KEY=VALUE (repeatable), "
-                                        "e.g. -p veins=true (cow: venous phase and blush) -p injection=ICA_L."),
+                                        "e.g. -p injection=ICA_L, -p veins=false (cow: arteries only, no venous phase)."),
         spacing_mm: float = typer.Option(0.25, help="Vessel voxel grid spacing around a tree, mm."),
         method: str = METHOD,
         device: str = typer.Option("cpu", "--device", help="cpu (numba kernels) or cuda / cuda:N (torch GPU "

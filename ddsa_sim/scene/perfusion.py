@@ -101,7 +101,8 @@ def blush_source(tree: VesselTree, brain: np.ndarray | None, affine: np.ndarray,
         No brain in the CT, or no brain tissue near the tree's terminal arteries.
     """
     if brain is None or not brain.any():
-        raise InputError(f"{name}: the parenchymal blush needs a head CT with a skull-enclosed brain")
+        raise InputError(f"{name}: the parenchymal blush needs a head CT with a skull-enclosed brain; "
+                         "leave out the venous phase with the generator parameter veins=false")
     mask, out_affine = perfused_territory(tree, brain, affine)
     if not mask.any():
         raise InputError(f"{name}: no brain tissue within {TERRITORY_RADIUS_MM:g} mm of the tree's terminal arteries")

@@ -83,9 +83,10 @@ class TreeVessels:
         return virt
 
     def fill(self, t_s: float | None, bolus: BolusParams) -> np.ndarray:
-        """Per-node fill in [0, 1] at time ``t_s`` (None = fully filled); virtual nodes 0."""
+        """Per-node fill in [0, 1] at time ``t_s`` (None = a still frame: every artery filled, veins
+        empty, i.e. the arterial phase of a tree with a venous part); virtual nodes 0."""
         if t_s is None:
-            f = np.ones(self.tree.n_nodes)
+            f = np.where(venous_nodes(self.tree), 0.0, 1.0)
         else:
             f = contrast_fraction(self.tree, float(t_s), bolus.velocity_mm_per_s, bolus.sigma_s, bolus.mode,
                                   bolus.t0_s, bolus.venous_delay_s, bolus.dispersion)
@@ -141,9 +142,12 @@ class FractionVessels:
         self.fraction_volume, self.affine = crop_to_foreground(f, np.asarray(self.affine, dtype=np.float64))
 
     def fill(self, t_s: float | None, bolus: BolusParams) -> float:
-        """Fill factor in [0, 1] at time ``t_s`` (None = full; 1 for a static volume)."""
-        if t_s is None or self.capillary_path_mm is None:
+        """Fill factor in [0, 1] at time ``t_s``: 1 for a static volume; a capillary bed is empty in a
+        still frame (``t_s`` None, the arterial phase) and follows its curve otherwise."""
+        if self.capillary_path_mm is None:
             return 1.0
+        if t_s is None:
+            return 0.0
         dt = float(t_s) - self._arrival_s(bolus)
         return float(compartment_curve(dt, bolus.sigma_s, bolus.mode, bolus.dispersion))
 
