@@ -90,6 +90,10 @@ class Scene:
     ct_volume : ProjectorVolume, optional
         The CT's projector volume (named ``"ct"``), built beforehand from ``ct`` and its materials
         (e.g. memoised per CT by the dataset exporter); default: built from ``ct`` on first use.
+    heart : bool (I, J, K) on the CT's grid, optional
+        The labelled heart (a label map's ``heart``): under cardiac motion the CT's tissue there and in
+        the first tree's convex hull beats with the tree (:mod:`ddsa_sim.scene.beating_heart`); default:
+        the hull alone.
     """
 
     ct: Volume
@@ -112,6 +116,7 @@ class Scene:
     device: str = "cpu"
     backend: str = "numba"
     ct_volume: ProjectorVolume | None = field(default=None, repr=False)
+    heart: np.ndarray | None = field(default=None, repr=False)
     _projectors: dict = field(default_factory=dict, init=False, repr=False)
     _heel_bands_cache: dict = field(default_factory=dict, init=False, repr=False)
     _motion_cache: dict = field(default_factory=dict, init=False, repr=False)  # heart frames, diaphragm level
