@@ -55,8 +55,10 @@ MIN_ATRIAL_LENGTH_MM = 20.0
 ANNULUS_FALLOFF_MM = 10.0
 #: spacing of the tabulated weight (mm)
 WEIGHT_GRID_MM = 2.0
-#: fixed-point iterations of the backward map (the error shrinks by the field's gradient, < 0.6, each)
-_INVERSE_ITERATIONS = 12
+#: fixed-point iterations of the backward map at most (the error shrinks by the field's gradient, < 0.6,
+#: each) and the step below which a point has converged (mm)
+_INVERSE_ITERATIONS = 20
+_INVERSE_TOLERANCE_MM = 1e-3
 
 
 def _fade(t: np.ndarray) -> np.ndarray:
@@ -144,13 +146,46 @@ def heart_field(frame: HeartFrame, lumen_mm: np.ndarray, longitudinal_mm: float,
 
 
 def _backward_displacement(field: HeartField, contraction: float) -> np.ndarray:
-    """``x - y`` (mm, (3, I, J, K)) on the weight grid: where the tissue now at ``y`` came from."""
+    """``x - y`` (mm, (3, I, J, K)) on the weight grid: where the tissue now at ``y`` came from.
+
+    ``x = y - d(x)`` by fixed-point iteration, each point until it moves less than
+    :data:`_INVERSE_TOLERANCE_MM` (at most :data:`_INVERSE_ITERATIONS` times).
+    """
     shape = field.weight.shape
     y = np.indices(shape).reshape(3, -1).T * field.spacing_mm + field.origin_mm
-    x = y.copy()
+    x = y - field.displacement_mm(y, contraction)
+    active = np.flatnonzero(np.any(x != y, axis=1))  # d(y) = 0 and x = y: already the fixed point
     for _ in range(_INVERSE_ITERATIONS):
-        x = y - field.displacement_mm(x, contraction)
+        if active.size == 0:
+            break
+        new = y[active] - field.displacement_mm(x[active], contraction)
+        moved = np.abs(new - x[active]).max(axis=1)
+        x[active] = new
+        active = active[moved > _INVERSE_TOLERANCE_MM]
     return (x - y).T.reshape(3, *shape)
+
+
+def _on_ct_box(back: np.ndarray, field: HeartField, world_from_voxel: np.ndarray, lo: np.ndarray,
+               hi: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """The CT's voxels in ``lo:hi`` that move (indices into the box) and their backward displacement
+    (mm, (3, M), float32; linear in the weight grid).
+
+    A voxel can move only where a weight-grid cell around it has a non-zero displacement; only those
+    voxels are interpolated.
+    """
+    w = world_from_voxel[:3, :3]
+    axes = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    grid_from_voxel = w / field.spacing_mm
+    offset = (world_from_voxel[:3, 3] - field.origin_mm) / field.spacing_mm
+    nonzero = ndimage.binary_dilation(np.any(back != 0, axis=0), np.ones((3, 3, 3), bool))
+    coords = [sum(grid_from_voxel[r, k] * axes[k] for k in range(3)) + offset[r] for r in range(3)]
+    cell = [np.clip(np.rint(c).astype(np.intp), 0, n - 1) for c, n in zip(coords, nonzero.shape)]
+    candidates = np.nonzero(nonzero[tuple(cell)])
+    g = np.stack([np.broadcast_to(c, tuple(hi - lo))[candidates] for c in coords]).astype(np.float32)
+    d = np.stack([ndimage.map_coordinates(b, g, order=1, mode="constant", cval=0.0, output=np.float32)
+                  for b in back])
+    moving = np.any(d != 0, axis=0)
+    return tuple(i[moving] for i in candidates), d[:, moving]
 
 
 def beating_ct(volume: ProjectorVolume, field: HeartField, contraction: float) -> ProjectorVolume:
@@ -171,19 +206,11 @@ def beating_ct(volume: ProjectorVolume, field: HeartField, contraction: float) -
     hi = np.clip(np.ceil(c.max(axis=0)).astype(int) + 1, 0, volume.shape)
     if np.any(hi <= lo):  # the heart is off the CT
         return volume
-    # the CT's voxels of the box in weight-grid coordinates (an affine map of the voxel index)
-    axes = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi))]
-    grid_from_voxel = w[:3, :3] / field.spacing_mm
-    offset = (w[:3, 3] - field.origin_mm) / field.spacing_mm
-    g = np.stack([sum(grid_from_voxel[r, k] * axes[k] for k in range(3)) + offset[r] for r in range(3)])
-    d = np.stack([ndimage.map_coordinates(b, g.astype(np.float32), order=1, mode="constant", cval=0.0,
-                                          output=np.float32) for b in back])
-    moving = np.any(d != 0, axis=0)
-    idx = np.nonzero(moving)
-    src = np.stack(idx).astype(np.float64) + lo[:, None] + inv @ d[:, moving]
+    idx, d = _on_ct_box(back, field, w, lo, hi)
+    at = tuple(i + o for i, o in zip(idx, lo))
+    src = np.stack(at).astype(np.float32) + (inv.astype(np.float32) @ d)
     dens = volume.density_g_per_cc.copy()
     labels = volume.labels.copy()
-    at = tuple(i + o for i, o in zip(idx, lo))
     dens[at] = ndimage.map_coordinates(volume.density_g_per_cc, src, order=1, mode="nearest")
     labels[at] = ndimage.map_coordinates(volume.labels, src, order=0, mode="nearest")
     return ProjectorVolume(volume.name, dens, labels, volume.materials, w, dict(volume.displaces))
