@@ -1,28 +1,31 @@
 """The CT's heart beating with the coronary tree: a displacement field and the resampled CT (docs/dsa.md §4.1).
 
 The coronary tree moves by the affine map of :func:`~ddsa_sim.scene.cardiorespiratory.cardiac_transform`
-(its heart frame: apex ``a``, long axis ``e``, length ``L``). The CT's tissue moves by the same map,
-weighted so that it stays still away from the heart:
+(its heart frame: apex ``a``, long axis ``e`` base -> apex, length ``L``, radius ``R``). The CT's tissue
+at ``x`` moves by the same map, weighted so that it fades away from the heart:
 
-``d(x) = f w(x) D(x)``, ``D(x) = -(s_L e e^T + s_R (I - e e^T)) (x - a)``
+``d(x) = -f w_out(x) (w_L(b) s_L e e^T + w_R(b) s_R (I - e e^T)) (x - a)``
 
-(``f`` the contraction; ``D`` the tree's displacement at full contraction), with
-``w = w_out(x) w_base(x)``:
+with ``f`` the contraction, ``s_L = longitudinal / L``, ``s_R = radial / R``, ``b = -(x - a) . e - L``
+the distance beyond the base plane (the atrioventricular plane), ``h(t) = 1 - 3 t^2 + 2 t^3`` on
+[0, 1] (1 below, 0 above; continuous with its slope, so the field has no kink), and
 
-* ``w_out = h(max(0, r(x) - HEART_MARGIN_MM) / CARDIAC_FALLOFF_MM)``, ``r`` the distance from the heart
-  region: the labelled heart (a label map's ``heart``) together with the convex hull of the tree's
-  lumen (the ventricles the epicardial tree wraps; the whole region when there is no label), so every
-  node of the tree has ``w = 1`` and moves with the tissue under it;
-* ``w_base = h(max(0, -(x - a) . e - L) / ATRIAL_FALLOFF_MM)``: beyond the base (the atrioventricular
-  plane) the displacement fades over the atria, whose roof the great veins hold: the atria stretch as
-  the ventricles empty (the atrioventricular plane as a piston; Carlsson et al. 2004);
-* ``h(t) = 1 - 3 t^2 + 2 t^3`` on [0, 1], 0 beyond: continuous with its slope, so the field has no kink.
+* ``w_out = h((r - HEART_MARGIN_MM) / CARDIAC_FALLOFF_MM)``, ``r`` the distance from the heart region:
+  the labelled heart (a label map's ``heart``) together with the convex hull of the tree (the
+  ventricles the epicardial tree wraps; the whole region without a label). Every node of the tree is
+  in it, so the tissue under a node moves exactly with the node; 34 mm outside it nothing moves;
+* ``w_L = h(b / atrial length)``: beyond the base the descent of the atrioventricular plane fades
+  over the atria to their roof, which the great veins hold (the label's extent beyond the base, at
+  least :data:`MIN_ATRIAL_LENGTH_MM`; without a label :data:`ATRIAL_LENGTH_MM`): the atria stretch and
+  fill while the ventricles empty (Hoffman and Ritman 1985; Carlsson et al. 2004);
+* ``w_R = h(b / ANNULUS_FALLOFF_MM)``: the radial contraction is the ventricles'; it fades within
+  10 mm above the annulus.
 
-``w`` is tabulated on a world-axis-aligned grid of :data:`WEIGHT_GRID_MM` (linear in between, 0 off the
-grid). The CT is resampled only where ``d`` is not 0 (the heart's box plus the fall-off): backward
-mapping ``x = y - d(x)`` solved by fixed-point iteration on the weight grid (a contraction: the field's
-largest gradient is below 1), interpolated to the CT's voxels; linear density, nearest material label.
-At contraction 0 the CT is returned as it is.
+``w_out`` is tabulated on a world-axis-aligned grid of :data:`WEIGHT_GRID_MM` (linear in between, 0 off
+the grid). The CT is resampled where ``d`` is not 0: backward mapping ``x = y - d(x)`` solved by
+fixed-point iteration on the weight grid (a contraction: the field's gradient stays below 1),
+interpolated to the CT's voxels; linear density, nearest material label. At contraction 0 the CT is
+returned as it is.
 """
 
 from __future__ import annotations
