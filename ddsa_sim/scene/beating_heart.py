@@ -61,7 +61,7 @@ WEIGHT_GRID_MM = 2.0
 #: fixed-point iterations of the backward map at most (the error shrinks by the field's gradient, < 0.6,
 #: each) and the step below which a point has converged (mm)
 _INVERSE_ITERATIONS = 20
-_INVERSE_TOLERANCE_MM = 1e-3
+_INVERSE_TOLERANCE_MM = 0.01
 
 
 def _fade(t: np.ndarray) -> np.ndarray:
@@ -181,7 +181,9 @@ def _on_ct_box(back: np.ndarray, field: HeartField, world_from_voxel: np.ndarray
     grid_from_voxel = w / field.spacing_mm
     offset = (world_from_voxel[:3, 3] - field.origin_mm) / field.spacing_mm
     nonzero = ndimage.binary_dilation(np.any(back != 0, axis=0), np.ones((3, 3, 3), bool))
-    coords = [sum(grid_from_voxel[r, k] * axes[k] for k in range(3)) + offset[r] for r in range(3)]
+    # broadcastable: a voxel axis along a world axis (the usual CT) adds nothing to the other two
+    coords = [sum(grid_from_voxel[r, k] * axes[k] for k in range(3) if grid_from_voxel[r, k] != 0) + offset[r]
+              for r in range(3)]
     cell = [np.clip(np.rint(c).astype(np.intp), 0, n - 1) for c, n in zip(coords, nonzero.shape)]
     candidates = np.nonzero(nonzero[tuple(cell)])
     g = np.stack([np.broadcast_to(c, tuple(hi - lo))[candidates] for c in coords]).astype(np.float32)
