@@ -156,8 +156,8 @@ def _backward_displacement(field: HeartField, contraction: float) -> np.ndarray:
     """
     shape = field.weight.shape
     y = np.indices(shape).reshape(3, -1).T * field.spacing_mm + field.origin_mm
-    x = y - field.displacement_mm(y, contraction)
-    active = np.flatnonzero(np.any(x != y, axis=1))  # d(y) = 0 and x = y: already the fixed point
+    x = y.copy()
+    active = np.flatnonzero(field.weight.ravel() > 0)  # elsewhere d(y) = 0: y is the fixed point
     for _ in range(_INVERSE_ITERATIONS):
         if active.size == 0:
             break
