@@ -180,3 +180,10 @@ def test_reference_phase_is_the_scan_and_other_phases_misregister_the_heart():
     assert np.all(frames.dsa_target[no_iodine] == 0)  # targets stay clean
     artefact = np.abs(frames.conventional_dsa[1] - frames.dsa_target[1])[no_iodine[1]]
     assert artefact.max() > 0.05  # the heart's border misregisters
+
+
+def test_a_heart_mask_off_the_ct_grid_is_refused():
+    from ddsa_sim import InputError
+
+    with pytest.raises(InputError, match="heart mask has shape"):
+        make_scene(heart=np.zeros((3, 3, 3), bool))

@@ -130,6 +130,8 @@ class Scene:
             raise InputError(f"scene iodine_mg_per_ml {self.iodine_mg_per_ml:g} exceeds the agent's "
                              f"{self.agent_iodine_mg_per_ml:g} mgI/ml")
         self.vessels = list(self.vessels)
+        if self.heart is not None and np.shape(self.heart) != tuple(self.ct.data.shape):
+            raise InputError(f"scene heart mask has shape {np.shape(self.heart)}, not the CT's {tuple(self.ct.data.shape)}")
 
     # ------------------------------------------------------------------ cached parts
     @property
