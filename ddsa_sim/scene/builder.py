@@ -23,6 +23,7 @@ from ddsa_sim import InputError
 from ddsa_sim.projector import ProjectorVolume
 from ddsa_sim.scene.catheter import Catheter, build_catheter, catheter_centerline
 from ddsa_sim.scene.model_source import lumen_points, model_volume
+from ddsa_sim.scene.motion import CARDIAC_KINDS
 from ddsa_sim.scene.perfusion import CEREBRAL_BOLUS, blush_source
 from ddsa_sim.scene.placement import (
     body_mask,
@@ -142,10 +143,13 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
         sources.append(blush_source(vessels.tree, _intracranial(patient), patient.ct.affine,
                                     name=f"{vessels.name} blush"))
     ex, fx = spec.exposure, spec.effects
-    return Scene(ct, sources, catheter=catheter, spectrum=ex.spectrum, detector=ex.detector, exposure=ex.exposure,
-                 iodine_mg_per_ml=ex.iodine_mg_per_ml, bolus=bolus, noise=fx.noise, scatter=fx.scatter, blur=fx.blur,
-                 collimator=fx.collimator, motion=fx.motion, method=fx.method, device=fx.device, backend=fx.backend,
-                 ct_volume=ct_volume)
+    heart = None  # the CT's heart beats with the tree (scene/beating_heart.py), where the labels say it is
+    if fx.motion.kind in CARDIAC_KINDS and patient.labels is not None and "heart" in _structures(patient):
+        heart, _ = _region(patient, ("heart",), spec.ct.labels_field)
+    return Scene(ct, sources, catheter=catheter, heart=heart, spectrum=ex.spectrum, detector=ex.detector,
+                 exposure=ex.exposure, iodine_mg_per_ml=ex.iodine_mg_per_ml, bolus=bolus, noise=fx.noise,
+                 scatter=fx.scatter, blur=fx.blur, collimator=fx.collimator, motion=fx.motion, method=fx.method,
+                 device=fx.device, backend=fx.backend, ct_volume=ct_volume)
 
 
 # ----------------------------------------------------------------------------- the patient's memo

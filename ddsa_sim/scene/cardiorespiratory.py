@@ -1,6 +1,6 @@
 """Cardiac and respiratory motion: displacements driven by each frame's time (docs/dsa.md §4).
 
-Cardiac (vessel trees only; the CT's heart stays as scanned)
+Cardiac (vessel trees; the CT's heart beats with them: :mod:`ddsa_sim.scene.beating_heart`)
     The tree as built is the end-diastolic geometry. Its heart frame (:func:`heart_frame`): the
     long axis ``e`` (base -> apex, :data:`HEART_LONG_AXIS_LPS`) through the tree's iodine centroid,
     the apex at the tree's farthest extent along ``e``, the length ``L`` from base to apex, the radius
@@ -22,8 +22,9 @@ Respiratory (CT and trees)
     closest to world z (linear density, nearest material label), so every ray sees 3D motion with
     its parallax; a tree translates by the displacement at its iodine centroid.
 
-The mask frame is the CT as scanned at the mask's time: each contrast frame's CT moves by the
-difference of the respiratory displacements between its time and the mask's.
+The mask frame is the CT as scanned at the mask's breathing state (its heart at the mask's cardiac
+phase): each contrast frame's CT moves by the difference of the respiratory displacements between its
+time and the mask's, its heart beats to the frame's phase.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 :func:`ddsa_sim.scene.render.render_frames` asks, per contrast frame, for the physiological state at
 the frame's time (:func:`physiological_state`), the world maps of the vessel volumes
 (:func:`vessel_motion`), the moved catheter (:func:`catheter_motion`) and the area densities of what
-moved (:func:`march_moving_vessels`, :func:`march_wall`, :func:`march_breathing_ct`). The motion
-models themselves are in :mod:`ddsa_sim.scene.cardiorespiratory`; docs/dsa.md section 4.1.
+moved (:func:`march_moving_vessels`, :func:`march_wall`, :func:`march_moving_ct`). The motion
+models themselves are in :mod:`ddsa_sim.scene.cardiorespiratory` and, for the CT's heart,
+:mod:`ddsa_sim.scene.beating_heart`; docs/dsa.md section 4.1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
 from ddsa_sim.projector import Projector, ProjectorVolume
+from ddsa_sim.scene.beating_heart import HeartField, beating_ct, heart_field
 from ddsa_sim.scene.cardiorespiratory import (
     HeartFrame,
     cardiac_contraction,
@@ -31,8 +33,8 @@ from ddsa_sim.scene.scene import Scene
 from ddsa_sim.scene.vessels import TreeVessels, iodine_volume
 from vessel_models.voxelize import voxelize_tree
 
-__all__ = ["catheter_motion", "is_physiological", "march_breathing_ct", "march_moving_vessels", "march_wall",
-           "physiological_state", "vessel_motion"]
+__all__ = ["catheter_motion", "ct_at", "ct_displacement_mm", "heart_motion", "is_physiological", "march_moving_ct",
+           "march_moving_vessels", "march_wall", "physiological_state", "vessel_motion"]
 
 
 def is_physiological(scene: Scene) -> bool:
@@ -57,6 +59,25 @@ def _heart(scene: Scene, name: str) -> HeartFrame:
     if key not in scene._motion_cache:
         scene._motion_cache[key] = heart_frame(scene.projector.volumes[name])
     return scene._motion_cache[key]
+
+
+def heart_motion(scene: Scene) -> HeartField:
+    """The CT's cardiac motion (:func:`~ddsa_sim.scene.beating_heart.heart_field`), once per scene: the
+    heart beats with the first vessel source (the tree a coronary injection fills), in the region of
+    the scene's labelled heart (``scene.heart``) and that tree's convex hull."""
+    if "heart_field" not in scene._motion_cache:
+        name, m = scene.vessel_names[0], scene.motion
+        vol = scene.projector.volumes[name]
+        src = scene.vessels[0]
+        if isinstance(src, TreeVessels):
+            lumen = src.tree.positions_mm
+        else:
+            idx = np.argwhere(vol.density_g_per_cc > 0)
+            idx = idx[:: max(1, len(idx) // 200_000)]  # the hull of an even subset
+            lumen = idx @ vol.world_from_voxel[:3, :3].T + vol.world_from_voxel[:3, 3]
+        scene._motion_cache["heart_field"] = heart_field(_heart(scene, name), lumen, m.cardiac_longitudinal_mm,
+                                                         m.cardiac_radial_mm, scene.heart, scene.ct.affine)
+    return scene._motion_cache["heart_field"]
 
 
 def physiological_state(scene: Scene, clock: dict[str, float], t_s: float | None) -> dict[str, float]:
@@ -95,8 +116,8 @@ def catheter_motion(scene: Scene, state: dict[str, float], mask_state: dict[str,
     Each centreline point ``x`` at arc length ``u`` from the tip moves by
     ``b(u) d_tree + (1 - b(u)) d_ct(x)``: ``d_tree`` the displacement of the tip by the map of the
     tree it injects (``moves`` of the first vessel source, :func:`vessel_motion`: cardiac transform
-    and the tree's respiratory shift), ``d_ct`` the CT's respiratory displacement at ``x`` relative
-    to the mask's (0 without respiratory motion: the CT's heart stays), ``b`` :func:`tip_weights`.
+    and the tree's respiratory shift), ``d_ct`` the CT's displacement at ``x`` (:func:`ct_displacement_mm`:
+    the beating heart, then the breathing relative to the mask's), ``b`` :func:`tip_weights`.
     """
     cath = scene.catheter
     if cath is None:
@@ -104,12 +125,22 @@ def catheter_motion(scene: Scene, state: dict[str, float], mask_state: dict[str,
     c = cath.centerline_mm
     t = moves[scene.vessel_names[0]]
     d_tree = c[-1] @ t[:3, :3].T + t[:3, 3] - c[-1]
-    d_ct = np.zeros_like(c)
-    if scene.motion.kind in RESPIRATORY_KINDS:
-        d_ct = respiratory_displacement_mm(c, state["diaphragm_offset_mm"] - mask_state["diaphragm_offset_mm"],
-                                           _dome_z_mm(scene))
     b = tip_weights(c)[:, None]
-    return cath.moved(b * d_tree + (1.0 - b) * d_ct)
+    return cath.moved(b * d_tree + (1.0 - b) * ct_displacement_mm(scene, c, state, mask_state))
+
+
+def ct_displacement_mm(scene: Scene, points_mm: np.ndarray, state: dict[str, float],
+                       mask_state: dict[str, float]) -> np.ndarray:
+    """Where the CT's tissue at world points (as scanned) is in a frame of ``state`` (mm, (N, 3)): moved by
+    the beating heart at the frame's contraction, then by the breathing between the mask's time and the frame's."""
+    p = np.atleast_2d(np.asarray(points_mm, dtype=np.float64))
+    moved = p.copy()
+    if scene.motion.kind in CARDIAC_KINDS and state["contraction"] != 0:
+        moved += heart_motion(scene).displacement_mm(p, state["contraction"])
+    if scene.motion.kind in RESPIRATORY_KINDS:
+        moved += respiratory_displacement_mm(moved, state["diaphragm_offset_mm"] - mask_state["diaphragm_offset_mm"],
+                                             _dome_z_mm(scene))
+    return moved - p
 
 
 def march_wall(scene: Scene, carm: CArm, catheter: Catheter) -> np.ndarray | None:
@@ -128,10 +159,27 @@ def _march_alone(scene: Scene, carm: CArm, volume: ProjectorVolume, proj: Projec
     return area
 
 
-def march_breathing_ct(scene: Scene, carm: CArm, offset_mm: float) -> np.ndarray:
-    """Sharp area densities of the CT moved by a diaphragm offset (relative to the scan)."""
-    moved = respiratory_ct(scene.projector.volumes["ct"], offset_mm, _dome_z_mm(scene))
-    moved.name = "ct_breathing"  # its own slot in a device cache
+def ct_at(scene: Scene, state: dict[str, float], mask_state: dict[str, float]) -> ProjectorVolume:
+    """The CT's projector volume in a frame of ``state``: its heart at the frame's contraction
+    (:func:`~ddsa_sim.scene.beating_heart.beating_ct`), then moved by the breathing between the
+    mask's time and the frame's (:func:`~ddsa_sim.scene.cardiorespiratory.respiratory_ct`); the
+    scene's own volume when neither moves it."""
+    vol = scene.projector.volumes["ct"]
+    if scene.motion.kind in CARDIAC_KINDS:
+        vol = beating_ct(vol, heart_motion(scene), state["contraction"])
+    offset = state["diaphragm_offset_mm"] - mask_state["diaphragm_offset_mm"]
+    if scene.motion.kind in RESPIRATORY_KINDS:
+        vol = respiratory_ct(vol, offset, _dome_z_mm(scene))
+    return vol
+
+
+def march_moving_ct(scene: Scene, carm: CArm, state: dict[str, float], mask_state: dict[str, float]) -> np.ndarray | None:
+    """Sharp area densities of the CT in a frame of ``state`` (:func:`ct_at`); None when it is the
+    scanned CT (at contraction 0 and the mask's breathing state)."""
+    moved = ct_at(scene, state, mask_state)
+    if moved is scene.projector.volumes["ct"]:
+        return None
+    moved.name = "ct_moving"  # its own slot in a device cache
     return _march_alone(scene, carm, moved, scene.projector)
 
 

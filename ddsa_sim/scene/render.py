@@ -24,7 +24,7 @@ from ddsa_sim.scene.motion import breathing_displacement_px, rigid_transform, wa
 from ddsa_sim.scene.moving import (
     catheter_motion,
     is_physiological,
-    march_breathing_ct,
+    march_moving_ct,
     march_moving_vessels,
     march_wall,
     physiological_state,
@@ -187,8 +187,14 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     proj = scene.projector
     scene.check_view(carm)
 
-    # the CT (and a catheter's wall, at the mask's phase) focal-spot blurred at its depth
-    ct_sharp = marched.ct if marched is not None else proj.march(carm, "ct")
+    # the CT (its heart and a catheter's wall at the mask's phase) focal-spot blurred at its depth
+    def sharp_ct(state: dict[str, float] | None) -> np.ndarray:
+        moved = march_moving_ct(scene, carm, state, mask_state) if state is not None else None
+        if moved is not None:
+            return moved
+        return marched.ct if marched is not None else proj.march(carm, "ct")
+
+    ct_sharp = sharp_ct(mask_state)
     a_ct = scene.march_ct(carm, ct_sharp, march_wall(scene, carm, mask_catheter))
     mask_area = proj.combine({"ct": a_ct}, ["ct"])
     mask_sharp, mask_q = scene.intensity(proj, carm, mask_area)
@@ -243,8 +249,9 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         if clock is not None:
             offset = state["diaphragm_offset_mm"] - mask_state["diaphragm_offset_mm"]
             a_moved = a_ct
-            if offset != 0 or catheter is not mask_catheter:  # the CT and the wall at this frame's phase
-                a_moved = scene.march_ct(carm, march_breathing_ct(scene, carm, offset) if offset != 0 else ct_sharp,
+            ct_moves = offset != 0 or state["contraction"] != mask_state["contraction"]
+            if ct_moves or catheter is not mask_catheter:  # the CT and the wall at this frame's phase
+                a_moved = scene.march_ct(carm, sharp_ct(state) if ct_moves else ct_sharp,
                                          march_wall(scene, carm, catheter))
             info = {"kind": scene.motion.kind, **state, "ct_diaphragm_offset_mm": offset}
         else:

@@ -95,6 +95,10 @@ class Scene:
     ct_volume : ProjectorVolume, optional
         The CT's projector volume (named ``"ct"``), built beforehand from ``ct`` and its materials
         (e.g. memoised per CT by the dataset exporter); default: built from ``ct`` on first use.
+    heart : bool (I, J, K) on the CT's grid, optional
+        The labelled heart (a label map's ``heart``): under cardiac motion the CT's tissue there and in
+        the first tree's convex hull beats with the tree (:mod:`ddsa_sim.scene.beating_heart`); default:
+        the hull alone.
     """
 
     ct: Volume
@@ -118,6 +122,7 @@ class Scene:
     device: str = "cpu"
     backend: str = "numba"
     ct_volume: ProjectorVolume | None = field(default=None, repr=False)
+    heart: np.ndarray | None = field(default=None, repr=False)
     _projectors: dict = field(default_factory=dict, init=False, repr=False)
     _heel_bands_cache: dict = field(default_factory=dict, init=False, repr=False)
     _motion_cache: dict = field(default_factory=dict, init=False, repr=False)  # heart frames, diaphragm level
@@ -131,6 +136,8 @@ class Scene:
             raise InputError(f"scene iodine_mg_per_ml {self.iodine_mg_per_ml:g} exceeds the agent's "
                              f"{self.agent_iodine_mg_per_ml:g} mgI/ml")
         self.vessels = list(self.vessels)
+        if self.heart is not None and np.shape(self.heart) != tuple(self.ct.data.shape):
+            raise InputError(f"scene heart mask has shape {np.shape(self.heart)}, not the CT's {tuple(self.ct.data.shape)}")
 
     # ------------------------------------------------------------------ cached parts
     @property
