@@ -35,8 +35,8 @@ from ddsa_sim.scene.moving import heart_motion, march_moving_ct
 from ddsa_sim.viz.figures import image_grid
 
 #: (longitudinal, radial) end-systolic amplitudes (mm): the export's smallest, the default, the largest,
-#: and the default descent with a 2 mm radial contraction
-AMPLITUDES = ((8.0, 3.0), (12.0, 5.0), (15.0, 6.0), (12.0, 2.0))
+#: and the radial contraction of 5 mm the model had before the CT's heart beat with it
+AMPLITUDES = ((8.0, 0.5), (12.0, 1.0), (15.0, 1.5), (12.0, 5.0))
 
 
 def volume_change(scene, longitudinal_mm: float, radial_mm: float) -> dict[str, float]:
@@ -84,7 +84,7 @@ def main() -> None:
         for part in ("heart", "ventricles", "atria"):
             ed, es = v[f"{part}_ed_ml"], v[f"{part}_es_ml"]
             cells.append(f"{ed:8.0f} {es:8.0f} {100 * (ed - es) / ed:5.1f}%")
-        print(f"{lon:7.0f} {rad:6.0f}  " + "  ".join(cells) + f"  {v['min_jacobian']:.2f}")
+        print(f"{lon:7.1f} {rad:6.1f}  " + "  ".join(cells) + f"  {v['min_jacobian']:.2f}")
 
     carm = CArm(isocenter_mm=tuple(vessel_center_mm(scene)), sensor_height=args.size, sensor_width=args.size,
                 pixel_mm=args.pixel_mm)

@@ -124,7 +124,7 @@ def test_no_motion_far_from_the_heart_and_the_documented_fall_off(field):
     assert beating_ct(ct, field, 0.0) is ct  # phase 0 (contraction 0): the scan itself
 
 
-@pytest.mark.parametrize("amplitudes", [(12.0, 5.0), (15.0, 6.0)])  # default, the export's largest
+@pytest.mark.parametrize("amplitudes", [(12.0, 1.0), (15.0, 1.5), (15.0, 6.0)])  # default, export max, 4x radial
 def test_no_folding(amplitudes):
     f = heart_field(FRAME, _coronary_nodes(), *amplitudes, _heart_label(_world()), AFFINE)
     grid = np.indices(f.weight.shape).transpose(1, 2, 3, 0) * f.spacing_mm + f.origin_mm

@@ -348,7 +348,7 @@ class Effects(_Model):
     grid_fraction: float = Field(default=1.0, ge=0, le=1)
     heart_rate_bpm: Dist = Range(min=60.0, max=90.0)
     cardiac_longitudinal_mm: Dist = Range(min=8.0, max=15.0)
-    cardiac_radial_mm: Dist = Range(min=3.0, max=6.0)
+    cardiac_radial_mm: Dist = Range(min=0.5, max=1.5)
     breathing_period_s: Dist = Range(min=3.0, max=5.0)
     diaphragm_amplitude_mm: Dist = Range(min=10.0, max=20.0)
     collimation: Collimation | None = None
@@ -733,7 +733,7 @@ effects:
                                        #   cardiac | respiratory | cardiorespiratory (driven by frame times)
   heart_rate_bpm: {min: 60, max: 90}   # cardiac: beats per minute
   cardiac_longitudinal_mm: {min: 8, max: 15}   # cardiac: end-systolic descent of the tree's base to the apex
-  cardiac_radial_mm: {min: 3, max: 6}  # cardiac: end-systolic inward motion of the tree's outer points
+  cardiac_radial_mm: {min: 0.5, max: 1.5}  # cardiac: end-systolic inward motion of the tree's outer points
   breathing_period_s: {min: 3, max: 5} # respiratory: one breath
   diaphragm_amplitude_mm: {min: 10, max: 20}   # respiratory: diaphragm excursion, expiration -> inspiration
   collimation:                         # null: the whole detector exposed; else lead blades (and an iris) near the source

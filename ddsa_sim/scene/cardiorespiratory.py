@@ -12,7 +12,7 @@ Cardiac (vessel trees; the CT's heart beats with them: :mod:`ddsa_sim.scene.beat
     outer points move ``f * radial_mm`` inwards. It is one affine map per phase: a centreline tree's
     nodes move by it and the tree is re-voxelized with its radii kept (the lumen keeps its calibre,
     :func:`ddsa_sim.scene.moving.march_moving_vessels`); a fraction volume (segmentation, GAN sample)
-    is marched through the map itself, so its lumen scales (by at most ``s_R``, about 10 %). No torsion.
+    is marched through the map itself, so its lumen scales (by at most ``s_R``, 2 % at the default amplitude). No torsion.
 Respiratory (CT and trees)
     Diaphragm position relative to end-expiration (Lujan et al. 1999, n = 2):
     ``z_d(t) = -A cos^4(pi t / T)`` (superior positive; inspiration at ``t = 0 mod T``). A point at

@@ -83,7 +83,7 @@ class MotionParams:
     smoothness: float = 0.2
     heart_rate_bpm: float = 70.0
     cardiac_longitudinal_mm: float = 12.0
-    cardiac_radial_mm: float = 5.0
+    cardiac_radial_mm: float = 1.0
     breathing_period_s: float = 4.0
     diaphragm_amplitude_mm: float = 15.0
     diaphragm_z_mm: float | None = None
