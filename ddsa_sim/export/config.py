@@ -152,7 +152,7 @@ class VesselSourceConfig(_Model):
             raise ValueError("give exactly one of generator, segmentation, model")
         if self.params == "published-grid" and self.generator != "lsystem":
             raise ValueError("params: published-grid is the V-System design of the lsystem generator")
-        words = {} if self.params == "published-grid" else {k: v for k, v in self.params.items() if isinstance(v, str)}
+        words = {k: v for k, v in self.params.items() if isinstance(v, str)} if isinstance(self.params, dict) else {}
         if words and not self.generator:
             raise ValueError(f"params.{next(iter(words))}: only a generator takes a word, give a number")
         if words:  # a word is fixed: check it now rather than at the first tree

@@ -282,7 +282,8 @@ def _vessel(config: DatasetConfig, ct_id: str, source_ct_id: str, k: int, datase
     eligible = sources_for(config, source_ct_id)
     weights = np.array([config.vessels.sources[i].weight for i in eligible], dtype=np.float64)
     u = rng.random()
-    which = eligible[int(min(np.searchsorted(np.cumsum(weights) / weights.sum(), u, side="right"), len(eligible) - 1))]
+    pick = int(min(np.searchsorted(np.cumsum(weights) / weights.sum(), u, side="right"), len(eligible) - 1))
+    which = eligible[pick]
     src = config.vessels.sources[which]
     jitter = config.placement.jitter_mm
     offset = [float(jitter * (2 * rng.random() - 1)) for _ in range(3)]
@@ -358,8 +359,9 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
     Raises
     ------
     InputError
-        A glob matching nothing, duplicate CT ids, or a CT without labels where the vessels or the
-        placement need its label map.
+        A glob matching nothing, duplicate CT ids, a CT without labels where the vessels or the
+        placement need its label map, a vessel source's ``cts`` pattern matching no CT, or a CT that
+        no vessel source is drawn for.
     """
     cts = resolve_ct_entries(config)
     _check_labels_needed(config, cts)
