@@ -48,10 +48,13 @@ def test_export_small_puts_the_coronary_template_on_the_heart_in_train_and_test(
 
     cfg = load_config(REPO / "experiments" / "export_small.yaml")
     heart = np.asarray(read_volume("builtin:chest-ct-labels").data) == chest_ct_structures()["heart"]
+    shares = {}
+    for ct in resolve_ct_entries(cfg):
+        lo, hi = split_voxel_box(ct.labels)[1]
+        shares[ct.ct_id] = heart[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].sum() / heart.sum()
     coronary = {}
     for s in plan_dataset(cfg):
-        lo, hi = split_voxel_box(s.labels_source)[1]
-        share = heart[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].sum() / heart.sum()
+        share = shares[s.ct_id]
         if s.vessel_source["name"] == "coronary":
             assert share > 0.4 and s.vessel_source["placement"] == "anatomical" and s.catheter is not None
             coronary.setdefault(s.ct_id, set()).add((s.split, s.vessel_source["params"]["side"]))
