@@ -14,9 +14,10 @@ from ddsa_sim.physics.attenuation import MATERIALS, formula_mass_fractions, iodi
 from ddsa_sim.scene import build_scene
 from ddsa_sim.scene.builder import Patient
 from ddsa_sim.scene.catheter import CatheterSpec, build_catheter, catheter_centerline
-from ddsa_sim.scene.placement import body_mask
+from ddsa_sim.scene.placement import body_mask, body_outline_mask
 from ddsa_sim.scene.render import render_frames
 from ddsa_sim.scene.spec import CTSpec, PlacementSpec, SceneSpec, VesselSpec
+from ddsa_sim.volumes import from_array
 from vessel_models.tree import VesselTree
 
 KEV = 60.0
@@ -121,6 +122,23 @@ def test_centerline_follows_feeding_path_from_body_entry_to_tip():
     plain = catheter_centerline(_line_tree(np.array([root, root + [0, 0, 20.0]]), 2.0), body, ct.affine)
     np.testing.assert_allclose(plain[:, :2], 0.0, atol=1e-9)
     assert plain[-1][2] == pytest.approx(27.0) and plain[0][2] < -110
+
+
+def test_a_tree_rooted_in_a_lung_gets_a_catheter_through_the_chest_wall():
+    """The body's outline encloses the lungs slice by slice, so the catheter leaves at the skin."""
+    ct = cylinder_ct(bone_rods=False)  # water cylinder of radius 100 mm along z (5 mm voxels)
+    world = np.indices(ct.data.shape).transpose(1, 2, 3, 0) @ ct.affine[:3, :3].T + ct.affine[:3, 3]
+    lung = np.linalg.norm(world[..., :2] - [40.0, 0.0], axis=-1) < 35.0  # open at both ends of the CT
+    ct = from_array(np.where(lung, -800.0, ct.data).astype(np.float32), ct.affine, "lung")
+    outline = body_outline_mask(ct)
+    assert not body_mask(ct)[lung].any() and outline[lung].all()
+    assert (outline == (body_mask(ct) | lung)).all()  # nothing outside the skin is added
+    root = np.array([40.0, 0.0, 0.0])  # in the lung, fed from the patient's right (-x)
+    tree = _line_tree(np.array([root, root + [20.0, 0, 0]]), 2.0)
+    with pytest.raises(InputError, match="shorter than the tip offset"):
+        build_catheter(catheter_centerline(tree, body_mask(ct), ct.affine), CatheterSpec())
+    path = catheter_centerline(tree, outline, ct.affine)
+    assert path[0][0] < -95 and path[-1][0] == pytest.approx(37.0)  # from the skin (x = -100) to the tip
 
 
 def test_builder_places_catheter_with_the_tree_and_refuses_label_vessels():

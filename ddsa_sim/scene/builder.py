@@ -27,6 +27,7 @@ from ddsa_sim.scene.motion import CARDIAC_KINDS
 from ddsa_sim.scene.perfusion import CEREBRAL_BOLUS, blush_source
 from ddsa_sim.scene.placement import (
     body_mask,
+    body_outline_mask,
     feeding_rotation,
     intracranial_mask,
     label_region,
@@ -264,8 +265,10 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Cat
                                                 + transform[:3, 3]).tolist()
     catheter = None
     if spec.catheter is not None:
-        body, _ = _region(patient, ("body",), spec.catheter.field)
-        centerline = catheter_centerline(tree, body, patient.ct.affine, spec.catheter.tip_offset_mm)
+        if "body outline" not in patient.derived:  # the catheter may cross the lungs on its way in
+            patient.derived["body outline"] = body_outline_mask(patient.ct)
+        centerline = catheter_centerline(tree, patient.derived["body outline"], patient.ct.affine,
+                                         spec.catheter.tip_offset_mm)
         catheter = build_catheter(centerline, spec.catheter)
     trees = TreeVessels(tree, spacing_mm=float(vs.spacing_mm), name=name)
     if vs.fill == "bolus":

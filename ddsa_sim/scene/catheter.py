@@ -3,7 +3,7 @@
 The catheter's centreline follows the feeding artery of the tree: the tree's ``feeding_path_mm``
 metadata (the template's upstream centreline, e.g. the common carotid of an ICA injection, the
 ascending aorta of a coronary injection) or, without it, the tree's root direction reversed; from the
-path's first point it runs straight on, backwards, until it leaves the body (the catheter comes
+path's first point it runs straight on, backwards, until it leaves the body's outline (the catheter comes
 from outside the imaged volume), and it ends ``tip_offset_mm`` proximal to the tree's root (the
 injection site). Corners are rounded (Chaikin corner cutting), as a catheter bends smoothly.
 

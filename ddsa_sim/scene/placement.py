@@ -105,6 +105,20 @@ def body_mask(ct: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray
     return fg
 
 
+def body_outline_mask(ct: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray:
+    """:func:`body_mask` with what the skin encloses in each axial slice: the lungs and airways too.
+
+    The slices are along the voxel axis closest to world z, so a chest's lungs (open to the slab's
+    top and bottom in 3D) are enclosed by the chest wall in every slice.
+    """
+    body = body_mask(ct, threshold_hu)
+    directions = np.abs(np.asarray(ct.affine, dtype=np.float64)[:3, :3])
+    axial = int(np.argmax(directions[2] / np.linalg.norm(directions, axis=0)))
+    in_slice = np.zeros((3, 3, 3), bool)
+    in_slice[tuple(1 if a == axial else slice(None) for a in range(3))] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_fill_holes(body, structure=in_slice)
+
+
 def label_region(labels: np.ndarray, classes: dict[str, int], names: list[str], source: str = "labels",
                  field: str = "region") -> np.ndarray:
     """Boolean union of the named classes (or numeric ids) of a label map, e.g. ``["heart", "aorta"]``.
