@@ -54,13 +54,14 @@ CEREBRAL_DIAMETERS_MM = {  # segment -> ((low, high), which diameter of named_se
     "VA": (_sd2(3.9, 0.8), P, "Rai 2013 posterior CTA (intracranial VA, proximal)"),
     "VA_V4": (_sd2(3.9, 0.8), P, "Rai 2013 posterior CTA (intracranial VA, proximal)"),
     "BA": (_sd2(3.6, 0.6), P, "Rai 2013 posterior CTA"),
+    "ECA": (_sd2(4.9, 1.0), P, "carotid luminal diameters, ultrasound of 104 healthy adults"),
 }
 #: Named segments not (or not fully) compared with a source, and why (docs/vessels.md, section 3 and 4).
 NOT_CITED = {
     "VA_V3": "no source with the V3 diameter found",
     "A3": "no source with the pericallosal diameter found",
     "ACoA": "sources found give no usable SD (cadaver 2.0 mm external; MRA 0.85 +- 0.91 incl. absent)",
-    **{k: "no source with ECA branch diameters found" for k in ("ECA", "ECA_distal", "STA", "OccA", "FacA", "MaxA")},
+    **{k: "no source with ECA branch diameters found" for k in ("ECA_distal", "STA", "OccA", "FacA", "MaxA")},
     "SS": "no source with the sigmoid sinus diameter found",
     **{k: "typical 1-3 mm, not from a source" for k in ("CorV1", "CorV2", "CorV3", "CorV4", "CorV5", "Labbe")},
     **{k: "no source with septal perforator diameters found" for k in ("S1", "S2", "S3")},
