@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Train both vessel GANs on voxelized procedural trees on the CPU and score them (docs/results.md).
 #   experiments/vessel_gan_cpu_small.sh [OUT]      (default OUT=runs/vessel_gan_cpu_small)
-# Data: 160 L-system trees (seeds 0..159) for training, two held-out draws of 64 (seeds 10000.., 20000..)
-# as the reference and the real-vs-real floor. Both trainings run at once, niced, each stopping after
-# max_minutes of its config; then experiments/vessel_gan_score.py writes OUT/scores.{json,md} and
-# docs/img/gan_{wgan,stylegan}.png.
+# Data: 160 L-system trees (seeds 0..159; 32^3 voxels at 1 mm) for training, two held-out draws of 64
+# (seeds 10000.., 20000..) as the reference and the real-vs-real floor. The two trainings run one after
+# the other, niced, one thread each, each stopping after max_minutes of its config; then
+# experiments/vessel_gan_score.py writes OUT/scores.{json,md} and docs/img/gan_{wgan,stylegan}.png.
 set -euo pipefail
 OUT=${1:-runs/vessel_gan_cpu_small}
 TREE="-p root_diameter_mm=6 -p length_diameter_ratio=3 -p iterations=5"
@@ -12,13 +12,12 @@ mkdir -p "$OUT"
 for part in "train 0 160" "reference 10000 64" "floor 20000 64"; do
   set -- $part
   [ -d "$OUT/data/$1" ] || nice -n 10 ddsa-sim vessels gan-data -o "$OUT/data/$1" -n "$3" --seed "$2" \
-    --shape 16 --spacing-mm 2 $TREE
+    --shape 32 --spacing-mm 1 $TREE
 done
 for kind in wgan stylegan; do
   nice -n 10 ddsa-sim vessels gan-train "experiments/vessel_${kind}_cpu_small.yaml" --data "$OUT/data/train" \
-    -o "$OUT/$kind" > "$OUT/$kind.log" 2>&1 &
+    -o "$OUT/$kind" > "$OUT/$kind.log" 2>&1
+  tail -n 1 "$OUT/$kind.log" | tee "$OUT/$kind/train.log"
 done
-wait
-for kind in wgan stylegan; do tail -n 1 "$OUT/$kind.log" | tee "$OUT/$kind/train.log"; done
 nice -n 10 python experiments/vessel_gan_score.py --reference "$OUT/data/reference" --floor "$OUT/data/floor" \
   --runs "$OUT/wgan" "$OUT/stylegan" -o "$OUT"

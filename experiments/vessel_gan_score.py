@@ -1,10 +1,11 @@
 """Score trained vessel GANs against an untrained generator and the real-vs-real floor.
 
-For each run folder: ``n`` volumes sampled from ``RUN/best.pt`` and ``n`` from an untrained generator of
-the same config (its initial weights) are compared with a held-out reference draw of real volumes
+For each run folder: ``n`` volumes sampled from ``RUN/best.pt`` (the checkpoint the training selected),
+from ``RUN/last.pt`` (its final weights) and ``n`` from an untrained generator of the same config (its
+initial weights) are compared with a held-out reference draw of real volumes
 (:func:`vessel_models.gan.quality.compare_sets`); a second held-out real draw gives the floor (what
 real data scores against itself). Writes ``OUT/scores.json``, a markdown table ``OUT/scores.md`` and a
-MIP figure per run (``IMG_DIR/gan_<kind>.png``: real, untrained, trained rows); the training steps and
+MIP figure per run (``IMG_DIR/gan_<kind>.png``: real, untrained, best, last rows); the training steps and
 wall time come from ``RUN/train.log`` (the last line of ``gan-train``).
 
 Usage: python experiments/vessel_gan_score.py --reference DIR --floor DIR --runs RUN [RUN ...] -o OUT
@@ -21,7 +22,7 @@ import numpy as np
 
 from vessel_models.gan.checkpoint import build_networks, load_checkpoint, load_generator
 from vessel_models.gan.data import load_label_folder
-from vessel_models.gan.quality import compare_sets, feature_matrix
+from vessel_models.gan.quality import FEATURES, compare_sets, feature_matrix
 from vessel_models.gan.sample import sample_labels
 
 KEYS = ("w1_mean", "mmd2", "precision", "recall")
@@ -80,21 +81,34 @@ def main() -> None:
         floor = load_label_folder(args.floor, spacing)
         ref_f = feature_matrix(reference, spacing)
         untrained, _ = build_networks(cfg)
+        last, _ = load_generator(run / "last.pt")
+        last_step = load_checkpoint(run / "last.pt")["step"]
         sets = {"untrained": sample_labels(untrained.eval(), args.n, args.seed),
-                "trained": sample_labels(trained, args.n, args.seed)}
+                "trained": sample_labels(trained, args.n, args.seed),
+                "last": sample_labels(last, args.n, args.seed)}
         scores = {name: compare_sets(feature_matrix(v, spacing), ref_f) for name, v in sets.items()}
         scores["real floor"] = compare_sets(feature_matrix(floor, spacing), ref_f)
         meta = train_log(run / "train.log")
-        out["runs"][cfg.net.kind] = {"best_step": ckpt["step"], **meta, "scores": scores}
-        for name in ("real floor", "untrained", "trained"):
+        out["runs"][cfg.net.kind] = {"best_step": ckpt["step"], "last_step": last_step, **meta, "scores": scores}
+        for name in ("real floor", "untrained", "trained", "last"):
             s = scores[name]
-            steps = f"{meta.get('steps', '?')} (best {ckpt['step']})" if name == "trained" else ""
+            steps = {"trained": f"{meta.get('steps', '?')} (best.pt: {ckpt['step']})",
+                     "last": f"last.pt: {last_step}"}.get(name, "")
             wall = f"{meta['wall_s'] / 60:.1f}" if name == "trained" and "wall_s" in meta else ""
             lines.append(f"| {cfg.net.kind} | {name} | {steps} | {wall} | {s['w1_mean']:.3f} | {s['mmd2']:.3f} | "
                          f"{s['precision']:.2f} | {s['recall']:.2f} |")
-        mip_figure([("real", floor[:8]), ("untrained", sets["untrained"][:8]), ("trained", sets["trained"][:8])],
+        mip_figure([("real", floor[:8]), ("untrained", sets["untrained"][:8]),
+                    (f"best.pt ({ckpt['step']})", sets["trained"][:8]), (f"last.pt ({last_step})", sets["last"][:8])],
                    args.img_dir / f"gan_{cfg.net.kind}.png",
                    f"{cfg.net.kind}: MIPs of {tuple(cfg.data.shape)} label volumes at {spacing:g} mm")
+    kinds = list(out["runs"])
+    lines += ["", "Per feature (W1 / reference std):", "",
+              "| feature | floor | " + " | ".join(f"{k} untrained | {k} best | {k} last" for k in kinds) + " |",
+              "|---|---|" + "---|---|---|" * len(kinds)]
+    for f in FEATURES:
+        row = [out["runs"][kinds[0]]["scores"]["real floor"][f"w1_{f}"]]
+        row += [out["runs"][k]["scores"][name][f"w1_{f}"] for k in kinds for name in ("untrained", "trained", "last")]
+        lines.append(f"| {f} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scores.json").write_text(json.dumps(out, indent=1))
     (args.out / "scores.md").write_text("\n".join(lines) + "\n")

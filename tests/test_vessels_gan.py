@@ -17,11 +17,12 @@ from vessel_models.tree import VesselInputError
 SHAPE = (16, 16, 16)
 
 
-def tiny(kind: str, **optim) -> GanConfig:
+def tiny(kind: str, half_res: bool = False, **optim) -> GanConfig:
     return GanConfig.from_dict({
         "device": "cpu", "num_threads": 1, "eval_every": 1000, "eval_samples": 4,
         "data": {"shape": list(SHAPE), "spacing_mm": 1.0, "mode": "crop", "val_fraction": 0.25},
-        "net": {"kind": kind, "latent_dim": 8, "base_channels": 4, "max_channels": 8, "mapping_layers": 2},
+        "net": {"kind": kind, "latent_dim": 8, "base_channels": 4, "max_channels": 8, "mapping_layers": 2,
+                "half_res": half_res},
         "optim": {"batch_size": 4, **optim},
     })
 
@@ -38,15 +39,27 @@ def tubes(n: int, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.parametrize("half_res", [False, True])
 @pytest.mark.parametrize("kind", ["wgan", "stylegan"])
-def test_shapes(kind):
-    g, c = build_networks(tiny(kind))
+def test_shapes(kind, half_res):
+    g, c = build_networks(tiny(kind, half_res))
     z = torch.randn(3, 8)
     x = g(z)
     assert x.shape == (3, 1, *SHAPE)
     assert c(x).shape == (3,)
     p = sample_labels(g, 2, seed=0)
     assert p.shape == (2, *SHAPE) and p.dtype == bool
+
+
+def test_space_to_depth_puts_each_block_in_channels():
+    from vessel_models.gan.wgan import space_to_depth
+
+    x = torch.arange(2 * 3 * 4 * 6 * 8, dtype=torch.float32).reshape(2, 3, 4, 6, 8)
+    blocks = space_to_depth(x)
+    assert blocks.shape == (2, 24, 2, 3, 4)
+    for c in range(3):  # channel 8 c + 4 a + 2 b + e holds voxels (2 i + a, 2 j + b, 2 k + e) of channel c
+        for a, b, e in np.ndindex(2, 2, 2):
+            assert torch.equal(blocks[:, 8 * c + 4 * a + 2 * b + e], x[:, c, a::2, b::2, e::2])
 
 
 def test_wgan_critic_is_spectrally_normalised():
@@ -170,3 +183,57 @@ def test_config_errors_name_the_field():
         GanConfig.from_dict({"net": {"kind": "vae"}})
     with pytest.raises(VesselInputError, match="data.shape"):
         build_networks(GanConfig.from_dict({"data": {"shape": [16, 16, 18]}}))
+
+
+def test_soft_target_keeps_the_label_at_the_half_level():
+    from vessel_models.gan.data import soft_target
+
+    half = np.zeros(SHAPE, bool)
+    half[:, :, :8] = True  # a flat boundary between voxels 7 and 8
+    soft = soft_target(half, 0.75)
+    # a step blurred by the sampled Gaussian (weights exp(-m^2 / 2 sigma^2), |m| <= 4 sigma, normalised):
+    # the last voxel inside keeps 1/2 + w_0 / 2, the first outside gets 1/2 - w_0 / 2
+    m = np.arange(-3, 4)
+    w0 = 1 / np.exp(-(m**2) / (2 * 0.75**2)).sum()
+    assert soft[4, 4, 7] == pytest.approx(0.5 + w0 / 2, rel=1e-5) and soft[4, 4, 8] == pytest.approx(0.5 - w0 / 2, rel=1e-5)
+    assert np.array_equal(soft >= 0.5, half) and soft.min() >= 0 and soft.max() <= 1
+    margin = soft_target(half, 0.75, margin=0.05)  # [0, 1] -> [0.05, 0.95], the 0.5 level unchanged
+    assert np.allclose(margin, 0.05 + 0.9 * soft) and np.array_equal(margin >= 0.5, half)
+    tube = tubes(1)[0]  # radius 2 voxels: thresholding the soft target gives the tube back
+    assert np.array_equal(soft_target(tube, 0.75) >= 0.5, tube)
+    assert np.array_equal(soft_target(tube, 0.0), tube.astype(np.float32))
+
+
+def test_ema_decay_and_update():
+    from vessel_models.gan.train import ema_beta, update_ema
+
+    assert ema_beta(20, 5) == 0.0  # ramp: half-life step / 10 = 0.5 <= 1 -> a copy
+    assert ema_beta(20, 100) == pytest.approx(0.5 ** (1 / 10))
+    assert ema_beta(20, 1000) == pytest.approx(0.5 ** (1 / 20))
+    assert ema_beta(0, 1000) == 0.0
+    torch.manual_seed(0)
+    live = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    live(torch.randn(4, 3))  # moves live's running statistics
+    before = [p.detach().clone() for p in ema.parameters()]
+    update_ema(ema, live, 0.9)
+    for e, b, p in zip(ema.parameters(), before, live.parameters()):
+        assert torch.allclose(e, 0.9 * b + 0.1 * p.detach())
+    assert torch.equal(ema[1].running_mean, live[1].running_mean)
+
+
+@pytest.mark.parametrize("kind", ["wgan", "stylegan"])
+def test_training_with_ema_and_soft_targets_keeps_the_average(kind, tmp_path):
+    base = tiny(kind).to_dict()
+    cfg = GanConfig.from_dict({**base, "data": {**base["data"], "soft_sigma_vox": 0.75},
+                               "optim": {**base["optim"], "n_critic": 1, "max_steps": 12, "ema_half_life": 5.0}})
+    train_gan(cfg, tubes(8), tmp_path, progress=False)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)  # loadable with weights_only
+    live, ema = ckpt["generator"], ckpt["generator_ema"]
+    assert ema.keys() == live.keys()
+    # from step 11 on (ramped half-life > 1) the average lags the trained weights
+    assert any(not torch.equal(ema[k], live[k]) for k in ema if k.endswith("weight"))
+    g, _ = load_generator(tmp_path / "last.pt")  # the average is what samples
+    assert all(torch.equal(v, ema[k]) for k, v in g.state_dict().items())
+    resumed = train_gan(cfg, tubes(8), tmp_path, max_steps=13, resume=True, progress=False)
+    assert resumed.step == 13

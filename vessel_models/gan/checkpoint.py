@@ -1,7 +1,8 @@
 """Vessel-GAN checkpoints: dicts of tensors and plain Python values, loaded with ``weights_only=True``.
 
 Keys: ``format`` ("vessel-gan-checkpoint"), ``format_version``, ``config`` (:meth:`GanConfig.to_dict`),
-``generator`` / ``critic`` (state dicts), ``opt_g`` / ``opt_d`` (state dicts or None),
+``generator`` / ``critic`` (state dicts), ``generator_ema`` (the moving average of the generator, or
+None without one; :func:`load_generator` prefers it), ``opt_g`` / ``opt_d`` (state dicts or None),
 ``scalers`` (AMP grad scalers ``{"d", "g"}`` or None),
 ``step``, ``best_score`` (lower is better, None before the first evaluation).
 """
@@ -34,10 +35,12 @@ def build_networks(cfg: GanConfig) -> tuple[nn.Module, nn.Module]:
     net, shape = cfg.net, cfg.data.shape
     try:
         if net.kind == "wgan":
-            return (WGANGenerator(shape, net.latent_dim, net.base_channels, net.max_channels),
-                    WGANCritic(shape, net.base_channels, net.max_channels))
-        return (StyleGenerator(shape, net.latent_dim, net.base_channels, net.max_channels, net.mapping_layers),
-                StyleCritic(shape, net.base_channels, net.max_channels))
+            return (WGANGenerator(shape, net.latent_dim, net.base_channels, net.max_channels, net.half_res,
+                                  net.output_bias),
+                    WGANCritic(shape, net.base_channels, net.max_channels, net.half_res))
+        return (StyleGenerator(shape, net.latent_dim, net.base_channels, net.max_channels, net.mapping_layers,
+                               half_res=net.half_res, output_bias=net.output_bias),
+                StyleCritic(shape, net.base_channels, net.max_channels, half_res=net.half_res))
     except ValueError as exc:
         raise VesselInputError(f"data.shape: {exc}") from None
 
@@ -48,11 +51,12 @@ def _bare(m: nn.Module | None) -> nn.Module | None:
 
 def save_checkpoint(path: str | os.PathLike, cfg: GanConfig, generator: nn.Module, critic: nn.Module,
                     step: int, best_score: float | None = None, opt_g: Any = None, opt_d: Any = None,
-                    scalers: dict[str, Any] | None = None) -> Path:
+                    scalers: dict[str, Any] | None = None, generator_ema: nn.Module | None = None) -> Path:
     """Write a checkpoint atomically; returns its path."""
     state = {
         "format": FORMAT, "format_version": VERSION, "config": cfg.to_dict(),
         "generator": _bare(generator).state_dict(), "critic": _bare(critic).state_dict(),
+        "generator_ema": generator_ema.state_dict() if generator_ema is not None else None,
         "opt_g": opt_g.state_dict() if opt_g is not None else None,
         "opt_d": opt_d.state_dict() if opt_d is not None else None,
         "scalers": {k: v.state_dict() for k, v in scalers.items()} if scalers else None,
@@ -90,12 +94,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def load_generator(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                    ) -> tuple[nn.Module, GanConfig]:
-    """The trained generator of a checkpoint (eval mode) and its config."""
+    """The generator of a checkpoint (its moving average when it has one; eval mode) and its config."""
     ckpt = load_checkpoint(path, map_location)
     cfg = GanConfig.from_dict(ckpt["config"], where=str(path))
     generator, _ = build_networks(cfg)
     try:
-        generator.load_state_dict(ckpt["generator"])
+        generator.load_state_dict(ckpt.get("generator_ema") or ckpt["generator"])
     except RuntimeError as exc:
         raise VesselInputError(f"{path}: generator weights do not fit its config ({str(exc).splitlines()[0]})"
                                ) from None

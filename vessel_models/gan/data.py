@@ -18,7 +18,7 @@ from scipy import ndimage
 from vessel_models.tree import VesselInputError
 
 __all__ = ["draw_batch", "label_files", "load_label_folder", "procedural_volumes", "resample_labels",
-           "save_label_volume"]
+           "save_label_volume", "soft_target"]
 
 
 def label_files(folder: str | os.PathLike) -> list[Path]:
@@ -129,6 +129,21 @@ def procedural_volumes(n: int, shape: tuple[int, int, int], spacing_mm: float, s
     return out
 
 
+def soft_target(label: np.ndarray, sigma_vox: float, margin: float = 0.0) -> np.ndarray:
+    """A binary volume as a soft training target: Gaussian-blurred by ``sigma_vox`` voxels, then mapped
+    from [0, 1] to [``margin``, 1 - ``margin``].
+
+    The 0.5 level stays near the label's boundary (exactly, for a flat boundary), so thresholding a
+    soft target at 0.5 gives back the label. The volume is extended by its edge values ("nearest"): a
+    vessel leaving the volume stays a vessel up to its face. ``sigma_vox`` 0: no blur; ``margin`` 0:
+    the full [0, 1] range.
+    """
+    out = np.asarray(label, dtype=np.float32)
+    if sigma_vox > 0:
+        out = ndimage.gaussian_filter(out, float(sigma_vox), mode="nearest")
+    return (margin + (1 - 2 * margin) * out).astype(np.float32) if margin > 0 else out
+
+
 def _window(vol: np.ndarray, shape: tuple[int, int, int], rng: np.random.Generator, centred: bool) -> np.ndarray:
     """A ``shape`` window of ``vol``: centred or at a random offset; zero padded where ``vol`` is smaller."""
     out = np.zeros(shape, dtype=vol.dtype)
@@ -153,7 +168,7 @@ def draw_batch(volumes: list[np.ndarray], batch_size: int, shape: tuple[int, int
     Parameters
     ----------
     volumes : list of numpy.ndarray
-        Bool label volumes.
+        Bool label volumes or soft targets in [0, 1] (:func:`soft_target`).
     batch_size : int
     shape : tuple of int
         Window ``(D, H, W)``.
@@ -167,7 +182,7 @@ def draw_batch(volumes: list[np.ndarray], batch_size: int, shape: tuple[int, int
     Returns
     -------
     numpy.ndarray
-        ``(batch_size, 1, D, H, W)`` float32 in {0, 1}.
+        ``(batch_size, 1, D, H, W)`` float32 in [0, 1].
     """
     if mode not in ("patch", "crop"):
         raise VesselInputError(f"data.mode: use patch or crop, got {mode!r}")

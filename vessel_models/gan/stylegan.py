@@ -6,6 +6,11 @@ convolutions with per-voxel noise inputs, and the *skip* architecture: every lev
 1x1x1 modulated "to-logits" output to the up-sampled sum of the coarser ones. Truncation moves ``w``
 towards the running mean ``w_avg`` (psi = 1: none). Critic: residual down-sampling blocks, a
 minibatch standard-deviation channel and a linear head.
+
+Every weight of both networks, as in StyleGAN2, has an equalised learning rate: stored as ``N(0, 1)``
+and scaled by ``1 / sqrt(fan_in)`` at run time, so that Adam's step (the published 2e-3) is the same
+relative change for every layer. (A plain ``nn.Conv3d`` critic, weights about ``1 / sqrt(fan_in)``,
+would move by a far larger fraction of its weights per step than the generator does.)
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vessel_models.gan.wgan import levels_for
+from vessel_models.gan.wgan import levels_for, network_shape, space_to_depth
 
 __all__ = ["ModulatedConv3d", "StyleCritic", "StyleGenerator"]
 
@@ -32,6 +37,19 @@ class EqualLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class EqualConv3d(nn.Module):
+    """3D convolution with equalised learning rate (weights scaled by ``1 / sqrt(fan_in)`` at run time)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        self.scale, self.padding = 1 / math.sqrt(cin * kernel**3), kernel // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv3d(x, self.weight * self.scale, self.bias, padding=self.padding)
 
 
 class ModulatedConv3d(nn.Module):
@@ -91,14 +109,21 @@ class StyleGenerator(nn.Module):
         Depth of the mapping MLP.
     w_avg_beta : float
         EMA factor of the running mean ``w_avg`` (updated in training mode).
+    half_res : bool
+        Compute at half resolution; a last modulated 3x3x3 convolution of the up-sampled finest
+        features adds the full-resolution logits.
+    output_bias : float
+        Initial value of the learned bias added to the output logits.
     """
 
     def __init__(self, shape: tuple[int, int, int], latent_dim: int = 128, base_channels: int = 16,
-                 max_channels: int = 256, mapping_layers: int = 4, w_avg_beta: float = 0.995):
+                 max_channels: int = 256, mapping_layers: int = 4, w_avg_beta: float = 0.995,
+                 half_res: bool = False, output_bias: float = 0.0):
         super().__init__()
         self.shape, self.latent_dim, self.w_avg_beta = tuple(int(s) for s in shape), int(latent_dim), w_avg_beta
-        self.levels = levels_for(self.shape)
-        start = tuple(s // 2**self.levels for s in self.shape)
+        grid = network_shape(self.shape, half_res)
+        self.levels = levels_for(grid)
+        start = tuple(s // 2**self.levels for s in grid)
         mapping: list[nn.Module] = []
         for _ in range(mapping_layers):
             mapping += [EqualLinear(latent_dim, latent_dim, lr_mul=0.01), nn.LeakyReLU(0.2)]
@@ -113,6 +138,8 @@ class StyleGenerator(nn.Module):
             layers = [StyleLayer(cin, ch[lv], latent_dim)] + ([StyleLayer(ch[lv], ch[lv], latent_dim)] if lv else [])
             self.blocks.append(nn.ModuleList(layers))
             self.to_logits.append(ModulatedConv3d(ch[lv], 1, 1, latent_dim, demodulate=False))
+        self.to_full = ModulatedConv3d(ch[-1], 1, 3, latent_dim, demodulate=False) if half_res else None
+        self.output_bias = nn.Parameter(torch.tensor(float(output_bias)))
 
     def map(self, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
         """``w`` of ``z`` (pixel-normalised first), truncated towards ``w_avg`` by ``truncation``."""
@@ -130,35 +157,43 @@ class StyleGenerator(nn.Module):
         logits = None
         for lv, (layers, to_logits) in enumerate(zip(self.blocks, self.to_logits)):
             if lv:
-                x = F.interpolate(x, scale_factor=2, mode="trilinear", align_corners=False)
+                x = _up(x)
             for layer in layers:
                 x = layer(x, w, generator)
             y = to_logits(x, w)
-            logits = y if logits is None else y + F.interpolate(logits, scale_factor=2, mode="trilinear",
-                                                                 align_corners=False)
-        return logits
+            logits = y if logits is None else y + _up(logits)
+        if self.to_full is not None:
+            logits = self.to_full(_up(x), w) + _up(logits)
+        return logits + self.output_bias
+
+
+def _up(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2, mode="trilinear", align_corners=False)
 
 
 class StyleCritic(nn.Module):
-    """Residual critic: volume ``(B, 1, *shape)`` in [-1, 1] -> score ``(B,)``."""
+    """Residual critic: volume ``(B, 1, *shape)`` in [-1, 1] -> score ``(B,)``; ``half_res``: reads 2 x 2 x 2
+    blocks as channels (:func:`~vessel_models.gan.wgan.space_to_depth`) and computes at half resolution."""
 
     def __init__(self, shape: tuple[int, int, int], base_channels: int = 16, max_channels: int = 256,
-                 mbstd_group: int = 4):
+                 mbstd_group: int = 4, half_res: bool = False):
         super().__init__()
-        levels = levels_for(tuple(shape))
+        self.half_res = bool(half_res)
+        shape = network_shape(shape, self.half_res)
+        levels = levels_for(shape)
         ch = [min(base_channels * 2 ** (levels - lv), max_channels) for lv in range(levels + 1)]
-        self.stem = nn.Conv3d(1, ch[levels], 1)
+        self.stem = EqualConv3d(8 if half_res else 1, ch[levels], 1)
         self.blocks = nn.ModuleList()
         for lv in range(levels, 0, -1):
             self.blocks.append(nn.ModuleDict({
-                "conv1": nn.Conv3d(ch[lv], ch[lv], 3, padding=1),
-                "conv2": nn.Conv3d(ch[lv], ch[lv - 1], 3, padding=1),
-                "skip": nn.Conv3d(ch[lv], ch[lv - 1], 1, bias=False),
+                "conv1": EqualConv3d(ch[lv], ch[lv], 3),
+                "conv2": EqualConv3d(ch[lv], ch[lv - 1], 3),
+                "skip": EqualConv3d(ch[lv], ch[lv - 1], 1, bias=False),
             }))
         self.mbstd_group = mbstd_group
-        self.final = nn.Conv3d(ch[0] + 1, ch[0], 3, padding=1)
+        self.final = EqualConv3d(ch[0] + 1, ch[0], 3)
         n = ch[0] * int(torch.tensor([s // 2**levels for s in shape]).prod())
-        self.head = nn.Sequential(nn.Linear(n, ch[0]), nn.LeakyReLU(0.2), nn.Linear(ch[0], 1))
+        self.head = nn.Sequential(EqualLinear(n, ch[0]), nn.LeakyReLU(0.2), EqualLinear(ch[0], 1))
 
     def _mbstd(self, x: torch.Tensor) -> torch.Tensor:
         """Append the mean over features of the standard deviation across a group of samples."""
@@ -172,7 +207,7 @@ class StyleCritic(nn.Module):
         return torch.cat([x, y], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.leaky_relu(self.stem(x), 0.2)
+        x = F.leaky_relu(self.stem(space_to_depth(x) if self.half_res else x), 0.2)
         for blk in self.blocks:
             y = F.leaky_relu(blk["conv1"](x), 0.2)
             y = F.avg_pool3d(F.leaky_relu(blk["conv2"](y), 0.2), 2)

@@ -4,7 +4,10 @@ WGAN-GP: per generator step ``n_critic`` critic steps on ``D(fake) - D(real) + l
 generator on ``-D(G(z))``. StyleGAN: one critic step of the logistic loss with the R1 penalty every
 ``r1_every`` steps (lazy regularisation, weight ``gamma / 2 * r1_every``), then the non-saturating
 generator loss. The critic sees ``2 p - 1`` (probabilities of the generator, labels of the data).
-AMP (float16 autocast + grad scalers) on CUDA when ``amp`` is auto or on.
+AMP (float16 autocast + grad scalers) on CUDA when ``amp`` is auto or on. With ``data.soft_sigma_vox``
+the real volumes are soft targets (:func:`vessel_models.gan.data.soft_target`); with
+``optim.ema_half_life`` an exponential moving average of the generator (:func:`update_ema`) is what is
+sampled, evaluated and kept.
 
 Distributed: with ``WORLD_SIZE > 1`` (torchrun) every rank starts from rank 0's weights, draws its own
 batches and averages gradients with all-reduce before each optimiser step, and floating buffers
@@ -17,6 +20,7 @@ is kept as ``best.pt``, the latest state as ``last.pt`` (``resume`` continues fr
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,7 +34,7 @@ from torch import nn
 
 from vessel_models.gan.checkpoint import build_networks, load_checkpoint, save_checkpoint
 from vessel_models.gan.config import GanConfig
-from vessel_models.gan.data import draw_batch
+from vessel_models.gan.data import draw_batch, soft_target
 from vessel_models.gan.losses import (
     gradient_penalty,
     logistic_critic_loss,
@@ -41,7 +45,7 @@ from vessel_models.gan.quality import compare_sets, feature_matrix
 from vessel_models.gan.sample import sample_labels
 from vessel_models.tree import VesselInputError
 
-__all__ = ["TrainResult", "mip_panel", "split_volumes", "train_gan"]
+__all__ = ["TrainResult", "ema_beta", "mip_panel", "split_volumes", "train_gan", "update_ema"]
 
 
 @dataclass
@@ -114,6 +118,23 @@ def _broadcast(module: nn.Module, world: int) -> None:
             dist.broadcast(t.data, 0)
 
 
+def ema_beta(half_life: float, step: int) -> float:
+    """Decay of the generator EMA after generator step ``step`` (1-based): ``0.5 ** (1 / h)`` with the
+    ramped half-life ``h = min(half_life, step / 10)``; 0 (a copy) while ``h <= 1`` or without EMA."""
+    h = min(float(half_life), step / 10)
+    return 0.5 ** (1 / h) if h > 1 else 0.0
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, live: nn.Module, beta: float) -> None:
+    """``ema <- beta ema + (1 - beta) live`` for the parameters; buffers (batch-norm statistics, the
+    running ``w_avg``) copied from ``live``."""
+    for e, p in zip(ema.parameters(), live.parameters()):
+        e.lerp_(p.detach(), 1 - beta)
+    for e, b in zip(ema.buffers(), live.buffers()):
+        e.copy_(b)
+
+
 @dataclass
 class _Run:
     cfg: GanConfig
@@ -126,6 +147,12 @@ class _Run:
     amp: bool
     world: int
     rank: int
+    generator_ema: nn.Module | None = None
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator that samples, is evaluated and selected: the EMA when there is one."""
+        return self.generator if self.generator_ema is None else self.generator_ema
 
     def fake(self, n: int) -> torch.Tensor:
         z = torch.randn(n, self.cfg.net.latent_dim, device=self.device)
@@ -180,6 +207,7 @@ def _setup(cfg: GanConfig, device: torch.device, world: int, rank: int, resume_f
     opt_d = torch.optim.Adam(critic.parameters(), lr=o.lr_d, betas=o.betas)
     amp = device.type == "cuda" and cfg.amp != "off"
     scalers = {k: torch.amp.GradScaler(device.type, enabled=amp) for k in ("d", "g")}
+    ema = copy.deepcopy(generator).eval().requires_grad_(False) if o.ema_half_life > 0 else None
     step, best = 0, None
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from, device)
@@ -187,6 +215,8 @@ def _setup(cfg: GanConfig, device: torch.device, world: int, rank: int, resume_f
             raise VesselInputError(f"{resume_from}: its network or data.shape differs from the config")
         generator.load_state_dict(ckpt["generator"])
         critic.load_state_dict(ckpt["critic"])
+        if ema is not None:
+            ema.load_state_dict(ckpt.get("generator_ema") or ckpt["generator"])
         opt_g.load_state_dict(ckpt["opt_g"])
         opt_d.load_state_dict(ckpt["opt_d"])
         for k, state in (ckpt["scalers"] or {}).items():
@@ -194,7 +224,9 @@ def _setup(cfg: GanConfig, device: torch.device, world: int, rank: int, resume_f
         step, best = int(ckpt["step"]), ckpt["best_score"]
     _broadcast(generator, world)
     _broadcast(critic, world)
-    return _Run(cfg, device, generator, critic, opt_g, opt_d, scalers, amp, world, rank), step, best
+    if ema is not None:
+        _broadcast(ema, world)
+    return _Run(cfg, device, generator, critic, opt_g, opt_d, scalers, amp, world, rank, ema), step, best
 
 
 def train_gan(cfg: GanConfig, volumes: list[np.ndarray], out_dir: str | os.PathLike, max_steps: int | None = None,
@@ -244,6 +276,7 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], out: Path, max_steps: int 
     torch.manual_seed(cfg.seed * 1000 + rank + step)
     train_vols, val_vols = split_volumes(volumes, cfg.data.val_fraction, cfg.seed)
     d = cfg.data
+    train_vols = [soft_target(v, d.soft_sigma_vox, d.soft_margin) for v in train_vols]
     ref_rng = np.random.default_rng([cfg.seed, 1])
     if d.mode == "crop":  # the centred crop of every held-out volume
         val_windows = np.concatenate([draw_batch([v], 1, d.shape, ref_rng, "crop", False) for v in val_vols])
@@ -267,18 +300,18 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], out: Path, max_steps: int 
         nonlocal best
         if rank != 0:
             return
-        scores = compare_sets(feature_matrix(sample_labels(run.generator, cfg.eval_samples, cfg.seed),
+        scores = compare_sets(feature_matrix(sample_labels(run.sampler, cfg.eval_samples, cfg.seed),
                                              d.spacing_mm), ref_features)
         result.evaluations.append((step, scores))
         for k in ("w1_mean", "mmd2", "precision", "recall"):
             writer.add_scalar(f"quality/{k}", scores[k], step)
-        probs = sample_labels(run.generator, 8, cfg.seed + 1)
+        probs = sample_labels(run.sampler, 8, cfg.seed + 1)
         writer.add_image("generated/mip", mip_panel(probs)[None], step)
         args = (cfg, run.generator, run.critic)
         if best is None or scores["w1_mean"] < best:
             best = scores["w1_mean"]
-            save_checkpoint(out / "best.pt", *args, step, best)
-        save_checkpoint(last, *args, step, best, run.opt_g, run.opt_d, run.scalers)
+            save_checkpoint(out / "best.pt", *args, step, best, generator_ema=run.generator_ema)
+        save_checkpoint(last, *args, step, best, run.opt_g, run.opt_d, run.scalers, run.generator_ema)
         bar.set_postfix(w1=f"{scores['w1_mean']:.3f}", best=f"{best:.3f}", refresh=final)
 
     while step < total:
@@ -291,6 +324,8 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], out: Path, max_steps: int 
             losses.append(run.critic_step(2 * real.to(device) - 1, step, sub))
         loss_g = run.generator_step(cfg.optim.batch_size)
         step += 1
+        if run.generator_ema is not None:
+            update_ema(run.generator_ema, run.generator, ema_beta(cfg.optim.ema_half_life, step))
         bar.update(1)
         result.critic_losses.append(float(np.mean(losses)))
         result.generator_losses.append(loss_g)
