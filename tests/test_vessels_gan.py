@@ -165,7 +165,8 @@ def test_compare_sets_floor_and_far_sets():
     assert same["w1_mean"] == 0.0 and same["precision"] == 1.0 and same["recall"] == 1.0
     near, far = compare_sets(again, real), compare_sets(noise, real)
     assert near["w1_mean"] < 0.1 * far["w1_mean"] and far["precision"] == 0.0
-    assert len([k for k in near if k.startswith("w1_") and k != "w1_mean"]) == len(FEATURES)
+    per_feature = [v for k, v in near.items() if k.startswith("w1_") and k not in ("w1_mean", "w1_median")]
+    assert len(per_feature) == len(FEATURES) and near["w1_median"] == pytest.approx(np.median(per_feature))
     with pytest.raises(ValueError, match="at least 2 volumes per set"):
         compare_sets(real, real[:1])
 

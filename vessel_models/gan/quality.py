@@ -110,7 +110,9 @@ def compare_sets(generated: np.ndarray, reference: np.ndarray, k: int = 3) -> di
     Returns
     -------
     dict
-        ``w1_<feature>`` (Wasserstein-1 / reference std), ``w1_mean`` (their mean), ``mmd2`` (unbiased
+        ``w1_<feature>`` (Wasserstein-1 / reference std), ``w1_mean`` (their mean), ``w1_median`` (their
+        median: what a run selects ``best.pt`` by, as one feature with a tiny reference spread can
+        dominate the mean), ``mmd2`` (unbiased
         squared MMD of standardised features), ``precision`` and ``recall`` (k-NN coverage, in [0, 1]).
     """
     gen, ref = np.asarray(generated, dtype=np.float64), np.asarray(reference, dtype=np.float64)
@@ -120,7 +122,8 @@ def compare_sets(generated: np.ndarray, reference: np.ndarray, k: int = 3) -> di
     sd = np.where(sd > 1e-9 * (np.abs(mu) + 1), sd, 1.0)  # a constant feature: unscaled
     zg, zr = (gen - mu) / sd, (ref - mu) / sd
     out = {f"w1_{name}": float(stats.wasserstein_distance(zg[:, i], zr[:, i])) for i, name in enumerate(FEATURES)}
-    out["w1_mean"] = float(np.mean([out[f"w1_{n}"] for n in FEATURES]))
+    per_feature = [out[f"w1_{n}"] for n in FEATURES]
+    out["w1_mean"], out["w1_median"] = float(np.mean(per_feature)), float(np.median(per_feature))
     pair = np.linalg.norm(zr[:, None] - zr[None], axis=-1)
     bandwidth = float(np.median(pair[np.triu_indices(len(zr), 1)])) or 1.0
     out["mmd2"] = _mmd2(zg, zr, bandwidth)

@@ -14,7 +14,7 @@ batches and averages gradients with all-reduce before each optimiser step, and f
 (batch-norm statistics) after it (explicit averaging rather than DDP wrappers, because the penalties
 differentiate the critic twice); rank 0 evaluates, logs and
 writes checkpoints. Every ``eval_every`` steps, ``eval_samples`` generated volumes are compared with
-held-out windows of the data (:func:`vessel_models.gan.quality.compare_sets`); the lowest ``w1_mean``
+held-out windows of the data (:func:`vessel_models.gan.quality.compare_sets`); the lowest ``w1_median``
 is kept as ``best.pt``, the latest state as ``last.pt`` (``resume`` continues from it).
 """
 
@@ -303,13 +303,13 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], out: Path, max_steps: int 
         scores = compare_sets(feature_matrix(sample_labels(run.sampler, cfg.eval_samples, cfg.seed),
                                              d.spacing_mm), ref_features)
         result.evaluations.append((step, scores))
-        for k in ("w1_mean", "mmd2", "precision", "recall"):
+        for k in ("w1_mean", "w1_median", "mmd2", "precision", "recall"):
             writer.add_scalar(f"quality/{k}", scores[k], step)
         probs = sample_labels(run.sampler, 8, cfg.seed + 1)
         writer.add_image("generated/mip", mip_panel(probs)[None], step)
         args = (cfg, run.generator, run.critic)
-        if best is None or scores["w1_mean"] < best:
-            best = scores["w1_mean"]
+        if best is None or scores["w1_median"] < best:
+            best = scores["w1_median"]
             save_checkpoint(out / "best.pt", *args, step, best, generator_ema=run.generator_ema)
         save_checkpoint(last, *args, step, best, run.opt_g, run.opt_d, run.scalers, run.generator_ema)
         bar.set_postfix(w1=f"{scores['w1_mean']:.3f}", best=f"{best:.3f}", refresh=final)
