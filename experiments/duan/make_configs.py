@@ -8,7 +8,7 @@ Design (docs/results.md, "Duan's experiment at CPU scale"):
 
 * Trees: the published L-system design (``params: published-grid``), 16 poses per skeleton, in every
   training set; ``cow`` and ``coronary`` templates appear only in test sets (held-out generators).
-* Anatomy: training on chest slabs ``z0R``, ``z1R`` (val ``z0L``); the common test set on ``z1L`` (heart,
+* Anatomy: every chest slab virtual non-contrast (a DSA mask is taken before contrast); training on chest slabs ``z0R``, ``z1R`` (val ``z0L``); the common test set on ``z1L`` (heart,
   left lung); held out: the cranial slabs ``z2L``, ``z2R`` (neck, shoulders, clavicles) and the TIGRE head.
 * Physics rows: (a) noise only, (b) + scatter, (c) + detector blur, (d) + rigid motion, (e) everything:
   + exposure randomisation and pseudo-patient variants.
@@ -32,11 +32,9 @@ STRUCTURES = "builtin:chest-ct-structures"       # the slabs' labels are TotalSe
 
 
 def _slab(name: str, split: str, variants: dict | None = None) -> dict:
-    ct = {"path": f"{SLABS}/chest_{name}.nii.gz", "labels": f"{SLABS}/labels/chest_{name}.nii.gz",
-          "structures": STRUCTURES, "split": split}
-    if variants:
-        ct["variants"] = copy.deepcopy(variants)
-    return ct
+    """A chest slab; ``variants`` default: one identity variant, i.e. the slab as it is, virtual non-contrast."""
+    return {"path": f"{SLABS}/chest_{name}.nii.gz", "labels": f"{SLABS}/labels/chest_{name}.nii.gz",
+            "structures": STRUCTURES, "split": split, "variants": copy.deepcopy(variants or VNC_ONLY)}
 
 
 HEAD = {"path": "builtin:tigre-head[46:212,0:228,0:212]", "split": "test"}
@@ -53,6 +51,9 @@ EXPOSURE_RANDOM = {"spectrum": {"kvp": {"min": 60, "max": 100}, "filter_al_mm": 
 EXPOSURE_HELD_OUT = {"spectrum": {"kvp": {"min": 105, "max": 125}, "filter_al_mm": {"min": 6, "max": 8},
                                   "filter_cu_mm": 0.3},
                      "detector_air_kerma_ugy": {"min": 0.15, "max": 0.4}}
+#: the builtin chest CT is contrast-enhanced; a DSA mask is taken before contrast, so every slab is made
+#: virtual non-contrast (enhanced labelled blood -> 40 HU) through an identity variant (renders as its source)
+VNC_ONLY = {"count": 1, "vnc": "auto"}
 VARIANTS = {"count": 2, "deform_mm": {"min": 0, "max": 6}, "smooth_mm": 60,
             "scale": {"min": 0.85, "max": 1.15}, "rotate_deg": {"min": -5, "max": 5},
             "hu_offset": {"min": -10, "max": 10}, "hu_scale": {"min": 0.95, "max": 1.05}, "vnc": "auto"}
