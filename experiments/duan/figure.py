@@ -3,7 +3,8 @@ out-of-distribution set), columns input (contrast frame) | target | network | co
 
 The sample shown is the first of each test split (not chosen), the network one model (default
 ``unet_e_s0``). Input: its own 1-99 % window per row; the three DSA columns share the row target's
-window ``[0, max target]`` (negative values clipped to black).
+window ``[0, p99]``, p99 the 99th percentile of the target on its vessel pixels (target > 0.01; negative
+values clipped to black).
 
     python experiments/duan/figure.py out/duan -o out/duan/ood_grid.png [--run unet_e_s0]
 """
@@ -25,7 +26,7 @@ __all__ = ["main", "row_images"]
 
 def row_images(model, norm, store: Path, index: int = 0) -> list[np.ndarray]:
     """``[input, target, network, conventional]`` of sample ``index`` of the store's test split, the input
-    scaled to its own window and the DSA images to the target's ``[0, max]`` (both onto 0..1)."""
+    scaled to its own window and the DSA images to the target's ``[0, p99]`` (both onto 0..1)."""
     ds = ZarrDDSADataset(store, "test")
     item = ds[index]
     x = item["contrast"][None]
@@ -33,7 +34,8 @@ def row_images(model, norm, store: Path, index: int = 0) -> list[np.ndarray]:
         pred = norm.denorm_target(model(norm.norm_input(x)).float())[0, 0].numpy()
     contrast, target = item["contrast"][0].numpy(), item["dsa_target"][0].numpy()
     lo, hi = display_window([contrast], 1, 99)
-    top = max(float(target.max()), 1e-6)
+    vessel = target[target > 0.01]
+    top = float(np.percentile(vessel, 99)) if vessel.size else max(float(target.max()), 1e-6)
     return [(contrast - lo) / (hi - lo), target / top, pred / top, (contrast - item["mask"][0].numpy()) / top]
 
 

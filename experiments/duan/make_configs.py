@@ -43,12 +43,13 @@ LSYSTEM = {"generator": "lsystem", "params": "published-grid"}
 #: exposure of rows a-d: a fixed spectrum range, DSA-level dose behind the patient
 EXPOSURE_FIXED = {"spectrum": {"kvp": {"min": 70, "max": 100}, "filter_al_mm": 4.0},
                   "detector_air_kerma_ugy": {"min": 1.0, "max": 5.0}}
-#: row e: randomised over clinical ranges (kept below the held-out exposures)
-EXPOSURE_RANDOM = {"spectrum": {"kvp": {"min": 60, "max": 100}, "filter_al_mm": {"min": 2, "max": 5},
+#: row e: randomised over clinical ranges (kept below the held-out exposures); filtrations on a grid, so
+#: that the SpekPy spectra (about 1 s each) are computed once per kVp node and filter and then cached
+EXPOSURE_RANDOM = {"spectrum": {"kvp": {"min": 60, "max": 100}, "filter_al_mm": {"grid": [2.0, 3.0, 4.0, 5.0]},
                                 "filter_cu_mm": {"grid": [0.0, 0.1, 0.2]}},
                    "detector_air_kerma_ugy": {"min": 0.5, "max": 5.0}}
 #: held-out exposures: above the training kVp and filtration, below the training dose
-EXPOSURE_HELD_OUT = {"spectrum": {"kvp": {"min": 105, "max": 125}, "filter_al_mm": {"min": 6, "max": 8},
+EXPOSURE_HELD_OUT = {"spectrum": {"kvp": {"min": 105, "max": 125}, "filter_al_mm": {"grid": [6.0, 7.0, 8.0]},
                                   "filter_cu_mm": 0.3},
                      "detector_air_kerma_ugy": {"min": 0.15, "max": 0.4}}
 #: the builtin chest CT is contrast-enhanced; a DSA mask is taken before contrast, so every slab is made
