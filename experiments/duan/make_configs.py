@@ -8,7 +8,8 @@ Design (docs/results.md, "Duan's experiment at CPU scale"):
 
 * Trees: the published L-system design (``params: published-grid``), 16 poses per skeleton, in every
   training set; ``cow`` and ``coronary`` templates appear only in test sets (held-out generators).
-* Anatomy: every chest slab virtual non-contrast (a DSA mask is taken before contrast); training on chest slabs ``z0R``, ``z1R`` (val ``z0L``); the common test set on ``z1L`` (heart,
+* Anatomy: every chest slab virtual non-contrast (a DSA mask is taken before contrast); training on
+  chest slabs ``z0R``, ``z1R`` (val ``z0L``); the common test set on ``z1L`` (heart,
   left lung); held out: the cranial slabs ``z2L``, ``z2R`` (neck, shoulders, clavicles) and the TIGRE head.
 * Physics rows: (a) noise only, (b) + scatter, (c) + detector blur, (d) + rigid motion, (e) everything:
   + exposure randomisation and pseudo-patient variants.
@@ -94,7 +95,7 @@ def _row_physics(row: str) -> dict:
     return cfg
 
 
-#: training sets: row -> (description, CT list)
+#: training sets: row -> what it adds to the previous row
 TRAIN_ROWS = {
     "a": "noise only",
     "b": "+ scatter (ratio-10 grid)",
@@ -118,7 +119,6 @@ def _train_config(row: str) -> dict:
     return cfg
 
 
-#: test sets: name -> (description, builder); every test set is split "test", 2 trees x 16 poses per CT
 def _test(cts: list[dict], sources: list[dict], exposure: dict, motion: bool, per_ct: int) -> dict:
     cfg = _row_physics("e")
     cfg.update(copy.deepcopy(exposure))
@@ -129,8 +129,8 @@ def _test(cts: list[dict], sources: list[dict], exposure: dict, motion: bool, pe
     return cfg
 
 
+#: test sets (split "test", 16 poses per tree): name -> (description, CTs, vessel sources, exposure, trees per CT)
 TEST_SETS = {
-    # name: (description, cts, vessel sources, exposure, trees per CT)
     "common": ("in-distribution anatomy region (z1L), full physics", [_slab("z1L", "test")], [LSYSTEM],
                EXPOSURE_RANDOM, 2),
     "ood_anatomy_neck": ("held-out anatomy: neck / shoulder slabs z2L, z2R",
