@@ -1,0 +1,56 @@
+"""Evaluate every trained model of experiments/duan_ablation.sh on every test store, in one process.
+
+Runs :func:`ddsa_sim.training.evaluate.evaluate_checkpoint` (what ``ddsa-sim evaluate CKPT --data STORE
+--split test`` runs) for every ``OUT/runs/<net>_<row>_s<seed>/best.pt`` and every ``OUT/data/<test>.zarr``
+and writes ``OUT/eval/<run>/<test>.json`` (the JSON ``ddsa-sim evaluate`` prints); a JSON already there
+is kept (resume). One process instead of ~200 CLI start-ups (a few seconds each on this machine).
+
+    python experiments/duan/evaluate_all.py out/duan [--tests test_common test_ood_exposure_static ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ddsa_sim.files import atomic_output
+from ddsa_sim.training.evaluate import evaluate_checkpoint
+
+__all__ = ["evaluate_all", "main"]
+
+
+def evaluate_all(out: Path, tests: list[str] | None = None) -> list[Path]:
+    """Write ``out/eval/<run>/<test>.json`` for every finished run and test store; returns the paths written."""
+    runs = sorted(p.parent for p in (out / "runs").glob("*/best.pt") if (out / "runs" / f"{p.parent.name}.done").exists())
+    stores = sorted(p for p in (out / "data").glob("test_*.zarr") if Path(f"{p}.done").exists())
+    if tests:
+        stores = [s for s in stores if s.stem in tests]
+    written = []
+    for run in tqdm(runs, desc="models"):
+        for store in stores:
+            path = out / "eval" / run.name / f"{store.stem}.json"
+            if path.exists():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            res = evaluate_checkpoint(run / "best.pt", store, "test", device="cpu", progress=False)
+            with atomic_output(path) as tmp:
+                Path(tmp).write_text(json.dumps(res))
+            written.append(path)
+    return written
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
+    ap.add_argument("--tests", nargs="*", help="test-store stems (default: all)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    print(f"{len(evaluate_all(args.out, args.tests))} evaluations written to {args.out / 'eval'}")
+
+
+if __name__ == "__main__":
+    main()

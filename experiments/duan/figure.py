@@ -1,0 +1,59 @@
+"""Picture of experiments/duan_ablation.sh: one row per test set (the common set and every
+out-of-distribution set), columns input (contrast frame) | target | network | conventional DSA.
+
+The sample shown is the first of each test split (not chosen), the network one model (default
+``unet_e_s0``). Input: its own 1-99 % window per row; the three DSA columns share the row target's
+window ``[0, p99]``, p99 the 99th percentile of the target on its vessel pixels (target > 0.01; negative
+values clipped to black).
+
+    python experiments/duan/figure.py out/duan -o out/duan/ood_grid.png [--run unet_e_s0]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddsa_sim.training.checkpoint import load_model
+from ddsa_sim.training.data import ZarrDDSADataset
+from ddsa_sim.viz.figures import display_window, image_grid
+
+__all__ = ["main", "row_images"]
+
+
+def row_images(model, norm, store: Path, index: int = 0) -> list[np.ndarray]:
+    """``[input, target, network, conventional]`` of sample ``index`` of the store's test split, the input
+    scaled to its own window and the DSA images to the target's ``[0, p99]`` (both onto 0..1)."""
+    ds = ZarrDDSADataset(store, "test")
+    item = ds[index]
+    x = item["contrast"][None]
+    with torch.no_grad():
+        pred = norm.denorm_target(model(norm.norm_input(x)).float())[0, 0].numpy()
+    contrast, target = item["contrast"][0].numpy(), item["dsa_target"][0].numpy()
+    lo, hi = display_window([contrast], 1, 99)
+    vessel = target[target > 0.01]
+    top = float(np.percentile(vessel, 99)) if vessel.size else max(float(target.max()), 1e-6)
+    return [(contrast - lo) / (hi - lo), target / top, pred / top, (contrast - item["mask"][0].numpy()) / top]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
+    ap.add_argument("-o", "--png", type=Path, required=True)
+    ap.add_argument("--run", default="unet_e_s0", help="model run name under OUT/runs")
+    args = ap.parse_args()
+    model, norm, _, _ = load_model(args.out / "runs" / args.run / "best.pt", torch.device("cpu"))
+    stores = sorted((args.out / "data").glob("test_*.zarr"), key=lambda p: (p.stem != "test_common", p.stem))
+    stores = [s for s in stores if Path(f"{s}.done").exists()]
+    rows = [row_images(model, norm, s) for s in stores]
+    names = [s.stem.removeprefix("test_") for s in stores]
+    titles = [[f"{n}: input", "target", f"network ({args.run})", "conventional DSA"] for n in names]
+    image_grid(rows, args.png, titles, windows=[(0.0, 1.0)] * 4, cell_inches=2.0)
+    print(f"wrote {args.png}")
+
+
+if __name__ == "__main__":
+    main()

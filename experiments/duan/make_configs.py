@@ -1,0 +1,168 @@
+"""Write the export configs of Duan's experiment with physics ablations (experiments/duan_ablation.sh).
+
+One place defines every dataset of the experiment, so the rows and test sets differ only where this file
+says they do; the YAML files it writes next to itself are committed for reading and are what the script
+exports. Re-run after an edit: ``python experiments/duan/make_configs.py``.
+
+Design (docs/results.md, "Duan's experiment at CPU scale"):
+
+* Trees: the published L-system design (``params: published-grid``), 16 poses per skeleton, in every
+  training set; ``cow`` and ``coronary`` templates appear only in test sets (held-out generators).
+* Anatomy: every chest slab virtual non-contrast (a DSA mask is taken before contrast); training on
+  chest slabs ``z0R``, ``z1R`` (val ``z0L``); the common test set on ``z1L`` (heart,
+  left lung); held out: the cranial slabs ``z2L``, ``z2R`` (neck, shoulders, clavicles) and the TIGRE head.
+* Physics rows: (a) noise only, (b) + scatter, (c) + detector blur, (d) + rigid motion, (e) everything:
+  + exposure randomisation and pseudo-patient variants.
+* Exposure: DSA-level automatic exposure, 1-5 uGy per frame behind the patient (row e: 0.5-5 uGy, a 10x
+  range); held-out exposures 0.15-0.4 uGy, 105-125 kVp, 6-8 mm Al + 0.3 mm Cu.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+__all__ = ["TRAIN_ROWS", "TEST_SETS", "configs", "main"]
+
+HERE = Path(__file__).resolve().parent
+SLABS = "../../out/chest_slabs"                 # written by experiments/prepare_chest_slabs.py
+POSES_PER_TREE = 16                              # Duan et al.: 16 views of every skeleton
+STRUCTURES = "builtin:chest-ct-structures"       # the slabs' labels are TotalSegmentator crops
+
+
+def _slab(name: str, split: str, variants: dict | None = None) -> dict:
+    """A chest slab; ``variants`` default: one identity variant, i.e. the slab as it is, virtual non-contrast."""
+    return {"path": f"{SLABS}/chest_{name}.nii.gz", "labels": f"{SLABS}/labels/chest_{name}.nii.gz",
+            "structures": STRUCTURES, "split": split, "variants": copy.deepcopy(variants or VNC_ONLY)}
+
+
+HEAD = {"path": "builtin:tigre-head[46:212,0:228,0:212]", "split": "test"}
+LSYSTEM = {"generator": "lsystem", "params": "published-grid"}
+
+#: exposure of rows a-d: a fixed spectrum range, DSA-level dose behind the patient
+EXPOSURE_FIXED = {"spectrum": {"kvp": {"min": 70, "max": 100}, "filter_al_mm": 4.0},
+                  "detector_air_kerma_ugy": {"min": 1.0, "max": 5.0}}
+#: row e: randomised over clinical ranges (kept below the held-out exposures); filtrations on a grid, so
+#: that the SpekPy spectra (about 1 s each) are computed once per kVp node and filter and then cached
+EXPOSURE_RANDOM = {"spectrum": {"kvp": {"min": 60, "max": 100}, "filter_al_mm": {"grid": [2.0, 3.0, 4.0, 5.0]},
+                                "filter_cu_mm": {"grid": [0.0, 0.1, 0.2]}},
+                   "detector_air_kerma_ugy": {"min": 0.5, "max": 5.0}}
+#: held-out exposures: above the training kVp and filtration, below the training dose
+EXPOSURE_HELD_OUT = {"spectrum": {"kvp": {"min": 105, "max": 125}, "filter_al_mm": {"grid": [6.0, 7.0, 8.0]},
+                                  "filter_cu_mm": 0.3},
+                     "detector_air_kerma_ugy": {"min": 0.15, "max": 0.4}}
+#: the builtin chest CT is contrast-enhanced; a DSA mask is taken before contrast, so every slab is made
+#: virtual non-contrast (enhanced labelled blood -> 40 HU) through an identity variant (renders as its source)
+VNC_ONLY = {"count": 1, "vnc": "auto"}
+VARIANTS = {"count": 2, "deform_mm": {"min": 0, "max": 6}, "smooth_mm": 60,
+            "scale": {"min": 0.85, "max": 1.15}, "rotate_deg": {"min": -5, "max": 5},
+            "hu_offset": {"min": -10, "max": 10}, "hu_scale": {"min": 0.95, "max": 1.05}, "vnc": "auto"}
+
+BASE = {
+    "vessels": {"per_ct": 4, "sources": [LSYSTEM]},
+    "placement": {"mode": "auto", "root": "ct-center", "jitter_mm": 15.0, "rotation_deg": {"min": 0, "max": 360}},
+    "pose": {"alpha_deg": {"min": -30, "max": 30}, "beta_deg": {"min": -20, "max": 20}, "gamma_deg": 0,
+             "isocenter_jitter_mm": 10.0},
+    # 768 x 0.194 mm binned 12 x 12: 64 x 64 pixels of 2.33 mm (1.2 mm and a 78 mm field at the isocenter)
+    "detector": {"rows": 768, "cols": 768, "pixel_mm": 0.194, "binning": 12, "mtf50_cycles_per_mm": None},
+    "iodine_mg_per_ml": {"min": 50, "max": 150},
+    "effects": {"noise": True, "scatter": False, "motion": "none"},
+    "renderer": "scene",
+    "renderer_options": {"vessel_spacing_mm": 0.6, "method": "trilinear"},
+    "max_ct_voxels": 157286400,
+    "ct_cache_size": 1,
+}
+
+
+def _row_physics(row: str) -> dict:
+    """The physics switches of ablation row ``row`` (cumulative a -> e)."""
+    order = "abcde"
+    k = order.index(row)
+    cfg = copy.deepcopy(BASE)
+    cfg.update(copy.deepcopy(EXPOSURE_FIXED))
+    if k >= 1:
+        cfg["effects"]["scatter"] = True                        # ratio-10 grid on every sample
+    if k >= 2:
+        cfg["detector"]["mtf50_cycles_per_mm"] = 1.46            # CsI light spread (docs/physics.md)
+    if k >= 3:
+        cfg["effects"]["motion"] = "rigid"                       # 1 deg / 1.5 mm between mask and contrast
+    if k >= 4:
+        cfg.update(copy.deepcopy(EXPOSURE_RANDOM))
+        cfg["effects"]["grid_fraction"] = 0.8
+        cfg["detector"]["mtf50_cycles_per_mm"] = {"min": 0.8, "max": 2.0}
+    return cfg
+
+
+#: training sets: row -> what it adds to the previous row
+TRAIN_ROWS = {
+    "a": "noise only",
+    "b": "+ scatter (ratio-10 grid)",
+    "c": "+ detector blur (CsI MTF50 1.46 cycles/mm)",
+    "d": "+ rigid motion",
+    "e": "+ exposure randomisation, grid on/off, MTF50 0.8-2.0, pseudo-patients",
+}
+
+
+def _train_config(row: str) -> dict:
+    cfg = _row_physics(row)
+    if row == "e":
+        # 2 pseudo-patients per slab: 6 anatomies x 2 trees = as many trees (12) as rows a-d (3 x 4)
+        cts = [_slab("z0R", "train", VARIANTS), _slab("z1R", "train", VARIANTS), _slab("z0L", "val", VARIANTS)]
+        cfg["vessels"]["per_ct"] = 2
+    else:
+        cts = [_slab("z0R", "train"), _slab("z1R", "train"), _slab("z0L", "val")]
+    n_anatomies = len(cts) * (2 if row == "e" else 1)
+    cfg.update(cts=cts, count=n_anatomies * cfg["vessels"]["per_ct"] * POSES_PER_TREE, seed=17000,
+               split={"train": 0.67, "val": 0.17, "test": 0.16})
+    return cfg
+
+
+def _test(cts: list[dict], sources: list[dict], exposure: dict, motion: bool, per_ct: int) -> dict:
+    cfg = _row_physics("e")
+    cfg.update(copy.deepcopy(exposure))
+    cfg["effects"]["motion"] = "rigid" if motion else "none"
+    cfg["vessels"] = {"per_ct": per_ct, "sources": sources}
+    cfg.update(cts=cts, count=len(cts) * per_ct * POSES_PER_TREE, seed=17100,
+               split={"train": 0.67, "val": 0.17, "test": 0.16})
+    return cfg
+
+
+#: test sets (split "test", 16 poses per tree): name -> (description, CTs, vessel sources, exposure, trees per CT)
+TEST_SETS = {
+    "common": ("in-distribution anatomy region (z1L), full physics", [_slab("z1L", "test")], [LSYSTEM],
+               EXPOSURE_RANDOM, 2),
+    "ood_anatomy_neck": ("held-out anatomy: neck / shoulder slabs z2L, z2R",
+                         [_slab("z2L", "test"), _slab("z2R", "test")], [LSYSTEM], EXPOSURE_RANDOM, 1),
+    "ood_anatomy_head": ("held-out anatomy: TIGRE head, L-system", [HEAD], [LSYSTEM], EXPOSURE_RANDOM, 2),
+    "ood_generator_cow": ("held-out generator: Circle of Willis on the TIGRE head", [HEAD],
+                          [{"generator": "cow"}], EXPOSURE_RANDOM, 2),
+    "ood_generator_coronary": ("held-out generator: coronary tree on the heart (z1L)", [_slab("z1L", "test")],
+                               [{"generator": "coronary"}], EXPOSURE_RANDOM, 2),
+    "ood_exposure": ("held-out exposures: 105-125 kVp, 6-8 mm Al + 0.3 mm Cu, 0.15-0.4 uGy (z1L)",
+                     [_slab("z1L", "test")], [LSYSTEM], EXPOSURE_HELD_OUT, 2),
+}
+
+
+def configs() -> dict[str, dict]:
+    """Every export config of the experiment, by file stem."""
+    out = {f"train_{row}": _train_config(row) for row in TRAIN_ROWS}
+    out["test_common"] = _test(*TEST_SETS["common"][1:4], motion=True, per_ct=TEST_SETS["common"][4])
+    for name, (_, cts, sources, exposure, per_ct) in TEST_SETS.items():
+        if name == "common":
+            continue
+        for motion in (True, False):
+            out[f"test_{name}_{'motion' if motion else 'static'}"] = _test(cts, sources, exposure, motion, per_ct)
+    return out
+
+
+def main() -> None:
+    for stem, cfg in configs().items():
+        header = f"# Generated by experiments/duan/make_configs.py (edit that file, not this one): {stem}\n"
+        (HERE / f"{stem}.yaml").write_text(header + yaml.safe_dump(cfg, sort_keys=False))
+    print(f"wrote {len(configs())} configs to {HERE}")
+
+
+if __name__ == "__main__":
+    main()

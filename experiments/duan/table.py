@@ -1,0 +1,105 @@
+"""Tables of experiments/duan_ablation.sh: mean +- std over seeds of every metric, per model row and test set.
+
+Reads ``OUT/eval/<net>_<row>_s<seed>/<test>.json`` (experiments/duan/evaluate_all.py) and prints Markdown:
+one table per metric (rows: models and the two baselines; columns: test sets), then the issue-17 targets
+per model and out-of-distribution set. A model's number on a test set is the mean over that set's
+samples; the table gives the mean and population std of it over the seeds. The baselines do not depend
+on the model (the same store), so they have no seed spread.
+
+Targets (issue 17), on every out-of-distribution set X (``X_motion`` and ``X_static``):
+PSNR(network) >= PSNR(all-zero) + 3 dB, PSNR(network) >= PSNR(conventional DSA on X_static) + 2 dB,
+and bg_fp_fraction(network) < bg_fp_fraction(conventional DSA on the same set).
+
+    python experiments/duan/table.py out/duan > out/duan/table.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load", "main", "targets", "metric_table"]
+
+METRICS = (("psnr", "PSNR (dB)", "{:.2f}"), ("vessel_psnr", "vessel PSNR (dB)", "{:.2f}"),
+           ("bg_fp_fraction", "background FP fraction (P > 0.05 off the vessels)", "{:.4f}"),
+           ("iodine_recovery", "iodine recovery", "{:.3f}"))
+RUN = re.compile(r"(?P<model>.+)_s(?P<seed>\d+)$")
+
+
+def load(out: Path) -> tuple[dict, dict, list[str]]:
+    """``(models, baselines, tests)``: ``models[model][test][metric]`` = list over seeds of the set mean;
+    ``baselines[method][test][metric]`` = the set mean (conventional, zero)."""
+    models: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    baselines: dict = defaultdict(dict)
+    tests = set()
+    for path in sorted((out / "eval").glob("*/*.json")):
+        m = RUN.match(path.parent.name)
+        if not m:
+            continue
+        res = json.loads(path.read_text())
+        test = path.stem.removeprefix("test_")
+        tests.add(test)
+        for key, *_ in METRICS:
+            models[m["model"]][test][key].append(res["network"][key])
+        for method in ("conventional", "zero"):
+            baselines[method][test] = res[method]
+    order = sorted(tests, key=lambda t: (t != "common", t))
+    return models, baselines, order
+
+
+def _cell(values: list[float], fmt: str) -> str:
+    v = np.asarray(values, float)
+    return f"{fmt.format(v.mean())} ± {fmt.format(v.std())} (n={v.size})" if v.size > 1 else fmt.format(v.mean())
+
+
+def metric_table(models: dict, baselines: dict, tests: list[str], key: str, fmt: str) -> str:
+    """One Markdown table of metric ``key``."""
+    lines = ["| model | " + " | ".join(tests) + " |", "|---" * (len(tests) + 1) + "|"]
+    for model in sorted(models):
+        cells = [_cell(models[model][t][key], fmt) if models[model][t][key] else "-" for t in tests]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    for method, label in (("conventional", "conventional DSA"), ("zero", "all-zero image")):
+        cells = [fmt.format(baselines[method][t][key]) if t in baselines[method] else "-" for t in tests]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def targets(models: dict, baselines: dict, tests: list[str]) -> str:
+    """Per model and out-of-distribution set: the three issue-17 targets, met or not, with the numbers."""
+    ood = [t for t in tests if t.startswith("ood_")]
+    lines = ["| model | set | net - zero (>= 3 dB) | net - conventional static (>= 2 dB) "
+             "| FP fraction net < conventional | all met |",
+             "|---|---|---|---|---|---|"]
+    for model in sorted(models):
+        for t in ood:
+            psnr = np.mean(models[model][t]["psnr"]) if models[model][t]["psnr"] else None
+            static = re.sub(r"_motion$", "_static", t)
+            if psnr is None or static not in baselines["conventional"]:
+                continue
+            d_zero = psnr - baselines["zero"][t]["psnr"]
+            d_conv = psnr - baselines["conventional"][static]["psnr"]
+            fp, fp_conv = np.mean(models[model][t]["bg_fp_fraction"]), baselines["conventional"][t]["bg_fp_fraction"]
+            ok = (d_zero >= 3, d_conv >= 2, fp < fp_conv)
+            mark = lambda b: "met" if b else "**not met**"  # noqa: E731
+            lines.append(f"| {model} | {t} | {d_zero:+.2f} {mark(ok[0])} | {d_conv:+.2f} {mark(ok[1])} | "
+                         f"{fp:.4f} vs {fp_conv:.4f} {mark(ok[2])} | {'yes' if all(ok) else 'no'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
+    out = ap.parse_args().out
+    models, baselines, tests = load(out)
+    for key, label, fmt in METRICS:
+        print(f"### {label}\n\n{metric_table(models, baselines, tests, key, fmt)}\n")
+    print(f"### Targets on the out-of-distribution sets\n\n{targets(models, baselines, tests)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Duan's experiment at CPU scale, with physics ablations and an out-of-distribution protocol (issue 17;
+# results and the protocol: docs/results.md, "Duan's experiment at CPU scale").
+#   1. cut the builtin chest CT into 6 disjoint slabs (git-ignored out/chest_slabs),
+#   2. export one training set per ablation row (experiments/duan/train_{a..e}.yaml: published L-system
+#      design, 16 poses per skeleton), one common full-physics test set and the out-of-distribution test
+#      sets, each with motion and without (experiments/duan/test_*.yaml, written by make_configs.py),
+#   3. train the U-Net (experiments/duan/unet.yaml) per row and seed, and the U-Net-WGAN
+#      (experiments/duan/unet_wgan.yaml) on row e,
+#   4. evaluate every model on every test set (ddsa_sim.training.evaluate.evaluate_checkpoint, the code of
+#      `ddsa-sim evaluate`, one process for all pairs) and write the table (mean +- std over seeds).
+#
+#   bash experiments/duan_ablation.sh [OUT_DIR]          # default OUT_DIR=out/duan
+#
+# Environment: ROWS (default "a b c d e"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
+# seeds on row e, default "0 1 2"; "" skips it), TESTS (test-set stems, default all), WORKERS (export
+# processes, default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
+# ROWS=a SEEDS=0 GAN_SEEDS= TESTS=test_common MAX_STEPS=5 bash experiments/duan_ablation.sh /tmp/duan_smoke).
+# Every stage resumes: a finished store, run or evaluation is kept, an interrupted export resumes.
+# Needs the pytigre 0.1.8 source tarball for the head test sets (DDSA_SIM_PYTIGRE_TARBALL, docs/export.md).
+# Run from the repository root with the ddsa-sim environment active. Everything runs niced, one at a time.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+OUT=${1:-out/duan}
+ROWS=${ROWS:-a b c d e}
+SEEDS=${SEEDS:-0 1 2}
+GAN_SEEDS=${GAN_SEEDS-0 1 2}
+WORKERS=${WORKERS:-1}
+ALL_TESTS=$(cd experiments/duan && ls test_*.yaml | sed 's/\.yaml$//' | tr '\n' ' ')
+TESTS=${TESTS:-$ALL_TESTS}
+NICE=(nice -n 5)
+mkdir -p "$OUT/data" "$OUT/runs" "$OUT/eval"
+TIMES=$OUT/timings.txt
+
+stage() {  # stage NAME COMMAND...: run it niced, print and record its wall time and the load average
+    local name=$1; shift
+    echo "== $name: $*" >&2
+    local t0; t0=$(date +%s.%N)
+    "${NICE[@]}" "$@"
+    local dt; dt=$(python -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)")
+    echo "$name ${dt} s (load $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$TIMES" >&2
+}
+
+export_store() {  # export_store STEM: experiments/duan/STEM.yaml -> $OUT/data/STEM.zarr (resumes)
+    local stem=$1 store=$OUT/data/$1.zarr
+    [[ -f $store.done ]] && return 0
+    local args=(experiments/duan/$stem.yaml -o "$store" --workers "$WORKERS")
+    [[ -d $store ]] && args+=(--resume)
+    stage "export $stem" ddsa-sim export "${args[@]}"
+    ddsa-sim inspect "$store" > "$store.inspect.txt"
+    touch "$store.done"
+}
+
+train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with seed SEED)
+    local net=$1 row=$2 seed=$3 run=$OUT/runs/$1_$2_s$3
+    [[ -f $run.done ]] && return 0
+    sed "s/^seed: .*/seed: $seed/" "experiments/duan/$net.yaml" > "$run.yaml"
+    local args=("$run.yaml" --data "$OUT/data/train_$row.zarr" -o "$run")
+    [[ -n "${MAX_STEPS:-}" ]] && args+=(--max-steps "$MAX_STEPS")
+    if [[ -f $run/last.pt ]]; then args+=(--resume); else args+=(--overwrite); fi
+    stage "train ${net}_${row}_s$seed" ddsa-sim train "${args[@]}"
+    touch "$run.done"
+}
+
+echo "start $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD) on $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$TIMES" >&2
+
+[[ -f out/chest_slabs/chest_z2L.nii.gz ]] || stage prepare python experiments/prepare_chest_slabs.py out/chest_slabs
+
+for row in $ROWS; do export_store "train_$row"; done
+for stem in $TESTS; do export_store "$stem"; done
+
+for row in $ROWS; do
+    for seed in $SEEDS; do train_run unet "$row" "$seed"; done
+done
+if [[ " $ROWS " == *" e "* ]]; then
+    for seed in $GAN_SEEDS; do train_run unet_wgan e "$seed"; done
+fi
+
+stage evaluate python experiments/duan/evaluate_all.py "$OUT" --tests $TESTS
+python experiments/duan/table.py "$OUT" > "$OUT/table.md"
+stage figure python experiments/duan/figure.py "$OUT" -o "$OUT/ood_grid.png"
+cat "$OUT/table.md"
+echo "timings: $TIMES; table: $OUT/table.md; figure: $OUT/ood_grid.png" >&2
