@@ -312,7 +312,7 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], out: Path, max_steps: int 
             best = scores["w1_median"]
             save_checkpoint(out / "best.pt", *args, step, best, generator_ema=run.generator_ema)
         save_checkpoint(last, *args, step, best, run.opt_g, run.opt_d, run.scalers, run.generator_ema)
-        bar.set_postfix(w1=f"{scores['w1_mean']:.3f}", best=f"{best:.3f}", refresh=final)
+        bar.set_postfix(w1_median=f"{scores['w1_median']:.3f}", best=f"{best:.3f}", refresh=final)
 
     while step < total:
         if cfg.max_minutes is not None and time.monotonic() - start > 60 * cfg.max_minutes:
