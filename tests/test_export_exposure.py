@@ -113,3 +113,17 @@ def test_meta_records_the_draws_and_old_stores_without_them_still_work(tmp_path)
     assert "filter_cu_mm" not in m and "kvp" in m
     res = run_export(cfg, path, resume=True, progress=False, preview=False)
     assert res.written == 1 and bool(open_store(path)["meta/complete"][1])
+
+
+def test_changed_defaults_are_recorded_so_old_physics_is_not_resumed():
+    """The detector MTF50 (1.2 -> 1.46 cycles/mm) and the cardiac radial amplitude (3-6 -> 0.5-1.5 mm)
+    changed after their fields came: a config at the new defaults records them (a store made under the
+    old physics, which recorded neither, refuses to resume), one at the old values leaves them out."""
+    new = config_from_dict(base_config_dict()).resolved()
+    assert new["detector"]["mtf50_cycles_per_mm"] == CSI_MTF50_CYCLES_PER_MM
+    assert new["effects"]["cardiac_radial_mm"] == {"min": 0.5, "max": 1.5}
+    d = base_config_dict()
+    d["detector"] = {**d.get("detector", {}), "mtf50_cycles_per_mm": 1.2}
+    d["effects"] = {**d.get("effects", {}), "cardiac_radial_mm": {"min": 3.0, "max": 6.0}}
+    old = config_from_dict(d).resolved()
+    assert "mtf50_cycles_per_mm" not in old["detector"] and "cardiac_radial_mm" not in old["effects"]

@@ -450,15 +450,20 @@ class Output(_Model):
         return v
 
 
-#: Fields added with exposure randomisation, ``pose.aim``, sequences and physiological motion -> their
-#: default (left out of the recorded config there).
+#: Fields added with exposure randomisation, ``pose.aim``, sequences and physiological motion -> the
+#: value every store had before the field existed (left out of the recorded config there).
 NEW_AT_DEFAULT: dict[tuple[str, str], Any] = {("spectrum", "filter_cu_mm"): 0.0, ("pose", "aim"): None,
-                                              ("detector", "mtf50_cycles_per_mm"): CSI_MTF50_CYCLES_PER_MM,
                                               ("detector", "bit_depth"): None, ("effects", "grid_fraction"): 1.0,
                                               ("", "sequence"): None, ("effects", "collimation"): None}
 # the physiological motion ranges as recorded (JSON) at their Effects defaults
 NEW_AT_DEFAULT.update({("effects", name): json.loads(Effects.model_fields[name].default.model_dump_json())
                        for name in PHYSIOLOGICAL_MOTION_FIELDS["cardiorespiratory"]})
+# Two defaults changed after their fields came: the detector's MTF50 (1.2 -> CSI_MTF50_CYCLES_PER_MM, a
+# cited measurement) and the cardiac radial amplitude (3-6 -> 0.5-1.5 mm, the heart's volume change). The
+# old values stay the unrecorded ones, so a config at the new defaults is recorded with them and a store
+# made under the old physics is not resumed with the new.
+NEW_AT_DEFAULT[("detector", "mtf50_cycles_per_mm")] = 1.2
+NEW_AT_DEFAULT[("effects", "cardiac_radial_mm")] = {"min": 3.0, "max": 6.0}
 
 #: The exposure fields of a dataset config; at most one is given.
 EXPOSURE_FIELDS = ("photons_per_pixel", "mas", "detector_air_kerma_ugy")
