@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "COLLIMATION_META",
     "FORMAT",
     "FORMAT_VERSION",
     "FRAMES",
@@ -60,6 +61,8 @@ FRAME_ARRAYS: tuple[str, ...] = IMAGE_ARRAYS[1:]
 #: placeholder in a :data:`META_ARRAYS` shape: the number of frames (1 in a single-frame store)
 FRAMES = "frames"
 
+#: Order of the values of the ``collimation`` meta array (a sample's ``collimation`` dict keys).
+COLLIMATION_META: tuple[str, ...] = ("left", "right", "top", "bottom", "iris_diameter")
 #: group of the per-sample metadata arrays
 META_GROUP = "meta"
 #: meta/ arrays: name -> (dtype, per-sample shape); ``str`` is a Zarr v3 variable-length UTF-8 string
@@ -89,7 +92,7 @@ META_ARRAYS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "bit_depth": (np.uint8, ()),
     "frame_times_s": (np.float64, (FRAMES,)),
     "mask_time_s": (np.float64, ()),
-    "collimation": (np.float64, (5,)),
+    "collimation": (np.float64, (len(COLLIMATION_META),)),
 }
 #: meta arrays new in version 2 (exposure per frame; NaN where a renderer does not know them)
 V2_META_ARRAYS: tuple[str, ...] = ("mas", "air_kerma_ugy", "detector_air_kerma_ugy")

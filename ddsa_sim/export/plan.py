@@ -35,6 +35,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import EXPOSURE_FIELDS, PHYSIOLOGICAL_MOTION_FIELDS, DatasetConfig, Dist, Grid, Range
+from ddsa_sim.export.format import COLLIMATION_META
 from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 
 VESSEL_TAG = 0x7E55E1
@@ -186,7 +187,7 @@ def collimation_draw(config: DatasetConfig, rng: np.random.Generator) -> dict[st
     diameter = draw(c.iris_diameter, rng)
     if not on:
         return {"collimation": None}
-    return {"collimation": {**dict(zip(("left", "right", "top", "bottom"), blades)),
+    return {"collimation": {**dict(zip(COLLIMATION_META[:4], blades)),
                             "iris_diameter": diameter if iris else 0.0,
                             "source_to_collimator_mm": c.source_to_collimator_mm, "leakage": c.leakage}}
 

@@ -43,6 +43,7 @@ import zarr
 import ddsa_sim
 from ddsa_sim import InputError
 from ddsa_sim.export.format import (
+    COLLIMATION_META,
     FORMAT,
     FORMAT_VERSION,
     FRAMES_ATTR,
@@ -235,8 +236,8 @@ def sample_meta(spec: SampleSpec, arrays: Mapping[str, np.ndarray]) -> dict[str,
         "frame_times_s": np.asarray(arrays.get("frame_times_s", np.full(max(spec.frames, 1), np.nan)),
                                     dtype=np.float64),
         "mask_time_s": float(arrays.get("mask_time_s", np.nan)),
-        "collimation": np.array([0.0] * 5 if spec.collimation is None else
-                                [spec.collimation[k] for k in ("left", "right", "top", "bottom", "iris_diameter")]),
+        "collimation": np.array([0.0] * len(COLLIMATION_META) if spec.collimation is None else
+                                [spec.collimation[k] for k in COLLIMATION_META]),
     }
 
 

@@ -111,10 +111,6 @@ class Collimator:
         """True when no blade and no iris reaches into the field."""
         return self.left == self.right == self.top == self.bottom == self.iris_diameter == 0.0
 
-    def as_array(self) -> np.ndarray:
-        """``[left, right, top, bottom, iris_diameter]`` (float64): the store's ``collimation`` meta."""
-        return np.array([self.left, self.right, self.top, self.bottom, self.iris_diameter], dtype=np.float64)
-
     def to_dict(self) -> dict:
         return {"left": self.left, "right": self.right, "top": self.top, "bottom": self.bottom,
                 "iris_diameter": self.iris_diameter, "source_to_collimator_mm": self.source_to_collimator_mm,

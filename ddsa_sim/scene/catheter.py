@@ -185,7 +185,7 @@ def tip_weights(centerline_mm: np.ndarray, length_mm: float = FOLLOW_LENGTH_MM) 
     pts = np.asarray(centerline_mm, dtype=np.float64)
     seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
     u = np.concatenate([np.cumsum(seg[::-1])[::-1], [0.0]])
-    return np.where(u < length_mm, 0.5 * (1.0 + np.cos(np.pi * np.minimum(u, length_mm) / length_mm)), 0.0)
+    return 0.5 * (1.0 + np.cos(np.pi * np.minimum(u, length_mm) / length_mm))  # cos(pi) = -1: 0 beyond
 
 
 def _chain(points: np.ndarray, radius_mm: float) -> VesselTree:
