@@ -6,7 +6,7 @@
 #      design, 16 poses per skeleton), one common full-physics test set and the out-of-distribution test
 #      sets, each with motion and without (experiments/duan/test_*.yaml, written by make_configs.py),
 #   3. train the U-Net (experiments/duan/unet.yaml) per row and seed, and the U-Net-WGAN
-#      (experiments/duan/unet_wgan.yaml) on row e,
+#      (experiments/duan/unet_wgan.yaml) on row e, started from the U-Net of the same seed,
 #   4. evaluate every model on every test set (ddsa_sim.training.evaluate.evaluate_checkpoint, the code of
 #      `ddsa-sim evaluate`, one process for all pairs) and write the table (mean +- std over seeds).
 #
@@ -56,6 +56,8 @@ train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with se
     local net=$1 row=$2 seed=$3 run=$OUT/runs/$1_$2_s$3
     [[ -f $run.done ]] && return 0
     sed "s/^seed: .*/seed: $seed/" "experiments/duan/$net.yaml" > "$run.yaml"
+    # the U-Net-GAN starts from the trained U-Net of the same row and seed
+    [[ $net == unet_wgan ]] && echo "init_from: $OUT/runs/unet_$2_s$3/best.pt" >> "$run.yaml"
     local args=("$run.yaml" --data "$OUT/data/train_$row.zarr" -o "$run")
     [[ -n "${MAX_STEPS:-}" ]] && args+=(--max-steps "$MAX_STEPS")
     if [[ -f $run/last.pt ]]; then args+=(--resume); else args+=(--overwrite); fi

@@ -125,6 +125,25 @@ def test_gan_training_steps(store, tmp_path):
     assert ck["critic"] is not None and ck["critic_optimizer"] is not None
 
 
+def test_init_from_starts_the_generator_at_a_trained_run(store, tmp_path):
+    unet = run_training(_cfg(optim={"max_steps": 6, "ckpt_every": 100, "val_every": 100}), tmp_path / "unet",
+                        store=store, progress=False)
+    source = load_checkpoint(tmp_path / "unet" / "last.pt")
+    # a GAN run from those weights; Adam moves each weight by about lr per step, so with lr 1e-12 the
+    # generator after one step is the source's to float precision, while a fresh start would differ by O(0.1)
+    cfg = _cfg(init_from=str(tmp_path / "unet" / "last.pt"),
+               gan={"enabled": True, "critic_channels": 4, "critic_depth": 2, "critic_steps": 1},
+               optim={"lr": 1e-12, "max_steps": 1, "val_every": 100, "ckpt_every": 100})
+    res = run_training(cfg, tmp_path / "gan", store=store, progress=False)
+    assert res.start_step == 0 and res.step == 1
+    for name, p in res.model.named_parameters():
+        assert torch.allclose(p, unet.model.state_dict()[name], atol=1e-6), name
+    assert load_checkpoint(tmp_path / "gan" / "last.pt")["normalization"] == source["normalization"]
+    with pytest.raises(InputError, match="init_from .*architecture mismatch"):
+        run_training(_cfg(init_from=str(tmp_path / "unet" / "last.pt"), model={"base_channels": 4}),
+                     tmp_path / "other", store=store, progress=False)
+
+
 @pytest.fixture(scope="module")
 def trained(store, tmp_path_factory):
     run = tmp_path_factory.mktemp("cli")

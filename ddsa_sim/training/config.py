@@ -149,6 +149,9 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int | None = Field(None, ge=1)  # torch CPU threads (None: torch default)
+    # generator weights and normalisation of a trained run's checkpoint (same architecture) to start
+    # from, e.g. a U-Net-GAN from its trained U-Net; optimisers, critic and step start fresh
+    init_from: str | None = None
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     gan: GANConfig = GANConfig()

@@ -317,10 +317,16 @@ def _setup_state(
     train_ds: Dataset,
     resume_from: Path | None,
 ) -> _TrainState:
-    """Networks, optimisers, normalisation and counters, fresh or resumed from ``resume_from``."""
+    """Networks, optimisers, normalisation and counters: fresh, resumed from ``resume_from``, or a
+    fresh run whose generator and normalisation come from ``cfg.init_from``."""
     nets = _build_networks(cfg, device)
     if resume_from is not None:
         step, best_score, norm = _restore(resume_from, cfg, device, nets)
+    elif cfg.init_from is not None:
+        ckpt = load_checkpoint(cfg.init_from, map_location=device)
+        check_architecture(ckpt, cfg.model, f"init_from {cfg.init_from}")
+        load_state(nets.model, ckpt["model"], f"init_from {cfg.init_from}")
+        step, best_score, norm = 0, None, Normalization.from_dict(ckpt["normalization"])
     else:
         step, best_score, norm = 0, None, compute_normalization(train_ds, cfg.data.norm_samples, cfg.seed)
     if world > 1:

@@ -12,9 +12,13 @@ Design (docs/results.md, "Duan's experiment at CPU scale"):
   chest slabs ``z0R``, ``z1R`` (val ``z0L``); the common test set on ``z1L`` (heart,
   left lung); held out: the cranial slabs ``z2L``, ``z2R`` (neck, shoulders, clavicles) and the TIGRE head.
 * Physics rows: (a) noise only, (b) + scatter, (c) + detector blur, (d) + rigid motion, (e) everything:
-  + exposure randomisation and pseudo-patient variants.
-* Exposure: DSA-level automatic exposure, 1-5 uGy per frame behind the patient (row e: 0.5-5 uGy, a 10x
-  range); held-out exposures 0.15-0.4 uGy, 105-125 kVp, 6-8 mm Al + 0.3 mm Cu.
+  + exposure randomisation, pseudo-patient variants and views aimed at dense bone with steep obliques.
+* Exposure: automatic exposure per frame behind the patient at fluoroscopy level, the input DDSA is
+  meant for (docs/dsa.md: DSA about 1-5 uGy per frame, fluoroscopy 10-100x lower): rows a-d 0.03-0.3 uGy,
+  row e 0.01-1 uGy (100x, fluoroscopy to low-dose DSA); held-out exposures 0.006-0.009 uGy, 105-125 kVp,
+  6-8 mm Al + 0.3 mm Cu.
+* Images: 128 x 128 pixels of 1.16 mm (0.194 mm binned 6 x 6, a 2 x 2-binned fluoroscopy pixel of 0.39 mm
+  would hold 9x fewer quanta).
 """
 
 from __future__ import annotations
@@ -40,19 +44,21 @@ def _slab(name: str, split: str, variants: dict | None = None) -> dict:
 
 HEAD = {"path": "builtin:tigre-head[46:212,0:228,0:212]", "split": "test"}
 LSYSTEM = {"generator": "lsystem", "params": "published-grid"}
+#: dense-bone structures of the slabs' TotalSegmentator labels that row e aims its training views at
+BONE = ["vertebrae_*", "rib_*", "sternum", "costal_cartilages", "clavicula_*", "scapula_*", "humerus_*"]
 
-#: exposure of rows a-d: a fixed spectrum range, DSA-level dose behind the patient
+#: exposure of rows a-d: a fixed spectrum range, fluoroscopy-level dose behind the patient (on a log grid)
 EXPOSURE_FIXED = {"spectrum": {"kvp": {"min": 70, "max": 100}, "filter_al_mm": 4.0},
-                  "detector_air_kerma_ugy": {"min": 1.0, "max": 5.0}}
+                  "detector_air_kerma_ugy": {"grid": [0.03, 0.1, 0.3]}}
 #: row e: randomised over clinical ranges (kept below the held-out exposures); filtrations on a grid, so
 #: that the SpekPy spectra (about 1 s each) are computed once per kVp node and filter and then cached
 EXPOSURE_RANDOM = {"spectrum": {"kvp": {"min": 60, "max": 100}, "filter_al_mm": {"grid": [2.0, 3.0, 4.0, 5.0]},
                                 "filter_cu_mm": {"grid": [0.0, 0.1, 0.2]}},
-                   "detector_air_kerma_ugy": {"min": 0.5, "max": 5.0}}
-#: held-out exposures: above the training kVp and filtration, below the training dose
+                   "detector_air_kerma_ugy": {"grid": [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]}}
+#: held-out exposures: above the training kVp and filtration, below the training dose (noisier)
 EXPOSURE_HELD_OUT = {"spectrum": {"kvp": {"min": 105, "max": 125}, "filter_al_mm": {"grid": [6.0, 7.0, 8.0]},
                                   "filter_cu_mm": 0.3},
-                     "detector_air_kerma_ugy": {"min": 0.15, "max": 0.4}}
+                     "detector_air_kerma_ugy": {"min": 0.006, "max": 0.009}}
 #: the builtin chest CT is contrast-enhanced; a DSA mask is taken before contrast, so every slab is made
 #: virtual non-contrast (enhanced labelled blood -> 40 HU) through an identity variant (renders as its source)
 VNC_ONLY = {"count": 1, "vnc": "auto"}
@@ -65,8 +71,8 @@ BASE = {
     "placement": {"mode": "auto", "root": "ct-center", "jitter_mm": 15.0, "rotation_deg": {"min": 0, "max": 360}},
     "pose": {"alpha_deg": {"min": -30, "max": 30}, "beta_deg": {"min": -20, "max": 20}, "gamma_deg": 0,
              "isocenter_jitter_mm": 10.0},
-    # 768 x 0.194 mm binned 12 x 12: 64 x 64 pixels of 2.33 mm (1.2 mm and a 78 mm field at the isocenter)
-    "detector": {"rows": 768, "cols": 768, "pixel_mm": 0.194, "binning": 12, "mtf50_cycles_per_mm": None},
+    # 768 x 0.194 mm binned 6 x 6: 128 x 128 pixels of 1.16 mm (0.6 mm and a 78 mm field at the isocenter)
+    "detector": {"rows": 768, "cols": 768, "pixel_mm": 0.194, "binning": 6, "mtf50_cycles_per_mm": None},
     "iodine_mg_per_ml": {"min": 50, "max": 150},
     "effects": {"noise": True, "scatter": False, "motion": "none"},
     "renderer": "scene",
@@ -101,7 +107,7 @@ TRAIN_ROWS = {
     "b": "+ scatter (ratio-10 grid)",
     "c": "+ detector blur (CsI MTF50 1.46 cycles/mm)",
     "d": "+ rigid motion",
-    "e": "+ exposure randomisation, grid on/off, MTF50 0.8-2.0, pseudo-patients",
+    "e": "+ exposure randomisation, grid on/off, MTF50 0.8-2.0, pseudo-patients, views aimed at bone",
 }
 
 
@@ -111,6 +117,8 @@ def _train_config(row: str) -> dict:
         # 2 pseudo-patients per slab: 6 anatomies x 2 trees = as many trees (12) as rows a-d (3 x 4)
         cts = [_slab("z0R", "train", VARIANTS), _slab("z1R", "train", VARIANTS), _slab("z0L", "val", VARIANTS)]
         cfg["vessels"]["per_ct"] = 2
+        # views everywhere in the CT: isocenters on dense bone (not only the CT centre), steep obliques
+        cfg["pose"].update(aim=BONE, alpha_deg={"min": -60, "max": 60}, beta_deg={"min": -30, "max": 30})
     else:
         cts = [_slab("z0R", "train"), _slab("z1R", "train"), _slab("z0L", "val")]
     n_anatomies = len(cts) * (2 if row == "e" else 1)
@@ -140,7 +148,7 @@ TEST_SETS = {
                           [{"generator": "cow"}], EXPOSURE_RANDOM, 2),
     "ood_generator_coronary": ("held-out generator: coronary tree on the heart (z1L)", [_slab("z1L", "test")],
                                [{"generator": "coronary"}], EXPOSURE_RANDOM, 2),
-    "ood_exposure": ("held-out exposures: 105-125 kVp, 6-8 mm Al + 0.3 mm Cu, 0.15-0.4 uGy (z1L)",
+    "ood_exposure": ("held-out exposures: 105-125 kVp, 6-8 mm Al + 0.3 mm Cu, 0.006-0.009 uGy (z1L)",
                      [_slab("z1L", "test")], [LSYSTEM], EXPOSURE_HELD_OUT, 2),
 }
 
