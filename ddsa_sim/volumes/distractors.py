@@ -31,7 +31,7 @@ distractor voxel keeps a vessel label.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -135,9 +135,9 @@ class Structure:
     semi_axes_mm: np.ndarray
     hu: float
     thickness_mm: float = 0.0
-    clip: np.ndarray | None = field(default=None)
+    clip: np.ndarray | None = None
 
-    def bounding_radius_mm(self) -> np.ndarray:
+    def half_extent_mm(self) -> np.ndarray:
         """Half extent (3,) along each world axis of the box holding the structure."""
         if self.kind == "cylinder":  # the axis' projection plus the end disc's
             along = np.abs(self.rotation[:, 2])
@@ -186,7 +186,7 @@ def occupancy(structure: Structure, ct: Volume, edge_voxels: float = 1.0
     """
     m = ct.affine[:3, :3]
     reach = edge_voxels * float(np.linalg.norm(m, axis=0).max())  # beyond it the ramp is 0
-    half = structure.bounding_radius_mm() + reach
+    half = structure.half_extent_mm() + reach
     corners = structure.center_mm + half * np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1)
                                                      for sz in (-1, 1)])
     ijk = ct.world_to_voxel(corners)
@@ -194,8 +194,10 @@ def occupancy(structure: Structure, ct: Volume, edge_voxels: float = 1.0
     hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, 0, ct.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     grid = np.stack(np.meshgrid(*(np.arange(s.start, s.stop, dtype=np.float64) for s in box), indexing="ij"))
-    x = np.tensordot(m, grid, axes=1) + (ct.affine[:3, 3] - structure.center_mm)[:, None, None, None]
-    y = np.tensordot(structure.rotation.T, x, axes=1)  # local coordinates
+    # local coordinates y = R^T (x - c) of the voxel centres x, in one product (a large shell's box holds millions)
+    y = np.tensordot(structure.rotation.T @ m, grid, axes=1)
+    y += (structure.rotation.T @ (ct.affine[:3, 3] - structure.center_mm))[:, None, None, None]
+    del grid
     return box, _local_occupancy(structure, y, edge_voxels * m)
 
 
