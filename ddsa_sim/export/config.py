@@ -23,10 +23,11 @@ from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
 from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 from ddsa_sim.physics.collimation import LEAD_LEAKAGE, SOURCE_TO_COLLIMATOR_MM
+from ddsa_sim.volumes.distractors import Distractors
 
 __all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "MAX_BLADE_IMAGE_FRACTION", "NEW_AT_DEFAULT",
            "PHYSIOLOGICAL_MOTION_FIELDS", "CTSource", "Catheter", "Collimation", "DatasetConfig", "DetectorConfig",
-           "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
+           "DistractorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
            "Range", "SequenceConfig", "Split", "SpectrumRanges", "Variants", "VesselSourceConfig", "Vessels",
            "config_from_dict", "dist_bounds", "example_config_yaml", "load_config"]
 
@@ -67,6 +68,54 @@ def dist_bounds(d: Dist) -> tuple[float, float]:
     return float(d), float(d)
 
 
+class DistractorConfig(_Model):
+    """``distractors`` of ``variants``: procedural bone and air structures added to each pseudo-patient
+    (:mod:`ddsa_sim.volumes.distractors`; defaults and their sources in ``docs/export.md``).
+
+    ``shells``, ``bones``, ``cavities``: how many of each per variant, drawn once per variant (a whole
+    number, ``{min, max}``: uniform on the whole numbers from min to max, or ``{grid}``). The size and HU
+    fields are uniform ranges (a number fixes them), drawn per structure: ``shell_semi_axis_mm`` (each
+    semi-axis), ``shell_thickness_mm``, ``shell_hu``; ``bone_radius_mm`` (solid ellipsoid semi-axes and
+    cylinder radii), ``bone_length_mm`` (cylinders), ``bone_hu``; ``cavity_semi_axis_mm``, ``cavity_hu``.
+    ``shell_open_fraction``: probability that a shell is cut by a random plane. ``edge_voxels``: width of
+    the partial-volume edge, in voxels along the surface normal.
+    """
+
+    shells: Dist = Range(min=0, max=2)
+    bones: Dist = Range(min=1, max=4)
+    cavities: Dist = Range(min=0, max=3)
+    shell_semi_axis_mm: Range | float = Range(min=20, max=90)
+    shell_thickness_mm: Range | float = Range(min=2, max=10)
+    shell_hu: Range | float = Range(min=800, max=1900)
+    shell_open_fraction: float = 0.5
+    bone_radius_mm: Range | float = Range(min=3, max=25)
+    bone_length_mm: Range | float = Range(min=20, max=200)
+    bone_hu: Range | float = Range(min=300, max=1500)
+    cavity_semi_axis_mm: Range | float = Range(min=5, max=40)
+    cavity_hu: Range | float = Range(min=-1000, max=-800)
+    edge_voxels: float = 1.0
+
+    @model_validator(mode="after")
+    def _valid(self) -> DistractorConfig:
+        for name in ("shells", "bones", "cavities"):
+            d = getattr(self, name)
+            values = d.grid if isinstance(d, Grid) else dist_bounds(d)
+            if any(v < 0 or v != int(v) for v in values):
+                raise ValueError(f"{name}: must be whole numbers >= 0, got {list(values)}")
+        try:
+            Distractors(**self.ranges())
+        except InputError as exc:
+            raise ValueError(str(exc).removeprefix("distractors.")) from None
+        return self
+
+    def ranges(self) -> dict[str, Any]:
+        """The size, HU and edge fields as :class:`ddsa_sim.volumes.distractors.Distractors` takes them:
+        each range as ``(min, max)``."""
+        fixed = ("shells", "bones", "cavities", "shell_open_fraction", "edge_voxels")
+        out = {n: dist_bounds(getattr(self, n)) for n in type(self).model_fields if n not in fixed}
+        return {**out, "shell_open_fraction": self.shell_open_fraction, "edge_voxels": self.edge_voxels}
+
+
 class Variants(_Model):
     """``variants`` of a CT source: ``count`` pseudo-patients per source CT (:mod:`ddsa_sim.volumes.augment`).
 
@@ -77,6 +126,7 @@ class Variants(_Model):
     transaxial field of view; null: no truncation). ``vnc``: ``auto`` replaces the labelled blood
     structures that are enhanced (median above 120 HU; :data:`ddsa_sim.volumes.vnc.ENHANCED_VESSEL_STRUCTURES`)
     by unenhanced blood (40 HU) before resampling, a list names the structures, ``off`` keeps the CT's HU.
+    ``distractors`` adds procedural bone and air structures to each variant (:class:`DistractorConfig`).
     """
 
     count: int = Field(ge=1)
@@ -88,6 +138,7 @@ class Variants(_Model):
     hu_scale: Dist = 1.0
     fov_mm: Dist | None = None
     vnc: Literal["auto", "off"] | list[str] = "auto"
+    distractors: DistractorConfig | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> Variants:
@@ -564,12 +615,14 @@ class DatasetConfig(_Model):
 
     def resolved(self) -> dict[str, Any]:
         """The config as a JSON-compatible dict (what the store records); a CT source without
-        ``variants``, a vessel source's ``cts`` and ``catheter`` and the fields of :data:`NEW_AT_DEFAULT`
+        ``variants`` (or a variants block without ``distractors``), a vessel source's ``cts`` and ``catheter`` and the fields of :data:`NEW_AT_DEFAULT`
         at their default are recorded as before those fields existed, so stores made then still resume."""
         d = json.loads(self.model_dump_json())
         for ct in d["cts"]:
             if ct["variants"] is None:
                 del ct["variants"]
+            elif ct["variants"]["distractors"] is None:
+                del ct["variants"]["distractors"]
         for source in d["vessels"]["sources"]:
             for name, default in (("cts", None), ("catheter", True)):
                 if source[name] == default:
@@ -686,6 +739,7 @@ cts:                                   # CT volumes (HU): path, glob or builtin 
       hu_scale: {min: 0.95, max: 1.05}
       fov_mm: {min: 300, max: 500}     # transaxial field of view (diameter, mm): air outside; null = keep all
       vnc: auto                        # enhanced labelled blood -> 40 HU (a DSA mask has no contrast); off | [names]
+      # distractors: {}                # procedural bone shells, bones and air cavities (docs/export.md); {} = defaults
   # - path: builtin:tigre-head         # a second anatomy: TIGRE's head phantom (pytigre source tarball, docs/export.md)
   #   split: test
   # - path: /data/ct/*.nii.gz          # a glob: one CT per file, id = file stem

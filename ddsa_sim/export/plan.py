@@ -18,6 +18,9 @@ Determinism rules
   the source ids). Variant ``k`` draws its parameters from
   ``SeedSequence([seed, VARIANT_TAG, crc32(ct_id), k])`` (scale x, y, z, rotation x, y, z, deformation,
   HU scale, HU offset, field of view, in that order; the field's seed is the sequence's first uint64).
+  With ``distractors``, its counts (shells, bones, cavities, in that order) and the seed of its
+  structures (the first uint64) come from ``SeedSequence([seed, DISTRACTOR_TAG, crc32(ct_id), k])``;
+  a variant without them plans as before.
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.export.config import EXPOSURE_FIELDS, PHYSIOLOGICAL_MOTION_FIELDS, DatasetConfig, Dist, Grid, Range
+from ddsa_sim.export.config import (EXPOSURE_FIELDS, PHYSIOLOGICAL_MOTION_FIELDS, DatasetConfig, DistractorConfig, Dist,
+                                   Grid, Range)
 from ddsa_sim.export.format import COLLIMATION_META
 from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 
 VESSEL_TAG = 0x7E55E1
 VARIANT_TAG = 0x9A71E7
+DISTRACTOR_TAG = 0xD157AC
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,15 @@ def draw(d: Dist, rng: np.random.Generator) -> float:
     return float(d)
 
 
+def draw_count(d: Dist, rng: np.random.Generator) -> int:
+    """One whole number of a count :data:`Dist` (whole-number bounds): ``{min, max}`` uniform on the
+    whole numbers from min to max inclusive; one draw, as :func:`draw`."""
+    if isinstance(d, Range):
+        u = rng.random()
+        return int(d.min) + min(int(u * (int(d.max) - int(d.min) + 1)), int(d.max) - int(d.min))
+    return int(draw(d, rng))
+
+
 def detector_draws(config: DatasetConfig, rng: np.random.Generator) -> dict[str, Any]:
     """Copper filtration, grid, detector MTF50 and bit depth of a sample: one draw each, in that order,
     after all earlier fields (a config without them plans the same values as before)."""
@@ -271,7 +285,18 @@ def draw_variant(config: DatasetConfig, source_index: int, ct_id: str, k: int) -
     return {"source": ct_id, "index": k, "seed": int(ss.generate_state(1, dtype=np.uint64)[0]),
             "deform_mm": deform, "smooth_mm": float(v.smooth_mm), "scale": scale, "rotate_deg": rotate,
             "hu_offset": hu_offset, "hu_scale": hu_scale, "fov_mm": fov,
-            "vnc": v.vnc if isinstance(v.vnc, str) else list(v.vnc)}
+            "vnc": v.vnc if isinstance(v.vnc, str) else list(v.vnc),
+            **({} if v.distractors is None else {"distractors": draw_distractors(v.distractors, ct_id, k, config.seed)})}
+
+
+def draw_distractors(d: DistractorConfig, ct_id: str, k: int, seed: int) -> dict[str, Any]:
+    """The distractors of pseudo-patient ``k`` of CT ``ct_id``, JSON-compatible: the fields of
+    :class:`ddsa_sim.volumes.distractors.Distractors` (module doc for the draw)."""
+    ss = np.random.SeedSequence([seed, DISTRACTOR_TAG, zlib.crc32(ct_id.encode()), k])
+    rng = np.random.default_rng(ss)
+    counts = {name: draw_count(getattr(d, name), rng) for name in ("shells", "bones", "cavities")}
+    return {"seed": int(ss.generate_state(1, dtype=np.uint64)[0]), **counts,
+            **{n: list(v) if isinstance(v, tuple) else v for n, v in d.ranges().items()}}
 
 
 def resolve_ct_entries(config: DatasetConfig) -> list[CTEntry]:

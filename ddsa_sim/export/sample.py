@@ -54,13 +54,16 @@ def ct_spec(spec: SampleSpec):
     pseudo-patient (``spec.ct_variant``) if any."""
     from ddsa_sim.scene import CTSpec
     from ddsa_sim.volumes.augment import PseudoPatient
+    from ddsa_sim.volumes.distractors import Distractors
 
     variant, vnc = None, "off"
     if spec.ct_variant is not None:
         v = spec.ct_variant
         variant = PseudoPatient(seed=int(v["seed"]), deform_mm=v["deform_mm"], smooth_mm=v["smooth_mm"],
                                 scale=tuple(v["scale"]), rotate_deg=tuple(v["rotate_deg"]), hu_offset=v["hu_offset"],
-                                hu_scale=v["hu_scale"], fov_mm=v["fov_mm"])
+                                hu_scale=v["hu_scale"], fov_mm=v["fov_mm"],
+                                distractors=None if "distractors" not in v else Distractors(
+                                    **{n: tuple(x) if isinstance(x, list) else x for n, x in v["distractors"].items()}))
         vnc = v["vnc"] if isinstance(v["vnc"], str) else tuple(v["vnc"])
     return CTSpec(spec.ct_source, spec.labels_source, spec.structures_source, spec.max_ct_voxels,
                   labels_field="cts.labels", structures_field="cts.structures", variant=variant, vnc=vnc,

@@ -64,7 +64,9 @@ EXPOSURE_HELD_OUT = {"spectrum": {"kvp": {"min": 105, "max": 125}, "filter_al_mm
 VNC_ONLY = {"count": 1, "vnc": "auto"}
 VARIANTS = {"count": 2, "deform_mm": {"min": 0, "max": 6}, "smooth_mm": 60,
             "scale": {"min": 0.85, "max": 1.15}, "rotate_deg": {"min": -5, "max": 5},
-            "hu_offset": {"min": -10, "max": 10}, "hu_scale": {"min": 0.95, "max": 1.05}, "vnc": "auto"}
+            "hu_offset": {"min": -10, "max": 10}, "hu_scale": {"min": 0.95, "max": 1.05}, "vnc": "auto",
+            # domain randomisation of anatomy: bone shells (skull-like), bones and air cavities the slabs lack
+            "distractors": {"shells": {"min": 1, "max": 3}, "bones": {"min": 1, "max": 4}, "cavities": {"min": 0, "max": 3}}}
 
 BASE = {
     "vessels": {"per_ct": 4, "sources": [LSYSTEM]},
