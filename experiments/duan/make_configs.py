@@ -62,7 +62,7 @@ EXPOSURE_HELD_OUT = {"spectrum": {"kvp": {"min": 105, "max": 125}, "filter_al_mm
 #: the builtin chest CT is contrast-enhanced; a DSA mask is taken before contrast, so every slab is made
 #: virtual non-contrast (enhanced labelled blood -> 40 HU) through an identity variant (renders as its source)
 VNC_ONLY = {"count": 1, "vnc": "auto"}
-VARIANTS = {"count": 2, "deform_mm": {"min": 0, "max": 6}, "smooth_mm": 60,
+VARIANTS = {"count": 4, "deform_mm": {"min": 0, "max": 6}, "smooth_mm": 60,
             "scale": {"min": 0.85, "max": 1.15}, "rotate_deg": {"min": -5, "max": 5},
             "hu_offset": {"min": -10, "max": 10}, "hu_scale": {"min": 0.95, "max": 1.05}, "vnc": "auto",
             # domain randomisation of anatomy: bone shells (skull-like), bones and air cavities the slabs lack
@@ -116,14 +116,16 @@ TRAIN_ROWS = {
 def _train_config(row: str) -> dict:
     cfg = _row_physics(row)
     if row == "e":
-        # 2 pseudo-patients per slab: 6 anatomies x 2 trees = as many trees (12) as rows a-d (3 x 4)
+        # 4 pseudo-patients per slab (each its own distractors): 12 anatomies x 1 tree = as many trees (12)
+        # as rows a-d (3 slabs x 4)
         cts = [_slab("z0R", "train", VARIANTS), _slab("z1R", "train", VARIANTS), _slab("z0L", "val", VARIANTS)]
-        cfg["vessels"]["per_ct"] = 2
-        # views everywhere in the CT: isocenters on dense bone (not only the CT centre), steep obliques
-        cfg["pose"].update(aim=BONE, alpha_deg={"min": -60, "max": 60}, beta_deg={"min": -30, "max": 30})
+        cfg["vessels"]["per_ct"] = 1
+        # views everywhere in the CT: isocenters on dense bone (not only the CT centre), steep obliques up to
+        # lateral (alpha to the C-arm limit -40 one way, 90 deg the other)
+        cfg["pose"].update(aim=BONE, alpha_deg={"min": -40, "max": 90}, beta_deg={"min": -30, "max": 30})
     else:
         cts = [_slab("z0R", "train"), _slab("z1R", "train"), _slab("z0L", "val")]
-    n_anatomies = len(cts) * (2 if row == "e" else 1)
+    n_anatomies = len(cts) * (VARIANTS["count"] if row == "e" else 1)
     cfg.update(cts=cts, count=n_anatomies * cfg["vessels"]["per_ct"] * POSES_PER_TREE, seed=17000,
                split={"train": 0.67, "val": 0.17, "test": 0.16})
     return cfg
