@@ -2,7 +2,7 @@
 
 Reads ``OUT/eval/<net>_<row>_s<seed>/<test>.json`` (experiments/duan/evaluate_all.py) and prints Markdown:
 one table per metric (rows: models and the two baselines; columns: test sets), then the issue-17 targets
-per model and out-of-distribution set. A model's number on a test set is the mean over that set's
+per model and out-of-distribution set, then every run's PSNR and false-positive fraction. A model's number on a test set is the mean over that set's
 samples; the table gives the mean and population std of it over the seeds. The baselines do not depend
 on the model (the same store), so they have no seed spread.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load", "main", "targets", "metric_table"]
+__all__ = ["load", "main", "metric_table", "per_seed", "targets"]
 
 METRICS = (("psnr", "PSNR (dB)", "{:.2f}"), ("vessel_psnr", "vessel PSNR (dB)", "{:.2f}"),
            ("bg_fp_fraction", "background FP fraction (P > 0.05 off the vessels)", "{:.4f}"),
@@ -91,6 +91,27 @@ def targets(models: dict, baselines: dict, tests: list[str]) -> str:
     return "\n".join(lines)
 
 
+def per_seed(out: Path, tests: list[str]) -> str:
+    """One row per run: its checkpoint's step and, per test set, PSNR (dB) / background FP fraction."""
+    lines = ["| run | step | " + " | ".join(tests) + " |", "|---" * (len(tests) + 2) + "|"]
+    for run in sorted(p for p in (out / "eval").iterdir() if p.is_dir() and RUN.match(p.name)):
+        cells = []
+        for t in tests:
+            path = run / f"test_{t}.json"
+            net = json.loads(path.read_text())["network"] if path.exists() else None
+            cells.append(f"{net['psnr']:.1f} / {net['bg_fp_fraction']:.3f}" if net else "-")
+        ckpt = out / "runs" / run.name / "best.pt"
+        step = _step(ckpt) if ckpt.exists() else "-"
+        lines.append(f"| {run.name} | {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _step(ckpt: Path) -> int:
+    from ddsa_sim.training.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(ckpt)["step"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
@@ -98,7 +119,8 @@ def main() -> None:
     models, baselines, tests = load(out)
     for key, label, fmt in METRICS:
         print(f"### {label}\n\n{metric_table(models, baselines, tests, key, fmt)}\n")
-    print(f"### Targets on the out-of-distribution sets\n\n{targets(models, baselines, tests)}")
+    print(f"### Targets on the out-of-distribution sets\n\n{targets(models, baselines, tests)}\n")
+    print(f"### Per run (PSNR dB / background FP fraction; step of best.pt)\n\n{per_seed(out, tests)}")
 
 
 if __name__ == "__main__":
