@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Train both vessel GANs on voxelized procedural trees on the CPU and score them (docs/results.md).
 #   experiments/vessel_gan_cpu_small.sh [OUT]      (default OUT=runs/vessel_gan_cpu_small)
-# Data: 160 L-system trees (seeds 0..159; 32^3 voxels at 1 mm) for training, two held-out draws of 64
-# (seeds 10000.., 20000..) as the reference and the real-vs-real floor. The two trainings run one after
-# the other, niced, one thread each, each stopping after max_minutes of its config; then
+# Data: 160 L-system trees (root diameter 8 mm: vessels about 4 voxels across; seeds 0..159; 32^3 voxels
+# at 1 mm) for training, two held-out draws of 64 (seeds 10000.., 20000..) as the reference and the
+# real-vs-real floor. The two trainings run one after the other, niced, one thread each, each stopping
+# after max_minutes of its config; then
 # experiments/vessel_gan_score.py writes OUT/scores.{json,md} and docs/img/gan_{wgan,stylegan}.png.
 set -euo pipefail
 OUT=${1:-runs/vessel_gan_cpu_small}
-TREE="-p root_diameter_mm=6 -p length_diameter_ratio=3 -p iterations=5"
+TREE="-p root_diameter_mm=8 -p length_diameter_ratio=3 -p iterations=5"
 mkdir -p "$OUT"
 for part in "train 0 160" "reference 10000 64" "floor 20000 64"; do
   set -- $part

@@ -6,7 +6,9 @@ initial weights) are compared with a held-out reference draw of real volumes
 (:func:`vessel_models.gan.quality.compare_sets`); a second held-out real draw gives the floor (what
 real data scores against itself). Writes ``OUT/scores.json``, a markdown table ``OUT/scores.md`` and a
 MIP figure per run (``IMG_DIR/gan_<kind>.png``: real, untrained, best, last rows); the training steps and
-wall time come from ``RUN/train.log`` (the last line of ``gan-train``).
+wall time come from ``RUN/train.log`` (the last line of ``gan-train``). The markdown also lists each
+set's mean feature values (in their units: the standardised distances hide how far off, e.g., the
+fraction in the largest component is).
 
 Usage: python experiments/vessel_gan_score.py --reference DIR --floor DIR --runs RUN [RUN ...] -o OUT
 """
@@ -73,6 +75,7 @@ def main() -> None:
     lines = ["| model | set | steps | train wall (min) | W1 mean | MMD^2 | precision | recall |",
              "|---|---|---|---|---|---|---|---|"]
     spacing = None
+    means: dict = {}
     for run in args.runs:
         ckpt = load_checkpoint(run / "best.pt")
         trained, cfg = load_generator(run / "best.pt")
@@ -86,8 +89,11 @@ def main() -> None:
         sets = {"untrained": sample_labels(untrained.eval(), args.n, args.seed),
                 "trained": sample_labels(trained, args.n, args.seed),
                 "last": sample_labels(last, args.n, args.seed)}
-        scores = {name: compare_sets(feature_matrix(v, spacing), ref_f) for name, v in sets.items()}
-        scores["real floor"] = compare_sets(feature_matrix(floor, spacing), ref_f)
+        feats = {name: feature_matrix(v, spacing) for name, v in sets.items()}
+        feats["real floor"] = feature_matrix(floor, spacing)
+        scores = {name: compare_sets(f, ref_f) for name, f in feats.items()}
+        means[cfg.net.kind] = {name: f.mean(axis=0) for name, f in feats.items()}
+        means["reference"] = {"real": ref_f.mean(axis=0)}
         meta = train_log(run / "train.log")
         out["runs"][cfg.net.kind] = {"best_step": ckpt["step"], "last_step": last_step, **meta, "scores": scores}
         for name in ("real floor", "untrained", "trained", "last"):
@@ -109,6 +115,13 @@ def main() -> None:
         row = [out["runs"][kinds[0]]["scores"]["real floor"][f"w1_{f}"]]
         row += [out["runs"][k]["scores"][name][f"w1_{f}"] for k in kinds for name in ("untrained", "trained", "last")]
         lines.append(f"| {f} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    columns = [("reference", "real"), (kinds[0], "real floor")] + [
+        (k, name) for k in kinds for name in ("untrained", "trained", "last")]
+    lines += ["", "Mean feature values:", "",
+              "| feature | " + " | ".join(f"{k} {name}" for k, name in columns) + " |",
+              "|---|" + "---|" * len(columns)]
+    for i, f in enumerate(FEATURES):
+        lines.append(f"| {f} | " + " | ".join(f"{means[k][name][i]:.3f}" for k, name in columns) + " |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scores.json").write_text(json.dumps(out, indent=1))
     (args.out / "scores.md").write_text("\n".join(lines) + "\n")

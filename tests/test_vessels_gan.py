@@ -205,6 +205,25 @@ def test_soft_target_keeps_the_label_at_the_half_level():
     assert np.array_equal(soft_target(tube, 0.0), tube.astype(np.float32))
 
 
+def test_distance_target_is_the_clipped_signed_distance_with_the_label_at_the_half_level():
+    from vessel_models.gan.data import distance_target, training_target
+
+    half = np.zeros(SHAPE, bool)
+    half[:, :, :8] = True  # a flat boundary between voxels 7 and 8: signed distance 8 - k - 1/2 voxels
+    target = distance_target(half, 3.0)
+    expected = 0.5 + 0.5 * np.clip((7.5 - np.arange(16)) / 3.0, -1, 1)
+    assert np.allclose(target, np.broadcast_to(expected, SHAPE), atol=1e-6)
+    assert np.allclose(distance_target(half, 3.0, margin=0.05), 0.05 + 0.9 * target)
+    tube = tubes(1)[0]  # along axis 0 through both faces, radius 2 voxels: the label comes back at 0.5
+    t = distance_target(tube, 3.0)
+    assert np.array_equal(t >= 0.5, tube)
+    # the faces continue the tube (edge extension): every slice along the axis is the same
+    assert np.allclose(t, t[8][None])
+    # a disc of radius 2: no voxel is 3 voxels from the background, none reaches the clip
+    assert 0.5 < t[tube].max() < 1.0 and t[~tube].min() == 0.0
+    assert np.array_equal(training_target(tube, 0.75, 0.05, distance_clip_vox=3.0), distance_target(tube, 3.0, 0.05))
+
+
 def test_ema_decay_and_update():
     from vessel_models.gan.train import ema_beta, update_ema
 
@@ -221,6 +240,26 @@ def test_ema_decay_and_update():
     for e, b, p in zip(ema.parameters(), before, live.parameters()):
         assert torch.allclose(e, 0.9 * b + 0.1 * p.detach())
     assert torch.equal(ema[1].running_mean, live[1].running_mean)
+
+
+def test_batchnorm_recalibration_uses_the_networks_own_statistics():
+    from vessel_models.gan.train import recalibrate_batchnorm
+
+    g, _ = build_networks(tiny("wgan"))
+    g.eval()
+    with torch.no_grad():
+        g.project.weight.mul_(3.0)  # weights the stored statistics no longer fit
+    recalibrate_batchnorm(g, n_batches=2, batch_size=4, seed=7)
+    assert not g.training and g.body[0].momentum == 0.1
+    gen = torch.Generator().manual_seed(7)
+    z = [torch.randn(4, g.latent_dim, generator=gen) for _ in range(2)]
+    with torch.no_grad():  # the first batch norm's input: the projected latents, per channel
+        means = [g.project(x).view(4, -1, *g.start).mean(dim=(0, 2, 3, 4)) for x in z]
+    assert torch.allclose(g.body[0].running_mean, (means[0] + means[1]) / 2, atol=1e-5)
+    s, _ = build_networks(tiny("stylegan"))  # no batch norm: untouched (w_avg too)
+    before = {k: v.clone() for k, v in s.state_dict().items()}
+    recalibrate_batchnorm(s, 2, 4, 7)
+    assert all(torch.equal(v, before[k]) for k, v in s.state_dict().items())
 
 
 @pytest.mark.parametrize("kind", ["wgan", "stylegan"])
