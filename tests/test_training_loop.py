@@ -139,6 +139,15 @@ def test_init_from_starts_the_generator_at_a_trained_run(store, tmp_path):
     for name, p in res.model.named_parameters():
         assert torch.allclose(p, unet.model.state_dict()[name], atol=1e-6), name
     assert load_checkpoint(tmp_path / "gan" / "last.pt")["normalization"] == source["normalization"]
+    assert res.val_history[0][0] == 0  # the starting generator is scored before the first step
+    # a fine-tuning that only makes it worse (Adam lr 1: every weight moves by about 1 per step) keeps the
+    # starting generator as best.pt
+    worse = run_training(cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr": 1.0, "max_steps": 2})}),
+                         tmp_path / "worse", store=store, progress=False)
+    best = load_checkpoint(tmp_path / "worse" / "best.pt")
+    assert best["step"] == 0 and worse.val_history[-1][1]["psnr"] < worse.val_history[0][1]["psnr"]
+    for name, p in unet.model.named_parameters():
+        assert torch.allclose(best["model"][name], p), name
     with pytest.raises(InputError, match="init_from .*architecture mismatch"):
         run_training(_cfg(init_from=str(tmp_path / "unet" / "last.pt"), model={"base_channels": 4}),
                      tmp_path / "other", store=store, progress=False)

@@ -501,6 +501,12 @@ def _train_loop(
     batches = iter(loader)
     optim = state.cfg.optim
     every = (optim.val_every, optim.ckpt_every)
+    if state.cfg.init_from is not None and start_step == 0:
+        # score the generator it starts from, so best.pt can never be worse than that
+        if mon is not None and mon.val_range is not None:
+            _validate_and_keep_best(state, mon, result, total_steps)
+        if state.world > 1:
+            dist.barrier()
     try:
         while state.step < total_steps:
             lv, logs = _train_step(state, batches, g)
