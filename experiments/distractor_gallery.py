@@ -34,7 +34,7 @@ from ddsa_sim.geometry import CArm  # noqa: E402
 from ddsa_sim.projector import Projector, ProjectorVolume  # noqa: E402
 from ddsa_sim.scene import load_patient  # noqa: E402
 from ddsa_sim.volumes import Volume, ct_with_materials  # noqa: E402
-from ddsa_sim.volumes.distractors import Distractors, draw_structures  # noqa: E402
+from ddsa_sim.volumes.distractors import draw_structures  # noqa: E402
 
 DETECTOR = 256  # pixels per side over the full 298 mm panel
 
@@ -66,9 +66,7 @@ def main() -> None:
     with_ = load_patient(ct_spec(spec))
     t2 = time.perf_counter()
     print(f"variant {t1 - t0:.1f} s, with distractors {t2 - t1:.1f} s; {spec.ct_variant['distractors']}")
-    params = Distractors(**{n: tuple(x) if isinstance(x, list) else x
-                            for n, x in spec.ct_variant["distractors"].items()})
-    for s in draw_structures(without.ct, params):
+    for s in draw_structures(without.ct, ct_spec(spec).variant.distractors):
         print(f"  {s.kind}: centre {np.round(s.center_mm, 1)} mm, semi-axes {np.round(s.semi_axes_mm, 1)} mm, "
               f"HU {s.hu:.0f}, thickness {s.thickness_mm:.1f} mm, open {s.clip is not None}")
     a, b = without.ct.data, with_.ct.data
