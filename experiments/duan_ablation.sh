@@ -2,18 +2,18 @@
 # Duan's experiment at CPU scale, with physics ablations and an out-of-distribution protocol (issue 17;
 # results and the protocol: docs/results.md, "Duan's experiment at CPU scale").
 #   1. cut the builtin chest CT into 6 disjoint slabs (git-ignored out/chest_slabs),
-#   2. export one training set per ablation row (experiments/duan/train_{a..e}.yaml: published L-system
+#   2. export one training set per ablation row (experiments/duan/train_{a..h}.yaml: published L-system
 #      design, 16 poses per skeleton), one common full-physics test set and the out-of-distribution test
 #      sets, each with motion and without (experiments/duan/test_*.yaml, written by make_configs.py),
 #   3. train the U-Net (experiments/duan/unet.yaml) per row and seed, and the U-Net-WGAN
-#      (experiments/duan/unet_wgan.yaml) on row e, started from the U-Net of the same seed,
+#      (experiments/duan/unet_wgan.yaml) on row GAN_ROW, started from the U-Net of the same seed,
 #   4. evaluate every model on every test set (ddsa_sim.training.evaluate.evaluate_checkpoint, the code of
 #      `ddsa-sim evaluate`, one process for all pairs) and write the table (mean +- std over seeds).
 #
 #   bash experiments/duan_ablation.sh [OUT_DIR]          # default OUT_DIR=out/duan
 #
-# Environment: ROWS (default "a b c d e"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
-# seeds on row e, default "0 1 2"; "" skips it), TESTS (test-set stems, default all), WORKERS (export
+# Environment: ROWS (default "a b c d e f g h"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
+# seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), TESTS (test-set stems, default all), WORKERS (export
 # processes, default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
 # ROWS=a SEEDS=0 GAN_SEEDS= TESTS=test_common MAX_STEPS=5 bash experiments/duan_ablation.sh /tmp/duan_smoke).
 # Every stage resumes: a finished store, run or evaluation is kept, an interrupted export resumes.
@@ -23,9 +23,10 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 OUT=${1:-out/duan}
-ROWS=${ROWS:-a b c d e}
+ROWS=${ROWS:-a b c d e f g h}
 SEEDS=${SEEDS:-0 1 2}
 GAN_SEEDS=${GAN_SEEDS-0 1 2}
+GAN_ROW=${GAN_ROW:-f}
 WORKERS=${WORKERS:-1}
 ALL_TESTS=$(cd experiments/duan && ls test_*.yaml | sed 's/\.yaml$//' | tr '\n' ' ')
 TESTS=${TESTS:-$ALL_TESTS}
@@ -75,8 +76,8 @@ for stem in $TESTS; do export_store "$stem"; done
 for row in $ROWS; do
     for seed in $SEEDS; do train_run unet "$row" "$seed"; done
 done
-if [[ " $ROWS " == *" e "* ]]; then
-    for seed in $GAN_SEEDS; do train_run unet_wgan e "$seed"; done
+if [[ " $ROWS " == *" $GAN_ROW "* ]]; then
+    for seed in $GAN_SEEDS; do train_run unet_wgan "$GAN_ROW" "$seed"; done
 fi
 
 stage evaluate python experiments/duan/evaluate_all.py "$OUT" --tests $TESTS

@@ -41,7 +41,7 @@ from ddsa_sim import InputError
 from ddsa_sim.volumes.volume import Volume
 
 __all__ = ["BODY_MIN_HU", "SOFT_TISSUE_HU", "Distractors", "Structure", "add_distractors", "body_mask",
-           "draw_structures", "occupancy"]
+           "draw_structures", "occupancy", "paint"]
 
 #: Voxels above this HU are body (the variant's air outside the patient is at about -1000 HU).
 BODY_MIN_HU = -500.0
@@ -282,6 +282,34 @@ def draw_structures(ct: Volume, params: Distractors, body: np.ndarray | None = N
     return out
 
 
+def paint(hu: np.ndarray, grid: Volume, structure: Structure, edge_voxels: float = 1.0,
+          within: np.ndarray | None = None) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """Paint ``structure`` into ``hu`` (on the grid of ``grid``) in place: ``HU <- HU + w (HU_s - HU)``.
+
+    Parameters
+    ----------
+    hu : ndarray
+        float32 HU on the grid of ``grid``, modified in place.
+    grid : Volume
+        The grid (its data is not read).
+    structure : Structure
+    edge_voxels : float
+        Edge width in voxels along the surface normal.
+    within : ndarray of bool, optional
+        Paint only there (e.g. the body mask).
+
+    Returns
+    -------
+    box, weight
+        The voxel box and the occupancy painted on it (``within`` applied).
+    """
+    box, w = occupancy(structure, grid, edge_voxels)
+    if within is not None:
+        w = w * within[box]
+    hu[box] += (w * (structure.hu - hu[box])).astype(np.float32)
+    return box, w
+
+
 def add_distractors(ct: Volume, labels: Volume | None, params: Distractors) -> tuple[Volume, Volume | None]:
     """``ct`` (HU) and its label map with the structures of ``params`` added (module docstring).
 
@@ -297,9 +325,7 @@ def add_distractors(ct: Volume, labels: Volume | None, params: Distractors) -> t
     hu = np.array(ct.data, dtype=np.float32)
     out_labels = None if labels is None else np.array(labels.data)
     for structure in draw_structures(ct, params, body):
-        box, w = occupancy(structure, ct, params.edge_voxels)
-        w = w * body[box]
-        hu[box] += (w * (structure.hu - hu[box])).astype(np.float32)
+        box, w = paint(hu, ct, structure, params.edge_voxels, body)
         if out_labels is not None:
             out_labels[box][w > 0.5] = 0
     return (Volume(hu, ct.affine.copy(), {}, ct.name),

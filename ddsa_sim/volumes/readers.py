@@ -16,6 +16,8 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.volumes.builtin import resolve_builtin
+from ddsa_sim.volumes.head_phantom import SHAPE as HEAD_PHANTOM_SHAPE
+from ddsa_sim.volumes.head_phantom import head_phantom, head_phantom_seed
 from ddsa_sim.volumes.tigre_head import TIGRE_HEAD, is_tarball, read_tigre_head, tigre_tarball
 from ddsa_sim.volumes.volume import Volume
 
@@ -175,9 +177,11 @@ def source_path(source: str | Path) -> Path:
 
 def peek_voxels(source: str | Path) -> int | None:
     """Voxel count of a volume from its headers only (NIfTI, DICOM), or None when that needs a full read."""
-    box = split_voxel_box(source)[1]
+    name, box = split_voxel_box(source)
     if box is not None:
         return int(np.prod(np.subtract(box[1], box[0]).clip(0)))
+    if head_phantom_seed(name) is not None:
+        return int(np.prod(HEAD_PHANTOM_SHAPE))
     path = source_path(source)
     if not path.exists():
         raise InputError(f"{source}: no such file or folder")
@@ -236,23 +240,27 @@ def read_ct_with_labels(ct_source: str, labels_source: str | None = None, max_vo
     return ct, labels.with_data(np.rint(labels.data).astype(np.uint8 if top <= 255 else np.uint16))
 
 
-def read_volume(source: str | Path) -> Volume:
-    """Read a volume from a path (NIfTI file, DICOM file or folder, a pytigre source tarball: its head
-    phantom, :mod:`ddsa_sim.volumes.tigre_head`) or a ``builtin:`` name."""
-    source_str = str(source)
-    path = source_path(source_str)
+def _read_file(path: Path) -> Volume:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir() or path.suffix.lower() in (".dcm", ".ima") or _is_dicom(path):
-        vol = read_dicom_series(path)
-    elif path.name.lower().endswith((".nii", ".nii.gz")):
-        vol = read_nifti(path)
-    elif is_tarball(path):
-        vol = read_tigre_head(path)
-    else:
-        raise InputError(f"{path}: unknown volume format (expected .nii, .nii.gz, a DICOM file or folder, "
-                         "or a pytigre source tarball)")
-    box = split_voxel_box(source_str)[1]
+        return read_dicom_series(path)
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        return read_nifti(path)
+    if is_tarball(path):
+        return read_tigre_head(path)
+    raise InputError(f"{path}: unknown volume format (expected .nii, .nii.gz, a DICOM file or folder, "
+                     "or a pytigre source tarball)")
+
+
+def read_volume(source: str | Path) -> Volume:
+    """Read a volume from a path (NIfTI file, DICOM file or folder, a pytigre source tarball: its head
+    phantom, :mod:`ddsa_sim.volumes.tigre_head`) or a ``builtin:`` name (``builtin:head-phantom-<seed>``
+    is built, :mod:`ddsa_sim.volumes.head_phantom`)."""
+    source_str = str(source)
+    name, box = split_voxel_box(source_str)
+    seed = head_phantom_seed(name)
+    vol = head_phantom(seed) if seed is not None else _read_file(source_path(source_str))
     if box is not None:
         lo, hi = box
         if any(a >= b for a, b in zip(lo, hi)) or any(b > n for b, n in zip(hi, vol.shape)):

@@ -12,7 +12,9 @@ Design (docs/results.md, "Duan's experiment at CPU scale"):
   chest slabs ``z0R``, ``z1R`` (val ``z0L``); the common test set on ``z1L`` (heart,
   left lung); held out: the cranial slabs ``z2L``, ``z2R`` (neck, shoulders, clavicles) and the TIGRE head.
 * Physics rows: (a) noise only, (b) + scatter, (c) + detector blur, (d) + rigid motion, (e) everything:
-  + exposure randomisation and pseudo-patient variants with procedural bone shells, bones and air cavities.
+  + exposure randomisation and pseudo-patient variants with procedural bone shells, bones and air cavities;
+  (f) row e + procedural heads (``builtin:head-phantom-<seed>``, built from published anatomy, not from
+  the held-out TIGRE head) as further pseudo-patients: heads 0-2 train, head 3 val.
 * Exposure: automatic exposure per frame behind the patient at fluoroscopy level, the input DDSA is
   meant for (docs/dsa.md: DSA about 1-5 uGy per frame, fluoroscopy 10-100x lower): rows a-d 0.03-0.3 uGy,
   row e 0.01-1 uGy (100x, fluoroscopy to low-dose DSA); held-out exposures 0.006-0.009 uGy, 105-125 kVp,
@@ -43,6 +45,8 @@ def _slab(name: str, split: str, variants: dict | None = None) -> dict:
 
 
 HEAD = {"path": "builtin:tigre-head[46:212,0:228,0:212]", "split": "test"}
+#: procedural training heads of row f (ddsa_sim.volumes.head_phantom): seed -> split
+HEAD_PHANTOMS = {0: "train", 1: "train", 2: "train", 3: "val"}
 LSYSTEM = {"generator": "lsystem", "params": "published-grid"}
 
 #: exposure of rows a-d: a fixed spectrum range, fluoroscopy-level dose behind the patient (on a log grid)
@@ -82,10 +86,13 @@ BASE = {
 }
 
 
+#: rows with exposure randomisation, and rows whose anatomies are pseudo-patients with distractors
+EXPOSURE_ROWS, VARIANT_ROWS = "efg", "efh"
+
+
 def _row_physics(row: str) -> dict:
-    """The physics switches of ablation row ``row`` (cumulative a -> e)."""
-    order = "abcde"
-    k = order.index(row)
+    """The physics switches of ablation row ``row`` (cumulative a -> d; e-h build on d)."""
+    k = "abcd".index(row) if row in "abcd" else 4
     cfg = copy.deepcopy(BASE)
     cfg.update(copy.deepcopy(EXPOSURE_FIXED))
     if k >= 1:
@@ -94,7 +101,7 @@ def _row_physics(row: str) -> dict:
         cfg["detector"]["mtf50_cycles_per_mm"] = 1.46            # CsI light spread (docs/physics.md)
     if k >= 3:
         cfg["effects"]["motion"] = "rigid"                       # 1 deg / 1.5 mm between mask and contrast
-    if k >= 4:
+    if row in EXPOSURE_ROWS:
         cfg.update(copy.deepcopy(EXPOSURE_RANDOM))
         cfg["effects"]["grid_fraction"] = 0.8
         cfg["detector"]["mtf50_cycles_per_mm"] = {"min": 0.8, "max": 2.0}
@@ -108,19 +115,25 @@ TRAIN_ROWS = {
     "c": "+ detector blur (CsI MTF50 1.46 cycles/mm)",
     "d": "+ rigid motion",
     "e": "+ exposure randomisation, grid on/off, MTF50 0.8-2.0, pseudo-patients with bone / air distractors",
+    "f": "row e + procedural head pseudo-patients (3 heads train, 1 val)",
+    "g": "row d + exposure randomisation, grid on/off, MTF50 0.8-2.0 (row e without pseudo-patients)",
+    "h": "row d + pseudo-patients with bone / air distractors (row e without exposure randomisation)",
 }
 
 
 def _train_config(row: str) -> dict:
     cfg = _row_physics(row)
-    if row == "e":
+    if row in VARIANT_ROWS:
         # 4 pseudo-patients per slab (each its own distractors): 12 anatomies x 1 tree = as many trees (12)
         # as rows a-d (3 slabs x 4)
         cts = [_slab("z0R", "train", VARIANTS), _slab("z1R", "train", VARIANTS), _slab("z0L", "val", VARIANTS)]
         cfg["vessels"]["per_ct"] = 1
     else:
         cts = [_slab("z0R", "train"), _slab("z1R", "train"), _slab("z0L", "val")]
-    n_anatomies = len(cts) * (VARIANTS["count"] if row == "e" else 1)
+    if row == "f":
+        cts += [{"path": f"builtin:head-phantom-{seed}", "split": split, "variants": copy.deepcopy(VARIANTS)}
+                for seed, split in HEAD_PHANTOMS.items()]
+    n_anatomies = len(cts) * (VARIANTS["count"] if row in VARIANT_ROWS else 1)
     cfg.update(cts=cts, count=n_anatomies * cfg["vessels"]["per_ct"] * POSES_PER_TREE, seed=17000,
                split={"train": 0.67, "val": 0.17, "test": 0.16})
     return cfg

@@ -1,0 +1,256 @@
+"""A procedural adult head CT: a training anatomy with a skull, skull base, sinuses, teeth and spine.
+
+The registries hold no head CT to train on (``../shared/DESIGN.md``); a network that only ever saw a
+chest draws the edges of a skull base and the walls of air cells as vessels. ``builtin:head-phantom-<seed>``
+is a head built from published adult anatomy, one "patient" per seed: every dimension and density is
+drawn from the ranges in :data:`RANGES` (sources: ``docs/export.md``, "Procedural head phantom"). It was
+designed from those sources only, never from the held-out TIGRE head (:mod:`ddsa_sim.volumes.tigre_head`).
+
+Construction: soft tissue (scalp, face, neck, ears), then the cranial vault (cortical tables and diploe,
+brain, ventricles, calcifications), then the skull base and face (petrous pyramids with mastoid air
+cells, clivus and sphenoid sinus, fossa floors, orbits with their walls and globes, the ethmoid
+labyrinth, nasal cavity, maxillary and frontal sinuses, zygomatic arches, palate, mandible, teeth),
+then the cervical spine and the airway. Each structure is an ellipsoid, ellipsoidal shell or cylinder
+of :mod:`ddsa_sim.volumes.distractors` painted over what lies beneath (``HU <- HU + w (HU_s - HU)``,
+``w`` its partial-volume occupancy), so a sinus painted after its bony wall is air inside a bone rim,
+and air cells painted into a bone block leave bone septa between them.
+
+Frame (LPS mm): 1 mm voxels, :data:`SHAPE` voxels centred on the world origin, array axes along
+left, posterior, superior. The origin lies about at the orbitomeatal level, 120 mm below the vertex,
+where the skull base and the Circle of Willis are. No label map: materials follow from HU.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ddsa_sim import InputError
+from ddsa_sim.volumes.distractors import Structure, paint
+from ddsa_sim.volumes.volume import Volume
+
+__all__ = ["HEAD_PHANTOM", "RANGES", "SHAPE", "head_phantom", "head_phantom_seed", "head_structures"]
+
+#: Builtin name pattern: ``builtin:head-phantom-<seed>``.
+HEAD_PHANTOM = re.compile(r"^builtin:head-phantom-(\d+)$")
+#: Voxels (left, posterior, superior) of 1 mm.
+SHAPE = (180, 240, 270)
+
+Interval = tuple[float, float]
+
+#: Uniform ranges of the drawn parameters (adult; sources in docs/export.md): lengths in mm, HU.
+RANGES: dict[str, Interval] = {
+    "skull_breadth_mm": (134.0, 152.0),     # outer bone, euryon-euryon (head breadth minus scalp)
+    "skull_length_mm": (172.0, 192.0),      # outer bone, glabella-opisthocranion
+    "skull_height_mm": (146.0, 162.0),      # twice the vault's vertical semi-axis
+    "scalp_mm": (4.0, 7.0),
+    "vault_thickness_mm": (4.5, 8.5),       # calvarial thickness
+    "cortical_hu": (1300.0, 1900.0),        # cortical bone (outer / inner tables, petrous apex lower)
+    "diploe_hu": (450.0, 850.0),
+    "petrous_hu": (1700.0, 2300.0),         # otic capsule: the densest bone of the skull
+    "brain_hu": (30.0, 40.0),
+    "csf_hu": (2.0, 12.0),
+    "soft_hu": (30.0, 55.0),                # scalp, muscle
+    "fat_hu": (-110.0, -70.0),              # orbital fat
+    "tooth_hu": (2000.0, 3000.0),           # enamel and dentine
+    "cancellous_hu": (250.0, 500.0),        # vertebral bodies
+    "ventricle_scale": (0.6, 1.6),          # lateral ventricle size (age)
+    "sinus_scale": (0.65, 1.3),             # pneumatisation of each sinus, drawn per sinus
+    "ethmoid_cells": (8.0, 18.0),           # air cells per ethmoid labyrinth (each side)
+    "mastoid_cells": (0.0, 25.0),           # mastoid air cells per side
+}
+#: Probabilities of structures not every adult has.
+P_FRONTAL_SINUS = 0.9
+P_PINEAL_CALCIFIED = 0.6
+P_PLEXUS_CALCIFIED = 0.5
+P_TOOTH = 0.85
+
+
+def head_phantom_seed(name: str) -> int | None:
+    """The seed of a ``builtin:head-phantom-<seed>`` name, else None."""
+    m = HEAD_PHANTOM.match(str(name))
+    return None if m is None else int(m.group(1))
+
+
+def _rot_z_to(direction: np.ndarray) -> np.ndarray:
+    """A rotation whose third column (local z) is the unit vector along ``direction``."""
+    z = np.asarray(direction, float) / np.linalg.norm(direction)
+    helper = np.array([1.0, 0, 0]) if abs(z[0]) < 0.9 else np.array([0, 1.0, 0])
+    x = np.cross(helper, z)
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z], axis=1)
+
+
+def _rot_x(deg: float) -> np.ndarray:
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _rot_z(deg: float) -> np.ndarray:
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+class _Builder:
+    """Collects the structures of one head; positions are given for a mean head and scaled to this one."""
+
+    def __init__(self, rng: np.random.Generator, scale: np.ndarray):
+        self.rng, self.scale, self.out = rng, scale, []
+
+    def draw(self, key: str) -> float:
+        lo, hi = RANGES[key]
+        return float(self.rng.uniform(lo, hi))
+
+    def _at(self, centre: tuple[float, float, float], jitter_mm: float) -> np.ndarray:
+        return np.asarray(centre, float) * self.scale + self.rng.uniform(-jitter_mm, jitter_mm, 3)
+
+    def _axes(self, axes, exact: bool) -> np.ndarray:
+        """Semi-axes (mm) of a mean-head structure, scaled by this head's mean scale unless ``exact``."""
+        return np.asarray(axes, float) * (1.0 if exact else self.scale.mean())
+
+    def ellipsoid(self, centre, axes, hu: float, rot: np.ndarray | None = None, jitter_mm: float = 0.0,
+                  exact: bool = False) -> None:
+        self.out.append(Structure("ellipsoid", self._at(centre, jitter_mm), np.eye(3) if rot is None else rot,
+                                  self._axes(axes, exact), hu))
+
+    def shell(self, centre, axes, thickness: float, hu: float, rot: np.ndarray | None = None,
+              clip: tuple[float, float, float, float] | None = None, exact: bool = False) -> None:
+        self.out.append(Structure("shell", self._at(centre, 0.0), np.eye(3) if rot is None else rot,
+                                  self._axes(axes, exact), hu, thickness,
+                                  None if clip is None else np.asarray(clip, float)))
+
+    def cylinder(self, p0, p1, radius: float, hu: float) -> None:
+        a, b = np.asarray(p0, float) * self.scale, np.asarray(p1, float) * self.scale
+        self.out.append(Structure("cylinder", (a + b) / 2, _rot_z_to(b - a),
+                                  np.array([radius, radius, np.linalg.norm(b - a) / 2]), hu))
+
+    def cells(self, centre, axes, count: int, radius_mm: Interval, hu: float) -> None:
+        """``count`` small air cells with centres uniform in the ellipsoid (``centre``, 0.8 ``axes``)."""
+        c, a = np.asarray(centre, float), np.asarray(axes, float)
+        for _ in range(count):
+            u = self.rng.standard_normal(3)
+            u *= self.rng.uniform() ** (1 / 3) / np.linalg.norm(u)
+            self.ellipsoid(c + 0.8 * a * u, self.rng.uniform(*radius_mm, 3), hu)
+
+
+def head_structures(seed: int) -> list[Structure]:
+    """The structures of head ``seed`` in painting order (module docstring), on a background of air."""
+    rng = np.random.default_rng([seed, 0x4EAD])
+    breadth, length, height = (float(rng.uniform(*RANGES[k])) for k in
+                               ("skull_breadth_mm", "skull_length_mm", "skull_height_mm"))
+    # positions below are for a mean skull of 143 x 182 x 154 mm; this head's are scaled by its dimensions
+    b = _Builder(rng, np.array([breadth / 143.0, length / 182.0, height / 154.0]))
+    vault = np.array([breadth, length, height]) / 2  # outer semi-axes of the cranial vault, this head's
+    vault_c = (0.0, 8.0, 40.0)
+    tilt = _rot_x(-12.0)  # the occiput lower than the forehead: the posterior fossa is the vault's lowest part
+    soft, cort, fat, air = b.draw("soft_hu"), b.draw("cortical_hu"), b.draw("fat_hu"), -1000.0
+    t = b.draw("vault_thickness_mm")
+
+    # soft tissue: scalp over the vault, face, nose, neck, ears
+    b.ellipsoid(vault_c, vault + b.draw("scalp_mm"), soft, rot=tilt, exact=True)
+    b.ellipsoid((0, -38, -35), (60, 58, 62), soft)
+    b.ellipsoid((0, -96, -18), (11, 16, 24), soft)
+    b.ellipsoid((0, 15, -130), (55, 50, 85), soft)
+    for side in (-1, 1):
+        b.ellipsoid((side * 77, 14, -5), (5, 16, 28), soft)
+
+    # cranial vault: cortical tables with diploe between, brain, ventricles, calcifications
+    b.shell(vault_c, vault, t, cort, rot=tilt, exact=True)
+    b.shell(vault_c, vault - 1.5, t - 3.0, b.draw("diploe_hu"), rot=tilt, exact=True)   # 1.5 mm tables
+    b.ellipsoid(vault_c, vault - t, b.draw("brain_hu"), rot=tilt, exact=True)
+    csf, v = b.draw("csf_hu"), b.draw("ventricle_scale")
+    for side in (-1, 1):
+        b.ellipsoid((side * 11, 8, 48), (5 * v, 28 * (0.8 + 0.2 * v), 9 * v), csf, rot=_rot_z(side * 8))
+    if rng.random() < P_PINEAL_CALCIFIED:
+        b.ellipsoid((0, 24, 36), rng.uniform(1.5, 4.0, 3), rng.uniform(200, 1000), jitter_mm=2)
+    for side in (-1, 1):
+        if rng.random() < P_PLEXUS_CALCIFIED:
+            b.ellipsoid((side * 16, 30, 42), rng.uniform(1.5, 3.5, 3), rng.uniform(150, 600), jitter_mm=2)
+
+    # skull base: fossa floors, petrous pyramids (with mastoid air cells), clivus and sphenoid sinus
+    b.ellipsoid((0, -50, 14), (34, 30, 2.5), cort, rot=_rot_x(-8), jitter_mm=2)        # anterior fossa floor
+    for side in (-1, 1):
+        b.ellipsoid((side * 30, -18, 10), (24, 4, 6), cort, rot=_rot_z(side * -25), jitter_mm=2)  # sphenoid wings
+        b.ellipsoid((side * 38, 0, -6), (22, 26, 3), cort, rot=_rot_x(10), jitter_mm=2)  # middle fossa floor
+        b.ellipsoid((side * 52, 28, -14), (12, 14, 16), b.draw("diploe_hu"), jitter_mm=2)  # mastoid process
+        b.cells((side * 52, 28, -14), (12, 14, 16), int(b.draw("mastoid_cells")), (1.5, 4.0), air)
+        b.ellipsoid((side * 30, 14, -6), (31, 9, 10), b.draw("petrous_hu"), rot=_rot_z(side * 45), jitter_mm=2)
+        b.cylinder((side * 72, 14, -10), (side * 50, 14, -8), 3.5, air)               # external ear canal
+    b.ellipsoid((0, 6, -16), (14, 22, 17), b.draw("diploe_hu"), rot=_rot_x(-40), jitter_mm=2)  # clivus
+    s = b.draw("sinus_scale")
+    b.ellipsoid((0, -14, 0), (11 * s, 11 * s, 10 * s), air, jitter_mm=2)                # sphenoid sinus
+
+    # orbits: bony wall open to the front, fat, globe
+    for side in (-1, 1):
+        b.shell((side * 33, -63, 8), (19, 24, 19), 2.0, cort, rot=_rot_z(side * -10), clip=(0, -1, 0, 14))
+        b.ellipsoid((side * 33, -63, 8), (17, 22, 17), fat, rot=_rot_z(side * -10))
+        b.ellipsoid((side * 33, -78, 8), (12, 12, 12), soft - 25.0)
+    # ethmoid labyrinth: a bone block between the orbits, honeycombed by air cells
+    b.ellipsoid((0, -60, 4), (12, 22, 14), cort * 0.6)
+    for side in (-1, 1):
+        b.cells((side * 6, -60, 4), (6, 22, 14), int(b.draw("ethmoid_cells")), (2.0, 5.0), air)
+    # nasal cavity (either side of the septum) and nasopharynx
+    for side in (-1, 1):
+        b.ellipsoid((side * 7, -66, -22), (5, 30, 18), air)
+    b.ellipsoid((0, -30, -28), (12, 12, 10), air)
+    # maxillary sinuses in their bony walls; frontal sinus in a thickened frontal bone
+    for side in (-1, 1):
+        s = b.draw("sinus_scale")
+        axes = np.array([13, 17, 16]) * s
+        b.shell((side * 28, -60, -24), axes + 2.0, 2.0, cort)
+        b.ellipsoid((side * 28, -60, -24), axes, air)
+    b.ellipsoid((0, -76, 36), (28, 9, 18), cort)
+    if rng.random() < P_FRONTAL_SINUS:
+        s = b.draw("sinus_scale")
+        for side in (-1, 1):
+            b.ellipsoid((side * 9, -76, 38), (9 * s, 5, 11 * s), air, jitter_mm=1)
+    # zygomas, palate, mandible, teeth
+    for side in (-1, 1):
+        b.ellipsoid((side * 50, -62, -14), (10, 10, 12), cort)
+        b.cylinder((side * 62, -55, -14), (side * 64, -10, -12), 4.0, cort)
+    b.ellipsoid((0, -62, -47), (24, 26, 4), cort)
+    arch = [(48 * np.sin(th), -88 * np.cos(th) + 5) for th in np.linspace(-np.pi / 2, np.pi / 2, 13)]
+    for z in (-72, -84):
+        for p0, p1 in zip(arch[:-1], arch[1:]):
+            b.cylinder((*p0, z), (*p1, z), 7.0, cort)
+    for side in (-1, 1):
+        b.cylinder((side * 47, 4, -84), (side * 50, 0, -20), 7.0, cort)                # ramus to the condyle
+    tooth = b.draw("tooth_hu")
+    for z0, z1, w, d in ((-68, -52, 40, 74), (-50, -34, 42, 76)):                       # lower, upper arch
+        for th in np.linspace(-1.25, 1.25, 14):
+            if rng.random() < P_TOOTH:
+                x, y = w * np.sin(th), -d * np.cos(th) - 6
+                b.cylinder((x, y, z0), (x, y, z1), 2.8 + 1.2 * abs(th) / 1.25, tooth)
+
+    # cervical spine (C2 with the dens, C3-C5, posterior arches) and airway
+    canc = b.draw("cancellous_hu")
+    b.cylinder((0, 10, -44), (0, 10, -30), 5.0, canc)                                    # dens
+    for k, z in enumerate((-56, -76, -96, -116)):
+        y = 12 + 2 * k
+        b.cylinder((0, y, z - 8), (0, y, z + 8), 8.5, canc)
+        for side in (-1, 1):
+            b.cylinder((side * 11, y + 10, z), (0, y + 30, z - 3), 3.5, cort)            # laminae
+        b.cylinder((0, y + 30, z - 3), (0, y + 44, z - 10), 3.0, cort)                   # spinous process
+    for side in (-1, 1):
+        b.ellipsoid((side * 20, 14, -40), (7, 9, 6), cort)                               # atlas lateral masses
+    b.cylinder((0, -14, -130), (0, -14, -36), 8.0, air)                                  # pharynx
+    return b.out
+
+
+def head_phantom(seed: int, edge_voxels: float = 1.0) -> Volume:
+    """Head ``seed`` as a CT (HU, float32) named ``builtin:head-phantom-<seed>`` (module docstring).
+
+    Raises
+    ------
+    InputError
+        A negative seed.
+    """
+    if seed < 0:
+        raise InputError(f"builtin:head-phantom-{seed}: the seed must be >= 0")
+    affine = np.eye(4)
+    affine[:3, 3] = -(np.array(SHAPE) - 1) / 2.0
+    ct = Volume(np.full(SHAPE, -1000.0, np.float32), affine, name=f"builtin:head-phantom-{seed}")
+    for structure in head_structures(seed):
+        paint(ct.data, ct, structure, edge_voxels)
+    return ct

@@ -1,0 +1,125 @@
+"""The procedural head phantom (ddsa_sim.volumes.head_phantom): names, seeds, its drawn anatomy measured
+back from the voxels, and export through a config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ddsa_sim import InputError
+from ddsa_sim.export.config import config_from_dict
+from ddsa_sim.export.plan import plan_dataset
+from ddsa_sim.export.runner import run_export
+from ddsa_sim.export.store import open_store, read_sample
+from ddsa_sim.volumes import read_ct
+from ddsa_sim.volumes.distractors import body_mask
+from ddsa_sim.volumes.head_phantom import RANGES, SHAPE, head_phantom, head_phantom_seed, head_structures
+from ddsa_sim.volumes.readers import peek_voxels
+
+SEED = 2
+
+
+@pytest.fixture(scope="module")
+def head():
+    return read_ct(f"builtin:head-phantom-{SEED}")
+
+
+def _vault(seed: int):
+    """The outer cortical shell (the vault), the diploe shell and the brain: the first shells of the list."""
+    shells = [s for s in head_structures(seed) if s.kind == "shell"]
+    brain = next(s for s in head_structures(seed) if s.kind == "ellipsoid" and np.allclose(
+        s.semi_axes_mm, shells[0].semi_axes_mm - shells[0].thickness_mm))
+    return shells[0], shells[1], brain
+
+
+def test_builtin_name_reads_a_ct_on_its_grid(head):
+    assert head_phantom_seed("builtin:head-phantom-17") == 17
+    assert head_phantom_seed("builtin:head-phantom-") is None and head_phantom_seed("builtin:chest-ct") is None
+    assert head.shape == SHAPE and head.data.dtype == np.float32
+    np.testing.assert_allclose(head.spacing_mm, 1.0)
+    np.testing.assert_allclose(head.center_mm, 0.0, atol=1e-9)
+    assert peek_voxels(f"builtin:head-phantom-{SEED}") == int(np.prod(SHAPE))
+    assert read_ct(f"builtin:head-phantom-{SEED}[80:90,100:130,120:160]").shape == (10, 30, 40)
+    with pytest.raises(InputError, match="unknown builtin 'builtin:head-phantom-x'"):
+        read_ct("builtin:head-phantom-x")
+
+
+def test_a_seed_is_one_head_and_another_seed_another():
+    def key(structures):
+        return [(s.kind, *np.round(s.center_mm, 9), *np.round(s.semi_axes_mm, 9), round(s.hu, 9)) for s in structures]
+
+    assert key(head_structures(5)) == key(head_structures(5))
+    assert key(head_structures(5)) != key(head_structures(6))
+    with pytest.raises(InputError, match="seed must be >= 0"):
+        head_phantom(-1)
+
+
+def test_vault_measured_from_the_voxels_is_the_drawn_vault(head):
+    """Along the vault's left-right axis (the tilt is about it) through its centre, the 50 % crossings of
+    the outer table / scalp and inner table / brain edges lie at the drawn semi-axis and at the semi-axis
+    minus the drawn thickness: the partial-volume ramp is centred on the surface."""
+    outer, diploe, brain = _vault(SEED)
+    lo, hi = RANGES["skull_breadth_mm"]
+    assert lo <= 2 * outer.semi_axes_mm[0] <= hi
+    assert RANGES["vault_thickness_mm"][0] <= outer.thickness_mm <= RANGES["vault_thickness_mm"][1]
+    np.testing.assert_allclose(outer.rotation[:, 0], [1, 0, 0], atol=1e-12)
+    _, j, k = np.rint(head.world_to_voxel(outer.center_mm[None])[0]).astype(int)
+    x = head.voxel_to_world(np.stack([np.arange(SHAPE[0]), np.full(SHAPE[0], j), np.full(SHAPE[0], k)], 1))[:, 0]
+    profile = head.data[:, j, k].astype(np.float64)
+    scalp = float(profile[np.argmin(np.abs(x - (outer.center_mm[0] + outer.semi_axes_mm[0] + 2.0)))])
+
+    def crossing(level: float, start: float, stop: float) -> float:
+        """x (mm) where the profile crosses ``level`` between ``start`` and ``stop`` (linear interpolation)."""
+        sel = (x >= min(start, stop)) & (x <= max(start, stop))
+        xs, ps = x[sel], profile[sel]
+        i = np.flatnonzero(np.diff(np.sign(ps - level)))
+        assert i.size == 1, f"{i.size} crossings of {level} HU in [{start}, {stop}] mm"
+        i = int(i[0])
+        return float(xs[i] + (level - ps[i]) * (xs[i + 1] - xs[i]) / (ps[i + 1] - ps[i]))
+
+    for side in (-1, 1):
+        a, t, c = outer.semi_axes_mm[0], outer.thickness_mm, outer.center_mm[0]
+        surface = crossing((scalp + outer.hu) / 2, c + side * (a - 0.75), c + side * (a + 1.5))
+        inner = crossing((brain.hu + outer.hu) / 2, c + side * (a - t - 1.5), c + side * (a - t + 0.75))
+        assert abs(abs(surface - c) - a) < 0.5
+        assert abs((abs(surface - c) - abs(inner - c)) - t) < 0.75
+    # half-way between the surfaces lies diploe: its shell starts 1.5 mm inside the outer surface and ends
+    # 1.5 mm outside the inner one, so with this seed's t of 6.2 mm the nearest voxel is > 0.5 mm (half
+    # the ramp) from both of its edges
+    assert t > 5.5
+    mid = c + (a - t / 2)
+    assert abs(profile[np.argmin(np.abs(x - mid))] - diploe.hu) < 1e-3
+
+
+def test_the_head_is_closed_and_its_air_cells_lie_inside_it(head):
+    """Sinuses, air cells, nasal cavity and airway are air inside the body; no bone or air outside it."""
+    body = body_mask(head)
+    hu = head.data
+    inner_air = (hu < -900) & body
+    assert inner_air.sum() > 30_000          # > 30 ml: nasal cavity, sinuses, airway, cells
+    assert np.all(hu[~body] < -500)         # nothing painted outside the head but air and edges
+    assert hu.max() <= max(RANGES["tooth_hu"][1], RANGES["petrous_hu"][1]) + 1e-3
+    assert (hu > RANGES["cortical_hu"][0]).sum() > 100_000  # > 100 ml of compact bone
+
+
+def test_exports_as_a_ct_source(tmp_path):
+    cfg = config_from_dict({
+        "cts": [{"path": "builtin:head-phantom-0", "variants": {"count": 2, "scale": {"min": 0.9, "max": 1.1}}},
+                {"path": "builtin:head-phantom-1", "split": "test"}],
+        "vessels": {"per_ct": 1, "sources": [{"generator": "cow"}]},
+        "count": 6, "seed": 3})
+    specs = plan_dataset(cfg)
+    ids = {s.ct_id for s in specs}
+    assert ids == {"head-phantom-0~p0", "head-phantom-0~p1", "head-phantom-1"}
+    assert {s.split for s in specs if s.ct_id == "head-phantom-1"} == {"test"}
+    # one sample rendered end to end on a small detector: a Circle of Willis inside the skull
+    small = config_from_dict({
+        "cts": [{"path": "builtin:head-phantom-1"}], "vessels": {"per_ct": 1, "sources": [{"generator": "cow"}]},
+        "detector": {"rows": 64, "cols": 64, "pixel_mm": 2.0, "binning": 1},
+        "effects": {"noise": False, "scatter": False, "motion": "none"}, "count": 1, "seed": 3})
+    run_export(small, tmp_path / "head.zarr", progress=False, preview=False)
+    arrays, meta = read_sample(open_store(tmp_path / "head.zarr"), 0)
+    assert meta["ct_id"] == "head-phantom-1"
+    assert arrays["mask"].min() > 1.0                       # through a skull: > 1 in -ln units everywhere
+    assert (arrays["dsa_target"] > 0.01).mean() > 0.01      # the vessels are in view
+    np.testing.assert_allclose(arrays["contrast_clean"] - arrays["mask"], arrays["dsa_target"], atol=1e-4)
