@@ -615,8 +615,9 @@ class DatasetConfig(_Model):
 
     def resolved(self) -> dict[str, Any]:
         """The config as a JSON-compatible dict (what the store records); a CT source without
-        ``variants`` (or a variants block without ``distractors``), a vessel source's ``cts`` and ``catheter`` and the fields of :data:`NEW_AT_DEFAULT`
-        at their default are recorded as before those fields existed, so stores made then still resume."""
+        ``variants`` (or a variants block without ``distractors``), a vessel source's ``cts`` and
+        ``catheter`` and the fields of :data:`NEW_AT_DEFAULT` at their default are recorded as before
+        those fields existed, so stores made then still resume."""
         d = json.loads(self.model_dump_json())
         for ct in d["cts"]:
             if ct["variants"] is None:

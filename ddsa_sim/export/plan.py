@@ -37,8 +37,15 @@ from typing import Any
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.export.config import (EXPOSURE_FIELDS, PHYSIOLOGICAL_MOTION_FIELDS, DatasetConfig, DistractorConfig, Dist,
-                                   Grid, Range)
+from ddsa_sim.export.config import (
+    EXPOSURE_FIELDS,
+    PHYSIOLOGICAL_MOTION_FIELDS,
+    DatasetConfig,
+    Dist,
+    DistractorConfig,
+    Grid,
+    Range,
+)
 from ddsa_sim.export.format import COLLIMATION_META
 from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 

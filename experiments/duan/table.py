@@ -2,8 +2,9 @@
 
 Reads ``OUT/eval/<net>_<row>_s<seed>/<test>.json`` (experiments/duan/evaluate_all.py) and prints Markdown:
 one table per metric (rows: models and the two baselines; columns: test sets), then the issue-17 targets
-per model and out-of-distribution set, then every run's PSNR and false-positive fraction. A model's number on a test set is the mean over that set's
-samples; the table gives the mean and population std of it over the seeds. The baselines do not depend
+per model and out-of-distribution set, then every run's PSNR and false-positive fraction. A model's
+number on a test set is the mean over that set's samples; the table gives the mean and population std
+of it over the seeds. The baselines do not depend
 on the model (the same store), so they have no seed spread.
 
 Targets (issue 17), on every out-of-distribution set X (``X_motion`` and ``X_static``):
