@@ -53,12 +53,17 @@ export_store() {  # export_store STEM: experiments/duan/STEM.yaml -> $OUT/data/S
     touch "$store.done"
 }
 
+# rows whose U-Net starts from another row's trained U-Net of the same seed (row f: from scratch, two of two
+# seeds stayed at the all-zero image for 2000 steps; docs/results.md)
+declare -A START_FROM=([f]=e)
+
 train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with seed SEED)
     local net=$1 row=$2 seed=$3 run=$OUT/runs/$1_$2_s$3
     [[ -f $run.done ]] && return 0
     sed "s/^seed: .*/seed: $seed/" "experiments/duan/$net.yaml" > "$run.yaml"
     # the U-Net-GAN starts from the trained U-Net of the same row and seed
-    [[ $net == unet_wgan ]] && echo "init_from: $OUT/runs/unet_$2_s$3/best.pt" >> "$run.yaml"
+    [[ $net == unet_wgan ]] && echo "init_from: $OUT/runs/unet_${row}_s$seed/best.pt" >> "$run.yaml"
+    [[ $net == unet && -n ${START_FROM[$row]:-} ]] && echo "init_from: $OUT/runs/unet_${START_FROM[$row]}_s$seed/best.pt" >> "$run.yaml"
     local args=("$run.yaml" --data "$OUT/data/train_$row.zarr" -o "$run")
     [[ -n "${MAX_STEPS:-}" ]] && args+=(--max-steps "$MAX_STEPS")
     if [[ -f $run/last.pt ]]; then args+=(--resume); else args+=(--overwrite); fi
