@@ -60,9 +60,10 @@ declare -A START_FROM=([f]=e)
 train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with seed SEED)
     local net=$1 row=$2 seed=$3 run=$OUT/runs/$1_$2_s$3
     [[ -f $run.done ]] && return 0
-    sed "s/^seed: .*/seed: $seed/" "experiments/duan/$net.yaml" > "$run.yaml"
-    # the U-Net-GAN starts from the trained U-Net of the same row and seed
-    [[ $net == unet_wgan ]] && echo "init_from: $OUT/runs/unet_${row}_s$seed/best.pt" >> "$run.yaml"
+    # unet_cont: the control of a START_FROM row, the U-Net of ROW continued on ROW's data (unet.yaml)
+    sed "s/^seed: .*/seed: $seed/" "experiments/duan/${net%_cont}.yaml" > "$run.yaml"
+    # the U-Net-GAN and the control start from the trained U-Net of the same row and seed
+    [[ $net == unet_wgan || $net == unet_cont ]] && echo "init_from: $OUT/runs/unet_${row}_s$seed/best.pt" >> "$run.yaml"
     [[ $net == unet && -n ${START_FROM[$row]:-} ]] && echo "init_from: $OUT/runs/unet_${START_FROM[$row]}_s$seed/best.pt" >> "$run.yaml"
     local args=("$run.yaml" --data "$OUT/data/train_$row.zarr" -o "$run")
     [[ -n "${MAX_STEPS:-}" ]] && args+=(--max-steps "$MAX_STEPS")
@@ -80,6 +81,11 @@ for stem in $TESTS; do export_store "$stem"; done
 
 for row in $ROWS; do
     for seed in $SEEDS; do train_run unet "$row" "$seed"; done
+done
+for row in "${!START_FROM[@]}"; do  # the same number of steps from the same start without the row's data
+    if [[ " $ROWS " == *" $row "* ]]; then
+        for seed in $SEEDS; do train_run unet_cont "${START_FROM[$row]}" "$seed"; done
+    fi
 done
 if [[ " $ROWS " == *" $GAN_ROW "* ]]; then
     for seed in $GAN_SEEDS; do train_run unet_wgan "$GAN_ROW" "$seed"; done
