@@ -28,7 +28,7 @@ from ddsa_sim.geometry import CArm  # noqa: E402
 from ddsa_sim.projector import Projector, ProjectorVolume  # noqa: E402
 from ddsa_sim.volumes import Volume, ct_with_materials  # noqa: E402
 from ddsa_sim.volumes.distractors import body_mask  # noqa: E402
-from ddsa_sim.volumes.head_phantom import head_phantom, head_structures  # noqa: E402
+from ddsa_sim.volumes.head_phantom import MEAN_SKULL_MM, head_phantom, head_structures  # noqa: E402
 
 DETECTOR = 256  # pixels per side over the full 298 mm panel
 #: air spaces: name -> (mean-head point inside it, mm, scaled by the head's dimensions; published adult volume, ml)
@@ -46,7 +46,7 @@ def _neglog(ct: Volume, alpha_deg: float) -> np.ndarray:
 def morphometry(ct: Volume, seed: int) -> dict[str, float]:
     """Skull breadth, length and vault thickness (mm) and air-space volumes (ml), measured on the voxels."""
     vault = next(s for s in head_structures(seed) if s.kind == "shell")
-    scale = 2 * vault.semi_axes_mm / np.array([143.0, 182.0, 154.0])  # the builder's mean-head scaling
+    scale = 2 * vault.semi_axes_mm / MEAN_SKULL_MM  # the positions' scaling (head_phantom.MEAN_SKULL_MM)
     out = {}
     for axis, name in ((0, "breadth_mm"), (1, "length_mm")):
         direction = vault.rotation[:, axis]

@@ -30,7 +30,7 @@ from ddsa_sim import InputError
 from ddsa_sim.volumes.distractors import Structure, paint
 from ddsa_sim.volumes.volume import Volume
 
-__all__ = ["HEAD_PHANTOM", "RANGES", "SHAPE", "head_phantom", "head_phantom_seed", "head_structures"]
+__all__ = ["HEAD_PHANTOM", "MEAN_SKULL_MM", "RANGES", "SHAPE", "head_phantom", "head_phantom_seed", "head_structures"]
 
 #: Builtin name pattern: ``builtin:head-phantom-<seed>``.
 HEAD_PHANTOM = re.compile(r"^builtin:head-phantom-(\d+)$")
@@ -38,6 +38,10 @@ HEAD_PHANTOM = re.compile(r"^builtin:head-phantom-(\d+)$")
 SHAPE = (180, 240, 270)
 
 Interval = tuple[float, float]
+
+#: Skull breadth, length and height (mm) of the mean head the structures' positions are given for; a
+#: head's positions are scaled per axis by its drawn dimensions over these, its sizes by the mean ratio.
+MEAN_SKULL_MM = (143.0, 182.0, 154.0)
 
 #: Uniform ranges of the drawn parameters (adult; sources in docs/export.md): lengths in mm, HU.
 RANGES: dict[str, Interval] = {
@@ -139,8 +143,7 @@ def head_structures(seed: int) -> list[Structure]:
     rng = np.random.default_rng([seed, 0x4EAD])
     breadth, length, height = (float(rng.uniform(*RANGES[k])) for k in
                                ("skull_breadth_mm", "skull_length_mm", "skull_height_mm"))
-    # positions below are for a mean skull of 143 x 182 x 154 mm; this head's are scaled by its dimensions
-    b = _Builder(rng, np.array([breadth / 143.0, length / 182.0, height / 154.0]))
+    b = _Builder(rng, np.array([breadth, length, height]) / MEAN_SKULL_MM)
     vault = np.array([breadth, length, height]) / 2  # outer semi-axes of the cranial vault, this head's
     vault_c = (0.0, 8.0, 40.0)
     tilt = _rot_x(-12.0)  # the occiput lower than the forehead: the posterior fossa is the vault's lowest part
