@@ -3,7 +3,7 @@
 The registries hold no head CT to train on (``../shared/DESIGN.md``); a network that only ever saw a
 chest draws the edges of a skull base and the walls of air cells as vessels. ``builtin:head-phantom-<seed>``
 is a head built from published adult anatomy, one "patient" per seed: every dimension and density is
-drawn from the ranges in :data:`RANGES` (sources: ``docs/export.md``, "Procedural head phantom"). It was
+drawn from the ranges in :data:`RANGES` (sources: ``docs/export.md``, "A procedural head for training"). It was
 designed from those sources only, never from the held-out TIGRE head (:mod:`ddsa_sim.volumes.tigre_head`).
 
 Construction: soft tissue (scalp, face, neck, ears), then the cranial vault (cortical tables and diploe,
@@ -50,7 +50,7 @@ RANGES: dict[str, Interval] = {
     "skull_height_mm": (146.0, 162.0),      # twice the vault's vertical semi-axis
     "scalp_mm": (4.0, 7.0),
     "vault_thickness_mm": (4.5, 8.5),       # calvarial thickness
-    "cortical_hu": (1300.0, 1900.0),        # cortical bone (outer / inner tables, petrous apex lower)
+    "cortical_hu": (1300.0, 1900.0),        # vault tables, fossa floors, orbit and sinus walls, mandible
     "diploe_hu": (450.0, 850.0),
     "petrous_hu": (1700.0, 2300.0),         # otic capsule: the densest bone of the skull
     "brain_hu": (30.0, 40.0),
