@@ -12,8 +12,9 @@ from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
 from ddsa_sim.export.store import open_store, read_sample
 from ddsa_sim.volumes import read_ct
+from ddsa_sim.volumes.builtin import head_phantom_seed
 from ddsa_sim.volumes.distractors import body_mask
-from ddsa_sim.volumes.head_phantom import RANGES, SHAPE, head_phantom, head_phantom_seed, head_structures
+from ddsa_sim.volumes.head_phantom import RANGES, SHAPE, head_phantom, head_structures
 from ddsa_sim.volumes.readers import peek_voxels
 
 SEED = 2

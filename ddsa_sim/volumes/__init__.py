@@ -1,6 +1,5 @@
-"""CT volumes: readers, the Volume type, procedural heads, HU -> density and materials, virtual non-contrast."""
+"""CT volumes: readers, the Volume type, HU -> density and materials, virtual non-contrast."""
 
-from ddsa_sim.volumes.head_phantom import head_phantom
 from ddsa_sim.volumes.materials import (
     CT_MATERIALS,
     ct_with_materials,
@@ -15,7 +14,7 @@ from ddsa_sim.volumes.vnc import virtual_non_contrast
 from ddsa_sim.volumes.volume import Volume
 
 __all__ = [
-    "CT_MATERIALS", "Volume", "check_ct", "ct_with_materials", "from_array", "head_phantom", "hu_to_density", "labels_in",
-    "material_labels", "read_ct", "read_dicom_series", "read_nifti", "read_volume", "segment_by_threshold", "segment_with_labels",
+    "CT_MATERIALS", "Volume", "check_ct", "ct_with_materials", "from_array", "hu_to_density", "labels_in", "material_labels",
+    "read_ct", "read_dicom_series", "read_nifti", "read_volume", "segment_by_threshold", "segment_with_labels",
     "virtual_non_contrast",
 ]

