@@ -36,11 +36,12 @@ AIR_SPACES = {"maxillary R": ((-28, -60, -24), "about 10-25 ml"), "maxillary L":
               "sphenoid": ((0, -14, 0), "about 3-15 ml"), "frontal": ((-9, -76, 38), "0 (absent) to about 10 ml")}
 
 
-def _neglog(ct: Volume, alpha_deg: float) -> np.ndarray:
+def _neglog_views(ct: Volume, alphas_deg: tuple[float, ...]) -> list[np.ndarray]:
+    """-ln images at the given C-arm angles (beta 0), isocentre at the volume centre; one projector for all."""
     carm = CArm(isocenter_mm=tuple(float(x) for x in ct.center_mm), sensor_height=DETECTOR, sensor_width=DETECTOR,
                 pixel_mm=1536 * 0.194 / DETECTOR)
     proj = Projector([ProjectorVolume.from_ct(ct_with_materials(ct))], spectrum="90KV_AL40")
-    return proj.render(carm.at(alpha_deg=alpha_deg, beta_deg=0.0)).neglog["image"]
+    return [proj.render(carm.at(alpha_deg=a, beta_deg=0.0)).neglog["image"] for a in alphas_deg]
 
 
 def morphometry(ct: Volume, seed: int) -> dict[str, float]:
@@ -88,8 +89,8 @@ def main() -> None:
         for c, (img, title, origin) in enumerate(panels):
             axes[r, c].imshow(img, cmap="gray", vmin=-1000, vmax=2000, origin=origin)
             axes[r, c].set_title(f"head {seed}: {title} (HU -1000..2000)", fontsize=8)
-        for c, (alpha, title) in enumerate(((0.0, "AP"), (90.0, "lateral")), start=3):
-            axes[r, c].imshow(_neglog(ct, alpha), cmap="gray")
+        for c, (image, title) in enumerate(zip(_neglog_views(ct, (0.0, 90.0)), ("AP", "lateral")), start=3):
+            axes[r, c].imshow(image, cmap="gray")
             axes[r, c].set_title(f"head {seed}: {title} projection, -ln(I/I0), 90 kVp", fontsize=8)
         axes[r, 0].set_ylabel(f"breadth {2 * vault.semi_axes_mm[0]:.0f} mm, vault {vault.thickness_mm:.1f} mm", fontsize=8)
         for ax in axes[r]:

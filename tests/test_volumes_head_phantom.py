@@ -27,8 +27,9 @@ def head():
 
 def _vault(seed: int):
     """The outer cortical shell (the vault), the diploe shell and the brain: the first shells of the list."""
-    shells = [s for s in head_structures(seed) if s.kind == "shell"]
-    brain = next(s for s in head_structures(seed) if s.kind == "ellipsoid" and np.allclose(
+    structures = head_structures(seed)
+    shells = [s for s in structures if s.kind == "shell"]
+    brain = next(s for s in structures if s.kind == "ellipsoid" and np.allclose(
         s.semi_axes_mm, shells[0].semi_axes_mm - shells[0].thickness_mm))
     return shells[0], shells[1], brain
 
