@@ -12,7 +12,7 @@
 #
 #   bash experiments/duan_ablation.sh [OUT_DIR]          # default OUT_DIR=out/duan
 #
-# Environment: ROWS (default "a b c d e f g h"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
+# Environment: ROWS (default "a b c d e f g h i"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
 # seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), TESTS (test-set stems, default all), WORKERS (export
 # processes, default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
 # ROWS=a SEEDS=0 GAN_SEEDS= TESTS=test_common MAX_STEPS=5 bash experiments/duan_ablation.sh /tmp/duan_smoke).
@@ -23,7 +23,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 OUT=${1:-out/duan}
-ROWS=${ROWS:-a b c d e f g h}
+ROWS=${ROWS:-a b c d e f g h i}
 SEEDS=${SEEDS:-0 1 2}
 GAN_SEEDS=${GAN_SEEDS-0 1 2}
 GAN_ROW=${GAN_ROW:-f}
@@ -55,7 +55,7 @@ export_store() {  # export_store STEM: experiments/duan/STEM.yaml -> $OUT/data/S
 
 # rows whose U-Net starts from another row's trained U-Net of the same seed (row f: from scratch, two of two
 # seeds stayed at the all-zero image for 2000 steps; docs/results.md)
-declare -A START_FROM=([f]=e)
+declare -A START_FROM=([f]=e [i]=e)
 
 train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with seed SEED)
     local net=$1 row=$2 seed=$3 run=$OUT/runs/$1_$2_s$3

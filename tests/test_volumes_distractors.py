@@ -10,11 +10,19 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
-from ddsa_sim.export.config import Range, config_from_dict
+from ddsa_sim.export.config import FOAM_FIELDS, Range, config_from_dict
 from ddsa_sim.export.plan import draw_count, plan_dataset, plan_fingerprint
 from ddsa_sim.volumes import Volume, ct_with_materials
 from ddsa_sim.volumes.augment import PseudoPatient, pseudo_patient
-from ddsa_sim.volumes.distractors import Distractors, Structure, add_distractors, body_mask, draw_structures, occupancy
+from ddsa_sim.volumes.distractors import (
+    MAX_FOAM_CELLS,
+    Distractors,
+    Structure,
+    add_distractors,
+    body_mask,
+    draw_structures,
+    occupancy,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_export_plan import base_config_dict  # noqa: E402
@@ -65,6 +73,47 @@ def test_a_plane_through_the_centre_halves_the_shell():
     n = np.array([1.0, 2.0, -0.5]) / np.linalg.norm([1.0, 2.0, -0.5])
     half = occupancy(Structure("shell", ct.center_mm, ROT, a, 1000.0, 5.0, np.append(n, 0.0)), ct)[1].sum()
     assert half == pytest.approx(full / 2, rel=1e-9)
+
+
+@pytest.mark.parametrize("septum_mm", [0.0, 0.3, 0.8, 2.0])
+def test_foam_septum_volume_is_the_analytic_disc(septum_mm):
+    """Two seeds on a line through a sphere's centre: one septum, the disc of radius R and thickness t
+    (pi R^2 t) through the centre, however thin against the voxels (the slab's two ramps integrate to t)."""
+    ct, r = flat_ct(), 25.0
+    seeds = ROT.T @ np.array([[5.0, 0, 0], [-5.0, 0, 0]]).T
+    full = occupancy(Structure("ellipsoid", ct.center_mm, ROT, np.full(3, r), 1000.0), ct)[1].sum()
+    foam = occupancy(Structure("foam", ct.center_mm, ROT, np.full(3, r), -1000.0, septum_mm, seeds_mm=seeds.T), ct)
+    septa_mm3 = (full - foam[1].sum()) * VOXEL_MM3
+    assert septa_mm3 == pytest.approx(np.pi * r**2 * septum_mm, rel=0.01, abs=1.0)
+
+
+def test_foam_cells_are_air_inside_a_bone_ellipsoid():
+    """A foam distractor is a bone ellipsoid, then air cells inside it (its outer wall as thick as a
+    septum), with as many cells as cells of the drawn diameter fill it; the others draw as before."""
+    ct, _, _ = body_phantom()
+    params = Distractors(seed=3, shells=2, bones=4, cavities=2, foams=2, foam_cell_mm=(12.0, 12.0))
+    structures = draw_structures(ct, params)
+    before = draw_structures(ct, Distractors(seed=3, shells=2, bones=4, cavities=2))
+    assert len(structures) == len(before) + 4
+    for s, t in zip(structures, before):
+        assert s.kind == t.kind and np.array_equal(s.center_mm, t.center_mm) and s.hu == t.hu
+    for bone, cells in zip(structures[8::2], structures[9::2]):
+        assert bone.kind == "ellipsoid" and 800 <= bone.hu <= 1900 and cells.kind == "foam"
+        assert -1000 <= cells.hu <= -800 and 0.3 <= cells.thickness_mm <= 1.5
+        np.testing.assert_allclose(cells.semi_axes_mm, bone.semi_axes_mm - cells.thickness_mm)
+        assert np.all((cells.seeds_mm / cells.semi_axes_mm) ** 2 @ np.ones(3) <= 1)
+        expected = round(np.prod(cells.semi_axes_mm) / 6.0**3)
+        assert len(cells.seeds_mm) == int(np.clip(expected, 2, MAX_FOAM_CELLS))
+    # the seed farthest from its neighbours, well inside: its voxel lies in a cell, away from every septum
+    hu = add_distractors(ct, None, params)[0].data
+    cells = structures[9]
+    gaps = np.linalg.norm(cells.seeds_mm[:, None] - cells.seeds_mm[None], axis=2) + np.eye(len(cells.seeds_mm)) * 1e9
+    deep = np.sqrt(((cells.seeds_mm / cells.semi_axes_mm) ** 2).sum(axis=1)) < 0.6
+    k = int(np.argmax(np.where(deep, gaps.min(axis=1), 0)))
+    # its septa are gap / 2 away; voxel rounding (half a voxel diagonal, 1.4 mm) and the ramp (W / 2) inside
+    assert gaps[k].min() / 2 - cells.thickness_mm / 2 > 1.4 + W_MAX / 2
+    centre_of_a_cell = cells.center_mm + cells.rotation @ cells.seeds_mm[k]
+    assert hu[tuple(np.round(ct.world_to_voxel(centre_of_a_cell[None])[0]).astype(int))] <= -800
 
 
 def test_edge_is_at_most_about_one_voxel_wide():
@@ -182,6 +231,14 @@ def test_plan_draws_distractor_counts_per_variant_and_records_the_ranges():
     assert config.resolved()["cts"][0]["variants"]["distractors"]["bone_hu"] == 700.0
     base = plan_dataset(config_from_dict(variants_config()))
     assert [{k: v for k, v in s.ct_variant.items() if k != "distractors"} for s in specs] == [s.ct_variant for s in base]
+    assert not any(n in d for d in by_id.values() for n in FOAM_FIELDS)  # no foams: planned as before them
+    assert "foams" not in config.resolved()["cts"][0]["variants"]["distractors"]
+    foamy = config_from_dict(variants_config({"bones": 3, "foams": {"min": 1, "max": 2}, "foam_cell_mm": 5}))
+    for s in plan_dataset(foamy):
+        d = s.ct_variant["distractors"]
+        assert d["foams"] in (1, 2) and d["foam_cell_mm"] == [5.0, 5.0] and d["foam_septum_mm"] == [0.3, 1.5]
+        assert Distractors(**{n: tuple(x) if isinstance(x, list) else x for n, x in d.items()}).foams == d["foams"]
+    assert foamy.resolved()["cts"][0]["variants"]["distractors"]["foams"] == {"min": 1.0, "max": 2.0}
 
 
 def test_draw_count_is_uniform_on_the_whole_numbers():
@@ -199,6 +256,8 @@ def test_draw_count_is_uniform_on_the_whole_numbers():
     ({"edge_voxels": 0}, "cts.0.variants.distractors: edge_voxels: must be > 0"),
     ({"shell_open_fraction": 2}, "cts.0.variants.distractors: shell_open_fraction: must lie in [0, 1]"),
     ({"shell_hu": {"min": 3, "max": 1}}, "cts.0.variants.distractors.shell_hu: max (1.0) must be >= min (3.0)"),
+    ({"foams": 0.5}, "cts.0.variants.distractors: foams: must be whole numbers >= 0"),
+    ({"foam_septum_mm": {"min": 1, "max": 9}}, "foam_septum_mm: max 9.0 must be below foam_semi_axis_mm min"),
     ({"ribs": 2}, "cts.0.variants.distractors.ribs: Extra inputs are not permitted"),
 ])
 def test_bad_distractor_fields_are_one_line_errors(bad, message):

@@ -25,11 +25,11 @@ from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 from ddsa_sim.physics.collimation import LEAD_LEAKAGE, SOURCE_TO_COLLIMATOR_MM
 from ddsa_sim.volumes.distractors import Distractors
 
-__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "EXPOSURE_FIELDS", "MAX_BLADE_IMAGE_FRACTION", "NEW_AT_DEFAULT",
-           "PHYSIOLOGICAL_MOTION_FIELDS", "CTSource", "Catheter", "Collimation", "DatasetConfig", "DetectorConfig",
-           "DistractorConfig", "Dist", "Effects", "Grid", "Output", "Placement", "PoseRanges",
-           "Range", "SequenceConfig", "Split", "SpectrumRanges", "Variants", "VesselSourceConfig", "Vessels",
-           "config_from_dict", "dist_bounds", "example_config_yaml", "load_config"]
+__all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "DISTRACTOR_COUNTS", "EXPOSURE_FIELDS", "FOAM_FIELDS",
+           "MAX_BLADE_IMAGE_FRACTION", "NEW_AT_DEFAULT", "PHYSIOLOGICAL_MOTION_FIELDS", "CTSource", "Catheter",
+           "Collimation", "DatasetConfig", "DetectorConfig", "DistractorConfig", "Dist", "Effects", "Grid", "Output",
+           "Placement", "PoseRanges", "Range", "SequenceConfig", "Split", "SpectrumRanges", "Variants",
+           "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds", "example_config_yaml", "load_config"]
 
 
 class _Model(BaseModel):
@@ -68,15 +68,24 @@ def dist_bounds(d: Dist) -> tuple[float, float]:
     return float(d), float(d)
 
 
+#: The count fields of :class:`DistractorConfig`, in the order a pseudo-patient draws them.
+DISTRACTOR_COUNTS = ("shells", "bones", "cavities", "foams")
+#: Fields of :class:`DistractorConfig` added with the air-cell foams: recorded (in the config and a
+#: pseudo-patient's plan) only where foams are drawn, so stores made before them still resume.
+FOAM_FIELDS = ("foams", "foam_semi_axis_mm", "foam_cell_mm", "foam_septum_mm", "foam_hu")
+
+
 class DistractorConfig(_Model):
     """``distractors`` of ``variants``: procedural bone and air structures added to each pseudo-patient
     (:mod:`ddsa_sim.volumes.distractors`; defaults and their sources in ``docs/export.md``).
 
-    ``shells``, ``bones``, ``cavities``: how many of each per variant, drawn once per variant (a whole
-    number, ``{min, max}``: uniform on the whole numbers from min to max, or ``{grid}``). The size and HU
-    fields are uniform ranges (a number fixes them), drawn per structure: ``shell_semi_axis_mm`` (each
-    semi-axis), ``shell_thickness_mm``, ``shell_hu``; ``bone_radius_mm`` (solid ellipsoid semi-axes and
-    cylinder radii), ``bone_length_mm`` (cylinders), ``bone_hu``; ``cavity_semi_axis_mm``, ``cavity_hu``.
+    ``shells``, ``bones``, ``cavities``, ``foams``: how many of each per variant, drawn once per variant (a
+    whole number, ``{min, max}``: uniform on the whole numbers from min to max, or ``{grid}``). The size
+    and HU fields are uniform ranges (a number fixes them), drawn per structure: ``shell_semi_axis_mm``
+    (each semi-axis), ``shell_thickness_mm``, ``shell_hu``; ``bone_radius_mm`` (solid ellipsoid semi-axes
+    and cylinder radii), ``bone_length_mm`` (cylinders), ``bone_hu``; ``cavity_semi_axis_mm``,
+    ``cavity_hu`` (also a foam's cells); ``foam_semi_axis_mm``, ``foam_cell_mm`` (mean cell diameter),
+    ``foam_septum_mm``, ``foam_hu`` (the foam's bone).
     ``shell_open_fraction``: probability that a shell is cut by a random plane. ``edge_voxels``: width of
     the partial-volume edge, in voxels along the surface normal.
     """
@@ -84,6 +93,7 @@ class DistractorConfig(_Model):
     shells: Dist = Range(min=0, max=2)
     bones: Dist = Range(min=1, max=4)
     cavities: Dist = Range(min=0, max=3)
+    foams: Dist = 0
     shell_semi_axis_mm: Range | float = Range(min=20, max=90)
     shell_thickness_mm: Range | float = Range(min=2, max=10)
     shell_hu: Range | float = Range(min=800, max=1900)
@@ -93,11 +103,15 @@ class DistractorConfig(_Model):
     bone_hu: Range | float = Range(min=300, max=1500)
     cavity_semi_axis_mm: Range | float = Range(min=5, max=40)
     cavity_hu: Range | float = Range(min=-1000, max=-800)
+    foam_semi_axis_mm: Range | float = Range(min=8, max=30)
+    foam_cell_mm: Range | float = Range(min=3, max=10)
+    foam_septum_mm: Range | float = Range(min=0.3, max=1.5)
+    foam_hu: Range | float = Range(min=800, max=1900)
     edge_voxels: float = 1.0
 
     @model_validator(mode="after")
     def _valid(self) -> DistractorConfig:
-        for name in ("shells", "bones", "cavities"):
+        for name in DISTRACTOR_COUNTS:
             d = getattr(self, name)
             values = d.grid if isinstance(d, Grid) else dist_bounds(d)
             if any(v < 0 or v != int(v) for v in values):
@@ -111,7 +125,7 @@ class DistractorConfig(_Model):
     def ranges(self) -> dict[str, Any]:
         """The size, HU and edge fields as :class:`ddsa_sim.volumes.distractors.Distractors` takes them:
         each range as ``(min, max)``."""
-        fixed = ("shells", "bones", "cavities", "shell_open_fraction", "edge_voxels")
+        fixed = (*DISTRACTOR_COUNTS, "shell_open_fraction", "edge_voxels")
         out = {n: dist_bounds(getattr(self, n)) for n in type(self).model_fields if n not in fixed}
         return {**out, "shell_open_fraction": self.shell_open_fraction, "edge_voxels": self.edge_voxels}
 
@@ -615,7 +629,8 @@ class DatasetConfig(_Model):
 
     def resolved(self) -> dict[str, Any]:
         """The config as a JSON-compatible dict (what the store records); a CT source without
-        ``variants`` (or a variants block without ``distractors``), a vessel source's ``cts`` and
+        ``variants`` (or a variants block without ``distractors``, or distractors without foams: the
+        :data:`FOAM_FIELDS`), a vessel source's ``cts`` and
         ``catheter`` and the fields of :data:`NEW_AT_DEFAULT` at their default are recorded as before
         those fields existed, so stores made then still resume."""
         d = json.loads(self.model_dump_json())
@@ -624,6 +639,9 @@ class DatasetConfig(_Model):
                 del ct["variants"]
             elif ct["variants"]["distractors"] is None:
                 del ct["variants"]["distractors"]
+            elif ct["variants"]["distractors"]["foams"] == 0:
+                for name in FOAM_FIELDS:
+                    del ct["variants"]["distractors"][name]
         for source in d["vessels"]["sources"]:
             for name, default in (("cts", None), ("catheter", True)):
                 if source[name] == default:

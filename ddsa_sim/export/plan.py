@@ -18,7 +18,8 @@ Determinism rules
   the source ids). Variant ``k`` draws its parameters from
   ``SeedSequence([seed, VARIANT_TAG, crc32(ct_id), k])`` (scale x, y, z, rotation x, y, z, deformation,
   HU scale, HU offset, field of view, in that order; the field's seed is the sequence's first uint64).
-  With ``distractors``, its counts (shells, bones, cavities, in that order) and the seed of its
+  With ``distractors``, its counts (shells, bones, cavities, foams, in that order; the foam fields are
+  left out where it draws none) and the seed of its
   structures (the first uint64) come from ``SeedSequence([seed, DISTRACTOR_TAG, crc32(ct_id), k])``;
   a variant without them plans as before.
 """
@@ -38,7 +39,9 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import (
+    DISTRACTOR_COUNTS,
     EXPOSURE_FIELDS,
+    FOAM_FIELDS,
     PHYSIOLOGICAL_MOTION_FIELDS,
     DatasetConfig,
     Dist,
@@ -301,9 +304,11 @@ def draw_distractors(d: DistractorConfig, ct_id: str, k: int, seed: int) -> dict
     :class:`ddsa_sim.volumes.distractors.Distractors` (module doc for the draw)."""
     ss = np.random.SeedSequence([seed, DISTRACTOR_TAG, zlib.crc32(ct_id.encode()), k])
     rng = np.random.default_rng(ss)
-    counts = {name: draw_count(getattr(d, name), rng) for name in ("shells", "bones", "cavities")}
-    return {"seed": int(ss.generate_state(1, dtype=np.uint64)[0]), **counts,
-            **{n: list(v) if isinstance(v, tuple) else v for n, v in d.ranges().items()}}
+    counts = {name: draw_count(getattr(d, name), rng) for name in DISTRACTOR_COUNTS}
+    out = {"seed": int(ss.generate_state(1, dtype=np.uint64)[0]), **counts,
+           **{n: list(v) if isinstance(v, tuple) else v for n, v in d.ranges().items()}}
+    # a pseudo-patient without foams plans as before they existed (its store resumes)
+    return out if counts["foams"] else {n: v for n, v in out.items() if n not in FOAM_FIELDS}
 
 
 def resolve_ct_entries(config: DatasetConfig) -> list[CTEntry]:

@@ -9,7 +9,10 @@ background. Each structure is defined in world mm by an implicit surface:
   semi-axes ``a`` and outside the one of semi-axes ``a - t`` (thickness ``t``), optionally cut by a
   half-space (an open shell, a plate);
 * ``ellipsoid``: a solid ellipsoid (a vertebral body, a bone end; with air HU: a sinus or gas cavity);
-* ``cylinder``: a solid finite cylinder of radius ``r`` and length ``L`` (a long bone, a rib segment).
+* ``cylinder``: a solid finite cylinder of radius ``r`` and length ``L`` (a long bone, a rib segment);
+* ``foam``: the air cells of a pneumatised bone (ethmoid labyrinth, mastoid): the ellipsoid of semi-axes
+  ``a`` cut into the Voronoi cells of ``seeds``, with septa of thickness ``t`` centred on the cells'
+  boundaries left of what lies beneath (a foam of air painted into bone leaves bony septa).
 
 Partial volume: the occupancy of a voxel is ``clip(1/2 - d / W, 0, 1)``, with ``d`` the signed distance
 to the surface (first-order: ``(g - 1) / |grad g|`` for an ellipsoid's ``g = |y / a|``, exact for planes
@@ -17,7 +20,9 @@ and the cylinder's sides) and ``W = |M^T n|`` the width of a voxel along the sur
 affine's 3 x 3 part: a linear ramp of that width has the variance of the voxel's box response along
 ``n``) times ``edge_voxels``. The ramp is symmetric about the surface, so the occupancies sum to the
 analytic volume to first order. A shell's occupancy is ``w_outer (1 - w_inner) w_plane``; a cylinder's
-``w_side w_ends``.
+``w_side w_ends``; a foam's ``w_ellipsoid (1 - w_septum)``, where a septum is the slab ``|u| <= t / 2``
+about the bisector plane of the nearest two seeds (``u`` the signed distance to it) and its occupancy the
+difference of the two half-spaces' ramps, which integrates to ``t`` across the septum however thin it is.
 
 Composition, structure by structure: ``HU <- HU + b w (HU_s - HU)``, ``b`` the body mask of the
 variant before any structure (voxels above :data:`BODY_MIN_HU`, holes filled in each axial slice so the
@@ -35,18 +40,21 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
 from ddsa_sim.volumes.volume import Volume
 
-__all__ = ["BODY_MIN_HU", "SOFT_TISSUE_HU", "Distractors", "Structure", "add_distractors", "body_mask",
+__all__ = ["BODY_MIN_HU", "MAX_FOAM_CELLS", "SOFT_TISSUE_HU", "Distractors", "Structure", "add_distractors", "body_mask",
            "draw_structures", "occupancy", "paint"]
 
 #: Voxels above this HU are body (the variant's air outside the patient is at about -1000 HU).
 BODY_MIN_HU = -500.0
 #: HU range of the soft tissue an air cavity is centred in.
 SOFT_TISSUE_HU = (-200.0, 200.0)
+#: Most air cells of one foam distractor (a 30 mm foam of 3 mm cells would have 8000).
+MAX_FOAM_CELLS = 2000
 
 Interval = tuple[float, float]
 
@@ -60,8 +68,9 @@ class Distractors:
     ----------
     seed : int
         Seed of the draw (centres, orientations, sizes, HU).
-    shells, bones, cavities : int
-        Number of bone shells, solid bones (ellipsoid or cylinder, equally likely) and air cavities.
+    shells, bones, cavities, foams : int
+        Number of bone shells, solid bones (ellipsoid or cylinder, equally likely), air cavities and
+        air-cell foams (a bone ellipsoid honeycombed by air cells).
     shell_semi_axis_mm, shell_thickness_mm, shell_hu : (float, float)
         Semi-axes (each drawn), wall thickness (mm) and HU of the shells.
     shell_open_fraction : float
@@ -69,7 +78,9 @@ class Distractors:
     bone_radius_mm, bone_length_mm, bone_hu : (float, float)
         Semi-axes of solid ellipsoids and radius of cylinders (mm), cylinder length (mm), bone HU.
     cavity_semi_axis_mm, cavity_hu : (float, float)
-        Semi-axes (mm) and HU of the air cavities.
+        Semi-axes (mm) and HU of the air cavities (and of a foam's cells).
+    foam_semi_axis_mm, foam_cell_mm, foam_septum_mm, foam_hu : (float, float)
+        A foam's semi-axes, mean cell diameter, septum (and outer wall) thickness (mm) and bone HU.
     edge_voxels : float
         Width of the partial-volume edge in voxels along the surface normal (module docstring).
     """
@@ -78,6 +89,7 @@ class Distractors:
     shells: int = 0
     bones: int = 0
     cavities: int = 0
+    foams: int = 0
     shell_semi_axis_mm: Interval = (20.0, 90.0)
     shell_thickness_mm: Interval = (2.0, 10.0)
     shell_hu: Interval = (800.0, 1900.0)
@@ -87,14 +99,19 @@ class Distractors:
     bone_hu: Interval = (300.0, 1500.0)
     cavity_semi_axis_mm: Interval = (5.0, 40.0)
     cavity_hu: Interval = (-1000.0, -800.0)
+    foam_semi_axis_mm: Interval = (8.0, 30.0)
+    foam_cell_mm: Interval = (3.0, 10.0)
+    foam_septum_mm: Interval = (0.3, 1.5)
+    foam_hu: Interval = (800.0, 1900.0)
     edge_voxels: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("shells", "bones", "cavities"):
+        for name in ("shells", "bones", "cavities", "foams"):
             if getattr(self, name) < 0:
                 raise InputError(f"distractors.{name}: must be >= 0, got {getattr(self, name)}")
         for name in ("shell_semi_axis_mm", "shell_thickness_mm", "bone_radius_mm", "bone_length_mm",
-                     "cavity_semi_axis_mm", "shell_hu", "bone_hu", "cavity_hu"):
+                     "cavity_semi_axis_mm", "foam_semi_axis_mm", "foam_cell_mm", "foam_septum_mm", "shell_hu",
+                     "bone_hu", "cavity_hu", "foam_hu"):
             lo, hi = getattr(self, name)
             if hi < lo or (name.endswith("_mm") and lo <= 0):
                 raise InputError(f"distractors.{name}: need min <= max{' and min > 0' * name.endswith('_mm')}, "
@@ -102,6 +119,9 @@ class Distractors:
         if self.shell_thickness_mm[1] >= self.shell_semi_axis_mm[0]:
             raise InputError(f"distractors.shell_thickness_mm: max {self.shell_thickness_mm[1]} must be below "
                              f"shell_semi_axis_mm min {self.shell_semi_axis_mm[0]} (the shell needs a cavity)")
+        if self.foam_septum_mm[1] >= self.foam_semi_axis_mm[0]:
+            raise InputError(f"distractors.foam_septum_mm: max {self.foam_septum_mm[1]} must be below "
+                             f"foam_semi_axis_mm min {self.foam_semi_axis_mm[0]} (the foam needs cells)")
         if not 0 <= self.shell_open_fraction <= 1:
             raise InputError(f"distractors.shell_open_fraction: must lie in [0, 1], got {self.shell_open_fraction}")
         if not self.edge_voxels > 0:
@@ -114,7 +134,7 @@ class Structure:
 
     Attributes
     ----------
-    kind : {"shell", "ellipsoid", "cylinder"}
+    kind : {"shell", "ellipsoid", "cylinder", "foam"}
     center_mm : (3,) float
         World centre, mm.
     rotation : (3, 3) float
@@ -124,9 +144,11 @@ class Structure:
     hu : float
         HU of the structure.
     thickness_mm : float
-        Shell wall thickness, mm (shells only).
+        Shell wall or foam septum thickness, mm (shells and foams only).
     clip : (4,) float or None
         A shell's half-space ``n . y <= h`` in local coordinates ``y``: ``(n_x, n_y, n_z, h)``, ``n`` unit.
+    seeds_mm : (n, 3) float or None
+        A foam's cell seeds in local coordinates, mm (foams only).
     """
 
     kind: str
@@ -136,6 +158,7 @@ class Structure:
     hu: float
     thickness_mm: float = 0.0
     clip: np.ndarray | None = None
+    seeds_mm: np.ndarray | None = None
 
     def half_extent_mm(self) -> np.ndarray:
         """Half extent (3,) along each world axis of the box holding the structure."""
@@ -163,6 +186,22 @@ def _ellipsoid_occupancy(y: np.ndarray, axes: np.ndarray, rotation: np.ndarray, 
     d = (g - 1.0) * g / norm
     n_world = np.tensordot(rotation, grad / norm, axes=1)  # unit normal, world
     return _ramp(d, _normal_width(n_world, m_edge))
+
+
+def _septum_occupancy(y: np.ndarray, s: Structure, m_edge: np.ndarray) -> np.ndarray:
+    """Occupancy of a foam's septa at local points ``y`` (3, ...): slabs of thickness ``s.thickness_mm``
+    centred on the bisector plane of each point's nearest two seeds (module docstring)."""
+    seeds = np.asarray(s.seeds_mm, float).reshape(-1, 3)
+    if len(seeds) < 2:
+        return np.zeros(y.shape[1:])
+    points = y.reshape(3, -1).T
+    dist, idx = cKDTree(seeds).query(points, k=2)
+    gap = seeds[idx[:, 1]] - seeds[idx[:, 0]]
+    length = np.maximum(np.linalg.norm(gap, axis=1), 1e-12)
+    u = (dist[:, 1] ** 2 - dist[:, 0] ** 2) / (2 * length)  # distance to the bisector plane, >= 0
+    width = _normal_width(s.rotation @ (gap / length[:, None]).T, m_edge)
+    half = s.thickness_mm / 2
+    return (_ramp(u - half, width) - _ramp(u + half, width)).reshape(y.shape[1:])
 
 
 def occupancy(structure: Structure, ct: Volume, edge_voxels: float = 1.0
@@ -218,6 +257,8 @@ def _local_occupancy(s: Structure, y: np.ndarray, m_edge: np.ndarray) -> np.ndar
         radial = np.stack([y[0], y[1], np.zeros_like(y[0])]) / np.maximum(rho, 1e-12)
         w_side = _ramp(rho - axes[0], _normal_width(np.tensordot(r, radial, axes=1), m_edge))
         return w_side * _ramp(np.abs(y[2]) - axes[2], np.linalg.norm(m_edge.T @ r[:, 2]))
+    if s.kind == "foam":
+        return _ellipsoid_occupancy(y, axes, r, m_edge) * (1.0 - _septum_occupancy(y, s, m_edge))
     raise InputError(f"distractors: unknown structure kind {s.kind!r}")
 
 
@@ -246,9 +287,11 @@ def _centre(rng: np.random.Generator, ct: Volume, candidates: np.ndarray) -> np.
 def draw_structures(ct: Volume, params: Distractors, body: np.ndarray | None = None) -> list[Structure]:
     """The structures of ``params`` for ``ct`` (HU), a pure function of ``params.seed`` and the CT.
 
-    Shells, then bones, then cavities; each draws its centre, its orientation (uniform on SO(3)) and its
-    sizes and HU from the ranges. Without body voxels (or soft-tissue voxels, for cavities) a kind
-    gets no structure.
+    Shells, then bones, then cavities, then foams; each draws its centre, its orientation (uniform on
+    SO(3)) and its sizes and HU from the ranges. Without body voxels (or soft-tissue voxels, for
+    cavities) a kind gets no structure. A foam is two structures: a bone ellipsoid, then a ``foam`` of
+    air cells inside it, smaller by the septum thickness (its outer wall), with as many cells as cells
+    of the drawn mean diameter fill it (at least 2, at most :data:`MAX_FOAM_CELLS`), seeds uniform in it.
     """
     rng = np.random.default_rng(params.seed)
     body = body_mask(ct) if body is None else body
@@ -279,6 +322,17 @@ def draw_structures(ct: Volume, params: Distractors, body: np.ndarray | None = N
         centre, rot = _centre(rng, ct, soft), Rotation.random(random_state=rng).as_matrix()
         axes = np.asarray(_uniform(rng, params.cavity_semi_axis_mm, 3))
         out.append(Structure("ellipsoid", centre, rot, axes, float(_uniform(rng, params.cavity_hu))))
+    for _ in range(params.foams if inside.size else 0):
+        centre, rot = _centre(rng, ct, inside), Rotation.random(random_state=rng).as_matrix()
+        axes = np.asarray(_uniform(rng, params.foam_semi_axis_mm, 3))
+        cell, septum = float(_uniform(rng, params.foam_cell_mm)), float(_uniform(rng, params.foam_septum_mm))
+        out.append(Structure("ellipsoid", centre, rot, axes, float(_uniform(rng, params.foam_hu))))
+        inner = axes - septum
+        n = int(np.clip(round(float(np.prod(inner)) / (cell / 2) ** 3), 2, MAX_FOAM_CELLS))
+        u = rng.standard_normal((n, 3))
+        u *= rng.uniform(size=(n, 1)) ** (1 / 3) / np.linalg.norm(u, axis=1, keepdims=True)
+        out.append(Structure("foam", centre, rot, inner, float(_uniform(rng, params.cavity_hu)), septum,
+                             seeds_mm=u * inner))
     return out
 
 

@@ -59,12 +59,23 @@ RANGES: dict[str, Interval] = {
     "sinus_scale": (0.65, 1.3),             # pneumatisation of each sinus, drawn per sinus
     "ethmoid_cells": (8.0, 18.0),           # air cells per ethmoid labyrinth (each side)
     "mastoid_cells": (0.0, 25.0),           # mastoid air cells per side
+    "mastoid_pneumatisation": (0.5, 0.9),   # pneumatised part of the mastoid process (semi-axes ratio)
+    "sphenoid_cells": (1.0, 4.0),           # sphenoid sinus compartments (intersinus and accessory septa)
+    "septum_mm": (0.3, 1.0),                # bony septa between air cells
+    "diploic_channels": (2.0, 7.0),         # diploic venous channels per head
+    "diploic_radius_mm": (0.5, 1.5),
+    "channel_length_mm": (30.0, 100.0),
+    "meningeal_groove_radius_mm": (0.6, 1.2),  # groove of the middle meningeal artery on the inner table
+    "styloid_length_mm": (20.0, 35.0),
+    "calcification_hu": (300.0, 1200.0),    # calcified carotid-siphon wall
 }
 #: Probabilities of structures not every adult has.
 P_FRONTAL_SINUS = 0.9
 P_PINEAL_CALCIFIED = 0.6
 P_PLEXUS_CALCIFIED = 0.5
 P_TOOTH = 0.85
+P_MAXILLARY_SEPTUM = 0.3
+P_SIPHON_CALCIFIED = 0.6
 
 
 def _rot_z_to(direction: np.ndarray) -> np.ndarray:
@@ -114,18 +125,47 @@ class _Builder:
                                   self._axes(axes, exact), hu, thickness,
                                   None if clip is None else np.asarray(clip, float)))
 
-    def cylinder(self, p0, p1, radius: float, hu: float) -> None:
-        a, b = np.asarray(p0, float) * self.scale, np.asarray(p1, float) * self.scale
+    def cylinder(self, p0, p1, radius: float, hu: float, exact: bool = False) -> None:
+        """A cylinder from ``p0`` to ``p1`` (mean-head points, scaled; this head's points if ``exact``)."""
+        scale = 1.0 if exact else self.scale
+        a, b = np.asarray(p0, float) * scale, np.asarray(p1, float) * scale
         self.out.append(Structure("cylinder", (a + b) / 2, _rot_z_to(b - a),
                                   np.array([radius, radius, np.linalg.norm(b - a) / 2]), hu))
 
-    def cells(self, centre, axes, count: int, radius_mm: Interval, hu: float) -> None:
-        """``count`` small air cells with centres uniform in the ellipsoid (``centre``, 0.8 ``axes``)."""
-        c, a = np.asarray(centre, float), np.asarray(axes, float)
-        for _ in range(count):
-            u = self.rng.standard_normal(3)
-            u *= self.rng.uniform() ** (1 / 3) / np.linalg.norm(u)
-            self.ellipsoid(c + 0.8 * a * u, self.rng.uniform(*radius_mm, 3), hu)
+    def tube(self, points: np.ndarray, radius: float, hu: float) -> None:
+        """A tube through this head's ``points`` (n, 3) mm: one cylinder per segment, each lengthened by
+        ``radius`` at both ends so that bends leave no gap."""
+        for a, b in zip(points[:-1], points[1:]):
+            along = (b - a) / np.linalg.norm(b - a) * radius
+            self.cylinder(a - along, b + along, radius, hu, exact=True)
+
+    def foam(self, centre, axes, count: int, hu: float, jitter_mm: float = 0.0) -> None:
+        """Air cells (``hu``) of a pneumatised bone: the ellipsoid (``centre``, ``axes``) cut into ``count``
+        Voronoi cells about seeds uniform in it, with bony septa of a drawn thickness between them."""
+        a = self._axes(axes, exact=False)
+        u = self.rng.standard_normal((count, 3))
+        u *= (self.rng.uniform(size=(count, 1)) ** (1 / 3)) / np.linalg.norm(u, axis=1, keepdims=True)
+        self.out.append(Structure("foam", self._at(centre, jitter_mm), np.eye(3), a, hu,
+                                  self.draw("septum_mm"), seeds_mm=u * a))
+
+
+def _surface_path(rng: np.random.Generator, start: np.ndarray, heading: np.ndarray, length_mm: float,
+                  radius_mm: float, turn_deg: float, step_mm: float = 3.0) -> np.ndarray:
+    """Unit vectors (n, 3) of a smooth random walk on the unit sphere: ``length_mm / step_mm`` steps of
+    ``step_mm`` on a sphere of ``radius_mm``, the heading turned by N(0, ``turn_deg``) at each step."""
+    u = np.asarray(start, float) / np.linalg.norm(start)
+    h = np.asarray(heading, float) - np.dot(heading, u) * u
+    h /= np.linalg.norm(h)
+    out = [u]
+    for _ in range(max(int(length_mm / step_mm), 1)):
+        u = u + step_mm / radius_mm * h
+        u /= np.linalg.norm(u)
+        h = h - np.dot(h, u) * u
+        h /= np.linalg.norm(h)
+        turn = np.radians(rng.normal(0.0, turn_deg))
+        h = np.cos(turn) * h + np.sin(turn) * np.cross(u, h)
+        out.append(u)
+    return np.array(out)
 
 
 def head_structures(seed: int) -> list[Structure]:
@@ -151,7 +191,8 @@ def head_structures(seed: int) -> list[Structure]:
     # cranial vault: cortical tables with diploe between, brain, ventricles, calcifications
     b.shell(vault_c, vault, t, cort, rot=tilt, exact=True)
     b.shell(vault_c, vault - 1.5, t - 3.0, b.draw("diploe_hu"), rot=tilt, exact=True)   # 1.5 mm tables
-    b.ellipsoid(vault_c, vault - t, b.draw("brain_hu"), rot=tilt, exact=True)
+    brain = b.draw("brain_hu")
+    b.ellipsoid(vault_c, vault - t, brain, rot=tilt, exact=True)
     csf, v = b.draw("csf_hu"), b.draw("ventricle_scale")
     for side in (-1, 1):
         b.ellipsoid((side * 11, 8, 48), (5 * v, 28 * (0.8 + 0.2 * v), 9 * v), csf, rot=_rot_z(side * 8))
@@ -161,43 +202,95 @@ def head_structures(seed: int) -> list[Structure]:
         if rng.random() < P_PLEXUS_CALCIFIED:
             b.ellipsoid((side * 16, 30, 42), rng.uniform(1.5, 3.5, 3), rng.uniform(150, 600), jitter_mm=2)
 
+    # diploic venous channels winding through the diploe; the middle meningeal artery's grooves in the
+    # inner table, from the temporal squama upwards (anterior and posterior branch)
+    centre = np.asarray(vault_c) * b.scale
+
+    def on_vault(path: np.ndarray, depth_mm: float) -> np.ndarray:
+        return centre + (tilt @ ((vault - depth_mm)[:, None] * path.T)).T
+
+    for _ in range(int(b.draw("diploic_channels"))):
+        start = rng.standard_normal(3)
+        start[2] = abs(start[2])
+        path = _surface_path(rng, start, rng.standard_normal(3), b.draw("channel_length_mm"), vault.mean(), 15.0)
+        b.tube(on_vault(path, t / 2), min(b.draw("diploic_radius_mm"), 0.45 * (t - 3.0)), soft)
+    groove = b.draw("meningeal_groove_radius_mm")
+    for side in (-1, 1):
+        for heading in ((0.0, -0.6, 1.0), (0.0, 0.8, 0.6)):
+            path = _surface_path(rng, np.array([side, 0.15, -0.35]), np.array(heading),
+                                 b.draw("channel_length_mm"), vault.mean(), 12.0)
+            b.tube(on_vault(path, t), groove, brain)
+
     # skull base: fossa floors, petrous pyramids (with mastoid air cells), clivus and sphenoid sinus
     b.ellipsoid((0, -50, 14), (34, 30, 2.5), cort, rot=_rot_x(-8), jitter_mm=2)        # anterior fossa floor
     for side in (-1, 1):
         b.ellipsoid((side * 30, -18, 10), (24, 4, 6), cort, rot=_rot_z(side * -25), jitter_mm=2)  # sphenoid wings
         b.ellipsoid((side * 38, 0, -6), (22, 26, 3), cort, rot=_rot_x(10), jitter_mm=2)  # middle fossa floor
         b.ellipsoid((side * 52, 28, -14), (12, 14, 16), b.draw("diploe_hu"), jitter_mm=2)  # mastoid process
-        b.cells((side * 52, 28, -14), (12, 14, 16), int(b.draw("mastoid_cells")), (1.5, 4.0), air)
+        cells, pneumatised = int(b.draw("mastoid_cells")), b.draw("mastoid_pneumatisation")
+        if cells:
+            b.foam((side * 52, 28, -14), np.array([12, 14, 16]) * pneumatised, cells, air)
         b.ellipsoid((side * 30, 14, -6), (31, 9, 10), b.draw("petrous_hu"), rot=_rot_z(side * 45), jitter_mm=2)
         b.cylinder((side * 72, 14, -10), (side * 50, 14, -8), 3.5, air)               # external ear canal
     b.ellipsoid((0, 6, -16), (14, 22, 17), b.draw("diploe_hu"), rot=_rot_x(-40), jitter_mm=2)  # clivus
     s = b.draw("sinus_scale")
-    b.ellipsoid((0, -14, 0), (11 * s, 11 * s, 10 * s), air, jitter_mm=2)                # sphenoid sinus
+    b.foam((0, -14, 0), (11 * s, 11 * s, 10 * s), int(b.draw("sphenoid_cells")), air, jitter_mm=2)  # sphenoid sinus
 
     # orbits: bony wall open to the front, fat, globe
     for side in (-1, 1):
         b.shell((side * 33, -63, 8), (19, 24, 19), 2.0, cort, rot=_rot_z(side * -10), clip=(0, -1, 0, 14))
         b.ellipsoid((side * 33, -63, 8), (17, 22, 17), fat, rot=_rot_z(side * -10))
         b.ellipsoid((side * 33, -78, 8), (12, 12, 12), soft - 25.0)
-    # ethmoid labyrinth: a bone block between the orbits, honeycombed by air cells
+    # ethmoid labyrinth: a bone block between the orbits, each side a honeycomb of air cells
     b.ellipsoid((0, -60, 4), (12, 22, 14), cort * 0.6)
     for side in (-1, 1):
-        b.cells((side * 6, -60, 4), (6, 22, 14), int(b.draw("ethmoid_cells")), (2.0, 5.0), air)
+        b.foam((side * 6.5, -60, 4), (5, 18, 11), int(b.draw("ethmoid_cells")), air)
     # nasal cavity (either side of the septum) and nasopharynx
     for side in (-1, 1):
         b.ellipsoid((side * 7, -66, -22), (5, 30, 18), air)
     b.ellipsoid((0, -30, -28), (12, 12, 10), air)
+    # bony nasal septum; middle and inferior conchae: mucosa over a scroll of thin bone open laterally
+    b.ellipsoid((0, -60, -20), (0.9, 24, 14), cort * 0.8)
+    for side in (-1, 1):
+        for z, length in ((-14, 18), (-30, 22)):
+            b.ellipsoid((side * 8.5, -64, z), (3.0, length, 4.5), soft)
+            b.shell((side * 8.5, -64, z), (2.2, length - 2, 3.5), 0.8, cort * 0.7,
+                    clip=(side * 0.7071, 0, -0.7071, 0.0))
     # maxillary sinuses in their bony walls; frontal sinus in a thickened frontal bone
     for side in (-1, 1):
         s = b.draw("sinus_scale")
         axes = np.array([13, 17, 16]) * s
         b.shell((side * 28, -60, -24), axes + 2.0, 2.0, cort)
-        b.ellipsoid((side * 28, -60, -24), axes, air)
+        if rng.random() < P_MAXILLARY_SEPTUM:
+            b.foam((side * 28, -60, -24), axes, 2, air)
+        else:
+            b.ellipsoid((side * 28, -60, -24), axes, air)
     b.ellipsoid((0, -76, 36), (28, 9, 18), cort)
     if rng.random() < P_FRONTAL_SINUS:
         s = b.draw("sinus_scale")
         for side in (-1, 1):
             b.ellipsoid((side * 9, -76, 38), (9 * s, 5, 11 * s), air, jitter_mm=1)
+    # styloid processes: thin tapering bone from under the ear, anteromedially down
+    for side in (-1, 1):
+        base = np.array([side * 40.0, 16, -22]) * b.scale
+        direction = np.array([-side * 0.25, -0.35, -0.9]) / np.linalg.norm([0.25, 0.35, 0.9])
+        half = b.draw("styloid_length_mm") / 2 * direction
+        b.cylinder(base, base + half, 2.2, cort, exact=True)
+        b.cylinder(base + half, base + 2 * half, 1.3, cort, exact=True)
+    # calcified plaques in the wall of the carotid siphon (cavernous internal carotid artery)
+    siphon = np.array([(17, 2, -10), (18, -6, -6), (17, -14, -2), (16, -16, 4), (15, -10, 8)], float)
+    for side in (-1, 1):
+        if rng.random() >= P_SIPHON_CALCIFIED:
+            continue
+        line = siphon * [side, 1, 1] * b.scale
+        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(line, axis=0), axis=1))])
+        for _ in range(int(rng.integers(1, 4))):
+            s0 = rng.uniform(0, arc[-1] - 4.0)
+            at = np.linspace(s0, min(s0 + rng.uniform(4.0, 12.0), arc[-1]), 6)
+            piece = np.stack([np.interp(at, arc, line[:, k]) for k in range(3)], axis=1)
+            normal = np.cross(piece[-1] - piece[0], rng.standard_normal(3))
+            b.tube(piece + 2.5 * normal / np.linalg.norm(normal), rng.uniform(0.5, 0.9), b.draw("calcification_hu"))
+
     # zygomas, palate, mandible, teeth
     for side in (-1, 1):
         b.ellipsoid((side * 50, -62, -14), (10, 10, 12), cort)

@@ -69,6 +69,9 @@ VARIANTS = {"count": 4, "deform_mm": {"min": 0, "max": 6}, "smooth_mm": 60,
             "hu_offset": {"min": -10, "max": 10}, "hu_scale": {"min": 0.95, "max": 1.05}, "vnc": "auto",
             # domain randomisation of anatomy: bone shells (skull-like), bones and air cavities the slabs lack
             "distractors": {"shells": {"min": 1, "max": 3}, "bones": {"min": 1, "max": 4}, "cavities": {"min": 0, "max": 3}}}
+#: row i: the same pseudo-patients with air-cell foams too (bone ellipsoids honeycombed by air cells)
+VARIANTS_FOAMS = copy.deepcopy(VARIANTS)
+VARIANTS_FOAMS["distractors"]["foams"] = {"min": 1, "max": 3}
 
 BASE = {
     "vessels": {"per_ct": 4, "sources": [LSYSTEM]},
@@ -87,7 +90,7 @@ BASE = {
 
 
 #: rows with exposure randomisation, and rows whose anatomies are pseudo-patients with distractors
-EXPOSURE_ROWS, VARIANT_ROWS = "efg", "efh"
+EXPOSURE_ROWS, VARIANT_ROWS, HEAD_ROWS = "efgi", "efhi", "fi"
 
 
 def _row_physics(row: str) -> dict:
@@ -118,6 +121,7 @@ TRAIN_ROWS = {
     "f": "row e + procedural head pseudo-patients (3 heads train, 1 val)",
     "g": "row d + exposure randomisation, grid on/off, MTF50 0.8-2.0 (row e without pseudo-patients)",
     "h": "row d + pseudo-patients with bone / air distractors (row e without exposure randomisation)",
+    "i": "row f + air-cell foam distractors (1-3 per pseudo-patient)",
 }
 
 
@@ -126,12 +130,13 @@ def _train_config(row: str) -> dict:
     if row in VARIANT_ROWS:
         # 4 pseudo-patients per slab (each its own distractors): 12 anatomies x 1 tree = as many trees (12)
         # as rows a-d (3 slabs x 4)
-        cts = [_slab("z0R", "train", VARIANTS), _slab("z1R", "train", VARIANTS), _slab("z0L", "val", VARIANTS)]
+        variants = VARIANTS_FOAMS if row == "i" else VARIANTS
+        cts = [_slab("z0R", "train", variants), _slab("z1R", "train", variants), _slab("z0L", "val", variants)]
         cfg["vessels"]["per_ct"] = 1
     else:
         cts = [_slab("z0R", "train"), _slab("z1R", "train"), _slab("z0L", "val")]
-    if row == "f":
-        cts += [{"path": f"builtin:head-phantom-{seed}", "split": split, "variants": copy.deepcopy(VARIANTS)}
+    if row in HEAD_ROWS:
+        cts += [{"path": f"builtin:head-phantom-{seed}", "split": split, "variants": copy.deepcopy(variants)}
                 for seed, split in HEAD_PHANTOMS.items()]
     n_anatomies = len(cts) * (VARIANTS["count"] if row in VARIANT_ROWS else 1)
     cfg.update(cts=cts, count=n_anatomies * cfg["vessels"]["per_ct"] * POSES_PER_TREE, seed=17000,
