@@ -7,7 +7,8 @@ through the orbits (HU), and the -ln images of an AP and a lateral projection (`
 threshold materials) centred on the volume, the view the Duan row-f training set aims near. Prints the
 build time and, per head, measured from the voxels: skull breadth and length (outer bone surface on the
 vault's axes), vault thickness, and the volumes of the air spaces a CT study would measure (each
-maxillary sinus, the sphenoid and frontal sinuses as connected air components inside the head), with the
+maxillary sinus, the sphenoid and frontal sinuses: the air inside the region drawn for each, all its
+compartments together), with the
 published adult ranges beside them (docs/export.md, "A procedural head for training").
 """
 
@@ -27,7 +28,7 @@ from ddsa_sim.files import atomic_output  # noqa: E402
 from ddsa_sim.geometry import CArm  # noqa: E402
 from ddsa_sim.projector import Projector, ProjectorVolume  # noqa: E402
 from ddsa_sim.volumes import Volume, ct_with_materials  # noqa: E402
-from ddsa_sim.volumes.distractors import body_mask  # noqa: E402
+from ddsa_sim.volumes.distractors import Structure, occupancy  # noqa: E402
 from ddsa_sim.volumes.head_phantom import MEAN_SKULL_MM, head_phantom, head_structures  # noqa: E402
 
 DETECTOR = 256  # pixels per side over the full 298 mm panel
@@ -59,12 +60,18 @@ def morphometry(ct: Volume, seed: int) -> dict[str, float]:
         if axis == 0:  # thickness: the bone run at the left end of the breadth axis
             left = bone[bone > len(s) // 2]
             out["vault_thickness_mm"] = float(s[left[-1]] - s[left[0]])
-    air = (ct.data < -500) & body_mask(ct)
-    lab, _ = ndimage.label(air)
+    # a sinus: the air voxels inside the region drawn for it (the air structure nearest to its mean-head
+    # point), so that the compartments of a septated sinus count together; 0 where the head has none near
+    air = ct.data < -500
+    spaces = [s for s in head_structures(seed) if s.kind in ("ellipsoid", "foam") and s.hu <= -800]
     for name, (point, _) in AIR_SPACES.items():
-        ijk = np.rint(ct.world_to_voxel((np.array(point) * scale)[None])[0]).astype(int)
-        k = lab[tuple(ijk)]
-        out[f"{name}_ml"] = float((lab == k).sum() * np.prod(ct.spacing_mm) / 1000) if k else 0.0
+        p = np.array(point) * scale
+        s = min(spaces, key=lambda s: np.linalg.norm(s.center_mm - p))
+        if np.linalg.norm(s.center_mm - p) > 5.0:
+            out[f"{name}_ml"] = 0.0
+            continue
+        box, w = occupancy(Structure("ellipsoid", s.center_mm, s.rotation, s.semi_axes_mm, 0.0), ct)
+        out[f"{name}_ml"] = float(air[box][w > 0.5].sum() * np.prod(ct.spacing_mm) / 1000)
     return out
 
 
@@ -96,8 +103,8 @@ def main() -> None:
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("Procedural heads (builtin:head-phantom-<seed>): training anatomy with skull base, sinuses, "
-                 "teeth and cervical spine", fontsize=11)
+    fig.suptitle("Procedural heads (builtin:head-phantom-<seed>): training anatomy with skull base, air-cell "
+                 "honeycombs, sinuses, teeth and cervical spine", fontsize=11)
     fig.tight_layout()
     with atomic_output(args.out) as tmp:
         fig.savefig(tmp, dpi=80, format="png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import config_from_dict
@@ -102,6 +103,46 @@ def test_the_head_is_closed_and_its_air_cells_lie_inside_it(head):
     assert np.all(hu[~body] < -500)         # nothing painted outside the head but air and edges
     assert hu.max() <= max(RANGES["tooth_hu"][1], RANGES["petrous_hu"][1]) + 1e-3
     assert (hu > RANGES["cortical_hu"][0]).sum() > 100_000  # > 100 ml of compact bone
+
+
+def test_ethmoid_labyrinths_are_honeycombs_of_air_cells(head):
+    """A line front to back through each ethmoid labyrinth crosses several air cells (below -800 HU)
+    separated by bony septa: the Voronoi foam leaves bone between its cells, however thin."""
+    foams = [s for s in head_structures(SEED) if s.kind == "foam" and s.center_mm[1] < -40 and abs(s.center_mm[2]) < 15
+             and s.semi_axes_mm[1] > 2 * s.semi_axes_mm[0]]
+    assert len(foams) == 2 and foams[0].center_mm[0] * foams[1].center_mm[0] < 0  # one each side
+    for foam in foams:
+        lo, hi = RANGES["septum_mm"]
+        assert lo <= foam.thickness_mm <= hi
+        assert RANGES["ethmoid_cells"][0] <= len(foam.seeds_mm) <= RANGES["ethmoid_cells"][1]
+        c, a = foam.center_mm, foam.semi_axes_mm
+        y = np.arange(c[1] - a[1] + 1.0, c[1] + a[1] - 1.0, 0.25)
+        points = np.stack([np.full_like(y, c[0]), y, np.full_like(y, c[2])], axis=1)
+        profile = ndimage.map_coordinates(head.data, head.world_to_voxel(points).T, order=1)
+        air = profile < -800
+        cells = int(air[0]) + np.count_nonzero(np.diff(air.astype(int)) == 1)
+        assert cells >= 3, f"{cells} air cells along the labyrinth at x = {c[0]:.1f} mm"
+
+
+def test_diploic_channels_run_in_the_diploe_and_meningeal_grooves_cut_the_inner_table():
+    """Channels (soft-tissue tubes) lie with their whole width between the cortical tables; groove
+    centres lie on the inner table's surface, so a groove cuts as deep as its radius."""
+    outer, diploe, brain = _vault(SEED)
+    a, t = outer.semi_axes_mm, outer.thickness_mm
+    tubes = [s for s in head_structures(SEED) if s.kind == "cylinder"]
+
+    def radial(s):  # the ellipsoid radius of a tube's centre, as a fraction of the semi-axes a - depth
+        return lambda depth: np.linalg.norm((outer.rotation.T @ (s.center_mm - outer.center_mm)) / (a - depth))
+
+    channels = [s for s in tubes if s.hu == head_structures(SEED)[0].hu]  # the scalp's soft-tissue HU
+    grooves = [s for s in tubes if s.hu == brain.hu]
+    assert len(channels) >= 10 * RANGES["diploic_channels"][0] and len(grooves) >= 4 * 10
+    for s in channels:
+        r = s.semi_axes_mm[0]
+        assert radial(s)(1.5 + r) < 1.0 < radial(s)(t - 1.5 - r)  # inside both 1.5 mm tables
+    for s in grooves:
+        assert abs(radial(s)(t) - 1.0) < 0.01
+        assert RANGES["meningeal_groove_radius_mm"][0] <= s.semi_axes_mm[0] <= RANGES["meningeal_groove_radius_mm"][1]
 
 
 def test_exports_as_a_ct_source(tmp_path):
