@@ -110,7 +110,9 @@ def test_training_reads_every_frame_as_a_pair(exported):
             assert np.array_equal(item["dsa_target"][0].numpy(), root["dsa_target"][j, k])
             assert np.array_equal(item["mask"][0].numpy(), root["mask"][j])
             assert ds.meta(i)["time_s"] == TIMES[k] and ds.meta(i)["frame"] == k
-    assert len(ZarrDDSADataset(path, "train", max_samples=4)) == 4
+    # a subset is spread over the split, first to last item: both samples' frames, not the first sample's
+    subset = ZarrDDSADataset(path, "train", max_samples=4)
+    assert len(subset) == 4 and list(zip(subset.indices, subset.frame_index)) == [(0, 0), (0, 2), (1, 0), (1, 2)]
 
 
 def test_inspect_and_pictures_of_a_sequence_store(exported, tmp_path):

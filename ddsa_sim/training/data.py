@@ -91,7 +91,9 @@ class ZarrDDSADataset(Dataset):
     in_memory
         Read all selected samples once into RAM (small stores, fast CPU training).
     max_samples
-        Keep only the first ``max_samples`` (sound) items of the split (frames, in a sequence store).
+        Keep ``max_samples`` (sound) items of the split (frames, in a sequence store), evenly spaced in
+        store order from its first to its last: a subset spans every CT of the split, not only the
+        first CT's samples (a validation split of chest and head pseudo-patients, for example).
     verify
         ``"refuse"`` (default), ``"skip"`` or ``"off"``: see the module docstring.
 
@@ -140,9 +142,9 @@ class ZarrDDSADataset(Dataset):
         if self.frames:  # every frame of a sequence is one item
             self.indices = np.repeat(self.indices, self.frames)
             self.frame_index = np.tile(np.arange(self.frames, dtype=np.int64), len(self.indices) // self.frames)
-        if max_samples is not None:
-            self.indices = self.indices[:max_samples]
-            self.frame_index = self.frame_index[:max_samples]
+        if max_samples is not None and max_samples < len(self.indices):
+            keep = np.unique(np.linspace(0, len(self.indices) - 1, max_samples).round().astype(np.int64))
+            self.indices, self.frame_index = self.indices[keep], self.frame_index[keep]
         self.image_shape = tuple(int(s) for s in group.attrs["image_shape"])
         self.ct_ids = _str_array(meta["ct_id"][:])[self.indices]
         self._cache: list[dict[str, torch.Tensor]] | None = None
