@@ -193,6 +193,23 @@ def test_anatomy_gain_scales_the_non_vessel_part_only():
     assert float(k.min()) >= 0.6 and float(k.max()) <= 1.6 and float(k[gained].std()) > 0.15
 
 
+def test_superpose_adds_the_previous_samples_anatomy_less_its_mean():
+    """base_i -> base_i + k_i (base_{i-1} - mean): exact -ln superposition of two anatomies; the target and
+    the mean attenuation of each sample are kept; k in range for about half the samples (p = 0.5)."""
+    x = _base_target()
+    cfg = AugmentConfig(**{**_NOTHING, "p_superpose": 0.5, "superpose_range": (0.3, 1.0)})
+    out = augment_pair(x, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, 1], x[:, 1])
+    other = x[:, 0].roll(1, dims=0)
+    other = other - other.mean(dim=(-2, -1), keepdim=True)
+    k = ((out[:, 0] - x[:, 0]) * other).flatten(1).sum(1) / (other * other).flatten(1).sum(1)
+    np.testing.assert_allclose(out[:, 0].numpy(), (x[:, 0] + k.view(-1, 1, 1) * other).numpy(), atol=1e-5)
+    np.testing.assert_allclose(out[:, 0].mean(dim=(-2, -1)).numpy(), x[:, 0].mean(dim=(-2, -1)).numpy(), atol=1e-5)
+    added = k.abs() > 1e-6
+    assert 16 < int(added.sum()) < 48
+    assert float(k[added].min()) >= 0.3 - 1e-5 and float(k.max()) <= 1.0 + 1e-5 and float(k[added].std()) > 0.1
+
+
 def test_ln_offset_moves_the_input_only_by_a_constant_in_range():
     g = torch.Generator().manual_seed(4)
     target = torch.rand(64, 1, 24, 24, generator=g) * 0.2

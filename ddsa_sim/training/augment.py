@@ -5,10 +5,13 @@ non-vessel part of the input. Geometric transforms (flips, affine, piecewise-smo
 the whole stack, so input and target receive the *identical* transform; ``multiply`` scales both
 (a global attenuation change); ``contrast`` scales the target only (an iodine concentration change);
 ``anatomy gain`` scales ``base`` only (a thicker or thinner patient, same iodine), so
-``input = base + target`` stays exact. The ``-ln`` offset (:func:`random_ln_offset`) adds a constant to the
-network input only, after noise injection: a detector gain or I0 calibration ``k`` turns ``-ln(I/I0)`` into
-``-ln(I/I0) - ln k`` in the mask and the contrast frame alike, so their difference (the target) keeps no
-offset, and a gain does not change photon statistics. Every random draw comes from the given
+``input = base + target`` stays exact; ``superpose`` adds another sample's ``base`` (zero mean, times
+``k``) to a sample's ``base``: anatomy in front of or behind the patient's, whose attenuation adds in
+the ``-ln`` domain (Beer-Lambert), less its mean (a detector gain, as the offset below). The ``-ln``
+offset (:func:`random_ln_offset`) adds a constant to the network input only, after noise injection: a
+detector gain or I0 calibration ``k`` turns ``-ln(I/I0)`` into ``-ln(I/I0) - ln k`` in the mask and the
+contrast frame alike, so their difference (the target) keeps no offset, and a gain does not change
+photon statistics. Every random draw comes from the given
 ``torch.Generator``; an augmentation with probability 0 draws nothing.
 
 Pipeline of :func:`make_training_batch` (published: random crop 512 -> augment -> centre crop 384):
@@ -109,6 +112,12 @@ def augment_pair(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tor
         m = _coin(b, cfg.p_anatomy_gain, g, dev)
         k = torch.where(m, _rand(b, *cfg.anatomy_gain_range, g, dev), torch.ones(b, device=dev))
         x = torch.cat([x[:, :1] * k.view(-1, 1, 1, 1), x[:, 1:]], dim=1)
+    if cfg.p_superpose > 0:
+        m = _coin(b, cfg.p_superpose, g, dev)
+        k = torch.where(m, _rand(b, *cfg.superpose_range, g, dev), torch.zeros(b, device=dev))
+        other = x[:, :1].roll(1, dims=0)  # the batch's previous sample: another anatomy and pose
+        other = other - other.mean(dim=(-2, -1), keepdim=True)
+        x = torch.cat([x[:, :1] + k.view(-1, 1, 1, 1) * other, x[:, 1:]], dim=1)
     return x
 
 

@@ -53,10 +53,13 @@ class AugmentConfig(_Strict):
     anatomy_gain_range: tuple[float, float] = (0.6, 1.6)
     p_ln_offset: float = Field(0.0, ge=0, le=1)  # adds a constant to the input only (detector gain, -ln k)
     ln_offset_range: tuple[float, float] = (-1.0, 1.0)
+    p_superpose: float = Field(0.0, ge=0, le=1)  # adds another sample's anatomy (zero mean) to the base
+    superpose_range: tuple[float, float] = (0.3, 1.0)
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentConfig:
-        for name in ("scale_range", "blur_sigma_range", "multiply_range", "contrast_range", "anatomy_gain_range"):
+        for name in ("scale_range", "blur_sigma_range", "multiply_range", "contrast_range", "anatomy_gain_range",
+                     "superpose_range"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} must be 0 < low <= high, got [{lo}, {hi}]")
