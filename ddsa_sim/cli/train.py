@@ -88,7 +88,9 @@ def evaluate(
     out_png: Path | None = typer.Option(
         None, "--out-png", help="comparison grid PNG (default: next to the checkpoint, eval_<split>.png)"
     ),
-    max_samples: int | None = typer.Option(None, "--max-samples"),
+    max_samples: int | None = typer.Option(
+        None, "--max-samples", help="evaluate this many samples, evenly spaced over the split"
+    ),
     verify: str = typer.Option("refuse", "--verify", help="sample checksums on read: refuse | skip | off"),
 ) -> None:
     """Print network vs conventional-DSA vs all-zero metrics as one JSON object (a table on stderr) and
