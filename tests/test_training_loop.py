@@ -14,7 +14,7 @@ from ddsa_sim.cli.train import register
 from ddsa_sim.training.checkpoint import load_checkpoint
 from ddsa_sim.training.config import parse_config
 from ddsa_sim.training.data import OnTheFlyDataset, ZarrDDSADataset
-from ddsa_sim.training.loop import run_training, target_data_range, validate
+from ddsa_sim.training.loop import learning_rate, run_training, target_data_range, validate
 from ddsa_sim.training.normalization import compute_normalization
 from ddsa_sim.training.synthetic import SyntheticRenderer, write_synthetic_store
 from ddsa_sim.training.unet import UNet
@@ -48,6 +48,28 @@ def _cfg(**over):
     for k, v in over.items():
         d[k] = {**d.get(k, {}), **v} if isinstance(v, dict) else v
     return parse_config(d)
+
+
+def test_cosine_schedule_falls_from_lr_to_lr_min_and_resumes_on_its_curve(store, tmp_path):
+    """Closed form of cosine annealing: lr at step 0, the mean of lr and lr_min half-way, lr_min at the end;
+    the optimiser of a run (and of one resumed to more steps) holds the rate of its last step."""
+    optim = _cfg(optim={"lr_schedule": "cosine", "lr_min": 1e-5}).optim
+    assert learning_rate(optim, 0, 30) == pytest.approx(2e-3)
+    assert learning_rate(optim, 15, 30) == pytest.approx((2e-3 + 1e-5) / 2)
+    assert learning_rate(optim, 30, 30) == pytest.approx(1e-5)
+    rates = [learning_rate(optim, s, 30) for s in range(31)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert learning_rate(_cfg().optim, 17, 30) == 2e-3  # constant: the configured rate
+    cfg = _cfg(optim={"lr_schedule": "cosine", "lr_min": 1e-5, "max_steps": 12})
+    run_training(cfg, tmp_path / "run", store=store, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(learning_rate(cfg.optim, 11, 12))
+    run_training(cfg, tmp_path / "run", store=store, progress=False, resume=True, max_steps=20)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["step"] == 20 and ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(
+        learning_rate(cfg.optim, 19, 20))
+    with pytest.raises(InputError, match="lr_min"):
+        _cfg(optim={"lr_min": 1.0})
 
 
 def test_zarr_dataset_split_and_incomplete(store):

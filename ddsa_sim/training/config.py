@@ -125,6 +125,10 @@ class OptimConfig(_Strict):
     """Generator optimiser, losses and schedule."""
 
     lr: float = Field(1e-4, gt=0)
+    # "cosine": the generator's learning rate falls from lr to lr_min over the run's max_steps
+    # (lr_min + (lr - lr_min) (1 + cos(pi step / max_steps)) / 2); the critic's stays constant
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_min: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
     loss: dict[Literal["l1", "l2", "ssim"], float] = {"l1": 1.0}
@@ -142,6 +146,8 @@ class OptimConfig(_Strict):
     def _loss(self) -> OptimConfig:
         if not self.loss or all(w == 0 for w in self.loss.values()):
             raise ValueError("loss needs at least one non-zero weight among l1, l2, ssim")
+        if self.lr_min > self.lr:
+            raise ValueError(f"lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
         return self
 
 

@@ -43,7 +43,7 @@ from ddsa_sim.training.checkpoint import (
     load_state,
     save_checkpoint,
 )
-from ddsa_sim.training.config import TrainConfig
+from ddsa_sim.training.config import OptimConfig, TrainConfig
 from ddsa_sim.training.data import InfiniteSampler, ZarrDDSADataset
 from ddsa_sim.training.gan import build_critic, generator_loss, train_critic
 from ddsa_sim.training.losses import CombinedLoss
@@ -51,7 +51,7 @@ from ddsa_sim.training.metrics import all_metrics, summarize
 from ddsa_sim.training.normalization import Normalization, compute_normalization
 from ddsa_sim.training.unet import UNet
 
-__all__ = ["TrainResult", "run_training", "step_seed", "target_data_range", "validate"]
+__all__ = ["TrainResult", "learning_rate", "run_training", "step_seed", "target_data_range", "validate"]
 
 
 @dataclass
@@ -400,6 +400,16 @@ def _gan_loss(
     return loss, {**logs, **parts}
 
 
+def learning_rate(optim: OptimConfig, step: int, total_steps: int) -> float:
+    """The generator's learning rate for step ``step`` (0-based) of a run of ``total_steps``: ``optim.lr``,
+    or with ``lr_schedule: cosine`` the closed form of cosine annealing from ``lr`` to ``lr_min``. A
+    function of the step alone, so a resumed run continues the same curve (``--max-steps`` sets its end)."""
+    if optim.lr_schedule == "constant":
+        return optim.lr
+    t = min(step / max(total_steps, 1), 1.0)
+    return optim.lr_min + 0.5 * (optim.lr - optim.lr_min) * (1.0 + math.cos(math.pi * t))
+
+
 def _generator_update(state: _TrainState, loss: torch.Tensor) -> None:
     """One (grad-scaled, optionally clipped) optimiser step of the generator on ``loss``."""
     nets, clip = state.nets, state.cfg.optim.grad_clip
@@ -413,9 +423,10 @@ def _generator_update(state: _TrainState, loss: torch.Tensor) -> None:
 
 
 def _train_step(
-    state: _TrainState, batches: Iterator[Any], g: torch.Generator
+    state: _TrainState, batches: Iterator[Any], g: torch.Generator, total_steps: int
 ) -> tuple[float, dict[str, float]]:
-    """One generator step on the next batch; advances ``state.step``.
+    """One generator step on the next batch, at the learning rate of :func:`learning_rate`; advances
+    ``state.step``.
 
     Returns
     -------
@@ -426,6 +437,8 @@ def _train_step(
     g.manual_seed(step_seed(cfg.seed, state.rank, state.step))
     x, y = make_training_batch(next(batches), cfg.data, state.norm, g, state.device)
     loss, logs = _gan_loss(state, x, y, g) if state.nets.critic is not None else _supervised_loss(state, x, y)
+    for group in state.nets.opt.param_groups:
+        group["lr"] = learning_rate(cfg.optim, state.step, total_steps)
     _generator_update(state, loss)
     state.step += 1
     lv = float(loss.detach())
@@ -461,6 +474,7 @@ def _after_step(
     optim, step = state.cfg.optim, state.step
     if _due(step, optim.log_every, total_steps):
         mon.writer.add_scalar("train/loss", result.losses[-1][1], step)
+        mon.writer.add_scalar("train/lr", state.nets.opt.param_groups[0]["lr"], step)
         for k, v in logs.items():
             mon.writer.add_scalar(f"train/{k}", v, step)
     if mon.val_range is not None and _due(step, optim.val_every, total_steps):
@@ -509,7 +523,7 @@ def _train_loop(
             dist.barrier()
     try:
         while state.step < total_steps:
-            lv, logs = _train_step(state, batches, g)
+            lv, logs = _train_step(state, batches, g, total_steps)
             result.losses.append((state.step, lv))
             bar.update(1)
             if mon is not None:
