@@ -5,17 +5,17 @@
 #   2. export one training set per ablation row (experiments/duan/train_{a..i}.yaml: published L-system
 #      design, 16 poses per skeleton), one common full-physics test set and the out-of-distribution test
 #      sets, each with motion and without (experiments/duan/test_*.yaml, written by make_configs.py),
-#   3. train the U-Net (experiments/duan/unet.yaml) per row and seed, the U-Net with anatomy superposition
-#      (experiments/duan/unet_sup.yaml) on rows SUP_ROWS, and the U-Net-WGAN (experiments/duan/unet_wgan.yaml)
-#      on row GAN_ROW, started from the U-Net of the same seed,
+#   3. train the U-Net (experiments/duan/unet.yaml) per row and seed, the training variants of EXTRA (e.g. anatomy
+#      superposition, experiments/duan/unet_sup.yaml) on their rows, and the U-Net-WGAN
+#      (experiments/duan/unet_wgan.yaml) on row GAN_ROW, started from the U-Net of the same seed,
 #   4. evaluate every model on every test set (ddsa_sim.training.evaluate.evaluate_checkpoint, the code of
 #      `ddsa-sim evaluate`, one process for all pairs) and write the table (mean +- std over seeds).
 #
 #   bash experiments/duan_ablation.sh [OUT_DIR]          # default OUT_DIR=out/duan
 #
 # Environment: ROWS (default "a b c d e f g h i"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
-# seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), SUP_ROWS (rows also trained with anatomy
-# superposition, default "f i"; "" skips them), TESTS (test-set stems, default all), WORKERS (export
+# seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), EXTRA (further trainings NET:ROW, the config
+# experiments/duan/NET.yaml on row ROW's data, default "unet_sup:f unet_sup:i unet_sup_cos:i"; "" skips them), TESTS (test-set stems, default all), WORKERS (export
 # processes, default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
 # ROWS=a SEEDS=0 GAN_SEEDS= TESTS=test_common MAX_STEPS=5 bash experiments/duan_ablation.sh /tmp/duan_smoke).
 # Every stage resumes: a finished store, run or evaluation is kept, an interrupted export resumes.
@@ -29,7 +29,7 @@ ROWS=${ROWS:-a b c d e f g h i}
 SEEDS=${SEEDS:-0 1 2}
 GAN_SEEDS=${GAN_SEEDS-0 1 2}
 GAN_ROW=${GAN_ROW:-f}
-SUP_ROWS=${SUP_ROWS-f i}
+EXTRA=${EXTRA-unet_sup:f unet_sup:i unet_sup_cos:i}
 WORKERS=${WORKERS:-1}
 ALL_TESTS=$(cd experiments/duan && ls test_*.yaml | sed 's/\.yaml$//' | tr '\n' ' ')
 TESTS=${TESTS:-$ALL_TESTS}
@@ -67,7 +67,7 @@ train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with se
     sed "s/^seed: .*/seed: $seed/" "experiments/duan/${net%_cont}.yaml" > "$run.yaml"
     # the U-Net-GAN and the control start from the trained U-Net of the same row and seed
     [[ $net == unet_wgan || $net == unet_cont ]] && echo "init_from: $OUT/runs/unet_${row}_s$seed/best.pt" >> "$run.yaml"
-    [[ ($net == unet || $net == unet_sup) && -n ${START_FROM[$row]:-} ]] && echo "init_from: $OUT/runs/unet_${START_FROM[$row]}_s$seed/best.pt" >> "$run.yaml"
+    [[ $net != unet_wgan && $net != unet_cont && -n ${START_FROM[$row]:-} ]] && echo "init_from: $OUT/runs/unet_${START_FROM[$row]}_s$seed/best.pt" >> "$run.yaml"
     local args=("$run.yaml" --data "$OUT/data/train_$row.zarr" -o "$run")
     [[ -n "${MAX_STEPS:-}" ]] && args+=(--max-steps "$MAX_STEPS")
     if [[ -f $run/last.pt ]]; then args+=(--resume); else args+=(--overwrite); fi
@@ -85,9 +85,9 @@ for stem in $TESTS; do export_store "$stem"; done
 for row in $ROWS; do
     for seed in $SEEDS; do train_run unet "$row" "$seed"; done
 done
-for row in $SUP_ROWS; do
-    if [[ " $ROWS " == *" $row "* ]]; then
-        for seed in $SEEDS; do train_run unet_sup "$row" "$seed"; done
+for item in $EXTRA; do
+    if [[ " $ROWS " == *" ${item#*:} "* ]]; then
+        for seed in $SEEDS; do train_run "${item%%:*}" "${item#*:}" "$seed"; done
     fi
 done
 for row in "${!START_FROM[@]}"; do  # the same number of steps from the same start without the row's data
