@@ -30,6 +30,14 @@ METRICS = (("psnr", "PSNR (dB)", "{:.2f}"), ("vessel_psnr", "vessel PSNR (dB)", 
            ("bg_fp_fraction", "background FP fraction (P > 0.05 off the vessels)", "{:.4f}"),
            ("iodine_recovery", "iodine recovery", "{:.3f}"))
 RUN = re.compile(r"(?P<model>.+)_s(?P<seed>\d+)$")
+#: model (run name less its seed) -> row label, in table order; other models follow, sorted by name
+LABELS = {
+    "unet_a": "U-Net a", "unet_b": "U-Net b", "unet_c": "U-Net c", "unet_d": "U-Net d", "unet_e": "U-Net e",
+    "unet_f3": "U-Net f (v3 heads)", "unet_f": "U-Net f (v4 heads)", "unet_g": "U-Net g", "unet_h": "U-Net h",
+    "unet_i": "U-Net i", "unet_sup_f": "U-Net f + superposition", "unet_sup_i": "U-Net i + superposition",
+    "unet_sup_cos_i": "U-Net i + superposition + cosine lr", "unet_cont_e": "control: U-Net e + 2000 steps on e",
+    "unet_wgan_e": "U-Net-WGAN e (v2, w = 10)", "unet_wgan_f3": "U-Net-WGAN f (v3 heads, w = 1000)",
+}
 
 
 def load(out: Path) -> tuple[dict, dict, list[str]]:
@@ -53,17 +61,30 @@ def load(out: Path) -> tuple[dict, dict, list[str]]:
     return models, baselines, order
 
 
-def _cell(values: list[float], fmt: str) -> str:
+def _cell(values: list[float], fmt: str, seeds: int) -> str:
+    """Mean ± population std; the number of seeds only where it is not the usual ``seeds``."""
     v = np.asarray(values, float)
-    return f"{fmt.format(v.mean())} ± {fmt.format(v.std())} (n={v.size})" if v.size > 1 else fmt.format(v.mean())
+    n = "" if v.size == seeds else f" (n={v.size})"
+    return (f"{fmt.format(v.mean())} ± {fmt.format(v.std())}" if v.size > 1 else fmt.format(v.mean())) + n
+
+
+def _order(models) -> list[str]:
+    return [m for m in LABELS if m in models] + sorted(m for m in models if m not in LABELS)
+
+
+def _short(test: str) -> str:
+    """``ood_anatomy_head_motion`` -> ``head mot.``"""
+    name = re.sub(r"^ood_(anatomy|generator)_|^ood_", "", test)
+    return name.replace("_motion", " mot.").replace("_static", " static")
 
 
 def metric_table(models: dict, baselines: dict, tests: list[str], key: str, fmt: str) -> str:
     """One Markdown table of metric ``key``."""
-    lines = ["| model | " + " | ".join(tests) + " |", "|---" * (len(tests) + 1) + "|"]
-    for model in sorted(models):
-        cells = [_cell(models[model][t][key], fmt) if models[model][t][key] else "-" for t in tests]
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines = ["| model | " + " | ".join(map(_short, tests)) + " |", "|---" * (len(tests) + 1) + "|"]
+    seeds = max(len(models[m][t][key]) for m in models for t in tests)
+    for model in _order(models):
+        cells = [_cell(models[model][t][key], fmt, seeds) if models[model][t][key] else "-" for t in tests]
+        lines.append(f"| {LABELS.get(model, model)} | " + " | ".join(cells) + " |")
     for method, label in (("conventional", "conventional DSA"), ("zero", "all-zero image")):
         cells = [fmt.format(baselines[method][t][key]) if t in baselines[method] else "-" for t in tests]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -76,7 +97,7 @@ def targets(models: dict, baselines: dict, tests: list[str]) -> str:
     lines = ["| model | set | net - zero (>= 3 dB) | net - conventional static (>= 2 dB) "
              "| FP fraction net < conventional | all met |",
              "|---|---|---|---|---|---|"]
-    for model in sorted(models):
+    for model in _order(models):
         for t in ood:
             psnr = np.mean(models[model][t]["psnr"]) if models[model][t]["psnr"] else None
             static = re.sub(r"_motion$", "_static", t)
@@ -87,14 +108,15 @@ def targets(models: dict, baselines: dict, tests: list[str]) -> str:
             fp, fp_conv = np.mean(models[model][t]["bg_fp_fraction"]), baselines["conventional"][t]["bg_fp_fraction"]
             ok = (d_zero >= 3, d_conv >= 2, fp < fp_conv)
             mark = lambda b: "met" if b else "**not met**"  # noqa: E731
-            lines.append(f"| {model} | {t} | {d_zero:+.2f} {mark(ok[0])} | {d_conv:+.2f} {mark(ok[1])} | "
-                         f"{fp:.4f} vs {fp_conv:.4f} {mark(ok[2])} | {'yes' if all(ok) else 'no'} |")
+            lines.append(f"| {LABELS.get(model, model)} | {_short(t)} | {d_zero:+.2f} {mark(ok[0])} | "
+                         f"{d_conv:+.2f} {mark(ok[1])} | {fp:.4f} vs {fp_conv:.4f} {mark(ok[2])} | "
+                         f"{'yes' if all(ok) else 'no'} |")
     return "\n".join(lines)
 
 
 def per_seed(out: Path, tests: list[str]) -> str:
     """One row per run: its checkpoint's step and, per test set, PSNR (dB) / background FP fraction."""
-    lines = ["| run | step | " + " | ".join(tests) + " |", "|---" * (len(tests) + 2) + "|"]
+    lines = ["| run | step | " + " | ".join(map(_short, tests)) + " |", "|---" * (len(tests) + 2) + "|"]
     for run in sorted(p for p in (out / "eval").iterdir() if p.is_dir() and RUN.match(p.name)):
         cells = []
         for t in tests:
