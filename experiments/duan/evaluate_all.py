@@ -4,8 +4,11 @@ Runs :func:`ddsa_sim.training.evaluate.evaluate_checkpoint` (what ``ddsa-sim eva
 --split test`` runs) for every ``OUT/runs/<net>_<row>_s<seed>/best.pt`` and every ``OUT/data/<test>.zarr``
 and writes ``OUT/eval/<run>/<test>.json`` (the JSON ``ddsa-sim evaluate`` prints); a JSON already there
 is kept (resume). One process instead of ~200 CLI start-ups (a few seconds each on this machine).
+``--checkpoint last`` evaluates every run's ``last.pt`` instead (the same number of steps for every run,
+no checkpoint selection) into ``OUT/eval_last``.
 
     python experiments/duan/evaluate_all.py out/duan [--tests test_common test_ood_exposure_static ...]
+    python experiments/duan/evaluate_all.py out/duan --checkpoint last --runs unet_f unet_i
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 from pathlib import Path
 
 import torch
+from table import eval_dir  # experiments/duan/table.py, beside this script
 from tqdm import tqdm
 
 from ddsa_sim.files import atomic_output
@@ -23,20 +27,25 @@ from ddsa_sim.training.evaluate import evaluate_checkpoint
 __all__ = ["evaluate_all", "main"]
 
 
-def evaluate_all(out: Path, tests: list[str] | None = None) -> list[Path]:
-    """Write ``out/eval/<run>/<test>.json`` for every finished run and test store; returns the paths written."""
-    runs = sorted(p.parent for p in (out / "runs").glob("*/best.pt") if (out / "runs" / f"{p.parent.name}.done").exists())
+def evaluate_all(out: Path, tests: list[str] | None = None, checkpoint: str = "best",
+                 models: list[str] | None = None) -> list[Path]:
+    """Write ``out/<eval dir>/<run>/<test>.json`` for every finished run (of ``models``: run names less
+    ``_s<seed>``) and test store; returns the paths written."""
+    runs = sorted(p.parent for p in (out / "runs").glob(f"*/{checkpoint}.pt")
+                  if (out / "runs" / f"{p.parent.name}.done").exists())
+    if models:
+        runs = [r for r in runs if r.name.rsplit("_s", 1)[0] in models]
     stores = sorted(p for p in (out / "data").glob("test_*.zarr") if Path(f"{p}.done").exists())
     if tests:
         stores = [s for s in stores if s.stem in tests]
     written = []
     for run in tqdm(runs, desc="models"):
         for store in stores:
-            path = out / "eval" / run.name / f"{store.stem}.json"
+            path = out / eval_dir(checkpoint) / run.name / f"{store.stem}.json"
             if path.exists():
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
-            res = evaluate_checkpoint(run / "best.pt", store, "test", device="cpu", progress=False)
+            res = evaluate_checkpoint(run / f"{checkpoint}.pt", store, "test", device="cpu", progress=False)
             with atomic_output(path) as tmp:
                 Path(tmp).write_text(json.dumps(res))
             written.append(path)
@@ -47,9 +56,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
     ap.add_argument("--tests", nargs="*", help="test-store stems (default: all)")
+    ap.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    ap.add_argument("--runs", nargs="*", help="models, i.e. run names less _s<seed> (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print(f"{len(evaluate_all(args.out, args.tests))} evaluations written to {args.out / 'eval'}")
+    n = len(evaluate_all(args.out, args.tests, args.checkpoint, args.runs))
+    print(f"{n} evaluations written to {args.out / eval_dir(args.checkpoint)}")
 
 
 if __name__ == "__main__":

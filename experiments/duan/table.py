@@ -1,6 +1,7 @@
 """Tables of experiments/duan_ablation.sh: mean +- std over seeds of every metric, per model row and test set.
 
-Reads ``OUT/eval/<net>_<row>_s<seed>/<test>.json`` (experiments/duan/evaluate_all.py) and prints Markdown:
+Reads ``OUT/eval/<net>_<row>_s<seed>/<test>.json`` (experiments/duan/evaluate_all.py; ``--checkpoint last``:
+``OUT/eval_last``, the runs' ``last.pt``) and prints Markdown:
 one table per metric (rows: models and the two baselines; columns: test sets), then the issue-17 targets
 per model and out-of-distribution set, then every run's PSNR and false-positive fraction. A model's
 number on a test set is the mean over that set's samples; the table gives the mean and population std
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load", "main", "metric_table", "per_seed", "targets"]
+__all__ = ["eval_dir", "load", "main", "metric_table", "per_seed", "targets"]
 
 METRICS = (("psnr", "PSNR (dB)", "{:.2f}"), ("vessel_psnr", "vessel PSNR (dB)", "{:.2f}"),
            ("bg_fp_fraction", "background FP fraction (P > 0.05 off the vessels)", "{:.4f}"),
@@ -40,13 +41,18 @@ LABELS = {
 }
 
 
-def load(out: Path) -> tuple[dict, dict, list[str]]:
+def eval_dir(checkpoint: str) -> str:
+    """Folder under OUT of the evaluations of ``best.pt`` (``eval``) or ``last.pt`` (``eval_last``)."""
+    return "eval" if checkpoint == "best" else f"eval_{checkpoint}"
+
+
+def load(out: Path, folder: str = "eval") -> tuple[dict, dict, list[str]]:
     """``(models, baselines, tests)``: ``models[model][test][metric]`` = list over seeds of the set mean;
     ``baselines[method][test][metric]`` = the set mean (conventional, zero)."""
     models: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     baselines: dict = defaultdict(dict)
     tests = set()
-    for path in sorted((out / "eval").glob("*/*.json")):
+    for path in sorted((out / folder).glob("*/*.json")):
         m = RUN.match(path.parent.name)
         if not m:
             continue
@@ -114,16 +120,16 @@ def targets(models: dict, baselines: dict, tests: list[str]) -> str:
     return "\n".join(lines)
 
 
-def per_seed(out: Path, tests: list[str]) -> str:
+def per_seed(out: Path, tests: list[str], checkpoint: str = "best") -> str:
     """One row per run: its checkpoint's step and, per test set, PSNR (dB) / background FP fraction."""
     lines = ["| run | step | " + " | ".join(map(_short, tests)) + " |", "|---" * (len(tests) + 2) + "|"]
-    for run in sorted(p for p in (out / "eval").iterdir() if p.is_dir() and RUN.match(p.name)):
+    for run in sorted(p for p in (out / eval_dir(checkpoint)).iterdir() if p.is_dir() and RUN.match(p.name)):
         cells = []
         for t in tests:
             path = run / f"test_{t}.json"
             net = json.loads(path.read_text())["network"] if path.exists() else None
             cells.append(f"{net['psnr']:.1f} / {net['bg_fp_fraction']:.3f}" if net else "-")
-        ckpt = out / "runs" / run.name / "best.pt"
+        ckpt = out / "runs" / run.name / f"{checkpoint}.pt"
         step = _step(ckpt) if ckpt.exists() else "-"
         lines.append(f"| {run.name} | {step} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -138,12 +144,15 @@ def _step(ckpt: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
-    out = ap.parse_args().out
-    models, baselines, tests = load(out)
+    ap.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                    help="tables of the best.pt (OUT/eval) or last.pt (OUT/eval_last) evaluations")
+    args = ap.parse_args()
+    out, ckpt = args.out, args.checkpoint
+    models, baselines, tests = load(out, eval_dir(ckpt))
     for key, label, fmt in METRICS:
         print(f"### {label}\n\n{metric_table(models, baselines, tests, key, fmt)}\n")
     print(f"### Targets on the out-of-distribution sets\n\n{targets(models, baselines, tests)}\n")
-    print(f"### Per run (PSNR dB / background FP fraction; step of best.pt)\n\n{per_seed(out, tests)}")
+    print(f"### Per run (PSNR dB / background FP fraction; step of {ckpt}.pt)\n\n{per_seed(out, tests, ckpt)}")
 
 
 if __name__ == "__main__":
