@@ -758,7 +758,7 @@ cts:                                   # CT volumes (HU): path, glob or builtin 
       hu_scale: {min: 0.95, max: 1.05}
       fov_mm: {min: 300, max: 500}     # transaxial field of view (diameter, mm): air outside; null = keep all
       vnc: auto                        # enhanced labelled blood -> 40 HU (a DSA mask has no contrast); off | [names]
-      # distractors: {}                # procedural bone shells, bones and air cavities (docs/export.md); {} = defaults
+      # distractors: {}                # bone shells, bones, air cavities, air-cell foams (docs/export.md); {} = defaults
   # - path: builtin:tigre-head         # a second anatomy: TIGRE's head phantom (pytigre source tarball, docs/export.md)
   #   split: test
   # - path: /data/ct/*.nii.gz          # a glob: one CT per file, id = file stem
