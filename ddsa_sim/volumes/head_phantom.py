@@ -7,13 +7,15 @@ drawn from the ranges in :data:`RANGES` (sources: ``docs/export.md``, "A procedu
 designed from those sources only, never from the held-out TIGRE head (:mod:`ddsa_sim.volumes.tigre_head`).
 
 Construction: soft tissue (scalp, face, neck, ears), then the cranial vault (cortical tables and diploe,
-brain, ventricles, calcifications), then the skull base and face (petrous pyramids with mastoid air
-cells, clivus and sphenoid sinus, fossa floors, orbits with their walls and globes, the ethmoid
-labyrinth, nasal cavity, maxillary and frontal sinuses, zygomatic arches, palate, mandible, teeth),
-then the cervical spine and the airway. Each structure is an ellipsoid, ellipsoidal shell or cylinder
-of :mod:`ddsa_sim.volumes.distractors` painted over what lies beneath (``HU <- HU + w (HU_s - HU)``,
-``w`` its partial-volume occupancy), so a sinus painted after its bony wall is air inside a bone rim,
-and air cells painted into a bone block leave bone septa between them.
+brain, ventricles, calcifications, diploic channels, middle meningeal grooves), then the skull base and
+face (petrous pyramids with mastoid air cells, clivus and sphenoid sinus, fossa floors, orbits with their
+walls and globes, the ethmoid labyrinth, nasal cavity with septum and conchae, maxillary and frontal
+sinuses, styloid processes, calcified carotid siphons, zygomatic arches, palate, mandible, teeth), then
+the cervical spine and the airway. Each structure is an ellipsoid, ellipsoidal shell, cylinder (a tube is
+a chain of them) or foam of :mod:`ddsa_sim.volumes.distractors` painted over what lies beneath
+(``HU <- HU + w (HU_s - HU)``, ``w`` its partial-volume occupancy), so a sinus painted after its bony wall
+is air inside a bone rim, and a foam of air cells painted into a bone block leaves bony septa between
+its cells (the ethmoid and mastoid honeycombs, septated sinuses).
 
 Frame (LPS mm): 1 mm voxels, :data:`SHAPE` voxels centred on the world origin, array axes along
 left, posterior, superior. The origin lies about at the orbitomeatal level, 120 mm below the vertex,
