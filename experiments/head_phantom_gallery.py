@@ -45,9 +45,10 @@ def _neglog_views(ct: Volume, alphas_deg: tuple[float, ...]) -> list[np.ndarray]
     return [proj.render(carm.at(alpha_deg=a, beta_deg=0.0)).neglog["image"] for a in alphas_deg]
 
 
-def morphometry(ct: Volume, seed: int) -> dict[str, float]:
-    """Skull breadth, length and vault thickness (mm) and air-space volumes (ml), measured on the voxels."""
-    vault = next(s for s in head_structures(seed) if s.kind == "shell")
+def morphometry(ct: Volume, structures: list) -> dict[str, float]:
+    """Skull breadth, length and vault thickness (mm) and air-space volumes (ml), measured on the voxels of
+    the head ``ct`` drawn from ``structures`` (``head_structures``)."""
+    vault = next(s for s in structures if s.kind == "shell")
     scale = 2 * vault.semi_axes_mm / MEAN_SKULL_MM  # the positions' scaling (head_phantom.MEAN_SKULL_MM)
     out = {}
     for axis, name in ((0, "breadth_mm"), (1, "length_mm")):
@@ -63,7 +64,7 @@ def morphometry(ct: Volume, seed: int) -> dict[str, float]:
     # a sinus: the air voxels inside the region drawn for it (the air structure nearest to its mean-head
     # point), so that the compartments of a septated sinus count together; 0 where the head has none near
     air = ct.data < -500
-    spaces = [s for s in head_structures(seed) if s.kind in ("ellipsoid", "foam") and s.hu <= -800]
+    spaces = [s for s in structures if s.kind in ("ellipsoid", "foam") and s.hu <= -800]
     for name, (point, _) in AIR_SPACES.items():
         p = np.array(point) * scale
         s = min(spaces, key=lambda s: np.linalg.norm(s.center_mm - p))
@@ -86,9 +87,10 @@ def main() -> None:
         t0 = time.perf_counter()
         ct = head_phantom(seed)
         built = time.perf_counter() - t0
-        m = morphometry(ct, seed)
+        structures = head_structures(seed)
+        m = morphometry(ct, structures)
         print(f"head {seed}: built in {built:.1f} s; " + ", ".join(f"{k} {v:.1f}" for k, v in m.items()))
-        vault = next(s for s in head_structures(seed) if s.kind == "shell")
+        vault = next(s for s in structures if s.kind == "shell")
         i0, j0, k0 = np.rint(ct.world_to_voxel(np.array([[0.0, -63.0, -6.0]]))[0]).astype(int)
         hu = ct.data
         panels = ((hu[hu.shape[0] // 2].T, "mid-sagittal", "lower"), (hu[:, :, k0].T, "axial, petrous level", "lower"),

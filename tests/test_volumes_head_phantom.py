@@ -26,9 +26,8 @@ def head():
     return read_ct(f"builtin:head-phantom-{SEED}")
 
 
-def _vault(seed: int):
+def _vault(structures):
     """The outer cortical shell (the vault), the diploe shell and the brain: the first shells of the list."""
-    structures = head_structures(seed)
     shells = [s for s in structures if s.kind == "shell"]
     brain = next(s for s in structures if s.kind == "ellipsoid" and np.allclose(
         s.semi_axes_mm, shells[0].semi_axes_mm - shells[0].thickness_mm))
@@ -61,7 +60,7 @@ def test_vault_measured_from_the_voxels_is_the_drawn_vault(head):
     """Along the vault's left-right axis (the tilt is about it) through its centre, the 50 % crossings of
     the outer table / scalp and inner table / brain edges lie at the drawn semi-axis and at the semi-axis
     minus the drawn thickness: the partial-volume ramp is centred on the surface."""
-    outer, diploe, brain = _vault(SEED)
+    outer, diploe, brain = _vault(head_structures(SEED))
     lo, hi = RANGES["skull_breadth_mm"]
     assert lo <= 2 * outer.semi_axes_mm[0] <= hi
     assert RANGES["vault_thickness_mm"][0] <= outer.thickness_mm <= RANGES["vault_thickness_mm"][1]
@@ -127,14 +126,15 @@ def test_ethmoid_labyrinths_are_honeycombs_of_air_cells(head):
 def test_diploic_channels_run_in_the_diploe_and_meningeal_grooves_cut_the_inner_table():
     """Channels (soft-tissue tubes) lie with their whole width between the cortical tables; groove
     centres lie on the inner table's surface, so a groove cuts as deep as its radius."""
-    outer, diploe, brain = _vault(SEED)
+    structures = head_structures(SEED)
+    outer, diploe, brain = _vault(structures)
     a, t = outer.semi_axes_mm, outer.thickness_mm
-    tubes = [s for s in head_structures(SEED) if s.kind == "cylinder"]
+    tubes = [s for s in structures if s.kind == "cylinder"]
 
     def radial(s):  # the ellipsoid radius of a tube's centre, as a fraction of the semi-axes a - depth
         return lambda depth: np.linalg.norm((outer.rotation.T @ (s.center_mm - outer.center_mm)) / (a - depth))
 
-    channels = [s for s in tubes if s.hu == head_structures(SEED)[0].hu]  # the scalp's soft-tissue HU
+    channels = [s for s in tubes if s.hu == structures[0].hu]  # the scalp's soft-tissue HU
     grooves = [s for s in tubes if s.hu == brain.hu]
     assert len(channels) >= 10 * RANGES["diploic_channels"][0] and len(grooves) >= 4 * 10
     for s in channels:
