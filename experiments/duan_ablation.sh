@@ -5,8 +5,8 @@
 #   2. export one training set per ablation row (experiments/duan/train_{a..i}.yaml: published L-system
 #      design, 16 poses per skeleton), one common full-physics test set and the out-of-distribution test
 #      sets, each with motion and without (experiments/duan/test_*.yaml, written by make_configs.py),
-#   3. train the U-Net (experiments/duan/unet.yaml) per row and seed, the training variants of EXTRA (e.g. anatomy
-#      superposition, experiments/duan/unet_sup.yaml) on their rows, and the U-Net-WGAN
+#   3. train the U-Net (experiments/duan/unet.yaml) per row and seed, the training variants of EXTRA (e.g.
+#      anatomy superposition, experiments/duan/unet_sup.yaml) on their rows, and the U-Net-WGAN
 #      (experiments/duan/unet_wgan.yaml) on row GAN_ROW, started from the U-Net of the same seed,
 #   4. evaluate every model on every test set (ddsa_sim.training.evaluate.evaluate_checkpoint, the code of
 #      `ddsa-sim evaluate`, one process for all pairs) and write the table (mean +- std over seeds).
@@ -14,8 +14,9 @@
 #   bash experiments/duan_ablation.sh [OUT_DIR]          # default OUT_DIR=out/duan
 #
 # Environment: ROWS (default "a b c d e f g h i"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
-# seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), EXTRA (further trainings NET:ROW, the config
-# experiments/duan/NET.yaml on row ROW's data, default "unet_sup:f unet_sup:i unet_sup_cos:i"; "" skips them), TESTS (test-set stems, default all), WORKERS (export
+# seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), EXTRA (further trainings NET:ROW, the
+# config experiments/duan/NET.yaml on row ROW's data, default "unet_sup:f unet_sup:i unet_sup_cos:i"; ""
+# skips them), TESTS (test-set stems, default all), WORKERS (export
 # processes, default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
 # ROWS=a SEEDS=0 GAN_SEEDS= TESTS=test_common MAX_STEPS=5 bash experiments/duan_ablation.sh /tmp/duan_smoke).
 # Every stage resumes: a finished store, run or evaluation is kept, an interrupted export resumes.

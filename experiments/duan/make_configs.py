@@ -69,7 +69,7 @@ VARIANTS = {"count": 4, "deform_mm": {"min": 0, "max": 6}, "smooth_mm": 60,
             "hu_offset": {"min": -10, "max": 10}, "hu_scale": {"min": 0.95, "max": 1.05}, "vnc": "auto",
             # domain randomisation of anatomy: bone shells (skull-like), bones and air cavities the slabs lack
             "distractors": {"shells": {"min": 1, "max": 3}, "bones": {"min": 1, "max": 4}, "cavities": {"min": 0, "max": 3}}}
-#: row i: the same pseudo-patients with air-cell foams too (bone ellipsoids honeycombed by air cells)
+#: rows with foams: the same pseudo-patients with air-cell foams too (bone ellipsoids honeycombed by air cells)
 VARIANTS_FOAMS = copy.deepcopy(VARIANTS)
 VARIANTS_FOAMS["distractors"]["foams"] = {"min": 1, "max": 3}
 
@@ -89,8 +89,9 @@ BASE = {
 }
 
 
-#: rows with exposure randomisation, and rows whose anatomies are pseudo-patients with distractors
-EXPOSURE_ROWS, VARIANT_ROWS, HEAD_ROWS = "efgi", "efhi", "fi"
+#: rows with exposure randomisation, rows whose anatomies are pseudo-patients with distractors, rows with
+#: the procedural heads, rows whose distractors include air-cell foams
+EXPOSURE_ROWS, VARIANT_ROWS, HEAD_ROWS, FOAM_ROWS = "efgi", "efhi", "fi", "i"
 
 
 def _row_physics(row: str) -> dict:
@@ -130,7 +131,7 @@ def _train_config(row: str) -> dict:
     if row in VARIANT_ROWS:
         # 4 pseudo-patients per slab (each its own distractors): 12 anatomies x 1 tree = as many trees (12)
         # as rows a-d (3 slabs x 4)
-        variants = VARIANTS_FOAMS if row == "i" else VARIANTS
+        variants = VARIANTS_FOAMS if row in FOAM_ROWS else VARIANTS
         cts = [_slab("z0R", "train", variants), _slab("z1R", "train", variants), _slab("z0L", "val", variants)]
         cfg["vessels"]["per_ct"] = 1
     else:
