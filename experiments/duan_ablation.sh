@@ -9,7 +9,9 @@
 #      anatomy superposition, experiments/duan/unet_sup.yaml) on their rows, and the U-Net-WGAN
 #      (experiments/duan/unet_wgan.yaml) on row GAN_ROW, started from the U-Net of the same seed,
 #   4. evaluate every model on every test set (ddsa_sim.training.evaluate.evaluate_checkpoint, the code of
-#      `ddsa-sim evaluate`, one process for all pairs) and write the table (mean +- std over seeds).
+#      `ddsa-sim evaluate`, one process for all pairs) and write the table (mean +- std over seeds),
+#   5. score estimators that know the anatomy on every test set (experiments/duan/references.py): what the
+#      targets ask beyond removing the anatomy.
 #
 #   bash experiments/duan_ablation.sh [OUT_DIR]          # default OUT_DIR=out/duan
 #
@@ -65,7 +67,7 @@ train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with se
     local net=$1 row=$2 seed=$3 run=$OUT/runs/$1_$2_s$3
     [[ -f $run.done ]] && return 0
     # unet_cont: the control of a START_FROM row, the U-Net of ROW continued on ROW's data (unet.yaml)
-    sed "s/^seed: .*/seed: $seed/" "experiments/duan/${net%_cont}.yaml" > "$run.yaml"
+    printf 'base: %s\nseed: %s\n' "$PWD/experiments/duan/${net%_cont}.yaml" "$seed" > "$run.yaml"
     # the U-Net-GAN and the control start from the trained U-Net of the same row and seed
     [[ $net == unet_wgan || $net == unet_cont ]] && echo "init_from: $OUT/runs/unet_${row}_s$seed/best.pt" >> "$run.yaml"
     [[ $net != unet_wgan && $net != unet_cont && -n ${START_FROM[$row]:-} ]] && echo "init_from: $OUT/runs/unet_${START_FROM[$row]}_s$seed/best.pt" >> "$run.yaml"
@@ -102,6 +104,7 @@ fi
 
 stage evaluate python experiments/duan/evaluate_all.py "$OUT" --tests $TESTS
 python experiments/duan/table.py "$OUT" > "$OUT/table.md"
+stage references python experiments/duan/references.py "$OUT" -o "$OUT/references.png" > "$OUT/references.md"
 stage figure python experiments/duan/figure.py "$OUT" -o "$OUT/ood_grid.png"
 cat "$OUT/table.md"
-echo "timings: $TIMES; table: $OUT/table.md; figure: $OUT/ood_grid.png" >&2
+echo "timings: $TIMES; table: $OUT/table.md; references: $OUT/references.md; figure: $OUT/ood_grid.png" >&2

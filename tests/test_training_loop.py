@@ -199,7 +199,7 @@ def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     vessel_keys = {"vessel_psnr", "vessel_nmse", "bg_fp_energy", "bg_fp_fraction", "vessel_cnr", "iodine_recovery"}
-    for key in ("network", "conventional", "zero"):
+    for key in ("network", "conventional", "known_anatomy", "zero"):
         assert {"psnr", "ssim", "nmse", "mae", "psnr_std"} | vessel_keys <= set(out[key])
     assert out["n_samples"] == 3 and out["data_range"] > 0
     # the all-zero image, from the store directly
@@ -209,11 +209,16 @@ def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):
     assert out["zero"]["psnr"] == pytest.approx(np.mean(zero_psnr), rel=1e-6)
     assert out["zero"]["nmse"] == 1 and out["zero"]["vessel_nmse"] == 1 and out["zero"]["iodine_recovery"] == 0
     assert out["zero"]["bg_fp_fraction"] == 0 and out["zero"]["vessel_cnr"] == 0
-    for baseline in ("conventional", "zero"):
+    # known-anatomy subtraction: its error is the contrast frame's own noise, contrast - contrast_clean, whatever the motion
+    noise = [test[i]["contrast"][0].numpy().astype(np.float64) - test[i]["contrast_clean"][0].numpy() for i in range(len(test))]
+    noise_psnr = [10 * np.log10(out["data_range"] ** 2 / np.mean(n**2)) for n in noise]
+    assert np.std(noise[0]) > 0 and out["known_anatomy"]["psnr"] == pytest.approx(np.mean(noise_psnr), rel=1e-6)
+    assert out["known_anatomy"]["psnr"] > out["conventional"]["psnr"]
+    for baseline in ("conventional", "known_anatomy", "zero"):
         wins = out["wins"][f"network_vs_{baseline}"]
         assert set(wins) >= {"psnr", "vessel_psnr", "bg_fp_fraction"} and all(0 <= n <= 3 for n in wins.values())
     assert out["vessel_metrics"]["dilation_px"] == 2 and out["vessel_metrics"]["bg_threshold"] == 0.05
-    assert "vessel PSNR (dB)" in r.stderr and "net wins vs zero" in r.stderr
+    assert "vessel PSNR (dB)" in r.stderr and "net wins vs zero" in r.stderr and "net wins vs known_anatomy" in r.stderr
     assert png.exists()
     from PIL import Image
 

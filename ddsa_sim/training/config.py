@@ -197,8 +197,42 @@ def parse_config(data: dict[str, Any], source: str = "config") -> TrainConfig:
         raise _field_error(exc, source) from None
 
 
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's mapping with its ``base`` chain resolved (each ``base`` relative to its own file)."""
+    if not path.is_file():
+        raise InputError(f"{chain[-1]}: base: config file not found: {path}" if chain else f"config file not found: {path}")
+    if path.resolve() in chain:
+        raise InputError(f"{chain[-1]}: base: {path} is already in the chain ({' -> '.join(map(str, chain))})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: top level must be a mapping")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise InputError(f"{path}: base: must be the path of another training config, got {base!r}")
+    return _merged(_read_yaml(path.parent / base, (*chain, path.resolve())), data)
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML training config.
+
+    A config may start from another one: ``base: other.yaml`` (relative to the config's own folder, or
+    absolute) reads that file first, then lays this file's keys over it (mappings merge key by key;
+    scalars and lists replace); the base may have a base of its own.
 
     Parameters
     ----------
@@ -210,12 +244,4 @@ def load_config(path: str | Path) -> TrainConfig:
     TrainConfig
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if data is not None and not isinstance(data, dict):
-        raise InputError(f"{path}: top level must be a mapping")
-    return parse_config(data or {}, source=str(path))
+    return parse_config(_read_yaml(path), source=str(path))

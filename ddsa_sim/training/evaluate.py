@@ -1,13 +1,18 @@
-"""Evaluate a checkpoint on a store split: network vs conventional log-subtraction DSA vs an all-zero image.
+"""Evaluate a checkpoint on a store split: network vs conventional log-subtraction DSA, known-anatomy
+subtraction and an all-zero image.
 
 Conventional DSA of a sample is ``contrast - mask`` (from the store; it carries the motion
-misregistration of the export). The all-zero image is the floor any DSA method must beat: it has no
-false positives and scores well on whole-image PSNR where vessels are thin. All three are scored against
-``dsa_target`` in the -ln domain with the metrics of :mod:`ddsa_sim.training.metrics` and the vessel-aware
-metrics of :mod:`ddsa_sim.training.vessel_metrics` (on the store's ``vessel_mask``); per-sample win
-counts of the network against both baselines come with them. PSNR/SSIM ``data_range`` is one fixed
-number per run: ``max(dsa_target) - min(dsa_target)`` over all evaluated samples; it is reported in the
-output. Definitions: docs/results.md, "Evaluation metrics".
+misregistration of the export). Known-anatomy subtraction is ``contrast - (contrast_clean -
+dsa_target)``: the contrast frame minus everything its noise-free version holds besides the target (the
+anatomy, and scatter's share of the vessel signal), so its error is the contrast frame's own noise and
+nothing else. It is what a network that removed the anatomy perfectly, and did not denoise, would score:
+it tells a network's anatomy errors from the noise it was given. The all-zero image is the floor any DSA
+method must beat: it has no false positives and scores well on whole-image PSNR where vessels are thin.
+All are scored against ``dsa_target`` in the -ln domain with the metrics of
+:mod:`ddsa_sim.training.metrics` and the vessel-aware metrics of :mod:`ddsa_sim.training.vessel_metrics`
+(on the store's ``vessel_mask``); per-sample win counts of the network against each reference come with
+them. PSNR/SSIM ``data_range`` is one fixed number per run: ``max(dsa_target) - min(dsa_target)`` over
+all evaluated samples; it is reported in the output. Definitions: docs/results.md, "Evaluation metrics".
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from ddsa_sim.training.vessel_metrics import BG_THRESHOLD, DILATION_PX, vessel_m
 __all__ = ["GRID_COLUMNS", "METHODS", "comparison_grid", "evaluate_checkpoint", "format_table"]
 
 #: the scored images, in table order
-METHODS = ("network", "conventional", "zero")
+METHODS = ("network", "conventional", "known_anatomy", "zero")
 #: table rows: (metric key, label, format)
 _TABLE_ROWS = (
     ("psnr", "PSNR (dB)", "{:.2f}"),
@@ -104,7 +109,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     verify: str = "refuse",
 ) -> dict[str, Any]:
-    """Score the network and conventional DSA on one split.
+    """Score the network and the references (:data:`METHODS`) on one split.
 
     ``verify``: sample checksums on read (``"refuse"``, ``"skip"`` or ``"off"``,
     :class:`~ddsa_sim.training.data.ZarrDDSADataset`); skipped samples are counted in the result.
@@ -112,11 +117,12 @@ def evaluate_checkpoint(
     Returns
     -------
     dict
-        ``{"network": {...}, "conventional": {...}, "zero": {...}, "wins": {...}, "data_range": float,
-        "split": str, "n_samples": int, ...}``; each metric block has means (``psnr``, ``ssim``, ``nmse``,
-        ``mae`` and the vessel metrics of :func:`~ddsa_sim.training.vessel_metrics.vessel_metrics`) and
-        spreads (``<m>_std``, ``<m>_median``); ``wins["network_vs_conventional"]`` and
-        ``wins["network_vs_zero"]`` count the samples where the network is strictly better, per metric.
+        ``{"network": {...}, "conventional": {...}, "known_anatomy": {...}, "zero": {...}, "wins": {...},
+        "data_range": float, "split": str, "n_samples": int, ...}``; each metric block has means (``psnr``,
+        ``ssim``, ``nmse``, ``mae`` and the vessel metrics of
+        :func:`~ddsa_sim.training.vessel_metrics.vessel_metrics`) and spreads (``<m>_std``,
+        ``<m>_median``); ``wins["network_vs_<reference>"]`` counts the samples where the network is
+        strictly better than that reference, per metric.
     """
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, norm, _, ckpt = load_model(checkpoint, dev)
@@ -135,7 +141,9 @@ def evaluate_checkpoint(
         target = item["dsa_target"][0].numpy()
         vessel = ds.vessel_mask(i)
         n_vessel_free += not vessel.any()
-        images = {"network": pred, "conventional": contrast - item["mask"][0].numpy(), "zero": np.zeros_like(target)}
+        anatomy = item["contrast_clean"][0].numpy() - target  # with scatter, not the mask frame (docs/dsa.md)
+        images = {"network": pred, "conventional": contrast - item["mask"][0].numpy(),
+                  "known_anatomy": contrast - anatomy, "zero": np.zeros_like(target)}
         for method, image in images.items():
             rows[method].append(all_metrics(image, target, data_range) | vessel_metrics(image, target, vessel, data_range))
         if len(grid) < grid_rows:
@@ -172,7 +180,7 @@ def format_table(result: dict[str, Any]) -> str:
     """The metric means of :func:`evaluate_checkpoint`'s result as a plain-text table, one row per metric,
     one column per method, plus the network's per-sample wins against each baseline."""
     n = result["n_samples"]
-    head = ["metric", *METHODS, "net wins vs conv", "net wins vs zero"]
+    head = ["metric", *METHODS, *(f"net wins vs {m}" for m in METHODS[1:])]
     lines = []
     for key, label, fmt in _TABLE_ROWS:
         cells = [label, *(fmt.format(result[m][key]) for m in METHODS)]

@@ -7,7 +7,9 @@ exports. Re-run after an edit: ``python experiments/duan/make_configs.py``.
 Design (docs/results.md, "Duan's experiment at CPU scale"):
 
 * Trees: the published L-system design (``params: published-grid``), 16 poses per skeleton, in every
-  training set; ``cow`` and ``coronary`` templates appear only in test sets (held-out generators).
+  training set; ``cow`` and ``coronary`` templates appear only in test sets (held-out generators). Test
+  sets: 16 trees x 2 poses (up to v4: 1-2 trees x 16 poses, so that a set's numbers were those of its
+  one or two trees).
 * Anatomy: every chest slab virtual non-contrast (a DSA mask is taken before contrast); training on
   chest slabs ``z0R``, ``z1R`` (val ``z0L``); the common test set on ``z1L`` (heart,
   left lung); held out: the cranial slabs ``z2L``, ``z2R`` (neck, shoulders, clavicles) and the TIGRE head.
@@ -34,7 +36,9 @@ __all__ = ["TRAIN_ROWS", "TEST_SETS", "configs", "main"]
 
 HERE = Path(__file__).resolve().parent
 SLABS = "../../out/chest_slabs"                 # written by experiments/prepare_chest_slabs.py
-POSES_PER_TREE = 16                              # Duan et al.: 16 views of every skeleton
+POSES_PER_TREE = 16                              # Duan et al.: 16 views of every skeleton (training sets)
+TEST_TREES = 16                                  # skeletons per test set, spread evenly over its CTs, ...
+TEST_POSES_PER_TREE = 2                          # ... 2 views each: 32 images from 16 trees, not 2 trees
 STRUCTURES = "builtin:chest-ct-structures"       # the slabs' labels are TotalSegmentator crops
 
 
@@ -145,41 +149,42 @@ def _train_config(row: str) -> dict:
     return cfg
 
 
-def _test(cts: list[dict], sources: list[dict], exposure: dict, motion: bool, per_ct: int) -> dict:
+def _test(cts: list[dict], sources: list[dict], exposure: dict, motion: bool) -> dict:
     cfg = _row_physics("e")
     cfg.update(copy.deepcopy(exposure))
     cfg["effects"]["motion"] = "rigid" if motion else "none"
-    cfg["vessels"] = {"per_ct": per_ct, "sources": sources}
-    cfg.update(cts=cts, count=len(cts) * per_ct * POSES_PER_TREE, seed=17100,
+    cfg["vessels"] = {"per_ct": TEST_TREES // len(cts), "sources": sources}
+    cfg.update(cts=cts, count=TEST_TREES * TEST_POSES_PER_TREE, seed=17100,
                split={"train": 0.67, "val": 0.17, "test": 0.16})
     return cfg
 
 
-#: test sets (split "test", 16 poses per tree): name -> (description, CTs, vessel sources, exposure, trees per CT)
+#: test sets (split "test", :data:`TEST_TREES` trees x :data:`TEST_POSES_PER_TREE` poses): name -> (description,
+#: CTs, vessel sources, exposure)
 TEST_SETS = {
     "common": ("in-distribution anatomy region (z1L), full physics", [_slab("z1L", "test")], [LSYSTEM],
-               EXPOSURE_RANDOM, 2),
+               EXPOSURE_RANDOM),
     "ood_anatomy_neck": ("held-out anatomy: neck / shoulder slabs z2L, z2R",
-                         [_slab("z2L", "test"), _slab("z2R", "test")], [LSYSTEM], EXPOSURE_RANDOM, 1),
-    "ood_anatomy_head": ("held-out anatomy: TIGRE head, L-system", [HEAD], [LSYSTEM], EXPOSURE_RANDOM, 2),
+                         [_slab("z2L", "test"), _slab("z2R", "test")], [LSYSTEM], EXPOSURE_RANDOM),
+    "ood_anatomy_head": ("held-out anatomy: TIGRE head, L-system", [HEAD], [LSYSTEM], EXPOSURE_RANDOM),
     "ood_generator_cow": ("held-out generator: Circle of Willis on the TIGRE head", [HEAD],
-                          [{"generator": "cow"}], EXPOSURE_RANDOM, 2),
+                          [{"generator": "cow"}], EXPOSURE_RANDOM),
     "ood_generator_coronary": ("held-out generator: coronary tree on the heart (z1L)", [_slab("z1L", "test")],
-                               [{"generator": "coronary"}], EXPOSURE_RANDOM, 2),
+                               [{"generator": "coronary"}], EXPOSURE_RANDOM),
     "ood_exposure": ("held-out exposures: 105-125 kVp, 6-8 mm Al + 0.3 mm Cu, 0.006-0.009 uGy (z1L)",
-                     [_slab("z1L", "test")], [LSYSTEM], EXPOSURE_HELD_OUT, 2),
+                     [_slab("z1L", "test")], [LSYSTEM], EXPOSURE_HELD_OUT),
 }
 
 
 def configs() -> dict[str, dict]:
     """Every export config of the experiment, by file stem."""
     out = {f"train_{row}": _train_config(row) for row in TRAIN_ROWS}
-    out["test_common"] = _test(*TEST_SETS["common"][1:4], motion=True, per_ct=TEST_SETS["common"][4])
-    for name, (_, cts, sources, exposure, per_ct) in TEST_SETS.items():
+    out["test_common"] = _test(*TEST_SETS["common"][1:], motion=True)
+    for name, (_, cts, sources, exposure) in TEST_SETS.items():
         if name == "common":
             continue
         for motion in (True, False):
-            out[f"test_{name}_{'motion' if motion else 'static'}"] = _test(cts, sources, exposure, motion, per_ct)
+            out[f"test_{name}_{'motion' if motion else 'static'}"] = _test(cts, sources, exposure, motion)
     return out
 
 

@@ -2,7 +2,7 @@
 
 Reads ``OUT/eval/<net>_<row>_s<seed>/<test>.json`` (experiments/duan/evaluate_all.py; ``--checkpoint last``:
 ``OUT/eval_last``, the runs' ``last.pt``) and prints Markdown:
-one table per metric (rows: models and the two baselines; columns: test sets), then the issue-17 targets
+one table per metric (rows: models and the references; columns: test sets), then the issue-17 targets
 per model and out-of-distribution set, then every run's PSNR and false-positive fraction. A model's
 number on a test set is the mean over that set's samples; the table gives the mean and population std
 of it over the seeds. The baselines do not depend
@@ -10,7 +10,9 @@ on the model (the same store), so they have no seed spread.
 
 Targets (issue 17), on every out-of-distribution set X (``X_motion`` and ``X_static``):
 PSNR(network) >= PSNR(all-zero) + 3 dB, PSNR(network) >= PSNR(conventional DSA on X_static) + 2 dB,
-and bg_fp_fraction(network) < bg_fp_fraction(conventional DSA on the same set).
+and bg_fp_fraction(network) < bg_fp_fraction(conventional DSA on the same set). Beside them, not a
+target: the network's PSNR against known-anatomy subtraction (negative: it leaves anatomy in or loses
+iodine; positive: it also denoises).
 
     python experiments/duan/table.py out/duan > out/duan/table.md
 """
@@ -25,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["eval_dir", "load", "main", "metric_table", "per_seed", "targets"]
+__all__ = ["REFERENCES", "eval_dir", "load", "main", "metric_table", "per_seed", "targets"]
 
 METRICS = (("psnr", "PSNR (dB)", "{:.2f}"), ("vessel_psnr", "vessel PSNR (dB)", "{:.2f}"),
            ("bg_fp_fraction", "background FP fraction (P > 0.05 off the vessels)", "{:.4f}"),
            ("iodine_recovery", "iodine recovery", "{:.3f}"))
+#: references scored beside every network (ddsa_sim.training.evaluate.METHODS) -> row label
+REFERENCES = {"conventional": "conventional DSA", "known_anatomy": "known-anatomy subtraction", "zero": "all-zero image"}
 RUN = re.compile(r"(?P<model>.+)_s(?P<seed>\d+)$")
 #: model (run name less its seed) -> row label, in table order; other models follow, sorted by name
 LABELS = {
@@ -48,7 +52,8 @@ def eval_dir(checkpoint: str) -> str:
 
 def load(out: Path, folder: str = "eval") -> tuple[dict, dict, list[str]]:
     """``(models, baselines, tests)``: ``models[model][test][metric]`` = list over seeds of the set mean;
-    ``baselines[method][test][metric]`` = the set mean (conventional, zero)."""
+    ``baselines[method][test][metric]`` = the set mean (:data:`REFERENCES`; ``known_anatomy`` only where the
+    evaluation has it)."""
     models: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     baselines: dict = defaultdict(dict)
     tests = set()
@@ -61,8 +66,9 @@ def load(out: Path, folder: str = "eval") -> tuple[dict, dict, list[str]]:
         tests.add(test)
         for key, *_ in METRICS:
             models[m["model"]][test][key].append(res["network"][key])
-        for method in ("conventional", "zero"):
-            baselines[method][test] = res[method]
+        for method in REFERENCES:
+            if method in res:
+                baselines[method][test] = res[method]
     order = sorted(tests, key=lambda t: (t != "common", t))
     return models, baselines, order
 
@@ -91,7 +97,9 @@ def metric_table(models: dict, baselines: dict, tests: list[str], key: str, fmt:
     for model in _order(models):
         cells = [_cell(models[model][t][key], fmt, seeds) if models[model][t][key] else "-" for t in tests]
         lines.append(f"| {LABELS.get(model, model)} | " + " | ".join(cells) + " |")
-    for method, label in (("conventional", "conventional DSA"), ("zero", "all-zero image")):
+    for method, label in REFERENCES.items():
+        if not baselines[method]:
+            continue
         cells = [fmt.format(baselines[method][t][key]) if t in baselines[method] else "-" for t in tests]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -101,8 +109,8 @@ def targets(models: dict, baselines: dict, tests: list[str]) -> str:
     """Per model and out-of-distribution set: the three issue-17 targets, met or not, with the numbers."""
     ood = [t for t in tests if t.startswith("ood_")]
     lines = ["| model | set | net - zero (>= 3 dB) | net - conventional static (>= 2 dB) "
-             "| FP fraction net < conventional | all met |",
-             "|---|---|---|---|---|---|"]
+             "| FP fraction net < conventional | all met | net - known anatomy (dB) |",
+             "|---|---|---|---|---|---|---|"]
     for model in _order(models):
         for t in ood:
             psnr = np.mean(models[model][t]["psnr"]) if models[model][t]["psnr"] else None
@@ -116,8 +124,13 @@ def targets(models: dict, baselines: dict, tests: list[str]) -> str:
             mark = lambda b: "met" if b else "**not met**"  # noqa: E731
             lines.append(f"| {LABELS.get(model, model)} | {_short(t)} | {d_zero:+.2f} {mark(ok[0])} | "
                          f"{d_conv:+.2f} {mark(ok[1])} | {fp:.4f} vs {fp_conv:.4f} {mark(ok[2])} | "
-                         f"{'yes' if all(ok) else 'no'} |")
+                         f"{'yes' if all(ok) else 'no'} | {_versus(psnr, baselines['known_anatomy'].get(t))} |")
     return "\n".join(lines)
+
+
+def _versus(psnr: float, reference: dict | None) -> str:
+    """``psnr`` minus a reference's PSNR, or ``-`` where an older evaluation lacks the reference."""
+    return "-" if reference is None else f"{psnr - reference['psnr']:+.2f}"
 
 
 def per_seed(out: Path, tests: list[str], checkpoint: str = "best") -> str:

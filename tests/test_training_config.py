@@ -1,0 +1,73 @@
+"""Training configs: ``base:`` chains (merge rules, relative paths, errors) and the committed configs that use them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ddsa_sim import InputError
+from ddsa_sim.training.config import load_config, parse_config
+
+DUAN = Path(__file__).parents[1] / "experiments" / "duan"
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_base_merges_mappings_key_by_key_and_replaces_scalars_and_lists(tmp_path):
+    _write(tmp_path / "shared" / "root.yaml", {"name": "root", "seed": 1,
+                                               "data": {"batch_size": 4, "augment": {"p_hflip": 0.1, "scale_range": [0.5, 2.0]}},
+                                               "optim": {"lr": 0.1, "max_steps": 7}})
+    _write(tmp_path / "shared" / "mid.yaml", {"base": "root.yaml", "data": {"augment": {"scale_range": [0.9, 1.1]}}})
+    leaf = _write(tmp_path / "runs" / "leaf.yaml", {"base": "../shared/mid.yaml", "seed": 3, "optim": {"lr": 0.2}})
+    cfg = load_config(leaf)
+    expected = parse_config({"name": "root", "seed": 3,
+                             "data": {"batch_size": 4, "augment": {"p_hflip": 0.1, "scale_range": [0.9, 1.1]}},
+                             "optim": {"lr": 0.2, "max_steps": 7}})
+    assert cfg == expected
+    # an absolute base works from anywhere
+    elsewhere = _write(tmp_path / "x" / "y.yaml", {"base": str(tmp_path / "shared" / "root.yaml")})
+    assert load_config(elsewhere).optim.lr == 0.1 and load_config(elsewhere).seed == 1
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a.yaml": {"base": "missing.yaml"}}, r"a\.yaml: base: config file not found: .*missing\.yaml"),
+        ({"a.yaml": {"base": "b.yaml"}, "b.yaml": {"base": "a.yaml"}}, r"b\.yaml: base: .*a\.yaml is already in the chain"),
+        ({"a.yaml": {"base": 3}}, r"a\.yaml: base: must be the path of another training config"),
+        ({"a.yaml": {"base": "b.yaml"}, "b.yaml": {"model": {"depth": 0}}}, r"a\.yaml: model\.depth"),
+    ],
+)
+def test_bad_base_is_a_one_line_error_naming_the_file(tmp_path, files, message):
+    for name, data in files.items():
+        _write(tmp_path / name, data)
+    with pytest.raises(InputError, match=message):
+        load_config(tmp_path / "a.yaml")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+@pytest.mark.parametrize("name", ["unet_sup", "unet_sup_cos", "unet_wgan"])
+def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
+    unet = _flat(json.loads(load_config(DUAN / "unet.yaml").to_json()))
+    variant = _flat(json.loads(load_config(DUAN / f"{name}.yaml").to_json()))
+    declared, path = set(), DUAN / f"{name}.yaml"
+    while path.name != "unet.yaml":  # the keys each file of the chain writes itself
+        raw = yaml.safe_load(path.read_text())
+        declared |= set(_flat(raw)) - {"base"}
+        path = DUAN / raw["base"]
+    differing = {k for k in variant if variant[k] != unet[k]}
+    assert "name" in differing and differing <= declared
+    assert variant["data.augment.p_superpose"] == (0.5 if "sup" in name else 0.0)
