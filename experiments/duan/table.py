@@ -40,7 +40,8 @@ LABELS = {
     "unet_a": "U-Net a", "unet_b": "U-Net b", "unet_c": "U-Net c", "unet_d": "U-Net d", "unet_e": "U-Net e",
     "unet_f3": "U-Net f (v3 heads)", "unet_f": "U-Net f (v4 heads)", "unet_g": "U-Net g", "unet_h": "U-Net h",
     "unet_i": "U-Net i", "unet_sup_f": "U-Net f + superposition", "unet_sup_i": "U-Net i + superposition",
-    "unet_sup_cos_i": "U-Net i + superposition + cosine lr", "unet_cont_e": "control: U-Net e + 2000 steps on e",
+    "unet_sup_cos_i": "U-Net i + superposition + cosine lr", "unet_sup4k_i": "U-Net i + superposition, 4000 steps",
+    "unet_cont_e": "control: U-Net e + 2000 steps on e",
     "unet_wgan_e": "U-Net-WGAN e (v2, w = 10)", "unet_wgan_f3": "U-Net-WGAN f (v3 heads, w = 1000)",
 }
 
