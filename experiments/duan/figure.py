@@ -2,11 +2,11 @@
 out-of-distribution set), columns input (contrast frame) | target | network | conventional DSA.
 
 The sample shown is the first of each test split (not chosen), the network one model (default
-``unet_e_s0``). Input: its own 1-99 % window per row; the three DSA columns share the row target's
+``unet_e_s0``, else the first trained run). Input: its own 1-99 % window per row; the three DSA columns share the row target's
 window ``[0, p99]``, p99 the 99th percentile of the target on its vessel pixels (target > 0.01; negative
 values clipped to black).
 
-    python experiments/duan/figure.py out/duan -o out/duan/ood_grid.png [--run unet_e_s0]
+    python experiments/duan/figure.py out/duan -o out/duan/ood_grid.png [--run unet_sup_i_s0]
 """
 
 from __future__ import annotations
@@ -43,8 +43,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
     ap.add_argument("-o", "--png", type=Path, required=True)
-    ap.add_argument("--run", default="unet_e_s0", help="model run name under OUT/runs")
+    ap.add_argument("--run", help="model run name under OUT/runs (default: unet_e_s0, else the first run)")
     args = ap.parse_args()
+    if args.run is None:
+        runs = sorted(p.parent.name for p in (args.out / "runs").glob("*/best.pt"))
+        if not runs:
+            raise SystemExit(f"error: no trained run under {args.out / 'runs'}")
+        args.run = "unet_e_s0" if "unet_e_s0" in runs else runs[0]
     model, norm, _, _ = load_model(args.out / "runs" / args.run / "best.pt", torch.device("cpu"))
     stores = sorted((args.out / "data").glob("test_*.zarr"), key=lambda p: (p.stem != "test_common", p.stem))
     stores = [s for s in stores if Path(f"{s}.done").exists()]

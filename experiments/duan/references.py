@@ -18,8 +18,8 @@ the noise alone costs, with three oracles of increasing power:
 Each set's threshold is what the issue asks of a network there: ``max(zero + 3 dB, conventional DSA
 without motion + 2 dB)``. A set whose oracles fall short of it asks for more than knowing the anatomy
 exactly gives; a set where they pass it is limited by what the network does with the anatomy. PSNR uses
-each set's data range (as ``ddsa-sim evaluate``); the background false-positive fraction is
-``ddsa_sim.training.vessel_metrics``'.
+each set's data range and the background false-positive fraction is that of
+:mod:`ddsa_sim.training.vessel_metrics`, as in ``ddsa-sim evaluate``. Results: docs/results.md (v5).
 
     python experiments/duan/references.py out/duan [-o out/duan/references.png] > out/duan/references.md
 """
