@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 import torch
-from table import eval_dir  # experiments/duan/table.py, beside this script
+from table import RUN, eval_dir  # experiments/duan/table.py, beside this script
 from tqdm import tqdm
 
 from ddsa_sim.files import atomic_output
@@ -34,7 +34,7 @@ def evaluate_all(out: Path, tests: list[str] | None = None, checkpoint: str = "b
     runs = sorted(p.parent for p in (out / "runs").glob(f"*/{checkpoint}.pt")
                   if (out / "runs" / f"{p.parent.name}.done").exists())
     if models:
-        runs = [r for r in runs if r.name.rsplit("_s", 1)[0] in models]
+        runs = [r for r in runs if (m := RUN.match(r.name)) and m["model"] in models]
     stores = sorted(p for p in (out / "data").glob("test_*.zarr") if Path(f"{p}.done").exists())
     if tests:
         stores = [s for s in stores if s.stem in tests]

@@ -21,7 +21,14 @@ from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.viz.figures import display_window, image_grid
 
-__all__ = ["main", "row_images"]
+__all__ = ["main", "row_images", "target_top"]
+
+
+def target_top(target: np.ndarray) -> float:
+    """Top of a DSA display window ``[0, top]``: the 99th percentile of the target on its vessel pixels
+    (target > 0.01), or its maximum where it has none."""
+    vessel = target[target > 0.01]
+    return float(np.percentile(vessel, 99)) if vessel.size else max(float(target.max()), 1e-6)
 
 
 def row_images(model, norm, store: Path, index: int = 0) -> list[np.ndarray]:
@@ -34,8 +41,7 @@ def row_images(model, norm, store: Path, index: int = 0) -> list[np.ndarray]:
         pred = norm.denorm_target(model(norm.norm_input(x)).float())[0, 0].numpy()
     contrast, target = item["contrast"][0].numpy(), item["dsa_target"][0].numpy()
     lo, hi = display_window([contrast], 1, 99)
-    vessel = target[target > 0.01]
-    top = float(np.percentile(vessel, 99)) if vessel.size else max(float(target.max()), 1e-6)
+    top = target_top(target)
     return [(contrast - lo) / (hi - lo), target / top, pred / top, (contrast - item["mask"][0].numpy()) / top]
 
 

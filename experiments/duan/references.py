@@ -27,11 +27,12 @@ each set's data range and the background false-positive fraction is that of
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import numpy as np
+from figure import target_top  # experiments/duan/figure.py and table.py, beside this script
 from scipy import ndimage
+from table import set_label
 
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.loop import target_data_range
@@ -84,11 +85,6 @@ def set_references(store: Path) -> dict:
             "sigma_px": sigma, "rows": [first[n] for n in ("target", "conventional", "known", "gaussian")]}
 
 
-def _short(stem: str) -> str:
-    name = re.sub(r"^test_(ood_(anatomy|generator)_|ood_)?", "", stem)
-    return name.replace("_motion", " mot.").replace("_static", " static")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
@@ -106,7 +102,7 @@ def main() -> None:
         p, fp = r["psnr"], r["fp"]
         needed = max(p["zero"] + 3, p["conventional"] + 2) if "ood_" in stem else None
         mark = lambda v: f"**{v:.2f}**" if needed is not None and v >= needed else f"{v:.2f}"  # noqa: E731
-        cells = [_short(stem), "-" if needed is None else f"{needed:.2f}", f"{p['zero']:.2f}", f"{p['conventional']:.2f}",
+        cells = [set_label(stem), "-" if needed is None else f"{needed:.2f}", f"{p['zero']:.2f}", f"{p['conventional']:.2f}",
                  mark(p["known"]), f"{mark(p['gaussian'])} ({r['sigma_px']:g})", mark(p["wiener"]),
                  " / ".join(f"{fp[n]:.3f}" for n in ("conventional", "known", "gaussian", "wiener"))]
         print("| " + " | ".join(cells) + " |")
@@ -114,10 +110,9 @@ def main() -> None:
         rows = []
         for stem in refs:
             images = refs[stem]["rows"]
-            vessel = images[0][images[0] > 0.01]
-            top = float(np.percentile(vessel, 99)) if vessel.size else max(float(images[0].max()), 1e-6)
+            top = target_top(images[0])
             rows.append([im / top for im in images])
-        titles = [[f"{_short(s)}: target", "conventional DSA", "known anatomy",
+        titles = [[f"{set_label(s)}: target", "conventional DSA", "known anatomy",
                    f"known anatomy, Gaussian {refs[s]['sigma_px']:g} px"] for s in refs]
         image_grid(rows, args.png, titles, windows=[(0.0, 1.0)] * 4, cell_inches=2.0)
         print(f"\n(picture: {args.png})")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["REFERENCES", "eval_dir", "load", "main", "metric_table", "per_seed", "targets"]
+__all__ = ["REFERENCES", "RUN", "eval_dir", "load", "main", "metric_table", "per_seed", "set_label", "targets"]
 
 METRICS = (("psnr", "PSNR (dB)", "{:.2f}"), ("vessel_psnr", "vessel PSNR (dB)", "{:.2f}"),
            ("bg_fp_fraction", "background FP fraction (P > 0.05 off the vessels)", "{:.4f}"),
@@ -85,15 +85,15 @@ def _order(models) -> list[str]:
     return [m for m in LABELS if m in models] + sorted(m for m in models if m not in LABELS)
 
 
-def _short(test: str) -> str:
-    """``ood_anatomy_head_motion`` -> ``head mot.``"""
-    name = re.sub(r"^ood_(anatomy|generator)_|^ood_", "", test)
+def set_label(test: str) -> str:
+    """Short column name of a test set: ``ood_anatomy_head_motion`` (or ``test_ood_...``) -> ``head mot.``"""
+    name = re.sub(r"^(test_)?(ood_(anatomy|generator)_|ood_)?", "", test)
     return name.replace("_motion", " mot.").replace("_static", " static")
 
 
 def metric_table(models: dict, baselines: dict, tests: list[str], key: str, fmt: str) -> str:
     """One Markdown table of metric ``key``."""
-    lines = ["| model | " + " | ".join(map(_short, tests)) + " |", "|---" * (len(tests) + 1) + "|"]
+    lines = ["| model | " + " | ".join(map(set_label, tests)) + " |", "|---" * (len(tests) + 1) + "|"]
     seeds = max(len(models[m][t][key]) for m in models for t in tests)
     for model in _order(models):
         cells = [_cell(models[model][t][key], fmt, seeds) if models[model][t][key] else "-" for t in tests]
@@ -123,7 +123,7 @@ def targets(models: dict, baselines: dict, tests: list[str]) -> str:
             fp, fp_conv = np.mean(models[model][t]["bg_fp_fraction"]), baselines["conventional"][t]["bg_fp_fraction"]
             ok = (d_zero >= 3, d_conv >= 2, fp < fp_conv)
             mark = lambda b: "met" if b else "**not met**"  # noqa: E731
-            lines.append(f"| {LABELS.get(model, model)} | {_short(t)} | {d_zero:+.2f} {mark(ok[0])} | "
+            lines.append(f"| {LABELS.get(model, model)} | {set_label(t)} | {d_zero:+.2f} {mark(ok[0])} | "
                          f"{d_conv:+.2f} {mark(ok[1])} | {fp:.4f} vs {fp_conv:.4f} {mark(ok[2])} | "
                          f"{'yes' if all(ok) else 'no'} | {_versus(psnr, baselines['known_anatomy'].get(t))} |")
     return "\n".join(lines)
@@ -136,7 +136,7 @@ def _versus(psnr: float, reference: dict | None) -> str:
 
 def per_seed(out: Path, tests: list[str], checkpoint: str = "best") -> str:
     """One row per run: its checkpoint's step and, per test set, PSNR (dB) / background FP fraction."""
-    lines = ["| run | step | " + " | ".join(map(_short, tests)) + " |", "|---" * (len(tests) + 2) + "|"]
+    lines = ["| run | step | " + " | ".join(map(set_label, tests)) + " |", "|---" * (len(tests) + 2) + "|"]
     for run in sorted(p for p in (out / eval_dir(checkpoint)).iterdir() if p.is_dir() and RUN.match(p.name)):
         cells = []
         for t in tests:
