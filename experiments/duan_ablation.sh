@@ -9,7 +9,8 @@
 #      anatomy superposition, experiments/duan/unet_sup.yaml) on their rows, and the U-Net-WGAN
 #      (experiments/duan/unet_wgan.yaml) on row GAN_ROW, started from the U-Net of the same seed,
 #   4. evaluate every model on every test set (ddsa_sim.training.evaluate.evaluate_checkpoint, the code of
-#      `ddsa-sim evaluate`, one process for all pairs) and write the table (mean +- std over seeds),
+#      `ddsa-sim evaluate`, one process for all pairs) and write the table (mean +- std over seeds); the
+#      same with test-time augmentation (`ddsa-sim evaluate --tta`) into table_tta.md,
 #   5. score estimators that know the anatomy on every test set (experiments/duan/references.py): what the
 #      targets ask beyond removing the anatomy.
 #
@@ -17,8 +18,9 @@
 #
 # Environment: ROWS (default "a b c d e f g h i"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
 # seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), EXTRA (further trainings NET:ROW, the
-# config experiments/duan/NET.yaml on row ROW's data, default "unet_sup:f unet_sup:i unet_sup_cos:i"; ""
-# skips them), TESTS (test-set stems, default all), WORKERS (export
+# config experiments/duan/NET.yaml on row ROW's data, default "unet_sup:f unet_sup:i unet_sup_cos:i
+# unet_vsup:i unet_dose:i"; "" skips them), TTA (default 1; "" skips the test-time-augmentation
+# evaluation), TESTS (test-set stems, default all), WORKERS (export
 # processes, default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
 # ROWS=a SEEDS=0 GAN_SEEDS= TESTS=test_common MAX_STEPS=5 bash experiments/duan_ablation.sh /tmp/duan_smoke).
 # Every stage resumes: a finished store, run or evaluation is kept, an interrupted export resumes.
@@ -32,7 +34,8 @@ ROWS=${ROWS:-a b c d e f g h i}
 SEEDS=${SEEDS:-0 1 2}
 GAN_SEEDS=${GAN_SEEDS-0 1 2}
 GAN_ROW=${GAN_ROW:-f}
-EXTRA=${EXTRA-unet_sup:f unet_sup:i unet_sup_cos:i}
+EXTRA=${EXTRA-unet_sup:f unet_sup:i unet_sup_cos:i unet_vsup:i unet_dose:i}
+TTA=${TTA-1}
 WORKERS=${WORKERS:-1}
 ALL_TESTS=$(cd experiments/duan && ls test_*.yaml | sed 's/\.yaml$//' | tr '\n' ' ')
 TESTS=${TESTS:-$ALL_TESTS}
@@ -104,7 +107,11 @@ fi
 
 stage evaluate python experiments/duan/evaluate_all.py "$OUT" --tests $TESTS
 python experiments/duan/table.py "$OUT" > "$OUT/table.md"
+if [[ -n $TTA ]]; then  # the same with test-time augmentation (8 passes per image)
+    stage evaluate_tta python experiments/duan/evaluate_all.py "$OUT" --tests $TESTS --tta
+    python experiments/duan/table.py "$OUT" --tta > "$OUT/table_tta.md"
+fi
 stage references python experiments/duan/references.py "$OUT" -o "$OUT/references.png" > "$OUT/references.md"
 stage figure python experiments/duan/figure.py "$OUT" -o "$OUT/ood_grid.png"
 cat "$OUT/table.md"
-echo "timings: $TIMES; table: $OUT/table.md; references: $OUT/references.md; figure: $OUT/ood_grid.png" >&2
+echo "timings: $TIMES; tables: $OUT/table.md, $OUT/table_tta.md; references: $OUT/references.md; figure: $OUT/ood_grid.png" >&2

@@ -177,3 +177,9 @@ def test_mas_and_automatic_exposure_configs(tmp_path):
     got = np.asarray(root["meta/detector_air_kerma_ugy"][:])
     np.testing.assert_allclose(got, [s.detector_air_kerma_ugy for s in specs], rtol=1e-9)
     assert all(s.photons_per_pixel is None for s in specs) and np.all(np.asarray(root["meta/photons_per_pixel"][:]) > 0)
+    # training reads each sample's dose with it (augment.p_dose)
+    from ddsa_sim.training.data import ZarrDDSADataset
+
+    for split in {s.split for s in specs}:
+        ds = ZarrDDSADataset(tmp_path / "store", split)
+        assert [float(ds[i]["dose_ugy"]) for i in range(len(ds))] == pytest.approx(got[ds.indices].tolist(), rel=1e-12)

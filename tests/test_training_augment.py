@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ddsa_sim import InputError
-from ddsa_sim.training.augment import augment_pair, make_training_batch
+from ddsa_sim.training.augment import augment_pair, lower_dose, make_training_batch
 from ddsa_sim.training.config import AugmentConfig, DataConfig, NoiseInjectionConfig, load_config, parse_config
 from ddsa_sim.training.noise_injection import inject_noise
 from ddsa_sim.training.normalization import Normalization
@@ -208,6 +208,71 @@ def test_superpose_adds_the_previous_samples_anatomy_less_its_mean():
     added = k.abs() > 1e-6
     assert 16 < int(added.sum()) < 48
     assert float(k[added].min()) >= 0.3 - 1e-5 and float(k.max()) <= 1.0 + 1e-5 and float(k[added].std()) > 0.1
+
+
+def test_vessel_superpose_adds_the_next_samples_target_to_the_target_only():
+    """target_i -> target_i + k_i target_{i+1}: a second tree's iodine in the same beam; the base (anatomy
+    and noise) is kept, so the input gains exactly the added vessels; k in range for about half (p = 0.5)."""
+    x = _base_target()
+    cfg = AugmentConfig(**{**_NOTHING, "p_vessel_superpose": 0.5, "vessel_superpose_range": (0.5, 1.5)})
+    out = augment_pair(x, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, 0], x[:, 0])
+    other = x[:, 1].roll(-1, dims=0)
+    k = ((out[:, 1] - x[:, 1]) * other).flatten(1).sum(1) / (other * other).flatten(1).sum(1)
+    np.testing.assert_allclose(out[:, 1].numpy(), (x[:, 1] + k.view(-1, 1, 1) * other).numpy(), atol=1e-5)
+    added = k.abs() > 1e-6
+    assert 16 < int(added.sum()) < 48
+    assert float(k[added].min()) >= 0.5 - 1e-5 and float(k.max()) <= 1.5 + 1e-5 and float(k[added].std()) > 0.15
+
+
+def test_lower_dose_scales_the_recorded_noise_and_keeps_the_floor():
+    """base -> base + (f^-1/2 - 1) noise, f log-uniform in [max(lo, floor / dose), hi] for about p of the
+    samples; a sample already below the floor is kept."""
+    g = torch.Generator().manual_seed(5)
+    base, noise = 2.0 + torch.rand(64, 1, 8, 8, generator=g), 0.1 * torch.randn(64, 1, 8, 8, generator=g)
+    dose = torch.tensor([0.02, 0.1, 1.0, 0.005] * 16, dtype=torch.float64)
+    cfg = AugmentConfig(**{**_NOTHING, "p_dose": 0.5, "dose_fraction_range": (0.05, 1.0), "dose_floor_ugy": 0.01})
+    out = lower_dose(base, noise, dose, cfg, torch.Generator().manual_seed(0))
+    k = ((out - base) * noise).flatten(1).sum(1) / (noise * noise).flatten(1).sum(1)  # f^-1/2 - 1
+    np.testing.assert_allclose(out.numpy(), (base + k.view(-1, 1, 1, 1) * noise).numpy(), atol=1e-5)
+    f = (1 + k.double()) ** -2
+    lowered = f < 1 - 1e-6
+    assert 16 < int(lowered.sum()) < 48
+    assert not lowered[dose < 0.01].any()  # below the floor already
+    new_dose = dose * f
+    assert float(new_dose[dose >= 0.01].min()) >= 0.01 * (1 - 1e-4) and float(f.min()) >= 0.05 * (1 - 1e-4)
+    assert float(new_dose[(dose == 1.0) & lowered].min()) < 0.2  # the 1 uGy frames go well down
+
+
+def test_lower_dose_matches_a_frame_simulated_at_the_lower_dose():
+    """Independent truth: Poisson counts. The noise of a frame of N quanta, times (1/4)^-1/2, has the
+    spread of a frame of N / 4 quanta (-ln domain)."""
+    rng = np.random.default_rng(0)
+    m, n = 1.0, 2000.0  # line integral; unattenuated quanta per pixel
+    frame = lambda quanta: -np.log(rng.poisson(quanta * np.exp(-m), (64, 64, 64)) / quanta)  # noqa: E731
+    recorded = torch.from_numpy(frame(n)).float()[:, None]
+    cfg = AugmentConfig(**{**_NOTHING, "p_dose": 1.0, "dose_fraction_range": (0.25, 0.25)})
+    clean = torch.full_like(recorded, m)
+    # the base of a recorded frame holds its noise: base = contrast - target
+    out = lower_dose(recorded, recorded - clean, torch.ones(64, dtype=torch.float64), cfg, torch.Generator().manual_seed(0))
+    assert float((out - clean).std()) == pytest.approx(float(np.std(frame(n / 4))), rel=0.02)
+
+
+def test_lower_dose_needs_the_stores_dose_and_recorded_noise():
+    x = _base_target(4)
+    batch = {"contrast_clean": x[:, :1] + x[:, 1:], "contrast": x[:, :1] + x[:, 1:], "dsa_target": x[:, 1:]}
+    norm = Normalization(offset=0.0, scale=1.0)
+    cfg = DataConfig(crop_size=16, patch_size=16, noise={"enabled": False}, augment={"p_dose": 0.5})
+    with pytest.raises(InputError, match="p_dose needs a stored dataset"):
+        make_training_batch(batch, cfg, norm, torch.Generator().manual_seed(0), torch.device("cpu"))
+    with pytest.raises(InputError, match="no detector_air_kerma_ugy"):
+        cfg = DataConfig(crop_size=16, patch_size=16, noise={"enabled": False}, augment={"p_dose": 0.5, "dose_floor_ugy": 0.01})
+        make_training_batch(batch | {"dose_ugy": torch.full((4,), float("nan"), dtype=torch.float64)}, cfg, norm,
+                            torch.Generator().manual_seed(0), torch.device("cpu"))
+    with pytest.raises(ValueError, match="needs noise injection off"):
+        DataConfig(crop_size=16, patch_size=16, augment={"p_dose": 0.5})
+    with pytest.raises(ValueError, match="dose_fraction_range must be <= 1"):
+        AugmentConfig(dose_fraction_range=(0.5, 2.0))
 
 
 def test_ln_offset_moves_the_input_only_by_a_constant_in_range():

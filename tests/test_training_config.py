@@ -59,7 +59,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", ["unet_sup", "unet_sup_cos", "unet_wgan"])
+@pytest.mark.parametrize("name", ["unet_sup", "unet_sup_cos", "unet_vsup", "unet_dose", "unet_wgan"])
 def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     unet = _flat(json.loads(load_config(DUAN / "unet.yaml").to_json()))
     variant = _flat(json.loads(load_config(DUAN / f"{name}.yaml").to_json()))
@@ -70,4 +70,6 @@ def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
         path = DUAN / raw["base"]
     differing = {k for k in variant if variant[k] != unet[k]}
     assert "name" in differing and differing <= declared
-    assert variant["data.augment.p_superpose"] == (0.5 if "sup" in name else 0.0)
+    assert variant["data.augment.p_superpose"] == (0.0 if name == "unet_wgan" else 0.5)
+    assert variant["data.augment.p_vessel_superpose"] == (0.5 if "vsup" in name else 0.0)
+    assert variant["data.augment.p_dose"] == (0.5 if "dose" in name else 0.0)

@@ -223,6 +223,13 @@ def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):
     from PIL import Image
 
     assert Image.open(png).size[0] > 4 * 48
+    # --tta changes the network's image only (tests/test_training_predict.py: what it computes)
+    r = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(store), "--out-png", str(png), "--tta"])
+    assert r.exit_code == 0, r.output
+    tta = json.loads(r.stdout)
+    assert out["tta"] is False and tta["tta"] is True
+    assert tta["network"]["psnr"] != out["network"]["psnr"]
+    assert all(tta[m] == out[m] for m in ("conventional", "known_anatomy", "zero"))
 
 
 def test_cli_infer_png_tiff_dicom(trained, tmp_path):

@@ -92,6 +92,7 @@ def evaluate(
         None, "--max-samples", help="evaluate this many samples, evenly spaced over the split"
     ),
     verify: str = typer.Option("refuse", "--verify", help="sample checksums on read: refuse | skip | off"),
+    tta: bool = typer.Option(False, "--tta", help="average the network over the image's flips and quarter turns"),
 ) -> None:
     """Print network vs conventional-DSA vs all-zero metrics as one JSON object (a table on stderr) and
     write a comparison grid."""
@@ -100,7 +101,7 @@ def evaluate(
     if max_samples is not None and max_samples < 1:
         raise InputError(f"--max-samples: must be >= 1, got {max_samples}")
     png = out_png if out_png is not None else Path(checkpoint).parent / f"eval_{split}.png"
-    res = evaluate_checkpoint(checkpoint, data, split, png, max_samples=max_samples, verify=verify)
+    res = evaluate_checkpoint(checkpoint, data, split, png, max_samples=max_samples, verify=verify, tta=tta)
     print(format_table(res), file=sys.stderr)
     print(json.dumps(res))
 
@@ -121,6 +122,7 @@ def infer(
     frame_time_ms: float | None = typer.Option(
         None, "--frame-time-ms", help="XA run: frame interval in ms (replaces the run's frame times)"
     ),
+    tta: bool = typer.Option(False, "--tta", help="average the network over the image's flips and quarter turns"),
 ) -> None:
     """Extract DSA from contrast frames (docs/inference.md).
 
@@ -132,7 +134,7 @@ def infer(
     if input_domain not in ("auto", "log", "intensity"):
         raise InputError(f"--input-domain must be auto, log or intensity, not {input_domain!r}")
     for p in infer_path(checkpoint, input, out, input_domain, i0,  # type: ignore[arg-type]
-                        mask_frame=mask_frame, pixel_shift=pixel_shift, frame_time_ms=frame_time_ms):
+                        mask_frame=mask_frame, pixel_shift=pixel_shift, frame_time_ms=frame_time_ms, tta=tta):
         print(p)
 
 

@@ -7,7 +7,9 @@ the whole stack, so input and target receive the *identical* transform; ``multip
 ``anatomy gain`` scales ``base`` only (a thicker or thinner patient, same iodine), so
 ``input = base + target`` stays exact; ``superpose`` adds another sample's ``base`` (zero mean, times
 ``k``) to a sample's ``base``: anatomy in front of or behind the patient's, whose attenuation adds in
-the ``-ln`` domain (Beer-Lambert), less its mean (a detector gain, as the offset below). The ``-ln``
+the ``-ln`` domain (Beer-Lambert), less its mean (a detector gain, as the offset below);
+``vessel superpose`` adds another sample's ``target`` (times ``k``) to a sample's ``target``, so the input
+gains the same vessels: two injected trees in one beam, whose iodine attenuation adds likewise. The ``-ln``
 offset (:func:`random_ln_offset`) adds a constant to the network input only, after noise injection: a
 detector gain or I0 calibration ``k`` turns ``-ln(I/I0)`` into ``-ln(I/I0) - ln k`` in the mask and the
 contrast frame alike, so their difference (the target) keeps no offset, and a gain does not change
@@ -15,8 +17,8 @@ photon statistics. Every random draw comes from the given
 ``torch.Generator``; an augmentation with probability 0 draws nothing.
 
 Pipeline of :func:`make_training_batch` (published: random crop 512 -> augment -> centre crop 384):
-random crop ``crop_size`` -> augment -> noise injection on ``base`` -> ``-ln`` offset -> centre crop
-``patch_size`` -> normalise.
+random crop ``crop_size`` -> lower dose (:func:`lower_dose`) -> augment -> noise injection on ``base`` ->
+``-ln`` offset -> centre crop ``patch_size`` -> normalise.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 
+from ddsa_sim import InputError
 from ddsa_sim.training.config import AugmentConfig, DataConfig
 from ddsa_sim.training.noise_injection import blur_per_sample, inject_noise
 from ddsa_sim.training.normalization import Normalization
@@ -118,7 +121,37 @@ def augment_pair(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tor
         other = x[:, :1].roll(1, dims=0)  # the batch's previous sample: another anatomy and pose
         other = other - other.mean(dim=(-2, -1), keepdim=True)
         x = torch.cat([x[:, :1] + k.view(-1, 1, 1, 1) * other, x[:, 1:]], dim=1)
+    if cfg.p_vessel_superpose > 0:
+        m = _coin(b, cfg.p_vessel_superpose, g, dev)
+        k = torch.where(m, _rand(b, *cfg.vessel_superpose_range, g, dev), torch.zeros(b, device=dev))
+        other = x[:, 1:].roll(-1, dims=0)  # the batch's next sample: not the anatomy superposition's source
+        x = torch.cat([x[:, :1], x[:, 1:] + k.view(-1, 1, 1, 1) * other], dim=1)
     return x
+
+
+def lower_dose(base: torch.Tensor, noise: torch.Tensor, dose_ugy: torch.Tensor, cfg: AugmentConfig,
+               g: torch.Generator) -> torch.Tensor:
+    """The ``(B, 1, H, W)`` base of a frame recorded at a lower dose: ``base + (f^-1/2 - 1) noise``.
+
+    ``noise`` is the frame's recorded noise, ``contrast - contrast_clean``. Quantum noise in the -ln domain
+    has a standard deviation proportional to ``1 / sqrt(dose)``, with the detector's correlation (light
+    spread, binning) whatever the dose, so the same realisation times ``f^-1/2`` is the noise at dose
+    fraction ``f``. With probability ``p_dose``, ``f`` is drawn log-uniform from ``dose_fraction_range``
+    raised to ``dose_floor_ugy / dose_ugy``, so that no frame goes below the floor (e.g. the lowest dose of
+    the training exposures: the dose of a held-out set stays held out); a frame already below the floor is
+    kept. ``dose_ugy``: ``(B,)`` detector air kerma per frame of each sample, uGy.
+    """
+    b, dev = base.shape[0], base.device
+    lo, hi = cfg.dose_fraction_range
+    dose = dose_ugy.to(dev, torch.float64)
+    if cfg.dose_floor_ugy > 0 and bool(torch.isnan(dose).any()):
+        raise InputError("augment.dose_floor_ugy needs each sample's dose: the store has no detector_air_kerma_ugy")
+    floor = (cfg.dose_floor_ugy / dose).clamp(min=lo) if cfg.dose_floor_ugy > 0 else torch.full((b,), lo, device=dev)
+    floor = floor.clamp(max=hi)
+    u = torch.rand(b, generator=g, device=dev).double()
+    f = torch.exp(floor.log() + u * (math.log(hi) - floor.log()))
+    f = torch.where(_coin(b, cfg.p_dose, g, dev), f, torch.ones_like(f))
+    return base + (f.rsqrt() - 1).to(base.dtype).view(-1, 1, 1, 1) * noise
 
 
 def random_ln_offset(inp: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
@@ -164,8 +197,15 @@ def make_training_batch(
     """
     target = batch["dsa_target"].to(device, non_blocking=True).float()
     src = batch["contrast_clean" if cfg.noise.enabled else "contrast"].to(device, non_blocking=True).float()
-    stack = torch.cat([src - target, target], dim=1)
-    stack = random_crop(stack, cfg.crop_size, g)
+    channels = [src - target, target]
+    dose = cfg.augment.enabled and cfg.augment.p_dose > 0
+    if dose:  # the recorded noise travels with the crop
+        if "dose_ugy" not in batch:
+            raise InputError("augment.p_dose needs a stored dataset (its detector_air_kerma_ugy)")
+        channels.append(src - batch["contrast_clean"].to(device, non_blocking=True).float())
+    stack = random_crop(torch.cat(channels, dim=1), cfg.crop_size, g)
+    if dose:
+        stack = torch.cat([lower_dose(stack[:, :1], stack[:, 2:], batch["dose_ugy"], cfg.augment, g), stack[:, 1:2]], 1)
     stack = augment_pair(stack, cfg.augment, g)
     base, target = stack[:, :1], stack[:, 1:]
     if cfg.noise.enabled:

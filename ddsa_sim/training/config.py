@@ -55,14 +55,21 @@ class AugmentConfig(_Strict):
     ln_offset_range: tuple[float, float] = (-1.0, 1.0)
     p_superpose: float = Field(0.0, ge=0, le=1)  # adds another sample's anatomy (zero mean) to the base
     superpose_range: tuple[float, float] = (0.3, 1.0)
+    p_vessel_superpose: float = Field(0.0, ge=0, le=1)  # adds another sample's vessels to the target
+    vessel_superpose_range: tuple[float, float] = (0.5, 1.5)
+    p_dose: float = Field(0.0, ge=0, le=1)  # lowers the dose: the recorded noise times 1 / sqrt(fraction)
+    dose_fraction_range: tuple[float, float] = (0.01, 1.0)  # drawn log-uniform, fraction of the recorded dose
+    dose_floor_ugy: float = Field(0.0, ge=0)  # never below this detector air kerma per frame (the store's)
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentConfig:
         for name in ("scale_range", "blur_sigma_range", "multiply_range", "contrast_range", "anatomy_gain_range",
-                     "superpose_range"):
+                     "superpose_range", "vessel_superpose_range", "dose_fraction_range"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} must be 0 < low <= high, got [{lo}, {hi}]")
+        if self.dose_fraction_range[1] > 1:
+            raise ValueError(f"dose_fraction_range must be <= 1 (a dose can only be lowered), got {self.dose_fraction_range}")
         lo, hi = self.ln_offset_range
         if lo > hi:
             raise ValueError(f"ln_offset_range must be low <= high, got [{lo}, {hi}]")
@@ -90,6 +97,8 @@ class DataConfig(_Strict):
     def _sizes(self) -> DataConfig:
         if self.patch_size > self.crop_size:
             raise ValueError(f"patch_size {self.patch_size} > crop_size {self.crop_size}")
+        if self.augment.enabled and self.augment.p_dose > 0 and self.noise.enabled:
+            raise ValueError("augment.p_dose scales the recorded noise; it needs noise injection off (noise.enabled: false)")
         return self
 
 

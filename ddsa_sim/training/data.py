@@ -4,6 +4,9 @@ Both datasets return, per index, a dict of float32 tensors of shape ``(1, H, W)`
 
     {"contrast_clean", "contrast", "mask", "dsa_target"}  (+ "index": int64 scalar tensor)
 
+and the store dataset also ``"dose_ugy"``, a float64 scalar tensor: the frame's detector air kerma behind the
+patient, uGy (the store's ``detector_air_kerma_ugy``; NaN in a store without it).
+
 Random crops, noise injection and augmentation are applied per *batch* on the training device by
 :func:`ddsa_sim.training.augment.make_training_batch` (seeded by a ``torch.Generator``), so datasets are
 deterministic functions of the index.
@@ -147,6 +150,9 @@ class ZarrDDSADataset(Dataset):
             self.indices, self.frame_index = self.indices[keep], self.frame_index[keep]
         self.image_shape = tuple(int(s) for s in group.attrs["image_shape"])
         self.ct_ids = _str_array(meta["ct_id"][:])[self.indices]
+        # per store sample; NaN in a version 1 store, which has no exposure arrays
+        self._dose_ugy = (np.asarray(meta["detector_air_kerma_ugy"][:], np.float64) if "detector_air_kerma_ugy" in meta
+                          else np.full(len(splits), np.nan))
         self._cache: list[dict[str, torch.Tensor]] | None = None
         if in_memory:
             self._cache = [self._read(i) for i in range(len(self.indices))]
@@ -176,13 +182,16 @@ class ZarrDDSADataset(Dataset):
         if self.verify == "off":
             if self._group is None:
                 self._group = open_store(self.store)
-            return _to_item({name: self._group[name][(j,) if name == "mask" or k < 0 else (j, k)]
+            item = _to_item({name: self._group[name][(j,) if name == "mask" or k < 0 else (j, k)]
                              for name in IMAGE_KEYS}, j)
-        arrays, why = self._damage(j)
-        if why is not None:
-            raise InputError(f"{self.store}: sample {j} is corrupted ({why}); `ddsa-sim inspect {self.store}` "
-                             "lists all; --verify skip leaves them out, --verify off reads without checking")
-        return _to_item(_frame(arrays, k), j)
+        else:
+            arrays, why = self._damage(j)
+            if why is not None:
+                raise InputError(f"{self.store}: sample {j} is corrupted ({why}); `ddsa-sim inspect {self.store}` "
+                                 "lists all; --verify skip leaves them out, --verify off reads without checking")
+            item = _to_item(_frame(arrays, k), j)
+        item["dose_ugy"] = torch.tensor(self._dose_ugy[j], dtype=torch.float64)
+        return item
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if i < 0 or i >= len(self):

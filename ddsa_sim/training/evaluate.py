@@ -30,6 +30,7 @@ from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.loop import target_data_range
 from ddsa_sim.training.metrics import all_metrics, summarize
+from ddsa_sim.training.predict import network_dsa
 from ddsa_sim.training.vessel_metrics import BG_THRESHOLD, DILATION_PX, vessel_metrics, win_counts
 
 __all__ = ["GRID_COLUMNS", "METHODS", "comparison_grid", "evaluate_checkpoint", "format_table"]
@@ -108,11 +109,14 @@ def evaluate_checkpoint(
     grid_rows: int = 4,
     progress: bool = True,
     verify: str = "refuse",
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Score the network and the references (:data:`METHODS`) on one split.
 
     ``verify``: sample checksums on read (``"refuse"``, ``"skip"`` or ``"off"``,
     :class:`~ddsa_sim.training.data.ZarrDDSADataset`); skipped samples are counted in the result.
+    ``tta``: the network's image is its average over the image symmetries
+    (:func:`~ddsa_sim.training.predict.network_dsa`); the result says which.
 
     Returns
     -------
@@ -136,7 +140,7 @@ def evaluate_checkpoint(
     for i in tqdm(range(len(ds)), desc=f"evaluate {split}", disable=not progress):
         item = ds[i]
         x = item["contrast"][None].to(dev)
-        pred = norm.denorm_target(model(norm.norm_input(x)).float())[0, 0].cpu().numpy()
+        pred = network_dsa(model, norm, x, tta)[0, 0].cpu().numpy()
         contrast = item["contrast"][0].numpy()
         target = item["dsa_target"][0].numpy()
         vessel = ds.vessel_mask(i)
@@ -165,6 +169,7 @@ def evaluate_checkpoint(
         "n_skipped_corrupted": len(ds.skipped),
         "checkpoint": str(checkpoint),
         "checkpoint_step": int(ckpt["step"]),
+        "tta": tta,
         "store": str(store),
     }
     if out_png is not None:

@@ -42,6 +42,7 @@ from ddsa_sim.angio.outputs import write_manifest, write_method
 from ddsa_sim.angio.xa import XARun, is_dicom_run, read_run
 from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.normalization import Normalization
+from ddsa_sim.training.predict import network_dsa
 
 __all__ = ["Frames", "infer_path", "infer_run", "predict", "read_frames", "to_log_domain", "write_outputs"]
 
@@ -131,12 +132,14 @@ def predict(
     frames_log: np.ndarray,
     device: torch.device,
     progress: bool = False,
+    tta: bool = False,
 ) -> np.ndarray:
-    """DSA ``(N, H, W)`` float32 (-ln domain) for -ln-domain frames ``(N, H, W)``."""
+    """DSA ``(N, H, W)`` float32 (-ln domain) for -ln-domain frames ``(N, H, W)``; ``tta``: averaged over the
+    image symmetries (:func:`ddsa_sim.training.predict.network_dsa`)."""
     out = np.empty_like(frames_log, dtype=np.float32)
     for k in tqdm(range(frames_log.shape[0]), desc="infer", disable=not progress or frames_log.shape[0] < 2):
         x = torch.from_numpy(np.ascontiguousarray(frames_log[k]))[None, None].to(device)
-        out[k] = norm.denorm_target(model(norm.norm_input(x)).float())[0, 0].cpu().numpy()
+        out[k] = network_dsa(model, norm, x, tta)[0, 0].cpu().numpy()
     return out
 
 
@@ -201,6 +204,7 @@ def infer_run(
     pixel_shift: bool = False,
     frame_time_ms: float | None = None,
     progress: bool = True,
+    tta: bool = False,
 ) -> list[Path]:
     """Network DSA and conventional DSA of one XA run into the folder ``out`` (module docstring).
 
@@ -222,6 +226,8 @@ def infer_run(
         Frame interval, ms, replacing the run's own frame times.
     progress
         Show tqdm bars.
+    tta
+        Average the network over the image symmetries (:func:`ddsa_sim.training.predict.network_dsa`).
 
     Returns
     -------
@@ -231,7 +237,7 @@ def infer_run(
     run = read_run(run_path)
     times, times_from = _run_times(run, frame_time_ms)
     log = to_log_domain(Frames(run.pixels, "dicom", run.max_value, False), input_domain, i0)
-    network = predict(model, norm, log, device, progress)
+    network = predict(model, norm, log, device, progress, tta)
     methods = {"network": network}
     shifts = np.zeros((log.shape[0], 2))
     if log.shape[0] > 1:
@@ -271,10 +277,12 @@ def infer_path(
     mask_frame: int = 0,
     pixel_shift: bool = False,
     frame_time_ms: float | None = None,
+    tta: bool = False,
 ) -> list[Path]:
     """Infer DSA for an XA run (DICOM file or folder), a PNG/TIFF file or a folder of PNG/TIFF files.
 
-    ``mask_frame``, ``pixel_shift`` and ``frame_time_ms`` apply to XA runs (see :func:`infer_run`).
+    ``mask_frame``, ``pixel_shift`` and ``frame_time_ms`` apply to XA runs (see :func:`infer_run`); ``tta``
+    averages the network over the image symmetries (:func:`ddsa_sim.training.predict.network_dsa`).
 
     Returns
     -------
@@ -288,7 +296,7 @@ def infer_path(
     model, norm, _, _ = load_model(checkpoint, dev)
     if is_dicom_run(input_path):
         return infer_run(model, norm, dev, input_path, out, input_domain, i0, mask_frame, pixel_shift,
-                         frame_time_ms, progress)
+                         frame_time_ms, progress, tta)
     if input_path.is_dir():
         files = sorted(p for p in input_path.iterdir() if p.is_file() and p.suffix.lower() in PNG_EXT | TIFF_EXT)
         if not files:
@@ -299,6 +307,6 @@ def infer_path(
     written: list[Path] = []
     for src, dst in tqdm(pairs, desc="infer", disable=not progress or len(pairs) < 2):
         frames = read_frames(src)
-        dsa = predict(model, norm, to_log_domain(frames, input_domain, i0, str(src)), dev, progress)
+        dsa = predict(model, norm, to_log_domain(frames, input_domain, i0, str(src)), dev, progress, tta)
         written += write_outputs(dsa, frames, dst, norm.target_max)
     return written

@@ -49,6 +49,7 @@ from ddsa_sim.training.gan import build_critic, generator_loss, train_critic
 from ddsa_sim.training.losses import CombinedLoss
 from ddsa_sim.training.metrics import all_metrics, summarize
 from ddsa_sim.training.normalization import Normalization, compute_normalization
+from ddsa_sim.training.predict import network_dsa
 from ddsa_sim.training.unet import UNet
 
 __all__ = ["TrainResult", "learning_rate", "run_training", "step_seed", "target_data_range", "validate"]
@@ -126,7 +127,7 @@ def validate(
         item = dataset[i]
         x = item["contrast"][None].to(device)
         y = item["dsa_target"][0]
-        pred = norm.denorm_target(model(norm.norm_input(x)).float())[0, 0].cpu()
+        pred = network_dsa(model, norm, x)[0, 0].cpu()
         rows.append(all_metrics(pred, y, data_range))
         l1s.append(float((norm.norm_target(pred) - norm.norm_target(y)).abs().mean()))
         if first is None:

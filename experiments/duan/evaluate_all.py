@@ -5,10 +5,12 @@ Runs :func:`ddsa_sim.training.evaluate.evaluate_checkpoint` (what ``ddsa-sim eva
 and writes ``OUT/eval/<run>/<test>.json`` (the JSON ``ddsa-sim evaluate`` prints); a JSON already there
 is kept (resume). One process instead of ~200 CLI start-ups (a few seconds each on this machine).
 ``--checkpoint last`` evaluates every run's ``last.pt`` instead (the same number of steps for every run,
-no checkpoint selection) into ``OUT/eval_last``.
+no checkpoint selection) into ``OUT/eval_last``; ``--tta`` averages each network over the image symmetries
+(``ddsa-sim evaluate --tta``) into ``OUT/eval_tta`` (``OUT/eval_last_tta``).
 
     python experiments/duan/evaluate_all.py out/duan [--tests test_common test_ood_exposure_static ...]
     python experiments/duan/evaluate_all.py out/duan --checkpoint last --runs unet_f unet_i
+    python experiments/duan/evaluate_all.py out/duan --tta
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ __all__ = ["evaluate_all", "main"]
 
 
 def evaluate_all(out: Path, tests: list[str] | None = None, checkpoint: str = "best",
-                 models: list[str] | None = None) -> list[Path]:
+                 models: list[str] | None = None, tta: bool = False) -> list[Path]:
     """Write ``out/<eval dir>/<run>/<test>.json`` for every finished run (of ``models``: run names less
     ``_s<seed>``) and test store; returns the paths written."""
     runs = sorted(p.parent for p in (out / "runs").glob(f"*/{checkpoint}.pt")
@@ -41,11 +43,11 @@ def evaluate_all(out: Path, tests: list[str] | None = None, checkpoint: str = "b
     written = []
     for run in tqdm(runs, desc="models"):
         for store in stores:
-            path = out / eval_dir(checkpoint) / run.name / f"{store.stem}.json"
+            path = out / eval_dir(checkpoint, tta) / run.name / f"{store.stem}.json"
             if path.exists():
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
-            res = evaluate_checkpoint(run / f"{checkpoint}.pt", store, "test", device="cpu", progress=False)
+            res = evaluate_checkpoint(run / f"{checkpoint}.pt", store, "test", device="cpu", progress=False, tta=tta)
             with atomic_output(path) as tmp:
                 Path(tmp).write_text(json.dumps(res))
             written.append(path)
@@ -58,10 +60,11 @@ def main() -> None:
     ap.add_argument("--tests", nargs="*", help="test-store stems (default: all)")
     ap.add_argument("--checkpoint", choices=("best", "last"), default="best")
     ap.add_argument("--runs", nargs="*", help="models, i.e. run names less _s<seed> (default: all)")
+    ap.add_argument("--tta", action="store_true", help="average each network over the image symmetries")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    n = len(evaluate_all(args.out, args.tests, args.checkpoint, args.runs))
-    print(f"{n} evaluations written to {args.out / eval_dir(args.checkpoint)}")
+    n = len(evaluate_all(args.out, args.tests, args.checkpoint, args.runs, args.tta))
+    print(f"{n} evaluations written to {args.out / eval_dir(args.checkpoint, args.tta)}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ The sample shown is the first of each test split (not chosen), the network one m
 window ``[0, p99]``, p99 the 99th percentile of the target on its vessel pixels (target > 0.01; negative
 values clipped to black).
 
-    python experiments/duan/figure.py out/duan -o out/duan/ood_grid.png [--run unet_sup_i_s0]
+    python experiments/duan/figure.py out/duan -o out/duan/ood_grid.png [--run unet_sup_i_s0] [--tta]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 
 from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.data import ZarrDDSADataset
+from ddsa_sim.training.predict import network_dsa
 from ddsa_sim.viz.figures import display_window, image_grid
 
 __all__ = ["main", "row_images", "target_top"]
@@ -31,14 +32,14 @@ def target_top(target: np.ndarray) -> float:
     return float(np.percentile(vessel, 99)) if vessel.size else max(float(target.max()), 1e-6)
 
 
-def row_images(model, norm, store: Path, index: int = 0) -> list[np.ndarray]:
+def row_images(model, norm, store: Path, index: int = 0, tta: bool = False) -> list[np.ndarray]:
     """``[input, target, network, conventional]`` of sample ``index`` of the store's test split, the input
-    scaled to its own window and the DSA images to the target's ``[0, p99]`` (both onto 0..1)."""
+    scaled to its own window and the DSA images to the target's ``[0, p99]`` (both onto 0..1); ``tta``: the
+    network averaged over the image symmetries."""
     ds = ZarrDDSADataset(store, "test")
     item = ds[index]
     x = item["contrast"][None]
-    with torch.no_grad():
-        pred = norm.denorm_target(model(norm.norm_input(x)).float())[0, 0].numpy()
+    pred = network_dsa(model, norm, x, tta)[0, 0].numpy()
     contrast, target = item["contrast"][0].numpy(), item["dsa_target"][0].numpy()
     lo, hi = display_window([contrast], 1, 99)
     top = target_top(target)
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
     ap.add_argument("-o", "--png", type=Path, required=True)
     ap.add_argument("--run", help="model run name under OUT/runs (default: unet_e_s0, else the first run)")
+    ap.add_argument("--tta", action="store_true", help="the network averaged over the image symmetries")
     args = ap.parse_args()
     if args.run is None:
         runs = sorted(p.parent.name for p in (args.out / "runs").glob("*/best.pt"))
@@ -59,9 +61,10 @@ def main() -> None:
     model, norm, _, _ = load_model(args.out / "runs" / args.run / "best.pt", torch.device("cpu"))
     stores = sorted((args.out / "data").glob("test_*.zarr"), key=lambda p: (p.stem != "test_common", p.stem))
     stores = [s for s in stores if Path(f"{s}.done").exists()]
-    rows = [row_images(model, norm, s) for s in stores]
+    rows = [row_images(model, norm, s, tta=args.tta) for s in stores]
     names = [s.stem.removeprefix("test_") for s in stores]
-    titles = [[f"{n}: input", "target", f"network ({args.run})", "conventional DSA"] for n in names]
+    net = f"network ({args.run}{', TTA' if args.tta else ''})"
+    titles = [[f"{n}: input", "target", net, "conventional DSA"] for n in names]
     image_grid(rows, args.png, titles, windows=[(0.0, 1.0)] * 4, cell_inches=2.0)
     print(f"wrote {args.png}")
 

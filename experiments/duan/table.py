@@ -1,7 +1,8 @@
 """Tables of experiments/duan_ablation.sh: mean +- std over seeds of every metric, per model row and test set.
 
 Reads ``OUT/eval/<net>_<row>_s<seed>/<test>.json`` (experiments/duan/evaluate_all.py; ``--checkpoint last``:
-``OUT/eval_last``, the runs' ``last.pt``) and prints Markdown:
+``OUT/eval_last``, the runs' ``last.pt``; ``--tta``: ``OUT/eval_tta``, the network averaged over the image
+symmetries) and prints Markdown:
 one table per metric (rows: models and the references; columns: test sets), then the issue-17 targets
 per model and out-of-distribution set, then every run's PSNR and false-positive fraction. A model's
 number on a test set is the mean over that set's samples; the table gives the mean and population std
@@ -15,6 +16,7 @@ target: the network's PSNR against known-anatomy subtraction (negative: it leave
 iodine; positive: it also denoises).
 
     python experiments/duan/table.py out/duan > out/duan/table.md
+    python experiments/duan/table.py out/duan --tta > out/duan/table_tta.md
 """
 
 from __future__ import annotations
@@ -41,14 +43,17 @@ LABELS = {
     "unet_f3": "U-Net f (v3 heads)", "unet_f": "U-Net f (v4 heads)", "unet_g": "U-Net g", "unet_h": "U-Net h",
     "unet_i": "U-Net i", "unet_sup_f": "U-Net f + superposition", "unet_sup_i": "U-Net i + superposition",
     "unet_sup_cos_i": "U-Net i + superposition + cosine lr", "unet_sup4k_i": "U-Net i + superposition, 4000 steps",
+    "unet_vsup_i": "U-Net i + superposition + vessel superposition, 4000 steps",
+    "unet_dose_i": "U-Net i + superposition + lower-dose frames, 4000 steps",
     "unet_cont_e": "control: U-Net e + 2000 steps on e",
     "unet_wgan_e": "U-Net-WGAN e (v2, w = 10)", "unet_wgan_f3": "U-Net-WGAN f (v3 heads, w = 1000)",
 }
 
 
-def eval_dir(checkpoint: str) -> str:
-    """Folder under OUT of the evaluations of ``best.pt`` (``eval``) or ``last.pt`` (``eval_last``)."""
-    return "eval" if checkpoint == "best" else f"eval_{checkpoint}"
+def eval_dir(checkpoint: str, tta: bool = False) -> str:
+    """Folder under OUT of the evaluations of ``best.pt`` (``eval``) or ``last.pt`` (``eval_last``), with
+    ``_tta`` where the network was averaged over the image symmetries (``ddsa-sim evaluate --tta``)."""
+    return ("eval" if checkpoint == "best" else f"eval_{checkpoint}") + ("_tta" if tta else "")
 
 
 def load(out: Path, folder: str = "eval") -> tuple[dict, dict, list[str]]:
@@ -134,10 +139,11 @@ def _versus(psnr: float, reference: dict | None) -> str:
     return "-" if reference is None else f"{psnr - reference['psnr']:+.2f}"
 
 
-def per_seed(out: Path, tests: list[str], checkpoint: str = "best") -> str:
-    """One row per run: its checkpoint's step and, per test set, PSNR (dB) / background FP fraction."""
+def per_seed(out: Path, folder: str, tests: list[str], checkpoint: str = "best") -> str:
+    """One row per run of ``OUT/folder``: its checkpoint's step and, per test set, PSNR (dB) / background FP
+    fraction."""
     lines = ["| run | step | " + " | ".join(map(set_label, tests)) + " |", "|---" * (len(tests) + 2) + "|"]
-    for run in sorted(p for p in (out / eval_dir(checkpoint)).iterdir() if p.is_dir() and RUN.match(p.name)):
+    for run in sorted(p for p in (out / folder).iterdir() if p.is_dir() and RUN.match(p.name)):
         cells = []
         for t in tests:
             path = run / f"test_{t}.json"
@@ -160,13 +166,14 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
     ap.add_argument("--checkpoint", choices=("best", "last"), default="best",
                     help="tables of the best.pt (OUT/eval) or last.pt (OUT/eval_last) evaluations")
+    ap.add_argument("--tta", action="store_true", help="of the evaluations with test-time augmentation (OUT/eval*_tta)")
     args = ap.parse_args()
-    out, ckpt = args.out, args.checkpoint
-    models, baselines, tests = load(out, eval_dir(ckpt))
+    out, ckpt, folder = args.out, args.checkpoint, eval_dir(args.checkpoint, args.tta)
+    models, baselines, tests = load(out, folder)
     for key, label, fmt in METRICS:
         print(f"### {label}\n\n{metric_table(models, baselines, tests, key, fmt)}\n")
     print(f"### Targets on the out-of-distribution sets\n\n{targets(models, baselines, tests)}\n")
-    print(f"### Per run (PSNR dB / background FP fraction; step of {ckpt}.pt)\n\n{per_seed(out, tests, ckpt)}")
+    print(f"### Per run (PSNR dB / background FP fraction; step of {ckpt}.pt)\n\n{per_seed(out, folder, tests, ckpt)}")
 
 
 if __name__ == "__main__":
