@@ -177,6 +177,14 @@ def test_vessel_source_cts_errors(tmp_path):
         cfg(g, vessels={"sources": [{"generator": "coronary", "params": {"side": "middle"}}]})
     with pytest.raises(InputError, match="vessels.sources.0: .*params.truncation: only a generator takes a word"):
         cfg(g, vessels={"sources": [{"model": "m.pt", "params": {"truncation": "high"}}]})
+    # an integer generator parameter: whole numbers, never a range (found at load, not at the first tree)
+    with pytest.raises(InputError, match="params.n_attractors: an integer parameter takes a whole number or a grid"):
+        cfg(g, vessels={"sources": [{"generator": "colonize", "params": {"n_attractors": {"min": 300, "max": 900}}}]})
+    with pytest.raises(InputError, match=r"params.iterations: an integer parameter takes whole numbers, got \[6.0, 7.5\]"):
+        cfg(g, vessels={"sources": [{"generator": "lsystem", "params": {"iterations": {"grid": [6, 7.5]}}}]})
+    specs = plan_dataset(cfg(g, vessels={"per_ct": 2, "sources": [{"generator": "colonize", "params": {
+        "n_attractors": {"grid": [300, 600]}, "step_mm": {"min": 2.0, "max": 6.0}}}]}, count=4))
+    assert {s.vessel_source["params"]["n_attractors"] for s in specs} <= {300, 600}
 
 
 def base_config_dict(**extra):

@@ -153,6 +153,13 @@ def test_infer_xa_round_trip_dicom_png_gif_mp4(app_ckpt, tmp_path):
         assert movie.shape == (6, 48, 58)  # odd width padded by one repeated column for H.264
         assert np.abs(movie[:, :, :57].astype(float) - pngs).mean() < 1.5
     assert len(series) == 2
+    # --tta: the DICOM holds the symmetry-averaged network (48 x 57 frames: the 4 flips)
+    r = CliRunner().invoke(app, ["infer", str(ckpt), str(tmp_path / "run.dcm"), "-o", str(tmp_path / "tta"), "--tta"])
+    assert r.exit_code == 0, r.output
+    ds = pydicom.dcmread(tmp_path / "tta" / "network" / "dsa.dcm")
+    tta = predict(model, norm, log, torch.device("cpu"), tta=True)
+    assert np.abs(tta - expected["network"]).max() > 10 * float(ds.RescaleSlope)
+    assert np.abs(_rescaled(ds) - tta).max() <= float(ds.RescaleSlope) / 2 + 1e-7
     # iodine is dark: the vessel's peak frame is darker on the vessel than off it
     conv = np.asarray(Image.open(out / "conventional" / "frame_003.png")).astype(float)
     assert conv[ph.iodine[3] > 0.3].mean() < conv[ph.iodine[3] < 0.01].mean() - 100

@@ -230,6 +230,8 @@ class VesselSourceConfig(_Model):
                 PARAMS[self.generator](**coerce_params(self.generator, words)).validate()
             except VesselInputError as exc:
                 raise ValueError(f"params: {exc}") from None
+        if self.generator and isinstance(self.params, dict):
+            self._check_integer_params()
         if self.model:  # both ends of every drawn sampling parameter must be valid
             from vessel_models.gan.config import check_sample_params
             from vessel_models.tree import VesselInputError
@@ -241,6 +243,27 @@ class VesselSourceConfig(_Model):
                     except VesselInputError as exc:
                         raise ValueError(str(exc)) from None
         return self
+
+    def _check_integer_params(self) -> None:
+        """A drawn value of an integer generator parameter must be an integer: a fixed whole number or a
+        grid of them, never a range (checked now rather than at the first tree)."""
+        import dataclasses
+
+        from vessel_models.generators import PARAMS
+
+        if self.generator not in PARAMS:
+            return
+        ints = {f.name for f in dataclasses.fields(PARAMS[self.generator])
+                if isinstance(f.default, int) and not isinstance(f.default, bool)}
+        for name, d in self.params.items():
+            if name not in ints or isinstance(d, str):
+                continue
+            if isinstance(d, Range):
+                raise ValueError(f"params.{name}: an integer parameter takes a whole number or a grid of them, "
+                                 f"not a range")
+            values = d.grid if isinstance(d, Grid) else [d]
+            if any(float(v) != int(v) for v in values):
+                raise ValueError(f"params.{name}: an integer parameter takes whole numbers, got {values}")
 
     @property
     def kind(self) -> str:

@@ -95,7 +95,13 @@ BASE = {
 
 #: rows with exposure randomisation, rows whose anatomies are pseudo-patients with distractors, rows with
 #: the procedural heads, rows whose distractors include air-cell foams
-EXPOSURE_ROWS, VARIANT_ROWS, HEAD_ROWS, FOAM_ROWS = "efgi", "efhi", "fi", "i"
+EXPOSURE_ROWS, VARIANT_ROWS, HEAD_ROWS, FOAM_ROWS = "efgij", "efhij", "fij", "ij"
+#: a second generator for half the trees of row j: space colonisation (vessel_models.colonize) over calibres
+#: from 0.6-2 mm leaves to roots of 2.7-18 mm and growth steps of 2-6 mm, so that the training trees
+#: are not all of one grammar (the held-out generators, Circle of Willis and coronary, are neither)
+COLONIZE = {"generator": "colonize", "params": {"terminal_radius_mm": {"min": 0.3, "max": 1.0},
+                                                "step_mm": {"min": 2.0, "max": 6.0},
+                                                "n_attractors": {"grid": [300, 600, 1000, 1500]}}}
 
 
 def _row_physics(row: str) -> dict:
@@ -127,6 +133,7 @@ TRAIN_ROWS = {
     "g": "row d + exposure randomisation, grid on/off, MTF50 0.8-2.0 (row e without pseudo-patients)",
     "h": "row d + pseudo-patients with bone / air distractors (row e without exposure randomisation)",
     "i": "row f + air-cell foam distractors (1-3 per pseudo-patient)",
+    "j": "row i with half the trees from a second generator (space colonisation)",
 }
 
 
@@ -143,6 +150,8 @@ def _train_config(row: str) -> dict:
     if row in HEAD_ROWS:
         cts += [{"path": f"builtin:head-phantom-{seed}", "split": split, "variants": copy.deepcopy(variants)}
                 for seed, split in HEAD_PHANTOMS.items()]
+    if row == "j":
+        cfg["vessels"]["sources"] = [LSYSTEM, COLONIZE]
     n_anatomies = len(cts) * (VARIANTS["count"] if row in VARIANT_ROWS else 1)
     cfg.update(cts=cts, count=n_anatomies * cfg["vessels"]["per_ct"] * POSES_PER_TREE, seed=17000,
                split={"train": 0.67, "val": 0.17, "test": 0.16})

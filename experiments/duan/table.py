@@ -45,6 +45,8 @@ LABELS = {
     "unet_sup_cos_i": "U-Net i + superposition + cosine lr", "unet_sup4k_i": "U-Net i + superposition, 4000 steps",
     "unet_vsup_i": "U-Net i + superposition + vessel superposition, 4000 steps",
     "unet_dose_i": "U-Net i + superposition + lower-dose frames, 4000 steps",
+    "unet_dose8k_i": "U-Net i + superposition + lower-dose frames, 8000 steps",
+    "unet_sup4k_j": "U-Net j + superposition, 4000 steps",
     "unet_cont_e": "control: U-Net e + 2000 steps on e",
     "unet_wgan_e": "U-Net-WGAN e (v2, w = 10)", "unet_wgan_f3": "U-Net-WGAN f (v3 heads, w = 1000)",
 }
