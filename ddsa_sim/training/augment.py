@@ -143,15 +143,15 @@ def lower_dose(base: torch.Tensor, noise: torch.Tensor, dose_ugy: torch.Tensor, 
     """
     b, dev = base.shape[0], base.device
     lo, hi = cfg.dose_fraction_range
-    dose = dose_ugy.to(dev, torch.float64)
+    dose = dose_ugy.to(dev, torch.float32)  # float32: not every accelerator has float64
     if cfg.dose_floor_ugy > 0 and bool(torch.isnan(dose).any()):
         raise InputError("augment.dose_floor_ugy needs each sample's dose: the store has no detector_air_kerma_ugy")
     floor = (cfg.dose_floor_ugy / dose).clamp(min=lo) if cfg.dose_floor_ugy > 0 else torch.full((b,), lo, device=dev)
     floor = floor.clamp(max=hi)
-    u = torch.rand(b, generator=g, device=dev).double()
+    u = torch.rand(b, generator=g, device=dev)
     f = torch.exp(floor.log() + u * (math.log(hi) - floor.log()))
     f = torch.where(_coin(b, cfg.p_dose, g, dev), f, torch.ones_like(f))
-    return base + (f.rsqrt() - 1).to(base.dtype).view(-1, 1, 1, 1) * noise
+    return base + (f.rsqrt() - 1).view(-1, 1, 1, 1).to(base.dtype) * noise
 
 
 def random_ln_offset(inp: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:

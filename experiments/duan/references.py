@@ -34,7 +34,7 @@ from figure import target_top  # experiments/duan/figure.py and table.py, beside
 from scipy import ndimage
 from table import set_label
 
-from ddsa_sim.training.data import ZarrDDSADataset
+from ddsa_sim.training.data import IMAGE_KEYS, ZarrDDSADataset
 from ddsa_sim.training.loop import target_data_range
 from ddsa_sim.training.metrics import psnr
 from ddsa_sim.training.vessel_metrics import vessel_metrics
@@ -65,7 +65,8 @@ def set_references(store: Path) -> dict:
     scores: dict[str, list[tuple[float, float]]] = {}
     first: dict[str, np.ndarray] = {}
     for i in range(len(ds)):
-        item = {k: v[0].numpy().astype(np.float64) for k, v in ds[i].items() if k != "index"}
+        sample = ds[i]
+        item = {k: sample[k][0].numpy().astype(np.float64) for k in IMAGE_KEYS}
         target, vessel = item["dsa_target"], ds.vessel_mask(i)
         known = item["contrast"] - (item["contrast_clean"] - target)
         images = {"zero": np.zeros_like(target), "conventional": item["contrast"] - item["mask"], "known": known,
