@@ -157,6 +157,7 @@ def test_infer_xa_round_trip_dicom_png_gif_mp4(app_ckpt, tmp_path):
     r = CliRunner().invoke(app, ["infer", str(ckpt), str(tmp_path / "run.dcm"), "-o", str(tmp_path / "tta"), "--tta"])
     assert r.exit_code == 0, r.output
     ds = pydicom.dcmread(tmp_path / "tta" / "network" / "dsa.dcm")
+    assert json.loads((tmp_path / "tta" / "run.json").read_text())["tta"] is True and info["tta"] is False
     tta = predict(model, norm, log, torch.device("cpu"), tta=True)
     assert np.abs(tta - expected["network"]).max() > 10 * float(ds.RescaleSlope)
     assert np.abs(_rescaled(ds) - tta).max() <= float(ds.RescaleSlope) / 2 + 1e-7

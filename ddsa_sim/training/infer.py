@@ -246,7 +246,8 @@ def infer_run(
     mask = mask_frame % log.shape[0]
     texts = {
         "network": ("DDSA network (ddsa-sim)", "DSA extracted from each frame by a U-Net (ddsa-sim), "
-                    "-ln(I_frame/I_mask) units; no mask frame used"),
+                    + ("averaged over the frame's flips and quarter turns, " if tta else "")
+                    + "-ln(I_frame/I_mask) units; no mask frame used"),
         "conventional": (f"Conventional DSA mask {mask}" + (" pixel shift" if pixel_shift else ""),
                          f"Log subtraction of frame {mask} (mask) from every frame, -ln(I_frame/I_mask) units"
                          + ("; mask pixel-shifted per frame by phase correlation" if pixel_shift else "")),
@@ -261,7 +262,7 @@ def infer_run(
         "bits_stored": run.bits_stored, "input_domain": input_domain, "i0": i0,
         "frame_times_ms": [round(float(t), 3) for t in times], "frame_times_from": times_from,
         "mask_frame": mask if "conventional" in methods else None, "pixel_shift": pixel_shift,
-        "mask_shifts_px": shifts.round(3).tolist(), "window": list(window), "methods": list(methods),
+        "mask_shifts_px": shifts.round(3).tolist(), "window": list(window), "methods": list(methods), "tta": tta,
     }))
     return written
 
