@@ -5,7 +5,8 @@ For sample ``i`` of sets A and B, the network sees ``(contrast_A - dsa_target_A)
 anatomy with A's recorded noise, and B's vessels (iodine adds in the -ln domain, Beer-Lambert; both sets
 share detector and image size). Reported per run: iodine recovery (network / target summed over B's vessel
 pixels) on B's own frames and on A's anatomy, and the same with A and B swapped. Networks with test-time
-augmentation (``--tta`` of ``ddsa-sim evaluate``).
+augmentation (``--tta`` of ``ddsa-sim evaluate``). First, each set's vessel calibre: the diameter along the
+centrelines of its targets (pixels).
 
     python experiments/duan/swap_anatomy.py out/duan2 test_common test_ood_generator_cow_static \
         --runs unet_sup4k_i_s0 unet_sup4k_i_s1 unet_sup4k_i_s2
@@ -18,12 +19,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.predict import network_dsa
 
-__all__ = ["main", "recovery_on"]
+__all__ = ["centreline_diameters_px", "main", "recovery_on"]
+
+
+def centreline_diameters_px(ds: ZarrDDSADataset) -> np.ndarray:
+    """Vessel diameters (px) on the centrelines of every target of ``ds``: twice the distance to the nearest
+    pixel outside the vessel (target below 5 % of its maximum), on the ridge of that distance."""
+    out = []
+    for i in range(len(ds)):
+        target = ds[i]["dsa_target"][0].numpy()
+        distance = ndimage.distance_transform_edt(target > 0.05 * max(float(target.max()), 1e-6))
+        ridge = (distance == ndimage.maximum_filter(distance, 3)) & (distance > 0)
+        out.append(2 * distance[ridge])
+    return np.concatenate(out)
 
 
 def recovery_on(model, norm, vessels: ZarrDDSADataset, anatomy: ZarrDDSADataset) -> tuple[float, float]:
@@ -52,6 +66,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     a, b = (ZarrDDSADataset(args.out / "data" / f"{s}.zarr", "test") for s in (args.set_a, args.set_b))
+    print("| set | centreline diameter (px): median | 90th percentile | 99th percentile |\n|---|---|---|---|")
+    for name, ds in ((args.set_a, a), (args.set_b, b)):
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in np.percentile(centreline_diameters_px(ds), [50, 90, 99])) + " |")
+    print()
     print(f"| run | {args.set_b} vessels: own frames | on {args.set_a} anatomy | "
           f"{args.set_a} vessels: own frames | on {args.set_b} anatomy |\n|---|---|---|---|---|")
     for run in args.runs:
