@@ -125,7 +125,6 @@ def to_log_domain(frames: Frames, domain: Domain = "auto", i0: float | None = No
     return (-np.log(np.maximum(data, 1.0) / i0)).astype(np.float32)
 
 
-@torch.no_grad()
 def predict(
     model: torch.nn.Module,
     norm: Normalization,
