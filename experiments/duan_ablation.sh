@@ -2,7 +2,7 @@
 # Duan's experiment at CPU scale, with physics ablations and an out-of-distribution protocol (issue 17;
 # results and the protocol: docs/results.md, "Duan's experiment at CPU scale").
 #   1. cut the builtin chest CT into 6 disjoint slabs (git-ignored out/chest_slabs),
-#   2. export one training set per ablation row (experiments/duan/train_{a..j}.yaml: published L-system
+#   2. export one training set per ablation row (experiments/duan/train_{a..k}.yaml: published L-system
 #      design, 16 poses per skeleton), one common full-physics test set and the out-of-distribution test
 #      sets, each with motion and without (experiments/duan/test_*.yaml, written by make_configs.py),
 #   3. train the U-Net (experiments/duan/unet.yaml) per row and seed, the training variants of EXTRA (e.g.
@@ -16,10 +16,10 @@
 #
 #   bash experiments/duan_ablation.sh [OUT_DIR]          # default OUT_DIR=out/duan
 #
-# Environment: ROWS (default "a b c d e f g h i j"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
+# Environment: ROWS (default "a b c d e f g h i j k"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
 # seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), EXTRA (further trainings NET:ROW, the
 # config experiments/duan/NET.yaml on row ROW's data, default "unet_sup:f unet_sup:i unet_sup_cos:i
-# unet_vsup:i unet_dose:i unet_sup4k:j"; "" skips them), TTA (default 1; "" skips the test-time-augmentation
+# unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k"; "" skips them), TTA (default 1; "" skips the test-time-augmentation
 # evaluation), TESTS (test-set stems, default all), WORKERS (export
 # processes, default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
 # ROWS=a SEEDS=0 GAN_SEEDS= TESTS=test_common MAX_STEPS=5 bash experiments/duan_ablation.sh /tmp/duan_smoke).
@@ -30,11 +30,11 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 OUT=${1:-out/duan}
-ROWS=${ROWS:-a b c d e f g h i j}
+ROWS=${ROWS:-a b c d e f g h i j k}
 SEEDS=${SEEDS:-0 1 2}
 GAN_SEEDS=${GAN_SEEDS-0 1 2}
 GAN_ROW=${GAN_ROW:-f}
-EXTRA=${EXTRA-unet_sup:f unet_sup:i unet_sup_cos:i unet_vsup:i unet_dose:i unet_sup4k:j}
+EXTRA=${EXTRA-unet_sup:f unet_sup:i unet_sup_cos:i unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k}
 TTA=${TTA-1}
 WORKERS=${WORKERS:-1}
 ALL_TESTS=$(cd experiments/duan && ls test_*.yaml | sed 's/\.yaml$//' | tr '\n' ' ')
@@ -64,7 +64,7 @@ export_store() {  # export_store STEM: experiments/duan/STEM.yaml -> $OUT/data/S
 
 # rows whose U-Net starts from another row's trained U-Net of the same seed (row f: from scratch, two of two
 # seeds stayed at the all-zero image for 2000 steps; docs/results.md)
-declare -A START_FROM=([f]=e [i]=e [j]=e)
+declare -A START_FROM=([f]=e [i]=e [j]=e [k]=e)
 
 train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with seed SEED)
     local net=$1 row=$2 seed=$3 run=$OUT/runs/$1_$2_s$3

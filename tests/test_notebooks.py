@@ -17,8 +17,11 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 NEEDS_CHEST_CT = {"01_geometry.ipynb", "03_dsa_triplet.ipynb", "04_dataset_preview.ipynb"}
 
 
-def _kernel_manager():
-    """A kernel manager that starts ipykernel with *this* interpreter, whatever kernelspecs exist."""
+def _kernel_manager_class() -> type:
+    """A kernel manager class that starts ipykernel with *this* interpreter, whatever kernelspecs exist.
+
+    Passed as a class, not an instance: nbclient shuts down only the kernels of managers it made itself.
+    """
     from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import KernelManager
 
@@ -28,7 +31,7 @@ def _kernel_manager():
             return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                               display_name="ddsa-sim tests", language="python", resource_dir=str(ROOT))
 
-    return ThisPythonKernelManager(kernel_name="python3")
+    return ThisPythonKernelManager
 
 
 def test_there_are_four_notebooks():
@@ -60,8 +63,8 @@ def test_notebook_runs_headless(path: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.delenv("DISPLAY", raising=False)
     nb = nbformat.read(str(path), as_version=4)
-    client = nbclient.NotebookClient(nb, km=_kernel_manager(), timeout=300,
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(nb, kernel_manager_class=_kernel_manager_class(), kernel_name="python3",
+                                     timeout=300, resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError on the first failing cell
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
     assert not errors

@@ -129,63 +129,68 @@ def _fill_pairs(lo, hi, seg_pts, seg_r, nb, brick_half_mm, a3, t3, pad_mm, offse
 @numba.njit(cache=True, parallel=True)
 def _voxelize_bricks(out, brick_ids, starts, seg_list, nb, a3, t3, geo, vals, band_mm, sub, use_vals):
     """Fill ``out`` brick by brick; each brick is written by one thread only."""
+    for ib in numba.prange(brick_ids.shape[0]):
+        _voxelize_brick(out, brick_ids[ib], starts[ib], starts[ib + 1], seg_list, nb, a3, t3, geo, vals, band_mm,
+                        sub, use_vals)
+
+
+@numba.njit(cache=True)
+def _voxelize_brick(out, bid, s0, s1, seg_list, nb, a3, t3, geo, vals, band_mm, sub, use_vals):
+    """Fill brick ``bid`` from its segments ``seg_list[s0:s1]``. A function of its own, not inlined into the
+    parallel loop: numba's parallel passes over a large loop body cost seconds of compilation."""
     ni, nj, nk = out.shape
     n_sub = sub * sub * sub
-    for ib in numba.prange(brick_ids.shape[0]):
-        bid = brick_ids[ib]
-        bk = bid % nb[2]
-        bj = (bid // nb[2]) % nb[1]
-        bi = bid // (nb[1] * nb[2])
-        s0 = starts[ib]
-        s1 = starts[ib + 1]
-        for i in range(bi * _BRICK, min((bi + 1) * _BRICK, ni)):
-            for j in range(bj * _BRICK, min((bj + 1) * _BRICK, nj)):
-                for k in range(bk * _BRICK, min((bk + 1) * _BRICK, nk)):
-                    px = a3[0, 0] * i + a3[0, 1] * j + a3[0, 2] * k + t3[0]
-                    py = a3[1, 0] * i + a3[1, 1] * j + a3[1, 2] * k + t3[1]
-                    pz = a3[2, 0] * i + a3[2, 1] * j + a3[2, 2] * k + t3[2]
-                    best = 1e30
-                    vmax = 0.0
-                    for m in range(s0, s1):
-                        e = seg_list[m]
-                        sd, t = _round_cone_sd(px, py, pz, geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3],
-                                               geo[e, 4], geo[e, 5], geo[e, 6], geo[e, 7], geo[e, 8],
-                                               geo[e, 9], geo[e, 10])
-                        best = min(best, sd)
-                        if use_vals and sd <= 0.0:
-                            v = vals[e, 0] + t * (vals[e, 1] - vals[e, 0])
-                            vmax = max(vmax, v)
-                    if best >= band_mm:
-                        continue
-                    if best <= -band_mm:
-                        out[i, j, k] = vmax if use_vals else 1.0
-                        continue
-                    # boundary voxel: supersample the exact union
-                    acc = 0.0
-                    for si in range(sub):
-                        fi = i - 0.5 + (si + 0.5) / sub
-                        for sj in range(sub):
-                            fj = j - 0.5 + (sj + 0.5) / sub
-                            for sk in range(sub):
-                                fk = k - 0.5 + (sk + 0.5) / sub
-                                qx = a3[0, 0] * fi + a3[0, 1] * fj + a3[0, 2] * fk + t3[0]
-                                qy = a3[1, 0] * fi + a3[1, 1] * fj + a3[1, 2] * fk + t3[1]
-                                qz = a3[2, 0] * fi + a3[2, 1] * fj + a3[2, 2] * fk + t3[2]
-                                hit = 0.0
-                                for m in range(s0, s1):
-                                    e = seg_list[m]
-                                    sd, t = _round_cone_sd(qx, qy, qz, geo[e, 0], geo[e, 1], geo[e, 2],
-                                                           geo[e, 3], geo[e, 4], geo[e, 5], geo[e, 6],
-                                                           geo[e, 7], geo[e, 8], geo[e, 9], geo[e, 10])
-                                    if sd <= 0.0:
-                                        if use_vals:
-                                            v = vals[e, 0] + t * (vals[e, 1] - vals[e, 0])
-                                            hit = max(hit, v)
-                                        else:
-                                            hit = 1.0
-                                            break
-                                acc += hit
-                    out[i, j, k] = acc / n_sub
+    bk = bid % nb[2]
+    bj = (bid // nb[2]) % nb[1]
+    bi = bid // (nb[1] * nb[2])
+    for i in range(bi * _BRICK, min((bi + 1) * _BRICK, ni)):
+        for j in range(bj * _BRICK, min((bj + 1) * _BRICK, nj)):
+            for k in range(bk * _BRICK, min((bk + 1) * _BRICK, nk)):
+                px = a3[0, 0] * i + a3[0, 1] * j + a3[0, 2] * k + t3[0]
+                py = a3[1, 0] * i + a3[1, 1] * j + a3[1, 2] * k + t3[1]
+                pz = a3[2, 0] * i + a3[2, 1] * j + a3[2, 2] * k + t3[2]
+                best = 1e30
+                vmax = 0.0
+                for m in range(s0, s1):
+                    e = seg_list[m]
+                    sd, t = _round_cone_sd(px, py, pz, geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3],
+                                           geo[e, 4], geo[e, 5], geo[e, 6], geo[e, 7], geo[e, 8],
+                                           geo[e, 9], geo[e, 10])
+                    best = min(best, sd)
+                    if use_vals and sd <= 0.0:
+                        v = vals[e, 0] + t * (vals[e, 1] - vals[e, 0])
+                        vmax = max(vmax, v)
+                if best >= band_mm:
+                    continue
+                if best <= -band_mm:
+                    out[i, j, k] = vmax if use_vals else 1.0
+                    continue
+                # boundary voxel: supersample the exact union
+                acc = 0.0
+                for si in range(sub):
+                    fi = i - 0.5 + (si + 0.5) / sub
+                    for sj in range(sub):
+                        fj = j - 0.5 + (sj + 0.5) / sub
+                        for sk in range(sub):
+                            fk = k - 0.5 + (sk + 0.5) / sub
+                            qx = a3[0, 0] * fi + a3[0, 1] * fj + a3[0, 2] * fk + t3[0]
+                            qy = a3[1, 0] * fi + a3[1, 1] * fj + a3[1, 2] * fk + t3[1]
+                            qz = a3[2, 0] * fi + a3[2, 1] * fj + a3[2, 2] * fk + t3[2]
+                            hit = 0.0
+                            for m in range(s0, s1):
+                                e = seg_list[m]
+                                sd, t = _round_cone_sd(qx, qy, qz, geo[e, 0], geo[e, 1], geo[e, 2],
+                                                       geo[e, 3], geo[e, 4], geo[e, 5], geo[e, 6],
+                                                       geo[e, 7], geo[e, 8], geo[e, 9], geo[e, 10])
+                                if sd <= 0.0:
+                                    if use_vals:
+                                        v = vals[e, 0] + t * (vals[e, 1] - vals[e, 0])
+                                        hit = max(hit, v)
+                                    else:
+                                        hit = 1.0
+                                        break
+                            acc += hit
+                out[i, j, k] = acc / n_sub
 
 
 # ---------------------------------------------------------------------------- helpers

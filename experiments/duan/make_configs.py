@@ -95,13 +95,23 @@ BASE = {
 
 #: rows with exposure randomisation, rows whose anatomies are pseudo-patients with distractors, rows with
 #: the procedural heads, rows whose distractors include air-cell foams
-EXPOSURE_ROWS, VARIANT_ROWS, HEAD_ROWS, FOAM_ROWS = "efgij", "efhij", "fij", "ij"
+EXPOSURE_ROWS, VARIANT_ROWS, HEAD_ROWS, FOAM_ROWS = "efgijk", "efhijk", "fijk", "ijk"
 #: a second generator for half the trees of row j: space colonisation (vessel_models.colonize) over calibres
 #: from 0.6-2 mm leaves to roots of 2.7-18 mm and growth steps of 2-6 mm, so that the training trees
 #: are not all of one grammar (the held-out generators, Circle of Willis and coronary, are neither)
 COLONIZE = {"generator": "colonize", "params": {"terminal_radius_mm": {"min": 0.3, "max": 1.0},
                                                 "step_mm": {"min": 2.0, "max": 6.0},
                                                 "n_attractors": {"grid": [300, 600, 1000, 1500]}}}
+
+#: a second L-system for half the trees of row k: long, smooth, sparsely branched arteries (1-4 generations,
+#: segments 10-25 diameters long, 5-25 degrees RMS tortuosity, 2-6 mm roots: a carotid, vertebral or M1
+#: segment crossing the 78 mm field) where the published grid draws bushes (6-13 generations, 4-9 diameters,
+#: 45 degrees); chosen after v6 found the Circle of Willis missed for its long straight arteries, not
+#: derived from its template (vessel_models/willis.py)
+LONG_ARTERIES = {"generator": "lsystem", "params": {"iterations": {"grid": [1, 2, 3, 4]},
+                                                    "length_diameter_ratio": {"min": 10.0, "max": 25.0},
+                                                    "tortuosity_deg": {"min": 5.0, "max": 25.0},
+                                                    "root_diameter_mm": {"min": 2.0, "max": 6.0}}}
 
 
 def _row_physics(row: str) -> dict:
@@ -134,6 +144,7 @@ TRAIN_ROWS = {
     "h": "row d + pseudo-patients with bone / air distractors (row e without exposure randomisation)",
     "i": "row f + air-cell foam distractors (1-3 per pseudo-patient)",
     "j": "row i with half the trees from a second generator (space colonisation)",
+    "k": "row i with half the trees from a second L-system of long, smooth, sparsely branched arteries",
 }
 
 
@@ -152,6 +163,8 @@ def _train_config(row: str) -> dict:
                 for seed, split in HEAD_PHANTOMS.items()]
     if row == "j":
         cfg["vessels"]["sources"] = [LSYSTEM, COLONIZE]
+    if row == "k":
+        cfg["vessels"]["sources"] = [LSYSTEM, LONG_ARTERIES]
     n_anatomies = len(cts) * (VARIANTS["count"] if row in VARIANT_ROWS else 1)
     cfg.update(cts=cts, count=n_anatomies * cfg["vessels"]["per_ct"] * POSES_PER_TREE, seed=17000,
                split={"train": 0.67, "val": 0.17, "test": 0.16})
