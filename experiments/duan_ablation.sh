@@ -19,9 +19,9 @@
 # Environment: ROWS (default "a b c d e f g h i j k"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
 # seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), EXTRA (further trainings NET:ROW, the
 # config experiments/duan/NET.yaml on row ROW's data, default "unet_sup:f unet_sup:i unet_sup_cos:i
-# unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k"; "" skips them), TTA (default 1; "" skips the test-time-augmentation
-# evaluation), TESTS (test-set stems, default all), WORKERS (export
-# processes, default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
+# unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k unet_dose:k"; "" skips them), TTA (default 1; "" skips
+# the test-time-augmentation evaluation), TESTS (test-set stems, default all), WORKERS (export processes,
+# default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
 # ROWS=a SEEDS=0 GAN_SEEDS= TESTS=test_common MAX_STEPS=5 bash experiments/duan_ablation.sh /tmp/duan_smoke).
 # Every stage resumes: a finished store, run or evaluation is kept, an interrupted export resumes.
 # Needs the pytigre 0.1.8 source tarball for the head test sets (DDSA_SIM_PYTIGRE_TARBALL, docs/export.md).
@@ -34,7 +34,7 @@ ROWS=${ROWS:-a b c d e f g h i j k}
 SEEDS=${SEEDS:-0 1 2}
 GAN_SEEDS=${GAN_SEEDS-0 1 2}
 GAN_ROW=${GAN_ROW:-f}
-EXTRA=${EXTRA-unet_sup:f unet_sup:i unet_sup_cos:i unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k}
+EXTRA=${EXTRA-unet_sup:f unet_sup:i unet_sup_cos:i unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k unet_dose:k}
 TTA=${TTA-1}
 WORKERS=${WORKERS:-1}
 ALL_TESTS=$(cd experiments/duan && ls test_*.yaml | sed 's/\.yaml$//' | tr '\n' ' ')

@@ -18,6 +18,7 @@ from ddsa_sim._bitcast import float32_from_bits
 
 _EPS = 1e-12
 _BIG = math.inf  # the next crossing of a face never crossed
+_RAYS_PER_TASK = 64  # rays per task of the parallel loops (one call of a compiled function each)
 
 
 def cache_friendly_order(directions: np.ndarray, vox_from_world: np.ndarray) -> np.ndarray:
@@ -273,44 +274,48 @@ def siddon_area_density(bits, label_mask, lut, vox_from_world, source, direction
     fbits = bits.reshape(-1)
     A = vox_from_world
     s0, s1, s2 = _apply(A, source[0], source[1], source[2], 1.0)
-    for pos in numba.prange(order.shape[0]):
-        r = order[pos]
-        acc = np.zeros(lut.size)
-        _siddon_ray(fbits, bits.shape, label_mask, A, s0, s1, s2, directions[r, 0], directions[r, 1],
-                    directions[r, 2], bricks, brick_shift, acc)
-        for m in range(lut.size):
-            out[r, lut[m]] += acc[m]
+    n = order.shape[0]
+    for task in numba.prange((n + _RAYS_PER_TASK - 1) // _RAYS_PER_TASK):
+        lo = task * _RAYS_PER_TASK
+        _siddon_rays(fbits, bits.shape, label_mask, lut, A, s0, s1, s2, directions, order, lo,
+                     min(lo + _RAYS_PER_TASK, n), bricks, brick_shift, out)
 
 
 @numba.njit(cache=True)
-def _siddon_ray(fbits, shape, label_mask, A, s0, s1, s2, w0, w1, w2, bricks, brick_shift, acc):
-    """Add one ray's density x length per local label to ``acc`` (world direction ``w``, voxel source ``s``).
+def _siddon_rays(fbits, shape, label_mask, lut, A, s0, s1, s2, directions, order, lo, hi, bricks, brick_shift, out):
+    """March the rays ``order[lo:hi]`` into ``out``: one task of :func:`siddon_area_density`.
 
     A function of its own, not inlined into the parallel loop: the helpers inlined here make a large
     body, and numba's parallel passes over a large loop body cost minutes of compilation.
     """
     n0, n1, n2 = shape
-    d0, d1, d2 = _apply(A, w0, w1, w2, 0.0)
-    tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
-    if tmax <= tmin:
-        return
-    run = 0.0
-    if brick_shift == 0:
-        # a literal ``single`` per call: each inlined copy is compiled for one case
-        if label_mask == 0:
-            run = _siddon_segment(fbits, label_mask, True, s0, s1, s2, d0, d1, d2, tmin, tmax,
-                                  n0, n1, n2, acc, run)
+    nb0, nb1, nb2 = bricks.shape
+    acc = np.empty(lut.size)
+    runs = np.empty((nb0 + nb1 + nb2 + 2, 2))
+    for pos in range(lo, hi):
+        r = order[pos]
+        d0, d1, d2 = _apply(A, directions[r, 0], directions[r, 1], directions[r, 2], 0.0)
+        tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
+        if tmax <= tmin:
+            continue
+        acc[:] = 0.0
+        run = 0.0
+        if brick_shift == 0:
+            # a literal ``single`` per call: each inlined copy is compiled for one case
+            if label_mask == 0:
+                run = _siddon_segment(fbits, label_mask, True, s0, s1, s2, d0, d1, d2, tmin, tmax,
+                                      n0, n1, n2, acc, run)
+            else:
+                run = _siddon_segment(fbits, label_mask, False, s0, s1, s2, d0, d1, d2, tmin, tmax,
+                                      n0, n1, n2, acc, run)
         else:
-            run = _siddon_segment(fbits, label_mask, False, s0, s1, s2, d0, d1, d2, tmin, tmax,
-                                  n0, n1, n2, acc, run)
-    else:
-        nb0, nb1, nb2 = bricks.shape
-        runs = np.empty((nb0 + nb1 + nb2 + 2, 2))
-        n_runs = _occupied_runs(s0, s1, s2, d0, d1, d2, tmin, tmax, bricks, brick_shift, runs)
-        for q in range(n_runs):
-            run = _siddon_segment(fbits, label_mask, label_mask == 0, s0, s1, s2, d0, d1, d2, runs[q, 0],
-                                  runs[q, 1], n0, n1, n2, acc, run)
-    acc[0] += run
+            n_runs = _occupied_runs(s0, s1, s2, d0, d1, d2, tmin, tmax, bricks, brick_shift, runs)
+            for q in range(n_runs):
+                run = _siddon_segment(fbits, label_mask, label_mask == 0, s0, s1, s2, d0, d1, d2, runs[q, 0],
+                                      runs[q, 1], n0, n1, n2, acc, run)
+        acc[0] += run
+        for m in range(lut.size):
+            out[r, lut[m]] += acc[m]
 
 
 @numba.njit(inline="always", cache=True)
@@ -449,63 +454,69 @@ def trilinear_area_density(bits, label_mask, lut, vox_from_world, source, direct
     fbits = bits.reshape(-1)
     A = vox_from_world
     s0, s1, s2 = _apply(A, source[0], source[1], source[2], 1.0)
-    for pos in numba.prange(order.shape[0]):
-        r = order[pos]
-        acc = np.zeros(lut.size)
-        _trilinear_ray(fbits, bits.shape, label_mask, A, s0, s1, s2, directions[r, 0], directions[r, 1],
-                       directions[r, 2], step_mm, bricks, brick_shift, acc)
-        for k in range(lut.size):
-            out[r, lut[k]] += acc[k]
+    n = order.shape[0]
+    for task in numba.prange((n + _RAYS_PER_TASK - 1) // _RAYS_PER_TASK):
+        lo = task * _RAYS_PER_TASK
+        _trilinear_rays(fbits, bits.shape, label_mask, lut, A, s0, s1, s2, directions, order, lo,
+                        min(lo + _RAYS_PER_TASK, n), step_mm, bricks, brick_shift, out)
 
 
 @numba.njit(cache=True)
-def _trilinear_ray(fbits, shape, label_mask, A, s0, s1, s2, w0, w1, w2, step_mm, bricks, brick_shift, acc):
-    """Add one ray's trilinear line integral per local label to ``acc`` (not inlined: see :func:`_siddon_ray`)."""
+def _trilinear_rays(fbits, shape, label_mask, lut, A, s0, s1, s2, directions, order, lo, hi, step_mm, bricks,
+                    brick_shift, out):
+    """March the rays ``order[lo:hi]`` into ``out``: one task of :func:`trilinear_area_density` (a function of
+    its own for the reason given at :func:`_siddon_rays`)."""
     n0, n1, n2 = shape
     single = label_mask == 0
-    d0, d1, d2 = _apply(A, w0, w1, w2, 0.0)
-    tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
-    if tmax <= tmin:
-        return
-    # the dominant axis: the first of the largest |d|
-    ad0, ad1, ad2 = abs(d0), abs(d1), abs(d2)
-    axis = 0 if ad0 >= ad1 and ad0 >= ad2 else (1 if ad1 >= ad2 else 2)
-    sa, da = (s0, d0) if axis == 0 else ((s1, d1) if axis == 1 else (s2, d2))
-    m, c_first, dc, count, t_first, g = plane_grid(sa, da, tmin, tmax, step_mm)
-    run = 0.0
-    if count == 0:
-        w_in = w_out = 0.5 * (tmax - tmin)
-    else:
-        t_last = t_first + (count - 1) * g
-        w_in = 0.5 * (t_first - tmin)
-        w_out = 0.5 * (tmax - t_last)
-        # every plane weighs g here; the first and last are corrected below
-        if brick_shift == 0:
-            # a literal ``single`` per call: each inlined copy is compiled for one case
-            if single:
-                run = _plane_samples(fbits, label_mask, True, s0, s1, s2, d0, d1, d2, n0, n1, n2, axis, m,
-                                     c_first, dc, t_first, g, 0, count, acc, run)
-            else:
-                run = _plane_samples(fbits, label_mask, False, s0, s1, s2, d0, d1, d2, n0, n1, n2, axis, m,
-                                     c_first, dc, t_first, g, 0, count, acc, run)
+    nb0, nb1, nb2 = bricks.shape
+    acc = np.empty(lut.size)
+    runs = np.empty((nb0 + nb1 + nb2 + 2, 2))
+    for pos in range(lo, hi):
+        r = order[pos]
+        d0, d1, d2 = _apply(A, directions[r, 0], directions[r, 1], directions[r, 2], 0.0)
+        tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
+        if tmax <= tmin:
+            continue
+        # the dominant axis: the first of the largest |d|
+        ad0, ad1, ad2 = abs(d0), abs(d1), abs(d2)
+        axis = 0 if ad0 >= ad1 and ad0 >= ad2 else (1 if ad1 >= ad2 else 2)
+        sa, da = (s0, d0) if axis == 0 else ((s1, d1) if axis == 1 else (s2, d2))
+        m, c_first, dc, count, t_first, g = plane_grid(sa, da, tmin, tmax, step_mm)
+        acc[:] = 0.0
+        run = 0.0
+        if count == 0:
+            w_in = w_out = 0.5 * (tmax - tmin)
         else:
-            nb0, nb1, nb2 = bricks.shape
-            runs = np.empty((nb0 + nb1 + nb2 + 2, 2))
-            n_runs = _occupied_runs(s0, s1, s2, d0, d1, d2, tmin, tmax, bricks, brick_shift, runs)
-            for k in range(n_runs):
-                q0 = min(max(int(math.ceil((runs[k, 0] - t_first) / g)), 0), count)
-                q1 = min(max(int(math.ceil((runs[k, 1] - t_first) / g)), q0), count)
-                run = _plane_samples(fbits, label_mask, single, s0, s1, s2, d0, d1, d2, n0, n1, n2, axis, m,
-                                     c_first, dc, t_first, g, q0, q1, acc, run)
-        # trapezoid: the first plane weighs (t_1 - tmin)/2, the last (tmax - t_{K-2})/2
-        corr_first = w_in - 0.5 * g if count > 1 else w_in + w_out - g
-        run = _trilinear_sample(fbits, label_mask, single, s0 + t_first * d0, s1 + t_first * d1,
-                                s2 + t_first * d2, n0, n1, n2, corr_first, acc, run)
-        if count > 1:
-            run = _trilinear_sample(fbits, label_mask, single, s0 + t_last * d0, s1 + t_last * d1,
-                                    s2 + t_last * d2, n0, n1, n2, w_out - 0.5 * g, acc, run)
-    run = _trilinear_sample(fbits, label_mask, single, s0 + tmin * d0, s1 + tmin * d1, s2 + tmin * d2,
-                            n0, n1, n2, w_in, acc, run)
-    run = _trilinear_sample(fbits, label_mask, single, s0 + tmax * d0, s1 + tmax * d1, s2 + tmax * d2,
-                            n0, n1, n2, w_out, acc, run)
-    acc[0] += run
+            t_last = t_first + (count - 1) * g
+            w_in = 0.5 * (t_first - tmin)
+            w_out = 0.5 * (tmax - t_last)
+            # every plane weighs g here; the first and last are corrected below
+            if brick_shift == 0:
+                # a literal ``single`` per call: each inlined copy is compiled for one case
+                if single:
+                    run = _plane_samples(fbits, label_mask, True, s0, s1, s2, d0, d1, d2, n0, n1, n2, axis, m,
+                                         c_first, dc, t_first, g, 0, count, acc, run)
+                else:
+                    run = _plane_samples(fbits, label_mask, False, s0, s1, s2, d0, d1, d2, n0, n1, n2, axis, m,
+                                         c_first, dc, t_first, g, 0, count, acc, run)
+            else:
+                n_runs = _occupied_runs(s0, s1, s2, d0, d1, d2, tmin, tmax, bricks, brick_shift, runs)
+                for k in range(n_runs):
+                    q0 = min(max(int(math.ceil((runs[k, 0] - t_first) / g)), 0), count)
+                    q1 = min(max(int(math.ceil((runs[k, 1] - t_first) / g)), q0), count)
+                    run = _plane_samples(fbits, label_mask, single, s0, s1, s2, d0, d1, d2, n0, n1, n2, axis, m,
+                                         c_first, dc, t_first, g, q0, q1, acc, run)
+            # trapezoid: the first plane weighs (t_1 - tmin)/2, the last (tmax - t_{K-2})/2
+            corr_first = w_in - 0.5 * g if count > 1 else w_in + w_out - g
+            run = _trilinear_sample(fbits, label_mask, single, s0 + t_first * d0, s1 + t_first * d1,
+                                    s2 + t_first * d2, n0, n1, n2, corr_first, acc, run)
+            if count > 1:
+                run = _trilinear_sample(fbits, label_mask, single, s0 + t_last * d0, s1 + t_last * d1,
+                                        s2 + t_last * d2, n0, n1, n2, w_out - 0.5 * g, acc, run)
+        run = _trilinear_sample(fbits, label_mask, single, s0 + tmin * d0, s1 + tmin * d1, s2 + tmin * d2,
+                                n0, n1, n2, w_in, acc, run)
+        run = _trilinear_sample(fbits, label_mask, single, s0 + tmax * d0, s1 + tmax * d1, s2 + tmax * d2,
+                                n0, n1, n2, w_out, acc, run)
+        acc[0] += run
+        for k in range(lut.size):
+            out[r, lut[k]] += acc[k]

@@ -47,6 +47,8 @@ LABELS = {
     "unet_dose_i": "U-Net i + superposition + lower-dose frames, 4000 steps",
     "unet_dose8k_i": "U-Net i + superposition + lower-dose frames, 8000 steps",
     "unet_sup4k_j": "U-Net j + superposition, 4000 steps",
+    "unet_sup4k_k": "U-Net k + superposition, 4000 steps",
+    "unet_dose_k": "U-Net k + superposition + lower-dose frames, 4000 steps",
     "unet_cont_e": "control: U-Net e + 2000 steps on e",
     "unet_wgan_e": "U-Net-WGAN e (v2, w = 10)", "unet_wgan_f3": "U-Net-WGAN f (v3 heads, w = 1000)",
 }
@@ -58,12 +60,13 @@ def eval_dir(checkpoint: str, tta: bool = False) -> str:
     return ("eval" if checkpoint == "best" else f"eval_{checkpoint}") + ("_tta" if tta else "")
 
 
-def load(out: Path, folder: str = "eval") -> tuple[dict, dict, list[str]]:
-    """``(models, baselines, tests)``: ``models[model][test][metric]`` = list over seeds of the set mean;
-    ``baselines[method][test][metric]`` = the set mean (:data:`REFERENCES`; ``known_anatomy`` only where the
-    evaluation has it)."""
+def load(out: Path, folder: str = "eval") -> tuple[dict, dict, list[str], dict]:
+    """``(models, baselines, tests, runs)``, each evaluation JSON read once: ``models[model][test][metric]`` =
+    list over seeds of the set mean; ``baselines[method][test][metric]`` = the set mean (:data:`REFERENCES`;
+    ``known_anatomy`` only where the evaluation has it); ``runs[run][test]`` = the network's metrics."""
     models: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     baselines: dict = defaultdict(dict)
+    runs: dict = defaultdict(dict)
     tests = set()
     for path in sorted((out / folder).glob("*/*.json")):
         m = RUN.match(path.parent.name)
@@ -72,13 +75,14 @@ def load(out: Path, folder: str = "eval") -> tuple[dict, dict, list[str]]:
         res = json.loads(path.read_text())
         test = path.stem.removeprefix("test_")
         tests.add(test)
+        runs[path.parent.name][test] = res["network"]
         for key, *_ in METRICS:
             models[m["model"]][test][key].append(res["network"][key])
         for method in REFERENCES:
             if method in res:
                 baselines[method][test] = res[method]
     order = sorted(tests, key=lambda t: (t != "common", t))
-    return models, baselines, order
+    return models, baselines, order, runs
 
 
 def _cell(values: list[float], fmt: str, seeds: int) -> str:
@@ -141,19 +145,16 @@ def _versus(psnr: float, reference: dict | None) -> str:
     return "-" if reference is None else f"{psnr - reference['psnr']:+.2f}"
 
 
-def per_seed(out: Path, folder: str, tests: list[str], checkpoint: str = "best") -> str:
-    """One row per run of ``OUT/folder``: its checkpoint's step and, per test set, PSNR (dB) / background FP
-    fraction."""
+def per_seed(out: Path, runs: dict, tests: list[str], checkpoint: str = "best") -> str:
+    """One row per run (``runs`` of :func:`load`): its checkpoint's step and, per test set, PSNR (dB) /
+    background FP fraction."""
     lines = ["| run | step | " + " | ".join(map(set_label, tests)) + " |", "|---" * (len(tests) + 2) + "|"]
-    for run in sorted(p for p in (out / folder).iterdir() if p.is_dir() and RUN.match(p.name)):
-        cells = []
-        for t in tests:
-            path = run / f"test_{t}.json"
-            net = json.loads(path.read_text())["network"] if path.exists() else None
-            cells.append(f"{net['psnr']:.1f} / {net['bg_fp_fraction']:.3f}" if net else "-")
-        ckpt = out / "runs" / run.name / f"{checkpoint}.pt"
+    for run in sorted(runs):
+        nets = [runs[run].get(t) for t in tests]
+        cells = [f"{net['psnr']:.1f} / {net['bg_fp_fraction']:.3f}" if net else "-" for net in nets]
+        ckpt = out / "runs" / run / f"{checkpoint}.pt"
         step = _step(ckpt) if ckpt.exists() else "-"
-        lines.append(f"| {run.name} | {step} | " + " | ".join(cells) + " |")
+        lines.append(f"| {run} | {step} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -171,11 +172,11 @@ def main() -> None:
     ap.add_argument("--tta", action="store_true", help="of the evaluations with test-time augmentation (OUT/eval*_tta)")
     args = ap.parse_args()
     out, ckpt, folder = args.out, args.checkpoint, eval_dir(args.checkpoint, args.tta)
-    models, baselines, tests = load(out, folder)
+    models, baselines, tests, runs = load(out, folder)
     for key, label, fmt in METRICS:
         print(f"### {label}\n\n{metric_table(models, baselines, tests, key, fmt)}\n")
     print(f"### Targets on the out-of-distribution sets\n\n{targets(models, baselines, tests)}\n")
-    print(f"### Per run (PSNR dB / background FP fraction; step of {ckpt}.pt)\n\n{per_seed(out, folder, tests, ckpt)}")
+    print(f"### Per run (PSNR dB / background FP fraction; step of {ckpt}.pt)\n\n{per_seed(out, runs, tests, ckpt)}")
 
 
 if __name__ == "__main__":
