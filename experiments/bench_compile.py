@@ -77,9 +77,16 @@ def _call(kernel: str, size: str):
 
     args = _marcher_inputs(*((16, 4) if size == "tiny" else (256, 256)))
     out = args[7]
-    if kernel == "trilinear":
-        return lambda: (trilinear_area_density(*args[:7], 0.0, *args[7:]), out)[1]
-    return lambda: (siddon_area_density(*args), out)[1]
+
+    def render():
+        out.fill(0.0)  # the kernels accumulate into ``out``: each call renders one image
+        if kernel == "trilinear":
+            trilinear_area_density(*args[:7], 0.0, *args[7:])
+        else:
+            siddon_area_density(*args)
+        return out
+
+    return render
 
 
 def worker(kernel: str) -> dict:
