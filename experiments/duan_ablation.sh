@@ -10,7 +10,8 @@
 #      (experiments/duan/unet_wgan.yaml) on row GAN_ROW, started from the U-Net of the same seed,
 #   4. evaluate every model on every test set (ddsa_sim.training.evaluate.evaluate_checkpoint, the code of
 #      `ddsa-sim evaluate`, one process for all pairs) and write the table (mean +- std over seeds); the
-#      same with test-time augmentation (`ddsa-sim evaluate --tta`) into table_tta.md,
+#      same with test-time augmentation (`ddsa-sim evaluate --tta`) into table_tta.md, and each network on 64
+#      of its own training images (table_fit_tta.md),
 #   5. score estimators that know the anatomy on every test set (experiments/duan/references.py): what the
 #      targets ask beyond removing the anatomy.
 #
@@ -19,7 +20,8 @@
 # Environment: ROWS (default "a b c d e f g h i j k"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
 # seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), EXTRA (further trainings NET:ROW, the
 # config experiments/duan/NET.yaml on row ROW's data, default "unet_sup:f unet_sup:i unet_sup_cos:i
-# unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k unet_dose:k"; "" skips them), TTA (default 1; "" skips
+# unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k unet_dose:k unet_d4:e unet_dose_d4:k", in this order: a
+# variant's warm-up, WARMUP below, comes before it; "" skips them), TTA (default 1; "" skips
 # the test-time-augmentation evaluation), TESTS (test-set stems, default all), WORKERS (export processes,
 # default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
 # ROWS=a SEEDS=0 GAN_SEEDS= TESTS=test_common MAX_STEPS=5 bash experiments/duan_ablation.sh /tmp/duan_smoke).
@@ -34,7 +36,7 @@ ROWS=${ROWS:-a b c d e f g h i j k}
 SEEDS=${SEEDS:-0 1 2}
 GAN_SEEDS=${GAN_SEEDS-0 1 2}
 GAN_ROW=${GAN_ROW:-f}
-EXTRA=${EXTRA-unet_sup:f unet_sup:i unet_sup_cos:i unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k unet_dose:k}
+EXTRA=${EXTRA-unet_sup:f unet_sup:i unet_sup_cos:i unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k unet_dose:k unet_d4:e unet_dose_d4:k}
 TTA=${TTA-1}
 WORKERS=${WORKERS:-1}
 ALL_TESTS=$(cd experiments/duan && ls test_*.yaml | sed 's/\.yaml$//' | tr '\n' ' ')
@@ -65,6 +67,8 @@ export_store() {  # export_store STEM: experiments/duan/STEM.yaml -> $OUT/data/S
 # rows whose U-Net starts from another row's trained U-Net of the same seed (row f: from scratch, two of two
 # seeds stayed at the all-zero image for 2000 steps; docs/results.md)
 declare -A START_FROM=([f]=e [i]=e [j]=e [k]=e)
+# the warm-up network of a training variant on a START_FROM row (default unet): one of the same architecture
+declare -A WARMUP=([unet_dose_d4]=unet_d4 [unet_dose_w16]=unet_w16)
 
 train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with seed SEED)
     local net=$1 row=$2 seed=$3 run=$OUT/runs/$1_$2_s$3
@@ -73,7 +77,7 @@ train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with se
     printf 'base: %s\nseed: %s\n' "$PWD/experiments/duan/${net%_cont}.yaml" "$seed" > "$run.yaml"
     # the U-Net-GAN and the control start from the trained U-Net of the same row and seed
     [[ $net == unet_wgan || $net == unet_cont ]] && echo "init_from: $OUT/runs/unet_${row}_s$seed/best.pt" >> "$run.yaml"
-    [[ $net != unet_wgan && $net != unet_cont && -n ${START_FROM[$row]:-} ]] && echo "init_from: $OUT/runs/unet_${START_FROM[$row]}_s$seed/best.pt" >> "$run.yaml"
+    [[ $net != unet_wgan && $net != unet_cont && -n ${START_FROM[$row]:-} ]] && echo "init_from: $OUT/runs/${WARMUP[$net]:-unet}_${START_FROM[$row]}_s$seed/best.pt" >> "$run.yaml"
     local args=("$run.yaml" --data "$OUT/data/train_$row.zarr" -o "$run")
     [[ -n "${MAX_STEPS:-}" ]] && args+=(--max-steps "$MAX_STEPS")
     if [[ -f $run/last.pt ]]; then args+=(--resume); else args+=(--overwrite); fi
@@ -110,6 +114,9 @@ python experiments/duan/table.py "$OUT" > "$OUT/table.md"
 if [[ -n $TTA ]]; then  # the same with test-time augmentation (8 passes per image)
     stage evaluate_tta python experiments/duan/evaluate_all.py "$OUT" --tests $TESTS --tta
     python experiments/duan/table.py "$OUT" --tta > "$OUT/table_tta.md"
+    # how well each network fits its own training images (64 per run, the same metrics)
+    stage evaluate_fit python experiments/duan/evaluate_all.py "$OUT" --fit --tta
+    python experiments/duan/table.py "$OUT" --fit --tta > "$OUT/table_fit_tta.md"
 fi
 stage references python experiments/duan/references.py "$OUT" -o "$OUT/references.png" > "$OUT/references.md"
 stage figure python experiments/duan/figure.py "$OUT" -o "$OUT/ood_grid.png"

@@ -59,7 +59,8 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", ["unet_sup", "unet_sup4k", "unet_sup_cos", "unet_vsup", "unet_dose", "unet_wgan"])
+@pytest.mark.parametrize("name", ["unet_sup", "unet_sup4k", "unet_sup_cos", "unet_vsup", "unet_dose", "unet_wgan",
+                                  "unet_d4", "unet_dose_d4", "unet_w16", "unet_dose_w16"])
 def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     unet = _flat(json.loads(load_config(DUAN / "unet.yaml").to_json()))
     variant = _flat(json.loads(load_config(DUAN / f"{name}.yaml").to_json()))
@@ -70,6 +71,8 @@ def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
         path = DUAN / raw["base"]
     differing = {k for k in variant if variant[k] != unet[k]}
     assert "name" in differing and differing <= declared
-    assert variant["data.augment.p_superpose"] == (0.0 if name == "unet_wgan" else 0.5)
+    assert variant["data.augment.p_superpose"] == (0.5 if "sup" in name or "dose" in name else 0.0)
     assert variant["data.augment.p_vessel_superpose"] == (0.5 if "vsup" in name else 0.0)
     assert variant["data.augment.p_dose"] == (0.5 if "dose" in name else 0.0)
+    assert (variant["model.depth"], variant["model.base_channels"], variant["model.max_channels"]) == (
+        (4, 8, 64) if "d4" in name else (3, 16, 128) if "w16" in name else (3, 8, 64))

@@ -290,6 +290,7 @@ def _siddon_rays(fbits, shape, label_mask, lut, A, s0, s1, s2, directions, order
     """
     n0, n1, n2 = shape
     nb0, nb1, nb2 = bricks.shape
+    single = label_mask == 0
     acc = np.empty(lut.size)
     runs = np.empty((nb0 + nb1 + nb2 + 2, 2))
     for pos in range(lo, hi):
@@ -302,7 +303,7 @@ def _siddon_rays(fbits, shape, label_mask, lut, A, s0, s1, s2, directions, order
         run = 0.0
         if brick_shift == 0:
             # a literal ``single`` per call: each inlined copy is compiled for one case
-            if label_mask == 0:
+            if single:
                 run = _siddon_segment(fbits, label_mask, True, s0, s1, s2, d0, d1, d2, tmin, tmax,
                                       n0, n1, n2, acc, run)
             else:
@@ -311,7 +312,7 @@ def _siddon_rays(fbits, shape, label_mask, lut, A, s0, s1, s2, directions, order
         else:
             n_runs = _occupied_runs(s0, s1, s2, d0, d1, d2, tmin, tmax, bricks, brick_shift, runs)
             for q in range(n_runs):
-                run = _siddon_segment(fbits, label_mask, label_mask == 0, s0, s1, s2, d0, d1, d2, runs[q, 0],
+                run = _siddon_segment(fbits, label_mask, single, s0, s1, s2, d0, d1, d2, runs[q, 0],
                                       runs[q, 1], n0, n1, n2, acc, run)
         acc[0] += run
         for m in range(lut.size):

@@ -6,11 +6,15 @@ and writes ``OUT/eval/<run>/<test>.json`` (the JSON ``ddsa-sim evaluate`` prints
 is kept (resume). One process instead of ~200 CLI start-ups (a few seconds each on this machine).
 ``--checkpoint last`` evaluates every run's ``last.pt`` instead (the same number of steps for every run,
 no checkpoint selection) into ``OUT/eval_last``; ``--tta`` averages each network over the image symmetries
-(``ddsa-sim evaluate --tta``) into ``OUT/eval_tta`` (``OUT/eval_last_tta``).
+(``ddsa-sim evaluate --tta``) into ``OUT/eval_tta`` (``OUT/eval_last_tta``). ``--fit`` scores every run on
+:data:`FIT_SAMPLES` images of its own training split instead (``OUT/data/train_<row>.zarr``, the row the last
+part of the run name; without augmentation), into ``OUT/eval_fit`` (``OUT/eval_fit_tta``): how well the
+network fits the images it was trained on, beside how it carries to the test sets.
 
     python experiments/duan/evaluate_all.py out/duan [--tests test_common test_ood_exposure_static ...]
     python experiments/duan/evaluate_all.py out/duan --checkpoint last --runs unet_f unet_i
     python experiments/duan/evaluate_all.py out/duan --tta
+    python experiments/duan/evaluate_all.py out/duan --fit --tta --runs unet_e unet_dose_k
 """
 
 from __future__ import annotations
@@ -26,13 +30,17 @@ from tqdm import tqdm
 from ddsa_sim.files import atomic_output
 from ddsa_sim.training.evaluate import evaluate_checkpoint
 
-__all__ = ["evaluate_all", "main"]
+__all__ = ["FIT_SAMPLES", "evaluate_all", "main"]
+
+#: training images per run of the ``--fit`` evaluation, evenly spaced over the training split
+FIT_SAMPLES = 64
 
 
 def evaluate_all(out: Path, tests: list[str] | None = None, checkpoint: str = "best",
-                 models: list[str] | None = None, tta: bool = False) -> list[Path]:
+                 models: list[str] | None = None, tta: bool = False, fit: bool = False) -> list[Path]:
     """Write ``out/<eval dir>/<run>/<test>.json`` for every finished run (of ``models``: run names less
-    ``_s<seed>``) and test store; returns the paths written."""
+    ``_s<seed>``) and test store (``fit``: the run's own training store, split ``train``); returns the paths
+    written."""
     runs = sorted(p.parent for p in (out / "runs").glob(f"*/{checkpoint}.pt")
                   if (out / "runs" / f"{p.parent.name}.done").exists())
     if models:
@@ -40,14 +48,16 @@ def evaluate_all(out: Path, tests: list[str] | None = None, checkpoint: str = "b
     stores = sorted(p for p in (out / "data").glob("test_*.zarr") if Path(f"{p}.done").exists())
     if tests:
         stores = [s for s in stores if s.stem in tests]
+    split, n = ("train", FIT_SAMPLES) if fit else ("test", None)
     written = []
     for run in tqdm(runs, desc="models"):
-        for store in stores:
-            path = out / eval_dir(checkpoint, tta) / run.name / f"{store.stem}.json"
+        for store in [out / "data" / f"train_{RUN.match(run.name)['model'].rsplit('_', 1)[1]}.zarr"] if fit else stores:
+            path = out / eval_dir(checkpoint, tta, fit) / run.name / f"{store.stem}.json"
             if path.exists():
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
-            res = evaluate_checkpoint(run / f"{checkpoint}.pt", store, "test", device="cpu", progress=False, tta=tta)
+            res = evaluate_checkpoint(run / f"{checkpoint}.pt", store, split, device="cpu", progress=False, tta=tta,
+                                      max_samples=n)
             with atomic_output(path) as tmp:
                 Path(tmp).write_text(json.dumps(res))
             written.append(path)
@@ -61,10 +71,11 @@ def main() -> None:
     ap.add_argument("--checkpoint", choices=("best", "last"), default="best")
     ap.add_argument("--runs", nargs="*", help="models, i.e. run names less _s<seed> (default: all)")
     ap.add_argument("--tta", action="store_true", help="average each network over the image symmetries")
+    ap.add_argument("--fit", action="store_true", help=f"score each run on {FIT_SAMPLES} images of its own training split")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    n = len(evaluate_all(args.out, args.tests, args.checkpoint, args.runs, args.tta))
-    print(f"{n} evaluations written to {args.out / eval_dir(args.checkpoint, args.tta)}")
+    n = len(evaluate_all(args.out, args.tests, args.checkpoint, args.runs, args.tta, args.fit))
+    print(f"{n} evaluations written to {args.out / eval_dir(args.checkpoint, args.tta, args.fit)}")
 
 
 if __name__ == "__main__":

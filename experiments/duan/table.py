@@ -17,6 +17,7 @@ iodine; positive: it also denoises).
 
     python experiments/duan/table.py out/duan > out/duan/table.md
     python experiments/duan/table.py out/duan --tta > out/duan/table_tta.md
+    python experiments/duan/table.py out/duan --fit --tta > out/duan/table_fit_tta.md   # training images
 """
 
 from __future__ import annotations
@@ -49,15 +50,17 @@ LABELS = {
     "unet_sup4k_j": "U-Net j + superposition, 4000 steps",
     "unet_sup4k_k": "U-Net k + superposition, 4000 steps",
     "unet_dose_k": "U-Net k + superposition + lower-dose frames, 4000 steps",
+    "unet_d4_e": "U-Net e, 4 levels", "unet_dose_d4_k": "U-Net k + superposition + lower-dose frames, 4 levels",
     "unet_cont_e": "control: U-Net e + 2000 steps on e",
     "unet_wgan_e": "U-Net-WGAN e (v2, w = 10)", "unet_wgan_f3": "U-Net-WGAN f (v3 heads, w = 1000)",
 }
 
 
-def eval_dir(checkpoint: str, tta: bool = False) -> str:
+def eval_dir(checkpoint: str, tta: bool = False, fit: bool = False) -> str:
     """Folder under OUT of the evaluations of ``best.pt`` (``eval``) or ``last.pt`` (``eval_last``), with
-    ``_tta`` where the network was averaged over the image symmetries (``ddsa-sim evaluate --tta``)."""
-    return ("eval" if checkpoint == "best" else f"eval_{checkpoint}") + ("_tta" if tta else "")
+    ``_fit`` where the runs were scored on their own training images (``evaluate_all.py --fit``) and ``_tta``
+    where the network was averaged over the image symmetries (``ddsa-sim evaluate --tta``)."""
+    return ("eval" if checkpoint == "best" else f"eval_{checkpoint}") + ("_fit" if fit else "") + ("_tta" if tta else "")
 
 
 def load(out: Path, folder: str = "eval") -> tuple[dict, dict, list[str], dict]:
@@ -73,7 +76,7 @@ def load(out: Path, folder: str = "eval") -> tuple[dict, dict, list[str], dict]:
         if not m:
             continue
         res = json.loads(path.read_text())
-        test = path.stem.removeprefix("test_")
+        test = path.stem.removeprefix("test_")  # a training store (--fit) keeps its name: train_<row>
         tests.add(test)
         runs[path.parent.name][test] = res["network"]
         for key, *_ in METRICS:
@@ -170,12 +173,14 @@ def main() -> None:
     ap.add_argument("--checkpoint", choices=("best", "last"), default="best",
                     help="tables of the best.pt (OUT/eval) or last.pt (OUT/eval_last) evaluations")
     ap.add_argument("--tta", action="store_true", help="of the evaluations with test-time augmentation (OUT/eval*_tta)")
+    ap.add_argument("--fit", action="store_true", help="of the evaluations on the runs' training images (OUT/eval*_fit*)")
     args = ap.parse_args()
-    out, ckpt, folder = args.out, args.checkpoint, eval_dir(args.checkpoint, args.tta)
+    out, ckpt, folder = args.out, args.checkpoint, eval_dir(args.checkpoint, args.tta, args.fit)
     models, baselines, tests, runs = load(out, folder)
     for key, label, fmt in METRICS:
         print(f"### {label}\n\n{metric_table(models, baselines, tests, key, fmt)}\n")
-    print(f"### Targets on the out-of-distribution sets\n\n{targets(models, baselines, tests)}\n")
+    if not args.fit:
+        print(f"### Targets on the out-of-distribution sets\n\n{targets(models, baselines, tests)}\n")
     print(f"### Per run (PSNR dB / background FP fraction; step of {ckpt}.pt)\n\n{per_seed(out, runs, tests, ckpt)}")
 
 
