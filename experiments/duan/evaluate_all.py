@@ -8,8 +8,9 @@ is kept (resume). One process instead of ~200 CLI start-ups (a few seconds each 
 no checkpoint selection) into ``OUT/eval_last``; ``--tta`` averages each network over the image symmetries
 (``ddsa-sim evaluate --tta``) into ``OUT/eval_tta`` (``OUT/eval_last_tta``). ``--fit`` scores every run on
 :data:`FIT_SAMPLES` images of its own training split instead (``OUT/data/train_<row>.zarr``, the row the last
-part of the run name; without augmentation), into ``OUT/eval_fit`` (``OUT/eval_fit_tta``): how well the
-network fits the images it was trained on, beside how it carries to the test sets.
+part of the run name; without augmentation; a run whose store is not there is skipped), into
+``OUT/eval_fit`` (``OUT/eval_fit_tta``): how well the network fits the images it was trained on, beside
+how it carries to the test sets.
 
     python experiments/duan/evaluate_all.py out/duan [--tests test_common test_ood_exposure_static ...]
     python experiments/duan/evaluate_all.py out/duan --checkpoint last --runs unet_f unet_i
@@ -30,10 +31,15 @@ from tqdm import tqdm
 from ddsa_sim.files import atomic_output
 from ddsa_sim.training.evaluate import evaluate_checkpoint
 
-__all__ = ["FIT_SAMPLES", "evaluate_all", "main"]
+__all__ = ["FIT_SAMPLES", "evaluate_all", "main", "training_store"]
 
 #: training images per run of the ``--fit`` evaluation, evenly spaced over the training split
 FIT_SAMPLES = 64
+
+
+def training_store(out: Path, run: str) -> Path:
+    """``out/data/train_<row>.zarr``: the store run ``run`` trained on (its row is the last part of its model name)."""
+    return out / "data" / f"train_{RUN.match(run)['model'].rsplit('_', 1)[1]}.zarr"
 
 
 def evaluate_all(out: Path, tests: list[str] | None = None, checkpoint: str = "best",
@@ -51,9 +57,12 @@ def evaluate_all(out: Path, tests: list[str] | None = None, checkpoint: str = "b
     split, n = ("train", FIT_SAMPLES) if fit else ("test", None)
     written = []
     for run in tqdm(runs, desc="models"):
-        for store in [out / "data" / f"train_{RUN.match(run.name)['model'].rsplit('_', 1)[1]}.zarr"] if fit else stores:
+        for store in [training_store(out, run.name)] if fit else stores:
             path = out / eval_dir(checkpoint, tta, fit) / run.name / f"{store.stem}.json"
             if path.exists():
+                continue
+            if not store.exists():  # --fit on a run of an earlier version whose training store is gone
+                tqdm.write(f"{run.name}: skipped, no {store}")
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             res = evaluate_checkpoint(run / f"{checkpoint}.pt", store, split, device="cpu", progress=False, tta=tta,

@@ -51,6 +51,7 @@ LABELS = {
     "unet_sup4k_k": "U-Net k + superposition, 4000 steps",
     "unet_dose_k": "U-Net k + superposition + lower-dose frames, 4000 steps",
     "unet_d4_e": "U-Net e, 4 levels", "unet_dose_d4_k": "U-Net k + superposition + lower-dose frames, 4 levels",
+    "unet_w16_e": "U-Net e, 2x wider", "unet_dose_w16_k": "U-Net k + superposition + lower-dose frames, 2x wider",
     "unet_cont_e": "control: U-Net e + 2000 steps on e",
     "unet_wgan_e": "U-Net-WGAN e (v2, w = 10)", "unet_wgan_f3": "U-Net-WGAN f (v3 heads, w = 1000)",
 }
