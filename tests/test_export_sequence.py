@@ -108,6 +108,7 @@ def test_training_reads_every_frame_as_a_pair(exported):
             item = ds[i]
             assert item["dsa_target"].shape == (1, 40, 44)
             assert np.array_equal(item["dsa_target"][0].numpy(), root["dsa_target"][j, k])
+            assert np.array_equal(ds.dsa_target(i), root["dsa_target"][j, k])  # that frame alone
             assert np.array_equal(item["mask"][0].numpy(), root["mask"][j])
             assert ds.meta(i)["time_s"] == TIMES[k] and ds.meta(i)["frame"] == k
     # a subset is spread over the split, first to last item: both samples' frames, not the first sample's

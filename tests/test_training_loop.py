@@ -205,6 +205,7 @@ def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):
     # the all-zero image, from the store directly
     test = ZarrDDSADataset(store, "test")
     targets = np.stack([test[i]["dsa_target"][0].numpy().astype(np.float64) for i in range(len(test))])
+    assert out["data_range"] == pytest.approx(np.ptp(targets), rel=1e-6)  # of the split's targets
     zero_psnr = [10 * np.log10(out["data_range"] ** 2 / np.mean(t**2)) for t in targets]
     assert out["zero"]["psnr"] == pytest.approx(np.mean(zero_psnr), rel=1e-6)
     assert out["zero"]["nmse"] == 1 and out["zero"]["vessel_nmse"] == 1 and out["zero"]["iodine_recovery"] == 0

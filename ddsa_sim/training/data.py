@@ -200,6 +200,18 @@ class ZarrDDSADataset(Dataset):
             return self._cache[i]
         return self._read(i)
 
+    def dsa_target(self, i: int) -> np.ndarray:
+        """The ``dsa_target`` of item ``i``, ``(H, W)`` float32 -ln, read without the item's other images
+        (for the data range of a split; the checksum is verified when the item itself is read)."""
+        if i < 0 or i >= len(self):
+            raise IndexError(i)
+        if self._cache is not None:
+            return self._cache[i]["dsa_target"][0].numpy()
+        if self._group is None:
+            self._group = open_store(self.store)
+        j, k = int(self.indices[i]), int(self.frame_index[i])
+        return np.asarray(self._group["dsa_target"][(j,) if k < 0 else (j, k)], dtype=np.float32)
+
     def vessel_mask(self, i: int) -> np.ndarray:
         """The store's ``vessel_mask`` of item ``i`` as a bool ``(H, W)`` array (for evaluation; the
         sample's checksum is verified when the item itself is read)."""

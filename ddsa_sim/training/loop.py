@@ -140,11 +140,13 @@ def validate(
 
 
 def target_data_range(dataset: Dataset, max_samples: int | None = None) -> float:
-    """``max - min`` of ``dsa_target`` over (the first ``max_samples`` of) a dataset."""
+    """``max - min`` of ``dsa_target`` over (the first ``max_samples`` of) a dataset (of a store: read
+    from that array alone)."""
     n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
+    target = dataset.dsa_target if isinstance(dataset, ZarrDDSADataset) else (lambda i: dataset[i]["dsa_target"])
     lo, hi = math.inf, -math.inf
     for i in range(n):
-        t = dataset[i]["dsa_target"]
+        t = target(i)
         lo, hi = min(lo, float(t.min())), max(hi, float(t.max()))
     return max(hi - lo, 1e-12)
 

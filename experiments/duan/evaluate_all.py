@@ -76,12 +76,14 @@ def evaluate_all(out: Path, tests: list[str] | None = None, checkpoint: str = "b
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
-    ap.add_argument("--tests", nargs="*", help="test-store stems (default: all)")
+    ap.add_argument("--tests", nargs="*", help="test-store stems (default: all; not with --fit)")
     ap.add_argument("--checkpoint", choices=("best", "last"), default="best")
     ap.add_argument("--runs", nargs="*", help="models, i.e. run names less _s<seed> (default: all)")
     ap.add_argument("--tta", action="store_true", help="average each network over the image symmetries")
     ap.add_argument("--fit", action="store_true", help=f"score each run on {FIT_SAMPLES} images of its own training split")
     args = ap.parse_args()
+    if args.fit and args.tests:
+        ap.error("--tests: not with --fit, which scores each run on its own training store")
     torch.set_num_threads(1)
     n = len(evaluate_all(args.out, args.tests, args.checkpoint, args.runs, args.tta, args.fit))
     print(f"{n} evaluations written to {args.out / eval_dir(args.checkpoint, args.tta, args.fit)}")
