@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from ddsa_sim import InputError
 from ddsa_sim.cli.train import register
+from ddsa_sim.export.format import source_ct_id
 from ddsa_sim.training.checkpoint import load_checkpoint
 from ddsa_sim.training.config import parse_config
 from ddsa_sim.training.data import OnTheFlyDataset, ZarrDDSADataset
+from ddsa_sim.training.evaluate import evaluate_checkpoint, format_table
 from ddsa_sim.training.loop import learning_rate, run_training, target_data_range, validate
 from ddsa_sim.training.normalization import compute_normalization
 from ddsa_sim.training.synthetic import SyntheticRenderer, write_synthetic_store
@@ -188,6 +190,32 @@ def trained(store, tmp_path_factory):
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 4
     return app, run / "run" / "best.pt", run
+
+
+def test_source_ct_id_groups_pseudo_patients_with_their_ct():
+    assert source_ct_id("chest_z0R~p3") == "chest_z0R" and source_ct_id("head-phantom-2~p0") == "head-phantom-2"
+    for plain in ("chest_z0R", "a~b", "a~p", "~p1", "x~px"):
+        assert source_ct_id(plain) == plain
+
+
+def test_evaluate_reports_each_source_ct(trained, store):
+    _, ckpt, _ = trained
+    out = evaluate_checkpoint(ckpt, store, "train", progress=False)
+    ds = ZarrDDSADataset(store, "train")
+    cts = [str(c) for c in ds.ct_ids]
+    assert sorted(out["by_source_ct"]) == sorted(set(cts)) and len(set(cts)) == 3
+    assert sum(r["n_samples"] for r in out["by_source_ct"].values()) == out["n_samples"] == len(ds)
+    for ct, block in out["by_source_ct"].items():
+        # the all-zero image on that CT's targets alone, with the split's data range
+        targets = [ds[i]["dsa_target"][0].numpy().astype(np.float64) for i in range(len(ds)) if cts[i] == ct]
+        zero = np.mean([10 * np.log10(out["data_range"] ** 2 / np.mean(t**2)) for t in targets])
+        assert block["n_samples"] == len(targets) and block["zero"]["psnr"] == pytest.approx(zero, rel=1e-6)
+    # the split's means are the CTs' means weighted by their sample counts
+    for method in ("network", "conventional", "known_anatomy"):
+        weighted = sum(r["n_samples"] * r[method]["psnr"] for r in out["by_source_ct"].values()) / out["n_samples"]
+        assert out[method]["psnr"] == pytest.approx(weighted, rel=1e-9)
+    table = format_table(out)
+    assert "PSNR (dB) per source CT:" in table and all(ct in table for ct in set(cts))
 
 
 def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):

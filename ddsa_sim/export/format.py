@@ -27,6 +27,7 @@ __all__ = [
     "META_ARRAYS",
     "META_GROUP",
     "OPTIONAL_META_ARRAYS",
+    "PSEUDO_PATIENT_SEPARATOR",
     "READABLE_VERSIONS",
     "SAMPLE_META_ARRAYS",
     "V2_META_ARRAYS",
@@ -36,6 +37,7 @@ __all__ = [
     "meta_sample_shape",
     "sample_checksum",
     "sample_chunks",
+    "source_ct_id",
     "store_frames",
 ]
 
@@ -65,6 +67,8 @@ FRAMES = "frames"
 COLLIMATION_META: tuple[str, ...] = ("left", "right", "top", "bottom", "iris_diameter")
 #: group of the per-sample metadata arrays
 META_GROUP = "meta"
+#: ``meta/ct_id`` of a pseudo-patient: its source CT's id, this, and its number (``chest~p3``)
+PSEUDO_PATIENT_SEPARATOR = "~p"
 #: meta/ arrays: name -> (dtype, per-sample shape); ``str`` is a Zarr v3 variable-length UTF-8 string
 META_ARRAYS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "complete": (np.uint8, ()),
@@ -118,6 +122,13 @@ def sample_chunks(per_sample_shape: tuple[int, ...]) -> tuple[int, ...]:
     One chunk per sample is what lets parallel writers never share a chunk file.
     """
     return (1, *(int(s) for s in per_sample_shape))
+
+
+def source_ct_id(ct_id: str) -> str:
+    """The source CT of a stored ``ct_id``: a pseudo-patient's ``<source>~p<k>`` -> ``<source>``, any
+    other id unchanged (a split holds whole source CTs, so this is the unit a result is reported by)."""
+    source, sep, k = ct_id.rpartition(PSEUDO_PATIENT_SEPARATOR)
+    return source if sep and source and k.isdigit() else ct_id
 
 
 def store_frames(attrs: Mapping[str, Any]) -> int:

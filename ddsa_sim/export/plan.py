@@ -49,7 +49,7 @@ from ddsa_sim.export.config import (
     Grid,
     Range,
 )
-from ddsa_sim.export.format import COLLIMATION_META
+from ddsa_sim.export.format import COLLIMATION_META, PSEUDO_PATIENT_SEPARATOR
 from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 
 VESSEL_TAG = 0x7E55E1
@@ -323,7 +323,7 @@ def resolve_ct_entries(config: DatasetConfig) -> list[CTEntry]:
         if variants is None:
             out.append(CTEntry(ct_id, source, labels, splits[ct_id], structures))
             continue
-        out.extend(CTEntry(f"{ct_id}~p{k}", source, labels, splits[ct_id], structures,
+        out.extend(CTEntry(f"{ct_id}{PSEUDO_PATIENT_SEPARATOR}{k}", source, labels, splits[ct_id], structures,
                            draw_variant(config, i, ct_id, k)) for k in range(variants.count))
     return out
 

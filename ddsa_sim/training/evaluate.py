@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from ddsa_sim import InputError
+from ddsa_sim.export.format import source_ct_id
 from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.loop import target_data_range
@@ -122,11 +123,14 @@ def evaluate_checkpoint(
     -------
     dict
         ``{"network": {...}, "conventional": {...}, "known_anatomy": {...}, "zero": {...}, "wins": {...},
-        "data_range": float, "split": str, "n_samples": int, ...}``; each metric block has means (``psnr``,
+        "by_source_ct": {...}, "data_range": float, "split": str, "n_samples": int, ...}``; each metric block
+        has means (``psnr``,
         ``ssim``, ``nmse``, ``mae`` and the vessel metrics of
         :func:`~ddsa_sim.training.vessel_metrics.vessel_metrics`) and spreads (``<m>_std``,
         ``<m>_median``); ``wins["network_vs_<reference>"]`` counts the samples where the network is
-        strictly better than that reference, per metric.
+        strictly better than that reference, per metric; ``by_source_ct[<source CT>]`` holds
+        ``n_samples`` and the four metric blocks over that CT's samples (its pseudo-patients together,
+        :func:`~ddsa_sim.export.format.source_ct_id`), scored with the split's one data range.
     """
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, norm, _, ckpt = load_model(checkpoint, dev)
@@ -135,6 +139,7 @@ def evaluate_checkpoint(
         raise InputError(f"{store}: split '{split}' has no complete samples")
     data_range = target_data_range(ds)
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
+    by_source: dict[str, dict[str, list[dict[str, float]]]] = {}
     grid = []
     n_vessel_free = 0
     for i in tqdm(range(len(ds)), desc=f"evaluate {split}", disable=not progress):
@@ -148,13 +153,18 @@ def evaluate_checkpoint(
         anatomy = item["contrast_clean"][0].numpy() - target  # with scatter, not the mask frame (docs/dsa.md)
         images = {"network": pred, "conventional": contrast - item["mask"][0].numpy(),
                   "known_anatomy": contrast - anatomy, "zero": np.zeros_like(target)}
+        source = by_source.setdefault(source_ct_id(str(ds.ct_ids[i])), {m: [] for m in METHODS})
         for method, image in images.items():
-            rows[method].append(all_metrics(image, target, data_range) | vessel_metrics(image, target, vessel, data_range))
+            metrics = all_metrics(image, target, data_range) | vessel_metrics(image, target, vessel, data_range)
+            rows[method].append(metrics)
+            source[method].append(metrics)
         if len(grid) < grid_rows:
             grid.append((contrast, images["conventional"], pred, target))
     result: dict[str, Any] = {m: summarize(rows[m]) for m in METHODS}
     result |= {
         "wins": {f"network_vs_{m}": win_counts(rows["network"], rows[m]) for m in METHODS[1:]},
+        "by_source_ct": {src: {"n_samples": len(r["network"])} | {m: summarize(r[m]) for m in METHODS}
+                         for src, r in sorted(by_source.items())},
         "vessel_metrics": {
             "dilation_px": DILATION_PX,
             "bg_threshold": BG_THRESHOLD,
@@ -183,7 +193,8 @@ def _table_row(cells: list[str], widths: list[int]) -> str:
 
 def format_table(result: dict[str, Any]) -> str:
     """The metric means of :func:`evaluate_checkpoint`'s result as a plain-text table, one row per metric,
-    one column per method, plus the network's per-sample wins against each baseline."""
+    one column per method, plus the network's per-sample wins against each baseline, and each source CT's PSNR
+    where the split holds several."""
     n = result["n_samples"]
     head = ["metric", *METHODS, *(f"net wins vs {m}" for m in METHODS[1:])]
     lines = []
@@ -195,4 +206,7 @@ def format_table(result: dict[str, Any]) -> str:
     vm = result["vessel_metrics"]
     title = (f"{result['split']}: {n} samples of {result['n_ct']} CT(s); data range {result['data_range']:.4f}; "
              f"vessel mask dilated by {vm['dilation_px']} px, background FP threshold {vm['bg_threshold']}")
-    return "\n".join([title, *(_table_row(r, widths) for r in [head, *lines])])
+    per_source = [f"  {src} ({r['n_samples']} samples): " + ", ".join(f"{m} {r[m]['psnr']:.2f}" for m in METHODS)
+                  for src, r in result["by_source_ct"].items()] if len(result["by_source_ct"]) > 1 else []
+    return "\n".join([title, *(_table_row(r, widths) for r in [head, *lines]),
+                      *(["PSNR (dB) per source CT:", *per_source] if per_source else [])])

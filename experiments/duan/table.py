@@ -68,7 +68,8 @@ def eval_dir(checkpoint: str, tta: bool = False, fit: bool = False) -> str:
 def load(out: Path, folder: str = "eval") -> tuple[dict, dict, list[str], dict]:
     """``(models, baselines, tests, runs)``, each evaluation JSON read once: ``models[model][test][metric]`` =
     list over seeds of the set mean; ``baselines[method][test][metric]`` = the set mean (:data:`REFERENCES`;
-    ``known_anatomy`` only where the evaluation has it); ``runs[run][test]`` = the network's metrics."""
+    ``known_anatomy`` only where the evaluation has it); ``runs[run][test]`` = the network's metrics. A store of
+    several source CTs (``by_source_ct`` of the evaluation) adds a test ``"<test>: <source CT>"`` per CT."""
     models: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     baselines: dict = defaultdict(dict)
     runs: dict = defaultdict(dict)
@@ -79,13 +80,17 @@ def load(out: Path, folder: str = "eval") -> tuple[dict, dict, list[str], dict]:
             continue
         res = json.loads(path.read_text())
         test = path.stem.removeprefix("test_")  # a training store (--fit) keeps its name: train_<row>
-        tests.add(test)
-        runs[path.parent.name][test] = res["network"]
-        for key, *_ in METRICS:
-            models[m["model"]][test][key].append(res["network"][key])
-        for method in REFERENCES:
-            if method in res:
-                baselines[method][test] = res[method]
+        # a store of several source CTs also gets a column per source CT ("train_k: head-phantom-0")
+        sources = res.get("by_source_ct", {})
+        columns = [(test, res)] + ([(f"{test}: {src}", block) for src, block in sources.items()] if len(sources) > 1 else [])
+        for column, blocks in columns:
+            tests.add(column)
+            runs[path.parent.name][column] = blocks["network"]
+            for key, *_ in METRICS:
+                models[m["model"]][column][key].append(blocks["network"][key])
+            for method in REFERENCES:
+                if method in blocks:
+                    baselines[method][column] = blocks[method]
     order = sorted(tests, key=lambda t: (t != "common", t))
     return models, baselines, order, runs
 
@@ -124,7 +129,7 @@ def metric_table(models: dict, baselines: dict, tests: list[str], key: str, fmt:
 
 def targets(models: dict, baselines: dict, tests: list[str]) -> str:
     """Per model and out-of-distribution set: the three issue-17 targets, met or not, with the numbers."""
-    ood = [t for t in tests if t.startswith("ood_")]
+    ood = [t for t in tests if t.startswith("ood_") and ": " not in t]
     lines = ["| model | set | net - zero (>= 3 dB) | net - conventional static (>= 2 dB) "
              "| FP fraction net < conventional | all met | net - known anatomy (dB) |",
              "|---|---|---|---|---|---|---|"]
