@@ -165,12 +165,22 @@ class ZarrDDSADataset(Dataset):
         state["_group"] = None  # reopened lazily in each worker
         return state
 
-    def _damage(self, j: int) -> tuple[dict[str, np.ndarray], str | None]:
-        """Store sample ``j``'s images and what is wrong with them (None: the checksum matches)."""
+    def _root(self) -> Any:
+        """The store's root group, opened on first use (and again in each DataLoader worker)."""
         if self._group is None:
             self._group = open_store(self.store)
+        return self._group
+
+    @staticmethod
+    def _frame_of(name: str, j: int, k: int) -> tuple[int, ...]:
+        """Index of image ``name`` of store sample ``j``, frame ``k`` (-1: a single-frame store; the mask
+        frame is one per sample)."""
+        return (j,) if name == "mask" or k < 0 else (j, k)
+
+    def _damage(self, j: int) -> tuple[dict[str, np.ndarray], str | None]:
+        """Store sample ``j``'s images and what is wrong with them (None: the checksum matches)."""
         try:
-            arrays = {k: self._group[k][j] for k in IMAGE_ARRAYS}
+            arrays = {k: self._root()[k][j] for k in IMAGE_ARRAYS}
         except Exception as exc:  # noqa: BLE001 - a codec's error on a damaged chunk, whatever its type
             return {}, f"unreadable chunk ({exc.__class__.__name__})"
         if sample_checksum(arrays) != self._checksums[j]:
@@ -180,9 +190,7 @@ class ZarrDDSADataset(Dataset):
     def _read(self, i: int) -> dict[str, torch.Tensor]:
         j, k = int(self.indices[i]), int(self.frame_index[i])
         if self.verify == "off":
-            if self._group is None:
-                self._group = open_store(self.store)
-            item = _to_item({name: self._group[name][(j,) if name == "mask" or k < 0 else (j, k)]
+            item = _to_item({name: self._root()[name][self._frame_of(name, j, k)]
                              for name in IMAGE_KEYS}, j)
         else:
             arrays, why = self._damage(j)
@@ -207,26 +215,20 @@ class ZarrDDSADataset(Dataset):
             raise IndexError(i)
         if self._cache is not None:
             return self._cache[i]["dsa_target"][0].numpy()
-        if self._group is None:
-            self._group = open_store(self.store)
         j, k = int(self.indices[i]), int(self.frame_index[i])
-        return np.asarray(self._group["dsa_target"][(j,) if k < 0 else (j, k)], dtype=np.float32)
+        return np.asarray(self._root()["dsa_target"][self._frame_of("dsa_target", j, k)], dtype=np.float32)
 
     def vessel_mask(self, i: int) -> np.ndarray:
         """The store's ``vessel_mask`` of item ``i`` as a bool ``(H, W)`` array (for evaluation; the
         sample's checksum is verified when the item itself is read)."""
         if i < 0 or i >= len(self):
             raise IndexError(i)
-        if self._group is None:
-            self._group = open_store(self.store)
-        return np.asarray(self._group["vessel_mask"][int(self.indices[i])]) != 0
+        return np.asarray(self._root()["vessel_mask"][int(self.indices[i])]) != 0
 
     def meta(self, i: int) -> dict[str, Any]:
         """Per-sample metadata (split, ct_id, vessel_id, pose, params) of item ``i``."""
-        if self._group is None:
-            self._group = open_store(self.store)
         j = int(self.indices[i])
-        m = self._group[META_GROUP]
+        m = self._root()[META_GROUP]
         out: dict[str, Any] = {"store_index": j, "frame": int(self.frame_index[i])}
         if self.frames and "frame_times_s" in m:
             out["time_s"] = float(m["frame_times_s"][j][self.frame_index[i]])

@@ -205,7 +205,9 @@ def format_table(result: dict[str, Any]) -> str:
     vm = result["vessel_metrics"]
     title = (f"{result['split']}: {n} samples of {result['n_ct']} CT(s); data range {result['data_range']:.4f}; "
              f"vessel mask dilated by {vm['dilation_px']} px, background FP threshold {vm['bg_threshold']}")
-    per_source = [f"  {src} ({r['n_samples']} samples): " + ", ".join(f"{m} {r[m]['psnr']:.2f}" for m in METHODS)
-                  for src, r in result["by_source_ct"].items()] if len(result["by_source_ct"]) > 1 else []
-    return "\n".join([title, *(_table_row(r, widths) for r in [head, *lines]),
-                      *(["PSNR (dB) per source CT:", *per_source] if per_source else [])])
+    out = [title, *(_table_row(r, widths) for r in [head, *lines])]
+    if len(result["by_source_ct"]) > 1:
+        out.append("PSNR (dB) per source CT:")
+        out += [f"  {src} ({r['n_samples']} samples): " + ", ".join(f"{m} {r[m]['psnr']:.2f}" for m in METHODS)
+                for src, r in result["by_source_ct"].items()]
+    return "\n".join(out)
