@@ -190,9 +190,18 @@ def test_page_in_headless_chromium_fill_save_and_score(runs, tmp_path, capsys):
                     if value != "":
                         name = f'{case["case"]}|{image}|{criterion}'
                         chrome.find_element(By.CSS_SELECTOR, f'input[name="{name}"][value="{value}"]').click()
-        chrome.refresh()  # scores survive a reload (local storage)
-        assert chrome.find_element(By.ID, "reader").get_attribute("value") == "reader, one"
-        assert len(chrome.find_elements(By.CSS_SELECTOR, "input[type=radio]:checked")) == 8 * len(CRITERIA) - 1
+        # scores survive a reload (local storage). Chromium sends a page's local-storage writes to the browser
+        # process asynchronously, so a reload milliseconds after the last click can start from the state
+        # before it (seen once in CI); a reader who reloads later finds it. Reload until it arrives (10 s).
+        deadline, expected = time.time() + 10, ("reader, one", 8 * len(CRITERIA) - 1)
+        while True:
+            chrome.refresh()
+            restored = (chrome.find_element(By.ID, "reader").get_attribute("value"),
+                        len(chrome.find_elements(By.CSS_SELECTOR, "input[type=radio]:checked")))
+            if restored == expected or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert restored == expected
         chrome.find_element(By.ID, "save").click()
         deadline = time.time() + 20
         while not list(downloads.glob("*.csv")) and time.time() < deadline:

@@ -60,7 +60,8 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 @pytest.mark.parametrize("name", ["unet_sup", "unet_sup4k", "unet_sup_cos", "unet_vsup", "unet_dose", "unet_wgan",
-                                  "unet_d4", "unet_dose_d4", "unet_w16", "unet_dose_w16"])
+                                  "unet_d4", "unet_dose_d4", "unet_w16", "unet_dose_w16",
+                                  "unet_dose_norm", "unet_dose_vw", "unet_flips4k"])
 def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     unet = _flat(json.loads(load_config(DUAN / "unet.yaml").to_json()))
     variant = _flat(json.loads(load_config(DUAN / f"{name}.yaml").to_json()))
@@ -76,3 +77,15 @@ def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     assert variant["data.augment.p_dose"] == (0.5 if "dose" in name else 0.0)
     assert (variant["model.depth"], variant["model.base_channels"], variant["model.max_channels"]) == (
         (4, 8, 64) if "d4" in name else (3, 16, 128) if "w16" in name else (3, 8, 64))
+    assert variant["optim.loss_reduction"] == ("image" if "norm" in name else "pixel")
+    assert variant["optim.vessel_weight"] == (4.0 if "vw" in name else 1.0)
+    assert variant["data.augment.p_affine"] == (0.0 if "flips" in name else 0.3)
+
+
+@pytest.mark.parametrize(
+    ("optim", "field"),
+    [({"loss_reduction": "batch"}, r"optim\.loss_reduction"), ({"vessel_weight": 0.5}, r"optim\.vessel_weight")],
+)
+def test_bad_loss_weighting_is_an_error_naming_the_field(optim, field):
+    with pytest.raises(InputError, match=field):
+        parse_config({"optim": optim})

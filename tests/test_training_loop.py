@@ -16,7 +16,7 @@ from ddsa_sim.training.checkpoint import load_checkpoint
 from ddsa_sim.training.config import parse_config
 from ddsa_sim.training.data import OnTheFlyDataset, ZarrDDSADataset
 from ddsa_sim.training.evaluate import evaluate_checkpoint, format_table
-from ddsa_sim.training.loop import learning_rate, run_training, target_data_range, validate
+from ddsa_sim.training.loop import _setup_state, learning_rate, run_training, target_data_range, validate
 from ddsa_sim.training.normalization import compute_normalization
 from ddsa_sim.training.synthetic import SyntheticRenderer, write_synthetic_store
 from ddsa_sim.training.unet import UNet
@@ -136,6 +136,16 @@ def test_resume_continues_and_matches_uninterrupted_run(store, tmp_path):
             max_steps=9,
             progress=False,
         )
+
+
+def test_vessel_threshold_reaches_the_loss_in_network_units(store):
+    """``optim.vessel_threshold`` is in -ln units; the loss sees targets divided by the normalisation scale."""
+    cfg = _cfg(optim={"vessel_weight": 3.0, "vessel_threshold": 0.02, "loss_reduction": "image"})
+    train = ZarrDDSADataset(store, "train")
+    state = _setup_state(cfg, torch.device("cpu"), 0, 1, train, None)
+    crit = state.criterion
+    assert crit.vessel_threshold * state.norm.scale == pytest.approx(0.02)
+    assert (crit.vessel_weight, crit.reduction) == (3.0, "image")
 
 
 def test_gan_training_steps(store, tmp_path):

@@ -75,3 +75,58 @@ def test_combined_loss_terms():
     )
     with pytest.raises(ValueError):
         CombinedLoss({"l3": 1.0})
+
+
+def test_image_reduction_counts_each_image_by_its_relative_error():
+    """Two images whose targets differ 2 x in amplitude (4 x in energy) and whose predictions are both 10 %
+    too high: pixel-wise their L2 errors differ 4 x; per image both are 1 % of their energy, and the loss is
+    that 1 % of the batch's mean energy. An image without vessels weighs 1 / ENERGY_FLOOR_FRACTION."""
+    import torch
+
+    from ddsa_sim.training.losses import ENERGY_FLOOR_FRACTION, CombinedLoss, reduce_error
+
+    t1 = torch.rand(1, 1, 16, 16) + 0.1
+    t = torch.cat([t1, 2 * t1])
+    p = 1.1 * t
+    e1, e2 = float((t1**2).mean()), float((4 * t1**2).mean())
+    mean_energy = (e1 + e2) / 2
+    assert float(CombinedLoss({"l2": 1.0})(p, t)) == pytest.approx(0.01 * mean_energy, rel=1e-4)
+    assert float(CombinedLoss({"l2": 1.0}, reduction="image")(p, t)) == pytest.approx(
+        0.01 * mean_energy, rel=1e-4
+    )
+    # the faint image's error counts 4 x what it counts pixel-wise: the loss's gradient on it is that larger
+    for reduction, ratio in (("pixel", 1.0), ("image", 4.0)):
+        q = p.clone().requires_grad_(True)
+        CombinedLoss({"l2": 1.0}, reduction=reduction)(q, t).backward()
+        g = q.grad.abs().sum(dim=(1, 2, 3))
+        assert float(g[0] / g[1]) == pytest.approx(ratio * 0.5, rel=1e-4)  # error of image 0 is half
+    # L1 uses mean |t| as the energy
+    l1 = float(CombinedLoss({"l1": 1.0}, reduction="image")(p, t))
+    m1, m2 = float(t1.mean()), float(2 * t1.mean())
+    assert l1 == pytest.approx(0.1 * (m1 + m2) / 2, rel=1e-4)
+    # a vessel-free image (target 0, error 0.2 everywhere) next to a vessel image: floored energy
+    z = torch.zeros_like(t1)
+    err = torch.cat([torch.full_like(t1, 0.04), ((p - t) ** 2)[:1]])
+    ref = torch.cat([z, t1**2])
+    got = float(reduce_error(err, ref, reduction="image"))
+    mean_e = e1 / 2
+    want = (0.04 * mean_e / (ENERGY_FLOOR_FRACTION * mean_e) + 0.01 * e1 * mean_e / e1) / 2
+    assert got == pytest.approx(want, rel=1e-4)
+    # a batch without any vessel: plain mean
+    assert float(reduce_error(err[:1], ref[:1], reduction="image")) == pytest.approx(0.04, rel=1e-6)
+
+
+def test_vessel_weight_is_a_weighted_mean_per_image():
+    import torch
+
+    from ddsa_sim.training.losses import CombinedLoss
+
+    torch.manual_seed(0)
+    t = torch.where(torch.rand(2, 1, 16, 16) > 0.8, torch.rand(2, 1, 16, 16) + 0.5, torch.zeros(2, 1, 16, 16))
+    p = t + 0.2 * torch.randn_like(t)
+    got = float(CombinedLoss({"l1": 1.0}, vessel_weight=4.0, vessel_threshold=0.1)(p, t))
+    e, v = (p - t).abs().numpy(), (t > 0.1).numpy()
+    want = np.mean([(e[i] * np.where(v[i], 4.0, 1.0)).sum() / np.where(v[i], 4.0, 1.0).sum() for i in range(2)])
+    assert got == pytest.approx(want, rel=1e-5)
+    plain = float(CombinedLoss({"l1": 1.0}, vessel_weight=1.0, vessel_threshold=0.1)(p, t))
+    assert plain == pytest.approx(float((p - t).abs().mean()), rel=1e-6)

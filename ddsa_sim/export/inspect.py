@@ -1,5 +1,5 @@
-"""Inspect a dataset store: counts per split, summary statistics, checksum verification; one sample
-as a picture."""
+"""Inspect a dataset store: counts per split, summary statistics, vessel conspicuity, checksum
+verification; one sample as a picture."""
 
 from __future__ import annotations
 
@@ -8,12 +8,49 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from ddsa_sim import InputError
 from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, sample_checksum, store_frames
 from ddsa_sim.export.store import completed, open_store
 
-__all__ = ["InspectReport", "inspect_store", "sample_png"]
+__all__ = ["CLUTTER_SIGMA_PX", "InspectReport", "inspect_store", "sample_png", "vessel_conspicuity"]
+
+#: anatomy clutter is the anatomy less its Gaussian blur of this sigma (pixels): structure finer than about
+#: 2.5 sigma = 10 pixels, the scale of the vessels (1-5 mm on 0.6-1.2 mm pixels), what a vessel is confused with
+CLUTTER_SIGMA_PX = 4.0
+
+
+def vessel_conspicuity(
+    contrast: np.ndarray, contrast_clean: np.ndarray, dsa_target: np.ndarray, vessel_mask: np.ndarray
+) -> tuple[float, float] | None:
+    """How visible one image's vessels are in its contrast frame: ``(signal / clutter, signal / noise)``.
+
+    Signal: the median iodine line integral on the vessel pixels (``dsa_target``, -ln units). Clutter: the
+    standard deviation of the anatomy (``contrast_clean - dsa_target``) less its Gaussian blur
+    (:data:`CLUTTER_SIGMA_PX`), i.e. the anatomy's structure at the vessels' scale. Noise: the standard
+    deviation of ``contrast - contrast_clean``. A network that extracts the vessels from one frame must tell
+    them from the clutter and the noise; below 1 they are fainter than either.
+
+    Parameters
+    ----------
+    contrast, contrast_clean, dsa_target, vessel_mask
+        ``(H, W)`` arrays of one sample (a sequence: one frame).
+
+    Returns
+    -------
+    tuple of float, or None
+        None when the image has no vessel pixel. Either ratio is ``inf`` where its denominator is 0.
+    """
+    vessel = np.asarray(vessel_mask) > 0
+    if not vessel.any():
+        return None
+    target = np.asarray(dsa_target, dtype=np.float64)
+    anatomy = np.asarray(contrast_clean, dtype=np.float64) - target
+    clutter = float(np.std(anatomy - gaussian_filter(anatomy, CLUTTER_SIGMA_PX)))
+    noise = float(np.std(np.asarray(contrast, dtype=np.float64) - np.asarray(contrast_clean, dtype=np.float64)))
+    signal = float(np.median(target[vessel]))
+    return (signal / clutter if clutter > 0 else np.inf, signal / noise if noise > 0 else np.inf)
 
 
 @dataclass
@@ -30,6 +67,9 @@ class InspectReport:
     samples_per_split: dict[str, int]
     cts_per_split: dict[str, int]
     stats: dict[str, dict[str, float]]
+    #: per split: median over its images of :func:`vessel_conspicuity` (``signal_to_clutter``,
+    #: ``signal_to_noise``) and the number of images with vessels (``n_images``)
+    conspicuity: dict[str, dict[str, float]] = field(default_factory=dict)
     corrupted: list[tuple[int, str]] = field(default_factory=list)
     incomplete: list[int] = field(default_factory=list)
 
@@ -50,6 +90,12 @@ class InspectReport:
         lines.append(f"{'array':<20}{'mean':>12}{'std':>12}{'min':>12}{'max':>12}")
         for name, st in self.stats.items():
             lines.append(f"{name:<20}{st['mean']:>12.4g}{st['std']:>12.4g}{st['min']:>12.4g}{st['max']:>12.4g}")
+        if self.conspicuity:
+            lines.append(f"vessels    median iodine on vessel pixels over anatomy finer than {CLUTTER_SIGMA_PX:g} px "
+                         "(clutter) and over noise, median of the images")
+            for s, c in self.conspicuity.items():
+                lines.append(f"  {s:<6} signal/clutter {c['signal_to_clutter']:>6.2f}  signal/noise "
+                             f"{c['signal_to_noise']:>7.2f}  ({c['n_images']} images)")
         if self.incomplete:
             lines.append(f"INCOMPLETE {len(self.incomplete)} sample(s) (e.g. {self.incomplete[:5]}): "
                          "run `ddsa-sim export ... --resume`")
@@ -77,6 +123,7 @@ def inspect_store(path: str | Path, verify: bool = True) -> InspectReport:
     cts = {s: len(set(ct_id[done & (split == s)].tolist())) for s in ("train", "val", "test")}
     acc = {name: [0.0, 0.0, np.inf, -np.inf, 0] for name in IMAGE_ARRAYS}  # sum, sumsq, min, max, n
     corrupted: list[tuple[int, str]] = []
+    ratios: dict[str, list[tuple[float, float]]] = {}
     for i in np.flatnonzero(done):
         try:
             arrays = {name: root[name][int(i)] for name in IMAGE_ARRAYS}
@@ -94,6 +141,13 @@ def inspect_store(path: str | Path, verify: bool = True) -> InspectReport:
             st[2] = min(st[2], float(a64.min()))
             st[3] = max(st[3], float(a64.max()))
             st[4] += a64.size
+        shape = arrays["contrast"].shape[-2:]  # a sequence: every frame
+        frames = zip(*(arrays[k].reshape(-1, *shape) for k in ("contrast", "contrast_clean", "dsa_target",
+                                                                "vessel_mask")))
+        ratios.setdefault(str(split[i]), []).extend(r for f in frames if (r := vessel_conspicuity(*f)) is not None)
+    conspicuity = {s: {"signal_to_clutter": float(np.median([r[0] for r in rs])),
+                       "signal_to_noise": float(np.median([r[1] for r in rs])), "n_images": len(rs)}
+                   for s in ("train", "val", "test") if (rs := ratios.get(s))}
     stats = {}
     for name, (s, ss, lo, hi, n) in acc.items():
         mean = s / n if n else float("nan")
@@ -101,7 +155,7 @@ def inspect_store(path: str | Path, verify: bool = True) -> InspectReport:
                        "min": lo if n else float("nan"), "max": hi if n else float("nan")}
     return InspectReport(path, int(done.size), int(done.sum()), tuple(root.attrs["image_shape"]),
                          str(root.attrs.get("software_version")), int(root.attrs["format_version"]),
-                         store_frames(root.attrs), dict(per_split), cts, stats, corrupted,
+                         store_frames(root.attrs), dict(per_split), cts, stats, conspicuity, corrupted,
                          np.flatnonzero(~done).tolist())
 
 

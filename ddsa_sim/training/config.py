@@ -141,6 +141,13 @@ class OptimConfig(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
     loss: dict[Literal["l1", "l2", "ssim"], float] = {"l1": 1.0}
+    # how the L1 / L2 terms count each image (ddsa_sim/training/losses.py): "pixel", every pixel of the
+    # batch alike; "image", each image's error relative to its own target's energy (faint-vessel frames,
+    # e.g. heads, count as much as strong ones)
+    loss_reduction: Literal["pixel", "image"] = "pixel"
+    # L1 / L2 weight of vessel pixels (target above vessel_threshold, -ln units) relative to background
+    vessel_weight: float = Field(1.0, ge=1.0)
+    vessel_threshold: float = Field(0.005, ge=0)
     max_steps: int = Field(1000, ge=1)
     val_every: int = Field(200, ge=1)
     log_every: int = Field(20, ge=1)
