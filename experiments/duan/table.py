@@ -58,6 +58,7 @@ LABELS = {
     "unet_dose8k_w16_k": "U-Net k + superposition + lower-dose frames, 2x wider, 8000 steps",
     "unet_cont_e": "control: U-Net e + 2000 steps on e",
     "unet_wgan_e": "U-Net-WGAN e (v2, w = 10)", "unet_wgan_f3": "U-Net-WGAN f (v3 heads, w = 1000)",
+    "unet_wgan_f": "U-Net-WGAN f (w = 1000)",
 }
 
 
