@@ -23,7 +23,7 @@ from ddsa_sim.export.format import (
     meta_sample_shape,
     sample_checksum,
 )
-from ddsa_sim.export.inspect import inspect_store, vessel_conspicuity
+from ddsa_sim.export.inspect import CLUTTER_SIGMA_PX, inspect_store, vessel_conspicuity
 from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
 from ddsa_sim.export.sample import CTCache, render_sample
@@ -352,8 +352,6 @@ def test_vessel_conspicuity_against_an_analytic_anatomy():
     """Anatomy a cos(2 pi (x + 1/2) / P) continues itself under the filter's mirror boundary, so its
     Gaussian blur is exp(-2 pi^2 sigma^2 / P^2) times itself and the clutter's standard deviation is
     a (1 - that) / sqrt(2); a bar of iodine 0.3 over it and white noise of SD 0.05 on the frame."""
-    from ddsa_sim.export.inspect import CLUTTER_SIGMA_PX, vessel_conspicuity
-
     n, period, a = 128, 16.0, 0.2
     x = np.arange(n)
     anatomy = np.tile(a * np.cos(2 * np.pi * (x + 0.5) / period), (n, 1)) + 3.0

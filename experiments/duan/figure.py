@@ -56,8 +56,10 @@ def row_images(model, norm, store: Path, index: int = 0, tta: bool = False) -> l
     return [(contrast - lo) / (hi - lo), target / top, pred / top, (contrast - item["mask"][0].numpy()) / top]
 
 
-def fit_rows(model, norm, store: Path, tta: bool = False) -> tuple[list[list[np.ndarray]], list[list[str]]]:
-    """Rows and titles of ``--fit``: the first training sample with vessels of each source CT of ``store``."""
+def fit_rows(model, norm, store: Path, tta: bool = False,
+             network: str = "network") -> tuple[list[list[np.ndarray]], list[list[str]]]:
+    """Rows and titles of ``--fit``: the first training sample with vessels of each source CT of ``store``
+    (``network``: the title of the network's column)."""
     ds = ZarrDDSADataset(store, "train")
     first: dict[str, int] = {}
     for i in range(len(ds)):
@@ -74,7 +76,7 @@ def fit_rows(model, norm, store: Path, tta: bool = False) -> tuple[list[list[np.
         top = target_top(images["dsa_target"])
         rows.append([(images["contrast"] - lo) / (hi - lo), (fine - flo) / (fhi - flo),
                      images["dsa_target"] / top, pred / top])
-        titles.append([f"{ct} #{i}: input", f"input less its blur: s/c {ratios[0]:.2f}", "target", "network"])
+        titles.append([f"{ct} #{i}: input", f"input less its blur: s/c {ratios[0]:.2f}", "target", network])
     return rows, titles
 
 
@@ -92,18 +94,14 @@ def main() -> None:
             raise SystemExit(f"error: no trained run under {args.out / 'runs'}")
         args.run = "unet_e_s0" if "unet_e_s0" in runs else runs[0]
     model, norm, _, _ = load_model(args.out / "runs" / args.run / "best.pt", torch.device("cpu"))
-    if args.fit:
-        rows, titles = fit_rows(model, norm, training_store(args.out, args.run), args.tta)
-        titles = [t[:3] + [f"network ({args.run}{', TTA' if args.tta else ''})"] for t in titles]
-        image_grid(rows, args.png, titles, windows=[(0.0, 1.0)] * 4, cell_inches=2.0)
-        print(f"wrote {args.png}")
-        return
-    stores = sorted((args.out / "data").glob("test_*.zarr"), key=lambda p: (p.stem != "test_common", p.stem))
-    stores = [s for s in stores if Path(f"{s}.done").exists()]
-    rows = [row_images(model, norm, s, tta=args.tta) for s in stores]
-    names = [s.stem.removeprefix("test_") for s in stores]
     net = f"network ({args.run}{', TTA' if args.tta else ''})"
-    titles = [[f"{n}: input", "target", net, "conventional DSA"] for n in names]
+    if args.fit:
+        rows, titles = fit_rows(model, norm, training_store(args.out, args.run), args.tta, net)
+    else:
+        stores = sorted((args.out / "data").glob("test_*.zarr"), key=lambda p: (p.stem != "test_common", p.stem))
+        stores = [s for s in stores if Path(f"{s}.done").exists()]
+        rows = [row_images(model, norm, s, tta=args.tta) for s in stores]
+        titles = [[f"{s.stem.removeprefix('test_')}: input", "target", net, "conventional DSA"] for s in stores]
     image_grid(rows, args.png, titles, windows=[(0.0, 1.0)] * 4, cell_inches=2.0)
     print(f"wrote {args.png}")
 
