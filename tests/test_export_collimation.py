@@ -13,6 +13,7 @@ from test_export_scene import write_config
 from ddsa_sim import InputError
 from ddsa_sim.export.config import config_from_dict, load_config
 from ddsa_sim.export.format import exposed_field
+from ddsa_sim.export.inspect import inspect_store, vessel_conspicuity
 from ddsa_sim.export.plan import plan_dataset, plan_fingerprint
 from ddsa_sim.export.runner import run_export
 from ddsa_sim.export.sample import CTCache, render_sample, sample_collimator
@@ -97,6 +98,17 @@ def test_collimation_meta_round_trip(tmp_path):
         assert np.all(root["dsa_target"][i][~field] == 0) and np.all(root["vessel_mask"][i][~field] == 0)
         assert field.all() == (specs[i].collimation is None)
     assert (path / "preview.png").stat().st_size > 0
+    # inspect's vessel conspicuity takes each sample's field (clutter 16 px inside it, noise within it)
+    splits = [str(s) for s in root["meta/split"][:]]
+    ratios = {i: vessel_conspicuity(*(root[k][i] for k in ("contrast", "contrast_clean", "dsa_target", "vessel_mask")),
+                                    exposed_field(root["meta/collimation"][i], (48, 56))) for i in range(len(specs))}
+    conspicuity = inspect_store(path).conspicuity
+    assert conspicuity
+    for split, c in conspicuity.items():
+        mine = [r for i, r in ratios.items() if splits[i] == split and r is not None]
+        assert c["n_images"] == len(mine)
+        assert c["signal_to_clutter"] == pytest.approx(np.median([r[0] for r in mine]))
+        assert c["signal_to_noise"] == pytest.approx(np.median([r[1] for r in mine]))
 
 
 def test_exposed_field_of_the_meta():

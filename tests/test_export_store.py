@@ -20,6 +20,7 @@ from ddsa_sim.export.format import (
     IMAGE_DTYPES,
     META_ARRAYS,
     SAMPLE_META_ARRAYS,
+    exposed_field,
     meta_sample_shape,
     sample_checksum,
 )
@@ -116,9 +117,12 @@ def test_inspect_ok_and_cli(exported):
     # conspicuity: per split, over the images with vessels, the median of each image's ratios
     root = open_store(path)
     splits = [str(s) for s in root["meta/split"][:]]
+    fields = [exposed_field(root["meta/collimation"][i] if "collimation" in root["meta"] else None,
+                            root["contrast"].shape[-2:]) for i in range(8)]
     for split, c in report.conspicuity.items():
         ratios = [r for i in range(8) if splits[i] == split and (r := vessel_conspicuity(
-            *(root[k][i] for k in ("contrast", "contrast_clean", "dsa_target", "vessel_mask")))) is not None]
+            *(root[k][i] for k in ("contrast", "contrast_clean", "dsa_target", "vessel_mask")), fields[i]))
+            is not None]
         assert c["n_images"] == len(ratios) > 0
         assert c["signal_to_clutter"] == pytest.approx(np.median([r[0] for r in ratios]))
         assert c["signal_to_noise"] == pytest.approx(np.median([r[1] for r in ratios]))
@@ -365,3 +369,14 @@ def test_vessel_conspicuity_against_an_analytic_anatomy():
     assert snr == pytest.approx(0.3 / 0.05, rel=0.02)  # 16384 noise samples: SD known to 0.6 %
     assert vessel_conspicuity(noisy, clean, np.zeros((n, n)), np.zeros((n, n))) is None  # no vessel
     assert vessel_conspicuity(clean, clean, target, target > 0)[1] == np.inf  # noise-free frame
+    # collimated: the left 48 columns unexposed (the frame 0 there, a step of 3 at the field's edge); clutter
+    # is taken 4 sigma = 16 px inside the field (columns 64-127: 4 periods), noise within the field
+    field = exposed_field([48 / n, 0, 0, 0, 0], (n, n))
+    assert field[:, 48:].all() and not field[:, :48].any()
+    cut = [np.where(field, a, 0.0) for a in (noisy, clean, target)]
+    scr_c, snr_c = vessel_conspicuity(*cut, cut[2] > 0, field)
+    assert scr_c == pytest.approx(0.3 / clutter, rel=2e-3)
+    assert snr_c == pytest.approx(0.3 / np.std((noisy - clean)[field]), rel=1e-9)
+    # without the field, the edge's step dominates the clutter
+    assert vessel_conspicuity(*cut, cut[2] > 0)[0] < 0.5 * scr_c
+    assert vessel_conspicuity(*cut, cut[2] > 0, exposed_field([0.9, 0, 0, 0, 0], (n, n))) is None  # no room
