@@ -10,8 +10,8 @@
 #      (experiments/duan/unet_wgan.yaml) on row GAN_ROW, started from the U-Net of the same seed,
 #   4. evaluate every model on every test set (ddsa_sim.training.evaluate.evaluate_checkpoint, the code of
 #      `ddsa-sim evaluate`, one process for all pairs) and write the table (mean +- std over seeds); the
-#      same with test-time augmentation (`ddsa-sim evaluate --tta`) into table_tta.md, and each network on 64
-#      of its own training images (table_fit_tta.md),
+#      same with test-time augmentation (`ddsa-sim evaluate --tta`) into table_tta.md, the U-Net-WGANs' last.pt
+#      (table_last.md, table_last_tta.md), and each network on 64 of its own training images (table_fit_tta.md),
 #   5. score estimators that know the anatomy on every test set (experiments/duan/references.py): what the
 #      targets ask beyond removing the anatomy.
 #
@@ -21,7 +21,8 @@
 # seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), EXTRA (further trainings NET:ROW, the
 # config experiments/duan/NET.yaml on row ROW's data, default "unet_sup:f unet_sup:i unet_sup_cos:i
 # unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k unet_dose:k unet_d4:e unet_dose_d4:k", in this order: a
-# variant's warm-up, WARMUP below, comes before it; "" skips them), TTA (default 1; "" skips
+# variant's warm-up (WARMUP below) or the network a U-Net-WGAN variant fine-tunes (GAN_FROM) comes before it;
+# "" skips them), TTA (default 1; "" skips
 # the test-time-augmentation evaluation), TESTS (test-set stems, default all), WORKERS (export processes,
 # default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
 # ROWS=a SEEDS=0 GAN_SEEDS= TESTS=test_common MAX_STEPS=5 bash experiments/duan_ablation.sh /tmp/duan_smoke).
@@ -69,15 +70,22 @@ export_store() {  # export_store STEM: experiments/duan/STEM.yaml -> $OUT/data/S
 declare -A START_FROM=([f]=e [i]=e [j]=e [k]=e)
 # the warm-up network of a training variant on a START_FROM row (default unet): one of the same architecture
 declare -A WARMUP=([unet_dose_d4]=unet_d4 [unet_dose_w16]=unet_w16)
+# a U-Net-WGAN starts from the trained network of the same row and seed that it fine-tunes
+declare -A GAN_FROM=([unet_wgan]=unet [unet_dose_wgan]=unet_dose [unet_dose_w16_wgan]=unet_dose_w16)
 
 train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with seed SEED)
     local net=$1 row=$2 seed=$3 run=$OUT/runs/$1_$2_s$3
     [[ -f $run.done ]] && return 0
     # unet_cont: the control of a START_FROM row, the U-Net of ROW continued on ROW's data (unet.yaml)
     printf 'base: %s\nseed: %s\n' "$PWD/experiments/duan/${net%_cont}.yaml" "$seed" > "$run.yaml"
-    # the U-Net-GAN and the control start from the trained U-Net of the same row and seed
-    [[ $net == unet_wgan || $net == unet_cont ]] && echo "init_from: $OUT/runs/unet_${row}_s$seed/best.pt" >> "$run.yaml"
-    [[ $net != unet_wgan && $net != unet_cont && -n ${START_FROM[$row]:-} ]] && echo "init_from: $OUT/runs/${WARMUP[$net]:-unet}_${START_FROM[$row]}_s$seed/best.pt" >> "$run.yaml"
+    # the U-Net-GANs and the control start from a trained network of the same row and seed, a START_FROM row
+    # from its warm-up on the row it starts from
+    local init=
+    if [[ -n ${GAN_FROM[$net]:-} ]]; then init=${GAN_FROM[$net]}_$row
+    elif [[ $net == unet_cont ]]; then init=unet_$row
+    elif [[ -n ${START_FROM[$row]:-} ]]; then init=${WARMUP[$net]:-unet}_${START_FROM[$row]}
+    fi
+    [[ -n $init ]] && echo "init_from: $OUT/runs/${init}_s$seed/best.pt" >> "$run.yaml"
     local args=("$run.yaml" --data "$OUT/data/train_$row.zarr" -o "$run")
     [[ -n "${MAX_STEPS:-}" ]] && args+=(--max-steps "$MAX_STEPS")
     if [[ -f $run/last.pt ]]; then args+=(--resume); else args+=(--overwrite); fi
@@ -111,9 +119,17 @@ fi
 
 stage evaluate python experiments/duan/evaluate_all.py "$OUT" --tests $TESTS
 python experiments/duan/table.py "$OUT" > "$OUT/table.md"
+# the U-Net-WGANs' last.pt too: their best.pt is the network they start from until a validation check beats it,
+# which none did in v10 (docs/results.md), so best.pt alone would report that network again
+GANS="unet_wgan_$GAN_ROW"
+for item in $EXTRA; do [[ ${item%%:*} == *wgan* ]] && GANS+=" ${item%%:*}_${item#*:}"; done
+stage evaluate_last python experiments/duan/evaluate_all.py "$OUT" --tests $TESTS --checkpoint last --runs $GANS
+if [[ -d $OUT/eval_last ]]; then python experiments/duan/table.py "$OUT" --checkpoint last > "$OUT/table_last.md"; fi
 if [[ -n $TTA ]]; then  # the same with test-time augmentation (8 passes per image)
     stage evaluate_tta python experiments/duan/evaluate_all.py "$OUT" --tests $TESTS --tta
     python experiments/duan/table.py "$OUT" --tta > "$OUT/table_tta.md"
+    stage evaluate_last_tta python experiments/duan/evaluate_all.py "$OUT" --tests $TESTS --checkpoint last --tta --runs $GANS
+    if [[ -d $OUT/eval_last_tta ]]; then python experiments/duan/table.py "$OUT" --checkpoint last --tta > "$OUT/table_last_tta.md"; fi
     # how well each network fits its own training images (64 per run, the same metrics)
     stage evaluate_fit python experiments/duan/evaluate_all.py "$OUT" --fit --tta
     python experiments/duan/table.py "$OUT" --fit --tta > "$OUT/table_fit_tta.md"
@@ -121,4 +137,4 @@ fi
 stage references python experiments/duan/references.py "$OUT" -o "$OUT/references.png" > "$OUT/references.md"
 stage figure python experiments/duan/figure.py "$OUT" -o "$OUT/ood_grid.png"
 cat "$OUT/table.md"
-echo "timings: $TIMES; tables: $OUT/table.md, $OUT/table_tta.md; references: $OUT/references.md; figure: $OUT/ood_grid.png" >&2
+echo "timings: $TIMES; tables: $OUT/table.md, $OUT/table_tta.md (the U-Net-WGANs' last.pt: table_last*.md); references: $OUT/references.md; figure: $OUT/ood_grid.png" >&2

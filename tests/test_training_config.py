@@ -61,7 +61,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 @pytest.mark.parametrize("name", ["unet_sup", "unet_sup4k", "unet_sup_cos", "unet_vsup", "unet_dose", "unet_wgan",
                                   "unet_d4", "unet_dose_d4", "unet_w16", "unet_dose_w16",
-                                  "unet_dose_norm", "unet_dose_vw", "unet_flips4k"])
+                                  "unet_dose_norm", "unet_dose_vw", "unet_flips4k", "unet_dose_wgan", "unet_dose_w16_wgan"])
 def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     unet = _flat(json.loads(load_config(DUAN / "unet.yaml").to_json()))
     variant = _flat(json.loads(load_config(DUAN / f"{name}.yaml").to_json()))
@@ -78,6 +78,7 @@ def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     assert (variant["model.depth"], variant["model.base_channels"], variant["model.max_channels"]) == (
         (4, 8, 64) if "d4" in name else (3, 16, 128) if "w16" in name else (3, 8, 64))
     assert variant["optim.loss_reduction"] == ("image" if "norm" in name else "pixel")
+    assert variant["gan.enabled"] == ("wgan" in name)
     assert variant["optim.vessel_weight"] == (4.0 if "vw" in name else 1.0)
     assert variant["data.augment.p_affine"] == (0.0 if "flips" in name else 0.3)
 

@@ -12,6 +12,7 @@ vessels), columns input | input less its Gaussian blur (the structure at the ves
 target | network.
 
     python experiments/duan/figure.py out/duan -o out/duan/ood_grid.png [--run unet_sup_i_s0] [--tta]
+    python experiments/duan/figure.py out/duan -o out/duan/ood_grid_gan.png --run unet_wgan_f_s0 --checkpoint last
     python experiments/duan/figure.py out/duan -o out/duan/fit_grid.png --run unet_dose_k_s0 --fit --tta
 """
 
@@ -85,6 +86,8 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
     ap.add_argument("-o", "--png", type=Path, required=True)
     ap.add_argument("--run", help="model run name under OUT/runs (default: unet_e_s0, else the first run)")
+    ap.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                    help="the run's best.pt or last.pt (a U-Net-WGAN's best.pt can be the U-Net it started from)")
     ap.add_argument("--tta", action="store_true", help="the network averaged over the image symmetries")
     ap.add_argument("--fit", action="store_true", help="the run's own training images, one per source CT")
     args = ap.parse_args()
@@ -93,8 +96,8 @@ def main() -> None:
         if not runs:
             raise SystemExit(f"error: no trained run under {args.out / 'runs'}")
         args.run = "unet_e_s0" if "unet_e_s0" in runs else runs[0]
-    model, norm, _, _ = load_model(args.out / "runs" / args.run / "best.pt", torch.device("cpu"))
-    net = f"network ({args.run}{', TTA' if args.tta else ''})"
+    model, norm, _, _ = load_model(args.out / "runs" / args.run / f"{args.checkpoint}.pt", torch.device("cpu"))
+    net = f"network ({args.run}{', last.pt' if args.checkpoint == 'last' else ''}{', TTA' if args.tta else ''})"
     if args.fit:
         rows, titles = fit_rows(model, norm, training_store(args.out, args.run), args.tta, net)
     else:

@@ -59,6 +59,9 @@ LABELS = {
     "unet_cont_e": "control: U-Net e + 2000 steps on e",
     "unet_wgan_e": "U-Net-WGAN e (v2, w = 10)", "unet_wgan_f3": "U-Net-WGAN f (v3 heads, w = 1000)",
     "unet_wgan_f": "U-Net-WGAN f (w = 1000)",
+    "unet_dose_wgan_k": "U-Net-WGAN k + superposition + lower-dose frames (300 GAN steps)",
+    "unet_dose_wgan1k_k": "U-Net-WGAN k + superposition + lower-dose frames, 1000 GAN steps",
+    "unet_dose_w16_wgan_k": "U-Net-WGAN k + superposition + lower-dose frames, 2x wider (300 GAN steps)",
 }
 
 
