@@ -199,7 +199,20 @@ def trained(store, tmp_path_factory):
     )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 4
+    assert "note:" not in r.stderr  # a run from scratch has no starting network to speak of
     return app, run / "run" / "best.pt", run
+
+
+def test_cli_train_says_where_a_fine_tuning_that_never_beat_its_start_is(trained, store):
+    app, best, run = trained
+    # Adam lr 1 moves every weight by about 1 per step: the fine-tuned network scores below the one it starts from
+    cfg = TINY | {"init_from": str(best), "optim": TINY["optim"] | {"lr": 1.0, "max_steps": 2, "val_every": 100}}
+    (run / "worse.yaml").write_text(yaml.safe_dump(cfg))
+    r = CliRunner().invoke(app, ["train", str(run / "worse.yaml"), "--data", str(store), "-o", str(run / "worse")])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["step"] == 2 and out["best_step"] == 0 == load_checkpoint(run / "worse" / "best.pt")["step"]
+    assert "best.pt is that network" in r.stderr and str(run / "worse" / "last.pt") in r.stderr
 
 
 def test_source_ct_id_groups_pseudo_patients_with_their_ct():

@@ -48,6 +48,7 @@ def train(
     import os
 
     from ddsa_sim.files import claim_output
+    from ddsa_sim.training.checkpoint import load_checkpoint
     from ddsa_sim.training.config import load_config
     from ddsa_sim.training.data import VERIFY_MODES
     from ddsa_sim.training.loop import run_training
@@ -66,6 +67,11 @@ def train(
     res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume)
     if res.rank == 0:
         last = res.losses[-1][1] if res.losses else float("nan")
+        best_step = int(load_checkpoint(Path(out) / "best.pt")["step"])
+        if cfg.init_from is not None and best_step == 0 < res.step:
+            # a fine-tuning (e.g. a U-Net-GAN) whose validation never beat its start: say where its own network is
+            print(f"note: no validation check beat the network it started from ({cfg.init_from}), so best.pt is "
+                  f"that network; the fine-tuned one is {Path(out) / 'last.pt'}", file=sys.stderr)
         print(
             json.dumps(
                 {
@@ -73,6 +79,7 @@ def train(
                     "start_step": res.start_step,
                     "last_loss": last,
                     "best_score": res.best_score,
+                    "best_step": best_step,
                     "best": str(Path(out) / "best.pt"),
                     "last": str(Path(out) / "last.pt"),
                 }
