@@ -71,7 +71,7 @@ declare -A START_FROM=([f]=e [i]=e [j]=e [k]=e)
 # the warm-up network of a training variant on a START_FROM row (default unet): one of the same architecture
 declare -A WARMUP=([unet_dose_d4]=unet_d4 [unet_dose_w16]=unet_w16)
 # a U-Net-WGAN starts from the trained network of the same row and seed that it fine-tunes
-declare -A GAN_FROM=([unet_wgan]=unet [unet_dose_wgan]=unet_dose [unet_dose_w16_wgan]=unet_dose_w16)
+declare -A GAN_FROM=([unet_wgan]=unet [unet_w16_wgan]=unet_w16 [unet_dose_wgan]=unet_dose [unet_dose_w16_wgan]=unet_dose_w16)
 
 train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with seed SEED)
     local net=$1 row=$2 seed=$3 run=$OUT/runs/$1_$2_s$3

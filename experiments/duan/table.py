@@ -62,6 +62,7 @@ LABELS = {
     "unet_dose_wgan_k": "U-Net-WGAN k + superposition + lower-dose frames (300 GAN steps)",
     "unet_dose_wgan1k_k": "U-Net-WGAN k + superposition + lower-dose frames, 1000 GAN steps",
     "unet_dose_w16_wgan_k": "U-Net-WGAN k + superposition + lower-dose frames, 2x wider (300 GAN steps)",
+    "unet_w16_wgan_e": "U-Net-WGAN e, 2x wider (300 GAN steps)",
 }
 
 
