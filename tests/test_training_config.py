@@ -62,7 +62,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 @pytest.mark.parametrize("name", ["unet_sup", "unet_sup4k", "unet_sup_cos", "unet_vsup", "unet_dose", "unet_wgan",
                                   "unet_d4", "unet_dose_d4", "unet_w16", "unet_dose_w16",
                                   "unet_dose_norm", "unet_dose_vw", "unet_flips4k", "unet_dose_wgan", "unet_dose_w16_wgan",
-                                  "unet_w16_wgan"])
+                                  "unet_w16_wgan", "unet_d4_p128", "unet_dose_d4_p128"])
 def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     unet = _flat(json.loads(load_config(DUAN / "unet.yaml").to_json()))
     variant = _flat(json.loads(load_config(DUAN / f"{name}.yaml").to_json()))
