@@ -2,14 +2,16 @@
 
     python experiments/prepare_chest_slabs.py            # once: out/chest_slabs (git-ignored)
     python experiments/distractor_gallery.py [--slab out/chest_slabs/chest_z0R.nii.gz]
-        [--out docs/img/distractors.png] [--seed 3]
+        [--out docs/img/distractors.png] [--seed 3] [--bone-cortex-mm 0.5 4]
 
 One pseudo-patient (virtual non-contrast, no deformation) of the slab, planned by an export config with
 ``variants: {count: 1, distractors: {...}}`` and loaded through the exporter's own path
 (plan -> ``ct_spec`` -> ``scene.load_patient``); the same variant without its ``distractors`` is the
 reference. Rows: without, with, and their difference; columns: the axial and coronal slices that the
 distractors change most, and the -ln image of an AP projection (``Projector``, 90 kVp) with the
-threshold materials. Prints the drawn structures and the time the distractors took.
+threshold materials. Prints the drawn structures and the time the distractors took. ``--bone-cortex-mm``
+gives the bones a cortex (800-1900 HU) around a cancellous core (100-400 HU), as Duan's row l has them
+(``docs/img/distractors_cortex.png``: ``--bone-cortex-mm 0.5 4 --out docs/img/distractors_cortex.png``).
 """
 
 from __future__ import annotations
@@ -51,12 +53,18 @@ def main() -> None:
     parser.add_argument("--slab", type=Path, default=Path("out/chest_slabs/chest_z0R.nii.gz"))
     parser.add_argument("--out", default="docs/img/distractors.png")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--bone-cortex-mm", type=float, nargs=2, metavar=("MIN", "MAX"),
+                        help="cortical bones of this thickness range (default: solid bones)")
     args = parser.parse_args()
+    distractors = {"shells": 2, "bones": 3, "cavities": 2}
+    if args.bone_cortex_mm:
+        distractors.update(bone_hu={"min": 800, "max": 1900},  # the cortex's HU; the core's: the default
+                           bone_cortex_mm=dict(zip(("min", "max"), args.bone_cortex_mm, strict=True)))
     data = yaml.safe_load(example_config_yaml())
     labels = args.slab.parent / "labels" / args.slab.name
     data["cts"] = [{"path": str(args.slab.resolve()), "labels": str(labels.resolve()),
                     "structures": "builtin:chest-ct-structures",
-                    "variants": {"count": 1, "vnc": "auto", "distractors": {"shells": 2, "bones": 3, "cavities": 2}}}]
+                    "variants": {"count": 1, "vnc": "auto", "distractors": distractors}}]
     data.update(count=1, seed=args.seed)
     spec = plan_dataset(config_from_dict(data, where="distractor gallery config"))[0]
     plain = {k: v for k, v in spec.ct_variant.items() if k != "distractors"}
@@ -93,7 +101,8 @@ def main() -> None:
             ax.set_xticks([])
             ax.set_yticks([])
             fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle(f"{args.slab.name}: pseudo-patient with procedural bone shells, bones and air cavities", fontsize=11)
+    bones = "cortical bones" if args.bone_cortex_mm else "bones"
+    fig.suptitle(f"{args.slab.name}: pseudo-patient with procedural bone shells, {bones} and air cavities", fontsize=11)
     fig.tight_layout()
     with atomic_output(args.out) as tmp:
         fig.savefig(tmp, dpi=90, format="png")

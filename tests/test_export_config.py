@@ -140,3 +140,26 @@ def test_experiment_config_is_valid():
     assert cfg.image_shape == (256, 256)
     assert all(c.path.startswith("builtin:chest-ct[") for c in cfg.cts)  # regions of the builtin CT
     assert 100 <= cfg.count <= 1000
+
+
+def test_duan_export_configs_are_what_make_configs_writes_and_load():
+    """The committed experiments/duan/*.yaml are make_configs.py's output (not edited by hand, not stale),
+    each loads, and row l differs from row k only in its bones (a cortex around a cancellous core)."""
+    import importlib.util
+    from pathlib import Path
+
+    here = Path(__file__).parents[1] / "experiments" / "duan"
+    spec = importlib.util.spec_from_file_location("duan_make_configs", here / "make_configs.py")
+    make_configs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_configs)
+    configs = make_configs.configs()
+    for stem, cfg in configs.items():
+        assert yaml.safe_load((here / f"{stem}.yaml").read_text()) == cfg, stem
+        load_config(here / f"{stem}.yaml")
+    k, l_ = configs["train_k"], configs["train_l"]
+    bones = {"bone_hu": {"min": 800, "max": 1900}, "bone_cortex_mm": {"min": 0.5, "max": 4.0},
+             "bone_core_hu": {"min": 100, "max": 400}}
+    for ct_k, ct_l in zip(k["cts"], l_["cts"], strict=True):
+        assert ct_l["variants"]["distractors"] == {**ct_k["variants"]["distractors"], **bones}
+        ct_l["variants"]["distractors"] = ct_k["variants"]["distractors"]
+    assert l_ == k

@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
-from ddsa_sim.export.config import FOAM_FIELDS, Range, config_from_dict
+from ddsa_sim.export.config import CORTEX_FIELDS, FOAM_FIELDS, Range, config_from_dict
 from ddsa_sim.export.plan import draw_count, plan_dataset, plan_fingerprint
 from ddsa_sim.volumes import Volume, ct_with_materials
 from ddsa_sim.volumes.augment import PseudoPatient, pseudo_patient
@@ -22,6 +22,7 @@ from ddsa_sim.volumes.distractors import (
     body_mask,
     draw_structures,
     occupancy,
+    paint,
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -63,6 +64,54 @@ def test_solid_ellipsoid_and_cylinder_volumes():
     for r, half in ((10.0, 30.0), (4.0, 40.0)):  # sides: +W^2 / (12 r^2) of pi r^2 L; flat ends exact
         _, w = occupancy(Structure("cylinder", ct.center_mm, ROT, np.array([r, r, half]), 1000.0), ct)
         assert abs(w.sum() * VOXEL_MM3 / (np.pi * r**2 * 2 * half) - 1) <= W_MAX**2 / (12 * r**2)
+
+
+def test_a_cortical_bone_projects_brighter_at_its_edges_than_at_its_centre():
+    """A cylinder of cortex HU with its core (radius r - t) painted over it at the core's HU, the axis along
+    z: each x-row's HU integral is the analytic chord sum (c - b)(L_r - L_{r-t}) + (k - b) L_{r-t}, exact for
+    the centre row (it crosses the surfaces head-on); a solid bone's peaks at its centre, a cortical
+    one's at the cortex (a tram track), which is what tells a bone from a vessel in one frame."""
+    ct, r, t, cortex_hu, core_hu = flat_ct(40.0), 10.0, 2.5, 1500.0, 200.0
+    hu = np.array(ct.data)
+    for axes, value in ((np.array([r, r, 60.0]), cortex_hu), (np.array([r - t, r - t, 60.0 - t]), core_hu)):
+        paint(hu, ct, Structure("cylinder", ct.center_mm, np.eye(3), axes, value))
+    k = np.round(ct.world_to_voxel(ct.center_mm[None])[0]).astype(int)
+    profile = (hu[:, :, k[2]] - 40.0).sum(axis=0) * abs(AFFINE[0, 0])  # HU mm along x, per voxel row in y
+    rows = np.stack([np.full(SHAPE[1], k[0]), np.arange(SHAPE[1]), np.full(SHAPE[1], k[2])], axis=1)
+    y = ct.voxel_to_world(rows.astype(float))[:, 1] - ct.center_mm[1]
+
+    def chord(radius):
+        return 2 * np.sqrt(np.clip(radius**2 - y**2, 0, None))
+
+    analytic = (cortex_hu - 40) * (chord(r) - chord(r - t)) + (core_hu - 40) * chord(r - t)
+    centre = int(np.argmin(np.abs(y)))
+    assert profile[centre] == pytest.approx(analytic[centre], rel=0.002)
+    assert profile.max() > 1.3 * profile[centre]
+    assert r - t - W_MAX < abs(y[int(np.argmax(profile))]) < r
+    # the cross-section's HU integral: each cylinder's side to first order (pi W^2 / 12 per HU step, as above)
+    area = profile.sum() * abs(AFFINE[1, 1])
+    expected = (cortex_hu - 40) * np.pi * (r**2 - (r - t) ** 2) + (core_hu - 40) * np.pi * (r - t) ** 2
+    bound = np.pi * W_MAX**2 / 12 * ((cortex_hu - 40) + (cortex_hu - core_hu))
+    assert abs(area - expected) <= bound < 0.02 * expected
+
+
+def test_cortical_bones_are_a_bone_and_its_core_drawn_after_the_solid_draw():
+    """With ``bone_cortex_mm`` each bone is followed by its core (the same kind, centre and axes, smaller by
+    the cortex, at most half its smallest semi-axis, at the core's HU); the first bone draws as a solid one."""
+    ct, _, _ = body_phantom()
+    solid = draw_structures(ct, Distractors(seed=3, bones=4))
+    params = Distractors(seed=3, bones=4, bone_cortex_mm=(1.0, 4.0), bone_core_hu=(100.0, 400.0))
+    cortical = draw_structures(ct, params)
+    assert len(cortical) == 2 * len(solid) == 8
+    first = cortical[0]
+    assert first.kind == solid[0].kind and first.hu == solid[0].hu
+    np.testing.assert_array_equal(first.semi_axes_mm, solid[0].semi_axes_mm)
+    for bone, core in zip(cortical[::2], cortical[1::2]):
+        assert core.kind == bone.kind and np.array_equal(core.center_mm, bone.center_mm)
+        assert np.array_equal(core.rotation, bone.rotation) and 100 <= core.hu <= 400
+        cortex = bone.semi_axes_mm - core.semi_axes_mm
+        assert np.allclose(cortex, cortex[0]) and 1.0 <= cortex[0] + 1e-12
+        assert cortex[0] <= min(4.0, bone.semi_axes_mm.min() / 2) + 1e-12
 
 
 def test_a_plane_through_the_centre_halves_the_shell():
@@ -231,7 +280,9 @@ def test_plan_draws_distractor_counts_per_variant_and_records_the_ranges():
     assert config.resolved()["cts"][0]["variants"]["distractors"]["bone_hu"] == 700.0
     base = plan_dataset(config_from_dict(variants_config()))
     assert [{k: v for k, v in s.ct_variant.items() if k != "distractors"} for s in specs] == [s.ct_variant for s in base]
-    assert not any(n in d for d in by_id.values() for n in FOAM_FIELDS)  # no foams: planned as before them
+    # no foams, solid bones: planned and recorded as before them
+    assert not any(n in d for d in by_id.values() for n in FOAM_FIELDS + CORTEX_FIELDS)
+    assert not any(n in config.resolved()["cts"][0]["variants"]["distractors"] for n in CORTEX_FIELDS)
     assert "foams" not in config.resolved()["cts"][0]["variants"]["distractors"]
     foamy = config_from_dict(variants_config({"bones": 3, "foams": {"min": 1, "max": 2}, "foam_cell_mm": 5}))
     for s in plan_dataset(foamy):
@@ -239,6 +290,12 @@ def test_plan_draws_distractor_counts_per_variant_and_records_the_ranges():
         assert d["foams"] in (1, 2) and d["foam_cell_mm"] == [5.0, 5.0] and d["foam_septum_mm"] == [0.3, 1.5]
         assert Distractors(**{n: tuple(x) if isinstance(x, list) else x for n, x in d.items()}).foams == d["foams"]
     assert foamy.resolved()["cts"][0]["variants"]["distractors"]["foams"] == {"min": 1.0, "max": 2.0}
+    cortical = config_from_dict(variants_config({"bones": 2, "bone_cortex_mm": {"min": 0.5, "max": 4}}))
+    for s in plan_dataset(cortical):
+        d = s.ct_variant["distractors"]
+        assert d["bone_cortex_mm"] == [0.5, 4.0] and d["bone_core_hu"] == [100.0, 400.0] and "foams" not in d
+        assert Distractors(**{n: tuple(x) if isinstance(x, list) else x for n, x in d.items()}).bone_cortex_mm == (0.5, 4.0)
+    assert cortical.resolved()["cts"][0]["variants"]["distractors"]["bone_cortex_mm"] == {"min": 0.5, "max": 4.0}
 
 
 def test_draw_count_is_uniform_on_the_whole_numbers():
@@ -258,6 +315,8 @@ def test_draw_count_is_uniform_on_the_whole_numbers():
     ({"shell_hu": {"min": 3, "max": 1}}, "cts.0.variants.distractors.shell_hu: max (1.0) must be >= min (3.0)"),
     ({"foams": 0.5}, "cts.0.variants.distractors: foams: must be whole numbers >= 0"),
     ({"foam_septum_mm": {"min": 1, "max": 9}}, "foam_septum_mm: max 9.0 must be below foam_semi_axis_mm min"),
+    ({"bone_cortex_mm": -1}, "cts.0.variants.distractors: bone_cortex_mm: need 0 < min <= max (or 0: solid bones)"),
+    ({"bone_cortex_mm": {"min": 0, "max": 2}}, "bone_cortex_mm: need 0 < min <= max (or 0: solid bones)"),
     ({"ribs": 2}, "cts.0.variants.distractors.ribs: Extra inputs are not permitted"),
 ])
 def test_bad_distractor_fields_are_one_line_errors(bad, message):

@@ -73,6 +73,8 @@ DISTRACTOR_COUNTS = ("shells", "bones", "cavities", "foams")
 #: Fields of :class:`DistractorConfig` added with the air-cell foams: recorded (in the config and a
 #: pseudo-patient's plan) only where foams are drawn, so stores made before them still resume.
 FOAM_FIELDS = ("foams", "foam_semi_axis_mm", "foam_cell_mm", "foam_septum_mm", "foam_hu")
+#: Fields added with the bones' cortices: recorded only where bones have a cortex (``bone_cortex_mm`` > 0).
+CORTEX_FIELDS = ("bone_cortex_mm", "bone_core_hu")
 
 
 class DistractorConfig(_Model):
@@ -83,7 +85,8 @@ class DistractorConfig(_Model):
     whole number, ``{min, max}``: uniform on the whole numbers from min to max, or ``{grid}``). The size
     and HU fields are uniform ranges (a number fixes them), drawn per structure: ``shell_semi_axis_mm``
     (each semi-axis), ``shell_thickness_mm``, ``shell_hu``; ``bone_radius_mm`` (solid ellipsoid semi-axes
-    and cylinder radii), ``bone_length_mm`` (cylinders), ``bone_hu``; ``cavity_semi_axis_mm``,
+    and cylinder radii), ``bone_length_mm`` (cylinders), ``bone_hu`` (with a cortex: the cortex's),
+    ``bone_cortex_mm`` (cortical thickness; 0: solid bones), ``bone_core_hu``; ``cavity_semi_axis_mm``,
     ``cavity_hu`` (also a foam's cells); ``foam_semi_axis_mm``, ``foam_cell_mm`` (mean cell diameter),
     ``foam_septum_mm``, ``foam_hu`` (the foam's bone).
     ``shell_open_fraction``: probability that a shell is cut by a random plane. ``edge_voxels``: width of
@@ -101,6 +104,8 @@ class DistractorConfig(_Model):
     bone_radius_mm: Range | float = Range(min=3, max=25)
     bone_length_mm: Range | float = Range(min=20, max=200)
     bone_hu: Range | float = Range(min=300, max=1500)
+    bone_cortex_mm: Range | float = 0.0
+    bone_core_hu: Range | float = Range(min=100, max=400)
     cavity_semi_axis_mm: Range | float = Range(min=5, max=40)
     cavity_hu: Range | float = Range(min=-1000, max=-800)
     foam_semi_axis_mm: Range | float = Range(min=8, max=30)
@@ -653,7 +658,7 @@ class DatasetConfig(_Model):
     def resolved(self) -> dict[str, Any]:
         """The config as a JSON-compatible dict (what the store records); a CT source without
         ``variants`` (or a variants block without ``distractors``, or distractors without foams: the
-        :data:`FOAM_FIELDS`), a vessel source's ``cts`` and
+        :data:`FOAM_FIELDS`, or solid bones: the :data:`CORTEX_FIELDS`), a vessel source's ``cts`` and
         ``catheter`` and the fields of :data:`NEW_AT_DEFAULT` at their default are recorded as before
         those fields existed, so stores made then still resume."""
         d = json.loads(self.model_dump_json())
@@ -662,9 +667,12 @@ class DatasetConfig(_Model):
                 del ct["variants"]
             elif ct["variants"]["distractors"] is None:
                 del ct["variants"]["distractors"]
-            elif ct["variants"]["distractors"]["foams"] == 0:
-                for name in FOAM_FIELDS:
-                    del ct["variants"]["distractors"][name]
+            else:
+                distractors = ct["variants"]["distractors"]
+                unused = ((FOAM_FIELDS if distractors["foams"] == 0 else ())
+                          + (CORTEX_FIELDS if distractors["bone_cortex_mm"] == 0 else ()))
+                for name in unused:
+                    del distractors[name]
         for source in d["vessels"]["sources"]:
             for name, default in (("cts", None), ("catheter", True)):
                 if source[name] == default:

@@ -39,6 +39,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.export.config import (
+    CORTEX_FIELDS,
     DISTRACTOR_COUNTS,
     EXPOSURE_FIELDS,
     FOAM_FIELDS,
@@ -307,8 +308,9 @@ def draw_distractors(d: DistractorConfig, ct_id: str, k: int, seed: int) -> dict
     counts = {name: draw_count(getattr(d, name), rng) for name in DISTRACTOR_COUNTS}
     out = {"seed": int(ss.generate_state(1, dtype=np.uint64)[0]), **counts,
            **{n: list(v) if isinstance(v, tuple) else v for n, v in d.ranges().items()}}
-    # a pseudo-patient without foams plans as before they existed (its store resumes)
-    return out if counts["foams"] else {n: v for n, v in out.items() if n not in FOAM_FIELDS}
+    # a pseudo-patient without foams or cortices plans as before they existed (its store resumes)
+    unused = (() if counts["foams"] else FOAM_FIELDS) + (() if out["bone_cortex_mm"][1] > 0 else CORTEX_FIELDS)
+    return {n: v for n, v in out.items() if n not in unused}
 
 
 def resolve_ct_entries(config: DatasetConfig) -> list[CTEntry]:

@@ -10,6 +10,10 @@ background. Each structure is defined in world mm by an implicit surface:
   half-space (an open shell, a plate);
 * ``ellipsoid``: a solid ellipsoid (a vertebral body, a bone end; with air HU: a sinus or gas cavity);
 * ``cylinder``: a solid finite cylinder of radius ``r`` and length ``L`` (a long bone, a rib segment);
+  with a cortex of thickness ``t``, a bone (ellipsoid or cylinder) is a cortical one with a core of
+  semi-axes ``a - t`` painted over it at the core's HU (cancellous bone or marrow), as real bones are: a
+  solid bone of vessel width has a vessel's profile in projection (1500 HU bone attenuates as blood with
+  50 mg/ml iodine at 55 keV), a cortical one is brighter at its edges than at its centre;
 * ``foam``: the air cells of a pneumatised bone (ethmoid labyrinth, mastoid): the ellipsoid of semi-axes
   ``a`` cut into the Voronoi cells of ``seeds``, with septa of thickness ``t`` centred on the cells'
   boundaries left of what lies beneath (a foam of air painted into bone leaves bony septa).
@@ -76,7 +80,11 @@ class Distractors:
     shell_open_fraction : float
         Probability that a shell is cut by a random half-space (an open shell or plate).
     bone_radius_mm, bone_length_mm, bone_hu : (float, float)
-        Semi-axes of solid ellipsoids and radius of cylinders (mm), cylinder length (mm), bone HU.
+        Semi-axes of solid ellipsoids and radius of cylinders (mm), cylinder length (mm), bone HU (with a
+        cortex: the cortex's HU).
+    bone_cortex_mm, bone_core_hu : (float, float)
+        Cortical thickness of the bones (mm, min > 0; at most half the smallest semi-axis; ``(0, 0)``: solid
+        bones) and the HU of the core inside the cortex.
     cavity_semi_axis_mm, cavity_hu : (float, float)
         Semi-axes (mm) and HU of the air cavities (and of a foam's cells).
     foam_semi_axis_mm, foam_cell_mm, foam_septum_mm, foam_hu : (float, float)
@@ -97,6 +105,8 @@ class Distractors:
     bone_radius_mm: Interval = (3.0, 25.0)
     bone_length_mm: Interval = (20.0, 200.0)
     bone_hu: Interval = (300.0, 1500.0)
+    bone_cortex_mm: Interval = (0.0, 0.0)
+    bone_core_hu: Interval = (100.0, 400.0)
     cavity_semi_axis_mm: Interval = (5.0, 40.0)
     cavity_hu: Interval = (-1000.0, -800.0)
     foam_semi_axis_mm: Interval = (8.0, 30.0)
@@ -111,9 +121,12 @@ class Distractors:
                 raise InputError(f"distractors.{name}: must be >= 0, got {getattr(self, name)}")
         for name in ("shell_semi_axis_mm", "shell_thickness_mm", "bone_radius_mm", "bone_length_mm",
                      "cavity_semi_axis_mm", "foam_semi_axis_mm", "foam_cell_mm", "foam_septum_mm", "shell_hu",
-                     "bone_hu", "cavity_hu", "foam_hu"):
+                     "bone_hu", "bone_core_hu", "cavity_hu", "foam_hu", "bone_cortex_mm"):
             lo, hi = getattr(self, name)
-            if hi < lo or (name.endswith("_mm") and lo <= 0):
+            if name == "bone_cortex_mm":  # (0, 0): solid bones
+                if not (lo == hi == 0 or 0 < lo <= hi):
+                    raise InputError(f"distractors.{name}: need 0 < min <= max (or 0: solid bones), got [{lo}, {hi}]")
+            elif hi < lo or (name.endswith("_mm") and lo <= 0):
                 raise InputError(f"distractors.{name}: need min <= max{' and min > 0' * name.endswith('_mm')}, "
                                  f"got [{lo}, {hi}]")
         if self.shell_thickness_mm[1] >= self.shell_semi_axis_mm[0]:
@@ -288,10 +301,13 @@ def draw_structures(ct: Volume, params: Distractors, body: np.ndarray | None = N
     """The structures of ``params`` for ``ct`` (HU), a pure function of ``params.seed`` and the CT.
 
     Shells, then bones, then cavities, then foams; each draws its centre, its orientation (uniform on
-    SO(3)) and its sizes and HU from the ranges. Without body voxels (or soft-tissue voxels, for
-    cavities) a kind gets no structure. A foam is two structures: a bone ellipsoid, then a ``foam`` of
-    air cells inside it, smaller by the septum thickness (its outer wall), with as many cells as cells
-    of the drawn mean diameter fill it (at least 2, at most :data:`MAX_FOAM_CELLS`), seeds uniform in it.
+    SO(3)) and its sizes and HU from the ranges. A bone with a cortex is two structures: the bone at the
+    cortex's HU, then its core (the same kind, semi-axes smaller by the cortex, the cylinder's length by
+    twice it) at the core's HU; solid bones draw nothing more (their draws are those from before cortices).
+    Without body voxels (or soft-tissue voxels, for cavities) a kind gets no structure. A foam is two
+    structures: a bone ellipsoid, then a ``foam`` of air cells inside it, smaller by the septum thickness
+    (its outer wall), with as many cells as cells of the drawn mean diameter fill it (at least 2, at most
+    :data:`MAX_FOAM_CELLS`), seeds uniform in it.
     """
     rng = np.random.default_rng(params.seed)
     body = body_mask(ct) if body is None else body
@@ -318,6 +334,9 @@ def draw_structures(ct: Volume, params: Distractors, body: np.ndarray | None = N
             axes = np.array([radius, radius, float(_uniform(rng, params.bone_length_mm)) / 2])
             kind = "cylinder"
         out.append(Structure(kind, centre, rot, axes, float(_uniform(rng, params.bone_hu))))
+        if params.bone_cortex_mm[1] > 0:
+            cortex = min(float(_uniform(rng, params.bone_cortex_mm)), axes.min() / 2)
+            out.append(Structure(kind, centre, rot, axes - cortex, float(_uniform(rng, params.bone_core_hu))))
     for _ in range(params.cavities if soft.size else 0):
         centre, rot = _centre(rng, ct, soft), Rotation.random(random_state=rng).as_matrix()
         axes = np.asarray(_uniform(rng, params.cavity_semi_axis_mm, 3))

@@ -76,6 +76,11 @@ VARIANTS = {"count": 4, "deform_mm": {"min": 0, "max": 6}, "smooth_mm": 60,
 #: rows with foams: the same pseudo-patients with air-cell foams too (bone ellipsoids honeycombed by air cells)
 VARIANTS_FOAMS = copy.deepcopy(VARIANTS)
 VARIANTS_FOAMS["distractors"]["foams"] = {"min": 1, "max": 3}
+#: the bones of the cortical-bone rows: the ``bones`` distractors get a cortex of compact bone around a
+#: cancellous core, as real bones have; a solid bone of vessel width projects as a vessel does (1500 HU bone
+#: attenuates as blood with 50 mg/ml iodine at 55 keV), so solid ones teach that vessel-like tubes are background
+CORTICAL_BONES = {"bone_hu": {"min": 800, "max": 1900}, "bone_cortex_mm": {"min": 0.5, "max": 4.0},
+                  "bone_core_hu": {"min": 100, "max": 400}}
 
 BASE = {
     "vessels": {"per_ct": 4, "sources": [LSYSTEM]},
@@ -95,7 +100,9 @@ BASE = {
 
 #: rows with exposure randomisation, rows whose anatomies are pseudo-patients with distractors, rows with
 #: the procedural heads, rows whose distractors include air-cell foams
-EXPOSURE_ROWS, VARIANT_ROWS, HEAD_ROWS, FOAM_ROWS = "efgijk", "efhijk", "fijk", "ijk"
+EXPOSURE_ROWS, VARIANT_ROWS, HEAD_ROWS, FOAM_ROWS = "efgijklm", "efhijklm", "fijkl", "ijkl"
+#: rows whose bones have a cortex (:data:`CORTICAL_BONES`)
+CORTEX_ROWS = "lm"
 #: a second generator for half the trees of row j: space colonisation (vessel_models.colonize) over calibres
 #: from 0.6-2 mm leaves to roots of 2.7-18 mm and growth steps of 2-6 mm, so that the training trees
 #: are not all of one grammar (the held-out generators, Circle of Willis and coronary, are neither)
@@ -145,6 +152,8 @@ TRAIN_ROWS = {
     "i": "row f + air-cell foam distractors (1-3 per pseudo-patient)",
     "j": "row i with half the trees from a second generator (space colonisation)",
     "k": "row i with half the trees from a second L-system of long, smooth, sparsely branched arteries",
+    "l": "row k with cortical bones (a compact-bone cortex around a cancellous core) instead of solid ones",
+    "m": "row e with row l's cortical bones (a warm-up for row l)",
 }
 
 
@@ -154,6 +163,9 @@ def _train_config(row: str) -> dict:
         # 4 pseudo-patients per slab (each its own distractors): 12 anatomies x 1 tree = as many trees (12)
         # as rows a-d (3 slabs x 4)
         variants = VARIANTS_FOAMS if row in FOAM_ROWS else VARIANTS
+        if row in CORTEX_ROWS:
+            variants = copy.deepcopy(variants)
+            variants["distractors"].update(CORTICAL_BONES)
         cts = [_slab("z0R", "train", variants), _slab("z1R", "train", variants), _slab("z0L", "val", variants)]
         cfg["vessels"]["per_ct"] = 1
     else:
@@ -163,7 +175,7 @@ def _train_config(row: str) -> dict:
                 for seed, split in HEAD_PHANTOMS.items()]
     if row == "j":
         cfg["vessels"]["sources"] = [LSYSTEM, COLONIZE]
-    if row == "k":
+    if row in "kl":
         cfg["vessels"]["sources"] = [LSYSTEM, LONG_ARTERIES]
     n_anatomies = len(cts) * (VARIANTS["count"] if row in VARIANT_ROWS else 1)
     cfg.update(cts=cts, count=n_anatomies * cfg["vessels"]["per_ct"] * POSES_PER_TREE, seed=17000,
