@@ -144,7 +144,8 @@ def test_experiment_config_is_valid():
 
 def test_duan_export_configs_are_what_make_configs_writes_and_load():
     """The committed experiments/duan/*.yaml are make_configs.py's output (not edited by hand, not stale),
-    each loads, and row l differs from row k only in its bones (a cortex around a cancellous core)."""
+    each loads, and rows l and m differ from rows k and e only in their bones (a cortex around a cancellous
+    core)."""
     import importlib.util
     from pathlib import Path
 
@@ -156,10 +157,10 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load():
     for stem, cfg in configs.items():
         assert yaml.safe_load((here / f"{stem}.yaml").read_text()) == cfg, stem
         load_config(here / f"{stem}.yaml")
-    k, l_ = configs["train_k"], configs["train_l"]
     bones = {"bone_hu": {"min": 800, "max": 1900}, "bone_cortex_mm": {"min": 0.5, "max": 4.0},
              "bone_core_hu": {"min": 100, "max": 400}}
-    for ct_k, ct_l in zip(k["cts"], l_["cts"], strict=True):
-        assert ct_l["variants"]["distractors"] == {**ct_k["variants"]["distractors"], **bones}
-        ct_l["variants"]["distractors"] = ct_k["variants"]["distractors"]
-    assert l_ == k
+    for solid, cortical in ((configs["train_k"], configs["train_l"]), (configs["train_e"], configs["train_m"])):
+        for ct_solid, ct_cortical in zip(solid["cts"], cortical["cts"], strict=True):
+            assert ct_cortical["variants"]["distractors"] == {**ct_solid["variants"]["distractors"], **bones}
+            ct_cortical["variants"]["distractors"] = ct_solid["variants"]["distractors"]
+        assert cortical == solid
