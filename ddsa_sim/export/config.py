@@ -127,6 +127,12 @@ class DistractorConfig(_Model):
             raise ValueError(str(exc).removeprefix("distractors.")) from None
         return self
 
+    @property
+    def cortical(self) -> bool:
+        """Whether the bones have a cortex (``bone_cortex_mm`` can exceed 0): only then are the
+        :data:`CORTEX_FIELDS` drawn, planned and recorded."""
+        return dist_bounds(self.bone_cortex_mm)[1] > 0
+
     def ranges(self) -> dict[str, Any]:
         """The size, HU and edge fields as :class:`ddsa_sim.volumes.distractors.Distractors` takes them:
         each range as ``(min, max)``."""
@@ -662,7 +668,7 @@ class DatasetConfig(_Model):
         ``catheter`` and the fields of :data:`NEW_AT_DEFAULT` at their default are recorded as before
         those fields existed, so stores made then still resume."""
         d = json.loads(self.model_dump_json())
-        for ct in d["cts"]:
+        for ct, source in zip(d["cts"], self.cts, strict=True):
             if ct["variants"] is None:
                 del ct["variants"]
             elif ct["variants"]["distractors"] is None:
@@ -670,7 +676,7 @@ class DatasetConfig(_Model):
             else:
                 distractors = ct["variants"]["distractors"]
                 unused = ((FOAM_FIELDS if distractors["foams"] == 0 else ())
-                          + (CORTEX_FIELDS if distractors["bone_cortex_mm"] == 0 else ()))
+                          + (() if source.variants.distractors.cortical else CORTEX_FIELDS))
                 for name in unused:
                     del distractors[name]
         for source in d["vessels"]["sources"]:

@@ -309,7 +309,7 @@ def draw_distractors(d: DistractorConfig, ct_id: str, k: int, seed: int) -> dict
     out = {"seed": int(ss.generate_state(1, dtype=np.uint64)[0]), **counts,
            **{n: list(v) if isinstance(v, tuple) else v for n, v in d.ranges().items()}}
     # a pseudo-patient without foams or cortices plans as before they existed (its store resumes)
-    unused = (() if counts["foams"] else FOAM_FIELDS) + (() if out["bone_cortex_mm"][1] > 0 else CORTEX_FIELDS)
+    unused = (() if counts["foams"] else FOAM_FIELDS) + (() if d.cortical else CORTEX_FIELDS)
     return {n: v for n, v in out.items() if n not in unused}
 
 
