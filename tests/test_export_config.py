@@ -144,8 +144,9 @@ def test_experiment_config_is_valid():
 
 def test_duan_export_configs_are_what_make_configs_writes_and_load():
     """The committed experiments/duan/*.yaml are make_configs.py's output (not edited by hand, not stale),
-    each loads, and rows l and m differ from rows k and e only in their bones (a cortex around a cancellous
-    core)."""
+    each loads, rows l and m differ from rows k and e only in their bones (a cortex around a cancellous
+    core), row n from row l only in its number of pseudo-patients (and so of samples), and rows o and p from
+    rows l and m only in the detector's roll (drawn over the full circle)."""
     import importlib.util
     from pathlib import Path
 
@@ -157,6 +158,16 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load():
     for stem, cfg in configs.items():
         assert yaml.safe_load((here / f"{stem}.yaml").read_text()) == cfg, stem
         load_config(here / f"{stem}.yaml")
+    few, many = configs["train_l"], configs["train_n"]
+    assert [ct["variants"]["count"] for ct in few["cts"]] == [4] * 7
+    assert [ct["variants"]["count"] for ct in many["cts"]] == [12] * 7
+    assert (few["count"], many["count"]) == (7 * 4 * 16, 7 * 12 * 16)  # CTs x pseudo-patients x 16 poses
+    for ct in many["cts"]:
+        ct["variants"]["count"] = 4
+    assert {**many, "count": few["count"]} == few
+    for fixed, rolled in ((configs["train_l"], configs["train_o"]), (configs["train_m"], configs["train_p"])):
+        assert (fixed["pose"]["gamma_deg"], rolled["pose"]["gamma_deg"]) == (0, {"min": -180, "max": 180})
+        assert {**rolled, "pose": {**rolled["pose"], "gamma_deg": 0}} == fixed
     bones = {"bone_hu": {"min": 800, "max": 1900}, "bone_cortex_mm": {"min": 0.5, "max": 4.0},
              "bone_core_hu": {"min": 100, "max": 400}}
     for solid, cortical in ((configs["train_k"], configs["train_l"]), (configs["train_e"], configs["train_m"])):

@@ -100,9 +100,19 @@ BASE = {
 
 #: rows with exposure randomisation, rows whose anatomies are pseudo-patients with distractors, rows with
 #: the procedural heads, rows whose distractors include air-cell foams
-EXPOSURE_ROWS, VARIANT_ROWS, HEAD_ROWS, FOAM_ROWS = "efgijklm", "efhijklm", "fijkl", "ijkl"
+EXPOSURE_ROWS, VARIANT_ROWS, HEAD_ROWS, FOAM_ROWS = "efgijklmnop", "efhijklmnop", "fijklno", "ijklno"
 #: rows whose bones have a cortex (:data:`CORTICAL_BONES`)
-CORTEX_ROWS = "lm"
+CORTEX_ROWS = "lmnop"
+#: pseudo-patients per source CT where a row has other than ``VARIANTS["count"]``: row n asks whether the
+#: networks miss the held-out head and generators for want of anatomies and trees (rows e-m train on 20 of
+#: each, 16 poses apiece) rather than for want of poses, capacity or a physics effect
+VARIANT_COUNT = {"n": 12}
+#: rows whose detector roll (``pose.gamma_deg``, about the central ray) is drawn over the full circle instead
+#: of 0: the anatomy's long axis (spine, sternum, slab edges) then runs at every angle in the image, as the
+#: trees (placed at random rotations) already do, so the direction of a structure no longer tells bone from
+#: vessel; rows a-n taught the networks to leave straight tubes within 10 deg of the image axes undrawn
+#: (docs/results.md, v14), which is where a vertebral or carotid artery runs in a frontal view
+ROLL_ROWS = "op"
 #: a second generator for half the trees of row j: space colonisation (vessel_models.colonize) over calibres
 #: from 0.6-2 mm leaves to roots of 2.7-18 mm and growth steps of 2-6 mm, so that the training trees
 #: are not all of one grammar (the held-out generators, Circle of Willis and coronary, are neither)
@@ -154,17 +164,20 @@ TRAIN_ROWS = {
     "k": "row i with half the trees from a second L-system of long, smooth, sparsely branched arteries",
     "l": "row k with cortical bones (a compact-bone cortex around a cancellous core) instead of solid ones",
     "m": "row e with row l's cortical bones (a warm-up for row l)",
+    "n": "row l with 3x the pseudo-patients (12 per source CT, each its own distractors and tree)",
+    "o": "row l with the detector rolled by -180..180 deg (the body axis at every angle in the image)",
+    "p": "row m with row o's detector roll (a warm-up for row o)",
 }
 
 
 def _train_config(row: str) -> dict:
     cfg = _row_physics(row)
     if row in VARIANT_ROWS:
-        # 4 pseudo-patients per slab (each its own distractors): 12 anatomies x 1 tree = as many trees (12)
-        # as rows a-d (3 slabs x 4)
-        variants = VARIANTS_FOAMS if row in FOAM_ROWS else VARIANTS
+        # 4 pseudo-patients per slab (each its own distractors; row n: 12): 12 anatomies x 1 tree = as many
+        # trees (12) as rows a-d (3 slabs x 4)
+        variants = copy.deepcopy(VARIANTS_FOAMS if row in FOAM_ROWS else VARIANTS)
+        variants["count"] = VARIANT_COUNT.get(row, variants["count"])
         if row in CORTEX_ROWS:
-            variants = copy.deepcopy(variants)
             variants["distractors"].update(CORTICAL_BONES)
         cts = [_slab("z0R", "train", variants), _slab("z1R", "train", variants), _slab("z0L", "val", variants)]
         cfg["vessels"]["per_ct"] = 1
@@ -175,9 +188,11 @@ def _train_config(row: str) -> dict:
                 for seed, split in HEAD_PHANTOMS.items()]
     if row == "j":
         cfg["vessels"]["sources"] = [LSYSTEM, COLONIZE]
-    if row in "kl":
+    if row in "klno":
         cfg["vessels"]["sources"] = [LSYSTEM, LONG_ARTERIES]
-    n_anatomies = len(cts) * (VARIANTS["count"] if row in VARIANT_ROWS else 1)
+    if row in ROLL_ROWS:
+        cfg["pose"]["gamma_deg"] = {"min": -180, "max": 180}
+    n_anatomies = sum(ct["variants"]["count"] for ct in cts)
     cfg.update(cts=cts, count=n_anatomies * cfg["vessels"]["per_ct"] * POSES_PER_TREE, seed=17000,
                split={"train": 0.67, "val": 0.17, "test": 0.16})
     return cfg
