@@ -39,8 +39,10 @@ from skimage.feature import structure_tensor, structure_tensor_eigenvalues
 from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.predict import network_dsa
+from ddsa_sim.training.vessel_metrics import iodine_recovery
 
-__all__ = ["angle_to_axes", "figure", "recovery_by_direction", "tube", "tube_backgrounds", "tube_recovery", "main"]
+__all__ = ["angle_to_axes", "figure", "recovery_by_direction", "tube", "tube_added", "tube_backgrounds",
+           "tube_recovery", "main"]
 
 #: peak -ln attenuation of the tube per pixel of its width (module docstring)
 AMPLITUDE_PER_PX = 0.04
@@ -77,19 +79,25 @@ def tube_backgrounds(ds: ZarrDDSADataset, kind: str) -> torch.Tensor:
     return frames
 
 
+def tube_added(model: torch.nn.Module, norm, frames: torch.Tensor, t: torch.Tensor, without: torch.Tensor,
+               tta: bool) -> np.ndarray:
+    """What tube ``t`` ``(H, W)`` adds to the network's output ``without`` it over ``frames`` ``(B, 1, H, W)``:
+    ``(B, H, W)``."""
+    return (network_dsa(model, norm, frames + t, tta) - without)[:, 0].numpy()
+
+
 def tube_recovery(checkpoint: Path, frames: torch.Tensor, widths: list[float], angles: list[float],
                   tta: bool) -> np.ndarray:
     """Recovery ``(len(widths), len(angles))`` of the tube by the network of ``checkpoint`` over vessel-free
     ``frames`` ``(B, 1, H, W)`` (module docstring)."""
     model, norm, *_ = load_model(checkpoint)
-    without = network_dsa(model, norm, frames, tta)[:, 0]
+    without = network_dsa(model, norm, frames, tta)
     out = np.zeros((len(widths), len(angles)))
     for i, width in enumerate(widths):
         for j, angle in enumerate(angles):
-            t = torch.from_numpy(tube(tuple(frames.shape[-2:]), width, angle)).to(frames.dtype)
-            added = network_dsa(model, norm, frames + t, tta)[:, 0] - without
-            on = t > 0
-            out[i, j] = float((added[:, on].sum(-1) / t[on].sum()).mean())
+            t = tube(tuple(frames.shape[-2:]), width, angle)
+            added = tube_added(model, norm, frames, torch.from_numpy(t).to(frames.dtype), without, tta)
+            out[i, j] = np.mean([iodine_recovery(a, t, t > 0) for a in added])
     return out
 
 
@@ -105,9 +113,9 @@ def figure(checkpoints: dict[str, Path], frame: torch.Tensor, width_px: float, a
                              squeeze=False)
     for row, (name, checkpoint) in zip(axes, checkpoints.items()):
         model, norm, *_ = load_model(checkpoint)
-        without = network_dsa(model, norm, frame[None], True)[0, 0]
+        without = network_dsa(model, norm, frame[None], True)
         for k, (angle, t) in enumerate(zip(angles, tubes)):
-            added = network_dsa(model, norm, (frame + t)[None], True)[0, 0] - without
+            added = tube_added(model, norm, frame[None], t, without, True)[0]
             row[2 * k].imshow((frame + t)[0], cmap="gray")
             row[2 * k].set_title(f"frame + {width_px:g} px tube, {angle:g} deg", fontsize=7)
             row[2 * k + 1].imshow(added, cmap="gray", vmin=0, vmax=peak)
@@ -132,16 +140,12 @@ def angle_to_axes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def recovery_by_direction(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Iodine recovery and share of the target per :data:`DIRECTION_BINS` (module docstring; NaN for a bin
-    without target), over images ``(N, H, W)``."""
-    sums = np.zeros((2, len(DIRECTION_BINS)))
-    for pred, target in zip(predictions, targets):
-        angle, coherence = angle_to_axes(target)
-        line = (coherence > MIN_COHERENCE) & (target > MIN_TARGET)
-        for k, (lo, hi) in enumerate(DIRECTION_BINS):
-            on = line & (angle >= lo) & ((angle < hi) if hi < 45 else (angle <= hi))
-            sums[:, k] += pred[on].sum(), target[on].sum()
-    recovery = np.divide(sums[0], sums[1], out=np.full(len(DIRECTION_BINS), np.nan), where=sums[1] > 0)
-    return recovery, sums[1] / sums[1].sum()
+    without target), pooled over images ``(N, H, W)``."""
+    angle, coherence = (np.stack(a) for a in zip(*map(angle_to_axes, targets)))
+    line = (coherence > MIN_COHERENCE) & (targets > MIN_TARGET)
+    bins = [line & (angle >= lo) & ((angle < hi) if hi < 45 else (angle <= hi)) for lo, hi in DIRECTION_BINS]
+    share = np.array([targets[on].sum() for on in bins], dtype=np.float64)
+    return np.array([iodine_recovery(predictions, targets, on) for on in bins]), share / share.sum()
 
 
 def main() -> None:

@@ -129,6 +129,8 @@ LONG_ARTERIES = {"generator": "lsystem", "params": {"iterations": {"grid": [1, 2
                                                     "length_diameter_ratio": {"min": 10.0, "max": 25.0},
                                                     "tortuosity_deg": {"min": 5.0, "max": 25.0},
                                                     "root_diameter_mm": {"min": 2.0, "max": 6.0}}}
+#: rows with half their trees from :data:`LONG_ARTERIES`
+LONG_ARTERY_ROWS = "klno"
 
 
 def _row_physics(row: str) -> dict:
@@ -188,7 +190,7 @@ def _train_config(row: str) -> dict:
                 for seed, split in HEAD_PHANTOMS.items()]
     if row == "j":
         cfg["vessels"]["sources"] = [LSYSTEM, COLONIZE]
-    if row in "klno":
+    if row in LONG_ARTERY_ROWS:
         cfg["vessels"]["sources"] = [LSYSTEM, LONG_ARTERIES]
     if row in ROLL_ROWS:
         cfg["pose"]["gamma_deg"] = {"min": -180, "max": 180}
