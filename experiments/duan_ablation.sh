@@ -2,7 +2,7 @@
 # Duan's experiment at CPU scale, with physics ablations and an out-of-distribution protocol (issue 17;
 # results and the protocol: docs/results.md, "Duan's experiment at CPU scale").
 #   1. cut the builtin chest CT into 6 disjoint slabs (git-ignored out/chest_slabs),
-#   2. export one training set per ablation row (experiments/duan/train_{a..p}.yaml: published L-system
+#   2. export one training set per ablation row (experiments/duan/train_{a..q}.yaml: published L-system
 #      design, 16 poses per skeleton), one common full-physics test set and the out-of-distribution test
 #      sets, each with motion and without (experiments/duan/test_*.yaml, written by make_configs.py),
 #   3. train the U-Net (experiments/duan/unet.yaml) per row and seed, the training variants of EXTRA (e.g.
@@ -17,7 +17,7 @@
 #
 #   bash experiments/duan_ablation.sh [OUT_DIR]          # default OUT_DIR=out/duan
 #
-# Environment: ROWS (default "a b c d e f g h i j k l m n p o"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
+# Environment: ROWS (default "a b c d e f g h i j k l m n p o q"), SEEDS (U-Net seeds, default "0 1 2"), GAN_SEEDS (U-Net-WGAN
 # seeds, default "0 1 2"; "" skips it), GAN_ROW (its row, default f), EXTRA (further trainings NET:ROW, the
 # config experiments/duan/NET.yaml on row ROW's data, default "unet_sup:f unet_sup:i unet_sup_cos:i
 # unet_vsup:i unet_dose:i unet_sup4k:j unet_sup4k:k unet_dose:k unet_d4:e unet_dose_d4:k", in this order: a
@@ -33,7 +33,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 OUT=${1:-out/duan}
-ROWS=${ROWS:-a b c d e f g h i j k l m n p o}  # a warm-up row (START_FROM) before the rows it starts
+ROWS=${ROWS:-a b c d e f g h i j k l m n p o q}  # a warm-up row (START_FROM) before the rows it starts
 SEEDS=${SEEDS:-0 1 2}
 GAN_SEEDS=${GAN_SEEDS-0 1 2}
 GAN_ROW=${GAN_ROW:-f}
@@ -67,7 +67,7 @@ export_store() {  # export_store STEM: experiments/duan/STEM.yaml -> $OUT/data/S
 
 # rows whose U-Net starts from another row's trained U-Net of the same seed (row f: from scratch, two of two
 # seeds stayed at the all-zero image for 2000 steps; docs/results.md)
-declare -A START_FROM=([f]=e [i]=e [j]=e [k]=e [l]=e [n]=m [o]=p)
+declare -A START_FROM=([f]=e [i]=e [j]=e [k]=e [l]=e [n]=m [o]=p [q]=m)
 # the warm-up network of a training variant on a START_FROM row (default unet): one of the same architecture
 declare -A WARMUP=([unet_dose_d4]=unet_d4 [unet_dose_w16]=unet_w16 [unet_dose_d4_p128]=unet_d4)
 # a U-Net-WGAN starts from the trained network of the same row and seed that it fine-tunes

@@ -145,8 +145,9 @@ def test_experiment_config_is_valid():
 def test_duan_export_configs_are_what_make_configs_writes_and_load():
     """The committed experiments/duan/*.yaml are make_configs.py's output (not edited by hand, not stale),
     each loads, rows l and m differ from rows k and e only in their bones (a cortex around a cancellous
-    core), row n from row l only in its number of pseudo-patients (and so of samples), and rows o and p from
-    rows l and m only in the detector's roll (drawn over the full circle)."""
+    core), row n from row l only in its number of pseudo-patients (and so of samples), rows o and p from
+    rows l and m only in the detector's roll (drawn over the full circle), and row q from row l only in its
+    trees' feeding direction (within 45 deg of superior)."""
     import importlib.util
     from pathlib import Path
 
@@ -168,6 +169,11 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load():
     for fixed, rolled in ((configs["train_l"], configs["train_o"]), (configs["train_m"], configs["train_p"])):
         assert (fixed["pose"]["gamma_deg"], rolled["pose"]["gamma_deg"]) == (0, {"min": -180, "max": 180})
         assert {**rolled, "pose": {**rolled["pose"], "gamma_deg": 0}} == fixed
+    fed = configs["train_q"]
+    assert (fed["placement"]["feeding_direction"], fed["placement"]["feeding_cone_deg"]) == ([0, 0, 1], 45.0)
+    assert "feeding_direction" not in configs["train_l"]["placement"]
+    placement = {k: v for k, v in fed["placement"].items() if not k.startswith("feeding_")}
+    assert {**fed, "placement": placement} == configs["train_l"]
     bones = {"bone_hu": {"min": 800, "max": 1900}, "bone_cortex_mm": {"min": 0.5, "max": 4.0},
              "bone_core_hu": {"min": 100, "max": 400}}
     for solid, cortical in ((configs["train_k"], configs["train_l"]), (configs["train_e"], configs["train_m"])):
