@@ -1,5 +1,6 @@
 """experiments/duan/direction_probe.py measures what it says: its straight tube is a cylinder's chord profile
-at the stated angle, and its direction bins put a line at its angle to the image axes."""
+at the stated angle, its direction bins put a line at its angle to the image axes, and its amplitude bins
+put a pixel by the target's value."""
 
 import importlib.util
 from pathlib import Path
@@ -64,3 +65,18 @@ def test_recovery_by_direction_bins_each_line_by_its_angle(probe):
     assert recovery[-1] == pytest.approx(1.0, abs=1e-3)
     assert share[1] + share[2] < 0.03
     assert share[0] == pytest.approx(vertical.sum() / targets.sum(), abs=0.03)
+
+
+def test_recovery_by_amplitude_bins_each_pixel_by_the_targets_value(probe):
+    """Two flat discs of 0.3 and 3.0 -ln units, the network drawing the faint one in full and a fifth of the
+    bright one: the 0.25-0.5 bin recovers 1.0, the bin above 2 recovers 0.2, the others are empty (NaN), and
+    the shares are the discs' sums over the total."""
+    yy, xx = np.mgrid[:64, :64]
+    faint = 0.3 * ((yy - 20) ** 2 + (xx - 20) ** 2 < 64)
+    bright = 3.0 * ((yy - 44) ** 2 + (xx - 44) ** 2 < 36)
+    targets = (faint + bright)[None]
+    recovery, share = probe.recovery_by_amplitude((faint + 0.2 * bright)[None], targets)
+    assert [lo for lo, _ in probe.AMPLITUDE_BINS][1:] == [0.25, 0.5, 1.0, 2.0]
+    assert recovery[1] == pytest.approx(1.0) and recovery[-1] == pytest.approx(0.2)
+    assert np.isnan(recovery[[0, 2, 3]]).all()
+    assert share[1] == pytest.approx(faint.sum() / targets.sum()) and share[-1] == pytest.approx(bright.sum() / targets.sum())

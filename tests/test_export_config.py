@@ -147,7 +147,7 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load():
     each loads, rows l and m differ from rows k and e only in their bones (a cortex around a cancellous
     core), row n from row l only in its number of pseudo-patients (and so of samples), rows o and p from
     rows l and m only in the detector's roll (drawn over the full circle), and row q from row l only in its
-    trees' feeding direction (within 45 deg of superior)."""
+    trees' feeding direction (within 45 deg of superior), as test_common_fed from test_common."""
     import importlib.util
     from pathlib import Path
 
@@ -174,6 +174,9 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load():
     assert "feeding_direction" not in configs["train_l"]["placement"]
     placement = {k: v for k, v in fed["placement"].items() if not k.startswith("feeding_")}
     assert {**fed, "placement": placement} == configs["train_l"]
+    fed_test = configs["test_common_fed"]
+    assert {**fed_test, "placement": configs["test_common"]["placement"]} == configs["test_common"]
+    assert fed_test["placement"] == fed["placement"]
     bones = {"bone_hu": {"min": 800, "max": 1900}, "bone_cortex_mm": {"min": 0.5, "max": 4.0},
              "bone_core_hu": {"min": 100, "max": 400}}
     for solid, cortical in ((configs["train_k"], configs["train_l"]), (configs["train_e"], configs["train_m"])):

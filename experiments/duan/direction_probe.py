@@ -21,9 +21,13 @@ target's vessels comes from its structure tensor (Gaussian window :data:`TENSOR_
 line-like neighbourhood (coherence above :data:`MIN_COHERENCE`) with a target above :data:`MIN_TARGET` are
 binned by their direction's angle to the nearest image axis (0-45 deg), and each bin's iodine recovery is the
 network's sum over the target's sum there. The bins' share of the target is printed with them.
+``--by-amplitude`` bins every target pixel above :data:`MIN_TARGET` by the target's value instead
+(:data:`AMPLITUDE_BINS`, -ln units): how recovery depends on how bright a vessel is (a wide vessel, one
+seen end-on, overlapping vessels), the other property of a vessel that training data can leave out.
 
     python experiments/duan/direction_probe.py out/duan2 test_common --runs RUN_s0 RUN_s1 RUN_s2
     python experiments/duan/direction_probe.py out/duan2 test_ood_generator_cow_static --by-direction --runs ...
+    python experiments/duan/direction_probe.py out/duan3 test_common --by-amplitude --runs ...
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.predict import network_dsa
 from ddsa_sim.training.vessel_metrics import iodine_recovery
 
-__all__ = ["angle_to_axes", "figure", "recovery_by_direction", "tube", "tube_added", "tube_backgrounds",
+__all__ = ["angle_to_axes", "figure", "recovery_by_amplitude", "recovery_by_direction", "tube", "tube_added", "tube_backgrounds",
            "tube_recovery", "main"]
 
 #: peak -ln attenuation of the tube per pixel of its width (module docstring)
@@ -52,6 +56,8 @@ OFFSET_PX = 10.0
 TENSOR_SIGMA_PX, MIN_COHERENCE, MIN_TARGET = 2.0, 0.5, 0.02
 #: direction bins: angle to the nearest image axis, degrees
 DIRECTION_BINS = ((0, 10), (10, 20), (20, 30), (30, 45))
+#: amplitude bins: the target's value, -ln units (the last one open above)
+AMPLITUDE_BINS = ((MIN_TARGET, 0.25), (0.25, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, np.inf))
 #: what the tubes are added to (:func:`tube_backgrounds`)
 BACKGROUNDS = ("anatomy", "noise", "turned")
 
@@ -148,13 +154,24 @@ def recovery_by_direction(predictions: np.ndarray, targets: np.ndarray) -> tuple
     return np.array([iodine_recovery(predictions, targets, on) for on in bins]), share / share.sum()
 
 
+def recovery_by_amplitude(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Iodine recovery and share of the target per :data:`AMPLITUDE_BINS` (a pixel in ``(lo, hi]``; NaN for a
+    bin without target), pooled over images ``(N, H, W)``."""
+    bins = [(targets > lo) & (targets <= hi) for lo, hi in AMPLITUDE_BINS]
+    share = np.array([targets[on].sum() for on in bins], dtype=np.float64)
+    return np.array([iodine_recovery(predictions, targets, on) for on in bins]), share / share.sum()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
     ap.add_argument("store", help="test store stem, e.g. test_common")
     ap.add_argument("--runs", nargs="+", required=True, help="run folders under OUT/runs (their best.pt)")
-    ap.add_argument("--by-direction", action="store_true",
-                    help="the store's own vessels binned by direction instead of the straight tubes")
+    binned = ap.add_mutually_exclusive_group()
+    binned.add_argument("--by-direction", action="store_true",
+                        help="the store's own vessels binned by direction instead of the straight tubes")
+    binned.add_argument("--by-amplitude", action="store_true",
+                        help="the store's own vessels binned by the target's value instead of the straight tubes")
     ap.add_argument("--widths", nargs="+", type=float, default=[4, 6, 8], help="tube widths, pixels")
     ap.add_argument("--angles", nargs="+", type=float, default=[0, 5, 10, 20, 30, 45], help="tube angles, deg")
     ap.add_argument("--background", choices=BACKGROUNDS, default="anatomy", help="what the tubes lie on")
@@ -163,16 +180,20 @@ def main() -> None:
                     "width along the columns and at 45 deg, and what each run draws of it (with TTA)")
     args = ap.parse_args()
     ds = ZarrDDSADataset(args.out / "data" / f"{args.store}.zarr", split="test")
-    if args.by_direction:
+    if args.by_direction or args.by_amplitude:
         items = [ds[i] for i in range(len(ds))]
         frames = torch.stack([it["contrast"] for it in items])
         targets = np.stack([it["dsa_target"][0].numpy() for it in items])
-        print("| run | " + " | ".join(f"{lo}-{hi} deg" for lo, hi in DIRECTION_BINS) + " |")
-        print("|---|" + "---|" * len(DIRECTION_BINS))
+        if args.by_direction:
+            by, labels = recovery_by_direction, [f"{lo}-{hi} deg" for lo, hi in DIRECTION_BINS]
+        else:
+            by, labels = recovery_by_amplitude, [f"{lo:g}-{hi:g}" for lo, hi in AMPLITUDE_BINS]
+        print("| run | " + " | ".join(labels) + " |")
+        print("|---|" + "---|" * len(labels))
         for run in args.runs:
             model, norm, *_ = load_model(args.out / "runs" / run / "best.pt")
             pred = network_dsa(model, norm, frames, args.tta)[:, 0].numpy()
-            recovery, share = recovery_by_direction(pred, targets)
+            recovery, share = by(pred, targets)
             print(f"| {run} | " + " | ".join(f"{x:.3f}" for x in recovery) + " |", flush=True)
         print("| share of the target | " + " | ".join(f"{x:.3f}" for x in share) + " |")
         return

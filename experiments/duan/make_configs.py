@@ -119,7 +119,8 @@ ROLL_ROWS = "op"
 #: carotid, vertebral, iliac and femoral arteries do, while the anatomy keeps its orientation: the other
 #: way out of the direction bias of v14 (trees along the body axis as often as real ones, not the detector
 #: rolled), set once before the row's first training. It moves the networks' direction prior to the
-#: vertical instead of removing it, at 0.5-1.6 dB on the test sets' randomly rotated trees (docs/results.md, v15)
+#: vertical instead of removing it and costs 0.5-1.6 dB: its networks under-draw the brightest vessels, which
+#: trees seldom seen end-on rarely make, and three of five draw less everywhere (docs/results.md, v15)
 FEEDING_ROWS = "q"
 FEEDING = {"feeding_direction": [0, 0, 1], "feeding_cone_deg": 45.0}
 #: a second generator for half the trees of row j: space colonisation (vessel_models.colonize) over calibres
@@ -243,6 +244,9 @@ def configs() -> dict[str, dict]:
     """Every export config of the experiment, by file stem."""
     out = {f"train_{row}": _train_config(row) for row in TRAIN_ROWS}
     out["test_common"] = _test(*TEST_SETS["common"][1:], motion=True)
+    # a diagnostic of row q: `common` with its trees fed as row q's are (docs/results.md, v15)
+    out["test_common_fed"] = _test(*TEST_SETS["common"][1:], motion=True)
+    out["test_common_fed"]["placement"].update(FEEDING)
     for name, (_, cts, sources, exposure) in TEST_SETS.items():
         if name == "common":
             continue
