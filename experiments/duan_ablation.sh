@@ -4,7 +4,8 @@
 #   1. cut the builtin chest CT into 6 disjoint slabs (git-ignored out/chest_slabs),
 #   2. export one training set per ablation row (experiments/duan/train_{a..q}.yaml: published L-system
 #      design, 16 poses per skeleton), one common full-physics test set and the out-of-distribution test
-#      sets, each with motion and without (experiments/duan/test_*.yaml, written by make_configs.py),
+#      sets, each with motion and without (experiments/duan/test_*.yaml, written by make_configs.py; and
+#      test_common_fed, row q's diagnostic),
 #   3. train the U-Net (experiments/duan/unet.yaml) per row and seed, the training variants of EXTRA (e.g.
 #      anatomy superposition, experiments/duan/unet_sup.yaml) on their rows, and the U-Net-WGAN
 #      (experiments/duan/unet_wgan.yaml) on row GAN_ROW, started from the U-Net of the same seed,

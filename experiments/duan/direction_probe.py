@@ -45,8 +45,8 @@ from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.predict import network_dsa
 from ddsa_sim.training.vessel_metrics import iodine_recovery
 
-__all__ = ["angle_to_axes", "figure", "recovery_by_amplitude", "recovery_by_direction", "tube", "tube_added", "tube_backgrounds",
-           "tube_recovery", "main"]
+__all__ = ["angle_to_axes", "figure", "recovery_by_amplitude", "recovery_by_direction", "tube", "tube_added",
+           "tube_backgrounds", "tube_recovery", "main"]
 
 #: peak -ln attenuation of the tube per pixel of its width (module docstring)
 AMPLITUDE_PER_PX = 0.04
