@@ -144,22 +144,26 @@ def angle_to_axes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(angle, 90 - angle), (big - small) / (big + small + 1e-12)
 
 
+def _recovery_in_bins(predictions: np.ndarray, targets: np.ndarray,
+                      bins: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Iodine recovery on each boolean pixel mask of ``bins`` and its share of the binned target."""
+    share = np.array([targets[on].sum() for on in bins], dtype=np.float64)
+    return np.array([iodine_recovery(predictions, targets, on) for on in bins]), share / share.sum()
+
+
 def recovery_by_direction(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Iodine recovery and share of the target per :data:`DIRECTION_BINS` (module docstring; NaN for a bin
     without target), pooled over images ``(N, H, W)``."""
     angle, coherence = (np.stack(a) for a in zip(*map(angle_to_axes, targets)))
     line = (coherence > MIN_COHERENCE) & (targets > MIN_TARGET)
     bins = [line & (angle >= lo) & ((angle < hi) if hi < 45 else (angle <= hi)) for lo, hi in DIRECTION_BINS]
-    share = np.array([targets[on].sum() for on in bins], dtype=np.float64)
-    return np.array([iodine_recovery(predictions, targets, on) for on in bins]), share / share.sum()
+    return _recovery_in_bins(predictions, targets, bins)
 
 
 def recovery_by_amplitude(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Iodine recovery and share of the target per :data:`AMPLITUDE_BINS` (a pixel in ``(lo, hi]``; NaN for a
     bin without target), pooled over images ``(N, H, W)``."""
-    bins = [(targets > lo) & (targets <= hi) for lo, hi in AMPLITUDE_BINS]
-    share = np.array([targets[on].sum() for on in bins], dtype=np.float64)
-    return np.array([iodine_recovery(predictions, targets, on) for on in bins]), share / share.sum()
+    return _recovery_in_bins(predictions, targets, [(targets > lo) & (targets <= hi) for lo, hi in AMPLITUDE_BINS])
 
 
 def main() -> None:

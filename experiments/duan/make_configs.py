@@ -245,7 +245,7 @@ def configs() -> dict[str, dict]:
     out = {f"train_{row}": _train_config(row) for row in TRAIN_ROWS}
     out["test_common"] = _test(*TEST_SETS["common"][1:], motion=True)
     # a diagnostic of row q: `common` with its trees fed as row q's are (docs/results.md, v15)
-    out["test_common_fed"] = _test(*TEST_SETS["common"][1:], motion=True)
+    out["test_common_fed"] = copy.deepcopy(out["test_common"])
     out["test_common_fed"]["placement"].update(FEEDING)
     for name, (_, cts, sources, exposure) in TEST_SETS.items():
         if name == "common":
