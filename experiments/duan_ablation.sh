@@ -70,7 +70,8 @@ export_store() {  # export_store STEM: experiments/duan/STEM.yaml -> $OUT/data/S
 # seeds stayed at the all-zero image for 2000 steps; docs/results.md)
 declare -A START_FROM=([f]=e [i]=e [j]=e [k]=e [l]=e [n]=m [o]=p [q]=m)
 # the warm-up network of a training variant on a START_FROM row (default unet): one of the same architecture
-declare -A WARMUP=([unet_dose_d4]=unet_d4 [unet_dose_w16]=unet_w16 [unet_dose_d4_p128]=unet_d4)
+declare -A WARMUP=([unet_dose_d4]=unet_d4 [unet_dose_w16]=unet_w16 [unet_dose_d4_p128]=unet_d4
+                  [unet_dose_d4_p128_ema]=unet_d4 [unet_dose_d4_p128_cos]=unet_d4 [unet_dose_d4_p128_cos_ema]=unet_d4)
 # a U-Net-WGAN starts from the trained network of the same row and seed that it fine-tunes
 declare -A GAN_FROM=([unet_wgan]=unet [unet_w16_wgan]=unet_w16 [unet_dose_wgan]=unet_dose [unet_dose_w16_wgan]=unet_dose_w16)
 

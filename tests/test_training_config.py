@@ -62,7 +62,8 @@ def _flat(d: dict, prefix: str = "") -> dict:
 @pytest.mark.parametrize("name", ["unet_sup", "unet_sup4k", "unet_sup_cos", "unet_vsup", "unet_dose", "unet_wgan",
                                   "unet_d4", "unet_dose_d4", "unet_w16", "unet_dose_w16",
                                   "unet_dose_norm", "unet_dose_vw", "unet_flips4k", "unet_dose_wgan", "unet_dose_w16_wgan",
-                                  "unet_w16_wgan", "unet_d4_p128", "unet_dose_d4_p128"])
+                                  "unet_w16_wgan", "unet_d4_p128", "unet_dose_d4_p128", "unet_dose_d4_p128_ema",
+                                  "unet_dose_d4_p128_cos", "unet_dose_d4_p128_cos_ema"])
 def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     unet = _flat(json.loads(load_config(DUAN / "unet.yaml").to_json()))
     variant = _flat(json.loads(load_config(DUAN / f"{name}.yaml").to_json()))
@@ -82,6 +83,8 @@ def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     assert variant["gan.enabled"] == ("wgan" in name)
     assert variant["optim.vessel_weight"] == (4.0 if "vw" in name else 1.0)
     assert variant["data.augment.p_affine"] == (0.0 if "flips" in name else 0.3)
+    assert variant["optim.ema_decay"] == (0.999 if "ema" in name else None)
+    assert variant["optim.lr_schedule"] == ("cosine" if "cos" in name else "constant")
 
 
 @pytest.mark.parametrize(

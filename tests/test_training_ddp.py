@@ -1,4 +1,5 @@
-"""Two-process gloo DistributedDataParallel run on CPU ends with identical weights on both ranks."""
+"""Two-process gloo DistributedDataParallel run on CPU ends with identical weights (and weight averages) on
+both ranks."""
 
 import os
 import socket
@@ -50,7 +51,7 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path):
             "device": "cpu",
             "data": {"crop_size": 32, "patch_size": 32, "batch_size": 2, "in_memory": True},
             "model": {"base_channels": 4, "depth": 2},
-            "optim": {"lr": 1e-2, "max_steps": 4, "val_every": 2, "ckpt_every": 2},
+            "optim": {"lr": 1e-2, "max_steps": 4, "val_every": 2, "ckpt_every": 2, "ema_decay": 0.5},
         }
     )
     out = tmp_path / "run"
@@ -67,4 +68,6 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path):
     assert any(not torch.equal(init[k], v) for k, v in r0["state"].items())  # training moved them
     last = torch.load(out / "last.pt", weights_only=True)  # written by rank 0 only
     assert last["step"] == 4 and all(torch.equal(last["model"][k], v) for k, v in r0["state"].items())
+    # what the ranks return and rank 0 keeps is the weight average, not the stepped U-Net
+    assert any(not torch.equal(last["model_stepped"][k], v) for k, v in r0["state"].items())
     assert (out / "best.pt").exists()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from ddsa_sim import InputError
 from ddsa_sim.cli.train import register
 from ddsa_sim.export.format import source_ct_id
-from ddsa_sim.training.checkpoint import load_checkpoint
+from ddsa_sim.training.checkpoint import load_checkpoint, load_model
 from ddsa_sim.training.config import parse_config
 from ddsa_sim.training.data import OnTheFlyDataset, ZarrDDSADataset
 from ddsa_sim.training.evaluate import evaluate_checkpoint, format_table
@@ -136,6 +136,45 @@ def test_resume_continues_and_matches_uninterrupted_run(store, tmp_path):
             max_steps=9,
             progress=False,
         )
+
+
+def test_weight_average_is_the_exponential_average_of_the_stepped_weights_and_resumes_exactly(store, tmp_path):
+    """With ``optim.ema_decay`` d the kept generator after steps 1-3 is d^2 w1 + d (1 - d) w2 + (1 - d) w3 of
+    the weights w_k the optimiser reaches (a run without the average, resumed step by step, gives them),
+    batch-norm statistics alike; the checkpoint keeps w3 to step on, inference loads the average, and a
+    resumed averaged run ends where an uninterrupted one does."""
+    model = {"base_channels": 8, "depth": 3, "norm": "batch"}
+    plain = _cfg(model=model, optim={"max_steps": 3, "ckpt_every": 100, "val_every": 100})
+    stepped = []
+    for k in (1, 2, 3):
+        run_training(plain, tmp_path / "plain", store=store, progress=False, resume=k > 1, max_steps=k)
+        stepped.append(load_checkpoint(tmp_path / "plain" / "last.pt")["model"])
+    d = 0.5
+    averaged = _cfg(model=model, optim={"max_steps": 3, "ckpt_every": 100, "val_every": 100, "ema_decay": d})
+    start = _setup_state(averaged, torch.device("cpu"), 0, 1, ZarrDDSADataset(store, "train"), None).nets
+    assert start.generator is start.core  # before the first step the run's generator is the one it starts from
+    res = run_training(averaged, tmp_path / "avg", store=store, progress=False)
+    ckpt = load_checkpoint(tmp_path / "avg" / "last.pt")
+    inference, _, _, _ = load_model(tmp_path / "avg" / "last.pt")
+    w1, w2, w3 = stepped
+    floats = [k for k, v in w3.items() if v.is_floating_point()]
+    assert any("running_var" in k for k in floats)
+    for k in floats:
+        expected = d * d * w1[k] + d * (1 - d) * w2[k] + (1 - d) * w3[k]
+        assert not torch.allclose(expected, w3[k]), k  # the weights moved: the average is not the last step
+        assert torch.allclose(ckpt["model"][k], expected, atol=1e-6), k
+        assert torch.allclose(inference.state_dict()[k], expected, atol=1e-6), k
+        assert torch.allclose(res.model.state_dict()[k], expected, atol=1e-6), k
+        assert torch.allclose(ckpt["model_stepped"][k], w3[k], atol=1e-6), k
+    run_training(averaged, tmp_path / "part", store=store, progress=False, max_steps=2)
+    run_training(averaged, tmp_path / "part", store=store, progress=False, resume=True)
+    resumed = load_checkpoint(tmp_path / "part" / "last.pt")
+    for key in ("model", "model_stepped"):
+        for k in floats:
+            assert torch.allclose(resumed[key][k], ckpt[key][k], atol=1e-6), (key, k)
+    assert load_checkpoint(tmp_path / "plain" / "last.pt")["model_stepped"] is None
+    with pytest.raises(InputError, match="ema_decay"):
+        _cfg(optim={"ema_decay": 1.0})
 
 
 def test_vessel_threshold_reaches_the_loss_in_network_units(store):

@@ -4,8 +4,13 @@ A checkpoint is a dict of tensors and plain Python types only::
 
     format="ddsa-sim-checkpoint", format_version=1, software_version,
     config_json (the full TrainConfig as a JSON string), architecture (ModelConfig as a dict),
-    normalization (dict of floats), model (state_dict), critic (state_dict | None),
+    normalization (dict of floats), model (state_dict), model_stepped (state_dict | None),
+    critic (state_dict | None),
     optimizer / critic_optimizer / scaler (state dicts | None), step, best_score, rng (tensors / ints)
+
+``model`` is the generator to use (inference, evaluation, ``init_from``): with ``optim.ema_decay`` the
+average of its weights, and ``model_stepped`` the weights the optimiser steps, which a resumed run
+continues from (None without the average).
 
 Loading refuses a checkpoint whose architecture differs from the one asked for, naming the fields.
 """
@@ -42,6 +47,7 @@ def save_checkpoint(
     model: torch.nn.Module,
     step: int,
     best_score: float | None = None,
+    model_stepped: torch.nn.Module | None = None,
     critic: torch.nn.Module | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     critic_optimizer: torch.optim.Optimizer | None = None,
@@ -49,6 +55,9 @@ def save_checkpoint(
     rng: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (temporary file + rename).
+
+    ``model`` is the generator to use, ``model_stepped`` the optimiser's weights where they differ (a
+    weight average).
 
     Returns
     -------
@@ -65,6 +74,7 @@ def save_checkpoint(
         "architecture": config.model.model_dump(),
         "normalization": norm.to_dict(),
         "model": _unwrap(model).state_dict(),
+        "model_stepped": _unwrap(model_stepped).state_dict() if model_stepped is not None else None,
         "critic": _unwrap(critic).state_dict() if critic is not None else None,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "critic_optimizer": critic_optimizer.state_dict() if critic_optimizer is not None else None,

@@ -140,6 +140,11 @@ class OptimConfig(_Strict):
     lr_min: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
+    # exponential moving average of the generator's weights (batch-norm statistics alike), updated after
+    # every step: avg = decay avg + (1 - decay) weights, from the weights of the first step on. Validation,
+    # best.pt and inference use the average; the optimiser steps the weights (kept in the checkpoints so a
+    # run resumes exactly). None: off. 0.999 averages over about the last 1000 steps.
+    ema_decay: float | None = Field(None, gt=0, lt=1)
     loss: dict[Literal["l1", "l2", "ssim"], float] = {"l1": 1.0}
     # how the L1 / L2 terms count each image (ddsa_sim/training/losses.py): "pixel", every pixel of the
     # batch alike; "image", each image's error relative to its own target's energy (faint-vessel frames,

@@ -5,6 +5,10 @@ environment (NCCL on CUDA, gloo on CPU). The generator is wrapped in ``Distribut
 critic's gradients are averaged by an explicit all-reduce (its gradient penalty needs double backward).
 Rank 0 alone validates, logs and writes checkpoints.
 
+Weight average: with ``optim.ema_decay`` the run keeps an exponential moving average of the generator's
+weights (:class:`torch.optim.swa_utils.AveragedModel`); it is what is validated, kept in ``best.pt`` and
+returned, while the optimiser steps the weights as without it.
+
 Randomness: model init from ``seed``; the per-step batch generator is reseeded from
 ``(seed, rank, step)`` and the sampler is a seeded :class:`~ddsa_sim.training.data.InfiniteSampler`
 that skips the draws already consumed, so a resumed run sees exactly the data an uninterrupted run would.
@@ -32,6 +36,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -162,9 +167,11 @@ def _due(step: int, every: int, total_steps: int) -> bool:
 
 @dataclass
 class _Networks:
-    """Generator, critic (GAN only), their optimisers and the AMP grad scaler: what a resume restores.
+    """Generator, critic (GAN only), their optimisers, the AMP grad scaler and the generator's weight
+    average: what a resume restores.
 
-    ``model`` is the network being stepped, wrapped in DDP when ``world > 1``.
+    ``model`` is the network being stepped, wrapped in DDP when ``world > 1``; ``average`` the exponential
+    moving average of its weights (``optim.ema_decay``), None without.
     """
 
     model: torch.nn.Module
@@ -172,11 +179,19 @@ class _Networks:
     opt: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer | None
     scaler: torch.amp.GradScaler
+    average: AveragedModel | None
 
     @property
     def core(self) -> torch.nn.Module:
-        """The bare U-Net (without the DDP wrapper)."""
+        """The bare U-Net being stepped (without the DDP wrapper)."""
         return self.model.module if isinstance(self.model, DDP) else self.model
+
+    @property
+    def generator(self) -> torch.nn.Module:
+        """The U-Net to validate and keep: the weight average once it has averaged a step, else the stepped
+        U-Net (before the first step: the one a run starts from)."""
+        averaged = self.average is not None and int(self.average.n_averaged) > 0
+        return self.average.module if averaged else self.core
 
 
 @dataclass
@@ -201,7 +216,8 @@ class _TrainState:
             path,
             config=self.cfg,
             norm=self.norm,
-            model=n.core,
+            model=n.generator,
+            model_stepped=n.core if n.average is not None else None,
             step=self.step,
             best_score=self.best_score,
             critic=n.critic,
@@ -276,13 +292,22 @@ def _build_networks(cfg: TrainConfig, device: torch.device) -> _Networks:
         else None
     )
     scaler = torch.amp.GradScaler(device.type, enabled=_amp_dtype(cfg, device) == torch.float16)
-    return _Networks(model, critic, opt, opt_d, scaler)
+    # the exponential moving average of the weights and batch-norm statistics; its first update copies
+    # the weights of the first step
+    average = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
+        if cfg.optim.ema_decay is not None
+        else None
+    )
+    return _Networks(model, critic, opt, opt_d, scaler, average)
 
 
 def _restore(
     path: Path, cfg: TrainConfig, device: torch.device, nets: _Networks
 ) -> tuple[int, float | None, Normalization]:
-    """Load ``path`` (a ``last.pt`` of the same architecture) into ``nets``.
+    """Load ``path`` (a ``last.pt`` of the same architecture) into ``nets``: the stepped weights, and the
+    weight average where both the run and the checkpoint have one (a run that starts averaging on resume
+    starts it at the next step's weights).
 
     Returns
     -------
@@ -291,7 +316,11 @@ def _restore(
     """
     ckpt = load_checkpoint(path, map_location=device)
     check_architecture(ckpt, cfg.model, str(path))
-    load_state(nets.model, ckpt["model"], str(path))
+    stepped = ckpt.get("model_stepped")
+    load_state(nets.model, stepped if stepped is not None else ckpt["model"], str(path))
+    if nets.average is not None and stepped is not None:
+        load_state(nets.average.module, ckpt["model"], str(path))
+        nets.average.n_averaged.fill_(int(ckpt["step"]))
     if nets.critic is not None:
         if ckpt.get("critic") is None:
             raise InputError(f"{path}: has no critic but gan.enabled is true")
@@ -429,6 +458,8 @@ def _generator_update(state: _TrainState, loss: torch.Tensor) -> None:
         torch.nn.utils.clip_grad_norm_(nets.model.parameters(), clip)
     nets.scaler.step(nets.opt)
     nets.scaler.update()
+    if nets.average is not None:
+        nets.average.update_parameters(nets.core)
 
 
 def _train_step(
@@ -463,7 +494,7 @@ def _validate_and_keep_best(state: _TrainState, mon: _Monitor, result: TrainResu
     """Rank 0: validate, log metrics (and the image panel), write ``best.pt`` on a new best score."""
     cfg, step, writer = state.cfg, state.step, mon.writer
     metrics, first = validate(
-        state.nets.core, mon.val_ds, state.norm, state.device, mon.val_range, cfg.data.max_val_samples
+        state.nets.generator, mon.val_ds, state.norm, state.device, mon.val_range, cfg.data.max_val_samples
     )
     result.val_history.append((step, metrics))
     for k, v in metrics.items():
@@ -553,7 +584,7 @@ def _train_loop(
         _finish(state, mon)
     result.step = state.step
     result.best_score = state.best_score
-    result.model = state.nets.core
+    result.model = state.nets.generator
     return result
 
 
