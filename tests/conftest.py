@@ -1,9 +1,29 @@
-"""Shared fixtures: small analytic phantoms and the optional real chest CT."""
+"""Shared fixtures: small analytic phantoms, the optional real chest CT, and the scripts of experiments/."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+
+
+@pytest.fixture(scope="session")
+def experiment_script():
+    """Factory: the module of a script under ``experiments/`` (e.g. ``"duan/val_curves.py"``), loaded from its
+    file (the scripts are not a package)."""
+
+    def load(relative: str):
+        path = EXPERIMENTS / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 def _supersampled(shape, spacing_mm, inside, ss: int = 4) -> np.ndarray:

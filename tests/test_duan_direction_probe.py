@@ -2,20 +2,14 @@
 at the stated angle, its direction bins put a line at its angle to the image axes, and its amplitude bins
 put a pixel by the target's value."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 
 @pytest.fixture(scope="module")
-def probe():
-    path = Path(__file__).parents[1] / "experiments" / "duan" / "direction_probe.py"
-    spec = importlib.util.spec_from_file_location("duan_direction_probe", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def probe(experiment_script):
+    return experiment_script("duan/direction_probe.py")
 
 
 @pytest.mark.parametrize("angle", [0.0, 30.0, 90.0])

@@ -1,8 +1,5 @@
 """experiments/duan/val_curves.py reads back what `ddsa-sim train` validated, step by step, and draws it."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from ddsa_sim.training.config import parse_config
@@ -11,12 +8,8 @@ from ddsa_sim.training.synthetic import write_synthetic_store
 
 
 @pytest.fixture(scope="module")
-def val_curves():
-    path = Path(__file__).parents[1] / "experiments" / "duan" / "val_curves.py"
-    spec = importlib.util.spec_from_file_location("duan_val_curves", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def val_curves(experiment_script):
+    return experiment_script("duan/val_curves.py")
 
 
 def test_val_history_is_the_runs_validation_and_the_figure_is_written(val_curves, tmp_path):

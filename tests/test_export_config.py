@@ -142,20 +142,16 @@ def test_experiment_config_is_valid():
     assert 100 <= cfg.count <= 1000
 
 
-def test_duan_export_configs_are_what_make_configs_writes_and_load():
+def test_duan_export_configs_are_what_make_configs_writes_and_load(experiment_script):
     """The committed experiments/duan/*.yaml are make_configs.py's output (not edited by hand, not stale),
     each loads, rows l and m differ from rows k and e only in their bones (a cortex around a cancellous
     core), row n from row l only in its number of pseudo-patients (and so of samples), rows o and p from
     rows l and m only in the detector's roll (drawn over the full circle), and row q from row l only in its
     trees' feeding direction (within 45 deg of superior), as test_common_fed from test_common."""
-    import importlib.util
     from pathlib import Path
 
     here = Path(__file__).parents[1] / "experiments" / "duan"
-    spec = importlib.util.spec_from_file_location("duan_make_configs", here / "make_configs.py")
-    make_configs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_configs)
-    configs = make_configs.configs()
+    configs = experiment_script("duan/make_configs.py").configs()
     for stem, cfg in configs.items():
         assert yaml.safe_load((here / f"{stem}.yaml").read_text()) == cfg, stem
         load_config(here / f"{stem}.yaml")

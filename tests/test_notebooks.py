@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -40,14 +39,12 @@ def test_there_are_four_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_outputs_stripped_and_generated(path: Path):
+def test_outputs_stripped_and_generated(path: Path, experiment_script):
     nb = nbformat.read(str(path), as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: outputs not stripped"
-    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "experiments" / "make_notebooks.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = experiment_script("make_notebooks.py")
     fresh = mod.make(mod.NOTEBOOKS[path.name])
     assert [c.source for c in nb.cells] == [c.source for c in fresh.cells], \
         f"{path.name} differs from experiments/make_notebooks.py: regenerate it"
