@@ -2,7 +2,6 @@
 at the stated angle, its direction bins put a line at its angle to the image axes, and its amplitude bins
 put a pixel by the target's value."""
 
-
 import numpy as np
 import pytest
 
