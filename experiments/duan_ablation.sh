@@ -5,7 +5,7 @@
 #   2. export one training set per ablation row (experiments/duan/train_{a..q}.yaml: published L-system
 #      design, 16 poses per skeleton), one common full-physics test set and the out-of-distribution test
 #      sets, each with motion and without (experiments/duan/test_*.yaml, written by make_configs.py; and
-#      test_common_fed, row q's diagnostic),
+#      test_common_fed, row q's diagnostic, and test_common_fine, the pixel scale's),
 #   3. train the U-Net (experiments/duan/unet.yaml) per row and seed, the training variants of EXTRA (e.g.
 #      anatomy superposition, experiments/duan/unet_sup.yaml) on their rows, and the U-Net-WGAN
 #      (experiments/duan/unet_wgan.yaml) on row GAN_ROW, started from the U-Net of the same seed,
@@ -71,7 +71,8 @@ export_store() {  # export_store STEM: experiments/duan/STEM.yaml -> $OUT/data/S
 declare -A START_FROM=([f]=e [i]=e [j]=e [k]=e [l]=e [n]=m [o]=p [q]=m)
 # the warm-up network of a training variant on a START_FROM row (default unet): one of the same architecture
 declare -A WARMUP=([unet_dose_d4]=unet_d4 [unet_dose_w16]=unet_w16 [unet_dose_d4_p128]=unet_d4
-                  [unet_dose_d4_p128_ema]=unet_d4 [unet_dose_d4_p128_cos]=unet_d4 [unet_dose_d4_p128_cos_ema]=unet_d4)
+                  [unet_dose_d4_p128_ema]=unet_d4 [unet_dose_d4_p128_cos]=unet_d4 [unet_dose_d4_p128_cos_ema]=unet_d4
+                  [unet_dose_d4_p128_ema_w16]=unet_d4_w16)
 # a U-Net-WGAN starts from the trained network of the same row and seed that it fine-tunes
 declare -A GAN_FROM=([unet_wgan]=unet [unet_w16_wgan]=unet_w16 [unet_dose_wgan]=unet_dose [unet_dose_w16_wgan]=unet_dose_w16)
 

@@ -1,6 +1,6 @@
 """experiments/duan/direction_probe.py measures what it says: its straight tube is a cylinder's chord profile
-at the stated angle, its direction bins put a line at its angle to the image axes, and its amplitude bins
-put a pixel by the target's value."""
+at the stated angle, its direction bins put a line at its angle to the image axes, its amplitude bins
+put a pixel by the target's value, and its width bins by the width of the tube it belongs to."""
 
 import numpy as np
 import pytest
@@ -74,3 +74,16 @@ def test_recovery_by_amplitude_bins_each_pixel_by_the_targets_value(probe):
     assert np.isnan(recovery[[0, 2, 3]]).all()
     assert share[1] == pytest.approx(faint.sum() / targets.sum())
     assert share[-1] == pytest.approx(bright.sum() / targets.sum())
+
+
+def test_recovery_by_width_bins_each_tube_by_its_width(probe):
+    """Tubes of 6 and 20 pixels, the network drawing the narrow one in full and half of the wide one: the 4-8
+    pixel bin recovers 1.0, the bin above 16 pixels 0.5, and the shares are the tubes' sums over the total."""
+    narrow, wide = probe.tube((160, 160), 6.0, 30.0), probe.tube((160, 160), 20.0, 120.0)
+    width = probe.vessel_width(narrow)
+    assert np.median(width[narrow > probe.MIN_TARGET]) == pytest.approx(6.0, abs=1.0)
+    targets = np.stack([narrow, wide])
+    recovery, share = probe.recovery_by_width(np.stack([narrow, 0.5 * wide]), targets)
+    assert recovery[1] == pytest.approx(1.0, abs=0.02) and recovery[-1] == pytest.approx(0.5, abs=0.02)
+    assert share[1] == pytest.approx(narrow.sum() / targets.sum(), abs=0.03)
+    assert share[-1] == pytest.approx(wide.sum() / targets.sum(), abs=0.03)

@@ -107,6 +107,11 @@ def test_projection_matrix_accounts_for_crop(exported):
     uv = p @ np.append(iso, 1.0)
     # the isocenter projects to the centre of the binned detector (32, 32), i.e. (16, 12) after the crop
     assert np.allclose(uv[:2] / uv[2], [16.0, 12.0], atol=1e-6)
+    # a 2 mm binned pixel at the isocenter: 2 mm x SOD / SDD (MobileCArm's 530 / 1020 mm), whatever the crop
+    from ddsa_sim.training.data import ZarrDDSADataset
+
+    splits = {str(s) for s in root["meta/split"][:]}
+    assert all(ZarrDDSADataset(path, s).pixel_mm() == pytest.approx(2.0 * 530 / 1020, rel=1e-12) for s in splits)
 
 
 def test_inspect_ok_and_cli(exported):
@@ -130,6 +135,9 @@ def test_inspect_ok_and_cli(exported):
     assert res.exit_code == 0, res.output
     assert "8/8 complete" in res.output and "checksum(s) OK" in res.output
     assert "signal/clutter" in res.output
+    # 2 mm binned detector pixels at SOD / SDD = 530 / 1020 (the crop does not change them)
+    assert report.pixel_mm == pytest.approx(2.0 * 530 / 1020, rel=1e-12)
+    assert "images 24x32 of 1.039 mm at the isocenter" in res.output
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -63,7 +63,8 @@ def _flat(d: dict, prefix: str = "") -> dict:
                                   "unet_d4", "unet_dose_d4", "unet_w16", "unet_dose_w16",
                                   "unet_dose_norm", "unet_dose_vw", "unet_flips4k", "unet_dose_wgan", "unet_dose_w16_wgan",
                                   "unet_w16_wgan", "unet_d4_p128", "unet_dose_d4_p128", "unet_dose_d4_p128_ema",
-                                  "unet_dose_d4_p128_cos", "unet_dose_d4_p128_cos_ema"])
+                                  "unet_dose_d4_p128_cos", "unet_dose_d4_p128_cos_ema", "unet_d4_w16",
+                                  "unet_dose_d4_p128_ema_w16"])
 def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     unet = _flat(json.loads(load_config(DUAN / "unet.yaml").to_json()))
     variant = _flat(json.loads(load_config(DUAN / f"{name}.yaml").to_json()))
@@ -78,7 +79,7 @@ def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     assert variant["data.augment.p_vessel_superpose"] == (0.5 if "vsup" in name else 0.0)
     assert variant["data.augment.p_dose"] == (0.5 if "dose" in name else 0.0)
     assert (variant["model.depth"], variant["model.base_channels"], variant["model.max_channels"]) == (
-        (4, 8, 64) if "d4" in name else (3, 16, 128) if "w16" in name else (3, 8, 64))
+        4 if "d4" in name else 3, *((16, 128) if "w16" in name else (8, 64)))
     assert variant["optim.loss_reduction"] == ("image" if "norm" in name else "pixel")
     assert variant["gan.enabled"] == ("wgan" in name)
     assert variant["optim.vessel_weight"] == (4.0 if "vw" in name else 1.0)

@@ -133,8 +133,8 @@ def write_frames(folder: Path, ph: Phantom, instance_numbers: bool = True) -> li
     return paths
 
 
-def tiny_checkpoint(path: Path) -> Path:
-    """An untrained 2-level U-Net saved through the project's checkpoint module."""
+def tiny_checkpoint(path: Path, pixel_mm: float | None = None) -> Path:
+    """An untrained 2-level U-Net saved through the project's checkpoint module (trained at ``pixel_mm``)."""
     import torch
 
     from ddsa_sim.training.checkpoint import save_checkpoint
@@ -145,4 +145,4 @@ def tiny_checkpoint(path: Path) -> Path:
     cfg = parse_config({"model": {"base_channels": 4, "depth": 2}})
     torch.manual_seed(0)
     return save_checkpoint(path, config=cfg, norm=Normalization(offset=1.0, scale=0.5, target_max=0.6),
-                           model=UNet(cfg.model), step=0)
+                           model=UNet(cfg.model), step=0, pixel_mm=pixel_mm)

@@ -9,6 +9,13 @@ Display Frame Rate (0008,2144); for a folder of single frames, from Acquisition 
 Date/Time or Content Date/Time. A folder's frames are sorted by Instance Number (frame number) when
 every file has a distinct one, else by acquisition time.
 
+The pixel spacing at the isocenter (mm; :attr:`XARun.pixel_mm`, what ``ddsa-sim infer`` resamples to the
+network's scale) comes from Imager Pixel Spacing (0018,1164) times Distance Source to Patient (0018,1111) or
+Distance Source to Isocenter (0018,9402) over Distance Source to Detector (0018,1110), else Imager Pixel
+Spacing over Estimated Radiographic Magnification Factor (0018,1114), else Pixel Spacing (0028,0030), looked
+up in the dataset, then in the first item of each sequence of its shared and first per-frame functional
+groups (enhanced XA); None when none of them is there.
+
 Refused, with one line naming the file: missing pixel data, colour, signed or more than 16-bit
 pixels, compressed pixel data whose decoder is not installed, frames of several series or of
 different sizes in one folder.
@@ -53,6 +60,10 @@ class XARun:
         The files read, in frame order.
     source_refs
         ``(SOP Class UID, SOP Instance UID)`` of each source instance.
+    pixel_mm
+        ``(row, column)`` pixel spacing at the isocenter, mm (module docstring); None when unknown.
+    pixel_mm_from
+        The tags ``pixel_mm`` was computed from.
     """
 
     pixels: np.ndarray
@@ -61,6 +72,8 @@ class XARun:
     header: Dataset
     sources: tuple[Path, ...]
     source_refs: tuple[tuple[str, str], ...]
+    pixel_mm: tuple[float, float] | None = None
+    pixel_mm_from: str | None = None
 
     @property
     def max_value(self) -> float:
@@ -144,6 +157,44 @@ def _datetime(date: object, time: object) -> dt.datetime | None:
         return dt.datetime.combine(d, t)
     except ValueError:
         return None
+
+
+def _find(ds: Dataset, keyword: str) -> object:
+    """``keyword``'s value in ``ds``, else in the first item of a sequence of its shared, then its first
+    per-frame, functional groups (enhanced multi-frame); None if absent or empty."""
+    if ds.get(keyword) not in (None, ""):
+        return ds.get(keyword)
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for element in (ds.get(groups) or [Dataset()])[0]:
+            if element.VR == "SQ" and element.value and element.value[0].get(keyword) not in (None, ""):
+                return element.value[0].get(keyword)
+    return None
+
+
+def _isocenter_pixel_mm(ds: Dataset, path: Path) -> tuple[tuple[float, float] | None, str | None]:
+    """(row, column) pixel spacing at the isocenter, mm, and the tags it came from (module docstring)."""
+    try:
+        imager = _find(ds, "ImagerPixelSpacing")
+        sdd = _find(ds, "DistanceSourceToDetector")
+        sod_tag = "DistanceSourceToPatient" if _find(ds, "DistanceSourceToPatient") is not None else "DistanceSourceToIsocenter"
+        sod = _find(ds, sod_tag)
+        magnification = _find(ds, "EstimatedRadiographicMagnificationFactor")
+        calibrated = _find(ds, "PixelSpacing")
+        if imager is not None and sdd is not None and sod is not None:
+            factor, source = float(sod) / float(sdd), f"ImagerPixelSpacing x {sod_tag} / DistanceSourceToDetector"
+        elif imager is not None and magnification is not None:
+            factor, source = 1.0 / float(magnification), "ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor"
+        elif calibrated is not None:
+            imager, factor, source = calibrated, 1.0, "PixelSpacing"
+        else:
+            return None, None
+        spacing = np.atleast_1d(np.asarray(imager, dtype=np.float64)) * factor
+        row, col = float(spacing[0]), float(spacing[-1])  # one value: square pixels
+    except (TypeError, ValueError, IndexError, ZeroDivisionError):
+        raise InputError(f"{path}: pixel spacing, source distances or magnification are not positive numbers") from None
+    if not (row > 0 and col > 0):
+        raise InputError(f"{path}: pixel spacing at the isocenter must be > 0, got ({row}, {col}) mm from {source}")
+    return (row, col), source
 
 
 def _ms_from_first(stamps: list[dt.datetime]) -> np.ndarray:
@@ -234,4 +285,5 @@ def read_run(path: str | Path) -> XARun:
         ds, pixels = _read(path)
         files, headers, times = [path], [ds], _multiframe_times(ds, pixels.shape[0])
     refs = tuple((str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))) for ds in headers)
-    return XARun(pixels, int(headers[0].BitsStored), times, headers[0], tuple(files), refs)
+    pixel_mm, pixel_mm_from = _isocenter_pixel_mm(headers[0], files[0])
+    return XARun(pixels, int(headers[0].BitsStored), times, headers[0], tuple(files), refs, pixel_mm, pixel_mm_from)

@@ -100,6 +100,9 @@ def evaluate(
     ),
     verify: str = typer.Option("refuse", "--verify", help="sample checksums on read: refuse | skip | off"),
     tta: bool = typer.Option(False, "--tta", help="average the network over the image's flips and quarter turns"),
+    native_grid: bool = typer.Option(
+        False, "--native-grid", help="run the network on the store's pixel grid, not resampled to its training scale"
+    ),
 ) -> None:
     """Print network vs conventional-DSA vs all-zero metrics as one JSON object (a table on stderr) and
     write a comparison grid."""
@@ -108,7 +111,8 @@ def evaluate(
     if max_samples is not None and max_samples < 1:
         raise InputError(f"--max-samples: must be >= 1, got {max_samples}")
     png = out_png if out_png is not None else Path(checkpoint).parent / f"eval_{split}.png"
-    res = evaluate_checkpoint(checkpoint, data, split, png, max_samples=max_samples, verify=verify, tta=tta)
+    res = evaluate_checkpoint(checkpoint, data, split, png, max_samples=max_samples, verify=verify, tta=tta,
+                              native_grid=native_grid)
     print(format_table(res), file=sys.stderr)
     print(json.dumps(res))
 
@@ -130,18 +134,26 @@ def infer(
         None, "--frame-time-ms", help="XA run: frame interval in ms (replaces the run's frame times)"
     ),
     tta: bool = typer.Option(False, "--tta", help="average the network over the image's flips and quarter turns"),
+    pixel_mm: float | None = typer.Option(
+        None, "--pixel-mm", help="the input's pixel spacing at the isocenter, mm (an XA run's files give it)"
+    ),
+    native_grid: bool = typer.Option(
+        False, "--native-grid", help="run the network on the input's pixel grid, not resampled to its training scale"
+    ),
 ) -> None:
     """Extract DSA from contrast frames (docs/inference.md).
 
     An XA run gives a folder with the network's DSA and the conventional DSA, each as derived DICOM,
-    PNG frames, GIF and MP4; a PNG / TIFF input gives its own format plus preview PNGs.
+    PNG frames, GIF and MP4; a PNG / TIFF input gives its own format plus preview PNGs. The frames are
+    resampled to the pixel spacing of the network's training images and its DSA back ("Pixel scale").
     """
     from ddsa_sim.training.infer import infer_path
 
     if input_domain not in ("auto", "log", "intensity"):
         raise InputError(f"--input-domain must be auto, log or intensity, not {input_domain!r}")
     for p in infer_path(checkpoint, input, out, input_domain, i0,  # type: ignore[arg-type]
-                        mask_frame=mask_frame, pixel_shift=pixel_shift, frame_time_ms=frame_time_ms, tta=tta):
+                        mask_frame=mask_frame, pixel_shift=pixel_shift, frame_time_ms=frame_time_ms, tta=tta,
+                        pixel_mm=pixel_mm, native_grid=native_grid):
         print(p)
 
 

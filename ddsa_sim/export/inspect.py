@@ -13,6 +13,7 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 from ddsa_sim import InputError
 from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, exposed_field, sample_checksum, store_frames
 from ddsa_sim.export.store import completed, open_store
+from ddsa_sim.geometry.pixel_scale import median_pixel_spacing
 
 __all__ = ["CLUTTER_SIGMA_PX", "FIELD_MARGIN_SIGMAS", "InspectReport", "inspect_store", "sample_png", "vessel_conspicuity"]
 
@@ -88,6 +89,8 @@ class InspectReport:
     conspicuity: dict[str, dict[str, float]] = field(default_factory=dict)
     corrupted: list[tuple[int, str]] = field(default_factory=list)
     incomplete: list[int] = field(default_factory=list)
+    #: median pixel spacing at the isocenter of the complete samples, mm (None: images without a C-arm)
+    pixel_mm: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -100,6 +103,7 @@ class InspectReport:
                  f"format     {self.format_version}",
                  f"samples    {self.n_complete}/{self.n_samples} complete, images "
                  + f"{self.image_shape[0]}x{self.image_shape[1]}"
+                 + (f" of {self.pixel_mm:.4g} mm at the isocenter" if self.pixel_mm is not None else "")
                  + (f", sequences of {self.frames} frames" if self.frames else "")]
         for s in ("train", "val", "test"):
             lines.append(f"  {s:<6} {self.samples_per_split.get(s, 0):>8} samples  {self.cts_per_split.get(s, 0):>5} CTs")
@@ -175,7 +179,8 @@ def inspect_store(path: str | Path, verify: bool = True) -> InspectReport:
     return InspectReport(path, int(done.size), int(done.sum()), tuple(root.attrs["image_shape"]),
                          str(root.attrs.get("software_version")), int(root.attrs["format_version"]),
                          store_frames(root.attrs), dict(per_split), cts, stats, conspicuity, corrupted,
-                         np.flatnonzero(~done).tolist())
+                         np.flatnonzero(~done).tolist(),
+                         median_pixel_spacing(meta["projection_matrix"][:][done], meta["isocenter_mm"][:][done]))
 
 
 def sample_png(path: str | Path, index: int, out: str | Path) -> tuple[Path, Path]:

@@ -53,11 +53,13 @@ def save_checkpoint(
     critic_optimizer: torch.optim.Optimizer | None = None,
     scaler: Any = None,
     rng: dict[str, Any] | None = None,
+    pixel_mm: float | None = None,
 ) -> Path:
     """Write a checkpoint atomically (temporary file + rename).
 
     ``model`` is the generator to use, ``model_stepped`` the optimiser's weights where they differ (a
-    weight average).
+    weight average); ``pixel_mm`` the pixel spacing at the isocenter of the training images, mm, to which
+    ``ddsa-sim infer`` resamples a run (None: unknown, a run is used on its own pixel grid).
 
     Returns
     -------
@@ -82,6 +84,7 @@ def save_checkpoint(
         "step": int(step),
         "best_score": None if best_score is None else float(best_score),
         "rng": rng or {},
+        "pixel_mm": None if pixel_mm is None else float(pixel_mm),
     }
     with atomic_output(path) as tmp:
         torch.save(state, tmp)

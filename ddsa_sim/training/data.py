@@ -225,6 +225,15 @@ class ZarrDDSADataset(Dataset):
             raise IndexError(i)
         return np.asarray(self._root()["vessel_mask"][int(self.indices[i])]) != 0
 
+    def pixel_mm(self) -> float | None:
+        """Median pixel spacing at the isocenter of the split's samples, mm
+        (:func:`~ddsa_sim.geometry.pixel_scale.pixel_spacing_at`); None where no sample has a C-arm geometry
+        (an empty split, or images without one, such as :mod:`ddsa_sim.training.synthetic`'s)."""
+        from ddsa_sim.geometry.pixel_scale import median_pixel_spacing
+
+        m, samples = self._root()[META_GROUP], np.unique(self.indices)
+        return median_pixel_spacing(np.asarray(m["projection_matrix"][:])[samples], np.asarray(m["isocenter_mm"][:])[samples])
+
     def meta(self, i: int) -> dict[str, Any]:
         """Per-sample metadata (split, ct_id, vessel_id, pose, params) of item ``i``."""
         j = int(self.indices[i])

@@ -31,7 +31,7 @@ from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.loop import target_data_range
 from ddsa_sim.training.metrics import all_metrics, summarize
-from ddsa_sim.training.predict import network_dsa
+from ddsa_sim.training.pixel_grid import network_dsa_on_grid, network_shape
 from ddsa_sim.training.vessel_metrics import BG_THRESHOLD, DILATION_PX, vessel_metrics, win_counts
 
 __all__ = ["GRID_COLUMNS", "METHODS", "comparison_grid", "evaluate_checkpoint", "format_table"]
@@ -111,6 +111,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     verify: str = "refuse",
     tta: bool = False,
+    native_grid: bool = False,
 ) -> dict[str, Any]:
     """Score the network and the references (:data:`METHODS`) on one split.
 
@@ -118,6 +119,9 @@ def evaluate_checkpoint(
     :class:`~ddsa_sim.training.data.ZarrDDSADataset`); skipped samples are counted in the result.
     ``tta``: the network's image is its average over the image symmetries
     (:func:`~ddsa_sim.training.predict.network_dsa`); the result says which.
+    The network runs on the images resampled to the pixel spacing of its training images where the
+    checkpoint records it and the store's differs (:mod:`ddsa_sim.training.pixel_grid`), unless
+    ``native_grid``; the result holds both spacings (``pixel_mm``, ``model_pixel_mm``) and ``network_grid``.
 
     Returns
     -------
@@ -137,6 +141,9 @@ def evaluate_checkpoint(
     if len(ds) == 0:
         raise InputError(f"{store}: split '{split}' has no complete samples")
     data_range = target_data_range(ds)
+    pixel_mm, model_pixel_mm = ds.pixel_mm(), ckpt.get("pixel_mm")
+    on_grid = None if native_grid or model_pixel_mm is None else network_shape(ds.image_shape, (pixel_mm, pixel_mm),
+                                                                                model_pixel_mm)
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
     by_source: dict[str, dict[str, list[dict[str, float]]]] = {}
     grid = []
@@ -144,7 +151,7 @@ def evaluate_checkpoint(
     for i in tqdm(range(len(ds)), desc=f"evaluate {split}", disable=not progress):
         item = ds[i]
         x = item["contrast"][None].to(dev)
-        pred = network_dsa(model, norm, x, tta)[0, 0].cpu().numpy()
+        pred = network_dsa_on_grid(model, norm, x, on_grid, tta)[0, 0].cpu().numpy()
         contrast = item["contrast"][0].numpy()
         target = item["dsa_target"][0].numpy()
         vessel = ds.vessel_mask(i)
@@ -180,6 +187,9 @@ def evaluate_checkpoint(
         "checkpoint_step": int(ckpt["step"]),
         "tta": tta,
         "store": str(store),
+        "pixel_mm": pixel_mm,
+        "model_pixel_mm": model_pixel_mm,
+        "network_grid": None if on_grid is None else list(on_grid),
     }
     if out_png is not None:
         result["grid_png"] = str(comparison_grid(grid, out_png))

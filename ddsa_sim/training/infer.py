@@ -11,6 +11,10 @@ not inverted, not min-max stretched) with ``--i0`` the unattenuated value, or ``
 TIFF. An 8-bit image holds at most 256 levels: if its values span fewer than
 :data:`TINY_8BIT_RANGE` levels, ``-ln`` is a staircase and a warning says so (use 16-bit or float).
 
+Pixel scale. The network runs on each frame resampled to the pixel spacing at the isocenter of its training
+images (the checkpoint's ``pixel_mm``) and its DSA is resampled back (:mod:`ddsa_sim.training.pixel_grid`);
+the frames' spacing comes from an XA run's tags (:mod:`ddsa_sim.angio.xa`) or ``pixel_mm`` (PNG / TIFF).
+
 Outputs (``OUT`` = output path; for a directory of PNG / TIFF files, a directory):
 
 * TIFF in -> float32 TIFF of the DSA (-ln domain), one page per frame.
@@ -42,7 +46,7 @@ from ddsa_sim.angio.outputs import write_manifest, write_method
 from ddsa_sim.angio.xa import XARun, is_dicom_run, read_run
 from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.normalization import Normalization
-from ddsa_sim.training.predict import network_dsa
+from ddsa_sim.training.pixel_grid import network_dsa_on_grid, network_shape
 
 __all__ = ["Frames", "infer_path", "infer_run", "predict", "read_frames", "to_log_domain", "write_outputs"]
 
@@ -132,14 +136,33 @@ def predict(
     device: torch.device,
     progress: bool = False,
     tta: bool = False,
+    grid: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """DSA ``(N, H, W)`` float32 (-ln domain) for -ln-domain frames ``(N, H, W)``; ``tta``: averaged over the
-    image symmetries (:func:`ddsa_sim.training.predict.network_dsa`)."""
+    """DSA ``(N, H, W)`` float32 (-ln domain) for -ln-domain frames ``(N, H, W)``.
+
+    ``tta``: averaged over the image symmetries (:func:`ddsa_sim.training.predict.network_dsa`). ``grid``:
+    the network runs on each frame resampled to ``(rows, columns)`` and its DSA is resampled back
+    (:mod:`ddsa_sim.training.pixel_grid`; None: on the frame's own grid).
+    """
     out = np.empty_like(frames_log, dtype=np.float32)
     for k in tqdm(range(frames_log.shape[0]), desc="infer", disable=not progress or frames_log.shape[0] < 2):
         x = torch.from_numpy(np.ascontiguousarray(frames_log[k]))[None, None].to(device)
-        out[k] = network_dsa(model, norm, x, tta)[0, 0].cpu().numpy()
+        out[k] = network_dsa_on_grid(model, norm, x, grid, tta)[0, 0].cpu().numpy()
     return out
+
+
+def _network_grid(shape: tuple[int, int], pixel_mm: tuple[float, float] | None, model_pixel_mm: float | None,
+                  native_grid: bool, name: str) -> tuple[int, int] | None:
+    """Where the network runs on frames of ``shape`` (:func:`~ddsa_sim.training.pixel_grid.network_shape`; None:
+    on their own grid); warns, naming ``name``, when the network's scale is known and the frames' is not."""
+    if native_grid or model_pixel_mm is None:
+        return None
+    if pixel_mm is None:
+        warnings.warn(f"{name}: pixel spacing unknown, the network runs on the input's own pixel grid; give "
+                      f"--pixel-mm (the input's spacing at the isocenter) for a network trained at {model_pixel_mm:.3g} "
+                      "mm, or --native-grid to keep the grid without this warning", stacklevel=2)
+        return None
+    return network_shape(shape, pixel_mm, model_pixel_mm)
 
 
 def _preview(dsa: np.ndarray, hi: float, path: Path) -> None:
@@ -204,6 +227,9 @@ def infer_run(
     frame_time_ms: float | None = None,
     progress: bool = True,
     tta: bool = False,
+    model_pixel_mm: float | None = None,
+    pixel_mm: float | None = None,
+    native_grid: bool = False,
 ) -> list[Path]:
     """Network DSA and conventional DSA of one XA run into the folder ``out`` (module docstring).
 
@@ -227,6 +253,14 @@ def infer_run(
         Show tqdm bars.
     tta
         Average the network over the image symmetries (:func:`ddsa_sim.training.predict.network_dsa`).
+    model_pixel_mm
+        Pixel spacing at the isocenter of the network's training images, mm (the checkpoint's; None: unknown).
+    pixel_mm
+        The run's pixel spacing at the isocenter, mm, replacing the one its files give
+        (:attr:`~ddsa_sim.angio.xa.XARun.pixel_mm`).
+    native_grid
+        Run the network on the run's own pixel grid instead of resampling the frames to ``model_pixel_mm``
+        (:mod:`ddsa_sim.training.pixel_grid`).
 
     Returns
     -------
@@ -236,7 +270,10 @@ def infer_run(
     run = read_run(run_path)
     times, times_from = _run_times(run, frame_time_ms)
     log = to_log_domain(Frames(run.pixels, "dicom", run.max_value, False), input_domain, i0)
-    network = predict(model, norm, log, device, progress, tta)
+    spacing, spacing_from = ((pixel_mm, pixel_mm), "--pixel-mm") if pixel_mm is not None else (run.pixel_mm,
+                                                                                               run.pixel_mm_from)
+    grid = _network_grid(log.shape[-2:], spacing, model_pixel_mm, native_grid, str(run.sources[0]))
+    network = predict(model, norm, log, device, progress, tta, grid)
     methods = {"network": network}
     shifts = np.zeros((log.shape[0], 2))
     if log.shape[0] > 1:
@@ -262,6 +299,8 @@ def infer_run(
         "frame_times_ms": [round(float(t), 3) for t in times], "frame_times_from": times_from,
         "mask_frame": mask if "conventional" in methods else None, "pixel_shift": pixel_shift,
         "mask_shifts_px": shifts.round(3).tolist(), "window": list(window), "methods": list(methods), "tta": tta,
+        "pixel_mm": None if spacing is None else [round(float(v), 6) for v in spacing], "pixel_mm_from": spacing_from,
+        "model_pixel_mm": model_pixel_mm, "network_grid": None if grid is None else list(grid),
     }))
     return written
 
@@ -278,11 +317,16 @@ def infer_path(
     pixel_shift: bool = False,
     frame_time_ms: float | None = None,
     tta: bool = False,
+    pixel_mm: float | None = None,
+    native_grid: bool = False,
 ) -> list[Path]:
     """Infer DSA for an XA run (DICOM file or folder), a PNG/TIFF file or a folder of PNG/TIFF files.
 
     ``mask_frame``, ``pixel_shift`` and ``frame_time_ms`` apply to XA runs (see :func:`infer_run`); ``tta``
     averages the network over the image symmetries (:func:`ddsa_sim.training.predict.network_dsa`).
+    ``pixel_mm`` is the input's pixel spacing at the isocenter (mm; an XA run's files give it): the frames
+    are resampled to the spacing of the network's training images, unless ``native_grid``
+    (:mod:`ddsa_sim.training.pixel_grid`).
 
     Returns
     -------
@@ -293,10 +337,13 @@ def infer_path(
     if not input_path.exists():
         raise InputError(f"input not found: {input_path}")
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    model, norm, _, _ = load_model(checkpoint, dev)
+    if pixel_mm is not None and not pixel_mm > 0:
+        raise InputError(f"--pixel-mm must be > 0, not {pixel_mm}")
+    model, norm, _, ckpt = load_model(checkpoint, dev)
+    model_pixel_mm = ckpt.get("pixel_mm")
     if is_dicom_run(input_path):
         return infer_run(model, norm, dev, input_path, out, input_domain, i0, mask_frame, pixel_shift,
-                         frame_time_ms, progress, tta)
+                         frame_time_ms, progress, tta, model_pixel_mm, pixel_mm, native_grid)
     if input_path.is_dir():
         files = sorted(p for p in input_path.iterdir() if p.is_file() and p.suffix.lower() in PNG_EXT | TIFF_EXT)
         if not files:
@@ -307,6 +354,9 @@ def infer_path(
     written: list[Path] = []
     for src, dst in tqdm(pairs, desc="infer", disable=not progress or len(pairs) < 2):
         frames = read_frames(src)
-        dsa = predict(model, norm, to_log_domain(frames, input_domain, i0, str(src)), dev, progress, tta)
+        log = to_log_domain(frames, input_domain, i0, str(src))
+        grid = _network_grid(log.shape[-2:], None if pixel_mm is None else (pixel_mm, pixel_mm), model_pixel_mm,
+                             native_grid, str(src))
+        dsa = predict(model, norm, log, dev, progress, tta, grid)
         written += write_outputs(dsa, frames, dst, norm.target_max)
     return written

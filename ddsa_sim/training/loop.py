@@ -208,6 +208,8 @@ class _TrainState:
     autocast: Callable[[], AbstractContextManager[Any]]
     step: int = 0
     best_score: float | None = None
+    #: pixel spacing at the isocenter of the training images, mm (None: not known from the dataset)
+    pixel_mm: float | None = None
 
     def save(self, path: Path) -> None:
         """Write a checkpoint of the current step to ``path``."""
@@ -224,6 +226,7 @@ class _TrainState:
             optimizer=n.opt,
             critic_optimizer=n.opt_d,
             scaler=n.scaler if n.scaler.is_enabled() else None,
+            pixel_mm=self.pixel_mm,
         )
 
 
@@ -381,6 +384,7 @@ def _setup_state(
         autocast=(lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None else nullcontext,
         step=step,
         best_score=best_score,
+        pixel_mm=train_ds.pixel_mm() if isinstance(train_ds, ZarrDDSADataset) else None,
     )
 
 

@@ -24,10 +24,14 @@ network's sum over the target's sum there. The bins' share of the target is prin
 ``--by-amplitude`` bins every target pixel above :data:`MIN_TARGET` by the target's value instead
 (:data:`AMPLITUDE_BINS`, -ln units): how recovery depends on how bright a vessel is (a wide vessel, one
 seen end-on, overlapping vessels), the other property of a vessel that training data can leave out.
+``--by-width`` bins them by the width of the vessel they belong to (:data:`WIDTH_BINS`, pixels): twice the
+distance to the background (target at most :data:`MIN_TARGET`) at the nearest pixel of the target's medial
+axis (overlapping vessels count as one wider one).
 
     python experiments/duan/direction_probe.py out/duan2 test_common --runs RUN_s0 RUN_s1 RUN_s2
     python experiments/duan/direction_probe.py out/duan2 test_ood_generator_cow_static --by-direction --runs ...
     python experiments/duan/direction_probe.py out/duan3 test_common --by-amplitude --runs ...
+    python experiments/duan/direction_probe.py out/duan3 test_ood_generator_cow_static --by-width --runs ...
 """
 
 from __future__ import annotations
@@ -37,16 +41,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import rotate
+from scipy.ndimage import distance_transform_edt, rotate
 from skimage.feature import structure_tensor, structure_tensor_eigenvalues
+from skimage.morphology import medial_axis
 
 from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.predict import network_dsa
 from ddsa_sim.training.vessel_metrics import iodine_recovery
 
-__all__ = ["angle_to_axes", "figure", "recovery_by_amplitude", "recovery_by_direction", "tube", "tube_added",
-           "tube_backgrounds", "tube_recovery", "main"]
+__all__ = ["angle_to_axes", "figure", "recovery_by_amplitude", "recovery_by_direction", "recovery_by_width", "tube",
+           "tube_added", "tube_backgrounds", "tube_recovery", "vessel_width", "main"]
 
 #: peak -ln attenuation of the tube per pixel of its width (module docstring)
 AMPLITUDE_PER_PX = 0.04
@@ -58,6 +63,8 @@ TENSOR_SIGMA_PX, MIN_COHERENCE, MIN_TARGET = 2.0, 0.5, 0.02
 DIRECTION_BINS = ((0, 10), (10, 20), (20, 30), (30, 45))
 #: amplitude bins: the target's value, -ln units (the last one open above)
 AMPLITUDE_BINS = ((MIN_TARGET, 0.25), (0.25, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, np.inf))
+#: width bins: the width of the vessel a target pixel belongs to, pixels (the last one open above)
+WIDTH_BINS = ((0, 4), (4, 8), (8, 12), (12, 16), (16, np.inf))
 #: what the tubes are added to (:func:`tube_backgrounds`)
 BACKGROUNDS = ("anatomy", "noise", "turned")
 
@@ -166,6 +173,25 @@ def recovery_by_amplitude(predictions: np.ndarray, targets: np.ndarray) -> tuple
     return _recovery_in_bins(predictions, targets, [(targets > lo) & (targets <= hi) for lo, hi in AMPLITUDE_BINS])
 
 
+def vessel_width(target: np.ndarray) -> np.ndarray:
+    """Per pixel of ``target`` ``(H, W)`` above :data:`MIN_TARGET`: the width (pixels) of the vessel it belongs to,
+    twice the distance to the background at the nearest medial-axis pixel (module docstring); 0 elsewhere."""
+    inside = target > MIN_TARGET
+    if not inside.any():
+        return np.zeros(target.shape)
+    axis, distance = medial_axis(inside, return_distance=True)
+    nearest = distance_transform_edt(~axis, return_distances=False, return_indices=True)
+    return np.where(inside, 2 * distance[tuple(nearest)], 0.0)
+
+
+def recovery_by_width(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Iodine recovery and share of the target per :data:`WIDTH_BINS` (:func:`vessel_width` in ``[lo, hi)``; NaN
+    for a bin without target), pooled over images ``(N, H, W)``."""
+    width = np.stack([vessel_width(t) for t in targets])
+    inside = targets > MIN_TARGET
+    return _recovery_in_bins(predictions, targets, [inside & (width >= lo) & (width < hi) for lo, hi in WIDTH_BINS])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
@@ -176,6 +202,8 @@ def main() -> None:
                         help="the store's own vessels binned by direction instead of the straight tubes")
     binned.add_argument("--by-amplitude", action="store_true",
                         help="the store's own vessels binned by the target's value instead of the straight tubes")
+    binned.add_argument("--by-width", action="store_true",
+                        help="the store's own vessels binned by their width instead of the straight tubes")
     ap.add_argument("--widths", nargs="+", type=float, default=[4, 6, 8], help="tube widths, pixels")
     ap.add_argument("--angles", nargs="+", type=float, default=[0, 5, 10, 20, 30, 45], help="tube angles, deg")
     ap.add_argument("--background", choices=BACKGROUNDS, default="anatomy", help="what the tubes lie on")
@@ -184,14 +212,16 @@ def main() -> None:
                     "width along the columns and at 45 deg, and what each run draws of it (with TTA)")
     args = ap.parse_args()
     ds = ZarrDDSADataset(args.out / "data" / f"{args.store}.zarr", split="test")
-    if args.by_direction or args.by_amplitude:
+    if args.by_direction or args.by_amplitude or args.by_width:
         items = [ds[i] for i in range(len(ds))]
         frames = torch.stack([it["contrast"] for it in items])
         targets = np.stack([it["dsa_target"][0].numpy() for it in items])
         if args.by_direction:
             by, labels = recovery_by_direction, [f"{lo}-{hi} deg" for lo, hi in DIRECTION_BINS]
-        else:
+        elif args.by_amplitude:
             by, labels = recovery_by_amplitude, [f"{lo:g}-{hi:g}" for lo, hi in AMPLITUDE_BINS]
+        else:
+            by, labels = recovery_by_width, [f"{lo:g}-{hi:g} px" for lo, hi in WIDTH_BINS]
         print("| run | " + " | ".join(labels) + " |")
         print("|---|" + "---|" * len(labels))
         for run in args.runs:
