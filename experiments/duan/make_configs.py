@@ -247,8 +247,8 @@ def configs() -> dict[str, dict]:
     # a diagnostic of row q: `common` with its trees fed as row q's are (docs/results.md, v15)
     out["test_common_fed"] = copy.deepcopy(out["test_common"])
     out["test_common_fed"]["placement"].update(FEEDING)
-    # a diagnostic of `ddsa-sim infer`'s pixel scale: `common` on a 3x finer detector grid (binning 2: 384 x 384
-    # pixels of 0.39 mm, a clinical run's scale), the same scenes (docs/results.md, v17)
+    # a diagnostic of the networks' pixel scale: `common` on a 3x finer detector grid (binning 2: 384 x 384 pixels
+    # of 0.39 mm, 0.20 mm at the isocenter, a clinical run's scale), the same scenes (docs/results.md, v17)
     out["test_common_fine"] = copy.deepcopy(out["test_common"])
     out["test_common_fine"]["detector"]["binning"] = 2
     for name, (_, cts, sources, exposure) in TEST_SETS.items():
