@@ -38,9 +38,9 @@ TIGRE_HEAD_MEMBER = "*/tigre/demos/Test_data/MRheadbrain/head.mat"
 HU_NODES: tuple[tuple[float, float], ...] = ((0.0, -1000.0), (0.40, 20.0), (0.42, 60.0), (0.45, 250.0),
                                              (0.95, 2000.0))
 
-_HOW = ("download pytigre-0.1.8.tar.gz from https://pypi.org/project/pytigre/0.1.8/#files (pip download "
-        "--no-binary :all: pytigre needs a CUDA toolkit to prepare its metadata) and set "
-        "DDSA_SIM_PYTIGRE_TARBALL to it, or put it in ~/.cache/ddsa-sim/")
+_HOW = ("download pytigre-0.1.8.tar.gz from https://pypi.org/project/pytigre/0.1.8/#files (its link on "
+        "https://pypi.org/simple/pytigre/; pip download needs Cython and a CUDA toolkit to prepare its metadata) "
+        "and set DDSA_SIM_PYTIGRE_TARBALL to it, or put it in ~/.cache/ddsa-sim/")
 
 
 def is_tarball(path: Path) -> bool:
