@@ -225,6 +225,16 @@ def test_training_records_its_images_scale_and_evaluate_resamples_to_it(tmp_path
     assert coarse["network"]["psnr"] != pytest.approx(same["network"]["psnr"])
 
 
+def test_evaluate_on_a_store_of_unknown_scale_warns_and_keeps_its_grid(tmp_path):
+    store = write_synthetic_store(tmp_path / "syn.zarr", splits={"train": 1, "val": 1, "test": 1}, per_ct=2, size=48)
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt", pixel_mm=0.3)
+    with pytest.warns(UserWarning, match=r"syn\.zarr: pixel spacing unknown.*0\.3 mm"):
+        res = evaluate_checkpoint(ckpt, store, progress=False)
+    native = evaluate_checkpoint(ckpt, store, progress=False, native_grid=True)
+    assert res["pixel_mm"] is None and res["network_grid"] is None
+    assert res["network"]["psnr"] == pytest.approx(native["network"]["psnr"])
+
+
 def test_pixel_scale_script_stamps_old_checkpoints_with_their_training_scale(experiment_script, tmp_path):
     script = experiment_script("duan/pixel_scale.py")
     store = _store_seen_by_a_carm(tmp_path)

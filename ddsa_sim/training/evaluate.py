@@ -31,7 +31,7 @@ from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.loop import target_data_range
 from ddsa_sim.training.metrics import all_metrics, summarize
-from ddsa_sim.training.pixel_grid import network_dsa_on_grid, network_shape
+from ddsa_sim.training.pixel_grid import network_dsa_on_grid, network_grid
 from ddsa_sim.training.vessel_metrics import BG_THRESHOLD, DILATION_PX, vessel_metrics, win_counts
 
 __all__ = ["GRID_COLUMNS", "METHODS", "comparison_grid", "evaluate_checkpoint", "format_table"]
@@ -121,7 +121,8 @@ def evaluate_checkpoint(
     (:func:`~ddsa_sim.training.predict.network_dsa`); the result says which.
     The network runs on the images resampled to the pixel spacing of its training images where the
     checkpoint records it and the store's differs (:mod:`ddsa_sim.training.pixel_grid`), unless
-    ``native_grid``; the result holds both spacings (``pixel_mm``, ``model_pixel_mm``) and ``network_grid``.
+    ``native_grid`` (a store without C-arm geometry: on its own grid, with a warning); the result holds both
+    spacings (``pixel_mm``, ``model_pixel_mm``) and ``network_grid``.
 
     Returns
     -------
@@ -142,8 +143,8 @@ def evaluate_checkpoint(
         raise InputError(f"{store}: split '{split}' has no complete samples")
     data_range = target_data_range(ds)
     pixel_mm, model_pixel_mm = ds.pixel_mm(), ckpt.get("pixel_mm")
-    on_grid = None if native_grid or model_pixel_mm is None else network_shape(ds.image_shape, (pixel_mm, pixel_mm),
-                                                                                model_pixel_mm)
+    on_grid = network_grid(ds.image_shape, None if pixel_mm is None else (pixel_mm, pixel_mm), model_pixel_mm,
+                           native_grid, str(store))
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
     by_source: dict[str, dict[str, list[dict[str, float]]]] = {}
     grid = []

@@ -46,7 +46,7 @@ from ddsa_sim.angio.outputs import write_manifest, write_method
 from ddsa_sim.angio.xa import XARun, is_dicom_run, read_run
 from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.normalization import Normalization
-from ddsa_sim.training.pixel_grid import network_dsa_on_grid, network_shape
+from ddsa_sim.training.pixel_grid import network_dsa_on_grid, network_grid
 
 __all__ = ["Frames", "infer_path", "infer_run", "predict", "read_frames", "to_log_domain", "write_outputs"]
 
@@ -149,20 +149,6 @@ def predict(
         x = torch.from_numpy(np.ascontiguousarray(frames_log[k]))[None, None].to(device)
         out[k] = network_dsa_on_grid(model, norm, x, grid, tta)[0, 0].cpu().numpy()
     return out
-
-
-def _network_grid(shape: tuple[int, int], pixel_mm: tuple[float, float] | None, model_pixel_mm: float | None,
-                  native_grid: bool, name: str) -> tuple[int, int] | None:
-    """Where the network runs on frames of ``shape`` (:func:`~ddsa_sim.training.pixel_grid.network_shape`; None:
-    on their own grid); warns, naming ``name``, when the network's scale is known and the frames' is not."""
-    if native_grid or model_pixel_mm is None:
-        return None
-    if pixel_mm is None:
-        warnings.warn(f"{name}: pixel spacing unknown, the network runs on the input's own pixel grid; give "
-                      f"--pixel-mm (the input's spacing at the isocenter) for a network trained at {model_pixel_mm:.3g} "
-                      "mm, or --native-grid to keep the grid without this warning", stacklevel=2)
-        return None
-    return network_shape(shape, pixel_mm, model_pixel_mm)
 
 
 def _preview(dsa: np.ndarray, hi: float, path: Path) -> None:
@@ -272,7 +258,7 @@ def infer_run(
     log = to_log_domain(Frames(run.pixels, "dicom", run.max_value, False), input_domain, i0)
     spacing, spacing_from = ((pixel_mm, pixel_mm), "--pixel-mm") if pixel_mm is not None else (run.pixel_mm,
                                                                                                run.pixel_mm_from)
-    grid = _network_grid(log.shape[-2:], spacing, model_pixel_mm, native_grid, str(run.sources[0]))
+    grid = network_grid(log.shape[-2:], spacing, model_pixel_mm, native_grid, str(run.sources[0]))
     network = predict(model, norm, log, device, progress, tta, grid)
     methods = {"network": network}
     shifts = np.zeros((log.shape[0], 2))
@@ -355,7 +341,7 @@ def infer_path(
     for src, dst in tqdm(pairs, desc="infer", disable=not progress or len(pairs) < 2):
         frames = read_frames(src)
         log = to_log_domain(frames, input_domain, i0, str(src))
-        grid = _network_grid(log.shape[-2:], None if pixel_mm is None else (pixel_mm, pixel_mm), model_pixel_mm,
+        grid = network_grid(log.shape[-2:], None if pixel_mm is None else (pixel_mm, pixel_mm), model_pixel_mm,
                              native_grid, str(src))
         dsa = predict(model, norm, log, dev, progress, tta, grid)
         written += write_outputs(dsa, frames, dst, norm.target_max)

@@ -15,13 +15,16 @@ anti-aliasing filter when shrinking; the DSA, a difference of line integrals, is
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
 from ddsa_sim.training.normalization import Normalization
 from ddsa_sim.training.predict import network_dsa
 
-__all__ = ["RESAMPLE_TOLERANCE", "from_network_grid", "network_dsa_on_grid", "network_shape", "to_network_grid"]
+__all__ = ["RESAMPLE_TOLERANCE", "from_network_grid", "network_dsa_on_grid", "network_grid", "network_shape",
+           "to_network_grid"]
 
 #: a frame whose spacing is within this relative difference of the network's is used on its own grid
 RESAMPLE_TOLERANCE = 0.01
@@ -48,6 +51,34 @@ def network_shape(shape: tuple[int, int], pixel_mm: tuple[float, float], model_p
     if all(abs(p / model_pixel_mm - 1.0) <= RESAMPLE_TOLERANCE for p in pixel_mm):
         return None
     return tuple(max(1, round(n * p / model_pixel_mm)) for n, p in zip(shape, pixel_mm))  # type: ignore[return-value]
+
+
+def network_grid(shape: tuple[int, int], pixel_mm: tuple[float, float] | None, model_pixel_mm: float | None,
+                 native_grid: bool = False, name: str = "input") -> tuple[int, int] | None:
+    """Where the network runs on frames of ``shape``: :func:`network_shape`, or None (their own grid) with
+    ``native_grid``, when the network's scale is unknown, or when the frames' is, which warns naming ``name``.
+
+    Parameters
+    ----------
+    shape
+        ``(rows, columns)`` of the frames.
+    pixel_mm
+        ``(row, column)`` pixel spacing of the frames at the isocenter, mm; None: unknown.
+    model_pixel_mm
+        Pixel spacing at the isocenter of the network's training images, mm (the checkpoint's); None: unknown.
+    native_grid
+        Keep the frames' grid whatever the spacings.
+    name
+        The input named in the warning (a file, a store).
+    """
+    if native_grid or model_pixel_mm is None:
+        return None
+    if pixel_mm is None:
+        warnings.warn(f"{name}: pixel spacing unknown, the network runs on the input's own pixel grid; give its spacing "
+                      f"at the isocenter (ddsa-sim infer --pixel-mm) for a network trained at {model_pixel_mm:.3g} mm, "
+                      "or --native-grid to keep the grid without this warning", stacklevel=2)
+        return None
+    return network_shape(shape, pixel_mm, model_pixel_mm)
 
 
 def _resize(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
