@@ -11,7 +11,9 @@ Usage::
 Without a GPU the CUDA figures are skipped with a message (stderr) and the script exits 0 after the
 CPU figures of ``scene`` and ``export``.
 
-Main job (``scene``, ``export``): the chest CT (``builtin:chest-ct``, resampled to ``--ct-mm``
+``--ct`` (default ``builtin:chest-ct``) names the CT of every system.
+
+Main job (``scene``, ``export``): the CT (resampled to ``--ct-mm``
 isotropic voxels, written to a temporary NIfTI) with an ``lsystem`` tree (0.5 mm grid), noise on,
 scatter off, 70 kVp..100 kVp as the export's defaults, ``--scene-detector`` pixels of 298 mm / N.
 
@@ -25,7 +27,7 @@ scatter off, 70 kVp..100 kVp as the export's defaults, ``--scene-detector`` pixe
 Both for ``numba`` (siddon, the CPU default; and trilinear), ``torch-cpu`` (``backend: torch``) and
 ``cuda`` when present.
 
-Scene: the chest CT (``builtin:chest-ct``) resampled linearly to N^3 over its full extent,
+Scene: the CT resampled linearly to N^3 over its full extent,
 DeepDRR HU -> density, air / soft tissue / bone by thresholds; an iodine volume (10 mgI/ml in the
 150..350 HU voxels) on the same grid. Views: ``--views`` poses alpha in [-40, 40], beta in [-20, 20],
 M x M pixels covering 560 mm at the detector; step 0.1 mm for DeepDRR (its default) and for ours
@@ -53,7 +55,7 @@ import time
 import numpy as np
 
 
-def _scene(size: int):
+def _scene(ct_path: str, size: int):
     from scipy import ndimage
 
     from ddsa_sim.projector import ProjectorVolume
@@ -64,7 +66,7 @@ def _scene(size: int):
         segment_by_threshold,
     )
 
-    ct = read_ct("builtin:chest-ct")
+    ct = read_ct(ct_path)
     zoom = [size / s for s in ct.data.shape]
     hu = ndimage.zoom(ct.data.astype(np.float32), zoom, order=1)
     aff = ct.affine.copy()
@@ -163,17 +165,17 @@ def bench_diffdrr(vol, carms, n_points: int) -> dict:
             "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20}
 
 
-def _ct_file(folder, ct_mm: float) -> str:
-    """The chest CT resampled to ``ct_mm`` (0: as is) as a NIfTI in ``folder``."""
+def _ct_file(folder, ct_path: str, ct_mm: float) -> str:
+    """The CT ``ct_path`` resampled to ``ct_mm`` (0: as is) as a NIfTI in ``folder``."""
     import nibabel as nib
 
     from ddsa_sim.volumes import read_ct
     from ddsa_sim.volumes.readers import LPS_FROM_RAS
 
-    ct = read_ct("builtin:chest-ct")
+    ct = read_ct(ct_path)
     if ct_mm > 0:
         ct = ct.resampled(ct_mm)
-    path = f"{folder}/chest_{ct_mm:g}mm.nii.gz"
+    path = f"{folder}/ct_{ct_mm:g}mm.nii.gz"
     nib.save(nib.Nifti1Image(ct.data.astype(np.float32), np.linalg.inv(LPS_FROM_RAS) @ ct.affine), path)
     return path
 
@@ -253,7 +255,7 @@ def bench_main_job(args, variants: list[str], result: dict) -> None:
 
     systems = set(args.systems.split(","))
     with tempfile.TemporaryDirectory() as folder:
-        ct_path = _ct_file(folder, args.ct_mm)
+        ct_path = _ct_file(folder, args.ct, args.ct_mm)
         for variant in variants:
             if "scene" in systems:
                 result.setdefault("scene_pairs", {})[variant] = bench_scene(ct_path, variant, args.scene_detector,
@@ -279,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--views", type=int, default=64)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--systems", default="scene,export,ours,deepdrr,diffdrr")
+    ap.add_argument("--ct", default="builtin:chest-ct", help="the CT (a path or builtin name) of every system")
     ap.add_argument("--ct-mm", type=float, default=2.0, help="scene/export: CT voxel size (0: the file's)")
     ap.add_argument("--scene-detector", type=int, default=256, help="scene/export: detector pixels per side")
     ap.add_argument("--pairs", type=int, default=8, help="scene: poses rendered")
@@ -291,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 
     systems = set(args.systems.split(","))
     result = {"machine": f"{_cpu_name() or platform.machine()}, {os.cpu_count()} cores",
-              "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "ct_mm": args.ct_mm,
+              "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "ct": args.ct, "ct_mm": args.ct_mm,
               "scene_detector": args.scene_detector}
     if systems & {"scene", "export"}:
         bench_main_job(args, [v for v in args.cpu_variants.split(",") if v], result)
@@ -303,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                   batch=args.batch)
     if systems & {"scene", "export"}:
         bench_main_job(args, ["cuda"], result)
-    ct, vol, iod = _scene(args.size)
+    ct, vol, iod = _scene(args.ct, args.size)
     carms = _carms(ct, args.detector, args.views)
     if "ours" in systems:
         result["ours_step_0.1mm"] = bench_ours(vol, iod, carms, args.batch, 0.1)

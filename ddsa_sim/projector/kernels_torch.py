@@ -152,7 +152,7 @@ class TorchMarcher:
 
     # ------------------------------------------------------------------ upload
     def upload(self, vol: ProjectorVolume) -> torch.Tensor:
-        """(1, L, I, J, K) per-label density channels of ``vol`` on the device, cached by name."""
+        """(1, L, K, J, I) per-label density channels of ``vol`` on the device, cached by name."""
         torch = import_torch()
         key = (vol.density_g_per_cc, vol.labels)  # the arrays themselves: an id is reused once freed
         hit = self._volumes.get(vol.name)
@@ -162,7 +162,8 @@ class TorchMarcher:
         lab = torch.as_tensor(vol.labels).to(self.device)
         chans = torch.stack([torch.where(lab == m, dens, torch.zeros((), dtype=dens.dtype, device=self.device))
                              for m in range(len(vol.materials))])
-        chans = chans.to(self.dtype)[None].contiguous()
+        # (1, L, K, J, I): grid_sample's (x, y, z) are then the voxel indices (i, j, k), no flip per sample
+        chans = chans.to(self.dtype).permute(0, 3, 2, 1)[None].contiguous()
         del dens, lab
         self._volumes[vol.name] = (key, chans)
         return chans
@@ -228,12 +229,15 @@ class TorchMarcher:
         g = h / m
         t_first = (c_first / m - sa) / da
         n_samples = count + 2.0  # entry, planes, exit
-        entry = (s_vox + tmin[:, None] * d_vox).to(dt)
-        # per-ray constants for the per-sample pass (offsets from the entry, weights)
-        dv, cnt, gg, ns = d_vox.to(dt), count.to(dt), g.to(dt), n_samples.to(dt)
+        # grid_sample coordinates in [-1, 1] (align_corners=True) of the entry point and per mm along the
+        # ray, in float64, so a sample's coordinate is one multiply-add: entry_g + offset * dir_g
+        scale = torch.tensor([2.0 / (n - 1) if n > 1 else 0.0 for n in shape], dtype=f64, device=dev)
+        entry_g = ((s_vox + tmin[:, None] * d_vox) * scale - 1.0).to(dt)
+        dir_g = (d_vox * scale).to(dt)
+        # per-ray constants for the per-sample pass (offsets from the entry)
+        cnt, gg = count.to(dt), g.to(dt)
         first = (t_first - tmin).to(dt)
         span = (tmax - tmin).to(dt)
-        scale = torch.tensor([2.0 / (n - 1) if n > 1 else 0.0 for n in shape[::-1]], dtype=dt, device=dev)
         cols = torch.as_tensor(np.asarray(lut, dtype=np.int64), device=dev)
         s_max = int(n_samples.max().item())
         order = torch.argsort(n_samples)  # similar lengths share a launch: less padding
@@ -243,15 +247,16 @@ class TorchMarcher:
             idx = order[r0:r0 + rows]
             s_hi = int(n_samples[idx[-1]].item())
             acc = torch.zeros(idx.numel(), n_loc, dtype=f64, device=dev)
-            ci, gi, fi, sp, nsi = cnt[idx, None], gg[idx, None], first[idx, None], span[idx, None], ns[idx, None]
-
+            ci, gi, fi, sp = cnt[idx, None], gg[idx, None], first[idx, None], span[idx, None]
+            e_g, d_g = entry_g[idx, None, :], dir_g[idx, None, :]
             for q0 in range(0, s_hi, chunk_s):
-                q = torch.arange(q0, min(q0 + chunk_s, s_hi), device=dev, dtype=dt)[None, :]
-                off = _offset(q, fi, gi, ci, sp)
-                wq = 0.5 * (_offset(q + 1.0, fi, gi, ci, sp) - _offset(q - 1.0, fi, gi, ci, sp))  # trapezoid
-                wq = torch.where(q >= nsi, torch.zeros_like(wq), wq)
-                pos = entry[idx, None, :] + off[..., None] * dv[idx, None, :]  # (r, s, 3) voxel index i, j, k
-                grid = pos.flip(-1) * scale - 1.0  # grid_sample wants (x=k, y=j, z=i) in [-1, 1]
+                # offsets of samples q0 - 1 .. q1: the samples q0 .. q1 - 1 and their neighbours
+                q = torch.arange(q0 - 1, min(q0 + chunk_s, s_hi) + 1, device=dev, dtype=dt)[None, :]
+                off_ext = _offset(q, fi, gi, ci, sp)
+                off = off_ext[:, 1:-1]
+                # trapezoid weights; past the exit both neighbours sit at ``span``: weight 0
+                wq = 0.5 * (off_ext[:, 2:] - off_ext[:, :-2])
+                grid = torch.addcmul(e_g, off[..., None], d_g)  # (r, s, 3)
                 vals = F.grid_sample(chans, grid[None, None], mode="bilinear", padding_mode="border",
                                      align_corners=True)  # (1, L, 1, r, s)
                 acc += (vals[0, :, 0] * wq[None]).sum(-1).T.to(f64)

@@ -351,9 +351,11 @@ def _setup_state(
     world: int,
     train_ds: Dataset,
     resume_from: Path | None,
+    progress: bool = True,
 ) -> _TrainState:
     """Networks, optimisers, normalisation and counters: fresh, resumed from ``resume_from``, or a
-    fresh run whose generator and normalisation come from ``cfg.init_from``."""
+    fresh run whose generator and normalisation come from ``cfg.init_from`` (``progress``: the
+    normalisation statistics' bar)."""
     nets = _build_networks(cfg, device)
     if resume_from is not None:
         step, best_score, norm = _restore(resume_from, cfg, device, nets)
@@ -363,7 +365,8 @@ def _setup_state(
         load_state(nets.model, ckpt["model"], f"init_from {cfg.init_from}")
         step, best_score, norm = 0, None, Normalization.from_dict(ckpt["normalization"])
     else:
-        step, best_score, norm = 0, None, compute_normalization(train_ds, cfg.data.norm_samples, cfg.seed)
+        step, best_score, norm = 0, None, compute_normalization(train_ds, cfg.data.norm_samples, cfg.seed,
+                                                             progress)
     if world > 1:
         _wrap_ddp(nets, device)
     amp_dtype = _amp_dtype(cfg, device)
@@ -638,7 +641,7 @@ def run_training(
         train_ds, val_ds = _datasets(cfg, store, train_dataset, val_dataset)
         last_path = out_dir / "last.pt"
         resume_from = last_path if resume and last_path.exists() else None
-        state = _setup_state(cfg, device, rank, world, train_ds, resume_from)
+        state = _setup_state(cfg, device, rank, world, train_ds, resume_from, progress and rank == 0)
         loader = _make_loader(state, train_ds)
         mon = _open_monitor(state, out_dir, val_ds) if rank == 0 else None
         return _train_loop(state, loader, mon, total_steps, progress)

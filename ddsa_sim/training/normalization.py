@@ -55,7 +55,7 @@ class Normalization:
         return cls(**{k: float(d[k]) for k in ("offset", "scale", "target_min", "target_max")})
 
 
-def compute_normalization(dataset: Any, max_samples: int = 256, seed: int = 0) -> Normalization:
+def compute_normalization(dataset: Any, max_samples: int = 256, seed: int = 0, progress: bool = True) -> Normalization:
     """Statistics of ``contrast`` and ``dsa_target`` over (a seeded subset of) a dataset.
 
     Parameters
@@ -66,6 +66,8 @@ def compute_normalization(dataset: Any, max_samples: int = 256, seed: int = 0) -
         At most this many samples are read (chosen with ``numpy.random.default_rng(seed)``).
     seed
         Subset seed.
+    progress
+        Show a tqdm bar (from 32 samples on).
     """
     n = len(dataset)
     if n == 0:
@@ -75,7 +77,7 @@ def compute_normalization(dataset: Any, max_samples: int = 256, seed: int = 0) -
         idx = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
     s = s2 = count = 0.0
     tmin, tmax = np.inf, -np.inf
-    for i in tqdm(idx, desc="normalisation stats", leave=False, disable=len(idx) < 32):
+    for i in tqdm(idx, desc="normalisation stats", leave=False, disable=not progress or len(idx) < 32):
         item = dataset[int(i)]
         x = item["contrast"].double()
         t = item["dsa_target"]

@@ -1,0 +1,109 @@
+"""Training benchmark: generator steps/s of ``ddsa-sim train`` for training configs, on CUDA and the CPU.
+
+Usage::
+
+    python experiments/bench_train.py experiments/ddsa_gpu_paper.yaml experiments/duan/unet_dose_d4_p128_ema_w16.yaml
+    python experiments/bench_train.py experiments/ddsa_cpu_small.yaml --devices cuda,cpu --steps 100
+
+Each config trains on a synthetic store (:func:`ddsa_sim.training.synthetic.write_synthetic_store`,
+images of the config's ``data.crop_size``, 4 train CTs x 8 samples, 1 val CT) through
+:func:`ddsa_sim.training.loop.run_training`, as ``ddsa-sim train`` does: the config's data loader,
+augmentation, noise injection, AMP and optimiser, for ``--warmup + --steps`` steps. The rate is read
+from the run's own TensorBoard log: ``train/loss`` is written every ``log_every`` steps (set to a
+tenth of ``--steps``) with its wall time, so steps/s = (last step - first step at or after
+``--warmup``) / (their wall-time difference): the steady training loop, without the set-up
+(CUDA context, cuDNN autotuning, data-loader workers, normalisation statistics) or the validation
+and checkpoint at the end (``val_every`` etc. set past it). ``hours_for_max_steps`` projects the
+config's ``optim.max_steps`` at that rate, without its validations.
+
+No peer runs here: the public synthetic-DDSA training code is not a package this project can run
+(docs/benchmarks.md). Peak GPU memory: ``torch.cuda.max_memory_allocated`` of the long run. Without
+a GPU the CUDA rows are skipped with a message (stderr). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _loss_wall_times(tb_dir: Path) -> list[tuple[int, float]]:
+    """(step, wall time s) of every ``train/loss`` scalar in a run's TensorBoard folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.wall_time) for e in acc.Scalars("train/loss")]
+
+
+def bench_config(path: str, device: str, steps: int, warmup: int, folder: Path) -> dict:
+    """Steady steps/s of one training config on ``device`` (``cuda`` or ``cpu``)."""
+    import torch
+
+    from ddsa_sim.training.config import load_config
+    from ddsa_sim.training.loop import run_training
+    from ddsa_sim.training.synthetic import write_synthetic_store
+    from ddsa_sim.training.unet import build_unet
+
+    cfg = load_config(path)
+    far = warmup + steps + 1
+    optim = cfg.optim.model_copy(update={"val_every": far, "ckpt_every": far, "image_every": far,
+                                         "log_every": max(1, steps // 10)})
+    data = cfg.data.model_copy(update={"store": None})
+    cfg = cfg.model_copy(update={"device": device, "optim": optim, "data": data})
+    size = cfg.data.crop_size
+    store = folder / f"synthetic_{size}.zarr"
+    if not store.exists():
+        write_synthetic_store(store, splits={"train": 4, "val": 1}, per_ct=8, size=size)
+    out = folder / f"{Path(path).stem}_{device}"
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    run_training(cfg, out, store=store, max_steps=warmup + steps, progress=False)
+    logged = [(s, t) for s, t in _loss_wall_times(out / "tb") if s >= warmup]
+    (s0, t0), (s1, t1) = logged[0], logged[-1]
+    rate = (s1 - s0) / (t1 - t0)
+    row = {"config": path, "device": device, "batch_size": cfg.data.batch_size, "patch_size": cfg.data.patch_size,
+           "gan": cfg.gan.enabled, "amp": cfg.optim.amp and device == "cuda",
+           "parameters_m": round(sum(p.numel() for p in build_unet(cfg.model).parameters()) / 1e6, 2),
+           "steps": s1 - s0, "seconds": round(t1 - t0, 2), "steps_per_s": round(rate, 3),
+           "samples_per_s": round(rate * cfg.data.batch_size, 2),
+           "hours_for_max_steps": round(cfg.optim.max_steps / rate / 3600, 2), "max_steps": cfg.optim.max_steps}
+    if device == "cuda":
+        row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("configs", nargs="+", help="training config YAMLs")
+    ap.add_argument("--devices", default="cuda", help="comma-separated: cuda, cpu")
+    ap.add_argument("--steps", type=int, default=200, help="timed steps (the long run's extra steps)")
+    ap.add_argument("--warmup", type=int, default=20, help="steps of the short run")
+    args = ap.parse_args(argv)
+    import platform
+
+    import torch
+
+    devices = [d for d in args.devices.split(",") if d]
+    if "cuda" in devices and not torch.cuda.is_available():
+        print("bench_train: no CUDA GPU visible to PyTorch (torch.cuda.is_available() is False): CUDA rows skipped",
+              file=sys.stderr)
+        devices.remove("cuda")
+    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "torch": torch.__version__, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+              "rows": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for path in args.configs:
+            for device in devices:
+                result["rows"].append(bench_config(path, device, args.steps, args.warmup, Path(folder)))
+                print(json.dumps(result["rows"][-1]), flush=True)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""experiments/bench_train.py: the steady training rate read back from the run's TensorBoard log."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("tensorboard")
+
+
+def test_rate_is_read_from_the_logged_steps_and_beats_the_whole_run(experiment_script, tmp_path):
+    bench = experiment_script("bench_train.py")
+    t = time.perf_counter()
+    row = bench.bench_config("experiments/ddsa_cpu_small.yaml", "cpu", steps=6, warmup=2, folder=tmp_path)
+    whole = time.perf_counter() - t
+    # log_every = max(1, 6 // 10) = 1: every step is logged, the first at or after the warm-up is step 2
+    logged = bench._loss_wall_times(tmp_path / "ddsa_cpu_small_cpu" / "tb")
+    assert [s for s, _ in logged] == list(range(1, 9))
+    assert row["steps"] == 6 and row["seconds"] == pytest.approx(logged[-1][1] - logged[1][1], abs=0.01)
+    # the steady loop leaves out the set-up and the final validation: faster than the run as a whole
+    assert row["steps_per_s"] > 8 / whole
+    assert row["hours_for_max_steps"] == pytest.approx(2800 / row["steps_per_s"] / 3600, rel=0.01)
+    assert row["parameters_m"] == pytest.approx(1.29, abs=0.01)  # 16..128 channels, 4 down-samplings
