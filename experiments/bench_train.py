@@ -2,7 +2,7 @@
 
 Usage::
 
-    python experiments/bench_train.py experiments/ddsa_gpu_paper.yaml experiments/duan/unet_dose_d4_p128_ema_w16.yaml
+    python experiments/bench_train.py experiments/ddsa_gpu_paper.yaml experiments/duan/unet_d4_w16.yaml
     python experiments/bench_train.py experiments/ddsa_cpu_small.yaml --devices cuda,cpu --steps 100
 
 Each config trains on a synthetic store (:func:`ddsa_sim.training.synthetic.write_synthetic_store`,
@@ -14,10 +14,13 @@ tenth of ``--steps``) with its wall time, so steps/s = (last step - first step a
 ``--warmup``) / (their wall-time difference): the steady training loop, without the set-up
 (CUDA context, cuDNN autotuning, data-loader workers, normalisation statistics) or the validation
 and checkpoint at the end (``val_every`` etc. set past it). ``hours_for_max_steps`` projects the
-config's ``optim.max_steps`` at that rate, without its validations.
+config's ``optim.max_steps`` at that rate, without its validations. The synthetic store records no
+dose, so configs that lower the dose (``augment.dose_floor_ugy``) stop with that message; their
+network and patch size train at the rate of the same config without it. ``parameters_m``: the
+generator's (a GAN's critic is not counted).
 
 No peer runs here: the public synthetic-DDSA training code is not a package this project can run
-(docs/benchmarks.md). Peak GPU memory: ``torch.cuda.max_memory_allocated`` of the long run. Without
+(docs/benchmarks.md). Peak GPU memory: ``torch.cuda.max_memory_allocated`` of the run. Without
 a GPU the CUDA rows are skipped with a message (stderr). The last line is one JSON object.
 """
 
@@ -81,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("configs", nargs="+", help="training config YAMLs")
     ap.add_argument("--devices", default="cuda", help="comma-separated: cuda, cpu")
-    ap.add_argument("--steps", type=int, default=200, help="timed steps (the long run's extra steps)")
-    ap.add_argument("--warmup", type=int, default=20, help="steps of the short run")
+    ap.add_argument("--steps", type=int, default=200, help="timed steps, after the warm-up")
+    ap.add_argument("--warmup", type=int, default=20, help="steps before the timing starts")
     args = ap.parse_args(argv)
     import platform
 

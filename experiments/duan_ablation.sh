@@ -25,7 +25,8 @@
 # variant's warm-up (WARMUP below) or the network a U-Net-WGAN variant fine-tunes (GAN_FROM) comes before it;
 # "" skips them), TTA (default 1; "" skips
 # the test-time-augmentation evaluation), TESTS (test-set stems, default all), WORKERS (export processes,
-# default 1), MAX_STEPS (override optim.max_steps of both nets; a smoke test:
+# default 1), DEVICE (train on it: auto, cpu or cuda; default each config's, cpu), MAX_STEPS (override
+# optim.max_steps of both nets; a smoke test:
 # ROWS=a SEEDS=0 GAN_SEEDS= TESTS=test_common MAX_STEPS=5 bash experiments/duan_ablation.sh /tmp/duan_smoke).
 # Every stage resumes: a finished store, run or evaluation is kept, an interrupted export resumes.
 # Needs the pytigre 0.1.8 source tarball for the head test sets (DDSA_SIM_PYTIGRE_TARBALL, docs/export.md).
@@ -91,6 +92,7 @@ train_run() {  # train_run NET ROW SEED: $OUT/runs/NET_ROW_sSEED (config with se
     [[ -n $init ]] && echo "init_from: $OUT/runs/${init}_s$seed/best.pt" >> "$run.yaml"
     local args=("$run.yaml" --data "$OUT/data/train_$row.zarr" -o "$run")
     [[ -n "${MAX_STEPS:-}" ]] && args+=(--max-steps "$MAX_STEPS")
+    [[ -n "${DEVICE:-}" ]] && args+=(--device "$DEVICE")
     if [[ -f $run/last.pt ]]; then args+=(--resume); else args+=(--overwrite); fi
     stage "train ${net}_${row}_s$seed" ddsa-sim train "${args[@]}"
     touch "$run.done"

@@ -382,3 +382,18 @@ def test_cli_bad_input_is_one_line_exit_2(trained, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["infer", str(tmp_path / "missing.pt"), str(ckpt), "-o", str(tmp_path / "y")])
     assert r.exit_code == 2 and "checkpoint not found" in r.stderr
+
+
+def test_cli_train_device_overrides_the_config_and_names_bad_values(trained, store):
+    app, _, run = trained
+    cfg_path = run / "tiny.yaml"
+    bad = CliRunner().invoke(app, ["train", str(cfg_path), "--data", str(store), "--device", "gpu",
+                                   "-o", str(run / "bad")])
+    assert bad.exit_code == 2 and "error: --device: must be one of auto, cpu, cuda, not 'gpu'" in bad.stderr
+    assert not (run / "bad").exists()  # refused before the run folder is made
+    if torch.cuda.is_available():
+        pytest.skip("the CUDA refusal below needs a machine without a GPU")
+    # the config says auto (cpu here); --device cuda reaches the trainer, which refuses it here with its one line
+    r = CliRunner().invoke(app, ["train", str(cfg_path), "--data", str(store), "--device", "cuda",
+                                 "-o", str(run / "cuda")])
+    assert r.exit_code == 2 and "error: device: 'cuda' requested but no CUDA GPU is available" in r.stderr

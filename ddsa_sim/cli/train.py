@@ -7,6 +7,7 @@ Bad input prints one line ``error: ...`` on stderr and exits with status 2 (no t
 import functools
 import json
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def train(
     config: Path = typer.Argument(..., help="training config YAML (see experiments/)"),
     data: Path | None = typer.Option(None, "--data", help="exported Zarr store (overrides data.store)"),
     max_steps: int | None = typer.Option(None, "--max-steps", help="override optim.max_steps"),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (overrides device)"),
     out: Path = typer.Option(..., "-o", "--out", help="run directory (best.pt, last.pt, tb/)"),
     resume: bool = typer.Option(False, "--resume", help="continue from RUNDIR/last.pt"),
     overwrite: bool = OVERWRITE,
@@ -49,7 +51,7 @@ def train(
 
     from ddsa_sim.files import claim_output
     from ddsa_sim.training.checkpoint import load_checkpoint
-    from ddsa_sim.training.config import load_config
+    from ddsa_sim.training.config import TrainConfig, load_config
     from ddsa_sim.training.data import VERIFY_MODES
     from ddsa_sim.training.loop import run_training
 
@@ -59,9 +61,14 @@ def train(
         raise InputError(f"--resume: no {out / 'last.pt'} to continue from; run without --resume to start")
     if verify is not None and verify not in VERIFY_MODES:
         raise InputError(f"--verify: must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
+    devices = typing.get_args(TrainConfig.model_fields["device"].annotation)
+    if device is not None and device not in devices:
+        raise InputError(f"--device: must be one of {', '.join(devices)}, not {device!r}")
     cfg = load_config(config)
     if verify is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"verify": verify})})
+    if device is not None:
+        cfg = cfg.model_copy(update={"device": device})
     if os.environ.get("RANK", "0") == "0":  # DDP: rank 0 alone writes (and clears) the run folder
         claim_output(out, overwrite, keep=resume)
     res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume)
