@@ -74,7 +74,7 @@ def bench_config(path: str, device: str, steps: int, warmup: int, folder: Path) 
            "parameters_m": round(sum(p.numel() for p in build_unet(cfg.model).parameters()) / 1e6, 2),
            "steps": s1 - s0, "seconds": round(t1 - t0, 2), "steps_per_s": round(rate, 3),
            "samples_per_s": round(rate * cfg.data.batch_size, 2),
-           "hours_for_max_steps": round(cfg.optim.max_steps / rate / 3600, 2), "max_steps": cfg.optim.max_steps}
+           "hours_for_max_steps": round(cfg.optim.max_steps / rate / 3600, 3), "max_steps": cfg.optim.max_steps}
     if device == "cuda":
         row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
     return row
