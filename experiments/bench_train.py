@@ -56,8 +56,7 @@ def bench_config(path: str, device: str, steps: int, warmup: int, folder: Path) 
     far = warmup + steps + 1
     optim = cfg.optim.model_copy(update={"val_every": far, "ckpt_every": far, "image_every": far,
                                          "log_every": max(1, steps // 10)})
-    data = cfg.data.model_copy(update={"store": None})
-    cfg = cfg.model_copy(update={"device": device, "optim": optim, "data": data})
+    cfg = cfg.model_copy(update={"device": device, "optim": optim})  # the store: run_training's argument
     size = cfg.data.crop_size
     store = folder / f"synthetic_{size}.zarr"
     if not store.exists():

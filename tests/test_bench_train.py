@@ -6,8 +6,6 @@ import time
 
 import pytest
 
-pytest.importorskip("tensorboard")
-
 
 def test_rate_is_read_from_the_logged_steps_and_beats_the_whole_run(experiment_script, tmp_path):
     bench = experiment_script("bench_train.py")
