@@ -34,7 +34,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -43,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine  # experiments/machine.py, beside this script
 
 SHAPE = (256, 256, 108)
 SPACING_MM = (0.9, 0.9, 2.5)
@@ -168,19 +168,6 @@ def stages(ct: Path, out_npz: Path, processes: int) -> dict:
                            capture_output=True, text=True, check=True, cwd=ct.parent)
         runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
     return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def tested_code(cwd: Path) -> dict:

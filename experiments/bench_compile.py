@@ -25,11 +25,12 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from machine import machine  # experiments/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ("trilinear", "siddon", "voxelize")
@@ -132,7 +133,7 @@ def main() -> None:
         print(json.dumps(worker(args.worker)))
         return
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "python": platform.python_version(),
+              "machine": machine(),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                        text=True).stdout.strip(),
               "ours": measure(ROOT)}

@@ -48,11 +48,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
 import numpy as np
+from machine import machine  # experiments/machine.py, beside this script
 
 
 def _scene(ct_path: str, size: int):
@@ -266,14 +266,6 @@ def bench_main_job(args, variants: list[str], result: dict) -> None:
             print(json.dumps(result), flush=True)
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
-    except OSError:
-        return ""
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512)
@@ -288,12 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--export-count", type=int, default=8, help="export: samples written")
     ap.add_argument("--cpu-variants", default="numba-siddon,numba-trilinear,torch-cpu")
     args = ap.parse_args(argv)
-    import platform
-
     import torch
 
     systems = set(args.systems.split(","))
-    result = {"machine": f"{_cpu_name() or platform.machine()}, {os.cpu_count()} cores",
+    result = {"machine": machine(),
               "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "ct": args.ct, "ct_mm": args.ct_mm,
               "scene_detector": args.scene_detector}
     if systems & {"scene", "export"}:

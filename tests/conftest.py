@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,13 @@ EXPERIMENTS = Path(__file__).parents[1] / "experiments"
 @pytest.fixture(scope="session")
 def experiment_script():
     """Factory: the module of a script under ``experiments/`` (e.g. ``"duan/val_curves.py"``), loaded from its
-    file (the scripts are not a package)."""
+    file (the scripts are not a package) with its folder on ``sys.path``, as ``python <script>`` runs it, so the
+    scripts beside it that it imports are found."""
 
     def load(relative: str):
         path = EXPERIMENTS / relative
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

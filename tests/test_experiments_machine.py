@@ -1,0 +1,25 @@
+"""experiments/machine.py: the one description of the machine that every benchmark records."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import pytest
+
+
+def test_machine_names_the_cpu_model_not_only_the_architecture(experiment_script):
+    described = experiment_script("machine.py").machine()
+    assert described["cores"] == os.cpu_count() and described["python"] == platform.python_version()
+    assert described["load_avg_1m"] >= 0
+    if "model name" not in (open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""):
+        pytest.skip("no model name in /proc/cpuinfo (not Linux, or an ARM kernel): nothing more to name")
+    # platform.processor() says "x86_64" or "" on Linux hosts; the model name says which CPU it was
+    assert described["cpu"] not in ("", platform.machine(), platform.processor())
+
+
+@pytest.mark.parametrize("script", ["bench_cli.py", "bench_gpu.py", "bench_train.py", "bench_compile.py"])
+def test_every_benchmark_uses_the_shared_description(experiment_script, script):
+    module = experiment_script(script)  # loading resolves its `from machine import machine`, beside it
+    assert module.machine is sys.modules["machine"].machine
