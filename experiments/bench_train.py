@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
+
+from machine import machine  # experiments/machine.py, beside this script
 
 
 def _loss_wall_times(tb_dir: Path) -> list[tuple[int, float]]:
@@ -64,12 +65,12 @@ def bench_config(path: str, device: str, steps: int, warmup: int, folder: Path) 
     out = folder / f"{Path(path).stem}_{device}"
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    run_training(cfg, out, store=store, max_steps=warmup + steps, progress=False)
+    result = run_training(cfg, out, store=store, max_steps=warmup + steps, progress=False)
     logged = [(s, t) for s, t in _loss_wall_times(out / "tb") if s >= warmup]
     (s0, t0), (s1, t1) = logged[0], logged[-1]
     rate = (s1 - s0) / (t1 - t0)
     row = {"config": path, "device": device, "batch_size": cfg.data.batch_size, "patch_size": cfg.data.patch_size,
-           "gan": cfg.gan.enabled, "amp": cfg.optim.amp and device == "cuda",
+           "gan": cfg.gan.enabled, "precision": result.precision,
            "parameters_m": round(sum(p.numel() for p in build_unet(cfg.model).parameters()) / 1e6, 2),
            "steps": s1 - s0, "seconds": round(t1 - t0, 2), "steps_per_s": round(rate, 3),
            "samples_per_s": round(rate * cfg.data.batch_size, 2),
@@ -86,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=200, help="timed steps, after the warm-up")
     ap.add_argument("--warmup", type=int, default=20, help="steps before the timing starts")
     args = ap.parse_args(argv)
-    import platform
 
     import torch
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_train: no CUDA GPU visible to PyTorch (torch.cuda.is_available() is False): CUDA rows skipped",
               file=sys.stderr)
         devices.remove("cuda")
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    result = {"machine": machine(),
               "torch": torch.__version__, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
               "rows": []}
     with tempfile.TemporaryDirectory() as folder:

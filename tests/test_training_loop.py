@@ -74,6 +74,22 @@ def test_cosine_schedule_falls_from_lr_to_lr_min_and_resumes_on_its_curve(store,
         _cfg(optim={"lr_min": 1.0})
 
 
+def test_cosine_over_the_last_steps_keeps_lr_until_then_and_ends_at_lr_min():
+    """Warmup-stable-decay without the warm-up: lr until total - lr_decay_steps, then the cosine of a run of
+    lr_decay_steps steps, shifted to the end; extending the run (another total) moves the fall with it."""
+    optim = _cfg(optim={"lr_schedule": "cosine", "lr_min": 1e-5, "lr_decay_steps": 10}).optim
+    whole = _cfg(optim={"lr_schedule": "cosine", "lr_min": 1e-5}).optim
+    assert [learning_rate(optim, s, 30) for s in (0, 19, 20)] == [2e-3, 2e-3, 2e-3]
+    for s in range(20, 31):
+        assert learning_rate(optim, s, 30) == pytest.approx(learning_rate(whole, s - 20, 10))
+    assert learning_rate(optim, 25, 30) == pytest.approx((2e-3 + 1e-5) / 2)
+    assert learning_rate(optim, 29, 40) == 2e-3 and learning_rate(optim, 40, 40) == pytest.approx(1e-5)
+    # a run shorter than the decay anneals over the whole run, as without lr_decay_steps
+    assert learning_rate(optim, 3, 6) == pytest.approx(learning_rate(whole, 3, 6))
+    with pytest.raises(InputError, match="lr_decay_steps"):
+        _cfg(optim={"lr_decay_steps": 10})
+
+
 def test_zarr_dataset_split_and_incomplete(store):
     tr = ZarrDDSADataset(store, "train")
     assert len(tr) == 9  # the 2 incomplete train slots are skipped
@@ -237,7 +253,10 @@ def trained(store, tmp_path_factory):
         app, ["train", str(cfg_path), "--data", str(store), "--max-steps", "4", "-o", str(run / "run")]
     )
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 4
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["step"] == 4
+    # optim.amp (on by default, bfloat16) is a CUDA feature: a run on the CPU says it trained in float32
+    assert out["precision"] == ("bfloat16" if torch.cuda.is_available() else "float32")
     assert "note:" not in r.stderr  # a run from scratch has no starting network to speak of
     return app, run / "run" / "best.pt", run
 

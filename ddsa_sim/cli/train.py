@@ -87,6 +87,7 @@ def train(
                     "last_loss": last,
                     "best_score": res.best_score,
                     "best_step": best_step,
+                    "precision": res.precision,
                     "best": str(Path(out) / "best.pt"),
                     "last": str(Path(out) / "last.pt"),
                 }

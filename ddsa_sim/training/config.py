@@ -138,6 +138,10 @@ class OptimConfig(_Strict):
     # (lr_min + (lr - lr_min) (1 + cos(pi step / max_steps)) / 2); the critic's stays constant
     lr_schedule: Literal["constant", "cosine"] = "constant"
     lr_min: float = Field(0.0, ge=0)
+    # with "cosine": fall over the last lr_decay_steps steps only, lr before them (warmup-stable-decay,
+    # Hu et al. 2024, MiniCPM; Haegele et al. 2024): a run at a constant rate can be extended with
+    # --resume --max-steps and still end annealed. None: over the whole run.
+    lr_decay_steps: int | None = Field(None, ge=1)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
     # exponential moving average of the generator's weights (batch-norm statistics alike), updated after
@@ -169,6 +173,9 @@ class OptimConfig(_Strict):
             raise ValueError("loss needs at least one non-zero weight among l1, l2, ssim")
         if self.lr_min > self.lr:
             raise ValueError(f"lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
+        if self.lr_decay_steps is not None and self.lr_schedule != "cosine":
+            raise ValueError(f"lr_decay_steps ({self.lr_decay_steps}) needs lr_schedule: cosine, "
+                             f"got {self.lr_schedule!r}")
         return self
 
 

@@ -72,6 +72,9 @@ class TrainResult:
     model: torch.nn.Module | None = None
     rank: int = 0
     world_size: int = 1
+    #: dtype of the forward passes: "float32", or the autocast dtype ("bfloat16", "float16") of
+    #: ``optim.amp`` on CUDA (off on the CPU whatever the config says)
+    precision: str = "float32"
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -206,6 +209,7 @@ class _TrainState:
     norm: Normalization
     criterion: CombinedLoss
     autocast: Callable[[], AbstractContextManager[Any]]
+    precision: str
     step: int = 0
     best_score: float | None = None
     #: pixel spacing at the isocenter of the training images, mm (None: not known from the dataset)
@@ -385,6 +389,7 @@ def _setup_state(
             vessel_threshold=float(norm.norm_target(torch.tensor(cfg.optim.vessel_threshold))),
         ),
         autocast=(lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None else nullcontext,
+        precision=str(amp_dtype or torch.float32).removeprefix("torch."),
         step=step,
         best_score=best_score,
         pixel_mm=train_ds.pixel_mm() if isinstance(train_ds, ZarrDDSADataset) else None,
@@ -447,11 +452,13 @@ def _gan_loss(
 
 def learning_rate(optim: OptimConfig, step: int, total_steps: int) -> float:
     """The generator's learning rate for step ``step`` (0-based) of a run of ``total_steps``: ``optim.lr``,
-    or with ``lr_schedule: cosine`` the closed form of cosine annealing from ``lr`` to ``lr_min``. A
-    function of the step alone, so a resumed run continues the same curve (``--max-steps`` sets its end)."""
+    or with ``lr_schedule: cosine`` the closed form of cosine annealing from ``lr`` to ``lr_min``, over the
+    whole run or, with ``lr_decay_steps``, over its last that many steps (``lr`` before them). A function of
+    the step alone, so a resumed run continues the same curve (``--max-steps`` sets its end)."""
     if optim.lr_schedule == "constant":
         return optim.lr
-    t = min(step / max(total_steps, 1), 1.0)
+    decay = min(optim.lr_decay_steps or total_steps, total_steps)
+    t = min(max(step - (total_steps - decay), 0) / max(decay, 1), 1.0)
     return optim.lr_min + 0.5 * (optim.lr - optim.lr_min) * (1.0 + math.cos(math.pi * t))
 
 
@@ -549,6 +556,7 @@ def _train_loop(
         best_score=state.best_score,
         rank=state.rank,
         world_size=state.world,
+        precision=state.precision,
     )
     g = torch.Generator(device=state.device)
     state.nets.model.train()
