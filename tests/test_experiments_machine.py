@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,8 @@ def test_machine_names_the_cpu_model_not_only_the_architecture(experiment_script
     described = experiment_script("machine.py").machine()
     assert described["cores"] == os.cpu_count() and described["python"] == platform.python_version()
     assert described["load_avg_1m"] >= 0
-    if "model name" not in (open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""):
+    cpuinfo = Path("/proc/cpuinfo")
+    if "model name" not in (cpuinfo.read_text() if cpuinfo.exists() else ""):
         pytest.skip("no model name in /proc/cpuinfo (not Linux, or an ARM kernel): nothing more to name")
     # platform.processor() says "x86_64" or "" on Linux hosts; the model name says which CPU it was
     assert described["cpu"] not in ("", platform.machine(), platform.processor())
