@@ -1,0 +1,92 @@
+"""How noisy each image's vessels are: the spread of ``ddsa-sim inspect``'s signal/noise over a split's images, as
+stored and as a training config's lower-dose frames make them.
+
+An image's signal/noise (:func:`ddsa_sim.export.inspect.vessel_conspicuity`) is the median iodine line integral on
+its vessel pixels over the standard deviation of its noise (``contrast - contrast_clean``); ``inspect`` prints its
+median over a split. This prints the fractions of images below thresholds, which say whether a held-out set's
+frames lie inside what the training frames cover. With ``--config``, the config's lower-dose augmentation
+(:func:`ddsa_sim.training.augment.lower_dose`, the recorded noise times ``f^-1/2``, with the config's
+probability, fraction range and dose floor) is drawn ``--draws`` times per image, so the fractions are those of
+the frames the network trains on. The last line is one JSON object.
+
+    python experiments/duan/signal_to_noise.py out/duan4/data/train_l.zarr --split train \\
+        --config experiments/duan/unet_dose_d4_p128_ema_w16.yaml
+    python experiments/duan/signal_to_noise.py out/duan4/data/test_ood_exposure_static.zarr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from ddsa_sim.export.format import exposed_field
+from ddsa_sim.export.inspect import vessel_conspicuity
+from ddsa_sim.training.augment import lower_dose
+from ddsa_sim.training.config import AugmentConfig, load_config
+
+__all__ = ["THRESHOLDS", "augmented", "main", "signal_to_noise"]
+
+#: signal/noise thresholds of the printed fractions (below 1 a vessel pixel is fainter than the noise)
+THRESHOLDS = (1.0, 0.75, 0.5)
+
+
+def signal_to_noise(store: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(signal/noise, dose uGy)`` of every complete image of ``split`` that has vessel pixels (NaN dose where the
+    store records none); signal/noise as :func:`~ddsa_sim.export.inspect.vessel_conspicuity` (and ``inspect``)."""
+    root = zarr.open_group(str(store), mode="r")
+    meta = root["meta"]
+    splits = np.array([str(s) for s in meta["split"][:]])
+    done = np.asarray(meta["complete"][:], bool)
+    dose = np.asarray(meta["detector_air_kerma_ugy"][:], np.float64) if "detector_air_kerma_ugy" in meta \
+        else np.full(splits.size, np.nan)
+    collimation = meta["collimation"] if "collimation" in meta else None
+    ratios, doses = [], []
+    for i in np.flatnonzero(done & (splits == split)):
+        arrays = [np.asarray(root[k][i]) for k in ("contrast", "contrast_clean", "dsa_target", "vessel_mask")]
+        shape = arrays[0].shape[-2:]
+        field = exposed_field(None if collimation is None else collimation[i], shape)
+        for frame in zip(*(a.reshape(-1, *shape) for a in arrays)):  # a sequence: every frame
+            if (r := vessel_conspicuity(*frame, field)) is not None:
+                ratios.append(r[1])
+                doses.append(dose[i])
+    return np.array(ratios), np.array(doses)
+
+
+def augmented(ratios: np.ndarray, dose_ugy: np.ndarray, augment: AugmentConfig, draws: int,
+              seed: int = 0) -> np.ndarray:
+    """``draws`` signal/noise values per image after :func:`~ddsa_sim.training.augment.lower_dose`: the noise of a
+    frame at dose fraction ``f`` is its recorded noise times ``f^-1/2``, so its signal/noise is times ``f^1/2``."""
+    g = torch.Generator().manual_seed(seed)
+    r = torch.as_tensor(np.repeat(ratios, draws), dtype=torch.float64)
+    dose = torch.as_tensor(np.repeat(dose_ugy, draws))
+    # lower_dose on a zero base and unit noise returns f^-1/2 - 1 for each frame
+    gain = lower_dose(torch.zeros(r.numel(), 1, 1, 1), torch.ones(r.numel(), 1, 1, 1), dose, augment, g).flatten() + 1
+    return (r / gain.double()).numpy()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("store", type=Path)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--config", type=Path, help="a training config: apply its lower-dose augmentation")
+    ap.add_argument("--draws", type=int, default=20, help="augmented frames per image (with --config)")
+    args = ap.parse_args(argv)
+    ratios, dose = signal_to_noise(args.store, args.split)
+    if args.config is not None:
+        augment = load_config(args.config).data.augment
+        if augment.enabled and augment.p_dose > 0:
+            ratios = augmented(ratios, dose, augment, args.draws)
+    result = {"store": str(args.store), "split": args.split, "config": None if args.config is None else str(args.config),
+              "n": int(ratios.size), "median": round(float(np.median(ratios)), 3),
+              "fraction_below": {str(t): round(float(np.mean(ratios < t)), 4) for t in THRESHOLDS}}
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
