@@ -209,7 +209,6 @@ class _TrainState:
     norm: Normalization
     criterion: CombinedLoss
     autocast: Callable[[], AbstractContextManager[Any]]
-    precision: str
     step: int = 0
     best_score: float | None = None
     #: pixel spacing at the isocenter of the training images, mm (None: not known from the dataset)
@@ -389,7 +388,6 @@ def _setup_state(
             vessel_threshold=float(norm.norm_target(torch.tensor(cfg.optim.vessel_threshold))),
         ),
         autocast=(lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None else nullcontext,
-        precision=str(amp_dtype or torch.float32).removeprefix("torch."),
         step=step,
         best_score=best_score,
         pixel_mm=train_ds.pixel_mm() if isinstance(train_ds, ZarrDDSADataset) else None,
@@ -556,7 +554,7 @@ def _train_loop(
         best_score=state.best_score,
         rank=state.rank,
         world_size=state.world,
-        precision=state.precision,
+        precision=str(_amp_dtype(state.cfg, state.device) or torch.float32).removeprefix("torch."),
     )
     g = torch.Generator(device=state.device)
     state.nets.model.train()
