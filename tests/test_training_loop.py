@@ -154,6 +154,44 @@ def test_resume_continues_and_matches_uninterrupted_run(store, tmp_path):
         )
 
 
+def test_branch_continues_its_source_exactly_and_keeps_a_best_of_its_own(store, tmp_path):
+    """A branch with its source's recipe ends where the source continued ends (weights, weight average and
+    optimiser carried, the same batches: it is paired with its source); one with another recipe steps from
+    the same state; its best.pt is its own, the start validated first."""
+    cfg = _cfg(optim={"max_steps": 8, "ckpt_every": 100, "val_every": 100, "ema_decay": 0.9})
+    run_training(cfg, tmp_path / "source", store=store, max_steps=5, progress=False)
+    start = tmp_path / "start.pt"
+    start.write_bytes((tmp_path / "source" / "last.pt").read_bytes())
+    source = run_training(cfg, tmp_path / "source", store=store, resume=True, progress=False)
+    same = run_training(cfg, tmp_path / "same", store=store, branch_from=start, progress=False)
+    assert same.start_step == 5 and [s for s, _ in same.losses] == [6, 7, 8]
+    assert [s for s, _ in same.losses] == [s for s, _ in source.losses]
+    assert [v for _, v in same.losses] == pytest.approx([v for _, v in source.losses], rel=1e-6)
+    a, b = load_checkpoint(tmp_path / "source" / "last.pt"), load_checkpoint(tmp_path / "same" / "last.pt")
+    for key in ("model", "model_stepped"):
+        for k in a[key]:
+            assert torch.allclose(a[key][k], b[key][k], atol=1e-6), (key, k)
+    assert json.loads((tmp_path / "same" / "branch.json").read_text()) == {"checkpoint": str(start), "step": 5}
+    assert same.val_history[0][0] == 5  # the network it starts from, scored before its first step
+    # another recipe (lr 0: Adam moves nothing): the branch keeps its start's weights, at the source's step
+    frozen = run_training(_cfg(optim={"max_steps": 7, "ckpt_every": 100, "val_every": 100, "ema_decay": 0.9,
+                                      "lr": 1e-30}), tmp_path / "frozen", store=store, branch_from=start,
+                          progress=False)
+    ck, st = load_checkpoint(tmp_path / "frozen" / "last.pt"), load_checkpoint(start)
+    assert frozen.start_step == 5 and ck["step"] == 7
+    for k in st["model_stepped"]:
+        if st["model_stepped"][k].is_floating_point() and "running" not in k:
+            assert torch.allclose(ck["model_stepped"][k], st["model_stepped"][k], atol=1e-6), k
+    assert load_checkpoint(tmp_path / "frozen" / "best.pt")["step"] >= 5
+    with pytest.raises(InputError, match="resume and branch_from"):
+        run_training(cfg, tmp_path / "x", store=store, resume=True, branch_from=start, progress=False)
+    with pytest.raises(InputError, match="no checkpoint"):
+        run_training(cfg, tmp_path / "x", store=store, branch_from=tmp_path / "missing.pt", progress=False)
+    with pytest.raises(InputError, match="architecture mismatch"):
+        run_training(_cfg(model={"base_channels": 4}), tmp_path / "y", store=store, branch_from=start,
+                     progress=False)
+
+
 def test_weight_average_is_the_exponential_average_of_the_stepped_weights_and_resumes_exactly(store, tmp_path):
     """With ``optim.ema_decay`` d the kept generator after steps 1-3 is d^2 w1 + d (1 - d) w2 + (1 - d) w3 of
     the weights w_k the optimiser reaches (a run without the average, resumed step by step, gives them),
@@ -389,6 +427,26 @@ def test_cli_infer_png_tiff_dicom(trained, tmp_path):
     # the DICOM rescale recovers the network output of the TIFF's first frame (same intensities)
     values = out.pixel_array * float(out.RescaleSlope) + float(out.RescaleIntercept)
     assert np.allclose(values, tif[0], atol=float(out.RescaleSlope) + 1e-6)
+
+
+def test_cli_train_branch_from(trained, store):
+    app, _, run = trained
+    cfg_path, last = run / "tiny.yaml", run / "run" / "last.pt"
+    r = CliRunner().invoke(app, ["train", str(cfg_path), "--data", str(store), "--max-steps", "6",
+                                 "--branch-from", str(last), "-o", str(run / "branch")])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["start_step"] == 4 and out["step"] == 6 and out["best_step"] >= 4
+    assert json.loads((run / "branch" / "branch.json").read_text())["step"] == 4
+    for args, message in [
+        (["--resume", "-o", str(run / "branch")], "--resume and --branch-from: give one"),
+        (["-o", str(run / "run"), "--overwrite"], "lies in the run folder"),
+    ]:
+        r = CliRunner().invoke(app, ["train", str(cfg_path), "--data", str(store), "--branch-from", str(last), *args])
+        assert r.exit_code == 2 and r.stderr.startswith("error: ") and message in r.stderr, r.output
+    assert last.is_file()  # the refused --overwrite left the source run alone
+    r = CliRunner().invoke(app, ["train", str(cfg_path), "--branch-from", str(run / "none.pt"), "-o", str(run / "n")])
+    assert r.exit_code == 2 and "--branch-from: no checkpoint" in r.stderr and not (run / "n").exists()
 
 
 def test_cli_bad_input_is_one_line_exit_2(trained, tmp_path):

@@ -43,6 +43,9 @@ def train(
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (overrides device)"),
     out: Path = typer.Option(..., "-o", "--out", help="run directory (best.pt, last.pt, tb/)"),
     resume: bool = typer.Option(False, "--resume", help="continue from RUNDIR/last.pt"),
+    branch_from: Path | None = typer.Option(
+        None, "--branch-from", help="start from another run's checkpoint (weights, optimiser, step, data position) "
+        "under this config's recipe"),
     overwrite: bool = OVERWRITE,
     verify: str | None = VERIFY,
 ) -> None:
@@ -57,6 +60,13 @@ def train(
 
     if resume and overwrite:
         raise InputError("--resume and --overwrite: give one (continue the run, or start it again)")
+    if resume and branch_from is not None:
+        raise InputError("--resume and --branch-from: give one (continue this run, or start a branch of another)")
+    if branch_from is not None and not branch_from.is_file():
+        raise InputError(f"--branch-from: no checkpoint {branch_from}")
+    if branch_from is not None and out.resolve() in branch_from.resolve().parents:
+        raise InputError(f"--branch-from: {branch_from} lies in the run folder {out}; a branch needs a folder of "
+                         "its own (continue a run in its folder with --resume)")
     if resume and not (out / "last.pt").is_file():
         raise InputError(f"--resume: no {out / 'last.pt'} to continue from; run without --resume to start")
     if verify is not None and verify not in VERIFY_MODES:
@@ -71,13 +81,14 @@ def train(
         cfg = cfg.model_copy(update={"device": device})
     if os.environ.get("RANK", "0") == "0":  # DDP: rank 0 alone writes (and clears) the run folder
         claim_output(out, overwrite, keep=resume)
-    res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume)
+    res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume, branch_from=branch_from)
     if res.rank == 0:
         last = res.losses[-1][1] if res.losses else float("nan")
         best_step = int(load_checkpoint(Path(out) / "best.pt")["step"])
-        if cfg.init_from is not None and best_step == 0 < res.step:
+        start = branch_from if branch_from is not None else cfg.init_from if res.start_step == 0 else None
+        if start is not None and best_step == res.start_step < res.step:
             # a fine-tuning (e.g. a U-Net-GAN) whose validation never beat its start: say where its own network is
-            print(f"note: no validation check beat the network it started from ({cfg.init_from}), so best.pt is "
+            print(f"note: no validation check beat the network it started from ({start}), so best.pt is "
                   f"that network; the fine-tuned one is {Path(out) / 'last.pt'}", file=sys.stderr)
         print(
             json.dumps(

@@ -213,6 +213,9 @@ class _TrainState:
     best_score: float | None = None
     #: pixel spacing at the isocenter of the training images, mm (None: not known from the dataset)
     pixel_mm: float | None = None
+    #: validate the network the run starts from before its first step (``init_from``, a branch), so that
+    #: ``best.pt`` can never be worse than that network
+    validate_start: bool = False
 
     def save(self, path: Path) -> None:
         """Write a checkpoint of the current step to ``path``."""
@@ -354,14 +357,18 @@ def _setup_state(
     world: int,
     train_ds: Dataset,
     resume_from: Path | None,
+    branch_from: Path | None = None,
     progress: bool = True,
 ) -> _TrainState:
-    """Networks, optimisers, normalisation and counters: fresh, resumed from ``resume_from``, or a
-    fresh run whose generator and normalisation come from ``cfg.init_from`` (``progress``: the
-    normalisation statistics' bar)."""
+    """Networks, optimisers, normalisation and counters: fresh, resumed from ``resume_from``, branched from
+    another run's ``branch_from`` (its state and step, a best score of its own), or a fresh run whose
+    generator and normalisation come from ``cfg.init_from`` (``progress``: the normalisation statistics' bar)."""
     nets = _build_networks(cfg, device)
     if resume_from is not None:
         step, best_score, norm = _restore(resume_from, cfg, device, nets)
+    elif branch_from is not None:
+        step, _, norm = _restore(branch_from, cfg, device, nets)
+        best_score = None
     elif cfg.init_from is not None:
         ckpt = load_checkpoint(cfg.init_from, map_location=device)
         check_architecture(ckpt, cfg.model, f"init_from {cfg.init_from}")
@@ -391,6 +398,7 @@ def _setup_state(
         step=step,
         best_score=best_score,
         pixel_mm=train_ds.pixel_mm() if isinstance(train_ds, ZarrDDSADataset) else None,
+        validate_start=branch_from is not None or (resume_from is None and cfg.init_from is not None),
     )
 
 
@@ -568,8 +576,7 @@ def _train_loop(
     batches = iter(loader)
     optim = state.cfg.optim
     every = (optim.val_every, optim.ckpt_every)
-    if state.cfg.init_from is not None and start_step == 0:
-        # score the generator it starts from, so best.pt can never be worse than that
+    if state.validate_start:
         if mon is not None and mon.val_range is not None:
             _validate_and_keep_best(state, mon, result, total_steps)
         if state.world > 1:
@@ -607,6 +614,7 @@ def run_training(
     store: str | Path | None = None,
     max_steps: int | None = None,
     resume: bool = False,
+    branch_from: str | Path | None = None,
     train_dataset: Dataset | None = None,
     val_dataset: Dataset | None = None,
     progress: bool = True,
@@ -625,6 +633,12 @@ def run_training(
         Overrides ``cfg.optim.max_steps`` (total generator steps, counted across resumes).
     resume
         Continue from ``out_dir/last.pt`` if it exists (its architecture must match ``cfg``).
+    branch_from
+        Start from another run's checkpoint (its ``last.pt``) under ``cfg``'s recipe: its weights, weight
+        average, optimiser state and step, so that with the same ``seed`` and store the run sees the batches
+        the source run would have seen next (branches of one run are paired). ``best.pt`` is the branch's
+        own, its start validated first; ``out_dir/branch.json`` records the source. Not with ``resume``
+        (an interrupted branch resumes from its own ``last.pt``).
     train_dataset, val_dataset
         Explicit datasets (e.g. :class:`~ddsa_sim.training.data.OnTheFlyDataset`).
     progress
@@ -644,12 +658,20 @@ def run_training(
         total_steps = int(max_steps if max_steps is not None else cfg.optim.max_steps)
         if total_steps < 1:
             raise InputError(f"max_steps must be >= 1, got {total_steps}")
+        if branch_from is not None:
+            if resume:
+                raise InputError("resume and branch_from: give one (continue this run, or start a branch of another)")
+            branch_from = Path(branch_from)
+            if not branch_from.is_file():
+                raise InputError(f"branch_from: no checkpoint {branch_from}")
         train_ds, val_ds = _datasets(cfg, store, train_dataset, val_dataset)
         last_path = out_dir / "last.pt"
         resume_from = last_path if resume and last_path.exists() else None
-        state = _setup_state(cfg, device, rank, world, train_ds, resume_from, progress and rank == 0)
+        state = _setup_state(cfg, device, rank, world, train_ds, resume_from, branch_from, progress and rank == 0)
         loader = _make_loader(state, train_ds)
         mon = _open_monitor(state, out_dir, val_ds) if rank == 0 else None
+        if mon is not None and branch_from is not None:
+            (out_dir / "branch.json").write_text(json.dumps({"checkpoint": str(branch_from), "step": state.step}))
         return _train_loop(state, loader, mon, total_steps, progress)
     finally:
         if initialised_here and dist.is_initialized():
