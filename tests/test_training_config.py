@@ -65,7 +65,8 @@ def _flat(d: dict, prefix: str = "") -> dict:
                                   "unet_w16_wgan", "unet_d4_p128", "unet_dose_d4_p128", "unet_dose_d4_p128_ema",
                                   "unet_dose_d4_p128_cos", "unet_dose_d4_p128_cos_ema", "unet_d4_w16",
                                   "unet_dose_d4_p128_ema_w16", "unet_dose_d4_p128_ema_w16_cosend",
-                                  "unet_dose_d4_p128_ema_w16_l2", "unet_dose_d4_p128_ema_w16_lowdose"])
+                                  "unet_dose_d4_p128_ema_w16_l2", "unet_dose_d4_p128_ema_w16_lowdose",
+                                  "unet_dose_d4_p128_ema_w16_faint"])
 def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     unet = _flat(json.loads(load_config(DUAN / "unet.yaml").to_json()))
     variant = _flat(json.loads(load_config(DUAN / f"{name}.yaml").to_json()))
@@ -89,6 +90,8 @@ def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     assert variant["optim.lr_schedule"] == ("cosine" if "cos" in name else "constant")
     assert variant["optim.lr_decay_steps"] == (2000 if "cosend" in name else None)
     assert (variant["optim.loss.l1"], variant["optim.loss.l2"]) == ((0.0, 1.0) if name.endswith("_l2") else (1.0, 1.0))
+    assert (variant["data.augment.p_contrast"], variant["data.augment.contrast_range"]) == (
+        (0.5, [0.3, 1.3]) if "faint" in name else (0.0 if "flips" in name else 0.3, [0.7, 1.3]))
     assert variant["data.augment.dose_floor_ugy"] == (0.002 if "lowdose" in name else 0.01 if "dose" in name else
                                                       unet["data.augment.dose_floor_ugy"])
 

@@ -7,11 +7,15 @@ median over a split. This prints the fractions of images below thresholds, which
 frames lie inside what the training frames cover. With ``--config``, the config's lower-dose augmentation
 (:func:`ddsa_sim.training.augment.lower_dose`, the recorded noise times ``f^-1/2``, with the config's
 probability, fraction range and dose floor) is drawn ``--draws`` times per image, so the fractions are those of
-the frames the network trains on. The last line is one JSON object.
+the frames the network trains on. ``--per-width`` adds how bright the vessels are for their width: along the
+medial axis of each image's target (above :data:`MIN_TARGET`), the target over the vessel's width there (twice the
+distance to the background; -ln units per pixel of width, which a concentration, a spectrum or beam hardening
+scales), as percentiles; with ``--config``, times the factors its augmentation scales the targets by (``multiply``
+and ``contrast``). The last line is one JSON object.
 
     python experiments/duan/signal_to_noise.py out/duan4/data/train_l.zarr --split train \\
         --config experiments/duan/unet_dose_d4_p128_ema_w16.yaml
-    python experiments/duan/signal_to_noise.py out/duan4/data/test_ood_exposure_static.zarr
+    python experiments/duan/signal_to_noise.py out/duan4/data/test_ood_exposure_static.zarr --per-width
 """
 
 from __future__ import annotations
@@ -23,16 +27,22 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
+from skimage.morphology import medial_axis
 
 from ddsa_sim.export.format import exposed_field
 from ddsa_sim.export.inspect import vessel_conspicuity
-from ddsa_sim.training.augment import lower_dose
+from ddsa_sim.training.augment import augment_pair, lower_dose
 from ddsa_sim.training.config import AugmentConfig, load_config
 
-__all__ = ["THRESHOLDS", "augmented", "main", "signal_to_noise"]
+__all__ = ["MIN_TARGET", "PERCENTILES", "THRESHOLDS", "augmented", "iodine_per_width", "main", "medial_iodine_per_width",
+           "signal_to_noise", "target_gain"]
 
 #: signal/noise thresholds of the printed fractions (below 1 a vessel pixel is fainter than the noise)
 THRESHOLDS = (1.0, 0.75, 0.5)
+#: a vessel pixel's target is above this, -ln units (as ``direction_probe.py``'s bins)
+MIN_TARGET = 0.02
+#: percentiles printed of the iodine per pixel of width
+PERCENTILES = (10, 50, 90)
 
 
 def signal_to_noise(store: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -69,21 +79,55 @@ def augmented(ratios: np.ndarray, dose_ugy: np.ndarray, augment: AugmentConfig, 
     return (r / gain.double()).numpy()
 
 
+def iodine_per_width(store: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Along the medial axes of the vessels (target above :data:`MIN_TARGET`) of every complete image of ``split``
+    (a sequence's first frame): the target over the vessel's width there (-ln units per pixel), and the width
+    (pixels, twice the distance to the background; overlapping vessels count as one wider one)."""
+    root = zarr.open_group(str(store), mode="r")
+    meta = root["meta"]
+    splits = np.array([str(s) for s in meta["split"][:]])
+    done = np.asarray(meta["complete"][:], bool)
+    targets = (np.asarray(root["dsa_target"][i], np.float64) for i in np.flatnonzero(done & (splits == split)))
+    per_width, widths = zip(*(medial_iodine_per_width(t.reshape(-1, *t.shape[-2:])[0]) for t in targets))
+    return np.concatenate(per_width), np.concatenate(widths)
+
+
+def medial_iodine_per_width(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`iodine_per_width` of one target image ``(H, W)``: ``(target / width, width)`` on its medial axis."""
+    axis, distance = medial_axis(target > MIN_TARGET, return_distance=True)
+    width = 2 * distance[axis]
+    return target[axis] / width, width
+
+
+def target_gain(augment: AugmentConfig, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` draws of the factor :func:`~ddsa_sim.training.augment.augment_pair` multiplies a frame's target by
+    (``multiply`` and ``contrast``; the geometric transforms, which move iodine rather than scale it, left out)."""
+    still = augment.model_copy(update={"p_hflip": 0.0, "p_vflip": 0.0, "p_affine": 0.0, "p_elastic": 0.0, "p_blur": 0.0})
+    stack = torch.cat([torch.zeros(n, 1, 1, 1), torch.ones(n, 1, 1, 1)], dim=1)  # [base, target] of one pixel
+    return augment_pair(stack, still, torch.Generator().manual_seed(seed))[:, 1].flatten().numpy()
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("store", type=Path)
     ap.add_argument("--split", default="test")
     ap.add_argument("--config", type=Path, help="a training config: apply its lower-dose augmentation")
     ap.add_argument("--draws", type=int, default=20, help="augmented frames per image (with --config)")
+    ap.add_argument("--per-width", action="store_true", help="also the iodine per pixel of width along the vessels")
     args = ap.parse_args(argv)
+    augment = load_config(args.config).data.augment if args.config is not None else AugmentConfig(enabled=False)
     ratios, dose = signal_to_noise(args.store, args.split)
-    if args.config is not None:
-        augment = load_config(args.config).data.augment
-        if augment.enabled and augment.p_dose > 0:
-            ratios = augmented(ratios, dose, augment, args.draws)
+    if augment.enabled and augment.p_dose > 0:
+        ratios = augmented(ratios, dose, augment, args.draws)
     result = {"store": str(args.store), "split": args.split, "config": None if args.config is None else str(args.config),
               "n": int(ratios.size), "median": round(float(np.median(ratios)), 3),
               "fraction_below": {str(t): round(float(np.mean(ratios < t)), 4) for t in THRESHOLDS}}
+    if args.per_width:
+        per_width, _ = iodine_per_width(args.store, args.split)
+        if augment.enabled:
+            per_width = np.repeat(per_width, args.draws) * target_gain(augment, per_width.size * args.draws)
+        result["iodine_per_width_percentiles"] = {
+            str(q): round(float(v), 4) for q, v in zip(PERCENTILES, np.percentile(per_width, PERCENTILES))}
     print(json.dumps(result))
     return result
 
