@@ -25,10 +25,14 @@ def test_per_image_ratios_have_inspects_median(experiment_script, store):
 def test_a_quarter_of_the_dose_halves_every_ratio(experiment_script, store):
     snr = experiment_script("duan/signal_to_noise.py")
     ratios, dose = snr.signal_to_noise(store, "test")
-    quarter = AugmentConfig(p_dose=1.0, dose_fraction_range=(0.25, 0.25))  # noise x 2, no floor
+    quarter = AugmentConfig(p_dose=1.0, dose_fraction_range=(0.25, 0.25), p_contrast=0.0)  # noise x 2, no floor
     assert snr.augmented(ratios, dose, quarter, draws=3) == pytest.approx(np.repeat(ratios, 3) / 2, rel=1e-6)
+    # and the iodine at 0.6 of its concentration: signal x 0.6; a global multiply scales signal and noise alike
+    fainter = quarter.model_copy(update={"p_contrast": 1.0, "contrast_range": (0.6, 0.6), "p_multiply": 1.0})
+    assert snr.augmented(ratios, dose, fainter, draws=3) == pytest.approx(np.repeat(ratios, 3) * 0.3, rel=1e-6)
     # p_dose 0.5 and f log-uniform in [0.01, 1]: each frame kept or lowered, never raised, by at most 10x
-    half = snr.augmented(ratios, dose, AugmentConfig(p_dose=0.5, dose_fraction_range=(0.01, 1.0)), draws=200)
+    half = snr.augmented(ratios, dose, AugmentConfig(p_dose=0.5, dose_fraction_range=(0.01, 1.0), p_contrast=0.0),
+                         draws=200)
     scale = half / np.repeat(ratios, 200)
     assert scale.max() <= 1 + 1e-6 and scale.min() >= 0.1 - 1e-6 and 0.4 < np.mean(scale > 1 - 1e-6) < 0.6
 

@@ -1,17 +1,17 @@
 """How noisy each image's vessels are: the spread of ``ddsa-sim inspect``'s signal/noise over a split's images, as
-stored and as a training config's lower-dose frames make them.
+stored and as a training config's lower-dose frames and fainter iodine make them.
 
 An image's signal/noise (:func:`ddsa_sim.export.inspect.vessel_conspicuity`) is the median iodine line integral on
 its vessel pixels over the standard deviation of its noise (``contrast - contrast_clean``); ``inspect`` prints its
 median over a split. This prints the fractions of images below thresholds, which say whether a held-out set's
 frames lie inside what the training frames cover. With ``--config``, the config's lower-dose augmentation
 (:func:`ddsa_sim.training.augment.lower_dose`, the recorded noise times ``f^-1/2``, with the config's
-probability, fraction range and dose floor) is drawn ``--draws`` times per image, so the fractions are those of
-the frames the network trains on. ``--per-width`` adds how bright the vessels are for their width: along the
-medial axis of each image's target (above :data:`MIN_TARGET`), the target over the vessel's width there (twice the
-distance to the background; -ln units per pixel of width, which a concentration, a spectrum or beam hardening
-scales), as percentiles; with ``--config``, times the factors its augmentation scales the targets by (``multiply``
-and ``contrast``). The last line is one JSON object.
+probability, fraction range and dose floor) and its contrast scaling (the target alone) are drawn ``--draws`` times
+per image, so the fractions are those of the frames the network trains on. ``--per-width`` adds how bright the
+vessels are for their width: along the medial axis of each image's target (above :data:`MIN_TARGET`), the target
+over the vessel's width there (twice the distance to the background; -ln units per pixel of width, which a
+concentration, a spectrum or beam hardening scales), as percentiles; with ``--config``, times the factors its
+augmentation scales the targets by (``multiply`` and ``contrast``). The last line is one JSON object.
 
     python experiments/duan/signal_to_noise.py out/duan4/data/train_l.zarr --split train \\
         --config experiments/duan/unet_dose_d4_p128_ema_w16.yaml
@@ -69,14 +69,16 @@ def signal_to_noise(store: str | Path, split: str) -> tuple[np.ndarray, np.ndarr
 
 def augmented(ratios: np.ndarray, dose_ugy: np.ndarray, augment: AugmentConfig, draws: int,
               seed: int = 0) -> np.ndarray:
-    """``draws`` signal/noise values per image after :func:`~ddsa_sim.training.augment.lower_dose`: the noise of a
-    frame at dose fraction ``f`` is its recorded noise times ``f^-1/2``, so its signal/noise is times ``f^1/2``."""
+    """``draws`` signal/noise values per image after :func:`~ddsa_sim.training.augment.lower_dose` and the contrast
+    scaling: the noise of a frame at dose fraction ``f`` is its recorded noise times ``f^-1/2``, and ``contrast``
+    scales the target alone by ``c``, so its signal/noise is times ``c f^1/2``."""
     g = torch.Generator().manual_seed(seed)
     r = torch.as_tensor(np.repeat(ratios, draws), dtype=torch.float64)
     dose = torch.as_tensor(np.repeat(dose_ugy, draws))
     # lower_dose on a zero base and unit noise returns f^-1/2 - 1 for each frame
     gain = lower_dose(torch.zeros(r.numel(), 1, 1, 1), torch.ones(r.numel(), 1, 1, 1), dose, augment, g).flatten() + 1
-    return (r / gain.double()).numpy()
+    contrast = target_gain(augment.model_copy(update={"p_multiply": 0.0}), r.numel(), seed + 1)  # multiply: noise too
+    return (r * torch.from_numpy(contrast).double() / gain.double()).numpy()
 
 
 def iodine_per_width(store: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     augment = load_config(args.config).data.augment if args.config is not None else AugmentConfig(enabled=False)
     ratios, dose = signal_to_noise(args.store, args.split)
-    if augment.enabled and augment.p_dose > 0:
+    if augment.enabled:
         ratios = augmented(ratios, dose, augment, args.draws)
     result = {"store": str(args.store), "split": args.split, "config": None if args.config is None else str(args.config),
               "n": int(ratios.size), "median": round(float(np.median(ratios)), 3),
