@@ -66,7 +66,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
                                   "unet_dose_d4_p128_cos", "unet_dose_d4_p128_cos_ema", "unet_d4_w16",
                                   "unet_dose_d4_p128_ema_w16", "unet_dose_d4_p128_ema_w16_cosend",
                                   "unet_dose_d4_p128_ema_w16_l2", "unet_dose_d4_p128_ema_w16_lowdose",
-                                  "unet_dose_d4_p128_ema_w16_faint"])
+                                  "unet_dose_d4_p128_ema_w16_faint", "unet_dose_d4_p128_ema_w16_faint_lowdose"])
 def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
     unet = _flat(json.loads(load_config(DUAN / "unet.yaml").to_json()))
     variant = _flat(json.loads(load_config(DUAN / f"{name}.yaml").to_json()))

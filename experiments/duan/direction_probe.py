@@ -32,6 +32,7 @@ axis (overlapping vessels count as one wider one).
     python experiments/duan/direction_probe.py out/duan2 test_ood_generator_cow_static --by-direction --runs ...
     python experiments/duan/direction_probe.py out/duan3 test_common --by-amplitude --runs ...
     python experiments/duan/direction_probe.py out/duan3 test_ood_generator_cow_static --by-width --runs ...
+    python experiments/duan/direction_probe.py out/duan4 test_ood_anatomy_head_static --checkpoint last --runs ...
 """
 
 from __future__ import annotations
@@ -196,7 +197,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path, help="output folder of experiments/duan_ablation.sh")
     ap.add_argument("store", help="test store stem, e.g. test_common")
-    ap.add_argument("--runs", nargs="+", required=True, help="run folders under OUT/runs (their best.pt)")
+    ap.add_argument("--runs", nargs="+", required=True, help="run folders under OUT/runs")
+    ap.add_argument("--checkpoint", choices=("best", "last"), default="best", help="each run's best.pt or last.pt")
     binned = ap.add_mutually_exclusive_group()
     binned.add_argument("--by-direction", action="store_true",
                         help="the store's own vessels binned by direction instead of the straight tubes")
@@ -225,7 +227,7 @@ def main() -> None:
         print("| run | " + " | ".join(labels) + " |")
         print("|---|" + "---|" * len(labels))
         for run in args.runs:
-            model, norm, *_ = load_model(args.out / "runs" / run / "best.pt")
+            model, norm, *_ = load_model(args.out / "runs" / run / f"{args.checkpoint}.pt")
             pred = network_dsa(model, norm, frames, args.tta)[:, 0].numpy()
             recovery, share = by(pred, targets)
             print(f"| {run} | " + " | ".join(f"{x:.3f}" for x in recovery) + " |", flush=True)
@@ -233,12 +235,12 @@ def main() -> None:
         return
     frames = tube_backgrounds(ds, args.background)
     if args.figure:
-        checkpoints = {run: args.out / "runs" / run / "best.pt" for run in args.runs}
+        checkpoints = {run: args.out / "runs" / run / f"{args.checkpoint}.pt" for run in args.runs}
         figure(checkpoints, frames[0], args.widths[min(1, len(args.widths) - 1)], (0.0, 45.0), args.figure)
     print("| run | width (px) | " + " | ".join(f"{a:g} deg" for a in args.angles) + " |")
     print("|---|---|" + "---|" * len(args.angles))
     for run in args.runs:
-        rec = tube_recovery(args.out / "runs" / run / "best.pt", frames, args.widths, args.angles, args.tta)
+        rec = tube_recovery(args.out / "runs" / run / f"{args.checkpoint}.pt", frames, args.widths, args.angles, args.tta)
         for width, row in zip(args.widths, rec):
             print(f"| {run} | {width:g} | " + " | ".join(f"{x:.2f}" for x in row) + " |", flush=True)
 
