@@ -8,7 +8,7 @@ frames lie inside what the training frames cover. With ``--config``, the config'
 (:func:`ddsa_sim.training.augment.lower_dose`, the recorded noise times ``f^-1/2``, with the config's
 probability, fraction range and dose floor) and its contrast scaling (the target alone) are drawn ``--draws`` times
 per image, so the fractions are those of the frames the network trains on. ``--per-width`` adds how bright the
-vessels are for their width: along the medial axis of each image's target (above :data:`MIN_TARGET`), the target
+vessels are for their width: along the medial axis of each image's target (above ``direction_probe.MIN_TARGET``), the target
 over the vessel's width there (twice the distance to the background; -ln units per pixel of width, which a
 concentration, a spectrum or beam hardening scales), as percentiles; with ``--config``, times the factors its
 augmentation scales the targets by (``multiply`` and ``contrast``). The last line is one JSON object.
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
+from direction_probe import MIN_TARGET  # experiments/duan/direction_probe.py, beside this script
 from skimage.morphology import medial_axis
 
 from ddsa_sim.export.format import exposed_field
@@ -34,13 +35,11 @@ from ddsa_sim.export.inspect import vessel_conspicuity
 from ddsa_sim.training.augment import augment_pair, lower_dose
 from ddsa_sim.training.config import AugmentConfig, load_config
 
-__all__ = ["MIN_TARGET", "PERCENTILES", "THRESHOLDS", "augmented", "iodine_per_width", "main", "medial_iodine_per_width",
+__all__ = ["PERCENTILES", "THRESHOLDS", "augmented", "iodine_per_width", "main", "medial_iodine_per_width",
            "signal_to_noise", "target_gain"]
 
 #: signal/noise thresholds of the printed fractions (below 1 a vessel pixel is fainter than the noise)
 THRESHOLDS = (1.0, 0.75, 0.5)
-#: a vessel pixel's target is above this, -ln units (as ``direction_probe.py``'s bins)
-MIN_TARGET = 0.02
 #: percentiles printed of the iodine per pixel of width
 PERCENTILES = (10, 50, 90)
 
@@ -82,7 +81,7 @@ def augmented(ratios: np.ndarray, dose_ugy: np.ndarray, augment: AugmentConfig, 
 
 
 def iodine_per_width(store: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Along the medial axes of the vessels (target above :data:`MIN_TARGET`) of every complete image of ``split``
+    """Along the medial axes of the vessels (target above ``direction_probe.MIN_TARGET``) of every complete image of ``split``
     (a sequence's first frame): the target over the vessel's width there (-ln units per pixel), and the width
     (pixels, twice the distance to the background; overlapping vessels count as one wider one)."""
     root = zarr.open_group(str(store), mode="r")
@@ -90,8 +89,8 @@ def iodine_per_width(store: str | Path, split: str) -> tuple[np.ndarray, np.ndar
     splits = np.array([str(s) for s in meta["split"][:]])
     done = np.asarray(meta["complete"][:], bool)
     targets = (np.asarray(root["dsa_target"][i], np.float64) for i in np.flatnonzero(done & (splits == split)))
-    per_width, widths = zip(*(medial_iodine_per_width(t.reshape(-1, *t.shape[-2:])[0]) for t in targets))
-    return np.concatenate(per_width), np.concatenate(widths)
+    pairs = [medial_iodine_per_width(t.reshape(-1, *t.shape[-2:])[0]) for t in targets]
+    return tuple(np.concatenate([p[k] for p in pairs] or [np.zeros(0)]) for k in (0, 1))
 
 
 def medial_iodine_per_width(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
