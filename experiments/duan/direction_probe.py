@@ -52,7 +52,7 @@ from ddsa_sim.training.predict import network_dsa
 from ddsa_sim.training.vessel_metrics import iodine_recovery
 
 __all__ = ["angle_to_axes", "figure", "recovery_by_amplitude", "recovery_by_direction", "recovery_by_width", "tube",
-           "tube_added", "tube_backgrounds", "tube_recovery", "vessel_width", "main"]
+           "tube_added", "tube_backgrounds", "tube_recovery", "medial_width", "vessel_width", "main"]
 
 #: peak -ln attenuation of the tube per pixel of its width (module docstring)
 AMPLITUDE_PER_PX = 0.04
@@ -174,15 +174,23 @@ def recovery_by_amplitude(predictions: np.ndarray, targets: np.ndarray) -> tuple
     return _recovery_in_bins(predictions, targets, [(targets > lo) & (targets <= hi) for lo, hi in AMPLITUDE_BINS])
 
 
+def medial_width(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The medial axis ``(H, W)`` of ``target`` above :data:`MIN_TARGET` and, per pixel, twice the distance to the
+    background (pixels): a vessel's width on its axis. The axis is seeded: skimage breaks ties between equally
+    thin candidates at random, and an unseeded axis moves the measurements from run to run."""
+    axis, distance = medial_axis(target > MIN_TARGET, return_distance=True, rng=0)
+    return axis, 2 * distance
+
+
 def vessel_width(target: np.ndarray) -> np.ndarray:
     """Per pixel of ``target`` ``(H, W)`` above :data:`MIN_TARGET`: the width (pixels) of the vessel it belongs to,
     twice the distance to the background at the nearest medial-axis pixel (module docstring); 0 elsewhere."""
     inside = target > MIN_TARGET
     if not inside.any():
         return np.zeros(target.shape)
-    axis, distance = medial_axis(inside, return_distance=True)
+    axis, width = medial_width(target)
     nearest = distance_transform_edt(~axis, return_distances=False, return_indices=True)
-    return np.where(inside, 2 * distance[tuple(nearest)], 0.0)
+    return np.where(inside, width[tuple(nearest)], 0.0)
 
 
 def recovery_by_width(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,6 +221,7 @@ def main() -> None:
     ap.add_argument("--figure", type=Path, help="also write a PNG: the first frame with a tube of the second "
                     "width along the columns and at 45 deg, and what each run draws of it (with TTA)")
     args = ap.parse_args()
+    checkpoints = {run: args.out / "runs" / run / f"{args.checkpoint}.pt" for run in args.runs}
     ds = ZarrDDSADataset(args.out / "data" / f"{args.store}.zarr", split="test")
     if args.by_direction or args.by_amplitude or args.by_width:
         items = [ds[i] for i in range(len(ds))]
@@ -227,7 +236,7 @@ def main() -> None:
         print("| run | " + " | ".join(labels) + " |")
         print("|---|" + "---|" * len(labels))
         for run in args.runs:
-            model, norm, *_ = load_model(args.out / "runs" / run / f"{args.checkpoint}.pt")
+            model, norm, *_ = load_model(checkpoints[run])
             pred = network_dsa(model, norm, frames, args.tta)[:, 0].numpy()
             recovery, share = by(pred, targets)
             print(f"| {run} | " + " | ".join(f"{x:.3f}" for x in recovery) + " |", flush=True)
@@ -235,12 +244,11 @@ def main() -> None:
         return
     frames = tube_backgrounds(ds, args.background)
     if args.figure:
-        checkpoints = {run: args.out / "runs" / run / f"{args.checkpoint}.pt" for run in args.runs}
         figure(checkpoints, frames[0], args.widths[min(1, len(args.widths) - 1)], (0.0, 45.0), args.figure)
     print("| run | width (px) | " + " | ".join(f"{a:g} deg" for a in args.angles) + " |")
     print("|---|---|" + "---|" * len(args.angles))
     for run in args.runs:
-        rec = tube_recovery(args.out / "runs" / run / f"{args.checkpoint}.pt", frames, args.widths, args.angles, args.tta)
+        rec = tube_recovery(checkpoints[run], frames, args.widths, args.angles, args.tta)
         for width, row in zip(args.widths, rec):
             print(f"| {run} | {width:g} | " + " | ".join(f"{x:.2f}" for x in row) + " |", flush=True)
 

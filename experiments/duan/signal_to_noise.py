@@ -27,16 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
-from direction_probe import MIN_TARGET  # experiments/duan/direction_probe.py, beside this script
-from skimage.morphology import medial_axis
+from direction_probe import medial_width  # experiments/duan/direction_probe.py, beside this script
 
 from ddsa_sim.export.format import exposed_field
 from ddsa_sim.export.inspect import vessel_conspicuity
+from ddsa_sim.export.store import completed
 from ddsa_sim.training.augment import augment_pair, lower_dose
 from ddsa_sim.training.config import AugmentConfig, load_config
 
 __all__ = ["PERCENTILES", "THRESHOLDS", "augmented", "iodine_per_width", "main", "medial_iodine_per_width",
-           "signal_to_noise", "target_gain"]
+           "signal_to_noise", "split_samples", "target_gain"]
 
 #: signal/noise thresholds of the printed fractions (below 1 a vessel pixel is fainter than the noise)
 THRESHOLDS = (1.0, 0.75, 0.5)
@@ -44,18 +44,22 @@ THRESHOLDS = (1.0, 0.75, 0.5)
 PERCENTILES = (10, 50, 90)
 
 
+def split_samples(root: zarr.Group, split: str) -> np.ndarray:
+    """Indices of the complete samples of ``split`` in an open store."""
+    splits = np.array([str(s) for s in root["meta"]["split"][:]])
+    return np.flatnonzero(completed(root) & (splits == split))
+
+
 def signal_to_noise(store: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """``(signal/noise, dose uGy)`` of every complete image of ``split`` that has vessel pixels (NaN dose where the
     store records none); signal/noise as :func:`~ddsa_sim.export.inspect.vessel_conspicuity` (and ``inspect``)."""
     root = zarr.open_group(str(store), mode="r")
     meta = root["meta"]
-    splits = np.array([str(s) for s in meta["split"][:]])
-    done = np.asarray(meta["complete"][:], bool)
     dose = np.asarray(meta["detector_air_kerma_ugy"][:], np.float64) if "detector_air_kerma_ugy" in meta \
-        else np.full(splits.size, np.nan)
+        else np.full(meta["split"].shape[0], np.nan)
     collimation = meta["collimation"] if "collimation" in meta else None
     ratios, doses = [], []
-    for i in np.flatnonzero(done & (splits == split)):
+    for i in split_samples(root, split):
         arrays = [np.asarray(root[k][i]) for k in ("contrast", "contrast_clean", "dsa_target", "vessel_mask")]
         shape = arrays[0].shape[-2:]
         field = exposed_field(None if collimation is None else collimation[i], shape)
@@ -80,24 +84,21 @@ def augmented(ratios: np.ndarray, dose_ugy: np.ndarray, augment: AugmentConfig, 
     return (r * torch.from_numpy(contrast).double() / gain.double()).numpy()
 
 
-def iodine_per_width(store: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Along the medial axes of the vessels (target above ``direction_probe.MIN_TARGET``) of every complete image of ``split``
-    (a sequence's first frame): the target over the vessel's width there (-ln units per pixel), and the width
-    (pixels, twice the distance to the background; overlapping vessels count as one wider one)."""
+def iodine_per_width(store: str | Path, split: str) -> np.ndarray:
+    """Along the medial axes of the vessels (target above ``direction_probe.MIN_TARGET``) of every complete image
+    of ``split`` (a sequence's first frame): the target over the vessel's width there, -ln units per pixel
+    (:func:`medial_iodine_per_width`)."""
     root = zarr.open_group(str(store), mode="r")
-    meta = root["meta"]
-    splits = np.array([str(s) for s in meta["split"][:]])
-    done = np.asarray(meta["complete"][:], bool)
-    targets = (np.asarray(root["dsa_target"][i], np.float64) for i in np.flatnonzero(done & (splits == split)))
-    pairs = [medial_iodine_per_width(t.reshape(-1, *t.shape[-2:])[0]) for t in targets]
-    return tuple(np.concatenate([p[k] for p in pairs] or [np.zeros(0)]) for k in (0, 1))
+    targets = (np.asarray(root["dsa_target"][i], np.float64) for i in split_samples(root, split))
+    return np.concatenate([medial_iodine_per_width(t.reshape(-1, *t.shape[-2:])[0])[0] for t in targets]
+                          or [np.zeros(0)])
 
 
 def medial_iodine_per_width(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`iodine_per_width` of one target image ``(H, W)``: ``(target / width, width)`` on its medial axis."""
-    axis, distance = medial_axis(target > MIN_TARGET, return_distance=True)
-    width = 2 * distance[axis]
-    return target[axis] / width, width
+    """``(target / width, width)`` on the medial axis of one target image ``(H, W)``: the width in pixels is twice
+    the distance to the background (overlapping vessels count as one wider one)."""
+    axis, width = medial_width(target)
+    return target[axis] / width[axis], width[axis]
 
 
 def target_gain(augment: AugmentConfig, n: int, seed: int = 0) -> np.ndarray:
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
               "n": int(ratios.size), "median": round(float(np.median(ratios)), 3),
               "fraction_below": {str(t): round(float(np.mean(ratios < t)), 4) for t in THRESHOLDS}}
     if args.per_width:
-        per_width, _ = iodine_per_width(args.store, args.split)
+        per_width = iodine_per_width(args.store, args.split)
         if augment.enabled:
             per_width = np.repeat(per_width, args.draws) * target_gain(augment, per_width.size * args.draws)
         result["iodine_per_width_percentiles"] = {
