@@ -146,8 +146,10 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load(experiment_sc
     """The committed experiments/duan/*.yaml are make_configs.py's output (not edited by hand, not stale),
     each loads, rows l and m differ from rows k and e only in their bones (a cortex around a cancellous
     core), row n from row l only in its number of pseudo-patients (and so of samples), rows o and p from
-    rows l and m only in the detector's roll (drawn over the full circle), and row q from row l only in its
-    trees' feeding direction (within 45 deg of superior), as test_common_fed from test_common."""
+    rows l and m only in the detector's roll (drawn over the full circle), row q from row l only in its
+    trees' feeding direction (within 45 deg of superior), as test_common_fed from test_common, and the matched
+    controls r and s from row l only in the held-out exposure set's exposures and the Circle of Willis drawn
+    for the procedural heads."""
     from pathlib import Path
 
     here = Path(__file__).parents[1] / "experiments" / "duan"
@@ -173,6 +175,16 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load(experiment_sc
     fed_test = configs["test_common_fed"]
     assert {**fed_test, "placement": configs["test_common"]["placement"]} == configs["test_common"]
     assert fed_test["placement"] == fed["placement"]
+    held_out = configs["test_ood_exposure_static"]
+    matched_exposure = configs["train_r"]
+    assert matched_exposure["spectrum"] == held_out["spectrum"]
+    assert matched_exposure["detector_air_kerma_ugy"] == held_out["detector_air_kerma_ugy"]
+    exposure_keys = ("spectrum", "detector_air_kerma_ugy")
+    assert {**matched_exposure, **{k: configs["train_l"][k] for k in exposure_keys}} == configs["train_l"]
+    cow = configs["train_s"]["vessels"]["sources"]
+    assert cow[:-1] == configs["train_l"]["vessels"]["sources"]
+    assert cow[-1] == {"generator": "cow", "cts": ["head-phantom-*"], "weight": 2.0}
+    assert {**configs["train_s"], "vessels": configs["train_l"]["vessels"]} == configs["train_l"]
     bones = {"bone_hu": {"min": 800, "max": 1900}, "bone_cortex_mm": {"min": 0.5, "max": 4.0},
              "bone_core_hu": {"min": 100, "max": 400}}
     for solid, cortical in ((configs["train_k"], configs["train_l"]), (configs["train_e"], configs["train_m"])):

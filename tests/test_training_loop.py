@@ -16,7 +16,15 @@ from ddsa_sim.training.checkpoint import load_checkpoint, load_model
 from ddsa_sim.training.config import parse_config
 from ddsa_sim.training.data import OnTheFlyDataset, ZarrDDSADataset
 from ddsa_sim.training.evaluate import evaluate_checkpoint, format_table
-from ddsa_sim.training.loop import _setup_state, learning_rate, run_training, target_data_range, validate
+from ddsa_sim.training.loop import (
+    ALL_ZERO_ENERGY,
+    _setup_state,
+    learning_rate,
+    run_training,
+    target_data_range,
+    validate,
+    warn_if_all_zero,
+)
 from ddsa_sim.training.normalization import compute_normalization
 from ddsa_sim.training.synthetic import SyntheticRenderer, write_synthetic_store
 from ddsa_sim.training.unet import UNet
@@ -128,6 +136,50 @@ def test_training_reduces_l1_and_writes_checkpoints(store, tmp_path):
     assert list((tmp_path / "run" / "tb").iterdir())
     ck = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ck["step"] == 30 and ck["normalization"]["scale"] == pytest.approx(norm.scale)
+
+
+class _Constant(torch.nn.Module):
+    """A network whose output is ``value`` (network units) everywhere."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, self.value)
+
+
+def test_validation_energy_ratio_is_the_predictions_energy_over_the_targets(store):
+    """0 for the all-zero image; for a constant output c (network units) N (c scale)^2 over the sum of squared
+    targets, summed over the validation images straight from the store."""
+    val = ZarrDDSADataset(store, "val")
+    norm = compute_normalization(ZarrDDSADataset(store, "train"), progress=False)
+    targets = [val[i]["dsa_target"].double() for i in range(len(val))]
+    zero, _ = validate(_Constant(0.0), val, norm, torch.device("cpu"), target_data_range(val))
+    assert zero["energy_ratio"] == 0.0 and zero["nmse"] == pytest.approx(1.0)
+    const, _ = validate(_Constant(0.5), val, norm, torch.device("cpu"), target_data_range(val))
+    pixel = float(np.float32(0.5 * norm.scale))  # the prediction is float32
+    expected = sum(t.numel() * pixel**2 for t in targets) / sum(float(t.square().sum()) for t in targets)
+    assert const["energy_ratio"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_run_at_the_all_zero_image_for_three_validations_is_warned_about_once_per_fall(recwarn):
+    def history(*ratios):
+        return [(100 * i, {"energy_ratio": r}) for i, r in enumerate(ratios)]
+
+    low, high = ALL_ZERO_ENERGY / 10, 0.5
+    for quiet in (history(low, low), history(high, low, low), history(low, low, high), history(float("nan"),) * 3):
+        warn_if_all_zero(quiet)
+    assert not recwarn.list
+    with pytest.warns(UserWarning, match="step 300: .* all-zero image at every validation since step 100"):
+        warn_if_all_zero(history(high, low, low, low))
+    with pytest.warns(UserWarning, match="since step 0"):
+        warn_if_all_zero(history(low, low, low))
+    recwarn.clear()
+    warn_if_all_zero(history(high, low, low, low, low))  # the same fall, one validation later
+    assert not recwarn.list
+    with pytest.warns(UserWarning, match="since step 400"):  # fell again after leaving
+        warn_if_all_zero(history(low, low, low, high, low, low, low))
 
 
 def test_resume_continues_and_matches_uninterrupted_run(store, tmp_path):

@@ -9,6 +9,11 @@ Weight average: with ``optim.ema_decay`` the run keeps an exponential moving ave
 weights (:class:`torch.optim.swa_utils.AveragedModel`); it is what is validated, kept in ``best.pt`` and
 returned, while the optimiser steps the weights as without it.
 
+The all-zero image: validation records ``energy_ratio``, the predictions' energy over the targets' (pooled
+over the validation images); a run whose predictions hold less than :data:`ALL_ZERO_ENERGY` of it at
+:data:`ALL_ZERO_VALIDATIONS` validations in a row is warned about once, since L1 + L2 runs that fall there
+seldom leave it once trained (docs/results.md: v14, v20, v21).
+
 Randomness: model init from ``seed``; the per-step batch generator is reseeded from
 ``(seed, rank, step)`` and the sampler is a seeded :class:`~ddsa_sim.training.data.InfiniteSampler`
 that skips the draws already consumed, so a resumed run sees exactly the data an uninterrupted run would.
@@ -57,7 +62,15 @@ from ddsa_sim.training.normalization import Normalization, compute_normalization
 from ddsa_sim.training.predict import network_dsa
 from ddsa_sim.training.unet import UNet
 
-__all__ = ["TrainResult", "learning_rate", "run_training", "step_seed", "target_data_range", "validate"]
+__all__ = ["ALL_ZERO_ENERGY", "ALL_ZERO_VALIDATIONS", "TrainResult", "learning_rate", "run_training", "step_seed",
+           "target_data_range", "validate", "warn_if_all_zero"]
+
+#: Validation predictions with less than this share of the targets' energy (sum of squares) draw nothing:
+#: the all-zero image (docs/results.md's collapsed runs: below 1e-4 on their validation images; trained ones 0.3-1)
+ALL_ZERO_ENERGY = 0.01
+#: Validations in a row at the all-zero image before the run is warned about (a run from scratch passes
+#: through it in its first few hundred steps)
+ALL_ZERO_VALIDATIONS = 3
 
 
 @dataclass
@@ -124,11 +137,15 @@ def validate(
     Returns
     -------
     summary, first (input, prediction, target) triple for the image panel
+        The summary holds each image metric's mean and ``_std``, ``l1`` (the loss's L1 in network units) and
+        ``energy_ratio``: sum of squared predictions over sum of squared targets, pooled over the images
+        (0: the all-zero image; ``nan`` for all-zero targets).
     """
     was_training = model.training
     model.eval()
     rows: list[dict[str, float]] = []
     l1s: list[float] = []
+    energy_pred = energy_target = 0.0
     first = None
     n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
     for i in range(n):
@@ -138,13 +155,31 @@ def validate(
         pred = network_dsa(model, norm, x)[0, 0].cpu()
         rows.append(all_metrics(pred, y, data_range))
         l1s.append(float((norm.norm_target(pred) - norm.norm_target(y)).abs().mean()))
+        energy_pred += float(pred.double().square().sum())
+        energy_target += float(y.double().square().sum())
         if first is None:
             first = (item["contrast"][0], pred, y)
     model.train(was_training)
     out = summarize(rows)
     out = {k: v for k, v in out.items() if not k.endswith("_median")}
     out["l1"] = float(np.mean(l1s)) if l1s else math.nan
+    out["energy_ratio"] = energy_pred / energy_target if energy_target > 0 else math.nan
     return out, first
+
+
+def warn_if_all_zero(val_history: list[tuple[int, dict[str, float]]]) -> None:
+    """Warn (once per fall) when the last :data:`ALL_ZERO_VALIDATIONS` validations of ``val_history`` (step,
+    :func:`validate` summary) all predicted the all-zero image (``energy_ratio`` below :data:`ALL_ZERO_ENERGY`)."""
+    recent = [m.get("energy_ratio", math.nan) for _, m in val_history[-ALL_ZERO_VALIDATIONS - 1:]]
+    at_zero = [r < ALL_ZERO_ENERGY for r in recent]  # nan (no target energy) counts as not at zero
+    if len(at_zero) < ALL_ZERO_VALIDATIONS or not all(at_zero[-ALL_ZERO_VALIDATIONS:]):
+        return
+    if len(at_zero) > ALL_ZERO_VALIDATIONS and at_zero[0]:
+        return  # already warned about this fall
+    first_step = val_history[-ALL_ZERO_VALIDATIONS][0]
+    warnings.warn(f"step {val_history[-1][0]}: the network has predicted the all-zero image at every validation "
+                  f"since step {first_step} (energy {recent[-1]:.2%} of the targets'): it draws no vessels; if it stays "
+                  "there, train another seed or from a trained start (init_from)", stacklevel=2)
 
 
 def target_data_range(dataset: Dataset, max_samples: int | None = None) -> float:
@@ -517,6 +552,7 @@ def _validate_and_keep_best(state: _TrainState, mon: _Monitor, result: TrainResu
         state.nets.generator, mon.val_ds, state.norm, state.device, mon.val_range, cfg.data.max_val_samples
     )
     result.val_history.append((step, metrics))
+    warn_if_all_zero(result.val_history)
     for k, v in metrics.items():
         writer.add_scalar(f"val/{k}", v, step)
     if first is not None and _due(step, cfg.optim.image_every, total_steps):
