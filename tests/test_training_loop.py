@@ -168,7 +168,7 @@ def test_a_run_at_the_all_zero_image_for_three_validations_is_warned_about_once_
         return [(100 * i, {"energy_ratio": r}) for i, r in enumerate(ratios)]
 
     low, high = ALL_ZERO_ENERGY / 10, 0.5
-    for quiet in (history(low, low), history(high, low, low), history(low, low, high), history(float("nan"),) * 3):
+    for quiet in (history(low, low), history(high, low, low), history(low, low, high), history(*[float("nan")] * 3)):
         warn_if_all_zero(quiet)
     assert not recwarn.list
     with pytest.warns(UserWarning, match="step 300: .* all-zero image at every validation since step 100"):
