@@ -149,7 +149,8 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load(experiment_sc
     rows l and m only in the detector's roll (drawn over the full circle), row q from row l only in its
     trees' feeding direction (within 45 deg of superior), as test_common_fed from test_common, and the matched
     controls r and s from row l only in the held-out exposure set's exposures and the Circle of Willis drawn
-    for the procedural heads."""
+    for the procedural heads, and the capacity diagnostic fit_cow_heads from row s only in holding its heads alone,
+    every tree the Circle of Willis (fit_cow_heads_plain: and no distractors)."""
     from pathlib import Path
 
     here = Path(__file__).parents[1] / "experiments" / "duan"
@@ -185,6 +186,19 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load(experiment_sc
     assert cow[:-1] == configs["train_l"]["vessels"]["sources"]
     assert cow[-1] == {"generator": "cow", "cts": ["head-phantom-*"], "weight": 2.0}
     assert {**configs["train_s"], "vessels": configs["train_l"]["vessels"]} == configs["train_l"]
+    fit = configs["fit_cow_heads"]
+    heads = [ct for ct in configs["train_s"]["cts"] if ct["path"].startswith("builtin:head-phantom-")]
+    assert [(ct["path"], ct["split"]) for ct in fit["cts"]] == [
+        (f"builtin:head-phantom-{i}", split) for i, split in enumerate(["train", "train", "train", "val"])]
+    assert fit["cts"] == heads and fit["vessels"]["sources"] == [{"generator": "cow"}]
+    assert fit["count"] == 4 * 4 * 16  # heads x pseudo-patients x 16 poses
+    plain = configs["fit_cow_heads_plain"]
+    assert all("distractors" not in ct["variants"] for ct in plain["cts"])
+    assert {**plain, "cts": fit["cts"]} == fit
+    assert [{**ct, "variants": {**ct["variants"], "distractors": d["variants"]["distractors"]}}
+            for ct, d in zip(plain["cts"], fit["cts"], strict=True)] == fit["cts"]
+    assert {**fit, "cts": configs["train_s"]["cts"], "vessels": configs["train_s"]["vessels"],
+            "count": configs["train_s"]["count"]} == configs["train_s"]
     bones = {"bone_hu": {"min": 800, "max": 1900}, "bone_cortex_mm": {"min": 0.5, "max": 4.0},
              "bone_core_hu": {"min": 100, "max": 400}}
     for solid, cortical in ((configs["train_k"], configs["train_l"]), (configs["train_e"], configs["train_m"])):

@@ -96,6 +96,16 @@ def test_duan_variants_differ_from_unet_yaml_only_where_their_chain_says(name):
                                                       unet["data.augment.dose_floor_ugy"])
 
 
+@pytest.mark.parametrize("width", [8, 16, 32])
+def test_capacity_diagnostic_configs_differ_from_their_recipe_in_width_loss_and_steps_only(width):
+    recipe = _flat(json.loads(load_config(DUAN / "unet_dose_d4_p128_ema.yaml").to_json()))
+    fit = _flat(json.loads(load_config(DUAN / f"fit_cow_w{width}.yaml").to_json()))
+    assert {k for k in fit if fit[k] != recipe[k]} <= {"name", "optim.loss.l1", "optim.max_steps",
+                                                     "model.base_channels", "model.max_channels"}
+    assert (fit["optim.loss.l1"], fit["optim.loss.l2"], fit["optim.max_steps"]) == (0.0, 1.0, 3000)
+    assert (fit["model.depth"], fit["model.base_channels"], fit["model.max_channels"]) == (4, width, 8 * width)
+
+
 @pytest.mark.parametrize(
     ("optim", "field"),
     [({"loss_reduction": "batch"}, r"optim\.loss_reduction"), ({"vessel_weight": 0.5}, r"optim\.vessel_weight")],

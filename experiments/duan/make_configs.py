@@ -262,6 +262,20 @@ def configs() -> dict[str, dict]:
     # of 0.39 mm, 0.20 mm at the isocenter, a clinical run's scale), the same scenes (docs/results.md, v17)
     out["test_common_fine"] = copy.deepcopy(out["test_common"])
     out["test_common_fine"]["detector"]["binning"] = 2
+    # a diagnostic of the networks' capacity: row s's procedural heads (3 train, 1 val) with every tree the
+    # Circle of Willis and nothing else, row s's physics; whether a network of a given width fits these
+    # frames at all, which row s's networks do not where they train on them (docs/results.md, v22)
+    fit = copy.deepcopy(out["train_s"])
+    fit["cts"] = [ct for ct in fit["cts"] if ct["path"].startswith("builtin:head-phantom-")]
+    fit["vessels"]["sources"] = [{"generator": "cow"}]
+    fit["count"] = sum(ct["variants"]["count"] for ct in fit["cts"]) * POSES_PER_TREE
+    out["fit_cow_heads"] = fit
+    # the same heads without the distractors (solid and cortical bones of vessel width, shells, foams, cavities):
+    # whether those structures, drawn to look like vessels in a frame, are what caps the fit
+    plain = copy.deepcopy(fit)
+    for ct in plain["cts"]:
+        del ct["variants"]["distractors"]
+    out["fit_cow_heads_plain"] = plain
     for name, (_, cts, sources, exposure) in TEST_SETS.items():
         if name == "common":
             continue
