@@ -106,6 +106,13 @@ def test_capacity_diagnostic_configs_differ_from_their_recipe_in_width_loss_and_
     assert (fit["model.depth"], fit["model.base_channels"], fit["model.max_channels"]) == (4, width, 8 * width)
 
 
+def test_the_capacity_diagnostic_without_augmentation_differs_only_in_augmenting_nothing():
+    augmented = _flat(json.loads(load_config(DUAN / "fit_cow_w16.yaml").to_json()))
+    plain = _flat(json.loads(load_config(DUAN / "fit_cow_w16_noaug.yaml").to_json()))
+    assert {k for k in plain if plain[k] != augmented[k]} == {"name", "data.augment.enabled"}
+    assert plain["data.augment.enabled"] is False
+
+
 @pytest.mark.parametrize(
     ("optim", "field"),
     [({"loss_reduction": "batch"}, r"optim\.loss_reduction"), ({"vessel_weight": 0.5}, r"optim\.vessel_weight")],

@@ -23,6 +23,9 @@ Design (docs/results.md, "Duan's experiment at CPU scale"):
   6-8 mm Al + 0.3 mm Cu.
 * Images: 128 x 128 pixels of 1.16 mm (0.194 mm binned 6 x 6, a 2 x 2-binned fluoroscopy pixel of 0.39 mm
   would hold 9x fewer quanta).
+* Diagnostics, not rows: ``test_common_fed`` and ``test_common_fine`` (v15, v17); ``fit_cow_heads`` (row s's
+  procedural heads, every tree the Circle of Willis) and ``fit_cow_heads_plain`` (the same without
+  distractors), the stores of v22's capacity diagnostic, trained on and scored on their own frames.
 """
 
 from __future__ import annotations
