@@ -195,6 +195,11 @@ TRAIN_ROWS = {
 }
 
 
+def _training_count(cts: list[dict], trees_per_ct: int) -> int:
+    """Samples of a training set: its pseudo-patients x trees per CT x :data:`POSES_PER_TREE` poses."""
+    return sum(ct["variants"]["count"] for ct in cts) * trees_per_ct * POSES_PER_TREE
+
+
 def _train_config(row: str) -> dict:
     cfg = _row_physics(row)
     if row in VARIANT_ROWS:
@@ -221,8 +226,7 @@ def _train_config(row: str) -> dict:
         cfg["pose"]["gamma_deg"] = {"min": -180, "max": 180}
     if row in FEEDING_ROWS:
         cfg["placement"].update(FEEDING)
-    n_anatomies = sum(ct["variants"]["count"] for ct in cts)
-    cfg.update(cts=cts, count=n_anatomies * cfg["vessels"]["per_ct"] * POSES_PER_TREE, seed=17000,
+    cfg.update(cts=cts, count=_training_count(cts, cfg["vessels"]["per_ct"]), seed=17000,
                split={"train": 0.67, "val": 0.17, "test": 0.16})
     return cfg
 
@@ -271,7 +275,7 @@ def configs() -> dict[str, dict]:
     fit = copy.deepcopy(out["train_s"])
     fit["cts"] = [ct for ct in fit["cts"] if ct["path"].startswith("builtin:head-phantom-")]
     fit["vessels"]["sources"] = [{"generator": "cow"}]
-    fit["count"] = sum(ct["variants"]["count"] for ct in fit["cts"]) * POSES_PER_TREE
+    fit["count"] = _training_count(fit["cts"], fit["vessels"]["per_ct"])
     out["fit_cow_heads"] = fit
     # the same heads without the distractors (solid and cortical bones of vessel width, shells, foams, cavities):
     # whether those structures, drawn to look like vessels in a frame, are what caps the fit
