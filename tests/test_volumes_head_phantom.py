@@ -3,6 +3,8 @@ back from the voxels, and export through a config."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -166,3 +168,38 @@ def test_exports_as_a_ct_source(tmp_path):
     assert arrays["mask"].min() > 1.0                       # through a skull: > 1 in -ln units everywhere
     assert (arrays["dsa_target"] > 0.01).mean() > 0.01      # the vessels are in view
     np.testing.assert_allclose(arrays["contrast_clean"] - arrays["mask"], arrays["dsa_target"], atol=1e-4)
+
+
+def test_cerebral_placement_reads_the_brain_of_a_pseudo_patient_without_its_distractors():
+    """A pseudo-patient's distractors are clutter, not anatomy: an air cavity through the skull or a bone rod
+    across the brain breaks the slice-filled skull ring. This draw (head 4 of the v23 store
+    ``experiments/duan/fit_cow_heads_many.yaml``) made the Circle of Willis unplaceable before the
+    intracranial volume was read from the pseudo-patient before its distractors."""
+    from ddsa_sim.export.sample import ct_spec
+    from ddsa_sim.scene.builder import _intracranial, load_patient
+    from ddsa_sim.scene.placement import intracranial_mask
+    from ddsa_sim.volumes.augment import pseudo_patient
+
+    distractors = {"shells": {"min": 1, "max": 3}, "bones": {"min": 1, "max": 4}, "cavities": {"min": 0, "max": 3},
+                   "foams": {"min": 1, "max": 3}, "bone_hu": {"min": 800, "max": 1900},
+                   "bone_cortex_mm": {"min": 0.5, "max": 4.0}, "bone_core_hu": {"min": 100, "max": 400}}
+    cfg = config_from_dict({
+        "cts": [{"path": "builtin:head-phantom-4", "variants": {
+            "count": 1, "deform_mm": {"min": 0, "max": 6}, "smooth_mm": 60, "scale": {"min": 0.85, "max": 1.15},
+            "rotate_deg": {"min": -5, "max": 5}, "distractors": distractors}}],
+        "vessels": {"per_ct": 1, "sources": [{"generator": "cow"}]}, "count": 1, "seed": 17000})
+    spec = ct_spec(plan_dataset(cfg)[0])
+    patient = load_patient(spec)
+    source = read_ct("builtin:head-phantom-4")
+    anatomy, _ = pseudo_patient(source, None, replace(spec.variant, distractors=None))
+    # the rendered CT is the pseudo-patient with its distractors, as pseudo_patient composes it
+    np.testing.assert_array_equal(patient.ct.data, pseudo_patient(source, None, spec.variant)[0].data)
+    assert not np.array_equal(patient.ct.data, anatomy.data)
+    # read from the cluttered HU the skull does not enclose a brain (why this draw is here) ...
+    assert intracranial_mask(patient.ct) is None
+    # ... read from the anatomy it does, and it is the source head's brain scaled by the variant's habitus
+    mask = _intracranial(patient)
+    np.testing.assert_array_equal(mask, intracranial_mask(anatomy))
+    ml = lambda m, ct: m.sum() * abs(np.linalg.det(ct.affine[:3, :3])) / 1000.0  # noqa: E731
+    expected = ml(intracranial_mask(source), source) * np.prod(spec.variant.scale)
+    assert abs(ml(mask, anatomy) / expected - 1.0) < 0.05

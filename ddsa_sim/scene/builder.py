@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ from ddsa_sim.scene.spec import CTSpec, PlacementSpec, SceneSpec, VesselSpec
 from ddsa_sim.scene.vessels import BolusParams, FractionVessels, TreeVessels, VesselSource
 from ddsa_sim.volumes import Volume, virtual_non_contrast
 from ddsa_sim.volumes.augment import pseudo_patient
+from ddsa_sim.volumes.distractors import add_distractors
 from ddsa_sim.volumes.readers import read_ct_with_labels
 from ddsa_sim.volumes.vnc import enhanced_vessel_mask
 
@@ -91,8 +92,27 @@ def load_patient(ct: CTSpec) -> Patient:
     lumen = _vnc_mask(patient)
     if lumen is not None:
         volume, _ = virtual_non_contrast(volume, lumen)
-    volume, labels = pseudo_patient(volume, labels, ct.variant)
-    return Patient(volume, labels, ct)
+    anatomy, labels = pseudo_patient(volume, labels, replace(ct.variant, distractors=None))
+    if ct.variant.distractors is None:
+        return Patient(anatomy, labels, ct)
+    volume, labels = add_distractors(anatomy, labels, ct.variant.distractors)
+    patient = Patient(volume, labels, ct)
+    # distractors are clutter, not anatomy: where the brain lies is read from the pseudo-patient before them
+    # (an air cavity through the skull or a bone rod across the brain would break or split it); keep only
+    # the HU they painted over, a few per cent of the voxels
+    painted = np.flatnonzero(volume.data != anatomy.data)
+    patient.derived["hu_under_distractors"] = (painted, anatomy.data.ravel()[painted])
+    return patient
+
+
+def _anatomy(patient: Patient) -> Volume:
+    """The patient's CT without its pseudo-patient's distractors (:func:`load_patient`)."""
+    if "hu_under_distractors" not in patient.derived:
+        return patient.ct
+    painted, hu = patient.derived["hu_under_distractors"]
+    data = np.array(patient.ct.data, dtype=np.float32)
+    data.ravel()[painted] = hu
+    return Volume(data, patient.ct.affine, {}, patient.ct.name)
 
 
 def _vnc_mask(patient: Patient) -> np.ndarray | None:
@@ -163,9 +183,10 @@ def _structures(patient: Patient) -> dict[str, int]:
 
 
 def _intracranial(patient: Patient) -> np.ndarray | None:
-    """The CT's intracranial volume (:func:`~ddsa_sim.scene.placement.intracranial_mask`), memoised."""
+    """The CT's intracranial volume (:func:`~ddsa_sim.scene.placement.intracranial_mask`) without its
+    distractors, memoised."""
     if "intracranial" not in patient.derived:
-        patient.derived["intracranial"] = intracranial_mask(patient.ct)
+        patient.derived["intracranial"] = intracranial_mask(_anatomy(patient))
     return patient.derived["intracranial"]
 
 
