@@ -150,7 +150,8 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load(experiment_sc
     trees' feeding direction (within 45 deg of superior), as test_common_fed from test_common, and the matched
     controls r and s from row l only in the held-out exposure set's exposures and the Circle of Willis drawn
     for the procedural heads, and the capacity diagnostic fit_cow_heads from row s only in holding its heads alone,
-    every tree the Circle of Willis (fit_cow_heads_plain: and no distractors)."""
+    every tree the Circle of Willis (fit_cow_heads_plain: and no distractors; fit_cow_heads_many: 12 heads of one
+    pseudo-patient each instead of 3 of four)."""
     from pathlib import Path
 
     here = Path(__file__).parents[1] / "experiments" / "duan"
@@ -199,6 +200,13 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load(experiment_sc
             for ct, d in zip(plain["cts"], fit["cts"], strict=True)] == fit["cts"]
     assert {**fit, "cts": configs["train_s"]["cts"], "vessels": configs["train_s"]["vessels"],
             "count": configs["train_s"]["count"]} == configs["train_s"]
+    many = configs["fit_cow_heads_many"]
+    assert [(ct["path"], ct["split"], ct["variants"]["count"]) for ct in many["cts"]] == [
+        (f"builtin:head-phantom-{i}", "train", 1) for i in (0, 1, 2, *range(4, 13))] + [
+        ("builtin:head-phantom-3", "val", 4)]
+    assert many["count"] == fit["count"]  # the same 192 training frames (12 heads x 1 x 16) and validation head
+    assert all({**ct["variants"], "count": 4} == fit["cts"][0]["variants"] for ct in many["cts"])
+    assert {**many, "cts": fit["cts"]} == fit
     bones = {"bone_hu": {"min": 800, "max": 1900}, "bone_cortex_mm": {"min": 0.5, "max": 4.0},
              "bone_core_hu": {"min": 100, "max": 400}}
     for solid, cortical in ((configs["train_k"], configs["train_l"]), (configs["train_e"], configs["train_m"])):

@@ -25,7 +25,9 @@ Design (docs/results.md, "Duan's experiment at CPU scale"):
   would hold 9x fewer quanta).
 * Diagnostics, not rows: ``test_common_fed`` and ``test_common_fine`` (v15, v17); ``fit_cow_heads`` (row s's
   procedural heads, every tree the Circle of Willis) and ``fit_cow_heads_plain`` (the same without
-  distractors), the stores of v22's capacity diagnostic, trained on and scored on their own frames.
+  distractors), the stores of v22's capacity diagnostic, trained on and scored on their own frames;
+  ``fit_cow_heads_many`` (v23: its 192 training frames from 12 heads of one pseudo-patient each instead
+  of 3 heads of four).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def _slab(name: str, split: str, variants: dict | None = None) -> dict:
 HEAD = {"path": "builtin:tigre-head[46:212,0:228,0:212]", "split": "test"}
 #: procedural training heads of row f (ddsa_sim.volumes.head_phantom): seed -> split
 HEAD_PHANTOMS = {0: "train", 1: "train", 2: "train", 3: "val"}
+#: the training heads of the diagnostic ``fit_cow_heads_many``: 12 seeds, the validation head (3) left out
+MANY_TRAINING_HEADS = (0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 LSYSTEM = {"generator": "lsystem", "params": "published-grid"}
 
 #: exposure of rows a-d: a fixed spectrum range, fluoroscopy-level dose behind the patient (on a log grid)
@@ -283,6 +287,16 @@ def configs() -> dict[str, dict]:
     for ct in plain["cts"]:
         del ct["variants"]["distractors"]
     out["fit_cow_heads_plain"] = plain
+    # the same 192 training frames from 12 distinct heads x 1 pseudo-patient instead of 3 heads x 4: whether
+    # distinct source anatomies teach a new head better than pseudo-patients of fewer (docs/results.md, v23)
+    many = copy.deepcopy(fit)
+    val = [ct for ct in many["cts"] if ct["split"] == "val"]
+    one = copy.deepcopy(val[0]["variants"])
+    one["count"] = 1
+    many["cts"] = [{"path": f"builtin:head-phantom-{seed}", "split": "train", "variants": copy.deepcopy(one)}
+                   for seed in MANY_TRAINING_HEADS] + val
+    many["count"] = _training_count(many["cts"], many["vessels"]["per_ct"])
+    out["fit_cow_heads_many"] = many
     for name, (_, cts, sources, exposure) in TEST_SETS.items():
         if name == "common":
             continue
