@@ -200,6 +200,8 @@ def test_cerebral_placement_reads_the_brain_of_a_pseudo_patient_without_its_dist
     # ... read from the anatomy it does, and it is the source head's brain scaled by the variant's habitus
     mask = _intracranial(patient)
     np.testing.assert_array_equal(mask, intracranial_mask(anatomy))
-    ml = lambda m, ct: m.sum() * abs(np.linalg.det(ct.affine[:3, :3])) / 1000.0  # noqa: E731
+    def ml(m, ct):
+        return m.sum() * abs(np.linalg.det(ct.affine[:3, :3])) / 1000.0
+
     expected = ml(intracranial_mask(source), source) * np.prod(spec.variant.scale)
     assert abs(ml(mask, anatomy) / expected - 1.0) < 0.05
