@@ -13,8 +13,12 @@ from ddsa_sim import InputError
 from ddsa_sim.export.config import config_from_dict
 from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
+from ddsa_sim.export.sample import ct_spec
 from ddsa_sim.export.store import open_store, read_sample
+from ddsa_sim.scene.builder import _intracranial, load_patient
+from ddsa_sim.scene.placement import intracranial_mask
 from ddsa_sim.volumes import read_ct
+from ddsa_sim.volumes.augment import pseudo_patient
 from ddsa_sim.volumes.builtin import head_phantom_seed
 from ddsa_sim.volumes.distractors import body_mask
 from ddsa_sim.volumes.head_phantom import RANGES, SHAPE, head_phantom, head_structures
@@ -175,11 +179,6 @@ def test_cerebral_placement_reads_the_brain_of_a_pseudo_patient_without_its_dist
     across the brain breaks the slice-filled skull ring. This draw (head 4 of the v23 store
     ``experiments/duan/fit_cow_heads_many.yaml``) made the Circle of Willis unplaceable before the
     intracranial volume was read from the pseudo-patient before its distractors."""
-    from ddsa_sim.export.sample import ct_spec
-    from ddsa_sim.scene.builder import _intracranial, load_patient
-    from ddsa_sim.scene.placement import intracranial_mask
-    from ddsa_sim.volumes.augment import pseudo_patient
-
     distractors = {"shells": {"min": 1, "max": 3}, "bones": {"min": 1, "max": 4}, "cavities": {"min": 0, "max": 3},
                    "foams": {"min": 1, "max": 3}, "bone_hu": {"min": 800, "max": 1900},
                    "bone_cortex_mm": {"min": 0.5, "max": 4.0}, "bone_core_hu": {"min": 100, "max": 400}}
