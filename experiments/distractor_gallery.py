@@ -74,7 +74,7 @@ def main() -> None:
     with_ = load_patient(ct_spec(spec))
     t2 = time.perf_counter()
     print(f"variant {t1 - t0:.1f} s, with distractors {t2 - t1:.1f} s; {spec.ct_variant['distractors']}")
-    for s in draw_structures(without.ct, ct_spec(spec).variant.distractors):
+    for s in draw_structures(without.ct, ct_spec(spec).distractors):
         print(f"  {s.kind}: centre {np.round(s.center_mm, 1)} mm, semi-axes {np.round(s.semi_axes_mm, 1)} mm, "
               f"HU {s.hu:.0f}, thickness {s.thickness_mm:.1f} mm, open {s.clip is not None}")
     a, b = without.ct.data, with_.ct.data

@@ -3,8 +3,6 @@ back from the voxels, and export through a config."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -20,7 +18,7 @@ from ddsa_sim.scene.placement import intracranial_mask
 from ddsa_sim.volumes import read_ct
 from ddsa_sim.volumes.augment import pseudo_patient
 from ddsa_sim.volumes.builtin import head_phantom_seed
-from ddsa_sim.volumes.distractors import body_mask
+from ddsa_sim.volumes.distractors import add_distractors, body_mask
 from ddsa_sim.volumes.head_phantom import RANGES, SHAPE, head_phantom, head_structures
 from ddsa_sim.volumes.readers import peek_voxels
 
@@ -190,9 +188,9 @@ def test_cerebral_placement_reads_the_brain_of_a_pseudo_patient_without_its_dist
     spec = ct_spec(plan_dataset(cfg)[0])
     patient = load_patient(spec)
     source = read_ct("builtin:head-phantom-4")
-    anatomy, _ = pseudo_patient(source, None, replace(spec.variant, distractors=None))
-    # the rendered CT is the pseudo-patient with its distractors, as pseudo_patient composes it
-    np.testing.assert_array_equal(patient.ct.data, pseudo_patient(source, None, spec.variant)[0].data)
+    anatomy, _ = pseudo_patient(source, None, spec.variant)
+    # the rendered CT is the pseudo-patient with its distractors
+    np.testing.assert_array_equal(patient.ct.data, add_distractors(anatomy, None, spec.distractors)[0].data)
     assert not np.array_equal(patient.ct.data, anatomy.data)
     # read from the cluttered HU the skull does not enclose a brain (why this draw is here) ...
     assert intracranial_mask(patient.ct) is None

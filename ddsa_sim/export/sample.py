@@ -56,18 +56,19 @@ def ct_spec(spec: SampleSpec):
     from ddsa_sim.volumes.augment import PseudoPatient
     from ddsa_sim.volumes.distractors import Distractors
 
-    variant, vnc = None, "off"
+    variant, vnc, distractors = None, "off", None
     if spec.ct_variant is not None:
         v = spec.ct_variant
         variant = PseudoPatient(seed=int(v["seed"]), deform_mm=v["deform_mm"], smooth_mm=v["smooth_mm"],
                                 scale=tuple(v["scale"]), rotate_deg=tuple(v["rotate_deg"]), hu_offset=v["hu_offset"],
-                                hu_scale=v["hu_scale"], fov_mm=v["fov_mm"],
-                                distractors=None if "distractors" not in v else Distractors(
-                                    **{n: tuple(x) if isinstance(x, list) else x for n, x in v["distractors"].items()}))
+                                hu_scale=v["hu_scale"], fov_mm=v["fov_mm"])
         vnc = v["vnc"] if isinstance(v["vnc"], str) else tuple(v["vnc"])
+        if "distractors" in v:
+            distractors = Distractors(**{n: tuple(x) if isinstance(x, list) else x
+                                         for n, x in v["distractors"].items()})
     return CTSpec(spec.ct_source, spec.labels_source, spec.structures_source, spec.max_ct_voxels,
                   labels_field="cts.labels", structures_field="cts.structures", variant=variant, vnc=vnc,
-                  vnc_field="cts.variants.vnc")
+                  vnc_field="cts.variants.vnc", distractors=distractors)
 
 
 def ct_key(spec: SampleSpec) -> tuple[str, str | None, str]:

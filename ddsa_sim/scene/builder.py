@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +84,8 @@ class Patient:
 
 def load_patient(ct: CTSpec) -> Patient:
     """Read the CT and label map of ``ct`` (:func:`ddsa_sim.volumes.readers.read_ct_with_labels`); with
-    ``ct.variant``, its virtual non-contrast version (``ct.vnc``) made into that pseudo-patient."""
+    ``ct.variant``, its virtual non-contrast version (``ct.vnc``) made into that pseudo-patient, then
+    ``ct.distractors`` added to it."""
     volume, labels = read_ct_with_labels(ct.source, ct.labels, ct.max_voxels, labels_field=ct.labels_field)
     patient = Patient(volume, labels, ct)
     if ct.variant is None:
@@ -92,10 +93,10 @@ def load_patient(ct: CTSpec) -> Patient:
     lumen = _vnc_mask(patient)
     if lumen is not None:
         volume, _ = virtual_non_contrast(volume, lumen)
-    anatomy, labels = pseudo_patient(volume, labels, replace(ct.variant, distractors=None))
-    if ct.variant.distractors is None:
+    anatomy, labels = pseudo_patient(volume, labels, ct.variant)
+    if ct.distractors is None:
         return Patient(anatomy, labels, ct)
-    volume, labels = add_distractors(anatomy, labels, ct.variant.distractors)
+    volume, labels = add_distractors(anatomy, labels, ct.distractors)
     patient = Patient(volume, labels, ct)
     # distractors are clutter, not anatomy: where the brain lies is read from the pseudo-patient before them
     # (an air cavity through the skull or a bone rod across the brain would break or split it); keep only

@@ -22,6 +22,7 @@ from ddsa_sim.scene.motion import MotionParams
 from ddsa_sim.scene.placement import Feeding
 from ddsa_sim.scene.recording import Exposure, ScatterSettings
 from ddsa_sim.volumes.augment import PseudoPatient
+from ddsa_sim.volumes.distractors import Distractors
 
 __all__ = ["CTSpec", "EffectsSpec", "ExposureSpec", "PlacementSpec", "SceneSpec", "VesselSpec"]
 
@@ -47,6 +48,9 @@ class CTSpec:
         ``"auto"`` clears the enhanced blood structures the label map names
         (:func:`ddsa_sim.volumes.vnc.enhanced_vessel_mask`), a tuple names the structures, ``"off"``
         keeps the HU.
+    distractors : Distractors, optional
+        Procedural bone and air structures added to the pseudo-patient (with a ``variant`` only;
+        :func:`ddsa_sim.volumes.distractors.add_distractors`).
     labels_field, structures_field, vnc_field : str
         Option / config field names of ``labels``, ``structures`` and ``vnc`` in error messages.
     """
@@ -60,6 +64,7 @@ class CTSpec:
     variant: PseudoPatient | None = None
     vnc: str | tuple[str, ...] = "off"
     vnc_field: str = "vnc"
+    distractors: Distractors | None = None
 
 
 @dataclass(frozen=True)

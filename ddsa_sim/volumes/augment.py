@@ -20,8 +20,10 @@ cut at the old edges; voxels the source does not cover are air). The CT is sampl
 one resampling pass, so the labels stay integer and co-registered with the CT. Then
 ``HU' = hu_scale * HU + hu_offset``, and voxels outside a transaxial field of view (a circle of
 diameter ``fov_mm`` in the world x-y plane, about the CT centre, along the whole z extent) become air
-and label 0, as a scanner leaves them outside its reconstruction circle. Last, ``distractors`` adds
-procedural bone and air structures the source does not have (:mod:`ddsa_sim.volumes.distractors`).
+and label 0, as a scanner leaves them outside its reconstruction circle. Procedural bone and air
+structures the source does not have are added to the result separately
+(:func:`ddsa_sim.volumes.distractors.add_distractors`): they are clutter, not anatomy, and what is read
+from the anatomy (where the brain lies) is read before them (:func:`ddsa_sim.scene.load_patient`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
-from ddsa_sim.volumes.distractors import Distractors, add_distractors
 from ddsa_sim.volumes.volume import Volume
 
 __all__ = ["AIR_HU", "PseudoPatient", "bspline_basis", "displacement_rms_mm", "pseudo_patient",
@@ -68,8 +69,6 @@ class PseudoPatient:
         Multiplies every HU value (before the offset).
     fov_mm : float or None
         Diameter of the transaxial field of view, mm; None keeps everything.
-    distractors : Distractors or None
-        Procedural bone and air structures added last (:mod:`ddsa_sim.volumes.distractors`); None adds none.
     """
 
     seed: int = 0
@@ -80,7 +79,6 @@ class PseudoPatient:
     hu_offset: float = 0.0
     hu_scale: float = 1.0
     fov_mm: float | None = None
-    distractors: Distractors | None = None
 
     def __post_init__(self) -> None:
         if not self.deform_mm >= 0 or not self.smooth_mm > 0:
@@ -227,6 +225,4 @@ def pseudo_patient(ct: Volume, labels: Volume | None, params: PseudoPatient) -> 
             out_labels[rows] = lab
     variant = Volume(out, affine, {}, ct.name)
     variant_labels = None if labels is None else Volume(out_labels, affine.copy(), {}, labels.name)
-    if params.distractors is None:
-        return variant, variant_labels
-    return add_distractors(variant, variant_labels, params.distractors)
+    return variant, variant_labels
