@@ -151,7 +151,7 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load(experiment_sc
     controls r and s from row l only in the held-out exposure set's exposures and the Circle of Willis drawn
     for the procedural heads, and the capacity diagnostic fit_cow_heads from row s only in holding its heads alone,
     every tree the Circle of Willis (fit_cow_heads_plain: and no distractors; fit_cow_heads_many: 12 heads of one
-    pseudo-patient each instead of 3 of four)."""
+    pseudo-patient each instead of 3 of four; fit_cow_heads_textured: mottled bone)."""
     from pathlib import Path
 
     here = Path(__file__).parents[1] / "experiments" / "duan"
@@ -207,6 +207,11 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load(experiment_sc
     assert many["count"] == fit["count"]  # the same 192 training frames (12 heads x 1 x 16) and validation head
     assert all({**ct["variants"], "count": 4} == fit["cts"][0]["variants"] for ct in many["cts"])
     assert {**many, "cts": fit["cts"]} == fit
+    textured = configs["fit_cow_heads_textured"]
+    assert all(ct["variants"]["bone_texture"] == {} for ct in textured["cts"])
+    assert [{**ct, "variants": {k: v for k, v in ct["variants"].items() if k != "bone_texture"}}
+            for ct in textured["cts"]] == fit["cts"]
+    assert {**textured, "cts": fit["cts"]} == fit
     bones = {"bone_hu": {"min": 800, "max": 1900}, "bone_cortex_mm": {"min": 0.5, "max": 4.0},
              "bone_core_hu": {"min": 100, "max": 400}}
     for solid, cortical in ((configs["train_k"], configs["train_l"]), (configs["train_e"], configs["train_m"])):

@@ -9,6 +9,7 @@ import pytest
 from ddsa_sim import InputError
 from ddsa_sim.export.config import config_from_dict
 from ddsa_sim.export.plan import assign_splits, plan_dataset, plan_fingerprint
+from ddsa_sim.export.sample import ct_spec
 
 
 def make_cts(folder, n):
@@ -239,7 +240,31 @@ def test_pseudo_patients_inherit_their_source_split_and_are_seeded():
     assert other_seed["pat2~p3"]["seed"] != v["seed"]
 
 
+def test_bone_texture_is_drawn_last_and_leaves_a_variant_without_it_as_before():
+    variants = {"count": 3, "deform_mm": {"min": 0, "max": 5}, "smooth_mm": 60, "scale": {"min": 0.85, "max": 1.15},
+                "hu_scale": {"min": 0.95, "max": 1.05}}
+    data = base_config_dict(count=12)
+    data["cts"] = [{"path": "builtin:chest-ct", "id": "pat", "variants": variants}]
+    plain_specs = plan_dataset(config_from_dict(data))
+    plain = {s.ct_id: s.ct_variant for s in plain_specs}
+    assert "bone_texture" not in config_from_dict(data).resolved()["cts"][0]["variants"]
+    assert ct_spec(plain_specs[0]).variant.texture_amplitude == 0.0
+    data["cts"][0]["variants"] = dict(variants, bone_texture={"amplitude": {"min": 0.1, "max": 0.3},
+                                                              "sigma_mm": {"grid": [0.5, 2.0]}})
+    specs = plan_dataset(config_from_dict(data))
+    variant = ct_spec(specs[0]).variant  # what the renderer's pseudo-patient gets
+    assert (variant.texture_amplitude, variant.texture_sigma_mm) == tuple(specs[0].ct_variant["bone_texture"].values())
+    textured = {s.ct_id: dict(s.ct_variant) for s in specs}
+    for ct_id, v in textured.items():
+        texture = v.pop("bone_texture")
+        assert 0.1 <= texture["amplitude"] <= 0.3 and texture["sigma_mm"] in (0.5, 2.0)
+        assert v == plain[ct_id]  # every other field drawn as without the texture
+    assert len({json.dumps(v, sort_keys=True) for v in plain.values()}) == 3
+
+
 @pytest.mark.parametrize("bad, match", [
+    ({"count": 2, "bone_texture": {"amplitude": -0.1}}, "amplitude must be >= 0"),
+    ({"count": 2, "bone_texture": {"sigma_mm": 0}}, "sigma_mm > 0"),
     ({"count": 0}, "variants.count"),
     ({"count": 2, "deform_mm": 10, "smooth_mm": 40}, "smooth_mm / 8"),
     ({"count": 2, "scale": {"min": 0, "max": 1}}, "scale must be > 0"),

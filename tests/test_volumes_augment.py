@@ -10,7 +10,9 @@ from ddsa_sim import InputError
 from ddsa_sim.volumes import Volume
 from ddsa_sim.volumes.augment import (
     AIR_HU,
+    TEXTURE_FROM_HU,
     PseudoPatient,
+    bone_texture,
     bspline_basis,
     displacement_rms_mm,
     pseudo_patient,
@@ -137,7 +139,8 @@ def test_hu_jitter_is_affine_and_fov_truncation_is_a_circle():
 
 
 def test_bad_parameters_are_one_line_errors():
-    for bad in ({"deform_mm": -1}, {"smooth_mm": 0}, {"scale": (1, 0, 1)}, {"hu_scale": 0}, {"fov_mm": -5}):
+    for bad in ({"deform_mm": -1}, {"smooth_mm": 0}, {"scale": (1, 0, 1)}, {"hu_scale": 0}, {"fov_mm": -5},
+                {"texture_amplitude": -0.1}, {"texture_sigma_mm": 0}):
         with pytest.raises(InputError, match="pseudo-patient"):
             PseudoPatient(**bad)
 
@@ -151,3 +154,41 @@ def test_deformation_at_the_config_bound_does_not_fold():
         d = np.einsum("nabc,ia,jb,kc->nijk", coef, *bases)
         jac = np.stack([np.stack(np.gradient(d[n], 2.0)) for n in range(3)]) + np.eye(3)[:, :, None, None, None]
         assert np.linalg.det(np.moveaxis(jac, (0, 1), (-2, -1))).min() > 0.1
+
+
+def test_bone_texture_has_the_asked_amplitude_and_correlation_and_spares_soft_tissue():
+    """On a uniform bone block the relative modulation is the Gaussian field itself: its standard deviation
+    is the amplitude and its autocorrelation exp(-r^2 / (4 sigma^2)) (1/e at 2 sigma), per axis in mm."""
+    spacing = np.array([1.0, 0.5, 2.0])
+    n = (96, 192, 48)  # 96 mm along every axis
+    hu = np.full(n, 1100.0, np.float32)
+    hu[:, :, :4] = 40.0  # a soft-tissue slab
+    out = bone_texture(hu, spacing, 0.2, 2.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(out[:, :, :4], hu[:, :, :4])
+    g = (out[:, :, 8:] - TEXTURE_FROM_HU) / (1100.0 - TEXTURE_FROM_HU) - 1.0
+    # about 96^3 / (2 sqrt(pi) 2 mm)^3 = 2600 independent samples: standard errors near 0.02 of the values
+    assert abs(g.std() / 0.2 - 1.0) < 0.06 and abs(g.mean()) < 0.2 * 0.06
+    f = g / g.std()
+    for axis, sp in enumerate(spacing):
+        lag = int(round(4.0 / sp))  # 2 sigma = 4 mm
+        a = np.moveaxis(f, axis, 0)
+        rho = float(np.mean(a[:-lag] * a[lag:]))
+        assert abs(rho - np.exp(-1.0)) < 0.07, (axis, rho)
+        half = int(round(2.0 / sp))  # sigma: exp(-1/4)
+        assert abs(float(np.mean(a[:-half] * a[half:])) - np.exp(-0.25)) < 0.07
+
+
+def test_a_textured_pseudo_patient_changes_only_its_bone_and_is_seeded():
+    ct, labels = sphere_ct(15.0)  # bone sphere (1000 HU) in water (0 HU)
+    plain, plain_labels = pseudo_patient(ct, labels, PseudoPatient(seed=4))
+    same, _ = pseudo_patient(ct, labels, PseudoPatient(seed=4, texture_amplitude=0.0, texture_sigma_mm=3.0))
+    np.testing.assert_array_equal(plain.data, same.data)
+    textured, textured_labels = pseudo_patient(ct, labels, PseudoPatient(seed=4, texture_amplitude=0.3))
+    np.testing.assert_array_equal(textured_labels.data, plain_labels.data)
+    soft = plain.data <= TEXTURE_FROM_HU
+    np.testing.assert_array_equal(textured.data[soft], plain.data[soft])
+    assert np.std(textured.data[plain.data == 1000.0]) > 100.0
+    again, _ = pseudo_patient(ct, labels, PseudoPatient(seed=4, texture_amplitude=0.3))
+    other, _ = pseudo_patient(ct, labels, PseudoPatient(seed=5, texture_amplitude=0.3))
+    np.testing.assert_array_equal(again.data, textured.data)
+    assert not np.array_equal(other.data, textured.data)

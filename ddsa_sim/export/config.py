@@ -26,7 +26,7 @@ from ddsa_sim.physics.collimation import LEAD_LEAKAGE, SOURCE_TO_COLLIMATOR_MM
 from ddsa_sim.volumes.distractors import Distractors
 
 __all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "DISTRACTOR_COUNTS", "EXPOSURE_FIELDS", "FOAM_FIELDS",
-           "MAX_BLADE_IMAGE_FRACTION", "NEW_AT_DEFAULT", "PHYSIOLOGICAL_MOTION_FIELDS", "CTSource", "Catheter",
+           "MAX_BLADE_IMAGE_FRACTION", "NEW_AT_DEFAULT", "PHYSIOLOGICAL_MOTION_FIELDS", "BoneTexture", "CTSource", "Catheter",
            "Collimation", "DatasetConfig", "DetectorConfig", "DistractorConfig", "Dist", "Effects", "Grid", "Output",
            "Placement", "PoseRanges", "Range", "SequenceConfig", "Split", "SpectrumRanges", "Variants",
            "VesselSourceConfig", "Vessels", "config_from_dict", "dist_bounds", "example_config_yaml", "load_config"]
@@ -141,6 +141,22 @@ class DistractorConfig(_Model):
         return {**out, "shell_open_fraction": self.shell_open_fraction, "edge_voxels": self.edge_voxels}
 
 
+class BoneTexture(_Model):
+    """``bone_texture`` of ``variants``: each pseudo-patient draws ``amplitude`` (standard deviation of the
+    relative modulation of bone HU above 100 HU) and ``sigma_mm`` (the Gaussian kernel of the random field,
+    mm) once (:func:`ddsa_sim.volumes.augment.bone_texture`; docs/export.md, "Bone texture")."""
+
+    amplitude: Dist = Range(min=0.0, max=0.4)
+    sigma_mm: Dist = Range(min=0.5, max=2.0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> BoneTexture:
+        if dist_bounds(self.amplitude)[0] < 0 or dist_bounds(self.sigma_mm)[0] <= 0:
+            raise ValueError(f"amplitude must be >= 0 and sigma_mm > 0, got {list(dist_bounds(self.amplitude))}, "
+                             f"{list(dist_bounds(self.sigma_mm))}")
+        return self
+
+
 class Variants(_Model):
     """``variants`` of a CT source: ``count`` pseudo-patients per source CT (:mod:`ddsa_sim.volumes.augment`).
 
@@ -151,7 +167,8 @@ class Variants(_Model):
     transaxial field of view; null: no truncation). ``vnc``: ``auto`` replaces the labelled blood
     structures that are enhanced (median above 120 HU; :data:`ddsa_sim.volumes.vnc.ENHANCED_VESSEL_STRUCTURES`)
     by unenhanced blood (40 HU) before resampling, a list names the structures, ``off`` keeps the CT's HU.
-    ``distractors`` adds procedural bone and air structures to each variant (:class:`DistractorConfig`).
+    ``distractors`` adds procedural bone and air structures to each variant (:class:`DistractorConfig`),
+    ``bone_texture`` mottles its bone (:class:`BoneTexture`).
     """
 
     count: int = Field(ge=1)
@@ -164,6 +181,7 @@ class Variants(_Model):
     fov_mm: Dist | None = None
     vnc: Literal["auto", "off"] | list[str] = "auto"
     distractors: DistractorConfig | None = None
+    bone_texture: BoneTexture | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> Variants:
@@ -663,7 +681,7 @@ class DatasetConfig(_Model):
 
     def resolved(self) -> dict[str, Any]:
         """The config as a JSON-compatible dict (what the store records); a CT source without
-        ``variants`` (or a variants block without ``distractors``, or distractors without foams: the
+        ``variants`` (or a variants block without ``distractors`` or ``bone_texture``, or distractors without foams: the
         :data:`FOAM_FIELDS`, or solid bones: the :data:`CORTEX_FIELDS`), a vessel source's ``cts`` and
         ``catheter`` and the fields of :data:`NEW_AT_DEFAULT` at their default are recorded as before
         those fields existed, so stores made then still resume."""
@@ -671,7 +689,10 @@ class DatasetConfig(_Model):
         for ct, source in zip(d["cts"], self.cts, strict=True):
             if ct["variants"] is None:
                 del ct["variants"]
-            elif ct["variants"]["distractors"] is None:
+                continue
+            if ct["variants"]["bone_texture"] is None:
+                del ct["variants"]["bone_texture"]
+            if ct["variants"]["distractors"] is None:
                 del ct["variants"]["distractors"]
             else:
                 distractors = ct["variants"]["distractors"]
@@ -796,6 +817,7 @@ cts:                                   # CT volumes (HU): path, glob or builtin 
       fov_mm: {min: 300, max: 500}     # transaxial field of view (diameter, mm): air outside; null = keep all
       vnc: auto                        # enhanced labelled blood -> 40 HU (a DSA mask has no contrast); off | [names]
       # distractors: {}                # bone shells, bones, air cavities, air-cell foams (docs/export.md); {} = defaults
+      # bone_texture: {}               # mottled bone: amplitude 0-0.4, kernel 0.5-2 mm (docs/export.md); {} = defaults
   # - path: builtin:tigre-head         # a second anatomy: TIGRE's head phantom (pytigre source tarball, docs/export.md)
   #   split: test
   # - path: /data/ct/*.nii.gz          # a glob: one CT per file, id = file stem

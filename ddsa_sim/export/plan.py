@@ -17,7 +17,8 @@ Determinism rules
   ``<ct_id>~p<k>``, listed in place of the CT; they take their source CT's split (assigned as above on
   the source ids). Variant ``k`` draws its parameters from
   ``SeedSequence([seed, VARIANT_TAG, crc32(ct_id), k])`` (scale x, y, z, rotation x, y, z, deformation,
-  HU scale, HU offset, field of view, in that order; the field's seed is the sequence's first uint64).
+  HU scale, HU offset, field of view, then with ``bone_texture`` its amplitude and kernel, in that
+  order; the displacement's and the texture's seed is the sequence's first uint64).
   With ``distractors``, its counts (shells, bones, cavities, foams, in that order; the foam fields are
   left out where it draws none) and the seed of its
   structures (the first uint64) come from ``SeedSequence([seed, DISTRACTOR_TAG, crc32(ct_id), k])``;
@@ -293,10 +294,14 @@ def draw_variant(config: DatasetConfig, source_index: int, ct_id: str, k: int) -
     rotate = [draw(v.rotate_deg, rng) for _ in range(3)]
     deform, hu_scale, hu_offset = draw(v.deform_mm, rng), draw(v.hu_scale, rng), draw(v.hu_offset, rng)
     fov = draw(v.fov_mm, rng) if v.fov_mm is not None else None
+    # drawn last, so that a config without it draws the other fields as before it existed
+    texture = None if v.bone_texture is None else {"amplitude": draw(v.bone_texture.amplitude, rng),
+                                                   "sigma_mm": draw(v.bone_texture.sigma_mm, rng)}
     return {"source": ct_id, "index": k, "seed": int(ss.generate_state(1, dtype=np.uint64)[0]),
             "deform_mm": deform, "smooth_mm": float(v.smooth_mm), "scale": scale, "rotate_deg": rotate,
             "hu_offset": hu_offset, "hu_scale": hu_scale, "fov_mm": fov,
             "vnc": v.vnc if isinstance(v.vnc, str) else list(v.vnc),
+            **({} if texture is None else {"bone_texture": texture}),
             **({} if v.distractors is None else {"distractors": draw_distractors(v.distractors, ct_id, k, config.seed)})}
 
 

@@ -20,7 +20,11 @@ cut at the old edges; voxels the source does not cover are air). The CT is sampl
 one resampling pass, so the labels stay integer and co-registered with the CT. Then
 ``HU' = hu_scale * HU + hu_offset``, and voxels outside a transaxial field of view (a circle of
 diameter ``fov_mm`` in the world x-y plane, about the CT centre, along the whole z extent) become air
-and label 0, as a scanner leaves them outside its reconstruction circle. Procedural bone and air
+and label 0, as a scanner leaves them outside its reconstruction circle. Last, with
+``texture_amplitude`` > 0, bone gets a texture (:func:`bone_texture`): its HU above
+:data:`TEXTURE_FROM_HU` is multiplied by ``1 + a g(x)``, ``g`` a unit-variance Gaussian random field of
+kernel ``texture_sigma_mm``, so that uniform procedural bone looks mottled as cancellous bone does in a
+clinical CT, and a network cannot take every bony mottle for a vessel. Procedural bone and air
 structures the source does not have are added to the result separately
 (:func:`ddsa_sim.volumes.distractors.add_distractors`): they are clutter, not anatomy, and what is read
 from the anatomy (where the brain lies) is read before them (:func:`ddsa_sim.scene.load_patient`).
@@ -37,11 +41,16 @@ from scipy.spatial.transform import Rotation
 from ddsa_sim import InputError
 from ddsa_sim.volumes.volume import Volume
 
-__all__ = ["AIR_HU", "PseudoPatient", "bspline_basis", "displacement_rms_mm", "pseudo_patient",
-           "random_displacement_coefficients", "source_coordinates", "variant_grid"]
+__all__ = ["AIR_HU", "TEXTURE_FROM_HU", "PseudoPatient", "bone_texture", "bspline_basis", "displacement_rms_mm",
+           "pseudo_patient", "random_displacement_coefficients", "source_coordinates", "variant_grid"]
 
 #: HU given to voxels that come from outside the source CT or lie outside the field of view.
 AIR_HU = -1000.0
+
+#: HU above which :func:`bone_texture` modulates: above every soft tissue and unenhanced blood (40 HU).
+TEXTURE_FROM_HU = 100.0
+
+_TEXTURE_TAG = 0x7E7
 
 #: Voxel planes (along axis 0) resampled at once: bounds the coordinate arrays to a few hundred MB.
 _SLAB_VOXELS = 4_000_000
@@ -69,6 +78,11 @@ class PseudoPatient:
         Multiplies every HU value (before the offset).
     fov_mm : float or None
         Diameter of the transaxial field of view, mm; None keeps everything.
+    texture_amplitude : float
+        Standard deviation ``a`` of the bone texture's relative modulation (:func:`bone_texture`; 0: none).
+    texture_sigma_mm : float
+        Standard deviation of the texture's Gaussian kernel, mm: its autocorrelation falls to 1/e at
+        twice this distance.
     """
 
     seed: int = 0
@@ -79,6 +93,8 @@ class PseudoPatient:
     hu_offset: float = 0.0
     hu_scale: float = 1.0
     fov_mm: float | None = None
+    texture_amplitude: float = 0.0
+    texture_sigma_mm: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.deform_mm >= 0 or not self.smooth_mm > 0:
@@ -89,6 +105,9 @@ class PseudoPatient:
                              f"{list(self.scale)}, {list(self.rotate_deg)}")
         if not self.hu_scale > 0 or (self.fov_mm is not None and not self.fov_mm > 0):
             raise InputError(f"pseudo-patient: hu_scale and fov_mm must be > 0, got {self.hu_scale}, {self.fov_mm}")
+        if not self.texture_amplitude >= 0 or not self.texture_sigma_mm > 0:
+            raise InputError(f"pseudo-patient: texture_amplitude must be >= 0 and texture_sigma_mm > 0, got "
+                             f"{self.texture_amplitude}, {self.texture_sigma_mm}")
 
 
 def bspline_basis(n_voxels: int, spacing_mm: float, smooth_mm: float) -> np.ndarray:
@@ -223,6 +242,45 @@ def pseudo_patient(ct: Volume, labels: Volume | None, params: PseudoPatient) -> 
         out[rows] = slab
         if lab is not None:
             out_labels[rows] = lab
+    if params.texture_amplitude > 0:
+        rng = np.random.default_rng([params.seed, _TEXTURE_TAG])
+        out = bone_texture(out, ct.spacing_mm, params.texture_amplitude, params.texture_sigma_mm, rng)
     variant = Volume(out, affine, {}, ct.name)
     variant_labels = None if labels is None else Volume(out_labels, affine.copy(), {}, labels.name)
     return variant, variant_labels
+
+
+def bone_texture(hu: np.ndarray, spacing_mm: np.ndarray, amplitude: float, sigma_mm: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Bone with a random texture: ``T + (HU - T) max(1 + amplitude g, 0)`` where ``HU > T``
+    (:data:`TEXTURE_FROM_HU`), other voxels unchanged.
+
+    ``g`` is white noise filtered by a Gaussian of ``sigma_mm`` (per voxel axis ``sigma_mm / spacing``)
+    and scaled to unit standard deviation over the grid: a stationary field with autocorrelation
+    ``exp(-r^2 / (4 sigma_mm^2))``. The modulation keeps the bone's mean density (the clip at zero moves
+    it by under 0.5 % for ``amplitude`` <= 0.5) and vanishes continuously at ``T``, so no edge is made.
+
+    Parameters
+    ----------
+    hu : ndarray
+        CT, HU (float32; modified copy returned).
+    spacing_mm : (3,) float
+        Voxel size along the array axes, mm.
+    amplitude : float
+        Standard deviation of the relative modulation.
+    sigma_mm : float
+        The Gaussian kernel's standard deviation, mm.
+    rng : numpy.random.Generator
+        Source of the white noise.
+
+    Returns
+    -------
+    ndarray
+        The textured CT, float32 HU.
+    """
+    field = rng.standard_normal(hu.shape, dtype=np.float32)
+    ndimage.gaussian_filter(field, np.asarray(sigma_mm / np.asarray(spacing_mm, float)), output=field,
+                            mode="wrap")
+    field /= field.std(dtype=np.float64)
+    excess = np.maximum(hu - np.float32(TEXTURE_FROM_HU), 0)
+    return (hu + excess * (np.maximum(1 + np.float32(amplitude) * field, 0) - 1)).astype(np.float32)

@@ -27,7 +27,7 @@ Design (docs/results.md, "Duan's experiment at CPU scale"):
   procedural heads, every tree the Circle of Willis) and ``fit_cow_heads_plain`` (the same without
   distractors), the stores of v22's capacity diagnostic, trained on and scored on their own frames;
   ``fit_cow_heads_many`` (v23: its 192 training frames from 12 heads of one pseudo-patient each instead
-  of 3 heads of four).
+  of 3 heads of four); ``fit_cow_heads_textured`` (v25: ``fit_cow_heads`` with mottled bone).
 """
 
 from __future__ import annotations
@@ -297,6 +297,12 @@ def configs() -> dict[str, dict]:
                    for seed in MANY_TRAINING_HEADS] + val
     many["count"] = _training_count(many["cts"], many["vessels"]["per_ct"])
     out["fit_cow_heads_many"] = many
+    # the same heads with mottled bone (variants.bone_texture at its defaults: amplitude 0-0.4, kernel 0.5-2 mm):
+    # whether a network that has seen bony mottle stops drawing an unseen head's as vessels (docs/results.md, v25)
+    textured = copy.deepcopy(fit)
+    for ct in textured["cts"]:
+        ct["variants"]["bone_texture"] = {}
+    out["fit_cow_heads_textured"] = textured
     for name, (_, cts, sources, exposure) in TEST_SETS.items():
         if name == "common":
             continue
