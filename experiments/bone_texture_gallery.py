@@ -6,8 +6,8 @@
 Pseudo-patients of ``builtin:head-phantom-<head>`` (no deformation, no scaling), loaded through the exporter's
 own path (``CTSpec`` -> ``scene.load_patient``) with ``texture_amplitude`` 0 and each ``--amplitude``.
 Rows: one per amplitude; columns: an axial slice through the skull base (HU), a coronal slice, and the
--ln image of a lateral projection (``Projector``, 80 kVp, 3 mm Al) over the skull base, the view Circle of Willis runs
-are taken in; the last row is the projected texture alone (textured minus plain, -ln).
+-ln image of a lateral projection (``head_phantom_gallery``'s, 90 kVp) over the skull base, the view Circle of
+Willis runs are taken in; the last row is the projected texture alone (textured minus plain, -ln).
 """
 
 from __future__ import annotations
@@ -20,22 +20,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from head_phantom_gallery import _neglog_views  # noqa: E402  experiments/head_phantom_gallery.py, beside this script
 
 from ddsa_sim.files import atomic_output  # noqa: E402
-from ddsa_sim.geometry import CArm  # noqa: E402
-from ddsa_sim.projector import Projector, ProjectorVolume  # noqa: E402
 from ddsa_sim.scene import CTSpec, load_patient  # noqa: E402
-from ddsa_sim.volumes import Volume, ct_with_materials  # noqa: E402
 from ddsa_sim.volumes.augment import PseudoPatient  # noqa: E402
-
-DETECTOR = 256  # pixels per side over the full 298 mm panel
-
-
-def _lateral_neglog(ct: Volume) -> np.ndarray:
-    carm = CArm(isocenter_mm=tuple(float(x) for x in ct.center_mm), sensor_height=DETECTOR, sensor_width=DETECTOR,
-                pixel_mm=1536 * 0.194 / DETECTOR)
-    proj = Projector([ProjectorVolume.from_ct(ct_with_materials(ct))], spectrum="spekpy:kvp=80,al=3")
-    return proj.render(carm.at(alpha_deg=90.0, beta_deg=0.0)).neglog["image"]
 
 
 def main() -> None:
@@ -50,7 +39,7 @@ def main() -> None:
     for a in [0.0, *args.amplitude]:
         ct = load_patient(CTSpec(source, variant=PseudoPatient(seed=1, texture_amplitude=a,
                                                                texture_sigma_mm=args.sigma_mm))).ct
-        rows.append((a, ct, _lateral_neglog(ct)))
+        rows.append((a, ct, _neglog_views(ct, (90.0,))[0]))
     plain = rows[0][2]
     k = rows[0][1].shape[2] // 2 - 10  # about 10 mm below the origin: the skull base
     j = rows[0][1].shape[1] // 2
