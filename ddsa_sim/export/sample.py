@@ -59,11 +59,11 @@ def ct_spec(spec: SampleSpec):
     variant, vnc, distractors = None, "off", None
     if spec.ct_variant is not None:
         v = spec.ct_variant
-        texture = v.get("bone_texture", {"amplitude": 0.0, "sigma_mm": 1.0})
+        texture = {} if "bone_texture" not in v else {"texture_amplitude": v["bone_texture"]["amplitude"],
+                                                      "texture_sigma_mm": v["bone_texture"]["sigma_mm"]}
         variant = PseudoPatient(seed=int(v["seed"]), deform_mm=v["deform_mm"], smooth_mm=v["smooth_mm"],
                                 scale=tuple(v["scale"]), rotate_deg=tuple(v["rotate_deg"]), hu_offset=v["hu_offset"],
-                                hu_scale=v["hu_scale"], fov_mm=v["fov_mm"], texture_amplitude=texture["amplitude"],
-                                texture_sigma_mm=texture["sigma_mm"])
+                                hu_scale=v["hu_scale"], fov_mm=v["fov_mm"], **texture)
         vnc = v["vnc"] if isinstance(v["vnc"], str) else tuple(v["vnc"])
         if "distractors" in v:
             distractors = Distractors(**{n: tuple(x) if isinstance(x, list) else x

@@ -24,7 +24,7 @@ and label 0, as a scanner leaves them outside its reconstruction circle. Last, w
 ``texture_amplitude`` > 0, bone gets a texture (:func:`bone_texture`): its HU above
 :data:`TEXTURE_FROM_HU` is multiplied by ``1 + a g(x)``, ``g`` a unit-variance Gaussian random field of
 kernel ``texture_sigma_mm``, so that uniform procedural bone looks mottled as cancellous bone does in a
-clinical CT, and a network cannot take every bony mottle for a vessel. Procedural bone and air
+clinical CT. Procedural bone and air
 structures the source does not have are added to the result separately
 (:func:`ddsa_sim.volumes.distractors.add_distractors`): they are clutter, not anatomy, and what is read
 from the anatomy (where the brain lies) is read before them (:func:`ddsa_sim.scene.load_patient`).
