@@ -166,7 +166,7 @@ def test_bone_texture_has_the_asked_amplitude_and_correlation_and_spares_soft_ti
     out = bone_texture(hu, spacing, 0.2, 2.0, np.random.default_rng(0))
     np.testing.assert_array_equal(out[:, :, :4], hu[:, :, :4])
     g = (out[:, :, 8:] - TEXTURE_FROM_HU) / (1100.0 - TEXTURE_FROM_HU) - 1.0
-    # about 96^3 / (2 sqrt(pi) 2 mm)^3 = 2600 independent samples: standard errors near 0.02 of the values
+    # about 96^3 / (2 sqrt(pi) 2 mm)^3 = 2500 independent samples: standard errors near 0.02 of the values
     assert abs(g.std() / 0.2 - 1.0) < 0.06 and abs(g.mean()) < 0.2 * 0.06
     f = g / g.std()
     for axis, sp in enumerate(spacing):
