@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from head_phantom_gallery import _neglog_views  # noqa: E402  experiments/head_phantom_gallery.py, beside this script
 
-from ddsa_sim.files import atomic_output  # noqa: E402
 from ddsa_sim.scene import CTSpec, load_patient  # noqa: E402
+from ddsa_sim.viz.figures import save_figure  # noqa: E402
 from ddsa_sim.volumes.augment import PseudoPatient  # noqa: E402
 
 
@@ -67,8 +67,7 @@ def main() -> None:
     fig.colorbar(im, ax=axes[-1, 2], fraction=0.046)
     fig.suptitle(f"{source}: bone texture (variants.bone_texture)", fontsize=11)
     fig.tight_layout()
-    with atomic_output(args.out) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
+    save_figure(fig, args.out, dpi=80)
     print(f"wrote {args.out}")
 
 

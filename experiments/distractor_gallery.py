@@ -31,10 +31,10 @@ import yaml  # noqa: E402
 from ddsa_sim.export.config import config_from_dict, example_config_yaml  # noqa: E402
 from ddsa_sim.export.plan import plan_dataset  # noqa: E402
 from ddsa_sim.export.sample import ct_spec  # noqa: E402
-from ddsa_sim.files import atomic_output  # noqa: E402
 from ddsa_sim.geometry import CArm  # noqa: E402
 from ddsa_sim.projector import Projector, ProjectorVolume  # noqa: E402
 from ddsa_sim.scene import load_patient  # noqa: E402
+from ddsa_sim.viz.figures import save_figure  # noqa: E402
 from ddsa_sim.volumes import Volume, ct_with_materials  # noqa: E402
 from ddsa_sim.volumes.distractors import draw_structures  # noqa: E402
 
@@ -104,8 +104,7 @@ def main() -> None:
     bones = "cortical bones" if args.bone_cortex_mm else "bones"
     fig.suptitle(f"{args.slab.name}: pseudo-patient with procedural bone shells, {bones} and air cavities", fontsize=11)
     fig.tight_layout()
-    with atomic_output(args.out) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+    save_figure(fig, args.out, dpi=90)
     print(f"wrote {args.out}")
 
 

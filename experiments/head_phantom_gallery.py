@@ -24,9 +24,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from ddsa_sim.files import atomic_output  # noqa: E402
 from ddsa_sim.geometry import CArm  # noqa: E402
 from ddsa_sim.projector import Projector, ProjectorVolume  # noqa: E402
+from ddsa_sim.viz.figures import save_figure  # noqa: E402
 from ddsa_sim.volumes import Volume, ct_with_materials  # noqa: E402
 from ddsa_sim.volumes.distractors import Structure, occupancy  # noqa: E402
 from ddsa_sim.volumes.head_phantom import MEAN_SKULL_MM, head_phantom, head_structures  # noqa: E402
@@ -108,8 +108,7 @@ def main() -> None:
     fig.suptitle("Procedural heads (builtin:head-phantom-<seed>): training anatomy with skull base, air-cell "
                  "honeycombs, sinuses, teeth and cervical spine", fontsize=11)
     fig.tight_layout()
-    with atomic_output(args.out) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
+    save_figure(fig, args.out, dpi=80)
     print(f"wrote {args.out}")
 
 

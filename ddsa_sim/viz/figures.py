@@ -9,7 +9,7 @@ import numpy as np
 
 from ddsa_sim.files import atomic_output
 
-__all__ = ["contact_sheet", "display_window", "image_grid", "save_png", "to_uint8"]
+__all__ = ["contact_sheet", "display_window", "image_grid", "save_figure", "save_png", "to_uint8"]
 
 
 def display_window(images: Sequence[np.ndarray], lo_pct: float = 0.5, hi_pct: float = 99.5) -> tuple[float, float]:
@@ -38,6 +38,14 @@ def save_png(image: np.ndarray, path: str | Path, window: tuple[float, float] | 
     return path
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Write a matplotlib figure as a PNG at ``dpi``, atomically: a reader never sees half a picture."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    return path
+
+
 def image_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, titles: Sequence[Sequence[str]] | None = None,
                windows: Sequence[tuple[float, float]] | None = None, cmap: str = "gray",
                suptitle: str | None = None, cell_inches: float = 2.2) -> Path:
@@ -62,9 +70,7 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, titles: S
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+    path = save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from ddsa_sim.files import atomic_output  # noqa: E402
+from ddsa_sim.viz.figures import save_figure  # noqa: E402
 
 __all__ = ["main", "val_history"]
 
@@ -51,8 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     axes[0, 0].set_ylabel("validation PSNR (dB)", fontsize=8)
     axes[0, 0].legend(fontsize=6, loc="lower right")
     fig.tight_layout()
-    with atomic_output(args.png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    save_figure(fig, args.png, dpi=110)
     print(args.png)
 
 

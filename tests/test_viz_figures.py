@@ -1,0 +1,27 @@
+"""ddsa_sim.viz.figures: figures written whole, at the asked size."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from ddsa_sim.viz.figures import image_grid, save_figure  # noqa: E402
+
+
+def test_save_figure_writes_the_figure_at_its_dpi_and_leaves_nothing_else(tmp_path):
+    fig = plt.figure(figsize=(3.0, 2.0))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    path = save_figure(fig, tmp_path / "f.png", dpi=50)
+    plt.close(fig)
+    assert path == tmp_path / "f.png" and [p.name for p in tmp_path.iterdir()] == ["f.png"]
+    assert Image.open(path).size == (150, 100)  # inches x dpi
+
+
+def test_image_grid_writes_one_png(tmp_path):
+    rows = [[np.zeros((8, 8)), np.eye(8)]]
+    path = image_grid(rows, tmp_path / "g.png", titles=[["zeros", "eye"]])
+    assert [p.name for p in tmp_path.iterdir()] == ["g.png"] and Image.open(path).format == "PNG"
