@@ -157,3 +157,24 @@ def test_bad_input_raises_input_error(call):
 def test_spectrum_validates_directly():
     with pytest.raises(InputError, match="empty"):
         Spectrum(np.array([]), np.array([]))
+
+
+def test_air_kerma_weights_come_from_the_disk_cache_without_spekpy(monkeypatch):
+    """``E (mu_en/rho)_air`` is SpekPy's table at each energy; once on disk, a process reads it there without
+    importing SpekPy (what lets a machine with SpekPy's code but not its tables export from a warm cache)."""
+    import sys
+
+    from spekpy.DataTables import MuEnAirData
+
+    from ddsa_sim.physics import spectra
+
+    e = np.array([[20.5, 33.5], [50.5, 89.5]])
+    direct = np.asarray(MuEnAirData("pene_muen_air.dat").get_muen_over_rho_air(e.reshape(-1))).reshape(e.shape)
+    expected = e * 1.602176634e-16 * direct * 1e3 * 100.0 * 1e6
+    np.testing.assert_array_equal(spectra.air_kerma_per_photon(e), expected)
+    spectra._muen_air.cache_clear()
+    monkeypatch.setitem(sys.modules, "spekpy", None)  # importing it now raises
+    monkeypatch.setitem(sys.modules, "spekpy.DataTables", None)
+    np.testing.assert_array_equal(spectra.air_kerma_per_photon(e), expected)
+    with pytest.raises(ImportError):
+        spectra.air_kerma_per_photon(np.array([40.5]))  # an energy grid not yet on disk needs SpekPy

@@ -262,6 +262,7 @@ def test_weight_average_is_the_exponential_average_of_the_stepped_weights_and_re
     res = run_training(averaged, tmp_path / "avg", store=store, progress=False)
     ckpt = load_checkpoint(tmp_path / "avg" / "last.pt")
     inference, _, _, _ = load_model(tmp_path / "avg" / "last.pt")
+    optimisers, _, _, _ = load_model(tmp_path / "avg" / "last.pt", stepped=True)
     w1, w2, w3 = stepped
     floats = [k for k, v in w3.items() if v.is_floating_point()]
     assert any("running_var" in k for k in floats)
@@ -272,6 +273,7 @@ def test_weight_average_is_the_exponential_average_of_the_stepped_weights_and_re
         assert torch.allclose(inference.state_dict()[k], expected, atol=1e-6), k
         assert torch.allclose(res.model.state_dict()[k], expected, atol=1e-6), k
         assert torch.allclose(ckpt["model_stepped"][k], w3[k], atol=1e-6), k
+        assert torch.allclose(optimisers.state_dict()[k], w3[k], atol=1e-6), k
     run_training(averaged, tmp_path / "part", store=store, progress=False, max_steps=2)
     run_training(averaged, tmp_path / "part", store=store, progress=False, resume=True)
     resumed = load_checkpoint(tmp_path / "part" / "last.pt")
@@ -279,6 +281,8 @@ def test_weight_average_is_the_exponential_average_of_the_stepped_weights_and_re
         for k in floats:
             assert torch.allclose(resumed[key][k], ckpt[key][k], atol=1e-6), (key, k)
     assert load_checkpoint(tmp_path / "plain" / "last.pt")["model_stepped"] is None
+    with pytest.raises(InputError, match="no optimiser's weights apart from the network"):
+        load_model(tmp_path / "plain" / "last.pt", stepped=True)
     with pytest.raises(InputError, match="ema_decay"):
         _cfg(optim={"ema_decay": 1.0})
 
@@ -397,7 +401,8 @@ def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):
     )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    vessel_keys = {"vessel_psnr", "vessel_nmse", "bg_fp_energy", "bg_fp_fraction", "vessel_cnr", "iodine_recovery"}
+    vessel_keys = {"vessel_psnr", "vessel_nmse", "bg_fp_energy", "bg_fp_fraction", "vessel_cnr", "iodine_recovery",
+                   "psnr_background_exact", "psnr_vessels_exact"}
     for key in ("network", "conventional", "known_anatomy", "zero"):
         assert {"psnr", "ssim", "nmse", "mae", "psnr_std"} | vessel_keys <= set(out[key])
     assert out["n_samples"] == 3 and out["data_range"] > 0
@@ -409,6 +414,9 @@ def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):
     assert out["zero"]["psnr"] == pytest.approx(np.mean(zero_psnr), rel=1e-6)
     assert out["zero"]["nmse"] == 1 and out["zero"]["vessel_nmse"] == 1 and out["zero"]["iodine_recovery"] == 0
     assert out["zero"]["bg_fp_fraction"] == 0 and out["zero"]["vessel_cnr"] == 0
+    # the target lies inside the dilated vessels, so the all-zero image's error is all there
+    assert out["zero"]["psnr_background_exact"] == pytest.approx(out["zero"]["psnr"], abs=1e-3)
+    assert out["zero"]["psnr_vessels_exact"] > out["zero"]["psnr"] + 30
     # known-anatomy subtraction: its error is the contrast frame's own noise, contrast - contrast_clean, whatever the motion
     noise = [test[i]["contrast"][0].numpy().astype(np.float64) - test[i]["contrast_clean"][0].numpy() for i in range(len(test))]
     noise_psnr = [10 * np.log10(out["data_range"] ** 2 / np.mean(n**2)) for n in noise]
@@ -430,6 +438,10 @@ def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):
     assert out["tta"] is False and tta["tta"] is True
     assert tta["network"]["psnr"] != out["network"]["psnr"]
     assert all(tta[m] == out[m] for m in ("conventional", "known_anatomy", "zero"))
+    assert out["weights"] == "model"
+    # a run without a weight average has no optimiser's weights to score apart from its network
+    r = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(store), "--out-png", str(png), "--stepped"])
+    assert r.exit_code != 0 and "leave out --stepped" in r.output
 
 
 def test_cli_infer_png_tiff_dicom(trained, tmp_path):

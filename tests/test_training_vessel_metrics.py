@@ -46,6 +46,14 @@ def test_vessel_metrics_of_a_line():
     assert m["bg_fp_energy"] == pytest.approx(7 * 0.06**2 / (7 * 0.2**2), rel=1e-12)  # 0.09; negatives excluded
     bg = np.r_[np.full(7, 0.06), np.zeros(14), np.full(7, -0.1)]
     assert m["vessel_cnr"] == pytest.approx((0.1 - bg.mean()) / bg.std(), rel=1e-12)
+    # the whole image's error split between D and B, each spread over all 49 pixels
+    sq_err_b = 7 * 0.06**2 + 7 * 0.1**2
+    assert m["psnr_background_exact"] == pytest.approx(10 * math.log10(0.2**2 / (sq_err_d / 49)), rel=1e-12)
+    assert m["psnr_vessels_exact"] == pytest.approx(10 * math.log10(0.2**2 / (sq_err_b / 49)), rel=1e-12)
+    # the two errors add up to the whole image's
+    whole = 10 * math.log10(0.2**2 / ((sq_err_d + sq_err_b) / 49))
+    parts = [10 ** (-m[k] / 10) for k in ("psnr_background_exact", "psnr_vessels_exact")]
+    assert 10 * math.log10(1 / sum(parts)) == pytest.approx(whole, rel=1e-12)
 
 
 def test_perfect_zero_and_vessel_free_images():
@@ -53,13 +61,15 @@ def test_perfect_zero_and_vessel_free_images():
     perfect = vessel_metrics(target, target, vessel, data_range=0.2, dilation_px=1)
     assert perfect["vessel_psnr"] == math.inf and perfect["vessel_nmse"] == 0 and perfect["iodine_recovery"] == 1
     assert perfect["bg_fp_energy"] == 0 and perfect["bg_fp_fraction"] == 0 and perfect["vessel_cnr"] == math.inf
+    assert perfect["psnr_background_exact"] == math.inf and perfect["psnr_vessels_exact"] == math.inf
     zero = vessel_metrics(np.zeros_like(target), target, vessel, data_range=0.2, dilation_px=1)
     assert zero["vessel_nmse"] == 1 and zero["iodine_recovery"] == 0 and zero["vessel_cnr"] == 0
     assert zero["bg_fp_energy"] == 0 and zero["bg_fp_fraction"] == 0
     assert zero["vessel_psnr"] == pytest.approx(10 * math.log10(0.2**2 / (7 * 0.04 / 21)))
+    assert zero["psnr_vessels_exact"] == math.inf  # all its error is on the vessels
     none = vessel_metrics(np.ones((7, 7)), np.zeros((7, 7)), np.zeros((7, 7)), data_range=1.0)
     assert all(math.isnan(none[k]) for k in ("vessel_psnr", "vessel_nmse", "bg_fp_energy", "vessel_cnr",
-                                              "iodine_recovery"))
+                                              "iodine_recovery", "psnr_background_exact", "psnr_vessels_exact"))
     assert none["bg_fp_fraction"] == 1.0
     with pytest.raises(ValueError, match="shapes"):
         vessel_metrics(np.zeros((7, 7)), target, vessel[:6], data_range=1.0)

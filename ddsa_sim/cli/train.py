@@ -122,6 +122,9 @@ def evaluate(
     native_grid: bool = typer.Option(
         False, "--native-grid", help="run the network on the store's pixel grid, not resampled to its training scale"
     ),
+    stepped: bool = typer.Option(
+        False, "--stepped", help="score the optimiser's weights of a run with a weight average, not the average"
+    ),
 ) -> None:
     """Print network vs conventional-DSA vs all-zero metrics as one JSON object (a table on stderr) and
     write a comparison grid."""
@@ -131,7 +134,7 @@ def evaluate(
         raise InputError(f"--max-samples: must be >= 1, got {max_samples}")
     png = out_png if out_png is not None else Path(checkpoint).parent / f"eval_{split}.png"
     res = evaluate_checkpoint(checkpoint, data, split, png, max_samples=max_samples, verify=verify, tta=tta,
-                              native_grid=native_grid)
+                              native_grid=native_grid, stepped=stepped)
     print(format_table(res), file=sys.stderr)
     print(json.dumps(res))
 

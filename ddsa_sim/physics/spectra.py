@@ -23,7 +23,7 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,11 +207,9 @@ def _spekpy_version() -> str:
         return getattr(sp, "__version__", "unknown")
 
 
-def _spekpy_cached(kvp: float, al: float, cu: float, angle: float, dk: float,
-                   x_cm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """SpekPy call with an optional on-disk cache (keyed by settings and SpekPy version)."""
-    version = _spekpy_version()
-    key = json.dumps([version, kvp, al, cu, angle, dk] + ([x_cm] if x_cm else []))
+def _disk_cached(key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """``compute()``'s pair of arrays, read from the on-disk cache under ``key`` where it holds them, else computed
+    and written there (atomically; a read-only cache folder only loses the saving)."""
     directory = _cache_dir()
     path = None
     if directory is not None:
@@ -219,7 +217,7 @@ def _spekpy_cached(kvp: float, al: float, cu: float, angle: float, dk: float,
         cached = _read_cache(path, key)
         if cached is not None:
             return cached
-    k, f = _run_spekpy(kvp, al, cu, angle, dk, x_cm)
+    k, f = compute()
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,6 +227,13 @@ def _spekpy_cached(kvp: float, al: float, cu: float, angle: float, dk: float,
         except OSError:  # read-only home etc.: the in-memory cache still works
             pass
     return k, f
+
+
+def _spekpy_cached(kvp: float, al: float, cu: float, angle: float, dk: float,
+                   x_cm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """SpekPy call with an optional on-disk cache (keyed by settings and SpekPy version)."""
+    key = json.dumps([_spekpy_version(), kvp, al, cu, angle, dk] + ([x_cm] if x_cm else []))
+    return _disk_cached(key, lambda: _run_spekpy(kvp, al, cu, angle, dk, x_cm))
 
 
 @functools.lru_cache(maxsize=128)
@@ -376,11 +381,21 @@ def mono_spectrum(energy_kev: float) -> Spectrum:
 _J_PER_KEV = 1.602176634e-16
 
 
-@functools.cache
-def _muen_air() -> Any:
-    from spekpy.DataTables import MuEnAirData
+@functools.lru_cache(maxsize=256)
+def _muen_air(energies_kev: tuple[float, ...]) -> np.ndarray:
+    """SpekPy's ``(mu_en/rho)_air`` (cm^2/g) at these energies, through the on-disk cache as the spectra: a process
+    whose spectra and energy grids are cached never imports SpekPy."""
 
-    return MuEnAirData("pene_muen_air.dat")
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        from spekpy.DataTables import MuEnAirData
+
+        e = np.array(energies_kev, dtype=np.float64)
+        return e, np.asarray(MuEnAirData("pene_muen_air.dat").get_muen_over_rho_air(e), dtype=np.float64)
+
+    key = json.dumps([_spekpy_version(), "pene_muen_air", list(energies_kev)])
+    muen = _disk_cached(key, compute)[1]
+    muen.flags.writeable = False  # shared by every caller of the in-memory cache
+    return muen
 
 
 def air_kerma_per_photon(energies_kev: Any) -> np.ndarray:
@@ -389,7 +404,7 @@ def air_kerma_per_photon(energies_kev: Any) -> np.ndarray:
     SpekPy's mass energy-absorption coefficients of air (the table its ``get_kerma`` uses).
     """
     e = np.asarray(energies_kev, dtype=np.float64)
-    muen = np.asarray(_muen_air().get_muen_over_rho_air(e.reshape(-1)), dtype=np.float64).reshape(e.shape)
+    muen = _muen_air(tuple(e.reshape(-1).tolist())).reshape(e.shape)
     return e * _J_PER_KEV * muen * 1e3 * 100.0 * 1e6  # keV -> J; cm^2/g -> m^2/kg; per mm^2 -> per cm^2; Gy -> uGy
 
 

@@ -140,6 +140,7 @@ def load_model(
     path: str | Path,
     device: str | torch.device = "cpu",
     expected: ModelConfig | None = None,
+    stepped: bool = False,
 ) -> tuple[UNet, Normalization, TrainConfig, dict[str, Any]]:
     """Rebuild the generator of a checkpoint for inference.
 
@@ -151,6 +152,9 @@ def load_model(
         Where to place the model.
     expected
         If given, refuse a checkpoint with another architecture.
+    stepped
+        Rebuild the optimiser's own weights (``model_stepped``) of a run with a weight average
+        (``optim.ema_decay``) instead of the average; an :class:`InputError` for a checkpoint without them.
 
     Returns
     -------
@@ -161,7 +165,10 @@ def load_model(
         check_architecture(ckpt, expected, str(path))
     cfg = config_of(ckpt)
     model = UNet(ModelConfig.model_validate(ckpt["architecture"]))
-    load_state(model, ckpt["model"], str(path))
+    if stepped and ckpt.get("model_stepped") is None:
+        raise InputError(f"{path}: no optimiser's weights apart from the network (a run without optim.ema_decay): "
+                         "leave out --stepped")
+    load_state(model, ckpt["model_stepped" if stepped else "model"], str(path))
     model.to(device).eval()
     return model, Normalization.from_dict(ckpt["normalization"]), cfg, ckpt
 

@@ -34,7 +34,7 @@ from ddsa_sim.training.metrics import all_metrics, summarize
 from ddsa_sim.training.pixel_grid import network_dsa_on_grid, network_grid
 from ddsa_sim.training.vessel_metrics import BG_THRESHOLD, DILATION_PX, vessel_metrics, win_counts
 
-__all__ = ["GRID_COLUMNS", "METHODS", "comparison_grid", "evaluate_checkpoint", "format_table"]
+__all__ = ["GRID_COLUMNS", "METHODS", "comparison_grid", "evaluate_checkpoint", "format_table", "reference_images"]
 
 #: the scored images, in table order
 METHODS = ("network", "conventional", "known_anatomy", "zero")
@@ -50,6 +50,8 @@ _TABLE_ROWS = (
     ("bg_fp_fraction", "background FP fraction", "{:.4f}"),
     ("vessel_cnr", "vessel CNR", "{:.2f}"),
     ("iodine_recovery", "iodine recovery", "{:.3f}"),
+    ("psnr_background_exact", "PSNR, background exact (dB)", "{:.2f}"),
+    ("psnr_vessels_exact", "PSNR, vessels exact (dB)", "{:.2f}"),
 )
 
 
@@ -99,6 +101,17 @@ def comparison_grid(rows: list[tuple[np.ndarray, ...]], path: str | Path) -> Pat
     return path
 
 
+def reference_images(item: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The references of one :class:`~ddsa_sim.training.data.ZarrDDSADataset` item, ``(H, W)`` -ln images:
+    ``conventional`` (``contrast - mask``), ``known_anatomy`` (``contrast - (contrast_clean - dsa_target)``) and
+    ``zero`` (docs/results.md, "Evaluation metrics")."""
+    contrast = item["contrast"][0].numpy()
+    target = item["dsa_target"][0].numpy()
+    anatomy = item["contrast_clean"][0].numpy() - target  # with scatter, not the mask frame (docs/dsa.md)
+    return {"conventional": contrast - item["mask"][0].numpy(), "known_anatomy": contrast - anatomy,
+            "zero": np.zeros_like(target)}
+
+
 @torch.no_grad()
 def evaluate_checkpoint(
     checkpoint: str | Path,
@@ -112,6 +125,7 @@ def evaluate_checkpoint(
     verify: str = "refuse",
     tta: bool = False,
     native_grid: bool = False,
+    stepped: bool = False,
 ) -> dict[str, Any]:
     """Score the network and the references (:data:`METHODS`) on one split.
 
@@ -123,6 +137,8 @@ def evaluate_checkpoint(
     checkpoint records it and the store's differs (:mod:`ddsa_sim.training.pixel_grid`), unless
     ``native_grid`` (a store without C-arm geometry: on its own grid, with a warning); the result holds both
     spacings (``pixel_mm``, ``model_pixel_mm``) and ``network_grid``.
+    ``stepped``: score the optimiser's weights of a weight-averaged run instead of the average
+    (:func:`~ddsa_sim.training.checkpoint.load_model`); the result says which (``weights``).
 
     Returns
     -------
@@ -137,7 +153,7 @@ def evaluate_checkpoint(
         :func:`~ddsa_sim.export.format.source_ct_id`), scored with the split's one data range.
     """
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    model, norm, _, ckpt = load_model(checkpoint, dev)
+    model, norm, _, ckpt = load_model(checkpoint, dev, stepped=stepped)
     ds = ZarrDDSADataset(store, split, max_samples=max_samples, verify=verify)
     if len(ds) == 0:
         raise InputError(f"{store}: split '{split}' has no complete samples")
@@ -157,9 +173,7 @@ def evaluate_checkpoint(
         target = item["dsa_target"][0].numpy()
         vessel = ds.vessel_mask(i)
         n_vessel_free += not vessel.any()
-        anatomy = item["contrast_clean"][0].numpy() - target  # with scatter, not the mask frame (docs/dsa.md)
-        images = {"network": pred, "conventional": contrast - item["mask"][0].numpy(),
-                  "known_anatomy": contrast - anatomy, "zero": np.zeros_like(target)}
+        images = {"network": pred} | reference_images(item)
         source = by_source.setdefault(source_ct_id(str(ds.ct_ids[i])), {m: [] for m in METHODS})
         for method, image in images.items():
             metrics = all_metrics(image, target, data_range) | vessel_metrics(image, target, vessel, data_range)
@@ -187,6 +201,7 @@ def evaluate_checkpoint(
         "checkpoint": str(checkpoint),
         "checkpoint_step": int(ckpt["step"]),
         "tta": tta,
+        "weights": "stepped" if stepped else "model",
         "store": str(store),
         "pixel_mm": pixel_mm,
         "model_pixel_mm": model_pixel_mm,

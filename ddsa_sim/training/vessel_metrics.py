@@ -20,7 +20,11 @@ Metrics of a prediction ``P`` against the target ``T``:
   the vessel signal energy);
 * ``bg_fp_fraction = mean_B [P > threshold]``;
 * ``vessel_cnr = (mean_V P - mean_B P) / std_B P`` (0 when both the difference and the std are 0);
-* ``iodine_recovery = sum_V P / sum_V T``.
+* ``iodine_recovery = sum_V P / sum_V T``;
+* ``psnr_background_exact = 10 log10(data_range^2 / (sum_D (P - T)^2 / N))`` over all ``N`` pixels: the
+  whole-image PSNR of ``P`` with its background replaced by the target, what its error on the vessels
+  alone allows; ``psnr_vessels_exact`` the same with ``sum_B``: what its background error alone allows.
+  Which of the two lies nearer the whole-image PSNR says where the image's error is.
 
 A sample without vessel pixels has ``nan`` for the vessel metrics (left out of the means, see
 :func:`ddsa_sim.training.metrics.summarize`).
@@ -42,6 +46,7 @@ __all__ = [
     "iodine_recovery",
     "masked_nmse",
     "masked_psnr",
+    "region_error_psnr",
     "vessel_cnr",
     "vessel_metrics",
     "vessel_regions",
@@ -65,6 +70,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "bg_fp_energy": False,
     "bg_fp_fraction": False,
     "vessel_cnr": True,
+    "psnr_background_exact": True,
+    "psnr_vessels_exact": True,
 }
 
 
@@ -106,6 +113,16 @@ def masked_psnr(pred: np.ndarray, target: np.ndarray, region: np.ndarray, data_r
     if not region.any():
         return math.nan
     m = float(((np.asarray(pred, np.float64)[region] - np.asarray(target, np.float64)[region]) ** 2).mean())
+    return math.inf if m == 0 else 10.0 * math.log10(data_range**2 / m)
+
+
+def region_error_psnr(pred: np.ndarray, target: np.ndarray, region: np.ndarray, data_range: float) -> float:
+    """Whole-image PSNR (dB) of ``pred`` with every pixel outside ``region`` set to the target's value:
+    ``10 log10(data_range^2 / (sum_region (pred - target)^2 / N))``, ``N`` the image's pixel count."""
+    if data_range <= 0:
+        raise ValueError("data_range must be > 0")
+    err = np.asarray(pred, np.float64)[region] - np.asarray(target, np.float64)[region]
+    m = float((err**2).sum()) / region.size
     return math.inf if m == 0 else 10.0 * math.log10(data_range**2 / m)
 
 
@@ -176,7 +193,8 @@ def vessel_metrics(
     -------
     dict
         ``vessel_psnr``, ``vessel_nmse``, ``bg_fp_energy``, ``bg_fp_fraction``, ``vessel_cnr``,
-        ``iodine_recovery``.
+        ``iodine_recovery``, ``psnr_background_exact``, ``psnr_vessels_exact`` (the last two ``nan`` for a
+        sample without vessel pixels, as the others but ``bg_fp_fraction``).
     """
     pred = np.asarray(pred)
     target = np.asarray(target)
@@ -190,6 +208,8 @@ def vessel_metrics(
         "bg_fp_fraction": background_fp_fraction(pred, b, threshold),
         "vessel_cnr": vessel_cnr(pred, v, b),
         "iodine_recovery": iodine_recovery(pred, target, v),
+        "psnr_background_exact": region_error_psnr(pred, target, d, data_range) if v.any() else math.nan,
+        "psnr_vessels_exact": region_error_psnr(pred, target, b, data_range) if v.any() else math.nan,
     }
 
 
