@@ -22,8 +22,9 @@ Metrics of a prediction ``P`` against the target ``T``:
 * ``vessel_cnr = (mean_V P - mean_B P) / std_B P`` (0 when both the difference and the std are 0);
 * ``iodine_recovery = sum_V P / sum_V T``;
 * ``psnr_background_exact = 10 log10(data_range^2 / (sum_D (P - T)^2 / N))`` over all ``N`` pixels: the
-  whole-image PSNR of ``P`` with its background replaced by the target, what its error on the vessels
-  alone allows; ``psnr_vessels_exact`` the same with ``sum_B``: what its background error alone allows.
+  whole-image PSNR of ``P`` with its background replaced by the target, what its error on ``D`` (the vessels
+  and their margin) alone allows; ``psnr_vessels_exact`` the same with ``sum_B``: what its background error
+  alone allows.
   Which of the two lies nearer the whole-image PSNR says where the image's error is.
 
 A sample without vessel pixels has ``nan`` for the vessel metrics (left out of the means, see

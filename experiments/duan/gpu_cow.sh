@@ -159,9 +159,9 @@ run() {
                 --max-samples ${VAL_SAMPLES:-64} --tta --out-png $WORK/eval/$1_val_$2.png > $WORK/eval/$1_val_$2.json"
     }
     for n in $stages; do
-        if [[ -n $rate ]]; then  # the next stage's training at the last rate, plus its scoring (as long as the last's)
+        if [[ -n $rate ]]; then  # the next stage at the last rate, its scoring, and the last stage's extra scoring after it
             local need
-            need=$(awk -v s=$((n - prev)) -v r="$rate" -v e="$eval_s" 'BEGIN {printf "%d", s / r + e + 10}')
+            need=$(awk -v s=$((n - prev)) -v r="$rate" -v e="$eval_s" 'BEGIN {printf "%d", s / r + 2 * e + 30}')
             if (( need > $(left) )); then note "stop before $n steps: about $need s needed, $(left) s left"; break; fi
         fi
         local t0=$SECONDS resume=()
