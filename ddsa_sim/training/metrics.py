@@ -32,12 +32,18 @@ def mse(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> f
     return float(((_t(pred) - _t(target)) ** 2).mean())
 
 
+def psnr_from_mse(mse_value: float, data_range: float) -> float:
+    """``10 log10(data_range^2 / mse_value)`` in dB (``inf`` for no error): the one PSNR formula of the metrics."""
+    if data_range <= 0:
+        raise ValueError("data_range must be > 0")
+    return math.inf if mse_value == 0 else 10.0 * math.log10(data_range**2 / mse_value)
+
+
 def psnr(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, data_range: float) -> float:
     """Peak signal-to-noise ratio in dB for the given ``data_range`` (``inf`` for identical images)."""
     if data_range <= 0:
         raise ValueError("data_range must be > 0")
-    m = mse(pred, target)
-    return math.inf if m == 0 else 10.0 * math.log10(data_range**2 / m)
+    return psnr_from_mse(mse(pred, target), data_range)
 
 
 def ssim(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, data_range: float) -> float:

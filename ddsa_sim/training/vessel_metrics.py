@@ -38,6 +38,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from ddsa_sim.training.metrics import psnr_from_mse
+
 __all__ = [
     "BG_THRESHOLD",
     "DILATION_PX",
@@ -114,17 +116,14 @@ def masked_psnr(pred: np.ndarray, target: np.ndarray, region: np.ndarray, data_r
     if not region.any():
         return math.nan
     m = float(((np.asarray(pred, np.float64)[region] - np.asarray(target, np.float64)[region]) ** 2).mean())
-    return math.inf if m == 0 else 10.0 * math.log10(data_range**2 / m)
+    return psnr_from_mse(m, data_range)
 
 
 def region_error_psnr(pred: np.ndarray, target: np.ndarray, region: np.ndarray, data_range: float) -> float:
     """Whole-image PSNR (dB) of ``pred`` with every pixel outside ``region`` set to the target's value:
     ``10 log10(data_range^2 / (sum_region (pred - target)^2 / N))``, ``N`` the image's pixel count."""
-    if data_range <= 0:
-        raise ValueError("data_range must be > 0")
     err = np.asarray(pred, np.float64)[region] - np.asarray(target, np.float64)[region]
-    m = float((err**2).sum()) / region.size
-    return math.inf if m == 0 else 10.0 * math.log10(data_range**2 / m)
+    return psnr_from_mse(float((err**2).sum()) / region.size, data_range)
 
 
 def background_fp_energy(pred: np.ndarray, target: np.ndarray, dilated: np.ndarray, background: np.ndarray) -> float:
