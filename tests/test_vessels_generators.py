@@ -187,6 +187,13 @@ def test_bolus_formula_and_filling_front():
         contrast_fraction(t, 1.0, mode="wave")
 
 
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_generator_refuses_unknown_parameter(name):
+    # called directly, not through generate(): each generator names itself and lists its valid fields
+    with pytest.raises(VesselInputError, match=rf"^unknown {name} parameter\(s\) bogus; valid: \w"):
+        GENERATORS[name](0, bogus=1)
+
+
 def test_registry_string_params_and_errors():
     t = generate("lsystem", 0, iterations="3", origin_mm="1,2,3", tortuosity_deg="0")
     assert t.metadata["params"]["iterations"] == 3

@@ -13,14 +13,14 @@ The mask is a boolean ``(I, J, K)`` array with a 4x4 voxel-index -> mm affine.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from vessel_models.morphometrics import branch_structure
-from vessel_models.tree import VesselInputError, VesselTree
+from vessel_models.tree import VesselInputError, VesselTree, with_overrides
 
 __all__ = ["ColonizeParams", "grow_in_mask", "ellipsoid_mask", "generate_colonize"]
 
@@ -139,12 +139,7 @@ def grow_in_mask(
     """
     from vessel_models.io import normalized_metadata
 
-    base = params or ColonizeParams()
-    names = {f.name for f in fields(ColonizeParams)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise VesselInputError(f"unknown colonize parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-    p = replace(base, **overrides).validate()
+    p = with_overrides(params or ColonizeParams(), overrides, "colonize").validate()
     m, aff, inv = _check_mask(mask, affine)
     rng = np.random.default_rng(int(seed))
     vox = np.argwhere(m)
@@ -236,7 +231,6 @@ def grow_in_mask(
 
 def generate_colonize(seed: int, params: ColonizeParams | None = None, **overrides: Any) -> VesselTree:
     """Space colonisation in the default ellipsoid domain (``domain_semi_axes_mm``)."""
-    base = params or ColonizeParams()
-    p = replace(base, **{k: v for k, v in overrides.items() if k in {f.name for f in fields(ColonizeParams)}})
-    mask, aff = ellipsoid_mask(p.validate().domain_semi_axes_mm, p.domain_voxel_mm)
-    return grow_in_mask(mask, aff, seed, None, base, **overrides)
+    p = with_overrides(params or ColonizeParams(), overrides, "colonize").validate()
+    mask, aff = ellipsoid_mask(p.domain_semi_axes_mm, p.domain_voxel_mm)
+    return grow_in_mask(mask, aff, seed, None, p)

@@ -20,13 +20,13 @@ across the aortic root, excluded from morphometrics).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from vessel_models.lsystem import LSystemParams, grow_lsystem
-from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree
+from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, with_overrides
 
 __all__ = ["CoronaryParams", "generate_coronary", "heart_rotation"]
 
@@ -164,12 +164,7 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
     """
     from vessel_models.io import normalized_metadata
 
-    base = params or CoronaryParams()
-    names = {f.name for f in fields(CoronaryParams)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise VesselInputError(f"unknown coronary parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-    p = replace(base, **overrides).validate()
+    p = with_overrides(params or CoronaryParams(), overrides, "coronary").validate()
     # spawn(3)'s first two children equal spawn(2)'s: the LM length stream leaves the others unchanged
     rng_geo, rng_distal, rng_lm = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from vessel_models.colonize import ColonizeParams, generate_colonize
 from vessel_models.coronary import CoronaryParams, generate_coronary
 from vessel_models.lsystem import LSystemParams, generate_lsystem
-from vessel_models.tree import VesselInputError, VesselTree
+from vessel_models.tree import VesselInputError, VesselTree, check_param_names
 from vessel_models.willis import WillisParams, generate_willis
 
 __all__ = ["GENERATORS", "PARAMS", "generate", "parse_params", "coerce_params"]
@@ -68,12 +68,8 @@ def coerce_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
     """
     if model not in PARAMS:
         raise VesselInputError(f"unknown vessel model {model!r}; choose one of {', '.join(GENERATORS)}")
+    check_param_names(PARAMS[model], params, model)
     defaults = {f.name: f.default for f in dataclasses.fields(PARAMS[model])}
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise VesselInputError(
-            f"unknown {model} parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}"
-        )
     return {k: _convert(model, k, v, defaults[k]) for k, v in params.items()}
 
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
 
-from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree
+from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, with_overrides
 
 __all__ = [
     "LSystemParams",
@@ -496,12 +496,7 @@ def _add_pathologies(
 
 # ---------------------------------------------------------------------- generator
 def _params_from(params: LSystemParams | None, overrides: dict[str, Any]) -> LSystemParams:
-    base = params or LSystemParams()
-    names = {f.name for f in fields(LSystemParams)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise VesselInputError(f"unknown lsystem parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-    p = replace(base, **overrides)
+    p = with_overrides(params or LSystemParams(), overrides, "lsystem")
     p = replace(p, origin_mm=tuple(float(x) for x in p.origin_mm), direction=tuple(float(x) for x in p.direction))
     return p.validate()
 

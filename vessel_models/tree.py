@@ -13,16 +13,34 @@ like DeepDRR / DICOM); radii are lumen radii in millimetres.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["VesselInputError", "VesselTree", "TreeBuilder"]
+__all__ = ["VesselInputError", "VesselTree", "TreeBuilder", "check_param_names", "with_overrides"]
+
+P = TypeVar("P")
 
 
 class VesselInputError(ValueError):
     """A vessel tree, parameter or file is invalid (one-line, user-facing message)."""
+
+
+def check_param_names(params_type: Any, names: Any, generator: str) -> None:
+    """Raise :class:`VesselInputError` naming the ``generator``, the unknown ``names`` and the valid ones, where any of
+    ``names`` is not a field of the parameter dataclass (class or instance) ``params_type``."""
+    valid = {f.name for f in fields(params_type)}
+    unknown = sorted(set(names) - valid)
+    if unknown:
+        raise VesselInputError(f"unknown {generator} parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+
+
+def with_overrides(base: P, overrides: dict[str, Any], generator: str) -> P:
+    """A generator's parameter dataclass ``base`` with the fields named in ``overrides`` replaced (not validated);
+    unknown names raise (:func:`check_param_names`)."""
+    check_param_names(base, overrides, generator)
+    return replace(base, **overrides)
 
 
 def _as_array(name: str, value: Any, dtype: type, ndim: int) -> np.ndarray:

@@ -45,14 +45,14 @@ Variants are drawn per side from a dedicated random stream (independent of geome
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from vessel_models.courses import VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve
 from vessel_models.lsystem import LSystemParams, grow_lsystem, perpendicular
-from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree
+from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, with_overrides
 from vessel_models.veins import add_cerebral_veins
 
 __all__ = ["WillisParams", "generate_willis", "draw_variants", "SEGMENT_DIAMETERS_MM", "BRAIN_CENTRE_MM",
@@ -364,12 +364,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     """
     from vessel_models.io import normalized_metadata
 
-    base = params or WillisParams()
-    names = {f.name for f in fields(WillisParams)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise VesselInputError(f"unknown cow parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-    p = replace(base, **overrides).validate()
+    p = with_overrides(params or WillisParams(), overrides, "cow").validate()
     ss = np.random.SeedSequence(int(seed))
     rng_var, rng_geo, rng_distal = (np.random.default_rng(s) for s in ss.spawn(3))
     variants = draw_variants(p, rng_var)
