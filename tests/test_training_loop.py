@@ -15,7 +15,7 @@ from ddsa_sim.export.format import source_ct_id
 from ddsa_sim.training.checkpoint import load_checkpoint, load_model
 from ddsa_sim.training.config import parse_config
 from ddsa_sim.training.data import OnTheFlyDataset, ZarrDDSADataset
-from ddsa_sim.training.evaluate import evaluate_checkpoint, format_table
+from ddsa_sim.training.evaluate import dose_level, evaluate_checkpoint, format_table
 from ddsa_sim.training.loop import (
     ALL_ZERO_ENERGY,
     _setup_state,
@@ -391,6 +391,49 @@ def test_evaluate_reports_each_source_ct(trained, store):
         assert out[method]["psnr"] == pytest.approx(weighted, rel=1e-9)
     table = format_table(out)
     assert "PSNR (dB) per source CT:" in table and all(ct in table for ct in set(cts))
+    # the synthetic store records no dose: one group, and no per-dose lines
+    assert list(out["by_dose_ugy"]) == ["unknown"] and out["by_dose_ugy"]["unknown"]["n_samples"] == len(ds)
+    assert "per detector dose" not in table
+
+
+def test_dose_level_is_the_nearest_1_2_5_value_on_a_log_scale():
+    # geometric midpoints: 0.005|0.00707|0.01|0.0141|0.02|0.0316|0.05|0.0707|0.1
+    cases = {0.0064: "0.005", 0.0072: "0.01", 0.01: "0.01", 0.014: "0.01", 0.015: "0.02", 0.02: "0.02", 0.03: "0.02",
+             0.033: "0.05", 0.07: "0.05", 0.075: "0.1", 0.1: "0.1", 0.5: "0.5", 0.8: "1", 1.0: "1", 3.0: "2", 4.0: "5"}
+    assert {d: dose_level(d) for d in cases} == cases
+    assert dose_level(float("nan")) == dose_level(0.0) == dose_level(-1.0) == "unknown"
+
+
+def test_evaluate_reports_each_dose_level(trained, store, tmp_path):
+    import shutil
+
+    import zarr
+
+    _, ckpt, _ = trained
+    dosed = tmp_path / "dosed.zarr"
+    shutil.copytree(store, dosed)
+    ds = ZarrDDSADataset(dosed, "train")
+    doses = [0.0064, 0.008, 0.02, 0.05, 0.07, 0.075, 0.2, 1.0, float("nan")]
+    assert len(ds) == len(doses)
+    meta = zarr.open_group(str(dosed), mode="r+")["meta"]
+    kerma = np.asarray(meta["detector_air_kerma_ugy"][:])
+    kerma[ds.indices] = doses  # meta is outside the samples' checksums
+    meta["detector_air_kerma_ugy"][:] = kerma
+    out = evaluate_checkpoint(ckpt, dosed, "train", progress=False)
+    by_dose = out["by_dose_ugy"]
+    assert list(by_dose) == ["0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "1", "unknown"]  # ascending, unknown last
+    assert [by_dose[k]["n_samples"] for k in by_dose] == [1, 1, 1, 2, 1, 1, 1, 1]
+    ds = ZarrDDSADataset(dosed, "train")
+    targets = [ds[i]["dsa_target"][0].numpy().astype(np.float64) for i in range(len(ds))]
+    zero = [10 * np.log10(out["data_range"] ** 2 / np.mean(t**2)) for t in targets]
+    assert by_dose["0.05"]["zero"]["psnr"] == pytest.approx((zero[3] + zero[4]) / 2, rel=1e-6)
+    assert by_dose["unknown"]["zero"]["psnr"] == pytest.approx(zero[8], rel=1e-6)
+    for method in ("network", "conventional", "known_anatomy"):
+        weighted = sum(r["n_samples"] * r[method]["psnr"] for r in by_dose.values()) / out["n_samples"]
+        assert out[method]["psnr"] == pytest.approx(weighted, rel=1e-9)
+    table = format_table(out)
+    assert "PSNR (dB) per detector dose:" in table and "  0.05 uGy (2 samples): network" in table
+    assert "  unknown (1 samples)" in table
 
 
 def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):

@@ -17,6 +17,7 @@ all evaluated samples; it is reported in the output. Definitions: docs/results.m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ from ddsa_sim.training.metrics import all_metrics, summarize
 from ddsa_sim.training.pixel_grid import network_dsa_on_grid, network_grid
 from ddsa_sim.training.vessel_metrics import BG_THRESHOLD, DILATION_PX, vessel_metrics, win_counts
 
-__all__ = ["GRID_COLUMNS", "METHODS", "comparison_grid", "evaluate_checkpoint", "format_table", "reference_images"]
+__all__ = ["GRID_COLUMNS", "METHODS", "comparison_grid", "dose_level", "evaluate_checkpoint", "format_table",
+           "reference_images"]
 
 #: the scored images, in table order
 METHODS = ("network", "conventional", "known_anatomy", "zero")
@@ -112,6 +114,26 @@ def reference_images(item: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
             "zero": np.zeros_like(target)}
 
 
+def dose_level(dose_ugy: float) -> str:
+    """A frame's detector air kerma (uGy) as the nearest value of the 1-2-5 series on a log scale, e.g. ``"0.02"``
+    (the grids exports draw doses from, docs/export.md), or ``"unknown"`` where the store has none (NaN)."""
+    if not np.isfinite(dose_ugy) or dose_ugy <= 0:
+        return "unknown"
+    levels = 10.0 ** np.floor(np.log10(dose_ugy)) * np.array([1.0, 2.0, 5.0, 10.0])
+    return f"{levels[np.argmin(np.abs(np.log(dose_ugy / levels)))]:.3g}"
+
+
+def _dose_order(level: str) -> float:
+    return np.inf if level == "unknown" else float(level)
+
+
+def _group_summaries(groups: dict[str, dict[str, list[dict[str, float]]]], order: Callable[[str], Any]
+                     ) -> dict[str, dict[str, Any]]:
+    """``{group: {"n_samples": n, <method>: summary}}`` of per-sample metric rows grouped by a key, in ``order``."""
+    return {k: {"n_samples": len(groups[k]["network"])} | {m: summarize(groups[k][m]) for m in METHODS}
+            for k in sorted(groups, key=order)}
+
+
 @torch.no_grad()
 def evaluate_checkpoint(
     checkpoint: str | Path,
@@ -144,13 +166,15 @@ def evaluate_checkpoint(
     -------
     dict
         ``{"network": {...}, "conventional": {...}, "known_anatomy": {...}, "zero": {...}, "wins": {...},
-        "by_source_ct": {...}, "data_range": float, "split": str, "n_samples": int, ...}``; each metric block
+        "by_source_ct": {...}, "by_dose_ugy": {...}, "data_range": float, "split": str, "n_samples": int, ...}``;
+        each metric block
         has means (``psnr``, ``ssim``, ``nmse``, ``mae`` and the vessel metrics of
         :func:`~ddsa_sim.training.vessel_metrics.vessel_metrics`) and spreads (``<m>_std``,
         ``<m>_median``); ``wins["network_vs_<reference>"]`` counts the samples where the network is
         strictly better than that reference, per metric; ``by_source_ct[<source CT>]`` holds
         ``n_samples`` and the four metric blocks over that CT's samples (its pseudo-patients together,
-        :func:`~ddsa_sim.export.format.source_ct_id`), scored with the split's one data range.
+        :func:`~ddsa_sim.export.format.source_ct_id`), scored with the split's one data range;
+        ``by_dose_ugy[<level>]`` the same over the frames of one detector dose level (:func:`dose_level`).
     """
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, norm, _, ckpt = load_model(checkpoint, dev, stepped=stepped)
@@ -162,7 +186,7 @@ def evaluate_checkpoint(
     on_grid = network_grid(ds.image_shape, None if pixel_mm is None else (pixel_mm, pixel_mm), model_pixel_mm,
                            native_grid, str(store))
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
-    by_source: dict[str, dict[str, list[dict[str, float]]]] = {}
+    groups: dict[str, dict[str, dict[str, list[dict[str, float]]]]] = {"by_source_ct": {}, "by_dose_ugy": {}}
     grid = []
     n_vessel_free = 0
     for i in tqdm(range(len(ds)), desc=f"evaluate {split}", disable=not progress):
@@ -174,18 +198,20 @@ def evaluate_checkpoint(
         vessel = ds.vessel_mask(i)
         n_vessel_free += not vessel.any()
         images = {"network": pred} | reference_images(item)
-        source = by_source.setdefault(source_ct_id(str(ds.ct_ids[i])), {m: [] for m in METHODS})
+        keys = {"by_source_ct": source_ct_id(str(ds.ct_ids[i])), "by_dose_ugy": dose_level(float(item["dose_ugy"]))}
+        members = [groups[g].setdefault(k, {m: [] for m in METHODS}) for g, k in keys.items()]
         for method, image in images.items():
             metrics = all_metrics(image, target, data_range) | vessel_metrics(image, target, vessel, data_range)
             rows[method].append(metrics)
-            source[method].append(metrics)
+            for group in members:
+                group[method].append(metrics)
         if len(grid) < grid_rows:
             grid.append((contrast, images["conventional"], pred, target))
     result: dict[str, Any] = {m: summarize(rows[m]) for m in METHODS}
     result |= {
         "wins": {f"network_vs_{m}": win_counts(rows["network"], rows[m]) for m in METHODS[1:]},
-        "by_source_ct": {src: {"n_samples": len(r["network"])} | {m: summarize(r[m]) for m in METHODS}
-                         for src, r in sorted(by_source.items())},
+        "by_source_ct": _group_summaries(groups["by_source_ct"], str),
+        "by_dose_ugy": _group_summaries(groups["by_dose_ugy"], _dose_order),
         "vessel_metrics": {
             "dilation_px": DILATION_PX,
             "bg_threshold": BG_THRESHOLD,
@@ -218,8 +244,8 @@ def _table_row(cells: list[str], widths: list[int]) -> str:
 
 def format_table(result: dict[str, Any]) -> str:
     """The metric means of :func:`evaluate_checkpoint`'s result as a plain-text table, one row per metric,
-    one column per method, plus the network's per-sample wins against each baseline, and each source CT's PSNR
-    where the split holds several."""
+    one column per method, plus the network's per-sample wins against each baseline, and the PSNR per source CT and
+    per detector dose level where the split holds several."""
     n = result["n_samples"]
     head = ["metric", *METHODS, *(f"net wins vs {m}" for m in METHODS[1:])]
     lines = []
@@ -232,8 +258,9 @@ def format_table(result: dict[str, Any]) -> str:
     title = (f"{result['split']}: {n} samples of {result['n_ct']} CT(s); data range {result['data_range']:.4f}; "
              f"vessel mask dilated by {vm['dilation_px']} px, background FP threshold {vm['bg_threshold']}")
     out = [title, *(_table_row(r, widths) for r in [head, *lines])]
-    if len(result["by_source_ct"]) > 1:
-        out.append("PSNR (dB) per source CT:")
-        out += [f"  {src} ({r['n_samples']} samples): " + ", ".join(f"{m} {r[m]['psnr']:.2f}" for m in METHODS)
-                for src, r in result["by_source_ct"].items()]
+    for grouping, label, unit in (("by_source_ct", "source CT", ""), ("by_dose_ugy", "detector dose", " uGy")):
+        if len(result[grouping]) > 1:
+            out.append(f"PSNR (dB) per {label}:")
+            out += [f"  {k}{unit if k != 'unknown' else ''} ({r['n_samples']} samples): "
+                    + ", ".join(f"{m} {r[m]['psnr']:.2f}" for m in METHODS) for k, r in result[grouping].items()]
     return "\n".join(out)
