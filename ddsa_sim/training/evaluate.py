@@ -167,8 +167,7 @@ def evaluate_checkpoint(
     dict
         ``{"network": {...}, "conventional": {...}, "known_anatomy": {...}, "zero": {...}, "wins": {...},
         "by_source_ct": {...}, "by_dose_ugy": {...}, "data_range": float, "split": str, "n_samples": int, ...}``;
-        each metric block
-        has means (``psnr``, ``ssim``, ``nmse``, ``mae`` and the vessel metrics of
+        each metric block has means (``psnr``, ``ssim``, ``nmse``, ``mae`` and the vessel metrics of
         :func:`~ddsa_sim.training.vessel_metrics.vessel_metrics`) and spreads (``<m>_std``,
         ``<m>_median``); ``wins["network_vs_<reference>"]`` counts the samples where the network is
         strictly better than that reference, per metric; ``by_source_ct[<source CT>]`` holds

@@ -26,12 +26,12 @@
 #
 # Environment: BUDGET_S (default 540: seconds from the start until the last stage must end), STAGES (default
 # "3000 6000 12000 24000 30000"), DEVICE (auto), EXPORT_COUNT (samples per store; default the configs'),
-# VAL_SAMPLES (64), PYTHON (python3). A dry run on the CPU, a few minutes:
+# VAL_SAMPLES (64), PYTHON (.venv/bin/python where there is one, else python3). A dry run on the CPU, a few minutes:
 #   SMOKE=1 bash experiments/duan/gpu_cow.sh run    # EXPORT_COUNT=8, STAGES="10 20", VAL_SAMPLES=4, the CPU
 set -uo pipefail
 
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-python3}
+PY=${PYTHON:-$([[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3)}  # .venv does not travel
 WHEELS=.whl
 CACHE=.ddsa-cache
 WORK=out/gpu_cow
