@@ -34,7 +34,8 @@ from figure import target_top  # experiments/duan/figure.py and table.py, beside
 from scipy import ndimage
 from table import set_label
 
-from ddsa_sim.training.data import IMAGE_KEYS, ZarrDDSADataset
+from ddsa_sim.training.data import ZarrDDSADataset
+from ddsa_sim.training.evaluate import reference_images
 from ddsa_sim.training.loop import target_data_range
 from ddsa_sim.training.metrics import psnr
 from ddsa_sim.training.vessel_metrics import vessel_metrics
@@ -66,10 +67,10 @@ def set_references(store: Path) -> dict:
     first: dict[str, np.ndarray] = {}
     for i in range(len(ds)):
         sample = ds[i]
-        item = {k: sample[k][0].numpy().astype(np.float64) for k in IMAGE_KEYS}
-        target, vessel = item["dsa_target"], ds.vessel_mask(i)
-        known = item["contrast"] - (item["contrast_clean"] - target)
-        images = {"zero": np.zeros_like(target), "conventional": item["contrast"] - item["mask"], "known": known,
+        refs = {k: v.astype(np.float64) for k, v in reference_images(sample).items()}  # float64 for the filters
+        target, vessel = sample["dsa_target"][0].numpy().astype(np.float64), ds.vessel_mask(i)
+        known = refs["known_anatomy"]
+        images = {"zero": refs["zero"], "conventional": refs["conventional"], "known": known,
                   "wiener": wiener_oracle(known, target)}
         images |= {f"gaussian {s}": ndimage.gaussian_filter(known, s) for s in SIGMAS_PX}
         for name, image in images.items():
