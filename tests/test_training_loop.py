@@ -18,6 +18,7 @@ from ddsa_sim.training.data import OnTheFlyDataset, ZarrDDSADataset
 from ddsa_sim.training.evaluate import dose_level, evaluate_checkpoint, format_table
 from ddsa_sim.training.loop import (
     ALL_ZERO_ENERGY,
+    _bn_inputs,
     _setup_state,
     learning_rate,
     run_training,
@@ -256,7 +257,9 @@ def test_weight_average_is_the_exponential_average_of_the_stepped_weights_and_re
         run_training(plain, tmp_path / "plain", store=store, progress=False, resume=k > 1, max_steps=k)
         stepped.append(load_checkpoint(tmp_path / "plain" / "last.pt")["model"])
     d = 0.5
-    averaged = _cfg(model=model, optim={"max_steps": 3, "ckpt_every": 100, "val_every": 100, "ema_decay": d})
+    # ema_bn_batches 0: the batch-norm statistics averaged as the weights (the next test: recomputed)
+    averaged = _cfg(model=model, optim={"max_steps": 3, "ckpt_every": 100, "val_every": 100, "ema_decay": d,
+                                        "ema_bn_batches": 0})
     start = _setup_state(averaged, torch.device("cpu"), 0, 1, ZarrDDSADataset(store, "train"), None).nets
     assert start.generator is start.core  # before the first step the run's generator is the one it starts from
     res = run_training(averaged, tmp_path / "avg", store=store, progress=False)
@@ -285,6 +288,46 @@ def test_weight_average_is_the_exponential_average_of_the_stepped_weights_and_re
         load_model(tmp_path / "plain" / "last.pt", stepped=True)
     with pytest.raises(InputError, match="ema_decay"):
         _cfg(optim={"ema_decay": 1.0})
+
+
+def test_weight_average_batch_norm_statistics_are_its_own(store, tmp_path):
+    """With ``optim.ema_bn_batches`` k the kept average has the averaged weights and, in each batch-norm layer,
+    the plain mean over k fixed training batches of that layer's batch statistics under those weights; the
+    optimiser's trajectory is the run's without it, and a resumed run ends where an uninterrupted one does."""
+    model = {"base_channels": 8, "depth": 3, "norm": "batch"}
+    optim = {"max_steps": 3, "ckpt_every": 100, "val_every": 100, "ema_decay": 0.5}
+    kept = _cfg(model=model, optim=optim | {"ema_bn_batches": 0})
+    own = _cfg(model=model, optim=optim | {"ema_bn_batches": 3})
+    run_training(kept, tmp_path / "kept", store=store, progress=False)
+    run_training(own, tmp_path / "own", store=store, progress=False)
+    a, b = load_checkpoint(tmp_path / "kept" / "last.pt"), load_checkpoint(tmp_path / "own" / "last.pt")
+    buffers = {k for k in a["model"] if "running_" in k or "num_batches" in k}
+    assert buffers and all(torch.equal(a["model_stepped"][k], b["model_stepped"][k]) for k in a["model_stepped"])
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"] if k not in buffers)
+    # the statistics by hand: the inputs the run made, through the average's weights, batch by batch
+    state = _setup_state(own, torch.device("cpu"), 0, 1, ZarrDDSADataset(store, "train"), None)
+    inputs = _bn_inputs(state, ZarrDDSADataset(store, "train"))
+    assert len(inputs) == 3 and inputs[0].shape == (4, 1, 32, 32)
+    net, _, _, _ = load_model(tmp_path / "own" / "last.pt")
+    bn = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    seen = {m: [] for m in bn}
+    hooks = [m.register_forward_hook(lambda m, i, o: seen[m].append(i[0].detach())) for m in bn]
+    net.eval()
+    with torch.no_grad():
+        for x in inputs:
+            net(x)  # eval mode: every layer's input is that of the stored statistics' pass, layer by layer
+    for h in hooks:
+        h.remove()
+    for m in bn[:1]:  # the first layer's input does not depend on the statistics of any layer before it
+        means = torch.stack([x.mean(dim=(0, 2, 3)) for x in seen[m]])
+        assert torch.allclose(m.running_mean, means.mean(0), atol=1e-5)
+    assert not torch.allclose(b["model"]["inc.1.running_mean"], a["model"]["inc.1.running_mean"])
+    run_training(own, tmp_path / "part", store=store, progress=False, max_steps=2)
+    run_training(own, tmp_path / "part", store=store, progress=False, resume=True)
+    resumed = load_checkpoint(tmp_path / "part" / "last.pt")
+    for k, v in b["model"].items():
+        if v.is_floating_point():
+            assert torch.allclose(resumed["model"][k], v, atol=1e-6), k
 
 
 def test_vessel_threshold_reaches_the_loss_in_network_units(store):

@@ -149,6 +149,11 @@ class OptimConfig(_Strict):
     # best.pt and inference use the average; the optimiser steps the weights (kept in the checkpoints so a
     # run resumes exactly). None: off. 0.999 averages over about the last 1000 steps.
     ema_decay: float | None = Field(None, gt=0, lt=1)
+    # batch norm under the weight average: before the average is validated or kept, its batch-norm statistics are
+    # recomputed for its own weights over this many training batches, made once as the training makes them (the
+    # average of the stepped networks' statistics belongs to none of them: docs/results.md, v27). 0: keep the
+    # averaged statistics.
+    ema_bn_batches: int = Field(32, ge=0)
     loss: dict[Literal["l1", "l2", "ssim"], float] = {"l1": 1.0}
     # how the L1 / L2 terms count each image (ddsa_sim/training/losses.py): "pixel", every pixel of the
     # batch alike; "image", each image's error relative to its own target's energy (faint-vessel frames,

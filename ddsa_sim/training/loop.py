@@ -7,7 +7,11 @@ Rank 0 alone validates, logs and writes checkpoints.
 
 Weight average: with ``optim.ema_decay`` the run keeps an exponential moving average of the generator's
 weights (:class:`torch.optim.swa_utils.AveragedModel`); it is what is validated, kept in ``best.pt`` and
-returned, while the optimiser steps the weights as without it.
+returned, while the optimiser steps the weights as without it. Before the average is validated or written, its
+batch-norm statistics are recomputed for its own weights (:func:`torch.optim.swa_utils.update_bn`) over
+``optim.ema_bn_batches`` training batches made once at the start with their own random stream, so the run's data
+order is untouched: the average of the stepped networks' statistics fits none of them, and early in a run from
+scratch the average drew next to nothing with them (docs/results.md, v27).
 
 The all-zero image: validation records ``energy_ratio``, the predictions' energy over the targets' (pooled
 over the validation images); a run whose predictions hold less than :data:`ALL_ZERO_ENERGY` of it at
@@ -41,8 +45,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader, Dataset
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
 from ddsa_sim import InputError
@@ -71,6 +75,8 @@ ALL_ZERO_ENERGY = 0.01
 #: Validations in a row at the all-zero image before the run is warned about (a run from scratch passes
 #: through it in its first few hundred steps)
 ALL_ZERO_VALIDATIONS = 3
+#: the random stream of the weight average's batch-norm inputs, apart from the steps' (seed, rank, step) streams
+BN_STREAM = 2**31 - 1
 
 
 @dataclass
@@ -279,6 +285,10 @@ class _Monitor:
     writer: Any  # torch.utils.tensorboard.SummaryWriter (imported lazily)
     val_ds: Dataset | None
     val_range: float | None  # target data range of ``val_ds``; None: no validation
+    #: network inputs over which the weight average's batch-norm statistics are recomputed (empty: not needed)
+    bn_inputs: list[torch.Tensor] = field(default_factory=list)
+    #: the step at which they were last recomputed
+    bn_step: int | None = None
 
     @property
     def last_path(self) -> Path:
@@ -452,8 +462,34 @@ def _make_loader(state: _TrainState, train_ds: Dataset) -> DataLoader:
     )
 
 
-def _open_monitor(state: _TrainState, out_dir: Path, val_ds: Dataset | None) -> _Monitor:
-    """Rank 0: write ``config.json`` / ``normalization.json`` and open the TensorBoard log."""
+def _bn_inputs(state: _TrainState, train_ds: Dataset) -> list[torch.Tensor]:
+    """``optim.ema_bn_batches`` normalised training inputs made as :func:`_train_step` makes them (augmentation
+    included), from a random stream of their own; none where the run has no weight average or no batch norm."""
+    cfg = state.cfg
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in state.nets.core.modules())
+    if state.nets.average is None or not has_bn or cfg.optim.ema_bn_batches == 0 or len(train_ds) == 0:
+        return []
+    rng = np.random.default_rng([cfg.seed, BN_STREAM])
+    g = torch.Generator(device=state.device).manual_seed(int(rng.integers(2**62)))
+    size = min(cfg.data.batch_size, len(train_ds))
+    out = []
+    for _ in range(cfg.optim.ema_bn_batches):
+        batch = default_collate([train_ds[int(i)] for i in rng.choice(len(train_ds), size, replace=False)])
+        out.append(make_training_batch(batch, cfg.data, state.norm, g, state.device)[0])
+    return out
+
+
+def _refresh_average(state: _TrainState, mon: _Monitor) -> None:
+    """Recompute the weight average's batch-norm statistics for its weights (once per step) before it is used."""
+    average = state.nets.average
+    if mon.bn_inputs and average is not None and int(average.n_averaged) > 0 and mon.bn_step != state.step:
+        update_bn(mon.bn_inputs, average.module)
+        mon.bn_step = state.step
+
+
+def _open_monitor(state: _TrainState, out_dir: Path, val_ds: Dataset | None, train_ds: Dataset) -> _Monitor:
+    """Rank 0: write ``config.json`` / ``normalization.json``, open the TensorBoard log and make the inputs of
+    the weight average's batch-norm statistics."""
     from torch.utils.tensorboard import SummaryWriter
 
     cfg = state.cfg
@@ -464,7 +500,7 @@ def _open_monitor(state: _TrainState, out_dir: Path, val_ds: Dataset | None) -> 
     val_range = None
     if val_ds is not None and len(val_ds) > 0:
         val_range = target_data_range(val_ds, cfg.data.max_val_samples)
-    return _Monitor(out_dir, writer, val_ds, val_range)
+    return _Monitor(out_dir, writer, val_ds, val_range, _bn_inputs(state, train_ds))
 
 
 # ----------------------------------------------------------------------------------------------- steps
@@ -548,6 +584,7 @@ def _train_step(
 def _validate_and_keep_best(state: _TrainState, mon: _Monitor, result: TrainResult, total_steps: int) -> None:
     """Rank 0: validate, log metrics (and the image panel), write ``best.pt`` on a new best score."""
     cfg, step, writer = state.cfg, state.step, mon.writer
+    _refresh_average(state, mon)
     metrics, first = validate(
         state.nets.generator, mon.val_ds, state.norm, state.device, mon.val_range, cfg.data.max_val_samples
     )
@@ -576,12 +613,14 @@ def _after_step(
     if mon.val_range is not None and _due(step, optim.val_every, total_steps):
         _validate_and_keep_best(state, mon, result, total_steps)
     if _due(step, optim.ckpt_every, total_steps):
+        _refresh_average(state, mon)
         state.save(mon.last_path)
 
 
 def _finish(state: _TrainState, mon: _Monitor) -> None:
     """Rank 0, at the end: make sure ``last.pt`` and ``best.pt`` exist."""
     if not mon.last_path.exists():  # nothing trained (already at max_steps)
+        _refresh_average(state, mon)
         state.save(mon.last_path)
     if not (mon.out_dir / "best.pt").exists():  # no validation split: best = last
         shutil.copyfile(mon.last_path, mon.out_dir / "best.pt")
@@ -629,6 +668,7 @@ def _train_loop(
                 dist.barrier()  # the other ranks wait for rank 0's validation / checkpoint
     except KeyboardInterrupt:
         if mon is not None and state.step > start_step:
+            _refresh_average(state, mon)
             state.save(mon.last_path)
         raise
     finally:
@@ -705,7 +745,7 @@ def run_training(
         resume_from = last_path if resume and last_path.exists() else None
         state = _setup_state(cfg, device, rank, world, train_ds, resume_from, branch_from, progress and rank == 0)
         loader = _make_loader(state, train_ds)
-        mon = _open_monitor(state, out_dir, val_ds) if rank == 0 else None
+        mon = _open_monitor(state, out_dir, val_ds, train_ds) if rank == 0 else None
         if mon is not None and branch_from is not None:
             (out_dir / "branch.json").write_text(json.dumps({"checkpoint": str(branch_from), "step": state.step}))
         return _train_loop(state, loader, mon, total_steps, progress)
