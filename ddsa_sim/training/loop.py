@@ -257,9 +257,21 @@ class _TrainState:
     #: validate the network the run starts from before its first step (``init_from``, a branch), so that
     #: ``best.pt`` can never be worse than that network
     validate_start: bool = False
+    #: rank 0: network inputs over which the weight average's batch-norm statistics are recomputed (empty: not
+    #: needed, :func:`_bn_inputs`), and the step at which they last were
+    bn_inputs: list[torch.Tensor] = field(default_factory=list)
+    bn_step: int | None = None
+
+    def refresh_average(self) -> None:
+        """Recompute the weight average's batch-norm statistics for its weights (once per step) before it is used."""
+        average = self.nets.average
+        if self.bn_inputs and average is not None and int(average.n_averaged) > 0 and self.bn_step != self.step:
+            update_bn(self.bn_inputs, average.module)
+            self.bn_step = self.step
 
     def save(self, path: Path) -> None:
-        """Write a checkpoint of the current step to ``path``."""
+        """Write a checkpoint of the current step to ``path`` (the weight average with its own statistics)."""
+        self.refresh_average()
         n = self.nets
         save_checkpoint(
             path,
@@ -285,10 +297,6 @@ class _Monitor:
     writer: Any  # torch.utils.tensorboard.SummaryWriter (imported lazily)
     val_ds: Dataset | None
     val_range: float | None  # target data range of ``val_ds``; None: no validation
-    #: network inputs over which the weight average's batch-norm statistics are recomputed (empty: not needed)
-    bn_inputs: list[torch.Tensor] = field(default_factory=list)
-    #: the step at which they were last recomputed
-    bn_step: int | None = None
 
     @property
     def last_path(self) -> Path:
@@ -479,17 +487,8 @@ def _bn_inputs(state: _TrainState, train_ds: Dataset) -> list[torch.Tensor]:
     return out
 
 
-def _refresh_average(state: _TrainState, mon: _Monitor) -> None:
-    """Recompute the weight average's batch-norm statistics for its weights (once per step) before it is used."""
-    average = state.nets.average
-    if mon.bn_inputs and average is not None and int(average.n_averaged) > 0 and mon.bn_step != state.step:
-        update_bn(mon.bn_inputs, average.module)
-        mon.bn_step = state.step
-
-
-def _open_monitor(state: _TrainState, out_dir: Path, val_ds: Dataset | None, train_ds: Dataset) -> _Monitor:
-    """Rank 0: write ``config.json`` / ``normalization.json``, open the TensorBoard log and make the inputs of
-    the weight average's batch-norm statistics."""
+def _open_monitor(state: _TrainState, out_dir: Path, val_ds: Dataset | None) -> _Monitor:
+    """Rank 0: write ``config.json`` / ``normalization.json`` and open the TensorBoard log."""
     from torch.utils.tensorboard import SummaryWriter
 
     cfg = state.cfg
@@ -500,7 +499,7 @@ def _open_monitor(state: _TrainState, out_dir: Path, val_ds: Dataset | None, tra
     val_range = None
     if val_ds is not None and len(val_ds) > 0:
         val_range = target_data_range(val_ds, cfg.data.max_val_samples)
-    return _Monitor(out_dir, writer, val_ds, val_range, _bn_inputs(state, train_ds))
+    return _Monitor(out_dir, writer, val_ds, val_range)
 
 
 # ----------------------------------------------------------------------------------------------- steps
@@ -584,7 +583,7 @@ def _train_step(
 def _validate_and_keep_best(state: _TrainState, mon: _Monitor, result: TrainResult, total_steps: int) -> None:
     """Rank 0: validate, log metrics (and the image panel), write ``best.pt`` on a new best score."""
     cfg, step, writer = state.cfg, state.step, mon.writer
-    _refresh_average(state, mon)
+    state.refresh_average()
     metrics, first = validate(
         state.nets.generator, mon.val_ds, state.norm, state.device, mon.val_range, cfg.data.max_val_samples
     )
@@ -613,14 +612,12 @@ def _after_step(
     if mon.val_range is not None and _due(step, optim.val_every, total_steps):
         _validate_and_keep_best(state, mon, result, total_steps)
     if _due(step, optim.ckpt_every, total_steps):
-        _refresh_average(state, mon)
         state.save(mon.last_path)
 
 
 def _finish(state: _TrainState, mon: _Monitor) -> None:
     """Rank 0, at the end: make sure ``last.pt`` and ``best.pt`` exist."""
     if not mon.last_path.exists():  # nothing trained (already at max_steps)
-        _refresh_average(state, mon)
         state.save(mon.last_path)
     if not (mon.out_dir / "best.pt").exists():  # no validation split: best = last
         shutil.copyfile(mon.last_path, mon.out_dir / "best.pt")
@@ -668,7 +665,6 @@ def _train_loop(
                 dist.barrier()  # the other ranks wait for rank 0's validation / checkpoint
     except KeyboardInterrupt:
         if mon is not None and state.step > start_step:
-            _refresh_average(state, mon)
             state.save(mon.last_path)
         raise
     finally:
@@ -745,7 +741,9 @@ def run_training(
         resume_from = last_path if resume and last_path.exists() else None
         state = _setup_state(cfg, device, rank, world, train_ds, resume_from, branch_from, progress and rank == 0)
         loader = _make_loader(state, train_ds)
-        mon = _open_monitor(state, out_dir, val_ds, train_ds) if rank == 0 else None
+        mon = _open_monitor(state, out_dir, val_ds) if rank == 0 else None
+        if mon is not None:
+            state.bn_inputs = _bn_inputs(state, train_ds)
         if mon is not None and branch_from is not None:
             (out_dir / "branch.json").write_text(json.dumps({"checkpoint": str(branch_from), "step": state.step}))
         return _train_loop(state, loader, mon, total_steps, progress)
