@@ -4,6 +4,7 @@ Usage::
 
     python experiments/bench_train.py experiments/ddsa_gpu_paper.yaml experiments/duan/unet_d4_w16.yaml
     python experiments/bench_train.py experiments/ddsa_cpu_small.yaml --devices cuda,cpu --steps 100
+    python experiments/bench_train.py experiments/duan/fit_cow_w16.yaml --devices cpu,cpu-bf16 --steps 200
 
 Each config trains on a synthetic store (:func:`ddsa_sim.training.synthetic.write_synthetic_store`,
 images of the config's ``data.crop_size``, 4 train CTs x 8 samples, 1 val CT) through
@@ -19,6 +20,9 @@ dose, so configs that lower the dose (``augment.dose_floor_ugy``) stop with that
 network and patch size train at the rate of the same config without it. ``parameters_m``: the
 generator's (a GAN's critic is not counted).
 
+Devices: ``cuda``, ``cpu`` (float32 unless the config sets ``optim.amp_cpu``) and ``cpu-bf16`` (the CPU with
+``optim.amp_cpu`` on: bfloat16 autocast, channels-last weights); with ``cpu`` and ``cpu-bf16`` both given, the
+final JSON carries each config's ``cpu_bf16_speedup`` (its steps/s over float32's, the same run of this script).
 No peer runs here: the public synthetic-DDSA training code is not a package this project can run
 (docs/benchmarks.md). Peak GPU memory: ``torch.cuda.max_memory_allocated`` of the run. Without
 a GPU the CUDA rows are skipped with a message (stderr). The last line is one JSON object.
@@ -45,7 +49,7 @@ def _loss_wall_times(tb_dir: Path) -> list[tuple[int, float]]:
 
 
 def bench_config(path: str, device: str, steps: int, warmup: int, folder: Path) -> dict:
-    """Steady steps/s of one training config on ``device`` (``cuda`` or ``cpu``)."""
+    """Steady steps/s of one training config on ``device`` (``cuda``, ``cpu`` or ``cpu-bf16``)."""
     import torch
 
     from ddsa_sim.training.config import load_config
@@ -57,7 +61,10 @@ def bench_config(path: str, device: str, steps: int, warmup: int, folder: Path) 
     far = warmup + steps + 1
     optim = cfg.optim.model_copy(update={"val_every": far, "ckpt_every": far, "image_every": far,
                                          "log_every": max(1, steps // 10)})
-    cfg = cfg.model_copy(update={"device": device, "optim": optim})  # the store: run_training's argument
+    if device == "cpu-bf16":
+        optim = optim.model_copy(update={"amp_cpu": True})
+    # data.store stays as it is: the synthetic store is run_training's argument
+    cfg = cfg.model_copy(update={"device": device.removesuffix("-bf16"), "optim": optim})
     size = cfg.data.crop_size
     store = folder / f"synthetic_{size}.zarr"
     if not store.exists():
@@ -69,7 +76,7 @@ def bench_config(path: str, device: str, steps: int, warmup: int, folder: Path) 
     logged = [(s, t) for s, t in _loss_wall_times(out / "tb") if s >= warmup]
     (s0, t0), (s1, t1) = logged[0], logged[-1]
     rate = (s1 - s0) / (t1 - t0)
-    row = {"config": path, "device": device, "batch_size": cfg.data.batch_size, "patch_size": cfg.data.patch_size,
+    row = {"config": path, "device": cfg.device, "batch_size": cfg.data.batch_size, "patch_size": cfg.data.patch_size,
            "gan": cfg.gan.enabled, "precision": result.precision,
            "parameters_m": round(sum(p.numel() for p in build_unet(cfg.model).parameters()) / 1e6, 2),
            "steps": s1 - s0, "seconds": round(t1 - t0, 2), "steps_per_s": round(rate, 3),
@@ -83,7 +90,7 @@ def bench_config(path: str, device: str, steps: int, warmup: int, folder: Path) 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("configs", nargs="+", help="training config YAMLs")
-    ap.add_argument("--devices", default="cuda", help="comma-separated: cuda, cpu")
+    ap.add_argument("--devices", default="cuda", help="comma-separated: cuda, cpu, cpu-bf16")
     ap.add_argument("--steps", type=int, default=200, help="timed steps, after the warm-up")
     ap.add_argument("--warmup", type=int, default=20, help="steps before the timing starts")
     args = ap.parse_args(argv)
@@ -103,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             for device in devices:
                 result["rows"].append(bench_config(path, device, args.steps, args.warmup, Path(folder)))
                 print(json.dumps(result["rows"][-1]), flush=True)
+    rate = {(r["config"], r["device"], r["precision"]): r["steps_per_s"] for r in result["rows"]}
+    result["cpu_bf16_speedup"] = {c: round(rate[c, "cpu", "bfloat16"] / rate[c, "cpu", "float32"], 2)
+                                  for c in args.configs
+                                  if (c, "cpu", "bfloat16") in rate and (c, "cpu", "float32") in rate}
     print(json.dumps(result))
     return 0
 

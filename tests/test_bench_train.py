@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -25,3 +26,16 @@ def test_rate_is_read_from_the_logged_steps_and_beats_the_whole_run(experiment_s
     assert row["hours_for_max_steps"] == pytest.approx(2800 / rate / 3600, abs=rounding_h)
     assert row["parameters_m"] == pytest.approx(1.29, abs=0.01)  # 16..128 channels, 4 down-samplings
     assert row["precision"] == "float32"  # the run's own word: optim.amp is on in the config, off on the CPU
+
+
+def test_cpu_bf16_rows_train_in_bfloat16_and_report_their_speedup(experiment_script, capsys, tmp_path):
+    bench = experiment_script("bench_train.py")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("num_threads: 1\ndata: {crop_size: 32, patch_size: 32, batch_size: 2}\n"
+                   "model: {base_channels: 4, depth: 2}\noptim: {max_steps: 100}\n")
+    assert bench.main([str(cfg), "--devices", "cpu,cpu-bf16", "--steps", "4", "--warmup", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    fp32, bf16 = result["rows"]
+    assert (fp32["device"], fp32["precision"]) == ("cpu", "float32")
+    assert (bf16["device"], bf16["precision"]) == ("cpu", "bfloat16")
+    assert result["cpu_bf16_speedup"] == {str(cfg): round(bf16["steps_per_s"] / fp32["steps_per_s"], 2)}

@@ -207,6 +207,32 @@ def test_resume_continues_and_matches_uninterrupted_run(store, tmp_path):
         )
 
 
+def test_bfloat16_on_the_cpu_is_opt_in_resumes_exactly_and_writes_float32_weights(store, tmp_path):
+    steps = {"max_steps": 6, "ckpt_every": 100, "val_every": 100}
+    fp32 = run_training(_cfg(optim=steps), tmp_path / "fp32", store=store, progress=False)
+    cfg = _cfg(optim=steps | {"amp_cpu": True})
+    full = run_training(cfg, tmp_path / "full", store=store, progress=False)
+    assert fp32.precision == "float32" and full.precision == "bfloat16"
+    # the same first batch through the same initial weights: bfloat16 keeps 8 significant bits (unit
+    # roundoff 2^-8 = 0.004 per operand), so the first loss moves by far more than float32 rounding (1e-7)
+    # and by far less than a different batch or network would
+    rel = abs(full.losses[0][1] - fp32.losses[0][1]) / fp32.losses[0][1]
+    assert 1e-5 < rel < 0.02, rel
+    part = run_training(cfg, tmp_path / "part", store=store, max_steps=4, progress=False)
+    rest = run_training(cfg, tmp_path / "part", store=store, resume=True, progress=False)
+    assert part.step == 4 and rest.step == 6
+    a, b = full.model.state_dict(), rest.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # the checkpoint holds float32 master weights, which an inference in the default layout reproduces
+    model, _, _, ckpt = load_model(tmp_path / "full" / "last.pt")
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    full.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(x), full.model(x), atol=1e-6)
+
+
 def test_branch_continues_its_source_exactly_and_keeps_a_best_of_its_own(store, tmp_path):
     """A branch with its source's recipe ends where the source continued ends (weights, weight average and
     optimiser carried, the same batches: it is paired with its source); one with another recipe steps from
@@ -340,13 +366,15 @@ def test_vessel_threshold_reaches_the_loss_in_network_units(store):
     assert (crit.vessel_weight, crit.reduction) == (3.0, "image")
 
 
-def test_gan_training_steps(store, tmp_path):
+@pytest.mark.parametrize("amp_cpu", [False, True])
+def test_gan_training_steps(store, tmp_path, amp_cpu):
     cfg = _cfg(
         gan={"enabled": True, "critic_channels": 4, "critic_depth": 2, "critic_steps": 2},
-        optim={"max_steps": 3, "val_every": 3},
+        optim={"max_steps": 3, "val_every": 3, "amp_cpu": amp_cpu},
     )
     res = run_training(cfg, tmp_path / "gan", store=store, progress=False)
     assert res.step == 3 and all(np.isfinite(l) for _, l in res.losses)
+    assert res.precision == ("bfloat16" if amp_cpu else "float32")  # the critic takes the bfloat16 output
     ck = load_checkpoint(tmp_path / "gan" / "last.pt")
     assert ck["critic"] is not None and ck["critic_optimizer"] is not None
 
