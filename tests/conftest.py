@@ -24,6 +24,7 @@ def experiment_script():
             sys.path.insert(0, str(path.parent))
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # as an import would: its functions pickle (to worker processes) by name
         spec.loader.exec_module(module)
         return module
 

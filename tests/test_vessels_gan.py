@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -139,6 +141,31 @@ def test_few_steps_of_wgan_training_lower_the_critic_loss(tmp_path):
 def test_stylegan_training_steps_run(tmp_path):
     result = train_gan(tiny("stylegan", n_critic=1, r1_every=2, max_steps=3), tubes(8), tmp_path, progress=False)
     assert result.step == 3 and np.all(np.isfinite(result.critic_losses))
+
+
+@pytest.mark.parametrize("kind", ["wgan", "stylegan"])
+def test_bfloat16_on_the_cpu_is_opt_in_and_keeps_float32_weights(kind, tmp_path):
+    cfg = tiny(kind, half_res=True, n_critic=1, r1_every=1, max_steps=3)
+    fp32 = train_gan(cfg, tubes(8), tmp_path / "fp32", progress=False)
+    bf16 = train_gan(dataclasses.replace(cfg, amp_cpu=True), tubes(8), tmp_path / "bf16", progress=False)
+    assert fp32.precision == "float32" and bf16.precision == "bfloat16"
+    # the same initial weights, batch and latents: bfloat16 keeps 8 significant bits (unit roundoff 2^-8 per
+    # operand), so the first critic loss moves by far more than float32 rounding (1e-7) and far less than
+    # another batch or network would
+    rel = abs(bf16.critic_losses[0] - fp32.critic_losses[0]) / abs(fp32.critic_losses[0])
+    assert 1e-5 < rel < 0.02, rel
+    # the checkpoint holds float32 weights, which a generator in the default layout reproduces
+    ckpt = load_checkpoint(tmp_path / "bf16" / "last.pt")
+    assert all(v.dtype == torch.float32 for v in ckpt["generator"].values() if v.is_floating_point())
+    g, _ = load_generator(tmp_path / "bf16" / "last.pt")
+    trained = bf16.generator.eval()
+    z = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    args = (lambda: {}) if kind == "wgan" else (lambda: {"generator": torch.Generator().manual_seed(1)})
+    with torch.no_grad():
+        assert torch.allclose(g(z, **args()), trained(z, **args()), atol=1e-5)
+    resumed = train_gan(dataclasses.replace(cfg, amp_cpu=True), tubes(8), tmp_path / "bf16", max_steps=4,
+                        resume=True, progress=False)
+    assert resumed.step == 4 and resumed.precision == "bfloat16" and np.isfinite(resumed.critic_losses).all()
 
 
 def test_vessel_features_of_a_straight_tube():

@@ -307,7 +307,8 @@ def gan_train(
     volumes = load_label_folder(data, cfg.data.spacing_mm, list(cfg.data.labels) or None)
     result = train_gan(cfg, volumes, output, max_steps=max_steps, resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(f"{output}: {result.step} steps in {result.wall_s:.0f} s, best w1_median {result.best_score:.3f}")
+        typer.echo(f"{output}: {result.step} steps in {result.wall_s:.0f} s ({result.precision}), "
+                   f"best w1_median {result.best_score:.3f}")
 
 
 @app.command("gan-sample")

@@ -35,7 +35,7 @@ import math
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,7 +249,8 @@ class _TrainState:
     nets: _Networks
     norm: Normalization
     criterion: CombinedLoss
-    autocast: Callable[[], AbstractContextManager[Any]]
+    #: autocast dtype of the forward passes (:func:`_amp_dtype`), None: float32
+    amp_dtype: torch.dtype | None
     step: int = 0
     best_score: float | None = None
     #: pixel spacing at the isocenter of the training images, mm (None: not known from the dataset)
@@ -261,6 +262,10 @@ class _TrainState:
     #: needed, :func:`_bn_inputs`), and the step at which they last were
     bn_inputs: list[torch.Tensor] = field(default_factory=list)
     bn_step: int | None = None
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """The forward passes' autocast context (a no-op in float32)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext()
 
     def refresh_average(self) -> None:
         """Recompute the weight average's batch-norm statistics for its weights (once per step) before it is used."""
@@ -439,7 +444,6 @@ def _setup_state(
                                                              progress)
     if world > 1:
         _wrap_ddp(nets, device)
-    amp_dtype = _amp_dtype(cfg, device)
     return _TrainState(
         cfg=cfg,
         device=device,
@@ -454,7 +458,7 @@ def _setup_state(
             vessel_weight=cfg.optim.vessel_weight,
             vessel_threshold=float(norm.norm_target(torch.tensor(cfg.optim.vessel_threshold))),
         ),
-        autocast=(lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype is not None else nullcontext,
+        amp_dtype=_amp_dtype(cfg, device),
         step=step,
         best_score=best_score,
         pixel_mm=train_ds.pixel_mm() if isinstance(train_ds, ZarrDDSADataset) else None,
@@ -641,7 +645,7 @@ def _train_loop(
         best_score=state.best_score,
         rank=state.rank,
         world_size=state.world,
-        precision=str(_amp_dtype(state.cfg, state.device) or torch.float32).removeprefix("torch."),
+        precision=str(state.amp_dtype or torch.float32).removeprefix("torch."),
     )
     g = torch.Generator(device=state.device)
     state.nets.model.train()

@@ -86,8 +86,11 @@ class OptimConfig:
 @dataclass(frozen=True)
 class GanConfig:
     """The whole config. ``max_minutes`` stops training early (wall time, checkpoint kept);
-    ``amp`` (auto | on | off) is used on CUDA only; every ``eval_every`` generator steps ``eval_samples``
-    generated volumes are scored (the best score gives best.pt) and last.pt is written."""
+    ``amp`` (auto | on | off) is float16 autocast on CUDA; ``amp_cpu`` is bfloat16 autocast on the CPU with
+    channels-last weights (2-3x the float32 steps/s of the CPU-small configs on a CPU with AMX,
+    docs/benchmarks.md; off by default, as CPUs without bfloat16 instructions gain nothing from it); every
+    ``eval_every`` generator steps ``eval_samples`` generated volumes are scored (the best score gives
+    best.pt) and last.pt is written."""
 
     data: DataConfig = field(default_factory=DataConfig)
     net: NetConfig = field(default_factory=NetConfig)
@@ -95,6 +98,7 @@ class GanConfig:
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
+    amp_cpu: bool = False
     num_threads: int | None = None
     max_minutes: float | None = None
     eval_every: int = 100
