@@ -39,13 +39,20 @@ from pathlib import Path
 from machine import machine  # experiments/machine.py, beside this script
 
 
-def _loss_wall_times(tb_dir: Path) -> list[tuple[int, float]]:
-    """(step, wall time s) of every ``train/loss`` scalar in a run's TensorBoard folder."""
+def scalar_wall_times(tb_dir: Path, tag: str = "train/loss") -> list[tuple[int, float]]:
+    """(step, wall time s) of every ``tag`` scalar in a run's TensorBoard folder."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    return [(e.step, e.wall_time) for e in acc.Scalars("train/loss")]
+    return [(e.step, e.wall_time) for e in acc.Scalars(tag)]
+
+
+def cpu_bf16_speedup(rows: list[dict], configs: list[str]) -> dict[str, float]:
+    """Per config, its ``cpu`` row's bfloat16 steps/s over its float32 steps/s (configs with both rows)."""
+    rate = {(r["config"], r["precision"]): r["steps_per_s"] for r in rows if r["device"] == "cpu"}
+    return {c: round(rate[c, "bfloat16"] / rate[c, "float32"], 2) for c in configs
+            if (c, "bfloat16") in rate and (c, "float32") in rate}
 
 
 def bench_config(path: str, device: str, steps: int, warmup: int, folder: Path) -> dict:
@@ -72,7 +79,7 @@ def bench_config(path: str, device: str, steps: int, warmup: int, folder: Path) 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     result = run_training(cfg, out, store=store, max_steps=warmup + steps, progress=False)
-    logged = [(s, t) for s, t in _loss_wall_times(out / "tb") if s >= warmup]
+    logged = [(s, t) for s, t in scalar_wall_times(out / "tb") if s >= warmup]
     (s0, t0), (s1, t1) = logged[0], logged[-1]
     rate = (s1 - s0) / (t1 - t0)
     row = {"config": path, "device": cfg.device, "batch_size": cfg.data.batch_size, "patch_size": cfg.data.patch_size,
@@ -109,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             for device in devices:
                 result["rows"].append(bench_config(path, device, args.steps, args.warmup, Path(folder)))
                 print(json.dumps(result["rows"][-1]), flush=True)
-    rate = {(r["config"], r["precision"]): r["steps_per_s"] for r in result["rows"] if r["device"] == "cpu"}
-    result["cpu_bf16_speedup"] = {c: round(rate[c, "bfloat16"] / rate[c, "float32"], 2) for c in args.configs
-                                  if (c, "bfloat16") in rate and (c, "float32") in rate}
+    result["cpu_bf16_speedup"] = cpu_bf16_speedup(result["rows"], args.configs)
     print(json.dumps(result))
     return 0
 

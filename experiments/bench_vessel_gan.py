@@ -33,7 +33,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from machine import machine  # experiments/machine.py, beside this script
+from bench_train import cpu_bf16_speedup, scalar_wall_times  # beside this script
+from machine import machine
 
 
 def _tubes(shape: tuple[int, int, int], n: int = 32) -> list:
@@ -46,14 +47,6 @@ def _tubes(shape: tuple[int, int, int], n: int = 32) -> list:
                             <= 9.0, shape).copy() for _ in range(n)]
 
 
-def _generator_wall_times(tb_dir: Path) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.wall_time) for e in acc.Scalars("loss/generator")]
-
-
 def bench_config(path: str, device: str, steps: int, warmup: int, folder: str) -> dict:
     """Steady generator steps/s of one GAN config on ``device`` (``cpu``, ``cpu-bf16`` or ``cuda``)."""
     from vessel_models.gan.config import load_gan_config
@@ -64,7 +57,7 @@ def bench_config(path: str, device: str, steps: int, warmup: int, folder: str) -
                               max_minutes=None, amp_cpu=device == "cpu-bf16")
     out = Path(folder) / f"{Path(path).stem}_{device}"
     result = train_gan(cfg, _tubes(cfg.data.shape), out, max_steps=warmup + steps, progress=False)
-    logged = [(s, t) for s, t in _generator_wall_times(out / "tb") if s >= warmup]
+    logged = [(s, t) for s, t in scalar_wall_times(out / "tb", "loss/generator") if s >= warmup]
     (s0, t0), (s1, t1) = logged[0], logged[-1]
     rate = (s1 - s0) / (t1 - t0)
     return {"config": path, "device": cfg.device, "precision": result.precision, "kind": cfg.net.kind,
@@ -98,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = pool.apply(bench_config, (path, device, args.steps, args.warmup, folder))
                 result["rows"].append(row)
                 print(json.dumps(row), flush=True)
-    rate = {(r["config"], r["precision"]): r["steps_per_s"] for r in result["rows"] if r["device"] == "cpu"}
-    result["cpu_bf16_speedup"] = {c: round(rate[c, "bfloat16"] / rate[c, "float32"], 2) for c in args.configs
-                                  if (c, "bfloat16") in rate and (c, "float32") in rate}
+    result["cpu_bf16_speedup"] = cpu_bf16_speedup(result["rows"], args.configs)
     print(json.dumps(result))
     return 0
 

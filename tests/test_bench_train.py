@@ -14,7 +14,7 @@ def test_rate_is_read_from_the_logged_steps_and_beats_the_whole_run(experiment_s
     row = bench.bench_config("experiments/ddsa_cpu_small.yaml", "cpu", steps=6, warmup=2, folder=tmp_path)
     whole = time.perf_counter() - t
     # log_every = max(1, 6 // 10) = 1: every step is logged, the first at or after the warm-up is step 2
-    logged = bench._loss_wall_times(tmp_path / "ddsa_cpu_small_cpu" / "tb")
+    logged = bench.scalar_wall_times(tmp_path / "ddsa_cpu_small_cpu" / "tb")
     assert [s for s, _ in logged] == list(range(1, 9))
     assert row["steps"] == 6 and row["seconds"] == pytest.approx(logged[-1][1] - logged[1][1], abs=0.01)
     # the steady loop leaves out the set-up and the final validation: faster than the run as a whole

@@ -16,7 +16,7 @@ def test_rate_is_read_from_the_logged_generator_steps(experiment_script, tmp_pat
     bench = experiment_script("bench_vessel_gan.py")
     (tmp_path / "tiny.yaml").write_text(TINY)
     row = bench.bench_config(str(tmp_path / "tiny.yaml"), "cpu", steps=4, warmup=2, folder=str(tmp_path))
-    logged = bench._generator_wall_times(tmp_path / "tiny_cpu" / "tb")
+    logged = bench.scalar_wall_times(tmp_path / "tiny_cpu" / "tb", "loss/generator")
     assert [s for s, _ in logged] == list(range(1, 7))  # every step logged; the timing starts at step 2
     assert row["steps"] == 4 and row["seconds"] == pytest.approx(logged[-1][1] - logged[1][1], abs=0.01)
     assert row["precision"] == "float32"  # the device says float32, whatever the config says

@@ -4,6 +4,7 @@ both ranks."""
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -42,7 +43,8 @@ def _worker(rank: int, world: int, port: int, store: str, out: str, cfg_json: st
     )
 
 
-def test_ddp_gloo_two_processes_identical_weights(tmp_path):
+@pytest.mark.parametrize("amp_cpu", [False, True])
+def test_ddp_gloo_two_processes_identical_weights(tmp_path, amp_cpu):
     store = write_synthetic_store(tmp_path / "s.zarr", splits={"train": 2, "val": 1}, per_ct=2, size=32)
     cfg = parse_config(
         {
@@ -51,7 +53,8 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path):
             "device": "cpu",
             "data": {"crop_size": 32, "patch_size": 32, "batch_size": 2, "in_memory": True},
             "model": {"base_channels": 4, "depth": 2},
-            "optim": {"lr": 1e-2, "max_steps": 4, "val_every": 2, "ckpt_every": 2, "ema_decay": 0.5},
+            "optim": {"lr": 1e-2, "max_steps": 4, "val_every": 2, "ckpt_every": 2, "ema_decay": 0.5,
+                      "amp_cpu": amp_cpu},
         }
     )
     out = tmp_path / "run"

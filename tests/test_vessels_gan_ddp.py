@@ -41,9 +41,10 @@ def _worker(rank: int, world: int, port: int, out: str, cfg: dict) -> None:
                Path(out) / f"rank{rank}.pt")
 
 
+@pytest.mark.parametrize("amp_cpu", [False, True])
 @pytest.mark.parametrize("kind", ["wgan", "stylegan"])
-def test_two_gloo_processes_end_with_identical_networks(kind, tmp_path):
-    cfg = {"device": "cpu", "num_threads": 1, "seed": 3, "eval_every": 1000, "eval_samples": 2,
+def test_two_gloo_processes_end_with_identical_networks(kind, amp_cpu, tmp_path):
+    cfg = {"device": "cpu", "num_threads": 1, "seed": 3, "eval_every": 1000, "eval_samples": 2, "amp_cpu": amp_cpu,
            "data": {"shape": list(SHAPE), "spacing_mm": 1.0, "mode": "crop", "val_fraction": 0.2},
            "net": {"kind": kind, "latent_dim": 4, "base_channels": 2, "max_channels": 4, "mapping_layers": 1},
            "optim": {"batch_size": 2, "n_critic": 2, "r1_every": 2, "max_steps": 3}}
