@@ -196,6 +196,7 @@ class _Run:
         return self.generator if self.generator_ema is None else self.generator_ema
 
     def autocast(self) -> torch.autocast:
+        """The passes' autocast context (disabled in float32)."""
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     def fake(self, n: int) -> torch.Tensor:
