@@ -48,6 +48,19 @@ def scalar_wall_times(tb_dir: Path, tag: str = "train/loss") -> list[tuple[int, 
     return [(e.step, e.wall_time) for e in acc.Scalars(tag)]
 
 
+def usable_devices(devices: str, script: str) -> list[str]:
+    """The comma-separated ``--devices`` as a list, without ``cuda`` (and saying so on stderr) where PyTorch sees no
+    CUDA GPU."""
+    import torch
+
+    out = [d for d in devices.split(",") if d]
+    if "cuda" in out and not torch.cuda.is_available():
+        print(f"{script}: no CUDA GPU visible to PyTorch (torch.cuda.is_available() is False): CUDA rows skipped",
+              file=sys.stderr)
+        out.remove("cuda")
+    return out
+
+
 def cpu_bf16_speedup(rows: list[dict], configs: list[str]) -> dict[str, float]:
     """Per config, its ``cpu`` row's bfloat16 steps/s over its float32 steps/s (configs with both rows)."""
     rate = {(r["config"], r["precision"]): r["steps_per_s"] for r in rows if r["device"] == "cpu"}
@@ -103,11 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    devices = [d for d in args.devices.split(",") if d]
-    if "cuda" in devices and not torch.cuda.is_available():
-        print("bench_train: no CUDA GPU visible to PyTorch (torch.cuda.is_available() is False): CUDA rows skipped",
-              file=sys.stderr)
-        devices.remove("cuda")
+    devices = usable_devices(args.devices, "bench_train")
     result = {"machine": machine(),
               "torch": torch.__version__, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
               "rows": []}

@@ -33,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_train import cpu_bf16_speedup, scalar_wall_times  # beside this script
+from bench_train import cpu_bf16_speedup, scalar_wall_times, usable_devices  # beside this script
 from machine import machine
 
 
@@ -79,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    devices = [d for d in args.devices.split(",") if d]
-    if "cuda" in devices and not torch.cuda.is_available():
-        print("bench_vessel_gan: no CUDA GPU visible to PyTorch: CUDA rows skipped", file=sys.stderr)
-        devices.remove("cuda")
+    devices = usable_devices(args.devices, "bench_vessel_gan")
     result = {"machine": machine(), "torch": torch.__version__, "rows": []}
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as folder, spawn.Pool(1, maxtasksperchild=1) as pool:
