@@ -179,3 +179,13 @@ def test_empty_mask_and_from_mask(tmp_path):
     assert np.all(np.abs(tree.radii_mm - 3.0) <= 1.0)
     # RAS -> LPS: x and y change sign
     assert np.allclose(tree.positions_mm[:, :2], [-10.0, -10.0], atol=1.0)
+
+
+def test_gan_train_names_a_missing_held_out_folder(tmp_path):
+    data = tmp_path / "train"
+    assert _invoke("gan-data", "-o", data, "-n", "3", "--shape", "16", "--param", "iterations=2").exit_code == 0
+    cfg = tmp_path / "gan.yaml"
+    cfg.write_text("device: cpu\ndata: {shape: [16, 16, 16], spacing_mm: 1.5, mode: crop}\n")
+    res = _invoke("gan-train", cfg, "--data", data, "--val-data", tmp_path / "missing", "-o", tmp_path / "run")
+    assert res.exit_code != 0 and f"--val-data: {tmp_path / 'missing'}: no such folder" in res.output
+    assert not (tmp_path / "run").exists()  # nothing written

@@ -184,6 +184,18 @@ def test_vessel_features_of_a_straight_tube():
     assert vessel_features(np.zeros(SHAPE, bool), 1.0)["volume_fraction"] == 0.0
 
 
+def test_feature_matrix_measures_each_volume_once(monkeypatch):
+    import vessel_models.gan.quality as quality
+
+    vols = tubes(3, seed=4)
+    expected = [[vessel_features(v, 1.0)[k] for k in FEATURES] for v in vols]
+    calls = []
+    monkeypatch.setattr(quality, "vessel_features", lambda v, s: calls.append(1) or vessel_features(v, s))
+    assert np.array_equal(quality.feature_matrix(iter(vols), 1.0), expected)  # any iterable, rows in order
+    assert len(calls) == 3  # not once per feature: the skeleton and distance transform dominate the cost
+    assert quality.feature_matrix([], 1.0).shape == (0, len(FEATURES))
+
+
 def test_compare_sets_floor_and_far_sets():
     real = feature_matrix(tubes(12, seed=1), 1.0)
     again = feature_matrix(tubes(12, seed=2), 1.0)
@@ -196,6 +208,19 @@ def test_compare_sets_floor_and_far_sets():
     assert len(per_feature) == len(FEATURES) and near["w1_median"] == pytest.approx(np.median(per_feature))
     with pytest.raises(ValueError, match="at least 2 volumes per set"):
         compare_sets(real, real[:1])
+
+
+def test_a_separate_held_out_set_scores_the_evaluations(tmp_path):
+    cfg = dataclasses.replace(tiny("wgan", n_critic=1, max_steps=2), eval_every=2, eval_samples=6)
+    held_out = tubes(5, seed=9)
+    result = train_gan(cfg, tubes(8), tmp_path, val_volumes=held_out, progress=False)
+    g, _ = load_generator(tmp_path / "last.pt")  # the network evaluated at step 2
+    expected = compare_sets(feature_matrix(sample_labels(g, 6, cfg.seed), 1.0), feature_matrix(held_out, 1.0))
+    assert result.evaluations[0][1]["w1_median"] == pytest.approx(expected["w1_median"], abs=1e-9)
+    split = train_gan(cfg, tubes(8), tmp_path / "split", progress=False)  # the default: a fraction of the data
+    assert split.evaluations[0][1]["w1_median"] != result.evaluations[0][1]["w1_median"]
+    with pytest.raises(VesselInputError, match="--val-data: 1 held-out"):
+        train_gan(cfg, tubes(8), tmp_path / "one", val_volumes=held_out[:1], progress=False)
 
 
 def test_split_holds_out_at_least_two_volumes():
@@ -287,6 +312,28 @@ def test_batchnorm_recalibration_uses_the_networks_own_statistics():
     before = {k: v.clone() for k, v in s.state_dict().items()}
     recalibrate_batchnorm(s, 2, 4, 7)
     assert all(torch.equal(v, before[k]) for k, v in s.state_dict().items())
+
+
+def test_snapshots_keep_every_evaluated_network_and_best_is_one_of_them(tmp_path):
+    cfg = dataclasses.replace(tiny("wgan", n_critic=1, max_steps=5, ema_half_life=2.0), eval_every=2,
+                              keep_snapshots=True)
+    result = train_gan(cfg, tubes(8), tmp_path, progress=False)
+    steps = [s for s, _ in result.evaluations]
+    assert steps == [2, 4, 5]
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == [f"step_{s:06d}.pt" for s in steps]
+
+    def weights(path):
+        return load_checkpoint(path)["generator_ema"]
+
+    # best.pt is the snapshot of the lowest score; the last snapshot is last.pt's network
+    best_step = steps[int(np.argmin([sc["w1_median"] for _, sc in result.evaluations]))]
+    best = weights(tmp_path / "best.pt")
+    assert all(torch.equal(v, best[k]) for k, v in weights(tmp_path / "snapshots" / f"step_{best_step:06d}.pt").items())
+    last = weights(tmp_path / "last.pt")
+    assert all(torch.equal(v, last[k]) for k, v in weights(tmp_path / "snapshots" / "step_000005.pt").items())
+    assert load_checkpoint(tmp_path / "snapshots" / "step_000002.pt")["opt_g"] is None  # no optimiser state
+    train_gan(dataclasses.replace(cfg, keep_snapshots=False), tubes(8), tmp_path / "off", progress=False)
+    assert not (tmp_path / "off" / "snapshots").exists()
 
 
 @pytest.mark.parametrize("kind", ["wgan", "stylegan"])

@@ -297,6 +297,8 @@ def gan_train(
     output: Path = typer.Option(..., "--output", "-o", help="Run folder (best.pt, last.pt, tb/)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Total generator steps (default: config)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.pt."),
+    val_data: Path | None = typer.Option(None, "--val-data", help="Folder of held-out label volumes that pick "
+                                         "best.pt (default: data.val_fraction of --data)."),
 ) -> None:
     """Train a 3D vessel GAN (single process, or one process per device under torchrun)."""
     from vessel_models.gan.config import load_gan_config
@@ -305,7 +307,9 @@ def gan_train(
 
     cfg = load_gan_config(config)
     volumes = load_label_folder(data, cfg.data.spacing_mm, list(cfg.data.labels) or None)
-    result = train_gan(cfg, volumes, output, max_steps=max_steps, resume=resume)
+    held_out = None if val_data is None else load_label_folder(val_data, cfg.data.spacing_mm,
+                                                                list(cfg.data.labels) or None, "--val-data")
+    result = train_gan(cfg, volumes, output, max_steps=max_steps, resume=resume, val_volumes=held_out)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"{output}: {result.step} steps in {result.wall_s:.0f} s ({result.precision}), "
                    f"best w1_median {result.best_score:.3f}")

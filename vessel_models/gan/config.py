@@ -23,7 +23,8 @@ __all__ = ["SAMPLE_PARAMS", "DataConfig", "GanConfig", "NetConfig", "OptimConfig
 @dataclass(frozen=True)
 class DataConfig:
     """Label volumes -> training windows. ``shape`` (D, H, W) voxels at isotropic ``spacing_mm``;
-    ``mode`` patch (random) or crop (centred); ``val_fraction`` of the files is held out to pick best.pt;
+    ``mode`` patch (random) or crop (centred); ``val_fraction`` of the files is held out to pick best.pt
+    (unless ``gan-train --val-data`` names a separate held-out folder);
     ``soft_sigma_vox`` > 0 and ``soft_margin`` > 0 train on soft targets
     (:func:`~vessel_models.gan.data.soft_target`): the labels Gaussian-blurred by that many voxels and
     mapped to [margin, 1 - margin]. A generator's sigmoid reaches neither 0 nor 1: against exact 0 / 1
@@ -90,7 +91,9 @@ class GanConfig:
     channels-last weights (2-3x the float32 steps/s of the CPU-small configs on a CPU with AMX,
     docs/benchmarks.md; off by default, as CPUs without bfloat16 instructions gain nothing from it); every
     ``eval_every`` generator steps ``eval_samples`` generated volumes are scored (the best score gives
-    best.pt) and last.pt is written."""
+    best.pt) and last.pt is written; ``keep_snapshots`` also keeps every evaluated network as
+    ``snapshots/step_NNNNNN.pt`` (no optimiser state; about 0.9 MB each at the CPU-small sizes), so that a
+    checkpoint can be chosen afterwards on a larger set than the trainer's."""
 
     data: DataConfig = field(default_factory=DataConfig)
     net: NetConfig = field(default_factory=NetConfig)
@@ -103,6 +106,7 @@ class GanConfig:
     max_minutes: float | None = None
     eval_every: int = 100
     eval_samples: int = 32
+    keep_snapshots: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples), safe in a ``weights_only`` checkpoint."""

@@ -21,8 +21,8 @@ __all__ = ["distance_target", "draw_batch", "label_files", "load_label_folder", 
            "resample_labels", "save_label_volume", "soft_target", "training_target"]
 
 
-def label_files(folder: str | os.PathLike) -> list[Path]:
-    """The ``.nii`` / ``.nii.gz`` files of ``folder``, sorted by name.
+def label_files(folder: str | os.PathLike, where: str = "--data") -> list[Path]:
+    """The ``.nii`` / ``.nii.gz`` files of ``folder``, sorted by name; errors begin with ``where``.
 
     Raises
     ------
@@ -31,10 +31,10 @@ def label_files(folder: str | os.PathLike) -> list[Path]:
     """
     root = Path(folder)
     if not root.is_dir():
-        raise VesselInputError(f"--data: {root}: no such folder")
+        raise VesselInputError(f"{where}: {root}: no such folder")
     files = sorted(p for p in root.iterdir() if p.name.lower().endswith((".nii", ".nii.gz")))
     if not files:
-        raise VesselInputError(f"--data: {root}: no .nii / .nii.gz label volume in it")
+        raise VesselInputError(f"{where}: {root}: no .nii / .nii.gz label volume in it")
     return files
 
 
@@ -47,7 +47,7 @@ def resample_labels(mask: np.ndarray, spacing_mm: np.ndarray, target_mm: float) 
 
 
 def load_label_folder(folder: str | os.PathLike, spacing_mm: float, labels: list[int] | None = None,
-                      ) -> list[np.ndarray]:
+                      where: str = "--data") -> list[np.ndarray]:
     """Every label volume of ``folder`` as a boolean array at isotropic ``spacing_mm``.
 
     Parameters
@@ -58,6 +58,8 @@ def load_label_folder(folder: str | os.PathLike, spacing_mm: float, labels: list
         Common voxel size (mm).
     labels : list of int, optional
         Label values that are vessel (default: every non-zero voxel).
+    where : str
+        Name of the folder in error messages (a command-line option).
 
     Returns
     -------
@@ -67,7 +69,7 @@ def load_label_folder(folder: str | os.PathLike, spacing_mm: float, labels: list
     from vessel_models.segmentation import load_label_volume
 
     out = []
-    for path in label_files(folder):
+    for path in label_files(folder, where):
         data, affine = load_label_volume(path)
         mask = data != 0 if not labels else np.isin(data, labels)
         spacing = np.linalg.norm(affine[:3, :3], axis=0)

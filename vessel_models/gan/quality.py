@@ -74,7 +74,8 @@ def vessel_features(label: np.ndarray, spacing_mm: float) -> dict[str, float]:
 
 def feature_matrix(volumes, spacing_mm: float) -> np.ndarray:
     """``(N, len(FEATURES))`` features of an iterable of binary volumes."""
-    return np.array([[vessel_features(v, spacing_mm)[k] for k in FEATURES] for v in volumes], dtype=np.float64)
+    rows = (vessel_features(v, spacing_mm) for v in volumes)
+    return np.array([[f[k] for k in FEATURES] for f in rows], dtype=np.float64).reshape(-1, len(FEATURES))
 
 
 def _knn_radius(x: np.ndarray, k: int) -> np.ndarray:
