@@ -82,7 +82,7 @@ def score_run(run: Path, train: Path, select_f: np.ndarray, judge_f: np.ndarray,
     _, cfg = load_generator(next(iter(cands.values())))
     if cfg.data.mode != "crop":
         raise SystemExit(f"{run}: data.mode {cfg.data.mode}: the trainer's own rule is reproduced for crop mode only")
-    _, held_out = split_volumes(load_label_folder(train, cfg.data.spacing_mm, list(cfg.data.labels) or None),
+    _, held_out = split_volumes(load_label_folder(train, cfg.data.spacing_mm, list(cfg.data.labels) or None, "--train"),
                                 cfg.data.val_fraction, cfg.seed)
     own_f = feature_matrix([v > 0.5 for v in held_out], cfg.data.spacing_mm)
     scores: dict[str, dict[int, float]] = {"own": {}, "select": {}, "judge": {}}
@@ -109,9 +109,13 @@ def figure(results: dict[str, dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.0), squeeze=False, sharey=True)
+    cols = min(4, len(results))
+    rows = -(-len(results) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False, sharey=True)
     marks = {"own": ("o", "C1"), "select": ("s", "C2"), "last": ("^", "C3"), "oracle": ("*", "k")}
-    for ax, (name, r) in zip(axes[0], results.items()):
+    for ax in axes.flat[len(results):]:
+        ax.set_visible(False)
+    for ax, (name, r) in zip(axes.flat, results.items()):
         steps = sorted(int(s) for s in r["scores"]["judge"])
         ax.plot(steps, [r["scores"]["judge"][str(s)] for s in steps], color="0.5", lw=1)
         for rule, (m, c) in marks.items():

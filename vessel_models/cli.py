@@ -298,7 +298,8 @@ def gan_train(
     max_steps: int | None = typer.Option(None, "--max-steps", help="Total generator steps (default: config)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.pt."),
     val_data: Path | None = typer.Option(None, "--val-data", help="Folder of held-out label volumes that pick "
-                                         "best.pt (default: data.val_fraction of --data)."),
+                                         "best.pt (default: data.val_fraction of --data; give it again with "
+                                         "--resume)."),
 ) -> None:
     """Train a 3D vessel GAN (single process, or one process per device under torchrun)."""
     from vessel_models.gan.config import load_gan_config

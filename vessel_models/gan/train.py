@@ -301,8 +301,9 @@ def train_gan(cfg: GanConfig, volumes: list[np.ndarray], out_dir: str | os.PathL
         tqdm bar on rank 0.
     val_volumes : list of numpy.ndarray, optional
         A separate held-out set that scores the evaluations (``best.pt``); then every one of ``volumes`` trains
-        and ``data.val_fraction`` is not used. The 32 volumes a 0.2 fraction of 160 holds out pick a checkpoint
-        worse than 128 separate ones do (``docs/results.md``, learned vessel generators).
+        and ``data.val_fraction`` is not used (pass the same set again when resuming). In the CPU-small runs 128
+        separate held-out volumes picked better checkpoints than the 32 a fraction of 0.2 holds out of 160
+        (``docs/results.md``, "Which checkpoint to keep").
     """
     out = Path(out_dir)
     world, rank, local = _dist_info()
