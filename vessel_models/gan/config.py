@@ -92,7 +92,7 @@ class GanConfig:
     docs/benchmarks.md; off by default, as CPUs without bfloat16 instructions gain nothing from it); every
     ``eval_every`` generator steps ``eval_samples`` generated volumes are scored (the best score gives
     best.pt) and last.pt is written; ``keep_snapshots`` also keeps every evaluated network as
-    ``snapshots/step_NNNNNN.pt`` (no optimiser state; about 0.9 MB each at the CPU-small sizes), so that a
+    ``snapshots/step_NNNNNN.pt`` (no optimiser state; 0.9-1.0 MB each at the CPU-small sizes), so that a
     checkpoint can be chosen afterwards on a larger set than the trainer's."""
 
     data: DataConfig = field(default_factory=DataConfig)
