@@ -39,13 +39,18 @@ from pathlib import Path
 from machine import machine  # experiments/machine.py, beside this script
 
 
-def scalar_wall_times(tb_dir: Path, tag: str = "train/loss") -> list[tuple[int, float]]:
-    """(step, wall time s) of every ``tag`` scalar in a run's TensorBoard folder."""
+def scalar_events(tb_dir: Path, tag: str) -> list:
+    """Every ``tag`` scalar event (``step``, ``wall_time`` s, ``value``) in a run's TensorBoard folder."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    return [(e.step, e.wall_time) for e in acc.Scalars(tag)]
+    return acc.Scalars(tag)
+
+
+def scalar_wall_times(tb_dir: Path, tag: str = "train/loss") -> list[tuple[int, float]]:
+    """(step, wall time s) of every ``tag`` scalar in a run's TensorBoard folder."""
+    return [(e.step, e.wall_time) for e in scalar_events(tb_dir, tag)]
 
 
 def usable_devices(devices: str, script: str) -> list[str]:

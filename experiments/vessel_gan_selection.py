@@ -28,6 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from bench_train import scalar_events  # beside this script
 from tqdm import tqdm
 
 from vessel_models.gan.checkpoint import load_generator
@@ -59,15 +60,6 @@ def snapshot_features(path: Path, n_select: int, n_judge: int, judge_seed: int) 
             feature_matrix(sample_labels(generator, n_judge, judge_seed), spacing))
 
 
-def logged_scores(run: Path) -> dict[int, float]:
-    """step -> the trainer's logged ``quality/w1_median``."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {e.step: e.value for e in acc.Scalars("quality/w1_median")}
-
-
 def picks(scores: dict[str, dict[int, float]]) -> dict[str, int]:
     """The step each rule picks: the lowest ``own`` / ``select`` / ``judge`` score (the first of ties), the last."""
     steps = sorted(scores["judge"])
@@ -94,7 +86,7 @@ def score_run(run: Path, train: Path, select_f: np.ndarray, judge_f: np.ndarray,
             scores["own"][s] = compare_sets(gen_select[:cfg.eval_samples], own_f)["w1_median"]
             scores["select"][s] = compare_sets(gen_select, select_f)["w1_median"]
             scores["judge"][s] = compare_sets(gen_judge, judge_f)["w1_mean"]
-    logged = logged_scores(run)
+    logged = {e.step: e.value for e in scalar_events(run / "tb", "quality/w1_median")}  # the trainer's own scores
     chosen = picks(scores)
     return {"kind": cfg.net.kind, "seed": cfg.seed, "scores": {k: {str(s): v for s, v in d.items()}
                                                                for k, d in scores.items()},

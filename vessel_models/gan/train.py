@@ -323,6 +323,8 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], val_volumes: list[np.ndarr
 
     if not volumes:
         raise VesselInputError("--data: no label volume to train on")
+    if val_volumes is not None and len(val_volumes) < 2:  # the quality measure compares distributions
+        raise VesselInputError(f"--val-data: {len(val_volumes)} held-out volume(s); at least 2 are needed")
     device = _device(cfg, local)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -334,8 +336,6 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], val_volumes: list[np.ndarr
     torch.manual_seed(cfg.seed * 1000 + rank + step)
     if val_volumes is None:
         train_vols, val_vols = split_volumes(volumes, cfg.data.val_fraction, cfg.seed)
-    elif len(val_volumes) < 2:  # the quality measure compares distributions
-        raise VesselInputError(f"--val-data: {len(val_volumes)} held-out volume(s); at least 2 are needed")
     else:
         train_vols, val_vols = volumes, val_volumes
     d = cfg.data
