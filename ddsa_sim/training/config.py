@@ -170,8 +170,8 @@ class OptimConfig(_Strict):
     grad_clip: float | None = None
     # mixed precision, the autocast of the generator's forward pass: on CUDA (amp) in amp_dtype; on the CPU
     # (amp_cpu) in bfloat16 with channels-last weights, 2.1-2.3x the float32 steps/s on a CPU with AMX at the
-    # same PSNR (docs/benchmarks.md, docs/results.md v28) and no gain on CPUs without bfloat16 instructions, so
-    # off by default: CPU runs stay float32
+    # same PSNR (docs/benchmarks.md, docs/results.md v28), 1.0x with AVX512-BF16 alone and 0.12-0.42x on CPUs
+    # with neither (warned there: vessel_models.gan.precision), so off by default: CPU runs stay float32
     amp: bool = True
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
     amp_cpu: bool = False

@@ -65,6 +65,7 @@ from ddsa_sim.training.metrics import all_metrics, summarize
 from ddsa_sim.training.normalization import Normalization, compute_normalization
 from ddsa_sim.training.predict import network_dsa
 from ddsa_sim.training.unet import UNet
+from vessel_models.gan.precision import cpu_autocast_dtype
 
 __all__ = ["ALL_ZERO_ENERGY", "ALL_ZERO_VALIDATIONS", "TrainResult", "learning_rate", "run_training", "step_seed",
            "target_data_range", "validate", "warn_if_all_zero"]
@@ -338,17 +339,17 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     """Autocast dtype, or None when mixed precision is off: ``optim.amp`` and ``amp_dtype`` on CUDA,
     ``optim.amp_cpu`` on the CPU (bfloat16, the type CPU matrix units compute in)."""
     if device.type == "cpu":
-        return torch.bfloat16 if cfg.optim.amp_cpu else None
+        return cpu_autocast_dtype(cfg.optim.amp_cpu, "optim.amp_cpu")
     if not cfg.optim.amp:
         return None
     return torch.bfloat16 if cfg.optim.amp_dtype == "bfloat16" else torch.float16
 
 
-def _build_networks(cfg: TrainConfig, device: torch.device) -> _Networks:
-    """Freshly initialised networks (seeded by ``cfg.seed``: U-Net first, then critic) and optimisers."""
+def _build_networks(cfg: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None) -> _Networks:
+    """Freshly initialised networks (seeded by ``cfg.seed``: U-Net first, then critic) and optimisers, laid out
+    for the autocast type ``amp_dtype`` (:func:`_amp_dtype`)."""
     torch.manual_seed(cfg.seed)
     model = UNet(cfg.model).to(device)
-    amp_dtype = _amp_dtype(cfg, device)
     if device.type == "cpu" and amp_dtype is not None:
         # oneDNN's bfloat16 convolutions run fastest on channels-last weights (about 25 % over NCHW here)
         model = model.to(memory_format=torch.channels_last)
@@ -428,7 +429,8 @@ def _setup_state(
     """Networks, optimisers, normalisation and counters: fresh, resumed from ``resume_from``, branched from
     another run's ``branch_from`` (its state and step, a best score of its own), or a fresh run whose
     generator and normalisation come from ``cfg.init_from`` (``progress``: the normalisation statistics' bar)."""
-    nets = _build_networks(cfg, device)
+    amp_dtype = _amp_dtype(cfg, device)
+    nets = _build_networks(cfg, device, amp_dtype)
     if resume_from is not None:
         step, best_score, norm = _restore(resume_from, cfg, device, nets)
     elif branch_from is not None:
@@ -458,7 +460,7 @@ def _setup_state(
             vessel_weight=cfg.optim.vessel_weight,
             vessel_threshold=float(norm.norm_target(torch.tensor(cfg.optim.vessel_threshold))),
         ),
-        amp_dtype=_amp_dtype(cfg, device),
+        amp_dtype=amp_dtype,
         step=step,
         best_score=best_score,
         pixel_mm=train_ds.pixel_mm() if isinstance(train_ds, ZarrDDSADataset) else None,

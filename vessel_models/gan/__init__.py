@@ -9,6 +9,8 @@ Independent of ``ddsa_sim`` (torch only). Modules, one job each:
 * :mod:`~vessel_models.gan.config` -- the YAML training config;
 * :mod:`~vessel_models.gan.checkpoint` -- ``weights_only`` checkpoints;
 * :mod:`~vessel_models.gan.train` -- the training loop (single process or torchrun);
+* :mod:`~vessel_models.gan.precision` -- the CPU autocast type (bfloat16) and whether this CPU loses by it
+  (the DDSA trainer asks it too);
 * :mod:`~vessel_models.gan.sample` -- label volumes from a checkpoint;
 * :mod:`~vessel_models.gan.quality` -- vessel statistics and distances between volume sets.
 

@@ -89,7 +89,8 @@ class GanConfig:
     """The whole config. ``max_minutes`` stops training early (wall time, checkpoint kept);
     ``amp`` (auto | on | off) is float16 autocast on CUDA; ``amp_cpu`` is bfloat16 autocast on the CPU with
     channels-last weights (2-3x the float32 steps/s of the CPU-small configs on a CPU with AMX,
-    docs/benchmarks.md; off by default, as CPUs without bfloat16 instructions gain nothing from it); every
+    docs/benchmarks.md; 1.2-1.4x with AVX512-BF16 alone; off by default, as CPUs with neither lose by it,
+    warned there: :mod:`~vessel_models.gan.precision`); every
     ``eval_every`` generator steps ``eval_samples`` generated volumes are scored (the best score gives
     best.pt) and last.pt is written; ``keep_snapshots`` also keeps every evaluated network as
     ``snapshots/step_NNNNNN.pt`` (no optimiser state; 0.9-1.0 MB each at the CPU-small sizes), so that a

@@ -47,6 +47,7 @@ from vessel_models.gan.losses import (
     logistic_generator_loss,
     r1_penalty,
 )
+from vessel_models.gan.precision import cpu_autocast_dtype
 from vessel_models.gan.quality import compare_sets, feature_matrix
 from vessel_models.gan.sample import sample_labels
 from vessel_models.tree import VesselInputError
@@ -106,7 +107,7 @@ def _amp_dtype(cfg: GanConfig, device: torch.device) -> torch.dtype | None:
     """Autocast dtype, or None when mixed precision is off: float16 on CUDA (``amp`` auto or on),
     bfloat16 on the CPU (``amp_cpu``)."""
     if device.type == "cpu":
-        return torch.bfloat16 if cfg.amp_cpu else None
+        return cpu_autocast_dtype(cfg.amp_cpu, "amp_cpu")
     return torch.float16 if cfg.amp != "off" else None
 
 
