@@ -15,10 +15,19 @@ from ddsa_sim.export.config import config_from_dict, load_config
 from ddsa_sim.export.format import OPTIONAL_META_ARRAYS
 from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
-from ddsa_sim.export.sample import CTCache, render_sample, scene_options, scene_spec
+from ddsa_sim.export.sample import (
+    CTCache,
+    aim_point_mm,
+    crop_origin,
+    render_sample,
+    sample_carm,
+    scene_options,
+    scene_spec,
+)
 from ddsa_sim.export.store import open_store, read_sample
 from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 from ddsa_sim.physics.spectra import spectrum_at_kvp, spekpy_spectrum
+from ddsa_sim.scene import build_scene
 
 RANDOMISED = {"spectrum": {"kvp": {"min": 60, "max": 125}, "filter_al_mm": {"min": 2, "max": 6},
                            "filter_cu_mm": {"grid": [0.0, 0.1, 0.2, 0.3]}},
@@ -75,8 +84,15 @@ def test_bit_depth_quantises_and_grid_mtf_reach_the_scene(tmp_path):
     scene = scene_spec(spec, scene_options({}))
     assert scene.effects.scatter.grid is None and scene.effects.blur.detector_mtf50_cycles_per_mm == 0.3
     a = render_sample(spec, CTCache(1))
-    # stored I/I0 = digital units / (gain x flat-field quanta) = DU / (0.9 x 255): integers times 1/229.5
-    du = np.exp(-a["mask"].astype(np.float64)) * 0.9 * 255
+    # stored I/I0 = digital units / (gain x flat-field quanta), the gain putting the brightest flat-field pixel (the
+    # heel effect's cathode edge) at 0.9 x 255: DU = I/I0 x 229.5 x each pixel's quanta / the brightest's, integers
+    patient = CTCache(1).get(spec)
+    scene = build_scene(scene_spec(spec, scene_options(spec.renderer_options, spec.device)), patient)
+    carm = sample_carm(spec, aim_point_mm(spec, patient, scene))
+    quanta = scene.flat_field_quanta(scene.projector, carm, scene.exposure.n0(scene.projector.spectrum, carm))
+    (r0, c0), (h, w) = crop_origin(spec), spec.image_shape
+    assert quanta.min() / quanta.max() < 0.9  # the heel effect spreads them (0.85 over this 256 mm field)
+    du = np.exp(-a["mask"].astype(np.float64)) * 0.9 * 255 * (quanta / quanta.max())[r0:r0 + h, c0:c0 + w]
     assert np.abs(du - np.rint(du)).max() < 1e-3 * du.max()
     assert len(np.unique(np.rint(du))) <= 256
     # without the grid more scatter reaches the detector: less -ln; a lower MTF50 smooths the frame

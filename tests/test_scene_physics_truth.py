@@ -14,6 +14,7 @@ import pytest
 import xraydb
 from scene_helpers import small_carm
 
+from ddsa_sim.physics.heel import HeelSettings
 from ddsa_sim.scene import Scene
 from ddsa_sim.scene.recording import Exposure, ScatterSettings
 from ddsa_sim.scene.render import render_frames
@@ -100,7 +101,8 @@ def _water_ct(thickness_mm: float) -> Volume:
 
 @pytest.mark.parametrize("water_mm", [0.0, 200.0])
 def test_quantum_noise_variance_equals_nqe_prediction(water_mm):
-    """Flat field (a 6 cm air CT: 0.006 g/cm^2, < 0.2 % of the variance) and 20 cm of water."""
+    """Flat field (a 6 cm air CT: 0.006 g/cm^2, < 0.2 % of the variance) and 20 cm of water, the central spectrum
+    on every pixel: the heel effect off (its spectra and photon counts across the field: tests/test_physics_heel.py)."""
     n0 = 2.0e4
     k, f = _spekpy_90kvp()
     eta = _csi_eta(k)
@@ -113,7 +115,8 @@ def test_quantum_noise_variance_equals_nqe_prediction(water_mm):
     frac[1:3, 1:3, 1:3] = 1.0
     vessel = FractionVessels(frac, _centre(4))
     scene = Scene(ct, [vessel], spectrum="90KV_AL40", exposure=Exposure(photons_per_pixel=n0), noise=True,
-                  noise_correlation="none", scatter=ScatterSettings(enabled=False), method="siddon")
+                  noise_correlation="none", scatter=ScatterSettings(enabled=False), method="siddon",
+                  heel=HeelSettings(enabled=False))
     f = render_frames(scene, small_carm(128, 2.0), np.random.default_rng(11))
     d = (f.mask - f.mask_clean).astype(np.float64)
     keep = f.vessel_mask[0] == 0

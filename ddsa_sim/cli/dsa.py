@@ -232,7 +232,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         build_scene,
         render_views,
     )
-    from ddsa_sim.scene.recording import frame_quanta, gain_for_bit_depth
+    from ddsa_sim.scene.recording import gain_for_bit_depth
     from ddsa_sim.viz.animation import save_animation
     from vessel_models.generators import parse_params
     from vessel_models.tree import VesselInputError
@@ -288,8 +288,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
     carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_mm=pixel_mm)
     if bit_depth:
-        quanta = frame_quanta(scene.projector.spectrum, scene.detector, exposure.n0(scene.projector.spectrum, carm0),
-                              scene.scatter)
+        n0 = exposure.n0(scene.projector.spectrum, carm0)
+        quanta = float(scene.flat_field_quanta(scene.projector, carm0, n0).max())  # the brightest flat-field pixel
         scene.detector = make_detector(bit_depth=bit_depth, gain=gain_for_bit_depth(bit_depth, quanta))
     carms = [carm0.at(alpha_deg=a, beta_deg=b) for a, b in zip(alphas, betas)]  # validates every pose first
     out.mkdir(parents=True, exist_ok=True)

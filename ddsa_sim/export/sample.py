@@ -346,7 +346,7 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
     the exposure meta values (``photons_per_pixel``, ``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)
     and the frame times."""
     from ddsa_sim.scene import bolus_times, build_scene, render_frames
-    from ddsa_sim.scene.recording import frame_quanta, gain_for_bit_depth
+    from ddsa_sim.scene.recording import gain_for_bit_depth
 
     opts = scene_options(spec.renderer_options, spec.device)
     patient = cache.get(spec)
@@ -355,7 +355,7 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
     carm = sample_carm(spec, target)
     if spec.bit_depth is not None:  # the flat field at 90 % of full scale (as ddsa-sim dsa --bit-depth)
         spectrum = scene.projector.spectrum
-        quanta = frame_quanta(spectrum, scene.detector, scene.exposure.n0(spectrum, carm), scene.scatter)
+        quanta = float(scene.flat_field_quanta(scene.projector, carm, scene.exposure.n0(spectrum, carm)).max())
         scene.detector = replace(scene.detector, bit_depth=spec.bit_depth,
                                  gain=gain_for_bit_depth(spec.bit_depth, quanta))
     if spec.frames:

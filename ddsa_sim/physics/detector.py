@@ -342,13 +342,14 @@ def _beer_lambert_sum(area, mu, w, out):
                 out[k, p] += w[k, b] * e
 
 
-def neglog(relative_intensity: Any, floor: float = NEGLOG_FLOOR) -> np.ndarray:
-    """-ln(I/I0), with I/I0 clipped below at ``floor`` (default 1e-10, i.e. at most 23.03).
+def neglog(relative_intensity: Any, floor: float | np.ndarray = NEGLOG_FLOOR) -> np.ndarray:
+    """-ln(I/I0), with I/I0 clipped below at ``floor`` (default 1e-10, i.e. at most 23.03; or an array
+    broadcasting to ``relative_intensity``, one floor per pixel).
 
     Values above 1 (noise in an unattenuated region) are kept, giving small negative results, so
     noise statistics stay unbiased.
     """
-    check_positive("neglog floor", floor)
+    floor = check_array("neglog floor", np.asarray(floor, dtype=np.float64), positive=True)
     x = np.asarray(relative_intensity, dtype=np.float64)
     return -np.log(np.maximum(x, floor))
 
@@ -486,15 +487,16 @@ class Detector:
             values = np.clip(np.rint(values), 0.0, self.max_value)
         return values
 
-    def flat_field(self, recorded: Any, photons_per_pixel: float) -> np.ndarray:
+    def flat_field(self, recorded: Any, photons_per_pixel: float | np.ndarray) -> np.ndarray:
         """Recorded values back to relative intensity: ``recorded / (gain * N0)``, at least the
-        detector's floor ``max(1, electronic_noise_std) / N0``.
+        detector's floor ``max(1, electronic_noise_std) / N0`` (``N0`` one number, or one per pixel: a
+        gain map's flat field).
 
         A pixel that counted no photon reports one quantum (or the electronic noise level, when
         larger), as offset-corrected detectors clip, so ``-ln`` stays finite at ``ln(N0)`` (11.5 for
         N0 = 1e5) instead of the 23.03 of :data:`NEGLOG_FLOOR`.
         """
-        n0 = check_positive("photons_per_pixel", photons_per_pixel)
+        n0 = check_array("photons_per_pixel", np.asarray(photons_per_pixel, dtype=np.float64), positive=True)
         floor = max(1.0, float(self.electronic_noise_std)) / n0
         return np.maximum(np.asarray(recorded, dtype=np.float64) / (self.gain * n0), floor)
 

@@ -8,7 +8,8 @@ few such spectra ("bands") at evenly spaced positions along the anode direction 
 each pixel's intensity interpolated linearly between the two bands around it; the intensity of each
 band is relative to its own flat field (a gain-corrected detector), so the heel effect shows as the
 beam hardening of the local spectrum. The fluence drop toward the anode is in
-:attr:`HeelBands.photons_per_mm2_per_mas_at_1m` (for the exposure per pixel).
+:attr:`HeelBands.relative_fluence`: it sets each pixel's photon count, hence its quantum noise
+(``Scene.flat_field_quanta``).
 """
 
 from __future__ import annotations
@@ -68,11 +69,14 @@ class HeelBands:
         Photon spectra at those positions, all on the energies of the central spectrum.
     photons_per_mm2_per_mas_at_1m : (K,) float64
         SpekPy's absolute fluence at each position (drops toward the anode).
+    relative_fluence : (K,) float64
+        Each band's fluence over the central spectrum's (1 on the central ray).
     """
 
     positions_mm: np.ndarray
     spectra: tuple[Spectrum, ...]
     photons_per_mm2_per_mas_at_1m: np.ndarray
+    relative_fluence: np.ndarray
 
     def weights(self, positions_mm: np.ndarray) -> np.ndarray:
         """(N, K) linear-interpolation weights of each position (held constant beyond the end bands)."""
@@ -119,15 +123,15 @@ def heel_bands(spectrum: Spectrum, half_field_mm: float, source_to_detector_mm: 
     base = absolute(central)
     own = spectrum.photons_per_mm2_per_mas_at_1m or 1.0
     positions = np.linspace(-half_field_mm, half_field_mm, int(bands))
-    spectra, fluence = [], []
+    spectra, relative = [], []
     for p in positions:
         # SpekPy's x at 100 cm from the focal spot, negative toward the anode
         off = spekpy_spectrum(**s, offaxis_x_cm=round(-100.0 * p / source_to_detector_mm, 9))
         ratio = np.divide(absolute(off), base, out=np.zeros_like(base), where=base > 0)
-        f = spectrum.fluence * ratio
+        f = spectrum.fluence * ratio  # spectrum.fluence sums to 1, so f sums to the relative fluence
         spectra.append(Spectrum(energies, f, f"{spectrum.name}@{p:+.1f}mm", own * f.sum(), spectrum.settings))
-        fluence.append(own * f.sum())
-    return HeelBands(positions, tuple(spectra), np.array(fluence))
+        relative.append(f.sum())
+    return HeelBands(positions, tuple(spectra), own * np.array(relative), np.array(relative))
 
 
 def heel_intensity(area_density: np.ndarray, mu_cm2_per_g: np.ndarray, bands: HeelBands, weights: np.ndarray,

@@ -13,7 +13,8 @@ kernel; the mean is untouched.
 
 * ``"deepdrr3x3"``: DeepDRR's 3x3 kernel (Wang et al., Med Phys 41(7) 2014), see
   :data:`ddsa_sim.physics.detector.DEEPDRR_NOISE_KERNEL`; its squared weights sum to 0.9944, so
-  the per-pixel variance is kept.
+  the per-pixel variance is kept (at the image's edges too: the noise is drawn on a border as wide as the
+  kernel's reach, not reflected).
 * a float ``sigma`` (pixels): a Gaussian kernel normalised to unit *sum of squares*, so the
   per-pixel variance is kept and only the noise power spectrum narrows.
 
@@ -146,12 +147,18 @@ def add_quantum_noise(
     check_array("relative_intensity", i)
     lam = np.broadcast_to(np.asarray(quanta, dtype=np.float64), i.shape)
     check_array("quanta", lam)
-    noise = rng.poisson(lam).astype(np.float64) - lam
     kernel = noise_kernel(correlation)
-    if kernel is not None:
+    if kernel is None:
+        noise = rng.poisson(lam).astype(np.float64) - lam
+    else:
         if i.ndim < 2:
             raise InputError("noise correlation needs a 2-D image")
-        noise = apply_kernel(noise, kernel)
+        # draws of their own on a border as wide as the kernel's reach, at the edge pixels' expected counts: every
+        # pixel, edges included, sums independent draws (reflected edges count some twice: with DeepDRR's kernel
+        # +13 % variance on an edge, +42 % in a corner)
+        (r0, r1), (h, w) = (n // 2 for n in kernel.shape), i.shape[-2:]
+        padded = np.pad(lam, [(0, 0)] * (i.ndim - 2) + [(r0, r0), (r1, r1)], mode="edge")
+        noise = apply_kernel(rng.poisson(padded).astype(np.float64) - padded, kernel)[..., r0:r0 + h, r1:r1 + w]
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(lam > 0, i * (1.0 + noise / lam), i)
 

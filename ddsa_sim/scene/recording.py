@@ -179,19 +179,22 @@ def is_ideal(detector: Detector) -> bool:
     return detector.blur == "none" and detector.bit_depth is None
 
 
-def check_detector_range(detector: Detector, quanta: float) -> None:
-    """Refuse a quantised detector whose flat field (gain x flat-field quanta) would saturate."""
-    if detector.bit_depth is not None and detector.gain * quanta > detector.max_value:
-        raise InputError(f"detector: flat field gain*quanta = {detector.gain * quanta:.4g} exceeds the "
+def check_detector_range(detector: Detector, quanta: float | np.ndarray) -> None:
+    """Refuse a quantised detector whose flat field (gain x flat-field quanta, at its brightest pixel) would
+    saturate."""
+    brightest = detector.gain * float(np.max(quanta))
+    if detector.bit_depth is not None and brightest > detector.max_value:
+        raise InputError(f"detector: flat field gain*quanta = {brightest:.4g} exceeds the "
                          f"{detector.bit_depth}-bit range {detector.max_value:.0f}; lower the gain or the exposure")
 
 
 def gain_for_bit_depth(bit_depth: int, quanta: float, headroom: float = 0.9) -> float:
-    """Gain (digital units per quantum) that puts the flat field (``quanta``) at ``headroom`` of full scale."""
+    """Gain (digital units per quantum) that puts the flat field (``quanta``, its brightest pixel's) at ``headroom``
+    of full scale."""
     return headroom * (2.0 ** int(bit_depth) - 1.0) / float(quanta)
 
 
-def record(primary: np.ndarray, second_moment: np.ndarray, scatter: np.ndarray, quanta: float,
+def record(primary: np.ndarray, second_moment: np.ndarray, scatter: np.ndarray, quanta: float | np.ndarray,
            detector: Detector, rng: np.random.Generator, noise: bool = True,
            correlation: str | float | None = "none") -> np.ndarray:
     """Recorded relative intensity I/I0 of one frame (float64).
@@ -204,8 +207,9 @@ def record(primary: np.ndarray, second_moment: np.ndarray, scatter: np.ndarray, 
         ``Q = M2(T) / M2(0)`` of the primary (:func:`ddsa_sim.physics.detector.integrate_spectrum`).
     scatter : (H, W)
         Scatter signal behind the grid relative to the flat field (zeros when off).
-    quanta : float
-        Noise-equivalent quanta of the flat field behind the grid (:func:`frame_quanta`).
+    quanta : float or (H, W)
+        Noise-equivalent quanta of the flat field behind the grid (:func:`frame_quanta`), or each pixel's
+        (``Scene.flat_field_quanta``: the heel effect's fluence drop toward the anode).
     detector : Detector
         Blur, electronic noise (std in quanta), gain, bit depth. Its ``quantum_noise`` flag is
         ignored; ``noise`` decides.
@@ -237,10 +241,12 @@ def record(primary: np.ndarray, second_moment: np.ndarray, scatter: np.ndarray, 
     det = replace(detector, quantum_noise=False,
                   electronic_noise_std=detector.electronic_noise_std if noise else 0.0)
     return det.flat_field(det.record(values, rng), quanta)
-def to_neglog(intensity: np.ndarray, quanta: float | None = None) -> np.ndarray:
-    """float32 ``-ln(I/I0)``; with ``quanta`` (noise-equivalent quanta of the flat field) ``I/I0`` is
-    floored at one quantum, ``1 / quanta`` (a recorded frame: below one quantum per pixel, as in a
-    collimated border or behind metal, the signal cannot be told from none), else at 1e-10
+
+
+def to_neglog(intensity: np.ndarray, quanta: float | np.ndarray | None = None) -> np.ndarray:
+    """float32 ``-ln(I/I0)``; with ``quanta`` (noise-equivalent quanta of the flat field, one number or one per
+    pixel) ``I/I0`` is floored at one quantum, ``1 / quanta`` (a recorded frame: below one quantum per pixel, as
+    in a collimated border or behind metal, the signal cannot be told from none), else at 1e-10
     (physics.detector.neglog).
     """
     return (neglog(intensity) if quanta is None else neglog(intensity, 1.0 / quanta)).astype(np.float32)

@@ -74,7 +74,9 @@ class DSAFrames:
     air_kerma_ugy : float, air kerma per frame at the detector plane without the patient (uGy)
     detector_air_kerma_ugy : float, air kerma per frame at the detector plane behind the patient,
         mean over the exposure-control field (uGy; what automatic exposure sets)
-    quanta_per_pixel : float, noise-equivalent quanta of the flat field behind the grid
+    quanta_per_pixel : float, noise-equivalent quanta of the flat field behind the grid on the central ray
+    quanta_image : (H, W) float64, each pixel's (``Scene.flat_field_quanta``: lower toward the anode with the heel
+        effect, ``quanta_per_pixel`` everywhere without it)
     motion : list of dict, per frame the motion applied (kind and parameters)
     """
 
@@ -95,6 +97,7 @@ class DSAFrames:
     air_kerma_ugy: float
     detector_air_kerma_ugy: float
     quanta_per_pixel: float
+    quanta_image: np.ndarray
     motion: list[dict]
 
     def exposure_dict(self) -> dict[str, float]:
@@ -203,7 +206,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     mask_primary = scene.detector_blur(carm, mask_sharp).astype(np.float32)
     kerma_t = aec_kerma_transmission(mask_area, proj.attenuation_cm2_per_g, proj.spectrum)
     n0 = scene.exposure.n0(proj.spectrum, carm, kerma_t if scene.exposure.automatic else None)
-    quanta = frame_quanta(proj.spectrum, scene.detector, n0, scene.scatter)
+    quanta = scene.flat_field_quanta(proj, carm, n0)  # (H, W): the heel effect's fluence varies across the field
     check_detector_range(scene.detector, quanta)
     air_kerma = air_kerma_ugy(proj.spectrum, n0 / carm.pixel_mm**2)
     collimation = scene.collimation(carm)
@@ -277,7 +280,9 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
                      mask_scatter=mask_scatter,
                      mask_primary=mask_primary.astype(np.float64) * (1.0 if field is None else field), photons_per_pixel=n0,
                      mas=mas_for(n0, proj.spectrum, carm), air_kerma_ugy=air_kerma,
-                     detector_air_kerma_ugy=air_kerma * kerma_t, quanta_per_pixel=quanta,
+                     detector_air_kerma_ugy=air_kerma * kerma_t,
+                     quanta_per_pixel=frame_quanta(proj.spectrum, scene.detector, n0, scene.scatter),
+                     quanta_image=quanta,
                      motion=out["motion"], **stacked)
 
 

@@ -25,7 +25,7 @@ from ddsa_sim.physics.spectra import Spectrum
 from ddsa_sim.projector import Projector, ProjectorVolume
 from ddsa_sim.scene.catheter import LUMEN_NAME, WALL_NAME, Catheter
 from ddsa_sim.scene.motion import MotionParams
-from ddsa_sim.scene.recording import Exposure, ScatterSettings
+from ddsa_sim.scene.recording import Exposure, ScatterSettings, frame_quanta
 from ddsa_sim.scene.vessels import BolusParams, VesselSource
 from ddsa_sim.volumes import Volume
 
@@ -276,6 +276,24 @@ class Scene:
         return heel_intensity(area, proj.attenuation_cm2_per_g, bands,
                               weights if pixels is None else weights[pixels.reshape(-1)],
                               proj.mode, proj.threads, second_moment=True)
+
+    def flat_field_quanta(self, proj: Projector, carm: CArm, n0: float) -> np.ndarray:
+        """(H, W) float64 noise-equivalent quanta of each pixel's flat field behind the grid, for ``n0`` photons
+        per pixel on the central ray (:func:`~ddsa_sim.scene.recording.frame_quanta`).
+
+        Uniform without the heel effect. With it each band's quanta are its own spectrum's (efficiency and Swank
+        factor) at its own photon count, ``n0`` times :attr:`~ddsa_sim.physics.heel.HeelBands.relative_fluence`
+        (SpekPy's drop toward the anode), interpolated between the bands like ``I`` and ``Q``: the detector's
+        gain correction evens out the mean, not the noise.
+        """
+        heel = self._heel(proj, carm)
+        shape = (carm.sensor_height, carm.sensor_width)
+        if heel is None:
+            return np.full(shape, frame_quanta(proj.spectrum, self.detector, n0, self.scatter))
+        bands, weights = heel
+        per_band = np.array([frame_quanta(s, self.detector, n0 * r, self.scatter)
+                             for s, r in zip(bands.spectra, bands.relative_fluence)])
+        return (weights.astype(np.float64) @ per_band).reshape(shape)
 
     def _heel(self, proj: Projector, carm: CArm) -> tuple[HeelBands, np.ndarray] | None:
         """The heel bands of this view's field and every pixel's interpolation weights (float32
