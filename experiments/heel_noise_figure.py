@@ -4,10 +4,12 @@
 
 An air flat field (90 kVp, 4 mm Al, anode toward the first row, 128 rows of 2.2 mm at 1020 mm, ideal
 energy-integrating detector, 2000 photons per pixel on the central ray), rendered ``--renders`` times. Plots each
-row's standard deviation of the recorded ``-ln`` (over its 128 pixels and the renders) against ``1 / sqrt(N_q)``
-with ``N_q`` from SpekPy's spectrum at that row's position (its photons over the central spectrum's, times the
-Swank factor ``(sum E phi)^2 / sum E^2 phi``), and against the one number per frame of the model before
-2026-12-06. Prints the anode / cathode variance ratio of the edges' 16 rows.
+row's standard deviation of the recorded ``-ln`` (over its 128 pixels and the renders) against the prediction
+``sqrt(mean over the row of 1 / N_q)``: ``N_q`` from SpekPy's spectrum at that row's position (its photons over the
+central spectrum's, which carries the heel effect and the inverse-square law along the anode direction, times the
+Swank factor ``(sum E phi)^2 / sum E^2 phi``), times each pixel's inverse-square law across and obliquity; and
+against the one number per frame of the model before 2026-12-06. Prints the anode / cathode variance ratio of the
+edges' 16 rows.
 """
 
 from __future__ import annotations
@@ -61,20 +63,24 @@ def main() -> None:
     frames = [render_frames(scene, carm, np.random.default_rng(seed)) for seed in range(args.renders)]
     noise = np.stack([f.mask - f.mask_clean for f in frames]).astype(np.float64)  # (renders, rows, cols)
     measured = noise.std(axis=(0, 2))
-    along = -(np.arange(ROWS) + 0.5 - ROWS / 2) * PIXEL_MM  # toward the anode ("-v": the first row)
+    centre = (np.arange(ROWS) + 0.5 - ROWS / 2) * PIXEL_MM
+    along = -centre  # toward the anode ("-v": the first row)
+    sdd = carm.source_to_detector_distance
+    r2 = sdd**2 + along[:, None] ** 2 + centre[None, :] ** 2
+    across = np.sqrt(sdd**2 / r2) * (sdd**2 + along[:, None] ** 2) / r2  # obliquity x inverse-square across
     rows = np.arange(0, ROWS, 4)
-    truth = 1.0 / np.sqrt([spekpy_quanta(along[r], carm.source_to_detector_distance) for r in rows])
+    truth = np.sqrt([np.mean(1.0 / (spekpy_quanta(along[r], sdd) * across[r])) for r in rows])
     uniform = 1.0 / np.sqrt(frames[0].quanta_per_pixel)
     var = noise.var(axis=(0, 2))
     print(f"anode / cathode variance, 16 edge rows: {var[:16].mean() / var[-16:].mean():.3f}; "
-          f"model quanta ratio {frames[0].quanta_image[-16:].mean() / frames[0].quanta_image[:16].mean():.3f}")
+          f"model {np.mean(1 / frames[0].quanta_image[:16]) / np.mean(1 / frames[0].quanta_image[-16:]):.3f}")
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
     ax.plot(along, measured, ".", ms=3, color="0.4", label=f"recorded, per row ({args.renders} x {ROWS} pixels)")
-    ax.plot(along[rows], truth, "-", color="C0", label="1/sqrt(N_q), SpekPy at the row's position")
+    ax.plot(along[rows], truth, "-", color="C0", label="prediction: SpekPy at the row, cos^3 fall-off across it")
     ax.axhline(uniform, color="C3", ls="--", label="one N_q per frame (before 2026-12-06)")
     ax.set_xlabel("position on the detector toward the anode (mm)")
     ax.set_ylabel("std of recorded -ln(I/I0)")
-    ax.set_title("Heel effect: fewer photons toward the anode, more noise (90 kVp, N0 = 2000)", fontsize=9)
+    ax.set_title("Fewer photons toward the anode and off the central ray: more noise (90 kVp, N0 = 2000)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(args.out)

@@ -109,16 +109,19 @@ def test_field_beyond_the_anode_angle_is_one_line():
     assert heel_bands(spekpy_spectrum(90, 4.0), 210.0, 1020.0) is not None
 
 
-def test_quantum_noise_follows_each_pixels_photon_count_toward_the_anode():
-    """The gain-corrected detector evens out the heel effect's mean, not its noise: in an air-only flat field
-    (anode "-v", 282 mm field at 1020 mm, ideal energy-integrating detector, 2000 photons per pixel on the central
-    ray) each pixel's noise-equivalent quanta equal N0 x SpekPy's fluence at that position over the central one x
-    the Swank factor (sum E phi)^2 / sum E^2 phi of SpekPy's spectrum there: within 0.5 % on the rows nearest the
-    5 bands, within 2 % between them (linear interpolation of a fluence that falls ever faster toward the anode:
-    -1.8 % at 105 mm, -0.6 % with 9 bands); the recorded -ln's
-    variance is 1 / quanta within 5 % over the anode and cathode edges' 16 rows each (3 renders, 6144 pixels per
-    edge), and the anode edge is noisier than the cathode edge by their quanta's ratio (about 1.2; a uniform
-    photon count would give 1)."""
+def test_quantum_noise_follows_each_pixels_photon_count_across_the_field():
+    """The gain-corrected detector evens out the mean of the heel effect and of the fall-off off the central ray,
+    not their noise: in an air-only flat field (anode "-v", 282 mm square field at 1020 mm, ideal energy-integrating
+    detector, 2000 photons per pixel on the central ray) each pixel's noise-equivalent quanta equal N0 x SpekPy's
+    fluence at that pixel's position (its x toward the cathode and y across, which carry the heel effect, the
+    inverse-square law and the oblique filter path) over the central ray's x the flat pixel's obliquity cos(theta)
+    x the Swank factor (sum E phi)^2 / sum E^2 phi of SpekPy's spectrum there: within 0.5 % on the anode axis
+    near the 5 bands, within 1 % 140 mm across it (SpekPy's longer path through filter and target off that axis,
+    not modelled: -0.55 % at the edge), within 2 % between bands (linear interpolation of a fluence that falls
+    ever faster toward the anode: -1.8 % at 105 mm, -0.6 % with 9 bands). The recorded -ln's variance
+    is the mean of 1 / quanta within 5 % over the anode and cathode edges' 16 rows each (3 renders, 6144 pixels
+    per edge), and the anode edge is noisier than the cathode edge by that ratio (about 1.2; a uniform photon
+    count would give 1)."""
     import spekpy as sp
 
     from ddsa_sim.physics.detector import Detector
@@ -127,35 +130,38 @@ def test_quantum_noise_follows_each_pixels_photon_count_toward_the_anode():
 
     n, pixel_mm, n0 = 128, 2.2, 2000.0
     carm = small_carm(n, pixel_mm)
+    sdd = carm.source_to_detector_distance
     air = from_array(np.full((8, 8, 8), -1000.0, np.float32), np.diag([5.0, 5.0, 5.0, 1.0]), "air")
     scene = make_scene(air, heel=HeelSettings(anode="-v"), noise=True, detector=Detector(scintillator_mm=None),
                        exposure=Exposure(photons_per_pixel=n0))
+    centre = (np.arange(n) + 0.5 - n / 2) * pixel_mm  # pixel centres from the principal point (mm)
+    on_axis = sp.Spek(kvp=90.0, th=12.0, dk=1.0, z=100.0)
+    on_axis.filter("Al", 4.0)
+    k0, phi0 = on_axis.get_spectrum()
+    central = (phi0 * (k0 >= 10.0)).sum()
 
-    def spekpy_spectrum_at(position_mm: float) -> tuple[np.ndarray, np.ndarray]:
-        s = sp.Spek(kvp=90.0, th=12.0, dk=1.0, x=-100.0 * position_mm / carm.source_to_detector_distance, z=100.0)
+    def spekpy_quanta(row: int, col: int) -> float:
+        toward_anode, across = -centre[row], centre[col]  # anode "-v": toward the first row
+        s = sp.Spek(kvp=90.0, th=12.0, dk=1.0, x=-100.0 * toward_anode / sdd, y=100.0 * across / sdd, z=100.0)
         s.filter("Al", 4.0)
         energies, phi = s.get_spectrum()
-        return energies, phi * (energies >= 10.0)  # the simulator's spectra keep the bins from 10 keV
-
-    central = spekpy_spectrum_at(0.0)[1].sum()
-
-    def spekpy_quanta(position_mm: float) -> float:
-        energies, phi = spekpy_spectrum_at(position_mm)
-        return n0 * phi.sum() / central * (energies * phi).sum() ** 2 / (energies**2 * phi).sum() / phi.sum()
+        phi = phi * (energies >= 10.0)  # the simulator's spectra keep the bins from 10 keV
+        cos_theta = sdd / np.sqrt(sdd**2 + toward_anode**2 + across**2)
+        return n0 * phi.sum() / central * cos_theta * (energies * phi).sum() ** 2 / (energies**2 * phi).sum() / phi.sum()
 
     runs = [render_frames(scene, carm, np.random.default_rng(seed)) for seed in range(3)]
     quanta = runs[0].quanta_image
+    for (r, c), rel in (((64, 64), 0.005), ((0, 64), 0.005), ((32, 64), 0.005), ((96, 64), 0.005),
+                        ((n - 1, 64), 0.005), ((0, 0), 0.01), ((n - 1, n - 1), 0.01), ((64, 0), 0.01),
+                        ((8, 64), 0.02), ((16, 10), 0.02), ((n - 9, 64), 0.02)):
+        assert quanta[r, c] == pytest.approx(spekpy_quanta(r, c), rel=rel), (r, c)
+    np.testing.assert_array_equal(quanta[:, :n // 2], quanta[:, :n // 2 - 1:-1])  # left and right alike
     rows = {"anode": slice(0, 16), "cathode": slice(n - 16, n)}
-    along = (np.arange(n) + 0.5 - n / 2) * pixel_mm * -1.0  # toward the anode, as the scene places "-v"
-    for r, rel in ((0, 0.005), (32, 0.005), (64, 0.005), (96, 0.005), (n - 1, 0.005), (8, 0.02), (16, 0.02),
-                   (n - 9, 0.02)):
-        assert quanta[r].mean() == pytest.approx(spekpy_quanta(along[r]), rel=rel), r
-        assert np.ptp(quanta[r]) == 0.0  # constant along a row: the anode lies along the columns' direction
-    variance = {}
+    variance, expected = {}, {}
     for edge, sl in rows.items():
         noise = np.concatenate([(f.mask - f.mask_clean)[sl].ravel().astype(np.float64) for f in runs])
-        variance[edge] = noise.var()
-        assert variance[edge] == pytest.approx(np.mean(1.0 / quanta[sl]), rel=0.05), edge
-    ratio = quanta[rows["cathode"]].mean() / quanta[rows["anode"]].mean()
+        variance[edge], expected[edge] = noise.var(), np.mean(1.0 / quanta[sl])
+        assert variance[edge] == pytest.approx(expected[edge], rel=0.05), edge
+    ratio = expected["anode"] / expected["cathode"]
     assert ratio > 1.15  # the heel effect is real here
     assert variance["anode"] / variance["cathode"] == pytest.approx(ratio, rel=0.07)

@@ -102,14 +102,11 @@ def _water_ct(thickness_mm: float) -> Volume:
 @pytest.mark.parametrize("water_mm", [0.0, 200.0])
 def test_quantum_noise_variance_equals_nqe_prediction(water_mm):
     """Flat field (a 6 cm air CT: 0.006 g/cm^2, < 0.2 % of the variance) and 20 cm of water, the central spectrum
-    on every pixel: the heel effect off (its spectra and photon counts across the field: tests/test_physics_heel.py)."""
+    on every pixel: the heel effect off (its spectra and photon counts across the field: tests/test_physics_heel.py);
+    each pixel's photons fall off the central ray as cos^3 of the ray's angle (inverse-square law, flat pixel) and
+    its ray crosses the slab obliquely (until 2026-12-06 the prediction took the central ray's photons and path for
+    every pixel: 1.049 of it then; 1.027 of this one)."""
     n0 = 2.0e4
-    k, f = _spekpy_90kvp()
-    eta = _csi_eta(k)
-    p = f / f.sum()
-    t = np.exp(-xraydb.material_mu("H2O", k * 1000.0, density=1.0) * water_mm / 10.0)
-    # signal S = sum over absorbed photons of E: var(S) / S^2 = sum p eta E^2 T / (N0 (sum p eta E T)^2)
-    expected = np.sum(p * eta * k**2 * t) / (n0 * np.sum(p * eta * k * t) ** 2)
     ct = _water_ct(water_mm) if water_mm else _AIR
     frac = np.zeros((4, 4, 4), np.float32)
     frac[1:3, 1:3, 1:3] = 1.0
@@ -117,11 +114,20 @@ def test_quantum_noise_variance_equals_nqe_prediction(water_mm):
     scene = Scene(ct, [vessel], spectrum="90KV_AL40", exposure=Exposure(photons_per_pixel=n0), noise=True,
                   noise_correlation="none", scatter=ScatterSettings(enabled=False), method="siddon",
                   heel=HeelSettings(enabled=False))
-    f = render_frames(scene, small_carm(128, 2.0), np.random.default_rng(11))
+    carm = small_carm(128, 2.0)
+    f = render_frames(scene, carm, np.random.default_rng(11))
     d = (f.mask - f.mask_clean).astype(np.float64)
     keep = f.vessel_mask[0] == 0
     assert keep.sum() > 10_000
-    assert d[keep].var() == pytest.approx(expected, rel=0.05)
+    # each pixel's ray at angle theta: cos^3 of the central ray's photons, and water_mm / cos(theta) of water
+    sdd, centre = carm.source_to_detector_distance, (np.arange(128) + 0.5 - 64) * 2.0
+    cos = sdd / np.sqrt(sdd**2 + centre[:, None] ** 2 + centre[None, :] ** 2)
+    k, f_k = _spekpy_90kvp()
+    w = f_k / f_k.sum() * _csi_eta(k)
+    t = np.exp(-xraydb.material_mu("H2O", k * 1000.0, density=1.0) * water_mm / 10.0 / cos[keep][:, None])
+    # signal S = sum over absorbed photons of E: var(S) / S^2 = sum p eta E^2 T / (N0 (sum p eta E T)^2)
+    expected = np.sum(w * k**2 * t, axis=1) / (n0 * cos[keep] ** 3 * np.sum(w * k * t, axis=1) ** 2)
+    assert d[keep].var() == pytest.approx(expected.mean(), rel=0.05)
 
 
 def test_automatic_exposure_reaches_target_and_kerma_matches_spekpy():

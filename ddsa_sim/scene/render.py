@@ -75,8 +75,8 @@ class DSAFrames:
     detector_air_kerma_ugy : float, air kerma per frame at the detector plane behind the patient,
         mean over the exposure-control field (uGy; what automatic exposure sets)
     quanta_per_pixel : float, noise-equivalent quanta of the flat field behind the grid on the central ray
-    quanta_image : (H, W) float64, each pixel's (``Scene.flat_field_quanta``: lower toward the anode with the heel
-        effect, ``quanta_per_pixel`` everywhere without it)
+    quanta_image : (H, W) float64, each pixel's (``Scene.flat_field_quanta``: ``cos^3`` of its ray's angle off
+        the central ray, and lower toward the anode with the heel effect)
     motion : list of dict, per frame the motion applied (kind and parameters)
     """
 

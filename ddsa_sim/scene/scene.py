@@ -281,19 +281,27 @@ class Scene:
         """(H, W) float64 noise-equivalent quanta of each pixel's flat field behind the grid, for ``n0`` photons
         per pixel on the central ray (:func:`~ddsa_sim.scene.recording.frame_quanta`).
 
-        Uniform without the heel effect. With it each band's quanta are its own spectrum's (efficiency and Swank
-        factor) at its own photon count, ``n0`` times :attr:`~ddsa_sim.physics.heel.HeelBands.relative_fluence`
-        (SpekPy's drop toward the anode), interpolated between the bands like ``I`` and ``Q``: the detector's
-        gain correction evens out the mean, not the noise.
+        A pixel off the central ray, at angle theta, receives ``cos^3(theta)`` of the central ray's photons: the
+        inverse-square law over its longer distance (``cos^2``) and its flat face turned away from the ray
+        (``cos``). With the heel effect each band's quanta are its own spectrum's (efficiency and Swank factor)
+        at its own photon count, ``n0`` times :attr:`~ddsa_sim.physics.heel.HeelBands.relative_fluence`, SpekPy's
+        off-axis fluence, which carries the heel effect and the inverse-square law along the anode direction;
+        they are interpolated between the bands like ``I`` and ``Q``, and the inverse-square law across and the
+        obliquity are added. The detector's gain correction evens all this out of the mean, not of the noise.
         """
+        h, w, sdd = carm.sensor_height, carm.sensor_width, carm.source_to_detector_distance
+        v = (np.arange(h) + 0.5 - h / 2)[:, None] * carm.pixel_mm  # pixel centres from the principal point (mm)
+        u = (np.arange(w) + 0.5 - w / 2)[None, :] * carm.pixel_mm
+        r2 = sdd**2 + u**2 + v**2
+        obliquity = sdd / np.sqrt(r2)
         heel = self._heel(proj, carm)
-        shape = (carm.sensor_height, carm.sensor_width)
         if heel is None:
-            return np.full(shape, frame_quanta(proj.spectrum, self.detector, n0, self.scatter))
+            return frame_quanta(proj.spectrum, self.detector, n0, self.scatter) * obliquity * (sdd**2 / r2)
         bands, weights = heel
+        along = v if self.heel.anode[1] == "v" else u
         per_band = np.array([frame_quanta(s, self.detector, n0 * r, self.scatter)
                              for s, r in zip(bands.spectra, bands.relative_fluence)])
-        return (weights.astype(np.float64) @ per_band).reshape(shape)
+        return (weights.astype(np.float64) @ per_band).reshape(h, w) * obliquity * ((sdd**2 + along**2) / r2)
 
     def _heel(self, proj: Projector, carm: CArm) -> tuple[HeelBands, np.ndarray] | None:
         """The heel bands of this view's field and every pixel's interpolation weights (float32
