@@ -297,11 +297,19 @@ class Scene:
         heel = self._heel(proj, carm)
         if heel is None:
             return frame_quanta(proj.spectrum, self.detector, n0, self.scatter) * obliquity * (sdd**2 / r2)
-        bands, weights = heel
-        along = v if self.heel.anode[1] == "v" else u
+        bands = heel[0]
         per_band = np.array([frame_quanta(s, self.detector, n0 * r, self.scatter)
                              for s, r in zip(bands.spectra, bands.relative_fluence)])
-        return (weights.astype(np.float64) @ per_band).reshape(h, w) * obliquity * ((sdd**2 + along**2) / r2)
+        line = bands.weights(self._toward_anode_mm(carm)) @ per_band  # one value per detector line
+        rows = self.heel.anode[1] == "v"
+        along, line = (v, line[:, None]) if rows else (u, line[None, :])
+        return line * obliquity * ((sdd**2 + along**2) / r2)
+
+    def _toward_anode_mm(self, carm: CArm) -> np.ndarray:
+        """Each detector line's distance from the principal point toward the anode (mm): rows for an anode along
+        v, columns along u."""
+        n = carm.sensor_height if self.heel.anode[1] == "v" else carm.sensor_width
+        return (np.arange(n) + 0.5 - n / 2) * carm.pixel_mm * (1.0 if self.heel.anode[0] == "+" else -1.0)
 
     def _heel(self, proj: Projector, carm: CArm) -> tuple[HeelBands, np.ndarray] | None:
         """The heel bands of this view's field and every pixel's interpolation weights (float32
@@ -317,8 +325,7 @@ class Scene:
                                self.heel.bands)
             weights = None
             if bands is not None:
-                along = (np.arange(n) + 0.5 - n / 2) * carm.pixel_mm * (1.0 if self.heel.anode[0] == "+" else -1.0)
-                line = bands.weights(along).astype(np.float32)  # (n, K), one row per detector line
+                line = bands.weights(self._toward_anode_mm(carm)).astype(np.float32)  # (n, K), one per detector line
                 weights = np.repeat(line, carm.sensor_width, axis=0) if rows else np.tile(line, (carm.sensor_height, 1))
             self._heel_bands_cache[key] = None if bands is None else (bands, weights)
         return self._heel_bands_cache[key]
