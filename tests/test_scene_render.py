@@ -130,6 +130,10 @@ def test_detector_quantisation_and_photon_counting(ct):
                       np.random.default_rng(0))
     assert f.quanta_per_pixel == pytest.approx(quanta)  # the central ray's, where the pixels get the most:
     assert f.quanta_image.max() == pytest.approx(quanta, rel=1e-4)  # the 4 centre pixels, 3.5 mm off the ray
+    centre = (np.arange(32) + 0.5 - 16) * 5.0  # the rest fall off as cos^3 of their ray's angle
+    sdd = carm.source_to_detector_distance
+    cos = sdd / np.sqrt(sdd**2 + centre[:, None] ** 2 + centre[None, :] ** 2)
+    np.testing.assert_allclose(f.quanta_image, quanta * cos**3, rtol=1e-12)
     stored = np.exp(-f.mask.astype(np.float64)) * det.gain * f.quanta_image  # each pixel's flat field
     np.testing.assert_allclose(stored, np.rint(stored), atol=2e-3 * stored.max())
     assert np.unique(np.rint(stored)).size < 4096

@@ -206,7 +206,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     mask_primary = scene.detector_blur(carm, mask_sharp).astype(np.float32)
     kerma_t = aec_kerma_transmission(mask_area, proj.attenuation_cm2_per_g, proj.spectrum)
     n0 = scene.exposure.n0(proj.spectrum, carm, kerma_t if scene.exposure.automatic else None)
-    quanta = scene.flat_field_quanta(proj, carm, n0)  # (H, W): the heel effect's fluence varies across the field
+    quanta = scene.flat_field_quanta(proj, carm, n0)  # (H, W): fewer toward the anode and off the central ray
     check_detector_range(scene.detector, quanta)
     air_kerma = air_kerma_ugy(proj.spectrum, n0 / carm.pixel_mm**2)
     collimation = scene.collimation(carm)
