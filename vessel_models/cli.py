@@ -307,9 +307,9 @@ def gan_train(
     from vessel_models.gan.train import train_gan
 
     cfg = load_gan_config(config)
-    volumes = load_label_folder(data, cfg.data.spacing_mm, list(cfg.data.labels) or None)
-    held_out = None if val_data is None else load_label_folder(val_data, cfg.data.spacing_mm,
-                                                                list(cfg.data.labels) or None, "--val-data")
+    labels = list(cfg.data.labels) or None
+    volumes = load_label_folder(data, cfg.data.spacing_mm, labels)
+    held_out = None if val_data is None else load_label_folder(val_data, cfg.data.spacing_mm, labels, "--val-data")
     result = train_gan(cfg, volumes, output, max_steps=max_steps, resume=resume, val_volumes=held_out)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"{output}: {result.step} steps in {result.wall_s:.0f} s ({result.precision}), "

@@ -288,8 +288,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
     carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_mm=pixel_mm)
     if bit_depth:
-        n0 = exposure.n0(scene.projector.spectrum, carm0)
-        quanta = float(scene.flat_field_quanta(scene.projector, carm0, n0).max())  # the brightest flat-field pixel
+        quanta = scene.flat_field_quanta(scene.projector, carm0, exposure.n0(scene.projector.spectrum, carm0))
         scene.detector = make_detector(bit_depth=bit_depth, gain=gain_for_bit_depth(bit_depth, quanta))
     carms = [carm0.at(alpha_deg=a, beta_deg=b) for a, b in zip(alphas, betas)]  # validates every pose first
     out.mkdir(parents=True, exist_ok=True)

@@ -355,7 +355,7 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
     carm = sample_carm(spec, target)
     if spec.bit_depth is not None:  # the flat field at 90 % of full scale (as ddsa-sim dsa --bit-depth)
         spectrum = scene.projector.spectrum
-        quanta = float(scene.flat_field_quanta(scene.projector, carm, scene.exposure.n0(spectrum, carm)).max())
+        quanta = scene.flat_field_quanta(scene.projector, carm, scene.exposure.n0(spectrum, carm))
         scene.detector = replace(scene.detector, bit_depth=spec.bit_depth,
                                  gain=gain_for_bit_depth(spec.bit_depth, quanta))
     if spec.frames:

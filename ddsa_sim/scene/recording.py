@@ -188,10 +188,10 @@ def check_detector_range(detector: Detector, quanta: float | np.ndarray) -> None
                          f"{detector.bit_depth}-bit range {detector.max_value:.0f}; lower the gain or the exposure")
 
 
-def gain_for_bit_depth(bit_depth: int, quanta: float, headroom: float = 0.9) -> float:
-    """Gain (digital units per quantum) that puts the flat field (``quanta``, its brightest pixel's) at ``headroom``
-    of full scale."""
-    return headroom * (2.0 ** int(bit_depth) - 1.0) / float(quanta)
+def gain_for_bit_depth(bit_depth: int, quanta: float | np.ndarray, headroom: float = 0.9) -> float:
+    """Gain (digital units per quantum) that puts the flat field (``quanta``: one number, or each pixel's, whose
+    brightest counts) at ``headroom`` of full scale."""
+    return headroom * (2.0 ** int(bit_depth) - 1.0) / float(np.max(quanta))
 
 
 def record(primary: np.ndarray, second_moment: np.ndarray, scatter: np.ndarray, quanta: float | np.ndarray,
@@ -209,7 +209,7 @@ def record(primary: np.ndarray, second_moment: np.ndarray, scatter: np.ndarray, 
         Scatter signal behind the grid relative to the flat field (zeros when off).
     quanta : float or (H, W)
         Noise-equivalent quanta of the flat field behind the grid (:func:`frame_quanta`), or each pixel's
-        (``Scene.flat_field_quanta``: the heel effect's fluence drop toward the anode).
+        (``Scene.flat_field_quanta``: fewer off the central ray and toward the anode).
     detector : Detector
         Blur, electronic noise (std in quanta), gain, bit depth. Its ``quantum_noise`` flag is
         ignored; ``noise`` decides.
