@@ -149,3 +149,48 @@ def test_automatic_exposure_reaches_target_and_kerma_matches_spekpy():
     assert f.detector_air_kerma_ugy == pytest.approx(2.5, rel=1e-9)
     assert f.detector_air_kerma_ugy / f.air_kerma_ugy == pytest.approx(expected_t, rel=0.02)
     assert np.isfinite(f.mas) and f.mas > 0
+
+
+def test_automatic_exposure_measures_within_the_collimated_field():
+    """Half the phantom 10 cm of water, half 25 cm, the boundary through the detector's centre; one blade covers 0.45
+    of the detector over one half, so the central 30 % exposure-control field is part exposed. The dose control
+    reads the exposed pixels only: its transmission is their mean of SpekPy's two kerma transmissions (the shuttered
+    ones would count 10 columns of the covered half instead of 3)."""
+    import spekpy
+
+    from ddsa_sim.physics.collimation import Collimator, open_fraction
+
+    def spek_t(water_mm: float) -> float:
+        s = spekpy.Spek(kvp=90.0, th=12.0, dk=1.0)
+        s.filter("Al", 4.0)
+        k0 = s.get_kerma()
+        s.filter("Water, Liquid", water_mm)
+        return s.get_kerma() / k0
+
+    nx, ny = 24, 50  # 10 mm along x and z, 5 mm along y (the beam): x < 0 holds 100 mm of water, x > 0 250 mm
+    y = (np.arange(ny) - (ny - 1) / 2) * 5.0
+    thick = np.where(np.arange(nx) < nx // 2, 100.0, 250.0)
+    water = np.abs(y)[None, :, None] < thick[:, None, None] / 2
+    water = np.broadcast_to(water, (nx, ny, nx)).copy()
+    hu = np.where(water, -29.155, -1000.0).astype(np.float32)
+    aff = np.diag([10.0, 5.0, 10.0, 1.0])
+    aff[:3, 3] = -np.array([(nx - 1) / 2 * 10.0, (ny - 1) / 2 * 5.0, (nx - 1) / 2 * 10.0])
+    ct = Volume(hu, aff, {"water": water, "air": ~water}, "two slabs")
+    frac = np.zeros((4, 4, 4), np.float32)
+    frac[1:3, 1:3, 1:3] = 1.0
+    carm = small_carm(64, 3.0)
+    coll = Collimator(right=0.45)
+    scene = Scene(ct, [FractionVessels(frac, _centre(4))], spectrum="90KV_AL40",
+                  exposure=Exposure(target_detector_air_kerma_ugy=2.5), noise=False, collimator=coll,
+                  scatter=ScatterSettings(enabled=False), heel=HeelSettings(enabled=False), method="siddon")
+    f = render_frames(scene, carm, np.random.default_rng(0))
+    exposed = open_fraction(coll, (64, 64), 3.0, scene.blur.focal_spot_mm, carm.source_to_detector_distance) >= 0.5
+    field = np.zeros((64, 64), bool)
+    field[22:42, 22:42] = True  # the central 30 %: 2 x round(64 x 0.3 / 2) pixels
+    lit = f.mask_primary[exposed]
+    thick_px = f.mask_primary < np.sqrt(lit.min() * lit.max())  # the 25 cm half (which detector half: the geometry's)
+    n_thick, n_thin = np.sum(field & exposed & thick_px), np.sum(field & exposed & ~thick_px)
+    assert {int(n_thick), int(n_thin)} == {3 * 20, 10 * 20}  # the blade covers 7 of the field's 20 columns
+    expected = (n_thick * spek_t(250.0) + n_thin * spek_t(100.0)) / (n_thick + n_thin)
+    assert f.detector_air_kerma_ugy == pytest.approx(2.5, rel=1e-9)
+    assert f.detector_air_kerma_ugy / f.air_kerma_ugy == pytest.approx(expected, rel=0.02)

@@ -58,8 +58,8 @@ class Exposure:
         pixel area (:func:`ddsa_sim.physics.noise.photons_per_pixel_from_mas`).
     target_detector_air_kerma_ugy : float or None
         Automatic exposure: N0 (and the mAs) such that the air kerma at the detector plane behind the
-        patient, averaged over the central :data:`AEC_FIELD_FRACTION` of the mask frame, is this
-        many uGy per frame (DSA: typically 1-5 uGy).
+        patient, averaged over the central :data:`AEC_FIELD_FRACTION` of the mask frame (its exposed
+        pixels when collimated), is this many uGy per frame (DSA: typically 1-5 uGy).
     """
 
     photons_per_pixel: float | None = None
@@ -103,12 +103,16 @@ class Exposure:
         return fluence * carm.pixel_mm**2
 
 
-def aec_kerma_transmission(area_density: np.ndarray, mu_over_rho: np.ndarray, spectrum: Spectrum) -> float:
-    """Air-kerma transmission of the patient, averaged over the central exposure-control field.
+def aec_kerma_transmission(area_density: np.ndarray, mu_over_rho: np.ndarray, spectrum: Spectrum,
+                           exposed: np.ndarray | None = None) -> float:
+    """Air-kerma transmission of the patient, averaged over the exposure-control field.
 
     ``sum_b p_b E_b (mu_en/rho)_air,b T_b / sum_b p_b E_b (mu_en/rho)_air,b`` per pixel (the kerma a
     free-in-air chamber at the detector would read, relative to no patient), averaged over the
-    central :data:`AEC_FIELD_FRACTION` of the image.
+    central :data:`AEC_FIELD_FRACTION` of the image; with a collimator only over its exposed pixels
+    there, as a C-arm's dose control measures within the collimated field (its blades' shadow would
+    read as an opaque patient and drive the dose up). The centre of the detector is always exposed
+    (each blade covers less than half of its side; an iris is centred).
 
     Parameters
     ----------
@@ -117,10 +121,14 @@ def aec_kerma_transmission(area_density: np.ndarray, mu_over_rho: np.ndarray, sp
     mu_over_rho : (M, B)
         Mass attenuation of those materials at the spectrum's bins (cm^2/g).
     spectrum : Spectrum
+    exposed : (H, W) bool or None
+        The collimated field's exposed pixels (:meth:`~ddsa_sim.scene.Scene.collimation`); None: all.
     """
     h, w = area_density.shape[:2]
     dh, dw = max(1, int(round(h * AEC_FIELD_FRACTION / 2))), max(1, int(round(w * AEC_FIELD_FRACTION / 2)))
-    centre = area_density[h // 2 - dh:h // 2 + dh, w // 2 - dw:w // 2 + dw].reshape(-1, area_density.shape[-1])
+    rows, cols = slice(h // 2 - dh, h // 2 + dh), slice(w // 2 - dw, w // 2 + dw)
+    centre = area_density[rows, cols]
+    centre = centre.reshape(-1, area_density.shape[-1]) if exposed is None else centre[exposed[rows, cols]]
     kerma_weights = spectrum.fluence * air_kerma_per_photon(spectrum.energies_kev)
     t = np.exp(-np.asarray(centre, dtype=np.float64) @ mu_over_rho) @ kerma_weights / kerma_weights.sum()
     return float(t.mean())

@@ -204,13 +204,13 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     # the detector's light spread blurs every primary, so the targets carry the blur of both frames
     # (float32 values like the spectrum's, so equal pixels of two frames give a target of exactly 0)
     mask_primary = scene.detector_blur(carm, mask_sharp).astype(np.float32)
-    kerma_t = aec_kerma_transmission(mask_area, proj.attenuation_cm2_per_g, proj.spectrum)
+    collimation = scene.collimation(carm)
+    field, exposed = collimation if collimation is not None else (None, None)
+    kerma_t = aec_kerma_transmission(mask_area, proj.attenuation_cm2_per_g, proj.spectrum, exposed)
     n0 = scene.exposure.n0(proj.spectrum, carm, kerma_t if scene.exposure.automatic else None)
     quanta = scene.flat_field_quanta(proj, carm, n0)  # (H, W): fewer toward the anode and off the central ray
     check_detector_range(scene.detector, quanta)
     air_kerma = air_kerma_ugy(proj.spectrum, n0 / carm.pixel_mm**2)
-    collimation = scene.collimation(carm)
-    field, exposed = collimation if collimation is not None else (None, None)
 
     def recorded(primary: np.ndarray, q: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = primary.astype(np.float64)
