@@ -35,7 +35,6 @@ from ddsa_sim.physics.spectra import DEFAULT_FILTER_AL_MM
 __all__ = [
     "add_electronic_noise",
     "add_quantum_noise",
-    "correlate_noise",
     "noise_kernel",
     "photons_per_pixel_from_mas",
 ]
@@ -109,11 +108,6 @@ def noise_kernel(correlation: str | float | None) -> np.ndarray | None:
     g = np.exp(-0.5 * (x / sigma) ** 2)
     k = np.outer(g, g)
     return k / np.sqrt(np.sum(k * k))
-
-
-def correlate_noise(noise: np.ndarray, correlation: str | float | None) -> np.ndarray:
-    """Correlate a zero-mean noise field (..., H, W) with :func:`noise_kernel` (reflecting edges)."""
-    return apply_kernel(noise, noise_kernel(correlation))
 
 
 def add_quantum_noise(
