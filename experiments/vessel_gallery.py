@@ -5,8 +5,9 @@ Writes ``docs/img/gallery_*.png`` (each a strip mask | contrast | conventional D
 * ``gallery_cerebral_ap.png``, ``gallery_cerebral_lateral.png``: ``--vessels cow`` on the head phantom
   of ``tests/scene_helpers.py`` (skull shell, brain, face, neck; written as a NIfTI), placed by the
   default anatomical registration;
-* ``gallery_cerebral_sequence.png``: the template with its venous part (the default), 4 contrast
-  frames (``--frames 4``): arterial, capillary (parenchymal blush), early venous, venous;
+* ``gallery_cerebral_sequence.png``, ``gallery_cerebral_sequence_lateral.png``: the template with its venous
+  part (the default), 4 contrast frames (``--frames 4``): arterial, capillary (parenchymal blush), early
+  venous, venous; AP and lateral;
 * ``gallery_coronary_rao.png``, ``gallery_coronary_lao.png``: ``--vessels coronary`` on the builtin
   chest CT (heart label), RAO 30 and LAO 40;
 * ``gallery_lsystem_chest.png``: ``--vessels lsystem`` in the builtin chest CT's body;
@@ -39,6 +40,9 @@ RUNS = {
     "sequence": (["--vessels", "cow", "--seed", "1", "--alpha", "0", "--isocenter", "5,-10,15",
                   "--frames", "4"],
                  {"view_000.png": "gallery_cerebral_sequence.png"}),
+    "sequence_lateral": (["--vessels", "cow", "--seed", "1", "--alpha", "90", "--isocenter", "5,-10,15",
+                          "--frames", "4"],
+                         {"view_000.png": "gallery_cerebral_sequence_lateral.png"}),
     "coronary": (["--ct", "builtin:chest-ct", "--vessels", "coronary", "--seed", "2", "--alpha", "30,-40"],
                  {"view_000.png": "gallery_coronary_rao.png", "view_001.png": "gallery_coronary_lao.png"}),
     "lsystem": (["--ct", "builtin:chest-ct", "--vessels", "lsystem", "--seed", "3"],
@@ -90,7 +94,7 @@ def main() -> None:
             continue
         out = args.out / name
         ct = [] if "--ct" in dsa_args else ["--ct", str(head)]
-        subprocess.run(["ddsa-sim", "dsa", *ct, *dsa_args, "-o", str(out)], check=True)
+        subprocess.run(["ddsa-sim", "dsa", *ct, *dsa_args, "-o", str(out), "--overwrite"], check=True)  # redone
         for view, gallery in pictures.items():
             shutil.copyfile(out / view, IMG / gallery)
     if not (IMG / "gallery_cerebral_catheter.png").exists():

@@ -8,7 +8,8 @@ basilar artery 27.3 +- 5.7 mm; Choudhry et al. 2016 (CTA, 100 patients): cervica
 skull base) 86 +- 14 mm (right); MR angiography of the anterior communicating artery complex (200
 adults): A1 13.5 +- 3.48 mm, A2 23.4 +- 3.94 mm (right); Dzierzanowski et al. 2014 (CTA, 100 patients):
 PCoA 14.48 +- 3.47 mm (right); Uz 2019 (40 cadaveric PCAs): P1 6.8 mm, range 3-12; superior sagittal
-sinus 25.6 +- 1.6 cm (venous CTA of 30 patients, Surg Radiol Anat 2011); left main coronary
+sinus 25.6 +- 1.6 cm (venous CTA of 30 patients, Surg Radiol Anat 2011); straight sinus 43.6 +- 6.37, vein
+of Galen 9.30 +- 4.76 and internal cerebral vein 36.86 +- 3.74 mm (Hou et al. 2021, CTA, 100 patients); left main coronary
 artery 7.37 +- 4.2 mm (van Zandvoort et al. 2018, IVUS, 254 patients) and 10.5 +- 5.3 mm
 (Medrano-Gracia et al. 2016, CTA atlas, 300 adults); the other coronary arteries from a cadaver series
 of 20 hearts (a weak source, docs/vessels.md section 4): LAD 85.4 +- 17.8, LCx 45.1 +- 17.9, RCA
@@ -42,6 +43,9 @@ CEREBRAL_LENGTHS_MM = {  # published segment -> ((our segments summed), mean, (l
     "PCoA": (("PCoA",), 14.48, _sd2(14.48, 3.47)),
     "P1": (("P1",), 6.8, (3.0, 12.0)),  # a range, no SD
     "superior sagittal sinus": (("SSS_ant", "SSS_post"), 256.0, _sd2(256.0, 16.0)),
+    "straight sinus": (("StS",), 43.6, _sd2(43.6, 6.37)),
+    "vein of Galen": (("VG",), 9.30, _sd2(9.30, 4.76)),
+    "internal cerebral vein": (("ICV",), 36.86, _sd2(36.86, 3.74)),
 }
 LEFT_MAIN_MM = ((7.37, 4.2), (10.5, 5.3))
 CORONARY_LENGTHS_MM = {  # segment -> ((mean, SD), dominances it applies to); cadaver series of 20 hearts

@@ -9,7 +9,9 @@ chord): intracranial 1.1-1.4 (Klis et al. 2019, MCA relative length 0.83 +- 0.08
 1.09-1.33 within 1 SD), coronary 1.1-1.3. Veins: superior sagittal sinus 3.7 +- 0.9 mm at bregma,
 5.7 +- 1.04 at lambda (CT venography, 100 patients); transverse sinus right 6.65 +- 1.57, left
 5.37 +- 1.35 mm (MR venography, 58 volunteers); internal jugular vein right 17 +- 5, left 14 +- 5 mm
-(CT, 190 patients); cortical veins 1-3 mm. Every named segment of the templates is either compared
+(CT, 190 patients); internal cerebral vein 2.05 +- 0.47 mm where it joins the vein of Galen, 1.49 +- 0.39 at
+its beginning, and 77.2 +- 18.0 deg between the vein of Galen and the straight sinus (CTA, 100 patients, Hou et
+al. 2021); cortical veins 1-3 mm. Every named segment of the templates is either compared
 here or listed, with the reason, in ``NOT_CITED``.
 """
 
@@ -67,6 +69,8 @@ NOT_CITED = {
     **{k: "no source with an SD; the first septal is 0.1 to >= 1.0 mm at autopsy (10 hearts) and < 1 to > 2 mm"
           " by angiography (8 HCM patients), Singh 2001 (ours about 1.0 mm)" for k in ("S1", "S2", "S3")},
     "PLB": "no source with the posterolateral branch diameter found",
+    **{k: "no source with its diameter found (typical values; lengths: tests/test_vessels_lengths.py)"
+       for k in ("StS", "VG", "ISS", "BVR")},
 }
 CORONARY_DIAMETERS_MM = {  # (dominance, segment) -> (mean, SD)
     ("right", "LM"): (4.5, 0.5), ("right", "LAD"): (3.7, 0.4), ("right", "LCx"): (3.4, 0.5),
@@ -81,6 +85,7 @@ VENOUS_DIAMETERS_MM = {  # segment -> (mean, SD, which diameter of vessels stats
     "SSS_post": (5.7, 1.04, "proximal_diameter_mm"),  # its proximal end is at the torcula, near lambda
     "TS_R": (6.65, 1.57, "diameter_mm"), "TS_L": (5.37, 1.35, "diameter_mm"),
     "IJV_R": (17.0, 5.0, "diameter_mm"), "IJV_L": (14.0, 5.0, "diameter_mm"),
+    "ICV_R": (2.05, 0.47, "proximal_diameter_mm"), "ICV_L": (2.05, 0.47, "proximal_diameter_mm"),  # at the VG
 }
 INTRACRANIAL = ("M1", "M2s", "M2i", "A1", "A2", "P1", "P2", "ICA_supraclinoid", "ICA_cavernous")
 
@@ -267,6 +272,35 @@ def test_venous_named_segments_within_published_ranges(tmp_path):
         cortical = [v["proximal_diameter_mm"] for k, v in named.items() if k.startswith(("CorV", "Labbe"))]
         assert len(cortical) == 12 and all(1.0 <= d <= 3.0 for d in cortical), cortical
         assert {"SS_L", "SS_R"} <= set(named)
+
+
+def test_deep_veins_against_ct_angiography():
+    """The deep veins (Hou et al. 2021, CTA of 100 patients): the internal cerebral veins begin at 1.49 +- 0.39 mm
+    (their far end here) and run 2-5 mm either side of the midline inside the brain; the vein of Galen meets the
+    straight sinus at 77.2 +- 18.0 deg (the angle between the two vessels' axes at the junction, within 2 SD);
+    the straight sinus drains into the torcula, and the deep veins fill from their far ends."""
+    for seed in SEEDS:
+        tree = generate("cow", seed, veins=True, distal_iterations=0, vein_iterations=1)
+        nodes = {name: np.nonzero(tree.branch_ids == bid)[0] for bid, name in tree.labels.items()}
+        centre = np.asarray(tree.metadata["brain_centre_mm"])
+        axes = np.asarray(tree.metadata["brain_semi_axes_mm"])
+        for s in ("L", "R"):
+            icv = nodes[f"ICV_{s}"]
+            assert 1.49 - 2 * 0.39 <= 2 * tree.radii_mm[icv[-1]] <= 1.49 + 2 * 0.39
+            off = np.abs(tree.positions_mm[icv, 0] - centre[0])
+            assert off[len(off) // 4:].min() >= 1.0 and off.max() <= 6.0, off  # paramedian, the two apart
+        deep = np.concatenate([nodes[k] for k in ("StS", "VG", "ISS", "ICV_L", "ICV_R", "BVR_L", "BVR_R")])
+        inside = np.sum(((tree.positions_mm[deep] - centre) / axes) ** 2, axis=1)
+        assert np.all(inside[len(nodes["StS"]) // 2:] < 1.0)  # the straight sinus starts at the torcula, on the dura
+        junction = tree.positions_mm[nodes["StS"][-1]]
+        to_galen = tree.positions_mm[nodes["VG"][-1]] - junction
+        along = np.cumsum(np.linalg.norm(np.diff(tree.positions_mm[nodes["StS"][::-1]], axis=0), axis=1))
+        to_torcula = tree.positions_mm[nodes["StS"][::-1][1 + int(np.searchsorted(along, 10.0))]] - junction
+        angle = np.degrees(np.arccos(to_galen @ to_torcula / np.linalg.norm(to_galen) / np.linalg.norm(to_torcula)))
+        assert 77.2 - 2 * 18.0 <= angle <= 77.2 + 2 * 18.0, (seed, angle)
+        assert tree.parents[nodes["StS"][0]] == nodes["TS_R"][-1]  # at the torcula
+        ends = {int(nodes[k][-1]) for k in ("ISS", "ICV_L", "ICV_R", "BVR_L", "BVR_R")}
+        assert ends <= set(tree.metadata["venous_inflow_nodes"])
 
 
 def test_venous_timing_follows_the_veins_downstream():

@@ -9,11 +9,18 @@ volume. Named segments (``_L`` / ``_R`` per side):
 * ``TS`` (transverse sinus, torcula -> lateral along the tentorium), ``SS`` (sigmoid sinus, down to
   the jugular foramen), ``IJV`` (internal jugular vein, down the neck lateral to the carotid);
 * ``CorV1..n`` (superior cortical veins, each the trunk of a small L-system tree laid on the cortex,
-  entering the SSS) and ``Labbe`` (vein of Labbé over the temporal lobe into the TS).
+  entering the SSS) and ``Labbe`` (vein of Labbé over the temporal lobe into the TS);
+* the deep veins: ``StS`` (straight sinus, torcula -> forwards and up along the tentorium), ``VG`` (vein of
+  Galen, down under the splenium), ``ICV`` (internal cerebral vein, forwards along the roof of the third
+  ventricle to the foramen of Monro, 2-4 mm off the midline), ``BVR`` (basal vein of Rosenthal, around the
+  midbrain to the anterior perforated substance) and ``ISS`` (inferior sagittal sinus, from the straight
+  sinus forwards along the falx's free edge above the corpus callosum).
 
 Diameters (docs/vessels.md §3, "Veins"): SSS 2.6 -> 5.7 mm from front to lambda (CT venography),
 transverse sinus right 6.65, left 5.37 mm (MR venography; right dominance), internal jugular right
-17, left 14 mm (CT); sigmoid sinus and cortical veins typical values. The venous part is hung on a
+17, left 14 mm (CT); internal cerebral vein 2.05 mm where it ends, 1.49 mm where it begins, and the lengths of
+the straight sinus, vein of Galen and internal cerebral vein (CT angiography, Hou et al. 2021); sigmoid sinus,
+cortical veins and the other deep veins typical values. The venous part is hung on a
 ``virtual`` connector from the arterial root and rooted at the lower end of the right IJV (the tree
 runs against the flow there; the bolus model uses ``metadata["venous_inflow_nodes"]``, the capillary
 ends of the cortical veins, to fill the veins downstream: :mod:`vessel_models.bolus`).
@@ -27,7 +34,7 @@ from vessel_models.courses import VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curv
 from vessel_models.lsystem import LSystemParams, grow_lsystem
 from vessel_models.tree import TreeBuilder
 
-__all__ = ["VEIN_DIAMETERS_MM", "add_cerebral_veins"]
+__all__ = ["DEEP_VEIN_DIAMETERS_MM", "VEIN_DIAMETERS_MM", "add_cerebral_veins"]
 
 #: Diameters (mm) at the start and end of each venous segment, in the tree's direction (from the torcula
 #: outwards for the sinuses, upwards for the right IJV, downwards for the left one).
@@ -43,6 +50,21 @@ VEIN_DIAMETERS_MM: dict[str, tuple[float, float]] = {
     "CorV": (2.5, 2.0),
     "Labbe": (2.5, 2.0),
 }
+#: The deep veins' diameters (mm), start and end in the tree's direction (from the straight sinus outwards).
+#: ICV: 2.05 where it joins the vein of Galen, 1.49 at the foramen of Monro (Hou et al. 2021); the others are
+#: typical values, not from a source (docs/vessels.md, "Deep veins").
+DEEP_VEIN_DIAMETERS_MM: dict[str, tuple[float, float]] = {
+    "StS": (4.5, 4.0),
+    "VG": (4.0, 3.5),
+    "ISS": (2.0, 1.2),
+    "ICV": (2.05, 1.49),
+    "BVR": (2.0, 1.5),
+}
+#: The share of the template's bend of the deep veins held in place by their surroundings: the internal cerebral
+#: veins run side by side 2-5 mm off the midline in the roof of the third ventricle, where a full bend (up to 5 mm
+#: across) would cross them, and the inferior sagittal sinus runs in the falx's free edge, where one (up to 8 mm)
+#: would dip it onto the pericallosal arteries.
+CONFINED_BEND = 0.3
 #: Superior cortical veins per hemisphere.
 CORTICAL_VEINS_PER_SIDE = 5
 SINUS_OFFSET_MM = 2.0  # sinuses run in the dura, just outside the brain surface
@@ -75,6 +97,44 @@ def _segments(centre: np.ndarray, axes: np.ndarray, scale: float) -> dict[str, l
     out["SS_R"] = out["SS_R"][::-1]
     out["TS_R"] = out["TS_R"][::-1]
     return out
+
+
+def _deep_segments(centre: np.ndarray, torcula: np.ndarray, scale: float) -> dict[str, list[np.ndarray]]:
+    """Via points of the deep veins (after the torcula, each segment's first point is its parent's end).
+
+    Chords are about 8 % shorter than the cited lengths, which the template's bend adds back (Hou et al. 2021:
+    straight sinus 43.6, vein of Galen 9.3, internal cerebral vein 36.9 mm). The vein of Galen rises steeply
+    behind the splenium and the straight sinus descends at about 25 deg to the torcula: about 85 deg between
+    them at their junction (Hou et al.: 77 +- 18 deg).
+    """
+    def at(p: tuple[float, float, float]) -> np.ndarray:
+        return centre + np.asarray(p, dtype=np.float64) * scale
+
+    junction, galen = at((0.0, 45.5, 5.6)), at((0.0, 42.5, -2.9))  # straight sinus / vein of Galen; ICV confluence
+    out: dict[str, list[np.ndarray]] = {
+        "StS": [torcula, junction],
+        "VG": [junction, galen],
+        "ISS": [junction, at((0.0, 32.0, 30.0)), at((0.0, 2.0, 41.0)), at((0.0, -28.0, 37.0))],  # 10 mm above the A3
+    }
+    for s, sx in (("L", 1.0), ("R", -1.0)):
+        out[f"ICV_{s}"] = [galen, at((3.5 * sx, 25.0, 2.0)), at((2.5 * sx, 9.0, -1.0))]
+        out[f"BVR_{s}"] = [galen, at((9.0 * sx, 36.0, -9.0)), at((16.0 * sx, 22.0, -16.0)), at((19.0 * sx, 6.0, -20.0)),
+                           at((16.0 * sx, -4.0, -22.0))]
+    return out
+
+
+def _lay_segment(b: TreeBuilder, name: str, parent: int, points: list[np.ndarray], heading: np.ndarray | None,
+                 diameters: tuple[float, float], step_mm: float, tortuosity: float,
+                 rng: np.random.Generator) -> list[int]:
+    """Nodes of one named segment from ``parent`` through ``points[1:]``, its diameter linear from start to end."""
+    nodes = smooth_curve([b.position(parent)] + points[1:], heading, step_mm, tortuosity, rng)
+    d0, d1 = diameters
+    bid = b.new_branch(1, name)
+    ids, node = [], parent
+    for k, q in enumerate(nodes):
+        node = b.add_node(q, 0.5 * (d0 + (d1 - d0) * (k + 1) / len(nodes)), node, bid)
+        ids.append(node)
+    return ids
 
 
 def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axes: np.ndarray, scale: float,
@@ -127,17 +187,10 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     ts_nodes: dict[str, list[int]] = {}
     for name in order:
         parent = root if start_of[name] is None else end_node[start_of[name]]
-        pts = [b.position(parent)] + segs[name][1:]
-        nodes = smooth_curve(pts, heading.get(start_of[name]), step_mm, tortuosity, rng)
-        d0, d1 = diam[name]
-        bid = b.new_branch(1, name)
-        node = parent
-        ids = []
-        for k, q in enumerate(nodes):
-            node = b.add_node(q, 0.5 * (d0 + (d1 - d0) * (k + 1) / len(nodes)), node, bid)
-            ids.append(node)
-        end_node[name] = node
-        heading[name] = nodes[-1] - nodes[-2]
+        ids = _lay_segment(b, name, parent, segs[name], heading.get(start_of[name]), diam[name], step_mm, tortuosity,
+                           rng)
+        end_node[name] = ids[-1]
+        heading[name] = b.position(ids[-1]) - b.position(ids[-2])
         if name.startswith("SSS"):
             sss_nodes += ids
         if name.startswith("TS"):
@@ -167,4 +220,20 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
         lay_on_surface(b, first, n, "cortex", side, centre, axes, 0.5 * scale, 10.0 * scale, scale)
         has_child = {b.parent(i) for i in range(first, b.n_nodes)}
         inflow += [i for i in range(first, b.n_nodes) if i not in has_child]
+
+    # the deep veins, drawn last so that the sinuses and cortical veins above are those of a tree without them;
+    # they fill from their far ends (the deep territories' capillaries) towards the straight sinus
+    deep_diam = {k: tuple(d * scale * float(np.exp(rng.normal(0.0, radius_jitter))) for d in v)
+                 for k, v in DEEP_VEIN_DIAMETERS_MM.items()}
+    torcula = end_node["TS_R"]
+    deep = _deep_segments(centre, b.position(torcula), scale)
+    deep_parent = {"StS": torcula, "VG": "StS", "ISS": "StS", "ICV_L": "VG", "ICV_R": "VG", "BVR_L": "VG",
+                   "BVR_R": "VG"}
+    for name, parent in deep_parent.items():
+        start = parent if isinstance(parent, int) else end_node[parent]
+        bend = tortuosity * (CONFINED_BEND if name.startswith(("ICV", "ISS")) else 1.0)
+        ids = _lay_segment(b, name, start, deep[name], None, deep_diam[name.split("_")[0]], step_mm, bend, rng)
+        end_node[name] = ids[-1]
+        if name not in ("StS", "VG"):
+            inflow.append(ids[-1])
     return sorted({b.branch_of(i) for i in range(root, b.n_nodes)}), inflow
