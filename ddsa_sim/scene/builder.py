@@ -22,6 +22,7 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.projector import ProjectorVolume
 from ddsa_sim.scene.catheter import Catheter, build_catheter, catheter_centerline
+from ddsa_sim.scene.catheter_route import FEEDING_ARTERIES, ArteryRoutes
 from ddsa_sim.scene.model_source import lumen_points, model_volume
 from ddsa_sim.scene.motion import CARDIAC_KINDS
 from ddsa_sim.scene.perfusion import CEREBRAL_BOLUS, blush_source
@@ -55,7 +56,7 @@ from ddsa_sim.volumes.readers import read_ct_with_labels
 from ddsa_sim.volumes.vnc import enhanced_vessel_mask
 
 if TYPE_CHECKING:
-    pass
+    from vessel_models.tree import VesselTree
 
 __all__ = ["Patient", "build_scene", "load_patient"]
 
@@ -290,13 +291,31 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Cat
         if "body outline" not in patient.derived:  # the catheter may cross the lungs on its way in
             patient.derived["body outline"] = body_outline_mask(patient.ct)
         centerline = catheter_centerline(tree, patient.derived["body outline"], patient.ct.affine,
-                                         spec.catheter.tip_offset_mm)
+                                         spec.catheter.tip_offset_mm, route=_way_in(patient, tree))
         catheter = build_catheter(centerline, spec.catheter)
     trees = TreeVessels(tree, spacing_mm=float(vs.spacing_mm), name=name)
     if vs.fill == "bolus":
         return trees, catheter
     frac, affine = trees.fraction(None, BolusParams())
     return FractionVessels(frac, affine, name=name), catheter
+
+
+def _way_in(patient: Patient, tree: VesselTree) -> np.ndarray | None:
+    """The catheter's way in through the CT's labelled aorta to the tree's feeding path (None: no label, no
+    feeding path, or the path's start is not near the label), the routes memoised per patient."""
+    feeding = tree.metadata.get("feeding_path_mm")
+    if not feeding or patient.labels is None:
+        return None
+    names = tuple(n for n in FEEDING_ARTERIES if n in _structures(patient))
+    if not names:
+        return None
+    if "artery routes" not in patient.derived:  # a region cut from a CT may hold none of the aorta
+        lumen = np.isin(patient.labels.data, structure_ids(list(names), _structures(patient), str(patient.spec.labels)))
+        patient.derived["artery routes"] = ArteryRoutes(lumen, patient.ct.affine) if lumen.any() else None
+    if patient.derived["artery routes"] is None:
+        return None
+    path = np.vstack([np.asarray(feeding, dtype=np.float64).reshape(-1, 3), tree.positions_mm[:1]])
+    return patient.derived["artery routes"].route(path[0], path[1] - path[0])
 
 
 #: Generators whose trees are anatomical templates, placed by registration to the CT's anatomy.

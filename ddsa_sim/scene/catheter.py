@@ -2,10 +2,11 @@
 
 The catheter's centreline follows the feeding artery of the tree: the tree's ``feeding_path_mm``
 metadata (the template's upstream centreline, e.g. the common carotid of an ICA injection, the
-ascending aorta of a coronary injection) or, without it, the tree's root direction reversed; from the
-path's first point it runs straight on, backwards, until it leaves the body's outline (the catheter comes
-from outside the imaged volume), and it ends ``tip_offset_mm`` proximal to the tree's root (the
-injection site). Corners are rounded (Chaikin corner cutting), as a catheter bends smoothly.
+ascending aorta of a coronary injection) or, without it, the tree's root direction reversed; before it,
+where the CT has a labelled aorta, the way in through it (:mod:`ddsa_sim.scene.catheter_route`: up the
+descending aorta, over the arch); from the first point it runs straight on, backwards, until it leaves
+the body's outline (the catheter comes from outside the imaged volume), and it ends ``tip_offset_mm``
+proximal to the tree's root (the injection site). Corners are rounded (Chaikin corner cutting), as a catheter bends smoothly.
 
 The tube (outer diameter ``french / 3`` mm, wall ``wall_mm``, open tip) is voxelized with the vessel
 voxelizer (:func:`vessel_models.voxelize.voxelize_tree`, partial volumes) on a grid aligned with the
@@ -141,7 +142,7 @@ def _cut_back(points: np.ndarray, length_mm: float) -> np.ndarray:
 
 
 def catheter_centerline(tree: VesselTree, inside: np.ndarray, affine: np.ndarray, tip_offset_mm: float = 3.0,
-                        step_mm: float = 1.0, max_length_mm: float = 600.0) -> np.ndarray:
+                        step_mm: float = 1.0, max_length_mm: float = 600.0, route: np.ndarray | None = None) -> np.ndarray:
     """The catheter's centreline (K, 3) in world mm, from where it enters the body to its tip.
 
     Parameters
@@ -157,6 +158,10 @@ def catheter_centerline(tree: VesselTree, inside: np.ndarray, affine: np.ndarray
         Tip distance proximal to the root (mm).
     step_mm, max_length_mm : float
         Step and bound of the straight run out of the body (mm).
+    route : (R, 3) float or None
+        The way in through a labelled artery (:meth:`~ddsa_sim.scene.catheter_route.ArteryRoutes.route`), from
+        where it leaves the CT to a point near the feeding path's first point: put before the feeding path,
+        and the straight run continues from its first point.
     """
     root = tree.positions_mm[0]
     feeding = np.asarray(tree.metadata.get("feeding_path_mm") or np.empty((0, 3)), dtype=np.float64).reshape(-1, 3)
@@ -165,6 +170,9 @@ def catheter_centerline(tree: VesselTree, inside: np.ndarray, affine: np.ndarray
     points = points[keep]
     if len(points) < 2:
         points = np.vstack([root - _root_direction(tree), root])
+    if route is not None and len(route) > 1:
+        points = np.vstack([route, points])
+        points = points[np.concatenate([[True], np.linalg.norm(np.diff(points, axis=0), axis=1) > 1e-6])]
     out = (points[0] - points[1]) / np.linalg.norm(points[0] - points[1])
     inv = np.linalg.inv(np.asarray(affine, dtype=np.float64))
     run = points[0]

