@@ -23,7 +23,8 @@ the straight sinus, vein of Galen and internal cerebral vein (CT angiography, Ho
 cortical veins and the other deep veins typical values. The venous part is hung on a
 ``virtual`` connector from the arterial root and rooted at the lower end of the right IJV (the tree
 runs against the flow there; the bolus model uses ``metadata["venous_inflow_nodes"]``, the capillary
-ends of the cortical veins, to fill the veins downstream: :mod:`vessel_models.bolus`).
+ends of the cortical veins and the far ends of the deep veins, to fill the veins downstream:
+:mod:`vessel_models.bolus`).
 """
 
 from __future__ import annotations
