@@ -150,8 +150,10 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         seed: int = typer.Option(0, help="Seed of every random choice (tree, placement, motion, noise)."),
         alpha: str = typer.Option("0", help="Orbital angle(s) alpha, deg (comma list = several views)."),
         beta: str = typer.Option("0", help="Angular angle(s) beta, deg (comma list = several views)."),
-        labels: str | None = typer.Option(None, help="Label map on the CT grid (default for builtin:chest-ct: "
-                                             "builtin:chest-ct-labels)."),
+        labels: str | None = typer.Option(None, help="Label map on the CT grid (for builtin:chest-ct, "
+                                             "builtin:chest-ct-labels is taken when labels:... vessels or an organ "
+                                             "--region need one). With a heart label the coronary template is "
+                                             "placed on it; with an aorta label the catheter comes up the aorta."),
         structures: str | None = typer.Option(None, help="CSV 'structure,id' naming the labels of --labels."),
         region: str = typer.Option("body", help="Where a tree is placed: body (CT > -300 HU) or organ name(s)."),
         place: str = typer.Option("auto", help="auto | anatomical | region | as-is. auto: templates (cow, "
