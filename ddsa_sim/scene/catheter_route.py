@@ -26,8 +26,8 @@ FEEDING_ARTERIES = ("aorta",)
 #: The path's cost per mm is ``1 / (WALL_CLEARANCE_MM + distance to the wall)^2`` (mm): the centre is cheapest.
 WALL_CLEARANCE_MM = 0.5
 #: Farthest the feeding path's first point may lie from the labelled lumen for the way in to join it (mm): the
-#: coronary template's aortic root is registered to the heart, not to the aorta, and lies 4-8 mm off its label
-#: on the builtin chest CT.
+#: coronary template is registered to the heart, not to the aorta; on the builtin chest CT its feeding path's first
+#: point lies 4-8 mm off the aorta's label.
 MAX_JOIN_GAP_MM = 15.0
 #: Length over which the way in's arrival direction is read (mm).
 ARRIVAL_MM = 10.0
