@@ -70,7 +70,7 @@ NOT_CITED = {
           " by angiography (8 HCM patients), Singh 2001 (ours about 1.0 mm)" for k in ("S1", "S2", "S3")},
     "PLB": "no source with the posterolateral branch diameter found",
     **{k: "no source with its diameter found (typical values; lengths: tests/test_vessels_lengths.py)"
-       for k in ("StS", "VG", "ISS", "BVR")},
+       for k in ("StS", "VG", "ISS", "BVR", "TSV", "SepV")},
 }
 CORONARY_DIAMETERS_MM = {  # (dominance, segment) -> (mean, SD)
     ("right", "LM"): (4.5, 0.5), ("right", "LAD"): (3.7, 0.4), ("right", "LCx"): (3.4, 0.5),
@@ -278,7 +278,9 @@ def test_deep_veins_against_ct_angiography():
     """The deep veins (Hou et al. 2021, CTA of 100 patients): the internal cerebral veins begin at 1.49 +- 0.39 mm
     (their far end here) and run 2-5 mm either side of the midline inside the brain; the vein of Galen meets the
     straight sinus at 77.2 +- 18.0 deg (the angle between the two vessels' axes at the junction, within 2 SD);
-    the straight sinus drains into the torcula, and the deep veins fill from their far ends."""
+    the straight sinus drains into the torcula; at the foramen of Monro the thalamostriate vein leaves backwards and
+    up, lateral to the ICV (an acute venous angle in the lateral projection), the septal vein forwards; the deep veins
+    fill from their far ends."""
     for seed in SEEDS:
         tree = generate("cow", seed, veins=True, distal_iterations=0, vein_iterations=1)
         nodes = {name: np.nonzero(tree.branch_ids == bid)[0] for bid, name in tree.labels.items()}
@@ -299,8 +301,16 @@ def test_deep_veins_against_ct_angiography():
         angle = np.degrees(np.arccos(to_galen @ to_torcula / np.linalg.norm(to_galen) / np.linalg.norm(to_torcula)))
         assert 77.2 - 2 * 18.0 <= angle <= 77.2 + 2 * 18.0, (seed, angle)
         assert tree.parents[nodes["StS"][0]] == nodes["TS_R"][-1]  # at the torcula
-        ends = {int(nodes[k][-1]) for k in ("ISS", "ICV_L", "ICV_R", "BVR_L", "BVR_R")}
+        for s in ("L", "R"):
+            monro = tree.positions_mm[nodes[f"ICV_{s}"][-1]]
+            back = tree.positions_mm[nodes[f"ICV_{s}"][-8]] - monro  # along the ICV towards the vein of Galen
+            tsv = tree.positions_mm[nodes[f"TSV_{s}"][6]] - monro
+            cos = back[1:] @ tsv[1:] / np.linalg.norm(back[1:]) / np.linalg.norm(tsv[1:])  # lateral view: y, z
+            assert cos > 0 and tsv[2] > back[2] and abs(tsv[0]) > abs(back[0]), (seed, s, back, tsv)
+            assert tree.positions_mm[nodes[f"SepV_{s}"][-1], 1] < monro[1] - 10.0  # forwards, to the frontal horn
+        ends = {int(nodes[k][-1]) for k in ("ISS", "BVR_L", "BVR_R", "TSV_L", "TSV_R", "SepV_L", "SepV_R")}
         assert ends <= set(tree.metadata["venous_inflow_nodes"])
+        assert not {int(nodes[k][-1]) for k in ("StS", "VG", "ICV_L", "ICV_R")} & set(tree.metadata["venous_inflow_nodes"])
 
 
 def test_venous_timing_follows_the_veins_downstream():

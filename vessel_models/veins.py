@@ -13,8 +13,10 @@ volume. Named segments (``_L`` / ``_R`` per side):
 * the deep veins: ``StS`` (straight sinus, torcula -> forwards and up along the tentorium), ``VG`` (vein of
   Galen, down under the splenium), ``ICV`` (internal cerebral vein, forwards along the roof of the third
   ventricle to the foramen of Monro, 2-4 mm off the midline), ``BVR`` (basal vein of Rosenthal, around the
-  midbrain to the anterior perforated substance) and ``ISS`` (inferior sagittal sinus, from the straight
-  sinus forwards along the falx's free edge above the corpus callosum).
+  midbrain to the anterior perforated substance), ``ISS`` (inferior sagittal sinus, from the straight
+  sinus forwards along the falx's free edge above the corpus callosum), and at the foramen of Monro the venous
+  angle: ``TSV`` (thalamostriate vein, back along the caudothalamic groove) and ``SepV`` (septal vein, forwards
+  along the septum pellucidum).
 
 Diameters (docs/vessels.md §3, "Veins"): SSS 2.6 -> 5.7 mm from front to lambda (CT venography),
 transverse sinus right 6.65, left 5.37 mm (MR venography; right dominance), internal jugular right
@@ -60,11 +62,13 @@ DEEP_VEIN_DIAMETERS_MM: dict[str, tuple[float, float]] = {
     "ISS": (2.0, 1.2),
     "ICV": (2.05, 1.49),
     "BVR": (2.0, 1.5),
+    "TSV": (1.5, 1.0),
+    "SepV": (1.2, 0.8),
 }
 #: The share of the template's bend of the deep veins held in place by their surroundings: the internal cerebral
 #: veins run side by side 2-5 mm off the midline in the roof of the third ventricle, where a full bend (up to 5 mm
-#: across) would cross them, and the inferior sagittal sinus runs in the falx's free edge, where one (up to 8 mm)
-#: would dip it onto the pericallosal arteries.
+#: across) would cross them, their tributaries in the walls of the lateral ventricles, and the inferior sagittal
+#: sinus runs in the falx's free edge, where one (up to 8 mm) would dip it onto the pericallosal arteries.
 CONFINED_BEND = 0.3
 #: Superior cortical veins per hemisphere.
 CORTICAL_VEINS_PER_SIDE = 5
@@ -118,7 +122,12 @@ def _deep_segments(centre: np.ndarray, torcula: np.ndarray, scale: float) -> dic
         "ISS": [junction, at((0.0, 32.0, 30.0)), at((0.0, 2.0, 41.0)), at((0.0, -28.0, 37.0))],  # 10 mm above the A3
     }
     for s, sx in (("L", 1.0), ("R", -1.0)):
-        out[f"ICV_{s}"] = [galen, at((3.5 * sx, 25.0, 2.0)), at((2.5 * sx, 9.0, -1.0))]
+        monro = at((2.5 * sx, 9.0, -1.0))
+        out[f"ICV_{s}"] = [galen, at((3.5 * sx, 25.0, 2.0)), monro]
+        # the venous angle: the thalamostriate vein comes forwards and down along the caudothalamic groove, the
+        # septal vein back along the septum pellucidum from the frontal horn, both into the ICV at the foramen
+        out[f"TSV_{s}"] = [monro, at((9.0 * sx, 18.0, 7.0)), at((15.0 * sx, 32.0, 12.0))]
+        out[f"SepV_{s}"] = [monro, at((4.0 * sx, -4.0, 6.0)), at((8.0 * sx, -18.0, 10.0))]
         out[f"BVR_{s}"] = [galen, at((9.0 * sx, 36.0, -9.0)), at((16.0 * sx, 22.0, -16.0)), at((19.0 * sx, 6.0, -20.0)),
                            at((16.0 * sx, -4.0, -22.0))]
     return out
@@ -229,12 +238,12 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     torcula = end_node["TS_R"]
     deep = _deep_segments(centre, b.position(torcula), scale)
     deep_parent = {"StS": torcula, "VG": "StS", "ISS": "StS", "ICV_L": "VG", "ICV_R": "VG", "BVR_L": "VG",
-                   "BVR_R": "VG"}
+                   "BVR_R": "VG", "TSV_L": "ICV_L", "TSV_R": "ICV_R", "SepV_L": "ICV_L", "SepV_R": "ICV_R"}
     for name, parent in deep_parent.items():
         start = parent if isinstance(parent, int) else end_node[parent]
-        bend = tortuosity * (CONFINED_BEND if name.startswith(("ICV", "ISS")) else 1.0)
+        bend = tortuosity * (CONFINED_BEND if name.startswith(("ICV", "ISS", "TSV", "SepV")) else 1.0)
         ids = _lay_segment(b, name, start, deep[name], None, deep_diam[name.split("_")[0]], step_mm, bend, rng)
         end_node[name] = ids[-1]
-        if name not in ("StS", "VG"):
+        if name not in deep_parent.values():  # a far end, where the deep territories' capillaries drain
             inflow.append(ids[-1])
     return sorted({b.branch_of(i) for i in range(root, b.n_nodes)}), inflow
