@@ -66,17 +66,20 @@ class HeelBands:
     positions_mm : (K,) float64
         Distance from the principal point toward the anode, at the detector (mm), increasing.
     spectra : tuple of K Spectrum
-        Photon spectra at those positions, all on the energies of the central spectrum.
-    photons_per_mm2_per_mas_at_1m : (K,) float64
-        SpekPy's absolute fluence at each position (drops toward the anode).
+        Photon spectra at those positions, all on the energies of the central spectrum, each with its absolute
+        fluence (:attr:`photons_per_mm2_per_mas_at_1m`).
     relative_fluence : (K,) float64
         Each band's fluence over the central spectrum's (1 on the central ray).
     """
 
     positions_mm: np.ndarray
     spectra: tuple[Spectrum, ...]
-    photons_per_mm2_per_mas_at_1m: np.ndarray
     relative_fluence: np.ndarray
+
+    @property
+    def photons_per_mm2_per_mas_at_1m(self) -> np.ndarray:
+        """(K,) SpekPy's absolute fluence at each position (drops toward the anode), the bands' own."""
+        return np.array([s.photons_per_mm2_per_mas_at_1m for s in self.spectra])
 
     def weights(self, positions_mm: np.ndarray) -> np.ndarray:
         """(N, K) linear-interpolation weights of each position (held constant beyond the end bands)."""
@@ -131,7 +134,7 @@ def heel_bands(spectrum: Spectrum, half_field_mm: float, source_to_detector_mm: 
         f = spectrum.fluence * ratio  # spectrum.fluence sums to 1, so f sums to the relative fluence
         spectra.append(Spectrum(energies, f, f"{spectrum.name}@{p:+.1f}mm", own * f.sum(), spectrum.settings))
         relative.append(f.sum())
-    return HeelBands(positions, tuple(spectra), own * np.array(relative), np.array(relative))
+    return HeelBands(positions, tuple(spectra), np.array(relative))
 
 
 def heel_intensity(area_density: np.ndarray, mu_cm2_per_g: np.ndarray, bands: HeelBands, weights: np.ndarray,

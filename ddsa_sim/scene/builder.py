@@ -52,6 +52,7 @@ from ddsa_sim.scene.vessels import BolusParams, FractionVessels, TreeVessels, Ve
 from ddsa_sim.volumes import Volume, virtual_non_contrast
 from ddsa_sim.volumes.augment import pseudo_patient
 from ddsa_sim.volumes.distractors import add_distractors
+from ddsa_sim.volumes.materials import labels_in
 from ddsa_sim.volumes.readers import read_ct_with_labels
 from ddsa_sim.volumes.vnc import enhanced_vessel_mask
 
@@ -310,7 +311,7 @@ def _way_in(patient: Patient, tree: VesselTree) -> np.ndarray | None:
     if not names:
         return None
     if "artery routes" not in patient.derived:  # a region cut from a CT may hold none of the aorta
-        lumen = np.isin(patient.labels.data, structure_ids(list(names), _structures(patient), str(patient.spec.labels)))
+        lumen = labels_in(patient.labels.data, structure_ids(list(names), _structures(patient), str(patient.spec.labels)))
         patient.derived["artery routes"] = ArteryRoutes(lumen, patient.ct.affine) if lumen.any() else None
     if patient.derived["artery routes"] is None:
         return None

@@ -165,14 +165,13 @@ def catheter_centerline(tree: VesselTree, inside: np.ndarray, affine: np.ndarray
     """
     root = tree.positions_mm[0]
     feeding = np.asarray(tree.metadata.get("feeding_path_mm") or np.empty((0, 3)), dtype=np.float64).reshape(-1, 3)
+    if route is not None and len(route) > 1:
+        feeding = np.vstack([route, feeding])
     points = np.vstack([feeding, root]) if len(feeding) else np.vstack([root - _root_direction(tree), root])
     keep = np.concatenate([[True], np.linalg.norm(np.diff(points, axis=0), axis=1) > 1e-6])
     points = points[keep]
     if len(points) < 2:
         points = np.vstack([root - _root_direction(tree), root])
-    if route is not None and len(route) > 1:
-        points = np.vstack([route, points])
-        points = points[np.concatenate([[True], np.linalg.norm(np.diff(points, axis=0), axis=1) > 1e-6])]
     out = (points[0] - points[1]) / np.linalg.norm(points[0] - points[1])
     inv = np.linalg.inv(np.asarray(affine, dtype=np.float64))
     run = points[0]
