@@ -100,6 +100,40 @@ def test_node_values_weight_the_lumen_linearly():
         voxelize_tree(tree, affine, shape, node_values=np.array([1.0]))
 
 
+def _two_tubes(vein_fill: float) -> tuple[VesselTree, np.ndarray]:
+    """An artery (r 0.6 mm, fill 1) running inside a vein (r 2 mm), 0.85 mm off its axis.
+
+    One tree: the artery branches from the vein's first node, whose sphere holds the artery's first sphere, so the
+    joining edge adds no volume of its own.
+    """
+    tree = VesselTree(
+        np.array([(0, 0, 0), (12, 0, 0), (0, 0.8, 0.3), (12, 0.8, 0.3)], dtype=float),
+        np.array([2.0, 2.0, 0.6, 0.6]), np.array([-1, 0, 0, 2]), np.array([0, 0, 1, 1]), np.zeros(4, dtype=int),
+    )
+    return tree, np.array([vein_fill, vein_fill, 1.0, 1.0])
+
+
+def test_a_filled_tube_keeps_its_partial_volumes_inside_an_unfilled_one():
+    # the union's value at a point is the largest fill there, so an empty vein around the artery changes nothing:
+    # voxel for voxel the artery alone (its edge voxels lie deep inside the vein, not at the union's surface)
+    tree, fill = _two_tubes(vein_fill=0.0)
+    artery = _line_tree((0, 0.8, 0.3), (12, 0.8, 0.3), 0.6, 0.6)
+    affine, shape = grid_around_tree(tree, 0.2, margin_mm=0.5)
+    both = voxelize_tree(tree, affine, shape, node_values=fill)
+    alone = voxelize_tree(artery, affine, shape)
+    assert np.count_nonzero((alone > 0.05) & (alone < 0.95)) > 500
+    np.testing.assert_array_equal(both, alone)
+
+
+def test_overlapping_fills_integrate_to_their_analytic_volumes():
+    # vein fill 0.4 everywhere, 1 where the artery is: 0.4 V_vein + 0.6 V_artery (the artery lies inside the vein)
+    tree, fill = _two_tubes(vein_fill=0.4)
+    affine, shape = grid_around_tree(tree, 0.2, margin_mm=0.5)
+    got = voxelize_tree(tree, affine, shape, node_values=fill).sum() * _voxel_volume(affine)
+    capsule = lambda r: np.pi * r * r * 12.0 + 4.0 / 3.0 * np.pi * r**3  # noqa: E731
+    assert got == pytest.approx(0.4 * capsule(2.0) + 0.6 * capsule(0.6), rel=0.01)
+
+
 # ---------------------------------------------------------------- independent union volume
 def _inside_union_of_spheres(pts: np.ndarray, a: np.ndarray, b: np.ndarray, r0: np.ndarray, r1: np.ndarray):
     """Is each point inside its paired swept sphere, i.e. does some ``t`` in [0, 1] give

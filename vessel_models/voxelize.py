@@ -11,7 +11,9 @@ per-node fill value (bolus model) interpolated along each edge. Anti-aliasing us
 exact geometry: the signed distance to the round-cone union is evaluated at each voxel
 centre; voxels farther than half a voxel diagonal from the surface are fully in or out,
 the others are supersampled (``supersample ** 3`` sub-points, inside test on the exact
-union).
+union). With fill values, a voxel inside the union is supersampled too where the surface
+of a fuller tube cuts it (a filled artery's edge inside an unfilled vein, a bolus front at
+a joint), so partial volumes hold inside the union as at its surface.
 
 The work is sparse: the grid is split into bricks of ``8 ** 3`` voxels, each segment is
 listed only in the bricks its tube can touch, and only those bricks are visited (in
@@ -140,6 +142,9 @@ def _voxelize_brick(out, bid, s0, s1, seg_list, nb, a3, t3, geo, vals, band_mm, 
     parallel loop: numba's parallel passes over a large loop body cost seconds of compilation."""
     ni, nj, nk = out.shape
     n_sub = sub * sub * sub
+    # a fuller tube cutting an interior voxel changes its mean fill by less than the fill difference: below half
+    # a sub-point's share the voxel keeps its whole tubes' fill, as supersampling could not resolve it anyway
+    fill_tol = 0.5 / n_sub
     bk = bid % nb[2]
     bj = (bid // nb[2]) % nb[1]
     bi = bid // (nb[1] * nb[2])
@@ -150,22 +155,26 @@ def _voxelize_brick(out, bid, s0, s1, seg_list, nb, a3, t3, geo, vals, band_mm, 
                 py = a3[1, 0] * i + a3[1, 1] * j + a3[1, 2] * k + t3[1]
                 pz = a3[2, 0] * i + a3[2, 1] * j + a3[2, 2] * k + t3[2]
                 best = 1e30
-                vmax = 0.0
+                v_whole = 0.0  # largest fill of the tubes that hold the whole voxel
+                v_cut = 0.0  # largest fill of the tubes whose surface cuts through the voxel
                 for m in range(s0, s1):
                     e = seg_list[m]
                     sd, t = _round_cone_sd(px, py, pz, geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3],
                                            geo[e, 4], geo[e, 5], geo[e, 6], geo[e, 7], geo[e, 8],
                                            geo[e, 9], geo[e, 10])
                     best = min(best, sd)
-                    if use_vals and sd <= 0.0:
+                    if use_vals and sd < band_mm:
                         v = vals[e, 0] + t * (vals[e, 1] - vals[e, 0])
-                        vmax = max(vmax, v)
+                        if sd <= -band_mm:
+                            v_whole = max(v_whole, v)
+                        else:
+                            v_cut = max(v_cut, v)
                 if best >= band_mm:
                     continue
-                if best <= -band_mm:
-                    out[i, j, k] = vmax if use_vals else 1.0
+                if best <= -band_mm and v_cut <= v_whole + fill_tol:
+                    out[i, j, k] = v_whole if use_vals else 1.0
                     continue
-                # boundary voxel: supersample the exact union
+                # the union's surface, or a fuller tube's surface inside the union, cuts the voxel: supersample
                 acc = 0.0
                 for si in range(sub):
                     fi = i - 0.5 + (si + 0.5) / sub
@@ -337,7 +346,7 @@ def voxelize_tree(
         ``(I, J, K)`` output size.
     node_values : numpy.ndarray, optional
         ``(N,)`` per-node fill value in [0, 1] (e.g. bolus contrast fraction), linearly
-        interpolated along each edge; where tubes overlap the largest value wins.
+        interpolated along each edge; at a point inside several tubes the largest value wins.
         Default: 1 everywhere (pure lumen fraction).
     supersample : int
         Sub-points per axis in voxels cut by the surface (``supersample ** 3`` in all);
