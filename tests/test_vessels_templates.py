@@ -87,6 +87,7 @@ VENOUS_DIAMETERS_MM = {  # segment -> (mean, SD, which diameter of vessels stats
     "IJV_R": (17.0, 5.0, "diameter_mm"), "IJV_L": (14.0, 5.0, "diameter_mm"),
     "ICV_R": (2.05, 0.47, "proximal_diameter_mm"), "ICV_L": (2.05, 0.47, "proximal_diameter_mm"),  # at the VG
 }
+NECK_ARTERIES = ("CCA", "ICA_cervical", "ECA", "ECA_distal", "FacA", "OccA", "STA", "MaxA", "VA", "VA_V3")
 INTRACRANIAL = ("M1", "M2s", "M2i", "A1", "A2", "P1", "P2", "ICA_supraclinoid", "ICA_cavernous")
 
 
@@ -311,6 +312,40 @@ def test_deep_veins_against_ct_angiography():
         ends = {int(nodes[k][-1]) for k in ("ISS", "BVR_L", "BVR_R", "TSV_L", "TSV_R", "SepV_L", "SepV_R")}
         assert ends <= set(tree.metadata["venous_inflow_nodes"])
         assert not {int(nodes[k][-1]) for k in ("StS", "VG", "ICV_L", "ICV_R")} & set(tree.metadata["venous_inflow_nodes"])
+
+
+def _tube_gap_mm(tree, a_nodes: np.ndarray, b_nodes: np.ndarray, samples: int = 6) -> float:
+    """Least gap (mm) between the walls of two sets of edges (each node to its parent), the tubes taken as the
+    spheres swept along each edge (radius linear), sampled ``samples`` times per edge: negative where they overlap."""
+    def spheres(nodes):
+        t = np.linspace(0.0, 1.0, samples)[:, None]
+        par = tree.parents[nodes]
+        p = tree.positions_mm[par][None] * (1 - t[..., None]) + tree.positions_mm[nodes][None] * t[..., None]
+        r = tree.radii_mm[par][None] * (1 - t) + tree.radii_mm[nodes][None] * t
+        return p.reshape(-1, 3), r.reshape(-1)
+
+    (pa, ra), (pb, rb) = spheres(a_nodes), spheres(b_nodes)
+    return min(float(np.min(np.linalg.norm(pa[i:i + 500, None] - pb[None], axis=2) - ra[i:i + 500, None] - rb[None]))
+               for i in range(0, len(pa), 500))
+
+
+def test_jugular_veins_run_beside_the_carotids_clear_of_every_artery():
+    """The internal jugular vein lies lateral, anterolateral or anterior to the common carotid artery (ultrasound of
+    78 patients, Umana et al., Colomb Med 2015;46(2):54: 24.3 %, 33.8 %, 41.9 %; never behind it) and, like every
+    vessel, outside the arteries' walls: the vertebral artery runs behind it in the transverse foramina, the
+    occipital artery crosses it, a tortuous internal carotid bends beside it."""
+    for seed in SEEDS:
+        tree = generate("cow", seed, distal_iterations=0, vein_iterations=1)
+        nodes = {name: np.nonzero(tree.branch_ids == bid)[0] for bid, name in tree.labels.items()}
+        arteries = np.concatenate([v for k, v in nodes.items() if _strip_side(k) in NECK_ARTERIES])
+        for s, lateral in (("L", 1.0), ("R", -1.0)):
+            ijv = nodes[f"IJV_{s}"][1:]  # the first node's edge is the jugular foramen's (left) or the root's (right)
+            assert _tube_gap_mm(tree, arteries, ijv) >= 0.0, (seed, s)
+            cca = tree.positions_mm[nodes[f"CCA_{s}"]]
+            mid = cca[len(cca) // 2]
+            vein = tree.positions_mm[nodes[f"IJV_{s}"]]
+            at = vein[np.argmin(np.abs(vein[:, 2] - mid[2]))]  # the vein at the carotid's mid height
+            assert lateral * (at[0] - mid[0]) > 0 and at[1] - mid[1] < tree.radii_mm[nodes[f"CCA_{s}"]].min(), (seed, s)
 
 
 def test_venous_timing_follows_the_veins_downstream():

@@ -32,6 +32,8 @@ ends of the cortical veins and the far ends of the deep veins, to fill the veins
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from vessel_models.courses import VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve, surface_point
 from vessel_models.lsystem import LSystemParams, grow_lsystem
@@ -65,11 +67,20 @@ DEEP_VEIN_DIAMETERS_MM: dict[str, tuple[float, float]] = {
     "TSV": (1.5, 1.0),
     "SepV": (1.2, 0.8),
 }
-#: The share of the template's bend of the deep veins held in place by their surroundings: the internal cerebral
+#: The share of the template's bend of the veins held in place by their surroundings: the internal cerebral
 #: veins run side by side 2-5 mm off the midline in the roof of the third ventricle, where a full bend (up to 5 mm
-#: across) would cross them, their tributaries in the walls of the lateral ventricles, and the inferior sagittal
-#: sinus runs in the falx's free edge, where one (up to 8 mm) would dip it onto the pericallosal arteries.
+#: across) would cross them, their tributaries in the walls of the lateral ventricles, the inferior sagittal
+#: sinus runs in the falx's free edge, where one (up to 8 mm) would dip it onto the pericallosal arteries, and the
+#: internal jugular veins run in the carotid sheath, where one (up to 30 mm) would lay them over the carotid or
+#: the vertebral artery.
 CONFINED_BEND = 0.3
+#: The veins that bend by :data:`CONFINED_BEND` of the template's tortuosity.
+CONFINED_VEINS = ("IJV", "ICV", "ISS", "TSV", "SepV")
+#: Least gap (mm) between a jugular vein's and an artery's walls (node spheres): the tubes between nodes may come
+#: closer by the chord's sagitta at the template's step.
+ARTERY_GAP_MM = 0.5
+#: Standard deviation (mm) of the smoothing along the jugular vein of its giving way to the arteries.
+GIVE_WAY_MM = 8.0
 #: Superior cortical veins per hemisphere.
 CORTICAL_VEINS_PER_SIDE = 5
 SINUS_OFFSET_MM = 2.0  # sinuses run in the dura, just outside the brain surface
@@ -97,7 +108,9 @@ def _segments(centre: np.ndarray, axes: np.ndarray, scale: float) -> dict[str, l
         jugular = free((32.0 * sx, 12.0, -60.0))
         out[f"TS_{s}"] = [torcula, on_dura((38.0 * sx, 70.0, -16.0)), ts_end]
         out[f"SS_{s}"] = [ts_end, free((44.0 * sx, 30.0, -48.0)), jugular]
-        out[f"IJV_{s}"] = [jugular, free((33.0 * sx, 4.0, -110.0)), free((36.0 * sx, -6.0, -172.0))]
+        # down the carotid sheath lateral to the carotid and slightly in front of it (in the arterial template's frame
+        # 14 mm lateral, 1-2 mm anterior), clear of the vertebral artery behind in its transverse foramina
+        out[f"IJV_{s}"] = [jugular, free((35.0 * sx, -10.0, -110.0)), free((38.0 * sx, -16.0, -172.0))]
     out["IJV_R"] = out["IJV_R"][::-1]
     out["SS_R"] = out["SS_R"][::-1]
     out["TS_R"] = out["TS_R"][::-1]
@@ -131,6 +144,38 @@ def _deep_segments(centre: np.ndarray, torcula: np.ndarray, scale: float) -> dic
         out[f"BVR_{s}"] = [galen, at((9.0 * sx, 36.0, -9.0)), at((16.0 * sx, 22.0, -16.0)), at((19.0 * sx, 6.0, -20.0)),
                            at((16.0 * sx, -4.0, -22.0))]
     return out
+
+
+def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
+    """Move the vein nodes ``ids`` off the arteries (the builder's first ``n_arterial`` nodes), as a compliant vein
+    gives way to an artery: each node's overlap (plus :data:`ARTERY_GAP_MM`) is pushed away from the arterial
+    nodes it overlaps, the push smoothed along the vein (Gaussian, :data:`GIVE_WAY_MM`) and faded to nothing at
+    both ends, which stay where they join (the jugular foramen, the virtual root), until no node overlaps."""
+    art = np.array([b.position(i) for i in range(n_arterial)])
+    art_r = np.array([b.radius(i) for i in range(n_arterial)])
+    near = cKDTree(art)
+    pos = np.array([b.position(i) for i in ids])
+    rad = np.array([b.radius(i) for i in ids])
+    step = float(np.mean(np.linalg.norm(np.diff(pos, axis=0), axis=1)))
+    fade = np.sin(np.pi * np.linspace(0.0, 1.0, len(ids)))[:, None] ** 0.5
+    for _ in range(50):
+        push = np.zeros_like(pos)
+        for k, hits in enumerate(near.query_ball_point(pos, rad + art_r.max() + ARTERY_GAP_MM)):
+            for a in hits:
+                away = pos[k] - art[a]
+                dist = max(float(np.linalg.norm(away)), 1e-9)
+                depth = rad[k] + art_r[a] + ARTERY_GAP_MM - dist
+                if depth > 0 and depth > float(push[k] @ away) / dist:
+                    push[k] = away / dist * depth
+        need = np.linalg.norm(push, axis=1)
+        if need.max() <= 1e-6:
+            break
+        smooth = ndimage.gaussian_filter1d(push, GIVE_WAY_MM / step, axis=0, mode="nearest") * fade
+        got = np.linalg.norm(smooth, axis=1)
+        worst = int(np.argmax(need))
+        pos += smooth * (need[worst] / max(got[worst], 1e-9))  # the deepest overlap is cleared in this round
+    for i, p in zip(ids, pos):
+        b.set_position(i, p)
 
 
 def _lay_segment(b: TreeBuilder, name: str, parent: int, points: list[np.ndarray], heading: np.ndarray | None,
@@ -181,6 +226,7 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     inflow_nodes : list of int
         Capillary ends: the leaves of the cortical vein trees.
     """
+    n_arterial = b.n_nodes  # the arteries are laid first
     segs = _segments(centre, axes, scale)
     diam = {k: tuple(d * scale * float(np.exp(rng.normal(0.0, radius_jitter))) for d in v)
             for k, v in VEIN_DIAMETERS_MM.items()}
@@ -195,16 +241,21 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
                 "TS_L": "TS_R", "SS_L": "TS_L", "IJV_L": "SS_L"}
     sss_nodes: list[int] = []
     ts_nodes: dict[str, list[int]] = {}
+    jugulars: list[list[int]] = []
     for name in order:
         parent = root if start_of[name] is None else end_node[start_of[name]]
-        ids = _lay_segment(b, name, parent, segs[name], heading.get(start_of[name]), diam[name], step_mm, tortuosity,
-                           rng)
+        ids = _lay_segment(b, name, parent, segs[name], heading.get(start_of[name]), diam[name], step_mm,
+                           tortuosity * (CONFINED_BEND if name.startswith(CONFINED_VEINS) else 1.0), rng)
         end_node[name] = ids[-1]
         heading[name] = b.position(ids[-1]) - b.position(ids[-2])
         if name.startswith("SSS"):
             sss_nodes += ids
         if name.startswith("TS"):
             ts_nodes[name[-1]] = ids
+        if name.startswith("IJV"):
+            jugulars.append(ids)
+    for ids in jugulars:
+        _make_way(b, ids, n_arterial)
 
     lp = LSystemParams(iterations=iterations, length_diameter_ratio=8.0, tortuosity_deg=35.0,
                        min_radius_mm=min_radius_mm, step_mm=step_mm, root_diameter_mm=2.5,
@@ -241,7 +292,7 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
                    "BVR_R": "VG", "TSV_L": "ICV_L", "TSV_R": "ICV_R", "SepV_L": "ICV_L", "SepV_R": "ICV_R"}
     for name, parent in deep_parent.items():
         start = parent if isinstance(parent, int) else end_node[parent]
-        bend = tortuosity * (CONFINED_BEND if name.startswith(("ICV", "ISS", "TSV", "SepV")) else 1.0)
+        bend = tortuosity * (CONFINED_BEND if name.startswith(CONFINED_VEINS) else 1.0)
         ids = _lay_segment(b, name, start, deep[name], None, deep_diam[name.split("_")[0]], step_mm, bend, rng)
         end_node[name] = ids[-1]
         if name not in deep_parent.values():  # a far end, where the deep territories' capillaries drain
