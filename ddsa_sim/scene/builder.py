@@ -301,17 +301,23 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Cat
     return FractionVessels(frac, affine, name=name), catheter
 
 
-def _way_in(patient: Patient, tree: VesselTree) -> np.ndarray | None:
-    """The catheter's way in through the CT's labelled aorta to the tree's feeding path (None: no label, no
-    feeding path, or the path's start is not near the label), the routes memoised per patient."""
-    feeding = tree.metadata.get("feeding_path_mm")
-    if not feeding or patient.labels is None:
-        return None
-    names = tuple(n for n in FEEDING_ARTERIES if n in _structures(patient))
+def _feeding_lumen(patient: Patient) -> np.ndarray:
+    """Bool mask on the CT grid: the union of the label map's :data:`FEEDING_ARTERIES` (all False without labels)."""
+    structures = _structures(patient) if patient.labels is not None else {}
+    names = [n for n in FEEDING_ARTERIES if n in structures]
     if not names:
+        return np.zeros(patient.ct.shape, dtype=bool)
+    return labels_in(patient.labels.data, structure_ids(names, structures, str(patient.spec.labels)))
+
+
+def _way_in(patient: Patient, tree: VesselTree) -> np.ndarray | None:
+    """The catheter's way in through the CT's labelled arteries (:data:`FEEDING_ARTERIES`) to the tree's feeding path
+    (None: no label, no feeding path, or the path's start is not near the labels), the routes memoised per patient."""
+    feeding = tree.metadata.get("feeding_path_mm")
+    if not feeding:
         return None
-    if "artery routes" not in patient.derived:  # a region cut from a CT may hold none of the aorta
-        lumen = labels_in(patient.labels.data, structure_ids(list(names), _structures(patient), str(patient.spec.labels)))
+    if "artery routes" not in patient.derived:  # a region cut from a CT may hold none of them
+        lumen = _feeding_lumen(patient)
         patient.derived["artery routes"] = ArteryRoutes(lumen, patient.ct.affine) if lumen.any() else None
     if patient.derived["artery routes"] is None:
         return None
