@@ -150,7 +150,8 @@ def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
     """Move the vein nodes ``ids`` off the arteries (the builder's first ``n_arterial`` nodes), as a compliant vein
     gives way to an artery: each node's overlap (plus :data:`ARTERY_GAP_MM`) is pushed away from the arterial
     nodes it overlaps, the push smoothed along the vein (Gaussian, :data:`GIVE_WAY_MM`) and faded to nothing at
-    both ends, which stay where they join (the jugular foramen, the virtual root), until no node overlaps."""
+    both ends, which stay where they join (the jugular foramen, the virtual root), in rounds (at most 50) that
+    each clear the deepest overlap, until no node overlaps."""
     art = np.array([b.position(i) for i in range(n_arterial)])
     art_r = np.array([b.radius(i) for i in range(n_arterial)])
     near = cKDTree(art)
