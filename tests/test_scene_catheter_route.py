@@ -164,3 +164,37 @@ def test_carotid_way_in_goes_from_the_arch_into_its_branch(chest, side, branches
     other = "left" if side == "right" else "right"
     assert f"common_carotid_artery_{other}" not in at and ("brachiocephalic_trunk" in at) == (side == "right")
     assert route[:, 2].max() == pytest.approx(join[2], abs=1.5)  # up to the join, never above it
+
+
+def test_way_in_comes_up_an_iliac_artery(tmp_path):
+    """On a CT whose labels hold the iliac arteries below the aorta (a scan down to the pelvis), the way in to the
+    aorta enters where an iliac artery leaves the CT's bottom slice and comes up it into the aorta: the union of
+    the label map's named arteries, read from its structures CSV."""
+    from ddsa_sim.scene import CTSpec
+    from ddsa_sim.scene.builder import _way_in, load_patient
+    from vessel_models.io import save_nifti
+    from vessel_models.tree import VesselTree
+
+    world, affine = _grid(110.0)
+    x, y, z = world[..., 0], world[..., 1], world[..., 2]
+    aorta = (np.hypot(x, y) <= 10.0) & (z >= -10.0) & (z <= 90.0)  # closed at its top, inside the CT
+    labels = aorta.astype(np.uint8)
+    for value, side in ((2, 1.0), (3, -1.0)):  # each iliac runs from the aorta's bottom to the CT's, 40 mm aside
+        t = np.clip(-z / 100.0, 0.0, 1.0)
+        labels[(np.hypot(x - side * 40.0 * t, y) <= 6.0) & (z <= 0.0) & ~aorta] = value
+    save_nifti(np.where(np.abs(x) <= 55.0, 0, -1000).astype(np.int16), affine, tmp_path / "ct.nii.gz")  # air aside
+    save_nifti(labels, affine, tmp_path / "labels.nii.gz")
+    (tmp_path / "structures.csv").write_text("structure,id\naorta,1\niliac_artery_left,2\niliac_artery_right,3\n")
+    patient = load_patient(CTSpec(str(tmp_path / "ct.nii.gz"), str(tmp_path / "labels.nii.gz"),
+                                  str(tmp_path / "structures.csv")))
+    join = patient.ct.affine[:3, :3] @ np.argwhere(labels == 1).mean(axis=0) + patient.ct.affine[:3, 3]
+    up = patient.ct.affine[:3, :3] @ [0.0, 0.0, 1.0]  # the CT's slice direction, whatever the file's orientation
+    tree = VesselTree(np.array([join + 10 * up, join + 20 * up]), np.array([3.0, 2.0]), np.array([-1, 0]),
+                      np.zeros(2, int), np.zeros(2, int), {"feeding_path_mm": [join.tolist()]})
+    route = _way_in(patient, tree)
+    inv = np.linalg.inv(patient.ct.affine)
+    ijk = np.rint(route @ inv[:3, :3].T + inv[:3, 3]).astype(int)
+    along = labels[tuple(ijk.T)]
+    assert ijk[0][2] == 0 and along[0] in (2, 3)  # the CT's bottom slice, in an iliac artery
+    assert np.all(along > 0) and along[-1] == 1 and np.all(np.diff((along == 1).astype(int)) >= 0)  # then the aorta
+    assert np.linalg.norm(route[-1] - join) < 1.5
