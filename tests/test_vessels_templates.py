@@ -26,6 +26,7 @@ from ddsa_sim import InputError
 from ddsa_sim.export.config import config_from_dict
 from ddsa_sim.export.plan import plan_dataset
 from vessel_models import morphometrics as m
+from vessel_models.bolus import venous_nodes
 from vessel_models.generators import generate
 from vessel_models.lsystem import PUBLISHED_GRID_AXES, generate_lsystem, murray_daughters, published_grid
 from vessel_models.tree import VesselInputError
@@ -346,6 +347,20 @@ def test_jugular_veins_run_beside_the_carotids_clear_of_every_artery():
             vein = tree.positions_mm[nodes[f"IJV_{s}"]]
             at = vein[np.argmin(np.abs(vein[:, 2] - mid[2]))]  # the vein at the carotid's mid height
             assert lateral * (at[0] - mid[0]) > 0 and at[1] - mid[1] < tree.radii_mm[nodes[f"CCA_{s}"]].min(), (seed, s)
+
+
+def test_deep_veins_outside_the_dura_give_way_to_the_arteries():
+    """The basal veins run beside the posterior cerebral arteries around the midbrain, the internal cerebral veins
+    under the pericallosal arteries' distal branches: none of their tubes enters an artery's (seeds 0-3; where an
+    overlap lies at a vein's held end a residual stays: 0.57 mm at an ICV's in seed 6, 0.01 mm at a TSV's in
+    seed 4). The dural sinuses do not give way (docs/vessels.md)."""
+    for seed in SEEDS:
+        tree = generate("cow", seed)
+        names = np.array([tree.labels.get(int(b), "") for b in tree.branch_ids]).astype(str)
+        venous = venous_nodes(tree)
+        arteries = np.nonzero(~venous & (names != "virtual") & (tree.parents >= 0))[0]
+        for vein in ("BVR", "ICV", "TSV", "SepV"):
+            assert _tube_gap_mm(tree, arteries, np.nonzero(np.char.startswith(names, vein))[0]) >= 0.0, (seed, vein)
 
 
 def test_venous_timing_follows_the_veins_downstream():

@@ -76,10 +76,13 @@ DEEP_VEIN_DIAMETERS_MM: dict[str, tuple[float, float]] = {
 CONFINED_BEND = 0.3
 #: The veins that bend by :data:`CONFINED_BEND` of the template's tortuosity.
 CONFINED_VEINS = ("IJV", "ICV", "ISS", "TSV", "SepV")
-#: Least gap (mm) between a jugular vein's and an artery's walls (node spheres): the tubes between nodes may come
+#: The veins that give way to the arteries (:func:`_make_way`): the jugulars in the carotid sheath and the deep veins
+#: outside the dura; not the dural sinuses, which are rigid.
+GIVING_WAY = ("IJV", "ICV", "BVR", "TSV", "SepV")
+#: Least gap (mm) between a giving vein's and an artery's walls (node spheres): the tubes between nodes may come
 #: closer by the chord's sagitta at the template's step.
 ARTERY_GAP_MM = 0.5
-#: Standard deviation (mm) of the smoothing along the jugular vein of its giving way to the arteries.
+#: Standard deviation (mm) of the smoothing along a vein of its giving way to the arteries.
 GIVE_WAY_MM = 8.0
 #: Superior cortical veins per hemisphere.
 CORTICAL_VEINS_PER_SIDE = 5
@@ -150,8 +153,8 @@ def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
     """Move the vein nodes ``ids`` off the arteries (the builder's first ``n_arterial`` nodes), as a compliant vein
     gives way to an artery: each node's overlap (plus :data:`ARTERY_GAP_MM`) is pushed away from the arterial
     nodes it overlaps, the push smoothed along the vein (Gaussian, :data:`GIVE_WAY_MM`) and faded to nothing at
-    both ends, which stay where they join (the jugular foramen, the virtual root), in rounds (at most 50) that
-    each clear the deepest overlap, until no node overlaps."""
+    both ends, which stay where they join (the jugular foramen, the virtual root, another vein), in rounds (at most
+    50) that each clear the deepest overlap away from the ends, until none is left there."""
     art = np.array([b.position(i) for i in range(n_arterial)])
     art_r = np.array([b.radius(i) for i in range(n_arterial)])
     near = cKDTree(art)
@@ -173,8 +176,11 @@ def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
             break
         smooth = ndimage.gaussian_filter1d(push, GIVE_WAY_MM / step, axis=0, mode="nearest") * fade
         got = np.linalg.norm(smooth, axis=1)
-        worst = int(np.argmax(need))
-        pos += smooth * (need[worst] / max(got[worst], 1e-9))  # the deepest overlap is cleared in this round
+        free = np.where(got >= 0.05 * need, need, 0.0)  # not where the vein is held (its ends): it cannot give way
+        worst = int(np.argmax(free))
+        if free[worst] <= 1e-6:
+            break
+        pos += smooth * (need[worst] / got[worst])  # the deepest overlap it can clear is cleared in this round
     for i, p in zip(ids, pos):
         b.set_position(i, p)
 
@@ -242,7 +248,7 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
                 "TS_L": "TS_R", "SS_L": "TS_L", "IJV_L": "SS_L"}
     sss_nodes: list[int] = []
     ts_nodes: dict[str, list[int]] = {}
-    jugulars: list[list[int]] = []
+    giving: list[list[int]] = []  # the nodes of the veins that give way to the arteries, laid last
     for name in order:
         parent = root if start_of[name] is None else end_node[start_of[name]]
         ids = _lay_segment(b, name, parent, segs[name], heading.get(start_of[name]), diam[name], step_mm,
@@ -253,10 +259,8 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
             sss_nodes += ids
         if name.startswith("TS"):
             ts_nodes[name[-1]] = ids
-        if name.startswith("IJV"):
-            jugulars.append(ids)
-    for ids in jugulars:
-        _make_way(b, ids, n_arterial)
+        if name.startswith(GIVING_WAY):
+            giving.append(ids)
 
     lp = LSystemParams(iterations=iterations, length_diameter_ratio=8.0, tortuosity_deg=35.0,
                        min_radius_mm=min_radius_mm, step_mm=step_mm, root_diameter_mm=2.5,
@@ -298,4 +302,8 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
         end_node[name] = ids[-1]
         if name not in deep_parent.values():  # a far end, where the deep territories' capillaries drain
             inflow.append(ids[-1])
+        if name.startswith(GIVING_WAY):
+            giving.append(ids)
+    for ids in giving:
+        _make_way(b, ids, n_arterial)
     return sorted({b.branch_of(i) for i in range(root, b.n_nodes)}), inflow
