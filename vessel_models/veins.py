@@ -188,8 +188,10 @@ def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
 def _lay_segment(b: TreeBuilder, name: str, parent: int, points: list[np.ndarray], heading: np.ndarray | None,
                  diameters: tuple[float, float], step_mm: float, tortuosity: float,
                  rng: np.random.Generator) -> list[int]:
-    """Nodes of one named segment from ``parent`` through ``points[1:]``, its diameter linear from start to end."""
-    nodes = smooth_curve([b.position(parent)] + points[1:], heading, step_mm, tortuosity, rng)
+    """Nodes of one named segment from ``parent`` through ``points[1:]``, its diameter linear from start to end, bent
+    by ``tortuosity`` (by :data:`CONFINED_BEND` of it for the :data:`CONFINED_VEINS`)."""
+    bend = tortuosity * (CONFINED_BEND if name.startswith(CONFINED_VEINS) else 1.0)
+    nodes = smooth_curve([b.position(parent)] + points[1:], heading, step_mm, bend, rng)
     d0, d1 = diameters
     bid = b.new_branch(1, name)
     ids, node = [], parent
@@ -251,8 +253,8 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     giving: list[list[int]] = []  # the nodes of the veins that give way to the arteries, laid last
     for name in order:
         parent = root if start_of[name] is None else end_node[start_of[name]]
-        ids = _lay_segment(b, name, parent, segs[name], heading.get(start_of[name]), diam[name], step_mm,
-                           tortuosity * (CONFINED_BEND if name.startswith(CONFINED_VEINS) else 1.0), rng)
+        ids = _lay_segment(b, name, parent, segs[name], heading.get(start_of[name]), diam[name], step_mm, tortuosity,
+                           rng)
         end_node[name] = ids[-1]
         heading[name] = b.position(ids[-1]) - b.position(ids[-2])
         if name.startswith("SSS"):
@@ -297,8 +299,7 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
                    "BVR_R": "VG", "TSV_L": "ICV_L", "TSV_R": "ICV_R", "SepV_L": "ICV_L", "SepV_R": "ICV_R"}
     for name, parent in deep_parent.items():
         start = parent if isinstance(parent, int) else end_node[parent]
-        bend = tortuosity * (CONFINED_BEND if name.startswith(CONFINED_VEINS) else 1.0)
-        ids = _lay_segment(b, name, start, deep[name], None, deep_diam[name.split("_")[0]], step_mm, bend, rng)
+        ids = _lay_segment(b, name, start, deep[name], None, deep_diam[name.split("_")[0]], step_mm, tortuosity, rng)
         end_node[name] = ids[-1]
         if name not in deep_parent.values():  # a far end, where the deep territories' capillaries drain
             inflow.append(ids[-1])

@@ -74,13 +74,15 @@ class ArteryRoutes:
         shell = np.column_stack(np.unravel_index(np.unique(np.ravel_multi_index(outside.T, lumen.shape)), lumen.shape))
         wall_mm = cKDTree(shell * spacing).query(idx * spacing)[0] if len(shell) else np.zeros(len(idx))  # all lumen
         cost = 1.0 / (WALL_CLEARANCE_MM + wall_mm) ** 2
-        half = np.array([tuple(s) > (0, 0, 0) for s in steps])  # each pair of neighbours once
-        rows = np.concatenate([np.nonzero(neighbour[:, k] >= 0)[0] for k in np.nonzero(half)[0]])
-        cols = np.concatenate([neighbour[neighbour[:, k] >= 0, k] for k in np.nonzero(half)[0]])
-        step_mm = np.concatenate([np.full(np.count_nonzero(neighbour[:, k] >= 0), np.linalg.norm(steps[k] * spacing))
-                                  for k in np.nonzero(half)[0]])
+        rows, cols, weights = [], [], []
+        for k in (k for k, s in enumerate(steps) if tuple(s) > (0, 0, 0)):  # each pair of neighbours once
+            here = np.nonzero(neighbour[:, k] >= 0)[0]
+            there = neighbour[here, k]
+            rows.append(here)
+            cols.append(there)
+            weights.append(0.5 * (cost[here] + cost[there]) * float(np.linalg.norm(steps[k] * spacing)))
         n = len(idx)
-        self._graph = csr_matrix((0.5 * (cost[rows] + cost[cols]) * step_mm, (rows, cols)), shape=(n, n))
+        self._graph = csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
         self._world = idx @ self.affine[:3, :3].T + self.affine[:3, 3]
         self._piece = csgraph.connected_components(self._graph, directed=False)[1]
         on_edge = np.any(idx == 0, axis=1) | np.any(idx == np.asarray(lumen.shape) - 1, axis=1)
