@@ -153,7 +153,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         labels: str | None = typer.Option(None, help="Label map on the CT grid (for builtin:chest-ct, "
                                              "builtin:chest-ct-labels is taken when labels:... vessels or an organ "
                                              "--region need one). With a heart label the coronary template is "
-                                             "placed on it; with an aorta label the catheter comes up the aorta."),
+                                             "placed on it; with labelled arteries the catheter comes up the aorta (and into "
+                                             "an arch branch)."),
         structures: str | None = typer.Option(None, help="CSV 'structure,id' naming the labels of --labels."),
         region: str = typer.Option("body", help="Where a tree is placed: body (CT > -300 HU) or organ name(s)."),
         place: str = typer.Option("auto", help="auto | anatomical | region | as-is. auto: templates (cow, "

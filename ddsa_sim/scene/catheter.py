@@ -3,8 +3,8 @@
 The catheter's centreline follows the feeding artery of the tree: the tree's ``feeding_path_mm``
 metadata (the template's upstream centreline, e.g. the common carotid of an ICA injection, the
 ascending aorta of a coronary injection) or, without it, the tree's root direction reversed; before it,
-where the CT has a labelled aorta, the way in through it (:mod:`ddsa_sim.scene.catheter_route`: up the
-descending aorta, over the arch); from the first point it runs straight on, backwards, until it leaves
+where the CT has labelled arteries, the way in through them (:mod:`ddsa_sim.scene.catheter_route`: up the
+descending aorta, over the arch, into a branch); from the first point it runs straight on, backwards, until it leaves
 the body's outline (the catheter comes from outside the imaged volume), and it ends ``tip_offset_mm``
 proximal to the tree's root (the injection site). Corners are rounded (Chaikin corner cutting), as a catheter bends smoothly.
 
