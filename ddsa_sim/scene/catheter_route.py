@@ -81,8 +81,10 @@ class ArteryRoutes:
             rows.append(here)
             cols.append(there)
             weights.append(0.5 * (cost[here] + cost[there]) * float(np.linalg.norm(steps[k] * spacing)))
-        n = len(idx)
-        self._graph = csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+        rows = np.concatenate(rows)  # one list at a time, each freed once joined
+        cols = np.concatenate(cols)
+        weights = np.concatenate(weights)
+        self._graph = csr_matrix((weights, (rows, cols)), shape=(len(idx), len(idx)))
         self._world = idx @ self.affine[:3, :3].T + self.affine[:3, 3]
         self._piece = csgraph.connected_components(self._graph, directed=False)[1]
         on_edge = np.any(idx == 0, axis=1) | np.any(idx == np.asarray(lumen.shape) - 1, axis=1)
