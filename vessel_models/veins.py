@@ -32,7 +32,8 @@ ends of the cortical veins and the far ends of the deep veins, to fill the veins
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
+from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
 from vessel_models.courses import VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve, surface_point
@@ -79,6 +80,15 @@ CONFINED_VEINS = ("IJV", "ICV", "ISS", "TSV", "SepV")
 #: The veins that give way to the arteries (:func:`_make_way`): the jugulars in the carotid sheath and the deep veins
 #: outside the dura; not the dural sinuses, which are rigid.
 GIVING_WAY = ("IJV", "ICV", "BVR", "TSV", "SepV")
+#: The veins the arteries give way to (:func:`_arteries_make_way`) and pass beneath: the dural sinuses on the brain's
+#: surface, rigid in the dura (the medial surface's arteries run 3 mm off the midline under the superior sagittal
+#: sinus, the posterior cerebral's cortical branches over the tentorium under the transverse sinus), and the cortical
+#: veins, held where they bridge to a sinus and laid nearer the surface than the arteries (0.5 against 3 mm deep).
+SURFACE_VEINS = ("SSS", "TS", "SS_", "CorV", "Labbe")
+#: The veins the arteries give way to by moving aside, away from the midline: the straight and inferior sagittal sinus,
+#: rigid in the falx, and the vein of Galen, held at both ends under the splenium, with each hemisphere's medial
+#: arteries beside them.
+MIDLINE_VEINS = ("StS", "ISS", "VG")
 #: Least gap (mm) between a giving vein's and an artery's walls (node spheres): the tubes between nodes may come
 #: closer by the chord's sagitta at the template's step.
 ARTERY_GAP_MM = 0.5
@@ -149,6 +159,30 @@ def _deep_segments(centre: np.ndarray, torcula: np.ndarray, scale: float) -> dic
     return out
 
 
+def _overlap_push(pos: np.ndarray, rad: np.ndarray, other: np.ndarray, other_r: np.ndarray, near: cKDTree,
+                  along: np.ndarray | None = None) -> np.ndarray:
+    """(N, 3) push (mm) that takes each node sphere (``pos``, ``rad``) :data:`ARTERY_GAP_MM` clear of the ``other``
+    node spheres it overlaps (``near``: their KD-tree): directly away from the centre of the one it overlaps most
+    or, with ``along`` ((N, 3) unit vectors), along its own direction by the least distance that clears them all."""
+    push = np.zeros_like(pos)
+    for k, hits in enumerate(near.query_ball_point(pos, rad + other_r.max() + ARTERY_GAP_MM)):
+        for a in hits:
+            d = pos[k] - other[a]
+            dist = max(float(np.linalg.norm(d)), 1e-9)
+            clear = rad[k] + other_r[a] + ARTERY_GAP_MM
+            if dist >= clear:
+                continue
+            if along is None:
+                if clear - dist > float(push[k] @ d) / dist:
+                    push[k] = d / dist * (clear - dist)
+            else:  # |d + t u| = clear, the larger root
+                du = float(d @ along[k])
+                t = -du + np.sqrt(du * du - dist * dist + clear * clear)
+                if t > float(np.linalg.norm(push[k])):
+                    push[k] = along[k] * t
+    return push
+
+
 def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
     """Move the vein nodes ``ids`` off the arteries (the builder's first ``n_arterial`` nodes), as a compliant vein
     gives way to an artery: each node's overlap (plus :data:`ARTERY_GAP_MM`) is pushed away from the arterial
@@ -163,14 +197,7 @@ def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
     step = float(np.mean(np.linalg.norm(np.diff(pos, axis=0), axis=1)))
     fade = np.sin(np.pi * np.linspace(0.0, 1.0, len(ids)))[:, None] ** 0.5
     for _ in range(50):
-        push = np.zeros_like(pos)
-        for k, hits in enumerate(near.query_ball_point(pos, rad + art_r.max() + ARTERY_GAP_MM)):
-            for a in hits:
-                away = pos[k] - art[a]
-                dist = max(float(np.linalg.norm(away)), 1e-9)
-                depth = rad[k] + art_r[a] + ARTERY_GAP_MM - dist
-                if depth > 0 and depth > float(push[k] @ away) / dist:
-                    push[k] = away / dist * depth
+        push = _overlap_push(pos, rad, art, art_r, near)
         need = np.linalg.norm(push, axis=1)
         if need.max() <= 1e-6:
             break
@@ -183,6 +210,64 @@ def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
         pos += smooth * (need[worst] / got[worst])  # the deepest overlap it can clear is cleared in this round
     for i, p in zip(ids, pos):
         b.set_position(i, p)
+
+
+def _arterial_sides(b: TreeBuilder, n_arterial: int) -> np.ndarray:
+    """(n_arterial,) +1 for a node of a left artery (its branch, or the nearest labelled branch above it, ends in
+    ``_L``), -1 for a right one, 0 for the midline's (the root, the basilar, the communicating arteries)."""
+    side = np.zeros(n_arterial)
+    for i in range(1, n_arterial):  # parents come before their children
+        label = b.labels.get(b.branch_of(i))
+        side[i] = 1.0 if label and label.endswith("_L") else -1.0 if label and label.endswith("_R") else side[b.parent(i)]
+    return side
+
+
+def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_arterial: int, centre: np.ndarray,
+                       axes: np.ndarray) -> None:
+    """Move the arteries (the builder's first ``n_arterial`` nodes; the root stays) off the vein nodes ``beneath``
+    (:data:`SURFACE_VEINS`) and ``aside`` (:data:`MIDLINE_VEINS`), as the tissue around them gives way to the dura:
+    an arterial node overlapping a vein (plus :data:`ARTERY_GAP_MM`) is pushed along the brain ellipsoid's normal
+    (``centre``, ``axes``) off the first, inwards where its branch lies inside the dura (beneath the sinus or the
+    cortical vein) and outwards where it lies outside (the scalp's and the neck's arteries), and along the patient's
+    x axis off the second, into its own hemisphere (:func:`_arterial_sides`; a midline artery's: the side its branch
+    lies on); every arterial node within 3 :data:`GIVE_WAY_MM` of a pushed one along the tree moves by the push that
+    moves it most once Gaussian-weighted by that distance (:data:`GIVE_WAY_MM`), so that the artery bends aside
+    smoothly and each pushed node moves by at least its own push; in rounds (at most 50) until no overlap is left. A
+    branch lies inside or outside the dura, and on a side of the midline, as its mean node position does."""
+    pos = np.array([b.position(i) for i in range(n_arterial)])
+    rad = np.array([b.radius(i) for i in range(n_arterial)])
+    children = np.arange(1, n_arterial)
+    parents = np.array([b.parent(i) for i in children])
+    along_tree = sparse.csr_matrix((np.linalg.norm(pos[children] - pos[parents], axis=1), (children, parents)),
+                                   shape=(n_arterial, n_arterial))
+    branch = np.array([b.branch_of(i) for i in range(n_arterial)])
+    _, index = np.unique(branch, return_inverse=True)
+    mean = np.stack([np.bincount(index, pos[:, k]) for k in range(3)], axis=1) / np.bincount(index)[:, None]
+    inside = np.linalg.norm((mean - centre) / (axes + SINUS_OFFSET_MM), axis=1)[index] < 1.0
+    side = _arterial_sides(b, n_arterial)
+    lateral = np.zeros_like(pos)
+    lateral[:, 0] = np.where(side != 0, side, np.where(mean[index, 0] >= centre[0], 1.0, -1.0))
+    veins = [(np.array([b.position(i) for i in part]), np.array([b.radius(i) for i in part])) for part in (beneath, aside)]
+    near = [cKDTree(v) for v, _ in veins]
+    for _ in range(50):
+        normal = (pos - centre) / axes**2
+        inward = normal * np.where(inside, -1.0, 1.0)[:, None] / np.linalg.norm(normal, axis=1, keepdims=True)
+        under = _overlap_push(pos, rad, *veins[0], near[0], inward)
+        away = _overlap_push(pos, rad, *veins[1], near[1], lateral)
+        push = np.where((np.linalg.norm(under, axis=1) >= np.linalg.norm(away, axis=1))[:, None], under, away)
+        push[0] = 0.0
+        need = np.linalg.norm(push, axis=1)
+        if need.max() <= 1e-6:
+            break
+        pushed = np.nonzero(need > 1e-9)[0]
+        dist = csgraph.dijkstra(along_tree, directed=False, indices=pushed, limit=3.0 * GIVE_WAY_MM)
+        w = np.exp(-0.5 * (dist / GIVE_WAY_MM) ** 2)  # 0 beyond the limit (inf)
+        best = np.argmax(w * need[pushed, None], axis=0)  # per node, the push that moves it most
+        move = w[best, np.arange(n_arterial), None] * push[pushed[best]]
+        move[0] = 0.0
+        pos += move
+    for i in range(1, n_arterial):
+        b.set_position(i, pos[i])
 
 
 def _lay_segment(b: TreeBuilder, name: str, parent: int, points: list[np.ndarray], heading: np.ndarray | None,
@@ -251,6 +336,8 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     sss_nodes: list[int] = []
     ts_nodes: dict[str, list[int]] = {}
     giving: list[list[int]] = []  # the nodes of the veins that give way to the arteries, laid last
+    beneath: list[int] = []  # the nodes of the veins the arteries give way to, by passing beneath
+    aside: list[int] = []  # and by moving aside
     for name in order:
         parent = root if start_of[name] is None else end_node[start_of[name]]
         ids = _lay_segment(b, name, parent, segs[name], heading.get(start_of[name]), diam[name], step_mm, tortuosity,
@@ -263,6 +350,8 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
             ts_nodes[name[-1]] = ids
         if name.startswith(GIVING_WAY):
             giving.append(ids)
+        if name.startswith(SURFACE_VEINS):
+            beneath += ids
 
     lp = LSystemParams(iterations=iterations, length_diameter_ratio=8.0, tortuosity_deg=35.0,
                        min_radius_mm=min_radius_mm, step_mm=step_mm, root_diameter_mm=2.5,
@@ -286,6 +375,7 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
         b.labels[b.branch_of(first)] = label
         side = 1.0 if label.endswith("_L") else -1.0
         lay_on_surface(b, first, n, "cortex", side, centre, axes, 0.5 * scale, 10.0 * scale, scale)
+        beneath += range(first, b.n_nodes)
         has_child = {b.parent(i) for i in range(first, b.n_nodes)}
         inflow += [i for i in range(first, b.n_nodes) if i not in has_child]
 
@@ -305,6 +395,10 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
             inflow.append(ids[-1])
         if name.startswith(GIVING_WAY):
             giving.append(ids)
+        if name.startswith(MIDLINE_VEINS):
+            aside += ids
+    # the arteries first: the giving veins then make way for them where they end up
+    _arteries_make_way(b, beneath, aside, n_arterial, centre, axes)
     for ids in giving:
         _make_way(b, ids, n_arterial)
     return sorted({b.branch_of(i) for i in range(root, b.n_nodes)}), inflow
