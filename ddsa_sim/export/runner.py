@@ -59,13 +59,18 @@ from ddsa_sim.export.store import (
     write_sample,
     writer_lock,
 )
+from ddsa_sim.scene.sources import generator_params
 from ddsa_sim.volumes.readers import peek_voxels
 
 __all__ = ["ExportInterrupted", "ExportResult", "export_chunk", "make_tasks", "preflight", "run_export"]
 
 
-class ExportInterrupted(Exception):
-    """SIGINT or SIGTERM stopped an export; the store is resumable. ``signum``: the signal's number."""
+class ExportInterrupted(BaseException):
+    """SIGINT or SIGTERM stopped an export; the store is resumable. ``signum``: the signal's number.
+
+    A ``BaseException`` like ``KeyboardInterrupt``: the signal handler raises it wherever the main thread is, and
+    no ``except Exception`` on the way (a reader's, which reports a file it cannot read) may take it for its own.
+    """
 
     def __init__(self, signum: int, message: str = "") -> None:
         super().__init__(message or f"interrupted by {signal.Signals(signum).name}")
@@ -117,7 +122,8 @@ def make_tasks(specs: Iterable[SampleSpec], chunk_size: int) -> list[list[Sample
 def preflight(config: DatasetConfig, local: bool = True) -> None:
     """Fail fast, before any store is written: the scene renderer's options suit ``device``, a CUDA
     ``device`` exists here (``local``: the workers run on this machine), every CT exists and is not
-    above ``max_ct_voxels`` (from the file header where the format allows)."""
+    above ``max_ct_voxels`` (from the file header where the format allows), every vessel file exists, and the
+    scene renderer knows every generator and parameter named."""
     if config.renderer == "scene":
         scene_options(config.renderer_options, config.device)
     if local:
@@ -134,6 +140,10 @@ def preflight(config: DatasetConfig, local: bool = True) -> None:
             value = getattr(src, key)
             if value and value != "ct-labels" and not Path(value).exists():
                 raise InputError(f"vessels.sources[{i}].{key}: {value}: no such file or folder")
+        if src.generator is not None and config.renderer == "scene":  # its name and parameters' (values: per tree)
+            generator_params(src.generator, {}, f"vessels.sources[{i}].generator")
+            if isinstance(src.params, dict):
+                generator_params(src.generator, dict.fromkeys(src.params), f"vessels.sources[{i}].params")
 
 
 def _progress(total: int, initial: int, enabled: bool):
