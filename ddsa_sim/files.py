@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ddsa_sim import InputError
 from vessel_models.io import atomic_output as vessel_atomic_output
 
-__all__ = ["atomic_output", "cache_dir", "claim_output", "make_folder"]
+__all__ = ["atomic_output", "cache_dir", "claim_output", "clear_output", "make_folder"]
 
 
 def atomic_output(path: str | os.PathLike) -> AbstractContextManager[Path]:
@@ -74,18 +75,21 @@ def _refuse_file_in_the_way(path: Path) -> None:
             return
 
 
-def claim_output(path: str | os.PathLike, overwrite: bool = False, keep: bool = False) -> Path:
-    """Make sure a command may write into the folder ``path``; returns it (it may not exist yet).
+def claim_output(path: str | os.PathLike, overwrite: bool = False, keep: bool = False,
+                 inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
+    """Make sure a command may write into the folder ``path``; returns it (it may not exist yet). Deletes nothing:
+    a command given ``overwrite`` calls :func:`clear_output` once its inputs are checked, before it writes.
 
     A missing or empty folder is fine. A folder holding files is refused, unless ``keep`` (the
-    command continues what is there, e.g. ``--resume``) or ``overwrite`` (its contents are deleted
-    first, so no stale file of an older run survives).
+    command continues what is there, e.g. ``--resume``) or ``overwrite`` (its contents will be deleted,
+    so no stale file of an older run survives); ``overwrite`` is refused where the folder holds one of the
+    command's ``inputs`` (paths; None and names that are not files, e.g. ``builtin:chest-ct``, are skipped).
 
     Raises
     ------
     InputError
-        ``path`` is a file, holds files (without ``overwrite`` / ``keep``), or would delete the
-        working directory.
+        ``path`` is a file, holds files (without ``overwrite`` / ``keep``), holds an input (with
+        ``overwrite``), or would delete the working directory.
     """
     path = Path(path)
     _refuse_file_in_the_way(path)
@@ -94,11 +98,24 @@ def claim_output(path: str | os.PathLike, overwrite: bool = False, keep: bool = 
     if not overwrite:
         raise InputError(f"{path}: output folder exists and is not empty; choose another, or --overwrite to "
                          "delete its contents first")
-    if Path.cwd().resolve().is_relative_to(path.resolve()):
+    folder = path.resolve()
+    if Path.cwd().resolve().is_relative_to(folder):
         raise InputError(f"{path}: --overwrite would delete the working directory; choose another output")
+    for given in inputs:
+        if given is not None and Path(given).exists() and Path(given).resolve().is_relative_to(folder):
+            raise InputError(f"{path}: --overwrite would delete the input {given}, which lies in it; move it or "
+                             "choose another output")
+    return path
+
+
+def clear_output(path: str | os.PathLike) -> None:
+    """Delete what the folder ``path`` holds (nothing if it does not exist): the ``--overwrite`` of a folder
+    :func:`claim_output` accepted, called once the command's inputs are checked."""
+    path = Path(path)
+    if not path.is_dir():
+        return
     for child in path.iterdir():
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
         else:
             child.unlink()
-    return path

@@ -74,6 +74,10 @@ def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):
     (["project", "CT", "-o", "FILE/x"], "FILE: is a file, not a folder"),
     (["project", "CT", "-o", "FULL"], "FULL: output folder exists and is not empty"),
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "FULL"], "--overwrite"),
+    # --overwrite deletes nothing before the inputs are checked, and never an input
+    (["dsa", "--ct", "CT", "--vessels", "banana", "-o", "FULL", "--overwrite"], "--vessels: 'banana'"),
+    (["project", "FULL/ct.nii.gz", "-o", "FULL", "--overwrite"], "would delete the input FULL/ct.nii.gz"),
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--alpha", "10,,20"], "--alpha: expected a number"),
 ])
 def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     mri = tmp_path / "mri.nii.gz"
@@ -81,6 +85,7 @@ def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     (tmp_path / "FILE").write_text("x")
     (tmp_path / "FULL").mkdir()
     (tmp_path / "FULL" / "view_000.npz").write_text("an older run")
+    (tmp_path / "FULL" / "ct.nii.gz").write_bytes(small_ct.read_bytes())
     args = [str(small_ct) if a == "CT" else str(mri) if a == "MRI" else a for a in args]
     r = run(*args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr

@@ -258,6 +258,20 @@ def test_dicom_size_from_headers():
         read_ct_with_labels(path, None, 100)
 
 
+@pytest.mark.parametrize("source,needle", [
+    ({"generator": "lsystm"}, r"vessels.sources\[0\].generator: unknown vessel generator 'lsystm'"),
+    ({"generator": "lsystem", "params": {"root_diam_mm": 3.0}}, r"vessels.sources\[0\].params.root_diam_mm: unknown"),
+])
+def test_unknown_generator_or_parameter_refused_before_store(tmp_path, source, needle):
+    """A typo in a generator's name or parameters is found before the store exists, not by the first sample
+    (which left an empty store that refused the corrected config's run)."""
+    glob = write_cts(tmp_path / "cts", n=1)
+    cfg = small_config(glob, vessels={"sources": [source]}, renderer="scene")
+    with pytest.raises(InputError, match=needle):
+        run_export(cfg, tmp_path / "s.zarr", progress=False)
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def test_missing_vessel_segmentation_refused_before_store(tmp_path):
     glob = write_cts(tmp_path / "cts", n=1)
     cfg = small_config(glob, vessels={"sources": [{"segmentation": str(tmp_path / "nope.nii.gz")}]})

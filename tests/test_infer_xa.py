@@ -229,3 +229,22 @@ def test_bad_dicom_is_one_line_naming_the_file(app_ckpt, tmp_path):
         assert len(line.splitlines()) == 1 and "Traceback" not in r.output
         assert culprit in line and needle in line, line
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_infer_never_overwrites_its_input_and_asks_before_replacing_an_output(app_ckpt, tmp_path):
+    """docs/reliability.md: no command replaces an existing output unless asked, and an output that is its own
+    input is refused even then (the contrast frame would be lost)."""
+    app, ckpt = app_ckpt
+    frame = tmp_path / "f.tif"
+    iio.imwrite(frame, np.full((16, 16), 0.5, np.float32))
+    before = frame.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        r = CliRunner().invoke(app, ["infer", str(ckpt), str(frame), "-o", str(frame), "--native-grid", *extra])
+        assert r.exit_code == 2 and "is the input" in r.stderr, r.output
+    assert frame.read_bytes() == before
+    out = tmp_path / "dsa.tif"
+    out.write_bytes(b"an older result")
+    r = CliRunner().invoke(app, ["infer", str(ckpt), str(frame), "-o", str(out), "--native-grid"])
+    assert r.exit_code == 2 and "--overwrite" in r.stderr and out.read_bytes() == b"an older result", r.output
+    r = CliRunner().invoke(app, ["infer", str(ckpt), str(frame), "-o", str(out), "--native-grid", "--overwrite"])
+    assert r.exit_code == 0 and iio.imread(out).shape == (16, 16), r.output

@@ -230,3 +230,17 @@ def test_store_with_attributes_but_no_arrays(tmp_path):
         assert str(store) in line and "lacks array(s) mask" in line
     with pytest.raises(InputError, match="lacks array"):
         open_store(store)
+
+
+def test_an_interruption_inside_a_reader_stays_an_interruption(monkeypatch, tmp_path):
+    """SIGINT / SIGTERM raise ExportInterrupted wherever the main thread is; a CT reader's ``except Exception``
+    (which reports a file it cannot read) must not turn it into "cannot read NIfTI" and exit code 2."""
+    from ddsa_sim.export.runner import ExportInterrupted
+    from ddsa_sim.volumes import readers
+
+    def interrupted(*_args, **_kwargs):
+        raise ExportInterrupted(signal.SIGINT)
+
+    monkeypatch.setattr(readers._import_nibabel(), "load", interrupted)
+    with pytest.raises(ExportInterrupted):
+        readers.read_nifti(tmp_path / "ct.nii.gz")

@@ -256,7 +256,7 @@ def from_mask(
     labs = None
     if labels:
         try:
-            labs = [int(v) for v in labels.split(",") if v.strip()]
+            labs = [int(v) for v in labels.split(",")]  # an empty item is a typo, not nothing
         except ValueError:
             raise VesselInputError(f"--labels must be comma-separated integers, got {labels!r}") from None
     tree = mask_to_tree(mask, labels=labs, isotropic_mm=isotropic_mm, node_spacing_mm=node_spacing_mm)

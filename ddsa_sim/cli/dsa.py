@@ -220,7 +220,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         ) -> None:
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
     from ddsa_sim.cli.options import parse_collimator, parse_detector, parse_float_list, parse_point
-    from ddsa_sim.files import claim_output
+    from ddsa_sim.files import claim_output, clear_output
     from ddsa_sim.geometry import CArm
     from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.scatter import AntiScatterGrid
@@ -240,7 +240,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     from vessel_models.generators import parse_params
     from vessel_models.tree import VesselInputError
 
-    claim_output(out, overwrite)
+    claim_output(out, overwrite, inputs=[ct, vessels, labels, structures])
     alphas, betas = parse_float_list(alpha, "alpha"), parse_float_list(beta, "beta")
     if len(alphas) != len(betas) and 1 not in (len(alphas), len(betas)):
         raise InputError(f"--alpha and --beta lists differ in length ({len(alphas)} vs {len(betas)})")
@@ -294,17 +294,33 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         quanta = scene.flat_field_quanta(scene.projector, carm0, exposure.n0(scene.projector.spectrum, carm0))
         scene.detector = make_detector(bit_depth=bit_depth, gain=gain_for_bit_depth(bit_depth, quanta))
     carms = [carm0.at(alpha_deg=a, beta_deg=b) for a, b in zip(alphas, betas)]  # validates every pose first
+    for carm in carms:
+        scene.check_view(carm)  # every view sees the CT, before anything is written
+    if overwrite:
+        clear_output(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
     rngs = [np.random.default_rng([seed, n]) for n in range(len(carms))]
-    for n, (carm, result) in enumerate(zip(carms, render_views(scene, carms, rngs, bolus_times(scene, frames)))):
-        npz = save_view(out / f"view_{n:03d}.npz", result, carm, scene)
-        label = vessels if len(vessels) < 48 else vessels[:45] + "..."
-        save_strip(result, out / f"view_{n:03d}.png",
-                   f"{Path(ct).name} + {label}  alpha={carm.alpha_deg:g} beta={carm.beta_deg:g}  motion={motion}  "
-                   f"noise={'off' if no_noise else 'on'}  scatter={'off' if no_scatter else 'on'}")
-        for suffix in [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]:
-            save_animation(list(result.dsa_target), out / f"view_{n:03d}{suffix}", invert=True)
-        typer.echo(str(npz))
+    try:
+        for n, (carm, result) in enumerate(zip(carms, render_views(scene, carms, rngs, bolus_times(scene, frames)))):
+            stem = out / f"view_{n:03d}"
+            written += [stem.with_suffix(s) for s in (".npz", ".png", *[s for s, on in ((".gif", gif), (".mp4", mp4))
+                                                                         if on])]
+            npz = save_view(stem.with_suffix(".npz"), result, carm, scene)
+            label = vessels if len(vessels) < 48 else vessels[:45] + "..."
+            save_strip(result, stem.with_suffix(".png"),
+                       f"{Path(ct).name} + {label}  alpha={carm.alpha_deg:g} beta={carm.beta_deg:g}  motion={motion}  "
+                       f"noise={'off' if no_noise else 'on'}  scatter={'off' if no_scatter else 'on'}")
+            for suffix in [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]:
+                save_animation(list(result.dsa_target), stem.with_suffix(suffix), invert=True)
+            typer.echo(str(npz))
+    except BaseException:  # a failed run leaves nothing of its own behind: no half set of views
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
 
 def register(app: typer.Typer) -> None:

@@ -55,13 +55,13 @@ def parse_point(text: str | None, field: str) -> tuple[float, float, float] | No
 
 def parse_float_list(text: str, field: str) -> list[float]:
     """``"0"`` or ``"-30,0,30"`` -> a non-empty list of floats (e.g. angles in degrees)."""
+    items = str(text).split(",")
     try:
-        vals = [float(x) for x in str(text).split(",") if x.strip()]
+        if any(not x.strip() for x in items):
+            raise ValueError
+        return [float(x) for x in items]
     except ValueError:
-        raise InputError(f"--{field}: expected a number or a comma-separated list, got {text!r}") from None
-    if not vals:
-        raise InputError(f"--{field}: empty")
-    return vals
+        raise InputError(f"--{field}: expected a number or a comma-separated list of numbers, got {text!r}") from None
 
 
 def parse_collimator(text: str | None):

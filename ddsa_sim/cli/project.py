@@ -46,17 +46,19 @@ def project(ct: str = CT_ARG, out: Path = OUT_DIR,
             method: str = METHOD, device: str = DEVICE, overwrite: bool = OVERWRITE) -> None:
     """Render one view of a CT: OUT/view_000.npz (neglog, intensity, density_<material>, projection_matrix) + PNG."""
     from ddsa_sim.cli.drr import run_sweep
-    from ddsa_sim.files import claim_output
+    from ddsa_sim.files import claim_output, clear_output
     from ddsa_sim.geometry import Pose
     from ddsa_sim.volumes import read_ct
 
-    claim_output(out, overwrite)
+    claim_output(out, overwrite, inputs=[ct])
     spec = spectrum_from_options(kvp, filter_al, spectrum)
     parse_detector(detector)
     ct_vol = read_ct(ct)
     carm = _carm(ct_vol, detector, pixel_mm, isocenter)
     pose = Pose(alpha, beta, gamma, carm.isocenter_mm)
     pose.apply(carm)  # validates the pose before any work
+    if overwrite:
+        clear_output(out)
     paths = run_sweep(ct_vol, carm, [pose], out, spec, progress=False, method=method, device=device)
     typer.echo(str(paths[0]))
 
@@ -77,11 +79,11 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
     import numpy as np
 
     from ddsa_sim.cli.drr import run_sweep
-    from ddsa_sim.files import claim_output
+    from ddsa_sim.files import claim_output, clear_output
     from ddsa_sim.geometry import grid_poses, random_poses
     from ddsa_sim.volumes import read_ct
 
-    claim_output(out, overwrite)
+    claim_output(out, overwrite, inputs=[ct])
     alphas, betas = parse_angle_range(alpha, "alpha"), parse_angle_range(beta, "beta")
     spec = spectrum_from_options(kvp, filter_al, spectrum)
     parse_detector(detector)
@@ -95,6 +97,8 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
     for p in poses:
         p.apply(carm)  # refuse out-of-limit poses before rendering anything
     animations = [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]
+    if overwrite:
+        clear_output(out)
     paths = run_sweep(ct_vol, carm, poses, out, spec, method=method, device=device, animations=animations)
     typer.echo(f"{len(paths)} views, contact sheet: {Path(out) / 'contact_sheet.png'}")
 

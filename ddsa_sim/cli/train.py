@@ -52,7 +52,7 @@ def train(
     """Train a DDSA U-Net / U-Net-GAN (use torchrun --nproc_per_node N for DDP)."""
     import os
 
-    from ddsa_sim.files import claim_output
+    from ddsa_sim.files import claim_output, clear_output
     from ddsa_sim.training.checkpoint import load_checkpoint
     from ddsa_sim.training.config import TrainConfig, load_config
     from ddsa_sim.training.data import VERIFY_MODES
@@ -80,7 +80,10 @@ def train(
     if device is not None:
         cfg = cfg.model_copy(update={"device": device})
     if os.environ.get("RANK", "0") == "0":  # DDP: rank 0 alone writes (and clears) the run folder
-        claim_output(out, overwrite, keep=resume)
+        claim_output(out, overwrite, keep=resume,
+                     inputs=[config, data if data is not None else cfg.data.store, cfg.init_from])
+        if overwrite:
+            clear_output(out)
     res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume, branch_from=branch_from)
     if res.rank == 0:
         last = res.losses[-1][1] if res.losses else float("nan")
@@ -162,6 +165,8 @@ def infer(
     native_grid: bool = typer.Option(
         False, "--native-grid", help="run the network on the input's pixel grid, not resampled to its training scale"
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (an XA run's folder: delete "
+                                   "what it holds first)."),
 ) -> None:
     """Extract DSA from contrast frames (docs/inference.md).
 
@@ -175,7 +180,7 @@ def infer(
         raise InputError(f"--input-domain must be auto, log or intensity, not {input_domain!r}")
     for p in infer_path(checkpoint, input, out, input_domain, i0,  # type: ignore[arg-type]
                         mask_frame=mask_frame, pixel_shift=pixel_shift, frame_time_ms=frame_time_ms, tta=tta,
-                        pixel_mm=pixel_mm, native_grid=native_grid):
+                        pixel_mm=pixel_mm, native_grid=native_grid, overwrite=overwrite):
         print(p)
 
 

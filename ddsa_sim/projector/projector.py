@@ -176,8 +176,9 @@ class Projector:
         uv = carm.project(corners[depth > 0])
         if (uv[:, 0].max() < 0 or uv[:, 0].min() > carm.sensor_width or uv[:, 1].max() < 0
                 or uv[:, 1].min() > carm.sensor_height):
-            raise InputError(f"volume '{volume}' is entirely outside the field of view at alpha={carm.alpha_deg}, "
-                             f"beta={carm.beta_deg}, isocenter={tuple(np.round(carm.isocenter_mm, 1))}")
+            iso = ", ".join(f"{x:g}" for x in np.round(carm.isocenter_mm, 1))
+            raise InputError(f"volume '{volume}' is entirely outside the field of view at alpha={carm.alpha_deg:g}, "
+                             f"beta={carm.beta_deg:g}, isocenter=({iso}) mm")
 
     # ------------------------------------------------------------------ images
     def combine(self, per_volume: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:

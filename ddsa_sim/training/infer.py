@@ -44,6 +44,7 @@ from ddsa_sim.angio.conventional import conventional_dsa
 from ddsa_sim.angio.media import display_window
 from ddsa_sim.angio.outputs import write_manifest, write_method
 from ddsa_sim.angio.xa import XARun, is_dicom_run, read_run
+from ddsa_sim.files import claim_output, clear_output
 from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.normalization import Normalization
 from ddsa_sim.training.pixel_grid import network_dsa_on_grid, network_grid
@@ -246,7 +247,8 @@ def infer_run(
         (:attr:`~ddsa_sim.angio.xa.XARun.pixel_mm`).
     native_grid
         Run the network on the run's own pixel grid instead of resampling the frames to ``model_pixel_mm``
-        (:mod:`ddsa_sim.training.pixel_grid`).
+        (:mod:`ddsa_sim.training.pixel_grid`). An existing output (an XA run's folder, or a file) is refused unless
+    ``overwrite``; an output that is the input always.
 
     Returns
     -------
@@ -305,6 +307,7 @@ def infer_path(
     tta: bool = False,
     pixel_mm: float | None = None,
     native_grid: bool = False,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Infer DSA for an XA run (DICOM file or folder), a PNG/TIFF file or a folder of PNG/TIFF files.
 
@@ -328,6 +331,9 @@ def infer_path(
     model, norm, _, ckpt = load_model(checkpoint, dev)
     model_pixel_mm = ckpt.get("pixel_mm")
     if is_dicom_run(input_path):
+        claim_output(out, overwrite, inputs=[input_path])
+        if overwrite:
+            clear_output(out)
         return infer_run(model, norm, dev, input_path, out, input_domain, i0, mask_frame, pixel_shift,
                          frame_time_ms, progress, tta, model_pixel_mm, pixel_mm, native_grid)
     if input_path.is_dir():
@@ -337,6 +343,11 @@ def infer_path(
         pairs = [(p, out / p.name) for p in files]
     else:
         pairs = [(input_path, _out_path(input_path, out))]
+    for src, dst in pairs:
+        if dst.resolve() == src.resolve():
+            raise InputError(f"{dst}: is the input; choose another output")
+        if dst.exists() and not overwrite:
+            raise InputError(f"{dst}: exists; choose another output, or --overwrite to replace it")
     written: list[Path] = []
     for src, dst in tqdm(pairs, desc="infer", disable=not progress or len(pairs) < 2):
         frames = read_frames(src)
