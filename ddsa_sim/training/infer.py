@@ -247,8 +247,7 @@ def infer_run(
         (:attr:`~ddsa_sim.angio.xa.XARun.pixel_mm`).
     native_grid
         Run the network on the run's own pixel grid instead of resampling the frames to ``model_pixel_mm``
-        (:mod:`ddsa_sim.training.pixel_grid`). An existing output (an XA run's folder, or a file) is refused unless
-    ``overwrite``; an output that is the input always.
+        (:mod:`ddsa_sim.training.pixel_grid`).
 
     Returns
     -------
@@ -315,7 +314,8 @@ def infer_path(
     averages the network over the image symmetries (:func:`ddsa_sim.training.predict.network_dsa`).
     ``pixel_mm`` is the input's pixel spacing at the isocenter (mm; an XA run's files give it): the frames
     are resampled to the spacing of the network's training images, unless ``native_grid``
-    (:mod:`ddsa_sim.training.pixel_grid`).
+    (:mod:`ddsa_sim.training.pixel_grid`). An existing output (an XA run's folder, or a file) is refused unless
+    ``overwrite`` (an XA run's folder is then emptied first); an output that is the input always.
 
     Returns
     -------
