@@ -213,8 +213,8 @@ def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
 
 
 def _arterial_sides(b: TreeBuilder, n_arterial: int) -> np.ndarray:
-    """(n_arterial,) +1 for a node of a left artery (its branch, or the nearest labelled branch above it, ends in
-    ``_L``), -1 for a right one, 0 for the midline's (the root, the basilar, the communicating arteries)."""
+    """(n_arterial,) +1 for a node of a left artery (its branch's label ends in ``_L``), -1 for a right one (``_R``);
+    a node of any other branch (unlabelled, or named without a side) takes its parent's side; the root's is 0."""
     side = np.zeros(n_arterial)
     for i in range(1, n_arterial):  # parents come before their children
         label = b.labels.get(b.branch_of(i))
