@@ -200,3 +200,13 @@ def test_other_import_errors_surface(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "COMMAND_MODULES", (("broken_commands", "pyvista", ("broken",)),))
     with pytest.raises(ModuleNotFoundError, match="not_installed_dep_xyz"):
         cli._mount(typer.Typer())
+
+
+def test_json_lines_are_strict_json():
+    """train / evaluate print one JSON line; a metric with nothing to measure (the PSNR of an exact prediction,
+    a loss before the first step) is null there: NaN and Infinity are not JSON (jq, JavaScript refuse them)."""
+    from ddsa_sim.cli.options import json_line
+
+    line = json_line({"psnr": float("inf"), "std": float("nan"), "per_dose": [{"psnr": -float("inf")}, 1.5], "n": 3})
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(c)) == {"psnr": None, "std": None,
+                                                                          "per_dose": [{"psnr": None}, 1.5], "n": 3}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -69,7 +70,9 @@ def test_store_layout_and_attrs(exported):
     cfg, path, result = exported
     assert result.written == 8 and result.skipped == 0
     assert result.preview is not None and result.preview.stat().st_size > 1000
-    root = open_store(path)
+    with warnings.catch_warnings():  # the preview beside the arrays is no stray object to warn about
+        warnings.simplefilter("error")
+        root = open_store(path)
     assert root.attrs["format"] == "ddsa-sim-dataset" and root.attrs["format_version"] == FORMAT_VERSION == 3
     assert root.attrs["n_samples"] == 8 and root.attrs["image_shape"] == [24, 32]
     assert root.attrs["config"] == cfg.resolved()

@@ -514,7 +514,8 @@ def test_cli_evaluate_prints_json_with_both_keys(trained, store, tmp_path):
         app, ["evaluate", str(ckpt), "--data", str(store), "--split", "test", "--out-png", str(png)]
     )
     assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout)
+    # strict JSON (jq, JavaScript): a metric with nothing to measure is null, never NaN / Infinity
+    out = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     vessel_keys = {"vessel_psnr", "vessel_nmse", "bg_fp_energy", "bg_fp_fraction", "vessel_cnr", "iodine_recovery",
                    "psnr_background_exact", "psnr_vessels_exact"}
     for key in ("network", "conventional", "known_anatomy", "zero"):

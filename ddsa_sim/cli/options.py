@@ -19,13 +19,32 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "CT_ARG", "DETECTOR", "DEVICE", "FILTER_AL", "ISOCENTER", "KVP", "KVP_RANGE", "MAX_DETECTOR_PIXELS", "METHOD",
     "OUT_DIR", "OVERWRITE", "PIXEL_MM", "SPECTRUM", "parse_angle_range", "parse_collimator", "parse_detector",
-    "parse_float_list", "parse_point", "spectrum_from_options",
+    "json_line", "parse_float_list", "parse_point", "spectrum_from_options",
 ]
 
 #: largest detector side the commands accept, pixels (a flat panel has 1536-3072; 16384^2 float64 images are 2 GiB)
 MAX_DETECTOR_PIXELS = 16384
 #: tube voltages of ``--kvp``, kVp (as the dataset config's ``spectrum.kvp``)
 KVP_RANGE = (40.0, 150.0)
+
+
+def json_line(result: dict) -> str:
+    """``result`` as one line of strict JSON: NaN and infinities (a metric with nothing to measure, e.g. the
+    PSNR of an exact prediction or a loss before the first step) become ``null``, which every JSON reader
+    takes (``NaN`` / ``Infinity`` are not JSON: jq and JavaScript refuse them)."""
+    import json
+    import math
+
+    def finite(value):
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(result), allow_nan=False)
 
 
 def parse_detector(text: str) -> tuple[int, int]:

@@ -5,7 +5,6 @@ Bad input prints one line ``error: ...`` on stderr and exits with status 2 (no t
 
 # no ``from __future__ import annotations``: typer reads the real annotation objects.
 import functools
-import json
 import sys
 import typing
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from pathlib import Path
 import typer
 
 from ddsa_sim import InputError
-from ddsa_sim.cli.options import OVERWRITE
+from ddsa_sim.cli.options import OVERWRITE, json_line
 
 __all__ = ["evaluate", "infer", "register", "train"]
 
@@ -89,12 +88,15 @@ def train(
         last = res.losses[-1][1] if res.losses else float("nan")
         best_step = int(load_checkpoint(Path(out) / "best.pt")["step"])
         start = branch_from if branch_from is not None else cfg.init_from if res.start_step == 0 else None
+        if resume and res.step == res.start_step:
+            print(f"note: the run is at step {res.step}, at or past its max_steps: nothing was trained (raise "
+                  "--max-steps to continue it)", file=sys.stderr)
         if start is not None and best_step == res.start_step < res.step:
             # a fine-tuning (e.g. a U-Net-GAN) whose validation never beat its start: say where its own network is
             print(f"note: no validation check beat the network it started from ({start}), so best.pt is "
                   f"that network; the fine-tuned one is {Path(out) / 'last.pt'}", file=sys.stderr)
         print(
-            json.dumps(
+            json_line(
                 {
                     "step": res.step,
                     "start_step": res.start_step,
@@ -139,7 +141,7 @@ def evaluate(
     res = evaluate_checkpoint(checkpoint, data, split, png, max_samples=max_samples, verify=verify, tta=tta,
                               native_grid=native_grid, stepped=stepped)
     print(format_table(res), file=sys.stderr)
-    print(json.dumps(res))
+    print(json_line(res))
 
 
 @_guard

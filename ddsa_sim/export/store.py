@@ -179,7 +179,9 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
     readable = READABLE_VERSIONS if mode == "r" else (FORMAT_VERSION,)
     if version not in readable:
         raise InputError(f"{path}: store format_version {version} is not {' or '.join(map(str, readable))}")
-    names = set(root.array_keys())
+    with warnings.catch_warnings():  # the export's preview picture lies in the store's folder, beside the arrays
+        warnings.filterwarnings("ignore", message=r"Object at preview\.png is not recognized")
+        names = set(root.array_keys())
     meta = root.get(META_GROUP)
     meta_names = set(meta.array_keys()) if isinstance(meta, zarr.Group) else set()
     expected_meta = [n for n in META_ARRAYS if (version >= 2 or n not in V2_META_ARRAYS)
