@@ -248,3 +248,23 @@ def test_infer_never_overwrites_its_input_and_asks_before_replacing_an_output(ap
     assert r.exit_code == 2 and "--overwrite" in r.stderr and out.read_bytes() == b"an older result", r.output
     r = CliRunner().invoke(app, ["infer", str(ckpt), str(frame), "-o", str(out), "--native-grid", "--overwrite"])
     assert r.exit_code == 0 and iio.imread(out).shape == (16, 16), r.output
+
+
+def test_frames_must_be_finite_grey_levels(tmp_path):
+    """A grey image saved as RGB(A) is its grey level; real colour, complex pixels and NaN are refused in one
+    line naming the file (they were converted to luminance, shown as a traceback, or inferred with a warning)."""
+    from ddsa_sim import InputError
+    from ddsa_sim.training.infer import read_frames
+
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=2)).save(tmp_path / "grey_rgb.png")
+    np.testing.assert_array_equal(read_frames(tmp_path / "grey_rgb.png").data[0], grey)
+    colour = np.repeat(grey[..., None], 3, axis=2)
+    colour[0, 0, 1] += 1
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    iio.imwrite(tmp_path / "complex.tif", np.zeros((8, 8), np.complex64))
+    iio.imwrite(tmp_path / "nan.tif", np.full((8, 8), np.nan, np.float32))
+    for name, needle in (("colour.png", "colour PNG"), ("complex.tif", "complex64"), ("nan.tif", "NaN")):
+        with pytest.raises(InputError, match=needle) as err:
+            read_frames(tmp_path / name)
+        assert name in str(err.value) and len(str(err.value).splitlines()) == 1

@@ -77,25 +77,37 @@ def _kind(path: Path) -> str:
     raise InputError(f"{path}: unsupported input format (use PNG, TIFF or DICOM)")
 
 
+def _grey(arr: np.ndarray, path: Path, kind: str) -> np.ndarray:
+    """Frames whose last axis holds colour channels (3 or 4) -> their grey level, where the colour channels are
+    equal (a grey image saved as RGB, alpha dropped); real colour is refused (the network reads detector
+    intensities, not a rendering of them)."""
+    rgb = arr[..., :3]
+    if np.any(rgb != rgb[..., :1]):
+        raise InputError(f"{path}: colour {kind.upper()} is not supported; give grey-level frames")
+    return rgb[..., 0]
+
+
 def read_frames(path: str | Path) -> Frames:
-    """Read a PNG or TIFF (single or multi-page) file."""
+    """Read a PNG or TIFF (single or multi-page) file of grey levels (integers, or real numbers all finite)."""
     path = Path(path)
     kind = _kind(path)
     try:
         if kind == "png":
             img = Image.open(path)
-            if img.mode in ("RGB", "RGBA", "P", "LA"):
-                img = img.convert("L")
+            if img.mode == "LA":
+                img = img.getchannel("L")
+            elif img.mode in ("RGB", "RGBA", "P"):
+                img = img.convert("RGBA" if img.mode != "RGB" else "RGB")
             arr = np.asarray(img)
-            data = arr[None]
+            data = (_grey(arr, path, kind) if arr.ndim == 3 else arr)[None]
         elif kind == "tiff":
             import tifffile
 
             arr = tifffile.imread(path)
+            if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
+                arr = _grey(arr, path, kind)
             if arr.ndim == 2:
                 data = arr[None]
-            elif arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
-                raise InputError(f"{path}: colour TIFF is not supported; give grey-level frames")
             elif arr.ndim == 3:
                 data = arr
             else:
@@ -105,6 +117,10 @@ def read_frames(path: str | Path) -> Frames:
     except Exception as exc:  # decoder errors of the two libraries
         raise InputError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
     is_float = np.issubdtype(data.dtype, np.floating)
+    if not (is_float or np.issubdtype(data.dtype, np.integer)) or data.dtype == np.bool_:
+        raise InputError(f"{path}: pixels of type {data.dtype} are not supported; give integer or real grey levels")
+    if is_float and not np.all(np.isfinite(data)):
+        raise InputError(f"{path}: holds NaN or infinite values")
     i0 = None if is_float else float(np.iinfo(data.dtype).max)
     return Frames(data, kind, i0, is_float)
 
