@@ -78,6 +78,8 @@ def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):
     (["dsa", "--ct", "CT", "--vessels", "banana", "-o", "FULL", "--overwrite"], "--vessels: 'banana'"),
     (["project", "FULL/ct.nii.gz", "-o", "FULL", "--overwrite"], "would delete the input FULL/ct.nii.gz"),
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--alpha", "10,,20"], "--alpha: expected a number"),
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--detector", "16x16", "--pixel-mm", "3",
+      "--collimation", "0.49,0.49,0.49,0.49"], "collimation: the field left open exposes no detector pixel"),
 ])
 def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     mri = tmp_path / "mri.nii.gz"

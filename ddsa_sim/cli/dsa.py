@@ -197,7 +197,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         collimation: str | None = typer.Option(None, "--collimation", help="L,R,T,B[,IRIS]: fraction of the "
                                                "detector side each blade covers (left, right columns; top, bottom "
                                                "rows; each < 0.5) and an iris diameter (fraction of the smaller "
-                                               "side); default: the whole detector exposed (docs/physics.md)."),
+                                               "side; 0 = no iris); default: the whole detector exposed "
+                                               "(docs/physics.md)."),
         motion: str = typer.Option("none", help="none | rigid | elastic patient motion before the contrast frame; "
                                    "cardiac | respiratory | cardiorespiratory: driven by the frame times "
                                    "(docs/dsa.md §4)."),

@@ -348,7 +348,8 @@ class Scene:
         return gaussian_blur(intensity, detector_sigma_mm(self.blur.detector_mtf50_cycles_per_mm) / carm.pixel_mm)
 
     def check_view(self, carm: CArm) -> None:
-        """Raise InputError when the CT or a vessel volume is outside the field of view."""
+        """Raise InputError when the CT or a vessel volume is outside the field of view, or a collimator leaves no
+        detector pixel exposed."""
         proj = self.projector
         proj.check_in_view(carm, "ct")
         for name, src in zip(self.vessel_names, self.vessels):
@@ -359,6 +360,11 @@ class Scene:
                                  if "behind" in str(exc) else
                                  f"vessels {getattr(src, 'name', name)!r} are entirely outside the field of view at "
                                  f"alpha={carm.alpha_deg:g}, beta={carm.beta_deg:g}") from None
+        collimation = self.collimation(carm)
+        if collimation is not None and not collimation[1].any():
+            raise InputError(f"collimation: the field left open exposes no detector pixel (none at least "
+                             f"{EXPOSED_OPEN_FRACTION:g} open) of {carm.sensor_height}x{carm.sensor_width} pixels of "
+                             f"{carm.pixel_mm:g} mm; open the blades")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description of the scene's physics settings."""
