@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from vessel_models.io import atomic_output, save_nifti
+from vessel_models.io import atomic_output, json_safe, save_nifti
 from vessel_models.tree import VesselInputError, VesselTree
 
 __all__ = ["app", "tree_stats"]
@@ -61,20 +60,6 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _finite_or_none(obj: Any) -> Any:
-    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python."""
-    if isinstance(obj, dict):
-        return {str(k): _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    return obj
-
-
 def _triple(a: np.ndarray) -> dict:
     a = np.asarray(a, dtype=np.float64)
     a = a[np.isfinite(a)]
@@ -133,7 +118,7 @@ def tree_stats(tree: VesselTree) -> dict:
         extra = {}
     for k, v in extra.items():
         out.setdefault(k, v)
-    return _finite_or_none(out)
+    return json_safe(out)
 
 
 def _like_grid(path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:

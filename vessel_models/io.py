@@ -29,7 +29,7 @@ import numpy as np
 
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["atomic_output", "save_nifti", "save_vtp", "load_vtp", "save_json", "load_json", "load_tree", "save_tree",
+__all__ = ["atomic_output", "json_safe", "save_nifti", "save_vtp", "load_vtp", "save_json", "load_json", "load_tree", "save_tree",
            "tree_to_dict", "tree_from_dict"]
 
 JSON_FORMAT = "vessel_models.tree"
@@ -67,6 +67,21 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def json_safe(obj: Any) -> Any:
+    """JSON-safe copy of ``obj`` (dicts, lists, numbers): NaN and infinities -> None (``null``: NaN and Infinity
+    are not JSON, jq and JavaScript refuse them), numpy scalars -> Python numbers, keys -> str."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if np.isfinite(v) else None
+    return obj
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -29,22 +29,13 @@ KVP_RANGE = (40.0, 150.0)
 
 
 def json_line(result: dict) -> str:
-    """``result`` as one line of strict JSON: NaN and infinities (a metric with nothing to measure, e.g. the
-    PSNR of an exact prediction or a loss before the first step) become ``null``, which every JSON reader
-    takes (``NaN`` / ``Infinity`` are not JSON: jq and JavaScript refuse them)."""
+    """``result`` as one line of strict JSON (:func:`vessel_models.io.json_safe`: a metric with nothing to
+    measure, e.g. the PSNR of an exact prediction or a loss before the first step, is ``null``)."""
     import json
-    import math
 
-    def finite(value):
-        if isinstance(value, float):
-            return value if math.isfinite(value) else None
-        if isinstance(value, dict):
-            return {k: finite(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [finite(v) for v in value]
-        return value
+    from vessel_models.io import json_safe
 
-    return json.dumps(finite(result), allow_nan=False)
+    return json.dumps(json_safe(result), allow_nan=False)
 
 
 def parse_detector(text: str) -> tuple[int, int]:
