@@ -80,6 +80,7 @@ def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--alpha", "10,,20"], "--alpha: expected a number"),
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--detector", "16x16", "--pixel-mm", "3",
       "--collimation", "0.49,0.49,0.49,0.49"], "collimation: the field left open exposes no detector pixel"),
+    (["scene", "CT", "--png", "OLD.png"], "OLD.png: exists; choose another --png, or --overwrite"),
 ])
 def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     mri = tmp_path / "mri.nii.gz"
@@ -88,6 +89,7 @@ def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     (tmp_path / "FULL").mkdir()
     (tmp_path / "FULL" / "view_000.npz").write_text("an older run")
     (tmp_path / "FULL" / "ct.nii.gz").write_bytes(small_ct.read_bytes())
+    (tmp_path / "OLD.png").write_text("an older picture")
     args = [str(small_ct) if a == "CT" else str(mri) if a == "MRI" else a for a in args]
     r = run(*args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
@@ -96,6 +98,7 @@ def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "x").exists()  # no empty output folder left behind
     assert (tmp_path / "FULL" / "view_000.npz").read_text() == "an older run"
+    assert (tmp_path / "OLD.png").read_text() == "an older picture"
 
 
 def test_project_overwrite_clears_the_old_run(small_ct, tmp_path):

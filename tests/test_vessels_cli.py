@@ -136,6 +136,12 @@ def _json_tree(path, radii, parents=(-1, 0, 1)):
     return path
 
 
+def _older(path):
+    """``path`` holding an older result, which a command must not replace unasked."""
+    path.write_text("an older result")
+    return path
+
+
 @pytest.mark.parametrize(
     "args_factory, message",
     [
@@ -149,6 +155,12 @@ def _json_tree(path, radii, parents=(-1, 0, 1)):
         (lambda d: ("generate", "--model", "nope", "-o", d / "t.vtp"), "unknown model"),
         (lambda d: ("generate", "--model", "lsystem", "--param", "iterations", "-o", d / "t.vtp"), "key=value"),
         (lambda d: ("from-mask", d / "nomask.nii.gz", "-o", d / "t.vtp"), "not found"),
+        # no existing output is replaced unless asked, and an input never
+        (lambda d: ("generate", "--model", "lsystem", "-o", _older(d / "t.vtp")), "t.vtp: exists"),
+        (lambda d: ("voxelize", _json_tree(d / "in.json", [1.0, 0.5, 0.4]), "-o", _older(d / "v0.nii.gz")),
+         "v0.nii.gz: exists"),
+        (lambda d: ("voxelize", _json_tree(d / "in.json", [1.0, 0.5, 0.4]), "--like", d / "ct.nii.gz",
+                    "-o", d / "ct.nii.gz", "--overwrite"), "ct.nii.gz: is an input"),
     ],
 )
 def test_bad_input_one_line_error_exit_2(tmp_path, args_factory, message):
@@ -158,6 +170,7 @@ def test_bad_input_one_line_error_exit_2(tmp_path, args_factory, message):
     assert err.startswith("error: ") and message in err
     assert "\n" not in err and "Traceback" not in res.output
     assert not (tmp_path / "v.nii.gz").exists()
+    assert all(p.read_text() == "an older result" for p in (tmp_path / "t.vtp", tmp_path / "v0.nii.gz") if p.exists())
 
 
 def test_empty_mask_and_from_mask(tmp_path):

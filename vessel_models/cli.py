@@ -60,6 +60,18 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------------- helpers
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace existing output files.")
+
+
+def _refuse_existing(paths: list[Path], overwrite: bool, inputs: tuple[Path | None, ...] = ()) -> None:
+    """No command replaces an existing output unless asked (``--overwrite``), nor ever one of its inputs."""
+    for path in paths:
+        if any(given is not None and path.resolve() == Path(given).resolve() for given in inputs):
+            raise VesselInputError(f"{path}: is an input; choose another output")
+        if path.exists() and not overwrite:
+            raise VesselInputError(f"{path}: exists; choose another output, or --overwrite to replace it")
+
+
 def _triple(a: np.ndarray) -> dict:
     a = np.asarray(a, dtype=np.float64)
     a = a[np.isfinite(a)]
@@ -154,6 +166,7 @@ def generate(
     param: list[str] | None = typer.Option(None, "--param", "-p", help="Model parameter k=v (repeatable)."),
     output: Path = typer.Option(..., "--output", "-o", help="Tree file (.vtp or .json)."),
     png: bool = typer.Option(True, "--png/--no-png", help="Also render a PNG picture beside it."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Generate a seeded procedural tree; writes TREE.vtp, TREE.json and TREE.png."""
     from vessel_models.generators import GENERATORS, parse_params
@@ -165,9 +178,10 @@ def generate(
     suffix = output.suffix.lower()
     if suffix not in (".vtp", ".json"):
         raise VesselInputError(f"output must end in .vtp or .json, got {output.name}")
+    vtp, js = output.with_suffix(".vtp"), output.with_suffix(".json")
+    _refuse_existing([vtp, js] + ([output.with_suffix(".png")] if png else []), overwrite)
     tree = gen(model, seed, **parse_params(param or []))
     output.parent.mkdir(parents=True, exist_ok=True)
-    vtp, js = output.with_suffix(".vtp"), output.with_suffix(".json")
     save_vtp(tree, vtp)
     save_json(tree, js)
     written = [str(vtp), str(js)]
@@ -191,10 +205,12 @@ def voxelize(
     margin_mm: float = typer.Option(1.0, "--margin-mm", help="Space around the tree's bounds, mm."),
     like: Path | None = typer.Option(None, "--like", help="Use this NIfTI's exact grid (e.g. the CT)."),
     supersample: int = typer.Option(4, "--supersample", help="Sub-samples per axis in boundary voxels."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Voxelize a tree to a lumen-fraction volume (0..1, float32 NIfTI)."""
     from vessel_models.voxelize import grid_around_tree, voxelize_tree
 
+    _refuse_existing([output], overwrite, inputs=(tree_path, like))
     tree = _load(tree_path)
     if like is not None:
         affine, shape = _like_grid(like)
@@ -233,11 +249,13 @@ def from_mask(
     labels: str | None = typer.Option(None, "--labels", help="Comma-separated label values (default: all > 0)."),
     isotropic_mm: float | None = typer.Option(None, "--isotropic-mm", help="Resample to this voxel size first."),
     node_spacing_mm: float | None = typer.Option(None, "--node-spacing-mm", help="Node spacing along branches."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Extract a centreline tree with radii from a segmentation (skeleton + distance transform)."""
     from vessel_models.io import save_tree
     from vessel_models.segmentation import mask_to_tree
 
+    _refuse_existing([output], overwrite, inputs=(mask,))
     labs = None
     if labels:
         try:

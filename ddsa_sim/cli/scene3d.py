@@ -48,6 +48,7 @@ def scene(ct: str = typer.Argument(..., help="CT: NIfTI file, DICOM series folde
           downsample: float = typer.Option(2.5, "--downsample", help="CT voxel size for the surface (mm)."),
           ct_mode: str = typer.Option("surface", "--ct-mode", help="surface | volume | none."),
           size: str = typer.Option("1000x750", "--size", help="Picture WIDTHxHEIGHT (pixels)."),
+          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing PNG."),
           ) -> None:
     """Write a 3D picture of the imaging setup (CT, vessels, source, detector with the DRR, frustum)."""
     import pyvista as pv
@@ -64,6 +65,8 @@ def scene(ct: str = typer.Argument(..., help="CT: NIfTI file, DICOM series folde
         raise InputError(f"--size: sizes must be within 16..8192, got {size!r}")
     if png.suffix.lower() != ".png":
         raise InputError(f"--png: must end in .png, got {png}")
+    if png.exists() and not overwrite:
+        raise InputError(f"{png}: exists; choose another --png, or --overwrite to replace it")
     rows, cols = parse_detector(detector)
     ct_vol = read_ct(ct)
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in ct_vol.center_mm)
