@@ -72,6 +72,9 @@ def test_single_dicom_file_ct_small():
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     assert vol.shape == (128, 128, 1)
     assert vol.data[5, 7, 0] == ds.pixel_array[7, 5] * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    # read as a volume, it is not a CT to project: a one-slice slab with the tree floating around it
+    with pytest.raises(InputError, match=r"CT_small.dcm: one slice \(128x128x1 voxels\) is an image, not a CT"):
+        read_ct(get_testdata_file("CT_small.dcm"))
 
 
 def _copy_series(tmp_path, drop=None, shift=None, rotate=None):

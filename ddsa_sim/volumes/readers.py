@@ -282,7 +282,7 @@ def read_ct(source: str | Path) -> Volume:
     Raises
     ------
     InputError
-        If the file is missing or unreadable, has NaN voxels, or its values are not plausibly HU
+        If the file is missing or unreadable, is one slice, has NaN voxels, or its values are not plausibly HU
         (e.g. an MRI: nothing near air at -1000 HU).
     """
     vol = read_volume(source)
@@ -291,8 +291,11 @@ def read_ct(source: str | Path) -> Volume:
 
 
 def check_ct(vol: Volume) -> None:
-    """Refuse volumes that cannot be a CT in HU (NaN voxels, no air-like voxel, absurd range)."""
+    """Refuse volumes that cannot be a CT in HU (one slice, NaN voxels, no air-like voxel, absurd range)."""
     data = vol.data
+    if min(data.shape) < 2:
+        raise InputError(f"{vol.name}: one slice ({'x'.join(map(str, data.shape))} voxels) is an image, not a CT "
+                         "volume; give the whole series")
     if not np.all(np.isfinite(data)):
         n = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise InputError(f"{vol.name}: {n} voxel(s) are NaN or infinite")
