@@ -136,6 +136,16 @@ def _json_tree(path, radii, parents=(-1, 0, 1)):
     return path
 
 
+def _truncated_vtp(folder):
+    """The first 500 bytes of a tree file (VTK dumped its parser's state before the error)."""
+    from vessel_models.generators import generate
+    from vessel_models.io import save_vtp
+
+    save_vtp(generate("lsystem", 0, iterations=3), folder / "whole.vtp")
+    (folder / "half.vtp").write_bytes((folder / "whole.vtp").read_bytes()[:500])
+    return folder / "half.vtp"
+
+
 def _older(path):
     """``path`` holding an older result, which a command must not replace unasked."""
     path.write_text("an older result")
@@ -155,6 +165,7 @@ def _older(path):
         (lambda d: ("generate", "--model", "nope", "-o", d / "t.vtp"), "unknown model"),
         (lambda d: ("generate", "--model", "lsystem", "--param", "iterations", "-o", d / "t.vtp"), "key=value"),
         (lambda d: ("from-mask", d / "nomask.nii.gz", "-o", d / "t.vtp"), "not found"),
+        (lambda d: ("stats", _truncated_vtp(d)), "half.vtp: no points read: not a readable VTK XML PolyData file"),
         # no existing output is replaced unless asked, and an input never
         (lambda d: ("generate", "--model", "lsystem", "-o", _older(d / "t.vtp")), "t.vtp: exists"),
         (lambda d: ("voxelize", _json_tree(d / "in.json", [1.0, 0.5, 0.4]), "-o", _older(d / "v0.nii.gz")),

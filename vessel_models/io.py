@@ -333,14 +333,23 @@ def load_vtp(path: str | os.PathLike) -> VesselTree:
     is rebuilt from connectivity, rooted at the widest end point.
     """
     import pyvista as pv
+    from vtkmodules.vtkCommonCore import vtkObject
+    from vtkmodules.vtkIOXML import vtkXMLPolyDataReader
 
     path = Path(path)
     if not path.is_file():
         raise VesselInputError(f"vessel tree file not found: {path}")
+    reader = vtkXMLPolyDataReader()
+    shown = vtkObject.GetGlobalWarningDisplay()
+    vtkObject.GlobalWarningDisplayOff()  # a broken file is one line of ours, not VTK's dump of its parser state
     try:
-        poly = pv.read(str(path))
-    except Exception as exc:
-        raise VesselInputError(f"{path}: cannot read as VTK PolyData ({exc})") from None
+        reader.SetFileName(str(path))
+        reader.Update()
+    finally:
+        vtkObject.SetGlobalWarningDisplay(shown)
+    poly = pv.wrap(reader.GetOutput())
+    if reader.GetErrorCode() or poly.n_points == 0:
+        raise VesselInputError(f"{path}: no points read: not a readable VTK XML PolyData file (truncated?)")
     pd = poly.point_data
     radius_key = next((k for k in ("radius_mm", "MaximumInscribedSphereRadius", "Radius", "radius") if k in pd), None)
     if radius_key is None:
