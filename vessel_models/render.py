@@ -9,6 +9,8 @@ radii. :func:`render_tree_png` returns which backend produced the file.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,21 @@ import numpy as np
 from vessel_models.io import atomic_output
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["render_tree_png"]
+__all__ = ["render_tree_png", "vtk_errors_only"]
+
+
+@contextmanager
+def vtk_errors_only() -> Iterator[None]:
+    """VTK's log shows errors only for the block: without a display it warns "bad X server connection" on every
+    off-screen window it opens, and renders off screen all the same."""
+    from vtkmodules.vtkCommonCore import vtkLogger
+
+    shown = vtkLogger.GetCurrentVerbosityCutoff()
+    vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
+    try:
+        yield
+    finally:
+        vtkLogger.SetStderrVerbosity(shown)
 
 
 def _render_pyvista(tree: VesselTree, tmp: str, size: tuple[int, int], title: str | None) -> None:
@@ -26,7 +42,8 @@ def _render_pyvista(tree: VesselTree, tmp: str, size: tuple[int, int], title: st
 
     pv.OFF_SCREEN = True
     mesh = tree_to_mesh(tree, method="tubes", n_sides=12)
-    plotter = pv.Plotter(off_screen=True, window_size=(int(size[0]), int(size[1])))
+    with vtk_errors_only():
+        plotter = pv.Plotter(off_screen=True, window_size=(int(size[0]), int(size[1])))
     try:
         plotter.set_background("white")
         kw: dict = {}
@@ -39,7 +56,8 @@ def _render_pyvista(tree: VesselTree, tmp: str, size: tuple[int, int], title: st
             plotter.add_text(title, font_size=10, color="black")
         plotter.view_isometric()
         plotter.reset_camera()
-        plotter.screenshot(tmp)
+        with vtk_errors_only():
+            plotter.screenshot(tmp)
     finally:
         plotter.close()
 

@@ -26,6 +26,7 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.files import atomic_output
 from ddsa_sim.viz.figures import display_window, to_uint8
+from vessel_models.render import vtk_errors_only
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista as pv
@@ -320,9 +321,10 @@ def save_scene_png(ct: Volume | None, carm: CArm, path: str | os.PathLike, image
     if path.suffix.lower() != ".png":
         raise InputError(f"scene picture must be a .png file, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    plotter = build_plotter(ct, carm, image=image, tree=tree, window_size=window_size, off_screen=True, **kwargs)
+    with vtk_errors_only():
+        plotter = build_plotter(ct, carm, image=image, tree=tree, window_size=window_size, off_screen=True, **kwargs)
     try:
-        with atomic_output(path) as tmp:
+        with atomic_output(path) as tmp, vtk_errors_only():
             plotter.screenshot(str(tmp))
     finally:
         plotter.close()
