@@ -136,6 +136,17 @@ def _json_tree(path, radii, parents=(-1, 0, 1)):
     return path
 
 
+def _nan_mask(folder):
+    """A mask with one NaN voxel (it was cast to an integer with a numpy warning and made into a tree)."""
+    import nibabel as nib
+
+    data = np.zeros((8, 8, 8), np.float32)
+    data[2:6, 3:5, 1:7] = 1.0
+    data[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, np.eye(4)), folder / "nan.nii.gz")
+    return folder / "nan.nii.gz"
+
+
 def _truncated_vtp(folder):
     """The first 500 bytes of a tree file (VTK dumped its parser's state before the error)."""
     from vessel_models.generators import generate
@@ -165,6 +176,7 @@ def _older(path):
         (lambda d: ("generate", "--model", "nope", "-o", d / "t.vtp"), "unknown model"),
         (lambda d: ("generate", "--model", "lsystem", "--param", "iterations", "-o", d / "t.vtp"), "key=value"),
         (lambda d: ("from-mask", d / "nomask.nii.gz", "-o", d / "t.vtp"), "not found"),
+        (lambda d: ("from-mask", _nan_mask(d), "-o", d / "t.json"), "1 voxel(s) are NaN or infinite"),
         (lambda d: ("stats", _truncated_vtp(d)), "half.vtp: no points read: not a readable VTK XML PolyData file"),
         # no existing output is replaced unless asked, and an input never
         (lambda d: ("generate", "--model", "lsystem", "-o", _older(d / "t.vtp")), "t.vtp: exists"),

@@ -69,6 +69,9 @@ def load_label_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if data.ndim != 3:
         raise VesselInputError(f"mask {p} must be a 3-D volume, got shape {data.shape}")
     if not np.issubdtype(data.dtype, np.integer) and data.dtype != bool:
+        if not np.all(np.isfinite(data)):
+            n = int(data.size - np.count_nonzero(np.isfinite(data)))
+            raise VesselInputError(f"mask {p}: {n} voxel(s) are NaN or infinite")
         data = np.rint(data).astype(np.int64)
     return data, RAS_TO_LPS @ np.asarray(img.affine, dtype=np.float64)
 
