@@ -64,6 +64,12 @@ def test_dsa_nifti_fraction_volume_and_no_noise(ct_path, tmp_path, capsys):
     d = np.load(out / "view_000.npz")
     assert np.array_equal(d["dsa_target"], d["contrast"] - d["mask"])
     assert d["vessel_mask"].sum() > 10
+    # a volume has no bolus timing: a sequence of it would be N equal frames at t = 0
+    code = _run(["dsa", "--ct", str(ct_path), "--vessels", str(vp), "--frames", "3", "-o", str(tmp_path / "seq"),
+                 *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--frames 3: these vessels" in err and "use --frames 1" in err, err
+    assert not (tmp_path / "seq").exists()
 
 
 @pytest.mark.parametrize("vessels, needle", [

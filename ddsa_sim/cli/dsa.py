@@ -289,6 +289,9 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                                                                   grid=None if no_grid else AntiScatterGrid()),
                                           collimator=collimator, device=device))
     scene = build_scene(spec)
+    if frames > 1 and not scene.end_time_s() > 0:
+        raise InputError(f"--frames {frames}: these vessels ({vessels}) have no bolus timing (a volume or a label map "
+                         "is filled in every frame): every frame would be the same; use --frames 1")
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
     carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_mm=pixel_mm)
     if bit_depth:
