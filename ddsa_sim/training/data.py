@@ -132,6 +132,10 @@ class ZarrDDSADataset(Dataset):
         complete = np.asarray(meta["complete"][:]).astype(bool)
         self._checksums = _str_array(meta["checksum"][:])
         self.indices = np.nonzero((splits == split) & complete)[0]
+        if len(self.indices) < np.count_nonzero(splits == split):
+            warnings.warn(f"{self.store}: {len(self.indices)} of {np.count_nonzero(splits == split)} samples of split "
+                          f"'{split}' are complete (an interrupted export?): using those; finish the store with "
+                          "`ddsa-sim export CONFIG -o STORE --resume`", stacklevel=2)
         self.skipped: list[int] = []
         if verify == "skip":
             self.skipped = [int(j) for j in self.indices if self._damage(int(j))[1] is not None]
