@@ -174,10 +174,14 @@ def test_inspect_detects_valid_chunk_with_wrong_data(exported, tmp_path):
     assert report.corrupted == [(6, "checksum mismatch")]
 
 
-def test_existing_store_and_resume_with_other_config_refused(exported):
+def test_existing_store_and_resume_with_other_config_refused(exported, tmp_path):
     cfg, path, _ = exported
     with pytest.raises(InputError, match="already exists; use --resume"):
         run_export(cfg, path, progress=False)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")  # not a store: nothing --resume could continue
+    with pytest.raises(InputError, match="notes: already exists and is not a dataset store; choose another output"):
+        run_export(cfg, tmp_path / "notes", progress=False)
     other = small_config(cfg.cts[0].path, seed=12)
     with pytest.raises(InputError, match=r"different config \(differs in: seed\)"):
         run_export(other, path, resume=True, progress=False)

@@ -722,13 +722,18 @@ def _field_path(loc: tuple) -> str:
 
 
 def _one_line(err: ValidationError, where: str) -> str:
-    """The most specific error (deepest field path) as one line, naming the field."""
+    """The most specific error as one line, naming the field: one of our validators' own messages first (in a
+    union, the member that matched the value's shape says what is wrong with it; the others only that it is not
+    their shape), then the deepest field path."""
     errors = err.errors()
-    best = max(errors, key=lambda e: len(_field_path(e["loc"]).split(".")))
-    fields = {_field_path(e["loc"]) for e in errors}
+    best = max(errors, key=lambda e: (e["type"] == "value_error", len(_field_path(e["loc"]).split("."))))
+    path = _field_path(best["loc"])
+    # other fields, not the same field's union members (``kvp.grid`` beside ``kvp``)
+    others = {f for e in errors if not ((f := _field_path(e["loc"])) == path or f.startswith(path + ".")
+                                        or path.startswith(f + "."))}
     msg = best["msg"].removeprefix("Value error, ")
-    more = f" (and {len(fields) - 1} more field(s))" if len(fields) > 1 else ""
-    return f"{where}: {_field_path(best['loc']) or '<root>'}: {msg}{more}"
+    more = f" (and {len(others)} more field(s))" if others else ""
+    return f"{where}: {path or '<root>'}: {msg}{more}"
 
 
 def config_from_dict(data: Any, where: str = "<config>", count: int | None = None,

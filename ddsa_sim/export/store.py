@@ -122,6 +122,8 @@ def create_store(path: str | Path, config: dict[str, Any], n_samples: int, image
     if path.is_file():
         raise InputError(f"{path}: is a file, not a store folder; choose another output")
     if path.exists() and not overwrite:
+        if not (path / "zarr.json").is_file():  # nothing --resume could continue
+            raise InputError(f"{path}: already exists and is not a dataset store; choose another output")
         raise InputError(f"{path}: already exists; use --resume to continue it, or choose another output")
     h, w = (int(image_shape[0]), int(image_shape[1]))
     root = zarr.open_group(str(path), mode="w" if overwrite else "w-", zarr_format=3)
