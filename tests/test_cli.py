@@ -114,6 +114,8 @@ def test_export_flags_name_themselves_and_do_not_hide_the_config(tmp_path):
     cfg = Path(__file__).resolve().parent.parent / "experiments" / "export_small.yaml"
     r = run("export", str(cfg), "-o", str(tmp_path / "s.zarr"), "--count", "-5")
     assert r.returncode == 2 and r.stderr.strip() == "error: --count: must be >= 1, got -5"
+    r = run("export", str(cfg), "-o", str(tmp_path / "s.zarr"), "--seed", "-1")
+    assert r.returncode == 2 and r.stderr.strip() == "error: --seed: must be >= 0, got -1"
     bad = tmp_path / "bad.yaml"
     bad.write_text(cfg.read_text().replace("\ncount: 200", "\ncount: lots"))
     r = run("export", str(bad), "-o", str(tmp_path / "s.zarr"), "--count", "5")

@@ -133,6 +133,8 @@ def test_checkpoint_rejects_non_checkpoints(tmp_path):
         load_checkpoint(evil)
     png = tmp_path / "image.png"  # a file of another kind: our message, not torch's weights_only advice
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-    with pytest.raises(InputError, match=r"not a ddsa-sim checkpoint \(not a torch file\)") as err:
+    with pytest.raises(InputError, match=r"not a ddsa-sim checkpoint \(not a whole torch file") as err:
         load_checkpoint(png)
     assert "weights_only" not in str(err.value)
+    with pytest.raises(InputError, match=r"is a folder; give a checkpoint in it, e\.g\. .*best\.pt"):
+        load_checkpoint(tmp_path)

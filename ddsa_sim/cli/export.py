@@ -43,6 +43,8 @@ def export(
             raise InputError("-o/--out: missing output store path")
         if count is not None and count < 1:
             raise InputError(f"--count: must be >= 1, got {count}")
+        if seed is not None and seed < 0:
+            raise InputError(f"--seed: must be >= 0, got {seed}")
         cfg = load_config(config, count=count, seed=seed)
         result = run_export(cfg, out, workers=workers, scheduler=scheduler, resume=resume, progress=progress,
                             preview=preview)

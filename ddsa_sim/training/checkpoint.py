@@ -100,11 +100,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         Missing file, unreadable file, unsafe content or not a ddsa-sim checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a checkpoint in it, e.g. {path / 'best.pt'}")
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
-        raise InputError(f"{path}: not a ddsa-sim checkpoint (not a torch file); give the best.pt or last.pt "
-                         "of a `ddsa-sim train` run")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive (its index at the end: a cut file has none)
+        raise InputError(f"{path}: not a ddsa-sim checkpoint (not a whole torch file: another file, or one cut "
+                         "short); give the best.pt or last.pt of a `ddsa-sim train` run")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
