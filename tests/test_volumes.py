@@ -123,6 +123,14 @@ def test_bad_inputs_are_clear(tmp_path):
     (tmp_path / "junk.nii.gz").write_bytes(b"not a nifti")
     with pytest.raises(InputError, match="junk.nii.gz"):
         read_ct(tmp_path / "junk.nii.gz")
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 16), np.float32), np.eye(4)), tmp_path / "whole.nii")
+    (tmp_path / "cut.nii").write_bytes((tmp_path / "whole.nii").read_bytes()[:9000])
+    with pytest.raises(InputError) as err:  # nibabel's message has a second line, which used to eat our ")"
+        read_ct(tmp_path / "cut.nii")
+    assert str(err.value).startswith(f"{tmp_path / 'cut.nii'}: cannot read NIfTI (") and str(err.value).endswith(")")
+    assert "\n" not in str(err.value)
     mri = Volume(np.random.default_rng(0).uniform(0, 800, (8, 8, 8)).astype(np.float32), np.eye(4), name="mri")
     with pytest.raises(InputError, match="does not look like a CT"):
         check_ct(mri)

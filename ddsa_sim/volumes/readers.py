@@ -42,6 +42,12 @@ def _import_nibabel():
     return nibabel
 
 
+def _first_line(exc: BaseException) -> str:
+    """A library's message, cut to its first line: ours is one line, and its closing parenthesis must stay."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def from_array(data: np.ndarray, affine: np.ndarray, name: str = "<array>") -> Volume:
     """Wrap an array and a voxel -> world (mm, LPS) affine as a :class:`Volume`."""
     return Volume(np.asarray(data), np.asarray(affine, dtype=np.float64), name=name)
@@ -54,7 +60,7 @@ def read_nifti(path: str | Path) -> Volume:
         img = _import_nibabel().load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many types for a bad file
-        raise InputError(f"{path}: cannot read NIfTI ({exc.__class__.__name__}: {exc})") from None
+        raise InputError(f"{path}: cannot read NIfTI ({exc.__class__.__name__}: {_first_line(exc)})") from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -120,7 +126,7 @@ def read_dicom_series(folder: str | Path) -> Volume:
         try:
             arr = ds.pixel_array.astype(np.float32)
         except Exception as exc:
-            raise InputError(f"{f}: cannot decode pixel data ({exc})") from None
+            raise InputError(f"{f}: cannot decode pixel data ({_first_line(exc)})") from None
         slope = float(ds.get("RescaleSlope", 1.0))
         intercept = float(ds.get("RescaleIntercept", 0.0))
         planes.append(arr * slope + intercept)
@@ -189,7 +195,7 @@ def peek_voxels(source: str | Path) -> int | None:
         try:
             return int(np.prod(_import_nibabel().load(str(path)).shape[:3]))
         except Exception as exc:
-            raise InputError(f"{path}: cannot read NIfTI header ({exc.__class__.__name__}: {exc})") from None
+            raise InputError(f"{path}: cannot read NIfTI header ({exc.__class__.__name__}: {_first_line(exc)})") from None
     if path.is_dir() or path.suffix.lower() in (".dcm", ".ima"):
         total = sum(int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
                     for _, ds in dicom_datasets(path, pixels=False) if "Rows" in ds and "Columns" in ds)
