@@ -81,6 +81,10 @@ def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--detector", "16x16", "--pixel-mm", "3",
       "--collimation", "0.49,0.49,0.49,0.49"], "collimation: the field left open exposes no detector pixel"),
     (["scene", "CT", "--png", "OLD.png"], "OLD.png: exists; choose another --png, or --overwrite"),
+    # a number out of range names its flag (was: "spacing_mm must be > 0, got nan" after a numpy warning)
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--spacing-mm", "0"], "--spacing-mm: must be > 0, got 0"),
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--scintillator-mm", "-1"],
+     "--scintillator-mm: must be >= 0, got -1"),
 ])
 def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     mri = tmp_path / "mri.nii.gz"

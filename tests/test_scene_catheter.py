@@ -162,7 +162,7 @@ def test_builder_places_catheter_with_the_tree_and_refuses_label_vessels():
 def test_dsa_options_put_a_catheter_on_templates_by_default():
     from ddsa_sim.cli.dsa import scene_spec
 
-    assert scene_spec("ct.nii.gz", "cow", 0).catheter == CatheterSpec(5.0, field="--catheter-french")
+    assert scene_spec("ct.nii.gz", "cow", 0).catheter == CatheterSpec(5.0, field="--catheter")
     assert scene_spec("ct.nii.gz", "coronary", 0, catheter_french=6).catheter.french == 6
     assert scene_spec("ct.nii.gz", "lsystem", 0).catheter is None
     assert scene_spec("ct.nii.gz", "lsystem", 0, catheter=True).catheter is not None

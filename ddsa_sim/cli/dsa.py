@@ -83,7 +83,7 @@ def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, stru
         catheter = vs.kind == "generator" and vs.name in TEMPLATES
     return SceneSpec(CTSpec(ct, labels, structures, labels_field="--labels", structures_field="--structures"),
                      vs, PlacementSpec(place, regions, seed=seed, feeding=feeding, field="--region"),
-                     catheter=CatheterSpec(catheter_french, field="--catheter-french").validate() if catheter else None,
+                     catheter=CatheterSpec(catheter_french, field="--catheter").validate() if catheter else None,
                      **parts)
 
 
@@ -242,6 +242,15 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     from vessel_models.tree import VesselInputError
 
     claim_output(out, overwrite, inputs=[ct, vessels, labels, structures])
+    positive = {"--spacing-mm": spacing_mm, "--pixel-mm": pixel_mm, "--iodine": iodine, "--photons": photons,
+                "--mas": mas, "--detector-dose": detector_dose, "--catheter-french": catheter_french,
+                "--heart-rate-bpm": heart_rate_bpm, "--breathing-period-s": breathing_period_s}
+    not_negative = {"--scintillator-mm": scintillator_mm, "--electronic-noise": electronic_noise,
+                    "--threshold-kev": threshold_kev, "--diaphragm-mm": diaphragm_mm}
+    for flags, bound, ok in ((positive, "> 0", lambda v: v > 0), (not_negative, ">= 0", lambda v: v >= 0)):
+        for flag, value in flags.items():
+            if value is not None and not ok(value):  # NaN too
+                raise InputError(f"{flag}: must be {bound}, got {value:g}")
     alphas, betas = parse_float_list(alpha, "alpha"), parse_float_list(beta, "beta")
     if len(alphas) != len(betas) and 1 not in (len(alphas), len(betas)):
         raise InputError(f"--alpha and --beta lists differ in length ({len(alphas)} vs {len(betas)})")
