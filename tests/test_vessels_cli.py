@@ -225,3 +225,23 @@ def test_gan_train_names_a_missing_held_out_folder(tmp_path):
     res = _invoke("gan-train", cfg, "--data", data, "--val-data", tmp_path / "missing", "-o", tmp_path / "run")
     assert res.exit_code != 0 and f"--val-data: {tmp_path / 'missing'}: no such folder" in res.output
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_os_errors_name_the_output_and_a_closed_pipe_is_no_error(tmp_path):
+    """An output that cannot be created is named as given, not as our temporary file beside it; `| head`
+    closing the pipe early ends the command quietly (it printed "error: [Errno 32] Broken pipe", exit 2)."""
+    import subprocess
+    import sys
+
+    from vessel_models.io import atomic_output
+
+    with pytest.raises(OSError) as err:  # /proc takes no new files
+        with atomic_output("/proc/tree.json"):
+            pass
+    assert err.value.filename == "/proc/tree.json"
+    tree = _json_tree(tmp_path / "t.json", [1.0, 0.5, 0.4])
+    code = (f"import sys; sys.argv = ['ddsa-sim', 'vessels', 'stats', {str(tree)!r}, '--text']; "
+            "from ddsa_sim.cli import main; main()")
+    # `true` leaves at once, before the command (a second to start) writes: the write meets a closed pipe
+    closed = subprocess.run(f"{sys.executable} -c \"{code}\" | true", shell=True, capture_output=True, text=True)
+    assert closed.stderr == "", closed.stderr

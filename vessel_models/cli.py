@@ -49,6 +49,8 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:  # the reader of our output left (``| head``): click ends quietly
+            raise
         except (VesselInputError, OSError, MemoryError) as exc:
             msg = " ".join(str(exc).split()) or type(exc).__name__
             if isinstance(exc, MemoryError):

@@ -58,7 +58,10 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise VesselInputError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=folder)
+    except OSError as exc:  # name the file asked for, not our temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:

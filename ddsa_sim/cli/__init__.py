@@ -86,7 +86,7 @@ _REMEDIES = {
     errno.EPERM: "not permitted: choose another output or fix the permissions",
     errno.ENOTDIR: "a part of the path is a file, not a folder: choose another output",
     errno.EISDIR: "it is a folder: give a file",
-    errno.ENOENT: "no such file or folder",
+    errno.ENOENT: "check the path (a folder on it is missing or cannot be made)",
     errno.EEXIST: "it exists already: choose another output",
 }
 

@@ -148,8 +148,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                                     "(lsystem, cow, coronary, colonize) or model:CHECKPOINT (a vessel GAN sample)."),
         out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
         seed: int = typer.Option(0, help="Seed of every random choice (tree, placement, motion, noise)."),
-        alpha: str = typer.Option("0", help="Orbital angle(s) alpha, deg (comma list = several views)."),
-        beta: str = typer.Option("0", help="Angular angle(s) beta, deg (comma list = several views)."),
+        alpha: str = typer.Option("0", help="Orbital angle(s) alpha, deg, >0 = RAO (comma list = several views)."),
+        beta: str = typer.Option("0", help="Angular angle(s) beta, deg, >0 = CAU (comma list = several views)."),
         labels: str | None = typer.Option(None, help="Label map on the CT grid (for builtin:chest-ct, "
                                              "builtin:chest-ct-labels is taken when labels:... vessels or an organ "
                                              "--region need one). With a heart label the coronary template is "
@@ -190,7 +190,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         detector_mode: str = typer.Option("energy", help="energy (integrating) or photon (counting)."),
         bit_depth: int = typer.Option(16, help="Stored bit depth (0 = no quantisation); gain puts the flat "
                                       "field at 90% of full scale."),
-        isocenter: str | None = typer.Option(None, help="X,Y,Z world mm; default: centre of the vessels."),
+        isocenter: str | None = typer.Option(None, help="X,Y,Z world mm (LPS); default: centre of the vessels."),
         no_noise: bool = typer.Option(False, "--no-noise", help="No quantum / electronic noise."),
         no_scatter: bool = typer.Option(False, "--no-scatter", help="No scatter."),
         no_grid: bool = typer.Option(False, "--no-grid", help="No anti-scatter grid."),
