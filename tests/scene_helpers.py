@@ -74,9 +74,11 @@ HEAD_BRAIN_SEMI_AXES_MM = np.array([68.0, 86.0, 62.0])
 HEAD_SKULL_MM, HEAD_SCALP_MM = 7.0, 6.0
 
 
-def head_hu(world_mm: np.ndarray) -> np.ndarray:
+def head_hu(world_mm: np.ndarray, orbits: bool = False) -> np.ndarray:
     """HU of the head phantom at world points ``(..., 3)``: brain 35, skull shell 1200 with a foramen
-    magnum, scalp, face and neck 30 (a spine of 700), air -1000 elsewhere."""
+    magnum, scalp, face and neck 30 (a spine of 700), air -1000 elsewhere; with ``orbits`` two 15 mm holes through
+    the skull in front, their centres 30 mm either side of the midline and 15 mm below the brain's centre (the
+    skull's axial sections are open rings from 30 mm to 0 mm below it)."""
     r = world_mm - HEAD_CENTRE_MM
 
     def rho(extra_mm: float) -> np.ndarray:
@@ -90,12 +92,16 @@ def head_hu(world_mm: np.ndarray) -> np.ndarray:
     hu[rho(0.0) < 1] = 35.0
     foramen = (r[..., 2] < -40.0) & (r[..., 0] ** 2 + (r[..., 1] - 10.0) ** 2 < 16.0**2)
     hu[foramen & (rho(HEAD_SKULL_MM) < 1)] = 30.0
+    if orbits:
+        for side in (-1.0, 1.0):
+            hole = (r[..., 1] < 0) & ((r[..., 0] - 30.0 * side) ** 2 + (r[..., 2] + 15.0) ** 2 < 15.0**2)
+            hu[hole & (rho(HEAD_SKULL_MM) < 1) & ~(rho(0.0) < 1)] = 30.0
     hu[neck & (r[..., 0] ** 2 + (r[..., 1] - 30.0) ** 2 < 12.0**2) & ~(rho(0.0) < 1)] = 700.0
     return hu
 
 
-def head_ct(orientation: np.ndarray | None = None, spacing_mm: float = 2.5) -> Volume:
-    """The head phantom (:func:`head_hu`) sampled on a grid whose voxel axes are ``orientation``
+def head_ct(orientation: np.ndarray | None = None, spacing_mm: float = 2.5, orbits: bool = False) -> Volume:
+    """The head phantom (:func:`head_hu`, ``orbits`` as there) sampled on a grid whose voxel axes are ``orientation``
     (3x3 orthonormal: columns = world directions of the voxel axes; default identity), covering the
     same world box (x -100..110, y -125..105, z -170..100 mm) whatever the orientation."""
     m = np.eye(3) if orientation is None else np.asarray(orientation, dtype=np.float64)
@@ -109,4 +115,4 @@ def head_ct(orientation: np.ndarray | None = None, spacing_mm: float = 2.5) -> V
     aff[:3, 3] = m @ lo
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).astype(np.float64)
     world = ijk @ aff[:3, :3].T + aff[:3, 3]
-    return from_array(head_hu(world), aff, "head-phantom")
+    return from_array(head_hu(world, orbits), aff, "head-phantom")

@@ -122,6 +122,10 @@ def test_centerline_follows_feeding_path_from_body_entry_to_tip():
     plain = catheter_centerline(_line_tree(np.array([root, root + [0, 0, 20.0]]), 2.0), body, ct.affine)
     np.testing.assert_allclose(plain[:, :2], 0.0, atol=1e-9)
     assert plain[-1][2] == pytest.approx(27.0) and plain[0][2] < -110
+    # an injection site below the CT (a head scan cut above the neck, the template's carotid root under it): no
+    # catheter can be seen, and none is drawn (it raised "path of 1.0 mm is shorter than the tip offset")
+    below = np.array([0.0, 0.0, -140.0])
+    assert catheter_centerline(_line_tree(np.array([below, below + [0, 0, 60.0]]), 2.0), body, ct.affine) is None
 
 
 def test_a_tree_rooted_in_a_lung_gets_a_catheter_through_the_chest_wall():

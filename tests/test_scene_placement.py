@@ -13,6 +13,7 @@ from scipy.spatial.transform import Rotation
 from ddsa_sim import InputError
 from ddsa_sim.geometry import CArm
 from ddsa_sim.scene.placement import (
+    FORAMEN_CUT_MM,
     body_mask,
     intracranial_mask,
     label_region,
@@ -109,6 +110,24 @@ def placed_by_orientation(cow_tree):
         assert abs(mask.sum() * abs(np.linalg.det(ct.affine[:3, :3])) / 1000 - 1519.0) < 80.0, name
         out[name] = (ct, cow_tree.transformed(place_cerebral(cow_tree.metadata, mask, ct, np.random.default_rng(7))))
     return out
+
+
+def test_intracranial_volume_reaches_the_cavity_floor_below_the_orbits():
+    """Where the orbits open the skull's axial sections (two 15 mm holes in front, 0-30 mm below the brain's
+    centre), the intracranial volume still is the whole brain ellipsoid (4/3 pi abc = 1519 ml, within 80 ml) down
+    to its floor (within a voxel), reaching no more than the foramen cut (9 mm and a voxel) down the foramen
+    magnum. Filling the axial sections stopped above the orbits: 779 ml, half the volume (fails)."""
+    ct = head_ct(orbits=True)
+    assert ct.data[tuple(ct.world_to_voxel(HEAD_CENTRE_MM + [30.0, -86.0 - 3.5, -15.0]).round().astype(int))] < 100
+    mask = intracranial_mask(ct)
+    ml = mask.sum() * abs(np.linalg.det(ct.affine[:3, :3])) / 1000
+    assert abs(ml - 1519.0) < 80.0, ml
+    world = np.argwhere(mask) @ ct.affine[:3, :3].T + ct.affine[:3, 3]
+    r = world - HEAD_CENTRE_MM
+    in_foramen = r[:, 0] ** 2 + (r[:, 1] - 10.0) ** 2 < 16.0**2  # the phantom's foramen magnum (head_hu)
+    bottom = HEAD_CENTRE_MM[2] - HEAD_BRAIN_SEMI_AXES_MM[2]
+    assert abs(world[~in_foramen, 2].min() - bottom) <= 2.5, world[~in_foramen, 2].min()
+    assert bottom - world[:, 2].min() <= FORAMEN_CUT_MM + 2.5, world[:, 2].min()
 
 
 @pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))

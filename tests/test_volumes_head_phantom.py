@@ -174,9 +174,9 @@ def test_exports_as_a_ct_source(tmp_path):
 
 def test_cerebral_placement_reads_the_brain_of_a_pseudo_patient_without_its_distractors():
     """A pseudo-patient's distractors are clutter, not anatomy: an air cavity through the skull or a bone rod
-    across the brain breaks the slice-filled skull ring. This draw (head 4 of the v23 store
-    ``experiments/duan/fit_cow_heads_many.yaml``) made the Circle of Willis unplaceable before the
-    intracranial volume was read from the pseudo-patient before its distractors."""
+    across the brain broke the slice-filled skull ring (and still cuts the intracranial volume). This draw (head 4
+    of the v23 store ``experiments/duan/fit_cow_heads_many.yaml``) made the Circle of Willis unplaceable before
+    the intracranial volume was read from the pseudo-patient before its distractors."""
     distractors = {"shells": {"min": 1, "max": 3}, "bones": {"min": 1, "max": 4}, "cavities": {"min": 0, "max": 3},
                    "foams": {"min": 1, "max": 3}, "bone_hu": {"min": 800, "max": 1900},
                    "bone_cortex_mm": {"min": 0.5, "max": 4.0}, "bone_core_hu": {"min": 100, "max": 400}}
@@ -192,8 +192,10 @@ def test_cerebral_placement_reads_the_brain_of_a_pseudo_patient_without_its_dist
     # the rendered CT is the pseudo-patient with its distractors
     np.testing.assert_array_equal(patient.ct.data, add_distractors(anatomy, None, spec.distractors)[0].data)
     assert not np.array_equal(patient.ct.data, anatomy.data)
-    # read from the cluttered HU the skull does not enclose a brain (why this draw is here) ...
-    assert intracranial_mask(patient.ct) is None
+    # read from the cluttered HU the skull enclosed no brain with the slice-filled ring (why this draw is here); the
+    # enclosure along the axes finds one, cut by the distractors' bones and cavities ...
+    cluttered = intracranial_mask(patient.ct)
+    assert cluttered is None or not np.array_equal(cluttered, intracranial_mask(anatomy))
     # ... read from the anatomy it does, and it is the source head's brain scaled by the variant's habitus
     mask = _intracranial(patient)
     np.testing.assert_array_equal(mask, intracranial_mask(anatomy))

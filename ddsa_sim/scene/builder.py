@@ -12,6 +12,7 @@ bit for bit.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,7 +294,11 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Cat
             patient.derived["body outline"] = body_outline_mask(patient.ct)
         centerline = catheter_centerline(tree, patient.derived["body outline"], patient.ct.affine,
                                          spec.catheter.tip_offset_mm, route=_way_in(patient, tree))
-        catheter = build_catheter(centerline, spec.catheter)
+        if centerline is None:
+            warnings.warn(f"{spec.catheter.field}: the injection site (the tree's root) lies outside the CT: no "
+                          "catheter drawn", stacklevel=2)
+        else:
+            catheter = build_catheter(centerline, spec.catheter)
     trees = TreeVessels(tree, spacing_mm=float(vs.spacing_mm), name=name)
     if vs.fill == "bolus":
         return trees, catheter

@@ -142,8 +142,10 @@ def _cut_back(points: np.ndarray, length_mm: float) -> np.ndarray:
 
 
 def catheter_centerline(tree: VesselTree, inside: np.ndarray, affine: np.ndarray, tip_offset_mm: float = 3.0,
-                        step_mm: float = 1.0, max_length_mm: float = 600.0, route: np.ndarray | None = None) -> np.ndarray:
-    """The catheter's centreline (K, 3) in world mm, from where it enters the body to its tip.
+                        step_mm: float = 1.0, max_length_mm: float = 600.0,
+                        route: np.ndarray | None = None) -> np.ndarray | None:
+    """The catheter's centreline (K, 3) in world mm, from where it enters the body to its tip; None when the tree's
+    root (the injection site) lies outside the grid of ``inside`` (the CT), where no catheter would be seen.
 
     Parameters
     ----------
@@ -183,6 +185,9 @@ def catheter_centerline(tree: VesselTree, inside: np.ndarray, affine: np.ndarray
         run = nxt
     if np.linalg.norm(run - points[0]) > 0:
         points = np.vstack([run, points])
+    ijk = np.rint(inv[:3, :3] @ root + inv[:3, 3]).astype(int)
+    if np.any(ijk < 0) or np.any(ijk >= inside.shape):
+        return None  # the injection site is outside the CT (a head scan cut above the neck): nothing to draw
     return _chaikin(_cut_back(points, tip_offset_mm))
 
 

@@ -258,6 +258,9 @@ SKULL_HU = 300.0
 INTRACRANIAL_HU = (-30.0, 100.0)
 #: The smallest intracranial volume accepted as a head (ml; adults ~1200-1700 ml).
 MIN_INTRACRANIAL_ML = 400.0
+#: Radius (mm) of the opening that cuts the spinal canal (sagittal diameter 12-17 mm at C1-C2) from the cranial
+#: cavity through the foramen magnum (about 35 x 30 mm).
+FORAMEN_CUT_MM = 9.0
 #: Ranges of the patient-to-template isotropic scale and of the placement jitter (docs/vessels.md §5).
 TEMPLATE_SCALE_RANGE = (0.8, 1.25)
 ANATOMICAL_JITTER_DEG = 3.0
@@ -283,10 +286,16 @@ def _fill_slices(mask: np.ndarray, axis: int) -> np.ndarray:
 def intracranial_mask(ct: Volume) -> np.ndarray | None:
     """The intracranial volume of a head CT: brain / CSF voxels enclosed by the skull.
 
-    Bone (``> SKULL_HU``) is closed (sutures, thin gaps) and filled slice by slice across the voxel
-    axis closest to world superior (an axial section of the skull is a ring); the filled voxels in
-    the brain / CSF window :data:`INTRACRANIAL_HU` form components, the largest of which, eroded by
-    one voxel to cut thin bridges (optic canals, foramina), is the intracranial volume.
+    Bone (``> SKULL_HU``) is closed (sutures, thin gaps). A voxel of the brain / CSF window
+    :data:`INTRACRANIAL_HU` is enclosed when, looking along the voxel axes both ways, it sees bone in at least
+    five of the six directions: the cranial cavity has one large opening (the foramen magnum), so its voxels see
+    bone everywhere but, above the foramen, downwards; the orbits, the face and the neck see air in two or more.
+    The spinal canal below the foramen is enclosed too, and is cut off by an opening of
+    :data:`FORAMEN_CUT_MM` (the canal is narrower than that ball, the foramen and the cavity wider); the largest
+    piece left, grown back by that distance within the enclosed voxels, is the intracranial volume, down to the
+    floors of the three fossae. (Filling the skull's axial sections, as before, stopped at the first level where
+    the orbits or the face open the ring: the builtin heads' masks ended in a flat floor 40-60 mm above the
+    posterior fossa.)
 
     Returns
     -------
@@ -295,19 +304,22 @@ def intracranial_mask(ct: Volume) -> np.ndarray | None:
     """
     data = np.asarray(ct.data)
     bone = ndimage.binary_closing(data > SKULL_HU, iterations=2)
-    filled = _fill_slices(bone, _superior_axis(ct.affine))
-    inside = filled & ~bone & (data > INTRACRANIAL_HU[0]) & (data < INTRACRANIAL_HU[1])
-    inside = ndimage.binary_erosion(inside)
-    lab, n = ndimage.label(inside)
+    open_ways = np.zeros(data.shape, np.uint8)  # directions along the voxel axes in which a voxel sees no bone
+    for axis in range(3):
+        open_ways += ~np.flip(np.logical_or.accumulate(np.flip(bone, axis), axis=axis), axis)
+        open_ways += ~np.logical_or.accumulate(bone, axis=axis)
+    enclosed = ~bone & (open_ways <= 1) & (data > INTRACRANIAL_HU[0]) & (data < INTRACRANIAL_HU[1])
+    voxel_mm = float(np.cbrt(abs(np.linalg.det(ct.affine[:3, :3]))))
+    cut = max(1, int(round(FORAMEN_CUT_MM / voxel_mm)))
+    lab, n = ndimage.label(ndimage.binary_erosion(enclosed, iterations=cut))
     if n == 0:
         return None
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
-    mask = lab == int(np.argmax(sizes))
-    voxel_ml = abs(float(np.linalg.det(ct.affine[:3, :3]))) / 1000.0
-    if mask.sum() * voxel_ml < MIN_INTRACRANIAL_ML:
+    mask = ndimage.binary_dilation(lab == int(np.argmax(sizes)), iterations=cut + 1, mask=enclosed)
+    if mask.sum() * voxel_mm**3 / 1000.0 < MIN_INTRACRANIAL_ML:
         return None
-    return ndimage.binary_dilation(mask) & (filled & ~bone)
+    return mask
 
 
 def _world_points(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
