@@ -106,3 +106,23 @@ def test_sweeps():
     alphas = np.array([p.alpha_deg for p in a])
     assert alphas.min() >= -10 and alphas.max() <= 10
     assert np.abs(np.array([p.isocenter_mm for p in a])).max() <= 2.0
+
+
+@pytest.mark.parametrize("alpha, beta", [(0, 0), (90, 0), (30, 20), (-30, -20), (0, 40), (45, 0)])
+def test_patient_directions_name_where_the_patient_axes_project(alpha, beta):
+    """The orientation labels of a view (dsa's picture titles) say where a patient direction lands in the image:
+    a point 50 mm towards each letter of the image's right lies right of the isocenter, towards each letter of its
+    downward lies below it (checked through the projection matrix, LPS: L +x, P +y, H +z)."""
+    carm = CArm(alpha_deg=alpha, beta_deg=beta)
+    iso = np.asarray(carm.isocenter_mm, dtype=np.float64)
+    unit = {"L": [1, 0, 0], "R": [-1, 0, 0], "P": [0, 1, 0], "A": [0, -1, 0], "H": [0, 0, 1], "F": [0, 0, -1]}
+    right, down = carm.patient_directions()
+    u0, v0 = carm.project(iso)[0]
+    for letter in right:
+        u, v = carm.project(iso + 50.0 * np.asarray(unit[letter]))[0]
+        assert u - u0 > 0.5 * abs(v - v0), (letter, u - u0, v - v0)
+    for letter in down:
+        u, v = carm.project(iso + 50.0 * np.asarray(unit[letter]))[0]
+        assert v - v0 > 0.5 * abs(u - u0), (letter, u - u0, v - v0)
+    if (alpha, beta) == (0, 0):  # the frontal view as seen from the source (docs/geometry.md): right is R
+        assert (right, down) == ("R", "F")

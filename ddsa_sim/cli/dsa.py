@@ -322,9 +322,11 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                                                                          if on])]
             npz = save_view(stem.with_suffix(".npz"), result, carm, scene)
             label = vessels if len(vessels) < 48 else vessels[:45] + "..."
+            right, down = carm.patient_directions()
             save_strip(result, stem.with_suffix(".png"),
                        f"{Path(ct).name} + {label}  alpha={carm.alpha_deg:g} beta={carm.beta_deg:g}  motion={motion}  "
-                       f"noise={'off' if no_noise else 'on'}  scatter={'off' if no_scatter else 'on'}")
+                       f"noise={'off' if no_noise else 'on'}  scatter={'off' if no_scatter else 'on'}  "
+                       f"(image right: {right}, down: {down})")
             for suffix in [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]:
                 save_animation(list(result.dsa_target), stem.with_suffix(suffix), invert=True)
             typer.echo(str(npz))

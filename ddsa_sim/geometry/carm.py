@@ -192,6 +192,19 @@ class CArm:
         h = np.column_stack([pts, np.ones(len(pts))]) @ self.projection_matrix.T
         return h[:, :2] / h[:, 2:3]
 
+    def patient_directions(self) -> tuple[str, str]:
+        """The patient directions (LPS letters: L / R, P / A, H / F) of the image's right (+u) and downward (+v),
+        as a viewer's orientation labels: the dominant one first, a second where its share is over half of it
+        (e.g. ``"RA"`` in an oblique view)."""
+        cam_to_world = np.linalg.inv(self.camera3d_from_world)[:3, :3]
+        labels = []
+        for axis in (0, 1):  # image u runs along the camera's x, v along its y (times the focal length's sign)
+            d = cam_to_world[:, axis] * np.sign(self.intrinsic[axis, axis])
+            order = np.argsort(-np.abs(d))
+            letters = [("RL", "AP", "FH")[k][int(d[k] > 0)] for k in order[:2] if abs(d[k]) > 0.5 * abs(d[order[0]])]
+            labels.append("".join(letters))
+        return labels[0], labels[1]
+
     def ray_directions(self) -> np.ndarray:
         """Unit ray directions (world) from the source through every pixel centre, shape (H, W, 3).
 
