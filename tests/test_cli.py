@@ -125,6 +125,12 @@ def test_export_flags_name_themselves_and_do_not_hide_the_config(tmp_path):
     r = run("export", str(bad), "-o", str(tmp_path / "s.zarr"), "--count", "5")
     assert r.returncode == 2 and f"{bad}: count: Input should be a valid integer" in r.stderr, r.stderr
     assert not (tmp_path / "s.zarr").exists()
+    # a field the run's own checks refuse (before the store exists) is named with its file too
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(cfg.read_text().replace("generator: lsystem", "generator: lsystm", 1))
+    r = run("export", str(typo), "-o", str(tmp_path / "s.zarr"))
+    assert r.returncode == 2 and f"error: {typo}: vessels.sources[" in r.stderr and "lsystm" in r.stderr, r.stderr
+    assert not (tmp_path / "s.zarr").exists()
 
 
 def test_help_shows_boolean_flags_as_flags():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
@@ -46,8 +47,12 @@ def export(
         if seed is not None and seed < 0:
             raise InputError(f"--seed: must be >= 0, got {seed}")
         cfg = load_config(config, count=count, seed=seed)
-        result = run_export(cfg, out, workers=workers, scheduler=scheduler, resume=resume, progress=progress,
-                            preview=preview)
+        try:
+            result = run_export(cfg, out, workers=workers, scheduler=scheduler, resume=resume, progress=progress,
+                                preview=preview)
+        except InputError as exc:  # one that names a field of the config (the run's checks) names its file too
+            field = re.split(r"[.\[:]", str(exc), maxsplit=1)[0]
+            raise InputError(f"{config}: {exc}" if field in type(cfg).model_fields else str(exc)) from None
     except InputError as exc:
         _fail(exc)
         return
