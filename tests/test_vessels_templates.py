@@ -367,6 +367,20 @@ def test_deep_veins_outside_the_dura_give_way_to_the_arteries():
             assert _tube_gap_mm(tree, arteries, np.nonzero(np.char.startswith(names, vein))[0]) >= 0.0, (seed, vein)
 
 
+def test_the_falx_sinuses_run_on_the_midline():
+    """The superior and inferior sagittal and the straight sinus lie in the falx's edges: on the midline plane (a
+    frontal venous phase shows the superior sagittal sinus as a straight midline band). They wandered up to 21 mm
+    off it (the superior sagittal sinus of seed 2, bent like any vessel and leaving the torcula along the
+    transverse sinus)."""
+    for seed in SEEDS:
+        tree = generate("cow", seed)
+        centre_x = tree.metadata["brain_centre_mm"][0]
+        for bid, name in tree.labels.items():
+            if name.startswith(("SSS", "StS", "ISS")):
+                x = tree.positions_mm[tree.branch_ids == bid, 0]
+                assert np.abs(x - centre_x).max() < 0.01, (seed, name)
+
+
 def test_arteries_stay_out_of_the_dural_sinuses_and_the_veins_they_pass():
     """The dural sinuses lie in the dura, outside the arachnoid that holds the arteries, and the vein of Galen in
     its cistern: no artery enters one. The template's arteries give way to them and to the cortical veins (laid

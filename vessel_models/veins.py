@@ -70,13 +70,15 @@ DEEP_VEIN_DIAMETERS_MM: dict[str, tuple[float, float]] = {
 }
 #: The share of the template's bend of the veins held in place by their surroundings: the internal cerebral
 #: veins run side by side 2-5 mm off the midline in the roof of the third ventricle, where a full bend (up to 5 mm
-#: across) would cross them, their tributaries in the walls of the lateral ventricles, the inferior sagittal
-#: sinus runs in the falx's free edge, where one (up to 8 mm) would dip it onto the pericallosal arteries, and the
-#: internal jugular veins run in the carotid sheath, where one (up to 30 mm) would lay them over the carotid or
-#: the vertebral artery.
+#: across) would cross them, their tributaries in the walls of the lateral ventricles, and the internal jugular
+#: veins run in the carotid sheath, where one (up to 30 mm) would lay them over the carotid or the vertebral artery.
 CONFINED_BEND = 0.3
 #: The veins that bend by :data:`CONFINED_BEND` of the template's tortuosity.
-CONFINED_VEINS = ("IJV", "ICV", "ISS", "TSV", "SepV")
+CONFINED_VEINS = ("IJV", "ICV", "TSV", "SepV")
+#: The sinuses in the falx's edges, which follow the midline without a bend of their own: the superior sagittal
+#: sinus along the vault (in a frontal view a straight band on the midline, not a loop), the straight sinus along
+#: the falx's junction with the tentorium, the inferior sagittal sinus along its free edge.
+FALX_SINUSES = ("SSS", "StS", "ISS")
 #: The veins that give way to the arteries (:func:`_make_way`): the jugulars in the carotid sheath and the deep veins
 #: outside the dura; not the dural sinuses, which are rigid.
 GIVING_WAY = ("IJV", "ICV", "BVR", "TSV", "SepV")
@@ -114,7 +116,7 @@ def _segments(centre: np.ndarray, axes: np.ndarray, scale: float) -> dict[str, l
     torcula = midline(192.0)
     out: dict[str, list[np.ndarray]] = {
         "SSS_post": [torcula, midline(160.0), midline(125.0), midline(95.0)],
-        "SSS_ant": [midline(95.0), midline(50.0), midline(2.0)],
+        "SSS_ant": [midline(95.0), midline(50.0), midline(-10.0)],  # to the foramen caecum, level with the cribriform plate
     }
     for s, sx in (("L", 1.0), ("R", -1.0)):
         ts_end = on_dura((57.0 * sx, 42.0, -20.0))
@@ -274,9 +276,13 @@ def _lay_segment(b: TreeBuilder, name: str, parent: int, points: list[np.ndarray
                  diameters: tuple[float, float], step_mm: float, tortuosity: float,
                  rng: np.random.Generator) -> list[int]:
     """Nodes of one named segment from ``parent`` through ``points[1:]``, its diameter linear from start to end, bent
-    by ``tortuosity`` (by :data:`CONFINED_BEND` of it for the :data:`CONFINED_VEINS`)."""
+    by ``tortuosity`` (by :data:`CONFINED_BEND` of it for the :data:`CONFINED_VEINS`, not at all for the
+    :data:`FALX_SINUSES`)."""
     bend = tortuosity * (CONFINED_BEND if name.startswith(CONFINED_VEINS) else 1.0)
     nodes = smooth_curve([b.position(parent)] + points[1:], heading, step_mm, bend, rng)
+    if name.startswith(FALX_SINUSES):  # its bend is drawn, so that the segments after it draw as before, and not laid;
+        # it leaves a confluence (the torcula) along the midline, not along the transverse sinus arriving there
+        nodes = smooth_curve([b.position(parent)] + points[1:], None, step_mm, 0.0, rng)
     d0, d1 = diameters
     bid = b.new_branch(1, name)
     ids, node = [], parent
