@@ -381,6 +381,25 @@ def test_the_falx_sinuses_run_on_the_midline():
                 assert np.abs(x - centre_x).max() < 0.01, (seed, name)
 
 
+def test_cortical_branches_stay_in_their_hemisphere():
+    """The falx parts the hemispheres: the middle and posterior cerebral arteries' cortical trees stay on their own
+    side, at least half the falx and the pia (1.5 mm) off the midline plane. They crossed up to 26 mm into the
+    other hemisphere (an M2 tree of seed 10, P2 trees of seeds 2, 3, 5, 7, 8, 11, 12, 15 over seeds 0-15)."""
+    from vessel_models.courses import MIDLINE_GAP_MM
+
+    for seed in SEEDS:
+        tree = generate("cow", seed)
+        names = np.array([tree.labels.get(int(b), "") for b in tree.branch_ids]).astype(str)
+        centre_x = tree.metadata["brain_centre_mm"][0]
+        for i in np.nonzero(names == "")[0]:  # the distal trees' nodes: their named artery is up their path
+            j = i
+            while not names[j]:
+                j = tree.parents[j]
+            if names[j].startswith(("M2", "P2")):
+                side = 1.0 if names[j].endswith("_L") else -1.0
+                assert side * (tree.positions_mm[i, 0] - centre_x) >= MIDLINE_GAP_MM - 1e-9, (seed, names[j])
+
+
 def test_arteries_stay_out_of_the_dural_sinuses_and_the_veins_they_pass():
     """The dural sinuses lie in the dura, outside the arachnoid that holds the arteries, and the vein of Galen in
     its cistern: no artery enters one. The template's arteries give way to them and to the cortical veins (laid

@@ -60,6 +60,10 @@ def surface_point(p: np.ndarray, centre: np.ndarray, axes: np.ndarray, depth_mm:
     return centre + on * max(0.0, 1.0 - depth_mm / max(norm, 1e-9))
 
 
+#: Least distance (mm) of a hemisphere's cortical vessels from the midline plane: half the falx and the pia.
+MIDLINE_GAP_MM = 1.5
+
+
 def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float, centre: np.ndarray,
                     axes: np.ndarray, depth_mm: float, blend_mm: float, scale_mm: float) -> None:
     """Move the nodes ``first..`` of a distal tree grown at node ``root`` onto its surface.
@@ -67,7 +71,9 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
     ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``scalp``: in the scalp (brain + 10 mm x
     ``scale_mm``, over a skull of ~6 mm);
     ``medial``: squashed towards the hemisphere's medial surface (3 mm from the midline) and kept
-    inside the brain; ``free``: left as grown. The move is blended in over the first ``blend_mm`` of
+    inside the brain; ``free``: left as grown. On the cortex and the medial surface a node stays in its hemisphere
+    (``side``: +1 left, -1 right), at least :data:`MIDLINE_GAP_MM` from the midline: one grown across it is
+    mirrored back (the falx parts the hemispheres). The move is blended in over the first ``blend_mm`` of
     path, like a branch leaving a fissure.
     """
     if kind == "free":
@@ -87,6 +93,8 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
             q[0] = side * 3.0 + 0.15 * (p[0] - side * 3.0)
             if np.sum(((q - centre) / (axes - depth_mm)) ** 2) > 1:
                 q = surface_point(q, centre, axes, depth_mm)
+        if kind in ("cortex", "medial"):  # a hemisphere's vessels stay in it: a branch grown across the falx folds back
+            q[0] = centre[0] + side * max(abs(q[0] - centre[0]), MIDLINE_GAP_MM)
         w = min(1.0, dist[i] / blend_mm)
         moved[i] = (1.0 - w) * p + w * q
     for i, q in moved.items():
