@@ -334,12 +334,18 @@ class Scene:
         """The collimator's primary transmission as the detector records it (penumbra of the focal
         spot, then the detector's light spread; (H, W) float64) and the exposed field (bool, the
         geometric edge: :data:`~ddsa_sim.physics.collimation.EXPOSED_OPEN_FRACTION`); None without
-        a collimator or with an open one."""
+        a collimator or with an open one. InputError when the field exposes no pixel (it is computed before a
+        frame is rendered)."""
         if self.collimator is None or self.collimator.is_open:
             return None
         f = open_fraction(self.collimator, (carm.sensor_height, carm.sensor_width), carm.pixel_mm,
                           self.blur.focal_spot_mm, carm.source_to_detector_distance)
-        return self.detector_blur(carm, transmission(self.collimator, f)), f >= EXPOSED_OPEN_FRACTION
+        exposed = f >= EXPOSED_OPEN_FRACTION
+        if not exposed.any():
+            raise InputError(f"collimation: the field left open exposes no detector pixel (none at least "
+                             f"{EXPOSED_OPEN_FRACTION:g} open) of {carm.sensor_height}x{carm.sensor_width} pixels of "
+                             f"{carm.pixel_mm:g} mm; open the blades")
+        return self.detector_blur(carm, transmission(self.collimator, f)), exposed
 
     def detector_blur(self, carm: CArm, intensity: np.ndarray) -> np.ndarray:
         """``intensity`` (H, W) blurred by the detector's light spread (no-op when off)."""
@@ -348,8 +354,7 @@ class Scene:
         return gaussian_blur(intensity, detector_sigma_mm(self.blur.detector_mtf50_cycles_per_mm) / carm.pixel_mm)
 
     def check_view(self, carm: CArm) -> None:
-        """Raise InputError when the CT or a vessel volume is outside the field of view, or a collimator leaves no
-        detector pixel exposed."""
+        """Raise InputError when the CT or a vessel volume is outside the field of view."""
         proj = self.projector
         proj.check_in_view(carm, "ct")
         for name, src in zip(self.vessel_names, self.vessels):
@@ -360,11 +365,6 @@ class Scene:
                                  if "behind" in str(exc) else
                                  f"vessels {getattr(src, 'name', name)!r} are entirely outside the field of view at "
                                  f"alpha={carm.alpha_deg:g}, beta={carm.beta_deg:g}") from None
-        collimation = self.collimation(carm)
-        if collimation is not None and not collimation[1].any():
-            raise InputError(f"collimation: the field left open exposes no detector pixel (none at least "
-                             f"{EXPOSED_OPEN_FRACTION:g} open) of {carm.sensor_height}x{carm.sensor_width} pixels of "
-                             f"{carm.pixel_mm:g} mm; open the blades")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description of the scene's physics settings."""
