@@ -176,6 +176,9 @@ def catheter_centerline(tree: VesselTree, inside: np.ndarray, affine: np.ndarray
         points = np.vstack([root - _root_direction(tree), root])
     out = (points[0] - points[1]) / np.linalg.norm(points[0] - points[1])
     inv = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+    ijk = np.rint(inv[:3, :3] @ root + inv[:3, 3]).astype(int)
+    if np.any(ijk < 0) or np.any(ijk >= inside.shape):
+        return None  # the injection site is outside the CT (a head scan cut above the neck): nothing to draw
     run = points[0]
     for _ in range(int(max_length_mm / step_mm)):  # straight on, out of the body
         nxt = run + step_mm * out
@@ -185,9 +188,6 @@ def catheter_centerline(tree: VesselTree, inside: np.ndarray, affine: np.ndarray
         run = nxt
     if np.linalg.norm(run - points[0]) > 0:
         points = np.vstack([run, points])
-    ijk = np.rint(inv[:3, :3] @ root + inv[:3, 3]).astype(int)
-    if np.any(ijk < 0) or np.any(ijk >= inside.shape):
-        return None  # the injection site is outside the CT (a head scan cut above the neck): nothing to draw
     return _chaikin(_cut_back(points, tip_offset_mm))
 
 
