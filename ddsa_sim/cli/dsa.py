@@ -314,12 +314,12 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    animations = [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]
     rngs = [np.random.default_rng([seed, n]) for n in range(len(carms))]
     try:
         for n, (carm, result) in enumerate(zip(carms, render_views(scene, carms, rngs, bolus_times(scene, frames)))):
             stem = out / f"view_{n:03d}"
-            written += [stem.with_suffix(s) for s in (".npz", ".png", *[s for s, on in ((".gif", gif), (".mp4", mp4))
-                                                                         if on])]
+            written += [stem.with_suffix(s) for s in (".npz", ".png", *animations)]
             npz = save_view(stem.with_suffix(".npz"), result, carm, scene)
             label = vessels if len(vessels) < 48 else vessels[:45] + "..."
             right, down = carm.patient_directions()
@@ -327,7 +327,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                        f"{Path(ct).name} + {label}  alpha={carm.alpha_deg:g} beta={carm.beta_deg:g}  motion={motion}  "
                        f"noise={'off' if no_noise else 'on'}  scatter={'off' if no_scatter else 'on'}  "
                        f"(image right: {right}, down: {down})")
-            for suffix in [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]:
+            for suffix in animations:
                 save_animation(list(result.dsa_target), stem.with_suffix(suffix), invert=True)
             typer.echo(str(npz))
     except BaseException:  # a failed run leaves nothing of its own behind: no half set of views
