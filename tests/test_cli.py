@@ -85,6 +85,7 @@ def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--spacing-mm", "0"], "--spacing-mm: must be > 0, got 0"),
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--scintillator-mm", "-1"],
      "--scintillator-mm: must be >= 0, got -1"),
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--lag", "0.5,0.6"], "--lag: the frame lags sum to 1.1"),
 ])
 def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     mri = tmp_path / "mri.nii.gz"

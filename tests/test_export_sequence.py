@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import nibabel as nib
@@ -180,3 +181,22 @@ def test_interrupted_sequence_store_resumes_bit_for_bit(exported, tmp_path):
     for name in IMAGE_ARRAYS:
         assert a[name][:].tobytes() == b[name][:].tobytes(), name
     assert np.array_equal(a["meta/frame_times_s"][:], b["meta/frame_times_s"][:])
+
+
+def test_detector_lag_of_the_config_reaches_every_frame_but_not_the_targets(tmp_path):
+    cfg = load_config(write_config(tmp_path, count=1, detector={"rows": 48, "cols": 48, "pixel_mm": 5.0, "binning": 1,
+                                                                 "lag": [0.2, 0.1]},
+                                   effects={"noise": False, "scatter": False, "motion": "none"}))
+    spec = plan_dataset(cfg)[0]
+    assert spec.detector_lag == (0.2, 0.1) and spec.to_dict()["detector_lag"] == [0.2, 0.1]
+    lag, free = render_sample(spec, CTCache()), render_sample(dataclasses.replace(spec, detector_lag=()), CTCache())
+    # the frames the mask and earlier contrast frames leave behind; targets and mask are the frames' own
+    intensity = np.exp(-free["contrast"].astype(np.float64))
+    mask = np.exp(-free["mask"].astype(np.float64))
+    history = [mask, mask, mask, *intensity]
+    expected = [0.7 * history[k] + 0.2 * history[k - 1] + 0.1 * history[k - 2] for k in range(3, 6)]
+    np.testing.assert_allclose(np.exp(-lag["contrast"].astype(np.float64)), expected, rtol=1e-6)
+    for name in ("mask", "dsa_target", "iodine_mg_per_cm2", "vessel_mask"):
+        assert np.array_equal(lag[name], free[name]), name
+    with pytest.raises(InputError, match=r"detector: .*lag: the frame lags sum to 1"):
+        load_config(write_config(tmp_path, detector={"rows": 48, "cols": 48, "pixel_mm": 5.0, "lag": [0.5, 0.5]}))

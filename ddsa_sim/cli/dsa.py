@@ -183,6 +183,9 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         scintillator_mm: float = typer.Option(0.6, "--scintillator-mm", help="CsI:Tl thickness, mm (0 = ideal "
                                               "detector that absorbs every photon, DeepDRR's model)."),
         threshold_kev: float = typer.Option(0.0, "--threshold-kev", help="Photon counting: energy threshold, keV."),
+        lag: str | None = typer.Option(None, "--lag", help="Detector lag L1,L2,...: fractions of a frame's charge "
+                                       "read out 1, 2, ... frames later, e.g. 0.03,0.007,0.004,0.003 for an a-Si:H "
+                                       "panel (docs/physics.md); default: none."),
         spectrum: str = typer.Option("90KV_AL40", help="Spectrum preset or spec (physics.spectra.get_spectrum), "
                                      "e.g. spekpy:kvp=80,al=4 or mono:40."),
         detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Detector ROWSxCOLS."),
@@ -224,6 +227,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     from ddsa_sim.files import claim_output, clear_output
     from ddsa_sim.geometry import CArm
     from ddsa_sim.physics.detector import Detector
+    from ddsa_sim.physics.lag import check_lag
     from ddsa_sim.physics.scatter import AntiScatterGrid
     from ddsa_sim.scene import (
         EffectsSpec,
@@ -270,9 +274,11 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     if detector_dose is not None and bit_depth:
         raise InputError("--detector-dose sets the exposure per view; use it with --bit-depth 0")
 
+    frame_lags = () if lag is None else check_lag(parse_float_list(lag, "lag"), "--lag")
+
     def make_detector(**kw) -> Detector:
         return Detector(mode=detector_mode, scintillator_mm=scintillator_mm or None, threshold_kev=threshold_kev,
-                        electronic_noise_std=electronic_noise, **kw)
+                        electronic_noise_std=electronic_noise, lag=frame_lags, **kw)
 
     try:
         params = parse_params(param)
@@ -326,7 +332,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
             save_strip(result, stem.with_suffix(".png"),
                        f"{Path(ct).name} + {label}  alpha={carm.alpha_deg:g} beta={carm.beta_deg:g}  motion={motion}  "
                        f"noise={'off' if no_noise else 'on'}  scatter={'off' if no_scatter else 'on'}  "
-                       f"(image right: {right}, down: {down})")
+                       + (f"lag={','.join(f'{v:g}' for v in frame_lags)}  " if frame_lags else "")
+                       + f"(image right: {right}, down: {down})")
             for suffix in animations:
                 save_animation(list(result.dsa_target), stem.with_suffix(suffix), invert=True)
             typer.echo(str(npz))

@@ -23,6 +23,7 @@ from ddsa_sim.export.renderers import check_renderer_name
 from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG  # poses outside are refused at load time
 from ddsa_sim.physics.blur import CSI_MTF50_CYCLES_PER_MM
 from ddsa_sim.physics.collimation import LEAD_LEAKAGE, SOURCE_TO_COLLIMATOR_MM
+from ddsa_sim.physics.lag import check_lag
 from ddsa_sim.volumes.distractors import Distractors
 
 __all__ = ["DEFAULT_PHOTONS_PER_PIXEL", "DISTRACTOR_COUNTS", "EXPOSURE_FIELDS", "FOAM_FIELDS",
@@ -381,7 +382,10 @@ class DetectorConfig(_Model):
     :class:`ddsa_sim.physics.blur.BlurSettings`), cycles/mm at the detector, drawn per sample; null:
     no detector blur. ``bit_depth``: quantisation of the detector signal to this many bits per sample
     (a number or ``{grid: [12, 14, 16]}``, integers 8-16), the gain putting the flat field at 90 % of
-    full scale; null: float signal.
+    full scale; null: float signal. ``lag``: frame lags ``[L1, L2, ...]``, fractions of a frame's charge
+    read out 1, 2, ... frames later (:mod:`ddsa_sim.physics.lag`; e.g. ``[0.03, 0.007, 0.004, 0.003]``
+    for an a-Si:H panel); empty: none. A sequence's frames are consecutive readouts; a single frame is
+    read in a steady state (lag then only averages the noise of the frames before it).
     """
 
     rows: int = Field(default=1536, ge=1)
@@ -390,6 +394,7 @@ class DetectorConfig(_Model):
     binning: int = Field(default=1, ge=1)
     mtf50_cycles_per_mm: Dist | None = CSI_MTF50_CYCLES_PER_MM
     bit_depth: int | Grid | None = None
+    lag: list[float] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _binnable(self) -> DetectorConfig:
@@ -401,6 +406,10 @@ class DetectorConfig(_Model):
             values = self.bit_depth.grid if isinstance(self.bit_depth, Grid) else [self.bit_depth]
             if any(v != int(v) or not 8 <= v <= 16 for v in values):
                 raise ValueError(f"bit_depth values must be integers 8..16, got {values}")
+        try:
+            check_lag(self.lag, "lag")
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     @property
@@ -567,11 +576,12 @@ class Output(_Model):
         return v
 
 
-#: Fields added with exposure randomisation, ``pose.aim``, sequences and physiological motion -> the
+#: Fields added with exposure randomisation, ``pose.aim``, sequences, physiological motion and detector lag -> the
 #: value every store had before the field existed (left out of the recorded config there).
 NEW_AT_DEFAULT: dict[tuple[str, str], Any] = {("spectrum", "filter_cu_mm"): 0.0, ("pose", "aim"): None,
                                               ("detector", "bit_depth"): None, ("effects", "grid_fraction"): 1.0,
-                                              ("", "sequence"): None, ("effects", "collimation"): None}
+                                              ("", "sequence"): None, ("effects", "collimation"): None,
+                                              ("detector", "lag"): []}
 # the physiological motion ranges as recorded (JSON) at their Effects defaults
 NEW_AT_DEFAULT.update({("effects", name): json.loads(Effects.model_fields[name].default.model_dump_json())
                        for name in PHYSIOLOGICAL_MOTION_FIELDS["cardiorespiratory"]})
@@ -881,6 +891,7 @@ detector:
   binning: 6                           # 1536 / 6 = 256 pixels of 1.164 mm
   mtf50_cycles_per_mm: {min: 0.8, max: 2.0}  # light spread of the scintillator (CsI:Tl panels ~1.1-1.5); null = none
   bit_depth: {grid: [12, 14, 16]}      # quantisation of the signal (flat field at 90 % of full scale); null = float
+  lag: []                              # frame lags [L1, L2, ...], e.g. [0.03, 0.007, 0.004, 0.003] (a-Si:H); [] = none
 
 spectrum:                              # clinical angiography ranges (docs/export.md, Exposure randomisation)
   kvp: {min: 60, max: 125}

@@ -98,7 +98,8 @@ class SampleSpec:
     filling of the sample's trees) and mask frame time ``mask_time_s``; ``motion_params``: the
     drawn :class:`~ddsa_sim.scene.MotionParams` values of a physiological motion kind. ``collimation``:
     the sample's collimator (:func:`collimation_draw`: blades and iris as fractions of the stored image,
-    source-to-collimator distance, leakage); None: the whole detector exposed.
+    source-to-collimator distance, leakage); None: the whole detector exposed. ``detector_lag``: the
+    detector's frame lags (:class:`~ddsa_sim.physics.detector.Detector` ``lag``; empty: none).
     """
 
     index: int
@@ -147,6 +148,7 @@ class SampleSpec:
     mask_time_s: float = 0.0
     motion_params: dict[str, float] = field(default_factory=dict)
     collimation: dict[str, float] | None = None
+    detector_lag: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict of all fields, less those of :data:`OMITTED_AT_DEFAULT` at their default."""
@@ -160,7 +162,8 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {"mas": None, "detector_air_kerma_ugy": Non
                                       "catheter": None, "ct_variant": None, "filter_cu_mm": 0.0, "grid": True,
                                       "detector_mtf50_cycles_per_mm": CSI_MTF50_CYCLES_PER_MM, "bit_depth": None,
                                       "aim": None, "aim_u": None, "frames": 0, "frame_times_s": None,
-                                      "mask_time_s": 0.0, "motion_params": {}, "collimation": None}
+                                      "mask_time_s": 0.0, "motion_params": {}, "collimation": None,
+                                      "detector_lag": []}
 
 
 def draw(d: Dist, rng: np.random.Generator) -> float:
@@ -479,6 +482,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             detector_cols=config.detector.cols,
             pixel_mm=config.detector.pixel_mm,
             binning=config.detector.binning,
+            detector_lag=tuple(config.detector.lag),
             image_shape=config.image_shape,
             crop=tuple(config.output.crop) if config.output.crop else None,  # type: ignore
             renderer=config.renderer,

@@ -329,7 +329,8 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     exposure = ExposureSpec(spectrum_at_kvp(spec.kvp, spec.filter_al_mm, float(opts["kvp_node_kv"]), spec.filter_cu_mm),
                             Exposure(photons_per_pixel=spec.photons_per_pixel, mas=spec.mas,
                                      target_detector_air_kerma_ugy=spec.detector_air_kerma_ugy),
-                            Detector(electronic_noise_std=spec.electronic_noise), iodine_mg_per_ml=spec.iodine_mg_per_ml)
+                            Detector(electronic_noise_std=spec.electronic_noise, lag=spec.detector_lag),
+                            iodine_mg_per_ml=spec.iodine_mg_per_ml)
     effects = EffectsSpec(noise=spec.noise,
                           scatter=ScatterSettings(enabled=spec.scatter, grid=AntiScatterGrid() if spec.grid else None),
                           blur=BlurSettings(detector_mtf50_cycles_per_mm=spec.detector_mtf50_cycles_per_mm),

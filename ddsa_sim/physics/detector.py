@@ -32,6 +32,7 @@ from ddsa_sim import InputError
 from ddsa_sim._bitcast import float32_from_bits
 from ddsa_sim._openmp import numba_threads  # also sets the OpenMP wait policy
 from ddsa_sim.checks import check_array, check_integer, check_positive
+from ddsa_sim.physics.lag import check_lag
 
 __all__ = [
     "DEEPDRR_NOISE_KERNEL",
@@ -416,6 +417,10 @@ class Detector:
         Gaussian blur standard deviation in pixels (``blur="gaussian"``).
     quantum_noise : bool
         Draw Poisson counts; False records the expected counts (noise-free reference).
+    lag : tuple of float
+        Frame lags ``L_1 .. L_M``: fractions of a frame's charge read out 1 .. M frames later
+        (:mod:`ddsa_sim.physics.lag`; a-Si:H panels about 0.02-0.10, 0.007, 0.004, 0.003). Empty: none.
+        Applied across the frames of a run (:func:`ddsa_sim.scene.render_frames`), not by :meth:`record`.
 
     Notes
     -----
@@ -433,6 +438,7 @@ class Detector:
     blur: str = "none"
     sigma_px: float = 0.0
     quantum_noise: bool = True
+    lag: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         self.mode = _check_mode(self.mode)  # type: ignore[assignment]
@@ -441,6 +447,7 @@ class Detector:
         if self.bit_depth is not None:
             self.bit_depth = check_integer("detector bit_depth (or None)", self.bit_depth, 1, 32)
         check_positive("detector electronic_noise_std", self.electronic_noise_std, allow_zero=True)
+        self.lag = check_lag(self.lag)
         self._kernel = blur_kernel(self.blur, self.sigma_px)
 
     @property
@@ -511,4 +518,5 @@ class Detector:
             "blur": self.blur,
             "sigma_px": self.sigma_px,
             "quantum_noise": self.quantum_noise,
+            "lag": list(self.lag),
         }

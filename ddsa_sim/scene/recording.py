@@ -205,7 +205,7 @@ def gain_for_bit_depth(bit_depth: int, quanta: float | np.ndarray, headroom: flo
 def record(primary: np.ndarray, second_moment: np.ndarray, scatter: np.ndarray, quanta: float | np.ndarray,
            detector: Detector, rng: np.random.Generator, noise: bool = True,
            correlation: str | float | None = "none") -> np.ndarray:
-    """Recorded relative intensity I/I0 of one frame (float64).
+    """Recorded relative intensity I/I0 of one frame without lag (float64): :func:`read_out` of :func:`detect`.
 
     Parameters
     ----------
@@ -222,33 +222,48 @@ def record(primary: np.ndarray, second_moment: np.ndarray, scatter: np.ndarray, 
         Blur, electronic noise (std in quanta), gain, bit depth. Its ``quantum_noise`` flag is
         ignored; ``noise`` decides.
     rng : numpy.random.Generator
+        Draws the quantum noise, then the electronic noise.
     noise : bool
         Poisson quantum noise (correlated by ``correlation``) and Gaussian electronic noise.
         False: the expected signal is recorded; with an ideal detector ``P + S`` is returned as is.
     correlation : {"none", "deepdrr3x3"} or float
         Noise-only correlation kernel (physics.noise).
+    """
+    charge = detect(primary, second_moment, scatter, quanta, rng, noise, correlation)
+    return read_out(charge, quanta, detector, rng, noise)
+
+
+def detect(primary: np.ndarray, second_moment: np.ndarray, scatter: np.ndarray, quanta: float | np.ndarray,
+           rng: np.random.Generator, noise: bool = True, correlation: str | float | None = "none") -> np.ndarray:
+    """The charge one frame generates, relative to the flat field's (float64; parameters as :func:`record`).
 
     Notes
     -----
     A pixel's expected quanta are ``quanta * (P / Q) * (P + S)``: the primary's ``quanta P^2 / Q``
     (photon-number transmission, efficiency and Swank factor of the spectrum behind the patient),
-    and the scatter at the same quanta per unit signal as the primary (docs/physics.md).
+    and the scatter at the same quanta per unit signal as the primary (docs/physics.md). Without
+    ``noise`` the expected ``P + S``.
     """
     p = np.asarray(primary, dtype=np.float64)
     i = p + np.asarray(scatter, dtype=np.float64)
-    if not noise and is_ideal(detector):
+    if not noise:
         return i
-    if noise:
-        q = np.asarray(second_moment, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lam = np.where(q > 0, quanta * p / q * i, 0.0)
-        values = add_quantum_noise(i, lam, rng, correlation) * quanta
-        np.maximum(values, 0.0, out=values)
-    else:
-        values = i * quanta
+    q = np.asarray(second_moment, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = np.where(q > 0, quanta * p / q * i, 0.0)
+    return np.maximum(add_quantum_noise(i, lam, rng, correlation), 0.0)
+
+
+def read_out(charge: np.ndarray, quanta: float | np.ndarray, detector: Detector, rng: np.random.Generator,
+             noise: bool = True) -> np.ndarray:
+    """Recorded I/I0 of a frame's charge read out (:func:`detect`, with the lag of the frames before it
+    where the detector has lag): the detector's blur, electronic noise (with ``noise``), gain and
+    quantisation, flat-field corrected; with an ideal detector and no noise ``charge`` as is."""
+    if not noise and is_ideal(detector):
+        return charge
     det = replace(detector, quantum_noise=False,
                   electronic_noise_std=detector.electronic_noise_std if noise else 0.0)
-    return det.flat_field(det.record(values, rng), quanta)
+    return det.flat_field(det.record(charge * quanta, rng), quanta)
 
 
 def to_neglog(intensity: np.ndarray, quanta: float | np.ndarray | None = None) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
+from ddsa_sim.physics.lag import lagged
 from ddsa_sim.physics.spectra import air_kerma_ugy
 from ddsa_sim.scene.motion import breathing_displacement_px, rigid_transform, warp_images
 from ddsa_sim.scene.moving import (
@@ -33,9 +34,10 @@ from ddsa_sim.scene.moving import (
 from ddsa_sim.scene.recording import (
     aec_kerma_transmission,
     check_detector_range,
+    detect,
     frame_quanta,
     mas_for,
-    record,
+    read_out,
     scatter_image,
     to_neglog,
 )
@@ -64,6 +66,9 @@ class DSAFrames:
     mask, mask_clean : (H, W)
         Recorded and expected (noise-free, scatter included) -ln(I/I0) of the CT-only frame.
     contrast, contrast_clean, dsa_target, conventional_dsa, iodine_mg_per_cm2 : (T, H, W)
+        With detector lag (``Detector.lag``) the contrast frames, recorded and expected, carry the lag of the frames
+        before them (timed frames: the run's; a frame without a time: a steady state, as the mask); the
+        targets and the iodine map are lag-free.
     vessel_mask : (T, H, W) uint8
     times_s : (T,) float64, NaN for a fully filled frame
     mask_time_s : float, time of the mask frame (s; the clock of the bolus and of cardiac and respiratory motion)
@@ -212,16 +217,30 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     check_detector_range(scene.detector, quanta)
     air_kerma = air_kerma_ugy(proj.spectrum, n0 / carm.pixel_mm**2)
 
-    def recorded(primary: np.ndarray, q: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lag = scene.detector.lag
+    # with lag: the charges (recorded, expected) of the run's latest frames, the latest first: the timed
+    # contrast frames, the mask, and before the mask frames of the mask's own scene
+    run: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def recorded(primary: np.ndarray, q: np.ndarray, seed: int, timed: bool) -> tuple[np.ndarray, np.ndarray,
+                                                                                         np.ndarray]:
         p = primary.astype(np.float64)
         s = scatter_image(p, carm, proj.spectrum, proj.mode, scene.scatter, field)
         if field is not None:  # the collimator removes photons: P and its second moment alike
             p, q = p * field, q * field
-        rec = record(p, q, s, quanta, scene.detector, np.random.default_rng(int(seed)), scene.noise,
-                     scene.noise_correlation)
-        return to_neglog(rec, quanta), to_neglog(p + s, quanta), s
+        rng_frame = np.random.default_rng(int(seed))
+        charge, clean = detect(p, q, s, quanta, rng_frame, scene.noise, scene.noise_correlation), p + s
+        before = run
+        if lag and (not timed or not run):  # a steady state: the frames before it saw this frame's scene
+            before = [(detect(p, q, s, quanta, np.random.default_rng([int(seed), m]), scene.noise,
+                              scene.noise_correlation), clean) for m in range(1, len(lag) + 1)]
+        rec = read_out(lagged(charge, [c for c, _ in before], lag), quanta, scene.detector, rng_frame, scene.noise)
+        clean_rec = lagged(clean, [e for _, e in before], lag) if before is run else clean
+        if lag and timed:
+            run[:] = [(charge, clean), *before][:len(lag)]
+        return to_neglog(rec, quanta), to_neglog(clean_rec, quanta), s
 
-    mask, mask_clean, mask_scatter = recorded(mask_primary, mask_q, seeds[1])
+    mask, mask_clean, mask_scatter = recorded(mask_primary, mask_q, seeds[1], timed=True)
     mask_primary_nl = to_neglog(mask_primary)
 
     out: dict[str, list] = {k: [] for k in ("contrast", "contrast_clean", "dsa_target", "conventional_dsa",
@@ -264,7 +283,7 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         else:
             moved_sharp, q = scene.intensity(proj_t, carm, proj_t.combine({"ct": a_moved, **a_v}, names))
             primary = scene.detector_blur(carm, moved_sharp).astype(np.float32)
-        contrast, contrast_clean, _ = recorded(primary, q, seeds[2 + k])
+        contrast, contrast_clean, _ = recorded(primary, q, seeds[2 + k], timed=t is not None)
         if exposed is not None:  # no primary beam, no DSA signal to recover: the targets are 0 there
             target, iodine = np.where(exposed, target, 0.0), np.where(exposed, iodine, 0.0)
         out["contrast"].append(contrast)
