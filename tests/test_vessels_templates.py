@@ -400,6 +400,30 @@ def test_cortical_branches_stay_in_their_hemisphere():
                 assert side * (tree.positions_mm[i, 0] - centre_x) >= MIDLINE_GAP_MM - 1e-9, (seed, names[j])
 
 
+def test_the_anterior_cerebral_arteries_stay_in_their_hemisphere():
+    """The A2 and A3 (pericallosal) run up the interhemispheric fissure side by side, parted above the corpus callosum
+    by the falx: each stays on its own side of the midline, its bend in the sagittal plane, and so do the medial trees
+    they feed (before: A3 courses up to 10.6 mm and A2 2.7 mm into the other hemisphere over seeds 0-15, the A2
+    leaving the ACoA junction along the A1's medial heading; their trees' first nodes 1.6 mm)."""
+    from vessel_models.courses import MIDLINE_GAP_MM
+    from vessel_models.willis import ACOA_HALF_LENGTH_MIN_MM
+
+    for seed in SEEDS:
+        tree = generate("cow", seed)
+        names = np.array([tree.labels.get(int(b), "") for b in tree.branch_ids]).astype(str)
+        centre_x = tree.metadata["brain_centre_mm"][0]
+        for i in range(len(names)):
+            j = i
+            while not names[j]:  # a distal tree's node: its named artery is up its path
+                j = tree.parents[j]
+            if not names[j].startswith(("A2_", "A3_")):
+                continue
+            side = 1.0 if names[j].endswith("_L") else -1.0
+            off = side * (tree.positions_mm[i, 0] - centre_x)
+            least = ACOA_HALF_LENGTH_MIN_MM if names[i] else MIDLINE_GAP_MM - 0.2  # arteries give way after
+            assert off >= least - 1e-9, (seed, names[j], names[i] or "tree", off)
+
+
 def test_arteries_stay_out_of_the_dural_sinuses_and_the_veins_they_pass():
     """The dural sinuses lie in the dura, outside the arachnoid that holds the arteries, and the vein of Galen in
     its cistern: no artery enters one. The template's arteries give way to them and to the cortical veins (laid

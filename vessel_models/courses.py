@@ -20,14 +20,16 @@ VIRTUAL_RADIUS_MM = 1e-3
 
 
 def smooth_curve(points: list[np.ndarray], start_dir: np.ndarray | None, step_mm: float, tortuosity: float,
-           rng: np.random.Generator) -> np.ndarray:
+           rng: np.random.Generator, bend_plane_normal: np.ndarray | None = None) -> np.ndarray:
     """Nodes (excluding the first point) of a smooth curve through ``points``.
 
     A cubic spline in chord-length parameter, leaving along ``start_dir`` when given (tangent
     continuity with the parent), natural otherwise, plus a bend ``A sin^2(pi s) (c1 n1 + c2 cos(pi s) n2)``
     across the chord with ``A = tortuosity * chord * U(0.5, 1.5)`` and ``c1, c2 ~ U(-1, 1)``: zero offset
     and slope at both ends, so junctions stay put and the curve still leaves along ``start_dir``; the
-    ``cos`` term turns the bend out of its plane (torsion).
+    ``cos`` term turns the bend out of its plane (torsion). ``bend_plane_normal``: the bend's component
+    along this unit vector is removed, so it stays in the plane (a vessel in a fissure); the same draws
+    are taken either way.
     """
     from scipy.interpolate import CubicSpline
 
@@ -45,7 +47,10 @@ def smooth_curve(points: list[np.ndarray], start_dir: np.ndarray | None, step_mm
         amp = tortuosity * length * rng.uniform(0.5, 1.5)
         c1, c2 = rng.uniform(-1.0, 1.0, 2)
         bump = np.sin(np.pi * s) ** 2
-        dense = dense + amp * bump[:, None] * (c1 * n1 + c2 * np.cos(np.pi * s)[:, None] * n2)
+        bend = c1 * n1 + c2 * np.cos(np.pi * s)[:, None] * n2
+        if bend_plane_normal is not None:
+            bend = bend - np.outer(bend @ bend_plane_normal, bend_plane_normal)
+        dense = dense + amp * bump[:, None] * bend
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))])
     n = max(2, int(math.ceil(arc[-1] / step_mm)))
     targets = np.linspace(0.0, arc[-1], n + 1)[1:]
@@ -73,8 +78,8 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
     ``medial``: squashed towards the hemisphere's medial surface (3 mm from the midline) and kept
     inside the brain; ``free``: left as grown. On the cortex and the medial surface a node stays in its hemisphere
     (``side``: +1 left, -1 right), at least :data:`MIDLINE_GAP_MM` from the midline: one grown across it is
-    mirrored back (the falx parts the hemispheres). The move is blended in over the first ``blend_mm`` of
-    path, like a branch leaving a fissure.
+    mirrored back (the falx parts the hemispheres), also within the first ``blend_mm`` of path, over which
+    the move is blended in, like a branch leaving a fissure.
     """
     if kind == "free":
         return
@@ -93,9 +98,10 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
             q[0] = side * 3.0 + 0.15 * (p[0] - side * 3.0)
             if np.sum(((q - centre) / (axes - depth_mm)) ** 2) > 1:
                 q = surface_point(q, centre, axes, depth_mm)
+        w = min(1.0, dist[i] / blend_mm)
+        q = (1.0 - w) * p + w * q
         if kind in ("cortex", "medial"):  # a hemisphere's vessels stay in it: a branch grown across the falx folds back
             q[0] = centre[0] + side * max(abs(q[0] - centre[0]), MIDLINE_GAP_MM)
-        w = min(1.0, dist[i] / blend_mm)
-        moved[i] = (1.0 - w) * p + w * q
+        moved[i] = q
     for i, q in moved.items():
         b.set_position(i, q)

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from vessel_models.courses import VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve
+from vessel_models.courses import MIDLINE_GAP_MM, VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve
 from vessel_models.lsystem import LSystemParams, grow_lsystem, perpendicular
 from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, with_overrides
 from vessel_models.veins import add_cerebral_veins
@@ -96,7 +96,14 @@ DISTAL_TREES = {
 HYPOPLASTIC_FACTOR = 0.4
 #: Segments that leave their junction at an angle instead of tangent-continuous with the parent: the A1
 #: turns medially off the ICA terminus (a T-shaped bifurcation), not on along the supraclinoid ICA.
-ANGLED_STARTS = frozenset({"A1"})
+ANGLED_STARTS = frozenset({"A1", "A2"})
+#: Segments in the interhemispheric fissure: their bend stays in the sagittal plane and their junctions in
+#: their own hemisphere (the falx parts the two anterior cerebral arteries above the corpus callosum).
+INTERHEMISPHERIC = frozenset({"A2", "A3"})
+SAGITTAL_NORMAL = np.array([1.0, 0.0, 0.0])
+#: Least distance (mm) of the A1-ACoA-A2 junction from the midline: an anterior communicating artery of at
+#: least 1 mm, where the jitter of the junctions would put the two junctions on one side.
+ACOA_HALF_LENGTH_MIN_MM = 0.5
 
 
 @dataclass(frozen=True)
@@ -286,6 +293,10 @@ def _template(params: WillisParams, rng: np.random.Generator) -> tuple[dict[str,
     segs["ACoA"] = ("ACAJ_L", "ACAJ_R", [], "ACoA")
     for k in sorted(j):
         j[k] = j[k] * params.scale + (rng.normal(0.0, params.position_jitter_mm, 3) if params.position_jitter_mm else 0.0)
+    for s, sx in (("L", 1.0), ("R", -1.0)):  # the jitter keeps the fissure's junctions on their side
+        for k, least in ((f"ACAJ_{s}", ACOA_HALF_LENGTH_MIN_MM), (f"A2end_{s}", MIDLINE_GAP_MM),
+                         (f"A3end_{s}", MIDLINE_GAP_MM)):
+            j[k][0] = sx * max(sx * j[k][0], least)
     segs = {n: (a, b, [v * params.scale for v in vias], key) for n, (a, b, vias, key) in segs.items()}
     if not params.external_carotid:
         segs = {n: v for n, v in segs.items() if v[3] not in ("ECA", "STA", "OccA", "FacA", "MaxA")}
@@ -406,7 +417,8 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             virtual.append(bid)
         else:
             start_dir = None if key in ANGLED_STARTS else dir_of.get(start)
-            nodes = smooth_curve(pts, start_dir, p.step_mm, p.template_tortuosity, rng_geo)
+            nodes = smooth_curve(pts, start_dir, p.step_mm, p.template_tortuosity, rng_geo,
+                                 SAGITTAL_NORMAL if key in INTERHEMISPHERIC else None)
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
             dir_of.setdefault(end, nodes[-1] - nodes[-2])
