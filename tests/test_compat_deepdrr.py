@@ -153,7 +153,7 @@ def test_move_to_refuses_poses_outside_the_limits_and_keeps_the_pose():
 
 
 def test_bad_inputs_are_one_line_errors(phantom, tmp_path):
-    from ddsa_sim.compat.deepdrr import Volume
+    from ddsa_sim.compat.deepdrr import MobileCArm, Volume
     from ddsa_sim.compat.deepdrr.projector import Projector
 
     with pytest.raises(InputError, match="no such file"):
@@ -167,10 +167,26 @@ def test_bad_inputs_are_one_line_errors(phantom, tmp_path):
         Projector(ct, carm="not a carm")
     with pytest.raises(InputError, match="unknown material"):
         Volume(np.ones((2, 2, 2)), {"unobtainium": np.ones((2, 2, 2), bool)}, np.eye(4))
+    with pytest.raises(InputError, match="isocenter must be a point"):
+        MobileCArm(isocenter=(1, 2))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         Projector(ct, carm=small_carm(), priorities=[0])
     assert any("priorities are ignored" in str(w.message) for w in caught)
+
+
+def test_dicom_path_that_does_not_exist_is_named_not_its_folder_read(tmp_path):
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from ddsa_sim.compat.deepdrr import Volume
+
+    series = tmp_path / "series"
+    shutil.copytree(get_testdata_file("CT5N"), series)
+    assert Volume.from_dicom(series).shape == Volume.from_dicom(next(series.iterdir())).shape  # a file: its folder
+    with pytest.raises(InputError, match=r"typo: no such file or folder"):  # was: the parent's series, silently
+        Volume.from_dicom(series / "typo")
 
 
 def test_image_utils_save_writes_deepdrrs_8_bit_png(tmp_path):

@@ -154,6 +154,11 @@ def test_bad_input_raises_input_error(call):
         call()
 
 
+def test_tube_potential_above_the_attenuation_tables_names_kvp():
+    with pytest.raises(InputError, match="kvp=500 is above 433 kV"):  # was: "energies_kev must lie in 1-433 keV"
+        get_spectrum("spekpy:kvp=500,al=2")
+
+
 def test_spectrum_validates_directly():
     with pytest.raises(InputError, match="empty"):
         Spectrum(np.array([]), np.array([]))

@@ -210,6 +210,8 @@ def test_out_of_view_and_bad_volumes():
     with pytest.raises(InputError, match="unique"):
         v = ProjectorVolume.single_material("v", dens, np.eye(4), "water")
         Projector([v, v])
+    with pytest.raises(InputError, match="projector: no volumes"):  # was: "materials is empty"
+        Projector([])
 
 
 @pytest.mark.parametrize("method", ["siddon", "trilinear"])

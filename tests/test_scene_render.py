@@ -14,7 +14,7 @@ from ddsa_sim.physics.scatter import (
     scatter_kernel_superposition,
     water_equivalent_thickness_mm,
 )
-from ddsa_sim.scene import TRIPLET_KEYS, render_frames, render_sequence, render_triplet
+from ddsa_sim.scene import TRIPLET_KEYS, Scene, render_frames, render_sequence, render_triplet
 from ddsa_sim.scene.recording import Exposure, ScatterSettings, frame_quanta, gain_for_bit_depth
 from ddsa_sim.scene.render import VESSEL_MASK_MIN_IODINE_MG_PER_CM2
 from ddsa_sim.scene.vessels import BolusParams, TreeVessels
@@ -202,3 +202,11 @@ def test_static_vessel_volume_is_built_once_and_scaled_exactly():
     with pytest.raises(InputError, match=">= 0"):
         first.scaled(-1.0)
     assert not first.scaled(0.0).density_g_per_cc.any()  # an empty capillary bed before the bolus arrives
+
+
+def test_vessel_sources_of_the_wrong_type_are_refused_when_the_scene_is_made(ct):
+    """Was: a bare tree failed at render time with an AttributeError deep in the projector set-up."""
+    for vessels, needle in (([y_tree()], r"got VesselTree \(wrap a tree: TreeVessels\(tree\)\)"),
+                            (TreeVessels(y_tree()), "must be a list of TreeVessels / FractionVessels, got TreeVessels")):
+        with pytest.raises(InputError, match=needle):
+            Scene(ct, vessels)

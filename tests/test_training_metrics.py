@@ -1,6 +1,7 @@
 """Metric functions against independently computed numbers."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -52,6 +53,10 @@ def test_summarize_means_and_spread():
     assert s["psnr"] == pytest.approx(20.0)
     assert s["psnr_std"] == pytest.approx(np.std([10, 20, 30]))
     assert s["psnr_median"] == pytest.approx(20.0)
+    with warnings.catch_warnings():  # an exact image's PSNR, infinite on every sample: no numpy warning
+        warnings.simplefilter("error")
+        s = summarize([{"psnr": math.inf}, {"psnr": math.inf}])
+    assert s["psnr"] == math.inf and math.isnan(s["psnr_std"]) and s["psnr_median"] == math.inf
 
 
 def test_combined_loss_terms():

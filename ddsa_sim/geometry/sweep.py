@@ -41,10 +41,13 @@ def parse_range(text: str, field: str) -> np.ndarray:
     return start + step * np.arange(n)
 
 
-def grid_poses(alphas: np.ndarray, betas: np.ndarray, isocenter_mm=(0.0, 0.0, 0.0), gamma: float = 0.0) -> list[Pose]:
-    """Every (alpha, beta) combination, alpha varying slowest."""
+def grid_poses(alphas_deg: np.ndarray, betas_deg: np.ndarray, isocenter_mm=(0.0, 0.0, 0.0),
+               gamma_deg: float = 0.0) -> list[Pose]:
+    """Every (alpha, beta) combination (degrees), alpha varying slowest, at detector roll ``gamma_deg`` and the
+    isocenter (world mm)."""
     iso = tuple(float(x) for x in isocenter_mm)
-    return [Pose(float(a), float(b), gamma, iso) for a in np.atleast_1d(alphas) for b in np.atleast_1d(betas)]
+    return [Pose(float(a), float(b), float(gamma_deg), iso)
+            for a in np.atleast_1d(alphas_deg) for b in np.atleast_1d(betas_deg)]
 
 
 def random_poses(rng: np.random.Generator, n: int, alpha_range=(-30.0, 30.0), beta_range=(-20.0, 20.0),

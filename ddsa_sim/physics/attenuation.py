@@ -34,6 +34,7 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.checks import check_positive
 from ddsa_sim.files import cache_dir
+from ddsa_sim.physics.tables import ELAM_MAX_KEV
 
 __all__ = [
     "AGENTS",
@@ -337,8 +338,8 @@ def mass_attenuation(material: str | Material | Mapping[str, float], energies_ke
     e = np.asarray(energies_kev, dtype=np.float64)
     if e.size == 0:
         raise InputError("energies_kev is empty")
-    if not np.all(np.isfinite(e)) or np.any(e < 1.0) or np.any(e > 433.0):
-        raise InputError("energies_kev must lie in 1-433 keV (Elam tables)")
+    if not np.all(np.isfinite(e)) or np.any(e < 1.0) or np.any(e > ELAM_MAX_KEV):
+        raise InputError(f"energies_kev must lie in 1-{ELAM_MAX_KEV:g} keV (Elam tables)")
     if kind not in KINDS:
         raise InputError(f"attenuation kind {kind!r} unknown; use one of {KINDS}")
     key = tuple(float(x) for x in (e.reshape(-1) * 1000.0))

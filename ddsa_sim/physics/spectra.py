@@ -32,6 +32,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 from ddsa_sim.checks import check_array, check_finite, check_positive
+from ddsa_sim.physics.tables import ELAM_MAX_KEV
 
 __all__ = [
     "DEFAULT_FILTER_AL_MM",
@@ -276,6 +277,9 @@ def spekpy_spectrum(
     angle = check_positive("anode_angle_deg", anode_angle_deg)
     dk = check_positive("bin_kev", bin_kev)
     emin = check_positive("min_kev", min_kev, allow_zero=True)
+    if kvp > ELAM_MAX_KEV:
+        raise InputError(f"kvp={kvp:g} is above {ELAM_MAX_KEV:g} kV, the top of the attenuation tables (clinical C-arms: "
+                         "40-150 kVp)")
     if dk > kvp / 4:
         raise InputError(f"bin_kev={dk:g} is too coarse for kvp={kvp:g}")
     if emin >= kvp:
@@ -372,8 +376,8 @@ def load_spectrum_file(path: str | os.PathLike) -> Spectrum:
 def mono_spectrum(energy_kev: float) -> Spectrum:
     """A monoenergetic beam (one bin at ``energy_kev``): attenuation checkable by hand, ``"mono:40"``."""
     e = check_positive("mono spectrum energy_kev", energy_kev)
-    if not 1.0 <= e <= 433.0:
-        raise InputError(f"mono spectrum energy {e:g} keV outside 1-433 keV (attenuation tables)")
+    if not 1.0 <= e <= ELAM_MAX_KEV:
+        raise InputError(f"mono spectrum energy {e:g} keV outside 1-{ELAM_MAX_KEV:g} keV (attenuation tables)")
     return Spectrum(np.array([e]), np.array([1.0]), f"mono:{e:g}", None, {"mono_kev": e})
 
 

@@ -77,6 +77,8 @@ class Projector:
                  step_mm: float | None = None, threads: int | None = None, device: str = "cpu",
                  backend: Literal["numba", "torch"] = "numba") -> None:
         names = [v.name for v in volumes]
+        if not names:
+            raise InputError("projector: no volumes (give at least one ProjectorVolume)")
         if len(set(names)) != len(names):
             raise InputError(f"volume names must be unique, got {names}")
         if method not in ("siddon", "trilinear"):

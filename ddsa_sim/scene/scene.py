@@ -26,8 +26,9 @@ from ddsa_sim.projector import Projector, ProjectorVolume
 from ddsa_sim.scene.catheter import LUMEN_NAME, WALL_NAME, Catheter
 from ddsa_sim.scene.motion import MotionParams
 from ddsa_sim.scene.recording import Exposure, ScatterSettings, frame_quanta
-from ddsa_sim.scene.vessels import BolusParams, VesselSource
+from ddsa_sim.scene.vessels import BolusParams, FractionVessels, TreeVessels, VesselSource
 from ddsa_sim.volumes import Volume
+from vessel_models.tree import VesselTree
 
 __all__ = ["Scene"]
 
@@ -128,8 +129,15 @@ class Scene:
     _motion_cache: dict = field(default_factory=dict, init=False, repr=False)  # heart frames, diaphragm level
 
     def __post_init__(self) -> None:
+        if not isinstance(self.vessels, Sequence):
+            raise InputError(f"scene vessels must be a list of TreeVessels / FractionVessels, got "
+                             f"{type(self.vessels).__name__}")
         if not self.vessels:
             raise InputError("scene: needs at least one vessel source")
+        for v in self.vessels:
+            if not isinstance(v, (TreeVessels, FractionVessels)):
+                hint = " (wrap a tree: TreeVessels(tree))" if isinstance(v, VesselTree) else ""
+                raise InputError(f"scene vessels must be TreeVessels / FractionVessels, got {type(v).__name__}{hint}")
         if not np.isfinite(self.iodine_mg_per_ml) or self.iodine_mg_per_ml <= 0:
             raise InputError(f"scene iodine_mg_per_ml must be > 0, got {self.iodine_mg_per_ml!r}")
         if self.iodine_mg_per_ml > self.agent_iodine_mg_per_ml:

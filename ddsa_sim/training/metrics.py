@@ -89,7 +89,8 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
     for k in rows[0]:
         v = np.array([r[k] for r in rows], dtype=np.float64)
         v = v[~np.isnan(v)]
-        stats = (np.mean(v), np.std(v), np.median(v)) if v.size else (math.nan,) * 3
+        with np.errstate(invalid="ignore"):  # a metric infinite for every sample (an exact image's PSNR): std nan
+            stats = (np.mean(v), np.std(v), np.median(v)) if v.size else (math.nan,) * 3
         for suffix, value in zip(("", "_std", "_median"), stats):
             out[f"{k}{suffix}"] = float(value)
     return out

@@ -46,7 +46,10 @@ class MobileCArm:
                  pixel_size: float = 0.194, rotate_camera_left: bool = True,
                  enforce_isocenter_bounds: bool = False) -> None:
         self.world_from_device = kg.frame_transform(world_from_device)
-        self.isocenter = kg.point(*np.asarray(isocenter, dtype=np.float64)[:3])
+        iso = np.asarray(isocenter, dtype=np.float64).ravel()
+        if iso.size not in (3, 4) or not np.all(np.isfinite(iso[:3])):
+            raise InputError(f"MobileCArm: isocenter must be a point (x, y, z) in mm, got {isocenter!r}")
+        self.isocenter = kg.point(*iso[:3])
         self.alpha, self.beta, self.gamma = (_radians(a, degrees) for a in (alpha, beta, gamma))
         self.min_alpha, self.max_alpha = _radians(min_alpha, degrees), _radians(max_alpha, degrees)
         self.min_beta, self.max_beta = _radians(min_beta, degrees), _radians(max_beta, degrees)

@@ -106,6 +106,8 @@ class Volume:
         of the file given). ``use_cached`` and ``cache_dir`` are unused.
         """
         path = Path(path)
+        if not path.exists():  # not the parent folder's series
+            raise InputError(f"{path}: no such file or folder")
         ct = read_dicom_series(path if path.is_dir() else path.parent)
         return cls.from_hu(ct.data, ct.affine, world_from_anatomical, use_thresholding, materials, "LPS")
 
@@ -263,20 +265,27 @@ class KWire(Mesh):
 
     @classmethod
     def from_example(cls, diameter: float = 2.0, length: float = 150.0, density: float = 7.5,
-                     spacing_mm: float = 0.1, **kwargs) -> "KWire":
+                     spacing_mm: float = 0.1, supersample: int = 3, **kwargs) -> "KWire":
         """A K-wire of ``diameter`` and ``length`` (mm) with a 3 mm trocar-like cone at the tip,
-        made of iron at ``density`` g/cm^3 (DeepDRR's material and density for its K-wire)."""
-        import pyvista as pv
-
+        made of iron at ``density`` g/cm^3 (DeepDRR's material and density for its K-wire), on a grid
+        of ``spacing_mm``: each voxel's fraction inside the round wire from ``supersample^3`` points,
+        tested against the cylinder and cone themselves (no mesh: the default wire takes 0.1 s)."""
         if not (diameter > 0 and length > 3.0):
             raise InputError(f"K-wire: diameter must be > 0 and length > 3 mm, got {diameter}, {length}")
-        r, tip = diameter / 2.0, 3.0
-        body = pv.Cylinder(center=(0, 0, (length - tip) / 2), direction=(0, 0, 1), radius=r,
-                           height=length - tip, resolution=48, capping=True)
-        cone = pv.Cone(center=(0, 0, length - tip / 2), direction=(0, 0, 1), height=tip, radius=r,
-                       resolution=48, capping=True)
-        surface = body.triangulate().merge(cone.triangulate())
-        return cls.from_surface(surface, "iron", density, spacing_mm, **kwargs)
+        if not spacing_mm > 0 or int(supersample) < 1:
+            raise InputError(f"K-wire: spacing_mm must be > 0 and supersample >= 1, got {spacing_mm}, {supersample}")
+        r, tip, ss = diameter / 2.0, 3.0, int(supersample)
+        lo = np.array([-r, -r, 0.0]) - spacing_mm  # one voxel beyond the wire, as voxelize_surface
+        shape = np.ceil((np.array([r, r, length]) + spacing_mm - lo) / spacing_mm).astype(int) + 1
+        sub = (np.arange(ss) + 0.5) / ss - 0.5  # sub-point offsets within a voxel (voxel units)
+        x, y, z = ((np.arange(n)[:, None] + sub[None, :]).ravel() * spacing_mm + lo[k] for k, n in enumerate(shape))
+        radius = np.where(z <= length - tip, r, r * (length - z) / tip)  # the cone narrows to the tip
+        radius = np.where((z >= 0.0) & (z <= length), radius, -1.0)
+        inside = (x[:, None, None] ** 2 + y[None, :, None] ** 2) <= (radius**2 * np.sign(radius))[None, None, :]
+        occupancy = inside.reshape(shape[0], ss, shape[1], ss, shape[2], ss).mean(axis=(1, 3, 5))
+        affine = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
+        affine[:3, 3] = lo
+        return cls(occupancy, affine, "iron", density, **kwargs)
 
 
 def _read_mesh(path: str | Path, suffix: str):
