@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from ddsa_sim.scene.catheter_route import MAX_JOIN_GAP_MM, ArteryRoutes
 
@@ -130,7 +131,7 @@ def chest():
 def test_coronary_catheter_comes_up_the_descending_aorta_of_the_chest_ct(chest):
     """On the builtin chest CT with its TotalSegmentator labels the coronary catheter enters where the labelled
     aorta leaves the CT at the bottom (the descending aorta, on the patient's left), runs inside the label over
-    the arch and ends 3 mm before the tree's root."""
+    the arch and down the ascending aorta, and ends 3 mm before the tree's root."""
     from ddsa_sim.scene import build_scene
     from ddsa_sim.scene.builder import _region
 
@@ -146,6 +147,10 @@ def test_coronary_catheter_comes_up_the_descending_aorta_of_the_chest_ct(chest):
     top = int(np.argmax(z))
     inside = aorta[tuple(np.clip(ijk[:top], 0, np.array(aorta.shape) - 1).T)]
     assert inside.mean() > 0.97  # up the descending aorta inside its label
+    along = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(line, axis=0), axis=1))]
+    to_aorta = ndimage.distance_transform_edt(~aorta, sampling=patient.ct.spacing_mm)
+    last = ndimage.map_coordinates(to_aorta, ijk[along > along[-1] - 50.0].T, order=0)
+    assert last.max() <= 1.5  # and down the ascending aorta to the root (was: its last 57-63 mm outside the label)
     tree = scene.vessels[0].tree
     assert np.linalg.norm(line[-1] - tree.positions_mm[0]) == pytest.approx(3.0, abs=1e-6)
 
@@ -164,7 +169,7 @@ def test_carotid_way_in_goes_from_the_arch_into_its_branch(chest, side, branches
     masks = {n: _region(patient, (n,), "test")[0] for n in names}
     affine = patient.ct.affine
     join = _carotid_join(patient, side)
-    route = _way_in(patient, _tree_fed_from(join, np.array([0.0, 0.0, 1.0])))  # on up the neck
+    route, _ = _way_in(patient, _tree_fed_from(join, np.array([0.0, 0.0, 1.0])))  # on up the neck
     ijk = np.rint((route - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T).astype(int)
     at = [next((n for n in names if masks[n][tuple(p)]), None) for p in ijk]
     assert route[0][2] == pytest.approx(affine[2, 3], abs=2.5) and at[0] == "aorta"  # the bottom slice
@@ -202,7 +207,7 @@ def test_slab_through_the_arch_base_is_entered_by_the_descending_aorta(tmp_path)
     y = (bottom @ affine[:3, :2].T + affine[:3, 3])[:, 1]
     assert y.max() - y.min() > 60.0  # two pieces of the aorta in the lowest slice, 60 mm and more apart
     join = _carotid_join(patient, "right")
-    route = _way_in(patient, _tree_fed_from(join, np.array([0.0, 0.0, 1.0])))
+    route, _ = _way_in(patient, _tree_fed_from(join, np.array([0.0, 0.0, 1.0])))
     assert route[0][2] == pytest.approx(affine[2, 3], abs=1.5)
     arch_top = (np.argwhere(aorta) @ affine[:3, :3].T + affine[:3, 3])[:, 2].max()
     below_arch = route[:, 2] < arch_top - 30.0
@@ -232,7 +237,7 @@ def test_way_in_comes_up_an_iliac_artery(tmp_path):
                                   str(tmp_path / "structures.csv")))
     join = patient.ct.affine[:3, :3] @ np.argwhere(labels == 1).mean(axis=0) + patient.ct.affine[:3, 3]
     up = patient.ct.affine[:3, :3] @ [0.0, 0.0, 1.0]  # the CT's slice direction, whatever the file's orientation
-    route = _way_in(patient, _tree_fed_from(join, up / np.linalg.norm(up)))
+    route, _ = _way_in(patient, _tree_fed_from(join, up / np.linalg.norm(up)))
     inv = np.linalg.inv(patient.ct.affine)
     ijk = np.rint(route @ inv[:3, :3].T + inv[:3, 3]).astype(int)
     along = labels[tuple(ijk.T)]

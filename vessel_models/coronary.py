@@ -233,6 +233,7 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
             course(i, pts, r, 0.5 * r, lab, gen)
 
     roots: dict[str, int] = {}
+    ostia: dict[str, np.ndarray] = {}  # where the coronary arteries leave the aortic root (sinuses of Valsalva)
     if p.side in ("left", "both"):
         r_lm = p.lm_radius_mm * rj()
         bif = surf.point(math.radians(-30.0) + jit(), z_base, r_lm)
@@ -240,6 +241,7 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
         towards_aorta = aorta + np.array([0.35 * axes[0], 0.0, 0.0]) - bif
         lm_length = p.lm_length_mm * float(np.exp(rng_lm.normal(0.0, p.lm_length_jitter)))
         ost = bif + lm_length * towards_aorta / np.linalg.norm(towards_aorta)
+        ostia["left"] = ost
         bid = b.new_branch(0)
         root = b.add_node(ost, r_lm, -1, bid)
         roots["left"] = root
@@ -269,6 +271,7 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
             course(lcx[-1], pda_pts, r_pda, 0.45 * r_pda, "PDA", 2)
     if p.side in ("right", "both"):
         ost = aorta + np.array([-0.35 * axes[0], -0.1 * axes[1], 0.0])
+        ostia["right"] = ost
         r_rca = p.rca_radius_mm * rj() * (2.8 / 3.9 if dominance == "left" else 1.0)  # Dodge 1992
         if "left" in roots:
             vb = b.new_branch(1, "virtual")
@@ -332,6 +335,7 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
             "dominance": dominance,
             # the catheter's way in: down the ascending aorta (patient superior) to the aortic root
             "feeding_path_mm": [(rot @ aorta + m[:3, 3] + [0.0, 0.0, 40.0]).tolist(), (rot @ aorta + m[:3, 3]).tolist()],
+            "ostia_mm": {side: (rot @ q + m[:3, 3]).tolist() for side, q in ostia.items()},
         }
     )
     return tree

@@ -292,8 +292,11 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Cat
     if spec.catheter is not None:
         if "body outline" not in patient.derived:  # the catheter may cross the lungs on its way in
             patient.derived["body outline"] = body_outline_mask(patient.ct)
+        route, onward = _way_in(patient, tree)
+        if route is not None and len(onward) and not np.array_equal(onward[0], tree.metadata["feeding_path_mm"][0]):
+            tree.metadata["feeding_path_mm"] = onward.tolist()  # the catheter follows it from where the way joins it
         centerline = catheter_centerline(tree, patient.derived["body outline"], patient.ct.affine,
-                                         spec.catheter.tip_offset_mm, route=_way_in(patient, tree))
+                                         spec.catheter.tip_offset_mm, route=route)
         if centerline is None:
             warnings.warn(f"{spec.catheter.field}: the injection site (the tree's root) lies outside the CT: no "
                           "catheter drawn", stacklevel=2)
@@ -315,19 +318,35 @@ def _feeding_lumen(patient: Patient) -> np.ndarray:
     return labels_in(patient.labels.data, structure_ids(names, structures, str(patient.spec.labels)))
 
 
-def _way_in(patient: Patient, tree: VesselTree) -> np.ndarray | None:
-    """The catheter's way in through the CT's labelled arteries (:data:`FEEDING_ARTERIES`) to the tree's feeding path
-    (None: no label, no feeding path, or the path's start is not near the labels), the routes memoised per patient."""
-    feeding = tree.metadata.get("feeding_path_mm")
-    if not feeding:
-        return None
+def _way_in(patient: Patient, tree: VesselTree) -> tuple[np.ndarray | None, np.ndarray]:
+    """The catheter's way in through the CT's labelled arteries (:data:`FEEDING_ARTERIES`) and the feeding path on from
+    where it joins: the first point, every :data:`JOIN_STEP_MM` along the tree's feeding path, that the way reaches
+    going the path's way on (one that arrives across the aortic arch's bend at the top of the ascending aorta is no
+    way down it). (None, the whole path): no label, no feeding path, or no such point near the labels; the routes
+    memoised per patient."""
+    feeding = np.asarray(tree.metadata.get("feeding_path_mm") or np.empty((0, 3)), dtype=np.float64).reshape(-1, 3)
+    if not len(feeding):
+        return None, feeding
     if "artery routes" not in patient.derived:  # a region cut from a CT may hold none of them
         lumen = _feeding_lumen(patient)
         patient.derived["artery routes"] = ArteryRoutes(lumen, patient.ct.affine) if lumen.any() else None
-    if patient.derived["artery routes"] is None:
-        return None
-    path = np.vstack([np.asarray(feeding, dtype=np.float64).reshape(-1, 3), tree.positions_mm[:1]])
-    return patient.derived["artery routes"].route(path[0], path[1] - path[0])
+    routes = patient.derived["artery routes"]
+    if routes is None:
+        return None, feeding
+    path = np.vstack([feeding, tree.positions_mm[:1]])
+    for k in range(len(feeding)):
+        step = path[k + 1] - path[k]
+        length = float(np.linalg.norm(step))
+        for along in np.arange(0.0, max(length, 1e-9), JOIN_STEP_MM) if k < len(feeding) - 1 else [0.0]:
+            join = path[k] + step * (along / max(length, 1e-9))
+            route = routes.route(join, step)
+            if route is not None:
+                return route, np.vstack([join, feeding[k + 1:]])
+    return None, feeding
+
+
+#: Spacing (mm) of the points along a feeding path where the catheter's way in may join it.
+JOIN_STEP_MM = 10.0
 
 
 #: Generators whose trees are anatomical templates, placed by registration to the CT's anatomy.
@@ -356,7 +375,10 @@ def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: 
         heart = None
         if patient.labels is not None and "heart" in _structures(patient):
             heart, _ = _region(patient, ("heart",), place.field)
-        return place_coronary(metadata, patient.ct, heart, rng)
+        aorta = None  # labelled (and held by this CT or region) as well: the fit puts the ostia on the aortic root
+        if patient.labels is not None and "aorta" in _structures(patient):
+            aorta = labels_in(patient.labels.data, structure_ids(["aorta"], _structures(patient), str(patient.spec.labels)))
+        return place_coronary(metadata, patient.ct, heart, rng, positions_mm=positions_mm, aorta=aorta)
     if mode == "pose":
         from scipy.spatial.transform import Rotation
 

@@ -36,8 +36,9 @@ WALL_CLEARANCE_MM = 0.5
 #: coronary template is registered to the heart, not to the aorta; on the builtin chest CT its feeding path's first
 #: point lies 4-8 mm off the aorta's label.
 MAX_JOIN_GAP_MM = 15.0
-#: Length over which the way in's arrival direction is read (mm).
-ARRIVAL_MM = 10.0
+#: Length over which the way in's arrival direction is read (mm): the vessel's course, not the last few mm where the
+#: way leaves the lumen's centre for the point nearest the join (in a wide aortic root that hop runs sideways).
+ARRIVAL_MM = 30.0
 #: Standard deviation of the smoothing along the voxel path (mm): a catheter bends smoothly.
 SMOOTHING_MM = 3.0
 

@@ -385,15 +385,37 @@ def _template_apex() -> np.ndarray:
     return -heart_rotation()[:, 2]
 
 
+#: Where the coronary arteries' centrelines lie outside the heart label's surface (mm): in the epicardial fat of
+#: the atrioventricular and interventricular grooves, a vessel's radius and a few mm of fat off the myocardium.
+EPICARDIAL_BAND_MM = (0.0, 4.0)
+#: A template node's misfit (mm) beyond which it counts no more (septal perforators dive into the septum).
+FIT_OUTLIER_MM = 8.0
+#: About this many of the template's nodes, evenly taken, enter the fit, on label distance maps of about this
+#: voxel size (mm; the CT's voxels taken every few).
+FIT_NODES = 300
+FIT_GRID_MM = 1.5
+#: How far the fit may turn the template about each axis (deg) and move it along each (mm) from the heart label's
+#: centroid and principal axis: the long axis is known, the label's atria and the template's ellipsoid are not alike.
+FIT_MAX_TURN_DEG = 20.0
+FIT_MAX_SHIFT_MM = 25.0
+#: Weight of the aortic points' squared distance from the aorta label against the nodes' squared misfit.
+FIT_AORTA_WEIGHT = 1.0
+
+
 def place_coronary(metadata: dict, ct: Volume, heart: np.ndarray | None, rng: np.random.Generator,
-                   jitter_deg: float = ANATOMICAL_JITTER_DEG, jitter_mm: float = ANATOMICAL_JITTER_MM) -> np.ndarray:
+                   jitter_deg: float = ANATOMICAL_JITTER_DEG, jitter_mm: float = ANATOMICAL_JITTER_MM,
+                   positions_mm: np.ndarray | None = None, aorta: np.ndarray | None = None) -> np.ndarray:
     """4x4 transform registering the coronary template to the heart.
 
     With a heart label (``heart``: bool on the CT grid) the template's centre goes to the label's
     centroid, its long axis (base -> apex) turns onto the label's principal axis (sign: towards the
     template's left-anterior-inferior apex) and its size is scaled to the label's volume (cube root of
     the volume ratio to the template's ellipsoid, clipped to :data:`TEMPLATE_SCALE_RANGE`; the label
-    includes the atria, so its principal extents would oversize the ventricular ellipsoid).
+    includes the atria, so its principal extents would oversize the ventricular ellipsoid). With an aorta
+    label as well (``aorta``, and the template's nodes ``positions_mm``), that start is refined
+    (:func:`fit_coronary`): the similarity that puts the template's nodes in the epicardial band
+    (:data:`EPICARDIAL_BAND_MM` outside the heart label) and its ostia (``metadata["ostia_mm"]``) and ascending
+    aorta (``metadata["feeding_path_mm"]``, which the catheter comes down to the aortic root) in the labelled aorta.
 
     Without one, a heuristic: the lungs (below -500 HU in the slice-wise filled body) bound the
     chest (2nd-98th percentiles); the heart centre is put 12 % of their width left of their mid-line,
@@ -412,6 +434,11 @@ def place_coronary(metadata: dict, ct: Volume, heart: np.ndarray | None, rng: np
         template_ml = 4.0 / 3.0 * np.pi * float(np.prod(metadata["heart_semi_axes_mm"])) / 1000.0
         label_ml = heart.sum() * abs(float(np.linalg.det(ct.affine[:3, :3]))) / 1000.0
         scale = float(np.clip((label_ml / template_ml) ** (1.0 / 3.0), *TEMPLATE_SCALE_RANGE))
+        if aorta is not None and aorta.any() and positions_mm is not None and metadata.get("ostia_mm"):
+            aortic = [*metadata["ostia_mm"].values(), *metadata.get("feeding_path_mm", [])]  # + the ascending aorta
+            rotation, scale, target = fit_coronary(rotation, scale, centre, target, positions_mm,
+                                                   np.asarray(aortic, dtype=np.float64).reshape(-1, 3), heart, aorta,
+                                                   ct.affine)
     else:
         lungs = _fill_slices(body_mask(ct), _superior_axis(ct.affine)) & (np.asarray(ct.data) < -500.0)
         if not lungs.any():
@@ -425,3 +452,63 @@ def place_coronary(metadata: dict, ct: Volume, heart: np.ndarray | None, rng: np
         rotation, scale = np.eye(3), 1.0
     target = target + rng.uniform(-jitter_mm, jitter_mm, 3)
     return _similarity(_jitter_rotation(rng, jitter_deg) @ rotation, scale, centre, target)
+
+
+def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, target_mm: np.ndarray,
+                 positions_mm: np.ndarray, aortic_mm: np.ndarray, heart: np.ndarray, aorta: np.ndarray,
+                 affine: np.ndarray, margin_mm: float = 40.0) -> tuple[np.ndarray, float, np.ndarray]:
+    """Refine the template's similarity ``x -> target + scale R (x - centre)`` to the heart and aorta labels.
+
+    Minimises (Powell) the mean over the template's nodes of their squared distance (mm) outside
+    :data:`EPICARDIAL_BAND_MM` from the heart label's surface (a node counts at most :data:`FIT_OUTLIER_MM`)
+    plus the mean squared distance of the aortic points ``aortic_mm`` (template frame: the ostia, the ascending
+    aorta's axis) from the aorta label (0 inside it), over a rotation and a
+    translation about the heart (within :data:`FIT_MAX_TURN_DEG` about each axis and :data:`FIT_MAX_SHIFT_MM`
+    along each) and a change of scale within :data:`TEMPLATE_SCALE_RANGE`. Distances are
+    read by trilinear interpolation from Euclidean distance maps of the labels (in a box around them,
+    ``margin_mm`` wide).
+
+    Returns
+    -------
+    rotation : (3, 3), scale : float, target_mm : (3,)
+        The refined similarity, in the arguments' form.
+    """
+    from scipy.optimize import minimize
+
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    pad = np.ceil(margin_mm / spacing).astype(int)
+    around = np.argwhere(heart)  # the heart and the aorta near it (not the descending aorta's length)
+    lo = np.maximum(around.min(axis=0) - pad, 0)
+    hi = np.minimum(around.max(axis=0) + pad + 1, heart.shape)
+    stride = np.maximum(1, np.floor(FIT_GRID_MM / spacing)).astype(int)  # a coarser grid: the fit needs no finer
+    box = tuple(slice(a, b, k) for a, b, k in zip(lo, hi, stride))
+    h, a, grid = heart[box], aorta[box], spacing * stride
+    outside = ndimage.distance_transform_edt(~h, sampling=grid) - ndimage.distance_transform_edt(h, sampling=grid)
+    to_aorta = ndimage.distance_transform_edt(~a, sampling=grid)
+    box_from_world = np.diag([*(1.0 / stride), 1.0]) @ np.linalg.inv(affine)
+    box_from_world[:3, 3] -= lo / stride
+
+    def read(volume: np.ndarray, world: np.ndarray) -> np.ndarray:
+        ijk = world @ box_from_world[:3, :3].T + box_from_world[:3, 3]
+        return ndimage.map_coordinates(volume, ijk.T, order=1, mode="nearest")
+
+    nodes = positions_mm[:: max(1, len(positions_mm) // FIT_NODES)] - centre_mm
+    aortic = aortic_mm - centre_mm
+    band_lo, band_hi = EPICARDIAL_BAND_MM
+
+    def pose(x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:  # x: rotation (0.1 rad), shift (10 mm), log-scale
+        r = Rotation.from_rotvec(0.1 * x[:3]).as_matrix() @ rotation
+        return r, float(scale * np.exp(0.1 * x[6])), target_mm + 10.0 * x[3:6]
+
+    def cost(x: np.ndarray) -> float:
+        r, s, t = pose(x)
+        d = read(outside, t + s * nodes @ r.T)
+        miss = np.minimum(np.maximum(band_lo - d, 0.0) + np.maximum(d - band_hi, 0.0), FIT_OUTLIER_MM)
+        return float(np.mean(miss**2) + FIT_AORTA_WEIGHT * np.mean(read(to_aorta, t + s * aortic @ r.T) ** 2))
+
+    turn, shift = np.radians(FIT_MAX_TURN_DEG) / 0.1, FIT_MAX_SHIFT_MM / 10.0  # the start is right to this much
+    sizes = [float(np.log(b / scale) / 0.1) for b in TEMPLATE_SCALE_RANGE]
+    bounds = [(-turn, turn)] * 3 + [(-shift, shift)] * 3 + [(min(sizes[0], 0.0), max(sizes[1], 0.0))]
+    best = minimize(cost, np.zeros(7), method="Powell", bounds=bounds,
+                    options={"xtol": 1e-2, "ftol": 1e-4, "maxfev": 3000})
+    return pose(best.x)
