@@ -318,6 +318,10 @@ def _feeding_lumen(patient: Patient) -> np.ndarray:
     return labels_in(patient.labels.data, structure_ids(names, structures, str(patient.spec.labels)))
 
 
+#: Spacing (mm) of the points along a feeding path where the catheter's way in may join it.
+JOIN_STEP_MM = 10.0
+
+
 def _way_in(patient: Patient, tree: VesselTree) -> tuple[np.ndarray | None, np.ndarray]:
     """The catheter's way in through the CT's labelled arteries (:data:`FEEDING_ARTERIES`) and the feeding path on from
     where it joins: the first point, every :data:`JOIN_STEP_MM` along the tree's feeding path, that the way reaches
@@ -343,10 +347,6 @@ def _way_in(patient: Patient, tree: VesselTree) -> tuple[np.ndarray | None, np.n
             if route is not None:
                 return route, np.vstack([join, feeding[k + 1:]])
     return None, feeding
-
-
-#: Spacing (mm) of the points along a feeding path where the catheter's way in may join it.
-JOIN_STEP_MM = 10.0
 
 
 #: Generators whose trees are anatomical templates, placed by registration to the CT's anatomy.

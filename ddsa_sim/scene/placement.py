@@ -398,8 +398,6 @@ FIT_GRID_MM = 1.5
 #: centroid and principal axis: the long axis is known, the label's atria and the template's ellipsoid are not alike.
 FIT_MAX_TURN_DEG = 20.0
 FIT_MAX_SHIFT_MM = 25.0
-#: Weight of the aortic points' squared distance from the aorta label against the nodes' squared misfit.
-FIT_AORTA_WEIGHT = 1.0
 
 
 def place_coronary(metadata: dict, ct: Volume, heart: np.ndarray | None, rng: np.random.Generator,
@@ -465,8 +463,8 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
     aorta's axis) from the aorta label (0 inside it), over a rotation and a
     translation about the heart (within :data:`FIT_MAX_TURN_DEG` about each axis and :data:`FIT_MAX_SHIFT_MM`
     along each) and a change of scale within :data:`TEMPLATE_SCALE_RANGE`. Distances are
-    read by trilinear interpolation from Euclidean distance maps of the labels (in a box around them,
-    ``margin_mm`` wide).
+    read by trilinear interpolation from Euclidean distance maps of the labels on a grid of about
+    :data:`FIT_GRID_MM`, in a box reaching ``margin_mm`` beyond the heart label (the aortic root's part of the aorta).
 
     Returns
     -------
@@ -504,7 +502,7 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
         r, s, t = pose(x)
         d = read(outside, t + s * nodes @ r.T)
         miss = np.minimum(np.maximum(band_lo - d, 0.0) + np.maximum(d - band_hi, 0.0), FIT_OUTLIER_MM)
-        return float(np.mean(miss**2) + FIT_AORTA_WEIGHT * np.mean(read(to_aorta, t + s * aortic @ r.T) ** 2))
+        return float(np.mean(miss**2) + np.mean(read(to_aorta, t + s * aortic @ r.T) ** 2))
 
     turn, shift = np.radians(FIT_MAX_TURN_DEG) / 0.1, FIT_MAX_SHIFT_MM / 10.0  # the start is right to this much
     sizes = [float(np.log(b / scale) / 0.1) for b in TEMPLATE_SCALE_RANGE]
