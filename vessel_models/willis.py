@@ -95,7 +95,8 @@ DISTAL_TREES = {
 }
 HYPOPLASTIC_FACTOR = 0.4
 #: Segments that leave their junction at an angle instead of tangent-continuous with the parent: the A1
-#: turns medially off the ICA terminus (a T-shaped bifurcation), not on along the supraclinoid ICA.
+#: turns medially off the ICA terminus (a T-shaped bifurcation), not on along the supraclinoid ICA; the A2
+#: turns up into the interhemispheric fissure at the ACoA, not on across the midline along the A1.
 ANGLED_STARTS = frozenset({"A1", "A2"})
 #: Segments in the interhemispheric fissure: their bend stays in the sagittal plane and their junctions in
 #: their own hemisphere (the falx parts the two anterior cerebral arteries above the corpus callosum).
