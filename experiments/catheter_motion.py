@@ -3,7 +3,7 @@ motion, still versus moved with the tree (docs/dsa.md §4.1).
 
     python experiments/catheter_motion.py [--seed 1]
 
-Builds the coronary template on the builtin chest CT (as ``ddsa-sim dsa --vessels coronary``) and
+Builds the coronary template on the builtin chest CT (as ``ddsa-sim dsa --vessels coronary --labels none``) and
 prints, per motion state, the distance (mm) from the tip to the root moved by the tree's own map:
 with the catheter left still and with :func:`ddsa_sim.scene.moving.catheter_motion`.
 """
@@ -25,8 +25,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    scene = build_scene(scene_spec("builtin:chest-ct", "coronary", args.seed,
-                                   effects=EffectsSpec(motion=MotionParams("cardiorespiratory"))))
+    scene = build_scene(scene_spec("builtin:chest-ct", "coronary", args.seed, labels="none",  # as documented: the
+                                   effects=EffectsSpec(motion=MotionParams("cardiorespiratory"))))  # lung heuristic
     name, root = scene.vessel_names[0], scene.vessels[0].tree.positions_mm[0]
     tip = scene.catheter.centerline_mm[-1]
     print(f"dome z = {diaphragm_level_mm(scene.ct):.1f} mm; tip-root distance at rest {np.linalg.norm(tip - root):.2f} mm")

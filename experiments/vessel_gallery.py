@@ -9,9 +9,10 @@ Writes ``docs/img/gallery_*.png`` (each a strip mask | contrast | conventional D
   part (the default), 4 contrast frames (``--frames 4``): arterial, capillary (parenchymal blush), early
   venous, venous; AP and lateral;
 * ``gallery_coronary_rao.png``, ``gallery_coronary_lao.png``: ``--vessels coronary`` on the builtin
-  chest CT without its labels (placed by the lung heuristic), RAO 30 and LAO 40;
-* ``gallery_coronary_catheter_arch.png``: the same with the CT's labels (``--labels``): placed on the heart
-  label, the catheter coming up the labelled descending aorta and over the arch, LAO 40;
+  chest CT with its labels (taken by default): placed on the heart label and fitted to the aorta's, the
+  catheter coming up the labelled descending aorta, over the arch and down into the ostium; RAO 30 and LAO 40;
+* ``gallery_coronary_no_labels.png``: the same with ``--labels none``: placed by the lung heuristic, the
+  catheter coming straight down to the ostium, LAO 40;
 * ``gallery_lsystem_chest.png``: ``--vessels lsystem`` in the builtin chest CT's body;
 * ``gallery_cerebral_catheter.png``: a selective left ICA injection (``cow``, ``injection=ICA_L``) through
   a 5 F catheter in the left common carotid, AP, on the head phantom (the ``dsa`` command's scene spec
@@ -47,9 +48,9 @@ RUNS = {
                          {"view_000.png": "gallery_cerebral_sequence_lateral.png"}),
     "coronary": (["--ct", "builtin:chest-ct", "--vessels", "coronary", "--seed", "2", "--alpha", "30,-40"],
                  {"view_000.png": "gallery_coronary_rao.png", "view_001.png": "gallery_coronary_lao.png"}),
-    "coronary_arch": (["--ct", "builtin:chest-ct", "--labels", "builtin:chest-ct-labels", "--vessels", "coronary",
-                       "--seed", "2", "--alpha", "-40"],
-                      {"view_000.png": "gallery_coronary_catheter_arch.png"}),
+    "coronary_no_labels": (["--ct", "builtin:chest-ct", "--labels", "none", "--vessels", "coronary",
+                            "--seed", "2", "--alpha", "-40"],
+                           {"view_000.png": "gallery_coronary_no_labels.png"}),
     "lsystem": (["--ct", "builtin:chest-ct", "--vessels", "lsystem", "--seed", "3"],
                 {"view_000.png": "gallery_lsystem_chest.png"}),
 }

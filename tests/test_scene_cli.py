@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from scene_helpers import cylinder_ct
 
+from ddsa_sim import InputError
 from ddsa_sim.cli import main
 from ddsa_sim.volumes.readers import LPS_FROM_RAS
 
@@ -110,3 +111,18 @@ def test_dsa_missing_ct_and_vessels_outside_fov(ct_path, tmp_path, capsys):
     assert _run(["dsa", "--ct", str(ct_path), "--vessels", "labels:aorta", "-o", str(tmp_path / "z"), *FAST]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "--labels" in err
+
+
+def test_dsa_takes_the_builtin_chest_labels_for_a_template_unless_told_none():
+    """A template on the builtin chest CT is placed on its labelled heart (and fitted to its aorta), its catheter
+    through the labelled arteries: the CT's own labels are taken as for labels:... vessels and organ regions (before,
+    `dsa --vessels coronary` on it fell back to the lung heuristic without `--labels`). `--labels none` refuses them;
+    an L-system tree in the body and another CT take none."""
+    from ddsa_sim.cli.dsa import scene_spec
+
+    assert scene_spec("builtin:chest-ct", "coronary", 0).ct.labels == "builtin:chest-ct-labels"
+    assert scene_spec("builtin:chest-ct", "coronary", 0, labels="none").ct.labels is None
+    assert scene_spec("builtin:chest-ct", "lsystem", 0).ct.labels is None
+    assert scene_spec("ct.nii.gz", "coronary", 0).ct.labels is None
+    with pytest.raises(InputError, match="--labels: --vessels labels"):
+        scene_spec("builtin:chest-ct", "labels:aorta", 0, labels="none")

@@ -75,12 +75,16 @@ def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, stru
         raise InputError(f"--place: use auto, anatomical, region or as-is, got {place!r}")
     vs = vessel_spec(vessels, seed, region, spacing_mm, params)
     regions = tuple(r.strip() for r in region.split(","))
-    if labels is None and (vs.kind == "labels" or regions != ("body",)):
-        if ct != "builtin:chest-ct":
-            raise InputError("--labels: --vessels labels:... and organ regions need a label map on the CT grid")
-        labels = "builtin:chest-ct-labels"
+    template = vs.kind == "generator" and vs.name in TEMPLATES
+    needs_labels = vs.kind == "labels" or regions != ("body",)
+    refused = labels is not None and labels.strip().lower() == "none"
+    labels = None if refused else labels
+    if labels is None and not refused and (needs_labels or template) and ct == "builtin:chest-ct":
+        labels = "builtin:chest-ct-labels"  # its own labels: a template on its heart and aorta, the catheter through
+    if labels is None and needs_labels:
+        raise InputError("--labels: --vessels labels:... and organ regions need a label map on the CT grid")
     if catheter is None:
-        catheter = vs.kind == "generator" and vs.name in TEMPLATES
+        catheter = template
     return SceneSpec(CTSpec(ct, labels, structures, labels_field="--labels", structures_field="--structures"),
                      vs, PlacementSpec(place, regions, seed=seed, feeding=feeding, field="--region"),
                      catheter=CatheterSpec(catheter_french, field="--catheter").validate() if catheter else None,
@@ -151,9 +155,10 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         alpha: str = typer.Option("0", help="Orbital angle(s) alpha, deg, >0 = RAO (comma list = several views)."),
         beta: str = typer.Option("0", help="Angular angle(s) beta, deg, >0 = CAU (comma list = several views)."),
         labels: str | None = typer.Option(None, help="Label map on the CT grid (for builtin:chest-ct, "
-                                             "builtin:chest-ct-labels is taken when labels:... vessels or an organ "
-                                             "--region need one). With a heart label the coronary template is "
-                                             "placed on it; with labelled arteries the catheter comes up the aorta (and into "
+                                             "builtin:chest-ct-labels is taken when labels:... vessels, an organ "
+                                             "--region or a template need one; 'none': no label map). With a heart "
+                                             "label the coronary template is placed on it (and fitted to a labelled "
+                                             "aorta); with labelled arteries the catheter comes up the aorta (and into "
                                              "an arch branch)."),
         structures: str | None = typer.Option(None, help="CSV 'structure,id' naming the labels of --labels."),
         region: str = typer.Option("body", help="Where a tree is placed: body (CT > -300 HU) or organ name(s)."),
