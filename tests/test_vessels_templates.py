@@ -424,6 +424,25 @@ def test_the_anterior_cerebral_arteries_stay_in_their_hemisphere():
             assert off >= least - 1e-9, (seed, names[j], names[i] or "tree", off)
 
 
+def test_maxillary_trees_stay_in_their_half_of_the_face():
+    """The maxillary artery's branches (sphenopalatine, palatine) reach the nasal septum and the palate, parted at
+    the midline: its tree stays on its side, 1.5 mm off the midline plane (before: 10.6-21.7 mm across over seeds
+    0-7)."""
+    from vessel_models.courses import MIDLINE_GAP_MM
+
+    for seed in SEEDS:
+        tree = generate("cow", seed)
+        names = np.array([tree.labels.get(int(b), "") for b in tree.branch_ids]).astype(str)
+        centre_x = tree.metadata["brain_centre_mm"][0]
+        for i in np.nonzero(names == "")[0]:
+            j = i
+            while not names[j]:
+                j = tree.parents[j]
+            if names[j].startswith("MaxA_"):
+                side = 1.0 if names[j].endswith("_L") else -1.0
+                assert side * (tree.positions_mm[i, 0] - centre_x) >= MIDLINE_GAP_MM - 1e-9, (seed, names[j])
+
+
 def test_arteries_stay_out_of_the_dural_sinuses_and_the_veins_they_pass():
     """The dural sinuses lie in the dura, outside the arachnoid that holds the arteries, and the vein of Galen in
     its cistern: no artery enters one. The template's arteries give way to them and to the cortical veins (laid

@@ -76,10 +76,11 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
     ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``scalp``: in the scalp (brain + 10 mm x
     ``scale_mm``, over a skull of ~6 mm);
     ``medial``: squashed towards the hemisphere's medial surface (3 mm from the midline) and kept
-    inside the brain; ``free``: left as grown. On the cortex and the medial surface a node stays in its hemisphere
-    (``side``: +1 left, -1 right), at least :data:`MIDLINE_GAP_MM` from the midline: one grown across it is
-    mirrored back (the falx parts the hemispheres), also within the first ``blend_mm`` of path, over which
-    the move is blended in, like a branch leaving a fissure.
+    inside the brain; ``face``: left as grown but in its half of the face; ``free``: left as grown. On the cortex,
+    the medial surface and the face a node stays on its side (``side``: +1 left, -1 right), at least
+    :data:`MIDLINE_GAP_MM` from the midline: one grown across it is mirrored back (the falx parts the hemispheres,
+    the nasal septum the nasal cavities), also within the first ``blend_mm`` of path, over which the move is
+    blended in, like a branch leaving a fissure.
     """
     if kind == "free":
         return
@@ -89,7 +90,9 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
         parent = b.parent(i)
         dist[i] = dist[parent] + float(np.linalg.norm(b.position(i) - b.position(parent)))
         p = b.position(i)
-        if kind == "scalp":
+        if kind == "face":
+            q = p.copy()
+        elif kind == "scalp":
             q = surface_point(p, centre, axes + 10.0 * scale_mm, 0.0)
         elif kind == "cortex":
             q = surface_point(p, centre, axes, depth_mm)
@@ -100,7 +103,7 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
                 q = surface_point(q, centre, axes, depth_mm)
         w = min(1.0, dist[i] / blend_mm)
         q = (1.0 - w) * p + w * q
-        if kind in ("cortex", "medial"):  # a hemisphere's vessels stay in it: a branch grown across the falx folds back
+        if kind in ("cortex", "medial", "face"):  # a side's vessels stay on it: a branch grown across folds back
             q[0] = centre[0] + side * max(abs(q[0] - centre[0]), MIDLINE_GAP_MM)
         moved[i] = q
     for i, q in moved.items():

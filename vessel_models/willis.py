@@ -91,7 +91,7 @@ BRAIN_SEMI_AXES_MM = (66.0, 84.0, 58.0)
 #: Where each distal (cortical / scalp) tree grows and which surface it is laid on.
 DISTAL_TREES = {
     "M2s": "cortex", "M2i": "cortex", "P2": "cortex", "A3": "medial", "A2": "medial",
-    "STA": "scalp", "OccA": "scalp", "FacA": "free", "MaxA": "free",
+    "STA": "scalp", "OccA": "scalp", "FacA": "free", "MaxA": "face",
 }
 HYPOPLASTIC_FACTOR = 0.4
 #: Segments that leave their junction at an angle instead of tangent-continuous with the parent: the A1
