@@ -293,8 +293,8 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Cat
         if "body outline" not in patient.derived:  # the catheter may cross the lungs on its way in
             patient.derived["body outline"] = body_outline_mask(patient.ct)
         route, onward = _way_in(patient, tree)
-        if route is not None and len(onward) and not np.array_equal(onward[0], tree.metadata["feeding_path_mm"][0]):
-            tree.metadata["feeding_path_mm"] = onward.tolist()  # the catheter follows it from where the way joins it
+        if route is not None:  # the catheter follows the feeding path on from where the way in joins it
+            tree.metadata["feeding_path_mm"] = onward.tolist()
         centerline = catheter_centerline(tree, patient.derived["body outline"], patient.ct.affine,
                                          spec.catheter.tip_offset_mm, route=route)
         if centerline is None:
@@ -377,7 +377,10 @@ def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: 
             heart, _ = _region(patient, ("heart",), place.field)
         aorta = None  # labelled (and held by this CT or region) as well: the fit puts the ostia on the aortic root
         if patient.labels is not None and "aorta" in _structures(patient):
-            aorta = labels_in(patient.labels.data, structure_ids(["aorta"], _structures(patient), str(patient.spec.labels)))
+            if "aorta" not in patient.derived:  # once per patient, as its regions
+                patient.derived["aorta"] = labels_in(patient.labels.data, structure_ids(
+                    ["aorta"], _structures(patient), str(patient.spec.labels)))
+            aorta = patient.derived["aorta"]
         return place_coronary(metadata, patient.ct, heart, rng, positions_mm=positions_mm, aorta=aorta)
     if mode == "pose":
         from scipy.spatial.transform import Rotation

@@ -475,9 +475,9 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
 
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     pad = np.ceil(margin_mm / spacing).astype(int)
-    around = np.argwhere(heart)  # the heart and the aorta near it (not the descending aorta's length)
-    lo = np.maximum(around.min(axis=0) - pad, 0)
-    hi = np.minimum(around.max(axis=0) + pad + 1, heart.shape)
+    around = ndimage.find_objects(heart.view(np.uint8))[0]  # the heart's box (not the descending aorta's length)
+    lo = np.maximum([b.start for b in around] - pad, 0)
+    hi = np.minimum([b.stop for b in around] + pad, heart.shape)
     stride = np.maximum(1, np.floor(FIT_GRID_MM / spacing)).astype(int)  # a coarser grid: the fit needs no finer
     box = tuple(slice(a, b, k) for a, b, k in zip(lo, hi, stride))
     h, a, grid = heart[box], aorta[box], spacing * stride
