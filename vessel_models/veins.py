@@ -36,7 +36,7 @@ from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
-from vessel_models.courses import VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve, surface_point
+from vessel_models.courses import MIDLINE_GAP_MM, VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve, surface_point
 from vessel_models.lsystem import LSystemParams, grow_lsystem
 from vessel_models.tree import TreeBuilder
 
@@ -235,7 +235,9 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
     lies on); every arterial node within 3 :data:`GIVE_WAY_MM` of a pushed one along the tree moves by the push that
     moves it most once Gaussian-weighted by that distance (:data:`GIVE_WAY_MM`), so that the artery bends aside
     smoothly and each pushed node moves by at least its own push; in rounds (at most 50) until no overlap is left. A
-    branch lies inside or outside the dura, and on a side of the midline, as its mean node position does."""
+    branch lies inside or outside the dura, and on a side of the midline, as its mean node position does. No push
+    takes a sided artery's node nearer the midline than :data:`MIDLINE_GAP_MM` (or than it was, if nearer): the
+    inward normal under the sagittal sinus leans towards the midline."""
     pos = np.array([b.position(i) for i in range(n_arterial)])
     rad = np.array([b.radius(i) for i in range(n_arterial)])
     children = np.arange(1, n_arterial)
@@ -249,6 +251,9 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
     side = _arterial_sides(b, n_arterial)
     lateral = np.zeros_like(pos)
     lateral[:, 0] = np.where(side != 0, side, np.where(mean[index, 0] >= centre[0], 1.0, -1.0))
+    # the least distance a node may keep from the midline on its own side: what it had, up to the falx's gap
+    sided = side != 0
+    least_off = np.minimum(side * (pos[:, 0] - centre[0]), MIDLINE_GAP_MM)
     veins = [(np.array([b.position(i) for i in part]), np.array([b.radius(i) for i in part])) for part in (beneath, aside)]
     near = [cKDTree(v) for v, _ in veins]
     for _ in range(50):
@@ -268,6 +273,9 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
         move = w[best, np.arange(n_arterial), None] * push[pushed[best]]
         move[0] = 0.0
         pos += move
+        # a push inwards under a sinus tilts towards the midline: no artery is pushed across the falx's gap
+        across = sided & (side * (pos[:, 0] - centre[0]) < least_off)
+        pos[across, 0] = centre[0] + side[across] * least_off[across]
     for i in range(1, n_arterial):
         b.set_position(i, pos[i])
 
