@@ -33,6 +33,7 @@ from ddsa_sim.scene.placement import (
     feeding_rotation,
     intracranial_mask,
     label_region,
+    lay_on_epicardium,
     place_at,
     place_cerebral,
     place_coronary,
@@ -288,6 +289,9 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Cat
         if feeding:  # template metadata is in the template's frame: it moves with the tree
             tree.metadata["feeding_path_mm"] = (np.asarray(feeding, float) @ transform[:3, :3].T
                                                 + transform[:3, 3]).tolist()
+        heart = _heart(patient, place.field) if _template(vs, place, tree.metadata) == "coronary" else None
+        if heart is not None:  # the similarity puts an ellipsoid's arteries on this heart: lay them on its surface
+            tree = lay_on_epicardium(tree, heart, patient.ct.affine)
     catheter = None
     if spec.catheter is not None:
         if "body outline" not in patient.derived:  # the catheter may cross the lungs on its way in
@@ -353,6 +357,19 @@ def _way_in(patient: Patient, tree: VesselTree) -> tuple[np.ndarray | None, np.n
 TEMPLATES = ("cow", "coronary")
 
 
+def _template(vs: VesselSpec, place: PlacementSpec, metadata: dict) -> str | None:
+    """The template (:data:`TEMPLATES`) a generated tree is, where its placement is anatomical (or auto); else None."""
+    template = metadata.get("generator") if vs.kind == "generator" else None
+    return template if template in TEMPLATES and place.mode in ("auto", "anatomical") else None
+
+
+def _heart(patient: Patient, field: str) -> np.ndarray | None:
+    """The patient's heart label (bool, CT grid), or None where its label map has none."""
+    if patient.labels is None or "heart" not in _structures(patient):
+        return None
+    return _region(patient, ("heart",), field)[0]
+
+
 def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: PlacementSpec,
                patient: Patient) -> np.ndarray | None:
     """4x4 world transform of a tree (node positions, root first, and the tree's metadata) or of a
@@ -360,21 +377,19 @@ def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: 
     mode = place.mode
     if mode not in ("pose", "region", "as-is", "auto", "anatomical"):
         raise InputError(f"{place.field}: use auto, anatomical, region, as-is or pose, got {mode!r}")
-    template = metadata.get("generator") if vs.kind == "generator" else None
-    if mode == "auto" and template in TEMPLATES:
+    template = _template(vs, place, metadata)
+    if mode == "auto" and template is not None:
         mode = "anatomical"
     if mode == "as-is":
         return None
     if mode == "anatomical":
-        if template not in TEMPLATES:
+        if template is None:
             raise InputError(f"{place.field}: anatomical placement needs a template generator "
                              f"({', '.join(TEMPLATES)}), got {vs.name or vs.kind!r}")
         rng = np.random.default_rng(place.seed)
         if template == "cow":
             return place_cerebral(metadata, _intracranial(patient), patient.ct, rng)
-        heart = None
-        if patient.labels is not None and "heart" in _structures(patient):
-            heart, _ = _region(patient, ("heart",), place.field)
+        heart = _heart(patient, place.field)
         aorta = None  # labelled (and held by this CT or region) as well: the fit puts the ostia on the aortic root
         if patient.labels is not None and "aorta" in _structures(patient):
             if "aorta" not in patient.derived:  # once per patient, as its regions

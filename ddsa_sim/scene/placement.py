@@ -21,6 +21,7 @@ set range (:func:`feeding_rotation`); the translations are unchanged, so the con
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -29,6 +30,9 @@ from scipy.spatial.transform import Rotation
 from ddsa_sim import InputError
 from ddsa_sim.volumes import Volume
 from ddsa_sim.volumes.materials import labels_in
+
+if TYPE_CHECKING:
+    from vessel_models.tree import VesselTree
 
 BODY_THRESHOLD_HU = -300.0
 
@@ -473,23 +477,9 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
     """
     from scipy.optimize import minimize
 
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    pad = np.ceil(margin_mm / spacing).astype(int)
-    around = ndimage.find_objects(heart.view(np.uint8))[0]  # the heart's box (not the descending aorta's length)
-    lo = np.maximum([b.start for b in around] - pad, 0)
-    hi = np.minimum([b.stop for b in around] + pad, heart.shape)
-    stride = np.maximum(1, np.floor(FIT_GRID_MM / spacing)).astype(int)  # a coarser grid: the fit needs no finer
-    box = tuple(slice(a, b, k) for a, b, k in zip(lo, hi, stride))
-    h, a, grid = heart[box], aorta[box], spacing * stride
-    outside = ndimage.distance_transform_edt(~h, sampling=grid) - ndimage.distance_transform_edt(h, sampling=grid)
-    to_aorta = ndimage.distance_transform_edt(~a, sampling=grid)
-    box_from_world = np.diag([*(1.0 / stride), 1.0]) @ np.linalg.inv(affine)
-    box_from_world[:3, 3] -= lo / stride
-
-    def read(volume: np.ndarray, world: np.ndarray) -> np.ndarray:
-        ijk = world @ box_from_world[:3, :3].T + box_from_world[:3, 3]
-        return ndimage.map_coordinates(volume, ijk.T, order=1, mode="nearest")
-
+    box, grid, box_from_world = _around_heart(heart, affine, margin_mm)
+    outside = _outside_mm(heart[box], grid)
+    to_aorta = ndimage.distance_transform_edt(~aorta[box], sampling=grid)
     nodes = positions_mm[:: max(1, len(positions_mm) // FIT_NODES)] - centre_mm
     aortic = aortic_mm - centre_mm
     band_lo, band_hi = EPICARDIAL_BAND_MM
@@ -500,9 +490,9 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
 
     def cost(x: np.ndarray) -> float:
         r, s, t = pose(x)
-        d = read(outside, t + s * nodes @ r.T)
+        d = _read(outside, box_from_world, t + s * nodes @ r.T)
         miss = np.minimum(np.maximum(band_lo - d, 0.0) + np.maximum(d - band_hi, 0.0), FIT_OUTLIER_MM)
-        return float(np.mean(miss**2) + np.mean(read(to_aorta, t + s * aortic @ r.T) ** 2))
+        return float(np.mean(miss**2) + np.mean(_read(to_aorta, box_from_world, t + s * aortic @ r.T) ** 2))
 
     turn, shift = np.radians(FIT_MAX_TURN_DEG) / 0.1, FIT_MAX_SHIFT_MM / 10.0  # the start is right to this much
     sizes = [float(np.log(b / scale) / 0.1) for b in TEMPLATE_SCALE_RANGE]
@@ -510,3 +500,106 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
     best = minimize(cost, np.zeros(7), method="Powell", bounds=bounds,
                     options={"xtol": 1e-2, "ftol": 1e-4, "maxfev": 3000})
     return pose(best.x)
+
+
+#: Standard deviation (mm along the tree) of the smoothing of the moves onto the epicardium: an artery bends onto the
+#: surface over centimetres and its branches move with it.
+EPICARDIAL_SMOOTHING_MM = 8.0
+#: The moves fade in over this length of artery from its ostium (mm): the ostia stay in the aortic root.
+OSTIAL_FADE_MM = 10.0
+#: Most a node moves in one round (mm): the surface's normal is read again after each.
+EPICARDIAL_STEP_MM = 2.0
+EPICARDIAL_ROUNDS = 50
+#: Standard deviation (mm) of the smoothing of the distance map whose gradient gives the direction of the pushes: a
+#: crease of the label (the atrioventricular groove) would part neighbouring nodes to either side.
+EPICARDIAL_NORMAL_SMOOTHING_MM = 6.0
+
+
+def lay_on_epicardium(tree: VesselTree, heart: np.ndarray, affine: np.ndarray) -> VesselTree:
+    """The placed coronary template with its arteries laid in the epicardial band of the heart label.
+
+    The template's heart is an ellipsoid; a patient's is not, so after the similarity of :func:`place_coronary`
+    a quarter of the main arteries' nodes lie more than 2 mm inside the labelled myocardium and a fifth more than
+    6 mm off it (builtin chest CT, seeds 0-7). Each node whose centreline lies less than its radius (its lumen in
+    the myocardium) or more than :data:`EPICARDIAL_BAND_MM`'s outer edge outside the heart label is pushed along the
+    label's normal (the gradient of its signed distance map smoothed by :data:`EPICARDIAL_NORMAL_SMOOTHING_MM`) to
+    that range; the pushes are averaged along the tree
+    (Gaussian, :data:`EPICARDIAL_SMOOTHING_MM`, the in-range nodes pushing by nothing), so an artery bends onto the
+    surface smoothly and its branches go with it; in rounds of at most :data:`EPICARDIAL_STEP_MM`, the normal read
+    anew each time. The septal perforators (``S1``...) dive into the septum: they push nothing and move with the
+    artery they leave; so do nodes beyond the CT (a slab holds part of the heart). The moves fade in over the first
+    :data:`OSTIAL_FADE_MM` from the ostia (the tree's root and the ends of its virtual connectors), which stay in the
+    aorta. Distances are read as in :func:`fit_coronary`, from the label's voxel centres on a ~1.5 mm grid: the
+    label's surface is known to half a voxel.
+    """
+    from scipy.sparse import csgraph, csr_matrix
+
+    box, grid, box_from_world = _around_heart(heart, affine, 3.0 * EPICARDIAL_SMOOTHING_MM)
+    outside = _outside_mm(heart[box], grid)
+    slope = np.gradient(ndimage.gaussian_filter(outside, EPICARDIAL_NORMAL_SMOOTHING_MM / grid), *grid)
+    axes = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)  # the voxel axes' world directions
+    n, parents = tree.n_nodes, tree.parents
+    named = [tree.labels.get(int(b), "") for b in tree.branch_ids]
+    for i in range(1, n):  # parents come before their children: a distal twig is its named artery's
+        named[i] = named[i] or named[parents[i]]
+    septal = np.array([len(x) > 1 and x[0] == "S" and x[1:].isdigit() for x in named])
+    virtual = np.array([x == "virtual" for x in named])
+    # the distance along the artery from its ostium (a virtual connector's length is no artery's)
+    child = np.nonzero(parents >= 0)[0]
+    edge = np.where(virtual[child], 0.0, np.linalg.norm(tree.positions_mm[child] - tree.positions_mm[parents[child]],
+                                                         axis=1))
+    from_ostium = np.zeros(n)
+    for i, e in zip(child, edge):
+        from_ostium[i] = from_ostium[parents[i]] + e
+    f = np.clip(from_ostium / OSTIAL_FADE_MM, 0.0, 1.0)
+    fade = np.where(virtual, 0.0, f * f * (3.0 - 2.0 * f))  # smoothstep
+    along = csr_matrix((np.maximum(edge, 1e-6), (child, parents[child])), shape=(n, n))
+    dist = csgraph.dijkstra(along, directed=False, limit=3.0 * EPICARDIAL_SMOOTHING_MM)
+    inv = np.linalg.inv(affine)
+    ijk = tree.positions_mm @ inv[:3, :3].T + inv[:3, 3]
+    seen = np.all((ijk > -0.5) & (ijk < np.asarray(heart.shape) - 0.5), axis=1)  # beyond the CT the heart is unknown
+    pushing = ~septal & (fade > 0) & seen  # nor does a node held at an ostium push its neighbours
+    weight = np.exp(-0.5 * (dist / EPICARDIAL_SMOOTHING_MM) ** 2)[:, pushing] * fade[pushing]  # 0 beyond the limit
+    weight /= np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)
+    low = np.maximum(EPICARDIAL_BAND_MM[0], tree.radii_mm)
+    pos = tree.positions_mm.copy()
+    for _ in range(EPICARDIAL_ROUNDS):
+        d = _read(outside, box_from_world, pos)
+        normal = np.stack([_read(g, box_from_world, pos) for g in slope], axis=1) @ axes.T  # voxel axes -> world
+        normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)
+        miss = np.clip(d, low, EPICARDIAL_BAND_MM[1]) - d
+        if np.abs(miss[pushing]).max() < 0.1:
+            break
+        push = np.clip(miss, -EPICARDIAL_STEP_MM, EPICARDIAL_STEP_MM)[:, None] * normal
+        pos += fade[:, None] * (weight @ push[pushing])
+    out = tree.copy()
+    out.positions_mm = pos
+    return out
+
+
+def _around_heart(heart: np.ndarray, affine: np.ndarray, margin_mm: float
+                  ) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+    """The heart label's box grown by ``margin_mm``, on a grid of about :data:`FIT_GRID_MM` (the CT's voxels taken
+    every few): its slices into the CT grid, its voxel size (mm) and its voxel-from-world 4x4 matrix."""
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    pad = np.ceil(margin_mm / spacing).astype(int)
+    around = ndimage.find_objects(heart.view(np.uint8))[0]  # the heart's box (not the descending aorta's length)
+    lo = np.maximum([b.start for b in around] - pad, 0)
+    hi = np.minimum([b.stop for b in around] + pad, heart.shape)
+    stride = np.maximum(1, np.floor(FIT_GRID_MM / spacing)).astype(int)  # a coarser grid: the fit needs no finer
+    box_from_world = np.diag([*(1.0 / stride), 1.0]) @ np.linalg.inv(affine)
+    box_from_world[:3, 3] -= lo / stride
+    return tuple(slice(a, b, k) for a, b, k in zip(lo, hi, stride)), spacing * stride, box_from_world
+
+
+def _outside_mm(mask: np.ndarray, grid_mm: np.ndarray) -> np.ndarray:
+    """Signed distance (mm) from a label: positive outside it, negative inside; measured, as Euclidean distance
+    transforms do, to the nearest voxel centre on the other side (the surface between them lies half a voxel nearer)."""
+    return ndimage.distance_transform_edt(~mask, sampling=grid_mm) - ndimage.distance_transform_edt(mask,
+                                                                                                    sampling=grid_mm)
+
+
+def _read(volume: np.ndarray, box_from_world: np.ndarray, world: np.ndarray) -> np.ndarray:
+    """``volume`` at the world points (N, 3) mm, trilinear; the box's edge value beyond it."""
+    ijk = world @ box_from_world[:3, :3].T + box_from_world[:3, 3]
+    return ndimage.map_coordinates(volume, ijk.T, order=1, mode="nearest")
