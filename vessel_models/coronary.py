@@ -28,7 +28,10 @@ import numpy as np
 from vessel_models.lsystem import LSystemParams, grow_lsystem
 from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, with_overrides
 
-__all__ = ["CoronaryParams", "generate_coronary", "heart_rotation"]
+__all__ = ["SEPTAL_PERFORATORS", "CoronaryParams", "generate_coronary", "heart_rotation"]
+
+#: Labels of the LAD's septal perforators: they dive into the interventricular septum, off the epicardium.
+SEPTAL_PERFORATORS = ("S1", "S2", "S3")
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,7 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
                      tip=dominance != "left")
         side_branches(lad, [0.25, 0.5], ["D1", "D2"], +1.0, 0.6, 2)
         side_branches(lcx, [0.35, 0.7], ["OM1", "OM2"], 0.3, 0.65, 2)
-        for f, lab in ((0.15, "S1"), (0.35, "S2"), (0.55, "S3")):  # septal perforators dive into the septum
+        for f, lab in zip((0.15, 0.35, 0.55), SEPTAL_PERFORATORS):  # septal perforators dive into the septum
             i = lad[int(f * (len(lad) - 1))]
             start = b.position(i)
             heading = -start / np.linalg.norm(start) + np.array([0.0, 0.0, -0.7])

@@ -507,12 +507,14 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
 EPICARDIAL_SMOOTHING_MM = 8.0
 #: The moves fade in over this length of artery from its ostium (mm): the ostia stay in the aortic root.
 OSTIAL_FADE_MM = 10.0
-#: Most a node moves in one round (mm): the surface's normal is read again after each.
-EPICARDIAL_STEP_MM = 2.0
-EPICARDIAL_ROUNDS = 50
 #: Standard deviation (mm) of the smoothing of the distance map whose gradient gives the direction of the pushes: a
 #: crease of the label (the atrioventricular groove) would part neighbouring nodes to either side.
 EPICARDIAL_NORMAL_SMOOTHING_MM = 6.0
+#: Most a node is pushed in one round (mm), and the rounds at most: the surface's normal is read anew after each;
+#: the rounds end when no node free to move misses the band by more than :data:`EPICARDIAL_TOLERANCE_MM`.
+EPICARDIAL_STEP_MM = 2.0
+EPICARDIAL_ROUNDS = 400
+EPICARDIAL_TOLERANCE_MM = 0.1
 
 
 def lay_on_epicardium(tree: VesselTree, heart: np.ndarray, affine: np.ndarray) -> VesselTree:
@@ -523,55 +525,62 @@ def lay_on_epicardium(tree: VesselTree, heart: np.ndarray, affine: np.ndarray) -
     6 mm off it (builtin chest CT, seeds 0-7). Each node whose centreline lies less than its radius (its lumen in
     the myocardium) or more than :data:`EPICARDIAL_BAND_MM`'s outer edge outside the heart label is pushed along the
     label's normal (the gradient of its signed distance map smoothed by :data:`EPICARDIAL_NORMAL_SMOOTHING_MM`) to
-    that range; the pushes are averaged along the tree
-    (Gaussian, :data:`EPICARDIAL_SMOOTHING_MM`, the in-range nodes pushing by nothing), so an artery bends onto the
-    surface smoothly and its branches go with it; in rounds of at most :data:`EPICARDIAL_STEP_MM`, the normal read
-    anew each time. The septal perforators (``S1``...) dive into the septum: they push nothing and move with the
-    artery they leave; so do nodes beyond the CT (a slab holds part of the heart). The moves fade in over the first
-    :data:`OSTIAL_FADE_MM` from the ostia (the tree's root and the ends of its virtual connectors), which stay in the
-    aorta. Distances are read as in :func:`fit_coronary`, from the label's voxel centres on a ~1.5 mm grid: the
-    label's surface is known to half a voxel.
+    that range. A node moves by the Gaussian-weighted mean (:data:`EPICARDIAL_SMOOTHING_MM` along its own artery
+    tree) of the pushes of its nodes, those in the range and those beyond the CT (a slab holds part of the heart;
+    read each round) counting as zero, so an artery bends onto the surface smoothly, its branches go with it and a
+    stretch whose heart is unknown is held by its own mass; in rounds of at most :data:`EPICARDIAL_STEP_MM`, the
+    normal read anew each time. The septal perforators (:data:`~vessel_models.coronary.SEPTAL_PERFORATORS`) dive
+    into the septum: they ride on their artery, neither pushing nor holding it. The first :data:`OSTIAL_FADE_MM`
+    from the ostia (the tree's root and the ends of its virtual connectors, which join two arteries' trees in the
+    template's frame but not in the smoothing) push nothing and follow their artery's moves faded in (smoothstep),
+    so the ostia stay in the aorta and the proximal artery bends from there. Distances are read
+    as in :func:`fit_coronary`, from the label's voxel centres on a grid of about :data:`FIT_GRID_MM` (the CT's
+    voxels taken every few): the label's surface is known to half a voxel.
     """
     from scipy.sparse import csgraph, csr_matrix
 
+    from vessel_models.coronary import SEPTAL_PERFORATORS
+
+    heart = np.asarray(heart, dtype=bool)
     box, grid, box_from_world = _around_heart(heart, affine, 3.0 * EPICARDIAL_SMOOTHING_MM)
     outside = _outside_mm(heart[box], grid)
-    slope = np.gradient(ndimage.gaussian_filter(outside, EPICARDIAL_NORMAL_SMOOTHING_MM / grid), *grid)
-    axes = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)  # the voxel axes' world directions
+    if min(outside.shape) < 2:  # no surface to read a normal from
+        return tree.copy()
+    # the gradient per box index, then per world mm through the index's derivative: exact for any affine
+    slope = np.stack(np.gradient(ndimage.gaussian_filter(outside, EPICARDIAL_NORMAL_SMOOTHING_MM / grid)), axis=-1)
     n, parents = tree.n_nodes, tree.parents
     named = [tree.labels.get(int(b), "") for b in tree.branch_ids]
     for i in range(1, n):  # parents come before their children: a distal twig is its named artery's
         named[i] = named[i] or named[parents[i]]
-    septal = np.array([len(x) > 1 and x[0] == "S" and x[1:].isdigit() for x in named])
-    virtual = np.array([x == "virtual" for x in named])
-    # the distance along the artery from its ostium (a virtual connector's length is no artery's)
-    child = np.nonzero(parents >= 0)[0]
-    edge = np.where(virtual[child], 0.0, np.linalg.norm(tree.positions_mm[child] - tree.positions_mm[parents[child]],
-                                                         axis=1))
+    septal = np.isin(named, SEPTAL_PERFORATORS)
+    virtual = np.isin(tree.branch_ids, tree.metadata.get("virtual_branches", []))
+    child = np.nonzero((parents >= 0) & ~virtual)[0]  # a virtual connector's edge is no artery's
+    edge = np.linalg.norm(tree.positions_mm[child] - tree.positions_mm[parents[child]], axis=1)
     from_ostium = np.zeros(n)
     for i, e in zip(child, edge):
         from_ostium[i] = from_ostium[parents[i]] + e
     f = np.clip(from_ostium / OSTIAL_FADE_MM, 0.0, 1.0)
     fade = np.where(virtual, 0.0, f * f * (3.0 - 2.0 * f))  # smoothstep
     along = csr_matrix((np.maximum(edge, 1e-6), (child, parents[child])), shape=(n, n))
-    dist = csgraph.dijkstra(along, directed=False, limit=3.0 * EPICARDIAL_SMOOTHING_MM)
-    inv = np.linalg.inv(affine)
-    ijk = tree.positions_mm @ inv[:3, :3].T + inv[:3, 3]
-    seen = np.all((ijk > -0.5) & (ijk < np.asarray(heart.shape) - 0.5), axis=1)  # beyond the CT the heart is unknown
-    pushing = ~septal & (fade > 0) & seen  # nor does a node held at an ostium push its neighbours
-    weight = np.exp(-0.5 * (dist / EPICARDIAL_SMOOTHING_MM) ** 2)[:, pushing] * fade[pushing]  # 0 beyond the limit
-    weight /= np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)
+    gauss = np.exp(-0.5 * (csgraph.dijkstra(along, directed=False, limit=3.0 * EPICARDIAL_SMOOTHING_MM)
+                           / EPICARDIAL_SMOOTHING_MM) ** 2)  # 0 beyond the limit, and between the two trees
+    gauss[:, septal] = 0.0  # a septal branch rides on its artery: it neither pushes nor holds it back
+    gauss /= np.maximum(gauss.sum(axis=1, keepdims=True), 1e-12)
     low = np.maximum(EPICARDIAL_BAND_MM[0], tree.radii_mm)
+    inv = np.linalg.inv(affine)
     pos = tree.positions_mm.copy()
     for _ in range(EPICARDIAL_ROUNDS):
+        ijk = pos @ inv[:3, :3].T + inv[:3, 3]
+        seen = np.all((ijk > -0.5) & (ijk < np.asarray(heart.shape) - 0.5), axis=1)  # beyond the CT: unknown
+        free = ~septal & (fade == 1.0) & seen  # the ostial stretch follows its artery, faded; it pushes nothing
         d = _read(outside, box_from_world, pos)
-        normal = np.stack([_read(g, box_from_world, pos) for g in slope], axis=1) @ axes.T  # voxel axes -> world
+        normal = np.stack([_read(slope[..., k], box_from_world, pos) for k in range(3)], axis=1) @ box_from_world[:3, :3]
         normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)
-        miss = np.clip(d, low, EPICARDIAL_BAND_MM[1]) - d
-        if np.abs(miss[pushing]).max() < 0.1:
+        miss = np.where(free, np.clip(d, low, EPICARDIAL_BAND_MM[1]) - d, 0.0)
+        if np.abs(miss).max() < EPICARDIAL_TOLERANCE_MM:
             break
         push = np.clip(miss, -EPICARDIAL_STEP_MM, EPICARDIAL_STEP_MM)[:, None] * normal
-        pos += fade[:, None] * (weight @ push[pushing])
+        pos += fade[:, None] * (gauss @ push)
     out = tree.copy()
     out.positions_mm = pos
     return out
