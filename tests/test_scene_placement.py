@@ -324,6 +324,8 @@ def test_coronary_arteries_are_laid_in_the_epicardial_band_of_a_spherical_heart(
     assert np.allclose(cut.positions_mm[lcx], laid.positions_mm[lcx], atol=0.5)
     assert np.linalg.norm(cut.positions_mm[lad] - tree.positions_mm[lad], axis=1).max() < 0.5
     assert (cut.edge_lengths_mm() / tree.edge_lengths_mm()).max() < 1.5
+    away = tree.translated(np.array([0.0, 0.0, 500.0]))  # a tree beyond the CT altogether: nothing to push
+    assert np.array_equal(lay_on_epicardium(away, heart, affine).positions_mm, away.positions_mm)
 
 
 def test_coronary_tree_of_a_chest_ct_scene_lies_on_the_labelled_heart():
