@@ -326,6 +326,7 @@ def test_coronary_arteries_are_laid_in_the_epicardial_band_of_a_spherical_heart(
     assert (cut.edge_lengths_mm() / tree.edge_lengths_mm()).max() < 1.5
     away = tree.translated(np.array([0.0, 0.0, 500.0]))  # a tree beyond the CT altogether: nothing to push
     assert np.array_equal(lay_on_epicardium(away, heart, affine).positions_mm, away.positions_mm)
+    assert np.array_equal(lay_on_epicardium(tree, np.zeros_like(heart), affine).positions_mm, tree.positions_mm)
 
 
 def test_coronary_tree_of_a_chest_ct_scene_lies_on_the_labelled_heart():

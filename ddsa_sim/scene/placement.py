@@ -542,6 +542,8 @@ def lay_on_epicardium(tree: VesselTree, heart: np.ndarray, affine: np.ndarray) -
     from vessel_models.coronary import SEPTAL_PERFORATORS
 
     heart = np.asarray(heart, dtype=bool)
+    if not heart.any():
+        return tree.copy()
     box, grid, box_from_world = _around_heart(heart, affine, 3.0 * EPICARDIAL_SMOOTHING_MM)
     outside = _outside_mm(heart[box], grid)
     if min(outside.shape) < 2:  # no surface to read a normal from
