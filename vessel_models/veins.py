@@ -225,7 +225,7 @@ def _arterial_sides(b: TreeBuilder, n_arterial: int) -> np.ndarray:
 
 
 def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_arterial: int, centre: np.ndarray,
-                       axes: np.ndarray) -> None:
+                       axes: np.ndarray, off: list[int] = ()) -> None:
     """Move the arteries (the builder's first ``n_arterial`` nodes; the root stays) off the vein nodes ``beneath``
     (:data:`SURFACE_VEINS`) and ``aside`` (:data:`MIDLINE_VEINS`), as the tissue around them gives way to the dura:
     an arterial node overlapping a vein (plus :data:`ARTERY_GAP_MM`) is pushed along the brain ellipsoid's normal
@@ -235,7 +235,9 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
     lies on); every arterial node within 3 :data:`GIVE_WAY_MM` of a pushed one along the tree moves by the push that
     moves it most once Gaussian-weighted by that distance (:data:`GIVE_WAY_MM`), so that the artery bends aside
     smoothly and each pushed node moves by at least its own push; in rounds (at most 50) until no overlap is left. A
-    branch lies inside or outside the dura, and on a side of the midline, as its mean node position does. No push
+    branch lies inside or outside the dura, and on a side of the midline, as its mean node position does. An arterial
+    node overlapping a vein node of ``off`` (a giving vein where it could not give way) is pushed directly away from
+    it. No push
     takes a sided artery's node nearer the midline than :data:`MIDLINE_GAP_MM` (or than it was, if nearer): the
     inward normal under the sagittal sinus leans towards the midline."""
     pos = np.array([b.position(i) for i in range(n_arterial)])
@@ -254,14 +256,17 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
     # the least distance a node may keep from the midline on its own side: what it had, up to the falx's gap
     sided = side != 0
     least_off = np.minimum(side * (pos[:, 0] - centre[0]), MIDLINE_GAP_MM)
-    veins = [(np.array([b.position(i) for i in part]), np.array([b.radius(i) for i in part])) for part in (beneath, aside)]
+    parts = [(part, way) for part, way in ((beneath, "beneath"), (aside, "aside"), (off, "off")) if len(part)]
+    veins = [(np.array([b.position(i) for i in part]), np.array([b.radius(i) for i in part])) for part, _ in parts]
     near = [cKDTree(v) for v, _ in veins]
     for _ in range(50):
         normal = (pos - centre) / axes**2
         inward = normal * np.where(inside, -1.0, 1.0)[:, None] / np.linalg.norm(normal, axis=1, keepdims=True)
-        under = _overlap_push(pos, rad, *veins[0], near[0], inward)
-        away = _overlap_push(pos, rad, *veins[1], near[1], lateral)
-        push = np.where((np.linalg.norm(under, axis=1) >= np.linalg.norm(away, axis=1))[:, None], under, away)
+        along = {"beneath": inward, "aside": lateral, "off": None}
+        pushes = [_overlap_push(pos, rad, *v, t, along[way]) for (_, way), v, t in zip(parts, veins, near)]
+        push = pushes[0]
+        for other in pushes[1:]:  # the push that moves a node most
+            push = np.where((np.linalg.norm(other, axis=1) > np.linalg.norm(push, axis=1))[:, None], other, push)
         push[0] = 0.0
         need = np.linalg.norm(push, axis=1)
         if need.max() <= 1e-6:
@@ -415,4 +420,6 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     _arteries_make_way(b, beneath, aside, n_arterial, centre, axes)
     for ids in giving:
         _make_way(b, ids, n_arterial)
+    # where a giving vein could not (its held ends, or arteries on both of its sides), the arteries give way to it
+    _arteries_make_way(b, beneath, aside, n_arterial, centre, axes, off=[i for ids in giving for i in ids])
     return sorted({b.branch_of(i) for i in range(root, b.n_nodes)}), inflow
