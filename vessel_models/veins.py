@@ -31,6 +31,8 @@ ends of the cortical veins and the far ends of the deep veins, to fill the veins
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
@@ -225,7 +227,7 @@ def _arterial_sides(b: TreeBuilder, n_arterial: int) -> np.ndarray:
 
 
 def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_arterial: int, centre: np.ndarray,
-                       axes: np.ndarray, off: list[int] = ()) -> None:
+                       axes: np.ndarray, off: Sequence[int] = ()) -> None:
     """Move the arteries (the builder's first ``n_arterial`` nodes; the root stays) off the vein nodes ``beneath``
     (:data:`SURFACE_VEINS`) and ``aside`` (:data:`MIDLINE_VEINS`), as the tissue around them gives way to the dura:
     an arterial node overlapping a vein (plus :data:`ARTERY_GAP_MM`) is pushed along the brain ellipsoid's normal
@@ -237,9 +239,8 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
     smoothly and each pushed node moves by at least its own push; in rounds (at most 50) until no overlap is left. A
     branch lies inside or outside the dura, and on a side of the midline, as its mean node position does. An arterial
     node overlapping a vein node of ``off`` (a giving vein where it could not give way) is pushed directly away from
-    it. No push
-    takes a sided artery's node nearer the midline than :data:`MIDLINE_GAP_MM` (or than it was, if nearer): the
-    inward normal under the sagittal sinus leans towards the midline."""
+    it. No push takes a sided artery's node nearer the midline than :data:`MIDLINE_GAP_MM` (or than it was, if
+    nearer): the inward normal under the sagittal sinus leans towards the midline."""
     pos = np.array([b.position(i) for i in range(n_arterial)])
     rad = np.array([b.radius(i) for i in range(n_arterial)])
     children = np.arange(1, n_arterial)
