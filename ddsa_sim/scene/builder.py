@@ -370,6 +370,17 @@ def _heart(patient: Patient, field: str) -> np.ndarray | None:
     return _region(patient, ("heart",), field)[0]
 
 
+def _aorta(patient: Patient) -> np.ndarray | None:
+    """The patient's aorta label (bool, CT grid; empty where this CT or region holds none of it, as a slab may), or
+    None where its label map has none: the coronary fit puts the ostia on the aortic root. Once per patient."""
+    if patient.labels is None or "aorta" not in _structures(patient):
+        return None
+    if "aorta" not in patient.derived:
+        patient.derived["aorta"] = labels_in(patient.labels.data, structure_ids(["aorta"], _structures(patient),
+                                                                                str(patient.spec.labels)))
+    return patient.derived["aorta"]
+
+
 def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: PlacementSpec,
                patient: Patient) -> np.ndarray | None:
     """4x4 world transform of a tree (node positions, root first, and the tree's metadata) or of a
@@ -389,14 +400,8 @@ def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: 
         rng = np.random.default_rng(place.seed)
         if template == "cow":
             return place_cerebral(metadata, _intracranial(patient), patient.ct, rng)
-        heart = _heart(patient, place.field)
-        aorta = None  # labelled (and held by this CT or region) as well: the fit puts the ostia on the aortic root
-        if patient.labels is not None and "aorta" in _structures(patient):
-            if "aorta" not in patient.derived:  # once per patient, as its regions
-                patient.derived["aorta"] = labels_in(patient.labels.data, structure_ids(
-                    ["aorta"], _structures(patient), str(patient.spec.labels)))
-            aorta = patient.derived["aorta"]
-        return place_coronary(metadata, patient.ct, heart, rng, positions_mm=positions_mm, aorta=aorta)
+        return place_coronary(metadata, patient.ct, _heart(patient, place.field), rng, positions_mm=positions_mm,
+                              aorta=_aorta(patient))
     if mode == "pose":
         from scipy.spatial.transform import Rotation
 
