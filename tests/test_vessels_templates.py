@@ -243,6 +243,25 @@ def test_coronary_named_segments_within_published_morphometry(dominance):
     assert 1.1 <= np.median(tort) <= 1.3  # coronary distance metric
 
 
+@pytest.mark.parametrize("side", ["right", "both"])
+def test_the_proximal_rca_leaves_forward_and_bends_into_its_groove_without_a_hairpin(side):
+    """The RCA passes anteriorly and to the right from its ostium, then runs in the right AV groove (Gray's
+    Anatomy): its first step heads forward (heart frame -y) and not to the left, and without the epicardial waviness
+    no 4 mm of its course turns by 40 deg or more (a bend of radius under ~6 mm). The straight ostial segment that
+    met the groove at -130 deg turned 89-115 deg there (seeds 0-7)."""
+    from vessel_models.coronary import heart_rotation
+
+    for seed in range(8):
+        tree = generate("coronary", seed, side=side, course_wiggle_mm=0.0, distal_iterations=0)
+        rca = next(b for b, n in tree.labels.items() if n == "RCA")
+        course = tree.positions_mm[tree.branch_ids == rca] @ heart_rotation()  # nodes in order, ostium first
+        step = np.diff(course, axis=0)
+        step /= np.linalg.norm(step, axis=1, keepdims=True)  # ~2 mm each
+        assert step[0, 1] < -0.3 and step[0, 0] < 0.1, (seed, step[0])  # forward, not to the left (-x is right)
+        turn = np.degrees(np.arccos(np.clip(np.sum(step[:-2] * step[2:], axis=1), -1.0, 1.0)))
+        assert turn.max() < 40.0, (seed, turn.max())
+
+
 @pytest.mark.parametrize("site, has, lacks", [
     ("ICA_L", {"ICA_cervical_L", "ICA_cavernous_L", "M1_L", "A1_L"}, {"CCA_L", "ECA_L", "M1_R", "BA", "VA_L"}),
     ("VA_R", {"VA_R", "BA", "P1_L", "P2_R"}, {"VA_L", "M1_L", "ICA_cervical_R", "CCA_R"}),

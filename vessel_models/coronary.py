@@ -9,12 +9,11 @@ LPS (apex pointing left, anterior and inferior) and ``centre_mm`` translates it.
 
 Main courses (labels): ``LM`` -> ``LAD`` (anterior groove to the apex, with diagonals ``D1``,
 ``D2`` on the surface and septal perforators ``S1``-``S3`` into the septum) and ``LCx`` (left AV
-groove, with obtuse marginals ``OM1``, ``OM2``); ``RCA`` (right AV groove to the crux, with an
-acute marginal ``AM``) -> ``PDA`` (posterior groove), by ``dominance``. Proximal diameters follow
-Dodge et al. 1992 (LM 4.5, proximal LAD 3.7, LCx 3.4 / 4.2 dominant, RCA 3.9 / 2.8 non-dominant mm).
-``side``
-selects ``"left"``, ``"right"`` or ``"both"`` (joined through a ``virtual`` 1 um connector
-across the aortic root, excluded from morphometrics).
+groove, with obtuse marginals ``OM1``, ``OM2``); ``RCA`` (forward from its ostium on an arc into the
+right AV groove, then to the crux, with an acute marginal ``AM``) -> ``PDA`` (posterior groove), by
+``dominance``. Proximal diameters follow Dodge et al. 1992 (LM 4.5, proximal LAD 3.7, LCx 3.4 / 4.2
+dominant, RCA 3.9 / 2.8 non-dominant mm). ``side`` selects ``"left"``, ``"right"`` or ``"both"`` (joined
+through a ``virtual`` 1 um connector across the aortic root, excluded from morphometrics).
 """
 
 from __future__ import annotations
@@ -32,6 +31,14 @@ __all__ = ["SEPTAL_PERFORATORS", "CoronaryParams", "generate_coronary", "heart_r
 
 #: Labels of the LAD's septal perforators: they dive into the interventricular septum, off the epicardium.
 SEPTAL_PERFORATORS = ("S1", "S2", "S3")
+
+#: Azimuth (deg, heart frame) where the proximal RCA enters the right AV groove. The ostium lies inside the ring
+#: of the groove, so the RCA reaches it on a circular arc that leaves the ostium forward, as the artery passes
+#: anteriorly and to the right between the right auricle and the pulmonary trunk, and meets the groove along it:
+#: entering at -170 deg the arc leaves forward, to the right and down, and turns 96-142 deg over 23-28 mm (18-28 deg
+#: per 5 mm, seeds 0-7). An entry further forward needs a hairpin: the straight ostial segment that met the groove
+#: at -130 deg turned 89-115 deg over 4 mm there.
+RCA_GROOVE_ENTRY_DEG = -170.0
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,22 @@ class _Surface:
         return p + offset * n / np.linalg.norm(n)
 
 
+def _arc_into(end: np.ndarray, tangent: np.ndarray, start: np.ndarray, step_deg: float = 3.0
+              ) -> tuple[list[np.ndarray], float]:
+    """Points of the circular arc from ``start`` that reaches ``end`` along ``tangent``, and its length (mm)."""
+    u = -tangent / np.linalg.norm(tangent)  # walked backwards from ``end``
+    chord = start - end
+    length = float(np.linalg.norm(chord))
+    across = chord - (chord @ u) * u
+    half = math.atan2(float(np.linalg.norm(across)), float(chord @ u))  # half the arc's turn
+    if half < 1e-6:
+        return [start, end], length
+    radius = length / (2.0 * math.sin(half))
+    n = across / np.linalg.norm(across)
+    angles = np.linspace(2.0 * half, 0.0, max(2, int(math.ceil(math.degrees(2.0 * half) / step_deg)) + 1))
+    return [end + radius * (math.sin(a) * u + (1.0 - math.cos(a)) * n) for a in angles], radius * 2.0 * half
+
+
 def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrides: Any) -> VesselTree:
     """Generate a left, right or both coronary trees.
 
@@ -188,7 +211,7 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
     ends: list[tuple[int, np.ndarray, int]] = []  # distal ends: (node, direction, generation)
 
     def course(parent: int, pts: list[np.ndarray], r0: float, r1: float, label: str, gen: int, tip: bool = True,
-               wavy: bool = True) -> list[int]:
+               wavy: bool = True, wavy_from_mm: float = 0.0) -> list[int]:
         pts_arr = np.array(pts)
         seg = np.linalg.norm(np.diff(pts_arr, axis=0), axis=1)
         s = np.r_[0.0, np.cumsum(seg)]
@@ -204,13 +227,13 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
         for k in range(1, n + 1):
             t = total * k / n
             pos = np.array([np.interp(t, s, pts_arr[:, d]) for d in range(3)])
-            if wiggle > 0:  # sideways on the surface, faded in over the first 10 mm, then back onto it
+            if wiggle > 0 and t > wavy_from_mm:  # sideways on the surface, faded in over 10 mm, back onto it
                 ahead = np.array([np.interp(min(t + 0.5, total), s, pts_arr[:, d]) for d in range(3)])
                 behind = np.array([np.interp(max(t - 0.5, 0.0), s, pts_arr[:, d]) for d in range(3)])
                 normal = pos / axes**2
                 side = np.cross(ahead - behind, normal)
                 if np.linalg.norm(side) > 0:
-                    amp = wiggle * min(1.0, t / 10.0) * 0.5 * sum(np.sin(2 * math.pi * t / lam + ph))
+                    amp = wiggle * min(1.0, (t - wavy_from_mm) / 10.0) * 0.5 * sum(np.sin(2 * math.pi * t / lam + ph))
                     pos = pos + amp * side / np.linalg.norm(side)
                     pos = surf.point(math.atan2(pos[1] / axes[1], pos[0] / axes[0]), pos[2], r0 + (r1 - r0) * (k / n))
             node = b.add_node(pos, r0 + (r1 - r0) * (k / n), node, bid)
@@ -288,11 +311,14 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
             bid = b.new_branch(0)
             start = b.add_node(ost, r_rca, -1, bid)
             gen0 = 0
-        phi_r0 = math.radians(-130.0) + jit()
-        # clockwise through the right AV groove: phi decreases from ~-130 deg to the crux (phi_post - 360 deg)
+        # the ostium lies inside the AV ring: an arc leaves it forward (and a little right and down) and enters the
+        # groove along it; clockwise through the groove phi then decreases to the crux (phi_post - 360 deg)
+        phi_r0 = math.radians(RCA_GROOVE_ENTRY_DEG) + jit()
         rca_end = phi_post - 2 * math.pi if dominance != "left" else 0.5 * (phi_r0 + phi_post - 2 * math.pi)
-        rca_pts = [ost] + groove(phi_r0, rca_end, z_base, z_base - 6.0, r_rca, n=30)
-        rca = course(start, rca_pts, r_rca, 0.7 * r_rca, "RCA", gen0, tip=dominance == "left")
+        rca_groove = groove(phi_r0, rca_end, z_base, z_base - 6.0, r_rca, n=30)
+        lead_pts, lead_mm = _arc_into(rca_groove[0], rca_groove[1] - rca_groove[0], ost)
+        rca = course(start, lead_pts + rca_groove[1:], r_rca, 0.7 * r_rca, "RCA", gen0, tip=dominance == "left",
+                     wavy_from_mm=lead_mm)
         if gen0 == 0:
             b.set_branch(start, b.branch_of(rca[0]))
         crux = b.position(rca[-1])
