@@ -32,13 +32,13 @@ __all__ = ["SEPTAL_PERFORATORS", "CoronaryParams", "generate_coronary", "heart_r
 #: Labels of the LAD's septal perforators: they dive into the interventricular septum, off the epicardium.
 SEPTAL_PERFORATORS = ("S1", "S2", "S3")
 
-#: Azimuth (deg, heart frame) where the proximal RCA enters the right AV groove. The ostium lies inside the ring
-#: of the groove, so the RCA reaches it on a circular arc that leaves the ostium forward, as the artery passes
-#: anteriorly and to the right between the right auricle and the pulmonary trunk, and meets the groove along it:
-#: entering at -170 deg the arc leaves forward, to the right and down, and turns 96-142 deg over 23-28 mm (18-28 deg
-#: per 5 mm, seeds 0-7). An entry further forward needs a hairpin: the straight ostial segment that met the groove
-#: at -130 deg turned 89-115 deg over 4 mm there.
-RCA_GROOVE_ENTRY_DEG = -170.0
+#: Azimuth (deg, heart frame) where the proximal RCA enters the right AV groove. Its ostium, in the right aortic
+#: sinus (forward and to the right on the aortic root), lies inside the ring of the groove, so the RCA reaches the
+#: groove on a circular arc that leaves the ostium forward, to the right and down, as the artery passes anteriorly
+#: and to the right between the right auricle and the pulmonary trunk, and meets the groove along it: 92-123 deg
+#: over 22-32 mm (15-28 deg per 5 mm; seeds 0-7, right and both). Before, a straight segment from an ostium on the
+#: root's right side met the groove at -130 deg and turned back on itself there, 89-115 deg within 4 mm.
+RCA_GROOVE_ENTRY_DEG = -150.0
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
             pda_pts = [crux] + groove(phi_post, phi_post + jit() * 0.5, z_base - 12.0, 0.6 * z_apex, r_pda)[1:]
             course(lcx[-1], pda_pts, r_pda, 0.45 * r_pda, "PDA", 2)
     if p.side in ("right", "both"):
-        ost = aorta + np.array([-0.35 * axes[0], -0.1 * axes[1], 0.0])
+        ost = aorta + np.array([-0.2 * axes[0], -0.35 * axes[1], 0.0])  # the right sinus faces forward and right
         ostia["right"] = ost
         r_rca = p.rca_radius_mm * rj() * (2.8 / 3.9 if dominance == "left" else 1.0)  # Dodge 1992
         if "left" in roots:
