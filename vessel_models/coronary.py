@@ -311,8 +311,8 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
             bid = b.new_branch(0)
             start = b.add_node(ost, r_rca, -1, bid)
             gen0 = 0
-        # the ostium lies inside the AV ring: an arc leaves it forward (and a little right and down) and enters the
-        # groove along it; clockwise through the groove phi then decreases to the crux (phi_post - 360 deg)
+        # the ostium lies inside the AV ring: an arc leaves it forward, to the right and down, and enters the groove
+        # along it; clockwise through the groove phi then decreases to the crux (phi_post - 360 deg)
         phi_r0 = math.radians(RCA_GROOVE_ENTRY_DEG) + jit()
         rca_end = phi_post - 2 * math.pi if dominance != "left" else 0.5 * (phi_r0 + phi_post - 2 * math.pi)
         rca_groove = groove(phi_r0, rca_end, z_base, z_base - 6.0, r_rca, n=30)
