@@ -245,14 +245,18 @@ def test_coronary_named_segments_within_published_morphometry(dominance):
 
 @pytest.mark.parametrize("side", ["right", "both"])
 def test_the_proximal_rca_leaves_forward_and_bends_into_its_groove_without_a_hairpin(side):
-    """The RCA passes anteriorly and to the right from its ostium, then runs in the right AV groove (Gray's
-    Anatomy): its first step heads forward (heart frame -y) and not to the left, and without the epicardial waviness
-    no 4 mm of its course turns by 40 deg or more (a bend of radius under ~6 mm). The straight ostial segment that
-    met the groove at -130 deg turned 89-115 deg there (seeds 0-7)."""
+    """The RCA arises from the anterior aortic sinus, passes anteriorly and to the right, then runs in the right AV
+    groove (Gray's Anatomy): its ostium lies forward of the aortic root's axis more than to its right (heart frame -y
+    forward, -x right), its first step heads forward and not to the left, and without the epicardial waviness no 4 mm
+    of its course turns by 40 deg or more (a bend of radius under ~6 mm). The old template's ostium lay on the root's
+    right side and its straight ostial segment turned 89-115 deg where it met the groove (seeds 0-7)."""
     from vessel_models.coronary import heart_rotation
 
     for seed in range(8):
         tree = generate("coronary", seed, side=side, course_wiggle_mm=0.0, distal_iterations=0)
+        root_axis = np.asarray(tree.metadata["feeding_path_mm"][-1])  # the catheter's way in ends on the root's axis
+        ostium = (np.asarray(tree.metadata["ostia_mm"]["right"]) - root_axis) @ heart_rotation()
+        assert -ostium[1] > -ostium[0] > 0.0, (seed, ostium)  # forward more than right
         rca = next(b for b, n in tree.labels.items() if n == "RCA")
         course = tree.positions_mm[tree.branch_ids == rca] @ heart_rotation()  # nodes in order, ostium first
         step = np.diff(course, axis=0)
