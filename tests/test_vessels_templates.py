@@ -258,12 +258,27 @@ def test_the_proximal_rca_leaves_forward_and_bends_into_its_groove_without_a_hai
         ostium = (np.asarray(tree.metadata["ostia_mm"]["right"]) - root_axis) @ heart_rotation()
         assert -ostium[1] > -ostium[0] > 0.0, (seed, ostium)  # forward more than right
         rca = next(b for b, n in tree.labels.items() if n == "RCA")
-        course = tree.positions_mm[tree.branch_ids == rca] @ heart_rotation()  # nodes in order, ostium first
+        course = tree.positions_mm[tree.branch_ids == rca] @ heart_rotation()  # in order from the ostium
         step = np.diff(course, axis=0)
         step /= np.linalg.norm(step, axis=1, keepdims=True)  # ~2 mm each
         assert step[0, 1] < -0.3 and step[0, 0] < 0.1, (seed, step[0])  # forward, not to the left (-x is right)
         turn = np.degrees(np.arccos(np.clip(np.sum(step[:-2] * step[2:], axis=1), -1.0, 1.0)))
         assert turn.max() < 40.0, (seed, turn.max())
+
+
+def test_the_rcas_epicardial_waviness_begins_after_its_arc_without_a_jog():
+    """Where the RCA's arc meets the groove the waviness begins (faded in over 10 mm) and the course is put back onto
+    the heart's surface; that re-projection moves a point by about 1 mm, which taken at once turned two successive
+    2 mm steps by 30-42 deg there (seeds 0-7). The join is the first node the waviness moves."""
+    for seed in range(8):
+        flat, wavy = (generate("coronary", seed, side="right", course_wiggle_mm=w, distal_iterations=0) for w in (0.0, 2.5))
+        course = [t.positions_mm[t.branch_ids == next(b for b, n in t.labels.items() if n == "RCA")] for t in (flat, wavy)]
+        join = int(np.argmax(np.any(np.abs(course[1] - course[0]) > 1e-9, axis=1)))
+        assert join > 5  # the arc (> 20 mm) is not wavy
+        step = np.diff(course[1], axis=0)
+        step /= np.linalg.norm(step, axis=1, keepdims=True)
+        turn = np.degrees(np.arccos(np.clip(np.sum(step[:-1] * step[1:], axis=1), -1.0, 1.0)))  # at node k + 1
+        assert turn[join - 3:join + 3].max() < 25.0, (seed, turn[join - 3:join + 3])
 
 
 @pytest.mark.parametrize("site, has, lacks", [

@@ -36,8 +36,7 @@ SEPTAL_PERFORATORS = ("S1", "S2", "S3")
 #: sinus (forward and to the right on the aortic root), lies inside the ring of the groove, so the RCA reaches the
 #: groove on a circular arc that leaves the ostium forward, to the right and down, as the artery passes anteriorly
 #: and to the right between the right auricle and the pulmonary trunk, and meets the groove along it: 92-123 deg
-#: over 22-32 mm (15-28 deg per 5 mm; seeds 0-7, right and both). Before, a straight segment from an ostium on the
-#: root's right side met the groove at -130 deg and turned back on itself there, 89-115 deg within 4 mm.
+#: over 22-32 mm (15-28 deg per 5 mm; seeds 0-7, right and both). An entry further forward needs a sharper turn.
 RCA_GROOVE_ENTRY_DEG = -150.0
 
 
@@ -157,14 +156,32 @@ class _Surface:
 
 def _arc_into(end: np.ndarray, tangent: np.ndarray, start: np.ndarray, step_deg: float = 3.0
               ) -> tuple[list[np.ndarray], float]:
-    """Points of the circular arc from ``start`` that reaches ``end`` along ``tangent``, and its length (mm)."""
+    """The circular arc from ``start`` that reaches ``end`` heading along ``tangent``.
+
+    Parameters
+    ----------
+    end, start : (3,) ndarray
+        The arc's last and first points (mm).
+    tangent : (3,) ndarray
+        Its direction at ``end`` (any length).
+    step_deg : float
+        Angle between successive points (deg).
+
+    Returns
+    -------
+    points : list of (3,) ndarray
+        From ``start`` to ``end``.
+    length_mm : float
+        The arc's length. It turns by twice the angle between the chord and ``tangent``: more than 180 deg (a
+        loop) when ``start`` lies ahead of ``end``; a straight chord when the chord is parallel to ``tangent``.
+    """
     u = -tangent / np.linalg.norm(tangent)  # walked backwards from ``end``
     chord = start - end
     length = float(np.linalg.norm(chord))
     across = chord - (chord @ u) * u
-    half = math.atan2(float(np.linalg.norm(across)), float(chord @ u))  # half the arc's turn
-    if half < 1e-6:
+    if np.linalg.norm(across) < 1e-9 * max(length, 1.0):  # no circle (or a line) through both along the tangent
         return [start, end], length
+    half = math.atan2(float(np.linalg.norm(across)), float(chord @ u))  # half the arc's turn
     radius = length / (2.0 * math.sin(half))
     n = across / np.linalg.norm(across)
     angles = np.linspace(2.0 * half, 0.0, max(2, int(math.ceil(math.degrees(2.0 * half) / step_deg)) + 1))
@@ -212,6 +229,8 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
 
     def course(parent: int, pts: list[np.ndarray], r0: float, r1: float, label: str, gen: int, tip: bool = True,
                wavy: bool = True, wavy_from_mm: float = 0.0) -> list[int]:
+        # nodes every ~step_mm along the polyline ``pts``; with ``wavy`` the epicardial waviness begins
+        # ``wavy_from_mm`` along it (after a lead off the surface)
         pts_arr = np.array(pts)
         seg = np.linalg.norm(np.diff(pts_arr, axis=0), axis=1)
         s = np.r_[0.0, np.cumsum(seg)]
@@ -233,9 +252,14 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
                 normal = pos / axes**2
                 side = np.cross(ahead - behind, normal)
                 if np.linalg.norm(side) > 0:
-                    amp = wiggle * min(1.0, (t - wavy_from_mm) / 10.0) * 0.5 * sum(np.sin(2 * math.pi * t / lam + ph))
-                    pos = pos + amp * side / np.linalg.norm(side)
-                    pos = surf.point(math.atan2(pos[1] / axes[1], pos[0] / axes[0]), pos[2], r0 + (r1 - r0) * (k / n))
+                    fade = min(1.0, (t - wavy_from_mm) / 10.0)
+                    amp = wiggle * fade * 0.5 * sum(np.sin(2 * math.pi * t / lam + ph))
+                    q = pos + amp * side / np.linalg.norm(side)
+                    # the re-projection moves a surface point by ~1 mm (it reads the offset point's z as the
+                    # surface's): a course that starts on the surface takes it from its first node, as it always
+                    # has; one that reaches the surface after a lead (the RCA's arc) eases into it, without a jog
+                    q = surf.point(math.atan2(q[1] / axes[1], q[0] / axes[0]), q[2], r0 + (r1 - r0) * (k / n))
+                    pos = q if wavy_from_mm == 0.0 else pos + fade * (q - pos)
             node = b.add_node(pos, r0 + (r1 - r0) * (k / n), node, bid)
             nodes.append(node)
         if tip:
