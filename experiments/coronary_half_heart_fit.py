@@ -42,7 +42,8 @@ def voxel_index(points_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    heart_id = chest_ct_structures()["heart"]
+    structures = chest_ct_structures()
+    heart_id, aorta_id = structures["heart"], structures["aorta"]
     ct, labels = read_ct_with_labels("builtin:chest-ct", "builtin:chest-ct-labels")
     heart = np.asarray(labels.data) == heart_id
     distance = surface_distance_mm(heart, ct.affine)
@@ -52,7 +53,7 @@ def main() -> None:
     for name, box, side in CASES:
         region, region_labels = read_ct_with_labels("builtin:chest-ct" + box, "builtin:chest-ct-labels" + box)
         half = np.asarray(region_labels.data) == heart_id
-        aorta = np.asarray(region_labels.data) == chest_ct_structures()["aorta"]
+        aorta = np.asarray(region_labels.data) == aorta_id
         d, laid, inside, scales = [], [], [], []
         for seed in SEEDS:
             tree = generate_coronary(seed, side=side)

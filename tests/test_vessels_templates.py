@@ -243,6 +243,18 @@ def test_coronary_named_segments_within_published_morphometry(dominance):
     assert 1.1 <= np.median(tort) <= 1.3  # coronary distance metric
 
 
+def _rca_nodes(tree) -> np.ndarray:
+    """The RCA's node positions (mm), in order from its ostium."""
+    return tree.positions_mm[tree.branch_ids == next(b for b, n in tree.labels.items() if n == "RCA")]
+
+
+def _turns_deg(points: np.ndarray, apart: int) -> np.ndarray:
+    """Angle (deg) between each step of a polyline and the step ``apart`` steps after it."""
+    step = np.diff(points, axis=0)
+    step /= np.linalg.norm(step, axis=1, keepdims=True)
+    return np.degrees(np.arccos(np.clip(np.sum(step[:-apart] * step[apart:], axis=1), -1.0, 1.0)))
+
+
 @pytest.mark.parametrize("side", ["right", "both"])
 def test_the_proximal_rca_leaves_forward_and_bends_into_its_groove_without_a_hairpin(side):
     """The RCA arises from the anterior aortic sinus, passes anteriorly and to the right, then runs in the right AV
@@ -257,12 +269,10 @@ def test_the_proximal_rca_leaves_forward_and_bends_into_its_groove_without_a_hai
         root_axis = np.asarray(tree.metadata["feeding_path_mm"][-1])  # the catheter's way in ends on the root's axis
         ostium = (np.asarray(tree.metadata["ostia_mm"]["right"]) - root_axis) @ heart_rotation()
         assert -ostium[1] > -ostium[0] > 0.0, (seed, ostium)  # forward more than right
-        rca = next(b for b, n in tree.labels.items() if n == "RCA")
-        course = tree.positions_mm[tree.branch_ids == rca] @ heart_rotation()  # in order from the ostium
-        step = np.diff(course, axis=0)
-        step /= np.linalg.norm(step, axis=1, keepdims=True)  # ~2 mm each
-        assert step[0, 1] < -0.3 and step[0, 0] < 0.1, (seed, step[0])  # forward, not to the left (-x is right)
-        turn = np.degrees(np.arccos(np.clip(np.sum(step[:-2] * step[2:], axis=1), -1.0, 1.0)))
+        course = _rca_nodes(tree) @ heart_rotation()
+        first = (course[1] - course[0]) / np.linalg.norm(course[1] - course[0])
+        assert first[1] < -0.3 and first[0] < 0.1, (seed, first)  # forward, not to the left (-x is right)
+        turn = _turns_deg(course, apart=2)
         assert turn.max() < 40.0, (seed, turn.max())
 
 
@@ -272,12 +282,10 @@ def test_the_rcas_epicardial_waviness_begins_after_its_arc_without_a_jog():
     2 mm steps by 30-42 deg there (seeds 0-7). The join is the first node the waviness moves."""
     for seed in range(8):
         flat, wavy = (generate("coronary", seed, side="right", course_wiggle_mm=w, distal_iterations=0) for w in (0.0, 2.5))
-        course = [t.positions_mm[t.branch_ids == next(b for b, n in t.labels.items() if n == "RCA")] for t in (flat, wavy)]
+        course = [_rca_nodes(t) for t in (flat, wavy)]
         join = int(np.argmax(np.any(np.abs(course[1] - course[0]) > 1e-9, axis=1)))
         assert join > 5  # the arc (> 20 mm) is not wavy
-        step = np.diff(course[1], axis=0)
-        step /= np.linalg.norm(step, axis=1, keepdims=True)
-        turn = np.degrees(np.arccos(np.clip(np.sum(step[:-1] * step[1:], axis=1), -1.0, 1.0)))  # at node k + 1
+        turn = _turns_deg(course[1], apart=1)  # at node k + 1
         assert turn[join - 3:join + 3].max() < 25.0, (seed, turn[join - 3:join + 3])
 
 
