@@ -7,7 +7,8 @@ are meridians at azimuth ``phi_ant`` (anterior) and ``phi_post`` (posterior). Ve
 the epicardial surface (offset by their radius). A rotation then places the heart in patient
 LPS (apex pointing left, anterior and inferior) and ``centre_mm`` translates it.
 
-Main courses (labels): ``LM`` -> ``LAD`` (anterior groove to the apex, with diagonals ``D1``,
+Main courses (labels): ``LM`` (from its ostium to the top of the anterior groove, arriving between its
+branches at the angles of CT angiography) -> ``LAD`` (anterior groove to the apex, with diagonals ``D1``,
 ``D2`` on the surface and septal perforators ``S1``-``S3`` into the septum) and ``LCx`` (left AV
 groove, with obtuse marginals ``OM1``, ``OM2``); ``RCA`` (forward from its ostium on an arc into the
 right AV groove, then to the crux, with an acute marginal ``AM``) -> ``PDA`` (posterior groove), by
@@ -27,7 +28,8 @@ import numpy as np
 from vessel_models.lsystem import LSystemParams, grow_lsystem
 from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, with_overrides
 
-__all__ = ["SEPTAL_PERFORATORS", "CoronaryParams", "generate_coronary", "heart_rotation"]
+__all__ = ["LM_LAD_DEVIATION_DEG", "LM_LCX_DEVIATION_DEG", "SEPTAL_PERFORATORS", "CoronaryParams", "generate_coronary",
+           "heart_rotation"]
 
 #: Labels of the LAD's septal perforators: they dive into the interventricular septum, off the epicardium.
 SEPTAL_PERFORATORS = ("S1", "S2", "S3")
@@ -38,6 +40,14 @@ SEPTAL_PERFORATORS = ("S1", "S2", "S3")
 #: and to the right between the right auricle and the pulmonary trunk, and meets the groove along it: 92-123 deg
 #: over 22-32 mm (15-28 deg per 5 mm; seeds 0-7, right and both). An entry further forward needs a sharper turn.
 RCA_GROOVE_ENTRY_DEG = -150.0
+
+
+#: Angles (deg) by which the LAD and the LCx leave the line of the left main at its bifurcation: the LM-LAD angle,
+#: 37.5 deg on average (Moon et al., PLoS One 2018;13:e0202249, CTA of 201 patients), and the LM-LCx angle between
+#: the two vessels, 130 deg in median (Handran et al., J Invasive Cardiol 2015;27:401, CCTA of 44 patients), so
+#: 50 deg off the LM's line.
+LM_LAD_DEVIATION_DEG = 37.5
+LM_LCX_DEVIATION_DEG = 50.0
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,38 @@ def _arc_into(end: np.ndarray, tangent: np.ndarray, start: np.ndarray, step_deg:
     return [end + radius * (math.sin(a) * u + (1.0 - math.cos(a)) * n) for a in angles], radius * 2.0 * half
 
 
+def _left_main_direction(lad: np.ndarray, lcx: np.ndarray, outward: np.ndarray) -> np.ndarray:
+    """The unit direction in which the left main reaches its bifurcation.
+
+    Parameters
+    ----------
+    lad, lcx : (3,) ndarray
+        The LAD's and the LCx's first directions from the bifurcation (any length).
+    outward : (3,) ndarray
+        The heart surface's outward normal there (any length).
+
+    Returns
+    -------
+    (3,) ndarray
+        The direction that the LAD leaves by :data:`LM_LAD_DEVIATION_DEG` and the LCx by
+        :data:`LM_LCX_DEVIATION_DEG`: its part in the branches' plane has those cosines with them, and the rest of its
+        unit length rises out of that plane on the outward side, as the LM comes from the aortic root beneath the
+        surface. Where the branches part too widely for both angles, its part in their plane alone, scaled to unit
+        length (both angles then larger).
+    """
+    u = lad / np.linalg.norm(lad)
+    v = lcx / np.linalg.norm(lcx)
+    c = float(u @ v)
+    alpha, beta = np.linalg.solve([[1.0, c], [c, 1.0]], np.cos(np.radians([LM_LAD_DEVIATION_DEG, LM_LCX_DEVIATION_DEG])))
+    in_plane = alpha * u + beta * v
+    size = float(np.linalg.norm(in_plane))
+    if size >= 1.0:
+        return in_plane / size
+    across = np.cross(u, v)
+    across *= math.copysign(1.0, float(across @ outward)) / np.linalg.norm(across)
+    return in_plane + math.sqrt(1.0 - size**2) * across
+
+
 def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrides: Any) -> VesselTree:
     """Generate a left, right or both coronary trees.
 
@@ -286,24 +328,23 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
     ostia: dict[str, np.ndarray] = {}  # where the coronary arteries leave the aortic root (sinuses of Valsalva)
     if p.side in ("left", "both"):
         r_lm = p.lm_radius_mm * rj()
-        bif = surf.point(math.radians(-30.0) + jit(), z_base, r_lm)
-        # the ostium on the line from the bifurcation towards the aortic root, one LM length away
-        towards_aorta = aorta + np.array([0.35 * axes[0], 0.0, 0.0]) - bif
+        phi_bif = phi_ant + jit()  # the LM bifurcates at the top of the anterior interventricular groove
+        bif = surf.point(phi_bif, z_base, r_lm)
         lm_length = p.lm_length_mm * float(np.exp(rng_lm.normal(0.0, p.lm_length_jitter)))
-        ost = bif + lm_length * towards_aorta / np.linalg.norm(towards_aorta)
+        r_lad = p.lad_radius_mm * rj()
+        r_lcx = p.lcx_radius_mm * rj() * (4.2 / 3.4 if dominance == "left" else 1.0)  # Dodge 1992
+        lad_pts = [bif] + groove(phi_bif, phi_ant, z_base - 4.0, z_apex, r_lad)[1:]
+        lcx_end = {"right": math.radians(80.0), "co": 0.0, "left": 0.0}[dominance]  # short of the crux: 6-8 cm
+        lcx_pts = [bif] + groove(phi_bif, phi_post - lcx_end, z_base, z_base - 10.0, r_lcx)[1:]
+        # the LM arrives between its branches, from its ostium in the aortic root beneath the surface
+        ost = bif - lm_length * _left_main_direction(lad_pts[1] - bif, lcx_pts[1] - bif, bif / axes**2)
         ostia["left"] = ost
         bid = b.new_branch(0)
         root = b.add_node(ost, r_lm, -1, bid)
         roots["left"] = root
         lm = course(root, [ost, bif], r_lm, r_lm, "LM", 0, tip=False, wavy=False)
         b.set_branch(root, b.branch_of(lm[0]))  # the root node belongs to LM
-        phi_bif = math.radians(-30.0)
-        r_lad = p.lad_radius_mm * rj()
-        r_lcx = p.lcx_radius_mm * rj() * (4.2 / 3.4 if dominance == "left" else 1.0)  # Dodge 1992
-        lad_pts = [bif] + groove(phi_bif, phi_ant, z_base - 4.0, z_apex, r_lad)[1:]
         lad = course(lm[-1], lad_pts, r_lad, 0.45 * r_lad, "LAD", 1)
-        lcx_end = {"right": math.radians(50.0), "co": 0.0, "left": 0.0}[dominance]
-        lcx_pts = [bif] + groove(phi_bif, phi_post - lcx_end, z_base, z_base - 10.0, r_lcx)[1:]
         lcx = course(lm[-1], lcx_pts, r_lcx, (0.7 if dominance == "left" else 0.45) * r_lcx, "LCx", 1,
                      tip=dominance != "left")
         side_branches(lad, [0.25, 0.5], ["D1", "D2"], +1.0, 0.6, 2)
