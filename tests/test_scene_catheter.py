@@ -194,6 +194,24 @@ def test_cerebral_ica_catheter_runs_up_the_common_carotid_from_the_neck():
     assert body[tuple(ijk.T)].all()
 
 
+@pytest.mark.parametrize("side", ["left", "right", "both"])
+def test_the_coronary_catheter_comes_down_to_its_ostium_without_turning_back_up(side):
+    """A coronary catheter comes down the ascending aorta and turns into its ostium (a Judkins catheter engages it from
+    the root's lumen): from where it enters the body to its tip it never rises (patient superior is +z), and its tip
+    lies at its ostium's height. The old template's way ended on the root's axis 9-18 mm below the left ostium, from
+    where the catheter turned back up into it by 112-125 deg (seeds 0-7)."""
+    from vessel_models.coronary import generate_coronary
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = -200.0
+    inside = np.ones((200, 200, 200), dtype=bool)  # a body round the whole heart and well above it
+    for seed in range(8):
+        tree = generate_coronary(seed, side=side, distal_iterations=0)
+        path = catheter_centerline(tree, inside, affine)
+        assert np.diff(path[:, 2]).max() <= 1e-9, seed
+        assert path[-1][2] == pytest.approx(tree.positions_mm[0][2], abs=1e-6), seed
+
+
 def test_batched_torch_views_carry_the_catheter_like_view_by_view():
     pytest.importorskip("torch")
     from ddsa_sim.scene.render import render_views

@@ -243,9 +243,9 @@ def test_coronary_named_segments_within_published_morphometry(dominance):
     assert 1.1 <= np.median(tort) <= 1.3  # coronary distance metric
 
 
-def _rca_nodes(tree) -> np.ndarray:
-    """The RCA's node positions (mm), in order from its ostium."""
-    return tree.positions_mm[tree.branch_ids == next(b for b, n in tree.labels.items() if n == "RCA")]
+def _named_nodes(tree, name: str) -> np.ndarray:
+    """The node positions (mm) of the branch labelled ``name``, in order from its start."""
+    return tree.positions_mm[tree.branch_ids == next(b for b, n in tree.labels.items() if n == name)]
 
 
 def _turns_deg(points: np.ndarray, apart: int) -> np.ndarray:
@@ -266,10 +266,12 @@ def test_the_proximal_rca_leaves_forward_and_bends_into_its_groove_without_a_hai
 
     for seed in range(8):
         tree = generate("coronary", seed, side=side, course_wiggle_mm=0.0, distal_iterations=0)
-        root_axis = np.asarray(tree.metadata["feeding_path_mm"][-1])  # the catheter's way in ends on the root's axis
-        ostium = (np.asarray(tree.metadata["ostia_mm"]["right"]) - root_axis) @ heart_rotation()
+        top, end = np.asarray(tree.metadata["feeding_path_mm"])  # the catheter's way down the root's axis
+        right = np.asarray(tree.metadata["ostia_mm"]["right"])
+        on_axis = end + (top - end) * (right - end)[2] / (top - end)[2]  # the axis at the right ostium's height
+        ostium = (right - on_axis) @ heart_rotation()
         assert -ostium[1] > -ostium[0] > 0.0, (seed, ostium)  # forward more than right
-        course = _rca_nodes(tree) @ heart_rotation()
+        course = _named_nodes(tree, "RCA") @ heart_rotation()
         first = (course[1] - course[0]) / np.linalg.norm(course[1] - course[0])
         assert first[1] < -0.3 and first[0] < 0.1, (seed, first)  # forward, not to the left (-x is right)
         turn = _turns_deg(course, apart=2)
@@ -282,7 +284,7 @@ def test_the_rcas_epicardial_waviness_begins_after_its_arc_without_a_jog():
     2 mm steps by 30-42 deg there (seeds 0-7). The join is the first node the waviness moves."""
     for seed in range(8):
         flat, wavy = (generate("coronary", seed, side="right", course_wiggle_mm=w, distal_iterations=0) for w in (0.0, 2.5))
-        course = [_rca_nodes(t) for t in (flat, wavy)]
+        course = [_named_nodes(t, "RCA") for t in (flat, wavy)]
         join = int(np.argmax(np.any(np.abs(course[1] - course[0]) > 1e-9, axis=1)))
         assert join > 5  # the arc (> 20 mm) is not wavy
         turn = _turns_deg(course[1], apart=1)  # at node k + 1
@@ -328,11 +330,10 @@ def test_the_left_main_meets_its_branches_at_published_angles():
     deviation, lm_lcx, lad_lcx = [], [], []
     for seed in range(8):
         tree = generate("coronary", seed, side="left", distal_iterations=0)
-        course = {n: tree.positions_mm[tree.branch_ids == b] for b, n in tree.labels.items()}
-        ostium, bifurcation = tree.positions_mm[0], course["LM"][-1]
+        ostium, bifurcation = tree.positions_mm[0], _named_nodes(tree, "LM")[-1]
 
         def chord(name: str, mm: float = 5.0) -> np.ndarray:
-            path = np.vstack([bifurcation, course[name]])
+            path = np.vstack([bifurcation, _named_nodes(tree, name)])
             s = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))]
             return np.array([np.interp(mm, s, path[:, k]) for k in range(3)]) - bifurcation
 

@@ -416,6 +416,11 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
     m[:3, :3] = rot
     m[:3, 3] = np.asarray(p.centre_mm, dtype=float)
     tree = tree.transformed(m)  # rotation: det 1, radii unchanged
+    # the catheter's way in: down the ascending aorta (patient superior) on the root's axis to the height of the
+    # ostium it injects (the tree's root), where it turns into it; the left ostium lies 9-18 mm above the root's
+    # centre, from which the catheter would turn back up into it by 112-125 deg
+    axis_end = rot @ aorta + m[:3, 3]
+    axis_end[2] = tree.positions_mm[0, 2]
     tree.metadata = normalized_metadata(
         {
             "generator": "coronary",
@@ -427,8 +432,7 @@ def generate_coronary(seed: int, params: CoronaryParams | None = None, **overrid
             "heart_semi_axes_mm": axes.tolist(),
             "heart_centre_mm": [float(x) for x in p.centre_mm],
             "dominance": dominance,
-            # the catheter's way in: down the ascending aorta (patient superior) to the aortic root
-            "feeding_path_mm": [(rot @ aorta + m[:3, 3] + [0.0, 0.0, 40.0]).tolist(), (rot @ aorta + m[:3, 3]).tolist()],
+            "feeding_path_mm": [(axis_end + [0.0, 0.0, 40.0]).tolist(), axis_end.tolist()],
             "ostia_mm": {side: (rot @ q + m[:3, 3]).tolist() for side, q in ostia.items()},
         }
     )

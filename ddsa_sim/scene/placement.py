@@ -402,6 +402,10 @@ FIT_GRID_MM = 1.5
 #: centroid and principal axis: the long axis is known, the label's atria and the template's ellipsoid are not alike.
 FIT_MAX_TURN_DEG = 20.0
 FIT_MAX_SHIFT_MM = 25.0
+#: The fit's global search: differential evolution with a population of this many members per parameter (7
+#: parameters), for at most this many generations; Powell's local search then starts from its best and from the start.
+FIT_POPULATION = 6
+FIT_GENERATIONS = 20
 
 
 def place_coronary(metadata: dict, ct: Volume, heart: np.ndarray | None, rng: np.random.Generator,
@@ -461,12 +465,15 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
                  affine: np.ndarray, margin_mm: float = 40.0) -> tuple[np.ndarray, float, np.ndarray]:
     """Refine the template's similarity ``x -> target + scale R (x - centre)`` to the heart and aorta labels.
 
-    Minimises (Powell) the mean over the template's nodes of their squared distance (mm) outside
-    :data:`EPICARDIAL_BAND_MM` from the heart label's surface (a node counts at most :data:`FIT_OUTLIER_MM`)
+    Minimises the mean over the template's nodes of their squared distance (mm) outside
+    :data:`EPICARDIAL_BAND_MM` from the heart label's surface (a node counts at most :data:`FIT_OUTLIER_MM`, and that
+    much beyond the CT: the fit does not escape the label by sliding the tree out of a region that cuts the heart)
     plus the mean squared distance of the aortic points ``aortic_mm`` (template frame: the ostia, the ascending
     aorta's axis) from the aorta label (0 inside it), over a rotation and a
     translation about the heart (within :data:`FIT_MAX_TURN_DEG` about each axis and :data:`FIT_MAX_SHIFT_MM`
-    along each) and a change of scale within :data:`TEMPLATE_SCALE_RANGE`. Distances are
+    along each) and a change of scale within :data:`TEMPLATE_SCALE_RANGE`: scipy's differential evolution over that
+    box (:data:`FIT_POPULATION`, :data:`FIT_GENERATIONS`), then Powell's method from its best and from the start, the
+    lower minimum kept. Distances are
     read by trilinear interpolation from Euclidean distance maps of the labels on a grid of about
     :data:`FIT_GRID_MM`, in a box reaching ``margin_mm`` beyond the heart label (the aortic root's part of the aorta).
 
@@ -475,7 +482,7 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
     rotation : (3, 3), scale : float, target_mm : (3,)
         The refined similarity, in the arguments' form.
     """
-    from scipy.optimize import minimize
+    from scipy.optimize import differential_evolution, minimize
 
     box, grid, box_from_world = _around_heart(heart, affine, margin_mm)
     outside = _outside_mm(heart[box], grid)
@@ -483,6 +490,7 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
     nodes = positions_mm[:: max(1, len(positions_mm) // FIT_NODES)] - centre_mm
     aortic = aortic_mm - centre_mm
     band_lo, band_hi = EPICARDIAL_BAND_MM
+    ct_from_world = np.linalg.inv(affine)
 
     def pose(x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:  # x: rotation (0.1 rad), shift (10 mm), log-scale
         r = Rotation.from_rotvec(0.1 * x[:3]).as_matrix() @ rotation
@@ -490,15 +498,24 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
 
     def cost(x: np.ndarray) -> float:
         r, s, t = pose(x)
-        d = _read(outside, box_from_world, t + s * nodes @ r.T)
+        placed = t + s * nodes @ r.T
+        d = _read(outside, box_from_world, placed)
         miss = np.minimum(np.maximum(band_lo - d, 0.0) + np.maximum(d - band_hi, 0.0), FIT_OUTLIER_MM)
+        ijk = placed @ ct_from_world[:3, :3].T + ct_from_world[:3, 3]
+        seen = np.all((ijk > -0.5) & (ijk < np.asarray(heart.shape) - 0.5), axis=1)
+        miss = np.where(seen, miss, FIT_OUTLIER_MM)  # beyond the CT (a region's cut) no node lies on the heart
         return float(np.mean(miss**2) + np.mean(_read(to_aorta, box_from_world, t + s * aortic @ r.T) ** 2))
 
     turn, shift = np.radians(FIT_MAX_TURN_DEG) / 0.1, FIT_MAX_SHIFT_MM / 10.0  # the start is right to this much
     sizes = [float(np.log(b / scale) / 0.1) for b in TEMPLATE_SCALE_RANGE]
     bounds = [(-turn, turn)] * 3 + [(-shift, shift)] * 3 + [(min(sizes[0], 0.0), max(sizes[1], 0.0))]
-    best = minimize(cost, np.zeros(7), method="Powell", bounds=bounds,
-                    options={"xtol": 1e-2, "ftol": 1e-4, "maxfev": 3000})
+    # the cost has many local minima (an ellipsoid's arteries on a patient's heart, half a heart in a region), so
+    # Powell searches from the start and from the best of a short global search (seeded: the fit is a function of
+    # its inputs), and the lower of the two wins (docs/vessels.md section 5)
+    search = differential_evolution(cost, bounds, popsize=FIT_POPULATION, maxiter=FIT_GENERATIONS, tol=1e-3, seed=0,
+                                    polish=False, init="sobol", x0=np.zeros(7))
+    best = min((minimize(cost, x0, method="Powell", bounds=bounds, options={"xtol": 1e-2, "ftol": 1e-4, "maxfev": 3000})
+                for x0 in (np.zeros(7), search.x)), key=lambda result: result.fun)
     return pose(best.x)
 
 
