@@ -117,6 +117,28 @@ def test_no_route_that_turns_back_on_the_way_on():
     assert slab.route(np.array([R, 0.0, 0.0]), -DOWN) is not None
 
 
+def test_no_way_in_comes_up_to_the_last_point_of_a_feeding_path_that_comes_down():
+    """A feeding path coming down a limb, whose tip turns at its last point into a root beside it (a coronary ostium
+    beside the ascending aorta), is not joined there by a way that comes up the limb from the slab's bottom: the
+    catheter would arrive against the path and turn back down (as it came up 19-26 mm from the bottom of the README
+    export's region `chest_z1R` into two of its right coronary ostia). The way on from that point into the root,
+    sideways and a little up, was read as the path's way."""
+    from types import SimpleNamespace
+
+    from ddsa_sim.scene.builder import _way_in
+    from vessel_models.tree import VesselTree
+
+    slab = _routes(50.0)  # the descending limb at x = +R leaves through the slab's bottom
+    feeding = [[R, 0.0, 40.0], [R, 0.0, 0.0]]
+    root = np.array([R - 15.0, 0.0, 5.0])
+    tree = VesselTree(np.array([root, root - [10.0, 0.0, 0.0]]), np.array([2.0, 1.5]), np.array([-1, 0]),
+                      np.zeros(2, int), np.zeros(2, int), {"feeding_path_mm": feeding})
+    assert slab.route(np.array(feeding[1]), root - feeding[1]) is not None  # the way up reaches the last point
+    route, onward = _way_in(SimpleNamespace(derived={"artery routes": slab}), tree)
+    assert route is None
+    np.testing.assert_array_equal(onward, feeding)
+
+
 @pytest.fixture(scope="module")
 def chest():
     """The builtin chest CT with its TotalSegmentator labels, and the coronary scene's spec."""

@@ -330,8 +330,9 @@ def _way_in(patient: Patient, tree: VesselTree) -> tuple[np.ndarray | None, np.n
     """The catheter's way in through the CT's labelled arteries (:data:`FEEDING_ARTERIES`) and the feeding path on from
     where it joins: the first point, every :data:`JOIN_STEP_MM` along the tree's feeding path, that the way reaches
     going the path's way on (one that arrives across the aortic arch's bend at the top of the ascending aorta is no
-    way down it). (None, the whole path): no label, no feeding path, or no such point near the labels; the routes
-    memoised per patient."""
+    way down it); at the path's last point, where the tip turns into the root, the way the path arrives there (a way
+    up from a slab's bottom to a coronary ostium's height is no way down the ascending aorta). (None, the whole path):
+    no label, no feeding path, or no such point near the labels; the routes memoised per patient."""
     feeding = np.asarray(tree.metadata.get("feeding_path_mm") or np.empty((0, 3)), dtype=np.float64).reshape(-1, 3)
     if not len(feeding):
         return None, feeding
@@ -345,9 +346,11 @@ def _way_in(patient: Patient, tree: VesselTree) -> tuple[np.ndarray | None, np.n
     for k in range(len(feeding)):
         step = path[k + 1] - path[k]
         length = float(np.linalg.norm(step))
-        for along in np.arange(0.0, max(length, 1e-9), JOIN_STEP_MM) if k < len(feeding) - 1 else [0.0]:
+        last = k == len(feeding) - 1
+        heading = path[k] - path[k - 1] if last and k > 0 else step
+        for along in np.arange(0.0, max(length, 1e-9), JOIN_STEP_MM) if not last else [0.0]:
             join = path[k] + step * (along / max(length, 1e-9))
-            route = routes.route(join, step)
+            route = routes.route(join, heading)
             if route is not None:
                 return route, np.vstack([join, feeding[k + 1:]])
     return None, feeding
