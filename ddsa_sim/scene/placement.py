@@ -501,9 +501,7 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
         placed = t + s * nodes @ r.T
         d = _read(outside, box_from_world, placed)
         miss = np.minimum(np.maximum(band_lo - d, 0.0) + np.maximum(d - band_hi, 0.0), FIT_OUTLIER_MM)
-        ijk = placed @ ct_from_world[:3, :3].T + ct_from_world[:3, 3]
-        seen = np.all((ijk > -0.5) & (ijk < np.asarray(heart.shape) - 0.5), axis=1)
-        miss = np.where(seen, miss, FIT_OUTLIER_MM)  # beyond the CT (a region's cut) no node lies on the heart
+        miss = np.where(_in_ct(placed, ct_from_world, heart.shape), miss, FIT_OUTLIER_MM)  # beyond a region's cut
         return float(np.mean(miss**2) + np.mean(_read(to_aorta, box_from_world, t + s * aortic @ r.T) ** 2))
 
     turn, shift = np.radians(FIT_MAX_TURN_DEG) / 0.1, FIT_MAX_SHIFT_MM / 10.0  # the start is right to this much
@@ -586,12 +584,11 @@ def lay_on_epicardium(tree: VesselTree, heart: np.ndarray, affine: np.ndarray) -
     gauss[:, septal] = 0.0  # a septal branch rides on its artery: it neither pushes nor holds it back
     gauss /= np.maximum(gauss.sum(axis=1, keepdims=True), 1e-12)
     low = np.maximum(EPICARDIAL_BAND_MM[0], tree.radii_mm)
-    inv = np.linalg.inv(affine)
+    ct_from_world = np.linalg.inv(affine)
     pos = tree.positions_mm.copy()
     for _ in range(EPICARDIAL_ROUNDS):
-        ijk = pos @ inv[:3, :3].T + inv[:3, 3]
-        seen = np.all((ijk > -0.5) & (ijk < np.asarray(heart.shape) - 0.5), axis=1)  # beyond the CT: unknown
-        free = ~septal & (fade == 1.0) & seen  # the ostial stretch follows its artery, faded; it pushes nothing
+        # the ostial stretch follows its artery, faded, and beyond the CT the heart is unknown: they push nothing
+        free = ~septal & (fade == 1.0) & _in_ct(pos, ct_from_world, heart.shape)
         d = _read(outside, box_from_world, pos)
         normal = np.stack([_read(slope[..., k], box_from_world, pos) for k in range(3)], axis=1) @ box_from_world[:3, :3]
         normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)
@@ -625,6 +622,13 @@ def _outside_mm(mask: np.ndarray, grid_mm: np.ndarray) -> np.ndarray:
     transforms do, to the nearest voxel centre on the other side (the surface between them lies half a voxel nearer)."""
     return ndimage.distance_transform_edt(~mask, sampling=grid_mm) - ndimage.distance_transform_edt(mask,
                                                                                                     sampling=grid_mm)
+
+
+def _in_ct(world: np.ndarray, ct_from_world: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Whether each world point (N, 3) mm lies within the voxels of a CT grid of ``shape`` (``ct_from_world``: the
+    inverse of its affine)."""
+    ijk = world @ ct_from_world[:3, :3].T + ct_from_world[:3, 3]
+    return np.all((ijk > -0.5) & (ijk < np.asarray(shape) - 0.5), axis=1)
 
 
 def _read(volume: np.ndarray, box_from_world: np.ndarray, world: np.ndarray) -> np.ndarray:
