@@ -86,6 +86,16 @@ def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--scintillator-mm", "-1"],
      "--scintillator-mm: must be >= 0, got -1"),
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--lag", "0.5,0.6"], "--lag: the frame lags sum to 1.1"),
+    # were tracebacks (numpy's uniform, seed sequence, an empty view) or named another flag
+    (["sweep", "CT", "-o", "x", "--random", "3", "--jitter-mm", "-10"], "--jitter-mm: must be a finite length >= 0"),
+    (["sweep", "CT", "-o", "x", "--random", "3", "--jitter-mm", "nan"], "--jitter-mm: must be a finite length >= 0"),
+    (["sweep", "CT", "-o", "x", "--random", "3", "--seed", "-1"], "--seed: must be >= 0, got -1"),
+    (["project", "CT", "-o", "x", "--gamma", "nan"], "gamma=nan deg (detector roll) must be finite"),
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--feed-direction", "0,0,1", "--feed-roll", "10,5"],
+     "--feed-roll: expected LO,HI in degrees with LO <= HI"),
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--feed-roll", "10,20"], "give that too"),
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--detector-mode", "photon", "--threshold-kev", "200"],
+     "(energy threshold 200 keV)"),
 ])
 def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     mri = tmp_path / "mri.nii.gz"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pydicom
 import pytest
@@ -101,6 +103,66 @@ def test_dicom_series_rejects_bad_series(tmp_path, kind, match):
                           else {"rotate": 2})
     with pytest.raises(InputError, match=match):
         read_dicom_series(folder)
+
+
+def _enhanced_ct(tmp_path, order=(3, 0, 4, 1, 2), slope=0.5):
+    """CT5N's five slices as one enhanced multi-frame CT file, frames in ``order``: each frame's position in its
+    own functional group, orientation and pixel spacing shared, stored values doubled with RescaleSlope 0.5 (the
+    HU the same as the series')."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    dss = [pydicom.dcmread(f) for f in sorted(__import__("pathlib").Path(get_testdata_file("CT5N")).iterdir())]
+    frames = [((dss[k].pixel_array.astype(np.float64) * float(dss[k].RescaleSlope)) / slope).astype(np.int16)
+              for k in order]
+    out = copy.deepcopy(dss[0])
+    for name in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "RescaleSlope",
+                 "RescaleIntercept"):
+        del out[name]
+    out.NumberOfFrames = len(order)
+    out.PixelData = np.stack(frames).tobytes()
+
+    def item(**fields):
+        ds = Dataset()
+        for key, value in fields.items():
+            setattr(ds, key, value)
+        return ds
+
+    shared = item(PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=dss[0].ImageOrientationPatient)]),
+                  PixelMeasuresSequence=Sequence([item(PixelSpacing=dss[0].PixelSpacing, SliceThickness="2.5")]),
+                  PixelValueTransformationSequence=Sequence([item(RescaleSlope=str(slope),
+                                                                  RescaleIntercept=dss[0].RescaleIntercept)]))
+    out.SharedFunctionalGroupsSequence = Sequence([shared])
+    out.PerFrameFunctionalGroupsSequence = Sequence(
+        [item(PlanePositionSequence=Sequence([item(ImagePositionPatient=dss[k].ImagePositionPatient)])) for k in order])
+    path = tmp_path / "enhanced.dcm"
+    out.save_as(path)
+    return path
+
+
+def test_enhanced_multiframe_ct_reads_as_its_series(tmp_path):
+    series = read_dicom_series(get_testdata_file("CT5N"))
+    enhanced = read_volume(_enhanced_ct(tmp_path))  # frames out of order, stored values at another slope
+    np.testing.assert_allclose(enhanced.affine, series.affine, atol=1e-9)
+    np.testing.assert_array_equal(enhanced.data, series.data)
+
+
+def test_dicom_that_is_no_ct_series_is_one_line_naming_the_file(tmp_path):
+    dose = get_testdata_file("rtdose.dcm")  # 15 frames of a dose grid: no plane position per frame
+    with pytest.raises(InputError, match=r"rtdose.dcm: a multi-frame DICOM image \(15 frames, RT Dose Storage\)"):
+        read_ct(dose)
+    folder = _copy_series(tmp_path)
+    ds = pydicom.dcmread(folder / "s2.dcm")
+    ds.PixelSpacing = [0.6, 0.45]
+    ds.save_as(folder / "s2.dcm")
+    with pytest.raises(InputError, match=r"PixelSpacing differs between slices .* in .*s2.dcm"):
+        read_dicom_series(folder)
+    enhanced = _enhanced_ct(tmp_path)
+    ds = pydicom.dcmread(enhanced)
+    del ds.PerFrameFunctionalGroupsSequence[2].PlanePositionSequence
+    ds.save_as(enhanced)
+    with pytest.raises(InputError, match=r"enhanced.dcm frame 3: DICOM field ImagePositionPatient is missing"):
+        read_dicom_series(enhanced)
 
 
 def test_nifti_ras_to_lps(tmp_path):

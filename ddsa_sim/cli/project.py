@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ddsa_sim import InputError
 from ddsa_sim.cli.options import (
     CT_ARG,
     DETECTOR,
@@ -83,6 +84,10 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
     from ddsa_sim.geometry import grid_poses, random_poses
     from ddsa_sim.volumes import read_ct
 
+    if seed < 0:
+        raise InputError(f"--seed: must be >= 0, got {seed}")
+    if not 0.0 <= jitter_mm < float("inf"):  # NaN fails too
+        raise InputError(f"--jitter-mm: must be a finite length >= 0 mm, got {jitter_mm:g}")
     claim_output(out, overwrite, inputs=[ct])
     alphas, betas = parse_angle_range(alpha, "alpha"), parse_angle_range(beta, "beta")
     spec = spectrum_from_options(kvp, filter_al, spectrum)

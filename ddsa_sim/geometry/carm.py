@@ -92,6 +92,8 @@ class CArm:
                              f"[{self.min_alpha_deg}, {self.max_alpha_deg}]")
         if not self.min_beta_deg <= self.beta_deg <= self.max_beta_deg:
             raise InputError(f"beta={self.beta_deg} deg is outside the C-arm limits [{self.min_beta_deg}, {self.max_beta_deg}]")
+        if not np.isfinite(self.gamma_deg):  # any roll is a pose, but not a NaN or infinite one
+            raise InputError(f"gamma={self.gamma_deg} deg (detector roll) must be finite")
         for name in ("source_to_detector_distance", "source_to_isocenter_vertical_distance", "pixel_mm"):
             check_positive(name, getattr(self, name))
         if self.source_to_isocenter_vertical_distance >= self.source_to_detector_distance:

@@ -58,6 +58,8 @@ def random_poses(rng: np.random.Generator, n: int, alpha_range=(-30.0, 30.0), be
     for name, (lo, hi) in (("alpha_range", alpha_range), ("beta_range", beta_range), ("gamma_range", gamma_range)):
         if lo > hi:
             raise InputError(f"{name}: lower bound {lo} is above upper bound {hi}")
+    if not 0.0 <= isocenter_jitter_mm < float("inf"):  # NaN fails too
+        raise InputError(f"isocenter jitter must be a finite length >= 0 mm, got {isocenter_jitter_mm}")
     a = rng.uniform(*alpha_range, size=n)
     b = rng.uniform(*beta_range, size=n)
     g = rng.uniform(*gamma_range, size=n)

@@ -145,16 +145,20 @@ def detector_response(mode: str | DetectorResponse) -> DetectorResponse:
     return DetectorResponse(_check_mode(mode), None)
 
 
-def _normalised(w: np.ndarray) -> np.ndarray:
-    s = w.sum()
-    if s <= 0:
-        raise InputError("spectrum has no fluence the detector responds to")
-    return w / s
+def _moments(spectrum: Any, response: DetectorResponse) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`DetectorResponse.moments`, refused where the detector sees none of the spectrum."""
+    w1, w2 = response.moments(spectrum)
+    if w1.sum() <= 0:
+        top = float(np.max(np.asarray(spectrum.energies_kev)[np.asarray(spectrum.fluence) > 0], initial=0.0))
+        raise InputError(f"spectrum {getattr(spectrum, 'name', '')!s} (photons up to {top:g} keV) has no fluence the "
+                         f"detector responds to (energy threshold {response.threshold_kev:g} keV)")
+    return w1, w2
 
 
 def spectral_weights(spectrum: Any, mode: str | DetectorResponse = "energy") -> np.ndarray:
     """(B,) detector signal weights per bin, normalised to sum 1 (module docstring)."""
-    return _normalised(detector_response(mode).moments(spectrum)[0])
+    w1 = _moments(spectrum, detector_response(mode))[0]
+    return w1 / w1.sum()
 
 
 def flat_field_quanta(spectrum: Any, mode: str | DetectorResponse, photons_per_pixel: float) -> float:
@@ -166,9 +170,7 @@ def flat_field_quanta(spectrum: Any, mode: str | DetectorResponse, photons_per_p
     also times the Swank factor ``M1^2 / (M0 M2)`` of the absorbed-energy distribution.
     """
     n0 = check_positive("photons_per_pixel", photons_per_pixel)
-    w1, w2 = detector_response(mode).moments(spectrum)
-    if w1.sum() <= 0:
-        raise InputError("spectrum has no fluence the detector responds to")
+    w1, w2 = _moments(spectrum, detector_response(mode))
     return float(n0 * w1.sum() ** 2 / w2.sum())
 
 
@@ -224,8 +226,8 @@ def integrate_spectrum(
     response = detector_response(mode)
     rows = []
     for spec in spectra:  # rows: w1 of each spectrum, then w2 of each
-        w1, w2 = response.moments(spec)
-        rows.append((_normalised(w1), _normalised(w2)))
+        w1, w2 = _moments(spec, response)
+        rows.append((w1 / w1.sum(), w2 / w2.sum()))
     w = np.stack([r[0] for r in rows] + ([r[1] for r in rows] if second_moment else []))
     flat = np.ascontiguousarray(a.reshape(-1, n_mat))
     with numba_threads(threads):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import sys
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,74 +74,148 @@ def read_nifti(path: str | Path) -> Volume:
 
 
 def read_dicom_series(folder: str | Path) -> Volume:
-    """Read a folder holding one DICOM CT series.
+    """Read a folder holding one DICOM CT series, or one file (a slice, or an enhanced multi-frame CT).
 
-    Slices are sorted by ImagePositionPatient along the slice normal, RescaleSlope/Intercept are
-    applied (values in HU), and the affine is built from ImageOrientationPatient and PixelSpacing.
-    DICOM patient coordinates are LPS already. A series with mixed orientation, missing slices or
-    uneven slice spacing is refused.
+    The image planes (single-frame files, or the frames of an enhanced multi-frame image, whose per-frame and
+    shared functional groups give each frame's position, orientation, pixel spacing and rescale) are sorted by
+    ImagePositionPatient along the slice normal, RescaleSlope/Intercept are applied (values in HU), and the
+    affine is built from ImageOrientationPatient and PixelSpacing. DICOM patient coordinates are LPS already.
+    A series with mixed orientation or pixel spacing, missing slices or uneven slice spacing is refused, and
+    so is a multi-frame image without plane positions per frame (an RT dose grid, an ultrasound clip).
     """
     folder = Path(folder)
-    slices = [(f, ds) for f, ds in dicom_datasets(folder, pixels=True) if "PixelData" in ds]
-    if not slices:
+    datasets = [(f, ds) for f, ds in dicom_datasets(folder, pixels=True) if "PixelData" in ds]
+    if not datasets:
         raise InputError(f"{folder}: no DICOM image found")
-    uids = {str(ds.get("SeriesInstanceUID", "")) for _, ds in slices}
+    uids = {str(ds.get("SeriesInstanceUID", "")) for _, ds in datasets}
     if len(uids) > 1:
         raise InputError(f"{folder}: holds {len(uids)} series; point to a folder with one series")
+    planes = [plane for f, ds in datasets for plane in _image_planes(f, ds)]
 
-    def field(ds, name, f):
-        if name not in ds:
-            raise InputError(f"{f}: DICOM field {name} is missing")
-        return np.asarray(ds.get(name), dtype=np.float64)
-
-    iop = [field(ds, "ImageOrientationPatient", f) for f, ds in slices]
+    iop = [p.orientation for p in planes]
     if any(not np.allclose(o, iop[0], atol=1e-4) for o in iop):
         raise InputError(f"{folder}: ImageOrientationPatient differs between slices (mixed orientation)")
     row_dir, col_dir = iop[0][:3], iop[0][3:]
     normal = np.cross(row_dir, col_dir)
-    pos = np.array([field(ds, "ImagePositionPatient", f) for f, ds in slices])
-    order = np.argsort(pos @ normal)
-    slices = [slices[i] for i in order]
-    pos = pos[order]
-    ps = field(slices[0][1], "PixelSpacing", slices[0][0])
+    planes.sort(key=lambda p: float(p.position @ normal))
+    pos = np.array([p.position for p in planes])
+    ps = planes[0].spacing
     if np.any(ps <= 0) or not np.all(np.isfinite(ps)):
-        raise InputError(f"{slices[0][0]}: PixelSpacing must be positive, got {ps.tolist()}")
+        raise InputError(f"{planes[0].source}: PixelSpacing must be positive, got {ps.tolist()}")
+    for p in planes:
+        if not np.allclose(p.spacing, ps, rtol=1e-4):
+            raise InputError(f"{folder}: PixelSpacing differs between slices ({ps.tolist()} in {planes[0].source}, "
+                             f"{p.spacing.tolist()} in {p.source})")
 
-    if len(slices) > 1:
+    if len(planes) > 1:
         gaps = np.diff(pos @ normal)
         if np.any(gaps <= 1e-6):
             raise InputError(f"{folder}: two slices share the same position")
         step = np.median(gaps)
         if np.any(gaps > 1.5 * step):
             i = int(np.argmax(gaps))
-            raise InputError(f"{folder}: missing slice(s) after {slices[i][0].name} (gap {gaps[i]:.3g} mm, "
+            raise InputError(f"{folder}: missing slice(s) after {planes[i].source} (gap {gaps[i]:.3g} mm, "
                              f"spacing {step:.3g} mm)")
         if np.any(np.abs(gaps - step) > max(0.01 * step, 1e-3)):
             raise InputError(f"{folder}: uneven slice spacing ({gaps.min():.4g}..{gaps.max():.4g} mm)")
-        slice_vec = (pos[-1] - pos[0]) / (len(slices) - 1)
+        slice_vec = (pos[-1] - pos[0]) / (len(planes) - 1)
     else:
-        thickness = float(slices[0][1].get("SpacingBetweenSlices", slices[0][1].get("SliceThickness", 1.0)))
-        slice_vec = normal * thickness
+        slice_vec = normal * planes[0].thickness
 
-    planes = []
-    for f, ds in slices:
-        try:
-            arr = ds.pixel_array.astype(np.float32)
-        except Exception as exc:
-            raise InputError(f"{f}: cannot decode pixel data ({_first_line(exc)})") from None
-        slope = float(ds.get("RescaleSlope", 1.0))
-        intercept = float(ds.get("RescaleIntercept", 0.0))
-        planes.append(arr * slope + intercept)
-    if any(p.shape != planes[0].shape for p in planes):
+    images = [p.pixels() * p.slope + p.intercept for p in planes]
+    if any(im.shape != images[0].shape for im in images):
         raise InputError(f"{folder}: slices have different sizes")
     # pixel_array is (rows, columns); our i runs along a row (row_dir), j down the columns (col_dir)
-    data = np.stack([p.T for p in planes], axis=2)
+    data = np.stack([im.T for im in images], axis=2)
     affine = np.eye(4)
     affine[:3, 0] = row_dir * ps[1]
     affine[:3, 1] = col_dir * ps[0]
     affine[:3, 2] = slice_vec
     affine[:3, 3] = pos[0]
     return Volume(data, affine, name=str(folder))
+
+
+@dataclass
+class _Plane:
+    """One image plane of a DICOM series: a single-frame file, or one frame of an enhanced multi-frame image.
+
+    ``source`` names it in errors; ``position`` (ImagePositionPatient, mm), ``orientation`` (the 6 direction
+    cosines of ImageOrientationPatient), ``spacing`` (PixelSpacing: row, column spacing in mm), ``thickness`` (mm,
+    the slab of a lone plane), ``slope`` and ``intercept`` (stored value -> HU); ``pixels()`` decodes its stored
+    values (rows, columns) as float32."""
+
+    source: str
+    position: np.ndarray
+    orientation: np.ndarray
+    spacing: np.ndarray
+    thickness: float
+    slope: float
+    intercept: float
+    pixels: Callable[[], np.ndarray]
+
+
+def _decoded(source: object, ds) -> np.ndarray:
+    """The stored values of a dataset's pixel data, float32 (frames first for a multi-frame image)."""
+    try:
+        return ds.pixel_array.astype(np.float32)
+    except Exception as exc:
+        raise InputError(f"{source}: cannot decode pixel data ({_first_line(exc)})") from None
+
+
+def _image_planes(path: Path, ds) -> list[_Plane]:
+    """The image planes of one DICOM file (:class:`_Plane`)."""
+
+    def numbers(item, name: str, source: object) -> np.ndarray:
+        if item is None or item.get(name) in (None, ""):
+            raise InputError(f"{source}: DICOM field {name} is missing")
+        return np.asarray(item.get(name), dtype=np.float64).reshape(-1)
+
+    def number(item, name: str, default: float) -> float:  # an empty optional field reads as absent
+        value = item.get(name) if item is not None else None
+        return default if value in (None, "") else float(value)
+
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if "PerFrameFunctionalGroupsSequence" not in ds:
+        if frames > 1:
+            kind = getattr(ds.get("SOPClassUID"), "name", "unknown kind")
+            raise InputError(f"{path}: a multi-frame DICOM image ({frames} frames, {kind}) without a plane "
+                             "position per frame is no CT series; give a CT series or an enhanced CT image")
+        thickness = number(ds, "SpacingBetweenSlices", number(ds, "SliceThickness", 1.0))
+        return [_Plane(str(path), numbers(ds, "ImagePositionPatient", path), numbers(ds, "ImageOrientationPatient", path),
+                       numbers(ds, "PixelSpacing", path), thickness, number(ds, "RescaleSlope", 1.0),
+                       number(ds, "RescaleIntercept", 0.0), lambda: _decoded(path, ds))]
+    # an enhanced multi-frame image: each functional group macro is in the frame's own group or in the shared one
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared[0] if shared else None
+    per_frame = ds.PerFrameFunctionalGroupsSequence
+    if len(per_frame) != frames:
+        raise InputError(f"{path}: {len(per_frame)} per-frame functional groups for {frames} frames")
+    stack: list[np.ndarray] = []
+
+    def frame_pixels(k: int) -> np.ndarray:
+        if not stack:  # decoded once for all frames
+            stack.append(_decoded(path, ds).reshape(frames, int(ds.Rows), int(ds.Columns)))
+        return stack[0][k]
+
+    def macro(group, name: str):
+        for g in (group, shared):
+            if g is not None and g.get(name):
+                return g.get(name)[0]
+        return None
+
+    planes = []
+    for k, group in enumerate(per_frame):
+        source = f"{path} frame {k + 1}"
+        measures = macro(group, "PixelMeasuresSequence")
+        rescale = macro(group, "PixelValueTransformationSequence")
+        planes.append(_Plane(
+            source, numbers(macro(group, "PlanePositionSequence"), "ImagePositionPatient", source),
+            numbers(macro(group, "PlaneOrientationSequence"), "ImageOrientationPatient", source),
+            numbers(measures, "PixelSpacing", source),
+            number(measures, "SpacingBetweenSlices", number(measures, "SliceThickness", 1.0)),
+            number(rescale, "RescaleSlope", 1.0), number(rescale, "RescaleIntercept", 0.0),
+            lambda k=k: frame_pixels(k)))
+    return planes
 
 
 def dicom_datasets(path: Path, pixels: bool):
