@@ -4,7 +4,7 @@ Named in test configs as ``renderer: synthetic_renderer:render_synthetic`` (this
 test's ``sys.path``; subprocesses get it through ``PYTHONPATH``). It follows the contract of
 :func:`ddsa_sim.export.sample.render_sample`: crude CT line integral, a random 2D vessel walk fixed per
 tree seed, Poisson noise from ``spec.seed``. ``renderer_options.delay_s`` makes it sleep (the
-kill-and-resume test).
+kill-and-resume test), ``renderer_options.fail`` raise (a run that fails).
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ def _vessel_walk(vessel_seed: int, shape: tuple[int, int]) -> np.ndarray:
 
 def render_synthetic(spec, cache) -> dict[str, np.ndarray]:
     """Deterministic fake images of ``spec`` (see the module docstring)."""
+    if spec.renderer_options.get("fail"):
+        raise RuntimeError("fake renderer failure")
     delay = float(spec.renderer_options.get("delay_s", 0.0))
     if delay > 0:
         time.sleep(delay)

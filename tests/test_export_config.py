@@ -38,6 +38,7 @@ def base() -> dict:
     ({"mas": {"min": 0, "max": 2}}, "mas must be > 0"),
     ({"detector_air_kerma_ugy": -1.0}, "detector_air_kerma_ugy must be > 0"),
     ({"electronic_noise": {"min": -1, "max": 2}}, "electronic_noise must be >= 0"),
+    ({"iodine_mg_per_ml": {"min": -5, "max": 10}}, "ds.yaml: iodine_mg_per_ml must be > 0"),  # was: at render time
     # a union's own message, not its other members' "Field required" (spectrum.kvp.grid: Field required ...)
     ({"spectrum": {"kvp": {"min": 100, "max": 70}}}, "spectrum.kvp: max (70.0) must be >= min (100.0)"),
 ])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from ddsa_sim import InputError
 from ddsa_sim.export.config import load_config
 from ddsa_sim.export.inspect import inspect_store
 from ddsa_sim.export.runner import run_export
@@ -145,3 +146,19 @@ def test_resume_rewrites_half_written_samples(reference, tmp_path):
     assert sorted(res.indices) == [2, 9]
     assert not list(store.rglob("*.partial"))
     assert_same_store(ref, store)
+
+
+def test_a_run_that_fails_before_any_sample_leaves_no_store(tmp_path):
+    """A store with nothing to resume would only stand in the way of the corrected command (it asked for
+    --resume, which the corrected config then refused)."""
+    cfg = load_config(write_config(tmp_path))
+    store = tmp_path / "s.zarr"
+    for scheduler, needle in (("local:0", "should be local:N with N >= 1"), ("bogus", "cannot connect to bogus")):
+        with pytest.raises(InputError, match=needle):
+            run_export(cfg, store, scheduler=scheduler, progress=False, preview=False)
+        assert not store.exists()
+    with pytest.raises(RuntimeError, match="fake renderer failure"):
+        run_export(cfg.model_copy(update={"renderer_options": {"fail": True}}), store, progress=False, preview=False)
+    assert not store.exists()
+    run_export(cfg, store, progress=False, preview=False)  # the corrected command runs as a first one
+    assert inspect_store(store).n_complete == N

@@ -20,8 +20,10 @@ from test_export_runner import REPO, N, write_config
 from ddsa_sim import InputError
 from ddsa_sim.export.config import load_config
 from ddsa_sim.export.inspect import inspect_store
+from ddsa_sim.export.plan import plan_dataset
 from ddsa_sim.export.runner import run_export
 from ddsa_sim.export.store import open_store, writer_lock
+from ddsa_sim.training.data import ZarrDDSADataset
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
 
@@ -103,6 +105,13 @@ def test_signal_stops_cleanly_and_the_store_resumes(slow_config, tmp_path, sig):
     assert not list(store.rglob("*.partial"))
     report = inspect_store(store)
     assert report.ok and 2 <= report.n_complete < N
+    # the store knows every slot's split from its creation: training on it says what the interruption left out
+    planned = [spec.split for spec in plan_dataset(load_config(slow_config))]
+    meta = open_store(store)["meta"]
+    assert [str(x) for x in meta["split"][:]] == planned
+    lacking = next(planned[i] for i, done in enumerate(meta["complete"][:]) if not done)
+    with pytest.warns(UserWarning, match=rf"of {planned.count(lacking)} samples of split '{lacking}' are complete"):
+        ZarrDDSADataset(store, lacking)
     res = run_export(load_config(slow_config), store, resume=True, progress=False, preview=False)
     assert res.skipped == report.n_complete and res.written == N - report.n_complete
     assert inspect_store(store).n_complete == N  # bit-identity after resume: test_export_runner

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from ddsa_sim import InputError
 from ddsa_sim.cli.train import register
 from ddsa_sim.export.inspect import inspect_store
+from ddsa_sim.geometry import CArm
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.synthetic import write_synthetic_store
 
@@ -117,9 +118,36 @@ def test_runs_are_not_overwritten(app, sound_store, config, tmp_path):
     assert (run / "last.pt").read_bytes() == before and stale.exists()
     r = CliRunner().invoke(app, [*base, "--max-steps", "3", "--resume"])
     assert r.exit_code == 0 and json.loads(r.stdout.strip().splitlines()[-1])["start_step"] == 2, r.output
+    assert "note: --resume under a config" not in r.stderr
+    # a change of recipe mid-run is said; a store of another pixel size is refused (one run learns one scale)
+    changed = yaml.safe_load(config.read_text())
+    changed["optim"]["lr"] = 0.05
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
+    r = CliRunner().invoke(app, ["train", str(tmp_path / "changed.yaml"), *base[2:], "--max-steps", "4", "--resume"])
+    assert r.exit_code == 0 and "differs from the run's" in r.stderr and "optim.lr " in r.stderr, r.output
+    assert json.loads((run / "config.json").read_text())["optim"]["lr"] == 0.05
     r = CliRunner().invoke(app, [*base, "--max-steps", "2", "--overwrite"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.strip().splitlines()[-1])["start_step"] == 0 and not stale.exists()
+    run_mm = tmp_path / "run_mm"  # stores with a C-arm geometry: detector pixels of 0.8 mm, then 0.4 mm
+    for pixel_mm in (0.8, 0.4):
+        store = _with_geometry(tmp_path / f"mm{pixel_mm}.zarr", CArm(sensor_height=48, sensor_width=48,
+                                                                     pixel_mm=pixel_mm))
+        r = CliRunner().invoke(app, ["train", str(config), "--data", str(store), "-o", str(run_mm), "--max-steps",
+                                     "2" if pixel_mm == 0.8 else "3", *(["--resume"] if pixel_mm == 0.4 else [])])
+    at_isocenter = [f"{mm * 530.0 / 1020.0:.4g}" for mm in (0.8, 0.4)]  # magnification: source-isocenter / SDD
+    assert r.exit_code == 2, r.output
+    assert f"trained on images of {at_isocenter[0]} mm pixels, this store's are {at_isocenter[1]} mm" in r.stderr
+
+
+def _with_geometry(path, carm):
+    """A synthetic store whose samples were all seen by ``carm`` (its projection matrix and isocenter)."""
+    store = write_synthetic_store(path, splits={"train": 2, "val": 1}, per_ct=2, size=48)
+    meta = zarr.open_group(str(store), mode="r+")["meta"]
+    n = meta["projection_matrix"].shape[0]
+    meta["projection_matrix"][:] = np.repeat(carm.projection_matrix[None], n, axis=0)
+    meta["isocenter_mm"][:] = np.repeat(np.asarray(carm.isocenter_mm, float)[None], n, axis=0)
+    return store
 
 
 def test_without_validation_split_train_says_what_best_means(app, tmp_path, config):

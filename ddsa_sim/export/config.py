@@ -662,6 +662,8 @@ class DatasetConfig(_Model):
             raise ValueError(f"{self.exposure_field} must be > 0, got {list(dist_bounds(d))}")
         if dist_bounds(self.electronic_noise)[0] < 0:
             raise ValueError(f"electronic_noise must be >= 0, got {list(dist_bounds(self.electronic_noise))}")
+        if dist_bounds(self.iodine_mg_per_ml)[0] <= 0:
+            raise ValueError(f"iodine_mg_per_ml must be > 0, got {list(dist_bounds(self.iodine_mg_per_ml))}")
         return self
 
     @model_validator(mode="after")
@@ -743,7 +745,7 @@ def _one_line(err: ValidationError, where: str) -> str:
                                         or path.startswith(f + "."))}
     msg = best["msg"].removeprefix("Value error, ")
     more = f" (and {len(others)} more field(s))" if others else ""
-    return f"{where}: {path or '<root>'}: {msg}{more}"
+    return f"{where}: {path + ': ' if path else ''}{msg}{more}"  # a whole-config check's message names its fields
 
 
 def config_from_dict(data: Any, where: str = "<config>", count: int | None = None,

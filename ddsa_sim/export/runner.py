@@ -42,6 +42,7 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.export.config import DatasetConfig
 from ddsa_sim.export.devices import check_device_available, set_worker_index
+from ddsa_sim.export.format import META_GROUP
 from ddsa_sim.export.plan import (
     SampleSpec,
     plan_dataset,
@@ -119,14 +120,16 @@ def make_tasks(specs: Iterable[SampleSpec], chunk_size: int) -> list[list[Sample
     return tasks
 
 
-def preflight(config: DatasetConfig, local: bool = True) -> None:
-    """Fail fast, before any store is written: the scene renderer's options suit ``device``, a CUDA
-    ``device`` exists here (``local``: the workers run on this machine), every CT exists and is not
-    above ``max_ct_voxels`` (from the file header where the format allows), every vessel file exists, and the
+def preflight(config: DatasetConfig, scheduler: str | None = None) -> None:
+    """Fail fast, before any store is written: a ``local:N`` scheduler has N >= 1, the scene renderer's options
+    suit ``device``, a CUDA ``device`` exists here (where the workers run on this machine), every CT exists and is
+    not above ``max_ct_voxels`` (from the file header where the format allows), every vessel file exists, and the
     scene renderer knows every generator and parameter named."""
+    if scheduler is not None:
+        _local_workers(scheduler)
     if config.renderer == "scene":
         scene_options(config.renderer_options, config.device)
-    if local:
+    if scheduler is None or _local_workers(scheduler) is not None:
         check_device_available(config.device)
     for ct in resolve_ct_entries(config):
         n = peek_voxels(ct.source)
@@ -219,6 +222,19 @@ def _number_dask_workers(client) -> None:
             client.run(set_worker_index, k, workers=[addr])
 
 
+def _local_workers(scheduler: str) -> int | None:
+    """N of a ``local:N`` scheduler (a LocalCluster of N processes); None for a scheduler's address."""
+    if not scheduler.startswith("local:"):
+        return None
+    try:
+        n = int(scheduler.split(":", 1)[1])
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"--scheduler: '{scheduler}' should be local:N with N >= 1")
+    return n
+
+
 def _run_dask(store: str, tasks: list[list[SampleSpec]], scheduler: str, cache_size: int,
               on_done: Callable[[list[int]], None]) -> None:
     try:
@@ -226,19 +242,16 @@ def _run_dask(store: str, tasks: list[list[SampleSpec]], scheduler: str, cache_s
     except ImportError:
         raise InputError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
     cluster = None
-    if scheduler.startswith("local:"):
-        try:
-            n = int(scheduler.split(":", 1)[1])
-            assert n >= 1
-        except (ValueError, AssertionError):
-            raise InputError(f"--scheduler: '{scheduler}' should be local:N with N >= 1") from None
+    n = _local_workers(scheduler)
+    if n is not None:
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     else:
         try:
             client = Client(scheduler, timeout="30s")
-        except OSError as exc:
-            raise InputError(f"--scheduler: cannot connect to {scheduler} ({exc})") from None
+        except (OSError, ValueError) as exc:  # ValueError: not an address (no port)
+            raise InputError(f"--scheduler: cannot connect to {scheduler} ({exc}); give a "
+                             "scheduler's address, e.g. tcp://HOST:8786, or local:N") from None
     futures = []
     try:
         _number_dask_workers(client)
@@ -277,9 +290,11 @@ def _signals_stop_export() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def _open_or_create(config: DatasetConfig, store_path: Path, resume: bool, n_samples: int,
+def _open_or_create(config: DatasetConfig, store_path: Path, resume: bool, specs: list[SampleSpec],
                     fingerprint: str):
-    """The store to write: the existing one (``resume``, checked against the config) or a new one.
+    """The store to write: the existing one (``resume``, checked against the config) or a new one, whose
+    ``meta/split`` and ``meta/ct_id`` hold every sample's planned values from the start (a reader of an
+    interrupted export then counts the samples each split lacks).
 
     A creation that fails (disk full, interrupted) removes what it made: no empty store is left.
     """
@@ -291,10 +306,15 @@ def _open_or_create(config: DatasetConfig, store_path: Path, resume: bool, n_sam
         return root
     existed = store_path.exists()
     try:
-        return create_store(store_path, resolved, n_samples, config.image_shape,
+        root = create_store(store_path, resolved, len(specs), config.image_shape,
                             extra_attrs={"plan_sha256": fingerprint,
                                          "cts": [vars(c) for c in resolve_ct_entries(config)]},
                             frames=config.sequence.frames if config.sequence else 0)
+        for name in ("split", "ct_id"):
+            planned = np.empty(len(specs), dtype=object)
+            planned[[spec.index for spec in specs]] = [getattr(spec, name) for spec in specs]
+            root[META_GROUP][name][:] = planned
+        return root
     except BaseException:
         if not existed and store_path.is_dir():
             shutil.rmtree(store_path, ignore_errors=True)
@@ -337,9 +357,10 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
     store_path = Path(store_path)
     specs = plan_dataset(config)
     fingerprint = plan_fingerprint(specs)
-    preflight(config, local=scheduler is None or scheduler.startswith("local:"))
+    preflight(config, scheduler)
+    fresh = not (resume and store_path.exists())
     with writer_lock(store_path), _signals_stop_export():
-        root = _open_or_create(config, store_path, resume, len(specs), fingerprint)
+        root = _open_or_create(config, store_path, resume, specs, fingerprint)
         done_mask = completed(root)
         pending = [s for s in specs if not done_mask[s.index]]
         n_par = workers if scheduler is None else 4
@@ -362,6 +383,10 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
             n_done = int(completed(root).sum())
             raise ExportInterrupted(exc.signum, f"{store_path}: export {exc}, {n_done}/{len(specs)} samples "
                                     "complete; run the same command with --resume to finish it") from None
+        except BaseException:
+            if fresh and not completed(root).any():  # nothing to resume: no empty store left in the way
+                shutil.rmtree(store_path, ignore_errors=True)
+            raise
         finally:
             bar.close()
         result = ExportResult(store_path, len(specs), len(written), len(specs) - len(pending),

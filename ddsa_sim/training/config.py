@@ -216,9 +216,9 @@ class TrainConfig(_Strict):
 
 def _field_error(exc: ValidationError, source: str) -> InputError:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+    loc = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].replace("\n", " ")
-    return InputError(f"{source}: {loc}: {msg}")
+    return InputError(f"{source}: {loc + ': ' if loc else ''}{msg}")  # a whole-config check's message names its fields
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> TrainConfig:

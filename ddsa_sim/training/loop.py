@@ -378,11 +378,12 @@ def _build_networks(cfg: TrainConfig, device: torch.device, amp_dtype: torch.dty
 
 
 def _restore(
-    path: Path, cfg: TrainConfig, device: torch.device, nets: _Networks
+    path: Path, cfg: TrainConfig, device: torch.device, nets: _Networks, pixel_mm: float | None
 ) -> tuple[int, float | None, Normalization]:
-    """Load ``path`` (a ``last.pt`` of the same architecture) into ``nets``: the stepped weights, and the
-    weight average where both the run and the checkpoint have one (a run that starts averaging on resume
-    starts it at the next step's weights).
+    """Load ``path`` (a ``last.pt`` of the same architecture, trained on images of ``pixel_mm``, the training
+    store's pixel spacing, where both know it) into ``nets``: the stepped weights, and the weight average where
+    both the run and the checkpoint have one (a run that starts averaging on resume starts it at the next step's
+    weights).
 
     Returns
     -------
@@ -391,6 +392,11 @@ def _restore(
     """
     ckpt = load_checkpoint(path, map_location=device)
     check_architecture(ckpt, cfg.model, str(path))
+    trained_mm = ckpt.get("pixel_mm")
+    if trained_mm is not None and pixel_mm is not None and not math.isclose(trained_mm, pixel_mm, rel_tol=1e-6):
+        # a network's pixel scale is its training images' (docs/inference.md): one run learns one
+        raise InputError(f"{path}: trained on images of {trained_mm:.4g} mm pixels, this store's are {pixel_mm:.4g} mm; "
+                         "continue it on a store of its pixel size")
     stepped = ckpt.get("model_stepped")
     load_state(nets.model, stepped if stepped is not None else ckpt["model"], str(path))
     if nets.average is not None and stepped is not None:
@@ -431,10 +437,11 @@ def _setup_state(
     generator and normalisation come from ``cfg.init_from`` (``progress``: the normalisation statistics' bar)."""
     amp_dtype = _amp_dtype(cfg, device)
     nets = _build_networks(cfg, device, amp_dtype)
+    pixel_mm = train_ds.pixel_mm() if isinstance(train_ds, ZarrDDSADataset) else None
     if resume_from is not None:
-        step, best_score, norm = _restore(resume_from, cfg, device, nets)
+        step, best_score, norm = _restore(resume_from, cfg, device, nets, pixel_mm)
     elif branch_from is not None:
-        step, _, norm = _restore(branch_from, cfg, device, nets)
+        step, _, norm = _restore(branch_from, cfg, device, nets, pixel_mm)
         best_score = None
     elif cfg.init_from is not None:
         ckpt = load_checkpoint(cfg.init_from, map_location=device)
@@ -463,7 +470,7 @@ def _setup_state(
         amp_dtype=amp_dtype,
         step=step,
         best_score=best_score,
-        pixel_mm=train_ds.pixel_mm() if isinstance(train_ds, ZarrDDSADataset) else None,
+        pixel_mm=pixel_mm,
         validate_start=branch_from is not None or (resume_from is None and cfg.init_from is not None),
     )
 
