@@ -91,6 +91,7 @@ def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):
     (["sweep", "CT", "-o", "x", "--random", "3", "--jitter-mm", "nan"], "--jitter-mm: must be a finite length >= 0"),
     (["sweep", "CT", "-o", "x", "--random", "3", "--seed", "-1"], "--seed: must be >= 0, got -1"),
     (["project", "CT", "-o", "x", "--gamma", "nan"], "gamma=nan deg (detector roll) must be finite"),
+    (["project", "CT", "-o", "x", "--kvp", "80", "--spectrum", "60KV_AL35"], "both give the spectrum; use one"),
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--feed-direction", "0,0,1", "--feed-roll", "10,5"],
      "--feed-roll: expected LO,HI in degrees with LO <= HI"),
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--feed-roll", "10,20"], "give that too"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pydicom
@@ -177,6 +178,23 @@ def test_nifti_ras_to_lps(tmp_path):
     # voxel (1, 2, 3) is at RAS (12, 26, 42) = LPS (-12, -26, 42)
     np.testing.assert_allclose(vol.voxel_to_world([1, 2, 3]), [-12, -26, 42])
     assert vol.data[1, 2, 3] == 7
+
+
+def test_nifti_without_orientation_is_read_with_a_warning(tmp_path):
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.full((4, 5, 6), -1000.0, np.float32), np.diag([-2.0, 3.0, 4.0, 1.0]))
+    img.set_sform(None, code=0)
+    img.set_qform(None, code=0)
+    nib.save(img, tmp_path / "bare.nii.gz")
+    with pytest.warns(UserWarning, match=r"bare.nii.gz: neither sform nor qform gives the orientation"):
+        vol = read_nifti(tmp_path / "bare.nii.gz")
+    np.testing.assert_allclose(vol.spacing_mm, [2.0, 3.0, 4.0])  # the voxel sizes kept, the flip unknown
+    img.set_sform(np.diag([-2.0, 3.0, 4.0, 1.0]), code=1)
+    nib.save(img, tmp_path / "scanner.nii.gz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_nifti(tmp_path / "scanner.nii.gz")
 
 
 def test_bad_inputs_are_clear(tmp_path):

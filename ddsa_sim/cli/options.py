@@ -26,6 +26,8 @@ __all__ = [
 MAX_DETECTOR_PIXELS = 16384
 #: tube voltages of ``--kvp``, kVp (as the dataset config's ``spectrum.kvp``)
 KVP_RANGE = (40.0, 150.0)
+#: ``--spectrum`` without ``--kvp`` / ``--filter-al``
+DEFAULT_SPECTRUM = "90KV_AL40"
 
 
 def json_line(result: dict) -> str:
@@ -96,15 +98,17 @@ def parse_angle_range(text: str, field: str) -> np.ndarray:
     return parse_range(text, field)
 
 
-def spectrum_from_options(kvp: Optional[float], filter_al: Optional[float], spectrum: str) -> str | dict:
-    """The spectrum of ``--kvp/--filter-al/--spectrum``: the preset name, or a SpekPy spec when
-    ``--kvp`` or ``--filter-al`` is given (the other defaults to 90 kVp / 4 mm Al)."""
+def spectrum_from_options(kvp: Optional[float], filter_al: Optional[float], spectrum: Optional[str]) -> str | dict:
+    """The spectrum of ``--kvp/--filter-al/--spectrum``: the ``--spectrum`` (default :data:`DEFAULT_SPECTRUM`), or a
+    SpekPy spec when ``--kvp`` or ``--filter-al`` is given (the other defaults to 90 kVp / 4 mm Al); not both."""
     if kvp is not None and not KVP_RANGE[0] <= kvp <= KVP_RANGE[1]:
         raise InputError(f"--kvp: {kvp:g} is outside {KVP_RANGE[0]:g}..{KVP_RANGE[1]:g} kVp")
     if filter_al is not None and filter_al < 0:
         raise InputError(f"--filter-al: must be >= 0 mm, got {filter_al:g}")
     if kvp is None and filter_al is None:
-        return spectrum
+        return spectrum or DEFAULT_SPECTRUM
+    if spectrum is not None:
+        raise InputError("--spectrum and --kvp / --filter-al both give the spectrum; use one")
     from ddsa_sim.physics.spectra import DEFAULT_FILTER_AL_MM
 
     return {"kvp": kvp if kvp is not None else 90.0,
@@ -117,7 +121,8 @@ DETECTOR = typer.Option("1536x1536", "--detector", help="Detector size ROWSxCOLS
 PIXEL_MM = typer.Option(0.194, "--pixel-mm", help="Detector pixel size (mm).")
 KVP = typer.Option(None, "--kvp", help="Tube voltage (kVp) for a SpekPy spectrum.")
 FILTER_AL = typer.Option(None, "--filter-al", help="Aluminium filtration (mm) for a SpekPy spectrum.")
-SPECTRUM = typer.Option("90KV_AL40", "--spectrum", help="Spectrum preset (60KV_AL35, 90KV_AL40, 120KV_AL43).")
+SPECTRUM = typer.Option(None, "--spectrum", help="Spectrum preset (60KV_AL35, 90KV_AL40 (default), 120KV_AL43) or "
+                        "spec (e.g. spekpy:kvp=80,al=4, mono:40); or give --kvp / --filter-al.")
 ISOCENTER = typer.Option(None, "--isocenter", help="Isocenter X,Y,Z in world mm (LPS); default: the CT centre.")
 METHOD = typer.Option("trilinear", "--method", help="trilinear (smooth; samples on voxel planes) or siddon (exact "
                       "voxel traversal; shows thick CT slices as bands).")

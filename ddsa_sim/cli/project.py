@@ -43,7 +43,7 @@ def project(ct: str = CT_ARG, out: Path = OUT_DIR,
             beta: float = typer.Option(0.0, help="Angular angle beta (deg, >0 = CAU)."),
             gamma: float = typer.Option(0.0, help="Detector roll (deg)."),
             detector: str = DETECTOR, pixel_mm: float = PIXEL_MM, kvp: Optional[float] = KVP,
-            filter_al: Optional[float] = FILTER_AL, spectrum: str = SPECTRUM, isocenter: Optional[str] = ISOCENTER,
+            filter_al: Optional[float] = FILTER_AL, spectrum: Optional[str] = SPECTRUM, isocenter: Optional[str] = ISOCENTER,
             method: str = METHOD, device: str = DEVICE, overwrite: bool = OVERWRITE) -> None:
     """Render one view of a CT: OUT/view_000.npz (neglog, intensity, density_<material>, projection_matrix) + PNG."""
     from ddsa_sim.cli.drr import run_sweep
@@ -71,7 +71,7 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
           seed: int = typer.Option(0, help="Seed for --random draws."),
           jitter_mm: float = typer.Option(0.0, help="Isocenter jitter (mm, uniform cube) for --random draws."),
           detector: str = DETECTOR, pixel_mm: float = PIXEL_MM, kvp: Optional[float] = KVP,
-          filter_al: Optional[float] = FILTER_AL, spectrum: str = SPECTRUM, isocenter: Optional[str] = ISOCENTER,
+          filter_al: Optional[float] = FILTER_AL, spectrum: Optional[str] = SPECTRUM, isocenter: Optional[str] = ISOCENTER,
           method: str = METHOD, device: str = DEVICE, overwrite: bool = OVERWRITE,
           gif: bool = typer.Option(False, "--gif", help="Also write OUT/sweep.gif (the views as an animation)."),
           mp4: bool = typer.Option(False, "--mp4", help="Also write OUT/sweep.mp4 (needs imageio-ffmpeg)."),

@@ -5,6 +5,7 @@ Bad input prints one line ``error: ...`` on stderr and exits with status 2 (no t
 
 # no ``from __future__ import annotations``: typer reads the real annotation objects.
 import functools
+import json
 import sys
 import typing
 from collections.abc import Callable
@@ -32,6 +33,25 @@ def _guard(fn: Callable) -> Callable:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _note_changed_config(path: Path, new: dict) -> None:
+    """Say on stderr which values of a resumed run's config (``path``, its ``config.json``) the new one changes: the
+    run continues under the new values, as a change of recipe mid-run should be, but not unnoticed."""
+    if not path.is_file():
+        return
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        items: dict = {}
+        for key, value in d.items():
+            items.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return items
+
+    old, now = flat(json.loads(path.read_text())), flat(new)
+    changed = [f"{k} {old.get(k)!r} -> {now.get(k)!r}" for k in sorted(old.keys() | now.keys()) if old.get(k) != now.get(k)]
+    if changed:
+        print(f"note: --resume under a config that differs from the run's ({path}) in {'; '.join(changed)}: the run "
+              "continues under the new values", file=sys.stderr)
 
 
 @_guard
@@ -83,6 +103,8 @@ def train(
                      inputs=[config, data if data is not None else cfg.data.store, cfg.init_from])
         if overwrite:
             clear_output(out)
+        if resume:
+            _note_changed_config(out / "config.json", json.loads(cfg.to_json()))
     res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume, branch_from=branch_from)
     if res.rank == 0:
         last = res.losses[-1][1] if res.losses else float("nan")
@@ -150,7 +172,9 @@ def infer(
     input: Path = typer.Argument(
         ..., help="XA run (multi-frame DICOM, or a folder of one series' frames), PNG / TIFF file or folder"
     ),
-    out: Path = typer.Option(..., "-o", "--out", help="output folder (XA run), file (same format) or folder"),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="output folder (XA run), file (.png: 16-bit, one frame; .tif / .tiff: float32) or folder"
+    ),
     input_domain: str = typer.Option("auto", "--input-domain", help="auto | log | intensity"),
     i0: float | None = typer.Option(None, "--i0", help="unattenuated intensity for -ln(I/I0)"),
     mask_frame: int = typer.Option(0, "--mask-frame", help="XA run: mask frame of the conventional DSA"),
@@ -173,8 +197,9 @@ def infer(
     """Extract DSA from contrast frames (docs/inference.md).
 
     An XA run gives a folder with the network's DSA and the conventional DSA, each as derived DICOM,
-    PNG frames, GIF and MP4; a PNG / TIFF input gives its own format plus preview PNGs. The frames are
-    resampled to the pixel spacing of the network's training images and its DSA back ("Pixel scale").
+    PNG frames, GIF and MP4; a PNG / TIFF input gives a file in the format of the output's extension plus preview
+    PNGs (replaced, like the output, only with --overwrite). The frames are resampled to the pixel spacing of the
+    network's training images and its DSA back ("Pixel scale").
     """
     from ddsa_sim.training.infer import infer_path
 

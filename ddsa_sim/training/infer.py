@@ -4,7 +4,9 @@ Input domain. The network works on ``-ln(I / I0)`` line integrals. ``input_domai
 floating-point images (e.g. float32 TIFF exported by ddsa-sim) as already in the -ln domain and integer
 images (PNG, 16-bit TIFF, DICOM) as detector intensities ``I`` converted with ``-ln(max(I, 1) / I0)``;
 ``I0`` defaults to the largest value of the stored bit depth (``2**BitsStored - 1`` for DICOM, the dtype
-maximum otherwise).
+maximum otherwise). Floating-point intensities (``input_domain="intensity"``) have no one-count unit: they are
+floored at :data:`FLOAT_INTENSITY_FLOOR` ``* I0`` instead, and without ``i0`` their ``I0`` is the image's own
+maximum (a warning says so).
 
 Rules for the input (docs/export.md, "Inference"): give raw detector intensities (not windowed,
 not inverted, not min-max stretched) with ``--i0`` the unattenuated value, or ``-ln`` images as float
@@ -15,12 +17,14 @@ Pixel scale. The network runs on each frame resampled to the pixel spacing at th
 images (the checkpoint's ``pixel_mm``) and its DSA is resampled back (:mod:`ddsa_sim.training.pixel_grid`);
 the frames' spacing comes from an XA run's tags (:mod:`ddsa_sim.angio.xa`) or ``pixel_mm`` (PNG / TIFF).
 
-Outputs (``OUT`` = output path; for a directory of PNG / TIFF files, a directory):
+Outputs (``OUT`` = output path; for a directory of PNG / TIFF files, a directory of files named as the
+inputs). A PNG / TIFF input's output format follows ``OUT``'s extension (:data:`OUT_FORMATS`; none: the input's):
 
-* TIFF in -> float32 TIFF of the DSA (-ln domain), one page per frame.
-* PNG in -> 16-bit PNG, DSA linearly mapped ``[0, target_max] -> [0, 65535]`` (clipped;
+* ``.tif`` / ``.tiff`` -> float32 TIFF of the DSA (-ln domain), one page per frame.
+* ``.png`` -> 16-bit PNG of one frame, DSA linearly mapped ``[0, target_max] -> [0, 65535]`` (clipped;
   ``target_max`` from the model's normalisation, written in the PNG text chunk ``ddsa_scale``).
-  Both also get an 8-bit preview ``<stem>_preview.png`` (``_preview_<k>.png`` per frame of a sequence).
+  Both also get an 8-bit preview ``<stem>_preview.png`` (``_preview_<k>.png`` per frame of a sequence);
+  an existing output or preview is replaced only when asked (``overwrite``).
 * DICOM in (a multi-frame XA file or a folder of single frames of one series, read by
   :mod:`ddsa_sim.angio.xa`) -> the folder ``OUT`` of :mod:`ddsa_sim.angio.outputs`: the network's DSA
   run and, beside it, the conventional DSA of the same run (:mod:`ddsa_sim.angio.conventional`), each
@@ -53,6 +57,11 @@ __all__ = ["Frames", "infer_path", "infer_run", "predict", "read_frames", "to_lo
 
 PNG_EXT = {".png"}
 TIFF_EXT = {".tif", ".tiff"}
+#: what a PNG / TIFF input's output is written as, by the output's extension
+OUT_FORMATS = {".png": "16-bit PNG, one frame", ".tif": "float32 TIFF", ".tiff": "float32 TIFF"}
+#: floor of floating-point intensities, a fraction of I0: -ln(I/I0) <= 13.8, past any transmission a detector
+#: resolves (a 16-bit count's floor of 1 stops at 11.1), so a zero pixel stays finite
+FLOAT_INTENSITY_FLOOR = 1e-6
 Domain = Literal["auto", "log", "intensity"]
 #: an 8-bit input whose values span fewer levels than this gets a warning
 TINY_8BIT_RANGE = 32
@@ -68,13 +77,17 @@ class Frames:
     is_float: bool
 
 
-def _kind(path: Path) -> str:
+def _format(path: Path) -> str | None:
+    """``"png"`` or ``"tiff"`` by the extension of ``path``; None for any other."""
     ext = path.suffix.lower()
-    if ext in PNG_EXT:
-        return "png"
-    if ext in TIFF_EXT:
-        return "tiff"
-    raise InputError(f"{path}: unsupported input format (use PNG, TIFF or DICOM)")
+    return "png" if ext in PNG_EXT else "tiff" if ext in TIFF_EXT else None
+
+
+def _kind(path: Path) -> str:
+    kind = _format(path)
+    if kind is None:
+        raise InputError(f"{path}: unsupported input format (use PNG, TIFF or DICOM)")
+    return kind
 
 
 def _grey(arr: np.ndarray, path: Path, kind: str) -> np.ndarray:
@@ -85,6 +98,29 @@ def _grey(arr: np.ndarray, path: Path, kind: str) -> np.ndarray:
     if np.any(rgb != rgb[..., :1]):
         raise InputError(f"{path}: colour {kind.upper()} is not supported; give grey-level frames")
     return rgb[..., 0]
+
+
+def _tiff_colour(shape: tuple[int, ...]) -> bool:
+    """Whether a TIFF array of ``shape`` is one frame with colour channels last (else 2-D frames)."""
+    return len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4
+
+
+def _unreadable(path: Path, exc: Exception) -> InputError:
+    return InputError(f"{path}: cannot read image ({type(exc).__name__}: {exc})")
+
+
+def _frame_count(path: Path) -> int:
+    """The number of frames :func:`read_frames` gives for ``path``, from its header alone (no pixels decoded)."""
+    if _kind(path) == "png":
+        return 1
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.series[0].shape  # what tifffile.imread reads
+    except Exception as exc:  # the decoder's errors, as in read_frames
+        raise _unreadable(path, exc) from None
+    return shape[0] if len(shape) == 3 and not _tiff_colour(shape) else 1
 
 
 def read_frames(path: str | Path) -> Frames:
@@ -104,7 +140,7 @@ def read_frames(path: str | Path) -> Frames:
             import tifffile
 
             arr = tifffile.imread(path)
-            if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
+            if _tiff_colour(arr.shape):
                 arr = _grey(arr, path, kind)
             if arr.ndim == 2:
                 data = arr[None]
@@ -115,7 +151,7 @@ def read_frames(path: str | Path) -> Frames:
     except InputError:
         raise
     except Exception as exc:  # decoder errors of the two libraries
-        raise InputError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+        raise _unreadable(path, exc) from None
     is_float = np.issubdtype(data.dtype, np.floating)
     if not (is_float or np.issubdtype(data.dtype, np.integer)) or data.dtype == np.bool_:
         raise InputError(f"{path}: pixels of type {data.dtype} are not supported; give integer or real grey levels")
@@ -141,9 +177,13 @@ def to_log_domain(frames: Frames, domain: Domain = "auto", i0: float | None = No
     i0 = i0 if i0 is not None else frames.default_i0
     if i0 is None:
         i0 = float(data.max())
+        warnings.warn(f"{name}: floating-point intensities without --i0: I0 = the image's maximum, {i0:.6g}; give "
+                      "--i0 the unattenuated value if the image has no unattenuated pixel", stacklevel=2)
     if i0 <= 0:
         raise InputError("i0 must be > 0")
-    return (-np.log(np.maximum(data, 1.0) / i0)).astype(np.float32)
+    # below one count an integer detector value is noise; a float one has no count unit, only a scale (I0)
+    floor = i0 * FLOAT_INTENSITY_FLOOR if frames.is_float else 1.0
+    return (-np.log(np.maximum(data, floor) / i0)).astype(np.float32)
 
 
 def predict(
@@ -173,33 +213,97 @@ def _preview(dsa: np.ndarray, hi: float, path: Path) -> None:
     Image.fromarray(img).save(path)
 
 
-def write_outputs(dsa: np.ndarray, frames: Frames, out: Path, scale_max: float) -> list[Path]:
-    """Write the DSA in the input's format (PNG or TIFF) plus preview PNGs; returns written paths."""
+def _out_format(out: Path, frames: int) -> str:
+    """``"png"`` or ``"tiff"``: the format the output file ``out`` is written in, by its extension.
+
+    Raises
+    ------
+    InputError
+        ``out``'s extension is not one of :data:`OUT_FORMATS`, or it is a PNG and ``frames`` (the number of DSA
+        frames) is not 1.
+    """
+    fmt = _format(out)
+    if fmt is None:
+        accepted = ", ".join(f"{ext} ({what})" for ext, what in OUT_FORMATS.items())
+        raise InputError(f"-o {out}: cannot write {out.suffix or 'a file without extension'}; use {accepted}")
+    if fmt == "png" and frames != 1:
+        raise InputError(f"-o {out}: a PNG holds one frame, the DSA has {frames}; use .tif or .tiff")
+    return fmt
+
+
+def _previews(out: Path, frames: int) -> list[Path]:
+    """The 8-bit previews of the output ``out`` of ``frames`` frames, one per frame."""
+    return [out.parent / (f"{out.stem}_preview.png" if frames == 1 else f"{out.stem}_preview_{k:03d}.png")
+            for k in range(frames)]
+
+
+def write_outputs(dsa: np.ndarray, out: Path, scale_max: float) -> list[Path]:
+    """Write the DSA in the format of ``out``'s extension (:func:`_out_format`) plus preview PNGs.
+
+    Parameters
+    ----------
+    dsa
+        ``(N, H, W)`` DSA frames, -ln domain.
+    out
+        Output file: ``.tif`` / ``.tiff`` (float32, one page per frame) or ``.png`` (16-bit, one frame,
+        ``value = pixel / 65535 * ddsa_scale``, ``ddsa_scale`` in a text chunk).
+    scale_max
+        DSA value mapped to 65535 in a PNG, and to white in the previews (the model's ``target_max``).
+
+    Returns
+    -------
+    list of Path
+        ``out`` and its previews (:func:`_previews`).
+    """
+    n = dsa.shape[0]
+    fmt = _out_format(out, n)
     out.parent.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    if frames.kind == "tiff":
+    if fmt == "tiff":
         import tifffile
 
-        tifffile.imwrite(out, dsa if dsa.shape[0] > 1 else dsa[0], dtype=np.float32, photometric="minisblack")
+        tifffile.imwrite(out, dsa if n > 1 else dsa[0], dtype=np.float32, photometric="minisblack")
     else:
-        if dsa.shape[0] != 1:
-            raise InputError("PNG output holds one frame")
         u16 = (np.clip(dsa[0] / max(scale_max, 1e-12), 0, 1) * 65535).round().astype(np.uint16)
         info = PngImagePlugin.PngInfo()
         info.add_text("ddsa_scale", f"{scale_max:.9g}")
         info.add_text("ddsa_domain", "-ln(I_contrast/I_mask), value = pixel/65535*ddsa_scale")
         Image.fromarray(u16).save(out, pnginfo=info)
-    written.append(out)
-    stem = out.with_suffix("")
-    for k in range(dsa.shape[0]):
-        p = Path(f"{stem}_preview.png") if dsa.shape[0] == 1 else Path(f"{stem}_preview_{k:03d}.png")
+    previews = _previews(out, n)
+    for k, p in enumerate(previews):
         _preview(dsa[k], scale_max, p)
-        written.append(p)
-    return written
+    return [out, *previews]
 
 
 def _out_path(inp: Path, out: Path) -> Path:
     return out if out.suffix else out.with_suffix(inp.suffix)
+
+
+def _check_outputs(pairs: list[tuple[Path, Path]], overwrite: bool) -> None:
+    """Refuse, before any work, an (input, output file) pair that cannot be written as asked.
+
+    Raises
+    ------
+    InputError
+        An input that is not PNG / TIFF or whose header cannot be read; an output whose extension is not one of
+        :data:`OUT_FORMATS`, or a PNG for a sequence; an output or one of its previews (:func:`_previews`) that is
+        an input (even with ``overwrite``), that exists (without it), or that another input's outputs need too.
+    """
+    inputs = {src.resolve() for src, _ in pairs}
+    # what each path would hold: in a folder, a.png's preview is a_preview.png's DSA, and a.tif's preview too
+    holds = {dst.resolve(): f"the DSA of {src.name}" for src, dst in pairs}
+    for src, dst in pairs:
+        previews = _previews(dst, _frame_count(src))
+        _out_format(dst, len(previews))
+        for p in previews:
+            what = f"a preview of the DSA of {src.name}"
+            if holds.setdefault(p.resolve(), what) != what:
+                raise InputError(f"{p}: would be both {holds[p.resolve()]} and {what}; rename one of the inputs")
+        for p in [dst, *previews]:
+            if p.resolve() in inputs:
+                raise InputError(f"{p}: is the input; choose another output")
+            if p.exists() and not overwrite:
+                what = "" if p == dst else f" (the preview of {dst.name})"
+                raise InputError(f"{p}: exists{what}; choose another output, or --overwrite to replace it")
 
 
 def _run_times(run: XARun, frame_time_ms: float | None) -> tuple[np.ndarray, str]:
@@ -330,8 +434,10 @@ def infer_path(
     averages the network over the image symmetries (:func:`ddsa_sim.training.predict.network_dsa`).
     ``pixel_mm`` is the input's pixel spacing at the isocenter (mm; an XA run's files give it): the frames
     are resampled to the spacing of the network's training images, unless ``native_grid``
-    (:mod:`ddsa_sim.training.pixel_grid`). An existing output (an XA run's folder, or a file) is refused unless
-    ``overwrite`` (an XA run's folder is then emptied first); an output that is the input always.
+    (:mod:`ddsa_sim.training.pixel_grid`). A PNG / TIFF input's output is written in the format of ``out``'s
+    extension (:data:`OUT_FORMATS`; without one, the input's). An existing output (an XA run's folder, or a file or
+    one of its previews) is refused unless ``overwrite`` (an XA run's folder is then emptied first); an output that
+    is the input always. All this is checked before the network runs.
 
     Returns
     -------
@@ -359,11 +465,7 @@ def infer_path(
         pairs = [(p, out / p.name) for p in files]
     else:
         pairs = [(input_path, _out_path(input_path, out))]
-    for src, dst in pairs:
-        if dst.resolve() == src.resolve():
-            raise InputError(f"{dst}: is the input; choose another output")
-        if dst.exists() and not overwrite:
-            raise InputError(f"{dst}: exists; choose another output, or --overwrite to replace it")
+    _check_outputs(pairs, overwrite)
     written: list[Path] = []
     for src, dst in tqdm(pairs, desc="infer", disable=not progress or len(pairs) < 2):
         frames = read_frames(src)
@@ -371,5 +473,5 @@ def infer_path(
         grid = network_grid(log.shape[-2:], None if pixel_mm is None else (pixel_mm, pixel_mm), model_pixel_mm,
                              native_grid, str(src))
         dsa = predict(model, norm, log, dev, progress, tta, grid)
-        written += write_outputs(dsa, frames, dst, norm.target_max)
+        written += write_outputs(dsa, dst, norm.target_max)
     return written

@@ -70,6 +70,11 @@ def read_nifti(path: str | Path) -> Volume:
     zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
     if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
         raise InputError(f"{path}: voxel spacing (pixdim) must be positive and finite, got {zooms.tolist()}")
+    if "sform_code" in img.header and not (int(img.header["sform_code"]) or int(img.header["qform_code"])):
+        # NIfTI's "method 1": nibabel's fallback affine, voxel sizes along axes whose directions nobody recorded
+        warnings.warn(f"{path}: neither sform nor qform gives the orientation (both codes 0); read with the voxel "
+                      "sizes alone, axes as stored: check that its left, right, front and back are where you expect",
+                      stacklevel=2)
     return Volume(data, LPS_FROM_RAS @ img.affine, name=str(path))
 
 
