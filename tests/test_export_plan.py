@@ -174,7 +174,8 @@ def test_vessel_source_cts_errors(tmp_path):
         plan_dataset(cfg(g, vessels={"sources": [{"generator": "lsystem", "cts": ["pat00"]}]}))
     with pytest.raises(InputError, match=r"vessels.sources.0.cts: .*at least 1"):
         cfg(g, vessels={"sources": [{"generator": "lsystem", "cts": []}]})
-    with pytest.raises(InputError, match="vessels.sources.0: .*coronary parameter side='middle' is invalid"):
+    with pytest.raises(InputError, match=r"vessels.sources.0: .*coronary parameter side='middle' is invalid "
+                                         r"\(one of left, right, both\)"):
         cfg(g, vessels={"sources": [{"generator": "coronary", "params": {"side": "middle"}}]})
     with pytest.raises(InputError, match="vessels.sources.0: .*params.truncation: only a generator takes a word"):
         cfg(g, vessels={"sources": [{"model": "m.pt", "params": {"truncation": "high"}}]})

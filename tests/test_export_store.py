@@ -182,6 +182,8 @@ def test_existing_store_and_resume_with_other_config_refused(exported, tmp_path)
     (tmp_path / "notes" / "a.txt").write_text("x")  # not a store: nothing --resume could continue
     with pytest.raises(InputError, match="notes: already exists and is not a dataset store; choose another output"):
         run_export(cfg, tmp_path / "notes", progress=False)
+    (tmp_path / "made_for_it").mkdir()  # an empty folder made for the store is where it goes
+    assert run_export(cfg, tmp_path / "made_for_it", progress=False, preview=False).written == 8
     other = small_config(cfg.cts[0].path, seed=12)
     with pytest.raises(InputError, match=r"different config \(differs in: seed\)"):
         run_export(other, path, resume=True, progress=False)

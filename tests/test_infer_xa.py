@@ -176,6 +176,10 @@ def test_infer_folder_run_with_mask_and_frame_time_options(app_ckpt, tmp_path):
     assert r.exit_code == 0, r.output
     info = json.loads((out / "run.json").read_text())
     assert info["mask_frame"] == 1 and info["frame_times_ms"] == [0, 50, 100, 150, 200, 250]
+    r = CliRunner().invoke(app, ["infer", str(ckpt), str(tmp_path / "series"), "-o", str(tmp_path / "o9"),
+                                 "--mask-frame", "9"])  # refused before the network runs, naming the flag
+    assert r.exit_code == 2 and "--mask-frame: 9 is outside the run's 6 frames" in r.stderr, r.output
+    assert not (tmp_path / "o9").exists()
     values = _rescaled(pydicom.dcmread(out / "conventional" / "dsa.dcm"))
     bound = _quantisation_bound(ph.intensity) + 0.5 / ph.intensity[1].min()
     assert np.abs(values - (ph.iodine - ph.iodine[1])).max() <= bound + float(

@@ -111,6 +111,8 @@ def test_zarr_dataset_split_and_incomplete(store):
     assert set(ZarrDDSADataset(store, "test").ct_ids) & set(tr.ct_ids) == set()
     with pytest.raises(InputError, match="not found"):
         ZarrDDSADataset(store.parent / "nope.zarr", "train")
+    with pytest.raises(InputError, match="split: must be one of train, val, test, not 'tets'"):  # not "no samples"
+        ZarrDDSADataset(store, "tets")
 
 
 def test_on_the_fly_dataset_contract():

@@ -112,9 +112,10 @@ class CoronaryParams:
         """Raise :class:`VesselInputError` naming the first bad field; return self."""
         ax = np.asarray(self.semi_axes_mm, dtype=float).reshape(-1)
         cen = np.asarray(self.centre_mm, dtype=float).reshape(-1)
+        choices = {"side": ("left", "right", "both"), "dominance": ("right", "left", "co", "random")}
         checks = [
-            ("side", self.side in ("left", "right", "both")),
-            ("dominance", self.dominance in ("right", "left", "co", "random")),
+            ("side", self.side in choices["side"]),
+            ("dominance", self.dominance in choices["dominance"]),
             ("course_wiggle_mm", 0 <= self.course_wiggle_mm < 10),
             ("semi_axes_mm", ax.shape == (3,) and bool(np.all(ax > 0)) and bool(np.all(np.isfinite(ax)))),
             ("base_fraction", 0 < self.base_fraction < 0.95),
@@ -136,7 +137,8 @@ class CoronaryParams:
         ]
         for name, ok in checks:
             if not ok:
-                raise VesselInputError(f"coronary parameter {name}={getattr(self, name)!r} is invalid")
+                hint = f" (one of {', '.join(choices[name])})" if name in choices else ""
+                raise VesselInputError(f"coronary parameter {name}={getattr(self, name)!r} is invalid{hint}")
         return self
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "PSEUDO_PATIENT_SEPARATOR",
     "READABLE_VERSIONS",
     "SAMPLE_META_ARRAYS",
+    "SPLITS",
     "V2_META_ARRAYS",
     "V3_META_ARRAYS",
     "exposed_field",
@@ -67,6 +68,8 @@ FRAMES = "frames"
 COLLIMATION_META: tuple[str, ...] = ("left", "right", "top", "bottom", "iris_diameter")
 #: group of the per-sample metadata arrays
 META_GROUP = "meta"
+#: the values of ``meta/split``: a sample's split, by CT
+SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: ``meta/ct_id`` of a pseudo-patient: its source CT's id, this, and its number (``chest~p3``)
 PSEUDO_PATIENT_SEPARATOR = "~p"
 #: meta/ arrays: name -> (dtype, per-sample shape); ``str`` is a Zarr v3 variable-length UTF-8 string

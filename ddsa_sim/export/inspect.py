@@ -11,7 +11,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from ddsa_sim import InputError
-from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, exposed_field, sample_checksum, store_frames
+from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, SPLITS, exposed_field, sample_checksum, store_frames
 from ddsa_sim.export.store import completed, open_store
 from ddsa_sim.geometry.pixel_scale import median_pixel_spacing
 
@@ -105,7 +105,7 @@ class InspectReport:
                  + f"{self.image_shape[0]}x{self.image_shape[1]}"
                  + (f" of {self.pixel_mm:.4g} mm at the isocenter" if self.pixel_mm is not None else "")
                  + (f", sequences of {self.frames} frames" if self.frames else "")]
-        for s in ("train", "val", "test"):
+        for s in SPLITS:
             lines.append(f"  {s:<6} {self.samples_per_split.get(s, 0):>8} samples  {self.cts_per_split.get(s, 0):>5} CTs")
         lines.append(f"{'array':<20}{'mean':>12}{'std':>12}{'min':>12}{'max':>12}")
         for name, st in self.stats.items():
@@ -140,7 +140,7 @@ def inspect_store(path: str | Path, verify: bool = True) -> InspectReport:
     ct_id = np.array([str(x) for x in meta["ct_id"][:]], dtype=object)
     checksums = [str(x) for x in meta["checksum"][:]]
     per_split = Counter(split[done].tolist())
-    cts = {s: len(set(ct_id[done & (split == s)].tolist())) for s in ("train", "val", "test")}
+    cts = {s: len(set(ct_id[done & (split == s)].tolist())) for s in SPLITS}
     acc = {name: [0.0, 0.0, np.inf, -np.inf, 0] for name in IMAGE_ARRAYS}  # sum, sumsq, min, max, n
     corrupted: list[tuple[int, str]] = []
     ratios: dict[str, list[tuple[float, float]]] = {}
@@ -170,7 +170,7 @@ def inspect_store(path: str | Path, verify: bool = True) -> InspectReport:
             r for f in frames if (r := vessel_conspicuity(*f, field)) is not None)
     conspicuity = {s: {"signal_to_clutter": float(np.median([r[0] for r in rs])),
                        "signal_to_noise": float(np.median([r[1] for r in rs])), "n_images": len(rs)}
-                   for s in ("train", "val", "test") if (rs := ratios.get(s))}
+                   for s in SPLITS if (rs := ratios.get(s))}
     stats = {}
     for name, (s, ss, lo, hi, n) in acc.items():
         mean = s / n if n else float("nan")

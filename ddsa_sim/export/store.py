@@ -121,7 +121,7 @@ def create_store(path: str | Path, config: dict[str, Any], n_samples: int, image
     path = Path(path)
     if path.is_file():
         raise InputError(f"{path}: is a file, not a store folder; choose another output")
-    if path.exists() and not overwrite:
+    if path.exists() and not overwrite and any(path.iterdir()):  # an empty folder made for it is no store yet
         if not (path / "zarr.json").is_file():  # nothing --resume could continue
             raise InputError(f"{path}: already exists and is not a dataset store; choose another output")
         raise InputError(f"{path}: already exists; use --resume to continue it, or choose another output")

@@ -41,7 +41,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ddsa_sim import InputError
-from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, sample_checksum, store_frames
+from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, SPLITS, sample_checksum, store_frames
 from ddsa_sim.export.store import open_store
 
 __all__ = ["IMAGE_KEYS", "VERIFY_MODES", "InfiniteSampler", "OnTheFlyDataset", "ZarrDDSADataset", "open_store"]
@@ -122,6 +122,8 @@ class ZarrDDSADataset(Dataset):
     ) -> None:
         if verify not in VERIFY_MODES:
             raise InputError(f"verify: must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
+        if split not in SPLITS:
+            raise InputError(f"split: must be one of {', '.join(SPLITS)}, not {split!r}")
         self.store = Path(store)
         self.split = split
         self.verify = verify

@@ -375,6 +375,10 @@ def infer_run(
         Every file written.
     """
     run = read_run(run_path)
+    n = run.pixels.shape[0]
+    if n > 1 and not -n <= mask_frame < n:  # before the network runs
+        raise InputError(f"--mask-frame: {mask_frame} is outside the run's {n} frames (0..{n - 1}, or -{n}..-1 from "
+                         "the end)")
     times, times_from = _run_times(run, frame_time_ms)
     log = to_log_domain(Frames(run.pixels, "dicom", run.max_value, False), input_domain, i0)
     spacing, spacing_from = ((pixel_mm, pixel_mm), "--pixel-mm") if pixel_mm is not None else (run.pixel_mm,
