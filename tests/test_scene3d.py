@@ -55,6 +55,31 @@ def test_png_written_with_requested_size_and_content(ct, tmp_path):
     assert 0.05 < not_white < 0.95  # a picture, neither blank nor a solid block
 
 
+def test_the_carm_is_centred_in_the_picture_at_one_scale(tmp_path):
+    """The C-arm alone (no CT, labels or title): the box of its drawn pixels centred within 4 % of the picture, with
+    a margin on every side (the camera reset of its bounding box had left the detector cut off at the top and the
+    lower third empty), and the camera as far from it at every pose (one scale: side-by-side views compare)."""
+    distances = []
+    for alpha, beta in [(0.0, 0.0), (30.0, 0.0), (0.0, 30.0), (-40.0, 25.0)]:
+        carm = CArm(sensor_height=48, sensor_width=48, pixel_mm=6.0, alpha_deg=alpha, beta_deg=beta)
+        out = save_scene_png(None, carm, tmp_path / f"c{alpha}_{beta}.png", window_size=(400, 300), labels=False,
+                             show_axes=False, title="")
+        drawn = np.argwhere(np.any(np.asarray(Image.open(out).convert("RGB")) < 235, axis=2))
+        (top, left), (bottom, right) = drawn.min(axis=0), drawn.max(axis=0)
+        assert min(top, left, 299 - bottom, 399 - right) > 3, (alpha, beta, top, left, bottom, right)
+        assert abs((top + bottom) / 2 - 149.5) < 0.04 * 300 and abs((left + right) / 2 - 199.5) < 0.04 * 400
+        plotter = build_plotter(None, carm, off_screen=True, window_size=(400, 300))
+        distances.append(plotter.camera.distance)
+        plotter.close()
+    np.testing.assert_allclose(distances, distances[0], rtol=1e-6)
+
+
+def test_an_iso_level_above_the_ct_says_so(ct, tmp_path):
+    with pytest.warns(UserWarning, match=r"phantom: no voxel reaches the iso-surface level 5000 HU \(the CT spans "
+                                         r"-1000\.\.1000\)"):
+        build_plotter(ct, carm_for(ct), iso_level_hu=5000.0, skin_level_hu=None, off_screen=True).close()
+
+
 def test_parts_are_where_the_carm_says(ct):
     carm = carm_for(ct, alpha_deg=30.0, beta_deg=-20.0)
     plotter = build_plotter(ct, carm, image=np.zeros((48, 64)), off_screen=True, window_size=(200, 150))

@@ -16,6 +16,7 @@ picture.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -199,6 +200,10 @@ def add_scene(plotter: pv.Plotter, ct: Volume | None, carm: CArm, image: np.ndar
             if bone.n_points:
                 plotter.add_mesh(bone, color=COLORS["bone"], smooth_shading=True, name="ct", specular=0.2,
                                  opacity=0.3 if tree is not None else 1.0)
+            else:
+                warnings.warn(f"{ct.name}: no voxel reaches the iso-surface level {iso_level_hu:g} HU (the CT spans "
+                              f"{float(np.min(ct.data)):.0f}..{float(np.max(ct.data)):.0f}): no CT surface drawn",
+                              stacklevel=2)
             if skin_level_hu is not None:
                 skin = _surface(ct, skin_level_hu, max(downsample, 4.0))
                 if skin.n_points:
@@ -258,16 +263,47 @@ def _volume_grid(ct: Volume, spacing_mm: float) -> pv.ImageData:
 
 def _set_camera(plotter: pv.Plotter, carm: CArm, camera: str) -> None:
     """``room``: from the patient's right, above and from the feet, anterior (room ceiling) up;
-    ``lateral``: from the patient's right; ``feet``: from the feet. Zoomed to fit everything."""
+    ``lateral``: from the patient's right; ``feet``: from the feet. The C-arm centred, at one scale for every pose."""
     views = {"room": (-1.0, -0.85, -0.55), "lateral": (-1.0, 0.0, 0.0), "feet": (0.0, 0.0, -1.0)}
     if camera not in views:
         raise InputError(f"camera: use {', '.join(views)}, got {camera!r}")
-    plotter.view_vector(views[camera], viewup=(0.0, -1.0, 0.0))
     pts = np.vstack([carm.source_mm, carm.detector_corners_mm()])
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    plotter.reset_camera(bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))  # the C-arm fills the picture
-    plotter.camera.zoom(1.1)
+    centre = 0.5 * (pts[0] + pts[1:].mean(axis=0))  # halfway from the source to the detector's centre
+    radius = float(np.linalg.norm(pts - centre, axis=1).max())  # the C-arm's own size: the same at every pose
+    cam = plotter.camera
+    cam.focal_point = tuple(centre)
+    cam.up = (0.0, -1.0, 0.0)
+    direction = np.asarray(views[camera]) / np.linalg.norm(views[camera])
+    # the sphere fits: one scale at every pose (side-by-side views compare), room for the labels at the corners
+    cam.position = tuple(centre + direction * radius / np.sin(np.radians(cam.view_angle) / 2.0))
+    _centre_view(plotter, pts)
     plotter.reset_camera_clipping_range()
+
+
+def _centre_view(plotter: pv.Plotter, points_mm: np.ndarray, rounds: int = 3) -> None:
+    """Pan the camera until the screen box of ``points_mm`` (world mm) is centred in the (sub)plot.
+
+    A camera reset centres the points' bounding box in space, which in perspective leaves the C-arm off-centre on
+    the screen (the detector nearer the camera looms larger than the source; the detector was cut off at the top, the
+    picture empty below); this measures where the points land and moves the camera by that much, a few times, as
+    panning in perspective changes what it measures a little.
+    """
+    ren, cam = plotter.renderer, plotter.camera
+
+    def display(point: np.ndarray) -> np.ndarray:
+        ren.SetWorldPoint(*point, 1.0)
+        ren.WorldToDisplay()
+        return np.asarray(ren.GetDisplayPoint(), dtype=np.float64)
+
+    for _ in range(rounds):
+        screen = np.array([display(p)[:2] for p in points_mm])
+        depth = display(np.asarray(cam.focal_point))[2]
+        ren.SetDisplayPoint(*(0.5 * (screen.min(axis=0) + screen.max(axis=0))), depth)  # the box's centre
+        ren.DisplayToWorld()
+        world = np.asarray(ren.GetWorldPoint(), dtype=np.float64)
+        shift = world[:3] / world[3] - np.asarray(cam.focal_point)
+        cam.focal_point = tuple(np.asarray(cam.focal_point) + shift)
+        cam.position = tuple(np.asarray(cam.position) + shift)
 
 
 def build_plotter(ct: Volume | None, carm: CArm, image: np.ndarray | None = None, tree: Any = None,
