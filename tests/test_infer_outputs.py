@@ -159,3 +159,18 @@ def test_an_existing_preview_is_kept_unless_overwrite(app_ckpt, tmp_path, networ
             Image.fromarray(intensity[0]).save(folder / name, format="PNG" if name.endswith(".png") else "TIFF")
         _refused(_infer(app, ckpt, folder, tmp_path / "folder_out", "--overwrite"), *needles)
     assert network_runs == [1, 3] and not (tmp_path / "folder_out").exists()
+
+
+def test_integer_intensities_without_a_white_level_need_i0(app_ckpt, tmp_path, network_runs):
+    """A 32-bit or signed integer image has no detector white level (its type's top, 2**31 - 1, shifted -ln by about
+    10); negative intensities are no intensities. With --i0 a 32-bit image reads as its 16-bit twin."""
+    app, ckpt = app_ckpt
+    counts = np.random.default_rng(0).integers(200, 4000, (24, 24))
+    tifffile.imwrite(tmp_path / "i32.tif", counts.astype(np.int32))
+    tifffile.imwrite(tmp_path / "s16.tif", (counts - 1000).astype(np.int16))
+    _refused(_infer(app, ckpt, tmp_path / "i32.tif", tmp_path / "a.tif"), "int32 pixels have no white level", "--i0")
+    _refused(_infer(app, ckpt, tmp_path / "s16.tif", tmp_path / "b.tif", "--i0", "4095"),
+             "intensities must be >= 0", "--input-domain log")
+    assert network_runs == []
+    wide = to_log_domain(read_frames(tmp_path / "i32.tif"), i0=4095.0)
+    np.testing.assert_allclose(wide[0], -np.log(counts / 4095.0), rtol=1e-6)

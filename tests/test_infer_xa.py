@@ -115,6 +115,7 @@ def test_infer_xa_round_trip_dicom_png_gif_mp4(app_ckpt, tmp_path):
     assert r.exit_code == 0, r.output
     info = json.loads((out / "run.json").read_text())
     assert info["frames"] == 6 and info["mask_frame"] == 0 and info["frame_times_from"] == "dicom"
+    assert info["i0"] == 2**12 - 1  # the white level used (12 bits stored), not the absent --i0
     low, high = info["window"]
 
     # network: the DICOM holds what predict() gives on the same -ln frames

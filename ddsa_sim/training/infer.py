@@ -3,8 +3,9 @@
 Input domain. The network works on ``-ln(I / I0)`` line integrals. ``input_domain="auto"`` treats
 floating-point images (e.g. float32 TIFF exported by ddsa-sim) as already in the -ln domain and integer
 images (PNG, 16-bit TIFF, DICOM) as detector intensities ``I`` converted with ``-ln(max(I, 1) / I0)``;
-``I0`` defaults to the largest value of the stored bit depth (``2**BitsStored - 1`` for DICOM, the dtype
-maximum otherwise). Floating-point intensities (``input_domain="intensity"``) have no one-count unit: they are
+``I0`` defaults to the largest value of the stored bit depth (``2**BitsStored - 1`` for DICOM, the type's
+maximum for 8- and 16-bit unsigned images; wider or signed integers need ``i0``; negative intensities are refused).
+Floating-point intensities (``input_domain="intensity"``) have no one-count unit: they are
 floored at :data:`FLOAT_INTENSITY_FLOOR` ``* I0`` instead, and without ``i0`` their ``I0`` is the image's own
 maximum (a warning says so).
 
@@ -157,8 +158,9 @@ def read_frames(path: str | Path) -> Frames:
         raise InputError(f"{path}: pixels of type {data.dtype} are not supported; give integer or real grey levels")
     if is_float and not np.all(np.isfinite(data)):
         raise InputError(f"{path}: holds NaN or infinite values")
-    i0 = None if is_float else float(np.iinfo(data.dtype).max)
-    return Frames(data, kind, i0, is_float)
+    # a 8- or 16-bit count's white level is its type's top; a wider or signed integer's is no detector's
+    narrow = not is_float and data.dtype.kind == "u" and data.dtype.itemsize <= 2
+    return Frames(data, kind, float(np.iinfo(data.dtype).max) if narrow else None, is_float)
 
 
 def to_log_domain(frames: Frames, domain: Domain = "auto", i0: float | None = None, name: str = "input") -> np.ndarray:
@@ -174,7 +176,13 @@ def to_log_domain(frames: Frames, domain: Domain = "auto", i0: float | None = No
         domain = "log" if frames.is_float else "intensity"
     if domain == "log":
         return data.astype(np.float32)
+    if data.min() < 0:
+        raise InputError(f"{name}: intensities must be >= 0, the smallest is {data.min():g} (is it -ln data? give "
+                         "--input-domain log)")
     i0 = i0 if i0 is not None else frames.default_i0
+    if i0 is None and not frames.is_float:
+        raise InputError(f"{name}: {frames.data.dtype} pixels have no white level to read -ln(I/I0) from; give --i0, "
+                         "the unattenuated (flat-field) value")
     if i0 is None:
         i0 = float(data.max())
         warnings.warn(f"{name}: floating-point intensities without --i0: I0 = the image's maximum, {i0:.6g}; give "
@@ -406,7 +414,8 @@ def infer_run(
     written.append(write_manifest(out, {
         "sources": [str(p) for p in run.sources],
         "frames": int(log.shape[0]), "rows": int(log.shape[1]), "columns": int(log.shape[2]),
-        "bits_stored": run.bits_stored, "input_domain": input_domain, "i0": i0,
+        "bits_stored": run.bits_stored, "input_domain": input_domain,
+        "i0": None if input_domain == "log" else i0 if i0 is not None else run.max_value,  # the one used
         "frame_times_ms": [round(float(t), 3) for t in times], "frame_times_from": times_from,
         "mask_frame": mask if "conventional" in methods else None, "pixel_shift": pixel_shift,
         "mask_shifts_px": shifts.round(3).tolist(), "window": list(window), "methods": list(methods), "tta": tta,
