@@ -142,6 +142,28 @@ def test_iodine_material_by_name_gives_beer_lambert():
     assert image[32, 32] == pytest.approx(expected, rel=2e-3)
 
 
+def test_noise_is_poisson_on_the_photons_that_reach_each_pixel():
+    """DeepDRR draws Poisson(photon_prob x photon_count): behind 10 cm of water (photon transmission T) the relative
+    noise is 1 / sqrt(T) times the air's, not the same (the adapter's noise had ignored the attenuation)."""
+    from ddsa_sim.compat.deepdrr import MobileCArm, Volume
+    from ddsa_sim.compat.deepdrr.projector import Projector
+
+    cube = np.zeros((100, 100, 100), bool)
+    cube[:] = True
+    affine = np.eye(4)
+    affine[:3, 3] = -49.5  # a 10 cm water cube centred on the isocenter, nothing around it
+    vol = Volume(cube.astype(np.float32), {"water": cube}, affine)
+    carm = MobileCArm(sensor_height=128, sensor_width=128, pixel_size=2.0)  # the cube: the middle 96 pixels
+    clean = Projector(vol, carm=carm, neglog=False, step=1.0)()
+    noisy = Projector(vol, carm=carm, neglog=False, step=1.0, add_noise=True, photon_count=10000, seed=3)()
+    rel = noisy / clean - 1.0
+    behind, air = rel[44:84, 44:84].std(), np.concatenate([rel[:12].ravel(), rel[-12:].ravel()]).std()
+    spec = get_spectrum("90KV_AL40")
+    photons = spec.fluence / spec.fluence.sum()
+    transmitted = float(np.sum(photons * np.exp(-mass_attenuation("water", spec.energies_kev) * 1.0 * 10.0)))
+    assert behind / air == pytest.approx(1.0 / np.sqrt(transmitted), rel=0.1), (behind, air, transmitted)
+
+
 def test_move_to_refuses_poses_outside_the_limits_and_keeps_the_pose():
     carm = small_carm()
     carm.move_to(alpha=10, beta=5)
@@ -169,6 +191,13 @@ def test_bad_inputs_are_one_line_errors(phantom, tmp_path):
         Volume(np.ones((2, 2, 2)), {"unobtainium": np.ones((2, 2, 2), bool)}, np.eye(4))
     with pytest.raises(InputError, match="isocenter must be a point"):
         MobileCArm(isocenter=(1, 2))
+    # DeepDRR 1.2's from_hu(hu, origin, use_thresholding, spacing) would land the flag in world_from_anatomical
+    hu = np.zeros((4, 4, 4), np.float32)
+    with pytest.raises(InputError, match="give the voxel-to-anatomical 4x4 affine"):
+        Volume.from_hu(hu, (0.0, 0.0, 0.0), True, (1, 1, 2))
+    with pytest.raises(InputError, match="use_thresholding must be True or False"):
+        Volume.from_hu(hu, np.eye(4), None, (1, 1, 2))
+    assert Volume.from_hu(hu, np.eye(4)).shape == (4, 4, 4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         Projector(ct, carm=small_carm(), priorities=[0])

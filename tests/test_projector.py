@@ -205,6 +205,16 @@ def test_out_of_view_and_bad_volumes():
     proj = Projector([ProjectorVolume.single_material("v", dens, far, "water")])
     with pytest.raises(InputError, match="outside the field of view"):
         proj.render(_carm())
+    # one volume in view is enough, whichever comes first (the check had read the first alone)
+    near = np.eye(4)
+    near[:3, 3] = -1.5
+    two = Projector([ProjectorVolume.single_material("far", dens, far, "water"),
+                     ProjectorVolume.single_material("near", dens, near, "water")])
+    assert two.render(_carm()).neglog["image"].max() > 0
+    both_far = Projector([ProjectorVolume.single_material("far", dens, far, "water"),
+                          ProjectorVolume.single_material("far2", dens, far, "water")])
+    with pytest.raises(InputError, match="volume 'far' is entirely outside the field of view"):
+        both_far.render(_carm())
     with pytest.raises(InputError, match="NaN"):
         ProjectorVolume.single_material("v", np.full((2, 2, 2), np.nan), np.eye(4), "water")
     with pytest.raises(InputError, match="unique"):

@@ -52,6 +52,15 @@ def test_bad_base_is_a_one_line_error_naming_the_file(tmp_path, files, message):
         load_config(tmp_path / "a.yaml")
 
 
+def test_an_empty_or_broken_yaml_is_one_line_naming_the_file_and_line(tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    with pytest.raises(InputError, match=r"empty.yaml: empty config"):  # was: the paper-size defaults, trained
+        load_config(tmp_path / "empty.yaml")
+    (tmp_path / "broken.yaml").write_text("optim:\n  lr: 1e-3\n model: [\n")
+    with pytest.raises(InputError, match=r"broken.yaml: line 3 not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():

@@ -70,6 +70,7 @@ def test_stats_json_tortuosity_angles_and_named_segments(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["n_segments"] == 3 and data["total_length_mm"] == pytest.approx(10 + 4 + np.hypot(2, 4) + 5)
+    assert data["n_bifurcations"] == 1 and not {"branch_count", "bifurcation_count", "murray_residual_abs_max"} & set(data)
     left_dm = (4 + np.hypot(2, 4)) / np.hypot(6, 4)
     assert data["tortuosity_dm"]["median"] == pytest.approx(1.0)
     assert data["tortuosity_dm"]["p90"] == pytest.approx(1.0 + 0.8 * (left_dm - 1.0))  # numpy's linear p90
@@ -119,6 +120,12 @@ def test_voxelize_own_grid_and_like_grid(generated, tmp_path):
     np.testing.assert_allclose(np.asarray(img2.dataobj), ref, atol=1e-6)
     # same tree, same lumen volume on both grids (within the voxelizer's accuracy)
     assert ref.sum() * 0.64 == pytest.approx(lumen, rel=0.05)
+    assert "outside the --like grid" not in res.output
+    # a grid that holds half the tree says so (its lumen was cut without a word)
+    half = tuple(shape[:2]) + (shape[2] // 2,)
+    nib.save(nib.Nifti1Image(np.zeros(half, dtype=np.int16), ct_affine_ras), str(tmp_path / "half.nii.gz"))
+    res = _invoke("voxelize", generated, "--like", tmp_path / "half.nii.gz", "-o", tmp_path / "cut.nii")
+    assert res.exit_code == 0 and "tree nodes lie outside the --like grid" in res.output, res.output
 
 
 def _json_tree(path, radii, parents=(-1, 0, 1)):

@@ -131,8 +131,13 @@ def tree_stats(tree: VesselTree) -> dict:
     except Exception:  # noqa: BLE001  # pragma: no cover - optional extras must not break the core stats
         extra = {}
     for k, v in extra.items():
-        out.setdefault(k, v)
+        if k not in _SUMMARY_TWINS:  # one name per number
+            out.setdefault(k, v)
     return json_safe(out)
+
+
+#: :func:`vessel_models.morphometrics.summary` entries that :func:`tree_stats` gives under its own names
+_SUMMARY_TWINS = ("branch_count", "bifurcation_count", "murray_residual_abs_max")
 
 
 def _like_grid(path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -225,6 +230,12 @@ def voxelize(
     typer.echo(f"{output}: grid {shape[0]}x{shape[1]}x{shape[2]}, lumen volume {lumen:.1f} mm^3")
     if lumen == 0.0:
         typer.echo("warning: the tree does not intersect the grid (all voxels are 0)", err=True)
+    elif like is not None:
+        ijk = (tree.positions_mm - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
+        outside = int(np.count_nonzero(np.any((ijk < -0.5) | (ijk > np.asarray(shape) - 0.5), axis=1)))
+        if outside:
+            typer.echo(f"warning: {outside} of {tree.n_nodes} tree nodes lie outside the --like grid: the lumen "
+                       "there is cut off", err=True)
 
 
 @app.command()

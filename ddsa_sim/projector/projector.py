@@ -168,19 +168,27 @@ class Projector:
             self._marcher = shared_marcher(self.device)
         return self._marcher
 
-    def check_in_view(self, carm: CArm, volume: str) -> None:
-        """Raise when the volume projects entirely outside the detector or lies behind the source."""
-        v = self.volumes[volume]
-        corners = v.corners_mm()
+    def check_in_view(self, carm: CArm, volumes: str | Sequence[str]) -> None:
+        """Raise when every one of ``volumes`` (a name, or names) projects entirely outside the detector or lies
+        behind the source (naming the first); one in view is enough, in whatever order they come."""
+        names = [volumes] if isinstance(volumes, str) else list(volumes)
+        reasons = [why for name in names if (why := self._out_of_view(carm, name)) is not None]
+        if len(reasons) == len(names):
+            raise InputError(reasons[0])
+
+    def _out_of_view(self, carm: CArm, volume: str) -> str | None:
+        """Why the volume cannot be seen at this pose (behind the source, outside the field of view), or None."""
+        corners = self.volumes[volume].corners_mm()
         depth = (corners - carm.source_mm) @ carm.principal_ray
         if np.all(depth <= 0):
-            raise InputError(f"volume '{volume}' lies behind the X-ray source at this pose")
+            return f"volume '{volume}' lies behind the X-ray source at this pose"
         uv = carm.project(corners[depth > 0])
         if (uv[:, 0].max() < 0 or uv[:, 0].min() > carm.sensor_width or uv[:, 1].max() < 0
                 or uv[:, 1].min() > carm.sensor_height):
             iso = ", ".join(f"{x:g}" for x in np.round(carm.isocenter_mm, 1))
-            raise InputError(f"volume '{volume}' is entirely outside the field of view at alpha={carm.alpha_deg:g}, "
-                             f"beta={carm.beta_deg:g}, isocenter=({iso}) mm")
+            return (f"volume '{volume}' is entirely outside the field of view at alpha={carm.alpha_deg:g}, "
+                    f"beta={carm.beta_deg:g}, isocenter=({iso}) mm")
+        return None
 
     # ------------------------------------------------------------------ images
     def combine(self, per_volume: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
@@ -202,9 +210,10 @@ class Projector:
             np.maximum(total, 0.0, out=total)
         return total
 
-    def intensity(self, area_density: np.ndarray) -> np.ndarray:
-        """Relative intensity I/I0 (float32) of (H, W, M) area densities (g/cm^2)."""
-        return integrate_spectrum(area_density, self._mu, self.spectrum, mode=self.mode, dtype=np.float32,
+    def intensity(self, area_density: np.ndarray, mode: str | None = None) -> np.ndarray:
+        """Relative intensity I/I0 (float32) of (H, W, M) area densities (g/cm^2), for the projector's detector
+        response or ``mode`` (``"photon"``: the transmitted fraction of the photons)."""
+        return integrate_spectrum(area_density, self._mu, self.spectrum, mode=mode or self.mode, dtype=np.float32,
                                   threads=self.threads)
 
     def render(self, carm: CArm, images: dict[str, Sequence[str]] | None = None,
@@ -226,7 +235,7 @@ class Projector:
                 raise InputError(f"image refers to unknown volume '{n}'; volumes: {list(self.volumes)}")
         needed = [n for n in self.volumes if any(n in names for names in images.values())]
         if check_fov and needed:
-            self.check_in_view(carm, needed[0])
+            self.check_in_view(carm, needed)
         per_volume = {n: self.march(carm, n) for n in needed}
         area, inten, nl = {}, {}, {}
         for image, names in images.items():

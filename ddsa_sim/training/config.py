@@ -252,9 +252,12 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if data is None:
-        return {}
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}:{line} not valid YAML ({getattr(exc, 'problem', None) or str(exc).splitlines()[0]})"
+                         ) from None
+    if data is None:  # not the defaults' 512-pixel crops of a paper-size network, by accident
+        raise InputError(f"{path}: empty config; start from one of experiments/ (e.g. base: ddsa_cpu_small.yaml)")
     if not isinstance(data, dict):
         raise InputError(f"{path}: top level must be a mapping")
     base = data.pop("base", None)

@@ -130,6 +130,10 @@ class MobileCArm:
     def camera3d_from_world(self) -> kg.FrameTransform:
         return kg.FrameTransform(self.view().camera3d_from_world)
 
+    def get_camera3d_from_world(self) -> kg.FrameTransform:
+        """:attr:`camera3d_from_world` (DeepDRR 1.2's method spelling)."""
+        return self.camera3d_from_world
+
     @property
     def source_in_world(self) -> kg.Point3D:
         return kg.point(*self.view().source_mm)

@@ -4,7 +4,8 @@ What a call returns, as DeepDRR 1.2 with its defaults (``neglog=True``, ``add_no
 
 1. ``I`` (keV per photon) = sum_b E_b p_b exp(-sum_m mu_m(E_b) A_m): our relative intensity I/I0
    (energy-integrating) times the spectrum's mean energy sum_b E_b p_b. With ``add_noise``,
-   Poisson noise for ``photon_count`` photons per pixel, correlated by DeepDRR's 3x3 kernel.
+   Poisson noise for the photons reaching each pixel (``photon_count`` x its photon transmission, as DeepDRR's
+   ``photon_prob * photon_count``), correlated by DeepDRR's 3x3 kernel.
    With ``add_scatter`` / ``scatter_num``, our scatter kernel superposition (not DeepDRR's Monte Carlo).
 2. ``intensity_upper_bound`` (keV) clips ``I`` from above.
 3. ``neglog=True``: DeepDRR's per-image min-max transform (:func:`ddsa_sim.compat.deepdrr.utils.neglog`),
@@ -158,11 +159,15 @@ class Projector:
             raise InputError("Projector: give carm=MobileCArm(...) (or device=) to project")
         view = self.carm.view()
         proj = self.native_projector()
-        relative = proj.render(view).intensity["image"].astype(np.float64)
+        images = proj.render(view)
+        primary = images.intensity["image"].astype(np.float64)
+        relative = primary
         if self.add_scatter:
-            relative = relative + scatter_image(relative, view, proj.spectrum, proj.mode, ScatterSettings())
-        if self.add_noise:
-            relative = add_quantum_noise(relative, self.photon_count, self.rng, "deepdrr3x3").clip(min=0.0)
+            relative = primary + scatter_image(primary, view, proj.spectrum, proj.mode, ScatterSettings())
+        if self.add_noise:  # Poisson on the photons that reach each pixel, as DeepDRR's photon_prob x photon_count
+            area = np.stack([images.area_density_g_per_cm2["image"][m] for m in proj.materials], axis=-1)
+            transmitted = proj.intensity(area, mode="photon").astype(np.float64) + (relative - primary)  # + scatter
+            relative = add_quantum_noise(relative, self.photon_count * transmitted, self.rng, "deepdrr3x3").clip(min=0.0)
         mean_kev = proj.spectrum.mean_energy_kev
         if self.intensity_upper_bound is not None:
             relative = np.minimum(relative, self.intensity_upper_bound / mean_kev)
