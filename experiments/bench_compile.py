@@ -53,7 +53,7 @@ def _marcher_inputs(n: int, pixels: int):
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     bricks, shift = brick_occupancy(dens)
     return (dens.view(np.uint32), 0, np.zeros(1, np.int64), vfw, np.array([0.0, 0.0, -2.8 * n]), dirs,
-            np.arange(len(dirs)), np.zeros((len(dirs), 1)), bricks, shift)
+            np.full(len(dirs), 1e30), np.arange(len(dirs)), np.zeros((len(dirs), 1)), bricks, shift)
 
 
 def _call(kernel: str, size: str):
@@ -77,12 +77,12 @@ def _call(kernel: str, size: str):
     from ddsa_sim.projector.kernels_cpu import siddon_area_density, trilinear_area_density
 
     args = _marcher_inputs(*((16, 4) if size == "tiny" else (256, 256)))
-    out = args[7]
+    out = args[8]
 
     def render():
         out.fill(0.0)  # the kernels accumulate into ``out``: each call renders one image
         if kernel == "trilinear":
-            trilinear_area_density(*args[:7], 0.0, *args[7:])
+            trilinear_area_density(*args[:8], 0.0, *args[8:])
         else:
             siddon_area_density(*args)
         return out

@@ -198,6 +198,24 @@ def test_thread_count_does_not_change_results(phantom_grid):
                                               two.area_density_g_per_cm2[image][material])
 
 
+@pytest.mark.parametrize("method,backend", [("siddon", "numba"), ("trilinear", "numba"), ("trilinear", "torch")])
+def test_rays_end_on_the_detector(method, backend):
+    """A water slab across the detector plane (AP view: source at y = +530, detector at y = -490 mm) attenuates
+    only between its near face and the detector: the chord 120 mm / cos(ray angle), not the slab's 230 mm."""
+    if backend == "torch":
+        pytest.importorskip("torch")
+    carm = _carm()
+    affine = np.diag([4.0, 2.0, 4.0, 1.0])
+    affine[:3, 3] = [-198.0, -599.0, -198.0]  # y faces at -600 and -370 mm, x and z faces at +-200 mm
+    slab = ProjectorVolume.single_material("slab", np.ones((100, 115, 100), np.float32), affine, "water")
+    proj = Projector([slab], method=method, backend=backend, step_mm=0.5 if method == "trilinear" else None)
+    area = proj.render(carm).area_density_g_per_cm2["image"]["water"]
+    dirs = carm.ray_directions()
+    assert np.allclose(carm.source_mm, [0.0, 530.0, 0.0]) and np.allclose(carm.detector_center_mm, [0.0, -490.0, 0.0])
+    expected = 1.0 * 120.0 / np.abs(dirs[..., 1]) / 10.0  # g/cm^2
+    np.testing.assert_allclose(area, expected, rtol=1e-5)
+
+
 def test_out_of_view_and_bad_volumes():
     dens = np.ones((4, 4, 4), np.float32)
     far = np.eye(4)
@@ -231,10 +249,11 @@ def test_empty_space_skipping_and_ray_order_are_exact(method):
     from ddsa_sim.projector.kernels_cpu import brick_occupancy, siddon_area_density, trilinear_area_density
 
     def march(dens_bits, vfw, src, dirs, order, out, bricks, shift):
+        ends = np.full(len(dirs), 1e30)  # no detector in the way
         if method == "siddon":
-            siddon_area_density(dens_bits, 0, lut, vfw, src, dirs, order, out, bricks, shift)
+            siddon_area_density(dens_bits, 0, lut, vfw, src, dirs, ends, order, out, bricks, shift)
         else:
-            trilinear_area_density(dens_bits, 0, lut, vfw, src, dirs, order, 0.0, out, bricks, shift)
+            trilinear_area_density(dens_bits, 0, lut, vfw, src, dirs, ends, order, 0.0, out, bricks, shift)
 
     rng = np.random.default_rng(7)
     dens = np.zeros((70, 45, 90), np.float32)

@@ -115,6 +115,12 @@ def test_zarr_dataset_split_and_incomplete(store):
         ZarrDDSADataset(store, "tets")
 
 
+def test_a_crop_larger_than_the_images_is_said(store, tmp_path):
+    cfg = _cfg(data={"crop_size": 64}, optim={"max_steps": 1, "val_every": 1})
+    with pytest.warns(UserWarning, match=r"data.crop_size 64 is larger than the training images \(48x48\)"):
+        run_training(cfg, tmp_path / "run", store=store, progress=False)
+
+
 def test_on_the_fly_dataset_contract():
     ds = OnTheFlyDataset(SyntheticRenderer(seed=1, size=32), length=5)
     a, b = ds[2], ds[2]

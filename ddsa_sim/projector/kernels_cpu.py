@@ -244,7 +244,7 @@ def _occupied_runs(s0, s1, s2, d0, d1, d2, tmin, tmax, bricks, brick_shift, runs
 
 
 @numba.njit(parallel=True, cache=True)
-def siddon_area_density(bits, label_mask, lut, vox_from_world, source, directions, order, out, bricks,
+def siddon_area_density(bits, label_mask, lut, vox_from_world, source, directions, ray_end, order, out, bricks,
                         brick_shift):
     """Exact line integrals through piecewise-constant voxels (Siddon / Amanatides-Woo traversal).
 
@@ -260,6 +260,8 @@ def siddon_area_density(bits, label_mask, lut, vox_from_world, source, direction
     vox_from_world : float64 (3, 4), world mm -> voxel index (voxel i spans [i - 0.5, i + 0.5])
     source : float64 (3,), world mm
     directions : float64 (R, 3), unit ray directions (world)
+    ray_end : float64 (R,), where each ray ends (mm from the source): its detector pixel; nothing beyond it
+        attenuates
     order : int64 (R,)
         The order in which rays are marched (see :func:`cache_friendly_order`); it changes speed,
         never results.
@@ -277,12 +279,13 @@ def siddon_area_density(bits, label_mask, lut, vox_from_world, source, direction
     n = order.shape[0]
     for task in numba.prange((n + _RAYS_PER_TASK - 1) // _RAYS_PER_TASK):
         lo = task * _RAYS_PER_TASK
-        _siddon_rays(fbits, bits.shape, label_mask, lut, A, s0, s1, s2, directions, order, lo,
+        _siddon_rays(fbits, bits.shape, label_mask, lut, A, s0, s1, s2, directions, ray_end, order, lo,
                      min(lo + _RAYS_PER_TASK, n), bricks, brick_shift, out)
 
 
 @numba.njit(cache=True)
-def _siddon_rays(fbits, shape, label_mask, lut, A, s0, s1, s2, directions, order, lo, hi, bricks, brick_shift, out):
+def _siddon_rays(fbits, shape, label_mask, lut, A, s0, s1, s2, directions, ray_end, order, lo, hi, bricks, brick_shift,
+                 out):
     """March the rays ``order[lo:hi]`` into ``out``: one task of :func:`siddon_area_density`.
 
     A function of its own, not inlined into the parallel loop: the helpers inlined here make a large
@@ -297,6 +300,7 @@ def _siddon_rays(fbits, shape, label_mask, lut, A, s0, s1, s2, directions, order
         r = order[pos]
         d0, d1, d2 = _apply(A, directions[r, 0], directions[r, 1], directions[r, 2], 0.0)
         tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
+        tmax = min(tmax, ray_end[r])  # the ray ends on its detector pixel
         if tmax <= tmin:
             continue
         acc[:] = 0.0
@@ -432,7 +436,7 @@ def plane_grid(sa, da, tmin, tmax, step_mm):
 
 
 @numba.njit(parallel=True, cache=True)
-def trilinear_area_density(bits, label_mask, lut, vox_from_world, source, directions, order, step_mm, out, bricks,
+def trilinear_area_density(bits, label_mask, lut, vox_from_world, source, directions, ray_end, order, step_mm, out, bricks,
                            brick_shift):
     """Line integrals of the trilinear interpolant, sampled on the voxel planes of each ray's dominant axis.
 
@@ -458,12 +462,12 @@ def trilinear_area_density(bits, label_mask, lut, vox_from_world, source, direct
     n = order.shape[0]
     for task in numba.prange((n + _RAYS_PER_TASK - 1) // _RAYS_PER_TASK):
         lo = task * _RAYS_PER_TASK
-        _trilinear_rays(fbits, bits.shape, label_mask, lut, A, s0, s1, s2, directions, order, lo,
+        _trilinear_rays(fbits, bits.shape, label_mask, lut, A, s0, s1, s2, directions, ray_end, order, lo,
                         min(lo + _RAYS_PER_TASK, n), step_mm, bricks, brick_shift, out)
 
 
 @numba.njit(cache=True)
-def _trilinear_rays(fbits, shape, label_mask, lut, A, s0, s1, s2, directions, order, lo, hi, step_mm, bricks,
+def _trilinear_rays(fbits, shape, label_mask, lut, A, s0, s1, s2, directions, ray_end, order, lo, hi, step_mm, bricks,
                     brick_shift, out):
     """March the rays ``order[lo:hi]`` into ``out``: one task of :func:`trilinear_area_density` (a function of
     its own for the reason given at :func:`_siddon_rays`)."""
@@ -476,6 +480,7 @@ def _trilinear_rays(fbits, shape, label_mask, lut, A, s0, s1, s2, directions, or
         r = order[pos]
         d0, d1, d2 = _apply(A, directions[r, 0], directions[r, 1], directions[r, 2], 0.0)
         tmin, tmax = _clip_to_box(s0, s1, s2, d0, d1, d2, n0, n1, n2, -0.5)
+        tmax = min(tmax, ray_end[r])  # the ray ends on its detector pixel
         if tmax <= tmin:
             continue
         # the dominant axis: the first of the largest |d|

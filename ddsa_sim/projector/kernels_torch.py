@@ -69,8 +69,9 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def rays_on_device(carms: Sequence[CArm], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """World sources (V, 3) and unit directions (V, H*W, 3), float64, built on ``device``.
+def rays_on_device(carms: Sequence[CArm], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """World sources (V, 3), unit directions (V, H*W, 3) and lengths to the detector pixels (V, H*W, mm), float64,
+    built on ``device``.
 
     The same arithmetic as :meth:`CArm.ray_directions` (pixel centres at ``(col + 0.5, row + 0.5)``),
     from a few bytes of matrices per view instead of an uploaded ray array.
@@ -92,8 +93,8 @@ def rays_on_device(carms: Sequence[CArm], device: torch.device) -> tuple[torch.T
     pts = torch.einsum("vrk,vjk->vrj", pts_cam, wfc[:, :3, :3]) + wfc[:, None, :3, 3]
     src = torch.as_tensor(np.stack([c.source_mm for c in carms]), device=device)  # (V, 3)
     d = pts - src[:, None, :]
-    d = d / torch.linalg.norm(d, dim=-1, keepdim=True)
-    return src, d
+    length = torch.linalg.norm(d, dim=-1)
+    return src, d / length[..., None], length
 
 
 def _clip_to_box(s: torch.Tensor, d: torch.Tensor, shape: tuple[int, int, int], lo: float = -0.5):
@@ -204,12 +205,13 @@ class TorchMarcher:
         n_loc = chans.shape[1]
         shape = vol.shape
         f64, dt, dev = torch.float64, self.dtype, self.device
-        src, dirs = rays_on_device(carms, dev)  # (V, 3), (V, R, 3)
+        src, dirs, ends = rays_on_device(carms, dev)  # (V, 3), (V, R, 3), (V, R)
         n_views, n_rays = dirs.shape[0], dirs.shape[1]
         a = torch.as_tensor(np.linalg.inv(vol.world_from_voxel)[:3, :], device=dev)  # vox_from_world (3, 4)
         s_vox = (src @ a[:, :3].T + a[:, 3])[:, None, :].expand(n_views, n_rays, 3).reshape(-1, 3)
         d_vox = (dirs @ a[:, :3].T).reshape(-1, 3)
         tmin, tmax = _clip_to_box(s_vox, d_vox, shape)
+        tmax = torch.minimum(tmax, ends.reshape(-1))  # the ray ends on its detector pixel
         out = torch.zeros(n_views * n_rays, n_materials, dtype=f64, device=dev)
         hit = torch.nonzero(tmax > tmin).squeeze(1)
         if hit.numel() == 0:

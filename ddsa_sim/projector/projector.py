@@ -96,7 +96,7 @@ class Projector:
             from ddsa_sim.projector.kernels_torch import resolve_device
             resolve_device(self.device)  # a one-line error when CUDA is missing
         self._marcher = None
-        self._rays: tuple[CArm, np.ndarray] | None = None  # the last view's ray directions
+        self._rays: tuple[CArm, np.ndarray, np.ndarray] | None = None  # the last view's rays: directions, lengths
         self.volumes = {v.name: v for v in volumes}
         self.spectrum = get_spectrum(spectrum)
         self.mode = mode
@@ -137,28 +137,32 @@ class Projector:
                 v = replace(v, world_from_voxel=world_from_voxel)
             out = self.torch_marcher().march(v, self._luts[volume], len(self.materials), [carm], self.step_mm)
             return (out[0] * 0.1).cpu().numpy()
-        dirs = self._ray_directions(carm)
+        dirs, ends = self._ray_directions(carm)
         out = np.zeros((dirs.shape[0], len(self.materials)), dtype=np.float64)
         vox_from_world = np.linalg.inv(world_from_voxel)[:3, :]
         order = cache_friendly_order(dirs.reshape(carm.sensor_height, carm.sensor_width, 3), vox_from_world)
         with numba_threads(self.threads):
             if self.method == "siddon":
                 siddon_area_density(v.density_bits, v.label_mask, self._luts[volume],
-                                    vox_from_world, carm.source_mm, dirs, order, out, *v.occupancy())
+                                    vox_from_world, carm.source_mm, dirs, ends, order, out, *v.occupancy())
             else:
                 trilinear_area_density(v.density_bits, v.label_mask, self._luts[volume], vox_from_world,
-                                       carm.source_mm, dirs, order, self.step_mm or 0.0, out,
+                                       carm.source_mm, dirs, ends, order, self.step_mm or 0.0, out,
                                        *v.occupancy())
         out *= 0.1  # g/cm^3 x mm -> g/cm^2
         return out.reshape(carm.sensor_height, carm.sensor_width, len(self.materials))
 
-    def _ray_directions(self, carm: CArm) -> np.ndarray:
-        """(H*W, 3) ray directions of ``carm``, kept for the next march of the same view object."""
+    def _ray_directions(self, carm: CArm) -> tuple[np.ndarray, np.ndarray]:
+        """(H*W, 3) unit ray directions of ``carm`` and (H*W,) their lengths from the source to their detector
+        pixels (mm), kept for the next march of the same view object."""
         if self._rays is None or self._rays[0] is not carm:
             dirs = carm.ray_directions().reshape(-1, 3)
-            dirs.setflags(write=False)
-            self._rays = (carm, dirs)
-        return self._rays[1]
+            # the pixels lie on the detector plane, SDD along the principal ray from the source
+            ends = carm.source_to_detector_distance / (dirs @ carm.principal_ray)
+            for a in (dirs, ends):
+                a.setflags(write=False)
+            self._rays = (carm, dirs, ends)
+        return self._rays[1], self._rays[2]
 
     def torch_marcher(self):
         """The torch backend's marcher for ``self.device``, shared by the process's projectors (a
