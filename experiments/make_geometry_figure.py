@@ -11,7 +11,6 @@ Usage: ``python experiments/make_geometry_figure.py [OUT_DIR]`` (default docs/im
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,4 +79,9 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", nargs="?", help="folder of the pictures (default docs/img)")
+    args = parser.parse_args()
+    main([args.out_dir] if args.out_dir else [])

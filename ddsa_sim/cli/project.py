@@ -45,7 +45,8 @@ def project(ct: str = CT_ARG, out: Path = OUT_DIR,
             detector: str = DETECTOR, pixel_mm: float = PIXEL_MM, kvp: Optional[float] = KVP,
             filter_al: Optional[float] = FILTER_AL, spectrum: Optional[str] = SPECTRUM, isocenter: Optional[str] = ISOCENTER,
             method: str = METHOD, device: str = DEVICE, overwrite: bool = OVERWRITE) -> None:
-    """Render one view of a CT: OUT/view_000.npz (neglog, intensity, density_<material>, projection_matrix) + PNG."""
+    """Render one view of a CT: OUT/view_000.npz (neglog, intensity, density_<material>, projection_matrix) + PNG
+    of -ln(I/I0) (more attenuation brighter, as a radiograph; `dsa` shows frames in the fluoroscopy convention)."""
     from ddsa_sim.cli.drr import run_sweep
     from ddsa_sim.files import claim_output, clear_output
     from ddsa_sim.geometry import Pose
