@@ -125,11 +125,10 @@ def preflight(config: DatasetConfig, scheduler: str | None = None) -> None:
     suit ``device``, a CUDA ``device`` exists here (where the workers run on this machine), every CT exists and is
     not above ``max_ct_voxels`` (from the file header where the format allows), every vessel file exists, and the
     scene renderer knows every generator and parameter named."""
-    if scheduler is not None:
-        _local_workers(scheduler)
+    local = scheduler is None or _local_workers(scheduler) is not None  # refuses local:0 now
     if config.renderer == "scene":
         scene_options(config.renderer_options, config.device)
-    if scheduler is None or _local_workers(scheduler) is not None:
+    if local:
         check_device_available(config.device)
     for ct in resolve_ct_entries(config):
         n = peek_voxels(ct.source)
