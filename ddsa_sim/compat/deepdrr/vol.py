@@ -75,9 +75,9 @@ class Volume:
         """A volume from Hounsfield units: DeepDRR's HU -> density fit and threshold materials
         (air <= -800 HU < soft tissue <= 350 HU < bone) unless ``materials`` are given."""
         if np.asarray(getattr(anatomical_from_IJK, "data", anatomical_from_IJK)).shape != (4, 4):
-            raise InputError("Volume.from_hu(hu, anatomical_from_IJK, ...): give the voxel-to-anatomical 4x4 affine "
-                             "(DeepDRR 1.0's form); DeepDRR 1.2's (origin, use_thresholding, spacing) form is not "
-                             "supported: build the affine from the origin and spacing")
+            raise InputError("Volume.from_hu(hu, anatomical_from_IJK, ...): give the voxel-to-anatomical 4x4 affine; "
+                             "DeepDRR 1.2's (origin, use_thresholding, spacing) form is not supported: build the "
+                             "affine from the origin and spacing")
         if not isinstance(use_thresholding, (bool, np.bool_)):
             raise InputError(f"Volume.from_hu: use_thresholding must be True or False, got {use_thresholding!r}")
         hu = np.asarray(hu, dtype=np.float32)
