@@ -160,5 +160,9 @@ def test_a_run_that_fails_before_any_sample_leaves_no_store(tmp_path):
     with pytest.raises(RuntimeError, match="fake renderer failure"):
         run_export(cfg.model_copy(update={"renderer_options": {"fail": True}}), store, progress=False, preview=False)
     assert not store.exists()
+    store.mkdir()  # a folder made for the store is emptied, not removed
+    with pytest.raises(RuntimeError, match="fake renderer failure"):
+        run_export(cfg.model_copy(update={"renderer_options": {"fail": True}}), store, progress=False, preview=False)
+    assert store.is_dir() and not any(store.iterdir())
     run_export(cfg, store, progress=False, preview=False)  # the corrected command runs as a first one
     assert inspect_store(store).n_complete == N

@@ -170,7 +170,13 @@ def test_integer_intensities_without_a_white_level_need_i0(app_ckpt, tmp_path, n
     tifffile.imwrite(tmp_path / "s16.tif", (counts - 1000).astype(np.int16))
     _refused(_infer(app, ckpt, tmp_path / "i32.tif", tmp_path / "a.tif"), "int32 pixels have no white level", "--i0")
     _refused(_infer(app, ckpt, tmp_path / "s16.tif", tmp_path / "b.tif", "--i0", "4095"),
-             "intensities must be >= 0", "--input-domain log")
+             "of the intensities are negative", "--input-domain log")
     assert network_runs == []
     wide = to_log_domain(read_frames(tmp_path / "i32.tif"), i0=4095.0)
     np.testing.assert_allclose(wide[0], -np.log(counts / 4095.0), rtol=1e-6)
+    dark = counts.astype(np.int16)
+    dark[0, :3] = -2  # an offset-corrected frame's few dark pixels: floored at one count, with a word
+    tifffile.imwrite(tmp_path / "dark.tif", dark)
+    with pytest.warns(UserWarning, match="of the intensities are negative"):
+        floored = to_log_domain(read_frames(tmp_path / "dark.tif"), i0=4095.0)
+    assert np.all(floored[0, 0, :3] == np.float32(np.log(4095.0)))

@@ -56,6 +56,9 @@ def test_an_empty_or_broken_yaml_is_one_line_naming_the_file_and_line(tmp_path):
     (tmp_path / "empty.yaml").write_text("# nothing yet\n")
     with pytest.raises(InputError, match=r"empty.yaml: empty config"):  # was: the paper-size defaults, trained
         load_config(tmp_path / "empty.yaml")
+    (tmp_path / "typo.yaml").write_text("data:\n  train_split: trian\n")
+    with pytest.raises(InputError, match=r"typo.yaml: data.train_split: "):  # at load, naming the field
+        load_config(tmp_path / "typo.yaml")
     (tmp_path / "broken.yaml").write_text("optim:\n  lr: 1e-3\n model: [\n")
     with pytest.raises(InputError, match=r"broken.yaml: line 3 not valid YAML"):
         load_config(tmp_path / "broken.yaml")

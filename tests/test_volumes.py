@@ -109,12 +109,13 @@ def test_dicom_series_rejects_bad_series(tmp_path, kind, match):
 def _enhanced_ct(tmp_path, order=(3, 0, 4, 1, 2), slope=0.5):
     """CT5N's five slices as one enhanced multi-frame CT file, frames in ``order``: each frame's position in its
     own functional group, orientation and pixel spacing shared, stored values doubled with RescaleSlope 0.5 (the
-    HU the same as the series')."""
+    HU the same as the series'), the first frame's quadrupled with a slope of 0.25 in its own group."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
     dss = [pydicom.dcmread(f) for f in sorted(__import__("pathlib").Path(get_testdata_file("CT5N")).iterdir())]
-    frames = [((dss[k].pixel_array.astype(np.float64) * float(dss[k].RescaleSlope)) / slope).astype(np.int16)
+    own = {order[0]: slope / 2}  # one frame's own rescale overrides the shared one
+    frames = [((dss[k].pixel_array.astype(np.float64) * float(dss[k].RescaleSlope)) / own.get(k, slope)).astype(np.int16)
               for k in order]
     out = copy.deepcopy(dss[0])
     for name in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "RescaleSlope",
@@ -135,7 +136,11 @@ def _enhanced_ct(tmp_path, order=(3, 0, 4, 1, 2), slope=0.5):
                                                                   RescaleIntercept=dss[0].RescaleIntercept)]))
     out.SharedFunctionalGroupsSequence = Sequence([shared])
     out.PerFrameFunctionalGroupsSequence = Sequence(
-        [item(PlanePositionSequence=Sequence([item(ImagePositionPatient=dss[k].ImagePositionPatient)])) for k in order])
+        [item(PlanePositionSequence=Sequence([item(ImagePositionPatient=dss[k].ImagePositionPatient)]),
+              **({"PixelValueTransformationSequence": Sequence([item(RescaleSlope=str(own[k]),
+                                                                     RescaleIntercept=dss[0].RescaleIntercept)])}
+                 if k in own else {}))
+         for k in order])
     path = tmp_path / "enhanced.dcm"
     out.save_as(path)
     return path

@@ -290,12 +290,12 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     except VesselInputError as exc:
         raise InputError(f"--param: {exc}") from None
     feeding = None
-    if feed_direction is None and (feed_cone != 0.0 or feed_roll != "0,360"):
+    roll = parse_float_list(feed_roll, "feed-roll")
+    if len(roll) != 2 or not roll[0] <= roll[1]:
+        raise InputError(f"--feed-roll: expected LO,HI in degrees with LO <= HI, got {feed_roll!r}")
+    if feed_direction is None and (feed_cone != 0.0 or roll != [0.0, 360.0]):
         raise InputError("--feed-cone and --feed-roll turn a tree about its --feed-direction; give that too")
     if feed_direction is not None:
-        roll = parse_float_list(feed_roll, "feed-roll")
-        if len(roll) != 2 or not roll[0] <= roll[1]:
-            raise InputError(f"--feed-roll: expected LO,HI in degrees with LO <= HI, got {feed_roll!r}")
         if not 0.0 <= feed_cone <= 180.0:
             raise InputError(f"--feed-cone: must be within 0-180 deg, got {feed_cone:g}")
         feeding = Feeding(parse_point(feed_direction, "feed-direction"), feed_cone, (roll[0], roll[1]))

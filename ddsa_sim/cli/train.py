@@ -47,7 +47,11 @@ def _note_changed_config(path: Path, new: dict) -> None:
             items.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
         return items
 
-    old, now = flat(json.loads(path.read_text())), flat(new)
+    try:
+        old = flat(json.loads(path.read_text()))
+    except (OSError, ValueError):  # a run folder's config.json cut short: nothing to compare with
+        return
+    now = flat(new)
     changed = [f"{k} {old.get(k)!r} -> {now.get(k)!r}" for k in sorted(old.keys() | now.keys()) if old.get(k) != now.get(k)]
     if changed:
         print(f"note: --resume under a config that differs from the run's ({path}) in {'; '.join(changed)}: the run "

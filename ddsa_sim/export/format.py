@@ -31,6 +31,7 @@ __all__ = [
     "READABLE_VERSIONS",
     "SAMPLE_META_ARRAYS",
     "SPLITS",
+    "SPLIT_COUNTS_ATTR",
     "V2_META_ARRAYS",
     "V3_META_ARRAYS",
     "exposed_field",
@@ -70,6 +71,9 @@ COLLIMATION_META: tuple[str, ...] = ("left", "right", "top", "bottom", "iris_dia
 META_GROUP = "meta"
 #: the values of ``meta/split``: a sample's split, by CT
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: root attribute of an exported store: the plan's number of samples per split (written with the store, before any
+#: sample), against which a reader counts what an interrupted export left out
+SPLIT_COUNTS_ATTR = "samples_per_split"
 #: ``meta/ct_id`` of a pseudo-patient: its source CT's id, this, and its number (``chest~p3``)
 PSEUDO_PATIENT_SEPARATOR = "~p"
 #: meta/ arrays: name -> (dtype, per-sample shape); ``str`` is a Zarr v3 variable-length UTF-8 string

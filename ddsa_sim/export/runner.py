@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.export.config import DatasetConfig
 from ddsa_sim.export.devices import check_device_available, set_worker_index
-from ddsa_sim.export.format import META_GROUP
+from ddsa_sim.export.format import SPLIT_COUNTS_ATTR
 from ddsa_sim.export.plan import (
     SampleSpec,
     plan_dataset,
@@ -292,8 +293,8 @@ def _signals_stop_export() -> Iterator[None]:
 def _open_or_create(config: DatasetConfig, store_path: Path, resume: bool, specs: list[SampleSpec],
                     fingerprint: str):
     """The store to write: the existing one (``resume``, checked against the config) or a new one, whose
-    ``meta/split`` and ``meta/ct_id`` hold every sample's planned values from the start (a reader of an
-    interrupted export then counts the samples each split lacks).
+    ``samples_per_split`` attribute holds the plan's count of samples per split (a reader of an interrupted export
+    then knows how many each split lacks).
 
     A creation that fails (disk full, interrupted) removes what it made: no empty store is left.
     """
@@ -305,15 +306,11 @@ def _open_or_create(config: DatasetConfig, store_path: Path, resume: bool, specs
         return root
     existed = store_path.exists()
     try:
-        root = create_store(store_path, resolved, len(specs), config.image_shape,
+        return create_store(store_path, resolved, len(specs), config.image_shape,
                             extra_attrs={"plan_sha256": fingerprint,
-                                         "cts": [vars(c) for c in resolve_ct_entries(config)]},
+                                         "cts": [vars(c) for c in resolve_ct_entries(config)],
+                                         SPLIT_COUNTS_ATTR: dict(Counter(spec.split for spec in specs))},
                             frames=config.sequence.frames if config.sequence else 0)
-        for name in ("split", "ct_id"):
-            planned = np.empty(len(specs), dtype=object)
-            planned[[spec.index for spec in specs]] = [getattr(spec, name) for spec in specs]
-            root[META_GROUP][name][:] = planned
-        return root
     except BaseException:
         if not existed and store_path.is_dir():
             shutil.rmtree(store_path, ignore_errors=True)
@@ -357,7 +354,9 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
     specs = plan_dataset(config)
     fingerprint = plan_fingerprint(specs)
     preflight(config, scheduler)
-    fresh = not (resume and store_path.exists())
+    # a new store: nothing there, or an empty folder made for it (emptied again, not removed, if the run fails)
+    fresh = not store_path.exists() or (store_path.is_dir() and not any(store_path.iterdir()))
+    made_here = not store_path.exists()
     with writer_lock(store_path), _signals_stop_export():
         root = _open_or_create(config, store_path, resume, specs, fingerprint)
         done_mask = completed(root)
@@ -385,6 +384,8 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
         except BaseException:
             if fresh and not completed(root).any():  # nothing to resume: no empty store left in the way
                 shutil.rmtree(store_path, ignore_errors=True)
+                if not made_here:
+                    store_path.mkdir()
             raise
         finally:
             bar.close()

@@ -80,8 +80,8 @@ class DataConfig(_Strict):
     """Data source and patch sizes."""
 
     store: str | None = None
-    train_split: str = "train"
-    val_split: str = "val"
+    train_split: Literal["train", "val", "test"] = "train"  # the store's splits (export.format.SPLITS)
+    val_split: Literal["train", "val", "test"] = "val"
     crop_size: int = Field(512, ge=8)
     patch_size: int = Field(384, ge=8)
     batch_size: int = Field(4, ge=1)

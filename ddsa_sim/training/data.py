@@ -41,7 +41,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ddsa_sim import InputError
-from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, SPLITS, sample_checksum, store_frames
+from ddsa_sim.export.format import IMAGE_ARRAYS, META_GROUP, SPLIT_COUNTS_ATTR, SPLITS, sample_checksum, store_frames
 from ddsa_sim.export.store import open_store
 
 __all__ = ["IMAGE_KEYS", "VERIFY_MODES", "InfiniteSampler", "OnTheFlyDataset", "ZarrDDSADataset", "open_store"]
@@ -134,8 +134,9 @@ class ZarrDDSADataset(Dataset):
         complete = np.asarray(meta["complete"][:]).astype(bool)
         self._checksums = _str_array(meta["checksum"][:])
         self.indices = np.nonzero((splits == split) & complete)[0]
-        if len(self.indices) < np.count_nonzero(splits == split):
-            warnings.warn(f"{self.store}: {len(self.indices)} of {np.count_nonzero(splits == split)} samples of split "
+        planned = int(group.attrs.get(SPLIT_COUNTS_ATTR, {}).get(split, np.count_nonzero(splits == split)))
+        if len(self.indices) < planned:
+            warnings.warn(f"{self.store}: {len(self.indices)} of {planned} samples of split "
                           f"'{split}' are complete (an interrupted export?): using those; finish the store with "
                           "`ddsa-sim export CONFIG -o STORE --resume`", stacklevel=2)
         self.skipped: list[int] = []

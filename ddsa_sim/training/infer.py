@@ -4,7 +4,8 @@ Input domain. The network works on ``-ln(I / I0)`` line integrals. ``input_domai
 floating-point images (e.g. float32 TIFF exported by ddsa-sim) as already in the -ln domain and integer
 images (PNG, 16-bit TIFF, DICOM) as detector intensities ``I`` converted with ``-ln(max(I, 1) / I0)``;
 ``I0`` defaults to the largest value of the stored bit depth (``2**BitsStored - 1`` for DICOM, the type's
-maximum for 8- and 16-bit unsigned images; wider or signed integers need ``i0``; negative intensities are refused).
+maximum for 8- and 16-bit unsigned images; wider or signed integers need ``i0``; an image with more than
+:data:`NEGATIVE_INTENSITY_SHARE` negative intensities is refused, fewer are floored with a warning).
 Floating-point intensities (``input_domain="intensity"``) have no one-count unit: they are
 floored at :data:`FLOAT_INTENSITY_FLOOR` ``* I0`` instead, and without ``i0`` their ``I0`` is the image's own
 maximum (a warning says so).
@@ -64,6 +65,9 @@ OUT_FORMATS = {".png": "16-bit PNG, one frame", ".tif": "float32 TIFF", ".tiff":
 #: resolves (a 16-bit count's floor of 1 stops at 11.1), so a zero pixel stays finite
 FLOAT_INTENSITY_FLOOR = 1e-6
 Domain = Literal["auto", "log", "intensity"]
+#: share of an intensity image's pixels that may be negative (an offset-corrected detector's dark pixels, floored);
+#: above it the image is refused (more likely -ln data read as intensities)
+NEGATIVE_INTENSITY_SHARE = 0.01
 #: an 8-bit input whose values span fewer levels than this gets a warning
 TINY_8BIT_RANGE = 32
 
@@ -176,9 +180,13 @@ def to_log_domain(frames: Frames, domain: Domain = "auto", i0: float | None = No
         domain = "log" if frames.is_float else "intensity"
     if domain == "log":
         return data.astype(np.float32)
-    if data.min() < 0:
-        raise InputError(f"{name}: intensities must be >= 0, the smallest is {data.min():g} (is it -ln data? give "
-                         "--input-domain log)")
+    negative = float(np.mean(data < 0))
+    if negative > NEGATIVE_INTENSITY_SHARE:
+        raise InputError(f"{name}: {100 * negative:.1f} % of the intensities are negative (the smallest "
+                         f"{data.min():g}): is it -ln data? give --input-domain log")
+    if negative:  # an offset-corrected frame's dark pixels: floored below as any other dark pixel
+        warnings.warn(f"{name}: {100 * negative:.3g} % of the intensities are negative (the smallest {data.min():g}): "
+                      "read as the floor", stacklevel=2)
     i0 = i0 if i0 is not None else frames.default_i0
     if i0 is None and not frames.is_float:
         raise InputError(f"{name}: {frames.data.dtype} pixels have no white level to read -ln(I/I0) from; give --i0, "

@@ -332,8 +332,9 @@ def _datasets(
     shape = getattr(train_ds, "image_shape", None)
     if shape is not None and cfg.data.crop_size > min(shape):
         warnings.warn(f"data.crop_size {cfg.data.crop_size} is larger than the training images ({shape[0]}x{shape[1]}): "
-                      "the random crops are whole images, which the augmentation then turns and scales at their "
-                      f"borders before the {cfg.data.patch_size}-pixel centre crop", stacklevel=2)
+                      "the random crops are clipped to them (whole images along a shorter side), which the "
+                      f"augmentation then turns and scales at their borders before the {cfg.data.patch_size}-pixel "
+                      "centre crop", stacklevel=2)
     if val_ds is None or len(val_ds) == 0:
         warnings.warn(f"no validation samples (split '{cfg.data.val_split}' is empty): nothing is validated and "
                       "best.pt is a copy of last.pt, not a selected model", stacklevel=2)

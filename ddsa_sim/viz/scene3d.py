@@ -201,9 +201,11 @@ def add_scene(plotter: pv.Plotter, ct: Volume | None, carm: CArm, image: np.ndar
                 plotter.add_mesh(bone, color=COLORS["bone"], smooth_shading=True, name="ct", specular=0.2,
                                  opacity=0.3 if tree is not None else 1.0)
             else:
-                warnings.warn(f"{ct.name}: no voxel reaches the iso-surface level {iso_level_hu:g} HU (the CT spans "
-                              f"{float(np.min(ct.data)):.0f}..{float(np.max(ct.data)):.0f}): no CT surface drawn",
-                              stacklevel=2)
+                lo, hi = float(np.min(ct.data)), float(np.max(ct.data))
+                why = (f"no voxel reaches the iso-surface level {iso_level_hu:g} HU (the CT spans {lo:.0f}..{hi:.0f})"
+                       if not lo <= iso_level_hu <= hi else
+                       f"no surface at {iso_level_hu:g} HU on the CT's {downsample:g} mm grid")
+                warnings.warn(f"{ct.name}: {why}: no CT surface drawn", stacklevel=2)
             if skin_level_hu is not None:
                 skin = _surface(ct, skin_level_hu, max(downsample, 4.0))
                 if skin.n_points:

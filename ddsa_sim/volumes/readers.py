@@ -115,7 +115,8 @@ def read_dicom_series(folder: str | Path) -> Volume:
     if len(planes) > 1:
         gaps = np.diff(pos @ normal)
         if np.any(gaps <= 1e-6):
-            raise InputError(f"{folder}: two slices share the same position")
+            raise InputError(f"{folder}: two slices share the same position (several stacks or phases in one series, "
+                             "a 4D CT? give one)")
         step = np.median(gaps)
         if np.any(gaps > 1.5 * step):
             i = int(np.argmax(gaps))
@@ -179,6 +180,8 @@ def _image_planes(path: Path, ds) -> list[_Plane]:
         value = item.get(name) if item is not None else None
         return default if value in (None, "") else float(value)
 
+    if int(ds.get("SamplesPerPixel") or 1) != 1:
+        raise InputError(f"{path}: colour pixels ({ds.get('PhotometricInterpretation', 'colour')}) are no CT's")
     frames = int(ds.get("NumberOfFrames") or 1)
     if "PerFrameFunctionalGroupsSequence" not in ds:
         if frames > 1:
