@@ -311,7 +311,9 @@ def write_meta(root: zarr.Group, index: int, values: Mapping[str, Any],
 
 
 def _write_many(items: list[tuple[zarr.Array, int, Any]]) -> None:
-    """Write ``array[index] = value`` for all items concurrently; returns when all are on disk.
+    """Write ``array[index] = value`` for all items concurrently; returns when all are on disk, and raises the first
+    error only once every write has ended (none is left writing into a store the caller then removes, as a first
+    run that fails, e.g. on a full disk, does).
 
     Each is a different chunk file; ordering between calls is what :func:`write_slot` relies on.
     """
@@ -322,10 +324,13 @@ def _write_many(items: list[tuple[zarr.Array, int, Any]]) -> None:
             arr[i] = value
         return
 
-    async def _all() -> None:
-        await asyncio.gather(*(arr.async_array.setitem(i, value) for arr, i, value in items))
+    async def _all() -> list:
+        return await asyncio.gather(*(arr.async_array.setitem(i, value) for arr, i, value in items),
+                                    return_exceptions=True)
 
-    sync(_all())
+    errors = [r for r in sync(_all()) if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
 
 
 def read_sample(root: zarr.Group, index: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
