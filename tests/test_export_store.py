@@ -317,7 +317,7 @@ def test_synthetic_training_store_has_the_exported_layout_and_checksums(exported
         shape = meta_sample_shape(name, 0)
         assert syn_layout[f"meta/{name}"] == exp_layout[f"meta/{name}"], name
         assert syn_layout[f"meta/{name}"][1] == shape and syn[f"meta/{name}"].chunks == (1, *shape), name
-    assert set(exp.attrs) - set(syn.attrs) <= {"plan_sha256", "cts"}  # export-plan attributes only
+    assert set(exp.attrs) - set(syn.attrs) <= {"plan_sha256", "cts", "samples_per_split"}  # export-plan attributes only
     # the same checksum verification as `ddsa-sim inspect`
     report = inspect_store(syn_path)
     assert report.ok and report.n_complete == 6 and report.incomplete == [6]
