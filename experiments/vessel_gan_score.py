@@ -67,9 +67,12 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders with best.pt")
     ap.add_argument("-n", type=int, default=64, help="generated volumes per set")
     ap.add_argument("--seed", type=int, default=123, help="sampling seed")
-    ap.add_argument("--img-dir", type=Path, default=Path("docs/img"))
+    ap.add_argument("--img-dir", type=Path, default=None,
+                    help="folder of the gan_<kind>.png sample pictures (default: the -o folder; "
+                         "experiments/vessel_gan_cpu_small.sh passes docs/img)")
     ap.add_argument("-o", "--out", type=Path, required=True)
     args = ap.parse_args()
+    args.img_dir = args.img_dir or args.out
 
     out: dict = {"runs": {}}
     lines = ["| model | set | steps | train wall (min) | W1 mean | MMD^2 | precision | recall |",

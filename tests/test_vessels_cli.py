@@ -234,6 +234,35 @@ def test_gan_train_names_a_missing_held_out_folder(tmp_path):
     assert not (tmp_path / "run").exists()  # nothing written
 
 
+def test_gan_commands_keep_an_existing_folder_unless_asked(tmp_path):
+    """A mistyped -o must not replace a trained run (gan-train had written a 2-step WGAN over a StyleGAN run), nor
+    mix two generators' volumes in one training folder (gan-data)."""
+    data = tmp_path / "train"
+    assert _invoke("gan-data", "-o", data, "-n", "2", "--shape", "16", "--param", "iterations=2").exit_code == 0
+    res = _invoke("gan-data", "-o", data, "-n", "1", "--shape", "16", "-m", "cow")
+    assert res.exit_code != 0 and "output folder exists and is not empty" in res.output, res.output
+    assert sorted(p.name for p in data.iterdir()) == ["lsystem_00000.nii.gz", "lsystem_00001.nii.gz"]
+    res = _invoke("gan-data", "-o", data, "-n", "1", "--shape", "16", "--param", "iterations=2", "--overwrite")
+    assert res.exit_code == 0 and sorted(p.name for p in data.iterdir()) == ["lsystem_00000.nii.gz"]
+    cfg = tmp_path / "gan.yaml"
+    cfg.write_text("device: cpu\ndata: {shape: [16, 16, 16], spacing_mm: 1.5, mode: crop}\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"an earlier run")
+    res = _invoke("gan-train", cfg, "--data", data, "-o", run, "--max-steps", "1")
+    assert res.exit_code != 0 and "output folder exists and is not empty" in res.output, res.output
+    assert (run / "best.pt").read_bytes() == b"an earlier run"
+    res = _invoke("gan-train", cfg, "--data", data, "-o", run, "--resume", "--overwrite")
+    assert res.exit_code != 0 and "--resume and --overwrite: give one" in res.output
+    from vessel_models.gan.data import save_label_volume
+
+    empty = tmp_path / "empty"  # a generator drawing nothing would score perfectly against these
+    for k in range(2):
+        save_label_volume(np.zeros((16, 16, 16), np.uint8), 1.5, empty / f"e{k}.nii.gz")
+    res = _invoke("gan-train", cfg, "--data", empty, "-o", tmp_path / "run2")
+    assert res.exit_code != 0 and "none of its 2 label volumes holds a vessel voxel" in res.output, res.output
+
+
 def test_os_errors_name_the_output_and_a_closed_pipe_is_no_error(tmp_path):
     """An output that cannot be created is named as given, not as our temporary file beside it; `| head`
     closing the pipe early ends the command quietly (it printed "error: [Errno 32] Broken pipe", exit 2)."""
@@ -252,3 +281,14 @@ def test_os_errors_name_the_output_and_a_closed_pipe_is_no_error(tmp_path):
     # `true` leaves at once, before the command (a second to start) writes: the write meets a closed pipe
     closed = subprocess.run(f"{sys.executable} -c \"{code}\" | true", shell=True, capture_output=True, text=True)
     assert closed.stderr == "", closed.stderr
+
+
+def test_stats_leave_a_templates_virtual_connectors_out():
+    """docs/vessels.md: the 1 um connectors joining the left and right coronary trees are no vessel (the smallest
+    radius had read 0.001 mm)."""
+    from vessel_models.cli import tree_stats
+    from vessel_models.generators import generate
+
+    tree = generate("coronary", 0, side="both")
+    assert tree.radii_mm.min() < 0.01 and tree.metadata["virtual_branches"]
+    assert tree_stats(tree)["radius_mm"]["min"] >= 0.25 * 0.8  # min_radius_mm, within the radius jitter

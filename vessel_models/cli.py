@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,22 @@ def _refuse_existing(paths: list[Path], overwrite: bool, inputs: tuple[Path | No
             raise VesselInputError(f"{path}: exists; choose another output, or --overwrite to replace it")
 
 
+def _claim_folder(path: Path, overwrite: bool, resume: bool = False, inputs: tuple[Path | None, ...] = ()) -> None:
+    """No command writes into a folder holding files unless it continues them (``resume``) or is asked to replace
+    them (``overwrite``: the folder is emptied first, never when it holds one of the command's ``inputs``)."""
+    if path.is_file():
+        raise VesselInputError(f"{path}: is a file, not a folder; choose another output")
+    if resume or not path.is_dir() or not any(path.iterdir()):
+        return
+    if not overwrite:
+        raise VesselInputError(f"{path}: output folder exists and is not empty; choose another, or --overwrite to "
+                               "delete its contents first")
+    for given in inputs:
+        if given is not None and Path(given).resolve().is_relative_to(path.resolve()):
+            raise VesselInputError(f"{path}: --overwrite would delete the input {given}, which lies in it")
+    shutil.rmtree(path)
+
+
 def _triple(a: np.ndarray) -> dict:
     a = np.asarray(a, dtype=np.float64)
     a = a[np.isfinite(a)]
@@ -117,7 +134,8 @@ def tree_stats(tree: VesselTree) -> dict:
         "total_length_mm": float(tree.total_length_mm()),
         "murray_residual": float(res.mean()) if res.size else None,
         "murray_residual_max_abs": float(res.max()) if res.size else None,
-        "radius_mm": _triple(tree.radii_mm),
+        # a template's virtual connectors (1 um, joining two arteries' trees) are no vessel
+        "radius_mm": _triple(tree.radii_mm[~np.isin(tree.branch_ids, tree.metadata.get("virtual_branches", []))]),
         "tortuosity": _triple(tort),
         "tortuosity_dm": {"median": float(np.median(tort)) if tort.size else None,
                           "p90": float(np.percentile(tort, 90)) if tort.size else None},
@@ -291,6 +309,7 @@ def gan_data(
     spacing_mm: float = typer.Option(1.5, "--spacing-mm", help="Voxel size, mm."),
     model: str = typer.Option("lsystem", "--model", "-m", help="Procedural generator."),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="Generator parameter k=v (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete what the output folder holds first."),
 ) -> None:
     """Voxelize seeded procedural trees into label volumes centred on each tree."""
     from tqdm import tqdm
@@ -298,7 +317,10 @@ def gan_data(
     from vessel_models.gan.data import procedural_volumes, save_label_volume
     from vessel_models.generators import parse_params
 
+    if n < 1:
+        raise VesselInputError(f"-n: must be >= 1, got {n}")
     params = parse_params(param or [])
+    _claim_folder(output, overwrite)  # a training folder of one generator's volumes, not two runs' mixed
     for t in tqdm(range(n), desc="voxelizing"):
         (vol,) = procedural_volumes(1, (shape,) * 3, spacing_mm, seed + t, model, params)
         save_label_volume(vol, spacing_mm, output / f"{model}_{seed + t:05d}.nii.gz")
@@ -316,13 +338,18 @@ def gan_train(
     val_data: Path | None = typer.Option(None, "--val-data", help="Folder of held-out label volumes that pick "
                                          "best.pt (default: data.val_fraction of --data; give it again with "
                                          "--resume)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete what the run folder holds first."),
 ) -> None:
     """Train a 3D vessel GAN (single process, or one process per device under torchrun)."""
     from vessel_models.gan.config import load_gan_config
     from vessel_models.gan.data import load_label_folder
     from vessel_models.gan.train import train_gan
 
+    if resume and overwrite:
+        raise VesselInputError("--resume and --overwrite: give one (continue the run, or start it again)")
     cfg = load_gan_config(config)
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 alone claims (and clears) the run folder
+        _claim_folder(output, overwrite, resume, inputs=(config, data, val_data))
     labels = list(cfg.data.labels) or None
     volumes = load_label_folder(data, cfg.data.spacing_mm, labels)
     held_out = None if val_data is None else load_label_folder(val_data, cfg.data.spacing_mm, labels, "--val-data")
@@ -342,6 +369,7 @@ def gan_sample(
     truncation: float = typer.Option(1.0, "--truncation", help="Truncation / temperature psi in (0, 2]."),
     threshold: float = typer.Option(0.5, "--threshold", help="Probability threshold of a vessel voxel."),
     trees: bool = typer.Option(True, "--trees/--no-trees", help="Also extract centreline trees (VTP + stats)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete what the output folder holds first."),
 ) -> None:
     """Sample label volumes (NIfTI with spacing) and their centreline trees with morphometrics."""
     from vessel_models.gan.checkpoint import load_generator
@@ -350,7 +378,10 @@ def gan_sample(
     from vessel_models.io import save_vtp
     from vessel_models.segmentation import mask_to_tree
 
+    if n < 1:
+        raise VesselInputError(f"-n: must be >= 1, got {n}")
     generator, cfg = load_generator(checkpoint)
+    _claim_folder(output, overwrite, inputs=(checkpoint,))  # no stale sample of a larger -n beside the new ones
     labels = sample_labels(generator, n, seed, truncation, threshold)
     spacing = cfg.data.spacing_mm
     for t, label in enumerate(labels):

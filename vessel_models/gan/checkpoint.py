@@ -83,8 +83,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise VesselInputError(f"{p}: cannot load checkpoint safely ({first})") from None
+        # not torch's own first line: it advises weights_only=False, which would run whatever the file pickled
+        raise VesselInputError(f"{p}: not a vessel-GAN checkpoint (no torch file of weights alone: "
+                               f"{type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise VesselInputError(f"{p}: not a vessel-GAN checkpoint")
     if ckpt.get("format_version") != VERSION:

@@ -10,6 +10,7 @@ flipped along each axis.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,12 @@ def load_label_folder(folder: str | os.PathLike, spacing_mm: float, labels: list
         mask = data != 0 if not labels else np.isin(data, labels)
         spacing = np.linalg.norm(affine[:3, :3], axis=0)
         out.append(resample_labels(mask, spacing, spacing_mm))
+    empty = sum(not m.any() for m in out)
+    if empty == len(out):  # a generator that learns to draw nothing would score perfectly against them
+        raise VesselInputError(f"{where}: {folder}: none of its {len(out)} label volumes holds a vessel voxel"
+                               + (f" of labels {labels}" if labels else ""))
+    if empty:
+        warnings.warn(f"{where}: {folder}: {empty} of its {len(out)} label volumes hold no vessel voxel", stacklevel=2)
     return out
 
 
