@@ -136,6 +136,11 @@ def test_few_steps_of_wgan_training_lower_the_critic_loss(tmp_path):
     resumed = train_gan(tiny("wgan", n_critic=5, max_steps=6), tubes(8), tmp_path, max_steps=7, resume=True,
                         progress=False)
     assert resumed.step == 7 and len(resumed.critic_losses) == 1
+    # resumed with a held-out set the run never had (or without the one it had): the scores would not compare
+    with pytest.warns(UserWarning, match="picked on the held-out volumes of data.val_fraction, the resumed run "
+                                         "scores on those of --val-data"):
+        train_gan(tiny("wgan", n_critic=5, max_steps=6), tubes(8), tmp_path, max_steps=8, resume=True,
+                  progress=False, val_volumes=tubes(2))
 
 
 def test_stylegan_training_steps_run(tmp_path):

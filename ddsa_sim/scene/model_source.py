@@ -59,7 +59,8 @@ def model_volume(checkpoint: str, seed: int, params: dict[str, Any] | None = Non
         raise InputError(f"{field}: {str(exc).splitlines()[0]}") from None
     if not label.any():
         raise InputError(f"{field}: {checkpoint}: sample of seed {seed} has no vessel voxel at threshold "
-                         f"{checked['threshold']:g}; lower params.threshold or train the model longer")
+                         f"{checked['threshold']:g}; try another seed, lower the threshold (an export config's "
+                         "params.threshold) or train the model longer")
     return label.astype(np.float32), centred_affine(label.shape, spacing_mm)
 
 

@@ -27,8 +27,10 @@ is kept as ``best.pt``, the latest state as ``last.pt`` (``resume`` continues fr
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ from vessel_models.gan.losses import (
 from vessel_models.gan.precision import cpu_autocast_dtype
 from vessel_models.gan.quality import compare_sets, feature_matrix
 from vessel_models.gan.sample import sample_labels
+from vessel_models.io import atomic_output
 from vessel_models.tree import VesselInputError
 
 __all__ = ["TrainResult", "ema_beta", "mip_panel", "recalibrate_batchnorm", "split_volumes", "train_gan",
@@ -318,6 +321,24 @@ def train_gan(cfg: GanConfig, volumes: list[np.ndarray], out_dir: str | os.PathL
             dist.destroy_process_group()
 
 
+#: a run folder's note of where its best.pt is picked: the held-out volumes of --val-data, or a split of --data
+HELD_OUT_RECORD = "held_out.json"
+
+
+def _record_held_out(out: Path, source: str, step: int, best: float | None) -> None:
+    """Write where the run's checkpoints are scored; a resumed run scored elsewhere is warned of (its best score
+    and the new ones would not compare)."""
+    record = out / HELD_OUT_RECORD
+    if step and record.is_file():
+        was = json.loads(record.read_text()).get("held_out")
+        if was != source:
+            warnings.warn(f"{out}: its best.pt (w1_median {best}) was picked on the held-out volumes of {was}, the "
+                          f"resumed run scores on those of {source}: the scores do not compare (give the same "
+                          "--val-data as before)", stacklevel=3)
+    with atomic_output(record) as tmp:
+        tmp.write_text(json.dumps({"held_out": source}))
+
+
 def _train(cfg: GanConfig, volumes: list[np.ndarray], val_volumes: list[np.ndarray] | None, out: Path,
            max_steps: int | None, resume: bool, progress: bool, world: int, rank: int, local: int) -> TrainResult:
     from tqdm import tqdm
@@ -353,6 +374,7 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], val_volumes: list[np.ndarr
         from torch.utils.tensorboard import SummaryWriter
 
         out.mkdir(parents=True, exist_ok=True)
+        _record_held_out(out, "--val-data" if val_volumes is not None else "data.val_fraction", step, best)
         writer = SummaryWriter(str(out / "tb"), purge_step=step + 1 if step else None)
         writer.add_image("real/mip", mip_panel(val_windows[:8])[None], step)
     result = TrainResult(step, 0.0, best, run.generator, run.critic,
