@@ -110,8 +110,17 @@ def test_glob_without_match_and_duplicate_ids(tmp_path):
 def test_labels_required_by_ct_label_vessels_or_placement(tmp_path):
     g = make_cts(tmp_path, 2)
     seg = {"per_ct": 1, "sources": [{"segmentation": "ct-labels", "structures": ["aorta"]}]}
-    with pytest.raises(InputError, match="CT 'pat00' has no labels, needed by vessels segmentation 'ct-labels'"):
+    with pytest.raises(InputError, match=r"CT 'pat00' has no labels, needed by vessels.sources\[0\] \(segmentation "
+                                         "'ct-labels'\)"):
         plan_dataset(cfg(g, vessels=seg))
+    # a ct-labels source limited to the labelled CTs asks nothing of the others (an unlabelled head beside a CTA)
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "cta.nii.gz").write_bytes(b"")
+    mixed = cfg(g, cts=[{"path": g}, {"path": str(tmp_path / "lab" / "cta.nii.gz"), "labels": str(tmp_path / "x.nii")}],
+                vessels={"per_ct": 1, "sources": [{"segmentation": "ct-labels", "structures": ["aorta"], "cts": ["cta"]},
+                                                  {"generator": "lsystem", "cts": ["pat*"]}]})
+    kinds = {spec.ct_id: spec.vessel_source["kind"] for spec in plan_dataset(mixed)}
+    assert kinds["cta"] == "segmentation" and kinds["pat00"] == kinds["pat01"] == "generator"
     with pytest.raises(InputError, match="needed by placement.root 'aorta'"):
         plan_dataset(cfg(g, placement={"root": "aorta"}))
     ok = cfg(g, cts=[{"path": g, "labels": str(tmp_path / "{stem}_seg.nii.gz")}], vessels=seg)

@@ -58,6 +58,15 @@ def test_unknown_vnc_structure_names_the_field(tmp_path):
         load_patient(CTSpec(ct, seg, csv, variant=PseudoPatient(), vnc=("aorta_x",), vnc_field="cts.variants.vnc"))
 
 
+def test_a_bare_off_is_off_as_the_docs_write_it(tmp_path):
+    """YAML 1.1 reads `vnc: off` as false; the example config and docs/export.md write it so."""
+    cfg = variant_config(tmp_path / "c", {"count": 1, "vnc": False})
+    assert cfg.cts[0].variants.vnc == "off"
+    from ddsa_sim.training.config import parse_config
+
+    assert parse_config(yaml.safe_load("data: {verify: off}")).data.verify == "off"
+
+
 def variant_config(folder, variants):
     folder.mkdir()
     path = write_config(folder, noise=False, count=2)

@@ -172,3 +172,19 @@ def test_torch_backend_renders_the_same_moving_frames():
     for key in ("contrast_clean", "dsa_target"):
         assert np.allclose(getattr(got, key), getattr(ref, key), atol=1e-4), key
     assert np.allclose(got.iodine_mg_per_cm2, ref.iodine_mg_per_cm2, atol=1e-3)
+
+
+def test_a_region_of_a_ct_breathes_about_its_whole_ct_diaphragm():
+    """A slab of the upper chest holds no diaphragm (the lung finder read its bottom slice, -95 mm, for the dome at
+    -215 mm) and a box through the lungs cuts them at its border (the finder took them for outside air and the
+    export stopped): a region of a CT takes the dome of the whole CT, which its box keeps in place."""
+    from ddsa_sim.cli.dsa import scene_spec
+    from ddsa_sim.scene import EffectsSpec, build_scene
+    from ddsa_sim.volumes import read_ct
+
+    whole = diaphragm_level_mm(read_ct("builtin:chest-ct"))
+    for region in ("builtin:chest-ct[0:252,43:454,98:133]", "builtin:chest-ct[128:384,128:384,30:110]"):
+        own = diaphragm_level_mm(read_ct(region))
+        assert own is None or abs(own - whole) > 50.0  # what the region alone says
+        scene = build_scene(scene_spec(region, "lsystem", 0, effects=EffectsSpec(motion=MotionParams("respiratory"))))
+        assert scene.motion.diaphragm_z_mm == pytest.approx(whole)

@@ -184,6 +184,11 @@ class Variants(_Model):
     distractors: DistractorConfig | None = None
     bone_texture: BoneTexture | None = None
 
+    @field_validator("vnc", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
+
     @model_validator(mode="after")
     def _bounds(self) -> Variants:
         lo, hi = dist_bounds(self.deform_mm)

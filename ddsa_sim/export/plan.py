@@ -394,17 +394,20 @@ def _vessel(config: DatasetConfig, ct_id: str, source_ct_id: str, k: int, datase
 
 
 def _check_labels_needed(config: DatasetConfig, cts: list[CTEntry]) -> None:
-    needs = []
-    if any(src.segmentation == "ct-labels" for src in config.vessels.sources):
-        needs.append("vessels segmentation 'ct-labels'")
+    """Every CT that something of the config reads labels from has them: the ``ct-labels`` sources drawn for it (a
+    source's ``cts`` limits it to the CTs it matches), ``placement.root`` and ``pose.aim`` (every CT)."""
+    everywhere = []
     if config.placement.root != "ct-center":
-        needs.append(f"placement.root '{config.placement.root}'")
+        everywhere.append(f"placement.root '{config.placement.root}'")
     if config.pose.aim:
-        needs.append("pose.aim")
-    if needs:
-        for ct in cts:
-            if ct.labels is None:
-                raise InputError(f"cts: CT '{ct.ct_id}' has no labels, needed by {' and '.join(needs)}")
+        everywhere.append("pose.aim")
+    for ct in cts:
+        if ct.labels is not None:
+            continue
+        needs = everywhere + [f"vessels.sources[{i}] (segmentation 'ct-labels')" for i in sources_for(config, _source_ct_id(ct))
+                              if config.vessels.sources[i].segmentation == "ct-labels"]
+        if needs:
+            raise InputError(f"cts: CT '{ct.ct_id}' has no labels, needed by {' and '.join(needs)}")
 
 
 def _source_ct_id(ct: CTEntry) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from ddsa_sim.projector import ProjectorVolume
 from ddsa_sim.scene.catheter import Catheter, build_catheter, catheter_centerline
 from ddsa_sim.scene.catheter_route import FEEDING_ARTERIES, ArteryRoutes
 from ddsa_sim.scene.model_source import lumen_points, model_volume
-from ddsa_sim.scene.motion import CARDIAC_KINDS
+from ddsa_sim.scene.motion import CARDIAC_KINDS, RESPIRATORY_KINDS
 from ddsa_sim.scene.perfusion import CEREBRAL_BOLUS, blush_source
 from ddsa_sim.scene.placement import (
     body_mask,
@@ -172,10 +172,29 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
     heart = None  # the CT's heart beats with the tree (scene/beating_heart.py), where the labels say it is
     if fx.motion.kind in CARDIAC_KINDS and patient.labels is not None and "heart" in _structures(patient):
         heart, _ = _region(patient, ("heart",), spec.ct.labels_field)
+    motion = fx.motion
+    if motion.kind in RESPIRATORY_KINDS and motion.diaphragm_z_mm is None:
+        motion = replace(motion, diaphragm_z_mm=_region_dome_z_mm(patient))
     return Scene(ct, sources, catheter=catheter, heart=heart, spectrum=ex.spectrum, detector=ex.detector,
                  exposure=ex.exposure, iodine_mg_per_ml=ex.iodine_mg_per_ml, bolus=bolus, noise=fx.noise,
-                 scatter=fx.scatter, blur=fx.blur, collimator=fx.collimator, motion=fx.motion, method=fx.method,
+                 scatter=fx.scatter, blur=fx.blur, collimator=fx.collimator, motion=motion, method=fx.method,
                  device=fx.device, backend=fx.backend, ct_volume=ct_volume)
+
+
+def _region_dome_z_mm(patient: Patient) -> float | None:
+    """The diaphragm dome's world z of a region cut from a CT (``builtin:NAME[box]``): found on the whole CT, which
+    the box keeps in place, once per patient (a slab of the upper chest holds no diaphragm and a box through the
+    lungs cuts them at its border, where the lung finder takes them for outside air); a pseudo-patient of the region
+    takes its source's, before its own scaling. None for a CT as it is: the scene finds it there."""
+    from ddsa_sim.scene.cardiorespiratory import diaphragm_level_mm
+    from ddsa_sim.volumes.readers import read_volume, split_voxel_box
+
+    name, box = split_voxel_box(patient.spec.source)
+    if box is None:
+        return None
+    if "dome_z_mm" not in patient.derived:
+        patient.derived["dome_z_mm"] = diaphragm_level_mm(read_volume(name))
+    return patient.derived["dome_z_mm"]
 
 
 # ----------------------------------------------------------------------------- the patient's memo

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ddsa_sim import InputError
 
@@ -88,6 +88,11 @@ class DataConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     in_memory: bool = False
     verify: Literal["refuse", "skip", "off"] = "refuse"  # sample checksums on read (training.data)
+
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
     max_val_samples: int = Field(64, ge=1)
     norm_samples: int = Field(256, ge=1)
     noise: NoiseInjectionConfig = NoiseInjectionConfig()
