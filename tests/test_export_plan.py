@@ -111,7 +111,7 @@ def test_labels_required_by_ct_label_vessels_or_placement(tmp_path):
     g = make_cts(tmp_path, 2)
     seg = {"per_ct": 1, "sources": [{"segmentation": "ct-labels", "structures": ["aorta"]}]}
     with pytest.raises(InputError, match=r"CT 'pat00' has no labels, needed by vessels.sources\[0\] \(segmentation "
-                                         "'ct-labels'\)"):
+                                         r"'ct-labels'\)"):
         plan_dataset(cfg(g, vessels=seg))
     # a ct-labels source limited to the labelled CTs asks nothing of the others (an unlabelled head beside a CTA)
     (tmp_path / "lab").mkdir()
