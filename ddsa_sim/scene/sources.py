@@ -75,7 +75,8 @@ def structure_ids(names: list[str], structures: dict[str, int], source: str, fie
         elif n in structures:
             ids.append(structures[n])
         else:
-            hint = "give --structures CSV" if not structures else f"e.g. {', '.join(sorted(structures)[:5])}"
+            hint = ("give its structure table: --structures CSV, or a CT source's structures: in a config"
+                    if not structures else f"e.g. {', '.join(sorted(structures)[:5])}")
             raise InputError(f"{field}: unknown structure '{n}' in {source} ({hint})")
     return ids
 

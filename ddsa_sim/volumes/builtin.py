@@ -38,7 +38,8 @@ def resolve_builtin(name: str) -> Path:
     key = name.removeprefix("builtin:")
     if key not in BUILTINS:
         raise InputError(f"unknown builtin '{name}'; known: {', '.join('builtin:' + k for k in BUILTINS)}, "
-                         "builtin:head-phantom-<seed>")
+                         "builtin:head-phantom-<seed>, builtin:tigre-head (each with an optional voxel box "
+                         "[i0:i1,j0:j1,k0:k1])")
     package, rel = BUILTINS[key]
     try:
         root = resources.files(package)
