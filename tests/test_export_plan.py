@@ -164,6 +164,14 @@ def test_vessel_sources_restricted_to_cts(tmp_path):
     data["cts"] = [{"path": g, "variants": variants}]
     assert {s.ct_id: s.vessel_source["source_index"] for s in plan_dataset(config_from_dict(data))
             if s.ct_id.startswith("pat00~")} == {"pat00~p0": 0, "pat00~p1": 0}
+    # a builtin's voxel box is its own id, brackets and all (a glob would read them as a character class)
+    box = "builtin:head-phantom-0[20:160,20:220,60:200]"
+    data = cfg(g, count=8).model_dump(mode="json")
+    data["cts"] = [{"path": g}, {"path": box}]
+    data["vessels"] = {"per_ct": 1, "sources": [{"generator": "cow", "cts": ["head-phantom-0[20:160,20:220,60:200]"]},
+                                                {"generator": "lsystem", "cts": ["pat*"]}]}
+    assert {s.vessel_source["name"] for s in plan_dataset(config_from_dict(data))
+            if s.ct_id.startswith("head-phantom")} == {"cow"}
 
 
 def test_catheter_false_leaves_a_sources_trees_without_one(tmp_path):

@@ -342,7 +342,13 @@ def sources_for(config: DatasetConfig, ct_id: str) -> list[int]:
     """Indices of the vessel sources drawn for CT ``ct_id`` (the id in ``cts``; a pseudo-patient's
     source CT id): those whose ``cts`` patterns match it, or that have none."""
     return [i for i, s in enumerate(config.vessels.sources)
-            if s.cts is None or any(fnmatch.fnmatchcase(ct_id, p) for p in s.cts)]
+            if s.cts is None or any(_id_matches(ct_id, p) for p in s.cts)]
+
+
+def _id_matches(ct_id: str, pattern: str) -> bool:
+    """``pattern`` (a ``cts:`` entry) is the id itself or a glob matching it: the id of a builtin's voxel box,
+    ``head-phantom-0[20:160,20:220,60:200]``, holds brackets that a glob reads as a character class."""
+    return ct_id == pattern or fnmatch.fnmatchcase(ct_id, pattern)
 
 
 def _vessel(config: DatasetConfig, ct_id: str, source_ct_id: str, k: int, dataset_seed: int) -> dict[str, Any]:
@@ -418,7 +424,7 @@ def _check_source_cts(config: DatasetConfig, cts: list[CTEntry]) -> None:
     ids = sorted({_source_ct_id(ct) for ct in cts})
     for i, src in enumerate(config.vessels.sources):
         for pattern in src.cts or ():
-            if not any(fnmatch.fnmatchcase(c, pattern) for c in ids):
+            if not any(_id_matches(c, pattern) for c in ids):
                 raise InputError(f"vessels.sources[{i}].cts: '{pattern}' matches no CT id ({', '.join(ids)})")
     for c in ids:
         if not sources_for(config, c):
