@@ -41,6 +41,11 @@ def base() -> dict:
     ({"iodine_mg_per_ml": {"min": -5, "max": 10}}, "ds.yaml: iodine_mg_per_ml must be > 0"),  # was: at render time
     # a union's own message, not its other members' "Field required" (spectrum.kvp.grid: Field required ...)
     ({"spectrum": {"kvp": {"min": 100, "max": 70}}}, "spectrum.kvp: max (70.0) must be >= min (100.0)"),
+    # every value a parameter can be drawn at, at load (an export had passed with one seed and failed with another)
+    ({"vessels": {"sources": [{"generator": "lsystem", "params": {"root_diameter_mm": {"grid": [3, -1]}}}]}},
+     "params.root_diameter_mm: lsystem parameter root_diameter_mm=-1.0 is out of range"),
+    ({"vessels": {"sources": [{"generator": "coronary", "params": {"size_jitter": {"min": 0.0, "max": 1.5}}}]}},
+     "params.size_jitter: coronary parameter size_jitter=1.5 is invalid"),
 ])
 def test_bad_field_is_one_line_naming_it(patch, field):
     data = {**base(), **patch}

@@ -267,6 +267,7 @@ class VesselSourceConfig(_Model):
                 raise ValueError(f"params: {exc}") from None
         if self.generator and isinstance(self.params, dict):
             self._check_integer_params()
+            self._check_param_values()
         if self.model:  # both ends of every drawn sampling parameter must be valid
             from vessel_models.gan.config import check_sample_params
             from vessel_models.tree import VesselInputError
@@ -299,6 +300,37 @@ class VesselSourceConfig(_Model):
             values = d.grid if isinstance(d, Grid) else [d]
             if any(float(v) != int(v) for v in values):
                 raise ValueError(f"params.{name}: an integer parameter takes whole numbers, got {values}")
+
+    def _check_param_values(self) -> None:
+        """Every value a generator parameter can be drawn at (a range's ends, a grid's values) is one the generator
+        accepts, with the source's fixed values for the others: a config fails at load, not at the seed that draws
+        the bad value (a failure naming another field, a cross-field check, is left to the draw)."""
+        import dataclasses
+
+        from vessel_models.generators import PARAMS, coerce_params
+        from vessel_models.tree import VesselInputError
+
+        if self.generator not in PARAMS:
+            return
+        defaults = {f.name: f.default for f in dataclasses.fields(PARAMS[self.generator])}
+
+        def typed(name: str, value: Any) -> Any:  # a drawn number in its field's type, as the scene builder does
+            default = defaults.get(name)
+            if isinstance(value, str) or not isinstance(default, (bool, int)):
+                return value
+            return bool(value) if isinstance(default, bool) else int(round(float(value)))
+
+        fixed = {k: typed(k, v) for k, v in self.params.items() if isinstance(v, (str, int, float))}
+        for name, d in self.params.items():
+            if isinstance(d, str) or name not in defaults:
+                continue
+            for value in (d.grid if isinstance(d, Grid) else dist_bounds(d)):
+                try:
+                    PARAMS[self.generator](**coerce_params(self.generator, {**fixed, name: typed(name, value)}))\
+                        .validate()
+                except VesselInputError as exc:
+                    if f"parameter {name}=" in str(exc):
+                        raise ValueError(f"params.{name}: {exc}") from None
 
     @property
     def kind(self) -> str:
