@@ -227,3 +227,14 @@ def test_duan_export_configs_are_what_make_configs_writes_and_load(experiment_sc
             assert ct_cortical["variants"]["distractors"] == {**ct_solid["variants"]["distractors"], **bones}
             ct_cortical["variants"]["distractors"] = ct_solid["variants"]["distractors"]
         assert cortical == solid
+
+
+def test_a_mask_after_the_contrast_frames_is_said():
+    """A DSA mask is taken before the contrast arrives; a mask time after the first frame is accepted with a word."""
+    with pytest.warns(UserWarning, match=r"sequence.mask_time_s 5 s is after the first contrast frame \(0 s\)"):
+        config_from_dict({**base(), "sequence": {"frames": 3, "fps": 2.0, "mask_time_s": 5.0}}, where="ds.yaml")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config_from_dict({**base(), "sequence": {"frames": 3, "fps": 2.0, "start_s": 1.0, "mask_time_s": 0.5}})

@@ -11,6 +11,7 @@ A bad file or field raises :class:`ddsa_sim.InputError` with one line naming it,
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -575,6 +576,11 @@ class SequenceConfig(_Model):
                 raise ValueError(f"times_s has {len(self.times_s)} values for {self.frames} frames")
             if any(t < 0 for t in self.times_s) or any(b < a for a, b in zip(self.times_s, self.times_s[1:])):
                 raise ValueError(f"times_s must be >= 0 and non-decreasing, got {self.times_s}")
+        times = self.times()
+        if times is not None and self.mask_time_s > times[0]:  # a DSA mask is taken before the contrast arrives
+            warnings.warn(f"sequence.mask_time_s {self.mask_time_s:g} s is after the first contrast frame "
+                          f"({times[0]:g} s): the mask holds iodine, which the conventional DSA subtracts",
+                          stacklevel=2)
         return self
 
     def times(self) -> tuple[float, ...] | None:
