@@ -64,6 +64,7 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 # ---------------------------------------------------------------------------- helpers
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace existing output files.")
+OVERWRITE_FOLDER = typer.Option(False, "--overwrite", help="Delete what the output folder holds first.")
 
 
 def _refuse_existing(paths: list[Path], overwrite: bool, inputs: tuple[Path | None, ...] = ()) -> None:
@@ -309,7 +310,7 @@ def gan_data(
     spacing_mm: float = typer.Option(1.5, "--spacing-mm", help="Voxel size, mm."),
     model: str = typer.Option("lsystem", "--model", "-m", help="Procedural generator."),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="Generator parameter k=v (repeatable)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete what the output folder holds first."),
+    overwrite: bool = OVERWRITE_FOLDER,
 ) -> None:
     """Voxelize seeded procedural trees into label volumes centred on each tree."""
     from tqdm import tqdm
@@ -338,7 +339,7 @@ def gan_train(
     val_data: Path | None = typer.Option(None, "--val-data", help="Folder of held-out label volumes that pick "
                                          "best.pt (default: data.val_fraction of --data; give it again with "
                                          "--resume)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete what the run folder holds first."),
+    overwrite: bool = OVERWRITE_FOLDER,
 ) -> None:
     """Train a 3D vessel GAN (single process, or one process per device under torchrun)."""
     from vessel_models.gan.config import load_gan_config
@@ -369,7 +370,7 @@ def gan_sample(
     truncation: float = typer.Option(1.0, "--truncation", help="Truncation / temperature psi in (0, 2]."),
     threshold: float = typer.Option(0.5, "--threshold", help="Probability threshold of a vessel voxel."),
     trees: bool = typer.Option(True, "--trees/--no-trees", help="Also extract centreline trees (VTP + stats)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete what the output folder holds first."),
+    overwrite: bool = OVERWRITE_FOLDER,
 ) -> None:
     """Sample label volumes (NIfTI with spacing) and their centreline trees with morphometrics."""
     from vessel_models.gan.checkpoint import load_generator

@@ -24,7 +24,7 @@ from skimage.transform import downscale_local_mean
 
 from ddsa_sim import InputError
 
-__all__ = ["COARSE_SIZE", "conventional_dsa", "mask_shift"]
+__all__ = ["COARSE_SIZE", "check_mask_frame", "conventional_dsa", "mask_shift"]
 
 #: Largest side, pixels, of the block-averaged images of the whole-pixel search.
 COARSE_SIZE = 128
@@ -63,6 +63,14 @@ def mask_shift(mask: np.ndarray, frame: np.ndarray, max_iterations: int = 10, to
     return shift
 
 
+def check_mask_frame(mask_frame: int, n_frames: int, field: str = "mask frame") -> None:
+    """Raise :class:`ddsa_sim.InputError` (naming ``field``) unless ``mask_frame`` indexes a run of ``n_frames`` frames
+    (negative counts from the end)."""
+    if not -n_frames <= mask_frame < n_frames:
+        raise InputError(f"{field}: {mask_frame} is outside the run's {n_frames} frames (0..{n_frames - 1}, or "
+                         f"-{n_frames}..-1 from the end)")
+
+
 def conventional_dsa(
     log_frames: np.ndarray, mask_frame: int = 0, pixel_shift: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -85,8 +93,7 @@ def conventional_dsa(
         Mask shift ``(row, col)`` applied per frame, pixels (zeros without ``pixel_shift``).
     """
     n = log_frames.shape[0]
-    if not -n <= mask_frame < n:
-        raise InputError(f"mask frame {mask_frame} is outside the run's {n} frames")
+    check_mask_frame(mask_frame, n)
     mask = log_frames[mask_frame].astype(np.float64)
     dsa = np.empty(log_frames.shape, dtype=np.float32)
     shifts = np.zeros((n, 2))

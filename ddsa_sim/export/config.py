@@ -308,27 +308,23 @@ class VesselSourceConfig(_Model):
         the bad value (a failure naming another field, a cross-field check, is left to the draw)."""
         import dataclasses
 
+        from ddsa_sim.scene.sources import generator_params
         from vessel_models.generators import PARAMS, coerce_params
         from vessel_models.tree import VesselInputError
 
         if self.generator not in PARAMS:
             return
-        defaults = {f.name: f.default for f in dataclasses.fields(PARAMS[self.generator])}
-
-        def typed(name: str, value: Any) -> Any:  # a drawn number in its field's type, as the scene builder does
-            default = defaults.get(name)
-            if isinstance(value, str) or not isinstance(default, (bool, int)):
-                return value
-            return bool(value) if isinstance(default, bool) else int(round(float(value)))
-
-        fixed = {k: typed(k, v) for k, v in self.params.items() if isinstance(v, (str, int, float))}
+        known = {f.name for f in dataclasses.fields(PARAMS[self.generator])}  # unknown names: the preflight's
+        fixed = {k: v for k, v in self.params.items() if k in known and isinstance(v, (str, int, float))}
         for name, d in self.params.items():
-            if isinstance(d, str) or name not in defaults:
+            if isinstance(d, str) or name not in known:
                 continue
             for value in (d.grid if isinstance(d, Grid) else dist_bounds(d)):
-                try:
-                    PARAMS[self.generator](**coerce_params(self.generator, {**fixed, name: typed(name, value)}))\
-                        .validate()
+                try:  # the drawn values in their fields' types, as the scene builder passes them
+                    drawn = generator_params(self.generator, {**fixed, name: value}, "params")
+                    PARAMS[self.generator](**coerce_params(self.generator, drawn)).validate()
+                except InputError as exc:
+                    raise ValueError(str(exc)) from None
                 except VesselInputError as exc:
                     if f"parameter {name}=" in str(exc):
                         raise ValueError(f"params.{name}: {exc}") from None

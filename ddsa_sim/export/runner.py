@@ -355,8 +355,8 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
     fingerprint = plan_fingerprint(specs)
     preflight(config, scheduler)
     # a new store: nothing there, or an empty folder made for it (emptied again, not removed, if the run fails)
-    fresh = not store_path.exists() or (store_path.is_dir() and not any(store_path.iterdir()))
     made_here = not store_path.exists()
+    fresh = made_here or (store_path.is_dir() and not any(store_path.iterdir()))
     with writer_lock(store_path), _signals_stop_export():
         root = _open_or_create(config, store_path, resume, specs, fingerprint)
         done_mask = completed(root)

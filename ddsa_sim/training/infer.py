@@ -46,7 +46,7 @@ from PIL import Image, PngImagePlugin
 from tqdm import tqdm
 
 from ddsa_sim import InputError
-from ddsa_sim.angio.conventional import conventional_dsa
+from ddsa_sim.angio.conventional import check_mask_frame, conventional_dsa
 from ddsa_sim.angio.media import display_window
 from ddsa_sim.angio.outputs import write_manifest, write_method
 from ddsa_sim.angio.xa import XARun, is_dicom_run, read_run
@@ -391,10 +391,8 @@ def infer_run(
         Every file written.
     """
     run = read_run(run_path)
-    n = run.pixels.shape[0]
-    if n > 1 and not -n <= mask_frame < n:  # before the network runs
-        raise InputError(f"--mask-frame: {mask_frame} is outside the run's {n} frames (0..{n - 1}, or -{n}..-1 from "
-                         "the end)")
+    if run.pixels.shape[0] > 1:  # the conventional DSA's mask, checked before the network runs
+        check_mask_frame(mask_frame, run.pixels.shape[0], "--mask-frame")
     times, times_from = _run_times(run, frame_time_ms)
     log = to_log_domain(Frames(run.pixels, "dicom", run.max_value, False), input_domain, i0)
     spacing, spacing_from = ((pixel_mm, pixel_mm), "--pixel-mm") if pixel_mm is not None else (run.pixel_mm,
