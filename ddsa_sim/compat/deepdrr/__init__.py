@@ -4,7 +4,7 @@
 >>> from ddsa_sim.compat.deepdrr.projector import Projector         # doctest: +SKIP
 
 Names and call shapes are DeepDRR's (``Volume.from_nifti``, ``orient_patient``, ``place_center``,
-``MobileCArm.move_to``, the ``Projector`` context manager, ``utils.image_utils.save``); the
+``position_patient``, ``MobileCArm.move_to``, the ``Projector`` context manager, ``utils.image_utils.save``); the
 physics is ours, on the CPU by default (``Projector(..., device="cuda")`` for the torch GPU backend).
 Contrast: any volume may use the material ``"iodine"`` (pure iodine channel) or
 ``"iodinated blood:<mgI/ml>"`` (:data:`CONTRAST_MATERIALS`), which DeepDRR lacks. Tools (``Mesh``,
@@ -14,9 +14,10 @@ Contrast: any volume may use the material ``"iodine"`` (pure iodine channel) or
 from ddsa_sim.compat.deepdrr import geo, utils
 from ddsa_sim.compat.deepdrr.device import MobileCArm
 from ddsa_sim.compat.deepdrr.projector import Projector
-from ddsa_sim.compat.deepdrr.vol import KWire, Mesh, Volume
+from ddsa_sim.compat.deepdrr.vol import KWire, Mesh, PatientPose, Volume
 
 #: Contrast material names DeepDRR lacks: pure iodine, and iodinated blood at a concentration (mgI/ml).
 CONTRAST_MATERIALS = ("iodine", "iodinated blood:<mgI/ml>")
 
-__all__ = ["CONTRAST_MATERIALS", "KWire", "Mesh", "MobileCArm", "Projector", "Volume", "geo", "utils"]
+__all__ = ["CONTRAST_MATERIALS", "KWire", "Mesh", "MobileCArm", "PatientPose", "Projector", "Volume", "geo",
+           "utils"]

@@ -77,21 +77,51 @@ class MobileCArm:
         return self.world_from_device.inverse()
 
     def move_to(self, isocenter=None, isocenter_in_world=None, alpha: float | None = None,
-                beta: float | None = None, gamma: float | None = None, degrees: bool = True) -> None:
-        """Move to a pose: isocenter in device (``isocenter``) or world (``isocenter_in_world``,
-        which wins) mm, and any of the angles. Raises InputError outside the C-arm's limits."""
-        if isocenter_in_world is not None:
-            isocenter = self.device_from_world @ kg.point(isocenter_in_world)
-        new = {"isocenter": None if isocenter is None else kg.point(*np.asarray(isocenter, dtype=np.float64)[:3])}
-        for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-            new[name] = None if value is None else _radians(value, degrees)
-        old = {k: getattr(self, k) for k in new}
-        for k, v in new.items():
-            if v is not None:
-                setattr(self, k, v)
+                beta: float | None = None, gamma: float | None = None, degrees: bool = True,
+                interest_point_in_world=None, principle_ray_in_world=None) -> None:
+        """Move to a pose (DeepDRR 1.2's ``MobileCArm.move_to``); arguments left out keep their value.
+
+        Parameters
+        ----------
+        isocenter, isocenter_in_world : point (x, y, z), optional
+            The new isocenter in device or world mm; ``isocenter_in_world`` wins over ``isocenter``.
+        alpha, beta, gamma : float, optional
+            The new angles, in degrees (``degrees=True``) or radians.
+        interest_point_in_world : point (x, y, z), optional
+            A world point (mm) to keep in view: the isocenter is moved so that the point's distance
+            along the principal ray is kept and it lies on the new ray, as DeepDRR approximates it
+            (exact when ``source_to_isocenter_horizontal_offset`` is 0). Wins over both isocenters.
+        principle_ray_in_world : vector (x, y, z), optional
+            Point the C-arm along this world direction (any length): sets alpha and beta (radians
+            ``-asin(y)`` and ``atan2(x, z)`` of the unit ray in the device frame), overriding them.
+
+        Raises InputError outside the C-arm's limits; a refused move leaves the C-arm where it was.
+        """
+        old = {k: getattr(self, k) for k in ("isocenter", "alpha", "beta", "gamma")}
+        old_ray = np.asarray(self.principle_ray, dtype=np.float64)
+        angles = {k: _radians(v, degrees) for k, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma))
+                  if v is not None}
+        if principle_ray_in_world is not None:
+            ray = np.asarray(self.device_from_world @ kg.vector(principle_ray_in_world), dtype=np.float64)
+            norm = float(np.linalg.norm(ray))
+            if not (np.isfinite(norm) and norm > 0):
+                raise InputError(f"MobileCArm.move_to: principle_ray_in_world must be a non-zero vector, got "
+                                 f"{principle_ray_in_world!r}")
+            x, y, z = ray / norm  # device_from_arm @ (0, 0, 1) = (cos a sin b, -sin a, cos a cos b)
+            angles["alpha"], angles["beta"] = float(np.arcsin(np.clip(-y, -1.0, 1.0))), float(np.arctan2(x, z))
         try:
+            for k, v in angles.items():
+                setattr(self, k, v)
+            if interest_point_in_world is not None:
+                p = np.asarray(self.device_from_world @ kg.point(interest_point_in_world), dtype=np.float64)
+                depth = float(np.dot(p - np.asarray(old["isocenter"], dtype=np.float64), old_ray))
+                isocenter = p - depth * np.asarray(self.principle_ray, dtype=np.float64)
+            elif isocenter_in_world is not None:
+                isocenter = self.device_from_world @ kg.point(isocenter_in_world)
+            if isocenter is not None:
+                self.isocenter = kg.point(*np.asarray(isocenter, dtype=np.float64)[:3])
             self.view()
-        except InputError:
+        except Exception:
             for k, v in old.items():  # a refused move leaves the C-arm where it was
                 setattr(self, k, v)
             raise
@@ -142,6 +172,75 @@ class MobileCArm:
     def principle_ray_in_world(self) -> kg.Vector3D:
         """Unit vector from the source towards the detector centre (DeepDRR's spelling)."""
         return kg.vector(*self.view().principal_ray)
+
+    @property
+    def principle_ray(self) -> kg.Vector3D:
+        """Unit vector from the source towards the detector centre in the DEVICE frame (DeepDRR's
+        spelling and frame; :attr:`principle_ray_in_world` is the world one). Unitless."""
+        return kg.vector(*self.view().device_from_arm[:3, 2])
+
+    @property
+    def viewpoint_in_arm(self) -> kg.Point3D:
+        """The point on the principal ray nearest the isocenter, in the ARM frame (mm):
+        ``(0, source_to_isocenter_horizontal_offset, 0)``, where DeepDRR aims objects of interest."""
+        return kg.point(0.0, self.source_to_isocenter_horizontal_offset, 0.0)
+
+    @property
+    def viewpoint(self) -> kg.Point3D:
+        """:attr:`viewpoint_in_arm` in the DEVICE frame (mm): the point on the principal ray
+        ``source_to_isocenter_vertical_distance`` from the source."""
+        return kg.point(*(self.view().device_from_arm @ np.append(np.asarray(self.viewpoint_in_arm), 1.0))[:3])
+
+    @property
+    def viewpoint_in_world(self) -> kg.Point3D:
+        """:attr:`viewpoint` in world mm (the isocenter itself when the horizontal offset is 0)."""
+        return self.world_from_device @ self.viewpoint
+
+    @property
+    def camera_intrinsics(self) -> kg.CameraIntrinsicTransform:
+        """The 3x3 intrinsic matrix K (pixels) of the current detector, as DeepDRR builds it:
+        focal length ``source_to_detector_distance / pixel_size`` pixels on both axes, principal point
+        at the sensor centre ``(sensor_width / 2, sensor_height / 2)`` (column, row).
+
+        Read-only and computed from the current parameters (DeepDRR stores it once, in ``__init__``).
+        """
+        return kg.CameraIntrinsicTransform.from_sizes(sensor_size=(self.sensor_width, self.sensor_height),
+                                                      pixel_size=self.pixel_size,
+                                                      source_to_detector_distance=self.source_to_detector_distance)
+
+    @property
+    def detector_width(self) -> float:
+        """Width of the detector in mm (``sensor_width * pixel_size``)."""
+        return self.sensor_width * self.pixel_size
+
+    @property
+    def detector_height(self) -> float:
+        """Height of the detector in mm (``sensor_height * pixel_size``)."""
+        return self.sensor_height * self.pixel_size
+
+    def reposition(self, viewpoint_in_world=None, device_in_world=None) -> None:
+        """Reset the pose and move the whole device, as DeepDRR 1.2's ``reposition``.
+
+        The isocenter goes to the device origin, alpha and beta to 0 (gamma is kept), and
+        ``world_from_device`` becomes a pure translation: the device origin at ``device_in_world``
+        (world mm), or, when only ``viewpoint_in_world`` (world mm) is given, placed so that
+        :attr:`viewpoint_in_world` lands on it. Any rotation of ``world_from_device`` is dropped,
+        as in DeepDRR. Raises InputError when neither point is given, or when 0 is outside the
+        angle limits (the C-arm is then left as it was).
+        """
+        if device_in_world is None:
+            if viewpoint_in_world is None:
+                raise InputError("MobileCArm.reposition: give viewpoint_in_world or device_in_world (world mm)")
+            device_in_world = np.asarray(kg.point(viewpoint_in_world))[:3] - np.asarray(self.viewpoint_in_arm)[:3]
+        old = {k: getattr(self, k) for k in ("isocenter", "alpha", "beta", "world_from_device")}
+        try:
+            self.isocenter, self.alpha, self.beta = kg.point(0.0, 0.0, 0.0), 0.0, 0.0
+            self.world_from_device = kg.FrameTransform.from_translation(np.asarray(kg.point(device_in_world))[:3])
+            self.view()
+        except Exception:
+            for k, v in old.items():
+                setattr(self, k, v)
+            raise
 
     def __repr__(self) -> str:
         return (f"MobileCArm(isocenter={np.asarray(self.isocenter)[:3]}, alpha={np.degrees(self.alpha):g} deg, "

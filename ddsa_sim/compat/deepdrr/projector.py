@@ -11,8 +11,10 @@ What a call returns, as DeepDRR 1.2 with its defaults (``neglog=True``, ``add_no
 3. ``neglog=True``: DeepDRR's per-image min-max transform (:func:`ddsa_sim.compat.deepdrr.utils.neglog`),
    values in [0, 1] that are NOT comparable between images; ``neglog=False``: ``I`` itself.
 
-``quantitative=True`` (ours) returns ``-ln(I/I0)`` instead (after noise, scatter and the bound),
-the line integral of attenuation that the DSA pipeline uses.
+``quantitative=True`` (ours) chooses which negative log step 3 takes: ``-ln(I/I0)`` (after noise,
+scatter and the bound), the line integral of attenuation that the DSA pipeline uses, instead of
+DeepDRR's min-max one. It is a kind of neglog, so it goes with ``neglog=True`` (the default);
+``quantitative=True, neglog=False`` asks for both a log and no log and raises InputError.
 
 Volumes add along each ray (a tool displaces the anatomy it occupies); DeepDRR's ``priorities``,
 where a later volume replaces every earlier one inside its whole box, are not reproduced.
@@ -69,7 +71,8 @@ class Projector:
     intensity_upper_bound : float, optional
         Clip of the intensity, keV per photon.
     quantitative : bool
-        Return ``-ln(I/I0)`` (ours) instead of DeepDRR's image.
+        With ``neglog=True``, return ``-ln(I/I0)`` (ours) instead of DeepDRR's min-max image;
+        with ``neglog=False``, an InputError.
     backend : {"numba", "torch"}
         Kernel on the CPU (``device="cpu"``): numba (default) or the torch backend.
     seed : int, optional
@@ -109,6 +112,9 @@ class Projector:
             raise InputError(f"Projector: photon_count must be positive, got {photon_count}")
         if scatter_num < 0:
             raise InputError(f"Projector: scatter_num must be non-negative, got {scatter_num}")
+        if quantitative and not neglog:
+            raise InputError("Projector: quantitative=True returns -ln(I/I0), a negative log; it goes with "
+                             "neglog=True (the default), not neglog=False (intensities)")
         if intensity_upper_bound is not None and not intensity_upper_bound > 0:
             raise InputError(f"Projector: intensity_upper_bound must be positive, got {intensity_upper_bound}")
         self.step = float(step)

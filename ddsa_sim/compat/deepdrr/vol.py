@@ -13,6 +13,7 @@ material on their own voxel grid; unlike DeepDRR's, they displace the anatomy th
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import killeengeo as kg
@@ -23,7 +24,7 @@ from ddsa_sim.physics.attenuation import get_material
 from ddsa_sim.projector import ProjectorVolume
 from ddsa_sim.volumes import hu_to_density, material_labels, read_ct, read_dicom_series, segment_by_threshold
 
-__all__ = ["KWire", "Mesh", "Volume"]
+__all__ = ["KWire", "Mesh", "PatientPose", "Volume"]
 
 #: orient_patient: RAS_from_world rotations (rows: R, A, S in world x, y, z) of DeepDRR 1.2, for
 #: (head_first, supine). Head first + supine: right = +x, inferior = +y, anterior = +z.
@@ -34,6 +35,30 @@ _RAS_FROM_WORLD = {
     (False, False): [[1, 0, 0], [0, 0, -1], [0, 1, 0]],
 }
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+class PatientPose(str, Enum):
+    """DICOM patient positions (DeepDRR's ``deepdrr.PatientPose``; values are the names, e.g. ``"HFS"``).
+
+    :meth:`Volume.position_patient` lays out ``HFS``, ``HFP``, ``FFS`` and ``FFP``.
+    """
+
+    HFP = "HFP"
+    HFS = "HFS"
+    HFDR = "HFDR"
+    HFDL = "HFDL"
+    FFDR = "FFDR"
+    FFDL = "FFDL"
+    FFP = "FFP"
+    FFS = "FFS"
+    LFP = "LFP"
+    LFS = "LFS"
+    RFP = "RFP"
+    RFS = "RFS"
+    AFDR = "AFDR"
+    AFDL = "AFDL"
+    PFDR = "PFDR"
+    PFDL = "PFDL"
 
 
 class Volume:
@@ -69,15 +94,34 @@ class Volume:
 
     # ------------------------------------------------------------------ readers
     @classmethod
-    def from_hu(cls, hu: np.ndarray, anatomical_from_IJK, world_from_anatomical=None, use_thresholding: bool = True,
-                materials: dict[str, np.ndarray] | None = None, anatomical_coordinate_system: str | None = None,
-                ) -> "Volume":
-        """A volume from Hounsfield units: DeepDRR's HU -> density fit and threshold materials
-        (air <= -800 HU < soft tissue <= 350 HU < bone) unless ``materials`` are given."""
-        if np.asarray(getattr(anatomical_from_IJK, "data", anatomical_from_IJK)).shape != (4, 4):
-            raise InputError("Volume.from_hu(hu, anatomical_from_IJK, ...): give the voxel-to-anatomical 4x4 affine; "
-                             "DeepDRR 1.2's (origin, use_thresholding, spacing) form is not supported: build the "
-                             "affine from the origin and spacing")
+    def from_hu(cls, hu: np.ndarray, *args, **kwargs) -> "Volume":
+        """A volume from Hounsfield units, in either of two call shapes told apart by the second argument.
+
+        * ``from_hu(hu, anatomical_from_IJK, world_from_anatomical=None, use_thresholding=True,
+          materials=None, anatomical_coordinate_system=None)``: a 4x4 voxel -> anatomical affine (mm)
+          (or ``killeengeo.FrameTransform``).
+        * DeepDRR 1.2's ``from_hu(hu, origin, use_thresholding=True, spacing=(1, 1, 1),
+          anatomical_coordinate_system=None, world_from_anatomical=None)``: a point (3 values, mm)
+          or the keyword ``origin``. As in DeepDRR, only ``anatomical_coordinate_system="LPS"`` is
+          defined (DeepDRR raises NotImplementedError for None and "RAS"; this raises InputError),
+          with DeepDRR's axes: voxel index i along L, j along -S (inferior), k along P, steps
+          ``spacing`` (mm, per i, j, k) from ``origin`` (LPS mm) at voxel (0, 0, 0).
+
+        Densities (g/cm^3) from DeepDRR's HU -> density fit; materials by thresholds (air <= -800 HU <
+        soft tissue <= 350 HU < bone) unless ``materials`` are given (first form only).
+        """
+        second = args[0] if args else kwargs.get("anatomical_from_IJK", kwargs.get("origin"))
+        if isinstance(second, kg.FrameTransform) or np.shape(second) == (4, 4):
+            return cls._from_hu_affine(hu, *args, **kwargs)
+        if isinstance(second, kg.Point3D) or np.shape(second) == (3,):
+            return cls._from_hu_origin(hu, *args, **kwargs)
+        raise InputError("Volume.from_hu(hu, ...): give the voxel-to-anatomical 4x4 affine or, as DeepDRR 1.2, "
+                         f"an origin (x, y, z) in mm; got {second!r}")
+
+    @classmethod
+    def _from_hu_affine(cls, hu: np.ndarray, anatomical_from_IJK, world_from_anatomical=None,
+                        use_thresholding: bool = True, materials: dict[str, np.ndarray] | None = None,
+                        anatomical_coordinate_system: str | None = None) -> "Volume":
         if not isinstance(use_thresholding, (bool, np.bool_)):
             raise InputError(f"Volume.from_hu: use_thresholding must be True or False, got {use_thresholding!r}")
         hu = np.asarray(hu, dtype=np.float32)
@@ -90,6 +134,24 @@ class Volume:
                    anatomical_coordinate_system)
 
     @classmethod
+    def _from_hu_origin(cls, hu: np.ndarray, origin, use_thresholding: bool = True, spacing=(1.0, 1.0, 1.0),
+                        anatomical_coordinate_system: str | None = None, world_from_anatomical=None) -> "Volume":
+        if anatomical_coordinate_system != "LPS":
+            raise InputError("Volume.from_hu(hu, origin, ..., spacing): DeepDRR 1.2 defines this form for "
+                             f"anatomical_coordinate_system='LPS' only, got {anatomical_coordinate_system!r}; "
+                             "or give the voxel-to-anatomical 4x4 affine")
+        step = np.asarray(spacing, dtype=np.float64).ravel()
+        if step.shape != (3,) or not np.all(np.isfinite(step) & (step > 0)):
+            raise InputError(f"Volume.from_hu: spacing must be 3 positive lengths (mm), got {spacing!r}")
+        lps_from_ijk = np.eye(4)
+        lps_from_ijk[:3, :3] = 0.0
+        lps_from_ijk[0, 0] = step[0]   # i -> L
+        lps_from_ijk[2, 1] = -step[1]  # j -> inferior (-S)
+        lps_from_ijk[1, 2] = step[2]   # k -> P
+        lps_from_ijk[:3, 3] = np.asarray(kg.point(origin))[:3]
+        return cls._from_hu_affine(hu, lps_from_ijk, world_from_anatomical, use_thresholding, None, "LPS")
+
+    @classmethod
     def from_nifti(cls, path: str | Path, world_from_anatomical=None, use_thresholding: bool = True,
                    use_cached: bool = True, save_cache: bool = False, cache_dir: str | Path | None = None,
                    materials: dict[str, np.ndarray] | None = None) -> "Volume":
@@ -100,7 +162,7 @@ class Volume:
         """
         ct = read_ct(path)
         ras_from_ijk = np.linalg.inv(_LPS_FROM_RAS) @ ct.affine  # read_ct gives LPS
-        return cls.from_hu(ct.data, ras_from_ijk, world_from_anatomical, use_thresholding, materials, "RAS")
+        return cls._from_hu_affine(ct.data, ras_from_ijk, world_from_anatomical, use_thresholding, materials, "RAS")
 
     @classmethod
     def from_dicom(cls, path: str | Path, use_thresholding: bool = True, world_from_anatomical=None,
@@ -115,7 +177,7 @@ class Volume:
         if not path.exists():  # not the parent folder's series
             raise InputError(f"{path}: no such file or folder")
         ct = read_dicom_series(path if path.is_dir() else path.parent)
-        return cls.from_hu(ct.data, ct.affine, world_from_anatomical, use_thresholding, materials, "LPS")
+        return cls._from_hu_affine(ct.data, ct.affine, world_from_anatomical, use_thresholding, materials, "LPS")
 
     # ------------------------------------------------------------------ frames
     @property
@@ -136,6 +198,13 @@ class Volume:
     @property
     def ijk_from_world(self) -> kg.FrameTransform:
         return self.world_from_ijk.inverse()
+
+    IJK_from_world = ijk_from_world
+
+    @property
+    def anatomical_from_world(self) -> kg.FrameTransform:
+        """World mm -> anatomical mm (the inverse of ``world_from_anatomical``)."""
+        return self.world_from_anatomical.inverse()
 
     def get_center(self) -> kg.Point3D:
         """The centre in anatomical mm, as DeepDRR defines it: voxel index ``shape / 2`` (half a voxel
@@ -163,6 +232,36 @@ class Volume:
         self.world_from_anatomical = kg.FrameTransform.from_translation(kg.vector(t)) @ self.world_from_anatomical
         return self
 
+    def rotate(self, rotation, center=None) -> "Volume":
+        """Rotate the volume in the world about ``center`` (DeepDRR 1.2's ``rotate``).
+
+        Parameters
+        ----------
+        rotation : scipy Rotation, killeengeo.FrameTransform or vector (x, y, z)
+            A world-frame rotation; a vector is a rotation vector (axis times angle in radians).
+            A FrameTransform is applied as it is (its translation too), as in DeepDRR.
+        center : point (x, y, z), optional
+            Fixed point, world mm; default :attr:`center_in_world`.
+        """
+        from scipy.spatial.transform import Rotation
+
+        if isinstance(rotation, kg.FrameTransform):
+            turn = np.asarray(rotation, dtype=np.float64)
+        else:
+            rot = rotation if isinstance(rotation, Rotation) else Rotation.from_rotvec(np.asarray(kg.vector(rotation))[:3])
+            turn = np.eye(4)
+            turn[:3, :3] = rot.as_matrix().reshape(3, 3)
+        c = np.asarray(self.center_in_world if center is None else kg.point(center), dtype=np.float64)[:3]
+        to_c, from_c = np.eye(4), np.eye(4)
+        to_c[:3, 3], from_c[:3, 3] = c, -c
+        self.world_from_anatomical = kg.FrameTransform(to_c @ turn @ from_c @ np.asarray(self.world_from_anatomical))
+        return self
+
+    def copy_pose(self, other: "Volume") -> None:
+        """Give this volume ``other``'s ``world_from_anatomical`` (a copy: later moves of either do not
+        move the other). Two volumes with the same voxels and ``anatomical_from_IJK`` then coincide."""
+        self.world_from_anatomical = kg.FrameTransform(np.array(other.world_from_anatomical, dtype=np.float64))
+
     def orient_patient(self, head_first: bool = True, supine: bool = True, world_from_device=None) -> None:
         """Lie the patient on the table as DeepDRR 1.2 does (its Loop-X convention): head first and
         supine put the patient's right along world +x, inferior along +y, anterior along +z.
@@ -177,6 +276,19 @@ class Volume:
         placed = kg.FrameTransform.from_rt(rotation=world_from_ras,
                                            translation=np.asarray(self.world_from_anatomical)[:3, 3])
         self.world_from_anatomical = placed if world_from_device is None else kg.frame_transform(world_from_device) @ placed
+
+    def position_patient(self, pose: "PatientPose | str") -> None:
+        """DeepDRR 1.2's ``position_patient``: :meth:`orient_patient` for a DICOM patient position.
+
+        ``pose`` is a :class:`PatientPose` (or its name): ``HFS``, ``HFP``, ``FFS``, ``FFP`` (head or
+        feet first, supine or prone). The other DICOM positions (decubitus...) raise InputError, as
+        DeepDRR raises NotImplementedError for them.
+        """
+        name = pose.value if isinstance(pose, PatientPose) else str(pose)
+        orientation = {"HFS": (True, True), "HFP": (True, False), "FFS": (False, True), "FFP": (False, False)}
+        if name not in orientation:
+            raise InputError(f"position_patient: {name!r} is not supported; give HFS, HFP, FFS or FFP")
+        self.orient_patient(*orientation[name])
 
     def supine(self) -> None:
         """DeepDRR's ``supine``/``faceup``: anterior +z, inferior +x, left +y (rotation only)."""
