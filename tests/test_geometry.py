@@ -126,3 +126,24 @@ def test_patient_directions_name_where_the_patient_axes_project(alpha, beta):
         assert v - v0 > 0.5 * abs(u - u0), (letter, u - u0, v - v0)
     if (alpha, beta) == (0, 0):  # the frontal view as seen from the source (docs/geometry.md): right is R
         assert (right, down) == ("R", "F")
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_subdivided_detector_puts_k_by_k_subpixels_inside_each_pixel(k):
+    """Pixel-edge coordinates scale by k: sub-pixel ``k i + m`` (covering ``[k i + m, k i + m + 1)``) lies in
+    pixel ``i`` (covering ``[i, i + 1)``), at any pose; binning undoes it."""
+    carm = CArm(isocenter_mm=(10.0, -5.0, 20.0), alpha_deg=25.0, beta_deg=-10.0, gamma_deg=7.0,
+                sensor_height=48, sensor_width=40, pixel_mm=1.5)
+    fine = carm.subdivided(k)
+    assert (fine.sensor_height, fine.sensor_width, fine.pixel_mm) == (48 * k, 40 * k, 1.5 / k)
+    points = np.random.default_rng(0).uniform(-80, 80, (20, 3)) + carm.isocenter_mm
+    hom = np.column_stack([points, np.ones(20)])
+
+    def uv(c: CArm) -> np.ndarray:
+        p = hom @ c.projection_matrix.T
+        return p[:, :2] / p[:, 2:]
+
+    np.testing.assert_allclose(uv(fine), k * uv(carm), atol=1e-9)
+    assert fine.binned(k) == carm
+    with pytest.raises(InputError, match="subdivision factor"):
+        carm.subdivided(0)

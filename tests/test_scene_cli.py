@@ -126,3 +126,17 @@ def test_dsa_takes_the_builtin_chest_labels_for_a_template_unless_told_none():
     assert scene_spec("ct.nii.gz", "coronary", 0).ct.labels is None
     with pytest.raises(InputError, match="--labels: --vessels labels"):
         scene_spec("builtin:chest-ct", "labels:aorta", 0, labels="none")
+
+
+def test_dsa_supersample_is_recorded_and_checked(ct_path, tmp_path, capsys):
+    """``--supersample 2``: 2 x 2 rays per pixel, recorded in the view's scene_json; 0 is one line."""
+    import json
+
+    out = tmp_path / "ss"
+    assert _run(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "--no-noise", "--supersample", "2",
+                 "-o", str(out), *FAST]) == 0, capsys.readouterr().err
+    assert json.loads(str(np.load(out / "view_000.npz")["scene_json"]))["supersample"] == 2
+    code = _run(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "--supersample", "0",
+                 "-o", str(tmp_path / "x"), *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "error: --supersample must be >= 1, got 0", err

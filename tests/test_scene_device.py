@@ -45,13 +45,16 @@ def test_export_sample_on_torch_equals_numba_on_every_array(tmp_path):
     assert set(IMAGE_ARRAYS) <= set(samples["torch"][0])
 
 
-def test_batched_views_equal_view_by_view_within_float32(monkeypatch):
+@pytest.mark.parametrize("supersample", [1, 2])
+def test_batched_views_equal_view_by_view_within_float32(monkeypatch, supersample):
     """render_views marches each volume once for all views (one TorchMarcher call per volume and bolus
-    time) and equals render_frames per view to float32 round-off, on every array of every frame."""
+    time) and equals render_frames per view to float32 round-off, on every array of every frame (with
+    2 x 2 rays per pixel too: the batch marches the subdivided detectors)."""
     pytest.importorskip("torch")
     from ddsa_sim.projector.kernels_torch import TorchMarcher
 
-    scene = make_scene(method="trilinear", backend="torch", scatter=ScatterSettings(enabled=True))
+    scene = make_scene(method="trilinear", backend="torch", scatter=ScatterSettings(enabled=True),
+                       supersample=supersample)
     carms = [small_carm(alpha_deg=a, beta_deg=b) for a, b in ((0, 0), (25, -10), (-30, 15))]
     times = bolus_times(scene, 2)
     seeds = [np.random.default_rng([5, n]) for n in range(3)]

@@ -410,7 +410,8 @@ class PoseRanges(_Model):
 
 
 class DetectorConfig(_Model):
-    """The ``detector`` section: physical pixel counts and pitch; ``binning`` x ``binning`` pixels are combined.
+    """The ``detector`` section: physical pixel counts and pitch; ``binning`` x ``binning`` pixels are read as one
+    (rendered with ``renderer_options.supersample`` x ``supersample`` rays each, default one).
 
     ``mtf50_cycles_per_mm``: MTF50 of the scintillator's light spread (a Gaussian point spread,
     :class:`ddsa_sim.physics.blur.BlurSettings`), cycles/mm at the detector, drawn per sample; null:
@@ -981,7 +982,8 @@ device: cpu                            # cpu | cuda (worker k on GPU k mod n_gpu
 renderer: scene                        # scene (physics) | package.module:function (your own)
 renderer_options: {}                   # scene: vessel_spacing_mm 0.25, method trilinear (siddon: exact voxels,
                                        #   slice bands), kvp_node_kv 2, vessel_cache_size 8,
-                                       #   backend numba (torch: the GPU code on the CPU)
+                                       #   backend numba (torch: the GPU code on the CPU), supersample 1
+                                       #   (k: k x k rays per pixel, intensities averaged; thin lumens, cost k^2)
 max_ct_voxels: 157286400               # refuse larger CTs (memory bound per worker; docs/export.md)
 ct_cache_size: 1                       # CTs kept loaded per worker
 """

@@ -234,6 +234,7 @@ SCENE_OPTIONS: dict[str, Any] = {
     "kvp_node_kv": 2.0,          # SpekPy spectra on a kVp grid of this step, interpolated (0: exact kVp)
     "vessel_cache_size": 8,      # voxelized vessel trees kept per cached CT
     "backend": "numba",          # numba | torch: the kernel on the CPU (a GPU device is always torch)
+    "supersample": 1,            # rays per stored pixel side, intensities averaged over the pixel (cost: its square)
 }
 
 
@@ -262,6 +263,10 @@ def scene_options(options: dict[str, Any], device: str = "cpu") -> dict[str, Any
     if torch_backend and opts["method"] != "trilinear":
         raise InputError(f"renderer_options.method: the torch backend (device {device!r}, backend "
                          f"{opts['backend']!r}) marches trilinear only; drop method or set method: trilinear")
+    k = opts["supersample"]
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or not np.isfinite(k) or k != int(k) or k < 1:
+        raise InputError(f"renderer_options.supersample: expected an integer >= 1, got {k!r}")
+    opts["supersample"] = int(k)
     for key in ("vessel_spacing_mm", "kvp_node_kv", "vessel_cache_size"):
         v = opts[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 or (
@@ -337,7 +342,7 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
                           collimator=sample_collimator(spec),
                           motion=MotionParams(kind=spec.motion, **spec.motion_params), method=opts["method"],
                           device=this_worker_device(spec.device),
-                          backend=opts["backend"])
+                          backend=opts["backend"], supersample=opts["supersample"])
     return SceneSpec(ct_spec(spec), vessels, placement, exposure, effects, catheter)
 
 

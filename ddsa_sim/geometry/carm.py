@@ -109,11 +109,20 @@ class CArm:
         return replace(self, **pose)
 
     def binned(self, factor: int) -> "CArm":
-        """Detector binning: ``factor`` x ``factor`` pixels combined (size / factor, pixel * factor)."""
+        """Detector binning: ``factor`` x ``factor`` pixels read as one (size / factor, pixel * factor); the rays a
+        scene casts per binned pixel are its ``supersample``."""
         if factor < 1:
             raise InputError(f"binning factor must be >= 1, got {factor}")
         return replace(self, sensor_height=self.sensor_height // factor, sensor_width=self.sensor_width // factor,
                        pixel_mm=self.pixel_mm * factor)
+
+    def subdivided(self, factor: int) -> "CArm":
+        """Each pixel split into ``factor`` x ``factor`` sub-pixels (size * factor, pixel / factor): the
+        same detector, sub-pixels ``factor * i ... factor * i + factor - 1`` inside pixel ``i``."""
+        if factor < 1:
+            raise InputError(f"subdivision factor must be >= 1, got {factor}")
+        return replace(self, sensor_height=self.sensor_height * factor, sensor_width=self.sensor_width * factor,
+                       pixel_mm=self.pixel_mm / factor)
 
     @property
     def device_from_world(self) -> np.ndarray:

@@ -178,7 +178,7 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
     return Scene(ct, sources, catheter=catheter, heart=heart, spectrum=ex.spectrum, detector=ex.detector,
                  exposure=ex.exposure, iodine_mg_per_ml=ex.iodine_mg_per_ml, bolus=bolus, noise=fx.noise,
                  scatter=fx.scatter, blur=fx.blur, collimator=fx.collimator, motion=motion, method=fx.method,
-                 device=fx.device, backend=fx.backend, ct_volume=ct_volume)
+                 device=fx.device, backend=fx.backend, supersample=fx.supersample, ct_volume=ct_volume)
 
 
 def _region_dome_z_mm(patient: Patient) -> float | None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from skimage.measure import block_reduce
 
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
@@ -165,7 +166,8 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     times_s : sequence of float or None
         Bolus time of each contrast frame (s); None = fully filled lumen.
     marched : MarchedView, optional
-        This view's area densities marched ahead (:func:`render_views`); default: marched here.
+        This view's area densities marched ahead (:func:`render_views`), on ``carm.subdivided(scene.supersample)``;
+        default: marched here.
     mask_time_s : float
         Time of the mask frame (s) on the clock of ``times_s``: with cardiac or respiratory motion
         the mask is the CT as scanned at this time's breathing state, and each contrast frame's CT
@@ -194,24 +196,32 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         mask_catheter = catheter_motion(scene, mask_state, mask_state, vessel_motion(scene, mask_state, mask_state))
     proj = scene.projector
     scene.check_view(carm)
+    # rays: `supersample` x `supersample` per pixel, marched on the subdivided detector; their
+    # intensities (and iodine) are averaged over each pixel before the detector's blur and noise
+    k = scene.supersample
+    rays = carm.subdivided(k)
+
+    def pixel_mean(image: np.ndarray) -> np.ndarray:
+        return image if k == 1 else block_reduce(image.astype(np.float64), (k, k), np.mean).astype(image.dtype)
 
     # the CT (its heart and a catheter's wall at the mask's phase) focal-spot blurred at its depth
     def sharp_ct(state: dict[str, float] | None) -> np.ndarray:
-        moved = march_moving_ct(scene, carm, state, mask_state) if state is not None else None
+        moved = march_moving_ct(scene, rays, state, mask_state) if state is not None else None
         if moved is not None:
             return moved
-        return marched.ct if marched is not None else proj.march(carm, "ct")
+        return marched.ct if marched is not None else proj.march(rays, "ct")
 
     ct_sharp = sharp_ct(mask_state)
-    a_ct = scene.march_ct(carm, ct_sharp, march_wall(scene, carm, mask_catheter))
+    a_ct = scene.march_ct(rays, ct_sharp, march_wall(scene, rays, mask_catheter))
     mask_area = proj.combine({"ct": a_ct}, ["ct"])
-    mask_sharp, mask_q = scene.intensity(proj, carm, mask_area)
+    mask_sharp, mask_q = scene.intensity(proj, rays, mask_area)
     # the detector's light spread blurs every primary, so the targets carry the blur of both frames
     # (float32 values like the spectrum's, so equal pixels of two frames give a target of exactly 0)
-    mask_primary = scene.detector_blur(carm, mask_sharp).astype(np.float32)
+    mask_primary = scene.detector_blur(carm, pixel_mean(mask_sharp)).astype(np.float32)
     collimation = scene.collimation(carm)
     field, exposed = collimation if collimation is not None else (None, None)
-    kerma_t = aec_kerma_transmission(mask_area, proj.attenuation_cm2_per_g, proj.spectrum, exposed)
+    kerma_t = aec_kerma_transmission(mask_area, proj.attenuation_cm2_per_g, proj.spectrum,
+                                     None if exposed is None else np.kron(exposed, np.ones((k, k), dtype=bool)))
     n0 = scene.exposure.n0(proj.spectrum, carm, kerma_t if scene.exposure.automatic else None)
     quanta = scene.flat_field_quanta(proj, carm, n0)  # (H, W): fewer toward the anode and off the central ray
     check_detector_range(scene.detector, quanta)
@@ -240,22 +250,22 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
             run[:] = [(charge, clean), *before][:len(lag)]
         return to_neglog(rec, quanta), to_neglog(clean_rec, quanta), s
 
-    mask, mask_clean, mask_scatter = recorded(mask_primary, mask_q, seeds[1], timed=True)
+    mask, mask_clean, mask_scatter = recorded(mask_primary, pixel_mean(mask_q), seeds[1], timed=True)
     mask_primary_nl = to_neglog(mask_primary)
 
     out: dict[str, list] = {k: [] for k in ("contrast", "contrast_clean", "dsa_target", "conventional_dsa",
                                             "iodine_mg_per_cm2", "vessel_mask", "motion")}
-    for k, t in enumerate(times):
+    for f, t in enumerate(times):
         proj_t = scene.projector_at(t)
         if clock is not None:  # the trees at this frame's own geometry
             state = physiological_state(scene, clock, t)
             moves = vessel_motion(scene, state, mask_state)
             catheter = catheter_motion(scene, state, mask_state, moves)
-            sharp = march_moving_vessels(scene, carm, t, moves, catheter)
+            sharp = march_moving_vessels(scene, rays, t, moves, catheter)
         else:
-            sharp = marched.vessels[k] if marched is not None else scene.march_vessels(carm, t)
-        iodine = scene.iodine_mg_per_cm2(sharp)  # mg/cm^2, along each pixel's ray
-        a_v = {n: scene.focal_spot_blur(carm, n, a) for n, a in sharp.items()}  # each at its own depth
+            sharp = marched.vessels[f] if marched is not None else scene.march_vessels(rays, t)
+        iodine = pixel_mean(scene.iodine_mg_per_cm2(sharp))  # mg/cm^2, along each pixel's rays
+        a_v = {n: scene.focal_spot_blur(rays, n, a) for n, a in sharp.items()}  # each at its own depth
         names = ["ct", *a_v]
         # only rays through a vessel volume change: the others keep the mask's intensity (one
         # spectrum pass over a few pixels instead of all; the target is exactly 0 beyond the blur's
@@ -264,26 +274,27 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
         for a in a_v.values():
             hit |= np.any(a != 0, axis=-1)
         unmoved, unmoved_q = mask_sharp.copy(), mask_q.copy()
-        unmoved[hit], unmoved_q[hit] = scene.intensity(proj_t, carm, proj_t.combine(
+        unmoved[hit], unmoved_q[hit] = scene.intensity(proj_t, rays, proj_t.combine(
             {"ct": a_ct[hit], **{n: a[hit] for n, a in a_v.items()}}, names), hit)
-        unmoved = scene.detector_blur(carm, unmoved).astype(np.float32)
+        unmoved = scene.detector_blur(carm, pixel_mean(unmoved)).astype(np.float32)
+        unmoved_q = pixel_mean(unmoved_q)
         target = to_neglog(unmoved) - mask_primary_nl  # float32 arithmetic, exactly 0 beyond the blur's reach
         if clock is not None:
             offset = state["diaphragm_offset_mm"] - mask_state["diaphragm_offset_mm"]
             a_moved = a_ct
             ct_moves = offset != 0 or state["contraction"] != mask_state["contraction"]
             if ct_moves or catheter is not mask_catheter:  # the CT and the wall at this frame's phase
-                a_moved = scene.march_ct(carm, sharp_ct(state) if ct_moves else ct_sharp,
-                                         march_wall(scene, carm, catheter))
+                a_moved = scene.march_ct(rays, sharp_ct(state) if ct_moves else ct_sharp,
+                                         march_wall(scene, rays, catheter))
             info = {"kind": scene.motion.kind, **state, "ct_diaphragm_offset_mm": offset}
         else:
-            a_moved, info = _moved_ct(scene, carm, a_ct, rng_motion)
+            a_moved, info = _moved_ct(scene, rays, a_ct, rng_motion)
         if a_moved is a_ct:  # the CT did not move: the frame is the target's
             primary, q = unmoved, unmoved_q
         else:
-            moved_sharp, q = scene.intensity(proj_t, carm, proj_t.combine({"ct": a_moved, **a_v}, names))
-            primary = scene.detector_blur(carm, moved_sharp).astype(np.float32)
-        contrast, contrast_clean, _ = recorded(primary, q, seeds[2 + k], timed=t is not None)
+            moved_sharp, q = scene.intensity(proj_t, rays, proj_t.combine({"ct": a_moved, **a_v}, names))
+            primary, q = scene.detector_blur(carm, pixel_mean(moved_sharp)).astype(np.float32), pixel_mean(q)
+        contrast, contrast_clean, _ = recorded(primary, q, seeds[2 + f], timed=t is not None)
         if exposed is not None:  # no primary beam, no DSA signal to recover: the targets are 0 there
             target, iodine = np.where(exposed, target, 0.0), np.where(exposed, iodine, 0.0)
         out["contrast"].append(contrast)
@@ -361,13 +372,14 @@ def render_views(scene: Scene, carms: Sequence[CArm], rngs: Sequence[np.random.G
         return (render_frames(scene, carm, rng, times) for carm, rng in zip(carms, rngs))
     for carm in carms:
         scene.check_view(carm)  # every pose, before a batch is marched
+    rays = [carm.subdivided(scene.supersample) for carm in carms]  # as render_frames marches them
     per_view = 8 * len(scene.projector.materials) * (1 + len(times) * len(scene.vessel_names)) * max(
-        (c.sensor_height * c.sensor_width for c in carms), default=1)
+        (c.sensor_height * c.sensor_width for c in rays), default=1)
     size = max(1, int(max_batch_bytes) // per_view)
     return (render_frames(scene, carm, rng, times, marched)
             for b0 in range(0, len(carms), size)
             for carm, rng, marched in zip(carms[b0:b0 + size], rngs[b0:b0 + size],
-                                          _march_batch(scene, carms[b0:b0 + size], times)))
+                                          _march_batch(scene, rays[b0:b0 + size], times)))
 
 
 def bolus_times(scene: Scene, n_frames: int) -> list[float | None]:

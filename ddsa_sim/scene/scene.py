@@ -93,6 +93,11 @@ class Scene:
         but ``"cpu"`` uses the torch backend, which needs ``method="trilinear"``).
     backend : {"numba", "torch"}
         Kernel on the CPU; ``"torch"`` runs the GPU code path on the CPU (tests, machines without numba speed).
+    supersample : int
+        Rays per pixel side: each pixel records the mean intensity of ``supersample`` x ``supersample``
+        rays spread over its area, as a detector integrates over its pixel (docs/physics.md, "Pixel
+        aperture"); marching and spectral passes cost ``supersample^2``. 1 (default): one ray through each
+        pixel's centre, which aliases lumens and catheters thinner than a few pixels into dashes.
     ct_volume : ProjectorVolume, optional
         The CT's projector volume (named ``"ct"``), built beforehand from ``ct`` and its materials
         (e.g. memoised per CT by the dataset exporter); default: built from ``ct`` on first use.
@@ -122,6 +127,7 @@ class Scene:
     method: str = "trilinear"
     device: str = "cpu"
     backend: str = "numba"
+    supersample: int = 1
     ct_volume: ProjectorVolume | None = field(default=None, repr=False)
     heart: np.ndarray | None = field(default=None, repr=False)
     _projectors: dict = field(default_factory=dict, init=False, repr=False)
@@ -143,6 +149,9 @@ class Scene:
         if self.iodine_mg_per_ml > self.agent_iodine_mg_per_ml:
             raise InputError(f"scene iodine_mg_per_ml {self.iodine_mg_per_ml:g} exceeds the agent's "
                              f"{self.agent_iodine_mg_per_ml:g} mgI/ml")
+        if isinstance(self.supersample, bool) or int(self.supersample) != self.supersample or self.supersample < 1:
+            raise InputError(f"scene supersample must be an integer >= 1, got {self.supersample!r}")
+        self.supersample = int(self.supersample)
         self.vessels = list(self.vessels)
         if self.heart is not None and np.shape(self.heart) != tuple(self.ct.data.shape):
             raise InputError(f"scene heart mask has shape {np.shape(self.heart)}, not the CT's {tuple(self.ct.data.shape)}")
@@ -391,6 +400,7 @@ class Scene:
             "grid": None if self.scatter.grid is None else [self.scatter.grid.primary_transmission,
                                                             self.scatter.grid.scatter_transmission],
             "motion": self.motion.kind, "method": self.method, "device": self.device, "backend": self.backend,
+            "supersample": self.supersample,
             "blur": self.blur.to_dict(), "heel": self.heel.to_dict(),
             "collimator": None if self.collimator is None else self.collimator.to_dict(),
             "bolus": {"velocity_mm_per_s": self.bolus.velocity_mm_per_s, "sigma_s": self.bolus.sigma_s,

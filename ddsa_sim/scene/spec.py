@@ -165,7 +165,8 @@ class ExposureSpec:
 @dataclass(frozen=True)
 class EffectsSpec:
     """Noise, scatter, focal-spot and detector blur, collimation (None: the whole detector exposed),
-    patient motion and the projector's ray-marching method, device and backend."""
+    patient motion and the projector's ray-marching method, device, backend and rays per pixel side
+    (:class:`~ddsa_sim.scene.Scene`'s ``supersample``)."""
 
     noise: bool = True
     scatter: ScatterSettings = field(default_factory=ScatterSettings)
@@ -175,6 +176,7 @@ class EffectsSpec:
     method: Literal["siddon", "trilinear"] = "trilinear"
     device: str = "cpu"
     backend: Literal["numba", "torch"] = "numba"
+    supersample: int = 1
 
 
 @dataclass(frozen=True)
