@@ -4,6 +4,8 @@ with an unchanged plan fingerprint."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from ddsa_sim import InputError
@@ -48,3 +50,34 @@ def test_defaults_leave_plans_unchanged_and_bad_fields_are_refused(tmp_path):
         cfg(tmp_path, placement={"feeding_direction": [0, 0, 0]})
     with pytest.raises(InputError, match="french"):
         cfg(tmp_path, catheter={"french": -1})
+
+
+def test_a_catheter_with_a_segmentation_source_is_said_and_left_out(tmp_path):
+    """A catheter follows a generated tree; a segmentation source gets none: said at load (unless its own
+    ``catheter: false`` says so) and absent from its samples' plan, while the generator's keep theirs."""
+    (tmp_path / "tree.vtp").write_bytes(b"")
+    sources = [{"generator": "lsystem"}, {"segmentation": str(tmp_path / "tree.vtp")}]
+    with pytest.warns(UserWarning, match=r"vessels.sources\[1\] \(segmentation '.*tree.vtp'\) gets none"):
+        config = cfg(tmp_path, catheter={"french": 5}, vessels={"per_ct": 4, "sources": sources})
+    by_kind = {spec.vessel_source["kind"]: spec.catheter for spec in plan_dataset(config)}
+    assert by_kind == {"generator": {"french": 5.0, "wall_mm": 0.25, "tip_offset_mm": 3.0}, "segmentation": None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg(tmp_path, catheter={"french": 5}, vessels={"per_ct": 4, "sources": [
+            sources[0], {**sources[1], "catheter": False}]})
+
+
+def test_params_json_keeps_a_generators_integer_parameters_integers(tmp_path):
+    """The plan draws every number as a float; the store's record of a tree's parameters is in the generator's
+    field types (``iterations: 5``), as the tree was made, and floats stay floats."""
+    import json
+
+    from ddsa_sim.export.store import params_json
+
+    config = cfg(tmp_path, vessels={"per_ct": 2, "sources": [{"generator": "lsystem", "params": {
+        "iterations": {"grid": [4, 5]}, "root_diameter_mm": {"min": 3.0, "max": 4.0}}}]})
+    for spec in plan_dataset(config):
+        assert isinstance(spec.vessel_source["params"]["iterations"], float)  # the plan's draw
+        params = json.loads(params_json(spec))["vessel_source"]["params"]
+        assert type(params["iterations"]) is int and params["iterations"] in (4, 5)
+        assert type(params["root_diameter_mm"]) is float

@@ -46,6 +46,10 @@ def base() -> dict:
      "params.root_diameter_mm: lsystem parameter root_diameter_mm=-1.0 is out of range"),
     ({"vessels": {"sources": [{"generator": "coronary", "params": {"size_jitter": {"min": 0.0, "max": 1.5}}}]}},
      "params.size_jitter: coronary parameter size_jitter=1.5 is invalid"),
+    # two fields' values that can be drawn together and fail together (colonize: influence_mm > kill_mm)
+    ({"vessels": {"sources": [{"generator": "colonize", "params": {"influence_mm": {"min": 6, "max": 20},
+                                                                  "kill_mm": {"min": 2, "max": 8}}}]}},
+     "params: colonize parameter influence_mm=6.0 is out of range when drawn together at influence_mm=6, kill_mm=8"),
 ])
 def test_bad_field_is_one_line_naming_it(patch, field):
     data = {**base(), **patch}

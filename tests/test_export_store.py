@@ -195,11 +195,24 @@ def test_existing_store_and_resume_with_other_config_refused(exported, tmp_path)
 def test_huge_ct_refused_before_reading(tmp_path):
     glob = write_cts(tmp_path / "cts", n=1, size=12)
     cfg = small_config(glob, max_ct_voxels=1000)
-    with pytest.raises(InputError, match=r"ct0.nii.gz: CT has 1,728 voxels, above max_ct_voxels=1,000"):
+    with pytest.raises(InputError, match=r"cts\[0\].path: .*ct0.nii.gz: CT has 1,728 voxels, above "
+                                         r"max_ct_voxels=1,000"):
         run_export(cfg, tmp_path / "x.zarr", progress=False)
     assert not (tmp_path / "x.zarr").exists()
     with pytest.raises(InputError, match="max_ct_voxels"):
         read_ct_with_labels(str(tmp_path / "cts" / "ct0.nii.gz"), None, 1000)
+
+
+def test_missing_ct_or_labels_named_by_config_field_before_any_store(tmp_path):
+    """A glob's file or a ``{stem}`` label map that is not there: the error names the config entry it came from."""
+    glob = write_cts(tmp_path / "cts", n=2, size=12)
+    cfg = small_config(glob, cts=[{"path": glob}, {"path": str(tmp_path / "gone.nii.gz"), "id": "gone"}])
+    with pytest.raises(InputError, match=r"^cts\[1\].path: .*gone.nii.gz: no such file or folder"):
+        run_export(cfg, tmp_path / "x.zarr", progress=False)
+    cfg = small_config(glob, cts=[{"path": glob, "labels": str(tmp_path / "{stem}_labels.nii.gz")}])
+    with pytest.raises(InputError, match=r"^cts\[0\].labels: .*ct0_labels.nii.gz: no such file or folder"):
+        run_export(cfg, tmp_path / "x.zarr", progress=False)
+    assert not (tmp_path / "x.zarr").exists()
 
 
 def test_ct_cache_loads_each_ct_once_and_evicts(tmp_path):

@@ -11,6 +11,7 @@ A bad file or field raises :class:`ddsa_sim.InputError` with one line naming it,
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +70,9 @@ def dist_bounds(d: Dist) -> tuple[float, float]:
         return min(d.grid), max(d.grid)
     return float(d), float(d)
 
+
+#: Combinations of a generator's drawn parameter values checked at load (beyond: each value alone).
+MAX_PARAM_CORNERS = 4096
 
 #: The count fields of :class:`DistractorConfig`, in the order a pseudo-patient draws them.
 DISTRACTOR_COUNTS = ("shells", "bones", "cavities", "foams")
@@ -304,9 +308,12 @@ class VesselSourceConfig(_Model):
 
     def _check_param_values(self) -> None:
         """Every value a generator parameter can be drawn at (a range's ends, a grid's values) is one the generator
-        accepts, with the source's fixed values for the others: a config fails at load, not at the seed that draws
-        the bad value (a failure naming another field, a cross-field check, is left to the draw)."""
+        accepts, with the source's fixed values for the others, and so is every combination of the drawn parameters'
+        values (the generators' cross-field checks, e.g. colonize's ``influence_mm > kill_mm``, are linear in two
+        fields: a box's corners hold their extremes; up to :data:`MAX_PARAM_CORNERS` combinations): a config fails
+        at load, not at the seed that draws the bad values."""
         import dataclasses
+        import itertools
 
         from ddsa_sim.scene.sources import generator_params
         from vessel_models.generators import PARAMS, coerce_params
@@ -316,18 +323,32 @@ class VesselSourceConfig(_Model):
             return
         known = {f.name for f in dataclasses.fields(PARAMS[self.generator])}  # unknown names: the preflight's
         fixed = {k: v for k, v in self.params.items() if k in known and isinstance(v, (str, int, float))}
-        for name, d in self.params.items():
-            if isinstance(d, str) or name not in known:
-                continue
-            for value in (d.grid if isinstance(d, Grid) else dist_bounds(d)):
-                try:  # the drawn values in their fields' types, as the scene builder passes them
-                    drawn = generator_params(self.generator, {**fixed, name: value}, "params")
-                    PARAMS[self.generator](**coerce_params(self.generator, drawn)).validate()
-                except InputError as exc:
-                    raise ValueError(str(exc)) from None
+        drawn_values = {name: sorted(set(d.grid if isinstance(d, Grid) else dist_bounds(d)))
+                        for name, d in self.params.items() if name in known and isinstance(d, (Range, Grid))}
+
+        def check(values: dict[str, Any]) -> None:  # the drawn values in their fields' types, as the builder passes
+            try:
+                drawn = generator_params(self.generator, {**fixed, **values}, "params")
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+            PARAMS[self.generator](**coerce_params(self.generator, drawn)).validate()
+
+        for name, values in drawn_values.items():
+            for value in values:
+                try:
+                    check({name: value})
                 except VesselInputError as exc:
                     if f"parameter {name}=" in str(exc):
                         raise ValueError(f"params.{name}: {exc}") from None
+        if len(drawn_values) < 2 or math.prod(len(v) for v in drawn_values.values()) > MAX_PARAM_CORNERS:
+            return
+        for corner in itertools.product(*drawn_values.values()):
+            values = dict(zip(drawn_values, corner))
+            try:
+                check(values)
+            except VesselInputError as exc:
+                at = ", ".join(f"{n}={v:g}" for n, v in values.items())
+                raise ValueError(f"params: {exc} when drawn together at {at}") from None
 
     @property
     def kind(self) -> str:
@@ -711,6 +732,17 @@ class DatasetConfig(_Model):
         if self.detector.bit_depth is not None and self.exposure_field == "detector_air_kerma_ugy":
             raise ValueError("detector.bit_depth needs photons_per_pixel or mas: with detector_air_kerma_ugy "
                              "the exposure (hence the gain) is known only while rendering")
+        return self
+
+    @model_validator(mode="after")
+    def _catheter_follows_trees(self) -> DatasetConfig:
+        if self.catheter is not None:
+            for i, src in enumerate(self.vessels.sources):
+                if src.catheter and not src.generator:
+                    kind = "segmentation" if src.segmentation else "model"
+                    warnings.warn(f"catheter: a catheter follows a generated tree's feeding artery; "
+                                  f"vessels.sources[{i}] ({kind} {getattr(src, kind)!r}) gets none (say catheter: "
+                                  f"false on it)", stacklevel=2)
         return self
 
     @property

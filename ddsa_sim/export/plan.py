@@ -455,6 +455,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
         k = (i - block_start[c]) % config.vessels.per_ct
         if (ct.ct_id, k) not in vessels:
             vessels[(ct.ct_id, k)] = _vessel(config, ct.ct_id, _source_ct_id(ct), k, config.seed)
+        source = config.vessels.sources[vessels[(ct.ct_id, k)]["source_index"]]
         ss = np.random.SeedSequence([config.seed, i])
         rng = np.random.default_rng(ss)
         specs.append(SampleSpec(
@@ -496,8 +497,8 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             crop=tuple(config.output.crop) if config.output.crop else None,  # type: ignore
             renderer=config.renderer,
             renderer_options=dict(config.renderer_options),
-            catheter=(config.catheter.model_dump() if config.catheter is not None
-                      and config.vessels.sources[vessels[(ct.ct_id, k)]["source_index"]].catheter else None),
+            catheter=config.catheter.model_dump() if config.catheter is not None and source.catheter
+            and source.generator else None,  # a catheter follows a generated tree's feeding artery
             max_ct_voxels=config.max_ct_voxels,
             device=config.device,
             ct_variant=ct.variant,

@@ -49,6 +49,7 @@ from ddsa_sim.export.plan import (
     plan_dataset,
     plan_fingerprint,
     resolve_ct_entries,
+    resolve_cts,
 )
 from ddsa_sim.export.sample import ct_key, render_sample, scene_options, worker_cache
 from ddsa_sim.export.store import (
@@ -131,13 +132,20 @@ def preflight(config: DatasetConfig, scheduler: str | None = None) -> None:
         scene_options(config.renderer_options, config.device)
     if local:
         check_device_available(config.device)
-    for ct in resolve_ct_entries(config):
-        n = peek_voxels(ct.source)
+    for _, source, labels, _, _, i in resolve_cts(config):
+        try:
+            n = peek_voxels(source)
+        except InputError as exc:
+            raise InputError(f"cts[{i}].path: {exc}") from None
         if n is not None and n > config.max_ct_voxels:
-            raise InputError(f"{ct.source}: CT has {n:,} voxels, above max_ct_voxels={config.max_ct_voxels:,} "
-                             f"(about {n * 5 / 2**30:.1f} GiB per worker); crop or resample it, or raise the limit")
-        if ct.labels is not None:
-            peek_voxels(ct.labels)
+            raise InputError(f"cts[{i}].path: {source}: CT has {n:,} voxels, above max_ct_voxels="
+                             f"{config.max_ct_voxels:,} (about {n * 5 / 2**30:.1f} GiB per worker); crop or resample "
+                             "it, or raise the limit")
+        if labels is not None:
+            try:
+                peek_voxels(labels)
+            except InputError as exc:
+                raise InputError(f"cts[{i}].labels: {exc}") from None
     for i, src in enumerate(config.vessels.sources):
         for key in ("segmentation", "model"):
             value = getattr(src, key)

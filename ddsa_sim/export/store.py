@@ -197,9 +197,18 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
 
 
 def params_json(spec: SampleSpec) -> str:
-    """The per-sample parameters not in their own meta array, as canonical JSON."""
+    """The per-sample parameters not in their own meta array, as canonical JSON (a generator's parameters in its
+    fields' types, as the tree was made: ``iterations: 5``, not the plan's drawn ``5.0``)."""
+    from ddsa_sim.scene.sources import generator_params
+
+    source = spec.vessel_source
+    if source["kind"] == "generator" and isinstance(source.get("params"), dict):
+        try:
+            source = {**source, "params": generator_params(source["name"], source["params"])}
+        except InputError:  # parameters of a renderer of one's own, not the generator's: as drawn
+            pass
     return json.dumps({
-        "vessel_source": spec.vessel_source,
+        "vessel_source": source,
         "filter_al_mm": spec.filter_al_mm,
         "isocenter_offset_mm": list(spec.isocenter_offset_mm),
         "noise": spec.noise,
