@@ -253,8 +253,9 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     mask, mask_clean, mask_scatter = recorded(mask_primary, pixel_mean(mask_q), seeds[1], timed=True)
     mask_primary_nl = to_neglog(mask_primary)
 
-    out: dict[str, list] = {k: [] for k in ("contrast", "contrast_clean", "dsa_target", "conventional_dsa",
-                                            "iodine_mg_per_cm2", "vessel_mask", "motion")}
+    out: dict[str, list] = {name: [] for name in ("contrast", "contrast_clean", "dsa_target", "conventional_dsa",
+                                                  "iodine_mg_per_cm2", "vessel_mask", "motion")}
+
     for f, t in enumerate(times):
         proj_t = scene.projector_at(t)
         if clock is not None:  # the trees at this frame's own geometry
