@@ -46,7 +46,9 @@ def project(ct: str = CT_ARG, out: Path = OUT_DIR,
             filter_al: Optional[float] = FILTER_AL, spectrum: Optional[str] = SPECTRUM, isocenter: Optional[str] = ISOCENTER,
             method: str = METHOD, device: str = DEVICE, overwrite: bool = OVERWRITE) -> None:
     """Render one view of a CT: OUT/view_000.npz (neglog, intensity, density_<material>, projection_matrix) + PNG
-    of -ln(I/I0) (more attenuation brighter, as a radiograph; `dsa` shows frames in the fluoroscopy convention)."""
+    of -ln(I/I0) (more attenuation brighter, as a radiograph; `dsa` shows frames in the fluoroscopy convention).
+    A DRR: DeepDRR's ideal energy-integrating detector (every photon absorbed), no noise, scatter or blur; `dsa`
+    records with the CsI panel and all of these."""
     from ddsa_sim.cli.drr import run_sweep
     from ddsa_sim.files import claim_output, clear_output
     from ddsa_sim.geometry import Pose
@@ -77,7 +79,8 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
           gif: bool = typer.Option(False, "--gif", help="Also write OUT/sweep.gif (the views as an animation)."),
           mp4: bool = typer.Option(False, "--mp4", help="Also write OUT/sweep.mp4 (needs imageio-ffmpeg)."),
           ) -> None:
-    """Render a pose sweep: view_NNN.npz + PNG per view, contact_sheet.png, poses.json (+ sweep.gif/.mp4)."""
+    """Render a pose sweep: view_NNN.npz + PNG per view, contact_sheet.png, poses.json (+ sweep.gif/.mp4); DRRs as
+    `project` renders them (ideal detector, no noise, scatter or blur)."""
     import numpy as np
 
     from ddsa_sim.cli.drr import run_sweep
