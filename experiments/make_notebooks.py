@@ -152,7 +152,8 @@ fig.savefig(os.path.join(OUT, "vessel_gallery.png"), dpi=80)'''),
 ## Morphometrics
 
 `morphometrics.summary` gives counts, lengths, radii, tortuosity (path length / chord) and how well the
-radii obey Murray's law (`murray_exponent_fit` near 3)."""),
+radii obey Murray's law (`murray_exponent_fit` near 3). These generators set their radii by Murray's law, so
+their column reads 3 by construction; a tree from a segmentation or a learned model shows its own."""),
     ("code", '''\
 import pandas as pd
 
@@ -233,8 +234,9 @@ show_triplet(out, "noise on, scatter on (grid), no motion").savefig(os.path.join
     ("md", """\
 ## Noise and scatter on / off
 
-Without noise the mask and contrast frames are the expected values; without scatter the background
-is lower and the vessel contrast a little higher. The target is the same in every case: it is defined
+Without noise the mask and contrast frames are the expected values; without scatter the frames record
+less light (their -ln is higher) and the conventional DSA's vessels stand out more: scatter adds a veil
+of intensity under them that the subtraction keeps. The target is the same in every case: it is defined
 noise-free, from primary radiation only."""),
     ("code", '''\
 variants = {

@@ -424,3 +424,18 @@ def test_vessel_conspicuity_against_an_analytic_anatomy():
     # without the field, the edge's step dominates the clutter
     assert vessel_conspicuity(*cut, cut[2] > 0)[0] < 0.5 * scr_c
     assert vessel_conspicuity(*cut, cut[2] > 0, exposed_field([0.9, 0, 0, 0, 0], (n, n))) is None  # no room
+
+
+def test_a_split_with_a_share_but_no_ct_is_said(tmp_path):
+    """Splits are by CT: two CTs at 0.8 / 0.1 / 0.1 are both train, which the export says (train would not validate
+    and evaluate would find no test split); every split given a CT: nothing said."""
+    glob = write_cts(tmp_path / "cts", n=2, size=12)
+    with pytest.warns(UserWarning, match=r"split: no sample in 'val' or 'test': splits are by CT and 2 CTs give "
+                                         r"\{'train': 8\}"):
+        run_export(small_config(glob), tmp_path / "a.zarr", progress=False, preview=False)
+    forced = small_config(glob, cts=[{"path": str(tmp_path / "cts" / "ct0.nii.gz"), "split": "train"},
+                                     {"path": str(tmp_path / "cts" / "ct1.nii.gz"), "split": "val"}],
+                          split={"train": 0.5, "val": 0.5, "test": 0.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_export(forced, tmp_path / "b.zarr", progress=False, preview=False)

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 import typer
 import yaml
 import zarr
@@ -118,7 +119,13 @@ def test_runs_are_not_overwritten(app, sound_store, config, tmp_path):
     assert (run / "last.pt").read_bytes() == before and stale.exists()
     r = CliRunner().invoke(app, [*base, "--max-steps", "3", "--resume"])
     assert r.exit_code == 0 and json.loads(r.stdout.strip().splitlines()[-1])["start_step"] == 2, r.output
-    assert "note: --resume under a config" not in r.stderr
+    assert "note: --resume under a config" not in r.stderr and "training process" not in r.stderr
+    # resuming under another process count (a run of torchrun --nproc_per_node 2, here written into last.pt) is said
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["world_size"] == 1
+    torch.save({**ckpt, "world_size": 2}, run / "last.pt")
+    r = CliRunner().invoke(app, [*base, "--max-steps", "3", "--resume"])
+    assert r.exit_code == 0 and "note: --resume with 1 training process; the run was trained with 2" in r.stderr, r.output
     # a change of recipe mid-run is said; a store of another pixel size is refused (one run learns one scale)
     changed = yaml.safe_load(config.read_text())
     changed["optim"]["lr"] = 0.05

@@ -476,6 +476,21 @@ def test_evaluate_reports_each_source_ct(trained, store):
     assert "per detector dose" not in table
 
 
+def test_evaluate_max_samples_keeps_the_splits_data_range(trained, store):
+    """--max-samples scores fewer images, each against the whole split's range: a sample's PSNR does not depend on
+    how many are scored (the range of the targets of every sample, computed here from the store)."""
+    _, ckpt, _ = trained
+    full = ZarrDDSADataset(store, "train")
+    targets = [full[i]["dsa_target"].numpy() for i in range(len(full))]
+    want = max(float(t.max()) for t in targets) - min(float(t.min()) for t in targets)
+    few = evaluate_checkpoint(ckpt, store, "train", progress=False, max_samples=2)
+    assert few["n_samples"] == 2 and few["data_range"] == pytest.approx(want, rel=1e-6)
+    kept = ZarrDDSADataset(store, "train", max_samples=2)
+    few_range = max(float(kept[i]["dsa_target"].max()) for i in range(2)) - min(
+        float(kept[i]["dsa_target"].min()) for i in range(2))
+    assert few_range < want  # the two samples alone span less: the range is not theirs
+
+
 def test_dose_level_is_the_nearest_1_2_5_value_on_a_log_scale():
     # geometric midpoints: 0.005|0.00707|0.01|0.0141|0.02|0.0316|0.05|0.0707|0.1
     cases = {0.0064: "0.005", 0.0072: "0.01", 0.01: "0.01", 0.014: "0.01", 0.015: "0.02", 0.02: "0.02", 0.03: "0.02",

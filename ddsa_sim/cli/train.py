@@ -109,6 +109,12 @@ def train(
             clear_output(out)
         if resume:
             _note_changed_config(out / "config.json", json.loads(cfg.to_json()))
+            before = load_checkpoint(out / "last.pt").get("world_size")
+            now = int(os.environ.get("WORLD_SIZE", "1"))
+            if before is not None and before != now:
+                print(f"note: --resume with {now} training process{'es' if now != 1 else ''}; the run was trained with "
+                      f"{before}: each process draws its own batches of data.batch_size, so the run goes on with "
+                      f"{now}/{before} of its batch and other data than an uninterrupted run", file=sys.stderr)
     res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume, branch_from=branch_from)
     if res.rank == 0:
         last = res.losses[-1][1] if res.losses else float("nan")

@@ -1006,7 +1006,8 @@ output:
   crop: null                           # [H, W] centre crop of the binned detector; null = whole
 
 count: 300                             # samples (--count overrides)
-split: {train: 0.8, val: 0.1, test: 0.1}   # fractions of CTs (patients), never of images
+split: {train: 0.8, val: 0.1, test: 0.1}   # fractions of CTs (patients), never of images: the one CT above makes
+                                       #   a train-only store (said); add CTs or give each its split
 seed: 1234                             # --seed overrides
 
 device: cpu                            # cpu | cuda (worker k on GPU k mod n_gpus) | cuda:N (every worker on GPU N);

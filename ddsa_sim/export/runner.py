@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -43,7 +44,7 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.export.config import DatasetConfig
 from ddsa_sim.export.devices import check_device_available, set_worker_index
-from ddsa_sim.export.format import SPLIT_COUNTS_ATTR
+from ddsa_sim.export.format import PSEUDO_PATIENT_SEPARATOR, SPLIT_COUNTS_ATTR, SPLITS
 from ddsa_sim.export.plan import (
     SampleSpec,
     plan_dataset,
@@ -155,6 +156,19 @@ def preflight(config: DatasetConfig, scheduler: str | None = None) -> None:
             generator_params(src.generator, {}, f"vessels.sources[{i}].generator")
             if isinstance(src.params, dict):
                 generator_params(src.generator, dict.fromkeys(src.params), f"vessels.sources[{i}].params")
+
+
+def warn_empty_splits(config: DatasetConfig, specs: list[SampleSpec]) -> None:
+    """Say which split the config gives a share (``split:``) gets no sample: splits are by CT, so a few CTs
+    round some splits to none (one CT and its pseudo-patients: all train), which ``train`` (no validation)
+    and ``evaluate`` (no test) meet only later."""
+    counts = Counter(spec.split for spec in specs)
+    empty = [name for name in SPLITS if getattr(config.split, name) > 0 and not counts[name]]
+    if empty:
+        cts = len({spec.ct_id.split(PSEUDO_PATIENT_SEPARATOR)[0] for spec in specs})
+        warnings.warn(f"split: no sample in {' or '.join(repr(n) for n in empty)}: splits are by CT and "
+                      f"{cts} CT{'s' if cts != 1 else ''} give {dict(counts)} (train needs 'val' to select a model, "
+                      "evaluate needs 'test'); give more CTs or set each CT's split (cts[i].split)", stacklevel=2)
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -362,6 +376,7 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
     specs = plan_dataset(config)
     fingerprint = plan_fingerprint(specs)
     preflight(config, scheduler)
+    warn_empty_splits(config, specs)
     # a new store: nothing there, or an empty folder made for it (emptied again, not removed, if the run fails)
     made_here = not store_path.exists()
     fresh = made_here or (store_path.is_dir() and not any(store_path.iterdir()))

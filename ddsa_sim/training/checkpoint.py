@@ -54,12 +54,14 @@ def save_checkpoint(
     scaler: Any = None,
     rng: dict[str, Any] | None = None,
     pixel_mm: float | None = None,
+    world_size: int = 1,
 ) -> Path:
     """Write a checkpoint atomically (temporary file + rename).
 
     ``model`` is the generator to use, ``model_stepped`` the optimiser's weights where they differ (a
     weight average); ``pixel_mm`` the pixel spacing at the isocenter of the training images, mm, to which
-    ``ddsa-sim infer`` resamples a run (None: unknown, a run is used on its own pixel grid).
+    ``ddsa-sim infer`` resamples a run (None: unknown, a run is used on its own pixel grid); ``world_size``
+    the number of training processes (each draws its own batches: a resume under another count is another run).
 
     Returns
     -------
@@ -85,6 +87,7 @@ def save_checkpoint(
         "best_score": None if best_score is None else float(best_score),
         "rng": rng or {},
         "pixel_mm": None if pixel_mm is None else float(pixel_mm),
+        "world_size": int(world_size),
     }
     with atomic_output(path) as tmp:
         torch.save(state, tmp)

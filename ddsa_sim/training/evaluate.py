@@ -17,6 +17,7 @@ all evaluated samples; it is reported in the output. Definitions: docs/results.m
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,12 @@ def evaluate_checkpoint(
     ds = ZarrDDSADataset(store, split, max_samples=max_samples, verify=verify)
     if len(ds) == 0:
         raise InputError(f"{store}: split '{split}' has no complete samples")
-    data_range = target_data_range(ds)
+    if max_samples is None:
+        data_range = target_data_range(ds)
+    else:  # the whole split's, so that an image's PSNR does not depend on how many are scored
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # said once, above
+            data_range = target_data_range(ZarrDDSADataset(store, split, verify=verify))
     pixel_mm, model_pixel_mm = ds.pixel_mm(), ckpt.get("pixel_mm")
     on_grid = network_grid(ds.image_shape, None if pixel_mm is None else (pixel_mm, pixel_mm), model_pixel_mm,
                            native_grid, str(store))
@@ -218,7 +224,8 @@ def evaluate_checkpoint(
             "definition": "docs/results.md, Evaluation metrics",
         },
         "data_range": float(data_range),
-        "data_range_definition": "max(dsa_target) - min(dsa_target) over the evaluated split, -ln domain",
+        "data_range_definition": "max(dsa_target) - min(dsa_target) over the evaluated split (all its samples, also "
+                                 "with max_samples), -ln domain",
         "split": split,
         "n_samples": len(ds),
         "n_ct": len(set(ds.ct_ids.tolist())),

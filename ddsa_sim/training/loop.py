@@ -292,6 +292,7 @@ class _TrainState:
             critic_optimizer=n.opt_d,
             scaler=n.scaler if n.scaler.is_enabled() else None,
             pixel_mm=self.pixel_mm,
+            world_size=self.world,
         )
 
 
