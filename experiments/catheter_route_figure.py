@@ -35,14 +35,14 @@ def main() -> None:
     patient = load_patient(spec.ct)
     affine = patient.ct.affine
     coronary = build_scene(spec, patient).vessels[0].tree
-    ways = {"coronary (seed 2)": _way_in(patient, coronary)}
+    ways = {"coronary (seed 2)": _way_in(patient, coronary)[0]}  # the way through the labels, to where it joins
     feeding = np.vstack([np.asarray(coronary.metadata["feeding_path_mm"]), coronary.positions_mm[:1]])
     for side in ("right", "left"):
         cca = np.argwhere(_region(patient, (f"common_carotid_artery_{side}",), "figure")[0])
         join = affine[:3, :3] @ cca[cca[:, 2] == cca[:, 2].max() - 8].mean(axis=0) + affine[:3, 3]
         tree = VesselTree(np.array([join + [0, 0, 20.0], join + [0, 0, 30.0]]), np.array([3.0, 2.5]),
                           np.array([-1, 0]), np.zeros(2, int), np.zeros(2, int), {"feeding_path_mm": [join.tolist()]})
-        ways[f"{side} common carotid"] = _way_in(patient, tree)
+        ways[f"{side} common carotid"] = _way_in(patient, tree)[0]
 
     structures = _structures(patient)
     masks = {n: patient.labels.data == structures[n] for n in FEEDING_ARTERIES if n in structures}

@@ -167,7 +167,7 @@ def warn_empty_splits(config: DatasetConfig, specs: list[SampleSpec]) -> None:
     if empty:
         cts = len({spec.ct_id.split(PSEUDO_PATIENT_SEPARATOR)[0] for spec in specs})
         warnings.warn(f"split: no sample in {' or '.join(repr(n) for n in empty)}: splits are by CT and "
-                      f"{cts} CT{'s' if cts != 1 else ''} give {dict(counts)} (train needs 'val' to select a model, "
+                      f"{cts} CT{'s give' if cts != 1 else ' gives'} {dict(counts)} (train needs 'val' to select a model, "
                       "evaluate needs 'test'); give more CTs or set each CT's split (cts[i].split)", stacklevel=2)
 
 
