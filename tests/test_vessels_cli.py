@@ -263,6 +263,31 @@ def test_gan_commands_keep_an_existing_folder_unless_asked(tmp_path):
     assert res.exit_code != 0 and "none of its 2 label volumes holds a vessel voxel" in res.output, res.output
 
 
+def test_gan_overwrite_deletes_only_after_the_inputs_are_read_and_never_the_working_directory(tmp_path, monkeypatch):
+    """--overwrite had removed the run folder before reading --data (a bad data folder then cost the old run), and
+    ``-o . --overwrite`` removed the working directory's files (ddsa_sim's commands refused it)."""
+    cfg = tmp_path / "gan.yaml"
+    cfg.write_text("device: cpu\ndata: {shape: [16, 16, 16], spacing_mm: 1.5, mode: crop}\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"an earlier run")
+    (tmp_path / "no_volumes").mkdir()
+    res = _invoke("gan-train", cfg, "--data", tmp_path / "no_volumes", "-o", run, "--overwrite")
+    assert res.exit_code != 0 and "no_volumes" in res.output, res.output
+    assert (run / "best.pt").read_bytes() == b"an earlier run"
+    monkeypatch.chdir(run)
+    res = _invoke("gan-data", "-o", ".", "-n", "1", "--shape", "16", "--param", "iterations=2", "--overwrite")
+    assert res.exit_code != 0 and "would delete the working directory" in res.output, res.output
+    res = _invoke("gan-data", "-o", tmp_path, "-n", "1", "--shape", "16", "--param", "iterations=2", "--overwrite")
+    assert res.exit_code != 0 and "would delete the working directory" in res.output, res.output
+    assert (run / "best.pt").read_bytes() == b"an earlier run"
+    res = _invoke("gan-data", "-o", run, "-n", "1", "--shape", "16", "--param", "iterations=2", "--overwrite")
+    assert res.exit_code != 0 and (run / "best.pt").exists()
+    monkeypatch.chdir(tmp_path)  # from outside it, the folder is emptied and written
+    res = _invoke("gan-data", "-o", run, "-n", "1", "--shape", "16", "--param", "iterations=2", "--overwrite")
+    assert res.exit_code == 0 and sorted(p.name for p in run.iterdir()) == ["lsystem_00000.nii.gz"], res.output
+
+
 def test_os_errors_name_the_output_and_a_closed_pipe_is_no_error(tmp_path):
     """An output that cannot be created is named as given, not as our temporary file beside it; `| head`
     closing the pipe early ends the command quietly (it printed "error: [Errno 32] Broken pipe", exit 2)."""

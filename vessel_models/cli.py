@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from vessel_models.io import atomic_output, json_safe, save_nifti
+from vessel_models.io import atomic_output, claim_folder, clear_folder, json_safe, save_nifti
 from vessel_models.tree import VesselInputError, VesselTree
 
 __all__ = ["app", "tree_stats"]
@@ -74,22 +73,6 @@ def _refuse_existing(paths: list[Path], overwrite: bool, inputs: tuple[Path | No
             raise VesselInputError(f"{path}: is an input; choose another output")
         if path.exists() and not overwrite:
             raise VesselInputError(f"{path}: exists; choose another output, or --overwrite to replace it")
-
-
-def _claim_folder(path: Path, overwrite: bool, resume: bool = False, inputs: tuple[Path | None, ...] = ()) -> None:
-    """No command writes into a folder holding files unless it continues them (``resume``) or is asked to replace
-    them (``overwrite``: the folder is emptied first, never when it holds one of the command's ``inputs``)."""
-    if path.is_file():
-        raise VesselInputError(f"{path}: is a file, not a folder; choose another output")
-    if resume or not path.is_dir() or not any(path.iterdir()):
-        return
-    if not overwrite:
-        raise VesselInputError(f"{path}: output folder exists and is not empty; choose another, or --overwrite to "
-                               "delete its contents first")
-    for given in inputs:
-        if given is not None and Path(given).resolve().is_relative_to(path.resolve()):
-            raise VesselInputError(f"{path}: --overwrite would delete the input {given}, which lies in it")
-    shutil.rmtree(path)
 
 
 def _triple(a: np.ndarray) -> dict:
@@ -321,7 +304,9 @@ def gan_data(
     if n < 1:
         raise VesselInputError(f"-n: must be >= 1, got {n}")
     params = parse_params(param or [])
-    _claim_folder(output, overwrite)  # a training folder of one generator's volumes, not two runs' mixed
+    claim_folder(output, overwrite)  # a training folder of one generator's volumes, not two runs' mixed
+    if overwrite:
+        clear_folder(output)
     for t in tqdm(range(n), desc="voxelizing"):
         (vol,) = procedural_volumes(1, (shape,) * 3, spacing_mm, seed + t, model, params)
         save_label_volume(vol, spacing_mm, output / f"{model}_{seed + t:05d}.nii.gz")
@@ -350,10 +335,12 @@ def gan_train(
         raise VesselInputError("--resume and --overwrite: give one (continue the run, or start it again)")
     cfg = load_gan_config(config)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 alone claims (and clears) the run folder
-        _claim_folder(output, overwrite, resume, inputs=(config, data, val_data))
+        claim_folder(output, overwrite, resume, inputs=(config, data, val_data))
     labels = list(cfg.data.labels) or None
     volumes = load_label_folder(data, cfg.data.spacing_mm, labels)
     held_out = None if val_data is None else load_label_folder(val_data, cfg.data.spacing_mm, labels, "--val-data")
+    if overwrite and int(os.environ.get("RANK", "0")) == 0:  # the inputs read: the old run goes now, not before
+        clear_folder(output)
     result = train_gan(cfg, volumes, output, max_steps=max_steps, resume=resume, val_volumes=held_out)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"{output}: {result.step} steps in {result.wall_s:.0f} s ({result.precision}), "
@@ -382,7 +369,9 @@ def gan_sample(
     if n < 1:
         raise VesselInputError(f"-n: must be >= 1, got {n}")
     generator, cfg = load_generator(checkpoint)
-    _claim_folder(output, overwrite, inputs=(checkpoint,))  # no stale sample of a larger -n beside the new ones
+    claim_folder(output, overwrite, inputs=(checkpoint,))  # no stale sample of a larger -n beside the new ones
+    if overwrite:
+        clear_folder(output)
     labels = sample_labels(generator, n, seed, truncation, threshold)
     spacing = cfg.data.spacing_mm
     for t, label in enumerate(labels):

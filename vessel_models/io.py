@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +30,8 @@ import numpy as np
 
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["atomic_output", "json_safe", "save_nifti", "save_vtp", "load_vtp", "save_json", "load_json", "load_tree", "save_tree",
+__all__ = ["atomic_output", "claim_folder", "clear_folder", "json_safe", "save_nifti",
+           "save_vtp", "load_vtp", "save_json", "load_json", "load_tree", "save_tree",
            "tree_to_dict", "tree_from_dict"]
 
 JSON_FORMAT = "vessel_models.tree"
@@ -70,6 +72,57 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def claim_folder(path: str | os.PathLike, overwrite: bool = False, keep: bool = False,
+                 inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
+    """Make sure a command may write into the folder ``path``; returns it (it may not exist yet). Deletes nothing:
+    a command given ``overwrite`` calls :func:`clear_folder` once its inputs are read, before it writes.
+
+    A missing or empty folder is fine. A folder holding files is refused, unless ``keep`` (the command
+    continues what is there, e.g. ``--resume``) or ``overwrite`` (its contents will be deleted, so no stale
+    file of an older run survives); ``overwrite`` is refused where the folder holds the working directory or
+    one of the command's ``inputs`` (paths; None and names that are not files, e.g. ``builtin:chest-ct``,
+    are skipped).
+
+    Raises
+    ------
+    VesselInputError
+        ``path`` or its nearest existing parent is a file, ``path`` holds files (without ``overwrite`` /
+        ``keep``), or ``overwrite`` would delete an input or the working directory.
+    """
+    path = Path(path)
+    for folder in (path, *path.parents):  # the nearest existing one must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise VesselInputError(f"{folder}: is a file, not a folder; choose another output")
+            break
+    if keep or not path.is_dir() or not any(path.iterdir()):
+        return path
+    if not overwrite:
+        raise VesselInputError(f"{path}: output folder exists and is not empty; choose another, or --overwrite to "
+                               "delete its contents first")
+    folder = path.resolve()
+    if Path.cwd().resolve().is_relative_to(folder):
+        raise VesselInputError(f"{path}: --overwrite would delete the working directory; choose another output")
+    for given in inputs:
+        if given is not None and Path(given).exists() and Path(given).resolve().is_relative_to(folder):
+            raise VesselInputError(f"{path}: --overwrite would delete the input {given}, which lies in it; move it "
+                                   "or choose another output")
+    return path
+
+
+def clear_folder(path: str | os.PathLike) -> None:
+    """Delete what the folder ``path`` holds (nothing if it does not exist): the ``--overwrite`` of a folder
+    :func:`claim_folder` accepted. The folder itself stays (a link or mount point given as output is kept)."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def json_safe(obj: Any) -> Any:
