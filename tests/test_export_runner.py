@@ -166,3 +166,33 @@ def test_a_run_that_fails_before_any_sample_leaves_no_store(tmp_path):
     assert store.is_dir() and not any(store.iterdir())
     run_export(cfg, store, progress=False, preview=False)  # the corrected command runs as a first one
     assert inspect_store(store).n_complete == N
+
+
+def test_a_store_whose_creation_fails_is_removed_and_an_existing_one_is_kept(tmp_path, monkeypatch):
+    """A creation that fails half-way (disk full) leaves nothing behind: the store's folder goes if the export made
+    it, and an empty folder given for it is emptied, not left holding half a store (it was, before the two
+    cleanups were one); a store already there is never touched by a run that did not create it."""
+    import ddsa_sim.export.runner as runner
+
+    def half_made(path, *_args, **_kwargs):
+        (Path(path) / "zarr.json").write_text("{}")
+        raise OSError(28, "No space left on device")
+
+    cfg = load_config(write_config(tmp_path))
+    done = tmp_path / "done.zarr"
+    run_export(cfg, done, progress=False, preview=False)
+    before = {p: p.read_bytes() for p in done.rglob("*") if p.is_file()}
+    monkeypatch.setattr(runner, "create_store", lambda path, *a, **k: (Path(path).mkdir(), half_made(path))[1])
+    with pytest.raises(OSError, match="No space"):
+        run_export(cfg, tmp_path / "new.zarr", progress=False, preview=False)
+    assert not (tmp_path / "new.zarr").exists()
+    given = tmp_path / "given.zarr"
+    given.mkdir()
+    monkeypatch.setattr(runner, "create_store", half_made)
+    with pytest.raises(OSError, match="No space"):
+        run_export(cfg, given, progress=False, preview=False)
+    assert given.is_dir() and not any(given.iterdir())
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="exists"):  # no --resume: the creation is refused, the store kept whole
+        run_export(cfg, done, progress=False, preview=False)
+    assert {p: p.read_bytes() for p in done.rglob("*") if p.is_file()} == before

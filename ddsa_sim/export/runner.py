@@ -318,7 +318,6 @@ def _open_or_create(config: DatasetConfig, store_path: Path, resume: bool, specs
     ``samples_per_split`` attribute holds the plan's count of samples per split (a reader of an interrupted export
     then knows how many each split lacks).
 
-    A creation that fails (disk full, interrupted) removes what it made: no empty store is left.
     """
     resolved = config.resolved()
     if resume and store_path.exists():
@@ -326,17 +325,20 @@ def _open_or_create(config: DatasetConfig, store_path: Path, resume: bool, specs
         check_resumable(root, resolved, fingerprint, store_path)
         remove_partials(store_path)
         return root
-    existed = store_path.exists()
-    try:
-        return create_store(store_path, resolved, len(specs), config.image_shape,
-                            extra_attrs={"plan_sha256": fingerprint,
-                                         "cts": [vars(c) for c in resolve_ct_entries(config)],
-                                         SPLIT_COUNTS_ATTR: dict(Counter(spec.split for spec in specs))},
-                            frames=config.sequence.frames if config.sequence else 0)
-    except BaseException:
-        if not existed and store_path.is_dir():
-            shutil.rmtree(store_path, ignore_errors=True)
-        raise
+    return create_store(store_path, resolved, len(specs), config.image_shape,
+                        extra_attrs={"plan_sha256": fingerprint,
+                                     "cts": [vars(c) for c in resolve_ct_entries(config)],
+                                     SPLIT_COUNTS_ATTR: dict(Counter(spec.split for spec in specs))},
+                        frames=config.sequence.frames if config.sequence else 0)
+
+
+def _discard_new_store(store_path: Path, made_here: bool) -> None:
+    """Remove a store this export created and wrote no sample to (its creation or its first sample failed):
+    nothing is left that only ``--resume`` could open. The folder goes if the export made it; an empty folder
+    given for the store is emptied and kept."""
+    shutil.rmtree(store_path, ignore_errors=True)
+    if not made_here:
+        store_path.mkdir(exist_ok=True)
 
 
 def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, scheduler: str | None = None,
@@ -381,7 +383,12 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
     made_here = not store_path.exists()
     fresh = made_here or (store_path.is_dir() and not any(store_path.iterdir()))
     with writer_lock(store_path), _signals_stop_export():
-        root = _open_or_create(config, store_path, resume, specs, fingerprint)
+        try:
+            root = _open_or_create(config, store_path, resume, specs, fingerprint)
+        except BaseException:  # disk full, interrupted
+            if fresh:
+                _discard_new_store(store_path, made_here)
+            raise
         done_mask = completed(root)
         pending = [s for s in specs if not done_mask[s.index]]
         n_par = workers if scheduler is None else 4
@@ -405,10 +412,8 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
             raise ExportInterrupted(exc.signum, f"{store_path}: export {exc}, {n_done}/{len(specs)} samples "
                                     "complete; run the same command with --resume to finish it") from None
         except BaseException:
-            if fresh and not completed(root).any():  # nothing to resume: no empty store left in the way
-                shutil.rmtree(store_path, ignore_errors=True)
-                if not made_here:
-                    store_path.mkdir()
+            if fresh and not completed(root).any():  # nothing to resume
+                _discard_new_store(store_path, made_here)
             raise
         finally:
             bar.close()
