@@ -204,6 +204,37 @@ def test_carotid_way_in_goes_from_the_arch_into_its_branch(chest, side, branches
     assert route[:, 2].max() == pytest.approx(join[2], abs=1.5)  # up to the join, never above it
 
 
+@pytest.mark.parametrize("injection, branch", [("CCA_L", "common_carotid_artery_left"),
+                                               ("VA_L", "subclavian_artery_left"),
+                                               ("VA_R", "subclavian_artery_right")])
+def test_cca_and_vertebral_injections_take_the_way_in_through_the_labelled_branches(chest, injection, branch):
+    """The cerebral template's CCA and vertebral injections have a feeding path now (they had none, and their
+    catheters ran straight down out of the body from the root): a tree whose path starts in the labelled common
+    carotid or 5 mm above the top of the subclavian (where the vertebral leaves it) is reached from the bottom of the
+    descending aorta through that branch, and goes on up the feeding path to the root."""
+    from ddsa_sim.scene.builder import _region, _way_in
+    from vessel_models.generators import generate
+
+    _, patient = chest
+    affine = patient.ct.affine
+    if injection.startswith("CCA"):
+        start = _carotid_join(patient, "left")
+    else:
+        sub = np.argwhere(_region(patient, (branch,), "test")[0]) @ affine[:3, :3].T + affine[:3, 3]
+        start = sub[sub[:, 2] >= sub[:, 2].max() - 3.0].mean(axis=0) + [0.0, 0.0, 5.0]
+    tree = generate("cow", 1, injection=injection, distal_iterations=0, veins=False)
+    shift = np.eye(4)
+    shift[:3, 3] = start - np.asarray(tree.metadata["feeding_path_mm"])[0]
+    placed = tree.transformed(shift)
+    placed.metadata["feeding_path_mm"] = (np.asarray(tree.metadata["feeding_path_mm"]) + shift[:3, 3]).tolist()
+    route, onward = _way_in(patient, placed)
+    assert route is not None and route[0][2] == pytest.approx(affine[2, 3], abs=2.5)  # the CT's bottom slice
+    ijk = np.rint((route - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T).astype(int)
+    branch_mask = _region(patient, (branch,), "test")[0]
+    assert branch_mask[tuple(ijk[-10:].T)].any() and np.linalg.norm(route[-1] - start) < MAX_JOIN_GAP_MM
+    np.testing.assert_allclose(onward[-1], placed.positions_mm[0], atol=1e-9)  # then on up the artery to the root
+
+
 def test_slab_through_the_arch_base_is_entered_by_the_descending_aorta(tmp_path):
     """The builtin chest CT cut 175 mm above its bottom (a neck-and-arch scan): its lowest slice cuts the ascending
     aorta and, behind it, the descending one. A carotid's way in comes up the descending aorta and over the arch,

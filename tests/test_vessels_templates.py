@@ -363,6 +363,27 @@ def test_selective_injection_fills_its_territory(site, has, lacks):
         generate("cow", 0, injection="M7_L")
 
 
+@pytest.mark.parametrize("site", ["ICA_L", "ECA_R", "CCA_L", "CCA_R", "VA_L", "VA_R"])
+def test_every_selective_injection_has_a_way_in_up_its_feeding_artery(site):
+    """The catheter's way in (``feeding_path_mm``) ends at the injected tree's root and comes up to it: through the
+    common carotid for an ICA / ECA injection, along the last FEEDING_RUN_MM of the injected artery's own axis for a
+    CCA or VA one (those had none: their catheters took no way in through a CT's labelled arch branches)."""
+    from vessel_models.willis import FEEDING_RUN_MM
+
+    arteries = dict(distal_iterations=0, veins=False)
+    for seed in range(4):
+        tree = generate("cow", seed, **arteries, injection=site)
+        path = np.asarray(tree.metadata["feeding_path_mm"])
+        np.testing.assert_allclose(path[-1], tree.positions_mm[0], atol=1e-9)
+        up = path[-1] - path[0]
+        assert up[2] > 0.8 * np.linalg.norm(up), (seed, up)  # from below, up the neck (the CCA leaves tilted by its bend)
+        if site[:3] in ("CCA", "VA_"):
+            assert np.linalg.norm(up) == pytest.approx(FEEDING_RUN_MM)
+            onward = tree.positions_mm[5] - tree.positions_mm[0]  # the artery's first few mm go on along it
+            assert np.degrees(np.arccos(up @ onward / np.linalg.norm(up) / np.linalg.norm(onward))) < 15.0
+    assert generate("cow", 0, **arteries).metadata["feeding_path_mm"] == []  # an arch injection: none
+
+
 def test_venous_named_segments_within_published_ranges(tmp_path):
     """``vessels stats --json`` of the template with its venous part reports the sinuses, jugulars and
     cortical veins, each within the cited mean +- 2 SD; the SSS widens towards the torcula."""

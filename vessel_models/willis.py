@@ -324,6 +324,12 @@ def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Ge
     return out
 
 
+#: Length (mm) of the feeding path below a CCA or VA injection's root, along the artery's own axis: the template draws
+#: these arteries from 150 mm below the circle (their origins at the arch and the subclavian lie lower), and a catheter
+#: in them comes up that way, through the labelled arch branches where the CT has them (ddsa_sim's catheter route).
+FEEDING_RUN_MM = 40.0
+#: Length (mm) of the injected artery over which the direction it leaves its root is read.
+FEEDING_AXIS_MM = 10.0
 #: Selective injection sites: the segment the catheter tip sits in, then the segments it feeds (per
 #: side ``{s}``, the other side ``{o}``); see :func:`_territory` for the variant-dependent parts.
 INJECTIONS: dict[str, tuple[str, ...]] = {}
@@ -335,6 +341,25 @@ for _s, _o in (("L", "R"), ("R", "L")):
     INJECTIONS[f"ECA_{_s}"] = _eca
     INJECTIONS[f"CCA_{_s}"] = (f"CCA_{_s}",) + _ica + _eca
     INJECTIONS[f"VA_{_s}"] = (f"VA_{_s}", f"VA_V3_{_s}", f"VA_V4_{_s}", "BA", "P1_L", "P1_R", "P2_L", "P2_R")
+
+
+def _feeding_path(injection: str, junctions: dict[str, np.ndarray], tree: VesselTree) -> list[list[float]]:
+    """The catheter's way in to a selective injection's root (template mm, upstream first, ending at the root): an ICA
+    or ECA injection through its common carotid from the CCA's origin to the bifurcation; a CCA or VA injection on
+    :data:`FEEDING_RUN_MM` below the root, the way the artery leaves it (its first :data:`FEEDING_AXIS_MM`). An arch
+    injection (``all``): none."""
+    if injection == "all":
+        return []
+    if injection[:3] in ("ICA", "ECA"):
+        return [junctions[f"CCAprox_{injection[-1]}"].tolist(), junctions[f"CB_{injection[-1]}"].tolist()]
+    kids, node, length = tree.children_lists(), 0, 0.0
+    while kids[node] and length < FEEDING_AXIS_MM:  # along the injected artery (the root's widest child)
+        nxt = max(kids[node], key=lambda k: tree.radii_mm[k])
+        length += float(np.linalg.norm(tree.positions_mm[nxt] - tree.positions_mm[node]))
+        node = nxt
+    root = tree.positions_mm[0]
+    axis = (tree.positions_mm[node] - root) / np.linalg.norm(tree.positions_mm[node] - root)
+    return [(root - FEEDING_RUN_MM * axis).tolist(), root.tolist()]
 
 
 def _territory(injection: str, present: dict[str, tuple], variants: dict[str, str]) -> dict[str, tuple]:
@@ -501,13 +526,11 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         "frame": "LPS",
         "root": f"{root_segment} proximal",
         "injection": p.injection,
-        # the catheter's way in: an ICA / ECA injection is fed through the common carotid
-        "feeding_path_mm": ([junctions[f"CCAprox_{p.injection[-1]}"].tolist(), junctions[root_j].tolist()]
-                            if p.injection[:3] in ("ICA", "ECA") else []),
         "brain_centre_mm": [float(x) * p.scale for x in BRAIN_CENTRE_MM],
         "brain_semi_axes_mm": [float(x) * p.scale for x in BRAIN_SEMI_AXES_MM],
         **venous,
     }
     tree = b.build(meta)
+    tree.metadata["feeding_path_mm"] = _feeding_path(p.injection, junctions, tree)
     tree.metadata = normalized_metadata(tree.metadata)
     return tree
