@@ -29,6 +29,10 @@ KEPT_TAGS = ("SpecificCharacterSet", "PatientName", "PatientID", "PatientBirthDa
              "IssuerOfPatientID", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
              "ReferringPhysicianName", "StudyDescription", "Modality", "BodyPartExamined", "Laterality",
              "PatientOrientation")
+#: Type 2 attributes of the output's modules (patient, general study, general series, SC image): present, and empty
+#: where the source has none (an anonymised run).
+TYPE_2_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+               "AccessionNumber", "ReferringPhysicianName", "Laterality", "PatientOrientation")
 
 
 def _meta(sop_uid: str) -> FileMetaDataset:
@@ -83,8 +87,12 @@ def write_derived_run(
     for tag in KEPT_TAGS:
         if tag in source:
             ds[tag] = source[tag]
-    for tag in ("Laterality", "PatientOrientation"):  # type 2: present, empty when the source has none
+    for tag in TYPE_2_TAGS:  # present, empty when the source has none
         ds.setdefault(tag, None)
+    if not ds.get("StudyInstanceUID"):  # an anonymised source may lack it: one study for every output of the run
+        ds.StudyInstanceUID = generate_uid(entropy_srcs=[uid for _, uid in source_refs if uid] or None)
+    if not ds.get("Modality"):
+        ds.Modality = "OT"  # type 1; "other" where the source does not say
     ds.SOPClassUID = MultiFrameGrayscaleWordSecondaryCaptureImageStorage
     ds.SOPInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
@@ -114,8 +122,9 @@ def write_derived_run(
     ds.WindowCenter = f"{(window[0] + window[1]) / 2:.6g}"
     ds.WindowWidth = f"{max(window[1] - window[0], 1e-6):.6g}"
     ds.VOILUTFunction = "LINEAR_EXACT"  # the window is in DSA units, narrower than 1
-    ds.FrameIncrementPointer = Tag("FrameTimeVector")
-    ds.FrameTimeVector = [0.0] + [round(float(d), 3) for d in np.diff(frame_times_ms)]
+    if n > 1:  # type 1C: only for more than one frame
+        ds.FrameIncrementPointer = Tag("FrameTimeVector")
+        ds.FrameTimeVector = [0.0] + [round(float(d), 3) for d in np.diff(frame_times_ms)]
     ds.PixelData = pixels.tobytes()
     ds["PixelData"].VR = "OW"
     ds.file_meta = _meta(ds.SOPInstanceUID)

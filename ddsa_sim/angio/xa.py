@@ -6,8 +6,9 @@ the MONOCHROME2 sense (larger = brighter = more X-rays reached the detector): a 
 in this order: Frame Time Vector (0018,1065), Frame Time (0018,1063), the per-frame Frame
 Acquisition / Reference DateTime of an enhanced multi-frame, Cine Rate (0018,0040) or Recommended
 Display Frame Rate (0008,2144); for a folder of single frames, from Acquisition DateTime, Acquisition
-Date/Time or Content Date/Time. A folder's frames are sorted by Instance Number (frame number) when
-every file has a distinct one, else by acquisition time.
+Date/Time or Content Date/Time. A source whose times do not rise from frame to frame (a Frame Time Vector of
+zeros, a negative Frame Time: some systems write them) is passed over for the next. A folder's frames are
+sorted by Instance Number (frame number) when every file has a distinct one, else by acquisition time.
 
 The pixel spacing at the isocenter (mm; :attr:`XARun.pixel_mm`, what ``ddsa-sim infer`` resamples to the
 network's scale) comes from Imager Pixel Spacing (0018,1164) times Distance Source to Patient (0018,1111) or
@@ -24,6 +25,7 @@ different sizes in one folder.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,13 +204,26 @@ def _ms_from_first(stamps: list[dt.datetime]) -> np.ndarray:
     return np.array([(s - t0).total_seconds() * 1000.0 for s in stamps])
 
 
+def _rising(times_ms: np.ndarray | None) -> bool:
+    """Whether frame start times (ms) are finite and rise from frame to frame (what a GIF's or MP4's timing needs)."""
+    return times_ms is not None and bool(np.all(np.isfinite(times_ms)) and np.all(np.diff(times_ms) > 0))
+
+
 def _multiframe_times(ds: Dataset, n: int) -> np.ndarray | None:
-    """Frame start times (ms) of a multi-frame file, or None (see the module docstring for the order)."""
+    """Frame start times (ms) of a multi-frame file from the first of its sources whose times rise, or None (see
+    the module docstring for the order)."""
+    for times in _multiframe_time_sources(ds, n):
+        if _rising(times):
+            return times
+    return None
+
+
+def _multiframe_time_sources(ds: Dataset, n: int) -> Iterator[np.ndarray]:
     vector = np.atleast_1d(np.asarray(ds.get("FrameTimeVector", []), dtype=np.float64))  # one value: scalar
     if vector.size == n:
-        return np.cumsum(np.concatenate([[0.0], vector[1:]]))
+        yield np.cumsum(np.concatenate([[0.0], vector[1:]]))
     if ds.get("FrameTime"):
-        return np.arange(n) * float(ds.FrameTime)
+        yield np.arange(n) * float(ds.FrameTime)
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None and len(per_frame) == n:
         stamps = []
@@ -218,9 +233,10 @@ def _multiframe_times(ds: Dataset, n: int) -> np.ndarray | None:
             stamp = _datetime(first.get("FrameAcquisitionDateTime") or first.get("FrameReferenceDateTime"), None)
             stamps.append(stamp)
         if all(s is not None for s in stamps):
-            return _ms_from_first(stamps)  # type: ignore[arg-type]
-    rate = ds.get("CineRate") or ds.get("RecommendedDisplayFrameRate")
-    return np.arange(n) * (1000.0 / float(rate)) if rate else None
+            yield _ms_from_first(stamps)  # type: ignore[arg-type]
+    for rate in (ds.get("CineRate"), ds.get("RecommendedDisplayFrameRate")):
+        if rate:
+            yield np.arange(n) * (1000.0 / float(rate))
 
 
 def _single_frame_time(ds: Dataset) -> dt.datetime | None:
@@ -261,7 +277,7 @@ def _read_folder(folder: Path) -> tuple[list[Path], list[Dataset], np.ndarray, n
     items = [items[i] for i in order]
     ordered = [stamps[i] for i in order]
     times = _ms_from_first(ordered) if None not in ordered else None  # type: ignore[arg-type]
-    if times is not None and np.any(np.diff(times) <= 0):
+    if not _rising(times):
         times = None  # times of the wrong order or equal (second resolution): not usable for timing
     return [p for p, _, _ in items], [ds for _, ds, _ in items], np.stack([f for _, _, f in items]), times
 

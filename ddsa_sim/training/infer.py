@@ -195,8 +195,8 @@ def to_log_domain(frames: Frames, domain: Domain = "auto", i0: float | None = No
         i0 = float(data.max())
         warnings.warn(f"{name}: floating-point intensities without --i0: I0 = the image's maximum, {i0:.6g}; give "
                       "--i0 the unattenuated value if the image has no unattenuated pixel", stacklevel=2)
-    if i0 <= 0:
-        raise InputError("i0 must be > 0")
+    if not (np.isfinite(i0) and i0 > 0):
+        raise InputError(f"{name}: I0 must be a finite intensity > 0, not {i0:g}")
     # below one count an integer detector value is noise; a float one has no count unit, only a scale (I0)
     floor = i0 * FLOAT_INTENSITY_FLOOR if frames.is_float else 1.0
     return (-np.log(np.maximum(data, floor) / i0)).astype(np.float32)
@@ -322,12 +322,21 @@ def _check_outputs(pairs: list[tuple[Path, Path]], overwrite: bool) -> None:
                 raise InputError(f"{p}: exists{what}; choose another output, or --overwrite to replace it")
 
 
+#: Longest frame interval a GIF can show (ms): it stores durations as 16-bit counts of 10 ms.
+MAX_FRAME_TIME_MS = 655350.0
+
+
+def _check_frame_time(frame_time_ms: float | None) -> None:
+    if frame_time_ms is not None and not (np.isfinite(frame_time_ms) and 0 < frame_time_ms <= MAX_FRAME_TIME_MS):
+        raise InputError(f"--frame-time-ms must be a finite interval in (0, {MAX_FRAME_TIME_MS:g}] ms, not "
+                         f"{frame_time_ms:g}")
+
+
 def _run_times(run: XARun, frame_time_ms: float | None) -> tuple[np.ndarray, str]:
     """Frame start times (ms) of a run and where they came from; ``frame_time_ms`` overrides the files."""
     n = run.pixels.shape[0]
     if frame_time_ms is not None:
-        if frame_time_ms <= 0:
-            raise InputError(f"--frame-time-ms must be > 0, not {frame_time_ms}")
+        _check_frame_time(frame_time_ms)
         return np.arange(n) * float(frame_time_ms), "--frame-time-ms"
     if run.frame_times_ms is not None:
         return run.frame_times_ms, "dicom"
@@ -391,10 +400,10 @@ def infer_run(
         Every file written.
     """
     run = read_run(run_path)
-    if run.pixels.shape[0] > 1:  # the conventional DSA's mask, checked before the network runs
-        check_mask_frame(mask_frame, run.pixels.shape[0], "--mask-frame")
+    # the conventional DSA's mask, checked before the network runs (a single frame: 0 or -1, itself, no DSA)
+    check_mask_frame(mask_frame, run.pixels.shape[0], "--mask-frame")
     times, times_from = _run_times(run, frame_time_ms)
-    log = to_log_domain(Frames(run.pixels, "dicom", run.max_value, False), input_domain, i0)
+    log = to_log_domain(Frames(run.pixels, "dicom", run.max_value, False), input_domain, i0, str(run.sources[0]))
     spacing, spacing_from = ((pixel_mm, pixel_mm), "--pixel-mm") if pixel_mm is not None else (run.pixel_mm,
                                                                                                run.pixel_mm_from)
     grid = network_grid(log.shape[-2:], spacing, model_pixel_mm, native_grid, str(run.sources[0]))
@@ -469,10 +478,16 @@ def infer_path(
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     if pixel_mm is not None and not pixel_mm > 0:
         raise InputError(f"--pixel-mm must be > 0, not {pixel_mm}")
+    if i0 is not None and not (np.isfinite(i0) and i0 > 0):
+        raise InputError(f"--i0 must be a finite intensity > 0, not {i0:g}")
+    _check_frame_time(frame_time_ms)
     model, norm, _, ckpt = load_model(checkpoint, dev)
     model_pixel_mm = ckpt.get("pixel_mm")
     if is_dicom_run(input_path):
-        claim_output(out, overwrite, inputs=[input_path])
+        if out.suffix.lower() in OUT_FORMATS.keys() | {".dcm", ".dicom", ".gif", ".mp4"}:
+            raise InputError(f"{out}: an XA run's output is a folder (network/, conventional/, run.json); give a "
+                             "folder name, not a file's")
+        claim_output(out, overwrite, inputs=[input_path, checkpoint])
         if overwrite:
             clear_output(out)
         return infer_run(model, norm, dev, input_path, out, input_domain, i0, mask_frame, pixel_shift,
