@@ -140,3 +140,36 @@ def test_dsa_supersample_is_recorded_and_checked(ct_path, tmp_path, capsys):
                  "-o", str(tmp_path / "x"), *FAST])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "error: --supersample must be >= 1, got 0", err
+
+
+def test_dsa_overwrite_never_deletes_a_model_checkpoint_or_spectrum_file_it_reads(tmp_path, capsys):
+    """QA found: `--vessels model:OUT/best.pt` and `--spectrum OUT/spec.txt` (or file:) were not counted as inputs, so
+    `-o OUT --overwrite` deleted the GAN run and the spectrum the command had just read; `project` likewise."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"a vessel GAN")
+    (out / "spec.txt").write_text("40 1\n50 1\n")
+    cases = ((["dsa", "--ct", "builtin:chest-ct", "--vessels", f"model:{out / 'best.pt'}"], "best.pt"),
+             (["dsa", "--ct", "builtin:chest-ct", "--vessels", "lsystem", "--spectrum", str(out / "spec.txt")],
+              "spec.txt"),
+             (["dsa", "--ct", "builtin:chest-ct", "--vessels", "lsystem", "--spectrum", f"file:{out / 'spec.txt'}"],
+              "spec.txt"),
+             (["project", "builtin:chest-ct", "--spectrum", f"file:{out / 'spec.txt'}"], "spec.txt"))
+    for args, name in cases:
+        assert _run([*args, "-o", str(out), "--overwrite"]) == 2, args
+        err = capsys.readouterr().err
+        assert "would delete the input" in err and name in err, (args, err)
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "spec.txt"]
+
+
+def test_dsa_refuses_a_structures_file_nothing_reads_and_an_exposure_below_one_quantum(ct_path, tmp_path, capsys):
+    """QA found: `--structures` without a label map was ignored (a mistyped path unnoticed), and `--photons 1`
+    (0.58 noise-equivalent quanta per pixel) floored every pixel above I0, a mask of -0.9 to -0.5: less
+    attenuation than air."""
+    base = ["dsa", "--ct", str(ct_path), "--vessels", "lsystem", *FAST]
+    assert _run([*base, "--structures", str(tmp_path / "nostruct.csv"), "-o", str(tmp_path / "a")]) == 2
+    assert "--structures" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    assert _run([*base, "--photons", "1", "--bit-depth", "0", "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "quanta per pixel in the flat field, below one" in err and len(err.strip().splitlines()) == 1, err
+    assert _run([*base, "--photons", "2", "--bit-depth", "0", "-o", str(tmp_path / "c")]) == 0  # 1.2 quanta: an image

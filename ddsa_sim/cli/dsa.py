@@ -83,6 +83,9 @@ def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, stru
         labels = "builtin:chest-ct-labels"  # its own labels: a template on its heart and aorta, the catheter through
     if labels is None and needs_labels:
         raise InputError("--labels: --vessels labels:... and organ regions need a label map on the CT grid")
+    if labels is None and structures is not None:  # it would be read by nothing, a mistyped path unnoticed
+        raise InputError(f"--structures {structures}: it names the labels of a label map, and none is in use; give "
+                         "--labels too, or leave --structures out")
     if catheter is None:
         catheter = template
     return SceneSpec(CTSpec(ct, labels, structures, labels_field="--labels", structures_field="--structures"),
@@ -106,7 +109,8 @@ def save_strip(frames, path: Path, title: str = "") -> Path:
     """PNG strip: mask | contrast | conventional DSA | target, one row per contrast frame.
 
     Shown in the fluoroscopy convention (more attenuation = darker). Mask and contrast share one
-    window; both DSA columns share one window from 0 to the 90th percentile of the target inside the vessel mask.
+    window; both DSA columns share one window from -1/4 of the 90th percentile of the target inside the vessel mask
+    to that percentile (the zero background light grey, so that noise and subtraction errors below zero show).
     """
     from ddsa_sim.viz.figures import display_window, image_grid
 
@@ -231,7 +235,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         overwrite: bool = OVERWRITE,
         ) -> None:
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
-    from ddsa_sim.cli.options import parse_collimator, parse_detector, parse_float_list, parse_point
+    from ddsa_sim.cli.options import file_of, parse_collimator, parse_detector, parse_float_list, parse_point
     from ddsa_sim.files import claim_output, clear_output
     from ddsa_sim.geometry import CArm
     from ddsa_sim.physics.detector import Detector
@@ -253,7 +257,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     from vessel_models.generators import parse_params
     from vessel_models.tree import VesselInputError
 
-    claim_output(out, overwrite, inputs=[ct, vessels, labels, structures])
+    claim_output(out, overwrite, inputs=[ct, file_of(vessels), labels, structures, file_of(spectrum)])
     positive = {"--spacing-mm": spacing_mm, "--pixel-mm": pixel_mm, "--iodine": iodine, "--photons": photons,
                 "--mas": mas, "--detector-dose": detector_dose, "--catheter-french": catheter_french,
                 "--heart-rate-bpm": heart_rate_bpm, "--breathing-period-s": breathing_period_s}

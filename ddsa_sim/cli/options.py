@@ -30,6 +30,17 @@ KVP_RANGE = (40.0, 150.0)
 DEFAULT_SPECTRUM = "90KV_AL40"
 
 
+def file_of(value: str | None) -> str | None:
+    """The file an option's value names, for the inputs an ``--overwrite`` must not delete: a ``model:`` checkpoint's
+    or a ``file:`` spectrum's path without its prefix, any other value as it is."""
+    if value is None:
+        return None
+    for prefix in ("model:", "file:"):
+        if value.strip().lower().startswith(prefix):
+            return value.strip()[len(prefix):].strip()
+    return value
+
+
 def json_line(result: dict) -> str:
     """``result`` as one line of strict JSON (:func:`vessel_models.io.json_safe`: a metric with nothing to
     measure, e.g. the PSNR of an exact prediction or a loss before the first step, is ``null``)."""

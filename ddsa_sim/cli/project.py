@@ -20,6 +20,7 @@ from ddsa_sim.cli.options import (
     OVERWRITE,
     PIXEL_MM,
     SPECTRUM,
+    file_of,
     parse_angle_range,
     parse_detector,
     parse_point,
@@ -54,7 +55,7 @@ def project(ct: str = CT_ARG, out: Path = OUT_DIR,
     from ddsa_sim.geometry import Pose
     from ddsa_sim.volumes import read_ct
 
-    claim_output(out, overwrite, inputs=[ct])
+    claim_output(out, overwrite, inputs=[ct, file_of(spectrum)])
     spec = spectrum_from_options(kvp, filter_al, spectrum)
     parse_detector(detector)
     ct_vol = read_ct(ct)
@@ -92,7 +93,7 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
         raise InputError(f"--seed: must be >= 0, got {seed}")
     if not 0.0 <= jitter_mm < float("inf"):  # NaN fails too
         raise InputError(f"--jitter-mm: must be a finite length >= 0 mm, got {jitter_mm:g}")
-    claim_output(out, overwrite, inputs=[ct])
+    claim_output(out, overwrite, inputs=[ct, file_of(spectrum)])
     alphas, betas = parse_angle_range(alpha, "alpha"), parse_angle_range(beta, "beta")
     spec = spectrum_from_options(kvp, filter_al, spectrum)
     parse_detector(detector)

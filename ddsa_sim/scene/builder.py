@@ -321,8 +321,9 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Cat
         centerline = catheter_centerline(tree, patient.derived["body outline"], patient.ct.affine,
                                          spec.catheter.tip_offset_mm, route=route)
         if centerline is None:
-            warnings.warn(f"{spec.catheter.field}: the injection site (the tree's root) lies outside the CT: no "
-                          "catheter drawn", stacklevel=2)
+            warnings.warn(f"{spec.catheter.field}: the injection site (the tree's root) lies outside the CT or at its "
+                          "edge, where the catheter's path inside is no longer than its tip offset: no catheter drawn",
+                          stacklevel=2)
         else:
             catheter = build_catheter(centerline, spec.catheter)
     trees = TreeVessels(tree, spacing_mm=float(vs.spacing_mm), name=name)

@@ -129,13 +129,14 @@ def _chaikin(points: np.ndarray, iterations: int = 3) -> np.ndarray:
     return p
 
 
-def _cut_back(points: np.ndarray, length_mm: float) -> np.ndarray:
-    """The polyline shortened by ``length_mm`` at its end (at least its first segment's start kept)."""
+def _cut_back(points: np.ndarray, length_mm: float) -> np.ndarray | None:
+    """The polyline shortened by ``length_mm`` at its end (at least its first segment's start kept); None when it is
+    no longer than that."""
     seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
     cum = np.concatenate([[0.0], np.cumsum(seg)])
     end = cum[-1] - length_mm
     if end <= 0:
-        raise InputError(f"catheter: path of {cum[-1]:.1f} mm is shorter than the tip offset {length_mm:g} mm")
+        return None
     k = int(np.searchsorted(cum, end, side="right"))
     t = (end - cum[k - 1]) / seg[k - 1]
     return np.vstack([points[:k], points[k - 1] + t * (points[k] - points[k - 1])])
@@ -145,7 +146,9 @@ def catheter_centerline(tree: VesselTree, inside: np.ndarray, affine: np.ndarray
                         step_mm: float = 1.0, max_length_mm: float = 600.0,
                         route: np.ndarray | None = None) -> np.ndarray | None:
     """The catheter's centreline (K, 3) in world mm, from where it enters the body to its tip; None when the tree's
-    root (the injection site) lies outside the grid of ``inside`` (the CT), where no catheter would be seen.
+    root (the injection site) lies outside the grid of ``inside`` (the CT), or so near where the way back leaves it
+    (a head scan cut just below the root) that its path inside is no longer than ``tip_offset_mm``: no catheter
+    would be seen.
 
     Parameters
     ----------
@@ -188,7 +191,8 @@ def catheter_centerline(tree: VesselTree, inside: np.ndarray, affine: np.ndarray
         run = nxt
     if np.linalg.norm(run - points[0]) > 0:
         points = np.vstack([run, points])
-    return _chaikin(_cut_back(points, tip_offset_mm))
+    inside_part = _cut_back(points, tip_offset_mm)  # None: the root at the body's or the CT's edge, nothing inside
+    return None if inside_part is None else _chaikin(inside_part)
 
 
 def tip_weights(centerline_mm: np.ndarray, length_mm: float = FOLLOW_LENGTH_MM) -> np.ndarray:

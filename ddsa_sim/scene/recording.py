@@ -188,8 +188,12 @@ def is_ideal(detector: Detector) -> bool:
 
 
 def check_detector_range(detector: Detector, quanta: float | np.ndarray) -> None:
-    """Refuse a quantised detector whose flat field (gain x flat-field quanta, at its brightest pixel) would
-    saturate."""
+    """Refuse an exposure whose flat field holds less than one noise-equivalent quantum per pixel (``-ln`` floors
+    a recorded frame at one quantum, :func:`to_neglog`: every pixel would read less attenuation than air), and a
+    quantised detector whose flat field (gain x flat-field quanta, at its brightest pixel) would saturate."""
+    if float(np.max(quanta)) < 1.0:
+        raise InputError(f"exposure: {float(np.max(quanta)):.3g} noise-equivalent quanta per pixel in the flat field, "
+                         "below one: no image; raise the exposure (photons, mAs or detector dose)")
     brightest = detector.gain * float(np.max(quanta))
     if detector.bit_depth is not None and brightest > detector.max_value:
         raise InputError(f"detector: flat field gain*quanta = {brightest:.4g} exceeds the "

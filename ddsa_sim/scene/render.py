@@ -107,7 +107,7 @@ class DSAFrames:
     motion: list[dict]
 
     def exposure_dict(self) -> dict[str, float]:
-        """The exposure of every frame of this view (JSON-safe numbers)."""
+        """The exposure of every frame of this view (floats; ``mas`` NaN for a spectrum without absolute fluence)."""
         return {"photons_per_pixel": self.photons_per_pixel, "mas": self.mas, "air_kerma_ugy": self.air_kerma_ugy,
                 "detector_air_kerma_ugy": self.detector_air_kerma_ugy, "quanta_per_pixel": self.quanta_per_pixel}
 
