@@ -89,6 +89,8 @@ def test_dsa_bad_vessels_is_one_line_error(ct_path, tmp_path, capsys, vessels, n
     (["--vessels", "lsystem", "-p", "iterations"], "--param"),
     (["--vessels", "lsystem", "-p", "no_such_knob=1"], "no_such_knob"),  # the parameters reach the generator
     (["--vessels", "/no/such/tree.vtp", "-p", "iterations=3"], "only a generator"),
+    (["--vessels", "lsystem", "--seed", "-1"], "--seed must be >= 0"),  # named --vessels before
+    (["--vessels", "lsystem", "--place", "anatomical"], "--place anatomical: needs a template"),  # named --region
 ])
 def test_dsa_bad_generator_param_is_one_line_error(ct_path, tmp_path, capsys, extra, needle):
     code = _run(["dsa", "--ct", str(ct_path), *extra, "-o", str(tmp_path / "x"), *FAST])

@@ -76,6 +76,8 @@ def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, stru
     vs = vessel_spec(vessels, seed, region, spacing_mm, params)
     regions = tuple(r.strip() for r in region.split(","))
     template = vs.kind == "generator" and vs.name in TEMPLATES
+    if place == "anatomical" and not template:
+        raise InputError(f"--place anatomical: needs a template generator ({', '.join(TEMPLATES)}), got {vessels!r}")
     needs_labels = vs.kind == "labels" or regions != ("body",)
     refused = labels is not None and labels.strip().lower() == "none"
     labels = None if refused else labels
@@ -274,6 +276,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     alphas, betas = alphas * (n_views // len(alphas)), betas * (n_views // len(betas))
     if frames < 1:
         raise InputError(f"--frames must be >= 1, got {frames}")
+    if seed < 0:
+        raise InputError(f"--seed must be >= 0, got {seed}")
     if supersample < 1:
         raise InputError(f"--supersample must be >= 1, got {supersample}")
     if method not in ("trilinear", "siddon"):
@@ -324,7 +328,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     scene = build_scene(spec)
     if frames > 1 and not scene.end_time_s() > 0:
         raise InputError(f"--frames {frames}: these vessels ({vessels}) have no bolus timing (a volume or a label map "
-                         "is filled in every frame): every frame would be the same; use --frames 1")
+                         "is filled in every frame), and dsa times its frames over the bolus: there is no clock to "
+                         "place them on (not even for motion); use --frames 1")
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
     carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_mm=pixel_mm)
     if bit_depth:
