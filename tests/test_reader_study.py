@@ -233,6 +233,9 @@ def test_score_accepts_a_csv_saved_again_by_a_spreadsheet(runs, tmp_path):
     (tmp_path / "latin1.csv").write_bytes(latin1.encode("cp1252"))
     with pytest.raises(InputError, match="latin1.csv: not UTF-8 text"):
         score_study([tmp_path / "latin1.csv"], key_path)
+    (tmp_path / "anonymous.csv").write_text(",".join(rows[0]) + f"\n{key['study_id']},,01,A,1,1,1\n")
+    with pytest.raises(InputError, match="anonymous.csv:2: no reader ID"):  # whose pair would it be?
+        score_study([tmp_path / "anonymous.csv"], key_path)
 
 
 def test_score_skips_its_own_outputs(runs, tmp_path, capsys):

@@ -214,6 +214,8 @@ def _read_scores(path: Path, key: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         if values["study_id"] != key["study_id"]:
             raise InputError(f"{where}: study {values['study_id']!r} is not this key's study {key['study_id']!r}")
+        if not values["reader"]:  # the pairs and the duplicate check are per reader
+            raise InputError(f"{where}: no reader ID")
         case_id = case_ids.get(values["case"])
         if case_id is None or values["image"] not in _IMAGES:
             raise InputError(f"{where}: unknown case {values['case']!r} / image {values['image']!r}")
