@@ -31,6 +31,11 @@ def test_queries_on_hand_built_tree():
     np.testing.assert_array_equal(r0, [2.0, 2.0, 2.0, 1.5])
     np.testing.assert_array_equal(r1, [2.0, 1.5, 1.2, 1.0])
     assert t.labels == {1: "left"}
+    np.testing.assert_allclose(t.root_direction(5.0), [0, 0, 1])  # the first edge reaches 5 mm
+    # past the bifurcation, along the wider child (node 2, radius 1.5, not node 3): to (3, 0, 14)
+    np.testing.assert_allclose(t.root_direction(12.0), np.array([3.0, 0.0, 14.0]) / np.hypot(3.0, 14.0))
+    with pytest.raises(VesselInputError, match="no extent at its root"):
+        VesselTree([[0, 0, 0], [0, 0, 0]], [1.0, 1.0], [-1, 0], [0, 0], [0, 0]).root_direction(5.0)
 
 
 def test_transformed_scales_radii_by_cube_root_det():

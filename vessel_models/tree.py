@@ -194,6 +194,25 @@ class VesselTree:
             raise VesselInputError(f"node index {i} out of range [0, {self.n_nodes})")
         return [int(c) for c in np.nonzero(self.parents == i)[0]]
 
+    def root_direction(self, reach_mm: float) -> np.ndarray:
+        """Unit vector of the flow leaving the root: towards the node ``reach_mm`` (mm of path) down the chain of
+        widest children (the artery the root starts, not a side branch).
+
+        Raises
+        ------
+        VesselInputError
+            The tree has no extent at its root.
+        """
+        kids, node, length = self.children_lists(), 0, 0.0
+        while kids[node] and length < reach_mm:
+            nxt = max(kids[node], key=lambda k: self.radii_mm[k])
+            length += float(np.linalg.norm(self.positions_mm[nxt] - self.positions_mm[node]))
+            node = nxt
+        d = self.positions_mm[node] - self.positions_mm[0]
+        if np.linalg.norm(d) == 0:
+            raise VesselInputError("the vessel tree has no extent at its root")
+        return d / np.linalg.norm(d)
+
     def edge_lengths_mm(self) -> np.ndarray:
         """``(E,)`` Euclidean length of each edge, mm (ordered like :meth:`edges`)."""
         p0, p1, _, _ = self.segments()

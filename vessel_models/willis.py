@@ -352,14 +352,8 @@ def _feeding_path(injection: str, junctions: dict[str, np.ndarray], tree: Vessel
         return []
     if injection[:3] in ("ICA", "ECA"):
         return [junctions[f"CCAprox_{injection[-1]}"].tolist(), junctions[f"CB_{injection[-1]}"].tolist()]
-    kids, node, length = tree.children_lists(), 0, 0.0
-    while kids[node] and length < FEEDING_AXIS_MM:  # along the injected artery (the root's widest child)
-        nxt = max(kids[node], key=lambda k: tree.radii_mm[k])
-        length += float(np.linalg.norm(tree.positions_mm[nxt] - tree.positions_mm[node]))
-        node = nxt
     root = tree.positions_mm[0]
-    axis = (tree.positions_mm[node] - root) / np.linalg.norm(tree.positions_mm[node] - root)
-    return [(root - FEEDING_RUN_MM * axis).tolist(), root.tolist()]
+    return [(root - FEEDING_RUN_MM * tree.root_direction(FEEDING_AXIS_MM)).tolist(), root.tolist()]
 
 
 def _territory(injection: str, present: dict[str, tuple], variants: dict[str, str]) -> dict[str, tuple]:

@@ -317,7 +317,6 @@ def _open_or_create(config: DatasetConfig, store_path: Path, resume: bool, specs
     """The store to write: the existing one (``resume``, checked against the config) or a new one, whose
     ``samples_per_split`` attribute holds the plan's count of samples per split (a reader of an interrupted export
     then knows how many each split lacks).
-
     """
     resolved = config.resolved()
     if resume and store_path.exists():

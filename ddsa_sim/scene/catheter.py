@@ -34,7 +34,7 @@ import numpy as np
 from ddsa_sim import InputError
 from ddsa_sim.physics.attenuation import Material, get_material
 from ddsa_sim.projector import ProjectorVolume
-from vessel_models.tree import VesselTree
+from vessel_models.tree import VesselInputError, VesselTree
 from vessel_models.voxelize import voxelize_tree
 
 __all__ = ["FOLLOW_LENGTH_MM", "LUMEN_NAME", "MM_PER_FRENCH", "WALL_MATERIAL", "WALL_NAME", "Catheter",
@@ -103,17 +103,11 @@ class CatheterSpec:
 
 
 def _root_direction(tree: VesselTree, reach_mm: float = 5.0) -> np.ndarray:
-    """Unit direction of flow at the root: towards the node ``reach_mm`` down the widest-child chain."""
-    kids = tree.children_lists()
-    pos, node, length = tree.positions_mm, 0, 0.0
-    while kids[node] and length < reach_mm:
-        nxt = max(kids[node], key=lambda k: tree.radii_mm[k])
-        length += float(np.linalg.norm(pos[nxt] - pos[node]))
-        node = nxt
-    d = pos[node] - pos[0]
-    if np.linalg.norm(d) == 0:
-        raise InputError("catheter: the vessel tree has no extent at its root to follow")
-    return d / np.linalg.norm(d)
+    """Unit direction of flow at the root (:meth:`~vessel_models.tree.VesselTree.root_direction`)."""
+    try:
+        return tree.root_direction(reach_mm)
+    except VesselInputError:
+        raise InputError("catheter: the vessel tree has no extent at its root to follow") from None
 
 
 def _chaikin(points: np.ndarray, iterations: int = 3) -> np.ndarray:
