@@ -69,8 +69,18 @@ def test_dsa_nifti_fraction_volume_and_no_noise(ct_path, tmp_path, capsys):
     code = _run(["dsa", "--ct", str(ct_path), "--vessels", str(vp), "--frames", "3", "-o", str(tmp_path / "seq"),
                  *FAST])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "--frames 3: these vessels" in err and "use --frames 1" in err, err
+    assert code == 2 and "--frames 3: these vessels" in err and "give --fps" in err, err
     assert not (tmp_path / "seq").exists()
+    # --fps gives them a clock (an export's sequence.fps): frame k at start + k / fps
+    code = _run(["dsa", "--ct", str(ct_path), "--vessels", str(vp), "--frames", "3", "--fps", "10", "--start-s", "0.5",
+                 "--no-noise", "-o", str(tmp_path / "seq"), *FAST])
+    assert code == 0, capsys.readouterr().err
+    seq = np.load(tmp_path / "seq" / "view_000.npz")
+    np.testing.assert_allclose(seq["frame_times_s"], [0.5, 0.6, 0.7])
+    assert np.array_equal(seq["dsa_target_frames"][0], seq["dsa_target_frames"][2])  # no motion: one image
+    for bad in (["--fps", "0"], ["--fps", "nan"], ["--fps", "10", "--start-s", "-1"]):
+        assert _run(["dsa", "--ct", str(ct_path), "--vessels", str(vp), *bad, "-o", str(tmp_path / "x"), *FAST]) == 2
+        assert bad[-2] in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("vessels, needle", [

@@ -223,6 +223,12 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                                                     "the diaphragm dome, mm (default: found from the CT's lungs)."),
         frames: int = typer.Option(1, help="Contrast frames over the bolus (1 = a still frame: "
                                     "filled arteries; veins and blush of a venous template empty)."),
+        fps: float | None = typer.Option(None, "--fps", help="Frame rate, 1/s: contrast frame k at START + k / FPS "
+                                            "s after the injection (an export's sequence.fps), instead of --frames "
+                                            "spread over the arterial filling; times a motion sequence of vessels "
+                                            "without bolus timing (a volume, a label map)."),
+        start_s: float = typer.Option(0.0, "--start-s", help="With --fps: the first contrast frame's time, s after "
+                                      "the injection."),
         param: list[str] = typer.Option([], "--param", "-p", help="Generator parameter KEY=VALUE (repeatable), "
                                         "e.g. -p injection=ICA_L, -p veins=false (cow: arteries only, no venous phase)."),
         spacing_mm: float = typer.Option(0.25, help="Vessel voxel grid spacing around a tree, mm."),
@@ -278,6 +284,10 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         raise InputError(f"--frames must be >= 1, got {frames}")
     if seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
+    if fps is not None and not (np.isfinite(fps) and fps > 0):
+        raise InputError(f"--fps must be a finite rate > 0, got {fps:g}")
+    if not (np.isfinite(start_s) and start_s >= 0):
+        raise InputError(f"--start-s must be a finite time >= 0, got {start_s:g}")
     if supersample < 1:
         raise InputError(f"--supersample must be >= 1, got {supersample}")
     if method not in ("trilinear", "siddon"):
@@ -326,10 +336,11 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                                                                   grid=None if no_grid else AntiScatterGrid()),
                                           collimator=collimator, device=device, supersample=supersample))
     scene = build_scene(spec)
-    if frames > 1 and not scene.end_time_s() > 0:
+    if frames > 1 and fps is None and not scene.end_time_s() > 0:
         raise InputError(f"--frames {frames}: these vessels ({vessels}) have no bolus timing (a volume or a label map "
-                         "is filled in every frame), and dsa times its frames over the bolus: there is no clock to "
-                         "place them on (not even for motion); use --frames 1")
+                         "is filled in every frame) to spread the frames over; give --fps (e.g. a motion sequence) "
+                         "or use --frames 1")
+    times = bolus_times(scene, frames) if fps is None else [start_s + k / fps for k in range(frames)]
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in vessel_center_mm(scene))
     carm0 = CArm(isocenter_mm=iso, sensor_height=rows, sensor_width=cols, pixel_mm=pixel_mm)
     if bit_depth:
@@ -346,7 +357,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     animations = [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]
     rngs = [np.random.default_rng([seed, n]) for n in range(len(carms))]
     try:
-        for n, (carm, result) in enumerate(zip(carms, render_views(scene, carms, rngs, bolus_times(scene, frames)))):
+        for n, (carm, result) in enumerate(zip(carms, render_views(scene, carms, rngs, times))):
             stem = out / f"view_{n:03d}"
             written += [stem.with_suffix(s) for s in (".npz", ".png", *animations)]
             npz = save_view(stem.with_suffix(".npz"), result, carm, scene)
