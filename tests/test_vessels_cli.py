@@ -222,6 +222,15 @@ def test_empty_mask_and_from_mask(tmp_path):
     assert np.all(np.abs(tree.radii_mm - 3.0) <= 1.0)
     # RAS -> LPS: x and y change sign
     assert np.allclose(tree.positions_mm[:, :2], [-10.0, -10.0], atol=1.0)
+    # --root picks the end (LPS mm); a bad -o, node spacing or root is refused before the extraction
+    res = _invoke("from-mask", mask, "-o", tmp_path / "top.json", "--root", "-10,-10,40")
+    assert res.exit_code == 0, res.output
+    assert load_tree(tmp_path / "top.json").positions_mm[0][2] > 30.0
+    for args, needle in ((["-o", tmp_path / "t.txt"], "must end in .vtp or .json"),
+                         (["-o", tmp_path / "u.json", "--node-spacing-mm", "0"], "--node-spacing-mm must be > 0"),
+                         (["-o", tmp_path / "u.json", "--root", "1,2"], "--root must be X,Y,Z")):
+        res = _invoke("from-mask", mask, *args)
+        assert res.exit_code == 2 and needle in res.stderr, res.output
 
 
 def test_gan_train_names_a_missing_held_out_folder(tmp_path):

@@ -264,12 +264,26 @@ def from_mask(
     labels: str | None = typer.Option(None, "--labels", help="Comma-separated label values (default: all > 0)."),
     isotropic_mm: float | None = typer.Option(None, "--isotropic-mm", help="Resample to this voxel size first."),
     node_spacing_mm: float | None = typer.Option(None, "--node-spacing-mm", help="Node spacing along branches."),
+    root: str | None = typer.Option(None, "--root", help="X,Y,Z (LPS mm): root the tree at the skeleton point "
+                                    "nearest it (default: the widest end the volume's border does not cut)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
-    """Extract a centreline tree with radii from a segmentation (skeleton + distance transform)."""
+    """Extract a centreline tree with radii from a segmentation (skeleton; cross-section radii)."""
     from vessel_models.io import save_tree
     from vessel_models.segmentation import mask_to_tree
 
+    if output.suffix.lower() not in (".vtp", ".json"):  # before the extraction, which takes seconds
+        raise VesselInputError(f"output must end in .vtp or .json, got {output.name}")
+    if node_spacing_mm is not None and not (np.isfinite(node_spacing_mm) and node_spacing_mm > 0):
+        raise VesselInputError(f"--node-spacing-mm must be > 0, got {node_spacing_mm:g}")
+    root_mm = None
+    if root is not None:
+        try:
+            root_mm = np.array([float(v) for v in root.split(",")])
+        except ValueError:
+            root_mm = np.zeros(0)
+        if root_mm.shape != (3,) or not np.all(np.isfinite(root_mm)):
+            raise VesselInputError(f"--root must be X,Y,Z in mm, got {root!r}")
     _refuse_existing([output], overwrite, inputs=(mask,))
     labs = None
     if labels:
@@ -277,7 +291,7 @@ def from_mask(
             labs = [int(v) for v in labels.split(",")]  # an empty item is a typo, not nothing
         except ValueError:
             raise VesselInputError(f"--labels must be comma-separated integers, got {labels!r}") from None
-    tree = mask_to_tree(mask, labels=labs, isotropic_mm=isotropic_mm, node_spacing_mm=node_spacing_mm)
+    tree = mask_to_tree(mask, labels=labs, isotropic_mm=isotropic_mm, node_spacing_mm=node_spacing_mm, root_mm=root_mm)
     output.parent.mkdir(parents=True, exist_ok=True)
     save_tree(tree, output)
     typer.echo(f"{output}: {tree.n_nodes} nodes, {tree.total_length_mm():.1f} mm")

@@ -5,16 +5,20 @@ or in-memory arrays with a voxel -> mm affine. NIfTI affines are RAS; they are c
 to the project's patient frame, LPS mm, with ``diag(-1, -1, 1, 1) @ affine_ras``. Every
 affine returned or accepted here maps voxel indices ``(i, j, k)`` to LPS mm.
 
-``mask_to_tree`` skeletonizes the mask (scikit-image, 3-D), takes radii from the
-Euclidean distance transform (scipy), builds a graph on the 26-connected skeleton voxels,
-keeps the largest connected piece, roots it (the endpoint with the largest radius, or the
-skeleton voxel nearest a given point), prunes short spurs and resamples each branch to a
-regular node spacing.
+``mask_to_tree`` skeletonizes the mask (scikit-image, 3-D), builds a graph on the 26-connected
+skeleton voxels, keeps the largest connected piece (saying what it drops), prunes short spurs (terminal
+chains shorter than ``prune_factor`` x the radius at their junction, whatever the root), roots it (the
+remaining endpoint with the largest radius, or the skeleton voxel nearest a given point), smooths each
+branch's voxel staircase, resamples it to a regular node spacing and measures each node's radius as the
+area-equivalent radius of the mask's cross-section normal to the centreline there (median over the node
+and its branch neighbours); the distance transform's inscribed radius, which skeleton voxels off the axis
+of a rough label shorten, serves as the first guess and where no section can be read.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections import deque
 from pathlib import Path
 
@@ -27,6 +31,10 @@ __all__ = ["RAS_TO_LPS", "load_label_volume", "mask_to_tree", "mask_to_volume"]
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 """4x4 matrix flipping x and y: RAS mm -> LPS mm (its own inverse)."""
+#: An end of the skeleton within this many voxels of the volume's border is where the field of view cuts a vessel.
+CUT_MARGIN_VOXELS = 3.0
+#: Standard deviation (skeleton voxels along a chain) of the smoothing of the centreline's voxel staircase.
+STAIRCASE_SIGMA_VOXELS = 2.0
 
 _OFFSETS = np.array(
     [(di, dj, dk) for di in (-1, 0, 1) for dj in (-1, 0, 1) for dk in (-1, 0, 1) if (di, dj, dk) != (0, 0, 0)],
@@ -234,29 +242,121 @@ def _children(parent: np.ndarray, alive: np.ndarray) -> list[list[int]]:
     return ch
 
 
-def _prune_spurs(parent: np.ndarray, pos: np.ndarray, rad: np.ndarray, alive: np.ndarray,
+def _prune_spurs(nbrs: list[np.ndarray], pos: np.ndarray, rad: np.ndarray, alive: np.ndarray,
                  factor: float) -> np.ndarray:
-    """Remove terminal chains shorter than ``factor`` x the radius at their junction."""
-    for _ in range(5):
-        ch = _children(parent, alive)
+    """Remove terminal chains (an endpoint to the nearest junction) shorter than ``factor`` x the radius at their
+    junction, on the undirected skeleton graph, until none is left: skeletonization spurs into a thick lumen, which
+    would otherwise also be taken for the widest end and rooted there."""
+    for _ in range(len(alive)):
+        deg = np.array([np.count_nonzero(alive[nb]) if alive[v] else 0 for v, nb in enumerate(nbrs)])
         removed = False
-        for leaf in [v for v in np.nonzero(alive)[0] if not ch[v] and parent[v] >= 0]:
-            chain = [int(leaf)]
-            v = int(parent[leaf])
-            while v >= 0 and len(ch[v]) == 1 and parent[v] >= 0:
+        for end_voxel in np.nonzero(alive & (deg == 1))[0]:
+            if not alive[end_voxel] or deg[end_voxel] != 1:
+                continue
+            chain, prev, v = [int(end_voxel)], -1, int(end_voxel)
+            while True:
+                nxt = [int(w) for w in nbrs[v] if alive[w] and w != prev and w not in chain]
+                if len(nxt) != 1:
+                    break
+                prev, v = v, nxt[0]
+                if deg[v] != 2:
+                    break
                 chain.append(v)
-                v = int(parent[v])
-            if v < 0 or len(ch[v]) < 2:
-                continue  # the chain reaches the root: keep it
+            if deg[v] < 3:
+                continue  # an isolated chain (the whole piece): no junction to prune it from
             pts = np.vstack([pos[chain], pos[v][None]])
-            length = float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())
-            if length < factor * rad[v]:
+            if float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum()) < factor * rad[v]:
                 alive[chain] = False
-                ch[v].remove(chain[-1])
+                deg[chain] = 0
+                deg[v] -= 1
                 removed = True
         if not removed:
             break
     return alive
+
+
+def _widest_spanning_tree(nbrs: list[np.ndarray], rad: np.ndarray, keep: np.ndarray) -> list[np.ndarray]:
+    """Neighbour lists of the spanning tree of the skeleton voxels ``keep`` that runs through the widest lumen:
+    the minimum spanning tree (scipy) of the 26-neighbour graph with edge weights ``1 / (r_u + r_v)``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    u = np.concatenate([np.full(len(nb), v) for v, nb in enumerate(nbrs)]).astype(np.int64)
+    w = np.concatenate(nbrs).astype(np.int64) if len(nbrs) else np.zeros(0, np.int64)
+    sel = keep[u] & keep[w] & (u < w)
+    n = len(nbrs)
+    graph = coo_matrix((1.0 / (rad[u[sel]] + rad[w[sel]]), (u[sel], w[sel])), shape=(n, n)).tocsr()
+    mst = minimum_spanning_tree(graph).tocoo()
+    linked: list[list[int]] = [[] for _ in range(n)]
+    for a, b in zip(mst.row, mst.col):
+        linked[a].append(int(b))
+        linked[b].append(int(a))
+    return [np.asarray(nb, dtype=np.int64) for nb in linked]
+
+
+def _plane_basis(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors spanning the plane normal to the unit vector ``t``."""
+    helper = np.array([1.0, 0.0, 0.0]) if abs(t[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    u = np.cross(t, helper)
+    u /= np.linalg.norm(u)
+    return u, np.cross(t, u)
+
+
+def _section_radius(fg: np.ndarray, ijk_from_mm: np.ndarray, centre: np.ndarray, tangent: np.ndarray,
+                    guess: float, step: float) -> float | None:
+    """Area-equivalent radius (mm) of the mask's cross-section through ``centre`` normal to ``tangent``: the
+    connected piece of the section that holds the centre (or lies nearest it, within ``guess``), sampled every
+    ``step`` mm (trilinear, threshold 0.5); None where the piece reaches the sampled square's edge (a section
+    along a bend or through a junction) or there is none."""
+    u, v = _plane_basis(tangent)
+    half = max(3.0 * guess, 4.0 * step)
+    n = int(np.ceil(half / step))
+    a = np.arange(-n, n + 1) * step
+    grid = centre + a[:, None, None] * u + a[None, :, None] * v  # (2n+1, 2n+1, 3) mm
+    ijk = grid.reshape(-1, 3) @ ijk_from_mm[:3, :3].T + ijk_from_mm[:3, 3]
+    inside = (ndimage.map_coordinates(fg, ijk.T, order=1, mode="constant", cval=0.0) >= 0.5).reshape(grid.shape[:2])
+    pieces, count = ndimage.label(inside)
+    if count == 0:
+        return None
+    piece = pieces[n, n]
+    if piece == 0:  # the centre fell just outside: the piece nearest it
+        hits = np.argwhere(pieces > 0)
+        near = np.linalg.norm(hits - n, axis=1)
+        if near.min() * step > guess:
+            return None
+        piece = pieces[tuple(hits[np.argmin(near)])]
+    mine = pieces == piece
+    if mine[0].any() or mine[-1].any() or mine[:, 0].any() or mine[:, -1].any():
+        return None
+    return float(np.sqrt(np.count_nonzero(mine) * step * step / np.pi))
+
+
+def _section_radii(tree: VesselTree, fg: np.ndarray, aff: np.ndarray, step: float) -> np.ndarray:
+    """Each node's cross-section radius (:func:`_section_radius`, normal to the centreline through its branch
+    neighbours), the median over the node and its neighbours on its branch; the tree's own radius (the
+    distance-transform guess) where no section can be read."""
+    ijk_from_mm = np.linalg.inv(aff)
+    grey = fg.astype(np.float32)
+    pos, par, bid = tree.positions_mm, tree.parents, tree.branch_ids
+    kids = tree.children_lists()
+    same = [[c for c in kids[i] if bid[c] == bid[i]] or kids[i][:1] for i in range(tree.n_nodes)]
+    raw = np.full(tree.n_nodes, np.nan)
+    for i in range(tree.n_nodes):
+        before = pos[par[i]] if par[i] >= 0 else pos[i]
+        after = pos[same[i][0]] if same[i] else pos[i]
+        t = after - before
+        if np.linalg.norm(t) == 0:
+            continue
+        r = _section_radius(grey, ijk_from_mm, pos[i], t / np.linalg.norm(t), float(tree.radii_mm[i]), step)
+        if r is not None:
+            raw[i] = r
+    out = tree.radii_mm.copy()
+    for i in range(tree.n_nodes):
+        window = [i] + ([par[i]] if par[i] >= 0 and bid[par[i]] == bid[i] else []) + same[i][:1]
+        vals = raw[window]
+        if np.isfinite(vals).any():
+            out[i] = float(np.nanmedian(vals))
+    return out
 
 
 def mask_to_tree(
@@ -306,6 +406,7 @@ def mask_to_tree(
     from skimage.morphology import skeletonize
 
     fg, aff = _select(mask, labels, affine)
+    full_shape, ijk_from_full = np.asarray(fg.shape), np.linalg.inv(aff)
     fg, aff = _crop(fg, aff)
     spacing = np.linalg.norm(aff[:3, :3], axis=0)
     if isotropic_mm is None and spacing.max() > 1.2 * spacing.min():
@@ -318,7 +419,13 @@ def mask_to_tree(
         if not fg.any():
             raise VesselInputError("mask has no foreground left after resampling; use a finer isotropic_mm")
     # interior cavities would turn into skeleton shells and loops
-    fg = ndimage.binary_fill_holes(_largest_component(fg))
+    largest = _largest_component(fg)
+    if largest.sum() < fg.sum():
+        pieces = ndimage.label(fg, structure=np.ones((3, 3, 3), dtype=bool))[1]
+        warnings.warn(f"mask_to_tree: the mask falls in {pieces} separate pieces; kept the largest "
+                      f"({100.0 * largest.sum() / fg.sum():.0f} % of its voxels), dropped the others (a tree has one "
+                      "root: extract each vessel with its own labels)", stacklevel=2)
+    fg = ndimage.binary_fill_holes(largest)
     skel = skeletonize(fg) > 0
     if skel.sum() < 2:
         raise VesselInputError("mask is too small or too thin to skeletonize into a centreline")
@@ -341,29 +448,38 @@ def mask_to_tree(
         n_comp += 1
     main = int(np.argmax(np.bincount(comp)))
     pos = coords @ aff[:3, :3].T + aff[:3, 3]
-    # distance to the nearest background voxel centre: on a digitized tube this is within a
-    # fraction of a voxel of the true radius (skeleton voxels sit up to ~0.5 voxel off-axis)
+    # the distance to the nearest background voxel centre: the inscribed radius at the skeleton voxel, short where
+    # the voxel lies off the axis of a rough label; the first guess of the cross-section radii below
     rad = np.maximum(_distance_to_background(fg, coords, aff), 0.5 * spacing.min())
     members = np.nonzero(comp == main)[0]
     if len(members) < 2:
         raise VesselInputError("skeleton of the mask has fewer than two connected voxels")
-
+    # the skeleton of a rough lumen holds loops (tunnels through it): its spanning tree through the widest lumen
+    # (scipy's minimum spanning tree of the voxel graph weighted 1 / (r_u + r_v)) drops their narrowest links
+    linked = _widest_spanning_tree(nbrs, rad, comp == main)
+    alive = _prune_spurs(linked, pos, rad, comp == main, float(prune_factor))
+    members = np.nonzero(alive)[0]
     if root_mm is not None:
         r = np.asarray(root_mm, dtype=np.float64).reshape(3)
         root = int(members[np.argmin(np.linalg.norm(pos[members] - r, axis=1))])
-    else:
-        deg = np.array([len(nbrs[v]) for v in members])
+    else:  # the widest end left (the spurs into a thick lumen are gone, whose ends had been the widest) that the
+        # volume's border does not cut: a vessel leaving the field of view is an outflow (the aorta's, at a chest
+        # CT's bottom), its root where it begins (the aortic valve)
+        deg = np.array([np.count_nonzero(alive[linked[v]]) for v in members])
         ends = members[deg == 1]
-        cand = ends if len(ends) else members
+        ijk = pos[ends] @ ijk_from_full[:3, :3].T + ijk_from_full[:3, 3]
+        cut = np.any((ijk < CUT_MARGIN_VOXELS) | (ijk > full_shape - 1 - CUT_MARGIN_VOXELS), axis=1)
+        cand = ends[~cut] if (~cut).any() else ends if len(ends) else members
         root = int(cand[np.argmax(rad[cand])])
-    parent, order = _bfs(root, nbrs, n)
+    parent, order = _bfs(root, [nb[alive[nb]] for nb in linked], n)
     alive = parent > -2
-    alive = _prune_spurs(parent, pos, rad, alive, float(prune_factor))
 
     step = float(node_spacing_mm) if node_spacing_mm is not None else 2.0 * float(spacing.max())
     if not np.isfinite(step) or step <= 0:
         raise VesselInputError(f"node_spacing_mm must be > 0, got {node_spacing_mm!r}")
-    return _simplify(parent, order, alive, pos, rad, step, root, spacing)
+    tree = _simplify(parent, order, alive, pos, rad, step, root, spacing)
+    tree.radii_mm = _section_radii(tree, fg, aff, 0.5 * float(spacing.min()))
+    return tree
 
 
 def _simplify(parent: np.ndarray, order: list[int], alive: np.ndarray, pos: np.ndarray, rad: np.ndarray,
@@ -388,7 +504,14 @@ def _simplify(parent: np.ndarray, order: list[int], alive: np.ndarray, pos: np.n
         bid = n_branch  # the root node carries branch 0, the first chain out of it
         n_branch += 1
         p_prev = pos[int(parent[start])]
-        seg = np.linalg.norm(np.diff(np.vstack([p_prev[None], pos[chain]]), axis=0), axis=1)
+        # the voxel staircase smoothed along the chain (sigma STAIRCASE_SIGMA_VOXELS, its junction end held): a
+        # straight oblique tube's raw voxel path is 4-8 % longer than its axis and bends at voxel directions
+        path = np.vstack([p_prev[None], pos[chain]])
+        if len(chain) > 2:
+            path = ndimage.gaussian_filter1d(path, STAIRCASE_SIGMA_VOXELS, axis=0, mode="nearest")
+            path += (p_prev - path[0]) * np.exp(-np.arange(len(path)) / STAIRCASE_SIGMA_VOXELS)[:, None]
+        chain_pos = path[1:]
+        seg = np.linalg.norm(np.diff(path, axis=0), axis=1)
         cum = np.cumsum(seg)
         total = float(cum[-1])
         n_pieces = max(1, round(total / step))
@@ -400,7 +523,7 @@ def _simplify(parent: np.ndarray, order: list[int], alive: np.ndarray, pos: np.n
         for pk in picks:
             hi = min(len(chain), pk + (pk - lo) + 1)
             window = chain[max(0, lo):hi]
-            out_pos.append(pos[chain[pk]])
+            out_pos.append(chain_pos[pk])
             out_rad.append(float(np.median(rad[window])))
             out_par.append(prev_out)
             out_bid.append(bid)
