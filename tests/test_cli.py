@@ -82,9 +82,17 @@ def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):
       "--collimation", "0.49,0.49,0.49,0.49"], "collimation: the field left open exposes no detector pixel"),
     (["scene", "CT", "--png", "OLD.png"], "OLD.png: exists; choose another --png, or --overwrite"),
     # a number out of range names its flag (was: "spacing_mm must be > 0, got nan" after a numpy warning)
-    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--spacing-mm", "0"], "--spacing-mm: must be > 0, got 0"),
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--spacing-mm", "0"],
+     "--spacing-mm: must be finite and > 0, got 0"),
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--scintillator-mm", "-1"],
-     "--scintillator-mm: must be >= 0, got -1"),
+     "--scintillator-mm: must be finite and >= 0, got -1"),
+    # named the scene's fields (motion heart_rate_bpm, motion diaphragm_z_mm, detector threshold_kev)
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--heart-rate-bpm", "inf"],
+     "--heart-rate-bpm: must be finite and > 0, got inf"),
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--diaphragm-z-mm", "nan"],
+     "--diaphragm-z-mm: must be a finite height"),
+    (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--threshold-kev", "20"],
+     "--threshold-kev 20: an energy threshold is a photon-counting detector's"),
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--lag", "0.5,0.6"], "--lag: the frame lags sum to 1.1"),
     # were tracebacks (numpy's uniform, seed sequence, an empty view) or named another flag
     (["sweep", "CT", "-o", "x", "--random", "3", "--jitter-mm", "-10"], "--jitter-mm: must be a finite length >= 0"),

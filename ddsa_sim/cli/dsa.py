@@ -273,8 +273,13 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                     "--threshold-kev": threshold_kev, "--diaphragm-mm": diaphragm_mm}
     for flags, bound, ok in ((positive, "> 0", lambda v: v > 0), (not_negative, ">= 0", lambda v: v >= 0)):
         for flag, value in flags.items():
-            if value is not None and not ok(value):  # NaN too
-                raise InputError(f"{flag}: must be {bound}, got {value:g}")
+            if value is not None and not (ok(value) and np.isfinite(value)):  # NaN too
+                raise InputError(f"{flag}: must be finite and {bound}, got {value:g}")
+    if diaphragm_z_mm is not None and not np.isfinite(diaphragm_z_mm):
+        raise InputError(f"--diaphragm-z-mm: must be a finite height (mm), got {diaphragm_z_mm:g}")
+    if threshold_kev and detector_mode != "photon":
+        raise InputError(f"--threshold-kev {threshold_kev:g}: an energy threshold is a photon-counting detector's; "
+                         "give --detector-mode photon too")
     alphas, betas = parse_float_list(alpha, "alpha"), parse_float_list(beta, "beta")
     if len(alphas) != len(betas) and 1 not in (len(alphas), len(betas)):
         raise InputError(f"--alpha and --beta lists differ in length ({len(alphas)} vs {len(betas)})")
