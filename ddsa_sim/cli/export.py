@@ -69,12 +69,15 @@ def inspect(
     png: int | None = typer.Option(None, "--png", help="Only write sample INDEX as a picture (mask | contrast | "
                                    "contrast - mask | target) and its contrast frame as a float TIFF (-ln, the "
                                    "input of `ddsa-sim infer`), after checking its checksum."),
-    png_out: Path | None = typer.Option(None, "--png-out", help="Picture path for --png (default sample_INDEX.png)."),
+    png_out: Path | None = typer.Option(None, "--png-out", help="Picture path for --png (default sample_INDEX.png; "
+                                  ".png, .jpg, .jpeg, .pdf or .svg)."),
 ) -> None:
     """Counts per split, summary statistics and checksum verification of a store (exit 1 if corrupted)."""
     from ddsa_sim.export.inspect import inspect_store, sample_png
 
     try:
+        if png_out is not None and png is None:
+            raise InputError("--png-out: names the picture of --png INDEX; give --png too")
         if png is not None:
             for written in sample_png(store, png, png_out or Path(f"sample_{png}.png")):
                 typer.echo(str(written))

@@ -77,6 +77,7 @@ __all__ = [
     "create_store",
     "open_store",
     "params_json",
+    "read_meta",
     "read_sample",
     "remove_partials",
     "sample_checksum",
@@ -87,7 +88,10 @@ __all__ = [
     "writer_lock",
 ]
 
-_ZARR_CONFIG = {"write_empty_chunks": True}  # every written sample has its chunk files (same bytes every run)
+# zarr's runtime config of the handles made here, not stored with the arrays: the workers' handles
+# (open_store) keep zarr's default and write no chunk that equals the fill value (a sample without vessels has no
+# vessel_mask chunk file; inspect checks files only for the meta arrays that never hold their fill value)
+_ZARR_CONFIG = {"write_empty_chunks": True}
 
 
 def create_store(path: str | Path, config: dict[str, Any], n_samples: int, image_shape: tuple[int, int],
@@ -164,7 +168,8 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
     Raises
     ------
     InputError
-        Not a ddsa-sim dataset store, an unknown format version, or arrays missing.
+        Not a ddsa-sim dataset store, an unknown format version, arrays missing, or an array's metadata
+        (``zarr.json``) damaged (the message names the file).
     """
     path = Path(path)
     if not path.exists():
@@ -181,11 +186,14 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
     readable = READABLE_VERSIONS if mode == "r" else (FORMAT_VERSION,)
     if version not in readable:
         raise InputError(f"{path}: store format_version {version} is not {' or '.join(map(str, readable))}")
-    with warnings.catch_warnings():  # the export's preview picture lies in the store's folder, beside the arrays
-        warnings.filterwarnings("ignore", message=r"Object at preview\.png is not recognized")
-        names = set(root.array_keys())
-    meta = root.get(META_GROUP)
-    meta_names = set(meta.array_keys()) if isinstance(meta, zarr.Group) else set()
+    try:
+        with warnings.catch_warnings():  # the export's preview picture lies in the store's folder, beside the arrays
+            warnings.filterwarnings("ignore", message=r"Object at preview\.png is not recognized")
+            names = set(root.array_keys())
+            meta = root.get(META_GROUP)
+            meta_names = set(meta.array_keys()) if isinstance(meta, zarr.Group) else set()
+    except Exception as exc:  # noqa: BLE001 - zarr's error on a damaged zarr.json of an array, whatever its type
+        raise InputError(_unreadable_member(path, exc)) from None
     expected_meta = [n for n in META_ARRAYS if (version >= 2 or n not in V2_META_ARRAYS)
                      and (version >= 3 or n not in V3_META_ARRAYS) and n not in OPTIONAL_META_ARRAYS]
     missing = [n for n in IMAGE_ARRAYS if n not in names] + [f"{META_GROUP}/{n}" for n in expected_meta
@@ -194,6 +202,20 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
         raise InputError(f"{path}: store has the format attributes but lacks array(s) {', '.join(missing[:4])}"
                          f"{' ...' if len(missing) > 4 else ''}; it is damaged: export it again")
     return root
+
+
+def _unreadable_member(path: Path, exc: Exception) -> str:
+    """The one line for a store whose arrays cannot be listed: the first array or group (of the root or of
+    ``meta/``) whose ``zarr.json`` does not open is named; ``exc`` is the error of the listing."""
+    for member in sorted([*path.glob("*/zarr.json"), *path.glob(f"{META_GROUP}/*/zarr.json")]):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                zarr.open(str(member.parent), mode="r")
+        except Exception as err:  # noqa: BLE001 - as the caller's
+            return (f"{member}: damaged array metadata ({err.__class__.__name__}); the store cannot be read: "
+                    "export it again")
+    return f"{path}: cannot list the store's arrays ({exc.__class__.__name__}); it is damaged: export it again"
 
 
 def params_json(spec: SampleSpec) -> str:
@@ -353,9 +375,41 @@ def read_sample(root: zarr.Group, index: int) -> tuple[dict[str, np.ndarray], di
     return arrays, meta
 
 
+def read_meta(root: zarr.Group, name: str) -> tuple[np.ndarray, dict[int, str]]:
+    """Every sample's value of meta array ``name``, reading past chunks that cannot be decoded.
+
+    A sound array is read at once; a damaged one is split in halves down to its bad chunks (one per sample),
+    so the good samples keep their values.
+
+    Returns
+    -------
+    values : numpy.ndarray
+        ``(N, ...)``; a sample whose chunk cannot be decoded has the array's fill value.
+    unreadable : dict of int to str
+        Sample index -> the decoder's error class, for the samples whose chunk cannot be decoded.
+    """
+    arr = root[META_GROUP][name]
+    unreadable: dict[int, str] = {}
+
+    def read(lo: int, hi: int) -> list[np.ndarray]:
+        try:
+            return [np.asarray(arr[lo:hi])]
+        except Exception as exc:  # noqa: BLE001 - a codec's error on a damaged chunk, whatever its type
+            if hi - lo == 1:
+                unreadable[lo] = exc.__class__.__name__
+                return [np.full((1, *arr.shape[1:]), arr.fill_value, dtype=arr.dtype)]
+            mid = (lo + hi) // 2
+            return read(lo, mid) + read(mid, hi)
+
+    n = arr.shape[0]
+    values = np.concatenate(read(0, n)) if n else np.asarray(arr[:])
+    return values, unreadable
+
+
 def completed(root: zarr.Group) -> np.ndarray:
-    """Boolean array (N,): which samples are complete."""
-    return np.asarray(root[META_GROUP]["complete"][:]) == 1
+    """Boolean array (N,): which samples are complete. A flag whose chunk cannot be decoded counts as not
+    complete (a resumed export writes the sample again); :func:`read_meta` tells which those are."""
+    return read_meta(root, "complete")[0] == 1
 
 
 def remove_partials(path: str | Path) -> int:
