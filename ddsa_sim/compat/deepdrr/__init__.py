@@ -1,4 +1,4 @@
-"""DeepDRR 1.2's public API over ddsa-sim: port a DeepDRR script by changing its imports.
+"""DeepDRR 1.2.2's MobileCArm-based API over ddsa-sim: port a DeepDRR script by changing its imports.
 
 >>> from ddsa_sim.compat.deepdrr import geo, Volume, MobileCArm      # doctest: +SKIP
 >>> from ddsa_sim.compat.deepdrr.projector import Projector         # doctest: +SKIP
@@ -8,7 +8,8 @@ Names and call shapes are DeepDRR's (``Volume.from_nifti``, ``orient_patient``, 
 physics is ours, on the CPU by default (``Projector(..., device="cuda")`` for the torch GPU backend).
 Contrast: any volume may use the material ``"iodine"`` (pure iodine channel) or
 ``"iodinated blood:<mgI/ml>"`` (:data:`CONTRAST_MATERIALS`), which DeepDRR lacks. Tools (``Mesh``,
-``KWire``) displace the anatomy they occupy. Every call and difference: docs/deepdrr_migration.md.
+``KWire``) displace the anatomy they occupy. DeepDRR 1.2's ``SimpleDevice`` / ``set_view``, ``project_seg`` and
+``LineAnnotation`` are not provided. Every call, difference and missing name: docs/deepdrr_migration.md.
 """
 
 from ddsa_sim.compat.deepdrr import geo, utils

@@ -157,6 +157,22 @@ class MobileCArm:
         return self.view().camera_projection()
 
     @property
+    def index_from_world(self) -> kg.CameraProjection:
+        """World mm -> pixel index (DeepDRR's name for :meth:`get_camera_projection`)."""
+        return self.get_camera_projection()
+
+    @property
+    def device_from_arm(self) -> kg.FrameTransform:
+        """Arm -> device frame (mm): the alpha (about x) then beta (about the fixed y) rotation, origin at
+        the isocenter."""
+        return kg.FrameTransform(self.view().device_from_arm)
+
+    @property
+    def world_from_camera3d(self) -> kg.FrameTransform:
+        """Camera -> world (mm): the source at the camera origin, +z towards the detector."""
+        return kg.FrameTransform(np.linalg.inv(self.view().camera3d_from_world))
+
+    @property
     def camera3d_from_world(self) -> kg.FrameTransform:
         return kg.FrameTransform(self.view().camera3d_from_world)
 

@@ -77,8 +77,8 @@ class Projector:
         Kernel on the CPU (``device="cpu"``): numba (default) or the torch backend.
     seed : int, optional
         Seed of the noise (a fresh generator per projector).
-    threads, max_block_index, source_to_detector_distance, camera_intrinsics
-        DeepDRR's CUDA launch and tracing options: accepted, unused.
+    threads, max_block_index, source_to_detector_distance, camera_intrinsics, max_mesh_hits, mesh_layers, cuda_device_id
+        DeepDRR's CUDA launch, tracing and mesh-rasterisation options: accepted, unused (``device=`` picks the GPU).
     """
 
     def __init__(self, volume: Volume | Sequence[Volume], priorities: Sequence[int] | None = None,
@@ -87,7 +87,8 @@ class Projector:
                  add_noise: bool = False, photon_count: int = 10000, threads: int = 8, max_block_index: int = 1024,
                  collected_energy: bool = False, neglog: bool = True, intensity_upper_bound: float | None = None,
                  attenuate_outside_volume: bool = False, source_to_detector_distance: float = -1,
-                 carm: MobileCArm | None = None, quantitative: bool = False, backend: str = "numba",
+                 carm: MobileCArm | None = None, max_mesh_hits: int = 32, mesh_layers: int = 2,
+                 cuda_device_id: int | None = None, quantitative: bool = False, backend: str = "numba",
                  seed: int | None = None) -> None:
         self.volumes = list(volume) if isinstance(volume, (list, tuple)) else [volume]
         if not self.volumes or not all(isinstance(v, Volume) for v in self.volumes):
