@@ -368,7 +368,7 @@ def mask_to_tree(
     isotropic_mm: float | None = None,
     prune_factor: float = 1.5,
 ) -> VesselTree:
-    """Centreline tree with radii from a vessel mask (skeleton + distance transform).
+    """Centreline tree with radii from a vessel mask (skeleton; cross-section radii; module docstring).
 
     Parameters
     ----------
@@ -380,7 +380,8 @@ def mask_to_tree(
         Label values that are vessel; default: every non-zero voxel.
     root_mm : numpy.ndarray, optional
         ``(3,)`` LPS mm point; the root is the skeleton voxel nearest to it. Default: the
-        skeleton endpoint with the largest radius (e.g. the aortic root/outlet).
+        endpoint with the largest radius, after pruning, that the volume's border does not cut
+        (e.g. the aortic valve end of an aorta label).
     node_spacing_mm : float, optional
         Target distance between output nodes along a branch, mm (default 2 voxels).
     isotropic_mm : float, optional
@@ -394,9 +395,9 @@ def mask_to_tree(
     Returns
     -------
     VesselTree
-        Tree in LPS mm; radii = distance from the skeleton voxel to the nearest
-        background voxel centre, mm (median over a window along the branch).
-        ``metadata["generator"] = "segmentation"``.
+        Tree in LPS mm; radii = the area-equivalent radius of the mask's cross-section normal to
+        the centreline, mm (median over the node and its branch neighbours; the distance transform's
+        inscribed radius where no section can be read). ``metadata["generator"] = "segmentation"``.
 
     Raises
     ------
