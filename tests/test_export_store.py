@@ -190,6 +190,11 @@ def test_existing_store_and_resume_with_other_config_refused(exported, tmp_path)
     # resuming a complete store with the same config writes nothing
     res = run_export(cfg, path, resume=True, progress=False, preview=False)
     assert res.written == 0 and res.skipped == 8
+    # nor with fewer CTs cached per worker (how it runs, not what it writes: a resume after running out of memory;
+    # it had been refused as another config)
+    res = run_export(cfg.model_copy(update={"ct_cache_size": cfg.ct_cache_size + 1}), path, resume=True,
+                     progress=False, preview=False)
+    assert res.written == 0 and res.skipped == 8
 
 
 def test_huge_ct_refused_before_reading(tmp_path):

@@ -254,3 +254,38 @@ def test_an_interruption_inside_a_reader_stays_an_interruption(monkeypatch, tmp_
     monkeypatch.setattr(readers._import_nibabel(), "load", interrupted)
     with pytest.raises(ExportInterrupted):
         readers.read_nifti(tmp_path / "ct.nii.gz")
+
+
+def test_sigint_of_a_dask_export_waits_for_its_running_tasks(slow_config, tmp_path):
+    """QA found: on a Dask cluster Ctrl-C cancelled only the queued tasks; a running one went on writing after the
+    command had counted the samples, released the store's lock and exited (into a store a --resume then held).
+    Now the running tasks stop before their next sample and the export waits for them: the count it reports is
+    final and nothing is written after the exit. A scheduler and one worker on the loopback, as a user's cluster."""
+    pytest.importorskip("distributed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": REPO, "env": ENV,
+             "start_new_session": True}
+    cluster = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                 "--port", str(port), "--dashboard-address", "127.0.0.1:0"], **quiet)]
+    cluster.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                     "--nworkers", "1", "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"],
+                                    **quiet))
+    store = tmp_path / "dask.zarr"
+    proc = _start(slow_config, store, "--scheduler", address)
+    try:
+        _wait_for_samples(proc, store, 2, timeout=120)
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        n = _n_complete(store)
+        time.sleep(2.0)  # five of the fake renderer's samples (0.4 s): a task still running would have written
+        assert _n_complete(store) == n
+    finally:
+        for p in (proc, *cluster):
+            _kill_group(p)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert f"{n}/{N} samples complete" in err, err
+    assert not (tmp_path / "dask.zarr.lock").exists() and not list(store.rglob("*.partial"))
+    assert inspect_store(store).ok

@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -93,9 +94,11 @@ class ExportResult:
     indices: list[int] = field(default_factory=list)
 
 
-def export_chunk(store_path: str, specs: list[SampleSpec], cache_size: int = 1) -> list[int]:
+def export_chunk(store_path: str, specs: list[SampleSpec], cache_size: int = 1, stop: str | None = None) -> list[int]:
     """Worker task: render and write ``specs`` into the store; returns the indices written.
 
+    ``stop``: the name of a ``distributed.Event`` (a Dask run); once it is set the task writes no further
+    sample (Dask cannot stop a running task: an interrupted export sets it and waits for its tasks).
     BLAS runs single-threaded meanwhile: its calls here are tiny, and BLAS threads left spinning
     after one would take the cores from the projector's threads (about 1.5x slower marches).
     """
@@ -104,13 +107,26 @@ def export_chunk(store_path: str, specs: list[SampleSpec], cache_size: int = 1) 
     root = open_store(store_path, mode="r+")
     handles = array_handles(root)
     cache = worker_cache(cache_size)
+    stopped = _stop_flag(stop)
     done = []
     with threadpool_limits(limits=1, user_api="blas"):
         for spec in specs:
+            if stopped():
+                break
             arrays = render_sample(spec, cache)
             write_sample(root, spec, arrays, handles)
             done.append(spec.index)
     return done
+
+
+def _stop_flag(name: str | None) -> Callable[[], bool]:
+    """Whether the Dask event ``name`` is set (a question to the scheduler per call); never without a name."""
+    if name is None:
+        return lambda: False
+    from distributed import Event
+
+    event = Event(name)
+    return event.is_set
 
 
 def make_tasks(specs: Iterable[SampleSpec], chunk_size: int) -> list[list[SampleSpec]]:
@@ -257,10 +273,14 @@ def _local_workers(scheduler: str) -> int | None:
     return n
 
 
+#: Longest an interrupted Dask export waits for its running tasks to finish their sample (s).
+DASK_STOP_WAIT_S = 600.0
+
+
 def _run_dask(store: str, tasks: list[list[SampleSpec]], scheduler: str, cache_size: int,
               on_done: Callable[[list[int]], None]) -> None:
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, Event, LocalCluster, as_completed, wait
     except ImportError:
         raise InputError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
     cluster = None
@@ -275,12 +295,17 @@ def _run_dask(store: str, tasks: list[list[SampleSpec]], scheduler: str, cache_s
             raise InputError(f"--scheduler: cannot connect to {scheduler} ({exc}); give a "
                              "scheduler's address, e.g. tcp://HOST:8786, or local:N") from None
     futures = []
+    stop = Event(f"ddsa-sim-export-stop-{uuid.uuid4().hex}", client=client)
     try:
         _number_dask_workers(client)
-        futures = [client.submit(export_chunk, store, t, cache_size, pure=False) for t in tasks]
+        futures = [client.submit(export_chunk, store, t, cache_size, stop.name, pure=False) for t in tasks]
         for fut in as_completed(futures):
             on_done(fut.result())
     except BaseException:
+        # Dask cannot stop a running task: each stops before its next sample, and the export waits for them, so
+        # that none writes after the count, the lock and the exit (they had, into a store a resume then held)
+        stop.set()
+        wait(futures, timeout=DASK_STOP_WAIT_S)
         client.cancel(futures)
         raise
     finally:

@@ -426,12 +426,19 @@ def remove_partials(path: str | Path) -> int:
     return n
 
 
+#: Config fields that set how an export runs, not what it writes (CTs kept per worker: memory): a resume may change
+#: them, e.g. after its workers ran out of memory.
+RUN_ONLY_FIELDS = ("ct_cache_size",)
+
+
 def check_resumable(root: zarr.Group, config: dict[str, Any], plan_sha256: str, path: str | Path) -> None:
-    """Refuse to resume a store made from another config (one line naming the differing fields)."""
-    stored = root.attrs.get("config")
+    """Refuse to resume a store made from another config (one line naming the differing fields; the
+    :data:`RUN_ONLY_FIELDS` may differ)."""
+    stored = {k: v for k, v in (root.attrs.get("config") or {}).items() if k not in RUN_ONLY_FIELDS}
+    config = {k: v for k, v in config.items() if k not in RUN_ONLY_FIELDS}
     if stored != config:
-        keys = sorted(set(stored or {}) | set(config))
-        diff = [k for k in keys if (stored or {}).get(k) != config.get(k)]
+        keys = sorted(set(stored) | set(config))
+        diff = [k for k in keys if stored.get(k) != config.get(k)]
         raise InputError(f"{path}: store was created from a different config (differs in: {', '.join(diff)}); "
                          "cannot resume it with this one")
     if root.attrs.get("plan_sha256") != plan_sha256:
