@@ -218,19 +218,18 @@ def _skeleton_graph(skel: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     return coords, [row[row >= 0] for row in nbr]
 
 
-def _bfs(root: int, nbrs: list[np.ndarray], n: int) -> tuple[np.ndarray, list[int]]:
+def _bfs(root: int, nbrs: list[np.ndarray], n: int) -> np.ndarray:
+    """Parent of every voxel reached from ``root`` (-1 the root, -2 unreached), breadth first."""
     parent = np.full(n, -2, dtype=np.int64)
     parent[root] = -1
-    order = [root]
     dq = deque([root])
     while dq:
         v = dq.popleft()
         for w in nbrs[v]:
             if parent[w] == -2:
                 parent[w] = v
-                order.append(int(w))
                 dq.append(int(w))
-    return parent, order
+    return parent
 
 
 def _children(parent: np.ndarray, alive: np.ndarray) -> list[list[int]]:
@@ -472,19 +471,19 @@ def mask_to_tree(
         cut = np.any((ijk < CUT_MARGIN_VOXELS) | (ijk > full_shape - 1 - CUT_MARGIN_VOXELS), axis=1)
         cand = ends[~cut] if (~cut).any() else ends if len(ends) else members
         root = int(cand[np.argmax(rad[cand])])
-    parent, order = _bfs(root, [nb[alive[nb]] for nb in linked], n)
+    parent = _bfs(root, [nb[alive[nb]] for nb in linked], n)
     alive = parent > -2
 
     step = float(node_spacing_mm) if node_spacing_mm is not None else 2.0 * float(spacing.max())
     if not np.isfinite(step) or step <= 0:
         raise VesselInputError(f"node_spacing_mm must be > 0, got {node_spacing_mm!r}")
-    tree = _simplify(parent, order, alive, pos, rad, step, root, spacing)
+    tree = _simplify(parent, alive, pos, rad, step, root, spacing)
     tree.radii_mm = _section_radii(tree, fg, aff, 0.5 * float(spacing.min()))
     return tree
 
 
-def _simplify(parent: np.ndarray, order: list[int], alive: np.ndarray, pos: np.ndarray, rad: np.ndarray,
-              step: float, root: int, spacing: np.ndarray) -> VesselTree:
+def _simplify(parent: np.ndarray, alive: np.ndarray, pos: np.ndarray, rad: np.ndarray, step: float, root: int,
+              spacing: np.ndarray) -> VesselTree:
     """Resample the voxel tree to nodes every ~``step`` mm, one branch per chain."""
     ch = _children(parent, alive)
     out_pos: list[np.ndarray] = [pos[root]]
