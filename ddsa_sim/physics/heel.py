@@ -113,8 +113,8 @@ def heel_bands(spectrum: Spectrum, half_field_mm: float, source_to_detector_mm: 
     edge_deg = float(np.degrees(np.arctan2(half_field_mm, source_to_detector_mm)))
     if edge_deg >= anode_angle:  # beyond the anode angle the target shadows the whole beam: no photons
         raise InputError(f"heel: the detector edge is {edge_deg:.1f} deg off axis toward the anode, beyond the "
-                         f"{anode_angle:g} deg anode angle (no beam there); use a smaller detector, a longer "
-                         f"source-detector distance, or turn the heel effect off")
+                         f"{anode_angle:g} deg anode angle (no beam there); use a smaller detector or pixels, or a "
+                         f"longer source-detector distance (in the API also HeelSettings(enabled=False))")
     s["kvp"] = float(np.ceil(s["kvp"] / node_kv - 1e-9) * node_kv) if node_kv > 0 else float(s["kvp"])
     central = spekpy_spectrum(**s)
     energies = spectrum.energies_kev
