@@ -555,6 +555,8 @@ class KWire(Mesh):
         start-to-end length: 0 puts the tip at the start point, 1 at the end point), the base
         :attr:`length_in_world` behind it. The wire is turned by the smallest rotation that does it.
         """
+        from scipy.spatial.transform import Rotation
+
         start = _xyz(startpoint_in_world, "KWire.align", "startpoint_in_world")
         end = _xyz(endpoint_in_world, "KWire.align", "endpoint_in_world")
         span = float(np.linalg.norm(end - start))
@@ -563,7 +565,7 @@ class KWire(Mesh):
         direction = (end - start) / span
         tip = start + (span * float(progress) if distance is None else float(distance)) * direction
         axis = self._tip - self._base
-        turn = _rotation_between(axis / np.linalg.norm(axis), direction)
+        turn = Rotation.align_vectors([direction], [axis])[0].as_matrix()  # the smallest turn (a half turn if opposed)
         self.world_from_anatomical = kg.FrameTransform.from_rt(rotation=turn, translation=tip - turn @ self._tip)
 
     def orient(self, startpoint, direction, distance: float = 0.0) -> None:
@@ -683,20 +685,6 @@ def _apply(transform, xyz: np.ndarray) -> np.ndarray:
     """A 4x4 transform applied to a point (x, y, z), float64."""
     m = np.asarray(transform, dtype=np.float64)
     return m[:3, :3] @ xyz + m[:3, 3]
-
-
-def _rotation_between(u: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """The smallest 3x3 rotation taking unit vector ``u`` to unit vector ``w`` (a half turn about an axis
-    across ``u`` when they are opposite)."""
-    from scipy.spatial.transform import Rotation
-
-    cross, cos = np.cross(u, w), float(np.clip(np.dot(u, w), -1.0, 1.0))
-    if np.linalg.norm(cross) < 1e-12:
-        if cos > 0:
-            return np.eye(3)
-        across = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
-        return Rotation.from_rotvec(np.pi * across / np.linalg.norm(across)).as_matrix()
-    return Rotation.from_rotvec(cross / np.linalg.norm(cross) * np.arccos(cos)).as_matrix()
 
 
 def _material_masks(materials, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
