@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from vessel_models.lsystem import perpendicular
 from vessel_models.tree import VesselInputError, VesselTree
 
 __all__ = ["RAS_TO_LPS", "load_label_volume", "mask_to_tree", "mask_to_volume"]
@@ -293,21 +294,14 @@ def _widest_spanning_tree(nbrs: list[np.ndarray], rad: np.ndarray, keep: np.ndar
     return [np.asarray(nb, dtype=np.int64) for nb in linked]
 
 
-def _plane_basis(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two unit vectors spanning the plane normal to the unit vector ``t``."""
-    helper = np.array([1.0, 0.0, 0.0]) if abs(t[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    u = np.cross(t, helper)
-    u /= np.linalg.norm(u)
-    return u, np.cross(t, u)
-
-
 def _section_radius(fg: np.ndarray, ijk_from_mm: np.ndarray, centre: np.ndarray, tangent: np.ndarray,
                     guess: float, step: float) -> float | None:
     """Area-equivalent radius (mm) of the mask's cross-section through ``centre`` normal to ``tangent``: the
     connected piece of the section that holds the centre (or lies nearest it, within ``guess``), sampled every
     ``step`` mm (trilinear, threshold 0.5); None where the piece reaches the sampled square's edge (a section
     along a bend or through a junction) or there is none."""
-    u, v = _plane_basis(tangent)
+    u = perpendicular(tangent)  # the section's plane: u, v normal to the tangent
+    v = np.cross(tangent, u)
     half = max(3.0 * guess, 4.0 * step)
     n = int(np.ceil(half / step))
     a = np.arange(-n, n + 1) * step
