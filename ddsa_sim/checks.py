@@ -15,7 +15,7 @@ import numpy as np
 
 from ddsa_sim import InputError
 
-__all__ = ["as_number", "check_array", "check_finite", "check_integer", "check_positive", "check_range"]
+__all__ = ["as_number", "check_array", "check_finite", "check_integer", "check_memory", "check_positive", "check_range"]
 
 
 def as_number(name: str, value: Any) -> float:
@@ -72,3 +72,18 @@ def check_array(name: str, array: np.ndarray, *, positive: bool = False) -> np.n
     if not np.all(np.isfinite(array)) or (np.any(array <= 0) if positive else np.any(array < 0)):
         raise InputError(f"{name} must be finite and {'>' if positive else '>='} 0")
     return array
+
+
+def check_memory(name: str, need_bytes: float, fix: str, max_bytes: int | None = None) -> None:
+    """Refuse work whose arrays need more than 80 % of the memory available now (``max_bytes`` if given).
+
+    Linux overcommits: a run past the memory is killed without a message, minutes in, so a run whose
+    size is known up front is weighed before it starts. ``fix`` says what to change.
+    """
+    from vessel_models.voxelize import available_memory_bytes
+
+    limit = int(max_bytes) if max_bytes is not None else int(0.8 * available_memory_bytes())
+    if need_bytes > limit:
+        raise InputError(f"{name}: needs about {need_bytes / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB "
+                         f"this machine has free; {fix}")
+

@@ -8,8 +8,8 @@ error; ``clear_output`` is its :func:`vessel_models.io.clear_folder`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from ddsa_sim import InputError
@@ -18,7 +18,7 @@ from vessel_models.io import claim_folder
 from vessel_models.io import clear_folder as clear_output  # deletes no input: claim_output checked them
 from vessel_models.tree import VesselInputError
 
-__all__ = ["atomic_output", "cache_dir", "claim_output", "clear_output", "make_folder"]
+__all__ = ["all_or_nothing", "atomic_output", "cache_dir", "claim_output", "clear_output", "make_folder"]
 
 
 def atomic_output(path: str | os.PathLike) -> AbstractContextManager[Path]:
@@ -37,6 +37,28 @@ def atomic_output(path: str | os.PathLike) -> AbstractContextManager[Path]:
     if not folder.is_dir():
         raise InputError(f"output folder does not exist: {folder}")
     return vessel_atomic_output(path)
+
+
+@contextmanager
+def all_or_nothing(folder: str | os.PathLike) -> Iterator[list[Path]]:
+    """Create ``folder`` (if missing) and yield a list for the paths a run writes into it; should the run fail or
+    be interrupted, those paths are removed, and the folder too if this run created it and it is left empty.
+
+    A command whose outputs belong together (the views of one sweep) leaves all of them or none of its own: a
+    half set looks finished to a reader and blocks the rerun. Append each path before writing it.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    make_folder(folder)
+    written: list[Path] = []
+    try:
+        yield written
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 def cache_dir(kind: str) -> Path | None:

@@ -50,6 +50,21 @@ def test_project_writes_quantitative_view(small_ct, tmp_path):
     assert not list((tmp_path / "p").glob(".*"))  # no temporary files left behind
 
 
+def test_sweep_random_draws_cover_start_to_stop_and_one_view_names_what_it_wrote(small_ct, tmp_path):
+    """QA found: `--random` drew from the grid's ends (-30:30:25 drew within -30..20), and a one-view sweep printed
+    a contact sheet it never wrote."""
+    r = run("sweep", str(small_ct), "-o", str(tmp_path / "r"), "--alpha=-30:30:25", "--beta=5:-5", "--random", "200",
+            "--detector", "4x4", "--pixel-mm", "20")
+    assert r.returncode == 0, r.stderr
+    poses = json.loads((tmp_path / "r" / "poses.json").read_text())["views"]
+    a, b = np.array([p["alpha_deg"] for p in poses]), np.array([p["beta_deg"] for p in poses])
+    assert a.min() < -25 and a.max() > 25 and a.max() <= 30  # P(no draw above 25 of 200 uniform on -30..30) ~ 1e-8
+    assert b.min() < -4 and b.max() > 4 and np.abs(b).max() <= 5
+    r = run("sweep", str(small_ct), "-o", str(tmp_path / "one"), "--detector", "4x4", "--pixel-mm", "20")
+    assert r.returncode == 0 and r.stdout.strip().endswith("view_000.npz"), r.stdout
+    assert not (tmp_path / "one" / "contact_sheet.png").exists()
+
+
 def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):
     r = run("sweep", str(small_ct), "-o", str(tmp_path / "s"), "--alpha", "-20:20:20", "--beta", "0:10:10",
             "--detector", "24x24", "--pixel-mm", "3")
@@ -105,6 +120,18 @@ def test_sweep_contact_sheet_and_poses(small_ct, tmp_path):
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--feed-roll", "10,20"], "give that too"),
     (["dsa", "--ct", "CT", "--vessels", "lsystem", "-o", "x", "--detector-mode", "photon", "--threshold-kev", "200"],
      "(energy threshold 200 keV)"),
+    # QA found: tracebacks (NaN / infinite range ends), an out-of-memory line blaming the CT (a mistyped STEP), and
+    # a jitter that a grid sweep dropped without a word
+    (["sweep", "CT", "-o", "x", "--alpha=0:100:nan"], "--alpha: angles must be finite numbers, got '0:100:nan'"),
+    (["sweep", "CT", "-o", "x", "--alpha=0:inf:10"], "--alpha: angles must be finite numbers"),
+    (["sweep", "CT", "-o", "x", "--alpha=0:1e6:1e-6"], "--alpha: '0:1e6:1e-6' makes 1e+12 angles, more than the 100000"),
+    (["sweep", "CT", "-o", "x", "--alpha=0:90:0.01", "--beta=0:90:0.01"], "a grid of 9001 x 9001 angles"),
+    (["sweep", "CT", "-o", "x", "--jitter-mm", "5"], "--jitter-mm: moves the isocenter of --random draws"),
+    # and a pose that sees no CT was found after the views before it were written
+    (["sweep", "CT", "-o", "x", "--alpha", "0:90:45", "--detector", "8x8", "--isocenter", "0,130,0"],
+     "outside the field of view at alpha=45"),
+    (["sweep", "CT", "-o", "FULL", "--alpha", "0:90:45", "--detector", "8x8", "--isocenter", "0,130,0",
+      "--overwrite"], "outside the field of view at alpha=45"),  # the older run is kept
 ])
 def test_bad_input_one_line_error(small_ct, tmp_path, args, needle):
     mri = tmp_path / "mri.nii.gz"

@@ -95,6 +95,16 @@ def test_pose_limits_and_detector_checks():
     assert (b.sensor_height, b.pixel_mm) == (384, pytest.approx(0.776))
 
 
+@pytest.mark.parametrize("alpha, beta", [(0, 0), (30, 0), (0, -25), (30, 20), (-20, 15), (-35, -40), (100, 30)])
+def test_clinical_angles_are_where_the_detector_lies(alpha, beta):
+    """The mechanical angles put the detector along (-sin a, -cos a cos b, -cos a sin b) (LPS, from the isocenter):
+    primary atan(tan a / cos b) RAO, secondary asin(cos a sin b) CAU; each angle alone is its clinical one."""
+    a, b = np.radians(alpha), np.radians(beta)
+    primary, secondary = CArm(alpha_deg=alpha, beta_deg=beta).clinical_angles()
+    assert primary == pytest.approx(np.degrees(np.arctan2(np.sin(a), np.cos(a) * np.cos(b))), abs=1e-9)
+    assert secondary == pytest.approx(np.degrees(np.arcsin(np.cos(a) * np.sin(b))), abs=1e-9)
+
+
 def test_sweeps():
     np.testing.assert_allclose(parse_range("-30:30:15", "alpha"), [-30, -15, 0, 15, 30])
     with pytest.raises(InputError, match="--beta"):

@@ -177,3 +177,13 @@ def test_coarse_grid_matches_full_resolution_and_conserves():
     full = scatter_kernel_superposition(primary, t, 0.2, ScatterParams(max_downsample=1), "90KV_AL40")
     assert np.abs(fast - full).max() < 0.02 * full.max()
     assert fast.sum() == pytest.approx(full.sum(), rel=1e-3)
+
+
+def test_water_equivalent_thickness_of_a_beam_that_saturates_within_the_table():
+    """QA found: `dsa --spectrum mono:1` printed numpy's divide-by-zero warning: 1 keV photons saturate -ln
+    within 1 mm of water, and the extrapolation slope divided by the table's flat end."""
+    from ddsa_sim.physics.scatter import water_equivalent_thickness_mm
+
+    with np.errstate(divide="raise", invalid="raise"):
+        t = water_equivalent_thickness_mm(np.array([1.0, 1e-300]), "mono:1")
+    assert t[0] == 0.0 and 0.0 < t[1] <= 1.0  # mu/rho(water, 1 keV) ~ 4e3 cm^2/g: 1e-300 within the first mm

@@ -152,8 +152,10 @@ def test_pose_label():
     c = CArm()
     assert pose_label(c) == "AP"
     assert pose_label(c.at(alpha_deg=30.0)) == "RAO 30"
-    assert pose_label(c.at(alpha_deg=-20.0, beta_deg=15.0)) == "LAO 20 / CAU 15"
     assert pose_label(c.at(beta_deg=-10.0)) == "AP / CRA 10"
+    # QA found: both angles at once were named by the mechanical angles (this pose was "LAO 20 / CAU 15");
+    # the detector lies at atan(tan(20) / cos(15)) = 20.65 deg LAO, asin(cos(20) sin(15)) = 14.08 deg CAU
+    assert pose_label(c.at(alpha_deg=-20.0, beta_deg=15.0)) == "LAO 20.6 / CAU 14.1"
 
 
 def test_cli_scene_png(tmp_path: Path):

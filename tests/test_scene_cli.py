@@ -185,3 +185,34 @@ def test_dsa_refuses_a_structures_file_nothing_reads_and_an_exposure_below_one_q
     err = capsys.readouterr().err
     assert "quanta per pixel in the flat field, below one" in err and len(err.strip().splitlines()) == 1, err
     assert _run([*base, "--photons", "2", "--bit-depth", "0", "-o", str(tmp_path / "c")]) == 0  # 1.2 quanta: an image
+
+
+@pytest.mark.parametrize("param, needle", [
+    ("no_such_knob=1", "error: --param no_such_knob: unknown lsystem parameter"),
+    ("iterations=-1", "error: --param: lsystem parameter iterations=-1 is out of range"),
+])
+def test_dsa_generator_parameter_errors_name_the_param_option(ct_path, tmp_path, capsys, param, needle):
+    """QA found: a bad `-p KEY=VALUE` was reported as `--vessels.params.KEY` / `--vessels: ...`, an option
+    the user had given right."""
+    code = _run(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "-p", param, "-o", str(tmp_path / "x"), *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(needle) and "\n" not in err, err
+
+
+def test_dsa_weighs_the_frames_memory_first_and_shows_a_few_frames_of_a_long_run(ct_path, tmp_path, capsys):
+    """QA found: `--frames 100000` ran for minutes without a word toward a terabyte of frames (the run dies
+    unannounced), and a strip of 40 frames was a 1040 x 10430 px PNG whose title lay over the first row."""
+    from ddsa_sim.cli.dsa import STRIP_MAX_FRAMES
+
+    base = ["dsa", "--ct", str(ct_path), "--vessels", "lsystem", *FAST]
+    assert _run([*base, "--frames", "100000000", "-o", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    # 1e8 frames of 48 x 48 px: six images each (21 bytes per pixel), held twice while stacked
+    assert err.startswith("error: --frames 100000000: needs about 9012.2 GiB") and "\n" not in err, err
+    assert not (tmp_path / "a").exists()
+    n = STRIP_MAX_FRAMES + 4
+    assert _run([*base, "--frames", str(n), "-o", str(tmp_path / "b")]) == 0, capsys.readouterr().err
+    assert np.load(tmp_path / "b" / "view_000.npz")["contrast_frames"].shape == (n, 48, 48)  # every frame kept
+    with Image.open(tmp_path / "b" / "view_000.png") as im:
+        w, h = im.size
+    assert STRIP_MAX_FRAMES * w / 4 <= h < (STRIP_MAX_FRAMES + 1) * w / 4  # 4 columns, STRIP_MAX_FRAMES rows

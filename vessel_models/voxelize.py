@@ -32,7 +32,7 @@ import numpy as np
 
 from vessel_models.tree import VesselInputError, VesselTree
 
-__all__ = ["estimate_voxelize_bytes", "grid_around_tree", "voxelize_tree"]
+__all__ = ["available_memory_bytes", "estimate_voxelize_bytes", "grid_around_tree", "voxelize_tree"]
 
 _BRICK = 8
 
@@ -224,7 +224,8 @@ def estimate_voxelize_bytes(shape: tuple[int, int, int]) -> int:
     return int(n * 4 * 1.1)
 
 
-def _available_bytes() -> int:
+def available_memory_bytes() -> int:
+    """Memory the system can give this process now (bytes; psutil's ``available``, 8 GiB where unknown)."""
     try:
         import psutil
 
@@ -235,7 +236,7 @@ def _available_bytes() -> int:
 
 def _check_memory(shape: tuple[int, int, int], max_bytes: int | None) -> None:
     need = estimate_voxelize_bytes(shape)
-    limit = int(max_bytes) if max_bytes is not None else int(0.8 * _available_bytes())
+    limit = int(max_bytes) if max_bytes is not None else int(0.8 * available_memory_bytes())
     if need > limit:
         raise VesselInputError(
             f"voxel grid {shape[0]}x{shape[1]}x{shape[2]} needs about {need / 2**30:.2f} GiB, more than the "

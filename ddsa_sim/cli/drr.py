@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ddsa_sim.files import atomic_output
+from ddsa_sim.files import all_or_nothing, atomic_output, clear_output
 from ddsa_sim.geometry import CArm, Pose
 from ddsa_sim.projector import ProjectionImages, Projector, ProjectorVolume
 from ddsa_sim.viz.animation import save_animation
@@ -40,29 +40,41 @@ def save_drr_view(path: str | Path, images: ProjectionImages, carm: CArm, image:
 
 
 def run_sweep(ct: Volume, carm: CArm, poses: Sequence[Pose], out_dir: str | Path, spectrum="90KV_AL40",
-              progress: bool = True, animations: Sequence[str] = (), **projector_kwargs) -> list[Path]:
-    """Render every pose, save ``view_NNN.npz`` + PNG, a contact sheet and ``poses.json``, and
-    ``sweep.gif`` / ``sweep.mp4`` for each suffix in ``animations`` (``".gif"``, ``".mp4"``)."""
+              progress: bool = True, animations: Sequence[str] = (), overwrite: bool = False,
+              **projector_kwargs) -> list[Path]:
+    """Render every pose, save ``view_NNN.npz`` + PNG, a contact sheet (of two or more views) and ``poses.json``,
+    and ``sweep.gif`` / ``sweep.mp4`` for each suffix in ``animations`` (``".gif"``, ``".mp4"``); all of them or,
+    should a pose fail or the run be interrupted, none. Every pose is checked (C-arm limits, the CT in view) before
+    ``overwrite`` clears ``out_dir`` (claimed by the caller) and anything is written."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     proj = ct_projector(ct, spectrum, **projector_kwargs)
+    views = [pose.apply(carm) for pose in poses]
+    for view in views:
+        proj.check_in_view(view, "ct")
+    if overwrite:
+        clear_output(out_dir)
     paths, images, titles, records = [], [], [], []
-    for n, pose in enumerate(tqdm(poses, desc="views", unit="view", disable=not progress)):
-        view = pose.apply(carm)
-        res = proj.render(view)
-        out_dir.mkdir(parents=True, exist_ok=True)  # only once a view renders: a refused pose leaves no folder
-        paths.append(save_drr_view(out_dir / f"view_{n:03d}.npz", res, view))
-        images.append(res.neglog["image"])
-        titles.append(f"a={view.alpha_deg:g} b={view.beta_deg:g}")
-        records.append({"view": n, "file": paths[-1].name, **view.to_dict()})
-    window = display_window(images)
-    for n, im in enumerate(images):
-        save_png(im, out_dir / f"view_{n:03d}.png", window)
-    if len(images) > 1:
-        contact_sheet(images, titles, out_dir / "contact_sheet.png")
-    for suffix in animations:
-        save_animation(images, out_dir / f"sweep{suffix}", window=window)
-    with atomic_output(out_dir / "poses.json") as tmp:
-        tmp.write_text(json.dumps({"ct": ct.name, "spectrum": proj.spectrum.name, "views": records}, indent=1))
+    with all_or_nothing(out_dir) as written:  # a failed or interrupted sweep leaves none of its views
+        for n, view in enumerate(tqdm(views, desc="views", unit="view", disable=not progress)):
+            res = proj.render(view)
+            written.append(out_dir / f"view_{n:03d}.npz")
+            paths.append(save_drr_view(written[-1], res, view))
+            images.append(res.neglog["image"])
+            titles.append(f"a={view.alpha_deg:g} b={view.beta_deg:g}")
+            records.append({"view": n, "file": paths[-1].name, **view.to_dict()})
+        window = display_window(images)
+        for n, im in enumerate(images):
+            written.append(out_dir / f"view_{n:03d}.png")
+            save_png(im, written[-1], window)
+        if len(images) > 1:
+            written.append(out_dir / "contact_sheet.png")
+            contact_sheet(images, titles, written[-1])
+        for suffix in animations:
+            written.append(out_dir / f"sweep{suffix}")
+            save_animation(images, written[-1], window=window)
+        written.append(out_dir / "poses.json")
+        with atomic_output(written[-1]) as tmp:
+            tmp.write_text(json.dumps({"ct": ct.name, "spectrum": proj.spectrum.name, "views": records}, indent=1))
     return paths

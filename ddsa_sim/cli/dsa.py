@@ -46,7 +46,7 @@ def vessel_spec(vessels: str, seed: int, region: str, spacing_mm: float, params:
         return VesselSpec("labels", structures=names, display_name=spec, field="--vessels")
     if spec in GENERATORS:
         return VesselSpec("generator", spec, params=dict(params or {}), seed=seed, spacing_mm=spacing_mm,
-                          display_name=f"{spec}@{region}", field="--vessels")
+                          display_name=f"{spec}@{region}", field="--vessels", params_field="--param")
     path = Path(spec)
     if path.suffix.lower() in (".vtp", ".json") or path.name.lower().endswith((".nii", ".nii.gz")):
         return VesselSpec("file", spec, spacing_mm=spacing_mm, display_name=f"{spec}@{region}", field="--vessels")
@@ -107,8 +107,14 @@ def vessel_center_mm(scene) -> np.ndarray:
     return c if inside else np.asarray(scene.ct.center_mm)
 
 
+#: Most contrast frames a view's PNG strip shows (evenly spaced, the first and last among them); the npz keeps all.
+STRIP_MAX_FRAMES = 8
+
+
 def save_strip(frames, path: Path, title: str = "") -> Path:
     """PNG strip: mask | contrast | conventional DSA | target, one row per contrast frame.
+
+    Of more than :data:`STRIP_MAX_FRAMES` frames, that many evenly spaced ones are shown.
 
     Shown in the fluoroscopy convention (more attenuation = darker). Mask and contrast share one
     window; both DSA columns share one window from -1/4 of the 90th percentile of the target inside the vessel mask
@@ -122,7 +128,11 @@ def save_strip(frames, path: Path, title: str = "") -> Path:
     hi = hi if hi > 0 else 1.0
     w_dsa = (-hi, 0.25 * hi)
     rows, titles = [], []
-    for k in range(frames.contrast.shape[0]):
+    n = frames.contrast.shape[0]
+    shown = np.unique(np.round(np.linspace(0, n - 1, min(n, STRIP_MAX_FRAMES))).astype(int))
+    if len(shown) < n:
+        title = f"{title}\n(frames {', '.join(str(k + 1) for k in shown)} of {n} shown)"
+    for k in shown:
         t = frames.times_s[k]
         tag = "" if np.isnan(t) else f" t={t:.2f}s"
         rows.append([-frames.mask, -frames.contrast[k], -frames.conventional_dsa[k], -frames.dsa_target[k]])
@@ -244,7 +254,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         ) -> None:
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
     from ddsa_sim.cli.options import file_of, parse_collimator, parse_detector, parse_float_list, parse_point
-    from ddsa_sim.files import claim_output, clear_output
+    from ddsa_sim.files import all_or_nothing, claim_output, clear_output
     from ddsa_sim.geometry import CArm
     from ddsa_sim.physics.detector import Detector
     from ddsa_sim.physics.lag import check_lag
@@ -259,7 +269,9 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         bolus_times,
         build_scene,
         render_views,
+        view_bytes,
     )
+    from ddsa_sim.checks import check_memory
     from ddsa_sim.scene.recording import gain_for_bit_depth
     from ddsa_sim.viz.animation import save_animation
     from vessel_models.generators import parse_params
@@ -354,15 +366,14 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     carms = [carm0.at(alpha_deg=a, beta_deg=b) for a, b in zip(alphas, betas)]  # validates every pose first
     for carm in carms:
         scene.check_view(carm)  # every view sees the CT, before anything is written
+    check_memory(f"--frames {frames}", view_bytes(scene, carm0, frames),
+                 "use fewer --frames or a smaller --detector")
     if overwrite:
         clear_output(out)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
     animations = [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]
     rngs = [np.random.default_rng([seed, n]) for n in range(len(carms))]
-    try:
-        for n, (carm, result) in enumerate(zip(carms, render_views(scene, carms, rngs, times))):
+    with all_or_nothing(out) as written:  # a failed run leaves nothing of its own behind: no half set of views
+        for n, (carm, result) in enumerate(zip(carms, render_views(scene, carms, rngs, times, progress=True))):
             stem = out / f"view_{n:03d}"
             written += [stem.with_suffix(s) for s in (".npz", ".png", *animations)]
             npz = save_view(stem.with_suffix(".npz"), result, carm, scene)
@@ -376,12 +387,6 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
             for suffix in animations:
                 save_animation(list(result.dsa_target), stem.with_suffix(suffix), invert=True)
             typer.echo(str(npz))
-    except BaseException:  # a failed run leaves nothing of its own behind: no half set of views
-        for path in written:
-            path.unlink(missing_ok=True)
-        if created and not any(out.iterdir()):
-            out.rmdir()
-        raise
 
 
 def register(app: typer.Typer) -> None:

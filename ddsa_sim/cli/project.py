@@ -51,7 +51,7 @@ def project(ct: str = CT_ARG, out: Path = OUT_DIR,
     A DRR: DeepDRR's ideal energy-integrating detector (every photon absorbed), no noise, scatter or blur; `dsa`
     records with the CsI panel and all of these."""
     from ddsa_sim.cli.drr import run_sweep
-    from ddsa_sim.files import claim_output, clear_output
+    from ddsa_sim.files import claim_output
     from ddsa_sim.geometry import Pose
     from ddsa_sim.volumes import read_ct
 
@@ -61,16 +61,14 @@ def project(ct: str = CT_ARG, out: Path = OUT_DIR,
     ct_vol = read_ct(ct)
     carm = _carm(ct_vol, detector, pixel_mm, isocenter)
     pose = Pose(alpha, beta, gamma, carm.isocenter_mm)
-    pose.apply(carm)  # validates the pose before any work
-    if overwrite:
-        clear_output(out)
-    paths = run_sweep(ct_vol, carm, [pose], out, spec, progress=False, method=method, device=device)
+    paths = run_sweep(ct_vol, carm, [pose], out, spec, progress=False, method=method, device=device,
+                      overwrite=overwrite)
     typer.echo(str(paths[0]))
 
 
 def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
-          alpha: str = typer.Option("0", help="Alpha START:STOP:STEP or one value (deg)."),
-          beta: str = typer.Option("0", help="Beta START:STOP:STEP or one value (deg)."),
+          alpha: str = typer.Option("0", help="Alpha START:STOP:STEP or one value (deg); for --random START:STOP."),
+          beta: str = typer.Option("0", help="Beta START:STOP:STEP or one value (deg); for --random START:STOP."),
           random: int = typer.Option(0, help="Instead of a grid, draw this many poses uniformly in the alpha/beta ranges."),
           seed: int = typer.Option(0, help="Seed for --random draws."),
           jitter_mm: float = typer.Option(0.0, help="Isocenter jitter (mm, uniform cube) for --random draws."),
@@ -85,8 +83,8 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
     import numpy as np
 
     from ddsa_sim.cli.drr import run_sweep
-    from ddsa_sim.files import claim_output, clear_output
-    from ddsa_sim.geometry import grid_poses, random_poses
+    from ddsa_sim.files import claim_output
+    from ddsa_sim.geometry import grid_poses, parse_span, random_poses
     from ddsa_sim.volumes import read_ct
 
     if seed < 0:
@@ -94,23 +92,25 @@ def sweep(ct: str = CT_ARG, out: Path = OUT_DIR,
     if not 0.0 <= jitter_mm < float("inf"):  # NaN fails too
         raise InputError(f"--jitter-mm: must be a finite length >= 0 mm, got {jitter_mm:g}")
     claim_output(out, overwrite, inputs=[ct, file_of(spectrum)])
-    alphas, betas = parse_angle_range(alpha, "alpha"), parse_angle_range(beta, "beta")
+    if random:  # uniform over START..STOP, not over the grid points a STEP would make
+        spans = parse_span(alpha, "alpha"), parse_span(beta, "beta")
+    elif jitter_mm:
+        raise InputError("--jitter-mm: moves the isocenter of --random draws; a grid sweep takes none")
+    else:
+        grid = parse_angle_range(alpha, "alpha"), parse_angle_range(beta, "beta")
     spec = spectrum_from_options(kvp, filter_al, spectrum)
     parse_detector(detector)
     ct_vol = read_ct(ct)
     carm = _carm(ct_vol, detector, pixel_mm, isocenter)
     if random:
-        poses = random_poses(np.random.default_rng(seed), random, (alphas.min(), alphas.max()),
-                             (betas.min(), betas.max()), carm.isocenter_mm, jitter_mm)
+        poses = random_poses(np.random.default_rng(seed), random, *spans, carm.isocenter_mm, jitter_mm)
     else:
-        poses = grid_poses(alphas, betas, carm.isocenter_mm)
-    for p in poses:
-        p.apply(carm)  # refuse out-of-limit poses before rendering anything
+        poses = grid_poses(*grid, carm.isocenter_mm)
     animations = [s for s, on in ((".gif", gif), (".mp4", mp4)) if on]
-    if overwrite:
-        clear_output(out)
-    paths = run_sweep(ct_vol, carm, poses, out, spec, method=method, device=device, animations=animations)
-    typer.echo(f"{len(paths)} views, contact sheet: {Path(out) / 'contact_sheet.png'}")
+    paths = run_sweep(ct_vol, carm, poses, out, spec, method=method, device=device, animations=animations,
+                      overwrite=overwrite)
+    typer.echo(f"{len(paths)} views, contact sheet: {Path(out) / 'contact_sheet.png'}" if len(paths) > 1
+               else f"1 view: {paths[0]}")
 
 
 def register(app: typer.Typer) -> None:

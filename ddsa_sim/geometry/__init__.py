@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover - for type checkers; the names load on first use
     from ddsa_sim.geometry.carm import SUPINE_WORLD_FROM_DEVICE, CArm
     from ddsa_sim.geometry.limits import ALPHA_LIMITS_DEG, BETA_LIMITS_DEG
-    from ddsa_sim.geometry.sweep import Pose, grid_poses, parse_range, random_poses
+    from ddsa_sim.geometry.sweep import Pose, grid_poses, parse_range, parse_span, random_poses
 
 _EXPORTS = {
     "ALPHA_LIMITS_DEG": "ddsa_sim.geometry.limits",
@@ -20,10 +20,11 @@ _EXPORTS = {
     "SUPINE_WORLD_FROM_DEVICE": "ddsa_sim.geometry.carm",
     "grid_poses": "ddsa_sim.geometry.sweep",
     "parse_range": "ddsa_sim.geometry.sweep",
+    "parse_span": "ddsa_sim.geometry.sweep",
     "random_poses": "ddsa_sim.geometry.sweep",
 }
 __all__ = ["ALPHA_LIMITS_DEG", "BETA_LIMITS_DEG", "CArm", "Pose", "SUPINE_WORLD_FROM_DEVICE", "grid_poses",
-           "parse_range", "random_poses"]
+           "parse_range", "parse_span", "random_poses"]
 
 
 def __getattr__(name: str) -> Any:

@@ -203,6 +203,17 @@ class CArm:
         h = np.column_stack([pts, np.ones(len(pts))]) @ self.projection_matrix.T
         return h[:, :2] / h[:, 2:3]
 
+    def clinical_angles(self) -> tuple[float, float]:
+        """The clinical primary and secondary angles (deg) of this view: ``(primary, secondary)``, primary > 0 RAO
+        (< 0 LAO), secondary > 0 CAU (< 0 CRA), named by where the detector lies from the isocenter in the world
+        (patient LPS) frame, as a console shows them.
+
+        ``alpha_deg`` / ``beta_deg`` are DeepDRR's mechanical angles (``beta`` turns the ``alpha`` arc): each alone
+        is the clinical angle, together they are not (alpha 30, beta 20 is RAO 31.6 / CAU 17.2).
+        """
+        d = self.principal_ray  # source -> detector: where the detector lies from the isocenter
+        return float(np.degrees(np.arctan2(-d[0], -d[1]))), float(np.degrees(np.arcsin(np.clip(-d[2], -1.0, 1.0))))
+
     def patient_directions(self) -> tuple[str, str]:
         """The patient directions (LPS letters: L / R, P / A, H / F) of the image's right (+u) and downward (+v),
         as a viewer's orientation labels: the dominant one first, a second where its share is over half of it

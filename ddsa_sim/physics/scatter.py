@@ -203,6 +203,10 @@ def water_equivalent_thickness_mm(
     t_table = np.arange(0.0, float(max_mm) + 1.0, 1.0)
     mu = attenuation_matrix(["water"], spec)
     q_table = neglog(integrate_spectrum((t_table / 10.0)[:, None], mu, spec, mode))
+    # a soft beam (e.g. mono:1) saturates -ln within the table: keep the part where it still rises
+    flat = np.flatnonzero(np.diff(q_table) <= 0)
+    if flat.size:
+        t_table, q_table = t_table[:flat[0] + 1], q_table[:flat[0] + 1]
     q = neglog(relative_intensity)
     t = np.interp(q, q_table, t_table)
     slope = (t_table[-1] - t_table[-2]) / (q_table[-1] - q_table[-2])

@@ -25,6 +25,7 @@ from ddsa_sim.scene.render import (
     render_sequence,
     render_triplet,
     render_views,
+    view_bytes,
 )
 from ddsa_sim.scene.scene import Scene
 from ddsa_sim.scene.spec import CTSpec, EffectsSpec, ExposureSpec, PlacementSpec, SceneSpec, VesselSpec
@@ -59,4 +60,5 @@ __all__ = [
     "render_sequence",
     "render_triplet",
     "render_views",
+    "view_bytes",
 ]

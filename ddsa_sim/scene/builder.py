@@ -300,7 +300,7 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Cat
         except VesselInputError as exc:
             raise InputError(f"{vs.field}: {str(exc).splitlines()[0]}") from None
     else:
-        tree = generated_tree(vs.name, vs.seed, vs.params, field=vs.field)
+        tree = generated_tree(vs.name, vs.seed, vs.params, field=vs.field, params_field=vs.params_field)
     transform = _placement(tree.positions_mm, tree.metadata, vs, place, patient)
     if transform is not None:
         feeding = tree.metadata.get("feeding_path_mm")

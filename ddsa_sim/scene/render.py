@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from skimage.measure import block_reduce
+from tqdm import tqdm
 
 from ddsa_sim import InputError
 from ddsa_sim.geometry.carm import CArm
@@ -45,7 +46,7 @@ from ddsa_sim.scene.recording import (
 from ddsa_sim.scene.scene import Scene
 
 __all__ = ["TRIPLET_KEYS", "VESSEL_MASK_MIN_IODINE_MG_PER_CM2", "DSAFrames", "MarchedView", "bolus_times",
-           "render_frames", "render_sequence", "render_triplet", "render_views"]
+           "render_frames", "render_sequence", "render_triplet", "render_views", "view_bytes"]
 
 #: A pixel is vessel (``vessel_mask``) where the projected iodine is at least this (mg/cm^2), in
 #: single frames and sequences alike: 0.1 mg/cm^2 is 1 % of a 1 mm lumen at 100 mgI/ml, about
@@ -151,7 +152,7 @@ def _moved_ct(scene: Scene, carm: CArm, a_ct: np.ndarray, rng: np.random.Generat
 
 def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
                   times_s: Sequence[float | None] = (None,), marched: MarchedView | None = None,
-                  mask_time_s: float = 0.0) -> DSAFrames:
+                  mask_time_s: float = 0.0, progress: bool = False) -> DSAFrames:
     """Render the mask and one contrast frame per fill time at one C-arm pose.
 
     Parameters
@@ -256,7 +257,8 @@ def render_frames(scene: Scene, carm: CArm, rng: np.random.Generator,
     out: dict[str, list] = {name: [] for name in ("contrast", "contrast_clean", "dsa_target", "conventional_dsa",
                                                   "iodine_mg_per_cm2", "vessel_mask", "motion")}
 
-    for f, t in enumerate(times):
+    shown = progress and len(times) > 1  # no bar object otherwise: an export's workers make none
+    for f, t in enumerate(tqdm(times, desc="frames", unit="frame", leave=False) if shown else times):
         proj_t = scene.projector_at(t)
         if clock is not None:  # the trees at this frame's own geometry
             state = physiological_state(scene, clock, t)
@@ -343,7 +345,8 @@ def _march_batch(scene: Scene, carms: Sequence[CArm], times: Sequence[float | No
 
 
 def render_views(scene: Scene, carms: Sequence[CArm], rngs: Sequence[np.random.Generator],
-                 times_s: Sequence[float | None] = (None,), max_batch_bytes: int = 1 << 30) -> Iterator[DSAFrames]:
+                 times_s: Sequence[float | None] = (None,), max_batch_bytes: int = 1 << 30,
+                 progress: bool = False) -> Iterator[DSAFrames]:
     """:func:`render_frames` of several poses of one scene, yielded view by view in order.
 
     On the torch backend (``scene.device`` not ``"cpu"``, or ``backend="torch"``) the CT and each
@@ -363,6 +366,8 @@ def render_views(scene: Scene, carms: Sequence[CArm], rngs: Sequence[np.random.G
         Bolus time of each contrast frame (s); None = fully filled lumen.
     max_batch_bytes : int
         Bound on the host memory of one batch's area densities (views per batch follow from it).
+    progress : bool
+        Show a progress bar over each view's contrast frames (when there are several).
     """
     carms, rngs, times = list(carms), list(rngs), list(times_s)
     if len(rngs) != len(carms):
@@ -370,17 +375,35 @@ def render_views(scene: Scene, carms: Sequence[CArm], rngs: Sequence[np.random.G
     if not times:
         raise InputError("render: at least one contrast frame (times_s) is needed")
     if scene.projector.backend != "torch" or is_physiological(scene):  # moving trees: marched per view
-        return (render_frames(scene, carm, rng, times) for carm, rng in zip(carms, rngs))
+        return (render_frames(scene, carm, rng, times, progress=progress) for carm, rng in zip(carms, rngs))
     for carm in carms:
         scene.check_view(carm)  # every pose, before a batch is marched
     rays = [carm.subdivided(scene.supersample) for carm in carms]  # as render_frames marches them
-    per_view = 8 * len(scene.projector.materials) * (1 + len(times) * len(scene.vessel_names)) * max(
-        (c.sensor_height * c.sensor_width for c in rays), default=1)
+    per_view = max(_marched_bytes(scene, r, len(times)) for r in rays)
     size = max(1, int(max_batch_bytes) // per_view)
-    return (render_frames(scene, carm, rng, times, marched)
+    return (render_frames(scene, carm, rng, times, marched, progress=progress)
             for b0 in range(0, len(carms), size)
             for carm, rng, marched in zip(carms[b0:b0 + size], rngs[b0:b0 + size],
                                           _march_batch(scene, rays[b0:b0 + size], times)))
+
+
+def _marched_bytes(scene: Scene, rays: CArm, n_times: int) -> int:
+    """Bytes of one view's area densities marched ahead on the torch backend: the CT once, each vessel per time."""
+    return 8 * len(scene.projector.materials) * (1 + n_times * len(scene.vessel_names)) * rays.sensor_height * \
+        rays.sensor_width
+
+
+def view_bytes(scene: Scene, carm: CArm, n_frames: int) -> int:
+    """Host memory (bytes) that :func:`render_views` holds at its peak for one view of ``n_frames`` contrast frames.
+
+    Six (H, W) images per frame (five float32, one uint8) are kept and then stacked (twice that), and on
+    the torch backend every frame's vessel densities are marched ahead. The per-frame working arrays
+    do not grow with ``n_frames`` and are left out.
+    """
+    held = 2 * 21 * carm.sensor_height * carm.sensor_width * int(n_frames)
+    if scene.projector.backend == "torch" and not is_physiological(scene):
+        held += _marched_bytes(scene, carm.subdivided(scene.supersample), int(n_frames))
+    return held
 
 
 def bolus_times(scene: Scene, n_frames: int) -> list[float | None]:

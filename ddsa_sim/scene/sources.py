@@ -154,26 +154,30 @@ def generator_params(model: str, params: dict[str, Any], field: str = "params") 
     if model not in PARAMS:
         raise InputError(f"{field}: unknown vessel generator '{model}'; known: {', '.join(sorted(PARAMS))}")
     defaults = {f.name: f.default for f in dataclasses.fields(PARAMS[model])}
+    sep = " " if field.startswith("-") else "."  # "--param iterations", "vessels.params.iterations"
     out: dict[str, Any] = {}
     for key, value in params.items():
         if key not in defaults:
-            raise InputError(f"{field}.{key}: unknown {model} parameter; valid: {', '.join(sorted(defaults))}")
+            raise InputError(f"{field}{sep}{key}: unknown {model} parameter; valid: {', '.join(sorted(defaults))}")
         default = defaults[key]
         if isinstance(default, (bool, int)) and isinstance(value, float):
             if value != round(value):
-                raise InputError(f"{field}.{key}: expected an integer, got {value:g}")
+                raise InputError(f"{field}{sep}{key}: expected an integer, got {value:g}")
             value = bool(value) if isinstance(default, bool) else round(value)
         out[key] = value
     return out
 
 
-def generated_tree(model: str, seed: int, params: dict[str, Any] | None = None, field: str = "--vessels"):
-    """A seeded procedural tree (``vessel_models.generators.generate``); bad parameters -> InputError."""
+def generated_tree(model: str, seed: int, params: dict[str, Any] | None = None, field: str = "--vessels",
+                   params_field: str | None = None):
+    """A seeded procedural tree (``vessel_models.generators.generate``); bad parameters -> InputError naming
+    ``params_field`` (default ``field + ".params"``)."""
     from vessel_models import generate
     from vessel_models.tree import VesselInputError
 
-    kwargs = generator_params(model, dict(params or {}), f"{field}.params" if params else field)
+    named = (params_field or f"{field}.params") if params else field
+    kwargs = generator_params(model, dict(params or {}), named)
     try:
         return generate(model, seed, **kwargs)
     except VesselInputError as exc:
-        raise InputError(f"{field}: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{named}: {str(exc).splitlines()[0]}") from None

@@ -96,6 +96,8 @@ class VesselSpec:
         Name of the source in scene descriptions (default: ``name``).
     field : str
         Option / config field named in error messages.
+    params_field : str, optional
+        Option / config field of ``params`` in error messages (default: ``field + ".params"``).
     """
 
     kind: Literal["generator", "file", "labels", "model"]
@@ -107,6 +109,7 @@ class VesselSpec:
     fill: Literal["bolus", "static"] = "bolus"
     display_name: str | None = None
     field: str = "vessels"
+    params_field: str | None = None
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,13 @@ COLORS = {"bone": "ivory", "skin": "peachpuff", "vessels": "crimson", "source": 
 
 
 def pose_label(carm: CArm) -> str:
-    """Clinical name of a pose, e.g. ``"RAO 30 / CAU 20"`` (alpha > 0 RAO, beta > 0 CAU; 0 = AP)."""
-    a = "AP" if abs(carm.alpha_deg) < 1e-9 else f"{'RAO' if carm.alpha_deg > 0 else 'LAO'} {abs(carm.alpha_deg):g}"
-    if abs(carm.beta_deg) < 1e-9:
+    """Clinical name of a pose, e.g. ``"RAO 30 / CAU 20"``, from :meth:`~ddsa_sim.geometry.CArm.clinical_angles`
+    rounded to 0.1 deg (0 = AP)."""
+    primary, secondary = (round(x, 1) + 0.0 for x in carm.clinical_angles())  # + 0.0: no "-0"
+    a = "AP" if primary == 0 else f"{'RAO' if primary > 0 else 'LAO'} {abs(primary):g}"
+    if secondary == 0:
         return a
-    return f"{a} / {'CAU' if carm.beta_deg > 0 else 'CRA'} {abs(carm.beta_deg):g}"
+    return f"{a} / {'CAU' if secondary > 0 else 'CRA'} {abs(secondary):g}"
 
 
 def _block_mean(data: np.ndarray, factors: Sequence[int]) -> np.ndarray:
