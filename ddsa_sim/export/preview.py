@@ -16,6 +16,7 @@ import zarr
 
 from ddsa_sim.export.format import META_GROUP, exposed_field, store_frames
 from ddsa_sim.export.store import completed
+from ddsa_sim.files import atomic_output
 
 __all__ = ["COLUMNS", "column_windows", "peak_frame", "write_grid", "write_preview", "write_sequence_strip"]
 
@@ -44,10 +45,7 @@ def write_preview(root: zarr.Group, path: str | Path, n: int = 6, seed: int = 0)
 
 def write_grid(root: zarr.Group, pick: np.ndarray | list[int], path: str | Path) -> Path:
     """Write the PNG grid of the store samples ``pick`` (one row each, the :data:`COLUMNS`)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a Jupyter kernel keeps its own backend
 
     rows, labels, exposed = [], [], []
     meta = root[META_GROUP]
@@ -63,7 +61,8 @@ def write_grid(root: zarr.Group, pick: np.ndarray | list[int], path: str | Path)
     images = np.asarray(rows, dtype=np.float32)
     windows = column_windows(images, np.asarray(exposed))
     splits = root[META_GROUP]["split"]
-    fig, axes = plt.subplots(len(pick), 4, figsize=(4 * 2.2, len(pick) * 2.2), squeeze=False)
+    fig = Figure(figsize=(4 * 2.2, len(pick) * 2.2))
+    axes = fig.subplots(len(pick), 4, squeeze=False)
     for r, i in enumerate(pick):
         for c in range(4):
             ax = axes[r, c]
@@ -75,10 +74,7 @@ def write_grid(root: zarr.Group, pick: np.ndarray | list[int], path: str | Path)
             if c == 0:
                 ax.set_ylabel(f"#{int(i)}{labels[r]} {splits[int(i)]}", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def peak_frame(root: zarr.Group, index: int) -> int | None:
@@ -91,17 +87,15 @@ def peak_frame(root: zarr.Group, index: int) -> int | None:
 def write_sequence_strip(root: zarr.Group, index: int, path: str | Path) -> Path:
     """PNG of every frame of sequence sample ``index``: rows contrast - mask and DSA target (one window
     per row over all frames), one column per frame titled with its time (s)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a Jupyter kernel keeps its own backend
 
     mask = np.asarray(root["mask"][index], dtype=np.float32)
     rows = np.stack([np.asarray(root["contrast"][index], dtype=np.float32) - mask,
                      np.asarray(root["dsa_target"][index], dtype=np.float32)])
     times = np.asarray(root[META_GROUP]["frame_times_s"][index], dtype=np.float64)
     n = rows.shape[1]
-    fig, axes = plt.subplots(2, n, figsize=(n * 1.8, 2 * 1.9), squeeze=False)
+    fig = Figure(figsize=(n * 1.8, 2 * 1.9))
+    axes = fig.subplots(2, n, squeeze=False)
     for r, name in enumerate(("contrast - mask", "dsa_target")):
         lo, hi = np.percentile(rows[r], [1.0, 99.0])
         for k in range(n):
@@ -114,7 +108,12 @@ def write_sequence_strip(root: zarr.Group, index: int, path: str | Path) -> Path
             if k == 0:
                 ax.set_ylabel(name, fontsize=8)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Write ``fig`` at 100 dpi, atomically, in the format of ``path``'s suffix (a temporary name keeps it)."""
     path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     return path

@@ -50,15 +50,15 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, titles: S
                windows: Sequence[tuple[float, float]] | None = None, cmap: str = "gray",
                suptitle: str | None = None, cell_inches: float = 2.2) -> Path:
     """A PNG grid of images (rows x columns) with titles; ``windows`` gives one window per column."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a Jupyter kernel keeps its own backend
 
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     if windows is None:
         windows = [display_window([r[c] for r in rows if c < len(r)]) for c in range(n_cols)]
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_inches * n_cols, cell_inches * n_rows + 0.3), squeeze=False)
+    title_inches = 0.2 * (1 + suptitle.count("\n")) if suptitle else 0.0
+    height = cell_inches * n_rows + 0.3 + title_inches
+    fig = Figure(figsize=(cell_inches * n_cols, height))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for i, row in enumerate(rows):
         for j in range(n_cols):
             ax = axes[i][j]
@@ -67,12 +67,10 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, titles: S
                 ax.imshow(row[j], cmap=cmap, vmin=windows[j][0], vmax=windows[j][1], interpolation="nearest")
                 if titles is not None and j < len(titles[i]):
                     ax.set_title(titles[i][j], fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
-    path = save_figure(fig, path)
-    plt.close(fig)
-    return path
+    if suptitle:  # above the grid at a fixed height in inches (a figure fraction would fall into a tall grid)
+        fig.suptitle(suptitle, fontsize=9, y=1.0 - 0.05 / height, va="top")
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - (title_inches + 0.05) / height if suptitle else 1.0))
+    return save_figure(fig, path)
 
 
 def contact_sheet(images: Sequence[np.ndarray], titles: Sequence[str], path: str | Path, n_cols: int = 6) -> Path:
