@@ -170,9 +170,53 @@ def _older(path):
     return path
 
 
+def _binary_json(folder):
+    """A binary file named .json (the reader raised UnicodeDecodeError)."""
+    (folder / "bin.json").write_bytes(bytes(range(256)) * 4)
+    return folder / "bin.json"
+
+
+def _version_json(folder, version):
+    path = _json_tree(folder / "ver.json", [1.0, 0.5, 0.4])
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "version": version}))
+    return path
+
+
+def _cycle_vtp(folder):
+    """Foreign centrelines (no parent array) whose polylines close a triangle: a spanning tree had dropped one
+    segment silently (and numpy warned "All-NaN slice")."""
+    import pyvista as pv
+
+    poly = pv.PolyData()
+    poly.points = np.array([[0, 0, 0], [0, 0, 10], [0, 5, 15], [0, -5, 15]], dtype=float)
+    poly.lines = np.array([2, 0, 1, 2, 1, 2, 2, 2, 3, 2, 3, 1])
+    poly.point_data["radius_mm"] = np.ones(4)
+    poly.save(str(folder / "cycle.vtp"))
+    return folder / "cycle.vtp"
+
+
+def _run_folder(folder):
+    """A gan-train run folder (what gan-sample was given instead of its checkpoint)."""
+    (folder / "run").mkdir()
+    (folder / "run" / "last.pt").write_bytes(b"a checkpoint")
+    return folder / "run"
+
+
 @pytest.mark.parametrize(
     "args_factory, message",
     [
+        (lambda d: ("stats", _binary_json(d)), "bin.json: not valid JSON (not UTF-8 text"),
+        (lambda d: ("stats", _version_json(d, 99)), "ver.json: vessel tree JSON: unsupported version 99"),
+        (lambda d: ("stats", _json_tree(d / "neg1.json", [1.0, -0.5, 0.4])), "node 1 has -0.5"),
+        (lambda d: ("stats", _cycle_vtp(d)), "cycle.vtp: vtp: centrelines form 1 closed loop(s)"),
+        (lambda d: ("generate", "-m", "lsystem", "-p", "root_diameter_mm=inf", "-o", d / "t.vtp"),
+         "lsystem parameter root_diameter_mm=inf must be finite"),
+        (lambda d: ("generate", "-m", "lsystem", "-p", "length_diameter_ratio=1e308", "-o", d / "t.vtp"),
+         "would take more than 10000 steps"),
+        (lambda d: ("gan-data", "-o", d / "gd", "--spacing-mm", "0"), "--spacing-mm: must be a voxel size > 0 mm"),
+        (lambda d: ("gan-data", "-o", d / "gd", "--spacing-mm", "-1.5"), "--spacing-mm: must be a voxel size > 0"),
+        (lambda d: ("gan-sample", _run_folder(d), "-o", d / "gd"), "run: is a folder; give a checkpoint in it"),
         (lambda d: ("stats", d / "missing.vtp"), "not found"),
         (lambda d: ("stats", _json_tree(d / "neg.json", [1.0, -0.5, 0.4])), "radii"),
         (lambda d: ("stats", _json_tree(d / "disc.json", [1.0, 0.5, 0.4], (-1, 0, -1))), "disconnected"),
@@ -199,7 +243,7 @@ def test_bad_input_one_line_error_exit_2(tmp_path, args_factory, message):
     err = res.stderr.strip()
     assert err.startswith("error: ") and message in err
     assert "\n" not in err and "Traceback" not in res.output
-    assert not (tmp_path / "v.nii.gz").exists()
+    assert not (tmp_path / "v.nii.gz").exists() and not (tmp_path / "gd").exists()
     assert all(p.read_text() == "an older result" for p in (tmp_path / "t.vtp", tmp_path / "v0.nii.gz") if p.exists())
 
 
@@ -272,6 +316,31 @@ def test_gan_commands_keep_an_existing_folder_unless_asked(tmp_path):
     assert res.exit_code != 0 and "none of its 2 label volumes holds a vessel voxel" in res.output, res.output
 
 
+def test_gan_train_resume_without_a_last_checkpoint_is_refused(tmp_path):
+    """``gan-train --resume`` into a folder without last.pt (a mistyped -o) had started a fresh run silently; ``train
+    --resume`` refuses (docs/reliability.md)."""
+    data = tmp_path / "train"
+    assert _invoke("gan-data", "-o", data, "-n", "2", "--shape", "16", "--param", "iterations=2").exit_code == 0
+    cfg = tmp_path / "gan.yaml"
+    cfg.write_text("device: cpu\ndata: {shape: [16, 16, 16], spacing_mm: 1.5, mode: crop}\n"
+                   "net: {base_channels: 2, max_channels: 4, latent_dim: 4}\n")
+    other = tmp_path / "other"  # a folder of something else, without last.pt
+    other.mkdir()
+    (other / "notes.txt").write_text("kept")
+    for run in (tmp_path / "nothere", other):
+        res = _invoke("gan-train", cfg, "--data", data, "-o", run, "--resume", "--max-steps", "1")
+        assert res.exit_code == 2, res.output
+        assert res.stderr.strip() == (f"error: --resume: no {run / 'last.pt'} to continue from; run without --resume "
+                                      "to start")
+    assert not (tmp_path / "nothere").exists()  # nothing written
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    # two volumes in crop mode hold one out, and one crop cannot be scored: that had been a ValueError traceback at
+    # the first evaluation, after eval_every steps
+    res = _invoke("gan-train", cfg, "--data", data, "-o", tmp_path / "run2", "--max-steps", "1")
+    assert res.exit_code == 2 and "--data: 2 label volumes leave 1 held out" in res.stderr, res.output
+    assert not (tmp_path / "run2").exists()
+
+
 def test_gan_overwrite_deletes_only_after_the_inputs_are_read_and_never_the_working_directory(tmp_path, monkeypatch):
     """--overwrite had removed the run folder before reading --data (a bad data folder then cost the old run), and
     ``-o . --overwrite`` removed the working directory's files (ddsa_sim's commands refused it)."""
@@ -326,3 +395,37 @@ def test_stats_leave_a_templates_virtual_connectors_out():
     tree = generate("coronary", 0, side="both")
     assert tree.radii_mm.min() < 0.01 and tree.metadata["virtual_branches"]
     assert tree_stats(tree)["radius_mm"]["min"] >= 0.25 * 0.8  # min_radius_mm, within the radius jitter
+
+
+def test_gan_train_interrupted_saves_and_says_how_to_resume(tmp_path, monkeypatch):
+    """Ctrl-C during gan-train had printed nothing (exit 130) and lost every step since the last evaluation."""
+    import os
+    import signal
+
+    from vessel_models.gan import train
+    from vessel_models.gan.checkpoint import load_checkpoint
+
+    data = tmp_path / "train"
+    assert _invoke("gan-data", "-o", data, "-n", "4", "--shape", "16", "--param", "iterations=2").exit_code == 0
+    cfg = tmp_path / "gan.yaml"
+    cfg.write_text("device: cpu\nnum_threads: 1\neval_samples: 2\ndata: {shape: [16, 16, 16], spacing_mm: 1.5, "
+                   "mode: crop}\nnet: {base_channels: 2, max_channels: 4, latent_dim: 4}\noptim: {n_critic: 1}\n")
+    calls, step = [0], train._Run.generator_step
+
+    def interrupted(self, n):  # Ctrl-C in the middle of the second step
+        calls[0] += 1
+        if calls[0] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, n)
+
+    monkeypatch.setattr(train._Run, "generator_step", interrupted)
+    run = tmp_path / "run"
+    res = _invoke("gan-train", cfg, "--data", data, "-o", run, "--max-steps", "5")
+    assert res.exit_code == 130, res.output
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"error: interrupted by SIGINT after step 2; saved it to {run / 'last.pt'}: continue with: ddsa-sim vessels "
+        f"gan-train {cfg} --data {data} -o {run} --resume --max-steps 5")
+    assert load_checkpoint(run / "last.pt")["step"] == 2
+    monkeypatch.undo()
+    res = _invoke("gan-train", cfg, "--data", data, "-o", run, "--resume", "--max-steps", "5")
+    assert res.exit_code == 0 and f"{run}: 5 steps" in res.output, res.output

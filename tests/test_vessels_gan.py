@@ -243,6 +243,12 @@ def test_config_errors_name_the_field():
         build_networks(GanConfig.from_dict({"data": {"shape": [16, 16, 18]}}))
 
 
+def test_one_eval_sample_is_refused_when_the_config_is_read():
+    """``eval_samples: 1`` passed ``> 0`` and failed at the first evaluation (compare_sets' ValueError traceback)."""
+    with pytest.raises(VesselInputError, match="eval_samples: must be >= 2, got 1"):
+        GanConfig.from_dict({"eval_samples": 1})
+
+
 def test_soft_target_keeps_the_label_at_the_half_level():
     from vessel_models.gan.data import soft_target
 
@@ -356,3 +362,69 @@ def test_training_with_ema_and_soft_targets_keeps_the_average(kind, tmp_path):
     assert all(torch.equal(v, ema[k]) for k, v in g.state_dict().items())
     resumed = train_gan(cfg, tubes(8), tmp_path, max_steps=13, resume=True, progress=False)
     assert resumed.step == 13
+
+
+def _signal_in_generator_step(monkeypatch, at_call: int, times: int = 1) -> None:
+    """SIGINT to this process ``times`` times inside the ``at_call``-th generator step (its critic steps done, its
+    generator step not: the middle of a step)."""
+    import os
+    import signal
+
+    from vessel_models.gan import train
+
+    calls, step = [0], train._Run.generator_step
+
+    def interrupted(self, n):
+        calls[0] += 1
+        if calls[0] == at_call:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        return step(self, n)
+
+    monkeypatch.setattr(train._Run, "generator_step", interrupted)
+
+
+def _assert_same_state(a, b):
+    for key in ("generator", "critic", "generator_ema"):
+        for name, value in a[key].items():
+            assert torch.equal(value, b[key][name]), (key, name)
+    for key in ("opt_g", "opt_d"):  # best.pt keeps none
+        assert (a[key] is None) == (b[key] is None)
+        for pid, state in (a[key] or {"state": {}})["state"].items():
+            for name, value in state.items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(b[key]["state"][pid][name])), (key, name)
+    assert a["step"] == b["step"] and a["best_score"] == b["best_score"]
+
+
+def test_an_interrupt_saves_the_whole_step_and_the_resume_continues_as_if_uninterrupted(tmp_path, monkeypatch):
+    """Ctrl-C had lost every step since the last evaluation and said nothing. The step in progress is finished,
+    saved, and a resume from it ends bit for bit where an uninterrupted run ends."""
+    import signal
+
+    from vessel_models.gan.train import TrainingInterrupted
+
+    cfg = tiny("wgan", n_critic=2, max_steps=5, ema_half_life=20.0)
+    train_gan(cfg, tubes(6), tmp_path / "whole", progress=False)
+    _signal_in_generator_step(monkeypatch, at_call=3)
+    with pytest.raises(TrainingInterrupted) as stop:
+        train_gan(cfg, tubes(6), tmp_path / "cut", progress=False)
+    assert (stop.value.signum, stop.value.step, stop.value.saved_step) == (signal.SIGINT, 3, 3)
+    assert isinstance(stop.value, KeyboardInterrupt)  # a caller that does not catch it stops as on Ctrl-C
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == 3 and not (tmp_path / "cut" / "best.pt").exists()
+    monkeypatch.undo()
+    resumed = train_gan(cfg, tubes(6), tmp_path / "cut", resume=True, progress=False)
+    assert resumed.step == 5 and len(resumed.critic_losses) == 2
+    for name in ("last.pt", "best.pt"):
+        _assert_same_state(load_checkpoint(tmp_path / "whole" / name), load_checkpoint(tmp_path / "cut" / name))
+
+
+def test_a_second_interrupt_stops_inside_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    from vessel_models.gan.train import TrainingInterrupted
+
+    cfg = dataclasses.replace(tiny("wgan", n_critic=1, max_steps=6), eval_every=2)
+    _signal_in_generator_step(monkeypatch, at_call=4, times=2)  # step 4 half done: not saved
+    with pytest.raises(TrainingInterrupted) as stop:
+        train_gan(cfg, tubes(6), tmp_path, progress=False)
+    assert (stop.value.step, stop.value.saved_step) == (3, 2)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 2

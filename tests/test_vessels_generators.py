@@ -44,7 +44,7 @@ def test_lsystem_pathologies_and_min_radius():
 
 
 def test_published_grid_is_1584_designs():
-    grid = published_grid()
+    grid = published_grid(distinct=False)
     assert [len(v) for v in PUBLISHED_GRID_AXES.values()] == [11, 8, 6, 3]
     assert len(grid) == 1584
     assert len({tuple(sorted(d.items())) for d in grid}) == 1584
@@ -211,3 +211,63 @@ def test_registry_string_params_and_errors():
         generate("coronary", 0, side="middle")
     with pytest.raises(VesselInputError, match="key=value"):
         parse_params(["novalue"])
+
+
+def _float_fields(model: str) -> list[tuple[str, str]]:
+    """(field, value) pairs: every float field of ``model`` at infinity, every float tuple field with one."""
+    import dataclasses
+
+    from vessel_models.generators import PARAMS
+
+    out = []
+    for f in dataclasses.fields(PARAMS[model]):
+        if isinstance(f.default, float):
+            out.append((f.name, "inf"))
+        elif isinstance(f.default, tuple) and f.default and isinstance(f.default[0], float):
+            out.append((f.name, ",".join(["inf"] + ["1"] * (len(f.default) - 1))))
+    return out
+
+
+@pytest.mark.parametrize("model, name, value", [(m, n, v) for m in sorted(GENERATORS) for n, v in _float_fields(m)])
+def test_every_float_parameter_must_be_finite(model, name, value):
+    """``root_diameter_mm=inf`` passed ``> 0`` and failed deep inside the generator (OverflowError)."""
+    with pytest.raises(VesselInputError, match=f"^{model} parameter {name}=.*inf.* must be finite$"):
+        generate(model, 0, **{name: value})
+
+
+@pytest.mark.parametrize("d0, d", [(60.0, 2.0), (10.0, 1.5), (30.0, 1.5), (10.0, 1.2)])
+def test_iterations_beyond_the_design_depth_change_nothing(d0, d):
+    """The 0.2 mm ``min_radius_mm`` stop caps a design's depth: ``design_depth`` bounds every tree's bifurcation
+    levels, and more iterations than it give the same tree (d0 60, d 2: 6 or 13 iterations, 102 nodes both)."""
+    from vessel_models.lsystem import design_depth, grammar_to_params
+
+    point = grammar_to_params(d0, 6, 9.0, d)
+    depth = design_depth(point["root_diameter_mm"], point["murray_exponent"])
+    for seed in range(8):
+        tree = generate("lsystem", seed, **point)
+        assert tree.generations.max() <= depth
+        if depth + 1 <= 13:
+            deeper = tree_to_json_string(generate("lsystem", seed, **{**point, "iterations": 13}))
+            same = tree_to_json_string(generate("lsystem", seed, **{**point, "iterations": max(depth + 1, 6)}))
+            assert deeper.replace('"iterations":13', "") == same.replace(f'"iterations":{max(depth + 1, 6)}', "")
+
+
+def test_published_grid_draws_distinct_designs_that_branch():
+    """``params: published-grid`` had drawn from all 1,584 points: 612 repeat an earlier design (iterations past its
+    depth) and 6 branch once at most (d0 10, d 2)."""
+    from vessel_models.lsystem import design_depth
+
+    grid = published_grid()
+    assert len(grid) == 966 and [p["seed"] for p in grid] == list(range(966))
+    designs = set()
+    for p in grid:
+        depth = design_depth(p["root_diameter_mm"], p["murray_exponent"])
+        assert depth >= 2
+        designs.add((p["root_diameter_mm"], min(p["iterations"], depth), p["length_diameter_ratio"],
+                     p["murray_exponent"]))
+    assert len(designs) == len(grid)
+    full = published_grid(distinct=False)
+    assert all(p in [{**q, "seed": p["seed"]} for q in full] for p in grid[:50])  # points of the paper's grid
+    # the tester's pair: d0 60, d 2, epsilon 9 at 6 and at 13 iterations: one design, drawn once
+    same = [p for p in grid if (p["root_diameter_mm"], p["length_diameter_ratio"], p["murray_exponent"]) == (6.0, 9.0, 1.0)]
+    assert [p["iterations"] for p in same] == [6]

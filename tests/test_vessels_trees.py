@@ -139,3 +139,24 @@ def test_load_errors(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps(disconnected))
     with pytest.raises(VesselInputError, match="disconnected"):
         load_json(tmp_path / "d.json")
+
+
+def test_png_colour_scale_leaves_virtual_connectors_out(tmp_path, monkeypatch):
+    """A template's 1 um virtual connectors had started the radius colour bar at 0.001 mm (stats leave them out)."""
+    pv = pytest.importorskip("pyvista")
+    from vessel_models.render import render_tree_png
+    from vessel_models.tree import TreeBuilder
+
+    b = TreeBuilder()
+    left, virtual, right = b.new_branch(0, "LCA"), b.new_branch(0, "virtual"), b.new_branch(0, "RCA")
+    root = b.add_node([0, 0, 0], 2.0, -1, left)
+    b.add_node([0, 0, 10], 1.0, root, left)
+    joint = b.add_node([0, 5, 0], 1e-3, root, virtual)
+    b.add_node([0, 15, 0], 1.5, b.add_node([0, 6, 0], 1.5, joint, right), right)
+    tree = b.build({"virtual_branches": [virtual]})
+    actors = []
+    add_mesh = pv.Plotter.add_mesh
+    monkeypatch.setattr(pv.Plotter, "add_mesh", lambda self, *a, **k: actors.append(add_mesh(self, *a, **k)) or actors[-1])
+    if render_tree_png(tree, tmp_path / "t.png", size=(64, 64)) != "pyvista":
+        pytest.skip("no off-screen VTK here")
+    assert tuple(actors[0].mapper.scalar_range) == (1.0, 2.0)  # the vessels' radii, not the connector's

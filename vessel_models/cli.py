@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -119,7 +120,7 @@ def tree_stats(tree: VesselTree) -> dict:
         "murray_residual": float(res.mean()) if res.size else None,
         "murray_residual_max_abs": float(res.max()) if res.size else None,
         # a template's virtual connectors (1 um, joining two arteries' trees) are no vessel
-        "radius_mm": _triple(tree.radii_mm[~np.isin(tree.branch_ids, tree.metadata.get("virtual_branches", []))]),
+        "radius_mm": _triple(tree.radii_mm[tree.vessel_nodes()]),
         "tortuosity": _triple(tort),
         "tortuosity_dm": {"median": float(np.median(tort)) if tort.size else None,
                           "p90": float(np.percentile(tort, 90)) if tort.size else None},
@@ -317,6 +318,10 @@ def gan_data(
 
     if n < 1:
         raise VesselInputError(f"-n: must be >= 1, got {n}")
+    if not (np.isfinite(spacing_mm) and spacing_mm > 0):
+        raise VesselInputError(f"--spacing-mm: must be a voxel size > 0 mm, got {spacing_mm:g}")
+    if shape < 1:
+        raise VesselInputError(f"--shape: must be >= 1 voxel, got {shape}")
     params = parse_params(param or [])
     claim_folder(output, overwrite)  # a training folder of one generator's volumes, not two runs' mixed
     if overwrite:
@@ -343,10 +348,11 @@ def gan_train(
     """Train a 3D vessel GAN (single process, or one process per device under torchrun)."""
     from vessel_models.gan.config import load_gan_config
     from vessel_models.gan.data import load_label_folder
-    from vessel_models.gan.train import train_gan
+    from vessel_models.gan.train import TrainingInterrupted, resume_checkpoint, train_gan
 
     if resume and overwrite:
         raise VesselInputError("--resume and --overwrite: give one (continue the run, or start it again)")
+    resume_checkpoint(output, resume)  # before anything is read or written
     cfg = load_gan_config(config)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 alone claims (and clears) the run folder
         claim_folder(output, overwrite, resume, inputs=(config, data, val_data))
@@ -355,10 +361,33 @@ def gan_train(
     held_out = None if val_data is None else load_label_folder(val_data, cfg.data.spacing_mm, labels, "--val-data")
     if overwrite and int(os.environ.get("RANK", "0")) == 0:  # the inputs read: the old run goes now, not before
         clear_folder(output)
-    result = train_gan(cfg, volumes, output, max_steps=max_steps, resume=resume, val_volumes=held_out)
+    try:
+        result = train_gan(cfg, volumes, output, max_steps=max_steps, resume=resume, val_volumes=held_out)
+    except TrainingInterrupted as stop:
+        if int(os.environ.get("RANK", "0")) == 0:
+            again = ["--resume"] + (["--val-data", str(val_data)] if val_data is not None else []) + (
+                ["--max-steps", str(max_steps)] if max_steps is not None else [])
+            typer.echo(f"error: {_interrupted_line(stop)}: continue with: ddsa-sim vessels gan-train "
+                       f"{shlex.join([str(config), '--data', str(data), '-o', str(output), *again])}"
+                       if stop.saved_step is not None else f"error: {_interrupted_line(stop)}", err=True)
+        raise typer.Exit(128 + stop.signum) from None
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"{output}: {result.step} steps in {result.wall_s:.0f} s ({result.precision}), "
                    f"best w1_median {result.best_score:.3f}")
+
+
+def _interrupted_line(stop: Any) -> str:
+    """What an interrupted ``gan-train`` kept (``stop``: a :class:`~vessel_models.gan.train.TrainingInterrupted`)."""
+    import signal
+
+    name = signal.Signals(stop.signum).name
+    if stop.saved_step == stop.step:
+        return f"interrupted by {name} after step {stop.step}; saved it to {stop.path}"
+    if stop.saved_step is None:
+        return (f"interrupted by {name} again inside step {stop.step + 1}: nothing is saved (no checkpoint yet); "
+                "run it again with --overwrite")
+    return (f"interrupted by {name} again inside step {stop.step + 1}: steps after {stop.saved_step} are lost, "
+            f"{stop.path} holds step {stop.saved_step}")
 
 
 @app.command("gan-sample")

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from vessel_models.morphometrics import branch_structure
-from vessel_models.tree import VesselInputError, VesselTree, with_overrides
+from vessel_models.tree import VesselInputError, VesselTree, check_finite_params, with_overrides
 
 __all__ = ["ColonizeParams", "grow_in_mask", "ellipsoid_mask", "generate_colonize"]
 
@@ -66,6 +66,7 @@ class ColonizeParams:
 
     def validate(self) -> "ColonizeParams":
         """Raise :class:`VesselInputError` naming the first bad field; return self."""
+        check_finite_params(self, "colonize")
         checks = [
             ("n_attractors", 1 <= self.n_attractors <= 200_000),
             ("step_mm", self.step_mm > 0),

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from vessel_models.lsystem import LSystemParams, grow_lsystem
-from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, with_overrides
+from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, check_finite_params, with_overrides
 
 __all__ = ["LM_LAD_DEVIATION_DEG", "LM_LCX_DEVIATION_DEG", "SEPTAL_PERFORATORS", "CoronaryParams", "generate_coronary",
            "heart_rotation"]
@@ -110,6 +110,7 @@ class CoronaryParams:
 
     def validate(self) -> "CoronaryParams":
         """Raise :class:`VesselInputError` naming the first bad field; return self."""
+        check_finite_params(self, "coronary")
         ax = np.asarray(self.semi_axes_mm, dtype=float).reshape(-1)
         cen = np.asarray(self.centre_mm, dtype=float).reshape(-1)
         choices = {"side": ("left", "right", "both"), "dominance": ("right", "left", "co", "random")}

@@ -214,6 +214,9 @@ def tree_from_dict(data: dict) -> VesselTree:
         raise VesselInputError("vessel tree JSON: top level must be an object")
     if data.get("format", JSON_FORMAT) != JSON_FORMAT:
         raise VesselInputError(f"vessel tree JSON: unknown format {data.get('format')!r}")
+    if data.get("version", JSON_VERSION) != JSON_VERSION:  # a newer layout would be misread, not refused
+        raise VesselInputError(f"vessel tree JSON: unsupported version {data.get('version')!r} (this reader knows "
+                               f"version {JSON_VERSION})")
     missing = [k for k in ("positions_mm", "radii_mm", "parents") if k not in data]
     if missing:
         raise VesselInputError(f"vessel tree JSON: missing key(s) {', '.join(missing)}")
@@ -269,7 +272,12 @@ def load_json(path: str | os.PathLike) -> VesselTree:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise VesselInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return tree_from_dict(data)
+    except UnicodeDecodeError:
+        raise VesselInputError(f"{path}: not valid JSON (not UTF-8 text: a binary file?)") from None
+    try:
+        return tree_from_dict(data)
+    except VesselInputError as exc:
+        raise VesselInputError(f"{path}: {exc}") from None
 
 
 # ---------------------------------------------------------------------- VTP
@@ -371,6 +379,10 @@ def _tree_from_lines(points: np.ndarray, radii: np.ndarray, cells: np.ndarray) -
                 q.append(v)
     if len(order) != len(adj):
         raise VesselInputError(f"vtp: centrelines are disconnected ({len(adj) - len(order)} points unreachable from root)")
+    n_edges = sum(len(nb) for nb in adj.values()) // 2
+    if n_edges > len(adj) - 1:  # a spanning tree would drop a segment without a word
+        raise VesselInputError(f"vtp: centrelines form {n_edges - len(adj) + 1} closed loop(s) (cycle); a vessel "
+                               "tree has none: open each loop in the file")
     new_index = {u: j for j, u in enumerate(order)}
     parents = np.array([-1 if parent_of[u] < 0 else new_index[parent_of[u]] for u in order], dtype=np.int64)
     pos = points[[rep[u] for u in order]]
@@ -425,7 +437,10 @@ def load_vtp(path: str | os.PathLike) -> VesselTree:
         bid = pd["branch_id"] if "branch_id" in pd else np.zeros(n, dtype=np.int64)
         gen = pd["generation"] if "generation" in pd else np.zeros(n, dtype=np.int64)
         return VesselTree(points, radii, np.asarray(pd["parent"]), np.asarray(bid), np.asarray(gen), meta)
-    tree = _tree_from_lines(points, radii, np.asarray(poly.lines))
+    try:
+        tree = _tree_from_lines(points, radii, np.asarray(poly.lines))
+    except VesselInputError as exc:
+        raise VesselInputError(f"{path}: {exc}") from None
     if meta:
         tree.metadata = meta
     return tree

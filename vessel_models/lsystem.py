@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, with_overrides
+from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, check_finite_params, with_overrides
 
 __all__ = [
     "LSystemParams",
@@ -44,6 +44,7 @@ __all__ = [
     "PUBLISHED_GRID_AXES",
     "GRAMMAR_UNIT_MM",
     "grammar_to_params",
+    "design_depth",
     "published_grid",
     "rotate",
     "perpendicular",
@@ -128,6 +129,10 @@ def zamir_angles(asymmetry: float, exponent: float = 3.0) -> tuple[float, float]
 
 
 # ---------------------------------------------------------------------- parameters
+#: Most sub-segments (steps of ``step_mm``) a segment may take (the root segment is the longest).
+MAX_SEGMENT_STEPS = 10_000
+
+
 @dataclass(frozen=True)
 class LSystemParams:
     """Parameters of the stochastic L-system (lengths in mm, angles in degrees).
@@ -201,6 +206,7 @@ class LSystemParams:
 
     def validate(self) -> "LSystemParams":
         """Raise :class:`VesselInputError` naming the first bad field; return self."""
+        check_finite_params(self, "lsystem")
         checks = [
             ("root_diameter_mm", self.root_diameter_mm > 0),
             ("iterations", 0 <= self.iterations <= 14),
@@ -228,6 +234,13 @@ class LSystemParams:
         if self.root_diameter_mm / 2 < self.min_radius_mm:
             raise VesselInputError(
                 f"lsystem parameter root_diameter_mm={self.root_diameter_mm} is below 2 * min_radius_mm"
+            )
+        root_length = self.length_diameter_ratio * self.root_diameter_mm * (1 + self.length_jitter)
+        if root_length / self.step_mm > MAX_SEGMENT_STEPS:  # absurd sizes: one line, not a failed allocation
+            raise VesselInputError(
+                f"lsystem parameters root_diameter_mm={self.root_diameter_mm}, length_diameter_ratio="
+                f"{self.length_diameter_ratio}, step_mm={self.step_mm}: a root segment of up to {root_length:.4g} mm "
+                f"would take more than {MAX_SEGMENT_STEPS} steps"
             )
         o = np.asarray(self.origin_mm, dtype=np.float64).reshape(-1)
         if o.shape != (3,) or not np.all(np.isfinite(o)):
@@ -583,13 +596,54 @@ def grammar_to_params(d0: float, iterations: int, epsilon: float, d: float) -> d
     }
 
 
-def published_grid(base_seed: int = 0) -> list[dict[str, Any]]:
-    """The 11 x 8 x 6 x 3 = 1,584 design points of :data:`PUBLISHED_GRID_AXES`, mapped to mm.
+def design_depth(root_diameter_mm: float, murray_exponent: float, min_radius_mm: float | None = None,
+                 asymmetry_min: float | None = None) -> int:
+    """Most bifurcation levels any tree of this design can have under the ``min_radius_mm`` stop.
+
+    An apex of diameter ``D`` splits only if its thinner daughter, at most ``D 2^(-1/k)`` (a symmetric split),
+    keeps a radius of ``min_radius_mm``; each level divides the diameter by at least ``(1 + a_min^k)^(1/k)``
+    (the thicker daughter of the most asymmetric split). So no apex below level ``L`` splits, with ``L`` the
+    number of levels ``j >= 0`` where ``D0 (1 + a_min^k)^(-j/k) 2^(-1/k) >= 2 min_radius_mm``: rewriting for
+    ``iterations >= L`` gives trees of one distribution (byte-identical from one seed for ``iterations > L``).
+
+    Parameters
+    ----------
+    root_diameter_mm : float
+        Root diameter (mm).
+    murray_exponent : float
+        ``k``.
+    min_radius_mm, asymmetry_min : float, optional
+        Defaults: :class:`LSystemParams`'.
+
+    Returns
+    -------
+    int
+        ``L`` (0: the root never splits).
+    """
+    defaults = LSystemParams()
+    r_min = defaults.min_radius_mm if min_radius_mm is None else min_radius_mm
+    a_min = defaults.asymmetry_min if asymmetry_min is None else asymmetry_min
+    k = murray_exponent
+    top = root_diameter_mm * 2.0 ** (-1.0 / k) / (2.0 * r_min)
+    if top < 1.0:
+        return 0
+    # + 1e-9: a ratio a rounding error below an integer counts that level (a bound may be loose, never short)
+    return math.floor(math.log(top) / math.log((1.0 + a_min**k) ** (1.0 / k)) + 1e-9) + 1
+
+
+def published_grid(base_seed: int = 0, distinct: bool = True) -> list[dict[str, Any]]:
+    """The design points of :data:`PUBLISHED_GRID_AXES`, mapped to mm.
 
     Parameters
     ----------
     base_seed : int
-        Seed of the first design point; point ``i`` gets seed ``base_seed + i``.
+        Seed of the first design point; point ``i`` (of the list returned) gets seed ``base_seed + i``.
+    distinct : bool
+        True (what an export's ``params: published-grid`` draws from): the 966 distinct designs that can
+        branch on two levels or more. Under the 0.2 mm ``min_radius_mm`` stop a design's ``iterations`` beyond
+        its :func:`design_depth` change nothing, so the 612 points that differ from an earlier one only there
+        are left out (most of ``d`` = 1.5 and 2.0), as are the 6 left whose depth is 1 (one bifurcation at
+        most). False: all 11 x 8 x 6 x 3 = 1,584 points of the paper's grid.
 
     Returns
     -------
@@ -598,7 +652,15 @@ def published_grid(base_seed: int = 0) -> list[dict[str, Any]]:
         dict can be passed as ``generate_lsystem(**d)``.
     """
     keys = list(PUBLISHED_GRID_AXES)
-    out = []
-    for i, combo in enumerate(itertools.product(*(PUBLISHED_GRID_AXES[k] for k in keys))):
-        out.append({"seed": base_seed + i, **grammar_to_params(**dict(zip(keys, combo)))})
-    return out
+    points, seen = [], set()
+    for combo in itertools.product(*(PUBLISHED_GRID_AXES[k] for k in keys)):
+        point = grammar_to_params(**dict(zip(keys, combo)))
+        if distinct:
+            depth = design_depth(point["root_diameter_mm"], point["murray_exponent"])
+            design = (point["root_diameter_mm"], min(point["iterations"], depth), point["length_diameter_ratio"],
+                      point["murray_exponent"])
+            if depth < 2 or design in seen:
+                continue
+            seen.add(design)
+        points.append(point)
+    return [{"seed": base_seed + i, **point} for i, point in enumerate(points)]

@@ -48,7 +48,9 @@ def _render_pyvista(tree: VesselTree, tmp: str, size: tuple[int, int], title: st
         plotter.set_background("white")
         kw: dict = {}
         if "radius_mm" in mesh.point_data:
-            kw = {"scalars": "radius_mm", "cmap": "inferno_r",
+            vessel = tree.vessel_nodes()  # a template's 1 um virtual connectors would start the bar at 0
+            radii = tree.radii_mm[vessel] if vessel.any() else tree.radii_mm
+            kw = {"scalars": "radius_mm", "cmap": "inferno_r", "clim": (float(radii.min()), float(radii.max())),
                   "scalar_bar_args": {"title": "radius (mm)", "color": "black", "vertical": True,
                                        "position_x": 0.8, "position_y": 0.05, "width": 0.08, "height": 0.4}}
         plotter.add_mesh(mesh, color=None if kw else "firebrick", smooth_shading=True, **kw)
@@ -63,41 +65,35 @@ def _render_pyvista(tree: VesselTree, tmp: str, size: tuple[int, int], title: st
 
 
 def _render_matplotlib(tree: VesselTree, tmp: str, size: tuple[int, int], title: str | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a Jupyter kernel keeps its own backend
     from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
     dpi = 100
-    fig = plt.figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
-    try:
-        ax = fig.add_subplot(projection="3d")
-        lo, hi = tree.bounds_mm()
-        if tree.n_nodes > 1:
-            e = tree.edges()
-            segs = tree.positions_mm[e]  # (E, 2, 3)
-            r = 0.5 * (tree.radii_mm[e[:, 0]] + tree.radii_mm[e[:, 1]])
-            # points per mm on screen: the longest extent spans ~40 % of the figure width
-            pt_per_mm = 0.4 * size[0] / dpi * 72.0 / max(float((hi - lo).max()), 1e-6)
-            widths = np.clip(2.0 * r * pt_per_mm, 0.5, 40.0)
-            ax.add_collection3d(Line3DCollection(segs, linewidths=widths, colors="firebrick",
-                                                capstyle="round", joinstyle="round"))
-        else:
-            ax.scatter(*tree.positions_mm.T, s=30, c="firebrick")
-        ctr = 0.5 * (lo + hi)
-        half = 0.5 * float((hi - lo).max())
-        ax.set_xlim(ctr[0] - half, ctr[0] + half)
-        ax.set_ylim(ctr[1] - half, ctr[1] + half)
-        ax.set_zlim(ctr[2] - half, ctr[2] + half)
-        ax.set_xlabel("x (mm)")
-        ax.set_ylabel("y (mm)")
-        ax.set_zlabel("z (mm)")
-        if title:
-            ax.set_title(title)
-        fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
+    ax = fig.add_subplot(projection="3d")
+    lo, hi = tree.bounds_mm()
+    if tree.n_nodes > 1:
+        e = tree.edges()
+        segs = tree.positions_mm[e]  # (E, 2, 3)
+        r = 0.5 * (tree.radii_mm[e[:, 0]] + tree.radii_mm[e[:, 1]])
+        # points per mm on screen: the longest extent spans ~40 % of the figure width
+        pt_per_mm = 0.4 * size[0] / dpi * 72.0 / max(float((hi - lo).max()), 1e-6)
+        widths = np.clip(2.0 * r * pt_per_mm, 0.5, 40.0)
+        ax.add_collection3d(Line3DCollection(segs, linewidths=widths, colors="firebrick",
+                                            capstyle="round", joinstyle="round"))
+    else:
+        ax.scatter(*tree.positions_mm.T, s=30, c="firebrick")
+    ctr = 0.5 * (lo + hi)
+    half = 0.5 * float((hi - lo).max())
+    ax.set_xlim(ctr[0] - half, ctr[0] + half)
+    ax.set_ylim(ctr[1] - half, ctr[1] + half)
+    ax.set_zlim(ctr[2] - half, ctr[2] + half)
+    ax.set_xlabel("x (mm)")
+    ax.set_ylabel("y (mm)")
+    ax.set_zlabel("z (mm)")
+    if title:
+        ax.set_title(title)
+    fig.savefig(tmp, dpi=dpi, format="png")
 
 
 def render_tree_png(

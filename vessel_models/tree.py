@@ -13,12 +13,14 @@ like DeepDRR / DICOM); radii are lumen radii in millimetres.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["VesselInputError", "VesselTree", "TreeBuilder", "check_param_names", "with_overrides"]
+__all__ = ["VesselInputError", "VesselTree", "TreeBuilder", "check_finite_params", "check_param_names",
+           "with_overrides"]
 
 P = TypeVar("P")
 
@@ -34,6 +36,17 @@ def check_param_names(params_type: Any, names: Any, generator: str) -> None:
     unknown = sorted(set(names) - valid)
     if unknown:
         raise VesselInputError(f"unknown {generator} parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+
+
+def check_finite_params(params: Any, generator: str) -> None:
+    """Raise :class:`VesselInputError` naming the first field of the parameter dataclass instance ``params`` that
+    is, or holds, a NaN or infinite float: range checks such as ``> 0`` let infinity through (a tree of
+    infinite size then fails deep inside the generator)."""
+    for f in fields(params):
+        value = getattr(params, f.name)
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            raise VesselInputError(f"{generator} parameter {f.name}={value!r} must be finite")
 
 
 def with_overrides(base: P, overrides: dict[str, Any], generator: str) -> P:
@@ -125,7 +138,7 @@ class VesselTree:
             raise VesselInputError("radii_mm: contains non-finite values")
         if not np.all(self.radii_mm > 0):
             i = int(np.argmin(self.radii_mm))
-            raise VesselInputError(f"radii_mm: must be > 0, node {i} has {self.radii_mm[i]!r}")
+            raise VesselInputError(f"radii_mm: must be > 0, node {i} has {float(self.radii_mm[i]):g}")
         if self.parents[0] != -1:
             raise VesselInputError(f"parents: node 0 must be the root (parent -1), got {int(self.parents[0])}")
         if n > 1:
@@ -253,6 +266,11 @@ class VesselTree:
         """Anatomical labels ``{branch_id: name}`` from ``metadata["labels"]`` (int keys)."""
         raw = self.metadata.get("labels", {}) or {}
         return {int(k): str(v) for k, v in raw.items()}
+
+    def vessel_nodes(self) -> np.ndarray:
+        """Bool mask of the nodes that are vessel: all but those of ``metadata["virtual_branches"]`` (a template's
+        1 um connectors joining two arteries' trees, which no statistic or colour scale should count)."""
+        return ~np.isin(self.branch_ids, self.metadata.get("virtual_branches", []))
 
     # ------------------------------------------------------------------ transforms
     def copy(self) -> "VesselTree":

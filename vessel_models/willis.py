@@ -52,7 +52,7 @@ import numpy as np
 
 from vessel_models.courses import MIDLINE_GAP_MM, VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve
 from vessel_models.lsystem import LSystemParams, grow_lsystem, perpendicular
-from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, with_overrides
+from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, check_finite_params, with_overrides
 from vessel_models.veins import add_cerebral_veins
 
 __all__ = ["WillisParams", "generate_willis", "draw_variants", "SEGMENT_DIAMETERS_MM", "BRAIN_CENTRE_MM",
@@ -176,6 +176,7 @@ class WillisParams:
 
     def validate(self) -> "WillisParams":
         """Raise :class:`VesselInputError` naming the first bad field; return self."""
+        check_finite_params(self, "cow")
         for name in (
             "a1_hypoplastic_prob", "a1_absent_prob", "pcoa_hypoplastic_prob", "pcoa_absent_prob",
             "fetal_partial_prob", "fetal_full_prob", "acoa_absent_prob",

@@ -75,9 +75,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     Raises
     ------
     VesselInputError
-        Missing, unreadable or unsafe file, or not a vessel-GAN checkpoint.
+        A folder, a missing, unreadable or unsafe file, or not a vessel-GAN checkpoint.
     """
     p = Path(path)
+    if p.is_dir():
+        raise VesselInputError(f"{p}: is a folder; give a checkpoint in it, e.g. {p / 'best.pt'}")
     if not p.is_file():
         raise VesselInputError(f"checkpoint not found: {p}")
     try:

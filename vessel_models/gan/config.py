@@ -185,6 +185,8 @@ def _value(key: str, value: Any, default: Any, where: str) -> Any:
     value = int(value) if integer else float(value)
     if key in _POSITIVE and value <= 0:
         raise VesselInputError(f"{where}: {key}: must be > 0, got {value}")
+    if key == "eval_samples" and value < 2:  # the quality measure compares two distributions
+        raise VesselInputError(f"{where}: {key}: must be >= 2, got {value}")
     if key == "data.val_fraction" and not 0 <= value < 1:
         raise VesselInputError(f"{where}: {key}: must be in [0, 1), got {value}")
     if key in ("data.soft_sigma_vox", "data.distance_clip_vox", "optim.ema_half_life") and value < 0:

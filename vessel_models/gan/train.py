@@ -22,6 +22,11 @@ held-out windows of the data, or of a separate held-out set (``val_volumes``)
 (:func:`vessel_models.gan.quality.compare_sets`); the lowest ``w1_median``
 is kept as ``best.pt``, the latest state as ``last.pt`` (``resume`` continues from it), and with
 ``keep_snapshots`` every evaluated network as ``snapshots/step_NNNNNN.pt``.
+
+Interruptions: a first SIGINT (Ctrl-C) or SIGTERM lets the step in progress finish, then ``last.pt`` is saved
+and :class:`TrainingInterrupted` raised; a second one inside the step stops at once and keeps the last checkpoint
+written before. Every step seeds its own random draws from ``(seed, rank, step)`` (the batches, and torch's
+latents, penalty mixes and noise), so a resumed run continues exactly as an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -29,8 +34,12 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +64,8 @@ from vessel_models.gan.sample import sample_labels
 from vessel_models.io import atomic_output
 from vessel_models.tree import VesselInputError
 
-__all__ = ["TrainResult", "ema_beta", "mip_panel", "recalibrate_batchnorm", "split_volumes", "train_gan",
-           "update_ema"]
+__all__ = ["TrainResult", "TrainingInterrupted", "ema_beta", "mip_panel", "recalibrate_batchnorm",
+           "resume_checkpoint", "split_volumes", "train_gan", "update_ema"]
 
 
 @dataclass
@@ -73,6 +82,77 @@ class TrainResult:
     generator_losses: list[float] = field(default_factory=list)
     evaluations: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     precision: str = "float32"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped :func:`train_gan`: after ``step`` whole steps, with ``last.pt`` (``path``) holding
+    step ``saved_step`` (``step`` itself, unless a second signal cut a step short; None: no checkpoint yet).
+
+    A ``KeyboardInterrupt``, so that a caller who does not catch it stops as on Ctrl-C.
+    """
+
+    def __init__(self, signum: int, step: int, saved_step: int | None, path: Path) -> None:
+        self.signum, self.step, self.saved_step, self.path = int(signum), int(step), saved_step, path
+        super().__init__(f"{signal.Signals(self.signum).name} after step {step}; {path} holds step {saved_step}")
+
+
+@contextmanager
+def _signals_noted() -> Iterator[list[int]]:
+    """While the block runs, the first SIGINT / SIGTERM is appended to the yielded list (the training loop stops
+    at its next step boundary, where the state is consistent); a second raises ``KeyboardInterrupt`` at once.
+    Only the main thread can handle signals: elsewhere nothing is caught. A signal ignored when the block starts
+    (a background job's SIGINT, nohup) stays ignored."""
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def note(signum: int, _frame: object) -> None:
+        noted.append(signum)
+        if len(noted) > 1:
+            raise KeyboardInterrupt
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: h for s, h in old.items() if h is not signal.SIG_IGN}
+    for s in old:
+        signal.signal(s, note)
+    try:
+        yield noted
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+
+def _agreed_signal(noted: list[int], run: "_Run") -> int:
+    """The signal that stops the run before this step (0: none); under torchrun every rank stops at the same step
+    (the largest signal number any rank noted)."""
+    signum = noted[0] if noted else 0
+    if run.world > 1:
+        t = torch.tensor([signum], device=run.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        signum = int(t.item())
+    return signum
+
+
+def _step_seed(seed: int, rank: int, step: int) -> int:
+    """torch's seed for one step of one rank: a resumed run draws what the uninterrupted run drew."""
+    return int(np.random.SeedSequence([seed, rank, step, 1]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def resume_checkpoint(out_dir: str | os.PathLike, resume: bool) -> Path | None:
+    """The checkpoint a run continues from: ``out_dir/last.pt`` with ``resume``, None without.
+
+    Raises
+    ------
+    VesselInputError
+        ``resume`` and no ``out_dir/last.pt`` (a mistyped run folder would otherwise start a fresh run).
+    """
+    last = Path(out_dir) / "last.pt"
+    if not resume:
+        return None
+    if not last.is_file():
+        raise VesselInputError(f"--resume: no {last} to continue from; run without --resume to start")
+    return last
 
 
 def split_volumes(volumes: list[np.ndarray], val_fraction: float, seed: int) -> tuple[list, list]:
@@ -300,7 +380,7 @@ def train_gan(cfg: GanConfig, volumes: list[np.ndarray], out_dir: str | os.PathL
     max_steps : int, optional
         Total generator steps (counted across resumes); default ``cfg.optim.max_steps``.
     resume : bool
-        Continue from ``out_dir/last.pt`` when it exists.
+        Continue from ``out_dir/last.pt`` (refused when there is none).
     progress : bool
         tqdm bar on rank 0.
     val_volumes : list of numpy.ndarray, optional
@@ -354,13 +434,17 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], val_volumes: list[np.ndarr
     if total < 1:
         raise VesselInputError(f"max_steps must be >= 1, got {total}")
     last = out / "last.pt"
-    run, step, best = _setup(cfg, device, world, rank, last if resume and last.exists() else None)
-    torch.manual_seed(cfg.seed * 1000 + rank + step)
+    resume_from = resume_checkpoint(out, resume)
+    run, step, best = _setup(cfg, device, world, rank, resume_from)
+    saved_step = step if resume_from is not None else None  # the step last.pt holds
     if val_volumes is None:
         train_vols, val_vols = split_volumes(volumes, cfg.data.val_fraction, cfg.seed)
     else:
         train_vols, val_vols = volumes, val_volumes
     d = cfg.data
+    if d.mode == "crop" and len(val_vols) < 2:  # found at the first evaluation otherwise, after eval_every steps
+        raise VesselInputError(f"--data: {len(volumes)} label volumes leave {len(val_vols)} held out; data.mode crop "
+                               "scores on held-out volumes' crops and needs at least 2 (give 3 or more, or --val-data)")
     train_vols = [training_target(v, d.soft_sigma_vox, d.soft_margin, d.distance_clip_vox) for v in train_vols]
     ref_rng = np.random.default_rng([cfg.seed, 1])
     if d.mode == "crop":  # the centred crop of every held-out volume
@@ -384,7 +468,7 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], val_volumes: list[np.ndarr
                desc=f"{cfg.net.kind} training")
 
     def evaluate_and_save(final: bool) -> None:
-        nonlocal best
+        nonlocal best, saved_step
         if rank != 0:
             return
         if run.generator_ema is not None:
@@ -404,32 +488,48 @@ def _train(cfg: GanConfig, volumes: list[np.ndarray], val_volumes: list[np.ndarr
             save_checkpoint(out / "snapshots" / f"step_{step:06d}.pt", *args, step, best,
                             generator_ema=run.generator_ema)
         save_checkpoint(last, *args, step, best, run.opt_g, run.opt_d, run.scalers, run.generator_ema)
+        saved_step = step
         bar.set_postfix(w1_median=f"{scores['w1_median']:.3f}", best=f"{best:.3f}", refresh=final)
 
-    while step < total:
-        if cfg.max_minutes is not None and time.monotonic() - start > 60 * cfg.max_minutes:
-            break
-        rng = np.random.default_rng([cfg.seed, rank, step])
-        losses = []
-        for sub in range(cfg.optim.n_critic):
-            real = torch.from_numpy(draw_batch(train_vols, cfg.optim.batch_size, d.shape, rng, d.mode, d.flips))
-            losses.append(run.critic_step(2 * real.to(device) - 1, step, sub))
-        loss_g = run.generator_step(cfg.optim.batch_size)
-        step += 1
-        if run.generator_ema is not None:
-            update_ema(run.generator_ema, run.generator, ema_beta(cfg.optim.ema_half_life, step))
-        bar.update(1)
-        result.critic_losses.append(float(np.mean(losses)))
-        result.generator_losses.append(loss_g)
+    try:
+        with _signals_noted() as noted:
+            while step < total:
+                if cfg.max_minutes is not None and time.monotonic() - start > 60 * cfg.max_minutes:
+                    break
+                signum = _agreed_signal(noted, run)
+                if signum:  # between two steps: the weights, optimisers and counter agree
+                    if rank == 0:
+                        save_checkpoint(last, cfg, run.generator, run.critic, step, best, run.opt_g, run.opt_d,
+                                        run.scalers, run.generator_ema)
+                    raise TrainingInterrupted(signum, step, step, last)
+                rng = np.random.default_rng([cfg.seed, rank, step])
+                torch.manual_seed(_step_seed(cfg.seed, rank, step))
+                losses = []
+                for sub in range(cfg.optim.n_critic):
+                    real = torch.from_numpy(draw_batch(train_vols, cfg.optim.batch_size, d.shape, rng, d.mode,
+                                                       d.flips))
+                    losses.append(run.critic_step(2 * real.to(device) - 1, step, sub))
+                loss_g = run.generator_step(cfg.optim.batch_size)
+                step += 1
+                if run.generator_ema is not None:
+                    update_ema(run.generator_ema, run.generator, ema_beta(cfg.optim.ema_half_life, step))
+                bar.update(1)
+                result.critic_losses.append(float(np.mean(losses)))
+                result.generator_losses.append(loss_g)
+                if writer is not None:
+                    writer.add_scalar("loss/critic", result.critic_losses[-1], step)
+                    writer.add_scalar("loss/generator", loss_g, step)
+                if step % cfg.eval_every == 0:
+                    evaluate_and_save(final=False)
+            if not result.evaluations or result.evaluations[-1][0] != step:
+                evaluate_and_save(final=True)
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:  # a second signal inside a step: that step is lost, last.pt is what it was
+        raise TrainingInterrupted(noted[-1] if noted else signal.SIGINT, step, saved_step, last) from None
+    finally:
+        bar.close()
         if writer is not None:
-            writer.add_scalar("loss/critic", result.critic_losses[-1], step)
-            writer.add_scalar("loss/generator", loss_g, step)
-        if step % cfg.eval_every == 0:
-            evaluate_and_save(final=False)
-    if not result.evaluations or result.evaluations[-1][0] != step:
-        evaluate_and_save(final=True)
-    bar.close()
-    if writer is not None:
-        writer.close()
+            writer.close()
     result.step, result.wall_s, result.best_score = step, time.monotonic() - start, best
     return result
