@@ -57,7 +57,7 @@ def test_a_catheter_with_a_segmentation_source_is_said_and_left_out(tmp_path):
     ``catheter: false`` says so) and absent from its samples' plan, while the generator's keep theirs."""
     (tmp_path / "tree.vtp").write_bytes(b"")
     sources = [{"generator": "lsystem"}, {"segmentation": str(tmp_path / "tree.vtp")}]
-    with pytest.warns(UserWarning, match=r"vessels.sources\[1\] \(segmentation '.*tree.vtp'\) gets none"):
+    with pytest.warns(UserWarning, match=r"vessels.sources.1 \(segmentation '.*tree.vtp'\) gets none"):
         config = cfg(tmp_path, catheter={"french": 5}, vessels={"per_ct": 4, "sources": sources})
     by_kind = {spec.vessel_source["kind"]: spec.catheter for spec in plan_dataset(config)}
     assert by_kind == {"generator": {"french": 5.0, "wall_mm": 0.25, "tip_offset_mm": 3.0}, "segmentation": None}

@@ -242,3 +242,90 @@ def test_a_mask_after_the_contrast_frames_is_said():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         config_from_dict({**base(), "sequence": {"frames": 3, "fps": 2.0, "start_s": 1.0, "mask_time_s": 0.5}})
+
+
+@pytest.mark.parametrize("iodine", [{"min": 100, "max": 400}, {"grid": [100, 351]}, 360.0])
+def test_iodine_above_the_agent_is_refused_at_load(iodine):
+    """The vessels hold the injected agent (iohexol, 350 mgI/ml) diluted by blood: a range reaching above it had
+    passed the config and stopped the export at the first sample that drew above 350 (which sample: the seed's)."""
+    import dataclasses
+
+    from ddsa_sim.scene import Scene
+
+    agent = next(f.default for f in dataclasses.fields(Scene) if f.name == "agent_iodine_mg_per_ml")
+    assert agent == 350.0  # Omnipaque 350, docs/physics.md
+    with pytest.raises(InputError, match=r"^ds.yaml: iodine_mg_per_ml \d+ exceeds the injected agent's 350 mgI/ml"):
+        config_from_dict({**base(), "iodine_mg_per_ml": iodine}, where="ds.yaml")
+    cfg = config_from_dict({**base(), "iodine_mg_per_ml": {"min": 100, "max": 350}})  # the agent undiluted: allowed
+    assert cfg.iodine_mg_per_ml.max == 350
+
+
+# a value off by a unit prefix: mgI/ml given in g/ml, mm in um or m, beats/min in Hz, cycles/mm in lp/cm
+@pytest.mark.parametrize("section, name, value, field", [
+    (None, "iodine_mg_per_ml", 0.35, "iodine_mg_per_ml 0.35 mgI/ml is outside the plausible"),
+    ("spectrum", "filter_al_mm", 4000, "spectrum: filter_al_mm 4000 mm Al is outside the plausible 0..20"),
+    ("spectrum", "filter_cu_mm", 30, "spectrum: filter_cu_mm 30 mm Cu is outside the plausible 0..2"),
+    ("effects", "heart_rate_bpm", 1.2, "effects: heart_rate_bpm 1.2 beats/min is outside the plausible 20..250"),
+    ("effects", "breathing_period_s", {"min": 0.05, "max": 0.08}, "effects: breathing_period_s 0.05 s"),
+    ("placement", "jitter_mm", 0.015, "placement: jitter_mm 0.015 mm is outside the plausible 0.5..250 mm (or 0"),
+    ("pose", "isocenter_jitter_mm", 5000, "pose: isocenter_jitter_mm 5000 mm"),
+    ("detector", "pixel_mm", 194, "detector: pixel_mm 194 mm is outside the plausible 0.05..10"),
+    ("detector", "mtf50_cycles_per_mm", 14.6, "detector: mtf50_cycles_per_mm 14.6 cycles/mm"),
+    ("detector", "rows", 100000, "detector: rows x pixel_mm = 100000 x 0.194 mm = 19400 mm is larger than any"),
+])
+def test_a_value_in_another_unit_is_refused_naming_the_field(section, name, value, field):
+    data = base()
+    if section is None:
+        data[name] = value
+    else:
+        data[section] = {name: value}
+    with pytest.raises(InputError) as err:
+        config_from_dict(data, where="ds.yaml")
+    assert str(err.value).startswith(f"ds.yaml: {field}") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("section, values", [
+    # clinical values at the edges of each range load
+    (None, {"iodine_mg_per_ml": {"min": 10, "max": 350}}),  # an intravenous bolus's peak to the undiluted agent
+    ("spectrum", {"filter_al_mm": 0.0, "filter_cu_mm": {"grid": [0.0, 0.9]}}),  # 0.9 mm Cu: a spectral filter
+    ("effects", {"heart_rate_bpm": {"min": 40, "max": 180}, "breathing_period_s": {"min": 1.2, "max": 10}}),
+    ("placement", {"jitter_mm": 0.0}),  # no jitter
+    ("pose", {"isocenter_jitter_mm": 0.0}),
+    ("detector", {"rows": 3072, "cols": 3072, "pixel_mm": 0.139, "mtf50_cycles_per_mm": {"min": 0.3, "max": 4}}),
+])
+def test_clinical_values_are_plausible(section, values):
+    data = {**base(), **(values if section is None else {section: values})}
+    config_from_dict(data)
+
+
+@pytest.mark.parametrize("patch, message", [
+    # the user wrote a grid: Grid's error, not Range's "min: Field required (and 2 more field(s))"
+    ({"pose": {"beta_deg": {"grid": []}}}, "ds.yaml: pose.beta_deg.grid: List should have at least 1 item"),
+    ({"detector": {"bit_depth": {"grid": []}}}, "ds.yaml: detector.bit_depth.grid: List should have at least 1 item"),
+    ({"vessels": {"sources": [{"generator": "lsystem", "params": {"iterations": {"grid": []}}}]}},
+     "ds.yaml: vessels.sources.0.params.iterations.grid: List should have at least 1 item"),
+    # a range with a key too many: Range's error alone, not Grid's four
+    ({"pose": {"alpha_deg": {"min": 1, "max": 2, "mean": 1.5}}},
+     "ds.yaml: pose.alpha_deg.mean: Extra inputs are not permitted"),
+])
+def test_a_union_error_names_what_was_written(patch, message):
+    with pytest.raises(InputError) as err:
+        config_from_dict({**base(), **patch}, where="ds.yaml")
+    assert str(err.value).startswith(message)
+    assert "Field required" not in str(err.value) and "more field(s)" not in str(err.value)
+
+
+def test_diaphragm_z_mm_is_taken_and_recorded_only_where_given():
+    """``effects.diaphragm_z_mm``: what the scene's "found no lung ... give diaphragm_z_mm" asks for."""
+    from ddsa_sim.export.plan import plan_dataset
+
+    plain = config_from_dict({**base(), "effects": {"motion": "respiratory"}})
+    given = config_from_dict({**base(), "effects": {"motion": "respiratory", "diaphragm_z_mm": -120.0}})
+    assert "diaphragm_z_mm" not in plain.resolved()["effects"]  # a store made before the field resumes
+    assert given.resolved()["effects"]["diaphragm_z_mm"] == -120.0
+    a, b = plan_dataset(plain), plan_dataset(given)
+    assert all(s.motion_params == {**p.motion_params, "diaphragm_z_mm": -120.0} for s, p in zip(b, a))
+    cardiac = plan_dataset(config_from_dict({**base(), "effects": {"motion": "cardiac", "diaphragm_z_mm": -120.0}}))
+    assert all("diaphragm_z_mm" not in s.motion_params for s in cardiac)  # no breathing: nothing to place
+    with pytest.raises(InputError, match="effects.diaphragm_z_mm"):
+        config_from_dict({**base(), "effects": {"motion": "respiratory", "diaphragm_z_mm": "low"}})

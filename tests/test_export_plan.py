@@ -96,7 +96,7 @@ def test_assign_splits_forced_and_small():
 
 
 def test_glob_without_match_and_duplicate_ids(tmp_path):
-    with pytest.raises(InputError, match=r"cts\[0\].path: glob .* matches no file"):
+    with pytest.raises(InputError, match=r"cts.0.path: glob .* matches no file"):
         plan_dataset(cfg(str(tmp_path / "none*.nii.gz")))
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "p.nii.gz").write_bytes(b"")
@@ -110,7 +110,7 @@ def test_glob_without_match_and_duplicate_ids(tmp_path):
 def test_labels_required_by_ct_label_vessels_or_placement(tmp_path):
     g = make_cts(tmp_path, 2)
     seg = {"per_ct": 1, "sources": [{"segmentation": "ct-labels", "structures": ["aorta"]}]}
-    with pytest.raises(InputError, match=r"CT 'pat00' has no labels, needed by vessels.sources\[0\] \(segmentation "
+    with pytest.raises(InputError, match=r"CT 'pat00' has no labels, needed by vessels.sources.0 \(segmentation "
                                          r"'ct-labels'\)"):
         plan_dataset(cfg(g, vessels=seg))
     # a ct-labels source limited to the labelled CTs asks nothing of the others (an unlabelled head beside a CTA)
@@ -185,7 +185,7 @@ def test_catheter_false_leaves_a_sources_trees_without_one(tmp_path):
 
 def test_vessel_source_cts_errors(tmp_path):
     g = make_cts(tmp_path, 2)
-    with pytest.raises(InputError, match=r"^vessels.sources\[1\].cts: 'pat9\*' matches no CT id \(pat00, pat01\)$"):
+    with pytest.raises(InputError, match=r"^vessels.sources.1.cts: 'pat9\*' matches no CT id \(pat00, pat01\)$"):
         plan_dataset(cfg(g, vessels={"sources": [{"generator": "lsystem"}, {"generator": "coronary", "cts": ["pat9*"]}]}))
     with pytest.raises(InputError, match="^vessels.sources: no source is drawn for CT 'pat01'"):
         plan_dataset(cfg(g, vessels={"sources": [{"generator": "lsystem", "cts": ["pat00"]}]}))
@@ -293,3 +293,16 @@ def test_bad_variants_are_one_line_errors(bad, match):
     data["cts"] = [{"path": "builtin:chest-ct", "variants": bad}]
     with pytest.raises(InputError, match=match):
         config_from_dict(data)
+
+
+def test_a_list_entry_is_written_one_way_in_every_error():
+    """pydantic's ``vessels.sources.1`` and the plan's own checks name a list entry alike (the plan wrote
+    ``vessels.sources[1]``)."""
+    data = base_config_dict()
+    data["vessels"]["sources"][1]["weight"] = -1.0
+    with pytest.raises(InputError, match=r"^<config>: vessels\.sources\.1\.weight: "):
+        config_from_dict(data)
+    data = base_config_dict()
+    data["vessels"]["sources"][1]["cts"] = ["nope*"]
+    with pytest.raises(InputError, match=r"^vessels\.sources\.1\.cts: 'nope\*' matches no CT id"):
+        plan_dataset(config_from_dict(data))

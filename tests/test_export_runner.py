@@ -129,6 +129,46 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path):
     assert_same_store(ref, store)
 
 
+def render_with_a_progress_bar(spec, cache):
+    """The fake renderer behind a tqdm bar, as the scene renderer shows one over a sequence's frames."""
+    from synthetic_renderer import render_synthetic
+    from tqdm import tqdm
+
+    for _ in tqdm(range(1), disable=True):
+        pass
+    return render_synthetic(spec, cache)
+
+
+def test_ctrl_c_with_two_workers_prints_one_line(reference, tmp_path):
+    """SIGINT mid-run with --workers 2: the one ``error:`` line and nothing after it. Each worker, which the runner
+    kills, had made a named semaphore with its first tqdm bar, which the shared resource tracker then reported at
+    exit: ``There appear to be 2 leaked semaphore objects``."""
+    data = yaml.safe_load(reference[0].read_text())
+    cfg_path = tmp_path / "ds.yaml"
+    cfg_path.write_text(yaml.safe_dump({**data, "cts": [{"path": str(reference[0].parent / "cts" / "p*.nii.gz")}],
+                                        "renderer": "test_export_runner:render_with_a_progress_bar"}))
+    store = tmp_path / "interrupted.zarr"
+    cmd = [sys.executable, "-m", "ddsa_sim.cli", "export", str(cfg_path), "-o", str(store),
+           "--workers", "2", "--no-progress", "--no-preview"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    # SIGINT as a terminal's Ctrl-C delivers it (a background job of a shell would ignore it)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 90
+    try:
+        while _n_complete_files(store) < 2:  # the workers started and rendered (tqdm bars included)
+            assert proc.poll() is None, f"export ended before it was interrupted: {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "export made no progress"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = err.decode().splitlines()
+    assert proc.returncode == 128 + signal.SIGINT
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "interrupted by SIGINT" in lines[0], lines
+
+
 def test_resume_rewrites_half_written_samples(reference, tmp_path):
     """Slots with some data written but no complete flag (a writer killed mid-sample) are re-rendered."""
     import shutil

@@ -75,7 +75,8 @@ def test_arrays_satisfy_the_store_contract(clean_samples):
     specs, samples, _ = clean_samples
     for spec, a in zip(specs, samples):
         assert set(a) == {*IMAGE_ARRAYS, "isocenter_mm", "projection_matrix", "photons_per_pixel", *V2_META_ARRAYS,
-                          *V3_META_ARRAYS}
+                          *V3_META_ARRAYS, "motion_applied"}
+        assert json.loads(str(a["motion_applied"])) == [{"kind": "none"}]  # params_json leaves it out then
         assert np.isnan(a["frame_times_s"]).all() and a["frame_times_s"].shape == (1,)  # one fully filled frame
         assert a["photons_per_pixel"] == spec.photons_per_pixel
         assert 0 < a["detector_air_kerma_ugy"] < a["air_kerma_ugy"]  # the patient attenuates
@@ -144,7 +145,7 @@ def test_bad_generator_parameter_names_the_field(tmp_path):
     cfg["vessels"]["sources"][0]["params"] = {"n_generations": 4}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
     spec = plan_dataset(load_config(tmp_path / "bad.yaml"))[0]
-    with pytest.raises(InputError, match=r"vessels.sources\[0\].params.n_generations"):
+    with pytest.raises(InputError, match=r"vessels.sources.0.params.n_generations"):
         render_sample(spec, CTCache(1))
 
 
@@ -207,3 +208,45 @@ def test_supersample_renders_each_pixel_from_k_by_k_rays(tmp_path):
         with pytest.raises(InputError, match=r"renderer_options.supersample: expected an integer >= 1"):
             run_export(config, tmp_path / "bad" / "store", workers=1, progress=False, preview=False)
         assert not (tmp_path / "bad" / "store").exists()
+
+
+def test_respiratory_motion_without_lung_says_the_config_field_and_takes_it(tmp_path):
+    """A CT without lung (this water cylinder; a head): the scene asks for the diaphragm's height by the export
+    config's field, which the config now takes and the scene uses."""
+    from ddsa_sim.export.sample import scene_options, scene_spec
+
+    effects = {"noise": False, "scatter": False, "motion": "respiratory"}
+    path = write_config(tmp_path, noise=False, count=1, effects=effects)
+    with pytest.raises(InputError, match=r"found no lung in CT .* give diaphragm_z_mm.*effects\.diaphragm_z_mm"):
+        render_sample(plan_dataset(load_config(path))[0], CTCache(1))
+    path = write_config(tmp_path, noise=False, count=1, effects={**effects, "diaphragm_z_mm": 60.0})
+    spec = plan_dataset(load_config(path))[0]
+    assert scene_spec(spec, scene_options({})).effects.motion.diaphragm_z_mm == 60.0
+    arrays = render_sample(spec, CTCache(1))
+    applied = json.loads(str(arrays["motion_applied"]))
+    assert applied[0]["kind"] == "respiratory" and arrays["vessel_mask"].any()
+
+
+def test_params_json_records_every_drawn_value(tmp_path):
+    """``meta/params_json`` holds each sample's electronic noise (drawn per sample, in no meta array) and the rigid
+    motion drawn while rendering (a rotation of at most 1 degree per axis and a shift of at most 1.5 mm per axis,
+    ``MotionParams`` defaults), beside what it held before."""
+    from scipy.spatial.transform import Rotation
+
+    path = write_config(tmp_path, noise=True, count=3, split={"train": 1.0, "val": 0.0, "test": 0.0},
+                        electronic_noise={"min": 1.0, "max": 5.0},
+                        effects={"noise": True, "scatter": False, "motion": "rigid"})
+    cfg = load_config(path)
+    specs = plan_dataset(cfg)
+    run_export(cfg, tmp_path / "s.zarr", progress=False, preview=False)
+    stored = open_store(tmp_path / "s.zarr")["meta"]["params_json"][:]
+    for spec, text in zip(specs, stored):
+        params = json.loads(str(text))
+        assert params["electronic_noise"] == spec.electronic_noise and 1.0 <= params["electronic_noise"] <= 5.0
+        assert {"vessel_source", "filter_al_mm", "isocenter_offset_mm", "motion"} <= set(params)
+        (frame,) = params["motion_applied"]
+        m = np.asarray(frame["world_from_world"])
+        assert frame["kind"] == "rigid" and m.shape == (4, 4) and not np.allclose(m, np.eye(4))
+        np.testing.assert_allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-12)
+        assert np.all(np.abs(Rotation.from_matrix(m[:3, :3]).as_euler("xyz", degrees=True)) <= 1.0 + 1e-9)
+    assert len({json.loads(str(t))["electronic_noise"] for t in stored}) == 3

@@ -200,7 +200,7 @@ def test_existing_store_and_resume_with_other_config_refused(exported, tmp_path)
 def test_huge_ct_refused_before_reading(tmp_path):
     glob = write_cts(tmp_path / "cts", n=1, size=12)
     cfg = small_config(glob, max_ct_voxels=1000)
-    with pytest.raises(InputError, match=r"cts\[0\].path: .*ct0.nii.gz: CT has 1,728 voxels, above "
+    with pytest.raises(InputError, match=r"cts.0.path: .*ct0.nii.gz: CT has 1,728 voxels, above "
                                          r"max_ct_voxels=1,000"):
         run_export(cfg, tmp_path / "x.zarr", progress=False)
     assert not (tmp_path / "x.zarr").exists()
@@ -212,10 +212,10 @@ def test_missing_ct_or_labels_named_by_config_field_before_any_store(tmp_path):
     """A glob's file or a ``{stem}`` label map that is not there: the error names the config entry it came from."""
     glob = write_cts(tmp_path / "cts", n=2, size=12)
     cfg = small_config(glob, cts=[{"path": glob}, {"path": str(tmp_path / "gone.nii.gz"), "id": "gone"}])
-    with pytest.raises(InputError, match=r"^cts\[1\].path: .*gone.nii.gz: no such file or folder"):
+    with pytest.raises(InputError, match=r"^cts.1.path: .*gone.nii.gz: no such file or folder"):
         run_export(cfg, tmp_path / "x.zarr", progress=False)
     cfg = small_config(glob, cts=[{"path": glob, "labels": str(tmp_path / "{stem}_labels.nii.gz")}])
-    with pytest.raises(InputError, match=r"^cts\[0\].labels: .*ct0_labels.nii.gz: no such file or folder"):
+    with pytest.raises(InputError, match=r"^cts.0.labels: .*ct0_labels.nii.gz: no such file or folder"):
         run_export(cfg, tmp_path / "x.zarr", progress=False)
     assert not (tmp_path / "x.zarr").exists()
 
@@ -286,8 +286,8 @@ def test_dicom_size_from_headers():
 
 
 @pytest.mark.parametrize("source,needle", [
-    ({"generator": "lsystm"}, r"vessels.sources\[0\].generator: unknown vessel generator 'lsystm'"),
-    ({"generator": "lsystem", "params": {"root_diam_mm": 3.0}}, r"vessels.sources\[0\].params.root_diam_mm: unknown"),
+    ({"generator": "lsystm"}, r"vessels.sources.0.generator: unknown vessel generator 'lsystm'"),
+    ({"generator": "lsystem", "params": {"root_diam_mm": 3.0}}, r"vessels.sources.0.params.root_diam_mm: unknown"),
 ])
 def test_unknown_generator_or_parameter_refused_before_store(tmp_path, source, needle):
     """A typo in a generator's name or parameters is found before the store exists, not by the first sample
@@ -302,7 +302,7 @@ def test_unknown_generator_or_parameter_refused_before_store(tmp_path, source, n
 def test_missing_vessel_segmentation_refused_before_store(tmp_path):
     glob = write_cts(tmp_path / "cts", n=1)
     cfg = small_config(glob, vessels={"sources": [{"segmentation": str(tmp_path / "nope.nii.gz")}]})
-    with pytest.raises(InputError, match=r"vessels.sources\[0\].segmentation: .*nope.nii.gz: no such file"):
+    with pytest.raises(InputError, match=r"vessels.sources.0.segmentation: .*nope.nii.gz: no such file"):
         run_export(cfg, tmp_path / "s.zarr", progress=False)
     assert not (tmp_path / "s.zarr").exists()
 

@@ -122,3 +122,19 @@ def test_views_aimed_at_label_structures(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(InputError, match="has no labels, needed by pose.aim"):
         plan_dataset(load_config(path))
+
+
+def test_a_bad_vnc_structure_names_its_ct_entry(tmp_path):
+    """The error of the second CT source's ``variants.vnc`` names ``cts.1`` (it named ``cts.variants.vnc``, which of
+    several CT sources left unsaid), written as every config error writes a list entry."""
+    ct, seg, csv = write_labelled_ct(tmp_path, 300.0)
+    folder = tmp_path / "two"
+    folder.mkdir()
+    path = write_config(folder, noise=False, count=2)
+    data = yaml.safe_load(path.read_text())
+    data["cts"].append({"path": ct, "labels": seg, "structures": csv, "variants": {"count": 1, "vnc": ["aortaa"]}})
+    path.write_text(yaml.safe_dump(data))
+    spec = plan_dataset(load_config(path))[1]
+    assert spec.ct_id == "ct~p0"
+    with pytest.raises(InputError, match=r"^cts\.1\.variants\.vnc: unknown structure 'aortaa'"):
+        render_sample(spec, CTCache(1))

@@ -71,6 +71,63 @@ def dist_bounds(d: Dist) -> tuple[float, float]:
     return float(d), float(d)
 
 
+def dist_values(d: Dist) -> list[float]:
+    """The values that bound what a :data:`Dist` can be drawn at: a grid's values, a range's ends, a number."""
+    return [float(v) for v in d.grid] if isinstance(d, Grid) else sorted(set(dist_bounds(d)))
+
+
+#: Plausible values of the export config's physical fields, ``(section, field) -> (low, high, unit)`` (section "":
+#: top level). A value outside is refused at load, naming the field: it is most likely written in another unit
+#: (mgI/ml as g/ml, mm as um or m, beats/min as Hz). The reasons are in docs/export.md, "Plausible values". A
+#: jitter (:data:`ZERO_OR_PLAUSIBLE`) may also be 0 (off). ``iodine_mg_per_ml`` is bounded above by the injected
+#: agent's concentration (:func:`agent_iodine_mg_per_ml`), checked separately.
+PLAUSIBLE_RANGES: dict[tuple[str, str], tuple[float, float, str]] = {
+    ("", "iodine_mg_per_ml"): (5.0, math.inf, "mgI/ml"),
+    ("spectrum", "filter_al_mm"): (0.0, 20.0, "mm Al"),
+    ("spectrum", "filter_cu_mm"): (0.0, 2.0, "mm Cu"),
+    ("detector", "pixel_mm"): (0.05, 10.0, "mm"),
+    ("detector", "mtf50_cycles_per_mm"): (0.1, 10.0, "cycles/mm"),
+    ("placement", "jitter_mm"): (0.5, 250.0, "mm"),
+    ("pose", "isocenter_jitter_mm"): (0.5, 250.0, "mm"),
+    ("effects", "heart_rate_bpm"): (20.0, 250.0, "beats/min"),
+    ("effects", "cardiac_longitudinal_mm"): (0.0, 30.0, "mm"),
+    ("effects", "cardiac_radial_mm"): (0.0, 10.0, "mm"),
+    ("effects", "breathing_period_s"): (1.0, 30.0, "s"),
+    ("effects", "diaphragm_amplitude_mm"): (0.0, 100.0, "mm"),
+}
+#: Fields of :data:`PLAUSIBLE_RANGES` that may also be 0 (no jitter).
+ZERO_OR_PLAUSIBLE = (("placement", "jitter_mm"), ("pose", "isocenter_jitter_mm"))
+#: Largest side of the detector, ``rows x pixel_mm`` and ``cols x pixel_mm`` (mm): the largest flat panels are
+#: 43 cm square, image intensifiers up to 40 cm.
+MAX_DETECTOR_SIDE_MM = 600.0
+
+
+def check_plausible(model: BaseModel, section: str) -> None:
+    """Raise ValueError naming the first field of ``section`` (:data:`PLAUSIBLE_RANGES`) of ``model`` that can be
+    drawn at an implausible value; fields that are None (off) pass."""
+    for (where, name), (lo, hi, unit) in PLAUSIBLE_RANGES.items():
+        d = getattr(model, name) if where == section else None
+        if d is None:
+            continue
+        zero_ok = (where, name) in ZERO_OR_PLAUSIBLE
+        bad = [v for v in dist_values(d) if not (lo <= v <= hi or (zero_ok and v == 0))]
+        if bad:
+            span = f"{lo:g}..{hi:g}" if hi < math.inf else f">= {lo:g}"
+            raise ValueError(f"{name} {bad[0]:g} {unit} is outside the plausible {span} {unit}"
+                             f"{' (or 0: none)' if zero_ok else ''}: a value in another unit? (docs/export.md, "
+                             "Plausible values)")
+
+
+def agent_iodine_mg_per_ml() -> float:
+    """The injected agent's iodine concentration (mgI/ml) the scene mixes with blood
+    (:class:`ddsa_sim.scene.Scene` ``agent_iodine_mg_per_ml``): the most a lumen can hold."""
+    import dataclasses
+
+    from ddsa_sim.scene.scene import Scene
+
+    return float(next(f.default for f in dataclasses.fields(Scene) if f.name == "agent_iodine_mg_per_ml"))
+
+
 #: Combinations of a generator's drawn parameter values checked at load (beyond: each value alone).
 MAX_PARAM_CORNERS = 4096
 
@@ -231,8 +288,8 @@ class VesselSourceConfig(_Model):
 
     ``generator``: a procedural generator name (e.g. ``lsystem``) with per-tree ``params`` drawn from
     :data:`Dist` values, or ``params: published-grid`` (``lsystem`` only): each tree is one of the
-    1,584 points of the V-System design (:func:`vessel_models.lsystem.published_grid`), drawn
-    uniformly. ``segmentation``: a vessel label file, or ``ct-labels`` to use the CT's own label
+    966 distinct designs of the V-System grid's 1,584 points (:func:`vessel_models.lsystem.published_grid`),
+    drawn uniformly. ``segmentation``: a vessel label file, or ``ct-labels`` to use the CT's own label
     map, restricted to ``structures`` (names). ``model``: a vessel-GAN checkpoint
     (``ddsa-sim vessels gan-train``) whose ``params`` are its sampling parameters ``truncation`` (0, 2]
     and ``threshold`` (0, 1); the sample's seed comes from the plan. A generator parameter may also be
@@ -393,6 +450,7 @@ class Placement(_Model):
             raise ValueError("feeding_direction must not be [0, 0, 0]")
         if self.feeding_roll_deg[0] > self.feeding_roll_deg[1]:
             raise ValueError(f"feeding_roll_deg must be [lo, hi] with lo <= hi, got {list(self.feeding_roll_deg)}")
+        check_plausible(self, "placement")
         return self
 
 
@@ -427,6 +485,7 @@ class PoseRanges(_Model):
             a, b = dist_bounds(getattr(self, name))
             if a < lo or b > hi:
                 raise ValueError(f"{name} range [{a}, {b}] leaves the C-arm limits [{lo}, {hi}]")
+        check_plausible(self, "pose")
         return self
 
 
@@ -458,6 +517,13 @@ class DetectorConfig(_Model):
             raise ValueError(f"binning {self.binning} leaves no pixel of a {self.rows}x{self.cols} detector")
         if self.mtf50_cycles_per_mm is not None and dist_bounds(self.mtf50_cycles_per_mm)[0] <= 0:
             raise ValueError(f"mtf50_cycles_per_mm must be > 0, got {list(dist_bounds(self.mtf50_cycles_per_mm))}")
+        check_plausible(self, "detector")
+        for name in ("rows", "cols"):
+            side = getattr(self, name) * self.pixel_mm
+            if side > MAX_DETECTOR_SIDE_MM:
+                raise ValueError(f"{name} x pixel_mm = {getattr(self, name)} x {self.pixel_mm:g} mm = {side:g} mm is "
+                                 f"larger than any detector (at most {MAX_DETECTOR_SIDE_MM:g} mm): a value in another "
+                                 "unit? (docs/export.md, Plausible values)")
         if self.bit_depth is not None:
             values = self.bit_depth.grid if isinstance(self.bit_depth, Grid) else [self.bit_depth]
             if any(v != int(v) or not 8 <= v <= 16 for v in values):
@@ -485,6 +551,7 @@ class SpectrumRanges(_Model):
         for name in ("filter_al_mm", "filter_cu_mm"):
             if dist_bounds(getattr(self, name))[0] < 0:
                 raise ValueError(f"{name} must be >= 0, got {list(dist_bounds(getattr(self, name)))}")
+        check_plausible(self, "spectrum")
         return self
 
     @field_validator("kvp")
@@ -538,7 +605,9 @@ class Effects(_Model):
     ``motion``: ``rigid`` / ``elastic`` (random displacement of the patient), ``cardiac`` (the trees
     deform with the heart beat), ``respiratory`` (CT and trees shift with breathing) or
     ``cardiorespiratory`` (both); the physiological parameters are drawn per sample
-    (:class:`ddsa_sim.scene.MotionParams`, docs/dsa.md §4).
+    (:class:`ddsa_sim.scene.MotionParams`, docs/dsa.md §4). ``diaphragm_z_mm``: respiratory motion's diaphragm
+    dome, world z (LPS, mm), fixed for every CT; null (default): found in each CT (a CT without lung then stops
+    the export).
     """
 
     noise: bool = True
@@ -550,6 +619,7 @@ class Effects(_Model):
     cardiac_radial_mm: Dist = Range(min=0.5, max=1.5)
     breathing_period_s: Dist = Range(min=3.0, max=5.0)
     diaphragm_amplitude_mm: Dist = Range(min=10.0, max=20.0)
+    diaphragm_z_mm: float | None = Field(default=None, allow_inf_nan=False)
     collimation: Collimation | None = None
 
     @model_validator(mode="after")
@@ -560,6 +630,7 @@ class Effects(_Model):
         for name in ("cardiac_longitudinal_mm", "cardiac_radial_mm", "diaphragm_amplitude_mm"):
             if dist_bounds(getattr(self, name))[0] < 0:
                 raise ValueError(f"{name} must be >= 0, got {list(dist_bounds(getattr(self, name)))}")
+        check_plausible(self, "effects")
         return self
 
 
@@ -642,7 +713,7 @@ class Output(_Model):
 NEW_AT_DEFAULT: dict[tuple[str, str], Any] = {("spectrum", "filter_cu_mm"): 0.0, ("pose", "aim"): None,
                                               ("detector", "bit_depth"): None, ("effects", "grid_fraction"): 1.0,
                                               ("", "sequence"): None, ("effects", "collimation"): None,
-                                              ("detector", "lag"): []}
+                                              ("detector", "lag"): [], ("effects", "diaphragm_z_mm"): None}
 # the physiological motion ranges as recorded (JSON) at their Effects defaults
 NEW_AT_DEFAULT.update({("effects", name): json.loads(Effects.model_fields[name].default.model_dump_json())
                        for name in PHYSIOLOGICAL_MOTION_FIELDS["cardiorespiratory"]})
@@ -725,6 +796,11 @@ class DatasetConfig(_Model):
             raise ValueError(f"electronic_noise must be >= 0, got {list(dist_bounds(self.electronic_noise))}")
         if dist_bounds(self.iodine_mg_per_ml)[0] <= 0:
             raise ValueError(f"iodine_mg_per_ml must be > 0, got {list(dist_bounds(self.iodine_mg_per_ml))}")
+        agent = agent_iodine_mg_per_ml()
+        if dist_bounds(self.iodine_mg_per_ml)[1] > agent:  # every draw, not the seed that draws above it
+            raise ValueError(f"iodine_mg_per_ml {dist_bounds(self.iodine_mg_per_ml)[1]:g} exceeds the injected "
+                             f"agent's {agent:g} mgI/ml (the vessels hold the agent diluted by blood): lower its max")
+        check_plausible(self, "")
         return self
 
     @model_validator(mode="after")
@@ -741,7 +817,7 @@ class DatasetConfig(_Model):
                 if src.catheter and not src.generator:
                     kind = "segmentation" if src.segmentation else "model"
                     warnings.warn(f"catheter: a catheter follows a generated tree's feeding artery; "
-                                  f"vessels.sources[{i}] ({kind} {getattr(src, kind)!r}) gets none (say catheter: "
+                                  f"vessels.sources.{i} ({kind} {getattr(src, kind)!r}) gets none (say catheter: "
                                   f"false on it)", stacklevel=2)
         return self
 
@@ -799,17 +875,49 @@ _UNION_MEMBERS = {"float", "int", "Range", "Grid", "str", "none", "tuple[int, in
                   "list[float]"}
 
 
+def _is_member(p: Any) -> bool:
+    """Whether a ``loc`` entry of a pydantic error is a union member's tag (float, Range, Grid...), not a field."""
+    return isinstance(p, str) and (p in _UNION_MEMBERS or p.startswith(("function-", "literal[", "list[", "dict[")))
+
+
 def _field_path(loc: tuple) -> str:
-    # unions report the member type in loc (float, Range, Grid...); keep only field names / indices
-    return ".".join(str(p) for p in loc
-                    if str(p) not in _UNION_MEMBERS and not str(p).startswith(("function-", "literal[", "list[")))
+    """The config field of an error's ``loc``, dotted as pydantic writes it (``vessels.sources.0.params``, the form
+    every message of the export uses): the union members' tags left out."""
+    return ".".join(str(p) for p in loc if not _is_member(p))
+
+
+def _matching_members(errors: list[dict]) -> list[dict]:
+    """The errors of the union member that matches the shape of what was written, at every union: the member
+    that took the value's type and has the fewest missing or unknown keys (``{grid: []}``: Grid's "at least 1
+    item", not Range's "min: Field required"); the other members' errors only say it is not their shape."""
+    points = sorted({e["loc"][:j] for e in errors for j, p in enumerate(e["loc"]) if _is_member(p)}, key=len)
+    for point in points:
+        n = len(point)
+
+        def member(e: dict) -> str | None:
+            loc = e["loc"]
+            return loc[n] if loc[:n] == point and len(loc) > n and _is_member(loc[n]) else None
+
+        branches: dict[str, list[dict]] = {}
+        for e in errors:
+            if (m := member(e)) is not None:
+                branches.setdefault(m, []).append(e)
+        if len(branches) < 2:
+            continue
+
+        def misfit(errs: list[dict]) -> tuple[bool, int, int]:
+            refused = any(len(e["loc"]) == n + 1 and e["type"] != "value_error" for e in errs)  # not its type
+            return refused, sum(e["type"] in ("missing", "extra_forbidden") for e in errs), len(errs)
+
+        best = min(branches, key=lambda m: misfit(branches[m]))
+        errors = [e for e in errors if member(e) in (None, best)]
+    return errors
 
 
 def _one_line(err: ValidationError, where: str) -> str:
-    """The most specific error as one line, naming the field: one of our validators' own messages first (in a
-    union, the member that matched the value's shape says what is wrong with it; the others only that it is not
-    their shape), then the deepest field path."""
-    errors = err.errors()
+    """The most specific error as one line, naming the field: in a union, only the member that matches what was
+    written (:func:`_matching_members`); one of our validators' own messages first, then the deepest field path."""
+    errors = _matching_members(err.errors())
     best = max(errors, key=lambda e: (e["type"] == "value_error", len(_field_path(e["loc"]).split("."))))
     path = _field_path(best["loc"])
     # other fields, not the same field's union members (``kvp.grid`` beside ``kvp``)
@@ -927,7 +1035,7 @@ vessels:
       params:
         iterations: {grid: [4, 5, 6]}  # vessel_models.lsystem.LSystemParams fields
         root_diameter_mm: {min: 3.0, max: 5.0}
-    # - generator: lsystem             # or: one of the 1,584 V-System designs (docs/vessels.md)
+    # - generator: lsystem             # or: one of the 966 distinct V-System designs (docs/vessels.md)
     #   params: published-grid
     # - generator: cow                 # cerebral template (head CTs), registered to the skull
     #   params: {injection: ICA_L}     #   a selective left internal carotid injection
@@ -990,6 +1098,7 @@ effects:
   cardiac_radial_mm: {min: 0.5, max: 1.5}  # cardiac: end-systolic inward motion of the tree's outer points
   breathing_period_s: {min: 3, max: 5} # respiratory: one breath
   diaphragm_amplitude_mm: {min: 10, max: 20}   # respiratory: diaphragm excursion, expiration -> inspiration
+  # diaphragm_z_mm: -215               # respiratory: the dome's world z (mm), every CT; default: found in its lungs
   collimation:                         # null: the whole detector exposed; else lead blades (and an iris) near the source
     probability: 0.5                   # fraction of samples collimated (the others open)
     blade: {min: 0.0, max: 0.25}       # fraction of the stored image's side each blade covers, drawn per side

@@ -9,7 +9,7 @@ Determinism rules
   (contiguous blocks, so a worker that gets consecutive indices loads few CTs).
 * Vessel tree ``k`` of a CT (``k = position in the CT's block mod vessels.per_ct``) is drawn from
   ``SeedSequence([seed, VESSEL_TAG, crc32(ct_id), k])``: every pose of a tree sees the same tree. Its
-  first draw picks the source by weight among the sources drawn for the CT (``vessels.sources[i].cts``).
+  first draw picks the source by weight among the sources drawn for the CT (``vessels.sources.N.cts``).
 * Splits are by CT (patient): CTs are ordered by ``sha256(ct_id)`` and the first
   ``round(train * n)`` go to train, the next ``round(val * n)`` to val, the rest to test. A CT's
   split depends on its id and the fractions only (not on the seed); ``split:`` in a CT source forces it.
@@ -100,6 +100,8 @@ class SampleSpec:
     the sample's collimator (:func:`collimation_draw`: blades and iris as fractions of the stored image,
     source-to-collimator distance, leakage); None: the whole detector exposed. ``detector_lag``: the
     detector's frame lags (:class:`~ddsa_sim.physics.detector.Detector` ``lag``; empty: none).
+    ``ct_index``: the position of the sample's CT source in the config's ``cts`` (an error names ``cts.N``); where a
+    value comes from, not what is rendered, so it is not part of :meth:`to_dict` (nor of the plan fingerprint).
     """
 
     index: int
@@ -149,11 +151,14 @@ class SampleSpec:
     motion_params: dict[str, float] = field(default_factory=dict)
     collimation: dict[str, float] | None = None
     detector_lag: tuple[float, ...] = ()
+    ct_index: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible dict of all fields, less those of :data:`OMITTED_AT_DEFAULT` at their default."""
+        """JSON-compatible dict of all fields, less ``ct_index`` and those of :data:`OMITTED_AT_DEFAULT` at their
+        default."""
         d = json.loads(json.dumps(asdict(self)))
-        return {k: v for k, v in d.items() if not (k in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[k])}
+        return {k: v for k, v in d.items() if k != "ct_index"
+                and not (k in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[k])}
 
 
 #: Fields added after the first plans: left out of :meth:`SampleSpec.to_dict` at their default, so
@@ -221,6 +226,18 @@ def collimation_draw(config: DatasetConfig, rng: np.random.Generator) -> dict[st
                             "source_to_collimator_mm": c.source_to_collimator_mm, "leakage": c.leakage}}
 
 
+def motion_draws(config: DatasetConfig, rng: np.random.Generator) -> dict[str, float]:
+    """The :class:`~ddsa_sim.scene.MotionParams` values of a sample's physiological motion: one draw per field of
+    :data:`PHYSIOLOGICAL_MOTION_FIELDS` of its kind, then, for a breathing kind, the config's fixed
+    ``effects.diaphragm_z_mm`` where given (no draw: a config without it plans as before)."""
+    fx = config.effects
+    names = PHYSIOLOGICAL_MOTION_FIELDS.get(fx.motion, ())
+    out = {name: draw(getattr(fx, name), rng) for name in names}
+    if "diaphragm_amplitude_mm" in names and fx.diaphragm_z_mm is not None:
+        out["diaphragm_z_mm"] = float(fx.diaphragm_z_mm)
+    return out
+
+
 def exposure(config: DatasetConfig, rng: np.random.Generator) -> dict[str, float | None]:
     """The exposure fields of a sample: the config's exposure field drawn (one draw), the others None."""
     return {k: draw(getattr(config, k), rng) if k == config.exposure_field else None for k in EXPOSURE_FIELDS}
@@ -252,9 +269,9 @@ def resolve_cts(config: DatasetConfig) -> list[tuple[str, str, str | None, str |
         if glob.has_magic(src.path):
             matches = sorted(glob.glob(src.path))
             if not matches:
-                raise InputError(f"cts[{i}].path: glob '{src.path}' matches no file")
+                raise InputError(f"cts.{i}.path: glob '{src.path}' matches no file")
             if src.id is not None:
-                raise InputError(f"cts[{i}].id: an id cannot be given for a glob (ids are file stems)")
+                raise InputError(f"cts.{i}.id: an id cannot be given for a glob (ids are file stems)")
             for m in matches:
                 stem = _stem(m)
                 labels = src.labels.replace("{stem}", stem) if src.labels else None
@@ -410,7 +427,7 @@ def _check_labels_needed(config: DatasetConfig, cts: list[CTEntry]) -> None:
     for ct in cts:
         if ct.labels is not None:
             continue
-        needs = everywhere + [f"vessels.sources[{i}] (segmentation 'ct-labels')" for i in sources_for(config, _source_ct_id(ct))
+        needs = everywhere + [f"vessels.sources.{i} (segmentation 'ct-labels')" for i in sources_for(config, _source_ct_id(ct))
                               if config.vessels.sources[i].segmentation == "ct-labels"]
         if needs:
             raise InputError(f"cts: CT '{ct.ct_id}' has no labels, needed by {' and '.join(needs)}")
@@ -425,7 +442,7 @@ def _check_source_cts(config: DatasetConfig, cts: list[CTEntry]) -> None:
     for i, src in enumerate(config.vessels.sources):
         for pattern in src.cts or ():
             if not any(_id_matches(c, pattern) for c in ids):
-                raise InputError(f"vessels.sources[{i}].cts: '{pattern}' matches no CT id ({', '.join(ids)})")
+                raise InputError(f"vessels.sources.{i}.cts: '{pattern}' matches no CT id ({', '.join(ids)})")
     for c in ids:
         if not sources_for(config, c):
             raise InputError(f"vessels.sources: no source is drawn for CT '{c}' (every source's cts leaves it out)")
@@ -442,6 +459,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
         no vessel source is drawn for.
     """
     cts = resolve_ct_entries(config)
+    ct_index = {ct_id: i for ct_id, *_, i in resolve_cts(config)}  # a CT (a pseudo-patient's source) -> cts.N
     _check_labels_needed(config, cts)
     _check_source_cts(config, cts)
     n, n_ct = config.count, len(cts)
@@ -479,8 +497,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             electronic_noise=draw(config.electronic_noise, rng),
             **detector_draws(config, rng),
             **aim_draw(config, rng),
-            motion_params={name: draw(getattr(config.effects, name), rng)  # last: earlier draws keep their values
-                           for name in PHYSIOLOGICAL_MOTION_FIELDS.get(config.effects.motion, ())},
+            motion_params=motion_draws(config, rng),  # last: earlier draws keep their values
             **collimation_draw(config, rng),  # after the motion draws: earlier draws keep their values
             frames=config.sequence.frames if config.sequence else 0,
             frame_times_s=config.sequence.times() if config.sequence else None,
@@ -502,6 +519,7 @@ def plan_dataset(config: DatasetConfig) -> list[SampleSpec]:
             max_ct_voxels=config.max_ct_voxels,
             device=config.device,
             ct_variant=ct.variant,
+            ct_index=ct_index[_source_ct_id(ct)],
         ))
     return specs
 

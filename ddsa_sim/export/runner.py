@@ -153,25 +153,25 @@ def preflight(config: DatasetConfig, scheduler: str | None = None) -> None:
         try:
             n = peek_voxels(source)
         except InputError as exc:
-            raise InputError(f"cts[{i}].path: {exc}") from None
+            raise InputError(f"cts.{i}.path: {exc}") from None
         if n is not None and n > config.max_ct_voxels:
-            raise InputError(f"cts[{i}].path: {source}: CT has {n:,} voxels, above max_ct_voxels="
+            raise InputError(f"cts.{i}.path: {source}: CT has {n:,} voxels, above max_ct_voxels="
                              f"{config.max_ct_voxels:,} (about {n * 5 / 2**30:.1f} GiB per worker); crop or resample "
                              "it, or raise the limit")
         if labels is not None:
             try:
                 peek_voxels(labels)
             except InputError as exc:
-                raise InputError(f"cts[{i}].labels: {exc}") from None
+                raise InputError(f"cts.{i}.labels: {exc}") from None
     for i, src in enumerate(config.vessels.sources):
         for key in ("segmentation", "model"):
             value = getattr(src, key)
             if value and value != "ct-labels" and not Path(value).exists():
-                raise InputError(f"vessels.sources[{i}].{key}: {value}: no such file or folder")
+                raise InputError(f"vessels.sources.{i}.{key}: {value}: no such file or folder")
         if src.generator is not None and config.renderer == "scene":  # its name and parameters' (values: per tree)
-            generator_params(src.generator, {}, f"vessels.sources[{i}].generator")
+            generator_params(src.generator, {}, f"vessels.sources.{i}.generator")
             if isinstance(src.params, dict):
-                generator_params(src.generator, dict.fromkeys(src.params), f"vessels.sources[{i}].params")
+                generator_params(src.generator, dict.fromkeys(src.params), f"vessels.sources.{i}.params")
 
 
 def warn_empty_splits(config: DatasetConfig, specs: list[SampleSpec]) -> None:
@@ -184,7 +184,7 @@ def warn_empty_splits(config: DatasetConfig, specs: list[SampleSpec]) -> None:
         cts = len({spec.ct_id.split(PSEUDO_PATIENT_SEPARATOR)[0] for spec in specs})
         warnings.warn(f"split: no sample in {' or '.join(repr(n) for n in empty)}: splits are by CT and "
                       f"{cts} CT{'s give' if cts != 1 else ' gives'} {dict(counts)} (train needs 'val' to select a model, "
-                      "evaluate needs 'test'); give more CTs or set each CT's split (cts[i].split)", stacklevel=2)
+                      "evaluate needs 'test'); give more CTs or set each CT's split (cts.N.split)", stacklevel=2)
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -215,16 +215,31 @@ def _exit_with_parent(parent_pid: int) -> None:
 def _worker_init(threads: int, parent_pid: int, counter) -> None:
     """Worker process start: die with the parent, leave SIGINT to it, take the next worker number
     (its GPU with ``device: cuda``) and share the cores between workers (numba threads per worker),
-    so N workers do not oversubscribe the machine (results do not depend on the thread count)."""
+    so N workers do not oversubscribe the machine (results do not depend on the thread count).
+
+    A worker holds no multiprocessing lock (:func:`_no_process_locks`): an interrupted run kills its workers,
+    which then could not release one."""
     import numba
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(parent_pid)
+    _no_process_locks()
     with counter.get_lock():
         set_worker_index(counter.value)
         counter.value += 1
 
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _no_process_locks() -> None:
+    """Give tqdm's bars in this (worker) process a thread lock: its default lock holds a named semaphore (a
+    multiprocessing lock under ``spawn``, a worker's start method), which a worker killed by an interrupted run
+    cannot release, and the resource tracker the workers share with the export then warns at the export's exit,
+    after its one ``error:`` line (``There appear to be 2 leaked semaphore objects``). A worker's bars (the
+    renderer's) are its own: a thread lock does for them."""
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
 
 
 def _run_local(store: str, tasks: list[list[SampleSpec]], workers: int, cache_size: int,

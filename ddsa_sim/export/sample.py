@@ -9,7 +9,9 @@ Contract
   for a sequence (``spec.frames`` = T >= 1) all but ``mask`` are (T, H, W), and ``frame_times_s``
   (float64, (T,)) and ``mask_time_s`` (float64) say when each frame was taken;
 * ``isocenter_mm`` (float64, (3,), world LPS) and ``projection_matrix`` (float64, (3, 4),
-  world mm -> pixel index of the stored, binned and cropped image).
+  world mm -> pixel index of the stored, binned and cropped image);
+* optionally ``motion_applied`` (a JSON string: each contrast frame's motion as drawn while rendering), which the
+  store records in ``params_json``.
 
 It is a pure function of ``spec`` (and the CT files): every random choice comes from generators
 seeded by ``spec.seed`` / ``spec.vessel_source["seed"]``, so a sample re-rendered alone on any worker
@@ -68,9 +70,15 @@ def ct_spec(spec: SampleSpec):
         if "distractors" in v:
             distractors = Distractors(**{n: tuple(x) if isinstance(x, list) else x
                                          for n, x in v["distractors"].items()})
+    where = ct_field(spec)
     return CTSpec(spec.ct_source, spec.labels_source, spec.structures_source, spec.max_ct_voxels,
-                  labels_field="cts.labels", structures_field="cts.structures", variant=variant, vnc=vnc,
-                  vnc_field="cts.variants.vnc", distractors=distractors)
+                  labels_field=f"{where}.labels", structures_field=f"{where}.structures", variant=variant, vnc=vnc,
+                  vnc_field=f"{where}.variants.vnc", distractors=distractors)
+
+
+def ct_field(spec: SampleSpec) -> str:
+    """The config entry of a sample's CT, as errors name it: ``cts.N`` (``cts`` for a spec made without the plan)."""
+    return "cts" if spec.ct_index is None else f"cts.{spec.ct_index}"
 
 
 def ct_key(spec: SampleSpec) -> tuple[str, str | None, str]:
@@ -188,8 +196,9 @@ def aim_point_mm(spec: SampleSpec, patient, scene) -> np.ndarray:
     """The world point (mm) the sample's isocenter jitter is added to: the CT centre, or with
     ``spec.aim`` a voxel of those label-map structures (shell patterns), the ``floor(u n)``-th of their
     ``n`` voxels in C order for ``u = aim_u``. A voxel from which the vessels would be entirely out
-    of view is skipped: ``u`` steps by the golden ratio (mod 1), up to :data:`AIM_TRIES` voxels, then
-    the CT centre. A pure function of the spec and the CT.
+    of view is skipped (their volumes' boxes outside the detector; in a collimated sample, no vessel voxel
+    inside the exposed field: :func:`vessels_in_field`): ``u`` steps by the golden ratio (mod 1), up to
+    :data:`AIM_TRIES` voxels, then the CT centre. A pure function of the spec and the CT.
 
     Raises
     ------
@@ -205,7 +214,7 @@ def aim_point_mm(spec: SampleSpec, patient, scene) -> np.ndarray:
         return centre
     key = ("aim", spec.aim)
     if key not in patient.derived:
-        table = structure_table(spec.labels_source, spec.structures_source, field="cts.structures")
+        table = structure_table(spec.labels_source, spec.structures_source, field=f"{ct_field(spec)}.structures")
         ids = [i for name, i in table.items() if any(fnmatch.fnmatchcase(name, p) for p in spec.aim)]
         ids += [int(p) for p in spec.aim if p.isdigit()]
         if not ids:
@@ -214,16 +223,51 @@ def aim_point_mm(spec: SampleSpec, patient, scene) -> np.ndarray:
     voxels = patient.derived[key]
     if voxels.size == 0:
         return centre
+    lumen = vessel_points_mm(scene) if spec.collimation is not None else None
     for t in range(AIM_TRIES):
         u = (spec.aim_u + t * 0.6180339887498949) % 1.0
         point = patient.ct.voxel_to_world(np.array(np.unravel_index(voxels[int(u * voxels.size)], patient.ct.shape),
                                                    dtype=np.float64))
         try:
             scene.check_view(sample_carm(spec, point))
-            return point
         except InputError:
             continue
+        if lumen is None or vessels_in_field(spec, point, lumen):
+            return point
     return centre
+
+
+#: Most vessel voxels :func:`vessel_points_mm` keeps (an even subset): enough to find a vessel in a field.
+MAX_VESSEL_POINTS = 200_000
+
+
+def vessel_points_mm(scene) -> np.ndarray:
+    """World positions (mm, (N, 3)) of the voxels of the scene's vessel sources (fully filled; the catheter's lumen
+    is no vessel), an even subset of at most :data:`MAX_VESSEL_POINTS`."""
+    points = []
+    for name in scene.vessel_names[:len(scene.vessels)]:
+        vol = scene.projector.volumes[name]
+        idx = np.argwhere(vol.density_g_per_cc > 0).astype(np.float64)
+        points.append(idx @ vol.world_from_voxel[:3, :3].T + vol.world_from_voxel[:3, 3])
+    points = np.concatenate(points)
+    return points[:: max(1, len(points) // MAX_VESSEL_POINTS)]
+
+
+def vessels_in_field(spec: SampleSpec, target_mm: np.ndarray, points_mm: np.ndarray) -> bool:
+    """Whether a vessel voxel (``points_mm``, :func:`vessel_points_mm`) projects, with the sample's isocenter at
+    ``target_mm`` plus its jitter, onto a stored pixel inside the sample's collimated field
+    (:func:`ddsa_sim.export.format.exposed_field`; the whole image for an open field)."""
+    from ddsa_sim.export.format import COLLIMATION_META, exposed_field
+
+    _, matrix = sample_geometry(spec, target_mm)
+    h = points_mm @ matrix[:, :3].T + matrix[:, 3]
+    h = h[h[:, 2] > 0]  # in front of the source
+    col, row = np.floor(h[:, 0] / h[:, 2]), np.floor(h[:, 1] / h[:, 2])
+    rows, cols = spec.image_shape
+    on = (row >= 0) & (row < rows) & (col >= 0) & (col < cols)
+    c = spec.collimation
+    field = exposed_field(None if c is None else [c[k] for k in COLLIMATION_META], (rows, cols))
+    return bool(field[row[on].astype(int), col[on].astype(int)].any())
 
 
 # ----------------------------------------------------------------------------- the scene renderer
@@ -298,7 +342,7 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
     )
 
     vs = spec.vessel_source
-    field = f"vessels.sources[{vs.get('source_index', 0)}]"
+    field = f"vessels.sources.{vs.get('source_index', 0)}"
     spacing = float(opts["vessel_spacing_mm"])
     fill = "bolus" if spec.frames or spec.motion in CARDIAC_KINDS else "static"  # a beating tree: nodes move
     catheter = None
@@ -349,8 +393,8 @@ def scene_spec(spec: SampleSpec, opts: dict[str, Any]):
 def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarray]:
     """The physics: :func:`scene_spec` -> :func:`ddsa_sim.scene.build_scene` -> ``render_frames`` with
     ``default_rng(spec.seed)``; the store's arrays centre-cropped, plus ``isocenter_mm`` / ``projection_matrix``,
-    the exposure meta values (``photons_per_pixel``, ``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``)
-    and the frame times."""
+    the exposure meta values (``photons_per_pixel``, ``mas``, ``air_kerma_ugy``, ``detector_air_kerma_ugy``),
+    the frame times and ``motion_applied`` (JSON: each contrast frame's motion as drawn, ``DSAFrames.motion``)."""
     from ddsa_sim.scene import bolus_times, build_scene, render_frames
     from ddsa_sim.scene.recording import gain_for_bit_depth
 
@@ -375,6 +419,7 @@ def render_scene_sample(spec: SampleSpec, cache: CTCache) -> dict[str, np.ndarra
     arrays["isocenter_mm"], arrays["projection_matrix"] = sample_geometry(spec, target)
     exposure = frames.exposure_dict()
     arrays.update({name: np.float64(exposure[name]) for name in ("photons_per_pixel", *V2_META_ARRAYS)})
+    arrays["motion_applied"] = np.str_(json.dumps(frames.motion))  # drawn while rendering: params_json records it
     return arrays
 
 

@@ -218,9 +218,12 @@ def _unreadable_member(path: Path, exc: Exception) -> str:
     return f"{path}: cannot list the store's arrays ({exc.__class__.__name__}); it is damaged: export it again"
 
 
-def params_json(spec: SampleSpec) -> str:
+def params_json(spec: SampleSpec, motion_applied: str | None = None) -> str:
     """The per-sample parameters not in their own meta array, as canonical JSON (a generator's parameters in its
-    fields' types, as the tree was made: ``iterations: 5``, not the plan's drawn ``5.0``)."""
+    fields' types, as the tree was made: ``iterations: 5``, not the plan's drawn ``5.0``): every value the plan
+    drew for the sample (``electronic_noise``; ``aim_u`` with ``pose.aim``) and, with motion, what the renderer
+    drew while rendering (``motion_applied``: the renderer's JSON list of each contrast frame's motion, e.g. a
+    rigid motion's ``world_from_world`` transform; docs/store_format.md)."""
     from ddsa_sim.scene.sources import generator_params
 
     source = spec.vessel_source
@@ -238,6 +241,9 @@ def params_json(spec: SampleSpec) -> str:
         "motion": spec.motion,
         **({"motion_params": spec.motion_params} if spec.motion_params else {}),
         **({"collimation": spec.collimation} if spec.collimation else {}),  # with its distance and leakage
+        **({"motion_applied": json.loads(motion_applied)} if motion_applied and spec.motion != "none" else {}),
+        "electronic_noise": spec.electronic_noise,
+        **({"aim_u": spec.aim_u} if spec.aim else {}),
         "ct_source": spec.ct_source,
         "labels_source": spec.labels_source,
         "renderer": spec.renderer,
@@ -260,7 +266,7 @@ def sample_meta(spec: SampleSpec, arrays: Mapping[str, np.ndarray]) -> dict[str,
         "photons_per_pixel": float(arrays.get("photons_per_pixel", np.nan if spec.photons_per_pixel is None
                                               else spec.photons_per_pixel)),
         "iodine_mg_per_ml": spec.iodine_mg_per_ml,
-        "params_json": params_json(spec),
+        "params_json": params_json(spec, str(arrays["motion_applied"]) if "motion_applied" in arrays else None),
         **{name: float(arrays.get(name, np.nan)) for name in V2_META_ARRAYS},
         "filter_al_mm": spec.filter_al_mm,
         "filter_cu_mm": spec.filter_cu_mm,

@@ -50,7 +50,8 @@ def _dome_z_mm(scene: Scene) -> float:
     z = scene._motion_cache["dome_z_mm"]
     if z is None:
         raise InputError(f"motion {scene.motion.kind}: found no lung in CT '{scene.ct.name}' to place the "
-                         "diaphragm; give diaphragm_z_mm")
+                         "diaphragm; give diaphragm_z_mm, its dome's world z in mm (export config: "
+                         "effects.diaphragm_z_mm; ddsa-sim dsa: --diaphragm-z-mm)")
     return z
 
 
