@@ -74,3 +74,64 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path, amp_cpu):
     # what the ranks return and rank 0 keeps is the weight average, not the stepped U-Net
     assert any(not torch.equal(last["model_stepped"][k], v) for k, v in r0["state"].items())
     assert (out / "best.pt").exists()
+
+
+
+def _interrupt_worker(rank: int, world: int, ports: list[int], store: str, out: str, cfg_json: str) -> None:
+    """Three runs of the same config: ``full`` uninterrupted; ``part`` with a SIGINT to rank 1 alone in the middle
+    of its second step (after its forward pass), then resumed. Writes ``rank<r>.json``: how each run ended."""
+    import json
+    import signal
+
+    from ddsa_sim.training import loop
+
+    cfg = parse_config(json.loads(cfg_json))
+    update, calls = loop._generator_update, []
+
+    def interrupted(state, loss):
+        calls.append(1)
+        if rank == 1 and len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return update(state, loss)
+
+    ended = []
+    for port, (name, resume, sigint) in zip(ports, (("full", False, False), ("part", False, True),
+                                                    ("part", True, False))):
+        os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world),
+                           "RANK": str(rank), "LOCAL_RANK": str(rank)})
+        loop._generator_update = interrupted if sigint else update
+        try:
+            res = run_training(cfg, os.path.join(out, name), store=store, progress=False, resume=resume)
+            ended.append({"step": res.step})
+        except loop.TrainingInterrupted as exc:
+            ended.append({"step": exc.step, "interrupted": True, "saved": exc.saved is not None})
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump(ended, f)
+
+
+def test_ddp_a_sigint_to_one_rank_stops_both_after_the_same_step_and_resumes_exactly(tmp_path):
+    """Rank 1 alone is interrupted mid-step: both ranks complete that step and stop after it (they agree), rank 0
+    writes last.pt of it, and a resume ends where an uninterrupted two-process run ends, bit for bit."""
+    import json
+
+    store = write_synthetic_store(tmp_path / "s.zarr", splits={"train": 2, "val": 1}, per_ct=2, size=32)
+    cfg = parse_config({
+        "seed": 5, "num_threads": 1, "device": "cpu",
+        "data": {"crop_size": 32, "patch_size": 32, "batch_size": 2, "in_memory": True, "norm_samples": 4},
+        "model": {"base_channels": 4, "depth": 2, "norm": "batch"},
+        "optim": {"lr": 1e-2, "max_steps": 3, "val_every": 100, "ckpt_every": 100, "ema_decay": 0.5,
+                  "ema_bn_batches": 1},
+    })
+    out = tmp_path / "runs"
+    out.mkdir()
+    mp.spawn(_interrupt_worker, args=(2, [_free_port() for _ in range(3)], str(store), str(out), cfg.to_json()),
+             nprocs=2, join=True)
+    r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0 == [{"step": 3}, {"step": 2, "interrupted": True, "saved": True}, {"step": 3}]
+    assert r1 == [{"step": 3}, {"step": 2, "interrupted": True, "saved": False}, {"step": 3}]
+    a, b = (torch.load(out / n / "last.pt", weights_only=True) for n in ("full", "part"))
+    assert a["step"] == b["step"] == 3
+    for key in ("model", "model_stepped"):
+        assert a[key].keys() == b[key].keys()
+        for k, v in a[key].items():
+            assert torch.equal(v, b[key][k]), (key, k)

@@ -6,6 +6,7 @@ Bad input prints one line ``error: ...`` on stderr and exits with status 2 (no t
 # no ``from __future__ import annotations``: typer reads the real annotation objects.
 import functools
 import json
+import signal
 import sys
 import typing
 from collections.abc import Callable
@@ -58,6 +59,33 @@ def _note_changed_config(path: Path, new: dict) -> None:
               "continues under the new values", file=sys.stderr)
 
 
+def _check_config_path(config: Path, field: str, value: str | None, what: str) -> None:
+    """Refuse a path of the training config ``config`` (``field``: ``data.store``, ``init_from``) that does not exist,
+    naming both. Such paths are read from the current folder (unlike ``base:``, read from the config's folder)."""
+    if value is None or Path(value).exists():
+        return
+    where = ""
+    if not Path(value).is_absolute():
+        where = f" (a relative path in a training config is read from the current folder, {Path.cwd()}"
+        beside = config.parent / value
+        where += f"; {beside} exists: give that path)" if beside.exists() else ")"
+    raise InputError(f"{config}: {field}: {value}: {what} not found{where}")
+
+
+def _interrupted_line(out: Path, exc: KeyboardInterrupt) -> str:
+    """What a Ctrl-C of ``train -o out`` left (:class:`~ddsa_sim.training.loop.TrainingInterrupted`: the step
+    it stopped after; a plain ``KeyboardInterrupt``: it came before the first step) and how to continue."""
+    last = out / "last.pt"
+    if getattr(exc, "saved", None) is not None:
+        kept = f"after step {exc.step} (saved in {last})"
+    elif last.is_file():
+        step = getattr(exc, "step", None)
+        kept = f"before it completed a step ({last} holds {'its last' if step is None else f'step {step}'})"
+    else:
+        return f"{out}: training interrupted by SIGINT before its first step was done; nothing was kept"
+    return f"{out}: training interrupted by SIGINT {kept}; run the same command with --resume to continue it"
+
+
 @_guard
 def train(
     config: Path = typer.Argument(..., help="training config YAML (see experiments/)"),
@@ -81,6 +109,8 @@ def train(
     from ddsa_sim.training.data import VERIFY_MODES
     from ddsa_sim.training.loop import run_training
 
+    if max_steps is not None and max_steps < 1:
+        raise InputError(f"--max-steps: must be >= 1, got {max_steps}")
     if resume and overwrite:
         raise InputError("--resume and --overwrite: give one (continue the run, or start it again)")
     if resume and branch_from is not None:
@@ -98,6 +128,9 @@ def train(
     if device is not None and device not in devices:
         raise InputError(f"--device: must be one of {', '.join(devices)}, not {device!r}")
     cfg = load_config(config)
+    if data is None:
+        _check_config_path(config, "data.store", cfg.data.store, "dataset store")
+    _check_config_path(config, "init_from", cfg.init_from, "checkpoint")
     if verify is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"verify": verify})})
     if device is not None:
@@ -115,7 +148,12 @@ def train(
                 print(f"note: --resume with {now} training process{'es' if now != 1 else ''}; the run was trained with "
                       f"{before}: each process draws its own batches of data.batch_size, so the run goes on with "
                       f"{now}/{before} of its batch and other data than an uninterrupted run", file=sys.stderr)
-    res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume, branch_from=branch_from)
+    try:
+        res = run_training(cfg, out, store=data, max_steps=max_steps, resume=resume, branch_from=branch_from)
+    except KeyboardInterrupt as exc:  # the loop's TrainingInterrupted, or one while the run was set up
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {_interrupted_line(out, exc)}", file=sys.stderr)
+        raise typer.Exit(128 + signal.SIGINT) from None
     if res.rank == 0:
         last = res.losses[-1][1] if res.losses else float("nan")
         best_step = int(load_checkpoint(Path(out) / "best.pt")["step"])
@@ -149,7 +187,8 @@ def evaluate(
     data: Path = typer.Option(..., "--data", help="exported Zarr store"),
     split: str = typer.Option("test", "--split"),
     out_png: Path | None = typer.Option(
-        None, "--out-png", help="comparison grid PNG (default: next to the checkpoint, eval_<split>.png)"
+        None, "--out-png", help="comparison grid picture, .png / .jpg / .tif / .pdf (default: next to the checkpoint, "
+        "eval_<split>.png); checked before the evaluation"
     ),
     max_samples: int | None = typer.Option(
         None, "--max-samples", help="evaluate this many samples, evenly spaced over the split"
@@ -163,8 +202,9 @@ def evaluate(
         False, "--stepped", help="score the optimiser's weights of a run with a weight average, not the average"
     ),
 ) -> None:
-    """Print network vs conventional-DSA vs all-zero metrics as one JSON object (a table on stderr) and
-    write a comparison grid."""
+    """Score the network against conventional DSA (contrast - mask), known-anatomy subtraction (the contrast frame's
+    own noise alone) and the all-zero image: one JSON object with a metric block for each, the network's per-sample
+    wins against each reference and the scores per source CT and dose (a table on stderr), and a comparison grid."""
     from ddsa_sim.training.evaluate import evaluate_checkpoint, format_table
 
     if max_samples is not None and max_samples < 1:

@@ -6,7 +6,8 @@ A checkpoint is a dict of tensors and plain Python types only::
     config_json (the full TrainConfig as a JSON string), architecture (ModelConfig as a dict),
     normalization (dict of floats), model (state_dict), model_stepped (state_dict | None),
     critic (state_dict | None),
-    optimizer / critic_optimizer / scaler (state dicts | None), step, best_score, rng (tensors / ints)
+    optimizer / critic_optimizer / scaler (state dicts | None), step, best_score, rng (tensors / ints),
+    pixel_mm, world_size, validation_pending (bool: a Ctrl-C cut the validation of ``step`` short)
 
 ``model`` is the generator to use (inference, evaluation, ``init_from``): with ``optim.ema_decay`` the
 average of its weights, and ``model_stepped`` the weights the optimiser steps, which a resumed run
@@ -55,13 +56,15 @@ def save_checkpoint(
     rng: dict[str, Any] | None = None,
     pixel_mm: float | None = None,
     world_size: int = 1,
+    validation_pending: bool = False,
 ) -> Path:
     """Write a checkpoint atomically (temporary file + rename).
 
     ``model`` is the generator to use, ``model_stepped`` the optimiser's weights where they differ (a
     weight average); ``pixel_mm`` the pixel spacing at the isocenter of the training images, mm, to which
     ``ddsa-sim infer`` resamples a run (None: unknown, a run is used on its own pixel grid); ``world_size``
-    the number of training processes (each draws its own batches: a resume under another count is another run).
+    the number of training processes (each draws its own batches: a resume under another count is another run);
+    ``validation_pending`` that the validation due at ``step`` was not done (a resume does it first).
 
     Returns
     -------
@@ -88,6 +91,7 @@ def save_checkpoint(
         "rng": rng or {},
         "pixel_mm": None if pixel_mm is None else float(pixel_mm),
         "world_size": int(world_size),
+        "validation_pending": bool(validation_pending),
     }
     with atomic_output(path) as tmp:
         torch.save(state, tmp)

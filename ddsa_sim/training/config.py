@@ -21,12 +21,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+def _positive_ranges(config: BaseModel, names: tuple[str, ...]) -> None:
+    """Refuse a ``(low, high)`` field of ``config`` among ``names`` unless ``0 < low <= high``.
+
+    Raises
+    ------
+    ValueError
+        Naming the field (pydantic turns it into the config error).
+    """
+    for name in names:
+        lo, hi = getattr(config, name)
+        if not 0 < lo <= hi:
+            raise ValueError(f"{name} must be 0 < low <= high, got [{lo}, {hi}]")
+
+
 class NoiseInjectionConfig(_Strict):
     """Poisson noise injected on the mask part of the input (the target stays clean)."""
 
     enabled: bool = True
-    photons_range: tuple[float, float] = (50_000.0, 125_000.0)  # N0 ~ 1000 * U(50, 125)
-    blur_sigma_range: tuple[float, float] = (0.3, 1.0)
+    photons_range: tuple[float, float] = (50_000.0, 125_000.0)  # incident photons per pixel, N0 ~ 1000 * U(50, 125)
+    blur_sigma_range: tuple[float, float] = (0.3, 1.0)  # std of the noise's Gaussian blur, pixels
+
+    @model_validator(mode="after")
+    def _ranges(self) -> NoiseInjectionConfig:
+        _positive_ranges(self, ("photons_range", "blur_sigma_range"))
+        return self
 
 
 class AugmentConfig(_Strict):
@@ -63,11 +82,9 @@ class AugmentConfig(_Strict):
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentConfig:
-        for name in ("scale_range", "blur_sigma_range", "multiply_range", "contrast_range", "anatomy_gain_range",
-                     "superpose_range", "vessel_superpose_range", "dose_fraction_range"):
-            lo, hi = getattr(self, name)
-            if not 0 < lo <= hi:
-                raise ValueError(f"{name} must be 0 < low <= high, got [{lo}, {hi}]")
+        _positive_ranges(self, ("scale_range", "blur_sigma_range", "multiply_range", "contrast_range",
+                                "anatomy_gain_range", "superpose_range", "vessel_superpose_range",
+                                "dose_fraction_range"))
         if self.dose_fraction_range[1] > 1:
             raise ValueError(f"dose_fraction_range must be <= 1 (a dose can only be lowered), got {self.dose_fraction_range}")
         lo, hi = self.ln_offset_range
@@ -79,6 +96,8 @@ class AugmentConfig(_Strict):
 class DataConfig(_Strict):
     """Data source and patch sizes."""
 
+    # exported Zarr store (``--data`` overrides it); a relative path is read from the current folder (``base:``, from
+    # the config's folder)
     store: str | None = None
     train_split: Literal["train", "val", "test"] = "train"  # the store's splits (export.format.SPLITS)
     val_split: Literal["train", "val", "test"] = "val"
@@ -202,7 +221,8 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int | None = Field(None, ge=1)  # torch CPU threads (None: torch default)
     # generator weights and normalisation of a trained run's checkpoint (same architecture) to start
-    # from, e.g. a U-Net-GAN from its trained U-Net; optimisers, critic and step start fresh
+    # from, e.g. a U-Net-GAN from its trained U-Net; optimisers, critic and step start fresh. A relative path is
+    # read from the current folder, like data.store
     init_from: str | None = None
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -277,8 +297,9 @@ def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML training config.
 
     A config may start from another one: ``base: other.yaml`` (relative to the config's own folder, or
-    absolute) reads that file first, then lays this file's keys over it (mappings merge key by key;
-    scalars and lists replace); the base may have a base of its own.
+    absolute; ``data.store`` and ``init_from`` are read from the current folder instead) reads that file first,
+    then lays this file's keys over it (mappings merge key by key; scalars and lists replace); the base may have a
+    base of its own.
 
     Parameters
     ----------

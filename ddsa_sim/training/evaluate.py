@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ddsa_sim import InputError
 from ddsa_sim.export.format import source_ct_id
+from ddsa_sim.files import atomic_output
 from ddsa_sim.training.checkpoint import load_model
 from ddsa_sim.training.data import ZarrDDSADataset
 from ddsa_sim.training.loop import target_data_range
@@ -36,8 +37,8 @@ from ddsa_sim.training.metrics import all_metrics, summarize
 from ddsa_sim.training.pixel_grid import network_dsa_on_grid, network_grid
 from ddsa_sim.training.vessel_metrics import BG_THRESHOLD, DILATION_PX, vessel_metrics, win_counts
 
-__all__ = ["GRID_COLUMNS", "METHODS", "comparison_grid", "dose_level", "evaluate_checkpoint", "format_table",
-           "reference_images"]
+__all__ = ["GRID_COLUMNS", "GRID_SUFFIXES", "METHODS", "check_grid_path", "comparison_grid", "dose_level",
+           "evaluate_checkpoint", "format_table", "reference_images"]
 
 #: the scored images, in table order
 METHODS = ("network", "conventional", "known_anatomy", "zero")
@@ -64,6 +65,8 @@ def _to_u8(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 #: column titles of the comparison grid, left to right
 GRID_COLUMNS = ("contrast", "contrast - mask", "network", "target")
+#: file name endings of the comparison grid (the format follows the ending)
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pdf")
 _HEADER_PX = 16
 
 
@@ -77,6 +80,26 @@ def _header(widths: list[int], total: int) -> np.ndarray:
         draw.text((x + 2, 2), title, fill=0, font=font)
         x += w + 4
     return np.asarray(img)
+
+
+def check_grid_path(path: str | Path) -> Path:
+    """``path`` as the comparison grid's file, checked before any work (``--out-png``): a picture file name
+    (:data:`GRID_SUFFIXES`) whose nearest existing folder is a folder.
+
+    Raises
+    ------
+    InputError
+        ``path`` is a folder, has another ending, or lies under a file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"--out-png: {path}: is a folder; give a picture file name, e.g. {path / 'eval.png'}")
+    if path.suffix.lower() not in GRID_SUFFIXES:
+        raise InputError(f"--out-png: {path}: not a picture file name; end it in {', '.join(GRID_SUFFIXES)}")
+    folder = next(f for f in path.absolute().parents if f.exists())
+    if not folder.is_dir():
+        raise InputError(f"--out-png: {path}: {folder} is a file, not a folder; choose another path")
+    return path
 
 
 def comparison_grid(rows: list[tuple[np.ndarray, ...]], path: str | Path) -> Path:
@@ -100,7 +123,8 @@ def comparison_grid(rows: list[tuple[np.ndarray, ...]], path: str | Path) -> Pat
     header = _header([a.shape[1] for a in rows[0]], width)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate([header, *padded], axis=0)[:-4]).save(path)
+    with atomic_output(path) as tmp:  # an interrupted write leaves an older grid whole
+        Image.fromarray(np.concatenate([header, *padded], axis=0)[:-4]).save(tmp)
     return path
 
 
@@ -162,6 +186,7 @@ def evaluate_checkpoint(
     spacings (``pixel_mm``, ``model_pixel_mm``) and ``network_grid``.
     ``stepped``: score the optimiser's weights of a weight-averaged run instead of the average
     (:func:`~ddsa_sim.training.checkpoint.load_model`); the result says which (``weights``).
+    ``out_png``: the comparison grid's file (:func:`check_grid_path`, checked before any work), None: none.
 
     Returns
     -------
@@ -176,6 +201,8 @@ def evaluate_checkpoint(
         :func:`~ddsa_sim.export.format.source_ct_id`), scored with the split's one data range;
         ``by_dose_ugy[<level>]`` the same over the frames of one detector dose level (:func:`dose_level`).
     """
+    if out_png is not None:
+        check_grid_path(out_png)
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, norm, _, ckpt = load_model(checkpoint, dev, stepped=stepped)
     ds = ZarrDDSADataset(store, split, max_samples=max_samples, verify=verify)

@@ -22,6 +22,12 @@ Randomness: model init from ``seed``; the per-step batch generator is reseeded f
 ``(seed, rank, step)`` and the sampler is a seeded :class:`~ddsa_sim.training.data.InfiniteSampler`
 that skips the draws already consumed, so a resumed run sees exactly the data an uninterrupted run would.
 
+Ctrl-C (SIGINT): a step is never cut in half. A SIGINT during a step is held back until the step is done
+(:class:`_Interrupts`; under DDP the ranks agree after each step whether one was asked to stop, so all stop after
+the same one), then rank 0 writes ``last.pt`` of that step and :class:`TrainingInterrupted` is raised. A SIGINT
+outside a step (reading data, validating, writing a checkpoint) stops at once; a validation it cut short is done
+first thing on ``--resume``. So a run interrupted and resumed equals an uninterrupted one.
+
 Structure: :func:`run_training` sets up (device, data, :class:`_TrainState` with networks, optimisers
 and resume state, data loader, rank 0's :class:`_Monitor`), then :func:`_train_loop` runs
 :func:`_train_step` (supervised or GAN; the critic loop lives in :mod:`ddsa_sim.training.gan`) and,
@@ -34,9 +40,11 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,8 +75,8 @@ from ddsa_sim.training.predict import network_dsa
 from ddsa_sim.training.unet import UNet
 from vessel_models.gan.precision import cpu_autocast_dtype
 
-__all__ = ["ALL_ZERO_ENERGY", "ALL_ZERO_VALIDATIONS", "TrainResult", "learning_rate", "run_training", "step_seed",
-           "target_data_range", "validate", "warn_if_all_zero"]
+__all__ = ["ALL_ZERO_ENERGY", "ALL_ZERO_VALIDATIONS", "TrainResult", "TrainingInterrupted", "learning_rate",
+           "run_training", "step_seed", "target_data_range", "validate", "warn_if_all_zero"]
 
 #: Validation predictions with less than this share of the targets' energy (sum of squares) draw nothing:
 #: the all-zero image (docs/results.md's collapsed runs: below 1e-4 on their validation images; trained ones 0.3-1)
@@ -95,6 +103,61 @@ class TrainResult:
     #: dtype of the forward passes: "float32", or the autocast dtype of ``optim.amp`` ("bfloat16",
     #: "float16" on CUDA; "bfloat16" on the CPU, with ``optim.amp_cpu``)
     precision: str = "float32"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a run after its completed step ``step``; ``saved``: the ``last.pt`` rank 0 wrote of
+    that step (None: no step was completed since the run (re)started, nothing was written; other ranks: None)."""
+
+    def __init__(self, step: int, saved: Path | None) -> None:
+        super().__init__(f"training interrupted at step {step}")
+        self.step = step
+        self.saved = saved
+
+
+class _Interrupts:
+    """The SIGINT handler of a run (:meth:`installed`): raises ``KeyboardInterrupt`` at once, except inside
+    :meth:`holding`, where it only records the signal, so that a step either completes or never starts."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.pending = False
+
+    def __call__(self, _signum: int, _frame: object) -> None:
+        if self.held:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Handle SIGINT for the block (main thread only; a SIGINT ignored when the run started stays ignored)."""
+        if threading.current_thread() is not threading.main_thread() or \
+                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield
+            return
+        signal.signal(signal.SIGINT, self)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Hold SIGINT back for the block (also a second one, e.g. the one torchrun passes on to its workers)."""
+        held, self.held = self.held, True
+        try:
+            yield
+        finally:
+            self.held = held
+
+    def stop_asked(self, world: int, device: torch.device) -> bool:
+        """Whether a SIGINT came during the step (under DDP: to any rank, so that all stop after the same step)."""
+        if world == 1:
+            return self.pending
+        flag = torch.tensor([float(self.pending)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -263,6 +326,12 @@ class _TrainState:
     #: needed, :func:`_bn_inputs`), and the step at which they last were
     bn_inputs: list[torch.Tensor] = field(default_factory=list)
     bn_step: int | None = None
+    #: the SIGINT handler of the run (a step completes before it stops)
+    interrupts: _Interrupts = field(default_factory=_Interrupts)
+    #: the step whose validation was last done (best.pt decided)
+    validated_step: int | None = None
+    #: a validation due at ``step`` has not been done (interrupted): ``last.pt`` records it, a resume does it first
+    validation_pending: bool = False
 
     def autocast(self) -> AbstractContextManager[Any]:
         """The forward passes' autocast context (a no-op in float32)."""
@@ -293,6 +362,7 @@ class _TrainState:
             scaler=n.scaler if n.scaler.is_enabled() else None,
             pixel_mm=self.pixel_mm,
             world_size=self.world,
+            validation_pending=self.validation_pending,
         )
 
 
@@ -386,7 +456,7 @@ def _build_networks(cfg: TrainConfig, device: torch.device, amp_dtype: torch.dty
 
 def _restore(
     path: Path, cfg: TrainConfig, device: torch.device, nets: _Networks, pixel_mm: float | None
-) -> tuple[int, float | None, Normalization]:
+) -> tuple[int, float | None, Normalization, bool]:
     """Load ``path`` (a ``last.pt`` of the same architecture, trained on images of ``pixel_mm``, the training
     store's pixel spacing, where both know it) into ``nets``: the stepped weights, and the weight average where
     both the run and the checkpoint have one (a run that starts averaging on resume starts it at the next step's
@@ -394,8 +464,8 @@ def _restore(
 
     Returns
     -------
-    step, best_score, normalization
-        As stored in the checkpoint.
+    step, best_score, normalization, validation_pending
+        As stored in the checkpoint (``validation_pending``: an interrupt cut short the validation of ``step``).
     """
     ckpt = load_checkpoint(path, map_location=device)
     check_architecture(ckpt, cfg.model, str(path))
@@ -419,7 +489,8 @@ def _restore(
         nets.opt.load_state_dict(ckpt["optimizer"])
     if ckpt.get("scaler"):
         nets.scaler.load_state_dict(ckpt["scaler"])
-    return int(ckpt["step"]), ckpt.get("best_score"), Normalization.from_dict(ckpt["normalization"])
+    return (int(ckpt["step"]), ckpt.get("best_score"), Normalization.from_dict(ckpt["normalization"]),
+            bool(ckpt.get("validation_pending", False)))
 
 
 def _wrap_ddp(nets: _Networks, device: torch.device) -> None:
@@ -439,16 +510,18 @@ def _setup_state(
     branch_from: Path | None = None,
     progress: bool = True,
 ) -> _TrainState:
-    """Networks, optimisers, normalisation and counters: fresh, resumed from ``resume_from``, branched from
-    another run's ``branch_from`` (its state and step, a best score of its own), or a fresh run whose
-    generator and normalisation come from ``cfg.init_from`` (``progress``: the normalisation statistics' bar)."""
+    """Networks, optimisers, normalisation and counters: fresh, resumed from ``resume_from`` (validating first where
+    an interrupt cut its last validation short), branched from another run's ``branch_from`` (its state and step, a
+    best score of its own), or a fresh run whose generator and normalisation come from ``cfg.init_from``
+    (``progress``: the normalisation statistics' bar)."""
     amp_dtype = _amp_dtype(cfg, device)
     nets = _build_networks(cfg, device, amp_dtype)
     pixel_mm = train_ds.pixel_mm() if isinstance(train_ds, ZarrDDSADataset) else None
+    pending = False
     if resume_from is not None:
-        step, best_score, norm = _restore(resume_from, cfg, device, nets, pixel_mm)
+        step, best_score, norm, pending = _restore(resume_from, cfg, device, nets, pixel_mm)
     elif branch_from is not None:
-        step, _, norm = _restore(branch_from, cfg, device, nets, pixel_mm)
+        step, _, norm, _ = _restore(branch_from, cfg, device, nets, pixel_mm)
         best_score = None
     elif cfg.init_from is not None:
         ckpt = load_checkpoint(cfg.init_from, map_location=device)
@@ -478,7 +551,8 @@ def _setup_state(
         step=step,
         best_score=best_score,
         pixel_mm=pixel_mm,
-        validate_start=branch_from is not None or (resume_from is None and cfg.init_from is not None),
+        validate_start=pending or branch_from is not None or (resume_from is None and cfg.init_from is not None),
+        validation_pending=pending,
     )
 
 
@@ -583,21 +657,31 @@ def _train_step(
     state: _TrainState, batches: Iterator[Any], g: torch.Generator, total_steps: int
 ) -> tuple[float, dict[str, float]]:
     """One generator step on the next batch, at the learning rate of :func:`learning_rate`; advances
-    ``state.step``.
+    ``state.step``. A SIGINT while it changes the networks is held back until it is done (``state.interrupts``).
 
     Returns
     -------
     loss, logs
         The generator loss and the extra scalars to log (GAN parts).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After the step, where a SIGINT came during it (:meth:`_Interrupts.stop_asked`).
     """
     cfg = state.cfg
     g.manual_seed(step_seed(cfg.seed, state.rank, state.step))
     x, y = make_training_batch(next(batches), cfg.data, state.norm, g, state.device)
-    loss, logs = _gan_loss(state, x, y, g) if state.nets.critic is not None else _supervised_loss(state, x, y)
-    for group in state.nets.opt.param_groups:
-        group["lr"] = learning_rate(cfg.optim, state.step, total_steps)
-    _generator_update(state, loss)
-    state.step += 1
+    # from the first forward pass (batch-norm statistics) to the step count: all or nothing
+    with state.interrupts.holding():
+        loss, logs = _gan_loss(state, x, y, g) if state.nets.critic is not None else _supervised_loss(state, x, y)
+        for group in state.nets.opt.param_groups:
+            group["lr"] = learning_rate(cfg.optim, state.step, total_steps)
+        _generator_update(state, loss)
+        state.step += 1
+        stop = state.interrupts.stop_asked(state.world, state.device)
+    if stop:
+        raise KeyboardInterrupt
     lv = float(loss.detach())
     if not math.isfinite(lv):
         raise RuntimeError(f"non-finite loss at step {state.step}")
@@ -621,9 +705,14 @@ def _validate_and_keep_best(state: _TrainState, mon: _Monitor, result: TrainResu
     if first is not None and _due(step, cfg.optim.image_every, total_steps):
         writer.add_image("val/input|prediction|target", _panel(*first)[None], step)
     s = _score(metrics, cfg.optim.best_metric)
-    if state.best_score is None or s > state.best_score:
-        state.best_score = s
-        state.save(mon.out_dir / "best.pt")
+    with state.interrupts.holding():  # the best score and best.pt together
+        state.validation_pending = False
+        if state.best_score is None or s > state.best_score:
+            state.best_score = s
+            state.save(mon.out_dir / "best.pt")
+        state.validated_step = step
+    if state.interrupts.pending:
+        raise KeyboardInterrupt
 
 
 def _after_step(
@@ -640,6 +729,28 @@ def _after_step(
         _validate_and_keep_best(state, mon, result, total_steps)
     if _due(step, optim.ckpt_every, total_steps):
         state.save(mon.last_path)
+
+
+def _save_interrupted(state: _TrainState, mon: _Monitor | None, start_step: int, total_steps: int) -> Path | None:
+    """Rank 0, on a SIGINT: write ``last.pt`` of the last completed step, with a validation due at it and not done
+    left to the resume; returns its path (None: no step completed since the start, or not rank 0)."""
+    if mon is None or state.step == start_step:
+        return None
+    state.validation_pending = (mon.val_range is not None and state.validated_step != state.step
+                                and _due(state.step, state.cfg.optim.val_every, total_steps))
+    state.save(mon.last_path)
+    return mon.last_path
+
+
+def _remove_unstarted(out_dir: Path, created: bool) -> None:
+    """Rank 0, where a run from scratch failed (or was interrupted) before its first step was done: remove what it
+    wrote into ``out_dir`` (its folder too where it made it), which would only stand in the way of the corrected
+    command (a run folder that holds files is refused without ``--resume``, which needs a ``last.pt``)."""
+    for name in ("config.json", "normalization.json", "branch.json", "best.pt"):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "tb", ignore_errors=True)
+    if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
 
 
 def _finish(state: _TrainState, mon: _Monitor) -> None:
@@ -677,23 +788,27 @@ def _train_loop(
     every = (optim.val_every, optim.ckpt_every)
     if state.validate_start:
         if mon is not None and mon.val_range is not None:
+            pending = state.validation_pending
             _validate_and_keep_best(state, mon, result, total_steps)
+            if pending:  # last.pt left this validation to the resume: it is done now
+                state.save(mon.last_path)
         if state.world > 1:
             dist.barrier()
     try:
-        while state.step < total_steps:
-            lv, logs = _train_step(state, batches, g, total_steps)
-            result.losses.append((state.step, lv))
-            bar.update(1)
-            if mon is not None:
-                bar.set_postfix(loss=f"{lv:.4g}")
-                _after_step(state, mon, result, total_steps, logs)
-            if state.world > 1 and any(_due(state.step, n, total_steps) for n in every):
-                dist.barrier()  # the other ranks wait for rank 0's validation / checkpoint
-    except KeyboardInterrupt:
-        if mon is not None and state.step > start_step:
-            state.save(mon.last_path)
-        raise
+        with state.interrupts.installed():
+            try:
+                while state.step < total_steps:
+                    lv, logs = _train_step(state, batches, g, total_steps)
+                    result.losses.append((state.step, lv))
+                    bar.update(1)
+                    if mon is not None:
+                        bar.set_postfix(loss=f"{lv:.4g}")
+                        _after_step(state, mon, result, total_steps, logs)
+                    if state.world > 1 and any(_due(state.step, n, total_steps) for n in every):
+                        dist.barrier()  # the other ranks wait for rank 0's validation / checkpoint
+            except KeyboardInterrupt:
+                state.interrupts.held = True  # no further SIGINT (torchrun passes one on) cuts the save short
+                raise TrainingInterrupted(state.step, _save_interrupted(state, mon, start_step, total_steps)) from None
     finally:
         bar.close()
         if mon is not None:
@@ -742,6 +857,12 @@ def run_training(
         Explicit datasets (e.g. :class:`~ddsa_sim.training.data.OnTheFlyDataset`).
     progress
         Show a tqdm bar on rank 0.
+
+    Raises
+    ------
+    TrainingInterrupted
+        A SIGINT (Ctrl-C) stopped the run after a completed step, whose ``last.pt`` rank 0 wrote. Should a run from
+        scratch fail or be interrupted before its first step is done, rank 0 removes what it wrote into ``out_dir``.
     """
     out_dir = Path(out_dir)
     world, rank, local_rank = _dist_info()
@@ -768,12 +889,18 @@ def run_training(
         resume_from = last_path if resume and last_path.exists() else None
         state = _setup_state(cfg, device, rank, world, train_ds, resume_from, branch_from, progress and rank == 0)
         loader = _make_loader(state, train_ds)
-        mon = _open_monitor(state, out_dir, val_ds) if rank == 0 else None
-        if mon is not None:
-            state.bn_inputs = _bn_inputs(state, train_ds)
-        if mon is not None and branch_from is not None:
-            (out_dir / "branch.json").write_text(json.dumps({"checkpoint": str(branch_from), "step": state.step}))
-        return _train_loop(state, loader, mon, total_steps, progress)
+        created, start_step = not out_dir.exists(), state.step
+        try:
+            mon = _open_monitor(state, out_dir, val_ds) if rank == 0 else None
+            if mon is not None:
+                state.bn_inputs = _bn_inputs(state, train_ds)
+            if mon is not None and branch_from is not None:
+                (out_dir / "branch.json").write_text(json.dumps({"checkpoint": str(branch_from), "step": state.step}))
+            return _train_loop(state, loader, mon, total_steps, progress)
+        except BaseException:
+            if rank == 0 and resume_from is None and state.step == start_step and not last_path.exists():
+                _remove_unstarted(out_dir, created)
+            raise
     finally:
         if initialised_here and dist.is_initialized():
             dist.destroy_process_group()
