@@ -765,7 +765,7 @@ def not_provided() -> dict:
     from ddsa_sim.compat.deepdrr import utils
 
     return {"deepdrr": (deepdrr, ("SimpleDevice", "LineAnnotation")),
-            "Volume": (deepdrr.Volume, ("from_nrrd", "interpolate", "enabled", "align")),
+            "Volume": (deepdrr.Volume, ("from_meshes", "enabled", "align")),
             "MobileCArm": (deepdrr.MobileCArm, ("to_config", "set_view")),
             "Projector": (deepdrr.Projector, ("project_seg", "project_hits", "project_travel")),
             "utils": (utils, ("radians", "test_utils"))}
@@ -790,3 +790,37 @@ def test_migration_doc_states_deepdrr_122s_scatter_detector_and_spectrum():
                  "`mesh_layers`", "`cuda_device_id`"):
         assert fact in doc, fact
     assert get_spectrum("90KV_AL40").mean_energy_kev == pytest.approx(48.74, abs=0.01)  # ours, as the doc says
+
+
+def test_from_nrrd_reads_the_files_space_and_interpolate_samples_the_density(tmp_path):
+    """DeepDRR's `Volume.from_nrrd` (anatomical frame the file's space) and `interpolate` (scipy's linear /
+    nearest between voxel centres, 0 outside) had no counterpart."""
+    import nrrd
+
+    from ddsa_sim.compat.deepdrr import Volume
+
+    hu = np.full((6, 7, 8), -1000.0, np.float32)
+    hu[2:4, 3:5, 1:7] = 0.0  # water
+    hu[2, 3, 4] = 1000.0
+    ras = np.diag([0.5, 0.8, 1.5, 1.0])
+    ras[:3, 3] = [10.0, -20.0, 30.0]
+    nrrd.write(str(tmp_path / "ct.nrrd"), hu, {"space": "right-anterior-superior", "space directions": ras[:3, :3].T,
+                                               "space origin": ras[:3, 3], "kinds": ["domain"] * 3})
+    nib.save(nib.Nifti1Image(hu, ras), str(tmp_path / "ct.nii.gz"))
+    a, b = Volume.from_nrrd(tmp_path / "ct.nrrd"), Volume.from_nifti(tmp_path / "ct.nii.gz")
+    assert a.anatomical_coordinate_system == "RAS"
+    np.testing.assert_allclose(np.asarray(a.anatomical_from_ijk), np.asarray(b.anatomical_from_ijk))
+    np.testing.assert_array_equal(a.data, b.data)
+    centre = _apply(a.world_from_ijk, np.array([2.0, 3.0, 4.0]))  # the bone voxel's centre
+    assert a.interpolate(centre) == pytest.approx(float(a.data[2, 3, 4]))
+    halfway = _apply(a.world_from_ijk, np.array([2.0, 3.0, 4.5]))
+    assert a.interpolate(halfway) == pytest.approx(0.5 * float(a.data[2, 3, 4] + a.data[2, 3, 5]))
+    far = _apply(a.world_from_ijk, np.array([60.0, 3.0, 4.0]))
+    np.testing.assert_array_equal(a.interpolate(centre, far, method="nearest"), [a.data[2, 3, 4], 0.0])
+    with pytest.raises(InputError, match="none.nrrd: no such file"):
+        Volume.from_nrrd(tmp_path / "none.nrrd")
+
+
+def _apply(transform, ijk: np.ndarray) -> np.ndarray:
+    m = np.asarray(transform, dtype=np.float64)
+    return m[:3, :3] @ ijk + m[:3, 3]

@@ -20,6 +20,7 @@ from ddsa_sim.volumes import (
     read_ct,
     read_dicom_series,
     read_nifti,
+    read_nrrd,
     read_volume,
     segment_by_threshold,
     virtual_non_contrast,
@@ -183,6 +184,50 @@ def test_nifti_ras_to_lps(tmp_path):
     # voxel (1, 2, 3) is at RAS (12, 26, 42) = LPS (-12, -26, 42)
     np.testing.assert_allclose(vol.voxel_to_world([1, 2, 3]), [-12, -26, 42])
     assert vol.data[1, 2, 3] == 7
+
+
+def test_nrrd_header_written_by_hand_ras_to_lps(tmp_path):
+    """A detached NRRD header as the format's specification defines it (teem.sourceforge.net/nrrd/format.html):
+    ``space directions`` give one vector per axis, the first axis the fastest in the data file."""
+    data = np.zeros((4, 5, 6), np.float32)
+    data[1, 2, 3] = 7
+    data.ravel(order="F").astype("<f4").tofile(tmp_path / "v.raw")
+    (tmp_path / "v.nhdr").write_text(
+        "NRRD0004\ntype: float\ndimension: 3\nsizes: 4 5 6\nspace: right-anterior-superior\n"
+        "space directions: (2,0,0) (0,3,0) (0,0,4)\nspace origin: (10,20,30)\nkinds: domain domain domain\n"
+        "endian: little\nencoding: raw\ndata file: v.raw\n")
+    vol = read_volume(tmp_path / "v.nhdr")
+    np.testing.assert_allclose(vol.voxel_to_world([1, 2, 3]), [-12, -26, 42])  # RAS (12, 26, 42)
+    assert vol.data[1, 2, 3] == 7 and vol.data.sum() == 7
+
+
+def test_nrrd_reads_as_the_same_ct_as_its_nifti(tmp_path):
+    """An oblique LPS NRRD (3D Slicer's default space) and a NIfTI of the same grid are one CT."""
+    import nibabel as nib
+    import nrrd
+    from scipy.spatial.transform import Rotation
+
+    from ddsa_sim.volumes.readers import LPS_FROM_RAS
+
+    hu = np.random.default_rng(0).uniform(-1000, 1500, (6, 7, 8)).astype(np.float32)
+    lps = np.eye(4)
+    lps[:3, :3] = Rotation.from_euler("xyz", [10, -20, 30], degrees=True).as_matrix() @ np.diag([0.7, 0.8, 2.5])
+    lps[:3, 3] = [-100.0, 50.0, 300.0]
+    nrrd.write(str(tmp_path / "ct.nrrd"), hu, {"space": "left-posterior-superior", "space directions": lps[:3, :3].T,
+                                               "space origin": lps[:3, 3], "kinds": ["domain"] * 3})
+    nib.save(nib.Nifti1Image(hu, LPS_FROM_RAS @ lps), tmp_path / "ct.nii.gz")
+    from ddsa_sim.volumes.readers import peek_voxels
+
+    assert peek_voxels(str(tmp_path / "ct.nrrd")) == 6 * 7 * 8  # the export's preflight, from the header alone
+    a, b = read_ct(tmp_path / "ct.nrrd"), read_ct(tmp_path / "ct.nii.gz")
+    np.testing.assert_allclose(a.affine, b.affine, atol=1e-6)
+    np.testing.assert_array_equal(a.data, b.data)
+    nrrd.write(str(tmp_path / "xyz.nrrd"), hu, {"space": "scanner-xyz", "space directions": lps[:3, :3].T})
+    with pytest.warns(UserWarning, match="xyz.nrrd: its space 'scanner-xyz' is not anatomical"):
+        np.testing.assert_allclose(read_nrrd(tmp_path / "xyz.nrrd").affine[:3, :3], lps[:3, :3])
+    (tmp_path / "bad.nrrd").write_text("NRRD0004\ntype: float\n")
+    with pytest.raises(InputError, match=r"bad.nrrd: cannot read NRRD"):
+        read_ct(tmp_path / "bad.nrrd")
 
 
 def test_nifti_without_orientation_is_read_with_a_warning(tmp_path):

@@ -1,4 +1,4 @@
-"""CT readers: NIfTI, DICOM series, numpy arrays and builtin names, all into LPS world mm.
+"""CT readers: NIfTI, NRRD, DICOM series, numpy arrays and builtin names, all into LPS world mm.
 
 A builtin name may end in a voxel box, ``builtin:chest-ct[0:252,43:454,0:43]`` (``i0:i1,j0:j1,k0:k1``
 in the file's voxel indices, ends excluded): the sub-volume, kept at its world position. Disjoint
@@ -76,6 +76,54 @@ def read_nifti(path: str | Path) -> Volume:
                       "sizes alone, axes as stored: check that its left, right, front and back are where you expect",
                       stacklevel=2)
     return Volume(data, LPS_FROM_RAS @ img.affine, name=str(path))
+
+
+#: NRRD ``space`` values whose axes are anatomical, and the sign of each axis against LPS.
+NRRD_SPACES = {"left-posterior-superior": (1, 1, 1), "right-anterior-superior": (-1, -1, 1),
+               "left-anterior-superior": (1, -1, 1)}
+_NRRD_SPACE_ALIASES = {"lps": "left-posterior-superior", "ras": "right-anterior-superior",
+                       "las": "left-anterior-superior"}
+
+
+def read_nrrd(path: str | Path) -> Volume:
+    """Read a NRRD volume (``.nrrd``, or a detached ``.nhdr`` header; 3D Slicer's format) into LPS world mm.
+
+    The voxel -> world affine comes from ``space directions`` and ``space origin`` in the header's
+    ``space`` (LPS, RAS or LAS; converted to LPS). A header without an anatomical space (``scanner-xyz``,
+    ``3D-right-handed``, only ``spacings``) is read with its axes taken as LPS, and a warning says so.
+    """
+    import nrrd
+
+    path = Path(path)
+    try:
+        data, header = nrrd.read(str(path))  # index order "F": data[i, j, k], i the header's first (fastest) axis
+    except Exception as exc:  # pynrrd raises NRRDError, OSError, ValueError... for a bad file
+        raise InputError(f"{path}: cannot read NRRD ({exc.__class__.__name__}: {_first_line(exc)})") from None
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim == 4 and 1 in data.shape:  # e.g. a one-component "list" axis
+        data = np.squeeze(data, axis=data.shape.index(1))
+    if data.ndim != 3:
+        raise InputError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    space = str(header.get("space", "")).lower()
+    space = _NRRD_SPACE_ALIASES.get(space, space)
+    directions = np.asarray(header.get("space directions", np.full((3, 3), np.nan)), dtype=np.float64)
+    directions = directions[np.all(np.isfinite(directions), axis=1)] if directions.ndim == 2 else directions
+    if directions.shape != (3, 3):
+        spacings = np.asarray(header.get("spacings", [1.0, 1.0, 1.0]), dtype=np.float64)[-3:]
+        directions = np.diag(np.where(np.isfinite(spacings), spacings, 1.0))
+        space = ""
+    affine = np.eye(4)
+    affine[:3, :3] = directions.T  # column j: the world step of voxel axis j
+    affine[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(f"{path}: space directions / origin give no valid voxel grid ({affine[:3].tolist()})")
+    if space in NRRD_SPACES:
+        affine = np.diag([*NRRD_SPACES[space], 1.0]) @ affine
+    else:
+        warnings.warn(f"{path}: its space {header.get('space', '(none)')!r} is not anatomical (LPS, RAS or LAS); read "
+                      "with its axes taken as LPS: check that left, right, front and back are where you expect",
+                      stacklevel=2)
+    return Volume(data, affine, name=str(path))
 
 
 def read_dicom_series(folder: str | Path) -> Volume:
@@ -264,7 +312,7 @@ def source_path(source: str | Path) -> Path:
 
 
 def peek_voxels(source: str | Path) -> int | None:
-    """Voxel count of a volume from its headers only (NIfTI, DICOM), or None when that needs a full read."""
+    """Voxel count of a volume from its headers only (NIfTI, NRRD, DICOM), or None when that needs a full read."""
     name, box = split_voxel_box(source)
     if box is not None:
         return int(np.prod(np.subtract(box[1], box[0]).clip(0)))
@@ -280,6 +328,13 @@ def peek_voxels(source: str | Path) -> int | None:
             return int(np.prod(_import_nibabel().load(str(path)).shape[:3]))
         except Exception as exc:
             raise InputError(f"{path}: cannot read NIfTI header ({exc.__class__.__name__}: {_first_line(exc)})") from None
+    if path.is_file() and path.suffix.lower() in (".nrrd", ".nhdr"):
+        import nrrd
+
+        try:
+            return int(np.prod(nrrd.read_header(str(path))["sizes"]))
+        except Exception as exc:
+            raise InputError(f"{path}: cannot read NRRD header ({exc.__class__.__name__}: {_first_line(exc)})") from None
     if path.is_dir() or path.suffix.lower() in (".dcm", ".ima"):
         total = sum(int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
                     for _, ds in dicom_datasets(path, pixels=False) if "Rows" in ds and "Columns" in ds)
@@ -337,14 +392,16 @@ def _read_file(path: Path) -> Volume:
         return read_dicom_series(path)
     if path.name.lower().endswith((".nii", ".nii.gz")):
         return read_nifti(path)
+    if path.suffix.lower() in (".nrrd", ".nhdr"):
+        return read_nrrd(path)
     if is_tarball(path):
         return read_tigre_head(path)
-    raise InputError(f"{path}: unknown volume format (expected .nii, .nii.gz, a DICOM file or folder, "
-                     "or a pytigre source tarball)")
+    raise InputError(f"{path}: unknown volume format (expected .nii, .nii.gz, .nrrd, .nhdr, a DICOM file or "
+                     "folder, or a pytigre source tarball)")
 
 
 def read_volume(source: str | Path) -> Volume:
-    """Read a volume from a path (NIfTI file, DICOM file or folder, a pytigre source tarball: its head
+    """Read a volume from a path (NIfTI or NRRD file, DICOM file or folder, a pytigre source tarball: its head
     phantom, :mod:`ddsa_sim.volumes.tigre_head`) or a ``builtin:`` name (``builtin:head-phantom-<seed>``
     is built, :mod:`ddsa_sim.volumes.head_phantom`)."""
     source_str = str(source)

@@ -32,6 +32,7 @@ from ddsa_sim.volumes import (
     material_labels,
     read_dicom_series,
     read_nifti,
+    read_nrrd,
     read_volume,
     segment_by_threshold,
 )
@@ -210,6 +211,41 @@ class Volume:
             raise InputError(f"{path}: no such file or folder")
         ct = read_dicom_series(path.parent if _is_single_frame(path) else path)
         return cls._from_hu_affine(ct.data, ct.affine, world_from_anatomical, use_thresholding, materials, "LPS")
+
+    @classmethod
+    def from_nrrd(cls, path: str | Path, world_from_anatomical=None, use_thresholding: bool = True,
+                  use_cached: bool = True, cache_dir: str | Path | None = None,
+                  materials: dict[str, np.ndarray] | None = None) -> "Volume":
+        """A CT (HU) from a NRRD file (3D Slicer's), anatomical frame the file's ``space`` (RAS or LPS), as in
+        DeepDRR; an oblique grid is placed by its ``space directions`` (DeepDRR takes their matrix transposed,
+        which only an axis-aligned grid survives). ``use_cached`` and ``cache_dir`` are unused."""
+        import nrrd
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        ct = read_nrrd(path)
+        try:
+            check_ct(ct)
+        except InputError as exc:  # DeepDRR loads any array; say what looks wrong, do not refuse it
+            warnings.warn(str(exc), stacklevel=2)
+        space = str(nrrd.read_header(str(path)).get("space", "")).lower()
+        if space in ("ras", "right-anterior-superior"):
+            return cls._from_hu_affine(ct.data, _LPS_FROM_RAS @ ct.affine, world_from_anatomical, use_thresholding,
+                                       materials, "RAS")
+        return cls._from_hu_affine(ct.data, ct.affine, world_from_anatomical, use_thresholding, materials, "LPS")
+
+    def interpolate(self, *x, method: str = "linear") -> float | np.ndarray:
+        """The volume's data (density, g/cm^3) at world points ``x`` (mm), ``"linear"`` or ``"nearest"`` between
+        voxel centres, 0 outside the grid, as DeepDRR's (scipy's ``RegularGridInterpolator``): a float for one point,
+        an array for several."""
+        from scipy.interpolate import RegularGridInterpolator
+
+        points = np.array([_apply(self.ijk_from_world, np.asarray(p, dtype=np.float64)) for p in x])
+        grid = RegularGridInterpolator(tuple(np.arange(n, dtype=np.float64) for n in self.shape), self.data,
+                                       bounds_error=False, fill_value=0.0)
+        out = grid(points, method=method)
+        return float(out[0]) if len(out) == 1 else out
 
     # ------------------------------------------------------------------ frames
     @property
