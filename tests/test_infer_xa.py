@@ -308,6 +308,13 @@ def test_infer_overwrite_never_deletes_the_checkpoint_and_bad_numbers_are_refuse
         assert (out / "older.txt").read_text() == "an older result"
     r = CliRunner().invoke(app, ["infer", str(ckpt), str(single), "-o", str(out), "--overwrite", "--mask-frame", "9"])
     assert r.exit_code == 2 and "--mask-frame: 9 is outside the run's 1 frames" in r.stderr, r.output
+    # QA found: the folder had been emptied before the run was read and its mask frame checked
+    assert (out / "older.txt").read_text() == "an older result"
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(dcm.read_bytes()[: dcm.stat().st_size // 2])  # its pixel data cut short
+    r = CliRunner().invoke(app, ["infer", str(ckpt), str(broken), "-o", str(out), "--overwrite"])
+    assert r.exit_code == 2 and "broken.dcm" in r.stderr, r.output
+    assert (out / "older.txt").read_text() == "an older result"
     r = CliRunner().invoke(app, ["infer", str(ckpt), str(dcm), "-o", str(tmp_path / "dsa.tif")])
     assert r.exit_code == 2 and "output is a folder" in r.stderr and not (tmp_path / "dsa.tif").exists(), r.output
 

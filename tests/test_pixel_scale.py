@@ -6,6 +6,7 @@ intensities over a coarse pixel, and the width of an analytic tube.
 """
 
 import json
+import re
 
 import numpy as np
 import pydicom
@@ -244,3 +245,18 @@ def test_pixel_scale_script_stamps_old_checkpoints_with_their_training_scale(exp
     assert load_checkpoint(old)["pixel_mm"] is None  # the original is left as it was
     recorded = tiny_checkpoint(tmp_path / "new" / "best.pt", pixel_mm=0.3)
     assert script.stamped_copy(recorded, store, tmp_path) == recorded
+
+
+@pytest.mark.parametrize("pixel_mm, needle", [
+    ((0.001, 0.001), "resampling by 0.000826"),  # a spacing in m (or um typed as mm): a 1 x 1 grid
+    ((50.0, 50.0), "resampling by 41.3"),  # 20 typed for 0.20: a 5290^2 grid, minutes a frame
+    ((0.125, 0.125), "are 13 x 13 at the network's 1.21 mm, under 16 a side"),
+])
+def test_a_spacing_that_would_resample_absurdly_is_refused(pixel_mm, needle):
+    """QA found: `infer --pixel-mm 0.001` ran the network on one pixel without a word, and `--pixel-mm 50` for a
+    1.21 mm network ran 87 s per frame; both a unit typed wrong."""
+    from ddsa_sim.training.pixel_grid import network_grid
+
+    with pytest.raises(InputError, match=r"xa\.dcm: .*" + re.escape(needle)):
+        network_grid((128, 128), pixel_mm, 1.21, name="xa.dcm")
+    assert network_grid((128, 128), pixel_mm, 1.21, native_grid=True, name="xa.dcm") is None  # the way out it names

@@ -362,6 +362,7 @@ def infer_run(
     model_pixel_mm: float | None = None,
     pixel_mm: float | None = None,
     native_grid: bool = False,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Network DSA and conventional DSA of one XA run into the folder ``out`` (module docstring).
 
@@ -393,6 +394,9 @@ def infer_run(
     native_grid
         Run the network on the run's own pixel grid instead of resampling the frames to ``model_pixel_mm``
         (:mod:`ddsa_sim.training.pixel_grid`).
+    overwrite
+        Empty ``out`` (claimed by the caller) once the run is read, checked and its DSA computed, just before
+        writing: a run that cannot be read keeps the older results.
 
     Returns
     -------
@@ -422,6 +426,8 @@ def infer_run(
                          f"Log subtraction of frame {mask} (mask) from every frame, -ln(I_frame/I_mask) units"
                          + ("; mask pixel-shifted per frame by phase correlation" if pixel_shift else "")),
     }
+    if overwrite:
+        clear_output(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, dsa in tqdm(methods.items(), desc="write", disable=not progress):
@@ -464,7 +470,8 @@ def infer_path(
     are resampled to the spacing of the network's training images, unless ``native_grid``
     (:mod:`ddsa_sim.training.pixel_grid`). A PNG / TIFF input's output is written in the format of ``out``'s
     extension (:data:`OUT_FORMATS`; without one, the input's). An existing output (an XA run's folder, or a file or
-    one of its previews) is refused unless ``overwrite`` (an XA run's folder is then emptied first); an output that
+    one of its previews) is refused unless ``overwrite`` (an XA run's folder is then emptied just before writing, once
+    the run is read and checked); an output that
     is the input always. All this is checked before the network runs.
 
     Returns
@@ -488,10 +495,8 @@ def infer_path(
             raise InputError(f"{out}: an XA run's output is a folder (network/, conventional/, run.json); give a "
                              "folder name, not a file's")
         claim_output(out, overwrite, inputs=[input_path, checkpoint])
-        if overwrite:
-            clear_output(out)
         return infer_run(model, norm, dev, input_path, out, input_domain, i0, mask_frame, pixel_shift,
-                         frame_time_ms, progress, tta, model_pixel_mm, pixel_mm, native_grid)
+                         frame_time_ms, progress, tta, model_pixel_mm, pixel_mm, native_grid, overwrite)
     if input_path.is_dir():
         files = sorted(p for p in input_path.iterdir() if p.is_file() and p.suffix.lower() in PNG_EXT | TIFF_EXT)
         if not files:

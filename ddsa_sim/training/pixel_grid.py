@@ -15,11 +15,13 @@ anti-aliasing filter when shrinking; the DSA, a difference of line integrals, is
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
 import torch.nn.functional as F
 
+from ddsa_sim import InputError
 from ddsa_sim.training.normalization import Normalization
 from ddsa_sim.training.predict import network_dsa
 
@@ -28,6 +30,11 @@ __all__ = ["RESAMPLE_TOLERANCE", "from_network_grid", "network_dsa_on_grid", "ne
 
 #: a frame whose spacing is within this relative difference of the network's is used on its own grid
 RESAMPLE_TOLERANCE = 0.01
+#: most a frame is resampled by, either way: C-arm pixels at the isocenter are 0.1-0.6 mm, a network's 0.3-1.5 mm;
+#: beyond it a spacing is in the wrong unit (um for mm, 20 for 0.20) or wrongly tagged
+MAX_RESAMPLE_FACTOR = 16.0
+#: least pixels a side of the network's grid has: fewer are no image for a U-Net that downsamples 8-16 times
+MIN_GRID_PX = 16
 
 
 def network_shape(shape: tuple[int, int], pixel_mm: tuple[float, float], model_pixel_mm: float) -> tuple[int, int] | None:
@@ -70,6 +77,12 @@ def network_grid(shape: tuple[int, int], pixel_mm: tuple[float, float] | None, m
         Keep the frames' grid whatever the spacings.
     name
         The input named in the warning (a file, a store).
+
+    Raises
+    ------
+    InputError
+        The spacings differ by more than :data:`MAX_RESAMPLE_FACTOR` (a wrong unit), or the network's grid would be
+        under :data:`MIN_GRID_PX` a side.
     """
     if native_grid or model_pixel_mm is None:
         return None
@@ -78,7 +91,18 @@ def network_grid(shape: tuple[int, int], pixel_mm: tuple[float, float] | None, m
                       f"at the isocenter (ddsa-sim infer --pixel-mm) for a network trained at {model_pixel_mm:.3g} mm, "
                       "or --native-grid to keep the grid without this warning", stacklevel=2)
         return None
-    return network_shape(shape, pixel_mm, model_pixel_mm)
+    factors = [p / model_pixel_mm for p in pixel_mm]
+    if not all(1.0 / MAX_RESAMPLE_FACTOR <= f <= MAX_RESAMPLE_FACTOR for f in factors):
+        raise InputError(f"{name}: pixel spacing {pixel_mm[0]:.4g} x {pixel_mm[1]:.4g} mm against the network's "
+                         f"{model_pixel_mm:.3g} mm means resampling by {max(factors, key=lambda f: abs(math.log(f))):.3g}"
+                         f" (at most {MAX_RESAMPLE_FACTOR:g}x either way); check its unit (--pixel-mm, in mm at the "
+                         "isocenter), or keep the input's grid with --native-grid")
+    grid = network_shape(shape, pixel_mm, model_pixel_mm)
+    if grid is not None and min(grid) < MIN_GRID_PX:
+        raise InputError(f"{name}: {shape[0]} x {shape[1]} pixels of {pixel_mm[0]:.4g} x {pixel_mm[1]:.4g} mm are "
+                         f"{grid[0]} x {grid[1]} at the network's {model_pixel_mm:.3g} mm, under {MIN_GRID_PX} a side; "
+                         "run it on the input's own grid with --native-grid")
+    return grid
 
 
 def _resize(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
