@@ -180,3 +180,16 @@ def test_integer_intensities_without_a_white_level_need_i0(app_ckpt, tmp_path, n
     with pytest.warns(UserWarning, match="of the intensities are negative"):
         floored = to_log_domain(read_frames(tmp_path / "dark.tif"), i0=4095.0)
     assert np.all(floored[0, 0, :3] == np.float32(np.log(4095.0)))
+
+
+def test_xa_run_options_on_a_picture_say_they_are_ignored(app_ckpt, tmp_path):
+    """QA found: `--mask-frame 3` and `--frame-time-ms 50` on a PNG input were ignored without a word."""
+    from ddsa_sim.training.infer import infer_path
+
+    _, ckpt = app_ckpt
+    Image.fromarray(np.full((24, 24), 120, np.uint8)).save(tmp_path / "f.png")
+    with pytest.warns(UserWarning, match=r"f\.png: --mask-frame, --frame-time-ms apply to an XA run \(DICOM\); a PNG / "
+                                         r"TIFF input ignores them"):
+        infer_path(ckpt, tmp_path / "f.png", tmp_path / "dsa.png", mask_frame=3, frame_time_ms=50.0, progress=False,
+                   native_grid=True)
+    assert (tmp_path / "dsa.png").is_file()

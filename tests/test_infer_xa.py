@@ -6,6 +6,7 @@ the quantisation of the stored values (``0.5 / I`` in -ln units per image) plus 
 """
 
 import json
+import re
 
 import imageio.v2 as iio2
 import imageio.v3 as iio
@@ -349,6 +350,31 @@ def test_frame_times_that_do_not_rise_give_way_to_the_next_source(tmp_path, vect
     assert run.frame_times_ms is None
     with pytest.raises(InputError, match="no frame times"):
         _run_times(run, None)
+
+
+def test_frame_times_passed_over_are_named_and_required_pixel_tags_missing_are_named(tmp_path):
+    """QA found: a run whose Frame Time Vector had 3 values for 6 frames, or whose Frame Time was negative, was
+    refused as having "no frame times"; a missing PhotometricInterpretation was called a colour image and a missing
+    BitsStored "BitsStored 0"."""
+    from ddsa_sim import InputError
+    from ddsa_sim.training.infer import _run_times
+
+    path = tmp_path / "r.dcm"
+    ds = write_multiframe(path, phantom())
+    ds.FrameTimeVector = [0.0, 50.0, 50.0]
+    ds.FrameTime = -66.7
+    del ds.CineRate
+    ds.save_as(path)
+    with pytest.raises(InputError, match=r"r\.dcm: no frame times \(.*; passed over: Frame Time Vector \(3 values for "
+                                         r"6 frames\); Frame Time -66\.7 ms: do not rise\); give --frame-time-ms"):
+        _run_times(read_run(path), None)
+    for tag, needle in (("PhotometricInterpretation", "no PhotometricInterpretation (MONOCHROME1 or MONOCHROME2)"),
+                        ("BitsStored", "no BitsStored")):
+        bare = write_multiframe(tmp_path / f"no_{tag}.dcm", phantom())
+        delattr(bare, tag)
+        bare.save_as(tmp_path / f"no_{tag}.dcm")
+        with pytest.raises(InputError, match=re.escape(f"no_{tag}.dcm: {needle}")):
+            read_run(tmp_path / f"no_{tag}.dcm")
 
 
 def test_derived_dicom_of_an_anonymised_single_frame_is_valid(app_ckpt, tmp_path):

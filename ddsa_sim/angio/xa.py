@@ -66,6 +66,9 @@ class XARun:
         ``(row, column)`` pixel spacing at the isocenter, mm (module docstring); None when unknown.
     pixel_mm_from
         The tags ``pixel_mm`` was computed from.
+    times_passed_over
+        The frame-time sources the files hold that were passed over, each with why (e.g. ``"Frame Time -66.7
+        ms: do not rise"``).
     """
 
     pixels: np.ndarray
@@ -76,6 +79,7 @@ class XARun:
     source_refs: tuple[tuple[str, str], ...]
     pixel_mm: tuple[float, float] | None = None
     pixel_mm_from: str | None = None
+    times_passed_over: tuple[str, ...] = ()
 
     @property
     def max_value(self) -> float:
@@ -110,9 +114,16 @@ def _check_pixel_module(ds: Dataset, path: Path) -> None:
     if "PixelData" not in ds:
         raise InputError(f"{path}: floating-point pixel data is not an X-ray angiography image")
     photometric = str(ds.get("PhotometricInterpretation", ""))
-    if int(ds.get("SamplesPerPixel", 1)) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise InputError(f"{path}: colour images ({photometric or 'SamplesPerPixel > 1'}) are not supported; "
-                         "give a grey-level (MONOCHROME1/2) run")
+    samples = int(ds.get("SamplesPerPixel", 1))
+    if samples == 1 and not photometric:  # a required tag: which of the two greys (bright = more or less X-ray) is unknown
+        raise InputError(f"{path}: no PhotometricInterpretation (MONOCHROME1 or MONOCHROME2): whether bright pixels "
+                         "are more or fewer X-rays is unknown")
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise InputError(f"{path}: colour images ({photometric if samples == 1 else f'SamplesPerPixel {samples}'}) "
+                         "are not supported; give a grey-level (MONOCHROME1/2) run")
+    for tag in ("BitsAllocated", "BitsStored"):
+        if tag not in ds:
+            raise InputError(f"{path}: no {tag} (a required tag of the image pixel module)")
     bits = int(ds.get("BitsStored", 0))
     if int(ds.get("BitsAllocated", 0)) not in (8, 16) or not 1 <= bits <= 16:
         raise InputError(f"{path}: BitsAllocated {ds.get('BitsAllocated')} / BitsStored {bits} not supported "
@@ -209,21 +220,26 @@ def _rising(times_ms: np.ndarray | None) -> bool:
     return times_ms is not None and bool(np.all(np.isfinite(times_ms)) and np.all(np.diff(times_ms) > 0))
 
 
-def _multiframe_times(ds: Dataset, n: int) -> np.ndarray | None:
+def _multiframe_times(ds: Dataset, n: int) -> tuple[np.ndarray | None, list[str]]:
     """Frame start times (ms) of a multi-frame file from the first of its sources whose times rise, or None (see
-    the module docstring for the order)."""
-    for times in _multiframe_time_sources(ds, n):
+    the module docstring for the order), and the sources passed over before it, each with why."""
+    passed: list[str] = []
+    for name, times in _multiframe_time_sources(ds, n):
         if _rising(times):
-            return times
-    return None
+            return times, passed
+        passed.append(name if times is None else f"{name}: do not rise")
+    return None, passed
 
 
-def _multiframe_time_sources(ds: Dataset, n: int) -> Iterator[np.ndarray]:
+def _multiframe_time_sources(ds: Dataset, n: int) -> Iterator[tuple[str, np.ndarray | None]]:
+    """(name, times) of each source the file holds, in the module docstring's order; times None: unusable."""
     vector = np.atleast_1d(np.asarray(ds.get("FrameTimeVector", []), dtype=np.float64))  # one value: scalar
     if vector.size == n:
-        yield np.cumsum(np.concatenate([[0.0], vector[1:]]))
+        yield "Frame Time Vector", np.cumsum(np.concatenate([[0.0], vector[1:]]))
+    elif vector.size:
+        yield f"Frame Time Vector ({vector.size} values for {n} frames)", None
     if ds.get("FrameTime"):
-        yield np.arange(n) * float(ds.FrameTime)
+        yield f"Frame Time {float(ds.FrameTime):g} ms", np.arange(n) * float(ds.FrameTime)
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None and len(per_frame) == n:
         stamps = []
@@ -233,10 +249,11 @@ def _multiframe_time_sources(ds: Dataset, n: int) -> Iterator[np.ndarray]:
             stamp = _datetime(first.get("FrameAcquisitionDateTime") or first.get("FrameReferenceDateTime"), None)
             stamps.append(stamp)
         if all(s is not None for s in stamps):
-            yield _ms_from_first(stamps)  # type: ignore[arg-type]
-    for rate in (ds.get("CineRate"), ds.get("RecommendedDisplayFrameRate")):
+            yield "per-frame Frame Acquisition / Reference DateTime", _ms_from_first(stamps)  # type: ignore[arg-type]
+    for name, rate in (("Cine Rate", ds.get("CineRate")), ("Recommended Display Frame Rate",
+                                                          ds.get("RecommendedDisplayFrameRate"))):
         if rate:
-            yield np.arange(n) * (1000.0 / float(rate))
+            yield f"{name} {float(rate):g}/s", np.arange(n) * (1000.0 / float(rate))
 
 
 def _single_frame_time(ds: Dataset) -> dt.datetime | None:
@@ -245,11 +262,11 @@ def _single_frame_time(ds: Dataset) -> dt.datetime | None:
             or _datetime(ds.get("ContentDate"), ds.get("ContentTime")))
 
 
-def _read_folder(folder: Path) -> tuple[list[Path], list[Dataset], np.ndarray, np.ndarray | None]:
+def _read_folder(folder: Path) -> tuple[list[Path], list[Dataset], np.ndarray, np.ndarray | None, list[str]]:
     files = _dicom_files(folder)
     if len(files) == 1:
         ds, frames = _read(files[0])
-        return files, [ds], frames, _multiframe_times(ds, frames.shape[0])
+        return files, [ds], frames, *_multiframe_times(ds, frames.shape[0])
     items = []
     for path in files:
         ds, frames = _read(path)
@@ -277,9 +294,10 @@ def _read_folder(folder: Path) -> tuple[list[Path], list[Dataset], np.ndarray, n
     items = [items[i] for i in order]
     ordered = [stamps[i] for i in order]
     times = _ms_from_first(ordered) if None not in ordered else None  # type: ignore[arg-type]
-    if not _rising(times):
-        times = None  # times of the wrong order or equal (second resolution): not usable for timing
-    return [p for p, _, _ in items], [ds for _, ds, _ in items], np.stack([f for _, _, f in items]), times
+    passed = []
+    if times is not None and not _rising(times):  # of the wrong order or equal (second resolution): no timing
+        times, passed = None, ["the frames' acquisition times: do not rise"]
+    return [p for p, _, _ in items], [ds for _, ds, _ in items], np.stack([f for _, _, f in items]), times, passed
 
 
 def read_run(path: str | Path) -> XARun:
@@ -296,10 +314,12 @@ def read_run(path: str | Path) -> XARun:
     if path.is_dir():
         if not _dicom_files(path):
             raise InputError(f"{path}: no DICOM files")
-        files, headers, pixels, times = _read_folder(path)
+        files, headers, pixels, times, passed = _read_folder(path)
     else:
         ds, pixels = _read(path)
-        files, headers, times = [path], [ds], _multiframe_times(ds, pixels.shape[0])
+        files, headers = [path], [ds]
+        times, passed = _multiframe_times(ds, pixels.shape[0])
     refs = tuple((str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))) for ds in headers)
     pixel_mm, pixel_mm_from = _isocenter_pixel_mm(headers[0], files[0])
-    return XARun(pixels, int(headers[0].BitsStored), times, headers[0], tuple(files), refs, pixel_mm, pixel_mm_from)
+    return XARun(pixels, int(headers[0].BitsStored), times, headers[0], tuple(files), refs, pixel_mm, pixel_mm_from,
+                 tuple(passed))

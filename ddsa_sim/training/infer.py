@@ -342,8 +342,9 @@ def _run_times(run: XARun, frame_time_ms: float | None) -> tuple[np.ndarray, str
         return run.frame_times_ms, "dicom"
     if n == 1:
         return np.zeros(1), "single frame"
+    unusable = f"; passed over: {'; '.join(run.times_passed_over)}" if run.times_passed_over else ""
     raise InputError(f"{run.sources[0]}: no frame times (Frame Time, Frame Time Vector, Cine Rate or acquisition "
-                     "times); give --frame-time-ms")
+                     f"times{unusable}); give --frame-time-ms")
 
 
 def infer_run(
@@ -497,6 +498,11 @@ def infer_path(
         claim_output(out, overwrite, inputs=[input_path, checkpoint])
         return infer_run(model, norm, dev, input_path, out, input_domain, i0, mask_frame, pixel_shift,
                          frame_time_ms, progress, tta, model_pixel_mm, pixel_mm, native_grid, overwrite)
+    ignored = [flag for flag, given in (("--mask-frame", mask_frame != 0), ("--frame-time-ms", frame_time_ms is not None),
+                                        ("--pixel-shift", pixel_shift)) if given]
+    if ignored:  # conventional DSA and timing are an XA run's: a PNG / TIFF gets the network's DSA alone
+        warnings.warn(f"{input_path}: {', '.join(ignored)} apply to an XA run (DICOM); a PNG / TIFF input ignores "
+                      f"{'it' if len(ignored) == 1 else 'them'}", stacklevel=2)
     if input_path.is_dir():
         files = sorted(p for p in input_path.iterdir() if p.is_file() and p.suffix.lower() in PNG_EXT | TIFF_EXT)
         if not files:
