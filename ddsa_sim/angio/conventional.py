@@ -17,6 +17,8 @@ On the test phantom (tests/test_infer_xa.py) the shift comes back to 1e-3 pixel 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
@@ -24,10 +26,13 @@ from skimage.transform import downscale_local_mean
 
 from ddsa_sim import InputError
 
-__all__ = ["COARSE_SIZE", "check_mask_frame", "conventional_dsa", "mask_shift"]
+__all__ = ["COARSE_SIZE", "MAX_SHIFT_FRACTION", "check_mask_frame", "conventional_dsa", "mask_shift"]
 
 #: Largest side, pixels, of the block-averaged images of the whole-pixel search.
 COARSE_SIZE = 128
+#: Largest pixel shift, as a fraction of the image side: patients move millimetres during a run, a few percent of
+#: the field; a match farther away is a repeating pattern's (a grid, a periodic phantom), and the mask is not shifted.
+MAX_SHIFT_FRACTION = 0.25
 
 
 def _whole_pixel_shift(mask: np.ndarray, frame: np.ndarray) -> np.ndarray:
@@ -43,9 +48,17 @@ def _whole_pixel_shift(mask: np.ndarray, frame: np.ndarray) -> np.ndarray:
 def mask_shift(mask: np.ndarray, frame: np.ndarray, max_iterations: int = 10, tol_px: float = 1e-3) -> np.ndarray:
     """Shift ``(row, col)``, pixels, that moves ``mask`` onto ``frame`` (both ``(H, W)``, -ln domain).
 
-    See the module docstring; ``max_iterations`` / ``tol_px`` bound the sub-pixel refinement.
+    See the module docstring; ``max_iterations`` / ``tol_px`` bound the sub-pixel refinement. A whole-pixel match
+    beyond :data:`MAX_SHIFT_FRACTION` of the image side is no patient motion (a repeating pattern's): it warns and the
+    refinement starts from no shift; one that runs beyond it warns and gives ``(0, 0)``.
     """
+    limit = MAX_SHIFT_FRACTION * np.asarray(mask.shape, dtype=np.float64)
     shift = _whole_pixel_shift(mask, frame)
+    if np.any(np.abs(shift) > limit):  # refined from no shift instead: patient motion is small
+        warnings.warn(f"pixel shift: the best whole-pixel match lies {shift[0]:g}, {shift[1]:g} px away, more than a "
+                      "quarter of the image: a repeating pattern's, not patient motion; searched near no shift",
+                      stacklevel=2)
+        shift = np.zeros(2)
     for _ in range(max_iterations):
         border = int(np.ceil(np.abs(shift).max())) + 3
         inner = (slice(border, -border), slice(border, -border))
@@ -58,6 +71,10 @@ def mask_shift(mask: np.ndarray, frame: np.ndarray, max_iterations: int = 10, to
         jacobian = -np.stack([grad_rows[inner].ravel(), grad_cols[inner].ravel()], axis=1)[keep]
         step = np.linalg.lstsq(jacobian, residual[keep], rcond=None)[0]
         shift = shift + step
+        if np.any(np.abs(shift) > limit):  # the refinement ran off: no match near
+            warnings.warn("pixel shift: no match within a quarter of the image; this frame's mask is not shifted",
+                          stacklevel=2)
+            return np.zeros(2)
         if np.abs(step).max() < tol_px:
             break
     return shift
