@@ -175,3 +175,19 @@ def test_cli_scene_png(tmp_path: Path):
         main(["scene", str(path), "--png", str(tmp_path / "x.png"), "--alpha", "170", "--no-drr"])
     assert exc.value.code == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_scene_places_a_template_as_dsa_does(tmp_path: Path, capsys):
+    """QA found: `scene --vessels coronary` centred the template on the CT (36 mm off the heart, or over a head)
+    where `dsa` registers it to the anatomy; a phantom with neither heart label nor lungs is refused by both."""
+    from ddsa_sim.cli import main
+
+    vol, _, _ = phantom_ct(n=32, spacing=5.0, flip_j=False)
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(vol.data, np.diag([5.0, 5.0, 5.0, 1.0])), str(path))
+    for command in (["scene", str(path), "--png", str(tmp_path / "x.png"), "--no-drr"],
+                    ["dsa", "--ct", str(path), "-o", str(tmp_path / "dsa"), "--detector", "16x16"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*command, "--vessels", "coronary"])
+        assert exc.value.code == 2 and "is no pair of lungs" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

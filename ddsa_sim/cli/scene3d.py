@@ -15,16 +15,16 @@ from ddsa_sim.cli.options import parse_detector, parse_point
 __all__ = ["register", "scene"]
 
 
-def _tree_for(vessels: str, ct, seed: int):
-    """A tree from a file (.vtp / .json, kept as-is) or a generator name (centred on the CT centre)."""
-    import numpy as np
-
-    from vessel_models import GENERATORS, generate, load_tree
+def _tree_for(vessels: str, ct: str, seed: int):
+    """A tree from a file (.vtp / .json, kept as-is) or a generator name, placed as ``ddsa-sim dsa`` places it
+    (templates registered to the anatomy, generic trees in the body; :func:`ddsa_sim.scene.build_scene`)."""
+    from vessel_models import GENERATORS, load_tree
 
     if vessels in GENERATORS:
-        tree = generate(vessels, seed)
-        lo, hi = tree.bounds_mm()
-        return tree.translated(np.asarray(ct.center_mm) - (lo + hi) / 2.0)
+        from ddsa_sim.cli.dsa import scene_spec
+        from ddsa_sim.scene import build_scene
+
+        return build_scene(scene_spec(ct, vessels, seed)).vessels[0].tree
     path = Path(vessels)
     if not path.is_file():
         raise InputError(f"--vessels: {path}: no such file (or a generator: {', '.join(GENERATORS)})")
@@ -35,7 +35,7 @@ def scene(ct: str = typer.Argument(..., help="CT: NIfTI file, DICOM series folde
           png: Path = typer.Option(..., "--png", help="Output PNG of the 3D scene."),
           vessels: str | None = typer.Option(
               None, "--vessels", help="Vessel tree (.vtp/.json, world mm) or a generator name (lsystem, cow, "
-              "coronary, colonize; centred on the CT)."),
+              "coronary, colonize; placed as `dsa` places it)."),
           seed: int = typer.Option(0, help="Seed of a generated tree."),
           alpha: float = typer.Option(0.0, help="Orbital angle alpha (deg, >0 = RAO)."),
           beta: float = typer.Option(0.0, help="Angular angle beta (deg, >0 = CAU)."),
@@ -72,7 +72,7 @@ def scene(ct: str = typer.Argument(..., help="CT: NIfTI file, DICOM series folde
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in ct_vol.center_mm)
     carm = CArm(isocenter_mm=iso, alpha_deg=alpha, beta_deg=beta, gamma_deg=gamma, sensor_height=rows, sensor_width=cols,
                 pixel_mm=pixel_mm)
-    tree = _tree_for(vessels, ct_vol, seed) if vessels else None
+    tree = _tree_for(vessels, ct, seed) if vessels else None
     image = None
     if drr:
         from ddsa_sim.cli.drr import ct_projector
