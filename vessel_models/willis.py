@@ -502,7 +502,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             grow_lsystem(b, n, heading, lp, rng_distal, root_diameter_mm=d, generation_offset=gen_of[end] + 1)
             side = 1.0 if seg_name.endswith("_L") else -1.0
             lay_on_surface(b, first, n, kind, side, centre, axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
-                            p.scale)
+                            p.scale, rng_distal.spawn(1)[0])  # a child stream: the draws after it stay as they were
 
     venous: dict[str, list[int]] = {}
     if p.veins:
