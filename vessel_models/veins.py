@@ -307,10 +307,17 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
             close = np.nonzero(np.isfinite(tree.query(pts, distance_upper_bound=reach)[0]))[0]  # the few near one
             way_along = None if along[way] is None else along[way][children[edge[close]]]
             sample_push = _overlap_push(pts[close], r[close], *v, tree, way_along)
-            for k in np.nonzero(np.linalg.norm(sample_push, axis=1) > 0)[0]:
-                for node in (children[edge[close[k]]], parents[edge[close[k]]]):  # the push that moves a node most
-                    if np.linalg.norm(sample_push[k]) > np.linalg.norm(push[node]):
-                        push[node] = sample_push[k]
+            size = np.linalg.norm(sample_push, axis=1)
+            hit = np.nonzero(size > 0)[0]
+            if not len(hit):
+                continue
+            # each pushing sample moves both ends of its edge; a node takes the largest push (the first of equals)
+            nodes = np.stack([children[edge[close[hit]]], parents[edge[close[hit]]]], axis=1).ravel()
+            sizes, order = np.repeat(size[hit], 2), np.arange(2 * len(hit))
+            rank = np.lexsort((-order, sizes, nodes))
+            best = rank[np.r_[nodes[rank][1:] != nodes[rank][:-1], True]]
+            wins = sizes[best] > np.linalg.norm(push[nodes[best]], axis=1)
+            push[nodes[best[wins]]] = sample_push[hit[best[wins] // 2]]
         push[0] = 0.0
         need = np.linalg.norm(push, axis=1)
         if need.max() <= 1e-6:
