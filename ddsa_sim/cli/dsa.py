@@ -253,6 +253,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         overwrite: bool = OVERWRITE,
         ) -> None:
     """Render DSA views: OUT/view_NNN.npz (mask, contrast, dsa_target, iodine, vessel_mask) + a PNG strip."""
+    from ddsa_sim.checks import check_memory
     from ddsa_sim.cli.options import file_of, parse_collimator, parse_detector, parse_float_list, parse_point
     from ddsa_sim.files import all_or_nothing, claim_output, clear_output
     from ddsa_sim.geometry import CArm
@@ -271,7 +272,6 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         render_views,
         view_bytes,
     )
-    from ddsa_sim.checks import check_memory
     from ddsa_sim.scene.recording import gain_for_bit_depth
     from ddsa_sim.viz.animation import save_animation
     from vessel_models.generators import parse_params
