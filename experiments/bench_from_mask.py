@@ -11,11 +11,7 @@ Run::
 
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
-import sys
-from pathlib import Path
+from checkouts import compare_checkouts
 
 CHILD = r"""
 import importlib.resources, json, resource, time, warnings
@@ -39,14 +35,7 @@ print(json.dumps(out))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--other", required=True, help="root of another checkout of the project (the peer)")
-    args = parser.parse_args()
-    here = Path(__file__).resolve().parent.parent
-    for label, root in (("this checkout", here), ("other", Path(args.other).resolve())):
-        env = {**os.environ, "PYTHONPATH": str(root)}
-        proc = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=root, capture_output=True, text=True)
-        print(label, root, proc.stdout.strip() or proc.stderr.strip().splitlines()[-1])
+    compare_checkouts(CHILD, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
