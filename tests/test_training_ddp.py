@@ -2,7 +2,11 @@
 both ranks."""
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +19,20 @@ from ddsa_sim.training.unet import UNet
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _free_ports(1)[0]
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: the sockets are held together (closed one by one, the kernel may hand out one port
+    twice, and a run rendezvousing on the port of the run before it can hang)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _worker(rank: int, world: int, port: int, store: str, out: str, cfg_json: str) -> None:
@@ -81,7 +96,6 @@ def _interrupt_worker(rank: int, world: int, ports: list[int], store: str, out: 
     """Three runs of the same config: ``full`` uninterrupted; ``part`` with a SIGINT to rank 1 alone in the middle
     of its second step (after its forward pass), then resumed. Writes ``rank<r>.json``: how each run ended."""
     import json
-    import signal
 
     from ddsa_sim.training import loop
 
@@ -124,8 +138,14 @@ def test_ddp_a_sigint_to_one_rank_stops_both_after_the_same_step_and_resumes_exa
     })
     out = tmp_path / "runs"
     out.mkdir()
-    mp.spawn(_interrupt_worker, args=(2, [_free_port() for _ in range(3)], str(store), str(out), cfg.to_json()),
-             nprocs=2, join=True)
+    # the two ranks are spawned from a fresh interpreter, as torchrun starts its workers: in the suite's own process
+    # (after many other tests) the run once hung in CI, and a hang here must fail within minutes, not block CI
+    spawn = ("import sys; sys.path.insert(0, sys.argv[1]); import torch.multiprocessing as mp; "
+             "from test_training_ddp import _interrupt_worker; "
+             "mp.spawn(_interrupt_worker, args=(2, [int(p) for p in sys.argv[2:5]], *sys.argv[5:8]), nprocs=2)")
+    subprocess.run([sys.executable, "-c", spawn, str(Path(__file__).parent), *map(str, _free_ports(3)),
+                    str(store), str(out), cfg.to_json()], check=True, timeout=240,
+                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C acts as in a shell
     r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0 == [{"step": 3}, {"step": 2, "interrupted": True, "saved": True}, {"step": 3}]
     assert r1 == [{"step": 3}, {"step": 2, "interrupted": True, "saved": False}, {"step": 3}]
