@@ -18,7 +18,8 @@ from vessel_models.io import claim_folder
 from vessel_models.io import clear_folder as clear_output  # deletes no input: claim_output checked them
 from vessel_models.tree import VesselInputError
 
-__all__ = ["all_or_nothing", "atomic_output", "cache_dir", "claim_output", "clear_output", "make_folder"]
+__all__ = ["all_or_nothing", "atomic_output", "cache_dir", "claim_output", "clear_output", "make_folder",
+           "save_figure"]
 
 
 def atomic_output(path: str | os.PathLike) -> AbstractContextManager[Path]:
@@ -59,6 +60,15 @@ def all_or_nothing(folder: str | os.PathLike) -> Iterator[list[Path]]:
         if created and not any(folder.iterdir()):
             folder.rmdir()
         raise
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Write a matplotlib figure at ``dpi`` in the format of ``path``'s suffix (PNG without one), atomically: a reader
+    never sees half a picture (the temporary name keeps the suffix)."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    return path
 
 
 def cache_dir(kind: str) -> Path | None:

@@ -16,7 +16,7 @@ import zarr
 
 from ddsa_sim.export.format import META_GROUP, exposed_field, store_frames
 from ddsa_sim.export.store import completed
-from ddsa_sim.files import atomic_output
+from ddsa_sim.files import save_figure
 
 __all__ = ["COLUMNS", "column_windows", "peak_frame", "write_grid", "write_preview", "write_sequence_strip"]
 
@@ -74,7 +74,7 @@ def write_grid(root: zarr.Group, pick: np.ndarray | list[int], path: str | Path)
             if c == 0:
                 ax.set_ylabel(f"#{int(i)}{labels[r]} {splits[int(i)]}", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def peak_frame(root: zarr.Group, index: int) -> int | None:
@@ -108,12 +108,4 @@ def write_sequence_strip(root: zarr.Group, index: int, path: str | Path) -> Path
             if k == 0:
                 ax.set_ylabel(name, fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig, path: str | Path) -> Path:
-    """Write ``fig`` at 100 dpi, atomically, in the format of ``path``'s suffix (a temporary name keeps it)."""
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    return path
+    return save_figure(fig, path)

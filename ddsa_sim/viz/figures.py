@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ddsa_sim.files import atomic_output
+from ddsa_sim.files import atomic_output, save_figure
 
 __all__ = ["contact_sheet", "display_window", "image_grid", "save_figure", "save_png", "to_uint8"]
 
@@ -36,14 +36,6 @@ def save_png(image: np.ndarray, path: str | Path, window: tuple[float, float] | 
     path = Path(path)
     with atomic_output(path) as tmp:
         Image.fromarray(to_uint8(image, window or display_window([image]))).save(tmp, format="PNG")
-    return path
-
-
-def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
-    """Write a matplotlib figure as a PNG at ``dpi``, atomically: a reader never sees half a picture."""
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
     return path
 
 
