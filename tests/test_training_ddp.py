@@ -92,30 +92,42 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path, amp_cpu):
 
 
 
-def _interrupt_worker(rank: int, world: int, ports: list[int], store: str, out: str, cfg_json: str) -> None:
-    """Three runs of the same config: ``full`` uninterrupted; ``part`` with a SIGINT to rank 1 alone in the middle
-    of its second step (after its forward pass), then resumed. Writes ``rank<r>.json``: how each run ended."""
+def _interrupt_worker(rank: int, world: int, where: str, ports: list[int], store: str, out: str,
+                      cfg_json: str) -> None:
+    """Three runs of the same config: ``full`` uninterrupted; ``part`` with a SIGINT to rank 1 alone in its second
+    step (``where``: "update", inside the step's network update; "batch", while it makes the batch, before the
+    update), then resumed. Rank 0 is slow to write the interrupted run's last.pt (a loaded machine).
+    Writes ``rank<r>.json``: how each run ended."""
     import json
+    import time
 
     from ddsa_sim.training import loop
 
     cfg = parse_config(json.loads(cfg_json))
-    update, calls = loop._generator_update, []
+    name = {"update": "_generator_update", "batch": "make_training_batch"}[where]
+    original, calls = getattr(loop, name), []
 
-    def interrupted(state, loss):
+    def interrupted(*args):
         calls.append(1)
         if rank == 1 and len(calls) == 2:
             signal.raise_signal(signal.SIGINT)
-        return update(state, loss)
+        return original(*args)
 
+    save = loop._save_interrupted
+
+    def slow_save(*args):
+        time.sleep(2.0)
+        return save(*args)
+
+    loop._save_interrupted = slow_save
     ended = []
-    for port, (name, resume, sigint) in zip(ports, (("full", False, False), ("part", False, True),
-                                                    ("part", True, False))):
+    for port, (run, resume, sigint) in zip(ports, (("full", False, False), ("part", False, True),
+                                                   ("part", True, False))):
         os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world),
                            "RANK": str(rank), "LOCAL_RANK": str(rank)})
-        loop._generator_update = interrupted if sigint else update
+        setattr(loop, name, interrupted if sigint else original)
         try:
-            res = run_training(cfg, os.path.join(out, name), store=store, progress=False, resume=resume)
+            res = run_training(cfg, os.path.join(out, run), store=store, progress=False, resume=resume)
             ended.append({"step": res.step})
         except loop.TrainingInterrupted as exc:
             ended.append({"step": exc.step, "interrupted": True, "saved": exc.saved is not None})
@@ -123,12 +135,12 @@ def _interrupt_worker(rank: int, world: int, ports: list[int], store: str, out: 
         json.dump(ended, f)
 
 
-@pytest.mark.xfail(raises=subprocess.TimeoutExpired, strict=False,
-                   reason="known race under CPU load (a full-suite run, or beside one): one rank has exited and the "
-                          "other waits until the limit; passes on an idle machine; cause not found yet (note 45)")
-def test_ddp_a_sigint_to_one_rank_stops_both_after_the_same_step_and_resumes_exactly(tmp_path):
-    """Rank 1 alone is interrupted mid-step: both ranks complete that step and stop after it (they agree), rank 0
-    writes last.pt of it, and a resume ends where an uninterrupted two-process run ends, bit for bit."""
+@pytest.mark.parametrize("where", ["update", "batch"])
+def test_ddp_a_sigint_to_one_rank_stops_both_after_the_same_step_and_resumes_exactly(tmp_path, where):
+    """Rank 1 alone is interrupted in a step (in its update, or before it while making its batch): both ranks
+    complete that step and stop after it (they agree; a rank that stopped alone left the other waiting in a
+    collective), rank 0 writes last.pt of it before any rank returns (a resume on rank 1 had not found it and started
+    from scratch), and a resume ends where an uninterrupted two-process run ends, bit for bit."""
     import json
 
     store = write_synthetic_store(tmp_path / "s.zarr", splits={"train": 2, "val": 1}, per_ct=2, size=32)
@@ -141,12 +153,13 @@ def test_ddp_a_sigint_to_one_rank_stops_both_after_the_same_step_and_resumes_exa
     })
     out = tmp_path / "runs"
     out.mkdir()
-    # the two ranks are spawned from a fresh interpreter, as torchrun starts its workers: in the suite's own process
-    # (after many other tests) the run hung in CI, and a hang here must fail within minutes, not block CI
+    # the two ranks are spawned from a fresh interpreter, as torchrun starts its workers; a hang must fail within
+    # minutes, not block CI
     spawn = ("import sys; sys.path.insert(0, sys.argv[1]); import torch.multiprocessing as mp; "
              "from test_training_ddp import _interrupt_worker; "
-             "mp.spawn(_interrupt_worker, args=(2, [int(p) for p in sys.argv[2:5]], *sys.argv[5:8]), nprocs=2)")
-    subprocess.run([sys.executable, "-c", spawn, str(Path(__file__).parent), *map(str, _free_ports(3)),
+             "mp.spawn(_interrupt_worker, args=(2, sys.argv[2], [int(p) for p in sys.argv[3:6]], *sys.argv[6:9]), "
+             "nprocs=2)")
+    subprocess.run([sys.executable, "-c", spawn, str(Path(__file__).parent), where, *map(str, _free_ports(3)),
                     str(store), str(out), cfg.to_json()], check=True, timeout=120,
                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C acts as in a shell
     r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
@@ -158,3 +171,43 @@ def test_ddp_a_sigint_to_one_rank_stops_both_after_the_same_step_and_resumes_exa
         assert a[key].keys() == b[key].keys()
         for k, v in a[key].items():
             assert torch.equal(v, b[key][k]), (key, k)
+
+
+def _mismatch_worker(rank: int, world: int, ports: list[int], store: str, out: str, cfg_json: str) -> None:
+    """A two-step run, then a run in which rank 0 resumes from its last.pt and rank 1 does not see one (as where the
+    run folder is not shared between nodes). Writes ``rank<r>.json``: the second run's error."""
+    import json
+
+    from ddsa_sim import InputError
+
+    cfg = parse_config(json.loads(cfg_json))
+    error = None
+    for port, resume in zip(ports, (False, rank == 0)):
+        os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world),
+                           "RANK": str(rank), "LOCAL_RANK": str(rank)})
+        try:
+            run_training(cfg, out, store=store, progress=False, resume=resume, max_steps=2 if port == ports[0] else 3)
+        except InputError as exc:
+            error = str(exc)
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump(error, f)
+
+
+def test_ddp_ranks_that_would_start_at_different_steps_are_refused_on_every_rank(tmp_path):
+    """Rank 0 resumes at step 2 while rank 1 starts from scratch: both refuse in one line naming last.pt (they had
+    stepped out of turn and waited on each other's collectives forever)."""
+    import json
+
+    store = write_synthetic_store(tmp_path / "s.zarr", splits={"train": 2, "val": 1}, per_ct=2, size=32)
+    cfg = parse_config({"seed": 5, "num_threads": 1, "device": "cpu",
+                        "data": {"crop_size": 32, "patch_size": 32, "batch_size": 2, "in_memory": True},
+                        "model": {"base_channels": 4, "depth": 2}, "optim": {"max_steps": 2, "val_every": 100}})
+    out = tmp_path / "run"
+    spawn = ("import sys; sys.path.insert(0, sys.argv[1]); import torch.multiprocessing as mp; "
+             "from test_training_ddp import _mismatch_worker; "
+             "mp.spawn(_mismatch_worker, args=(2, [int(p) for p in sys.argv[2:4]], *sys.argv[4:7]), nprocs=2)")
+    subprocess.run([sys.executable, "-c", spawn, str(Path(__file__).parent), *map(str, _free_ports(2)),
+                    str(store), str(out), cfg.to_json()], check=True, timeout=120)
+    for rank in (0, 1):
+        error = json.loads((out / f"rank{rank}.json").read_text())
+        assert error is not None and "different steps (0 to 2)" in error and str(out / "last.pt") in error, error

@@ -24,9 +24,12 @@ that skips the draws already consumed, so a resumed run sees exactly the data an
 
 Ctrl-C (SIGINT): a step is never cut in half. A SIGINT during a step is held back until the step is done
 (:class:`_Interrupts`; under DDP the ranks agree after each step whether one was asked to stop, so all stop after
-the same one), then rank 0 writes ``last.pt`` of that step and :class:`TrainingInterrupted` is raised. A SIGINT
-outside a step (reading data, validating, writing a checkpoint) stops at once; a validation it cut short is done
-first thing on ``--resume``. So a run interrupted and resumed equals an uninterrupted one.
+the same one), then rank 0 writes ``last.pt`` of that step and :class:`TrainingInterrupted` is raised (on every
+rank once ``last.pt`` is written). A single-process run stops at once on a SIGINT outside a step (reading data,
+validating, writing a checkpoint); a validation it cut short is done first thing on ``--resume``. Under DDP a
+SIGINT is held everywhere in the loop, since a rank that stopped on its own would leave the others waiting in a
+collective forever: the ranks agree after each step and after each of rank 0's validations / checkpoints. So a run
+interrupted and resumed equals an uninterrupted one.
 
 Structure: :func:`run_training` sets up (device, data, :class:`_TrainState` with networks, optimisers
 and resume state, data loader, rank 0's :class:`_Monitor`), then :func:`_train_loop` runs
@@ -36,6 +39,7 @@ on rank 0, :func:`_after_step` (logging, validation, checkpoints).
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -301,6 +305,15 @@ class _Networks:
         averaged = self.average is not None and int(self.average.n_averaged) > 0
         return self.average.module if averaged else self.core
 
+    def drop_ddp(self) -> None:
+        """Free the DDP wrapper now, while the process group lives. Its reducer holds the group: a group destroyed
+        from the reducer's destructor joins gloo's worker threads with the GIL held, while a worker that frees the
+        last reference to a Python tensor waits for the GIL (a deadlock seen under CPU load); destroyed by
+        ``destroy_process_group`` the group releases the GIL first."""
+        if isinstance(self.model, DDP):
+            self.model = self.model.module
+            gc.collect()  # DDP's hooks hold it in a reference cycle, which a later collection would free anywhere
+
 
 @dataclass
 class _TrainState:
@@ -491,6 +504,17 @@ def _restore(
         nets.scaler.load_state_dict(ckpt["scaler"])
     return (int(ckpt["step"]), ckpt.get("best_score"), Normalization.from_dict(ckpt["normalization"]),
             bool(ckpt.get("validation_pending", False)))
+
+
+def _check_same_start(step: int, last_path: Path, device: torch.device) -> None:
+    """Under DDP: every rank starts at the same step, or the run is refused (a rank that did not see ``last.pt``,
+    e.g. a run folder not shared between nodes, would train from scratch beside the others and they would wait on
+    each other in collectives forever)."""
+    bounds = torch.tensor([float(step), -float(step)], device=device)
+    dist.all_reduce(bounds, op=dist.ReduceOp.MAX)
+    if bounds[0] != -bounds[1]:
+        raise InputError(f"the ranks start at different steps ({-bounds[1]:.0f} to {bounds[0]:.0f}): "
+                         f"a resume needs {last_path} on every rank, the same file")
 
 
 def _wrap_ddp(nets: _Networks, device: torch.device) -> None:
@@ -711,8 +735,6 @@ def _validate_and_keep_best(state: _TrainState, mon: _Monitor, result: TrainResu
             state.best_score = s
             state.save(mon.out_dir / "best.pt")
         state.validated_step = step
-    if state.interrupts.pending:
-        raise KeyboardInterrupt
 
 
 def _after_step(
@@ -794,8 +816,10 @@ def _train_loop(
                 state.save(mon.last_path)
         if state.world > 1:
             dist.barrier()
+    interrupts = state.interrupts
     try:
-        with state.interrupts.installed():
+        # under DDP no rank may stop on its own (the others would wait in a collective): SIGINT held throughout
+        with interrupts.installed(), interrupts.holding() if state.world > 1 else nullcontext():
             try:
                 while state.step < total_steps:
                     lv, logs = _train_step(state, batches, g, total_steps)
@@ -804,11 +828,20 @@ def _train_loop(
                     if mon is not None:
                         bar.set_postfix(loss=f"{lv:.4g}")
                         _after_step(state, mon, result, total_steps, logs)
-                    if state.world > 1 and any(_due(state.step, n, total_steps) for n in every):
-                        dist.barrier()  # the other ranks wait for rank 0's validation / checkpoint
+                    if state.world == 1:
+                        if interrupts.pending:  # came while best.pt was written
+                            raise KeyboardInterrupt
+                    elif any(_due(state.step, n, total_steps) for n in every) and \
+                            interrupts.stop_asked(state.world, state.device):
+                        # the other ranks have waited for rank 0's validation / checkpoint (a collective), and
+                        # learn whether a SIGINT came meanwhile
+                        raise KeyboardInterrupt
             except KeyboardInterrupt:
-                state.interrupts.held = True  # no further SIGINT (torchrun passes one on) cuts the save short
-                raise TrainingInterrupted(state.step, _save_interrupted(state, mon, start_step, total_steps)) from None
+                interrupts.held = True  # no further SIGINT (torchrun passes one on) cuts the save short
+                saved = _save_interrupted(state, mon, start_step, total_steps)
+                if state.world > 1:
+                    dist.barrier()  # every rank's TrainingInterrupted means last.pt is written
+                raise TrainingInterrupted(state.step, saved) from None
     finally:
         bar.close()
         if mon is not None:
@@ -888,9 +921,11 @@ def run_training(
         last_path = out_dir / "last.pt"
         resume_from = last_path if resume and last_path.exists() else None
         state = _setup_state(cfg, device, rank, world, train_ds, resume_from, branch_from, progress and rank == 0)
-        loader = _make_loader(state, train_ds)
         created, start_step = not out_dir.exists(), state.step
         try:
+            if world > 1:
+                _check_same_start(state.step, last_path, device)
+            loader = _make_loader(state, train_ds)
             mon = _open_monitor(state, out_dir, val_ds) if rank == 0 else None
             if mon is not None:
                 state.bn_inputs = _bn_inputs(state, train_ds)
@@ -901,6 +936,8 @@ def run_training(
             if rank == 0 and resume_from is None and state.step == start_step and not last_path.exists():
                 _remove_unstarted(out_dir, created)
             raise
+        finally:
+            state.nets.drop_ddp()
     finally:
         if initialised_here and dist.is_initialized():
             dist.destroy_process_group()
