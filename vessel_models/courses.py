@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from vessel_models.lsystem import perpendicular, rotate
+from vessel_models.lsystem import cross3, perpendicular, rotate
 from vessel_models.tree import TreeBuilder
 
 __all__ = ["VIRTUAL_RADIUS_MM", "lay_on_surface", "smooth_curve", "surface_point"]
@@ -80,7 +80,7 @@ LAID_BEND_MAX_TURN_DEG = 100.0
 
 def _unit(v: np.ndarray) -> np.ndarray | None:
     """``v`` normalised, or ``None`` for a (near) zero vector."""
-    norm = float(np.linalg.norm(v))
+    norm = math.sqrt(float(v @ v))  # np.linalg.norm's float, without its overhead
     return v / norm if norm > 1e-9 else None
 
 
@@ -94,7 +94,7 @@ def _turn_deg(a: np.ndarray | None, b: np.ndarray | None) -> float:
 
 def _aligning(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The least rotation (3x3) that turns the unit vector ``a`` into the unit vector ``b`` (Rodrigues)."""
-    v, c = np.cross(a, b), float(a @ b)
+    v, c = cross3(a, b), float(a @ b)
     if c < -1.0 + 1e-9:  # opposite: half a turn about any axis across them
         axis = perpendicular(a)
         return 2.0 * np.outer(axis, axis) - np.eye(3)
@@ -122,7 +122,7 @@ def _surface_step(edge: np.ndarray, normal: np.ndarray, heading: np.ndarray | No
         limit = math.radians(max_turn_deg)
         if turn > limit:  # rotate the heading towards d by the limit, within the tangent plane
             side = _unit(d - prev * float(d @ prev))
-            side = np.cross(normal, prev) if side is None else side
+            side = cross3(normal, prev) if side is None else side
             d = math.cos(limit) * prev + math.sin(limit) * side
     if d is None:
         d = perpendicular(normal)
@@ -181,7 +181,7 @@ def _bent_path(path: np.ndarray, arc: np.ndarray, amp: float, kind: str, side: f
     chord = path[-1] - path[0]
     for k in range(1, len(path) - 1):
         normal = SAGITTAL if surface is None else _unit((path[k] - centre) / surface[0] ** 2)
-        across = None if normal is None else _unit(np.cross(normal, chord))
+        across = None if normal is None else _unit(cross3(normal, chord))
         if across is None:
             continue
         q = path[k] + amp * math.sin(math.pi * arc[k] / arc[-1]) ** 2 * across

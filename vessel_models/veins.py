@@ -163,22 +163,58 @@ def _deep_segments(centre: np.ndarray, torcula: np.ndarray, scale: float) -> dic
     return out
 
 
-def _overlap_push(pos: np.ndarray, rad: np.ndarray, other: np.ndarray, other_r: np.ndarray, near: cKDTree,
-                  along: np.ndarray | None = None) -> np.ndarray:
+#: Radius bins (mm) of the spheres a :class:`_Spheres` keeps apart: each bin is searched to its own largest radius,
+#: not the set's (a few sinus spheres 5-7 mm wide had each of the thousands of 0.5 mm cortical-vein spheres searched
+#: as far, 600 000 candidate pairs per round for some 50 overlaps).
+SPHERE_BINS_MM = (0.5, 1.0, 2.0, 4.0)
+
+
+def _radius_bins(radii: np.ndarray) -> list[np.ndarray]:
+    """Indices of ``radii`` per bin of :data:`SPHERE_BINS_MM` (empty bins left out)."""
+    which = np.digitize(radii, SPHERE_BINS_MM)
+    return [idx for k in range(len(SPHERE_BINS_MM) + 1) if len(idx := np.nonzero(which == k)[0])]
+
+
+class _Spheres:
+    """Fixed spheres (centres (N, 3) mm, radii (N,) mm), binned by radius with a KD-tree per bin, to find the pairs of
+    other spheres that overlap them."""
+
+    def __init__(self, centres: np.ndarray, radii: np.ndarray) -> None:
+        self.centres, self.radii = centres, radii
+        self.bins = [(idx, cKDTree(centres[idx]), float(radii[idx].max())) for idx in _radius_bins(radii)]
+
+    def overlaps(self, pos: np.ndarray, rad: np.ndarray, gap: float) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs ``(k, a)``, ordered by ``k`` then ``a``: sphere ``k`` of (``pos``, ``rad``) within ``gap`` of this
+        set's sphere ``a`` (centre distance, at least 1e-9 mm, < the radii + ``gap``)."""
+        ks, As = [], []
+        for q_idx in _radius_bins(rad):
+            query = cKDTree(pos[q_idx], balanced_tree=False, compact_nodes=False)  # built each round: quick to build
+            for o_idx, tree, o_max in self.bins:
+                found = query.sparse_distance_matrix(tree, float(rad[q_idx].max()) + o_max + gap,
+                                                     output_type="ndarray")
+                k, a = q_idx[found["i"]], o_idx[found["j"]]
+                keep = found["v"] < rad[k] + self.radii[a] + gap + 1e-6  # the exact test follows
+                ks.append(k[keep])
+                As.append(a[keep])
+        k, a = np.concatenate(ks + [np.zeros(0, np.int64)]), np.concatenate(As + [np.zeros(0, np.int64)])
+        dist = np.maximum(np.linalg.norm(pos[k] - self.centres[a], axis=1), 1e-9)
+        over = dist < rad[k] + self.radii[a] + gap
+        k, a = k[over], a[over]
+        order = np.lexsort((a, k))
+        return k[order], a[order]
+
+
+def _overlap_push(pos: np.ndarray, rad: np.ndarray, other: _Spheres, along: np.ndarray | None = None) -> np.ndarray:
     """(N, 3) push (mm) that takes each node sphere (``pos``, ``rad``) :data:`ARTERY_GAP_MM` clear of the ``other``
-    node spheres it overlaps (``near``: their KD-tree): directly away from the centre of the one it overlaps most
-    or, with ``along`` ((N, 3) unit vectors), along its own direction by the least distance that clears them all."""
+    spheres it overlaps: directly away from the centre of the one it overlaps most or, with ``along`` ((N, 3) unit
+    vectors), along its own direction by the least distance that clears them all."""
     push = np.zeros_like(pos)
-    hits = near.query_ball_point(pos, rad + other_r.max() + ARTERY_GAP_MM)
-    k = np.repeat(np.arange(len(pos)), [len(h) for h in hits])
-    a = np.concatenate([np.asarray(h, dtype=np.int64) for h in hits] + [np.zeros(0, dtype=np.int64)])
-    d = pos[k] - other[a]
-    dist = np.maximum(np.linalg.norm(d, axis=1), 1e-9)
-    clear = rad[k] + other_r[a] + ARTERY_GAP_MM
-    over = dist < clear
-    k, a, d, dist, clear = k[over], a[over], d[over], dist[over], clear[over]
+    k, a = other.overlaps(pos, rad, ARTERY_GAP_MM)
     if not len(k):
         return push
+    d = pos[k] - other.centres[a]
+    dist = np.maximum(np.linalg.norm(d, axis=1), 1e-9)
+    clear = rad[k] + other.radii[a] + ARTERY_GAP_MM
     if along is None:  # away from the one it overlaps most
         size, way = clear - dist, d / dist[:, None]
     else:  # |d + t u| = clear, the larger root: the least move along u that clears them all
@@ -197,15 +233,14 @@ def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
     nodes it overlaps, the push smoothed along the vein (Gaussian, :data:`GIVE_WAY_MM`) and faded to nothing at
     both ends, which stay where they join (the jugular foramen, the virtual root, another vein), in rounds (at most
     50) that each clear the deepest overlap away from the ends, until none is left there."""
-    art = np.array([b.position(i) for i in range(n_arterial)])
-    art_r = np.array([b.radius(i) for i in range(n_arterial)])
-    near = cKDTree(art)
+    arteries = _Spheres(np.array([b.position(i) for i in range(n_arterial)]),
+                        np.array([b.radius(i) for i in range(n_arterial)]))
     pos = np.array([b.position(i) for i in ids])
     rad = np.array([b.radius(i) for i in ids])
     step = float(np.mean(np.linalg.norm(np.diff(pos, axis=0), axis=1)))
     fade = np.sin(np.pi * np.linspace(0.0, 1.0, len(ids)))[:, None] ** 0.5
     for _ in range(50):
-        push = _overlap_push(pos, rad, art, art_r, near)
+        push = _overlap_push(pos, rad, arteries)
         need = np.linalg.norm(push, axis=1)
         if need.max() <= 1e-6:
             break
@@ -290,10 +325,11 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
     sided = side != 0
     least_off = np.minimum(side * (pos[:, 0] - centre[0]), MIDLINE_GAP_MM)
     parts = [(part, way) for part, way in ((beneath, "beneath"), (aside, "aside"), (off, "off")) if len(part)]
-    veins = [_along_edges(np.array([b.position(i) for i in part]), np.array([b.position(b.parent(i)) for i in part]),
-                          np.array([b.radius(i) for i in part]), np.array([b.radius(b.parent(i)) for i in part]))[:2]
+    veins = [_Spheres(*_along_edges(np.array([b.position(i) for i in part]),
+                                    np.array([b.position(b.parent(i)) for i in part]),
+                                    np.array([b.radius(i) for i in part]),
+                                    np.array([b.radius(b.parent(i)) for i in part]))[:2])
              for part, _ in parts]
-    near = [cKDTree(v) for v, _ in veins]
     for _ in range(50):
         normal = (pos - centre) / axes**2
         inward = normal * np.where(inside, -1.0, 1.0)[:, None] / np.linalg.norm(normal, axis=1, keepdims=True)
@@ -302,17 +338,14 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
         pts, r, t = _along_edges(pos[children], pos[parents], rad[children], rad[parents])
         edge = np.tile(np.arange(len(children)), len(t))
         push = np.zeros_like(pos)
-        for (_, way), v, tree in zip(parts, veins, near):
-            reach = r.max() + v[1].max() + ARTERY_GAP_MM
-            close = np.nonzero(np.isfinite(tree.query(pts, distance_upper_bound=reach)[0]))[0]  # the few near one
-            way_along = None if along[way] is None else along[way][children[edge[close]]]
-            sample_push = _overlap_push(pts[close], r[close], *v, tree, way_along)
+        for (_, way), v in zip(parts, veins):
+            sample_push = _overlap_push(pts, r, v, None if along[way] is None else along[way][children[edge]])
             size = np.linalg.norm(sample_push, axis=1)
             hit = np.nonzero(size > 0)[0]
             if not len(hit):
                 continue
             # each pushing sample moves both ends of its edge; a node takes the largest push (the first of equals)
-            nodes = np.stack([children[edge[close[hit]]], parents[edge[close[hit]]]], axis=1).ravel()
+            nodes = np.stack([children[edge[hit]], parents[edge[hit]]], axis=1).ravel()
             sizes, order = np.repeat(size[hit], 2), np.arange(2 * len(hit))
             rank = np.lexsort((-order, sizes, nodes))
             best = rank[np.r_[nodes[rank][1:] != nodes[rank][:-1], True]]
