@@ -24,6 +24,7 @@ from ddsa_sim import InputError
 from ddsa_sim.projector import ProjectorVolume
 from ddsa_sim.scene.catheter import Catheter, build_catheter, catheter_centerline
 from ddsa_sim.scene.catheter_route import FEEDING_ARTERIES, ArteryRoutes
+from ddsa_sim.scene.conform import SignedDistance, cerebral_compartments, conform_cerebral
 from ddsa_sim.scene.model_source import lumen_points, model_volume
 from ddsa_sim.scene.motion import CARDIAC_KINDS, RESPIRATORY_KINDS
 from ddsa_sim.scene.perfusion import CEREBRAL_BOLUS, blush_source
@@ -206,6 +207,14 @@ def _structures(patient: Patient) -> dict[str, int]:
     return patient.derived["structures"]
 
 
+def _cerebral_compartments(patient: Patient) -> list[SignedDistance]:
+    """The maps of :func:`~ddsa_sim.scene.conform.cerebral_compartments` of the CT without its distractors,
+    memoised (a patient's trees share them)."""
+    if "cerebral compartments" not in patient.derived:
+        patient.derived["cerebral compartments"] = cerebral_compartments(_anatomy(patient), _intracranial(patient))
+    return patient.derived["cerebral compartments"]
+
+
 def _intracranial(patient: Patient) -> np.ndarray | None:
     """The CT's intracranial volume (:func:`~ddsa_sim.scene.placement.intracranial_mask`) without its
     distractors, memoised."""
@@ -308,9 +317,12 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Cat
         if feeding:  # template metadata is in the template's frame: it moves with the tree
             tree.metadata["feeding_path_mm"] = (np.asarray(feeding, float) @ transform[:3, :3].T
                                                 + transform[:3, 3]).tolist()
-        heart = _heart(patient, place.field) if _template(vs, place, tree.metadata) == "coronary" else None
+        template = _template(vs, place, tree.metadata)
+        heart = _heart(patient, place.field) if template == "coronary" else None
         if heart is not None:  # the similarity puts an ellipsoid's arteries on this heart: lay them on its surface
             tree = lay_on_epicardium(tree, heart, patient.ct.affine)
+        if template == "cow":  # and an ellipsoid's head in this one: each vessel into its compartment
+            tree = conform_cerebral(tree, _cerebral_compartments(patient), patient.ct.affine, patient.ct.shape)
     catheter = None
     if spec.catheter is not None:
         if "body outline" not in patient.derived:  # the catheter may cross the lungs on its way in

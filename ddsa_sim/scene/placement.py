@@ -28,6 +28,15 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from ddsa_sim import InputError
+from ddsa_sim.scene.conform import (
+    SignedDistance,
+    along_tree_weights,
+    in_grid,
+    index_from_world,
+    push_into_bands,
+    sample,
+    signed_distance_mm,
+)
 from ddsa_sim.volumes import Volume
 from ddsa_sim.volumes.materials import labels_in
 
@@ -493,7 +502,7 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
     from scipy.optimize import differential_evolution, minimize
 
     box, grid, box_from_world = _around_heart(heart, affine, margin_mm)
-    outside = _outside_mm(heart[box], grid)
+    outside = signed_distance_mm(heart[box], grid)
     to_aorta = ndimage.distance_transform_edt(~aorta[box], sampling=grid)
     nodes = positions_mm[:: max(1, len(positions_mm) // FIT_NODES)] - centre_mm
     aortic = aortic_mm - centre_mm
@@ -507,10 +516,10 @@ def fit_coronary(rotation: np.ndarray, scale: float, centre_mm: np.ndarray, targ
     def cost(x: np.ndarray) -> float:
         r, s, t = pose(x)
         placed = t + s * nodes @ r.T
-        d = _read(outside, box_from_world, placed)
+        d = sample(outside, box_from_world, placed)
         miss = np.minimum(np.maximum(band_lo - d, 0.0) + np.maximum(d - band_hi, 0.0), FIT_OUTLIER_MM)
-        miss = np.where(_in_ct(placed, ct_from_world, heart.shape), miss, FIT_OUTLIER_MM)  # beyond a region's cut
-        return float(np.mean(miss**2) + np.mean(_read(to_aorta, box_from_world, t + s * aortic @ r.T) ** 2))
+        miss = np.where(in_grid(placed, ct_from_world, heart.shape), miss, FIT_OUTLIER_MM)  # beyond a region's cut
+        return float(np.mean(miss**2) + np.mean(sample(to_aorta, box_from_world, t + s * aortic @ r.T) ** 2))
 
     turn, shift = np.radians(FIT_MAX_TURN_DEG) / 0.1, FIT_MAX_SHIFT_MM / 10.0  # the start is right to this much
     sizes = [float(np.log(b / scale) / 0.1) for b in TEMPLATE_SCALE_RANGE]
@@ -560,19 +569,16 @@ def lay_on_epicardium(tree: VesselTree, heart: np.ndarray, affine: np.ndarray) -
     as in :func:`fit_coronary`, from the label's voxel centres on a grid of about :data:`FIT_GRID_MM` (the CT's
     voxels taken every few): the label's surface is known to half a voxel.
     """
-    from scipy.sparse import csgraph, csr_matrix
 
     from vessel_models.coronary import SEPTAL_PERFORATORS
 
     heart = np.asarray(heart, dtype=bool)
     if not heart.any():
         return tree.copy()
-    box, grid, box_from_world = _around_heart(heart, affine, 3.0 * EPICARDIAL_SMOOTHING_MM)
-    outside = _outside_mm(heart[box], grid)
-    if min(outside.shape) < 2:  # no surface to read a normal from
+    surface = SignedDistance(heart, affine, _around_heart(heart, affine, 3.0 * EPICARDIAL_SMOOTHING_MM)[0],
+                             EPICARDIAL_NORMAL_SMOOTHING_MM)
+    if surface.flat:  # no surface to read a normal from
         return tree.copy()
-    # the gradient per box index, then per world mm through the index's derivative: exact for any affine
-    slope = np.stack(np.gradient(ndimage.gaussian_filter(outside, EPICARDIAL_NORMAL_SMOOTHING_MM / grid)), axis=-1)
     n, parents = tree.n_nodes, tree.parents
     named = [tree.labels.get(int(b), "") for b in tree.branch_ids]
     for i in range(1, n):  # parents come before their children: a distal twig is its named artery's
@@ -586,25 +592,14 @@ def lay_on_epicardium(tree: VesselTree, heart: np.ndarray, affine: np.ndarray) -
         from_ostium[i] = from_ostium[parents[i]] + e
     f = np.clip(from_ostium / OSTIAL_FADE_MM, 0.0, 1.0)
     fade = np.where(virtual, 0.0, f * f * (3.0 - 2.0 * f))  # smoothstep
-    along = csr_matrix((np.maximum(edge, 1e-6), (child, parents[child])), shape=(n, n))
-    gauss = np.exp(-0.5 * (csgraph.dijkstra(along, directed=False, limit=3.0 * EPICARDIAL_SMOOTHING_MM)
-                           / EPICARDIAL_SMOOTHING_MM) ** 2)  # 0 beyond the limit, and between the two trees
-    gauss[:, septal] = 0.0  # a septal branch rides on its artery: it neither pushes nor holds it back
-    gauss /= np.maximum(gauss.sum(axis=1, keepdims=True), 1e-12)
-    low = np.maximum(EPICARDIAL_BAND_MM[0], tree.radii_mm)
-    ct_from_world = np.linalg.inv(affine)
-    pos = tree.positions_mm.copy()
-    for _ in range(EPICARDIAL_ROUNDS):
-        # the ostial stretch follows its artery, faded, and beyond the CT the heart is unknown: they push nothing
-        free = ~septal & (fade == 1.0) & _in_ct(pos, ct_from_world, heart.shape)
-        d = _read(outside, box_from_world, pos)
-        normal = np.stack([_read(slope[..., k], box_from_world, pos) for k in range(3)], axis=1) @ box_from_world[:3, :3]
-        normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)
-        miss = np.where(free, np.clip(d, low, EPICARDIAL_BAND_MM[1]) - d, 0.0)
-        if np.abs(miss).max() < EPICARDIAL_TOLERANCE_MM:
-            break
-        push = np.clip(miss, -EPICARDIAL_STEP_MM, EPICARDIAL_STEP_MM)[:, None] * normal
-        pos += fade[:, None] * (gauss @ push)
+    # 0 beyond 3 sigma, and between the two trees; a septal branch rides on its artery: it neither pushes nor holds
+    # it back
+    gauss = along_tree_weights(tree.positions_mm, parents, EPICARDIAL_SMOOTHING_MM, edges=~virtual, riders=septal)
+    # the ostial stretch follows its artery, faded, and the septal branches ride on theirs: they push nothing
+    which = np.where(~septal & (fade == 1.0), 0, -1)
+    pos = push_into_bands(tree.positions_mm, [surface], which, np.maximum(EPICARDIAL_BAND_MM[0], tree.radii_mm),
+                          np.full(n, EPICARDIAL_BAND_MM[1]), gauss, fade, np.linalg.inv(affine), heart.shape,
+                          EPICARDIAL_STEP_MM, EPICARDIAL_ROUNDS, EPICARDIAL_TOLERANCE_MM)
     out = tree.copy()
     out.positions_mm = pos
     return out
@@ -620,26 +615,5 @@ def _around_heart(heart: np.ndarray, affine: np.ndarray, margin_mm: float
     lo = np.maximum([b.start for b in around] - pad, 0)
     hi = np.minimum([b.stop for b in around] + pad, heart.shape)
     stride = np.maximum(1, np.floor(FIT_GRID_MM / spacing)).astype(int)  # a coarser grid: the fit needs no finer
-    box_from_world = np.diag([*(1.0 / stride), 1.0]) @ np.linalg.inv(affine)
-    box_from_world[:3, 3] -= lo / stride
-    return tuple(slice(a, b, k) for a, b, k in zip(lo, hi, stride)), spacing * stride, box_from_world
-
-
-def _outside_mm(mask: np.ndarray, grid_mm: np.ndarray) -> np.ndarray:
-    """Signed distance (mm) from a label: positive outside it, negative inside; measured, as Euclidean distance
-    transforms do, to the nearest voxel centre on the other side (the surface between them lies half a voxel nearer)."""
-    return ndimage.distance_transform_edt(~mask, sampling=grid_mm) - ndimage.distance_transform_edt(mask,
-                                                                                                    sampling=grid_mm)
-
-
-def _in_ct(world: np.ndarray, ct_from_world: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Whether each world point (N, 3) mm lies within the voxels of a CT grid of ``shape`` (``ct_from_world``: the
-    inverse of its affine)."""
-    ijk = world @ ct_from_world[:3, :3].T + ct_from_world[:3, 3]
-    return np.all((ijk > -0.5) & (ijk < np.asarray(shape) - 0.5), axis=1)
-
-
-def _read(volume: np.ndarray, box_from_world: np.ndarray, world: np.ndarray) -> np.ndarray:
-    """``volume`` at the world points (N, 3) mm, trilinear; the box's edge value beyond it."""
-    ijk = world @ box_from_world[:3, :3].T + box_from_world[:3, 3]
-    return ndimage.map_coordinates(volume, ijk.T, order=1, mode="nearest")
+    box = tuple(slice(a, b, k) for a, b, k in zip(lo, hi, stride))
+    return box, spacing * stride, index_from_world(box, affine)
