@@ -382,15 +382,6 @@ def place_cerebral(metadata: dict, intracranial: np.ndarray | None, ct: Volume, 
     return _similarity(_jitter_rotation(rng, jitter_deg), scale, centre, target)
 
 
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation taking unit ``a`` onto unit ``b``."""
-    axis = np.cross(a, b)
-    s = float(np.linalg.norm(axis))
-    if s < 1e-12:
-        return np.eye(3)
-    return Rotation.from_rotvec(axis / s * np.arctan2(s, float(np.dot(a, b)))).as_matrix()
-
-
 def _template_apex() -> np.ndarray:
     """Apex direction of the coronary template in LPS (:func:`vessel_models.coronary.heart_rotation`)."""
     from vessel_models.coronary import heart_rotation
@@ -445,7 +436,7 @@ def place_coronary(metadata: dict, ct: Volume, heart: np.ndarray | None, rng: np
         target = pts.mean(axis=0)
         evals, evecs = np.linalg.eigh(np.cov((pts - target).T))
         long_axis = evecs[:, -1] if np.dot(evecs[:, -1], apex_t) > 0 else -evecs[:, -1]
-        rotation = _rotation_between(apex_t, long_axis)
+        rotation = _unit_rotation(apex_t, long_axis)
         template_ml = 4.0 / 3.0 * np.pi * float(np.prod(metadata["heart_semi_axes_mm"])) / 1000.0
         label_ml = heart.sum() * abs(float(np.linalg.det(ct.affine[:3, :3]))) / 1000.0
         scale = float(np.clip((label_ml / template_ml) ** (1.0 / 3.0), *TEMPLATE_SCALE_RANGE))
