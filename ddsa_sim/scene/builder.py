@@ -24,7 +24,7 @@ from ddsa_sim import InputError
 from ddsa_sim.projector import ProjectorVolume
 from ddsa_sim.scene.catheter import Catheter, build_catheter, catheter_centerline
 from ddsa_sim.scene.catheter_route import FEEDING_ARTERIES, ArteryRoutes
-from ddsa_sim.scene.conform import SignedDistance, cerebral_compartments, conform_cerebral
+from ddsa_sim.scene.conform import TISSUE_HU, SignedDistance, cerebral_compartments, conform_cerebral
 from ddsa_sim.scene.model_source import lumen_points, model_volume
 from ddsa_sim.scene.motion import CARDIAC_KINDS, RESPIRATORY_KINDS
 from ddsa_sim.scene.perfusion import CEREBRAL_BOLUS, blush_source
@@ -211,7 +211,9 @@ def _cerebral_compartments(patient: Patient) -> list[SignedDistance]:
     """The maps of :func:`~ddsa_sim.scene.conform.cerebral_compartments` of the CT without its distractors,
     memoised (a patient's trees share them)."""
     if "cerebral compartments" not in patient.derived:
-        patient.derived["cerebral compartments"] = cerebral_compartments(_anatomy(patient), _intracranial(patient))
+        ct = _anatomy(patient)
+        patient.derived["cerebral compartments"] = cerebral_compartments(ct, _intracranial(patient),
+                                                                         body_mask(ct, TISSUE_HU))
     return patient.derived["cerebral compartments"]
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "cerebral_compartments",
     "conform_cerebral",
     "CEREBRAL_COMPARTMENT_OF",
+    "TISSUE_HU",
 ]
 
 
@@ -215,15 +216,13 @@ BONE_HU = 300.0
 TISSUE_HU = -300.0
 
 
-def cerebral_compartments(ct: Volume, intracranial: np.ndarray) -> list[SignedDistance]:
+def cerebral_compartments(ct: Volume, intracranial: np.ndarray, body: np.ndarray) -> list[SignedDistance]:
     """The signed distance maps of :data:`CEREBRAL_COMPARTMENTS` on ``ct``'s grid: the cranial cavity
     (``intracranial``, :func:`~ddsa_sim.scene.placement.intracranial_mask`), the soft tissue outside it and below
-    :data:`BONE_HU`, and the tissue outside it (above :data:`TISSUE_HU`). Computed once per patient: a few seconds
-    for a 1 mm head."""
-    from ddsa_sim.scene.placement import body_mask
-
+    :data:`BONE_HU`, and the tissue outside it (``body``: :func:`~ddsa_sim.scene.placement.body_mask` at
+    :data:`TISSUE_HU`). Computed once per patient: about a second for a 1 mm head."""
     data = np.asarray(ct.data)
-    tissue = body_mask(ct, TISSUE_HU) & ~intracranial
+    tissue = body & ~intracranial
     stride = np.maximum(1, np.floor(CEREBRAL_GRID_MM / np.linalg.norm(ct.affine[:3, :3], axis=0))).astype(int)
     box = tuple(slice(0, n, k) for n, k in zip(data.shape, stride))
     return [SignedDistance(mask, ct.affine, box, CEREBRAL_NORMAL_SMOOTHING_MM)
