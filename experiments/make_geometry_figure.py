@@ -19,7 +19,7 @@ import pyvista as pv
 from ddsa_sim.files import atomic_output
 from ddsa_sim.geometry import CArm
 from ddsa_sim.projector import Projector, ProjectorVolume
-from ddsa_sim.viz.scene3d import add_scene, save_scene_png
+from ddsa_sim.viz.scene3d import add_scene, pose_label, save_scene_png
 from ddsa_sim.volumes import read_ct
 
 DETECTOR = 192  # pixels per side over the full 298 mm panel
@@ -62,10 +62,12 @@ def dsa_pictures(out_scene: Path, out_strip: Path) -> None:
     tree = scene.vessels[0].tree
     lo, hi = tree.bounds_mm()
     carm = _carm((lo + hi) / 2).at(alpha_deg=20.0, beta_deg=10.0)
+    # alpha / beta are mechanical angles: the clinical name of the pose is pose_label's (docs/geometry.md)
+    pose = f"{pose_label(carm)} (alpha 20, beta 10)"
     frames = render_frames(scene, carm, np.random.default_rng(0))
-    save_strip(frames, out_strip, "builtin:chest-ct + lsystem tree, RAO 20 / CAU 10, noise and scatter on")
+    save_strip(frames, out_strip, f"builtin:chest-ct + lsystem tree, {pose}, noise and scatter on")
     save_scene_png(scene.ct, carm, out_scene, image=frames.contrast[0], tree=tree, window_size=(900, 700),
-                   title="RAO 20 / CAU 10: tree + contrast frame")
+                   title=f"{pose}: tree + contrast frame")
 
 
 def main(argv: list[str]) -> None:

@@ -21,6 +21,8 @@ from ddsa_sim.cli.options import METHOD, OVERWRITE
 #: the full 298 mm field (a binning-2 crop of 512 px at 0.388 mm would see only 199 mm).
 DEFAULT_DETECTOR = "512x512"
 DEFAULT_PIXEL_MM = 0.582
+#: Default --bit-depth (flat-panel A/D converters are 14-16 bit); 0 under --detector-dose (see its check).
+DEFAULT_BIT_DEPTH = 16
 
 
 def vessel_spec(vessels: str, seed: int, region: str, spacing_mm: float, params: dict | None = None):
@@ -198,7 +200,7 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         mas: float | None = typer.Option(None, "--mas", help="Exposure in mAs per frame (overrides --photons)."),
         detector_dose: float | None = typer.Option(
             None, "--detector-dose", help="Automatic exposure: air kerma per frame behind the patient at the "
-            "detector, uGy (centre of the field; overrides --mas and --photons; needs --bit-depth 0)."),
+            "detector, uGy (centre of the field; overrides --mas and --photons; unquantised: see --bit-depth)."),
         electronic_noise: float = typer.Option(0.0, "--electronic-noise", help="Electronic noise std per pixel, "
                                                "in noise-equivalent quanta."),
         scintillator_mm: float = typer.Option(0.6, "--scintillator-mm", help="CsI:Tl thickness, mm (0 = ideal "
@@ -212,8 +214,10 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
         detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Detector ROWSxCOLS."),
         pixel_mm: float = typer.Option(DEFAULT_PIXEL_MM, "--pixel-mm", help="Detector pixel size, mm."),
         detector_mode: str = typer.Option("energy", help="energy (integrating) or photon (counting)."),
-        bit_depth: int = typer.Option(16, help="Stored bit depth (0 = no quantisation); gain puts the flat "
-                                      "field at 90% of full scale."),
+        bit_depth: int | None = typer.Option(None, help="Stored bit depth (0 = no quantisation); gain puts the "
+                                             "flat field at 90% of full scale. Default 16, or 0 with "
+                                             "--detector-dose: the gain is set from the flat field before the views "
+                                             "render, and that exposure is found only while each view renders."),
         isocenter: str | None = typer.Option(None, help="X,Y,Z world mm (LPS); default: centre of the vessels."),
         no_noise: bool = typer.Option(False, "--no-noise", help="No quantum / electronic noise."),
         no_scatter: bool = typer.Option(False, "--no-scatter", help="No scatter."),
@@ -314,10 +318,14 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
     rows, cols = parse_detector(detector)
     collimator = parse_collimator(collimation)
     exposure = Exposure(photons_per_pixel=photons, mas=mas, target_detector_air_kerma_ugy=detector_dose)
+    if bit_depth is None:  # the gain needs the flat field before rendering: unknown under --detector-dose
+        bit_depth = 0 if detector_dose is not None else DEFAULT_BIT_DEPTH
     if bit_depth < 0 or bit_depth > 32:
         raise InputError(f"--bit-depth must be 0 (none) or 1-32, got {bit_depth}")
     if detector_dose is not None and bit_depth:
-        raise InputError("--detector-dose sets the exposure per view; use it with --bit-depth 0")
+        raise InputError(f"--bit-depth {bit_depth}: --detector-dose finds the exposure only while each view renders, "
+                         "after the gain of a quantised detector is set; leave --bit-depth out (or 0), or give "
+                         "--photons or --mas")
 
     frame_lags = () if lag is None else check_lag(parse_float_list(lag, "lag"), "--lag")
 

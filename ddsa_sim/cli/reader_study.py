@@ -29,7 +29,9 @@ class _MakeByDefault(TyperGroup):
 
 
 study_app = typer.Typer(cls=_MakeByDefault, no_args_is_help=True, add_completion=False,
-                        help="Blinded reader study of network vs conventional DSA: make the page, score it.")
+                        help="Blinded reader study of network vs conventional DSA: make the page, score it. "
+                        "`ddsa-sim reader-study RUNS... -o DIR` is `ddsa-sim reader-study make RUNS... -o DIR` "
+                        "(make is the default command).")
 
 
 @study_app.command("make")

@@ -417,7 +417,6 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
     specs = plan_dataset(config)
     fingerprint = plan_fingerprint(specs)
     preflight(config, scheduler)
-    warn_empty_splits(config, specs)
     # a new store: nothing there, or an empty folder made for it (emptied again, not removed, if the run fails)
     made_here = not store_path.exists()
     fresh = made_here or (store_path.is_dir() and not any(store_path.iterdir()))
@@ -428,6 +427,7 @@ def run_export(config: DatasetConfig, store_path: str | Path, workers: int = 1, 
             if fresh:
                 _discard_new_store(store_path, made_here)
             raise
+        warn_empty_splits(config, specs)  # once the store is open: not before a refusal that makes it moot
         done_mask = completed(root)
         pending = [s for s in specs if not done_mask[s.index]]
         n_par = workers if scheduler is None else 4
