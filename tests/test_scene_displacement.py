@@ -9,7 +9,7 @@ import pytest
 from scene_helpers import SHARP, small_carm
 
 from ddsa_sim.physics.heel import HeelSettings
-from ddsa_sim.scene import Scene, ScatterSettings, render_frames
+from ddsa_sim.scene import ScatterSettings, Scene, render_frames
 from ddsa_sim.scene.vessels import FractionVessels
 from ddsa_sim.volumes import Volume
 

@@ -96,7 +96,7 @@ def _presampled_lsf(pixel_mm: float, k: int, mtf50: float, per_pixel: int = 8) -
     from ddsa_sim.geometry import CArm
     from ddsa_sim.physics.blur import BlurSettings
     from ddsa_sim.physics.heel import HeelSettings
-    from ddsa_sim.scene import Scene, ScatterSettings
+    from ddsa_sim.scene import ScatterSettings, Scene
     from ddsa_sim.scene.vessels import FractionVessels
 
     air_aff = np.diag([10.0, 10.0, 10.0, 1.0])
