@@ -331,3 +331,10 @@ def test_dicom_series_reads_after_nibabel_was_imported_without_pydicom(tmp_path)
     assert r.returncode == 0, r.stderr
     direct = read_dicom_series(get_testdata_file("CT5N"))
     assert r.stdout.split() == [*str(direct.shape).split(), str(float(direct.data.sum()))]
+
+
+def test_a_volume_without_voxels_along_an_axis_is_refused_in_one_line():
+    """A slab of 0 voxels (``round(thickness / spacing) == 0``) had passed and failed deep in the material
+    segmentation (``zero-size array to reduction operation maximum``)."""
+    with pytest.raises(InputError, match=r"slab: volume has no voxels along an axis, shape \(24, 0, 24\)"):
+        Volume(np.zeros((24, 0, 24), np.float32), np.eye(4), name="slab")

@@ -35,6 +35,8 @@ class Volume:
         self.affine = np.asarray(self.affine, dtype=np.float64)
         if self.data.ndim != 3:
             raise InputError(f"{self.name}: volume data must be 3D, got shape {self.data.shape}")
+        if 0 in self.data.shape:
+            raise InputError(f"{self.name}: volume has no voxels along an axis, shape {self.data.shape}")
         if self.affine.shape != (4, 4) or not np.all(np.isfinite(self.affine)):
             raise InputError(f"{self.name}: affine must be a finite 4x4 matrix")
         spacing = self.spacing_mm
