@@ -68,3 +68,17 @@ def chest_ct():
     from ddsa_sim.volumes import read_ct
 
     return read_ct("builtin:chest-ct")
+
+
+@pytest.fixture(scope="module")
+def ct_path(tmp_path_factory) -> Path:
+    """The small cylinder CT of ``scene_helpers.cylinder_ct`` written as a NIfTI (what the CLI tests read)."""
+    import nibabel as nib
+    from scene_helpers import cylinder_ct
+
+    from ddsa_sim.volumes.readers import LPS_FROM_RAS
+
+    ct = cylinder_ct()
+    path = tmp_path_factory.mktemp("ct") / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(ct.data, LPS_FROM_RAS @ ct.affine), str(path))
+    return path

@@ -116,3 +116,14 @@ def head_ct(orientation: np.ndarray | None = None, spacing_mm: float = 2.5, orbi
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).astype(np.float64)
     world = ijk @ aff[:3, :3].T + aff[:3, 3]
     return from_array(head_hu(world, orbits), aff, "head-phantom")
+
+
+def run_cli(argv: list[str]) -> int:
+    """``ddsa-sim ARGV`` in this process; its exit code."""
+    from ddsa_sim.cli import main
+
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import imageio.v3 as iio
-import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
-from scene_helpers import cylinder_ct
+from scene_helpers import run_cli
 
 from ddsa_sim import InputError
-from ddsa_sim.cli import main
 from ddsa_sim.viz.animation import save_animation
 from ddsa_sim.viz.figures import display_window, to_uint8
-from ddsa_sim.volumes.readers import LPS_FROM_RAS
 
 FRAMES = [np.full((31, 40), float(k), np.float32) for k in range(5)]
 #: grey levels of 0..4 through the window (0, 4): 255 k / 4, rounded half to even
@@ -46,24 +43,10 @@ def test_bad_animation_requests(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
-def _run(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
-@pytest.fixture(scope="module")
-def ct_path(tmp_path_factory):
-    ct = cylinder_ct()
-    p = tmp_path_factory.mktemp("ct") / "ct.nii.gz"
-    nib.save(nib.Nifti1Image(ct.data, LPS_FROM_RAS @ ct.affine), str(p))
-    return p
 
 
 def test_sweep_gif_and_dsa_bolus_gif(ct_path, tmp_path, capsys):
-    assert _run(["sweep", str(ct_path), "-o", str(tmp_path / "s"), "--alpha", "-20:20:20", "--detector", "24x24",
+    assert run_cli(["sweep", str(ct_path), "-o", str(tmp_path / "s"), "--alpha", "-20:20:20", "--detector", "24x24",
                  "--pixel-mm", "8", "--gif"]) == 0, capsys.readouterr().err
     sweep = iio.imread(tmp_path / "s" / "sweep.gif", index=None)
     views = [np.load(tmp_path / "s" / f"view_{k:03d}.npz")["neglog"] for k in range(3)]
@@ -71,7 +54,7 @@ def test_sweep_gif_and_dsa_bolus_gif(ct_path, tmp_path, capsys):
     window = display_window(views)  # one window over the sweep; frames in pose order
     for frame, view in zip(sweep, views):
         assert np.abs(frame[..., 0].astype(int) - to_uint8(view, window)).max() <= 1
-    assert _run(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "--seed", "2", "--frames", "3", "--no-noise",
+    assert run_cli(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "--seed", "2", "--frames", "3", "--no-noise",
                  "--no-scatter",
                  "--detector", "48x48", "--pixel-mm", "4", "--spacing-mm", "0.6", "-o", str(tmp_path / "d"),
                  "--gif"]) == 0, capsys.readouterr().err

@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 import yaml
 import zarr
-from scene_helpers import cylinder_ct
+from scene_helpers import run_cli
 from typer.testing import CliRunner
 
-from ddsa_sim.cli import app, main
+from ddsa_sim.cli import app
 from ddsa_sim.geometry import CArm
-from ddsa_sim.volumes.readers import LPS_FROM_RAS
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -45,20 +44,6 @@ def _code_blocks(text: str, lang: str = "") -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
 
 
-def _run(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
-@pytest.fixture(scope="module")
-def ct_path(tmp_path_factory) -> Path:
-    ct = cylinder_ct()
-    path = tmp_path_factory.mktemp("ct") / "ct.nii.gz"
-    nib.save(nib.Nifti1Image(ct.data, LPS_FROM_RAS @ ct.affine), str(path))
-    return path
 
 
 def _small_dataset(folder: Path) -> Path:
@@ -85,7 +70,7 @@ def test_export_reproducibility_snippet_rebuilds_a_sample_of_a_store_made_with_c
     records."""
     _small_dataset(tmp_path)
     monkeypatch.chdir(tmp_path)
-    assert _run(["export", "dataset.yaml", "-o", "data/ds.zarr", "--count", "5", "--seed", "3", "--no-progress",
+    assert run_cli(["export", "dataset.yaml", "-o", "data/ds.zarr", "--count", "5", "--seed", "3", "--no-progress",
                  "--no-preview"]) == 0
     (snippet,) = _code_blocks(_section(DOCS / "export.md", "Reproducibility"), "python")
     namespace: dict = {}
@@ -112,7 +97,7 @@ def test_dsa_python_api_snippet_runs_and_sees_its_vessels():
 def test_dsa_detector_dose_works_without_bit_depth_and_refuses_an_explicit_one(ct_path, tmp_path, capsys):
     """QA: ``--detector-dose 2`` alone failed ("use it with --bit-depth 0") since --bit-depth defaulted to 16."""
     out = tmp_path / "dose"
-    code = _run(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "--seed", "2", "--detector-dose", "2",
+    code = run_cli(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "--seed", "2", "--detector-dose", "2",
                  "-o", str(out), *FAST])
     assert code == 0, capsys.readouterr().err
     view = np.load(out / "view_000.npz")
@@ -121,7 +106,7 @@ def test_dsa_detector_dose_works_without_bit_depth_and_refuses_an_explicit_one(c
     assert not np.allclose(view["mask"] * 1e3, np.round(view["mask"] * 1e3))  # float frames, not a staircase
     capsys.readouterr()
     refused = tmp_path / "refused"
-    code = _run(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "--detector-dose", "2", "--bit-depth", "16",
+    code = run_cli(["dsa", "--ct", str(ct_path), "--vessels", "lsystem", "--detector-dose", "2", "--bit-depth", "16",
                  "-o", str(refused), *FAST])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: --bit-depth 16: --detector-dose"), err
@@ -167,7 +152,7 @@ def test_geometry_figure_names_its_pose_as_pose_label_does(experiment_script, mo
 
 
 # ----------------------------------------------------------------------------- defect 5: usage gaps
-def test_geometry_doc_project_and_sweep_examples_run(ct_path, tmp_path, monkeypatch):
+def test_geometry_doc_project_and_sweep_examplesrun_cli(ct_path, tmp_path, monkeypatch):
     """QA: `project` and `sweep` were in README's table only: docs/geometry.md shows them, and each example runs
     (on a small CT instead of the builtin one, with a tiny detector)."""
     blocks = _code_blocks(_section(DOCS / "geometry.md", "DRRs from the command line"), "bash")
@@ -178,7 +163,7 @@ def test_geometry_doc_project_and_sweep_examples_run(ct_path, tmp_path, monkeypa
         argv = [str(ct_path) if a == "builtin:chest-ct" else a for a in argv[1:]]
         for flag, value in (("--detector", "8x8"), ("--pixel-mm", "40")):
             argv[argv.index(flag) + 1] = value
-        assert _run(argv) == 0, argv
+        assert run_cli(argv) == 0, argv
         out = Path(argv[argv.index("-o") + 1])
         assert (out / "view_000.npz").is_file()
         if argv[0] == "sweep":
