@@ -24,7 +24,7 @@ def head_and_tree():
     spec = SceneSpec(CTSpec(HEAD), VesselSpec("generator", "cow", seed=1),
                      effects=EffectsSpec(noise=False, scatter=ScatterSettings(enabled=False)))
     scene = build_scene(spec, Patient(ct, None, spec.ct))
-    return ct, scene.vessels[0].tree
+    return ct, scene.vessels[0].tree, scene
 
 
 def _hu_at(ct: Volume, world: np.ndarray) -> np.ndarray:
@@ -46,7 +46,7 @@ def test_scalp_arteries_lie_in_the_scalp_and_cortical_arteries_inside_the_skull(
     brain or its CSF, not in bone. Before (the similarity alone), seed 1 on this head had 86 % of the superficial
     temporal and 78 % of the occipital arteries' nodes in the air beside the head (up to 26 mm out) and about half of
     the inferior M2 tree outside the cranial cavity."""
-    ct, tree = head_and_tree
+    ct, tree, _ = head_and_tree
     scalp = _named(tree, "STA", "OccA")
     hu = _hu_at(ct, tree.positions_mm[scalp])
     assert scalp.sum() > 500
@@ -61,7 +61,7 @@ def test_neck_and_face_vessels_lie_inside_the_skin(head_and_tree):
     """The face's arteries, the vertebral arteries' V3 loops and the jugular veins lie in tissue, not in the air
     (before: 45-100 % of their nodes of seed 1 were outside the skin, the V3 segments 15 mm out), where the CT
     covers them."""
-    ct, tree = head_and_tree
+    ct, tree, _ = head_and_tree
     nodes = _named(tree, "FacA", "MaxA", "VA_V3", "IJV", "CCA", "ECA")
     ijk = ct.world_to_voxel(tree.positions_mm[nodes])
     covered = np.all((ijk > 2) & (ijk < np.array(ct.shape) - 3), axis=1)  # not at the head's cut neck
@@ -91,3 +91,24 @@ def test_push_into_bands_lays_a_chain_on_a_sphere_shell():
     # the map is a voxel-centre EDT: the surface is known to half a voxel
     assert np.all(depth[free] > 2.0 - 0.05 - 0.5) and np.all(depth[free] < 4.0 + 0.05 + 0.5), depth[free].round(2)
     assert np.isfinite(out).all() and not np.allclose(out[24], pos[24])  # carried by its neighbours
+
+
+def test_dsa_aims_a_cerebral_run_at_the_brain_and_frames_the_vertex(head_and_tree):
+    """``dsa``'s default isocenter for the cerebral template is the placed brain centre, inside the cranial cavity,
+    and the default 298 mm detector (155 mm at the isocenter) then holds the top of the cavity. The centre of all the
+    vessels (the jugular veins and common carotids down the neck included), the default before, left the vertex out."""
+    from ddsa_sim.cli.dsa import DEFAULT_DETECTOR, DEFAULT_PIXEL_MM, vessel_center_mm
+    from ddsa_sim.geometry import CArm
+    from ddsa_sim.scene.placement import intracranial_mask
+
+    ct, tree, scene = head_and_tree
+    centre = vessel_center_mm(scene)
+    cavity = intracranial_mask(ct)
+    assert cavity[tuple(np.round(ct.world_to_voxel(centre)).astype(int))]
+    top = (np.argwhere(cavity) @ ct.affine[:3, :3].T + ct.affine[:3, 3])[:, 2].max()
+    rows = int(DEFAULT_DETECTOR.split("x")[0])
+    carm = CArm(isocenter_mm=tuple(centre), sensor_height=rows, sensor_width=rows, pixel_mm=DEFAULT_PIXEL_MM)
+    half_field = rows * DEFAULT_PIXEL_MM / 2 * carm.source_to_isocenter_vertical_distance / carm.source_to_detector_distance
+    assert top - centre[2] < half_field, (top, centre, half_field)
+    lo, hi = tree.bounds_mm()
+    assert top - (lo[2] + hi[2]) / 2 > half_field  # the vessels' centre (the old default) would cut it off

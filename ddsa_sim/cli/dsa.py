@@ -99,11 +99,17 @@ def scene_spec(ct: str, vessels: str, seed: int, labels: str | None = None, stru
 
 
 def vessel_center_mm(scene) -> np.ndarray:
-    """Default isocenter: the centre of the vessel volumes' bounding boxes (world mm) when it lies
-    inside the CT's box, else the CT centre."""
-    vols = scene.projector.volumes  # the vessel sources' volumes, not a catheter's
-    corners = np.concatenate([vols[name].corners_mm() for name in scene.vessel_names[:len(scene.vessels)]])
-    c = 0.5 * (corners.min(axis=0) + corners.max(axis=0))
+    """Default isocenter: the brain's centre for the cerebral template (a cerebral run frames the head: the centre of
+    its vessels, the jugular veins and common carotids down the neck included, left the vertex out of a 155 mm field),
+    else the centre of the vessel volumes' bounding boxes (world mm); the CT centre where it lies outside the CT's box."""
+    brains = [v.tree.metadata["brain_centre_mm"] for v in scene.vessels
+              if getattr(v, "tree", None) is not None and "brain_centre_mm" in v.tree.metadata]
+    if brains:
+        c = np.asarray(brains[0], dtype=np.float64)
+    else:
+        vols = scene.projector.volumes  # the vessel sources' volumes, not a catheter's
+        corners = np.concatenate([vols[name].corners_mm() for name in scene.vessel_names[:len(scene.vessels)]])
+        c = 0.5 * (corners.min(axis=0) + corners.max(axis=0))
     ijk = scene.ct.world_to_voxel(c)
     inside = np.all(ijk >= -0.5) and np.all(ijk <= np.array(scene.ct.shape) - 0.5)
     return c if inside else np.asarray(scene.ct.center_mm)
@@ -218,7 +224,8 @@ def dsa(ct: str = typer.Option(..., "--ct", help="CT: NIfTI, DICOM folder or bui
                                              "flat field at 90% of full scale. Default 16, or 0 with "
                                              "--detector-dose: the gain is set from the flat field before the views "
                                              "render, and that exposure is found only while each view renders."),
-        isocenter: str | None = typer.Option(None, help="X,Y,Z world mm (LPS); default: centre of the vessels."),
+        isocenter: str | None = typer.Option(None, help="X,Y,Z world mm (LPS); default: centre of the vessels "
+                                             "(of the brain, for the cerebral template)."),
         no_noise: bool = typer.Option(False, "--no-noise", help="No quantum / electronic noise."),
         no_scatter: bool = typer.Option(False, "--no-scatter", help="No scatter."),
         no_grid: bool = typer.Option(False, "--no-grid", help="No anti-scatter grid."),

@@ -314,11 +314,11 @@ def _placed_source(spec: SceneSpec, patient: Patient) -> tuple[VesselSource, Cat
         tree = generated_tree(vs.name, vs.seed, vs.params, field=vs.field, params_field=vs.params_field)
     transform = _placement(tree.positions_mm, tree.metadata, vs, place, patient)
     if transform is not None:
-        feeding = tree.metadata.get("feeding_path_mm")
         tree = tree.transformed(transform)
-        if feeding:  # template metadata is in the template's frame: it moves with the tree
-            tree.metadata["feeding_path_mm"] = (np.asarray(feeding, float) @ transform[:3, :3].T
-                                                + transform[:3, 3]).tolist()
+        for key in TEMPLATE_POINTS:  # template metadata is in the template's frame: it moves with the tree
+            if tree.metadata.get(key):
+                tree.metadata[key] = (np.asarray(tree.metadata[key], float) @ transform[:3, :3].T
+                                      + transform[:3, 3]).tolist()
         template = _template(vs, place, tree.metadata)
         heart = _heart(patient, place.field) if template == "coronary" else None
         if heart is not None:  # the similarity puts an ellipsoid's arteries on this heart: lay them on its surface
@@ -416,6 +416,11 @@ def _aorta(patient: Patient) -> np.ndarray | None:
         patient.derived["aorta"] = labels_in(patient.labels.data, structure_ids(["aorta"], _structures(patient),
                                                                                 str(patient.spec.labels)))
     return patient.derived["aorta"]
+
+
+#: Points (mm) of a template's metadata, in its frame until placed: the catheter's feeding path, the cerebral
+#: template's brain centre (where ``dsa`` aims by default).
+TEMPLATE_POINTS = ("feeding_path_mm", "brain_centre_mm")
 
 
 def _placement(positions_mm: np.ndarray, metadata: dict, vs: VesselSpec, place: PlacementSpec,
