@@ -180,20 +180,20 @@ def push_into_bands(positions_mm: np.ndarray, fields: list[SignedDistance], whic
 # ---------------------------------------------------------------------------------------------- the cerebral template
 
 #: The compartment of each named segment of the cerebral template (its name without ``_L`` / ``_R``; the unnamed
-#: distal twigs take their named artery's): ``scalp``, the soft tissue outside the skull (the superficial temporal
-#: and occipital arteries run in the scalp); ``extracranial``, inside the skin and outside the cranial cavity (the
-#: neck's and the face's vessels; bone allowed: the vertebral artery runs in the transverse foramina, the maxillary
-#: beside the mandible); ``None``, no band (the ICA through the carotid canal and the cavernous sinus, the virtual
-#: connector): they follow their neighbours. Every other segment is ``intracranial``: inside the cranial cavity.
+#: distal twigs take their named artery's): ``soft tissue``, the tissue outside the cranial cavity and below
+#: :data:`BONE_HU` (the scalp's superficial temporal and occipital arteries, the face's and the neck's vessels: the
+#: maxillary artery runs in the fossae between the bones, not through them); ``extracranial``, the tissue outside the
+#: cavity, bone allowed (the vertebral artery runs in the transverse foramina and round the atlas); ``None``, no band
+#: (the ICA through the carotid canal and the cavernous sinus, the virtual connector): they follow their neighbours.
+#: Every other segment is ``intracranial``: inside the cranial cavity.
 CEREBRAL_COMPARTMENT_OF: dict[str, str | None] = {
-    "STA": "scalp", "OccA": "scalp",
-    "CCA": "extracranial", "ECA": "extracranial", "ECA_distal": "extracranial", "FacA": "extracranial",
-    "MaxA": "extracranial", "ICA_cervical": "extracranial", "VA": "extracranial", "VA_V3": "extracranial",
-    "IJV": "extracranial",
+    "STA": "soft tissue", "OccA": "soft tissue", "CCA": "soft tissue", "ECA": "soft tissue",
+    "ECA_distal": "soft tissue", "FacA": "soft tissue", "MaxA": "soft tissue", "ICA_cervical": "soft tissue",
+    "IJV": "soft tissue", "VA": "extracranial", "VA_V3": "extracranial",
     "ICA_petrous": None, "ICA_cavernous": None, "virtual": None,
 }
 #: The bands' order in :func:`cerebral_compartments`.
-CEREBRAL_COMPARTMENTS = ("intracranial", "scalp", "extracranial")
+CEREBRAL_COMPARTMENTS = ("intracranial", "soft tissue", "extracranial")
 #: How far inside its compartment a vessel's centreline is laid (mm): its radius plus this.
 CEREBRAL_MARGIN_MM = 0.5
 #: The smoothing of the moves along the tree (mm, standard deviation), of the maps whose gradients give the normals
@@ -210,7 +210,7 @@ CEREBRAL_SETTLED_MM = 0.02
 #: The maps' grid (mm): the CT's voxels taken every few, to about this size (a 1 mm head: every second voxel, six
 #: distance transforms in 1 s instead of 8 s; the surfaces are known to about half of it).
 CEREBRAL_GRID_MM = 2.0
-#: Bone (HU) that the scalp's arteries stay out of (the skull's tables and diploe).
+#: Bone (HU) that the soft-tissue compartment's vessels stay out of (the skull's tables and diploe, the mandible).
 BONE_HU = 300.0
 #: Tissue (HU): above it a voxel is inside the skin (air cavities, the nose and sinuses, are not).
 TISSUE_HU = -300.0
