@@ -560,7 +560,6 @@ def lay_on_epicardium(tree: VesselTree, heart: np.ndarray, affine: np.ndarray) -
     as in :func:`fit_coronary`, from the label's voxel centres on a grid of about :data:`FIT_GRID_MM` (the CT's
     voxels taken every few): the label's surface is known to half a voxel.
     """
-
     from vessel_models.coronary import SEPTAL_PERFORATORS
 
     heart = np.asarray(heart, dtype=bool)
