@@ -127,3 +127,27 @@ def run_cli(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def signed_distance_near(mask: np.ndarray, affine: np.ndarray, margin_mm: float = 40.0):
+    """Signed distance (mm; positive outside) of ``mask`` (bool on a grid of ``affine``), read trilinearly at world
+    points (N, 3) mm by the returned function: scipy's Euclidean distance transforms on the mask's bounding box grown
+    by ``margin_mm``, where they equal the whole grid's (the mask lies in the box, and so does the nearest voxel
+    outside it of any voxel inside), at a fraction of the cost on a CT; a point outside the box fails the test."""
+    from scipy import ndimage
+
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    found = np.argwhere(mask)
+    lo = np.maximum(found.min(axis=0) - np.ceil(margin_mm / spacing).astype(int), 0)
+    hi = np.minimum(found.max(axis=0) + np.ceil(margin_mm / spacing).astype(int) + 1, mask.shape)
+    box = mask[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    signed = ndimage.distance_transform_edt(~box, sampling=spacing) - ndimage.distance_transform_edt(box,
+                                                                                                      sampling=spacing)
+    inv = np.linalg.inv(affine)
+
+    def read(world: np.ndarray) -> np.ndarray:
+        ijk = np.atleast_2d(world) @ inv[:3, :3].T + inv[:3, 3] - lo
+        assert np.all((ijk >= 0) & (ijk <= np.array(box.shape) - 1)), "points outside the distance map's box"
+        return ndimage.map_coordinates(signed, ijk.T, order=1)
+
+    return read

@@ -191,3 +191,21 @@ def test_cli_scene_places_a_template_as_dsa_does(tmp_path: Path, capsys):
             main([*command, "--vessels", "coronary"])
         assert exc.value.code == 2 and "is no pair of lungs" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_scene_reads_the_ct_once_for_a_generated_tree(tmp_path: Path, monkeypatch):
+    """`scene --vessels <generator>` placed the tree by building a whole DSA scene, which read the CT a second time
+    and built its projector volume (10 s on the builtin chest CT) for a tree; it reads it once now."""
+    from ddsa_sim.cli import main
+    from ddsa_sim.volumes import readers
+
+    vol, _, _ = phantom_ct(n=32, spacing=5.0, flip_j=False)
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(vol.data, np.diag([5.0, 5.0, 5.0, 1.0])), str(path))
+    reads = []
+    read_volume = readers.read_volume
+    monkeypatch.setattr(readers, "read_volume", lambda source: reads.append(source) or read_volume(source))
+    with pytest.raises(SystemExit) as ok:
+        main(["scene", str(path), "--png", str(tmp_path / "s.png"), "--vessels", "lsystem", "--no-drr",
+              "--detector", "24x32", "--pixel-mm", "8", "--size", "300x200"])
+    assert ok.value.code in (0, None) and reads == [str(path)]

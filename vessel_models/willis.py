@@ -90,7 +90,7 @@ BRAIN_CENTRE_MM = (0.0, 8.0, 22.0)
 BRAIN_SEMI_AXES_MM = (66.0, 84.0, 58.0)
 #: Where each distal (cortical / scalp) tree grows and which surface it is laid on.
 DISTAL_TREES = {
-    "M2s": "cortex", "M2i": "cortex", "P2": "cortex", "A3": "medial", "A2": "medial",
+    "M2s": "convexity", "M2i": "convexity", "P2": "cortex", "A3": "medial", "A2": "medial",
     "STA": "scalp", "OccA": "scalp", "FacA": "free", "MaxA": "face",
 }
 HYPOPLASTIC_FACTOR = 0.4
@@ -129,6 +129,9 @@ class WillisParams:
         Overall size factor (1 = average adult).
     template_tortuosity : float
         Amplitude of the random bend of every named segment, as a fraction of its chord.
+    template_wiggle_mm : float
+        Amplitude (mm) of the undulation on top of that bend, about every 20 mm of the chord
+        (:func:`vessel_models.courses.smooth_curve`).
     distal_iterations : int
         L-system iterations of the cortical / scalp trees (0 = none).
     distal_length_diameter_ratio, distal_tortuosity_deg, min_radius_mm : float
@@ -163,6 +166,7 @@ class WillisParams:
     position_jitter_mm: float = 1.0
     scale: float = 1.0
     template_tortuosity: float = 0.18
+    template_wiggle_mm: float = 2.5
     distal_iterations: int = 8
     distal_length_diameter_ratio: float = 6.0
     distal_tortuosity_deg: float = 40.0
@@ -193,6 +197,7 @@ class WillisParams:
             ("position_jitter_mm", 0 <= self.position_jitter_mm < 10),
             ("scale", 0 < self.scale < 10),
             ("template_tortuosity", 0 <= self.template_tortuosity <= 0.5),
+            ("template_wiggle_mm", 0 <= self.template_wiggle_mm <= 10),
             ("distal_iterations", 0 <= self.distal_iterations <= 8),
             ("vein_iterations", 0 <= self.vein_iterations <= 7),
             ("distal_length_diameter_ratio", self.distal_length_diameter_ratio > 0),
@@ -439,7 +444,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         else:
             start_dir = None if key in ANGLED_STARTS else dir_of.get(start)
             nodes = smooth_curve(pts, start_dir, p.step_mm, p.template_tortuosity, rng_geo,
-                                 SAGITTAL_NORMAL if key in INTERHEMISPHERIC else None)
+                                 SAGITTAL_NORMAL if key in INTERHEMISPHERIC else None, p.template_wiggle_mm)
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
             dir_of.setdefault(end, nodes[-1] - nodes[-2])
@@ -493,7 +498,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                 continue
             kind = DISTAL_TREES[key]
             heading = dir_of[end] / np.linalg.norm(dir_of[end])
-            if kind in ("cortex", "scalp"):  # grow along the surface, not out of it
+            if kind in ("cortex", "convexity", "scalp"):  # grow along the surface, not out of it
                 normal = (b.position(n) - centre) / axes**2
                 normal /= np.linalg.norm(normal)
                 along = heading - normal * float(np.dot(heading, normal))

@@ -15,20 +15,26 @@ from ddsa_sim.cli.options import parse_detector, parse_point
 __all__ = ["register", "scene"]
 
 
-def _tree_for(vessels: str, ct: str, seed: int):
-    """A tree from a file (.vtp / .json, kept as-is) or a generator name, placed as ``ddsa-sim dsa`` places it
-    (templates registered to the anatomy, generic trees in the body; :func:`ddsa_sim.scene.build_scene`)."""
+def _ct_and_tree(ct: str, vessels: str | None, seed: int):
+    """The CT and the tree to draw: from a file (.vtp / .json, kept as-is) or a generator name, placed as
+    ``ddsa-sim dsa`` places it (templates registered to the anatomy, generic trees in the body;
+    :func:`ddsa_sim.scene.place_vessels`), the CT read once."""
+    from ddsa_sim.volumes import read_ct
     from vessel_models import GENERATORS, load_tree
 
     if vessels in GENERATORS:
         from ddsa_sim.cli.dsa import scene_spec
-        from ddsa_sim.scene import build_scene
+        from ddsa_sim.scene import load_patient, place_vessels
 
-        return build_scene(scene_spec(ct, vessels, seed)).vessels[0].tree
+        spec = scene_spec(ct, vessels, seed)
+        patient = load_patient(spec.ct)
+        return patient.ct, place_vessels(spec, patient)[0].tree
+    if vessels is None:
+        return read_ct(ct), None
     path = Path(vessels)
     if not path.is_file():
         raise InputError(f"--vessels: {path}: no such file (or a generator: {', '.join(GENERATORS)})")
-    return load_tree(path)
+    return read_ct(ct), load_tree(path)
 
 
 def scene(ct: str = typer.Argument(..., help="CT: NIfTI file, DICOM series folder, or builtin:chest-ct."),
@@ -55,7 +61,6 @@ def scene(ct: str = typer.Argument(..., help="CT: NIfTI file, DICOM series folde
 
     from ddsa_sim.geometry import CArm
     from ddsa_sim.viz.scene3d import save_scene_png
-    from ddsa_sim.volumes import read_ct
 
     try:
         width, height = (int(x) for x in size.lower().split("x"))
@@ -68,11 +73,10 @@ def scene(ct: str = typer.Argument(..., help="CT: NIfTI file, DICOM series folde
     if png.exists() and not overwrite:
         raise InputError(f"{png}: exists; choose another --png, or --overwrite to replace it")
     rows, cols = parse_detector(detector)
-    ct_vol = read_ct(ct)
+    ct_vol, tree = _ct_and_tree(ct, vessels, seed)
     iso = parse_point(isocenter, "isocenter") or tuple(float(x) for x in ct_vol.center_mm)
     carm = CArm(isocenter_mm=iso, alpha_deg=alpha, beta_deg=beta, gamma_deg=gamma, sensor_height=rows, sensor_width=cols,
                 pixel_mm=pixel_mm)
-    tree = _tree_for(vessels, ct, seed) if vessels else None
     image = None
     if drr:
         from ddsa_sim.cli.drr import ct_projector

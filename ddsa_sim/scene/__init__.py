@@ -11,7 +11,7 @@ pose), ``sources`` (label maps, files, generators), ``vessels`` (trees / fractio
 detector).
 """
 
-from ddsa_sim.scene.builder import Patient, build_scene, load_patient
+from ddsa_sim.scene.builder import Patient, build_scene, load_patient, place_vessels
 from ddsa_sim.scene.catheter import CatheterSpec
 from ddsa_sim.scene.motion import CARDIAC_KINDS, RESPIRATORY_KINDS, MotionParams
 from ddsa_sim.scene.placement import Feeding
@@ -56,6 +56,7 @@ __all__ = [
     "bolus_times",
     "build_scene",
     "load_patient",
+    "place_vessels",
     "render_frames",
     "render_sequence",
     "render_triplet",

@@ -62,7 +62,7 @@ from ddsa_sim.volumes.vnc import enhanced_vessel_mask
 if TYPE_CHECKING:
     from vessel_models.tree import VesselTree
 
-__all__ = ["Patient", "build_scene", "load_patient"]
+__all__ = ["Patient", "build_scene", "load_patient", "place_vessels"]
 
 TREE_SUFFIXES = (".vtp", ".json")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -180,6 +180,22 @@ def build_scene(spec: SceneSpec, patient: Patient | None = None, vessel_cache_si
                  exposure=ex.exposure, iodine_mg_per_ml=ex.iodine_mg_per_ml, bolus=bolus, noise=fx.noise,
                  scatter=fx.scatter, blur=fx.blur, collimator=fx.collimator, motion=motion, method=fx.method,
                  device=fx.device, backend=fx.backend, supersample=fx.supersample, ct_volume=ct_volume)
+
+
+def place_vessels(spec: SceneSpec, patient: Patient | None = None) -> tuple[VesselSource, Catheter | None]:
+    """The vessel source of a generator, file or model ``spec`` and its catheter, placed as :func:`build_scene`
+    places them, without the CT's projector volume (to draw or measure a placed tree).
+
+    Parameters
+    ----------
+    spec : SceneSpec
+    patient : Patient, optional
+        The loaded CT of ``spec.ct``; default: read now.
+    """
+    if spec.vessels.kind not in ("generator", "file", "model"):
+        raise InputError(f"{spec.vessels.field}: only a generator, file or model source is placed, "
+                         f"not {spec.vessels.kind!r}")
+    return _placed_source(spec, patient if patient is not None else load_patient(spec.ct))
 
 
 def _region_dome_z_mm(patient: Patient) -> float | None:
