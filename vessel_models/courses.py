@@ -155,7 +155,7 @@ def _surface(kind: str, axes: np.ndarray, depth_mm: float, scale_mm: float) -> t
     """The ellipsoid semi-axes (mm) and depth below it (mm) a ``kind`` of tree is laid on; ``None``: no surface."""
     if kind in ("cortex", "convexity"):
         return axes, depth_mm
-    return (axes + 10.0 * scale_mm, 0.0) if kind == "scalp" else None
+    return {"scalp": (axes + 10.0 * scale_mm, 0.0), "dura": (axes, 0.0)}.get(kind)
 
 
 def _bend_branches(b: TreeBuilder, first: int, kind: str, side: float, centre: np.ndarray, axes: np.ndarray,
@@ -163,7 +163,7 @@ def _bend_branches(b: TreeBuilder, first: int, kind: str, side: float, centre: n
     """Bend each laid branch of the nodes ``first..`` sideways along its surface (the distal trees' tortuosity).
 
     A branch (between junctions: the root, a bifurcation, a tip) is offset across its chord, in the surface's tangent
-    plane (``cortex``, ``convexity``, ``scalp``: the ellipsoid's; ``medial``: the sagittal plane), by
+    plane (``cortex``, ``convexity``, ``dura``, ``scalp``: the ellipsoid's; ``medial``: the sagittal plane), by
     ``A sin^2(pi s)`` (``s``: its fraction of the branch's path), ``A = chord x U(`` :data:`LAID_BEND` ``)`` of
     either sign: the ends and their directions stay, so the junctions and the subtrees below do not move; then
     the node is put back at its own level (on its surface, or as deep below it as it was) and on its side of the
@@ -225,7 +225,7 @@ def _bent_path(path: np.ndarray, arc: np.ndarray, amp: float, kind: str, side: f
             q = centre + _level(path[k], centre, surface) * (surface_point(q, centre, *surface) - centre)
         elif np.sum(((q - centre) / (axes - depth_mm)) ** 2) > 1:  # the medial trees stay inside the brain
             q = surface_point(q, centre, axes, depth_mm)
-        if kind in ("cortex", "convexity", "medial"):
+        if kind in ("cortex", "convexity", "dura", "medial"):
             q[0] = centre[0] + side * max(side * (q[0] - centre[0]), MIDLINE_GAP_MM)
         out[k] = q
     return out
@@ -237,7 +237,8 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
     """Move the nodes ``first..`` of a distal tree grown at node ``root`` onto its surface.
 
     ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``convexity``: the same, on the lateral convexity only
-    (:data:`CONVEXITY_MIN_NX`); ``scalp``: in the scalp (brain + 10 mm x ``scale_mm``, over a skull of ~6 mm);
+    (:data:`CONVEXITY_MIN_NX`); ``dura``: on the brain ellipsoid (the dura lining the skull); ``scalp``: in the
+    scalp (brain + 10 mm x ``scale_mm``, over a skull of ~6 mm);
     ``medial``: squashed towards the hemisphere's medial surface (3 mm from the midline) and kept
     inside the brain; ``face``: left as grown but in its half of the face; ``free``: left as grown.
 
@@ -250,14 +251,15 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
     the surface. On the cortex, the medial surface and the face a node stays on its side
     (``side``: +1 left, -1 right), at least :data:`MIDLINE_GAP_MM` from the midline: where a branch would cross
     it, the rest of that branch and its subtree are mirrored (the falx parts the hemispheres, the nasal septum
-    the nasal cavities), so it turns away instead of folding back; on the convexity likewise where it would leave
-    the convexity; a face branch mirrored head-on runs along the midline. With ``rng``, each laid branch (but the face's)
-    is then bent sideways along its surface (:func:`_bend_branches`).
+    the nasal cavities; the dura's trees stop at the falx too), so it turns away instead of folding back; on the
+    convexity likewise where it would leave the convexity; a face branch mirrored head-on runs along the midline.
+    With ``rng``, each laid branch (but the face's) is then bent sideways along its surface
+    (:func:`_bend_branches`).
     """
     if kind == "free":
         return
     surface = _surface(kind, axes, depth_mm, scale_mm)
-    keep_side = kind in ("cortex", "convexity", "medial", "face")
+    keep_side = kind in ("cortex", "convexity", "dura", "medial", "face")
 
     def margin(q: np.ndarray) -> float:
         """How far ``q`` lies inside its side (mm from the midline gap; on the convexity: the normal's excess)."""

@@ -10,7 +10,10 @@ Named segments (``metadata["labels"]``; ``_L`` / ``_R`` per side):
   course anteromedially) -> ``ICA_cavernous`` (the siphon: up, forward, up and back) ->
   ``ICA_supraclinoid`` -> ICA terminus;
 * ``ECA`` with ``STA`` (superficial temporal), ``OccA`` (occipital), ``FacA`` (facial), ``MaxA``
-  (maxillary), each continued by a small distal tree over the scalp / face;
+  (maxillary), each continued by a small distal tree over the scalp / face, and the middle meningeal artery:
+  ``MMA`` (from the ECA's terminal division up to the foramen spinosum) -> ``MMA_dural`` (laterally over the
+  floor of the middle fossa) -> ``MMA_frontal`` (up the convexity behind the coronal suture) and ``MMA_parietal``
+  (back and up over the temporal squama), on the dura lining the skull, each ending in a sparse tree;
 * ``VA`` (vertebral, with the V3 loop over C1) -> ``BA`` (basilar);
 * the circle: ``A1``, ``ACoA``, ``PCoA``, ``P1`` with the variants below;
 * ``M1`` -> ``M2s`` / ``M2i`` (superior / inferior trunks) -> M3/M4 cortical trees laid over the
@@ -45,12 +48,12 @@ Variants are drawn per side from a dedicated random stream (independent of geome
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from vessel_models.courses import MIDLINE_GAP_MM, VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve
+from vessel_models.courses import MIDLINE_GAP_MM, VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve, surface_point
 from vessel_models.lsystem import LSystemParams, grow_lsystem, perpendicular
 from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, check_finite_params, with_overrides
 from vessel_models.veins import add_cerebral_veins
@@ -70,6 +73,10 @@ SEGMENT_DIAMETERS_MM: dict[str, tuple[float, float]] = {
     "OccA": (2.0, 1.7),
     "FacA": (2.3, 1.9),
     "MaxA": (2.6, 2.1),
+    "MMA": (1.8, 1.6),
+    "MMA_dural": (1.6, 1.5),
+    "MMA_frontal": (1.4, 1.0),
+    "MMA_parietal": (1.3, 0.9),
     "VA": (3.9, 3.5),
     "VA_V3": (3.5, 3.2),
     "VA_V4": (3.2, 2.8),
@@ -91,8 +98,19 @@ BRAIN_SEMI_AXES_MM = (66.0, 84.0, 58.0)
 #: Where each distal (cortical / scalp) tree grows and which surface it is laid on.
 DISTAL_TREES = {
     "M2s": "convexity", "M2i": "convexity", "P2": "cortex", "A3": "medial", "A2": "medial",
-    "STA": "scalp", "OccA": "scalp", "FacA": "free", "MaxA": "face",
+    "STA": "scalp", "OccA": "scalp", "FacA": "free", "MaxA": "face", "MMA_frontal": "dura",
+    "MMA_parietal": "dura",
 }
+#: L-system parameters of a distal tree that differ from the cortical trees': the middle meningeal artery's frontal
+#: and parietal branches end in a few long twigs over the dura, not a cortical tree's hundreds.
+DISTAL_LSYSTEM = {k: {"iterations": 3, "length_diameter_ratio": 20.0} for k in ("MMA_frontal", "MMA_parietal")}
+#: The middle meningeal artery's segments: drawn from a random stream of their own, so adding them (2026-12-08) left
+#: every other vessel of a seed as it was. All but its trunk lie on the dura lining the skull (the brain ellipsoid):
+#: their course is put on it.
+MENINGEAL = frozenset({"MMA", "MMA_dural", "MMA_frontal", "MMA_parietal"})
+ON_DURA = MENINGEAL - {"MMA"}
+#: The external carotid's segments (``external_carotid=False`` leaves them out).
+EXTERNAL_CAROTID = ("ECA", "STA", "OccA", "FacA", "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal")
 HYPOPLASTIC_FACTOR = 0.4
 #: Segments that leave their junction at an angle instead of tangent-continuous with the parent: the A1
 #: turns medially off the ICA terminus (a T-shaped bifurcation), not on along the supraclinoid ICA; the A2
@@ -246,9 +264,11 @@ def draw_variants(params: WillisParams, rng: np.random.Generator) -> dict[str, s
     return v
 
 
-def _template(params: WillisParams, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
+def _template(params: WillisParams, rng: np.random.Generator,
+              rng_meningeal: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
     """Junction positions and segments ``name -> (junction_a, junction_b, [via points], diameter key)``
-    (flow from ``a`` to ``b`` for the inflow trunks)."""
+    (flow from ``a`` to ``b`` for the inflow trunks); the middle meningeal artery's junctions jittered from
+    ``rng_meningeal``."""
     j: dict[str, np.ndarray] = {}
     segs: dict[str, tuple] = {}
     for s, sx in (("L", 1.0), ("R", -1.0)):
@@ -260,7 +280,8 @@ def _template(params: WillisParams, rng: np.random.Generator) -> tuple[dict[str,
             f"ICAlac_{s}": pt(13, -10, -22), f"ICAclin_{s}": pt(14, -18, -5), f"ICAT_{s}": pt(13, -8, 0),
             f"ECAmid_{s}": pt(25, -11, -86), f"ECAsplit_{s}": pt(27, -12, -62),
             f"STAend_{s}": pt(62, -8, 25), f"OccAend_{s}": pt(36, 72, -18), f"FacAend_{s}": pt(36, -62, -52),
-            f"MaxAend_{s}": pt(14, -42, -48),
+            f"MaxAend_{s}": pt(14, -42, -48), f"MMAfs_{s}": pt(26, -2, -31), f"MMAdiv_{s}": pt(50, -10, -14),
+            f"MMAfend_{s}": pt(21, -21, 73), f"MMApend_{s}": pt(31, 62, 57),
             f"VAprox_{s}": pt(30, 12, -150), f"VAc1_{s}": pt(26, 14, -70), f"VAdura_{s}": pt(14, 30, -58),
             f"ACAJ_{s}": pt(1.6, -14, 4), f"A2end_{s}": pt(2.5, -33, 16), f"A3end_{s}": pt(2.5, 30, 44),
             f"M1J_{s}": pt(30, -6, 3), f"M2send_{s}": pt(40, -10, 22), f"M2iend_{s}": pt(44, 6, -4),
@@ -278,6 +299,10 @@ def _template(params: WillisParams, rng: np.random.Generator) -> tuple[dict[str,
             ("OccA", "ECAmid", "OccAend", [pt(36, 15, -76), pt(36, 45, -55)], "OccA"),
             ("STA", "ECAsplit", "STAend", [pt(50, 0, -45), pt(60, -2, -15)], "STA"),
             ("MaxA", "ECAsplit", "MaxAend", [pt(22, -28, -62)], "MaxA"),
+            ("MMA", "ECAsplit", "MMAfs", [pt(27, -7, -47)], "MMA"),
+            ("MMA_dural", "MMAfs", "MMAdiv", [pt(38, -5, -25)], "MMA_dural"),
+            ("MMA_frontal", "MMAdiv", "MMAfend", [pt(57, -29, 9), pt(47, -36, 49)], "MMA_frontal"),
+            ("MMA_parietal", "MMAdiv", "MMApend", [pt(61, 10, -1), pt(59, 46, 26)], "MMA_parietal"),
             ("VA", "VAprox", "VAc1", [pt(28, 13, -110)], "VA"),
             ("VA_V3", "VAc1", "VAdura", [pt(34, 22, -66), pt(24, 34, -62)], "VA_V3"),
             ("VA_V4", "VAdura", "BAprox", [pt(8, 24, -46)], "VA_V4"),
@@ -299,23 +324,29 @@ def _template(params: WillisParams, rng: np.random.Generator) -> tuple[dict[str,
     segs["BA"] = ("BAprox", "BAT", [np.array([0.5, 12.0, -16.0])], "BA")
     segs["ACoA"] = ("ACAJ_L", "ACAJ_R", [], "ACoA")
     for k in sorted(j):
-        j[k] = j[k] * params.scale + (rng.normal(0.0, params.position_jitter_mm, 3) if params.position_jitter_mm else 0.0)
+        r = rng_meningeal if k.startswith("MMA") else rng
+        j[k] = j[k] * params.scale + (r.normal(0.0, params.position_jitter_mm, 3) if params.position_jitter_mm else 0.0)
     for s, sx in (("L", 1.0), ("R", -1.0)):  # the jitter keeps the fissure's junctions on their side
         for k, least in ((f"ACAJ_{s}", ACOA_HALF_LENGTH_MIN_MM), (f"A2end_{s}", MIDLINE_GAP_MM),
                          (f"A3end_{s}", MIDLINE_GAP_MM)):
             j[k][0] = sx * max(sx * j[k][0], least)
+        for k in ("MMAfs", "MMAdiv", "MMAfend", "MMApend"):  # on the dura, the brain ellipsoid
+            j[f"{k}_{s}"] = surface_point(j[f"{k}_{s}"], np.asarray(BRAIN_CENTRE_MM) * params.scale,
+                                          np.asarray(BRAIN_SEMI_AXES_MM) * params.scale, 0.0)
     segs = {n: (a, b, [v * params.scale for v in vias], key) for n, (a, b, vias, key) in segs.items()}
     if not params.external_carotid:
-        segs = {n: v for n, v in segs.items() if v[3] not in ("ECA", "STA", "OccA", "FacA", "MaxA")}
+        segs = {n: v for n, v in segs.items() if v[3] not in EXTERNAL_CAROTID}
     return j, segs
 
 
 def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Generator,
-               segs: dict[str, tuple]) -> dict[str, tuple[float, float]]:
-    """(start, end) diameter of every segment, mm: published values, jitter, variants."""
+               rng_meningeal: np.random.Generator, segs: dict[str, tuple]) -> dict[str, tuple[float, float]]:
+    """(start, end) diameter of every segment, mm: published values, jitter (the middle meningeal artery's from
+    ``rng_meningeal``), variants."""
     out: dict[str, tuple[float, float]] = {}
     for name in sorted(segs):
-        f = params.scale * float(np.exp(rng.normal(0.0, params.radius_jitter)))
+        r = rng_meningeal if segs[name][3] in MENINGEAL else rng
+        f = params.scale * float(np.exp(r.normal(0.0, params.radius_jitter)))
         d0, d1 = SEGMENT_DIAMETERS_MM[segs[name][3]]
         out[name] = (d0 * f, d1 * f)
     for s in ("L", "R"):
@@ -342,7 +373,8 @@ INJECTIONS: dict[str, tuple[str, ...]] = {}
 for _s, _o in (("L", "R"), ("R", "L")):
     _ica = tuple(f"{n}_{_s}" for n in ("ICA_cervical", "ICA_petrous", "ICA_cavernous", "ICA_supraclinoid", "A1",
                                        "A2", "A3", "M1", "M2s", "M2i"))
-    _eca = tuple(f"{n}_{_s}" for n in ("ECA", "ECA_distal", "FacA", "OccA", "STA", "MaxA"))
+    _eca = tuple(f"{n}_{_s}" for n in ("ECA", "ECA_distal", "FacA", "OccA", "STA", "MaxA", "MMA", "MMA_dural",
+                                       "MMA_frontal", "MMA_parietal"))
     INJECTIONS[f"ICA_{_s}"] = _ica
     INJECTIONS[f"ECA_{_s}"] = _eca
     INJECTIONS[f"CCA_{_s}"] = (f"CCA_{_s}",) + _ica + _eca
@@ -403,10 +435,11 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
 
     p = with_overrides(params or WillisParams(), overrides, "cow").validate()
     ss = np.random.SeedSequence(int(seed))
-    rng_var, rng_geo, rng_distal = (np.random.default_rng(s) for s in ss.spawn(3))
+    streams = ss.spawn(5)  # the fourth: the veins'
+    rng_var, rng_geo, rng_distal, rng_meningeal = (np.random.default_rng(streams[k]) for k in (0, 1, 2, 4))
     variants = draw_variants(p, rng_var)
-    junctions, segs = _template(p, rng_geo)
-    diameters = _diameters(p, variants, rng_geo, segs)
+    junctions, segs = _template(p, rng_geo, rng_meningeal)
+    diameters = _diameters(p, variants, rng_geo, rng_meningeal, segs)
     present = {n: s for n, s in segs.items()
                if variants.get(n) != "absent" and not (n.startswith("P1") and variants[n] == "fetal_full")}
     if variants["ACoA"] == "absent":
@@ -443,8 +476,12 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             virtual.append(bid)
         else:
             start_dir = None if key in ANGLED_STARTS else dir_of.get(start)
-            nodes = smooth_curve(pts, start_dir, p.step_mm, p.template_tortuosity, rng_geo,
+            nodes = smooth_curve(pts, start_dir, p.step_mm, p.template_tortuosity,
+                                 rng_meningeal if key in MENINGEAL else rng_geo,
                                  SAGITTAL_NORMAL if key in INTERHEMISPHERIC else None, p.template_wiggle_mm)
+            if key in ON_DURA:  # bent and undulating along the dura, not off it
+                nodes = np.array([surface_point(q, np.asarray(BRAIN_CENTRE_MM) * p.scale,
+                                                np.asarray(BRAIN_SEMI_AXES_MM) * p.scale, 0.0) for q in nodes])
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
             dir_of.setdefault(end, nodes[-1] - nodes[-2])
@@ -498,23 +535,25 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                 continue
             kind = DISTAL_TREES[key]
             heading = dir_of[end] / np.linalg.norm(dir_of[end])
-            if kind in ("cortex", "convexity", "scalp"):  # grow along the surface, not out of it
+            if kind in ("cortex", "convexity", "scalp", "dura"):  # grow along the surface, not out of it
                 normal = (b.position(n) - centre) / axes**2
                 normal /= np.linalg.norm(normal)
                 along = heading - normal * float(np.dot(heading, normal))
                 heading = along if np.linalg.norm(along) > 0.2 else perpendicular(normal)
             first = b.n_nodes
-            grow_lsystem(b, n, heading, lp, rng_distal, root_diameter_mm=d, generation_offset=gen_of[end] + 1)
+            own, rng_tree = DISTAL_LSYSTEM.get(key, {}), rng_meningeal if key in MENINGEAL else rng_distal
+            grow_lsystem(b, n, heading, replace(lp, **{**own, "iterations": min(lp.iterations, own.get(
+                "iterations", lp.iterations))}), rng_tree, root_diameter_mm=d, generation_offset=gen_of[end] + 1)
             side = 1.0 if seg_name.endswith("_L") else -1.0
             lay_on_surface(b, first, n, kind, side, centre, axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
-                            p.scale, rng_distal.spawn(1)[0])  # a child stream: the draws after it stay as they were
+                            p.scale, rng_tree.spawn(1)[0])  # a child stream: the draws after it stay as they were
 
     venous: dict[str, list[int]] = {}
     if p.veins:
         branches, inflow = add_cerebral_veins(
             b, 0, np.asarray(BRAIN_CENTRE_MM) * p.scale, np.asarray(BRAIN_SEMI_AXES_MM) * p.scale, p.scale,
             p.radius_jitter, p.template_tortuosity, p.step_mm, p.vein_iterations, p.min_radius_mm,
-            np.random.default_rng(ss.spawn(1)[0]))
+            np.random.default_rng(streams[3]))
         venous = {"venous_branches": branches, "venous_inflow_nodes": inflow}
         virtual.append(branches[0])
     meta = {

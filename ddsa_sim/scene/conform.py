@@ -188,7 +188,8 @@ def push_into_bands(positions_mm: np.ndarray, fields: list[SignedDistance], whic
 #: Every other segment is ``intracranial``: inside the cranial cavity.
 CEREBRAL_COMPARTMENT_OF: dict[str, str | None] = {
     "STA": "soft tissue", "OccA": "soft tissue", "CCA": "soft tissue", "ECA": "soft tissue",
-    "ECA_distal": "soft tissue", "FacA": "soft tissue", "MaxA": "soft tissue", "ICA_cervical": "soft tissue",
+    "ECA_distal": "soft tissue", "FacA": "soft tissue", "MaxA": "soft tissue", "MMA": "soft tissue",
+    "ICA_cervical": "soft tissue",
     "IJV": "soft tissue", "VA": "extracranial", "VA_V3": "extracranial",
     "ICA_petrous": None, "ICA_cavernous": None, "virtual": None,
 }
