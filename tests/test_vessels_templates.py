@@ -680,9 +680,11 @@ def test_laid_distal_trees_climb_to_their_surface_without_long_edges():
 def test_the_middle_cerebral_trees_stay_on_the_lateral_convexity():
     """The MCA supplies the lateral convexity; the inferior temporal and occipital surfaces are the PCA's, the
     parasagittal strip the ACA's. Every node of the M2 trees lies where the brain ellipsoid's outward normal points
-    at least 0.35 to its side (`CONVEXITY_MIN_NX` 0.4, less what the sideways bend moves after the laying), over
-    seeds 0-15. Before, the inferior trunk's tree ran under the temporal lobe towards the midline (normal 0.02
-    sideways in seed 2, 0.20 in seed 7)."""
+    at least 0.35 to its side (`CONVEXITY_MIN_NX` 0.4, less what the sideways bend moves after the laying), and no
+    more than 5 mm deeper (nearer the midline) than the tree's root in the sylvian fissure, over seeds 0-15. Before,
+    the inferior trunk's tree ran under the temporal lobe towards the midline (normal 0.02 sideways in seed 2, 0.20 in
+    seed 7); with the normal alone, its climb from the fissure still crept under the temporal lobe, up to 20 mm
+    medial of its root (a dense band over the middle fossa floor in an AP view)."""
     for seed in MANY_SEEDS:
         tree = _cow(seed)
         above = _named_above(tree)
@@ -690,18 +692,25 @@ def test_the_middle_cerebral_trees_stay_on_the_lateral_convexity():
         axes = np.asarray(tree.metadata["brain_semi_axes_mm"])
         tree_nodes = ~np.isin(tree.branch_ids, list(tree.labels)) & np.char.startswith(above, "M2")
         normal = (tree.positions_mm[tree_nodes] - centre) / axes**2
-        sideways = normal[:, 0] / np.linalg.norm(normal, axis=1) * np.where(np.char.endswith(above[tree_nodes], "_L"),
-                                                                             1.0, -1.0)
+        side = np.where(np.char.endswith(above[tree_nodes], "_L"), 1.0, -1.0)
+        sideways = normal[:, 0] / np.linalg.norm(normal, axis=1) * side
         assert sideways.min() >= 0.35, (seed, sideways.min())
+        roots = {name: tree.positions_mm[tree.branch_ids == bid][-1] for bid, name in tree.labels.items()
+                 if name.startswith("M2")}
+        root_x = np.array([roots[name][0] for name in above[tree_nodes]])
+        deeper = side * (root_x - tree.positions_mm[tree_nodes, 0])
+        assert deeper.max() <= 5.0, (seed, deeper.max())
 
 
 def test_the_middle_meningeal_artery_enters_the_skull_and_branches_on_the_dura():
     """The landmark of a lateral external carotid run: the middle meningeal artery leaves the ECA's terminal division,
     climbs to the foramen spinosum in the floor of the middle fossa (its trunk ``MMA`` ends on the brain ellipsoid's
     underside, lateral to the carotid canal) and runs on the dura lining the skull (``MMA_dural``, ``MMA_frontal``,
-    ``MMA_parietal`` and their trees on the ellipsoid, at most 4 mm under it where they pass beneath a vein, on their
-    own side) from the middle fossa up the convexity, forward and back, seeds 0-3. The template had no middle
-    meningeal artery before 2026-12-08."""
+    ``MMA_parietal`` and their trees ``DURA_MM`` outside the ellipsoid, outside the cortical veins, at most 1 mm under
+    the ellipsoid where they give way to a vein, on their own side) from the middle fossa up the convexity, forward and
+    back, seeds 0-3. The template had no middle meningeal artery before 2026-12-08."""
+    from vessel_models.courses import DURA_MM
+
     for seed in SEEDS:
         tree = _cow(seed)
         above = _named_above(tree)
@@ -711,13 +720,13 @@ def test_the_middle_meningeal_artery_enters_the_skull_and_branches_on_the_dura()
             trunk = tree.positions_mm[above == f"MMA_{side}"]
             foramen = trunk[-1]
             rho = np.sqrt(np.sum(((foramen - centre) / axes) ** 2))
-            assert abs(rho - 1.0) * axes.min() < 2.0 and foramen[2] < centre[2] - 0.8 * axes[2], (seed, side, foramen)
+            assert abs(rho - 1.0) * axes.min() < DURA_MM + 0.5 and foramen[2] < centre[2] - 0.8 * axes[2], (seed, side)
             petrous = tree.positions_mm[above == f"ICA_petrous_{side}"]
             assert sign * foramen[0] > sign * petrous[:, 0].max(), (seed, side)
             dural = tree.positions_mm[np.isin(above, [f"MMA_{k}_{side}" for k in ("dural", "frontal", "parietal")])]
             rho = np.sqrt(np.sum(((dural - centre) / axes) ** 2, axis=1))
             out_mm = np.linalg.norm(dural - centre, axis=1) * (1.0 - 1.0 / rho)  # along the ray from the centre
-            assert -4.0 <= out_mm.min() and out_mm.max() <= 1e-6, (seed, side, out_mm.min(), out_mm.max())
+            assert -1.0 <= out_mm.min() and out_mm.max() <= DURA_MM + 0.2, (seed, side, out_mm.min(), out_mm.max())
             assert np.all(sign * (dural[:, 0] - centre[0]) > 0), (seed, side)
             assert dural[:, 2].max() > centre[2] + 0.5 * axes[2], (seed, side)  # up the convexity
             assert dural[:, 1].min() < foramen[1] - 20.0 and dural[:, 1].max() > foramen[1] + 20.0, (seed, side)

@@ -13,7 +13,7 @@ import numpy as np
 from vessel_models.lsystem import cross3, perpendicular, rotate
 from vessel_models.tree import TreeBuilder
 
-__all__ = ["VIRTUAL_RADIUS_MM", "lay_on_surface", "smooth_curve", "surface_point"]
+__all__ = ["DURA_MM", "VIRTUAL_RADIUS_MM", "lay_on_surface", "smooth_curve", "surface_point"]
 
 #: Radius of a ``virtual`` connector (a tree edge that is no vessel: carries no iodine), mm.
 VIRTUAL_RADIUS_MM = 1e-3
@@ -92,6 +92,9 @@ SAGITTAL = np.array([1.0, 0.0, 0.0])
 #: this lateral component. Below it lie the inferior temporal and occipital surfaces (the posterior cerebral
 #: artery's) and, over the vertex, the parasagittal strip (the anterior cerebral artery's).
 CONVEXITY_MIN_NX = 0.4
+#: The dura's distance (mm) outside the brain ellipsoid (the subarachnoid space): the middle meningeal artery's
+#: branches run in it, outside the cortical veins (laid 0.5 mm deep) that cross to the sinuses.
+DURA_MM = 2.0
 #: A tree grown deep below its surface reaches it over at least this many times its depth of path.
 ROOT_CLIMB = 3.0
 #: Range of a laid branch's sideways bend, as a fraction of its chord (:func:`_bend_branches`).
@@ -155,7 +158,7 @@ def _surface(kind: str, axes: np.ndarray, depth_mm: float, scale_mm: float) -> t
     """The ellipsoid semi-axes (mm) and depth below it (mm) a ``kind`` of tree is laid on; ``None``: no surface."""
     if kind in ("cortex", "convexity"):
         return axes, depth_mm
-    return {"scalp": (axes + 10.0 * scale_mm, 0.0), "dura": (axes, 0.0)}.get(kind)
+    return {"scalp": (axes + 10.0 * scale_mm, 0.0), "dura": (axes + DURA_MM * scale_mm, 0.0)}.get(kind)
 
 
 def _bend_branches(b: TreeBuilder, first: int, kind: str, side: float, centre: np.ndarray, axes: np.ndarray,
@@ -237,7 +240,8 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
     """Move the nodes ``first..`` of a distal tree grown at node ``root`` onto its surface.
 
     ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``convexity``: the same, on the lateral convexity only
-    (:data:`CONVEXITY_MIN_NX`); ``dura``: on the brain ellipsoid (the dura lining the skull); ``scalp``: in the
+    (:data:`CONVEXITY_MIN_NX`); ``dura``: :data:`DURA_MM` outside the brain ellipsoid (the dura lining the
+    skull); ``scalp``: in the
     scalp (brain + 10 mm x ``scale_mm``, over a skull of ~6 mm);
     ``medial``: squashed towards the hemisphere's medial surface (3 mm from the midline) and kept
     inside the brain; ``face``: left as grown but in its half of the face; ``free``: left as grown.
@@ -261,10 +265,15 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
     surface = _surface(kind, axes, depth_mm, scale_mm)
     keep_side = kind in ("cortex", "convexity", "dura", "medial", "face")
 
+    root_x = float(b.position(root)[0])
+
     def margin(q: np.ndarray) -> float:
-        """How far ``q`` lies inside its side (mm from the midline gap; on the convexity: the normal's excess)."""
+        """How far ``q`` lies inside its side (mm from the midline gap; on the convexity: the normal's excess, and
+        no deeper than the root, as a fraction of the brain's half-width: under the root lies the temporal lobe's
+        underside)."""
         if kind == "convexity":
-            return side * float(_unit((q - centre) / axes**2)[0]) - CONVEXITY_MIN_NX
+            return min(side * float(_unit((q - centre) / axes**2)[0]) - CONVEXITY_MIN_NX,
+                       side * (q[0] - root_x) / axes[0])
         return side * (q[0] - centre[0]) - MIDLINE_GAP_MM
 
     if surface is not None:  # a deep root (an M2 in the sylvian fissure) climbs to its surface at most 1 in ROOT_CLIMB

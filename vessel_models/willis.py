@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from vessel_models.courses import MIDLINE_GAP_MM, VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve, surface_point
+from vessel_models.courses import DURA_MM, MIDLINE_GAP_MM, VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve, surface_point
 from vessel_models.lsystem import LSystemParams, grow_lsystem, perpendicular
 from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, check_finite_params, with_overrides
 from vessel_models.veins import add_cerebral_veins
@@ -103,10 +103,10 @@ DISTAL_TREES = {
 }
 #: L-system parameters of a distal tree that differ from the cortical trees': the middle meningeal artery's frontal
 #: and parietal branches end in a few long twigs over the dura, not a cortical tree's hundreds.
-DISTAL_LSYSTEM = {k: {"iterations": 3, "length_diameter_ratio": 20.0} for k in ("MMA_frontal", "MMA_parietal")}
+DISTAL_LSYSTEM = {k: {"iterations": 3, "length_diameter_ratio": 14.0} for k in ("MMA_frontal", "MMA_parietal")}
 #: The middle meningeal artery's segments: drawn from a random stream of their own, so adding them (2026-12-08) left
-#: every other vessel of a seed as it was. All but its trunk lie on the dura lining the skull (the brain ellipsoid):
-#: their course is put on it.
+#: every other vessel of a seed as it was. All but its trunk lie on the dura lining the skull: their course is put
+#: on it.
 MENINGEAL = frozenset({"MMA", "MMA_dural", "MMA_frontal", "MMA_parietal"})
 ON_DURA = MENINGEAL - {"MMA"}
 #: The external carotid's segments (``external_carotid=False`` leaves them out).
@@ -281,7 +281,7 @@ def _template(params: WillisParams, rng: np.random.Generator,
             f"ECAmid_{s}": pt(25, -11, -86), f"ECAsplit_{s}": pt(27, -12, -62),
             f"STAend_{s}": pt(62, -8, 25), f"OccAend_{s}": pt(36, 72, -18), f"FacAend_{s}": pt(36, -62, -52),
             f"MaxAend_{s}": pt(14, -42, -48), f"MMAfs_{s}": pt(26, -2, -31), f"MMAdiv_{s}": pt(50, -10, -14),
-            f"MMAfend_{s}": pt(21, -21, 73), f"MMApend_{s}": pt(31, 62, 57),
+            f"MMAfend_{s}": pt(41, -33, 57), f"MMApend_{s}": pt(59, 46, 26),
             f"VAprox_{s}": pt(30, 12, -150), f"VAc1_{s}": pt(26, 14, -70), f"VAdura_{s}": pt(14, 30, -58),
             f"ACAJ_{s}": pt(1.6, -14, 4), f"A2end_{s}": pt(2.5, -33, 16), f"A3end_{s}": pt(2.5, 30, 44),
             f"M1J_{s}": pt(30, -6, 3), f"M2send_{s}": pt(40, -10, 22), f"M2iend_{s}": pt(44, 6, -4),
@@ -301,8 +301,8 @@ def _template(params: WillisParams, rng: np.random.Generator,
             ("MaxA", "ECAsplit", "MaxAend", [pt(22, -28, -62)], "MaxA"),
             ("MMA", "ECAsplit", "MMAfs", [pt(27, -7, -47)], "MMA"),
             ("MMA_dural", "MMAfs", "MMAdiv", [pt(38, -5, -25)], "MMA_dural"),
-            ("MMA_frontal", "MMAdiv", "MMAfend", [pt(57, -29, 9), pt(47, -36, 49)], "MMA_frontal"),
-            ("MMA_parietal", "MMAdiv", "MMApend", [pt(61, 10, -1), pt(59, 46, 26)], "MMA_parietal"),
+            ("MMA_frontal", "MMAdiv", "MMAfend", [pt(57, -29, 9)], "MMA_frontal"),
+            ("MMA_parietal", "MMAdiv", "MMApend", [pt(61, 10, -1)], "MMA_parietal"),
             ("VA", "VAprox", "VAc1", [pt(28, 13, -110)], "VA"),
             ("VA_V3", "VAc1", "VAdura", [pt(34, 22, -66), pt(24, 34, -62)], "VA_V3"),
             ("VA_V4", "VAdura", "BAprox", [pt(8, 24, -46)], "VA_V4"),
@@ -330,13 +330,19 @@ def _template(params: WillisParams, rng: np.random.Generator,
         for k, least in ((f"ACAJ_{s}", ACOA_HALF_LENGTH_MIN_MM), (f"A2end_{s}", MIDLINE_GAP_MM),
                          (f"A3end_{s}", MIDLINE_GAP_MM)):
             j[k][0] = sx * max(sx * j[k][0], least)
-        for k in ("MMAfs", "MMAdiv", "MMAfend", "MMApend"):  # on the dura, the brain ellipsoid
-            j[f"{k}_{s}"] = surface_point(j[f"{k}_{s}"], np.asarray(BRAIN_CENTRE_MM) * params.scale,
-                                          np.asarray(BRAIN_SEMI_AXES_MM) * params.scale, 0.0)
+        for k in ("MMAfs", "MMAdiv", "MMAfend", "MMApend"):
+            j[f"{k}_{s}"] = _on_dura(j[f"{k}_{s}"], params.scale)
     segs = {n: (a, b, [v * params.scale for v in vias], key) for n, (a, b, vias, key) in segs.items()}
     if not params.external_carotid:
         segs = {n: v for n, v in segs.items() if v[3] not in EXTERNAL_CAROTID}
     return j, segs
+
+
+def _on_dura(point: np.ndarray, scale: float) -> np.ndarray:
+    """``point`` moved along the ray from the brain's centre onto the dura (:data:`~vessel_models.courses.DURA_MM`
+    outside the brain ellipsoid of ``scale``)."""
+    axes = np.asarray(BRAIN_SEMI_AXES_MM) * scale
+    return surface_point(point, np.asarray(BRAIN_CENTRE_MM) * scale, axes + DURA_MM * scale, 0.0)
 
 
 def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Generator,
@@ -480,8 +486,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                                  rng_meningeal if key in MENINGEAL else rng_geo,
                                  SAGITTAL_NORMAL if key in INTERHEMISPHERIC else None, p.template_wiggle_mm)
             if key in ON_DURA:  # bent and undulating along the dura, not off it
-                nodes = np.array([surface_point(q, np.asarray(BRAIN_CENTRE_MM) * p.scale,
-                                                np.asarray(BRAIN_SEMI_AXES_MM) * p.scale, 0.0) for q in nodes])
+                nodes = np.array([_on_dura(q, p.scale) for q in nodes])
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
             dir_of.setdefault(end, nodes[-1] - nodes[-2])
