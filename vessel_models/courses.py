@@ -13,7 +13,7 @@ import numpy as np
 from vessel_models.lsystem import cross3, perpendicular, rotate
 from vessel_models.tree import TreeBuilder
 
-__all__ = ["DURA_MM", "VIRTUAL_RADIUS_MM", "lay_on_surface", "smooth_curve", "surface_point"]
+__all__ = ["DURA_MM", "SCALP_MM", "VIRTUAL_RADIUS_MM", "lay_on_surface", "smooth_curve", "surface_point"]
 
 #: Radius of a ``virtual`` connector (a tree edge that is no vessel: carries no iodine), mm.
 VIRTUAL_RADIUS_MM = 1e-3
@@ -92,9 +92,12 @@ SAGITTAL = np.array([1.0, 0.0, 0.0])
 #: this lateral component. Below it lie the inferior temporal and occipital surfaces (the posterior cerebral
 #: artery's) and, over the vertex, the parasagittal strip (the anterior cerebral artery's).
 CONVEXITY_MIN_NX = 0.4
-#: The dura's distance (mm) outside the brain ellipsoid (the subarachnoid space): the middle meningeal artery's
-#: branches run in it, outside the cortical veins (laid 0.5 mm deep) that cross to the sinuses.
-DURA_MM = 2.0
+#: Distance (mm) outside the brain ellipsoid of the dura's outer (periosteal) layer, where the middle meningeal
+#: artery's branches run: outside the cortical veins (0.5 mm deep) and the sinuses between the dura's layers
+#: (:data:`vessel_models.veins.SINUS_OFFSET_MM`, 2 mm), under the skull's inner table (about 4 mm).
+DURA_MM = 3.0
+#: The scalp's vessels' distance (mm) outside the brain ellipsoid: over a skull of ~6 mm.
+SCALP_MM = 10.0
 #: A tree grown deep below its surface reaches it over at least this many times its depth of path.
 ROOT_CLIMB = 3.0
 #: Range of a laid branch's sideways bend, as a fraction of its chord (:func:`_bend_branches`).
@@ -158,7 +161,7 @@ def _surface(kind: str, axes: np.ndarray, depth_mm: float, scale_mm: float) -> t
     """The ellipsoid semi-axes (mm) and depth below it (mm) a ``kind`` of tree is laid on; ``None``: no surface."""
     if kind in ("cortex", "convexity"):
         return axes, depth_mm
-    return {"scalp": (axes + 10.0 * scale_mm, 0.0), "dura": (axes + DURA_MM * scale_mm, 0.0)}.get(kind)
+    return {"scalp": (axes + SCALP_MM * scale_mm, 0.0), "dura": (axes + DURA_MM * scale_mm, 0.0)}.get(kind)
 
 
 def _bend_branches(b: TreeBuilder, first: int, kind: str, side: float, centre: np.ndarray, axes: np.ndarray,
@@ -242,7 +245,7 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
     ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``convexity``: the same, on the lateral convexity only
     (:data:`CONVEXITY_MIN_NX`); ``dura``: :data:`DURA_MM` outside the brain ellipsoid (the dura lining the
     skull); ``scalp``: in the
-    scalp (brain + 10 mm x ``scale_mm``, over a skull of ~6 mm);
+    scalp (:data:`SCALP_MM` x ``scale_mm`` outside the brain);
     ``medial``: squashed towards the hemisphere's medial surface (3 mm from the midline) and kept
     inside the brain; ``face``: left as grown but in its half of the face; ``free``: left as grown.
 

@@ -280,10 +280,11 @@ def _along_edges(end: np.ndarray, start: np.ndarray, end_r: np.ndarray, start_r:
     return pts.reshape(-1, 3), r.reshape(-1), t
 
 
-def _mean_by(group: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """(N, 3) mean position (mm) of the nodes ``pos`` sharing each node's ``group`` id."""
+def _mean_by(group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(N, K) mean of the nodes' ``values`` (N, K) over the nodes sharing each node's ``group`` id."""
     _, index = np.unique(group, return_inverse=True)
-    return (np.stack([np.bincount(index, pos[:, k]) for k in range(3)], axis=1) / np.bincount(index)[:, None])[index]
+    sums = np.stack([np.bincount(index, values[:, k]) for k in range(values.shape[1])], axis=1)
+    return (sums / np.bincount(index)[:, None])[index]
 
 
 def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_arterial: int, centre: np.ndarray,
@@ -299,8 +300,8 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
     lies on); every arterial node within 3 :data:`GIVE_WAY_MM` of a pushed one along the tree moves by the push that
     moves it most once Gaussian-weighted by that distance (:data:`GIVE_WAY_MM`), so that the artery bends aside
     smoothly and each pushed node moves by at least its own push; in rounds (at most 50) until no overlap is left. A
-    labelled branch and the unlabelled ones grown from it lie inside or outside the dura together, as their mean node
-    position does, and a branch on a side of the midline as its own mean node position does. An arterial
+    labelled branch and the unlabelled ones grown from it lie inside or outside the dura together, as their nodes do
+    on average, and a branch on a side of the midline as its own mean node position does. An arterial
     node overlapping a vein node of ``off`` (a giving vein where it could not give way) is pushed directly away from
     it. No push takes a sided artery's node nearer the midline than :data:`MIDLINE_GAP_MM` (or than it was, if
     nearer): the inward normal under the sagittal sinus leans towards the midline."""
@@ -317,7 +318,9 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
     for i in range(1, n_arterial):
         if branch[i] not in b.labels:
             group[i] = group[parents[i - 1]]
-    inside = np.linalg.norm((_mean_by(group, pos) - centre) / (axes + SINUS_OFFSET_MM), axis=1) < 1.0
+    # by the mean of the nodes' own levels: the mean position of a long branch along the curved dura lies well inside it
+    level = np.linalg.norm((pos - centre) / (axes + SINUS_OFFSET_MM), axis=1)
+    inside = _mean_by(group, level[:, None])[:, 0] < 1.0
     side = _arterial_sides(b, n_arterial)
     lateral = np.zeros_like(pos)
     lateral[:, 0] = np.where(side != 0, side, np.where(_mean_by(branch, pos)[:, 0] >= centre[0], 1.0, -1.0))

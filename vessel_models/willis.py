@@ -9,8 +9,9 @@ Named segments (``metadata["labels"]``; ``_L`` / ``_R`` per side):
 * ``CCA`` -> carotid bifurcation -> ``ICA_cervical`` -> ``ICA_petrous`` (vertical, genu, horizontal
   course anteromedially) -> ``ICA_cavernous`` (the siphon: up, forward, up and back) ->
   ``ICA_supraclinoid`` -> ICA terminus;
-* ``ECA`` with ``STA`` (superficial temporal), ``OccA`` (occipital), ``FacA`` (facial), ``MaxA``
-  (maxillary), each continued by a small distal tree over the scalp / face, and the middle meningeal artery:
+* ``ECA`` with ``STA`` (superficial temporal, dividing in the scalp into ``STA_frontal`` and ``STA_parietal``),
+  ``OccA`` (occipital), ``FacA`` (facial), ``MaxA`` (maxillary), each continued by a small distal tree over the
+  scalp / face, and the middle meningeal artery:
   ``MMA`` (from the ECA's terminal division up to the foramen spinosum) -> ``MMA_dural`` (laterally over the
   floor of the middle fossa) -> ``MMA_frontal`` (up the convexity behind the coronal suture) and ``MMA_parietal``
   (back and up over the temporal squama), on the dura lining the skull, each ending in a sparse tree;
@@ -53,7 +54,15 @@ from typing import Any
 
 import numpy as np
 
-from vessel_models.courses import DURA_MM, MIDLINE_GAP_MM, VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve, surface_point
+from vessel_models.courses import (
+    DURA_MM,
+    MIDLINE_GAP_MM,
+    SCALP_MM,
+    VIRTUAL_RADIUS_MM,
+    lay_on_surface,
+    smooth_curve,
+    surface_point,
+)
 from vessel_models.lsystem import LSystemParams, grow_lsystem, perpendicular
 from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, check_finite_params, with_overrides
 from vessel_models.veins import add_cerebral_veins
@@ -70,6 +79,8 @@ SEGMENT_DIAMETERS_MM: dict[str, tuple[float, float]] = {
     "ICA_supraclinoid": (4.1, 3.6),
     "ECA": (4.2, 3.4),
     "STA": (2.2, 1.8),
+    "STA_frontal": (1.6, 1.2),
+    "STA_parietal": (1.5, 1.1),
     "OccA": (2.0, 1.7),
     "FacA": (2.3, 1.9),
     "MaxA": (2.6, 2.1),
@@ -98,19 +109,24 @@ BRAIN_SEMI_AXES_MM = (66.0, 84.0, 58.0)
 #: Where each distal (cortical / scalp) tree grows and which surface it is laid on.
 DISTAL_TREES = {
     "M2s": "convexity", "M2i": "convexity", "P2": "cortex", "A3": "medial", "A2": "medial",
-    "STA": "scalp", "OccA": "scalp", "FacA": "free", "MaxA": "face", "MMA_frontal": "dura",
-    "MMA_parietal": "dura",
+    "OccA": "scalp", "FacA": "free", "MaxA": "face", "MMA_frontal": "dura", "MMA_parietal": "dura",
+    "STA_frontal": "scalp", "STA_parietal": "scalp",
 }
-#: L-system parameters of a distal tree that differ from the cortical trees': the middle meningeal artery's frontal
-#: and parietal branches end in a few long twigs over the dura, not a cortical tree's hundreds.
-DISTAL_LSYSTEM = {k: {"iterations": 3, "length_diameter_ratio": 14.0} for k in ("MMA_frontal", "MMA_parietal")}
-#: The middle meningeal artery's segments: drawn from a random stream of their own, so adding them (2026-12-08) left
-#: every other vessel of a seed as it was. All but its trunk lie on the dura lining the skull: their course is put
-#: on it.
-MENINGEAL = frozenset({"MMA", "MMA_dural", "MMA_frontal", "MMA_parietal"})
-ON_DURA = MENINGEAL - {"MMA"}
+#: L-system parameters of a distal tree that differ from the cortical trees': the middle meningeal and superficial
+#: temporal arteries' frontal and parietal branches end in a few long twigs, not a cortical tree's hundreds.
+DISTAL_LSYSTEM = {k: {"iterations": 3, "length_diameter_ratio": 14.0}
+                  for k in ("MMA_frontal", "MMA_parietal", "STA_frontal", "STA_parietal")}
+#: Segments whose course is put on a layer around the brain (mm outside the brain ellipsoid): the middle meningeal
+#: artery's on the dura lining the skull, the superficial temporal artery's branches in the scalp.
+ON_LAYER_MM = {**{k: DURA_MM for k in ("MMA_dural", "MMA_frontal", "MMA_parietal")},
+               **{k: SCALP_MM for k in ("STA_frontal", "STA_parietal")}}
+#: Segments added on 2026-12-08 (the middle meningeal artery, the superficial temporal artery's branches) and their
+#: junctions: drawn from a random stream of their own, so each seed's other vessels stayed as they were.
+OWN_STREAM = frozenset({"MMA", *ON_LAYER_MM})
+OWN_STREAM_JUNCTIONS = ("MMA", "STAfend", "STApend")
 #: The external carotid's segments (``external_carotid=False`` leaves them out).
-EXTERNAL_CAROTID = ("ECA", "STA", "OccA", "FacA", "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal")
+EXTERNAL_CAROTID = ("ECA", "STA", "OccA", "FacA", "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal",
+                    "STA_frontal", "STA_parietal")
 HYPOPLASTIC_FACTOR = 0.4
 #: Segments that leave their junction at an angle instead of tangent-continuous with the parent: the A1
 #: turns medially off the ICA terminus (a T-shaped bifurcation), not on along the supraclinoid ICA; the A2
@@ -265,7 +281,7 @@ def draw_variants(params: WillisParams, rng: np.random.Generator) -> dict[str, s
 
 
 def _template(params: WillisParams, rng: np.random.Generator,
-              rng_meningeal: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
+              rng_own: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
     """Junction positions and segments ``name -> (junction_a, junction_b, [via points], diameter key)``
     (flow from ``a`` to ``b`` for the inflow trunks); the middle meningeal artery's junctions jittered from
     ``rng_meningeal``."""
@@ -279,7 +295,8 @@ def _template(params: WillisParams, rng: np.random.Generator,
             f"CCAprox_{s}": pt(24, -6, -150), f"CB_{s}": pt(22, -2, -114), f"ICAskull_{s}": pt(17, 4, -38),
             f"ICAlac_{s}": pt(13, -10, -22), f"ICAclin_{s}": pt(14, -18, -5), f"ICAT_{s}": pt(13, -8, 0),
             f"ECAmid_{s}": pt(25, -11, -86), f"ECAsplit_{s}": pt(27, -12, -62),
-            f"STAend_{s}": pt(62, -8, 25), f"OccAend_{s}": pt(36, 72, -18), f"FacAend_{s}": pt(36, -62, -52),
+            f"STAend_{s}": pt(62, -8, 25), f"STAfend_{s}": pt(40, -55, 58), f"STApend_{s}": pt(39, 38, 76),
+            f"OccAend_{s}": pt(36, 72, -18), f"FacAend_{s}": pt(36, -62, -52),
             f"MaxAend_{s}": pt(14, -42, -48), f"MMAfs_{s}": pt(26, -2, -31), f"MMAdiv_{s}": pt(50, -10, -14),
             f"MMAfend_{s}": pt(41, -33, 57), f"MMApend_{s}": pt(59, 46, 26),
             f"VAprox_{s}": pt(30, 12, -150), f"VAc1_{s}": pt(26, 14, -70), f"VAdura_{s}": pt(14, 30, -58),
@@ -298,6 +315,8 @@ def _template(params: WillisParams, rng: np.random.Generator,
             ("FacA", "ECAmid", "FacAend", [pt(38, -30, -92), pt(38, -52, -72)], "FacA"),
             ("OccA", "ECAmid", "OccAend", [pt(36, 15, -76), pt(36, 45, -55)], "OccA"),
             ("STA", "ECAsplit", "STAend", [pt(50, 0, -45), pt(60, -2, -15)], "STA"),
+            ("STA_frontal", "STAend", "STAfend", [pt(64, -30, 45)], "STA_frontal"),
+            ("STA_parietal", "STAend", "STApend", [pt(65, 10, 58)], "STA_parietal"),
             ("MaxA", "ECAsplit", "MaxAend", [pt(22, -28, -62)], "MaxA"),
             ("MMA", "ECAsplit", "MMAfs", [pt(27, -7, -47)], "MMA"),
             ("MMA_dural", "MMAfs", "MMAdiv", [pt(38, -5, -25)], "MMA_dural"),
@@ -324,34 +343,36 @@ def _template(params: WillisParams, rng: np.random.Generator,
     segs["BA"] = ("BAprox", "BAT", [np.array([0.5, 12.0, -16.0])], "BA")
     segs["ACoA"] = ("ACAJ_L", "ACAJ_R", [], "ACoA")
     for k in sorted(j):
-        r = rng_meningeal if k.startswith("MMA") else rng
+        r = rng_own if k.startswith(OWN_STREAM_JUNCTIONS) else rng
         j[k] = j[k] * params.scale + (r.normal(0.0, params.position_jitter_mm, 3) if params.position_jitter_mm else 0.0)
     for s, sx in (("L", 1.0), ("R", -1.0)):  # the jitter keeps the fissure's junctions on their side
         for k, least in ((f"ACAJ_{s}", ACOA_HALF_LENGTH_MIN_MM), (f"A2end_{s}", MIDLINE_GAP_MM),
                          (f"A3end_{s}", MIDLINE_GAP_MM)):
             j[k][0] = sx * max(sx * j[k][0], least)
-        for k in ("MMAfs", "MMAdiv", "MMAfend", "MMApend"):
-            j[f"{k}_{s}"] = _on_dura(j[f"{k}_{s}"], params.scale)
+        for k, layer in (("MMAfs", DURA_MM), ("MMAdiv", DURA_MM), ("MMAfend", DURA_MM), ("MMApend", DURA_MM),
+                         ("STAend", SCALP_MM), ("STAfend", SCALP_MM), ("STApend", SCALP_MM)):
+            j[f"{k}_{s}"] = _on_layer(j[f"{k}_{s}"], params.scale, layer)
     segs = {n: (a, b, [v * params.scale for v in vias], key) for n, (a, b, vias, key) in segs.items()}
     if not params.external_carotid:
         segs = {n: v for n, v in segs.items() if v[3] not in EXTERNAL_CAROTID}
     return j, segs
 
 
-def _on_dura(point: np.ndarray, scale: float) -> np.ndarray:
-    """``point`` moved along the ray from the brain's centre onto the dura (:data:`~vessel_models.courses.DURA_MM`
-    outside the brain ellipsoid of ``scale``)."""
+def _on_layer(point: np.ndarray, scale: float, outside_mm: float) -> np.ndarray:
+    """``point`` moved along the ray from the brain's centre onto the layer ``outside_mm`` (x ``scale``) outside the
+    brain ellipsoid of ``scale`` (the dura: :data:`~vessel_models.courses.DURA_MM`; the scalp:
+    :data:`~vessel_models.courses.SCALP_MM`)."""
     axes = np.asarray(BRAIN_SEMI_AXES_MM) * scale
-    return surface_point(point, np.asarray(BRAIN_CENTRE_MM) * scale, axes + DURA_MM * scale, 0.0)
+    return surface_point(point, np.asarray(BRAIN_CENTRE_MM) * scale, axes + outside_mm * scale, 0.0)
 
 
 def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Generator,
-               rng_meningeal: np.random.Generator, segs: dict[str, tuple]) -> dict[str, tuple[float, float]]:
+               rng_own: np.random.Generator, segs: dict[str, tuple]) -> dict[str, tuple[float, float]]:
     """(start, end) diameter of every segment, mm: published values, jitter (the middle meningeal artery's from
-    ``rng_meningeal``), variants."""
+    ``rng_own``), variants."""
     out: dict[str, tuple[float, float]] = {}
     for name in sorted(segs):
-        r = rng_meningeal if segs[name][3] in MENINGEAL else rng
+        r = rng_own if segs[name][3] in OWN_STREAM else rng
         f = params.scale * float(np.exp(r.normal(0.0, params.radius_jitter)))
         d0, d1 = SEGMENT_DIAMETERS_MM[segs[name][3]]
         out[name] = (d0 * f, d1 * f)
@@ -379,8 +400,8 @@ INJECTIONS: dict[str, tuple[str, ...]] = {}
 for _s, _o in (("L", "R"), ("R", "L")):
     _ica = tuple(f"{n}_{_s}" for n in ("ICA_cervical", "ICA_petrous", "ICA_cavernous", "ICA_supraclinoid", "A1",
                                        "A2", "A3", "M1", "M2s", "M2i"))
-    _eca = tuple(f"{n}_{_s}" for n in ("ECA", "ECA_distal", "FacA", "OccA", "STA", "MaxA", "MMA", "MMA_dural",
-                                       "MMA_frontal", "MMA_parietal"))
+    _eca = tuple(f"{n}_{_s}" for n in ("ECA", "ECA_distal", "FacA", "OccA", "STA", "STA_frontal", "STA_parietal",
+                                       "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal"))
     INJECTIONS[f"ICA_{_s}"] = _ica
     INJECTIONS[f"ECA_{_s}"] = _eca
     INJECTIONS[f"CCA_{_s}"] = (f"CCA_{_s}",) + _ica + _eca
@@ -442,10 +463,10 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     p = with_overrides(params or WillisParams(), overrides, "cow").validate()
     ss = np.random.SeedSequence(int(seed))
     streams = ss.spawn(5)  # the fourth: the veins'
-    rng_var, rng_geo, rng_distal, rng_meningeal = (np.random.default_rng(streams[k]) for k in (0, 1, 2, 4))
+    rng_var, rng_geo, rng_distal, rng_own = (np.random.default_rng(streams[k]) for k in (0, 1, 2, 4))
     variants = draw_variants(p, rng_var)
-    junctions, segs = _template(p, rng_geo, rng_meningeal)
-    diameters = _diameters(p, variants, rng_geo, rng_meningeal, segs)
+    junctions, segs = _template(p, rng_geo, rng_own)
+    diameters = _diameters(p, variants, rng_geo, rng_own, segs)
     present = {n: s for n, s in segs.items()
                if variants.get(n) != "absent" and not (n.startswith("P1") and variants[n] == "fetal_full")}
     if variants["ACoA"] == "absent":
@@ -483,10 +504,10 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         else:
             start_dir = None if key in ANGLED_STARTS else dir_of.get(start)
             nodes = smooth_curve(pts, start_dir, p.step_mm, p.template_tortuosity,
-                                 rng_meningeal if key in MENINGEAL else rng_geo,
+                                 rng_own if key in OWN_STREAM else rng_geo,
                                  SAGITTAL_NORMAL if key in INTERHEMISPHERIC else None, p.template_wiggle_mm)
-            if key in ON_DURA:  # bent and undulating along the dura, not off it
-                nodes = np.array([_on_dura(q, p.scale) for q in nodes])
+            if key in ON_LAYER_MM:  # bent and undulating along its layer, not off it
+                nodes = np.array([_on_layer(q, p.scale, ON_LAYER_MM[key]) for q in nodes])
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
             dir_of.setdefault(end, nodes[-1] - nodes[-2])
@@ -546,7 +567,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                 along = heading - normal * float(np.dot(heading, normal))
                 heading = along if np.linalg.norm(along) > 0.2 else perpendicular(normal)
             first = b.n_nodes
-            own, rng_tree = DISTAL_LSYSTEM.get(key, {}), rng_meningeal if key in MENINGEAL else rng_distal
+            own, rng_tree = DISTAL_LSYSTEM.get(key, {}), rng_own if key in OWN_STREAM else rng_distal
             grow_lsystem(b, n, heading, replace(lp, **{**own, "iterations": min(lp.iterations, own.get(
                 "iterations", lp.iterations))}), rng_tree, root_diameter_mm=d, generation_offset=gen_of[end] + 1)
             side = 1.0 if seg_name.endswith("_L") else -1.0

@@ -187,7 +187,8 @@ def push_into_bands(positions_mm: np.ndarray, fields: list[SignedDistance], whic
 #: (the ICA through the carotid canal and the cavernous sinus, the virtual connector): they follow their neighbours.
 #: Every other segment is ``intracranial``: inside the cranial cavity.
 CEREBRAL_COMPARTMENT_OF: dict[str, str | None] = {
-    "STA": "soft tissue", "OccA": "soft tissue", "CCA": "soft tissue", "ECA": "soft tissue",
+    "STA": "soft tissue", "STA_frontal": "soft tissue", "STA_parietal": "soft tissue", "OccA": "soft tissue",
+    "CCA": "soft tissue", "ECA": "soft tissue",
     "ECA_distal": "soft tissue", "FacA": "soft tissue", "MaxA": "soft tissue", "MMA": "soft tissue",
     "ICA_cervical": "soft tissue",
     "IJV": "soft tissue", "VA": "extracranial", "VA_V3": "extracranial",
