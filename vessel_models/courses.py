@@ -173,8 +173,8 @@ def _bend_branches(b: TreeBuilder, first: int, kind: str, side: float, centre: n
     ``A sin^2(pi s)`` (``s``: its fraction of the branch's path), ``A = chord x U(`` :data:`LAID_BEND` ``)`` of
     either sign: the ends and their directions stay, so the junctions and the subtrees below do not move; then
     the node is put back at its own level (on its surface, or as deep below it as it was) and on its side of the
-    midline. Where that would turn a node by more than
-    :data:`LAID_BEND_MAX_TURN_DEG` (or than it turned already) the bend is halved, up to 3 times, else left out.
+    midline. Where that would turn a node by more than :data:`LAID_BEND_MAX_TURN_DEG` (or than it turned already)
+    the bend is halved, up to 3 times, else left out.
     Unbent, the laid trees keep the grown ones' nearly straight branches (median distance metric 1.07; published
     intracranial 1.1-1.4).
     """
@@ -244,8 +244,7 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
 
     ``cortex``: the brain ellipsoid, ``depth_mm`` deep; ``convexity``: the same, on the lateral convexity only
     (:data:`CONVEXITY_MIN_NX`); ``dura``: :data:`DURA_MM` outside the brain ellipsoid (the dura lining the
-    skull); ``scalp``: in the
-    scalp (:data:`SCALP_MM` x ``scale_mm`` outside the brain);
+    skull); ``scalp``: in the scalp (:data:`SCALP_MM` x ``scale_mm`` outside the brain);
     ``medial``: squashed towards the hemisphere's medial surface (3 mm from the midline) and kept
     inside the brain; ``face``: left as grown but in its half of the face; ``free``: left as grown.
 
@@ -267,7 +266,6 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
         return
     surface = _surface(kind, axes, depth_mm, scale_mm)
     keep_side = kind in ("cortex", "convexity", "dura", "medial", "face")
-
     root_x = float(b.position(root)[0])
 
     def margin(q: np.ndarray) -> float:

@@ -283,8 +283,8 @@ def draw_variants(params: WillisParams, rng: np.random.Generator) -> dict[str, s
 def _template(params: WillisParams, rng: np.random.Generator,
               rng_own: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
     """Junction positions and segments ``name -> (junction_a, junction_b, [via points], diameter key)``
-    (flow from ``a`` to ``b`` for the inflow trunks); the middle meningeal artery's junctions jittered from
-    ``rng_meningeal``."""
+    (flow from ``a`` to ``b`` for the inflow trunks); the junctions of :data:`OWN_STREAM`'s arteries jittered from
+    ``rng_own``."""
     j: dict[str, np.ndarray] = {}
     segs: dict[str, tuple] = {}
     for s, sx in (("L", 1.0), ("R", -1.0)):
@@ -368,8 +368,8 @@ def _on_layer(point: np.ndarray, scale: float, outside_mm: float) -> np.ndarray:
 
 def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Generator,
                rng_own: np.random.Generator, segs: dict[str, tuple]) -> dict[str, tuple[float, float]]:
-    """(start, end) diameter of every segment, mm: published values, jitter (the middle meningeal artery's from
-    ``rng_own``), variants."""
+    """(start, end) diameter of every segment, mm: published values, jitter (:data:`OWN_STREAM`'s from ``rng_own``),
+    variants."""
     out: dict[str, tuple[float, float]] = {}
     for name in sorted(segs):
         r = rng_own if segs[name][3] in OWN_STREAM else rng
