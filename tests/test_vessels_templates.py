@@ -704,6 +704,13 @@ def test_the_middle_cerebral_trees_stay_on_the_lateral_convexity():
         assert deeper.max() <= 5.0, (seed, deeper.max())
 
 
+def _outside_brain_mm(tree, points: np.ndarray) -> np.ndarray:
+    """How far (mm) each point (N, 3) lies outside the tree's brain ellipsoid, along the ray from its centre."""
+    centre = np.asarray(tree.metadata["brain_centre_mm"])
+    rho = np.sqrt(np.sum(((points - centre) / np.asarray(tree.metadata["brain_semi_axes_mm"])) ** 2, axis=1))
+    return np.linalg.norm(points - centre, axis=1) * (1.0 - 1.0 / rho)
+
+
 def test_the_middle_meningeal_artery_enters_the_skull_and_branches_on_the_dura():
     """The landmark of a lateral external carotid run: the middle meningeal artery leaves the ECA's terminal division,
     climbs to the foramen spinosum in the floor of the middle fossa (its trunk ``MMA`` ends on the brain ellipsoid's
@@ -723,13 +730,12 @@ def test_the_middle_meningeal_artery_enters_the_skull_and_branches_on_the_dura()
         for side, sign in (("L", 1.0), ("R", -1.0)):
             trunk = tree.positions_mm[above == f"MMA_{side}"]
             foramen = trunk[-1]
-            rho = np.sqrt(np.sum(((foramen - centre) / axes) ** 2))
-            assert abs(rho - 1.0) * axes.min() < DURA_MM + 0.5 and foramen[2] < centre[2] - 0.8 * axes[2], (seed, side)
+            assert abs(_outside_brain_mm(tree, foramen[None])[0]) < DURA_MM + 0.5, (seed, side)
+            assert foramen[2] < centre[2] - 0.8 * axes[2], (seed, side)
             petrous = tree.positions_mm[above == f"ICA_petrous_{side}"]
             assert sign * foramen[0] > sign * petrous[:, 0].max(), (seed, side)
             dural = tree.positions_mm[np.isin(above, [f"MMA_{k}_{side}" for k in ("dural", "frontal", "parietal")])]
-            rho = np.sqrt(np.sum(((dural - centre) / axes) ** 2, axis=1))
-            out_mm = np.linalg.norm(dural - centre, axis=1) * (1.0 - 1.0 / rho)  # along the ray from the centre
+            out_mm = _outside_brain_mm(tree, dural)
             assert out_mm.min() >= DURA_MM - 1.5 and out_mm.max() <= DURA_MM + 2.5, (seed, side, out_mm.min(),
                                                                                      out_mm.max())
             assert np.all(sign * (dural[:, 0] - centre[0]) > 0), (seed, side)
@@ -748,16 +754,13 @@ def test_the_superficial_temporal_artery_divides_in_the_scalp_into_its_frontal_a
     for seed in SEEDS:
         tree = _cow(seed)
         above = _named_above(tree)
-        centre = np.asarray(tree.metadata["brain_centre_mm"])
-        axes = np.asarray(tree.metadata["brain_semi_axes_mm"])
         for side, sign in (("L", 1.0), ("R", -1.0)):
             division = tree.positions_mm[above == f"STA_{side}"][-1]
             for branch, forwards in (("frontal", True), ("parietal", False)):
                 course = tree.positions_mm[above == f"STA_{branch}_{side}"]  # its distal tree's twigs included
                 own = tree.positions_mm[tree.branch_ids == next(k for k, v in tree.labels.items()
                                                                  if v == f"STA_{branch}_{side}")]
-                rho = np.sqrt(np.sum(((course - centre) / axes) ** 2, axis=1))
-                out_mm = np.linalg.norm(course - centre, axis=1) * (1.0 - 1.0 / rho)
+                out_mm = _outside_brain_mm(tree, course)
                 assert np.all(np.abs(out_mm - SCALP_MM) < 1.0), (seed, side, branch, out_mm.min(), out_mm.max())
                 assert np.all(sign * own[:, 0] > 0), (seed, side, branch)  # its twigs may reach across
                 reach = own[-1] - division  # where its twigs begin: patient LPS, -y anterior
