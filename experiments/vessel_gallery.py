@@ -13,6 +13,9 @@ Writes ``docs/img/gallery_*.png`` (each a strip mask | contrast | conventional D
   catheter coming up the labelled descending aorta, over the arch and down into the ostium; RAO 30 and LAO 40;
 * ``gallery_coronary_no_labels.png``: the same with ``--labels none``: placed by the lung heuristic, the
   catheter coming straight down to the ostium, LAO 40;
+* ``gallery_cerebral_eca_lateral.png``: a selective left external carotid injection (``injection=ECA_L``), lateral:
+  the superficial temporal artery's frontal and parietal branches in the scalp, the middle meningeal artery's on
+  the dura, the occipital, facial and maxillary arteries;
 * ``gallery_lsystem_chest.png``: ``--vessels lsystem`` in the builtin chest CT's body;
 * ``gallery_cerebral_catheter.png``: a selective left ICA injection (``cow``, ``injection=ICA_L``) through
   a 5 F catheter in the left common carotid, AP, on the head phantom (the ``dsa`` command's scene spec
@@ -51,6 +54,9 @@ RUNS = {
     "coronary_no_labels": (["--ct", "builtin:chest-ct", "--labels", "none", "--vessels", "coronary",
                             "--seed", "2", "--alpha", "-40"],
                            {"view_000.png": "gallery_coronary_no_labels.png"}),
+    "external_carotid": (["--vessels", "cow", "--seed", "1", "--alpha", "90", "--isocenter", "5,-10,0",
+                          "-p", "injection=ECA_L"],
+                         {"view_000.png": "gallery_cerebral_eca_lateral.png"}),
     "lsystem": (["--ct", "builtin:chest-ct", "--vessels", "lsystem", "--seed", "3"],
                 {"view_000.png": "gallery_lsystem_chest.png"}),
 }
