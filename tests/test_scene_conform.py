@@ -34,10 +34,7 @@ def _hu_at(ct: Volume, world: np.ndarray) -> np.ndarray:
 
 def _named(tree, *prefixes: str) -> np.ndarray:
     """Nodes of the segments named ``prefix_L`` / ``prefix_R`` and of the unnamed twigs grown from them."""
-    named = [tree.labels.get(int(b), "") for b in tree.branch_ids]
-    for i in range(1, tree.n_nodes):
-        named[i] = named[i] or named[tree.parents[i]]
-    return np.array([n.removesuffix("_L").removesuffix("_R") in prefixes for n in named])
+    return np.array([n.removesuffix("_L").removesuffix("_R") in prefixes for n in tree.node_labels()])
 
 
 def test_scalp_arteries_lie_in_the_scalp_and_cortical_arteries_inside_the_skull(head_and_tree):

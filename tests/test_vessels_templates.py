@@ -658,14 +658,6 @@ def test_laid_distal_branches_are_as_tortuous_as_published():
     assert 1.1 <= np.median(dm) <= 1.4 and np.percentile(dm, 90) <= 1.5, (np.median(dm), np.percentile(dm, 90))
 
 
-def _named_above(tree) -> np.ndarray:
-    """The label of each node's named segment: its own, or for a distal tree's node the one up its path."""
-    names = np.array([tree.labels.get(int(b), "") for b in tree.branch_ids]).astype(object)
-    for i in range(1, len(names)):  # parents come before their children
-        names[i] = names[i] or names[tree.parents[i]]
-    return names.astype(str)
-
-
 def test_laid_distal_trees_climb_to_their_surface_without_long_edges():
     """A distal tree grown at a deep root (an M2 in the sylvian fissure, a P2 in the ambient cistern, the scalp
     arteries under the scalp) climbs to its surface along its grown edges (1.5 mm): no edge of a laid arterial tree
@@ -689,7 +681,7 @@ def test_the_middle_cerebral_trees_stay_on_the_lateral_convexity():
     medial of its root (a dense band over the middle fossa floor in an AP view)."""
     for seed in MANY_SEEDS:
         tree = _cow(seed)
-        above = _named_above(tree)
+        above = tree.node_labels()
         centre = np.asarray(tree.metadata["brain_centre_mm"])
         axes = np.asarray(tree.metadata["brain_semi_axes_mm"])
         tree_nodes = ~np.isin(tree.branch_ids, list(tree.labels)) & np.char.startswith(above, "M2")
@@ -724,7 +716,7 @@ def test_the_middle_meningeal_artery_enters_the_skull_and_branches_on_the_dura()
 
     for seed in SEEDS:
         tree = _cow(seed)
-        above = _named_above(tree)
+        above = tree.node_labels()
         centre = np.asarray(tree.metadata["brain_centre_mm"])
         axes = np.asarray(tree.metadata["brain_semi_axes_mm"])
         for side, sign in (("L", 1.0), ("R", -1.0)):
@@ -753,7 +745,7 @@ def test_the_superficial_temporal_artery_divides_in_the_scalp_into_its_frontal_a
 
     for seed in SEEDS:
         tree = _cow(seed)
-        above = _named_above(tree)
+        above = tree.node_labels()
         for side, sign in (("L", 1.0), ("R", -1.0)):
             division = tree.positions_mm[above == f"STA_{side}"][-1]
             for branch, forwards in (("frontal", True), ("parietal", False)):
@@ -790,7 +782,7 @@ def test_long_template_arteries_undulate_instead_of_running_straight():
     artery, whose branches lie in the grooves of the skull's inner table and run straighter, is not counted."""
     for seed in range(8):
         tree = _cow(seed)
-        above = np.array([n.removesuffix("_L").removesuffix("_R") for n in _named_above(tree)])
+        above = np.array([n.removesuffix("_L").removesuffix("_R") for n in tree.node_labels()])
         arterial = ~venous_nodes(tree) & (above != "virtual") & ~np.char.startswith(above, "MMA")
         children = np.bincount(tree.parents[1:], minlength=tree.n_nodes)
         runs: dict[str, float] = {}

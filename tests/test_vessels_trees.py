@@ -38,6 +38,18 @@ def test_queries_on_hand_built_tree():
         VesselTree([[0, 0, 0], [0, 0, 0]], [1.0, 1.0], [-1, 0], [0, 0], [0, 0]).root_direction(5.0)
 
 
+def test_node_labels_carry_a_named_branch_down_its_unlabelled_twigs():
+    """Branch 0 "CCA" (nodes 0-1), branch 1 unlabelled, grown from it (2-3), branch 2 "ECA" (4) and its unlabelled
+    twig, branch 3 (5); a tree without labels: "" everywhere."""
+    pos = np.zeros((6, 3))
+    pos[:, 0] = np.arange(6)
+    tree = VesselTree(pos, np.ones(6), np.array([-1, 0, 1, 2, 1, 4]), np.array([0, 0, 1, 1, 2, 3]),
+                      np.zeros(6, int), {"labels": {"0": "CCA", "2": "ECA"}})
+    assert tree.node_labels().tolist() == ["CCA", "CCA", "CCA", "CCA", "ECA", "ECA"]
+    unnamed = VesselTree(pos[:2], np.ones(2), np.array([-1, 0]), np.array([0, 1]), np.zeros(2, int))
+    assert unnamed.node_labels().tolist() == ["", ""]
+
+
 def test_transformed_scales_radii_by_cube_root_det():
     t = _y_tree()
     m = np.diag([2.0, 2.0, 2.0, 1.0])

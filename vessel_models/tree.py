@@ -267,6 +267,15 @@ class VesselTree:
         raw = self.metadata.get("labels", {}) or {}
         return {int(k): str(v) for k, v in raw.items()}
 
+    def node_labels(self) -> np.ndarray:
+        """(N,) str: each node's label, that of its branch, or for a node of an unlabelled branch (a distal tree grown
+        from a named artery) that of the nearest labelled branch up its path; ``""`` where none is."""
+        labels = self.labels
+        named = [labels.get(int(b), "") for b in self.branch_ids]
+        for i in range(1, self.n_nodes):  # parents come before their children
+            named[i] = named[i] or named[self.parents[i]]
+        return np.array(named, dtype=str)
+
     def vessel_nodes(self) -> np.ndarray:
         """Bool mask of the nodes that are vessel: all but those of ``metadata["virtual_branches"]`` (a template's
         1 um connectors joining two arteries' trees, which no statistic or colour scale should count)."""

@@ -233,10 +233,7 @@ def cerebral_compartments(ct: Volume, intracranial: np.ndarray, body: np.ndarray
 
 def _segment_names(tree: VesselTree) -> np.ndarray:
     """Each node's named segment without its side (a distal twig: its named artery's)."""
-    named = [tree.labels.get(int(b), "") for b in tree.branch_ids]
-    for i in range(1, tree.n_nodes):  # parents come before their children
-        named[i] = named[i] or named[tree.parents[i]]
-    return np.array([n[:-2] if n.endswith(("_L", "_R")) else n for n in named])
+    return np.array([n[:-2] if n.endswith(("_L", "_R")) else n for n in tree.node_labels()])
 
 
 def _within_along_tree(tree: VesselTree, nodes: np.ndarray, reach_mm: float, edges: np.ndarray) -> np.ndarray:

@@ -570,10 +570,7 @@ def lay_on_epicardium(tree: VesselTree, heart: np.ndarray, affine: np.ndarray) -
     if surface.flat:  # no surface to read a normal from
         return tree.copy()
     n, parents = tree.n_nodes, tree.parents
-    named = [tree.labels.get(int(b), "") for b in tree.branch_ids]
-    for i in range(1, n):  # parents come before their children: a distal twig is its named artery's
-        named[i] = named[i] or named[parents[i]]
-    septal = np.isin(named, SEPTAL_PERFORATORS)
+    septal = np.isin(tree.node_labels(), SEPTAL_PERFORATORS)  # a distal twig is its named artery's
     virtual = np.isin(tree.branch_ids, tree.metadata.get("virtual_branches", []))
     child = np.nonzero((parents >= 0) & ~virtual)[0]  # a virtual connector's edge is no artery's
     edge = np.linalg.norm(tree.positions_mm[child] - tree.positions_mm[parents[child]], axis=1)
