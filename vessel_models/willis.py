@@ -120,10 +120,10 @@ DISTAL_LSYSTEM = {k: {"iterations": 3, "length_diameter_ratio": 14.0}
 #: artery's on the dura lining the skull, the superficial temporal artery's branches in the scalp.
 ON_LAYER_MM = {**{k: DURA_MM for k in ("MMA_dural", "MMA_frontal", "MMA_parietal")},
                **{k: SCALP_MM for k in ("STA_frontal", "STA_parietal")}}
-#: Segments added on 2026-12-08 (the middle meningeal artery, the superficial temporal artery's branches) and their
-#: junctions: drawn from a random stream of their own, so each seed's other vessels stayed as they were.
+#: Segments added on 2026-12-08 (the middle meningeal artery, the superficial temporal artery's branches): they and
+#: the junctions only they use are drawn from a random stream of their own, so each seed's other vessels stayed as
+#: they were.
 OWN_STREAM = frozenset({"MMA", *ON_LAYER_MM})
-OWN_STREAM_JUNCTIONS = ("MMA", "STAfend", "STApend")
 #: The external carotid's segments (``external_carotid=False`` leaves them out).
 EXTERNAL_CAROTID = ("ECA", "STA", "OccA", "FacA", "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal",
                     "STA_frontal", "STA_parietal")
@@ -342,16 +342,17 @@ def _template(params: WillisParams, rng: np.random.Generator,
     j["BAT"] = np.array([0.0, 6.0, -3.0])
     segs["BA"] = ("BAprox", "BAT", [np.array([0.5, 12.0, -16.0])], "BA")
     segs["ACoA"] = ("ACAJ_L", "ACAJ_R", [], "ACoA")
+    others = {k for a, b, _, key in segs.values() if key not in OWN_STREAM for k in (a, b)}
     for k in sorted(j):
-        r = rng_own if k.startswith(OWN_STREAM_JUNCTIONS) else rng
+        r = rng if k in others else rng_own
         j[k] = j[k] * params.scale + (r.normal(0.0, params.position_jitter_mm, 3) if params.position_jitter_mm else 0.0)
     for s, sx in (("L", 1.0), ("R", -1.0)):  # the jitter keeps the fissure's junctions on their side
         for k, least in ((f"ACAJ_{s}", ACOA_HALF_LENGTH_MIN_MM), (f"A2end_{s}", MIDLINE_GAP_MM),
                          (f"A3end_{s}", MIDLINE_GAP_MM)):
             j[k][0] = sx * max(sx * j[k][0], least)
-        for k, layer in (("MMAfs", DURA_MM), ("MMAdiv", DURA_MM), ("MMAfend", DURA_MM), ("MMApend", DURA_MM),
-                         ("STAend", SCALP_MM), ("STAfend", SCALP_MM), ("STApend", SCALP_MM)):
-            j[f"{k}_{s}"] = _on_layer(j[f"{k}_{s}"], params.scale, layer)
+    layer_of = {k: ON_LAYER_MM[key] for a, b, _, key in segs.values() if key in ON_LAYER_MM for k in (a, b)}
+    for k, layer in layer_of.items():  # the junctions of a course on a layer lie on it
+        j[k] = _on_layer(j[k], params.scale, layer)
     segs = {n: (a, b, [v * params.scale for v in vias], key) for n, (a, b, vias, key) in segs.items()}
     if not params.external_carotid:
         segs = {n: v for n, v in segs.items() if v[3] not in EXTERNAL_CAROTID}
