@@ -16,6 +16,9 @@ Writes ``docs/img/gallery_*.png`` (each a strip mask | contrast | conventional D
 * ``gallery_cerebral_eca_lateral.png``: a selective left external carotid injection (``injection=ECA_L``), lateral:
   the superficial temporal artery's frontal and parietal branches in the scalp, the middle meningeal artery's on
   the dura, the occipital, facial and maxillary arteries;
+* ``gallery_cerebral_ica_lateral.png``: a selective left internal carotid injection (``injection=ICA_L``), lateral:
+  the siphon, the ophthalmic artery running forwards into the orbit and up the forehead, the anterior choroidal
+  artery running back, the anterior and middle cerebral arteries;
 * ``gallery_lsystem_chest.png``: ``--vessels lsystem`` in the builtin chest CT's body;
 * ``gallery_cerebral_catheter.png``: a selective left ICA injection (``cow``, ``injection=ICA_L``) through
   a 5 F catheter in the left common carotid, AP, on the head phantom (the ``dsa`` command's scene spec
@@ -57,6 +60,9 @@ RUNS = {
     "external_carotid": (["--vessels", "cow", "--seed", "1", "--alpha", "90", "--isocenter", "5,-10,0",
                           "-p", "injection=ECA_L"],
                          {"view_000.png": "gallery_cerebral_eca_lateral.png"}),
+    "internal_carotid": (["--vessels", "cow", "--seed", "1", "--alpha", "90", "--isocenter", "5,-10,10",
+                          "-p", "injection=ICA_L"],
+                         {"view_000.png": "gallery_cerebral_ica_lateral.png"}),
     "lsystem": (["--ct", "builtin:chest-ct", "--vessels", "lsystem", "--seed", "3"],
                 {"view_000.png": "gallery_lsystem_chest.png"}),
 }

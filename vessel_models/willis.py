@@ -8,10 +8,16 @@ Named segments (``metadata["labels"]``; ``_L`` / ``_R`` per side):
 
 * ``CCA`` -> carotid bifurcation -> ``ICA_cervical`` -> ``ICA_petrous`` (vertical, genu, horizontal
   course anteromedially) -> ``ICA_cavernous`` (the siphon: up, forward, up and back) ->
-  ``ICA_supraclinoid`` -> ICA terminus;
-* ``ECA`` with ``STA`` (superficial temporal, dividing in the scalp into ``STA_frontal`` and ``STA_parietal``),
+  ``ICA_supraclinoid`` -> ICA terminus; where the ICA leaves the cavernous sinus the ophthalmic artery,
+  ``OphA`` (forward through the optic canal to the orbital apex) -> ``OphA_orbital`` (over the optic nerve, along
+  the orbit's medial wall and over its rim onto the forehead, ending in a sparse tree in the scalp); at the
+  terminus the anterior choroidal artery, ``AChA`` (back along the optic tract to the temporal horn's choroidal
+  fissure);
+* ``ECA`` with ``SupThyA`` (superior thyroid, from the carotid bifurcation down to the thyroid gland), ``LingA``
+  (lingual, looping down over the hyoid and forward into the tongue), ``PAA`` (posterior auricular, up behind the
+  ear), ``STA`` (superficial temporal, dividing in the scalp into ``STA_frontal`` and ``STA_parietal``),
   ``OccA`` (occipital), ``FacA`` (facial), ``MaxA`` (maxillary), each continued by a small distal tree over the
-  scalp / face, and the middle meningeal artery:
+  scalp / face / neck, and the middle meningeal artery:
   ``MMA`` (from the ECA's terminal division up to the foramen spinosum) -> ``MMA_dural`` (laterally over the
   floor of the middle fossa) -> ``MMA_frontal`` (up the convexity behind the coronal suture) and ``MMA_parietal``
   (back and up over the temporal squama), on the dura lining the skull, each ending in a sparse tree;
@@ -88,6 +94,12 @@ SEGMENT_DIAMETERS_MM: dict[str, tuple[float, float]] = {
     "MMA_dural": (1.6, 1.5),
     "MMA_frontal": (1.4, 1.0),
     "MMA_parietal": (1.3, 0.9),
+    "SupThyA": (1.8, 1.5),
+    "LingA": (2.0, 1.7),
+    "PAA": (1.6, 1.3),
+    "OphA": (1.4, 1.3),
+    "OphA_orbital": (1.3, 1.0),
+    "AChA": (0.9, 0.7),
     "VA": (3.9, 3.5),
     "VA_V3": (3.5, 3.2),
     "VA_V4": (3.2, 2.8),
@@ -106,32 +118,42 @@ SEGMENT_DIAMETERS_MM: dict[str, tuple[float, float]] = {
 #: Brain ellipsoid of the template (scale 1): centre and semi-axes (x: left, y: posterior, z: superior), mm.
 BRAIN_CENTRE_MM = (0.0, 8.0, 22.0)
 BRAIN_SEMI_AXES_MM = (66.0, 84.0, 58.0)
-#: Where each distal (cortical / scalp) tree grows and which surface it is laid on.
+#: Where each distal (cortical / scalp) tree grows and which surface it is laid on (the ophthalmic artery's ends
+#: leave the orbit over its rim onto the forehead: the supraorbital and supratrochlear arteries).
 DISTAL_TREES = {
     "M2s": "convexity", "M2i": "convexity", "P2": "cortex", "A3": "medial", "A2": "medial",
     "OccA": "scalp", "FacA": "free", "MaxA": "face", "MMA_frontal": "dura", "MMA_parietal": "dura",
-    "STA_frontal": "scalp", "STA_parietal": "scalp",
+    "STA_frontal": "scalp", "STA_parietal": "scalp", "OphA_orbital": "scalp", "LingA": "face", "SupThyA": "free",
+    "PAA": "scalp",
 }
 #: L-system parameters of a distal tree that differ from the cortical trees': the middle meningeal and superficial
-#: temporal arteries' frontal and parietal branches end in a few long twigs, not a cortical tree's hundreds.
-DISTAL_LSYSTEM = {k: {"iterations": 3, "length_diameter_ratio": 14.0}
-                  for k in ("MMA_frontal", "MMA_parietal", "STA_frontal", "STA_parietal")}
+#: temporal arteries' frontal and parietal branches, the ophthalmic, lingual, superior thyroid and posterior auricular
+#: arteries end in a few long twigs, not a cortical tree's hundreds.
+DISTAL_LSYSTEM = {**{k: {"iterations": 3, "length_diameter_ratio": 14.0}
+                     for k in ("MMA_frontal", "MMA_parietal", "STA_frontal", "STA_parietal", "OphA_orbital", "PAA")},
+                  # the tongue and the thyroid's upper pole are a few centimetres across
+                  **{k: {"iterations": 2, "length_diameter_ratio": 10.0} for k in ("LingA", "SupThyA")}}
 #: Segments whose course is put on a layer around the brain (mm outside the brain ellipsoid): the middle meningeal
 #: artery's on the dura lining the skull, the superficial temporal artery's branches in the scalp.
 ON_LAYER_MM = {**{k: DURA_MM for k in ("MMA_dural", "MMA_frontal", "MMA_parietal")},
                **{k: SCALP_MM for k in ("STA_frontal", "STA_parietal")}}
-#: Segments added on 2026-12-08 (the middle meningeal artery, the superficial temporal artery's branches): they and
-#: the junctions only they use are drawn from a random stream of their own, so each seed's other vessels stayed as
-#: they were.
-OWN_STREAM = frozenset({"MMA", *ON_LAYER_MM})
+#: Segments added after the template's first version, each group with the seed's child stream it is drawn from
+#: (:func:`generate_willis`): they and the junctions only they use take their draws from it, so each seed's other
+#: vessels stayed as they were. Stream 4: the middle meningeal artery and the superficial temporal artery's branches
+#: (2026-12-08); stream 5: the ophthalmic, anterior choroidal, superior thyroid, lingual and posterior auricular
+#: arteries (2026-12-07).
+OWN_STREAM: dict[str, int] = {**dict.fromkeys(("MMA", *ON_LAYER_MM), 4),
+                              **dict.fromkeys(("OphA", "OphA_orbital", "AChA", "SupThyA", "LingA", "PAA"), 5)}
 #: The external carotid's segments (``external_carotid=False`` leaves them out).
 EXTERNAL_CAROTID = ("ECA", "STA", "OccA", "FacA", "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal",
-                    "STA_frontal", "STA_parietal")
+                    "STA_frontal", "STA_parietal", "SupThyA", "LingA", "PAA")
 HYPOPLASTIC_FACTOR = 0.4
 #: Segments that leave their junction at an angle instead of tangent-continuous with the parent: the A1
 #: turns medially off the ICA terminus (a T-shaped bifurcation), not on along the supraclinoid ICA; the A2
-#: turns up into the interhemispheric fissure at the ACoA, not on across the midline along the A1.
-ANGLED_STARTS = frozenset({"A1", "A2"})
+#: turns up into the interhemispheric fissure at the ACoA, not on across the midline along the A1; side branches
+#: leave their trunk's wall: the ophthalmic forwards off the siphon's upward turn, the anterior choroidal back off
+#: the terminus, the superior thyroid down off the bifurcation, the lingual forwards off the rising ECA.
+ANGLED_STARTS = frozenset({"A1", "A2", "OphA", "AChA", "SupThyA", "LingA"})
 #: Segments in the interhemispheric fissure: their bend stays in the sagittal plane and their junctions in
 #: their own hemisphere (the falx parts the two anterior cerebral arteries above the corpus callosum).
 INTERHEMISPHERIC = frozenset({"A2", "A3"})
@@ -281,10 +303,10 @@ def draw_variants(params: WillisParams, rng: np.random.Generator) -> dict[str, s
 
 
 def _template(params: WillisParams, rng: np.random.Generator,
-              rng_own: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
+              rng_own: dict[int, np.random.Generator]) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
     """Junction positions and segments ``name -> (junction_a, junction_b, [via points], diameter key)``
     (flow from ``a`` to ``b`` for the inflow trunks); the junctions of :data:`OWN_STREAM`'s arteries jittered from
-    ``rng_own``."""
+    their stream in ``rng_own``."""
     j: dict[str, np.ndarray] = {}
     segs: dict[str, tuple] = {}
     for s, sx in (("L", 1.0), ("R", -1.0)):
@@ -299,6 +321,8 @@ def _template(params: WillisParams, rng: np.random.Generator,
             f"OccAend_{s}": pt(36, 72, -18), f"FacAend_{s}": pt(36, -62, -52),
             f"MaxAend_{s}": pt(14, -42, -48), f"MMAfs_{s}": pt(26, -2, -31), f"MMAdiv_{s}": pt(50, -10, -14),
             f"MMAfend_{s}": pt(41, -33, 57), f"MMApend_{s}": pt(59, 46, 26),
+            f"OphAapex_{s}": pt(20, -40, -11), f"OphAend_{s}": pt(15, -82, 9), f"AChAend_{s}": pt(22, 16, -2),
+            f"SupThyAend_{s}": pt(14, -18, -146), f"LingAend_{s}": pt(6, -58, -80), f"PAAend_{s}": pt(54, 24, -14),
             f"VAprox_{s}": pt(30, 12, -150), f"VAc1_{s}": pt(26, 14, -70), f"VAdura_{s}": pt(14, 30, -58),
             f"ACAJ_{s}": pt(1.6, -14, 4), f"A2end_{s}": pt(2.5, -33, 16), f"A3end_{s}": pt(2.5, 30, 44),
             f"M1J_{s}": pt(30, -6, 3), f"M2send_{s}": pt(40, -10, 22), f"M2iend_{s}": pt(44, 6, -4),
@@ -322,6 +346,13 @@ def _template(params: WillisParams, rng: np.random.Generator,
             ("MMA_dural", "MMAfs", "MMAdiv", [pt(38, -5, -25)], "MMA_dural"),
             ("MMA_frontal", "MMAdiv", "MMAfend", [pt(57, -29, 9)], "MMA_frontal"),
             ("MMA_parietal", "MMAdiv", "MMApend", [pt(61, 10, -1)], "MMA_parietal"),
+            ("SupThyA", "CB", "SupThyAend", [pt(21, -12, -120)], "SupThyA"),
+            ("LingA", "ECAmid", "LingAend", [pt(20, -20, -92), pt(14, -34, -88)], "LingA"),
+            ("PAA", "ECAsplit", "PAAend", [pt(40, 8, -46)], "PAA"),
+            ("OphA", "ICAclin", "OphAapex", [pt(16, -26, -6)], "OphA"),
+            ("OphA_orbital", "OphAapex", "OphAend", [pt(28, -52, -12), pt(22, -66, -12), pt(17, -79, -6)],
+             "OphA_orbital"),
+            ("AChA", "ICAT", "AChAend", [pt(9, 0, -3), pt(15, 8, -4)], "AChA"),
             ("VA", "VAprox", "VAc1", [pt(28, 13, -110)], "VA"),
             ("VA_V3", "VAc1", "VAdura", [pt(34, 22, -66), pt(24, 34, -62)], "VA_V3"),
             ("VA_V4", "VAdura", "BAprox", [pt(8, 24, -46)], "VA_V4"),
@@ -343,8 +374,9 @@ def _template(params: WillisParams, rng: np.random.Generator,
     segs["BA"] = ("BAprox", "BAT", [np.array([0.5, 12.0, -16.0])], "BA")
     segs["ACoA"] = ("ACAJ_L", "ACAJ_R", [], "ACoA")
     others = {k for a, b, _, key in segs.values() if key not in OWN_STREAM for k in (a, b)}
+    own_stream = {k: OWN_STREAM[key] for a, b, _, key in segs.values() if key in OWN_STREAM for k in (a, b)}
     for k in sorted(j):
-        r = rng if k in others else rng_own
+        r = rng if k in others else rng_own[own_stream[k]]
         j[k] = j[k] * params.scale + (r.normal(0.0, params.position_jitter_mm, 3) if params.position_jitter_mm else 0.0)
     for s, sx in (("L", 1.0), ("R", -1.0)):  # the jitter keeps the fissure's junctions on their side
         for k, least in ((f"ACAJ_{s}", ACOA_HALF_LENGTH_MIN_MM), (f"A2end_{s}", MIDLINE_GAP_MM),
@@ -368,12 +400,13 @@ def _on_layer(point: np.ndarray, scale: float, outside_mm: float) -> np.ndarray:
 
 
 def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Generator,
-               rng_own: np.random.Generator, segs: dict[str, tuple]) -> dict[str, tuple[float, float]]:
-    """(start, end) diameter of every segment, mm: published values, jitter (:data:`OWN_STREAM`'s from ``rng_own``),
+               rng_own: dict[int, np.random.Generator], segs: dict[str, tuple]) -> dict[str, tuple[float, float]]:
+    """(start, end) diameter of every segment, mm: published values, jitter (:data:`OWN_STREAM`'s from their stream in
+    ``rng_own``),
     variants."""
     out: dict[str, tuple[float, float]] = {}
     for name in sorted(segs):
-        r = rng_own if segs[name][3] in OWN_STREAM else rng
+        r = rng_own[OWN_STREAM[segs[name][3]]] if segs[name][3] in OWN_STREAM else rng
         f = params.scale * float(np.exp(r.normal(0.0, params.radius_jitter)))
         d0, d1 = SEGMENT_DIAMETERS_MM[segs[name][3]]
         out[name] = (d0 * f, d1 * f)
@@ -400,9 +433,10 @@ FEEDING_AXIS_MM = 10.0
 INJECTIONS: dict[str, tuple[str, ...]] = {}
 for _s, _o in (("L", "R"), ("R", "L")):
     _ica = tuple(f"{n}_{_s}" for n in ("ICA_cervical", "ICA_petrous", "ICA_cavernous", "ICA_supraclinoid", "A1",
-                                       "A2", "A3", "M1", "M2s", "M2i"))
+                                       "A2", "A3", "M1", "M2s", "M2i", "OphA", "OphA_orbital", "AChA"))
     _eca = tuple(f"{n}_{_s}" for n in ("ECA", "ECA_distal", "FacA", "OccA", "STA", "STA_frontal", "STA_parietal",
-                                       "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal"))
+                                       "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal", "SupThyA", "LingA",
+                                       "PAA"))
     INJECTIONS[f"ICA_{_s}"] = _ica
     INJECTIONS[f"ECA_{_s}"] = _eca
     INJECTIONS[f"CCA_{_s}"] = (f"CCA_{_s}",) + _ica + _eca
@@ -463,8 +497,9 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
 
     p = with_overrides(params or WillisParams(), overrides, "cow").validate()
     ss = np.random.SeedSequence(int(seed))
-    streams = ss.spawn(5)  # the fourth: the veins'
-    rng_var, rng_geo, rng_distal, rng_own = (np.random.default_rng(streams[k]) for k in (0, 1, 2, 4))
+    streams = ss.spawn(1 + max(OWN_STREAM.values()))  # the fourth: the veins'; from the fifth: OWN_STREAM's
+    rng_var, rng_geo, rng_distal = (np.random.default_rng(streams[k]) for k in (0, 1, 2))
+    rng_own = {k: np.random.default_rng(streams[k]) for k in set(OWN_STREAM.values())}
     variants = draw_variants(p, rng_var)
     junctions, segs = _template(p, rng_geo, rng_own)
     diameters = _diameters(p, variants, rng_geo, rng_own, segs)
@@ -505,7 +540,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         else:
             start_dir = None if key in ANGLED_STARTS else dir_of.get(start)
             nodes = smooth_curve(pts, start_dir, p.step_mm, p.template_tortuosity,
-                                 rng_own if key in OWN_STREAM else rng_geo,
+                                 rng_own[OWN_STREAM[key]] if key in OWN_STREAM else rng_geo,
                                  SAGITTAL_NORMAL if key in INTERHEMISPHERIC else None, p.template_wiggle_mm)
             if key in ON_LAYER_MM:  # bent and undulating along its layer, not off it
                 nodes = np.array([_on_layer(q, p.scale, ON_LAYER_MM[key]) for q in nodes])
@@ -568,7 +603,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                 along = heading - normal * float(np.dot(heading, normal))
                 heading = along if np.linalg.norm(along) > 0.2 else perpendicular(normal)
             first = b.n_nodes
-            own, rng_tree = DISTAL_LSYSTEM.get(key, {}), rng_own if key in OWN_STREAM else rng_distal
+            own, rng_tree = DISTAL_LSYSTEM.get(key, {}), rng_own[OWN_STREAM[key]] if key in OWN_STREAM else rng_distal
             grow_lsystem(b, n, heading, replace(lp, **{**own, "iterations": min(lp.iterations, own.get(
                 "iterations", lp.iterations))}), rng_tree, root_diameter_mm=d, generation_offset=gen_of[end] + 1)
             side = 1.0 if seg_name.endswith("_L") else -1.0

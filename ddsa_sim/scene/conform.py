@@ -182,17 +182,19 @@ def push_into_bands(positions_mm: np.ndarray, fields: list[SignedDistance], whic
 #: The compartment of each named segment of the cerebral template (its name without ``_L`` / ``_R``; the unnamed
 #: distal twigs take their named artery's): ``soft tissue``, the tissue outside the cranial cavity and below
 #: :data:`BONE_HU` (the scalp's superficial temporal and occipital arteries, the face's and the neck's vessels: the
-#: maxillary artery runs in the fossae between the bones, not through them); ``extracranial``, the tissue outside the
-#: cavity, bone allowed (the vertebral artery runs in the transverse foramina and round the atlas); ``None``, no band
-#: (the ICA through the carotid canal and the cavernous sinus, the virtual connector): they follow their neighbours.
+#: maxillary artery runs in the fossae between the bones, not through them; the ophthalmic artery in the orbit's
+#: fat); ``extracranial``, the tissue outside the cavity, bone allowed (the vertebral artery runs in the transverse
+#: foramina and round the atlas); ``None``, no band (the ICA through the carotid canal and the cavernous sinus, the
+#: ophthalmic artery through the optic canal, the virtual connector): they follow their neighbours.
 #: Every other segment is ``intracranial``: inside the cranial cavity.
 CEREBRAL_COMPARTMENT_OF: dict[str, str | None] = {
     "STA": "soft tissue", "STA_frontal": "soft tissue", "STA_parietal": "soft tissue", "OccA": "soft tissue",
     "CCA": "soft tissue", "ECA": "soft tissue",
     "ECA_distal": "soft tissue", "FacA": "soft tissue", "MaxA": "soft tissue", "MMA": "soft tissue",
     "ICA_cervical": "soft tissue",
+    "SupThyA": "soft tissue", "LingA": "soft tissue", "PAA": "soft tissue", "OphA_orbital": "soft tissue",
     "IJV": "soft tissue", "VA": "extracranial", "VA_V3": "extracranial",
-    "ICA_petrous": None, "ICA_cavernous": None, "virtual": None,
+    "ICA_petrous": None, "ICA_cavernous": None, "OphA": None, "virtual": None,
 }
 #: The bands' order in :func:`cerebral_compartments`.
 CEREBRAL_COMPARTMENTS = ("intracranial", "soft tissue", "extracranial")
