@@ -717,7 +717,7 @@ def test_the_middle_meningeal_artery_enters_the_skull_and_branches_on_the_dura()
     ``MMA_parietal`` and their trees in its outer layer, ``DURA_MM`` outside the ellipsoid, outside the cortical veins
     and the sinuses; up to 2.5 mm farther out where they give way to a vein, never 1.5 mm nearer; on their own side)
     from the middle fossa up the convexity, forward and back, seeds 0-3. The template had no middle meningeal artery
-    before 2026-12-08; laid on the brain ellipsoid itself, its trees were pushed up to 7 mm under it by the veins'
+    before 2026-12-07; laid on the brain ellipsoid itself, its trees were pushed up to 7 mm under it by the veins'
     give-way (which took the mean position of a branch along the curved dura for its depth)."""
     from vessel_models.courses import DURA_MM
 
@@ -747,7 +747,7 @@ def test_the_superficial_temporal_artery_divides_in_the_scalp_into_its_frontal_a
     (forwards and up to the forehead) and its parietal branch (up and back over the parietal bone), both in the scalp
     (``SCALP_MM`` outside the brain ellipsoid, as its other trees; the branches on their own side, their twigs may
     reach across to the other side's, as the scalp's arteries do), seeds 0-3: on a lateral external carotid run the two
-    are its signature. Before 2026-12-08 it ended in one bush above the ear."""
+    are its signature. Before 2026-12-07 it ended in one bush above the ear."""
     from vessel_models.courses import SCALP_MM
 
     for seed in SEEDS:
@@ -785,7 +785,7 @@ def test_long_template_arteries_undulate_instead_of_running_straight():
     """A long artery of the template is never a ruled line: over seeds 0-7 at most 3 named arteries of a tree
     (their distal trees included) have a stretch of more than 20 mm whose nodes lie within 0.25 mm of its chord
     (the occipital's, the facial's, the pericallosal's, 19-31 mm). Before the undulation and the deep roots' climb
-    (2026-12-08), 4-8 did, up to 34 mm (cervical ICA, occipital, superficial temporal, P2, M2). The middle meningeal
+    (2026-12-07), 4-8 did, up to 34 mm (cervical ICA, occipital, superficial temporal, P2, M2). The middle meningeal
     artery, whose branches lie in the grooves of the skull's inner table and run straighter, is not counted."""
     for seed in range(8):
         tree = _cow(seed)

@@ -139,9 +139,9 @@ ON_LAYER_MM = {**{k: DURA_MM for k in ("MMA_dural", "MMA_frontal", "MMA_parietal
                **{k: SCALP_MM for k in ("STA_frontal", "STA_parietal")}}
 #: Segments added after the template's first version, each group with the seed's child stream it is drawn from
 #: (:func:`generate_willis`): they and the junctions only they use take their draws from it, so each seed's other
-#: vessels stayed as they were. Stream 4: the middle meningeal artery and the superficial temporal artery's branches
-#: (2026-12-08); stream 5: the ophthalmic, anterior choroidal, superior thyroid, lingual and posterior auricular
-#: arteries (2026-12-07).
+#: vessels stayed as they were. Stream 4: the middle meningeal artery and the superficial temporal artery's branches;
+#: stream 5, added after them: the ophthalmic, anterior choroidal, superior thyroid, lingual and posterior auricular
+#: arteries (both 2026-12-07).
 OWN_STREAM: dict[str, int] = {**dict.fromkeys(("MMA", *ON_LAYER_MM), 4),
                               **dict.fromkeys(("OphA", "OphA_orbital", "AChA", "SupThyA", "LingA", "PAA"), 5)}
 #: The external carotid's segments (``external_carotid=False`` leaves them out).
