@@ -17,8 +17,10 @@ here or listed, with the reason, in ``NOT_CITED``.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import functools
 import math
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -39,9 +41,16 @@ MANY_SEEDS = range(16)
 
 
 @functools.cache
+def _cow_trees() -> dict:
+    """The default Circle of Willis template trees of :data:`MANY_SEEDS`, made once per test session on two processes
+    (the largest cost of this file: about 2 s a tree)."""
+    with cf.ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return dict(zip(MANY_SEEDS, pool.map(generate, ["cow"] * len(MANY_SEEDS), MANY_SEEDS)))
+
+
 def _cow(seed: int):
-    """The default Circle of Willis template tree of ``seed``, made once per test session (read-only use)."""
-    return generate("cow", seed)
+    """The default Circle of Willis template tree of ``seed`` (of :data:`MANY_SEEDS`; read-only use)."""
+    return _cow_trees()[seed]
 
 
 def _sd2(mean: float, sd: float) -> tuple[float, float]:
