@@ -13,6 +13,7 @@ from ddsa_sim.scene.conform import SignedDistance, along_tree_weights, push_into
 from ddsa_sim.scene.spec import CTSpec, SceneSpec, VesselSpec
 from ddsa_sim.volumes import Volume
 from ddsa_sim.volumes.readers import read_ct
+from vessel_models.willis import CORTICAL_COURSES
 
 HEAD = "builtin:head-phantom-1"
 
@@ -49,7 +50,7 @@ def test_scalp_arteries_lie_in_the_scalp_and_cortical_arteries_inside_the_skull(
     assert scalp.sum() > 500
     assert np.mean(hu < -300.0) < 0.02, np.mean(hu < -300.0)  # in air
     assert np.mean(hu > 300.0) < 0.05, np.mean(hu > 300.0)  # in the skull
-    cortical = _named(tree, "M2s", "M2i", "P2", "A3")
+    cortical = _named(tree, "M2s", "M2i", "P2", "A3", *CORTICAL_COURSES)
     hu = _hu_at(ct, tree.positions_mm[cortical])
     assert np.mean(hu > 300.0) < 0.01 and np.mean(hu < -300.0) < 0.01, (np.mean(hu > 300.0), np.mean(hu < -300.0))
 

@@ -108,6 +108,24 @@ def test_the_head_is_closed_and_its_air_cells_lie_inside_it(head):
     assert (hu > RANGES["cortical_hu"][0]).sum() > 100_000  # > 100 ml of compact bone
 
 
+def test_the_neck_covers_the_cervical_spine_up_to_the_skull_base(head):
+    """The neck's soft tissue reaches the skull base behind the spine as in front: every bone voxel of the cervical
+    spine (below the atlas' lateral masses, z < -30 mm) lies at least 8 mm under the skin (the suboccipital and nuchal
+    muscles cover the spinous processes), and at the atlas (z = -40 mm) the neck is at least 80 mm wide and 90 mm deep
+    (adult necks are about 100-120 mm across). Before 2026-12-07 it ended below the atlas, 52 mm wide there, with
+    the spinous processes of C2-C5 in the air."""
+    body = body_mask(head)
+    spacing = np.linalg.norm(head.affine[:3, :3], axis=0)
+    skin_mm = ndimage.distance_transform_edt(body, sampling=spacing)
+    bone = np.argwhere(np.asarray(head.data) > RANGES["cancellous_hu"][0])
+    world = bone @ head.affine[:3, :3].T + head.affine[:3, 3]
+    spine = bone[(world[:, 2] < -30.0) & (np.abs(world[:, 0]) < 30.0) & (world[:, 1] > 0.0)]  # not jaw or mastoid
+    depth = skin_mm[tuple(spine.T)]
+    assert len(spine) > 20_000 and depth.min() >= 8.0, depth.min()
+    i, j, k = np.rint(head.world_to_voxel(np.array([[0.0, 14.0, -40.0]]))[0]).astype(int)
+    assert body[:, j, k].sum() * spacing[0] >= 80.0 and body[i, :, k].sum() * spacing[1] >= 90.0
+
+
 def test_ethmoid_labyrinths_are_honeycombs_of_air_cells(head):
     """A line front to back through each ethmoid labyrinth crosses several air cells (below -800 HU)
     separated by bony septa: the Voronoi foam leaves bone between its cells, however thin."""

@@ -23,9 +23,12 @@ Named segments (``metadata["labels"]``; ``_L`` / ``_R`` per side):
   (back and up over the temporal squama), on the dura lining the skull, each ending in a sparse tree;
 * ``VA`` (vertebral, with the V3 loop over C1) -> ``BA`` (basilar);
 * the circle: ``A1``, ``ACoA``, ``PCoA``, ``P1`` with the variants below;
-* ``M1`` -> ``M2s`` / ``M2i`` (superior / inferior trunks) -> M3/M4 cortical trees laid over the
-  lateral convexity; ``A2`` -> ``A3`` (pericallosal, along the corpus callosum) -> cortical trees on
-  the medial surface; ``P2`` -> cortical trees over the occipital pole.
+* ``M1`` -> ``M2s`` / ``M2i`` (superior / inferior trunks) in the sylvian fissure -> the cortical branches'
+  courses (:data:`CORTICAL_COURSES`: ``M3_frontal``, ``M3_central``, ``M3_parietal`` from the superior trunk,
+  ``M3_angular``, ``M3_temporal_posterior``, ``M3_temporal_anterior`` from the inferior), each climbing out of the
+  fissure onto the lateral convexity and fanning over its part of it (M3-M4), ending in a cortical tree;
+  ``A2`` -> ``A3`` (pericallosal, along the corpus callosum) -> cortical trees on the medial surface; ``P2`` ->
+  cortical trees over the occipital pole.
 
 Diameters and lengths are compared with published morphometry segment by segment in docs/vessels.md §3
 (CCA, ICA, MCA, ACA A1/A2, PCoA, PCA P1/P2, vertebral and basilar: CTA, MRA, ultrasound and cadaver
@@ -76,6 +79,12 @@ from vessel_models.veins import add_cerebral_veins
 __all__ = ["WillisParams", "generate_willis", "draw_variants", "SEGMENT_DIAMETERS_MM", "BRAIN_CENTRE_MM",
            "BRAIN_SEMI_AXES_MM"]
 
+#: The middle cerebral artery's cortical branches (M3-M4): from the end of their M2 trunk deep in the sylvian fissure
+#: each climbs to the lateral convexity by its first via point (the fissure's opening) and runs on there, laid
+#: ``cortical_depth_mm`` under the brain ellipsoid, to its part of the convexity, where its cortical tree grows. The
+#: two trunks' own trees, before 2026-12-07, covered the front third of the hemisphere in a lateral view.
+CORTICAL_COURSES = frozenset({"M3_frontal", "M3_central", "M3_parietal", "M3_angular", "M3_temporal_posterior",
+                              "M3_temporal_anterior"})
 #: Segment diameters (mm) at the start and end of each segment, before jitter and variants.
 SEGMENT_DIAMETERS_MM: dict[str, tuple[float, float]] = {
     "CCA": (6.5, 6.3),
@@ -107,6 +116,7 @@ SEGMENT_DIAMETERS_MM: dict[str, tuple[float, float]] = {
     "M1": (3.1, 2.9),
     "M2s": (2.4, 2.1),
     "M2i": (2.4, 2.1),
+    **dict.fromkeys(sorted(CORTICAL_COURSES), (1.6, 1.2)),
     "A1": (2.3, 2.2),
     "A2": (2.1, 2.0),
     "A3": (1.9, 1.6),
@@ -121,7 +131,8 @@ BRAIN_SEMI_AXES_MM = (66.0, 84.0, 58.0)
 #: Where each distal (cortical / scalp) tree grows and which surface it is laid on (the ophthalmic artery's ends
 #: leave the orbit over its rim onto the forehead: the supraorbital and supratrochlear arteries).
 DISTAL_TREES = {
-    "M2s": "convexity", "M2i": "convexity", "P2": "cortex", "A3": "medial", "A2": "medial",
+    **dict.fromkeys(sorted(CORTICAL_COURSES), "convexity"),
+    "P2": "cortex", "A3": "medial", "A2": "medial",
     "OccA": "scalp", "FacA": "free", "MaxA": "face", "MMA_frontal": "dura", "MMA_parietal": "dura",
     "STA_frontal": "scalp", "STA_parietal": "scalp", "OphA_orbital": "scalp", "LingA": "face", "SupThyA": "free",
     "PAA": "scalp",
@@ -132,7 +143,9 @@ DISTAL_TREES = {
 DISTAL_LSYSTEM = {**{k: {"iterations": 3, "length_diameter_ratio": 14.0}
                      for k in ("MMA_frontal", "MMA_parietal", "STA_frontal", "STA_parietal", "OphA_orbital", "PAA")},
                   # the tongue and the thyroid's upper pole are a few centimetres across
-                  **{k: {"iterations": 2, "length_diameter_ratio": 10.0} for k in ("LingA", "SupThyA")}}
+                  **{k: {"iterations": 2, "length_diameter_ratio": 10.0} for k in ("LingA", "SupThyA")},
+                  # each of the middle cerebral artery's cortical branches covers a few centimetres of the convexity
+                  **{k: {"length_diameter_ratio": 9.0} for k in CORTICAL_COURSES}}
 #: Segments whose course is put on a layer around the brain (mm outside the brain ellipsoid): the middle meningeal
 #: artery's on the dura lining the skull, the superficial temporal artery's branches in the scalp.
 ON_LAYER_MM = {**{k: DURA_MM for k in ("MMA_dural", "MMA_frontal", "MMA_parietal")},
@@ -141,9 +154,11 @@ ON_LAYER_MM = {**{k: DURA_MM for k in ("MMA_dural", "MMA_frontal", "MMA_parietal
 #: (:func:`generate_willis`): they and the junctions only they use take their draws from it, so each seed's other
 #: vessels stayed as they were. Stream 4: the middle meningeal artery and the superficial temporal artery's branches;
 #: stream 5, added after them: the ophthalmic, anterior choroidal, superior thyroid, lingual and posterior auricular
-#: arteries (both 2026-12-07).
+#: arteries; stream 6: the middle cerebral artery's cortical courses (all 2026-12-07; the last took the M2 trunks'
+#: trees, so the distal trees drawn after those from the shared stream changed).
 OWN_STREAM: dict[str, int] = {**dict.fromkeys(("MMA", *ON_LAYER_MM), 4),
-                              **dict.fromkeys(("OphA", "OphA_orbital", "AChA", "SupThyA", "LingA", "PAA"), 5)}
+                              **dict.fromkeys(("OphA", "OphA_orbital", "AChA", "SupThyA", "LingA", "PAA"), 5),
+                              **dict.fromkeys(CORTICAL_COURSES, 6)}
 #: The external carotid's segments (``external_carotid=False`` leaves them out).
 EXTERNAL_CAROTID = ("ECA", "STA", "OccA", "FacA", "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal",
                     "STA_frontal", "STA_parietal", "SupThyA", "LingA", "PAA")
@@ -322,6 +337,8 @@ def _template(params: WillisParams, rng: np.random.Generator,
             f"MaxAend_{s}": pt(14, -42, -48), f"MMAfs_{s}": pt(26, -2, -31), f"MMAdiv_{s}": pt(50, -10, -14),
             f"MMAfend_{s}": pt(41, -33, 57), f"MMApend_{s}": pt(59, 46, 26),
             f"OphAapex_{s}": pt(20, -40, -11), f"OphAend_{s}": pt(15, -82, 9), f"AChAend_{s}": pt(22, 16, -2),
+            f"M3fr_{s}": pt(34, -60, 38), f"M3ce_{s}": pt(41, -15, 65), f"M3pa_{s}": pt(45, 35, 60),
+            f"M3an_{s}": pt(40, 55, 35), f"M3tp_{s}": pt(45, 60, 0), f"M3ta_{s}": pt(44, -30, -12),
             f"SupThyAend_{s}": pt(14, -18, -146), f"LingAend_{s}": pt(6, -58, -80), f"PAAend_{s}": pt(54, 24, -14),
             f"VAprox_{s}": pt(30, 12, -150), f"VAc1_{s}": pt(26, 14, -70), f"VAdura_{s}": pt(14, 30, -58),
             f"ACAJ_{s}": pt(1.6, -14, 4), f"A2end_{s}": pt(2.5, -33, 16), f"A3end_{s}": pt(2.5, 30, 44),
@@ -362,6 +379,12 @@ def _template(params: WillisParams, rng: np.random.Generator,
             ("M1", "ICAT", "M1J", [pt(22, -7, 1)], "M1"),
             ("M2s", "M1J", "M2send", [pt(38, -5, 10)], "M2s"),
             ("M2i", "M1J", "M2iend", [pt(40, 0, -2)], "M2i"),
+            ("M3_frontal", "M2send", "M3fr", [pt(60, -25, 25), pt(50, -45, 32)], "M3_frontal"),
+            ("M3_central", "M2send", "M3ce", [pt(62, -8, 30), pt(55, -12, 50)], "M3_central"),
+            ("M3_parietal", "M2send", "M3pa", [pt(62, 5, 28), pt(55, 20, 48)], "M3_parietal"),
+            ("M3_angular", "M2iend", "M3an", [pt(62, 15, 15), pt(55, 35, 28)], "M3_angular"),
+            ("M3_temporal_posterior", "M2iend", "M3tp", [pt(62, 15, 0), pt(58, 35, -2)], "M3_temporal_posterior"),
+            ("M3_temporal_anterior", "M2iend", "M3ta", [pt(60, -5, -8), pt(52, -20, -12)], "M3_temporal_anterior"),
             ("PCoA", "ICAT", "PJ", [], "PCoA"),
             ("P1", "BAT", "PJ", [], "P1"),
             ("P2", "PJ", "P2end", [pt(18, 22, 0)], "P2"),
@@ -383,9 +406,12 @@ def _template(params: WillisParams, rng: np.random.Generator,
                          (f"A3end_{s}", MIDLINE_GAP_MM)):
             j[k][0] = sx * max(sx * j[k][0], least)
     layer_of = {k: ON_LAYER_MM[key] for a, b, _, key in segs.values() if key in ON_LAYER_MM for k in (a, b)}
+    cortex = -params.cortical_depth_mm  # a cortical course's via points and end lie on the cortex, its start deep
+    layer_of.update({b: cortex for _, b, _, key in segs.values() if key in CORTICAL_COURSES})
     for k, layer in layer_of.items():  # the junctions of a course on a layer lie on it
         j[k] = _on_layer(j[k], params.scale, layer)
-    segs = {n: (a, b, [v * params.scale for v in vias], key) for n, (a, b, vias, key) in segs.items()}
+    segs = {n: (a, b, [_on_layer(v * params.scale, params.scale, cortex) if key in CORTICAL_COURSES
+                       else v * params.scale for v in vias], key) for n, (a, b, vias, key) in segs.items()}
     if not params.external_carotid:
         segs = {n: v for n, v in segs.items() if v[3] not in EXTERNAL_CAROTID}
     return j, segs
@@ -397,6 +423,17 @@ def _on_layer(point: np.ndarray, scale: float, outside_mm: float) -> np.ndarray:
     :data:`~vessel_models.courses.SCALP_MM`)."""
     axes = np.asarray(BRAIN_SEMI_AXES_MM) * scale
     return surface_point(point, np.asarray(BRAIN_CENTRE_MM) * scale, axes + outside_mm * scale, 0.0)
+
+
+def _climb_onto_layer(nodes: np.ndarray, exit_mm: np.ndarray, scale: float, outside_mm: float) -> np.ndarray:
+    """A course's ``nodes`` (N, 3) moved onto the layer ``outside_mm`` around the brain (:func:`_on_layer`) from the
+    node nearest ``exit_mm`` on, and before it by a weight rising smoothly (``3 w^2 - 2 w^3`` of the path's fraction)
+    from 0 at its start: a branch climbing out of a fissure to the surface, then bent and undulating along it."""
+    path = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(nodes, axis=0), axis=1))]
+    w = np.clip(path / max(path[np.argmin(np.linalg.norm(nodes - exit_mm, axis=1))], 1e-9), 0.0, 1.0)
+    w = (3.0 - 2.0 * w) * w**2
+    laid = np.array([_on_layer(q, scale, outside_mm) for q in nodes])
+    return nodes + w[:, None] * (laid - nodes)
 
 
 def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Generator,
@@ -433,7 +470,8 @@ FEEDING_AXIS_MM = 10.0
 INJECTIONS: dict[str, tuple[str, ...]] = {}
 for _s, _o in (("L", "R"), ("R", "L")):
     _ica = tuple(f"{n}_{_s}" for n in ("ICA_cervical", "ICA_petrous", "ICA_cavernous", "ICA_supraclinoid", "A1",
-                                       "A2", "A3", "M1", "M2s", "M2i", "OphA", "OphA_orbital", "AChA"))
+                                       "A2", "A3", "M1", "M2s", "M2i", *sorted(CORTICAL_COURSES), "OphA",
+                                       "OphA_orbital", "AChA"))
     _eca = tuple(f"{n}_{_s}" for n in ("ECA", "ECA_distal", "FacA", "OccA", "STA", "STA_frontal", "STA_parietal",
                                        "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal", "SupThyA", "LingA",
                                        "PAA"))
@@ -544,6 +582,8 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                                  SAGITTAL_NORMAL if key in INTERHEMISPHERIC else None, p.template_wiggle_mm)
             if key in ON_LAYER_MM:  # bent and undulating along its layer, not off it
                 nodes = np.array([_on_layer(q, p.scale, ON_LAYER_MM[key]) for q in nodes])
+            elif key in CORTICAL_COURSES:
+                nodes = _climb_onto_layer(nodes, pts[1], p.scale, -p.cortical_depth_mm)
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
             dir_of.setdefault(end, nodes[-1] - nodes[-2])

@@ -186,7 +186,11 @@ def head_structures(seed: int) -> list[Structure]:
     b.ellipsoid(vault_c, vault + b.draw("scalp_mm"), soft, rot=tilt, exact=True)
     b.ellipsoid((0, -38, -35), (60, 58, 62), soft)
     b.ellipsoid((0, -96, -18), (11, 16, 24), soft)
-    b.ellipsoid((0, 15, -130), (55, 50, 85), soft)
+    # the neck up to the skull base, behind the spine as well: at C3 112 x 124 mm (a circumference of 37 cm, the
+    # adult range is about 32-40 cm), at the atlas 90 x 100 mm, so the suboccipital muscles cover the spinous
+    # processes and the vertebral arteries' loops over the atlas lie in tissue (before 2026-12-07 the neck ended
+    # below the atlas: 52 mm wide there, the spinous processes in the air)
+    b.ellipsoid((0, 20, -110), (56, 62, 120), soft)
     for side in (-1, 1):
         b.ellipsoid((side * 77, 14, -5), (5, 16, 28), soft)
 
