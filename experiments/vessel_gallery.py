@@ -56,7 +56,8 @@ RUNS = {
     "coronary_no_labels": (["--ct", "builtin:chest-ct", "--labels", "none", "--vessels", "coronary",
                             "--seed", "2", "--alpha", "-40"],
                            {"view_000.png": "gallery_coronary_no_labels.png"}),
-    "external_carotid": (["--vessels", "cow", "--seed", "1", "--alpha", "90", "-p", "injection=ECA_L"],
+    "external_carotid": (["--vessels", "cow", "--seed", "1", "--alpha", "90", "--isocenter", "0,0,5",
+                          "-p", "injection=ECA_L"],  # the face and neck in the field too
                          {"view_000.png": "gallery_cerebral_eca_lateral.png"}),
     "internal_carotid": (["--vessels", "cow", "--seed", "1", "--alpha", "90", "-p", "injection=ICA_L"],
                          {"view_000.png": "gallery_cerebral_ica_lateral.png"}),

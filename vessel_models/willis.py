@@ -439,8 +439,7 @@ def _climb_onto_layer(nodes: np.ndarray, exit_mm: np.ndarray, scale: float, outs
 def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Generator,
                rng_own: dict[int, np.random.Generator], segs: dict[str, tuple]) -> dict[str, tuple[float, float]]:
     """(start, end) diameter of every segment, mm: published values, jitter (:data:`OWN_STREAM`'s from their stream in
-    ``rng_own``),
-    variants."""
+    ``rng_own``), variants."""
     out: dict[str, tuple[float, float]] = {}
     for name in sorted(segs):
         r = rng_own[OWN_STREAM[segs[name][3]]] if segs[name][3] in OWN_STREAM else rng
