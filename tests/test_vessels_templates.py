@@ -693,8 +693,8 @@ def test_the_middle_cerebral_trees_stay_on_the_lateral_convexity():
     """The MCA supplies the lateral convexity; the inferior temporal and occipital surfaces are the PCA's, the
     parasagittal strip the ACA's. Every node of the trees of its cortical branches (``M3_*``) lies where the brain
     ellipsoid's outward normal points at least 0.35 to its side (`CONVEXITY_MIN_NX` 0.4, less what the sideways bend
-    moves after the laying), on the cortex (``cortical_depth_mm`` under the ellipsoid: more than 90 % of them within
-    0.5 mm, the rest less than 10 mm beneath where they give way to a vein), over seeds 0-15: the climb out of the
+    moves after the laying), on the cortex (``cortical_depth_mm`` under the ellipsoid: within 1 mm as laid, seeds 0-3
+    without veins; less than 10 mm beneath it where they give way to a vein), over seeds 0-15: the climb out of the
     sylvian fissure is the cortical branches' courses' (``M3_*``), not the trees'. Before (the trees then grew at
     the M2 trunks' ends, deep in the fissure),
     the inferior trunk's tree ran under the temporal lobe towards the midline (normal 0.02 sideways in seed 2, 0.20 in
@@ -711,7 +711,12 @@ def test_the_middle_cerebral_trees_stay_on_the_lateral_convexity():
         sideways = normal[:, 0] / np.linalg.norm(normal, axis=1) * side
         assert sideways.min() >= 0.35, (seed, sideways.min())
         depth = -_outside_brain_mm(tree, tree.positions_mm[tree_nodes]) - tree.metadata["params"]["cortical_depth_mm"]
-        assert depth.min() > -0.5 and depth.max() < 10.0 and np.mean(depth > 0.5) < 0.1, (seed, depth.max())
+        assert depth.min() > -0.5 and depth.max() < 10.0, (seed, depth.min(), depth.max())
+    for seed in SEEDS:  # as laid, before the veins' give-way
+        tree = generate("cow", seed, veins=False)
+        laid = ~np.isin(tree.branch_ids, list(tree.labels)) & np.char.startswith(tree.node_labels(), "M3")
+        depth = -_outside_brain_mm(tree, tree.positions_mm[laid]) - tree.metadata["params"]["cortical_depth_mm"]
+        assert np.all(np.abs(depth) < 1.0), (seed, depth.min(), depth.max())
 
 
 def _outside_brain_mm(tree, points: np.ndarray) -> np.ndarray:

@@ -25,7 +25,8 @@ Named segments (``metadata["labels"]``; ``_L`` / ``_R`` per side):
 * the circle: ``A1``, ``ACoA``, ``PCoA``, ``P1`` with the variants below;
 * ``M1`` -> ``M2s`` / ``M2i`` (superior / inferior trunks) in the sylvian fissure -> the cortical branches'
   courses (:data:`CORTICAL_COURSES`: ``M3_frontal``, ``M3_central``, ``M3_parietal`` from the superior trunk,
-  ``M3_angular``, ``M3_temporal_posterior``, ``M3_temporal_anterior`` from the inferior), each climbing out of the
+  ``M3_angular``, ``M3_temporal_posterior`` from the inferior, ``M3_temporal_anterior`` from the M1's
+  bifurcation, as the anterior temporal artery often leaves the M1 early), each climbing out of the
   fissure onto the lateral convexity and fanning over its part of it (M3-M4), ending in a cortical tree;
   ``A2`` -> ``A3`` (pericallosal, along the corpus callosum) -> cortical trees on the medial surface; ``P2`` ->
   cortical trees over the occipital pole.
@@ -80,9 +81,10 @@ __all__ = ["WillisParams", "generate_willis", "draw_variants", "SEGMENT_DIAMETER
            "BRAIN_SEMI_AXES_MM"]
 
 #: The middle cerebral artery's cortical branches (M3-M4): from the end of their M2 trunk deep in the sylvian fissure
-#: each climbs to the lateral convexity by its first via point (the fissure's opening) and runs on there, laid
-#: ``cortical_depth_mm`` under the brain ellipsoid, to its part of the convexity, where its cortical tree grows. The
-#: two trunks' own trees, before 2026-12-07, covered the front third of the hemisphere in a lateral view.
+#: (the anterior temporal branch: from the M1's bifurcation) each climbs to the lateral convexity by its first via
+#: point (the fissure's opening) and runs on there, laid ``cortical_depth_mm`` under the brain ellipsoid, to its part
+#: of the convexity, where its cortical tree grows. The two trunks' own trees, before 2026-12-07, covered the front
+#: third of the hemisphere in a lateral view.
 CORTICAL_COURSES = frozenset({"M3_frontal", "M3_central", "M3_parietal", "M3_angular", "M3_temporal_posterior",
                               "M3_temporal_anterior"})
 #: Segment diameters (mm) at the start and end of each segment, before jitter and variants.
@@ -93,6 +95,10 @@ SEGMENT_DIAMETERS_MM: dict[str, tuple[float, float]] = {
     "ICA_cavernous": (5.0, 4.4),
     "ICA_supraclinoid": (4.1, 3.6),
     "ECA": (4.2, 3.4),
+    # after the facial, occipital and lingual arteries have left it: Murray's law from its daughters (the superficial
+    # temporal, maxillary and middle meningeal) gives 3.2 mm; with the ECA's own diameters, 4.2 -> 3.4 again, the
+    # distal ECA was the widest vessel of an external carotid run
+    "ECA_distal": (3.2, 3.0),
     "STA": (2.2, 1.8),
     "STA_frontal": (1.6, 1.2),
     "STA_parietal": (1.5, 1.1),
@@ -160,7 +166,7 @@ OWN_STREAM: dict[str, int] = {**dict.fromkeys(("MMA", *ON_LAYER_MM), 4),
                               **dict.fromkeys(("OphA", "OphA_orbital", "AChA", "SupThyA", "LingA", "PAA"), 5),
                               **dict.fromkeys(CORTICAL_COURSES, 6)}
 #: The external carotid's segments (``external_carotid=False`` leaves them out).
-EXTERNAL_CAROTID = ("ECA", "STA", "OccA", "FacA", "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal",
+EXTERNAL_CAROTID = ("ECA", "ECA_distal", "STA", "OccA", "FacA", "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal",
                     "STA_frontal", "STA_parietal", "SupThyA", "LingA", "PAA")
 HYPOPLASTIC_FACTOR = 0.4
 #: Segments that leave their junction at an angle instead of tangent-continuous with the parent: the A1
@@ -336,13 +342,13 @@ def _template(params: WillisParams, rng: np.random.Generator,
             f"OccAend_{s}": pt(36, 72, -18), f"FacAend_{s}": pt(36, -62, -52),
             f"MaxAend_{s}": pt(14, -42, -48), f"MMAfs_{s}": pt(26, -2, -31), f"MMAdiv_{s}": pt(50, -10, -14),
             f"MMAfend_{s}": pt(41, -33, 57), f"MMApend_{s}": pt(59, 46, 26),
-            f"OphAapex_{s}": pt(20, -40, -11), f"OphAend_{s}": pt(15, -82, 9), f"AChAend_{s}": pt(22, 16, -2),
-            f"M3fr_{s}": pt(34, -60, 38), f"M3ce_{s}": pt(41, -15, 65), f"M3pa_{s}": pt(45, 35, 60),
+            f"OphAapex_{s}": pt(20, -40, -11), f"OphAend_{s}": pt(15, -84, 12), f"AChAend_{s}": pt(22, 16, -2),
+            f"M3fr_{s}": pt(34, -60, 38), f"M3ce_{s}": pt(44, 8, 66), f"M3pa_{s}": pt(45, 35, 60),
             f"M3an_{s}": pt(40, 55, 35), f"M3tp_{s}": pt(45, 60, 0), f"M3ta_{s}": pt(44, -30, -12),
-            f"SupThyAend_{s}": pt(14, -18, -146), f"LingAend_{s}": pt(6, -58, -80), f"PAAend_{s}": pt(54, 24, -14),
+            f"SupThyAend_{s}": pt(14, -18, -146), f"LingAend_{s}": pt(6, -58, -80), f"PAAend_{s}": pt(64, 24, -14),
             f"VAprox_{s}": pt(30, 12, -150), f"VAc1_{s}": pt(26, 14, -70), f"VAdura_{s}": pt(14, 30, -58),
             f"ACAJ_{s}": pt(1.6, -14, 4), f"A2end_{s}": pt(2.5, -33, 16), f"A3end_{s}": pt(2.5, 30, 44),
-            f"M1J_{s}": pt(30, -6, 3), f"M2send_{s}": pt(40, -10, 22), f"M2iend_{s}": pt(44, 6, -4),
+            f"M1J_{s}": pt(30, -6, 3), f"M2send_{s}": pt(37, 2, 18), f"M2iend_{s}": pt(39, 10, 6),
             f"PJ_{s}": pt(7, 4, -1), f"P2end_{s}": pt(22, 40, 8),
         })
         for name, a, b, vias, key in (
@@ -352,7 +358,7 @@ def _template(params: WillisParams, rng: np.random.Generator,
             ("ICA_cavernous", "ICAlac", "ICAclin", [pt(14, -13, -16), pt(14.5, -19, -12)], "ICA_cavernous"),
             ("ICA_supraclinoid", "ICAclin", "ICAT", [pt(13.5, -14, -1)], "ICA_supraclinoid"),
             ("ECA", "CB", "ECAmid", [], "ECA"),
-            ("ECA_distal", "ECAmid", "ECAsplit", [], "ECA"),
+            ("ECA_distal", "ECAmid", "ECAsplit", [], "ECA_distal"),
             ("FacA", "ECAmid", "FacAend", [pt(38, -30, -92), pt(38, -52, -72)], "FacA"),
             ("OccA", "ECAmid", "OccAend", [pt(36, 15, -76), pt(36, 45, -55)], "OccA"),
             ("STA", "ECAsplit", "STAend", [pt(50, 0, -45), pt(60, -2, -15)], "STA"),
@@ -367,7 +373,7 @@ def _template(params: WillisParams, rng: np.random.Generator,
             ("LingA", "ECAmid", "LingAend", [pt(20, -20, -92), pt(14, -34, -88)], "LingA"),
             ("PAA", "ECAsplit", "PAAend", [pt(40, 8, -46)], "PAA"),
             ("OphA", "ICAclin", "OphAapex", [pt(16, -26, -6)], "OphA"),
-            ("OphA_orbital", "OphAapex", "OphAend", [pt(28, -52, -12), pt(22, -66, -12), pt(17, -79, -6)],
+            ("OphA_orbital", "OphAapex", "OphAend", [pt(22, -50, -10), pt(20, -64, -7), pt(16, -76, -5)],
              "OphA_orbital"),
             ("AChA", "ICAT", "AChAend", [pt(9, 0, -3), pt(15, 8, -4)], "AChA"),
             ("VA", "VAprox", "VAc1", [pt(28, 13, -110)], "VA"),
@@ -377,14 +383,14 @@ def _template(params: WillisParams, rng: np.random.Generator,
             ("A2", "ACAJ", "A2end", [pt(2, -27, 8)], "A2"),
             ("A3", "A2end", "A3end", [pt(2.5, -36, 38), pt(2.5, -16, 50), pt(2.5, 10, 51)], "A3"),
             ("M1", "ICAT", "M1J", [pt(22, -7, 1)], "M1"),
-            ("M2s", "M1J", "M2send", [pt(38, -5, 10)], "M2s"),
-            ("M2i", "M1J", "M2iend", [pt(40, 0, -2)], "M2i"),
+            ("M2s", "M1J", "M2send", [pt(36, -3, 10)], "M2s"),
+            ("M2i", "M1J", "M2iend", [pt(38, 0, 2)], "M2i"),
             ("M3_frontal", "M2send", "M3fr", [pt(60, -25, 25), pt(50, -45, 32)], "M3_frontal"),
-            ("M3_central", "M2send", "M3ce", [pt(62, -8, 30), pt(55, -12, 50)], "M3_central"),
+            ("M3_central", "M2send", "M3ce", [pt(62, -2, 30), pt(55, 4, 50)], "M3_central"),
             ("M3_parietal", "M2send", "M3pa", [pt(62, 5, 28), pt(55, 20, 48)], "M3_parietal"),
             ("M3_angular", "M2iend", "M3an", [pt(62, 15, 15), pt(55, 35, 28)], "M3_angular"),
             ("M3_temporal_posterior", "M2iend", "M3tp", [pt(62, 15, 0), pt(58, 35, -2)], "M3_temporal_posterior"),
-            ("M3_temporal_anterior", "M2iend", "M3ta", [pt(60, -5, -8), pt(52, -20, -12)], "M3_temporal_anterior"),
+            ("M3_temporal_anterior", "M1J", "M3ta", [pt(60, -5, -8), pt(52, -20, -12)], "M3_temporal_anterior"),
             ("PCoA", "ICAT", "PJ", [], "PCoA"),
             ("P1", "BAT", "PJ", [], "P1"),
             ("P2", "PJ", "P2end", [pt(18, 22, 0)], "P2"),
