@@ -34,6 +34,7 @@ from vessel_models.bolus import venous_nodes
 from vessel_models.generators import generate
 from vessel_models.lsystem import PUBLISHED_GRID_AXES, generate_lsystem, murray_daughters, published_grid
 from vessel_models.tree import VesselInputError
+from vessel_models.willis import CORTICAL_COURSES
 
 SEEDS = range(4)
 #: The template's invariants that hold in every tree (sides of the midline, the falx, the dura) are checked on more.
@@ -93,8 +94,7 @@ NOT_CITED = {
           "test_the_external_carotid_gives_its_thyroid_lingual_and_posterior_auricular_branches"
        for k in ("SupThyA", "LingA")},
     "PAA": "no source with its diameter found",
-    **{k: "no source with the diameters of the cortical (M3-M4) branches found" for k in (
-        "M3_frontal", "M3_central", "M3_parietal", "M3_angular", "M3_temporal_posterior", "M3_temporal_anterior")},
+    **dict.fromkeys(CORTICAL_COURSES, "no source with the diameters of the cortical (M3-M4) branches found"),
     "SS": "no source with the sigmoid sinus diameter found",
     **{k: "typical 1-3 mm, not from a source" for k in ("CorV1", "CorV2", "CorV3", "CorV4", "CorV5", "Labbe")},
     **{k: "no source with an SD; the first septal is 0.1 to >= 1.0 mm at autopsy (10 hearts) and < 1 to > 2 mm"
@@ -846,9 +846,10 @@ def test_a_distal_tree_reaching_under_the_brain_gives_way_to_a_vein_on_one_side(
 
 
 def _segment(tree, name: str) -> np.ndarray:
-    """The nodes (M, 3) of the named segment ``name`` in flow order, its junction with its parent first."""
-    nodes = np.nonzero(tree.branch_ids == next(k for k, v in tree.labels.items() if v == name))[0]
-    return tree.positions_mm[np.r_[tree.parents[nodes[0]], nodes]]
+    """The nodes (M, 3) of the named segment ``name`` in flow order (:func:`_named_nodes`), its junction with its parent
+    first."""
+    first = int(np.argmax(tree.branch_ids == next(b for b, n in tree.labels.items() if n == name)))
+    return np.vstack([tree.positions_mm[tree.parents[first]], _named_nodes(tree, name)])
 
 
 def _junction_mm(tree, first: str, second: str) -> float:
@@ -959,8 +960,6 @@ def test_the_middle_cerebral_arteries_branches_fan_over_the_lateral_convexity():
     span at least 110 mm front to back and hold at least half of the convexity's 20 mm cells
     (0.54-0.63). Before, the two trunks' own trees covered 0.24-0.41 of the cells, in 67-99 mm front to back (the
     frontal and temporal third of the hemisphere)."""
-    from vessel_models.willis import CORTICAL_COURSES
-
     for seed in SEEDS:
         tree = _cow(seed)
         above = tree.node_labels()
