@@ -117,9 +117,12 @@ class _Builder:
         return np.asarray(axes, float) * (1.0 if exact else self.scale.mean())
 
     def ellipsoid(self, centre, axes, hu: float, rot: np.ndarray | None = None, jitter_mm: float = 0.0,
-                  exact: bool = False) -> None:
-        self.out.append(Structure("ellipsoid", self._at(centre, jitter_mm), np.eye(3) if rot is None else rot,
-                                  self._axes(axes, exact), hu))
+                  exact: bool = False, draws: bool = True) -> None:
+        """An ellipsoid at ``centre`` (mean head, scaled), jittered by up to ``jitter_mm``; ``draws=False``: at its
+        scaled centre without a draw from the head's random stream (structures added to the design later, so that
+        every other structure of a seed stays as it was)."""
+        at = self._at(centre, jitter_mm) if draws else np.asarray(centre, float) * self.scale
+        self.out.append(Structure("ellipsoid", at, np.eye(3) if rot is None else rot, self._axes(axes, exact), hu))
 
     def shell(self, centre, axes, thickness: float, hu: float, rot: np.ndarray | None = None,
               clip: tuple[float, float, float, float] | None = None, exact: bool = False) -> None:
@@ -186,6 +189,7 @@ def head_structures(seed: int) -> list[Structure]:
     b.ellipsoid(vault_c, vault + b.draw("scalp_mm"), soft, rot=tilt, exact=True)
     b.ellipsoid((0, -38, -35), (60, 58, 62), soft)
     b.ellipsoid((0, -96, -18), (11, 16, 24), soft)
+    b.ellipsoid((0, -80, -78), (26, 13, 16), soft, draws=False)  # the chin (the mandible's front lay at the skin)
     # the neck up to the skull base, behind the spine as well: at C3 112 x 124 mm (a circumference of 37 cm, the
     # adult range is about 32-40 cm), at the atlas 90 x 100 mm, so the suboccipital muscles cover the spinous
     # processes and the vertebral arteries' loops over the atlas lie in tissue (before 2026-12-07 the neck ended
@@ -193,6 +197,13 @@ def head_structures(seed: int) -> list[Structure]:
     b.ellipsoid((0, 20, -110), (56, 62, 120), soft)
     for side in (-1, 1):
         b.ellipsoid((side * 77, 14, -5), (5, 16, 28), soft)
+        # the side of the face: the cheek over the zygoma and its arch (146 mm across the cheeks), the masseter and
+        # parotid over the mandibular ramus (6-12 mm), the lower cheek over the mandible's body; before 2026-12-07
+        # these bones lay partly outside the skin (12-14 % of the lateral facial skeleton's bone voxels within 2 mm
+        # of it, now 1-2 %), and the superficial temporal artery's course in front of the ear in the air
+        b.ellipsoid((side * 56, -38, -14), (17, 42, 16), soft, draws=False)
+        b.ellipsoid((side * 52, -2, -50), (16, 26, 42), soft, draws=False)
+        b.ellipsoid((side * 40, -38, -74), (20, 30, 18), soft, draws=False)  # the lower cheek over the mandible
 
     # cranial vault: cortical tables with diploe between, brain, ventricles, calcifications
     b.shell(vault_c, vault, t, cort, rot=tilt, exact=True)
