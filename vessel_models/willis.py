@@ -152,6 +152,9 @@ DISTAL_LSYSTEM = {**{k: {"iterations": 3, "length_diameter_ratio": 14.0}
                   **{k: {"iterations": 2, "length_diameter_ratio": 10.0} for k in ("LingA", "SupThyA")},
                   # each of the middle cerebral artery's cortical branches covers a few centimetres of the convexity
                   **{k: {"length_diameter_ratio": 9.0} for k in CORTICAL_COURSES}}
+#: A cortical course's side tree (at its second via point, on the cortex) starts this fraction of the course's
+#: diameter there (a branch, not a continuation: about two such daughters of equal size by Murray's law).
+SIDE_TREE_DIAMETER = 0.75
 #: Segments whose course is put on a layer around the brain (mm outside the brain ellipsoid): the middle meningeal
 #: artery's on the dura lining the skull, the superficial temporal artery's branches in the scalp.
 ON_LAYER_MM = {**{k: DURA_MM for k in ("MMA_dural", "MMA_frontal", "MMA_parietal")},
@@ -431,6 +434,15 @@ def _on_layer(point: np.ndarray, scale: float, outside_mm: float) -> np.ndarray:
     return surface_point(point, np.asarray(BRAIN_CENTRE_MM) * scale, axes + outside_mm * scale, 0.0)
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def _unit_normal(point: np.ndarray, centre: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """The outward unit normal of the ellipsoid (``centre``, ``axes``) through ``point``'s level set."""
+    return _unit((point - centre) / axes**2)
+
+
 def _climb_onto_layer(nodes: np.ndarray, exit_mm: np.ndarray, scale: float, outside_mm: float) -> np.ndarray:
     """A course's ``nodes`` (N, 3) moved onto the layer ``outside_mm`` around the brain (:func:`_on_layer`) from the
     node nearest ``exit_mm`` on, and before it by a weight rising smoothly (``3 w^2 - 2 w^3`` of the path's fraction)
@@ -570,6 +582,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     dir_of: dict[str, np.ndarray] = {}
     end_of: dict[str, str] = {}
     virtual: list[int] = []
+    side_roots: dict[str, int] = {}  # a cortical course's node at its second via point, on the cortex
 
     def emit(name: str, start: str, parent_node: int, gen: int) -> tuple[int, str]:
         a, b_, vias, key = present[name]
@@ -592,9 +605,11 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
             dir_of.setdefault(end, nodes[-1] - nodes[-2])
-        node = parent_node
+        node, first = parent_node, b.n_nodes
         for q, r in zip(nodes, radii):
             node = b.add_node(q, float(r), node, bid)
+        if key in CORTICAL_COURSES and len(pts) > 3:
+            side_roots[name] = first + int(np.argmin(np.linalg.norm(nodes - pts[2], axis=1)))
         return node, end
 
     root_branch = b.new_branch(0)
@@ -631,29 +646,36 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             stop_probability=0.0,  # a cortical trunk never ends early: its territory must be covered
             asymmetry_min=0.6,
         )
-        for seg_name in sorted(present):
-            key = present[seg_name][3]
-            end = present[seg_name][1]
-            if key not in DISTAL_TREES or end_of.get(end) != seg_name:  # not where a cycle closes
-                continue
-            n = node_of[end]
-            d = 2.0 * b.radius(n)
+        def grow(n: int, heading: np.ndarray, key: str, side: float, generation: int, d: float) -> None:
+            """The distal tree of ``key`` (root diameter ``d`` mm) grown at node ``n`` and laid on its surface."""
             if d / 2 < p.min_radius_mm * 1.5:
-                continue
+                return
             kind = DISTAL_TREES[key]
-            heading = dir_of[end] / np.linalg.norm(dir_of[end])
+            heading = heading / np.linalg.norm(heading)
             if kind in ("cortex", "convexity", "scalp", "dura"):  # grow along the surface, not out of it
-                normal = (b.position(n) - centre) / axes**2
-                normal /= np.linalg.norm(normal)
+                normal = _unit_normal(b.position(n), centre, axes)
                 along = heading - normal * float(np.dot(heading, normal))
                 heading = along if np.linalg.norm(along) > 0.2 else perpendicular(normal)
             first = b.n_nodes
             own, rng_tree = DISTAL_LSYSTEM.get(key, {}), rng_own[OWN_STREAM[key]] if key in OWN_STREAM else rng_distal
             grow_lsystem(b, n, heading, replace(lp, **{**own, "iterations": min(lp.iterations, own.get(
-                "iterations", lp.iterations))}), rng_tree, root_diameter_mm=d, generation_offset=gen_of[end] + 1)
-            side = 1.0 if seg_name.endswith("_L") else -1.0
+                "iterations", lp.iterations))}), rng_tree, root_diameter_mm=d, generation_offset=generation)
             lay_on_surface(b, first, n, kind, side, centre, axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
                             p.scale, rng_tree.spawn(1)[0])  # a child stream: the draws after it stay as they were
+
+        for seg_name in sorted(present):
+            key = present[seg_name][3]
+            end = present[seg_name][1]
+            if key not in DISTAL_TREES or end_of.get(end) != seg_name:  # not where a cycle closes
+                continue
+            side = 1.0 if seg_name.endswith("_L") else -1.0
+            grow(node_of[end], dir_of[end], key, side, gen_of[end] + 1, 2.0 * b.radius(node_of[end]))
+            if seg_name in side_roots:  # a cortical branch also branches on its way: a tree 45 deg off its course
+                m = side_roots[seg_name]
+                along = _unit(b.position(m) - b.position(b.parent(m)))
+                across = _unit(np.cross(_unit_normal(b.position(m), centre, axes), along))
+                turn = rng_own[OWN_STREAM[key]].choice([-1.0, 1.0])
+                grow(m, along + turn * across, key, side, gen_of[end] + 1, SIDE_TREE_DIAMETER * 2.0 * b.radius(m))
 
     venous: dict[str, list[int]] = {}
     if p.veins:
