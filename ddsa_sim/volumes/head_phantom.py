@@ -200,7 +200,7 @@ def head_structures(seed: int) -> list[Structure]:
         # the side of the face: the cheek over the zygoma and its arch (146 mm across the cheeks), the masseter and
         # parotid over the mandibular ramus (6-12 mm), the lower cheek over the mandible's body; before 2026-12-07
         # these bones lay partly outside the skin (12-14 % of the lateral facial skeleton's bone voxels within 2 mm
-        # of it, now 1-2 %), and the superficial temporal artery's course in front of the ear in the air
+        # of it, now 0.7-1.5 %), and the superficial temporal artery's course in front of the ear in the air
         b.ellipsoid((side * 56, -38, -14), (17, 42, 16), soft, draws=False)
         b.ellipsoid((side * 52, -2, -50), (16, 26, 42), soft, draws=False)
         b.ellipsoid((side * 40, -38, -74), (20, 30, 18), soft, draws=False)  # the lower cheek over the mandible
