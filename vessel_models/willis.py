@@ -660,12 +660,13 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             stop_probability=0.0,  # a cortical trunk never ends early: its territory must be covered
             asymmetry_min=0.6,
         )
+
         def grow(n: int, heading: np.ndarray, key: str, side: float, generation: int, d: float) -> None:
             """The distal tree of ``key`` (root diameter ``d`` mm) grown at node ``n`` and laid on its surface."""
             if d / 2 < p.min_radius_mm * 1.5:
                 return
             kind = DISTAL_TREES[key]
-            heading = heading / np.linalg.norm(heading)
+            heading = _unit(heading)
             if kind in ("cortex", "convexity", "scalp", "dura"):  # grow along the surface, not out of it
                 normal = _unit_normal(b.position(n), centre, axes)
                 along = heading - normal * float(np.dot(heading, normal))
