@@ -13,7 +13,8 @@ import numpy as np
 from vessel_models.lsystem import cross3, perpendicular, rotate
 from vessel_models.tree import TreeBuilder
 
-__all__ = ["DURA_MM", "SCALP_MM", "VIRTUAL_RADIUS_MM", "lay_on_surface", "smooth_curve", "surface_point"]
+__all__ = ["DURA_MM", "SCALP_MM", "VIRTUAL_RADIUS_MM", "ellipsoid_normal", "lay_on_surface", "smooth_curve",
+           "surface_point"]
 
 #: Radius of a ``virtual`` connector (a tree edge that is no vessel: carries no iodine), mm.
 VIRTUAL_RADIUS_MM = 1e-3
@@ -110,6 +111,12 @@ def _unit(v: np.ndarray) -> np.ndarray | None:
     """``v`` normalised, or ``None`` for a (near) zero vector."""
     norm = math.sqrt(float(v @ v))  # np.linalg.norm's float, without its overhead
     return v / norm if norm > 1e-9 else None
+
+
+def ellipsoid_normal(point: np.ndarray, centre: np.ndarray, axes: np.ndarray) -> np.ndarray | None:
+    """The outward unit normal (3,) of the ellipsoid (``centre``, semi-axes ``axes``, mm) through ``point``'s level
+    set; ``None`` at the centre."""
+    return _unit((point - centre) / axes**2)
 
 
 def _turn_deg(a: np.ndarray | None, b: np.ndarray | None) -> float:
@@ -222,7 +229,7 @@ def _bent_path(path: np.ndarray, arc: np.ndarray, amp: float, kind: str, side: f
     out = path.copy()
     chord = path[-1] - path[0]
     for k in range(1, len(path) - 1):
-        normal = SAGITTAL if surface is None else _unit((path[k] - centre) / surface[0] ** 2)
+        normal = SAGITTAL if surface is None else ellipsoid_normal(path[k], centre, surface[0])
         across = None if normal is None else _unit(cross3(normal, chord))
         if across is None:
             continue
@@ -273,7 +280,7 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
         no deeper than the root, as a fraction of the brain's half-width: under the root lies the temporal lobe's
         underside)."""
         if kind == "convexity":
-            return min(side * float(_unit((q - centre) / axes**2)[0]) - CONVEXITY_MIN_NX,
+            return min(side * float(ellipsoid_normal(q, centre, axes)[0]) - CONVEXITY_MIN_NX,
                        side * (q[0] - root_x) / axes[0])
         return side * (q[0] - centre[0]) - MIDLINE_GAP_MM
 

@@ -69,6 +69,7 @@ from vessel_models.courses import (
     MIDLINE_GAP_MM,
     SCALP_MM,
     VIRTUAL_RADIUS_MM,
+    ellipsoid_normal,
     lay_on_surface,
     smooth_curve,
     surface_point,
@@ -436,15 +437,6 @@ def _on_layer(point: np.ndarray, scale: float, outside_mm: float) -> np.ndarray:
     return surface_point(point, np.asarray(BRAIN_CENTRE_MM) * scale, axes + outside_mm * scale, 0.0)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-12)
-
-
-def _unit_normal(point: np.ndarray, centre: np.ndarray, axes: np.ndarray) -> np.ndarray:
-    """The outward unit normal of the ellipsoid (``centre``, ``axes``) through ``point``'s level set."""
-    return _unit((point - centre) / axes**2)
-
-
 def _climb_onto_layer(start: np.ndarray, nodes: np.ndarray, exit_mm: np.ndarray, scale: float, outside_mm: float,
                       step_mm: float) -> np.ndarray:
     """A course's ``nodes`` (N, 3; after its ``start``) moved onto the layer ``outside_mm`` around the brain
@@ -453,13 +445,11 @@ def _climb_onto_layer(start: np.ndarray, nodes: np.ndarray, exit_mm: np.ndarray,
     then bent and undulating along it. Where the spline runs along the ray from the brain's centre the projection
     packs its nodes and folds (edges of 0.05 mm turning by 150 deg): the moved path is resampled every ``step_mm``
     and smoothed (:data:`CLIMB_SMOOTHING_PASSES` of ``(1, 2, 1) / 4``; on the cortex it moves by well under a mm)."""
-    def moved(path: np.ndarray) -> np.ndarray:
-        arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))]
-        w = np.clip(arc / max(arc[np.argmin(np.linalg.norm(path - exit_mm, axis=1))], 1e-9), 0.0, 1.0)
-        w = (3.0 - 2.0 * w) * w**2
-        return path + w[:, None] * (np.array([_on_layer(q, scale, outside_mm) for q in path]) - path)
-
-    path = moved(np.vstack([start, nodes]))
+    path = np.vstack([start, nodes])
+    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))]
+    w = np.clip(arc / max(arc[np.argmin(np.linalg.norm(path - exit_mm, axis=1))], 1e-9), 0.0, 1.0)
+    w = (3.0 - 2.0 * w) * w**2
+    path = path + w[:, None] * (np.array([_on_layer(q, scale, outside_mm) for q in path]) - path)
     arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))]
     targets = np.linspace(0.0, arc[-1], max(2, int(np.ceil(arc[-1] / step_mm))) + 1)
     path = np.stack([np.interp(targets, arc, path[:, k]) for k in range(3)], axis=1)
@@ -503,9 +493,7 @@ for _s, _o in (("L", "R"), ("R", "L")):
     _ica = tuple(f"{n}_{_s}" for n in ("ICA_cervical", "ICA_petrous", "ICA_cavernous", "ICA_supraclinoid", "A1",
                                        "A2", "A3", "M1", "M2s", "M2i", *sorted(CORTICAL_COURSES), "OphA",
                                        "OphA_orbital", "AChA"))
-    _eca = tuple(f"{n}_{_s}" for n in ("ECA", "ECA_distal", "FacA", "OccA", "STA", "STA_frontal", "STA_parietal",
-                                       "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal", "SupThyA", "LingA",
-                                       "PAA"))
+    _eca = tuple(f"{n}_{_s}" for n in EXTERNAL_CAROTID)  # the catheter tip in its first, the ECA
     INJECTIONS[f"ICA_{_s}"] = _ica
     INJECTIONS[f"ECA_{_s}"] = _eca
     INJECTIONS[f"CCA_{_s}"] = (f"CCA_{_s}",) + _ica + _eca
@@ -666,9 +654,9 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             if d / 2 < p.min_radius_mm * 1.5:
                 return
             kind = DISTAL_TREES[key]
-            heading = _unit(heading)
+            heading = heading / np.linalg.norm(heading)
             if kind in ("cortex", "convexity", "scalp", "dura"):  # grow along the surface, not out of it
-                normal = _unit_normal(b.position(n), centre, axes)
+                normal = ellipsoid_normal(b.position(n), centre, axes)
                 along = heading - normal * float(np.dot(heading, normal))
                 heading = along if np.linalg.norm(along) > 0.2 else perpendicular(normal)
             first = b.n_nodes
@@ -687,10 +675,11 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             grow(node_of[end], dir_of[end], key, side, gen_of[end] + 1, 2.0 * b.radius(node_of[end]))
             if seg_name in side_roots:  # a cortical branch also branches on its way: a tree 45 deg off its course
                 m = side_roots[seg_name]
-                along = _unit(b.position(m) - b.position(b.parent(m)))
-                across = _unit(np.cross(_unit_normal(b.position(m), centre, axes), along))
+                along = b.position(m) - b.position(b.parent(m))
+                across = np.cross(ellipsoid_normal(b.position(m), centre, axes), along)
                 turn = rng_own[OWN_STREAM[key]].choice([-1.0, 1.0])
-                grow(m, along + turn * across, key, side, gen_of[end] + 1, SIDE_TREE_DIAMETER * 2.0 * b.radius(m))
+                grow(m, along / np.linalg.norm(along) + turn * across / np.linalg.norm(across), key, side,
+                     gen_of[end] + 1, SIDE_TREE_DIAMETER * 2.0 * b.radius(m))
 
     venous: dict[str, list[int]] = {}
     if p.veins:
