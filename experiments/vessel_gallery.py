@@ -19,6 +19,9 @@ Writes ``docs/img/gallery_*.png`` (each a strip mask | contrast | conventional D
 * ``gallery_cerebral_ica_lateral.png``: a selective left internal carotid injection (``injection=ICA_L``), lateral:
   the siphon, the ophthalmic artery running forwards into the orbit and up the forehead, the anterior choroidal
   artery running back, the anterior and middle cerebral arteries;
+* ``gallery_cerebral_va_ap.png``, ``gallery_cerebral_va_lateral.png``: a selective left vertebral injection
+  (``injection=VA_L``), AP and lateral, aimed at the posterior fossa: the basilar and posterior cerebral arteries,
+  both superior and anterior inferior cerebellar arteries and the left posterior inferior one over the cerebellum;
 * ``gallery_lsystem_chest.png``: ``--vessels lsystem`` in the builtin chest CT's body;
 * ``gallery_cerebral_catheter.png``: a selective left ICA injection (``cow``, ``injection=ICA_L``) through
   a 5 F catheter in the left common carotid, AP, on the same head (the ``dsa`` command's scene spec and picture,
@@ -61,6 +64,9 @@ RUNS = {
                          {"view_000.png": "gallery_cerebral_eca_lateral.png"}),
     "internal_carotid": (["--vessels", "cow", "--seed", "1", "--alpha", "90", "-p", "injection=ICA_L"],
                          {"view_000.png": "gallery_cerebral_ica_lateral.png"}),
+    "vertebral": (["--vessels", "cow", "--seed", "1", "--alpha", "0,90", "--isocenter", "0,30,-5",
+                   "-p", "injection=VA_L"],  # aimed at the posterior fossa
+                  {"view_000.png": "gallery_cerebral_va_ap.png", "view_001.png": "gallery_cerebral_va_lateral.png"}),
     "lsystem": (["--ct", "builtin:chest-ct", "--vessels", "lsystem", "--seed", "3"],
                 {"view_000.png": "gallery_lsystem_chest.png"}),
 }

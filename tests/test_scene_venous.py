@@ -112,7 +112,9 @@ def test_circulation_time_siphon_to_cortical_veins(scenes):
 def test_frames_on_the_head_phantom(scenes):
     """Rendered frames: the arterial frame's iodine lies inside the projection of the arteries alone and
     none of it is blush; the capillary frame's iodine is mainly the blush; the venous frame's is mainly
-    veins (the arteries alone give < 1 % of it, the blush < 20 %)."""
+    veins (the arteries alone give < 1 % of it, the blush < 25 %: 19.5 % before 2026-12-07, 20.4 % since the
+    cerebellar arteries perfuse the posterior fossa, whose border voxels had taken the territory's fall-off: the
+    blush at the capillary peak grew alike, by 6 %)."""
     venous, arterial = scenes
     carm = small_carm(48, 5.0, isocenter_mm=(5.0, -10.0, 15.0))
     times = [1.2, 4.0, 8.5]
@@ -126,7 +128,7 @@ def test_frames_on_the_head_phantom(scenes):
     outside = ~ndimage.binary_dilation(alone[0] > 0)  # the two trees sit on slightly different voxel grids
     assert full[0].sum() > 0 and full[0][outside].sum() < 1e-3 * full[0].sum()
     assert blush_g[1] > 0.8 * (tree_g[1] + blush_g[1])
-    assert alone[2].sum() < 0.01 * full[2].sum() and blush_g[2] < 0.2 * (tree_g[2] + blush_g[2])
+    assert alone[2].sum() < 0.01 * full[2].sum() and blush_g[2] < 0.25 * (tree_g[2] + blush_g[2])
 
 
 def test_still_frame_is_the_arterial_phase(scenes):
@@ -158,11 +160,14 @@ def test_venous_template_outside_a_head_is_refused_with_the_way_out():
     assert len(scene.vessels) == 1 and "venous_branches" not in scene.vessels[0].tree.metadata
 
 
-@pytest.mark.parametrize("site, side_share, posterior_share", [("ICA_L", (0.75, 1.0), (0.0, 0.2)),
-                                                                ("VA_R", (0.35, 0.65), (0.5, 1.0))])
-def test_selective_injection_blushes_its_territory(site, side_share, posterior_share):
+@pytest.mark.parametrize("site, side_share, behind_mm, posterior_share", [("ICA_L", (0.75, 1.0), 40.0, (0.0, 0.2)),
+                                                                           ("VA_R", (0.35, 0.65), -10.0, (0.9, 1.0))])
+def test_selective_injection_blushes_its_territory(site, side_share, behind_mm, posterior_share):
     """The blush of a left ICA injection lies in the left hemisphere (x > 0, LPS) and spares the
-    occipital lobes; a vertebral injection's blush is posterior (PCA territory) on both sides."""
+    occipital lobes (y > 40 mm: 50 mm behind the brain's centre); a vertebral injection's blush lies behind the brain's
+    centre (y > -10 mm) on both sides: the posterior cerebral arteries' territory and, since 2026-12-07, the
+    cerebellar arteries' (before, 0.52 of it lay 50 mm behind the centre, now 0.28, the rest lower and further
+    forwards, over the posterior fossa)."""
     spec = SceneSpec(CTSpec("head-phantom"),
                      VesselSpec("generator", "cow", params={**PARAMS, "veins": True, "injection": site}, seed=1,
                                 spacing_mm=2.0))
@@ -170,4 +175,4 @@ def test_selective_injection_blushes_its_territory(site, side_share, posterior_s
     ijk = np.argwhere(blush.fraction_volume > 0.5 * blush.fraction_volume.max())
     world = ijk @ blush.affine[:3, :3].T + blush.affine[:3, 3]
     assert side_share[0] <= (world[:, 0] > 0).mean() <= side_share[1]
-    assert posterior_share[0] <= (world[:, 1] > 40.0).mean() <= posterior_share[1]
+    assert posterior_share[0] <= (world[:, 1] > behind_mm).mean() <= posterior_share[1]

@@ -98,6 +98,16 @@ MIDLINE_VEINS = ("StS", "ISS", "VG")
 ARTERY_GAP_MM = 0.5
 #: Standard deviation (mm) of the smoothing along a vein of its giving way to the arteries.
 GIVE_WAY_MM = 8.0
+#: Where the fade of a vein's giving way towards its held ends (``sqrt(sin(pi t))``, ``t`` its fraction of the vein) is
+#: below this, the vein is held (the outer 8 % at each end): an artery overlapping it there makes way instead. Before
+#: 2026-12-07 such overlaps pushed the vein too, each round's push scaled up to 20-fold to clear them, and round after
+#: round the jugular vein was thrown 94 mm out of the neck beside the cerebellar arteries (seed 2), an internal cerebral
+#: vein 34 mm off the midline (seed 6, among the pericallosal artery's twigs).
+HELD_FADE = 0.5
+#: The arteries stop giving way once no overlap needs more than this (mm) to clear :data:`ARTERY_GAP_MM`: an artery
+#: held at the midline gap beside a vein's held end came clear by 7 % of its last move a round, 50 rounds long (seed 4:
+#: 6 s instead of 2 s for the tree).
+MAKE_WAY_TOLERANCE_MM = 0.05
 #: Superior cortical veins per hemisphere.
 CORTICAL_VEINS_PER_SIDE = 5
 SINUS_OFFSET_MM = 2.0  # sinuses run in the dura, just outside the brain surface
@@ -232,25 +242,29 @@ def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
     gives way to an artery: each node's overlap (plus :data:`ARTERY_GAP_MM`) is pushed away from the arterial
     nodes it overlaps, the push smoothed along the vein (Gaussian, :data:`GIVE_WAY_MM`) and faded to nothing at
     both ends, which stay where they join (the jugular foramen, the virtual root, another vein), in rounds (at most
-    50) that each clear the deepest overlap away from the ends, until none is left there."""
+    50) that each clear the deepest overlap away from the ends (moving no node by more than the deepest overlap),
+    until none is left there. Near its ends (:data:`HELD_FADE`) the vein is held and does not react to overlaps."""
     arteries = _Spheres(np.array([b.position(i) for i in range(n_arterial)]),
                         np.array([b.radius(i) for i in range(n_arterial)]))
     pos = np.array([b.position(i) for i in ids])
     rad = np.array([b.radius(i) for i in ids])
     step = float(np.mean(np.linalg.norm(np.diff(pos, axis=0), axis=1)))
     fade = np.sin(np.pi * np.linspace(0.0, 1.0, len(ids)))[:, None] ** 0.5
+    held = fade[:, 0] < HELD_FADE
     for _ in range(50):
         push = _overlap_push(pos, rad, arteries)
+        push[held] = 0.0  # there the arteries give way
         need = np.linalg.norm(push, axis=1)
         if need.max() <= 1e-6:
             break
         smooth = ndimage.gaussian_filter1d(push, GIVE_WAY_MM / step, axis=0, mode="nearest") * fade
         got = np.linalg.norm(smooth, axis=1)
-        free = np.where(got >= 0.05 * need, need, 0.0)  # not where the vein is held (its ends): it cannot give way
+        free = np.where(got >= 0.05 * need, need, 0.0)  # not where its push is lost in the smoothing
         worst = int(np.argmax(free))
         if free[worst] <= 1e-6:
             break
-        pos += smooth * (need[worst] / got[worst])  # the deepest overlap it can clear is cleared in this round
+        # the deepest overlap it can clear is cleared in this round, no node moved further than the deepest overlap
+        pos += smooth * min(need[worst] / got[worst], need.max() / got.max())
     for i, p in zip(ids, pos):
         b.set_position(i, p)
 
@@ -287,10 +301,12 @@ def _mean_by(group: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (sums / np.bincount(index)[:, None])[index]
 
 
-def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_arterial: int, centre: np.ndarray,
-                       axes: np.ndarray, off: Sequence[int] = ()) -> None:
+def _arteries_make_way(b: TreeBuilder, beneath: list[int], cortical: list[int], aside: list[int], n_arterial: int,
+                       centre: np.ndarray, axes: np.ndarray, below: np.ndarray, off: Sequence[int] = ()) -> None:
     """Move the arteries (the builder's first ``n_arterial`` nodes; the root stays) off the vein nodes ``beneath``
-    (:data:`SURFACE_VEINS`) and ``aside`` (:data:`MIDLINE_VEINS`), as the tissue around them gives way to the dura:
+    and ``cortical`` (:data:`SURFACE_VEINS`: the sinuses and the cortical veins; the arteries ``below`` the tentorium,
+    an (``n_arterial``,) mask, off the sinuses only) and ``aside`` (:data:`MIDLINE_VEINS`), as the tissue around them
+    gives way to the dura:
     an arterial node whose tube overlaps a vein's (plus :data:`ARTERY_GAP_MM`; both checked at
     :data:`EDGE_POINTS` points along each edge: a node-only check let 3 mm edges pass through a cortical vein between
     nodes, 0.39 mm deep in seed 6) is pushed along the brain ellipsoid's normal
@@ -327,12 +343,14 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
     # the least distance a node may keep from the midline on its own side: what it had, up to the falx's gap
     sided = side != 0
     least_off = np.minimum(side * (pos[:, 0] - centre[0]), MIDLINE_GAP_MM)
-    parts = [(part, way) for part, way in ((beneath, "beneath"), (aside, "aside"), (off, "off")) if len(part)]
+    everyone = np.ones(n_arterial, dtype=bool)
+    parts = [(part, way, moves) for part, way, moves in ((beneath, "beneath", everyone), (cortical, "beneath", ~below),
+                                                         (aside, "aside", everyone), (off, "off", everyone)) if len(part)]
     veins = [_Spheres(*_along_edges(np.array([b.position(i) for i in part]),
                                     np.array([b.position(b.parent(i)) for i in part]),
                                     np.array([b.radius(i) for i in part]),
                                     np.array([b.radius(b.parent(i)) for i in part]))[:2])
-             for part, _ in parts]
+             for part, _, _ in parts]
     for _ in range(50):
         normal = (pos - centre) / axes**2
         inward = normal * np.where(inside, -1.0, 1.0)[:, None] / np.linalg.norm(normal, axis=1, keepdims=True)
@@ -341,8 +359,9 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
         pts, r, t = _along_edges(pos[children], pos[parents], rad[children], rad[parents])
         edge = np.tile(np.arange(len(children)), len(t))
         push = np.zeros_like(pos)
-        for (_, way), v in zip(parts, veins):
+        for (_, way, moves), v in zip(parts, veins):
             sample_push = _overlap_push(pts, r, v, None if along[way] is None else along[way][children[edge]])
+            sample_push[~moves[children[edge]]] = 0.0
             size = np.linalg.norm(sample_push, axis=1)
             hit = np.nonzero(size > 0)[0]
             if not len(hit):
@@ -356,7 +375,7 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
             push[nodes[best[wins]]] = sample_push[hit[best[wins] // 2]]
         push[0] = 0.0
         need = np.linalg.norm(push, axis=1)
-        if need.max() <= 1e-6:
+        if need.max() <= MAKE_WAY_TOLERANCE_MM:
             break
         pushed = np.nonzero(need > 1e-9)[0]
         dist = csgraph.dijkstra(along_tree, directed=False, indices=pushed, limit=3.0 * GIVE_WAY_MM)
@@ -394,7 +413,8 @@ def _lay_segment(b: TreeBuilder, name: str, parent: int, points: list[np.ndarray
 
 def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axes: np.ndarray, scale: float,
                        radius_jitter: float, tortuosity: float, step_mm: float, iterations: int,
-                       min_radius_mm: float, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+                       min_radius_mm: float, rng: np.random.Generator,
+                       infratentorial: Sequence[int] = ()) -> tuple[list[int], list[int]]:
     """Append the venous template to ``b``, hung on a virtual connector from ``parent_node``.
 
     Parameters
@@ -418,6 +438,9 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     min_radius_mm : float
         Smallest cortical vein radius.
     rng : numpy.random.Generator
+    infratentorial : sequence of int
+        The arterial nodes below the tentorium (the cerebellar arteries): they do not give way to the cortical veins
+        above it (the brain ellipsoid's cortical veins run through the cerebellum's place; the tentorium parts them).
 
     Returns
     -------
@@ -443,6 +466,7 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     ts_nodes: dict[str, list[int]] = {}
     giving: list[list[int]] = []  # the nodes of the veins that give way to the arteries, laid last
     beneath: list[int] = []  # the nodes of the veins the arteries give way to, by passing beneath
+    cortical: list[int] = []  # of those, the cortical veins': above the tentorium
     aside: list[int] = []  # and by moving aside
     for name in order:
         parent = root if start_of[name] is None else end_node[start_of[name]]
@@ -482,7 +506,7 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
         side = 1.0 if label.endswith("_L") else -1.0
         lay_on_surface(b, first, n, "cortex", side, centre, axes, 0.5 * scale, 10.0 * scale, scale,
                        rng.spawn(1)[0])
-        beneath += range(first, b.n_nodes)
+        cortical += range(first, b.n_nodes)
         has_child = {b.parent(i) for i in range(first, b.n_nodes)}
         inflow += [i for i in range(first, b.n_nodes) if i not in has_child]
 
@@ -505,9 +529,12 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
         if name.startswith(MIDLINE_VEINS):
             aside += ids
     # the arteries first: the giving veins then make way for them where they end up
-    _arteries_make_way(b, beneath, aside, n_arterial, centre, axes)
+    below = np.zeros(n_arterial, dtype=bool)
+    below[list(infratentorial)] = True
+    _arteries_make_way(b, beneath, cortical, aside, n_arterial, centre, axes, below)
     for ids in giving:
         _make_way(b, ids, n_arterial)
     # where a giving vein could not (its held ends, or arteries on both of its sides), the arteries give way to it
-    _arteries_make_way(b, beneath, aside, n_arterial, centre, axes, off=[i for ids in giving for i in ids])
+    _arteries_make_way(b, beneath, cortical, aside, n_arterial, centre, axes, below,
+                       off=[i for ids in giving for i in ids])
     return sorted({b.branch_of(i) for i in range(root, b.n_nodes)}), inflow

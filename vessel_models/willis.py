@@ -21,7 +21,12 @@ Named segments (``metadata["labels"]``; ``_L`` / ``_R`` per side):
   ``MMA`` (from the ECA's terminal division up to the foramen spinosum) -> ``MMA_dural`` (laterally over the
   floor of the middle fossa) -> ``MMA_frontal`` (up the convexity behind the coronal suture) and ``MMA_parietal``
   (back and up over the temporal squama), on the dura lining the skull, each ending in a sparse tree;
-* ``VA`` (vertebral, with the V3 loop over C1) -> ``BA`` (basilar);
+* ``VA`` (vertebral) -> ``VA_V3`` (its loop over C1) -> ``VA_V4`` -> ``BA`` (basilar), and the cerebellar arteries, which
+  leave them along their course (:data:`ORIGIN_ON`): ``SCA`` (superior, from just below the basilar tip round the
+  midbrain to the cerebellum's upper surface), ``AICA`` (anterior inferior, from the basilar's lower part out to the
+  internal acoustic meatus and the petrosal surface), ``PICA`` (posterior inferior, from the intracranial vertebral
+  artery round the medulla in its caudal and cranial loops to the suboccipital surface), each ending in a tree laid
+  on the cerebellum's ellipsoid (:data:`CEREBELLUM_CENTRE_MM`, :data:`CEREBELLUM_SEMI_AXES_MM`);
 * the circle: ``A1``, ``ACoA``, ``PCoA``, ``P1`` with the variants below;
 * ``M1`` -> ``M2s`` / ``M2i`` (superior / inferior trunks) in the sylvian fissure -> the cortical branches'
   courses (:data:`CORTICAL_COURSES`: ``M3_frontal``, ``M3_central``, ``M3_parietal`` from the superior trunk,
@@ -32,8 +37,9 @@ Named segments (``metadata["labels"]``; ``_L`` / ``_R`` per side):
   cortical trees over the occipital pole.
 
 Diameters and lengths are compared with published morphometry segment by segment in docs/vessels.md §3
-(CCA, ICA, MCA, ACA A1/A2, PCoA, PCA P1/P2, vertebral and basilar: CTA, MRA, ultrasound and cadaver
-studies; the ECA branches, A3, ACoA and V3 are typical values without a usable source). Each segment
+(CCA, ICA, MCA, ACA A1/A2, PCoA, PCA P1/P2, vertebral, basilar and superior cerebellar: CTA, MRA, ultrasound and
+cadaver studies; the ECA branches, A3, ACoA, V3 and the inferior cerebellar arteries are typical values without a
+usable source). Each segment
 tapers linearly between its two diameters, with log-normal jitter.
 Every segment is a smooth curve (cubic spline through its via points, tangent-continuous with its
 parent) plus a random low-frequency bend of relative amplitude ``template_tortuosity``.
@@ -79,7 +85,7 @@ from vessel_models.tree import TreeBuilder, VesselInputError, VesselTree, check_
 from vessel_models.veins import add_cerebral_veins
 
 __all__ = ["WillisParams", "generate_willis", "draw_variants", "SEGMENT_DIAMETERS_MM", "BRAIN_CENTRE_MM",
-           "BRAIN_SEMI_AXES_MM"]
+           "BRAIN_SEMI_AXES_MM", "CEREBELLUM_CENTRE_MM", "CEREBELLUM_SEMI_AXES_MM"]
 
 #: The middle cerebral artery's cortical branches (M3-M4): from the end of their M2 trunk deep in the sylvian fissure
 #: (the anterior temporal branch: from the M1's bifurcation) each climbs to the lateral convexity by its first via
@@ -116,6 +122,11 @@ SEGMENT_DIAMETERS_MM: dict[str, tuple[float, float]] = {
     "OphA": (1.4, 1.3),
     "OphA_orbital": (1.3, 1.0),
     "AChA": (0.9, 0.7),
+    # the cerebellar arteries: the superior's anterior pontomesencephalic and cerebellomesencephalic calibres
+    # (Ballesteros-Acuna 2021, 93 cadaver arteries); the inferiors' typical values (no source with an SD found)
+    "SCA": (1.46, 1.25),
+    "AICA": (1.1, 0.9),
+    "PICA": (1.5, 1.2),
     "VA": (3.9, 3.5),
     "VA_V3": (3.5, 3.2),
     "VA_V4": (3.2, 2.8),
@@ -135,6 +146,13 @@ SEGMENT_DIAMETERS_MM: dict[str, tuple[float, float]] = {
 #: Brain ellipsoid of the template (scale 1): centre and semi-axes (x: left, y: posterior, z: superior), mm.
 BRAIN_CENTRE_MM = (0.0, 8.0, 22.0)
 BRAIN_SEMI_AXES_MM = (66.0, 84.0, 58.0)
+#: The cerebellum's ellipsoid (scale 1, mm), on which the cerebellar arteries' trees are laid: in the posterior fossa
+#: behind the brainstem (the basilar artery runs 36-44 mm in front of its centre), below the tentorium (the transverse
+#: sinuses of :mod:`vessel_models.veins` run above its trees) and between the sigmoid sinuses, under the occipital
+#: lobes (its back 8 mm behind the brain ellipsoid there); 92 x 52 x 44 mm (the adult cerebellum about 100 mm across,
+#: 50-60 mm front to back, 50 mm high).
+CEREBELLUM_CENTRE_MM = (0.0, 50.0, -22.0)
+CEREBELLUM_SEMI_AXES_MM = (46.0, 26.0, 22.0)
 #: Where each distal (cortical / scalp) tree grows and which surface it is laid on (the ophthalmic artery's ends
 #: leave the orbit over its rim onto the forehead: the supraorbital and supratrochlear arteries).
 DISTAL_TREES = {
@@ -142,7 +160,7 @@ DISTAL_TREES = {
     "P2": "cortex", "A3": "medial", "A2": "medial",
     "OccA": "scalp", "FacA": "free", "MaxA": "face", "MMA_frontal": "dura", "MMA_parietal": "dura",
     "STA_frontal": "scalp", "STA_parietal": "scalp", "OphA_orbital": "scalp", "LingA": "face", "SupThyA": "free",
-    "PAA": "scalp",
+    "PAA": "scalp", "SCA": "cerebellum", "AICA": "cerebellum", "PICA": "cerebellum",
 }
 #: L-system parameters of a distal tree that differ from the cortical trees': the middle meningeal and superficial
 #: temporal arteries' frontal and parietal branches, the ophthalmic, lingual, superior thyroid and posterior auricular
@@ -151,12 +169,16 @@ DISTAL_LSYSTEM = {**{k: {"iterations": 3, "length_diameter_ratio": 14.0}
                      for k in ("MMA_frontal", "MMA_parietal", "STA_frontal", "STA_parietal", "OphA_orbital", "PAA")},
                   # the tongue and the thyroid's upper pole are a few centimetres across
                   **{k: {"iterations": 2, "length_diameter_ratio": 10.0} for k in ("LingA", "SupThyA")},
-                  # each of the middle cerebral artery's cortical branches covers a few centimetres of the convexity
-                  **{k: {"length_diameter_ratio": 9.0} for k in CORTICAL_COURSES}}
+                  # each of the middle cerebral artery's cortical branches covers a few centimetres of the convexity, each
+                  # cerebellar artery's trunk a few of the cerebellum's surface
+                  **{k: {"length_diameter_ratio": 9.0} for k in (*CORTICAL_COURSES, "SCA", "AICA", "PICA")}}
 #: Smoothing passes of a cortical course's climb onto the cortex (:func:`_climb_onto_layer`).
 CLIMB_SMOOTHING_PASSES = 6
-#: A cortical course's side tree (at its second via point, on the cortex) starts this fraction of the course's
-#: diameter there (a branch, not a continuation: about two such daughters of equal size by Murray's law).
+#: Courses that branch on their way as well: a second tree, 45 deg off the course at its last via point (a cortical
+#: course's on the cortex; a cerebellar artery's where its trunks part: the superior's rostral and caudal trunks at the
+#: cerebellomesencephalic fissure, the posterior inferior's vermian and hemispheric branches over the tonsil, the
+#: anterior inferior's at the flocculus). The side tree starts this fraction of the course's diameter there (a branch,
+#: not a continuation: about two such daughters of equal size by Murray's law).
 SIDE_TREE_DIAMETER = 0.75
 #: Segments whose course is put on a layer around the brain (mm outside the brain ellipsoid): the middle meningeal
 #: artery's on the dura lining the skull, the superficial temporal artery's branches in the scalp.
@@ -167,10 +189,21 @@ ON_LAYER_MM = {**{k: DURA_MM for k in ("MMA_dural", "MMA_frontal", "MMA_parietal
 #: vessels stayed as they were. Stream 4: the middle meningeal artery and the superficial temporal artery's branches;
 #: stream 5, added after them: the ophthalmic, anterior choroidal, superior thyroid, lingual and posterior auricular
 #: arteries; stream 6: the middle cerebral artery's cortical courses (all 2026-12-07; the last took the M2 trunks'
-#: trees, so the distal trees drawn after those from the shared stream changed).
+#: trees, so the distal trees drawn after those from the shared stream changed); stream 7: the cerebellar arteries
+#: (2026-12-07).
 OWN_STREAM: dict[str, int] = {**dict.fromkeys(("MMA", *ON_LAYER_MM), 4),
                               **dict.fromkeys(("OphA", "OphA_orbital", "AChA", "SupThyA", "LingA", "PAA"), 5),
-                              **dict.fromkeys(CORTICAL_COURSES, 6)}
+                              **dict.fromkeys(CORTICAL_COURSES, 6),
+                              **dict.fromkeys(("SCA", "AICA", "PICA"), 7)}
+#: Segments that leave their parent along its course rather than at a junction: ``key -> (parent, mm)``, the origin
+#: that far along the parent from its start (from its end where negative). The superior cerebellar artery leaves the
+#: basilar artery just below its tip (0.7-4.5 mm below the posterior cerebral artery, 150 cadaver arteries; 27.2 +- 3.1
+#: mm above the vertebrobasilar junction, Ballesteros-Acuna 2021), the anterior inferior its lower part (11.8 mm above
+#: the junction on average, Habibi 2012, 31 cadavers), the posterior inferior the intracranial vertebral artery 1-2 cm
+#: below the junction (``{s}``: its side). Their first junction (``SCAo``...) is the parent's node there.
+ORIGIN_ON = {"SCA": ("BA", -2.5), "AICA": ("BA", 11.8), "PICA": ("VA_V4_{s}", -15.0)}
+#: Courses with a side tree (:data:`SIDE_TREE_DIAMETER`).
+SIDE_TREES = CORTICAL_COURSES | set(ORIGIN_ON)
 #: The external carotid's segments (``external_carotid=False`` leaves them out).
 EXTERNAL_CAROTID = ("ECA", "ECA_distal", "STA", "OccA", "FacA", "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal",
                     "STA_frontal", "STA_parietal", "SupThyA", "LingA", "PAA")
@@ -179,8 +212,9 @@ HYPOPLASTIC_FACTOR = 0.4
 #: turns medially off the ICA terminus (a T-shaped bifurcation), not on along the supraclinoid ICA; the A2
 #: turns up into the interhemispheric fissure at the ACoA, not on across the midline along the A1; side branches
 #: leave their trunk's wall: the ophthalmic forwards off the siphon's upward turn, the anterior choroidal back off
-#: the terminus, the superior thyroid down off the bifurcation, the lingual forwards off the rising ECA.
-ANGLED_STARTS = frozenset({"A1", "A2", "OphA", "AChA", "SupThyA", "LingA"})
+#: the terminus, the superior thyroid down off the bifurcation, the lingual forwards off the rising ECA, the cerebellar
+#: arteries off the side of the basilar and vertebral arteries.
+ANGLED_STARTS = frozenset({"A1", "A2", "OphA", "AChA", "SupThyA", "LingA", *ORIGIN_ON})
 #: Segments in the interhemispheric fissure: their bend stays in the sagittal plane and their junctions in
 #: their own hemisphere (the falx parts the two anterior cerebral arteries above the corpus callosum).
 INTERHEMISPHERIC = frozenset({"A2", "A3"})
@@ -352,6 +386,7 @@ def _template(params: WillisParams, rng: np.random.Generator,
             f"M3fr_{s}": pt(34, -60, 38), f"M3ce_{s}": pt(44, 8, 66), f"M3pa_{s}": pt(45, 35, 60),
             f"M3an_{s}": pt(40, 55, 35), f"M3tp_{s}": pt(45, 60, 0), f"M3ta_{s}": pt(44, -30, -12),
             f"SupThyAend_{s}": pt(14, -18, -146), f"LingAend_{s}": pt(6, -58, -80), f"PAAend_{s}": pt(64, 24, -14),
+            f"SCAend_{s}": pt(20, 56, -8), f"AICAend_{s}": pt(36, 40, -32), f"PICAend_{s}": pt(12, 70, -50),
             f"VAprox_{s}": pt(30, 12, -150), f"VAc1_{s}": pt(26, 14, -70), f"VAdura_{s}": pt(14, 30, -58),
             f"ACAJ_{s}": pt(1.6, -14, 4), f"A2end_{s}": pt(2.5, -33, 16), f"A3end_{s}": pt(2.5, 30, 44),
             f"M1J_{s}": pt(30, -6, 3), f"M2send_{s}": pt(37, 2, 18), f"M2iend_{s}": pt(39, 10, 6),
@@ -397,6 +432,13 @@ def _template(params: WillisParams, rng: np.random.Generator,
             ("M3_angular", "M2iend", "M3an", [pt(62, 15, 15), pt(55, 35, 28)], "M3_angular"),
             ("M3_temporal_posterior", "M2iend", "M3tp", [pt(62, 15, 0), pt(58, 35, -2)], "M3_temporal_posterior"),
             ("M3_temporal_anterior", "M1J", "M3ta", [pt(60, -5, -8), pt(52, -20, -12)], "M3_temporal_anterior"),
+            # round the midbrain below the posterior cerebral artery to the cerebellum's upper surface
+            ("SCA", "SCAo", "SCAend", [pt(11, 8, -9), pt(18, 24, -9), pt(15, 40, -7)], "SCA"),
+            # back and out to the internal acoustic meatus, its loop there, onto the cerebellum's petrosal surface
+            ("AICA", "AICAo", "AICAend", [pt(12, 15, -21), pt(22, 20, -19), pt(28, 36, -27)], "AICA"),
+            # round the medulla, down in its caudal loop by the foramen magnum, up over the tonsil in its cranial loop,
+            # then back and down onto the cerebellum's suboccipital surface
+            ("PICA", "PICAo", "PICAend", [pt(12, 28, -48), pt(11, 38, -55), pt(9, 48, -38)], "PICA"),
             ("PCoA", "ICAT", "PJ", [], "PCoA"),
             ("P1", "BAT", "PJ", [], "P1"),
             ("P2", "PJ", "P2end", [pt(18, 22, 0)], "P2"),
@@ -422,6 +464,9 @@ def _template(params: WillisParams, rng: np.random.Generator,
     layer_of.update({b: cortex for _, b, _, key in segs.values() if key in CORTICAL_COURSES})
     for k, layer in layer_of.items():  # the junctions of a course on a layer lie on it
         j[k] = _on_layer(j[k], params.scale, layer)
+    for _, b, _, key in segs.values():  # a cerebellar artery ends on the cerebellum's cortex
+        if key in ORIGIN_ON:
+            j[b] = _on_layer(j[b], params.scale, cortex, CEREBELLUM_CENTRE_MM, CEREBELLUM_SEMI_AXES_MM)
     segs = {n: (a, b, [_on_layer(v * params.scale, params.scale, cortex) if key in CORTICAL_COURSES
                        else v * params.scale for v in vias], key) for n, (a, b, vias, key) in segs.items()}
     if not params.external_carotid:
@@ -429,12 +474,14 @@ def _template(params: WillisParams, rng: np.random.Generator,
     return j, segs
 
 
-def _on_layer(point: np.ndarray, scale: float, outside_mm: float) -> np.ndarray:
+def _on_layer(point: np.ndarray, scale: float, outside_mm: float, centre_mm: tuple = BRAIN_CENTRE_MM,
+              axes_mm: tuple = BRAIN_SEMI_AXES_MM) -> np.ndarray:
     """``point`` moved along the ray from the brain's centre onto the layer ``outside_mm`` (x ``scale``) outside the
     brain ellipsoid of ``scale`` (the dura: :data:`~vessel_models.courses.DURA_MM`; the scalp:
-    :data:`~vessel_models.courses.SCALP_MM`)."""
-    axes = np.asarray(BRAIN_SEMI_AXES_MM) * scale
-    return surface_point(point, np.asarray(BRAIN_CENTRE_MM) * scale, axes + outside_mm * scale, 0.0)
+    :data:`~vessel_models.courses.SCALP_MM`; the cortex: minus the cortical depth), or outside the ellipsoid
+    ``centre_mm`` / ``axes_mm`` (scale 1) instead."""
+    axes = np.asarray(axes_mm) * scale
+    return surface_point(point, np.asarray(centre_mm) * scale, axes + outside_mm * scale, 0.0)
 
 
 def _climb_onto_layer(start: np.ndarray, nodes: np.ndarray, exit_mm: np.ndarray, scale: float, outside_mm: float,
@@ -497,7 +544,8 @@ for _s, _o in (("L", "R"), ("R", "L")):
     INJECTIONS[f"ICA_{_s}"] = _ica
     INJECTIONS[f"ECA_{_s}"] = _eca
     INJECTIONS[f"CCA_{_s}"] = (f"CCA_{_s}",) + _ica + _eca
-    INJECTIONS[f"VA_{_s}"] = (f"VA_{_s}", f"VA_V3_{_s}", f"VA_V4_{_s}", "BA", "P1_L", "P1_R", "P2_L", "P2_R")
+    INJECTIONS[f"VA_{_s}"] = (f"VA_{_s}", f"VA_V3_{_s}", f"VA_V4_{_s}", "BA", "P1_L", "P1_R", "P2_L", "P2_R",
+                              f"PICA_{_s}", "AICA_L", "AICA_R", "SCA_L", "SCA_R")
 
 
 def _feeding_path(injection: str, junctions: dict[str, np.ndarray], tree: VesselTree) -> list[list[float]]:
@@ -572,9 +620,11 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         present = _territory(p.injection, present, variants)
         root_j = present[INJECTIONS[p.injection][0]][0]
     root_segment = next(n for n in sorted(present) if present[n][0] == root_j and not n.startswith("virtual"))
+    side_origin = {n: ORIGIN_ON[key][0].format(s=n[-1]) for n, (_, _, _, key) in present.items() if key in ORIGIN_ON}
+    present = {n: seg for n, seg in present.items() if side_origin.get(n, n) in present}
 
     adj: dict[str, list[str]] = {}
-    for n in sorted(present, key=lambda n: (not n.startswith("virtual"), n)):
+    for n in sorted(set(present) - set(side_origin), key=lambda n: (not n.startswith("virtual"), n)):
         a, b_, _, _ = present[n]
         adj.setdefault(a, []).append(n)
         adj.setdefault(b_, []).append(n)
@@ -584,7 +634,10 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     dir_of: dict[str, np.ndarray] = {}
     end_of: dict[str, str] = {}
     virtual: list[int] = []
-    side_roots: dict[str, int] = {}  # a cortical course's node at its second via point, on the cortex
+    side_roots: dict[str, int] = {}  # a course's node at its last via point (:data:`SIDE_TREES`)
+
+    nodes_of: dict[str, range] = {}
+    infratentorial: list[int] = []  # the cerebellar arteries' nodes, their trees' too
 
     def emit(name: str, start: str, parent_node: int, gen: int) -> tuple[int, str]:
         a, b_, vias, key = present[name]
@@ -610,8 +663,11 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         node, first = parent_node, b.n_nodes
         for q, r in zip(nodes, radii):
             node = b.add_node(q, float(r), node, bid)
-        if key in CORTICAL_COURSES and len(pts) > 3:
-            side_roots[name] = first + int(np.argmin(np.linalg.norm(nodes - pts[2], axis=1)))
+        if key in SIDE_TREES:
+            side_roots[name] = first + int(np.argmin(np.linalg.norm(nodes - pts[-2], axis=1)))
+        nodes_of[name] = range(first, b.n_nodes)
+        if key in ORIGIN_ON:
+            infratentorial.extend(nodes_of[name])
         return node, end
 
     root_branch = b.new_branch(0)
@@ -634,6 +690,16 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                 gen_of[other] = gen_of[u] + (0 if key == "virtual" else 1)
                 queue.append(other)
     b.set_branch(0, next(k for k, v in b.labels.items() if v == root_segment))  # the root node starts it
+    for name in sorted(side_origin.keys() & present.keys()):  # from the parent's node at its origin
+        origin, end, _, key = present[name]
+        along = [b.parent(nodes_of[side_origin[name]][0]), *nodes_of[side_origin[name]]]
+        arc = np.r_[0.0, np.cumsum([np.linalg.norm(b.position(i) - b.position(j)) for j, i in zip(along, along[1:])])]
+        mm = ORIGIN_ON[key][1]
+        node = along[int(np.argmin(np.abs(arc - (mm if mm >= 0 else arc[-1] + mm))))]
+        junctions[origin] = b.position(node)
+        gen = b.branch_generation(b.branch_of(node)) + 1
+        node_of[end], _ = emit(name, origin, node, gen)
+        end_of[end], gen_of[end] = name, gen
 
     if p.distal_iterations > 0:
         centre = np.asarray(BRAIN_CENTRE_MM) * p.scale
@@ -649,22 +715,31 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             asymmetry_min=0.6,
         )
 
+        def surface_of(key: str) -> tuple[str, np.ndarray, np.ndarray]:
+            """The kind of surface ``key``'s tree is laid on (:func:`~vessel_models.courses.lay_on_surface`) and its
+            ellipsoid: a cerebellar tree on the cerebellum's cortex."""
+            if DISTAL_TREES[key] == "cerebellum":
+                return "cortex", np.asarray(CEREBELLUM_CENTRE_MM) * p.scale, np.asarray(CEREBELLUM_SEMI_AXES_MM) * p.scale
+            return DISTAL_TREES[key], centre, axes
+
         def grow(n: int, heading: np.ndarray, key: str, side: float, generation: int, d: float) -> None:
             """The distal tree of ``key`` (root diameter ``d`` mm) grown at node ``n`` and laid on its surface."""
             if d / 2 < p.min_radius_mm * 1.5:
                 return
-            kind = DISTAL_TREES[key]
+            kind, on_centre, on_axes = surface_of(key)
             heading = heading / np.linalg.norm(heading)
             if kind in ("cortex", "convexity", "scalp", "dura"):  # grow along the surface, not out of it
-                normal = ellipsoid_normal(b.position(n), centre, axes)
+                normal = ellipsoid_normal(b.position(n), on_centre, on_axes)
                 along = heading - normal * float(np.dot(heading, normal))
                 heading = along if np.linalg.norm(along) > 0.2 else perpendicular(normal)
             first = b.n_nodes
             own, rng_tree = DISTAL_LSYSTEM.get(key, {}), rng_own[OWN_STREAM[key]] if key in OWN_STREAM else rng_distal
             grow_lsystem(b, n, heading, replace(lp, **{**own, "iterations": min(lp.iterations, own.get(
                 "iterations", lp.iterations))}), rng_tree, root_diameter_mm=d, generation_offset=generation)
-            lay_on_surface(b, first, n, kind, side, centre, axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
-                            p.scale, rng_tree.spawn(1)[0])  # a child stream: the draws after it stay as they were
+            lay_on_surface(b, first, n, kind, side, on_centre, on_axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
+                           p.scale, rng_tree.spawn(1)[0])  # a child stream: the draws after it stay as they were
+            if key in ORIGIN_ON:
+                infratentorial.extend(range(first, b.n_nodes))
 
         for seg_name in sorted(present):
             key = present[seg_name][3]
@@ -673,10 +748,10 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                 continue
             side = 1.0 if seg_name.endswith("_L") else -1.0
             grow(node_of[end], dir_of[end], key, side, gen_of[end] + 1, 2.0 * b.radius(node_of[end]))
-            if seg_name in side_roots:  # a cortical branch also branches on its way: a tree 45 deg off its course
+            if seg_name in side_roots:  # the course also branches on its way: a tree 45 deg off it
                 m = side_roots[seg_name]
                 along = b.position(m) - b.position(b.parent(m))
-                across = np.cross(ellipsoid_normal(b.position(m), centre, axes), along)
+                across = np.cross(ellipsoid_normal(b.position(m), *surface_of(key)[1:]), along)
                 turn = rng_own[OWN_STREAM[key]].choice([-1.0, 1.0])
                 grow(m, along / np.linalg.norm(along) + turn * across / np.linalg.norm(across), key, side,
                      gen_of[end] + 1, SIDE_TREE_DIAMETER * 2.0 * b.radius(m))
@@ -686,7 +761,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         branches, inflow = add_cerebral_veins(
             b, 0, np.asarray(BRAIN_CENTRE_MM) * p.scale, np.asarray(BRAIN_SEMI_AXES_MM) * p.scale, p.scale,
             p.radius_jitter, p.template_tortuosity, p.step_mm, p.vein_iterations, p.min_radius_mm,
-            np.random.default_rng(streams[3]))
+            np.random.default_rng(streams[3]), infratentorial)
         venous = {"venous_branches": branches, "venous_inflow_nodes": inflow}
         virtual.append(branches[0])
     meta = {
