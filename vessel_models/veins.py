@@ -107,7 +107,7 @@ HELD_FADE = 0.5
 #: The arteries stop giving way once no overlap needs more than this (mm) to clear :data:`ARTERY_GAP_MM`: an artery
 #: held at the midline gap beside a vein's held end came clear by 7 % of its last move a round, 50 rounds long (seed 4:
 #: 6 s instead of 2 s for the tree).
-MAKE_WAY_TOLERANCE_MM = 0.05
+ARTERIES_GIVE_WAY_TOLERANCE_MM = 0.05
 #: Superior cortical veins per hemisphere.
 CORTICAL_VEINS_PER_SIDE = 5
 SINUS_OFFSET_MM = 2.0  # sinuses run in the dura, just outside the brain surface
@@ -242,8 +242,9 @@ def _make_way(b: TreeBuilder, ids: list[int], n_arterial: int) -> None:
     gives way to an artery: each node's overlap (plus :data:`ARTERY_GAP_MM`) is pushed away from the arterial
     nodes it overlaps, the push smoothed along the vein (Gaussian, :data:`GIVE_WAY_MM`) and faded to nothing at
     both ends, which stay where they join (the jugular foramen, the virtual root, another vein), in rounds (at most
-    50) that each clear the deepest overlap away from the ends (moving no node by more than the deepest overlap),
-    until none is left there. Near its ends (:data:`HELD_FADE`) the vein is held and does not react to overlaps."""
+    50) that each clear as much of the deepest overlap away from the ends as moves no node by more than the deepest
+    overlap, until none is left there. Near its ends (:data:`HELD_FADE`) the vein is held and does not react to
+    overlaps."""
     arteries = _Spheres(np.array([b.position(i) for i in range(n_arterial)]),
                         np.array([b.radius(i) for i in range(n_arterial)]))
     pos = np.array([b.position(i) for i in ids])
@@ -305,8 +306,8 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], cortical: list[int], 
                        centre: np.ndarray, axes: np.ndarray, below: np.ndarray, off: Sequence[int] = ()) -> None:
     """Move the arteries (the builder's first ``n_arterial`` nodes; the root stays) off the vein nodes ``beneath``
     and ``cortical`` (:data:`SURFACE_VEINS`: the sinuses and the cortical veins; the arteries ``below`` the tentorium,
-    an (``n_arterial``,) mask, off the sinuses only) and ``aside`` (:data:`MIDLINE_VEINS`), as the tissue around them
-    gives way to the dura:
+    an (``n_arterial``,) mask, not off the cortical veins above it) and ``aside`` (:data:`MIDLINE_VEINS`), as the
+    tissue around them gives way to the dura:
     an arterial node whose tube overlaps a vein's (plus :data:`ARTERY_GAP_MM`; both checked at
     :data:`EDGE_POINTS` points along each edge: a node-only check let 3 mm edges pass through a cortical vein between
     nodes, 0.39 mm deep in seed 6) is pushed along the brain ellipsoid's normal
@@ -375,7 +376,7 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], cortical: list[int], 
             push[nodes[best[wins]]] = sample_push[hit[best[wins] // 2]]
         push[0] = 0.0
         need = np.linalg.norm(push, axis=1)
-        if need.max() <= MAKE_WAY_TOLERANCE_MM:
+        if need.max() <= ARTERIES_GIVE_WAY_TOLERANCE_MM:
             break
         pushed = np.nonzero(need > 1e-9)[0]
         dist = csgraph.dijkstra(along_tree, directed=False, indices=pushed, limit=3.0 * GIVE_WAY_MM)
@@ -466,7 +467,7 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     ts_nodes: dict[str, list[int]] = {}
     giving: list[list[int]] = []  # the nodes of the veins that give way to the arteries, laid last
     beneath: list[int] = []  # the nodes of the veins the arteries give way to, by passing beneath
-    cortical: list[int] = []  # of those, the cortical veins': above the tentorium
+    cortical: list[int] = []  # and the cortical veins', above the tentorium
     aside: list[int] = []  # and by moving aside
     for name in order:
         parent = root if start_of[name] is None else end_node[start_of[name]]

@@ -153,6 +153,8 @@ BRAIN_SEMI_AXES_MM = (66.0, 84.0, 58.0)
 #: 50-60 mm front to back, 50 mm high).
 CEREBELLUM_CENTRE_MM = (0.0, 50.0, -22.0)
 CEREBELLUM_SEMI_AXES_MM = (46.0, 26.0, 22.0)
+#: The cerebellar arteries: below the tentorium, their trees on the cerebellum (:data:`CEREBELLUM_CENTRE_MM`).
+CEREBELLAR = ("SCA", "AICA", "PICA")
 #: Where each distal (cortical / scalp) tree grows and which surface it is laid on (the ophthalmic artery's ends
 #: leave the orbit over its rim onto the forehead: the supraorbital and supratrochlear arteries).
 DISTAL_TREES = {
@@ -160,7 +162,7 @@ DISTAL_TREES = {
     "P2": "cortex", "A3": "medial", "A2": "medial",
     "OccA": "scalp", "FacA": "free", "MaxA": "face", "MMA_frontal": "dura", "MMA_parietal": "dura",
     "STA_frontal": "scalp", "STA_parietal": "scalp", "OphA_orbital": "scalp", "LingA": "face", "SupThyA": "free",
-    "PAA": "scalp", "SCA": "cerebellum", "AICA": "cerebellum", "PICA": "cerebellum",
+    "PAA": "scalp", **dict.fromkeys(CEREBELLAR, "cerebellum"),
 }
 #: L-system parameters of a distal tree that differ from the cortical trees': the middle meningeal and superficial
 #: temporal arteries' frontal and parietal branches, the ophthalmic, lingual, superior thyroid and posterior auricular
@@ -171,7 +173,7 @@ DISTAL_LSYSTEM = {**{k: {"iterations": 3, "length_diameter_ratio": 14.0}
                   **{k: {"iterations": 2, "length_diameter_ratio": 10.0} for k in ("LingA", "SupThyA")},
                   # each of the middle cerebral artery's cortical branches covers a few centimetres of the convexity, each
                   # cerebellar artery's trunk a few of the cerebellum's surface
-                  **{k: {"length_diameter_ratio": 9.0} for k in (*CORTICAL_COURSES, "SCA", "AICA", "PICA")}}
+                  **{k: {"length_diameter_ratio": 9.0} for k in (*CORTICAL_COURSES, *CEREBELLAR)}}
 #: Smoothing passes of a cortical course's climb onto the cortex (:func:`_climb_onto_layer`).
 CLIMB_SMOOTHING_PASSES = 6
 #: Courses that branch on their way as well: a second tree, 45 deg off the course at its last via point (a cortical
@@ -194,13 +196,14 @@ ON_LAYER_MM = {**{k: DURA_MM for k in ("MMA_dural", "MMA_frontal", "MMA_parietal
 OWN_STREAM: dict[str, int] = {**dict.fromkeys(("MMA", *ON_LAYER_MM), 4),
                               **dict.fromkeys(("OphA", "OphA_orbital", "AChA", "SupThyA", "LingA", "PAA"), 5),
                               **dict.fromkeys(CORTICAL_COURSES, 6),
-                              **dict.fromkeys(("SCA", "AICA", "PICA"), 7)}
+                              **dict.fromkeys(CEREBELLAR, 7)}
 #: Segments that leave their parent along its course rather than at a junction: ``key -> (parent, mm)``, the origin
 #: that far along the parent from its start (from its end where negative). The superior cerebellar artery leaves the
 #: basilar artery just below its tip (0.7-4.5 mm below the posterior cerebral artery, 150 cadaver arteries; 27.2 +- 3.1
 #: mm above the vertebrobasilar junction, Ballesteros-Acuna 2021), the anterior inferior its lower part (11.8 mm above
 #: the junction on average, Habibi 2012, 31 cadavers), the posterior inferior the intracranial vertebral artery 1-2 cm
-#: below the junction (``{s}``: its side). Their first junction (``SCAo``...) is the parent's node there.
+#: below the junction (``{s}``: its side); the offsets x ``scale``, kept within the parent. Their first junction
+#: (``SCAo``...) is the parent's node there.
 ORIGIN_ON = {"SCA": ("BA", -2.5), "AICA": ("BA", 11.8), "PICA": ("VA_V4_{s}", -15.0)}
 #: Courses with a side tree (:data:`SIDE_TREE_DIAMETER`).
 SIDE_TREES = CORTICAL_COURSES | set(ORIGIN_ON)
@@ -386,7 +389,7 @@ def _template(params: WillisParams, rng: np.random.Generator,
             f"M3fr_{s}": pt(34, -60, 38), f"M3ce_{s}": pt(44, 8, 66), f"M3pa_{s}": pt(45, 35, 60),
             f"M3an_{s}": pt(40, 55, 35), f"M3tp_{s}": pt(45, 60, 0), f"M3ta_{s}": pt(44, -30, -12),
             f"SupThyAend_{s}": pt(14, -18, -146), f"LingAend_{s}": pt(6, -58, -80), f"PAAend_{s}": pt(64, 24, -14),
-            f"SCAend_{s}": pt(20, 56, -8), f"AICAend_{s}": pt(36, 40, -32), f"PICAend_{s}": pt(12, 70, -50),
+            f"SCAend_{s}": pt(16, 50, 0), f"AICAend_{s}": pt(36, 40, -32), f"PICAend_{s}": pt(12, 70, -50),
             f"VAprox_{s}": pt(30, 12, -150), f"VAc1_{s}": pt(26, 14, -70), f"VAdura_{s}": pt(14, 30, -58),
             f"ACAJ_{s}": pt(1.6, -14, 4), f"A2end_{s}": pt(2.5, -33, 16), f"A3end_{s}": pt(2.5, 30, 44),
             f"M1J_{s}": pt(30, -6, 3), f"M2send_{s}": pt(37, 2, 18), f"M2iend_{s}": pt(39, 10, 6),
@@ -465,7 +468,7 @@ def _template(params: WillisParams, rng: np.random.Generator,
     for k, layer in layer_of.items():  # the junctions of a course on a layer lie on it
         j[k] = _on_layer(j[k], params.scale, layer)
     for _, b, _, key in segs.values():  # a cerebellar artery ends on the cerebellum's cortex
-        if key in ORIGIN_ON:
+        if key in CEREBELLAR:
             j[b] = _on_layer(j[b], params.scale, cortex, CEREBELLUM_CENTRE_MM, CEREBELLUM_SEMI_AXES_MM)
     segs = {n: (a, b, [_on_layer(v * params.scale, params.scale, cortex) if key in CORTICAL_COURSES
                        else v * params.scale for v in vias], key) for n, (a, b, vias, key) in segs.items()}
@@ -474,12 +477,13 @@ def _template(params: WillisParams, rng: np.random.Generator,
     return j, segs
 
 
-def _on_layer(point: np.ndarray, scale: float, outside_mm: float, centre_mm: tuple = BRAIN_CENTRE_MM,
-              axes_mm: tuple = BRAIN_SEMI_AXES_MM) -> np.ndarray:
-    """``point`` moved along the ray from the brain's centre onto the layer ``outside_mm`` (x ``scale``) outside the
-    brain ellipsoid of ``scale`` (the dura: :data:`~vessel_models.courses.DURA_MM`; the scalp:
-    :data:`~vessel_models.courses.SCALP_MM`; the cortex: minus the cortical depth), or outside the ellipsoid
-    ``centre_mm`` / ``axes_mm`` (scale 1) instead."""
+def _on_layer(point: np.ndarray, scale: float, outside_mm: float,
+              centre_mm: tuple[float, float, float] = BRAIN_CENTRE_MM,
+              axes_mm: tuple[float, float, float] = BRAIN_SEMI_AXES_MM) -> np.ndarray:
+    """``point`` moved along the ray from the ellipsoid's centre onto the layer ``outside_mm`` (x ``scale``) outside
+    the ellipsoid ``centre_mm`` / ``axes_mm`` (scale 1; default the brain's) of ``scale`` (the dura:
+    :data:`~vessel_models.courses.DURA_MM`; the scalp: :data:`~vessel_models.courses.SCALP_MM`; the cortex: minus
+    the cortical depth)."""
     axes = np.asarray(axes_mm) * scale
     return surface_point(point, np.asarray(centre_mm) * scale, axes + outside_mm * scale, 0.0)
 
@@ -666,7 +670,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         if key in SIDE_TREES:
             side_roots[name] = first + int(np.argmin(np.linalg.norm(nodes - pts[-2], axis=1)))
         nodes_of[name] = range(first, b.n_nodes)
-        if key in ORIGIN_ON:
+        if key in CEREBELLAR:
             infratentorial.extend(nodes_of[name])
         return node, end
 
@@ -694,8 +698,8 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         origin, end, _, key = present[name]
         along = [b.parent(nodes_of[side_origin[name]][0]), *nodes_of[side_origin[name]]]
         arc = np.r_[0.0, np.cumsum([np.linalg.norm(b.position(i) - b.position(j)) for j, i in zip(along, along[1:])])]
-        mm = ORIGIN_ON[key][1]
-        node = along[int(np.argmin(np.abs(arc - (mm if mm >= 0 else arc[-1] + mm))))]
+        mm = ORIGIN_ON[key][1] * p.scale
+        node = along[1 + int(np.argmin(np.abs(arc[1:] - (mm if mm >= 0 else arc[-1] + mm))))]  # the parent's own
         junctions[origin] = b.position(node)
         gen = b.branch_generation(b.branch_of(node)) + 1
         node_of[end], _ = emit(name, origin, node, gen)
@@ -738,7 +742,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                 "iterations", lp.iterations))}), rng_tree, root_diameter_mm=d, generation_offset=generation)
             lay_on_surface(b, first, n, kind, side, on_centre, on_axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
                            p.scale, rng_tree.spawn(1)[0])  # a child stream: the draws after it stay as they were
-            if key in ORIGIN_ON:
+            if key in CEREBELLAR:
                 infratentorial.extend(range(first, b.n_nodes))
 
         for seg_name in sorted(present):
