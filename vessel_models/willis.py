@@ -149,8 +149,8 @@ BRAIN_SEMI_AXES_MM = (66.0, 84.0, 58.0)
 #: The cerebellum's ellipsoid (scale 1, mm), on which the cerebellar arteries' trees are laid: in the posterior fossa
 #: behind the brainstem (the basilar artery runs 36-44 mm in front of its centre), below the tentorium (the transverse
 #: sinuses of :mod:`vessel_models.veins` run above its trees) and between the sigmoid sinuses, under the occipital
-#: lobes (its back 8 mm behind the brain ellipsoid there); 92 x 52 x 44 mm (the adult cerebellum about 100 mm across,
-#: 50-60 mm front to back, 50 mm high).
+#: lobes (its back pole 13 mm behind the brain ellipsoid at its height); 92 x 52 x 44 mm (the adult cerebellum about
+#: 100 mm across, 50-60 mm front to back, 50 mm high).
 CEREBELLUM_CENTRE_MM = (0.0, 50.0, -22.0)
 CEREBELLUM_SEMI_AXES_MM = (46.0, 26.0, 22.0)
 #: The cerebellar arteries: below the tentorium, their trees on the cerebellum (:data:`CEREBELLUM_CENTRE_MM`).
