@@ -112,7 +112,7 @@ def test_circulation_time_siphon_to_cortical_veins(scenes):
 def test_frames_on_the_head_phantom(scenes):
     """Rendered frames: the arterial frame's iodine lies inside the projection of the arteries alone and
     none of it is blush; the capillary frame's iodine is mainly the blush; the venous frame's is mainly
-    veins (the arteries alone give < 1 % of it, the blush < 25 %: 19.5 % before 2026-12-07, 20.4 % since the
+    veins (the arteries alone give < 1 % of it, the blush < 22 %: 19.5 % before 2026-12-07, 20.5 % since the
     cerebellar arteries perfuse the posterior fossa, whose border voxels had taken the territory's fall-off: the
     blush at the capillary peak grew alike, by 6 %)."""
     venous, arterial = scenes
@@ -128,7 +128,7 @@ def test_frames_on_the_head_phantom(scenes):
     outside = ~ndimage.binary_dilation(alone[0] > 0)  # the two trees sit on slightly different voxel grids
     assert full[0].sum() > 0 and full[0][outside].sum() < 1e-3 * full[0].sum()
     assert blush_g[1] > 0.8 * (tree_g[1] + blush_g[1])
-    assert alone[2].sum() < 0.01 * full[2].sum() and blush_g[2] < 0.25 * (tree_g[2] + blush_g[2])
+    assert alone[2].sum() < 0.01 * full[2].sum() and blush_g[2] < 0.22 * (tree_g[2] + blush_g[2])
 
 
 def test_still_frame_is_the_arterial_phase(scenes):
