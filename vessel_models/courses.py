@@ -315,13 +315,13 @@ def lay_on_surface(b: TreeBuilder, first: int, root: int, kind: str, side: float
                 q[0] += w * MEDIAL_PULL * (side * MEDIAL_PLANE_MM - q[0])
                 inner = axes - depth_mm
                 if np.sum(((q - centre) / inner) ** 2) > 1:  # kept inside the brain: along its surface there
-                    normal = _unit((laid[j] - centre) / inner**2)
+                    normal = ellipsoid_normal(laid[j], centre, inner)
                     q = laid[j] + (step if normal is None else _surface_step(q - laid[j], normal, heading[j],
                                                                              max_turn))
                     q = surface_point(q, centre, axes, depth_mm)
             else:
                 ax, depth = surface
-                normal = _unit((laid[j] - centre) / ax**2)
+                normal = ellipsoid_normal(laid[j], centre, ax)
                 if normal is not None:
                     step = (1.0 - w) * step + w * _surface_step(step, normal, heading[j], max_turn)
                 q = laid[j] + step

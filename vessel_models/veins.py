@@ -38,7 +38,14 @@ from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
-from vessel_models.courses import MIDLINE_GAP_MM, VIRTUAL_RADIUS_MM, lay_on_surface, smooth_curve, surface_point
+from vessel_models.courses import (
+    MIDLINE_GAP_MM,
+    VIRTUAL_RADIUS_MM,
+    ellipsoid_normal,
+    lay_on_surface,
+    smooth_curve,
+    surface_point,
+)
 from vessel_models.lsystem import LSystemParams, grow_lsystem
 from vessel_models.tree import TreeBuilder
 
@@ -497,8 +504,7 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
         trunks.append((f"Labbe_{s}", ts[len(ts) // 2 + len(ts) // 4], np.array([0.3 * sx, -1.0, 0.5])))
     inflow: list[int] = []
     for label, n, direction in trunks:
-        normal = (b.position(n) - centre) / axes**2
-        normal /= np.linalg.norm(normal)
+        normal = ellipsoid_normal(b.position(n), centre, axes)
         along = direction - normal * float(direction @ normal)
         first = b.n_nodes
         key = "Labbe" if label.startswith("Labbe") else "CorV"

@@ -206,7 +206,7 @@ OWN_STREAM: dict[str, int] = {**dict.fromkeys(("MMA", *ON_LAYER_MM), 4),
 #: (``SCAo``...) is the parent's node there.
 ORIGIN_ON = {"SCA": ("BA", -2.5), "AICA": ("BA", 11.8), "PICA": ("VA_V4_{s}", -15.0)}
 #: Courses with a side tree (:data:`SIDE_TREE_DIAMETER`).
-SIDE_TREES = CORTICAL_COURSES | set(ORIGIN_ON)
+SIDE_TREES = CORTICAL_COURSES | set(CEREBELLAR)
 #: The external carotid's segments (``external_carotid=False`` leaves them out).
 EXTERNAL_CAROTID = ("ECA", "ECA_distal", "STA", "OccA", "FacA", "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal",
                     "STA_frontal", "STA_parietal", "SupThyA", "LingA", "PAA")
@@ -719,12 +719,12 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             asymmetry_min=0.6,
         )
 
+        cerebellum = ("cortex", np.asarray(CEREBELLUM_CENTRE_MM) * p.scale, np.asarray(CEREBELLUM_SEMI_AXES_MM) * p.scale)
+
         def surface_of(key: str) -> tuple[str, np.ndarray, np.ndarray]:
             """The kind of surface ``key``'s tree is laid on (:func:`~vessel_models.courses.lay_on_surface`) and its
             ellipsoid: a cerebellar tree on the cerebellum's cortex."""
-            if DISTAL_TREES[key] == "cerebellum":
-                return "cortex", np.asarray(CEREBELLUM_CENTRE_MM) * p.scale, np.asarray(CEREBELLUM_SEMI_AXES_MM) * p.scale
-            return DISTAL_TREES[key], centre, axes
+            return cerebellum if DISTAL_TREES[key] == "cerebellum" else (DISTAL_TREES[key], centre, axes)
 
         def grow(n: int, heading: np.ndarray, key: str, side: float, generation: int, d: float) -> None:
             """The distal tree of ``key`` (root diameter ``d`` mm) grown at node ``n`` and laid on its surface."""
