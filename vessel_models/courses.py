@@ -13,8 +13,8 @@ import numpy as np
 from vessel_models.lsystem import cross3, perpendicular, rotate
 from vessel_models.tree import TreeBuilder
 
-__all__ = ["DURA_MM", "SCALP_MM", "VIRTUAL_RADIUS_MM", "ellipsoid_normal", "lay_on_surface", "smooth_curve",
-           "surface_point"]
+__all__ = ["DURA_MM", "SCALP_MM", "TENTORIUM_MM", "VIRTUAL_RADIUS_MM", "ellipsoid_normal", "lay_on_surface", "lift_over",
+           "smooth_curve", "surface_point"]
 
 #: Radius of a ``virtual`` connector (a tree edge that is no vessel: carries no iodine), mm.
 VIRTUAL_RADIUS_MM = 1e-3
@@ -99,6 +99,9 @@ CONVEXITY_MIN_NX = 0.4
 DURA_MM = 3.0
 #: The scalp's vessels' distance (mm) outside the brain ellipsoid: over a skull of ~6 mm.
 SCALP_MM = 10.0
+#: Height (mm) over the cerebellum's ellipsoid of the brain's underside where it rests on the tentorium, about 1 mm of
+#: dura: the trees laid on the brain keep their depth under it there (:func:`lift_over`).
+TENTORIUM_MM = 1.0
 #: A tree grown deep below its surface reaches it over at least this many times its depth of path.
 ROOT_CLIMB = 3.0
 #: Range of a laid branch's sideways bend, as a fraction of its chord (:func:`_bend_branches`).
@@ -117,6 +120,23 @@ def ellipsoid_normal(point: np.ndarray, centre: np.ndarray, axes: np.ndarray) ->
     """The outward unit normal (3,) of the ellipsoid (``centre``, semi-axes ``axes``, mm) through ``point``'s level
     set; ``None`` at the centre."""
     return _unit((point - centre) / axes**2)
+
+
+def lift_over(b: TreeBuilder, first: int, centre: np.ndarray, axes: np.ndarray, clearance_mm: float) -> None:
+    """Move the nodes ``first..`` of ``b`` inside the ellipsoid (``centre``, semi-axes ``axes`` + ``clearance_mm``,
+    mm) straight up (+z) onto its upper surface.
+
+    The brain ellipsoid's underside reaches into the cerebellum's place; the tentorium parts them, and a tree laid on
+    the brain above it (the posterior cerebral artery's on the occipital lobe, the vein of Labbe's on the temporal
+    lobe) runs over the tentorium instead. A node moves the less the nearer it lies to the upper surface or the rim
+    (nil on them), so a tree reaching in from above or from the side keeps its shape where it enters.
+    """
+    pos = np.array([b.position(i) for i in range(first, b.n_nodes)]).reshape(-1, 3)
+    big = np.asarray(axes, dtype=np.float64) + clearance_mm
+    rel = (pos - centre) / big
+    footprint = 1.0 - rel[:, 0] ** 2 - rel[:, 1] ** 2  # (z - top)^2 / big_z^2 where the ellipsoid is, < 0 off it
+    for k in np.nonzero(footprint > rel[:, 2] ** 2)[0]:
+        b.set_position(first + int(k), np.array([pos[k, 0], pos[k, 1], centre[2] + big[2] * math.sqrt(footprint[k])]))
 
 
 def _turn_deg(a: np.ndarray | None, b: np.ndarray | None) -> float:

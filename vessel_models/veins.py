@@ -40,9 +40,11 @@ from scipy.spatial import cKDTree
 
 from vessel_models.courses import (
     MIDLINE_GAP_MM,
+    TENTORIUM_MM,
     VIRTUAL_RADIUS_MM,
     ellipsoid_normal,
     lay_on_surface,
+    lift_over,
     smooth_curve,
     surface_point,
 )
@@ -117,6 +119,9 @@ HELD_FADE = 0.5
 ARTERIES_GIVE_WAY_TOLERANCE_MM = 0.05
 #: Superior cortical veins per hemisphere.
 CORTICAL_VEINS_PER_SIDE = 5
+#: Depth (mm) of the cortical veins under the brain ellipsoid: nearer its surface than the arteries (their
+#: ``cortical_depth_mm``, 3 mm).
+CORTICAL_VEIN_DEPTH_MM = 0.5
 SINUS_OFFSET_MM = 2.0  # sinuses run in the dura, just outside the brain surface
 
 
@@ -309,26 +314,27 @@ def _mean_by(group: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (sums / np.bincount(index)[:, None])[index]
 
 
-def _arteries_make_way(b: TreeBuilder, beneath: list[int], cortical: list[int], aside: list[int], n_arterial: int,
-                       centre: np.ndarray, axes: np.ndarray, below: np.ndarray, off: Sequence[int] = ()) -> None:
+def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_arterial: int, centre: np.ndarray,
+                       axes: np.ndarray, below: np.ndarray | None = None,
+                       cerebellum: tuple[np.ndarray, np.ndarray] | None = None, off: Sequence[int] = ()) -> None:
     """Move the arteries (the builder's first ``n_arterial`` nodes; the root stays) off the vein nodes ``beneath``
-    and ``cortical`` (:data:`SURFACE_VEINS`: the sinuses and the cortical veins; the arteries ``below`` the tentorium,
-    an (``n_arterial``,) mask, not off the cortical veins above it) and ``aside`` (:data:`MIDLINE_VEINS`), as the
-    tissue around them gives way to the dura:
-    an arterial node whose tube overlaps a vein's (plus :data:`ARTERY_GAP_MM`; both checked at
-    :data:`EDGE_POINTS` points along each edge: a node-only check let 3 mm edges pass through a cortical vein between
-    nodes, 0.39 mm deep in seed 6) is pushed along the brain ellipsoid's normal
-    (``centre``, ``axes``) off the first, inwards where its branch lies inside the dura (beneath the sinus or the
-    cortical vein) and outwards where it lies outside (the scalp's and the neck's arteries), and along the patient's
-    x axis off the second, into its own hemisphere (:func:`_arterial_sides`; a midline artery's: the side its branch
-    lies on); every arterial node within 3 :data:`GIVE_WAY_MM` of a pushed one along the tree moves by the push that
-    moves it most once Gaussian-weighted by that distance (:data:`GIVE_WAY_MM`), so that the artery bends aside
-    smoothly and each pushed node moves by at least its own push; in rounds (at most 50) until no overlap is left. A
-    labelled branch and the unlabelled ones grown from it lie inside or outside the dura together, as their nodes do
-    on average, and a branch on a side of the midline as its own mean node position does. An arterial
-    node overlapping a vein node of ``off`` (a giving vein where it could not give way) is pushed directly away from
-    it. No push takes a sided artery's node nearer the midline than :data:`MIDLINE_GAP_MM` (or than it was, if
-    nearer): the inward normal under the sagittal sinus leans towards the midline."""
+    (:data:`SURFACE_VEINS`: the sinuses and the cortical veins) and ``aside`` (:data:`MIDLINE_VEINS`), as the tissue
+    around them gives way to the dura: an arterial node whose tube overlaps a vein's (plus :data:`ARTERY_GAP_MM`; both
+    checked at :data:`EDGE_POINTS` points along each edge: a node-only check let 3 mm edges pass through a cortical vein
+    between nodes, 0.39 mm deep in seed 6) is pushed along the brain ellipsoid's normal (``centre``, ``axes``) off the
+    first, inwards where its branch lies inside the dura (beneath the sinus or the cortical vein) and outwards where it
+    lies outside (the scalp's and the neck's arteries); an artery ``below`` the tentorium (an (``n_arterial``,) mask)
+    inwards along the normal of the ``cerebellum``'s ellipsoid (centre, semi-axes) instead, into the posterior fossa,
+    away from the sinuses and the veins on the tentorium around it; and along the patient's x axis off the second, into
+    its own hemisphere (:func:`_arterial_sides`; a midline artery's: the side its branch lies on); every arterial node
+    within 3 :data:`GIVE_WAY_MM` of a pushed one along the tree moves by the push that moves it most once
+    Gaussian-weighted by that distance (:data:`GIVE_WAY_MM`), so that the artery bends aside smoothly and each pushed
+    node moves by at least its own push; in rounds (at most 50) until no overlap is left. A labelled branch and the
+    unlabelled ones grown from it lie inside or outside the dura together, as their nodes do on average, and a branch on
+    a side of the midline as its own mean node position does. An arterial node overlapping a vein node of ``off`` (a
+    giving vein where it could not give way) is pushed directly away from it. No push takes a sided artery's node nearer
+    the midline than :data:`MIDLINE_GAP_MM` (or than it was, if nearer): the inward normal under the sagittal sinus
+    leans towards the midline."""
     pos = np.array([b.position(i) for i in range(n_arterial)])
     rad = np.array([b.radius(i) for i in range(n_arterial)])
     children = np.arange(1, n_arterial)
@@ -351,25 +357,25 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], cortical: list[int], 
     # the least distance a node may keep from the midline on its own side: what it had, up to the falx's gap
     sided = side != 0
     least_off = np.minimum(side * (pos[:, 0] - centre[0]), MIDLINE_GAP_MM)
-    everyone = np.ones(n_arterial, dtype=bool)
-    parts = [(part, way, moves) for part, way, moves in ((beneath, "beneath", everyone), (cortical, "beneath", ~below),
-                                                         (aside, "aside", everyone), (off, "off", everyone)) if len(part)]
+    parts = [(part, way) for part, way in ((beneath, "beneath"), (aside, "aside"), (off, "off")) if len(part)]
     veins = [_Spheres(*_along_edges(np.array([b.position(i) for i in part]),
                                     np.array([b.position(b.parent(i)) for i in part]),
                                     np.array([b.radius(i) for i in part]),
                                     np.array([b.radius(b.parent(i)) for i in part]))[:2])
-             for part, _, _ in parts]
+             for part, _ in parts]
     for _ in range(50):
         normal = (pos - centre) / axes**2
         inward = normal * np.where(inside, -1.0, 1.0)[:, None] / np.linalg.norm(normal, axis=1, keepdims=True)
+        if below is not None and below.any():
+            fossa = (pos[below] - cerebellum[0]) / cerebellum[1] ** 2
+            inward[below] = -fossa / np.linalg.norm(fossa, axis=1, keepdims=True)
         along = {"beneath": inward, "aside": lateral, "off": None}
         # the tubes, not only the node spheres: points along each edge, each pushing both its ends
         pts, r, t = _along_edges(pos[children], pos[parents], rad[children], rad[parents])
         edge = np.tile(np.arange(len(children)), len(t))
         push = np.zeros_like(pos)
-        for (_, way, moves), v in zip(parts, veins):
+        for (_, way), v in zip(parts, veins):
             sample_push = _overlap_push(pts, r, v, None if along[way] is None else along[way][children[edge]])
-            sample_push[~moves[children[edge]]] = 0.0
             size = np.linalg.norm(sample_push, axis=1)
             hit = np.nonzero(size > 0)[0]
             if not len(hit):
@@ -422,7 +428,8 @@ def _lay_segment(b: TreeBuilder, name: str, parent: int, points: list[np.ndarray
 def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axes: np.ndarray, scale: float,
                        radius_jitter: float, tortuosity: float, step_mm: float, iterations: int,
                        min_radius_mm: float, rng: np.random.Generator,
-                       infratentorial: Sequence[int] = ()) -> tuple[list[int], list[int]]:
+                       infratentorial: Sequence[int] = (),
+                       cerebellum: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[int], list[int]]:
     """Append the venous template to ``b``, hung on a virtual connector from ``parent_node``.
 
     Parameters
@@ -447,8 +454,12 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
         Smallest cortical vein radius.
     rng : numpy.random.Generator
     infratentorial : sequence of int
-        The arterial nodes below the tentorium (the cerebellar arteries): they do not give way to the cortical veins
-        above it (the brain ellipsoid's cortical veins run through the cerebellum's place; the tentorium parts them).
+        The arterial nodes below the tentorium (the cerebellar arteries): they give way to the veins into the posterior
+        fossa, towards the ``cerebellum``'s centre (the brain ellipsoid's normal there led out of it: an anterior
+        inferior cerebellar artery was pushed 36 mm down along the sigmoid sinus).
+    cerebellum : (centre, semi-axes), optional
+        The cerebellum's ellipsoid (mm, already scaled): over it the cortical veins run on the tentorium, their depth
+        under the brain over :data:`~vessel_models.courses.TENTORIUM_MM` (:func:`~vessel_models.courses.lift_over`).
 
     Returns
     -------
@@ -457,6 +468,8 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     inflow_nodes : list of int
         Capillary ends: the leaves of the cortical vein trees.
     """
+    if len(infratentorial) and cerebellum is None:
+        raise ValueError("add_cerebral_veins: infratentorial arteries need the cerebellum's ellipsoid")
     n_arterial = b.n_nodes  # the arteries are laid first
     segs = _segments(centre, axes, scale)
     diam = {k: tuple(d * scale * float(np.exp(rng.normal(0.0, radius_jitter))) for d in v)
@@ -474,7 +487,6 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     ts_nodes: dict[str, list[int]] = {}
     giving: list[list[int]] = []  # the nodes of the veins that give way to the arteries, laid last
     beneath: list[int] = []  # the nodes of the veins the arteries give way to, by passing beneath
-    cortical: list[int] = []  # and the cortical veins', above the tentorium
     aside: list[int] = []  # and by moving aside
     for name in order:
         parent = root if start_of[name] is None else end_node[start_of[name]]
@@ -511,9 +523,11 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
         grow_lsystem(b, n, along / np.linalg.norm(along), lp, rng, root_diameter_mm=diam[key][0], generation_offset=2)
         b.labels[b.branch_of(first)] = label
         side = 1.0 if label.endswith("_L") else -1.0
-        lay_on_surface(b, first, n, "cortex", side, centre, axes, 0.5 * scale, 10.0 * scale, scale,
+        lay_on_surface(b, first, n, "cortex", side, centre, axes, CORTICAL_VEIN_DEPTH_MM * scale, 10.0 * scale, scale,
                        rng.spawn(1)[0])
-        cortical += range(first, b.n_nodes)
+        if cerebellum is not None:
+            lift_over(b, first, *cerebellum, (TENTORIUM_MM + CORTICAL_VEIN_DEPTH_MM) * scale)
+        beneath += range(first, b.n_nodes)
         has_child = {b.parent(i) for i in range(first, b.n_nodes)}
         inflow += [i for i in range(first, b.n_nodes) if i not in has_child]
 
@@ -538,10 +552,10 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     # the arteries first: the giving veins then make way for them where they end up
     below = np.zeros(n_arterial, dtype=bool)
     below[list(infratentorial)] = True
-    _arteries_make_way(b, beneath, cortical, aside, n_arterial, centre, axes, below)
+    _arteries_make_way(b, beneath, aside, n_arterial, centre, axes, below, cerebellum)
     for ids in giving:
         _make_way(b, ids, n_arterial)
     # where a giving vein could not (its held ends, or arteries on both of its sides), the arteries give way to it
-    _arteries_make_way(b, beneath, cortical, aside, n_arterial, centre, axes, below,
+    _arteries_make_way(b, beneath, aside, n_arterial, centre, axes, below, cerebellum,
                        off=[i for ids in giving for i in ids])
     return sorted({b.branch_of(i) for i in range(root, b.n_nodes)}), inflow

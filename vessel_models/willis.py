@@ -74,9 +74,11 @@ from vessel_models.courses import (
     DURA_MM,
     MIDLINE_GAP_MM,
     SCALP_MM,
+    TENTORIUM_MM,
     VIRTUAL_RADIUS_MM,
     ellipsoid_normal,
     lay_on_surface,
+    lift_over,
     smooth_curve,
     surface_point,
 )
@@ -164,6 +166,9 @@ DISTAL_TREES = {
     "STA_frontal": "scalp", "STA_parietal": "scalp", "OphA_orbital": "scalp", "LingA": "face", "SupThyA": "free",
     "PAA": "scalp", **dict.fromkeys(CEREBELLAR, "cerebellum"),
 }
+#: The surfaces of :data:`DISTAL_TREES` on the brain above the tentorium: trees laid there keep off the cerebellum's
+#: place (:func:`~vessel_models.courses.lift_over`).
+SUPRATENTORIAL = ("cortex", "convexity", "medial")
 #: L-system parameters of a distal tree that differ from the cortical trees': the middle meningeal and superficial
 #: temporal arteries' frontal and parietal branches, the ophthalmic, lingual, superior thyroid and posterior auricular
 #: arteries end in a few long twigs, not a cortical tree's hundreds.
@@ -198,7 +203,8 @@ OWN_STREAM: dict[str, int] = {**dict.fromkeys(("MMA", *ON_LAYER_MM), 4),
                               **dict.fromkeys(CORTICAL_COURSES, 6),
                               **dict.fromkeys(CEREBELLAR, 7)}
 #: Segments that leave their parent along its course rather than at a junction: ``key -> (parent, mm)``, the origin
-#: that far along the parent from its start (from its end where negative). The superior cerebellar artery leaves the
+#: that far along the parent from its start (from its end where negative; start and end as the parent is defined, also
+#: where a selective injection fills it from its end). The superior cerebellar artery leaves the
 #: basilar artery just below its tip (0.7-4.5 mm below the posterior cerebral artery, 150 cadaver arteries; 27.2 +- 3.1
 #: mm above the vertebrobasilar junction, Ballesteros-Acuna 2021), the anterior inferior its lower part (11.8 mm above
 #: the junction on average, Habibi 2012, 31 cadavers), the posterior inferior the intracranial vertebral artery 1-2 cm
@@ -548,8 +554,10 @@ for _s, _o in (("L", "R"), ("R", "L")):
     INJECTIONS[f"ICA_{_s}"] = _ica
     INJECTIONS[f"ECA_{_s}"] = _eca
     INJECTIONS[f"CCA_{_s}"] = (f"CCA_{_s}",) + _ica + _eca
+    # and down the other vertebral artery's intracranial segment by reflux, into its posterior inferior cerebellar
+    # artery: a unilateral vertebral run usually shows both
     INJECTIONS[f"VA_{_s}"] = (f"VA_{_s}", f"VA_V3_{_s}", f"VA_V4_{_s}", "BA", "P1_L", "P1_R", "P2_L", "P2_R",
-                              f"PICA_{_s}", "AICA_L", "AICA_R", "SCA_L", "SCA_R")
+                              f"PICA_{_s}", "AICA_L", "AICA_R", "SCA_L", "SCA_R", f"VA_V4_{_o}", f"PICA_{_o}")
 
 
 def _feeding_path(injection: str, junctions: dict[str, np.ndarray], tree: VesselTree) -> list[list[float]]:
@@ -638,6 +646,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     dir_of: dict[str, np.ndarray] = {}
     end_of: dict[str, str] = {}
     virtual: list[int] = []
+    against: set[str] = set()  # segments laid from their end (the other vertebral artery's, filled by reflux)
     side_roots: dict[str, int] = {}  # a course's node at its last via point (:data:`SIDE_TREES`)
 
     nodes_of: dict[str, range] = {}
@@ -646,6 +655,8 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     def emit(name: str, start: str, parent_node: int, gen: int) -> tuple[int, str]:
         a, b_, vias, key = present[name]
         end = b_ if a == start else a
+        if a != start:
+            against.add(name)
         pts = [junctions[start]] + (list(vias) if a == start else list(reversed(vias))) + [junctions[end]]
         bid = b.new_branch(gen, "virtual" if key == "virtual" else name)
         if key == "virtual":
@@ -698,7 +709,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         origin, end, _, key = present[name]
         along = [b.parent(nodes_of[side_origin[name]][0]), *nodes_of[side_origin[name]]]
         arc = np.r_[0.0, np.cumsum([np.linalg.norm(b.position(i) - b.position(j)) for j, i in zip(along, along[1:])])]
-        mm = ORIGIN_ON[key][1] * p.scale
+        mm = ORIGIN_ON[key][1] * p.scale * (-1.0 if side_origin[name] in against else 1.0)
         node = along[1 + int(np.argmin(np.abs(arc[1:] - (mm if mm >= 0 else arc[-1] + mm))))]  # the parent's own
         junctions[origin] = b.position(node)
         gen = b.branch_generation(b.branch_of(node)) + 1
@@ -742,6 +753,8 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                 "iterations", lp.iterations))}), rng_tree, root_diameter_mm=d, generation_offset=generation)
             lay_on_surface(b, first, n, kind, side, on_centre, on_axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
                            p.scale, rng_tree.spawn(1)[0])  # a child stream: the draws after it stay as they were
+            if DISTAL_TREES[key] in SUPRATENTORIAL:
+                lift_over(b, first, *cerebellum[1:], (TENTORIUM_MM + p.cortical_depth_mm) * p.scale)
             if key in CEREBELLAR:
                 infratentorial.extend(range(first, b.n_nodes))
 
@@ -765,7 +778,8 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         branches, inflow = add_cerebral_veins(
             b, 0, np.asarray(BRAIN_CENTRE_MM) * p.scale, np.asarray(BRAIN_SEMI_AXES_MM) * p.scale, p.scale,
             p.radius_jitter, p.template_tortuosity, p.step_mm, p.vein_iterations, p.min_radius_mm,
-            np.random.default_rng(streams[3]), infratentorial)
+            np.random.default_rng(streams[3]), infratentorial,
+            (np.asarray(CEREBELLUM_CENTRE_MM) * p.scale, np.asarray(CEREBELLUM_SEMI_AXES_MM) * p.scale))
         venous = {"venous_branches": branches, "venous_inflow_nodes": inflow}
         virtual.append(branches[0])
     meta = {
