@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scene_helpers import cylinder_ct, make_scene, slab_ct, small_carm
+from scipy.spatial import cKDTree
 
 from ddsa_sim import InputError
 from ddsa_sim.physics.attenuation import MATERIALS, formula_mass_fractions, iodinated_blood, mass_attenuation
@@ -177,8 +178,13 @@ def test_dsa_options_put_a_catheter_on_templates_by_default():
     assert scene_spec("ct.nii.gz", "cow", 0, catheter=False).catheter is None
 
 
-def test_cerebral_ica_catheter_runs_up_the_common_carotid_from_the_neck():
+def test_cerebral_ica_catheter_runs_up_the_common_carotid_into_the_internal_carotid():
+    """A selective ICA run: the catheter comes up the common carotid from the neck and on up the cervical ICA, its tip
+    3 mm below the injected tree's root, ``ICA_CATHETER_MM`` above the bifurcation (about C2). Before 2026-12-07 the
+    tree started at the bifurcation and the tip sat in the common carotid, 3 mm below it."""
     from scene_helpers import head_ct
+
+    from vessel_models.willis import ICA_CATHETER_MM
 
     ct = head_ct()
     patient = Patient(ct, None, CTSpec("memory"))
@@ -186,13 +192,25 @@ def test_cerebral_ica_catheter_runs_up_the_common_carotid_from_the_neck():
     scene = build_scene(SceneSpec(CTSpec("memory"), vs, PlacementSpec("auto", seed=1), catheter=CatheterSpec()),
                         patient)
     tree, path = scene.vessels[0].tree, scene.catheter.centerline_mm
-    cca_origin, bifurcation = np.asarray(tree.metadata["feeding_path_mm"])  # placed with the tree
-    np.testing.assert_allclose(bifurcation, tree.positions_mm[0], atol=1e-9)  # the root: the ICA's start
-    # a straight CCA: the tip 3 mm below the bifurcation, the CCA origin on the path, entry at the neck's end
-    axis = (bifurcation - cca_origin) / np.linalg.norm(bifurcation - cca_origin)
-    np.testing.assert_allclose(path[-1], bifurcation - 3.0 * axis, atol=1e-6)
-    off_axis = np.linalg.norm(np.cross(path - cca_origin, axis), axis=1)
-    assert off_axis.max() < 1e-6 and path[0][2] < -165.0 and path[0][2] < cca_origin[2] < path[-1][2]
+    way_in = np.asarray(tree.metadata["feeding_path_mm"])  # placed with the tree
+    cca_origin, bifurcation = way_in[:2]
+    np.testing.assert_allclose(way_in[-1], tree.positions_mm[0], atol=1e-9)  # up to the root, in the ICA
+    ica = way_in[1:]
+    steps = np.linalg.norm(np.diff(ica, axis=0), axis=1)
+    along = np.r_[0.0, np.cumsum(steps)]
+    step = np.median(steps)  # the template's node spacing, as placed (the placement scales the template to the head)
+    size = step / tree.metadata["params"]["step_mm"]
+    assert ICA_CATHETER_MM * size <= along[-1] < ICA_CATHETER_MM * size + step, along[-1]  # at the first node past it
+    # the tip 3 mm back along the way in from the root: in the ICA, ICA_CATHETER_MM - 3 mm above the bifurcation
+    tip = np.array([np.interp(along[-1] - 3.0, along, ica[:, k]) for k in range(3)])
+    np.testing.assert_allclose(path[-1], tip, atol=1e-6)
+    # along the way in (the straight CCA, its origin on the path, then the ICA), the corner at the bifurcation rounded
+    # within a tenth of a millimetre; entry at the neck's end
+    t = np.linspace(0.0, 1.0, 200)[:, None]
+    dense = np.vstack([a + t * (b - a) for a, b in zip(way_in[:-1], way_in[1:])])
+    above = path[:, 2] >= cca_origin[2]
+    assert cKDTree(dense).query(path[above])[0].max() < 0.1
+    assert path[0][2] < -165.0 and path[0][2] < cca_origin[2] < path[-1][2]
     body = body_mask(ct)
     ijk = np.rint((path - ct.affine[:3, 3]) @ np.linalg.inv(ct.affine[:3, :3]).T).astype(int)
     assert body[tuple(ijk.T)].all()

@@ -543,6 +543,10 @@ def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Ge
 FEEDING_RUN_MM = 40.0
 #: Length (mm) of the injected artery over which the direction it leaves its root is read.
 FEEDING_AXIS_MM = 10.0
+#: A selective internal carotid injection's catheter sits this far (mm, x ``scale``) up the cervical ICA from the
+#: carotid bifurcation, at about C2 as in a diagnostic run (a typical placement, a few centimetres into the ICA; not
+#: from a source): the injected tree starts there, the ICA below it is the catheter's way in and stays unfilled.
+ICA_CATHETER_MM = 30.0
 #: Selective injection sites: the segment the catheter tip sits in, then the segments it feeds (per
 #: side ``{s}``, the other side ``{o}``); see :func:`_territory` for the variant-dependent parts.
 INJECTIONS: dict[str, tuple[str, ...]] = {}
@@ -560,15 +564,16 @@ for _s, _o in (("L", "R"), ("R", "L")):
                               f"PICA_{_s}", "AICA_L", "AICA_R", "SCA_L", "SCA_R", f"VA_V4_{_o}", f"PICA_{_o}")
 
 
-def _feeding_path(injection: str, junctions: dict[str, np.ndarray], tree: VesselTree) -> list[list[float]]:
+def _feeding_path(injection: str, junctions: dict[str, np.ndarray], tree: VesselTree,
+                  way_in: list[list[float]]) -> list[list[float]]:
     """The catheter's way in to a selective injection's root (template mm, upstream first, ending at the root): an ICA
-    or ECA injection through its common carotid from the CCA's origin to the bifurcation; a CCA or VA injection on
-    :data:`FEEDING_RUN_MM` below the root, the way the artery leaves it (its first :data:`FEEDING_AXIS_MM`). An arch
-    injection (``all``): none."""
+    or ECA injection through its common carotid from the CCA's origin to the bifurcation, an ICA injection's on along
+    the nodes ``way_in`` up the ICA (:data:`ICA_CATHETER_MM`); a CCA or VA injection on :data:`FEEDING_RUN_MM` below
+    the root, the way the artery leaves it (its first :data:`FEEDING_AXIS_MM`). An arch injection (``all``): none."""
     if injection == "all":
         return []
     if injection[:3] in ("ICA", "ECA"):
-        return [junctions[f"CCAprox_{injection[-1]}"].tolist(), junctions[f"CB_{injection[-1]}"].tolist()]
+        return [junctions[f"CCAprox_{injection[-1]}"].tolist(), junctions[f"CB_{injection[-1]}"].tolist(), *way_in]
     root = tree.positions_mm[0]
     return [(root - FEEDING_RUN_MM * tree.root_direction(FEEDING_AXIS_MM)).tolist(), root.tolist()]
 
@@ -646,6 +651,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     dir_of: dict[str, np.ndarray] = {}
     end_of: dict[str, str] = {}
     virtual: list[int] = []
+    way_in: list[list[float]] = []  # the injected artery's part below the catheter's tip (an ICA injection's)
     against: set[str] = set()  # segments laid from their end (the other vertebral artery's, filled by reflux)
     side_roots: dict[str, int] = {}  # a course's node at its last via point (:data:`SIDE_TREES`)
 
@@ -674,6 +680,12 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                 nodes = _climb_onto_layer(pts[0], nodes, pts[1], p.scale, -p.cortical_depth_mm, p.step_mm)
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
+            if name == root_segment and p.injection.startswith("ICA"):  # the tree starts at the catheter, up the ICA
+                arc = np.cumsum(np.linalg.norm(np.diff(np.vstack([pts[0], nodes]), axis=0), axis=1))
+                k = int(np.searchsorted(arc, ICA_CATHETER_MM * p.scale))
+                way_in.extend(nodes[:k + 1].tolist())
+                b.set_position(parent_node, nodes[k])
+                nodes, radii = nodes[k + 1:], radii[k + 1:]
             dir_of.setdefault(end, nodes[-1] - nodes[-2])
         node, first = parent_node, b.n_nodes
         for q, r in zip(nodes, radii):
@@ -796,6 +808,6 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         **venous,
     }
     tree = b.build(meta)
-    tree.metadata["feeding_path_mm"] = _feeding_path(p.injection, junctions, tree)
+    tree.metadata["feeding_path_mm"] = _feeding_path(p.injection, junctions, tree, way_in)
     tree.metadata = normalized_metadata(tree.metadata)
     return tree
