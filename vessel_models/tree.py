@@ -75,6 +75,16 @@ def _as_array(name: str, value: Any, dtype: type, ndim: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
+def nearest_labelled_branch(branch_ids: np.ndarray, parents: np.ndarray, labels: dict[int, str]) -> np.ndarray:
+    """(N,) int: each node's branch where ``labels`` names it, else the nearest labelled branch up its path (a distal
+    tree grown from a named artery: the artery's); -1 where none is. ``parents`` come before their children."""
+    nearest = np.array([b if b in labels else -1 for b in np.asarray(branch_ids).tolist()], dtype=np.int64)
+    for i in range(1, len(nearest)):
+        if nearest[i] < 0:
+            nearest[i] = nearest[parents[i]]
+    return nearest
+
+
 @dataclass
 class VesselTree:
     """A rooted vessel tree of centreline nodes.
@@ -271,10 +281,8 @@ class VesselTree:
         """(N,) str: each node's label, that of its branch, or for a node of an unlabelled branch (a distal tree grown
         from a named artery) that of the nearest labelled branch up its path; ``""`` where none is."""
         labels = self.labels
-        named = [labels.get(int(b), "") for b in self.branch_ids]
-        for i in range(1, self.n_nodes):  # parents come before their children
-            named[i] = named[i] or named[self.parents[i]]
-        return np.array(named, dtype=str)
+        nearest = nearest_labelled_branch(self.branch_ids, self.parents, labels)
+        return np.array([labels.get(b, "") for b in nearest.tolist()], dtype=str)
 
     def vessel_nodes(self) -> np.ndarray:
         """Bool mask of the nodes that are vessel: all but those of ``metadata["virtual_branches"]`` (a template's
@@ -466,6 +474,11 @@ class TreeBuilder:
         """Move node ``i`` to branch ``branch_id`` (and that branch's generation)."""
         self._bid[i] = int(branch_id)
         self._gen[i] = self._branch_gen[branch_id]
+
+    def labelled_branches(self) -> np.ndarray:
+        """(N,) int: each node's labelled branch (:func:`nearest_labelled_branch`), -1 where none is."""
+        return nearest_labelled_branch(np.array(self._bid, dtype=np.int64), np.array(self._par, dtype=np.int64),
+                                       self.labels)
 
     def build(self, metadata: dict | None = None) -> VesselTree:
         """Freeze into a :class:`VesselTree` (labels stored in ``metadata["labels"]``)."""

@@ -344,10 +344,8 @@ def _arteries_make_way(b: TreeBuilder, beneath: list[int], aside: list[int], n_a
     branch = np.array([b.branch_of(i) for i in range(n_arterial)])
     # a labelled branch and the unlabelled (grown) ones below it lie inside or outside the dura together: taken
     # apart, a face tree's branch reaching under the brain was pushed inwards and its parent outwards, in turn
-    group = branch.copy()
-    for i in range(1, n_arterial):
-        if branch[i] not in b.labels:
-            group[i] = group[parents[i - 1]]
+    group = b.labelled_branches()[:n_arterial]
+    group = np.where(group >= 0, group, branch)
     # by the mean of the nodes' own levels: the mean position of a long branch along the curved dura lies well inside it
     level = np.linalg.norm((pos - centre) / (axes + SINUS_OFFSET_MM), axis=1)
     inside = _mean_by(group, level[:, None])[:, 0] < 1.0

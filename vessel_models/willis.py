@@ -656,7 +656,6 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     side_roots: dict[str, int] = {}  # a course's node at its last via point (:data:`SIDE_TREES`)
 
     nodes_of: dict[str, range] = {}
-    infratentorial: list[int] = []  # the cerebellar arteries' nodes, their trees' too
 
     def emit(name: str, start: str, parent_node: int, gen: int) -> tuple[int, str]:
         a, b_, vias, key = present[name]
@@ -693,8 +692,6 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         if key in SIDE_TREES:
             side_roots[name] = first + int(np.argmin(np.linalg.norm(nodes - pts[-2], axis=1)))
         nodes_of[name] = range(first, b.n_nodes)
-        if key in CEREBELLAR:
-            infratentorial.extend(nodes_of[name])
         return node, end
 
     root_branch = b.new_branch(0)
@@ -728,9 +725,10 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         node_of[end], _ = emit(name, origin, node, gen)
         end_of[end], gen_of[end] = name, gen
 
+    centre = np.asarray(BRAIN_CENTRE_MM) * p.scale
+    axes = np.asarray(BRAIN_SEMI_AXES_MM) * p.scale
+    cerebellum = (np.asarray(CEREBELLUM_CENTRE_MM) * p.scale, np.asarray(CEREBELLUM_SEMI_AXES_MM) * p.scale)
     if p.distal_iterations > 0:
-        centre = np.asarray(BRAIN_CENTRE_MM) * p.scale
-        axes = np.asarray(BRAIN_SEMI_AXES_MM) * p.scale
         lp = LSystemParams(
             iterations=p.distal_iterations,
             length_diameter_ratio=p.distal_length_diameter_ratio,
@@ -742,12 +740,10 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             asymmetry_min=0.6,
         )
 
-        cerebellum = ("cortex", np.asarray(CEREBELLUM_CENTRE_MM) * p.scale, np.asarray(CEREBELLUM_SEMI_AXES_MM) * p.scale)
-
         def surface_of(key: str) -> tuple[str, np.ndarray, np.ndarray]:
             """The kind of surface ``key``'s tree is laid on (:func:`~vessel_models.courses.lay_on_surface`) and its
             ellipsoid: a cerebellar tree on the cerebellum's cortex."""
-            return cerebellum if DISTAL_TREES[key] == "cerebellum" else (DISTAL_TREES[key], centre, axes)
+            return ("cortex", *cerebellum) if DISTAL_TREES[key] == "cerebellum" else (DISTAL_TREES[key], centre, axes)
 
         def grow(n: int, heading: np.ndarray, key: str, side: float, generation: int, d: float) -> None:
             """The distal tree of ``key`` (root diameter ``d`` mm) grown at node ``n`` and laid on its surface."""
@@ -766,9 +762,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             lay_on_surface(b, first, n, kind, side, on_centre, on_axes, p.cortical_depth_mm * p.scale, 15.0 * p.scale,
                            p.scale, rng_tree.spawn(1)[0])  # a child stream: the draws after it stay as they were
             if DISTAL_TREES[key] in SUPRATENTORIAL:
-                lift_over(b, first, *cerebellum[1:], (TENTORIUM_MM + p.cortical_depth_mm) * p.scale)
-            if key in CEREBELLAR:
-                infratentorial.extend(range(first, b.n_nodes))
+                lift_over(b, first, *cerebellum, (TENTORIUM_MM + p.cortical_depth_mm) * p.scale)
 
         for seg_name in sorted(present):
             key = present[seg_name][3]
@@ -787,11 +781,12 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
 
     venous: dict[str, list[int]] = {}
     if p.veins:
-        branches, inflow = add_cerebral_veins(
-            b, 0, np.asarray(BRAIN_CENTRE_MM) * p.scale, np.asarray(BRAIN_SEMI_AXES_MM) * p.scale, p.scale,
-            p.radius_jitter, p.template_tortuosity, p.step_mm, p.vein_iterations, p.min_radius_mm,
-            np.random.default_rng(streams[3]), infratentorial,
-            (np.asarray(CEREBELLUM_CENTRE_MM) * p.scale, np.asarray(CEREBELLUM_SEMI_AXES_MM) * p.scale))
+        key_of = {name: seg[3] for name, seg in present.items()}
+        below = [k for k, name in b.labels.items() if key_of.get(name) in CEREBELLAR]  # their trees' nodes too
+        infratentorial = np.nonzero(np.isin(b.labelled_branches(), below))[0].tolist()
+        branches, inflow = add_cerebral_veins(b, 0, centre, axes, p.scale, p.radius_jitter, p.template_tortuosity,
+                                              p.step_mm, p.vein_iterations, p.min_radius_mm,
+                                              np.random.default_rng(streams[3]), infratentorial, cerebellum)
         venous = {"venous_branches": branches, "venous_inflow_nodes": inflow}
         virtual.append(branches[0])
     meta = {
