@@ -204,6 +204,13 @@ def test_cerebral_ica_catheter_runs_up_the_common_carotid_into_the_internal_caro
     # the tip 3 mm back along the way in from the root: in the ICA, ICA_CATHETER_MM - 3 mm above the bifurcation
     tip = np.array([np.interp(along[-1] - 3.0, along, ica[:, k]) for k in range(3)])
     np.testing.assert_allclose(path[-1], tip, atol=1e-6)
+    # past the carotid bulb, in the lower half of the cervical ICA (below C1 and the skull base), and nothing of the
+    # injected tree in the ICA below it
+    cervical = tree.positions_mm[tree.branch_ids == next(b for b, n in tree.labels.items() if n == "ICA_cervical_L")]
+    cervical_mm = along[-1] + np.sum(np.linalg.norm(np.diff(np.vstack([tree.positions_mm[0], cervical]), axis=0), axis=1))
+    assert 20.0 <= along[-1] - 3.0 <= 0.5 * cervical_mm, (along[-1], cervical_mm)
+    below_tip = np.vstack([ica[:-1][along[:-1] <= along[-1] - 3.0], tip])
+    assert cKDTree(below_tip).query(tree.positions_mm)[0].min() > 2.0
     # along the way in (the straight CCA, its origin on the path, then the ICA), the corner at the bifurcation rounded
     # within a tenth of a millimetre; entry at the neck's end
     t = np.linspace(0.0, 1.0, 200)[:, None]

@@ -123,20 +123,23 @@ def ellipsoid_normal(point: np.ndarray, centre: np.ndarray, axes: np.ndarray) ->
 
 
 def lift_over(b: TreeBuilder, first: int, centre: np.ndarray, axes: np.ndarray, clearance_mm: float) -> None:
-    """Move the nodes ``first..`` of ``b`` inside the ellipsoid (``centre``, semi-axes ``axes`` + ``clearance_mm``,
-    mm) straight up (+z) onto its upper surface.
+    """Move the nodes ``first..`` of ``b`` that lie under the upper surface of the ellipsoid (``centre``, semi-axes
+    ``axes`` + ``clearance_mm``, mm), inside it or below it, straight up (+z) onto that surface.
 
     The brain ellipsoid's underside reaches into the cerebellum's place; the tentorium parts them, and a tree laid on
     the brain above it (the posterior cerebral artery's on the occipital lobe, the vein of Labbe's on the temporal
-    lobe) runs over the tentorium instead. A node moves the less the nearer it lies to the upper surface or the rim
-    (nil on them), so a tree reaching in from above or from the side keeps its shape where it enters.
+    lobe) runs over the tentorium instead. A node inside moves the less the nearer it lies to the upper surface or the
+    rim (nil on them), so a tree reaching in from above or from the side keeps its shape where it enters; one below
+    goes up with the column above it (near the cerebellum's front the brain ellipsoid dips under it: lifting only the
+    nodes inside left edges of a vein of Labbe's tree 20-25 mm long through the cerebellum, seeds 6 and 12).
     """
     pos = np.array([b.position(i) for i in range(first, b.n_nodes)]).reshape(-1, 3)
     big = np.asarray(axes, dtype=np.float64) + clearance_mm
     rel = (pos - centre) / big
-    footprint = 1.0 - rel[:, 0] ** 2 - rel[:, 1] ** 2  # (z - top)^2 / big_z^2 where the ellipsoid is, < 0 off it
-    for k in np.nonzero(footprint > rel[:, 2] ** 2)[0]:
-        b.set_position(first + int(k), np.array([pos[k, 0], pos[k, 1], centre[2] + big[2] * math.sqrt(footprint[k])]))
+    footprint = 1.0 - rel[:, 0] ** 2 - rel[:, 1] ** 2  # > 0 over the ellipsoid's outline seen from above
+    height = np.sqrt(np.clip(footprint, 0.0, None))  # of its upper surface over the centre, in semi-axes
+    for k in np.nonzero((footprint > 0.0) & (rel[:, 2] < height))[0]:
+        b.set_position(first + int(k), np.array([pos[k, 0], pos[k, 1], centre[2] + big[2] * height[k]]))
 
 
 def _turn_deg(a: np.ndarray | None, b: np.ndarray | None) -> float:

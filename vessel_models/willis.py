@@ -217,6 +217,10 @@ SIDE_TREES = CORTICAL_COURSES | set(CEREBELLAR)
 EXTERNAL_CAROTID = ("ECA", "ECA_distal", "STA", "OccA", "FacA", "MaxA", "MMA", "MMA_dural", "MMA_frontal", "MMA_parietal",
                     "STA_frontal", "STA_parietal", "SupThyA", "LingA", "PAA")
 HYPOPLASTIC_FACTOR = 0.4
+#: Segments a selective injection fills against their flow from the far end (the other vertebral artery's intracranial
+#: segment, by reflux from the vertebrobasilar junction): filled so, they leave that junction at an angle, not on along
+#: the injected artery (tangent to it, the refluxed segment first rose 0.5-1.5 mm above the junction and hooked back).
+REFLUX = frozenset({"VA_V4"})
 #: Segments that leave their junction at an angle instead of tangent-continuous with the parent: the A1
 #: turns medially off the ICA terminus (a T-shaped bifurcation), not on along the supraclinoid ICA; the A2
 #: turns up into the interhemispheric fissure at the ACoA, not on across the midline along the A1; side branches
@@ -559,7 +563,7 @@ for _s, _o in (("L", "R"), ("R", "L")):
     INJECTIONS[f"ECA_{_s}"] = _eca
     INJECTIONS[f"CCA_{_s}"] = (f"CCA_{_s}",) + _ica + _eca
     # and down the other vertebral artery's intracranial segment by reflux, into its posterior inferior cerebellar
-    # artery: a unilateral vertebral run usually shows both
+    # artery: a run of the dominant vertebral artery often shows both (:func:`_territory`)
     INJECTIONS[f"VA_{_s}"] = (f"VA_{_s}", f"VA_V3_{_s}", f"VA_V4_{_s}", "BA", "P1_L", "P1_R", "P2_L", "P2_R",
                               f"PICA_{_s}", "AICA_L", "AICA_R", "SCA_L", "SCA_R", f"VA_V4_{_o}", f"PICA_{_o}")
 
@@ -578,10 +582,13 @@ def _feeding_path(injection: str, junctions: dict[str, np.ndarray], tree: Vessel
     return [(root - FEEDING_RUN_MM * tree.root_direction(FEEDING_AXIS_MM)).tolist(), root.tolist()]
 
 
-def _territory(injection: str, present: dict[str, tuple], variants: dict[str, str]) -> dict[str, tuple]:
+def _territory(injection: str, present: dict[str, tuple], variants: dict[str, str],
+               diameters: dict[str, tuple[float, float]]) -> dict[str, tuple]:
     """The segments a selective injection fills (:data:`INJECTIONS`), with the variants' detours: an
     ICA injection also fills the PCoA and P2 of a fetal PCA, and across the ACoA the A2/A3 of the other
-    side when that side's A1 is absent; a vertebral injection leaves out the P2 of a full fetal PCA."""
+    side when that side's A1 is absent; a vertebral injection leaves out the P2 of a full fetal PCA, and refluxes into
+    the other vertebral artery only from the dominant side (its intracranial segment at least as wide as the other's:
+    ``diameters``); from the other, the dominant one's unopacified inflow washes it out at the junction."""
     if injection not in INJECTIONS:
         raise VesselInputError(f"cow parameter injection={injection!r}: use all or one of {', '.join(INJECTIONS)}")
     names = set(INJECTIONS[injection])
@@ -593,6 +600,8 @@ def _territory(injection: str, present: dict[str, tuple], variants: dict[str, st
                 names |= {"ACoA", f"A2_{o}", f"A3_{o}"}
         if injection.startswith("VA") and variants[f"P1_{s}"] == "fetal_full":
             names.discard(f"P2_{s}")
+        if injection == f"VA_{s}" and diameters[f"VA_V4_{o}"][0] > diameters[f"VA_V4_{s}"][0]:
+            names -= {f"VA_V4_{o}", f"PICA_{o}"}
     return {n: seg for n, seg in present.items() if n in names}
 
 
@@ -634,7 +643,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         for target in ("CCAprox_R", "VAprox_L", "VAprox_R"):  # the other inflows hang on virtual connectors
             present[f"virtual_{target}"] = (root_j, target, [], "virtual")
     else:
-        present = _territory(p.injection, present, variants)
+        present = _territory(p.injection, present, variants, diameters)
         root_j = present[INJECTIONS[p.injection][0]][0]
     root_segment = next(n for n in sorted(present) if present[n][0] == root_j and not n.startswith("virtual"))
     side_origin = {n: ORIGIN_ON[key][0].format(s=n[-1]) for n, (_, _, _, key) in present.items() if key in ORIGIN_ON}
@@ -652,7 +661,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     end_of: dict[str, str] = {}
     virtual: list[int] = []
     way_in: list[list[float]] = []  # the injected artery's part below the catheter's tip (an ICA injection's)
-    against: set[str] = set()  # segments laid from their end (the other vertebral artery's, filled by reflux)
+    against: set[str] = set()  # segments laid from their end (the ACoA from the right, a refluxed vertebral artery)
     side_roots: dict[str, int] = {}  # a course's node at its last via point (:data:`SIDE_TREES`)
 
     nodes_of: dict[str, range] = {}
@@ -669,7 +678,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             radii = np.full(2, VIRTUAL_RADIUS_MM)
             virtual.append(bid)
         else:
-            start_dir = None if key in ANGLED_STARTS else dir_of.get(start)
+            start_dir = None if key in ANGLED_STARTS or (key in REFLUX and a != start) else dir_of.get(start)
             nodes = smooth_curve(pts, start_dir, p.step_mm, p.template_tortuosity,
                                  rng_own[OWN_STREAM[key]] if key in OWN_STREAM else rng_geo,
                                  SAGITTAL_NORMAL if key in INTERHEMISPHERIC else None, p.template_wiggle_mm)
@@ -679,13 +688,13 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
                 nodes = _climb_onto_layer(pts[0], nodes, pts[1], p.scale, -p.cortical_depth_mm, p.step_mm)
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
+            dir_of.setdefault(end, nodes[-1] - nodes[-2])
             if name == root_segment and p.injection.startswith("ICA"):  # the tree starts at the catheter, up the ICA
                 arc = np.cumsum(np.linalg.norm(np.diff(np.vstack([pts[0], nodes]), axis=0), axis=1))
-                k = int(np.searchsorted(arc, ICA_CATHETER_MM * p.scale))
+                k = min(int(np.searchsorted(arc, ICA_CATHETER_MM * p.scale)), len(nodes) - 2)  # a node left after it
                 way_in.extend(nodes[:k + 1].tolist())
                 b.set_position(parent_node, nodes[k])
                 nodes, radii = nodes[k + 1:], radii[k + 1:]
-            dir_of.setdefault(end, nodes[-1] - nodes[-2])
         node, first = parent_node, b.n_nodes
         for q, r in zip(nodes, radii):
             node = b.add_node(q, float(r), node, bid)
@@ -796,7 +805,8 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         "variants": variants,
         "virtual_branches": virtual,
         "frame": "LPS",
-        "root": f"{root_segment} proximal",
+        "root": f"{root_segment} " + (f"{ICA_CATHETER_MM * p.scale:g} mm from its origin, at the catheter"
+                                      if p.injection.startswith("ICA") else "proximal"),
         "injection": p.injection,
         "brain_centre_mm": [float(x) * p.scale for x in BRAIN_CENTRE_MM],
         "brain_semi_axes_mm": [float(x) * p.scale for x in BRAIN_SEMI_AXES_MM],
