@@ -202,14 +202,14 @@ OWN_STREAM: dict[str, int] = {**dict.fromkeys(("MMA", *ON_LAYER_MM), 4),
                               **dict.fromkeys(("OphA", "OphA_orbital", "AChA", "SupThyA", "LingA", "PAA"), 5),
                               **dict.fromkeys(CORTICAL_COURSES, 6),
                               **dict.fromkeys(CEREBELLAR, 7)}
-#: Segments that leave their parent along its course rather than at a junction: ``key -> (parent, mm)``, the origin
-#: that far along the parent from its start (from its end where negative; start and end as the parent is defined, also
-#: where a selective injection fills it from its end). The superior cerebellar artery leaves the
-#: basilar artery just below its tip (0.7-4.5 mm below the posterior cerebral artery, 150 cadaver arteries; 27.2 +- 3.1
-#: mm above the vertebrobasilar junction, Ballesteros-Acuna 2021), the anterior inferior its lower part (11.8 mm above
-#: the junction on average, Habibi 2012, 31 cadavers), the posterior inferior the intracranial vertebral artery 1-2 cm
-#: below the junction (``{s}``: its side); the offsets x ``scale``, kept within the parent. Their first junction
-#: (``SCAo``...) is the parent's node there.
+#: Segments that leave their parent along its course rather than at a junction: ``key -> (parent, mm)``, the origin that
+#: far along the parent from its start (from its end where negative; start and end as the parent is defined, also where
+#: a selective injection fills it from its end). The superior cerebellar artery leaves the basilar artery just below its
+#: tip (0.7-4.5 mm below the posterior cerebral artery, 150 cadaver arteries; 27.2 +- 3.1 mm above the vertebrobasilar
+#: junction, Ballesteros-Acuna 2021), the anterior inferior its lower part (11.8 mm above the junction on average,
+#: Habibi 2012, 31 cadavers), the posterior inferior the intracranial vertebral artery 1-2 cm below the junction
+#: (``{s}``: its side); the offsets x ``scale``, kept within the parent. Their first junction (``SCAo``...) is the
+#: parent's node there.
 ORIGIN_ON = {"SCA": ("BA", -2.5), "AICA": ("BA", 11.8), "PICA": ("VA_V4_{s}", -15.0)}
 #: Courses with a side tree (:data:`SIDE_TREE_DIAMETER`).
 SIDE_TREES = CORTICAL_COURSES | set(CEREBELLAR)
