@@ -180,11 +180,11 @@ def test_dsa_options_put_a_catheter_on_templates_by_default():
 
 def test_cerebral_ica_catheter_runs_up_the_common_carotid_into_the_internal_carotid():
     """A selective ICA run: the catheter comes up the common carotid from the neck and on up the cervical ICA, its tip
-    3 mm below the injected tree's root, ``ICA_CATHETER_MM`` above the bifurcation (about C2). Before 2026-12-07 the
+    3 mm below the injected tree's root, ``CATHETER_UP_MM["ICA"]`` above the bifurcation (about C2). Before 2026-12-07 the
     tree started at the bifurcation and the tip sat in the common carotid, 3 mm below it."""
     from scene_helpers import head_ct
 
-    from vessel_models.willis import ICA_CATHETER_MM
+    from vessel_models.willis import CATHETER_UP_MM
 
     ct = head_ct()
     patient = Patient(ct, None, CTSpec("memory"))
@@ -200,8 +200,9 @@ def test_cerebral_ica_catheter_runs_up_the_common_carotid_into_the_internal_caro
     along = np.r_[0.0, np.cumsum(steps)]
     step = np.median(steps)  # the template's node spacing, as placed (the placement scales the template to the head)
     size = step / tree.metadata["params"]["step_mm"]
-    assert ICA_CATHETER_MM * size <= along[-1] < ICA_CATHETER_MM * size + step, along[-1]  # at the first node past it
-    # the tip 3 mm back along the way in from the root: in the ICA, ICA_CATHETER_MM - 3 mm above the bifurcation
+    up = CATHETER_UP_MM["ICA"] * size
+    assert up <= along[-1] < up + step, along[-1]  # at the first node past it
+    # the tip 3 mm back along the way in from the root: in the ICA, 27 mm above the bifurcation
     tip = np.array([np.interp(along[-1] - 3.0, along, ica[:, k]) for k in range(3)])
     np.testing.assert_allclose(path[-1], tip, atol=1e-6)
     # past the carotid bulb, in the lower half of the cervical ICA (below C1 and the skull base), and nothing of the

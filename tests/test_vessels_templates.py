@@ -410,6 +410,33 @@ def test_every_selective_injection_has_a_way_in_up_its_feeding_artery(site):
     assert generate("cow", 0, **arteries).metadata["feeding_path_mm"] == []  # an arch injection: none
 
 
+@pytest.mark.parametrize("site", ["ICA_L", "ECA_R"])
+def test_a_selective_carotid_run_starts_at_the_catheter_up_the_injected_artery(site):
+    """A selective internal or external carotid injection's tree starts where the catheter sits, ``CATHETER_UP_MM`` up
+    the injected artery from the bifurcation (at its first node past that, along the artery): the way in runs from the
+    CCA's origin through the bifurcation and up the artery's unfilled first part to the root, and no node of the tree
+    lies within 1 mm of that part; an ECA run leaves out the superior thyroid artery, which leaves at the bifurcation,
+    below the catheter (moved up to the catheter, its first nodes ran down inside the ECA's unfilled part, 0.7-1.2 mm
+    off its axis). Before 2026-12-07 both trees started at the bifurcation, the catheter's tip in the common carotid,
+    which would fill both. Seeds 0-3."""
+    from vessel_models.willis import CATHETER_UP_MM
+
+    arteries = dict(distal_iterations=0, veins=False)
+    for seed in SEEDS:
+        tree = generate("cow", seed, injection=site, **arteries)
+        way = np.asarray(tree.metadata["feeding_path_mm"])
+        whole = generate("cow", seed, **arteries)
+        np.testing.assert_allclose(way[1], _segment(whole, f"CCA_{site[-1]}")[-1], atol=1e-9)  # the bifurcation
+        up = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(way[1:], axis=0), axis=1))]
+        step = tree.metadata["params"]["step_mm"]
+        assert CATHETER_UP_MM[site[:3]] <= up[-1] < CATHETER_UP_MM[site[:3]] + step, (seed, up[-1])
+        np.testing.assert_allclose(way[-1], tree.positions_mm[0], atol=1e-9)
+        t = np.linspace(0.0, 1.0, 20)[:, None]
+        below = np.vstack([a + t * (b - a) for a, b in zip(way[1:-2], way[2:-1])])  # short of the root's last edge
+        assert cKDTree(below).query(tree.positions_mm[1:])[0].min() > 1.0, seed
+        assert f"SupThyA_{site[-1]}" not in tree.labels.values()
+
+
 def test_venous_named_segments_within_published_ranges(tmp_path):
     """``vessels stats --json`` of the template with its venous part reports the sinuses, jugulars and
     cortical veins, each within the cited mean +- 2 SD; the SSS widens towards the torcula."""

@@ -547,10 +547,11 @@ def _diameters(params: WillisParams, variants: dict[str, str], rng: np.random.Ge
 FEEDING_RUN_MM = 40.0
 #: Length (mm) of the injected artery over which the direction it leaves its root is read.
 FEEDING_AXIS_MM = 10.0
-#: A selective internal carotid injection's catheter sits this far (mm, x ``scale``) up the cervical ICA from the
-#: carotid bifurcation, at about C2 as in a diagnostic run (a typical placement, a few centimetres into the ICA; not
-#: from a source): the injected tree starts there, the ICA below it is the catheter's way in and stays unfilled.
-ICA_CATHETER_MM = 30.0
+#: A selective internal or external carotid injection's catheter sits this far (mm, x ``scale``) up the injected
+#: artery from the carotid bifurcation, as in a diagnostic run (typical placements, not from a source): in the cervical
+#: ICA at about C2, past the bulb; in the ECA's first centimetre. The injected tree starts there and the artery below
+#: it is the catheter's way in, unfilled (in a CCA injection the catheter, in the CCA, fills both).
+CATHETER_UP_MM = {"ICA": 30.0, "ECA": 10.0}
 #: Selective injection sites: the segment the catheter tip sits in, then the segments it feeds (per
 #: side ``{s}``, the other side ``{o}``); see :func:`_territory` for the variant-dependent parts.
 INJECTIONS: dict[str, tuple[str, ...]] = {}
@@ -560,7 +561,8 @@ for _s, _o in (("L", "R"), ("R", "L")):
                                        "OphA_orbital", "AChA"))
     _eca = tuple(f"{n}_{_s}" for n in EXTERNAL_CAROTID)  # the catheter tip in its first, the ECA
     INJECTIONS[f"ICA_{_s}"] = _ica
-    INJECTIONS[f"ECA_{_s}"] = _eca
+    # not the superior thyroid artery: it leaves at the bifurcation, below the catheter (CATHETER_UP_MM)
+    INJECTIONS[f"ECA_{_s}"] = tuple(n for n in _eca if not n.startswith("SupThyA"))
     INJECTIONS[f"CCA_{_s}"] = (f"CCA_{_s}",) + _ica + _eca
     # and down the other vertebral artery's intracranial segment by reflux, into its posterior inferior cerebellar
     # artery: a run of the dominant vertebral artery often shows both (:func:`_territory`)
@@ -571,13 +573,14 @@ for _s, _o in (("L", "R"), ("R", "L")):
 def _feeding_path(injection: str, junctions: dict[str, np.ndarray], tree: VesselTree,
                   way_in: list[list[float]]) -> list[list[float]]:
     """The catheter's way in to a selective injection's root (template mm, upstream first, ending at the root): an ICA
-    or ECA injection through its common carotid from the CCA's origin to the bifurcation, an ICA injection's on along
-    the nodes ``way_in`` up the ICA (:data:`ICA_CATHETER_MM`); a CCA or VA injection on :data:`FEEDING_RUN_MM` below
-    the root, the way the artery leaves it (its first :data:`FEEDING_AXIS_MM`). An arch injection (``all``): none."""
+    or ECA injection through its common carotid from the CCA's origin and on up the injected artery to the root, along
+    ``way_in`` (the bifurcation, then the artery's nodes below the root: :data:`CATHETER_UP_MM`); a CCA or VA injection
+    on :data:`FEEDING_RUN_MM` below the root, the way the artery leaves it (its first :data:`FEEDING_AXIS_MM`). An arch
+    injection (``all``): none."""
     if injection == "all":
         return []
-    if injection[:3] in ("ICA", "ECA"):
-        return [junctions[f"CCAprox_{injection[-1]}"].tolist(), junctions[f"CB_{injection[-1]}"].tolist(), *way_in]
+    if injection[:3] in CATHETER_UP_MM:
+        return [junctions[f"CCAprox_{injection[-1]}"].tolist(), *way_in]
     root = tree.positions_mm[0]
     return [(root - FEEDING_RUN_MM * tree.root_direction(FEEDING_AXIS_MM)).tolist(), root.tolist()]
 
@@ -660,7 +663,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     dir_of: dict[str, np.ndarray] = {}
     end_of: dict[str, str] = {}
     virtual: list[int] = []
-    way_in: list[list[float]] = []  # the injected artery's part below the catheter's tip (an ICA injection's)
+    way_in: list[list[float]] = []  # the bifurcation and the injected artery below the catheter (ICA, ECA runs)
     against: set[str] = set()  # segments laid from their end (the ACoA from the right, a refluxed vertebral artery)
     side_roots: dict[str, int] = {}  # a course's node at its last via point (:data:`SIDE_TREES`)
 
@@ -689,10 +692,11 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
             d0, d1 = diameters[name] if a == start else diameters[name][::-1]
             radii = 0.5 * (d0 + (d1 - d0) * np.arange(1, len(nodes) + 1) / len(nodes))
             dir_of.setdefault(end, nodes[-1] - nodes[-2])
-            if name == root_segment and p.injection.startswith("ICA"):  # the tree starts at the catheter, up the ICA
+            if name == root_segment and p.injection[:3] in CATHETER_UP_MM:  # the tree starts at the catheter
                 arc = np.cumsum(np.linalg.norm(np.diff(np.vstack([pts[0], nodes]), axis=0), axis=1))
-                k = min(int(np.searchsorted(arc, ICA_CATHETER_MM * p.scale)), len(nodes) - 2)  # a node left after it
-                way_in.extend(nodes[:k + 1].tolist())
+                k = int(np.searchsorted(arc, CATHETER_UP_MM[p.injection[:3]] * p.scale))
+                k = min(k, len(nodes) - 2)  # a node left after it
+                way_in.extend([junctions[start].tolist(), *nodes[:k + 1].tolist()])
                 b.set_position(parent_node, nodes[k])
                 nodes, radii = nodes[k + 1:], radii[k + 1:]
         node, first = parent_node, b.n_nodes
@@ -805,8 +809,8 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         "variants": variants,
         "virtual_branches": virtual,
         "frame": "LPS",
-        "root": f"{root_segment} " + (f"{ICA_CATHETER_MM * p.scale:g} mm from its origin, at the catheter"
-                                      if p.injection.startswith("ICA") else "proximal"),
+        "root": f"{root_segment} " + (f"{CATHETER_UP_MM[p.injection[:3]] * p.scale:g} mm from its origin, at the "
+                                      "catheter" if p.injection[:3] in CATHETER_UP_MM else "proximal"),
         "injection": p.injection,
         "brain_centre_mm": [float(x) * p.scale for x in BRAIN_CENTRE_MM],
         "brain_semi_axes_mm": [float(x) * p.scale for x in BRAIN_SEMI_AXES_MM],
