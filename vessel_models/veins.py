@@ -426,7 +426,7 @@ def _lay_segment(b: TreeBuilder, name: str, parent: int, points: list[np.ndarray
 def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axes: np.ndarray, scale: float,
                        radius_jitter: float, tortuosity: float, step_mm: float, iterations: int,
                        min_radius_mm: float, rng: np.random.Generator,
-                       infratentorial: Sequence[int] = (),
+                       infratentorial: np.ndarray | None = None,
                        cerebellum: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[int], list[int]]:
     """Append the venous template to ``b``, hung on a virtual connector from ``parent_node``.
 
@@ -451,10 +451,11 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     min_radius_mm : float
         Smallest cortical vein radius.
     rng : numpy.random.Generator
-    infratentorial : sequence of int
-        The arterial nodes below the tentorium (the cerebellar arteries): they give way to the veins into the posterior
-        fossa, towards the ``cerebellum``'s centre (the brain ellipsoid's normal there led out of it: an anterior
-        inferior cerebellar artery was pushed 36 mm down along the sigmoid sinus).
+    infratentorial : (N,) bool ndarray, optional
+        Which of the arterial nodes (the builder's ``N`` so far) lie below the tentorium (the cerebellar arteries): they
+        give way to the veins into the posterior fossa, towards the ``cerebellum``'s centre (the brain ellipsoid's
+        normal there led out of it: an anterior inferior cerebellar artery was pushed 36 mm down along the sigmoid
+        sinus).
     cerebellum : (centre, semi-axes), optional
         The cerebellum's ellipsoid (mm, already scaled): over it the cortical veins run on the tentorium, their depth
         under the brain over :data:`~vessel_models.courses.TENTORIUM_MM` (:func:`~vessel_models.courses.lift_over`).
@@ -466,7 +467,7 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
     inflow_nodes : list of int
         Capillary ends: the leaves of the cortical vein trees.
     """
-    if len(infratentorial) and cerebellum is None:
+    if infratentorial is not None and infratentorial.any() and cerebellum is None:
         raise ValueError("add_cerebral_veins: infratentorial arteries need the cerebellum's ellipsoid")
     n_arterial = b.n_nodes  # the arteries are laid first
     segs = _segments(centre, axes, scale)
@@ -548,12 +549,10 @@ def add_cerebral_veins(b: TreeBuilder, parent_node: int, centre: np.ndarray, axe
         if name.startswith(MIDLINE_VEINS):
             aside += ids
     # the arteries first: the giving veins then make way for them where they end up
-    below = np.zeros(n_arterial, dtype=bool)
-    below[list(infratentorial)] = True
-    _arteries_make_way(b, beneath, aside, n_arterial, centre, axes, below, cerebellum)
+    _arteries_make_way(b, beneath, aside, n_arterial, centre, axes, infratentorial, cerebellum)
     for ids in giving:
         _make_way(b, ids, n_arterial)
     # where a giving vein could not (its held ends, or arteries on both of its sides), the arteries give way to it
-    _arteries_make_way(b, beneath, aside, n_arterial, centre, axes, below, cerebellum,
+    _arteries_make_way(b, beneath, aside, n_arterial, centre, axes, infratentorial, cerebellum,
                        off=[i for ids in giving for i in ids])
     return sorted({b.branch_of(i) for i in range(root, b.n_nodes)}), inflow

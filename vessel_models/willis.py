@@ -796,7 +796,7 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
     if p.veins:
         key_of = {name: seg[3] for name, seg in present.items()}
         below = [k for k, name in b.labels.items() if key_of.get(name) in CEREBELLAR]  # their trees' nodes too
-        infratentorial = np.nonzero(np.isin(b.labelled_branches(), below))[0].tolist()
+        infratentorial = np.isin(b.labelled_branches(), below)
         branches, inflow = add_cerebral_veins(b, 0, centre, axes, p.scale, p.radius_jitter, p.template_tortuosity,
                                               p.step_mm, p.vein_iterations, p.min_radius_mm,
                                               np.random.default_rng(streams[3]), infratentorial, cerebellum)
@@ -812,8 +812,8 @@ def generate_willis(seed: int, params: WillisParams | None = None, **overrides: 
         "root": f"{root_segment} " + (f"{CATHETER_UP_MM[p.injection[:3]] * p.scale:g} mm from its origin, at the "
                                       "catheter" if p.injection[:3] in CATHETER_UP_MM else "proximal"),
         "injection": p.injection,
-        "brain_centre_mm": [float(x) * p.scale for x in BRAIN_CENTRE_MM],
-        "brain_semi_axes_mm": [float(x) * p.scale for x in BRAIN_SEMI_AXES_MM],
+        "brain_centre_mm": centre.tolist(),
+        "brain_semi_axes_mm": axes.tolist(),
         **venous,
     }
     tree = b.build(meta)
